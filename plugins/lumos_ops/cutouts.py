@@ -1,0 +1,97 @@
+"""Cut fixed-size stamps around targets, padding (never dropping) targets near CCD edges."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from lumos_ops.constants import STAMP_SIZE
+
+__all__ = ["Stamps", "cut_stamps"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stamps:
+    """A batch of square cutouts.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n, size, size), float32
+        Pixel values (same unit as the image); pixels outside the image are NaN.
+    x0, y0 : ndarray of int64, shape (n,)
+        Image pixel (column, row) of stamp pixel [0, 0].
+    dx, dy : ndarray of float64, shape (n,)
+        Sub-pixel offset of the target from the stamp centre pixel ``(size // 2, size // 2)``,
+        in [-0.5, 0.5) pixels: the target sits at stamp coordinates ``(size//2 + dx, size//2 + dy)``.
+    off_chip_fraction : ndarray of float64, shape (n,)
+        Fraction of stamp pixels outside the image (0 for interior targets).
+    on_image : ndarray of bool, shape (n,)
+        Whether the target centre itself is on the image.
+    """
+
+    data: np.ndarray
+    x0: np.ndarray
+    y0: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    off_chip_fraction: np.ndarray
+    on_image: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Stamp side (pixels)."""
+        return int(self.data.shape[-1])
+
+
+def cut_stamps(image: np.ndarray, x: np.ndarray, y: np.ndarray, *, size: int = STAMP_SIZE) -> Stamps:
+    """Cut ``size x size`` stamps centred on the pixels nearest to (x, y).
+
+    Parameters
+    ----------
+    image : ndarray, shape (ny, nx)
+        The CCD image (any unit); NaN marks masked pixels.
+    x, y : array_like, shape (n,)
+        0-based target positions (pixels; x = column).
+    size : int, keyword-only
+        Stamp side in pixels (even or odd).
+
+    Returns
+    -------
+    Stamps
+        Off-image pixels are NaN and reported in ``off_chip_fraction``.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D arrays of the same length, got {x.shape} and {y.shape}")
+    ny, nx = image.shape
+    finite = np.isfinite(x) & np.isfinite(y)
+    ix = np.floor(np.where(finite, x, 0.0) + 0.5).astype(np.int64)
+    iy = np.floor(np.where(finite, y, 0.0) + 0.5).astype(np.int64)
+    half = size // 2
+    x0 = ix - half
+    y0 = iy - half
+    offsets = np.arange(size)
+    rows = y0[:, None] + offsets[None, :]
+    cols = x0[:, None] + offsets[None, :]
+    row_ok = (rows >= 0) & (rows < ny)
+    col_ok = (cols >= 0) & (cols < nx)
+    data = image[np.clip(rows, 0, ny - 1)[:, :, None], np.clip(cols, 0, nx - 1)[:, None, :]].astype(np.float32)
+    inside = row_ok[:, :, None] & col_ok[:, None, :]
+    inside &= finite[:, None, None]
+    data[~inside] = np.nan
+    on_image = finite & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    return Stamps(
+        data=data,
+        x0=x0,
+        y0=y0,
+        dx=np.where(finite, x - ix, 0.0),
+        dy=np.where(finite, y - iy, 0.0),
+        off_chip_fraction=1.0 - inside.mean(axis=(1, 2)),
+        on_image=on_image,
+    )

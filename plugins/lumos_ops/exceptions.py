@@ -1,0 +1,55 @@
+"""Exceptions raised by lumos-ops.
+
+Every error inherits from a built-in exception so that callers can catch the generic kind
+(``ValueError``, ``FileNotFoundError``...) and from :class:`LumosError` so that the CLI can turn
+any of them into a one-line message instead of a traceback.
+"""
+
+__all__ = [
+    "LumosError",
+    "LumosValueError",
+    "InputFileError",
+    "HeaderError",
+    "CatalogError",
+    "ModelError",
+    "StorageError",
+    "DatabaseError",
+]
+
+
+class LumosError(Exception):
+    """Base class of every error raised on purpose by lumos-ops."""
+
+
+class LumosValueError(LumosError, ValueError):
+    """A parameter has an invalid value; the message names the parameter."""
+
+
+class InputFileError(LumosError, OSError):
+    """An input file is missing, empty, truncated or unreadable; the message names the file."""
+
+
+class HeaderError(LumosError, KeyError):
+    """A FITS header lacks a required keyword or has an invalid value.
+
+    ``KeyError`` quotes its message in ``str()``; this class returns it verbatim.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CatalogError(LumosError, ValueError):
+    """The external catalogue is malformed; the message names the file, row and column."""
+
+
+class ModelError(LumosError, ValueError):
+    """A model checkpoint is missing, corrupt or incompatible with the requested configuration."""
+
+
+class StorageError(LumosError, OSError):
+    """Object storage failed (missing key, checksum mismatch, invalid key)."""
+
+
+class DatabaseError(LumosError, RuntimeError):
+    """The photometry database is unreachable or its schema is not at the expected version."""

@@ -1,0 +1,41 @@
+"""Measurement quality flags, a bit mask stored in every output row as ``flag``.
+
+A flag never hides a measurement: the flux is still reported when it can be computed, and the
+flag tells the user why it may be unreliable. ``OFF_IMAGE`` rows have ``flux = NaN``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+__all__ = ["Flag", "describe_flags"]
+
+
+class Flag(enum.IntFlag):
+    """Bits of the ``flag`` column (combine with ``|``, test with ``&``)."""
+
+    NONE = 0
+    EDGE = 1
+    """The 60x60 stamp or the aperture crosses the CCD edge; missing pixels were padded."""
+    OFF_IMAGE = 2
+    """The target centre lies outside the image: nothing measured (flux NaN)."""
+    MASKED = 4
+    """Masked pixels (NaN, bad columns) inside the aperture or the stamp centre."""
+    SATURATED = 8
+    """Pixels at or above the header SATURATE level inside the aperture."""
+    ANNULUS_INCOMPLETE = 16
+    """Fewer than half of the background-annulus pixels are usable (edge, masks, clipping)."""
+    FIT_FAILED = 32
+    """An iterative estimator (profile fit) did not converge; the flux is its last iterate."""
+    BAD_PROFILE = 64
+    """Catalogue shape parameters were out of range and were clipped before rendering."""
+    NEGATIVE_MODEL = 128
+    """The estimated flux is negative (allowed for faint sources, flagged for users)."""
+
+
+def describe_flags(value: int | np.integer) -> list[str]:
+    """Names of the bits set in ``value``, e.g. ``describe_flags(9) == ['EDGE', 'SATURATED']``."""
+    value = int(value)
+    return [f.name for f in Flag if f.value and value & f.value and f.name is not None]

@@ -1,0 +1,132 @@
+"""Read and validate the external (detection) catalogue of ``shared/GUIDE.md``.
+
+One row per target: ``ref_id`` (int), ``ra``/``dec`` (deg) and/or ``x``/``y`` (0-based pixel,
+x = column), ``r50`` (arcsec, circularised half-light radius), ``sersic_n``, ``q`` (b/a in (0, 1]),
+``pa`` (deg, counter-clockwise from +x), ``i_auto`` (AB mag), optional ``zspec``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.exceptions import CatalogError, InputFileError
+
+__all__ = ["read_catalog", "validate_catalog", "target_pixels", "SHAPE_COLUMNS"]
+
+SHAPE_COLUMNS: tuple[str, ...] = ("r50", "sersic_n", "q", "pa", "i_auto")
+"""Columns every catalogue needs besides ``ref_id`` and a position."""
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "r50": (0.0, 60.0),
+    "sersic_n": (0.05, 20.0),
+    "q": (0.0, 1.0),
+    "i_auto": (5.0, 35.0),
+}
+
+
+def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet catalogue and validate it with :func:`validate_catalog`.
+
+    Raises
+    ------
+    InputFileError
+        Missing, empty or unparsable file, or an unknown extension.
+    CatalogError
+        Missing columns, duplicated ``ref_id`` or invalid values; the message names the row.
+    """
+    path = os.fspath(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{path}: no such catalogue file")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{path}: the catalogue file is empty")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            table = pd.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            table = pd.read_parquet(path)
+        else:
+            raise InputFileError(f"{path}: unknown catalogue format {suffix!r}; use .csv or .parquet")
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        if isinstance(exc, InputFileError):
+            raise
+        raise InputFileError(f"{path}: cannot parse the catalogue ({exc})") from None
+    return validate_catalog(table, source=path)
+
+
+def validate_catalog(table: pd.DataFrame, *, source: str = "<catalogue>") -> pd.DataFrame:
+    """Check columns, types and ranges; return a copy with canonical dtypes.
+
+    Row numbers in messages are 1-based data rows (row 1 is the first line after a CSV header).
+    """
+    table = table.copy()
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in ("ref_id",) + SHAPE_COLUMNS if c not in table.columns]
+    has_sky = {"ra", "dec"} <= set(table.columns)
+    has_pix = {"x", "y"} <= set(table.columns)
+    if not (has_sky or has_pix):
+        missing.append("ra/dec or x/y")
+    if missing:
+        raise CatalogError(f"{source}: missing column(s) {', '.join(missing)}; see the catalogue contract")
+    numeric = list(SHAPE_COLUMNS) + [c for c in ("ra", "dec", "x", "y", "zspec") if c in table.columns]
+    for column in ["ref_id"] + numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() & table[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+            raise CatalogError(
+                f"{source}: row {row}: column {column}={table[column].iloc[row - 1]!r} is not a number"
+            )
+        table[column] = values
+    required = ["ref_id", *SHAPE_COLUMNS] + (["ra", "dec"] if has_sky and not has_pix else []) + (
+        ["x", "y"] if has_pix and not has_sky else []
+    )
+    for column in required:
+        bad = ~np.isfinite(table[column].to_numpy(dtype=float))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 1
+            raise CatalogError(f"{source}: row {row}: column {column} is empty or not finite")
+    if (table["ref_id"] % 1 != 0).any():
+        row = int(np.flatnonzero((table["ref_id"] % 1 != 0).to_numpy())[0]) + 1
+        raise CatalogError(f"{source}: row {row}: ref_id must be an integer")
+    table["ref_id"] = table["ref_id"].astype(np.int64)
+    duplicated = table["ref_id"].duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
+        raise CatalogError(f"{source}: row {row}: duplicated ref_id {table['ref_id'].iloc[row - 1]}")
+    for column, (low, high) in _RANGES.items():
+        values = table[column].to_numpy(dtype=float)
+        bad = ~((values > low) & (values <= high)) if column in ("q", "r50") else ~((values >= low) & (values <= high))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 1
+            raise CatalogError(
+                f"{source}: row {row}: {column}={values[row - 1]!r} outside its valid range ({low}, {high}]"
+            )
+    return table.reset_index(drop=True)
+
+
+def target_pixels(catalog: pd.DataFrame, wcs: object | None, *, source: str = "<exposure>") -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel positions (x = column, y = row) of every catalogue target on an image.
+
+    Sky positions are used when the image has a celestial WCS and the catalogue has ``ra``/``dec``;
+    otherwise the catalogue's ``x``/``y`` columns.
+
+    Returns
+    -------
+    x, y : ndarray of float64, shape (n_targets,)
+    """
+    has_sky = {"ra", "dec"} <= set(catalog.columns)
+    if wcs is not None and has_sky:
+        x, y = wcs.world_to_pixel_values(catalog["ra"].to_numpy(float), catalog["dec"].to_numpy(float))  # type: ignore[attr-defined]
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if {"x", "y"} <= set(catalog.columns):
+        return catalog["x"].to_numpy(np.float64), catalog["y"].to_numpy(np.float64)
+    raise CatalogError(
+        f"{source}: the catalogue has only ra/dec but the image has no celestial WCS; "
+        "add a WCS to the header or x/y columns to the catalogue"
+    )
