@@ -105,7 +105,7 @@ def validate_catalog(table: pd.DataFrame, *, source: str = "<catalogue>") -> pd.
         if bad.any():
             row = int(np.flatnonzero(bad)[0]) + 1
             raise CatalogError(
-                f"{source}: row {row}: {column}={values[row - 1]!r} outside its valid range ({low}, {high}]"
+                f"{source}: row {row}: {column}={float(values[row - 1])!r} outside its valid range ({low}, {high}]"
             )
     return table.reset_index(drop=True)
 

@@ -1,0 +1,98 @@
+"""Tests for lumos_ops.io.catalog: catalogue contract, row-level error messages, positions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.wcs import WCS
+
+from lumos_ops.exceptions import CatalogError, InputFileError
+from lumos_ops.io.catalog import read_catalog, target_pixels, validate_catalog
+
+
+def _table(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ref_id": np.arange(1, n + 1),
+            "ra": 150.0 + np.arange(n) * 1e-3,
+            "dec": 2.2 + np.arange(n) * 1e-3,
+            "r50": np.full(n, 0.6),
+            "sersic_n": np.full(n, 1.0),
+            "q": np.full(n, 0.7),
+            "pa": np.full(n, 30.0),
+            "i_auto": np.full(n, 21.5),
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_round_trip_csv_and_parquet(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cat{suffix}"
+    table = _table()
+    table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path)
+    read = read_catalog(path)
+    assert read["ref_id"].dtype == np.int64
+    pd.testing.assert_frame_equal(read, table, check_dtype=False)
+
+
+def test_missing_columns_are_listed() -> None:
+    with pytest.raises(CatalogError, match="missing column.*sersic_n.*ra/dec or x/y"):
+        validate_catalog(_table().drop(columns=["sersic_n", "ra", "dec"]), source="c.csv")
+
+
+def test_bad_value_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    table = _table().astype({"r50": object})
+    table.loc[2, "r50"] = "big"
+    table.to_csv(path, index=False)
+    with pytest.raises(CatalogError, match=r"bad.csv: row 3: column r50='big' is not a number"):
+        read_catalog(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [("q", 1.5, "row 2: q=1.5 outside"), ("r50", 0.0, "row 2: r50=0.0"), ("i_auto", np.nan, "row 2: column i_auto is empty")],
+)
+def test_out_of_range_values(column: str, value: float, match: str) -> None:
+    table = _table()
+    table.loc[1, column] = value
+    with pytest.raises(CatalogError, match=match):
+        validate_catalog(table)
+
+
+def test_duplicated_ref_id() -> None:
+    table = _table()
+    table.loc[3, "ref_id"] = 1
+    with pytest.raises(CatalogError, match="row 4: duplicated ref_id 1"):
+        validate_catalog(table)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such catalogue"):
+        read_catalog(tmp_path / "none.csv")
+    (tmp_path / "cat.txt").write_text("a,b\n1,2\n")
+    with pytest.raises(InputFileError, match="unknown catalogue format"):
+        read_catalog(tmp_path / "cat.txt")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputFileError, match="cannot parse"):
+        read_catalog(tmp_path / "broken.parquet")
+
+
+def test_target_pixels_prefers_wcs_and_falls_back_to_xy() -> None:
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.2]
+    wcs.wcs.crpix = [101.0, 51.0]
+    wcs.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
+    table = _table()
+    x, y = target_pixels(table, wcs)
+    assert x[0] == pytest.approx(100.0) and y[0] == pytest.approx(50.0)
+    assert y[1] - y[0] == pytest.approx(3.6 / 0.263, rel=1e-3)
+    pix = table.drop(columns=["ra", "dec"]).assign(x=[1.0, 2.0, 3.0, 4.0], y=[5.0, 6.0, 7.0, 8.0])
+    x, y = target_pixels(validate_catalog(pix), None)
+    np.testing.assert_array_equal(x, [1, 2, 3, 4])
+    with pytest.raises(CatalogError, match="no celestial WCS"):
+        target_pixels(table, None)
