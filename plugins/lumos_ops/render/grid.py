@@ -1,0 +1,90 @@
+"""Choice of the periodic Fourier grid (side ``G`` pixels) on which each profile is rendered.
+
+An inverse FFT renders the profile periodically with period ``G``: copies centred ``G`` pixels
+away leak their wings into the stamp. For each profile we take the smallest ``G`` from
+:data:`GRID_SIZES` (at least ``size + 8``) for which a rigorous upper bound on that leak is below
+``tolerance`` (relative to the total flux). The bound uses
+
+* ``Sigma_conv(d) <= Sigma_gal((1 - alpha) d) + Sigma_psf(alpha d)`` for monotone radial profiles
+  (minimised over ``alpha``), ``Sigma_gal`` taken along the major axis;
+* 8 neighbouring copies, each at least ``d = G - size/2 - |offset| - 1`` pixels from the stamp,
+  each contributing at most ``size**2 * Sigma_conv(d)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lumos_ops.render.psf import PsfKind, psf_log_surface_brightness
+from lumos_ops.render.sersic import sersic_log_surface_brightness
+
+__all__ = ["GRID_SIZES", "DEFAULT_WRAP_TOLERANCE", "choose_grid_sizes"]
+
+GRID_SIZES: tuple[int, ...] = tuple(
+    sorted({g for g in (2**a * 3**b * 5**c for a in range(1, 12) for b in range(3) for c in range(2)) if 16 <= g <= 2048})
+)
+"""FFT-friendly even grid sides (pixels) the renderer may use."""
+
+DEFAULT_WRAP_TOLERANCE: float = 2e-4
+"""Default bound on the wrapped-around flux inside the stamp, as a fraction of the total flux."""
+
+_ALPHAS = np.linspace(0.05, 1.0, 20)
+
+
+def choose_grid_sizes(
+    *,
+    size: int,
+    r50_px: np.ndarray | None,
+    sersic_n: np.ndarray | None,
+    q: np.ndarray | None,
+    psf_kind: PsfKind,
+    psf_scale_px: np.ndarray,
+    psf_beta: np.ndarray,
+    max_offset: np.ndarray,
+    tolerance: float = DEFAULT_WRAP_TOLERANCE,
+) -> np.ndarray:
+    """Smallest adequate grid side for each profile.
+
+    Parameters
+    ----------
+    size : int
+        Stamp side (pixels).
+    r50_px, sersic_n, q : ndarray, shape (B,), or None
+        Galaxy half-light radius (pixels), index and axis ratio; None for point sources.
+    psf_kind : PsfKind
+    psf_scale_px : ndarray, shape (B,)
+        PSF scale radius (pixels): Moffat ``a`` or Gaussian ``sigma``.
+    psf_beta : ndarray, shape (B,)
+        Moffat ``beta`` (ignored for the Gaussian).
+    max_offset : ndarray, shape (B,)
+        ``max(|dx|, |dy|)`` (pixels).
+    tolerance : float
+        Bound on the leaked flux fraction.
+
+    Returns
+    -------
+    ndarray of int64, shape (B,)
+        Grid side per profile; the largest of :data:`GRID_SIZES` where none meets the tolerance.
+    """
+    candidates = np.array([g for g in GRID_SIZES if g >= size + 8], dtype=np.float64)
+    if candidates.size == 0:
+        raise ValueError(f"stamp size {size} exceeds the largest Fourier grid {GRID_SIZES[-1]}")
+    distance = candidates[None, :, None] - size / 2.0 - np.asarray(max_offset)[:, None, None] - 1.0
+    distance = np.maximum(distance, 1e-3)
+    psf_part = psf_log_surface_brightness(
+        psf_kind,
+        _ALPHAS[None, None, :] * distance,
+        np.asarray(psf_scale_px)[:, None, None],
+        np.asarray(psf_beta)[:, None, None],
+    )
+    if r50_px is None:
+        log_sigma = psf_part[..., -1]
+    else:
+        r50 = np.asarray(r50_px)[:, None, None]
+        major_radius = (1.0 - _ALPHAS[None, None, :]) * distance * np.sqrt(np.asarray(q))[:, None, None] / r50
+        gal_part = sersic_log_surface_brightness(major_radius, np.asarray(sersic_n)[:, None, None]) - 2.0 * np.log(r50)
+        log_sigma = np.min(np.logaddexp(gal_part, psf_part), axis=-1)
+    leak = 8.0 * size**2 * np.exp(log_sigma)
+    ok = leak <= tolerance
+    index = np.where(ok.any(axis=1), np.argmax(ok, axis=1), candidates.size - 1)
+    return candidates[index].astype(np.int64)

@@ -1,0 +1,74 @@
+"""Radial Fourier-transform tables on a uniform grid in ``ln k`` with a one-parameter family axis.
+
+A circular profile's 2-D Fourier transform depends on ``|k|`` only. The renderer keeps, for each
+family (Sérsic index ``n``, Moffat ``beta``), a table of the unit-flux transform on a fine grid of
+the family parameter (rows) and of ``ln(k * scale)`` (columns). Per profile it interpolates one row
+(:meth:`RadialTable.rows`), then per Fourier pixel it interpolates linearly in ``ln k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["LN_K_MIN", "LN_K_MAX", "LN_K_STEP", "RadialTable", "ln_k_grid"]
+
+LN_K_MIN: float = float(np.log(1e-4))
+"""Smallest tabulated ``ln(k * scale)``; below it the transform is interpolated towards 1 at k = 0."""
+
+LN_K_MAX: float = float(np.log(1e4))
+"""Largest tabulated ``ln(k * scale)``; above it the last value is used (the PSF has killed it)."""
+
+LN_K_STEP: float = 0.02
+"""Column spacing of every table in ``ln k``."""
+
+
+def ln_k_grid() -> np.ndarray:
+    """Column abscissae ``ln(k * scale)`` shared by every table, shape (L,), float64."""
+    n_cols = int(round((LN_K_MAX - LN_K_MIN) / LN_K_STEP)) + 1
+    return LN_K_MIN + LN_K_STEP * np.arange(n_cols)
+
+
+@dataclasses.dataclass(frozen=True)
+class RadialTable:
+    """Unit-flux radial Fourier transforms of a one-parameter profile family.
+
+    Attributes
+    ----------
+    param : ndarray, shape (P,), float64
+        Uniformly spaced family parameter (Sérsic ``n`` or Moffat ``beta``) of the rows.
+    values : ndarray, shape (P, L), float64
+        Transform at ``ln(k * scale) = ln_k_grid()``; column 0 holds the k = 0 value, exactly 1.
+    """
+
+    param: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.values.shape != (self.param.size, ln_k_grid().size):
+            raise ValueError(f"table values have shape {self.values.shape}, expected ({self.param.size}, L)")
+
+    def rows(self, p: np.ndarray) -> np.ndarray:
+        """Rows interpolated (cubic Catmull-Rom in the family parameter) at ``p``.
+
+        Parameters
+        ----------
+        p : ndarray, shape (B,)
+            Family parameter of each profile, inside ``[param[0], param[-1]]``.
+
+        Returns
+        -------
+        ndarray, shape (B, L), float64
+        """
+        p = np.asarray(p, dtype=np.float64)
+        step = self.param[1] - self.param[0]
+        u = (p - self.param[0]) / step
+        i = np.clip(np.floor(u).astype(np.int64), 0, self.param.size - 2)
+        t = (u - i)[:, None]
+        last = self.param.size - 1
+        v0 = self.values[np.clip(i - 1, 0, last)]
+        v1 = self.values[i]
+        v2 = self.values[i + 1]
+        v3 = self.values[np.clip(i + 2, 0, last)]
+        return v1 + 0.5 * t * (v2 - v0 + t * (2.0 * v0 - 5.0 * v1 + 4.0 * v2 - v3 + t * (3.0 * (v1 - v2) + v3 - v0)))
