@@ -1,0 +1,434 @@
+"""Forced photometry of catalogue targets on one exposure, shared by the CLI, the pipeline and LUMOS.
+
+:func:`prepare_targets` turns an exposure and a catalogue into a :class:`TargetContext` (stamps,
+PSF-convolved catalogue models, base flags); a *method* (``MEASURE_METHODS``) turns a context into
+one row per target; :func:`measure_exposure` runs several methods and returns a long table.
+
+A method is any class with a ``name`` attribute and ``measure(ctx: TargetContext) -> DataFrame``
+returning one row per target, in catalogue order, with at least ``flux`` and ``flux_err`` (e-/s)
+and ``flag`` (``lumos_ops.flags.Flag`` bits), plus method-specific columns. Its constructor takes
+keyword-only options (e.g. ``model=`` for LUMOS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
+from lumos_ops.cutouts import Stamps, cut_stamps
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.flags import Flag
+from lumos_ops.io.catalog import target_pixels, validate_catalog
+from lumos_ops.io.exposure import Exposure
+
+if TYPE_CHECKING:
+    from lumos_ops.photometry.inputs import PhotometryInputs
+
+__all__ = [
+    "MEASURE_METHODS",
+    "MeasureMethod",
+    "TargetContext",
+    "prepare_targets",
+    "render_target_models",
+    "get_method",
+    "available_methods",
+    "measure_exposure",
+    "LONG_COLUMNS",
+    "RENDER_SERSIC_RANGE",
+]
+
+MEASURE_METHODS: dict[str, str] = {
+    "aperture": "lumos_ops.photometry.aperture:AperturePhotometry",
+    "modelfit": "lumos_ops.photometry.modelfit:ProfileFit",
+    "optimal": "lumos_ops.photometry.optimal:OptimalWeightedSum",
+    "lumos": "lumos_ops.lumos.method:LumosMethod",
+}
+"""Method name -> ``"module:Class"``, imported lazily by :func:`get_method`."""
+
+LONG_COLUMNS: tuple[str, ...] = ("ref_id", "method", "x", "y", "band", "flux", "flux_err", "flag")
+"""Leading columns of :func:`measure_exposure`'s output; method-specific columns follow."""
+
+RENDER_SERSIC_RANGE: tuple[float, float] = (0.3, 6.2)
+"""Sersic indices rendered; catalogue values outside are clipped and flagged BAD_PROFILE."""
+
+_CHUNK = 512
+"""Targets measured per chunk by :func:`measure_exposure` (bounds memory, drives the progress bar)."""
+
+
+@runtime_checkable
+class MeasureMethod(Protocol):
+    """What :func:`measure_exposure` needs from a photometry method."""
+
+    name: str
+
+    def measure(self, ctx: TargetContext) -> pd.DataFrame:
+        """One row per target of ``ctx`` (same order) with ``flux``, ``flux_err``, ``flag``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetContext:
+    """Everything a method needs to measure the catalogue targets of one exposure.
+
+    Attributes
+    ----------
+    exposure : Exposure
+        The CCD image (e-/s per pixel) and its metadata (band, PSF, exposure time, ...).
+    catalog : DataFrame
+        The validated catalogue rows of the targets, in the caller's order (index 0..n-1).
+    x, y : ndarray of float64, shape (n,)
+        0-based pixel positions on the exposure (x = column); NaN when not computable.
+    stamps : Stamps
+        ``S x S`` cutouts (e-/s per pixel, NaN off the image or masked) centred as in
+        ``lumos_ops.cutouts``; ``stamps.dx``, ``stamps.dy`` are the sub-pixel offsets.
+    models : ndarray, shape (n, S, S), float32
+        Unit-flux PSF-convolved Sersic model of each target at its sub-pixel offset, on the stamp
+        grid (zeros for targets off the image).
+    base_flags : ndarray of int64, shape (n,)
+        Flags known before any measurement: OFF_IMAGE, EDGE (the stamp crosses the CCD edge),
+        MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering).
+    """
+
+    exposure: Exposure
+    catalog: pd.DataFrame
+    x: np.ndarray
+    y: np.ndarray
+    stamps: Stamps
+    models: np.ndarray
+    base_flags: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of targets."""
+        return int(self.x.size)
+
+    @property
+    def on_image(self) -> np.ndarray:
+        """Boolean (n,): the target centre lies on the image."""
+        return self.stamps.on_image
+
+    def take(self, index: np.ndarray | slice) -> TargetContext:
+        """The context of a subset of the targets (catalogue rows re-indexed from 0)."""
+        stamps = Stamps(**{f.name: getattr(self.stamps, f.name)[index] for f in dataclasses.fields(Stamps)})
+        return TargetContext(
+            exposure=self.exposure,
+            catalog=self.catalog.iloc[index].reset_index(drop=True),
+            x=self.x[index],
+            y=self.y[index],
+            stamps=stamps,
+            models=self.models[index],
+            base_flags=self.base_flags[index],
+        )
+
+    @functools.cached_property
+    def photometry_inputs(self) -> PhotometryInputs:
+        """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.
+
+        Computed once per context and shared by the classical methods.
+        """
+        from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
+
+        size = wide_stamp_size(self.stamps.size)
+        wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
+        ny, nx = self.exposure.shape
+        offsets = np.arange(size)
+        rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
+        cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
+        on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
+        return PhotometryInputs.from_arrays(
+            wide.data,
+            pad_models(self.models, size),
+            dx=wide.dx,
+            dy=wide.dy,
+            q=self.catalog["q"].to_numpy(np.float64),
+            pa=self.catalog["pa"].to_numpy(np.float64),
+            exptime=self.exposure.exptime,
+            on_chip=on_chip,
+            saturate=self.exposure.saturate,
+            measurable=self.on_image,
+        )
+
+
+def render_target_models(
+    catalog: pd.DataFrame,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    *,
+    psf_fwhm: float,
+    psf_beta: float | None = None,
+    size: int = STAMP_SIZE,
+    pixel_scale: float = PIXEL_SCALE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render the unit-flux PSF-convolved Sersic model of every catalogue row.
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        Rows with ``r50`` (arcsec), ``sersic_n``, ``q``, ``pa`` (degrees).
+    dx, dy : ndarray, shape (n,)
+        Sub-pixel offsets of the targets from the stamp centre pixel ``(size//2, size//2)``.
+    psf_fwhm, psf_beta : float, keyword-only
+        Moffat PSF of the exposure (arcsec, beta); ``psf_beta=None`` uses the renderer's default.
+    size, pixel_scale : keyword-only
+        Stamp side (pixels) and pixel scale (arcsec / pixel).
+
+    Returns
+    -------
+    models : ndarray, shape (n, size, size), float32
+        Pixel-integrated models with unit total flux (light outside the stamp is missing).
+    clipped : ndarray of bool, shape (n,)
+        Rows whose Sersic index was clipped to :data:`RENDER_SERSIC_RANGE`.
+    """
+    from lumos_ops.render import render_galaxies
+
+    n_raw = catalog["sersic_n"].to_numpy(np.float64)
+    sersic_n = np.clip(n_raw, *RENDER_SERSIC_RANGE)
+    if len(catalog) == 0:
+        return np.zeros((0, size, size), dtype=np.float32), np.zeros(0, dtype=bool)
+    psf_options = {} if psf_beta is None else {"psf_beta": float(psf_beta)}
+    result = render_galaxies(
+        r50=catalog["r50"].to_numpy(np.float64),
+        sersic_n=sersic_n,
+        q=catalog["q"].to_numpy(np.float64),
+        pa=catalog["pa"].to_numpy(np.float64),
+        psf_fwhm=psf_fwhm,
+        dx=np.asarray(dx, dtype=np.float64),
+        dy=np.asarray(dy, dtype=np.float64),
+        flux=1.0,
+        size=size,
+        pixel_scale=pixel_scale,
+        as_numpy=True,
+        **psf_options,
+    )
+    return np.asarray(result.images, dtype=np.float32), sersic_n != n_raw
+
+
+def prepare_targets(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    *,
+    stamp_size: int = STAMP_SIZE,
+    pixel_scale: float = PIXEL_SCALE,
+    psf_beta: float | None = None,
+) -> TargetContext:
+    """Locate the catalogue targets on an exposure, cut their stamps and render their models.
+
+    Parameters
+    ----------
+    exposure : Exposure
+        From ``lumos_ops.io.exposure.read_exposure`` (e-/s per pixel).
+    catalog : DataFrame
+        External catalogue (see ``lumos_ops.io.catalog``); validated here, row order kept.
+    stamp_size : int, keyword-only
+        Side of ``stamps`` and ``models`` (pixels); 60 for LUMOS.
+    pixel_scale : float, keyword-only
+        Arcsec per pixel used to render the models.
+    psf_beta : float or None, keyword-only
+        Moffat beta; default: the exposure's ``PSFBETA``, else the renderer's default (3.5).
+
+    Returns
+    -------
+    TargetContext
+        Targets off the image are kept (flag OFF_IMAGE, zero model).
+    """
+    if stamp_size < 1:
+        raise LumosValueError(f"stamp_size must be >= 1 pixel, got {stamp_size}")
+    if not pixel_scale > 0:
+        raise LumosValueError(f"pixel_scale must be > 0 arcsec/pixel, got {pixel_scale}")
+    catalog = validate_catalog(catalog, source=exposure.path)
+    x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
+    stamps = cut_stamps(exposure.data, x, y, size=stamp_size)
+    beta = psf_beta if psf_beta is not None else exposure.psf_beta
+    models = np.zeros((len(catalog), stamp_size, stamp_size), dtype=np.float32)
+    clipped = np.zeros(len(catalog), dtype=bool)
+    on = np.flatnonzero(stamps.on_image)
+    if on.size:
+        models[on], clipped[on] = render_target_models(
+            catalog.iloc[on],
+            stamps.dx[on],
+            stamps.dy[on],
+            psf_fwhm=exposure.psf_fwhm,
+            psf_beta=beta,
+            size=stamp_size,
+            pixel_scale=pixel_scale,
+        )
+    flags = np.zeros(len(catalog), dtype=np.int64)
+    flags[~stamps.on_image] |= Flag.OFF_IMAGE
+    flags[stamps.on_image & (stamps.off_chip_fraction > 0)] |= Flag.EDGE
+    centre = stamp_size // 2
+    flags[stamps.on_image & np.isnan(stamps.data[:, centre, centre])] |= Flag.MASKED
+    flags[clipped] |= Flag.BAD_PROFILE
+    return TargetContext(
+        exposure=exposure,
+        catalog=catalog,
+        x=x,
+        y=y,
+        stamps=stamps,
+        models=models,
+        base_flags=flags,
+    )
+
+
+def available_methods() -> tuple[str, ...]:
+    """Names of the registered methods (importable or not)."""
+    return tuple(MEASURE_METHODS)
+
+
+def _method_class(name: str) -> type:
+    if name not in MEASURE_METHODS:
+        raise LumosValueError(f"unknown photometry method {name!r}; choose one of {', '.join(MEASURE_METHODS)}")
+    module_name, _, class_name = MEASURE_METHODS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError) as exc:
+        raise LumosValueError(
+            f"photometry method {name!r} is not available: cannot import {MEASURE_METHODS[name]} ({exc}); "
+            "install or update lumos-ops, or choose another method"
+        ) from None
+
+
+def _accepted_options(cls: type) -> tuple[set[str], bool]:
+    params = inspect.signature(cls).parameters.values()
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def get_method(name: str, **options: Any) -> MeasureMethod:
+    """Instantiate a registered method with its keyword options.
+
+    Raises
+    ------
+    LumosValueError
+        Unknown name, a method that cannot be imported (e.g. LUMOS not installed yet), or an
+        option the method does not accept.
+    """
+    cls = _method_class(name)
+    names, var_kw = _accepted_options(cls)
+    unknown = sorted(set(options) - names) if not var_kw else []
+    if unknown:
+        raise LumosValueError(f"method {name!r} does not accept option(s) {', '.join(unknown)}")
+    return cls(**options)
+
+
+def _route_options(methods: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give every method the options its constructor accepts; reject options nobody accepts."""
+    routed: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    used: set[str] = set()
+    for method in methods:
+        names, var_kw = _accepted_options(_method_class(method))
+        for key, value in options.items():
+            if var_kw or key in names:
+                routed[method][key] = value
+                used.add(key)
+    unused = sorted(set(options) - used)
+    if unused:
+        raise LumosValueError(
+            f"option(s) {', '.join(unused)} accepted by none of the methods {', '.join(methods)}"
+        )
+    return routed
+
+
+def _check_result(name: str, frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame) or len(frame) != n:
+        raise LumosValueError(f"method {name!r} returned {type(frame).__name__} with a wrong number of rows (need {n})")
+    missing = [c for c in ("flux", "flux_err", "flag") if c not in frame.columns]
+    if missing:
+        raise LumosValueError(f"method {name!r} returned no column(s) {', '.join(missing)}")
+    return frame.reset_index(drop=True)
+
+
+def _chunks(n: int, size: int) -> Iterable[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def measure_exposure(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    *,
+    methods: Sequence[str] = ("aperture",),
+    progress: bool = False,
+    stamp_size: int = STAMP_SIZE,
+    chunk_size: int = _CHUNK,
+    **method_options: Any,
+) -> pd.DataFrame:
+    """Measure every catalogue target on one exposure with one or more methods.
+
+    Parameters
+    ----------
+    exposure : Exposure
+        The CCD image in e-/s per pixel.
+    catalog : DataFrame
+        External catalogue (validated here), one row per target.
+    methods : sequence of str, keyword-only
+        Names from :data:`MEASURE_METHODS`.
+    progress : bool, keyword-only
+        Show a progress bar over targets (stderr).
+    stamp_size : int, keyword-only
+        Stamp and model side (pixels).
+    chunk_size : int, keyword-only
+        Targets measured at once.
+    **method_options
+        Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
+        an option no method accepts is an error.
+
+    Returns
+    -------
+    DataFrame
+        Long format, ``len(methods) * n`` rows grouped by method in catalogue order, columns
+        :data:`LONG_COLUMNS` then method-specific ones (NaN where a method lacks them). Targets off
+        the image are kept with flag OFF_IMAGE and NaN flux.
+    """
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise LumosValueError("methods must name at least one photometry method")
+    if chunk_size < 1:
+        raise LumosValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    routed = _route_options(methods, method_options)
+    instances = {m: get_method(m, **routed[m]) for m in methods}
+    ctx = prepare_targets(exposure, catalog, stamp_size=stamp_size)
+    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=ctx.n, unit="target", desc=f"measure {exposure.band}")
+    try:
+        for chunk in _chunks(ctx.n, chunk_size):
+            sub = ctx.take(chunk)
+            for name, method in instances.items():
+                parts[name].append(_check_result(name, method.measure(sub), sub.n))
+            if bar is not None:
+                bar.update(sub.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    frames = []
+    for name in methods:
+        result = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=["flux", "flux_err", "flag"])
+        flag = result["flag"].to_numpy(np.int64) | ctx.base_flags
+        off = (flag & Flag.OFF_IMAGE) != 0
+        head = pd.DataFrame(
+            {
+                "ref_id": ctx.catalog["ref_id"].to_numpy(np.int64),
+                "method": name,
+                "x": ctx.x,
+                "y": ctx.y,
+                "band": exposure.band,
+                "flux": np.where(off, np.nan, result["flux"].to_numpy(np.float64)),
+                "flux_err": np.where(off, np.nan, result["flux_err"].to_numpy(np.float64)),
+                "flag": flag,
+            }
+        )
+        extra = result.drop(columns=[c for c in result.columns if c in LONG_COLUMNS])
+        frames.append(pd.concat([head, extra.reset_index(drop=True)], axis=1))
+    return pd.concat(frames, ignore_index=True)
