@@ -42,7 +42,6 @@ __all__ = [
     "available_methods",
     "measure_exposure",
     "LONG_COLUMNS",
-    "RENDER_SERSIC_RANGE",
 ]
 
 MEASURE_METHODS: dict[str, str] = {
@@ -55,9 +54,6 @@ MEASURE_METHODS: dict[str, str] = {
 
 LONG_COLUMNS: tuple[str, ...] = ("ref_id", "method", "x", "y", "band", "flux", "flux_err", "flag")
 """Leading columns of :func:`measure_exposure`'s output; method-specific columns follow."""
-
-RENDER_SERSIC_RANGE: tuple[float, float] = (0.3, 6.2)
-"""Sersic indices rendered; catalogue values outside are clipped and flagged BAD_PROFILE."""
 
 _CHUNK = 512
 """Targets measured per chunk by :func:`measure_exposure` (bounds memory, drives the progress bar)."""
@@ -185,12 +181,13 @@ def render_target_models(
     models : ndarray, shape (n, size, size), float32
         Pixel-integrated models with unit total flux (light outside the stamp is missing).
     clipped : ndarray of bool, shape (n,)
-        Rows whose Sersic index was clipped to :data:`RENDER_SERSIC_RANGE`.
+        Rows whose Sersic index was clipped to the renderer's range (0.3-6.5).
     """
     from lumos_ops.render import render_galaxies
+    from lumos_ops.render.sersic import SERSIC_N_MAX, SERSIC_N_MIN
 
     n_raw = catalog["sersic_n"].to_numpy(np.float64)
-    sersic_n = np.clip(n_raw, *RENDER_SERSIC_RANGE)
+    sersic_n = np.clip(n_raw, SERSIC_N_MIN, SERSIC_N_MAX)
     if len(catalog) == 0:
         return np.zeros((0, size, size), dtype=np.float32), np.zeros(0, dtype=bool)
     psf_options = {} if psf_beta is None else {"psf_beta": float(psf_beta)}

@@ -50,6 +50,7 @@ def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarr
     Returns
     -------
     ndarray of int64, shape (n,)
+        Targets off the image get OFF_IMAGE alone.
     """
     off_chip = inputs.off_chip_mask()
     nan = np.isnan(inputs.data)
@@ -59,5 +60,5 @@ def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarr
     saturated = inputs.data >= inputs.saturate[:, None, None]
     flags[(footprint & saturated).any(axis=(1, 2))] |= Flag.SATURATED
     flags[inputs.background.incomplete] |= Flag.ANNULUS_INCOMPLETE
-    flags[~inputs.measurable] |= Flag.OFF_IMAGE
+    flags[~inputs.measurable] = Flag.OFF_IMAGE
     return flags
