@@ -9,11 +9,19 @@
 
 from lumos_ops.sim.survey import SurveyManifest, simulate_survey
 from lumos_ops.sim.survey_config import Artefacts, SurveyConfig, load_survey_config
+from lumos_ops.sim.teahupoo import TrainingSetManifest, generate_training_set
+from lumos_ops.sim.teahupoo_config import FluxSource, TeahupooConfig
+from lumos_ops.sim.training_set import TrainingSet
 
 __all__ = [
     "Artefacts",
+    "FluxSource",
     "SurveyConfig",
     "SurveyManifest",
+    "TeahupooConfig",
+    "TrainingSet",
+    "TrainingSetManifest",
+    "generate_training_set",
     "load_survey_config",
     "simulate_survey",
 ]

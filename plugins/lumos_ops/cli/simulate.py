@@ -1,0 +1,114 @@
+"""``lumos simulate survey`` and ``lumos simulate training-set``."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+from pathlib import Path
+
+from lumos_ops.exceptions import InputFileError
+
+__all__ = ["register", "resolve_exposures"]
+
+
+def resolve_exposures(spec: str) -> list[str]:
+    """FITS files named by a directory (searched recursively for ``*.fits``) or a glob pattern.
+
+    Returns
+    -------
+    list of str
+        Sorted paths.
+
+    Raises
+    ------
+    InputFileError
+        Nothing matches.
+    """
+    if os.path.isdir(spec):
+        paths = sorted(str(p) for p in Path(spec).rglob("*.fits"))
+    else:
+        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+    if not paths:
+        raise InputFileError(f"{spec}: no FITS exposures found; give a directory or a glob such as 'sim/exposures/**/*.fits'")
+    return paths
+
+
+def _survey(args: argparse.Namespace) -> int:
+    from lumos_ops.sim import SurveyConfig, load_survey_config, simulate_survey
+
+    overrides = {
+        "n_galaxies": args.n_galaxies,
+        "bands": tuple(args.bands) if args.bands else None,
+        "ccd_shape": tuple(args.ccd_shape) if args.ccd_shape else None,
+        "n_ccds": args.n_ccds,
+        "n_exposures": args.n_exposures,
+        "n_epochs": args.n_epochs,
+        "nights": args.nights,
+        "seed": args.seed,
+    }
+    if args.config:
+        config = load_survey_config(args.config, **overrides)
+    else:
+        config = SurveyConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    manifest = simulate_survey(config, args.out, progress=not args.quiet)
+    print(
+        f"wrote {len(manifest.exposure_paths)} CCD images ({manifest.n_exposures} exposures), "
+        f"{manifest.n_galaxies} galaxies, {manifest.n_truth_rows} truth rows to {manifest.out_dir} "
+        f"in {manifest.elapsed_s:.1f} s"
+    )
+    return 0
+
+
+def _training_set(args: argparse.Namespace) -> int:
+    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.sim import TeahupooConfig, generate_training_set
+
+    config = TeahupooConfig(
+        n_stamps=args.n_stamps,
+        stamp_size=args.size,
+        shard_size=args.shard_size,
+        seed=args.seed,
+        flux_source=args.flux_source,
+    )
+    paths = resolve_exposures(args.exposures)
+    catalog = read_catalog(args.catalog)
+    manifest = generate_training_set(config, paths, catalog, args.out, progress=not args.quiet)
+    print(
+        f"wrote {manifest.n_stamps} stamps ({manifest.stamp_size}x{manifest.stamp_size}, "
+        f"{len(manifest.shard_paths)} shards) to {manifest.out_dir}: {manifest.stamps_per_s:.1f} stamps/s"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``simulate survey`` and ``simulate training-set``."""
+    parser = subparsers.add_parser("simulate", help="simulate a PAUCam-like survey or a TEAHUPOO training set")
+    sub = parser.add_subparsers(dest="simulate_command", metavar="WHAT", required=True)
+
+    survey = sub.add_parser("survey", help="FITS exposures + catalog.parquet + truth.parquet (ARCHITECTURE layout)")
+    survey.add_argument("--out", required=True, help="output directory")
+    survey.add_argument("--config", help="YAML or JSON file of SurveyConfig options; flags below override it")
+    survey.add_argument("--n-galaxies", type=int, help="catalogue galaxies (default: 9 per arcmin^2)")
+    survey.add_argument("--bands", nargs="+", metavar="BAND", help="narrow bands, e.g. NB615 NB685")
+    survey.add_argument("--ccd-shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="CCD shape (default 4096 2048)")
+    survey.add_argument("--n-ccds", type=int, help="CCDs per exposure (1-8)")
+    survey.add_argument("--n-exposures", type=int, help="exposures per band and epoch")
+    survey.add_argument("--n-epochs", type=int, choices=(1, 2), help="camera epochs")
+    survey.add_argument("--nights", type=int, help="nights per epoch")
+    survey.add_argument("--seed", type=int, help="random seed")
+    survey.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    survey.set_defaults(func=_survey)
+
+    training = sub.add_parser("training-set", help="TEAHUPOO stamps on background cutouts of existing exposures")
+    training.add_argument("--exposures", required=True, help="directory (searched for *.fits) or glob of exposures")
+    training.add_argument("--catalog", required=True, help="catalogue (CSV or Parquet) to sample galaxies from")
+    training.add_argument("--out", required=True, help="output directory")
+    training.add_argument("--n-stamps", type=int, required=True, help="number of stamps")
+    training.add_argument("--size", type=int, default=60, help="stamp side in pixels (default 60)")
+    training.add_argument("--shard-size", type=int, default=4096, help="stamps per shard (default 4096)")
+    training.add_argument("--flux-source", default="auto", choices=("auto", "catalog", "flat_spectrum"),
+                          help="band flux from the catalogue's flux_nJy_<band> columns or a flat spectrum at i_auto")
+    training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    training.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    training.set_defaults(func=_training_set)

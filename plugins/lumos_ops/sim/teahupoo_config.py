@@ -1,0 +1,124 @@
+"""Validated configuration of the TEAHUPOO training-set generator (paper §2.2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from typing import Any
+
+from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
+from lumos_ops.exceptions import LumosValueError
+
+__all__ = ["FluxSource", "TeahupooConfig", "SPLITS"]
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""Values of the ``split`` column, in the order of :attr:`TeahupooConfig.split_fractions`."""
+
+
+class FluxSource(str, enum.Enum):
+    """Where the per-band flux of a simulated galaxy comes from.
+
+    ``AUTO``: the catalogue row's ``flux_nJy_<band>`` column when the catalogue has it, else
+    ``FLAT_SPECTRUM``. ``CATALOG``: that column (an error when missing). ``FLAT_SPECTRUM``: a
+    constant-f_nu spectrum normalised to the row's ``i_auto``. The flux density (nJy) becomes
+    e-/s with the exposure's ``ZP`` (or the band's nominal zero point when the header has none).
+    """
+
+    AUTO = "auto"
+    CATALOG = "catalog"
+    FLAT_SPECTRUM = "flat_spectrum"
+
+
+@dataclasses.dataclass(frozen=True)
+class TeahupooConfig:
+    """What to generate.
+
+    Attributes
+    ----------
+    n_stamps : int
+        Number of stamps.
+    stamp_size : int
+        Stamp side (pixels): 60 for LUMOS training, e.g. 96 for held-out evaluation stamps that
+        must hold a 45-pixel background annulus.
+    shard_size : int
+        Stamps per ``shards/shard-NNNNN.npy`` file (the last one may be shorter).
+    seed : int
+        Same seed and inputs => byte-identical output.
+    split_fractions : (float, float, float)
+        Fractions of ``train``, ``val`` and ``test`` stamps (sum 1); assignment is random.
+    flux_range : (float, float)
+        Clip range of the galaxy flux (e-/s); the paper uses 0-1000.
+    flux_source : FluxSource
+        See :class:`FluxSource`.
+    edge_margin : int or None
+        Smallest distance (pixels) of the stamp centre from the CCD edge; None = ``stamp_size // 2``
+        (stamps entirely on the CCD).
+    subpixel_shifts : bool
+        Uniform sub-pixel offsets dx, dy in [-0.5, 0.5) of the galaxy from the stamp centre.
+    random_pa : bool
+        Draw the position angle uniformly (True) or keep the catalogue row's ``pa``.
+    pixel_scale : float
+        arcsec / pixel of the exposures.
+    default_psf_beta : float
+        Moffat beta when an exposure header has no ``PSFBETA``.
+    batch_size : int
+        Galaxies rendered per renderer call.
+    """
+
+    n_stamps: int
+    stamp_size: int = STAMP_SIZE
+    shard_size: int = 4096
+    seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    flux_range: tuple[float, float] = (0.0, 1000.0)
+    flux_source: FluxSource = FluxSource.AUTO
+    edge_margin: int | None = None
+    subpixel_shifts: bool = True
+    random_pa: bool = True
+    pixel_scale: float = PIXEL_SCALE
+    default_psf_beta: float = 3.5
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed"):
+            value = getattr(self, name)
+            low = 0 if name == "seed" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise LumosValueError(f"TeahupooConfig.{name} must be an integer >= {low}, got {value!r}")
+        if self.stamp_size < 8:
+            raise LumosValueError(f"TeahupooConfig.stamp_size must be >= 8 pixels, got {self.stamp_size}")
+        try:
+            object.__setattr__(self, "flux_source", FluxSource(self.flux_source))
+        except ValueError:
+            raise LumosValueError(
+                f"TeahupooConfig.flux_source must be one of {[s.value for s in FluxSource]}, got {self.flux_source!r}"
+            ) from None
+        fractions = tuple(float(f) for f in self.split_fractions)
+        object.__setattr__(self, "split_fractions", fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-9):
+            raise LumosValueError(
+                f"TeahupooConfig.split_fractions must be three non-negative fractions (train, val, test) summing to 1, got {fractions}"
+            )
+        low, high = (float(v) for v in self.flux_range)
+        object.__setattr__(self, "flux_range", (low, high))
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+            raise LumosValueError(f"TeahupooConfig.flux_range must be (low, high) e-/s with 0 <= low < high, got {(low, high)}")
+        if self.edge_margin is not None and (not isinstance(self.edge_margin, int) or self.edge_margin < 0):
+            raise LumosValueError(f"TeahupooConfig.edge_margin must be an integer >= 0 or None, got {self.edge_margin!r}")
+        if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
+            raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
+        if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
+            raise LumosValueError(f"TeahupooConfig.default_psf_beta must be > 1.5, got {self.default_psf_beta!r}")
+
+    @property
+    def margin(self) -> int:
+        """Effective edge margin (pixels)."""
+        return self.stamp_size // 2 if self.edge_margin is None else self.edge_margin
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        values = dataclasses.asdict(self)
+        values["flux_source"] = self.flux_source.value
+        return json.loads(json.dumps(values))
