@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from astropy.stats import sigma_clip
 from astropy.utils.exceptions import AstropyUserWarning
+from scipy.special import erf
 
 from lumos_ops.constants import ANNULUS_RADII
 from lumos_ops.exceptions import LumosValueError
@@ -24,7 +25,9 @@ class AnnulusBackground:
     mean : ndarray, shape (n,)
         Mean of the sigma-clipped annulus pixels (e-/s per pixel); NaN when no pixel is usable.
     variance : ndarray, shape (n,)
-        Variance of the clipped annulus pixels ((e-/s)^2 per pixel, ddof=1): the pixel noise.
+        Pixel-noise variance ((e-/s)^2 per pixel): the variance of the clipped annulus pixels
+        (ddof=1) divided by that of a unit normal truncated at +-sigma (0.973 for 3 sigma), so that
+        clipping does not bias the noise of Gaussian pixels low.
     n_used : ndarray of int, shape (n,)
         Annulus pixels kept after removing NaN and clipped pixels.
     n_total : ndarray of int, shape (n,)
@@ -52,6 +55,12 @@ class AnnulusBackground:
         return AnnulusBackground(
             mean=self.mean[index], variance=self.variance[index], n_used=self.n_used[index], n_total=self.n_total[index]
         )
+
+
+def _truncated_normal_variance(k: float) -> float:
+    """Variance of a unit normal truncated to [-k, k]."""
+    density = np.exp(-0.5 * k * k) / np.sqrt(2.0 * np.pi)
+    return float(1.0 - 2.0 * k * density / erf(k / np.sqrt(2.0)))
 
 
 def annulus_pixel_count(*, r_in: float = ANNULUS_RADII[0], r_out: float = ANNULUS_RADII[1]) -> float:
@@ -121,7 +130,7 @@ def annulus_background(
     safe_n = np.maximum(n_used, 1)
     mean = filled.sum(axis=1) / safe_n
     sq = np.where(kept, (values - mean[:, None]) ** 2, 0.0).sum(axis=1)
-    variance = sq / np.maximum(n_used - 1, 1)
+    variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
     mean = np.where(n_used > 0, mean, np.nan)
     variance = np.where(n_used > 1, variance, np.nan)
     return AnnulusBackground(mean=mean, variance=variance, n_used=n_used.astype(np.int64), n_total=n_total.astype(np.int64))
