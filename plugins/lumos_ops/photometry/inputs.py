@@ -19,8 +19,8 @@ def wide_stamp_size(stamp_size: int, *, r_out: float = ANNULUS_RADII[1]) -> int:
     """Smallest cutout side >= ``stamp_size`` with the same parity that holds the whole annulus.
 
     The annulus of outer radius ``r_out`` around a target anywhere in its centre pixel needs
-    ``2 * ceil(r_out) + 3`` pixels (92 for PAUS' 45 px), rounded up to the parity of
-    ``stamp_size`` so that both grids share the centre pixel ``size // 2`` (96 for 60 px stamps).
+    ``2 * ceil(r_out) + 3`` pixels (93 for PAUS' 45 px), rounded up to the parity of
+    ``stamp_size`` so that both grids share the centre pixel ``size // 2`` (94 for 60 px stamps).
     """
     need = max(int(stamp_size), 2 * math.ceil(r_out) + 3)
     if (need - stamp_size) % 2:

@@ -1,0 +1,134 @@
+"""lumos_ops.measure: prepare_targets, the method registry and measure_exposure on a synthetic CCD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumos_ops import measure as measure_module
+from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.flags import Flag
+from lumos_ops.io.exposure import Exposure, read_exposure
+from lumos_ops.measure import LONG_COLUMNS, MEASURE_METHODS, TargetContext, get_method, measure_exposure, prepare_targets
+
+SHAPE = (260, 300)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Exposure, pd.DataFrame, np.ndarray]:
+    """Isolated galaxies on a grid, one at the CCD edge, one off the image; row order shuffled."""
+    catalog = random_catalog(9, shape=SHAPE, seed=4)
+    gx, gy = np.meshgrid([60.3, 150.0, 239.6], [55.2, 130.0, 204.7])
+    catalog["x"], catalog["y"] = gx.ravel(), gy.ravel()
+    catalog.loc[2, ["x", "y"]] = [297.6, 130.0]  # 2 px from the right edge
+    catalog.loc[5, ["x", "y"]] = [-30.0, 40.0]  # off the image
+    catalog = catalog.iloc[[4, 0, 8, 2, 5, 1, 7, 3, 6]].reset_index(drop=True)
+    flux = np.linspace(20.0, 300.0, len(catalog))
+    path = tmp_path_factory.mktemp("measure") / "exp.fits"
+    synthetic_exposure(catalog, flux, shape=SHAPE, extra_header={"SATURATE": 60000.0}, seed=2).write(path)
+    return read_exposure(path), catalog, flux
+
+
+def test_prepare_targets_fields(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    exposure, catalog, _ = scene
+    ctx = prepare_targets(exposure, catalog)
+    assert isinstance(ctx, TargetContext)
+    assert ctx.catalog["ref_id"].tolist() == catalog["ref_id"].tolist()
+    np.testing.assert_allclose(ctx.x, catalog["x"])
+    assert ctx.stamps.data.shape == ctx.models.shape == (9, 60, 60)
+    assert ctx.models.dtype == np.float32
+    on = ctx.on_image
+    assert on.sum() == 8
+    # Unit-flux models: what is missing from the stamp is the light outside it.
+    assert np.all(ctx.models[on].sum(axis=(1, 2)) > 0.97) and np.all(ctx.models[on].sum(axis=(1, 2)) <= 1.0001)
+    assert not ctx.models[~on].any()
+    edge = catalog["x"].to_numpy() > 290
+    assert ctx.base_flags[edge][0] == Flag.EDGE
+    assert ctx.base_flags[~on][0] == Flag.OFF_IMAGE
+    assert (ctx.base_flags[on & ~edge] == 0).all()
+    with pytest.raises(AttributeError):
+        ctx.x = ctx.y  # type: ignore[misc]
+    sub = ctx.take(slice(2, 5))
+    assert sub.n == 3 and sub.catalog.index.tolist() == [0, 1, 2]
+    assert sub.photometry_inputs.size == 94  # holds the 45 px annulus, same centre pixel as 60 px stamps
+
+
+def test_measure_exposure_long_format_and_accuracy(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    exposure, catalog, flux = scene
+    table = measure_exposure(exposure, catalog, methods=("aperture", "modelfit", "optimal"), chunk_size=4)
+    assert list(table.columns[: len(LONG_COLUMNS)]) == list(LONG_COLUMNS)
+    assert len(table) == 27
+    assert table["method"].tolist() == ["aperture"] * 9 + ["modelfit"] * 9 + ["optimal"] * 9
+    assert (table["band"] == "NB685").all()
+    for method, rows in table.groupby("method", sort=False):
+        assert rows["ref_id"].tolist() == catalog["ref_id"].tolist(), method
+        flags = rows["flag"].to_numpy()
+        off = (flags & Flag.OFF_IMAGE) != 0
+        assert off.sum() == 1 and np.isnan(rows["flux"].to_numpy()[off]).all()
+        good = flags == 0
+        assert good.sum() >= 6, method
+        pull = (rows["flux"].to_numpy()[good] - flux[good]) / rows["flux_err"].to_numpy()[good]
+        assert np.all(np.abs(pull) < 4.5), (method, pull)
+        edge = ~off & (catalog["x"].to_numpy() > 290)
+        assert flags[edge][0] & Flag.EDGE and np.isfinite(rows["flux"].to_numpy()[edge][0])
+    assert np.isfinite(table.loc[table["method"] == "aperture", "aperture_a"].to_numpy()[:3]).all()
+
+
+def test_measure_exposure_with_progress_bar(scene: tuple[Exposure, pd.DataFrame, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+    exposure, catalog, _ = scene
+    table = measure_exposure(exposure, catalog.iloc[:3], progress=True)
+    assert len(table) == 3
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_registry_entries_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(MEASURE_METHODS) >= {"aperture", "modelfit", "optimal", "lumos"}
+    assert MEASURE_METHODS["lumos"] == "lumos_ops.lumos.method:LumosMethod"
+    for name in ("aperture", "modelfit", "optimal"):
+        assert get_method(name).name == name
+    with pytest.raises(LumosValueError, match="unknown photometry method 'psf'"):
+        get_method("psf")
+    with pytest.raises(LumosValueError, match="does not accept option"):
+        get_method("aperture", model="x.pt")
+    monkeypatch.setitem(MEASURE_METHODS, "missing", "lumos_ops.not_written_yet:Method")
+    with pytest.raises(LumosValueError, match="'missing' is not available: cannot import"):
+        get_method("missing")
+
+
+def test_options_are_routed_and_unknown_ones_rejected(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    exposure, catalog, _ = scene
+    table = measure_exposure(exposure, catalog.iloc[:2], methods=("aperture", "optimal"), light_fraction=0.5, max_iter=3)
+    assert np.allclose(table.loc[table["method"] == "aperture", "aperture_light"], 0.5, atol=1e-4)
+    with pytest.raises(LumosValueError, match="accepted by none"):
+        measure_exposure(exposure, catalog, methods=("aperture",), model="net.pt")
+    with pytest.raises(LumosValueError, match="at least one"):
+        measure_exposure(exposure, catalog, methods=())
+
+
+def test_custom_method_results_are_checked(scene: tuple[Exposure, pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    exposure, catalog, _ = scene
+
+    class Broken:
+        name = "broken"
+
+        def measure(self, ctx: TargetContext) -> pd.DataFrame:
+            return pd.DataFrame({"flux": np.zeros(ctx.n)})
+
+    monkeypatch.setattr(measure_module, "_method_class", lambda name: Broken)
+    with pytest.raises(LumosValueError, match="no column"):
+        measure_exposure(exposure, catalog, methods=("broken",))
+
+
+def test_masked_centre_is_flagged(scene: tuple[Exposure, pd.DataFrame, np.ndarray], tmp_path: Path) -> None:
+    exposure, catalog, _ = scene
+    data = exposure.data.copy()
+    row = 0
+    data[int(round(catalog["y"][row])), int(round(catalog["x"][row]))] = np.nan
+    masked = Exposure(**{**exposure.__dict__, "data": data})
+    table = measure_exposure(masked, catalog.iloc[:1], methods=("aperture", "optimal"))
+    assert (table["flag"].to_numpy() & Flag.MASKED).all()
+    assert np.isfinite(table["flux"]).all()
