@@ -1,0 +1,167 @@
+"""TEAHUPOO generator and TrainingSet reader: layout, physics of the stamps, determinism, streaming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumos_ops.constants import band_epoch_index
+from lumos_ops.cutouts import cut_stamps
+from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.sim import FluxSource, SurveyManifest, TeahupooConfig, TrainingSet, generate_training_set
+from lumos_ops.sim.teahupoo import META_COLUMNS
+
+ARCHITECTURE_META = (
+    "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
+    "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
+)
+
+
+@pytest.fixture(scope="module")
+def training_dir(tmp_path_factory: pytest.TempPathFactory, small_survey: SurveyManifest):
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    out = tmp_path_factory.mktemp("teahupoo")
+    config = TeahupooConfig(n_stamps=150, shard_size=64, seed=5, stamp_size=40)
+    manifest = generate_training_set(config, small_survey.exposure_paths, catalog, out)
+    return out, manifest, config
+
+
+def test_layout_matches_architecture(training_dir) -> None:
+    out, manifest, config = training_dir
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["format"] == "lumos-teahupoo" and data["version"] == 1
+    assert data["seed"] == 5 and data["n_stamps"] == 150 and data["stamp_size"] == 40
+    assert data["pixel_scale"] == pytest.approx(0.263)
+    assert data["shards"] == [
+        {"file": "shards/shard-00000.npy", "n": 64},
+        {"file": "shards/shard-00001.npy", "n": 64},
+        {"file": "shards/shard-00002.npy", "n": 22},
+    ]
+    meta = pd.read_parquet(out / "meta.parquet")
+    assert tuple(meta.columns[: len(ARCHITECTURE_META)]) == ARCHITECTURE_META
+    assert tuple(meta.columns) == META_COLUMNS
+    assert (meta.stamp_id == np.arange(150)).all()
+    assert (meta.shard * 64 + meta.row == meta.stamp_id).all()
+    shard = np.load(out / "shards/shard-00002.npy", mmap_mode="r")
+    assert isinstance(shard, np.memmap) and shard.shape == (22, 2, 40, 40) and shard.dtype == np.float32
+    assert manifest.stamps_per_s > 0
+
+
+def test_meta_consistent_with_source_exposures(training_dir) -> None:
+    out, _, config = training_dir
+    meta = pd.read_parquet(out / "meta.parquet")
+    assert set(meta.split) <= {"train", "val", "test"} and (meta.split == "train").mean() > 0.75
+    assert meta.flux.between(0.0, 1000.0).all()
+    assert meta.dx.between(-0.5, 0.5).all() and meta.dy.between(-0.5, 0.5).all()
+    assert meta.dx.std() > 0.2
+    half = config.stamp_size // 2
+    for path, rows in meta.groupby("source_exposure"):
+        exposure = read_exposure(path)
+        assert (rows.band == exposure.band).all()
+        assert (rows.epoch == exposure.epoch).all()
+        assert (rows.band_epoch == band_epoch_index(exposure.band, exposure.epoch)).all()
+        assert (rows.ccd == exposure.ccdnum).all()
+        assert (rows.exptime == exposure.exptime).all()
+        assert (rows.psf_fwhm == exposure.psf_fwhm).all() and (rows.psf_beta == exposure.psf_beta).all()
+        ny, nx = exposure.shape
+        assert rows.ccd_x.between(half, nx - 1 - half).all() and rows.ccd_y.between(half, ny - 1 - half).all()
+
+
+def test_stamps_are_background_plus_poisson_galaxy(training_dir) -> None:
+    out, _, config = training_dir
+    ts = TrainingSet(out)
+    meta = ts.meta
+    images = ts.images(np.arange(len(ts)))
+    # Channel 1: unit-flux model, centred at (S//2 + dx, S//2 + dy).
+    np.testing.assert_allclose(images[:, 1].sum(axis=(1, 2)), 1.0 - meta.flux_outside, atol=2e-4)
+    grid = np.arange(config.stamp_size)
+    weights = images[:, 1]
+    cx = (weights.sum(axis=1) * grid).sum(axis=1) / weights.sum(axis=(1, 2))
+    compact = meta.r50 < 1.0
+    np.testing.assert_allclose(cx[compact], config.stamp_size // 2 + meta.dx[compact], atol=0.1)
+    # Channel 0 minus the original background is the galaxy with Poisson noise in e-/s.
+    residual = []
+    for path, rows in meta.groupby("source_exposure"):
+        exposure = read_exposure(path)
+        background = cut_stamps(exposure.data, rows.ccd_x.to_numpy(), rows.ccd_y.to_numpy(), size=config.stamp_size).data
+        galaxy = images[rows.index, 0] - background
+        ok = ~np.isnan(galaxy).any(axis=(1, 2))
+        counts = galaxy[ok] * rows.exptime.to_numpy()[ok, None, None]
+        # Poisson counts are integers in electrons (up to float32 rounding on faint background).
+        faint = np.abs(background[ok]) < 100
+        np.testing.assert_allclose(counts[faint], np.round(counts[faint]), atol=0.02)
+        residual.append(galaxy[ok].sum(axis=(1, 2)) - rows.flux.to_numpy()[ok] * (1 - rows.flux_outside.to_numpy()[ok]))
+        expected_sigma = np.sqrt(rows.flux.to_numpy()[ok] / rows.exptime.to_numpy()[ok])
+        assert np.all(np.abs(residual[-1]) < 6 * expected_sigma + 1e-3)
+    assert sum(len(r) for r in residual) > 100
+
+
+def test_same_seed_identical_bytes(tmp_path, training_dir, small_survey: SurveyManifest) -> None:
+    out, _, config = training_dir
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "again")
+    for name in ("manifest.json", "meta.parquet", "shards/shard-00000.npy", "shards/shard-00002.npy"):
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+    other = TeahupooConfig(n_stamps=20, shard_size=64, seed=6, stamp_size=40)
+    generate_training_set(other, small_survey.exposure_paths, catalog, tmp_path / "other")
+    assert not np.array_equal(TrainingSet(tmp_path / "other").images([0]), TrainingSet(out).images([0]))
+
+
+def test_reader_streams_shards(training_dir) -> None:
+    out, _, _ = training_dir
+    ts = TrainingSet(out)
+    assert len(ts) == 150 and ts.n_shards == 3 and ts.stamp_size == 40
+    seen = 0
+    for rows, array in ts.iter_shards():
+        assert isinstance(array, np.memmap)
+        assert len(rows) == array.shape[0]
+        np.testing.assert_array_equal(np.asarray(array[:2]), ts.images(rows.stamp_id.to_numpy()[:2]))
+        seen += len(rows)
+    assert seen == 150
+    ids = np.array([149, 3, 64, 3])
+    batch = ts.images(ids)
+    assert batch.shape == (4, 2, 40, 40)
+    np.testing.assert_array_equal(batch[1], batch[3])
+    np.testing.assert_array_equal(batch[2], ts.shard(1)[0])
+    assert sorted(np.concatenate([ts.indices(s) for s in ("train", "val", "test")]).tolist()) == list(range(150))
+    with pytest.raises(LumosValueError):
+        ts.images([150])
+
+
+def test_held_out_evaluation_stamps_and_flat_spectrum(tmp_path, small_survey: SurveyManifest) -> None:
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    catalog = catalog[["ref_id", "ra", "dec", "r50", "sersic_n", "q", "pa", "i_auto"]]
+    config = TeahupooConfig(n_stamps=6, stamp_size=96, seed=1, edge_margin=10, flux_source=FluxSource.FLAT_SPECTRUM)
+    generate_training_set(config, small_survey.exposure_paths[:1], catalog, tmp_path / "eval")
+    ts = TrainingSet(tmp_path / "eval")
+    assert ts.images([0, 5]).shape == (2, 2, 96, 96)
+    meta = ts.meta
+    zp = meta.zero_point.to_numpy()
+    np.testing.assert_allclose(meta.flux, np.clip(10 ** (-0.4 * (meta.i_auto - zp)), 0, 1000), rtol=1e-9)
+    # Stamps larger than the CCD allowance are padded with NaN and counted.
+    assert (meta.n_masked > 0).any()
+
+
+def test_errors_name_the_problem(tmp_path, small_survey: SurveyManifest) -> None:
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    with pytest.raises(LumosValueError, match="n_stamps"):
+        TeahupooConfig(n_stamps=0)
+    with pytest.raises(LumosValueError, match="split_fractions"):
+        TeahupooConfig(n_stamps=5, split_fractions=(0.5, 0.1, 0.1))
+    with pytest.raises(LumosValueError, match="flux_source"):
+        TeahupooConfig(n_stamps=5, flux_source="magic")
+    with pytest.raises(CatalogError, match="flux_nJy"):
+        generate_training_set(
+            TeahupooConfig(n_stamps=3, flux_source="catalog"), small_survey.exposure_paths,
+            catalog.drop(columns=[c for c in catalog.columns if c.startswith("flux_nJy")]), tmp_path / "x",
+        )
+    with pytest.raises(LumosValueError, match="too small"):
+        generate_training_set(TeahupooConfig(n_stamps=3, stamp_size=400), small_survey.exposure_paths, catalog, tmp_path / "y")
+    with pytest.raises(InputFileError, match="no such file"):
+        generate_training_set(TeahupooConfig(n_stamps=3), [tmp_path / "missing.fits"], catalog, tmp_path / "z")
+    with pytest.raises(InputFileError, match="manifest"):
+        TrainingSet(tmp_path / "nothing")
