@@ -1,0 +1,166 @@
+"""Validated configuration dataclasses of the LUMOS network and of its input normalisation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from lumos_ops.constants import CCD_SHAPE, STAMP_SIZE, n_band_epochs
+from lumos_ops.exceptions import LumosValueError
+
+__all__ = ["ModelConfig", "Normalization", "N_SCALARS", "SCALAR_NAMES"]
+
+SCALAR_NAMES: tuple[str, ...] = ("i_auto", "ccd_x", "ccd_y", "background")
+"""Order of the scalar network inputs besides the band x epoch embedding (see :class:`Normalization`)."""
+
+N_SCALARS: int = len(SCALAR_NAMES)
+
+
+def _positive_ints(name: str, values: tuple[int, ...], *, allow_empty: bool = False) -> tuple[int, ...]:
+    values = tuple(int(v) for v in values)
+    if not values and not allow_empty:
+        raise LumosValueError(f"{name} must not be empty")
+    if any(v < 1 for v in values):
+        raise LumosValueError(f"{name} must hold integers >= 1, got {values}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a LUMOS network (§4.2).
+
+    Each convolutional block is ``Conv2d(k, padding=k // 2) -> MaxPool2d(2) -> BatchNorm2d -> ReLU``.
+    The flattened features are concatenated with the scalar inputs (:data:`SCALAR_NAMES`) and the
+    trainable band x epoch embedding, then pass through fully connected ReLU layers of sizes
+    ``hidden`` and a final linear layer with ``3 * n_components`` outputs (alpha, mu, sigma).
+
+    Attributes
+    ----------
+    channels : tuple of int
+        Channels of the input (2: cutout and model image) and after every block.
+    kernels : tuple of int
+        Convolution kernel side of every block (``len(channels) - 1`` values).
+    hidden : tuple of int
+        Sizes of the fully connected hidden layers.
+    n_components : int
+        Gaussian components of the mixture (5 in the paper).
+    n_band_epochs : int
+        Rows of the band x epoch embedding (80 for PAUS).
+    embedding_dim : int
+        Features per band x epoch row (10 in the paper).
+    stamp_size : int
+        Side of the input stamps (pixels).
+    sigma_floor : float
+        Lower bound added to every component width, in normalised flux units.
+    """
+
+    channels: tuple[int, ...] = (2, 32, 64, 128, 64, 32)
+    kernels: tuple[int, ...] = (9, 7, 5, 3, 2)
+    hidden: tuple[int, ...] = (2000, 1000, 100)
+    n_components: int = 5
+    n_band_epochs: int = n_band_epochs()
+    embedding_dim: int = 10
+    stamp_size: int = STAMP_SIZE
+    sigma_floor: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", _positive_ints("channels", self.channels))
+        object.__setattr__(self, "kernels", _positive_ints("kernels", self.kernels))
+        object.__setattr__(self, "hidden", _positive_ints("hidden", self.hidden, allow_empty=True))
+        if self.channels[0] != 2:
+            raise LumosValueError(f"channels[0] must be 2 (cutout and model image), got {self.channels[0]}")
+        if len(self.kernels) != len(self.channels) - 1:
+            raise LumosValueError(
+                f"kernels needs one value per block: {len(self.channels) - 1} for channels={self.channels}, "
+                f"got {len(self.kernels)}"
+            )
+        for name in ("n_components", "n_band_epochs", "embedding_dim", "stamp_size"):
+            if int(getattr(self, name)) < 1:
+                raise LumosValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.sigma_floor) and self.sigma_floor > 0):
+            raise LumosValueError(f"sigma_floor must be > 0, got {self.sigma_floor}")
+        if self.feature_side() < 1:
+            raise LumosValueError(
+                f"stamp_size={self.stamp_size} is too small for {len(self.kernels)} pooling blocks; "
+                "use fewer blocks or larger stamps"
+            )
+
+    def block_sides(self) -> tuple[int, ...]:
+        """Feature-map side after every block (pixels), starting from ``stamp_size``."""
+        sides = []
+        side = self.stamp_size
+        for k in self.kernels:
+            side = (side + 2 * (k // 2) - k + 1) // 2
+            sides.append(side)
+        return tuple(sides)
+
+    def feature_side(self) -> int:
+        """Side of the last feature map."""
+        return self.block_sides()[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict (lists for tuples), suitable for checkpoints and JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`LumosValueError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise LumosValueError(f"unknown ModelConfig field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """How raw inputs become network inputs and how outputs become e-/s (stored in checkpoints).
+
+    * Cutout (e-/s per pixel): NaN pixels are replaced by the stamp's median ``b`` of the finite
+      pixels (a robust background estimate); then ``(cutout - b) / pixel_scale``.
+    * Model image (unit total flux): multiplied by ``model_scale``.
+    * ``i_auto`` (AB mag): ``(i_auto - imag_mean) / imag_std``.
+    * CCD position of the stamp centre (pixels, x = column): mapped linearly to [-1, 1] with
+      ``2 * x / (nx - 1) - 1`` and ``2 * y / (ny - 1) - 1``, ``(ny, nx) = ccd_shape``.
+    * Background ``b`` (e-/s per pixel): ``(b - background_mean) / background_std``.
+    * Output mixture: ``mu [e-/s] = flux_scale * mu_net``, ``sigma [e-/s] = flux_scale * sigma_net``;
+      the weights alpha are unit-free.
+
+    All scales must be finite and positive.
+    """
+
+    pixel_scale: float = 1.0
+    model_scale: float = 100.0
+    flux_scale: float = 100.0
+    imag_mean: float = 22.0
+    imag_std: float = 1.0
+    background_mean: float = 0.0
+    background_std: float = 1.0
+    ccd_shape: tuple[int, int] = CCD_SHAPE
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_scale", "model_scale", "flux_scale", "imag_std", "background_std"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise LumosValueError(f"Normalization.{name} must be finite and > 0, got {value}")
+        for name in ("imag_mean", "background_mean"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise LumosValueError(f"Normalization.{name} must be finite, got {getattr(self, name)}")
+        shape = tuple(int(v) for v in self.ccd_shape)
+        if len(shape) != 2 or min(shape) < 2:
+            raise LumosValueError(f"Normalization.ccd_shape must be (ny, nx) with both >= 2, got {self.ccd_shape}")
+        object.__setattr__(self, "ccd_shape", shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict for checkpoints and JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalization:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise LumosValueError(f"unknown Normalization field(s) {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
