@@ -85,7 +85,7 @@ def read_noise(
     heavy_tails : bool, keyword-only
         Student-t (5 degrees of freedom, rescaled to ``sigma``) instead of Gaussian.
     banding : bool, keyword-only
-        Add row offsets (sigma/2, with a slow ripple), column offsets (sigma/4) and an offset
+        Add row offsets (0.3 sigma, plus a slow 0.2 sigma ripple), column offsets (sigma/4) and an offset
         between the two amplifiers (left/right halves).
 
     Returns
@@ -98,8 +98,8 @@ def read_noise(
     else:
         noise = rng.normal(0.0, sigma, size=shape)
     if banding:
-        rows = rng.normal(0.0, 0.5 * sigma, size=ny)
-        rows += 0.4 * sigma * np.sin(2.0 * math.pi * np.arange(ny) / rng.uniform(40.0, 200.0) + rng.uniform(0, 6.3))
+        rows = rng.normal(0.0, 0.3 * sigma, size=ny)
+        rows += 0.2 * sigma * np.sin(2.0 * math.pi * np.arange(ny) / rng.uniform(40.0, 200.0) + rng.uniform(0, 6.3))
         cols = rng.normal(0.0, 0.25 * sigma, size=nx)
         amp = np.where(np.arange(nx) < nx // 2, 0.0, rng.normal(0.0, sigma))
         noise += rows[:, None] + (cols + amp)[None, :]

@@ -238,6 +238,7 @@ def generate_training_set(
             rendered = render_galaxies(
                 r50=r50[sel], sersic_n=sersic_n[sel], q=q[sel], pa=pa[sel], psf_fwhm=exposure.psf_fwhm,
                 psf_beta=beta, dx=dx[sel], dy=dy[sel], flux=1.0, size=size, pixel_scale=config.pixel_scale,
+                device=config.device,
             )
             model = np.asarray(rendered.images, dtype=np.float64)
             counts = model * (flux[part] * exposure.exptime)[:, None, None]

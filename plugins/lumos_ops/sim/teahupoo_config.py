@@ -65,6 +65,8 @@ class TeahupooConfig:
         Moffat beta when an exposure header has no ``PSFBETA``.
     batch_size : int
         Galaxies rendered per renderer call.
+    device : str or None
+        Torch device of the renderer (``"cpu"``, ``"cuda"``); None = the renderer's default.
     """
 
     n_stamps: int
@@ -80,6 +82,7 @@ class TeahupooConfig:
     pixel_scale: float = PIXEL_SCALE
     default_psf_beta: float = 3.5
     batch_size: int = 512
+    device: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed"):
