@@ -165,3 +165,31 @@ def test_errors_name_the_problem(tmp_path, small_survey: SurveyManifest) -> None
         generate_training_set(TeahupooConfig(n_stamps=3), [tmp_path / "missing.fits"], catalog, tmp_path / "z")
     with pytest.raises(InputFileError, match="manifest"):
         TrainingSet(tmp_path / "nothing")
+
+
+def test_blended_neighbours(tmp_path, small_survey: SurveyManifest) -> None:
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    config = TeahupooConfig(n_stamps=40, stamp_size=48, seed=2, neighbour_fraction=0.5, neighbour_distance=(6.0, 9.0))
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "blend")
+    ts = TrainingSet(tmp_path / "blend")
+    meta = ts.meta
+    blended = meta.nbr_ref_id >= 0
+    assert 5 < blended.sum() < 35
+    assert (meta.nbr_flux[~blended] == 0).all() and meta.nbr_dx[~blended].isna().all()
+    distance = np.hypot(meta.nbr_dx[blended], meta.nbr_dy[blended])
+    assert distance.between(6.0, 9.0).all() and (meta.nbr_flux[blended] > 0).all()
+    images = ts.images(np.arange(len(ts)))
+    # The model channel is the target alone; the cutout holds target + neighbour light.
+    np.testing.assert_allclose(images[:, 1].sum(axis=(1, 2)), 1.0 - meta.flux_outside, atol=2e-4)
+    light = []
+    for path, rows in meta.groupby("source_exposure"):
+        exposure = read_exposure(path)
+        background = cut_stamps(exposure.data, rows.ccd_x.to_numpy(), rows.ccd_y.to_numpy(), size=48).data
+        light.append(pd.Series(np.nansum(images[rows.index, 0] - background, axis=(1, 2)), index=rows.index))
+    light = pd.concat(light).sort_index()
+    expected = meta.flux + meta.nbr_flux
+    bright = expected > 5
+    assert bright.sum() >= 3
+    np.testing.assert_allclose(light[bright], expected[bright], rtol=0.15)
+    with pytest.raises(LumosValueError, match="neighbour_fraction"):
+        TeahupooConfig(n_stamps=3, neighbour_fraction=1.5)

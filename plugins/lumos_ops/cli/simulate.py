@@ -70,6 +70,9 @@ def _training_set(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         seed=args.seed,
         flux_source=args.flux_source,
+        edge_margin=args.edge_margin,
+        neighbour_fraction=args.neighbour_fraction,
+        device=args.device,
     )
     paths = resolve_exposures(args.exposures)
     catalog = read_catalog(args.catalog)
@@ -109,6 +112,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--shard-size", type=int, default=4096, help="stamps per shard (default 4096)")
     training.add_argument("--flux-source", default="auto", choices=("auto", "catalog", "flat_spectrum"),
                           help="band flux from the catalogue's flux_nJy_<band> columns or a flat spectrum at i_auto")
+    training.add_argument("--edge-margin", type=int, help="min distance (px) of stamp centres from the CCD edge "
+                          "(default size/2: stamps entirely on the CCD)")
+    training.add_argument("--neighbour-fraction", type=float, default=0.0,
+                          help="fraction of stamps with an added neighbouring galaxy (blending studies)")
+    training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     training.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     training.set_defaults(func=_training_set)

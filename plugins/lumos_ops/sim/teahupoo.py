@@ -26,6 +26,7 @@ from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
 from lumos_ops.io.catalog import validate_catalog
 from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.sim.bands import band_zero_point
+from lumos_ops.sim.detector import paste_stamps
 from lumos_ops.sim.population import SERSIC_RANGE, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
@@ -38,11 +39,13 @@ FORMAT_VERSION = 1
 META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
     "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
-    "ref_id", "zero_point", "flux_outside", "n_masked",
+    "ref_id", "zero_point", "flux_outside", "n_masked", "nbr_ref_id", "nbr_i_auto", "nbr_flux", "nbr_dx", "nbr_dy",
 )
 """Columns of ``meta.parquet``: the ARCHITECTURE ones, then ``ref_id`` (catalogue row used),
 ``zero_point`` (of the source exposure, NaN if none), ``flux_outside`` (fraction of the model
-outside the stamp) and ``n_masked`` (NaN background pixels in the stamp)."""
+outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the added neighbour:
+``nbr_ref_id`` (-1 when none), ``nbr_i_auto``, ``nbr_flux`` (e-/s, 0 when none), ``nbr_dx``,
+``nbr_dy`` (its offset from the target, pixels; NaN when none)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,42 @@ def _stamp_fluxes(exposure: Exposure, njy: np.ndarray, flux_range: tuple[float, 
     zero_point = exposure.zero_point if exposure.zero_point is not None else band_zero_point(exposure.band)
     flux = np.nan_to_num(njy, nan=0.0) * 10.0 ** (0.4 * (zero_point - NJY_ZEROPOINT))
     return np.clip(flux, *flux_range), float(exposure.zero_point) if exposure.zero_point is not None else float("nan")
+
+
+def _neighbours(
+    sel: np.ndarray,
+    meta: dict[str, np.ndarray],
+    nbr_rows: np.ndarray,
+    nbr_pa: np.ndarray,
+    catalog: pd.DataFrame,
+    exposure: Exposure,
+    beta: float,
+    config: TeahupooConfig,
+) -> np.ndarray:
+    """Noiseless neighbour galaxies (e-/s per pixel), shape (len(sel), S, S); zeros where none."""
+    from lumos_ops.render import render_galaxies
+
+    size = config.stamp_size
+    canvas = np.zeros((len(sel), size, size))
+    which = np.flatnonzero(meta["nbr_ref_id"][sel] >= 0)
+    if len(which) == 0:
+        return canvas
+    ids = sel[which]
+    rows = nbr_rows[ids]
+    tx = size // 2 + meta["dx"][ids] + meta["nbr_dx"][ids]
+    ty = size // 2 + meta["dy"][ids] + meta["nbr_dy"][ids]
+    rendered = render_galaxies(
+        r50=catalog["r50"].to_numpy(np.float64)[rows],
+        sersic_n=np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE),
+        q=np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0),
+        pa=nbr_pa[ids], psf_fwhm=exposure.psf_fwhm, psf_beta=beta,
+        dx=tx - np.floor(tx + 0.5), dy=ty - np.floor(ty + 0.5), flux=meta["nbr_flux"][ids],
+        size=size, pixel_scale=config.pixel_scale, device=config.device,
+    )
+    images = np.asarray(rendered.images, dtype=np.float64)
+    for k, j in enumerate(which):
+        paste_stamps(canvas[j], images[k : k + 1], tx[k : k + 1], ty[k : k + 1])
+    return canvas
 
 
 def _open_shards(out: Path, config: TeahupooConfig) -> list[np.ndarray]:
@@ -170,6 +209,13 @@ def generate_training_set(
     split = np.asarray(SPLITS)[
         np.searchsorted(np.cumsum(config.split_fractions)[:-1], rng.uniform(size=n), side="right")
     ]
+    has_nbr = rng.uniform(size=n) < config.neighbour_fraction
+    nbr_rows = rng.integers(0, len(catalog), size=n)
+    nbr_distance = rng.uniform(*config.neighbour_distance, size=n)
+    nbr_angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    nbr_pa = rng.uniform(0.0, 180.0, size=n)
+    nbr_dx = np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan)
+    nbr_dy = np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan)
     r50 = catalog["r50"].to_numpy(np.float64)[rows]
     sersic_n = np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE)
     q = np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0)
@@ -201,6 +247,11 @@ def generate_training_set(
         "zero_point": np.zeros(n),
         "flux_outside": np.zeros(n),
         "n_masked": np.zeros(n, dtype=np.int64),
+        "nbr_ref_id": np.where(has_nbr, catalog["ref_id"].to_numpy(np.int64)[nbr_rows], -1),
+        "nbr_i_auto": np.where(has_nbr, catalog["i_auto"].to_numpy(np.float64)[nbr_rows], np.nan),
+        "nbr_flux": np.zeros(n),
+        "nbr_dx": nbr_dx,
+        "nbr_dy": nbr_dy,
     }
     shards = _open_shards(out, config)
     bar = tqdm(total=n, desc="training set", unit="stamp", disable=not progress)
@@ -232,6 +283,10 @@ def generate_training_set(
         meta["psf_fwhm"][ids] = exposure.psf_fwhm
         meta["psf_beta"][ids] = beta
         meta["zero_point"][ids] = zero_point
+        nbr_flux, _ = _stamp_fluxes(
+            exposure, _band_njy(catalog, exposure.band, nbr_rows[ids], config.flux_source), config.flux_range
+        )
+        meta["nbr_flux"][ids] = np.where(has_nbr[ids], nbr_flux, 0.0)
         for lo in range(0, len(ids), config.batch_size):
             sel = ids[lo : lo + config.batch_size]
             part = slice(lo, lo + len(sel))
@@ -242,6 +297,7 @@ def generate_training_set(
             )
             model = np.asarray(rendered.images, dtype=np.float64)
             counts = model * (flux[part] * exposure.exptime)[:, None, None]
+            counts += _neighbours(sel, meta, nbr_rows, nbr_pa, catalog, exposure, beta, config) * exposure.exptime
             noisy = local.poisson(np.clip(counts, 0.0, None)) / exposure.exptime
             background = cut_stamps(exposure.data, cx[part], cy[part], size=size).data
             meta["flux_outside"][sel] = rendered.flux_outside

@@ -67,6 +67,12 @@ class TeahupooConfig:
         Galaxies rendered per renderer call.
     device : str or None
         Torch device of the renderer (``"cpu"``, ``"cuda"``); None = the renderer's default.
+    neighbour_fraction : float
+        Fraction of stamps that get a second simulated galaxy (another catalogue row, its own
+        band flux, Poisson noise) near the target, for blending studies (paper §5.3). The model
+        channel holds the target only; ``meta.parquet`` records the neighbour.
+    neighbour_distance : (float, float)
+        Range (pixels) of the target-neighbour distance, drawn uniformly, at a uniform angle.
     """
 
     n_stamps: int
@@ -83,6 +89,8 @@ class TeahupooConfig:
     default_psf_beta: float = 3.5
     batch_size: int = 512
     device: str | None = None
+    neighbour_fraction: float = 0.0
+    neighbour_distance: tuple[float, float] = (2.0, 20.0)
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed"):
@@ -110,6 +118,14 @@ class TeahupooConfig:
             raise LumosValueError(f"TeahupooConfig.flux_range must be (low, high) e-/s with 0 <= low < high, got {(low, high)}")
         if self.edge_margin is not None and (not isinstance(self.edge_margin, int) or self.edge_margin < 0):
             raise LumosValueError(f"TeahupooConfig.edge_margin must be an integer >= 0 or None, got {self.edge_margin!r}")
+        if not (math.isfinite(self.neighbour_fraction) and 0.0 <= self.neighbour_fraction <= 1.0):
+            raise LumosValueError(f"TeahupooConfig.neighbour_fraction must be in [0, 1], got {self.neighbour_fraction!r}")
+        near, far = (float(v) for v in self.neighbour_distance)
+        object.__setattr__(self, "neighbour_distance", (near, far))
+        if not (0.0 <= near <= far and math.isfinite(far)):
+            raise LumosValueError(
+                f"TeahupooConfig.neighbour_distance must be (near, far) pixels with 0 <= near <= far, got {(near, far)}"
+            )
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
