@@ -23,7 +23,7 @@ from lumos_ops.render.sersic import SERSIC_N_MAX, SERSIC_N_MIN
 
 __all__ = ["RenderResult", "render_galaxies", "render_point_sources"]
 
-_ELEMENT_BUDGET = 1 << 23
+_ELEMENT_BUDGET = 1 << 21
 """Largest number of half-plane Fourier pixels (profiles x G x (G/2 + 1)) processed at once."""
 
 ArrayLike = Any
@@ -138,6 +138,7 @@ def _render(
     images = torch.empty((n, size, size), dtype=torch.float32, device=device)
     for grid in np.unique(grids):
         members = np.nonzero(grids == grid)[0]
+        members = members[np.argsort(scale_px[members], kind="stable")]  # similar PSFs share alias work
         chunk = max(1, min(batch_size, _ELEMENT_BUDGET // (int(grid) * (int(grid) // 2 + 1))))
         for start in range(0, members.size, chunk):
             idx = members[start : start + chunk]

@@ -7,7 +7,8 @@ For a batch of profiles sharing one grid side ``G`` the pixel values are the inv
 (``A`` the area-preserving shear matrix, ``s`` the PSF scale radius, ``x0`` the profile centre on
 the grid), folded over the nearest aliases ``k - 2 pi`` in x and ``k - 2 pi sign(ky)`` in y, so the
 samples are exact pixel integrals up to the negligible far aliases. Aliases are computed only on the
-rows and columns where the narrowest PSF of the batch still exceeds ``1e-7`` there.
+rows and columns where the narrowest PSF of the batch times the pixel sinc still exceeds
+``1e-5`` there.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import torch
 
 from lumos_ops.render.psf import PsfKind, moffat_fourier, moffat_table
 from lumos_ops.render.sersic import sersic_table
-from lumos_ops.render.tables import LN_K_MIN, LN_K_STEP, ln_k_grid
+from lumos_ops.render.tables import LN_K_MIN, LN_K_STEP
 
 __all__ = ["ProfileBatch", "render_batch"]
 
-_ALIAS_THRESHOLD = 1e-7
+_ALIAS_THRESHOLD = 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,22 +46,27 @@ class ProfileBatch:
     pa_rad: np.ndarray | None = None
 
 
-def _rows_with_slopes(name: str, param: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _packed_rows(name: str, param: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Per-profile rows with their slopes packed as float32 pairs in one float64 (B, L) tensor.
+
+    One ``gather`` on the packed tensor then fetches the value and the slope together.
+    """
     table = {"sersic": sersic_table, "moffat": moffat_table}[name]()
-    rows = torch.as_tensor(table.rows(param), dtype=torch.float32, device=device)
-    slopes = torch.diff(rows, dim=1, append=rows[:, -1:])
-    return rows, slopes
+    rows = table.rows(param)
+    slopes = np.diff(rows, axis=1, append=rows[:, -1:])
+    pairs = np.ascontiguousarray(np.stack([rows, slopes], axis=-1), dtype=np.float32)
+    return torch.as_tensor(pairs.view(np.float64)[..., 0], device=device)
 
 
-def _lookup(rows: torch.Tensor, slopes: torch.Tensor, ln_k: torch.Tensor) -> torch.Tensor:
-    """Interpolate per-profile rows (B, L) at ``ln_k`` of shape (B, ...)."""
-    u = ((ln_k - LN_K_MIN) * (1.0 / LN_K_STEP)).clamp_(0.0, rows.shape[1] - 1.0)
-    i = u.floor()
-    t = u.sub_(i)
-    index = i.long().reshape(rows.shape[0], -1)
-    value = torch.gather(rows, 1, index).reshape(t.shape)
-    slope = torch.gather(slopes, 1, index).reshape(t.shape)
-    return value.addcmul_(slope, t)
+def _lookup(packed: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of per-profile rows at fractional column ``u`` (shape (B, ...), overwritten).
+
+    ``u = (ln k - LN_K_MIN) / LN_K_STEP``; it is clamped to the table.
+    """
+    u = u.clamp_(0.0, packed.shape[1] - 1.0)
+    index = u.long().reshape(packed.shape[0], -1)
+    pairs = torch.gather(packed, 1, index).view(torch.float32).reshape(*u.shape, 2)
+    return pairs[..., 1].mul(u.frac_()).add_(pairs[..., 0])
 
 
 def _psf_radial_bound(kind: PsfKind, k: np.ndarray, scale_min: float, beta_min: float) -> np.ndarray:
@@ -72,41 +78,41 @@ def _psf_radial_bound(kind: PsfKind, k: np.ndarray, scale_min: float, beta_min: 
 
 @dataclasses.dataclass(frozen=True)
 class _Term:
-    """One alias term restricted to a block of the half-plane spectrum."""
+    """One alias term restricted to a block of the half-plane spectrum (frequencies in rad / pixel)."""
 
     rows: slice
     cols: slice
-    kx: torch.Tensor  # (C,) float64 frequencies (rad / pixel) of the term
-    ky: torch.Tensor  # (R,)
+    kx: np.ndarray  # (C,) float64
+    ky: np.ndarray  # (R,) float64
 
 
-def _terms(grid: int, kind: PsfKind, scale_min: float, beta_min: float, device: torch.device) -> list[_Term]:
+def _alias_block(bound: np.ndarray) -> slice | None:
+    keep = np.nonzero(bound > _ALIAS_THRESHOLD)[0]
+    return slice(int(keep[0]), int(keep[-1]) + 1) if keep.size else None
+
+
+def _terms(grid: int, kind: PsfKind, scale_min: float, beta_min: float) -> list[_Term]:
+    """The direct term and the nearest-alias terms worth computing for this batch."""
     kx = 2.0 * np.pi * np.arange(grid // 2 + 1) / grid
     ky = 2.0 * np.pi * np.fft.fftfreq(grid)
     alias_x = kx - 2.0 * np.pi
-    sign_y = np.where(ky >= 0.0, 1.0, -1.0)
-    alias_y = ky - 2.0 * np.pi * sign_y
-    cols = np.nonzero(_psf_radial_bound(kind, np.abs(alias_x), scale_min, beta_min) > _ALIAS_THRESHOLD)[0]
-    rows = np.nonzero(_psf_radial_bound(kind, np.abs(alias_y), scale_min, beta_min) > _ALIAS_THRESHOLD)[0]
-
-    def as_t(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a, dtype=torch.float64, device=device)
-
+    alias_y = ky - 2.0 * np.pi * np.where(ky >= 0.0, 1.0, -1.0)
+    # |transform| <= PSF(|k_alias|) * |sinc(k_alias / 2 pi)| (the galaxy and the other sinc are <= 1)
+    cols = _alias_block(_psf_radial_bound(kind, np.abs(alias_x), scale_min, beta_min) * np.abs(np.sinc(alias_x / (2 * np.pi))))
+    rows = _alias_block(_psf_radial_bound(kind, np.abs(alias_y), scale_min, beta_min) * np.abs(np.sinc(alias_y / (2 * np.pi))))
     all_rows, all_cols = slice(0, grid), slice(0, grid // 2 + 1)
-    terms = [_Term(all_rows, all_cols, as_t(kx), as_t(ky))]
-    col_block = slice(int(cols[0]), int(cols[-1]) + 1) if cols.size else None
-    row_block = slice(int(rows[0]), int(rows[-1]) + 1) if rows.size else None
-    if col_block is not None:
-        terms.append(_Term(all_rows, col_block, as_t(alias_x[col_block]), as_t(ky)))
-    if row_block is not None:
-        terms.append(_Term(row_block, all_cols, as_t(kx), as_t(alias_y[row_block])))
-        if col_block is not None:
-            terms.append(_Term(row_block, col_block, as_t(alias_x[col_block]), as_t(alias_y[row_block])))
+    terms = [_Term(all_rows, all_cols, kx, ky)]
+    if cols is not None:
+        terms.append(_Term(all_rows, cols, alias_x[cols], ky))
+    if rows is not None:
+        terms.append(_Term(rows, all_cols, kx, alias_y[rows]))
+        if cols is not None:
+            terms.append(_Term(rows, cols, alias_x[cols], alias_y[rows]))
     return terms
 
 
-def _sinc(k: torch.Tensor) -> torch.Tensor:
-    return torch.sinc(k / (2.0 * np.pi))
+def _as_f32(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
 
 
 def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.device) -> torch.Tensor:
@@ -127,48 +133,51 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     torch.Tensor, shape (B, size, size), float32
         Pixel-integrated unit-flux images, ``[y, x]``.
     """
-    n_prof = batch.psf_scale_px.size
     kind = batch.psf_kind
     scale = batch.psf_scale_px
-    beta = batch.psf_beta
-    terms = _terms(grid, kind, float(scale.min()), float(beta.min()) if kind is PsfKind.MOFFAT else 0.0, device)
-
-    if batch.r50_px is not None:
-        gal_rows, gal_slopes = _rows_with_slopes("sersic", batch.sersic_n, device)
-        cos, sin = np.cos(batch.pa_rad), np.sin(batch.pa_rad)
-        q = batch.q
+    galaxy = batch.r50_px is not None
+    beta_min = float(batch.psf_beta.min()) if kind is PsfKind.MOFFAT else 0.0
+    terms = _terms(grid, kind, float(scale.min()), beta_min)
+    if galaxy:
+        gal_rows = _packed_rows("sersic", batch.sersic_n, device)
+        cos, sin, q = np.cos(batch.pa_rad), np.sin(batch.pa_rad), batch.q
         r2 = batch.r50_px**2
-        qxx = torch.as_tensor(r2 * (cos**2 / q + q * sin**2), dtype=torch.float32, device=device)[:, None, None]
-        qyy = torch.as_tensor(r2 * (sin**2 / q + q * cos**2), dtype=torch.float32, device=device)[:, None, None]
-        qxy = torch.as_tensor(r2 * 2.0 * cos * sin * (1.0 / q - q), dtype=torch.float32, device=device)[:, None, None]
+        qxx = _as_f32(r2 * (cos**2 / q + q * sin**2), device)[:, None, None]
+        qyy = _as_f32(r2 * (sin**2 / q + q * cos**2), device)[:, None, None]
+        qxy = _as_f32(r2 * 2.0 * cos * sin * (1.0 / q - q), device)[:, None, None]
     if kind is PsfKind.MOFFAT:
-        psf_rows, psf_slopes = _rows_with_slopes("moffat", beta, device)
-        ln_scale = torch.as_tensor(np.log(scale), dtype=torch.float32, device=device)[:, None, None]
-    else:
-        half_var = torch.as_tensor(-0.5 * scale**2, dtype=torch.float32, device=device)[:, None, None]
-
-    centre_x = torch.as_tensor(grid // 2 + batch.dx, dtype=torch.float64, device=device)[:, None]
-    centre_y = torch.as_tensor(grid // 2 + batch.dy, dtype=torch.float64, device=device)[:, None]
-    spectrum = torch.zeros((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
+        psf_rows = _packed_rows("moffat", batch.psf_beta, device)
+        ln_scale = _as_f32((np.log(scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
+    centre_x = (grid // 2 + batch.dx)[:, None]
+    centre_y = (grid // 2 + batch.dy)[:, None]
+    real = imag = None
     for term in terms:
-        kx = term.kx.float()
-        ky = term.ky.float()
-        kx2, ky2 = kx * kx, ky * ky
-        k2 = ky2[:, None] + kx2[None, :]
+        kx, ky = _as_f32(term.kx, device), _as_f32(term.ky, device)
+        sinc = torch.sinc(ky * (0.5 / np.pi))[:, None] * torch.sinc(kx * (0.5 / np.pi))[None, :]
         if kind is PsfKind.MOFFAT:
-            ln_k = 0.5 * torch.log(k2)
-            value = _lookup(psf_rows, psf_slopes, ln_k[None] + ln_scale)
+            ln_k = torch.log(ky[:, None] ** 2 + kx[None, :] ** 2).mul_(0.5 / LN_K_STEP)
+            value = _lookup(psf_rows, ln_k[None] + ln_scale).mul_(sinc)
         else:
-            value = torch.exp(half_var * k2[None])
-        value = value * (_sinc(ky)[:, None] * _sinc(kx)[None, :])
-        if batch.r50_px is not None:
-            quad = qxx * kx2[None, None, :] + qyy * ky2[None, :, None] + qxy * (ky[:, None] * kx[None, :])[None]
-            ln_gal = 0.5 * torch.log(quad)
-            value = value * _lookup(gal_rows, gal_slopes, ln_gal)
-        phase_x = torch.polar(torch.ones_like(centre_x), -term.kx[None, :] * centre_x).to(torch.complex64)
-        phase_y = torch.polar(torch.ones_like(centre_y), -term.ky[None, :] * centre_y).to(torch.complex64)
-        block = value * phase_y[:, :, None] * phase_x[:, None, :]
-        spectrum[:, term.rows, term.cols] += block
-    image = torch.fft.irfft2(spectrum, s=(grid, grid))
+            gauss_x = _as_f32(np.exp(-0.5 * (scale[:, None] * term.kx[None, :]) ** 2), device)
+            gauss_y = _as_f32(np.exp(-0.5 * (scale[:, None] * term.ky[None, :]) ** 2), device)
+            value = (gauss_y[:, :, None] * gauss_x[:, None, :]).mul_(sinc)
+        if galaxy:
+            quad = (qxx * (kx * kx)) + (qyy * (ky * ky)[:, None])
+            quad = quad.add_(qxy * (ky[:, None] * kx[None, :]))
+            u = quad.log_().mul_(0.5 / LN_K_STEP).sub_(LN_K_MIN / LN_K_STEP)
+            value = value.mul_(_lookup(gal_rows, u))
+        angle_x, angle_y = term.kx[None, :] * centre_x, term.ky[None, :] * centre_y
+        cos_x, sin_x = _as_f32(np.cos(angle_x), device)[:, None, :], _as_f32(np.sin(angle_x), device)[:, None, :]
+        cos_y, sin_y = _as_f32(np.cos(angle_y), device)[:, :, None], _as_f32(np.sin(angle_y), device)[:, :, None]
+        # value * exp(-i (kx x0 + ky y0))
+        term_real = (cos_y * cos_x).sub_(sin_y * sin_x).mul_(value)
+        term_imag = (sin_y * cos_x).add_(cos_y * sin_x).mul_(value)
+        if real is None:
+            real, imag = term_real, term_imag.neg_()
+        else:
+            real[:, term.rows, term.cols] += term_real
+            imag[:, term.rows, term.cols] -= term_imag
     start = grid // 2 - size // 2
-    return image[:, start : start + size, start : start + size]
+    # inverse FFT along y, keep the stamp rows, then the real inverse FFT along x on those rows only
+    rows = torch.fft.ifft(torch.complex(real, imag), dim=1)[:, start : start + size]
+    return torch.fft.irfft(rows, n=grid, dim=2)[:, :, start : start + size]

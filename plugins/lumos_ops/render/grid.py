@@ -25,7 +25,7 @@ GRID_SIZES: tuple[int, ...] = tuple(
 )
 """FFT-friendly even grid sides (pixels) the renderer may use."""
 
-DEFAULT_WRAP_TOLERANCE: float = 2e-4
+DEFAULT_WRAP_TOLERANCE: float = 1e-3
 """Default bound on the wrapped-around flux inside the stamp, as a fraction of the total flux."""
 
 _ALPHAS = np.linspace(0.05, 1.0, 20)
