@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,9 @@ def test_reader_streams_shards(training_dir) -> None:
     assert sorted(np.concatenate([ts.indices(s) for s in ("train", "val", "test")]).tolist()) == list(range(150))
     with pytest.raises(LumosValueError):
         ts.images([150])
+    clone = pickle.loads(pickle.dumps(ts))  # what a spawned data-loader worker receives
+    assert clone._shards == {} and len(pickle.dumps(ts)) < 200_000
+    np.testing.assert_array_equal(clone.images([7]), ts.images([7]))
 
 
 def test_held_out_evaluation_stamps_and_flat_spectrum(tmp_path, small_survey: SurveyManifest) -> None:

@@ -73,6 +73,12 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.meta)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Data-loader workers re-open the shards lazily instead of receiving copies of them.
+        state = self.__dict__.copy()
+        state["_shards"] = {}
+        return state
+
     def __repr__(self) -> str:
         return f"TrainingSet({str(self.path)!r}, n_stamps={len(self)}, stamp_size={self.stamp_size})"
 
