@@ -41,6 +41,9 @@ __all__ = ["aperture_radius", "enclosed_light", "elliptical_aperture_photometry"
 _MIN_RADIUS = 0.02
 """Smallest circularised aperture radius searched (pixels)."""
 
+_GROUP = 128
+"""Models solved together (grouped by extent so that each group works on a small central box)."""
+
 
 def _axes(radius: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     root = np.sqrt(q)
@@ -91,19 +94,22 @@ def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: n
     return (idx + 1) * step
 
 
-def _crop_to_light(model: np.ndarray, *, tail: float = 1e-7) -> np.ndarray:
-    """Central sub-grid (same centre pixel) outside which every model has less than ``tail`` light."""
+def _light_half_size(model: np.ndarray, *, tail: float = 1e-7) -> np.ndarray:
+    """Per model, the smallest half-side ``h`` of the central box outside which less than ``tail`` light lies."""
     size = model.shape[-1]
     centre = size // 2
     rows, cols = model.sum(axis=2), model.sum(axis=1)
-    half = centre
-    for h in range(1, centre + 1):
+    half = np.full(model.shape[0], centre, dtype=np.int64)
+    pending = np.ones(model.shape[0], dtype=bool)
+    for h in range(1, centre):
         lo, hi = centre - h, centre + h + 1
         outside = rows[:, :lo].sum(axis=1) + rows[:, hi:].sum(axis=1) + cols[:, :lo].sum(axis=1) + cols[:, hi:].sum(axis=1)
-        if np.all(outside < tail):
-            half = h
+        now = pending & (outside < tail)
+        half[now] = h
+        pending &= ~now
+        if not pending.any():
             break
-    return model[:, centre - half : centre + half + 1, centre - half : centre + half + 1]
+    return half
 
 
 def aperture_radius(
@@ -148,16 +154,35 @@ def aperture_radius(
     ok = np.flatnonzero(total > light_fraction)
     if ok.size == 0:
         return out
-    m, dx, dy, q, pa = _crop_to_light(clean[ok]), dx[ok], dy[ok], q[ok], pa[ok]
+    half = np.zeros(n, dtype=np.int64)
+    half[ok] = _light_half_size(clean[ok])
+    centre = model.shape[-1] // 2
+    order = ok[np.argsort(half[ok], kind="stable")]
+    # Models grouped by extent, each group solved on the central box holding its light.
+    for lo in range(0, order.size, _GROUP):
+        group = order[lo : lo + _GROUP]
+        h = int(half[group].max())
+        box = clean[group, centre - h : centre + h + 1, centre - h : centre + h + 1]
+        out[group] = _solve_radius(box, dx[group], dy[group], q[group], pa[group], light_fraction, tol, max_iter)
+    return out
+
+
+def _solve_radius(
+    m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, light_fraction: float, tol: float, max_iter: int
+) -> np.ndarray:
+    """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations."""
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
+    centre = m.shape[-1] // 2
 
     def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
-        return enclosed_light(m[idx], dx[idx], dy[idx], q[idx], pa[idx], radius) - light_fraction
+        a, b = _axes(radius, q[idx])
+        weights = ellipse_pixel_overlap(m.shape[1:], centre + dx[idx], centre + dy[idx], a, b, pa[idx])
+        return np.einsum("nij,nij->n", weights, m[idx]) - light_fraction
 
     guess = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction)
     lo = np.maximum(guess - 1.0, _MIN_RADIUS)
     hi = np.minimum(guess + 1.0, r_max)
-    all_idx = np.arange(ok.size)
+    all_idx = np.arange(m.shape[0])
     g_lo, g_hi = g(all_idx, lo), g(all_idx, hi)
     for _ in range(max_iter):
         low_bad = np.flatnonzero((g_lo > 0) & (lo > _MIN_RADIUS))
@@ -168,11 +193,11 @@ def aperture_radius(
             lo[low_bad] = np.maximum(lo[low_bad] * 0.5, _MIN_RADIUS)
             g_lo[low_bad] = g(low_bad, lo[low_bad])
         if high_bad.size:
-            hi[high_bad] = np.minimum(hi[high_bad] * 1.5, r_max)
+            hi[high_bad] = np.minimum(hi[high_bad] * 1.5, r_max[high_bad])
             g_hi[high_bad] = g(high_bad, hi[high_bad])
     root = np.where(g_lo >= 0, lo, hi)
     active = np.flatnonzero((g_lo < 0) & (g_hi > 0))
-    side = np.zeros(ok.size, dtype=np.int8)
+    side = np.zeros(m.shape[0], dtype=np.int8)
     for _ in range(max_iter):
         if active.size == 0:
             break
@@ -193,8 +218,7 @@ def aperture_radius(
         g_hi[keep_hi] *= 0.5
         side[active] = np.where(upper, 1, -1)
         active = active[~done]
-    out[ok] = root
-    return out
+    return root
 
 
 def elliptical_aperture_photometry(
@@ -235,16 +259,20 @@ def elliptical_aperture_photometry(
         )
     a, b = _axes(radius, inputs.q)
     has_aperture = np.isfinite(radius)
-    weights = np.zeros(inputs.data.shape, dtype=np.float64)
     idx = np.flatnonzero(has_aperture)
+    # Work on the central box that holds every aperture of the batch.
+    reach = int(np.ceil(np.nanmax(a[idx]))) + 2 if idx.size else 0
+    lo, hi = max(centre - reach, 0), min(centre + reach + 1, size)
+    box_data = inputs.data[:, lo:hi, lo:hi]
+    weights = np.zeros(box_data.shape, dtype=np.float64)
     if idx.size:
         weights[idx] = ellipse_pixel_overlap(
-            (size, size), centre + inputs.dx[idx], centre + inputs.dy[idx], a[idx], b[idx], inputs.pa[idx]
+            box_data.shape[1:], centre - lo + inputs.dx[idx], centre - lo + inputs.dy[idx], a[idx], b[idx], inputs.pa[idx]
         )
-    finite = np.isfinite(inputs.data)
+    finite = np.isfinite(box_data)
     usable = np.where(finite, weights, 0.0)
-    data = np.where(finite, inputs.data, 0.0).astype(np.float64)
-    model = np.nan_to_num(inputs.model.astype(np.float64))
+    data = np.where(finite, box_data, 0.0)
+    model = np.nan_to_num(inputs.model[:, lo:hi, lo:hi], nan=0.0)
     area = usable.sum(axis=(1, 2))
     raw_sum = np.einsum("nij,nij->n", usable, data)
     signal = raw_sum - background.mean * area
@@ -253,7 +281,9 @@ def elliptical_aperture_photometry(
         flux = np.where(light > 0, signal / light, np.nan)
         variance = background.variance * area + area**2 * background.mean_variance + np.maximum(signal, 0.0) / inputs.exptime
         flux_err = np.where(light > 0, np.sqrt(variance) / light, np.nan)
-    flags = footprint_flags(inputs, weights > 0)
+    footprint = np.zeros(inputs.data.shape, dtype=bool)
+    footprint[:, lo:hi, lo:hi] = weights > 0
+    flags = footprint_flags(inputs, footprint)
     flags[~has_aperture & inputs.measurable] |= Flag.FIT_FAILED
     flags[~np.isfinite(flux) & inputs.measurable] |= Flag.FIT_FAILED
     flags[flux < 0] |= Flag.NEGATIVE_MODEL

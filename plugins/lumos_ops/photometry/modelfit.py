@@ -7,8 +7,9 @@ where ``f = d - b`` is the background-subtracted image (``b`` the sigma-clipped 
 annulus pixel variance. This is eq. (3) written for images in e-/s: the Poisson variance of a pixel
 in e-/s is ``counts / t^2``, and ``s^2`` (equal to ``B / t`` for a pure Poisson sky of ``B`` e-/s)
 also covers read noise and sky-subtracted images; a global scale of the variance does not move the
-minimum. Only the brightest model pixels holding 99.9 % of the model light enter the sum (the others
-add a constant). The flux error is the Fisher error at the minimum, ``1 / sqrt(sum R^2 / v)``.
+minimum. Only the brightest model pixels holding 99 % of the model light enter the sum (the others
+carry almost no weight, and leaving them out keeps neighbours far from the target out of the fit). The flux error is the Fisher error at the minimum, ``1 / sqrt(sum R^2 / v)``, plus
+the propagated uncertainty of the background mean.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from lumos_ops.photometry.quality import footprint_flags, model_footprint
 if TYPE_CHECKING:
     from lumos_ops.measure import TargetContext
 
-__all__ = ["FitPixels", "fit_pixels", "poisson_chi2", "profile_fit_photometry", "ProfileFit"]
+__all__ = ["FitPixels", "fit_pixels", "poisson_chi2", "profile_fit_photometry", "ProfileFit", "FIT_LIGHT"]
+
+FIT_LIGHT: float = 0.99
+"""Fraction of the model light whose pixels (brightest first) enter the fit and the weighted sum."""
+
+_GROUP = 128
+"""Targets fitted together (grouped by footprint size to keep the padded arrays small)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +50,8 @@ class FitPixels:
         Unit-flux model ``R`` on the same pixels; 0 where unused (unused pixels drop out of every sum).
     noise_var : ndarray, shape (n,)
         Background pixel variance ``s^2`` ((e-/s)^2).
+    background_var : ndarray, shape (n,)
+        Variance of the subtracted background mean ((e-/s)^2), ``s^2 / N_annulus``.
     exptime : ndarray, shape (n,)
         Exposure time (s); ``inf`` neglects the source shot noise.
     footprint : ndarray of bool, shape (n, S, S)
@@ -52,6 +61,7 @@ class FitPixels:
     signal: np.ndarray
     model: np.ndarray
     noise_var: np.ndarray
+    background_var: np.ndarray
     exptime: np.ndarray
     footprint: np.ndarray
 
@@ -61,15 +71,20 @@ class FitPixels:
         return source + self.noise_var[index, None]
 
     def weighted_estimate(self, variance: np.ndarray, index: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-        """Inverse-variance linear flux estimate and its error for given pixel variances, shape (m,)."""
+        """Inverse-variance linear flux estimate and its error for given pixel variances, shape (m,).
+
+        The error adds the pixel noise ``1 / sum(R^2 / v)`` and the propagated uncertainty of the
+        subtracted background mean, ``var(b) * (sum(R / v) / sum(R^2 / v))^2``.
+        """
         model = self.model[index]
         fisher = np.sum(model * model / variance, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             flux = np.sum(model * self.signal[index] / variance, axis=1) / fisher
-            return flux, 1.0 / np.sqrt(fisher)
+            leverage = np.sum(model / variance, axis=1) / fisher
+            return flux, np.sqrt(1.0 / fisher + self.background_var[index] * leverage**2)
 
 
-def fit_pixels(inputs: PhotometryInputs, *, light: float = 0.999) -> FitPixels:
+def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixels:
     """Select the finite pixels among the brightest model pixels holding ``light`` of the model.
 
     Parameters
@@ -103,6 +118,7 @@ def fit_pixels(inputs: PhotometryInputs, *, light: float = 0.999) -> FitPixels:
         signal=np.nan_to_num(signal, nan=0.0),
         model=model,
         noise_var=background.variance,
+        background_var=background.mean_variance,
         exptime=inputs.exptime,
         footprint=footprint,
     )
@@ -143,13 +159,19 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     chi2 = np.full(n, np.nan)
     nit = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
-    if idx.size:
+    # Targets sorted by footprint size and fitted in groups, each cropped to its widest footprint.
+    widths = (pixels.model > 0).sum(axis=1)
+    order = idx[np.argsort(widths[idx], kind="stable")]
+    for lo in range(0, order.size, _GROUP):
+        group = order[lo : lo + _GROUP]
+        k = max(int(widths[group].max()), 1)
         sub = FitPixels(
-            signal=pixels.signal[idx],
-            model=pixels.model[idx],
-            noise_var=pixels.noise_var[idx],
-            exptime=pixels.exptime[idx],
-            footprint=pixels.footprint[idx],
+            signal=pixels.signal[group, :k],
+            model=pixels.model[group, :k],
+            noise_var=pixels.noise_var[group],
+            background_var=pixels.background_var[group],
+            exptime=pixels.exptime[group],
+            footprint=pixels.footprint[group],
         )
         start, _ = sub.weighted_estimate(np.broadcast_to(sub.noise_var[:, None], sub.model.shape))
         result = nelder_mead_1d(
@@ -158,11 +180,11 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
             xatol=xatol * np.maximum(1.0, np.abs(start)),
             maxiter=maxiter,
         )
-        flux[idx] = result.x
-        chi2[idx] = result.fun
-        nit[idx] = result.nit
-        converged[idx] = result.converged
-        _, flux_err[idx] = sub.weighted_estimate(sub.variance(result.x))
+        flux[group] = result.x
+        chi2[group] = result.fun
+        nit[group] = result.nit
+        converged[group] = result.converged
+        _, flux_err[group] = sub.weighted_estimate(sub.variance(result.x))
     flags = footprint_flags(inputs, pixels.footprint)
     failed = inputs.measurable & (~converged | ~np.isfinite(flux))
     flags[failed] |= Flag.FIT_FAILED

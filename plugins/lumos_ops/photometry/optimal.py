@@ -8,7 +8,8 @@ grid. Dividing by the model light on the grid, ``sum R``, gives the total flux:
 
     F = sum(R d' / v) / sum(R^2 / v),   d' = d - b (background-subtracted pixels),
 
-whose error from eq. (5) is ``1 / sqrt(sum R^2 / v)``. The weights depend on the unknown ``F``:
+whose error from eq. (5) is ``1 / sqrt(sum R^2 / v)`` (plus the propagated uncertainty of the
+background mean, ``var(b) (sum(R / v) / sum(R^2 / v))^2``). The weights depend on the unknown ``F``:
 starting from the uniform-noise estimate (``v = s^2``) the estimate is iterated until it changes by
 less than ``rtol`` of its error. Masked and off-image pixels are left out of the sums, which keeps
 the estimate unbiased (the model tells how much light they held).

@@ -1,0 +1,316 @@
+"""``lumos bench methods``: accuracy of the classical photometry baselines on held-out simulations.
+
+Steps: simulate a small PAUCam-like survey (:func:`lumos_ops.sim.simulate_survey`), generate
+held-out TEAHUPOO stamps big enough for the 30-45 px background annulus (96 px) on its exposures
+(:func:`lumos_ops.sim.generate_training_set`), measure every stamp with the classical methods
+(``lumos_ops.photometry``) and compare them with the true fluxes per i_auto bin
+(:mod:`lumos_ops.bench.metrics`, the paper's Fig. 7 without LUMOS), plus the renderer benchmark
+(:func:`lumos_ops.render.benchmark.run_render_benchmark`). Writes ``methods.json`` and
+``methods.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops import __version__
+from lumos_ops.bench.metrics import DEFAULT_MAG_BINS, compare_methods, comparison_to_dict, plot_comparison, sigma68
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.photometry.aperture import elliptical_aperture_photometry
+from lumos_ops.photometry.inputs import PhotometryInputs
+from lumos_ops.photometry.modelfit import profile_fit_photometry
+from lumos_ops.photometry.optimal import optimal_photometry
+
+__all__ = ["MethodsBenchConfig", "STAMP_METHODS", "measure_stamp_set", "run_methods_benchmark", "format_table"]
+
+STAMP_METHODS: dict[str, Callable[[PhotometryInputs], pd.DataFrame]] = {
+    "aperture": elliptical_aperture_photometry,
+    "modelfit": profile_fit_photometry,
+    "optimal": optimal_photometry,
+}
+"""Classical estimators that measure :class:`PhotometryInputs` directly (no exposure needed)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MethodsBenchConfig:
+    """What ``lumos bench methods`` simulates and measures.
+
+    Attributes
+    ----------
+    n_stamps : int
+        Held-out TEAHUPOO stamps (>= 10,000 for the report).
+    stamp_size : int
+        Stamp side (pixels); >= 93 keeps the whole 45 px annulus.
+    ccd_shape : (int, int)
+        Shape of the simulated CCD images the stamps are cut from (rows, columns).
+    bands : tuple of str
+        Narrow bands of the simulated survey.
+    n_exposures, n_epochs : int
+        Exposures per band and camera epoch; epochs (1 or 2).
+    methods : tuple of str
+        Keys of :data:`STAMP_METHODS` to run.
+    mag_bins : tuple of float
+        i_auto bin edges (AB).
+    chunk_size : int
+        Stamps measured at once.
+    render_profiles : int
+        Profiles of the renderer benchmark (0 skips it).
+    seed : int
+        Seed of the survey, the stamps and the bootstrap.
+    """
+
+    n_stamps: int = 10_000
+    stamp_size: int = 96
+    ccd_shape: tuple[int, int] = (2048, 2048)
+    bands: tuple[str, ...] = ("NB455", "NB615", "NB685", "NB845")
+    n_exposures: int = 1
+    n_epochs: int = 2
+    methods: tuple[str, ...] = ("aperture", "modelfit", "optimal")
+    mag_bins: tuple[float, ...] = DEFAULT_MAG_BINS
+    chunk_size: int = 1024
+    render_profiles: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_stamps < 1:
+            raise LumosValueError(f"MethodsBenchConfig.n_stamps must be >= 1, got {self.n_stamps}")
+        if self.stamp_size < 8:
+            raise LumosValueError(f"MethodsBenchConfig.stamp_size must be >= 8 pixels, got {self.stamp_size}")
+        unknown = [m for m in self.methods if m not in STAMP_METHODS]
+        if unknown or not self.methods:
+            raise LumosValueError(
+                f"MethodsBenchConfig.methods must name some of {', '.join(STAMP_METHODS)}, got {list(self.methods)}"
+            )
+        if self.chunk_size < 1 or self.render_profiles < 0:
+            raise LumosValueError("MethodsBenchConfig.chunk_size must be >= 1 and render_profiles >= 0")
+
+
+def measure_stamp_set(
+    path: str | os.PathLike[str],
+    *,
+    methods: Sequence[str] = tuple(STAMP_METHODS),
+    split: str | None = None,
+    chunk_size: int = 1024,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, float]]:
+    """Measure every stamp of a TEAHUPOO set with the classical estimators.
+
+    Parameters
+    ----------
+    path : path-like
+        Training-set directory (``lumos_ops.sim.TrainingSet`` layout).
+    methods : sequence of str, keyword-only
+        Keys of :data:`STAMP_METHODS`.
+    split : str or None, keyword-only
+        Only stamps of this split (``"test"``...); None: all.
+    chunk_size : int, keyword-only
+        Stamps per batch.
+    progress : bool, keyword-only
+        tqdm progress bar over stamps.
+
+    Returns
+    -------
+    meta : DataFrame
+        The stamps' metadata rows (truth ``flux`` in e-/s, ``i_auto``...), index reset.
+    results : dict of str to DataFrame
+        Per method, one row per stamp (``flux``, ``flux_err``, ``flag``...).
+    seconds : dict of str to float
+        Wall-clock time spent in each method (the background estimate is charged to the first).
+    """
+    from tqdm.auto import tqdm
+
+    from lumos_ops.sim import TrainingSet
+
+    unknown = [m for m in methods if m not in STAMP_METHODS]
+    if unknown:
+        raise LumosValueError(f"unknown stamp method(s) {', '.join(unknown)}; choose from {', '.join(STAMP_METHODS)}")
+    stamps = TrainingSet(path)
+    ids = np.arange(len(stamps)) if split is None else stamps.indices(split)
+    meta = stamps.meta.iloc[ids].reset_index(drop=True)
+    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    with tqdm(total=ids.size, unit="stamp", desc="measure stamps", disable=not progress) as bar:
+        for lo in range(0, ids.size, chunk_size):
+            chunk = ids[lo : lo + chunk_size]
+            rows = meta.iloc[lo : lo + chunk.size]
+            images = stamps.images(chunk)
+            inputs = PhotometryInputs.from_arrays(
+                images[:, 0],
+                images[:, 1],
+                dx=rows["dx"].to_numpy(),
+                dy=rows["dy"].to_numpy(),
+                q=rows["q"].to_numpy(),
+                pa=rows["pa"].to_numpy(),
+                exptime=rows["exptime"].to_numpy(),
+            )
+            for method in methods:
+                start = time.perf_counter()
+                parts[method].append(STAMP_METHODS[method](inputs))
+                seconds[method] += time.perf_counter() - start
+            bar.update(chunk.size)
+    results = {m: pd.concat(parts[m], ignore_index=True) for m in methods}
+    return meta, results, seconds
+
+
+def _simulate(config: MethodsBenchConfig, workdir: Path, progress: bool) -> tuple[Path, dict[str, Any]]:
+    from lumos_ops.sim import SurveyConfig, TeahupooConfig, generate_training_set, simulate_survey
+
+    start = time.perf_counter()
+    survey = simulate_survey(
+        SurveyConfig(
+            ccd_shape=config.ccd_shape,
+            bands=config.bands,
+            n_exposures=config.n_exposures,
+            n_epochs=config.n_epochs,
+            seed=config.seed,
+        ),
+        workdir / "survey",
+        progress=progress,
+    )
+    survey_s = time.perf_counter() - start
+    catalog = pd.read_parquet(survey.catalog_path)
+    start = time.perf_counter()
+    stamps_dir = workdir / "stamps"
+    generate_training_set(
+        TeahupooConfig(
+            n_stamps=config.n_stamps,
+            stamp_size=config.stamp_size,
+            split_fractions=(0.0, 0.0, 1.0),
+            seed=config.seed + 1,
+        ),
+        survey.exposure_paths,
+        catalog,
+        stamps_dir,
+        progress=progress,
+    )
+    info = {
+        "survey_seconds": survey_s,
+        "stamps_seconds": time.perf_counter() - start,
+        "n_exposure_files": len(survey.exposure_paths),
+        "n_catalog_galaxies": int(survey.n_galaxies),
+    }
+    return stamps_dir, info
+
+
+def run_methods_benchmark(
+    config: MethodsBenchConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    stamps: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Simulate held-out stamps, measure them with the baselines, write ``methods.json`` / ``.png``.
+
+    Parameters
+    ----------
+    config : MethodsBenchConfig
+    out_dir : path-like
+        Where ``methods.json`` and ``methods.png`` are written (created).
+    workdir : path-like, keyword-only
+        Where the simulated survey and stamps go (default ``out_dir / "sim"``).
+    stamps : path-like, keyword-only
+        An existing TEAHUPOO set to measure instead of simulating one (all its stamps).
+    progress : bool, keyword-only
+        Progress bars.
+
+    Returns
+    -------
+    dict
+        The content of ``methods.json``: ``config``, ``simulation``, ``metrics`` (overall and
+        per i_auto bin: ``n``, ``bias``, ``sigma68`` and bootstrap errors), ``flags`` (fraction of
+        flagged measurements), ``pull_sigma68`` (sigma68 of ``(f - f0) / flux_err``, 1 for calibrated
+        errors), ``timing`` (seconds and stamps per second per method), ``render``.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(f"{out}: cannot create the output directory ({exc})") from None
+    if stamps is None:
+        stamps_dir, simulation = _simulate(config, Path(workdir) if workdir else out / "sim", progress)
+    else:
+        stamps_dir, simulation = Path(stamps), {"stamps": os.fspath(stamps)}
+    meta, results, seconds = measure_stamp_set(
+        stamps_dir, methods=config.methods, chunk_size=config.chunk_size, progress=progress
+    )
+    truth = meta["flux"].to_numpy(np.float64)
+    metrics = compare_methods(
+        {m: r["flux"].to_numpy() for m, r in results.items()},
+        truth,
+        meta["i_auto"].to_numpy(np.float64),
+        bins=config.mag_bins,
+        seed=config.seed,
+    )
+    render: dict[str, Any] | None = None
+    if config.render_profiles:
+        from lumos_ops.render.benchmark import run_render_benchmark
+
+        render = run_render_benchmark(config.render_profiles, seed=config.seed, kind="catalogue")
+    report: dict[str, Any] = {
+        "lumos_ops_version": __version__,
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
+        "simulation": {
+            **simulation,
+            "n_stamps": int(len(meta)),
+            "truth_flux_median": float(np.median(truth)),
+            "i_auto_range": [float(meta["i_auto"].min()), float(meta["i_auto"].max())],
+            "stamps_with_masked_pixels": float((meta["n_masked"] > 0).mean()) if "n_masked" in meta else None,
+        },
+        "metrics": comparison_to_dict(metrics),
+        "flags": {m: float((r["flag"].to_numpy() != 0).mean()) for m, r in results.items()},
+        "pull_sigma68": {
+            m: sigma68((r["flux"].to_numpy() - truth) / r["flux_err"].to_numpy()) for m, r in results.items()
+        },
+        "timing": {m: {"seconds": s, "stamps_per_second": len(meta) / s if s > 0 else None} for m, s in seconds.items()},
+        "render": render,
+    }
+    (out / "methods.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    plot_comparison(metrics, out / "methods.png", title=f"{len(meta)} held-out TEAHUPOO stamps ({config.stamp_size} px)")
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Plain-text table of a ``methods.json`` report: overall and per-bin bias / sigma68 per method."""
+    metrics = report["metrics"]
+    methods = list(metrics["overall"])
+    lines = ["method      n       bias     sigma68   flagged  pull_s68  stamps/s"]
+    for m in methods:
+        o = metrics["overall"][m]
+        rate = report["timing"].get(m, {}).get("stamps_per_second")
+        lines.append(
+            f"{m:<10} {o['n']:>6} {_fmt(o['bias']):>9} {_fmt(o['sigma68']):>9} {report['flags'][m]:>9.3f} "
+            f"{report['pull_sigma68'][m]:>8.3f} {rate or float('nan'):>9.0f}"
+        )
+    lines.append("")
+    lines.append("i_auto bin     n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
+    bins = metrics["binned"][methods[0]]
+    for k, row in enumerate(bins):
+        cells = []
+        for m in methods:
+            b = metrics["binned"][m][k]
+            cells.append(f"{_fmt(b['bias']):>13} {_fmt(b['sigma68']):>12}")
+        lines.append(f"{row['mag_lo']:5.1f}-{row['mag_hi']:<5.1f} {row['n']:>6}  " + "  ".join(cells))
+    render = report.get("render")
+    if render:
+        lines.append("")
+        lines.append(
+            f"renderer: {render['ours_per_second']:.0f} profiles/s vs GalSim {render['galsim_per_second']:.0f}/s "
+            f"(x{render['speedup']:.1f}); L1 vs GalSim median {render['l1_median']:.2e}, max {render['l1_max']:.2e}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None else f"{value:+.4f}"
