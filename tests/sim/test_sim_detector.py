@@ -116,3 +116,11 @@ def test_config_validation_and_files(tmp_path) -> None:
     assert load_survey_config(tmp_path / "c.json") == config
     with pytest.raises(InputFileError):
         load_survey_config(tmp_path / "missing.yaml")
+
+
+def test_zero_point_is_configurable() -> None:
+    config = SurveyConfig(bands=("NB685",), n_exposures=2, n_epochs=1, ccd_shape=(128, 128))
+    brighter = SurveyConfig.from_dict({**config.to_dict(), "zp_nb685": config.zp_nb685 + 0.5})
+    zp = [p.zero_point for p in plan_exposures(config, make_camera(0))]
+    zp_bright = [p.zero_point for p in plan_exposures(brighter, make_camera(0))]
+    np.testing.assert_allclose(np.subtract(zp_bright, zp), 0.5, atol=1e-3)

@@ -75,16 +75,17 @@ def _efficiency(centre_nm: float) -> float:
     return math.exp(-0.5 * ((centre_nm - 650.0) / 230.0) ** 2)
 
 
-def band_zero_point(band: str) -> float:
+def band_zero_point(band: str, *, reference: float = REFERENCE_ZP) -> float:
     """Nominal AB zero point (magnitude giving 1 e-/s) of a narrow band.
 
-    ``flux[e-/s] = 10**(-0.4 * (m_AB - ZP))``; NB685 has :data:`REFERENCE_ZP` (23.43).
-    Individual exposures scatter around it (transparency, airmass).
+    ``flux[e-/s] = 10**(-0.4 * (m_AB - ZP))``. NB685 gets ``reference`` (default
+    :data:`REFERENCE_ZP` = 23.43); other bands follow the efficiency curve. Individual exposures
+    scatter around it (transparency, airmass).
     """
     if band not in NB_BANDS:
         raise ValueError(f"unknown band {band!r}: expected one of NB455...NB845")
     centre = band_centre_nm(band)
-    return REFERENCE_ZP + 2.5 * math.log10(_efficiency(centre) / _efficiency(685.0))
+    return reference + 2.5 * math.log10(_efficiency(centre) / _efficiency(685.0))
 
 
 def band_sky_rate(band: str, *, typical: float = 6.0) -> float:

@@ -177,7 +177,7 @@ def plan_exposures(config: SurveyConfig, camera: Camera) -> list[CcdExposure]:
                         mjd=round(mjd, 6),
                         psf_fwhm=round(float(np.clip(seeing * (1.0 + 0.02 * (slot - 3.5) / 3.5), *config.psf_fwhm_range)), 4),
                         psf_beta=round(beta, 3),
-                        zero_point=round(band_zero_point(band) + transparency + float(camera.zp_offset[slot]), 4),
+                        zero_point=round(band_zero_point(band, reference=config.zp_nb685) + transparency + float(camera.zp_offset[slot]), 4),
                         gain=round(float(camera.gain[slot]), 4),
                         read_noise=round(float(camera.read_noise[slot]), 3),
                         saturate_adu=camera.saturate_adu,

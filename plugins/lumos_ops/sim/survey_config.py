@@ -12,6 +12,7 @@ from typing import Any
 
 from lumos_ops.constants import CCD_SHAPE, N_CCDS, N_EPOCHS, NB_BANDS, PIXEL_SCALE, TRAYS, band_tray
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.sim.bands import REFERENCE_ZP
 
 __all__ = ["Artefacts", "SurveyConfig", "load_survey_config"]
 
@@ -117,6 +118,10 @@ class SurveyConfig:
         Range of the per-exposure Moffat beta.
     sky_rate : float
         NB685 sky level (e-/s/pixel); other bands scale with wavelength.
+    zp_nb685 : float
+        Nominal NB685 zero point (AB mag giving 1 e-/s); other bands follow a smooth efficiency
+        curve. The default 23.43 makes a flat-spectrum i = 21.7 galaxy give 4.9 e-/s in total;
+        about 24.0 makes 4.9 e-/s its flux inside the PAUS aperture (62.5 % of the light).
     dither_fraction : float
         Dither amplitude as a fraction of the CCD size (uniform in +-fraction/2... +-fraction).
     stamp_size : int
@@ -147,6 +152,7 @@ class SurveyConfig:
     psf_fwhm_range: tuple[float, float] = (0.7, 1.4)
     psf_beta_range: tuple[float, float] = (3.0, 4.0)
     sky_rate: float = 6.0
+    zp_nb685: float = REFERENCE_ZP
     dither_fraction: float = 0.08
     stamp_size: int = 64
     artefacts: Artefacts = dataclasses.field(default_factory=Artefacts)
@@ -202,7 +208,7 @@ class SurveyConfig:
             raise LumosValueError("SurveyConfig.first_nights needs two ISO dates (epoch 0, epoch 1)")
         if self.n_galaxies is not None and not (isinstance(self.n_galaxies, int) and self.n_galaxies >= 0):
             raise LumosValueError(f"SurveyConfig.n_galaxies must be an integer >= 0 or None, got {self.n_galaxies!r}")
-        for name in ("pixel_scale", "sky_rate"):
+        for name in ("pixel_scale", "sky_rate", "zp_nb685"):
             _positive(name, getattr(self, name))
         for name in ("galaxy_density", "star_density", "bright_star_density", "dither_fraction"):
             value = getattr(self, name)
