@@ -66,7 +66,7 @@ def _lookup(packed: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     u = u.clamp_(0.0, packed.shape[1] - 1.0)
     index = u.long().reshape(packed.shape[0], -1)
     pairs = torch.gather(packed, 1, index).view(torch.float32).reshape(*u.shape, 2)
-    return pairs[..., 1].mul(u.frac_()).add_(pairs[..., 0])
+    return torch.addcmul(pairs[..., 0], pairs[..., 1], u.frac_())
 
 
 def _psf_radial_bound(kind: PsfKind, k: np.ndarray, scale_min: float, beta_min: float) -> np.ndarray:
@@ -135,23 +135,28 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     """
     kind = batch.psf_kind
     scale = batch.psf_scale_px
+    n_prof = scale.size
     galaxy = batch.r50_px is not None
     beta_min = float(batch.psf_beta.min()) if kind is PsfKind.MOFFAT else 0.0
     terms = _terms(grid, kind, float(scale.min()), beta_min)
     if galaxy:
         gal_rows = _packed_rows("sersic", batch.sersic_n, device)
         cos, sin, q = np.cos(batch.pa_rad), np.sin(batch.pa_rad), batch.q
-        r2 = batch.r50_px**2
-        qxx = _as_f32(r2 * (cos**2 / q + q * sin**2), device)[:, None, None]
-        qyy = _as_f32(r2 * (sin**2 / q + q * cos**2), device)[:, None, None]
-        qxy = _as_f32(r2 * 2.0 * cos * sin * (1.0 / q - q), device)[:, None, None]
+        # |A k|^2 r50^2 = qxx kx^2 + qyy ky^2 + qxy kx ky, pre-multiplied by exp(-2 LN_K_MIN) so that
+        # the table column is simply ln(quad) / (2 LN_K_STEP)
+        r2 = batch.r50_px**2 * np.exp(-2.0 * LN_K_MIN)
+        quad_coeffs = _as_f32(
+            np.stack([r2 * (cos**2 / q + q * sin**2), r2 * (sin**2 / q + q * cos**2), r2 * 2.0 * cos * sin * (1.0 / q - q)], 1),
+            device,
+        )
     if kind is PsfKind.MOFFAT:
         psf_rows = _packed_rows("moffat", batch.psf_beta, device)
         ln_scale = _as_f32((np.log(scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
     centre_x = (grid // 2 + batch.dx)[:, None]
     centre_y = (grid // 2 + batch.dy)[:, None]
-    real = imag = None
-    for term in terms:
+    spectrum = torch.empty((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
+    parts = torch.view_as_real(spectrum)
+    for number, term in enumerate(terms):
         kx, ky = _as_f32(term.kx, device), _as_f32(term.ky, device)
         sinc = torch.sinc(ky * (0.5 / np.pi))[:, None] * torch.sinc(kx * (0.5 / np.pi))[None, :]
         if kind is PsfKind.MOFFAT:
@@ -162,22 +167,23 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             gauss_y = _as_f32(np.exp(-0.5 * (scale[:, None] * term.ky[None, :]) ** 2), device)
             value = (gauss_y[:, :, None] * gauss_x[:, None, :]).mul_(sinc)
         if galaxy:
-            quad = (qxx * (kx * kx)) + (qyy * (ky * ky)[:, None])
-            quad = quad.add_(qxy * (ky[:, None] * kx[None, :]))
-            u = quad.log_().mul_(0.5 / LN_K_STEP).sub_(LN_K_MIN / LN_K_STEP)
-            value = value.mul_(_lookup(gal_rows, u))
+            basis = torch.stack([(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]])
+            quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(value.shape)
+            value = value.mul_(_lookup(gal_rows, quad.log_().mul_(0.5 / LN_K_STEP)))
         angle_x, angle_y = term.kx[None, :] * centre_x, term.ky[None, :] * centre_y
         cos_x, sin_x = _as_f32(np.cos(angle_x), device)[:, None, :], _as_f32(np.sin(angle_x), device)[:, None, :]
         cos_y, sin_y = _as_f32(np.cos(angle_y), device)[:, :, None], _as_f32(np.sin(angle_y), device)[:, :, None]
-        # value * exp(-i (kx x0 + ky y0))
-        term_real = (cos_y * cos_x).sub_(sin_y * sin_x).mul_(value)
-        term_imag = (sin_y * cos_x).add_(cos_y * sin_x).mul_(value)
-        if real is None:
-            real, imag = term_real, term_imag.neg_()
+        # value * exp(-i (kx x0 + ky y0)) = value * (cos - i sin) of the summed angle
+        phase_real = (cos_y * cos_x).sub_(sin_y * sin_x)
+        phase_imag = (sin_y * cos_x).add_(cos_y * sin_x).neg_()
+        real, imag = parts[:, term.rows, term.cols, 0], parts[:, term.rows, term.cols, 1]
+        if number == 0:
+            torch.mul(value, phase_real, out=real)
+            torch.mul(value, phase_imag, out=imag)
         else:
-            real[:, term.rows, term.cols] += term_real
-            imag[:, term.rows, term.cols] -= term_imag
+            real.addcmul_(value, phase_real)
+            imag.addcmul_(value, phase_imag)
     start = grid // 2 - size // 2
     # inverse FFT along y, keep the stamp rows, then the real inverse FFT along x on those rows only
-    rows = torch.fft.ifft(torch.complex(real, imag), dim=1)[:, start : start + size]
+    rows = torch.fft.ifft(spectrum, dim=1)[:, start : start + size]
     return torch.fft.irfft(rows, n=grid, dim=2)[:, :, start : start + size]

@@ -7,8 +7,10 @@ away leak their wings into the stamp. For each profile we take the smallest ``G`
 
 * ``Sigma_conv(d) <= Sigma_gal((1 - alpha) d) + Sigma_psf(alpha d)`` for monotone radial profiles
   (minimised over ``alpha``), ``Sigma_gal`` taken along the major axis;
-* 8 neighbouring copies, each at least ``d = G - size/2 - |offset| - 1`` pixels from the stamp,
-  each contributing at most ``size**2 * Sigma_conv(d)``.
+* the 4 side copies are at least ``d1 = G - size/2 - |offset| - 1`` pixels from the stamp, the 4
+  diagonal ones at least ``d2 = sqrt(2) (G - size/2 - |offset|) - 1`` and the 16 of the next ring
+  at least ``d3 = 2 G - size/2 - |offset| - 1``; each contributes at most ``size**2 * Sigma_conv(d)``
+  (farther copies are neglected).
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ DEFAULT_WRAP_TOLERANCE: float = 1e-3
 """Default bound on the wrapped-around flux inside the stamp, as a fraction of the total flux."""
 
 _ALPHAS = np.linspace(0.05, 1.0, 20)
+
+
+def _log_sigma_bound(
+    distance: np.ndarray,
+    r50_px: np.ndarray | None,
+    sersic_n: np.ndarray | None,
+    q: np.ndarray | None,
+    psf_kind: PsfKind,
+    psf_scale_px: np.ndarray,
+    psf_beta: np.ndarray,
+) -> np.ndarray:
+    """ln of an upper bound of the convolved surface brightness at ``distance`` (B, nG) pixels."""
+    d = distance[..., None]
+    psf_part = psf_log_surface_brightness(
+        psf_kind, _ALPHAS * d, np.asarray(psf_scale_px)[:, None, None], np.asarray(psf_beta)[:, None, None]
+    )
+    if r50_px is None:
+        return psf_part[..., -1]
+    r50 = np.asarray(r50_px)[:, None, None]
+    major_radius = (1.0 - _ALPHAS) * d * np.sqrt(np.asarray(q))[:, None, None] / r50
+    gal_part = sersic_log_surface_brightness(major_radius, np.asarray(sersic_n)[:, None, None]) - 2.0 * np.log(r50)
+    return np.min(np.logaddexp(gal_part, psf_part), axis=-1)
 
 
 def choose_grid_sizes(
@@ -69,22 +93,11 @@ def choose_grid_sizes(
     candidates = np.array([g for g in GRID_SIZES if g >= size + 8], dtype=np.float64)
     if candidates.size == 0:
         raise ValueError(f"stamp size {size} exceeds the largest Fourier grid {GRID_SIZES[-1]}")
-    distance = candidates[None, :, None] - size / 2.0 - np.asarray(max_offset)[:, None, None] - 1.0
-    distance = np.maximum(distance, 1e-3)
-    psf_part = psf_log_surface_brightness(
-        psf_kind,
-        _ALPHAS[None, None, :] * distance,
-        np.asarray(psf_scale_px)[:, None, None],
-        np.asarray(psf_beta)[:, None, None],
-    )
-    if r50_px is None:
-        log_sigma = psf_part[..., -1]
-    else:
-        r50 = np.asarray(r50_px)[:, None, None]
-        major_radius = (1.0 - _ALPHAS[None, None, :]) * distance * np.sqrt(np.asarray(q))[:, None, None] / r50
-        gal_part = sersic_log_surface_brightness(major_radius, np.asarray(sersic_n)[:, None, None]) - 2.0 * np.log(r50)
-        log_sigma = np.min(np.logaddexp(gal_part, psf_part), axis=-1)
-    leak = 8.0 * size**2 * np.exp(log_sigma)
+    clear = candidates[None, :] - size / 2.0 - np.asarray(max_offset, dtype=np.float64)[:, None]
+    rings = ((4.0, clear - 1.0), (4.0, np.sqrt(2.0) * clear - 1.0), (16.0, clear + candidates[None, :] - 1.0))
+    leak = np.zeros(clear.shape)
+    for copies, distance in rings:
+        leak += copies * size**2 * np.exp(_log_sigma_bound(np.maximum(distance, 1e-3), r50_px, sersic_n, q, psf_kind, psf_scale_px, psf_beta))
     ok = leak <= tolerance
     index = np.where(ok.any(axis=1), np.argmax(ok, axis=1), candidates.size - 1)
     return candidates[index].astype(np.int64)
