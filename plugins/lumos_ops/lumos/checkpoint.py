@@ -1,0 +1,209 @@
+"""Versioned, verifiable LUMOS checkpoints and the shipped models.
+
+A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``, so it can hold nothing
+but tensors and plain Python values)::
+
+    {"format": "lumos-model", "version": 1, "arch": name, "config": ModelConfig dict,
+     "normalization": Normalization dict, "metadata": {...}, "code_version": "0.1.0",
+     "sha256": hex digest of the weights, "state_dict": {...}}
+
+The SHA-256 covers every tensor of ``state_dict`` (name, dtype, shape and bytes, in name order)
+and is verified on load. Checkpoints load on CPU or GPU whatever device saved them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lumos_ops import __version__
+from lumos_ops.exceptions import ModelError
+from lumos_ops.lumos.config import ModelConfig, Normalization
+from lumos_ops.lumos.model import LumosNet
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MODELS_DIR",
+    "SHIPPED_MODELS",
+    "LoadedModel",
+    "weights_sha256",
+    "checkpoint_dict",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_model_path",
+]
+
+FORMAT_NAME = "lumos-model"
+FORMAT_VERSION = 1
+MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
+"""Directory of the weights shipped with the package."""
+
+SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v1.pt"}
+"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A network ready for inference with what is needed to use it.
+
+    Attributes
+    ----------
+    net : LumosNet
+        In eval mode, on ``device``.
+    arch : str
+        Registry name of the architecture.
+    normalization : Normalization
+    metadata : dict
+        Training metadata (data recipe, seed, epochs, metrics, truncation magnitude...).
+    sha256 : str
+        Verified digest of the weights.
+    path : str
+        Where it was loaded from.
+    device : torch.device
+    """
+
+    net: LumosNet
+    arch: str
+    normalization: Normalization
+    metadata: dict[str, Any]
+    sha256: str
+    path: str
+    device: torch.device
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict (names, dtypes, shapes and bytes in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip: only plain Python values survive (what ``weights_only`` loading accepts)."""
+
+    def default(obj: Any) -> Any:
+        if hasattr(obj, "item"):
+            return obj.item()
+        if hasattr(obj, "tolist"):
+            return obj.tolist()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def checkpoint_dict(
+    net: LumosNet, *, arch: str, normalization: Normalization, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The checkpoint dict of a network (weights moved to CPU)."""
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "arch": arch,
+        "config": net.config.to_dict(),
+        "normalization": normalization.to_dict(),
+        "metadata": _plain(dict(metadata or {})),
+        "code_version": __version__,
+        "sha256": weights_sha256(state),
+        "state_dict": state,
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    net: LumosNet,
+    *,
+    arch: str,
+    normalization: Normalization,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Write a checkpoint atomically (temporary file + rename); returns the weights' SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = checkpoint_dict(net, arch=arch, normalization=normalization, metadata=metadata)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+    return str(data["sha256"])
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
+    """Path of a checkpoint given a path, a shipped-model name or None (the default model)."""
+    if model is None:
+        model = "default"
+    name = os.fspath(model)
+    if name in SHIPPED_MODELS:
+        path = MODELS_DIR / SHIPPED_MODELS[name]
+        if not path.is_file():
+            raise ModelError(f"shipped model {name!r} is missing ({path}); reinstall lumos-ops or pass a checkpoint path")
+        return path
+    path = Path(name)
+    if not path.is_file():
+        raise ModelError(
+            f"{name}: no such checkpoint; give a file written by `lumos train` or one of {sorted(SHIPPED_MODELS)}"
+        )
+    return path
+
+
+def load_checkpoint(
+    model: str | os.PathLike[str] | None = None, *, device: str | torch.device | None = None
+) -> LoadedModel:
+    """Load and verify a checkpoint.
+
+    Parameters
+    ----------
+    model : path-like, shipped-model name or None
+        None loads the shipped default model.
+    device : str or torch.device, keyword-only
+        Default: CUDA when available, else CPU.
+
+    Raises
+    ------
+    ModelError
+        Missing or unreadable file, wrong format or version, or a SHA-256 mismatch.
+    """
+    path = resolve_model_path(model)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for corrupt files
+        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise ModelError(f"{path}: not a LUMOS model checkpoint (format {data.get('format') if isinstance(data, dict) else None!r})")
+    if data.get("version") != FORMAT_VERSION:
+        raise ModelError(f"{path}: checkpoint version {data.get('version')} is not {FORMAT_VERSION}; retrain or convert it")
+    state = data["state_dict"]
+    digest = weights_sha256(state)
+    if digest != data.get("sha256"):
+        raise ModelError(f"{path}: SHA-256 of the weights {digest} does not match the recorded {data.get('sha256')}; the file is corrupt")
+    try:
+        config = ModelConfig.from_dict(data["config"])
+        norm = Normalization.from_dict(data["normalization"])
+        net = LumosNet(config)
+        net.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: weights do not fit the recorded configuration ({exc})") from None
+    net.to(device).eval()
+    return LoadedModel(
+        net=net,
+        arch=str(data.get("arch", "")),
+        normalization=norm,
+        metadata=dict(data.get("metadata", {})),
+        sha256=digest,
+        path=str(path),
+        device=device,
+    )

@@ -1,0 +1,71 @@
+"""Torch datasets streaming TEAHUPOO shards (memory-mapped) as normalised batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lumos_ops.constants import BRIGHT_LOSS_IMAG
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.preprocess import prepare_inputs
+
+__all__ = ["StampBatches", "REQUIRED_META"]
+
+REQUIRED_META: tuple[str, ...] = ("band_epoch", "ccd_x", "ccd_y", "i_auto", "flux")
+"""Columns of ``meta.parquet`` the training needs."""
+
+
+class StampBatches(Dataset):
+    """Batches of a TEAHUPOO set: ``dataset[list_of_stamp_ids]`` returns one normalised batch.
+
+    Use with ``DataLoader(dataset, batch_size=None, sampler=BatchSampler(...))`` so that each
+    sampled list of ids is read from the memory-mapped shards in one call.
+
+    Parameters
+    ----------
+    training_set : lumos_ops.sim.TrainingSet
+    indices : ndarray of int, shape (m,)
+        Stamp ids of this split.
+    norm : Normalization
+    truncation_imag : float, keyword-only
+        Rows with ``i_auto >= truncation_imag`` use eq. (10) (paper: 20.5).
+
+    Returns (per item)
+    ------------------
+    dict with ``images`` (B, 2, S, S) float32, ``scalars`` (B, 4) float32, ``band_epoch`` (B,)
+    int64, ``flux`` (B,) float32 in units of ``norm.flux_scale``, ``truncated`` (B,) bool.
+    """
+
+    def __init__(self, training_set, indices: np.ndarray, norm: Normalization, *, truncation_imag: float = BRIGHT_LOSS_IMAG) -> None:
+        missing = [c for c in REQUIRED_META if c not in training_set.meta.columns]
+        if missing:
+            raise LumosValueError(f"{training_set.path}/meta.parquet lacks column(s) {missing}")
+        self.training_set = training_set
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.norm = norm
+        meta = training_set.meta
+        self._band_epoch = meta["band_epoch"].to_numpy(np.int64)
+        self._x = meta["ccd_x"].to_numpy(np.float64)
+        self._y = meta["ccd_y"].to_numpy(np.float64)
+        self._imag = meta["i_auto"].to_numpy(np.float64)
+        self._flux = meta["flux"].to_numpy(np.float64)
+        self._truncated = self._imag >= truncation_imag
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, positions) -> dict[str, torch.Tensor]:
+        ids = self.indices[np.atleast_1d(np.asarray(positions, dtype=np.int64))]
+        images = self.training_set.images(ids)
+        inputs = prepare_inputs(
+            images[:, 0], images[:, 1], self._imag[ids], self._x[ids], self._y[ids], self._band_epoch[ids], self.norm
+        )
+        return {
+            "images": torch.from_numpy(inputs.images),
+            "scalars": torch.from_numpy(inputs.scalars),
+            "band_epoch": torch.from_numpy(inputs.band_epoch),
+            "flux": torch.from_numpy((self._flux[ids] / self.norm.flux_scale).astype(np.float32)),
+            "truncated": torch.from_numpy(self._truncated[ids]),
+        }

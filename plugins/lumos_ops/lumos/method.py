@@ -1,0 +1,98 @@
+"""The ``"lumos"`` photometry method of :mod:`lumos_ops.measure`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.flags import Flag
+
+__all__ = ["LumosMethod"]
+
+
+class LumosMethod:
+    """LUMOS fluxes of the targets of one exposure.
+
+    Parameters
+    ----------
+    model : path-like, shipped-model name or None, keyword-only
+        Checkpoint to use; None (default) is the shipped default model.
+    model_path : path-like or None, keyword-only
+        Alias of ``model`` (give at most one).
+    batch_size : int, keyword-only
+        Targets per network call.
+    device : str or None, keyword-only
+        ``"cuda"``, ``"cpu"``; None picks CUDA when available.
+
+    Notes
+    -----
+    Output columns (one row per target, catalogue order): ``flux`` = mixture mean (eq. 15, e-/s),
+    ``flux_err`` = sqrt of the variance eq. (16) with its between-component term, ``flag``, the
+    mixture ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s, k = 0..4), ``median``, ``mode`` (peak),
+    ``sigma68``, ``sigma95``, ``eta`` and ``truncated`` (the PDF is zero below f = 0: targets at
+    or fainter than the model's truncation magnitude, trained with eq. 10).
+
+    Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
+    missing pixels are padded with the stamp's median (0 after background subtraction) and the
+    row is flagged EDGE and/or MASKED. Targets off the image get NaN fluxes and OFF_IMAGE.
+    """
+
+    name = "lumos"
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        model_path: str | os.PathLike[str] | None = None,
+        batch_size: int = 1024,
+        device: str | None = None,
+    ) -> None:
+        if model is not None and model_path is not None:
+            raise LumosValueError("give either model or model_path, not both")
+        if batch_size < 1:
+            raise LumosValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model if model is not None else model_path
+        self.batch_size = batch_size
+        self.device = device
+        self._loaded = None
+
+    @property
+    def loaded(self):
+        """The :class:`~lumos_ops.lumos.checkpoint.LoadedModel`, loaded on first use."""
+        if self._loaded is None:
+            from lumos_ops.lumos.checkpoint import load_checkpoint
+
+            self._loaded = load_checkpoint(self.model, device=self.device)
+        return self._loaded
+
+    def measure(self, ctx) -> pd.DataFrame:
+        """Measure every target of a :class:`lumos_ops.measure.TargetContext`."""
+        from lumos_ops.lumos.inference import mixture_table, predict_mixtures
+        from lumos_ops.lumos.preprocess import prepare_inputs
+
+        loaded = self.loaded
+        size = loaded.net.config.stamp_size
+        if ctx.stamps.size != size:
+            raise LumosValueError(f"stamps are {ctx.stamps.size} px but the model needs {size} px; prepare_targets(stamp_size={size})")
+        i_auto = ctx.catalog["i_auto"].to_numpy(np.float64)
+        n = ctx.n
+        band_epoch = np.full(n, ctx.exposure.band_epoch, dtype=np.int64)
+        inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization)
+        mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
+        columns = mixture_table(mixtures)
+        flags = np.asarray(ctx.base_flags, dtype=np.int64).copy()
+        off_chip = np.rint(ctx.stamps.off_chip_fraction * size * size).astype(np.int64)
+        flags[ctx.stamps.off_chip_fraction > 0] |= Flag.EDGE
+        flags[inputs.n_padded > off_chip] |= Flag.MASKED
+        off = ~ctx.on_image
+        flags[off] |= Flag.OFF_IMAGE
+        for name in ("flux", "flux_err", "median", "mode", "sigma68", "sigma95", "eta"):
+            columns[name] = np.where(off, np.nan, columns[name])
+        flags[columns["flux"] < 0] |= Flag.NEGATIVE_MODEL
+        columns["flag"] = flags
+        frame = pd.DataFrame(columns)
+        order = ["flux", "flux_err", "flag"] + [c for c in frame.columns if c not in ("flux", "flux_err", "flag")]
+        return frame[order]

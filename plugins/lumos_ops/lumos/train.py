@@ -1,0 +1,359 @@
+"""Supervised training of LUMOS on a TEAHUPOO training set (§4.4).
+
+Adam + StepLR (paper: lr 1e-4 divided by 10 every 40 epochs, batch 500, 100 epochs), eq. (8) for
+i_auto < 20.5 and eq. (10) fainter. Every epoch writes ``OUT/train_state.pt`` (model, optimizer,
+scheduler, epoch, history: ``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of
+the epoch with the lowest validation loss); the end writes ``OUT/metrics.json``.
+
+On CPU the run is deterministic for a fixed seed (torch's CPU kernels are; one data-loading
+process; weights initialised from ``torch.manual_seed(seed)``; epoch permutations drawn from the
+seed and the epoch number, so a resumed run sees the same batches). On CUDA it uses bfloat16
+autocast (no gradient scaler needed), losses in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lumos_ops import __version__
+from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.lumos.checkpoint import save_checkpoint
+from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.losses import supervised_loss
+from lumos_ops.lumos.model import LumosNet, get_model, list_models
+
+__all__ = ["TrainConfig", "train", "evaluate_split", "select_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train`.
+
+    Attributes
+    ----------
+    arch : str
+        Registry name (``"fast"``, ``"paper"``).
+    epochs, batch_size : int
+    lr : float
+        Initial Adam learning rate.
+    lr_step : int
+        Epochs between learning-rate divisions (StepLR ``step_size``).
+    lr_gamma : float
+        Multiplicative factor of every step (0.1 in the paper).
+    seed : int
+    device : str or None
+        None: CUDA when available, else CPU.
+    amp : bool
+        bfloat16 autocast on CUDA (ignored on CPU).
+    truncation_imag : float
+        i_auto from which eq. (10) replaces eq. (8).
+    ccd_shape : (int, int)
+        CCD (ny, nx) used to map positions to [-1, 1].
+    max_train, max_val : int or None
+        Use at most this many stamps of the split (first ids; None = all).
+    norm_sample : int
+        Training stamps used to estimate the normalisation.
+    num_threads : int or None
+        ``torch.set_num_threads`` on CPU (None leaves torch's default).
+    progress : bool
+        tqdm progress bars.
+    """
+
+    arch: str = "fast"
+    epochs: int = 10
+    batch_size: int = 500
+    lr: float = 1e-4
+    lr_step: int = 40
+    lr_gamma: float = 0.1
+    seed: int = 0
+    device: str | None = None
+    amp: bool = True
+    truncation_imag: float = BRIGHT_LOSS_IMAG
+    ccd_shape: tuple[int, int] = CCD_SHAPE
+    max_train: int | None = None
+    max_val: int | None = None
+    norm_sample: int = 4096
+    num_threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in list_models():
+            raise LumosValueError(f"arch must be one of {list_models()}, got {self.arch!r}")
+        for name in ("epochs", "batch_size", "lr_step", "norm_sample"):
+            if int(getattr(self, name)) < 1:
+                raise LumosValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LumosValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        object.__setattr__(self, "ccd_shape", tuple(int(v) for v in self.ccd_shape))
+
+
+def select_device(device: str | None) -> torch.device:
+    """The requested device, or CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LumosValueError(f"device={device!r} but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def _loader(dataset, batch_size: int, *, shuffle_seed: int | None):
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+    if shuffle_seed is None:
+        order = SequentialSampler(range(len(dataset)))
+    else:
+        order = np.random.default_rng(shuffle_seed).permutation(len(dataset)).tolist()
+    sampler = BatchSampler(order, batch_size=batch_size, drop_last=False)
+    return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _forward(net: LumosNet, batch: dict[str, torch.Tensor], device: torch.device, amp: bool):
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        return net(batch["images"], batch["scalars"], batch["band_epoch"])
+
+
+def evaluate_split(net: LumosNet, loader, device: torch.device, *, amp: bool = False) -> dict[str, Any]:
+    """Mean supervised loss and the predicted mixtures (normalised units) over a loader."""
+    net.eval()
+    total, count = 0.0, 0
+    parts: dict[str, list[np.ndarray]] = {"alpha": [], "mu": [], "sigma": [], "flux": [], "truncated": []}
+    with torch.inference_mode():
+        for batch in loader:
+            batch = _to(batch, device)
+            out = _forward(net, batch, device, amp)
+            loss = supervised_loss(out, batch["flux"], batch["truncated"])
+            total += float(loss.detach()) * batch["flux"].shape[0]
+            count += batch["flux"].shape[0]
+            parts["alpha"].append(out.log_alpha.exp().double().cpu().numpy())
+            parts["mu"].append(out.mu.double().cpu().numpy())
+            parts["sigma"].append(out.sigma.double().cpu().numpy())
+            parts["flux"].append(batch["flux"].double().cpu().numpy())
+            parts["truncated"].append(batch["truncated"].cpu().numpy())
+    result: dict[str, Any] = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    result["loss"] = total / max(count, 1)
+    return result
+
+
+def _science_metrics(pred: dict[str, Any], flux_scale: float, i_auto: np.ndarray) -> dict[str, Any]:
+    from lumos_ops.lumos.mixture import mixture_mean, mixture_variance, pit
+
+    alpha = pred["alpha"] / pred["alpha"].sum(axis=1, keepdims=True)
+    mu, sigma = pred["mu"] * flux_scale, pred["sigma"] * flux_scale
+    truth = pred["flux"] * flux_scale
+    mean = mixture_mean(alpha, mu, sigma, pred["truncated"])
+    std = np.sqrt(mixture_variance(alpha, mu, sigma, pred["truncated"]))
+    pits = pit(truth, alpha, mu, sigma, pred["truncated"])
+    ok = truth > 0
+    rel = (mean[ok] - truth[ok]) / truth[ok]
+    q16, q50, q84 = np.percentile(rel, [16, 50, 84]) if rel.size else (np.nan,) * 3
+    z = (mean - truth) / std
+    out: dict[str, Any] = {
+        "n": int(truth.size),
+        "bias": float(q50),
+        "sigma68": float(0.5 * (q84 - q16)),
+        "coverage68": float(np.mean(np.abs(z) < 1.0)) if z.size else float("nan"),
+        "pit_hist": np.histogram(pits, bins=10, range=(0, 1))[0].tolist(),
+    }
+    bins = []
+    for lo, hi in ((17.0, 20.0), (20.0, 21.0), (21.0, 22.0), (22.0, 22.5), (22.5, 23.5)):
+        sel = (i_auto[ok] >= lo) & (i_auto[ok] < hi)
+        if sel.sum() >= 5:
+            p16, p50, p84 = np.percentile(rel[sel], [16, 50, 84])
+            bins.append({"i_min": lo, "i_max": hi, "n": int(sel.sum()), "bias": float(p50), "sigma68": float(0.5 * (p84 - p16))})
+    out["by_imag"] = bins
+    return out
+
+
+def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
+    from lumos_ops.lumos.preprocess import estimate_normalization
+
+    rng = np.random.default_rng(config.seed)
+    sample = np.sort(rng.choice(ids, size=min(config.norm_sample, ids.size), replace=False))
+    images = ts.images(sample)
+    meta = ts.meta
+    return estimate_normalization(
+        images[:, 0],
+        images[:, 1],
+        meta["i_auto"].to_numpy(np.float64)[sample],
+        meta["flux"].to_numpy(np.float64)[sample],
+        ccd_shape=config.ccd_shape,
+    )
+
+
+def train(
+    training_set: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a network on a TEAHUPOO set and write checkpoints and metrics under ``out_dir``.
+
+    Parameters
+    ----------
+    training_set : path-like
+        Directory written by ``lumos simulate training-set`` (splits ``train`` and ``val`` used).
+    out_dir : path-like
+        Output directory (created).
+    config : TrainConfig
+    resume : bool, keyword-only
+        Continue from ``out_dir/train_state.pt``.
+    metadata : dict, keyword-only
+        Extra provenance stored in the checkpoint (e.g. the data recipe).
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``.
+    """
+    from lumos_ops.lumos.data import StampBatches
+    from lumos_ops.sim import TrainingSet
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = select_device(config.device)
+    ts = TrainingSet(training_set)
+    train_ids = ts.indices("train")[: config.max_train]
+    val_ids = ts.indices("val")[: config.max_val]
+    if train_ids.size == 0 or val_ids.size == 0:
+        raise LumosValueError(f"{training_set}: need stamps in both the train and val splits (got {train_ids.size}, {val_ids.size})")
+
+    state_path = out / "train_state.pt"
+    torch.manual_seed(config.seed)
+    net = get_model(config.arch).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    best = math.inf
+    if resume:
+        if not state_path.is_file():
+            raise InputFileError(f"{state_path}: nothing to resume from; run without --resume")
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["train_config"]["arch"] != config.arch:
+            raise LumosValueError(f"{state_path}: saved arch {state['train_config']['arch']!r} differs from {config.arch!r}")
+        norm = Normalization.from_dict(state["normalization"])
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+        best = float(state["best_val_loss"])
+    else:
+        norm = _estimate_norm(ts, train_ids, config)
+
+    train_data = StampBatches(ts, train_ids, norm, truncation_imag=config.truncation_imag)
+    val_data = StampBatches(ts, val_ids, norm, truncation_imag=config.truncation_imag)
+    val_loader = _loader(val_data, config.batch_size, shuffle_seed=None)
+    amp = config.amp and device.type == "cuda"
+    base_meta = {
+        "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        "training_set": str(Path(training_set).resolve()),
+        "training_set_seed": ts.manifest.get("seed"),
+        "n_train": int(train_ids.size),
+        "n_val": int(val_ids.size),
+        "truncation_imag": config.truncation_imag,
+        "device": str(device),
+        "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch_version": str(torch.__version__),
+        "code_version": __version__,
+        **(metadata or {}),
+    }
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        t0 = time.perf_counter()
+        loader = _loader(train_data, config.batch_size, shuffle_seed=config.seed * 100_003 + epoch)
+        iterator = loader
+        bar = None
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+            iterator = bar
+        total, count = 0.0, 0
+        for batch in iterator:
+            batch = _to(batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            out_params = _forward(net, batch, device, amp)
+            loss = supervised_loss(out_params, batch["flux"], batch["truncated"])
+            if not torch.isfinite(loss.detach()):
+                raise LumosValueError(f"epoch {epoch + 1}: the training loss is not finite; lower the learning rate")
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch["flux"].shape[0]
+            count += batch["flux"].shape[0]
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        if bar is not None:
+            bar.close()
+        scheduler.step()
+        val = evaluate_split(net, val_loader, device, amp=amp)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(count, 1),
+            "val_loss": val["loss"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        log.info("epoch %d/%d train %.4f val %.4f (%.1f s)", epoch + 1, config.epochs, record["train_loss"], record["val_loss"], record["seconds"])
+        if val["loss"] < best:
+            best = val["loss"]
+            save_checkpoint(out / "model.pt", net, arch=config.arch, normalization=norm,
+                            metadata={**base_meta, "epoch": epoch + 1, "val_loss": best, "history": history})
+        state = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "best_val_loss": best,
+            "normalization": norm.to_dict(),
+            "train_config": base_meta["train_config"],
+        }
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, state_path)
+
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    best_model = load_checkpoint(out / "model.pt", device=device)
+    val = evaluate_split(best_model.net, val_loader, device, amp=amp)
+    metrics = {
+        "val_loss": val["loss"],
+        "epochs": config.epochs,
+        "best_epoch": best_model.metadata.get("epoch"),
+        "train_seconds_this_run": time.perf_counter() - started,
+        "history": history,
+        "validation": _science_metrics(val, norm.flux_scale, ts.meta["i_auto"].to_numpy(np.float64)[val_ids]),
+        "model_sha256": best_model.sha256,
+        **{k: v for k, v in base_meta.items() if k != "train_config"},
+        "train_config": base_meta["train_config"],
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return metrics
