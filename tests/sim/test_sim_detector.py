@@ -124,3 +124,14 @@ def test_zero_point_is_configurable() -> None:
     zp = [p.zero_point for p in plan_exposures(config, make_camera(0))]
     zp_bright = [p.zero_point for p in plan_exposures(brighter, make_camera(0))]
     np.testing.assert_allclose(np.subtract(zp_bright, zp), 0.5, atol=1e-3)
+
+
+def test_catalogue_shape_errors_keep_true_shapes() -> None:
+    exact = make_sky(SurveyConfig(ccd_shape=(256, 256), seed=3))
+    noisy = make_sky(SurveyConfig(ccd_shape=(256, 256), seed=3, catalog_shape_error=0.1))
+    for name in ("r50", "sersic_n", "q", "pa"):
+        np.testing.assert_array_equal(noisy.catalog[f"{name}_true"], exact.catalog[name])
+        assert not np.allclose(noisy.catalog[name], exact.catalog[name])
+    ratio = np.log10(noisy.catalog.r50 / exact.catalog.r50)
+    assert 0.05 < ratio.std() < 0.15
+    assert "r50_true" not in exact.catalog.columns

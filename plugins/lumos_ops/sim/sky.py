@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from lumos_ops.sim.population import draw_galaxies, draw_stars, njy_columns
+from lumos_ops.sim.population import R50_RANGE, SERSIC_RANGE, draw_galaxies, draw_stars, njy_columns
 from lumos_ops.sim.survey_config import SurveyConfig
 
 __all__ = ["Sky", "make_sky", "CATALOG_COLUMNS"]
@@ -27,7 +27,9 @@ class Sky:
     ----------
     catalog : pandas.DataFrame
         The external catalogue: :data:`CATALOG_COLUMNS` then ``flux_nJy_NB455`` ...
-        ``flux_nJy_NB845`` (true flux densities, nJy).
+        ``flux_nJy_NB845`` (true flux densities, nJy). With ``catalog_shape_error > 0`` the
+        published ``r50``, ``sersic_n``, ``q``, ``pa`` carry errors and the rendered values
+        follow as ``r50_true``, ``sersic_n_true``, ``q_true``, ``pa_true``.
     faint : pandas.DataFrame
         Un-catalogued galaxies (same columns, ``ref_id`` negative).
     stars : pandas.DataFrame
@@ -54,6 +56,18 @@ def _with_positions(rng: np.random.Generator, table: pd.DataFrame, config: Surve
     return table[list(CATALOG_COLUMNS) + njy_columns()]
 
 
+def _perturb_shapes(rng: np.random.Generator, catalog: pd.DataFrame, error: float) -> pd.DataFrame:
+    """Published shapes with errors: log-normal ``error`` dex on r50 and n, ``error`` on q, pa."""
+    n = len(catalog)
+    true = catalog[["r50", "sersic_n", "q", "pa"]].add_suffix("_true")
+    published = catalog.copy()
+    published["r50"] = np.clip(catalog["r50"] * 10 ** (error * rng.normal(size=n)), *R50_RANGE)
+    published["sersic_n"] = np.clip(catalog["sersic_n"] * 10 ** (error * rng.normal(size=n)), *SERSIC_RANGE)
+    published["q"] = np.clip(catalog["q"] + error * rng.normal(size=n), 0.05, 1.0)
+    published["pa"] = np.mod(catalog["pa"] + np.degrees(error) * rng.normal(size=n) / np.maximum(1.0 - catalog["q"], 0.1), 180.0)
+    return pd.concat([published, true], axis=1)
+
+
 def make_sky(config: SurveyConfig) -> Sky:
     """Draw the field's sources (reproducible from ``config.seed``).
 
@@ -65,6 +79,9 @@ def make_sky(config: SurveyConfig) -> Sky:
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 4]))
     n_cat = config.n_catalog_galaxies
     catalog = _with_positions(rng, draw_galaxies(rng, n_cat, i_range=config.i_range), config, 1, 1)
+    if config.catalog_shape_error > 0:
+        catalog = _perturb_shapes(np.random.default_rng(np.random.SeedSequence([config.seed, 5])), catalog,
+                                  config.catalog_shape_error)
     faint = catalog.iloc[:0]
     if config.artefacts.faint_galaxies and n_cat:
         lo, hi = config.i_range

@@ -110,6 +110,11 @@ def _near(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], margin: float) -
     return (x > -margin) & (x < nx - 1 + margin) & (y > -margin) & (y < ny - 1 + margin)
 
 
+def _shape_column(table: pd.DataFrame, name: str) -> str:
+    """The rendered (true) shape column: ``<name>_true`` when the catalogue values carry errors."""
+    return f"{name}_true" if f"{name}_true" in table.columns else name
+
+
 def _render_galaxies(image: np.ndarray, table: pd.DataFrame, x: np.ndarray, y: np.ndarray, counts: np.ndarray,
                      item: CcdExposure, *, size: int, pixel_scale: float) -> None:
     from lumos_ops.render import render_galaxies
@@ -118,10 +123,10 @@ def _render_galaxies(image: np.ndarray, table: pd.DataFrame, x: np.ndarray, y: n
         return
     ix, iy = np.floor(x + 0.5), np.floor(y + 0.5)
     result = render_galaxies(
-        r50=table["r50"].to_numpy(float),
-        sersic_n=table["sersic_n"].to_numpy(float),
-        q=table["q"].to_numpy(float),
-        pa=table["pa"].to_numpy(float),
+        r50=table[_shape_column(table, "r50")].to_numpy(float),
+        sersic_n=table[_shape_column(table, "sersic_n")].to_numpy(float),
+        q=table[_shape_column(table, "q")].to_numpy(float),
+        pa=table[_shape_column(table, "pa")].to_numpy(float),
         psf_fwhm=item.psf_fwhm,
         psf_beta=item.psf_beta,
         dx=x - ix,

@@ -124,6 +124,10 @@ class SurveyConfig:
         about 24.0 makes 4.9 e-/s its flux inside the PAUS aperture (62.5 % of the light).
     dither_fraction : float
         Dither amplitude as a fraction of the CCD size (uniform in +-fraction/2... +-fraction).
+    catalog_shape_error : float
+        Errors of the published catalogue shapes (0 = exact): ``error`` dex on r50 and Sersic n,
+        ``error`` on q and a q-dependent error on pa; the true values are kept as ``*_true``
+        columns and used for rendering (paper §2.1.2: catalogue profile errors).
     stamp_size : int
         Side (pixels) of the stamps galaxies are rendered on.
     artefacts : Artefacts
@@ -154,6 +158,7 @@ class SurveyConfig:
     sky_rate: float = 6.0
     zp_nb685: float = REFERENCE_ZP
     dither_fraction: float = 0.08
+    catalog_shape_error: float = 0.0
     stamp_size: int = 64
     artefacts: Artefacts = dataclasses.field(default_factory=Artefacts)
     seed: int = 0
@@ -210,7 +215,7 @@ class SurveyConfig:
             raise LumosValueError(f"SurveyConfig.n_galaxies must be an integer >= 0 or None, got {self.n_galaxies!r}")
         for name in ("pixel_scale", "sky_rate", "zp_nb685"):
             _positive(name, getattr(self, name))
-        for name in ("galaxy_density", "star_density", "bright_star_density", "dither_fraction"):
+        for name in ("galaxy_density", "star_density", "bright_star_density", "dither_fraction", "catalog_shape_error"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise LumosValueError(f"SurveyConfig.{name} must be >= 0, got {value!r}")
