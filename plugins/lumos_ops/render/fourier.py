@@ -149,9 +149,12 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             np.stack([r2 * (cos**2 / q + q * sin**2), r2 * (sin**2 / q + q * cos**2), r2 * 2.0 * cos * sin * (1.0 / q - q)], 1),
             device,
         )
+    # one PSF for the whole batch (one exposure): compute its transform once and broadcast it
+    shared_psf = bool(np.all(scale == scale[0]) and np.all(batch.psf_beta == batch.psf_beta[0]))
+    psf_scale = scale[:1] if shared_psf else scale
     if kind is PsfKind.MOFFAT:
-        psf_rows = _packed_rows("moffat", batch.psf_beta, device)
-        ln_scale = _as_f32((np.log(scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
+        psf_rows = _packed_rows("moffat", batch.psf_beta[: psf_scale.size], device)
+        ln_scale = _as_f32((np.log(psf_scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
     centre_x = (grid // 2 + batch.dx)[:, None]
     centre_y = (grid // 2 + batch.dy)[:, None]
     spectrum = torch.empty((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
@@ -163,13 +166,15 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             ln_k = torch.log(ky[:, None] ** 2 + kx[None, :] ** 2).mul_(0.5 / LN_K_STEP)
             value = _lookup(psf_rows, ln_k[None] + ln_scale).mul_(sinc)
         else:
-            gauss_x = _as_f32(np.exp(-0.5 * (scale[:, None] * term.kx[None, :]) ** 2), device)
-            gauss_y = _as_f32(np.exp(-0.5 * (scale[:, None] * term.ky[None, :]) ** 2), device)
+            gauss_x = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.kx[None, :]) ** 2), device)
+            gauss_y = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.ky[None, :]) ** 2), device)
             value = (gauss_y[:, :, None] * gauss_x[:, None, :]).mul_(sinc)
         if galaxy:
-            basis = torch.stack([(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]])
-            quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(value.shape)
-            value = value.mul_(_lookup(gal_rows, quad.log_().mul_(0.5 / LN_K_STEP)))
+            basis = torch.stack(
+                [(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]]
+            )
+            quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(n_prof, ky.numel(), kx.numel())
+            value = _lookup(gal_rows, quad.log_().mul_(0.5 / LN_K_STEP)).mul_(value)
         angle_x, angle_y = term.kx[None, :] * centre_x, term.ky[None, :] * centre_y
         cos_x, sin_x = _as_f32(np.cos(angle_x), device)[:, None, :], _as_f32(np.sin(angle_x), device)[:, None, :]
         cos_y, sin_y = _as_f32(np.cos(angle_y), device)[:, :, None], _as_f32(np.sin(angle_y), device)[:, :, None]
