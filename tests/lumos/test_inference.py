@@ -1,0 +1,109 @@
+"""Batched inference, output units, edge targets and the "lumos" measure method."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.io import fits
+
+from lumos_ops.flags import Flag
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.inference import predict_mixtures
+from lumos_ops.lumos.method import LumosMethod
+from lumos_ops.lumos.model import get_model
+from lumos_ops.lumos.preprocess import prepare_inputs
+from lumos_ops.measure import prepare_targets
+
+NORM = Normalization(pixel_scale=0.3, model_scale=30.0, flux_scale=20.0, imag_mean=21.5, imag_std=1.2,
+                     background_mean=5.0, background_std=2.0, ccd_shape=(200, 300))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = get_model("fast")
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics
+        net.train()
+        net(torch.randn(16, 2, 60, 60), torch.randn(16, 4), torch.zeros(16, dtype=torch.long))
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, net, arch="fast", normalization=NORM, metadata={"truncation_imag": 20.5})
+    return path
+
+
+def _inputs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    cut = rng.normal(5.0, 0.3, (n, 60, 60)).astype(np.float32)
+    cut[:3, :, :10] = np.nan
+    models = np.full((n, 60, 60), 1 / 3600, dtype=np.float32)
+    imag = rng.uniform(19, 23, n)
+    return prepare_inputs(cut, models, imag, rng.uniform(0, 299, n), rng.uniform(0, 199, n), rng.integers(0, 80, n), NORM), imag
+
+
+def test_all_batches_are_returned(checkpoint):
+    loaded = load_checkpoint(checkpoint, device="cpu")
+    inputs, imag = _inputs(37)
+    small = predict_mixtures(loaded, inputs, imag, batch_size=8)
+    large = predict_mixtures(loaded, inputs, imag, batch_size=64)
+    assert small.mu.shape == (37, 5)
+    np.testing.assert_allclose(small.mu, large.mu, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.alpha.sum(1), 1.0)
+    assert np.isfinite(small.mu).all() and (small.sigma > 0).all()
+    assert list(small.truncated) == list(imag >= 20.5)
+
+
+def test_outputs_are_network_units_times_flux_scale(checkpoint):
+    loaded = load_checkpoint(checkpoint, device="cpu")
+    inputs, imag = _inputs(5)
+    got = predict_mixtures(loaded, inputs, imag)
+    with torch.inference_mode():
+        out = loaded.net(torch.from_numpy(inputs.images), torch.from_numpy(inputs.scalars), torch.from_numpy(inputs.band_epoch))
+    np.testing.assert_allclose(got.mu, out.mu.double().numpy() * NORM.flux_scale, rtol=1e-6)
+    np.testing.assert_allclose(got.sigma, out.sigma.double().numpy() * NORM.flux_scale, rtol=1e-6)
+
+
+def test_preprocess_pads_nan_with_background_and_counts_it():
+    inputs, _ = _inputs(6)
+    assert list(inputs.n_padded) == [600, 600, 600, 0, 0, 0]
+    assert np.all(inputs.images[:3, 0, :, :10] == 0.0)
+    assert np.isfinite(inputs.images).all()
+    assert inputs.scalars[:, 1].min() >= -1 and inputs.scalars[:, 1].max() <= 1
+
+
+@pytest.fixture(scope="module")
+def exposure_and_catalog(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    data = rng.normal(600.0, 15.0, (200, 300)).astype(np.float32)  # ADU, 100 s, gain 1 -> 6 e-/s
+    header = fits.Header({"EXPTIME": 100.0, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": 1.0, "EPOCH": 1, "ZP": 26.0})
+    path = tmp_path_factory.mktemp("exp") / "exp.fits"
+    fits.PrimaryHDU(data, header).writeto(path)
+    n = 23
+    catalog = pd.DataFrame({
+        "ref_id": np.arange(n), "x": rng.uniform(40, 260, n), "y": rng.uniform(40, 160, n),
+        "r50": 0.6, "sersic_n": 1.0, "q": 0.8, "pa": 10.0, "i_auto": rng.uniform(19, 23, n),
+    })
+    catalog.loc[0, ["x", "y"]] = [3.0, 100.0]  # stamp crosses the edge
+    catalog.loc[1, ["x", "y"]] = [-500.0, 100.0]  # off the image
+    return read_exposure(path), catalog
+
+
+def test_lumos_method_measures_every_target(checkpoint, exposure_and_catalog):
+    exposure, catalog = exposure_and_catalog
+    ctx = prepare_targets(exposure, catalog)
+    frame = LumosMethod(model=checkpoint, batch_size=4, device="cpu").measure(ctx)
+    assert len(frame) == 23
+    for column in ["flux", "flux_err", "flag", "median", "mode", "sigma68", "sigma95", "eta"] + [
+        f"{p}_{k}" for p in ("alpha", "mu", "sigma") for k in range(5)
+    ]:
+        assert column in frame.columns
+    assert frame.loc[0, "flag"] & Flag.EDGE
+    assert np.isfinite(frame.loc[0, "flux"])
+    assert frame.loc[1, "flag"] & Flag.OFF_IMAGE and np.isnan(frame.loc[1, "flux"])
+    assert np.isfinite(frame.loc[2:, "flux"]).all() and (frame.loc[2:, "flux_err"] > 0).all()
+    assert frame["truncated"].tolist() == (catalog["i_auto"] >= 20.5).tolist()
+
+
+def test_lumos_method_option_errors():
+    with pytest.raises(ValueError, match="either"):
+        LumosMethod(model="a", model_path="b")
