@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lumos_ops.constants import band_epoch_index
 from lumos_ops.cutouts import cut_stamps
@@ -104,7 +105,13 @@ def test_stamps_are_background_plus_poisson_galaxy(training_dir) -> None:
 def test_same_seed_identical_bytes(tmp_path, training_dir, small_survey: SurveyManifest) -> None:
     out, _, config = training_dir
     catalog = pd.read_parquet(small_survey.catalog_path)
-    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "again")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's setting must not change the bytes
+    try:
+        generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "again")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
     for name in ("manifest.json", "meta.parquet", "shards/shard-00000.npy", "shards/shard-00002.npy"):
         assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     other = TeahupooConfig(n_stamps=20, shard_size=64, seed=6, stamp_size=40)

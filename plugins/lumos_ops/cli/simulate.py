@@ -46,6 +46,7 @@ def _survey(args: argparse.Namespace) -> int:
         "n_epochs": args.n_epochs,
         "nights": args.nights,
         "seed": args.seed,
+        "threads": args.threads,
     }
     if args.config:
         config = load_survey_config(args.config, **overrides)
@@ -73,6 +74,7 @@ def _training_set(args: argparse.Namespace) -> int:
         edge_margin=args.edge_margin,
         neighbour_fraction=args.neighbour_fraction,
         device=args.device,
+        threads=args.threads,
     )
     paths = resolve_exposures(args.exposures)
     catalog = read_catalog(args.catalog)
@@ -100,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     survey.add_argument("--n-epochs", type=int, choices=(1, 2), help="camera epochs")
     survey.add_argument("--nights", type=int, help="nights per epoch")
     survey.add_argument("--seed", type=int, help="random seed")
+    survey.add_argument("--threads", type=int, help="torch CPU threads while rendering (default 1)")
     survey.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     survey.set_defaults(func=_survey)
 
@@ -118,5 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           help="fraction of stamps with an added neighbouring galaxy (blending studies)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    training.add_argument("--threads", type=int, default=1,
+                          help="torch CPU threads while rendering (default 1; same seed + threads => same bytes)")
     training.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     training.set_defaults(func=_training_set)

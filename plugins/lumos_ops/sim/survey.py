@@ -35,6 +35,7 @@ from lumos_ops.sim.detector import (
 from lumos_ops.sim.observing import CcdExposure, ccd_wcs, make_camera, plan_exposures
 from lumos_ops.sim.sky import Sky, make_sky
 from lumos_ops.sim.survey_config import SurveyConfig
+from lumos_ops.sim.threads import torch_threads
 
 __all__ = ["SurveyManifest", "simulate_survey", "simulate_ccd", "TRUTH_COLUMNS"]
 
@@ -299,6 +300,11 @@ def simulate_survey(
     -------
     SurveyManifest
     """
+    with torch_threads(config.threads):
+        return _simulate(config, out_dir, progress=progress)
+
+
+def _simulate(config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress: bool) -> SurveyManifest:
     from astropy.io import fits
     from tqdm.auto import tqdm
 

@@ -134,6 +134,8 @@ class SurveyConfig:
         Switches of the image defects.
     seed : int
         Everything is reproducible from it.
+    threads : int
+        Torch CPU threads while rendering; byte-identical files need the same seed and threads.
     """
 
     ra_center: float = 150.119
@@ -162,6 +164,7 @@ class SurveyConfig:
     stamp_size: int = 64
     artefacts: Artefacts = dataclasses.field(default_factory=Artefacts)
     seed: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -230,6 +233,8 @@ class SurveyConfig:
                 raise LumosValueError(f"SurveyConfig.field_size_arcmin must be two positive sizes, got {self.field_size_arcmin}")
         if not (isinstance(self.stamp_size, int) and self.stamp_size >= 16):
             raise LumosValueError(f"SurveyConfig.stamp_size must be an integer >= 16, got {self.stamp_size!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise LumosValueError(f"SurveyConfig.threads must be an integer >= 1, got {self.threads!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise LumosValueError(f"SurveyConfig.seed must be a non-negative integer, got {self.seed!r}")
 

@@ -30,6 +30,7 @@ from lumos_ops.sim.detector import paste_stamps
 from lumos_ops.sim.population import SERSIC_RANGE, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
+from lumos_ops.sim.threads import torch_threads
 
 __all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -173,6 +174,18 @@ def generate_training_set(
     -------
     TrainingSetManifest
     """
+    with torch_threads(config.threads):
+        return _generate(config, exposure_paths, catalog, out_dir, progress=progress)
+
+
+def _generate(
+    config: TeahupooConfig,
+    exposure_paths: Sequence[str | os.PathLike[str]],
+    catalog: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool,
+) -> TrainingSetManifest:
     from tqdm.auto import tqdm
 
     from lumos_ops.render import render_galaxies

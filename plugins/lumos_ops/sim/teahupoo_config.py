@@ -67,6 +67,9 @@ class TeahupooConfig:
         Galaxies rendered per renderer call.
     device : str or None
         Torch device of the renderer (``"cpu"``, ``"cuda"``); None = the renderer's default.
+    threads : int
+        Torch CPU threads while rendering. Byte-identical output needs the same seed, inputs,
+        device and thread count (FFT rounding depends on the thread count).
     neighbour_fraction : float
         Fraction of stamps that get a second simulated galaxy (another catalogue row, its own
         band flux, Poisson noise) near the target, for blending studies (paper §5.3). The model
@@ -89,11 +92,12 @@ class TeahupooConfig:
     default_psf_beta: float = 3.5
     batch_size: int = 512
     device: str | None = None
+    threads: int = 1
     neighbour_fraction: float = 0.0
     neighbour_distance: tuple[float, float] = (2.0, 20.0)
 
     def __post_init__(self) -> None:
-        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed"):
+        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads"):
             value = getattr(self, name)
             low = 0 if name == "seed" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
