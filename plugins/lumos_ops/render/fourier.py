@@ -174,7 +174,8 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
                 [(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]]
             )
             quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(n_prof, ky.numel(), kx.numel())
-            value = _lookup(gal_rows, quad.log_().mul_(0.5 / LN_K_STEP)).mul_(value)
+            # the clamp guards against float32 cancellation for extreme axis ratios (q << 0.01)
+            value = _lookup(gal_rows, quad.clamp_min_(1e-30).log_().mul_(0.5 / LN_K_STEP)).mul_(value)
         angle_x, angle_y = term.kx[None, :] * centre_x, term.ky[None, :] * centre_y
         cos_x, sin_x = _as_f32(np.cos(angle_x), device)[:, None, :], _as_f32(np.sin(angle_x), device)[:, None, :]
         cos_y, sin_y = _as_f32(np.cos(angle_y), device)[:, :, None], _as_f32(np.sin(angle_y), device)[:, :, None]
