@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     methods.add_argument("--stamp-size", type=int, default=96, help="stamp side in pixels (default 96)")
     methods.add_argument("--ccd-shape", type=int, nargs=2, default=(2048, 2048), metavar=("ROWS", "COLS"),
                          help="simulated CCD shape (default 2048 2048)")
+    methods.add_argument("--bands", nargs="+", default=None, metavar="BAND",
+                         help="narrow bands of the simulated survey (default NB455 NB615 NB685 NB845)")
+    methods.add_argument("--n-epochs", type=int, choices=(1, 2), default=2, help="camera epochs simulated (default 2)")
     methods.add_argument("--methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                          choices=["aperture", "modelfit", "optimal"], help="methods to compare")
     methods.add_argument("--stamps", default=None, help="measure this existing TEAHUPOO set instead of simulating one")
@@ -41,7 +44,10 @@ def run_bench_methods(args: argparse.Namespace) -> int:
     """Body of ``lumos bench methods``; prints the table and returns 0."""
     from lumos_ops.bench.methods import MethodsBenchConfig, format_table, run_methods_benchmark
 
+    bands = {"bands": tuple(args.bands)} if args.bands else {}
     config = MethodsBenchConfig(
+        **bands,
+        n_epochs=args.n_epochs,
         n_stamps=args.n_stamps,
         stamp_size=args.stamp_size,
         ccd_shape=tuple(args.ccd_shape),

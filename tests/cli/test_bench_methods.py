@@ -1,0 +1,46 @@
+"""``lumos bench methods`` end to end on a tiny simulated survey (a few hundred stamps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lumos_ops.bench.methods import MethodsBenchConfig, format_table
+from lumos_ops.cli import main
+from lumos_ops.exceptions import LumosValueError
+
+
+def test_bench_methods_writes_json_png_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(
+        ["bench", "methods", "--out", str(out), "--n-stamps", "150", "--ccd-shape", "400", "400",
+         "--bands", "NB685", "--n-epochs", "1", "--render-profiles", "0", "--seed", "3", "-q"]
+    )
+    assert code == 0
+    report = json.loads((out / "methods.json").read_text())
+    assert (out / "methods.png").stat().st_size > 1000
+    assert report["simulation"]["n_stamps"] == 150
+    for method in ("aperture", "modelfit", "optimal"):
+        overall = report["metrics"]["overall"][method]
+        assert overall["n"] + overall["n_missing"] == 150
+        assert overall["sigma68"] > 0
+        assert sum(b["n"] + b["n_missing"] for b in report["metrics"]["binned"][method]) <= 150
+        assert report["timing"][method]["seconds"] > 0
+    assert report["render"] is None
+    printed = capsys.readouterr().out
+    assert printed.startswith("method") and "aperture" in printed and "i_auto bin" in printed
+    assert format_table(report).splitlines()[0] == printed.splitlines()[0]
+    # A second run measures the stamps it simulated, without simulating again.
+    again = tmp_path / "again"
+    assert main(["bench", "methods", "--out", str(again), "--stamps", str(out / "sim" / "stamps"),
+                 "--methods", "optimal", "--render-profiles", "0", "-q"]) == 0
+    assert list(json.loads((again / "methods.json").read_text())["metrics"]["overall"]) == ["optimal"]
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(LumosValueError, match="methods"):
+        MethodsBenchConfig(methods=("psf",))
+    with pytest.raises(LumosValueError, match="n_stamps"):
+        MethodsBenchConfig(n_stamps=0)
