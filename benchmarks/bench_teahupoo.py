@@ -40,20 +40,21 @@ def main() -> None:
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = SurveyConfig(ccd_shape=(512, 512), bands=("NB615", "NB655", "NB685"), n_exposures=1, seed=args.seed)
+        config = SurveyConfig(ccd_shape=(512, 512), bands=("NB615", "NB655", "NB685"), n_exposures=1, seed=args.seed,
+                              threads=args.threads)
         survey = simulate_survey(config, root / "survey")
         n_ccd = len(survey.exposure_paths)
         print(_row("survey, 512x512 CCD images", n_ccd, 512, survey.elapsed_s, "CCD/s"))
         catalog = pd.read_parquet(survey.catalog_path)
         for size, n in ((60, args.n), (96, max(1, args.n // 4))):
             ts_config = TeahupooConfig(n_stamps=n, stamp_size=size, seed=args.seed, device=args.device,
-                                       edge_margin=min(size // 2, 200))
+                                       threads=args.threads)
             start = time.perf_counter()
             generate_training_set(ts_config, survey.exposure_paths, catalog, root / f"ts{size}")
             elapsed = time.perf_counter() - start
             print(_row(f"training stamps {size}x{size}", n, size, elapsed, "stamps/s"))
         if args.full_ccd:
-            full = SurveyConfig(bands=("NB685",), n_exposures=1, n_epochs=1, seed=args.seed)
+            full = SurveyConfig(bands=("NB685",), n_exposures=1, n_epochs=1, seed=args.seed, threads=args.threads)
             result = simulate_survey(full, root / "full")
             print(_row("survey, full 4096x2048 CCD image", 1, 4096, result.elapsed_s, "CCD/s"))
 

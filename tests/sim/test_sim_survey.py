@@ -134,6 +134,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, small_config: SurveyC
         assert (small_survey.out_dir / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
     other = SurveyConfig.from_dict({**small_config.to_dict(), "seed": 8, "n_epochs": 1, "bands": ["NB685"]})
     different = simulate_survey(other, tmp_path / "other")
+    # Re-using a directory leaves exactly the new survey's exposures.
+    rerun = simulate_survey(other, tmp_path / "again")
+    assert sorted((tmp_path / "again").glob("exposures/*/*.fits")) == sorted(rerun.exposure_paths)
     with fits.open(different.exposure_paths[0]) as h1, fits.open(small_survey.exposure_paths[1]) as h2:
         assert h1[0].header["FILTER"] == h2[0].header["FILTER"]
         assert not np.array_equal(h1[0].data, h2[0].data, equal_nan=True)

@@ -292,7 +292,9 @@ def simulate_survey(
     ----------
     config : SurveyConfig
     out_dir : path-like
-        Created if missing; existing files of the same names are overwritten.
+        Created if missing; existing files of the same names are overwritten and exposures of
+        an earlier run that this plan does not write are deleted, so the directory always
+        holds exactly one survey.
     progress : bool, keyword-only
         Show a tqdm progress bar over CCD images.
 
@@ -342,6 +344,10 @@ def _simulate(config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress
                 "n_targets": len(truth),
             }
         )
+    written = set(paths)
+    for stale in sorted(out.glob("exposures/*/exp*_ccd*.fits")):
+        if stale not in written:
+            stale.unlink()
     truth_table = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame(columns=list(TRUTH_COLUMNS))
     catalog_path = out / "catalog.parquet"
     truth_path = out / "truth.parquet"
