@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from lumos_ops.bench.methods import MethodsBenchConfig, format_table
+from lumos_ops.bench.methods import MethodsBenchConfig, format_table, run_methods_benchmark
 from lumos_ops.cli import main
 from lumos_ops.exceptions import LumosValueError
 
@@ -37,6 +39,18 @@ def test_bench_methods_writes_json_png_and_prints_the_table(tmp_path: Path, caps
     assert main(["bench", "methods", "--out", str(again), "--stamps", str(out / "sim" / "stamps"),
                  "--methods", "optimal", "--render-profiles", "0", "-q"]) == 0
     assert list(json.loads((again / "methods.json").read_text())["metrics"]["overall"]) == ["optimal"]
+    # Extra methods (LUMOS later) join the comparison through the Python API.
+    def ten_percent_high(rows: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
+        assert images.shape[1:] == (2, 96, 96)
+        return pd.DataFrame({"flux": 1.1 * rows["flux"].to_numpy(), "flux_err": np.ones(len(rows)), "flag": 0})
+
+    report = run_methods_benchmark(
+        MethodsBenchConfig(methods=("aperture",), render_profiles=0), tmp_path / "extra",
+        stamps=out / "sim" / "stamps", extra={"fake": ten_percent_high},
+    )
+    fake = report["metrics"]["overall"]["fake"]
+    assert fake["bias"] == pytest.approx(0.1) and fake["sigma68"] == pytest.approx(0.0, abs=1e-12)
+    assert "fake" in format_table(report)
 
 
 def test_config_is_validated() -> None:

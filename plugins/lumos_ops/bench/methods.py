@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,20 @@ from lumos_ops.photometry.inputs import PhotometryInputs
 from lumos_ops.photometry.modelfit import profile_fit_photometry
 from lumos_ops.photometry.optimal import optimal_photometry
 
-__all__ = ["MethodsBenchConfig", "STAMP_METHODS", "measure_stamp_set", "run_methods_benchmark", "format_table"]
+__all__ = [
+    "MethodsBenchConfig",
+    "STAMP_METHODS",
+    "StampMeasurer",
+    "measure_stamp_set",
+    "run_methods_benchmark",
+    "format_table",
+]
+
+StampMeasurer = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
+"""An extra method for the benchmark: ``f(meta_rows, images) -> DataFrame`` with ``flux``,
+``flux_err`` (e-/s) and ``flag``, one row per stamp; ``images`` is the (k, 2, S, S) float32 chunk
+of a TEAHUPOO set (channel 0 data, channel 1 unit-flux model), ``meta_rows`` its meta.parquet rows.
+A network trained on smaller stamps crops the centre (``S//2 - s//2 : S//2 - s//2 + s``)."""
 
 STAMP_METHODS: dict[str, Callable[[PhotometryInputs], pd.DataFrame]] = {
     "aperture": elliptical_aperture_photometry,
@@ -99,6 +112,7 @@ def measure_stamp_set(
     path: str | os.PathLike[str],
     *,
     methods: Sequence[str] = tuple(STAMP_METHODS),
+    extra: Mapping[str, StampMeasurer] | None = None,
     split: str | None = None,
     chunk_size: int = 1024,
     progress: bool = False,
@@ -111,6 +125,8 @@ def measure_stamp_set(
         Training-set directory (``lumos_ops.sim.TrainingSet`` layout).
     methods : sequence of str, keyword-only
         Keys of :data:`STAMP_METHODS`.
+    extra : mapping of str to StampMeasurer, keyword-only
+        More methods (e.g. ``{"lumos": ...}``), measured on the same chunks.
     split : str or None, keyword-only
         Only stamps of this split (``"test"``...); None: all.
     chunk_size : int, keyword-only
@@ -134,11 +150,16 @@ def measure_stamp_set(
     unknown = [m for m in methods if m not in STAMP_METHODS]
     if unknown:
         raise LumosValueError(f"unknown stamp method(s) {', '.join(unknown)}; choose from {', '.join(STAMP_METHODS)}")
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(methods))
+    if clash:
+        raise LumosValueError(f"extra method name(s) {', '.join(clash)} clash with the built-in methods")
     stamps = TrainingSet(path)
     ids = np.arange(len(stamps)) if split is None else stamps.indices(split)
     meta = stamps.meta.iloc[ids].reset_index(drop=True)
-    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
-    seconds = {m: 0.0 for m in methods}
+    names = list(methods) + list(extra)
+    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in names}
+    seconds = {m: 0.0 for m in names}
     with tqdm(total=ids.size, unit="stamp", desc="measure stamps", disable=not progress) as bar:
         for lo in range(0, ids.size, chunk_size):
             chunk = ids[lo : lo + chunk_size]
@@ -157,8 +178,15 @@ def measure_stamp_set(
                 start = time.perf_counter()
                 parts[method].append(STAMP_METHODS[method](inputs))
                 seconds[method] += time.perf_counter() - start
+            for method, measurer in extra.items():
+                start = time.perf_counter()
+                frame = measurer(rows, images)
+                seconds[method] += time.perf_counter() - start
+                if not isinstance(frame, pd.DataFrame) or len(frame) != chunk.size or "flux" not in frame.columns:
+                    raise LumosValueError(f"extra method {method!r} must return a DataFrame with flux, one row per stamp")
+                parts[method].append(frame.reset_index(drop=True))
             bar.update(chunk.size)
-    results = {m: pd.concat(parts[m], ignore_index=True) for m in methods}
+    results = {m: pd.concat(parts[m], ignore_index=True) for m in names}
     return meta, results, seconds
 
 
@@ -208,6 +236,7 @@ def run_methods_benchmark(
     *,
     workdir: str | os.PathLike[str] | None = None,
     stamps: str | os.PathLike[str] | None = None,
+    extra: Mapping[str, StampMeasurer] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Simulate held-out stamps, measure them with the baselines, write ``methods.json`` / ``.png``.
@@ -221,6 +250,8 @@ def run_methods_benchmark(
         Where the simulated survey and stamps go (default ``out_dir / "sim"``).
     stamps : path-like, keyword-only
         An existing TEAHUPOO set to measure instead of simulating one (all its stamps).
+    extra : mapping of str to StampMeasurer, keyword-only
+        More methods to compare (e.g. LUMOS), see :func:`measure_stamp_set`.
     progress : bool, keyword-only
         Progress bars.
 
@@ -242,7 +273,7 @@ def run_methods_benchmark(
     else:
         stamps_dir, simulation = Path(stamps), {"stamps": os.fspath(stamps)}
     meta, results, seconds = measure_stamp_set(
-        stamps_dir, methods=config.methods, chunk_size=config.chunk_size, progress=progress
+        stamps_dir, methods=config.methods, extra=extra, chunk_size=config.chunk_size, progress=progress
     )
     truth = meta["flux"].to_numpy(np.float64)
     metrics = compare_methods(
@@ -269,9 +300,12 @@ def run_methods_benchmark(
             "stamps_with_masked_pixels": float((meta["n_masked"] > 0).mean()) if "n_masked" in meta else None,
         },
         "metrics": comparison_to_dict(metrics),
-        "flags": {m: float((r["flag"].to_numpy() != 0).mean()) for m, r in results.items()},
+        "flags": {
+            m: float((r["flag"].to_numpy() != 0).mean()) if "flag" in r else None for m, r in results.items()
+        },
         "pull_sigma68": {
-            m: sigma68((r["flux"].to_numpy() - truth) / r["flux_err"].to_numpy()) for m, r in results.items()
+            m: sigma68((r["flux"].to_numpy() - truth) / r["flux_err"].to_numpy()) if "flux_err" in r else None
+            for m, r in results.items()
         },
         "timing": {m: {"seconds": s, "stamps_per_second": len(meta) / s if s > 0 else None} for m, s in seconds.items()},
         "render": render,
@@ -290,8 +324,8 @@ def format_table(report: dict[str, Any]) -> str:
         o = metrics["overall"][m]
         rate = report["timing"].get(m, {}).get("stamps_per_second")
         lines.append(
-            f"{m:<10} {o['n']:>6} {_fmt(o['bias']):>9} {_fmt(o['sigma68']):>9} {report['flags'][m]:>9.3f} "
-            f"{report['pull_sigma68'][m]:>8.3f} {rate or float('nan'):>9.0f}"
+            f"{m:<10} {o['n']:>6} {_fmt(o['bias']):>9} {_fmt(o['sigma68']):>9} {_num(report['flags'][m]):>9.3f} "
+            f"{_num(report['pull_sigma68'][m]):>8.3f} {_num(rate):>9.0f}"
         )
     lines.append("")
     lines.append("i_auto bin     n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
@@ -310,6 +344,10 @@ def format_table(report: dict[str, Any]) -> str:
             f"(x{render['speedup']:.1f}); L1 vs GalSim median {render['l1_median']:.2e}, max {render['l1_max']:.2e}"
         )
     return "\n".join(lines)
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _fmt(value: float | None) -> str:
