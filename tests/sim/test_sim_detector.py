@@ -43,6 +43,8 @@ def test_read_noise_tails_and_banding() -> None:
     assert stats.kurtosis(white.ravel()) > 1.0  # Student-t tails, not Gaussian
     banded = read_noise(rng, (400, 400), sigma=5.0, heavy_tails=False, banding=True)
     assert banded.mean(axis=1).std() > 1.0  # row pattern far above 5 / sqrt(400) = 0.25
+    pattern_only = read_noise(rng, (400, 400), sigma=5.0, white=False, banding=True)
+    assert pattern_only.mean(axis=1).std() > 1.0 and np.abs(np.diff(pattern_only[0])).std() < 3.0
 
 
 def test_cosmic_rays_crosstalk_bleed_and_paste() -> None:

@@ -72,7 +72,13 @@ def scattered_light(
 
 
 def read_noise(
-    rng: np.random.Generator, shape: tuple[int, int], *, sigma: float, heavy_tails: bool = True, banding: bool = True
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    *,
+    sigma: float,
+    white: bool = True,
+    heavy_tails: bool = True,
+    banding: bool = True,
 ) -> np.ndarray:
     """Read noise (e-) with Student-t tails, per-amplifier offsets and row/column banding.
 
@@ -81,7 +87,9 @@ def read_noise(
     rng : numpy.random.Generator
     shape : (int, int)
     sigma : float, keyword-only
-        Standard deviation of the white part (e-).
+        Read noise (e-): standard deviation of the white part, scale of the banding.
+    white : bool, keyword-only
+        Include the pixel-to-pixel (white) noise.
     heavy_tails : bool, keyword-only
         Student-t (5 degrees of freedom, rescaled to ``sigma``) instead of Gaussian.
     banding : bool, keyword-only
@@ -93,7 +101,9 @@ def read_noise(
     ndarray, shape (ny, nx), float64
     """
     ny, nx = shape
-    if heavy_tails:
+    if not white:
+        noise = np.zeros(shape)
+    elif heavy_tails:
         noise = rng.standard_t(5.0, size=shape) * (sigma / math.sqrt(5.0 / 3.0))
     else:
         noise = rng.normal(0.0, sigma, size=shape)

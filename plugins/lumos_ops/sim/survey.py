@@ -273,8 +273,7 @@ def simulate_ccd(
     if art.crosstalk:
         add_crosstalk(image, coefficient=_CROSSTALK, threshold=0.2 * full_well)
     if art.read_noise or art.banding:
-        image += read_noise(rng, shape, sigma=item.read_noise if art.read_noise else 0.0,
-                            heavy_tails=art.read_noise, banding=art.banding)
+        image += read_noise(rng, shape, sigma=item.read_noise, white=art.read_noise, banding=art.banding)
     adu = (image / item.gain).astype(np.float32)
     np.minimum(adu, np.float32(item.saturate_adu), out=adu)
     adu[saturated] = np.float32(item.saturate_adu)
