@@ -72,7 +72,7 @@ def sersic_log_surface_brightness(r: np.ndarray, n: np.ndarray) -> np.ndarray:
     return -b * np.asarray(r, dtype=np.float64) ** (1.0 / n) - log_norm
 
 
-def sersic_fourier(n: float) -> tuple[np.ndarray, np.ndarray]:
+def sersic_fourier(n: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fourier transform of the unit-flux, unit-``r50`` circular Sérsic profile (FFTLog Hankel transform).
 
     ``F(k) = 2 pi \\int I(r) J0(k r) r dr`` computed with :func:`scipy.fft.fht` on 4096 log-spaced
@@ -81,20 +81,20 @@ def sersic_fourier(n: float) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    n : float
-        Sérsic index.
+    n : float or ndarray of shape (N,)
+        Sérsic index (or indices).
 
     Returns
     -------
     ln_k : ndarray, shape (4096,)
         ``ln(k * r50)``, uniformly spaced.
-    f : ndarray, shape (4096,)
+    f : ndarray, shape (4096,) or (N, 4096)
         Transform, 1 at k = 0.
     """
     dln = 2.0 * _FHT_HALF_RANGE / _FHT_POINTS
     ln_r = -_FHT_HALF_RANGE + (np.arange(_FHT_POINTS) + 0.5) * dln
     r = np.exp(ln_r)
-    intensity = np.exp(sersic_log_surface_brightness(r, n))
+    intensity = np.exp(sersic_log_surface_brightness(r, np.asarray(n, dtype=np.float64)[..., None]))
     offset = scipy.fft.fhtoffset(dln, 0.0, initial=0.0)
     transformed = scipy.fft.fht(r * intensity, dln, 0.0, offset=offset)
     k = np.exp(offset) / r[::-1]
@@ -105,13 +105,11 @@ def sersic_fourier(n: float) -> tuple[np.ndarray, np.ndarray]:
 def sersic_table() -> RadialTable:
     """Table of :func:`sersic_fourier` for n from 0.3 to 6.5 (step 0.02) on :func:`ln_k_grid` columns.
 
-    Built once per process (about 0.3 s) and cached.
+    Built once per process (about 0.2 s) and cached.
     """
     grid_n = np.round(np.arange(SERSIC_N_MIN - 2 * _N_STEP, SERSIC_N_MAX + 2.5 * _N_STEP, _N_STEP), 10)
     columns = ln_k_grid()
-    values = np.empty((grid_n.size, columns.size))
-    for row, n in enumerate(grid_n):
-        ln_k, f = sersic_fourier(float(n))
-        values[row] = np.interp(columns, ln_k, f)
+    ln_k, f = sersic_fourier(grid_n)
+    values = np.stack([np.interp(columns, ln_k, row) for row in f])
     values[:, 0] = 1.0
     return RadialTable(param=grid_n, values=values)
