@@ -101,19 +101,18 @@ def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixe
     if not 0 < light <= 1:
         raise LumosValueError(f"light must be in (0, 1], got {light}")
     footprint = model_footprint(inputs.model, light=light)
-    finite = np.isfinite(inputs.data)
-    use = footprint & finite
+    use = footprint & np.isfinite(inputs.data)
     n = inputs.n
-    flat_use = use.reshape(n, -1)
-    k = max(int(flat_use.sum(axis=1).max(initial=0)), 1)
-    # Stable sort puts the used pixels first; keep the first k columns.
-    order = np.argsort(~flat_use, axis=1, kind="stable")[:, :k]
-    taken = np.take_along_axis(flat_use, order, axis=1)
+    target, pixel = np.nonzero(use.reshape(n, -1))
+    counts = np.bincount(target, minlength=n)
+    k = max(int(counts.max(initial=0)), 1)
+    # Row-major order groups the pixels by target: their rank inside the target is the column.
+    column = np.arange(target.size) - np.repeat(np.cumsum(counts) - counts, counts)
     background = inputs.background
-    data = np.take_along_axis(inputs.data.reshape(n, -1), order, axis=1).astype(np.float64)
-    model = np.take_along_axis(inputs.model.reshape(n, -1), order, axis=1).astype(np.float64)
-    signal = np.where(taken, data - background.mean[:, None], 0.0)
-    model = np.where(taken, model, 0.0)
+    signal = np.zeros((n, k))
+    model = np.zeros((n, k))
+    signal[target, column] = inputs.data.reshape(n, -1)[target, pixel] - background.mean[target]
+    model[target, column] = inputs.model.reshape(n, -1)[target, pixel]
     return FitPixels(
         signal=np.nan_to_num(signal, nan=0.0),
         model=model,

@@ -13,6 +13,8 @@ __all__ = ["footprint_flags", "model_footprint"]
 def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     """Brightest model pixels that together hold ``light`` of each model's flux on the grid.
 
+    Pixels equal to the threshold value are all kept (ties).
+
     Parameters
     ----------
     model : ndarray, shape (n, S, S)
@@ -25,15 +27,14 @@ def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     ndarray of bool, shape (n, S, S)
     """
     n = model.shape[0]
-    flat = np.nan_to_num(model.reshape(n, -1).astype(np.float64), nan=0.0)
-    order = np.argsort(-flat, axis=1)
-    sorted_values = np.take_along_axis(flat, order, axis=1)
-    cum = np.cumsum(sorted_values, axis=1)
-    total = cum[:, -1:]
-    keep_sorted = (cum - sorted_values) < light * total
-    keep_sorted &= sorted_values > 0
-    keep = np.zeros_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=1)
+    if n == 0:
+        return np.zeros(model.shape, dtype=bool)
+    flat = np.nan_to_num(model.reshape(n, -1), nan=0.0)
+    descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
+    cum = np.cumsum(descending, axis=1)
+    needed = np.maximum(((cum - descending) < light * cum[:, -1:]).sum(axis=1), 1)
+    threshold = descending[np.arange(n), needed - 1]
+    keep = (flat >= threshold[:, None].astype(flat.dtype)) & (flat > 0)
     return keep.reshape(model.shape)
 
 
