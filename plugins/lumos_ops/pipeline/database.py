@@ -110,12 +110,15 @@ def database_url_from_env() -> str:
 
 
 def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
-    """A SQLAlchemy engine for PostgreSQL through psycopg2 (``postgresql://`` is mapped to it)."""
+    """A SQLAlchemy engine for PostgreSQL through psycopg2, whatever driver the URL names.
+
+    The bulk writer uses psycopg2's ``COPY`` support, so ``postgresql://`` and
+    ``postgresql+psycopg://`` URLs are mapped to ``postgresql+psycopg2://``.
+    """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "postgresql":
         raise DatabaseError(f"{redact_url(parsed)}: lumos-ops needs PostgreSQL (postgresql+psycopg2://...)")
-    if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
+    parsed = parsed.set(drivername="postgresql+psycopg2")
     kwargs.setdefault("pool_pre_ping", True)
     return sa.create_engine(parsed, **kwargs)  # type: ignore[arg-type]
 

@@ -352,43 +352,31 @@ class DownloadCache:
         suffix = "".join(Path(info.key).suffixes)[-16:]
         return self.root / safe[:2] / f"{safe}{suffix}"
 
-    def fetch(self, store: ObjectStore, key: str, *, expected: ObjectInfo | None = None) -> tuple[Path, bool]:
-        """A verified local copy of ``key``.
-
-        Parameters
-        ----------
-        store : ObjectStore
-        key : str
-        expected : ObjectInfo, optional
-            Size and checksum recorded when the object was registered; the object must still
-            match them. By default the store is asked (one HEAD request).
+    def fetch(self, store: ObjectStore, key: str) -> tuple[Path, ObjectInfo, bool]:
+        """A verified local copy of the current version of ``key``.
 
         Returns
         -------
         path : Path
             Local file with the object's content.
+        info : ObjectInfo
+            Size and checksum of the version fetched (one HEAD request).
         downloaded : bool
             False when the copy came from the cache or the object was read in place.
 
         Raises
         ------
         StorageError
-            Missing object, or the content does not match the expected size/checksum (after the
-            store's own retries).
+            Missing object, or a download whose size/checksum does not match the object (after
+            the store's own retries); nothing is left in the cache then.
         """
         info = store.head(key)
-        if expected is not None and (info.size != expected.size or info.checksum != expected.checksum):
-            raise StorageError(
-                f"{store.describe()}: object {key!r} changed since it was registered "
-                f"(size {expected.size} -> {info.size}, checksum {expected.checksum} -> {info.checksum}); "
-                "re-run the night's discovery to register the new version"
-            )
         in_place = store.local_path(key)
         if in_place is not None:
-            return in_place, False
+            return in_place, info, False
         target = self.path_for(info)
         if target.is_file() and target.stat().st_size == info.size:
-            return target, False
+            return target, info, False
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".lumos-", dir=target.parent)
         os.close(fd)
@@ -399,7 +387,7 @@ class DownloadCache:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        return target, True
+        return target, info, True
 
     @staticmethod
     def _verify(store: ObjectStore, info: ObjectInfo, path: Path) -> None:

@@ -1,0 +1,162 @@
+"""Co-add every source touched in a night across all of its measured exposures, in the database.
+
+Point estimates use the inverse-variance weighted mean of eq. (21) of Cabayol et al. (2021) on
+calibrated fluxes (nJy, ``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``): one ``INSERT ... SELECT ...
+ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. For LUMOS rows (Gaussian-mixture
+components stored with the measurement) the PDFs are co-added with ``lumos_ops.lumos.coadd`` when
+that module is installed, and the PDF statistics (median, peak, sigma68, sigma95, eta) are stored.
+A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import time
+
+import numpy as np
+import sqlalchemy as sa
+
+from lumos_ops.constants import NJY_ZEROPOINT
+from lumos_ops.flags import Flag
+from lumos_ops.pipeline.plan import CoaddSummary
+
+__all__ = ["DEFAULT_EXCLUDE_FLAGS", "coadd_night"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXCLUDE_FLAGS: int = int(Flag.OFF_IMAGE | Flag.SATURATED)
+"""Measurements with any of these flag bits are left out of co-adds."""
+
+_POINT_COADD = """
+WITH touched AS (
+    SELECT DISTINCT m.ref_id, m.band, m.method, m.model_version
+    FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
+    WHERE e.night = :night AND e.status = 'done'
+),
+obs AS (
+    SELECT m.ref_id, m.band, m.method, m.model_version, m.flag, e.night,
+           m.flux * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS f,
+           m.flux_err * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS s
+    FROM touched AS t
+    JOIN lumos.measurements AS m
+      ON m.ref_id = t.ref_id AND m.band = t.band AND m.method = t.method AND m.model_version = t.model_version
+    JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id AND e.status = 'done'
+),
+usable AS (
+    SELECT *, (f IS NOT NULL AND s > 0 AND (flag & :exclude) = 0) AS ok FROM obs
+),
+agg AS (
+    SELECT ref_id, band, method, model_version,
+           count(*) AS n_exposures,
+           count(*) FILTER (WHERE ok) AS n_used,
+           sum(1.0 / (s * s)) FILTER (WHERE ok) AS sw,
+           sum(f / (s * s)) FILTER (WHERE ok) AS swf,
+           sum(f * f / (s * s)) FILTER (WHERE ok) AS swff,
+           coalesce(bit_or(flag) FILTER (WHERE ok), bit_or(flag)) AS flag,
+           max(night) AS last_night
+    FROM usable GROUP BY ref_id, band, method, model_version
+),
+failed AS (
+    SELECT band FROM lumos.exposures WHERE night = :night AND status = 'failed'
+)
+INSERT INTO lumos.coadds AS c (ref_id, band, method, model_version, run_id, n_exposures, n_used, flux_njy,
+                               flux_err_njy, flux_median_njy, flux_peak_njy, sigma68_njy, sigma95_njy, eta,
+                               chi2_dof, flag, partial, last_night, updated_at)
+SELECT ref_id, band, method, model_version, :run_id, n_exposures, n_used,
+       swf / sw, 1.0 / sqrt(sw), NULL, NULL, NULL, NULL, NULL,
+       CASE WHEN n_used > 1 THEN greatest(swff - swf * swf / sw, 0.0) / (n_used - 1) END,
+       flag,
+       EXISTS (SELECT 1 FROM failed WHERE failed.band IS NULL OR failed.band = agg.band),
+       last_night, now()
+FROM agg
+ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
+    run_id = EXCLUDED.run_id, n_exposures = EXCLUDED.n_exposures, n_used = EXCLUDED.n_used,
+    flux_njy = EXCLUDED.flux_njy, flux_err_njy = EXCLUDED.flux_err_njy,
+    flux_median_njy = NULL, flux_peak_njy = NULL, sigma68_njy = NULL, sigma95_njy = NULL, eta = NULL,
+    chi2_dof = EXCLUDED.chi2_dof, flag = EXCLUDED.flag, partial = EXCLUDED.partial,
+    last_night = greatest(c.last_night, EXCLUDED.last_night), updated_at = now()
+"""
+
+_PDF_ROWS = """
+SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma,
+       power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS scale
+FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
+WHERE e.status = 'done' AND m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
+  AND (m.ref_id, m.band, m.method, m.model_version) IN (
+      SELECT DISTINCT m2.ref_id, m2.band, m2.method, m2.model_version
+      FROM lumos.measurements AS m2 JOIN lumos.exposures AS e2 ON e2.exposure_id = m2.exposure_id
+      WHERE e2.night = :night AND e2.status = 'done' AND m2.mix_alpha IS NOT NULL)
+ORDER BY m.ref_id, m.band, m.method, m.model_version
+"""
+
+
+def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS) -> CoaddSummary:
+    """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
+
+    Parameters
+    ----------
+    night : str
+        ``YYYY-MM-DD``.
+    run_id : int
+        Provenance row recorded on each co-add.
+    exclude_flags : int, keyword-only
+        Flag bits whose measurements are not co-added.
+
+    Returns
+    -------
+    CoaddSummary
+    """
+    start = time.perf_counter()
+    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags)}
+    with engine.begin() as conn:
+        n_coadds = conn.execute(sa.text(_POINT_COADD), params).rowcount
+        pdf_coadds = _pdf_coadds(conn, params)
+        counts = conn.execute(
+            sa.text(
+                "SELECT count(DISTINCT c.ref_id), count(*) FILTER (WHERE c.partial) FROM lumos.coadds AS c "
+                "WHERE c.run_id = :run_id AND EXISTS (SELECT 1 FROM lumos.measurements AS m JOIN lumos.exposures AS e "
+                "ON e.exposure_id = m.exposure_id WHERE e.night = :night AND m.ref_id = c.ref_id AND m.band = c.band)"
+            ),
+            params,
+        ).one()
+    return CoaddSummary(night=night, n_sources=int(counts[0]), n_coadds=int(n_coadds), n_partial=int(counts[1]),
+                        pdf_coadds=pdf_coadds, seconds=time.perf_counter() - start)
+
+
+def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
+    """Co-add LUMOS mixtures with ``lumos_ops.lumos.coadd`` (when installed); return rows updated."""
+    rows = conn.execute(sa.text(_PDF_ROWS), params).all()
+    if not rows:
+        return 0
+    if importlib.util.find_spec("lumos_ops.lumos.coadd") is None:
+        log.warning("lumos_ops.lumos.coadd is not installed: LUMOS rows get point co-adds (eq. 21) only")
+        return 0
+    coadd_module = importlib.import_module("lumos_ops.lumos.coadd")
+    updates = []
+    group: list[sa.Row] = []
+    for row in [*rows, None]:
+        if group and (row is None or tuple(row[:4]) != tuple(group[0][:4])):
+            scale = np.array([r.scale for r in group], dtype=np.float64)[:, None]
+            alpha = np.array([r.mix_alpha for r in group], dtype=np.float64)
+            mu = np.array([r.mix_mu for r in group], dtype=np.float64) * scale
+            sigma = np.array([r.mix_sigma for r in group], dtype=np.float64) * scale
+            stats = coadd_module.coadd_pdf_summary(alpha, mu, sigma)
+            updates.append({
+                "ref_id": group[0].ref_id, "band": group[0].band, "method": group[0].method,
+                "model_version": group[0].model_version,
+                **{k: float(stats[k]) for k in ("mean", "median", "mode", "sigma68", "sigma95", "eta")},
+            })
+            group = []
+        if row is not None:
+            group.append(row)
+    conn.execute(
+        sa.text(
+            "UPDATE lumos.coadds SET flux_njy = :mean, flux_median_njy = :median, flux_peak_njy = :mode, "
+            "sigma68_njy = :sigma68, sigma95_njy = :sigma95, eta = :eta "
+            "WHERE ref_id = :ref_id AND band = :band AND method = :method AND model_version = :model_version"
+        ),
+        updates,
+    )
+    return len(updates)

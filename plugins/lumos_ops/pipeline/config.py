@@ -1,0 +1,240 @@
+"""Validated settings of the nightly pipeline.
+
+:class:`NightConfig` says what to do with a night (where the exposures are, which methods to run);
+:class:`PipelineSettings` adds how Airflow reaches the services (connection ids, schedule, pools and
+queues). Both are plain frozen dataclasses; :meth:`PipelineSettings.from_env` reads ``LUMOS_*``
+environment variables, which is how the DAG file and the Docker deployment configure them.
+Credentials are never part of these settings: they live in Airflow Connections or boto3's chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key
+
+__all__ = ["NightConfig", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version"]
+
+LUMOS_METHODS: frozenset[str] = frozenset({"lumos"})
+"""Methods that run the LUMOS network (GPU workers)."""
+
+_METHOD_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def default_model_version(method: str) -> str:
+    """Version string of a classical method when none is configured: ``"<method>-1"``."""
+    return f"{method}-1"
+
+
+def _parse_mapping(text: str, *, name: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise LumosValueError(f"{name}={text!r}: use method=version pairs separated by commas")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class NightConfig:
+    """What the pipeline does with one night.
+
+    Parameters
+    ----------
+    store_url : str
+        Object store: a directory, ``file:///dir`` or ``s3://bucket[/prefix]``.
+    key_template : str
+        Key of one CCD image, with ``{night}``, ``{expnum}`` and ``{ccd}``.
+    catalog_key : str
+        Key of the external catalogue (CSV or Parquet) in the store.
+    report_prefix : str
+        Night reports go to ``<report_prefix>/<night>/``.
+    methods : tuple of str
+        Photometry methods passed to ``lumos_ops.measure.measure_exposure``.
+    model_versions : mapping of str to str
+        Version recorded for each method; classical methods default to ``"<method>-1"``, LUMOS
+        needs the checkpoint's version.
+    max_nan_fraction : float
+        An exposure with a larger fraction of NaN pixels fails validation (0-1).
+    cache_dir : str or None
+        Download cache; None uses ``$LUMOS_CACHE_DIR`` or ``~/.cache/lumos-ops/objects``.
+    endpoint_url, region : str or None
+        S3-compatible endpoint and region (ignored for local stores).
+    measure_options : mapping
+        Extra keyword arguments for ``measure_exposure`` (JSON-serialisable).
+    """
+
+    store_url: str
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    catalog_key: str = "catalog.parquet"
+    report_prefix: str = "reports"
+    methods: tuple[str, ...] = ("aperture",)
+    model_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_nan_fraction: float = 0.5
+    cache_dir: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    measure_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.store_url:
+            raise LumosValueError("store_url is empty: give a directory, file:///dir or s3://bucket/prefix")
+        KeyTemplate(self.key_template)
+        validate_key(self.catalog_key, what="catalog_key")
+        validate_key(self.report_prefix, what="report_prefix")
+        object.__setattr__(self, "methods", tuple(self.methods))
+        if not self.methods:
+            raise LumosValueError("methods is empty: name at least one photometry method, e.g. ('aperture',)")
+        for method in self.methods:
+            if not method or not set(method) <= _METHOD_CHARS:
+                raise LumosValueError(f"methods: {method!r} is not a method name (lower-case letters, digits, _)")
+        if len(set(self.methods)) != len(self.methods):
+            raise LumosValueError(f"methods={self.methods}: a method is listed twice")
+        for method in self.methods:
+            if method in LUMOS_METHODS and method not in self.model_versions:
+                raise LumosValueError(
+                    f"model_versions: method {method!r} needs the version of its checkpoint, e.g. "
+                    f"model_versions={{'{method}': 'lumos-2026.11'}}"
+                )
+        object.__setattr__(self, "model_versions", dict(self.model_versions))
+        if not 0.0 <= self.max_nan_fraction <= 1.0:
+            raise LumosValueError(f"max_nan_fraction={self.max_nan_fraction} must be within [0, 1]")
+
+    def model_version(self, method: str) -> str:
+        """Version recorded with the measurements of ``method``."""
+        return self.model_versions.get(method, default_model_version(method))
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether any configured method runs the LUMOS network."""
+        return any(m in LUMOS_METHODS for m in self.methods)
+
+    def resolved_cache_dir(self) -> str:
+        """The download cache directory."""
+        return self.cache_dir or os.environ.get("LUMOS_CACHE_DIR") or os.path.expanduser("~/.cache/lumos-ops/objects")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (recorded in ``pipeline_runs.settings``)."""
+        out = dataclasses.asdict(self)
+        out["methods"] = list(self.methods)
+        out["model_versions"] = dict(self.model_versions)
+        out["measure_options"] = dict(self.measure_options)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NightConfig:
+        """Inverse of :meth:`to_dict`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise LumosValueError(f"unknown night settings {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "methods" in values:
+            values["methods"] = tuple(values["methods"])
+        return cls(**values)
+
+
+ENV_VARS: dict[str, str] = {
+    "store_url": "LUMOS_STORE_URL",
+    "key_template": "LUMOS_KEY_TEMPLATE",
+    "catalog_key": "LUMOS_CATALOG_KEY",
+    "report_prefix": "LUMOS_REPORT_PREFIX",
+    "methods": "LUMOS_METHODS",
+    "model_versions": "LUMOS_MODEL_VERSIONS",
+    "max_nan_fraction": "LUMOS_MAX_NAN_FRACTION",
+    "cache_dir": "LUMOS_CACHE_DIR",
+    "endpoint_url": "LUMOS_S3_ENDPOINT_URL",
+    "region": "LUMOS_S3_REGION",
+    "schedule": "LUMOS_SCHEDULE",
+    "s3_conn_id": "LUMOS_S3_CONN_ID",
+    "db_conn_id": "LUMOS_DB_CONN_ID",
+    "cpu_queue": "LUMOS_CPU_QUEUE",
+    "gpu_queue": "LUMOS_GPU_QUEUE",
+    "gpu_pool": "LUMOS_GPU_POOL",
+    "task_retries": "LUMOS_TASK_RETRIES",
+}
+"""Environment variable read for each setting by :meth:`PipelineSettings.from_env`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """How the ``lumos_nightly`` DAG runs.
+
+    Parameters
+    ----------
+    night : NightConfig
+        What to do with a night.
+    schedule : str or None
+        Cron expression or preset of the daily run (None: manual runs only).
+    s3_conn_id : str
+        Airflow Connection of the S3 endpoint (type ``aws``; extra ``endpoint_url`` for MinIO).
+    db_conn_id : str
+        Airflow Connection of the photometry database (type ``postgres``).
+    cpu_queue, gpu_queue : str
+        Celery queues of CPU workers and of GPU workers (LUMOS inference).
+    gpu_pool : str
+        Airflow pool limiting concurrent GPU tasks.
+    task_retries : int
+        Retries of the I/O tasks (bad input files fail at once, without retries).
+    """
+
+    night: NightConfig
+    schedule: str | None = "0 10 * * *"
+    s3_conn_id: str = "lumos_s3"
+    db_conn_id: str = "lumos_db"
+    cpu_queue: str = "default"
+    gpu_queue: str = "gpu"
+    gpu_pool: str = "lumos_gpu"
+    task_retries: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
+            value = getattr(self, name)
+            if not value or not all(c.isalnum() or c in "_-." for c in value):
+                raise LumosValueError(f"{name}={value!r}: use letters, digits, '_', '-' or '.'")
+        if self.task_retries < 0:
+            raise LumosValueError(f"task_retries={self.task_retries} must be >= 0")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
+        """Settings from ``LUMOS_*`` variables (see :data:`ENV_VARS`); unset ones keep their defaults.
+
+        ``LUMOS_STORE_URL`` defaults to ``$AIRFLOW_HOME/lumos-store``; ``LUMOS_SCHEDULE=none``
+        disables the schedule.
+        """
+        env = os.environ if environ is None else environ
+        get = lambda field: env.get(ENV_VARS[field]) or None  # noqa: E731
+        night_kwargs: dict[str, Any] = {
+            "store_url": get("store_url")
+            or os.path.join(env.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "lumos-store"),
+        }
+        for field in ("key_template", "catalog_key", "report_prefix", "cache_dir", "endpoint_url", "region"):
+            if get(field):
+                night_kwargs[field] = get(field)
+        if get("methods"):
+            night_kwargs["methods"] = tuple(m.strip() for m in get("methods").split(",") if m.strip())
+        if get("model_versions"):
+            night_kwargs["model_versions"] = _parse_mapping(get("model_versions"), name=ENV_VARS["model_versions"])
+        if get("max_nan_fraction"):
+            night_kwargs["max_nan_fraction"] = _number(get("max_nan_fraction"), ENV_VARS["max_nan_fraction"])
+        kwargs: dict[str, Any] = {"night": NightConfig(**night_kwargs)}
+        for field in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
+            if get(field):
+                kwargs[field] = get(field)
+        if get("schedule"):
+            kwargs["schedule"] = None if get("schedule").lower() == "none" else get("schedule")
+        if get("task_retries"):
+            kwargs["task_retries"] = int(_number(get("task_retries"), ENV_VARS["task_retries"]))
+        return cls(**kwargs)
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise LumosValueError(f"{name}={text!r} is not a number") from None

@@ -1,0 +1,274 @@
+"""The steps of a night, as plain functions that run with or without Airflow.
+
+``plan_night`` (discover + register) -> ``process_exposure`` for each planned CCD image (download,
+validate, measure, write) -> ``coadd_night`` (``lumos_ops.pipeline.coadd``) -> ``report_night``
+(``lumos_ops.pipeline.report``). :func:`run_night` chains them in one process; the ``lumos_nightly``
+DAG runs the same functions as Airflow tasks, one mapped task per exposure.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from lumos_ops import __version__
+from lumos_ops.exceptions import InputFileError, LumosError
+from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
+from lumos_ops.pipeline.database import check_schema
+from lumos_ops.pipeline.keys import KeyTemplate, validate_night
+from lumos_ops.pipeline.plan import ExposureResult, ExposureTask, NightPlan, NightReport
+from lumos_ops.pipeline.storage import DownloadCache, ObjectStore, open_store
+from lumos_ops.pipeline.writer import (
+    ExposureMeta,
+    ModelVersion,
+    load_catalog,
+    mark_failed,
+    mark_running,
+    register_exposures,
+    register_model_versions,
+    start_run,
+    write_measurements,
+)
+
+__all__ = [
+    "code_version",
+    "open_night_store",
+    "plan_night",
+    "process_exposure",
+    "run_night",
+    "Measurer",
+]
+
+log = logging.getLogger(__name__)
+
+Measurer = Callable[..., pd.DataFrame]
+"""Signature of ``lumos_ops.measure.measure_exposure(exposure, catalog, *, methods, **options)``."""
+
+
+@functools.cache
+def code_version() -> str:
+    """``lumos-ops <version>`` plus the git commit when known (``$LUMOS_CODE_VERSION`` overrides)."""
+    if os.environ.get("LUMOS_CODE_VERSION"):
+        return os.environ["LUMOS_CODE_VERSION"]
+    root = Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"lumos-ops {__version__}" + (f"+g{sha}" if sha else "")
+
+
+def open_night_store(config: NightConfig, *, client: Any | None = None) -> ObjectStore:
+    """The object store of ``config`` (an optional pre-built S3 client, e.g. from Airflow's S3Hook)."""
+    return open_store(config.store_url, endpoint_url=config.endpoint_url, region=config.region, client=client)
+
+
+def plan_night(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    *,
+    night: str,
+    dag_id: str = "lumos-cli",
+    dag_run_id: str,
+) -> NightPlan:
+    """Discover the night's exposures, load the catalogue and register everything in the database.
+
+    Parameters
+    ----------
+    night : str
+        ``YYYY-MM-DD``.
+    dag_id, dag_run_id : str
+        Provenance of the run (Airflow's ids, or ``lumos-cli`` and a generated id).
+
+    Returns
+    -------
+    NightPlan
+        One task per CCD image found under the key template; keys under the night's prefix that
+        do not follow the template are listed in ``skipped_keys``. An empty plan means nothing to do.
+
+    Raises
+    ------
+    DatabaseError
+        The schema is not current (run ``lumos db upgrade``).
+    StorageError, CatalogError, InputFileError
+        The store cannot be listed or the catalogue is missing or invalid.
+    """
+    from lumos_ops.io.catalog import read_catalog
+
+    night = validate_night(night)
+    check_schema(engine)
+    template = KeyTemplate(config.key_template)
+    run_id = start_run(engine, dag_id=dag_id, dag_run_id=dag_run_id, night=night, code_version=code_version(),
+                       settings=config.to_dict())
+    found, skipped = [], []
+    for info in store.list(template.prefix(night)):
+        parsed = template.parse(info.key)
+        if parsed is None or parsed.night != night:
+            skipped.append(info.key)
+        else:
+            found.append((parsed, info))
+    for key in skipped:
+        log.warning("%s: does not follow the key template %s; ignored", key, config.key_template)
+    if not found:
+        log.info("night %s: no exposures under %s/%s: nothing to do", night, store.describe(), template.prefix(night))
+        return NightPlan(night=night, run_id=run_id, tasks=(), skipped_keys=tuple(skipped))
+    register_model_versions(engine, [
+        ModelVersion(model_version=config.model_version(m), method=m,
+                     kind="lumos" if m in LUMOS_METHODS else "classical")
+        for m in config.methods
+    ], overwrite=False)
+    cache = DownloadCache(config.resolved_cache_dir())
+    catalog_path, catalog_info, _ = cache.fetch(store, config.catalog_key)
+    n_loaded = load_catalog(engine, read_catalog(catalog_path), checksum=catalog_info.checksum)
+    log.info("catalogue %s (%s): %d rows loaded", config.catalog_key, catalog_info.checksum, n_loaded)
+    rows = [{"key": p.key, "night": night, "expnum": p.expnum, "ccd": p.ccd, "size": i.size, "checksum": i.checksum}
+            for p, i in found]
+    ids = register_exposures(engine, rows, run_id=run_id)
+    tasks = tuple(
+        ExposureTask(exposure_id=eid, key=row["key"], night=night, expnum=row["expnum"], ccd=row["ccd"],
+                     size=row["size"], checksum=row["checksum"], run_id=run_id, catalog_key=config.catalog_key,
+                     catalog_checksum=catalog_info.checksum)
+        for eid, row in zip(ids, rows)
+    )
+    log.info("night %s: %d exposures registered (run %d)", night, len(tasks), run_id)
+    return NightPlan(night=night, run_id=run_id, tasks=tasks, skipped_keys=tuple(skipped))
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog(path: str, checksum: str) -> pd.DataFrame:
+    from lumos_ops.io.catalog import read_catalog
+
+    return read_catalog(path)
+
+
+def _default_measurer() -> Measurer:
+    from lumos_ops.measure import measure_exposure
+
+    return measure_exposure
+
+
+def _validate(exposure: Any, task: ExposureTask, config: NightConfig) -> None:
+    if exposure.nan_fraction > config.max_nan_fraction:
+        raise InputFileError(
+            f"{task.key}: {exposure.nan_fraction:.0%} of the pixels are NaN (max_nan_fraction="
+            f"{config.max_nan_fraction:g}); the reduction masked too much of this CCD, re-reduce it"
+        )
+    for name, header_value, key_value in (("EXPNUM", exposure.expnum, task.expnum), ("CCDNUM", exposure.ccdnum, task.ccd)):
+        if header_value is not None and header_value != key_value:
+            raise InputFileError(
+                f"{task.key}: header {name}={header_value} disagrees with the object key ({key_value}); "
+                "the file is stored under the wrong key"
+            )
+
+
+def process_exposure(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    task: ExposureTask,
+    *,
+    measurer: Measurer | None = None,
+) -> ExposureResult:
+    """Download, validate, measure and write one CCD image.
+
+    On any error the exposure is recorded as failed with the message (its measurements removed)
+    and the error is raised again, so the caller (an Airflow mapped task) fails too.
+
+    Parameters
+    ----------
+    task : ExposureTask
+        From :func:`plan_night`.
+    measurer : callable, optional
+        ``measure_exposure``-compatible function (default ``lumos_ops.measure.measure_exposure``).
+
+    Returns
+    -------
+    ExposureResult
+        ``status="done"``, the number of rows written and the timings (s).
+    """
+    from lumos_ops.io.exposure import read_exposure
+
+    measure = measurer or _default_measurer()
+    mark_running(engine, task.exposure_id, run_id=task.run_id)
+    timings: dict[str, float] = {}
+    exposure = None
+    path = None
+    cache = DownloadCache(config.resolved_cache_dir())
+    try:
+        start = time.perf_counter()
+        path, info, downloaded = cache.fetch(store, task.key)
+        if info.checksum != task.checksum:
+            log.info("%s changed since it was registered (checksum %s -> %s): measuring the current version",
+                     task.key, task.checksum, info.checksum)
+        catalog_path, catalog_info, _ = cache.fetch(store, task.catalog_key)
+        timings["download_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        exposure = read_exposure(path)
+        _validate(exposure, task, config)
+        catalog = _catalog(str(catalog_path), catalog_info.checksum)
+        table = measure(exposure, catalog, methods=config.methods, **dict(config.measure_options))
+        timings["measure_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,
+                            psf_fwhm=exposure.psf_fwhm, zero_point=exposure.zero_point, mjd=exposure.mjd,
+                            nan_fraction=exposure.nan_fraction, checksum=info.checksum, size_bytes=info.size)
+        n = write_measurements(engine, table, exposure_id=task.exposure_id, run_id=task.run_id, meta=meta,
+                               model_versions={m: config.model_version(m) for m in config.methods},
+                               timings=timings)
+        timings["write_s"] = time.perf_counter() - start
+    except Exception as exc:
+        band = exposure.band if exposure is not None else None
+        message = str(exc) if isinstance(exc, LumosError) else f"{type(exc).__name__}: {exc}"
+        if path is not None:
+            message = message.replace(str(path), task.key)
+        if not message.startswith(task.key):
+            message = f"{task.key}: {message}"
+        mark_failed(engine, task.exposure_id, run_id=task.run_id, error=message, timings=timings, band=band)
+        log.error("exposure %s failed: %s", task.label, message)
+        if isinstance(exc, LumosError) and str(exc) != message:
+            raise type(exc)(message) from exc
+        raise
+    log.info("exposure %s: %d measurements (download %.2f s, measure %.2f s, write %.2f s)", task.label, n,
+             timings["download_s"], timings["measure_s"], timings["write_s"])
+    return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="done", n_measurements=n,
+                          downloaded=downloaded, **timings)
+
+
+def run_night(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    *,
+    night: str,
+    dag_run_id: str,
+    measurer: Measurer | None = None,
+) -> NightReport:
+    """Plan, process every exposure (a failure does not stop the others), co-add and report.
+
+    This is ``lumos night run --no-airflow``: the same steps as the DAG, in one process.
+    """
+    from lumos_ops.pipeline.coadd import coadd_night
+    from lumos_ops.pipeline.report import report_night
+
+    start = time.perf_counter()
+    plan = plan_night(engine, store, config, night=night, dag_run_id=dag_run_id)
+    plan_s = time.perf_counter() - start
+    for task in plan.tasks:
+        try:
+            process_exposure(engine, store, config, task, measurer=measurer)
+        except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
+            continue
+    coadd = coadd_night(engine, night=plan.night, run_id=plan.run_id) if not plan.empty else None
+    return report_night(engine, store, config, night=plan.night, run_id=plan.run_id, coadd=coadd,
+                        wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})

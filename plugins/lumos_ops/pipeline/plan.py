@@ -1,0 +1,183 @@
+"""The neutral plan of a night: plain dataclasses passed between the pipeline's steps.
+
+Airflow tasks exchange these through XCom as JSON dicts (``to_dict`` / ``from_dict``): object keys,
+row ids and numbers, never arrays. The same objects drive ``lumos night run --no-airflow``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+__all__ = ["ExposureTask", "NightPlan", "ExposureResult", "CoaddSummary", "NightReport"]
+
+_T = TypeVar("_T")
+
+
+def _from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExposureTask:
+    """One CCD image to process.
+
+    Attributes
+    ----------
+    exposure_id : int
+        Row of ``lumos.exposures``.
+    key : str
+        Object key of the FITS file.
+    night : str
+        ``YYYY-MM-DD``.
+    expnum, ccd : int
+        Identifiers parsed from the key.
+    size : int
+        Bytes at registration.
+    checksum : str
+        Checksum at registration (the download must match it).
+    run_id : int
+        Provenance row of the run that planned it.
+    catalog_key : str
+        Object key of the catalogue, and ``catalog_checksum`` its checksum.
+    catalog_checksum : str
+    """
+
+    exposure_id: int
+    key: str
+    night: str
+    expnum: int
+    ccd: int
+    size: int
+    checksum: str
+    run_id: int
+    catalog_key: str
+    catalog_checksum: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExposureTask:
+        """Inverse of :meth:`to_dict`."""
+        return _from_dict(cls, data)
+
+    @property
+    def label(self) -> str:
+        """Short name for logs and Airflow's map-index template, e.g. ``exp0001234/ccd03``."""
+        return f"exp{self.expnum:07d}/ccd{self.ccd:02d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class NightPlan:
+    """Everything planned for a night."""
+
+    night: str
+    run_id: int
+    tasks: tuple[ExposureTask, ...]
+    skipped_keys: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Whether there is nothing to do."""
+        return not self.tasks
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"night": self.night, "run_id": self.run_id, "tasks": [t.to_dict() for t in self.tasks],
+                "skipped_keys": list(self.skipped_keys)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NightPlan:
+        """Inverse of :meth:`to_dict`."""
+        return cls(night=data["night"], run_id=int(data["run_id"]),
+                   tasks=tuple(ExposureTask.from_dict(t) for t in data["tasks"]),
+                   skipped_keys=tuple(data.get("skipped_keys", ())))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExposureResult:
+    """Outcome of one exposure."""
+
+    exposure_id: int
+    key: str
+    status: str
+    n_measurements: int = 0
+    download_s: float = 0.0
+    measure_s: float = 0.0
+    write_s: float = 0.0
+    downloaded: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExposureResult:
+        """Inverse of :meth:`to_dict`."""
+        return _from_dict(cls, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoaddSummary:
+    """Outcome of the night's co-add step."""
+
+    night: str
+    n_sources: int
+    n_coadds: int
+    n_partial: int
+    pdf_coadds: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoaddSummary:
+        """Inverse of :meth:`to_dict`."""
+        return _from_dict(cls, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class NightReport:
+    """The night's report: counts, failures, timings and where the report objects are stored."""
+
+    night: str
+    run_id: int
+    status: str
+    n_exposures: int
+    n_done: int
+    n_failed: int
+    n_measurements: int
+    n_coadds: int
+    failures: tuple[tuple[str, str], ...]
+    timings: Mapping[str, float]
+    objects: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        out = dataclasses.asdict(self)
+        out["failures"] = [list(f) for f in self.failures]
+        out["objects"] = list(self.objects)
+        out["timings"] = dict(self.timings)
+        return out
+
+    def summary(self) -> str:
+        """Human-readable lines for logs and the CLI."""
+        lines = [
+            f"night {self.night}: {self.status} (run {self.run_id})",
+            f"  exposures: {self.n_exposures} ({self.n_done} done, {self.n_failed} failed)",
+            f"  measurements: {self.n_measurements}   co-adds: {self.n_coadds}",
+        ]
+        if self.timings:
+            lines.append("  timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in self.timings.items()))
+        for key, error in self.failures:
+            lines.append(f"  FAILED {error}" if error.startswith(key) else f"  FAILED {key}: {error}")
+        if self.objects:
+            lines.append("  report objects: " + ", ".join(self.objects))
+        return "\n".join(lines)

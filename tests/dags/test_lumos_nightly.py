@@ -1,0 +1,176 @@
+"""``lumos_nightly`` run through Airflow (``dag.test()``, the REST API's clearTaskInstances) against
+the throwaway PostgreSQL and moto's S3 server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from harness import (
+    clear_map_index,
+    env,
+    load_dag,
+    postgres_conn,
+    rendered_map_indexes,
+    resume_dag_run,
+    run_dag,
+    s3_conn,
+    task_states,
+)
+from nightdata import BAD_KINDS, corrupt, make_catalog, make_exposure_bytes, write_catalog, write_night
+
+from lumos_ops.pipeline.database import make_engine, upgrade
+
+pytestmark = [
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`:Warning"),
+]
+
+N_SOURCES = 10
+
+
+@pytest.fixture(scope="module")
+def stack(airflow_db, postgres, s3_endpoint, tmp_path_factory):
+    """Photometry schema, a bucket with a catalogue, and the Airflow connections in the environment."""
+    url = postgres.create_database("nightly")
+    engine = make_engine(url)
+    upgrade(engine)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="survey")
+    catalog = make_catalog(N_SOURCES)
+
+    def put(key: str, data: bytes) -> None:
+        client.put_object(Bucket="survey", Key=f"paus/{key}", Body=data)
+
+    write_catalog(put, catalog)
+    with env(AIRFLOW_CONN_LUMOS_DB=postgres_conn(url), AIRFLOW_CONN_LUMOS_S3=s3_conn(s3_endpoint),
+             LUMOS_STORE_URL="s3://survey/paus", LUMOS_METHODS="aperture"):
+        yield {"engine": engine, "client": client, "put": put, "catalog": catalog}
+    engine.dispose()
+
+
+def _count(engine, sql: str, **params) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql), params).scalar_one())
+
+
+def test_dag_parses_with_expected_tasks(airflow_db):
+    dag, errors = load_dag()
+    assert errors == {}
+    assert dag is not None
+    assert set(dag.task_dict) == {"check_schema", "plan", "process", "coadd", "report", "night_failures"}
+    assert dag.params["night"] is None
+    assert dag.task_dict["coadd"].trigger_rule == "all_done"
+    assert dag.task_dict["process"].queue == "default"
+
+
+def test_happy_path_then_repeated_run_has_no_duplicates(stack):
+    engine, night = stack["engine"], "2026-11-20"
+    keys = write_night(stack["put"], night, n_exposures=2, n_ccds=2, catalog=stack["catalog"])
+    dag, _ = load_dag()
+    start = time.perf_counter()
+    first = run_dag(dag, night=night)
+    first_s = time.perf_counter() - start
+    states = task_states(first.run_id)
+    assert str(first.state) in ("success", "DagRunState.SUCCESS"), states
+    assert sorted(i for (t, i), s in states.items() if t == "process" and s == "success") == [0, 1, 2, 3]
+    assert states[("night_failures", -1)] == "skipped"
+    assert set(rendered_map_indexes(first.run_id).values()) == {
+        "exp0005000/ccd01", "exp0005000/ccd02", "exp0005001/ccd01", "exp0005001/ccd02"}
+
+    n_rows = len(keys) * N_SOURCES
+    assert _count(engine, "SELECT count(*) FROM lumos.exposures WHERE night = :n AND status = 'done'", n=night) == 4
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == n_rows
+    # every measurement traceable to its exposure, model version and run (with the DAG run id)
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id) "
+                          "JOIN lumos.model_versions v USING (model_version) JOIN lumos.pipeline_runs r "
+                          "ON r.run_id = m.run_id WHERE r.dag_run_id = :d AND v.model_version = 'aperture-1'",
+                  d=first.run_id) == n_rows
+    # 2 bands (one per CCD) x 10 sources, each co-added over 2 exposures, none partial
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds WHERE n_used = 2 AND NOT partial") == 2 * N_SOURCES
+    summary = json.loads(stack["client"].get_object(Bucket="survey", Key=f"paus/reports/{night}/summary.json")["Body"].read())
+    assert summary["status"] == "success" and summary["n_done"] == 4 and summary["n_measurements"] == n_rows
+    png = stack["client"].get_object(Bucket="survey", Key=f"paus/reports/{night}/timings.png")["Body"].read()
+    assert png.startswith(b"\x89PNG")
+
+    second = run_dag(dag, night=night)
+    assert str(second.state) in ("success", "DagRunState.SUCCESS")
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == n_rows
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds") == 2 * N_SOURCES
+    assert _count(engine, "SELECT count(DISTINCT m.run_id) FROM lumos.measurements m JOIN lumos.pipeline_runs r "
+                          "ON r.run_id = m.run_id WHERE r.dag_run_id = :d", d=second.run_id) == 1
+    assert _count(engine, "SELECT count(*) FROM lumos.pipeline_runs WHERE night = :n AND status = 'success'",
+                  n=night) == 2
+    from harness import task_durations
+    print(f"first DAG run (4 exposures): {first_s:.1f} s", task_durations(first.run_id))
+
+
+def test_bad_inputs_fail_only_their_task_then_clear_and_rerun(stack):
+    engine, night = stack["engine"], "2026-11-21"
+    good = write_night(stack["put"], night, n_exposures=1, n_ccds=2, catalog=stack["catalog"], first_expnum=6000)
+    bad = {}
+    for i, kind in enumerate(BAD_KINDS):
+        key = f"exposures/{night}/exp{6100 + i:07d}_ccd01.fits"
+        valid = make_exposure_bytes(stack["catalog"], expnum=6100 + i, ccd=1, band="NB455", seed=i)
+        stack["put"](key, corrupt(valid, kind))
+        bad[kind] = (key, valid)
+    dag, _ = load_dag()
+    run = run_dag(dag, night=night)
+    states = task_states(run.run_id)
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    labels = {v: k for k, v in rendered_map_indexes(run.run_id).items()}
+    for key in good:
+        label = key.split("/")[-1].removesuffix(".fits").replace("_", "/")
+        assert states[("process", labels[label])] == "success"
+    assert states[("coadd", -1)] == "success" and states[("report", -1)] == "success"
+    assert states[("night_failures", -1)] == "failed"
+
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT object_key, error FROM lumos.exposures WHERE night = :n AND "
+                                         "status = 'failed'"), {"n": night}).all())
+    expected_words = {"truncated": "truncated", "corrupt": "FITS", "missing_header": "PSFFWHM",
+                      "unknown_band": "NB999", "nan_region": "NaN", "empty": "empty"}
+    for kind, (key, _) in bad.items():
+        label = key.split("/")[-1].removesuffix(".fits").replace("_", "/")
+        assert states[("process", labels[label])] == "failed", kind
+        assert key in rows[key] and expected_words[kind] in rows[key], (kind, rows[key])
+    # co-adds exist for what succeeded; partial, since files of unknown band failed
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds c WHERE c.last_night = :n AND c.partial "
+                          "AND c.n_used = 1", n=night) == 2 * N_SOURCES
+
+    # fix the truncated file and clear only its mapped task (and downstream) through the REST API
+    key, valid = bad["truncated"]
+    stack["put"](key, valid)
+    label = key.split("/")[-1].removesuffix(".fits").replace("_", "/")
+    cleared = clear_map_index(run.run_id, labels[label])
+    assert {(t["task_id"], t["map_index"]) for t in cleared["task_instances"]} >= {("process", labels[label]),
+                                                                                     ("coadd", -1), ("report", -1)}
+    before = _count(engine, "SELECT count(*) FROM lumos.measurements")
+    rerun = resume_dag_run(dag, run.run_id)
+    states = task_states(run.run_id)
+    assert states[("process", labels[label])] == "success"
+    assert states[("coadd", -1)] == "success" and states[("report", -1)] == "success"
+    assert rerun in ("failed", "DagRunState.FAILED")  # five files are still bad
+    with engine.connect() as conn:
+        status, error, n = conn.execute(sa.text("SELECT status, error, n_measurements FROM lumos.exposures "
+                                                "WHERE object_key = :k"), {"k": key}).one()
+    assert (status, error, n) == ("done", None, N_SOURCES)
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == before + N_SOURCES
+    assert _count(engine, "SELECT count(*) FROM (SELECT exposure_id, ref_id, method FROM lumos.measurements "
+                          "GROUP BY 1, 2, 3 HAVING count(*) > 1) d") == 0
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds c WHERE c.last_night = :n AND c.band = 'NB455' "
+                          "AND c.n_used = 2", n=night) == N_SOURCES
+
+
+def test_empty_night_succeeds_with_nothing_to_do(stack):
+    dag, _ = load_dag()
+    run = run_dag(dag, night="2026-01-01")
+    states = task_states(run.run_id)
+    assert str(run.state) in ("success", "DagRunState.SUCCESS"), states
+    assert states[("report", -1)] == "success"
+    summary = json.loads(stack["client"].get_object(Bucket="survey", Key="paus/reports/2026-01-01/summary.json")["Body"].read())
+    assert summary["status"] == "empty" and summary["n_exposures"] == 0

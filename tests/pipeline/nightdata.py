@@ -1,0 +1,105 @@
+"""Tiny simulated nights for the pipeline tests: small FITS CCD images and a catalogue.
+
+Images are 160 x 160 pixels in ADU with round Gaussian sources at the catalogue positions on a flat
+sky with Gaussian noise; headers follow the exposure contract. Bad inputs are written by
+:func:`corrupt` so that each failure mode of the issue can be produced on demand.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from lumos_ops.constants import NB_BANDS
+from lumos_ops.pipeline.keys import KeyTemplate
+
+__all__ = ["IMAGE_SIZE", "BAD_KINDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog", "corrupt"]
+
+IMAGE_SIZE = 160
+BAD_KINDS = ("truncated", "corrupt", "missing_header", "unknown_band", "nan_region", "empty")
+
+
+def make_catalog(n_sources: int = 12, *, seed: int = 1) -> pd.DataFrame:
+    """Catalogue with pixel positions well inside the images."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "ref_id": np.arange(1000, 1000 + n_sources, dtype=np.int64),
+        "x": rng.uniform(35, IMAGE_SIZE - 35, n_sources),
+        "y": rng.uniform(35, IMAGE_SIZE - 35, n_sources),
+        "r50": rng.uniform(0.3, 0.8, n_sources),
+        "sersic_n": np.full(n_sources, 1.0),
+        "q": rng.uniform(0.5, 1.0, n_sources),
+        "pa": rng.uniform(0, 180, n_sources),
+        "i_auto": rng.uniform(19.0, 21.5, n_sources),
+    })
+
+
+def make_exposure_bytes(catalog: pd.DataFrame, *, expnum: int, ccd: int, band: str, seed: int,
+                        exptime: float = 90.0, zp: float = 26.0) -> bytes:
+    """One CCD image as FITS bytes (ADU, gain 2)."""
+    rng = np.random.default_rng(seed)
+    gain, sky = 2.0, 6.0  # e-/ADU, e-/s/pixel
+    yy, xx = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
+    image = np.full((IMAGE_SIZE, IMAGE_SIZE), sky, dtype=np.float64)
+    sigma = 1.2 / 0.263 / 2.355
+    for row in catalog.itertuples():
+        flux = 10 ** (-0.4 * (row.i_auto - zp))  # e-/s
+        image += flux * np.exp(-((xx - row.x) ** 2 + (yy - row.y) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+    electrons = rng.poisson(image * exptime).astype(np.float64)
+    adu = (electrons / gain).astype(np.float32)
+    header = fits.Header()
+    header.update({"EXPTIME": exptime, "FILTER": band, "PSFFWHM": 1.2, "GAIN": gain, "ZP": zp, "EPOCH": 0,
+                   "EXPNUM": expnum, "CCDNUM": ccd, "MJD-OBS": 61000.1})
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(adu, header=header).writeto(buffer)
+    return buffer.getvalue()
+
+
+def write_night(put, night: str, *, n_exposures: int = 2, n_ccds: int = 2, catalog: pd.DataFrame,
+                first_expnum: int = 5000, template: str | None = None) -> list[str]:
+    """Write a night's images with ``put(key, data)``; return the keys (CCD c uses band NB455 + 10 c)."""
+    keys = []
+    tmpl = KeyTemplate(template) if template else KeyTemplate()
+    for e in range(n_exposures):
+        for c in range(1, n_ccds + 1):
+            key = tmpl.format(night, first_expnum + e, c)
+            put(key, make_exposure_bytes(catalog, expnum=first_expnum + e, ccd=c, band=NB_BANDS[c - 1],
+                                         seed=17 * e + c))
+            keys.append(key)
+    return keys
+
+
+def corrupt(data: bytes, kind: str) -> bytes:
+    """A bad version of valid FITS bytes."""
+    if kind == "truncated":
+        return data[: len(data) // 2]
+    if kind == "corrupt":
+        return b"this is not a FITS file" + bytes(range(256)) * 20
+    if kind == "empty":
+        return b""
+    with fits.open(io.BytesIO(data)) as hdul:
+        hdu = fits.PrimaryHDU(np.array(hdul[0].data), header=hdul[0].header.copy())
+    if kind == "missing_header":
+        del hdu.header["PSFFWHM"]
+    elif kind == "unknown_band":
+        hdu.header["FILTER"] = "NB999"
+    elif kind == "nan_region":
+        hdu.data[: int(IMAGE_SIZE * 0.8), :] = np.nan
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()
+
+
+def write_catalog(put, catalog: pd.DataFrame, key: str = "catalog.parquet") -> None:
+    """Store the catalogue as Parquet."""
+    buffer = io.BytesIO()
+    catalog.to_parquet(buffer, index=False)
+    put(key, buffer.getvalue())
+
+
