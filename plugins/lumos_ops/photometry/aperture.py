@@ -67,10 +67,15 @@ def enclosed_light(
     ndarray, shape (n,)
         Enclosed fraction of the unit total flux.
     """
+    return _enclosed(np.nan_to_num(model, nan=0.0), dx, dy, q, pa, radius)
+
+
+def _enclosed(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """:func:`enclosed_light` for finite models."""
     centre = model.shape[-1] // 2
     a, b = _axes(radius, q)
     weights = ellipse_pixel_overlap(model.shape[1:], centre + dx, centre + dy, a, b, pa)
-    return np.einsum("nij,nij->n", weights, np.nan_to_num(model, nan=0.0))
+    return np.einsum("nij,nij->n", weights, model)
 
 
 def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, fraction: float) -> np.ndarray:
@@ -172,12 +177,9 @@ def _solve_radius(
 ) -> np.ndarray:
     """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations."""
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
-    centre = m.shape[-1] // 2
 
     def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
-        a, b = _axes(radius, q[idx])
-        weights = ellipse_pixel_overlap(m.shape[1:], centre + dx[idx], centre + dy[idx], a, b, pa[idx])
-        return np.einsum("nij,nij->n", weights, m[idx]) - light_fraction
+        return _enclosed(m[idx], dx[idx], dy[idx], q[idx], pa[idx], radius) - light_fraction
 
     guess = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction)
     lo = np.maximum(guess - 1.0, _MIN_RADIUS)
