@@ -24,7 +24,9 @@ PROFILE_SETS: tuple[str, ...] = ("uniform", "catalogue")
 ``catalogue``: PAUS/COSMOS-like (log-normal r50 around 0.57 arcsec and n around 1.1)."""
 
 
-def random_profiles(n_profiles: int, *, seed: int, n_max: float = 6.2, kind: str = "uniform") -> dict[str, np.ndarray]:
+def random_profiles(
+    n_profiles: int, *, seed: int, n_max: float = 6.2, kind: str = "uniform", distinct_n: int | None = None
+) -> dict[str, np.ndarray]:
     """Random galaxy + PSF parameters over the validation range.
 
     Parameters
@@ -37,6 +39,10 @@ def random_profiles(n_profiles: int, *, seed: int, n_max: float = 6.2, kind: str
         Largest Sérsic index (6.2: GalSim's limit).
     kind : {"uniform", "catalogue"}
         Parameter distribution (see :data:`PROFILE_SETS`).
+    distinct_n : int, optional
+        Draw the Sérsic indices from only this many random values, one per equal-width stratum of
+        [0.3, n_max] (each profile picks one at random), so that GalSim reuses its per-index
+        tables; None (default): all distinct, from the ``kind`` distribution.
 
     Returns
     -------
@@ -54,6 +60,10 @@ def random_profiles(n_profiles: int, *, seed: int, n_max: float = 6.2, kind: str
     else:
         r50 = np.clip(rng.lognormal(np.log(0.57), 0.5, n_profiles), 0.1, 2.5)
         sersic_n = np.clip(rng.lognormal(np.log(1.1), 0.6, n_profiles), 0.3, n_max)
+    if distinct_n is not None:
+        # one random index per equal-width stratum of the range, so both ends are covered
+        strata = (np.arange(distinct_n) + rng.random(distinct_n)) / distinct_n
+        sersic_n = rng.choice(0.3 + (n_max - 0.3) * strata, size=n_profiles)
     return {
         "r50": r50,
         "sersic_n": sersic_n,
