@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from lumos_ops.constants import NB_BANDS, band_centre_nm
+from lumos_ops.constants import APERTURE_LIGHT_FRACTION, NB_BANDS, band_centre_nm
 
 __all__ = [
     "NB_FWHM_NM",
@@ -35,8 +35,10 @@ I_BAND_CENTRE_NM: float = 770.0
 I_BAND_FWHM_NM: float = 150.0
 """Width of the broad i band (nm)."""
 
-REFERENCE_ZP: float = 21.7 + 2.5 * math.log10(4.9)
-"""NB685 zero point (AB mag giving 1 e-/s): flat-spectrum i_AB = 21.7 gives 4.9 e-/s."""
+REFERENCE_ZP: float = 21.7 + 2.5 * math.log10(4.9 / APERTURE_LIGHT_FRACTION)
+"""NB685 zero point (AB mag giving 1 e-/s), 23.94: a flat-spectrum i_AB = 21.7 galaxy gives 4.9 e-/s
+inside the PAUS aperture (62.5 % of its light), the median aperture flux of the real NB685 exposure
+of ``shared/GUIDE.md``; this reproduces its single-exposure SNR of 2-3."""
 
 _BUTTERWORTH_ORDER_NB = 6
 _BUTTERWORTH_ORDER_I = 4
@@ -79,7 +81,7 @@ def band_zero_point(band: str, *, reference: float = REFERENCE_ZP) -> float:
     """Nominal AB zero point (magnitude giving 1 e-/s) of a narrow band.
 
     ``flux[e-/s] = 10**(-0.4 * (m_AB - ZP))``. NB685 gets ``reference`` (default
-    :data:`REFERENCE_ZP` = 23.43); other bands follow the efficiency curve. Individual exposures
+    :data:`REFERENCE_ZP` = 23.94); other bands follow the efficiency curve. Individual exposures
     scatter around it (transparency, airmass).
     """
     if band not in NB_BANDS:

@@ -120,8 +120,8 @@ class SurveyConfig:
         NB685 sky level (e-/s/pixel); other bands scale with wavelength.
     zp_nb685 : float
         Nominal NB685 zero point (AB mag giving 1 e-/s); other bands follow a smooth efficiency
-        curve. The default 23.43 makes a flat-spectrum i = 21.7 galaxy give 4.9 e-/s in total;
-        about 24.0 makes 4.9 e-/s its flux inside the PAUS aperture (62.5 % of the light).
+        curve. The default 23.94 makes 4.9 e-/s the flux of a flat-spectrum i = 21.7 galaxy
+        inside the PAUS aperture (62.5 % of its light), as in the GUIDE's real exposure.
     dither_fraction : float
         Dither amplitude as a fraction of the CCD size (uniform in +-fraction/2... +-fraction).
     catalog_shape_error : float
