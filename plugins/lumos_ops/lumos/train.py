@@ -34,7 +34,7 @@ from lumos_ops.lumos.config import Normalization
 from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models
 
-__all__ = ["TrainConfig", "train", "evaluate_split", "select_device"]
+__all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,30 @@ class TrainConfig:
         if not 0 < self.lr_gamma <= 1:
             raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         object.__setattr__(self, "ccd_shape", tuple(int(v) for v in self.ccd_shape))
+
+
+def infer_ccd_shape(training_set: str | os.PathLike[str]) -> tuple[int, int]:
+    """CCD shape (ny, nx) of the first source exposure listed in a set's manifest.
+
+    Paths are tried as written, then relative to the set's parent directory; when none can be
+    read, :data:`lumos_ops.constants.CCD_SHAPE` is returned (and logged).
+    """
+    from astropy.io import fits
+
+    root = Path(training_set)
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    for entry in list(manifest.get("exposures", []))[:1]:
+        for candidate in (Path(entry), root.parent / entry, root / entry):
+            if candidate.is_file():
+                with fits.open(candidate) as hdul:
+                    for hdu in hdul:
+                        if hdu.header.get("NAXIS") == 2:
+                            return int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"])
+    log.warning("%s: cannot read a source exposure; assuming the PAUCam CCD shape %s", root, CCD_SHAPE)
+    return CCD_SHAPE
 
 
 def select_device(device: str | None) -> torch.device:
@@ -234,6 +258,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    log.info("training %s on %s (%s)", config.arch, training_set, "resume" if resume else "new run")
     device = select_device(config.device)
     ts = TrainingSet(training_set)
     train_ids = ts.indices("train")[: config.max_train]

@@ -1,0 +1,152 @@
+"""``lumos train``, ``lumos transfer`` and ``lumos validate``: the LUMOS network's life cycle."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _exposure_paths(spec: str) -> list[str]:
+    from lumos_ops.exceptions import InputFileError
+
+    if os.path.isdir(spec):
+        paths = sorted(glob.glob(os.path.join(spec, "**", "*.fits"), recursive=True))
+    else:
+        paths = sorted(glob.glob(spec))
+    if not paths:
+        raise InputFileError(f"{spec}: no FITS exposures found (give a directory or a glob)")
+    return paths
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.lumos.train import TrainConfig, infer_ccd_shape, train
+
+    options = {
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "lr_step": args.lr_step,
+        "lr_gamma": args.lr_gamma,
+        "seed": args.seed,
+        "device": args.device,
+        "amp": not args.no_amp,
+        "max_train": args.max_train,
+        "max_val": args.max_val,
+        "num_threads": args.threads,
+        "progress": not args.quiet,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.recipe:
+        from lumos_ops.lumos.recipe import run_recipe
+
+        metrics = run_recipe(args.recipe, args.out, n_stamps=args.n_stamps, train_options=options,
+                             resume=args.resume, progress=not args.quiet)
+    else:
+        if not args.training_set:
+            raise LumosValueError("give --training-set DIR or --recipe NAME")
+        ccd_shape = tuple(args.ccd_shape) if args.ccd_shape else infer_ccd_shape(args.training_set)
+        metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume)
+    v = metrics["validation"]
+    print(f"val loss {metrics['val_loss']:.4f}  bias {v['bias']:+.3f}  sigma68 {v['sigma68']:.3f}  "
+          f"68% coverage {v['coverage68']:.3f}  -> {Path(args.out) / 'model.pt'} (sha256 {metrics['model_sha256'][:12]})")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.lumos.transfer import TransferConfig, transfer
+
+    options = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_step": args.lr_step,
+        "max_pairs": args.max_pairs, "max_sim": args.max_sim, "pair_weight": args.pair_weight,
+        "default_zero_point": args.default_zero_point, "seed": args.seed, "device": args.device,
+        "progress": not args.quiet,
+    }
+    config = TransferConfig(**{k: v for k, v in options.items() if v is not None})
+    metrics = transfer(args.model, _exposure_paths(args.exposures), read_catalog(args.catalog), args.sim_set, args.out, config)
+    print(f"{metrics['n_pairs']} pairs: D sigma68 {metrics['d_sigma68_before']:.3f} -> {metrics['d_sigma68_after']:.3f}; "
+          f"model {Path(args.out) / 'model.pt'}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from lumos_ops.lumos.validate import ValidateConfig, validate
+
+    config = ValidateConfig(
+        baselines=tuple(args.baselines), split=args.split, max_stamps=args.max_stamps,
+        batch_size=args.batch_size, device=args.device, progress=not args.quiet,
+    )
+    survey = (_exposure_paths(args.exposures), args.catalog) if args.exposures else None
+    report = validate(args.model, args.test_set, args.out, config, pairs_from=survey)
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``transfer`` and ``validate``."""
+    p = subparsers.add_parser("train", help="train a LUMOS network on TEAHUPOO shards (or run a full recipe)",
+                              description="Supervised training (paper §4.4) with a checkpoint every epoch.")
+    p.add_argument("--training-set", help="TEAHUPOO directory (lumos simulate training-set)")
+    p.add_argument("--recipe", help="simulate the data and train end to end: 'default'")
+    p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
+    p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
+    p.add_argument("--arch", help="registered architecture: fast (default) or paper")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="initial Adam learning rate (paper 1e-4)")
+    p.add_argument("--lr-step", type=int, help="epochs between learning-rate divisions (paper 40)")
+    p.add_argument("--lr-gamma", type=float, help="factor applied every --lr-step epochs (paper 0.1)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast on CUDA")
+    p.add_argument("--ccd-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="CCD shape for position normalisation (default: read from the set's first exposure)")
+    p.add_argument("--max-train", type=int, help="use at most N training stamps")
+    p.add_argument("--max-val", type=int, help="use at most N validation stamps")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    t = subparsers.add_parser("transfer", help="unsupervised transfer learning on exposure pairs (eq. 12)",
+                              description="Fine-tune the last layer on pairs of exposures of the same galaxy + simulations.")
+    t.add_argument("--model", help="starting checkpoint (default: the shipped model)")
+    t.add_argument("--exposures", required=True, help="directory (searched for *.fits) or glob of exposures")
+    t.add_argument("--catalog", required=True, help="external catalogue (CSV or Parquet)")
+    t.add_argument("--sim-set", required=True, help="TEAHUPOO directory for the supervised term")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="paper 1e-5")
+    t.add_argument("--lr-step", type=int, help="paper 50")
+    t.add_argument("--max-pairs", type=int, help="paper 20000")
+    t.add_argument("--max-sim", type=int, help="paper 20000")
+    t.add_argument("--pair-weight", type=float, help="weight of eq. (11) (paper 1)")
+    t.add_argument("--default-zero-point", type=float, help="ZP for exposures without a ZP header")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_cmd_transfer)
+
+    v = subparsers.add_parser("validate", help="validation report of a LUMOS model (JSON + PNG)",
+                              description="Bias/sigma68 per i_auto bin vs baselines, PIT, coverage, D width.")
+    v.add_argument("--model", help="checkpoint (default: the shipped model)")
+    v.add_argument("--test-set", required=True, help="TEAHUPOO directory; stamps >= 93 px also feed the baselines")
+    v.add_argument("--split", default="test", help="split of the set to use ('all' for every stamp)")
+    v.add_argument("--max-stamps", type=int, help="use at most N stamps")
+    v.add_argument("--baselines", nargs="*", default=["aperture", "optimal"],
+                   help="classical methods to compare with (aperture, optimal, modelfit)")
+    v.add_argument("--exposures", help="survey exposures for the D-statistic test (with --catalog)")
+    v.add_argument("--catalog", help="catalogue of --exposures")
+    v.add_argument("--batch-size", type=int, default=1024)
+    v.add_argument("--device")
+    v.add_argument("--out", required=True, help="output directory (validation.json, validation.png)")
+    v.add_argument("-q", "--quiet", action="store_true")
+    v.set_defaults(func=_cmd_validate)

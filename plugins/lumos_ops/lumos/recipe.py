@@ -1,0 +1,113 @@
+"""Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
+
+``lumos train --recipe default --out DIR`` writes ``DIR/survey`` (survey simulator layout),
+``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
+already exists with the same configuration are skipped, so an interrupted recipe can be rerun
+(add ``--resume`` to continue the training from its last epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lumos_ops.exceptions import LumosValueError
+
+__all__ = ["Recipe", "RECIPES", "run_recipe"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A reproducible data + training recipe.
+
+    Attributes
+    ----------
+    survey : dict
+        ``lumos_ops.sim.SurveyConfig`` fields (``SurveyConfig.from_dict``).
+    teahupoo : dict
+        ``lumos_ops.sim.TeahupooConfig`` fields.
+    train : dict
+        :class:`lumos_ops.lumos.train.TrainConfig` fields (``ccd_shape`` is taken from the survey).
+    """
+
+    survey: dict[str, Any]
+    teahupoo: dict[str, Any]
+    train: dict[str, Any]
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(
+        survey={
+            "ccd_shape": (2048, 2048),
+            "bands": ("NB455", "NB535", "NB615", "NB685", "NB765", "NB845"),
+            "n_exposures": 2,
+            "seed": 1,
+        },
+        teahupoo={"n_stamps": 40_000, "seed": 2},
+        train={"arch": "fast", "epochs": 6, "batch_size": 256, "lr": 1e-3, "lr_step": 4, "seed": 0, "num_threads": 1},
+    ),
+}
+"""``"default"``: the recipe of the shipped model (6 bands x 2 epochs x 2 exposures on 2048^2 CCDs,
+40,000 stamps, the ``fast`` network for 6 epochs)."""
+
+
+def _fits(root: Path) -> list[str]:
+    return sorted(str(p) for p in (root / "exposures").rglob("*.fits"))
+
+
+def run_recipe(
+    name: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    n_stamps: int | None = None,
+    train_options: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run recipe ``name`` under ``out_dir``; returns the training metrics.
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`RECIPES`.
+    out_dir : path-like
+    n_stamps : int, keyword-only
+        Override the number of TEAHUPOO stamps.
+    train_options : dict, keyword-only
+        Override :class:`TrainConfig` fields.
+    resume : bool, keyword-only
+        Continue an interrupted training.
+    progress : bool, keyword-only
+    """
+    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.lumos.train import TrainConfig, train
+    from lumos_ops.sim import SurveyConfig, TeahupooConfig, generate_training_set, simulate_survey
+
+    if name not in RECIPES:
+        raise LumosValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    out = Path(out_dir)
+    survey_dir, set_dir, model_dir = out / "survey", out / "teahupoo", out / "model"
+    survey_config = SurveyConfig.from_dict(dict(recipe.survey))
+    if not (survey_dir / "manifest.json").is_file():
+        log.info("recipe %s: simulating the survey in %s", name, survey_dir)
+        simulate_survey(survey_config, survey_dir, progress=progress)
+    teahupoo = dict(recipe.teahupoo)
+    if n_stamps is not None:
+        teahupoo["n_stamps"] = n_stamps
+    set_config = TeahupooConfig(**teahupoo)
+    manifest_path = set_dir / "manifest.json"
+    existing = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    if existing is None or existing.get("config", {}).get("n_stamps") != set_config.n_stamps or existing.get("seed") != set_config.seed:
+        log.info("recipe %s: generating %d TEAHUPOO stamps in %s", name, set_config.n_stamps, set_dir)
+        generate_training_set(set_config, _fits(survey_dir), read_catalog(survey_dir / "catalog.parquet"), set_dir, progress=progress)
+    options = {**recipe.train, **(train_options or {}), "ccd_shape": tuple(survey_config.ccd_shape)}
+    options.setdefault("progress", progress)
+    metadata = {"recipe": {"name": name, "survey": recipe.survey, "teahupoo": teahupoo, "train": recipe.train}}
+    return train(set_dir, model_dir, TrainConfig(**options), resume=resume, metadata=metadata)
