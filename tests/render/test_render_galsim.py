@@ -52,3 +52,22 @@ def test_run_render_benchmark_reports_measured_numbers() -> None:
     assert report["n_profiles"] == 3 and report["ours_seconds"] > 0 and report["galsim_seconds"] > 0
     assert report["speedup"] == pytest.approx(report["galsim_seconds"] / report["ours_seconds"])
     assert 0 <= report["l1_median"] <= report["l1_max"] < 0.01
+
+
+def test_missing_galsim_gives_an_actionable_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from lumos_ops.exceptions import LumosError
+    from lumos_ops.render.galsim_reference import GalSimMissingError
+
+    real_import = importlib.import_module
+
+    def no_galsim(name: str, *args: object) -> object:
+        if name == "galsim":
+            raise ImportError("No module named 'galsim'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_galsim)
+    with pytest.raises(GalSimMissingError, match="pip install") as info:
+        run_render_benchmark(2, seed=0)
+    assert isinstance(info.value, LumosError) and isinstance(info.value, ImportError)
