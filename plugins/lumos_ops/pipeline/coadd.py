@@ -80,8 +80,8 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
 """
 
 _PDF_ROWS = """
-SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma,
-       power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS scale
+SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, e.zero_point,
+       coalesce((m.extras ->> 'truncated')::boolean, false) AS truncated
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
 WHERE e.status = 'done' AND m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
   AND (m.ref_id, m.band, m.method, m.model_version) IN (
@@ -126,37 +126,47 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
 
 
 def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
-    """Co-add LUMOS mixtures with ``lumos_ops.lumos.coadd`` (when installed); return rows updated."""
+    """Co-add LUMOS mixtures with ``lumos_ops.lumos.coadd.coadd_pdf`` (when installed); return rows updated.
+
+    ``flux_njy``/``flux_err_njy`` keep the eq. (21) co-add; the PDF's median, peak (mode), sigma68,
+    sigma95 and eta (eq. 22) fill the other columns.
+    """
     rows = conn.execute(sa.text(_PDF_ROWS), params).all()
     if not rows:
         return 0
     if importlib.util.find_spec("lumos_ops.lumos.coadd") is None:
         log.warning("lumos_ops.lumos.coadd is not installed: LUMOS rows get point co-adds (eq. 21) only")
         return 0
-    coadd_module = importlib.import_module("lumos_ops.lumos.coadd")
+    coadd_pdf = importlib.import_module("lumos_ops.lumos.coadd").coadd_pdf
     updates = []
     group: list[sa.Row] = []
     for row in [*rows, None]:
         if group and (row is None or tuple(row[:4]) != tuple(group[0][:4])):
-            scale = np.array([r.scale for r in group], dtype=np.float64)[:, None]
-            alpha = np.array([r.mix_alpha for r in group], dtype=np.float64)
-            mu = np.array([r.mix_mu for r in group], dtype=np.float64) * scale
-            sigma = np.array([r.mix_sigma for r in group], dtype=np.float64) * scale
-            stats = coadd_module.coadd_pdf_summary(alpha, mu, sigma)
+            pdf = coadd_pdf(
+                np.array([r.mix_alpha for r in group], dtype=np.float64),
+                np.array([r.mix_mu for r in group], dtype=np.float64),
+                np.array([r.mix_sigma for r in group], dtype=np.float64),
+                np.array([r.zero_point for r in group], dtype=np.float64),
+                np.array([r.truncated for r in group], dtype=bool),
+            )
             updates.append({
                 "ref_id": group[0].ref_id, "band": group[0].band, "method": group[0].method,
                 "model_version": group[0].model_version,
-                **{k: float(stats[k]) for k in ("mean", "median", "mode", "sigma68", "sigma95", "eta")},
+                **{k: _finite(pdf.stats[k]) for k in ("median", "mode", "sigma68", "sigma95", "eta")},
             })
             group = []
         if row is not None:
             group.append(row)
     conn.execute(
         sa.text(
-            "UPDATE lumos.coadds SET flux_njy = :mean, flux_median_njy = :median, flux_peak_njy = :mode, "
+            "UPDATE lumos.coadds SET flux_median_njy = :median, flux_peak_njy = :mode, "
             "sigma68_njy = :sigma68, sigma95_njy = :sigma95, eta = :eta "
             "WHERE ref_id = :ref_id AND band = :band AND method = :method AND model_version = :model_version"
         ),
         updates,
     )
     return len(updates)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
