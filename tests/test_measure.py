@@ -132,3 +132,34 @@ def test_masked_centre_is_flagged(scene: tuple[Exposure, pd.DataFrame, np.ndarra
     table = measure_exposure(masked, catalog.iloc[:1], methods=("aperture", "optimal"))
     assert (table["flag"].to_numpy() & Flag.MASKED).all()
     assert np.isfinite(table["flux"]).all()
+
+
+def test_survey_simulator_exposure_with_wcs_and_truth(tmp_path: Path) -> None:
+    """The nightly-pipeline path: ra/dec catalogue + WCS exposure from lumos_ops.sim, checked against the truth."""
+    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.sim import Artefacts, SurveyConfig, simulate_survey
+
+    quiet = Artefacts(scattered_light=False, banding=False, stars=False, cosmic_rays=False, bad_columns=False,
+                      crosstalk=False, faint_galaxies=False)
+    survey = simulate_survey(
+        SurveyConfig(ccd_shape=(300, 300), bands=("NB685",), n_exposures=1, n_epochs=1, n_galaxies=20, artefacts=quiet, seed=8),
+        tmp_path,
+    )
+    exposure = read_exposure(survey.exposure_paths[0])
+    catalog = read_catalog(survey.catalog_path)
+    assert exposure.wcs is not None and "x" not in catalog.columns
+    table = measure_exposure(exposure, catalog, methods=("aperture", "optimal"))
+    truth = pd.read_parquet(survey.truth_path)
+    truth = truth[truth["expnum"] == exposure.expnum].set_index("ref_id")
+    for method, rows in table.groupby("method"):
+        rows = rows.set_index("ref_id")
+        common = rows.index.intersection(truth.index)
+        assert len(common) >= 8
+        np.testing.assert_allclose(rows.loc[common, "x"], truth.loc[common, "x"], atol=1e-3)
+        np.testing.assert_allclose(rows.loc[common, "y"], truth.loc[common, "y"], atol=1e-3)
+        good = common[(rows.loc[common, "flag"].to_numpy() & ~int(Flag.NEGATIVE_MODEL)) == 0]
+        pull = (rows.loc[good, "flux"] - truth.loc[good, "flux_true"]) / rows.loc[good, "flux_err"]
+        # Neighbours' wings in the 30-45 px annulus push the background up a little: loose bounds.
+        assert abs(np.median(pull)) < 1.0, method
+        assert np.mean(np.abs(pull) < 4) > 0.8, (method, pull.describe())
+        assert (rows.loc[rows.index.difference(truth.index), "flag"].to_numpy() & int(Flag.OFF_IMAGE)).all()
