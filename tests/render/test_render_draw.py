@@ -187,3 +187,12 @@ def test_point_source_validation_and_boundary_values_accepted() -> None:
         render_point_sources(psf_fwhm=0.0)
     ok = render_galaxies(r50=0.5, sersic_n=[0.3, 6.5], q=1.0, pa=0.0, psf_fwhm=1.0, psf_beta=20.0, psf="gaussian", size=8)
     assert np.all(np.isfinite(ok.images))
+
+
+def test_aliasing_of_a_mixed_batch_matches_single_renders() -> None:
+    fwhm, beta = np.array([0.45, 0.9, 0.45]), np.array([10.0, 1.5, 2.0])
+    kw = dict(dx=np.array([0.4, -0.3, 0.1]), dy=np.array([-0.45, 0.2, 0.3]), size=15, wrap_tolerance=1e-6)
+    batch = render_point_sources(psf_fwhm=fwhm, psf_beta=beta, **kw)
+    for i in range(3):
+        alone = render_point_sources(psf_fwhm=fwhm[i], psf_beta=beta[i], dx=kw["dx"][i], dy=kw["dy"][i], size=15, wrap_tolerance=1e-6)
+        np.testing.assert_allclose(batch.images[i], alone.images[0], atol=2e-6)

@@ -7,18 +7,19 @@ For a batch of profiles sharing one grid side ``G`` the pixel values are the inv
 (``A`` the area-preserving shear matrix, ``s`` the PSF scale radius, ``x0`` the profile centre on
 the grid), folded over the nearest aliases ``k - 2 pi`` in x and ``k - 2 pi sign(ky)`` in y, so the
 samples are exact pixel integrals up to the negligible far aliases. Aliases are computed only on the
-rows and columns where the narrowest PSF of the batch times the pixel sinc still exceeds
-``1e-5`` there.
+rows and columns where the largest PSF transform of the batch times the pixel sinc still
+exceeds ``1e-5`` there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from lumos_ops.render.psf import PsfKind, moffat_fourier, moffat_table
+from lumos_ops.render.psf import PsfKind, moffat_table
 from lumos_ops.render.sersic import sersic_table
 from lumos_ops.render.tables import LN_K_MIN, LN_K_STEP
 
@@ -69,13 +70,6 @@ def _lookup(packed: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(pairs[..., 0], pairs[..., 1], u.frac_())
 
 
-def _psf_radial_bound(kind: PsfKind, k: np.ndarray, scale_min: float, beta_min: float) -> np.ndarray:
-    """Upper bound of the PSF transform at radial frequency ``k`` over the batch (numpy)."""
-    if kind is PsfKind.GAUSSIAN:
-        return np.exp(-0.5 * (k * scale_min) ** 2)
-    return moffat_fourier(k * scale_min, beta_min)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Term:
     """One alias term restricted to a block of the half-plane spectrum (frequencies in rad / pixel)."""
@@ -91,15 +85,18 @@ def _alias_block(bound: np.ndarray) -> slice | None:
     return slice(int(keep[0]), int(keep[-1]) + 1) if keep.size else None
 
 
-def _terms(grid: int, kind: PsfKind, scale_min: float, beta_min: float) -> list[_Term]:
-    """The direct term and the nearest-alias terms worth computing for this batch."""
+def _terms(grid: int, psf_bound: Callable[[np.ndarray], np.ndarray]) -> list[_Term]:
+    """The direct term and the nearest-alias terms worth computing for this batch.
+
+    ``psf_bound`` maps radial frequencies (rad / pixel, 1-d) to the largest PSF transform of the batch.
+    """
     kx = 2.0 * np.pi * np.arange(grid // 2 + 1) / grid
     ky = 2.0 * np.pi * np.fft.fftfreq(grid)
     alias_x = kx - 2.0 * np.pi
     alias_y = ky - 2.0 * np.pi * np.where(ky >= 0.0, 1.0, -1.0)
     # |transform| <= PSF(|k_alias|) * |sinc(k_alias / 2 pi)| (the galaxy and the other sinc are <= 1)
-    cols = _alias_block(_psf_radial_bound(kind, np.abs(alias_x), scale_min, beta_min) * np.abs(np.sinc(alias_x / (2 * np.pi))))
-    rows = _alias_block(_psf_radial_bound(kind, np.abs(alias_y), scale_min, beta_min) * np.abs(np.sinc(alias_y / (2 * np.pi))))
+    cols = _alias_block(psf_bound(np.abs(alias_x)) * np.abs(np.sinc(alias_x / (2 * np.pi))))
+    rows = _alias_block(psf_bound(np.abs(alias_y)) * np.abs(np.sinc(alias_y / (2 * np.pi))))
     all_rows, all_cols = slice(0, grid), slice(0, grid // 2 + 1)
     terms = [_Term(all_rows, all_cols, kx, ky)]
     if cols is not None:
@@ -137,8 +134,6 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     scale = batch.psf_scale_px
     n_prof = scale.size
     galaxy = batch.r50_px is not None
-    beta_min = float(batch.psf_beta.min()) if kind is PsfKind.MOFFAT else 0.0
-    terms = _terms(grid, kind, float(scale.min()), beta_min)
     if galaxy:
         gal_rows = _packed_rows("sersic", batch.sersic_n, device)
         cos, sin, q = np.cos(batch.pa_rad), np.sin(batch.pa_rad), batch.q
@@ -155,6 +150,14 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     if kind is PsfKind.MOFFAT:
         psf_rows = _packed_rows("moffat", batch.psf_beta[: psf_scale.size], device)
         ln_scale = _as_f32((np.log(psf_scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
+
+    def psf_bound(k: np.ndarray) -> np.ndarray:
+        if kind is PsfKind.GAUSSIAN:
+            return np.exp(-0.5 * (k * psf_scale.min()) ** 2)
+        u = _as_f32(np.log(np.maximum(k, 1e-30)) / LN_K_STEP, device)[None, :] + ln_scale[:, :, 0]
+        return _lookup(psf_rows, u).amax(dim=0).cpu().numpy().astype(np.float64)
+
+    terms = _terms(grid, psf_bound)
     centre_x = (grid // 2 + batch.dx)[:, None]
     centre_y = (grid // 2 + batch.dy)[:, None]
     spectrum = torch.empty((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
