@@ -151,11 +151,13 @@ def test_batching_does_not_change_the_result() -> None:
     np.testing.assert_allclose(pieces.images, whole.images, atol=1e-7)
     single = render_galaxies(**{k: (v[4] if isinstance(v, np.ndarray) else v) for k, v in kw.items()})
     np.testing.assert_allclose(single.images[0], whole.images[4], atol=1e-7)
-    shared = {**kw, "psf_fwhm": 0.9}  # one PSF for the batch: its transform is computed once
-    batch = render_galaxies(**shared)
-    for i in (0, 6):
-        alone = render_galaxies(**{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in shared.items()})
-        np.testing.assert_allclose(alone.images[0], batch.images[i], atol=1e-7)
+    # one PSF, or two PSFs, for the batch: each distinct PSF transform is computed once
+    for fwhm in (np.full(7, 0.9), np.array([0.9, 1.2, 0.9, 1.2, 1.2, 0.9, 0.9])):
+        shared = {**kw, "psf_fwhm": fwhm}
+        batch = render_galaxies(**shared)
+        for i in (0, 1, 6):
+            alone = render_galaxies(**{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in shared.items()})
+            np.testing.assert_allclose(alone.images[0], batch.images[i], atol=1e-7)
 
 
 @pytest.mark.parametrize(

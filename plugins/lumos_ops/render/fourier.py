@@ -144,11 +144,15 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             np.stack([r2 * (cos**2 / q + q * sin**2), r2 * (sin**2 / q + q * cos**2), r2 * 2.0 * cos * sin * (1.0 / q - q)], 1),
             device,
         )
-    # one PSF for the whole batch (one exposure): compute its transform once and broadcast it
-    shared_psf = bool(np.all(scale == scale[0]) and np.all(batch.psf_beta == batch.psf_beta[0]))
-    psf_scale = scale[:1] if shared_psf else scale
+    # profiles from one exposure share their PSF: compute each distinct PSF transform once
+    psf_keys, psf_of_profile = np.unique(np.stack([scale, batch.psf_beta], axis=1), axis=0, return_inverse=True)
+    psf_scale, psf_beta, spread = scale, batch.psf_beta, None
+    if psf_keys.shape[0] < n_prof:
+        psf_scale, psf_beta = psf_keys[:, 0], psf_keys[:, 1]
+        if psf_keys.shape[0] > 1:  # a single PSF broadcasts over the batch
+            spread = torch.as_tensor(psf_of_profile.reshape(-1), device=device)
     if kind is PsfKind.MOFFAT:
-        psf_rows = _packed_rows("moffat", batch.psf_beta[: psf_scale.size], device)
+        psf_rows = _packed_rows("moffat", psf_beta, device)
         ln_scale = _as_f32((np.log(psf_scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
 
     def psf_bound(k: np.ndarray) -> np.ndarray:
@@ -172,6 +176,8 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             gauss_x = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.kx[None, :]) ** 2), device)
             gauss_y = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.ky[None, :]) ** 2), device)
             value = (gauss_y[:, :, None] * gauss_x[:, None, :]).mul_(sinc)
+        if spread is not None:
+            value = value.index_select(0, spread)
         if galaxy:
             basis = torch.stack(
                 [(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]]
