@@ -1,53 +1,26 @@
-"""Fixtures: a tiny synthetic TEAHUPOO-layout training set (written directly, read by TrainingSet)."""
+"""Fixtures of the LUMOS tests."""
 
-import json
-
-import numpy as np
-import pandas as pd
 import pytest
+import torch
+from lumos_helpers import NORM, write_training_set
 
-from lumos_ops.sim.teahupoo import FORMAT_NAME, FORMAT_VERSION
-
-STAMP = 60
-
-
-def gaussian_models(n, rng, size=STAMP):
-    yy, xx = np.mgrid[:size, :size] - size // 2
-    width = rng.uniform(1.5, 3.0, n)
-    dx, dy = rng.uniform(-0.5, 0.5, n), rng.uniform(-0.5, 0.5, n)
-    models = np.exp(-((xx - dx[:, None, None]) ** 2 + (yy - dy[:, None, None]) ** 2) / (2 * width[:, None, None] ** 2))
-    return (models / models.sum(axis=(1, 2), keepdims=True)).astype(np.float32)
-
-
-def write_training_set(path, n=96, shard_size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    models = gaussian_models(n, rng)
-    imag = rng.uniform(19.0, 23.0, n)
-    flux = 10 ** (-0.4 * (imag - 25.0))
-    sky = rng.uniform(3.0, 8.0, n)
-    cutouts = sky[:, None, None] + flux[:, None, None] * models + rng.normal(0, 0.3, (n, STAMP, STAMP))
-    images = np.stack([cutouts, models], axis=1).astype(np.float32)
-    (path / "shards").mkdir(parents=True)
-    shards = []
-    for k, start in enumerate(range(0, n, shard_size)):
-        name = f"shards/shard-{k:05d}.npy"
-        np.save(path / name, images[start : start + shard_size])
-        shards.append({"file": name, "n": int(min(shard_size, n - start))})
-    split = np.where(np.arange(n) % 4 == 0, "val", "train")
-    meta = pd.DataFrame({
-        "stamp_id": np.arange(n), "shard": np.arange(n) // shard_size, "row": np.arange(n) % shard_size,
-        "band": "NB455", "epoch": 0, "band_epoch": rng.integers(0, 80, n), "ccd": 1,
-        "ccd_x": rng.uniform(0, 2047, n), "ccd_y": rng.uniform(0, 4095, n), "i_auto": imag,
-        "r50": 0.5, "sersic_n": 1.0, "q": 1.0, "pa": 0.0, "dx": 0.0, "dy": 0.0, "flux": flux,
-        "exptime": 100.0, "psf_fwhm": 1.0, "psf_beta": 3.5, "source_exposure": "x.fits", "split": split,
-    })
-    meta.to_parquet(path / "meta.parquet")
-    manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "seed": seed, "n_stamps": n,
-                "stamp_size": STAMP, "pixel_scale": 0.263, "shards": shards}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return path
+from lumos_ops.lumos.checkpoint import save_checkpoint
+from lumos_ops.lumos.model import get_model
 
 
 @pytest.fixture(scope="session")
 def tiny_training_set(tmp_path_factory):
     return write_training_set(tmp_path_factory.mktemp("teahupoo"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A randomly initialised "fast" checkpoint with non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    net = get_model("fast")
+    with torch.no_grad():
+        net.train()
+        net(torch.randn(16, 2, 60, 60), torch.randn(16, 4), torch.zeros(16, dtype=torch.long))
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, net, arch="fast", normalization=NORM, metadata={"truncation_imag": 20.5})
+    return path

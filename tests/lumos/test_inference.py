@@ -4,33 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from astropy.io import fits
 
 from lumos_ops.flags import Flag
 from lumos_ops.io.exposure import read_exposure
-from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
-from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.lumos.inference import predict_mixtures
 from lumos_ops.lumos.method import LumosMethod
-from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.preprocess import prepare_inputs
 from lumos_ops.measure import prepare_targets
 
-NORM = Normalization(pixel_scale=0.3, model_scale=30.0, flux_scale=20.0, imag_mean=21.5, imag_std=1.2,
-                     background_mean=5.0, background_std=2.0, ccd_shape=(200, 300))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = get_model("fast")
-    with torch.no_grad():  # give BatchNorm non-trivial running statistics
-        net.train()
-        net(torch.randn(16, 2, 60, 60), torch.randn(16, 4), torch.zeros(16, dtype=torch.long))
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    save_checkpoint(path, net, arch="fast", normalization=NORM, metadata={"truncation_imag": 20.5})
-    return path
-
+from lumos_helpers import NORM, write_exposure
 
 def _inputs(n, seed=0):
     rng = np.random.default_rng(seed)
@@ -73,16 +56,7 @@ def test_preprocess_pads_nan_with_background_and_counts_it():
 
 @pytest.fixture(scope="module")
 def exposure_and_catalog(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    data = rng.normal(600.0, 15.0, (200, 300)).astype(np.float32)  # ADU, 100 s, gain 1 -> 6 e-/s
-    header = fits.Header({"EXPTIME": 100.0, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": 1.0, "EPOCH": 1, "ZP": 26.0})
-    path = tmp_path_factory.mktemp("exp") / "exp.fits"
-    fits.PrimaryHDU(data, header).writeto(path)
-    n = 23
-    catalog = pd.DataFrame({
-        "ref_id": np.arange(n), "x": rng.uniform(40, 260, n), "y": rng.uniform(40, 160, n),
-        "r50": 0.6, "sersic_n": 1.0, "q": 0.8, "pa": 10.0, "i_auto": rng.uniform(19, 23, n),
-    })
+    path, catalog = write_exposure(tmp_path_factory.mktemp("exp") / "exp.fits", seed=1)
     catalog.loc[0, ["x", "y"]] = [3.0, 100.0]  # stamp crosses the edge
     catalog.loc[1, ["x", "y"]] = [-500.0, 100.0]  # off the image
     return read_exposure(path), catalog

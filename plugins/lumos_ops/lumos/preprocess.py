@@ -115,7 +115,7 @@ def prepare_inputs(
     return NetInputs(
         images=images,
         scalars=scalars,
-        band_epoch=np.asarray(band_epoch, dtype=np.int64),
+        band_epoch=np.array(band_epoch, dtype=np.int64),
         n_padded=nan.reshape(n, -1).sum(axis=1).astype(np.int64),
     )
 
