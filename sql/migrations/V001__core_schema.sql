@@ -60,7 +60,7 @@ CREATE TABLE lumos.exposures (
     epoch          smallint,
     exptime        real,
     psf_fwhm       real,
-    zero_point     real,
+    zero_point     double precision,
     mjd            double precision,
     nan_fraction   real,
     status         text        NOT NULL DEFAULT 'registered'

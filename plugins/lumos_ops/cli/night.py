@@ -29,7 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
     import uuid
 
@@ -58,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
 
     engine = make_engine(args.db_url or database_url_from_env())
     try:
-        config = dataclasses.replace(settings.night)
+        config = settings.night
         report = run_night(engine, open_night_store(config), config, night=night,
                            dag_run_id=f"cli-{uuid.uuid4().hex[:12]}")
     finally:

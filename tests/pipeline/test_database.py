@@ -1,0 +1,74 @@
+import pytest
+import sqlalchemy as sa
+
+from lumos_ops.exceptions import DatabaseError
+from lumos_ops.pipeline.database import (
+    applied_versions,
+    check_schema,
+    load_migrations,
+    make_engine,
+    redact_url,
+    upgrade,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def test_upgrade_is_idempotent_and_check_detects_missing_or_edited(db_url, tmp_path):
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(DatabaseError, match="lumos db upgrade"):
+            check_schema(engine)
+        migrations = load_migrations()
+        assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+        assert upgrade(engine) == [m.version for m in migrations]
+        assert upgrade(engine) == []
+        assert check_schema(engine) == migrations[-1].version
+        assert set(applied_versions(engine)) == {m.version for m in migrations}
+        edited = [m if m.version != 1 else type(m)(1, m.name, m.path, m.sql + "\n-- edited") for m in migrations]
+        with pytest.raises(DatabaseError, match="never edit applied migrations"):
+            check_schema(engine, migrations=edited)
+    finally:
+        engine.dispose()
+
+
+def test_failed_migration_rolls_back(db_url, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "V001__ok.sql").write_text("CREATE SCHEMA IF NOT EXISTS lumos; CREATE TABLE lumos.t1 (a int);")
+    (folder / "V002__bad.sql").write_text("CREATE TABLE lumos.t2 (a int); SELECT no_such_function();")
+    from lumos_ops.pipeline.database import load_migrations as load
+
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(DatabaseError, match="V002__bad.sql"):
+            upgrade(engine, migrations=load(folder))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT to_regclass('lumos.t2')")).scalar() is None
+    finally:
+        engine.dispose()
+
+
+def test_roles_views_and_read_only_reader(engine):
+    with engine.connect() as conn:
+        roles = set(conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname LIKE 'lumos_%'")).scalars())
+        assert {"lumos_writer", "lumos_reader"} <= roles
+        views = set(conn.execute(sa.text("SELECT table_name FROM information_schema.views "
+                                         "WHERE table_schema = 'lumos'")).scalars())
+        assert {"latest_coadds", "night_summary"} <= views
+        conn.execute(sa.text("SET ROLE lumos_reader"))
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.night_summary")).scalar() == 0
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("INSERT INTO lumos.model_versions (model_version, method, kind) "
+                                 "VALUES ('x-1', 'x', 'classical')"))
+        conn.rollback()
+        conn.execute(sa.text("SET ROLE lumos_writer"))
+        conn.execute(sa.text("INSERT INTO lumos.model_versions (model_version, method, kind) "
+                             "VALUES ('x-1', 'x', 'classical')"))
+        conn.rollback()
+
+
+def test_urls_are_redacted_and_only_postgres_accepted():
+    assert "s3cret" not in redact_url("postgresql://u:s3cret@h/db")
+    with pytest.raises(DatabaseError, match="PostgreSQL"):
+        make_engine("sqlite:///x.db")

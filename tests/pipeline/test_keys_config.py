@@ -1,0 +1,54 @@
+import pytest
+
+from lumos_ops.exceptions import LumosValueError, StorageError
+from lumos_ops.pipeline.config import ENV_VARS, NightConfig, PipelineSettings
+from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key, validate_night
+
+
+def test_default_template_formats_parses_and_lists_by_night():
+    template = KeyTemplate()
+    key = template.format("2026-11-20", 1234, 3)
+    assert key == "exposures/2026-11-20/exp0001234_ccd03.fits"
+    parsed = template.parse(key)
+    assert (parsed.night, parsed.expnum, parsed.ccd) == ("2026-11-20", 1234, 3)
+    assert template.prefix("2026-11-20") == "exposures/2026-11-20/exp"
+    assert template.parse("exposures/2026-11-20/readme.txt") is None
+    assert template.parse("exposures/2026-13-40/exp0001234_ccd03.fits") is None
+
+
+def test_custom_template_needs_every_field_once():
+    KeyTemplate("raw/{night}/{ccd:02d}/{expnum}.fits")
+    with pytest.raises(LumosValueError, match="exactly once"):
+        KeyTemplate("raw/{night}/{expnum}.fits")
+
+
+@pytest.mark.parametrize("key", ["", "/abs/key", "a/../b", "a//b", "a/./b", "sp ace", "semi;colon", "x" * 1025])
+def test_unsafe_keys_are_rejected(key):
+    with pytest.raises(StorageError):
+        validate_key(key)
+
+
+def test_night_is_validated():
+    assert validate_night("2026-11-20") == "2026-11-20"
+    with pytest.raises(LumosValueError, match="night="):
+        validate_night("20261120x")
+
+
+def test_settings_from_env_and_validation():
+    settings = PipelineSettings.from_env({
+        ENV_VARS["store_url"]: "s3://survey/paus", ENV_VARS["methods"]: "aperture, lumos",
+        ENV_VARS["model_versions"]: "lumos=lumos-2026.11", ENV_VARS["schedule"]: "none",
+        ENV_VARS["gpu_queue"]: "cuda",
+    })
+    assert settings.night.methods == ("aperture", "lumos")
+    assert settings.night.model_version("aperture") == "aperture-1"
+    assert settings.night.model_version("lumos") == "lumos-2026.11"
+    assert settings.night.needs_gpu and settings.schedule is None and settings.gpu_queue == "cuda"
+    assert settings.night.key_template == DEFAULT_KEY_TEMPLATE
+    assert NightConfig.from_dict(settings.night.to_dict()) == settings.night
+    with pytest.raises(LumosValueError, match="checkpoint"):
+        NightConfig(store_url="/tmp/x", methods=("lumos",))
+    with pytest.raises(LumosValueError, match="max_nan_fraction"):
+        NightConfig(store_url="/tmp/x", max_nan_fraction=2.0)
+    with pytest.raises(LumosValueError, match="methods"):
+        NightConfig(store_url="/tmp/x", methods=("Bad Name",))

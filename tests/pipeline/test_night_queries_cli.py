@@ -1,0 +1,73 @@
+import json
+
+import pytest
+import sqlalchemy as sa
+from nightdata import corrupt, make_catalog, write_catalog, write_night
+
+from lumos_ops.cli import main
+from lumos_ops.pipeline.config import NightConfig
+from lumos_ops.pipeline.night import run_night
+from lumos_ops.pipeline.queries import list_queries, query_parameters, run_query
+from lumos_ops.pipeline.storage import LocalObjectStore
+
+pytestmark = pytest.mark.postgres
+NIGHT = "2026-11-20"
+
+
+@pytest.fixture
+def night_store(tmp_path):
+    store = LocalObjectStore(tmp_path / "store")
+    catalog = make_catalog(8)
+    write_catalog(store.put_bytes, catalog)
+    keys = write_night(store.put_bytes, NIGHT, n_exposures=1, n_ccds=2, catalog=catalog)
+    return store, keys
+
+
+def test_run_night_without_airflow_handles_a_bad_exposure_and_reruns(engine, night_store, tmp_path):
+    store, keys = night_store
+    good = store.get_bytes(keys[1])
+    store.put_bytes(keys[1], corrupt(good, "unknown_band"))
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    report = run_night(engine, store, config, night=NIGHT, dag_run_id="cli-1")
+    assert (report.status, report.n_done, report.n_failed, report.n_measurements) == ("partial", 1, 1, 8)
+    assert "NB999" in report.failures[0][1]
+    summary = json.loads(store.get_bytes(f"reports/{NIGHT}/summary.json"))
+    assert summary["status"] == "partial" and set(summary["timings"]) >= {"download_s", "measure_s", "write_s"}
+    for name in list_queries():  # every example query runs and answers
+        params = {"ref_id": 1000, "limit": 3, "night": NIGHT, "max_i_auto": 30}
+        frame = run_query(engine, name, {p: params[p] for p in query_parameters(name)})
+        assert len(frame) > 0, name
+    store.put_bytes(keys[1], good)
+    report = run_night(engine, store, config, night=NIGHT, dag_run_id="cli-2")
+    assert (report.status, report.n_done, report.n_measurements) == ("success", 2, 16)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar() == 16
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE partial")).scalar() == 0
+
+
+
+def test_empty_night_is_nothing_to_do(engine, night_store, tmp_path):
+    store, _ = night_store
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    report = run_night(engine, store, config, night="2026-01-01", dag_run_id="cli-e")
+    assert report.status == "empty" and report.n_exposures == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "empty"
+
+
+def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkeypatch):
+    store, _ = night_store
+    assert main(["db", "check", "--url", db_url]) == 2
+    assert "lumos db upgrade" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--url", db_url]) == 0
+    assert "applied V001" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--url", db_url]) == 0
+    assert "already current" in capsys.readouterr().out
+    monkeypatch.setenv("LUMOS_DATABASE_URL", db_url)
+    monkeypatch.setenv("LUMOS_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["night", "run", "--night", NIGHT, "--no-airflow", "--store", str(store.root)]) == 0
+    assert "2 done, 0 failed" in capsys.readouterr().out
+    assert main(["db", "query", "night_summary", "-p", "limit=1"]) == 0
+    assert NIGHT in capsys.readouterr().out
+    assert main(["db", "query", "night_summary"]) == 2
+    assert "needs parameter(s) limit" in capsys.readouterr().err

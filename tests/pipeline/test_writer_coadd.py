@@ -1,0 +1,143 @@
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from lumos_ops.exceptions import DatabaseError, LumosValueError
+from lumos_ops.pipeline.coadd import coadd_night
+from lumos_ops.pipeline.writer import (
+    ExposureMeta,
+    ModelVersion,
+    mark_failed,
+    register_exposures,
+    register_model_versions,
+    start_run,
+    write_measurements,
+)
+
+pytestmark = pytest.mark.postgres
+NIGHT = "2026-11-20"
+
+
+def _setup(engine, n_exposures=3):
+    run_id = start_run(engine, dag_id="test", dag_run_id="r1", night=NIGHT, code_version="t", settings={})
+    register_model_versions(engine, [ModelVersion("aperture-1", "aperture"),
+                                     ModelVersion("lumos-t1", "lumos", kind="lumos", checksum="abc")])
+    rows = [{"key": f"exposures/{NIGHT}/exp{e:07d}_ccd01.fits", "night": NIGHT, "expnum": e, "ccd": 1,
+             "size": 10, "checksum": f"c{e}"} for e in range(n_exposures)]
+    return run_id, register_exposures(engine, rows, run_id=run_id)
+
+
+def _table(n=5, seed=0, method="aperture", band="NB685"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"ref_id": np.arange(n), "method": method, "x": rng.uniform(0, 100, n),
+                         "y": rng.uniform(0, 100, n), "band": band, "flux": rng.normal(100, 10, n),
+                         "flux_err": rng.uniform(5, 10, n), "flag": np.zeros(n, int)})
+
+
+def _meta(zp=25.0):
+    return ExposureMeta(band="NB685", epoch=0, exptime=90.0, psf_fwhm=1.0, zero_point=zp, mjd=None, nan_fraction=0.0)
+
+
+def _count(engine, sql, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar_one()
+
+
+def test_rerun_replaces_rows_and_drops_stale_ones(engine):
+    run_id, (eid, *_) = _setup(engine)
+    versions = {"aperture": "aperture-1"}
+    assert write_measurements(engine, _table(5), exposure_id=eid, run_id=run_id, meta=_meta(),
+                              model_versions=versions) == 5
+    table = _table(4, seed=1)
+    write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == 4
+    stored = _count(engine, "SELECT flux FROM lumos.measurements WHERE ref_id = 0")
+    assert stored == pytest.approx(table["flux"][0])
+    assert _count(engine, "SELECT status FROM lumos.exposures WHERE exposure_id = :e", e=eid) == "done"
+
+
+def test_failed_write_leaves_nothing_half_written(engine):
+    run_id, (eid, *_) = _setup(engine)
+    write_measurements(engine, _table(5), exposure_id=eid, run_id=run_id, meta=_meta(),
+                       model_versions={"aperture": "aperture-1"})
+    with pytest.raises(DatabaseError, match="rolled back"):  # unregistered model version: FK violation after COPY
+        write_measurements(engine, _table(7, seed=3), exposure_id=eid, run_id=run_id, meta=_meta(zp=20.0),
+                           model_versions={"aperture": "aperture-99"})
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == 5
+    assert _count(engine, "SELECT zero_point FROM lumos.exposures WHERE exposure_id = :e", e=eid) == 25.0
+    with pytest.raises(LumosValueError, match="repeats ref_id"):
+        write_measurements(engine, pd.concat([_table(2), _table(2)]), exposure_id=eid, run_id=run_id,
+                           meta=_meta(), model_versions={"aperture": "aperture-1"})
+    with pytest.raises(LumosValueError, match="without a model version"):
+        write_measurements(engine, _table(2), exposure_id=eid, run_id=run_id, meta=_meta(), model_versions={})
+
+
+def test_mixture_components_and_extras_are_stored(engine):
+    run_id, (eid, *_) = _setup(engine)
+    table = _table(3, method="lumos")
+    for k in range(5):
+        table[f"alpha_{k}"] = 0.2
+        table[f"mu_{k}"] = 100.0 + k
+        table[f"sigma_{k}"] = 10.0
+    table["truncated"] = [True, False, False]
+    table["sigma68"] = [1.0, np.nan, 2.0]
+    write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                       model_versions={"lumos": "lumos-t1"})
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT mix_alpha, mix_mu, mix_sigma, extras FROM lumos.measurements "
+                                   "WHERE ref_id = 0")).one()
+        assert row.mix_mu == pytest.approx([100, 101, 102, 103, 104])
+        assert len(row.mix_alpha) == len(row.mix_sigma) == 5
+        assert row.extras == {"truncated": True, "sigma68": 1.0}
+        assert conn.execute(sa.text("SELECT extras FROM lumos.measurements WHERE ref_id = 1")).scalar() == {
+            "truncated": False, "sigma68": None}
+
+
+def test_coadd_is_equation_21_in_njy_and_partial_after_failures(engine):
+    from lumos_ops.lumos.coadd import coadd_inverse_variance
+
+    run_id, ids = _setup(engine, n_exposures=3)
+    zps = [25.0, 25.5, 24.8]
+    tables = [_table(4, seed=s) for s in range(3)]
+    tables[2].loc[3, "flag"] = 2  # OFF_IMAGE: left out
+    for eid, zp, table in zip(ids, zps, tables):
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(zp),
+                           model_versions={"aperture": "aperture-1"})
+    summary = coadd_night(engine, night=NIGHT, run_id=run_id)
+    assert summary.n_coadds == 4 and summary.n_partial == 0
+    for ref in range(4):
+        use = [i for i in range(3) if tables[i]["flag"][ref] == 0]
+        expected = coadd_inverse_variance([tables[i]["flux"][ref] for i in use],
+                                          [tables[i]["flux_err"][ref] for i in use], [zps[i] for i in use])
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy, n_used, n_exposures FROM lumos.coadds "
+                                       "WHERE ref_id = :r"), {"r": ref}).one()
+        assert (row.flux_njy, row.flux_err_njy) == pytest.approx(expected, rel=1e-9)
+        assert (row.n_used, row.n_exposures) == (len(use), 3)
+    mark_failed(engine, ids[2], run_id=run_id, error="bad file", band="NB685")
+    summary = coadd_night(engine, night=NIGHT, run_id=run_id)
+    assert summary.n_partial == 4
+    assert _count(engine, "SELECT max(n_used) FROM lumos.coadds") == 2
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds") == 4
+
+
+def test_pdf_coadd_fills_pdf_statistics(engine):
+    run_id, ids = _setup(engine, n_exposures=2)
+    for eid in ids:
+        table = _table(2, method="lumos")
+        for k in range(5):
+            table[f"alpha_{k}"] = [0.6, 0.1, 0.1, 0.1, 0.1][k]
+            table[f"mu_{k}"] = 100.0 + 5 * k
+            table[f"sigma_{k}"] = 8.0
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    summary = coadd_night(engine, night=NIGHT, run_id=run_id)
+    assert summary.pdf_coadds == 2
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT flux_median_njy, sigma68_njy, eta FROM lumos.coadds "
+                                   "WHERE ref_id = 0")).one()
+    scale = 10 ** (-0.4 * (25.0 - 31.4))
+    assert 100 * scale < row.flux_median_njy < 120 * scale
+    assert 0 < row.sigma68_njy < 8.0 * scale
+    assert row.eta is not None
