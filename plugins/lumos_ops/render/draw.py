@@ -86,7 +86,7 @@ def _check_range(name: str, array: np.ndarray, lo: float, hi: float, *, lo_open:
 
 
 def _resolve_common(
-    psf: str, size: int, pixel_scale: float, batch_size: int, device: Any
+    psf: str, size: int, pixel_scale: float, batch_size: int, device: Any, wrap_tolerance: float
 ) -> tuple[PsfKind, torch.device]:
     try:
         kind = PsfKind(psf)
@@ -96,8 +96,14 @@ def _resolve_common(
         raise LumosValueError(f"size must be a positive integer number of pixels, got {size!r}")
     if size + 8 > GRID_SIZES[-1]:
         raise LumosValueError(f"size = {size} is too large; the largest supported stamp is {GRID_SIZES[-1] - 8} pixels")
-    if not (np.isfinite(pixel_scale) and pixel_scale > 0):
+    try:
+        valid_scale = bool(np.isfinite(pixel_scale) and pixel_scale > 0)
+    except TypeError:
+        valid_scale = False
+    if not valid_scale:
         raise LumosValueError(f"pixel_scale must be a positive number of arcsec per pixel, got {pixel_scale!r}")
+    if not (isinstance(wrap_tolerance, (int, float, np.floating)) and 0 < wrap_tolerance < 1):
+        raise LumosValueError(f"wrap_tolerance must be a fraction of the flux in (0, 1), got {wrap_tolerance!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise LumosValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     try:
@@ -235,7 +241,7 @@ def render_galaxies(
     LumosValueError
         A parameter is outside its range or the array lengths differ; the message names it.
     """
-    kind, torch_device = _resolve_common(psf, size, pixel_scale, batch_size, device)
+    kind, torch_device = _resolve_common(psf, size, pixel_scale, batch_size, device, wrap_tolerance)
     raw = {
         "r50": r50,
         "sersic_n": sersic_n,
@@ -287,7 +293,7 @@ def render_point_sources(
     Same conventions, parameters, result and errors as :func:`render_galaxies` without the
     galaxy shape parameters.
     """
-    kind, torch_device = _resolve_common(psf, size, pixel_scale, batch_size, device)
+    kind, torch_device = _resolve_common(psf, size, pixel_scale, batch_size, device, wrap_tolerance)
     raw = {"psf_fwhm": psf_fwhm, "psf_beta": psf_beta, "dx": dx, "dy": dy, "flux": flux}
     params = _broadcast({name: _as_1d(name, value) for name, value in raw.items()})
     _check_range("psf_fwhm", params["psf_fwhm"], 0.0, np.inf, lo_open=True, fix=" (arcsec)")
