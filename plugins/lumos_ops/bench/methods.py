@@ -260,7 +260,7 @@ def run_methods_benchmark(
     dict
         The content of ``methods.json``: ``config``, ``simulation``, ``metrics`` (overall and
         per i_auto bin: ``n``, ``bias``, ``sigma68`` and bootstrap errors), ``flags`` (fraction of
-        flagged measurements), ``pull_sigma68`` (sigma68 of ``(f - f0) / flux_err``, 1 for calibrated
+        flagged measurements), ``overall_by_band``, ``pull_sigma68`` (sigma68 of ``(f - f0) / flux_err``, 1 for calibrated
         errors), ``timing`` (seconds and stamps per second per method), ``render``.
     """
     out = Path(out_dir)
@@ -300,6 +300,7 @@ def run_methods_benchmark(
             "stamps_with_masked_pixels": float((meta["n_masked"] > 0).mean()) if "n_masked" in meta else None,
         },
         "metrics": comparison_to_dict(metrics),
+        "overall_by_band": _by_band(meta, results, truth),
         "flags": {
             m: float((r["flag"].to_numpy() != 0).mean()) if "flag" in r else None for m, r in results.items()
         },
@@ -313,6 +314,18 @@ def run_methods_benchmark(
     (out / "methods.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     plot_comparison(metrics, out / "methods.png", title=f"{len(meta)} held-out TEAHUPOO stamps ({config.stamp_size} px)")
     return report
+
+
+def _by_band(meta: pd.DataFrame, results: dict[str, pd.DataFrame], truth: np.ndarray) -> dict[str, Any]:
+    """Overall bias / sigma68 per band (bluer bands have less flux per exposure)."""
+    out: dict[str, Any] = {}
+    bands = meta["band"].astype(str).to_numpy()
+    for band in sorted(set(bands)):
+        sel = bands == band
+        fluxes = {m: r["flux"].to_numpy()[sel] for m, r in results.items()}
+        summary = compare_methods(fluxes, truth[sel], meta["i_auto"].to_numpy(np.float64)[sel], n_boot=0)
+        out[band] = comparison_to_dict(summary)["overall"]
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -336,6 +349,13 @@ def format_table(report: dict[str, Any]) -> str:
             b = metrics["binned"][m][k]
             cells.append(f"{_fmt(b['bias']):>13} {_fmt(b['sigma68']):>12}")
         lines.append(f"{row['mag_lo']:5.1f}-{row['mag_hi']:<5.1f} {row['n']:>6}  " + "  ".join(cells))
+    by_band = report.get("overall_by_band") or {}
+    if by_band:
+        lines.append("")
+        lines.append("band        n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
+        for band, per_method in by_band.items():
+            cells = [f"{_fmt(per_method[m]['bias']):>13} {_fmt(per_method[m]['sigma68']):>12}" for m in methods]
+            lines.append(f"{band:<8} {per_method[methods[0]]['n'] + per_method[methods[0]]['n_missing']:>6}  " + "  ".join(cells))
     render = report.get("render")
     if render:
         lines.append("")
