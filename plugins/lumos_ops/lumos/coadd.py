@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import special
 
 from lumos_ops.constants import NJY_ZEROPOINT
@@ -32,12 +33,12 @@ __all__ = ["njy_factor", "coadd_inverse_variance", "CoaddPDF", "coadd_pdf", "coa
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def njy_factor(zero_point) -> np.ndarray:
+def njy_factor(zero_point: ArrayLike) -> np.ndarray:
     """Multiplier from e-/s to nJy for AB zero points ``zero_point`` (mag for 1 e-/s)."""
     return 10.0 ** (-0.4 * (np.asarray(zero_point, dtype=np.float64) - NJY_ZEROPOINT))
 
 
-def coadd_inverse_variance(flux, flux_err, zero_point) -> tuple[float, float]:
+def coadd_inverse_variance(flux: ArrayLike, flux_err: ArrayLike, zero_point: ArrayLike) -> tuple[float, float]:
     """Eq. (21) on calibrated fluxes.
 
     Parameters
@@ -108,7 +109,7 @@ def _product(log_a, mu_a, s_a, trunc_a, log_b, mu_b, s_b, trunc_b):
     return log_w.ravel(), mu.ravel(), sigma.ravel(), truncated
 
 
-def _merge(log_w, mu, sigma, cap):
+def _merge(log_w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Moment-preserving merge of near-identical components until at most ``cap`` remain."""
     w = np.exp(log_w - log_w.max())
     cell_mu = 0.02 * sigma.min()
@@ -130,11 +131,11 @@ def _merge(log_w, mu, sigma, cap):
 
 
 def coadd_pdf(
-    alpha,
-    mu,
-    sigma,
-    zero_point,
-    truncated=None,
+    alpha: ArrayLike,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    zero_point: ArrayLike,
+    truncated: ArrayLike | None = None,
     *,
     prune: float = 1e-12,
     max_components: int = 1024,

@@ -14,6 +14,7 @@ on the exact CDF, the mode a mean-shift search started from every component.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 from lumos_ops.exceptions import LumosValueError
@@ -43,7 +44,7 @@ SUMMARY_QUANTILES: tuple[float, ...] = (0.025, 0.16, 0.5, 0.84, 0.975)
 
 
 def validate_mixture(
-    alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truncated: np.ndarray | bool | None = None
+    alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Check shapes and values; return float64 (n, K) arrays and a bool (n,) truncation mask.
 
@@ -112,7 +113,9 @@ def _pdf_cdf(x: np.ndarray, alpha, mu, sigma, trunc) -> tuple[np.ndarray, np.nda
     return (a * pdf_k).sum(axis=2), np.clip((a * cdf_k).sum(axis=2), 0.0, 1.0)
 
 
-def mixture_pdf(x, alpha, mu, sigma, truncated=None) -> np.ndarray:
+def mixture_pdf(
+    x: ArrayLike, alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None
+) -> np.ndarray:
     """Density at ``x`` (scalar, (n,) or (n, m)); returns (n,) for scalar/(n,) x, else (n, m)."""
     alpha, mu, sigma, trunc = validate_mixture(alpha, mu, sigma, truncated)
     xx = _expand(x, alpha.shape[0])
@@ -120,7 +123,9 @@ def mixture_pdf(x, alpha, mu, sigma, truncated=None) -> np.ndarray:
     return pdf[:, 0] if np.ndim(x) < 2 else pdf
 
 
-def mixture_cdf(x, alpha, mu, sigma, truncated=None) -> np.ndarray:
+def mixture_cdf(
+    x: ArrayLike, alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None
+) -> np.ndarray:
     """Cumulative distribution at ``x`` (scalar, (n,) or (n, m)), same output shapes as :func:`mixture_pdf`."""
     alpha, mu, sigma, trunc = validate_mixture(alpha, mu, sigma, truncated)
     xx = _expand(x, alpha.shape[0])
@@ -138,14 +143,14 @@ def _component_moments(mu, sigma, trunc) -> tuple[np.ndarray, np.ndarray]:
     return np.where(tt, mean_tr, mu), np.where(tt, var_tr, sigma * sigma)
 
 
-def mixture_mean(alpha, mu, sigma, truncated=None) -> np.ndarray:
+def mixture_mean(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
     """Eq. (15): ``sum_k alpha_k E_k[f]``; shape (n,). E_k = mu_k for untruncated rows."""
     alpha, mu, sigma, trunc = validate_mixture(alpha, mu, sigma, truncated)
     means, _ = _component_moments(mu, sigma, trunc)
     return (alpha * means).sum(axis=1)
 
 
-def mixture_variance(alpha, mu, sigma, truncated=None) -> np.ndarray:
+def mixture_variance(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
     """Eq. (16): ``sum_k alpha_k (Var_k + (E_k - mean)^2)``, with the between-component term; shape (n,)."""
     alpha, mu, sigma, trunc = validate_mixture(alpha, mu, sigma, truncated)
     means, variances = _component_moments(mu, sigma, trunc)
@@ -160,7 +165,15 @@ def _bracket(mu, sigma, trunc) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def mixture_quantile(q, alpha, mu, sigma, truncated=None, *, rtol: float = 1e-9, max_iter: int = 200) -> np.ndarray:
+def mixture_quantile(
+    q: ArrayLike,
+    alpha: ArrayLike,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    truncated: ArrayLike | None = None,
+    *, rtol: float = 1e-9,
+    max_iter: int = 200,
+) -> np.ndarray:
     """Quantiles of every row by safeguarded Newton iterations on the exact CDF.
 
     Parameters
@@ -228,7 +241,11 @@ def _log_pdf_unnorm(x: np.ndarray, log_w: np.ndarray, mu: np.ndarray, sigma: np.
 
 
 def mixture_mode(
-    alpha, mu, sigma, truncated=None, *, rtol: float = 1e-9, max_iter: int = 500, max_starts: int = 64
+    alpha: ArrayLike,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    truncated: ArrayLike | None = None,
+    *, rtol: float = 1e-9, max_iter: int = 500, max_starts: int = 64
 ) -> np.ndarray:
     """Global maximum (peak) of every row's density; shape (n,).
 
@@ -286,13 +303,13 @@ def mixture_mode(
     return out
 
 
-def sigma68(alpha, mu, sigma, truncated=None) -> np.ndarray:
+def sigma68(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
     """Eq. (14): ``(q84 - q16) / 2``; shape (n,)."""
     q = mixture_quantile([0.16, 0.84], alpha, mu, sigma, truncated)
     return 0.5 * (q[:, 1] - q[:, 0])
 
 
-def sigma95(alpha, mu, sigma, truncated=None) -> np.ndarray:
+def sigma95(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
     """``(q97.5 - q2.5) / 2`` (1.96 sigma for a Gaussian); shape (n,)."""
     q = mixture_quantile([0.025, 0.975], alpha, mu, sigma, truncated)
     return 0.5 * (q[:, 1] - q[:, 0])
@@ -304,12 +321,12 @@ def gaussianity_eta(s68: np.ndarray, s95: np.ndarray) -> np.ndarray:
         return np.asarray(s95, dtype=np.float64) / np.asarray(s68, dtype=np.float64) - 1.0
 
 
-def pit(truth, alpha, mu, sigma, truncated=None) -> np.ndarray:
+def pit(truth: ArrayLike, alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
     """Eq. (13): the CDF of every row at its true flux ``truth`` (shape (n,)); shape (n,)."""
     return mixture_cdf(np.asarray(truth, dtype=np.float64), alpha, mu, sigma, truncated)
 
 
-def d_statistic(f1, sigma1, f2, sigma2) -> np.ndarray:
+def d_statistic(f1: ArrayLike, sigma1: ArrayLike, f2: ArrayLike, sigma2: ArrayLike) -> np.ndarray:
     """Eq. (19): ``(f1 - f2) / sqrt(sigma1^2 + sigma2^2)`` element-wise."""
     f1, f2 = np.asarray(f1, dtype=np.float64), np.asarray(f2, dtype=np.float64)
     s1, s2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
@@ -317,7 +334,7 @@ def d_statistic(f1, sigma1, f2, sigma2) -> np.ndarray:
         return (f1 - f2) / np.sqrt(s1 * s1 + s2 * s2)
 
 
-def summarize(alpha, mu, sigma, truncated=None) -> dict[str, np.ndarray]:
+def summarize(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> dict[str, np.ndarray]:
     """Point estimates and widths of every row.
 
     Returns
