@@ -72,3 +72,16 @@ def test_urls_are_redacted_and_only_postgres_accepted():
     assert "s3cret" not in redact_url("postgresql://u:s3cret@h/db")
     with pytest.raises(DatabaseError, match="PostgreSQL"):
         make_engine("sqlite:///x.db")
+
+
+def test_grant_roles_to_login_users(engine):
+    from lumos_ops.pipeline.database import grant_roles
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') "
+                             "THEN CREATE ROLE alice LOGIN; END IF; END $$"))
+    grant_roles(engine, readers=["alice"])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_has_role('alice', 'lumos_reader', 'MEMBER')")).scalar()
+    with pytest.raises(DatabaseError, match="does not exist"):
+        grant_roles(engine, writers=["nobody_here"])

@@ -12,7 +12,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``lumos db upgrade | check | query``."""
+    """Add ``lumos db upgrade | check | grant | query``."""
     parser = subparsers.add_parser("db", help="photometry database: migrations and example queries")
     sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, helptext in (("upgrade", "apply missing migrations of sql/migrations (idempotent)"),
@@ -20,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--url", help="SQLAlchemy URL (default: $LUMOS_DATABASE_URL)")
         p.set_defaults(func=_upgrade if name == "upgrade" else _check)
+    p = sub.add_parser("grant", help="grant the writer/reader roles to existing login users")
+    p.add_argument("--writer", action="append", default=[], metavar="USER", help="user of the pipeline")
+    p.add_argument("--reader", action="append", default=[], metavar="USER", help="read-only user")
+    p.add_argument("--url", help="SQLAlchemy URL of the schema owner (default: $LUMOS_DATABASE_URL)")
+    p.set_defaults(func=_grant)
     p = sub.add_parser("query", help="run an example query of sql/queries (read-only)")
     p.add_argument("name", nargs="?", help="query name; omit to list them")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="bind parameter")
@@ -56,6 +61,21 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"{redact_url(engine.url)}: schema version {version}, all migrations applied")
+    return 0
+
+
+def _grant(args: argparse.Namespace) -> int:
+    from lumos_ops.pipeline.database import READER_ROLE, WRITER_ROLE, grant_roles
+
+    engine = _engine(args)
+    try:
+        grant_roles(engine, writers=args.writer, readers=args.reader)
+    finally:
+        engine.dispose()
+    for user in args.writer:
+        print(f"granted {WRITER_ROLE} to {user}")
+    for user in args.reader:
+        print(f"granted {READER_ROLE} to {user}")
     return 0
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -29,8 +30,17 @@ __all__ = [
     "applied_versions",
     "upgrade",
     "check_schema",
+    "grant_roles",
     "redact_url",
+    "WRITER_ROLE",
+    "READER_ROLE",
 ]
+
+WRITER_ROLE = "lumos_writer"
+"""NOLOGIN role (created by the migrations) with read/write access for the pipeline."""
+
+READER_ROLE = "lumos_reader"
+"""NOLOGIN role (created by the migrations) with read-only access for people running SQL."""
 
 DATABASE_URL_ENV = "LUMOS_DATABASE_URL"
 """Environment variable holding the SQLAlchemy URL used by the CLI (outside Airflow)."""
@@ -218,3 +228,24 @@ def check_schema(engine: sa.Engine, *, migrations: list[Migration] | None = None
             f"{redact_url(engine.url)}: schema is missing migration(s) {missing}; run `lumos db upgrade`"
         )
     return max(applied) if applied else 0
+
+
+def grant_roles(engine: sa.Engine, *, writers: Sequence[str] = (), readers: Sequence[str] = ()) -> None:
+    """Make existing login users members of :data:`WRITER_ROLE` / :data:`READER_ROLE`.
+
+    Raises
+    ------
+    DatabaseError
+        A user does not exist or the caller may not grant the roles (run as the schema owner).
+    """
+    quote = engine.dialect.identifier_preparer.quote_identifier
+    try:
+        with engine.begin() as conn:
+            for role, users in ((WRITER_ROLE, writers), (READER_ROLE, readers)):
+                for user in users:
+                    exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :u"), {"u": user}).scalar()
+                    if not exists:
+                        raise DatabaseError(f"role {user!r} does not exist; create the login user first")
+                    conn.execute(sa.text(f"GRANT {quote(role)} TO {quote(user)}"))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(f"granting roles failed: {exc.orig}") from None

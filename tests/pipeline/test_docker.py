@@ -1,0 +1,85 @@
+"""Docker cannot run here: check what can be checked about docker/ against the code's settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from lumos_ops.pipeline.config import ENV_VARS, PipelineSettings
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+SERVICES = {"postgres", "minio", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-worker-gpu"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def _queues(command: str) -> str:
+    return re.search(r"--queues\s+(\S+)", command).group(1)
+
+
+def test_compose_services_executor_and_queues_agree_with_settings():
+    compose = _compose()
+    services = compose["services"]
+    assert SERVICES <= set(services)
+    env = services["airflow-scheduler"]["environment"]
+    settings = PipelineSettings.from_env({k: str(v) for k, v in env.items()})
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+    assert _queues(services["airflow-worker"]["command"]) == settings.cpu_queue == PipelineSettings.__dataclass_fields__["cpu_queue"].default
+    assert _queues(services["airflow-worker-gpu"]["command"]) == settings.gpu_queue == "gpu"
+    assert "nvidia" in json.dumps(services["airflow-worker-gpu"]["deploy"])
+    assert env["AIRFLOW__CELERY__DEFAULT_QUEUE"] == settings.cpu_queue
+    assert f"airflow pools set {settings.gpu_pool} " in services["airflow-init"]["command"][0]
+    for service in SERVICES - {"postgres", "minio", "redis"}:
+        assert services[service]["environment"]["LUMOS_GPU_QUEUE"] == settings.gpu_queue
+    assert "8080:8080" in services["airflow-apiserver"]["ports"]
+    assert "9000:9000" in services["minio"]["ports"] and "5432:5432" in services["postgres"]["ports"]
+
+
+def test_compose_environment_names_the_code_reads():
+    env = _compose()["services"]["airflow-scheduler"]["environment"]
+    lumos_vars = {k for k in env if k.startswith("LUMOS_")}
+    assert lumos_vars <= set(ENV_VARS.values()), lumos_vars - set(ENV_VARS.values())
+    settings = PipelineSettings.from_env({k: str(v) for k, v in env.items()})
+    assert env[f"AIRFLOW_CONN_{settings.db_conn_id.upper()}"].startswith("postgresql://lumos_pipeline:")
+    s3 = json.loads(env[f"AIRFLOW_CONN_{settings.s3_conn_id.upper()}"])
+    assert s3["conn_type"] == "aws" and s3["extra"]["endpoint_url"] == "http://minio:9000"
+    bucket = settings.night.store_url.removeprefix("s3://").split("/")[0]
+    assert f"local/{bucket}" in _compose()["services"]["minio-init"]["command"][0]
+
+
+def test_no_credentials_in_deployment_files():
+    reference = re.compile(r"^\$\{[A-Z_]+(:\?[^}]*)?\}$")
+    for name, service in _compose()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            value = str(value)
+            if re.search(r"PASSWORD|SECRET|FERNET", key):
+                assert reference.match(value), (name, key)
+            for password in re.findall(r"://[^:/@\s]+:([^@]+)@", value):
+                assert password.startswith("${"), (name, key)
+            if key.startswith("AIRFLOW_CONN_") and value.startswith("{"):
+                conn = json.loads(value)
+                assert reference.match(conn["login"]) and reference.match(conn["password"]), (name, key)
+    init = (DOCKER / "init" / "postgres-init.sh").read_text()
+    assert re.findall(r"PASSWORD\s+(\S+)", init) and all(p.startswith(":'") for p in re.findall(r"PASSWORD\s+(\S+)", init))
+    assert all(line.endswith("=") for line in (DOCKER / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert (DOCKER / ".gitignore").read_text().split() == [".env"]
+
+
+def test_images_pin_the_versions_of_the_lock():
+    lock = dict(line.split("==") for line in REQUIREMENTS.read_text().splitlines() if "==" in line and not line.startswith("#"))
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DOCKER / name).read_text()
+        assert f"ARG AIRFLOW_VERSION={lock['apache-airflow']}" in text
+        assert f"torch=={lock['torch']}" in text
+        assert "LUMOS_SQL_DIR=/opt/lumos/sql" in text and "COPY --chown=airflow:root sql/" in text
+    assert "cu1" in (DOCKER / "Dockerfile.gpu").read_text()
+    assert '"--queues", "gpu"' in (DOCKER / "Dockerfile.gpu").read_text()
