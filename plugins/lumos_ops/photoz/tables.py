@@ -1,0 +1,237 @@
+"""Read and check the tables of the photo-z step.
+
+* Co-add table (the pipeline's per-band co-adds): one row per source x band with ``ref_id``,
+  ``band`` (``NB455`` ... ``NB845``), ``flux`` and ``flux_err`` in nJy (``flux_njy`` /
+  ``flux_err_njy``, the database names, are accepted too), optionally ``method``. Pivoted to one row
+  per source with NaN for missing bands.
+* Redshift catalogue: ``ref_id``, ``zspec`` and optionally ``i_auto`` (e.g. the simulator's
+  ``catalog.parquet``).
+* Photo-z table: ``ref_id`` and the columns of :data:`lumos_ops.photoz.fit.RESULT_COLUMNS`.
+
+Row numbers in messages are 1-based data rows (row 1 is the first line after a CSV header).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.constants import NB_BANDS
+from lumos_ops.exceptions import CatalogError, InputFileError
+
+__all__ = [
+    "CoaddFluxes",
+    "read_table",
+    "pivot_coadds",
+    "read_coadds",
+    "read_redshift_catalog",
+    "read_photoz_table",
+]
+
+_ALIASES = {"flux_njy": "flux", "flux_err_njy": "flux_err"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CoaddFluxes:
+    """Co-added fluxes pivoted to one row per source.
+
+    Attributes
+    ----------
+    ref_id : ndarray of int64, shape (n,)
+        Sorted source ids.
+    bands : tuple of str
+        Bands present in the table, in :data:`~lumos_ops.constants.NB_BANDS` order.
+    flux, flux_err : ndarray, shape (n, n_bands), float64
+        nJy; NaN where a source lacks the band.
+    """
+
+    ref_id: np.ndarray
+    bands: tuple[str, ...]
+    flux: np.ndarray
+    flux_err: np.ndarray
+
+    def flux_frame(self) -> pd.DataFrame:
+        """Fluxes as a DataFrame indexed by ``ref_id`` with one column per band."""
+        return pd.DataFrame(self.flux, index=pd.Index(self.ref_id, name="ref_id"), columns=list(self.bands))
+
+
+def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataFrame:
+    """Read a CSV or Parquet file.
+
+    Raises
+    ------
+    InputFileError
+        Missing, empty or unparsable file, or an extension other than .csv / .parquet / .pq.
+    """
+    path = os.fspath(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{path}: no such {what} file")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{path}: the {what} file is empty")
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InputFileError(f"{path}: unknown {what} format {suffix!r}; use .csv or .parquet")
+    try:
+        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InputFileError(f"{path}: cannot parse the {what} ({exc})") from None
+
+
+def _require(table: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise CatalogError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
+
+
+def _first_bad(bad: np.ndarray, file_rows: np.ndarray | None) -> tuple[int, int]:
+    """Index of the first True and its 1-based file row."""
+    k = int(np.flatnonzero(bad)[0])
+    return k, int(file_rows[k]) if file_rows is not None else k + 1
+
+
+def _numeric(
+    table: pd.DataFrame, column: str, source: str, *, allow_nan: bool, file_rows: np.ndarray | None = None
+) -> np.ndarray:
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    given = table[column].notna().to_numpy()
+    bad = (np.isnan(values) & given) | np.isinf(values)
+    if not allow_nan:
+        bad |= ~given
+    if bad.any():
+        k, row = _first_bad(bad, file_rows)
+        raise CatalogError(f"{source}: row {row}: column {column}={table[column].iloc[k]!r} is not a finite number")
+    return values
+
+
+def _ref_ids(table: pd.DataFrame, source: str, *, file_rows: np.ndarray | None = None) -> np.ndarray:
+    ref = _numeric(table, "ref_id", source, allow_nan=False, file_rows=file_rows)
+    frac = ref % 1 != 0
+    if frac.any():
+        k, row = _first_bad(frac, file_rows)
+        raise CatalogError(f"{source}: row {row}: ref_id={ref[k]!r} must be an integer")
+    return ref.astype(np.int64)
+
+
+def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str | None = None) -> CoaddFluxes:
+    """Check a long co-add table and pivot it to one row per source.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``ref_id, band, flux, flux_err`` (nJy), optional ``method``.
+    source : str, keyword-only
+        Name used in messages (the file path).
+    method : str, optional, keyword-only
+        Keep only rows of this ``method``; required when the table holds several methods.
+
+    Raises
+    ------
+    CatalogError
+        Missing column, unknown band, non-numeric value, ``flux_err <= 0`` with a finite flux,
+        duplicated (ref_id, band) or several methods; the message names the file, row and column.
+    """
+    table = table.rename(columns={k: v for k, v in _ALIASES.items() if k in table.columns and v not in table.columns})
+    _require(table, ("ref_id", "band", "flux", "flux_err"), source)
+    table = table.reset_index(drop=True)
+    if "method" in table.columns:
+        methods = sorted(table["method"].dropna().astype(str).unique())
+        if method is not None:
+            if method not in methods:
+                raise CatalogError(f"{source}: column method has no rows with {method!r}; it holds {methods}")
+            table = table[table["method"].astype(str) == method]
+        elif len(methods) > 1:
+            raise CatalogError(f"{source}: column method holds several methods {methods}; choose one (--method)")
+    elif method is not None:
+        raise CatalogError(f"{source}: no column method to select {method!r} from")
+    file_rows = table.index.to_numpy() + 1
+    table = table.reset_index(drop=True)
+    if len(table) == 0:
+        raise CatalogError(f"{source}: the co-add table has no rows")
+    band = table["band"].astype(str).str.strip()
+    unknown = ~band.isin(NB_BANDS).to_numpy()
+    if unknown.any():
+        k, row = _first_bad(unknown, file_rows)
+        raise CatalogError(f"{source}: row {row}: column band={table['band'].iloc[k]!r} is not one of NB455...NB845")
+    ref = _ref_ids(table, source, file_rows=file_rows)
+    flux = _numeric(table, "flux", source, allow_nan=True, file_rows=file_rows)
+    err = _numeric(table, "flux_err", source, allow_nan=True, file_rows=file_rows)
+    bad = np.isfinite(flux) & ~(np.isfinite(err) & (err > 0))
+    if bad.any():
+        k, row = _first_bad(bad, file_rows)
+        raise CatalogError(
+            f"{source}: row {row}: column flux_err={table['flux_err'].iloc[k]!r} must be > 0 where flux is given "
+            "(leave flux empty to mark a missing band)"
+        )
+    key = pd.DataFrame({"ref_id": ref, "band": band})
+    dup = key.duplicated().to_numpy()
+    if dup.any():
+        k, row = _first_bad(dup, file_rows)
+        raise CatalogError(f"{source}: row {row}: duplicated (ref_id, band) = ({ref[k]}, {band.iloc[k]})")
+    bands = tuple(b for b in NB_BANDS if b in set(band))
+    ids, inverse = np.unique(ref, return_inverse=True)
+    col = band.map({b: k for k, b in enumerate(bands)}).to_numpy(dtype=np.int64)
+    flux_wide = np.full((len(ids), len(bands)), np.nan)
+    err_wide = np.full((len(ids), len(bands)), np.nan)
+    flux_wide[inverse, col] = flux
+    err_wide[inverse, col] = np.where(np.isfinite(flux), err, np.nan)
+    return CoaddFluxes(ref_id=ids, bands=bands, flux=flux_wide, flux_err=err_wide)
+
+
+def read_coadds(path: str | os.PathLike[str], *, method: str | None = None) -> CoaddFluxes:
+    """Read a co-add table (CSV or Parquet) and pivot it with :func:`pivot_coadds`."""
+    return pivot_coadds(read_table(path, what="co-add table"), source=os.fspath(path), method=method)
+
+
+def read_redshift_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read ``ref_id``, ``zspec`` and (if present) ``i_auto``, indexed by ``ref_id``.
+
+    Raises
+    ------
+    CatalogError
+        Missing columns, non-numeric values, ``zspec <= -1`` or duplicated ``ref_id`` (names the row).
+    """
+    source = os.fspath(path)
+    table = read_table(path, what="catalogue")
+    _require(table, ("ref_id", "zspec"), source)
+    ref = _ref_ids(table, source)
+    zspec = _numeric(table, "zspec", source, allow_nan=True)
+    low = zspec <= -1
+    if low.any():
+        row = int(np.flatnonzero(low)[0]) + 1
+        raise CatalogError(f"{source}: row {row}: column zspec={zspec[row - 1]!r} must be > -1")
+    out = pd.DataFrame({"zspec": zspec}, index=pd.Index(ref, name="ref_id"))
+    if "i_auto" in table.columns:
+        out["i_auto"] = _numeric(table, "i_auto", source, allow_nan=True)
+    dup = out.index.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0]) + 1
+        raise CatalogError(f"{source}: row {row}: duplicated ref_id {ref[row - 1]}")
+    return out
+
+
+def read_photoz_table(path: str | os.PathLike[str], *, columns: Sequence[str] = ("z_mode",)) -> pd.DataFrame:
+    """Read a photo-z table written by ``lumos photoz run``, indexed by ``ref_id``.
+
+    Raises
+    ------
+    CatalogError
+        Missing ``ref_id`` or any of ``columns``, non-numeric values or duplicated ``ref_id``.
+    """
+    source = os.fspath(path)
+    table = read_table(path, what="photo-z table")
+    _require(table, ("ref_id", *columns), source)
+    ref = _ref_ids(table, source)
+    for column in columns:
+        table[column] = _numeric(table, column, source, allow_nan=True)
+    out = table.drop(columns="ref_id").set_index(pd.Index(ref, name="ref_id"))
+    dup = out.index.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0]) + 1
+        raise CatalogError(f"{source}: row {row}: duplicated ref_id {ref[row - 1]}")
+    return out
