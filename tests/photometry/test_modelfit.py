@@ -45,6 +45,7 @@ def test_errors_follow_the_scatter(noisy_stamps: Callable[..., tuple[np.ndarray,
     result = profile_fit_photometry(PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy, exptime=90.0))
     pull = (result["flux"] - flux) / result["flux_err"]
     assert 0.85 < np.std(pull) < 1.15
+    assert 0.9 < np.median(result["chi2_dof"]) < 1.1
 
 
 def test_iteration_limit_flags_fit_failed(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:

@@ -144,8 +144,9 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     Returns
     -------
     DataFrame, one row per target
-        ``flux``, ``flux_err`` (e-/s), ``flag``, ``chi2`` (at the minimum), ``n_pixels`` (pixels
-        fitted), ``nit`` (iterations), ``background`` (e-/s per pixel).
+        ``flux``, ``flux_err`` (e-/s), ``flag``, ``chi2`` (at the minimum), ``chi2_dof`` (per degree
+        of freedom: well above 1 for contaminated stamps), ``n_pixels`` (pixels fitted), ``nit``
+        (iterations), ``background`` (e-/s per pixel).
     """
     pixels = fit_pixels(inputs)
     background = inputs.background
@@ -188,13 +189,15 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     failed = inputs.measurable & (~converged | ~np.isfinite(flux))
     flags[failed] |= Flag.FIT_FAILED
     flags[flux < 0] |= Flag.NEGATIVE_MODEL
+    n_pixels = (pixels.model > 0).sum(axis=1)
     return pd.DataFrame(
         {
             "flux": flux,
             "flux_err": flux_err,
             "flag": flags,
             "chi2": chi2,
-            "n_pixels": (pixels.model > 0).sum(axis=1),
+            "chi2_dof": chi2 / np.maximum(n_pixels - 1, 1),
+            "n_pixels": n_pixels,
             "nit": nit,
             "background": background.mean,
         }
