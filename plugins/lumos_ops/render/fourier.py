@@ -78,6 +78,7 @@ class _Term:
     cols: slice
     kx: np.ndarray  # (C,) float64
     ky: np.ndarray  # (R,) float64
+    x_alias: bool  # kx is the grid frequency minus 2 pi
 
 
 def _alias_block(bound: np.ndarray) -> slice | None:
@@ -98,13 +99,13 @@ def _terms(grid: int, psf_bound: Callable[[np.ndarray], np.ndarray]) -> list[_Te
     cols = _alias_block(psf_bound(np.abs(alias_x)) * np.abs(np.sinc(alias_x / (2 * np.pi))))
     rows = _alias_block(psf_bound(np.abs(alias_y)) * np.abs(np.sinc(alias_y / (2 * np.pi))))
     all_rows, all_cols = slice(0, grid), slice(0, grid // 2 + 1)
-    terms = [_Term(all_rows, all_cols, kx, ky)]
+    terms = [_Term(all_rows, all_cols, kx, ky, False)]
     if cols is not None:
-        terms.append(_Term(all_rows, cols, alias_x[cols], ky))
+        terms.append(_Term(all_rows, cols, alias_x[cols], ky, True))
     if rows is not None:
-        terms.append(_Term(rows, all_cols, kx, alias_y[rows]))
+        terms.append(_Term(rows, all_cols, kx, alias_y[rows], False))
         if cols is not None:
-            terms.append(_Term(rows, cols, alias_x[cols], alias_y[rows]))
+            terms.append(_Term(rows, cols, alias_x[cols], alias_y[rows], True))
     return terms
 
 
@@ -185,12 +186,11 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(n_prof, ky.numel(), kx.numel())
             # the clamp guards against float32 cancellation for extreme axis ratios (q << 0.01)
             value = _lookup(gal_rows, quad.clamp_min_(1e-30).log_().mul_(0.5 / LN_K_STEP)).mul_(value)
-        angle_x, angle_y = term.kx[None, :] * centre_x, term.ky[None, :] * centre_y
-        cos_x, sin_x = _as_f32(np.cos(angle_x), device)[:, None, :], _as_f32(np.sin(angle_x), device)[:, None, :]
-        cos_y, sin_y = _as_f32(np.cos(angle_y), device)[:, :, None], _as_f32(np.sin(angle_y), device)[:, :, None]
-        # value * exp(-i (kx x0 + ky y0)) = value * (cos - i sin) of the summed angle
-        phase_real = (cos_y * cos_x).sub_(sin_y * sin_x)
-        phase_imag = (sin_y * cos_x).add_(cos_y * sin_x).neg_()
+        # exp(-i k.x0) = exp(-i kx x0) exp(-i ky y0): the y factor (with the x alias's extra
+        # exp(2 pi i dx)) is applied here, the x factor after the FFT along y, on the stamp rows only
+        angle = term.ky[None, :] * centre_y - (2.0 * np.pi * batch.dx[:, None] if term.x_alias else 0.0)
+        phase_real = _as_f32(np.cos(angle), device)[:, :, None]
+        phase_imag = _as_f32(-np.sin(angle), device)[:, :, None]
         real, imag = parts[:, term.rows, term.cols, 0], parts[:, term.rows, term.cols, 1]
         if number == 0:
             torch.mul(value, phase_real, out=real)
@@ -199,6 +199,8 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
             real.addcmul_(value, phase_real)
             imag.addcmul_(value, phase_imag)
     start = grid // 2 - size // 2
-    # inverse FFT along y, keep the stamp rows, then the real inverse FFT along x on those rows only
     rows = torch.fft.ifft(spectrum, dim=1)[:, start : start + size]
+    kx = 2.0 * np.pi * np.arange(grid // 2 + 1) / grid
+    phase_x = torch.polar(torch.ones((), dtype=torch.float64, device=device), torch.as_tensor(-kx[None, :] * centre_x, device=device))
+    rows = rows * phase_x.to(torch.complex64)[:, None, :]
     return torch.fft.irfft(rows, n=grid, dim=2)[:, :, start : start + size]
