@@ -163,3 +163,12 @@ def test_survey_simulator_exposure_with_wcs_and_truth(tmp_path: Path) -> None:
         assert abs(np.median(pull)) < 1.0, method
         assert np.mean(np.abs(pull) < 4) > 0.8, (method, pull.describe())
         assert (rows.loc[rows.index.difference(truth.index), "flag"].to_numpy() & int(Flag.OFF_IMAGE)).all()
+
+
+def test_catalogue_entirely_off_the_image_gives_off_image_rows(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    exposure, catalog, _ = scene
+    far = catalog.assign(x=catalog["x"] + 1e5)
+    table = measure_exposure(exposure, far, methods=("aperture", "optimal"))
+    assert len(table) == 2 * len(catalog)
+    assert (table["flag"] == Flag.OFF_IMAGE).all() and table["flux"].isna().all()
+    assert table["ref_id"].tolist() == far["ref_id"].tolist() * 2

@@ -383,7 +383,8 @@ def measure_exposure(
     DataFrame
         Long format, ``len(methods) * n`` rows grouped by method in catalogue order, columns
         :data:`LONG_COLUMNS` then method-specific ones (NaN where a method lacks them). Targets off
-        the image are kept with flag OFF_IMAGE and NaN flux.
+        the image are kept with flag OFF_IMAGE and NaN flux; only the targets on the image are
+        prepared and measured, so a field-wide catalogue costs little per CCD.
     """
     methods = list(dict.fromkeys(methods))
     if not methods:
@@ -392,13 +393,21 @@ def measure_exposure(
         raise LumosValueError(f"chunk_size must be >= 1, got {chunk_size}")
     routed = _route_options(methods, method_options)
     instances = {m: get_method(m, **routed[m]) for m in methods}
-    ctx = prepare_targets(exposure, catalog, stamp_size=stamp_size)
+    catalog = validate_catalog(catalog, source=exposure.path)
+    x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
+    # Only targets whose centre is on the image are prepared and measured (a field catalogue may
+    # hold many more targets than one CCD sees); the others get OFF_IMAGE rows.
+    ny, nx = exposure.shape
+    with np.errstate(invalid="ignore"):
+        on = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5))
+    ctx = prepare_targets(exposure, catalog.iloc[on].reset_index(drop=True), stamp_size=stamp_size)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=ctx.n, unit="target", desc=f"measure {exposure.band}")
+        bar = tqdm(total=len(catalog), unit="target", desc=f"measure {exposure.band}")
+        bar.update(len(catalog) - ctx.n)
     try:
         for chunk in _chunks(ctx.n, chunk_size):
             sub = ctx.take(chunk)
@@ -412,14 +421,17 @@ def measure_exposure(
     frames = []
     for name in methods:
         result = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=["flux", "flux_err", "flag"])
-        flag = result["flag"].to_numpy(np.int64) | ctx.base_flags
+        result.index = on
+        result = result.reindex(np.arange(len(catalog)))
+        flag = np.full(len(catalog), int(Flag.OFF_IMAGE), dtype=np.int64)
+        flag[on] = result["flag"].to_numpy()[on].astype(np.int64) | ctx.base_flags
         off = (flag & Flag.OFF_IMAGE) != 0
         head = pd.DataFrame(
             {
-                "ref_id": ctx.catalog["ref_id"].to_numpy(np.int64),
+                "ref_id": catalog["ref_id"].to_numpy(np.int64),
                 "method": name,
-                "x": ctx.x,
-                "y": ctx.y,
+                "x": x,
+                "y": y,
                 "band": exposure.band,
                 "flux": np.where(off, np.nan, result["flux"].to_numpy(np.float64)),
                 "flux_err": np.where(off, np.nan, result["flux_err"].to_numpy(np.float64)),
