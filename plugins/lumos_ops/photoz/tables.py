@@ -89,6 +89,11 @@ def _require(table: pd.DataFrame, columns: Sequence[str], source: str) -> None:
         raise CatalogError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
 
 
+def _show(value: object) -> str:
+    """repr of a cell without numpy's type wrapper (``0.0``, not ``np.float64(0.0)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _first_bad(bad: np.ndarray, file_rows: np.ndarray | None) -> tuple[int, int]:
     """Index of the first True and its 1-based file row."""
     k = int(np.flatnonzero(bad)[0])
@@ -105,7 +110,7 @@ def _numeric(
         bad |= ~given
     if bad.any():
         k, row = _first_bad(bad, file_rows)
-        raise CatalogError(f"{source}: row {row}: column {column}={table[column].iloc[k]!r} is not a finite number")
+        raise CatalogError(f"{source}: row {row}: column {column}={_show(table[column].iloc[k])} is not a finite number")
     return values
 
 
@@ -114,7 +119,7 @@ def _ref_ids(table: pd.DataFrame, source: str, *, file_rows: np.ndarray | None =
     frac = ref % 1 != 0
     if frac.any():
         k, row = _first_bad(frac, file_rows)
-        raise CatalogError(f"{source}: row {row}: ref_id={ref[k]!r} must be an integer")
+        raise CatalogError(f"{source}: row {row}: ref_id={_show(ref[k])} must be an integer")
     return ref.astype(np.int64)
 
 
@@ -157,7 +162,7 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
     unknown = ~band.isin(NB_BANDS).to_numpy()
     if unknown.any():
         k, row = _first_bad(unknown, file_rows)
-        raise CatalogError(f"{source}: row {row}: column band={table['band'].iloc[k]!r} is not one of NB455...NB845")
+        raise CatalogError(f"{source}: row {row}: column band={_show(table['band'].iloc[k])} is not one of NB455...NB845")
     ref = _ref_ids(table, source, file_rows=file_rows)
     flux = _numeric(table, "flux", source, allow_nan=True, file_rows=file_rows)
     err = _numeric(table, "flux_err", source, allow_nan=True, file_rows=file_rows)
@@ -165,7 +170,7 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
     if bad.any():
         k, row = _first_bad(bad, file_rows)
         raise CatalogError(
-            f"{source}: row {row}: column flux_err={table['flux_err'].iloc[k]!r} must be > 0 where flux is given "
+            f"{source}: row {row}: column flux_err={_show(table['flux_err'].iloc[k])} must be > 0 where flux is given "
             "(leave flux empty to mark a missing band)"
         )
     key = pd.DataFrame({"ref_id": ref, "band": band})
@@ -204,7 +209,7 @@ def read_redshift_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
     low = zspec <= -1
     if low.any():
         row = int(np.flatnonzero(low)[0]) + 1
-        raise CatalogError(f"{source}: row {row}: column zspec={zspec[row - 1]!r} must be > -1")
+        raise CatalogError(f"{source}: row {row}: column zspec={_show(zspec[row - 1])} must be > -1")
     out = pd.DataFrame({"zspec": zspec}, index=pd.Index(ref, name="ref_id"))
     if "i_auto" in table.columns:
         out["i_auto"] = _numeric(table, "i_auto", source, allow_nan=True)
