@@ -49,13 +49,13 @@ class PhotozConfig:
     error_floor : float
         Fractional error added in quadrature to every flux error (calibration floor; default 0).
     chunk_size : int
-        Sources per matrix product (memory ~ 4 x chunk_size x n_models x 8 bytes; default 128).
+        Sources per matrix product (memory ~ 2 x chunk_size x n_models x 8 bytes; default 16).
     """
 
     odds_window: float = 0.01
     min_bands: int = 3
     error_floor: float = 0.0
-    chunk_size: int = 128
+    chunk_size: int = 16
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.odds_window) and self.odds_window > 0):
@@ -233,12 +233,18 @@ def fit_photoz(
         w, fc = weight[rows], f[rows]
         num = (fc * w) @ models_t
         den = w @ models2_t
-        amp = np.maximum(num / np.where(den > 0, den, np.inf), 0.0)
-        chi2 = np.maximum((fc**2 * w).sum(axis=1)[:, None] - amp * num, 0.0)
+        np.maximum(den, np.finfo(np.float64).tiny, out=den)
+        amp = np.divide(num, den, out=den)
+        np.maximum(amp, 0.0, out=amp)
+        chi2 = np.multiply(amp, num, out=num)
+        np.subtract((fc**2 * w).sum(axis=1)[:, None], chi2, out=chi2)
+        np.maximum(chi2, 0.0, out=chi2)
         best = np.argmin(chi2, axis=1)
         chi2_min = chi2[np.arange(len(rows)), best]
-        like = np.exp(-0.5 * (chi2 - chi2_min[:, None])).reshape(len(rows), n_te, n_z).sum(axis=1)
         amp_best = amp[np.arange(len(rows)), best]
+        chi2 -= chi2_min[:, None]
+        chi2 *= -0.5
+        like = np.exp(chi2, out=chi2).reshape(len(rows), n_te, n_z).sum(axis=1)
         i_fit = np.where(amp_best > 0, NJY_ZEROPOINT - 2.5 * np.log10(np.where(amp_best > 0, amp_best, 1.0)), np.nan)
         if prior is not None:
             like = like * prior.pdf(z, i_fit if i_mag is None else i_mag[rows])
