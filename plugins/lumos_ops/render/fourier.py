@@ -14,6 +14,7 @@ exceeds ``1e-5`` there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +27,9 @@ from lumos_ops.render.tables import LN_K_MIN, LN_K_STEP
 __all__ = ["ProfileBatch", "render_batch"]
 
 _ALIAS_THRESHOLD = 1e-5
+
+_CACHED_GRID_MAX = 512
+"""Grids up to this side keep their profile-independent arrays cached (at most ~100 MB in all)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +113,23 @@ def _terms(grid: int, psf_bound: Callable[[np.ndarray], np.ndarray]) -> list[_Te
     return terms
 
 
+@functools.lru_cache(maxsize=32)
+def _term_constants(kx_bytes: bytes, ky_bytes: bytes, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Profile-independent arrays of one term block (cached: the same grids recur chunk after chunk).
+
+    Returns the pixel sinc product (R, C), ``ln|k| / LN_K_STEP`` (R, C) and the basis
+    ``[kx**2, ky**2, kx ky]`` of the galaxy quadratic form, shape (3, R * C), float32.
+    """
+    kx = np.frombuffer(kx_bytes, dtype=np.float64)
+    ky = np.frombuffer(ky_bytes, dtype=np.float64)
+    kx2, ky2 = np.meshgrid(kx, ky)
+    sinc = np.sinc(ky / (2 * np.pi))[:, None] * np.sinc(kx / (2 * np.pi))[None, :]
+    with np.errstate(divide="ignore"):
+        ln_k = 0.5 * np.log(kx2**2 + ky2**2) / LN_K_STEP
+    basis = np.stack([kx2**2, ky2**2, kx2 * ky2]).reshape(3, -1)
+    return _as_f32(sinc, device), _as_f32(ln_k, device), _as_f32(basis, device)
+
+
 def _as_f32(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
 
@@ -168,10 +189,9 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     spectrum = torch.empty((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
     parts = torch.view_as_real(spectrum)
     for number, term in enumerate(terms):
-        kx, ky = _as_f32(term.kx, device), _as_f32(term.ky, device)
-        sinc = torch.sinc(ky * (0.5 / np.pi))[:, None] * torch.sinc(kx * (0.5 / np.pi))[None, :]
+        constants = _term_constants if grid <= _CACHED_GRID_MAX else _term_constants.__wrapped__
+        sinc, ln_k, basis = constants(term.kx.tobytes(), term.ky.tobytes(), device)
         if kind is PsfKind.MOFFAT:
-            ln_k = torch.log(ky[:, None] ** 2 + kx[None, :] ** 2).mul_(0.5 / LN_K_STEP)
             value = _lookup(psf_rows, ln_k[None] + ln_scale).mul_(sinc)
         else:
             gauss_x = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.kx[None, :]) ** 2), device)
@@ -180,10 +200,7 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
         if spread is not None:
             value = value.index_select(0, spread)
         if galaxy:
-            basis = torch.stack(
-                [(kx * kx)[None, :].expand(ky.numel(), -1), (ky * ky)[:, None].expand(-1, kx.numel()), ky[:, None] * kx[None, :]]
-            )
-            quad = (quad_coeffs @ basis.reshape(3, -1)).reshape(n_prof, ky.numel(), kx.numel())
+            quad = (quad_coeffs @ basis).reshape(n_prof, term.ky.size, term.kx.size)
             # the clamp guards against float32 cancellation for extreme axis ratios (q << 0.01)
             value = _lookup(gal_rows, quad.clamp_min_(1e-30).log_().mul_(0.5 / LN_K_STEP)).mul_(value)
         # exp(-i k.x0) = exp(-i kx x0) exp(-i ky y0): the y factor (with the x alias's extra
