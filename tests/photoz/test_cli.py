@@ -80,3 +80,22 @@ def test_cli_errors_name_the_file_and_row(tmp_path: Path, capsys: pytest.Capture
     pd.DataFrame({"ref_id": [2], "zspec": [0.3], "i_auto": [20.0]}).to_csv(cat, index=False)
     assert main(["photoz", "validate", "--catalog", str(cat), "--photoz", str(pz), "--report", str(tmp_path / "r")]) == 2
     assert "no ref_id in common" in capsys.readouterr().err
+
+
+def test_colours_compare_two_photometries(survey: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = pd.read_parquet(survey / "catalog.parquet")
+    good = _coadd_table(catalog, snr=40.0, seed=2, drop=0.0).assign(method="lumos")
+    bad = _coadd_table(catalog, snr=10.0, seed=3, drop=0.0).assign(method="aperture")
+    both = tmp_path / "coadds.parquet"
+    pd.concat([good, bad], ignore_index=True).to_parquet(both)
+    out = tmp_path / "colours.json"
+    assert main(["photoz", "colours", "--table", f"paus={both}", "--bands", "NB785", "NB795",
+                 "--catalog", str(survey / "catalog.parquet"), "--json", str(out)]) == 0
+    widths = {row["name"]: row for row in json.loads(out.read_text())["widths"]}
+    assert set(widths) == {"paus:lumos", "paus:aperture"}
+    assert widths["paus:lumos"]["sigma68"] < widths["paus:aperture"]["sigma68"]
+    assert widths["paus:lumos"]["sigma95"] < widths["paus:aperture"]["sigma95"]
+    assert "paus:lumos" in capsys.readouterr().out
+    assert main(["photoz", "colours", "--table", str(both), "--bands", "NB785", "NB795",
+                 "--catalog", str(tmp_path / "nothing.csv")]) == 2
+    assert "nothing.csv: no such catalogue file" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["register", "run_photoz_command", "validate_photoz_command"]
+__all__ = ["register", "run_photoz_command", "validate_photoz_command", "colours_command"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,6 +51,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     val.add_argument("--outlier-threshold", type=float, default=0.02, help="|dz| outlier limit (default 0.02, PAUS NB)")
     val.set_defaults(func=validate_photoz_command)
 
+    col = sub.add_parser(
+        "colours",
+        help="colour-histogram widths (sigma68, sigma95) of co-add tables",
+        description=(
+            "Compare photometries by the width of a narrow-band colour histogram (paper §6.1.2; narrower is "
+            "better). Each --table is a co-add table; one holding several methods gives one row per method. "
+            "With --catalog (ref_id, flux_nJy_<band>) the true colour is subtracted."
+        ),
+    )
+    col.add_argument("--table", action="append", required=True, metavar="[NAME=]PATH",
+                     help="co-add table (.csv or .parquet); repeat to compare several")
+    col.add_argument("--bands", nargs=2, required=True, metavar=("BAND_A", "BAND_B"), help="colour BAND_A - BAND_B")
+    col.add_argument("--catalog", default=None, help="true fluxes (flux_nJy_<band>) to subtract the true colour")
+    col.add_argument("--kind", choices=["mag", "ratio"], default="mag", help="magnitude difference or flux ratio")
+    col.add_argument("--all-sources", action="store_true",
+                     help="measure each photometry on all its sources (default: sources common to all)")
+    col.add_argument("--json", default=None, help="also write the table to this JSON file")
+    col.set_defaults(func=colours_command)
+
 
 def run_photoz_command(args: argparse.Namespace) -> int:
     """Body of ``lumos photoz run``."""
@@ -92,4 +111,29 @@ def validate_photoz_command(args: argparse.Namespace) -> int:
         vals = [row[k] if row[k] is not None else float("nan") for k in ("sigma68", "nmad", "outlier_fraction", "bias")]
         print(f"{row['fraction']:>8.2f} {row['bin']:>10} {row['n']:>6d} {vals[0]:>8.4f} {vals[1]:>8.4f} {vals[2]:>8.3f} {vals[3]:>+8.4f}")
     print(f"lumos photoz validate: wrote {args.report}/{REPORT_JSON} and {args.report}/{REPORT_PNG}", file=sys.stderr)
+    return 0
+
+
+def colours_command(args: argparse.Namespace) -> int:
+    """Body of ``lumos photoz colours``; prints one line per photometry."""
+    import json
+    from pathlib import Path
+
+    from lumos_ops.photoz.colour_report import colour_widths_from_files
+
+    tables = {}
+    for spec in args.table:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).stem, spec
+        tables[name] = path
+    widths = colour_widths_from_files(
+        tables, args.bands[0], args.bands[1], catalog=args.catalog, kind=args.kind, common=not args.all_sources
+    )
+    print(f"{'photometry':<24} {'n':>6} {'median':>8} {'sigma68':>8} {'sigma95':>8}")
+    for row in widths.itertuples():
+        print(f"{row.name:<24} {row.n:>6d} {row.median:>8.4f} {row.sigma68:>8.4f} {row.sigma95:>8.4f}")
+    if args.json:
+        rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in widths.to_dict(orient="records")]
+        Path(args.json).write_text(json.dumps({"bands": args.bands, "kind": args.kind, "widths": rows}, indent=2) + "\n")
     return 0

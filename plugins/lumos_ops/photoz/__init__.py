@@ -5,10 +5,11 @@
 * :func:`photoz_metrics`, :func:`binned_photoz_metrics` — sigma68, NMAD, outlier fraction and bias
   of ``(z_phot - z_spec) / (1 + z_spec)``, per i_auto bin and for the best X % by quality.
 * :func:`colour_width`, :func:`compare_colour_widths` — sigma68 / sigma95 of NB colour histograms
-  (paper §6.1.2).
+  (paper §6.1.2); :func:`colour_widths_from_files` for co-add tables.
 * :func:`run_photoz`, :func:`validate_photoz` — the file-level steps behind ``lumos photoz``.
 """
 
+from lumos_ops.photoz.colour_report import colour_widths_from_files
 from lumos_ops.photoz.colours import ColourKind, ColourWidth, colour, colour_width, compare_colour_widths
 from lumos_ops.photoz.fit import RESULT_COLUMNS, PhotozConfig, PhotozResult, fit_photoz
 from lumos_ops.photoz.metrics import (
@@ -41,6 +42,7 @@ __all__ = [
     "build_template_grid",
     "colour",
     "colour_width",
+    "colour_widths_from_files",
     "compare_colour_widths",
     "delta_z",
     "fit_photoz",
