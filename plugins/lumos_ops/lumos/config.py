@@ -118,7 +118,10 @@ class Normalization:
     """How raw inputs become network inputs and how outputs become e-/s (stored in checkpoints).
 
     * Cutout (e-/s per pixel): NaN pixels are replaced by the stamp's median ``b`` of the finite
-      pixels (a robust background estimate); then ``(cutout - b) / pixel_scale``.
+      pixels (a robust background estimate); then ``r = (cutout - b) / pixel_scale`` and
+      ``pixel_soft * asinh(r / pixel_soft)``: linear within about ``pixel_soft`` noise units (the
+      faint galaxies that matter), logarithmic beyond, so that a saturated star or a cosmic ray in
+      one stamp cannot dominate the BatchNorm statistics of a whole batch.
     * Model image (unit total flux): multiplied by ``model_scale``.
     * ``i_auto`` (AB mag): ``(i_auto - imag_mean) / imag_std``.
     * CCD position of the stamp centre (pixels, x = column): mapped linearly to [-1, 1] with
@@ -131,6 +134,7 @@ class Normalization:
     """
 
     pixel_scale: float = 1.0
+    pixel_soft: float = 10.0
     model_scale: float = 100.0
     flux_scale: float = 100.0
     imag_mean: float = 22.0
@@ -140,7 +144,7 @@ class Normalization:
     ccd_shape: tuple[int, int] = CCD_SHAPE
 
     def __post_init__(self) -> None:
-        for name in ("pixel_scale", "model_scale", "flux_scale", "imag_std", "background_std"):
+        for name in ("pixel_scale", "pixel_soft", "model_scale", "flux_scale", "imag_std", "background_std"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
                 raise LumosValueError(f"Normalization.{name} must be finite and > 0, got {value}")

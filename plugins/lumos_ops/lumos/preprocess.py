@@ -19,8 +19,9 @@ class NetInputs:
     Attributes
     ----------
     images : ndarray, shape (n, 2, S, S), float32
-        Channel 0: background-subtracted cutout / ``pixel_scale`` (NaN pixels -> 0, i.e. padded
-        with the stamp's median); channel 1: model image x ``model_scale``.
+        Channel 0: ``pixel_soft * asinh((cutout - b) / (pixel_scale * pixel_soft))`` with b the
+        stamp median (NaN pixels -> 0, i.e. padded with the median); channel 1: model image x
+        ``model_scale``.
     scalars : ndarray, shape (n, 4), float32
         Standardised i_auto, CCD x and y in [-1, 1], standardised background (``SCALAR_NAMES``).
     band_epoch : ndarray, shape (n,), int64
@@ -103,7 +104,10 @@ def prepare_inputs(
     images = np.empty((n, 2) + cutouts.shape[1:], dtype=np.float32)
     np.subtract(cutouts, background[:, None, None].astype(np.float32), out=images[:, 0])
     images[:, 0][nan] = 0.0
-    images[:, 0] *= np.float32(1.0 / norm.pixel_scale)
+    soft = np.float32(norm.pixel_soft)
+    images[:, 0] *= np.float32(1.0 / (norm.pixel_scale * norm.pixel_soft))
+    np.arcsinh(images[:, 0], out=images[:, 0])
+    images[:, 0] *= soft
     np.multiply(models, np.float32(norm.model_scale), out=images[:, 1])
     ny, nx = norm.ccd_shape
     scalars = np.empty((n, N_SCALARS), dtype=np.float32)
