@@ -1,0 +1,21 @@
+"""Recipes hold valid simulator and training configurations."""
+
+import pytest
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.recipe import RECIPES, run_recipe
+from lumos_ops.lumos.train import TrainConfig
+from lumos_ops.sim import SurveyConfig, TeahupooConfig
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_configs_are_valid(name):
+    recipe = RECIPES[name]
+    survey = SurveyConfig.from_dict(dict(recipe.survey))
+    TeahupooConfig(**recipe.teahupoo)
+    TrainConfig(**recipe.train, ccd_shape=tuple(survey.ccd_shape))
+
+
+def test_unknown_recipe(tmp_path):
+    with pytest.raises(LumosValueError, match="unknown recipe"):
+        run_recipe("nope", tmp_path)
