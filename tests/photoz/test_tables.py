@@ -101,3 +101,14 @@ def test_redshift_catalogue_and_photoz_table(tmp_path: Path) -> None:
     pd.DataFrame({"ref_id": [1], "z_mean": [0.3]}).to_csv(pz, index=False)
     with pytest.raises(CatalogError, match=r"pz.csv: missing column\(s\) \['z_mode'\]"):
         read_photoz_table(pz)
+
+
+def test_other_flux_columns() -> None:
+    table = _long().rename(columns={"flux": "pdf_peak", "flux_err": "pdf_sigma68"}).assign(flux=-5.0)
+    wide = pivot_coadds(table, flux_column="pdf_peak", err_column="pdf_sigma68")
+    np.testing.assert_array_equal(wide.flux, pivot_coadds(_long()).flux)
+    table.loc[1, "pdf_sigma68"] = -1.0
+    with pytest.raises(CatalogError, match="row 2: column pdf_sigma68=-1.0 must be > 0 where pdf_peak is given"):
+        pivot_coadds(table, flux_column="pdf_peak", err_column="pdf_sigma68")
+    with pytest.raises(CatalogError, match=r"missing column\(s\) \['flux_ivar'\]"):
+        pivot_coadds(table, flux_column="flux_ivar", err_column="pdf_sigma68")

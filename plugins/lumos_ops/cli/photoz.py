@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--coadds", required=True, help="co-add table (.csv or .parquet)")
     run.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     run.add_argument("--method", default=None, help="photometry method to use when the table has a method column")
+    run.add_argument("--flux-column", default="flux", help="flux column in nJy (default flux; e.g. pdf_peak)")
+    run.add_argument("--err-column", default="flux_err", help="flux error column in nJy (default flux_err; e.g. pdf_sigma68)")
     run.add_argument("--prior", action="store_true", help="apply the magnitude-dependent redshift prior")
     run.add_argument("--catalog", default=None, help="catalogue with ref_id and i_auto for the prior (default: fitted i)")
     run.add_argument("--error-floor", type=float, default=0.0, help="fractional flux error added in quadrature (default 0)")
@@ -82,6 +84,8 @@ def run_photoz_command(args: argparse.Namespace) -> int:
         args.coadds,
         args.out,
         method=args.method,
+        flux_column=args.flux_column,
+        err_column=args.err_column,
         catalog=args.catalog,
         prior=MagnitudePrior() if args.prior else None,
         config=PhotozConfig(error_floor=args.error_floor, odds_window=args.odds_window),

@@ -26,6 +26,8 @@ def run_photoz(
     out: str | os.PathLike[str],
     *,
     method: str | None = None,
+    flux_column: str = "flux",
+    err_column: str = "flux_err",
     catalog: str | os.PathLike[str] | None = None,
     prior: MagnitudePrior | None = None,
     config: PhotozConfig | None = None,
@@ -42,6 +44,8 @@ def run_photoz(
         Output ``.parquet`` or ``.csv``: ``ref_id`` and :data:`~lumos_ops.photoz.fit.RESULT_COLUMNS`.
     method : str, optional, keyword-only
         Photometry method to use when the table holds several.
+    flux_column, err_column : str, keyword-only
+        Flux and error columns (nJy), e.g. ``pdf_peak`` / ``pdf_sigma68`` for LUMOS PDF co-adds.
     catalog : path, optional, keyword-only
         Catalogue with ``ref_id`` and ``i_auto`` giving the prior's magnitudes (otherwise the
         fitted i-band magnitude is used).
@@ -58,7 +62,7 @@ def run_photoz(
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise InputFileError(f"{out}: the photo-z output must end in .parquet or .csv")
-    fluxes = read_coadds(coadds, method=method)
+    fluxes = read_coadds(coadds, method=method, flux_column=flux_column, err_column=err_column)
     i_mag = None
     if catalog is not None and prior is not None:
         cat = read_redshift_catalog(catalog)

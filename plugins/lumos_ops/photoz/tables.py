@@ -101,7 +101,13 @@ def _first_bad(bad: np.ndarray, file_rows: np.ndarray | None) -> tuple[int, int]
 
 
 def _numeric(
-    table: pd.DataFrame, column: str, source: str, *, allow_nan: bool, file_rows: np.ndarray | None = None
+    table: pd.DataFrame,
+    column: str,
+    source: str,
+    *,
+    allow_nan: bool,
+    file_rows: np.ndarray | None = None,
+    label: str | None = None,
 ) -> np.ndarray:
     values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
     given = table[column].notna().to_numpy()
@@ -110,7 +116,7 @@ def _numeric(
         bad |= ~given
     if bad.any():
         k, row = _first_bad(bad, file_rows)
-        raise CatalogError(f"{source}: row {row}: column {column}={_show(table[column].iloc[k])} is not a finite number")
+        raise CatalogError(f"{source}: row {row}: column {label or column}={_show(table[column].iloc[k])} is not a finite number")
     return values
 
 
@@ -123,7 +129,14 @@ def _ref_ids(table: pd.DataFrame, source: str, *, file_rows: np.ndarray | None =
     return ref.astype(np.int64)
 
 
-def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str | None = None) -> CoaddFluxes:
+def pivot_coadds(
+    table: pd.DataFrame,
+    *,
+    source: str = "<co-adds>",
+    method: str | None = None,
+    flux_column: str = "flux",
+    err_column: str = "flux_err",
+) -> CoaddFluxes:
     """Check a long co-add table and pivot it to one row per source.
 
     Parameters
@@ -134,6 +147,9 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
         Name used in messages (the file path).
     method : str, optional, keyword-only
         Keep only rows of this ``method``; required when the table holds several methods.
+    flux_column, err_column : str, keyword-only
+        Columns holding the flux and its error (nJy); e.g. ``pdf_peak`` and ``pdf_sigma68`` of a
+        LUMOS PDF co-add (the paper's choice, §6.4). Defaults ``flux``, ``flux_err``.
 
     Raises
     ------
@@ -141,9 +157,13 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
         Missing column, unknown band, non-numeric value, ``flux_err <= 0`` with a finite flux,
         duplicated (ref_id, band) or several methods; the message names the file, row and column.
     """
-    table = table.rename(columns={k: v for k, v in _ALIASES.items() if k in table.columns and v not in table.columns})
-    _require(table, ("ref_id", "band", "flux", "flux_err"), source)
-    table = table.reset_index(drop=True)
+    if (flux_column, err_column) == ("flux", "flux_err"):
+        table = table.rename(columns={k: v for k, v in _ALIASES.items() if k in table.columns and v not in table.columns})
+    _require(table, ("ref_id", "band", flux_column, err_column), source)
+    keep = {"ref_id": "ref_id", "band": "band", flux_column: "flux", err_column: "flux_err"}
+    if "method" in table.columns:
+        keep["method"] = "method"
+    table = pd.DataFrame({new: table[old].to_numpy() for old, new in keep.items()})
     if "method" in table.columns:
         methods = sorted(table["method"].dropna().astype(str).unique())
         if method is not None:
@@ -164,14 +184,14 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
         k, row = _first_bad(unknown, file_rows)
         raise CatalogError(f"{source}: row {row}: column band={_show(table['band'].iloc[k])} is not one of NB455...NB845")
     ref = _ref_ids(table, source, file_rows=file_rows)
-    flux = _numeric(table, "flux", source, allow_nan=True, file_rows=file_rows)
-    err = _numeric(table, "flux_err", source, allow_nan=True, file_rows=file_rows)
+    flux = _numeric(table, "flux", source, allow_nan=True, file_rows=file_rows, label=flux_column)
+    err = _numeric(table, "flux_err", source, allow_nan=True, file_rows=file_rows, label=err_column)
     bad = np.isfinite(flux) & ~(np.isfinite(err) & (err > 0))
     if bad.any():
         k, row = _first_bad(bad, file_rows)
         raise CatalogError(
-            f"{source}: row {row}: column flux_err={_show(table['flux_err'].iloc[k])} must be > 0 where flux is given "
-            "(leave flux empty to mark a missing band)"
+            f"{source}: row {row}: column {err_column}={_show(table['flux_err'].iloc[k])} must be > 0 where "
+            f"{flux_column} is given (leave {flux_column} empty to mark a missing band)"
         )
     key = pd.DataFrame({"ref_id": ref, "band": band})
     dup = key.duplicated().to_numpy()
@@ -188,9 +208,14 @@ def pivot_coadds(table: pd.DataFrame, *, source: str = "<co-adds>", method: str 
     return CoaddFluxes(ref_id=ids, bands=bands, flux=flux_wide, flux_err=err_wide)
 
 
-def read_coadds(path: str | os.PathLike[str], *, method: str | None = None) -> CoaddFluxes:
+def read_coadds(
+    path: str | os.PathLike[str], *, method: str | None = None, flux_column: str = "flux", err_column: str = "flux_err"
+) -> CoaddFluxes:
     """Read a co-add table (CSV or Parquet) and pivot it with :func:`pivot_coadds`."""
-    return pivot_coadds(read_table(path, what="co-add table"), source=os.fspath(path), method=method)
+    return pivot_coadds(
+        read_table(path, what="co-add table"), source=os.fspath(path), method=method,
+        flux_column=flux_column, err_column=err_column,
+    )
 
 
 def read_redshift_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:

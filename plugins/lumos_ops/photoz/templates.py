@@ -55,8 +55,10 @@ class TemplateGridConfig:
             raise LumosValueError(
                 f"TemplateGridConfig needs 0 <= z_min < z_max <= {Z_MAX}, got z_min={self.z_min}, z_max={self.z_max}"
             )
-        if not (0.0 < self.z_step <= self.z_max - self.z_min):
-            raise LumosValueError(f"TemplateGridConfig.z_step must lie in (0, z_max - z_min], got {self.z_step}")
+        if not (0.0 < self.z_step <= 0.5 * (self.z_max - self.z_min) + 1e-9):
+            raise LumosValueError(
+                f"TemplateGridConfig.z_step must lie in (0, (z_max - z_min) / 2] (at least 3 redshifts), got {self.z_step}"
+            )
 
     def z_grid(self) -> np.ndarray:
         """Redshift grid, shape (n_z,)."""
