@@ -83,7 +83,7 @@ def test_missing_bands_are_skipped(grid: TemplateGrid, galaxies: pd.DataFrame, t
     result = fit_photoz(flux, err, grid=grid)
     assert result.n_bands[0] == 0 and result.n_bands[1] == 2
     for name in RESULT_COLUMNS:
-        if name != "n_bands":
+        if name not in ("n_bands", "n_clipped"):
             assert np.isnan(getattr(result, name)[:2]).all(), name
     m = photoz_metrics(result.z_mode[2:], galaxies.zspec.to_numpy()[2:])
     assert m["sigma68"] < 0.01 and m["n"] == 298
@@ -152,3 +152,20 @@ def test_to_frame_and_input_errors(grid: TemplateGrid, true_fluxes: np.ndarray) 
         fit_photoz(true_fluxes[:3], 0.05 * true_fluxes[:3], grid=grid, i_mag=np.ones(2))
     with pytest.raises(LumosValueError, match="odds_window"):
         PhotozConfig(odds_window=0.0)
+
+
+def test_clipping_rejects_a_flux_outlier(grid: TemplateGrid, galaxies: pd.DataFrame, true_fluxes: np.ndarray) -> None:
+    flux, err = _noisy(true_fluxes[:100], 30.0, seed=6)
+    band = np.random.default_rng(6).integers(0, 40, 100)
+    flux[np.arange(100), band] += 40.0 * err[np.arange(100), band]  # one 40-sigma outlier per source
+    zspec = galaxies.zspec.to_numpy()[:100]
+    plain = fit_photoz(flux, err, grid=grid)
+    clipped = fit_photoz(flux, err, grid=grid, config=PhotozConfig(clip_sigma=5.0))
+    assert np.all(plain.n_clipped == 0) and np.all(plain.n_bands == 40)
+    assert np.mean(clipped.n_clipped == 1) > 0.9 and np.all(clipped.n_bands + clipped.n_clipped == 40)
+    before, after = photoz_metrics(plain.z_mode, zspec), photoz_metrics(clipped.z_mode, zspec)
+    assert after["sigma68"] < 0.003 < before["sigma68"]
+    assert after["outlier_fraction"] < before["outlier_fraction"]
+    assert np.median(clipped.chi2) < 0.1 * np.median(plain.chi2)
+    with pytest.raises(LumosValueError, match="clip_sigma"):
+        PhotozConfig(clip_sigma=0.0)

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--prior", action="store_true", help="apply the magnitude-dependent redshift prior")
     run.add_argument("--catalog", default=None, help="catalogue with ref_id and i_auto for the prior (default: fitted i)")
     run.add_argument("--error-floor", type=float, default=0.0, help="fractional flux error added in quadrature (default 0)")
+    run.add_argument("--clip-sigma", type=float, default=None,
+                     help="drop the worst band while its residual exceeds this many sigma (up to 3 bands; default off)")
     run.add_argument("--odds-window", type=float, default=0.01, help="ODDS half-width in units of 1+z (default 0.01)")
     run.add_argument("--z-max", type=float, default=1.8, help="largest redshift of the grid (default 1.8)")
     run.add_argument("--z-step", type=float, default=0.005, help="redshift grid step (default 0.005)")
@@ -88,7 +90,7 @@ def run_photoz_command(args: argparse.Namespace) -> int:
         err_column=args.err_column,
         catalog=args.catalog,
         prior=MagnitudePrior() if args.prior else None,
-        config=PhotozConfig(error_floor=args.error_floor, odds_window=args.odds_window),
+        config=PhotozConfig(error_floor=args.error_floor, odds_window=args.odds_window, clip_sigma=args.clip_sigma),
         grid_config=TemplateGridConfig(z_max=args.z_max, z_step=args.z_step),
     )
     n_ok = int(frame["z_mode"].notna().sum())

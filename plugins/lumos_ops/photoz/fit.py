@@ -31,7 +31,7 @@ __all__ = ["PhotozConfig", "PhotozResult", "fit_photoz", "RESULT_COLUMNS"]
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "z_mode", "z_mean", "z_median", "z_sigma68", "z_q16", "z_q84", "odds", "qz",
-    "chi2", "n_bands", "sed_type", "ebv", "z_best", "i_fit",
+    "chi2", "n_bands", "n_clipped", "sed_type", "ebv", "z_best", "i_fit",
 )
 """Per-source output columns of :meth:`PhotozResult.to_frame` (after ``ref_id``)."""
 
@@ -50,12 +50,20 @@ class PhotozConfig:
         Fractional error added in quadrature to every flux error (calibration floor; default 0).
     chunk_size : int
         Sources per matrix product (memory ~ 2 x chunk_size x n_models x 8 bytes; default 16).
+    clip_sigma : float or None
+        Outlier rejection (off by default): after a fit, the band with the largest
+        ``|f - a T| / sigma`` at the minimum chi2 is dropped if that exceeds ``clip_sigma``, and
+        the source is refitted; repeated up to ``max_clipped`` times, never below ``min_bands``.
+    max_clipped : int
+        Most bands dropped per source (default 3).
     """
 
     odds_window: float = 0.01
     min_bands: int = 3
     error_floor: float = 0.0
     chunk_size: int = 16
+    clip_sigma: float | None = None
+    max_clipped: int = 3
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.odds_window) and self.odds_window > 0):
@@ -66,6 +74,10 @@ class PhotozConfig:
             raise LumosValueError(f"PhotozConfig.error_floor must be >= 0, got {self.error_floor!r}")
         if int(self.chunk_size) != self.chunk_size or self.chunk_size < 1:
             raise LumosValueError(f"PhotozConfig.chunk_size must be an integer >= 1, got {self.chunk_size!r}")
+        if self.clip_sigma is not None and not (np.isfinite(self.clip_sigma) and self.clip_sigma > 0):
+            raise LumosValueError(f"PhotozConfig.clip_sigma must be > 0 or None, got {self.clip_sigma!r}")
+        if int(self.max_clipped) != self.max_clipped or self.max_clipped < 0:
+            raise LumosValueError(f"PhotozConfig.max_clipped must be an integer >= 0, got {self.max_clipped!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +97,9 @@ class PhotozResult:
     chi2 : ndarray
         Minimum chi2 over the grid.
     n_bands : ndarray of int
-        Bands used (finite flux and positive error).
+        Bands used (finite flux and positive error, minus clipped ones).
+    n_clipped : ndarray of int
+        Bands dropped by the outlier rejection (``PhotozConfig.clip_sigma``).
     sed_type, ebv, z_best : ndarray
         Template type, E(B-V) (mag) and redshift of the minimum chi2.
     i_fit : ndarray
@@ -105,6 +119,7 @@ class PhotozResult:
     qz: np.ndarray
     chi2: np.ndarray
     n_bands: np.ndarray
+    n_clipped: np.ndarray
     sed_type: np.ndarray
     ebv: np.ndarray
     z_best: np.ndarray
@@ -167,6 +182,21 @@ def _refined_mode(post: np.ndarray, z: np.ndarray) -> np.ndarray:
     return np.where(inner, z[k] + np.clip(shift, -0.5, 0.5) * step, z[peak])
 
 
+def _chi2_grid(
+    f: np.ndarray, w: np.ndarray, models_t: np.ndarray, models2_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """chi2 and amplitude (both (m, n_models)) and the argmin per source, amplitudes clamped at 0."""
+    num = (f * w) @ models_t
+    den = w @ models2_t
+    np.maximum(den, np.finfo(np.float64).tiny, out=den)
+    amp = np.divide(num, den, out=den)
+    np.maximum(amp, 0.0, out=amp)
+    chi2 = np.multiply(amp, num, out=num)
+    np.subtract((f**2 * w).sum(axis=1)[:, None], chi2, out=chi2)
+    np.maximum(chi2, 0.0, out=chi2)
+    return chi2, amp, np.argmin(chi2, axis=1)
+
+
 def fit_photoz(
     flux: np.ndarray,
     flux_err: np.ndarray,
@@ -225,21 +255,25 @@ def fit_photoz(
     n_z = len(grid.z)
     z = grid.z
 
-    out = {name: np.full(n, np.nan) for name in RESULT_COLUMNS if name != "n_bands"}
+    out = {name: np.full(n, np.nan) for name in RESULT_COLUMNS if name not in ("n_bands", "n_clipped")}
+    n_clipped = np.zeros(n, dtype=np.int64)
     pdf = np.full((n, n_z), np.nan) if return_pdf else None
     fitted = np.flatnonzero(n_bands >= config.min_bands)
     for start in range(0, len(fitted), config.chunk_size):
         rows = fitted[start : start + config.chunk_size]
-        w, fc = weight[rows], f[rows]
-        num = (fc * w) @ models_t
-        den = w @ models2_t
-        np.maximum(den, np.finfo(np.float64).tiny, out=den)
-        amp = np.divide(num, den, out=den)
-        np.maximum(amp, 0.0, out=amp)
-        chi2 = np.multiply(amp, num, out=num)
-        np.subtract((fc**2 * w).sum(axis=1)[:, None], chi2, out=chi2)
-        np.maximum(chi2, 0.0, out=chi2)
-        best = np.argmin(chi2, axis=1)
+        w, fc = weight[rows].copy(), f[rows]
+        chi2, amp, best = _chi2_grid(fc, w, models_t, models2_t)
+        if config.clip_sigma is not None:
+            for _ in range(config.max_clipped):
+                chunk = np.arange(len(rows))
+                resid = np.abs(fc - amp[chunk, best][:, None] * models[best]) * np.sqrt(w)
+                worst = np.argmax(resid, axis=1)
+                drop = (resid[chunk, worst] > config.clip_sigma) & ((w > 0).sum(axis=1) > config.min_bands)
+                if not drop.any():
+                    break
+                w[chunk[drop], worst[drop]] = 0.0
+                n_clipped[rows[drop]] += 1
+                chi2, amp, best = _chi2_grid(fc, w, models_t, models2_t)
         chi2_min = chi2[np.arange(len(rows)), best]
         amp_best = amp[np.arange(len(rows)), best]
         chi2 -= chi2_min[:, None]
@@ -255,7 +289,8 @@ def fit_photoz(
         odds = (post * (np.abs(z[None, :] - mode[:, None]) <= config.odds_window * (1.0 + mode[:, None]))).sum(axis=1)
         t_idx, e_idx, z_idx = np.unravel_index(best, grid.models.shape[:3])
         with np.errstate(divide="ignore", invalid="ignore"):
-            qz = np.where(n_bands[rows] > 3, chi2_min / (n_bands[rows] - 3) * (q99 - q01) / odds, np.nan)
+            used = n_bands[rows] - n_clipped[rows]
+            qz = np.where(used > 3, chi2_min / (used - 3) * (q99 - q01) / odds, np.nan)
         for name, values in (
             ("z_mode", mode), ("z_mean", post @ z), ("z_median", q50), ("z_sigma68", 0.5 * (q84 - q16)),
             ("z_q16", q16), ("z_q84", q84), ("odds", odds), ("qz", qz), ("chi2", chi2_min),
@@ -264,4 +299,6 @@ def fit_photoz(
             out[name][rows] = values
         if pdf is not None:
             pdf[rows] = post
-    return PhotozResult(**out, n_bands=n_bands.astype(np.int64), z_grid=np.asarray(z), pdf=pdf)
+    return PhotozResult(
+        **out, n_bands=(n_bands - n_clipped).astype(np.int64), n_clipped=n_clipped, z_grid=np.asarray(z), pdf=pdf
+    )
