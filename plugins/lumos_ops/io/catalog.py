@@ -8,12 +8,11 @@ x = column), ``r50`` (arcsec, circularised half-light radius), ``sersic_n``, ``q
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from lumos_ops.exceptions import CatalogError, InputFileError
+from lumos_ops.exceptions import CatalogError
+from lumos_ops.io.tables import read_table
 
 __all__ = ["read_catalog", "validate_catalog", "target_pixels", "SHAPE_COLUMNS"]
 
@@ -39,23 +38,7 @@ def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
         Missing columns, duplicated ``ref_id`` or invalid values; the message names the row.
     """
     path = os.fspath(path)
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{path}: no such catalogue file")
-    if p.stat().st_size == 0:
-        raise InputFileError(f"{path}: the catalogue file is empty")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".csv":
-            table = pd.read_csv(path)
-        elif suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        else:
-            raise InputFileError(f"{path}: unknown catalogue format {suffix!r}; use .csv or .parquet")
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        if isinstance(exc, InputFileError):
-            raise
-        raise InputFileError(f"{path}: cannot parse the catalogue ({exc})") from None
+    table = read_table(path, what="catalogue")
     return validate_catalog(table, source=path)
 
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lumos_ops.constants import NB_BANDS
-from lumos_ops.exceptions import CatalogError, InputFileError
+from lumos_ops.exceptions import CatalogError
+from lumos_ops.io.tables import read_table
 
 __all__ = [
     "CoaddFluxes",
-    "read_table",
     "pivot_coadds",
     "read_coadds",
     "read_redshift_catalog",
@@ -58,29 +57,6 @@ class CoaddFluxes:
     def flux_frame(self) -> pd.DataFrame:
         """Fluxes as a DataFrame indexed by ``ref_id`` with one column per band."""
         return pd.DataFrame(self.flux, index=pd.Index(self.ref_id, name="ref_id"), columns=list(self.bands))
-
-
-def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataFrame:
-    """Read a CSV or Parquet file.
-
-    Raises
-    ------
-    InputFileError
-        Missing, empty or unparsable file, or an extension other than .csv / .parquet / .pq.
-    """
-    path = os.fspath(path)
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{path}: no such {what} file")
-    if p.stat().st_size == 0:
-        raise InputFileError(f"{path}: the {what} file is empty")
-    suffix = p.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputFileError(f"{path}: unknown {what} format {suffix!r}; use .csv or .parquet")
-    try:
-        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputFileError(f"{path}: cannot parse the {what} ({exc})") from None
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], source: str) -> None:
