@@ -40,6 +40,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "max_train": args.max_train,
         "max_val": args.max_val,
         "num_threads": args.threads,
+        "drop_inputs": tuple(args.drop_input) if args.drop_input else None,
         "progress": not args.quiet,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -111,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train", type=int, help="use at most N training stamps")
     p.add_argument("--max-val", type=int, help="use at most N validation stamps")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--drop-input", nargs="+", metavar="NAME",
+                   help="scalar inputs to hide from the network: i_auto, ccd_x, ccd_y, background")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)

@@ -53,6 +53,9 @@ class ModelConfig:
         Side of the input stamps (pixels).
     sigma_floor : float
         Lower bound added to every component width, in normalised flux units.
+    inputs : tuple of str
+        Scalar inputs the network sees (a subset of :data:`SCALAR_NAMES`); the others are zeroed,
+        e.g. ``inputs=("ccd_x", "ccd_y", "background")`` for a model blind to the catalogue i_auto.
     """
 
     channels: tuple[int, ...] = (2, 32, 64, 128, 64, 32)
@@ -63,8 +66,13 @@ class ModelConfig:
     embedding_dim: int = 10
     stamp_size: int = STAMP_SIZE
     sigma_floor: float = 1e-3
+    inputs: tuple[str, ...] = SCALAR_NAMES
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(str(v) for v in self.inputs))
+        unknown = [v for v in self.inputs if v not in SCALAR_NAMES]
+        if unknown:
+            raise LumosValueError(f"inputs must be a subset of {SCALAR_NAMES}, got unknown {unknown}")
         object.__setattr__(self, "channels", _positive_ints("channels", self.channels))
         object.__setattr__(self, "kernels", _positive_ints("kernels", self.kernels))
         object.__setattr__(self, "hidden", _positive_ints("hidden", self.hidden, allow_empty=True))

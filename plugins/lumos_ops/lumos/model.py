@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.lumos.config import N_SCALARS, ModelConfig
+from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig
 
 __all__ = ["MixtureParams", "LumosNet", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
 
@@ -60,6 +60,7 @@ class LumosNet(nn.Module):
     :class:`lumos_ops.lumos.config.Normalization` and :mod:`lumos_ops.lumos.preprocess`):
     images (B, 2, S, S) float, scalars (B, 4) float, band_epoch (B,) int64, and returns
     :class:`MixtureParams` in normalised flux units. ``sigma = softplus(raw) + sigma_floor``.
+    Scalars not listed in ``config.inputs`` are multiplied by zero.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -75,6 +76,8 @@ class LumosNet(nn.Module):
             ]
         self.features = nn.Sequential(*blocks)
         self.embedding = nn.Embedding(config.n_band_epochs, config.embedding_dim)
+        mask = torch.tensor([1.0 if name in config.inputs else 0.0 for name in SCALAR_NAMES])
+        self.register_buffer("scalar_mask", mask, persistent=False)
         n_in = config.channels[-1] * config.feature_side() ** 2 + N_SCALARS + config.embedding_dim
         layers: list[nn.Module] = []
         for n_out in config.hidden:
@@ -86,7 +89,7 @@ class LumosNet(nn.Module):
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
         x = self.features(images).flatten(1)
-        x = torch.cat([x, scalars.to(x.dtype), self.embedding(band_epoch).to(x.dtype)], dim=1)
+        x = torch.cat([x, (scalars * self.scalar_mask).to(x.dtype), self.embedding(band_epoch).to(x.dtype)], dim=1)
         out = self.head(self.hidden(x)).float()
         k = self.config.n_components
         log_alpha = F.log_softmax(out[:, :k], dim=1)

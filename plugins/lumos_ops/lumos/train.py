@@ -30,7 +30,7 @@ from lumos_ops import __version__
 from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.lumos.checkpoint import save_checkpoint
-from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.config import SCALAR_NAMES, Normalization
 from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models
 
@@ -69,6 +69,8 @@ class TrainConfig:
         Training stamps used to estimate the normalisation.
     num_threads : int or None
         ``torch.set_num_threads`` on CPU (None leaves torch's default).
+    drop_inputs : tuple of str
+        Scalar inputs to hide from the network (e.g. ``("i_auto",)``; see ``ModelConfig.inputs``).
     progress : bool
         tqdm progress bars.
     """
@@ -88,6 +90,7 @@ class TrainConfig:
     max_val: int | None = None
     norm_sample: int = 4096
     num_threads: int | None = None
+    drop_inputs: tuple[str, ...] = ()
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -101,6 +104,10 @@ class TrainConfig:
         if not 0 < self.lr_gamma <= 1:
             raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         object.__setattr__(self, "ccd_shape", tuple(int(v) for v in self.ccd_shape))
+        object.__setattr__(self, "drop_inputs", tuple(self.drop_inputs))
+        unknown = [v for v in self.drop_inputs if v not in SCALAR_NAMES]
+        if unknown:
+            raise LumosValueError(f"drop_inputs must name some of {SCALAR_NAMES}, got {unknown}")
 
 
 def infer_ccd_shape(training_set: str | os.PathLike[str]) -> tuple[int, int]:
@@ -268,7 +275,7 @@ def train(
 
     state_path = out / "train_state.pt"
     torch.manual_seed(config.seed)
-    net = get_model(config.arch).to(device)
+    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs)).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     history: list[dict[str, Any]] = []

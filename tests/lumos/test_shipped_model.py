@@ -1,0 +1,27 @@
+"""The shipped default model: present, verifiable, small, and usable through LumosMethod()."""
+
+import numpy as np
+from lumos_helpers import write_exposure
+
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.lumos.checkpoint import MODELS_DIR, SHIPPED_MODELS, load_checkpoint
+from lumos_ops.lumos.method import LumosMethod
+from lumos_ops.measure import prepare_targets
+
+
+def test_shipped_model_loads_and_is_small():
+    path = MODELS_DIR / SHIPPED_MODELS["default"]
+    assert path.stat().st_size <= 25 * 1024**2
+    loaded = load_checkpoint(None, device="cpu")  # verifies the SHA-256
+    assert loaded.arch == "fast"
+    assert loaded.metadata["n_train"] >= 10_000
+    assert loaded.normalization.ccd_shape == (2048, 2048)
+    assert (MODELS_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_default_method_measures_an_exposure(tmp_path):
+    path, catalog = write_exposure(tmp_path / "e.fits", seed=5)
+    ctx = prepare_targets(read_exposure(path), catalog)
+    frame = LumosMethod().measure(ctx)
+    assert len(frame) == len(catalog)
+    assert np.isfinite(frame["flux"]).all() and (frame["flux_err"] > 0).all()
