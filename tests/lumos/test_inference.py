@@ -81,3 +81,13 @@ def test_lumos_method_measures_every_target(checkpoint, exposure_and_catalog):
 def test_lumos_method_option_errors():
     with pytest.raises(ValueError, match="either"):
         LumosMethod(model="a", model_path="b")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(checkpoint):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    inputs, imag = _inputs(33)
+    cpu = predict_mixtures(load_checkpoint(checkpoint, device="cpu"), inputs, imag, batch_size=8)
+    gpu = predict_mixtures(load_checkpoint(checkpoint, device="cuda"), inputs, imag, batch_size=8)
+    np.testing.assert_allclose(gpu.mu, cpu.mu, rtol=1e-3, atol=1e-3)

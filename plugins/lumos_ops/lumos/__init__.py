@@ -9,10 +9,13 @@ Submodules (import the one you need; importing this package does not import torc
 * :mod:`~lumos_ops.lumos.mixture` -- statistics of Gaussian mixtures (eqs. 13-16, 19, 22);
 * :mod:`~lumos_ops.lumos.coadd` -- co-adds of point estimates (eq. 21) and of PDFs;
 * :mod:`~lumos_ops.lumos.checkpoint` -- versioned, verifiable checkpoints;
-* :mod:`~lumos_ops.lumos.data`, :mod:`~lumos_ops.lumos.train`, :mod:`~lumos_ops.lumos.transfer`
-  -- training on TEAHUPOO shards and unsupervised transfer learning on exposure pairs;
+* :mod:`~lumos_ops.lumos.data`, :mod:`~lumos_ops.lumos.train`, :mod:`~lumos_ops.lumos.transfer`,
+  :mod:`~lumos_ops.lumos.pairs` -- training on TEAHUPOO shards and unsupervised transfer learning
+  on pairs of exposures of the same galaxy;
+* :mod:`~lumos_ops.lumos.recipe` -- seeded end-to-end recipes (survey -> shards -> model);
 * :mod:`~lumos_ops.lumos.inference`, :mod:`~lumos_ops.lumos.method` -- batched inference and the
-  ``"lumos"`` photometry method.
+  ``"lumos"`` photometry method;
+* :mod:`~lumos_ops.lumos.validate` -- the validation report (``lumos validate``).
 """
 
 __all__: list[str] = []
