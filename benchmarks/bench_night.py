@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,10 @@ def _write_benchmark(engine, n_rows: int, *, lumos: bool) -> tuple[int, float]:
     return written, time.perf_counter() - start
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--galaxies", type=int, default=300)
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     night = "2016-02-08"
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the throwaway server on `timeout` / kill too
     work = Path(tempfile.mkdtemp(prefix="lumos-bench-"))
     home, store_dir = work / "airflow", work / "store"
     from lumos_ops.pipeline.local_postgres import LocalPostgres

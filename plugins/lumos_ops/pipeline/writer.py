@@ -1,9 +1,12 @@
 """Writes to the photometry database: runs, model versions, catalogue, exposures, measurements.
 
-Measurements of one exposure are written with ``COPY`` into a temporary staging table and moved
-into ``lumos.measurements`` by one ``INSERT ... ON CONFLICT DO UPDATE`` in the same transaction
-that marks the exposure done. A rerun therefore replaces rows instead of duplicating them, and a
-crash before the commit leaves nothing half-written. Every other statement is parameterised.
+Measurements of one exposure are written with ``COPY`` into a temporary staging table; one
+transaction then replaces the exposure's rows of those methods (``DELETE`` by primary-key prefix,
+``INSERT ... SELECT`` from the staging table) and marks the exposure done. A rerun therefore
+replaces rows instead of duplicating them (the primary key forbids duplicates anyway), readers see
+the old rows until the commit, and a crash before the commit leaves nothing half-written. The
+replace is an upsert without ``ON CONFLICT``: it also drops rows a rerun no longer produces and
+never depends on planner statistics of the freshly grown table. Every statement is parameterised.
 """
 
 from __future__ import annotations
@@ -329,7 +332,7 @@ def write_measurements(
     model_versions: Mapping[str, str],
     timings: Mapping[str, float] | None = None,
 ) -> int:
-    """Replace the measurements of one exposure and mark it done, atomically.
+    """Replace (upsert) the measurements of one exposure and mark it done, atomically.
 
     Parameters
     ----------
@@ -373,23 +376,17 @@ def write_measurements(
                 "mix_alpha real[], mix_mu real[], mix_sigma real[], extras jsonb) ON COMMIT DROP"
             ))
             _copy(conn, "lumos_measurement_staging", _STAGING_COLUMNS, frame)
+            conn.execute(
+                sa.text("DELETE FROM lumos.measurements WHERE exposure_id = :e AND method = ANY(:methods)"),
+                {"e": exposure_id, "methods": methods},
+            )
             columns = ", ".join(_STAGING_COLUMNS)
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("run_id", *_STAGING_COLUMNS[3:]))
             conn.execute(
                 sa.text(
                     f"INSERT INTO lumos.measurements (exposure_id, run_id, {columns}) "
-                    f"SELECT :e, :r, {columns} FROM lumos_measurement_staging "
-                    f"ON CONFLICT (exposure_id, ref_id, method, model_version) DO UPDATE SET {updates}"
+                    f"SELECT :e, :r, {columns} FROM lumos_measurement_staging"
                 ),
                 {"e": exposure_id, "r": run_id},
-            )
-            conn.execute(
-                sa.text(
-                    "DELETE FROM lumos.measurements AS m WHERE m.exposure_id = :e AND m.method = ANY(:methods) "
-                    "AND NOT EXISTS (SELECT 1 FROM lumos_measurement_staging AS s WHERE s.ref_id = m.ref_id "
-                    "AND s.method = m.method AND s.model_version = m.model_version)"
-                ),
-                {"e": exposure_id, "methods": methods},
             )
             conn.execute(
                 sa.text(
