@@ -1,0 +1,60 @@
+"""The thin Airflow layer: plugin, hooks, night resolution, and DAG wiring by settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from harness import env, load_dag
+
+from lumos_ops.exceptions import LumosValueError
+
+pytestmark = pytest.mark.airflow
+
+
+def test_night_resolution_and_plugin_macro():
+    from lumos_ops.airflow.night import lumos_night, resolve_night
+    from lumos_ops.airflow.plugin import LumosOpsPlugin
+
+    run_at = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.timezone.utc)
+    assert resolve_night(None, run_at) == "2026-11-20"
+    assert resolve_night("2026-01-05", run_at) == "2026-01-05"
+    with pytest.raises(LumosValueError):
+        resolve_night("yesterday", run_at)
+    assert LumosOpsPlugin.name == "lumos_ops" and lumos_night in LumosOpsPlugin.macros
+
+    class Run:
+        conf = {"night": "2026-02-03"}
+        logical_date = run_at
+        run_after = run_at
+
+    assert lumos_night(Run()) == "2026-02-03"
+
+
+def test_hooks_build_clients_from_connections_without_network():
+    from lumos_ops.airflow.hooks import LumosPostgresHook, LumosS3Hook
+
+    conn = json.dumps({"conn_type": "postgres", "host": "db.example.org", "port": 5432, "login": "pipeline",
+                       "password": "not-a-real-one", "schema": "lumos"})
+    s3 = json.dumps({"conn_type": "aws", "login": "k", "password": "s",
+                     "extra": {"endpoint_url": "http://minio:9000", "region_name": "us-east-1"}})
+    with env(AIRFLOW_CONN_LUMOS_DB=conn, AIRFLOW_CONN_LUMOS_S3=s3):
+        engine = LumosPostgresHook().get_lumos_engine()
+        assert engine.url.drivername == "postgresql+psycopg2" and engine.url.host == "db.example.org"
+        assert "not-a-real-one" not in repr(engine.url)
+        engine.dispose()
+        client = LumosS3Hook(max_attempts=4).get_conn()
+        assert client.meta.endpoint_url == "http://minio:9000"
+        assert client.meta.config.retries["total_max_attempts"] == 4
+
+
+def test_lumos_method_sends_mapped_tasks_to_the_gpu_queue_and_pool(airflow_db):
+    with env(LUMOS_METHODS="aperture,lumos", LUMOS_MODEL_VERSIONS="lumos=lumos-test", LUMOS_GPU_QUEUE="cuda",
+             LUMOS_GPU_POOL="gpus", LUMOS_SCHEDULE="none"):
+        dag, errors = load_dag()
+    assert errors == {}
+    process = dag.task_dict["process"]
+    assert (process.queue, process.pool) == ("cuda", "gpus")
+    assert dag.task_dict["plan"].queue == "default"
+    assert type(dag.timetable).__name__ == "NullTimetable"
