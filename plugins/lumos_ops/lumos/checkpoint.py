@@ -45,7 +45,7 @@ FORMAT_VERSION = 1
 MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
 """Directory of the weights shipped with the package."""
 
-SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v1.pt"}
+SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v1.pt", "fast-noimag": "lumos-fast-noimag-v1.pt"}
 """Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``."""
 
 
