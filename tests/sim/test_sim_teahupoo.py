@@ -204,3 +204,40 @@ def test_blended_neighbours(tmp_path, small_survey: SurveyManifest) -> None:
     np.testing.assert_allclose(light[bright], expected[bright], rtol=0.15)
     with pytest.raises(LumosValueError, match="neighbour_fraction"):
         TeahupooConfig(n_stamps=3, neighbour_fraction=1.5)
+
+
+def test_band_distribution_flux_is_independent_of_i_auto(tmp_path, small_survey: SurveyManifest) -> None:
+    from scipy.stats import spearmanr
+
+    from lumos_ops.constants import NJY_ZEROPOINT
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    config = TeahupooConfig(n_stamps=600, stamp_size=16, seed=4, flux_source="band_distribution")
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "bd")
+    meta = pd.read_parquet(tmp_path / "bd" / "meta.parquet")
+    assert config.flux_source is FluxSource.BAND_DISTRIBUTION
+    # The flux is the clipped band flux of another, independently drawn catalogue row.
+    assert (meta.flux_ref_id != meta.ref_id).mean() > 0.9
+    by_ref = catalog.set_index("ref_id")
+    njy = np.array([by_ref.at[r, f"flux_nJy_{b}"] for r, b in zip(meta.flux_ref_id, meta.band)])
+    expected = np.clip(njy * 10.0 ** (0.4 * (meta.zero_point - NJY_ZEROPOINT)), 0.0, 1000.0)
+    np.testing.assert_allclose(meta.flux, expected, rtol=1e-9)
+    rho_bd = spearmanr(meta.flux, meta.i_auto).statistic
+    assert abs(rho_bd) < 0.12, rho_bd
+    # Control: with the galaxy's own catalogue flux, flux and i_auto are strongly anti-correlated.
+    own = TeahupooConfig(n_stamps=600, stamp_size=16, seed=4, flux_source="catalog")
+    generate_training_set(own, small_survey.exposure_paths, catalog, tmp_path / "own")
+    meta_own = pd.read_parquet(tmp_path / "own" / "meta.parquet")
+    assert (meta_own.flux_ref_id == meta_own.ref_id).all()
+    assert spearmanr(meta_own.flux, meta_own.i_auto).statistic < -0.7
+
+
+def test_neighbour_catalog(tmp_path, small_survey: SurveyManifest) -> None:
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    bright = catalog.nsmallest(3, "i_auto")
+    config = TeahupooConfig(n_stamps=30, stamp_size=32, seed=1, neighbour_fraction=1.0, neighbour_distance=(0.0, 5.0))
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "nc", neighbour_catalog=bright)
+    meta = pd.read_parquet(tmp_path / "nc" / "meta.parquet")
+    assert set(meta.nbr_ref_id) <= set(bright.ref_id) and (meta.nbr_flux > 0).all()
+    with pytest.raises(CatalogError, match="neighbour catalogue has no rows"):
+        generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "x", neighbour_catalog=bright.iloc[:0])

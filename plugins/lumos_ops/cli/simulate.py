@@ -113,8 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--n-stamps", type=int, required=True, help="number of stamps")
     training.add_argument("--size", type=int, default=60, help="stamp side in pixels (default 60)")
     training.add_argument("--shard-size", type=int, default=4096, help="stamps per shard (default 4096)")
-    training.add_argument("--flux-source", default="auto", choices=("auto", "catalog", "flat_spectrum"),
-                          help="band flux from the catalogue's flux_nJy_<band> columns or a flat spectrum at i_auto")
+    training.add_argument("--flux-source", default="auto",
+                          choices=("auto", "catalog", "flat_spectrum", "band_distribution"),
+                          help="band flux from the catalogue row's flux_nJy_<band> column, a flat spectrum at i_auto, "
+                          "or band_distribution (paper §2.2): drawn independently of the galaxy from the "
+                          "catalogue's flux distribution in that band")
     training.add_argument("--edge-margin", type=int, help="min distance (px) of stamp centres from the CCD edge "
                           "(default size/2: stamps entirely on the CCD)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,

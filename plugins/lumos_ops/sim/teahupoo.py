@@ -2,7 +2,9 @@
 
 For every stamp: pick an exposure (any FITS following the header contract) and a random
 position on it, cut the background there, draw (r50, n, q, i_auto) jointly from a catalogue row,
-take the band flux of that galaxy (clipped to ``flux_range`` e-/s), render the Sersic profile
+take the band flux of that galaxy or, with ``FluxSource.BAND_DISTRIBUTION`` (the paper's recipe),
+an independent draw from the catalogue's flux distribution in that band (clipped to
+``flux_range`` e-/s), render the Sersic profile
 convolved with the exposure's Moffat PSF with a sub-pixel shift, add Poisson noise to the galaxy
 counts only (the background already carries every other noise) and store the noisy cutout with
 the unit-flux noiseless model. Output layout: ``docs/ARCHITECTURE.md`` (``lumos-teahupoo`` v1).
@@ -40,13 +42,14 @@ FORMAT_VERSION = 1
 META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
     "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
-    "ref_id", "zero_point", "flux_outside", "n_masked", "nbr_ref_id", "nbr_i_auto", "nbr_flux", "nbr_dx", "nbr_dy",
+    "ref_id", "zero_point", "flux_outside", "n_masked", "nbr_ref_id", "nbr_i_auto", "nbr_flux", "nbr_dx", "nbr_dy", "flux_ref_id",
 )
 """Columns of ``meta.parquet``: the ARCHITECTURE ones, then ``ref_id`` (catalogue row used),
 ``zero_point`` (of the source exposure, NaN if none), ``flux_outside`` (fraction of the model
 outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the added neighbour:
 ``nbr_ref_id`` (-1 when none), ``nbr_i_auto``, ``nbr_flux`` (e-/s, 0 when none), ``nbr_dx``,
-``nbr_dy`` (its offset from the target, pixels; NaN when none)."""
+``nbr_dy`` (its offset from the target, pixels; NaN when none), ``flux_ref_id`` (the catalogue row
+whose band flux was used: ``ref_id`` itself except with ``FluxSource.BAND_DISTRIBUTION``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +79,8 @@ class TrainingSetManifest:
 
 def _band_njy(catalog: pd.DataFrame, band: str, rows: np.ndarray, source: FluxSource) -> np.ndarray:
     column = f"flux_nJy_{band}"
-    if source is FluxSource.CATALOG or (source is FluxSource.AUTO and column in catalog.columns):
+    explicit = source in (FluxSource.CATALOG, FluxSource.BAND_DISTRIBUTION)
+    if explicit or (source is FluxSource.AUTO and column in catalog.columns):
         if column not in catalog.columns:
             raise CatalogError(
                 f"the catalogue has no {column} column; use flux_source='flat_spectrum' or add the band fluxes (nJy)"
@@ -152,6 +156,7 @@ def generate_training_set(
     catalog: pd.DataFrame,
     out_dir: str | os.PathLike[str],
     *,
+    neighbour_catalog: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> TrainingSetManifest:
     """Generate TEAHUPOO stamps.
@@ -167,6 +172,10 @@ def generate_training_set(
         :func:`lumos_ops.io.catalog.validate_catalog`); optional ``flux_nJy_<band>`` columns.
     out_dir : path-like
         Output directory (created; files of the same names are overwritten).
+    neighbour_catalog : pandas.DataFrame or None, keyword-only
+        Catalogue the added neighbours (``config.neighbour_fraction``) are drawn from, with their
+        own band flux (``flux_nJy_<band>``, or a flat spectrum at their ``i_auto``); None = ``catalog``.
+        E.g. the paper's Fig. 8 test: targets at i = 22 with neighbours at i = 20.
     progress : bool, keyword-only
         tqdm progress bar over stamps.
 
@@ -175,7 +184,8 @@ def generate_training_set(
     TrainingSetManifest
     """
     with torch_threads(config.threads):
-        return _generate(config, exposure_paths, catalog, out_dir, progress=progress)
+        return _generate(config, exposure_paths, catalog, out_dir, neighbour_catalog=neighbour_catalog,
+                         progress=progress)
 
 
 def _generate(
@@ -184,6 +194,7 @@ def _generate(
     catalog: pd.DataFrame,
     out_dir: str | os.PathLike[str],
     *,
+    neighbour_catalog: pd.DataFrame | None,
     progress: bool,
 ) -> TrainingSetManifest:
     from tqdm.auto import tqdm
@@ -197,10 +208,18 @@ def _generate(
     catalog = validate_catalog(catalog, source="training-set catalogue")
     if len(catalog) == 0:
         raise CatalogError("the training-set catalogue has no rows")
-    if config.flux_source is FluxSource.CATALOG:
+    if neighbour_catalog is None:
+        nbr_catalog = catalog
+    else:
+        nbr_catalog = validate_catalog(neighbour_catalog, source="neighbour catalogue")
+        if len(nbr_catalog) == 0:
+            raise CatalogError("the neighbour catalogue has no rows; give at least one galaxy or None")
+    if config.flux_source in (FluxSource.CATALOG, FluxSource.BAND_DISTRIBUTION):
         missing = [c for c in njy_columns() if c not in catalog.columns]
         if len(missing) == len(NB_BANDS):
-            raise CatalogError("flux_source='catalog' but the catalogue has no flux_nJy_<band> columns")
+            raise CatalogError(
+                f"flux_source={config.flux_source.value!r} but the catalogue has no flux_nJy_<band> columns"
+            )
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -223,12 +242,17 @@ def _generate(
         np.searchsorted(np.cumsum(config.split_fractions)[:-1], rng.uniform(size=n), side="right")
     ]
     has_nbr = rng.uniform(size=n) < config.neighbour_fraction
-    nbr_rows = rng.integers(0, len(catalog), size=n)
+    nbr_rows = rng.integers(0, len(nbr_catalog), size=n)
     nbr_distance = rng.uniform(*config.neighbour_distance, size=n)
     nbr_angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
     nbr_pa = rng.uniform(0.0, 180.0, size=n)
     nbr_dx = np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan)
     nbr_dy = np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan)
+    if config.flux_source is FluxSource.BAND_DISTRIBUTION:
+        flux_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 12]))
+        flux_rows = flux_rng.integers(0, len(catalog), size=n)
+    else:
+        flux_rows = rows
     r50 = catalog["r50"].to_numpy(np.float64)[rows]
     sersic_n = np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE)
     q = np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0)
@@ -260,11 +284,12 @@ def _generate(
         "zero_point": np.zeros(n),
         "flux_outside": np.zeros(n),
         "n_masked": np.zeros(n, dtype=np.int64),
-        "nbr_ref_id": np.where(has_nbr, catalog["ref_id"].to_numpy(np.int64)[nbr_rows], -1),
-        "nbr_i_auto": np.where(has_nbr, catalog["i_auto"].to_numpy(np.float64)[nbr_rows], np.nan),
+        "nbr_ref_id": np.where(has_nbr, nbr_catalog["ref_id"].to_numpy(np.int64)[nbr_rows], -1),
+        "nbr_i_auto": np.where(has_nbr, nbr_catalog["i_auto"].to_numpy(np.float64)[nbr_rows], np.nan),
         "nbr_flux": np.zeros(n),
         "nbr_dx": nbr_dx,
         "nbr_dy": nbr_dy,
+        "flux_ref_id": catalog["ref_id"].to_numpy(np.int64)[flux_rows],
     }
     shards = _open_shards(out, config)
     bar = tqdm(total=n, desc="training set", unit="stamp", disable=not progress)
@@ -283,7 +308,7 @@ def _generate(
         cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
         cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
         beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
-        flux, zero_point = _stamp_fluxes(exposure, _band_njy(catalog, exposure.band, rows[ids], config.flux_source),
+        flux, zero_point = _stamp_fluxes(exposure, _band_njy(catalog, exposure.band, flux_rows[ids], config.flux_source),
                                          config.flux_range)
         meta["band"][ids] = exposure.band
         meta["epoch"][ids] = exposure.epoch
@@ -296,8 +321,9 @@ def _generate(
         meta["psf_fwhm"][ids] = exposure.psf_fwhm
         meta["psf_beta"][ids] = beta
         meta["zero_point"][ids] = zero_point
+        nbr_source = FluxSource.AUTO if config.flux_source is FluxSource.BAND_DISTRIBUTION else config.flux_source
         nbr_flux, _ = _stamp_fluxes(
-            exposure, _band_njy(catalog, exposure.band, nbr_rows[ids], config.flux_source), config.flux_range
+            exposure, _band_njy(nbr_catalog, exposure.band, nbr_rows[ids], nbr_source), config.flux_range
         )
         meta["nbr_flux"][ids] = np.where(has_nbr[ids], nbr_flux, 0.0)
         for lo in range(0, len(ids), config.batch_size):
@@ -310,7 +336,7 @@ def _generate(
             )
             model = np.asarray(rendered.images, dtype=np.float64)
             counts = model * (flux[part] * exposure.exptime)[:, None, None]
-            counts += _neighbours(sel, meta, nbr_rows, nbr_pa, catalog, exposure, beta, config) * exposure.exptime
+            counts += _neighbours(sel, meta, nbr_rows, nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
             noisy = local.poisson(np.clip(counts, 0.0, None)) / exposure.exptime
             background = cut_stamps(exposure.data, cx[part], cy[part], size=size).data
             meta["flux_outside"][sel] = rendered.flux_outside

@@ -22,13 +22,19 @@ class FluxSource(str, enum.Enum):
 
     ``AUTO``: the catalogue row's ``flux_nJy_<band>`` column when the catalogue has it, else
     ``FLAT_SPECTRUM``. ``CATALOG``: that column (an error when missing). ``FLAT_SPECTRUM``: a
-    constant-f_nu spectrum normalised to the row's ``i_auto``. The flux density (nJy) becomes
-    e-/s with the exposure's ``ZP`` (or the band's nominal zero point when the header has none).
+    constant-f_nu spectrum normalised to the row's ``i_auto``. ``BAND_DISTRIBUTION`` (paper §2.2,
+    "we independently sample the galaxy flux from forty flux distributions, one per NB filter"):
+    the ``flux_nJy_<band>`` value of *another*, independently drawn catalogue row, i.e. a draw from
+    the catalogue's per-band flux distribution that is independent of the galaxy's shape and
+    ``i_auto``, so a network cannot predict the flux from ``i_auto`` and must read the pixels.
+    The flux density (nJy) becomes e-/s with the exposure's ``ZP`` (or the band's nominal zero
+    point when the header has none) and is clipped to ``flux_range``.
     """
 
     AUTO = "auto"
     CATALOG = "catalog"
     FLAT_SPECTRUM = "flat_spectrum"
+    BAND_DISTRIBUTION = "band_distribution"
 
 
 @dataclasses.dataclass(frozen=True)
