@@ -43,6 +43,9 @@ GROUP BY e.night;
 GRANT USAGE ON SCHEMA lumos TO lumos_writer, lumos_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA lumos TO lumos_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA lumos TO lumos_writer;
+-- provenance is append-only for the pipeline: measurements refer to runs and model versions
+REVOKE DELETE ON lumos.pipeline_runs, lumos.model_versions, lumos.schema_migrations FROM lumos_writer;
+REVOKE INSERT, UPDATE ON lumos.schema_migrations FROM lumos_writer;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA lumos TO lumos_writer;
 ALTER DEFAULT PRIVILEGES IN SCHEMA lumos GRANT SELECT ON TABLES TO lumos_reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA lumos GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO lumos_writer;

@@ -65,6 +65,8 @@ def test_roles_views_and_read_only_reader(engine):
         conn.execute(sa.text("SET ROLE lumos_writer"))
         conn.execute(sa.text("INSERT INTO lumos.model_versions (model_version, method, kind) "
                              "VALUES ('x-1', 'x', 'classical')"))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):  # provenance is append-only
+            conn.execute(sa.text("DELETE FROM lumos.model_versions"))
         conn.rollback()
 
 

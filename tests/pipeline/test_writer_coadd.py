@@ -61,9 +61,18 @@ def test_failed_write_leaves_nothing_half_written(engine):
     run_id, (eid, *_) = _setup(engine)
     write_measurements(engine, _table(5), exposure_id=eid, run_id=run_id, meta=_meta(),
                        model_versions={"aperture": "aperture-1"})
-    with pytest.raises(DatabaseError, match="rolled back"):  # unregistered model version: FK violation after COPY
-        write_measurements(engine, _table(7, seed=3), exposure_id=eid, run_id=run_id, meta=_meta(zp=20.0),
+    bad_meta = ExposureMeta(band="NB685", epoch=40000, exptime=90.0, psf_fwhm=1.0, zero_point=20.0, mjd=None,
+                            nan_fraction=0.0)
+    with pytest.raises(DatabaseError, match="rolled back"):  # the last statement (smallint overflow) fails
+        write_measurements(engine, _table(7, seed=3), exposure_id=eid, run_id=run_id, meta=bad_meta,
+                           model_versions={"aperture": "aperture-1"})
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == 5
+    with pytest.raises(DatabaseError, match="not registered"):
+        write_measurements(engine, _table(7, seed=3), exposure_id=eid, run_id=run_id, meta=_meta(),
                            model_versions={"aperture": "aperture-99"})
+    with pytest.raises(DatabaseError, match="run_id=999"):
+        write_measurements(engine, _table(7, seed=3), exposure_id=eid, run_id=999, meta=_meta(),
+                           model_versions={"aperture": "aperture-1"})
     assert _count(engine, "SELECT count(*) FROM lumos.measurements") == 5
     assert _count(engine, "SELECT zero_point FROM lumos.exposures WHERE exposure_id = :e", e=eid) == 25.0
     with pytest.raises(LumosValueError, match="repeats ref_id"):

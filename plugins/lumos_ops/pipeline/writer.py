@@ -138,8 +138,16 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
 
 
 def _copy(conn: sa.Connection, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, na_rep="")
+    """``COPY table (columns) FROM STDIN`` of ``frame`` as CSV written by pyarrow (NaN/None -> NULL)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_pandas(frame[list(columns)], preserve_index=False),
+        buffer,
+        write_options=pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+    )
     buffer.seek(0)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -322,6 +330,19 @@ def _staging_frame(table: pd.DataFrame, *, band: str, model_versions: Mapping[st
     return frame[list(_STAGING_COLUMNS)]
 
 
+def _check_references(conn: sa.Connection, *, run_id: int, versions: Sequence[str]) -> None:
+    """The run and model versions a write refers to must exist (checked once per write instead of a
+    per-row foreign-key trigger; the writer role cannot delete runs or model versions)."""
+    if not conn.execute(sa.text("SELECT 1 FROM lumos.pipeline_runs WHERE run_id = :r"), {"r": run_id}).scalar():
+        raise DatabaseError(f"run_id={run_id} is not in lumos.pipeline_runs; start the run first")
+    known = set(conn.execute(sa.text("SELECT model_version FROM lumos.model_versions "
+                                     "WHERE model_version = ANY(:v)"), {"v": list(versions)}).scalars())
+    missing = sorted(set(versions) - known)
+    if missing:
+        raise DatabaseError(f"model version(s) {missing} are not registered in lumos.model_versions; "
+                            "register them (register_model_versions) before writing")
+
+
 def write_measurements(
     engine: sa.Engine,
     table: pd.DataFrame,
@@ -368,8 +389,10 @@ def write_measurements(
     frame = _staging_frame(table, band=meta.band, model_versions=model_versions)
     methods = sorted(set(frame["method"])) or sorted(model_versions)
     timings = dict(timings or {})
+    versions = sorted(set(frame["model_version"]))
     try:
         with engine.begin() as conn:
+            _check_references(conn, run_id=run_id, versions=versions)
             conn.execute(sa.text(
                 "CREATE TEMP TABLE lumos_measurement_staging (ref_id bigint, method text, model_version text, "
                 "band text, x real, y real, flux double precision, flux_err double precision, flag integer, "
