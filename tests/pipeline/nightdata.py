@@ -8,7 +8,6 @@ sky with Gaussian noise; headers follow the exposure contract. Bad inputs are wr
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
