@@ -47,9 +47,15 @@ def test_make_pairs_needs_distinct_exposures():
 
 def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
     paths, _, catalog_path = survey
-    config = ValidateConfig(split="val", baselines=("aperture",), device="cpu", progress=False)
+    config = ValidateConfig(split="val", baselines=("aperture",), device="cpu", progress=False, min_stamps=0,
+                            deblend_stamps=0, no_ccd_model=str(checkpoint))
     report = validate(checkpoint, tiny_training_set, tmp_path, config, pairs_from=(paths, catalog_path))
     assert report["summary"]["n_stamps"] == 24
+    assert "prior_only" in report["methods"]["overall"]
+    assert report["pit_without_ccd"]["pit_ks_distance"] == pytest.approx(report["summary"]["pit_ks_distance"])
+    assert [t["name"] for t in report["targets"]][-1].startswith("deblending")
+    assert report["targets"][-1]["met"] is None  # deblending not run
+    assert 0.0 <= report["summary"]["pit_ks_distance"] <= 1.0
     assert report["missing_baselines"] == ["aperture"]  # 60 px stamps cannot hold the annulus
     assert sum(report["pit_hist"]) == 24
     assert report["pairs"]["n_pairs"] == 23
@@ -60,9 +66,13 @@ def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
 
 def test_cli_validate_and_errors(checkpoint, tiny_training_set, tmp_path, capsys):
     code = main(["validate", "--model", str(checkpoint), "--test-set", str(tiny_training_set), "--split", "val",
-                 "--baselines", "--device", "cpu", "--out", str(tmp_path), "-q"])
+                 "--baselines", "--device", "cpu", "--out", str(tmp_path), "--min-stamps", "0", "-q"])
     assert code == 0
-    assert '"n_stamps": 24' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert '"n_stamps": 24' in printed and "PIT KS distance from uniform" in printed
+    assert main(["validate", "--model", str(checkpoint), "--test-set", str(tiny_training_set), "--device", "cpu",
+                 "--out", str(tmp_path), "-q"]) == 2
+    assert "needs >= 10000" in capsys.readouterr().err
     assert main(["validate", "--model", str(tmp_path / "missing.pt"), "--test-set", str(tiny_training_set),
                  "--out", str(tmp_path), "-q"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err

@@ -78,15 +78,22 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.lumos.targets import format_targets
     from lumos_ops.lumos.validate import ValidateConfig, validate
 
     config = ValidateConfig(
-        baselines=tuple(args.baselines), split=args.split, max_stamps=args.max_stamps,
+        baselines=tuple(args.baselines), split=args.split, max_stamps=args.max_stamps, min_stamps=args.min_stamps,
+        binning=args.binning, no_ccd_model=args.no_ccd_model, deblend_stamps=args.deblend_stamps, seed=args.seed,
         batch_size=args.batch_size, device=args.device, progress=not args.quiet,
     )
+    if bool(args.exposures) != bool(args.catalog):
+        raise LumosValueError("give --exposures and --catalog together (survey pairs and deblending stamps)")
     survey = (_exposure_paths(args.exposures), args.catalog) if args.exposures else None
     report = validate(args.model, args.test_set, args.out, config, pairs_from=survey)
     print(json.dumps(report["summary"], indent=2))
+    print(f"issue targets ({report['test_set_fluxes']} fluxes, bins in {report['binning']}):")
+    print(format_targets(report["targets"]))
     return 0
 
 
@@ -142,11 +149,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Bias/sigma68 per i_auto bin vs baselines, PIT, coverage, D width.")
     v.add_argument("--model", help="checkpoint (default: the shipped model)")
     v.add_argument("--test-set", required=True, help="TEAHUPOO directory; stamps >= 93 px also feed the baselines")
-    v.add_argument("--split", default="test", help="split of the set to use ('all' for every stamp)")
+    v.add_argument("--split", default="all", help="split of the set to use (default 'all': a held-out set)")
     v.add_argument("--max-stamps", type=int, help="use at most N stamps")
+    v.add_argument("--min-stamps", type=int, default=10_000,
+                   help="refuse fewer stamps (default 10000, the issue's minimum for evidence)")
+    v.add_argument("--binning", default="auto", choices=("auto", "i_auto", "band_mag"),
+                   help="magnitude of the bins (auto: band_mag for band_distribution test sets, else i_auto)")
+    v.add_argument("--no-ccd-model", help="checkpoint trained with --drop-input ccd_x ccd_y: PIT without CCD position")
+    v.add_argument("--deblend-stamps", type=int, default=4000,
+                   help="stamps of the i=22 target / i=20 neighbour test (needs --exposures; 0 = skip)")
+    v.add_argument("--seed", type=int, default=5, help="seed of the deblending stamps")
     v.add_argument("--baselines", nargs="*", default=["aperture", "optimal"],
                    help="classical methods to compare with (aperture, optimal, modelfit)")
-    v.add_argument("--exposures", help="survey exposures for the D-statistic test (with --catalog)")
+    v.add_argument("--exposures", help="survey exposures for the D-statistic and deblending tests (with --catalog)")
     v.add_argument("--catalog", help="catalogue of --exposures")
     v.add_argument("--batch-size", type=int, default=1024)
     v.add_argument("--device")
