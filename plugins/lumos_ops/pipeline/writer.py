@@ -259,10 +259,13 @@ def _mixture_arrays(table: pd.DataFrame) -> dict[str, list[str | None]]:
                       key=lambda c: int(c[len(short) + 1:]))
         if wide:
             block = table[wide].to_numpy(dtype=np.float64)
-            rows = []
-            for values in block:
-                rows.append(None if np.isnan(values).all() else _array_literal(values))
-            out[column] = rows
+            text = pd.DataFrame(block).astype(str)  # shortest round-trip repr, 'nan' for NaN
+            joined = text.iloc[:, 0]
+            for k in range(1, block.shape[1]):
+                joined = joined + "," + text.iloc[:, k]
+            literals = ("{" + joined + "}").to_numpy(dtype=object)
+            literals[np.isnan(block).all(axis=1)] = None
+            out[column] = list(literals)
         else:
             out[column] = [None] * len(table)
     return out
