@@ -71,3 +71,25 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert NIGHT in capsys.readouterr().out
     assert main(["db", "query", "night_summary"]) == 2
     assert "needs parameter(s) limit" in capsys.readouterr().err
+
+
+def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path):
+    from lumos_ops.pipeline.coadd import coadd_night
+    from lumos_ops.pipeline.night import plan_night, process_exposure
+
+    store = LocalObjectStore(tmp_path / "store")
+    catalog = make_catalog(6)
+    write_catalog(store.put_bytes, catalog)
+    write_night(store.put_bytes, NIGHT, n_exposures=2, n_ccds=1, catalog=catalog)
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
+                         model_versions={"lumos": "lumos-default"}, measure_options={"model": "default"})
+    plan = plan_night(engine, store, config, night=NIGHT, dag_run_id="cli-lumos")
+    for task in plan.tasks:
+        assert process_exposure(engine, store, config, task).n_measurements == 6
+    summary = coadd_night(engine, night=NIGHT, run_id=plan.run_id)
+    assert summary.pdf_coadds == 6
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.measurements WHERE cardinality(mix_alpha) = 5 "
+                                    "AND model_version = 'lumos-default'")).scalar() == 12
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE sigma68_njy > 0 AND n_used = 2 "
+                                    "AND eta IS NOT NULL")).scalar() == 6

@@ -100,7 +100,7 @@ def test_mixture_components_and_extras_are_stored(engine):
         assert len(row.mix_alpha) == len(row.mix_sigma) == 5
         assert row.extras == {"truncated": True, "sigma68": 1.0}
         assert conn.execute(sa.text("SELECT extras FROM lumos.measurements WHERE ref_id = 1")).scalar() == {
-            "truncated": False, "sigma68": None}
+            "truncated": False}
 
 
 def test_coadd_is_equation_21_in_njy_and_partial_after_failures(engine):

@@ -285,7 +285,8 @@ def _extras(table: pd.DataFrame, mixture_sources: set[str]) -> list[str | None]:
         elif isinstance(given, str) and given:
             merged.update(json.loads(given))
         merged.update(more)
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in merged.items()}
+        clean = {k: v for k, v in merged.items()  # NaN / None: the method has no such value for this row
+                 if v is not None and not (isinstance(v, (float, np.floating)) and not math.isfinite(v))}
         out.append(json.dumps(clean, default=_json_default, sort_keys=True) if clean else None)
     return out
 
