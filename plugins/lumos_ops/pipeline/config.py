@@ -67,6 +67,9 @@ class NightConfig:
         S3-compatible endpoint and region (ignored for local stores).
     measure_options : mapping
         Extra keyword arguments for ``measure_exposure`` (JSON-serialisable).
+    threads : int
+        torch CPU threads while measuring one exposure (default 1: workers run several tasks at
+        once, and oversubscribed threads made measuring ~10x slower on a loaded 2-core machine).
     """
 
     store_url: str
@@ -80,8 +83,11 @@ class NightConfig:
     endpoint_url: str | None = None
     region: str | None = None
     measure_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.threads, int) and self.threads >= 1):
+            raise LumosValueError(f"threads={self.threads!r} must be an integer >= 1")
         if not self.store_url:
             raise LumosValueError("store_url is empty: give a directory, file:///dir or s3://bucket/prefix")
         KeyTemplate(self.key_template)
@@ -148,6 +154,7 @@ ENV_VARS: dict[str, str] = {
     "model_versions": "LUMOS_MODEL_VERSIONS",
     "max_nan_fraction": "LUMOS_MAX_NAN_FRACTION",
     "cache_dir": "LUMOS_CACHE_DIR",
+    "threads": "LUMOS_THREADS",
     "endpoint_url": "LUMOS_S3_ENDPOINT_URL",
     "region": "LUMOS_S3_REGION",
     "schedule": "LUMOS_SCHEDULE",
@@ -220,6 +227,8 @@ class PipelineSettings:
             night_kwargs["methods"] = tuple(m.strip() for m in get("methods").split(",") if m.strip())
         if get("model_versions"):
             night_kwargs["model_versions"] = _parse_mapping(get("model_versions"), name=ENV_VARS["model_versions"])
+        if get("threads"):
+            night_kwargs["threads"] = int(_number(get("threads"), ENV_VARS["threads"]))
         if get("max_nan_fraction"):
             night_kwargs["max_nan_fraction"] = _number(get("max_nan_fraction"), ENV_VARS["max_nan_fraction"])
         kwargs: dict[str, Any] = {"night": NightConfig(**night_kwargs)}

@@ -38,6 +38,7 @@ from lumos_ops.pipeline.writer import (
     start_run,
     write_measurements,
 )
+from lumos_ops.sim.threads import torch_threads
 
 __all__ = [
     "code_version",
@@ -217,7 +218,8 @@ def process_exposure(
         exposure = read_exposure(path)
         _validate(exposure, task, config)
         catalog = _catalog(str(catalog_path), catalog_info.checksum)
-        table = measure(exposure, catalog, methods=config.methods, **dict(config.measure_options))
+        with torch_threads(config.threads):
+            table = measure(exposure, catalog, methods=config.methods, **dict(config.measure_options))
         timings["measure_s"] = time.perf_counter() - start
         start = time.perf_counter()
         meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,
