@@ -46,8 +46,10 @@ def test_settings_from_env_and_validation():
     assert settings.night.needs_gpu and settings.schedule is None and settings.gpu_queue == "cuda"
     assert settings.night.key_template == DEFAULT_KEY_TEMPLATE
     assert NightConfig.from_dict(settings.night.to_dict()) == settings.night
-    with pytest.raises(LumosValueError, match="checkpoint"):
-        NightConfig(store_url="/tmp/x", methods=("lumos",))
+    shipped = NightConfig(store_url="/tmp/x", methods=("lumos",))
+    assert shipped.model_version("lumos").startswith("lumos-") and shipped.model_version("aperture") == "aperture-1"
+    with pytest.raises(LumosValueError, match="checkpoint 'my.pt': give its version"):
+        NightConfig(store_url="/tmp/x", methods=("lumos",), measure_options={"model": "my.pt"})
     with pytest.raises(LumosValueError, match="max_nan_fraction"):
         NightConfig(store_url="/tmp/x", max_nan_fraction=2.0)
     with pytest.raises(LumosValueError, match="methods"):

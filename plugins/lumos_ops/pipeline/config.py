@@ -57,8 +57,9 @@ class NightConfig:
     methods : tuple of str
         Photometry methods passed to ``lumos_ops.measure.measure_exposure``.
     model_versions : mapping of str to str
-        Version recorded for each method; classical methods default to ``"<method>-1"``, LUMOS
-        needs the checkpoint's version.
+        Version recorded for each method; classical methods default to ``"<method>-1"``, LUMOS to
+        the shipped default checkpoint's name; a LUMOS checkpoint given in ``measure_options``
+        needs its version here.
     max_nan_fraction : float
         An exposure with a larger fraction of NaN pixels fails validation (0-1).
     cache_dir : str or None
@@ -102,18 +103,28 @@ class NightConfig:
         if len(set(self.methods)) != len(self.methods):
             raise LumosValueError(f"methods={self.methods}: a method is listed twice")
         for method in self.methods:
-            if method in LUMOS_METHODS and method not in self.model_versions:
+            if method in LUMOS_METHODS and method not in self.model_versions and "model" in self.measure_options:
                 raise LumosValueError(
-                    f"model_versions: method {method!r} needs the version of its checkpoint, e.g. "
-                    f"model_versions={{'{method}': 'lumos-2026.11'}}"
+                    f"model_versions: method {method!r} runs the checkpoint {self.measure_options['model']!r}: "
+                    f"give its version, e.g. model_versions={{'{method}': 'lumos-2026.11'}}"
                 )
         object.__setattr__(self, "model_versions", dict(self.model_versions))
         if not 0.0 <= self.max_nan_fraction <= 1.0:
             raise LumosValueError(f"max_nan_fraction={self.max_nan_fraction} must be within [0, 1]")
 
     def model_version(self, method: str) -> str:
-        """Version recorded with the measurements of ``method``."""
-        return self.model_versions.get(method, default_model_version(method))
+        """Version recorded with the measurements of ``method``.
+
+        LUMOS without a configured version runs the shipped default checkpoint and records its
+        name (e.g. ``"lumos-fast-v2"``); that module is imported only here, when a task runs.
+        """
+        if method in self.model_versions:
+            return self.model_versions[method]
+        if method in LUMOS_METHODS:
+            from lumos_ops.lumos.checkpoint import SHIPPED_MODELS
+
+            return os.path.splitext(SHIPPED_MODELS["default"])[0]
+        return default_model_version(method)
 
     @property
     def needs_gpu(self) -> bool:

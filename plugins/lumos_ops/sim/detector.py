@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from lumos_ops.constants import NB_BANDS
+from lumos_ops.constants import CCD_SHAPE, NB_BANDS
 
 __all__ = [
     "scattered_light",
@@ -41,17 +41,22 @@ def scattered_light(
     off the filter edge) is fixed per (band, epoch, CCD); epoch 0, before the baffles, is about
     three times stronger. The amplitude varies by +-20 % from exposure to exposure.
 
+    The pattern lives on the physical PAUCam CCD (``CCD_SHAPE`` pixels): a smaller simulated CCD is
+    the central ``shape`` window of it, so the background gradient per pixel stays realistic
+    instead of growing as the CCD shrinks.
+
     Returns
     -------
     ndarray, shape (ny, nx), float64
         Non-negative fraction to multiply by the sky level (typically 0.05-0.6 at the edges).
     """
     ny, nx = shape
+    full_ny, full_nx = CCD_SHAPE
     rng = _camera_rng(seed, NB_BANDS.index(band), epoch, ccd)
     strength = (0.45 if epoch == 0 else 0.15) * rng.uniform(0.5, 1.0)
     strength *= math.exp(0.2 * exposure_rng.normal())
-    y = (np.arange(ny, dtype=np.float64) + 0.5) / ny
-    x = (np.arange(nx, dtype=np.float64) + 0.5) / nx
+    y = (np.arange(ny, dtype=np.float64) + 0.5 + (full_ny - ny) / 2) / full_ny
+    x = (np.arange(nx, dtype=np.float64) + 0.5 + (full_nx - nx) / 2) / full_nx
     length = rng.uniform(0.08, 0.2)
     edge = int(rng.integers(4))
     coordinate = (x, 1.0 - x, y, 1.0 - y)[edge]
@@ -61,7 +66,7 @@ def scattered_light(
     gradient_y = 0.3 * math.sin(theta) * (y - 0.5)
     cx, cy = rng.uniform(-0.3, 1.3, size=2)
     radius, width = rng.uniform(0.5, 0.9), rng.uniform(0.05, 0.12)
-    r = np.hypot(x[None, :] - cx, (y[:, None] - cy) * ny / max(nx, ny) * 2.0)
+    r = np.hypot(x[None, :] - cx, (y[:, None] - cy) * full_ny / max(full_nx, full_ny) * 2.0)
     arc = 0.5 * np.exp(-0.5 * ((r - radius) / width) ** 2)
     if edge < 2:
         pattern = glow[None, :] + arc
