@@ -6,7 +6,6 @@ before any test module imports it.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import subprocess
@@ -58,16 +57,3 @@ def postgres():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto's S3 server on a free loopback port; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    from lumos_ops.pipeline.local_postgres import free_port
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()

@@ -34,12 +34,12 @@ N_SOURCES = 10
 
 
 @pytest.fixture(scope="module")
-def stack(airflow_db, postgres, s3_endpoint, tmp_path_factory):
+def stack(airflow_db, postgres, s3_server, tmp_path_factory):
     """Photometry schema, a bucket with a catalogue, and the Airflow connections in the environment."""
     url = postgres.create_database("nightly")
     engine = make_engine(url)
     upgrade(engine)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     client.create_bucket(Bucket="survey")
     catalog = make_catalog(N_SOURCES)
 
@@ -47,7 +47,7 @@ def stack(airflow_db, postgres, s3_endpoint, tmp_path_factory):
         client.put_object(Bucket="survey", Key=f"paus/{key}", Body=data)
 
     write_catalog(put, catalog)
-    with env(AIRFLOW_CONN_LUMOS_DB=postgres_conn(url), AIRFLOW_CONN_LUMOS_S3=s3_conn(s3_endpoint),
+    with env(AIRFLOW_CONN_LUMOS_DB=postgres_conn(url), AIRFLOW_CONN_LUMOS_S3=s3_conn(s3_server),
              LUMOS_STORE_URL="s3://survey/paus", LUMOS_METHODS="aperture"):
         yield {"engine": engine, "client": client, "put": put, "catalog": catalog}
     engine.dispose()

@@ -4,7 +4,6 @@ database per test) and moto's S3 server."""
 from __future__ import annotations
 
 import itertools
-import logging
 
 import pytest
 
@@ -38,27 +37,3 @@ def engine(db_url):
     eng.dispose()
 
 
-@pytest.fixture(scope="session")
-def s3_server(monkeypatch_session_env):
-    """moto's S3 server (real HTTP) on a free loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    from lumos_ops.pipeline.local_postgres import free_port
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def monkeypatch_session_env():
-    """Dummy AWS credentials for moto (restored afterwards)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    yield
-    mp.undo()
