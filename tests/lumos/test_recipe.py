@@ -19,3 +19,16 @@ def test_recipe_configs_are_valid(name):
 def test_unknown_recipe(tmp_path):
     with pytest.raises(LumosValueError, match="unknown recipe"):
         run_recipe("nope", tmp_path)
+
+
+def test_default_recipe_is_the_shipped_model():
+    import json
+
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    recipe = RECIPES["default"]
+    assert recipe.teahupoo["flux_source"] == "band_distribution"  # paper §2.2: fluxes independent of i_auto
+    shipped = load_checkpoint(None, device="cpu").metadata["recipe"]
+    assert shipped["name"] == "default"
+    plain = json.loads(json.dumps({"survey": recipe.survey, "teahupoo": recipe.teahupoo, "train": recipe.train}))
+    assert {k: shipped[k] for k in plain} == plain

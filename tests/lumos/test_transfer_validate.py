@@ -48,13 +48,16 @@ def test_make_pairs_needs_distinct_exposures():
 def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
     paths, _, catalog_path = survey
     config = ValidateConfig(split="val", baselines=("aperture",), device="cpu", progress=False, min_stamps=0,
-                            deblend_stamps=0, no_ccd_model=str(checkpoint))
+                            deblend_stamps=12, no_ccd_model=str(checkpoint))
     report = validate(checkpoint, tiny_training_set, tmp_path, config, pairs_from=(paths, catalog_path))
     assert report["summary"]["n_stamps"] == 24
     assert "prior_only" in report["methods"]["overall"]
     assert report["pit_without_ccd"]["pit_ks_distance"] == pytest.approx(report["summary"]["pit_ks_distance"])
     assert [t["name"] for t in report["targets"]][-1].startswith("deblending")
-    assert report["targets"][-1]["met"] is None  # deblending not run
+    assert report["deblending"]["n_stamps"] == 12
+    assert set(report["deblending"]["by_distance"]) == {"lumos", "aperture"}
+    assert sum(r["n"] for r in report["deblending"]["by_distance"]["lumos"]) == 12
+    assert report["targets"][-1]["measured"] is not None and not list(tmp_path.glob("**/shards"))
     assert 0.0 <= report["summary"]["pit_ks_distance"] <= 1.0
     assert report["missing_baselines"] == ["aperture"]  # 60 px stamps cannot hold the annulus
     assert sum(report["pit_hist"]) == 24

@@ -55,8 +55,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ccd_shape = tuple(args.ccd_shape) if args.ccd_shape else infer_ccd_shape(args.training_set)
         metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume)
     v = metrics["validation"]
+    model_path = Path(args.out) / "model" / "model.pt" if args.recipe else Path(args.out) / "model.pt"
     print(f"val loss {metrics['val_loss']:.4f}  bias {v['bias']:+.3f}  sigma68 {v['sigma68']:.3f}  "
-          f"68% coverage {v['coverage68']:.3f}  -> {Path(args.out) / 'model.pt'} (sha256 {metrics['model_sha256'][:12]})")
+          f"68% coverage {v['coverage68']:.3f}  -> {model_path} (sha256 {metrics['model_sha256'][:12]})")
     return 0
 
 

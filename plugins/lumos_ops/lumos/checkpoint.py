@@ -45,8 +45,10 @@ FORMAT_VERSION = 1
 MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
 """Directory of the weights shipped with the package."""
 
-SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v1.pt", "fast-noimag": "lumos-fast-noimag-v1.pt"}
-"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``."""
+SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v2.pt", "fast-noccd": "lumos-fast-noccd-v2.pt"}
+"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``.
+``"fast-noccd"`` is trained without the CCD position (the PIT comparison of ``lumos validate``);
+see ``models/MODEL_CARD.md``."""
 
 
 @dataclasses.dataclass

@@ -234,14 +234,21 @@ def _snr_by_band(meta: pd.DataFrame, truth: np.ndarray, results: dict[str, tuple
     return out
 
 
-def _deblend(loaded, pairs_from, out: Path, config: ValidateConfig) -> dict[str, Any]:
+def _deblend(loaded, pairs_from, config: ValidateConfig) -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lumos-deblend-") as tmp:
+        return _deblend_in(loaded, pairs_from, Path(tmp) / "stamps", config)
+
+
+def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.deblend import bias_by_distance, make_deblend_set
     from lumos_ops.sim import TrainingSet
 
-    path = make_deblend_set(list(pairs_from[0]), read_catalog(pairs_from[1]), out / "deblend_stamps",
-                            n_stamps=config.deblend_stamps, seed=config.seed)
+    make_deblend_set(list(pairs_from[0]), read_catalog(pairs_from[1]), path, n_stamps=config.deblend_stamps,
+                     seed=config.seed)
     ts = TrainingSet(path)
     ids = np.arange(len(ts))
     meta = ts.meta
@@ -432,7 +439,7 @@ def validate(
 
         pairs = _pair_d(loaded, list(pairs_from[0]), read_catalog(pairs_from[1]), config.batch_size)
         if config.deblend_stamps > 0:
-            deblend = _deblend(loaded, pairs_from, out, config)
+            deblend = _deblend(loaded, pairs_from, config)
 
     pit_main = pits["with CCD position"]["_values"]
     cov = _plot(out / "validation.png", pits=pits, mag=mag, binning=binning, pit_main=pit_main, pairs=pairs,
