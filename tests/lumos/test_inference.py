@@ -1,7 +1,6 @@
 """Batched inference, output units, edge targets and the "lumos" measure method."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
