@@ -1,10 +1,5 @@
 """Fixtures of the LUMOS tests."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # lumos_helpers under --import-mode=importlib
-
 import pytest
 import torch
 from lumos_helpers import NORM, write_training_set
