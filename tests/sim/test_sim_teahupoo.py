@@ -232,6 +232,47 @@ def test_band_distribution_flux_is_independent_of_i_auto(tmp_path, small_survey:
     assert spearmanr(meta_own.flux, meta_own.i_auto).statistic < -0.7
 
 
+def test_flux_population_balances_brightness(tmp_path, small_survey: SurveyManifest) -> None:
+    from scipy.stats import spearmanr
+
+    from lumos_ops.constants import NJY_ZEROPOINT
+    from lumos_ops.sim.population import draw_galaxies
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    natural = TeahupooConfig(n_stamps=800, stamp_size=16, seed=4, flux_source="band_distribution",
+                             flux_population=5000)
+    flat = TeahupooConfig(n_stamps=800, stamp_size=16, seed=4, flux_source="band_distribution",
+                          flux_population=5000, flux_count_slope=0.0)
+    generate_training_set(natural, small_survey.exposure_paths, catalog, tmp_path / "natural")
+    generate_training_set(flat, small_survey.exposure_paths, catalog, tmp_path / "flat")
+    m_nat = pd.read_parquet(tmp_path / "natural" / "meta.parquet")
+    m_flat = pd.read_parquet(tmp_path / "flat" / "meta.parquet")
+    # The fluxes are the band fluxes of rows of the seeded population, not of the catalogue.
+    population = draw_galaxies(np.random.default_rng(np.random.SeedSequence([4, 13])), 5000, count_slope=0.0)
+    assert m_flat.flux_ref_id.between(0, 4999).all()
+    njy = population.to_numpy()[m_flat.flux_ref_id.to_numpy(), [population.columns.get_loc(f"flux_nJy_{b}") for b in m_flat.band]]
+    expected = np.clip(njy.astype(float) * 10.0 ** (0.4 * (m_flat.zero_point - NJY_ZEROPOINT)), 0.0, 1000.0)
+    np.testing.assert_allclose(m_flat.flux, expected, rtol=1e-9)
+    assert abs(spearmanr(m_flat.flux, m_flat.i_auto).statistic) < 0.12
+    # Uniform i counts put several times more stamps at bright fluxes than the survey's counts.
+    bright = np.percentile(m_nat.flux, 90)
+    assert (m_flat.flux > bright).mean() > 2.5 * (m_nat.flux > bright).mean()
+    assert np.unique(m_flat.flux_ref_id).size > 600  # continuous fluxes, not a few catalogue rows
+    with pytest.raises(LumosValueError, match="flux_population needs flux_source='band_distribution'"):
+        TeahupooConfig(n_stamps=10, flux_source="catalog", flux_population=100)
+    with pytest.raises(LumosValueError, match="flux_count_slope"):
+        TeahupooConfig(n_stamps=10, flux_source="band_distribution", flux_population=100, flux_count_slope=-1.0)
+
+
+def test_uniform_magnitudes_when_the_count_slope_is_zero() -> None:
+    from lumos_ops.sim.population import draw_magnitudes
+
+    mags = draw_magnitudes(np.random.default_rng(3), 40000, low=18.0, high=23.0, slope=0.0)
+    counts, _ = np.histogram(mags, bins=5, range=(18.0, 23.0))
+    assert mags.min() >= 18.0 and mags.max() < 23.0
+    np.testing.assert_allclose(counts / counts.mean(), 1.0, atol=0.05)
+
+
 def test_neighbour_catalog(tmp_path, small_survey: SurveyManifest) -> None:
     catalog = pd.read_parquet(small_survey.catalog_path)
     bright = catalog.nsmallest(3, "i_auto")

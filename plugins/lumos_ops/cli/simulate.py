@@ -73,6 +73,8 @@ def _training_set(args: argparse.Namespace) -> int:
         flux_source=args.flux_source,
         edge_margin=args.edge_margin,
         neighbour_fraction=args.neighbour_fraction,
+        flux_population=args.flux_population,
+        flux_count_slope=args.flux_count_slope,
         device=args.device,
         threads=args.threads,
     )
@@ -122,6 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           "(default size/2: stamps entirely on the CCD)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,
                           help="fraction of stamps with an added neighbouring galaxy (blending studies)")
+    training.add_argument("--flux-population", type=int, default=0, metavar="N",
+                          help="with --flux-source band_distribution: draw the band fluxes from N galaxies of a "
+                          "seeded population instead of the catalogue rows (default 0 = the catalogue)")
+    training.add_argument("--flux-count-slope", type=float, default=0.33, metavar="S",
+                          help="d log10 N / dm of that population (default 0.33, the survey's counts; "
+                          "0 = uniform in i 17.5-23, a brightness-balanced set)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     training.add_argument("--threads", type=int, default=1,

@@ -52,6 +52,17 @@ RECIPES: dict[str, Recipe] = {
         teahupoo={"n_stamps": 60_000, "seed": 2, "flux_source": "band_distribution"},
         train={"arch": "fast", "epochs": 8, "batch_size": 256, "lr": 1e-3, "lr_step": 6, "seed": 0, "num_threads": 1},
     ),
+    "fast-v3": Recipe(
+        survey={
+            "ccd_shape": (2048, 2048),
+            "bands": ("NB455", "NB535", "NB615", "NB685", "NB765", "NB845"),
+            "n_exposures": 2,
+            "seed": 1,
+        },
+        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
+                  "flux_count_slope": 0.0, "neighbour_fraction": 0.3},
+        train={"arch": "fast", "epochs": 14, "batch_size": 256, "lr": 1e-3, "lr_step": 10, "seed": 0, "num_threads": 1},
+    ),
 }
 """``"default"``: the recipe of the shipped model (6 bands x 2 epochs x 2 exposures on 2048^2 CCDs,
 60,000 stamps whose fluxes are drawn per band independently of the galaxy, as in the paper's

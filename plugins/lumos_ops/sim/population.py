@@ -44,6 +44,8 @@ def njy_columns(bands: tuple[str, ...] = NB_BANDS) -> list[str]:
 def draw_magnitudes(rng: np.random.Generator, n: int, *, low: float, high: float, slope: float = COUNT_SLOPE) -> np.ndarray:
     """Magnitudes with ``dN/dm ~ 10**(slope * m)`` between ``low`` and ``high``.
 
+    ``slope = 0`` gives magnitudes uniform in ``[low, high)``.
+
     Returns
     -------
     ndarray, shape (n,), float64
@@ -51,6 +53,8 @@ def draw_magnitudes(rng: np.random.Generator, n: int, *, low: float, high: float
     """
     if not high > low:
         raise LumosValueError(f"magnitude range must have high > low, got ({low}, {high})")
+    if slope == 0.0:
+        return rng.uniform(low, high, size=n)
     a = 10.0 ** (slope * low)
     b = 10.0 ** (slope * high)
     u = rng.uniform(size=n)
@@ -77,6 +81,7 @@ def draw_galaxies(
     *,
     i_range: tuple[float, float] = (17.5, 23.0),
     z_max: float = 1.5,
+    count_slope: float = COUNT_SLOPE,
 ) -> pd.DataFrame:
     """Draw intrinsic galaxy properties (no positions).
 
@@ -89,6 +94,9 @@ def draw_galaxies(
         Total i-band magnitude range (AB).
     z_max : float, keyword-only
         Largest redshift (<= 2).
+    count_slope : float, keyword-only
+        d log10 N / dm of the i-band magnitudes (default the COSMOS-like counts; 0 draws them
+        uniformly in ``i_range``, e.g. for a training set balanced in brightness).
 
     Returns
     -------
@@ -98,7 +106,7 @@ def draw_galaxies(
     """
     if n < 0:
         raise LumosValueError(f"n must be >= 0, got {n}")
-    i_mag = draw_magnitudes(rng, n, low=i_range[0], high=i_range[1])
+    i_mag = draw_magnitudes(rng, n, low=i_range[0], high=i_range[1], slope=count_slope)
     z = _draw_redshifts(rng, i_mag, z_max=z_max)
     early_prob = np.clip(0.35 - 0.045 * (i_mag - 18.0), 0.12, 0.4)
     early = rng.uniform(size=n) < early_prob

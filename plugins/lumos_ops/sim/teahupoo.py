@@ -29,7 +29,7 @@ from lumos_ops.io.catalog import validate_catalog
 from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.sim.bands import band_zero_point
 from lumos_ops.sim.detector import paste_stamps
-from lumos_ops.sim.population import SERSIC_RANGE, njy_columns
+from lumos_ops.sim.population import SERSIC_RANGE, draw_galaxies, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
@@ -49,7 +49,8 @@ META_COLUMNS: tuple[str, ...] = (
 outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the added neighbour:
 ``nbr_ref_id`` (-1 when none), ``nbr_i_auto``, ``nbr_flux`` (e-/s, 0 when none), ``nbr_dx``,
 ``nbr_dy`` (its offset from the target, pixels; NaN when none), ``flux_ref_id`` (the catalogue row
-whose band flux was used: ``ref_id`` itself except with ``FluxSource.BAND_DISTRIBUTION``)."""
+whose band flux was used: ``ref_id`` itself except with ``FluxSource.BAND_DISTRIBUTION``; the row
+of the flux population when ``flux_population > 0``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,9 +249,14 @@ def _generate(
     nbr_pa = rng.uniform(0.0, 180.0, size=n)
     nbr_dx = np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan)
     nbr_dy = np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan)
+    flux_catalog = catalog
     if config.flux_source is FluxSource.BAND_DISTRIBUTION:
+        if config.flux_population:
+            flux_catalog = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, 13])),
+                                         config.flux_population, count_slope=config.flux_count_slope)
+            flux_catalog["ref_id"] = np.arange(len(flux_catalog), dtype=np.int64)
         flux_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 12]))
-        flux_rows = flux_rng.integers(0, len(catalog), size=n)
+        flux_rows = flux_rng.integers(0, len(flux_catalog), size=n)
     else:
         flux_rows = rows
     r50 = catalog["r50"].to_numpy(np.float64)[rows]
@@ -289,7 +295,7 @@ def _generate(
         "nbr_flux": np.zeros(n),
         "nbr_dx": nbr_dx,
         "nbr_dy": nbr_dy,
-        "flux_ref_id": catalog["ref_id"].to_numpy(np.int64)[flux_rows],
+        "flux_ref_id": flux_catalog["ref_id"].to_numpy(np.int64)[flux_rows],
     }
     shards = _open_shards(out, config)
     bar = tqdm(total=n, desc="training set", unit="stamp", disable=not progress)
@@ -308,7 +314,7 @@ def _generate(
         cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
         cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
         beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
-        flux, zero_point = _stamp_fluxes(exposure, _band_njy(catalog, exposure.band, flux_rows[ids], config.flux_source),
+        flux, zero_point = _stamp_fluxes(exposure, _band_njy(flux_catalog, exposure.band, flux_rows[ids], config.flux_source),
                                          config.flux_range)
         meta["band"][ids] = exposure.band
         meta["epoch"][ids] = exposure.epoch

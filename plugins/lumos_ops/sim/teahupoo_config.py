@@ -10,6 +10,7 @@ from typing import Any
 
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.sim.population import COUNT_SLOPE
 
 __all__ = ["FluxSource", "TeahupooConfig", "SPLITS"]
 
@@ -82,6 +83,15 @@ class TeahupooConfig:
         channel holds the target only; ``meta.parquet`` records the neighbour.
     neighbour_distance : (float, float)
         Range (pixels) of the target-neighbour distance, drawn uniformly, at a uniform angle.
+    flux_population : int
+        With ``FluxSource.BAND_DISTRIBUTION`` only: 0 draws the per-band fluxes from the rows of
+        the catalogue; N > 0 draws them from N galaxies of a seeded population
+        (:func:`lumos_ops.sim.population.draw_galaxies`: same SEDs, redshifts and reddening as the
+        survey simulator) whose i-band counts have slope ``flux_count_slope``. A large population
+        gives continuous fluxes even from a small catalogue; slope 0 (uniform in i 17.5-23)
+        balances the training set in brightness instead of starving it of bright fluxes.
+    flux_count_slope : float
+        d log10 N / dm of that population (default the survey's number counts).
     """
 
     n_stamps: int
@@ -101,11 +111,13 @@ class TeahupooConfig:
     threads: int = 1
     neighbour_fraction: float = 0.0
     neighbour_distance: tuple[float, float] = (2.0, 20.0)
+    flux_population: int = 0
+    flux_count_slope: float = COUNT_SLOPE
 
     def __post_init__(self) -> None:
-        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads"):
+        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population"):
             value = getattr(self, name)
-            low = 0 if name == "seed" else 1
+            low = 0 if name in ("seed", "flux_population") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LumosValueError(f"TeahupooConfig.{name} must be an integer >= {low}, got {value!r}")
         if self.stamp_size < 8:
@@ -136,6 +148,13 @@ class TeahupooConfig:
             raise LumosValueError(
                 f"TeahupooConfig.neighbour_distance must be (near, far) pixels with 0 <= near <= far, got {(near, far)}"
             )
+        if self.flux_population and self.flux_source is not FluxSource.BAND_DISTRIBUTION:
+            raise LumosValueError(
+                "TeahupooConfig.flux_population needs flux_source='band_distribution' "
+                f"(got {self.flux_source.value!r}); set flux_population=0 or change flux_source"
+            )
+        if not (math.isfinite(self.flux_count_slope) and 0.0 <= self.flux_count_slope <= 1.0):
+            raise LumosValueError(f"TeahupooConfig.flux_count_slope must be in [0, 1], got {self.flux_count_slope!r}")
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
