@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Regenerate reports/lumos/{faithful,realistic}: `lumos validate` of the shipped default model on
-# 10,000 held-out 96-px stamps per set, cut from the recipe's simulated survey (seeds 1 and 3).
-#   faithful:  per-band fluxes drawn independently of the galaxy (paper §2.2), bins in band magnitude
-#   realistic: each galaxy's own catalogue flux, bins in i_auto
+# Regenerate reports/lumos/{faithful,realistic,paper}: `lumos validate` on 10,000 held-out 96-px
+# stamps per set, cut from the recipe's simulated survey (survey seed 1, stamp seed 3).
+#   faithful:  the training distribution (paper §2.2): per-band fluxes drawn independently of the
+#              galaxy from a brightness-balanced population (uniform in i 17.5-23)
+#   realistic: each galaxy's own catalogue flux (natural number counts, flux tracks i_auto)
+#   paper:     the reference `paper` architecture on the faithful set
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 15 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +12,15 @@ bash scripts/setup.sh
 work="${1:-/tmp/lumos-report}"
 survey="$work/survey"
 lumos=.venv/bin/lumos
-$lumos simulate survey --out "$survey" --ccd-shape 2048 2048 \
+[ -f "$survey/manifest.json" ] || $lumos simulate survey --out "$survey" --ccd-shape 2048 2048 \
     --bands NB455 NB535 NB615 NB685 NB765 NB845 --n-exposures 2 --seed 1 -q
-for source in band_distribution catalog; do
-  $lumos simulate training-set --exposures "$survey/exposures" --catalog "$survey/catalog.parquet" \
-      --out "$work/test-$source" --n-stamps 10000 --size 96 --seed 3 --flux-source "$source" -q
-done
-$lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test-band_distribution" \
+common=(--exposures "$survey/exposures" --catalog "$survey/catalog.parquet" --n-stamps 10000 --size 96 --seed 3 -q)
+$lumos simulate training-set "${common[@]}" --out "$work/test-balanced" --flux-source band_distribution \
+    --flux-population 200000 --flux-count-slope 0
+$lumos simulate training-set "${common[@]}" --out "$work/test-catalog" --flux-source catalog
+$lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test-balanced" \
     --exposures "$survey/exposures" --catalog "$survey/catalog.parquet" --out reports/lumos/faithful -q
 $lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test-catalog" \
     --deblend-stamps 0 --out reports/lumos/realistic -q
+$lumos validate --model paper --test-set "$work/test-balanced" \
+    --exposures "$survey/exposures" --catalog "$survey/catalog.parquet" --out reports/lumos/paper -q

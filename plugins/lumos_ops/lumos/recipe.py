@@ -64,6 +64,9 @@ RECIPES: dict[str, Recipe] = {
         train={"arch": "fast", "epochs": 14, "batch_size": 256, "lr": 1e-3, "lr_step": 10, "seed": 0, "num_threads": 1},
     ),
 }
+RECIPES["fast-noccd-v3"] = dataclasses.replace(
+    RECIPES["fast-v3"], train={**RECIPES["fast-v3"].train, "drop_inputs": ("ccd_x", "ccd_y")}
+)
 """``"default"``: the recipe of the shipped model (6 bands x 2 epochs x 2 exposures on 2048^2 CCDs,
 60,000 stamps whose fluxes are drawn per band independently of the galaxy, as in the paper's
 §2.2, and the ``fast`` network for 8 epochs)."""

@@ -93,11 +93,28 @@ def choose_grid_sizes(
     candidates = np.array([g for g in GRID_SIZES if g >= size + 8], dtype=np.float64)
     if candidates.size == 0:
         raise ValueError(f"stamp size {size} exceeds the largest Fourier grid {GRID_SIZES[-1]}")
+    profile = (r50_px, sersic_n, q, psf_scale_px, psf_beta, max_offset)
+    # The leak decreases with G: most profiles are settled by the few smallest grids, and only
+    # the rest are tested against the larger ones.
+    small = candidates[candidates <= 3 * candidates[0]]
+    ok = _leak(small, size, *profile, psf_kind) <= tolerance
+    grids = np.where(ok.any(axis=1), small[np.argmax(ok, axis=1)], 0.0)
+    rest = np.flatnonzero(grids == 0.0)
+    if rest.size and small.size < candidates.size:
+        large = candidates[small.size :]
+        sub = tuple(None if v is None else np.asarray(v)[rest] for v in profile)
+        ok = _leak(large, size, *sub, psf_kind) <= tolerance
+        grids[rest] = np.where(ok.any(axis=1), large[np.argmax(ok, axis=1)], large[-1])
+    grids[grids == 0.0] = candidates[-1]
+    return grids.astype(np.int64)
+
+
+def _leak(candidates, size, r50_px, sersic_n, q, psf_scale_px, psf_beta, max_offset, psf_kind) -> np.ndarray:
+    """Bound on the wrapped-around flux fraction, shape (B, len(candidates))."""
     clear = candidates[None, :] - size / 2.0 - np.asarray(max_offset, dtype=np.float64)[:, None]
     rings = ((4.0, clear - 1.0), (4.0, np.sqrt(2.0) * clear - 1.0), (16.0, clear + candidates[None, :] - 1.0))
     leak = np.zeros(clear.shape)
     for copies, distance in rings:
-        leak += copies * size**2 * np.exp(_log_sigma_bound(np.maximum(distance, 1e-3), r50_px, sersic_n, q, psf_kind, psf_scale_px, psf_beta))
-    ok = leak <= tolerance
-    index = np.where(ok.any(axis=1), np.argmax(ok, axis=1), candidates.size - 1)
-    return candidates[index].astype(np.int64)
+        leak += copies * size**2 * np.exp(_log_sigma_bound(np.maximum(distance, 1e-3), r50_px, sersic_n, q, psf_kind,
+                                                           np.asarray(psf_scale_px), np.asarray(psf_beta)))
+    return leak
