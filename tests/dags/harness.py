@@ -42,18 +42,18 @@ def s3_conn(endpoint: str) -> str:
                        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
 
 
-def load_dag():
-    """The ``lumos_nightly`` DAG parsed from the dags folder, and the DagBag's import errors."""
+def load_dag(dag_id: str = "lumos_nightly"):
+    """A DAG parsed from the dags folder, and the DagBag's import errors."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    return bag.dags.get("lumos_nightly"), bag.import_errors
+    return bag.dags.get(dag_id), bag.import_errors
 
 
-def run_dag(dag, *, night: str, logical_date: dt.datetime | None = None):
-    """One DAG run through ``dag.test()``; returns the DagRun."""
+def run_dag(dag, *, night: str | None = None, logical_date: dt.datetime | None = None):
+    """One DAG run through ``dag.test()`` (``night`` param of ``lumos_nightly``); returns the DagRun."""
     when = logical_date or dt.datetime.now(dt.timezone.utc)
-    return dag.test(logical_date=when, run_conf={"night": night})
+    return dag.test(logical_date=when, run_conf={"night": night} if night else None)
 
 
 def task_states(dag_run_id: str) -> dict[tuple[str, int], str]:

@@ -1,4 +1,5 @@
-"""Tiny simulated nights for the pipeline tests: small FITS CCD images and a catalogue.
+"""Tiny simulated nights for the pipeline tests: small FITS CCD images and a catalogue, and
+co-adds of simulated SED fluxes written straight to the database (:func:`load_sed_coadds`).
 
 Images are 160 x 160 pixels in ADU with round Gaussian sources at the catalogue positions on a flat
 sky with Gaussian noise; headers follow the exposure contract. Bad inputs are written by
@@ -15,8 +16,11 @@ from astropy.io import fits
 
 from lumos_ops.constants import NB_BANDS
 from lumos_ops.pipeline.keys import KeyTemplate
+from lumos_ops.pipeline.writer import ModelVersion, load_catalog, register_model_versions, start_run
+from lumos_ops.sim.population import draw_galaxies, njy_columns
 
-__all__ = ["IMAGE_SIZE", "BAD_KINDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog", "corrupt"]
+__all__ = ["IMAGE_SIZE", "BAD_KINDS", "SED_BANDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog",
+           "corrupt", "load_sed_coadds"]
 
 IMAGE_SIZE = 160
 BAD_KINDS = ("truncated", "corrupt", "missing_header", "unknown_band", "nan_region", "empty")
@@ -102,3 +106,34 @@ def write_catalog(put, catalog: pd.DataFrame, key: str = "catalog.parquet") -> N
     put(key, buffer.getvalue())
 
 
+SED_BANDS = NB_BANDS[::2]
+"""The 20 bands of :func:`load_sed_coadds`."""
+
+
+def load_sed_coadds(engine, n: int = 60, *, noise: float = 0.0, seed: int = 3) -> pd.DataFrame:
+    """Catalogue of simulated galaxies (zspec known, the last 5 without) and their co-adds in
+    :data:`SED_BANDS`: ``aperture`` with ``noise`` x 5 % Gaussian scatter, ``lumos`` noiseless."""
+    galaxies = draw_galaxies(np.random.default_rng(seed), n, i_range=(18.0, 21.0))
+    galaxies["ref_id"] = np.arange(5000, 5000 + n)
+    catalog = galaxies.assign(ra=0.0, dec=0.0, x=10.0, y=10.0)
+    catalog.loc[catalog.index[-5:], "zspec"] = np.nan  # no spectrum: not scored
+    load_catalog(engine, catalog, checksum="cat-1")
+    run_id = start_run(engine, dag_id="t", dag_run_id="t1", night="2026-11-20", code_version="test", settings={})
+    register_model_versions(engine, [ModelVersion("aperture-1", "aperture"), ModelVersion("lumos-test", "lumos", "lumos")])
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for method, version, scale in (("aperture", "aperture-1", 1.0), ("lumos", "lumos-test", 0.0)):
+        for band, column in zip(NB_BANDS, njy_columns()):
+            if band not in SED_BANDS:
+                continue
+            flux = galaxies[column].to_numpy()
+            err = np.maximum(0.05 * flux, 1.0)
+            rows.append(pd.DataFrame({
+                "ref_id": galaxies["ref_id"], "band": band, "method": method, "model_version": version,
+                "run_id": run_id, "n_exposures": 2, "n_used": 2, "flux_njy": flux + scale * noise * err * rng.normal(size=n),
+                "flux_err_njy": err, "last_night": "2026-11-20",
+            }))
+    frame = pd.concat(rows)
+    with engine.begin() as conn:
+        frame.to_sql("coadds", conn, schema="lumos", if_exists="append", index=False)
+    return galaxies

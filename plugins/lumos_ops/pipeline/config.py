@@ -169,6 +169,7 @@ ENV_VARS: dict[str, str] = {
     "endpoint_url": "LUMOS_S3_ENDPOINT_URL",
     "region": "LUMOS_S3_REGION",
     "schedule": "LUMOS_SCHEDULE",
+    "photoz_schedule": "LUMOS_PHOTOZ_SCHEDULE",
     "s3_conn_id": "LUMOS_S3_CONN_ID",
     "db_conn_id": "LUMOS_DB_CONN_ID",
     "cpu_queue": "LUMOS_CPU_QUEUE",
@@ -189,6 +190,8 @@ class PipelineSettings:
         What to do with a night.
     schedule : str or None
         Cron expression or preset of the daily run (None: manual runs only).
+    photoz_schedule : str or None
+        Schedule of the ``lumos_photoz_validation`` DAG (default weekly; None: manual runs only).
     s3_conn_id : str
         Airflow Connection of the S3 endpoint (type ``aws``; extra ``endpoint_url`` for MinIO).
     db_conn_id : str
@@ -203,6 +206,7 @@ class PipelineSettings:
 
     night: NightConfig
     schedule: str | None = "0 10 * * *"
+    photoz_schedule: str | None = "0 14 * * 0"
     s3_conn_id: str = "lumos_s3"
     db_conn_id: str = "lumos_db"
     cpu_queue: str = "default"
@@ -223,7 +227,7 @@ class PipelineSettings:
         """Settings from ``LUMOS_*`` variables (see :data:`ENV_VARS`); unset ones keep their defaults.
 
         ``LUMOS_STORE_URL`` defaults to ``$AIRFLOW_HOME/lumos-store``; ``LUMOS_SCHEDULE=none``
-        disables the schedule.
+        (``LUMOS_PHOTOZ_SCHEDULE=none``) disables the nightly (photo-z) schedule.
         """
         env = os.environ if environ is None else environ
         get = lambda field: env.get(ENV_VARS[field]) or None  # noqa: E731
@@ -246,8 +250,9 @@ class PipelineSettings:
         for field in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
             if get(field):
                 kwargs[field] = get(field)
-        if get("schedule"):
-            kwargs["schedule"] = None if get("schedule").lower() == "none" else get("schedule")
+        for field in ("schedule", "photoz_schedule"):
+            if get(field):
+                kwargs[field] = None if get(field).lower() == "none" else get(field)
         if get("task_retries"):
             kwargs["task_retries"] = int(_number(get("task_retries"), ENV_VARS["task_retries"]))
         return cls(**kwargs)
