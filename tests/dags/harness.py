@@ -50,10 +50,11 @@ def load_dag(dag_id: str = "lumos_nightly"):
     return bag.dags.get(dag_id), bag.import_errors
 
 
-def run_dag(dag, *, night: str | None = None, logical_date: dt.datetime | None = None):
-    """One DAG run through ``dag.test()`` (``night`` param of ``lumos_nightly``); returns the DagRun."""
+def run_dag(dag, *, night: str | None = None, logical_date: dt.datetime | None = None, conf: dict | None = None):
+    """One DAG run through ``dag.test()`` with ``conf`` (``night``: the param of ``lumos_nightly``)."""
     when = logical_date or dt.datetime.now(dt.timezone.utc)
-    return dag.test(logical_date=when, run_conf={"night": night} if night else None)
+    run_conf = {**({"night": night} if night else {}), **(conf or {})}
+    return dag.test(logical_date=when, run_conf=run_conf or None)
 
 
 def task_states(dag_run_id: str) -> dict[tuple[str, int], str]:

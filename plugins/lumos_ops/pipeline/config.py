@@ -71,6 +71,10 @@ class NightConfig:
     threads : int
         torch CPU threads while measuring one exposure (default 1: workers run several tasks at
         once, and oversubscribed threads made measuring ~10x slower on a loaded 2-core machine).
+    model_key : str or None
+        Object-store key of the LUMOS checkpoint to run instead of the shipped default (e.g. a
+        candidate registered by the ``lumos_retrain`` DAG); fetched through the download cache and
+        checked against its SHA-256 on load. Needs the matching version in ``model_versions``.
     """
 
     store_url: str
@@ -85,6 +89,7 @@ class NightConfig:
     region: str | None = None
     measure_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     threads: int = 1
+    model_key: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.threads, int) and self.threads >= 1):
@@ -102,10 +107,15 @@ class NightConfig:
                 raise LumosValueError(f"methods: {method!r} is not a method name (lower-case letters, digits, _)")
         if len(set(self.methods)) != len(self.methods):
             raise LumosValueError(f"methods={self.methods}: a method is listed twice")
+        if self.model_key is not None:
+            validate_key(self.model_key, what="model_key")
+            if "model" in self.measure_options:
+                raise LumosValueError("give the LUMOS checkpoint either as model_key or as measure_options['model'], not both")
         for method in self.methods:
-            if method in LUMOS_METHODS and method not in self.model_versions and "model" in self.measure_options:
+            checkpoint = self.model_key or self.measure_options.get("model")
+            if method in LUMOS_METHODS and method not in self.model_versions and checkpoint is not None:
                 raise LumosValueError(
-                    f"model_versions: method {method!r} runs the checkpoint {self.measure_options['model']!r}: "
+                    f"model_versions: method {method!r} runs the checkpoint {checkpoint!r}: "
                     f"give its version, e.g. model_versions={{'{method}': 'lumos-2026.11'}}"
                 )
         object.__setattr__(self, "model_versions", dict(self.model_versions))
@@ -165,11 +175,13 @@ ENV_VARS: dict[str, str] = {
     "model_versions": "LUMOS_MODEL_VERSIONS",
     "max_nan_fraction": "LUMOS_MAX_NAN_FRACTION",
     "cache_dir": "LUMOS_CACHE_DIR",
+    "model_key": "LUMOS_MODEL_KEY",
     "threads": "LUMOS_THREADS",
     "endpoint_url": "LUMOS_S3_ENDPOINT_URL",
     "region": "LUMOS_S3_REGION",
     "schedule": "LUMOS_SCHEDULE",
     "photoz_schedule": "LUMOS_PHOTOZ_SCHEDULE",
+    "retrain_schedule": "LUMOS_RETRAIN_SCHEDULE",
     "s3_conn_id": "LUMOS_S3_CONN_ID",
     "db_conn_id": "LUMOS_DB_CONN_ID",
     "cpu_queue": "LUMOS_CPU_QUEUE",
@@ -192,6 +204,8 @@ class PipelineSettings:
         Cron expression or preset of the daily run (None: manual runs only).
     photoz_schedule : str or None
         Schedule of the ``lumos_photoz_validation`` DAG (default weekly; None: manual runs only).
+    retrain_schedule : str or None
+        Schedule of the ``lumos_retrain`` DAG (default monthly; None: manual runs only).
     s3_conn_id : str
         Airflow Connection of the S3 endpoint (type ``aws``; extra ``endpoint_url`` for MinIO).
     db_conn_id : str
@@ -207,6 +221,7 @@ class PipelineSettings:
     night: NightConfig
     schedule: str | None = "0 10 * * *"
     photoz_schedule: str | None = "0 14 * * 0"
+    retrain_schedule: str | None = "0 6 1 * *"
     s3_conn_id: str = "lumos_s3"
     db_conn_id: str = "lumos_db"
     cpu_queue: str = "default"
@@ -227,7 +242,7 @@ class PipelineSettings:
         """Settings from ``LUMOS_*`` variables (see :data:`ENV_VARS`); unset ones keep their defaults.
 
         ``LUMOS_STORE_URL`` defaults to ``$AIRFLOW_HOME/lumos-store``; ``LUMOS_SCHEDULE=none``
-        (``LUMOS_PHOTOZ_SCHEDULE=none``) disables the nightly (photo-z) schedule.
+        (``LUMOS_PHOTOZ_SCHEDULE``, ``LUMOS_RETRAIN_SCHEDULE``) disables that DAG's schedule.
         """
         env = os.environ if environ is None else environ
         get = lambda field: env.get(ENV_VARS[field]) or None  # noqa: E731
@@ -235,7 +250,7 @@ class PipelineSettings:
             "store_url": get("store_url")
             or os.path.join(env.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "lumos-store"),
         }
-        for field in ("key_template", "catalog_key", "report_prefix", "cache_dir", "endpoint_url", "region"):
+        for field in ("key_template", "catalog_key", "report_prefix", "cache_dir", "endpoint_url", "region", "model_key"):
             if get(field):
                 night_kwargs[field] = get(field)
         if get("methods"):
@@ -250,7 +265,7 @@ class PipelineSettings:
         for field in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
             if get(field):
                 kwargs[field] = get(field)
-        for field in ("schedule", "photoz_schedule"):
+        for field in ("schedule", "photoz_schedule", "retrain_schedule"):
             if get(field):
                 kwargs[field] = None if get(field).lower() == "none" else get(field)
         if get("task_retries"):

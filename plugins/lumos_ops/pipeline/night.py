@@ -218,8 +218,11 @@ def process_exposure(
         exposure = read_exposure(path)
         _validate(exposure, task, config)
         catalog = _catalog(str(catalog_path), catalog_info.checksum)
+        options = dict(config.measure_options)
+        if config.model_key is not None and config.needs_gpu:
+            options["model"] = str(cache.fetch(store, config.model_key)[0])
         with torch_threads(config.threads):
-            table = measure(exposure, catalog, methods=config.methods, **dict(config.measure_options))
+            table = measure(exposure, catalog, methods=config.methods, **options)
         timings["measure_s"] = time.perf_counter() - start
         start = time.perf_counter()
         meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,

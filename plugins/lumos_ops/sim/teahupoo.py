@@ -215,7 +215,8 @@ def _generate(
         nbr_catalog = validate_catalog(neighbour_catalog, source="neighbour catalogue")
         if len(nbr_catalog) == 0:
             raise CatalogError("the neighbour catalogue has no rows; give at least one galaxy or None")
-    if config.flux_source in (FluxSource.CATALOG, FluxSource.BAND_DISTRIBUTION):
+    if config.flux_source is FluxSource.CATALOG or (config.flux_source is FluxSource.BAND_DISTRIBUTION
+                                                     and not config.flux_population):
         missing = [c for c in njy_columns() if c not in catalog.columns]
         if len(missing) == len(NB_BANDS):
             raise CatalogError(
