@@ -264,6 +264,28 @@ def test_flux_population_balances_brightness(tmp_path, small_survey: SurveyManif
         TeahupooConfig(n_stamps=10, flux_source="band_distribution", flux_population=100, flux_count_slope=-1.0)
 
 
+def test_shape_population_gives_balanced_shapes(tmp_path, small_survey: SurveyManifest) -> None:
+    from lumos_ops.sim.population import draw_galaxies
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    config = TeahupooConfig(n_stamps=600, stamp_size=16, seed=6, flux_source="band_distribution", flux_population=3000,
+                            shape_population=3000, shape_count_slope=0.0, population_i_range=(16.5, 23.0))
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "shapes")
+    meta = pd.read_parquet(tmp_path / "shapes" / "meta.parquet")
+    population = draw_galaxies(np.random.default_rng(np.random.SeedSequence([6, 14])), 3000,
+                               i_range=(16.5, 23.0), count_slope=0.0)
+    assert meta.ref_id.between(0, 2999).all()
+    np.testing.assert_allclose(meta.i_auto, population.i_auto.to_numpy()[meta.ref_id])
+    np.testing.assert_allclose(meta.r50, population.r50.to_numpy()[meta.ref_id])
+    # Uniform in i: a quarter of the stamps brighter than i = 18.1, against ~1 % in the survey catalogue.
+    assert 0.18 < (meta.i_auto < 18.125).mean() < 0.32
+    assert meta.i_auto.min() < 17.0 < catalog.i_auto.min()
+    with pytest.raises(LumosValueError, match="population_i_range"):
+        TeahupooConfig(n_stamps=10, population_i_range=(23.0, 17.0))
+    with pytest.raises(LumosValueError, match="shape_count_slope"):
+        TeahupooConfig(n_stamps=10, shape_population=10, shape_count_slope=2.0)
+
+
 def test_uniform_magnitudes_when_the_count_slope_is_zero() -> None:
     from lumos_ops.sim.population import draw_magnitudes
 

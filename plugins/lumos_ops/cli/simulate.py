@@ -75,6 +75,9 @@ def _training_set(args: argparse.Namespace) -> int:
         neighbour_fraction=args.neighbour_fraction,
         flux_population=args.flux_population,
         flux_count_slope=args.flux_count_slope,
+        shape_population=args.shape_population,
+        shape_count_slope=args.shape_count_slope,
+        population_i_range=tuple(args.population_i_range),
         device=args.device,
         threads=args.threads,
     )
@@ -130,6 +133,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--flux-count-slope", type=float, default=0.33, metavar="S",
                           help="d log10 N / dm of that population (default 0.33, the survey's counts; "
                           "0 = uniform in i 17.5-23, a brightness-balanced set)")
+    training.add_argument("--shape-population", type=int, default=0, metavar="N",
+                          help="draw galaxy shapes and i_auto from N galaxies of a seeded population instead of "
+                          "the catalogue rows (default 0 = the catalogue)")
+    training.add_argument("--shape-count-slope", type=float, default=0.33, metavar="S",
+                          help="d log10 N / dm of the shape population (0 = uniform in i)")
+    training.add_argument("--population-i-range", type=float, nargs=2, default=(17.5, 23.0), metavar=("BRIGHT", "FAINT"),
+                          help="i-band range (AB) of the flux and shape populations (default 17.5 23)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     training.add_argument("--threads", type=int, default=1,

@@ -64,9 +64,15 @@ RECIPES: dict[str, Recipe] = {
         train={"arch": "fast", "epochs": 14, "batch_size": 256, "lr": 1e-3, "lr_step": 10, "seed": 0, "num_threads": 1},
     ),
 }
-RECIPES["fast-noccd-v3"] = dataclasses.replace(
-    RECIPES["fast-v3"], train={**RECIPES["fast-v3"].train, "drop_inputs": ("ccd_x", "ccd_y")}
+RECIPES["fast-v4"] = dataclasses.replace(
+    RECIPES["fast-v3"],
+    teahupoo={**RECIPES["fast-v3"].teahupoo, "shape_population": 200_000, "shape_count_slope": 0.0,
+              "population_i_range": (16.5, 23.0)},
 )
+for _name in ("fast-v3", "fast-v4"):
+    RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
+        RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
+    )
 """``"default"``: the recipe of the shipped model (6 bands x 2 epochs x 2 exposures on 2048^2 CCDs,
 60,000 stamps whose fluxes are drawn per band independently of the galaxy, as in the paper's
 §2.2, and the ``fast`` network for 8 epochs)."""

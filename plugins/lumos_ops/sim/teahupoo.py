@@ -44,7 +44,8 @@ META_COLUMNS: tuple[str, ...] = (
     "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
     "ref_id", "zero_point", "flux_outside", "n_masked", "nbr_ref_id", "nbr_i_auto", "nbr_flux", "nbr_dx", "nbr_dy", "flux_ref_id",
 )
-"""Columns of ``meta.parquet``: the ARCHITECTURE ones, then ``ref_id`` (catalogue row used),
+"""Columns of ``meta.parquet``: the ARCHITECTURE ones, then ``ref_id`` (catalogue row used; the
+row of the shape population when ``shape_population > 0``),
 ``zero_point`` (of the source exposure, NaN if none), ``flux_outside`` (fraction of the model
 outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the added neighbour:
 ``nbr_ref_id`` (-1 when none), ``nbr_i_auto``, ``nbr_flux`` (e-/s, 0 when none), ``nbr_dx``,
@@ -222,6 +223,11 @@ def _generate(
             raise CatalogError(
                 f"flux_source={config.flux_source.value!r} but the catalogue has no flux_nJy_<band> columns"
             )
+    if config.shape_population:
+        catalog = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, 14])),
+                                config.shape_population, i_range=config.population_i_range,
+                                count_slope=config.shape_count_slope)
+        catalog["ref_id"] = np.arange(len(catalog), dtype=np.int64)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +260,8 @@ def _generate(
     if config.flux_source is FluxSource.BAND_DISTRIBUTION:
         if config.flux_population:
             flux_catalog = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, 13])),
-                                         config.flux_population, count_slope=config.flux_count_slope)
+                                         config.flux_population, i_range=config.population_i_range,
+                                         count_slope=config.flux_count_slope)
             flux_catalog["ref_id"] = np.arange(len(flux_catalog), dtype=np.int64)
         flux_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 12]))
         flux_rows = flux_rng.integers(0, len(flux_catalog), size=n)

@@ -92,6 +92,17 @@ class TeahupooConfig:
         balances the training set in brightness instead of starving it of bright fluxes.
     flux_count_slope : float
         d log10 N / dm of that population (default the survey's number counts).
+    shape_population : int
+        0 takes each stamp's galaxy shape (r50, Sersic n, q) and ``i_auto`` from a catalogue row;
+        N > 0 from N galaxies of a seeded population (same size-magnitude relation as the survey
+        simulator) with i-band count slope ``shape_count_slope``: slope 0 puts as many large,
+        bright-i_auto galaxies in the training set as faint ones, where a survey catalogue holds
+        a handful. Neighbours still come from the catalogue.
+    shape_count_slope : float
+        d log10 N / dm of the shape population.
+    population_i_range : (float, float)
+        i-band range (AB) of both populations; a range wider than the catalogue's keeps its
+        brightest fluxes away from the edge of the training distribution.
     """
 
     n_stamps: int
@@ -113,11 +124,15 @@ class TeahupooConfig:
     neighbour_distance: tuple[float, float] = (2.0, 20.0)
     flux_population: int = 0
     flux_count_slope: float = COUNT_SLOPE
+    shape_population: int = 0
+    shape_count_slope: float = COUNT_SLOPE
+    population_i_range: tuple[float, float] = (17.5, 23.0)
 
     def __post_init__(self) -> None:
-        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population"):
+        for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
+                     "shape_population"):
             value = getattr(self, name)
-            low = 0 if name in ("seed", "flux_population") else 1
+            low = 0 if name in ("seed", "flux_population", "shape_population") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LumosValueError(f"TeahupooConfig.{name} must be an integer >= {low}, got {value!r}")
         if self.stamp_size < 8:
@@ -153,8 +168,16 @@ class TeahupooConfig:
                 "TeahupooConfig.flux_population needs flux_source='band_distribution' "
                 f"(got {self.flux_source.value!r}); set flux_population=0 or change flux_source"
             )
-        if not (math.isfinite(self.flux_count_slope) and 0.0 <= self.flux_count_slope <= 1.0):
-            raise LumosValueError(f"TeahupooConfig.flux_count_slope must be in [0, 1], got {self.flux_count_slope!r}")
+        for name in ("flux_count_slope", "shape_count_slope"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise LumosValueError(f"TeahupooConfig.{name} must be in [0, 1], got {value!r}")
+        lo_i, hi_i = (float(v) for v in self.population_i_range)
+        object.__setattr__(self, "population_i_range", (lo_i, hi_i))
+        if not (math.isfinite(lo_i) and math.isfinite(hi_i) and 10.0 <= lo_i < hi_i <= 30.0):
+            raise LumosValueError(
+                f"TeahupooConfig.population_i_range must be (bright, faint) AB mag within 10-30, got {(lo_i, hi_i)}"
+            )
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
