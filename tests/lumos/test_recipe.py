@@ -26,9 +26,12 @@ def test_default_recipe_is_the_shipped_model():
 
     from lumos_ops.lumos.checkpoint import load_checkpoint
 
+    from lumos_ops.lumos.recipe import DEFAULT_RECIPE
+
     recipe = RECIPES["default"]
+    assert recipe is RECIPES[DEFAULT_RECIPE]
     assert recipe.teahupoo["flux_source"] == "band_distribution"  # paper §2.2: fluxes independent of i_auto
     shipped = load_checkpoint(None, device="cpu").metadata["recipe"]
-    assert shipped["name"] == "default"
+    assert shipped["name"] == DEFAULT_RECIPE
     plain = json.loads(json.dumps({"survey": recipe.survey, "teahupoo": recipe.teahupoo, "train": recipe.train}))
     assert {k: shipped[k] for k in plain} == plain

@@ -25,3 +25,11 @@ def test_default_method_measures_an_exposure(tmp_path):
     frame = LumosMethod().measure(ctx)
     assert len(frame) == len(catalog)
     assert np.isfinite(frame["flux"]).all() and (frame["flux_err"] > 0).all()
+
+
+def test_shipped_reference_architecture_loads():
+    path = MODELS_DIR / SHIPPED_MODELS["paper"]
+    assert path.stat().st_size <= 25 * 1024**2
+    loaded = load_checkpoint("paper", device="cpu")  # verifies the SHA-256
+    assert loaded.arch == "paper"
+    assert sum(p.numel() for p in loaded.net.parameters()) > 2_500_000

@@ -45,10 +45,15 @@ FORMAT_VERSION = 1
 MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
 """Directory of the weights shipped with the package."""
 
-SHIPPED_MODELS: dict[str, str] = {"default": "lumos-fast-v2.pt", "fast-noccd": "lumos-fast-noccd-v2.pt"}
+SHIPPED_MODELS: dict[str, str] = {
+    "default": "lumos-fast-v4.pt",
+    "fast-noccd": "lumos-fast-noccd-v4.pt",
+    "paper": "lumos-paper-v3.pt",
+}
 """Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``.
 ``"fast-noccd"`` is trained without the CCD position (the PIT comparison of ``lumos validate``);
-see ``models/MODEL_CARD.md``."""
+``"paper"`` is the reference architecture of §4.2 (2.78 M parameters, briefly trained); see
+``models/MODEL_CARD.md``."""
 
 
 @dataclasses.dataclass
