@@ -26,11 +26,10 @@ INPUT_ERRORS = ("InputFileError", "HeaderError", "CatalogError", "LumosValueErro
 
 
 def _runtime() -> tuple[PipelineSettings, object, object]:
-    from lumos_ops.airflow.hooks import LumosPostgresHook, night_store
+    from lumos_ops.airflow.hooks import pipeline_runtime
 
     settings = PipelineSettings.from_env()
-    engine = LumosPostgresHook(postgres_conn_id=settings.db_conn_id).get_lumos_engine()
-    return settings, engine, night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+    return settings, *pipeline_runtime(settings)
 
 
 @dag(

@@ -37,12 +37,11 @@ def lumos_photoz_validation() -> None:
 
     @task
     def photoz() -> list[dict]:
-        from lumos_ops.airflow.hooks import LumosPostgresHook, night_store
+        from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.photoz_check import check_photoz
 
         settings = PipelineSettings.from_env()
-        engine = LumosPostgresHook(postgres_conn_id=settings.db_conn_id).get_lumos_engine()
-        store = night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+        engine, store = pipeline_runtime(settings)
         try:
             results = check_photoz(engine, store, dag_run_id=get_current_context()["dag_run"].run_id,
                                    report_prefix=settings.night.report_prefix)

@@ -48,7 +48,7 @@ def lumos_retrain() -> None:
 
     @task(queue=SETTINGS.gpu_queue, pool=SETTINGS.gpu_pool)
     def retrain() -> dict:
-        from lumos_ops.airflow.hooks import LumosPostgresHook, night_store
+        from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.airflow.night import resolve_night
         from lumos_ops.lumos.transfer import TransferConfig
         from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate
@@ -61,8 +61,7 @@ def lumos_retrain() -> None:
             transfer=TransferConfig(epochs=int(params["epochs"]), batch_size=500, lr=1e-4, lr_step=10, progress=False),
         )
         settings = PipelineSettings.from_env()
-        engine = LumosPostgresHook(postgres_conn_id=settings.db_conn_id).get_lumos_engine()
-        store = night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+        engine, store = pipeline_runtime(settings)
         try:
             with tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
                 result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)

@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from lumos_ops.pipeline.config import NightConfig
+from lumos_ops.pipeline.config import NightConfig, PipelineSettings
 from lumos_ops.pipeline.database import make_engine
 from lumos_ops.pipeline.night import open_night_store
 from lumos_ops.pipeline.storage import ObjectStore, S3Settings
 
-__all__ = ["LumosS3Hook", "LumosPostgresHook", "night_store"]
+__all__ = ["LumosS3Hook", "LumosPostgresHook", "night_store", "pipeline_runtime"]
 
 
 class LumosS3Hook(S3Hook):
@@ -58,3 +58,9 @@ def night_store(config: NightConfig, *, s3_conn_id: str) -> ObjectStore:
     if config.store_url.startswith("s3://"):
         return LumosS3Hook(aws_conn_id=s3_conn_id).object_store(config)
     return open_night_store(config)
+
+
+def pipeline_runtime(settings: PipelineSettings) -> tuple[sa.Engine, ObjectStore]:
+    """The photometry database engine and the object store of a DAG task (dispose the engine after)."""
+    engine = LumosPostgresHook(postgres_conn_id=settings.db_conn_id).get_lumos_engine()
+    return engine, night_store(settings.night, s3_conn_id=settings.s3_conn_id)
