@@ -21,13 +21,16 @@ from lumos_ops.photoz.metrics import (
 )
 from lumos_ops.photoz.tables import read_photoz_table, read_redshift_catalog
 
-__all__ = ["REPORT_JSON", "REPORT_PNG", "validate_photoz", "plot_photoz"]
+__all__ = ["REPORT_JSON", "REPORT_PNG", "validate_photoz", "plot_photoz", "json_safe"]
 
 REPORT_JSON: str = "photoz_metrics.json"
 REPORT_PNG: str = "photoz_validation.png"
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """A table cell as JSON: numpy scalars as Python numbers, NaN and infinities as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -99,7 +102,7 @@ def validate_photoz(
         "outlier_threshold": outlier_threshold,
         "n_photoz": int(len(pz)),
         "n_matched": int(len(joined)),
-        "metrics": [{k: _clean(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
+        "metrics": [{k: json_safe(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
     }
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)

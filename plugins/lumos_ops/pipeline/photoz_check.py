@@ -78,7 +78,9 @@ class PhotozCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN as None)."""
-        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in dataclasses.asdict(self).items()}
+        from lumos_ops.photoz.report import json_safe
+
+        return {k: json_safe(v) for k, v in dataclasses.asdict(self).items()}
 
 
 def load_coadds_with_redshifts(engine: sa.Engine, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -89,14 +91,6 @@ def load_coadds_with_redshifts(engine: sa.Engine, methods: Sequence[str] | None 
     if methods is not None:
         frame = frame[frame["method"].isin(list(methods))]
     return frame.reset_index(drop=True)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def check_photoz(
@@ -141,7 +135,7 @@ def check_photoz(
     """
     from lumos_ops.photoz.fit import PhotozConfig, fit_photoz
     from lumos_ops.photoz.metrics import binned_photoz_metrics, photoz_metrics
-    from lumos_ops.photoz.report import plot_photoz
+    from lumos_ops.photoz.report import json_safe, plot_photoz
     from lumos_ops.photoz.tables import pivot_coadds
     from lumos_ops.photoz.templates import build_template_grid
 
@@ -169,13 +163,13 @@ def check_photoz(
         fitted = np.isfinite(z_phot)
         table = binned_photoz_metrics(z_phot[fitted], z_spec[fitted], i_auto[fitted], fractions=(1.0,),
                                       outlier_threshold=outlier_threshold) if fitted.any() else pd.DataFrame()
-        metrics = [{k: _clean(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
+        metrics = [{k: json_safe(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
         versions = sorted(part["model_version"].astype(str).unique())
         key = f"{report_prefix.rstrip('/')}/photoz/{stamp}/{method}.json"
         report = {"method": method, "model_versions": versions, "dag_run_id": dag_run_id, "checked_at": stamp,
                   "n_sources": int(len(wide.ref_id)), "n_fitted": int(fitted.sum()), "min_bands": min_bands,
                   "bands": list(wide.bands), "outlier_threshold": outlier_threshold,
-                  "overall": {k: _clean(v) for k, v in overall.items()}, "metrics": metrics}
+                  "overall": {k: json_safe(v) for k, v in overall.items()}, "metrics": metrics}
         store.put_bytes(key, (json.dumps(report, indent=2) + "\n").encode(), content_type="application/json")
         if fitted.any():
             with tempfile.TemporaryDirectory() as tmp:
@@ -188,7 +182,7 @@ def check_photoz(
             outlier_fraction=float(overall["outlier_fraction"]), bias=float(overall["bias"]), report_key=key,
         )
         results.append(result)
-        rows.append({**{k: _clean(v) for k, v in dataclasses.asdict(result).items()}, "dag_run_id": dag_run_id,
+        rows.append({**result.to_dict(), "dag_run_id": dag_run_id,
                      "outlier_threshold": outlier_threshold, "metrics": json.dumps(metrics)})
         log.info("photo-z check %s: %d of %d sources fitted, sigma68 %.4f, outliers %.3f", method, result.n_fitted,
                  result.n_sources, result.sigma68, result.outlier_fraction)
