@@ -52,6 +52,11 @@ def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
     report = validate(checkpoint, tiny_training_set, tmp_path, config, pairs_from=(paths, catalog_path))
     assert report["summary"]["n_stamps"] == 24
     assert "prior_only" in report["methods"]["overall"]
+    assert "bayes_optimal" not in report["methods"]["overall"]  # needs the optimal weighted sum
+    overall = report["methods"]["overall"]
+    assert report["estimator"] == "median"
+    assert [overall["lumos"][k] for k in ("bias", "sigma68")] == [overall["lumos_median"][k] for k in ("bias", "sigma68")]
+    assert overall["lumos_mean"]["sigma68"] != overall["lumos_median"]["sigma68"]
     assert report["pit_without_ccd"]["pit_ks_distance"] == pytest.approx(report["summary"]["pit_ks_distance"])
     assert [t["name"] for t in report["targets"]][-1].startswith("deblending")
     assert report["deblending"]["n_stamps"] == 12
@@ -69,8 +74,12 @@ def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
 
 def test_cli_validate_and_errors(checkpoint, tiny_training_set, tmp_path, capsys):
     code = main(["validate", "--model", str(checkpoint), "--test-set", str(tiny_training_set), "--split", "val",
-                 "--baselines", "--device", "cpu", "--out", str(tmp_path), "--min-stamps", "0", "-q"])
+                 "--baselines", "--device", "cpu", "--out", str(tmp_path), "--min-stamps", "0", "--estimator", "mean",
+                 "-q"])
     assert code == 0
+    report = json.loads((tmp_path / "validation.json").read_text())
+    assert report["estimator"] == "mean"
+    assert report["methods"]["overall"]["lumos"]["bias"] == report["methods"]["overall"]["lumos_mean"]["bias"]
     printed = capsys.readouterr().out
     assert '"n_stamps": 24' in printed and "PIT KS distance from uniform" in printed
     assert main(["validate", "--model", str(checkpoint), "--test-set", str(tiny_training_set), "--device", "cpu",

@@ -64,6 +64,13 @@ RECIPES: dict[str, Recipe] = {
                   "shape_count_slope": 0.0, "population_i_range": (16.5, 23.0)},
         train=_TRAIN,
     ),
+    "fast-v5": Recipe(
+        survey=_SURVEY,
+        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
+                  "neighbour_fraction": 0.3, "shape_population": 200_000, "shape_count_slope": 0.0,
+                  "population_i_range": (17.5, 23.0)},
+        train={**_TRAIN, "epochs": 16},
+    ),
 }
 """Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px, 120,000 TEAHUPOO stamps with
 per-band fluxes drawn independently of the galaxy (paper §2.2) from a brightness-balanced population, a

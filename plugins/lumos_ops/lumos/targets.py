@@ -38,6 +38,7 @@ def issue_targets(
     deblend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     method: str = "lumos",
     binning: str = "i_auto",
+    reference: str = "bayes_optimal",
 ) -> list[dict[str, Any]]:
     """The issue's targets evaluated on a validation report.
 
@@ -55,18 +56,25 @@ def issue_targets(
         Key of the LUMOS estimator in ``overall``.
     binning : str, keyword-only
         Name of the magnitude the bins are in (for the detail text).
+    reference : str, keyword-only
+        Key of the information reference in ``overall`` (:mod:`lumos_ops.lumos.bayes_reference`);
+        when present, the sigma68 rows also state its ratio.
 
     Returns
     -------
     list of dict
     """
     s_lumos = (overall.get(method) or {}).get("sigma68")
+    s_ref = (overall.get(reference) or {}).get("sigma68")
     rows = []
     for base, factor in (("optimal", 0.8), ("aperture", 0.7)):
         s_base = (overall.get(base) or {}).get("sigma68")
         ratio = s_lumos / s_base if s_lumos is not None and s_base else None
+        detail = f"sigma68 {method} {s_lumos} vs {base} {s_base}"
+        if s_ref is not None and s_base:
+            detail += f"; the information reference {reference} reaches {s_ref / s_base:.3f}"
         rows.append(_row(f"sigma68 LUMOS / {base}", ratio, f"<= {factor}", ratio is not None and ratio <= factor,
-                         f"sigma68 {method} {s_lumos} vs {base} {s_base}"))
+                         detail))
     bright = [b for b in binned.get(method, []) if b["mag_hi"] <= BRIGHT_LIMIT + 1e-9 and b.get("n", 0) > 0
               and b.get("bias") is not None]
     worst = max(bright, key=lambda b: abs(b["bias"]), default=None)

@@ -3,7 +3,9 @@
 * bias and sigma68 of ``(f - f0) / f0`` per magnitude bin for LUMOS (mean, median and peak of the
   PDF), the classical baselines measured on the same stamps (``lumos_ops.bench.metrics``, the
   paper's Fig. 7; stamps >= 93 px so the baselines have their annulus, LUMOS uses the central
-  60 x 60 pixels) and the pixel-free prior (:mod:`lumos_ops.lumos.prior`);
+  60 x 60 pixels), the pixel-free prior (:mod:`lumos_ops.lumos.prior`) and the information reference
+  ``bayes_optimal`` (:mod:`lumos_ops.lumos.bayes_reference`: optimal weights times the true flux
+  prior, the sigma68 that the stamps' information allows a calibrated posterior median);
 * PIT histogram (eq. 13, Fig. 6) and its Kolmogorov-Smirnov distance from uniform, optionally also
   for a model trained without the CCD position; coverage of the 68 % interval and of mean +- std;
 * SNR per band of LUMOS and of aperture photometry;
@@ -38,12 +40,14 @@ import pandas as pd
 
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["ValidateConfig", "validate", "lumos_on_training_set", "d_width_by_magnitude", "MIN_STAMPS"]
+__all__ = ["ValidateConfig", "validate", "lumos_on_training_set", "d_width_by_magnitude", "MIN_STAMPS", "ESTIMATORS"]
 
 _BASELINE_MIN_SIZE = 93
 MIN_STAMPS = 10_000
 """Smallest number of evaluation stamps the issue accepts as evidence."""
 _BINNINGS = ("i_auto", "band_mag")
+ESTIMATORS = {"median": "median", "mean": "flux", "mode": "mode"}
+"""Point estimates of the PDF that ``lumos validate`` can score, and their column in the LUMOS table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,13 @@ class ValidateConfig:
     binning : str
         Magnitude of the bins of the targets: ``"i_auto"`` (the issue's, default) or
         ``"band_mag"`` (AB magnitude of the true band flux); the report also holds the other.
+    estimator : str
+        Point estimate of the PDF scored as ``"lumos"`` in the targets and the deblending test:
+        ``"median"`` (default; the bias of eq. 17 is a median, and the PDF median is the estimate
+        whose relative error has zero median in any bin of observed quantities, such as i_auto,
+        when the PDFs are calibrated), ``"mean"`` (eq. 15) or ``"mode"`` (the peak, the paper's
+        choice for photo-z). The report holds all three as ``lumos_mean``, ``lumos_median`` and
+        ``lumos_peak``.
     no_ccd_model : str or None
         A checkpoint trained without the CCD position (``--drop-input ccd_x ccd_y``) whose PIT
         is compared with the main model's (Fig. 6).
@@ -80,6 +91,7 @@ class ValidateConfig:
     max_stamps: int | None = None
     min_stamps: int = MIN_STAMPS
     binning: str = "i_auto"
+    estimator: str = "median"
     no_ccd_model: str | None = None
     deblend_stamps: int = 4000
     seed: int = 5
@@ -96,6 +108,8 @@ class ValidateConfig:
             raise LumosValueError("min_stamps and deblend_stamps must be >= 0")
         if self.binning not in _BINNINGS:
             raise LumosValueError(f"binning must be one of {_BINNINGS}, got {self.binning!r}")
+        if self.estimator not in ESTIMATORS:
+            raise LumosValueError(f"estimator must be one of {tuple(ESTIMATORS)}, got {self.estimator!r}")
 
 
 def lumos_on_training_set(loaded, ts, ids: np.ndarray, *, batch_size: int = 1024) -> pd.DataFrame:
@@ -254,7 +268,8 @@ def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[
     ts = TrainingSet(path)
     ids = np.arange(len(ts))
     meta = ts.meta
-    fluxes = {"lumos": lumos_on_training_set(loaded, ts, ids, batch_size=config.batch_size)["flux"].to_numpy()}
+    column = ESTIMATORS[config.estimator]
+    fluxes = {"lumos": lumos_on_training_set(loaded, ts, ids, batch_size=config.batch_size)[column].to_numpy()}
     baselines = [b for b in ("aperture", "optimal") if b in config.baselines] or ["aperture"]
     _, results, _ = measure_stamp_set(path, methods=baselines, progress=config.progress)
     for name, frame in results.items():
@@ -367,6 +382,7 @@ def validate(
 
     from lumos_ops.bench.metrics import compare_methods, comparison_to_dict, plot_comparison
     from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.lumos.bayes_reference import bayes_optimal_median
     from lumos_ops.lumos.prior import prior_only_flux
     from lumos_ops.lumos.targets import issue_targets
     from lumos_ops.sim import TrainingSet
@@ -393,9 +409,10 @@ def validate(
     band_mag = _band_mag(meta)
     mag, other_mag = (i_auto, band_mag) if binning == "i_auto" else (band_mag, i_auto)
     lumos = lumos_on_training_set(loaded, ts, ids, batch_size=config.batch_size)
-    fluxes: dict[str, np.ndarray] = {"lumos": lumos["flux"].to_numpy(), "lumos_median": lumos["median"].to_numpy(),
+    fluxes: dict[str, np.ndarray] = {"lumos": lumos[ESTIMATORS[config.estimator]].to_numpy(),
+                                     "lumos_mean": lumos["flux"].to_numpy(), "lumos_median": lumos["median"].to_numpy(),
                                      "lumos_peak": lumos["mode"].to_numpy()}
-    errors: dict[str, tuple[np.ndarray, np.ndarray]] = {"lumos": (lumos["flux"].to_numpy(), lumos["flux_err"].to_numpy())}
+    errors: dict[str, tuple[np.ndarray, np.ndarray]] = {"lumos": (fluxes["lumos"], lumos["flux_err"].to_numpy())}
     baselines_done: list[str] = []
     if config.baselines and ts.stamp_size >= _BASELINE_MIN_SIZE:
         from lumos_ops.bench.methods import measure_stamp_set
@@ -407,6 +424,9 @@ def validate(
             errors[name] = (fluxes[name], frame["flux_err"].to_numpy(np.float64)[: ids.size])
             baselines_done.append(name)
     fluxes["prior_only"] = prior_only_flux(meta["band"].to_numpy(), i_auto, truth, meta["stamp_id"].to_numpy())
+    if "optimal" in errors:
+        fluxes["bayes_optimal"] = bayes_optimal_median(meta["band"].to_numpy(), *errors["optimal"], truth,
+                                                       meta["stamp_id"].to_numpy())
     metrics = compare_methods(fluxes, truth, mag, n_boot=50)
     methods = comparison_to_dict(metrics)
     plot_comparison(metrics, out / "validation_methods.png",
@@ -455,6 +475,7 @@ def validate(
         "model_sha256": loaded.sha256,
         "test_set_fluxes": fluxes_from,
         "binning": binning,
+        "estimator": config.estimator,
         "overall": methods["overall"],
         **coverage,
         "pit_ks_distance": pits["with CCD position"]["ks_distance"],
@@ -477,11 +498,17 @@ def validate(
         }.get(fluxes_from, "unknown"),
         "split": config.split,
         "binning": binning,
+        "estimator": config.estimator,
+        "estimator_meaning": f"'lumos' is the PDF {config.estimator} (column {ESTIMATORS[config.estimator]!r} of "
+                             "lumos measure); lumos_mean, lumos_median and lumos_peak are the three point estimates",
         "methods": methods,
         f"methods_by_{other_binning}": methods_other,
         "baselines": baselines_done,
         "missing_baselines": [b for b in config.baselines if b not in baselines_done],
         "prior_only": "per-band power law log10 f = a + b i_auto, two-fold cross-fitted on these stamps (no pixels)",
+        "bayes_optimal": None if "bayes_optimal" not in fluxes else
+        "information reference: posterior median of the optimal weighted sum's calibrated Gaussian likelihood "
+        "times the band's true flux distribution, two-fold cross-fitted (lumos_ops.lumos.bayes_reference)",
         "pit_hist": pits["with CCD position"]["hist"],
         "pit_without_ccd": no_ccd,
         "coverage_by_mag": {"edges": [17.5, 20.0, 21.0, 21.5, 22.0, 22.5, 23.0, 24.0], "coverage68": cov},
