@@ -7,7 +7,7 @@ from lumos_helpers import write_exposure
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.bayes_reference import bayes_optimal_median, pull_width
-from lumos_ops.lumos.deblend import bias_by_distance, make_deblend_set, rescale_catalog
+from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set, rescale_catalog
 from lumos_ops.lumos.prior import prior_only_flux
 from lumos_ops.lumos.targets import format_targets, issue_targets
 from lumos_ops.sim.seds import mag_to_njy
@@ -67,6 +67,11 @@ def test_deblend_set_targets_and_neighbours(tmp_path):
     assert distance.between(0.0, 20.0).all()
     zp_flux = mag_to_njy(22.0) * 10 ** (0.4 * (26.0 - 31.4))
     np.testing.assert_allclose(meta.flux, zp_flux, rtol=1e-9)
+    control = make_deblend_set([str(p1)], catalog, tmp_path / "control", n_stamps=12, seed=1, neighbours=False)
+    alone = pd.read_parquet(control / "meta.parquet")
+    assert (alone.nbr_ref_id < 0).all()
+    np.testing.assert_array_equal(alone.flux, meta.flux)
+    np.testing.assert_array_equal(alone.source_exposure, meta.source_exposure)
 
 
 def test_bias_by_distance():
@@ -77,6 +82,15 @@ def test_bias_by_distance():
     assert all(r["bias"] == pytest.approx(0.1) for r in rows["a"])
     with pytest.raises(LumosValueError, match="increasing"):
         bias_by_distance({"a": truth}, truth, distance, edges=[1.0])
+
+
+def test_excess_by_distance_is_the_paired_difference():
+    truth = np.full(4, 10.0)
+    distance = np.array([1.0, 1.0, 15.0, 15.0])
+    rows = excess_by_distance({"a": np.array([14.0, 16.0, 9.0, 9.0])}, {"a": np.array([9.0, 9.0, 9.0, 9.0]),
+                              "b": truth}, truth, distance, edges=[0, 10, 20])
+    assert set(rows) == {"a"}
+    assert rows["a"][0]["bias"] == pytest.approx(0.6) and rows["a"][1]["bias"] == pytest.approx(0.0)
 
 
 def test_issue_targets_table():
@@ -92,6 +106,12 @@ def test_issue_targets_table():
     assert rows["PIT KS distance from uniform"]["met"] is True
     assert rows["coverage of the 68 % interval"]["met"] is False
     assert rows["deblending: max |bias| with neighbour at >= 5 px"]["measured"] == pytest.approx(0.08)
+    overall["bayes_optimal"] = {"sigma68": 0.24}
+    excess = {"lumos": [{"d_lo": 6.0, "d_hi": 8.0, "n": 5, "bias": 0.03}]}
+    rows = {r["name"]: r for r in issue_targets(overall, binned, pit_ks=0.02, coverage68=0.7, deblend=deblend,
+                                                deblend_excess=excess)}
+    assert "reference bayes_optimal reaches 0.800" in rows["sigma68 LUMOS / optimal"]["detail"]
+    assert "neighbour itself causes up to +0.030 (6-8 px)" in rows["deblending: max |bias| with neighbour at >= 5 px"]["detail"]
     missing = issue_targets(overall, binned, pit_ks=0.02, coverage68=0.68, deblend=None)
     assert missing[-1]["met"] is None and missing[-1]["measured"] is None
     text = format_targets(missing)

@@ -36,6 +36,7 @@ def issue_targets(
     pit_ks: float,
     coverage68: float,
     deblend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    deblend_excess: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     method: str = "lumos",
     binning: str = "i_auto",
     reference: str = "bayes_optimal",
@@ -52,6 +53,9 @@ def issue_targets(
         Fraction of stamps whose true flux lies in the 16-84 % interval.
     deblend : mapping or None, keyword-only
         :func:`lumos_ops.lumos.deblend.bias_by_distance` output; None = test not run.
+    deblend_excess : mapping or None, keyword-only
+        :func:`lumos_ops.lumos.deblend.excess_by_distance` output (the bias the neighbour causes);
+        stated in the deblending row's detail, the target itself is on the total bias.
     method : str, keyword-only
         Key of the LUMOS estimator in ``overall``.
     binning : str, keyword-only
@@ -89,11 +93,16 @@ def issue_targets(
                      "16-84 % quantiles of the PDF"))
     far = [b for b in (deblend or {}).get(method, []) if b["d_lo"] >= 5.0 - 1e-9 and b.get("bias") is not None]
     worst_d = max(far, key=lambda b: abs(b["bias"]), default=None)
+    far_x = [b for b in (deblend_excess or {}).get(method, []) if b["d_lo"] >= 5.0 - 1e-9 and b.get("bias") is not None]
+    worst_x = max(far_x, key=lambda b: abs(b["bias"]), default=None)
+    excess = "" if worst_x is None else (
+        f"; the neighbour itself causes up to {worst_x['bias']:+.3f} ({worst_x['d_lo']:g}-{worst_x['d_hi']:g} px)")
     rows.append(_row(
         "deblending: max |bias| with neighbour at >= 5 px", None if worst_d is None else abs(worst_d["bias"]),
         "<= 0.10", worst_d is not None and abs(worst_d["bias"]) <= 0.10,
         "not run (give survey exposures and --deblend-stamps)" if worst_d is None else
-        f"i=22 target, i=20 neighbour; worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})",
+        f"i=22 target, i=20 neighbour; worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
+        + excess,
     ))
     return rows
 

@@ -260,27 +260,45 @@ def _deblend(loaded, pairs_from, config: ValidateConfig) -> dict[str, Any]:
 def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.lumos.deblend import bias_by_distance, make_deblend_set
+    from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set
     from lumos_ops.sim import TrainingSet
 
-    make_deblend_set(list(pairs_from[0]), read_catalog(pairs_from[1]), path, n_stamps=config.deblend_stamps,
-                     seed=config.seed)
-    ts = TrainingSet(path)
-    ids = np.arange(len(ts))
-    meta = ts.meta
+    catalog = read_catalog(pairs_from[1])
     column = ESTIMATORS[config.estimator]
-    fluxes = {"lumos": lumos_on_training_set(loaded, ts, ids, batch_size=config.batch_size)[column].to_numpy()}
     baselines = [b for b in ("aperture", "optimal") if b in config.baselines] or ["aperture"]
-    _, results, _ = measure_stamp_set(path, methods=baselines, progress=config.progress)
-    for name, frame in results.items():
-        fluxes[name] = frame["flux"].to_numpy(np.float64)
+    measured: dict[str, dict[str, np.ndarray]] = {}
+    for label, neighbours in (("with", True), ("isolated", False)):
+        where = path.with_name(f"{path.name}-{label}")
+        make_deblend_set(list(pairs_from[0]), catalog, where, n_stamps=config.deblend_stamps, seed=config.seed,
+                         neighbours=neighbours)
+        ts = TrainingSet(where)
+        fluxes = {"lumos": lumos_on_training_set(loaded, ts, np.arange(len(ts)), batch_size=config.batch_size)[column]
+                  .to_numpy()}
+        _, results, _ = measure_stamp_set(where, methods=baselines, progress=config.progress)
+        for name, frame in results.items():
+            fluxes[name] = frame["flux"].to_numpy(np.float64)
+        measured[label] = fluxes
+        if neighbours:
+            meta = ts.meta
+    truth = meta["flux"].to_numpy(np.float64)
     distance = np.hypot(meta["nbr_dx"].to_numpy(), meta["nbr_dy"].to_numpy())
+    isolated = {}
+    for name, flux in measured["isolated"].items():
+        rel = flux / truth - 1.0
+        rel = rel[np.isfinite(rel)]
+        q16, q50, q84 = np.percentile(rel, [16, 50, 84]) if rel.size else (np.nan,) * 3
+        isolated[name] = {"n": int(rel.size), "bias": float(q50), "sigma68": float(0.5 * (q84 - q16))}
     return {
-        "n_stamps": int(len(ts)),
+        "n_stamps": int(len(truth)),
         "target_i_auto": 22.0,
         "neighbour_i_auto": 20.0,
         "distance_px": [0.0, 20.0],
-        "by_distance": bias_by_distance(fluxes, meta["flux"].to_numpy(np.float64), distance),
+        "estimator": config.estimator,
+        "by_distance": bias_by_distance(measured["with"], truth, distance),
+        "isolated": isolated,
+        "excess_by_distance": excess_by_distance(measured["with"], measured["isolated"], truth, distance),
+        "excess_meaning": "median of (f_with - f_without) / f0 over the same targets, backgrounds and positions "
+                          "measured with and without the neighbour: the bias the neighbour causes",
     }
 
 
@@ -320,6 +338,9 @@ def _plot(path: Path, *, pits: dict[str, dict[str, Any]], mag: np.ndarray, binni
         for name, rows in deblend["by_distance"].items():
             x = [0.5 * (r["d_lo"] + r["d_hi"]) for r in rows]
             ax.plot(x, [np.nan if r["bias"] is None else r["bias"] for r in rows], "o-", label=name)
+        rows = deblend["excess_by_distance"].get("lumos", [])
+        ax.plot([0.5 * (r["d_lo"] + r["d_hi"]) for r in rows], [np.nan if r["bias"] is None else r["bias"] for r in rows],
+                "k--", label="lumos: caused by the neighbour")
         ax.axhspan(-0.1, 0.1, color="green", alpha=0.12)
         ax.axvline(5.0, color="grey", ls=":")
         ax.legend(fontsize=8)
@@ -468,7 +489,8 @@ def validate(
                 deblend=deblend, snr=snr, n=int(ids.size))
     targets = issue_targets(methods["overall"], methods["binned"], pit_ks=pits["with CCD position"]["ks_distance"],
                             coverage68=coverage["coverage68_interval"],
-                            deblend=None if deblend is None else deblend["by_distance"], binning=binning)
+                            deblend=None if deblend is None else deblend["by_distance"],
+                            deblend_excess=None if deblend is None else deblend["excess_by_distance"], binning=binning)
     summary = {
         "n_stamps": int(ids.size),
         "model": loaded.path,
