@@ -145,7 +145,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def _print_truth_comparison(engine, truth_path) -> None:
-    """Per method: bias and sigma68 of (f - f0)/f0 over every measured observation, median SNR."""
+    """Per method: bias and sigma68 of (f - f0)/f0 over every measured observation, median SNR.
+
+    LUMOS gets two rows: its ``flux`` column (the PDF mean, eq. 15) and its PDF median
+    (``extras->>'median'``), the validated point estimate (see ``models/MODEL_CARD.md``).
+    """
     import numpy as np
     import pandas as pd
     import sqlalchemy as sa
@@ -154,18 +158,22 @@ def _print_truth_comparison(engine, truth_path) -> None:
 
     with engine.connect() as conn:
         rows = pd.read_sql(sa.text(
-            "SELECT m.ref_id, e.expnum, e.ccd, m.method, m.flux, m.flux_err, m.flag "
+            "SELECT m.ref_id, e.expnum, e.ccd, m.method, m.flux, m.flux_err, m.flag, "
+            "(m.extras ->> 'median')::double precision AS pdf_median "
             "FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id)"), conn)
     truth = pd.read_parquet(truth_path, columns=["ref_id", "expnum", "ccd", "flux_true"])
     joined = rows.merge(truth, on=["ref_id", "expnum", "ccd"], how="inner")
+    medians = joined[joined["pdf_median"].notna()].assign(method=lambda t: t["method"] + " median",
+                                                          flux=lambda t: t["pdf_median"])
+    joined = pd.concat([joined, medians], ignore_index=True)
     print("\n-- accuracy against the simulated truth (every source x exposure; fluxes in e-/s)")
-    print(f"{'method':<10}{'n':>6}{'bias':>9}{'sigma68':>9}{'median SNR':>12}{'flagged':>9}")
+    print(f"{'method':<14}{'n':>6}{'bias':>9}{'sigma68':>9}{'median SNR':>12}{'flagged':>9}")
     for method, group in joined.groupby("method", sort=True):
         ok = np.isfinite(group["flux"].to_numpy())
         rel = relative_error(group["flux"].to_numpy()[ok], group["flux_true"].to_numpy()[ok])
         snr = np.median((group["flux"] / group["flux_err"]).to_numpy()[ok])
         flagged = float((group["flag"] != 0).mean())
-        print(f"{method:<10}{ok.sum():>6}{bias(rel):>+9.3f}{sigma68(rel):>9.3f}{snr:>12.2f}{flagged:>9.2f}")
+        print(f"{method:<14}{ok.sum():>6}{bias(rel):>+9.3f}{sigma68(rel):>9.3f}{snr:>12.2f}{flagged:>9.2f}")
 
 
 def _print_queries(engine, night: str) -> None:

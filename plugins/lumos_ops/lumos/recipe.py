@@ -1,6 +1,6 @@
 """Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
 
-``lumos train --recipe fast-v4 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
+``lumos train --recipe fast-v2 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
 ``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
 already exists with the same configuration are skipped, so an interrupted recipe can be rerun
 (add ``--resume`` to continue the training from its last epoch).
@@ -51,6 +51,11 @@ _TRAIN: dict[str, Any] = {"arch": "fast", "epochs": 14, "batch_size": 256, "lr":
                           "num_threads": 1}
 
 RECIPES: dict[str, Recipe] = {
+    "fast-v2": Recipe(
+        survey=_SURVEY,
+        teahupoo={"n_stamps": 60_000, "seed": 2, "flux_source": "band_distribution"},
+        train={**_TRAIN, "epochs": 8, "lr_step": 6},
+    ),
     "fast-v3": Recipe(
         survey=_SURVEY,
         teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
@@ -69,23 +74,27 @@ RECIPES: dict[str, Recipe] = {
         teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
                   "neighbour_fraction": 0.3, "shape_population": 200_000, "shape_count_slope": 0.0,
                   "population_i_range": (17.5, 23.0)},
-        train={**_TRAIN, "epochs": 16},
+        train={**_TRAIN, "epochs": 24},
     ),
 }
-"""Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px, 120,000 TEAHUPOO stamps with
-per-band fluxes drawn independently of the galaxy (paper §2.2) from a brightness-balanced population, a
-neighbour added to 30 % of the stamps, the ``fast`` network for 14 epochs on one CPU thread):
+"""Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
+fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
 
-* ``fast-v4``: the shipped default ``lumos-fast-v4``; galaxy shapes also from a balanced population
-  and both populations over i 16.5-23;
-* ``fast-v3``: the intermediate model of the same session, shapes from the survey catalogue;
-* ``fast-noccd-v3``, ``fast-noccd-v4``: the same without the CCD position (the PIT comparison);
-* ``default``: the recipe of the shipped default model (``fast-v4``)."""
-for _name in ("fast-v3", "fast-v4"):
+* ``fast-v2``: the shipped default ``lumos-fast-v2``: 60,000 stamps whose fluxes follow the survey
+  catalogue's per-band distributions (its number counts) and whose shapes are the catalogue's, 8 epochs;
+* ``fast-v5``: the companion ``lumos-fast-v5``: 120,000 stamps, fluxes from a 200,000-galaxy
+  population with the survey's counts, shapes from a population uniform in i 17.5-23, a neighbour on
+  30 % of the stamps, 24 epochs;
+* ``fast-v4``: the companion ``lumos-fast-v4`` (shipped as ``"balanced"``): fluxes and shapes from
+  populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
+* ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
+* ``fast-noccd-v2`` ... ``fast-noccd-v5``: the same without the CCD position (the PIT comparison);
+* ``default``: the recipe of the shipped default model (``fast-v2``)."""
+for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
         RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
     )
-DEFAULT_RECIPE = "fast-v4"
+DEFAULT_RECIPE = "fast-v2"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 
