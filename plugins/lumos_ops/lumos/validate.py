@@ -259,6 +259,7 @@ def _deblend(loaded, pairs_from, config: ValidateConfig) -> dict[str, Any]:
 
 def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
+    from lumos_ops.bench.metrics import bias, relative_error, sigma68
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set
     from lumos_ops.sim import TrainingSet
@@ -284,10 +285,8 @@ def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[
     distance = np.hypot(meta["nbr_dx"].to_numpy(), meta["nbr_dy"].to_numpy())
     isolated = {}
     for name, flux in measured["isolated"].items():
-        rel = flux / truth - 1.0
-        rel = rel[np.isfinite(rel)]
-        q16, q50, q84 = np.percentile(rel, [16, 50, 84]) if rel.size else (np.nan,) * 3
-        isolated[name] = {"n": int(rel.size), "bias": float(q50), "sigma68": float(0.5 * (q84 - q16))}
+        rel = relative_error(flux, truth)
+        isolated[name] = {"n": int(np.isfinite(rel).sum()), "bias": bias(rel), "sigma68": sigma68(rel)}
     return {
         "n_stamps": int(len(truth)),
         "target_i_auto": 22.0,
