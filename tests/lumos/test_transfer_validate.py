@@ -64,6 +64,8 @@ def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
     assert sum(r["n"] for r in report["deblending"]["by_distance"]["lumos"]) == 12
     assert set(report["deblending"]["isolated"]) == {"lumos", "aperture"}
     assert sum(r["n"] for r in report["deblending"]["excess_by_distance"]["lumos"]) == 12
+    assert report["deblending"]["target_fluxes"] == "test_set"
+    assert report["deblending_other"]["catalog"]["target_fluxes"] == "catalog"
     assert report["targets"][-1]["measured"] is not None and not list(tmp_path.glob("**/shards"))
     assert 0.0 <= report["summary"]["pit_ks_distance"] <= 1.0
     assert report["missing_baselines"] == ["aperture"]  # 60 px stamps cannot hold the annulus

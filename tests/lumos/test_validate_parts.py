@@ -74,6 +74,27 @@ def test_deblend_set_targets_and_neighbours(tmp_path):
     np.testing.assert_array_equal(alone.source_exposure, meta.source_exposure)
 
 
+def test_deblend_set_teahupoo_targets(tmp_path):
+    p1, catalog = write_exposure(tmp_path / "e1.fits", seed=3)
+    own = pd.read_parquet(make_deblend_set([str(p1)], catalog, tmp_path / "own", n_stamps=40, seed=1) / "meta.parquet")
+    drawn_path = make_deblend_set([str(p1)], catalog, tmp_path / "drawn", n_stamps=40, seed=1,
+                                  target_flux={"flux_source": "band_distribution", "flux_population": 5000})
+    drawn = pd.read_parquet(drawn_path / "meta.parquet")
+    assert (drawn.i_auto == 22.0).all()
+    assert drawn.flux.nunique() > 30 and own.flux.nunique() == 1  # independent draws vs the one flat-spectrum SED
+    np.testing.assert_array_equal(drawn.nbr_flux, own.nbr_flux)  # neighbours keep their own SED at i = 20
+    np.testing.assert_array_equal(drawn.nbr_dx, own.nbr_dx)
+    with pytest.raises(LumosValueError, match="unknown fields.*neighbour_fraction"):
+        make_deblend_set([str(p1)], catalog, tmp_path / "bad", n_stamps=4, target_flux={"neighbour_fraction": 0.0})
+
+
+def test_bias_by_distance_default_bins_have_an_edge_at_5_px():
+    truth = np.full(3, 10.0)
+    rows = bias_by_distance({"a": truth}, truth, np.array([4.9, 5.0, 20.0]))["a"]
+    assert [(r["d_lo"], r["d_hi"]) for r in rows][1:3] == [(2.5, 5.0), (5.0, 7.5)]
+    assert [r["n"] for r in rows][1:3] == [1, 1] and rows[-1]["n"] == 1
+
+
 def test_bias_by_distance():
     truth = np.full(8, 10.0)
     distance = np.array([1, 1, 3, 3, 9, 9, 19.5, 20.0])

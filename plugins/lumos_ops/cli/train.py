@@ -85,7 +85,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     config = ValidateConfig(
         baselines=tuple(args.baselines), split=args.split, max_stamps=args.max_stamps, min_stamps=args.min_stamps,
-        binning=args.binning, estimator=args.estimator, no_ccd_model=args.no_ccd_model, deblend_stamps=args.deblend_stamps, seed=args.seed,
+        binning=args.binning, estimator=args.estimator, no_ccd_model=args.no_ccd_model, deblend_stamps=args.deblend_stamps,
+        deblend_fluxes=tuple(args.deblend_fluxes), seed=args.seed,
         batch_size=args.batch_size, device=args.device, progress=not args.quiet,
     )
     if bool(args.exposures) != bool(args.catalog):
@@ -163,6 +164,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--no-ccd-model", help="checkpoint trained with --drop-input ccd_x ccd_y: PIT without CCD position")
     v.add_argument("--deblend-stamps", type=int, default=4000,
                    help="stamps of the i=22 target / i=20 neighbour test (needs --exposures; 0 = skip)")
+    v.add_argument("--deblend-fluxes", nargs="+", default=["test_set", "catalog"], choices=("test_set", "catalog"),
+                   help="band fluxes of the deblending targets, one test each, the first scored: test_set (drawn "
+                        "as the test set's: a TEAHUPOO target, as in the paper) and/or catalog (own SED at i=22)")
     v.add_argument("--seed", type=int, default=5, help="seed of the deblending stamps")
     v.add_argument("--baselines", nargs="*", default=["aperture", "optimal"],
                    help="classical methods to compare with (aperture, optimal, modelfit)")

@@ -1,8 +1,10 @@
 """The deblending test of the paper's Figs. 8-9: an i = 22 target with an i = 20 neighbour at 0-20 px.
 
-:func:`make_deblend_set` writes TEAHUPOO stamps in which every target has the shape and SED of a
-catalogue galaxy rescaled to ``target_mag`` and every stamp gets one neighbour (another galaxy,
-rescaled to ``neighbour_mag``) at a distance drawn uniformly in ``distance`` pixels; with
+:func:`make_deblend_set` writes TEAHUPOO stamps in which every target has the shape of a catalogue
+galaxy rescaled to ``target_mag`` and either that galaxy's own SED or, as in the paper's test (a
+TEAHUPOO target), a band flux drawn independently of the galaxy (``target_flux``); every stamp gets
+one neighbour (another galaxy with its own SED, rescaled to ``neighbour_mag``) at a distance drawn
+uniformly in ``distance`` pixels; with
 ``neighbours=False`` it writes the same stamps (same seed: targets, backgrounds, positions) without
 the neighbour, the isolated control. :func:`bias_by_distance` gives bias and sigma68 of
 ``(f - f0) / f0`` per distance bin and method; :func:`excess_by_distance` the median of the paired
@@ -22,7 +24,15 @@ import pandas as pd
 
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["make_deblend_set", "bias_by_distance", "excess_by_distance", "rescale_catalog"]
+__all__ = ["make_deblend_set", "bias_by_distance", "excess_by_distance", "rescale_catalog", "DISTANCE_EDGES",
+           "TARGET_FLUX_FIELDS"]
+
+DISTANCE_EDGES: tuple[float, ...] = tuple(2.5 * k for k in range(9))
+"""Default neighbour-distance bin edges (pixels): 0, 2.5, ..., 20, so that the issue's 5 px is an edge."""
+
+
+TARGET_FLUX_FIELDS = ("flux_source", "flux_population", "flux_count_slope", "population_i_range", "flux_range")
+"""``TeahupooConfig`` fields that decide the band flux of a stamp's target."""
 
 
 def rescale_catalog(catalog: pd.DataFrame, mag: float) -> pd.DataFrame:
@@ -50,6 +60,7 @@ def make_deblend_set(
     distance: tuple[float, float] = (0.0, 20.0),
     stamp_size: int = 96,
     neighbours: bool = True,
+    target_flux: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the Fig. 8-9 stamp set; returns its directory.
 
@@ -69,13 +80,23 @@ def make_deblend_set(
         >= 93 so that the aperture baseline has its background annulus.
     neighbours : bool, keyword-only
         False: the isolated control (the neighbour's position is still drawn and recorded).
+    target_flux : mapping or None, keyword-only
+        ``TeahupooConfig`` flux fields (``flux_source``, ``flux_population``, ``flux_count_slope``,
+        ``population_i_range``, ``flux_range``) for the targets' band fluxes. None (default): each
+        target's own catalogue SED at ``target_mag``. ``{"flux_source": "band_distribution", ...}``:
+        TEAHUPOO targets as in the paper's test (shape at ``target_mag``, band flux drawn from the
+        band's flux distribution independently of the galaxy). Neighbours always keep their own SED.
     """
     from lumos_ops.sim import TeahupooConfig, generate_training_set
 
+    flux = dict(target_flux) if target_flux is not None else {"flux_source": "auto"}
+    unknown = set(flux) - set(TARGET_FLUX_FIELDS)
+    if unknown:
+        raise LumosValueError(f"target_flux: unknown fields {sorted(unknown)}; use {list(TARGET_FLUX_FIELDS)}")
     config = TeahupooConfig(
-        n_stamps=n_stamps, stamp_size=stamp_size, seed=seed, flux_source="auto",
+        n_stamps=n_stamps, stamp_size=stamp_size, seed=seed,
         neighbour_fraction=1.0 if neighbours else 0.0,
-        neighbour_distance=distance,
+        neighbour_distance=distance, **flux,
     )
     generate_training_set(config, exposure_paths, rescale_catalog(catalog, target_mag), out_dir,
                           neighbour_catalog=rescale_catalog(catalog, neighbour_mag))
@@ -94,7 +115,7 @@ def bias_by_distance(
     truth, distance : array_like, shape (n,)
         True target flux (e-/s) and target-neighbour distance (pixels).
     edges : sequence of float, keyword-only
-        Bin edges (default 0, 2, ..., 20).
+        Bin edges (default :data:`DISTANCE_EDGES`).
 
     Returns
     -------
@@ -103,7 +124,7 @@ def bias_by_distance(
     """
     from lumos_ops.bench.metrics import bias, relative_error, sigma68
 
-    edges = np.arange(0.0, 20.0 + 1e-9, 2.0) if edges is None else np.asarray(edges, dtype=np.float64)
+    edges = np.asarray(DISTANCE_EDGES if edges is None else edges, dtype=np.float64)
     if edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise LumosValueError(f"edges must be at least two increasing distances (pixels), got {list(edges)}")
     truth = np.asarray(truth, dtype=np.float64)
@@ -139,7 +160,7 @@ def excess_by_distance(
     truth, distance : array_like, shape (n,)
         True target flux (e-/s) and the distance (pixels) the neighbour has in the first set.
     edges : sequence of float, keyword-only
-        Bin edges (default 0, 2, ..., 20).
+        Bin edges (default :data:`DISTANCE_EDGES`).
 
     Returns
     -------

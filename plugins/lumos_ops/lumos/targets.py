@@ -37,6 +37,7 @@ def issue_targets(
     coverage68: float,
     deblend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     deblend_excess: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    deblend_targets: str | None = None,
     method: str = "lumos",
     binning: str = "i_auto",
     reference: str = "bayes_optimal",
@@ -56,6 +57,8 @@ def issue_targets(
     deblend_excess : mapping or None, keyword-only
         :func:`lumos_ops.lumos.deblend.excess_by_distance` output (the bias the neighbour causes);
         stated in the deblending row's detail, the target itself is on the total bias.
+    deblend_targets : str or None, keyword-only
+        How the deblending targets' fluxes were drawn (``"test_set"``, ``"catalog"``), for the detail.
     method : str, keyword-only
         Key of the LUMOS estimator in ``overall``.
     binning : str, keyword-only
@@ -101,7 +104,7 @@ def issue_targets(
         "deblending: max |bias| with neighbour at >= 5 px", None if worst_d is None else abs(worst_d["bias"]),
         "<= 0.10", worst_d is not None and abs(worst_d["bias"]) <= 0.10,
         "not run (give survey exposures and --deblend-stamps)" if worst_d is None else
-        f"i=22 target, i=20 neighbour; worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
+        f"i=22 target{'' if deblend_targets is None else f' ({deblend_targets} fluxes)'}, i=20 neighbour; worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
         + excess,
     ))
     return rows

@@ -48,6 +48,12 @@ MIN_STAMPS = 10_000
 _BINNINGS = ("i_auto", "band_mag")
 ESTIMATORS = {"median": "median", "mean": "flux", "mode": "mode"}
 """Point estimates of the PDF that ``lumos validate`` can score, and their column in the LUMOS table."""
+_DEBLEND_FLUXES = ("test_set", "catalog")
+_DEBLEND_MEANING = {
+    "test_set": "target band fluxes drawn as the test set's (a TEAHUPOO target when the test set draws them "
+                "independently of the galaxy, as in the paper)",
+    "catalog": "each target's own catalogue SED at i = 22",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +85,14 @@ class ValidateConfig:
         is compared with the main model's (Fig. 6).
     deblend_stamps : int
         Stamps of the Fig. 8-9 deblending test (needs the survey exposures); 0 = skip.
+    deblend_fluxes : tuple of str
+        Band fluxes of the deblending targets, one test per entry; the first is scored by the
+        targets table (``report["deblending"]``), the others go to ``report["deblending_other"]``.
+        ``"test_set"``: drawn as the test set's fluxes (its ``TeahupooConfig`` flux fields; with
+        ``band_distribution`` a TEAHUPOO target as in the paper, shape at i = 22 and a band flux
+        independent of the galaxy, so that the isolated control is unbiased for a calibrated PDF);
+        ``"catalog"``: each target's own catalogue SED at i = 22 (the isolated control then also
+        measures how far the training flux prior sits from the fluxes of i = 22 galaxies).
     seed : int
         Seed of the deblending stamps.
     batch_size : int
@@ -94,6 +108,7 @@ class ValidateConfig:
     estimator: str = "median"
     no_ccd_model: str | None = None
     deblend_stamps: int = 4000
+    deblend_fluxes: tuple[str, ...] = ("test_set", "catalog")
     seed: int = 5
     batch_size: int = 1024
     device: str | None = None
@@ -108,6 +123,8 @@ class ValidateConfig:
             raise LumosValueError("min_stamps and deblend_stamps must be >= 0")
         if self.binning not in _BINNINGS:
             raise LumosValueError(f"binning must be one of {_BINNINGS}, got {self.binning!r}")
+        if not self.deblend_fluxes or any(f not in _DEBLEND_FLUXES for f in self.deblend_fluxes):
+            raise LumosValueError(f"deblend_fluxes must be one or more of {_DEBLEND_FLUXES}, got {self.deblend_fluxes!r}")
         if self.estimator not in ESTIMATORS:
             raise LumosValueError(f"estimator must be one of {tuple(ESTIMATORS)}, got {self.estimator!r}")
 
@@ -214,9 +231,12 @@ def _pit_summary(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _set_config(ts) -> dict[str, Any]:
+    return (ts.manifest.get("config") or {}) if isinstance(getattr(ts, "manifest", None), dict) else {}
+
+
 def _set_fluxes(ts) -> str:
-    config = (ts.manifest.get("config") or {}) if isinstance(getattr(ts, "manifest", None), dict) else {}
-    return str(config.get("flux_source", "unknown"))
+    return str(_set_config(ts).get("flux_source", "unknown"))
 
 
 def _band_mag(meta: pd.DataFrame) -> np.ndarray:
@@ -250,14 +270,31 @@ def _snr_by_band(meta: pd.DataFrame, truth: np.ndarray, results: dict[str, tuple
     return out
 
 
-def _deblend(loaded, pairs_from, config: ValidateConfig) -> dict[str, Any]:
+def _deblend(loaded, ts, pairs_from, config: ValidateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The deblending test once per ``config.deblend_fluxes`` entry: (scored one, {name: others})."""
     import tempfile
 
+    from lumos_ops.lumos.deblend import TARGET_FLUX_FIELDS
+
+    set_config = _set_config(ts)
+    choices = {"catalog": None}
+    if set_config.get("flux_source") == "band_distribution":
+        choices["test_set"] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in set_config.items()
+                               if k in TARGET_FLUX_FIELDS}
+    else:
+        choices["test_set"] = None
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="lumos-deblend-") as tmp:
-        return _deblend_in(loaded, pairs_from, Path(tmp) / "stamps", config)
+        for name in config.deblend_fluxes:
+            same = [k for k in results if choices[k] == choices[name]]
+            results[name] = {**results[same[0]], "target_fluxes": name} if same else _deblend_in(
+                loaded, pairs_from, Path(tmp) / f"stamps-{name}", config, name, choices[name])
+    first, *rest = config.deblend_fluxes
+    return results[first], {name: results[name] for name in rest}
 
 
-def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[str, Any]:
+def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig, name: str,
+                target_flux: dict[str, Any] | None) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
     from lumos_ops.bench.metrics import bias, relative_error, sigma68
     from lumos_ops.io.catalog import read_catalog
@@ -271,27 +308,30 @@ def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[
     for label, neighbours in (("with", True), ("isolated", False)):
         where = path.with_name(f"{path.name}-{label}")
         make_deblend_set(list(pairs_from[0]), catalog, where, n_stamps=config.deblend_stamps, seed=config.seed,
-                         neighbours=neighbours)
+                         neighbours=neighbours, target_flux=target_flux)
         ts = TrainingSet(where)
         fluxes = {"lumos": lumos_on_training_set(loaded, ts, np.arange(len(ts)), batch_size=config.batch_size)[column]
                   .to_numpy()}
         _, results, _ = measure_stamp_set(where, methods=baselines, progress=config.progress)
-        for name, frame in results.items():
-            fluxes[name] = frame["flux"].to_numpy(np.float64)
+        for method, frame in results.items():
+            fluxes[method] = frame["flux"].to_numpy(np.float64)
         measured[label] = fluxes
         if neighbours:
             meta = ts.meta
     truth = meta["flux"].to_numpy(np.float64)
     distance = np.hypot(meta["nbr_dx"].to_numpy(), meta["nbr_dy"].to_numpy())
     isolated = {}
-    for name, flux in measured["isolated"].items():
+    for method, flux in measured["isolated"].items():
         rel = relative_error(flux, truth)
-        isolated[name] = {"n": int(np.isfinite(rel).sum()), "bias": bias(rel), "sigma68": sigma68(rel)}
+        isolated[method] = {"n": int(np.isfinite(rel).sum()), "bias": bias(rel), "sigma68": sigma68(rel)}
     return {
         "n_stamps": int(len(truth)),
         "target_i_auto": 22.0,
         "neighbour_i_auto": 20.0,
         "distance_px": [0.0, 20.0],
+        "target_fluxes": name,
+        "target_fluxes_meaning": _DEBLEND_MEANING[name],
+        "target_flux_quantiles_e_per_s": dict(zip(("p5", "p50", "p95"), np.percentile(truth, [5, 50, 95]).tolist())),
         "estimator": config.estimator,
         "by_distance": bias_by_distance(measured["with"], truth, distance),
         "isolated": isolated,
@@ -302,7 +342,8 @@ def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig) -> dict[
 
 
 def _plot(path: Path, *, pits: dict[str, dict[str, Any]], mag: np.ndarray, binning: str, pit_main: np.ndarray,
-          pairs: dict[str, Any] | None, deblend: dict[str, Any] | None, snr: dict[str, Any], n: int) -> list[float]:
+          pairs: dict[str, Any] | None, deblend: dict[str, Any] | None, deblend_other: dict[str, Any] | None,
+          snr: dict[str, Any], n: int) -> list[float]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.4))
@@ -337,6 +378,10 @@ def _plot(path: Path, *, pits: dict[str, dict[str, Any]], mag: np.ndarray, binni
         for name, rows in deblend["by_distance"].items():
             x = [0.5 * (r["d_lo"] + r["d_hi"]) for r in rows]
             ax.plot(x, [np.nan if r["bias"] is None else r["bias"] for r in rows], "o-", label=name)
+        for name, other in (deblend_other or {}).items():
+            rows = other["by_distance"].get("lumos", [])
+            ax.plot([0.5 * (r["d_lo"] + r["d_hi"]) for r in rows],
+                    [np.nan if r["bias"] is None else r["bias"] for r in rows], "o:", label=f"lumos, {name} targets")
         rows = deblend["excess_by_distance"].get("lumos", [])
         ax.plot([0.5 * (r["d_lo"] + r["d_hi"]) for r in rows], [np.nan if r["bias"] is None else r["bias"] for r in rows],
                 "k--", label="lumos: caused by the neighbour")
@@ -344,7 +389,7 @@ def _plot(path: Path, *, pits: dict[str, dict[str, Any]], mag: np.ndarray, binni
         ax.axvline(5.0, color="grey", ls=":")
         ax.legend(fontsize=8)
         ax.set(xlabel="neighbour distance (px)", ylabel="bias (f - f0) / f0",
-               title=f"i=22 target, i=20 neighbour, {deblend['n_stamps']} stamps (Fig. 9)")
+               title=f"i=22 target ({deblend['target_fluxes']} fluxes), i=20 neighbour, {deblend['n_stamps']} stamps")
         ax = axes[1, 1]
         for name, rows in deblend["by_distance"].items():
             x = [0.5 * (r["d_lo"] + r["d_hi"]) for r in rows]
@@ -476,20 +521,22 @@ def validate(
 
     pairs: dict[str, Any] | None = None
     deblend: dict[str, Any] | None = None
+    deblend_other: dict[str, Any] = {}
     if pairs_from is not None:
         from lumos_ops.io.catalog import read_catalog
 
         pairs = _pair_d(loaded, list(pairs_from[0]), read_catalog(pairs_from[1]), config.batch_size)
         if config.deblend_stamps > 0:
-            deblend = _deblend(loaded, pairs_from, config)
+            deblend, deblend_other = _deblend(loaded, ts, pairs_from, config)
 
     pit_main = pits["with CCD position"]["_values"]
     cov = _plot(out / "validation.png", pits=pits, mag=mag, binning=binning, pit_main=pit_main, pairs=pairs,
-                deblend=deblend, snr=snr, n=int(ids.size))
+                deblend=deblend, deblend_other=deblend_other, snr=snr, n=int(ids.size))
     targets = issue_targets(methods["overall"], methods["binned"], pit_ks=pits["with CCD position"]["ks_distance"],
                             coverage68=coverage["coverage68_interval"],
                             deblend=None if deblend is None else deblend["by_distance"],
-                            deblend_excess=None if deblend is None else deblend["excess_by_distance"], binning=binning)
+                            deblend_excess=None if deblend is None else deblend["excess_by_distance"],
+                            deblend_targets=None if deblend is None else deblend["target_fluxes"], binning=binning)
     summary = {
         "n_stamps": int(ids.size),
         "model": loaded.path,
@@ -535,6 +582,7 @@ def validate(
         "coverage_by_mag": {"edges": [17.5, 20.0, 21.0, 21.5, 22.0, 22.5, 23.0, 24.0], "coverage68": cov},
         "snr_by_band": snr,
         "deblending": deblend,
+        "deblending_other": deblend_other,
         "neighbours_in_test_set": neighbours,
         "pairs": None if pairs is None else {k: v for k, v in pairs.items() if not k.startswith("_")},
     }
