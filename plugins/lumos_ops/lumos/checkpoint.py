@@ -47,7 +47,7 @@ MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
 
 SHIPPED_MODELS: dict[str, str] = {
     "default": "lumos-fast-v7.pt",
-    "fast-noccd": "lumos-fast-noccd-v2.pt",
+    "fast-noccd": "lumos-fast-noccd-v7.pt",
     "fast-v2": "lumos-fast-v2.pt",
     "fast-v5": "lumos-fast-v5.pt",
     "balanced": "lumos-fast-v4.pt",

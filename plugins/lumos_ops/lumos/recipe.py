@@ -87,6 +87,12 @@ RECIPES: dict[str, Recipe] = {
                   "neighbour_distance": (2.0, 12.0)},
         train={**_TRAIN, "epochs": 12, "lr_step": 9},
     ),
+    "fast-v8": Recipe(
+        survey=_SURVEY,
+        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "neighbour_fraction": 0.5,
+                  "neighbour_distance": (2.0, 12.0)},
+        train={**_TRAIN, "epochs": 8, "lr_step": 6},
+    ),
 }
 """Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
 fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
@@ -106,7 +112,7 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
 * ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
 * ``fast-noccd-v2`` ... ``fast-noccd-v7``: the same without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-v7``)."""
-for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7"):
+for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
         RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
     )
