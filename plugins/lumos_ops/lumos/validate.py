@@ -90,7 +90,9 @@ class ValidateConfig:
         targets table (``report["deblending"]``), the others go to ``report["deblending_other"]``.
         ``"test_set"``: drawn as the test set's fluxes (its ``TeahupooConfig`` flux fields; with
         ``band_distribution`` a TEAHUPOO target as in the paper, shape at i = 22 and a band flux
-        independent of the galaxy, so that the isolated control is unbiased for a calibrated PDF);
+        independent of the galaxy, so that the isolated control is unbiased for a calibrated PDF;
+        a test set that draws from the catalogue rows, ``flux_population=0``, gives draws from the
+        catalogue rescaled to i = 22 instead);
         ``"catalog"``: each target's own catalogue SED at i = 22 (the isolated control then also
         measures how far the training flux prior sits from the fluxes of i = 22 galaxies).
     seed : int
