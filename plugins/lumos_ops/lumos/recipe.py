@@ -102,6 +102,7 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
   catalogue neighbour at 2-12 px on half of the stamps (the deblending the paper's §5.3 asks of
   the training set), 12 epochs;
 * ``fast-v6``: as ``fast-v7`` with neighbours on 30 % of the stamps at 2-20 px (a candidate);
+* ``fast-v8``: as ``fast-v7`` with 8 epochs, lr / 10 after epoch 6 (a candidate);
 * ``fast-v2``: the companion ``lumos-fast-v2`` (the previous default): as ``fast-v7`` with 60,000
   stamps, no added neighbours, 8 epochs;
 * ``fast-v5``: the companion ``lumos-fast-v5``: 120,000 stamps, fluxes from a 200,000-galaxy
@@ -110,7 +111,7 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
 * ``fast-v4``: the companion ``lumos-fast-v4`` (shipped as ``"balanced"``): fluxes and shapes from
   populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
 * ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
-* ``fast-noccd-v2`` ... ``fast-noccd-v7``: the same without the CCD position (the PIT comparison);
+* ``fast-noccd-v2`` ... ``fast-noccd-v8``: the same without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-v7``)."""
 for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(

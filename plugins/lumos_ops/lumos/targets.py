@@ -104,7 +104,8 @@ def issue_targets(
         "deblending: max |bias| with neighbour at >= 5 px", None if worst_d is None else abs(worst_d["bias"]),
         "<= 0.10", worst_d is not None and abs(worst_d["bias"]) <= 0.10,
         "not run (give survey exposures and --deblend-stamps)" if worst_d is None else
-        f"i=22 target{'' if deblend_targets is None else f' ({deblend_targets} fluxes)'}, i=20 neighbour; worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
+        f"i=22 target{'' if deblend_targets is None else f' ({deblend_targets} fluxes)'}, i=20 neighbour; "
+        f"worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
         + excess,
     ))
     return rows

@@ -279,12 +279,10 @@ def _deblend(loaded, ts, pairs_from, config: ValidateConfig) -> tuple[dict[str, 
     from lumos_ops.lumos.deblend import TARGET_FLUX_FIELDS
 
     set_config = _set_config(ts)
-    choices = {"catalog": None}
-    if set_config.get("flux_source") == "band_distribution":
-        choices["test_set"] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in set_config.items()
-                               if k in TARGET_FLUX_FIELDS}
-    else:
-        choices["test_set"] = None
+    drawn = set_config.get("flux_source") == "band_distribution"
+    choices = {"catalog": None,
+               "test_set": {k: (tuple(v) if isinstance(v, list) else v) for k, v in set_config.items()
+                            if k in TARGET_FLUX_FIELDS} if drawn else None}
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="lumos-deblend-") as tmp:
         for name in config.deblend_fluxes:
