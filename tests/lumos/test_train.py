@@ -7,7 +7,8 @@ import torch
 
 from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.lumos.checkpoint import load_checkpoint, weights_sha256
-from lumos_ops.lumos.train import TrainConfig, train
+from lumos_ops.lumos.model import get_model
+from lumos_ops.lumos.train import TrainConfig, freeze_batchnorm, train
 
 
 def _config(**kw):
@@ -49,7 +50,42 @@ def test_checkpoint_is_verified(tiny_training_set, tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_frozen_batchnorm_epochs_keep_running_statistics(tiny_training_set, tmp_path):
+    """The frozen last epoch learns every weight but leaves BatchNorm's running statistics as they were."""
+    first = train(tiny_training_set, tmp_path / "one", _config(epochs=1))
+    frozen = train(tiny_training_set, tmp_path / "two", _config(epochs=2, frozen_bn_epochs=1))
+    assert [h["frozen_bn"] for h in first["history"]] == [False]
+    assert [h["frozen_bn"] for h in frozen["history"]] == [False, True]
+    after_one = torch.load(tmp_path / "one" / "train_state.pt", weights_only=True)["model"]
+    after_two = torch.load(tmp_path / "two" / "train_state.pt", weights_only=True)["model"]
+    stats = [k for k in after_one if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(stats) == 15  # 5 BatchNorm layers of the "fast" network
+    for key in stats:
+        assert torch.equal(after_one[key], after_two[key]), key
+    learnt = [k for k in after_one if k not in stats]
+    assert all(not torch.equal(after_one[k], after_two[k]) for k in learnt if k.startswith(("features", "head")))
+    assert torch.load(tmp_path / "two" / "train_state.pt", weights_only=True)["epoch"] == 2
+
+
+def test_freeze_batchnorm_makes_outputs_batch_independent():
+    torch.manual_seed(1)
+    net = get_model("fast")
+    images, scalars, band_epoch = torch.randn(8, 2, 60, 60), torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
+    images[4:] *= 20.0  # a batch with bright stamps changes per-batch statistics
+    net.train()
+    assert freeze_batchnorm(net) == 5
+    before = net.features[2].running_mean.clone()
+    with torch.no_grad():
+        together = net(images, scalars, band_epoch).mu[:4]
+        alone = net(images[:4], scalars[:4], band_epoch[:4]).mu
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.equal(net.features[2].running_mean, before)
+    assert net.hidden.training and not net.features[2].training
+
+
 def test_config_validation():
+    with pytest.raises(LumosValueError, match="frozen_bn_epochs"):
+        TrainConfig(epochs=2, frozen_bn_epochs=3)
     with pytest.raises(LumosValueError, match="arch"):
         TrainConfig(arch="nope")
     with pytest.raises(LumosValueError, match="lr"):

@@ -41,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "max_val": args.max_val,
         "num_threads": args.threads,
         "drop_inputs": tuple(args.drop_input) if args.drop_input else None,
+        "frozen_bn_epochs": args.frozen_bn_epochs,
         "progress": not args.quiet,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -124,6 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--drop-input", nargs="+", metavar="NAME",
                    help="scalar inputs to hide from the network: i_auto, ccd_x, ccd_y, background")
+    p.add_argument("--frozen-bn-epochs", type=int, metavar="N",
+                   help="train the last N epochs with BatchNorm running statistics frozen (eval mode), so the "
+                        "shipped network is the one optimised (default 0; recipe fast-v9: 3)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)

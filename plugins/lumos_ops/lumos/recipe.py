@@ -93,6 +93,12 @@ RECIPES: dict[str, Recipe] = {
                   "neighbour_distance": (2.0, 12.0)},
         train={**_TRAIN, "epochs": 8, "lr_step": 6},
     ),
+    "fast-v9": Recipe(
+        survey=_SURVEY,
+        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "neighbour_fraction": 0.5,
+                  "neighbour_distance": (2.0, 12.0)},
+        train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
+    ),
 }
 """Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
 fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
@@ -103,6 +109,9 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
   the training set), 12 epochs;
 * ``fast-v6``: as ``fast-v7`` with neighbours on 30 % of the stamps at 2-20 px (a candidate);
 * ``fast-v8``: as ``fast-v7`` with 8 epochs, lr / 10 after epoch 6 (a candidate);
+* ``fast-v9``: as ``fast-v7`` with its low-learning-rate stage (epochs 10-12) trained with frozen
+  BatchNorm statistics (``TrainConfig.frozen_bn_epochs``), which removes the PDF shift that
+  per-batch statistics left in every recipe with added neighbours;
 * ``fast-v2``: the companion ``lumos-fast-v2`` (the previous default): as ``fast-v7`` with 60,000
   stamps, no added neighbours, 8 epochs;
 * ``fast-v5``: the companion ``lumos-fast-v5``: 120,000 stamps, fluxes from a 200,000-galaxy
@@ -111,9 +120,9 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
 * ``fast-v4``: the companion ``lumos-fast-v4`` (shipped as ``"balanced"``): fluxes and shapes from
   populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
 * ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
-* ``fast-noccd-v2`` ... ``fast-noccd-v8``: the same without the CCD position (the PIT comparison);
+* ``fast-noccd-v2`` ... ``fast-noccd-v9``: the same without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-v7``)."""
-for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8"):
+for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8", "fast-v9"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
         RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
     )
