@@ -33,6 +33,10 @@ class Flag(enum.IntFlag):
     """Catalogue shape parameters were out of range and were clipped before rendering."""
     NEGATIVE_MODEL = 128
     """The estimated flux is negative (allowed for faint sources, flagged for users)."""
+    CCD_EXTRAPOLATED = 256
+    """LUMOS only: the target lies outside the CCD area the model was trained on (its
+    ``normalization.ccd_shape``), so the CCD-position input was extrapolated; retrain on this
+    camera's CCD shape or use a model without the CCD position."""
 
 
 def describe_flags(value: int | np.integer) -> list[str]:

@@ -80,6 +80,29 @@ def test_lumos_method_measures_every_target(checkpoint, exposure_and_catalog):
     assert frame["truncated"].tolist() == (catalog["i_auto"] >= 20.5).tolist()
 
 
+@pytest.mark.parametrize("inputs", [("i_auto", "ccd_x", "ccd_y", "background"), ("i_auto", "background")])
+def test_targets_beyond_the_training_ccd_are_flagged(inputs, exposure_and_catalog, tmp_path, caplog):
+    """A model trained on 100-row CCDs measures a 200-row exposure and flags the rows it extrapolates."""
+    import dataclasses
+
+    from lumos_ops.lumos.checkpoint import save_checkpoint
+    from lumos_ops.lumos.model import get_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "short-ccd.pt"
+    save_checkpoint(path, get_model("fast", inputs=inputs).eval(), arch="fast",
+                    normalization=dataclasses.replace(NORM, ccd_shape=(100, 300)), metadata={"truncation_imag": 20.5})
+    exposure, catalog = exposure_and_catalog
+    frame = LumosMethod(model=path, device="cpu").measure(prepare_targets(exposure, catalog))
+    flagged = (frame["flag"].to_numpy() & int(Flag.CCD_EXTRAPOLATED)) != 0
+    expected = (catalog["y"] > 99).to_numpy() & (catalog["x"] >= 0).to_numpy() if "ccd_y" in inputs else False
+    assert np.array_equal(flagged, np.broadcast_to(expected, flagged.shape))
+    assert np.isfinite(frame.loc[flagged, "flux"]).all()
+    if "ccd_y" in inputs:
+        assert 0 < flagged.sum() < len(frame)
+        assert "exp.fits" in caplog.text and "CCD_EXTRAPOLATED" in caplog.text
+
+
 def test_lumos_method_option_errors():
     with pytest.raises(ValueError, match="either"):
         LumosMethod(model="a", model_path="b")

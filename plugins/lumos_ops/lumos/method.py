@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -11,6 +12,8 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 
 __all__ = ["LumosMethod"]
+
+log = logging.getLogger(__name__)
 
 
 class LumosMethod:
@@ -38,6 +41,9 @@ class LumosMethod:
     Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
     missing pixels are padded with the stamp's median (0 after background subtraction) and the
     row is flagged EDGE and/or MASKED. Targets off the image get NaN fluxes and OFF_IMAGE.
+    Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
+    with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
+    the CCD position never set it).
     """
 
     name = "lumos"
@@ -92,7 +98,23 @@ class LumosMethod:
         for name in ("flux", "flux_err", "median", "mode", "sigma68", "sigma95", "eta"):
             columns[name] = np.where(off, np.nan, columns[name])
         flags[columns["flux"] < 0] |= Flag.NEGATIVE_MODEL
+        if {"ccd_x", "ccd_y"} & set(loaded.net.config.inputs):
+            outside = self._outside_training_ccd(ctx, loaded.normalization.ccd_shape) & ~off
+            flags[outside] |= Flag.CCD_EXTRAPOLATED
         columns["flag"] = flags
         frame = pd.DataFrame(columns)
         order = ["flux", "flux_err", "flag"] + [c for c in frame.columns if c not in ("flux", "flux_err", "flag")]
         return frame[order]
+
+    @staticmethod
+    def _outside_training_ccd(ctx, ccd_shape: tuple[int, int]) -> np.ndarray:
+        """Targets whose position (pixels) lies beyond the CCD (ny, nx) the model was trained on."""
+        ny, nx = ccd_shape
+        outside = (ctx.x > nx - 1) | (ctx.y > ny - 1)
+        if outside.any():
+            log.warning(
+                "%s: %d of %d targets lie outside the %dx%d px CCD the LUMOS model was trained on; they are "
+                "flagged CCD_EXTRAPOLATED (retrain on this CCD shape or use a model without the CCD position)",
+                ctx.exposure.path, int(outside.sum()), ctx.n, ny, nx,
+            )
+        return outside
