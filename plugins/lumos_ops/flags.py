@@ -37,6 +37,9 @@ class Flag(enum.IntFlag):
     """LUMOS only: the target lies outside the CCD area the model was trained on (its
     ``normalization.ccd_shape``), so the CCD-position input was extrapolated; retrain on this
     camera's CCD shape or use a model without the CCD position."""
+    UNTRAINED_BAND = 512
+    """LUMOS only: the model was never trained on this band x camera epoch (its embedding row kept
+    its random initial value), so the PDF is not calibrated; train or transfer-learn on the band."""
 
 
 def describe_flags(value: int | np.integer) -> list[str]:

@@ -103,6 +103,34 @@ def test_targets_beyond_the_training_ccd_are_flagged(inputs, exposure_and_catalo
         assert "exp.fits" in caplog.text and "CCD_EXTRAPOLATED" in caplog.text
 
 
+@pytest.mark.parametrize("trained_band", ["NB685", "NB455"])
+def test_targets_in_untrained_bands_are_flagged(trained_band, exposure_and_catalog, tmp_path, caplog):
+    """The exposure is NB685, epoch 1; a model trained on NB455 only flags all its measured targets."""
+    from lumos_ops.constants import band_epoch_index
+    from lumos_ops.lumos.checkpoint import save_checkpoint
+    from lumos_ops.lumos.model import get_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "one-band.pt"
+    rows = [band_epoch_index(trained_band, 0), band_epoch_index(trained_band, 1)]
+    save_checkpoint(path, get_model("fast").eval(), arch="fast", normalization=NORM,
+                    metadata={"truncation_imag": 20.5, "trained_band_epochs": rows})
+    exposure, catalog = exposure_and_catalog
+    frame = LumosMethod(model=path, device="cpu").measure(prepare_targets(exposure, catalog))
+    flagged = (frame["flag"].to_numpy() & int(Flag.UNTRAINED_BAND)) != 0
+    on_image = (frame["flag"].to_numpy() & int(Flag.OFF_IMAGE)) == 0
+    assert np.array_equal(flagged, on_image if trained_band == "NB455" else np.zeros_like(flagged))
+    assert ("UNTRAINED_BAND" in caplog.text) == (trained_band == "NB455")
+
+
+def test_shipped_default_knows_its_trained_bands():
+    from lumos_ops.constants import band_epoch_index
+
+    trained = load_checkpoint(None, device="cpu").trained_band_epochs
+    bands = ("NB455", "NB535", "NB615", "NB685", "NB765", "NB845")
+    assert trained == {band_epoch_index(b, e) for b in bands for e in (0, 1)}
+
+
 def test_lumos_method_option_errors():
     with pytest.raises(ValueError, match="either"):
         LumosMethod(model="a", model_path="b")

@@ -39,6 +39,11 @@ def test_checkpoint_is_verified(tiny_training_set, tmp_path):
     path = tmp_path / "m" / "model.pt"
     loaded = load_checkpoint(path, device="cpu")
     assert loaded.sha256 == weights_sha256(loaded.net.state_dict())
+    from lumos_ops.sim import TrainingSet
+
+    ts = TrainingSet(tiny_training_set)
+    seen = set(ts.meta["band_epoch"].to_numpy()[ts.indices("train")].tolist())
+    assert loaded.trained_band_epochs == seen and len(seen) >= 1
     assert loaded.metadata["n_train"] == 72
     data = torch.load(path, weights_only=True)
     data["state_dict"]["head.bias"] += 1.0

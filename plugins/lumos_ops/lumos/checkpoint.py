@@ -90,6 +90,25 @@ class LoadedModel:
     path: str
     device: torch.device
 
+    @property
+    def trained_band_epochs(self) -> frozenset[int] | None:
+        """Band x epoch embedding rows the network was trained on; None when the checkpoint cannot tell.
+
+        Read from the metadata ``trained_band_epochs`` that :func:`lumos_ops.lumos.train.train`
+        records; for older checkpoints built by a recipe, every row of the recipe survey's bands
+        and camera epochs. Rows never trained keep their random initial embedding.
+        """
+        rows = self.metadata.get("trained_band_epochs")
+        if rows is not None:
+            return frozenset(int(r) for r in rows)
+        survey = (self.metadata.get("recipe") or {}).get("survey")
+        if not survey or "bands" not in survey:
+            return None
+        from lumos_ops.constants import band_epoch_index
+
+        epochs = range(int(survey.get("n_epochs", 2)))
+        return frozenset(band_epoch_index(b, e) for b in survey["bands"] for e in epochs)
+
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """SHA-256 of a state dict (names, dtypes, shapes and bytes in name order)."""

@@ -43,7 +43,8 @@ class LumosMethod:
     row is flagged EDGE and/or MASKED. Targets off the image get NaN fluxes and OFF_IMAGE.
     Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
     with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
-    the CCD position never set it).
+    the CCD position never set it). Every target of an exposure whose band x camera epoch the
+    model was never trained on is flagged UNTRAINED_BAND.
     """
 
     name = "lumos"
@@ -101,6 +102,11 @@ class LumosMethod:
         if {"ccd_x", "ccd_y"} & set(loaded.net.config.inputs):
             outside = self._outside_training_ccd(ctx, loaded.normalization.ccd_shape) & ~off
             flags[outside] |= Flag.CCD_EXTRAPOLATED
+        trained = loaded.trained_band_epochs
+        if trained is not None and ctx.exposure.band_epoch not in trained:
+            log.warning("%s: LUMOS model %s was not trained on band %s epoch %d; its %d targets are flagged "
+                        "UNTRAINED_BAND", ctx.exposure.path, loaded.path, ctx.exposure.band, ctx.exposure.epoch, ctx.n)
+            flags[~off] |= Flag.UNTRAINED_BAND
         columns["flag"] = flags
         frame = pd.DataFrame(columns)
         order = ["flux", "flux_err", "flag"] + [c for c in frame.columns if c not in ("flux", "flux_err", "flag")]

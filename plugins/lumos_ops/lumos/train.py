@@ -332,6 +332,7 @@ def train(
         "training_set_seed": ts.manifest.get("seed"),
         "n_train": int(train_ids.size),
         "n_val": int(val_ids.size),
+        "trained_band_epochs": sorted(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids])),
         "truncation_imag": config.truncation_imag,
         "device": str(device),
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
