@@ -2,9 +2,11 @@
 # Regenerate reports/lumos/{faithful,fast-v2,fast-v5,realistic,balanced,paper}: `lumos validate` on held-out
 # 96-px stamps cut from the recipe's simulated survey (survey seed 1, stamp seed 3). LUMOS is scored by
 # its PDF median (`--estimator median`, the default); every report also holds the mean and peak.
-#   faithful:  the shipped default on 40,000 stamps of the paper's §2.2 distribution: per-band fluxes
-#              drawn independently of the galaxy with the survey's number counts, shapes from a
-#              population uniform in i 17.5-23, a neighbour added to 30 % of the stamps
+#   faithful:  the shipped default (its no-CCD companion for the PIT) against aperture, optimal weights
+#              and profile fitting (the paper's Fig. 7) on 40,000 stamps of the paper's §2.2
+#              distribution: per-band fluxes drawn independently of the galaxy with the survey's
+#              number counts, shapes from a population uniform in i 17.5-23, a neighbour added to
+#              30 % of the stamps
 #   fast-v2:   the companion lumos-fast-v2 (the previous default) on the same set
 #   fast-v5:   the companion lumos-fast-v5 on the same set
 #   realistic: the shipped default on 10,000 stamps with each galaxy's own catalogue flux (tracks i_auto)
@@ -34,7 +36,7 @@ pairs=(--exposures "$survey/exposures" --catalog "$survey/catalog.parquet")
 [ -f "$work/test-catalog/manifest.json" ] || $lumos simulate training-set "${common[@]}" --out "$work/test-catalog" \
     --flux-source catalog
 $lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test-faithful40k" "${pairs[@]}" \
-    --out reports/lumos/faithful -q
+    --baselines aperture optimal modelfit --out reports/lumos/faithful -q
 $lumos validate --model fast-v2 --test-set "$work/test-faithful40k" "${pairs[@]}" --out reports/lumos/fast-v2 -q
 $lumos validate --model fast-v5 --test-set "$work/test-faithful40k" "${pairs[@]}" --out reports/lumos/fast-v5 -q
 $lumos validate --model default --test-set "$work/test-catalog" --deblend-stamps 0 --out reports/lumos/realistic -q

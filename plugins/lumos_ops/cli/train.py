@@ -106,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Supervised training (paper §4.4) with a checkpoint every epoch.")
     p.add_argument("--training-set", help="TEAHUPOO directory (lumos simulate training-set)")
     p.add_argument("--recipe", help="simulate the data and train end to end: 'default' (the shipped model's), "
-                   "'fast-v8', 'fast-v7', 'fast-v6', 'fast-v5', 'fast-v4', 'fast-v3', 'fast-v2' and their 'fast-noccd-v*' companions")
+                   "'fast-v9', 'fast-v8', 'fast-v7', 'fast-v6', 'fast-v5', 'fast-v4', 'fast-v3', 'fast-v2' "
+                   "and their 'fast-noccd-v*' companions")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
     p.add_argument("--arch", help="registered architecture: fast (default) or paper")
