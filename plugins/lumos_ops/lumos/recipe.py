@@ -1,6 +1,6 @@
 """Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
 
-``lumos train --recipe fast-v7 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
+``lumos train --recipe fast-v9 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
 ``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
 already exists with the same configuration are skipped, so an interrupted recipe can be rerun
 (add ``--resume`` to continue the training from its last epoch).
@@ -109,18 +109,18 @@ RECIPES: dict[str, Recipe] = {
 """Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
 fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
 
-* ``fast-v7``: the shipped default ``lumos-fast-v7``: 120,000 stamps whose fluxes follow the survey
+* ``fast-v7``: the previous default (retired): 120,000 stamps whose fluxes follow the survey
   catalogue's per-band distributions (its number counts) and whose shapes are the catalogue's, a
   catalogue neighbour at 2-12 px on half of the stamps (the deblending the paper's §5.3 asks of
   the training set), 12 epochs;
 * ``fast-v6``: as ``fast-v7`` with neighbours on 30 % of the stamps at 2-20 px (a candidate);
 * ``fast-v8``: as ``fast-v7`` with 8 epochs, lr / 10 after epoch 6 (a candidate);
-* ``fast-v9``: the shipped default candidate: ``fast-v5``'s paper-faithful draw (fluxes from
+* ``fast-v9``: the shipped default ``lumos-fast-v9``: ``fast-v5``'s paper-faithful draw (fluxes from
   200,000 simulated galaxies with the survey's counts, shapes uniform in i 17.5-23, neighbours on
   30 % of the stamps at 2-20 px), 12 epochs whose low-learning-rate stage (epochs 10-12) trains
   with frozen BatchNorm statistics (``TrainConfig.frozen_bn_epochs``): that removes the PDF shift
   that per-batch statistics left in every recipe with added neighbours;
-* ``fast-v2``: the companion ``lumos-fast-v2`` (the previous default): as ``fast-v7`` with 60,000
+* ``fast-v2``: the companion ``lumos-fast-v2`` (an earlier default): as ``fast-v7`` with 60,000
   stamps, no added neighbours, 8 epochs;
 * ``fast-v5``: the companion ``lumos-fast-v5``: 120,000 stamps, fluxes from a 200,000-galaxy
   population with the survey's counts, shapes from a population uniform in i 17.5-23, a neighbour on
@@ -129,12 +129,12 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
   populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
 * ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
 * ``fast-noccd-v2`` ... ``fast-noccd-v9``: the same without the CCD position (the PIT comparison);
-* ``default``: the recipe of the shipped default model (``fast-v7``)."""
+* ``default``: the recipe of the shipped default model (``fast-v9``)."""
 for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8", "fast-v9"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
         RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
     )
-DEFAULT_RECIPE = "fast-v7"
+DEFAULT_RECIPE = "fast-v9"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 
