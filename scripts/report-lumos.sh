@@ -7,7 +7,7 @@
 #              distribution: per-band fluxes drawn independently of the galaxy with the survey's
 #              number counts, shapes from a population uniform in i 17.5-23, a neighbour added to
 #              30 % of the stamps
-#   fast-v2:   the companion lumos-fast-v2 (the previous default) on the same set
+#   fast-v2:   the companion lumos-fast-v2 (an earlier default) on the same set
 #   fast-v5:   the companion lumos-fast-v5 on the same set
 #   realistic: the shipped default on 10,000 stamps with each galaxy's own catalogue flux (tracks i_auto)
 #   balanced:  the companion lumos-fast-v4, trained on brightness-balanced fluxes, on 10,000 stamps of its

@@ -1,14 +1,18 @@
 """Batched inference, output units, edge targets and the "lumos" measure method."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from lumos_ops.constants import band_epoch_index
 from lumos_ops.flags import Flag
 from lumos_ops.io.exposure import read_exposure
-from lumos_ops.lumos.checkpoint import load_checkpoint
+from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
 from lumos_ops.lumos.inference import predict_mixtures
 from lumos_ops.lumos.method import LumosMethod
+from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.preprocess import prepare_inputs
 from lumos_ops.measure import prepare_targets
 
@@ -83,11 +87,6 @@ def test_lumos_method_measures_every_target(checkpoint, exposure_and_catalog):
 @pytest.mark.parametrize("inputs", [("i_auto", "ccd_x", "ccd_y", "background"), ("i_auto", "background")])
 def test_targets_beyond_the_training_ccd_are_flagged(inputs, exposure_and_catalog, tmp_path, caplog):
     """A model trained on 100-row CCDs measures a 200-row exposure and flags the rows it extrapolates."""
-    import dataclasses
-
-    from lumos_ops.lumos.checkpoint import save_checkpoint
-    from lumos_ops.lumos.model import get_model
-
     torch.manual_seed(0)
     path = tmp_path / "short-ccd.pt"
     save_checkpoint(path, get_model("fast", inputs=inputs).eval(), arch="fast",
@@ -106,10 +105,6 @@ def test_targets_beyond_the_training_ccd_are_flagged(inputs, exposure_and_catalo
 @pytest.mark.parametrize("trained_band", ["NB685", "NB455"])
 def test_targets_in_untrained_bands_are_flagged(trained_band, exposure_and_catalog, tmp_path, caplog):
     """The exposure is NB685, epoch 1; a model trained on NB455 only flags all its measured targets."""
-    from lumos_ops.constants import band_epoch_index
-    from lumos_ops.lumos.checkpoint import save_checkpoint
-    from lumos_ops.lumos.model import get_model
-
     torch.manual_seed(0)
     path = tmp_path / "one-band.pt"
     rows = [band_epoch_index(trained_band, 0), band_epoch_index(trained_band, 1)]
@@ -124,8 +119,6 @@ def test_targets_in_untrained_bands_are_flagged(trained_band, exposure_and_catal
 
 
 def test_shipped_default_knows_its_trained_bands():
-    from lumos_ops.constants import band_epoch_index
-
     trained = load_checkpoint(None, device="cpu").trained_band_epochs
     bands = ("NB455", "NB535", "NB615", "NB685", "NB765", "NB845")
     assert trained == {band_epoch_index(b, e) for b in bands for e in (0, 1)}

@@ -9,6 +9,7 @@ from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.lumos.checkpoint import load_checkpoint, weights_sha256
 from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.train import TrainConfig, freeze_batchnorm, train
+from lumos_ops.sim import TrainingSet
 
 
 def _config(**kw):
@@ -39,8 +40,6 @@ def test_checkpoint_is_verified(tiny_training_set, tmp_path):
     path = tmp_path / "m" / "model.pt"
     loaded = load_checkpoint(path, device="cpu")
     assert loaded.sha256 == weights_sha256(loaded.net.state_dict())
-    from lumos_ops.sim import TrainingSet
-
     ts = TrainingSet(tiny_training_set)
     seen = set(ts.meta["band_epoch"].to_numpy()[ts.indices("train")].tolist())
     assert loaded.trained_band_epochs == seen and len(seen) >= 1

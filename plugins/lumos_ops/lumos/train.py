@@ -3,9 +3,11 @@
 Adam + StepLR (paper: lr 1e-4 divided by 10 every 40 epochs, batch 500, 100 epochs), eq. (8) for
 i_auto < 20.5 and eq. (10) fainter. The last ``frozen_bn_epochs`` epochs train with every BatchNorm
 layer in eval mode (running statistics frozen, affine weights still learnt), so that the network
-that is evaluated and shipped is the one that was optimised; see :class:`TrainConfig`. Every epoch writes ``OUT/train_state.pt`` (model, optimizer,
-scheduler, epoch, history: ``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of
-the epoch with the lowest validation loss); the end writes ``OUT/metrics.json``.
+that is evaluated and shipped is the one that was optimised; see :class:`TrainConfig`.
+
+Every epoch writes ``OUT/train_state.pt`` (model, optimizer, scheduler, epoch, history:
+``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of the epoch with the lowest
+validation loss); the end writes ``OUT/metrics.json``.
 
 On CPU the run is deterministic for a fixed seed (torch's CPU kernels are; one data-loading
 process; weights initialised from ``torch.manual_seed(seed)``; epoch permutations drawn from the
