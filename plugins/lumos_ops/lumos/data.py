@@ -31,14 +31,19 @@ class StampBatches(Dataset):
     norm : Normalization
     truncation_imag : float, keyword-only
         Rows with ``i_auto >= truncation_imag`` use eq. (10) (paper: 20.5).
+    flux_prior : ReferencePrior or None, keyword-only
+        When the fluxes were drawn from a reference prior, each item also carries its importance
+        weights ``weight`` (B,) float32 (``ReferencePrior.importance_weights``); else all ones.
 
     Returns (per item)
     ------------------
     dict with ``images`` (B, 2, S, S) float32, ``scalars`` (B, 4) float32, ``band_epoch`` (B,)
-    int64, ``flux`` (B,) float32 in units of ``norm.flux_scale``, ``truncated`` (B,) bool.
+    int64, ``flux`` (B,) float32 in units of ``norm.flux_scale``, ``truncated`` (B,) bool, ``weight``
+    (B,) float32.
     """
 
-    def __init__(self, training_set, indices: np.ndarray, norm: Normalization, *, truncation_imag: float = BRIGHT_LOSS_IMAG) -> None:
+    def __init__(self, training_set, indices: np.ndarray, norm: Normalization, *, truncation_imag: float = BRIGHT_LOSS_IMAG,
+                 flux_prior=None) -> None:
         missing = [c for c in REQUIRED_META if c not in training_set.meta.columns]
         if missing:
             raise LumosValueError(f"{training_set.path}/meta.parquet lacks column(s) {missing}")
@@ -52,6 +57,8 @@ class StampBatches(Dataset):
         self._imag = meta["i_auto"].to_numpy(np.float64)
         self._flux = meta["flux"].to_numpy(np.float64)
         self._truncated = self._imag >= truncation_imag
+        self._weight = (np.ones_like(self._flux) if flux_prior is None
+                        else flux_prior.importance_weights(self._flux)).astype(np.float32)
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -68,4 +75,5 @@ class StampBatches(Dataset):
             "band_epoch": torch.from_numpy(inputs.band_epoch),
             "flux": torch.from_numpy((self._flux[ids] / self.norm.flux_scale).astype(np.float32)),
             "truncated": torch.from_numpy(self._truncated[ids]),
+            "weight": torch.from_numpy(self._weight[ids]),
         }

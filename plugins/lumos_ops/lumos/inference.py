@@ -35,8 +35,12 @@ class Mixtures:
 
 
 def truncation_mask(i_auto: np.ndarray, loaded: LoadedModel) -> np.ndarray:
-    """Rows trained with eq. (10): ``i_auto >= metadata['truncation_imag']`` (default 20.5)."""
-    limit = float(loaded.metadata.get("truncation_imag", BRIGHT_LOSS_IMAG))
+    """Rows trained with eq. (10): ``i_auto >= metadata['truncation_imag']`` (default 20.5); none for a
+    network trained under a reference prior (``truncation_imag`` None: its likelihood extends below 0)."""
+    limit = loaded.metadata.get("truncation_imag", BRIGHT_LOSS_IMAG)
+    if limit is None:
+        return np.zeros(np.shape(i_auto), dtype=bool)
+    limit = float(limit)
     return np.asarray(i_auto, dtype=np.float64) >= limit
 
 

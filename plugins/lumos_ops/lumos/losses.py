@@ -73,7 +73,9 @@ def truncated_mdn_nll(params: MixtureParams, flux: torch.Tensor) -> torch.Tensor
     return -torch.logsumexp(_component_log_pdf(params, flux.clamp_min(0.0), truncated=True), dim=1)
 
 
-def supervised_loss(params: MixtureParams, flux: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
+def supervised_loss(
+    params: MixtureParams, flux: torch.Tensor, truncated: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of eq. (8) on rows with ``truncated == False`` and eq. (10) on the others.
 
     The paper uses eq. (10) for i_AB >= 20.5 (``lumos_ops.constants.BRIGHT_LOSS_IMAG``).
@@ -86,13 +88,19 @@ def supervised_loss(params: MixtureParams, flux: torch.Tensor, truncated: torch.
         True fluxes.
     truncated : Tensor of bool, shape (n,)
         Which rows use the truncated loss.
+    weight : Tensor, shape (n,), optional
+        Importance weights of the rows (``lumos_ops.flux_prior``): the loss is then the weighted
+        mean ``sum w_i l_i / sum w_i``, whose minimiser is the posterior under the reference prior.
 
     Returns
     -------
     Tensor, scalar
     """
     f = torch.where(truncated, flux.clamp_min(0.0), flux)
-    return (-torch.logsumexp(_component_log_pdf(params, f, truncated=truncated), dim=1)).mean()
+    nll = -torch.logsumexp(_component_log_pdf(params, f, truncated=truncated), dim=1)
+    if weight is None:
+        return nll.mean()
+    return (weight * nll).sum() / weight.sum().clamp_min(torch.finfo(nll.dtype).tiny)
 
 
 def pair_overlap_nll(first: MixtureParams, second: MixtureParams, *, truncated: bool = True) -> torch.Tensor:

@@ -59,6 +59,15 @@ _FAITHFUL_TEAHUPOO: dict[str, Any] = {
 test set of ``scripts/report-lumos.sh`` (fluxes from 200,000 simulated galaxies with the survey's
 counts, shapes uniform in i 17.5-23, a catalogue neighbour at 2-20 px on 30 % of the stamps)."""
 
+_REFERENCE_TEAHUPOO: dict[str, Any] = {
+    "n_stamps": 120_000, "seed": 2, "flux_source": "reference_prior", "neighbour_fraction": 0.3,
+    "shape_population": 200_000, "shape_count_slope": 0.0, "population_i_range": (17.5, 23.0),
+    "background_scale_range": (0.5, 2.0),
+}
+"""The likelihood draw of ``fast-v10``: fluxes from the reference prior (``lumos_ops.flux_prior``,
+negative fluxes included, independent of the galaxy), shapes uniform in i 17.5-23, a catalogue
+neighbour at 2-20 px on 30 % of the stamps, backgrounds scaled by 0.5-2 (log-uniform)."""
+
 RECIPES: dict[str, Recipe] = {
     "fast-v2": Recipe(
         survey=_SURVEY,
@@ -105,6 +114,11 @@ RECIPES: dict[str, Recipe] = {
         teahupoo=_FAITHFUL_TEAHUPOO,
         train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
     ),
+    "fast-v10": Recipe(
+        survey=_SURVEY,
+        teahupoo=_REFERENCE_TEAHUPOO,
+        train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
+    ),
 }
 """Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
 fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
@@ -115,7 +129,11 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
   the training set), 12 epochs;
 * ``fast-v6``: as ``fast-v7`` with neighbours on 30 % of the stamps at 2-20 px (a candidate);
 * ``fast-v8``: as ``fast-v7`` with 8 epochs, lr / 10 after epoch 6 (a candidate);
-* ``fast-v9``: the shipped default ``lumos-fast-v9``: ``fast-v5``'s paper-faithful draw (fluxes from
+* ``fast-v10``: the shipped default ``lumos-fast-v10``, a likelihood network: fluxes drawn from
+  the reference prior with importance weights (docs/likelihood.md), shapes uniform in i 17.5-23,
+  neighbours on 30 % of the stamps at 2-20 px, backgrounds scaled by 0.5-2, 12 epochs (the last
+  3 with frozen BatchNorm);
+* ``fast-v9``: the previous default ``lumos-fast-v9`` (a posterior under the survey's flux counts): ``fast-v5``'s paper-faithful draw (fluxes from
   200,000 simulated galaxies with the survey's counts, shapes uniform in i 17.5-23, neighbours on
   30 % of the stamps at 2-20 px), 12 epochs whose low-learning-rate stage (epochs 10-12) trains
   with frozen BatchNorm statistics (``TrainConfig.frozen_bn_epochs``): that removes the PDF shift
@@ -128,13 +146,13 @@ fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on o
 * ``fast-v4``: the companion ``lumos-fast-v4`` (shipped as ``"balanced"``): fluxes and shapes from
   populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
 * ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
-* ``fast-noccd-v2`` ... ``fast-noccd-v9``: the same without the CCD position (the PIT comparison);
-* ``default``: the recipe of the shipped default model (``fast-v9``)."""
-for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8", "fast-v9"):
+* ``fast-noccd-v2`` ... ``fast-noccd-v10``: the same without the CCD position (the PIT comparison);
+* ``default``: the recipe of the shipped default model (``fast-v10``)."""
+for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8", "fast-v9", "fast-v10"):
     RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
         RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
     )
-DEFAULT_RECIPE = "fast-v9"
+DEFAULT_RECIPE = "fast-v10"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 

@@ -199,7 +199,7 @@ def evaluate_split(net: LumosNet, loader, device: torch.device, *, amp: bool = F
         for batch in loader:
             batch = _to(batch, device)
             out = _forward(net, batch, device, amp)
-            loss = supervised_loss(out, batch["flux"], batch["truncated"])
+            loss = supervised_loss(out, batch["flux"], batch["truncated"], batch["weight"])
             total += float(loss.detach()) * batch["flux"].shape[0]
             count += batch["flux"].shape[0]
             parts["alpha"].append(out.log_alpha.exp().double().cpu().numpy())
@@ -324,8 +324,10 @@ def train(
     else:
         norm = _estimate_norm(ts, train_ids, config)
 
-    train_data = StampBatches(ts, train_ids, norm, truncation_imag=config.truncation_imag)
-    val_data = StampBatches(ts, val_ids, norm, truncation_imag=config.truncation_imag)
+    prior = ts.flux_prior
+    truncation_imag = math.inf if prior is not None else config.truncation_imag
+    train_data = StampBatches(ts, train_ids, norm, truncation_imag=truncation_imag, flux_prior=prior)
+    val_data = StampBatches(ts, val_ids, norm, truncation_imag=truncation_imag, flux_prior=prior)
     val_loader = _loader(val_data, config.batch_size, shuffle_seed=None)
     amp = config.amp and device.type == "cuda"
     base_meta = {
@@ -335,7 +337,8 @@ def train(
         "n_train": int(train_ids.size),
         "n_val": int(val_ids.size),
         "trained_band_epochs": sorted(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids])),
-        "truncation_imag": config.truncation_imag,
+        "truncation_imag": truncation_imag if math.isfinite(truncation_imag) else None,
+        "flux_prior": prior.to_dict() if prior is not None else {"kind": "population", "training_set": str(Path(training_set).resolve())},
         "device": str(device),
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_version": str(torch.__version__),
@@ -363,7 +366,7 @@ def train(
             batch = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             out_params = _forward(net, batch, device, amp)
-            loss = supervised_loss(out_params, batch["flux"], batch["truncated"])
+            loss = supervised_loss(out_params, batch["flux"], batch["truncated"], batch["weight"])
             if not torch.isfinite(loss.detach()):
                 raise LumosValueError(f"epoch {epoch + 1}: the training loss is not finite; lower the learning rate")
             loss.backward()

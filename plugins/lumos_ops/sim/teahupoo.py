@@ -43,6 +43,7 @@ META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
     "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
     "ref_id", "zero_point", "flux_outside", "n_masked", "nbr_ref_id", "nbr_i_auto", "nbr_flux", "nbr_dx", "nbr_dy", "flux_ref_id",
+    "background_scale",
 )
 """Columns of ``meta.parquet``: the ARCHITECTURE ones, then ``ref_id`` (catalogue row used; the
 row of the shape population when ``shape_population > 0``),
@@ -51,7 +52,8 @@ outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the ad
 ``nbr_ref_id`` (-1 when none), ``nbr_i_auto``, ``nbr_flux`` (e-/s, 0 when none), ``nbr_dx``,
 ``nbr_dy`` (its offset from the target, pixels; NaN when none), ``flux_ref_id`` (the catalogue row
 whose band flux was used: ``ref_id`` itself except with ``FluxSource.BAND_DISTRIBUTION``; the row
-of the flux population when ``flux_population > 0``)."""
+of the flux population when ``flux_population > 0``) and ``background_scale`` (the factor applied to
+the background cutout, ``TeahupooConfig.background_scale_range``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +269,12 @@ def _generate(
         flux_rows = flux_rng.integers(0, len(flux_catalog), size=n)
     else:
         flux_rows = rows
+    reference = config.reference_prior
+    if reference is not None:
+        reference_flux = reference.sample(np.random.default_rng(np.random.SeedSequence([config.seed, 15])), n)
+    s_lo, s_hi = config.background_scale_range
+    background_scale = np.exp(np.random.default_rng(np.random.SeedSequence([config.seed, 16])).uniform(
+        np.log(s_lo), np.log(s_hi), size=n))
     r50 = catalog["r50"].to_numpy(np.float64)[rows]
     sersic_n = np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE)
     q = np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0)
@@ -304,6 +312,7 @@ def _generate(
         "nbr_dx": nbr_dx,
         "nbr_dy": nbr_dy,
         "flux_ref_id": flux_catalog["ref_id"].to_numpy(np.int64)[flux_rows],
+        "background_scale": np.ones(n),
     }
     shards = _open_shards(out, config)
     bar = tqdm(total=n, desc="training set", unit="stamp", disable=not progress)
@@ -322,8 +331,13 @@ def _generate(
         cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
         cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
         beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
-        flux, zero_point = _stamp_fluxes(exposure, _band_njy(flux_catalog, exposure.band, flux_rows[ids], config.flux_source),
-                                         config.flux_range)
+        if reference is not None:
+            flux = reference_flux[ids]
+            zero_point = float(exposure.zero_point) if exposure.zero_point is not None else float("nan")
+        else:
+            flux, zero_point = _stamp_fluxes(
+                exposure, _band_njy(flux_catalog, exposure.band, flux_rows[ids], config.flux_source), config.flux_range
+            )
         meta["band"][ids] = exposure.band
         meta["epoch"][ids] = exposure.epoch
         meta["band_epoch"][ids] = exposure.band_epoch
@@ -335,7 +349,8 @@ def _generate(
         meta["psf_fwhm"][ids] = exposure.psf_fwhm
         meta["psf_beta"][ids] = beta
         meta["zero_point"][ids] = zero_point
-        nbr_source = FluxSource.AUTO if config.flux_source is FluxSource.BAND_DISTRIBUTION else config.flux_source
+        nbr_source = (FluxSource.AUTO if config.flux_source in (FluxSource.BAND_DISTRIBUTION, FluxSource.REFERENCE_PRIOR)
+                      else config.flux_source)
         nbr_flux, _ = _stamp_fluxes(
             exposure, _band_njy(nbr_catalog, exposure.band, nbr_rows[ids], nbr_source), config.flux_range
         )
@@ -349,10 +364,13 @@ def _generate(
                 device=config.device,
             )
             model = np.asarray(rendered.images, dtype=np.float64)
-            counts = model * (flux[part] * exposure.exptime)[:, None, None]
+            # A negative (reference-prior) flux is a deterministic deficit: Poisson noise of light only.
+            target = flux[part][:, None, None]
+            counts = model * (np.clip(target, 0.0, None) * exposure.exptime)
             counts += _neighbours(sel, meta, nbr_rows, nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
-            noisy = local.poisson(np.clip(counts, 0.0, None)) / exposure.exptime
-            background = cut_stamps(exposure.data, cx[part], cy[part], size=size).data
+            noisy = local.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + model * np.clip(target, None, 0.0)
+            background = cut_stamps(exposure.data, cx[part], cy[part], size=size).data * background_scale[sel][:, None, None]
+            meta["background_scale"][sel] = background_scale[sel]
             meta["flux_outside"][sel] = rendered.flux_outside
             meta["n_masked"][sel] = np.isnan(background).sum(axis=(1, 2))
             cutout = (background + noisy).astype(np.float32)

@@ -29,13 +29,17 @@ class FluxSource(str, enum.Enum):
     the catalogue's per-band flux distribution that is independent of the galaxy's shape and
     ``i_auto``, so a network cannot predict the flux from ``i_auto`` and must read the pixels.
     The flux density (nJy) becomes e-/s with the exposure's ``ZP`` (or the band's nominal zero
-    point when the header has none) and is clipped to ``flux_range``.
+    point when the header has none) and is clipped to ``flux_range``. ``REFERENCE_PRIOR``: the
+    flux (e-/s) is drawn from :class:`lumos_ops.flux_prior.ReferencePrior` (``flux_prior``),
+    negative fluxes included, independently of the galaxy; training weights the loss so that the
+    network learns the likelihood (docs/likelihood.md). ``flux_range`` is not applied.
     """
 
     AUTO = "auto"
     CATALOG = "catalog"
     FLAT_SPECTRUM = "flat_spectrum"
     BAND_DISTRIBUTION = "band_distribution"
+    REFERENCE_PRIOR = "reference_prior"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +107,14 @@ class TeahupooConfig:
     population_i_range : (float, float)
         i-band range (AB) of both populations; a range wider than the catalogue's keeps its
         brightest fluxes away from the edge of the training distribution.
+    flux_prior : dict or None
+        ``ReferencePrior`` fields for ``FluxSource.REFERENCE_PRIOR`` (None = the shipped
+        ``REFERENCE_PRIOR``); ignored by the other flux sources.
+    background_scale_range : (float, float)
+        Each background cutout (e-/s, sky and real neighbours included) is multiplied by a factor
+        drawn log-uniformly in this range before the galaxy is added, so that one set of exposures
+        teaches the network noise levels of other exposure times and surveys; (1, 1) keeps the
+        cutouts as they are.
     """
 
     n_stamps: int
@@ -127,6 +139,8 @@ class TeahupooConfig:
     shape_population: int = 0
     shape_count_slope: float = COUNT_SLOPE
     population_i_range: tuple[float, float] = (17.5, 23.0)
+    flux_prior: dict[str, float] | None = None
+    background_scale_range: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
@@ -178,10 +192,29 @@ class TeahupooConfig:
             raise LumosValueError(
                 f"TeahupooConfig.population_i_range must be (bright, faint) AB mag within 10-30, got {(lo_i, hi_i)}"
             )
+        if self.flux_prior is not None:
+            from lumos_ops.flux_prior import ReferencePrior
+
+            object.__setattr__(self, "flux_prior", ReferencePrior.from_dict({"kind": ReferencePrior.kind, **self.flux_prior}).to_dict())
+        s_lo, s_hi = (float(v) for v in self.background_scale_range)
+        object.__setattr__(self, "background_scale_range", (s_lo, s_hi))
+        if not (math.isfinite(s_lo) and math.isfinite(s_hi) and 0.0 < s_lo <= s_hi):
+            raise LumosValueError(
+                f"TeahupooConfig.background_scale_range must be (low, high) with 0 < low <= high, got {(s_lo, s_hi)}"
+            )
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
             raise LumosValueError(f"TeahupooConfig.default_psf_beta must be > 1.5, got {self.default_psf_beta!r}")
+
+    @property
+    def reference_prior(self):
+        """The :class:`~lumos_ops.flux_prior.ReferencePrior` of ``FluxSource.REFERENCE_PRIOR`` (else None)."""
+        if self.flux_source is not FluxSource.REFERENCE_PRIOR:
+            return None
+        from lumos_ops.flux_prior import REFERENCE_PRIOR, ReferencePrior
+
+        return REFERENCE_PRIOR if self.flux_prior is None else ReferencePrior.from_dict(self.flux_prior)
 
     @property
     def margin(self) -> int:

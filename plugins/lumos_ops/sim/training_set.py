@@ -88,6 +88,17 @@ class TrainingSet:
         return int(self.manifest["stamp_size"])
 
     @property
+    def flux_prior(self):
+        """The :class:`~lumos_ops.flux_prior.ReferencePrior` the fluxes were drawn from, or None when
+        they follow a population (catalogue or band distribution)."""
+        from lumos_ops.flux_prior import REFERENCE_PRIOR, ReferencePrior
+
+        config = self.manifest.get("config", {})
+        if config.get("flux_source") != "reference_prior":
+            return None
+        return REFERENCE_PRIOR if config.get("flux_prior") is None else ReferencePrior.from_dict(config["flux_prior"])
+
+    @property
     def n_shards(self) -> int:
         """Number of shard files."""
         return len(self.manifest["shards"])
