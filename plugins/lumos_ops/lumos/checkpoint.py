@@ -91,6 +91,19 @@ class LoadedModel:
     device: torch.device
 
     @property
+    def flux_prior(self):
+        """The :class:`~lumos_ops.flux_prior.ReferencePrior` the network was trained under, or None
+        for a network trained on a population prior (its PDFs are posteriors under that population)."""
+        from lumos_ops.flux_prior import prior_from_metadata
+
+        return prior_from_metadata(self.metadata)
+
+    @property
+    def is_likelihood(self) -> bool:
+        """Whether the network's PDFs are normalised likelihoods (trained under a reference prior)."""
+        return self.flux_prior is not None
+
+    @property
     def trained_band_epochs(self) -> frozenset[int] | None:
         """Band x epoch embedding rows the network was trained on; None when the checkpoint cannot tell.
 

@@ -97,15 +97,26 @@ def predict_mixtures(
     return Mixtures(alpha=alpha, mu=mu * scale, sigma=sigma * scale, truncated=truncation_mask(i_auto, loaded))
 
 
-def mixture_table(mixtures: Mixtures) -> dict[str, np.ndarray]:
-    """Columns of a LUMOS result: flux (mean, eq. 15), flux_err (sqrt eq. 16), alpha_k, mu_k,
-    sigma_k (k = 0..K-1, e-/s), median, mode, sigma68, sigma95, eta, truncated."""
+def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, np.ndarray]:
+    """Columns of a LUMOS result (e-/s): flux, flux_err, alpha_k, mu_k, sigma_k (k = 0..K-1),
+    median, mode, sigma68, sigma95, eta, truncated, likelihood.
+
+    With ``likelihood`` (a network trained under a reference prior: its PDF is the normalised
+    likelihood), ``flux`` is the likelihood's median and ``flux_err`` its 68 % half-width
+    ``(q84 - q16) / 2``: an estimate unbiased at fixed true flux with frequentist 68 % coverage
+    (docs/likelihood.md). Otherwise (a posterior under the training population) ``flux`` is the
+    posterior mean (eq. 15) and ``flux_err`` the square root of eq. (16).
+    """
     stats = summarize(mixtures.alpha, mixtures.mu, mixtures.sigma, mixtures.truncated)
-    columns: dict[str, np.ndarray] = {"flux": stats["mean"], "flux_err": stats["std"]}
+    if likelihood:
+        columns: dict[str, np.ndarray] = {"flux": stats["median"], "flux_err": stats["sigma68"]}
+    else:
+        columns = {"flux": stats["mean"], "flux_err": stats["std"]}
     for name, values in (("alpha", mixtures.alpha), ("mu", mixtures.mu), ("sigma", mixtures.sigma)):
         for i in range(values.shape[1]):
             columns[f"{name}_{i}"] = values[:, i]
     for name in ("median", "mode", "sigma68", "sigma95", "eta"):
         columns[name] = stats[name]
     columns["truncated"] = mixtures.truncated.copy()
+    columns["likelihood"] = np.full(mixtures.truncated.shape, bool(likelihood))
     return columns

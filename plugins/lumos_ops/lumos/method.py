@@ -32,11 +32,15 @@ class LumosMethod:
 
     Notes
     -----
-    Output columns (one row per target, catalogue order): ``flux`` = mixture mean (eq. 15, e-/s),
-    ``flux_err`` = sqrt of the variance eq. (16) with its between-component term, ``flag``, the
-    mixture ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s, k = 0..4), ``median``, ``mode`` (peak),
-    ``sigma68``, ``sigma95``, ``eta`` and ``truncated`` (the PDF is zero below f = 0: targets at
-    or fainter than the model's truncation magnitude, trained with eq. 10).
+    Output columns (one row per target, catalogue order). For a model trained under a reference
+    prior (every shipped model; ``likelihood`` True) the mixture is the normalised likelihood of the
+    flux: ``flux`` is its median and ``flux_err`` its 68 % half-width (e-/s), unbiased with
+    frequentist coverage at fixed true flux (docs/likelihood.md). For a model trained on a population
+    prior, ``flux`` is the posterior mean (eq. 15) and ``flux_err`` sqrt(eq. 16), with a warning.
+    Then ``flag``, the mixture ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s, k = 0..4), its ``median``,
+    ``mode`` (peak), ``sigma68``, ``sigma95``, ``eta``, ``truncated`` (the PDF is zero below f = 0:
+    population-prior models, targets at or fainter than the truncation magnitude, eq. 10) and
+    ``likelihood``.
 
     Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
     missing pixels are padded with the stamp's median (0 after background subtraction) and the
@@ -65,6 +69,7 @@ class LumosMethod:
         self.batch_size = batch_size
         self.device = device
         self._loaded = None
+        self._warned_posterior = False
 
     @property
     def loaded(self):
@@ -89,7 +94,12 @@ class LumosMethod:
         band_epoch = np.full(n, ctx.exposure.band_epoch, dtype=np.int64)
         inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization)
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
-        columns = mixture_table(mixtures)
+        if not loaded.is_likelihood and not self._warned_posterior:
+            log.warning("LUMOS model %s was trained on a population flux prior: its fluxes are posterior means that "
+                        "shrink toward that prior, not likelihood estimates; use a reference-prior model (lumos-fast-v10)",
+                        loaded.path)
+            self._warned_posterior = True
+        columns = mixture_table(mixtures, likelihood=loaded.is_likelihood)
         flags = np.asarray(ctx.base_flags, dtype=np.int64).copy()
         off_chip = np.rint(ctx.stamps.off_chip_fraction * size * size).astype(np.int64)
         flags[ctx.stamps.off_chip_fraction > 0] |= Flag.EDGE

@@ -153,7 +153,7 @@ def lumos_on_training_set(loaded, ts, ids: np.ndarray, *, batch_size: int = 1024
         inputs = prepare_inputs(images[:, 0], images[:, 1], i_auto, rows["ccd_x"].to_numpy(), rows["ccd_y"].to_numpy(),
                                 rows["band_epoch"].to_numpy(np.int64), loaded.normalization)
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=batch_size)
-        parts.append(pd.DataFrame(mixture_table(mixtures)))
+        parts.append(pd.DataFrame(mixture_table(mixtures, likelihood=loaded.is_likelihood)))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -185,7 +185,7 @@ def _pair_d(loaded, exposures: Sequence[str], catalog: pd.DataFrame, batch_size:
     obs = collect_observations(exposures, catalog, loaded.normalization, stamp_size=loaded.net.config.stamp_size,
                                default_zero_point=None)
     i_auto = obs.table["i_auto"].to_numpy(np.float64)
-    cols = mixture_table(predict_mixtures(loaded, obs.inputs, i_auto, batch_size=batch_size))
+    cols = mixture_table(predict_mixtures(loaded, obs.inputs, i_auto, batch_size=batch_size), likelihood=loaded.is_likelihood)
     c = njy_factor(obs.table["zero_point"].to_numpy())
     pairs = make_pairs(obs.table)
     f, s = cols["flux"] * c, cols["flux_err"] * c

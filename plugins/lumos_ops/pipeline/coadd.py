@@ -3,15 +3,14 @@
 Point estimates use the inverse-variance weighted mean of eq. (21) of Cabayol et al. (2021) on
 calibrated fluxes (nJy, ``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``): one ``INSERT ... SELECT ...
 ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. For LUMOS rows (Gaussian-mixture
-components stored with the measurement) the PDFs are co-added with ``lumos_ops.lumos.coadd`` when
-that module is installed, and the PDF statistics (median, peak, sigma68, sigma95, eta) are stored.
+likelihoods stored with the measurement) the co-add is the product of the likelihoods
+(``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior): its median and 68 % half-width replace
+``flux_njy``/``flux_err_njy`` and its median, peak, sigma68, sigma95 and eta are stored.
 A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 
@@ -126,46 +125,51 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
 
 
 def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
-    """Co-add LUMOS mixtures with ``lumos_ops.lumos.coadd.coadd_pdf`` (when installed); return rows updated.
+    """Co-add LUMOS likelihoods with ``lumos_ops.lumos.coadd.coadd_likelihoods``; return rows updated.
 
-    ``flux_njy``/``flux_err_njy`` keep the eq. (21) co-add; the PDF's median, peak (mode), sigma68,
-    sigma95 and eta (eq. 22) fill the other columns.
+    One batched computation for every (source, band, model version) of the night. The per-exposure
+    mixtures of a reference-prior model are likelihoods, so their product is the co-added
+    likelihood (no prior: photo-z wants likelihoods). ``flux_njy``/``flux_err_njy`` become its
+    median and 68 % half-width; ``flux_median_njy``, ``flux_peak_njy``, ``sigma68_njy``,
+    ``sigma95_njy`` and ``eta`` (eq. 22) summarise the same PDF. ``chi2_dof`` keeps the eq. (21)
+    consistency of the per-exposure fluxes.
     """
     rows = conn.execute(sa.text(_PDF_ROWS), params).all()
     if not rows:
         return 0
-    if importlib.util.find_spec("lumos_ops.lumos.coadd") is None:
-        log.warning("lumos_ops.lumos.coadd is not installed: LUMOS rows get point co-adds (eq. 21) only")
-        return 0
-    coadd_pdf = importlib.import_module("lumos_ops.lumos.coadd").coadd_pdf
-    updates = []
-    group: list[sa.Row] = []
-    for row in [*rows, None]:
-        if group and (row is None or tuple(row[:4]) != tuple(group[0][:4])):
-            pdf = coadd_pdf(
-                np.array([r.mix_alpha for r in group], dtype=np.float64),
-                np.array([r.mix_mu for r in group], dtype=np.float64),
-                np.array([r.mix_sigma for r in group], dtype=np.float64),
-                np.array([r.zero_point for r in group], dtype=np.float64),
-                np.array([r.truncated for r in group], dtype=bool),
-            )
-            updates.append({
-                "ref_id": group[0].ref_id, "band": group[0].band, "method": group[0].method,
-                "model_version": group[0].model_version,
-                **{k: _finite(pdf.stats[k]) for k in ("median", "mode", "sigma68", "sigma95", "eta")},
-            })
-            group = []
-        if row is not None:
-            group.append(row)
-    conn.execute(
-        sa.text(
-            "UPDATE lumos.coadds SET flux_median_njy = :median, flux_peak_njy = :mode, "
-            "sigma68_njy = :sigma68, sigma95_njy = :sigma95, eta = :eta "
-            "WHERE ref_id = :ref_id AND band = :band AND method = :method AND model_version = :model_version"
-        ),
-        updates,
-    )
-    return len(updates)
+    import pandas as pd
+
+    from lumos_ops.lumos.coadd import coadd_likelihoods, pack_groups
+
+    keys = ("ref_id", "band", "method", "model_version")
+    frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
+    packed = pack_groups(frame, by=keys, mixture=("mix_alpha", "mix_mu", "mix_sigma"))
+    result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
+                               truncated=packed.truncated)
+    update = packed.keys.copy()
+    update["ref_id"] = update["ref_id"].astype("int64")
+    for name in ("median", "mode", "sigma68", "sigma95", "eta"):
+        update[name] = result.stats[name]
+    records = [
+        {**{k: row[k] for k in keys}, **{k: _finite(row[k]) for k in ("median", "mode", "sigma68", "sigma95", "eta")}}
+        for row in update.to_dict("records")
+    ]
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE coadd_pdf_update (ref_id bigint, band text, method text, model_version text, "
+        "median double precision, mode double precision, sigma68 double precision, sigma95 double precision, "
+        "eta double precision) ON COMMIT DROP"
+    ))
+    conn.execute(sa.text(
+        "INSERT INTO coadd_pdf_update VALUES (:ref_id, :band, :method, :model_version, :median, :mode, :sigma68, "
+        ":sigma95, :eta)"
+    ), records)
+    conn.execute(sa.text(
+        "UPDATE lumos.coadds AS c SET flux_njy = u.median, flux_err_njy = u.sigma68, flux_median_njy = u.median, "
+        "flux_peak_njy = u.mode, sigma68_njy = u.sigma68, sigma95_njy = u.sigma95, eta = u.eta "
+        "FROM coadd_pdf_update AS u WHERE c.ref_id = u.ref_id AND c.band = u.band AND c.method = u.method "
+        "AND c.model_version = u.model_version"
+    ))
+    return len(records)
 
 
 def _finite(value: float) -> float | None:

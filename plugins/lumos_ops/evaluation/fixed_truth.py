@@ -1,0 +1,141 @@
+"""Bias, scatter, pulls and coverage at fixed *true* flux or true SNR.
+
+A posterior shrinks toward its prior: binned by an observed quantity (i_auto, the measured flux)
+shrinkage averages away, binned by the truth it shows as a bias that grows toward the faint end.
+Every function here bins by the truth. Definitions (per bin):
+
+* ``bias``: median of ``(f - f0) / f0`` (eq. 17) with its bootstrap error ``bias_err``;
+* ``sigma68``: ``(q84 - q16) / 2`` of ``(f - f0) / f0`` (eq. 18);
+* ``pull_sigma68``: ``(q84 - q16) / 2`` of ``(f - f0) / err`` -- 1 for honest errors;
+* ``pull_median``: median of ``(f - f0) / err``;
+* ``coverage68``: fraction of rows whose 68 % interval holds ``f0``; the interval is
+  ``[lower, upper]`` when given (a PDF's q16, q84), else ``f +- err``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lumos_ops.exceptions import LumosValueError
+
+__all__ = ["half_width68", "fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
+
+TRUE_FLUX_EDGES: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
+"""Default true-flux bin edges (e-/s per exposure)."""
+
+TRUE_SNR_EDGES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
+"""Default true-SNR bin edges (``f0 / crb_flux_error``)."""
+
+
+def half_width68(values: ArrayLike) -> float:
+    """``(q84 - q16) / 2`` of the finite values (NaN when there are none)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan")
+    q16, q84 = np.percentile(v, [16.0, 84.0])
+    return float(0.5 * (q84 - q16))
+
+
+def crb_flux_error(unit_model: ArrayLike, pixel_variance: ArrayLike, flux: ArrayLike | None = None) -> np.ndarray:
+    """Cramer-Rao bound of the flux error (e-/s) of each target for a known profile.
+
+    Parameters
+    ----------
+    unit_model : array_like, shape (n, S, S)
+        Unit-flux PSF-convolved profiles (fraction of the flux per pixel).
+    pixel_variance : array_like, shape (n,) or (n, S, S)
+        Background noise variance ((e-/s)^2 per pixel).
+    flux : array_like, shape (n,), optional
+        True fluxes (e-/s); with ``exptime`` folded in by the caller, the source's own Poisson
+        variance is ``flux * model / exptime``. Omit to use the background only.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``1 / sqrt(sum P^2 / var)``; the true SNR of a target is ``f0 / crb_flux_error``.
+    """
+    p = np.asarray(unit_model, dtype=np.float64)
+    var = np.asarray(pixel_variance, dtype=np.float64)
+    if var.ndim == 1:
+        var = var[:, None, None]
+    if flux is not None:
+        var = var + np.clip(np.asarray(flux, dtype=np.float64)[:, None, None] * p, 0.0, None)
+    return 1.0 / np.sqrt((p * p / var).sum(axis=(1, 2)))
+
+
+def _row(truth, flux, err, lower, upper, rng, n_boot: int) -> dict[str, float]:
+    rel = (flux - truth) / truth
+    pull = (flux - truth) / err
+    finite = np.isfinite(rel) & np.isfinite(pull) & (err > 0)
+    rel, pull = rel[finite], pull[finite]
+    lo = (flux - err if lower is None else lower)[finite]
+    hi = (flux + err if upper is None else upper)[finite]
+    t = truth[finite]
+    row: dict[str, float] = {"n": int(finite.sum()), "n_missing": int((~finite).sum())}
+    if rel.size == 0:
+        row.update(bias=np.nan, bias_err=np.nan, sigma68=np.nan, pull_median=np.nan, pull_sigma68=np.nan, coverage68=np.nan)
+        return row
+    row["bias"] = float(np.median(rel))
+    row["bias_err"] = float("nan")
+    if rel.size >= 10 and n_boot > 0:
+        draws = rel[rng.integers(0, rel.size, size=(n_boot, rel.size))]
+        row["bias_err"] = float(np.std(np.median(draws, axis=1)))
+    row["sigma68"] = half_width68(rel)
+    row["pull_median"] = float(np.median(pull))
+    row["pull_sigma68"] = half_width68(pull)
+    row["coverage68"] = float(np.mean((t >= lo) & (t <= hi)))
+    return row
+
+
+def fixed_truth_bins(
+    truth: ArrayLike,
+    flux: ArrayLike,
+    err: ArrayLike,
+    *,
+    by: ArrayLike | None = None,
+    edges: Sequence[float] = TRUE_FLUX_EDGES,
+    lower: ArrayLike | None = None,
+    upper: ArrayLike | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Metrics per bin of a true quantity, plus one row ``all``.
+
+    Parameters
+    ----------
+    truth, flux, err : array_like, shape (n,)
+        True flux, estimate and its 1-sigma (68 %) error, same unit.
+    by : array_like, shape (n,), optional
+        The true quantity to bin on (default ``truth``; e.g. the true SNR).
+    edges : sequence of float
+        Bin edges of ``by``.
+    lower, upper : array_like, shape (n,), optional
+        68 % interval of each row for the coverage (default ``flux +- err``).
+
+    Returns
+    -------
+    list of dict
+        ``lo``, ``hi`` and the metrics of the module docstring; the last row has ``lo = hi = None``
+        (every row).
+    """
+    t = np.asarray(truth, dtype=np.float64)
+    f = np.asarray(flux, dtype=np.float64)
+    e = np.asarray(err, dtype=np.float64)
+    key = t if by is None else np.asarray(by, dtype=np.float64)
+    if not (t.shape == f.shape == e.shape == key.shape) or t.ndim != 1:
+        raise LumosValueError(f"truth, flux, err and by must be 1-d of one length; got {t.shape}, {f.shape}, {e.shape}, {key.shape}")
+    lo_arr = None if lower is None else np.asarray(lower, dtype=np.float64)
+    hi_arr = None if upper is None else np.asarray(upper, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    rows = []
+    edges = [float(x) for x in edges]
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = (key >= a) & (key < b)
+        rows.append({"lo": a, "hi": b, **_row(t[sel], f[sel], e[sel], None if lo_arr is None else lo_arr[sel],
+                                              None if hi_arr is None else hi_arr[sel], rng, n_boot)})
+    rows.append({"lo": None, "hi": None, **_row(t, f, e, lo_arr, hi_arr, rng, n_boot)})
+    return rows

@@ -1,0 +1,394 @@
+"""Injection-recovery on real frames: galaxies rendered by GalSim (an independent renderer), added to
+real pixels, measured through the production path (``read_exposure`` -> ``measure_exposure``), and
+scored at fixed truth (:mod:`lumos_ops.evaluation.fixed_truth`).
+
+A real frame has none of the PAUS header keywords; :func:`frame_header` maps it as a user would:
+``GAIN = 1`` (the frame's counts are taken as electrons), ``EXPTIME`` chosen so that the frame's
+robust pixel noise in e-/s equals ``noise_ratio`` x the LUMOS model's training pixel noise
+(``Normalization.pixel_scale``; the model knows the noise levels it was trained on, and
+``noise_ratio`` sweeps that), ``FILTER`` a band the model was trained on, ``PSFFWHM`` the frame's own
+PSF measured on its stars (:func:`estimate_psf_fwhm`), expressed in arcsec at the package pixel
+scale so that catalogue sizes in arcsec map to the same pixels.
+
+Populations (:data:`POPULATIONS`): ``sersic`` (isolated Sersic profiles), ``knots`` (bulge + disk +
+star-forming knots, catalogued with a Sersic approximation: the half-light radius of the drawn
+galaxy, n from the bulge fraction), ``blended`` (a Sersic target with an injected catalogued
+neighbour at 3-8 px). The PSF is a Kolmogorov profile of the measured FWHM (not the Moffat the
+production models use). Each galaxy is placed ``n_place`` times at independent positions and frames
+(its "exposures"), so co-adds of N = 2, 5, 10 exposures are scored too. Fluxes follow a
+log-uniform true SNR, independent of the training prior.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.constants import PIXEL_SCALE
+from lumos_ops.exceptions import InputFileError, LumosValueError
+
+__all__ = [
+    "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
+    "draw_galaxies", "run_injection",
+]
+
+POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
+_STAMP = 65
+_NEIGHBOUR_ID = 10_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class InjectionConfig:
+    """What to inject and how.
+
+    Attributes
+    ----------
+    population : str
+        One of :data:`POPULATIONS`.
+    n_galaxies : int
+        Distinct galaxies.
+    n_place : int
+        Placements (exposures) of each galaxy.
+    snr_range : (float, float)
+        True SNR range (log-uniform) of the placements' galaxy flux, computed with the Cramer-Rao
+        error of the first placement.
+    spacing : int
+        Minimum distance (pixels) between injected targets in one frame.
+    band : str
+        ``FILTER`` written into the frames.
+    noise_ratio : float
+        Frame pixel noise / the model's training pixel noise (e-/s).
+    source_exptime : float
+        Exposure time (s) of the injected light's Poisson noise: its variance is ``f P / t`` in
+        (e-/s)^2, as in an exposure of that length (the frames' own gains are unknown).
+    seed : int
+    """
+
+    population: str = "sersic"
+    n_galaxies: int = 200
+    n_place: int = 10
+    snr_range: tuple[float, float] = (1.0, 300.0)
+    spacing: int = 40
+    band: str = "NB685"
+    noise_ratio: float = 1.0
+    source_exptime: float = 90.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.population not in POPULATIONS:
+            raise LumosValueError(f"population must be one of {POPULATIONS}, got {self.population!r}")
+        if self.n_galaxies < 1 or self.n_place < 1 or self.spacing < 8:
+            raise LumosValueError("n_galaxies and n_place must be >= 1 and spacing >= 8 pixels")
+        lo, hi = self.snr_range
+        if not 0 < lo < hi:
+            raise LumosValueError(f"snr_range must be (low, high) with 0 < low < high, got {self.snr_range}")
+        if not self.noise_ratio > 0:
+            raise LumosValueError(f"noise_ratio must be > 0, got {self.noise_ratio}")
+
+
+def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
+    """The 2-D image of a FITS file (primary HDU or first image extension; ``.bz2``/``.gz`` read directly)."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path) as hdul:
+                for hdu in hdul:
+                    if hdu.data is not None and np.ndim(hdu.data) == 2:
+                        return np.asarray(hdu.data, dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable FITS image ({exc})") from None
+    raise InputFileError(f"{path}: holds no 2-D image")
+
+
+def robust_sigma(data: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x MAD) of the finite pixels after 3 rounds of 4-sigma clipping (counts)."""
+    v = data[np.isfinite(data)].ravel()
+    for _ in range(3):
+        med = float(np.median(v))
+        sig = 1.4826 * float(np.median(np.abs(v - med)))
+        v = v[np.abs(v - med) < 4.0 * sig]
+    return float(np.median(v)), 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
+def estimate_psf_fwhm(data: np.ndarray, *, min_snr: float = 30.0, radius: int = 5) -> float:
+    """PSF FWHM (pixels) from the most compact bright isolated sources of a frame.
+
+    Local maxima above ``min_snr`` noise units, with no brighter pixel within ``2 * radius`` px,
+    get Gaussian-weighted second moments within ``radius`` px; the FWHM is ``2.355 sigma`` of the
+    20th percentile of their sizes (stars are the most compact sources; galaxies are larger).
+    """
+    from scipy import ndimage
+
+    med, sig = robust_sigma(data)
+    img = np.nan_to_num(data - med)
+    peaks = (img == ndimage.maximum_filter(img, size=4 * radius + 1)) & (img > min_snr * sig)
+    ys, xs = np.nonzero(peaks)
+    ny, nx = img.shape
+    keep = (ys >= radius) & (ys < ny - radius) & (xs >= radius) & (xs < nx - radius)
+    sizes = []
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    for y, x in zip(ys[keep], xs[keep]):
+        cut = img[y - radius : y + radius + 1, x - radius : x + radius + 1]
+        if np.any(cut > 0.9 * (60000.0 if data.max() > 60000 else np.inf)):
+            continue
+        w = np.clip(cut, 0.0, None)
+        total = w.sum()
+        if total <= 0:
+            continue
+        s2 = float((w * (xx * xx + yy * yy)).sum() / total / 2.0)
+        if s2 > 0:
+            sizes.append(np.sqrt(s2))
+    if len(sizes) < 3:
+        raise LumosValueError("fewer than 3 bright compact sources: give the PSF FWHM explicitly")
+    sigma_px = float(np.percentile(sizes, 20))
+    # the moments inside a finite aperture underestimate a Gaussian's sigma; correct for radius
+    return 2.3548 * sigma_px * _aperture_moment_correction(sigma_px, radius)
+
+
+def _aperture_moment_correction(sigma: float, radius: int) -> float:
+    """Ratio true / measured sigma of a Gaussian whose second moment is taken within a square of half-side ``radius``."""
+    grid = np.arange(-radius, radius + 1)
+    yy, xx = np.meshgrid(grid, grid)
+    for _ in range(20):
+        g = np.exp(-0.5 * (xx * xx + yy * yy) / sigma**2)
+        measured = np.sqrt((g * (xx * xx + yy * yy)).sum() / g.sum() / 2.0)
+        sigma_new = sigma * sigma / measured if measured > 0 else sigma
+        if abs(sigma_new - sigma) < 1e-6:
+            break
+        sigma = sigma_new
+    g = np.exp(-0.5 * (xx * xx + yy * yy) / sigma**2)
+    measured = np.sqrt((g * (xx * xx + yy * yy)).sum() / g.sum() / 2.0)
+    return float(sigma / measured)
+
+
+def frame_header(noise_counts: float, *, training_noise: float, noise_ratio: float, band: str, psf_fwhm_px: float) -> dict[str, Any]:
+    """PAUS-contract header of a real frame (see the module docstring); ``EXPTIME`` in s."""
+    exptime = noise_counts / (noise_ratio * training_noise)
+    return {"EXPTIME": float(exptime), "GAIN": 1.0, "FILTER": band, "PSFFWHM": float(psf_fwhm_px * PIXEL_SCALE),
+            "EPOCH": 0, "CCDNUM": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Galaxy:
+    """One injected galaxy: the GalSim object (unit flux, pixel units) and its catalogue Sersic description."""
+
+    profile: Any
+    r50_arcsec: float
+    sersic_n: float
+    q: float
+    pa: float
+
+
+def _sersic(rng: np.random.Generator):
+    import galsim
+
+    n = float(rng.uniform(0.5, 4.0))
+    r50 = float(np.exp(rng.uniform(np.log(0.3), np.log(1.5))))
+    q = float(rng.uniform(0.3, 1.0))
+    pa = float(rng.uniform(0.0, 180.0))
+    prof = galsim.Sersic(n=n, half_light_radius=r50 / PIXEL_SCALE, flux=1.0, trunc=0.0)
+    prof = prof.shear(q=q, beta=pa * galsim.degrees)
+    return Galaxy(prof, r50, n, q, pa)
+
+
+def _knotty(rng: np.random.Generator):
+    import galsim
+
+    r_disk = float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))) / PIXEL_SCALE
+    bulge_frac = float(rng.uniform(0.0, 0.5))
+    knot_frac = float(rng.uniform(0.05, 0.3)) * (1.0 - bulge_frac)
+    q = float(rng.uniform(0.3, 1.0))
+    pa = float(rng.uniform(0.0, 180.0))
+    disk = galsim.Exponential(half_light_radius=r_disk, flux=1.0 - bulge_frac - knot_frac)
+    knots = galsim.RandomKnots(npoints=int(rng.integers(15, 50)), half_light_radius=r_disk, flux=knot_frac,
+                               rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1))))
+    bulge = galsim.DeVaucouleurs(half_light_radius=0.4 * r_disk, flux=bulge_frac)
+    prof = galsim.Add([disk, knots, bulge]).shear(q=q, beta=pa * galsim.degrees)
+    image = prof.drawImage(nx=128, ny=128, scale=1.0, method="no_pixel")
+    hlr = float(image.calculateHLR()) * PIXEL_SCALE
+    return Galaxy(prof, max(hlr, 0.1), 1.0 + 3.0 * bulge_frac, q, pa)
+
+
+def draw_galaxies(population: str, n: int, rng: np.random.Generator) -> list[Galaxy]:
+    """``n`` galaxies of a population (``blended`` draws Sersic targets; neighbours are drawn at injection)."""
+    make = _knotty if population == "knots" else _sersic
+    return [make(rng) for _ in range(n)]
+
+
+def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
+    """Unit-flux PSF-convolved, pixel-integrated stamp (``_STAMP`` px, odd) centred (dx, dy) px off its central pixel."""
+    import galsim
+
+    conv = galsim.Convolve([galaxy.profile, psf])
+    return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy)).array.astype(np.float64)
+
+
+def _slots(shape: tuple[int, int], spacing: int, rng: np.random.Generator) -> np.ndarray:
+    ny, nx = shape
+    margin = 12
+    ys = np.arange(margin, ny - margin, spacing)
+    xs = np.arange(margin, nx - margin, spacing)
+    grid = np.array([(x, y) for y in ys for x in xs], dtype=np.float64)
+    jitter = rng.uniform(-0.25 * spacing, 0.25 * spacing, size=grid.shape)
+    pts = grid + jitter
+    ok = (pts[:, 0] > margin) & (pts[:, 0] < nx - margin) & (pts[:, 1] > margin) & (pts[:, 1] < ny - margin)
+    return pts[ok]
+
+
+def run_injection(
+    frames: Sequence[str | os.PathLike[str]],
+    config: InjectionConfig,
+    *,
+    methods: Sequence[str] = ("aperture", "optimal", "lumos"),
+    model: str | os.PathLike[str] | None = None,
+    psf_fwhm_px: dict[str, float] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Inject, measure with the production path, return one row per placement and method.
+
+    Returns
+    -------
+    DataFrame
+        ``population``, ``galaxy``, ``place`` (0..n_place-1), ``frame``, ``x``, ``y``, ``true_flux``
+        (e-/s), ``crb_err`` (Cramer-Rao flux error, e-/s), ``true_snr``, ``method``, ``flux``,
+        ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
+    """
+    import galsim
+
+    from lumos_ops.evaluation.fixed_truth import crb_flux_error
+    from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.measure import measure_exposure
+
+    if not frames:
+        raise LumosValueError("give at least one real frame")
+    rng = np.random.default_rng(config.seed)
+    loaded = load_checkpoint(model, device="cpu")
+    training_noise = float(loaded.normalization.pixel_scale)
+    frame_data, headers, noise_eps = [], [], []
+    for path in frames:
+        data = read_frame(path)
+        med, sig = robust_sigma(data)
+        fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
+        header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio, band=config.band,
+                              psf_fwhm_px=fwhm)
+        header["_fwhm_px"] = fwhm
+        frame_data.append(data)
+        headers.append(header)
+        noise_eps.append(sig / header["EXPTIME"])
+    galaxies = draw_galaxies(config.population, config.n_galaxies, rng)
+    snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
+    # placements: (galaxy, place, frame) in random order, packed into frame realisations
+    order = [(g, p) for p in range(config.n_place) for g in range(config.n_galaxies)]
+    rng.shuffle(order)
+    placements: list[dict[str, Any]] = []
+    cursor = 0
+    realisation = 0
+    while cursor < len(order):
+        k = realisation % len(frames)
+        slots = _slots(frame_data[k].shape, config.spacing, rng)
+        take = order[cursor : cursor + len(slots)]
+        for (g, p), (x, y) in zip(take, slots):
+            placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
+        cursor += len(take)
+        realisation += 1
+    table = pd.DataFrame(placements)
+    flux0 = np.full(config.n_galaxies, np.nan)
+    rows = []
+    tmp = tempfile.TemporaryDirectory(dir=work_dir)
+    try:
+        for r, part in table.groupby("realisation", sort=True):
+            k = int(part["frame_index"].iloc[0])
+            header = headers[k]
+            exptime = header["EXPTIME"]
+            psf = galsim.Kolmogorov(fwhm=header["_fwhm_px"])
+            image = frame_data[k].copy()
+            catalog_rows = []
+            for row in part.itertuples():
+                gal = galaxies[row.galaxy]
+                unit = _render(gal, psf, row.x - round(row.x), row.y - round(row.y))
+                if not np.isfinite(flux0[row.galaxy]):
+                    crb = crb_flux_error(unit[None], np.array([noise_eps[k] ** 2]))[0]
+                    flux0[row.galaxy] = snr[row.galaxy] * crb
+                f0 = flux0[row.galaxy]
+                light = [(unit, f0, row.x, row.y)]
+                if config.population == "blended":
+                    nbr = _sersic(rng)
+                    dist, ang = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
+                    nx_, ny_ = row.x + dist * np.cos(ang), row.y + dist * np.sin(ang)
+                    nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_))
+                    light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
+                    catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
+                for stamp, flux, cx, cy in light:
+                    _add(image, stamp, flux, cx, cy, exptime, config.source_exptime, rng)
+                var_pix = noise_eps[k] ** 2 + np.clip(f0 * unit, 0.0, None) / config.source_exptime
+                crb = float(1.0 / np.sqrt((unit * unit / var_pix).sum()))
+                catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
+                rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
+                             "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb})
+            path = Path(tmp.name) / f"real{r:05d}.fits"
+            _write(path, image, header)
+            catalog = pd.DataFrame(catalog_rows)
+            measured = measure_exposure(read_exposure(path), catalog, methods=list(methods), model=model)
+            measured = measured[measured["ref_id"] < _NEIGHBOUR_ID]
+            for rec in measured.to_dict("records"):
+                rec["placement"] = rec.pop("ref_id")
+                rows.append({"measurement": True, **rec})
+    finally:
+        tmp.cleanup()
+    truth = pd.DataFrame([r for r in rows if "measurement" not in r])
+    meas = pd.DataFrame([r for r in rows if "measurement" in r]).drop(columns=["measurement", "x", "y"])
+    out = meas.merge(truth, on="placement", how="inner")
+    out.insert(0, "population", config.population)
+    if {"alpha_0", "mu_0", "sigma_0"} <= set(out.columns):
+        from lumos_ops.lumos.mixture import mixture_quantile
+
+        lum = out["method"] == "lumos"
+        k = sum(1 for c in out.columns if c.startswith("alpha_"))
+        cols = lambda p: out.loc[lum, [f"{p}_{i}" for i in range(k)]].to_numpy(np.float64)  # noqa: E731
+        trunc = out.loc[lum, "truncated"].to_numpy(bool) if "truncated" in out else None
+        q = mixture_quantile([0.16, 0.84], cols("alpha"), cols("mu"), cols("sigma"), trunc)
+        out.loc[lum, "q16"] = q[:, 0]
+        out.loc[lum, "q84"] = q[:, 1]
+    return out
+
+
+def _catalog_row(ref_id: int, gal: Galaxy, x: float, y: float, flux: float) -> dict[str, Any]:
+    i_auto = 26.0 - 2.5 * np.log10(max(flux, 0.05))
+    return {"ref_id": ref_id, "x": x, "y": y, "r50": gal.r50_arcsec, "sersic_n": gal.sersic_n, "q": gal.q,
+            "pa": gal.pa, "i_auto": i_auto}
+
+
+def _add(image: np.ndarray, unit: np.ndarray, flux: float, cx: float, cy: float, exptime: float, source_exptime: float,
+         rng: np.random.Generator) -> None:
+    """Add ``flux`` e-/s of a unit-flux stamp, central pixel on (round(cx), round(cy)), to a frame in
+    counts (``exptime`` counts per e-/s), with the Poisson noise of ``source_exptime`` seconds."""
+    half = _STAMP // 2
+    x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+    ny, nx = image.shape
+    ys, xs = slice(max(y0, 0), min(y0 + _STAMP, ny)), slice(max(x0, 0), min(x0 + _STAMP, nx))
+    sub = unit[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    electrons = rng.poisson(np.clip(sub * flux * source_exptime, 0.0, None))
+    image[ys, xs] += electrons / source_exptime * exptime
+
+
+def _write(path: Path, image: np.ndarray, header: dict[str, Any]) -> None:
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(image.astype(np.float32))
+    for key, value in header.items():
+        if not key.startswith("_"):
+            hdu.header[key] = value
+    hdu.writeto(path, overwrite=True)

@@ -1,0 +1,193 @@
+"""Score an injection-recovery table (:func:`lumos_ops.evaluation.injection.run_injection`) at fixed truth.
+
+Per population and method: bias, sigma68, pulls and 68 % coverage per bin of true SNR and of true
+flux (per exposure); co-adds of N = 2, 5, 10 placements of each galaxy (LUMOS: product of
+likelihoods, :func:`~lumos_ops.lumos.coadd.coadd_likelihoods`; classical: eq. 21) scored per bin of
+the co-add's true SNR; the width of the pair statistic D (eq. 19) of two placements; for LUMOS the
+PIT of its likelihood made a posterior with the (cross-fitted) injected population as prior; and
+the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin. :func:`targets` checks
+the likelihood issue's acceptance numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins, half_width68
+
+__all__ = ["score_injection", "targets", "plot_injection", "COADD_N", "COADD_SNR_EDGES"]
+
+COADD_N: tuple[int, ...] = (2, 5, 10)
+COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
+_MIX = ("alpha", "mu", "sigma")
+
+
+def _mixtures(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = sum(1 for c in frame.columns if c.startswith("alpha_"))
+    return tuple(frame[[f"{p}_{i}" for i in range(k)]].to_numpy(np.float64) for p in _MIX)  # type: ignore[return-value]
+
+
+def _coadds(frame: pd.DataFrame, method: str, n: int) -> dict[str, Any]:
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    sel = frame[(frame["place"] < n) & np.isfinite(frame["flux"])]
+    counts = sel.groupby("galaxy")["place"].transform("size")
+    sel = sel[counts == n].sort_values(["galaxy", "place"])
+    if sel.empty:
+        return {"n": n, "n_sources": 0, "by_true_snr": []}
+    g = sel["galaxy"].to_numpy()
+    n_src = sel["galaxy"].nunique()
+    truth = sel.groupby("galaxy")["true_flux"].first().to_numpy()
+    snr = truth * np.sqrt((1.0 / sel["crb_err"].to_numpy() ** 2).reshape(n_src, n).sum(axis=1))
+    if method == "lumos":
+        a, m, s = (x.reshape(n_src, n, -1) for x in _mixtures(sel))
+        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4))
+        flux, err = res.stats["median"], res.stats["sigma68"]
+    else:
+        f = sel["flux"].to_numpy().reshape(n_src, n)
+        w = 1.0 / sel["flux_err"].to_numpy().reshape(n_src, n) ** 2
+        flux, err = (w * f).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1))
+    del g
+    return {"n": n, "n_sources": int(n_src),
+            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
+
+
+def _d_width(frame: pd.DataFrame) -> float:
+    first = frame[frame["place"] == 0].set_index("galaxy")
+    second = frame[frame["place"] == 1].set_index("galaxy")
+    both = first.join(second, lsuffix="_1", rsuffix="_2", how="inner")
+    d = (both["flux_1"] - both["flux_2"]) / np.sqrt(both["flux_err_1"] ** 2 + both["flux_err_2"] ** 2)
+    return half_width68(d.to_numpy())
+
+
+def _pit(frame: pd.DataFrame) -> dict[str, Any]:
+    from lumos_ops.evaluation.population_prior import posterior_pit
+
+    a, m, s = _mixtures(frame)
+    trunc = frame["truncated"].to_numpy(bool) if "truncated" in frame else None
+    values = posterior_pit(frame["true_flux"].to_numpy(), a, m, s, truncated=trunc)
+    values = np.sort(values[np.isfinite(values)])
+    ks = float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values))) if values.size else float("nan")
+    return {"ks_distance": ks, "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(), "n": int(values.size)}
+
+
+def score_injection(table: pd.DataFrame) -> dict[str, Any]:
+    """The report dict (JSON-ready) of an injection table."""
+    report: dict[str, Any] = {"populations": {}}
+    for pop, part in table.groupby("population", sort=False):
+        methods: dict[str, Any] = {}
+        for method, frame in part.groupby("method", sort=True):
+            ok = frame[np.isfinite(frame["flux"]) & np.isfinite(frame["flux_err"])]
+            lower = ok["q16"].to_numpy() if method == "lumos" and "q16" in ok else None
+            upper = ok["q84"].to_numpy() if method == "lumos" and "q84" in ok else None
+            entry = {
+                "n": int(len(ok)),
+                "by_true_snr": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
+                                                edges=TRUE_SNR_EDGES, lower=lower, upper=upper),
+                "by_true_flux": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], edges=TRUE_FLUX_EDGES,
+                                                 lower=lower, upper=upper),
+                "coadds": [_coadds(ok, method, n) for n in COADD_N],
+                "d_width": _d_width(ok),
+            }
+            if method == "lumos":
+                entry["pit_population_prior"] = _pit(ok)
+            methods[method] = entry
+        ratio = []
+        if "lumos" in methods and "optimal" in methods:
+            for lum, opt in zip(methods["lumos"]["by_true_snr"], methods["optimal"]["by_true_snr"]):
+                value = lum["sigma68"] / opt["sigma68"] if opt["sigma68"] and np.isfinite(opt["sigma68"]) else float("nan")
+                ratio.append({"lo": lum["lo"], "hi": lum["hi"], "lumos_over_optimal": value})
+        report["populations"][pop] = {"methods": methods, "sigma68_ratio_by_true_snr": ratio,
+                                      "n_galaxies": int(part["galaxy"].nunique()),
+                                      "frames": sorted(part["frame"].unique().tolist())}
+    report["targets"] = targets(report)
+    return report
+
+
+def _worst(rows: list[dict[str, Any]], key: str, min_lo: float, ideal: float) -> tuple[float, list[float]]:
+    vals = [r[key] for r in rows if r["lo"] is not None and r["lo"] >= min_lo and r["n"] >= 10]
+    if not vals:
+        return float("nan"), []
+    return float(max(vals, key=lambda v: abs(v - ideal))), vals
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The likelihood issue's acceptance targets, measured: one row per target and population."""
+    rows = []
+    for pop, entry in report["populations"].items():
+        methods = entry["methods"]
+        if "lumos" not in methods:
+            continue
+        lum = methods["lumos"]
+        worst_bias, _ = _worst(lum["by_true_snr"], "bias", 5.0, 0.0)
+        rows.append({"population": pop, "target": "per exposure, true SNR >= 5: |bias| <= 0.03 (worst bin)",
+                     "value": worst_bias, "met": bool(abs(worst_bias) <= 0.03)})
+        worst_pull, _ = _worst(lum["by_true_snr"], "pull_sigma68", 5.0, 1.0)
+        rows.append({"population": pop, "target": "per exposure, true SNR >= 5: pull sigma68 0.9-1.1 (worst bin)",
+                     "value": worst_pull, "met": bool(0.9 <= worst_pull <= 1.1)})
+        worst_cov, _ = _worst(lum["by_true_snr"], "coverage68", 2.0, 0.68)
+        rows.append({"population": pop, "target": "per exposure, every true-SNR bin >= 2: coverage68 0.64-0.72 (worst)",
+                     "value": worst_cov, "met": bool(0.64 <= worst_cov <= 0.72)})
+        ratios = [r["lumos_over_optimal"] for r, b in zip(entry["sigma68_ratio_by_true_snr"], lum["by_true_snr"])
+                  if r["lo"] is not None and r["lo"] >= 2.0 and b["n"] >= 10 and np.isfinite(r["lumos_over_optimal"])]
+        limit = 0.8 if pop == "blended" else 1.05
+        worst_ratio = max(ratios) if ratios else float("nan")
+        rows.append({"population": pop, "target": f"sigma68 / optimal's <= {limit} (worst true-SNR bin >= 2)",
+                     "value": worst_ratio, "met": bool(worst_ratio <= limit)})
+        five = next((c for c in lum["coadds"] if c["n"] == 5), None)
+        if five and five["by_true_snr"]:
+            cb, _ = _worst(five["by_true_snr"], "bias", 5.0, 0.0)
+            cp, _ = _worst(five["by_true_snr"], "pull_sigma68", 5.0, 1.0)
+            rows.append({"population": pop, "target": "5-exposure co-add, SNR >= 5: |bias| <= 0.03 (worst bin)",
+                         "value": cb, "met": bool(abs(cb) <= 0.03)})
+            rows.append({"population": pop, "target": "5-exposure co-add, SNR >= 5: pull sigma68 0.9-1.1 (worst bin)",
+                         "value": cp, "met": bool(0.9 <= cp <= 1.1)})
+        rows.append({"population": pop, "target": "D width 0.9-1.1", "value": lum["d_width"],
+                     "met": bool(0.9 <= lum["d_width"] <= 1.1)})
+        pit = lum.get("pit_population_prior", {}).get("ks_distance", float("nan"))
+        rows.append({"population": pop, "target": "posterior with the population prior: PIT KS <= 0.03",
+                     "value": pit, "met": bool(pit <= 0.03)})
+    return rows
+
+
+def plot_injection(report: dict[str, Any], path: str | os.PathLike[str]) -> str:
+    """Bias, pull sigma68 and coverage against true SNR per population and method, and co-add pulls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pops = list(report["populations"])
+    fig, axes = plt.subplots(len(pops), 4, figsize=(17, 3.6 * len(pops)), squeeze=False)
+    for row, pop in zip(axes, pops):
+        for method, entry in report["populations"][pop]["methods"].items():
+            bins = [b for b in entry["by_true_snr"] if b["lo"] is not None and b["n"] >= 5]
+            x = [np.sqrt(b["lo"] * b["hi"]) if b["hi"] < 1000 else 2 * b["lo"] for b in bins]
+            row[0].errorbar(x, [b["bias"] for b in bins], yerr=[b["bias_err"] for b in bins], marker="o", label=method)
+            row[1].plot(x, [b["pull_sigma68"] for b in bins], marker="o", label=method)
+            row[2].plot(x, [b["coverage68"] for b in bins], marker="o", label=method)
+            pulls = []
+            for c in entry["coadds"]:
+                every = [b for b in c["by_true_snr"] if b["lo"] is None]
+                pulls.append(every[0]["pull_sigma68"] if every else np.nan)
+            row[3].plot([c["n"] for c in entry["coadds"]], pulls, marker="o", label=method)
+        for ax, title, ref in zip(row, ("bias (median rel. error)", "pull sigma68", "68 % coverage", "co-add pull sigma68"),
+                                  (0.0, 1.0, 0.68, 1.0)):
+            ax.axhline(ref, color="k", lw=0.8, ls=":")
+            ax.set_title(f"{pop}: {title}")
+            ax.set_xscale("log")
+            ax.set_xlabel("true SNR" if title != "co-add pull sigma68" else "exposures co-added")
+        row[0].axhspan(-0.03, 0.03, color="0.9")
+        row[0].set_ylim(-0.6, 0.6)
+        row[1].set_yscale("log")
+        row[3].set_yscale("log")
+        row[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return str(Path(path))
