@@ -30,8 +30,11 @@ def test_default_recipe_is_the_shipped_model():
 
     recipe = RECIPES["default"]
     assert recipe is RECIPES[DEFAULT_RECIPE]
-    assert recipe.teahupoo["flux_source"] == "band_distribution"  # paper §2.2: fluxes independent of i_auto
-    shipped = load_checkpoint(None, device="cpu").metadata["recipe"]
+    assert recipe.teahupoo["flux_source"] == "reference_prior"  # likelihood training, docs/likelihood.md
+    loaded = load_checkpoint(None, device="cpu")
+    assert loaded.is_likelihood
+    assert loaded.metadata["truncation_imag"] is None
+    shipped = loaded.metadata["recipe"]
     assert shipped["name"] == DEFAULT_RECIPE
     plain = json.loads(json.dumps({"survey": recipe.survey, "teahupoo": recipe.teahupoo, "train": recipe.train}))
     assert {k: shipped[k] for k in plain} == plain

@@ -150,3 +150,33 @@ def test_pdf_coadd_fills_pdf_statistics(engine):
     assert 100 * scale < row.flux_median_njy < 120 * scale
     assert 0 < row.sigma68_njy < 8.0 * scale
     assert row.eta is not None
+
+
+def test_lumos_coadd_flux_is_the_likelihood_product(engine):
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    run_id, ids = _setup(engine, n_exposures=3)
+    alpha = np.array([0.5, 0.2, 0.1, 0.1, 0.1])
+    mus = [[20.0, 24.0, 18.0, 30.0, 10.0], [22.0, 25.0, 19.0, 28.0, 12.0], [19.0, 21.0, 23.0, 26.0, 15.0]]
+    for eid, mu in zip(ids, mus):
+        table = _table(1, method="lumos")
+        for k in range(5):
+            table[f"alpha_{k}"] = alpha[k]
+            table[f"mu_{k}"] = mu[k]
+            table[f"sigma_{k}"] = 3.0 + k
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy, flux_median_njy, sigma68_njy, n_used FROM lumos.coadds "
+                                   "WHERE ref_id = 0")).one()
+    expected = coadd_likelihoods(np.tile(alpha, (1, 3, 1)), np.array([mus]), np.tile(3.0 + np.arange(5.0), (1, 3, 1)),
+                                 np.full((1, 3), 25.0))
+    assert row.n_used == 3
+    assert row.flux_njy == pytest.approx(expected.stats["median"][0], rel=1e-6)
+    assert row.flux_err_njy == pytest.approx(expected.stats["sigma68"][0], rel=1e-6)
+    assert (row.flux_median_njy, row.sigma68_njy) == pytest.approx((row.flux_njy, row.flux_err_njy), rel=1e-12)
+    # a product of three likelihoods is narrower than any one of them
+    single = coadd_likelihoods(np.tile(alpha, (1, 1, 1)), np.array([mus[:1]]), np.tile(3.0 + np.arange(5.0), (1, 1, 1)),
+                               np.full((1, 1), 25.0))
+    assert row.flux_err_njy < 0.75 * single.stats["sigma68"][0]

@@ -304,3 +304,35 @@ def test_neighbour_catalog(tmp_path, small_survey: SurveyManifest) -> None:
     assert set(meta.nbr_ref_id) <= set(bright.ref_id) and (meta.nbr_flux > 0).all()
     with pytest.raises(CatalogError, match="neighbour catalogue has no rows"):
         generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "x", neighbour_catalog=bright.iloc[:0])
+
+
+def test_reference_prior_draws_and_likelihood_training(tmp_path, small_survey: SurveyManifest) -> None:
+    from lumos_ops.flux_prior import ReferencePrior
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.lumos.train import TrainConfig, train
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    prior = {"low": -20.0, "high": 300.0}
+    config = TeahupooConfig(n_stamps=160, stamp_size=60, seed=6, flux_source="reference_prior", flux_prior=prior,
+                            background_scale_range=(0.5, 2.0), split_fractions=(0.75, 0.25, 0.0))
+    generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "ref")
+    ts = TrainingSet(tmp_path / "ref")
+    assert ts.flux_prior == ReferencePrior(low=-20.0, high=300.0)
+    meta = ts.meta
+    assert (meta.flux < 0).any() and meta.flux.between(-20.0, 300.0).all()
+    assert meta.background_scale.between(0.5, 2.0).all() and meta.background_scale.std() > 0.1
+    # a negative flux is a deterministic deficit of the unit-flux model: no Poisson noise of its own
+    neg = np.flatnonzero((meta.flux < -5).to_numpy() & (meta.nbr_ref_id < 0).to_numpy())
+    assert neg.size
+    i = int(neg[0])
+    exposure = read_exposure(meta.source_exposure[i])
+    background = cut_stamps(exposure.data, np.array([meta.ccd_x[i]]), np.array([meta.ccd_y[i]]), size=60).data[0]
+    stamp, model = ts.images(np.array([i]))[0]
+    expected = background * meta.background_scale[i] + meta.flux[i] * model
+    np.testing.assert_allclose(stamp, expected, rtol=1e-4, atol=1e-4)
+    metrics = train(tmp_path / "ref", tmp_path / "model", TrainConfig(epochs=1, batch_size=32, progress=False,
+                                                                        ccd_shape=exposure.shape))
+    loaded = load_checkpoint(tmp_path / "model" / "model.pt", device="cpu")
+    assert loaded.is_likelihood and loaded.flux_prior == ReferencePrior(low=-20.0, high=300.0)
+    assert loaded.metadata["truncation_imag"] is None
+    assert np.isfinite(metrics["val_loss"])

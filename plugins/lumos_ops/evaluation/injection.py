@@ -341,7 +341,8 @@ def run_injection(
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)
             catalog = pd.DataFrame(catalog_rows)
-            measured = measure_exposure(read_exposure(path), catalog, methods=list(methods), model=model)
+            options = {"model": model} if "lumos" in methods else {}
+            measured = measure_exposure(read_exposure(path), catalog, methods=list(methods), **options)
             measured = measured[measured["ref_id"] < _NEIGHBOUR_ID]
             for rec in measured.to_dict("records"):
                 rec["placement"] = rec.pop("ref_id")

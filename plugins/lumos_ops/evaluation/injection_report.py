@@ -20,7 +20,7 @@ import pandas as pd
 
 from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins, half_width68
 
-__all__ = ["score_injection", "targets", "plot_injection", "COADD_N", "COADD_SNR_EDGES"]
+__all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_N", "COADD_SNR_EDGES"]
 
 COADD_N: tuple[int, ...] = (2, 5, 10)
 COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
@@ -153,6 +153,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"population": pop, "target": "posterior with the population prior: PIT KS <= 0.03",
                      "value": pit, "met": bool(pit <= 0.03)})
     return rows
+
+
+def json_clean(value: Any) -> Any:
+    """A nested report with numpy values as Python ones and NaN/inf as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def plot_injection(report: dict[str, Any], path: str | os.PathLike[str]) -> str:
