@@ -105,17 +105,53 @@ def _log_mixture(t: np.ndarray, log_a: np.ndarray, mu: np.ndarray, inv_sigma: np
     """Sum over exposures of the log mixture densities at grid points t (n, G); mixtures (n, m, K).
 
     Everything is in per-source standardised units (grid centre 0, half-width 1), so float32 is
-    exact to ~1e-6 of a standard deviation; torch's vectorised logsumexp runs it on one core.
+    exact to ~1e-6 of a standard deviation. The densities are summed over components directly
+    (in place, one pass); sources where a density underflows float32 anywhere (an exposure far
+    from the grid) are recomputed with torch's ``logsumexp``.
     """
     import torch
 
     x = torch.from_numpy(t.astype(np.float32))
     m = torch.from_numpy(mu.astype(np.float32))
-    inv = torch.from_numpy(inv_sigma.astype(np.float32))
+    half_inv = torch.from_numpy((inv_sigma * np.sqrt(0.5)).astype(np.float32))
     la = torch.from_numpy(log_a.astype(np.float32))
     e = x[:, None, :, None] - m[:, :, None, :]
-    e.mul_(inv[:, :, None, :]).square_().mul_(-0.5).add_(la[:, :, None, :])
-    return torch.logsumexp(e, dim=-1).sum(dim=1).double().numpy()
+    e.mul_(half_inv[:, :, None, :]).square_().neg_().add_(la[:, :, None, :]).exp_()
+    per_exposure = e.sum(dim=-1).log_()
+    bad = torch.isinf(per_exposure).flatten(1).any(dim=1)
+    if bool(bad.any()):
+        z = (x[bad][:, None, :, None] - m[bad][:, :, None, :]) * half_inv[bad][:, :, None, :]
+        per_exposure[bad] = torch.logsumexp(la[bad][:, :, None, :] - z * z, dim=-1)
+    return per_exposure.sum(dim=1).double().numpy()
+
+
+_MAX_REGRID = 3
+_EDGE = 1e-4
+
+
+def _evaluate(centre, half, rows, log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid: int, chunk: int):
+    """Grid (lo, hi, grid) around ``centre +- half`` and the log product (plus log prior) of the given rows."""
+    trunc_rows = any_trunc[rows]
+    lo = centre - half
+    lo = np.where(trunc_rows, np.maximum(lo, 0.0), lo)
+    hi = np.where(centre + half > lo, centre + half, lo + half)
+    grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, n_grid)[None, :]
+    # Standardise per source (centre mid, half-width w); unused exposures become flat (log density 0).
+    mid, w_half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    t = (grid - mid[:, None]) / w_half[:, None]
+    mu_t = (mu_n[rows] - mid[:, None, None]) / w_half[:, None, None]
+    inv_t = w_half[:, None, None] / s_n[rows]
+    good = ok[rows][..., None]
+    log_a = np.where(good, log_alpha[rows] + np.log(inv_t), -np.log(mu_n.shape[2]))
+    inv_t = np.where(good, inv_t, 0.0)
+    log_p = np.empty((rows.size, n_grid))
+    for start in range(0, rows.size, chunk):
+        part = slice(start, min(start + chunk, rows.size))
+        log_p[part] = _log_mixture(t[part], log_a[part], mu_t[part], inv_t[part])
+    log_p = np.where(trunc_rows[:, None] & (grid < 0.0), -np.inf, log_p)
+    if log_prior is not None:
+        log_p = log_p + np.asarray(log_prior(grid), dtype=np.float64)
+    return lo, hi, grid, log_p
 
 
 def coadd_likelihoods(
@@ -185,29 +221,24 @@ def coadd_likelihoods(
     usable = n_used > 0
     centre = np.where(usable, centre, 0.0)
     half = np.where(usable, half, 1.0)
-    lo = centre - half
-    lo = np.where(trunc.any(axis=1), np.maximum(lo, 0.0), lo)
-    hi = np.where(centre + half > lo, centre + half, lo + half)
-    unit = np.linspace(0.0, 1.0, n_grid)
-    grid = lo[:, None] + (hi - lo)[:, None] * unit[None, :]
-
-    # Standardise per source (centre mid, scale w); unused exposures become flat (log density 0).
-    mid, w_half = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    t = (grid - mid[:, None]) / w_half[:, None]
-    mu_t = (mu_n - mid[:, None, None]) / w_half[:, None, None]
-    inv_t = w_half[:, None, None] / s_n
+    any_trunc = trunc.any(axis=1)
     with np.errstate(divide="ignore"):
-        log_a = np.log(a) + np.log(inv_t) - np.where(trunc[..., None], special.log_ndtr(mu_n / s_n), 0.0)
-    log_a = np.where(ok[..., None], log_a, -np.log(a.shape[2]))
-    inv_t = np.where(ok[..., None], inv_t, 0.0)
-    log_p = np.empty((n, n_grid))
-    for start in range(0, n, chunk):
-        part = slice(start, min(start + chunk, n))
-        log_p[part] = _log_mixture(t[part], log_a[part], mu_t[part], inv_t[part])
-    if trunc.any():
-        log_p = np.where(trunc.any(axis=1)[:, None] & (grid < 0.0), -np.inf, log_p)
-    if log_prior is not None:
-        log_p = log_p + np.asarray(log_prior(grid), dtype=np.float64)
+        log_alpha = np.log(a) - np.where(trunc[..., None], special.log_ndtr(mu_n / s_n), 0.0)
+    lo, hi, grid, log_p = _evaluate(centre, half, np.arange(n), log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid, chunk)
+    # A product whose mass sits at a grid end (exposures in tension): recentre on the peak, widen, retry.
+    for _ in range(_MAX_REGRID):
+        with np.errstate(invalid="ignore"):
+            top = log_p.max(axis=1)
+            p_lo = np.exp(np.where(any_trunc & (lo == 0.0), -np.inf, log_p[:, 0]) - top)
+            p_hi = np.exp(log_p[:, -1] - top)
+        redo = np.flatnonzero(usable & ((p_lo > _EDGE) | (p_hi > _EDGE)))
+        if redo.size == 0:
+            break
+        peak_at = grid[redo, np.argmax(log_p[redo], axis=1)]
+        r_lo, r_hi, r_grid, r_log_p = _evaluate(peak_at, 2.0 * half[redo], redo, log_alpha, mu_n, s_n, ok, any_trunc,
+                                                log_prior, n_grid, chunk)
+        lo[redo], hi[redo], grid[redo], log_p[redo] = r_lo, r_hi, r_grid, r_log_p
+        half[redo] *= 2.0
     with np.errstate(invalid="ignore"):
         peak = log_p.max(axis=1, keepdims=True)
         p = np.exp(log_p - peak)
@@ -215,7 +246,7 @@ def coadd_likelihoods(
     area = dx * (p.sum(axis=1) - 0.5 * (p[:, 0] + p[:, -1]))
     with np.errstate(invalid="ignore", divide="ignore"):
         pdf = p / area[:, None]
-    clipped_at_zero = trunc.any(axis=1) & (lo == 0.0)
+    clipped_at_zero = any_trunc & (lo == 0.0)
     edge_mass = np.maximum(np.where(clipped_at_zero, 0.0, p[:, 0]), p[:, -1])
     stats = _grid_stats(grid, pdf, log_p, dx)
     bad = ~usable | ~np.isfinite(area) | (area <= 0)
