@@ -99,7 +99,7 @@ def predict_mixtures(
 
 def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, np.ndarray]:
     """Columns of a LUMOS result (e-/s): flux, flux_err, alpha_k, mu_k, sigma_k (k = 0..K-1),
-    median, mode, sigma68, sigma95, eta, truncated, likelihood.
+    mean (eq. 15), std (sqrt eq. 16), median, mode, sigma68, sigma95, eta, truncated, likelihood.
 
     With ``likelihood`` (a network trained under a reference prior: its PDF is the normalised
     likelihood), ``flux`` is the likelihood's median and ``flux_err`` its 68 % half-width
@@ -115,7 +115,7 @@ def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, n
     for name, values in (("alpha", mixtures.alpha), ("mu", mixtures.mu), ("sigma", mixtures.sigma)):
         for i in range(values.shape[1]):
             columns[f"{name}_{i}"] = values[:, i]
-    for name in ("median", "mode", "sigma68", "sigma95", "eta"):
+    for name in ("mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):
         columns[name] = stats[name]
     columns["truncated"] = mixtures.truncated.copy()
     columns["likelihood"] = np.full(mixtures.truncated.shape, bool(likelihood))

@@ -106,7 +106,7 @@ class LumosMethod:
         flags[inputs.n_padded > off_chip] |= Flag.MASKED
         off = ~ctx.on_image
         flags[off] |= Flag.OFF_IMAGE
-        for name in ("flux", "flux_err", "median", "mode", "sigma68", "sigma95", "eta"):
+        for name in ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):
             columns[name] = np.where(off, np.nan, columns[name])
         flags[columns["flux"] < 0] |= Flag.NEGATIVE_MODEL
         if {"ccd_x", "ccd_y"} & set(loaded.net.config.inputs):

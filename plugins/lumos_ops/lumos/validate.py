@@ -46,7 +46,7 @@ _BASELINE_MIN_SIZE = 93
 MIN_STAMPS = 10_000
 """Smallest number of evaluation stamps the issue accepts as evidence."""
 _BINNINGS = ("i_auto", "band_mag")
-ESTIMATORS = {"median": "median", "mean": "flux", "mode": "mode"}
+ESTIMATORS = {"median": "median", "mean": "mean", "mode": "mode"}
 """Point estimates of the PDF that ``lumos validate`` can score, and their column in the LUMOS table."""
 _DEBLEND_FLUXES = ("test_set", "catalog")
 _DEBLEND_MEANING = {
@@ -231,6 +231,55 @@ def _pit_summary(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, Any]:
         "ks_distance": float(kstest(finite, "uniform").statistic) if finite.size else float("nan"),
         "chi2_per_bin": float(((hist - hist.mean()) ** 2 / max(hist.mean(), 1e-12)).sum() / hist.size),
     }
+
+
+def _stamp_crb(ts, ids: np.ndarray, truth: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Cramer-Rao flux error (e-/s) of each stamp: its unit-flux model channel, the stamp's robust
+    pixel noise (1.4826 MAD, e-/s) and the source's Poisson variance over the stamp's exposure time."""
+    from lumos_ops.evaluation.fixed_truth import crb_flux_error
+
+    exptime = ts.meta["exptime"].to_numpy(np.float64)[ids]
+    out = np.empty(ids.size)
+    for lo in range(0, ids.size, chunk):
+        sel = slice(lo, lo + chunk)
+        images = ts.images(ids[sel]).astype(np.float64)
+        cut, model = images[:, 0], images[:, 1]
+        flat = cut.reshape(cut.shape[0], -1)
+        med = np.nanmedian(flat, axis=1, keepdims=True)
+        var = (1.4826 * np.nanmedian(np.abs(flat - med), axis=1)) ** 2
+        source = np.clip(truth[sel, None, None] * model, 0.0, None) / exptime[sel, None, None]
+        out[sel] = crb_flux_error(model, var[:, None, None] + source)
+    return out
+
+
+def _fixed_truth(meta: pd.DataFrame, truth: np.ndarray, crb: np.ndarray, errors: dict[str, tuple[np.ndarray, np.ndarray]],
+                 lumos: pd.DataFrame, likelihood: bool) -> dict[str, Any]:
+    """Bias, sigma68, pulls and coverage per bin of true flux and true SNR for every method; the
+    LUMOS PIT with the test set's own (cross-fitted) flux population as prior."""
+    from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
+    from lumos_ops.evaluation.population_prior import posterior_pit
+    from lumos_ops.lumos.mixture import mixture_quantile
+
+    alpha, mu, sigma, truncated = _mixture_arrays(lumos)
+    q = mixture_quantile([0.16, 0.84], alpha, mu, sigma, truncated)
+    snr = truth / crb
+    out: dict[str, Any] = {"true_snr": "f0 / Cramer-Rao error of the stamp's unit-flux model and robust pixel noise",
+                           "methods": {}}
+    for name, (flux, err) in errors.items():
+        lower, upper = (q[:, 0], q[:, 1]) if name == "lumos" else (None, None)
+        out["methods"][name] = {
+            "by_true_flux": fixed_truth_bins(truth, flux, err, edges=TRUE_FLUX_EDGES, lower=lower, upper=upper, n_boot=100),
+            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=TRUE_SNR_EDGES, lower=lower, upper=upper,
+                                            n_boot=100),
+        }
+    if likelihood:
+        values = np.sort(posterior_pit(truth, alpha, mu, sigma, truncated=truncated))
+        values = values[np.isfinite(values)]
+        out["pit_population_prior"] = {
+            "ks_distance": float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values))),
+            "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(),
+        }
+    return out
 
 
 def _set_config(ts) -> dict[str, Any]:
@@ -475,7 +524,7 @@ def validate(
     mag, other_mag = (i_auto, band_mag) if binning == "i_auto" else (band_mag, i_auto)
     lumos = lumos_on_training_set(loaded, ts, ids, batch_size=config.batch_size)
     fluxes: dict[str, np.ndarray] = {"lumos": lumos[ESTIMATORS[config.estimator]].to_numpy(),
-                                     "lumos_mean": lumos["flux"].to_numpy(), "lumos_median": lumos["median"].to_numpy(),
+                                     "lumos_mean": lumos["mean"].to_numpy(), "lumos_median": lumos["median"].to_numpy(),
                                      "lumos_peak": lumos["mode"].to_numpy()}
     errors: dict[str, tuple[np.ndarray, np.ndarray]] = {"lumos": (fluxes["lumos"], lumos["flux_err"].to_numpy())}
     baselines_done: list[str] = []
@@ -511,6 +560,7 @@ def validate(
                   **_coverage(frame, truth)}
     coverage = _coverage(lumos, truth)
     snr = _snr_by_band(meta, truth, errors)
+    fixed_truth = _fixed_truth(meta, truth, _stamp_crb(ts, ids, truth), errors, lumos, loaded.is_likelihood)
 
     neighbours: dict[str, Any] = {}
     if "nbr_ref_id" in meta.columns and (meta["nbr_ref_id"] >= 0).any():
@@ -570,6 +620,7 @@ def validate(
         "estimator_meaning": f"'lumos' is the PDF {config.estimator} (column {ESTIMATORS[config.estimator]!r} of "
                              "lumos measure); lumos_mean, lumos_median and lumos_peak are the three point estimates",
         "methods": methods,
+        "fixed_truth": fixed_truth,
         f"methods_by_{other_binning}": methods_other,
         "baselines": baselines_done,
         "missing_baselines": [b for b in config.baselines if b not in baselines_done],
