@@ -25,11 +25,14 @@ def test_default_method_measures_an_exposure(tmp_path):
     frame = LumosMethod().measure(ctx)
     assert len(frame) == len(catalog)
     assert np.isfinite(frame["flux"]).all() and (frame["flux_err"] > 0).all()
+    assert frame["likelihood"].all()
+    np.testing.assert_array_equal(frame["flux"], frame["median"])
 
 
-def test_shipped_reference_architecture_loads():
-    path = MODELS_DIR / SHIPPED_MODELS["paper"]
-    assert path.stat().st_size <= 25 * 1024**2
-    loaded = load_checkpoint("paper", device="cpu")  # verifies the SHA-256
-    assert loaded.arch == "paper"
-    assert sum(p.numel() for p in loaded.net.parameters()) > 2_500_000
+def test_shipped_models_are_likelihood_networks():
+    for name in SHIPPED_MODELS:
+        loaded = load_checkpoint(name, device="cpu")  # verifies the SHA-256
+        assert loaded.is_likelihood, name
+        assert loaded.flux_prior.low < 0 < loaded.flux_prior.high
+    noccd = load_checkpoint("fast-noccd", device="cpu")
+    assert not {"ccd_x", "ccd_y"} & set(noccd.net.config.inputs)

@@ -78,6 +78,7 @@ def _training_set(args: argparse.Namespace) -> int:
         shape_population=args.shape_population,
         shape_count_slope=args.shape_count_slope,
         population_i_range=tuple(args.population_i_range),
+        background_scale_range=tuple(args.background_scale_range),
         device=args.device,
         threads=args.threads,
     )
@@ -119,10 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--size", type=int, default=60, help="stamp side in pixels (default 60)")
     training.add_argument("--shard-size", type=int, default=4096, help="stamps per shard (default 4096)")
     training.add_argument("--flux-source", default="auto",
-                          choices=("auto", "catalog", "flat_spectrum", "band_distribution"),
+                          choices=("auto", "catalog", "flat_spectrum", "band_distribution", "reference_prior"),
                           help="band flux from the catalogue row's flux_nJy_<band> column, a flat spectrum at i_auto, "
-                          "or band_distribution (paper §2.2): drawn independently of the galaxy from the "
-                          "catalogue's flux distribution in that band")
+                          "band_distribution (paper §2.2): drawn independently of the galaxy from the "
+                          "catalogue's flux distribution in that band, or reference_prior: drawn from the "
+                          "likelihood-training prior (docs/likelihood.md), negative fluxes included")
     training.add_argument("--edge-margin", type=int, help="min distance (px) of stamp centres from the CCD edge "
                           "(default size/2: stamps entirely on the CCD)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,
@@ -140,6 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           help="d log10 N / dm of the shape population (0 = uniform in i)")
     training.add_argument("--population-i-range", type=float, nargs=2, default=(17.5, 23.0), metavar=("BRIGHT", "FAINT"),
                           help="i-band range (AB) of the flux and shape populations (default 17.5 23)")
+    training.add_argument("--background-scale-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                          help="multiply each background cutout by a factor log-uniform in this range (default 1 1)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     training.add_argument("--threads", type=int, default=1,
