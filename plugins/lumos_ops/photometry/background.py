@@ -1,23 +1,24 @@
 """Local background from a circular annulus around each target (PAUS, paper §3.2).
 
 The background ``b`` (e-/s per pixel) that an aperture sum, an optimal weighted sum or a profile
-fit subtracts must be the *mean* of the sky under the target: the sum of ``A`` sky pixels has
-expectation ``A`` times the mean, whatever the shape of the pixel distribution. Three
-estimators of it from the annulus pixels are available:
+fit subtracts must be the *mean* of the sky under the target: a sum of ``A`` sky pixels has
+expectation ``A`` times the mean, whatever the shape of the pixel distribution. All three
+classical baselines take it from :func:`annulus_background`, which offers three estimators:
 
 ``"masked_mean"`` (default)
-    Sources detected in the cutout (a Gaussian-smoothed image above 4 times its robust noise, in
-    groups of >= 5 pixels, grown by 5 px) are removed from the annulus, then the ``"clipped_mean"``
-    of the pixels left. Rejects the faint wings of neighbours and of the target itself, which no
-    cut on single pixel values can, and keeps the rest of the sky distribution as it is.
+    Sources are detected in the cutout (smoothed by a Gaussian of 2 px, above 4 times the robust
+    noise of the smoothed annulus, groups of >= 5 pixels, grown by 5 px; two passes) and left out
+    of the annulus, then the mean of the rest after a mean-centred clip at ``+-6`` standard
+    deviations (:func:`clipped_mean`) against single-pixel outliers. It removes the faint wings
+    of neighbours (and of the target itself), which no cut on single pixel values can, and
+    leaves the sky distribution as it is, skewed or not.
 ``"clipped_mean"``
-    The mean of the annulus pixels after iterative clipping at ``+-5`` standard deviations around
-    the running *mean* (:func:`clipped_mean`). Rejects bright outliers (cores of stars and
-    galaxies, cosmic rays) only.
+    The mean after the mean-centred clip at ``+-5`` standard deviations, without the source
+    mask: it rejects bright pixels only (cores of stars and galaxies, cosmic rays).
 ``"median_clip"``
     The historical estimator: the mean of the pixels kept by ``astropy.stats.sigma_clip`` at
     ``+-3`` standard deviations around the *median* (5 iterations). Biased low for positively
-    skewed sky noise; kept for comparison.
+    skewed sky noise, high for source wings; kept for comparison.
 
 Why the median-centred 3 sigma clip is biased. Write the sky pixel density to first order in its
 skewness ``g`` (Edgeworth): ``f(z) = phi(z) [1 + g/6 He3(z)]``, ``z = (x - mu) / s``,
@@ -29,11 +30,13 @@ order in ``g`` and in the window centre ``a = (c - mu) / s``,
 with ``phi`` the unit normal density and ``Q`` its upper tail. The second term is the long tail
 cut off by a window centred on the mean (``a = 0``); the first is the shift of a window centred
 on the median, ``a = -g/6``. For a median-centred window the bias is therefore
-``-g k (1 + k^2) phi(k) / 3 * s``: ``-0.044 g s`` at ``k = 3`` (more once the clipped standard
-deviation shrinks the window on later iterations, and for tails heavier than the expansion:
--0.07 s measured for a gamma distribution of skewness 1), against ``-6e-5 g s`` for a
-mean-centred window at ``k = 5`` (-0.003 s measured for the same gamma distribution). See
-``docs/background.md`` for the measurements on synthetic and real frames.
+``-g k (1 + k^2) phi(k) / 3 * s``: ``-0.044 g s`` at ``k = 3``, and more once the clipped
+standard deviation shrinks the window on later iterations and for tails heavier than the
+expansion (-0.07 s measured for a gamma distribution of skewness 1). A window centred on the
+mean at ``k = 5`` or 6 leaves ``-6e-5 g s`` or ``-4e-7 g s`` to first order (measured for the same
+gamma distribution: -0.003 s and -0.001 s). The clip scale is the standard deviation of the kept
+pixels, not their MAD, which is smaller than it for a skewed distribution and would pull the
+window in. ``docs/background.md`` has the measurements on synthetic and real frames.
 """
 
 from __future__ import annotations
@@ -78,7 +81,14 @@ DETECT_MIN_AREA: int = 5
 DETECT_GROW_PX: int = 5
 """Radius (pixels) by which detected sources are grown (an octagon close to a disc)."""
 
-_DEFAULT_SIGMA: dict[str, float] = {"masked_mean": 5.0, "clipped_mean": 5.0, "median_clip": 3.0}
+DETECT_PASSES: int = 2
+"""Detection passes; each after the first measures the smoothed sky without the sources found."""
+
+MIN_SKY_FRACTION: float = 0.05
+"""An annulus whose detected sources would leave fewer of its finite pixels than this fraction
+is not source-masked (its background is the plain clipped mean)."""
+
+_DEFAULT_SIGMA: dict[str, float] = {"masked_mean": 6.0, "clipped_mean": 5.0, "median_clip": 3.0}
 _DEFAULT_MAXITERS: dict[str, int] = {"masked_mean": 10, "clipped_mean": 10, "median_clip": 5}
 _MAD_TO_SIGMA = 1.482602218505602
 """``1 / Phi^-1(3/4)``: the MAD of a normal distribution times this is its standard deviation."""
@@ -91,22 +101,27 @@ class AnnulusBackground:
     Attributes
     ----------
     mean : ndarray, shape (n,)
-        Mean of the clipped annulus pixels (e-/s per pixel); NaN when no pixel is usable.
+        Mean of the annulus pixels kept by the estimator (e-/s per pixel); NaN when no pixel is
+        usable.
     variance : ndarray, shape (n,)
         Pixel-noise variance ((e-/s)^2 per pixel): the variance of the clipped annulus pixels
         (ddof=1) divided by that of a unit normal truncated at the clipping threshold (0.973 for
-        3 sigma, 0.99998 for 5 sigma), so that clipping does not bias the noise of Gaussian pixels
-        low.
+        3 sigma, 0.99998 for 5 sigma, 1 - 7e-8 for 6 sigma), so that clipping does not bias the
+        noise of Gaussian pixels low.
     n_used : ndarray of int, shape (n,)
-        Annulus pixels kept after removing NaN and clipped pixels.
+        Annulus pixels kept after removing NaN pixels, pixels of detected sources and clipped
+        pixels.
     n_total : ndarray of int, shape (n,)
         Pixels whose centre lies in the annulus (whether on the image or not).
+    n_masked : ndarray of int, shape (n,)
+        Finite annulus pixels left out as parts of detected sources (0 but for ``"masked_mean"``).
     """
 
     mean: np.ndarray
     variance: np.ndarray
     n_used: np.ndarray
     n_total: np.ndarray
+    n_masked: np.ndarray
 
     @property
     def mean_variance(self) -> np.ndarray:
@@ -116,13 +131,20 @@ class AnnulusBackground:
 
     @property
     def incomplete(self) -> np.ndarray:
-        """Targets with fewer than half of the annulus pixels usable (edge, masks, clipping)."""
-        return self.n_used < 0.5 * self.n_total
+        """Targets with fewer than half of the annulus pixels usable (edge, masks, clipping).
+
+        Pixels of detected sources count as usable: a crowded annulus is not an incomplete one.
+        """
+        return self.n_used + self.n_masked < 0.5 * self.n_total
 
     def take(self, index: np.ndarray | slice) -> AnnulusBackground:
         """The estimates of a subset of the targets."""
         return AnnulusBackground(
-            mean=self.mean[index], variance=self.variance[index], n_used=self.n_used[index], n_total=self.n_total[index]
+            mean=self.mean[index],
+            variance=self.variance[index],
+            n_used=self.n_used[index],
+            n_total=self.n_total[index],
+            n_masked=self.n_masked[index],
         )
 
 
@@ -168,18 +190,7 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
     if maxiters < 1:
         raise LumosValueError(f"maxiters must be >= 1, got {maxiters}")
     finite = np.isfinite(values)
-    centre = _row_median(values)
-    scale = _MAD_TO_SIGMA * _row_median(np.abs(values - centre[:, None]))
-    # Pixels quantised to fewer levels than the noise spans can have MAD = 0: use the standard
-    # deviation there.
-    scale = np.where(scale > 0, scale, _row_std(values, finite, _row_mean(values, finite)))
-    return _clip(values, finite, centre, scale, sigma=sigma, maxiters=maxiters)
-
-
-def _clip(
-    values: np.ndarray, finite: np.ndarray, centre: np.ndarray, scale: np.ndarray, *, sigma: float, maxiters: int
-) -> np.ndarray:
-    """The passes of :func:`clipped_mean` from a first ``centre`` and ``scale`` (e-/s per pixel)."""
+    centre, scale = _robust_centre_and_scale(values)
     kept = finite
     truncation = np.sqrt(_truncated_normal_variance(sigma))
     for _ in range(maxiters):
@@ -195,8 +206,22 @@ def _clip(
     return kept
 
 
+def _robust_centre_and_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and ``1.4826 * MAD`` of the finite values of each row.
+
+    Pixels quantised to fewer levels than the noise spans can have MAD = 0: the scale is their
+    standard deviation there.
+    """
+    centre = _row_median(values)
+    scale = _MAD_TO_SIGMA * _row_median(np.abs(values - centre[:, None]))
+    finite = np.isfinite(values)
+    return centre, np.where(scale > 0, scale, _row_std(values, finite, _row_mean(values, finite)))
+
+
 def _row_median(values: np.ndarray) -> np.ndarray:
     """Median of the finite values of each row (NaN where none); faster than ``np.nanmedian``."""
+    if values.shape[1] == 0:
+        return np.full(values.shape[0], np.nan)
     ordered = np.sort(values, axis=1)  # NaN sort last
     count = np.isfinite(values).sum(axis=1)
     row = np.arange(values.shape[0])
@@ -254,34 +279,26 @@ def _white_smoothing_gain() -> float:
     return float(np.sqrt(np.sum(smoothed**2)))
 
 
-def _annulus_sources(
-    cutouts: np.ndarray,
-    values: np.ndarray,
-    kept: np.ndarray,
-    level: np.ndarray,
-    noise: np.ndarray,
-    rows: np.ndarray,
-    cols: np.ndarray,
-) -> np.ndarray:
+def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Annulus pixels that belong to sources detected in the cutouts.
 
-    The cutouts minus ``level`` are smoothed by a Gaussian of :data:`DETECT_SMOOTH_PX`
-    (normalised over the finite pixels; a pixel with less than half of the kernel weight on
-    finite pixels is not tested). A pixel is detected when its smoothed value exceeds
+    The cutouts are smoothed by a Gaussian of :data:`DETECT_SMOOTH_PX` (normalised over the finite
+    pixels; a pixel with less than half of the kernel weight on finite pixels is not tested). A
+    pixel is detected when its smoothed value exceeds the median of the smoothed annulus by
     :data:`DETECT_SIGMA` times the noise of the smoothed image: the robust (MAD) standard
-    deviation of the smoothed ``kept`` annulus pixels, but no less than what white noise of
-    standard deviation ``noise`` gives (a floor for anti-correlated or flat data). Groups of at
+    deviation of the smoothed annulus, but no less than what white noise of the annulus pixels'
+    robust standard deviation gives (a floor for anti-correlated or flat data). Groups of at
     least :data:`DETECT_MIN_AREA` connected pixels, grown by :data:`DETECT_GROW_PX`, are sources.
+    Median and MAD resist the bright parts of sources but not their faint wings, which shift and
+    widen them: the detection is repeated (:data:`DETECT_PASSES` passes in all) with the median
+    and MAD of the smoothed annulus pixels outside the sources found by the previous pass.
 
     Parameters
     ----------
     cutouts : ndarray, shape (n, S, S)
         Pixel values (e-/s per pixel), NaN where unusable.
-    values, kept : ndarray, shape (n, m)
-        The annulus pixels of each cutout (e-/s per pixel; NaN outside the annulus or unusable)
-        and those kept by the clip.
-    level, noise : ndarray, shape (n,)
-        Clipped mean and standard deviation of the annulus pixels (e-/s per pixel).
+    values : ndarray, shape (n, m)
+        The annulus pixels of each cutout (e-/s per pixel; NaN outside the annulus or unusable).
     rows, cols : ndarray of int, shape (m,)
         Position in the cutouts of the annulus pixels (all inside the cutout grid).
 
@@ -290,9 +307,13 @@ def _annulus_sources(
     ndarray of bool, shape (n, m)
         True for annulus pixels in a source.
     """
-    finite = np.isfinite(cutouts)
+    level, pixel_noise = _robust_centre_and_scale(values)
+    data = np.asarray(cutouts, dtype=np.float32)
+    finite = np.isfinite(data)
     spread = (0.0, DETECT_SMOOTH_PX, DETECT_SMOOTH_PX)
-    excess = np.where(finite, cutouts - level[:, None, None].astype(np.float32), np.float32(0.0)).astype(np.float32)
+    # The level only keeps float32 rounding small: normalised smoothing shifts by a constant.
+    level32 = np.nan_to_num(level).astype(np.float32)
+    excess = np.where(finite, data - level32[:, None, None], np.float32(0.0))
     excess = ndimage.gaussian_filter(excess, spread, mode="constant", truncate=3.0)
     if finite.all():
         weight = ndimage.gaussian_filter(np.ones(cutouts.shape[1:], np.float32), spread[1:], mode="constant", truncate=3.0)
@@ -300,17 +321,21 @@ def _annulus_sources(
         weight = ndimage.gaussian_filter(finite.astype(np.float32), spread, mode="constant", truncate=3.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         smooth = np.where(weight >= 0.5, excess / weight, np.float32(np.nan))
-    smooth_annulus = np.where(kept, smooth[:, rows, cols], np.nan)
-    median = _row_median(smooth_annulus)
-    smooth_noise = _MAD_TO_SIGMA * _row_median(np.abs(smooth_annulus - median[:, None]))
-    smooth_noise = np.fmax(smooth_noise, noise * _white_smoothing_gain())
-    with np.errstate(invalid="ignore"):
-        detected = smooth > (DETECT_SIGMA * smooth_noise)[:, None, None]
-    labels, count = ndimage.label(detected, structure=_PLANE_CROSS)
-    area = np.bincount(labels.ravel(), minlength=count + 1)
-    area[0] = 0
-    sources = _grow((area >= DETECT_MIN_AREA)[labels], DETECT_GROW_PX)
-    return sources[:, rows, cols]
+    # The smoothed image is correlated over a few pixels: one annulus pixel in four (every other
+    # row and column) measures its level and noise as well as all of them, four times faster.
+    sample = (rows % 2 == 0) & (cols % 2 == 0)
+    smooth_sample = np.where(np.isfinite(values[:, sample]), smooth[:, rows[sample], cols[sample]], np.nan)
+    floor = pixel_noise * _white_smoothing_gain()
+    sources = np.zeros(values.shape, dtype=bool)
+    for _ in range(DETECT_PASSES):
+        median, smooth_noise = _robust_centre_and_scale(np.where(sources[:, sample], np.nan, smooth_sample))
+        with np.errstate(invalid="ignore"):
+            detected = smooth > (median + DETECT_SIGMA * np.fmax(smooth_noise, floor))[:, None, None]
+        labels, count = ndimage.label(detected, structure=_PLANE_CROSS)
+        area = np.bincount(labels.ravel(), minlength=count + 1)
+        area[0] = 0
+        sources = _grow((area >= DETECT_MIN_AREA)[labels], DETECT_GROW_PX)[:, rows, cols]
+    return sources
 
 
 def annulus_background(
@@ -337,14 +362,14 @@ def annulus_background(
     r_in, r_out : float, keyword-only
         Annulus radii (pixels) measured from the target to the pixel centres; PAUS uses 30 and 45.
     estimator : {"masked_mean", "clipped_mean", "median_clip"}, keyword-only
-        ``"masked_mean"`` (default): sources detected in the cutouts are removed from the annulus,
+        ``"masked_mean"`` (default): sources detected in the cutouts are left out of the annulus,
         then a mean-centred clip at ``sigma`` standard deviations (:func:`clipped_mean`); unbiased
-        for the mean of skewed sky noise and for the sky between sources.
+        for the mean of skewed sky noise and free of the faint wings of sources.
         ``"clipped_mean"``: the clip alone, without the source mask.
         ``"median_clip"``: the historical median-centred ``astropy.stats.sigma_clip``, biased low
         by about ``0.045 g`` standard deviations for sky noise of skewness ``g``.
     sigma : float or None, keyword-only
-        Clipping threshold (standard deviations); None: 5 for ``"masked_mean"`` and
+        Clipping threshold (standard deviations); None: 6 for ``"masked_mean"``, 5 for
         ``"clipped_mean"``, 3 for ``"median_clip"``. The variance correction uses the same value.
     maxiters : int or None, keyword-only
         Most clipping iterations; None: 10 for ``"masked_mean"`` and ``"clipped_mean"``, 5 for
@@ -377,6 +402,7 @@ def annulus_background(
     radius = np.hypot(ox[None, :] - dx[:, None], oy[None, :] - dy[:, None])
     in_annulus = (radius >= r_in) & (radius <= r_out)
     n_total = in_annulus.sum(axis=1)
+    n_masked = np.zeros(n, dtype=np.int64)
     rows, cols = centre + oy, centre + ox
     inside_grid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
     rows, cols = rows[inside_grid], cols[inside_grid]
@@ -385,13 +411,15 @@ def annulus_background(
     if estimator == "median_clip":
         kept = _median_clip(values, sigma=sigma, maxiters=maxiters)
     else:
-        kept = clipped_mean(values, sigma=sigma, maxiters=maxiters)
         if estimator == "masked_mean":
-            level = _row_mean(values, kept)
-            noise = _row_std(values, kept, level)
-            values[_annulus_sources(cutouts, values, kept, level, noise, rows, cols)] = np.nan
-            truncation = np.sqrt(_truncated_normal_variance(sigma))
-            kept = _clip(values, np.isfinite(values), level, noise / truncation, sigma=sigma, maxiters=maxiters)
+            finite = np.isfinite(values)
+            sources = _annulus_sources(cutouts, values, rows, cols) & finite
+            # An annulus (nearly) covered by sources keeps its clipped mean, not an empty one.
+            enough = (finite & ~sources).sum(axis=1) >= MIN_SKY_FRACTION * finite.sum(axis=1)
+            sources &= enough[:, None]
+            n_masked = sources.sum(axis=1)
+            values[sources] = np.nan
+        kept = clipped_mean(values, sigma=sigma, maxiters=maxiters)
     n_used = kept.sum(axis=1)
     filled = np.where(kept, values, 0.0)
     safe_n = np.maximum(n_used, 1)
@@ -400,4 +428,10 @@ def annulus_background(
     variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
     mean = np.where(n_used > 0, mean, np.nan)
     variance = np.where(n_used > 1, variance, np.nan)
-    return AnnulusBackground(mean=mean, variance=variance, n_used=n_used.astype(np.int64), n_total=n_total.astype(np.int64))
+    return AnnulusBackground(
+        mean=mean,
+        variance=variance,
+        n_used=n_used.astype(np.int64),
+        n_total=n_total.astype(np.int64),
+        n_masked=n_masked.astype(np.int64),
+    )
