@@ -3,10 +3,10 @@ real pixels, measured through the production path (``read_exposure`` -> ``measur
 scored at fixed truth (:mod:`lumos_ops.evaluation.fixed_truth`).
 
 A real frame has none of the PAUS header keywords; :func:`frame_header` maps it as a user would:
-``GAIN = 1`` (the frame's counts are taken as electrons), ``EXPTIME`` chosen so that the frame's
-robust pixel noise in e-/s equals ``noise_ratio`` x the LUMOS model's training pixel noise
-(``Normalization.pixel_scale``; the model knows the noise levels it was trained on, and
-``noise_ratio`` sweeps that), ``FILTER`` a band the model was trained on, ``PSFFWHM`` the frame's own
+``EXPTIME`` the exposure time whose Poisson noise the injected light gets (90 s, a PAUS exposure),
+``GAIN`` chosen so that the frame's robust pixel noise in e-/s equals ``noise_ratio`` x the LUMOS
+model's training pixel noise (``Normalization.pixel_scale``; the model knows the noise levels it
+was trained on, and ``noise_ratio`` sweeps that), ``FILTER`` a band the model was trained on, ``PSFFWHM`` the frame's own
 PSF measured on its stars (:func:`estimate_psf_fwhm`), expressed in arcsec at the package pixel
 scale so that catalogue sizes in arcsec map to the same pixels.
 
@@ -36,6 +36,7 @@ from lumos_ops.exceptions import InputFileError, LumosValueError
 
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
+    "noise_autocovariance", "matched_filter_error",
     "draw_galaxies", "run_injection",
 ]
 
@@ -68,6 +69,10 @@ class InjectionConfig:
     source_exptime : float
         Exposure time (s) of the injected light's Poisson noise: its variance is ``f P / t`` in
         (e-/s)^2, as in an exposure of that length (the frames' own gains are unknown).
+    min_clearance : float
+        Smallest distance (pixels) of a placement from the frame's own sources (``source_mask``):
+        the targets are isolated from uncatalogued real light, so that neighbours are the
+        catalogued, injected ones of the ``blended`` population.
     seed : int
     """
 
@@ -79,6 +84,7 @@ class InjectionConfig:
     band: str = "NB685"
     noise_ratio: float = 1.0
     source_exptime: float = 90.0
+    min_clearance: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +126,55 @@ def robust_sigma(data: np.ndarray) -> tuple[float, float]:
         sig = 1.4826 * float(np.median(np.abs(v - med)))
         v = v[np.abs(v - med) < 4.0 * sig]
     return float(np.median(v)), 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
+def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
+    """Pixels of a frame's own sources: above ``mask_sigma`` robust sigmas, grown by ``grow`` px (and NaNs)."""
+    from scipy import ndimage
+
+    med, sig = robust_sigma(data)
+    resid = np.nan_to_num(data - med, nan=np.inf)
+    return ndimage.binary_dilation(resid >= mask_sigma * sig, iterations=grow)
+
+
+def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
+    """Autocovariance (counts^2) of a frame's background noise for lags up to ``max_lag`` pixels.
+
+    Pixels above ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked;
+    the masked field's autocorrelation (FFT) is divided by the autocorrelation of the mask, so that
+    every lag is an average over the pixel pairs that were both kept. Returns a
+    (2 max_lag + 1)^2 array centred on lag 0; entry [max_lag, max_lag] is the pixel variance.
+    Reprojected or resampled frames have covariance at non-zero lags: the noise of a flux sum is
+    then larger than the pixel variance implies.
+    """
+    med, sig = robust_sigma(data)
+    resid = data - med
+    keep = np.isfinite(resid) & (np.abs(np.nan_to_num(resid)) < mask_sigma * sig)
+    keep &= ~source_mask(data, mask_sigma=mask_sigma, grow=grow)
+    field = np.where(keep, np.nan_to_num(resid), 0.0)
+    field = np.where(keep, field - field[keep].mean(), 0.0)
+    ny, nx = field.shape
+    shape = (ny + max_lag + 1, nx + max_lag + 1)
+    f_field = np.fft.rfft2(field, shape)
+    f_mask = np.fft.rfft2(keep.astype(np.float64), shape)
+    acf = np.fft.irfft2(np.abs(f_field) ** 2, shape)
+    pairs = np.fft.irfft2(np.abs(f_mask) ** 2, shape)
+    lags = np.r_[-max_lag : max_lag + 1]
+    acf = acf[np.ix_(lags % shape[0], lags % shape[1])]
+    pairs = pairs[np.ix_(lags % shape[0], lags % shape[1])]
+    return acf / np.maximum(pairs, 1.0)
+
+
+def matched_filter_error(unit: np.ndarray, autocov: np.ndarray) -> float:
+    """Noise (same unit as sqrt(autocov)) of the matched-filter flux ``sum(P x) / sum(P^2)`` of a
+    unit-flux stamp ``P`` under a stationary noise autocovariance (lags up to the array's half-size)."""
+    max_lag = autocov.shape[0] // 2
+    n = unit.shape[0] + max_lag + 1
+    f = np.fft.rfft2(unit, (n, n))
+    auto = np.fft.irfft2(np.abs(f) ** 2, (n, n))
+    lags = np.r_[-max_lag : max_lag + 1]
+    auto = auto[np.ix_(lags % n, lags % n)]
+    return float(np.sqrt(max((auto * autocov).sum(), 0.0)) / (unit * unit).sum())
 
 
 def estimate_psf_fwhm(data: np.ndarray, *, min_snr: float = 30.0, radius: int = 5) -> float:
@@ -173,10 +228,17 @@ def _aperture_moment_correction(sigma: float, radius: int) -> float:
     return float(sigma / measured)
 
 
-def frame_header(noise_counts: float, *, training_noise: float, noise_ratio: float, band: str, psf_fwhm_px: float) -> dict[str, Any]:
-    """PAUS-contract header of a real frame (see the module docstring); ``EXPTIME`` in s."""
-    exptime = noise_counts / (noise_ratio * training_noise)
-    return {"EXPTIME": float(exptime), "GAIN": 1.0, "FILTER": band, "PSFFWHM": float(psf_fwhm_px * PIXEL_SCALE),
+def frame_header(noise_counts: float, *, training_noise: float, noise_ratio: float, band: str, psf_fwhm_px: float,
+                 exptime: float) -> dict[str, Any]:
+    """PAUS-contract header of a real frame (see the module docstring).
+
+    ``EXPTIME`` (s) is the exposure time of the injected light's Poisson noise and ``GAIN``
+    (e-/count) makes the frame's pixel noise ``noise_ratio * training_noise`` e-/s:
+    ``noise_counts * GAIN / EXPTIME``. The classical methods' source variance ``f / EXPTIME`` then
+    matches the injected Poisson noise.
+    """
+    gain = exptime * noise_ratio * training_noise / noise_counts
+    return {"EXPTIME": float(exptime), "GAIN": float(gain), "FILTER": band, "PSFFWHM": float(psf_fwhm_px * PIXEL_SCALE),
             "EPOCH": 0, "CCDNUM": 1}
 
 
@@ -235,8 +297,9 @@ def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
     return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy)).array.astype(np.float64)
 
 
-def _slots(shape: tuple[int, int], spacing: int, rng: np.random.Generator) -> np.ndarray:
-    ny, nx = shape
+def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
+    """Jittered grid positions (x, y) at least ``min_clearance`` px from the frame's own sources."""
+    ny, nx = clearance.shape
     margin = 12
     ys = np.arange(margin, ny - margin, spacing)
     xs = np.arange(margin, nx - margin, spacing)
@@ -244,7 +307,9 @@ def _slots(shape: tuple[int, int], spacing: int, rng: np.random.Generator) -> np
     jitter = rng.uniform(-0.25 * spacing, 0.25 * spacing, size=grid.shape)
     pts = grid + jitter
     ok = (pts[:, 0] > margin) & (pts[:, 0] < nx - margin) & (pts[:, 1] > margin) & (pts[:, 1] < ny - margin)
-    return pts[ok]
+    pts = pts[ok]
+    free = clearance[np.rint(pts[:, 1]).astype(int), np.rint(pts[:, 0]).astype(int)] >= min_clearance
+    return pts[free]
 
 
 def run_injection(
@@ -262,12 +327,13 @@ def run_injection(
     -------
     DataFrame
         ``population``, ``galaxy``, ``place`` (0..n_place-1), ``frame``, ``x``, ``y``, ``true_flux``
-        (e-/s), ``crb_err`` (Cramer-Rao flux error, e-/s), ``true_snr``, ``method``, ``flux``,
+        (e-/s), ``crb_err`` (the error of the matched-filter flux of the true profile under the
+        frame's measured noise autocovariance plus the source's Poisson noise, e-/s: the reference
+        error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
         ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
     """
     import galsim
 
-    from lumos_ops.evaluation.fixed_truth import crb_flux_error
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.measure import measure_exposure
@@ -277,17 +343,21 @@ def run_injection(
     rng = np.random.default_rng(config.seed)
     loaded = load_checkpoint(model, device="cpu")
     training_noise = float(loaded.normalization.pixel_scale)
-    frame_data, headers, noise_eps = [], [], []
+    from scipy import ndimage
+
+    frame_data, headers, noise_eps, autocov, clearance = [], [], [], [], []
     for path in frames:
         data = read_frame(path)
         med, sig = robust_sigma(data)
         fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
         header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio, band=config.band,
-                              psf_fwhm_px=fwhm)
+                              psf_fwhm_px=fwhm, exptime=config.source_exptime)
         header["_fwhm_px"] = fwhm
         frame_data.append(data)
         headers.append(header)
-        noise_eps.append(sig / header["EXPTIME"])
+        noise_eps.append(sig * header["GAIN"] / header["EXPTIME"])
+        autocov.append(noise_autocovariance(data) * (header["GAIN"] / header["EXPTIME"]) ** 2)
+        clearance.append(ndimage.distance_transform_edt(~source_mask(data)))
     galaxies = draw_galaxies(config.population, config.n_galaxies, rng)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
     # placements: (galaxy, place, frame) in random order, packed into frame realisations
@@ -298,7 +368,10 @@ def run_injection(
     realisation = 0
     while cursor < len(order):
         k = realisation % len(frames)
-        slots = _slots(frame_data[k].shape, config.spacing, rng)
+        slots = _slots(clearance[k], config.spacing, config.min_clearance, rng)
+        if len(slots) == 0:
+            raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources; "
+                                  "lower min_clearance or use another frame")
         take = order[cursor : cursor + len(slots)]
         for (g, p), (x, y) in zip(take, slots):
             placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
@@ -312,16 +385,16 @@ def run_injection(
         for r, part in table.groupby("realisation", sort=True):
             k = int(part["frame_index"].iloc[0])
             header = headers[k]
-            exptime = header["EXPTIME"]
+            gain = header["GAIN"]
             psf = galsim.Kolmogorov(fwhm=header["_fwhm_px"])
             image = frame_data[k].copy()
             catalog_rows = []
             for row in part.itertuples():
                 gal = galaxies[row.galaxy]
                 unit = _render(gal, psf, row.x - round(row.x), row.y - round(row.y))
+                background_err = matched_filter_error(unit, autocov[k])
                 if not np.isfinite(flux0[row.galaxy]):
-                    crb = crb_flux_error(unit[None], np.array([noise_eps[k] ** 2]))[0]
-                    flux0[row.galaxy] = snr[row.galaxy] * crb
+                    flux0[row.galaxy] = snr[row.galaxy] * background_err
                 f0 = flux0[row.galaxy]
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
@@ -332,9 +405,9 @@ def run_injection(
                     light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
                 for stamp, flux, cx, cy in light:
-                    _add(image, stamp, flux, cx, cy, exptime, config.source_exptime, rng)
-                var_pix = noise_eps[k] ** 2 + np.clip(f0 * unit, 0.0, None) / config.source_exptime
-                crb = float(1.0 / np.sqrt((unit * unit / var_pix).sum()))
+                    _add(image, stamp, flux, cx, cy, gain, config.source_exptime, rng)
+                source_var = float((unit**2 * np.clip(f0 * unit, 0.0, None)).sum()) / config.source_exptime / float((unit**2).sum()) ** 2
+                crb = float(np.sqrt(background_err**2 + source_var))
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
                              "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb})
@@ -372,17 +445,16 @@ def _catalog_row(ref_id: int, gal: Galaxy, x: float, y: float, flux: float) -> d
             "pa": gal.pa, "i_auto": i_auto}
 
 
-def _add(image: np.ndarray, unit: np.ndarray, flux: float, cx: float, cy: float, exptime: float, source_exptime: float,
+def _add(image: np.ndarray, unit: np.ndarray, flux: float, cx: float, cy: float, gain: float, exptime: float,
          rng: np.random.Generator) -> None:
     """Add ``flux`` e-/s of a unit-flux stamp, central pixel on (round(cx), round(cy)), to a frame in
-    counts (``exptime`` counts per e-/s), with the Poisson noise of ``source_exptime`` seconds."""
+    counts (``gain`` e- per count), with the Poisson noise of ``exptime`` seconds."""
     half = _STAMP // 2
     x0, y0 = int(round(cx)) - half, int(round(cy)) - half
     ny, nx = image.shape
     ys, xs = slice(max(y0, 0), min(y0 + _STAMP, ny)), slice(max(x0, 0), min(x0 + _STAMP, nx))
     sub = unit[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
-    electrons = rng.poisson(np.clip(sub * flux * source_exptime, 0.0, None))
-    image[ys, xs] += electrons / source_exptime * exptime
+    image[ys, xs] += rng.poisson(np.clip(sub * flux * exptime, 0.0, None)) / gain
 
 
 def _write(path: Path, image: np.ndarray, header: dict[str, Any]) -> None:
