@@ -40,6 +40,10 @@ class Flag(enum.IntFlag):
     UNTRAINED_BAND = 512
     """LUMOS only: the model was never trained on this band x camera epoch (its embedding row kept
     its random initial value), so the PDF is not calibrated; train or transfer-learn on the band."""
+    PRIOR_EDGE = 1024
+    """LUMOS only: the likelihood's 84th percentile reaches the top 5 % of the reference prior's
+    range (``flux_prior.high``, e-/s): the network never saw brighter fluxes, so the estimate is
+    biased low; use a classical method for this target."""
 
 
 def describe_flags(value: int | np.integer) -> list[str]:

@@ -74,3 +74,28 @@ def test_mixture_table_reports_likelihood_median_and_half_width():
     np.testing.assert_array_equal(like["flux_err"], like["sigma68"])
     assert like["likelihood"].all() and not post["likelihood"].any()
     np.testing.assert_allclose(post["flux"], (alpha * mix.mu).sum(1))
+
+
+def test_measurements_near_the_top_of_the_prior_are_flagged(tmp_path):
+    from lumos_helpers import NORM, write_exposure
+
+    from lumos_ops.flags import Flag
+    from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.lumos.checkpoint import save_checkpoint
+    from lumos_ops.lumos.method import LumosMethod
+    from lumos_ops.lumos.model import get_model
+    from lumos_ops.measure import prepare_targets
+
+    torch.manual_seed(0)
+    net = get_model("fast").eval()
+    frames = {}
+    for name, high in (("wide", 1e9), ("narrow", 1e-6)):
+        prior = ReferencePrior(low=-1e-6 if high < 1 else -40.0, high=high)
+        path = tmp_path / f"{name}.pt"
+        save_checkpoint(path, net, arch="fast", normalization=NORM,
+                        metadata={"truncation_imag": None, "flux_prior": prior.to_dict()})
+        exposure, catalog = write_exposure(tmp_path / f"{name}.fits", seed=2)
+        frames[name] = LumosMethod(model=path).measure(prepare_targets(read_exposure(exposure), catalog))
+    assert frames["wide"]["likelihood"].all()
+    assert not (frames["wide"]["flag"].to_numpy() & int(Flag.PRIOR_EDGE)).any()
+    assert (frames["narrow"]["flag"].to_numpy() & int(Flag.PRIOR_EDGE)).all()

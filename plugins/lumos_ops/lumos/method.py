@@ -109,6 +109,10 @@ class LumosMethod:
         for name in ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):
             columns[name] = np.where(off, np.nan, columns[name])
         flags[columns["flux"] < 0] |= Flag.NEGATIVE_MODEL
+        prior = loaded.flux_prior
+        if prior is not None:
+            near_edge = (columns["median"] + columns["sigma68"] > 0.95 * prior.high) & ~off
+            flags[near_edge] |= Flag.PRIOR_EDGE
         if {"ccd_x", "ccd_y"} & set(loaded.net.config.inputs):
             outside = self._outside_training_ccd(ctx, loaded.normalization.ccd_shape) & ~off
             flags[outside] |= Flag.CCD_EXTRAPOLATED
