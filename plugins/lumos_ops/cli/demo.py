@@ -147,8 +147,7 @@ def _print_summary(summary: dict) -> None:
 def _print_truth_comparison(engine, truth_path) -> None:
     """Per method: bias and sigma68 of (f - f0)/f0 over every measured observation, median SNR.
 
-    LUMOS gets two rows: its ``flux`` column (the PDF mean, eq. 15) and its PDF median
-    (``extras->>'median'``), the validated point estimate (see ``models/MODEL_CARD.md``).
+    The LUMOS ``flux`` is the median of its likelihood (docs/likelihood.md).
     """
     import numpy as np
     import pandas as pd
@@ -158,14 +157,10 @@ def _print_truth_comparison(engine, truth_path) -> None:
 
     with engine.connect() as conn:
         rows = pd.read_sql(sa.text(
-            "SELECT m.ref_id, e.expnum, e.ccd, m.method, m.flux, m.flux_err, m.flag, "
-            "(m.extras ->> 'median')::double precision AS pdf_median "
+            "SELECT m.ref_id, e.expnum, e.ccd, m.method, m.flux, m.flux_err, m.flag "
             "FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id)"), conn)
     truth = pd.read_parquet(truth_path, columns=["ref_id", "expnum", "ccd", "flux_true"])
     joined = rows.merge(truth, on=["ref_id", "expnum", "ccd"], how="inner")
-    medians = joined[joined["pdf_median"].notna()].assign(method=lambda t: t["method"] + " median",
-                                                          flux=lambda t: t["pdf_median"])
-    joined = pd.concat([joined, medians], ignore_index=True)
     print("\n-- accuracy against the simulated truth (every source x exposure; fluxes in e-/s)")
     print(f"{'method':<14}{'n':>6}{'bias':>9}{'sigma68':>9}{'median SNR':>12}{'flagged':>9}")
     for method, group in joined.groupby("method", sort=True):
