@@ -8,6 +8,7 @@
 #   injection/  `lumos inject`: GalSim galaxies (Sersic, bulge+disk+knots, blended pairs; 200 each, 10
 #               placements) injected into the real frames of ../shared/realdata and measured through the
 #               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
+#   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 40 min on 2 cores)
 set -euo pipefail
@@ -33,3 +34,5 @@ $lumos validate --model default --test-set "$work/test-bright" --baselines apert
     --out reports/lumos/bright -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
     "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --out reports/lumos/injection -q
+sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
+$lumos inject --frames "${sim_frames[@]}" --n-galaxies 200 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q

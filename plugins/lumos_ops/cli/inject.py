@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["sersic", "knots", "blended"])
     p.add_argument("--n-galaxies", type=int, default=200, help="galaxies per population")
     p.add_argument("--n-place", type=int, default=10, help="placements (exposures) of each galaxy")
-    p.add_argument("--snr-range", type=float, nargs=2, default=(1.0, 300.0), metavar=("LOW", "HIGH"),
+    p.add_argument("--snr-range", type=float, nargs=2, default=(1.0, 150.0), metavar=("LOW", "HIGH"),
                    help="true SNR range, log-uniform")
     p.add_argument("--noise-ratio", type=float, default=1.0,
                    help="frame pixel noise / the model's training pixel noise (sets EXPTIME)")

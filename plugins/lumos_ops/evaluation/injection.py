@@ -79,7 +79,7 @@ class InjectionConfig:
     population: str = "sersic"
     n_galaxies: int = 200
     n_place: int = 10
-    snr_range: tuple[float, float] = (1.0, 300.0)
+    snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 40
     band: str = "NB685"
     noise_ratio: float = 1.0
