@@ -46,20 +46,13 @@ MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
 """Directory of the weights shipped with the package."""
 
 SHIPPED_MODELS: dict[str, str] = {
-    "default": "lumos-fast-v9.pt",
-    "fast-noccd": "lumos-fast-noccd-v9.pt",
-    "fast-v2": "lumos-fast-v2.pt",
-    "fast-v5": "lumos-fast-v5.pt",
-    "balanced": "lumos-fast-v4.pt",
-    "paper": "lumos-paper-v3.pt",
+    "default": "lumos-fast-v10.pt",
+    "fast-noccd": "lumos-fast-noccd-v10.pt",
 }
-"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``.
+"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``. Both are
+likelihood networks trained under the reference flux prior (docs/likelihood.md);
 ``"fast-noccd"`` is the default's recipe without the CCD position (the PIT comparison of
-``lumos validate``); ``"fast-v2"`` (an earlier default) was trained without added neighbours
-(poor at deblending); ``"fast-v5"`` on the default's draw for 24 epochs, before the frozen-BatchNorm
-fix (PDFs shifted high); ``"balanced"`` on a brightness-balanced flux prior;
-``"paper"`` is the reference architecture of §4.2 (2.78 M parameters, briefly trained); see
-models/MODEL_CARD.md``."""
+``lumos validate``). See models/MODEL_CARD.md."""
 
 
 @dataclasses.dataclass

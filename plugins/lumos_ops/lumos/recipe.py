@@ -1,6 +1,6 @@
 """Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
 
-``lumos train --recipe fast-v9 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
+``lumos train --recipe fast-v10 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
 ``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
 already exists with the same configuration are skipped, so an interrupted recipe can be rerun
 (add ``--resume`` to continue the training from its last epoch).
@@ -50,15 +50,6 @@ _SURVEY: dict[str, Any] = {
 _TRAIN: dict[str, Any] = {"arch": "fast", "epochs": 14, "batch_size": 256, "lr": 1e-3, "lr_step": 10, "seed": 0,
                           "num_threads": 1}
 
-_FAITHFUL_TEAHUPOO: dict[str, Any] = {
-    "n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
-    "neighbour_fraction": 0.3, "shape_population": 200_000, "shape_count_slope": 0.0,
-    "population_i_range": (17.5, 23.0),
-}
-"""The paper-faithful TEAHUPOO draw of ``fast-v5`` and ``fast-v9``: the distribution of the faithful
-test set of ``scripts/report-lumos.sh`` (fluxes from 200,000 simulated galaxies with the survey's
-counts, shapes uniform in i 17.5-23, a catalogue neighbour at 2-20 px on 30 % of the stamps)."""
-
 _REFERENCE_TEAHUPOO: dict[str, Any] = {
     "n_stamps": 120_000, "seed": 2, "flux_source": "reference_prior", "neighbour_fraction": 0.3,
     "shape_population": 200_000, "shape_count_slope": 0.0, "population_i_range": (17.5, 23.0),
@@ -69,89 +60,26 @@ negative fluxes included, independent of the galaxy), shapes uniform in i 17.5-2
 neighbour at 2-20 px on 30 % of the stamps, backgrounds scaled by 0.5-2 (log-uniform)."""
 
 RECIPES: dict[str, Recipe] = {
-    "fast-v2": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 60_000, "seed": 2, "flux_source": "band_distribution"},
-        train={**_TRAIN, "epochs": 8, "lr_step": 6},
-    ),
-    "fast-v3": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
-                  "flux_count_slope": 0.0, "neighbour_fraction": 0.3},
-        train=_TRAIN,
-    ),
-    "fast-v4": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "flux_population": 200_000,
-                  "flux_count_slope": 0.0, "neighbour_fraction": 0.3, "shape_population": 200_000,
-                  "shape_count_slope": 0.0, "population_i_range": (16.5, 23.0)},
-        train=_TRAIN,
-    ),
-    "fast-v5": Recipe(
-        survey=_SURVEY,
-        teahupoo=_FAITHFUL_TEAHUPOO,
-        train={**_TRAIN, "epochs": 24},
-    ),
-    "fast-v6": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "neighbour_fraction": 0.3},
-        train={**_TRAIN, "epochs": 12, "lr_step": 9},
-    ),
-    "fast-v7": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "neighbour_fraction": 0.5,
-                  "neighbour_distance": (2.0, 12.0)},
-        train={**_TRAIN, "epochs": 12, "lr_step": 9},
-    ),
-    "fast-v8": Recipe(
-        survey=_SURVEY,
-        teahupoo={"n_stamps": 120_000, "seed": 2, "flux_source": "band_distribution", "neighbour_fraction": 0.5,
-                  "neighbour_distance": (2.0, 12.0)},
-        train={**_TRAIN, "epochs": 8, "lr_step": 6},
-    ),
-    "fast-v9": Recipe(
-        survey=_SURVEY,
-        teahupoo=_FAITHFUL_TEAHUPOO,
-        train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
-    ),
     "fast-v10": Recipe(
         survey=_SURVEY,
         teahupoo=_REFERENCE_TEAHUPOO,
         train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
     ),
 }
-"""Named recipes (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; TEAHUPOO stamps with per-band
-fluxes drawn independently of the galaxy, paper §2.2; the ``fast`` network on one CPU thread):
+"""Recipes of the shipped weights (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; the
+``fast`` network on one CPU thread). Earlier recipes (fast-v2 ... fast-v9, population priors)
+are in the git history and ``reports/history/``.
 
-* ``fast-v7``: the previous default (retired): 120,000 stamps whose fluxes follow the survey
-  catalogue's per-band distributions (its number counts) and whose shapes are the catalogue's, a
-  catalogue neighbour at 2-12 px on half of the stamps (the deblending the paper's §5.3 asks of
-  the training set), 12 epochs;
-* ``fast-v6``: as ``fast-v7`` with neighbours on 30 % of the stamps at 2-20 px (a candidate);
-* ``fast-v8``: as ``fast-v7`` with 8 epochs, lr / 10 after epoch 6 (a candidate);
-* ``fast-v10``: the shipped default ``lumos-fast-v10``, a likelihood network: fluxes drawn from
-  the reference prior with importance weights (docs/likelihood.md), shapes uniform in i 17.5-23,
-  neighbours on 30 % of the stamps at 2-20 px, backgrounds scaled by 0.5-2, 12 epochs (the last
-  3 with frozen BatchNorm);
-* ``fast-v9``: the previous default ``lumos-fast-v9`` (a posterior under the survey's flux counts): ``fast-v5``'s paper-faithful draw (fluxes from
-  200,000 simulated galaxies with the survey's counts, shapes uniform in i 17.5-23, neighbours on
-  30 % of the stamps at 2-20 px), 12 epochs whose low-learning-rate stage (epochs 10-12) trains
-  with frozen BatchNorm statistics (``TrainConfig.frozen_bn_epochs``): that removes the PDF shift
-  that per-batch statistics left in every recipe with added neighbours;
-* ``fast-v2``: the companion ``lumos-fast-v2`` (an earlier default): as ``fast-v7`` with 60,000
-  stamps, no added neighbours, 8 epochs;
-* ``fast-v5``: the companion ``lumos-fast-v5``: 120,000 stamps, fluxes from a 200,000-galaxy
-  population with the survey's counts, shapes from a population uniform in i 17.5-23, a neighbour on
-  30 % of the stamps, 24 epochs;
-* ``fast-v4``: the companion ``lumos-fast-v4`` (shipped as ``"balanced"``): fluxes and shapes from
-  populations uniform in i 16.5-23 (a brightness-balanced prior), neighbours on 30 %, 14 epochs;
-* ``fast-v3``: as ``fast-v4`` with shapes from the survey catalogue and fluxes over i 17.5-23;
-* ``fast-noccd-v2`` ... ``fast-noccd-v10``: the same without the CCD position (the PIT comparison);
+* ``fast-v10``: the shipped default ``lumos-fast-v10``, a likelihood network: 120,000 stamps with
+  fluxes drawn from the reference prior and an importance-weighted loss (docs/likelihood.md),
+  shapes uniform in i 17.5-23, neighbours on 30 % of the stamps at 2-20 px, backgrounds scaled by
+  0.5-2, 12 epochs whose low-learning-rate stage (epochs 10-12) trains with frozen BatchNorm
+  statistics (``TrainConfig.frozen_bn_epochs``);
+* ``fast-noccd-v10``: the same without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-v10``)."""
-for _name in ("fast-v2", "fast-v3", "fast-v4", "fast-v5", "fast-v6", "fast-v7", "fast-v8", "fast-v9", "fast-v10"):
-    RECIPES[_name.replace("fast-", "fast-noccd-")] = dataclasses.replace(
-        RECIPES[_name], train={**RECIPES[_name].train, "drop_inputs": ("ccd_x", "ccd_y")}
-    )
+RECIPES["fast-noccd-v10"] = dataclasses.replace(
+    RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
+)
 DEFAULT_RECIPE = "fast-v10"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
