@@ -19,25 +19,16 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lumos_ops.bench.metrics import sigma68 as half_width68
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["half_width68", "fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
+__all__ = ["fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
 
 TRUE_FLUX_EDGES: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 """Default true-flux bin edges (e-/s per exposure)."""
 
 TRUE_SNR_EDGES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 1000.0)
 """Default true-SNR bin edges (``f0 / crb_flux_error``)."""
-
-
-def half_width68(values: ArrayLike) -> float:
-    """``(q84 - q16) / 2`` of the finite values (NaN when there are none)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan")
-    q16, q84 = np.percentile(v, [16.0, 84.0])
-    return float(0.5 * (q84 - q16))
 
 
 def crb_flux_error(unit_model: ArrayLike, pixel_variance: ArrayLike, flux: ArrayLike | None = None) -> np.ndarray:

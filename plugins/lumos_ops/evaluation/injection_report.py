@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins, half_width68
+from lumos_ops.bench.metrics import sigma68 as half_width68
+from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
 
 __all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_N", "COADD_SNR_EDGES"]
 
@@ -40,7 +41,6 @@ def _coadds(frame: pd.DataFrame, method: str, n: int) -> dict[str, Any]:
     sel = sel[counts == n].sort_values(["galaxy", "place"])
     if sel.empty:
         return {"n": n, "n_sources": 0, "by_true_snr": []}
-    g = sel["galaxy"].to_numpy()
     n_src = sel["galaxy"].nunique()
     truth = sel.groupby("galaxy")["true_flux"].first().to_numpy()
     snr = truth * np.sqrt((1.0 / sel["crb_err"].to_numpy() ** 2).reshape(n_src, n).sum(axis=1))
@@ -52,7 +52,6 @@ def _coadds(frame: pd.DataFrame, method: str, n: int) -> dict[str, Any]:
         f = sel["flux"].to_numpy().reshape(n_src, n)
         w = 1.0 / sel["flux_err"].to_numpy().reshape(n_src, n) ** 2
         flux, err = (w * f).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1))
-    del g
     return {"n": n, "n_sources": int(n_src),
             "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
 
