@@ -151,7 +151,8 @@ def transfer(
     torch.manual_seed(config.seed)
     loaded = load_checkpoint(model, device=device)
     net, norm = loaded.net, loaded.normalization
-    truncation = float(loaded.metadata.get("truncation_imag", 20.5))
+    limit = loaded.metadata.get("truncation_imag", 20.5)
+    truncation = math.inf if limit is None else float(limit)
 
     obs = collect_observations(
         [os.fspath(p) for p in exposure_paths], catalog, norm,
@@ -165,7 +166,7 @@ def transfer(
 
     ts = TrainingSet(sim_set)
     sim_ids = ts.indices("train")[: config.max_sim]
-    sim = StampBatches(ts, sim_ids, norm, truncation_imag=truncation)
+    sim = StampBatches(ts, sim_ids, norm, truncation_imag=truncation, flux_prior=ts.flux_prior if loaded.is_likelihood else None)
 
     for p in net.parameters():
         p.requires_grad_(False)
@@ -188,10 +189,10 @@ def transfer(
             batch_pairs = pairs[order[lo : lo + config.batch_size]]
             first = _pair_batch(net, obs.inputs, batch_pairs[:, 0], factor, device)
             second = _pair_batch(net, obs.inputs, batch_pairs[:, 1], factor, device)
-            pair_loss = pair_overlap_nll(first, second).mean()
+            pair_loss = pair_overlap_nll(first, second, truncated=not loaded.is_likelihood).mean()
             sim_batch = {k: v.to(device) for k, v in sim[sim_order[step % len(sim_order)]].items()}
             sim_out = net(sim_batch["images"], sim_batch["scalars"], sim_batch["band_epoch"])
-            sup_loss = supervised_loss(sim_out, sim_batch["flux"], sim_batch["truncated"])
+            sup_loss = supervised_loss(sim_out, sim_batch["flux"], sim_batch["truncated"], sim_batch["weight"])
             loss = sup_loss + config.pair_weight * pair_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
