@@ -140,19 +140,26 @@ def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> 
 def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
     """Autocovariance (counts^2) of a frame's background noise for lags up to ``max_lag`` pixels.
 
-    Pixels above ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked;
-    the masked field's autocorrelation (FFT) is divided by the autocorrelation of the mask, so that
+    Pixels above ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked,
+    as are pixels below -5 robust sigmas, and a masked running mean over ``2 max_lag + 1`` px (the
+    sky's large-scale structure) is subtracted; the masked field's autocorrelation (FFT) is divided by the autocorrelation of the mask, so that
     every lag is an average over the pixel pairs that were both kept. Returns a
     (2 max_lag + 1)^2 array centred on lag 0; entry [max_lag, max_lag] is the pixel variance.
     Reprojected or resampled frames have covariance at non-zero lags: the noise of a flux sum is
     then larger than the pixel variance implies.
     """
+    from scipy import ndimage
+
     med, sig = robust_sigma(data)
     resid = data - med
-    keep = np.isfinite(resid) & (np.abs(np.nan_to_num(resid)) < mask_sigma * sig)
+    keep = np.isfinite(resid) & (np.nan_to_num(resid) > -5.0 * sig)
     keep &= ~source_mask(data, mask_sigma=mask_sigma, grow=grow)
     field = np.where(keep, np.nan_to_num(resid), 0.0)
-    field = np.where(keep, field - field[keep].mean(), 0.0)
+    # remove the sky's large-scale structure (scattered light, gradients): a masked running mean
+    # over 2 max_lag + 1 px, as the local backgrounds of the photometry do
+    size = 2 * max_lag + 1
+    smooth = ndimage.uniform_filter(field, size) / np.maximum(ndimage.uniform_filter(keep.astype(np.float64), size), 1e-3)
+    field = np.where(keep, field - smooth, 0.0)
     ny, nx = field.shape
     shape = (ny + max_lag + 1, nx + max_lag + 1)
     f_field = np.fft.rfft2(field, shape)
@@ -349,7 +356,8 @@ def run_injection(
     frame_data, headers, noise_eps, autocov, clearance = [], [], [], [], []
     for path in frames:
         data = read_frame(path)
-        med, sig = robust_sigma(data)
+        cov = noise_autocovariance(data)
+        sig = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))  # pixel noise without the sky's structure
         fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
         header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio, band=config.band,
                               psf_fwhm_px=fwhm, exptime=config.source_exptime)
@@ -357,7 +365,7 @@ def run_injection(
         frame_data.append(data)
         headers.append(header)
         noise_eps.append(sig * header["GAIN"] / header["EXPTIME"])
-        autocov.append(noise_autocovariance(data) * (header["GAIN"] / header["EXPTIME"]) ** 2)
+        autocov.append(cov * (header["GAIN"] / header["EXPTIME"]) ** 2)
         clearance.append(ndimage.distance_transform_edt(~source_mask(data)))
     galaxies = draw_galaxies(config.population, config.n_galaxies, rng)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
