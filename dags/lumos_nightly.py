@@ -3,7 +3,8 @@
 check_schema -> plan (discover + register the night's CCD images) -> process (one mapped task per
 image: download, validate, measure, write) -> coadd (every source touched, across all its
 exposures) -> report (counts, failures, timings, PNG plots in object storage). ``night_failures``
-fails the run when an exposure failed, after the co-adds and the report are done.
+runs after the report whatever happened upstream: it fails the run, naming the counts, when an
+exposure failed or no report was made, and is skipped otherwise.
 
 Settings come from ``LUMOS_*`` environment variables (``lumos_ops.pipeline.config.ENV_VARS``);
 only the schedule, queues, pool and retries are read when the file is parsed, the rest when a task
@@ -126,14 +127,21 @@ def lumos_nightly() -> None:
         print(summary.summary())
         return summary.to_dict()
 
-    @task(trigger_rule="one_failed", retries=0)
-    def night_failures(summary: dict) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
+    @task(trigger_rule="all_done", retries=0)
+    def night_failures(summary: dict | None) -> None:
+        """Runs after ``report`` whatever happened upstream; fails the run, with the counts, when an
+        exposure failed or the report could not be made, and is skipped otherwise."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        raise AirflowFailException(
-            f"night {summary['night']}: {summary['n_failed']} of {summary['n_exposures']} exposures failed; "
-            "fix the files and clear their mapped 'process' tasks (co-adds and report rerun downstream)"
-        )
+        if not summary:
+            raise AirflowFailException("the night's report was not produced (see the 'report' task's log); "
+                                       "clear 'report' once the database and object store are reachable")
+        if summary["n_failed"]:
+            raise AirflowFailException(
+                f"night {summary['night']}: {summary['n_failed']} of {summary['n_exposures']} exposures failed; "
+                "fix the files and clear their mapped 'process' tasks (co-adds and report rerun downstream)"
+            )
+        raise AirflowSkipException(f"night {summary['night']}: no exposure failed")
 
     planned = plan()
     schema >> planned
