@@ -103,8 +103,8 @@ def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, n
 
     With ``likelihood`` (a network trained under a reference prior: its PDF is the normalised
     likelihood), ``flux`` is the likelihood's median and ``flux_err`` its 68 % half-width
-    ``(q84 - q16) / 2``: an estimate unbiased at fixed true flux with frequentist 68 % coverage
-    (docs/likelihood.md). Otherwise (a posterior under the training population) ``flux`` is the
+    ``(q84 - q16) / 2``: meant to be unbiased at fixed true flux with frequentist 68 % coverage
+    (docs/likelihood.md; models/MODEL_CARD.md has how close the shipped model comes). Otherwise (a posterior under the training population) ``flux`` is the
     posterior mean (eq. 15) and ``flux_err`` the square root of eq. (16).
     """
     stats = summarize(mixtures.alpha, mixtures.mu, mixtures.sigma, mixtures.truncated)

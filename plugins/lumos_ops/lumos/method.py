@@ -34,8 +34,9 @@ class LumosMethod:
     -----
     Output columns (one row per target, catalogue order). For a model trained under a reference
     prior (every shipped model; ``likelihood`` True) the mixture is the normalised likelihood of the
-    flux: ``flux`` is its median and ``flux_err`` its 68 % half-width (e-/s), unbiased with
-    frequentist coverage at fixed true flux (docs/likelihood.md). For a model trained on a population
+    flux: ``flux`` is its median and ``flux_err`` its 68 % half-width (e-/s), meant to be unbiased
+    with frequentist coverage at fixed true flux (docs/likelihood.md; models/MODEL_CARD.md has the
+    measured calibration). For a model trained on a population
     prior, ``flux`` is the posterior mean (eq. 15) and ``flux_err`` sqrt(eq. 16), with a warning.
     Then ``flag``, the mixture ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s, k = 0..4), its ``median``,
     ``mode`` (peak), ``sigma68``, ``sigma95``, ``eta``, ``truncated`` (the PDF is zero below f = 0:
