@@ -31,11 +31,8 @@ from lumos_ops.exceptions import LumosValueError
 
 __all__ = [
     "njy_factor", "coadd_inverse_variance", "CoaddResult", "coadd_likelihoods", "coadd_table", "PackedGroups",
-    "pack_groups", "STAT_NAMES",
+    "pack_groups",
 ]
-
-STAT_NAMES: tuple[str, ...] = ("mean", "std", "median", "mode", "sigma68", "sigma95", "eta")
-"""Summaries of a co-added PDF (nJy; ``eta`` dimensionless, eq. 22)."""
 
 _QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 
