@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.exceptions import LumosValueError
 
 __all__ = ["kde_log_prior", "posterior_pit"]
@@ -80,10 +81,17 @@ def posterior_pit(
     for k in (0, 1):
         rows = np.flatnonzero(fold == k)
         prior = kde_log_prior(t[fold != k])
-        res = coadd_likelihoods(a[rows, None], m[rows, None], s[rows, None], np.full((rows.size, 1), 31.4),
+        # zero point NJY_ZEROPOINT: the co-add's nJy grid is the e-/s grid
+        res = coadd_likelihoods(a[rows, None], m[rows, None], s[rows, None], np.full((rows.size, 1), NJY_ZEROPOINT),
                                 truncated=None if trunc is None else trunc[rows, None], log_prior=prior, span=14.0)
         grid, pdf = res.grid, res.pdf
         dx = grid[:, 1] - grid[:, 0]
         cdf = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]), axis=1) * dx[:, None]], axis=1)
-        out[rows] = [np.interp(t[r], grid[i], cdf[i] / cdf[i, -1]) for i, r in enumerate(rows)]
+        cdf /= cdf[:, -1:]
+        # linear interpolation of every row's CDF at its truth (0 below the grid, 1 above)
+        pos = np.clip((t[rows] - grid[:, 0]) / dx, 0.0, grid.shape[1] - 1.0)
+        lo = np.minimum(np.floor(pos).astype(int), grid.shape[1] - 2)
+        frac = pos - lo
+        idx = np.arange(rows.size)
+        out[rows] = (1.0 - frac) * cdf[idx, lo] + frac * cdf[idx, lo + 1]
     return out
