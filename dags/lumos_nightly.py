@@ -1,10 +1,17 @@
 """``lumos_nightly``: forced photometry of a night's exposures, from object storage to PostgreSQL.
 
 check_schema -> plan (discover + register the night's CCD images) -> process (one mapped task per
-image: download, validate, measure, write) -> coadd (every source touched, across all its
-exposures) -> report (counts, failures, timings, PNG plots in object storage). ``night_failures``
-runs after the report whatever happened upstream: it fails the run, naming the counts, when an
-exposure failed or no report was made, and is skipped otherwise.
+image: download, validate, measure, write) -> finish (exposures left running by a dead task are
+marked failed, every source touched is co-added across all its exposures, the report with counts,
+failures, timings and PNG plots goes to object storage and the run record is closed) ->
+night_failures (fails the run with the counts and errors while the database holds an exposure of
+the night that is not done, skipped otherwise).
+
+Recovery: clear whatever failed (one mapped ``process`` task, only the failed tasks, or the whole
+run, from the UI or REST). A ``process`` task that succeeds after the night was reported refreshes
+the co-adds of its sources and the report itself, and ``night_failures`` reads the database, so
+every path ends with co-adds, report and run record matching the database. Failures never delete
+measurements: an exposure that cannot be read keeps the rows of its last successful write (stale).
 
 Settings come from ``LUMOS_*`` environment variables (``lumos_ops.pipeline.config.ENV_VARS``);
 only the schedule, queues, pool and retries are read when the file is parsed, the rest when a task
@@ -23,14 +30,6 @@ from lumos_ops.airflow.operators import LumosSchemaOperator
 from lumos_ops.pipeline.config import PipelineSettings
 
 SETTINGS = PipelineSettings.from_env()
-INPUT_ERRORS = ("InputFileError", "HeaderError", "CatalogError", "LumosValueError")
-
-
-def _runtime() -> tuple[PipelineSettings, object, object]:
-    from lumos_ops.airflow.hooks import pipeline_runtime
-
-    settings = PipelineSettings.from_env()
-    return settings, *pipeline_runtime(settings)
 
 
 @dag(
@@ -57,20 +56,21 @@ def lumos_nightly() -> None:
 
     @task
     def plan() -> list[dict]:
+        """The night's exposure tasks (the return value, which Airflow maps ``process`` over); the
+        night, run id and start time go to XCom keys for ``finish`` and ``night_failures``."""
+        from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.airflow.night import resolve_night
         from lumos_ops.pipeline.night import plan_night
 
         context = get_current_context()
         dag_run = context["dag_run"]
         night = resolve_night(context["params"].get("night"), dag_run.logical_date, dag_run.run_after)
-        settings, engine, store = _runtime()
-        try:
+        settings = PipelineSettings.from_env()
+        with pipeline_runtime(settings) as (engine, store):
             result = plan_night(engine, store, settings.night, night=night, dag_id=dag_run.dag_id,
                                 dag_run_id=dag_run.run_id)
-        finally:
-            engine.dispose()
-        if result.empty:
-            print(f"night {night}: no exposures in {store.describe()}: nothing to do")
+            if result.empty:
+                print(f"night {night}: no exposures in {store.describe()}: nothing to do")
         ti = context["ti"]
         ti.xcom_push(key="night", value=result.night)
         ti.xcom_push(key="run_id", value=result.run_id)
@@ -85,72 +85,55 @@ def lumos_nightly() -> None:
     def process(exposure: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from lumos_ops.airflow.hooks import pipeline_runtime
+        from lumos_ops.exceptions import BadInputError
         from lumos_ops.pipeline.night import process_exposure
         from lumos_ops.pipeline.plan import ExposureTask
 
         item = ExposureTask.from_dict(exposure)
         get_current_context()["exposure_label"] = item.label
-        settings, engine, store = _runtime()
-        try:
-            return process_exposure(engine, store, settings.night, item).to_dict()
-        except Exception as exc:
-            if type(exc).__name__ in INPUT_ERRORS:
+        settings = PipelineSettings.from_env()
+        with pipeline_runtime(settings) as (engine, store):
+            try:
+                return process_exposure(engine, store, settings.night, item).to_dict()
+            except BadInputError as exc:
                 raise AirflowFailException(str(exc)) from exc
-            raise
-        finally:
-            engine.dispose()
 
     @task(trigger_rule="all_done")
-    def coadd(night: str, lumos_run_id: int) -> dict:
-        from lumos_ops.pipeline.coadd import coadd_night
+    def finish(night: str, lumos_run_id: int, started: float) -> dict:
+        """Recover exposures left running, co-add and report (``lumos_ops.pipeline.night.finish_night``)."""
+        from lumos_ops.airflow.hooks import pipeline_runtime
+        from lumos_ops.pipeline.night import finish_night
 
-        _, engine, _ = _runtime()
-        try:
-            return coadd_night(engine, night=night, run_id=lumos_run_id).to_dict()
-        finally:
-            engine.dispose()
-
-    @task(trigger_rule="all_done")
-    def report(night: str, lumos_run_id: int, started: float, coadd_summary: dict | None) -> dict:
-        from lumos_ops.pipeline.plan import CoaddSummary
-        from lumos_ops.pipeline.report import report_night
-
-        settings, engine, store = _runtime()
-        try:
-            summary = report_night(
-                engine, store, settings.night, night=night, run_id=lumos_run_id,
-                coadd=CoaddSummary.from_dict(coadd_summary) if coadd_summary else None,
-                wall_s=time.time() - started,
-            )
-        finally:
-            engine.dispose()
+        settings = PipelineSettings.from_env()
+        with pipeline_runtime(settings) as (engine, store):
+            summary = finish_night(engine, store, settings.night, night=night, run_id=lumos_run_id,
+                                   wall_s=time.time() - started)
         print(summary.summary())
         return summary.to_dict()
 
     @task(trigger_rule="all_done", retries=0)
-    def night_failures(summary: dict | None) -> None:
-        """Runs after ``report`` whatever happened upstream; fails the run, with the counts, when an
-        exposure failed or the report could not be made, and is skipped otherwise."""
+    def night_failures(night: str) -> None:
+        """Runs last whatever happened upstream; fails the run, naming the counts and errors, while the
+        database holds an exposure of the night that is not done, and is skipped otherwise."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        if not summary:
-            raise AirflowFailException("the night's report was not produced (see the 'report' task's log); "
-                                       "clear 'report' once the database and object store are reachable")
-        if summary["n_failed"]:
-            raise AirflowFailException(
-                f"night {summary['night']}: {summary['n_failed']} of {summary['n_exposures']} exposures failed; "
-                "fix the files and clear their mapped 'process' tasks (co-adds and report rerun downstream)"
-            )
-        raise AirflowSkipException(f"night {summary['night']}: no exposure failed")
+        from lumos_ops.airflow.hooks import pipeline_runtime
+        from lumos_ops.pipeline.report import failure_message
+
+        with pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
+            message = failure_message(engine, night)
+        if message:
+            raise AirflowFailException(message)
+        raise AirflowSkipException(f"night {night}: every exposure is done")
 
     planned = plan()
     schema >> planned
     processed = process.expand(exposure=planned)
-    coadded = coadd(planned["night"], planned["run_id"])
-    processed >> coadded
-    summary = report(planned["night"], planned["run_id"], planned["started"], coadded)
-    failures = night_failures(summary)
-    processed >> failures
+    finished = finish(planned["night"], planned["run_id"], planned["started"])
+    processed >> finished
+    failures = night_failures(planned["night"])
+    [processed, finished] >> failures
 
 
 lumos_nightly()

@@ -41,12 +41,9 @@ def lumos_photoz_validation() -> None:
         from lumos_ops.pipeline.photoz_check import check_photoz
 
         settings = PipelineSettings.from_env()
-        engine, store = pipeline_runtime(settings)
-        try:
+        with pipeline_runtime(settings) as (engine, store):
             results = check_photoz(engine, store, dag_run_id=get_current_context()["dag_run"].run_id,
                                    report_prefix=settings.night.report_prefix)
-        finally:
-            engine.dispose()
         for r in results:
             print(f"{r.method}: {r.n_fitted}/{r.n_sources} sources, sigma68 {r.sigma68:.4f}, "
                   f"outliers {r.outlier_fraction:.3f}, bias {r.bias:+.4f} ({', '.join(r.model_versions)})")

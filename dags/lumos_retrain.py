@@ -61,12 +61,8 @@ def lumos_retrain() -> None:
             transfer=TransferConfig(epochs=int(params["epochs"]), batch_size=500, lr=1e-4, lr_step=10, progress=False),
         )
         settings = PipelineSettings.from_env()
-        engine, store = pipeline_runtime(settings)
-        try:
-            with tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
-                result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)
-        finally:
-            engine.dispose()
+        with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
+            result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)
         print(f"candidate {result.model_version}: {result.n_pairs} pairs from {result.n_exposures} exposures, "
               f"D width {result.d_sigma68_before:.3f} -> {result.d_sigma68_after:.3f}; stored at {result.object_key}")
         return result.to_dict()

@@ -2,11 +2,13 @@
 
 Every error inherits from a built-in exception so that callers can catch the generic kind
 (``ValueError``, ``FileNotFoundError``...) and from :class:`LumosError` so that the CLI can turn
-any of them into a one-line message instead of a traceback.
+any of them into a one-line message instead of a traceback. Errors of the input itself derive from
+:class:`BadInputError` (retrying cannot help); storage and database errors may be transient.
 """
 
 __all__ = [
     "LumosError",
+    "BadInputError",
     "LumosValueError",
     "InputFileError",
     "HeaderError",
@@ -21,15 +23,20 @@ class LumosError(Exception):
     """Base class of every error raised on purpose by lumos-ops."""
 
 
-class LumosValueError(LumosError, ValueError):
+class BadInputError(LumosError):
+    """The input itself is wrong (a file, a header, the catalogue, a parameter): retrying the same
+    input cannot succeed, so schedulers should fail at once instead of retrying."""
+
+
+class LumosValueError(BadInputError, ValueError):
     """A parameter has an invalid value; the message names the parameter."""
 
 
-class InputFileError(LumosError, OSError):
+class InputFileError(BadInputError, OSError):
     """An input file is missing, empty, truncated or unreadable; the message names the file."""
 
 
-class HeaderError(LumosError, KeyError):
+class HeaderError(BadInputError, KeyError):
     """A FITS header lacks a required keyword or has an invalid value.
 
     ``KeyError`` quotes its message in ``str()``; this class returns it verbatim.
@@ -39,7 +46,7 @@ class HeaderError(LumosError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class CatalogError(LumosError, ValueError):
+class CatalogError(BadInputError, ValueError):
     """The external catalogue is malformed; the message names the file, row and column."""
 
 

@@ -62,9 +62,9 @@ def test_dag_parses_with_expected_tasks(airflow_db):
     dag, errors = load_dag()
     assert errors == {}
     assert dag is not None
-    assert set(dag.task_dict) == {"check_schema", "plan", "process", "coadd", "report", "night_failures"}
+    assert set(dag.task_dict) == {"check_schema", "plan", "process", "finish", "night_failures"}
     assert dag.params["night"] is None
-    assert dag.task_dict["coadd"].trigger_rule == "all_done"
+    assert dag.task_dict["finish"].trigger_rule == "all_done"
     assert dag.task_dict["process"].queue == "default"
 
 
@@ -126,7 +126,7 @@ def test_bad_inputs_fail_only_their_task_then_clear_and_rerun(stack):
     for key in good:
         label = key.split("/")[-1].removesuffix(".fits").replace("_", "/")
         assert states[("process", labels[label])] == "success"
-    assert states[("coadd", -1)] == "success" and states[("report", -1)] == "success"
+    assert states[("finish", -1)] == "success"
     assert states[("night_failures", -1)] == "failed"
 
     with engine.connect() as conn:
@@ -149,12 +149,12 @@ def test_bad_inputs_fail_only_their_task_then_clear_and_rerun(stack):
     label = key.split("/")[-1].removesuffix(".fits").replace("_", "/")
     cleared = clear_map_index(run.run_id, labels[label])
     assert {(t["task_id"], t["map_index"]) for t in cleared["task_instances"]} >= {("process", labels[label]),
-                                                                                     ("coadd", -1), ("report", -1)}
+                                                                                     ("finish", -1)}
     before = _count(engine, "SELECT count(*) FROM lumos.measurements")
     rerun = resume_dag_run(dag, run.run_id)
     states = task_states(run.run_id)
     assert states[("process", labels[label])] == "success"
-    assert states[("coadd", -1)] == "success" and states[("report", -1)] == "success"
+    assert states[("finish", -1)] == "success"
     assert rerun in ("failed", "DagRunState.FAILED")  # five files are still bad
     with engine.connect() as conn:
         status, error, n = conn.execute(sa.text("SELECT status, error, n_measurements FROM lumos.exposures "
@@ -172,6 +172,6 @@ def test_empty_night_succeeds_with_nothing_to_do(stack):
     run = run_dag(dag, night="2026-01-01")
     states = task_states(run.run_id)
     assert str(run.state) in ("success", "DagRunState.SUCCESS"), states
-    assert states[("report", -1)] == "success"
+    assert states[("finish", -1)] == "success"
     summary = json.loads(stack["client"].get_object(Bucket="survey", Key="paus/reports/2026-01-01/summary.json")["Body"].read())
     assert summary["status"] == "empty" and summary["n_exposures"] == 0

@@ -124,11 +124,19 @@ def test_coadd_is_equation_21_in_njy_and_partial_after_failures(engine):
                                        "WHERE ref_id = :r"), {"r": ref}).one()
         assert (row.flux_njy, row.flux_err_njy) == pytest.approx(expected, rel=1e-9)
         assert (row.n_used, row.n_exposures) == (len(use), 3)
+    # a later failed attempt at exposure 3 keeps its rows: they stay in the co-adds, counted as stale
     mark_failed(engine, ids[2], run_id=run_id, error="bad file", band="NB685")
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=ids[2]) == 4
+    assert _count(engine, "SELECT rows_state FROM lumos.exposure_rows WHERE exposure_id = :e", e=ids[2]) == "stale"
     summary = coadd_night(engine, night=NIGHT, run_id=run_id)
     assert summary.n_partial == 4
-    assert _count(engine, "SELECT max(n_used) FROM lumos.coadds") == 2
-    assert _count(engine, "SELECT count(*) FROM lumos.coadds") == 4
+    assert _count(engine, "SELECT max(n_used) FROM lumos.coadds") == 3
+    assert _count(engine, "SELECT count(*) FROM lumos.coadds WHERE n_stale = 1 AND partial") == 4
+    # a failure of an exposure never measured before: no rows to keep, co-adds partial, none stale
+    extra = register_exposures(engine, [{"key": "x/new.fits", "night": NIGHT, "expnum": 9, "ccd": 1, "size": 1,
+                                         "checksum": "c"}], run_id=run_id)[0]
+    mark_failed(engine, extra, run_id=run_id, error="unreadable")
+    assert _count(engine, "SELECT rows_state FROM lumos.exposure_rows WHERE exposure_id = :e", e=extra) == "none"
 
 
 def test_pdf_coadd_fills_pdf_statistics(engine):

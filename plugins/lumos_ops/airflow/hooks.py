@@ -6,6 +6,8 @@ never leave them): :meth:`LumosS3Hook.object_store` and :meth:`LumosPostgresHook
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,7 +62,18 @@ def night_store(config: NightConfig, *, s3_conn_id: str) -> ObjectStore:
     return open_night_store(config)
 
 
-def pipeline_runtime(settings: PipelineSettings) -> tuple[sa.Engine, ObjectStore]:
-    """The photometry database engine and the object store of a DAG task (dispose the engine after)."""
+@contextlib.contextmanager
+def pipeline_runtime(settings: PipelineSettings) -> Iterator[tuple[sa.Engine, ObjectStore]]:
+    """The photometry database engine and the object store of a DAG task; the engine is disposed of
+    when the block ends, however it ends.
+
+    Examples
+    --------
+    >>> with pipeline_runtime(PipelineSettings.from_env()) as (engine, store):  # doctest: +SKIP
+    ...     plan_night(engine, store, settings.night, night="2026-11-20", dag_run_id="manual")
+    """
     engine = LumosPostgresHook(postgres_conn_id=settings.db_conn_id).get_lumos_engine()
-    return engine, night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+    try:
+        yield engine, night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+    finally:
+        engine.dispose()

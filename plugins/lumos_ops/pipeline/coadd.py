@@ -6,7 +6,12 @@ ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. For LUMOS rows (Ga
 likelihoods stored with the measurement) the co-add is the product of the likelihoods
 (``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior): its median and 68 % half-width replace
 ``flux_njy``/``flux_err_njy`` and its median, peak, sigma68, sigma95 and eta are stored.
-A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed.
+A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed,
+or when it includes stale rows: measurements kept from an earlier successful write of an exposure
+whose latest attempt failed (counted in ``n_stale``; failures never delete measurements).
+
+Co-adds are computed under one transaction-level advisory lock, so concurrent runs (two runs of a
+night, an exposure rerun while the night is co-added) take turns and the last one sees every row.
 """
 
 from __future__ import annotations
@@ -28,20 +33,24 @@ log = logging.getLogger(__name__)
 DEFAULT_EXCLUDE_FLAGS: int = int(Flag.OFF_IMAGE | Flag.SATURATED)
 """Measurements with any of these flag bits are left out of co-adds."""
 
-_POINT_COADD = """
-WITH touched AS (
+_LOCK_ID = 0x4C554D43  # "LUMC": serialises co-add transactions
+
+_TOUCHED = """
     SELECT DISTINCT m.ref_id, m.band, m.method, m.model_version
     FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
-    WHERE e.night = :night AND e.status = 'done'
-),
+    WHERE e.night = :night AND (CAST(:exposure_id AS bigint) IS NULL OR e.exposure_id = :exposure_id)
+"""
+
+_POINT_COADD = """
+WITH touched AS (""" + _TOUCHED + """),
 obs AS (
-    SELECT m.ref_id, m.band, m.method, m.model_version, m.flag, e.night,
+    SELECT m.ref_id, m.band, m.method, m.model_version, m.flag, e.night, e.status <> 'done' AS stale,
            m.flux * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS f,
            m.flux_err * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS s
     FROM touched AS t
     JOIN lumos.measurements AS m
       ON m.ref_id = t.ref_id AND m.band = t.band AND m.method = t.method AND m.model_version = t.model_version
-    JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id AND e.status = 'done'
+    JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
 ),
 usable AS (
     SELECT *, (f IS NOT NULL AND s > 0 AND (flag & :exclude) = 0) AS ok FROM obs
@@ -50,6 +59,7 @@ agg AS (
     SELECT ref_id, band, method, model_version,
            count(*) AS n_exposures,
            count(*) FILTER (WHERE ok) AS n_used,
+           count(*) FILTER (WHERE stale) AS n_stale,
            sum(1.0 / (s * s)) FILTER (WHERE ok) AS sw,
            sum(f / (s * s)) FILTER (WHERE ok) AS swf,
            sum(f * f / (s * s)) FILTER (WHERE ok) AS swff,
@@ -62,37 +72,38 @@ failed AS (
 )
 INSERT INTO lumos.coadds AS c (ref_id, band, method, model_version, run_id, n_exposures, n_used, flux_njy,
                                flux_err_njy, flux_median_njy, flux_peak_njy, sigma68_njy, sigma95_njy, eta,
-                               chi2_dof, flag, partial, last_night, updated_at)
+                               chi2_dof, flag, partial, last_night, updated_at, n_stale)
 SELECT ref_id, band, method, model_version, :run_id, n_exposures, n_used,
        swf / sw, 1.0 / sqrt(sw), NULL, NULL, NULL, NULL, NULL,
        CASE WHEN n_used > 1 THEN greatest(swff - swf * swf / sw, 0.0) / (n_used - 1) END,
        flag,
-       EXISTS (SELECT 1 FROM failed WHERE failed.band IS NULL OR failed.band = agg.band),
-       last_night, now()
+       n_stale > 0 OR EXISTS (SELECT 1 FROM failed WHERE failed.band IS NULL OR failed.band = agg.band),
+       last_night, now(), n_stale
 FROM agg
 ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
     run_id = EXCLUDED.run_id, n_exposures = EXCLUDED.n_exposures, n_used = EXCLUDED.n_used,
     flux_njy = EXCLUDED.flux_njy, flux_err_njy = EXCLUDED.flux_err_njy,
     flux_median_njy = NULL, flux_peak_njy = NULL, sigma68_njy = NULL, sigma95_njy = NULL, eta = NULL,
     chi2_dof = EXCLUDED.chi2_dof, flag = EXCLUDED.flag, partial = EXCLUDED.partial,
-    last_night = greatest(c.last_night, EXCLUDED.last_night), updated_at = now()
+    last_night = greatest(c.last_night, EXCLUDED.last_night), updated_at = now(), n_stale = EXCLUDED.n_stale
 """
 
 _PDF_ROWS = """
 SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, e.zero_point,
        coalesce((m.extras ->> 'truncated')::boolean, false) AS truncated
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
-WHERE e.status = 'done' AND m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
-  AND (m.ref_id, m.band, m.method, m.model_version) IN (
-      SELECT DISTINCT m2.ref_id, m2.band, m2.method, m2.model_version
-      FROM lumos.measurements AS m2 JOIN lumos.exposures AS e2 ON e2.exposure_id = m2.exposure_id
-      WHERE e2.night = :night AND e2.status = 'done' AND m2.mix_alpha IS NOT NULL)
+WHERE m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
+  AND (m.ref_id, m.band, m.method, m.model_version) IN (""" + _TOUCHED + """)
 ORDER BY m.ref_id, m.band, m.method, m.model_version
 """
 
 
-def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS) -> CoaddSummary:
+def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS,
+                exposure_id: int | None = None) -> CoaddSummary:
     """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
+
+    Every stored measurement of those sources counts, whatever night it comes from; rows of
+    exposures whose latest attempt did not succeed count too, as ``n_stale``.
 
     Parameters
     ----------
@@ -102,14 +113,18 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
         Provenance row recorded on each co-add.
     exclude_flags : int, keyword-only
         Flag bits whose measurements are not co-added.
+    exposure_id : int, keyword-only, optional
+        Only the sources measured on this exposure (an exposure rerun after the night was co-added).
 
     Returns
     -------
     CoaddSummary
     """
     start = time.perf_counter()
-    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags)}
+    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags),
+              "exposure_id": exposure_id}
     with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         n_coadds = conn.execute(sa.text(_POINT_COADD), params).rowcount
         pdf_coadds = _pdf_coadds(conn, params)
         counts = conn.execute(

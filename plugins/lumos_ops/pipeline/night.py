@@ -1,9 +1,15 @@
 """The steps of a night, as plain functions that run with or without Airflow.
 
 ``plan_night`` (discover + register) -> ``process_exposure`` for each planned CCD image (download,
-validate, measure, write) -> ``coadd_night`` (``lumos_ops.pipeline.coadd``) -> ``report_night``
-(``lumos_ops.pipeline.report``). :func:`run_night` chains them in one process; the ``lumos_nightly``
-DAG runs the same functions as Airflow tasks, one mapped task per exposure.
+validate, measure, write) -> ``finish_night`` (recover interrupted exposures, co-add, report).
+:func:`run_night` chains them in one process; the ``lumos_nightly`` DAG runs the same functions as
+Airflow tasks, one mapped task per exposure.
+
+Failures never delete measurements: a failed attempt records its error and the exposure keeps the
+rows of its last successful write (stale) until a later success replaces them. An exposure
+measured again after its night was reported (an operator cleared only that task) refreshes the
+co-adds of its sources and the report itself, so whatever is rerun, the database, the co-adds and
+the report agree.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -33,6 +40,7 @@ from lumos_ops.pipeline.writer import (
     load_catalog,
     mark_failed,
     mark_running,
+    recover_interrupted,
     register_exposures,
     register_model_versions,
     start_run,
@@ -42,6 +50,7 @@ from lumos_ops.sim.threads import torch_threads
 
 __all__ = [
     "code_version",
+    "finish_night",
     "open_night_store",
     "plan_night",
     "process_exposure",
@@ -173,6 +182,28 @@ def _validate(exposure: Any, task: ExposureTask, config: NightConfig) -> None:
             )
 
 
+def _record_failure(engine: sa.Engine, task: ExposureTask, message: str, timings: dict[str, float],
+                    band: str | None, *, attempts: int = 3, wait_s: float = 2.0) -> None:
+    """:func:`mark_failed`, retried while the database is unreachable; when it stays unreachable the
+    exposure is left ``running`` and :func:`recover_interrupted` records it later."""
+    for attempt in range(1, attempts + 1):
+        try:
+            mark_failed(engine, task.exposure_id, run_id=task.run_id, error=message, timings=timings, band=band)
+            return
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts:
+                log.error("exposure %s: could not record its failure (%s); it stays 'running' until the night's "
+                          "co-add step (or `lumos night recover`) marks it interrupted", task.label, exc.orig)
+                return
+            time.sleep(wait_s * 2 ** (attempt - 1))
+
+
+def _run_closed(engine: sa.Engine, run_id: int) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text("SELECT finished_at IS NOT NULL FROM lumos.pipeline_runs WHERE run_id = :r"),
+                                 {"r": run_id}).scalar())
+
+
 def process_exposure(
     engine: sa.Engine,
     store: ObjectStore,
@@ -183,8 +214,10 @@ def process_exposure(
 ) -> ExposureResult:
     """Download, validate, measure and write one CCD image.
 
-    On any error the exposure is recorded as failed with the message (its measurements removed)
-    and the error is raised again, so the caller (an Airflow mapped task) fails too.
+    On any error the attempt is recorded as failed with the message and the error is raised again,
+    so the caller (an Airflow mapped task) fails too; measurements of an earlier successful write
+    of this exposure are kept. When the night was already reported (this exposure is a rerun after
+    the run closed), the co-adds of its sources and the night's report are refreshed.
 
     Parameters
     ----------
@@ -201,7 +234,7 @@ def process_exposure(
     from lumos_ops.io.exposure import read_exposure
 
     measure = measurer or _default_measurer()
-    mark_running(engine, task.exposure_id, run_id=task.run_id)
+    mark_running(engine, task.exposure_id, run_id=task.run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
     timings: dict[str, float] = {}
     exposure = None
     path = None
@@ -239,15 +272,58 @@ def process_exposure(
             message = message.replace(str(path), task.key)
         if not message.startswith(task.key):
             message = f"{task.key}: {message}"
-        mark_failed(engine, task.exposure_id, run_id=task.run_id, error=message, timings=timings, band=band)
+        _record_failure(engine, task, message, timings, band)
         log.error("exposure %s failed: %s", task.label, message)
         if isinstance(exc, LumosError) and str(exc) != message:
             raise type(exc)(message) from exc
         raise
     log.info("exposure %s: %d measurements (download %.2f s, measure %.2f s, write %.2f s)", task.label, n,
              timings["download_s"], timings["measure_s"], timings["write_s"])
+    if _run_closed(engine, task.run_id):
+        refresh_after_rerun(engine, store, config, task)
     return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="done", n_measurements=n,
                           downloaded=downloaded, **timings)
+
+
+def refresh_after_rerun(engine: sa.Engine, store: ObjectStore, config: NightConfig, task: ExposureTask) -> None:
+    """Co-add the sources of ``task``'s exposure again and rewrite the night's report and run record.
+
+    Used when an exposure is measured after its night was reported, so that a rerun of one task
+    (whatever the operator cleared downstream) leaves co-adds and report matching the database.
+    """
+    from lumos_ops.pipeline.coadd import coadd_night
+    from lumos_ops.pipeline.report import report_night
+
+    coadd = coadd_night(engine, night=task.night, run_id=task.run_id, exposure_id=task.exposure_id)
+    report = report_night(engine, store, config, night=task.night, run_id=task.run_id, coadd=coadd)
+    log.info("exposure %s was measured after night %s was reported: %d co-adds and the report (%s) refreshed",
+             task.label, task.night, coadd.n_coadds, report.status)
+
+
+def finish_night(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    *,
+    night: str,
+    run_id: int,
+    wall_s: float | None = None,
+    extra_timings: dict[str, float] | None = None,
+) -> NightReport:
+    """Close a night once every exposure task has ended: recover, co-add, report.
+
+    Exposures of this run still ``running`` belong to tasks that died without recording a result;
+    they are marked failed (:func:`recover_interrupted`, rows kept) before the co-add, so the
+    co-adds and the report count them.
+    """
+    from lumos_ops.pipeline.coadd import coadd_night
+    from lumos_ops.pipeline.report import report_night
+
+    for key in recover_interrupted(engine, run_id=run_id):
+        log.warning("%s: left running by a task that ended without recording a result; marked failed", key)
+    coadd = coadd_night(engine, night=night, run_id=run_id)
+    return report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
+                        extra_timings=extra_timings)
 
 
 def run_night(
@@ -263,17 +339,18 @@ def run_night(
 
     This is ``lumos night run --no-airflow``: the same steps as the DAG, in one process.
     """
-    from lumos_ops.pipeline.coadd import coadd_night
     from lumos_ops.pipeline.report import report_night
 
     start = time.perf_counter()
     plan = plan_night(engine, store, config, night=night, dag_run_id=dag_run_id)
     plan_s = time.perf_counter() - start
+    if plan.empty:
+        return report_night(engine, store, config, night=plan.night, run_id=plan.run_id,
+                            wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})
     for task in plan.tasks:
         try:
             process_exposure(engine, store, config, task, measurer=measurer)
         except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
             continue
-    coadd = coadd_night(engine, night=plan.night, run_id=plan.run_id) if not plan.empty else None
-    return report_night(engine, store, config, night=plan.night, run_id=plan.run_id, coadd=coadd,
+    return finish_night(engine, store, config, night=plan.night, run_id=plan.run_id,
                         wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})

@@ -132,6 +132,7 @@ class CoaddSummary:
     n_partial: int
     pdf_coadds: int
     seconds: float
+    n_stale: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -158,6 +159,10 @@ class NightReport:
     failures: tuple[tuple[str, str], ...]
     timings: Mapping[str, float]
     objects: tuple[str, ...]
+    n_pending: int = 0
+    n_stale: int = 0
+    n_stale_measurements: int = 0
+    n_coadds_partial: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -171,9 +176,14 @@ class NightReport:
         """Human-readable lines for logs and the CLI."""
         lines = [
             f"night {self.night}: {self.status} (run {self.run_id})",
-            f"  exposures: {self.n_exposures} ({self.n_done} done, {self.n_failed} failed)",
-            f"  measurements: {self.n_measurements}   co-adds: {self.n_coadds}",
+            f"  exposures: {self.n_exposures} ({self.n_done} done, {self.n_failed} failed"
+            + (f", {self.n_pending} not finished" if self.n_pending else "") + ")",
+            f"  measurements: {self.n_measurements}   co-adds: {self.n_coadds}"
+            + (f" ({self.n_coadds_partial} partial)" if self.n_coadds_partial else ""),
         ]
+        if self.n_stale:
+            lines.append(f"  stale: {self.n_stale} exposures keep {self.n_stale_measurements} measurements of an "
+                         "earlier successful write (their latest attempt did not succeed)")
         if self.timings:
             lines.append("  timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in self.timings.items()))
         for key, error in self.failures:

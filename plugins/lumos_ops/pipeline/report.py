@@ -7,10 +7,11 @@ and ``coadds.png`` (co-added AB magnitude against the catalogue's ``i_auto``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from lumos_ops.pipeline.plan import CoaddSummary, NightReport
 from lumos_ops.pipeline.storage import ObjectStore
 from lumos_ops.pipeline.writer import finish_run
 
-__all__ = ["night_status", "report_night"]
+__all__ = ["night_status", "night_counts", "failure_message", "report_night"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,81 @@ def night_status(n_exposures: int, n_done: int, n_failed: int) -> str:
     if n_failed == 0 and n_done == n_exposures:
         return "success"
     return "partial" if n_done else "failed"
+
+
+_COUNTS = """
+SELECT count(*) AS n_exposures,
+       count(*) FILTER (WHERE status = 'done') AS n_done,
+       count(*) FILTER (WHERE status = 'failed') AS n_failed,
+       count(*) FILTER (WHERE status NOT IN ('done', 'failed')) AS n_pending,
+       count(*) FILTER (WHERE status <> 'done' AND measured_run_id IS NOT NULL) AS n_stale,
+       coalesce(sum(n_measurements) FILTER (WHERE status = 'done'), 0) AS n_measurements,
+       coalesce(sum(n_measurements) FILTER (WHERE status <> 'done' AND measured_run_id IS NOT NULL), 0)
+           AS n_stale_measurements
+FROM lumos.exposures WHERE night = :night
+"""
+
+_COADD_COUNTS = """
+SELECT count(*) AS n_coadds, count(*) FILTER (WHERE c.partial) AS n_coadds_partial
+FROM lumos.coadds AS c
+WHERE EXISTS (SELECT 1 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
+              WHERE e.night = :night AND m.ref_id = c.ref_id AND m.band = c.band AND m.method = c.method
+                AND m.model_version = c.model_version)
+"""
+
+
+def night_counts(engine: sa.Engine, night: str) -> dict[str, int]:
+    """The night's exposures by state and its co-adds, straight from the database.
+
+    Keys: ``n_exposures``, ``n_done``, ``n_failed``, ``n_pending`` (registered or running),
+    ``n_stale`` (exposures keeping rows of an earlier successful write), ``n_measurements``
+    (rows of done exposures), ``n_stale_measurements``, ``n_coadds`` and ``n_coadds_partial``
+    (co-adds of the sources measured that night).
+    """
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text(_COUNTS), {"night": night}).mappings().one())
+        counts.update(conn.execute(sa.text(_COADD_COUNTS), {"night": night}).mappings().one())
+    return {k: int(v) for k, v in counts.items()}
+
+
+def failure_message(engine: sa.Engine, night: str) -> str | None:
+    """What is wrong with the night in the database now, or ``None`` when every exposure is done.
+
+    Computed from ``lumos.exposures``, not from a report, so it is right whatever was rerun since.
+    """
+    counts = night_counts(engine, night)
+    if counts["n_exposures"] == counts["n_done"]:
+        return None
+    with engine.connect() as conn:
+        errors = conn.execute(sa.text(
+            "SELECT object_key, status, coalesce(error, '') FROM lumos.exposures WHERE night = :night AND "
+            "status <> 'done' ORDER BY expnum, ccd LIMIT 5"), {"night": night}).all()
+    parts = [f"night {night}: {counts['n_exposures'] - counts['n_done']} of {counts['n_exposures']} exposures "
+             f"not done ({counts['n_failed']} failed, {counts['n_pending']} not finished)"]
+    if counts["n_stale"]:
+        parts.append(f"{counts['n_stale']} keep {counts['n_stale_measurements']} measurements of an earlier "
+                     "successful write (stale; co-adds built on them are partial)")
+    parts += [f"{key} [{status}]: {error}" if not error.startswith(key) else f"[{status}] {error}"
+              for key, status, error in errors]
+    parts.append("fix the files and clear their mapped 'process' tasks; co-adds and the report follow")
+    return "; ".join(parts)
+
+
+_REPORT_LOCK = 0x4C554D52  # "LUMR": one report of a night at a time
+
+
+@contextlib.contextmanager
+def _night_lock(engine: sa.Engine, night: str) -> Iterator[None]:
+    """Session-level advisory lock on the night: concurrent reports (reruns of several exposures of a
+    reported night) take turns, so the last summary written saw every committed write."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k, hashtext(:n))"), {"k": _REPORT_LOCK, "n": night})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": _REPORT_LOCK, "n": night})
+            conn.commit()
 
 
 def _png(fig: Any) -> bytes:
@@ -109,7 +185,11 @@ def report_night(
     extra_timings: Mapping[str, float] | None = None,
     plots: bool = True,
 ) -> NightReport:
-    """Summarise a night from the database, store the report objects and close the run.
+    """Summarise a night from the database, close the run, then store the report objects.
+
+    The run record is closed (``lumos.pipeline_runs.status``) before anything goes to object
+    storage, so an unreachable store fails the report without leaving the run ``running``; a
+    rerun of the report rewrites both from the database as it is then.
 
     Parameters
     ----------
@@ -130,6 +210,24 @@ def report_night(
     -------
     NightReport
     """
+    with _night_lock(engine, night):
+        return _report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
+                             extra_timings=extra_timings, plots=plots)
+
+
+def _report_night(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    *,
+    night: str,
+    run_id: int,
+    coadd: CoaddSummary | None = None,
+    wall_s: float | None = None,
+    extra_timings: Mapping[str, float] | None = None,
+    plots: bool = True,
+) -> NightReport:
+    """:func:`report_night` without the lock."""
     with engine.connect() as conn:
         exposures = pd.DataFrame(conn.execute(
             sa.text("SELECT object_key, expnum, ccd, band, status, error, n_measurements, download_s, measure_s, "
@@ -147,10 +245,8 @@ def report_night(
                     "JOIN lumos.catalog_sources AS s ON s.ref_id = c.ref_id WHERE c.run_id = :run_id"),
             {"run_id": run_id},
         ).mappings().all(), columns=["method", "flux_njy", "i_auto"])
-    n_exposures = len(exposures)
-    n_done = int((exposures["status"] == "done").sum())
-    n_failed = int((exposures["status"] == "failed").sum())
-    status = night_status(n_exposures, n_done, n_failed)
+    counts = night_counts(engine, night)
+    status = night_status(counts["n_exposures"], counts["n_done"], counts["n_failed"] + counts["n_pending"])
     timings: dict[str, float] = {}
     for column in ("download_s", "measure_s", "write_s"):
         timings[column] = float(exposures[column].fillna(0.0).astype(float).sum())
@@ -160,16 +256,14 @@ def report_night(
     if wall_s is not None:
         timings["wall_s"] = float(wall_s)
     failures = tuple(
-        (str(row.object_key), str(row.error)) for row in exposures[exposures["status"] == "failed"].itertuples()
+        (str(row.object_key), str(row.error)) for row in exposures[exposures["status"] != "done"].itertuples()
     )
     prefix = f"{config.report_prefix}/{night}"
-    report = NightReport(
-        night=night, run_id=run_id, status=status, n_exposures=n_exposures, n_done=n_done, n_failed=n_failed,
-        n_measurements=int(exposures["n_measurements"].fillna(0).astype(int).sum()),
-        n_coadds=coadd.n_coadds if coadd is not None else 0, failures=failures, timings=timings, objects=(),
-    )
+    report = NightReport(night=night, run_id=run_id, status=status, failures=failures, timings=timings, objects=(),
+                         **counts)
+    finish_run(engine, run_id, status=status)
     objects = []
-    if plots and n_exposures:
+    if plots and counts["n_exposures"]:
         for name, data in _plots(exposures, snr, coadds, night).items():
             store.put_bytes(f"{prefix}/{name}", data, content_type="image/png")
             objects.append(f"{prefix}/{name}")
@@ -178,7 +272,6 @@ def report_night(
     payload = {**report.to_dict(), "coadd": coadd.to_dict() if coadd else None}
     store.put_bytes(f"{prefix}/summary.json", json.dumps(payload, indent=2, default=str).encode(),
                     content_type="application/json")
-    finish_run(engine, run_id, status=status)
     if status == "empty":
         log.info("night %s: no exposures found: nothing to do", night)
     log.info("%s", report.summary())

@@ -174,7 +174,7 @@ def retrain_candidate(
     options = dataclasses.replace(config.transfer, max_sim=min(config.transfer.max_sim, config.n_sim))
     metrics = transfer(base.path, paths, catalog, sim_dir, work / "model", options)
     base_name = Path(base.path).stem
-    version = f"{base_name}-ft{until:%Y%m%d}"
+    version = _free_version(engine, f"{base_name}-ft{until:%Y%m%d}")
     key = f"{config.candidate_prefix.rstrip('/')}/{version}.pt"
     store.put_file(key, work / "model" / "model.pt")
     result = RetrainResult(
@@ -186,7 +186,22 @@ def retrain_candidate(
         model_version=version, method="lumos", kind="lumos", checksum=result.sha256,
         metadata={"status": "candidate", "base_model": base.path, "base_sha256": base.sha256,
                   "until": until.isoformat(), "nights": config.nights, **result.to_dict()},
-    )])
+    )], overwrite=False)
     log.info("candidate %s: %d pairs from %d exposures, D width %.3f -> %.3f, stored at %s", version,
              result.n_pairs, result.n_exposures, result.d_sigma68_before, result.d_sigma68_after, key)
     return result
+
+
+def _free_version(engine: sa.Engine, version: str) -> str:
+    """``version``, or ``version.2``, ``version.3``... when taken: registered versions are immutable,
+    so a rerun of the same window registers its candidate under a new name."""
+    with engine.connect() as conn:
+        taken = set(conn.execute(sa.text("SELECT model_version FROM lumos.model_versions WHERE model_version = :v "
+                                         "OR model_version LIKE :pattern"),
+                                 {"v": version, "pattern": f"{version}.%"}).scalars())
+    if version not in taken:
+        return version
+    n = 2
+    while f"{version}.{n}" in taken:
+        n += 1
+    return f"{version}.{n}"

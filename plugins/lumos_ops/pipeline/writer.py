@@ -7,6 +7,10 @@ replaces rows instead of duplicating them (the primary key forbids duplicates an
 the old rows until the commit, and a crash before the commit leaves nothing half-written. The
 replace is an upsert without ``ON CONFLICT``: it also drops rows a rerun no longer produces and
 never depends on planner statistics of the freshly grown table. Every statement is parameterised.
+
+Nothing else deletes measurements: a failed or interrupted attempt (:func:`mark_failed`,
+:func:`recover_interrupted`) records the error and leaves the rows of the last successful write in
+place, marked stale by the ``lumos.exposure_rows`` view until a later success replaces them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "register_exposures",
     "mark_running",
     "mark_failed",
+    "recover_interrupted",
+    "INTERRUPTED_ERROR",
     "write_measurements",
 ]
 
@@ -104,10 +110,14 @@ def finish_run(engine: sa.Engine, run_id: int, *, status: str) -> None:
 def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True) -> None:
     """Insert the model versions; existing ones get the new checksum/metadata when ``overwrite``.
 
+    ``overwrite=False`` is what the pipeline's writer role may do (it cannot UPDATE the registry):
+    existing versions are left as they are.
+
     Raises
     ------
     DatabaseError
-        A version string is already registered for another method.
+        A version string is already registered for another method, or (``overwrite=False``) with
+        another checksum: a registered version names one set of weights for good.
     """
     rows = [
         {"v": m.model_version, "m": m.method, "k": m.kind, "c": m.checksum,
@@ -119,12 +129,19 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
     with engine.begin() as conn:
         for row in rows:
             existing = conn.execute(
-                sa.text("SELECT method FROM lumos.model_versions WHERE model_version = :v"), {"v": row["v"]}
-            ).scalar()
-            if existing is not None and existing != row["m"]:
+                sa.text("SELECT method, checksum FROM lumos.model_versions WHERE model_version = :v"), {"v": row["v"]}
+            ).one_or_none()
+            if existing is None:
+                continue
+            if existing.method != row["m"]:
                 raise DatabaseError(
-                    f"model_version {row['v']!r} is registered for method {existing!r}, not {row['m']!r}; "
+                    f"model_version {row['v']!r} is registered for method {existing.method!r}, not {row['m']!r}; "
                     "give each method its own version string"
+                )
+            if not overwrite and None not in (existing.checksum, row["c"]) and existing.checksum != row["c"]:
+                raise DatabaseError(
+                    f"model_version {row['v']!r} is registered with checksum {existing.checksum[:12]}..., not "
+                    f"{row['c'][:12]}...; a registered version names one set of weights: use a new version string"
                 )
         conn.execute(
             sa.text(
@@ -212,33 +229,90 @@ def register_exposures(engine: sa.Engine, rows: Sequence[Mapping[str, Any]], *, 
     return ids
 
 
-def mark_running(engine: sa.Engine, exposure_id: int, *, run_id: int) -> None:
-    """Record that an exposure's task started."""
+def mark_running(engine: sa.Engine, exposure_id: int, *, run_id: int, worker: str | None = None) -> None:
+    """Record that an exposure's task started (``worker``: ``host:pid`` of the task, for the operator).
+
+    The exposure's stored measurements are untouched: they stay until a successful write replaces them.
+    """
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE lumos.exposures SET status = 'running', run_id = :r, started_at = now(), "
-                    "finished_at = NULL, error = NULL WHERE exposure_id = :e"),
-            {"r": run_id, "e": exposure_id},
+                    "finished_at = NULL, error = NULL, attempts = attempts + 1, worker = :w WHERE exposure_id = :e"),
+            {"r": run_id, "e": exposure_id, "w": worker},
         )
 
 
 def mark_failed(engine: sa.Engine, exposure_id: int, *, run_id: int, error: str,
                 timings: Mapping[str, float] | None = None, band: str | None = None) -> None:
-    """Record a failed exposure with its error and drop its (now unsupported) measurements.
+    """Record a failed attempt at an exposure, with its error; never deletes anything.
 
-    ``band`` is recorded when the header could be read (co-adds of other bands stay complete).
+    Measurements of an earlier successful write stay (they become stale, see the
+    ``lumos.exposure_rows`` view) until a later success replaces them. ``band`` is recorded when
+    the header could be read (co-adds of other bands stay complete).
     """
     timings = dict(timings or {})
     with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM lumos.measurements WHERE exposure_id = :e"), {"e": exposure_id})
         conn.execute(
             sa.text(
-                "UPDATE lumos.exposures SET status = 'failed', error = :err, run_id = :r, finished_at = now(), band = :band, "
-                "n_measurements = 0, download_s = :d, measure_s = :m, write_s = NULL WHERE exposure_id = :e"
+                "UPDATE lumos.exposures SET status = 'failed', error = :err, run_id = :r, finished_at = now(), "
+                "band = coalesce(:band, band), download_s = :d, measure_s = :m, write_s = NULL WHERE exposure_id = :e"
             ),
             {"err": error[:4000], "r": run_id, "e": exposure_id, "band": band,
              "d": timings.get("download_s"), "m": timings.get("measure_s")},
         )
+
+
+INTERRUPTED_ERROR = (
+    "interrupted: the task measuring this exposure ended without recording a result (worker killed, "
+    "database unreachable when the failure was recorded, or a timeout); its earlier measurements, if any, "
+    "are kept; clear its 'process' task to measure it again"
+)
+"""Error recorded by :func:`recover_interrupted` on exposures left ``running``."""
+
+
+def recover_interrupted(engine: sa.Engine, *, run_id: int | None = None, night: str | None = None,
+                        older_than_s: float | None = None) -> list[str]:
+    """Mark exposures left ``running`` by a task that died as ``failed`` (:data:`INTERRUPTED_ERROR`).
+
+    Call it when no task of the selection can still be running: for ``run_id`` once every
+    ``process`` task of that run has ended (the ``coadd`` step does), or with ``older_than_s``
+    longer than any task can take. Their stored measurements are kept.
+
+    Parameters
+    ----------
+    run_id : int, optional
+        Only exposures whose latest attempt belongs to this run.
+    night : str, optional
+        Only exposures of this night (``YYYY-MM-DD``).
+    older_than_s : float, optional
+        Only exposures marked running more than this many seconds ago.
+
+    Returns
+    -------
+    list of str
+        Object keys of the exposures recovered.
+    """
+    if run_id is None and night is None and older_than_s is None:
+        raise LumosValueError("recover_interrupted needs run_id, night or older_than_s: a bare call could catch "
+                              "exposures that are being measured right now")
+    clauses = ["status = 'running'"]
+    params: dict[str, Any] = {"err": INTERRUPTED_ERROR}
+    if run_id is not None:
+        clauses.append("run_id = :r")
+        params["r"] = run_id
+    if night is not None:
+        clauses.append("night = :night")
+        params["night"] = night
+    if older_than_s is not None:
+        clauses.append("started_at < now() - make_interval(secs => :age)")
+        params["age"] = float(older_than_s)
+    with engine.begin() as conn:
+        keys = conn.execute(
+            sa.text(f"UPDATE lumos.exposures SET status = 'failed', error = :err, finished_at = now() "
+                    f"WHERE {' AND '.join(clauses)} RETURNING object_key"),
+            params,
+        ).scalars().all()
+    return sorted(keys)
 
 
 def _array_literal(values: Any) -> str | None:
@@ -359,6 +433,9 @@ def write_measurements(
 ) -> int:
     """Replace (upsert) the measurements of one exposure and mark it done, atomically.
 
+    The exposure's row is locked first, so concurrent writes of the same exposure (two runs of one
+    night) take turns instead of colliding on the primary key; the last to commit wins.
+
     Parameters
     ----------
     table : DataFrame, shape (n_rows, ...)
@@ -397,6 +474,9 @@ def write_measurements(
     try:
         with engine.begin() as conn:
             _check_references(conn, run_id=run_id, versions=versions)
+            if conn.execute(sa.text("SELECT 1 FROM lumos.exposures WHERE exposure_id = :e FOR UPDATE"),
+                            {"e": exposure_id}).scalar() is None:
+                raise DatabaseError(f"exposure_id={exposure_id} is not in lumos.exposures; register it first")
             conn.execute(sa.text(
                 "CREATE TEMP TABLE lumos_measurement_staging (ref_id bigint, method text, model_version text, "
                 "band text, x real, y real, flux double precision, flux_err double precision, flag integer, "
@@ -421,7 +501,8 @@ def write_measurements(
                     "epoch = :epoch, exptime = :exptime, psf_fwhm = :psf, zero_point = :zp, mjd = :mjd, "
                     "nan_fraction = :nan, n_measurements = :n, download_s = :d, measure_s = :m, "
                     "checksum = coalesce(:checksum, checksum), size_bytes = coalesce(:size, size_bytes), "
-                    "write_s = :w, finished_at = now() WHERE exposure_id = :e"
+                    "write_s = :w, finished_at = now(), measured_run_id = :r, measured_at = now() "
+                    "WHERE exposure_id = :e"
                 ),
                 {"r": run_id, "band": meta.band, "epoch": meta.epoch, "exptime": meta.exptime,
                  "psf": meta.psf_fwhm, "zp": meta.zero_point, "mjd": meta.mjd, "nan": meta.nan_fraction,
