@@ -1,8 +1,10 @@
 """``lumos night run``: process one night, through Airflow or (``--no-airflow``) in this process.
 
 Both paths run the same ``lumos_ops.pipeline`` functions. Settings come from the ``LUMOS_*``
-environment variables (see ``docs/pipeline.md``) and the options below; the database URL from
-``--db-url`` or ``$LUMOS_DATABASE_URL``. S3 credentials come from boto3's usual chain.
+environment variables (see ``docs/pipeline.md``) and the options below. The database: ``--db-url``,
+else (through Airflow) the Airflow Connection ``lumos_db`` when it is defined, else
+``$LUMOS_DATABASE_URL``, else the local PostgreSQL of ``lumos db start`` when it runs. S3
+credentials come from boto3's usual chain.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "(default $LUMOS_STORE_URL)")
     run.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://localhost:9000 (MinIO)")
     run.add_argument("--methods", help="comma-separated photometry methods (default $LUMOS_METHODS or aperture)")
-    run.add_argument("--db-url", help="SQLAlchemy URL of the photometry database (default $LUMOS_DATABASE_URL)")
+    run.add_argument("--db-url", help="SQLAlchemy URL of the photometry database (default: through Airflow the "
+                                      "lumos_db Connection when defined, else $LUMOS_DATABASE_URL, else the "
+                                      "local PostgreSQL of `lumos db start`)")
     run.set_defaults(func=_run)
 
 
@@ -46,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_airflow:
         from lumos_ops.airflow.runner import run_nightly
 
+        _default_airflow_db_connection(settings.db_conn_id, args.db_url)
+
         state, run_id, states = run_nightly(night=night)
         print(f"lumos_nightly {run_id}: {state}")
         for task, task_state in sorted(states.items()):
@@ -64,3 +70,54 @@ def _run(args: argparse.Namespace) -> int:
         engine.dispose()
     print(report.summary())
     return 0 if report.status in ("success", "empty") else 1
+
+
+def _default_airflow_db_connection(conn_id: str, url: str | None) -> None:
+    """Point the Airflow Connection ``conn_id`` at ``url``, or at the default database when undefined.
+
+    ``url`` (``--db-url``) always wins. Otherwise a Connection defined in the environment
+    (``AIRFLOW_CONN_<ID>``) or in Airflow's secrets backends / metadata database is kept; only an
+    undefined one is set, for this process, to ``$LUMOS_DATABASE_URL`` or the running local
+    PostgreSQL of ``lumos db start`` (:func:`~lumos_ops.pipeline.database.database_url_from_env`,
+    whose error says to set one or the other).
+    """
+    import os
+
+    from lumos_ops.pipeline.database import database_url_from_env
+
+    env_name = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if url is None and (env_name in os.environ or _airflow_connection_defined(conn_id)):
+        return
+    os.environ[env_name] = _airflow_connection_json(url or database_url_from_env())
+
+
+def _airflow_connection_defined(conn_id: str) -> bool:
+    """Whether Airflow's secrets backends (environment, metadata database, ...) know ``conn_id``."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
+    try:
+        Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        return False
+    except Exception:  # noqa: BLE001 - metadata database unreachable: let the DAG run report it
+        return True
+    return True
+
+
+def _airflow_connection_json(url: str) -> str:
+    """An Airflow Connection (JSON form of ``AIRFLOW_CONN_*``, type ``postgres``) for a SQLAlchemy URL.
+
+    URL query parameters (e.g. ``passfile``) go to the extra ``sqlalchemy_query``, which the
+    Postgres provider's hook passes on to the engine.
+    """
+    import json
+
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    conn = {"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
+            "password": parsed.password, "schema": parsed.database}
+    if parsed.query:
+        conn["extra"] = {"sqlalchemy_query": {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}}
+    return json.dumps({k: v for k, v in conn.items() if v is not None})

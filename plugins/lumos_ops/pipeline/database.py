@@ -4,6 +4,10 @@ Migrations are plain SQL files named ``V<NNN>__<what>.sql``. :func:`upgrade` app
 ones in order, each in its own transaction, under an advisory lock, and records them (with their
 SHA-256) in ``lumos.schema_migrations``; running it again does nothing. :func:`check_schema`
 raises when the database is behind the code or an applied migration was edited afterwards.
+
+The migrations create two cluster-wide NOLOGIN roles (:data:`WRITER_ROLE`, :data:`READER_ROLE`),
+which needs superuser or CREATEROLE. A schema owner without either runs :func:`upgrade` after an
+administrator has created them once with :func:`create_roles` (``lumos db create-roles``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +36,9 @@ __all__ = [
     "upgrade",
     "check_schema",
     "grant_roles",
+    "create_roles",
+    "missing_roles",
+    "CREATE_ROLES_SQL",
     "redact_url",
     "WRITER_ROLE",
     "READER_ROLE",
@@ -47,6 +55,21 @@ DATABASE_URL_ENV = "LUMOS_DATABASE_URL"
 
 SQL_DIR_ENV = "LUMOS_SQL_DIR"
 """Environment variable overriding the location of the ``sql/`` folder (e.g. in a Docker image)."""
+
+CREATE_ROLES_SQL = f"""\
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{WRITER_ROLE}') THEN
+        CREATE ROLE {WRITER_ROLE} NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
+        CREATE ROLE {READER_ROLE} NOLOGIN;
+    END IF;
+END
+$$;"""
+"""The administrator's step of :func:`create_roles` as SQL (idempotent; superuser or CREATEROLE)."""
+
+logger = logging.getLogger(__name__)
 
 _MIGRATION_RE = re.compile(r"^V(\d{3,})__([a-z0-9_]+)\.sql$")
 _LOCK_ID = 0x4C554D4F  # "LUMO": advisory lock serialising concurrent upgrades
@@ -103,20 +126,32 @@ def redact_url(url: str | sa.URL) -> str:
 
 
 def database_url_from_env() -> str:
-    """The URL in ``$LUMOS_DATABASE_URL``.
+    """The photometry database's URL when no ``--url`` is given.
+
+    ``$LUMOS_DATABASE_URL`` when set, else the persistent local cluster of ``lumos db start``
+    (:class:`~lumos_ops.pipeline.local_postgres.LocalCluster`) when it runs.
 
     Raises
     ------
     DatabaseError
-        The variable is not set.
+        Neither: the message says to set ``LUMOS_DATABASE_URL`` or run ``lumos db start``.
     """
     url = os.environ.get(DATABASE_URL_ENV)
-    if not url:
-        raise DatabaseError(
-            f"{DATABASE_URL_ENV} is not set; export it, e.g. postgresql+psycopg2://user@host:5432/lumos "
-            "(put the password in ~/.pgpass or PGPASSWORD, not in the URL)"
-        )
-    return url
+    if url:
+        return url
+    from lumos_ops.pipeline.local_postgres import LocalCluster
+
+    cluster = LocalCluster()
+    local = cluster.running_url()
+    if local:
+        logger.info("using the local PostgreSQL of `lumos db start` (%s)", cluster.root)
+        return local
+    stopped = f" (the local cluster in {cluster.root} is stopped)" if cluster.state() is not None else ""
+    raise DatabaseError(
+        f"no photometry database{stopped}: set {DATABASE_URL_ENV} or run `lumos db start`; "
+        f"{DATABASE_URL_ENV} is a SQLAlchemy URL such as postgresql+psycopg2://user@host:5432/lumos "
+        "(put the password in ~/.pgpass or PGPASSWORD, not in the URL)"
+    )
 
 
 def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
@@ -182,6 +217,8 @@ def upgrade(engine: sa.Engine, *, migrations: list[Migration] | None = None) -> 
                 for v, c in conn.execute(sa.text("SELECT version, checksum FROM lumos.schema_migrations")).all()
             }
             _check_checksums(migrations, applied)
+            if any(m.version not in applied for m in migrations):
+                _check_can_create_roles(conn)
             for migration in migrations:
                 if migration.version in applied:
                     continue
@@ -199,6 +236,77 @@ def upgrade(engine: sa.Engine, *, migrations: list[Migration] | None = None) -> 
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"{redact_url(engine.url)}: cannot connect ({exc.orig})") from None
     return done
+
+
+def missing_roles(conn: sa.Connection) -> list[str]:
+    """Which of :data:`WRITER_ROLE`, :data:`READER_ROLE` do not exist in the cluster."""
+    rows = conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname IN (:w, :r)"),
+                        {"w": WRITER_ROLE, "r": READER_ROLE}).scalars()
+    present = set(rows)
+    return [role for role in (WRITER_ROLE, READER_ROLE) if role not in present]
+
+
+def _check_can_create_roles(conn: sa.Connection) -> None:
+    """Raise before migrating when the roles are missing and the connected user may not create them."""
+    missing = missing_roles(conn)
+    if not missing:
+        return
+    user, may = conn.execute(sa.text(
+        "SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")).one()
+    if may:
+        return
+    raise DatabaseError(
+        f"role(s) {', '.join(missing)} do not exist and {user!r} may not create them (neither superuser "
+        f"nor CREATEROLE); an administrator creates them once with "
+        f"`lumos db create-roles --url <admin URL> --owner {user}` "
+        f"or runs this SQL as a superuser:\n{CREATE_ROLES_SQL}\n"
+        f"GRANT {WRITER_ROLE}, {READER_ROLE} TO {user} WITH ADMIN OPTION;  -- lets it run `lumos db grant`\n"
+        f"then run `lumos db upgrade` again as {user!r}"
+    )
+
+
+def create_roles(engine: sa.Engine, *, owner: str | None = None) -> list[str]:
+    """Create the NOLOGIN roles :data:`WRITER_ROLE` and :data:`READER_ROLE` when missing; idempotent.
+
+    The administrator's step before a schema owner without CREATEROLE runs :func:`upgrade`
+    (``lumos db create-roles``); the SQL is :data:`CREATE_ROLES_SQL`.
+
+    Parameters
+    ----------
+    engine : sa.Engine
+        Connected as a superuser or a user with CREATEROLE.
+    owner : str, optional
+        Schema owner given the roles ``WITH ADMIN OPTION``, so that it can grant them to login
+        users (``lumos db grant``).
+
+    Returns
+    -------
+    list of str
+        Roles created by this call (empty when both existed).
+
+    Raises
+    ------
+    DatabaseError
+        The connected user may not create roles, or ``owner`` does not exist.
+    """
+    quote = engine.dialect.identifier_preparer.quote_identifier
+    try:
+        with engine.begin() as conn:
+            missing = missing_roles(conn)
+            if missing:
+                conn.execute(sa.text(CREATE_ROLES_SQL))
+            if owner:
+                if not conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :u"), {"u": owner}).scalar():
+                    raise DatabaseError(f"role {owner!r} does not exist; create the schema owner first")
+                conn.execute(sa.text(f"GRANT {quote(WRITER_ROLE)}, {quote(READER_ROLE)} TO {quote(owner)} "
+                                     "WITH ADMIN OPTION"))
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(f"{redact_url(engine.url)}: cannot connect ({exc.orig})") from None
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(
+            f"creating roles failed: {exc.orig}; connect as a superuser or a user with CREATEROLE"
+        ) from None
+    return missing
 
 
 def _check_checksums(migrations: list[Migration], applied: dict[int, str]) -> None:
