@@ -87,3 +87,54 @@ def test_grant_roles_to_login_users(engine):
         assert conn.execute(sa.text("SELECT pg_has_role('alice', 'lumos_reader', 'MEMBER')")).scalar()
     with pytest.raises(DatabaseError, match="does not exist"):
         grant_roles(engine, writers=["nobody_here"])
+
+
+def test_owner_without_createrole_needs_the_admin_step_then_upgrades(capsys):
+    """On a fresh cluster (no lumos roles yet) a schema owner without CREATEROLE gets the fix
+    instead of V002's "permission denied to create role"; after `lumos db create-roles` as the
+    superuser the owner's upgrade succeeds and it can grant the roles."""
+    from lumos_ops.cli import main
+    from lumos_ops.pipeline.database import CREATE_ROLES_SQL, create_roles
+    from lumos_ops.pipeline.local_postgres import LocalPostgres
+
+    with LocalPostgres.start(database="admin") as pg:
+        admin = make_engine(pg.url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text("CREATE ROLE schema_owner LOGIN"))
+                conn.execute(sa.text("CREATE ROLE alice LOGIN"))
+                conn.execute(sa.text("CREATE DATABASE photometry OWNER schema_owner"))
+        finally:
+            admin.dispose()
+        owner_url = f"postgresql+psycopg2://schema_owner@127.0.0.1:{pg.port}/photometry"
+        owner = make_engine(owner_url)
+        try:
+            with pytest.raises(DatabaseError, match="permission denied|may not create") as info:
+                create_roles(owner)
+            assert "superuser or a user with CREATEROLE" in str(info.value)
+            assert main(["db", "upgrade", "--url", owner_url]) == 2
+            err = capsys.readouterr().err
+            for part in ("lumos_writer, lumos_reader do not exist", "'schema_owner' may not create them",
+                         "lumos db create-roles --url <admin URL> --owner schema_owner",
+                         "CREATE ROLE lumos_writer NOLOGIN", "CREATE ROLE lumos_reader NOLOGIN"):
+                assert part in err, part
+            assert applied_versions(owner) == {}  # nothing half-done, not even the bootstrap
+
+            assert main(["db", "create-roles", "--print-sql"]) == 0
+            assert capsys.readouterr().out.strip() == CREATE_ROLES_SQL.strip()
+            admin_url = pg.url_for("photometry")
+            assert main(["db", "create-roles", "--url", admin_url, "--owner", "schema_owner"]) == 0
+            assert "created lumos_writer, lumos_reader" in capsys.readouterr().out
+            assert main(["db", "create-roles", "--url", admin_url]) == 0  # idempotent
+            assert "already exist" in capsys.readouterr().out
+
+            assert main(["db", "upgrade", "--url", owner_url]) == 0
+            assert "applied V001" in capsys.readouterr().out
+            assert check_schema(owner) == load_migrations()[-1].version
+            assert main(["db", "grant", "--reader", "alice", "--url", owner_url]) == 0
+            with owner.connect() as conn:
+                assert conn.execute(sa.text("SELECT pg_has_role('alice', 'lumos_reader', 'MEMBER')")).scalar()
+                assert conn.execute(sa.text("SELECT tableowner FROM pg_tables WHERE schemaname = 'lumos' "
+                                            "AND tablename = 'measurements'")).scalar() == "schema_owner"
+        finally:
+            owner.dispose()
