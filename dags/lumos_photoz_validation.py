@@ -5,6 +5,10 @@ spectroscopic redshifts: one row per method in ``lumos.photoz_checks``, JSON + P
 ``<report_prefix>/photoz/`` in object storage). Compare the rows between checks (``lumos db query
 photoz_trend``) to catch a photometry regression after a new model version or calibration.
 
+``photoz`` is skipped, with the reason, while there is nothing to validate (no co-add of a source with
+a spectroscopic redshift, or co-adds covering fewer than ``MIN_SURVEY_BANDS`` bands), and fails when a
+method's co-adds cover enough bands but no source got a photo-z; it never records NULL metrics.
+
 Settings come from ``LUMOS_*`` environment variables, as for ``lumos_nightly``;
 ``LUMOS_PHOTOZ_SCHEDULE`` sets the schedule (default Sundays 14:00 UTC, ``none`` for manual runs).
 """
@@ -37,18 +41,28 @@ def lumos_photoz_validation() -> None:
 
     @task
     def photoz() -> list[dict]:
+        """Check every method; skipped when there is nothing to validate yet (no co-add of a source with
+        a spectroscopic redshift, too few bands), failed when a method has enough bands but no source
+        got a photo-z; the log says how many sources and bands each metric was computed on."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
         from lumos_ops.airflow.hooks import pipeline_runtime
-        from lumos_ops.pipeline.photoz_check import check_photoz
+        from lumos_ops.pipeline.photoz_check import PhotozCheckFailed, PhotozCheckSkipped, check_photoz, require_checked
 
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store):
             results = check_photoz(engine, store, dag_run_id=get_current_context()["dag_run"].run_id,
                                    report_prefix=settings.night.report_prefix)
         for r in results:
-            print(f"{r.method}: {r.n_fitted}/{r.n_sources} sources, sigma68 {r.sigma68:.4f}, "
-                  f"outliers {r.outlier_fraction:.3f}, bias {r.bias:+.4f} ({', '.join(r.model_versions)})")
-        if not results:
-            print("no co-adds of sources with a spectroscopic redshift: nothing to check")
+            print(r.summary())
+        try:
+            require_checked(results)
+        except PhotozCheckFailed as exc:
+            print(exc)  # in the task log whatever its level
+            raise AirflowFailException(str(exc)) from exc
+        except PhotozCheckSkipped as exc:
+            print(exc)
+            raise AirflowSkipException(str(exc)) from exc
         return [r.to_dict() for r in results]
 
     schema >> photoz()
