@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +110,88 @@ def test_file_without_image(tmp_path: Path) -> None:
     fits.PrimaryHDU(header=fits.Header({"EXPTIME": 1.0, "FILTER": "NB685", "PSFFWHM": 1.0})).writeto(path)
     with pytest.raises(InputFileError, match="no 2-D image"):
         read_exposure(path)
+
+
+@contextlib.contextmanager
+def _no_warnings() -> Iterator[None]:
+    """Fail if the block emits any warning, whatever the warning filters of the test run."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+KEY = "survey/2026-11-20/exp005000/ccd01.fits"
+"""Object key of an exposure fetched into a download cache (the ``label`` of :func:`read_exposure`)."""
+
+
+def _cache_file(tmp_path: Path, data: bytes) -> Path:
+    """Bytes stored the way ``DownloadCache`` stores them: under a checksum-derived name."""
+    path = tmp_path / "cache" / "5f" / "5f0e1d2c3b4a.fits"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _fits_bytes(tmp_path: Path, **header: object) -> bytes:
+    return _write(tmp_path / "src.fits", **header).read_bytes()
+
+
+def test_label_names_the_exposure_and_defaults_to_the_path(tmp_path: Path) -> None:
+    path = _cache_file(tmp_path, _fits_bytes(tmp_path))
+    assert read_exposure(path).path == str(path)
+    exposure = read_exposure(path, label=KEY)
+    assert exposure.path == KEY and exposure.band == "NB685"
+
+
+@pytest.mark.parametrize(
+    ("header", "error", "match"),
+    [
+        ({"EXPTIME": None}, HeaderError, "missing required header keyword.*EXPTIME"),
+        ({"FILTER": "NB999"}, HeaderError, "unknown band"),
+        ({"PSFFWHM": "wide"}, HeaderError, "PSFFWHM='wide' is not a number"),
+        ({"GAIN": -1.0}, HeaderError, "GAIN=-1.0 must be > 0"),
+        ({"CTYPE1": "RA---TAN", "CTYPE2": "RA---TAN"}, HeaderError, "invalid WCS .*Inconsistent projection types"),
+    ],
+)
+def test_errors_name_the_label_not_the_cache_file(tmp_path: Path, header: dict, error: type, match: str) -> None:
+    path = _cache_file(tmp_path, _fits_bytes(tmp_path, **header))
+    with _no_warnings(), pytest.raises(error, match=match) as info:
+        read_exposure(path, label=KEY)
+    assert str(info.value).startswith(f"{KEY}: ") and str(path) not in str(info.value)
+    assert "cache" not in str(info.value)
+
+
+def test_unreadable_files_name_the_label(tmp_path: Path) -> None:
+    good = _fits_bytes(tmp_path, EXPNUM=5000)
+    bad_card = bytearray(good)  # a card astropy cannot fix: a non-printable character in its comment
+    at = bytes(bad_card).index(b"EXPNUM  =")
+    bad_card[at:at + 80] = b"EXPNUM  =                 5000 / exposure number \x01".ljust(80)
+    cases = {
+        b"": (InputFileError, "the file is empty"),
+        good[:3000]: (InputFileError, "not a readable FITS image"),
+        b"this is not FITS\n" * 300: (InputFileError, "not a readable FITS image"),
+        bytes(bad_card): (HeaderError, "the FITS header does not verify .*Unprintable string"),
+    }
+    for k, (data, (error, match)) in enumerate(cases.items()):
+        path = _cache_file(tmp_path / str(k), data)
+        with _no_warnings(), pytest.raises(error, match=match) as info:
+            read_exposure(path, label=KEY)
+        message = str(info.value)
+        assert message.startswith(f"{KEY}: ") and str(path) not in message and "\n" not in message, message
+    with pytest.raises(InputFileError, match=f"^{KEY}: no such file$"):
+        read_exposure(tmp_path / "cache" / "gone.fits", label=KEY)
+
+
+def test_reading_a_nonstandard_header_warns_nothing(tmp_path: Path) -> None:
+    """Cards astropy fixes on read (deprecated WCS keywords, a lower-case keyword) leave no warning
+    that could name the cache file."""
+    data = bytearray(_fits_bytes(tmp_path, EXPNUM=5000, CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=150.0,
+                                 CRVAL2=2.2, CRPIX1=15.0, CRPIX2=10.0, CDELT1=-7.3e-5, CDELT2=7.3e-5,
+                                 RADECSYS="FK5", EQUINOX=2000.0))
+    at = bytes(data).index(b"EXPNUM  =")
+    data[at:at + 80] = b"expnum  =                 5000".ljust(80)
+    path = _cache_file(tmp_path, bytes(data))
+    with _no_warnings():
+        exposure = read_exposure(path, label=KEY)
+    assert exposure.wcs is not None and exposure.expnum == 5000 and exposure.path == KEY

@@ -2,6 +2,9 @@
 
 Pixel values on disk are ADU. :func:`read_exposure` converts them to e-/s per pixel
 (``ADU * GAIN / EXPTIME``), which is the unit of every flux lumos-ops reports.
+
+Messages name the exposure by its ``label`` when one is given (the object key of a file fetched
+into a download cache), so that no error or warning points at a cache file an operator cannot find.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class Exposure:
     Attributes
     ----------
     path : str
-        Where the image was read from (for messages and provenance).
+        Name of the image in messages and provenance: the ``label`` given to :func:`read_exposure`
+        (e.g. the object key of a downloaded exposure), else the file it was read from.
     data : ndarray, shape (ny, nx), float32
         Pixel values in e-/s; masked pixels are NaN.
     band : str
@@ -96,7 +100,7 @@ class Exposure:
         return float(np.isnan(self.data).mean())
 
 
-def _number(header: fits.Header, key: str, path: str, default: float | None = None) -> float | None:
+def _number(header: fits.Header, key: str, name: str, default: float | None = None) -> float | None:
     if key not in header:
         if default is None:
             return None
@@ -106,25 +110,27 @@ def _number(header: fits.Header, key: str, path: str, default: float | None = No
         number = float(value)
     except (TypeError, ValueError):
         raise HeaderError(
-            f"{path}: header keyword {key}={value!r} is not a number; fix the header value"
+            f"{name}: header keyword {key}={value!r} is not a number; fix the header value"
         ) from None
     if not math.isfinite(number):
-        raise HeaderError(f"{path}: header keyword {key}={value!r} is not finite")
+        raise HeaderError(f"{name}: header keyword {key}={value!r} is not finite; fix the header value")
     return number
 
 
-def _image_hdu(hdul: fits.HDUList, path: str) -> fits.ImageHDU | fits.PrimaryHDU:
+def _image_hdu(hdul: fits.HDUList, name: str) -> fits.ImageHDU | fits.PrimaryHDU:
     for hdu in hdul:
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
             if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
                 return hdu
     raise InputFileError(
-        f"{path}: no 2-D image in the primary HDU or any image extension; "
+        f"{name}: no 2-D image in the primary HDU or any image extension; "
         "write the CCD image as a 2-D array"
     )
 
 
-def read_exposure(path: str | os.PathLike[str], *, allowed_bands: tuple[str, ...] = NB_BANDS) -> Exposure:
+def read_exposure(
+    path: str | os.PathLike[str], *, allowed_bands: tuple[str, ...] = NB_BANDS, label: str | None = None
+) -> Exposure:
     """Read a CCD exposure and convert it to e-/s per pixel.
 
     Parameters
@@ -133,6 +139,10 @@ def read_exposure(path: str | os.PathLike[str], *, allowed_bands: tuple[str, ...
         FITS file; the image is the primary HDU or the first 2-D image extension.
     allowed_bands : tuple of str, keyword-only
         Filter names accepted in the ``FILTER`` keyword.
+    label : str, optional, keyword-only
+        Name of the exposure in every error message and in :attr:`Exposure.path` (hence in the
+        messages of the photometry that measures it), e.g. the object key of a file fetched into a
+        download cache. Default: ``path``.
 
     Returns
     -------
@@ -143,83 +153,101 @@ def read_exposure(path: str | os.PathLike[str], *, allowed_bands: tuple[str, ...
     InputFileError
         The file is missing, empty, truncated, not FITS, or holds no 2-D image.
     HeaderError
-        A required keyword (``EXPTIME``, ``FILTER``, ``PSFFWHM``) is missing or invalid, or the
-        band is unknown.
+        A required keyword (``EXPTIME``, ``FILTER``, ``PSFFWHM``) is missing or invalid, the band
+        is unknown, a header card cannot be parsed, or the WCS keywords are inconsistent.
     """
     path = os.fspath(path)
+    name = path if label is None else str(label)
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(f"{path}: no such file")
+        raise InputFileError(f"{name}: no such file")
     if p.stat().st_size == 0:
-        raise InputFileError(f"{path}: the file is empty; re-transfer the exposure")
+        raise InputFileError(f"{name}: the file is empty; re-transfer the exposure")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 hdul.verify("silentfix")
-                hdu = _image_hdu(hdul, path)
+                hdu = _image_hdu(hdul, name)
                 raw = np.asarray(hdu.data, dtype=np.float32)
                 header = hdu.header.copy()
                 if hdu is not hdul[0]:
                     for key, value in hdul[0].header.items():
                         if key not in header and key not in ("SIMPLE", "EXTEND", "NAXIS", "BITPIX"):
                             header[key] = value
+    except fits.VerifyError as exc:
+        raise HeaderError(
+            f"{name}: the FITS header does not verify ({_one_line(exc, path, name)}); fix or remove that card"
+        ) from None
     except (OSError, ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, InputFileError):
+            raise
         raise InputFileError(
-            f"{path}: not a readable FITS image ({exc}); the file may be truncated or corrupt"
+            f"{name}: not a readable FITS image ({_one_line(exc, path, name)}); the file may be truncated or corrupt"
         ) from None
 
     missing = [k for k in REQUIRED_KEYS if k not in header]
     if missing:
         raise HeaderError(
-            f"{path}: missing required header keyword(s) {', '.join(missing)}; "
+            f"{name}: missing required header keyword(s) {', '.join(missing)}; "
             "add them (see the exposure contract in README)"
         )
     band = str(header["FILTER"]).strip()
     if band not in allowed_bands:
-        raise HeaderError(f"{path}: unknown band FILTER={band!r}; expected one of {allowed_bands[0]}...{allowed_bands[-1]}")
-    exptime = _number(header, "EXPTIME", path)
-    psf_fwhm = _number(header, "PSFFWHM", path)
-    gain = _number(header, "GAIN", path, default=1.0)
+        raise HeaderError(f"{name}: unknown band FILTER={band!r}; expected one of {allowed_bands[0]}...{allowed_bands[-1]}")
+    exptime = _number(header, "EXPTIME", name)
+    psf_fwhm = _number(header, "PSFFWHM", name)
+    gain = _number(header, "GAIN", name, default=1.0)
     assert exptime is not None and psf_fwhm is not None and gain is not None
     if exptime <= 0:
-        raise HeaderError(f"{path}: EXPTIME={exptime} must be > 0 s")
+        raise HeaderError(f"{name}: EXPTIME={exptime} must be > 0 s")
     if psf_fwhm <= 0:
-        raise HeaderError(f"{path}: PSFFWHM={psf_fwhm} must be > 0 arcsec")
+        raise HeaderError(f"{name}: PSFFWHM={psf_fwhm} must be > 0 arcsec")
     if gain <= 0:
-        raise HeaderError(f"{path}: GAIN={gain} must be > 0 e-/ADU")
-    epoch_value = _number(header, "EPOCH", path, default=0.0)
+        raise HeaderError(f"{name}: GAIN={gain} must be > 0 e-/ADU")
+    epoch_value = _number(header, "EPOCH", name, default=0.0)
     epoch = int(epoch_value or 0)
     if epoch not in range(N_EPOCHS):
-        raise HeaderError(f"{path}: EPOCH={epoch_value} must be 0 or 1")
-    saturate_adu = _number(header, "SATURATE", path)
-    expnum = _number(header, "EXPNUM", path)
-    ccdnum = _number(header, "CCDNUM", path)
+        raise HeaderError(f"{name}: EPOCH={epoch_value} must be 0 or 1")
+    saturate_adu = _number(header, "SATURATE", name)
+    expnum = _number(header, "EXPNUM", name)
+    ccdnum = _number(header, "CCDNUM", name)
 
     wcs = None
     if "CTYPE1" in header and "CTYPE2" in header:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
-            candidate = WCS(header)
-        if candidate.has_celestial:
-            wcs = candidate.celestial
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyWarning)
+                candidate = WCS(header)
+                if candidate.has_celestial:
+                    wcs = candidate.celestial
+        except ValueError as exc:  # astropy.wcs.WcsError and its subclasses
+            raise HeaderError(
+                f"{name}: invalid WCS ({_one_line(exc, path, name)}); fix the CTYPE/CRPIX/CRVAL/CD keywords "
+                "or remove CTYPE1/CTYPE2 to use the catalogue's x/y"
+            ) from None
 
     data = raw * np.float32(gain / exptime)
     data[~np.isfinite(data)] = np.nan
     return Exposure(
-        path=path,
+        path=name,
         data=data,
         band=band,
         exptime=exptime,
         gain=gain,
         psf_fwhm=psf_fwhm,
-        psf_beta=_number(header, "PSFBETA", path),
+        psf_beta=_number(header, "PSFBETA", name),
         epoch=epoch,
-        zero_point=_number(header, "ZP", path),
+        zero_point=_number(header, "ZP", name),
         saturate=None if saturate_adu is None else saturate_adu * gain / exptime,
         expnum=None if expnum is None else int(expnum),
         ccdnum=None if ccdnum is None else int(ccdnum),
-        mjd=_number(header, "MJD-OBS", path),
+        mjd=_number(header, "MJD-OBS", name),
         wcs=wcs,
         header={k: header[k] for k in header if k not in ("COMMENT", "HISTORY", "")},
     )
+
+
+def _one_line(exc: BaseException, path: str, name: str) -> str:
+    """The text of ``exc`` on one line, with the file path replaced by the exposure's name."""
+    return " ".join(str(exc).replace(path, name).split()) or type(exc).__name__
