@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["load_dag", "run_dag", "task_states", "clear_map_index", "resume_dag_run", "env"]
+__all__ = ["load_dag", "run_dag", "task_states", "clear_map_index", "clear_failed", "resume_dag_run", "env"]
 
 
 @contextlib.contextmanager
@@ -93,6 +93,23 @@ def clear_map_index(dag_run_id: str, map_index: int) -> dict[str, Any]:
             "/api/v2/dags/lumos_nightly/clearTaskInstances",
             json={"dry_run": False, "dag_run_id": dag_run_id, "task_ids": [["process", map_index]],
                   "only_failed": False, "include_downstream": True, "reset_dag_runs": True},
+        )
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def clear_failed(dag_run_id: str, task_ids: list[str]) -> dict[str, Any]:
+    """``POST /api/v2/dags/lumos_nightly/clearTaskInstances`` with ``only_failed: true`` and the
+    downstream tasks: what an operator does to retry whatever failed, leaving successes alone."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    with TestClient(create_app()) as client:
+        reply = client.post(
+            "/api/v2/dags/lumos_nightly/clearTaskInstances",
+            json={"dry_run": False, "dag_run_id": dag_run_id, "task_ids": task_ids, "only_failed": True,
+                  "include_downstream": True, "reset_dag_runs": True},
         )
     assert reply.status_code == 200, reply.text
     return reply.json()

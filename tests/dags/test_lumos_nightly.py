@@ -10,6 +10,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 from harness import (
+    clear_failed,
     clear_map_index,
     env,
     load_dag,
@@ -18,6 +19,7 @@ from harness import (
     resume_dag_run,
     run_dag,
     s3_conn,
+    task_durations,
     task_states,
 )
 from nightdata import BAD_KINDS, corrupt, make_catalog, make_exposure_bytes, write_catalog, write_night
@@ -105,7 +107,6 @@ def test_happy_path_then_repeated_run_has_no_duplicates(stack):
                           "ON r.run_id = m.run_id WHERE r.dag_run_id = :d", d=second.run_id) == 1
     assert _count(engine, "SELECT count(*) FROM lumos.pipeline_runs WHERE night = :n AND status = 'success'",
                   n=night) == 2
-    from harness import task_durations
     print(f"first DAG run (4 exposures): {first_s:.1f} s", task_durations(first.run_id))
 
 
@@ -165,6 +166,43 @@ def test_bad_inputs_fail_only_their_task_then_clear_and_rerun(stack):
                           "GROUP BY 1, 2, 3 HAVING count(*) > 1) d") == 0
     # co-adds recomputed: every NB455 source gained the fixed exposure
     assert _count(engine, "SELECT sum(n_used) FROM lumos.coadds WHERE band = 'NB455'") == used_nb455 + N_SOURCES
+
+
+def test_clear_only_failed_ends_with_coadds_report_and_run_matching_the_database(stack):
+    """The operator fixes a file and clears the failed tasks only: ``finish`` succeeded before and
+    is not rerun, yet co-adds, summary.json and the run record follow the database."""
+    engine, client, night = stack["engine"], stack["client"], "2026-11-22"
+    write_night(stack["put"], night, n_exposures=1, n_ccds=2, catalog=stack["catalog"], first_expnum=7000)
+    key = f"exposures/{night}/exp0007001_ccd01.fits"
+    valid = make_exposure_bytes(stack["catalog"], expnum=7001, ccd=1, band="NB455", seed=5)
+    stack["put"](key, corrupt(valid, "truncated"))
+    dag, _ = load_dag()
+    run = run_dag(dag, night=night)
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    summary_key = f"paus/reports/{night}/summary.json"
+    summary = json.loads(client.get_object(Bucket="survey", Key=summary_key)["Body"].read())
+    assert (summary["status"], summary["n_failed"]) == ("partial", 1)
+    finished_before = task_durations(run.run_id)[("finish", -1)]
+
+    stack["put"](key, valid)
+    cleared = clear_failed(run.run_id, ["process"])
+    assert {t["task_id"] for t in cleared["task_instances"]} == {"process", "night_failures"}
+    assert resume_dag_run(dag, run.run_id) in ("success", "DagRunState.SUCCESS")
+    states = task_states(run.run_id)
+    assert states[("finish", -1)] == "success" and states[("night_failures", -1)] == "skipped"
+    assert task_durations(run.run_id)[("finish", -1)] == finished_before  # not rerun
+    summary = json.loads(client.get_object(Bucket="survey", Key=summary_key)["Body"].read())
+    assert (summary["status"], summary["n_done"], summary["n_failed"]) == ("success", 3, 0)
+    assert _count(engine, "SELECT count(*) FROM lumos.pipeline_runs WHERE dag_run_id = :d AND status = 'success' "
+                          "AND finished_at IS NOT NULL", d=run.run_id) == 1
+    # every co-add of the night's sources counts every stored measurement (the fixed one included)
+    # and none is partial any more
+    touched = ("EXISTS (SELECT 1 FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id) "
+               "WHERE e.night = :n AND m.ref_id = c.ref_id AND m.band = c.band)")
+    assert _count(engine, f"SELECT count(*) FROM lumos.coadds c WHERE {touched}", n=night) == 2 * N_SOURCES
+    assert _count(engine, f"SELECT count(*) FROM lumos.coadds c WHERE {touched} AND (partial OR n_stale > 0 OR "
+                          "n_used <> (SELECT count(*) FROM lumos.measurements m WHERE m.ref_id = c.ref_id "
+                          "AND m.band = c.band AND m.method = c.method))", n=night) == 0
 
 
 def test_empty_night_succeeds_with_nothing_to_do(stack):

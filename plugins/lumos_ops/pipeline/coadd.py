@@ -38,7 +38,7 @@ _LOCK_ID = 0x4C554D43  # "LUMC": serialises co-add transactions
 _TOUCHED = """
     SELECT DISTINCT m.ref_id, m.band, m.method, m.model_version
     FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
-    WHERE e.night = :night AND (CAST(:exposure_id AS bigint) IS NULL OR e.exposure_id = :exposure_id)
+    WHERE e.night = :night
 """
 
 _POINT_COADD = """
@@ -98,8 +98,7 @@ ORDER BY m.ref_id, m.band, m.method, m.model_version
 """
 
 
-def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS,
-                exposure_id: int | None = None) -> CoaddSummary:
+def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS) -> CoaddSummary:
     """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
 
     Every stored measurement of those sources counts, whatever night it comes from; rows of
@@ -113,16 +112,13 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
         Provenance row recorded on each co-add.
     exclude_flags : int, keyword-only
         Flag bits whose measurements are not co-added.
-    exposure_id : int, keyword-only, optional
-        Only the sources measured on this exposure (an exposure rerun after the night was co-added).
 
     Returns
     -------
     CoaddSummary
     """
     start = time.perf_counter()
-    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags),
-              "exposure_id": exposure_id}
+    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags)}
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         n_coadds = conn.execute(sa.text(_POINT_COADD), params).rowcount

@@ -248,7 +248,7 @@ def process_exposure(
         catalog_path, catalog_info, _ = cache.fetch(store, task.catalog_key)
         timings["download_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        exposure = read_exposure(path)
+        exposure = read_exposure(path, label=task.key)
         _validate(exposure, task, config)
         catalog = _catalog(str(catalog_path), catalog_info.checksum)
         options = dict(config.measure_options)
@@ -286,15 +286,17 @@ def process_exposure(
 
 
 def refresh_after_rerun(engine: sa.Engine, store: ObjectStore, config: NightConfig, task: ExposureTask) -> None:
-    """Co-add the sources of ``task``'s exposure again and rewrite the night's report and run record.
+    """Co-add the night again and rewrite its report and run record.
 
     Used when an exposure is measured after its night was reported, so that a rerun of one task
     (whatever the operator cleared downstream) leaves co-adds and report matching the database.
+    The whole night is co-added, not only this exposure's sources: a failure of unknown band had
+    marked every band's co-adds partial.
     """
     from lumos_ops.pipeline.coadd import coadd_night
     from lumos_ops.pipeline.report import report_night
 
-    coadd = coadd_night(engine, night=task.night, run_id=task.run_id, exposure_id=task.exposure_id)
+    coadd = coadd_night(engine, night=task.night, run_id=task.run_id)
     report = report_night(engine, store, config, night=task.night, run_id=task.run_id, coadd=coadd)
     log.info("exposure %s was measured after night %s was reported: %d co-adds and the report (%s) refreshed",
              task.label, task.night, coadd.n_coadds, report.status)
