@@ -71,6 +71,19 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert NIGHT in capsys.readouterr().out
     assert main(["db", "query", "night_summary"]) == 2
     assert "needs parameter(s) limit" in capsys.readouterr().err
+    assert main(["night", "status", "--night", NIGHT]) == 0
+    assert "n_done" not in (out := capsys.readouterr().out) and "done=2" in out and "stale=0" in out
+    # an exposure left running by a dead task: recent ones are left alone, old ones are recovered
+    with sa.create_engine(db_url).begin() as conn:
+        conn.execute(sa.text("UPDATE lumos.exposures SET status = 'running', started_at = now() - interval '3 hours' "
+                             "WHERE expnum = 5000 AND ccd = 1"))
+    assert main(["night", "recover", "--older-than", "4"]) == 0
+    assert "0 exposure(s) recovered" in capsys.readouterr().out
+    assert main(["night", "recover", "--older-than", "2", "--night", NIGHT]) == 0
+    assert "exp0005000_ccd01.fits: marked failed" in capsys.readouterr().out
+    assert main(["night", "status", "--night", NIGHT]) == 1
+    out = capsys.readouterr().out
+    assert "stale=1" in out and "interrupted" in out
 
 
 def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path):

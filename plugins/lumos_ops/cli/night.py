@@ -1,4 +1,6 @@
-"""``lumos night run``: process one night, through Airflow or (``--no-airflow``) in this process.
+"""``lumos night run | status | recover``: process one night (through Airflow or, with
+``--no-airflow``, in this process), show what the database holds for it, and recover exposures
+left ``running`` by a task that died.
 
 Both paths run the same ``lumos_ops.pipeline`` functions. Settings come from the ``LUMOS_*``
 environment variables (see ``docs/pipeline.md``) and the options below. The database: ``--db-url``,
@@ -15,7 +17,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``lumos night run``."""
+    """Add ``lumos night run | status | recover``."""
     parser = subparsers.add_parser("night", help="run the nightly pipeline for one night")
     sub = parser.add_subparsers(dest="night_command", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="discover, measure, co-add and report one night")
@@ -30,6 +32,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "lumos_db Connection when defined, else $LUMOS_DATABASE_URL, else the "
                                       "local PostgreSQL of `lumos db start`)")
     run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="the night's exposures, stale rows and co-adds, from the database; "
+                                           "exit 1 while an exposure is not done")
+    status.add_argument("--night", required=True, help="night (YYYY-MM-DD)")
+    status.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
+    status.set_defaults(func=_status)
+    recover = sub.add_parser("recover", help="mark exposures left 'running' by a dead task as failed "
+                                             "(their stored measurements are kept)")
+    recover.add_argument("--older-than", type=float, required=True, metavar="HOURS",
+                         help="only exposures marked running more than HOURS ago; use more than the longest "
+                              "a task can run, so that none still running is caught")
+    recover.add_argument("--night", help="only this night (YYYY-MM-DD)")
+    recover.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
+    recover.set_defaults(func=_recover)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from lumos_ops.pipeline.database import database_url_from_env, make_engine
+    from lumos_ops.pipeline.keys import validate_night
+    from lumos_ops.pipeline.report import failure_message, night_counts
+
+    night = validate_night(args.night)
+    engine = make_engine(args.db_url or database_url_from_env())
+    try:
+        counts = night_counts(engine, night)
+        message = failure_message(engine, night)
+    finally:
+        engine.dispose()
+    print(f"night {night}: " + ", ".join(f"{k.removeprefix('n_')}={v}" for k, v in counts.items()))
+    if message:
+        print(message)
+    return 1 if message else 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.pipeline.database import database_url_from_env, make_engine
+    from lumos_ops.pipeline.keys import validate_night
+    from lumos_ops.pipeline.writer import recover_interrupted
+
+    if args.older_than <= 0:
+        raise LumosValueError(f"--older-than {args.older_than}: give a positive number of hours")
+    night = validate_night(args.night) if args.night else None
+    engine = make_engine(args.db_url or database_url_from_env())
+    try:
+        keys = recover_interrupted(engine, night=night, older_than_s=args.older_than * 3600.0)
+    finally:
+        engine.dispose()
+    for key in keys:
+        print(f"{key}: marked failed (interrupted); clear its 'process' task or rerun the night")
+    print(f"{len(keys)} exposure(s) recovered")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
