@@ -1,0 +1,266 @@
+"""Benchmark the measurement writer (``lumos_ops.pipeline.writer.write_measurements``) on real tables.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--targets 2500] [--exposures 20] [--repeats 3]
+        [--prefill 1000000]
+
+A throwaway PostgreSQL (``LocalPostgres``: fsync and synchronous_commit off, as every throwaway
+server of lumos-ops) gets every migration. One synthetic exposure with ``--targets`` galaxies is
+measured once by ``measure_exposure`` with aperture, modelfit, optimal and LUMOS (the shipped
+checkpoint; a random 5-component mixture with the same columns when none is shipped), so the
+tables have exactly the columns the pipeline writes: the classical ones (``aperture_a``,
+``background``, ``chi2``, ...), the LUMOS mixture ``alpha_k``/``mu_k``/``sigma_k`` and its
+statistics (``median``, ``mode``, ``sigma68``, ``sigma95``, ``eta``, ``truncated``,
+``likelihood``, ...), NaN where a method lacks a column. ``lumos.measurements`` is first filled
+with about ``--prefill`` rows (primary key and source index in place, analysed), then each repeat
+writes ``--exposures`` new exposures per case:
+
+* classical: the aperture/modelfit/optimal rows (a ``methods=classical`` night);
+* lumos: the LUMOS rows only;
+* mixed: all four methods in one table (the default night);
+* lumos rerun: the LUMOS exposures of this repeat written again (the DELETE finds rows).
+
+Rates are rows / wall time of ``write_measurements``; "prep" is the Python work before the first
+statement (building what is copied), "db" the rest (round trips, COPY, DELETE/INSERT, commit).
+The table shows the median over repeats (min-max in brackets). The machine may be shared: rerun
+and compare medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NIGHT = "2001-01-01"
+CLASSICAL = ("aperture", "modelfit", "optimal")
+VERSIONS = {"aperture": "aperture-1", "modelfit": "modelfit-1", "optimal": "optimal-1", "lumos": "lumos-bench"}
+_PREP_NAMES = ("_prepare_rows", "_staging_frame")  # the writer's Python preparation step (new name, old name)
+
+
+def _shipped_model() -> Path | None:
+    import lumos_ops
+
+    models = Path(lumos_ops.__file__).parent / "models"
+    for name in ("lumos-fast-v10.pt", "lumos-fast-noccd-v10.pt"):
+        if (models / name).is_file():
+            return models / name
+    found = sorted(models.glob("lumos-*.pt"))
+    return found[0] if found else None
+
+
+def _fake_lumos(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """LUMOS rows with the columns of ``LumosMethod`` when no checkpoint is shipped."""
+    rng = np.random.default_rng(seed)
+    rows = table.loc[table["method"] == "aperture"].copy()
+    n = len(rows)
+    rows["method"] = "lumos"
+    alpha = rng.dirichlet(np.ones(5), n)
+    mu = rows["flux"].to_numpy()[:, None] + rng.normal(0, 5, (n, 5))
+    sigma = rng.uniform(3, 60, (n, 5))
+    for k in range(5):
+        rows[f"alpha_{k}"], rows[f"mu_{k}"], rows[f"sigma_{k}"] = alpha[:, k], mu[:, k], sigma[:, k]
+    off = ~np.isfinite(rows["flux"].to_numpy())
+    for name in ("mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):
+        values = rng.uniform(1, 300, n)
+        values[off] = np.nan
+        rows[name] = values
+    rows["truncated"] = rng.random(n) < 0.01
+    rows["likelihood"] = True
+    return rows
+
+
+def build_tables(n_targets: int, seed: int = 1) -> dict[str, pd.DataFrame]:
+    """Tables of one exposure as ``measure_exposure`` returns them: classical, lumos and mixed."""
+    from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+    from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.measure import measure_exposure
+
+    side = int(max(512, math.ceil(math.sqrt(n_targets) * 40)))
+    shape = (side, side)
+    catalog = random_catalog(n_targets, shape=shape, margin=40, seed=seed)
+    flux = np.random.default_rng(seed).lognormal(np.log(80.0), 1.0, n_targets)
+    model = _shipped_model()
+    methods = (*CLASSICAL, "lumos") if model is not None else CLASSICAL
+    options = {"model": str(model)} if model is not None else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "exposure.fits"
+        synthetic_exposure(catalog, flux, shape=shape, seed=seed + 1).write(path)
+        mixed = measure_exposure(read_exposure(path), catalog, methods=methods, **options)
+    if model is None:
+        mixed = pd.concat([mixed, _fake_lumos(mixed, seed)], ignore_index=True)
+
+    def only(methods: tuple[str, ...]) -> pd.DataFrame:
+        rows = mixed.loc[mixed["method"].isin(methods)].reset_index(drop=True)
+        keep = [c for c in rows.columns if c in ("ref_id", "method", "x", "y", "band", "flux", "flux_err", "flag")
+                or rows[c].notna().any()]
+        return rows[keep]
+
+    return {"classical": only(CLASSICAL), "lumos": only(("lumos",)), "mixed": mixed}
+
+
+class PrepTimer:
+    """Wraps the writer's preparation function and adds up the seconds spent in it."""
+
+    def __init__(self) -> None:
+        from lumos_ops.pipeline import writer
+
+        self.seconds = 0.0
+        self.name = next((n for n in _PREP_NAMES if hasattr(writer, n)), None)
+        if self.name is None:
+            return
+        original = getattr(writer, self.name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        setattr(writer, self.name, timed)
+
+
+def _register(engine, run_id: int, first_expnum: int, count: int) -> list[int]:
+    from lumos_ops.pipeline.writer import register_exposures
+
+    rows = [{"key": f"bench/{NIGHT}/exp{e:07d}_ccd01.fits", "night": NIGHT, "expnum": e, "ccd": 1, "size": 1,
+             "checksum": f"c{e}"} for e in range(first_expnum, first_expnum + count)]
+    return register_exposures(engine, rows, run_id=run_id)
+
+
+def _meta():
+    from lumos_ops.pipeline.writer import ExposureMeta
+
+    return ExposureMeta(band="NB685", epoch=0, exptime=90.0, psf_fwhm=1.0, zero_point=25.0, mjd=None,
+                        nan_fraction=0.0)
+
+
+def prefill(engine, run_id: int, table: pd.DataFrame, n_rows: int) -> int:
+    """Fill ``lumos.measurements`` with about ``n_rows`` rows: one write, then SQL copies of it."""
+    import sqlalchemy as sa
+
+    from lumos_ops.pipeline.writer import write_measurements
+
+    count = max(1, round(n_rows / len(table)))
+    ids = _register(engine, run_id, 1_000_000, count)
+    write_measurements(engine, table, exposure_id=ids[0], run_id=run_id, meta=_meta(), model_versions=VERSIONS)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO lumos.measurements SELECT e.id, m.ref_id, m.method, m.model_version, m.run_id, m.band, m.x, "
+            "m.y, m.flux, m.flux_err, m.flag, m.mix_alpha, m.mix_mu, m.mix_sigma, m.extras "
+            "FROM lumos.measurements AS m CROSS JOIN unnest(CAST(:ids AS bigint[])) AS e(id) WHERE m.exposure_id = :first"
+        ), {"ids": ids[1:], "first": ids[0]})
+        conn.execute(sa.text("UPDATE lumos.exposures SET status = 'done', n_measurements = :n, measured_run_id = :r "
+                             "WHERE exposure_id = ANY(:ids)"), {"n": len(table), "r": run_id, "ids": ids})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE lumos.measurements"))
+        conn.execute(sa.text("VACUUM ANALYZE lumos.exposures"))
+        return int(conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar_one())
+
+
+def timed_writes(engine, run_id: int, table: pd.DataFrame, ids: list[int], timer: PrepTimer) -> dict[str, float]:
+    """Write ``table`` to each exposure of ``ids``; rows, wall and prep seconds."""
+    from lumos_ops.pipeline.writer import write_measurements
+
+    meta = _meta()
+    prep0 = timer.seconds
+    wall = 0.0
+    rows = 0
+    for eid in ids:
+        start = time.perf_counter()
+        rows += write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=meta, model_versions=VERSIONS)
+        wall += time.perf_counter() - start
+    return {"rows": rows, "wall": wall, "prep": timer.seconds - prep0, "n": len(ids)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=2500, help="catalogue targets per exposure")
+    parser.add_argument("--exposures", type=int, default=20, help="exposures written per case and repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats (the median is reported)")
+    parser.add_argument("--prefill", type=int, default=1_000_000, help="rows in lumos.measurements before timing")
+    args = parser.parse_args(argv)
+
+    import sqlalchemy as sa
+
+    from lumos_ops.pipeline.database import make_engine, upgrade
+    from lumos_ops.pipeline.local_postgres import LocalPostgres
+    from lumos_ops.pipeline.writer import ModelVersion, register_model_versions, start_run
+
+    start = time.perf_counter()
+    tables = build_tables(args.targets)
+    print(f"tables from measure_exposure ({args.targets} targets): "
+          + ", ".join(f"{k} {len(v):,} rows x {v.shape[1]} columns" for k, v in tables.items())
+          + f" [{time.perf_counter() - start:.1f} s]", flush=True)
+    timer = PrepTimer()
+    pg = LocalPostgres.start(database="bench_ingest")
+    try:
+        engine = make_engine(pg.url)
+        upgrade(engine)
+        with engine.connect() as conn:
+            server = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        run_id = start_run(engine, dag_id="bench", dag_run_id="ingest", night=NIGHT, code_version="bench",
+                           settings={})
+        register_model_versions(engine, [ModelVersion(v, m, kind="lumos" if m == "lumos" else "classical")
+                                         for m, v in VERSIONS.items()])
+        start = time.perf_counter()
+        total = prefill(engine, run_id, tables["mixed"], args.prefill)
+        print(f"PostgreSQL {server}; lumos.measurements prefilled with {total:,} rows "
+              f"[{time.perf_counter() - start:.1f} s]", flush=True)
+        cases = ("classical", "lumos", "mixed", "lumos rerun")
+        results: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
+        expnum = 0
+        # one warm-up write (imports, connection, plan caches) outside the timing
+        warm = _register(engine, run_id, 900_000, 1)
+        timed_writes(engine, run_id, tables["mixed"], warm, timer)
+        for repeat in range(args.repeats):
+            lumos_ids: list[int] = []
+            for case in cases:
+                if case == "lumos rerun":
+                    ids, table = lumos_ids, tables["lumos"]
+                else:
+                    ids, table = _register(engine, run_id, expnum, args.exposures), tables[case]
+                    expnum += args.exposures
+                    if case == "lumos":
+                        lumos_ids = ids
+                results[case].append(timed_writes(engine, run_id, table, ids, timer))
+            print(f"  repeat {repeat + 1}/{args.repeats}: "
+                  + ", ".join(f"{c} {results[c][-1]['rows'] / results[c][-1]['wall']:,.0f} rows/s" for c in cases),
+                  flush=True)
+        with engine.connect() as conn:
+            total = int(conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar_one())
+        engine.dispose()
+    finally:
+        pg.stop()
+
+    print()
+    print(f"write_measurements, {args.exposures} exposures per case, median of {args.repeats} repeats "
+          f"(table ends with {total:,} rows; prep step: writer.{timer.name})")
+    header = (f"{'case':<12} {'rows/exp':>8} {'rows/s':>9} {'(min-max)':>17} {'prep ms/exp':>11} {'db ms/exp':>9} "
+              f"{'prep rows/s':>11} {'db rows/s':>10}")
+    print(header)
+    print("-" * len(header))
+    for case in cases:
+        runs = results[case]
+        rates = [r["rows"] / r["wall"] for r in runs]
+        prep_ms = statistics.median(1e3 * r["prep"] / r["n"] for r in runs)
+        db_ms = statistics.median(1e3 * (r["wall"] - r["prep"]) / r["n"] for r in runs)
+        per_exp = runs[0]["rows"] / runs[0]["n"]
+        prep_rate = statistics.median(r["rows"] / r["prep"] if r["prep"] > 0 else math.inf for r in runs)
+        db_rate = statistics.median(r["rows"] / (r["wall"] - r["prep"]) for r in runs)
+        print(f"{case:<12} {per_exp:>8,.0f} {statistics.median(rates):>9,.0f} "
+              f"{f'({min(rates):,.0f}-{max(rates):,.0f})':>17} {prep_ms:>11.1f} {db_ms:>9.1f} "
+              f"{prep_rate:>11,.0f} {db_rate:>10,.0f}")
+    print("\nTarget: >= 50,000 rows/s for LUMOS rows. Wall time on a possibly shared machine; rerun and compare medians.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
