@@ -25,6 +25,16 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ ! -x "$(command -v pg_ctl 2>/
   fi
 fi
 
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing the Redis server (Celery broker of the CeleryExecutor test and deployments)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: redis-server not found; install Redis (Debian package redis-server) first" >&2
+    exit 1
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.lumos-installed
 want="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
