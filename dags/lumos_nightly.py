@@ -14,8 +14,10 @@ every path ends with co-adds, report and run record matching the database. Failu
 measurements: an exposure that cannot be read keeps the rows of its last successful write (stale).
 
 Settings come from ``LUMOS_*`` environment variables (``lumos_ops.pipeline.config.ENV_VARS``);
-only the schedule, queues, pool and retries are read when the file is parsed, the rest when a task
-runs. Parsing touches no network, database or model. The ``night`` param (``YYYY-MM-DD``) selects
+only ``DagSettings`` (schedule, queues, pool, retries, chunking) are read when the file is parsed,
+the rest when a task runs. A night of more than ``LUMOS_MAX_MAPPED_TASKS`` (512) exposures is
+mapped in chunks of consecutive exposures; a retried or cleared chunk measures only what is not
+done. Parsing touches no network, database or model. The ``night`` param (``YYYY-MM-DD``) selects
 the night of a manual run or backfill; without it a run processes the day before its logical date.
 """
 
@@ -27,9 +29,9 @@ import time
 from airflow.sdk import Param, dag, get_current_context, task
 
 from lumos_ops.airflow.operators import LumosSchemaOperator
-from lumos_ops.pipeline.config import PipelineSettings
+from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
-SETTINGS = PipelineSettings.from_env()
+SETTINGS = DagSettings.from_env()
 
 
 @dag(
@@ -55,9 +57,10 @@ def lumos_nightly() -> None:
     schema = LumosSchemaOperator(task_id="check_schema", conn_id=SETTINGS.db_conn_id)
 
     @task
-    def plan() -> list[dict]:
-        """The night's exposure tasks (the return value, which Airflow maps ``process`` over); the
-        night, run id and start time go to XCom keys for ``finish`` and ``night_failures``."""
+    def plan() -> list[list[dict]]:
+        """The night's exposures in at most ``max_mapped_tasks`` chunks (the return value, which
+        Airflow maps ``process`` over); the night, run id and start time go to XCom keys for
+        ``finish`` and ``night_failures``."""
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.airflow.night import resolve_night
         from lumos_ops.pipeline.night import plan_night
@@ -75,27 +78,24 @@ def lumos_nightly() -> None:
         ti.xcom_push(key="night", value=result.night)
         ti.xcom_push(key="run_id", value=result.run_id)
         ti.xcom_push(key="started", value=time.time())
-        return [t.to_dict() for t in result.tasks]
+        return [[t.to_dict() for t in chunk] for chunk in result.chunks(SETTINGS.max_mapped_tasks)]
 
-    @task(
-        map_index_template="{{ exposure_label }}",
-        queue=SETTINGS.gpu_queue if SETTINGS.night.needs_gpu else SETTINGS.cpu_queue,
-        pool=SETTINGS.gpu_pool if SETTINGS.night.needs_gpu else "default_pool",
-    )
-    def process(exposure: dict) -> dict:
+    @task(map_index_template="{{ exposure_label }}", queue=SETTINGS.process_queue, pool=SETTINGS.process_pool)
+    def process(exposures: list[dict]) -> list[dict]:
+        """Measure a chunk of exposures (one while the night has at most ``max_mapped_tasks``)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.exceptions import BadInputError
-        from lumos_ops.pipeline.night import process_exposure
-        from lumos_ops.pipeline.plan import ExposureTask
+        from lumos_ops.pipeline.night import process_chunk
+        from lumos_ops.pipeline.plan import ExposureTask, chunk_label
 
-        item = ExposureTask.from_dict(exposure)
-        get_current_context()["exposure_label"] = item.label
+        items = [ExposureTask.from_dict(e) for e in exposures]
+        get_current_context()["exposure_label"] = chunk_label(items)
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store):
             try:
-                return process_exposure(engine, store, settings.night, item).to_dict()
+                return [r.to_dict() for r in process_chunk(engine, store, settings.night, items)]
             except BadInputError as exc:
                 raise AirflowFailException(str(exc)) from exc
 
@@ -129,7 +129,7 @@ def lumos_nightly() -> None:
 
     planned = plan()
     schema >> planned
-    processed = process.expand(exposure=planned)
+    processed = process.expand(exposures=planned)
     finished = finish(planned["night"], planned["run_id"], planned["started"])
     processed >> finished
     failures = night_failures(planned["night"])

@@ -20,9 +20,9 @@ import datetime as dt
 from airflow.sdk import dag, get_current_context, task
 
 from lumos_ops.airflow.operators import LumosSchemaOperator
-from lumos_ops.pipeline.config import PipelineSettings
+from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
-SETTINGS = PipelineSettings.from_env()
+SETTINGS = DagSettings.from_env()
 
 
 @dag(

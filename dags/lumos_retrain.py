@@ -19,9 +19,9 @@ import tempfile
 from airflow.sdk import Param, dag, get_current_context, task
 
 from lumos_ops.airflow.operators import LumosSchemaOperator
-from lumos_ops.pipeline.config import PipelineSettings
+from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
-SETTINGS = PipelineSettings.from_env()
+SETTINGS = DagSettings.from_env()
 
 
 @dag(

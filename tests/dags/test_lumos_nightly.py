@@ -205,6 +205,19 @@ def test_clear_only_failed_ends_with_coadds_report_and_run_matching_the_database
                           "AND m.band = c.band AND m.method = c.method))", n=night) == 0
 
 
+def test_a_night_larger_than_max_mapped_tasks_is_mapped_in_chunks(stack):
+    engine, night = stack["engine"], "2026-11-23"
+    write_night(stack["put"], night, n_exposures=2, n_ccds=2, catalog=stack["catalog"], first_expnum=8000)
+    with env(LUMOS_MAX_MAPPED_TASKS="2"):
+        dag, errors = load_dag()
+    assert errors == {}
+    run = run_dag(dag, night=night)
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    assert rendered_map_indexes(run.run_id) == {0: "exp0008000/ccd01 +1", 1: "exp0008001/ccd01 +1"}
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id) "
+                          "WHERE e.night = :n AND e.status = 'done'", n=night) == 4 * N_SOURCES
+
+
 def test_empty_night_succeeds_with_nothing_to_do(stack):
     dag, _ = load_dag()
     run = run_dag(dag, night="2026-01-01")

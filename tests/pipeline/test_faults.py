@@ -411,3 +411,28 @@ def test_writer_role_runs_the_night_but_cannot_touch_the_registry(pg_server, eng
             conn.execute(sa.text(sql))
     writer.dispose()
     assert state(engine) == HEALTHY
+
+
+# --------------------------------------------------------------------------- chunked mapped tasks
+
+
+def test_a_retried_chunk_measures_only_what_is_not_done(engine, local_night):
+    from lumos_ops.exceptions import BadInputError, LumosError
+    from lumos_ops.pipeline.night import process_chunk
+
+    store, keys, config = local_night
+    good = store.get_bytes(keys[1])
+    store.put_bytes(keys[1], corrupt(good, "truncated"))
+    plan = plan_night(engine, store, config, night=NIGHT, dag_run_id="chunked")
+    (chunk,) = plan.chunks(1)
+    with pytest.raises(BadInputError, match=r"1 of 4 exposures failed: .*exp0005000_ccd02.*truncated"):
+        process_chunk(engine, store, config, chunk)  # input errors only: no retry would help
+    (store.root / keys[1]).unlink()
+    with pytest.raises(LumosError, match="a retry measures only the exposures not done") as info:
+        process_chunk(engine, store, config, chunk)  # a vanished object may come back: retryable
+    assert not isinstance(info.value, BadInputError)
+    store.put_bytes(keys[1], good)
+    results = process_chunk(engine, store, config, chunk)
+    assert [r.status for r in results] == ["skipped", "done", "skipped", "skipped"]
+    finish_night(engine, store, config, night=NIGHT, run_id=plan.run_id)
+    assert state(engine)["rows"] == N_ROWS and state(engine)["status"] == {"done": N_KEYS}

@@ -54,3 +54,35 @@ def test_settings_from_env_and_validation():
         NightConfig(store_url="/tmp/x", max_nan_fraction=2.0)
     with pytest.raises(LumosValueError, match="methods"):
         NightConfig(store_url="/tmp/x", methods=("Bad Name",))
+
+
+def test_dag_settings_read_only_parse_time_variables():
+    from lumos_ops.pipeline.config import DagSettings
+
+    env = {ENV_VARS["max_nan_fraction"]: "abc", ENV_VARS["threads"]: "many", ENV_VARS["methods"]: "aperture,lumos",
+           ENV_VARS["max_mapped_tasks"]: "64", ENV_VARS["gpu_pool"]: "gpus"}
+    dag = DagSettings.from_env(env)  # bad task-time values do not break parsing ...
+    assert dag.needs_gpu and (dag.process_queue, dag.process_pool, dag.max_mapped_tasks) == ("gpu", "gpus", 64)
+    with pytest.raises(LumosValueError, match="LUMOS_THREADS='many' is not a number"):
+        PipelineSettings.from_env(env)  # ... they fail the tasks that read them, naming the variable
+    with pytest.raises(LumosValueError, match="LUMOS_MAX_MAPPED_TASKS"):
+        DagSettings.from_env({ENV_VARS["max_mapped_tasks"]: "x"})
+    assert not DagSettings.from_env({}).needs_gpu and DagSettings.from_env({}).process_pool == "default_pool"
+
+
+def test_a_large_night_is_mapped_in_chunks_of_consecutive_exposures():
+    from lumos_ops.pipeline.plan import ExposureTask, NightPlan, chunk_label
+
+    tasks = tuple(ExposureTask(exposure_id=i, key=f"k{i}", night="2026-11-20", expnum=1000 + i // 8, ccd=1 + i % 8,
+                               size=1, checksum="c", run_id=1, catalog_key="cat", catalog_checksum="c")
+                  for i in range(1000))
+    plan = NightPlan(night="2026-11-20", run_id=1, tasks=tasks)
+    chunks = plan.chunks(512)
+    assert len(chunks) == 500 and {len(c) for c in chunks} == {2}
+    assert [t for c in chunks for t in c] == list(tasks)  # every exposure once, in order
+    assert [len(c) for c in plan.chunks(300)] == [4] * 250
+    assert [len(c) for c in plan.chunks(3)] == [334, 334, 332]
+    small = NightPlan(night="2026-11-20", run_id=1, tasks=tasks[:5]).chunks(512)
+    assert [len(c) for c in small] == [1] * 5 and chunk_label(small[0]) == "exp0001000/ccd01"
+    assert chunk_label(chunks[1]) == "exp0001000/ccd03 +1"
+    assert NightPlan(night="2026-11-20", run_id=1, tasks=()).chunks(512) == []

@@ -1,4 +1,8 @@
-"""Airflow operators of lumos-ops (thin: the work is in ``lumos_ops.pipeline``)."""
+"""Airflow operators of lumos-ops (thin: the work is in ``lumos_ops.pipeline``).
+
+Importing this module imports nothing heavy (the hooks, SQLAlchemy and the pipeline load when a
+task runs), so that DAG files parse fast.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
-from lumos_ops.airflow.hooks import LumosPostgresHook
-from lumos_ops.pipeline.database import check_schema, upgrade
 
 __all__ = ["LumosSchemaOperator"]
 
@@ -32,6 +33,9 @@ class LumosSchemaOperator(BaseOperator):
         self.upgrade = upgrade
 
     def execute(self, context: Any) -> int:
+        from lumos_ops.airflow.hooks import LumosPostgresHook
+        from lumos_ops.pipeline.database import check_schema, upgrade
+
         engine = LumosPostgresHook(postgres_conn_id=self.conn_id).get_lumos_engine()
         try:
             if self.upgrade:

@@ -1,8 +1,8 @@
 """Validated settings of the nightly pipeline.
 
 :class:`NightConfig` says what to do with a night (where the exposures are, which methods to run);
-:class:`PipelineSettings` adds how Airflow reaches the services (connection ids, schedule, pools and
-queues). Both are plain frozen dataclasses; :meth:`PipelineSettings.from_env` reads ``LUMOS_*``
+:class:`DagSettings` is what a DAG file needs when it is parsed (connection ids, schedules, pools,
+queues); :class:`PipelineSettings` is both, read when a task runs. Both are plain frozen dataclasses; :meth:`PipelineSettings.from_env` reads ``LUMOS_*``
 environment variables, which is how the DAG file and the Docker deployment configure them.
 Credentials are never part of these settings: they live in Airflow Connections or boto3's chain.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key
 
-__all__ = ["NightConfig", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version"]
+__all__ = ["NightConfig", "DagSettings", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version"]
 
 LUMOS_METHODS: frozenset[str] = frozenset({"lumos"})
 """Methods that run the LUMOS network (GPU workers)."""
@@ -188,18 +188,23 @@ ENV_VARS: dict[str, str] = {
     "gpu_queue": "LUMOS_GPU_QUEUE",
     "gpu_pool": "LUMOS_GPU_POOL",
     "task_retries": "LUMOS_TASK_RETRIES",
+    "max_mapped_tasks": "LUMOS_MAX_MAPPED_TASKS",
 }
-"""Environment variable read for each setting by :meth:`PipelineSettings.from_env`."""
+"""Environment variable read for each setting by :meth:`PipelineSettings.from_env` (the DAG files
+read only those of :class:`DagSettings`)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineSettings:
-    """How the ``lumos_nightly`` DAG runs.
+class DagSettings:
+    """What the DAG files read when Airflow parses them: schedules, connections, queues, pool,
+    retries and the size of mapped work.
+
+    :meth:`from_env` reads only these variables, so a bad task-time setting (say
+    ``LUMOS_MAX_NAN_FRACTION=abc``) fails the tasks that use it, with its name, instead of
+    breaking the parsing of every DAG.
 
     Parameters
     ----------
-    night : NightConfig
-        What to do with a night.
     schedule : str or None
         Cron expression or preset of the daily run (None: manual runs only).
     photoz_schedule : str or None
@@ -216,9 +221,13 @@ class PipelineSettings:
         Airflow pool limiting concurrent GPU tasks.
     task_retries : int
         Retries of the I/O tasks (bad input files fail at once, without retries).
+    needs_gpu : bool
+        Whether ``LUMOS_METHODS`` names a LUMOS method (its tasks go to the GPU queue and pool).
+    max_mapped_tasks : int
+        Most mapped ``process`` tasks of one run; a larger night is cut into chunks of consecutive
+        exposures (Airflow's ``[core] max_map_length`` is 1024 by default).
     """
 
-    night: NightConfig
     schedule: str | None = "0 10 * * *"
     photoz_schedule: str | None = "0 14 * * 0"
     retrain_schedule: str | None = "0 6 1 * *"
@@ -228,6 +237,8 @@ class PipelineSettings:
     gpu_queue: str = "gpu"
     gpu_pool: str = "lumos_gpu"
     task_retries: int = 2
+    needs_gpu: bool = False
+    max_mapped_tasks: int = 512
 
     def __post_init__(self) -> None:
         for name in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
@@ -236,6 +247,55 @@ class PipelineSettings:
                 raise LumosValueError(f"{name}={value!r}: use letters, digits, '_', '-' or '.'")
         if self.task_retries < 0:
             raise LumosValueError(f"task_retries={self.task_retries} must be >= 0")
+        if self.max_mapped_tasks < 1:
+            raise LumosValueError(f"max_mapped_tasks={self.max_mapped_tasks} must be >= 1")
+
+    @property
+    def process_queue(self) -> str:
+        """Queue of the ``process`` tasks: the GPU queue when a LUMOS method runs."""
+        return self.gpu_queue if self.needs_gpu else self.cpu_queue
+
+    @property
+    def process_pool(self) -> str:
+        """Pool of the ``process`` tasks: the GPU pool when a LUMOS method runs."""
+        return self.gpu_pool if self.needs_gpu else "default_pool"
+
+    @classmethod
+    def dag_kwargs(cls, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The parse-time fields from ``LUMOS_*`` variables (see :data:`ENV_VARS`); unset ones are left out."""
+        env = os.environ if environ is None else environ
+        get = lambda field: env.get(ENV_VARS[field]) or None  # noqa: E731
+        kwargs: dict[str, Any] = {}
+        for field in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
+            if get(field):
+                kwargs[field] = get(field)
+        for field in ("schedule", "photoz_schedule", "retrain_schedule"):
+            if get(field):
+                kwargs[field] = None if get(field).lower() == "none" else get(field)
+        for field in ("task_retries", "max_mapped_tasks"):
+            if get(field):
+                kwargs[field] = int(_number(get(field), ENV_VARS[field]))
+        if get("methods"):
+            kwargs["needs_gpu"] = any(m.strip() in LUMOS_METHODS for m in get("methods").split(","))
+        return kwargs
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DagSettings:
+        """Parse-time settings from ``LUMOS_*`` variables; unset ones keep their defaults."""
+        return cls(**cls.dag_kwargs(environ))
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings(DagSettings):
+    """How the nightly pipeline runs: :class:`DagSettings` plus what to do with a night.
+
+    Parameters
+    ----------
+    night : NightConfig, keyword-only
+        What to do with a night; ``needs_gpu`` follows its methods.
+    """
+
+    night: NightConfig = dataclasses.field(kw_only=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -261,16 +321,8 @@ class PipelineSettings:
             night_kwargs["threads"] = int(_number(get("threads"), ENV_VARS["threads"]))
         if get("max_nan_fraction"):
             night_kwargs["max_nan_fraction"] = _number(get("max_nan_fraction"), ENV_VARS["max_nan_fraction"])
-        kwargs: dict[str, Any] = {"night": NightConfig(**night_kwargs)}
-        for field in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
-            if get(field):
-                kwargs[field] = get(field)
-        for field in ("schedule", "photoz_schedule", "retrain_schedule"):
-            if get(field):
-                kwargs[field] = None if get(field).lower() == "none" else get(field)
-        if get("task_retries"):
-            kwargs["task_retries"] = int(_number(get("task_retries"), ENV_VARS["task_retries"]))
-        return cls(**kwargs)
+        night = NightConfig(**night_kwargs)
+        return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu}, night=night)
 
 
 def _number(text: str, name: str) -> float:

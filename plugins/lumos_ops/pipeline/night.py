@@ -20,7 +20,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops import __version__
-from lumos_ops.exceptions import InputFileError, LumosError
+from lumos_ops.exceptions import BadInputError, InputFileError, LumosError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
 from lumos_ops.pipeline.database import check_schema
 from lumos_ops.pipeline.keys import KeyTemplate, validate_night
@@ -53,6 +53,7 @@ __all__ = [
     "finish_night",
     "open_night_store",
     "plan_night",
+    "process_chunk",
     "process_exposure",
     "run_night",
     "Measurer",
@@ -283,6 +284,55 @@ def process_exposure(
         refresh_after_rerun(engine, store, config, task)
     return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="done", n_measurements=n,
                           downloaded=downloaded, **timings)
+
+
+def process_chunk(
+    engine: sa.Engine,
+    store: ObjectStore,
+    config: NightConfig,
+    tasks: Sequence[ExposureTask],
+    *,
+    measurer: Measurer | None = None,
+) -> list[ExposureResult]:
+    """:func:`process_exposure` for consecutive exposures of one run (one mapped Airflow task),
+    resumable: exposures already done in this run are skipped, so a retry or a cleared chunk
+    measures only what is left. Every exposure is attempted whatever fails before it.
+
+    Returns
+    -------
+    list of ExposureResult
+        One per exposure (``status`` ``done`` or ``skipped``).
+
+    Raises
+    ------
+    BadInputError
+        Every failure was an input error (retrying cannot help); the message lists them.
+    LumosError
+        At least one failure may be transient (storage, database): a retry resumes the chunk.
+    """
+    with engine.connect() as conn:
+        done = set(conn.execute(sa.text(
+            "SELECT exposure_id FROM lumos.exposures WHERE exposure_id = ANY(:ids) AND status = 'done' AND run_id = :r"
+        ), {"ids": [t.exposure_id for t in tasks], "r": tasks[0].run_id if tasks else 0}).scalars())
+    results: list[ExposureResult] = []
+    failures: list[tuple[ExposureTask, Exception]] = []
+    for task in tasks:
+        if task.exposure_id in done:
+            log.info("exposure %s: already done in run %d, skipped", task.label, task.run_id)
+            results.append(ExposureResult(exposure_id=task.exposure_id, key=task.key, status="skipped"))
+            continue
+        try:
+            results.append(process_exposure(engine, store, config, task, measurer=measurer))
+        except Exception as exc:  # noqa: BLE001 - recorded by process_exposure; the chunk goes on
+            failures.append((task, exc))
+    if failures:
+        lines = "; ".join(str(exc) if str(exc).startswith(task.key) else f"{task.key}: {exc}"
+                          for task, exc in failures)
+        message = f"{len(failures)} of {len(tasks)} exposures failed: {lines}"
+        if all(isinstance(exc, BadInputError) for _, exc in failures):
+            raise BadInputError(message)
+        raise LumosError(message + " (a retry measures only the exposures not done)")
+    return results
 
 
 def refresh_after_rerun(engine: sa.Engine, store: ObjectStore, config: NightConfig, task: ExposureTask) -> None:

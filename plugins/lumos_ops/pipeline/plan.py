@@ -7,10 +7,12 @@ row ids and numbers, never arrays. The same objects drive ``lumos night run --no
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["ExposureTask", "NightPlan", "ExposureResult", "CoaddSummary", "NightReport"]
+from lumos_ops.exceptions import LumosValueError
+
+__all__ = ["ExposureTask", "NightPlan", "ExposureResult", "CoaddSummary", "NightReport", "chunk_label"]
 
 _T = TypeVar("_T")
 
@@ -96,6 +98,21 @@ class NightPlan:
         return cls(night=data["night"], run_id=int(data["run_id"]),
                    tasks=tuple(ExposureTask.from_dict(t) for t in data["tasks"]),
                    skipped_keys=tuple(data.get("skipped_keys", ())))
+
+    def chunks(self, max_chunks: int) -> list[tuple[ExposureTask, ...]]:
+        """The tasks cut into at most ``max_chunks`` runs of ``ceil(n / max_chunks)`` consecutive
+        exposures (the last may be shorter): one exposure per chunk while the night has at most
+        ``max_chunks``."""
+        if max_chunks < 1:
+            raise LumosValueError(f"max_chunks={max_chunks} must be >= 1")
+        size = -(-len(self.tasks) // max_chunks)
+        return [self.tasks[i:i + size] for i in range(0, len(self.tasks), size)] if size else []
+
+
+def chunk_label(tasks: Sequence[ExposureTask]) -> str:
+    """Airflow map-index label of a chunk: ``exp0001234/ccd03``, or ``exp0001234/ccd03 +2`` for
+    three exposures starting there."""
+    return tasks[0].label + (f" +{len(tasks) - 1}" if len(tasks) > 1 else "")
 
 
 @dataclasses.dataclass(frozen=True)
