@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -35,7 +39,7 @@ def test_compose_services_executor_and_queues_agree_with_settings():
     assert _queues(services["airflow-worker"]["command"]) == settings.cpu_queue == PipelineSettings.__dataclass_fields__["cpu_queue"].default
     assert _queues(services["airflow-worker-gpu"]["command"]) == settings.gpu_queue == "gpu"
     assert "nvidia" in json.dumps(services["airflow-worker-gpu"]["deploy"])
-    assert env["AIRFLOW__CELERY__DEFAULT_QUEUE"] == settings.cpu_queue
+    assert env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == settings.cpu_queue
     assert f"airflow pools set {settings.gpu_pool} " in services["airflow-init"]["command"][0]
     for service in SERVICES - {"postgres", "minio", "redis"}:
         assert services[service]["environment"]["LUMOS_GPU_QUEUE"] == settings.gpu_queue
@@ -53,6 +57,49 @@ def test_compose_environment_names_the_code_reads():
     assert s3["conn_type"] == "aws" and s3["extra"]["endpoint_url"] == "http://minio:9000"
     bucket = settings.night.store_url.removeprefix("s3://").split("/")[0]
     assert f"local/{bucket}" in _compose()["services"]["minio-init"]["command"][0]
+
+
+def test_compose_celery_deployment_is_the_one_the_executor_test_runs():
+    """tests/dags/test_celery_executor.py runs these settings and worker commands end to end; what it
+    replaces (container hostnames) must be what this file says."""
+    services = _compose()["services"]
+    env = services["airflow-scheduler"]["environment"]
+    settings = PipelineSettings.from_env({k: str(v) for k, v in env.items()})
+    # tasks without a queue of their own go to the CPU workers, not to a queue nobody serves
+    assert env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == settings.cpu_queue
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    # Celery's result backend is the metadata database (CeleryExecutor cannot use SQLite)
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert metadata.startswith("postgresql+psycopg2://") and metadata.endswith("@postgres:5432/airflow")
+    plain = lambda url: re.sub(r"\$\{(\w+):\?[^}]*\}", r"${\1}", url)  # noqa: E731 - ${X:?msg} -> ${X}
+    assert plain(env["AIRFLOW__CELERY__RESULT_BACKEND"]) == "db+" + plain(metadata).replace("+psycopg2", "")
+    workers = {name: shlex.split(service["command"]) for name, service in services.items()
+               if isinstance(service.get("command"), str) and service["command"].startswith("celery worker")}
+    assert {name: _queues(" ".join(argv)) for name, argv in workers.items()} == {
+        "airflow-worker": settings.cpu_queue, "airflow-worker-gpu": settings.gpu_queue}
+    for name, argv in workers.items():
+        assert int(argv[argv.index("--concurrency") + 1]) >= 1, name
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+    assert services["airflow-worker-gpu"]["environment"] == services["airflow-worker"]["environment"]
+
+
+def test_compose_airflow_settings_exist_in_airflow(tmp_path):
+    """Every ``AIRFLOW__SECTION__KEY`` of the compose file is an option of the pinned Airflow and its
+    providers (a misspelt one is silently ignored: ``[celery] default_queue`` does not exist, the
+    default queue is ``[operators] default_queue``)."""
+    names = {key for service in _compose()["services"].values() for key in (service.get("environment") or {})
+             if key.startswith("AIRFLOW__")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    script = ("import json; from airflow.configuration import conf; conf.load_providers_configuration(); "
+              "print(json.dumps({s: sorted(v['options']) for s, v in conf.configuration_description.items()}))")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                            check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = json.loads(result.stdout.strip().splitlines()[-1])
+    unknown = sorted(name for name in names
+                     if name.split("__")[2].lower() not in options.get(name.split("__")[1].lower(), []))
+    assert names and not unknown, unknown
 
 
 def test_no_credentials_in_deployment_files():
