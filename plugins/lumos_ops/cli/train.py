@@ -159,9 +159,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--split", default="all", help="split of the set to use (default 'all': a held-out set)")
     v.add_argument("--max-stamps", type=int, help="use at most N stamps")
     v.add_argument("--min-stamps", type=int, default=10_000,
-                   help="refuse fewer stamps (default 10000, the issue's minimum for evidence)")
+                   help="refuse fewer stamps (default 10000, the minimum accepted as evidence)")
     v.add_argument("--binning", default="i_auto", choices=("i_auto", "band_mag"),
-                   help="magnitude of the targets' bins (default i_auto, as in the issue; the report holds both)")
+                   help="magnitude of the targets' bins (default i_auto, as in the paper's Fig. 7; the report holds both)")
     v.add_argument("--estimator", default="median", choices=("median", "mean", "mode"),
                    help="PDF point estimate scored as LUMOS (default median: zero-median relative error per "
                         "i_auto bin for calibrated PDFs; the report holds all three)")

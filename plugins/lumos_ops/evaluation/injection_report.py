@@ -6,7 +6,7 @@ likelihoods, :func:`~lumos_ops.lumos.coadd.coadd_likelihoods`; classical: eq. 21
 the co-add's true SNR; the width of the pair statistic D (eq. 19) of two placements; for LUMOS the
 PIT of its likelihood made a posterior with the (cross-fitted) injected population as prior; and
 the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin. :func:`targets` checks
-the likelihood issue's acceptance numbers.
+the acceptance targets of likelihood photometry (docs/likelihood.md).
 """
 
 from __future__ import annotations

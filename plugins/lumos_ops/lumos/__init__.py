@@ -17,7 +17,7 @@ Submodules (import the one you need; importing this package does not import torc
   ``"lumos"`` photometry method;
 * :mod:`~lumos_ops.lumos.validate` -- the validation report (``lumos validate``), with
   :mod:`~lumos_ops.lumos.prior` (pixel-free i_auto baseline), :mod:`~lumos_ops.lumos.deblend`
-  (Figs. 8-9 test) and :mod:`~lumos_ops.lumos.targets` (the issue's targets table).
+  (Figs. 8-9 test) and :mod:`~lumos_ops.lumos.targets` (the acceptance targets table).
 """
 
 __all__: list[str] = []

@@ -3,7 +3,7 @@
 LUMOS beats the optimal weighted sum (paper §3.3) only by what it knows beyond that sum's
 likelihood: the flux distribution of each band (its prior) and whatever the pixels hold that a
 linear sum misses. This module builds the estimator that knows the first exactly and nothing of
-the second, so that the issue's sigma68 ratios can be read against what the information in the
+the second, so that the sigma68 ratios of the targets can be read against what the information in the
 stamps allows:
 
 * likelihood: ``N(f_opt | f, s * sigma_opt)``, with ``f_opt`` and ``sigma_opt`` the optimal

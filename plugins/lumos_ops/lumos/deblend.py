@@ -28,7 +28,7 @@ __all__ = ["make_deblend_set", "bias_by_distance", "excess_by_distance", "rescal
            "TARGET_FLUX_FIELDS"]
 
 DISTANCE_EDGES: tuple[float, ...] = tuple(2.5 * k for k in range(9))
-"""Default neighbour-distance bin edges (pixels): 0, 2.5, ..., 20, so that the issue's 5 px is an edge."""
+"""Default neighbour-distance bin edges (pixels): 0, 2.5, ..., 20, so that the 5 px of the paper's Fig. 9 is an edge."""
 
 
 TARGET_FLUX_FIELDS = ("flux_source", "flux_population", "flux_count_slope", "population_i_range", "flux_range")

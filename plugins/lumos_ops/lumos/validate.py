@@ -13,10 +13,10 @@
   (:mod:`lumos_ops.lumos.deblend`), and, when the test set has neighbours, with vs without;
 * the width sigma68 of the D statistic (eq. 19) of repeated observations of the same galaxy in the
   survey exposures, in equally populated i_auto bins (Fig. 12);
-* the issue's targets table (:mod:`lumos_ops.lumos.targets`).
+* the acceptance targets table (:mod:`lumos_ops.lumos.targets`).
 
 Which fluxes the test stamps carry is stated in the report (``test_set_fluxes``). The bins of the
-targets are in i_auto, as in the issue and the paper's Fig. 7. The report also bins the same
+targets are in i_auto, as in the paper's Fig. 7. The report also bins the same
 stamps in the AB magnitude of the true band flux (``methods_by_band_mag``): with the paper's
 independent per-band draws the flux does not depend on i_auto, and binning by the truth shows how
 far a posterior estimate is pulled towards the training flux distribution at low SNR, which
@@ -44,7 +44,7 @@ __all__ = ["ValidateConfig", "validate", "lumos_on_training_set", "d_width_by_ma
 
 _BASELINE_MIN_SIZE = 93
 MIN_STAMPS = 10_000
-"""Smallest number of evaluation stamps the issue accepts as evidence."""
+"""Smallest number of evaluation stamps accepted as evidence."""
 _BINNINGS = ("i_auto", "band_mag")
 ESTIMATORS = {"median": "median", "mean": "mean", "mode": "mode"}
 """Point estimates of the PDF that ``lumos validate`` can score, and their column in the LUMOS table."""
@@ -69,9 +69,9 @@ class ValidateConfig:
     max_stamps : int or None
         Use the first N stamps of the split.
     min_stamps : int
-        Refuse fewer stamps than this (default :data:`MIN_STAMPS`, the issue's minimum).
+        Refuse fewer stamps than this (default :data:`MIN_STAMPS`).
     binning : str
-        Magnitude of the bins of the targets: ``"i_auto"`` (the issue's, default) or
+        Magnitude of the bins of the targets: ``"i_auto"`` (default, as in the paper's Fig. 7) or
         ``"band_mag"`` (AB magnitude of the true band flux); the report also holds the other.
     estimator : str
         Point estimate of the PDF scored as ``"lumos"`` in the targets and the deblending test:
@@ -488,7 +488,7 @@ def validate(
     Returns
     -------
     dict
-        The JSON report; ``report["targets"]`` is the issue's targets table.
+        The JSON report; ``report["targets"]`` is the acceptance targets table.
     """
     import matplotlib
 
@@ -511,7 +511,7 @@ def validate(
         raise LumosValueError(f"{test_set}: no stamps in split {config.split!r}")
     if ids.size < config.min_stamps:
         raise LumosValueError(
-            f"{test_set}: {ids.size} stamps in split {config.split!r}, the issue's evidence needs >= {config.min_stamps}; "
+            f"{test_set}: {ids.size} stamps in split {config.split!r}, evidence needs >= {config.min_stamps}; "
             "generate more (lumos simulate training-set --n-stamps ...) or lower --min-stamps"
         )
     meta = ts.meta.iloc[ids].reset_index(drop=True)
