@@ -14,6 +14,7 @@ the report agree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -183,6 +184,84 @@ def _validate(exposure: Any, task: ExposureTask, config: NightConfig) -> None:
             )
 
 
+@dataclasses.dataclass
+class MeasuredExposure:
+    """One CCD image measured, not yet written: the measurement table, its header values, timings (s)."""
+
+    task: ExposureTask
+    table: pd.DataFrame | None = None
+    meta: ExposureMeta | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    downloaded: bool = False
+
+
+class MeasureError(LumosError):
+    """:func:`measure_task` failed; the message names the object key, ``original`` is the error
+    (re-raised with that message when it is a LumosError), with the timings and band known so far."""
+
+    def __init__(self, message: str, *, original: BaseException, timings: dict[str, float],
+                 band: str | None) -> None:
+        super().__init__(message)
+        self.original = original
+        self.timings = timings
+        self.band = band
+
+
+def _message(exc: BaseException, task: ExposureTask, path: Path | None) -> str:
+    message = str(exc) if isinstance(exc, LumosError) else f"{type(exc).__name__}: {exc}"
+    if path is not None:
+        message = message.replace(str(path), task.key)
+    return message if message.startswith(task.key) else f"{task.key}: {message}"
+
+
+def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
+                 measurer: Measurer | None = None) -> MeasuredExposure:
+    """Download (through the checksum-named cache), validate and measure one CCD image.
+
+    Raises
+    ------
+    MeasureError
+        Anything failed; its message names the object key and its ``original`` is the error
+        (a LumosError re-created with that message, so callers keep its kind).
+    """
+    from lumos_ops.io.exposure import read_exposure
+
+    measure = measurer or _default_measurer()
+    measured = MeasuredExposure(task=task)
+    cache = DownloadCache(config.resolved_cache_dir())
+    path = exposure = None
+    try:
+        start = time.perf_counter()
+        path, info, measured.downloaded = cache.fetch(store, task.key)
+        if info.checksum != task.checksum:
+            log.info("%s changed since it was registered (checksum %s -> %s): measuring the current version",
+                     task.key, task.checksum, info.checksum)
+        catalog_path, catalog_info, _ = cache.fetch(store, task.catalog_key)
+        measured.timings["download_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        exposure = read_exposure(path, label=task.key)
+        _validate(exposure, task, config)
+        catalog = _catalog(str(catalog_path), catalog_info.checksum)
+        options = dict(config.measure_options)
+        if config.model_key is not None and config.needs_gpu:
+            options["model"] = str(cache.fetch(store, config.model_key)[0])
+        with torch_threads(config.threads):
+            measured.table = measure(exposure, catalog, methods=config.methods, **options)
+        measured.timings["measure_s"] = time.perf_counter() - start
+        measured.meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,
+                                     psf_fwhm=exposure.psf_fwhm, zero_point=exposure.zero_point, mjd=exposure.mjd,
+                                     nan_fraction=exposure.nan_fraction, checksum=info.checksum, size_bytes=info.size)
+    except Exception as exc:
+        message = _message(exc, task, path)
+        original: BaseException = exc
+        if isinstance(exc, LumosError) and str(exc) != message:
+            original = type(exc)(message)
+            original.__cause__ = exc
+        raise MeasureError(message, original=original, timings=measured.timings,
+                           band=exposure.band if exposure is not None else None) from exc
+    return measured
+
+
 def _record_failure(engine: sa.Engine, task: ExposureTask, message: str, timings: dict[str, float],
                     band: str | None, *, attempts: int = 3, wait_s: float = 2.0) -> None:
     """:func:`mark_failed`, retried while the database is unreachable; when it stays unreachable the
@@ -232,52 +311,25 @@ def process_exposure(
     ExposureResult
         ``status="done"``, the number of rows written and the timings (s).
     """
-    from lumos_ops.io.exposure import read_exposure
-
-    measure = measurer or _default_measurer()
     mark_running(engine, task.exposure_id, run_id=task.run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
-    timings: dict[str, float] = {}
-    exposure = None
-    path = None
-    cache = DownloadCache(config.resolved_cache_dir())
+    measured = MeasuredExposure(task=task)
     try:
+        measured = measure_task(store, config, task, measurer=measurer)
         start = time.perf_counter()
-        path, info, downloaded = cache.fetch(store, task.key)
-        if info.checksum != task.checksum:
-            log.info("%s changed since it was registered (checksum %s -> %s): measuring the current version",
-                     task.key, task.checksum, info.checksum)
-        catalog_path, catalog_info, _ = cache.fetch(store, task.catalog_key)
-        timings["download_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        exposure = read_exposure(path, label=task.key)
-        _validate(exposure, task, config)
-        catalog = _catalog(str(catalog_path), catalog_info.checksum)
-        options = dict(config.measure_options)
-        if config.model_key is not None and config.needs_gpu:
-            options["model"] = str(cache.fetch(store, config.model_key)[0])
-        with torch_threads(config.threads):
-            table = measure(exposure, catalog, methods=config.methods, **options)
-        timings["measure_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,
-                            psf_fwhm=exposure.psf_fwhm, zero_point=exposure.zero_point, mjd=exposure.mjd,
-                            nan_fraction=exposure.nan_fraction, checksum=info.checksum, size_bytes=info.size)
-        n = write_measurements(engine, table, exposure_id=task.exposure_id, run_id=task.run_id, meta=meta,
-                               model_versions={m: config.model_version(m) for m in config.methods},
-                               timings=timings)
-        timings["write_s"] = time.perf_counter() - start
+        n = write_measurements(engine, measured.table, exposure_id=task.exposure_id, run_id=task.run_id,
+                               meta=measured.meta, model_versions={m: config.model_version(m) for m in config.methods},
+                               timings=measured.timings)
+        measured.timings["write_s"] = time.perf_counter() - start
+    except MeasureError as exc:
+        _record_failure(engine, task, str(exc), exc.timings, exc.band)
+        log.error("exposure %s failed: %s", task.label, exc)
+        raise exc.original from exc.original.__cause__
     except Exception as exc:
-        band = exposure.band if exposure is not None else None
-        message = str(exc) if isinstance(exc, LumosError) else f"{type(exc).__name__}: {exc}"
-        if path is not None:
-            message = message.replace(str(path), task.key)
-        if not message.startswith(task.key):
-            message = f"{task.key}: {message}"
-        _record_failure(engine, task, message, timings, band)
+        message = _message(exc, task, None)
+        _record_failure(engine, task, message, measured.timings, measured.meta.band if measured.meta else None)
         log.error("exposure %s failed: %s", task.label, message)
-        if isinstance(exc, LumosError) and str(exc) != message:
-            raise type(exc)(message) from exc
         raise
+    timings, downloaded = measured.timings, measured.downloaded
     log.info("exposure %s: %d measurements (download %.2f s, measure %.2f s, write %.2f s)", task.label, n,
              timings["download_s"], timings["measure_s"], timings["write_s"])
     if _run_closed(engine, task.run_id):
