@@ -9,11 +9,11 @@
 4. transfer-learn the last layer of the current model with eq. (12): pairs of exposures of the same
    galaxy in the same band (eq. 11, §4.3) plus the supervised simulation term (§4.4);
 5. upload the checkpoint to ``<prefix>/<version>.pt`` and register ``<version>`` in
-   ``lumos.model_versions`` with ``status = "candidate"``, the width of the D statistic (eq. 19)
-   before and after, and the object key.
+   ``lumos.model_versions`` as a *candidate* (status column), with its object key, and in the
+   metadata the width of the D statistic (eq. 19) before and after.
 
-Nothing is promoted automatically: a candidate runs nightly once an operator sets
-``LUMOS_MODEL_KEY=<object key>`` and ``LUMOS_MODEL_VERSIONS=lumos=<version>`` (``docs/pipeline.md``).
+Nothing is promoted automatically: the candidate runs nightly once its injection report passes the
+registry's gates (``lumos model attach-report``, ``lumos model promote``; ``docs/registry.md``).
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from lumos_ops.exceptions import LumosValueError
+from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.lumos.transfer import TransferConfig
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.keys import validate_key
+from lumos_ops.pipeline.registry import production_version, register_candidate
 from lumos_ops.pipeline.storage import DownloadCache, ObjectStore
-from lumos_ops.pipeline.writer import ModelVersion, register_model_versions
 
 __all__ = ["RetrainConfig", "RetrainResult", "retrain_candidate", "select_training_exposures"]
 
@@ -48,7 +49,9 @@ class RetrainConfig:
     nights : int
         Look-back window: exposures of the ``nights`` nights up to and including ``until``.
     base_model : str or None
-        Checkpoint path or shipped-model name to start from (None: the shipped default).
+        Checkpoint path or shipped-model name to start from (None: the registry's production LUMOS
+        version, fetched from the object store and checked against its SHA-256; the shipped
+        default when there is none).
     candidate_prefix : str
         Object-store prefix of the candidate checkpoints.
     n_sim : int
@@ -162,7 +165,11 @@ def retrain_candidate(
     cache = DownloadCache(night_config.resolved_cache_dir())
     paths = [str(cache.fetch(store, key)[0]) for key in keys]
     catalog = read_catalog(cache.fetch(store, night_config.catalog_key)[0])
-    base = load_checkpoint(config.base_model, device="cpu")
+    base_model, base_name, base_sha = _base_model(engine, store, cache, config)
+    base = load_checkpoint(base_model, device="cpu")
+    if base_sha and base.sha256 != base_sha:
+        raise ModelError(f"{base_name}: the checkpoint's SHA-256 {base.sha256[:12]}... is not the registered "
+                         f"{base_sha[:12]}...; the object store holds other weights than the registry names")
     work = Path(work_dir)
     sim_dir = work / "teahupoo"
     generate_training_set(
@@ -173,7 +180,7 @@ def retrain_candidate(
     )
     options = dataclasses.replace(config.transfer, max_sim=min(config.transfer.max_sim, config.n_sim))
     metrics = transfer(base.path, paths, catalog, sim_dir, work / "model", options)
-    base_name = Path(base.path).stem
+    base_name = re.sub(r"(-ft\d{8}(\.\d+)?)+$", "", base_name or Path(base.path).stem)
     version = _free_version(engine, f"{base_name}-ft{until:%Y%m%d}")
     key = f"{config.candidate_prefix.rstrip('/')}/{version}.pt"
     store.put_file(key, work / "model" / "model.pt")
@@ -182,14 +189,42 @@ def retrain_candidate(
         n_pairs=metrics["n_pairs"], n_sim=metrics["n_sim"], d_sigma68_before=metrics["d_sigma68_before"],
         d_sigma68_after=metrics["d_sigma68_after"],
     )
-    register_model_versions(engine, [ModelVersion(
-        model_version=version, method="lumos", kind="lumos", checksum=result.sha256,
+    # metadata.status is kept for readers of the pre-V005 registry; the status column decides.
+    register_candidate(
+        engine, model_version=version, method="lumos", kind="lumos", checksum=result.sha256, object_key=key,
         metadata={"status": "candidate", "base_model": base.path, "base_sha256": base.sha256,
                   "until": until.isoformat(), "nights": config.nights, **result.to_dict()},
-    )], overwrite=False)
+    )
     log.info("candidate %s: %d pairs from %d exposures, D width %.3f -> %.3f, stored at %s", version,
              result.n_pairs, result.n_exposures, result.d_sigma68_before, result.d_sigma68_after, key)
     return result
+
+
+def _base_model(engine: sa.Engine, store: ObjectStore, cache: DownloadCache,
+                config: RetrainConfig) -> tuple[str | None, str | None, str | None]:
+    """Checkpoint to start from (path or shipped name), its registered version and SHA-256.
+
+    ``config.base_model`` when given; else the production LUMOS version of the registry (its
+    object key fetched through the cache, or the shipped checkpoint of that name); else the
+    shipped default (``None``).
+    """
+    from lumos_ops.lumos.checkpoint import SHIPPED_MODELS
+
+    if config.base_model is not None:
+        return config.base_model, None, None
+    entry = production_version(engine, "lumos")
+    if entry is None:
+        return None, None, None
+    if entry.object_key:
+        model = str(cache.fetch(store, entry.object_key)[0])
+    else:
+        model = next((name for name, filename in SHIPPED_MODELS.items()
+                      if Path(filename).stem == entry.model_version), None)
+        if model is None:
+            raise ModelError(f"the production LUMOS version {entry.model_version} has no object key and is not "
+                             "a shipped checkpoint: give RetrainConfig.base_model")
+    log.info("retraining from the production version %s (%s)", entry.model_version, entry.object_key or model)
+    return model, entry.model_version, entry.checksum
 
 
 def _free_version(engine: sa.Engine, version: str) -> str:
