@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,8 +66,9 @@ def compose_deployment() -> dict:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     env = {k: str(v) for k, v in services["airflow-scheduler"]["environment"].items()}
     workers = {}
-    for name, service in services.items():
-        argv = shlex.split(service.get("command") or "") if isinstance(service.get("command"), str) else []
+    for service in services.values():
+        command = service.get("command")
+        argv = shlex.split(command) if isinstance(command, str) else []
         if argv[:2] == ["celery", "worker"]:
             queues = argv[argv.index("--queues") + 1]
             workers[queues] = argv
@@ -106,10 +108,12 @@ class Processes:
         if dead:
             raise AssertionError(f"services exited: {dead}\n{self.tails()}")
 
-    def tails(self, lines: int = 40) -> str:
+    def tails(self, lines: int = 25) -> str:
+        """The end of every service's log (without the API server's access lines)."""
         out = []
         for name in self.procs:
             text = self.log(name).read_text(errors="replace").splitlines() if self.log(name).exists() else []
+            text = [line for line in text if "[http.access]" not in line]
             out.append(f"----- {name} (last {lines} lines of {self.log(name)}) -----")
             out.extend(text[-lines:])
         return "\n".join(out)
@@ -143,13 +147,21 @@ def wait_for(what: str, check, *, timeout_s: float, procs: Processes, interval_s
         time.sleep(interval_s)
 
 
-def airflow_cli(env: dict[str, str], *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False, cwd=env["AIRFLOW_HOME"])
-
-
-def _ok(result: subprocess.CompletedProcess, what: str) -> None:
-    assert result.returncode == 0, f"{what}: exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+def airflow_cli(env: dict[str, str], *commands: list[str], timeout_s: float = 300) -> None:
+    """Run ``airflow`` CLI commands at the same time (each takes seconds to import Airflow); all must succeed."""
+    running = [(args, subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, cwd=env["AIRFLOW_HOME"]))
+               for args in commands]
+    failed = []
+    for args, proc in running:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            failed.append(f"airflow {shlex.join(args)}: exit {proc.returncode}\n{out[-3000:]}\n{err[-3000:]}")
+    assert not failed, "\n".join(failed)
 
 
 def _healthy(url: str) -> bool:
@@ -178,7 +190,7 @@ def celery_run(postgres, s3_server):
     started = time.monotonic()
 
     with contextlib.ExitStack() as stack:
-        stack.callback(lambda: subprocess.run(["rm", "-rf", str(root)], check=False))
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
         # photometry: a database on the DAG tests' server, images and catalogue in moto's S3
         photometry_url = postgres.create_database("celery_night")
         photometry = make_engine(photometry_url)
@@ -247,7 +259,7 @@ def celery_run(postgres, s3_server):
         stack.callback(procs.stop)
         procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
                               "--appendonly", "no", "--dir", str(root), "--protected-mode", "yes"])
-        _ok(airflow_cli(env, "db", "migrate"), "airflow db migrate")
+        airflow_cli(env, ["db", "migrate"])
         migrated_s = time.monotonic() - started
 
         airflow = [sys.executable, "-m", "airflow"]
@@ -260,7 +272,7 @@ def celery_run(postgres, s3_server):
             procs.start(name, [*airflow, *argv, "--celery-hostname", f"{name}@%h"],
                         extra_env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
         pool_name, pool_slots = deployment["gpu_pool"]
-        _ok(airflow_cli(env, "pools", "set", pool_name, pool_slots, "GPU workers (LUMOS inference)"), "pools set")
+        airflow_cli(env, ["pools", "set", pool_name, pool_slots, "GPU workers (LUMOS inference)"])
 
         def dag_parsed():
             with meta.connect() as conn:
@@ -270,9 +282,9 @@ def celery_run(postgres, s3_server):
         wait_for(f"the DAG processor to serialize {DAG_ID}", dag_parsed, timeout_s=180, procs=procs)
         wait_for("the API server", lambda: _healthy(f"http://127.0.0.1:{api_port}/execution/health"),
                  timeout_s=120, procs=procs)
-        _ok(airflow_cli(env, "dags", "unpause", DAG_ID), "dags unpause")
-        _ok(airflow_cli(env, "dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--conf", json.dumps({"night": NIGHT})),
-            "dags trigger")
+        # DAGs start paused: a run triggered while paused waits for the unpause, so both at once
+        airflow_cli(env, ["dags", "unpause", DAG_ID],
+                    ["dags", "trigger", DAG_ID, "--run-id", RUN_ID, "--conf", json.dumps({"night": NIGHT})])
         triggered_s = time.monotonic() - started
 
         def run_state():
@@ -302,12 +314,21 @@ def celery_run(postgres, s3_server):
 
 
 def _failure_context(run: dict) -> str:
-    task_logs = []
-    for path in sorted(run["task_logs"].rglob("*.log")):
-        if "dag_id=" in str(path):
-            task_logs.append(f"----- {path.relative_to(run['task_logs'])} -----")
-            task_logs.extend(path.read_text(errors="replace").splitlines()[-15:])
-    return "\n".join([json.dumps(run["tis"], default=str, indent=1), run["procs"].tails(), *task_logs])
+    """Task instances, the log of each task that did not succeed, and every service's log tail."""
+    out = ["task instances:"]
+    for ti in run["tis"]:
+        out.append(f"  {ti['task_id']}[{ti['map_index']}] {ti['state']} queue={ti['queue']} pool={ti['pool']} "
+                   f"celery_id={ti['external_executor_id']}")
+    for ti in run["tis"]:
+        if ti["state"] in ("success", "skipped"):
+            continue
+        pattern = f"dag_id={DAG_ID}/run_id={RUN_ID}/task_id={ti['task_id']}/" + (
+            f"map_index={ti['map_index']}/" if ti["map_index"] >= 0 else "")
+        for path in sorted(run["task_logs"].glob(pattern + "attempt=*.log")):
+            out.append(f"----- task log {path.relative_to(run['task_logs'])} (last 30 lines) -----")
+            out.extend(path.read_text(errors="replace").splitlines()[-30:])
+    out.append(run["procs"].tails())
+    return "\n".join(out)
 
 
 def _count(engine, sql: str, **params) -> int:
