@@ -49,6 +49,8 @@ SETTINGS = DagSettings.from_env()
         "retry_delay": dt.timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "queue": SETTINGS.cpu_queue,
+        "priority_weight": 10,
+        "weight_rule": "absolute",
     },
     tags=["lumos", "photometry"],
     doc_md=__doc__,

@@ -17,7 +17,7 @@ from typing import Any
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key
 
-__all__ = ["NightConfig", "DagSettings", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version"]
+__all__ = ["NightConfig", "DagSettings", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version", "parse_model_versions"]
 
 LUMOS_METHODS: frozenset[str] = frozenset({"lumos"})
 """Methods that run the LUMOS network (GPU workers)."""
@@ -30,7 +30,8 @@ def default_model_version(method: str) -> str:
     return f"{method}-1"
 
 
-def _parse_mapping(text: str, *, name: str) -> dict[str, str]:
+def parse_model_versions(text: str, *, name: str) -> dict[str, str]:
+    """``{method: version}`` from ``"method=version,method=version"``; ``name`` is quoted in errors."""
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
@@ -316,7 +317,7 @@ class PipelineSettings(DagSettings):
         if get("methods"):
             night_kwargs["methods"] = tuple(m.strip() for m in get("methods").split(",") if m.strip())
         if get("model_versions"):
-            night_kwargs["model_versions"] = _parse_mapping(get("model_versions"), name=ENV_VARS["model_versions"])
+            night_kwargs["model_versions"] = parse_model_versions(get("model_versions"), name=ENV_VARS["model_versions"])
         if get("threads"):
             night_kwargs["threads"] = int(_number(get("threads"), ENV_VARS["threads"]))
         if get("max_nan_fraction"):

@@ -96,6 +96,11 @@ def plan_night(
 ) -> NightPlan:
     """Discover the night's exposures, load the catalogue and register everything in the database.
 
+    The model versions the run uses are resolved here (``lumos_ops.pipeline.registry.production_config``:
+    an explicitly configured version or checkpoint, else the registry's production version, else
+    the shipped default) and recorded in the run's settings; every later task of the run uses those
+    (``pinned_config``), so a promotion during a night never mixes versions within it.
+
     Parameters
     ----------
     night : str
@@ -118,8 +123,11 @@ def plan_night(
     """
     from lumos_ops.io.catalog import read_catalog
 
+    from lumos_ops.pipeline.registry import production_config
+
     night = validate_night(night)
     check_schema(engine)
+    config = production_config(engine, config)
     template = KeyTemplate(config.key_template)
     run_id = start_run(engine, dag_id=dag_id, dag_run_id=dag_run_id, night=night, code_version=code_version(),
                        settings=config.to_dict())
@@ -296,7 +304,7 @@ def process_exposure(
 
     On any error the attempt is recorded as failed with the message and the error is raised again,
     so the caller (an Airflow mapped task) fails too; measurements of an earlier successful write
-    of this exposure are kept. When the night was already reported (this exposure is a rerun after
+    of this exposure are kept. The model versions are those the run's plan resolved. When the night was already reported (this exposure is a rerun after
     the run closed), the co-adds of its sources and the night's report are refreshed.
 
     Parameters
@@ -311,6 +319,9 @@ def process_exposure(
     ExposureResult
         ``status="done"``, the number of rows written and the timings (s).
     """
+    from lumos_ops.pipeline.registry import pinned_config
+
+    config = pinned_config(engine, config, task.run_id)
     mark_running(engine, task.exposure_id, run_id=task.run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
     measured = MeasuredExposure(task=task)
     try:
