@@ -1,12 +1,14 @@
 """Writes to the photometry database: runs, model versions, catalogue, exposures, measurements.
 
-Measurements of one exposure are written with ``COPY`` into a temporary staging table; one
-transaction then replaces the exposure's rows of those methods (``DELETE`` by primary-key prefix,
-``INSERT ... SELECT`` from the staging table) and marks the exposure done. A rerun therefore
+Measurements of one exposure are written in one transaction: the exposure's row is locked, its
+rows of those methods are deleted (by primary-key prefix) and the new rows are streamed with one
+binary ``COPY`` straight into ``lumos.measurements`` (built column-wise from the table, without a
+staging table or a Python loop over rows), then the exposure is marked done. A rerun therefore
 replaces rows instead of duplicating them (the primary key forbids duplicates anyway), readers see
-the old rows until the commit, and a crash before the commit leaves nothing half-written. The
-replace is an upsert without ``ON CONFLICT``: it also drops rows a rerun no longer produces and
-never depends on planner statistics of the freshly grown table. Every statement is parameterised.
+the old rows until the commit, and a failure or crash before the commit leaves nothing
+half-written. The replace is an upsert without ``ON CONFLICT``: it also drops rows a rerun no
+longer produces and never depends on planner statistics of the freshly grown table. Every statement
+is parameterised; the server's durability settings are left as they are.
 
 Nothing else deletes measurements: a failed or interrupted attempt (:func:`mark_failed`,
 :func:`recover_interrupted`) records the error and leaves the rows of the last successful write in
@@ -47,10 +49,6 @@ __all__ = [
 MIXTURE_COLUMNS: tuple[str, ...] = ("mix_alpha", "mix_mu", "mix_sigma")
 """Array columns of the LUMOS Gaussian mixture (weights, means and sigmas in e-/s)."""
 
-_STAGING_COLUMNS: tuple[str, ...] = (
-    "ref_id", "method", "model_version", "band", "x", "y", "flux", "flux_err", "flag",
-    "mix_alpha", "mix_mu", "mix_sigma", "extras",
-)
 _MEASUREMENT_CORE = {"ref_id", "method", "band", "x", "y", "flux", "flux_err", "flag", "extras", "model_version"}
 
 
@@ -315,36 +313,6 @@ def recover_interrupted(engine: sa.Engine, *, run_id: int | None = None, night: 
     return sorted(keys)
 
 
-def _array_literal(values: Any) -> str | None:
-    if values is None or (isinstance(values, float) and math.isnan(values)):
-        return None
-    items = np.asarray(values, dtype=np.float64).ravel()
-    return "{" + ",".join("NaN" if not np.isfinite(v) else repr(float(v)) for v in items) + "}"
-
-
-def _mixture_arrays(table: pd.DataFrame) -> dict[str, list[str | None]]:
-    out: dict[str, list[str | None]] = {}
-    for column in MIXTURE_COLUMNS:
-        short = column.removeprefix("mix_")
-        if column in table.columns:
-            out[column] = [_array_literal(v) for v in table[column].to_numpy(dtype=object)]
-            continue
-        wide = sorted((c for c in table.columns if c.startswith(f"{short}_") and c[len(short) + 1:].isdigit()),
-                      key=lambda c: int(c[len(short) + 1:]))
-        if wide:
-            block = table[wide].to_numpy(dtype=np.float64)
-            text = pd.DataFrame(block).astype(str)  # shortest round-trip repr, 'nan' for NaN
-            joined = text.iloc[:, 0]
-            for k in range(1, block.shape[1]):
-                joined = joined + "," + text.iloc[:, k]
-            literals = ("{" + joined + "}").to_numpy(dtype=object)
-            literals[np.isnan(block).all(axis=1)] = None
-            out[column] = list(literals)
-        else:
-            out[column] = [None] * len(table)
-    return out
-
-
 def _extras(table: pd.DataFrame, mixture_sources: set[str]) -> list[str | None]:
     extra_columns = [c for c in table.columns if c not in _MEASUREMENT_CORE and c not in mixture_sources]
     if "extras" not in table.columns and not extra_columns:
@@ -374,51 +342,397 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _staging_frame(table: pd.DataFrame, *, band: str, model_versions: Mapping[str, str]) -> pd.DataFrame:
+# --- Binary COPY of measurement rows ------------------------------------------------------------
+#
+# A write is one ``COPY lumos.measurements (...) FROM STDIN (FORMAT binary)``: PostgreSQL reads
+# numbers and arrays as bytes instead of parsing text, and no staging table is filled and copied.
+# The rows are built without a Python loop over rows. Every column but ``extras`` becomes a
+# *segment*: a (rows, width) byte block of which each row keeps a prefix (``kept`` bytes; 4 of a
+# NULL's 8, the length -1 and no value). Laid side by side, the boolean selection ``block[keep]``
+# reads row after row, i.e. it is the rows of the COPY stream up to ``extras``. The jsonb ``extras``
+# text is built column-wise by pyarrow (numbers with the shortest round-trip digits, as ``repr``)
+# and appended to each row by pyarrow too. What is stored is exactly what the earlier text path
+# (CSV ``COPY`` of Python-built literals into a staging table) stored.
+
+_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
+_PGCOPY_TRAILER = b"\xff\xff"
+_FLOAT4_OID = 700
+_COPY_COLUMNS: tuple[str, ...] = (
+    "exposure_id", "ref_id", "run_id", "flag", "method", "model_version", "band", "x", "y", "flux", "flux_err",
+    "mix_alpha", "mix_mu", "mix_sigma", "extras",
+)
+_CHUNK_BYTES = 32 << 20
+"""Upper bound of the byte block built at once (rows are encoded in chunks below it)."""
+_MAX_RUNS = 64
+"""A table with fewer runs of one method is encoded run by run (each lacks the others' columns)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Segment:
+    """Bytes of one column in every row: ``block`` (n, width) uint8, of which row ``i`` keeps the
+    first ``kept[i]`` (all of them when ``kept`` is None)."""
+
+    block: np.ndarray
+    kept: np.ndarray | None = None
+
+    def kept_bytes(self) -> np.ndarray | int:
+        return self.block.shape[1] if self.kept is None else self.kept
+
+
+def _struct_segment(n: int, fields: Sequence[tuple[str, str, Any]], kept: np.ndarray | None = None) -> _Segment:
+    """A segment of big-endian fields ``(name, dtype, values)`` laid out in order."""
+    record = np.empty(n, dtype=[(name, dtype) for name, dtype, _ in fields])
+    for name, _, values in fields:
+        record[name] = values
+    return _Segment(record.view(np.uint8).reshape(n, record.dtype.itemsize), kept)
+
+
+def _text_field(codes: np.ndarray, uniques: Sequence[str]) -> _Segment:
+    """``text`` column: row ``i`` holds ``uniques[codes[i]]`` (UTF-8)."""
+    encoded = [str(u).encode() for u in uniques]
+    width = 4 + max(len(e) for e in encoded)
+    table = np.zeros((len(encoded), width), np.uint8)
+    lens = np.empty(len(encoded), np.int64)
+    for k, value in enumerate(encoded):
+        table[k, :4 + len(value)] = np.frombuffer(len(value).to_bytes(4, "big") + value, np.uint8)
+        lens[k] = 4 + len(value)
+    return _Segment(table[codes], None if np.all(lens == width) else lens[codes])
+
+
+def _to_real(values: np.ndarray, what: str) -> np.ndarray:
+    """float64 -> float32 as PostgreSQL's ``real`` input reads the shortest ``repr`` of each value.
+
+    ``astype`` rounds the double, ``float4in`` (``strtof``) the decimal ``repr``: they differ only
+    for doubles exactly halfway between two floats (or in the subnormal range), which are redone
+    from the decimal text. Finite values beyond the range of ``real`` raise, as the server does.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        out = values.astype(np.float32)
+    finite = np.isfinite(values)
+    bits = values.view(np.uint64)
+    tiny = np.abs(values) < np.finfo(np.float32).smallest_normal
+    redo = finite & (((bits & np.uint64(0x1FFFFFFF)) == np.uint64(0x10000000)) | (tiny & (values != 0)))
+    if redo.any():
+        from decimal import Decimal
+
+        for index in zip(*np.nonzero(redo)):
+            decimal = Decimal(repr(float(values[index])))
+            nearest = out[index]
+            candidates = [nearest, np.nextafter(nearest, np.float32(-np.inf)),
+                          np.nextafter(nearest, np.float32(np.inf))]
+            out[index] = min(candidates, key=lambda c: (abs(Decimal(float(c)) - decimal),
+                                                         int(np.asarray(c).view(np.uint32)) & 1))
+    bad = finite & (np.isinf(out) | ((out == 0) & (values != 0)))
+    if bad.any():
+        raise DatabaseError(f"{what} value {float(values[bad].ravel()[0])!r} is out of range for type real; "
+                            "nothing was written")
+    return out
+
+
+def _real_field(values: np.ndarray, what: str) -> _Segment:
+    """Nullable ``real``: NaN -> NULL, infinities kept."""
+    valid = ~np.isnan(values)
+    return _struct_segment(values.size, [("l", ">i4", np.where(valid, 4, -1)), ("v", ">f4", _to_real(values, what))],
+                           np.where(valid, 8, 4))
+
+
+def _double_field(values: np.ndarray) -> _Segment:
+    """Nullable ``double precision``: NaN and infinities -> NULL."""
+    valid = np.isfinite(values)
+    return _struct_segment(values.size, [("l", ">i4", np.where(valid, 8, -1)), ("v", ">f8", values)],
+                           np.where(valid, 12, 4))
+
+
+def _array_field(elements: np.ndarray, counts: np.ndarray, null: np.ndarray) -> _Segment:
+    """Nullable one-dimensional ``real[]`` of the first ``counts[i]`` of ``elements[i]`` (float32)."""
+    n, m = elements.shape
+    words = np.empty((n, 6 + 2 * m), ">i4")
+    size = 20 + 8 * counts
+    words[:, 0] = np.where(null, -1, np.where(counts == 0, 12, size))  # field length
+    words[:, 1] = np.where(counts == 0, 0, 1)  # dimensions (an empty array has none)
+    words[:, 2] = 0  # no NULL elements
+    words[:, 3] = _FLOAT4_OID
+    words[:, 4] = counts
+    words[:, 5] = 1  # lower bound
+    words[:, 6::2] = 4
+    words[:, 7::2] = elements.astype(">f4").view(">i4")
+    kept = np.where(null, 4, np.where(counts == 0, 16, 4 + size))
+    return _Segment(words.view(np.uint8).reshape(n, -1), None if np.all(kept == 4 * words.shape[1]) else kept)
+
+
+def _mixture(table: pd.DataFrame, column: str) -> _Segment:
+    """``mix_*`` sequences (non-finite elements -> NaN, a missing sequence -> NULL) or the wide
+    ``alpha_k`` columns (NaN and infinities kept, a row of NaN only -> NULL); NULL when neither exists."""
+    n = len(table)
+    short = column.removeprefix("mix_")
+    if column in table.columns:
+        rows = []
+        null = np.zeros(n, bool)
+        for i, value in enumerate(table[column].to_numpy(dtype=object)):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                null[i] = True
+                rows.append(np.empty(0))
+            else:
+                rows.append(np.asarray(value, dtype=np.float64).ravel())
+        counts = np.array([r.size for r in rows], dtype=np.int64)
+        elements = np.full((n, max(int(counts.max(initial=0)), 1)), np.nan)
+        for i, r in enumerate(rows):
+            elements[i, :r.size] = np.where(np.isfinite(r), r, np.nan)
+        return _array_field(_to_real(elements, column), counts, null)
+    wide = sorted((c for c in table.columns if c.startswith(f"{short}_") and c[len(short) + 1:].isdigit()),
+                  key=lambda c: int(c[len(short) + 1:]))
+    if not wide:
+        return _Segment(np.full((n, 4), 255, np.uint8))
+    block = np.column_stack([table[c].to_numpy(dtype=np.float64) for c in wide])
+    return _array_field(_to_real(block, column), np.full(n, len(wide), np.int64), np.isnan(block).all(axis=1))
+
+
+def _number_text(values: np.ndarray, valid: np.ndarray) -> Any:
+    """JSON text of ``values`` (a pyarrow string array, null where not ``valid``).
+
+    pyarrow writes the shortest round-trip digits, as ``repr``; integral floats below 1e16 get
+    ``.0`` like ``repr`` (jsonb keeps that scale: ``1.0`` stays ``1.0``).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.dtype.kind != "f":
+        return pc.cast(pa.array(values, mask=~valid), pa.string())
+    values = values.astype(np.float64, copy=False)
+    text = pc.cast(pa.array(values, mask=~valid), pa.string())
+    integral = valid & (np.abs(values) < 1e16) & (values == np.floor(values))
+    if integral.any():
+        whole = values[integral]
+        digits = pc.cast(pa.array(whole.astype(np.int64)), pa.string())
+        digits = pc.if_else(pa.array((whole == 0) & np.signbit(whole)), "-0", digits)
+        text = pc.replace_with_mask(text, pa.array(integral), pc.binary_join_element_wise(digits, ".0", ""))
+    return text
+
+
+def _extras_text(column: pd.Series) -> Any:
+    """JSON text of a column's values for ``extras`` (pyarrow strings, null where the row has no value).
+
+    NaN, infinities and None mean "no value": the key is left out. Numbers, booleans and strings
+    are vectorised; other values take the row path of the earlier writer (``to_dict`` records,
+    ``json.dumps`` with :func:`_json_default`).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":  # pandas' own dtypes (str, Int64...) go below
+        values = column.to_numpy()
+        if dtype.kind == "b":
+            return pc.if_else(pa.array(values), "true", "false")
+        return _number_text(values, np.isfinite(values) if dtype.kind == "f" else np.ones(values.size, bool))
+    values = column.to_numpy(dtype=object)
+    if set(map(type, values)) <= {bool, np.bool_, float, np.float64, type(None), str}:
+        missing = pd.isna(values)
+        kind = pd.api.types.infer_dtype(values[~missing], skipna=False)
+        if kind == "boolean":
+            return pc.if_else(pa.array(values == True, mask=missing), "true", "false")  # noqa: E712
+        if kind in ("string", "empty"):
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            return pa.array([json.dumps(u) for u in uniques], pa.string()).take(pa.array(codes, mask=codes < 0))
+    texts = []
+    for record in column.to_frame().to_dict(orient="records"):
+        value = next(iter(record.values()))
+        dropped = value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value))
+        texts.append(None if dropped else json.dumps(value, default=_json_default, sort_keys=True))
+    return pa.array(texts, pa.string())
+
+
+def _binary_array(n: int, data: bytes | np.ndarray, width: int, valid: np.ndarray | None) -> Any:
+    """pyarrow large_binary array of ``n`` values of ``width`` bytes each (null where not ``valid``)."""
+    import pyarrow as pa
+
+    bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int64) * width)
+    return pa.Array.from_buffers(pa.large_binary(), n, [bitmap, offsets, pa.py_buffer(data)], null_count=-1)
+
+
+def _extras_json(table: pd.DataFrame, extra_columns: Sequence[str], mixture_sources: set[str]) -> tuple[_Segment, list]:
+    """The jsonb ``extras`` field: its head (length, version 1) and the pieces of its JSON text.
+
+    Each row's text is the concatenation of the pieces (pyarrow arrays, null: nothing): per column
+    a key ``, "name": `` (``{ "name": `` for the row's first value) and the value, then ``}``. A row
+    without values has none and stores NULL.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(table)
+    given = "extras" in table.columns and table["extras"].notna().any()
+    if given or any(not isinstance(c, str) for c in extra_columns) or len(set(extra_columns)) < len(extra_columns):
+        text = pa.array(_extras(table, mixture_sources), pa.string())  # the row path of the earlier writer
+        present = text.is_valid().to_numpy(zero_copy_only=False)
+        length = pc.fill_null(pc.binary_length(text), 0).to_numpy().astype(np.int64)
+        pieces = [text.cast(pa.large_binary())]
+    else:
+        texts = [_extras_text(table[name]) for name in extra_columns]
+        valid = np.zeros((n, len(texts)), bool)
+        for k, text in enumerate(texts):
+            valid[:, k] = text.is_valid().to_numpy(zero_copy_only=False)
+        present = valid.any(axis=1)
+        first = valid & (np.cumsum(valid, axis=1) == 1)
+        length = present.astype(np.int64)  # the closing brace
+        pieces = []
+        for k, (name, text) in enumerate(zip(extra_columns, texts)):
+            key = f", {json.dumps(name)}: ".encode()
+            data = np.frombuffer(key * n, np.uint8).reshape(n, len(key)).copy()
+            data[first[:, k], :2] = np.frombuffer(b"{ ", np.uint8)
+            pieces += [_binary_array(n, data, len(key), valid[:, k]), text.cast(pa.large_binary())]
+            length += np.where(valid[:, k], len(key) + pc.fill_null(pc.binary_length(text), 0).to_numpy(), 0)
+        pieces.append(_binary_array(n, b"}" * n, 1, present))
+    head = _struct_segment(n, [("l", ">i4", np.where(present, length + 1, -1)), ("v", "u1", 1)],
+                           np.where(present, 5, 4))
+    return head, pieces if present.any() else []
+
+
+def _assemble(segments: Sequence[_Segment], n: int, pieces: Sequence[Any], bounds: Sequence[int]) -> bytes:
+    """The binary COPY stream: the segments of each row, then its ``pieces`` (pyarrow, null: nothing).
+
+    Rows are encoded in chunks: the runs between ``bounds`` (e.g. one method each, whose rows lack
+    the other methods' columns), split further so that no chunk's block exceeds ``_CHUNK_BYTES``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kept = [np.broadcast_to(s.kept_bytes(), n) for s in segments]
+    step = max(1, _CHUNK_BYTES // max(sum(s.block.shape[1] for s in segments), 1))
+    out = [_PGCOPY_HEADER]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        for a in range(start, stop, step):
+            b = min(stop, a + step)
+            widths = [int(k[a:b].max()) for k in kept]
+            block = np.empty((b - a, sum(widths)), np.uint8)
+            keep = np.ones(block.shape, bool)
+            offset = 0
+            for segment, k, w in zip(segments, kept, widths):
+                block[:, offset:offset + w] = segment.block[a:b, :w]
+                if segment.kept is not None and int(k[a:b].min()) < w:
+                    keep[:, offset:offset + w] = np.arange(w) < k[a:b, None]
+                offset += w
+            body = block[keep]
+            used = [p.slice(a, b - a) for p in pieces]
+            used = [p for p in used if p.null_count < len(p)]
+            if not used:
+                out.append(body)
+                continue
+            offsets = np.zeros(b - a + 1, np.int64)
+            np.cumsum(sum(k[a:b] for k in kept), out=offsets[1:])
+            heads = pa.Array.from_buffers(pa.large_binary(), b - a, [None, pa.py_buffer(offsets), pa.py_buffer(body)])
+            rows = pc.binary_join_element_wise(heads, *used, pa.scalar(b"", pa.large_binary()),
+                                               null_handling="replace", null_replacement="")
+            if len(rows) != b - a:
+                raise RuntimeError(f"pyarrow joined {len(rows)} rows of {b - a}")
+            ends = np.frombuffer(rows.buffers()[1], np.int64, count=len(rows) + 1, offset=8 * rows.offset)
+            out.append(memoryview(rows.buffers()[2])[ends[0]:ends[-1]])
+    out.append(_PGCOPY_TRAILER)
+    return b"".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """A measurement table ready for ``COPY``: the binary stream, its row count, methods and versions."""
+
+    payload: bytes
+    n: int
+    methods: list[str]
+    versions: list[str]
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes and distinct values of a column as text (``astype(str)``)."""
+    codes, uniques = pd.factorize(column.astype(str), use_na_sentinel=False)
+    return codes, [str(u) for u in uniques]
+
+
+def _prepare_rows(table: pd.DataFrame, *, band: str, model_versions: Mapping[str, str], exposure_id: int,
+                  run_id: int) -> _Rows:
+    """Check a measurement table and encode it as binary ``COPY`` rows of ``lumos.measurements``."""
     missing = [c for c in ("ref_id", "method", "flux", "flux_err") if c not in table.columns]
     if missing:
         raise LumosValueError(f"measurement table lacks column(s) {missing}; expected the measure_exposure format")
-    methods = set(table["method"].astype(str).unique())
-    unknown = sorted(methods - set(model_versions))
+    n = len(table)
+    method_codes, method_names = _codes(table["method"])
+    unknown = sorted(set(method_names) - set(model_versions))
     if unknown:
         raise LumosValueError(f"measurement table has method(s) {unknown} without a model version; configure them")
-    duplicated = table.duplicated(subset=["ref_id", "method"])
-    if duplicated.any():
-        row = table.loc[duplicated].iloc[0]
-        raise LumosValueError(f"measurement table repeats ref_id={row['ref_id']} for method {row['method']!r}")
-    mixture = _mixture_arrays(table)
+    ref_id = table["ref_id"].to_numpy(dtype=np.int64)
+    order = np.lexsort((ref_id, method_codes))
+    same = (ref_id[order][1:] == ref_id[order][:-1]) & (method_codes[order][1:] == method_codes[order][:-1])
+    if same.any():
+        row = int(order[1:][same].min())
+        raise LumosValueError(f"measurement table repeats ref_id={ref_id[row]} for method "
+                              f"{method_names[method_codes[row]]!r}")
+    flag = table["flag"].to_numpy(dtype=np.int64) if "flag" in table.columns else np.zeros(n, np.int64)
+    if n and (flag.min() < -2**31 or flag.max() >= 2**31):
+        raise DatabaseError(f"flag value {flag[(flag < -2**31) | (flag >= 2**31)][0]} is out of range for type "
+                            "integer; nothing was written")
+    versions = [model_versions[m] for m in method_names]
+    if n == 0:
+        return _Rows(_PGCOPY_HEADER + _PGCOPY_TRAILER, 0, sorted(method_names), sorted(set(versions)))
     mixture_sources = set(MIXTURE_COLUMNS) | {
         c for c in table.columns for s in ("alpha", "mu", "sigma") if c.startswith(f"{s}_") and c[len(s) + 1:].isdigit()
     }
-    flux = table["flux"].to_numpy(dtype=np.float64)
-    flux_err = table["flux_err"].to_numpy(dtype=np.float64)
-    frame = pd.DataFrame({
-        "ref_id": table["ref_id"].to_numpy(dtype=np.int64),
-        "method": table["method"].astype(str).to_numpy(),
-        "model_version": table["method"].astype(str).map(model_versions).to_numpy(),
-        "band": table["band"].astype(str).to_numpy() if "band" in table.columns else band,
-        "x": table["x"].to_numpy(dtype=np.float64) if "x" in table.columns else np.nan,
-        "y": table["y"].to_numpy(dtype=np.float64) if "y" in table.columns else np.nan,
-        "flux": np.where(np.isfinite(flux), flux, np.nan),
-        "flux_err": np.where(np.isfinite(flux_err), flux_err, np.nan),
-        "flag": table["flag"].to_numpy(dtype=np.int64) if "flag" in table.columns else 0,
-        **mixture,
-        "extras": _extras(table, mixture_sources),
-    })
-    return frame[list(_STAGING_COLUMNS)]
+    extra_columns = [c for c in table.columns if c not in _MEASUREMENT_CORE and c not in mixture_sources]
+    band_codes, band_names = _codes(table["band"]) if "band" in table.columns else (np.zeros(n, np.int64), [band])
+    x = table["x"].to_numpy(dtype=np.float64) if "x" in table.columns else np.full(n, np.nan)
+    y = table["y"].to_numpy(dtype=np.float64) if "y" in table.columns else np.full(n, np.nan)
+    extras_head, extras_pieces = _extras_json(table, extra_columns, mixture_sources)
+    segments = [
+        _struct_segment(n, [("count", ">i2", len(_COPY_COLUMNS)),
+                            ("l0", ">i4", 8), ("exposure_id", ">i8", exposure_id),
+                            ("l1", ">i4", 8), ("ref_id", ">i8", ref_id),
+                            ("l2", ">i4", 8), ("run_id", ">i8", run_id),
+                            ("l3", ">i4", 4), ("flag", ">i4", flag)]),
+        _text_field(method_codes, method_names),
+        _text_field(method_codes, versions),
+        _text_field(band_codes, band_names),
+        _real_field(x, "x"),
+        _real_field(y, "y"),
+        _double_field(table["flux"].to_numpy(dtype=np.float64)),
+        _double_field(table["flux_err"].to_numpy(dtype=np.float64)),
+        *(_mixture(table, column) for column in MIXTURE_COLUMNS),
+        extras_head,
+    ]
+    runs = np.flatnonzero(method_codes[1:] != method_codes[:-1]) + 1
+    bounds = [0, *runs.tolist(), n] if len(runs) < _MAX_RUNS else [0, n]
+    return _Rows(_assemble(segments, n, extras_pieces, bounds), n, sorted(method_names), sorted(set(versions)))
 
 
-def _check_references(conn: sa.Connection, *, run_id: int, versions: Sequence[str]) -> None:
-    """The run and model versions a write refers to must exist (checked once per write instead of a
-    per-row foreign-key trigger; the writer role cannot delete runs or model versions)."""
-    if not conn.execute(sa.text("SELECT 1 FROM lumos.pipeline_runs WHERE run_id = :r"), {"r": run_id}).scalar():
+def _copy_binary(conn: sa.Connection, table: str, columns: Sequence[str], payload: bytes) -> None:
+    """``COPY table (columns) FROM STDIN (FORMAT binary)`` of a prepared stream."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)",
+                           io.BytesIO(payload), size=1 << 20)
+    finally:
+        cursor.close()
+
+
+def _check_and_lock(conn: sa.Connection, *, exposure_id: int, run_id: int, versions: Sequence[str]) -> None:
+    """Lock the exposure's row; the exposure, run and model versions a write refers to must exist.
+
+    One round trip. The references are checked once per write instead of by per-row foreign-key
+    triggers (the writer role cannot delete runs or model versions).
+    """
+    found = conn.execute(
+        sa.text("SELECT EXISTS (SELECT 1 FROM lumos.pipeline_runs WHERE run_id = :r) AS run, "
+                "ARRAY(SELECT model_version FROM lumos.model_versions WHERE model_version = ANY(:v)) AS versions, "
+                "EXISTS (SELECT 1 FROM lumos.exposures WHERE exposure_id = :e FOR UPDATE) AS exposure"),
+        {"r": run_id, "v": list(versions), "e": exposure_id},
+    ).one()
+    if not found.run:
         raise DatabaseError(f"run_id={run_id} is not in lumos.pipeline_runs; start the run first")
-    known = set(conn.execute(sa.text("SELECT model_version FROM lumos.model_versions "
-                                     "WHERE model_version = ANY(:v)"), {"v": list(versions)}).scalars())
-    missing = sorted(set(versions) - known)
+    missing = sorted(set(versions) - set(found.versions))
     if missing:
         raise DatabaseError(f"model version(s) {missing} are not registered in lumos.model_versions; "
                             "register them (register_model_versions) before writing")
+    if not found.exposure:
+        raise DatabaseError(f"exposure_id={exposure_id} is not in lumos.exposures; register it first")
 
 
 def write_measurements(
@@ -434,7 +748,10 @@ def write_measurements(
     """Replace (upsert) the measurements of one exposure and mark it done, atomically.
 
     The exposure's row is locked first, so concurrent writes of the same exposure (two runs of one
-    night) take turns instead of colliding on the primary key; the last to commit wins.
+    night) take turns instead of colliding on the primary key; the last to commit wins. Fluxes and
+    their errors that are NaN or infinite are stored as NULL, ``x``/``y`` NaN as NULL; a mixture
+    row whose components are all NaN is NULL (NaN components of a partial one are kept); NaN,
+    infinite and None values are left out of ``extras`` (NULL when nothing is left).
 
     Parameters
     ----------
@@ -462,39 +779,28 @@ def write_measurements(
     LumosValueError
         The table is malformed (missing columns, repeated source, unknown method).
     DatabaseError
-        The transaction failed; nothing of it was kept.
+        A value does not fit its column (e.g. beyond the range of ``real``), a reference is
+        missing, or the transaction failed: nothing of the write was kept.
     """
     import time
 
     start = time.perf_counter()
-    frame = _staging_frame(table, band=meta.band, model_versions=model_versions)
-    methods = sorted(set(frame["method"])) or sorted(model_versions)
+    try:
+        rows = _prepare_rows(table, band=meta.band, model_versions=model_versions, exposure_id=exposure_id,
+                             run_id=run_id)
+    except DatabaseError as exc:  # a value the column cannot hold
+        raise DatabaseError(f"exposure_id={exposure_id}: {exc}") from None
+    methods = rows.methods or sorted(model_versions)
     timings = dict(timings or {})
-    versions = sorted(set(frame["model_version"]))
     try:
         with engine.begin() as conn:
-            _check_references(conn, run_id=run_id, versions=versions)
-            if conn.execute(sa.text("SELECT 1 FROM lumos.exposures WHERE exposure_id = :e FOR UPDATE"),
-                            {"e": exposure_id}).scalar() is None:
-                raise DatabaseError(f"exposure_id={exposure_id} is not in lumos.exposures; register it first")
-            conn.execute(sa.text(
-                "CREATE TEMP TABLE lumos_measurement_staging (ref_id bigint, method text, model_version text, "
-                "band text, x real, y real, flux double precision, flux_err double precision, flag integer, "
-                "mix_alpha real[], mix_mu real[], mix_sigma real[], extras jsonb) ON COMMIT DROP"
-            ))
-            _copy(conn, "lumos_measurement_staging", _STAGING_COLUMNS, frame)
+            _check_and_lock(conn, exposure_id=exposure_id, run_id=run_id, versions=rows.versions)
             conn.execute(
                 sa.text("DELETE FROM lumos.measurements WHERE exposure_id = :e AND method = ANY(:methods)"),
                 {"e": exposure_id, "methods": methods},
             )
-            columns = ", ".join(_STAGING_COLUMNS)
-            conn.execute(
-                sa.text(
-                    f"INSERT INTO lumos.measurements (exposure_id, run_id, {columns}) "
-                    f"SELECT :e, :r, {columns} FROM lumos_measurement_staging"
-                ),
-                {"e": exposure_id, "r": run_id},
-            )
+            if rows.n:
+                _copy_binary(conn, "lumos.measurements", _COPY_COLUMNS, rows.payload)
             conn.execute(
                 sa.text(
                     "UPDATE lumos.exposures SET status = 'done', error = NULL, run_id = :r, band = :band, "
@@ -507,10 +813,13 @@ def write_measurements(
                 {"r": run_id, "band": meta.band, "epoch": meta.epoch, "exptime": meta.exptime,
                  "psf": meta.psf_fwhm, "zp": meta.zero_point, "mjd": meta.mjd, "nan": meta.nan_fraction,
                  "checksum": meta.checksum, "size": meta.size_bytes,
-                 "n": len(frame), "d": timings.get("download_s"), "m": timings.get("measure_s"),
+                 "n": rows.n, "d": timings.get("download_s"), "m": timings.get("measure_s"),
                  "w": time.perf_counter() - start, "e": exposure_id},
             )
     except sa.exc.DBAPIError as exc:
-        raise DatabaseError(f"exposure_id={exposure_id}: writing {len(frame)} measurements failed "
+        raise DatabaseError(f"exposure_id={exposure_id}: writing {rows.n} measurements failed "
                             f"and was rolled back: {exc.orig}") from None
-    return len(frame)
+    except engine.dialect.loaded_dbapi.Error as exc:  # the COPY runs on the driver's cursor
+        raise DatabaseError(f"exposure_id={exposure_id}: writing {rows.n} measurements failed "
+                            f"and was rolled back: {exc}") from None
+    return rows.n
