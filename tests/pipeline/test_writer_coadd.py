@@ -188,3 +188,158 @@ def test_lumos_coadd_flux_is_the_likelihood_product(engine):
     single = coadd_likelihoods(np.tile(alpha, (1, 1, 1)), np.array([mus[:1]]), np.tile(3.0 + np.arange(5.0), (1, 1, 1)),
                                np.full((1, 1), 25.0))
     assert row.flux_err_njy < 0.75 * single.stats["sigma68"][0]
+
+
+# --------------------------------------------------------------------------- binary COPY writer
+# The writer streams binary COPY rows built column-wise. What it stores must be what the earlier text
+# path stored: ``real`` values as PostgreSQL reads the shortest repr of each double (the server is
+# the oracle below: CAST of the text literal the text path sent), jsonb with repr's digits and scale.
+
+
+def _real_array_literal(values):
+    return "{" + ",".join("NaN" if not np.isfinite(v) else repr(float(v)) for v in values) + "}"
+
+
+def _stored(engine, eid):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM lumos.measurements WHERE exposure_id = :e ORDER BY method, ref_id"),
+                            {"e": eid}).mappings().all()
+    return {(r["method"], r["ref_id"]): r for r in rows}
+
+
+def _same_as_text_path(engine, eid, key, column, literal, sql_type):
+    """The stored value equals the server's reading of ``literal`` (text path), NULL included."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            f"SELECT {column} IS NOT DISTINCT FROM CAST(:lit AS {sql_type}) "
+            f"AND coalesce({column}::text, '') = coalesce(CAST(:lit AS {sql_type})::text, '') "
+            "FROM lumos.measurements WHERE exposure_id = :e AND method = :m AND ref_id = :r"),
+            {"lit": literal, "e": eid, "m": key[0], "r": key[1]}).scalar_one()
+
+
+def test_binary_copy_stores_what_the_text_path_stored(engine):
+    run_id, (eid, *_) = _setup(engine)
+    register_model_versions(engine, [ModelVersion("modelfit-1", "modelfit")])
+    halfway = (np.float64(np.float32(100.5)) + np.float64(np.nextafter(np.float32(100.5), np.float32(200)))) / 2
+    lumos = _table(5, method="lumos")
+    lumos.loc[0, ["flux", "flux_err"]] = [np.nan, np.inf]
+    lumos.loc[1, "x"] = np.nan
+    lumos.loc[2, "y"] = np.inf
+    lumos.loc[3, "x"] = halfway  # exactly between two floats: rounded as float4in rounds repr(halfway)
+    wide = {"alpha": [0.5, 0.2, 0.1, 0.1, 0.1], "mu": [100.0, halfway, 1e-40, -0.0, 3e38], "sigma": [5.0] * 5}
+    for name, values in wide.items():
+        for k, v in enumerate(values):
+            lumos[f"{name}_{k}"] = v
+    lumos.loc[1, [f"alpha_{k}" for k in range(5)]] = np.nan  # no mixture: NULL
+    lumos.loc[2, "mu_1"] = np.nan  # one component NaN: kept as NaN
+    lumos.loc[2, "sigma_4"] = np.inf
+    lumos["median"] = [1.0, 0.1, np.nan, 1e16, 2.5e-7]
+    lumos["mode"] = [np.inf, 12345678.0, np.nan, -0.0, 7.0]
+    lumos["truncated"] = np.array([True, np.nan, False, None, np.nan], dtype=object)
+    lumos["likelihood"] = True
+    lumos["n_iter"] = np.arange(5, dtype=np.int64)  # float after the concat below, as in measure_exposure
+    lumos["note"] = np.array(['a "quoted" é', None, np.nan, "b", "b"], dtype=object)
+    classical = _table(4, method="aperture")  # no mixture columns: NULL arrays
+    classical["aperture_a"] = [2.0, np.nan, 3.25, np.nan]
+    classical.loc[3, "flag"] = 2**20
+    fit = _table(3, method="modelfit")
+    fit["mix_alpha"] = [None, [0.25, np.inf, 0.75], []]  # sequences: missing -> NULL, inf -> NaN, empty -> {}
+    fit["mix_mu"] = [np.array([[1.0, 2.0]]), np.nan, [halfway]]
+    fit["extras"] = [{"given": 1, "median": 9.0, "dropped": np.nan}, None, '{"text": [1, 2], "median": 4}']
+    fit["median"] = [np.nan, np.nan, 5.5]  # a column overrides the given key; NaN drops it
+    table = pd.concat([lumos, classical], ignore_index=True).sample(frac=1, random_state=3)
+    versions = {"lumos": "lumos-t1", "aperture": "aperture-1", "modelfit": "modelfit-1"}
+    assert write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                              model_versions=versions) == 9
+    assert write_measurements(engine, fit, exposure_id=eid, run_id=run_id, meta=_meta(),
+                              model_versions=versions) == 3
+    rows = _stored(engine, eid)
+    assert len(rows) == 12
+    key = lambda method, ref: (method, ref)  # noqa: E731
+    assert rows[key("lumos", 0)]["flux"] is None and rows[key("lumos", 0)]["flux_err"] is None
+    assert rows[key("lumos", 1)]["x"] is None and rows[key("lumos", 2)]["y"] == np.inf
+    for ref in range(5):
+        source = lumos.loc[ref]
+        for column, sql_type in (("x", "real"), ("y", "real")):
+            literal = None if np.isnan(source[column]) else repr(float(source[column]))
+            assert _same_as_text_path(engine, eid, key("lumos", ref), column, literal, sql_type), (ref, column)
+        for name in ("alpha", "mu", "sigma"):
+            values = source[[f"{name}_{k}" for k in range(5)]].to_numpy(np.float64)
+            literal = None if np.isnan(values).all() else "{" + ",".join(
+                "NaN" if np.isnan(v) else repr(float(v)) for v in values) + "}"
+            assert _same_as_text_path(engine, eid, key("lumos", ref), f"mix_{name}", literal, "real[]"), (ref, name)
+        assert rows[key("lumos", ref)]["flux"] == (None if not np.isfinite(source["flux"]) else source["flux"])
+    assert rows[key("lumos", 3)]["x"] == np.nextafter(np.float32(100.5), np.float32(200)) != np.float32(halfway)
+    assert rows[key("lumos", 2)]["mix_mu"][1] != rows[key("lumos", 2)]["mix_mu"][1]  # NaN component kept
+    assert rows[key("lumos", 1)]["mix_alpha"] is None and rows[key("lumos", 1)]["mix_mu"] is not None
+    extras = {
+        0: '{"note": "a \\"quoted\\" \\u00e9", "median": 1.0, "n_iter": 0.0, "truncated": true, "likelihood": true}',
+        1: '{"mode": 12345678.0, "median": 0.1, "n_iter": 1.0, "likelihood": true}',
+        2: '{"n_iter": 2.0, "truncated": false, "likelihood": true}',
+        3: '{"mode": -0.0, "note": "b", "median": 1e+16, "n_iter": 3.0, "likelihood": true}',
+        4: '{"mode": 7.0, "note": "b", "median": 2.5e-07, "n_iter": 4.0, "likelihood": true}',
+    }
+    for ref, text in extras.items():
+        assert _same_as_text_path(engine, eid, key("lumos", ref), "extras", text, "jsonb"), ref
+    assert rows[key("lumos", 1)]["extras"]["mode"] == 12345678.0
+    with engine.connect() as conn:  # repr's scale survives: 12345678.0, not 12345678
+        assert conn.execute(sa.text("SELECT extras ->> 'mode' FROM lumos.measurements WHERE ref_id = 1 "
+                                    "AND method = 'lumos'")).scalar_one() == "12345678.0"
+    for ref in range(4):
+        got = rows[key("aperture", ref)]
+        assert got["mix_alpha"] is None and got["mix_mu"] is None and got["mix_sigma"] is None
+        assert got["extras"] == ({"aperture_a": classical["aperture_a"][ref]}
+                                 if np.isfinite(classical["aperture_a"][ref]) else None)
+        assert got["flag"] == classical["flag"][ref] and got["model_version"] == "aperture-1"
+        assert got["flux"] == classical["flux"][ref] and got["band"] == "NB685"
+    assert rows[key("modelfit", 0)]["mix_alpha"] is None and rows[key("modelfit", 0)]["mix_mu"] == [1.0, 2.0]
+    assert rows[key("modelfit", 1)]["mix_alpha"][0::2] == [0.25, 0.75]
+    assert np.isnan(rows[key("modelfit", 1)]["mix_alpha"][1]) and rows[key("modelfit", 1)]["mix_mu"] is None
+    assert rows[key("modelfit", 2)]["mix_alpha"] == []
+    assert _same_as_text_path(engine, eid, key("modelfit", 2), "mix_mu", _real_array_literal([halfway]), "real[]")
+    assert rows[key("modelfit", 0)]["extras"] == {"given": 1}
+    assert rows[key("modelfit", 1)]["extras"] is None
+    assert rows[key("modelfit", 2)]["extras"] == {"text": [1, 2], "median": 5.5}
+    assert rows[key("modelfit", 0)]["mix_sigma"] is None
+
+
+def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
+    from lumos_ops.pipeline import writer
+
+    run_id, (eid, other, _) = _setup(engine)
+    table = pd.concat([_table(40, seed=s, method=m) for s, m in enumerate(("aperture", "lumos"))], ignore_index=True)
+    table["snr"] = np.where(table["method"] == "aperture", table["flux"] / table["flux_err"], np.nan)
+    for k in range(3):
+        table[f"mu_{k}"] = np.where(table["method"] == "lumos", 100.0 + k, np.nan)
+    table["n_pixels"] = np.arange(80, dtype=np.int64)
+    table["ok"] = table["ref_id"] % 2 == 0
+    versions = {"aperture": "aperture-1", "lumos": "lumos-t1"}
+    write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT extras FROM lumos.measurements WHERE exposure_id = :e AND ref_id = 1 "
+                                    "AND method = 'lumos'"), {"e": eid}).scalar_one() == {"n_pixels": 41, "ok": False}
+    monkeypatch.setattr(writer, "_CHUNK_BYTES", 200)  # a few rows per chunk, chunks across the method runs
+    shuffled = table.sample(frac=1, random_state=1)
+    write_measurements(engine, shuffled, exposure_id=other, run_id=run_id, meta=_meta(), model_versions=versions)
+    with engine.connect() as conn:
+        stored = [conn.execute(sa.text("SELECT array_agg(m::text ORDER BY method, ref_id) FROM (SELECT ref_id, method, "
+                                       "x, y, flux, flux_err, flag, mix_mu, extras FROM lumos.measurements "
+                                       "WHERE exposure_id = :e) AS m"), {"e": e}).scalar_one() for e in (eid, other)]
+    assert len(stored[0]) == 80 and stored[0] == stored[1]
+    # a value the column cannot hold fails the whole write, before anything is sent
+    bad = table.copy()
+    bad.loc[5, "x"] = 1e39
+    with pytest.raises(DatabaseError, match="out of range for type real"):
+        write_measurements(engine, bad, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    bad = table.copy()
+    bad.loc[5, "flag"] = 2**31
+    with pytest.raises(DatabaseError, match="out of range for type integer"):
+        write_measurements(engine, bad, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    bad = table.copy()  # rejected by the server during the COPY: rolled back
+    bad["weird"] = np.array([[np.nan]] + [None] * (len(bad) - 1), dtype=object)
+    with pytest.raises(DatabaseError, match="rolled back"):
+        write_measurements(engine, bad, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=eid) == 80
+    assert write_measurements(engine, table.iloc[:0], exposure_id=eid, run_id=run_id, meta=_meta(),
+                              model_versions=versions) == 0
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=eid) == 0
