@@ -356,6 +356,8 @@ def measure_exposure(
     progress: bool = False,
     stamp_size: int = STAMP_SIZE,
     chunk_size: int = _CHUNK,
+    calibrate_errors: bool = True,
+    calibration_positions: int = 200,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -374,6 +376,17 @@ def measure_exposure(
         Stamp and model side (pixels).
     chunk_size : int, keyword-only
         Targets measured at once.
+    calibrate_errors : bool, keyword-only
+        Calibrate every method's errors on this exposure's blank sky
+        (:mod:`lumos_ops.photometry.noise_calibration`): each method also measures up to
+        ``calibration_positions`` source-free positions with the targets' shapes, and the
+        background part of its error variance is scaled by ``k(A)``, the scatter of those
+        zero-flux measurements over their reported errors at the target's size (LUMOS: the
+        likelihood is widened about its median). Adds the columns ``error_scale`` (``k``) and
+        ``flux_err_raw`` (the uncalibrated error). Frames with fewer than 30 usable positions keep
+        ``k = 1`` (with a warning).
+    calibration_positions : int, keyword-only
+        Blank-sky positions wanted per exposure (fewer on small or crowded frames).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -401,6 +414,12 @@ def measure_exposure(
     with np.errstate(invalid="ignore"):
         on = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5))
     ctx = prepare_targets(exposure, catalog.iloc[on].reset_index(drop=True), stamp_size=stamp_size)
+    calibrations = None
+    if calibrate_errors and ctx.n:
+        from lumos_ops.photometry.noise_calibration import calibrate_noise
+
+        calibrations = calibrate_noise(exposure, catalog, x, y, instances, n_positions=calibration_positions,
+                                       stamp_size=stamp_size, chunk_size=chunk_size)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     bar = None
     if progress:
@@ -412,7 +431,12 @@ def measure_exposure(
         for chunk in _chunks(ctx.n, chunk_size):
             sub = ctx.take(chunk)
             for name, method in instances.items():
-                parts[name].append(_check_result(name, method.measure(sub), sub.n))
+                result = _check_result(name, method.measure(sub), sub.n)
+                if calibrations is not None:
+                    from lumos_ops.photometry.noise_calibration import apply_error_scale
+
+                    result = apply_error_scale(result, name, calibrations[name], sub)
+                parts[name].append(result)
             if bar is not None:
                 bar.update(sub.n)
     finally:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.photometry.noise_calibration import robust_sigma, source_mask
 
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
@@ -116,25 +117,6 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not a readable FITS image ({exc})") from None
     raise InputFileError(f"{path}: holds no 2-D image")
-
-
-def robust_sigma(data: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826 x MAD) of the finite pixels after 3 rounds of 4-sigma clipping (counts)."""
-    v = data[np.isfinite(data)].ravel()
-    for _ in range(3):
-        med = float(np.median(v))
-        sig = 1.4826 * float(np.median(np.abs(v - med)))
-        v = v[np.abs(v - med) < 4.0 * sig]
-    return float(np.median(v)), 1.4826 * float(np.median(np.abs(v - np.median(v))))
-
-
-def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
-    """Pixels of a frame's own sources: above ``mask_sigma`` robust sigmas, grown by ``grow`` px (and NaNs)."""
-    from scipy import ndimage
-
-    med, sig = robust_sigma(data)
-    resid = np.nan_to_num(data - med, nan=np.inf)
-    return ndimage.binary_dilation(resid >= mask_sigma * sig, iterations=grow)
 
 
 def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:

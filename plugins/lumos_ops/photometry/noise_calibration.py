@@ -1,0 +1,679 @@
+"""Per-exposure calibration of the reported flux errors on blank-sky positions ("empty apertures").
+
+Every method reports an error from a noise model: the classical methods from the pixel variance of
+the background annulus, LUMOS from the noise the network reads in the stamp. On real frames the
+noise of a *sum* of pixels is not the pixel variance times the weights squared: resampled or
+co-added frames have correlated pixels, the sky has structure and faint undetected sources, noise
+has non-Gaussian tails, headers describe it imperfectly. A pixel-variance error model cannot see
+any of that. The standard remedy needs no truth and works on any survey: measure each method at
+positions with no source (true flux 0) through the same code and compare the scatter of the
+measured fluxes with the reported errors (docs/likelihood.md, "Error calibration on real pixels").
+
+For an exposure and its methods, :func:`calibrate_noise`
+
+1. chooses up to ``n_positions`` (default 200) blank-sky positions (:func:`blank_sky_positions`):
+   at least ``clearance`` px (the reach ``FWHM + 3 r50`` of the catalogue's median target, >= 5 px)
+   from the frame's detected sources (:func:`detect_sources`: a PSF-matched detection at 4 sigma
+   of the smoothed image, which noise alone almost never triggers, so the positions are not
+   selected on the noise they will measure), at least ``clearance`` plus its own reach from every
+   catalogue target, half a stamp inside the CCD and ``clearance`` apart; a seeded RNG makes them
+   reproducible, and small or crowded frames get fewer;
+2. gives each position the shape (``r50``, ``sersic_n``, ``q``, ``pa``, ``i_auto``) of a catalogue
+   row drawn at random, so that apertures, weights and stamps have the targets' sizes;
+3. measures these zero-flux pseudo-targets with the method instances of the run
+   (:func:`lumos_ops.measure.prepare_targets` then ``method.measure``: the same code as the
+   targets);
+4. fits, per method, the error scale as a function of the target's matched-filter area
+   ``A = 1 / sum(R^2)`` (:func:`model_area`; correlated noise adds up more over a larger
+   footprint): ``k(A) = scale (A / A_ref) ** slope`` (:func:`fit_error_scale`), ``scale`` the
+   sigma68 of the pulls ``flux / flux_err`` (for LUMOS the likelihood median over its 68 %
+   half-width), the slope kept only when significant. ``k`` measured on fewer than
+   ``min_positions`` (30) usable positions is not trusted: ``k = 1`` with a warning.
+
+:func:`apply_error_scale` applies ``k`` to the *background* part of the variance only:
+
+    flux_err^2 = k^2 * bkg_term + source_term
+
+A blank position has no source term, so ``k`` measures the background part alone; the source's
+own Poisson noise is what the error model already describes. ``source_term`` is
+``max(F, 0) / (L t)`` for the aperture (``L`` the model light in the aperture, ``t`` the exposure
+time: exactly the method's own term) and ``sum w^2 max(F R, 0) / t`` for the model-weighted
+estimates (optimal, modelfit: ``w`` the inverse-variance weights of eq. 6 at the measured flux,
+exactly the terms of their reported error). LUMOS reports no split: its 68 % half-width is scaled
+by ``sqrt(1 + phi (k^2 - 1))`` with ``phi`` the background fraction of the variance of the optimal
+weighted sum of the same target at the LUMOS flux (the ideal linear estimator's split), and the
+whole likelihood is widened about its median (:func:`widen_mixture`): every component's distance
+to the median and its sigma scale by that factor, so the median stays and every quantile's
+distance to it (sigma68, sigma95) scales by it. Faint targets (``phi`` ~ 1) get the full ``k``,
+Poisson-dominated bright ones little of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.flags import Flag
+
+if TYPE_CHECKING:
+    from lumos_ops.io.exposure import Exposure
+    from lumos_ops.measure import MeasureMethod, TargetContext
+
+__all__ = [
+    "NoiseCalibration",
+    "robust_sigma",
+    "source_mask",
+    "detect_sources",
+    "blank_sky_positions",
+    "blank_sky_catalog",
+    "measure_blank_sky",
+    "model_area",
+    "fit_error_scale",
+    "calibrate_noise",
+    "background_fraction",
+    "widen_mixture",
+    "apply_error_scale",
+    "BAD_BLANK_FLAGS",
+    "MIN_POSITIONS",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_POSITIONS: int = 30
+"""Fewest usable blank-sky positions from which ``k`` is trusted (sigma68 to about +-17 %)."""
+
+BAD_BLANK_FLAGS: int = int(
+    Flag.OFF_IMAGE | Flag.EDGE | Flag.MASKED | Flag.SATURATED | Flag.ANNULUS_INCOMPLETE | Flag.FIT_FAILED | Flag.PRIOR_EDGE
+)
+"""Blank-sky measurements with any of these flags are left out of ``k`` (NEGATIVE_MODEL is kept:
+half of the blank-sky fluxes are negative)."""
+
+_SHAPE_COLUMNS: tuple[str, ...] = ("r50", "sersic_n", "q", "pa", "i_auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseCalibration:
+    """The blank-sky error calibration of one method on one exposure.
+
+    The error scale of a target of matched-filter area ``A`` (:func:`model_area`) is
+    ``k(A) = scale * (A / area_ref) ** slope`` with ``A`` clipped to ``area_range`` (no
+    extrapolation beyond the sizes measured on blank sky); 1 when not ``reliable``.
+
+    Attributes
+    ----------
+    method : str
+        Registry name of the method.
+    scale : float
+        ``k`` at ``area_ref``: the sigma68 of the blank-sky pulls ``flux / flux_err`` brought to that
+        size with the fitted slope (NaN when nothing was measured).
+    slope : float
+        ``d log k / d log A`` (:func:`fit_error_scale`): 0 with fewer than ``2 * min_positions``
+        positions or when the fit is within 2 standard errors of 0.
+    slope_err : float
+        Bootstrap standard error of the fitted slope (NaN when not fitted).
+    area_ref : float
+        Geometric mean of ``A`` (pixels) over the usable blank-sky positions.
+    area_range : (float, float)
+        Smallest and largest ``A`` of the usable positions.
+    n_positions : int
+        Usable blank-sky measurements (finite, none of :data:`BAD_BLANK_FLAGS`).
+    median_pull : float
+        Median blank-sky pull: a background bias in units of the error (diagnostic; not corrected).
+    reliable : bool
+        ``n_positions >= min_positions``: otherwise no calibration is applied (``k = 1``).
+    bins : tuple of (A, k, n)
+        The binned measurement the fit used: median ``A``, sigma68 of the pulls, count.
+    """
+
+    method: str
+    scale: float
+    slope: float
+    slope_err: float
+    area_ref: float
+    area_range: tuple[float, float]
+    n_positions: int
+    median_pull: float
+    reliable: bool
+    bins: tuple[tuple[float, float, int], ...] = ()
+
+    def k(self, area: np.ndarray | float) -> np.ndarray:
+        """Error scale of targets of matched-filter area ``area`` (pixels); 1 when not reliable."""
+        area = np.asarray(area, dtype=np.float64)
+        if not self.reliable:
+            return np.ones(area.shape)
+        lo, hi = self.area_range
+        clipped = np.clip(np.nan_to_num(area, nan=self.area_ref), lo, hi)
+        return self.scale * (clipped / self.area_ref) ** self.slope
+
+    @classmethod
+    def identity(cls, method: str) -> NoiseCalibration:
+        """No calibration (``k = 1``)."""
+        return cls(method=method, scale=1.0, slope=0.0, slope_err=float("nan"), area_ref=1.0, area_range=(1.0, 1.0), n_positions=0,
+                   median_pull=float("nan"), reliable=False)
+
+
+# --------------------------------------------------------------------------------------- masks
+
+
+def robust_sigma(data: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x MAD) of the finite pixels after 3 rounds of 4-sigma clipping (counts)."""
+    v = data[np.isfinite(data)].ravel()
+    if v.size == 0:
+        return float("nan"), float("nan")
+    for _ in range(3):
+        med = float(np.median(v))
+        sig = 1.4826 * float(np.median(np.abs(v - med)))
+        if not sig > 0:
+            break
+        v = v[np.abs(v - med) < 4.0 * sig]
+    return float(np.median(v)), 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
+def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
+    """Pixels of a frame's own sources: above ``mask_sigma`` robust sigmas, grown by ``grow`` px (and NaNs).
+
+    Single pixels above 3 sigma are also noise (0.13 % of white-noise pixels): this mask is for
+    keeping injected galaxies off real light, not for choosing blank sky (:func:`detect_sources`).
+    """
+    from scipy import ndimage
+
+    med, sig = robust_sigma(data)
+    resid = np.nan_to_num(data - med, nan=np.inf)
+    return ndimage.binary_dilation(resid >= mask_sigma * sig, iterations=grow)
+
+
+def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
+    """Sky level from clipped medians of ``box`` x ``box`` blocks, bilinearly interpolated."""
+    from scipy import ndimage
+
+    ny, nx = data.shape
+    by, bx = max(ny // box, 1), max(nx // box, 1)
+    grid = np.full((by, bx), np.nan)
+    ys = np.linspace(0, ny, by + 1).astype(int)
+    xs = np.linspace(0, nx, bx + 1).astype(int)
+    for i in range(by):
+        for j in range(bx):
+            block = data[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
+            grid[i, j] = robust_sigma(block)[0]
+    fill = np.nanmedian(grid) if np.isfinite(grid).any() else 0.0
+    grid = np.where(np.isfinite(grid), grid, fill)
+    if grid.size == 1:
+        return np.full(data.shape, grid[0, 0])
+    # block centres -> pixel grid (edges held constant)
+    cy = 0.5 * (ys[:-1] + ys[1:]) - 0.5
+    cx = 0.5 * (xs[:-1] + xs[1:]) - 0.5
+    iy = np.interp(np.arange(ny), cy, np.arange(by))
+    ix = np.interp(np.arange(nx), cx, np.arange(bx))
+    yy, xx = np.meshgrid(iy, ix, indexing="ij")
+    return ndimage.map_coordinates(grid, [yy, xx], order=1, mode="nearest")
+
+
+def detect_sources(
+    data: np.ndarray,
+    *,
+    fwhm_px: float,
+    threshold: float = 4.0,
+    min_area: int = 5,
+    grow: float | None = None,
+    box: int = 64,
+) -> np.ndarray:
+    """Pixels of a frame's detected sources (and NaN pixels), for choosing blank sky.
+
+    The frame minus a coarse sky (clipped medians of ``box`` px blocks) is smoothed with a Gaussian
+    of the PSF's FWHM (the matched filter of a point source); pixels above ``threshold`` times the
+    robust noise *of the smoothed image* (so correlated noise sets its own threshold) in groups of
+    at least ``min_area`` pixels are sources, grown by ``grow`` px (default: the FWHM). At 4 sigma
+    a PSF-smoothed noise field has about one false detection per 3e4 PSF areas, so blank positions
+    are not chosen on their own noise (a single-pixel 3-sigma cut, :func:`source_mask`, rejects
+    about half of pure-noise positions within 10 px and biases their scatter low).
+    """
+    from scipy import ndimage
+
+    data = np.asarray(data, dtype=np.float64)
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.ones(data.shape, dtype=bool)
+    sky = _coarse_background(np.where(finite, data, np.nan), box)
+    resid = np.where(finite, data - sky, 0.0)
+    sigma = max(float(fwhm_px), 0.5) / 2.3548
+    weight = ndimage.gaussian_filter(finite.astype(np.float64), sigma)
+    smooth = ndimage.gaussian_filter(resid, sigma) / np.maximum(weight, 1e-3)
+    smooth[~finite] = np.nan
+    _, noise = robust_sigma(smooth)
+    if not noise > 0:
+        return ~finite
+    above = np.nan_to_num(smooth, nan=0.0) > threshold * noise
+    labels, count = ndimage.label(above)
+    if count:
+        sizes = ndimage.sum(above, labels, index=np.arange(1, count + 1))
+        keep = np.zeros(count + 1, dtype=bool)
+        keep[1:] = sizes >= min_area
+        above = keep[labels]
+    mask = above | ~finite
+    radius = float(fwhm_px if grow is None else grow)
+    if radius > 0 and mask.any():
+        mask = ndimage.distance_transform_edt(~mask) <= radius
+    return mask
+
+
+# ----------------------------------------------------------------------------------- positions
+
+
+def _reach_px(r50_arcsec: np.ndarray, fwhm_px: float) -> np.ndarray:
+    """Radius (px) holding nearly all of a target's light: the FWHM plus 3 half-light radii."""
+    return fwhm_px + 3.0 * np.asarray(r50_arcsec, dtype=np.float64) / PIXEL_SCALE
+
+
+def blank_sky_positions(
+    exposure: Exposure,
+    x_targets: np.ndarray,
+    y_targets: np.ndarray,
+    r50_targets: np.ndarray,
+    *,
+    n_positions: int = 200,
+    margin: int = STAMP_SIZE // 2,
+    seed: int = 0,
+    mask: np.ndarray | None = None,
+    clearance: float | None = None,
+    separation: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n_positions`` blank-sky pixel positions (x, y) on an exposure.
+
+    A position is blank when it lies ``margin`` px inside the CCD, at least ``clearance`` px from
+    every pixel of ``mask`` (default :func:`detect_sources`), and at least ``clearance`` plus the
+    target's own reach (:func:`_reach_px`) from every catalogue target. ``clearance`` defaults to
+    the reach of the catalogue's median target (>= 5 px). Positions are drawn at random (``seed``)
+    from the blank pixels, at least ``separation`` px apart (default ``clearance``), with a uniform
+    sub-pixel offset. Fewer are returned on small or crowded frames.
+    """
+    if n_positions < 1:
+        raise LumosValueError(f"n_positions must be >= 1, got {n_positions}")
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    ny, nx = exposure.shape
+    fwhm_px = float(exposure.psf_fwhm) / PIXEL_SCALE
+    r50_targets = np.asarray(r50_targets, dtype=np.float64)
+    typical = float(np.median(r50_targets)) if r50_targets.size else 0.5
+    reach = max(float(_reach_px(np.array([typical]), fwhm_px)[0]), 5.0) if clearance is None else float(clearance)
+    separation = reach if separation is None else float(separation)
+    if mask is None:
+        mask = detect_sources(exposure.data, fwhm_px=fwhm_px)
+    free = ndimage.distance_transform_edt(~mask) >= reach if mask.any() else np.ones((ny, nx), dtype=bool)
+    inner = np.zeros((ny, nx), dtype=bool)
+    if ny > 2 * margin and nx > 2 * margin:
+        inner[margin : ny - margin, margin : nx - margin] = True
+    free &= inner
+    x_t = np.asarray(x_targets, dtype=np.float64)
+    y_t = np.asarray(y_targets, dtype=np.float64)
+    ok = np.isfinite(x_t) & np.isfinite(y_t)
+    if ok.any() and free.any():
+        # exclusion disk of radius clearance + reach(target) around every target
+        own = _reach_px(r50_targets[ok], fwhm_px) if r50_targets.size == x_t.size else np.full(int(ok.sum()), reach)
+        for tx, ty, radius in zip(x_t[ok], y_t[ok], reach + own):
+            y0, y1 = max(int(np.floor(ty - radius)), 0), min(int(np.ceil(ty + radius)) + 1, ny)
+            x0, x1 = max(int(np.floor(tx - radius)), 0), min(int(np.ceil(tx + radius)) + 1, nx)
+            if y1 > y0 and x1 > x0:
+                yy, xx = np.ogrid[y0:y1, x0:x1]
+                free[y0:y1, x0:x1] &= (xx - tx) ** 2 + (yy - ty) ** 2 >= radius * radius
+    cand = np.flatnonzero(free.ravel())
+    if cand.size == 0:
+        return np.zeros(0), np.zeros(0)
+    cand = rng.permutation(cand)[: max(50 * n_positions, 1000)]
+    taken = np.zeros((ny, nx), dtype=bool)
+    r = int(math.ceil(separation))
+    disk_y, disk_x = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = disk_x**2 + disk_y**2 < separation**2
+    xs, ys = [], []
+    for flat in cand:
+        yc, xc = divmod(int(flat), nx)
+        if taken[yc, xc]:
+            continue
+        xs.append(xc)
+        ys.append(yc)
+        if len(xs) >= n_positions:
+            break
+        y0, y1, x0, x1 = yc - r, yc + r + 1, xc - r, xc + r + 1
+        sy0, sx0 = max(-y0, 0), max(-x0, 0)
+        sy1, sx1 = disk.shape[0] - max(y1 - ny, 0), disk.shape[1] - max(x1 - nx, 0)
+        taken[max(y0, 0) : min(y1, ny), max(x0, 0) : min(x1, nx)] |= disk[sy0:sy1, sx0:sx1]
+    jitter = rng.uniform(-0.5, 0.5, size=(2, len(xs)))
+    return np.asarray(xs, dtype=np.float64) + jitter[0], np.asarray(ys, dtype=np.float64) + jitter[1]
+
+
+def blank_sky_catalog(catalog: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+    """Pseudo-targets at (x, y), each with the shape of a catalogue row drawn at random (pixel positions)."""
+    rng = np.random.default_rng(seed + 1)
+    n = len(x)
+    if len(catalog) == 0:
+        raise LumosValueError("the catalogue has no rows to draw blank-sky shapes from")
+    rows = rng.integers(0, len(catalog), size=n)
+    out = pd.DataFrame({"ref_id": np.arange(n, dtype=np.int64), "x": np.asarray(x, np.float64), "y": np.asarray(y, np.float64)})
+    for column in _SHAPE_COLUMNS:
+        out[column] = catalog[column].to_numpy()[rows]
+    return out
+
+
+# --------------------------------------------------------------------------------- calibration
+
+
+def _sigma68(values: np.ndarray) -> float:
+    q16, q84 = np.percentile(values, [16.0, 84.0])
+    return 0.5 * float(q84 - q16)
+
+
+def measure_blank_sky(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    methods: Mapping[str, MeasureMethod],
+    *,
+    stamp_size: int = STAMP_SIZE,
+    chunk_size: int = 512,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """Measure zero-flux pseudo-targets at (x, y) with every method (shapes drawn from ``catalog``).
+
+    Returns, per method, its result table plus the pseudo-targets' ``x``, ``y``, ``r50``, ``area``
+    (:func:`model_area`), ``pull = flux / flux_err`` and ``usable`` (finite, none of :data:`BAD_BLANK_FLAGS`).
+    """
+    from lumos_ops.measure import _check_result, prepare_targets
+
+    out: dict[str, pd.DataFrame] = {}
+    if len(x) == 0 or len(catalog) == 0:
+        return {name: pd.DataFrame(columns=["flux", "flux_err", "flag", "pull", "usable", "area"]) for name in methods}
+    blank = blank_sky_catalog(catalog, x, y, seed=seed)
+    ctx = prepare_targets(exposure, blank, stamp_size=stamp_size)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in methods}
+    for start in range(0, ctx.n, chunk_size):
+        sub = ctx.take(slice(start, min(start + chunk_size, ctx.n)))
+        for name, method in methods.items():
+            parts[name].append(_check_result(name, method.measure(sub), sub.n))
+    for name in methods:
+        frame = pd.concat(parts[name], ignore_index=True)
+        flux = frame["flux"].to_numpy(np.float64)
+        err = frame["flux_err"].to_numpy(np.float64)
+        flag = frame["flag"].to_numpy(np.int64) | ctx.base_flags
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pull = flux / err
+        frame["pull"] = pull
+        frame["usable"] = np.isfinite(pull) & (err > 0) & ((flag & BAD_BLANK_FLAGS) == 0)
+        frame["x"], frame["y"], frame["r50"] = ctx.x, ctx.y, blank["r50"].to_numpy()
+        frame["area"] = model_area(ctx.models)
+        out[name] = frame
+    return out
+
+
+def model_area(models: np.ndarray) -> np.ndarray:
+    """Matched-filter area ``1 / sum(R^2)`` (pixels) of unit-flux models ``R`` (n, S, S); NaN for empty models.
+
+    The number of pixels a profile-weighted flux effectively sums (``4 pi sigma^2`` for a Gaussian
+    of ``sigma`` px): the size that sets how correlated noise adds up in every method's estimate.
+    """
+    models = np.nan_to_num(np.asarray(models, dtype=np.float64), nan=0.0)
+    power = np.einsum("nij,nij->n", models, models)
+    with np.errstate(divide="ignore"):
+        return np.where(power > 0, 1.0 / power, np.nan)
+
+
+_SLOPE_RANGE = (-0.5, 1.0)
+"""Bounds of the fitted ``d log k / d log A`` (white noise 0; noise correlated over the whole
+footprint 0.5): a safety net against a wild fit on few positions."""
+
+
+_BOOTSTRAP = 50
+"""Bootstrap resamples that give the standard error of the fitted slope."""
+
+_T_DOF = 4.0
+"""Degrees of freedom of the Student-t density of the slope fit (robust to contaminated positions)."""
+
+
+def _fit_slope(pull: np.ndarray, log_a: np.ndarray) -> float:
+    """Maximum-likelihood slope of ``pull ~ mu + s exp(slope log_a) t_4`` (Nelder-Mead), clipped to ``_SLOPE_RANGE``."""
+    from scipy import optimize
+
+    nu = _T_DOF
+
+    def nll(theta: np.ndarray) -> float:
+        mu, log_s, slope = theta
+        log_scale = log_s + slope * log_a
+        z = (pull - mu) * np.exp(-log_scale)
+        return float(np.sum(0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale))
+
+    centre = float(np.median(pull))
+    start = np.array([centre, np.log(max(_sigma68(pull), 1e-6)), 0.0])
+    fit = optimize.minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 600})
+    return float(np.clip(fit.x[2], *_SLOPE_RANGE))
+
+
+def fit_error_scale(method: str, pull: np.ndarray, area: np.ndarray, *, min_positions: int = MIN_POSITIONS,
+                    n_bins: int = 5) -> NoiseCalibration:
+    """Fit ``k(A) = scale (A / A_ref) ** slope`` to blank-sky pulls ``flux / flux_err`` at sizes ``A``.
+
+    The slope is the maximum-likelihood one of ``pull_i ~ mu + s (A_i / A_ref) ** slope t_4``
+    (a Student-t with 4 degrees of freedom: Gaussian in the core, robust to the few positions
+    that catch light of undetected sources), clipped to ``[-0.5, 1]`` (0 for white noise, 0.5 for
+    noise correlated over the whole footprint). It is kept only when it differs from 0 by at least
+    2 bootstrap standard errors (50 seeded resamples), and is 0 below ``2 * min_positions``
+    positions. ``scale`` is the sigma68 of ``u_i = pull_i / (A_i / A_ref) ** slope`` (``A_ref``
+    the geometric mean of ``A``): the 68 % interval, which coverage and pull sigma68 measure.
+    ``bins`` (``n_bins`` quantile bins of ``A``: median ``A``, sigma68 of the pulls, count)
+    are a diagnostic.
+    """
+    pull = np.asarray(pull, dtype=np.float64)
+    area = np.asarray(area, dtype=np.float64)
+    good = np.isfinite(pull) & np.isfinite(area) & (area > 0)
+    pull, area = pull[good], area[good]
+    n = int(pull.size)
+    if n < 2:
+        return dataclasses.replace(NoiseCalibration.identity(method), scale=float("nan"), n_positions=n)
+    median = float(np.median(pull))
+    a_ref = float(np.exp(np.mean(np.log(area))))
+    log_a = np.log(area / a_ref)
+    slope, slope_err = 0.0, float("nan")
+    if n >= 2 * min_positions:
+        fitted = _fit_slope(pull, log_a)
+        rng = np.random.default_rng(0)
+        boot = [_fit_slope(pull[i], log_a[i]) for i in rng.integers(0, n, size=(_BOOTSTRAP, n))]
+        slope_err = float(np.std(boot))
+        # a slope within 2 standard errors of 0 is noise: k does not depend on size
+        slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
+    scale = _sigma68(pull * np.exp(-slope * log_a))
+    order = np.argsort(area, kind="stable")
+    bins = tuple((float(np.median(area[part])), _sigma68(pull[part]), int(part.size))
+                 for part in np.array_split(order, max(1, min(n_bins, n // 20))) if part.size >= 2)
+    reliable = bool(n >= min_positions and np.isfinite(scale) and scale > 0)
+    return NoiseCalibration(method=method, scale=float(scale), slope=slope, slope_err=slope_err, area_ref=a_ref,
+                            area_range=(float(area.min()), float(area.max())), n_positions=n, median_pull=median,
+                            reliable=reliable, bins=bins)
+
+
+def calibrate_noise(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    methods: Mapping[str, MeasureMethod],
+    *,
+    n_positions: int = 200,
+    min_positions: int = MIN_POSITIONS,
+    stamp_size: int = STAMP_SIZE,
+    chunk_size: int = 512,
+    seed: int = 0,
+) -> dict[str, NoiseCalibration]:
+    """Blank-sky error scale ``k(A)`` of every method on one exposure (module docstring).
+
+    Parameters
+    ----------
+    exposure : Exposure
+        The CCD image in e-/s per pixel.
+    catalog : DataFrame
+        Validated catalogue (``r50``, ``sersic_n``, ``q``, ``pa``, ``i_auto``); the blank-sky shapes
+        are drawn from its rows on the image (all rows when none is).
+    x, y : ndarray
+        Pixel positions of the catalogue's targets, aligned with ``catalog`` (kept clear of).
+    methods : mapping name -> method instance
+        The instances that measure the targets (same options, same loaded model).
+    n_positions, min_positions, stamp_size, chunk_size, seed : keyword-only
+        Blank positions wanted, fewest usable for a trusted ``k``, stamp side, targets per method
+        call, RNG seed (positions and shapes).
+
+    Returns
+    -------
+    dict name -> NoiseCalibration
+        ``reliable = False`` (and ``k = 1``) with a warning when fewer than ``min_positions``
+        positions were usable.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    r50 = catalog["r50"].to_numpy(np.float64)
+    ny, nx = exposure.shape
+    with np.errstate(invalid="ignore"):
+        on = np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    shapes = catalog[on] if on.any() else catalog
+    # targets whose light may reach the frame: within 100 px of it
+    with np.errstate(invalid="ignore"):
+        near = np.isfinite(x) & np.isfinite(y) & (x > -100) & (x < nx + 100) & (y > -100) & (y < ny + 100)
+    typical = float(np.median(shapes["r50"].to_numpy(np.float64))) if len(shapes) else 0.5
+    clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / PIXEL_SCALE)[0]), 5.0)
+    bx, by = blank_sky_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
+                                 margin=stamp_size // 2, seed=seed, clearance=clearance)
+    frames = measure_blank_sky(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
+                               seed=seed)
+    result: dict[str, NoiseCalibration] = {}
+    for name in methods:
+        frame = frames[name]
+        use = frame["usable"].to_numpy(bool) if len(frame) else np.zeros(0, dtype=bool)
+        pull = frame["pull"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
+        area = frame["area"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
+        calibration = fit_error_scale(name, pull, area, min_positions=min_positions)
+        if not calibration.reliable:
+            log.warning("%s: only %d usable blank-sky positions for method %s (need %d): its errors are not "
+                        "calibrated (error_scale 1)", exposure.path, calibration.n_positions, name, min_positions)
+        result[name] = calibration
+    return result
+
+
+# ------------------------------------------------------------------------------------ applying
+
+
+def background_fraction(ctx: TargetContext, flux: np.ndarray) -> np.ndarray:
+    """Background share of the variance of the optimal weighted sum at flux ``flux`` (shape (n,)).
+
+    ``bkg = sum w^2 s^2 + var(b) (sum w)^2`` and ``src = sum w^2 max(F R, 0) / t`` with the eq. (6)
+    weights ``w = (R / v) / sum(R^2 / v)``, ``v = s^2 + max(F R, 0) / t``: the split of the error the
+    optimal method reports. 1 where it cannot be computed.
+    """
+    from lumos_ops.photometry.modelfit import fit_pixels
+
+    pixels = fit_pixels(ctx.photometry_inputs)
+    flux = np.nan_to_num(np.asarray(flux, dtype=np.float64), nan=0.0)
+    source = np.maximum(flux[:, None] * pixels.model, 0.0) / pixels.exptime[:, None]
+    variance = source + pixels.noise_var[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(pixels.model > 0, pixels.model / variance, 0.0)
+        w = raw / np.sum(raw * pixels.model, axis=1, keepdims=True)
+        bkg = np.sum(w * w, axis=1) * pixels.noise_var + pixels.background_var * np.sum(w, axis=1) ** 2
+        src = np.sum(w * w * source, axis=1)
+        phi = bkg / (bkg + src)
+    return np.where(np.isfinite(phi), np.clip(phi, 0.0, 1.0), 1.0)
+
+
+def widen_mixture(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, centre: np.ndarray,
+                  factor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stretch Gaussian mixtures (n, K) about ``centre`` (n,) by ``factor`` (n,).
+
+    ``mu' = c + s (mu - c)``, ``sigma' = s sigma``: the density of ``c + s (f - c)`` for ``f`` drawn
+    from the mixture, so every quantile ``q`` becomes ``c + s (q - c)``; about the median, the
+    median stays and sigma68, sigma95 scale by ``s``. Weights are unchanged.
+    """
+    centre = np.asarray(centre, dtype=np.float64)[:, None]
+    factor = np.asarray(factor, dtype=np.float64)[:, None]
+    mu = np.asarray(mu, dtype=np.float64)
+    return np.asarray(alpha, dtype=np.float64).copy(), centre + factor * (mu - centre), factor * np.asarray(sigma, dtype=np.float64)
+
+
+def _mixture_columns(frame: pd.DataFrame) -> int:
+    return sum(1 for c in frame.columns if isinstance(c, str) and c.startswith("alpha_") and c[6:].isdigit())
+
+
+def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibration | float,
+                      ctx: TargetContext) -> pd.DataFrame:
+    """Calibrated copy of one method's result on ``ctx``: errors, and for LUMOS the mixtures, widened.
+
+    ``k`` of each target is ``calibration.k(A)`` at its model's matched-filter area (or the number
+    given). Adds ``error_scale`` (that ``k``) and ``flux_err_raw`` (the error before calibration);
+    ``k`` scales the background part of the variance (module docstring), so the row's own factor
+    ``flux_err / flux_err_raw`` lies between 1 and ``k``. ``flux`` is never changed (for LUMOS the
+    median stays; the mean and mode of the widened likelihood move away from it by the factor).
+    """
+    frame = frame.copy()
+    raw = frame["flux_err"].to_numpy(np.float64)
+    flux = frame["flux"].to_numpy(np.float64)
+    if isinstance(calibration, NoiseCalibration):
+        k = calibration.k(model_area(ctx.models))
+    else:
+        k = np.full(len(frame), float(calibration))
+    frame["flux_err_raw"] = raw
+    frame["error_scale"] = k
+    if np.all(k == 1.0):
+        return frame
+    t = float(ctx.exposure.exptime)
+    if method == "aperture" and "aperture_light" in frame:
+        light = frame["aperture_light"].to_numpy(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            source = np.where(light > 0, np.maximum(flux, 0.0) / (light * t), 0.0)
+        source = np.minimum(np.nan_to_num(source), raw**2)
+        frame["flux_err"] = np.sqrt(k * k * (raw**2 - source) + source)
+        return frame
+    phi = background_fraction(ctx, flux)
+    factor = np.sqrt(1.0 + phi * (k * k - 1.0))
+    frame["flux_err"] = raw * factor
+    n_mix = _mixture_columns(frame)
+    if n_mix and "median" in frame:
+        idx = range(n_mix)
+        cols = lambda p: frame[[f"{p}_{i}" for i in idx]].to_numpy(np.float64)  # noqa: E731
+        centre = frame["median"].to_numpy(np.float64)
+        finite = np.isfinite(centre) & np.isfinite(factor)
+        alpha, mu, sigma = cols("alpha"), cols("mu"), cols("sigma")
+        fac = np.where(finite, factor, 1.0)
+        cen = np.where(finite, centre, 0.0)
+        alpha, mu, sigma = widen_mixture(alpha, mu, sigma, cen, fac)
+        for i in idx:
+            frame[f"mu_{i}"] = mu[:, i]
+            frame[f"sigma_{i}"] = sigma[:, i]
+        trunc = frame["truncated"].to_numpy(bool) if "truncated" in frame else np.zeros(len(frame), dtype=bool)
+        # untruncated rows: an affine map of the density, every summary maps exactly
+        for name in ("mean", "mode"):
+            if name in frame:
+                frame[name] = cen + fac * (frame[name].to_numpy(np.float64) - cen)
+        for name in ("std", "sigma68", "sigma95"):
+            if name in frame:
+                frame[name] = frame[name].to_numpy(np.float64) * fac
+        redo = np.flatnonzero(trunc & finite)
+        if redo.size:
+            # truncated at f = 0 (population-prior models): the map is not affine there; recompute
+            from lumos_ops.lumos.mixture import summarize
+
+            stats = summarize(alpha[redo], mu[redo], sigma[redo], trunc[redo])
+            for name, values in stats.items():
+                if name in frame:
+                    frame.loc[frame.index[redo], name] = values
+        if "likelihood" in frame and "sigma68" in frame and "std" in frame:
+            like = frame["likelihood"].to_numpy(bool)
+            frame["flux_err"] = np.where(like, frame["sigma68"].to_numpy(np.float64), frame["std"].to_numpy(np.float64))
+    return frame
+
+
+def describe(calibrations: Mapping[str, NoiseCalibration]) -> dict[str, Any]:
+    """JSON-ready summary of :func:`calibrate_noise`'s result."""
+    return {name: dataclasses.asdict(c) for name, c in calibrations.items()}

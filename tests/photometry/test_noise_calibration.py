@@ -1,0 +1,205 @@
+"""lumos_ops.photometry.noise_calibration: blank-sky error scales on white and correlated noise, and
+the LUMOS likelihood widening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from lumos_ops.bench.metrics import sigma68
+from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog, synthetic_exposure
+from lumos_ops.io.exposure import Exposure, read_exposure
+from lumos_ops.lumos.mixture import summarize
+from lumos_ops.measure import get_method, measure_exposure, prepare_targets
+from lumos_ops.photometry import noise_calibration as nc
+
+SHAPE = (560, 560)
+SKY = 6.0
+EXPTIME = 90.0
+GAIN = 2.0
+SPACING = 40
+
+
+def _grid_catalog(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Compact galaxies on a jittered 40 px grid (free sky between them) with true SNR ~ 3-30."""
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(50, SHAPE[1] - 50, SPACING), np.arange(50, SHAPE[0] - 50, SPACING))
+    n = gx.size
+    catalog = random_catalog(n, shape=SHAPE, seed=seed)
+    catalog["x"] = gx.ravel() + rng.uniform(-3, 3, n)
+    catalog["y"] = gy.ravel() + rng.uniform(-3, 3, n)
+    catalog["r50"] = rng.uniform(0.2, 0.6, n)
+    catalog["sersic_n"] = rng.uniform(0.5, 2.5, n)
+    flux = np.exp(rng.uniform(np.log(3.0), np.log(40.0), n))
+    return catalog, flux
+
+
+def _correlated_exposure(catalog: pd.DataFrame, flux: np.ndarray, *, smooth: float, seed: int) -> SyntheticExposure:
+    """Sources with their own (white) Poisson noise on a sky whose Gaussian noise is white (``smooth = 0``)
+    or white noise smoothed by a Gaussian kernel of ``smooth`` px and rescaled to the same pixel
+    variance: the pixel variance the methods see is the same, the noise of a flux sum is larger."""
+    noiseless = synthetic_exposure(catalog, flux, shape=SHAPE, sky=0.0, exptime=1e9, gain=1.0, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    light = np.asarray(noiseless.adu, dtype=np.float64) / 1e9  # e-/s (counts / exptime)
+    source = rng.poisson(np.clip(light, 0, None) * EXPTIME) / EXPTIME
+    noise = rng.normal(0.0, 1.0, SHAPE)
+    if smooth > 0:
+        noise = ndimage.gaussian_filter(noise, smooth, mode="wrap")
+        noise /= noise.std()
+    image = SKY + source + noise * np.sqrt(SKY / EXPTIME)
+    header = {"EXPTIME": EXPTIME, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": GAIN}
+    return SyntheticExposure(adu=(image * EXPTIME / GAIN).astype(np.float32), header=header, flux=flux)
+
+
+def _read(exposure: SyntheticExposure, path: Path) -> Exposure:
+    return read_exposure(exposure.write(path))
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Exposure, pd.DataFrame, np.ndarray]]:
+    out = {}
+    folder = tmp_path_factory.mktemp("noisecal")
+    for name, smooth in (("white", 0.0), ("correlated", 1.0)):
+        catalog, flux = _grid_catalog(seed=3)
+        out[name] = (_read(_correlated_exposure(catalog, flux, smooth=smooth, seed=5), folder / f"{name}.fits"), catalog, flux)
+    return out
+
+
+def _pull_sigma68(table: pd.DataFrame, flux: np.ndarray, method: str) -> float:
+    rows = table[table["method"] == method]
+    return float(sigma68((rows["flux"].to_numpy() - flux) / rows["flux_err"].to_numpy()))
+
+
+def test_blank_positions_avoid_targets_sources_and_edges(scenes) -> None:
+    exposure, catalog, _ = scenes["white"]
+    x, y = catalog["x"].to_numpy(), catalog["y"].to_numpy()
+    bx, by = nc.blank_sky_positions(exposure, x, y, catalog["r50"].to_numpy(), n_positions=150, seed=1)
+    assert 30 <= bx.size <= 150
+    again = nc.blank_sky_positions(exposure, x, y, catalog["r50"].to_numpy(), n_positions=150, seed=1)
+    np.testing.assert_array_equal(bx, again[0])  # seeded: reproducible
+    dist = np.hypot(bx[:, None] - x[None, :], by[:, None] - y[None, :]).min(axis=1)
+    assert dist.min() > 8.0
+    assert bx.min() >= 29 and by.min() >= 29 and bx.max() <= SHAPE[1] - 30 and by.max() <= SHAPE[0] - 30
+    # the galaxies themselves are detected: no blank pixel on a detected source
+    mask = nc.detect_sources(exposure.data, fwhm_px=0.9 / 0.263)
+    assert not mask[np.rint(by).astype(int), np.rint(bx).astype(int)].any()
+
+
+def test_detect_sources_does_not_mask_pure_noise() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.normal(10.0, 1.0, (300, 300))
+    assert nc.detect_sources(noise, fwhm_px=3.0).mean() < 0.01
+    # the 3-sigma single-pixel rule of the injection masks much of the same pure noise
+    grown = ndimage.distance_transform_edt(~nc.source_mask(noise)) < 10
+    assert grown.mean() > 0.3
+
+
+def test_white_noise_scale_is_one(scenes) -> None:
+    exposure, catalog, _ = scenes["white"]
+    methods = {m: get_method(m) for m in ("aperture", "optimal")}
+    cal = nc.calibrate_noise(exposure, catalog, catalog["x"].to_numpy(), catalog["y"].to_numpy(), methods, n_positions=200)
+    for name, c in cal.items():
+        assert c.reliable and c.n_positions >= 100, name
+        k = c.k(np.array(c.area_range))
+        # the aperture error counts partial pixels at weight w, their noise at w^2: slightly high (k ~ 0.9)
+        assert np.all((k > 0.8) & (k < 1.15)), (name, c)
+        assert abs(c.median_pull) < 0.3
+
+
+def test_correlated_noise_scale_and_calibrated_pulls(scenes) -> None:
+    exposure, catalog, flux = scenes["correlated"]
+    raw = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), calibrate_errors=False)
+    table = measure_exposure(exposure, catalog, methods=("aperture", "optimal"))
+    for method in ("aperture", "optimal"):
+        before, after = _pull_sigma68(raw, flux, method), _pull_sigma68(table, flux, method)
+        rows = table[table["method"] == method]
+        assert before > 1.4, (method, before)
+        assert rows["error_scale"].min() > 1.3
+        np.testing.assert_allclose(rows["flux"], raw[raw["method"] == method]["flux"])  # fluxes untouched
+        np.testing.assert_allclose(rows["flux_err_raw"], raw[raw["method"] == method]["flux_err"])
+        assert 0.85 < after < 1.15, (method, before, after)
+
+
+def test_background_only_scaling_spares_bright_sources(scenes) -> None:
+    exposure, catalog, _ = scenes["white"]
+    ctx = prepare_targets(exposure, catalog.iloc[:6])
+    frame = get_method("optimal").measure(ctx)
+    bright = frame.assign(flux=frame["flux"] * 0 + 1e5)
+    faint = frame.assign(flux=frame["flux"] * 0)
+    k = 2.0
+    assert np.allclose(nc.apply_error_scale(faint, "optimal", k, ctx)["flux_err"], k * frame["flux_err"], rtol=1e-6)
+    widened = nc.apply_error_scale(bright, "optimal", k, ctx)["flux_err"].to_numpy()
+    assert np.all(widened < 1.2 * frame["flux_err"].to_numpy())  # Poisson-dominated: barely widened
+    ap = get_method("aperture").measure(ctx)
+    out = nc.apply_error_scale(ap.assign(flux=0.0), "aperture", k, ctx)
+    np.testing.assert_allclose(out["flux_err"], k * ap["flux_err"], rtol=1e-6)
+    assert (out["error_scale"] == k).all() and np.allclose(out["flux_err_raw"], ap["flux_err"])
+
+
+def test_widen_mixture_keeps_median_and_scales_widths() -> None:
+    rng = np.random.default_rng(2)
+    n, kcomp = 50, 5
+    alpha = rng.dirichlet(np.ones(kcomp), n)
+    mu = rng.normal(20.0, 8.0, (n, kcomp))
+    sigma = rng.uniform(1.0, 6.0, (n, kcomp))
+    before = summarize(alpha, mu, sigma)
+    factor = rng.uniform(0.5, 2.5, n)
+    a2, m2, s2 = nc.widen_mixture(alpha, mu, sigma, before["median"], factor)
+    after = summarize(a2, m2, s2)
+    np.testing.assert_allclose(after["median"], before["median"], atol=1e-6)
+    np.testing.assert_allclose(after["sigma68"], factor * before["sigma68"], rtol=1e-6)
+    np.testing.assert_allclose(after["sigma95"], factor * before["sigma95"], rtol=1e-6)
+    np.testing.assert_allclose(after["eta"], before["eta"], atol=1e-6)
+
+
+def test_lumos_columns_stay_consistent_after_widening(scenes) -> None:
+    from lumos_ops.lumos.inference import Mixtures, mixture_table
+
+    exposure, catalog, _ = scenes["white"]
+    ctx = prepare_targets(exposure, catalog.iloc[:8])
+    rng = np.random.default_rng(4)
+    n = ctx.n
+    alpha = rng.dirichlet(np.ones(5), n)
+    mu = rng.normal(0.0, 3.0, (n, 5))
+    sigma = rng.uniform(1.0, 4.0, (n, 5))
+    frame = pd.DataFrame(mixture_table(Mixtures(alpha=alpha, mu=mu, sigma=sigma, truncated=np.zeros(n, bool))))
+    out = nc.apply_error_scale(frame, "lumos", 1.7, ctx)
+    a = out[[f"alpha_{i}" for i in range(5)]].to_numpy()
+    m = out[[f"mu_{i}" for i in range(5)]].to_numpy()
+    s = out[[f"sigma_{i}" for i in range(5)]].to_numpy()
+    stats = summarize(a, m, s)
+    np.testing.assert_allclose(out["flux"], frame["flux"])
+    for name in ("median", "sigma68", "sigma95", "mean", "std", "mode"):
+        np.testing.assert_allclose(out[name], stats[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(out["flux_err"], out["sigma68"])
+    factor = (out["flux_err"] / out["flux_err_raw"]).to_numpy()
+    assert np.all(factor > 1.0) and np.all(factor <= 1.7 + 1e-9)
+    # near-zero fluxes: the background-dominated regime, the full k
+    assert np.median(factor) > 1.6
+
+
+def test_too_few_positions_gives_identity_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    catalog = random_catalog(3, shape=(110, 110), margin=30, seed=1)
+    exposure = _read(synthetic_exposure(catalog, np.full(3, 50.0), shape=(110, 110), seed=1), tmp_path / "small.fits")
+    with caplog.at_level("WARNING"):
+        table = measure_exposure(exposure, catalog, methods=("aperture",))
+    assert (table["error_scale"] == 1.0).all()
+    np.testing.assert_allclose(table["flux_err"], table["flux_err_raw"])
+    assert "blank-sky positions" in caplog.text
+
+
+def test_fit_error_scale_recovers_a_size_law() -> None:
+    rng = np.random.default_rng(7)
+    area = np.exp(rng.uniform(np.log(20), np.log(300), 400))
+    pull = rng.normal(0.0, 1.3 * (area / 80.0) ** 0.4)
+    cal = nc.fit_error_scale("optimal", pull, area)
+    assert abs(cal.slope - 0.4) < 0.15
+    assert abs(cal.k(80.0) - 1.3) < 0.15
+    flat = nc.fit_error_scale("optimal", rng.normal(0, 1.0, 400), area)
+    assert abs(flat.slope) < 0.15 and abs(flat.scale - 1.0) < 0.12
+    few = nc.fit_error_scale("optimal", rng.normal(0, 2.0, 20), area[:20])
+    assert not few.reliable and few.k(50.0) == 1.0
