@@ -352,7 +352,8 @@ def _json_default(value: Any) -> Any:
 # reads row after row, i.e. it is the rows of the COPY stream up to ``extras``. The jsonb ``extras``
 # text is built column-wise by pyarrow (numbers with the shortest round-trip digits, as ``repr``)
 # and appended to each row by pyarrow too. What is stored is exactly what the earlier text path
-# (CSV ``COPY`` of Python-built literals into a staging table) stored.
+# (CSV ``COPY`` of Python-built literals into a staging table) stored, except that path lost a
+# mixture with one NaN component (NULL instead of the NaN element) under pandas 3.
 
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
 _PGCOPY_TRAILER = b"\xff\xff"
@@ -744,8 +745,12 @@ def write_measurements(
     meta: ExposureMeta,
     model_versions: Mapping[str, str],
     timings: Mapping[str, float] | None = None,
+    record_exposure: bool = True,
 ) -> int:
     """Replace (upsert) the measurements of one exposure and mark it done, atomically.
+
+    Only rows of the written (method, model version) pairs are replaced: rows of other versions of
+    the same methods (a reprocessing's candidate, an earlier production version) stay.
 
     The exposure's row is locked first, so concurrent writes of the same exposure (two runs of one
     night) take turns instead of colliding on the primary key; the last to commit wins. Fluxes and
@@ -768,6 +773,10 @@ def write_measurements(
         Version of each method present in ``table``.
     timings : mapping of str to float, optional
         ``download_s``, ``measure_s`` (s) recorded on the exposure row; ``write_s`` is measured here.
+    record_exposure : bool, keyword-only
+        Mark the exposure done with ``meta`` and the timings (the nightly run). False writes the
+        rows only and leaves the exposure's state and bookkeeping alone (reprocessing under a new
+        model version).
 
     Returns
     -------
@@ -796,11 +805,14 @@ def write_measurements(
         with engine.begin() as conn:
             _check_and_lock(conn, exposure_id=exposure_id, run_id=run_id, versions=rows.versions)
             conn.execute(
-                sa.text("DELETE FROM lumos.measurements WHERE exposure_id = :e AND method = ANY(:methods)"),
-                {"e": exposure_id, "methods": methods},
+                sa.text("DELETE FROM lumos.measurements WHERE exposure_id = :e AND (method, model_version) IN "
+                        "(SELECT * FROM unnest(CAST(:methods AS text[]), CAST(:versions AS text[])))"),
+                {"e": exposure_id, "methods": list(methods), "versions": [model_versions[m] for m in methods]},
             )
             if rows.n:
                 _copy_binary(conn, "lumos.measurements", _COPY_COLUMNS, rows.payload)
+            if not record_exposure:
+                return rows.n
             conn.execute(
                 sa.text(
                     "UPDATE lumos.exposures SET status = 'done', error = NULL, run_id = :r, band = :band, "
