@@ -94,3 +94,17 @@ def test_lumos_method_sends_mapped_tasks_to_the_gpu_queue_and_pool(airflow_db):
     assert (process.queue, process.pool) == ("cuda", "gpus")
     assert dag.task_dict["plan"].queue == "default"
     assert type(dag.timetable).__name__ == "NullTimetable"
+
+
+def test_reprocess_dag_parses_below_the_nightly_priority(airflow_db):
+    with env(LUMOS_METHODS="aperture,lumos", LUMOS_MAX_MAPPED_TASKS="64"):
+        reprocess, errors = load_dag("lumos_reprocess")
+        nightly, _ = load_dag("lumos_nightly")
+    assert errors == {}
+    assert set(reprocess.task_dict) == {"check_schema", "plan", "process", "finish", "incomplete"}
+    assert set(reprocess.params) == {"first_night", "last_night", "methods", "model_versions", "model_key"}
+    assert type(reprocess.timetable).__name__ == "NullTimetable"  # manual runs only
+    weights = {d.dag_id: (d.task_dict["process"].priority_weight, d.task_dict["process"].weight_rule)
+               for d in (reprocess, nightly)}
+    assert weights == {"lumos_reprocess": (1, "absolute"), "lumos_nightly": (10, "absolute")}
+    assert reprocess.task_dict["process"].queue == "gpu" and reprocess.task_dict["finish"].trigger_rule == "all_done"

@@ -343,3 +343,19 @@ def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
     assert write_measurements(engine, table.iloc[:0], exposure_id=eid, run_id=run_id, meta=_meta(),
                               model_versions=versions) == 0
     assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=eid) == 0
+
+
+def test_measurements_follow_their_exposure_without_a_row_foreign_key(engine):
+    """V006: no per-row foreign key on exposure_id; the writer refuses an unknown exposure and
+    deleting exposures (the owner's clean-up) deletes their measurements."""
+    run_id, (eid, other, *_) = _setup(engine, n_exposures=2)
+    for e in (eid, other):
+        write_measurements(engine, _table(5), exposure_id=e, run_id=run_id, meta=_meta(),
+                           model_versions={"aperture": "aperture-1"})
+    with pytest.raises(DatabaseError, match="exposure_id=999"):
+        write_measurements(engine, _table(5), exposure_id=999, run_id=run_id, meta=_meta(),
+                           model_versions={"aperture": "aperture-1"})
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM lumos.exposures WHERE exposure_id = :e"), {"e": eid})
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=eid) == 0
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=other) == 5
