@@ -36,3 +36,20 @@ def test_shipped_models_are_likelihood_networks():
         assert loaded.flux_prior.low < 0 < loaded.flux_prior.high
     noccd = load_checkpoint("fast-noccd", device="cpu")
     assert not {"ccd_x", "ccd_y"} & set(noccd.net.config.inputs)
+
+
+def test_the_weights_table_matches_every_shipped_file():
+    import hashlib
+
+    from lumos_ops.lumos.recipe import RECIPES
+    from lumos_ops.lumos.weights import SHIPPED_WEIGHTS
+
+    assert sorted(p.name for p in MODELS_DIR.glob("*.pt")) == sorted(w.file for w in SHIPPED_WEIGHTS)
+    assert [w.status for w in SHIPPED_WEIGHTS].count("default") == 1
+    for weights in SHIPPED_WEIGHTS:
+        path = MODELS_DIR / weights.file
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == weights.sha256, weights.name
+        loaded = load_checkpoint(weights.name)
+        assert loaded.arch == weights.arch and weights.recipe in RECIPES
+        assert loaded.metadata["recipe"]["name"] == weights.recipe
+        assert SHIPPED_MODELS[weights.name] == weights.file

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from lumos_ops.lumos.weights import shipped_models_help
+
 __all__ = ["register", "inject_command"]
 
 REPORT_JSON = "injection_report.json"
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", nargs="+", required=True, help="real FITS frames (.fits, .fits.bz2, .fits.gz)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--model", default=None, help="LUMOS checkpoint or shipped name (default: the shipped default)")
+    p.add_argument("--model", default=None, help=f"LUMOS checkpoint file or shipped name: {shipped_models_help()} (default: default)")
     p.add_argument("--methods", nargs="+", default=["aperture", "optimal", "lumos"], help="photometry methods")
     p.add_argument("--populations", nargs="+", default=["sersic", "knots", "blended"],
                    choices=["sersic", "knots", "blended"])

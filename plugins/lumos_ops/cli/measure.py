@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
 from lumos_ops.flags import Flag
+from lumos_ops.lumos.weights import shipped_models_help
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("image", help="exposure FITS file (one CCD)")
     parser.add_argument("catalog", help="external catalogue (.csv or .parquet) with ref_id, x/y or ra/dec, r50, sersic_n, q, pa, i_auto")
     parser.add_argument("--method", choices=_METHOD_CHOICES, default="aperture", help="photometry method (default: aperture)")
-    parser.add_argument("--model", default=None, help="LUMOS model checkpoint or registry name (method lumos only)")
+    parser.add_argument("--model", default=None, help=f"LUMOS checkpoint file or shipped name: {shipped_models_help()} (method lumos only)")
     parser.add_argument("--out", required=True, help="output table (.csv or .parquet); written atomically")
     parser.add_argument("--stamp-size", type=int, default=None, help="stamp side in pixels (default 60)")
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) when any target lies off the image")

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from lumos_ops.lumos.weights import shipped_models_help
+
 __all__ = ["register"]
 
 
@@ -134,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = subparsers.add_parser("transfer", help="unsupervised transfer learning on exposure pairs (eq. 12)",
                               description="Fine-tune the last layer on pairs of exposures of the same galaxy + simulations.")
-    t.add_argument("--model", help="starting checkpoint (default: the shipped model)")
+    t.add_argument("--model", help=f"starting checkpoint: a file or {shipped_models_help()} (default: default)")
     t.add_argument("--exposures", required=True, help="directory (searched for *.fits) or glob of exposures")
     t.add_argument("--catalog", required=True, help="external catalogue (CSV or Parquet)")
     t.add_argument("--sim-set", required=True, help="TEAHUPOO directory for the supervised term")
@@ -154,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     v = subparsers.add_parser("validate", help="validation report of a LUMOS model (JSON + PNG)",
                               description="Bias/sigma68 per i_auto bin vs baselines, PIT, coverage, D width.")
-    v.add_argument("--model", help="checkpoint (default: the shipped model)")
+    v.add_argument("--model", help=f"checkpoint: a file or {shipped_models_help()} (default: default)")
     v.add_argument("--test-set", required=True, help="TEAHUPOO directory; stamps >= 93 px also feed the baselines")
     v.add_argument("--split", default="all", help="split of the set to use (default 'all': a held-out set)")
     v.add_argument("--max-stamps", type=int, help="use at most N stamps")

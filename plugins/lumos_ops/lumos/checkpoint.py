@@ -26,6 +26,7 @@ from lumos_ops import __version__
 from lumos_ops.exceptions import ModelError
 from lumos_ops.lumos.config import ModelConfig, Normalization
 from lumos_ops.lumos.model import LumosNet
+from lumos_ops.lumos.weights import MODELS_DIR, shipped_models
 
 __all__ = [
     "FORMAT_NAME",
@@ -42,17 +43,9 @@ __all__ = [
 
 FORMAT_NAME = "lumos-model"
 FORMAT_VERSION = 1
-MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
-"""Directory of the weights shipped with the package."""
-
-SHIPPED_MODELS: dict[str, str] = {
-    "default": "lumos-fast-v10.pt",
-    "fast-noccd": "lumos-fast-noccd-v10.pt",
-}
-"""Name -> file in :data:`MODELS_DIR`; ``None`` (or ``"default"``) selects ``"default"``. Both are
-likelihood networks trained under the reference flux prior (docs/likelihood.md);
-``"fast-noccd"`` is the default's recipe without the CCD position (the PIT comparison of
-``lumos validate``). See models/MODEL_CARD.md."""
+SHIPPED_MODELS: dict[str, str] = shipped_models()
+"""Name -> file in :data:`MODELS_DIR`, from the table :data:`lumos_ops.lumos.weights.SHIPPED_WEIGHTS`;
+``None`` (or ``"default"``) selects ``"default"``."""
 
 
 @dataclasses.dataclass

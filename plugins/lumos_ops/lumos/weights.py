@@ -1,0 +1,78 @@
+"""The table of LUMOS weights shipped in ``lumos_ops/models/``: one row per checkpoint.
+
+Everything that names a shipped model (``SHIPPED_MODELS``, the ``--model`` help of the CLI, the
+registry's shipped versions) reads this table; ``tests/lumos/test_shipped_model.py`` checks every
+row against its file (SHA-256, architecture, recipe). Importing it costs nothing (no torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+__all__ = ["ShippedWeights", "SHIPPED_WEIGHTS", "MODELS_DIR", "shipped_models", "shipped_models_help"]
+
+MODELS_DIR: Path = Path(__file__).resolve().parent.parent / "models"
+"""Directory of the weights shipped with the package."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippedWeights:
+    """One shipped checkpoint.
+
+    Attributes
+    ----------
+    name : str
+        What ``--model`` and ``load_checkpoint`` accept (``"default"`` is the nightly default).
+    file : str
+        File in :data:`MODELS_DIR`; its stem is the model version recorded with measurements.
+    arch : str
+        Network architecture (``lumos_ops.lumos.config`` architectures).
+    recipe : str
+        ``lumos_ops.lumos.recipe.RECIPES`` entry that reproduces it (``lumos train --recipe``).
+    sha256 : str
+        SHA-256 of the file.
+    status : str
+        ``default`` (what runs when nothing is configured) or ``companion`` (kept for a
+        comparison the reports make).
+    summary : str
+        One line for help texts.
+    """
+
+    name: str
+    file: str
+    arch: str
+    recipe: str
+    sha256: str
+    status: str
+    summary: str
+
+    @property
+    def version(self) -> str:
+        """Model version recorded with its measurements (the file's stem)."""
+        return Path(self.file).stem
+
+
+SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
+    ShippedWeights(
+        name="default", file="lumos-fast-v10.pt", arch="fast", recipe="fast-v10",
+        sha256="5d4c4a065506c77916eb19ce525b8a713e79af5aad9d592d5d965694fb5fa368", status="default",
+        summary="likelihood network under the reference flux prior, 6 narrow bands x 2 epochs (models/MODEL_CARD.md)",
+    ),
+    ShippedWeights(
+        name="fast-noccd", file="lumos-fast-noccd-v10.pt", arch="fast", recipe="fast-noccd-v10",
+        sha256="f7bf41dde60ab22100538d53956bf6e896ad8ff2403b34766563fd6166881e25", status="companion",
+        summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
+    ),
+)
+"""Every shipped checkpoint."""
+
+
+def shipped_models() -> dict[str, str]:
+    """``{name: file}`` of :data:`SHIPPED_WEIGHTS`."""
+    return {w.name: w.file for w in SHIPPED_WEIGHTS}
+
+
+def shipped_models_help() -> str:
+    """The shipped names with their versions, for ``--model`` help texts."""
+    return "; ".join(f"{w.name} ({w.version})" for w in SHIPPED_WEIGHTS)
