@@ -55,6 +55,7 @@ __all__ = [
     "open_night_store",
     "plan_night",
     "process_chunk",
+    "attempt_each",
     "process_exposure",
     "run_night",
     "Measurer",
@@ -377,17 +378,32 @@ def process_chunk(
         done = set(conn.execute(sa.text(
             "SELECT exposure_id FROM lumos.exposures WHERE exposure_id = ANY(:ids) AND status = 'done' AND run_id = :r"
         ), {"ids": [t.exposure_id for t in tasks], "r": tasks[0].run_id if tasks else 0}).scalars())
-    results: list[ExposureResult] = []
-    failures: list[tuple[ExposureTask, Exception]] = []
-    for task in tasks:
+    def step(task: ExposureTask) -> ExposureResult:
         if task.exposure_id in done:
             log.info("exposure %s: already done in run %d, skipped", task.label, task.run_id)
-            results.append(ExposureResult(exposure_id=task.exposure_id, key=task.key, status="skipped"))
-            continue
+            return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="skipped")
+        return process_exposure(engine, store, config, task, measurer=measurer)
+
+    return attempt_each(tasks, step)
+
+
+def attempt_each(tasks: Sequence[ExposureTask], step: Callable[[ExposureTask], ExposureResult]) -> list[ExposureResult]:
+    """``step`` for every task, whatever fails before it; then raise if any failed.
+
+    Raises
+    ------
+    BadInputError
+        Every failure was an input error (retrying cannot help); the message lists them.
+    LumosError
+        At least one failure may be transient (storage, database): a retry resumes.
+    """
+    results: list[ExposureResult] = []
+    failures: list[tuple[ExposureTask, BaseException]] = []
+    for task in tasks:
         try:
-            results.append(process_exposure(engine, store, config, task, measurer=measurer))
-        except Exception as exc:  # noqa: BLE001 - recorded by process_exposure; the chunk goes on
-            failures.append((task, exc))
+            results.append(step(task))
+        except Exception as exc:  # noqa: BLE001 - listed below; the others go on
+            failures.append((task, getattr(exc, "original", exc)))
     if failures:
         lines = "; ".join(str(exc) if str(exc).startswith(task.key) else f"{task.key}: {exc}"
                           for task, exc in failures)

@@ -211,22 +211,13 @@ def report_night(
     NightReport
     """
     with _night_lock(engine, night):
-        return _report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
-                             extra_timings=extra_timings, plots=plots)
+        return _report(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
+                       extra_timings=extra_timings, plots=plots)
 
 
-def _report_night(
-    engine: sa.Engine,
-    store: ObjectStore,
-    config: NightConfig,
-    *,
-    night: str,
-    run_id: int,
-    coadd: CoaddSummary | None = None,
-    wall_s: float | None = None,
-    extra_timings: Mapping[str, float] | None = None,
-    plots: bool = True,
-) -> NightReport:
+def _report(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night: str, run_id: int,
+            coadd: CoaddSummary | None, wall_s: float | None, extra_timings: Mapping[str, float] | None,
+            plots: bool) -> NightReport:
     """:func:`report_night` without the lock."""
     with engine.connect() as conn:
         exposures = pd.DataFrame(conn.execute(

@@ -21,11 +21,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from lumos_ops.exceptions import BadInputError, LumosError, LumosValueError
+from lumos_ops.exceptions import LumosError, LumosValueError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
 from lumos_ops.pipeline.database import check_schema
 from lumos_ops.pipeline.keys import validate_night
-from lumos_ops.pipeline.night import Measurer, code_version, measure_task
+from lumos_ops.pipeline.night import Measurer, attempt_each, code_version, measure_task
 from lumos_ops.pipeline.plan import ExposureResult, ExposureTask
 from lumos_ops.pipeline.storage import DownloadCache, ObjectStore
 from lumos_ops.pipeline.writer import ModelVersion, load_catalog, register_model_versions, start_run, write_measurements
@@ -146,30 +146,21 @@ def reprocess_chunk(
     error, :class:`LumosError` otherwise (a retry measures only what is left).
     """
     versions = {m: config.model_version(m) for m in config.methods}
-    results: list[ExposureResult] = []
-    failures: list[str] = []
-    kinds: list[bool] = []
-    for task in tasks:
+
+    def step(task: ExposureTask) -> ExposureResult:
+        measured = measure_task(store, config, task, measurer=measurer)
+        start = time.perf_counter()
         try:
-            measured = measure_task(store, config, task, measurer=measurer)
-            start = time.perf_counter()
             n = write_measurements(engine, measured.table, exposure_id=task.exposure_id, run_id=task.run_id,
                                    meta=measured.meta, model_versions=versions, record_exposure=False)
-            measured.timings["write_s"] = time.perf_counter() - start
-        except Exception as exc:  # noqa: BLE001 - listed below; the chunk goes on
-            message = str(exc) if str(exc).startswith(task.key) else f"{task.key}: {exc}"
-            log.error("reprocess %s failed: %s", task.label, message)
-            failures.append(message)
-            kinds.append(isinstance(getattr(exc, "original", exc), BadInputError))
-            continue
-        results.append(ExposureResult(exposure_id=task.exposure_id, key=task.key, status="done", n_measurements=n,
-                                      downloaded=measured.downloaded, **measured.timings))
-    if failures:
-        message = f"{len(failures)} of {len(tasks)} exposures failed: " + "; ".join(failures)
-        if all(kinds):
-            raise BadInputError(message)
-        raise LumosError(message + " (a retry measures only the exposures not done)")
-    return results
+        except LumosError as exc:
+            raise type(exc)(f"{task.key}: {exc}") from exc
+        measured.timings["write_s"] = time.perf_counter() - start
+        log.info("reprocess %s: %d rows of %s", task.label, n, versions)
+        return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="done", n_measurements=n,
+                              downloaded=measured.downloaded, **measured.timings)
+
+    return attempt_each(tasks, step)
 
 
 def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mapping[str, str]) -> pd.DataFrame:
