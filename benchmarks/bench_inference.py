@@ -1,6 +1,9 @@
 """LUMOS end-to-end inference benchmark: stamps per second from a FITS file to flux statistics.
 
-Run as ``.venv/bin/python benchmarks/bench_inference.py [--n 2000] [--threads 1] [--archs fast paper]``.
+Run as ``.venv/bin/python benchmarks/bench_inference.py [--n 2000] [--threads 1] [--archs fast paper]
+[--device cpu|cuda|auto]``; a GPU machine runs it as-is with ``--device cuda`` (or ``auto``): the
+network then runs on the GPU in batches of ``--batch-size`` (eager PyTorch; the TorchScript graph is
+the CPU path), timed with ``torch.cuda.synchronize``. Stamps and models are cut and rendered on the CPU.
 Each step is timed on the same synthetic exposure (``lumos_ops.bench.synthetic``) and catalogue:
 read the FITS file (``read_exposure``), cut stamps and render the catalogue models
 (``prepare_targets``), normalise (``prepare_inputs``), run the network (``predict_mixtures``) and
@@ -8,8 +11,8 @@ compute the statistics (mean, variance, median, mode, sigma68, sigma95, eta: ``m
 The network runs as a frozen TorchScript graph on CPU (``--eager`` for plain PyTorch); building the
 graph is a once-per-process cost, timed on a 64-row warm-up call and shown apart (``warm-up s``),
 not in the totals.
-Each architecture uses its shipped weights when present (``default``, ``paper``), else random
-weights (speed does not depend on them).
+The ``fast`` architecture uses the shipped default weights; others run random weights (speed does
+not depend on them).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
 from lumos_ops.io.exposure import read_exposure
-from lumos_ops.lumos.checkpoint import SHIPPED_MODELS, LoadedModel, load_checkpoint
+from lumos_ops.lumos.checkpoint import LoadedModel, load_checkpoint
 from lumos_ops.lumos.config import Normalization
 from lumos_ops.lumos.inference import mixture_table, predict_mixtures
 from lumos_ops.lumos.model import DEFAULT_MODEL, get_model
@@ -33,16 +36,25 @@ from lumos_ops.lumos.preprocess import NetInputs, prepare_inputs
 from lumos_ops.measure import prepare_targets
 
 
-def _model(arch: str) -> LoadedModel:
-    shipped = None if arch == DEFAULT_MODEL else arch if arch in SHIPPED_MODELS else False
-    if shipped is not False:
-        try:
-            return load_checkpoint(shipped, device="cpu")
-        except Exception:  # no shipped weights: time a random network
-            pass
-    net = get_model(arch).eval()
+def _model(arch: str, device: torch.device) -> LoadedModel:
+    if arch == DEFAULT_MODEL:
+        return load_checkpoint(None, device=device)
+    net = get_model(arch).eval().to(device)
     return LoadedModel(net=net, arch=arch, normalization=Normalization(), metadata={}, sha256="", path="<random>",
-                       device=torch.device("cpu"))
+                       device=device)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -53,9 +65,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--archs", nargs="+", default=["fast", "paper"])
     parser.add_argument("--eager", action="store_true", help="eager PyTorch instead of the TorchScript CPU graph")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}")
+    device = _device(args.device)
+    optimize = device.type == "cpu" and not args.eager
+    gpu = f", GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: "
+          f"{torch.get_num_threads()}{gpu}; network on {device}")
     header = (f"{'arch':<6} {'n':>5} {'read':>7} {'stamps+models':>14} {'normalise':>10} {'network':>9} "
               f"{'statistics':>11} {'total s':>8} {'stamps/s':>9} {'net-only/s':>11} {'warm-up s':>10}")
     print(header)
@@ -67,7 +84,7 @@ def main() -> None:
             catalog = random_catalog(n, shape=shape, margin=40.0, seed=1)
             flux = 10 ** (-0.4 * (catalog["i_auto"].to_numpy() - 25.0))
             path = synthetic_exposure(catalog, flux, shape=shape, seed=2).write(os.path.join(tmp, f"{arch}.fits"))
-            loaded = _model(arch)
+            loaded = _model(arch, device)
             times = {}
             t = time.perf_counter()
             exposure = read_exposure(path)
@@ -82,10 +99,12 @@ def main() -> None:
             times["norm"] = time.perf_counter() - t
             t = time.perf_counter()
             head = NetInputs(inputs.images[:64], inputs.scalars[:64], inputs.band_epoch[:64], inputs.n_padded[:64])
-            predict_mixtures(loaded, head, i_auto[:64], optimize=not args.eager)
+            predict_mixtures(loaded, head, i_auto[:64], optimize=optimize)
+            _sync(device)
             warmup = time.perf_counter() - t
             t = time.perf_counter()
-            mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=args.batch_size, optimize=not args.eager)
+            mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=args.batch_size, optimize=optimize)
+            _sync(device)
             times["net"] = time.perf_counter() - t
             t = time.perf_counter()
             mixture_table(mixtures)
