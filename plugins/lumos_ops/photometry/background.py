@@ -191,18 +191,28 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
         raise LumosValueError(f"maxiters must be >= 1, got {maxiters}")
     finite = np.isfinite(values)
     centre, scale = _robust_centre_and_scale(values)
-    kept = finite
+    kept = finite.copy()
     truncation = np.sqrt(_truncated_normal_variance(sigma))
-    for _ in range(maxiters):
+    tolerance = 16.0 * np.finfo(np.float64).eps
+    # A row whose kept pixels did not change on a pass after the first has its centre and scale
+    # computed from those very pixels: every later pass leaves it as it is, so only the rows that
+    # changed are carried on (each row's passes are those of the whole-array iteration).
+    active = np.arange(values.shape[0])
+    for iteration in range(maxiters):
+        rows = values[active]
         # The tolerance keeps every pixel of a flat row, whatever the rounding of its mean.
-        limit = sigma * scale + 16.0 * np.finfo(np.float64).eps * np.abs(centre)
+        limit = sigma * scale[active] + tolerance * np.abs(centre[active])
         with np.errstate(invalid="ignore"):
-            new = finite & (np.abs(values - centre[:, None]) <= limit[:, None])
-        if np.array_equal(new, kept):
+            new = finite[active] & (np.abs(rows - centre[active, None]) <= limit[:, None])
+        changed = (new != kept[active]).any(axis=1)
+        if not changed.any():
             break
-        kept = new
-        centre = np.where(kept.any(axis=1), _row_mean(values, kept), centre)
-        scale = _row_std(values, kept, centre) / truncation
+        if iteration > 0:  # the first pass replaces the robust start of every row
+            active, rows, new = active[changed], rows[changed], new[changed]
+        kept[active] = new
+        mean = np.where(new.any(axis=1), _row_mean(rows, new), centre[active])
+        centre[active] = mean
+        scale[active] = _row_std(rows, new, mean) / truncation
     return kept
 
 
@@ -212,10 +222,62 @@ def _robust_centre_and_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Pixels quantised to fewer levels than the noise spans can have MAD = 0: the scale is their
     standard deviation there.
     """
-    centre = _row_median(values)
-    scale = _MAD_TO_SIGMA * _row_median(np.abs(values - centre[:, None]))
-    finite = np.isfinite(values)
-    return centre, np.where(scale > 0, scale, _row_std(values, finite, _row_mean(values, finite)))
+    if values.shape[1] == 0 or np.isinf(values).any():
+        centre = _row_median(values)
+        mad = _row_median(np.abs(values - centre[:, None]))
+    else:
+        centre, mad = _row_median_and_mad(values)
+    scale = _MAD_TO_SIGMA * mad
+    flat = np.flatnonzero(~(scale > 0))
+    fallback = np.zeros(values.shape[0])
+    if flat.size:
+        rows = values[flat]
+        finite = np.isfinite(rows)
+        fallback[flat] = _row_std(rows, finite, _row_mean(rows, finite))
+    return centre, np.where(scale > 0, scale, fallback)
+
+
+def _row_median_and_mad(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and median absolute deviation of the finite values of each row, from one sort.
+
+    The same numbers as ``_row_median(values)`` and ``_row_median(|values - median|)`` (values
+    without infinities): the distances below and above the median are two ascending runs of the
+    sorted row, and the middle elements of their merge are found by a binary search per row.
+    """
+    n, m = values.shape
+    ordered = np.sort(values, axis=1)  # NaN sort last
+    count = np.isfinite(values).sum(axis=1)
+    row = np.arange(n)
+    centre = np.where(count > 0, 0.5 * (ordered[row, np.maximum((count - 1) // 2, 0)]
+                                        + ordered[row, np.minimum(count // 2, m - 1)]), np.nan)
+    centre = centre.astype(values.dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        below = (ordered < centre[:, None]).sum(axis=1)  # distances centre - ordered[below - 1 - j], ascending in j
+    above = count - below  # distances ordered[below + j] - centre, ascending in j
+
+    def kth(k: np.ndarray) -> np.ndarray:
+        # i elements of the k + 1 smallest distances come from below the centre: the smallest
+        # i in [lo, hi] with dist_below[i] >= dist_above[k - i]
+        lo = np.maximum(0, k + 1 - above)
+        hi = np.minimum(k + 1, below)
+        while True:
+            open_ = lo < hi
+            if not open_.any():
+                break
+            mid = (lo + hi) // 2
+            low_dist = centre - ordered[row, np.clip(below - 1 - mid, 0, m - 1)]
+            high_dist = ordered[row, np.clip(below + k - mid, 0, m - 1)] - centre
+            more = open_ & (low_dist < high_dist)
+            lo = np.where(more, mid + 1, lo)
+            hi = np.where(open_ & ~more, mid, hi)
+        i = lo
+        from_below = np.where(i > 0, centre - ordered[row, np.clip(below - i, 0, m - 1)], -np.inf)
+        from_above = np.where(k - i >= 0, ordered[row, np.clip(below + k - i, 0, m - 1)] - centre, -np.inf)
+        return np.maximum(from_below, from_above).astype(values.dtype, copy=False)
+
+    k1, k2 = np.maximum((count - 1) // 2, 0), count // 2
+    mad = 0.5 * (kth(k1) + kth(np.minimum(k2, np.maximum(count - 1, 0))))
+    return centre, np.where(count > 0, mad, np.nan).astype(values.dtype, copy=False)
 
 
 def _row_median(values: np.ndarray) -> np.ndarray:
@@ -263,11 +325,49 @@ def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
     """
     if radius <= 0:
         return mask
+    return _unpack_planes(_grow_packed(np.packbits(mask, axis=0), radius), mask.shape[0])
+
+
+def _grow_packed(packed: np.ndarray, radius: int) -> np.ndarray:
+    """:func:`_grow` of planes packed 8 to a byte along axis 0 (``np.packbits(mask, axis=0)``).
+
+    The octagon is the union of horizontal runs: row offset ``dy`` spans ``+-(radius - max(|dy| -
+    half, 0))`` columns (``half = round(0.4 radius)``). Each plane is dilated with zeros outside
+    it, as ``maximum_filter`` and ``binary_dilation`` do, and each bit is one plane, so the shifts
+    and ORs work on 8 planes at once.
+    """
     half = int(round(0.4 * radius))
-    grown = ndimage.maximum_filter(mask, size=(1, 2 * half + 1, 2 * half + 1), mode="constant", cval=False)
-    if radius > half:
-        grown = ndimage.binary_dilation(grown, structure=_PLANE_CROSS, iterations=radius - half)
+    spread = radius - half
+    widths: dict[int, np.ndarray] = {}
+    run = packed.copy()
+    for w in range(1, radius + 1):  # run: horizontal dilation by +-w
+        run[:, :, w:] |= packed[:, :, :-w]
+        run[:, :, :-w] |= packed[:, :, w:]
+        if w >= radius - spread:
+            widths[w] = run.copy() if w < radius else run
+    if radius - spread == 0:
+        widths[0] = packed
+    grown = widths[radius].copy()
+    for dy in range(1, half + spread + 1):
+        source = widths[radius - max(dy - half, 0)]
+        grown[:, dy:, :] |= source[:, :-dy, :]
+        grown[:, :-dy, :] |= source[:, dy:, :]
     return grown
+
+
+def _pack_planes(flat_index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.packbits(mask, axis=0)`` of the (n, S, S) mask that is True at the (distinct) ``flat_index``."""
+    n, plane = shape[0], int(np.prod(shape[1:]))
+    layer, pixel = np.divmod(flat_index, plane)
+    byte = (layer >> 3) * plane + pixel
+    bits = np.left_shift(1, 7 - (layer & 7))  # packbits: the first plane is the high bit
+    packed = np.bincount(byte, weights=bits, minlength=((n + 7) // 8) * plane)  # distinct bits: sum = OR
+    return packed.astype(np.uint8).reshape(((n + 7) // 8, *shape[1:]))
+
+
+def _unpack_planes(packed: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of ``np.packbits(mask, axis=0)`` for ``n`` planes."""
+    return np.unpackbits(packed, axis=0, count=n).view(bool)
 
 
 def _white_smoothing_gain() -> float:
@@ -315,12 +415,15 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
     level32 = np.nan_to_num(level).astype(np.float32)
     excess = np.where(finite, data - level32[:, None, None], np.float32(0.0))
     excess = ndimage.gaussian_filter(excess, spread, mode="constant", truncate=3.0)
-    if finite.all():
-        weight = ndimage.gaussian_filter(np.ones(cutouts.shape[1:], np.float32), spread[1:], mode="constant", truncate=3.0)
-    else:
-        weight = ndimage.gaussian_filter(finite.astype(np.float32), spread, mode="constant", truncate=3.0)
+    # The kernel weight on finite pixels: one plane for all the complete cutouts (the filter works
+    # plane by plane), the others filtered one by one.
+    plain = ndimage.gaussian_filter(np.ones(cutouts.shape[1:], np.float32), spread[1:], mode="constant", truncate=3.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        smooth = np.where(weight >= 0.5, excess / weight, np.float32(np.nan))
+        smooth = np.where(plain >= 0.5, excess / plain, np.float32(np.nan))
+        holes = np.flatnonzero(~finite.all(axis=(1, 2)))
+        if holes.size:
+            weight = ndimage.gaussian_filter(finite[holes].astype(np.float32), spread, mode="constant", truncate=3.0)
+            smooth[holes] = np.where(weight >= 0.5, excess[holes] / weight, np.float32(np.nan))
     # The smoothed image is correlated over a few pixels: one annulus pixel in four (every other
     # row and column) measures its level and noise as well as all of them, four times faster.
     sample = (rows % 2 == 0) & (cols % 2 == 0)
@@ -332,9 +435,14 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
         with np.errstate(invalid="ignore"):
             detected = smooth > (median + DETECT_SIGMA * np.fmax(smooth_noise, floor))[:, None, None]
         labels, count = ndimage.label(detected, structure=_PLANE_CROSS)
-        area = np.bincount(labels.ravel(), minlength=count + 1)
-        area[0] = 0
-        sources = _grow((area >= DETECT_MIN_AREA)[labels], DETECT_GROW_PX)[:, rows, cols]
+        # Detected pixels are few: count and pack them from their flat indices.
+        where = np.flatnonzero(detected)
+        label_of = labels.ravel()[where]
+        area = np.bincount(label_of, minlength=count + 1)
+        packed = _pack_planes(where[area[label_of] >= DETECT_MIN_AREA], detected.shape)
+        if DETECT_GROW_PX > 0:
+            packed = _grow_packed(packed, DETECT_GROW_PX)
+        sources = _unpack_planes(packed[:, rows, cols], values.shape[0])
     return sources
 
 
@@ -398,9 +506,14 @@ def annulus_background(
     oy, ox = np.meshgrid(offsets, offsets, indexing="ij")
     r0 = np.hypot(ox, oy)
     keep = (r0 >= r_in - 0.75) & (r0 <= r_out + 0.75)
-    ox, oy = ox[keep], oy[keep]
-    radius = np.hypot(ox[None, :] - dx[:, None], oy[None, :] - dy[:, None])
-    in_annulus = (radius >= r_in) & (radius <= r_out)
+    ox, oy, r0 = ox[keep], oy[keep], r0[keep]
+    # Pixels farther than the largest offset from both radii are in the annulus whatever the
+    # offset; the exact radius is needed for the others only.
+    reach = float(np.hypot(np.max(np.abs(dx), initial=0.0), np.max(np.abs(dy), initial=0.0))) + 1e-6
+    edge = np.flatnonzero((r0 - reach <= r_in) | (r0 + reach >= r_out))
+    in_annulus = np.ones((n, ox.size), dtype=bool)
+    radius = np.hypot(ox[None, edge] - dx[:, None], oy[None, edge] - dy[:, None])
+    in_annulus[:, edge] = (radius >= r_in) & (radius <= r_out)
     n_total = in_annulus.sum(axis=1)
     n_masked = np.zeros(n, dtype=np.int64)
     rows, cols = centre + oy, centre + ox

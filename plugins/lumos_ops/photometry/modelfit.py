@@ -24,7 +24,7 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
 from lumos_ops.photometry.neldermead import nelder_mead_1d
-from lumos_ops.photometry.quality import footprint_flags, model_footprint
+from lumos_ops.photometry.quality import bounding_box, footprint_flags, model_footprint
 
 if TYPE_CHECKING:
     from lumos_ops.measure import TargetContext
@@ -97,13 +97,25 @@ def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixe
     Returns
     -------
     FitPixels
+        Computed once per ``inputs`` and ``light`` (the estimators share it; do not modify it).
     """
     if not 0 < light <= 1:
         raise LumosValueError(f"light must be in (0, 1], got {light}")
+    # Shared by the estimators measuring the same inputs (optimal, modelfit, error calibration).
+    cache = inputs.__dict__.setdefault("_fit_pixels", {})
+    if light not in cache:
+        cache[light] = _fit_pixels(inputs, light)
+    return cache[light]
+
+
+def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     footprint = model_footprint(inputs.model, light=light)
-    use = footprint & np.isfinite(inputs.data)
     n = inputs.n
-    target, pixel = np.nonzero(use.reshape(n, -1))
+    # Work on the box holding every footprint pixel (row-major order, hence the columns, is kept).
+    rows, cols = bounding_box(footprint.any(axis=0))
+    data = inputs.data[:, rows, cols].reshape(n, -1)
+    use = footprint[:, rows, cols].reshape(n, -1) & np.isfinite(data)
+    target, pixel = np.nonzero(use)
     counts = np.bincount(target, minlength=n)
     k = max(int(counts.max(initial=0)), 1)
     # Row-major order groups the pixels by target: their rank inside the target is the column.
@@ -111,8 +123,8 @@ def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixe
     background = inputs.background
     signal = np.zeros((n, k))
     model = np.zeros((n, k))
-    signal[target, column] = inputs.data.reshape(n, -1)[target, pixel] - background.mean[target]
-    model[target, column] = inputs.model.reshape(n, -1)[target, pixel]
+    signal[target, column] = data[target, pixel] - background.mean[target]
+    model[target, column] = inputs.model[:, rows, cols].reshape(n, -1)[target, pixel]
     return FitPixels(
         signal=np.nan_to_num(signal, nan=0.0),
         model=model,

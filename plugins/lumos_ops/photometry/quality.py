@@ -7,7 +7,16 @@ import numpy as np
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
 
-__all__ = ["footprint_flags", "model_footprint"]
+__all__ = ["footprint_flags", "model_footprint", "bounding_box"]
+
+
+def bounding_box(occupied: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of the smallest box holding every True pixel of a 2-D mask (empty slices if none)."""
+    rows = np.flatnonzero(occupied.any(axis=1))
+    cols = np.flatnonzero(occupied.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
@@ -27,15 +36,22 @@ def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     ndarray of bool, shape (n, S, S)
     """
     n = model.shape[0]
+    out = np.zeros(model.shape, dtype=bool)
     if n == 0:
-        return np.zeros(model.shape, dtype=bool)
-    flat = np.nan_to_num(model.reshape(n, -1), nan=0.0)
+        return out
+    # Zero pixels (the padding around rendered models) never enter the footprint and add nothing
+    # to the cumulative light: the work is done on the box holding every non-zero pixel.
+    rows, cols = bounding_box((model != 0).any(axis=0))
+    box = model[:, rows, cols]
+    flat = np.nan_to_num(box.reshape(n, -1), nan=0.0)
     descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
     cum = np.cumsum(descending, axis=1)
-    needed = np.maximum(((cum - descending) < light * cum[:, -1:]).sum(axis=1), 1)
-    threshold = descending[np.arange(n), needed - 1]
+    total = cum[:, -1:] if cum.shape[1] else np.zeros((n, 1))
+    needed = np.maximum(((cum - descending) < light * total).sum(axis=1), 1)
+    threshold = descending[np.arange(n), needed - 1] if cum.shape[1] else np.zeros(n)
     keep = (flat >= threshold[:, None].astype(flat.dtype)) & (flat > 0)
-    return keep.reshape(model.shape)
+    out[:, rows, cols] = keep.reshape(box.shape)
+    return out
 
 
 def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarray:
@@ -53,12 +69,16 @@ def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarr
     ndarray of int64, shape (n,)
         Targets off the image get OFF_IMAGE alone.
     """
-    off_chip = inputs.off_chip_mask()
-    nan = np.isnan(inputs.data)
     flags = np.zeros(inputs.n, dtype=np.int64)
+    # Only the box holding every footprint pixel can raise a flag.
+    rows, cols = bounding_box(footprint.any(axis=0))
+    footprint = footprint[:, rows, cols]
+    data = inputs.data[:, rows, cols]
+    off_chip = np.zeros(footprint.shape, dtype=bool) if inputs.on_chip is None else ~inputs.on_chip[:, rows, cols]
+    nan = np.isnan(data)
     flags[(footprint & off_chip).any(axis=(1, 2))] |= Flag.EDGE
     flags[(footprint & nan & ~off_chip).any(axis=(1, 2))] |= Flag.MASKED
-    saturated = inputs.data >= inputs.saturate[:, None, None]
+    saturated = data >= inputs.saturate[:, None, None]
     flags[(footprint & saturated).any(axis=(1, 2))] |= Flag.SATURATED
     flags[inputs.background.incomplete] |= Flag.ANNULUS_INCOMPLETE
     flags[~inputs.measurable] = Flag.OFF_IMAGE
