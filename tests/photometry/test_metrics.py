@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumos_ops.bench.metrics import bias, compare_methods, comparison_to_dict, plot_comparison, relative_error, sigma68
+from lumos_ops.bench.metrics import compare_methods, comparison_to_dict, plot_comparison
+from lumos_ops.stats import bias, relative_error, sigma68
 from lumos_ops.exceptions import LumosValueError
 
 

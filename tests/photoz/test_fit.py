@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.bench.metrics import sigma68
+from lumos_ops.stats import sigma68
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.photoz.fit import RESULT_COLUMNS, PhotozConfig, fit_photoz
 from lumos_ops.photoz.metrics import delta_z, photoz_metrics

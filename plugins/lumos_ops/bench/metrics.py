@@ -1,7 +1,7 @@
 """Flux-accuracy metrics of the paper's §5.2: bias (eq. 17) and sigma68 (eq. 18), per magnitude bin.
 
 ``bias = median((f - f0) / f0)`` and ``sigma68 = (q84 - q16) / 2`` of the same relative error, with
-``f0`` the true flux. :func:`compare_methods` takes a dict ``method -> measured fluxes`` so that any
+``f0`` the true flux (:mod:`lumos_ops.stats`). :func:`compare_methods` takes a dict ``method -> measured fluxes`` so that any
 method (LUMOS included) can be added to the comparison; :func:`plot_comparison` draws Fig. 7.
 """
 
@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import bias, relative_error, sigma68
 
 __all__ = [
     "DEFAULT_MAG_BINS",
     "MethodMetrics",
-    "relative_error",
-    "bias",
-    "sigma68",
     "compare_methods",
     "comparison_to_dict",
     "plot_comparison",
@@ -30,39 +28,6 @@ __all__ = [
 
 DEFAULT_MAG_BINS: tuple[float, ...] = (17.5, 18.5, 19.5, 20.0, 20.5, 21.0, 21.5, 22.0, 22.5, 23.0)
 """Edges of the i_auto bins (AB mag) of Fig. 7."""
-
-
-def relative_error(flux: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``(f - f0) / f0`` element-wise; NaN where ``f`` is NaN or ``f0 <= 0``.
-
-    Parameters
-    ----------
-    flux, truth : array_like, shape (n,)
-        Measured and true flux (same unit, e.g. e-/s).
-    """
-    flux = np.asarray(flux, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if flux.shape != truth.shape:
-        raise LumosValueError(f"flux and truth must have the same shape, got {flux.shape} and {truth.shape}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(truth > 0, (flux - truth) / truth, np.nan)
-
-
-def bias(rel: np.ndarray) -> float:
-    """Eq. (17): median of the finite relative errors (NaN when there are none)."""
-    rel = np.asarray(rel, dtype=np.float64)
-    rel = rel[np.isfinite(rel)]
-    return float(np.median(rel)) if rel.size else float("nan")
-
-
-def sigma68(rel: np.ndarray) -> float:
-    """Eq. (18): half the 16-84 percentile range of the finite relative errors."""
-    rel = np.asarray(rel, dtype=np.float64)
-    rel = rel[np.isfinite(rel)]
-    if rel.size == 0:
-        return float("nan")
-    q16, q84 = np.percentile(rel, [16.0, 84.0])
-    return float(0.5 * (q84 - q16))
 
 
 @dataclasses.dataclass(frozen=True)

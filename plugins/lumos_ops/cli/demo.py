@@ -153,7 +153,7 @@ def _print_truth_comparison(engine, truth_path) -> None:
     import pandas as pd
     import sqlalchemy as sa
 
-    from lumos_ops.bench.metrics import bias, relative_error, sigma68
+    from lumos_ops.stats import bias, relative_error, sigma68
 
     with engine.connect() as conn:
         rows = pd.read_sql(sa.text(

@@ -122,7 +122,7 @@ def bias_by_distance(
     dict
         ``{method: [{"d_lo", "d_hi", "n", "bias", "sigma68"}, ...]}`` (None where a bin is empty).
     """
-    from lumos_ops.bench.metrics import bias, relative_error, sigma68
+    from lumos_ops.stats import bias, relative_error, sigma68
 
     edges = np.asarray(DISTANCE_EDGES if edges is None else edges, dtype=np.float64)
     if edges.size < 2 or np.any(np.diff(edges) <= 0):

@@ -345,7 +345,7 @@ def _deblend(loaded, ts, pairs_from, config: ValidateConfig) -> tuple[dict[str, 
 def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig, name: str,
                 target_flux: dict[str, Any] | None) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
-    from lumos_ops.bench.metrics import bias, relative_error, sigma68
+    from lumos_ops.stats import bias, relative_error, sigma68
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set
     from lumos_ops.sim import TrainingSet

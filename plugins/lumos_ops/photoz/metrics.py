@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lumos_ops.bench.metrics import sigma68
+from lumos_ops.stats import sigma68
 from lumos_ops.exceptions import LumosValueError
 
 __all__ = [
