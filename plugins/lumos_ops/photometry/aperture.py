@@ -30,7 +30,7 @@ from lumos_ops.constants import APERTURE_LIGHT_FRACTION
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
-from lumos_ops.photometry.overlap import ellipse_pixel_overlap
+from lumos_ops.photometry.overlap import _CORNERS, _segment_circle_area, ellipse_pixel_overlap
 from lumos_ops.photometry.quality import footprint_flags
 
 if TYPE_CHECKING:
@@ -78,9 +78,78 @@ def _enclosed(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, 
     return np.einsum("nij,nij->n", weights, model)
 
 
-def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, fraction: float) -> np.ndarray:
-    """First guess: accumulate the model light of pixel centres in bins of elliptical radius."""
-    n, size = model.shape[0], model.shape[-1]
+class _RingLight:
+    """Enclosed model light of catalogue-shaped ellipses of any radius in ``[r_lo, r_hi]``, per target.
+
+    In the frame ``U = sqrt(q) (x cos pa + y sin pa)``, ``V = (-x sin pa + y cos pa) / sqrt(q)``
+    (area-preserving) the ellipse of circularised radius ``R`` is the disc of radius ``R`` and every
+    pixel a parallelogram. A pixel whose centre lies within ``R - reach`` (``reach`` its farthest
+    corner) is covered, one beyond ``R + reach`` is not, the others get the exact overlap area
+    (as :func:`lumos_ops.photometry.overlap.ellipse_pixel_overlap`). Pixels covered for every ``R``
+    of the range are summed once; only the ring of the others is kept, so each evaluation works on
+    a few hundred pixels per target instead of the whole box. Radii outside the range fall back to
+    the whole box.
+    """
+
+    def __init__(self, m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray,
+                 r_lo: np.ndarray, r_hi: np.ndarray, rotated: tuple[np.ndarray, np.ndarray]) -> None:
+        self.m, self.dx, self.dy, self.q, self.pa = m, dx, dy, q, pa
+        self.r_lo, self.r_hi = r_lo.copy(), r_hi.copy()
+        n = m.shape[0]
+        theta = np.deg2rad(pa)
+        cos_t, sin_t, root = np.cos(theta), np.sin(theta), np.sqrt(q)
+        u = rotated[0] * root[:, None, None]
+        v = rotated[1] / root[:, None, None]
+        rho = np.hypot(u, v)
+        self.corner_u = (cos_t[:, None] * _CORNERS[None, :, 0] + sin_t[:, None] * _CORNERS[None, :, 1]) * root[:, None]
+        self.corner_v = (-sin_t[:, None] * _CORNERS[None, :, 0] + cos_t[:, None] * _CORNERS[None, :, 1]) / root[:, None]
+        self.reach = np.sqrt(self.corner_u**2 + self.corner_v**2).max(axis=1)
+        reach = self.reach[:, None, None]
+        inner = rho + reach <= r_lo[:, None, None]
+        self.inner_light = np.where(inner, m, 0.0).sum(axis=(1, 2))
+        keep = ~inner & (rho - reach < r_hi[:, None, None])
+        target, pixel = np.nonzero(keep.reshape(n, -1))
+        counts = np.bincount(target, minlength=n)
+        k = max(int(counts.max(initial=0)), 1)
+        column = np.arange(target.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.rho = np.full((n, k), np.inf)
+        self.u, self.v, self.light = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k))
+        self.rho[target, column] = rho.reshape(n, -1)[target, pixel]
+        self.u[target, column] = u.reshape(n, -1)[target, pixel]
+        self.v[target, column] = v.reshape(n, -1)[target, pixel]
+        self.light[target, column] = m.reshape(n, -1)[target, pixel]
+
+    def enclosed(self, idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
+        """Model light inside radius ``radius`` (n_idx,) for targets ``idx``."""
+        out = np.empty(idx.size)
+        inside = (radius >= self.r_lo[idx]) & (radius <= self.r_hi[idx])
+        far = np.flatnonzero(~inside)
+        if far.size:
+            t = idx[far]
+            out[far] = _enclosed(self.m[t], self.dx[t], self.dy[t], self.q[t], self.pa[t], radius[far])
+        near = np.flatnonzero(inside)
+        if near.size == 0:
+            return out
+        t, r = idx[near], radius[near]
+        rho, reach, light = self.rho[t], self.reach[t][:, None], self.light[t]
+        full = rho + reach <= r[:, None]
+        total = self.inner_light[t] + np.where(full, light, 0.0).sum(axis=1)
+        row, col = np.nonzero(~full & (rho - reach < r[:, None]))
+        if row.size:
+            scale = 1.0 / r[row]
+            pu = (self.u[t[row], col][:, None] + self.corner_u[t[row]]) * scale[:, None]
+            pv = (self.v[t[row], col][:, None] + self.corner_v[t[row]]) * scale[:, None]
+            area = _segment_circle_area(pu[:, 3], pv[:, 3], pu[:, 0], pv[:, 0])
+            for i in range(3):
+                area += _segment_circle_area(pu[:, i], pv[:, i], pu[:, i + 1], pv[:, i + 1])
+            weight = np.clip(np.abs(area) * r[row] * r[row], 0.0, 1.0)
+            total += np.bincount(row, weights=weight * light[row, col], minlength=near.size)
+        out[near] = total
+        return out
+
+
+def _rotated_grid(size: int, dx: np.ndarray, dy: np.ndarray, pa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres relative to each target along its major (``u``) and minor (``v``) axes, (n, S, S)."""
     centre = size // 2
     grid = np.arange(size, dtype=np.float64) - centre
     gx = grid[None, None, :] - dx[:, None, None]
@@ -88,6 +157,14 @@ def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: n
     theta = np.deg2rad(pa)[:, None, None]
     u = np.cos(theta) * gx + np.sin(theta) * gy
     v = -np.sin(theta) * gx + np.cos(theta) * gy
+    return u, v
+
+
+def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, fraction: float,
+                         rotated: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """First guess: accumulate the model light of pixel centres in bins of elliptical radius."""
+    n, size = model.shape[0], model.shape[-1]
+    u, v = _rotated_grid(size, dx, dy, pa) if rotated is None else rotated
     qq = q[:, None, None]
     step = 0.25
     n_bins = int(np.ceil(size / step / np.sqrt(q.min()))) + 2
@@ -154,14 +231,20 @@ def aperture_radius(
     n = model.shape[0]
     dx, dy, q, pa = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy() for v in (dx, dy, q, pa))
     out = np.full(n, np.nan)
-    clean = np.nan_to_num(np.asarray(model, dtype=np.float64), nan=0.0)
+    # Every non-zero pixel lies in the central box of half-side ``reach``: the zero padding around
+    # rendered models is never converted (the light half-sizes are at most ``reach``).
+    centre = model.shape[-1] // 2
+    occupied = np.argwhere((model != 0).any(axis=0))
+    reach = int(np.abs(occupied - centre).max(initial=0))
+    clean = np.nan_to_num(np.asarray(model[:, centre - reach : centre + reach + 1, centre - reach : centre + reach + 1],
+                                     dtype=np.float64), nan=0.0)
+    centre = reach
     total = clean.sum(axis=(1, 2))
     ok = np.flatnonzero(total > light_fraction)
     if ok.size == 0:
         return out
     half = np.zeros(n, dtype=np.int64)
     half[ok] = _light_half_size(clean[ok])
-    centre = model.shape[-1] // 2
     order = ok[np.argsort(half[ok], kind="stable")]
     # Models grouped by extent, each group solved on the central box holding its light.
     for lo in range(0, order.size, _GROUP):
@@ -177,13 +260,15 @@ def _solve_radius(
 ) -> np.ndarray:
     """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations."""
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
-
-    def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
-        return _enclosed(m[idx], dx[idx], dy[idx], q[idx], pa[idx], radius) - light_fraction
-
-    guess = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction)
+    rotated = _rotated_grid(m.shape[-1], dx, dy, pa)
+    guess = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction, rotated)
     lo = np.maximum(guess - 1.0, _MIN_RADIUS)
     hi = np.minimum(guess + 1.0, r_max)
+    ring = _RingLight(m, dx, dy, q, pa, lo, hi, rotated)
+
+    def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
+        return ring.enclosed(idx, radius) - light_fraction
+
     all_idx = np.arange(m.shape[0])
     g_lo, g_hi = g(all_idx, lo), g(all_idx, hi)
     for _ in range(max_iter):

@@ -61,6 +61,7 @@ __all__ = [
     "annulus_background",
     "annulus_pixel_count",
     "clipped_mean",
+    "sorted_median_and_mad",
 ]
 
 BackgroundEstimator = Literal["masked_mean", "clipped_mean", "median_clip"]
@@ -241,23 +242,46 @@ def _row_median_and_mad(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and median absolute deviation of the finite values of each row, from one sort.
 
     The same numbers as ``_row_median(values)`` and ``_row_median(|values - median|)`` (values
-    without infinities): the distances below and above the median are two ascending runs of the
-    sorted row, and the middle elements of their merge are found by a binary search per row.
+    without infinities).
     """
-    n, m = values.shape
     ordered = np.sort(values, axis=1)  # NaN sort last
     count = np.isfinite(values).sum(axis=1)
+    return sorted_median_and_mad(ordered, np.zeros_like(count), count)
+
+
+def sorted_median_and_mad(ordered: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and median absolute deviation of the slices ``ordered[i, start[i]:stop[i]]`` of sorted rows.
+
+    The median of an even count is the mean of the middle two, as ``np.median``; NaN for an empty
+    slice. The distances below and above the median are two ascending runs of the sorted slice, so
+    the middle elements of their merge are found by a binary search per row, without sorting the
+    distances: the numbers are those of ``np.median(np.abs(v - np.median(v)))``.
+    """
+    n, m = ordered.shape
+    dtype = ordered.dtype
     row = np.arange(n)
-    centre = np.where(count > 0, 0.5 * (ordered[row, np.maximum((count - 1) // 2, 0)]
-                                        + ordered[row, np.minimum(count // 2, m - 1)]), np.nan)
-    centre = centre.astype(values.dtype, copy=False)
-    with np.errstate(invalid="ignore"):
-        below = (ordered < centre[:, None]).sum(axis=1)  # distances centre - ordered[below - 1 - j], ascending in j
-    above = count - below  # distances ordered[below + j] - centre, ascending in j
+    count = stop - start
+    last = max(m - 1, 0)
+    mid_lo = np.clip(start + np.maximum((count - 1) // 2, 0), 0, last)
+    mid_hi = np.clip(start + np.maximum(count // 2, 0), 0, last)
+    centre = np.where(count > 0, 0.5 * (ordered[row, mid_lo] + ordered[row, mid_hi]), np.nan).astype(dtype, copy=False)
+    # split: the first element of the slice >= centre (binary search per row)
+    split, hi = start.copy(), np.maximum(stop, start)
+    while True:
+        open_ = split < hi
+        if not open_.any():
+            break
+        mid = (split + hi) // 2
+        less = open_ & (ordered[row, np.clip(mid, 0, last)] < centre)
+        split = np.where(less, mid + 1, split)
+        hi = np.where(open_ & ~less, mid, hi)
+    # distances centre - ordered[split - 1 - j] and ordered[split + j] - centre ascend in j
+    below = split - start
+    above = count - below
 
     def kth(k: np.ndarray) -> np.ndarray:
-        # i elements of the k + 1 smallest distances come from below the centre: the smallest
-        # i in [lo, hi] with dist_below[i] >= dist_above[k - i]
+        # i of the k + 1 smallest distances come from below the centre: the smallest i in
+        # [lo, hi] with dist_below[i] >= dist_above[k - i]
         lo = np.maximum(0, k + 1 - above)
         hi = np.minimum(k + 1, below)
         while True:
@@ -265,19 +289,19 @@ def _row_median_and_mad(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if not open_.any():
                 break
             mid = (lo + hi) // 2
-            low_dist = centre - ordered[row, np.clip(below - 1 - mid, 0, m - 1)]
-            high_dist = ordered[row, np.clip(below + k - mid, 0, m - 1)] - centre
+            low_dist = centre - ordered[row, np.clip(split - 1 - mid, 0, last)]
+            high_dist = ordered[row, np.clip(split + k - mid, 0, last)] - centre
             more = open_ & (low_dist < high_dist)
             lo = np.where(more, mid + 1, lo)
             hi = np.where(open_ & ~more, mid, hi)
-        i = lo
-        from_below = np.where(i > 0, centre - ordered[row, np.clip(below - i, 0, m - 1)], -np.inf)
-        from_above = np.where(k - i >= 0, ordered[row, np.clip(below + k - i, 0, m - 1)] - centre, -np.inf)
-        return np.maximum(from_below, from_above).astype(values.dtype, copy=False)
+        from_below = np.where(lo > 0, centre - ordered[row, np.clip(split - lo, 0, last)], -np.inf)
+        from_above = np.where(k - lo >= 0, ordered[row, np.clip(split + k - lo, 0, last)] - centre, -np.inf)
+        return np.maximum(from_below, from_above).astype(dtype, copy=False)
 
-    k1, k2 = np.maximum((count - 1) // 2, 0), count // 2
-    mad = 0.5 * (kth(k1) + kth(np.minimum(k2, np.maximum(count - 1, 0))))
-    return centre, np.where(count > 0, mad, np.nan).astype(values.dtype, copy=False)
+    k1 = np.maximum((count - 1) // 2, 0)
+    k2 = np.minimum(np.maximum(count // 2, 0), np.maximum(count - 1, 0))
+    mad = 0.5 * (kth(k1) + kth(k2))
+    return centre, np.where(count > 0, mad, np.nan).astype(dtype, copy=False)
 
 
 def _row_median(values: np.ndarray) -> np.ndarray:

@@ -165,16 +165,60 @@ class NoiseCalibration:
 
 def robust_sigma(data: np.ndarray) -> tuple[float, float]:
     """(median, 1.4826 x MAD) of the finite pixels after 3 rounds of 4-sigma clipping (counts)."""
-    v = data[np.isfinite(data)].ravel()
-    if v.size == 0:
+    values = np.asarray(data, dtype=np.float64).reshape(1, -1)
+    if values.size == 0:
         return float("nan"), float("nan")
-    for _ in range(3):
-        med = float(np.median(v))
-        sig = 1.4826 * float(np.median(np.abs(v - med)))
-        if not sig > 0:
+    median, sigma = _robust_rows(values)
+    return float(median[0]), float(sigma[0])
+
+
+def _robust_rows(values: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`robust_sigma` of every row of ``values`` (n, m), from one sort per row.
+
+    Each round keeps the values within 4 sigma of the median, a contiguous run of the sorted row:
+    the rounds move the ends of that run, and every median and MAD is taken on it
+    (:func:`lumos_ops.photometry.background.sorted_median_and_mad`), so the numbers are those of
+    the clipping loop on the values themselves.
+    """
+    from lumos_ops.photometry.background import sorted_median_and_mad
+
+    n, m = values.shape
+    ordered = np.sort(values, axis=1)  # -inf first, NaN last
+    infinite = np.isinf(values)
+    start = (infinite & (values < 0)).sum(axis=1) if infinite.any() else np.zeros(n, dtype=np.int64)
+    stop = start + np.isfinite(values).sum(axis=1)
+    row = np.arange(n)
+    last = max(m - 1, 0)
+    active = np.ones(n, dtype=bool)
+    for _ in range(rounds):
+        median, mad = sorted_median_and_mad(ordered, start, stop)
+        sigma = 1.4826 * mad
+        active &= sigma > 0
+        if not active.any():
             break
-        v = v[np.abs(v - med) < 4.0 * sig]
-    return float(np.median(v)), 1.4826 * float(np.median(np.abs(v - np.median(v))))
+        limit = 4.0 * sigma
+        with np.errstate(invalid="ignore"):
+            # first kept: the first element >= median or within the limit below it
+            lo, hi = start.copy(), stop.copy()
+            while (open_ := active & (lo < hi)).any():
+                mid = (lo + hi) // 2
+                value = ordered[row, np.clip(mid, 0, last)]
+                drop = open_ & (value < median) & ~(np.abs(value - median) < limit)
+                lo = np.where(drop, mid + 1, lo)
+                hi = np.where(open_ & ~drop, mid, hi)
+            first = lo
+            # end of the kept run: the first element > median beyond the limit
+            lo, hi = first.copy(), stop.copy()
+            while (open_ := active & (lo < hi)).any():
+                mid = (lo + hi) // 2
+                value = ordered[row, np.clip(mid, 0, last)]
+                keep = open_ & ~((value > median) & ~(np.abs(value - median) < limit))
+                lo = np.where(keep, mid + 1, lo)
+                hi = np.where(open_ & ~keep, mid, hi)
+        start = np.where(active, first, start)
+        stop = np.where(active, lo, stop)
+    median, mad = sorted_median_and_mad(ordered, start, stop)
+    return median, 1.4826 * mad
 
 
 def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
@@ -192,28 +236,71 @@ def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> 
 
 def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
     """Sky level from clipped medians of ``box`` x ``box`` blocks, bilinearly interpolated."""
-    from scipy import ndimage
-
     ny, nx = data.shape
     by, bx = max(ny // box, 1), max(nx // box, 1)
     grid = np.full((by, bx), np.nan)
     ys = np.linspace(0, ny, by + 1).astype(int)
     xs = np.linspace(0, nx, bx + 1).astype(int)
-    for i in range(by):
-        for j in range(bx):
-            block = data[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
-            grid[i, j] = robust_sigma(block)[0]
+    heights, widths = np.diff(ys), np.diff(xs)
+    # blocks of one shape at a time, one row of values per block
+    for h in np.unique(heights):
+        bi = np.flatnonzero(heights == h)
+        rows = data[(ys[bi][:, None] + np.arange(h)).ravel()].reshape(bi.size, h, nx)
+        for w in np.unique(widths):
+            bj = np.flatnonzero(widths == w)
+            if bj.size * w == nx:  # equal blocks across the row: a reshape
+                blocks = rows.reshape(bi.size, h, bj.size, w)
+            else:
+                blocks = rows[:, :, (xs[bj][:, None] + np.arange(w)).ravel()].reshape(bi.size, h, bj.size, w)
+            values = blocks.transpose(0, 2, 1, 3).reshape(bi.size * bj.size, h * w)
+            grid[np.ix_(bi, bj)] = _robust_rows(values)[0].reshape(bi.size, bj.size)
     fill = np.nanmedian(grid) if np.isfinite(grid).any() else 0.0
     grid = np.where(np.isfinite(grid), grid, fill)
     if grid.size == 1:
         return np.full(data.shape, grid[0, 0])
-    # block centres -> pixel grid (edges held constant)
+    # block centres -> pixel grid (edges held constant), bilinear between block centres
     cy = 0.5 * (ys[:-1] + ys[1:]) - 0.5
     cx = 0.5 * (xs[:-1] + xs[1:]) - 0.5
     iy = np.interp(np.arange(ny), cy, np.arange(by))
     ix = np.interp(np.arange(nx), cx, np.arange(bx))
-    yy, xx = np.meshgrid(iy, ix, indexing="ij")
-    return ndimage.map_coordinates(grid, [yy, xx], order=1, mode="nearest")
+    y0 = np.floor(iy).astype(np.int64)
+    x0 = np.floor(ix).astype(np.int64)
+    ty, tx = iy - y0, ix - x0
+    y1, x1 = np.minimum(y0 + 1, by - 1), np.minimum(x0 + 1, bx - 1)
+    along_x = grid[:, x0] * (1.0 - tx) + grid[:, x1] * tx
+    return along_x[y0] * (1.0 - ty)[:, None] + along_x[y1] * ty[:, None]
+
+
+def _dilate_disc(mask: np.ndarray, radius: float, *, strict: bool = False) -> np.ndarray:
+    """Pixels within ``radius`` (``< radius`` when ``strict``) of a True pixel of ``mask`` (2-D).
+
+    The same pixels as ``distance_transform_edt(~mask) <= radius`` (``< radius``): the disc of
+    integer offsets with ``sqrt(dx**2 + dy**2)`` within ``radius``, as a union of horizontal runs
+    (one per row offset), nothing beyond the image.
+    """
+    reach = int(np.floor(radius)) if radius >= 0 else -1
+    if reach < 0 or (strict and radius <= 0):
+        return np.zeros(mask.shape, dtype=bool)
+    offsets = np.arange(reach + 1)
+    distance = np.sqrt(offsets[:, None].astype(np.float64) ** 2 + offsets[None, :].astype(np.float64) ** 2)
+    inside = distance < radius if strict else distance <= radius
+    half_width = np.where(inside.any(axis=1), inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1), -1)
+    runs: dict[int, np.ndarray] = {}
+    run = mask.copy()
+    for w in range(0, int(half_width.max()) + 1):
+        if w:
+            run[:, w:] |= mask[:, :-w]
+            run[:, :-w] |= mask[:, w:]
+        if w in half_width:
+            runs[w] = run.copy()
+    out = runs[int(half_width[0])].copy()
+    for dy in range(1, reach + 1):
+        w = int(half_width[dy])
+        if w < 0 or dy >= mask.shape[0]:
+            continue
+        out[dy:] |= runs[w][:-dy]
+        out[:-dy] |= runs[w][dy:]
+    return out
 
 
 def detect_sources(
@@ -244,7 +331,10 @@ def detect_sources(
     sky = _coarse_background(np.where(finite, data, np.nan), box)
     resid = np.where(finite, data - sky, 0.0)
     sigma = max(float(fwhm_px), 0.5) / 2.3548
-    weight = ndimage.gaussian_filter(finite.astype(np.float64), sigma)
+    if finite.all():  # the filtered ones are one number: that of any all-ones image
+        weight = ndimage.gaussian_filter(np.ones((1, 1)), sigma)[0, 0]
+    else:
+        weight = ndimage.gaussian_filter(finite.astype(np.float64), sigma)
     smooth = ndimage.gaussian_filter(resid, sigma) / np.maximum(weight, 1e-3)
     smooth[~finite] = np.nan
     _, noise = robust_sigma(smooth)
@@ -253,14 +343,15 @@ def detect_sources(
     above = np.nan_to_num(smooth, nan=0.0) > threshold * noise
     labels, count = ndimage.label(above)
     if count:
-        sizes = ndimage.sum(above, labels, index=np.arange(1, count + 1))
-        keep = np.zeros(count + 1, dtype=bool)
-        keep[1:] = sizes >= min_area
-        above = keep[labels]
+        where = np.flatnonzero(above)
+        label_of = labels.ravel()[where]
+        sizes = np.bincount(label_of, minlength=count + 1)
+        above = np.zeros(above.shape, dtype=bool)
+        above.ravel()[where[sizes[label_of] >= min_area]] = True
     mask = above | ~finite
     radius = float(fwhm_px if grow is None else grow)
     if radius > 0 and mask.any():
-        mask = ndimage.distance_transform_edt(~mask) <= radius
+        mask = _dilate_disc(mask, radius)
     return mask
 
 
@@ -307,7 +398,7 @@ def blank_sky_positions(
     separation = reach if separation is None else float(separation)
     if mask is None:
         mask = detect_sources(exposure.data, fwhm_px=fwhm_px)
-    free = ndimage.distance_transform_edt(~mask) >= reach if mask.any() else np.ones((ny, nx), dtype=bool)
+    free = ~_dilate_disc(mask, reach, strict=True) if mask.any() else np.ones((ny, nx), dtype=bool)
     inner = np.zeros((ny, nx), dtype=bool)
     if ny > 2 * margin and nx > 2 * margin:
         inner[margin : ny - margin, margin : nx - margin] = True
@@ -318,12 +409,7 @@ def blank_sky_positions(
     if ok.any() and free.any():
         # exclusion disk of radius clearance + reach(target) around every target
         own = _reach_px(r50_targets[ok], fwhm_px) if r50_targets.size == x_t.size else np.full(int(ok.sum()), reach)
-        for tx, ty, radius in zip(x_t[ok], y_t[ok], reach + own):
-            y0, y1 = max(int(np.floor(ty - radius)), 0), min(int(np.ceil(ty + radius)) + 1, ny)
-            x0, x1 = max(int(np.floor(tx - radius)), 0), min(int(np.ceil(tx + radius)) + 1, nx)
-            if y1 > y0 and x1 > x0:
-                yy, xx = np.ogrid[y0:y1, x0:x1]
-                free[y0:y1, x0:x1] &= (xx - tx) ** 2 + (yy - ty) ** 2 >= radius * radius
+        _exclude_discs(free, x_t[ok], y_t[ok], reach + own)
     cand = np.flatnonzero(free.ravel())
     if cand.size == 0:
         return np.zeros(0), np.zeros(0)
@@ -347,6 +433,32 @@ def blank_sky_positions(
         taken[max(y0, 0) : min(y1, ny), max(x0, 0) : min(x1, nx)] |= disk[sy0:sy1, sx0:sx1]
     jitter = rng.uniform(-0.5, 0.5, size=(2, len(xs)))
     return np.asarray(xs, dtype=np.float64) + jitter[0], np.asarray(ys, dtype=np.float64) + jitter[1]
+
+
+def _exclude_discs(free: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.ndarray, *, batch: int = 256) -> None:
+    """Set False the pixels of ``free`` (ny, nx) with ``(px - x)**2 + (py - y)**2 < radius**2`` for any disc.
+
+    Each disc is tested on its bounding box, ``batch`` discs (sorted by size) at a time.
+    """
+    ny, nx = free.shape
+    order = np.argsort(radius, kind="stable")
+    for lo in range(0, order.size, batch):
+        part = order[lo : lo + batch]
+        tx, ty, r = x[part], y[part], radius[part]
+        y0 = np.maximum(np.floor(ty - r).astype(np.int64), 0)
+        y1 = np.minimum(np.ceil(ty + r).astype(np.int64) + 1, ny)
+        x0 = np.maximum(np.floor(tx - r).astype(np.int64), 0)
+        x1 = np.minimum(np.ceil(tx + r).astype(np.int64) + 1, nx)
+        side = int(max((y1 - y0).max(initial=0), (x1 - x0).max(initial=0), 0))
+        if side == 0:
+            continue
+        steps = np.arange(side)
+        yy = (y0[:, None] + steps)[:, :, None]  # (k, side, 1)
+        xx = (x0[:, None] + steps)[:, None, :]  # (k, 1, side)
+        inside = (yy < y1[:, None, None]) & (xx < x1[:, None, None])
+        inside &= (xx - tx[:, None, None]) ** 2 + (yy - ty[:, None, None]) ** 2 < (r * r)[:, None, None]
+        k, row, col = np.nonzero(inside)
+        free[y0[k] + row, x0[k] + col] = False
 
 
 def blank_sky_catalog(catalog: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
@@ -439,20 +551,103 @@ _T_DOF = 4.0
 
 def _fit_slope(pull: np.ndarray, log_a: np.ndarray) -> float:
     """Maximum-likelihood slope of ``pull ~ mu + s exp(slope log_a) t_4`` (Nelder-Mead), clipped to ``_SLOPE_RANGE``."""
-    from scipy import optimize
+    return float(_fit_slopes(pull[None, :], log_a[None, :])[0])
 
+
+def _fit_slopes(pull: np.ndarray, log_a: np.ndarray) -> np.ndarray:
+    """:func:`_fit_slope` of every row of ``pull``, ``log_a`` (B, n), all minimised together.
+
+    The minimiser is :func:`_nelder_mead_rows`: scipy's Nelder-Mead (``xatol=1e-3``,
+    ``fatol=1e-4``, ``maxiter=600``) step for step on each row, with the likelihood of all the
+    rows that need it evaluated in one array operation.
+    """
     nu = _T_DOF
 
-    def nll(theta: np.ndarray) -> float:
-        mu, log_s, slope = theta
-        log_scale = log_s + slope * log_a
-        z = (pull - mu) * np.exp(-log_scale)
-        return float(np.sum(0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale))
+    def nll(theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        mu, log_s, slope = theta[:, 0, None], theta[:, 1, None], theta[:, 2, None]
+        log_scale = log_s + slope * log_a[rows]
+        z = (pull[rows] - mu) * np.exp(-log_scale)
+        return np.sum(0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale, axis=1)
 
-    centre = float(np.median(pull))
-    start = np.array([centre, np.log(max(_sigma68(pull), 1e-6)), 0.0])
-    fit = optimize.minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 600})
-    return float(np.clip(fit.x[2], *_SLOPE_RANGE))
+    start = np.array([[float(np.median(p)), np.log(max(_sigma68(p), 1e-6)), 0.0] for p in pull]).reshape(-1, 3)
+    best = _nelder_mead_rows(nll, start, xatol=1e-3, fatol=1e-4, maxiter=600)
+    return np.clip(best[:, 2], *_SLOPE_RANGE)
+
+
+def _nelder_mead_rows(fun, x0: np.ndarray, *, xatol: float, fatol: float, maxiter: int) -> np.ndarray:
+    """Minimise ``fun`` from each row of ``x0`` (B, N) with the steps of ``scipy.optimize.minimize(method="Nelder-Mead")``.
+
+    ``fun(x, rows)`` returns the values (k,) at the points ``x`` (k, N) of problems ``rows``. Each
+    problem goes through scipy's iteration (standard coefficients, initial simplex, the same
+    arithmetic and sorting, the same stopping rule), so its result is the one scipy returns for
+    it alone; the problems still running are stepped together. Returns the best vertices (B, N).
+    """
+    rho, chi, psi, sigma = 1, 2, 0.5, 0.5
+    n_prob, dim = x0.shape
+    sim = np.empty((n_prob, dim + 1, dim), dtype=np.float64)
+    sim[:, 0] = x0
+    for k in range(dim):
+        y = x0.copy()
+        y[:, k] = np.where(y[:, k] != 0, (1 + 0.05) * y[:, k], 0.00025)
+        sim[:, k + 1] = y
+    every = np.arange(n_prob)
+    fsim = np.stack([fun(sim[:, k], every) for k in range(dim + 1)], axis=1)
+    for _ in range(2):
+        order = np.argsort(fsim, axis=1)
+        sim = np.take_along_axis(sim, order[:, :, None], axis=1)
+        fsim = np.take_along_axis(fsim, order, axis=1)
+    active = every
+    iterations = 1
+    while active.size and iterations < maxiter:
+        s, f = sim[active], fsim[active]
+        done = (np.abs(s[:, 1:] - s[:, :1]).reshape(active.size, -1).max(axis=1) <= xatol) & (
+            np.abs(f[:, :1] - f[:, 1:]).max(axis=1) <= fatol)
+        active, s, f = active[~done], s[~done], f[~done]
+        if active.size == 0:
+            break
+        worst = s[:, -1]
+        xbar = np.add.reduce(s[:, :-1], 1) / dim
+        xr = (1 + rho) * xbar - rho * worst
+        fxr = fun(xr, active)
+        new_x, new_f = xr.copy(), fxr.copy()
+        expand = fxr < f[:, 0]
+        if expand.any():
+            i = np.flatnonzero(expand)
+            xe = (1 + rho * chi) * xbar[i] - rho * chi * worst[i]
+            fxe = fun(xe, active[i])
+            better = fxe < fxr[i]
+            new_x[i[better]], new_f[i[better]] = xe[better], fxe[better]
+        replace = expand | (fxr < f[:, -2])
+        shrink = np.zeros(active.size, dtype=bool)
+        outside = ~replace & (fxr < f[:, -1])
+        if outside.any():
+            i = np.flatnonzero(outside)
+            xc = (1 + psi * rho) * xbar[i] - psi * rho * worst[i]
+            fxc = fun(xc, active[i])
+            ok = fxc <= fxr[i]
+            new_x[i[ok]], new_f[i[ok]] = xc[ok], fxc[ok]
+            replace[i[ok]] = True
+            shrink[i[~ok]] = True
+        inside = ~replace & ~outside
+        if inside.any():
+            i = np.flatnonzero(inside)
+            xcc = (1 - psi) * xbar[i] + psi * worst[i]
+            fxcc = fun(xcc, active[i])
+            ok = fxcc < f[i, -1]
+            new_x[i[ok]], new_f[i[ok]] = xcc[ok], fxcc[ok]
+            replace[i[ok]] = True
+            shrink[i[~ok]] = True
+        s[replace, -1], f[replace, -1] = new_x[replace], new_f[replace]
+        if shrink.any():
+            i = np.flatnonzero(shrink)
+            for j in range(1, dim + 1):
+                s[i, j] = s[i, 0] + sigma * (s[i, j] - s[i, 0])
+                f[i, j] = fun(s[i, j], active[i])
+        order = np.argsort(f, axis=1)
+        sim[active] = np.take_along_axis(s, order[:, :, None], axis=1)
+        fsim[active] = np.take_along_axis(f, order, axis=1)
+        iterations += 1
+    return sim[:, 0].copy()
 
 
 def fit_error_scale(method: str, pull: np.ndarray, area: np.ndarray, *, min_positions: int = MIN_POSITIONS,
@@ -481,9 +676,10 @@ def fit_error_scale(method: str, pull: np.ndarray, area: np.ndarray, *, min_posi
     log_a = np.log(area / a_ref)
     slope, slope_err = 0.0, float("nan")
     if n >= 2 * min_positions:
-        fitted = _fit_slope(pull, log_a)
         rng = np.random.default_rng(0)
-        boot = [_fit_slope(pull[i], log_a[i]) for i in rng.integers(0, n, size=(_BOOTSTRAP, n))]
+        resample = rng.integers(0, n, size=(_BOOTSTRAP, n))
+        slopes = _fit_slopes(np.vstack([pull[None, :], pull[resample]]), np.vstack([log_a[None, :], log_a[resample]]))
+        fitted, boot = float(slopes[0]), [float(v) for v in slopes[1:]]
         slope_err = float(np.std(boot))
         # a slope within 2 standard errors of 0 is noise: k does not depend on size
         slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
