@@ -190,8 +190,16 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
         raise LumosValueError(f"sigma must be > 0, got {sigma}")
     if maxiters < 1:
         raise LumosValueError(f"maxiters must be >= 1, got {maxiters}")
+    return _clip(values, sigma, maxiters)[0]
+
+
+def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clipped_mean`, with the mean of the kept pixels, the sum of their squared deviations
+    from it (the numbers the last pass computed) and the rows that had a pass to compute them."""
     finite = np.isfinite(values)
     centre, scale = _robust_centre_and_scale(values)
+    squares = np.zeros(values.shape[0])
+    updated = np.zeros(values.shape[0], dtype=bool)
     kept = finite.copy()
     truncation = np.sqrt(_truncated_normal_variance(sigma))
     tolerance = 16.0 * np.finfo(np.float64).eps
@@ -213,8 +221,11 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
         kept[active] = new
         mean = np.where(new.any(axis=1), _row_mean(rows, new), centre[active])
         centre[active] = mean
-        scale[active] = _row_std(rows, new, mean) / truncation
-    return kept
+        sq, used = _row_squares(rows, new, mean)
+        squares[active] = sq
+        updated[active] = True
+        scale[active] = np.sqrt(sq / np.maximum(used - 1, 1)) / truncation
+    return kept, centre, squares, updated
 
 
 def _robust_centre_and_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,8 +334,13 @@ def _row_mean(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 def _row_std(values: np.ndarray, kept: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Standard deviation (ddof=1) of the ``kept`` values of each row about ``centre`` (0 for < 2)."""
-    sq = np.where(kept, (values - centre[:, None]) ** 2, 0.0).sum(axis=1)
-    return np.sqrt(sq / np.maximum(kept.sum(axis=1) - 1, 1))
+    sq, used = _row_squares(values, kept, centre)
+    return np.sqrt(sq / np.maximum(used - 1, 1))
+
+
+def _row_squares(values: np.ndarray, kept: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the squared deviations of the ``kept`` values of each row from ``centre``, and their count."""
+    return np.where(kept, (values - centre[:, None]) ** 2, 0.0).sum(axis=1), kept.sum(axis=1)
 
 
 def _median_clip(values: np.ndarray, *, sigma: float, maxiters: int) -> np.ndarray:
@@ -547,6 +563,7 @@ def annulus_background(
     values[~in_annulus[:, inside_grid]] = np.nan
     if estimator == "median_clip":
         kept = _median_clip(values, sigma=sigma, maxiters=maxiters)
+        mean, sq, updated = np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
     else:
         if estimator == "masked_mean":
             finite = np.isfinite(values)
@@ -556,12 +573,15 @@ def annulus_background(
             sources &= enough[:, None]
             n_masked = sources.sum(axis=1)
             values[sources] = np.nan
-        kept = clipped_mean(values, sigma=sigma, maxiters=maxiters)
+        kept, mean, sq, updated = _clip(values, sigma, maxiters)
     n_used = kept.sum(axis=1)
-    filled = np.where(kept, values, 0.0)
-    safe_n = np.maximum(n_used, 1)
-    mean = filled.sum(axis=1) / safe_n
-    sq = np.where(kept, (values - mean[:, None]) ** 2, 0.0).sum(axis=1)
+    # The clip's last pass computed the mean and squared deviations of the kept pixels of the rows
+    # it updated; the others (kept pixels never changed) get them here, with the same formulas.
+    redo = np.flatnonzero(~updated)
+    if redo.size:
+        rows_redo, kept_redo = values[redo], kept[redo]
+        mean[redo] = _row_mean(rows_redo, kept_redo)
+        sq[redo] = _row_squares(rows_redo, kept_redo, mean[redo])[0]
     variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
     mean = np.where(n_used > 0, mean, np.nan)
     variance = np.where(n_used > 1, variance, np.nan)

@@ -15,6 +15,8 @@ the propagated uncertainty of the background mean.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -67,8 +69,19 @@ class FitPixels:
 
     def variance(self, flux: np.ndarray, index: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Per-pixel variance ``max(F R, 0) / t + s^2`` ((e-/s)^2), shape (m, K)."""
-        source = np.maximum(flux[:, None] * self.model[index], 0.0) / self.exptime[index, None]
-        return source + self.noise_var[index, None]
+        return self._variance(flux[:, None] * self.model[index], index)
+
+    def _variance(self, signal_model: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
+        """:meth:`variance` from ``F R`` (m, K)."""
+        source = np.maximum(signal_model, 0.0)
+        source /= self.exptime[index, None]
+        source += self.noise_var[index, None]
+        return source
+
+    @functools.cached_property
+    def _products(self) -> tuple[np.ndarray, np.ndarray]:
+        """``R * R`` and ``R * f`` (n, K), the same in every weighted estimate."""
+        return self.model * self.model, self.model * self.signal
 
     def weighted_estimate(self, variance: np.ndarray, index: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """Inverse-variance linear flux estimate and its error for given pixel variances, shape (m,).
@@ -76,12 +89,32 @@ class FitPixels:
         The error adds the pixel noise ``1 / sum(R^2 / v)`` and the propagated uncertainty of the
         subtracted background mean, ``var(b) * (sum(R / v) / sum(R^2 / v))^2``.
         """
-        model = self.model[index]
-        fisher = np.sum(model * model / variance, axis=1)
+        model_model, model_signal = self._products
+        fisher = np.sum(model_model[index] / variance, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            flux = np.sum(model * self.signal[index] / variance, axis=1) / fisher
-            leverage = np.sum(model / variance, axis=1) / fisher
+            flux = np.sum(model_signal[index] / variance, axis=1) / fisher
+            leverage = np.sum(self.model[index] / variance, axis=1) / fisher
             return flux, np.sqrt(1.0 / fisher + self.background_var[index] * leverage**2)
+
+    def groups(self, rows: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, FitPixels]]:
+        """The ``rows`` in groups of ``size`` with similar pixel counts, each cropped to its widest row.
+
+        Unused pixels (zero model and signal) drop out of every sum, so a group gives its rows'
+        numbers with less padding. Yields ``(group_rows, pixels_of_the_group)``.
+        """
+        widths = (self.model > 0).sum(axis=1)
+        order = rows[np.argsort(widths[rows], kind="stable")]
+        for lo in range(0, order.size, size):
+            group = order[lo : lo + size]
+            k = max(int(widths[group].max()), 1)
+            yield group, FitPixels(
+                signal=self.signal[group, :k],
+                model=self.model[group, :k],
+                noise_var=self.noise_var[group],
+                background_var=self.background_var[group],
+                exptime=self.exptime[group],
+                footprint=self.footprint[group],
+            )
 
 
 def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixels:
@@ -125,8 +158,9 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     model = np.zeros((n, k))
     signal[target, column] = data[target, pixel] - background.mean[target]
     model[target, column] = inputs.model[:, rows, cols].reshape(n, -1)[target, pixel]
+    signal[np.isnan(signal)] = 0.0
     return FitPixels(
-        signal=np.nan_to_num(signal, nan=0.0),
+        signal=signal,
         model=model,
         noise_var=background.variance,
         background_var=background.mean_variance,
@@ -137,8 +171,10 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
 
 def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = slice(None)) -> np.ndarray:
     """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,)."""
-    residual = pixels.signal[index] - flux[:, None] * pixels.model[index]
-    return np.sum(residual * residual / pixels.variance(flux, index), axis=1)
+    signal_model = flux[:, None] * pixels.model[index]
+    residual = pixels.signal[index] - signal_model
+    residual *= residual
+    return np.sum(residual / pixels._variance(signal_model, index), axis=1)
 
 
 def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, maxiter: int = 200) -> pd.DataFrame:
@@ -172,19 +208,7 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     nit = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
     # Targets sorted by footprint size and fitted in groups, each cropped to its widest footprint.
-    widths = (pixels.model > 0).sum(axis=1)
-    order = idx[np.argsort(widths[idx], kind="stable")]
-    for lo in range(0, order.size, _GROUP):
-        group = order[lo : lo + _GROUP]
-        k = max(int(widths[group].max()), 1)
-        sub = FitPixels(
-            signal=pixels.signal[group, :k],
-            model=pixels.model[group, :k],
-            noise_var=pixels.noise_var[group],
-            background_var=pixels.background_var[group],
-            exptime=pixels.exptime[group],
-            footprint=pixels.footprint[group],
-        )
+    for group, sub in pixels.groups(idx, _GROUP):
         start, _ = sub.weighted_estimate(np.broadcast_to(sub.noise_var[:, None], sub.model.shape))
         result = nelder_mead_1d(
             lambda x, i: poisson_chi2(sub, x, i),

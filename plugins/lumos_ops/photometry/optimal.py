@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["optimal_weights", "optimal_photometry", "OptimalWeightedSum"]
 
+_GROUP = 128
+"""Targets iterated together (grouped by footprint size to keep the padded arrays small)."""
+
 
 def optimal_weights(model: np.ndarray, flux: np.ndarray, noise_var: np.ndarray, exptime: np.ndarray) -> np.ndarray:
     """Eq. (6) weights on the grid for a given flux (total-flux normalisation ``sum w R = 1``).
@@ -90,14 +93,15 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
     flux_err = np.full(n, np.nan)
     n_iter = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
-    if idx.size:
-        current, error = pixels.weighted_estimate(np.broadcast_to(pixels.noise_var[idx, None], (idx.size, pixels.model.shape[1])), idx)
-        active = np.arange(idx.size)
-        done = np.zeros(idx.size, dtype=bool)
-        iterations = np.zeros(idx.size, dtype=np.int64)
+    # Targets in groups of similar footprint size (each row's iteration is its own).
+    for group, sub in pixels.groups(idx, _GROUP):
+        current, error = sub.weighted_estimate(np.broadcast_to(sub.noise_var[:, None], sub.model.shape))
+        active = np.arange(group.size)
+        done = np.zeros(group.size, dtype=bool)
+        iterations = np.zeros(group.size, dtype=np.int64)
         for _ in range(max_iter):
-            rows = idx[active]
-            new, new_err = pixels.weighted_estimate(pixels.variance(current[active], rows), rows)
+            rows = slice(None) if active.size == group.size else active
+            new, new_err = sub.weighted_estimate(sub.variance(current[active], rows), rows)
             iterations[active] += 1
             step_small = np.abs(new - current[active]) <= rtol * new_err
             current[active], error[active] = new, new_err
@@ -105,9 +109,9 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
             active = active[~step_small]
             if active.size == 0:
                 break
-        flux[idx], flux_err[idx] = current, error
-        n_iter[idx] = iterations
-        converged[idx] = done
+        flux[group], flux_err[group] = current, error
+        n_iter[group] = iterations
+        converged[group] = done
     flags = footprint_flags(inputs, pixels.footprint)
     flags[inputs.measurable & (~converged | ~np.isfinite(flux))] |= Flag.FIT_FAILED
     flags[flux < 0] |= Flag.NEGATIVE_MODEL

@@ -43,9 +43,12 @@ def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     # to the cumulative light: the work is done on the box holding every non-zero pixel.
     rows, cols = bounding_box((model != 0).any(axis=0))
     box = model[:, rows, cols]
-    flat = np.nan_to_num(box.reshape(n, -1), nan=0.0)
-    descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
-    cum = np.cumsum(descending, axis=1)
+    flat = box.reshape(n, -1)
+    if not np.isfinite(flat).all():
+        flat = np.nan_to_num(flat, nan=0.0)
+    descending = np.sort(flat, axis=1)[:, ::-1]
+    cum = np.cumsum(descending, axis=1, dtype=np.float64)
+    descending = descending.astype(np.float64)
     total = cum[:, -1:] if cum.shape[1] else np.zeros((n, 1))
     needed = np.maximum(((cum - descending) < light * total).sum(axis=1), 1)
     threshold = descending[np.arange(n), needed - 1] if cum.shape[1] else np.zeros(n)
