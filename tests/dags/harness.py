@@ -9,7 +9,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["load_dag", "run_dag", "task_states", "clear_map_index", "clear_failed", "resume_dag_run", "env"]
+from lumos_ops.airflow.local_stack import postgres_conn, s3_conn
+
+__all__ = ["postgres_conn", "s3_conn", "load_dag", "run_dag", "task_states", "clear_map_index", "clear_failed", "resume_dag_run", "env"]
 
 
 @contextlib.contextmanager
@@ -25,21 +27,6 @@ def env(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def postgres_conn(url: str) -> str:
-    """``AIRFLOW_CONN_*`` JSON of a PostgreSQL URL."""
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    return json.dumps({"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
-                       "schema": parsed.database})
-
-
-def s3_conn(endpoint: str) -> str:
-    """``AIRFLOW_CONN_*`` JSON of moto's S3 endpoint (moto accepts any key pair)."""
-    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
 
 
 def load_dag(dag_id: str = "lumos_nightly"):

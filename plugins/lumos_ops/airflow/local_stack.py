@@ -87,12 +87,19 @@ def compose_deployment(compose: str | os.PathLike[str] = COMPOSE) -> dict[str, A
 
 
 def postgres_conn(url: str) -> str:
-    """``AIRFLOW_CONN_*`` JSON of a PostgreSQL URL."""
+    """``AIRFLOW_CONN_*`` JSON (type ``postgres``) of a SQLAlchemy URL.
+
+    URL query parameters (e.g. ``passfile``) go to the extra ``sqlalchemy_query``, which the
+    Postgres provider's hook passes on to the engine.
+    """
     import sqlalchemy as sa
 
     parsed = sa.make_url(url)
-    return json.dumps({"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
-                       "schema": parsed.database})
+    conn: dict[str, object] = {"conn_type": "postgres", "host": parsed.host, "port": parsed.port,
+                               "login": parsed.username, "password": parsed.password, "schema": parsed.database}
+    if parsed.query:
+        conn["extra"] = {"sqlalchemy_query": {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}}
+    return json.dumps({k: v for k, v in conn.items() if v is not None})
 
 
 def s3_conn(endpoint: str, key: str = "testing", secret: str = "testing") -> str:

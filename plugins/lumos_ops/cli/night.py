@@ -141,7 +141,9 @@ def _default_airflow_db_connection(conn_id: str, url: str | None) -> None:
     env_name = f"AIRFLOW_CONN_{conn_id.upper()}"
     if url is None and (env_name in os.environ or _airflow_connection_defined(conn_id)):
         return
-    os.environ[env_name] = _airflow_connection_json(url or database_url_from_env())
+    from lumos_ops.airflow.local_stack import postgres_conn
+
+    os.environ[env_name] = postgres_conn(url or database_url_from_env())
 
 
 def _airflow_connection_defined(conn_id: str) -> bool:
@@ -156,21 +158,3 @@ def _airflow_connection_defined(conn_id: str) -> bool:
     except Exception:  # noqa: BLE001 - metadata database unreachable: let the DAG run report it
         return True
     return True
-
-
-def _airflow_connection_json(url: str) -> str:
-    """An Airflow Connection (JSON form of ``AIRFLOW_CONN_*``, type ``postgres``) for a SQLAlchemy URL.
-
-    URL query parameters (e.g. ``passfile``) go to the extra ``sqlalchemy_query``, which the
-    Postgres provider's hook passes on to the engine.
-    """
-    import json
-
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    conn = {"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
-            "password": parsed.password, "schema": parsed.database}
-    if parsed.query:
-        conn["extra"] = {"sqlalchemy_query": {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}}
-    return json.dumps({k: v for k, v in conn.items() if v is not None})
