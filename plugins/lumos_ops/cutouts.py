@@ -81,10 +81,21 @@ def cut_stamps(image: np.ndarray, x: np.ndarray, y: np.ndarray, *, size: int = S
     cols = x0[:, None] + offsets[None, :]
     row_ok = (rows >= 0) & (rows < ny)
     col_ok = (cols >= 0) & (cols < nx)
-    data = image[np.clip(rows, 0, ny - 1)[:, :, None], np.clip(cols, 0, nx - 1)[:, None, :]].astype(np.float32)
-    inside = row_ok[:, :, None] & col_ok[:, None, :]
-    inside &= finite[:, None, None]
-    data[~inside] = np.nan
+    data = np.empty((x.size, size, size), dtype=np.float32)
+    interior = finite & (x0 >= 0) & (y0 >= 0) & (x0 + size <= nx) & (y0 + size <= ny)
+    whole = np.flatnonzero(interior)
+    if whole.size:
+        # stamps inside the image: one gather of (size x size) windows, no per-pixel indices
+        windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
+        data[whole] = windows[y0[whole], x0[whole]]
+    cut = np.flatnonzero(~interior)
+    if cut.size:
+        r, c = rows[cut], cols[cut]
+        part = image[np.clip(r, 0, ny - 1)[:, :, None], np.clip(c, 0, nx - 1)[:, None, :]].astype(np.float32)
+        inside = row_ok[cut, :, None] & col_ok[cut, None, :] & finite[cut, None, None]
+        part[~inside] = np.nan
+        data[cut] = part
+    on_chip = np.where(finite, row_ok.sum(axis=1) * col_ok.sum(axis=1), 0)
     on_image = finite & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
     return Stamps(
         data=data,
@@ -92,6 +103,6 @@ def cut_stamps(image: np.ndarray, x: np.ndarray, y: np.ndarray, *, size: int = S
         y0=y0,
         dx=np.where(finite, x - ix, 0.0),
         dy=np.where(finite, y - iy, 0.0),
-        off_chip_fraction=1.0 - inside.mean(axis=(1, 2)),
+        off_chip_fraction=1.0 - on_chip / float(size * size),
         on_image=on_image,
     )

@@ -92,15 +92,13 @@ class _RingLight:
     """
 
     def __init__(self, m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray,
-                 r_lo: np.ndarray, r_hi: np.ndarray, rotated: tuple[np.ndarray, np.ndarray]) -> None:
+                 r_lo: np.ndarray, r_hi: np.ndarray, rotated: tuple[np.ndarray, np.ndarray], rho: np.ndarray) -> None:
+        """``rotated``: pixel centres along the axes (:func:`_rotated_grid`); ``rho``: their radius in the frame."""
         self.m, self.dx, self.dy, self.q, self.pa = m, dx, dy, q, pa
         self.r_lo, self.r_hi = r_lo.copy(), r_hi.copy()
         n = m.shape[0]
         theta = np.deg2rad(pa)
         cos_t, sin_t, root = np.cos(theta), np.sin(theta), np.sqrt(q)
-        u = rotated[0] * root[:, None, None]
-        v = rotated[1] / root[:, None, None]
-        rho = np.hypot(u, v)
         self.corner_u = (cos_t[:, None] * _CORNERS[None, :, 0] + sin_t[:, None] * _CORNERS[None, :, 1]) * root[:, None]
         self.corner_v = (-sin_t[:, None] * _CORNERS[None, :, 0] + cos_t[:, None] * _CORNERS[None, :, 1]) / root[:, None]
         self.reach = np.sqrt(self.corner_u**2 + self.corner_v**2).max(axis=1)
@@ -115,8 +113,8 @@ class _RingLight:
         self.rho = np.full((n, k), np.inf)
         self.u, self.v, self.light = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k))
         self.rho[target, column] = rho.reshape(n, -1)[target, pixel]
-        self.u[target, column] = u.reshape(n, -1)[target, pixel]
-        self.v[target, column] = v.reshape(n, -1)[target, pixel]
+        self.u[target, column] = rotated[0].reshape(n, -1)[target, pixel] * root[target]
+        self.v[target, column] = rotated[1].reshape(n, -1)[target, pixel] / root[target]
         self.light[target, column] = m.reshape(n, -1)[target, pixel]
 
     def enclosed(self, idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -161,19 +159,23 @@ def _rotated_grid(size: int, dx: np.ndarray, dy: np.ndarray, pa: np.ndarray) -> 
 
 
 def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, fraction: float,
-                         rotated: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """First guess: accumulate the model light of pixel centres in bins of elliptical radius."""
+                         rotated: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """First guess: accumulate the model light of pixel centres in bins of elliptical radius.
+
+    Returns the guess (n,) and the circularised elliptical radius of every pixel centre (n, S, S).
+    """
     n, size = model.shape[0], model.shape[-1]
     u, v = _rotated_grid(size, dx, dy, pa) if rotated is None else rotated
     qq = q[:, None, None]
     step = 0.25
     n_bins = int(np.ceil(size / step / np.sqrt(q.min()))) + 2
-    bins = np.minimum((np.sqrt(qq * u * u + v * v / qq) / step).astype(np.int64), n_bins - 1)
+    radius = np.sqrt(qq * u * u + v * v / qq)
+    bins = np.minimum((radius / step).astype(np.int64), n_bins - 1)
     bins += (np.arange(n) * n_bins)[:, None, None]
     light = np.bincount(bins.ravel(), weights=model.ravel(), minlength=n * n_bins).reshape(n, n_bins)
     cum = np.cumsum(light, axis=1)
     idx = (cum < fraction).sum(axis=1)
-    return (idx + 1) * step
+    return (idx + 1) * step, radius
 
 
 def _light_half_size(model: np.ndarray, *, tail: float = 1e-7) -> np.ndarray:
@@ -261,10 +263,10 @@ def _solve_radius(
     """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations."""
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
     rotated = _rotated_grid(m.shape[-1], dx, dy, pa)
-    guess = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction, rotated)
+    guess, rho = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction, rotated)
     lo = np.maximum(guess - 1.0, _MIN_RADIUS)
     hi = np.minimum(guess + 1.0, r_max)
-    ring = _RingLight(m, dx, dy, q, pa, lo, hi, rotated)
+    ring = _RingLight(m, dx, dy, q, pa, lo, hi, rotated, rho)
 
     def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
         return ring.enclosed(idx, radius) - light_fraction
@@ -347,29 +349,31 @@ def elliptical_aperture_photometry(
     a, b = _axes(radius, inputs.q)
     has_aperture = np.isfinite(radius)
     idx = np.flatnonzero(has_aperture)
-    # Work on the central box that holds every aperture of the batch.
-    reach = int(np.ceil(np.nanmax(a[idx]))) + 2 if idx.size else 0
-    lo, hi = max(centre - reach, 0), min(centre + reach + 1, size)
-    box_data = inputs.data[:, lo:hi, lo:hi]
-    weights = np.zeros(box_data.shape, dtype=np.float64)
-    if idx.size:
-        weights[idx] = ellipse_pixel_overlap(
-            box_data.shape[1:], centre - lo + inputs.dx[idx], centre - lo + inputs.dy[idx], a[idx], b[idx], inputs.pa[idx]
+    area, raw_sum, light = np.zeros(n), np.zeros(n), np.zeros(n)
+    footprint = np.zeros(inputs.data.shape, dtype=bool)
+    # Apertures in groups of similar size, each group on the central box holding its apertures.
+    order = idx[np.argsort(a[idx], kind="stable")]
+    for start in range(0, order.size, _GROUP):
+        group = order[start : start + _GROUP]
+        reach = int(np.ceil(np.max(a[group]))) + 2
+        lo, hi = max(centre - reach, 0), min(centre + reach + 1, size)
+        box_data = inputs.data[group, lo:hi, lo:hi]
+        weights = ellipse_pixel_overlap(
+            box_data.shape[1:], centre - lo + inputs.dx[group], centre - lo + inputs.dy[group], a[group], b[group], inputs.pa[group]
         )
-    finite = np.isfinite(box_data)
-    usable = np.where(finite, weights, 0.0)
-    data = np.where(finite, box_data, 0.0)
-    model = np.nan_to_num(inputs.model[:, lo:hi, lo:hi], nan=0.0)
-    area = usable.sum(axis=(1, 2))
-    raw_sum = np.einsum("nij,nij->n", usable, data)
+        finite = np.isfinite(box_data)
+        usable = np.where(finite, weights, 0.0)
+        data = np.where(finite, box_data, 0.0)
+        model = np.nan_to_num(inputs.model[group, lo:hi, lo:hi], nan=0.0)
+        area[group] = usable.sum(axis=(1, 2))
+        raw_sum[group] = np.einsum("nij,nij->n", usable, data)
+        light[group] = np.einsum("nij,nij->n", usable, model)
+        footprint[group, lo:hi, lo:hi] = weights > 0
     signal = raw_sum - background.mean * area
-    light = np.einsum("nij,nij->n", usable, model)
     with np.errstate(divide="ignore", invalid="ignore"):
         flux = np.where(light > 0, signal / light, np.nan)
         variance = background.variance * area + area**2 * background.mean_variance + np.maximum(signal, 0.0) / inputs.exptime
         flux_err = np.where(light > 0, np.sqrt(variance) / light, np.nan)
-    footprint = np.zeros(inputs.data.shape, dtype=bool)
-    footprint[:, lo:hi, lo:hi] = weights > 0
     flags = footprint_flags(inputs, footprint)
     flags[~has_aperture & inputs.measurable] |= Flag.FIT_FAILED
     flags[~np.isfinite(flux) & inputs.measurable] |= Flag.FIT_FAILED

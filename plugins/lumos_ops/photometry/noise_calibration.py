@@ -773,14 +773,17 @@ def background_fraction(ctx: TargetContext, flux: np.ndarray) -> np.ndarray:
 
     pixels = fit_pixels(ctx.photometry_inputs)
     flux = np.nan_to_num(np.asarray(flux, dtype=np.float64), nan=0.0)
-    source = np.maximum(flux[:, None] * pixels.model, 0.0) / pixels.exptime[:, None]
-    variance = source + pixels.noise_var[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw = np.where(pixels.model > 0, pixels.model / variance, 0.0)
-        w = raw / np.sum(raw * pixels.model, axis=1, keepdims=True)
-        bkg = np.sum(w * w, axis=1) * pixels.noise_var + pixels.background_var * np.sum(w, axis=1) ** 2
-        src = np.sum(w * w * source, axis=1)
-        phi = bkg / (bkg + src)
+    phi = np.full(flux.shape, np.nan)
+    # rows in groups of similar footprint size (unused pixels add nothing to the sums)
+    for rows, sub in pixels.groups(np.arange(flux.size), 128):
+        source = np.maximum(flux[rows, None] * sub.model, 0.0) / sub.exptime[:, None]
+        variance = source + sub.noise_var[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = np.where(sub.model > 0, sub.model / variance, 0.0)
+            w = raw / np.sum(raw * sub.model, axis=1, keepdims=True)
+            bkg = np.sum(w * w, axis=1) * sub.noise_var + sub.background_var * np.sum(w, axis=1) ** 2
+            src = np.sum(w * w * source, axis=1)
+            phi[rows] = bkg / (bkg + src)
     return np.where(np.isfinite(phi), np.clip(phi, 0.0, 1.0), 1.0)
 
 
@@ -816,7 +819,11 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     raw = frame["flux_err"].to_numpy(np.float64)
     flux = frame["flux"].to_numpy(np.float64)
     if isinstance(calibration, NoiseCalibration):
-        k = calibration.k(model_area(ctx.models))
+        # the same areas for every method measuring this context: computed once
+        area = ctx.__dict__.get("_model_area")
+        if area is None:
+            area = ctx.__dict__["_model_area"] = model_area(ctx.models)
+        k = calibration.k(area)
     else:
         k = np.full(len(frame), float(calibration))
     frame["flux_err_raw"] = raw
