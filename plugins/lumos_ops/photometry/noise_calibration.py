@@ -268,7 +268,13 @@ def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
     ty, tx = iy - y0, ix - x0
     y1, x1 = np.minimum(y0 + 1, by - 1), np.minimum(x0 + 1, bx - 1)
     along_x = grid[:, x0] * (1.0 - tx) + grid[:, x1] * tx
-    return along_x[y0] * (1.0 - ty)[:, None] + along_x[y1] * ty[:, None]
+    sky = np.empty((ny, nx))
+    # rows between the same two block centres share their two rows of along_x
+    cuts = np.flatnonzero(np.diff(y0)) + 1
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, ny]):
+        t = ty[lo:hi, None]
+        sky[lo:hi] = along_x[y0[lo]] * (1.0 - t) + along_x[y1[lo]] * t
+    return sky
 
 
 def _dilate_disc(mask: np.ndarray, radius: float, *, strict: bool = False) -> np.ndarray:
