@@ -240,3 +240,20 @@ def test_stamps_inside_and_across_the_edges_are_the_indexed_cutouts() -> None:
             data[~inside] = np.nan
             assert np.array_equal(stamps.data, data, equal_nan=True)
             assert np.array_equal(stamps.off_chip_fraction, 1.0 - inside.mean(axis=(1, 2)))
+
+
+def test_ellipse_sums_are_the_overlap_weighted_image_sums() -> None:
+    rng = np.random.default_rng(11)
+    image = rng.normal(5.0, 1.0, (80, 70)).astype(np.float32)  # cutouts are float32, as exposures
+    image[30:33, 10:50] = np.nan
+    n = 50
+    x, y = rng.uniform(-3, 73, n), rng.uniform(-3, 83, n)
+    b = rng.uniform(0.3, 6.0, n)
+    a = b / rng.uniform(0.2, 1.0, n)
+    pa = rng.uniform(0, 180, n)
+    sums, areas = aperture.ellipse_sums(image, x, y, a, b, pa)
+    weights = ellipse_pixel_overlap(image.shape, x, y, a, b, pa)
+    finite = np.isfinite(image)
+    expected = np.einsum("nij,ij->n", weights * finite, np.where(finite, image, 0.0).astype(np.float64))
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(areas, (weights * finite).sum(axis=(1, 2)), rtol=1e-12, atol=1e-12)
