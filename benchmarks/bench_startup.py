@@ -84,7 +84,7 @@ def main() -> None:
                                      check=True).stdout.split()
                 timings.append((float(out[0]), float(out[1])))
             rows.append((f"parse {dag.name}", [t[1] for t in timings], "<= 0.5"))
-            rows.append((f"  incl. import airflow.sdk", [t[0] + t[1] for t in timings], ""))
+            rows.append(("  incl. import airflow.sdk", [t[0] + t[1] for t in timings], ""))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median and minimum of {args.repeats} fresh processes")
     print(f"{'what':42s} {'median s':>9s} {'min s':>7s} {'target s':>9s}")
     for name, values, target in rows:

@@ -37,7 +37,7 @@ SETTINGS = DagSettings.from_env()
 @dag(
     dag_id="lumos_nightly",
     schedule=SETTINGS.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=2,
     params={

@@ -28,7 +28,7 @@ SETTINGS = DagSettings.from_env()
 @dag(
     dag_id="lumos_photoz_validation",
     schedule=SETTINGS.photoz_schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(minutes=5),

@@ -46,7 +46,7 @@ def _config(params: dict):
 @dag(
     dag_id="lumos_reprocess",
     schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     params={

@@ -27,7 +27,7 @@ SETTINGS = DagSettings.from_env()
 @dag(
     dag_id="lumos_retrain",
     schedule=SETTINGS.retrain_schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     params={

@@ -86,7 +86,7 @@ class ReferencePrior:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ReferencePrior":
+    def from_dict(cls, data: dict[str, Any]) -> ReferencePrior:
         """Inverse of :meth:`to_dict`."""
         if data.get("kind") != cls.kind:
             raise LumosValueError(f"not a reference flux prior: kind {data.get('kind')!r}")

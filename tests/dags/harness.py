@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +38,7 @@ def load_dag(dag_id: str = "lumos_nightly"):
 
 def run_dag(dag, *, night: str | None = None, logical_date: dt.datetime | None = None, conf: dict | None = None):
     """One DAG run through ``dag.test()`` with ``conf`` (``night``: the param of ``lumos_nightly``)."""
-    when = logical_date or dt.datetime.now(dt.timezone.utc)
+    when = logical_date or dt.datetime.now(dt.UTC)
     run_conf = {**({"night": night} if night else {}), **(conf or {})}
     return dag.test(logical_date=when, run_conf=run_conf or None)
 
@@ -71,9 +70,8 @@ def rendered_map_indexes(dag_run_id: str) -> dict[int, str]:
 def clear_map_index(dag_run_id: str, map_index: int) -> dict[str, Any]:
     """``POST /api/v2/dags/lumos_nightly/clearTaskInstances`` for one mapped ``process`` task and
     its downstream tasks, through Airflow's REST API app (in-process)."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     with TestClient(create_app()) as client:
         reply = client.post(
@@ -88,9 +86,8 @@ def clear_map_index(dag_run_id: str, map_index: int) -> dict[str, Any]:
 def clear_failed(dag_run_id: str, task_ids: list[str]) -> dict[str, Any]:
     """``POST /api/v2/dags/lumos_nightly/clearTaskInstances`` with ``only_failed: true`` and the
     downstream tasks: what an operator does to retry whatever failed, leaving successes alone."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     with TestClient(create_app()) as client:
         reply = client.post(

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import env, load_dag
 
 from lumos_ops.exceptions import LumosValueError
+
+from harness import env, load_dag
 
 pytestmark = pytest.mark.airflow
 
@@ -22,7 +23,7 @@ def test_night_resolution_and_plugin_macro():
     from lumos_ops.airflow.night import lumos_night, resolve_night
     from lumos_ops.airflow.plugin import LumosOpsPlugin
 
-    run_at = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.timezone.utc)
+    run_at = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
     assert resolve_night(None, run_at) == "2026-11-20"
     assert resolve_night("2026-01-05", run_at) == "2026-01-05"
     with pytest.raises(LumosValueError):

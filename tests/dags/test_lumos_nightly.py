@@ -9,6 +9,9 @@ import time
 import boto3
 import pytest
 import sqlalchemy as sa
+
+from lumos_ops.pipeline.database import make_engine, upgrade
+
 from harness import (
     clear_failed,
     clear_map_index,
@@ -23,8 +26,6 @@ from harness import (
     task_states,
 )
 from nightdata import BAD_KINDS, corrupt, make_catalog, make_exposure_bytes, write_catalog, write_night
-
-from lumos_ops.pipeline.database import make_engine, upgrade
 
 pytestmark = [
     pytest.mark.airflow,

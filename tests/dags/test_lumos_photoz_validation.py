@@ -7,10 +7,11 @@ import json
 import boto3
 import pytest
 import sqlalchemy as sa
-from harness import env, load_dag, postgres_conn, run_dag, s3_conn, task_states
-from nightdata import SED_BANDS, load_sed_coadds
 
 from lumos_ops.pipeline.database import make_engine, upgrade
+
+from harness import env, load_dag, postgres_conn, run_dag, s3_conn, task_states
+from nightdata import SED_BANDS, load_sed_coadds
 
 pytestmark = [
     pytest.mark.airflow,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import boto3
 import pytest
 import sqlalchemy as sa
-from harness import env, load_dag, postgres_conn, run_dag, s3_conn, task_states
-from nightdata import make_catalog, write_catalog, write_night
 
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.database import make_engine, upgrade
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.storage import open_store
+
+from harness import env, load_dag, postgres_conn, run_dag, s3_conn, task_states
+from nightdata import make_catalog, write_catalog, write_night
 
 pytestmark = [
     pytest.mark.airflow,

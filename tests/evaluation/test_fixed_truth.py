@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from lumos_ops.stats import sigma68 as half_width68
 from lumos_ops.evaluation.fixed_truth import crb_flux_error, fixed_truth_bins
 from lumos_ops.evaluation.population_prior import kde_log_prior, posterior_pit
+from lumos_ops.stats import sigma68 as half_width68
 
 
 def _population(n=40_000, seed=0):

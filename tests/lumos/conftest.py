@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from lumos_helpers import NORM, write_training_set
 
 from lumos_ops.lumos.checkpoint import save_checkpoint
 from lumos_ops.lumos.model import get_model
+
+from lumos_helpers import NORM, write_training_set
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from lumos_ops.measure import prepare_targets
 
 from lumos_helpers import NORM, write_exposure
 
+
 def _inputs(n, seed=0):
     rng = np.random.default_rng(seed)
     cut = rng.normal(5.0, 0.3, (n, 60, 60)).astype(np.float32)

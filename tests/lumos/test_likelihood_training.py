@@ -77,14 +77,14 @@ def test_mixture_table_reports_likelihood_median_and_half_width():
 
 
 def test_measurements_near_the_top_of_the_prior_are_flagged(tmp_path):
-    from lumos_helpers import NORM, write_exposure
-
     from lumos_ops.flags import Flag
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.lumos.checkpoint import save_checkpoint
     from lumos_ops.lumos.method import LumosMethod
     from lumos_ops.lumos.model import get_model
     from lumos_ops.measure import prepare_targets
+
+    from lumos_helpers import NORM, write_exposure
 
     torch.manual_seed(0)
     net = get_model("fast").eval()

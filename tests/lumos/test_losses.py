@@ -94,7 +94,7 @@ def test_pair_overlap_matches_quadrature(truncated):
         lower = 0.0 if truncated else -60.0
         pts = np.concatenate([p1.mu[i].numpy(), p2.mu[i].numpy()])
         pts = pts[(pts > lower) & (pts < 60)]
-        overlap, _ = integrate.quad(lambda x: d1(x) * d2(x), lower, 60, points=pts, limit=400)
+        overlap, _ = integrate.quad(lambda x, d1=d1, d2=d2: d1(x) * d2(x), lower, 60, points=pts, limit=400)
         assert got[i] == pytest.approx(-math.log(overlap), rel=1e-7)
 
 

@@ -25,7 +25,6 @@ def test_default_recipe_is_the_shipped_model():
     import json
 
     from lumos_ops.lumos.checkpoint import load_checkpoint
-
     from lumos_ops.lumos.recipe import DEFAULT_RECIPE
 
     recipe = RECIPES["default"]

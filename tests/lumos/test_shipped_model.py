@@ -1,12 +1,13 @@
 """The shipped default model: present, verifiable, small, and usable through LumosMethod()."""
 
 import numpy as np
-from lumos_helpers import write_exposure
 
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.checkpoint import MODELS_DIR, SHIPPED_MODELS, load_checkpoint
 from lumos_ops.lumos.method import LumosMethod
 from lumos_ops.measure import prepare_targets
+
+from lumos_helpers import write_exposure
 
 
 def test_shipped_model_loads_and_is_small():

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from lumos_helpers import write_exposure
 
 from lumos_ops.cli import main
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.lumos.pairs import make_pairs
 from lumos_ops.lumos.transfer import TransferConfig, transfer
 from lumos_ops.lumos.validate import ValidateConfig, validate
+
+from lumos_helpers import write_exposure
 
 
 @pytest.fixture(scope="module")

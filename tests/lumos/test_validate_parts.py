@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from lumos_helpers import write_exposure
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.bayes_reference import bayes_optimal_median, pull_width
@@ -11,6 +10,8 @@ from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_d
 from lumos_ops.lumos.prior import prior_only_flux
 from lumos_ops.lumos.targets import format_targets, issue_targets
 from lumos_ops.sim.seds import mag_to_njy
+
+from lumos_helpers import write_exposure
 
 
 def test_prior_recovers_a_power_law_and_fails_on_independent_fluxes():

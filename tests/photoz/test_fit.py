@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.stats import sigma68
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.photoz.fit import RESULT_COLUMNS, PhotozConfig, fit_photoz
 from lumos_ops.photoz.metrics import delta_z, photoz_metrics
 from lumos_ops.photoz.prior import MagnitudePrior
 from lumos_ops.photoz.templates import TemplateGrid
 from lumos_ops.sim.seds import galaxy_band_fluxes
+from lumos_ops.stats import sigma68
 
 
 def _noisy(flux: np.ndarray, snr: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,6 @@ from pathlib import Path
 import boto3
 import pytest
 import sqlalchemy as sa
-from nightdata import corrupt, make_catalog, write_catalog, write_night
 
 from lumos_ops.exceptions import DatabaseError, StorageError
 from lumos_ops.pipeline import night as night_module
@@ -33,6 +32,8 @@ from lumos_ops.pipeline.night import finish_night, plan_night, process_exposure,
 from lumos_ops.pipeline.report import failure_message
 from lumos_ops.pipeline.storage import LocalObjectStore, open_store
 from lumos_ops.pipeline.writer import INTERRUPTED_ERROR
+
+from nightdata import corrupt, make_catalog, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 
@@ -213,7 +214,7 @@ def test_s3_outage_longer_than_the_retries_keeps_rows_and_says_so(engine, db_url
     assert _scalar(engine, "SELECT min(n_stale) FROM lumos.coadds") == 2
     assert _scalar(engine, "SELECT status FROM lumos.pipeline_runs WHERE run_id = :r", r=plan.run_id) == "failed"
     message = failure_message(engine, NIGHT)
-    assert f"4 of 4 exposures not done" in message and "stale" in message and keys[0] in message
+    assert "4 of 4 exposures not done" in message and "stale" in message and keys[0] in message
 
     outage.up()
     for task in plan.tasks:  # the operator clears the failed process tasks only

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from nightdata import make_catalog, write_catalog, write_night
 
 from lumos_ops.cli import main
 from lumos_ops.exceptions import DatabaseError
 from lumos_ops.pipeline.database import database_url_from_env, make_engine
 from lumos_ops.pipeline.local_postgres import LocalCluster, local_cluster_dir
 from lumos_ops.pipeline.storage import LocalObjectStore
+
+from nightdata import make_catalog, write_catalog, write_night
 
 NIGHT = "2026-11-20"
 NO_DB = "set LUMOS_DATABASE_URL or run `lumos db start`"

@@ -2,13 +2,14 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from nightdata import corrupt, make_catalog, write_catalog, write_night
 
 from lumos_ops.cli import main
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.queries import list_queries, query_parameters, run_query
 from lumos_ops.pipeline.storage import LocalObjectStore
+
+from nightdata import corrupt, make_catalog, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 NIGHT = "2026-11-20"
@@ -87,12 +88,11 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
 
 
 def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path):
-    from lumos_ops.pipeline.coadd import coadd_night
-    from lumos_ops.pipeline.night import plan_night, process_exposure
-
     from pathlib import Path
 
     import lumos_ops
+    from lumos_ops.pipeline.coadd import coadd_night
+    from lumos_ops.pipeline.night import plan_night, process_exposure
 
     shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
     if not shipped:

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from nightdata import SED_BANDS, load_sed_coadds
 
 from lumos_ops.exceptions import LumosError, LumosValueError
 from lumos_ops.pipeline.photoz_check import (
@@ -16,6 +15,8 @@ from lumos_ops.pipeline.photoz_check import (
 )
 from lumos_ops.pipeline.queries import run_query
 from lumos_ops.pipeline.storage import LocalObjectStore
+
+from nightdata import SED_BANDS, load_sed_coadds
 
 pytestmark = pytest.mark.postgres
 

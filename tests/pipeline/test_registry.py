@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from nightdata import make_catalog, write_catalog, write_night
 
 from lumos_ops.cli import main
 from lumos_ops.exceptions import LumosValueError
@@ -39,6 +38,8 @@ from lumos_ops.pipeline.registry import (
 )
 from lumos_ops.pipeline.storage import LocalObjectStore
 from lumos_ops.pipeline.writer import ModelVersion, register_model_versions, start_run
+
+from nightdata import make_catalog, write_catalog, write_night
 
 REPO = Path(__file__).resolve().parents[2]
 EDGES = [(1.0, 2.0), (2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 1e6)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from nightdata import make_catalog, write_catalog, write_night
 
 from lumos_ops.exceptions import LumosError, LumosValueError
 from lumos_ops.pipeline.config import NightConfig
@@ -13,6 +12,8 @@ from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.queries import run_query
 from lumos_ops.pipeline.reprocess import finish_reprocess, plan_reprocess, reprocess_chunk, reprocess_progress
 from lumos_ops.pipeline.storage import LocalObjectStore
+
+from nightdata import make_catalog, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 NIGHTS = ("2026-11-20", "2026-11-21")

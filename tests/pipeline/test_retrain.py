@@ -4,7 +4,6 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from nightdata import make_catalog, write_catalog, write_night
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.checkpoint import load_checkpoint
@@ -13,6 +12,8 @@ from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate, select_training_exposures
 from lumos_ops.pipeline.storage import LocalObjectStore
+
+from nightdata import make_catalog, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 NIGHT = "2026-11-20"

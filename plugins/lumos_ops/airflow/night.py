@@ -19,7 +19,7 @@ def resolve_night(param: str | None, logical_date: dt.datetime | None, run_after
     """
     if param:
         return validate_night(param)
-    when = logical_date or run_after or dt.datetime.now(dt.timezone.utc)
+    when = logical_date or run_after or dt.datetime.now(dt.UTC)
     return (when.date() - dt.timedelta(days=1)).isoformat()
 
 

@@ -43,7 +43,7 @@ def run_nightly(*, night: str, dags_folder: str | os.PathLike[str] | None = None
     bag = DagBag(str(folder))
     if DAG_ID not in bag.dags:
         raise LumosError(f"{folder}: no DAG {DAG_ID!r} ({bag.import_errors or 'not found'})")
-    run = bag.dags[DAG_ID].test(logical_date=dt.datetime.now(dt.timezone.utc), run_conf={"night": night})
+    run = bag.dags[DAG_ID].test(logical_date=dt.datetime.now(dt.UTC), run_conf={"night": night})
     with create_session() as session:
         rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)
         states = {

@@ -25,12 +25,12 @@ import pandas as pd
 
 from lumos_ops import __version__
 from lumos_ops.bench.metrics import DEFAULT_MAG_BINS, compare_methods, comparison_to_dict, plot_comparison
-from lumos_ops.stats import sigma68
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.photometry.aperture import elliptical_aperture_photometry
 from lumos_ops.photometry.inputs import PhotometryInputs
 from lumos_ops.photometry.modelfit import profile_fit_photometry
 from lumos_ops.photometry.optimal import optimal_photometry
+from lumos_ops.stats import sigma68
 
 __all__ = [
     "MethodsBenchConfig",

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lumos_ops.stats import sigma68 as half_width68
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import sigma68 as half_width68
 
 __all__ = ["fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lumos_ops.stats import sigma68 as half_width68
 from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
+from lumos_ops.stats import sigma68 as half_width68
 
 __all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_N", "COADD_SNR_EDGES"]
 

@@ -8,6 +8,7 @@ x = column), ``r50`` (arcsec, circularised half-light radius), ``sersic_n``, ``q
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import pandas as pd
 

@@ -345,10 +345,10 @@ def _deblend(loaded, ts, pairs_from, config: ValidateConfig) -> tuple[dict[str, 
 def _deblend_in(loaded, pairs_from, path: Path, config: ValidateConfig, name: str,
                 target_flux: dict[str, Any] | None) -> dict[str, Any]:
     from lumos_ops.bench.methods import measure_stamp_set
-    from lumos_ops.stats import bias, relative_error, sigma68
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set
     from lumos_ops.sim import TrainingSet
+    from lumos_ops.stats import bias, relative_error, sigma68
 
     catalog = read_catalog(pairs_from[1])
     column = ESTIMATORS[config.estimator]
@@ -495,8 +495,8 @@ def validate(
     matplotlib.use("Agg")
 
     from lumos_ops.bench.metrics import compare_methods, comparison_to_dict, plot_comparison
-    from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.lumos.bayes_reference import bayes_optimal_median
+    from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.lumos.prior import prior_only_flux
     from lumos_ops.lumos.targets import issue_targets
     from lumos_ops.sim import TrainingSet

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import pandas as pd
 
 from lumos_ops.exceptions import CatalogError
-from lumos_ops.photoz.colours import ColourKind, compare_colour_widths
 from lumos_ops.io.tables import read_table
+from lumos_ops.photoz.colours import ColourKind, compare_colour_widths
 from lumos_ops.photoz.tables import pivot_coadds
 
 __all__ = ["colour_widths_from_files"]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lumos_ops.stats import sigma68
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import sigma68
 
 __all__ = [
     "PAUS_OUTLIER_THRESHOLD",

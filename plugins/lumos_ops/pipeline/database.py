@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import re
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 

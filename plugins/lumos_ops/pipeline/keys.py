@@ -105,7 +105,7 @@ class KeyTemplate:
         """The longest key prefix shared by every exposure of ``night`` (for listing)."""
         night = validate_night(night)
         out = []
-        for literal, name, spec, conv in string.Formatter().parse(self.template):
+        for literal, name, spec, _ in string.Formatter().parse(self.template):
             out.append(literal)
             if name is None:
                 continue

@@ -123,7 +123,6 @@ def plan_night(
         The store cannot be listed or the catalogue is missing or invalid.
     """
     from lumos_ops.io.catalog import read_catalog
-
     from lumos_ops.pipeline.registry import production_config
 
     night = validate_night(night)

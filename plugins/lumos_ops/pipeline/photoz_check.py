@@ -238,7 +238,7 @@ def check_photoz(
     if frame.empty:
         log.info("photo-z check: no co-adds of sources with a spectroscopic redshift; nothing to do")
         return []
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     truth = frame.drop_duplicates("ref_id").set_index("ref_id")[["zspec", "i_auto"]]
     results: list[PhotozCheck] = []
     rows: list[dict[str, Any]] = []

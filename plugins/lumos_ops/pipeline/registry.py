@@ -824,7 +824,7 @@ def promote(engine: sa.Engine, version: str, *, gates: Gates | None = None, forc
                                     method=method, production_version=prod.model_version if prod else None)
             record = {**result.to_dict(), "gates": gates.to_dict(),
                       "production": prod.model_version if prod else None,
-                      "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                      "evaluated_at": dt.datetime.now(dt.UTC).isoformat(),
                       "forced": bool(force and not result.passed)}
             if not result.passed and not force:
                 _set_status(conn, version, cand.status, record)

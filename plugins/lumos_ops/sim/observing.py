@@ -14,7 +14,7 @@ import math
 import numpy as np
 from astropy.wcs import WCS
 
-from lumos_ops.constants import TRAYS, TRAY_EXPTIME, band_tray
+from lumos_ops.constants import TRAY_EXPTIME, TRAYS, band_tray
 from lumos_ops.sim.bands import band_sky_rate, band_zero_point
 from lumos_ops.sim.survey_config import SurveyConfig
 

@@ -80,7 +80,7 @@ class SurveyManifest:
     elapsed_s: float = 0.0
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike[str]) -> "SurveyManifest":
+    def load(cls, out_dir: str | os.PathLike[str]) -> SurveyManifest:
         """Read ``out_dir/manifest.json`` written by :func:`simulate_survey`."""
         out = Path(out_dir)
         path = out / "manifest.json"

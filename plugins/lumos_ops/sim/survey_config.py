@@ -57,7 +57,7 @@ class Artefacts:
     faint_galaxies: bool = True
 
     @classmethod
-    def none(cls) -> "Artefacts":
+    def none(cls) -> Artefacts:
         """Every switch off: noiseless images of the catalogue galaxies only."""
         return cls(**{f.name: False for f in dataclasses.fields(cls)})
 
@@ -264,7 +264,7 @@ class SurveyConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SurveyConfig":
+    def from_dict(cls, values: dict[str, Any]) -> SurveyConfig:
         """Build from a plain dict (e.g. parsed YAML/JSON); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
