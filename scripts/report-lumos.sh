@@ -9,8 +9,12 @@
 #               placements) injected into the real frames of ../shared/realdata and measured through the
 #               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
 #   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
+#               Both measure with the default blank-sky error calibration (measure_exposure(calibrate_errors=True));
+#               their tables keep the uncalibrated error in flux_err_raw.
+#   calibration/ the blank-sky error scale k of every frame (frame_scales.json) and the injection scored before
+#               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
-# Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 40 min on 2 cores)
+# Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -36,3 +40,8 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
     "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --out reports/lumos/injection -q
 sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
 $lumos inject --frames "${sim_frames[@]}" --n-galaxies 200 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
+.venv/bin/python reports/lumos/calibration/frame_scales.py reports/lumos/calibration/frame_scales.json \
+    "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" \
+    "${sim_frames[@]}" > reports/lumos/calibration/frame_scales.md
+.venv/bin/python reports/lumos/calibration/score_calibration.py reports/lumos/calibration/before_after.json \
+    reports/lumos/injection reports/lumos/injection-sim > reports/lumos/calibration/before_after.md

@@ -156,8 +156,8 @@ class NoiseCalibration:
     @classmethod
     def identity(cls, method: str) -> NoiseCalibration:
         """No calibration (``k = 1``)."""
-        return cls(method=method, scale=1.0, slope=0.0, slope_err=float("nan"), area_ref=1.0, area_range=(1.0, 1.0), n_positions=0,
-                   median_pull=float("nan"), reliable=False)
+        return cls(method=method, scale=1.0, slope=0.0, slope_err=float("nan"), area_ref=1.0, area_range=(1.0, 1.0),
+                   n_positions=0, median_pull=float("nan"), reliable=False)
 
 
 # --------------------------------------------------------------------------------------- masks
@@ -393,7 +393,6 @@ def blank_sky_positions(
     """
     if n_positions < 1:
         raise LumosValueError(f"n_positions must be >= 1, got {n_positions}")
-    from scipy import ndimage
 
     rng = np.random.default_rng(seed)
     ny, nx = exposure.shape
@@ -804,7 +803,8 @@ def widen_mixture(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, centre: 
     centre = np.asarray(centre, dtype=np.float64)[:, None]
     factor = np.asarray(factor, dtype=np.float64)[:, None]
     mu = np.asarray(mu, dtype=np.float64)
-    return np.asarray(alpha, dtype=np.float64).copy(), centre + factor * (mu - centre), factor * np.asarray(sigma, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    return np.asarray(alpha, dtype=np.float64).copy(), centre + factor * (mu - centre), factor * sigma
 
 
 def _mixture_columns(frame: pd.DataFrame) -> int:
