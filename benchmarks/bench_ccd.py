@@ -36,10 +36,10 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import logging  # noqa: E402
 import collections  # noqa: E402
 import contextlib  # noqa: E402
 import functools  # noqa: E402
+import logging  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402

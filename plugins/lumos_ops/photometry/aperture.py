@@ -359,9 +359,8 @@ def elliptical_aperture_photometry(
         reach = int(np.ceil(np.max(a[group]))) + 2
         lo, hi = max(centre - reach, 0), min(centre + reach + 1, size)
         box_data = inputs.data[group, lo:hi, lo:hi]
-        weights = ellipse_pixel_overlap(
-            box_data.shape[1:], centre - lo + inputs.dx[group], centre - lo + inputs.dy[group], a[group], b[group], inputs.pa[group]
-        )
+        weights = ellipse_pixel_overlap(box_data.shape[1:], centre - lo + inputs.dx[group], centre - lo + inputs.dy[group],
+                                        a[group], b[group], inputs.pa[group])
         finite = np.isfinite(box_data)
         usable = np.where(finite, weights, 0.0)
         data = np.where(finite, box_data, 0.0)
