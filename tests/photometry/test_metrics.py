@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lumos_ops.bench.metrics import compare_methods, comparison_to_dict, plot_comparison
-from lumos_ops.stats import bias, relative_error, sigma68
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import bias, relative_error, sigma68
 
 
 def test_bias_and_sigma68_of_a_known_distribution() -> None:

@@ -31,7 +31,7 @@ def test_minimum_agrees_with_scipy_nelder_mead(noisy_stamps: Callable[..., tuple
     for i in range(inputs.n):
         start = float(np.sum(pixels.model[i] * pixels.signal[i]) / np.sum(pixels.model[i] ** 2))
         reference = minimize(
-            lambda v: float(poisson_chi2(pixels, np.asarray(v, dtype=float), np.array([i]))[0]),
+            lambda v, i=i: float(poisson_chi2(pixels, np.asarray(v, dtype=float), np.array([i]))[0]),
             start,
             method="Nelder-Mead",
             options={"xatol": 1e-8, "fatol": 1e-8},

@@ -22,7 +22,7 @@ def test_matches_scipy_on_non_quadratic_problems() -> None:
     result = nelder_mead_1d(f, x0)
     assert result.converged.all()
     for i in range(n):
-        reference = minimize(lambda v: float(f(v, np.array([i]))[0]), x0[i], method="Nelder-Mead")
+        reference = minimize(lambda v, i=i: float(f(v, np.array([i]))[0]), x0[i], method="Nelder-Mead")
         assert result.x[i] == pytest.approx(reference.x[0], rel=1e-12, abs=1e-12)
         assert result.fun[i] == pytest.approx(reference.fun, rel=1e-12, abs=1e-12)
 

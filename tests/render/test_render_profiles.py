@@ -48,7 +48,7 @@ def test_sersic_fourier_matches_closed_forms() -> None:
 def test_sersic_fourier_matches_direct_hankel_integral_for_high_n(n: float) -> None:
     ln_k, f = sersic_fourier(n)
     for kr in (0.3, 2.0):
-        def integrand(r: float) -> float:
+        def integrand(r: float, kr: float = kr) -> float:
             return 2 * np.pi * r * np.exp(sersic_log_surface_brightness(r, n)) * scipy.special.j0(kr * r)
 
         pieces = np.concatenate([[0.0], np.logspace(-6, 4, 200)])
@@ -70,7 +70,7 @@ def test_sersic_table_rows_interpolate_in_n() -> None:
 def test_moffat_fourier_matches_direct_hankel_integral() -> None:
     beta, a = 2.5, 1.0
     for s in (0.1, 1.0, 3.0):
-        def integrand(r: float) -> float:
+        def integrand(r: float, s: float = s) -> float:
             return 2 * np.pi * r * np.exp(psf_log_surface_brightness(PsfKind.MOFFAT, r, a, beta)) * scipy.special.j0(s * r)
 
         pieces = np.concatenate([[0.0], np.logspace(-3, 5, 300)])

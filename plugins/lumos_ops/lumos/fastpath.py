@@ -22,7 +22,7 @@ __all__ = ["inference_callable"]
 
 log = logging.getLogger(__name__)
 
-_CACHE: "weakref.WeakKeyDictionary[LumosNet, tuple[tuple[int, ...], Callable[..., MixtureParams]]]" = (
+_CACHE: weakref.WeakKeyDictionary[LumosNet, tuple[tuple[int, ...], Callable[..., MixtureParams]]] = (
     weakref.WeakKeyDictionary()
 )
 

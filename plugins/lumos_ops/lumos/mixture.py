@@ -215,20 +215,20 @@ def mixture_quantile(
             pdf, cdf = _pdf_cdf(xa, a[idx_r], mm[idx_r], s[idx_r], t[idx_r])
             f = cdf[:, 0] - target[idx_r, idx_c]
             p = pdf[:, 0]
-            l, h = lo[idx_r, idx_c], hi[idx_r, idx_c]
-            l = np.where(f < 0, xa[:, 0], l)
-            h = np.where(f > 0, xa[:, 0], h)
+            low, high = lo[idx_r, idx_c], hi[idx_r, idx_c]
+            low = np.where(f < 0, xa[:, 0], low)
+            high = np.where(f > 0, xa[:, 0], high)
             with np.errstate(divide="ignore", invalid="ignore"):
                 step = xa[:, 0] - f / p
             # bisect when Newton leaves the bracket or does not at least halve the last step
-            bad = ~np.isfinite(step) | (step <= l) | (step >= h) | (np.abs(2 * f) > np.abs(last_dx[idx_r, idx_c] * p))
+            bad = ~np.isfinite(step) | (step <= low) | (step >= high) | (np.abs(2 * f) > np.abs(last_dx[idx_r, idx_c] * p))
             exact = np.abs(f) < 1e-15
-            new = np.where(exact, xa[:, 0], np.where(bad, 0.5 * (l + h), step))
-            done = exact | (np.abs(new - xa[:, 0]) < tol[idx_r, idx_c]) | (h - l < tol[idx_r, idx_c])
+            new = np.where(exact, xa[:, 0], np.where(bad, 0.5 * (low + high), step))
+            done = exact | (np.abs(new - xa[:, 0]) < tol[idx_r, idx_c]) | (high - low < tol[idx_r, idx_c])
             last_dx[idx_r, idx_c] = new - xa[:, 0]
             x[idx_r, idx_c] = new
-            lo[idx_r, idx_c] = l
-            hi[idx_r, idx_c] = h
+            lo[idx_r, idx_c] = low
+            hi[idx_r, idx_c] = high
             active[idx_r, idx_c] = ~done
         out[rows] = x
     return out[:, 0] if np.ndim(q) == 0 else out

@@ -36,6 +36,10 @@ __all__ = ["FitPixels", "fit_pixels", "poisson_chi2", "profile_fit_photometry", 
 FIT_LIGHT: float = 0.99
 """Fraction of the model light whose pixels (brightest first) enter the fit and the weighted sum."""
 
+
+_ALL = slice(None)
+"""Index selecting every target."""
+
 _GROUP = 128
 """Targets fitted together (grouped by footprint size to keep the padded arrays small)."""
 
@@ -67,7 +71,7 @@ class FitPixels:
     exptime: np.ndarray
     footprint: np.ndarray
 
-    def variance(self, flux: np.ndarray, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def variance(self, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
         """Per-pixel variance ``max(F R, 0) / t + s^2`` ((e-/s)^2), shape (m, K)."""
         return self._variance(flux[:, None] * self.model[index], index)
 
@@ -83,7 +87,7 @@ class FitPixels:
         """``R * R`` and ``R * f`` (n, K), the same in every weighted estimate."""
         return self.model * self.model, self.model * self.signal
 
-    def weighted_estimate(self, variance: np.ndarray, index: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    def weighted_estimate(self, variance: np.ndarray, index: np.ndarray | slice = _ALL) -> tuple[np.ndarray, np.ndarray]:
         """Inverse-variance linear flux estimate and its error for given pixel variances, shape (m,).
 
         The error adds the pixel noise ``1 / sum(R^2 / v)`` and the propagated uncertainty of the
@@ -169,7 +173,7 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     )
 
 
-def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
     """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,)."""
     signal_model = flux[:, None] * pixels.model[index]
     residual = pixels.signal[index] - signal_model
@@ -211,7 +215,7 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     for group, sub in pixels.groups(idx, _GROUP):
         start, _ = sub.weighted_estimate(np.broadcast_to(sub.noise_var[:, None], sub.model.shape))
         result = nelder_mead_1d(
-            lambda x, i: poisson_chi2(sub, x, i),
+            lambda x, i, sub=sub: poisson_chi2(sub, x, i),
             start,
             xatol=xatol * np.maximum(1.0, np.abs(start)),
             maxiter=maxiter,
