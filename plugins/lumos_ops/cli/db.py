@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _start(args: argparse.Namespace) -> int:
     from lumos_ops.exceptions import LumosValueError
-    from lumos_ops.pipeline.database import check_schema, make_engine, upgrade
+    from lumos_ops.pipeline.database import make_engine
     from lumos_ops.pipeline.local_postgres import LocalCluster
 
     cluster = LocalCluster()
@@ -61,13 +61,7 @@ def _start(args: argparse.Namespace) -> int:
         raise LumosValueError(f"--port {args.port}: the local PostgreSQL already runs on another port; "
                               "run `lumos db stop` first to change it")
     url = cluster.start(port=args.port)
-    engine = make_engine(url)
-    try:
-        applied = upgrade(engine)
-        version = check_schema(engine)
-    finally:
-        engine.dispose()
-    done = f"applied {', '.join(f'V{v:03d}' for v in applied)}" if applied else "already current"
+    version, done = _migrate(make_engine(url))
     print(f"local PostgreSQL {'already running' if was_running else 'started'} in {cluster.root}")
     print(f"database {cluster.database}: schema version {version} ({done})")
     print(f"URL: {url}")
@@ -105,16 +99,23 @@ def _engine(args: argparse.Namespace):
     return make_engine(args.url or database_url_from_env())
 
 
-def _upgrade(args: argparse.Namespace) -> int:
-    from lumos_ops.pipeline.database import check_schema, redact_url, upgrade
+def _migrate(engine) -> tuple[int, str]:
+    """Apply the missing migrations and check the schema; the version and what was done. Disposes of ``engine``."""
+    from lumos_ops.pipeline.database import check_schema, upgrade
 
-    engine = _engine(args)
     try:
         applied = upgrade(engine)
         version = check_schema(engine)
     finally:
         engine.dispose()
-    done = f"applied {', '.join(f'V{v:03d}' for v in applied)}" if applied else "already current"
+    return version, f"applied {', '.join(f'V{v:03d}' for v in applied)}" if applied else "already current"
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from lumos_ops.pipeline.database import redact_url
+
+    engine = _engine(args)
+    version, done = _migrate(engine)
     print(f"{redact_url(engine.url)}: schema version {version} ({done})")
     return 0
 
