@@ -108,8 +108,24 @@ def _run_pg(
     return result
 
 
+class _ClusterFiles:
+    """Where a cluster under ``root`` keeps its data and its server log."""
+
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory."""
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        """The server log."""
+        return self.root / "server.log"
+
+
 @dataclasses.dataclass
-class LocalPostgres:
+class LocalPostgres(_ClusterFiles):
     """A running throwaway PostgreSQL server; create it with :meth:`start`.
 
     Attributes
@@ -133,16 +149,6 @@ class LocalPostgres:
     pg_bin: Path
     _run_as: str | None = None
     _stopped: bool = False
-
-    @property
-    def data_dir(self) -> Path:
-        """The cluster's data directory."""
-        return self.root / "data"
-
-    @property
-    def log_file(self) -> Path:
-        """The server log."""
-        return self.root / "server.log"
 
     @property
     def url(self) -> str:
@@ -272,7 +278,7 @@ def local_cluster_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 @dataclasses.dataclass
-class LocalCluster:
+class LocalCluster(_ClusterFiles):
     """The persistent local PostgreSQL of ``lumos db start`` / ``stop`` / ``status``.
 
     The folder holds ``data/`` (the cluster), ``server.log``, ``pgpass`` (the superuser's random
@@ -295,16 +301,6 @@ class LocalCluster:
     root: Path = dataclasses.field(default_factory=local_cluster_dir)
     user: str = "lumos_admin"
     database: str = "lumos"
-
-    @property
-    def data_dir(self) -> Path:
-        """The cluster's data directory."""
-        return self.root / "data"
-
-    @property
-    def log_file(self) -> Path:
-        """The server log."""
-        return self.root / "server.log"
 
     @property
     def state_file(self) -> Path:
