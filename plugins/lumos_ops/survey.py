@@ -1,0 +1,345 @@
+"""What a survey is, as configuration: bands, camera epochs, CCD geometry, pixel scale, headers.
+
+A :class:`Survey` selects what the code accepts. PAUS (:func:`paus_survey`) is the default; any
+other imaging survey runs with its own JSON file (:func:`load_survey`, ``lumos survey init``),
+selected by ``--survey FILE`` on the command line or ``LUMOS_SURVEY`` in the pipeline
+(:func:`resolve_survey`).
+
+File format (JSON; every key but ``name`` and ``bands`` optional)::
+
+    {
+      "name": "sdss-gri",
+      "pixel_scale": 0.396,                      # arcsec / pixel
+      "n_epochs": 1,                             # camera epochs (PAUS: 2)
+      "ccd_shape": [1489, 2048],                 # (ny, nx) pixels
+      "n_ccds": 1,
+      "psf_fwhm_unit": "arcsec",                 # unit of the PSF FWHM header value
+      "bands": [
+        {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
+        ...
+      ],
+      "header": {                                # quantity -> keyword and/or default
+        "band": {"keyword": "FILTER"},
+        "psf_fwhm": {"keyword": "SEEING", "default": 1.4},
+        "gain": {"default": 1.0}
+      }
+    }
+
+``zero_point`` is the AB magnitude of a source giving 1 e-/s in that band; ``exptime`` the
+default exposure time (s). A header quantity is read from its ``keyword`` and falls back to its
+``default`` when the keyword is absent; a quantity with neither is required.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lumos_ops.constants import (
+    BROAD_BANDS,
+    CCD_SHAPE,
+    N_CCDS,
+    N_EPOCHS,
+    NB_BANDS,
+    PIXEL_SCALE,
+    band_centre_nm,
+    band_exptime,
+)
+from lumos_ops.exceptions import BadInputError, InputFileError
+
+__all__ = [
+    "BandSpec",
+    "HeaderKey",
+    "Survey",
+    "UnknownBandError",
+    "HEADER_QUANTITIES",
+    "SURVEY_ENV",
+    "paus_survey",
+    "load_survey",
+    "resolve_survey",
+]
+
+SURVEY_ENV: str = "LUMOS_SURVEY"
+"""Environment variable naming the survey file of the pipeline (unset: PAUS)."""
+
+HEADER_QUANTITIES: dict[str, str] = {
+    "band": "filter name, one of the survey's bands",
+    "exptime": "exposure time (s)",
+    "psf_fwhm": "PSF FWHM (psf_fwhm_unit)",
+    "gain": "e- per pixel unit (ADU); default 1",
+    "psf_beta": "Moffat beta of the PSF",
+    "epoch": "camera epoch (0 ... n_epochs - 1); default 0",
+    "zero_point": "AB zero point for 1 e-/s",
+    "saturate": "saturation level (pixel units)",
+    "expnum": "exposure number",
+    "ccdnum": "CCD number",
+    "mjd": "modified Julian date of the exposure start",
+}
+"""Header quantities a survey file can map, with their meaning and units."""
+
+_REQUIRED = ("band", "exptime", "psf_fwhm")
+
+# Broad-band centres (nm) of the PAUCam u g r i z filters.
+_PAUS_BROAD_NM = {"u": 365.0, "g": 475.0, "r": 630.0, "i": 770.0, "z": 900.0}
+
+
+class UnknownBandError(BadInputError, ValueError):
+    """A band is not one of the selected survey's bands; the message names the survey file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BandSpec:
+    """One filter of a survey.
+
+    Attributes
+    ----------
+    name : str
+        Name as written in the exposure header (e.g. ``"NB685"``, ``"r"``).
+    wavelength_nm : float
+        Central wavelength (nm).
+    zero_point : float or None
+        AB magnitude of a source giving 1 e-/s; None when the exposures carry their own.
+    exptime : float or None
+        Default exposure time (s).
+    """
+
+    name: str
+    wavelength_nm: float
+    zero_point: float | None = None
+    exptime: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderKey:
+    """Where one header quantity comes from: a keyword, a default when it is absent, or both."""
+
+    keyword: str | None = None
+    default: float | str | None = None
+
+
+def _paus_header() -> dict[str, HeaderKey]:
+    keys = {"band": "FILTER", "exptime": "EXPTIME", "psf_fwhm": "PSFFWHM", "gain": "GAIN", "psf_beta": "PSFBETA",
+            "epoch": "EPOCH", "zero_point": "ZP", "saturate": "SATURATE", "expnum": "EXPNUM", "ccdnum": "CCDNUM",
+            "mjd": "MJD-OBS"}
+    header = {q: HeaderKey(keyword=k) for q, k in keys.items()}
+    header["gain"] = HeaderKey(keyword="GAIN", default=1.0)
+    header["epoch"] = HeaderKey(keyword="EPOCH", default=0)
+    return header
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """A survey's bands, camera epochs, CCD geometry, pixel scale and header mapping.
+
+    Attributes
+    ----------
+    name : str
+        Short name (``"paus"``).
+    bands : tuple of BandSpec
+        The filters, in the order new models index them.
+    n_epochs : int
+        Camera epochs (configurations whose images differ, e.g. before/after a baffle change).
+    ccd_shape : tuple of int
+        CCD image shape (ny, nx) in pixels.
+    n_ccds : int
+        CCDs per exposure.
+    pixel_scale : float
+        Pixel scale (arcsec / pixel).
+    psf_fwhm_unit : str
+        ``"arcsec"`` or ``"pixel"``: unit of the header's PSF FWHM.
+    header : dict of str to HeaderKey
+        Where each quantity of :data:`HEADER_QUANTITIES` is read.
+    source : str
+        The file the survey was read from, or ``"<built-in paus>"``; named in every error.
+    """
+
+    name: str
+    bands: tuple[BandSpec, ...]
+    n_epochs: int = 1
+    ccd_shape: tuple[int, int] = CCD_SHAPE
+    n_ccds: int = 1
+    pixel_scale: float = PIXEL_SCALE
+    psf_fwhm_unit: str = "arcsec"
+    header: Mapping[str, HeaderKey] = dataclasses.field(default_factory=_paus_header)
+    source: str = "<built-in>"
+
+    def __post_init__(self) -> None:
+        where = self.source
+        if not self.bands:
+            raise BadInputError(f"{where}: the survey has no bands; list them under \"bands\"")
+        names = [b.name for b in self.bands]
+        if len(set(names)) != len(names):
+            raise BadInputError(f"{where}: band names repeat in \"bands\": {names}")
+        for b in self.bands:
+            if not b.name or b.name != b.name.strip():
+                raise BadInputError(f"{where}: band name {b.name!r} is empty or has surrounding spaces")
+            if not (math.isfinite(b.wavelength_nm) and b.wavelength_nm > 0):
+                raise BadInputError(f"{where}: band {b.name}: wavelength_nm={b.wavelength_nm} must be > 0 nm")
+            if b.exptime is not None and not b.exptime > 0:
+                raise BadInputError(f"{where}: band {b.name}: exptime={b.exptime} must be > 0 s")
+        if self.n_epochs < 1:
+            raise BadInputError(f"{where}: n_epochs={self.n_epochs} must be >= 1")
+        if self.n_ccds < 1:
+            raise BadInputError(f"{where}: n_ccds={self.n_ccds} must be >= 1")
+        if len(self.ccd_shape) != 2 or min(self.ccd_shape) < 1:
+            raise BadInputError(f"{where}: ccd_shape={list(self.ccd_shape)} must be [ny, nx] pixels")
+        if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
+            raise BadInputError(f"{where}: pixel_scale={self.pixel_scale} must be > 0 arcsec/pixel")
+        if self.psf_fwhm_unit not in ("arcsec", "pixel"):
+            raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
+        unknown = sorted(set(self.header) - set(HEADER_QUANTITIES))
+        if unknown:
+            raise BadInputError(f"{where}: unknown header quantities {unknown}; known: {sorted(HEADER_QUANTITIES)}")
+        for q in _REQUIRED:
+            key = self.header.get(q)
+            if key is None or (key.keyword is None and key.default is None):
+                raise BadInputError(f"{where}: header quantity {q!r} ({HEADER_QUANTITIES[q]}) needs a keyword or a default")
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names in survey order."""
+        return tuple(b.name for b in self.bands)
+
+    def band(self, name: str) -> BandSpec:
+        """The band called ``name``; :class:`UnknownBandError` naming the survey file otherwise."""
+        for b in self.bands:
+            if b.name == name:
+                return b
+        raise UnknownBandError(
+            f"unknown band {name!r} for survey {self.name} ({self.source}); configured bands: "
+            f"{', '.join(self.band_names)}; add it to the survey file or select another with --survey / {SURVEY_ENV}"
+        )
+
+    def check_epoch(self, epoch: int) -> int:
+        """``epoch`` if it is one of the survey's camera epochs, else a :class:`BadInputError`."""
+        if epoch not in range(self.n_epochs):
+            raise BadInputError(
+                f"camera epoch {epoch} is not one of survey {self.name}'s epochs 0...{self.n_epochs - 1} ({self.source})"
+            )
+        return int(epoch)
+
+    def band_epoch_index(self, band: str, epoch: int) -> int:
+        """Row of the band x epoch embedding of a model trained for this survey:
+        ``band index + n_bands * epoch``."""
+        names = self.band_names
+        self.band(band)
+        return names.index(band) + len(names) * self.check_epoch(epoch)
+
+    def psf_fwhm_arcsec(self, value: float) -> float:
+        """A header PSF FWHM in arcsec."""
+        return float(value) * (self.pixel_scale if self.psf_fwhm_unit == "pixel" else 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready description (the file format of :func:`load_survey`)."""
+        return {
+            "name": self.name,
+            "pixel_scale": self.pixel_scale,
+            "n_epochs": self.n_epochs,
+            "ccd_shape": list(self.ccd_shape),
+            "n_ccds": self.n_ccds,
+            "psf_fwhm_unit": self.psf_fwhm_unit,
+            "bands": [{k: v for k, v in dataclasses.asdict(b).items() if v is not None} for b in self.bands],
+            "header": {q: {k: v for k, v in dataclasses.asdict(h).items() if v is not None} for q, h in self.header.items()},
+        }
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the survey as JSON to ``path``; returns the path."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "<dict>") -> Survey:
+        """Build a survey from the JSON structure of :meth:`to_dict`; errors name ``source``."""
+        if not isinstance(values, Mapping):
+            raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
+        known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
+        if "name" not in values or "bands" not in values:
+            raise BadInputError(f"{source}: a survey file needs \"name\" and \"bands\"")
+        bands = []
+        for i, b in enumerate(values["bands"]):
+            if not isinstance(b, Mapping) or "name" not in b or "wavelength_nm" not in b:
+                raise BadInputError(f"{source}: bands[{i}] needs \"name\" and \"wavelength_nm\" (nm)")
+            extra = sorted(set(b) - {"name", "wavelength_nm", "zero_point", "exptime"})
+            if extra:
+                raise BadInputError(f"{source}: bands[{i}] has unknown keys {extra}")
+            try:
+                bands.append(BandSpec(
+                    name=str(b["name"]), wavelength_nm=float(b["wavelength_nm"]),
+                    zero_point=None if b.get("zero_point") is None else float(b["zero_point"]),
+                    exptime=None if b.get("exptime") is None else float(b["exptime"]),
+                ))
+            except (TypeError, ValueError):
+                raise BadInputError(f"{source}: bands[{i}]: wavelength_nm, zero_point and exptime must be numbers") from None
+        header = _paus_header()
+        for q, spec in (values.get("header") or {}).items():
+            if isinstance(spec, str):
+                spec = {"keyword": spec}
+            if not isinstance(spec, Mapping) or set(spec) - {"keyword", "default"}:
+                raise BadInputError(
+                    f"{source}: header.{q} must be a keyword string or {{\"keyword\": K, \"default\": V}}, got {spec!r}"
+                )
+            header[q] = HeaderKey(keyword=spec.get("keyword"), default=spec.get("default"))
+        try:
+            return cls(
+                name=str(values["name"]),
+                bands=tuple(bands),
+                n_epochs=int(values.get("n_epochs", 1)),
+                ccd_shape=tuple(int(v) for v in values.get("ccd_shape", CCD_SHAPE)),  # type: ignore[arg-type]
+                n_ccds=int(values.get("n_ccds", 1)),
+                pixel_scale=float(values.get("pixel_scale", PIXEL_SCALE)),
+                psf_fwhm_unit=str(values.get("psf_fwhm_unit", "arcsec")),
+                header=header,
+                source=source,
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, BadInputError):
+                raise
+            raise BadInputError(f"{source}: {exc}") from None
+
+
+def paus_survey() -> Survey:
+    """The built-in PAUS description: NB455...NB845 and u g r i z, two epochs, 8 CCDs of
+    4096 x 2048 pixels at 0.263 arcsec, PAUS header keywords (``shared/GUIDE.md``)."""
+    from lumos_ops.sim.bands import band_zero_point
+
+    nb = tuple(BandSpec(b, band_centre_nm(b), round(band_zero_point(b), 4), band_exptime(b)) for b in NB_BANDS)
+    broad = tuple(BandSpec(b, _PAUS_BROAD_NM[b]) for b in BROAD_BANDS)
+    return Survey(name="paus", bands=nb + broad, n_epochs=N_EPOCHS, ccd_shape=CCD_SHAPE, n_ccds=N_CCDS,
+                  pixel_scale=PIXEL_SCALE, psf_fwhm_unit="arcsec", header=_paus_header(), source="<built-in paus>")
+
+
+def load_survey(path: str | os.PathLike[str]) -> Survey:
+    """Read a survey file (JSON, format in the module docstring).
+
+    Raises
+    ------
+    InputFileError
+        The file is missing or not JSON.
+    BadInputError
+        A key is unknown or a value invalid; the message names the file and the key.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{p}: no such survey file; write one with `lumos survey init --out {p} ...`")
+    try:
+        values = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{p}: not a JSON survey file ({exc})") from None
+    return Survey.from_dict(values, source=str(p))
+
+
+def resolve_survey(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Survey:
+    """The survey selected by ``path`` (``--survey``), else ``LUMOS_SURVEY``, else PAUS."""
+    env = os.environ if environ is None else environ
+    chosen = path if path not in (None, "") else env.get(SURVEY_ENV) or None
+    return paus_survey() if chosen is None else load_survey(chosen)
