@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lumos_ops.constants import NB_BANDS
 from lumos_ops.exceptions import LumosValueError
 
 __all__ = ["Recipe", "RECIPES", "DEFAULT_RECIPE", "run_recipe"]
@@ -77,6 +78,14 @@ are in the git history and ``reports/history/``.
   statistics (``TrainConfig.frozen_bn_epochs``);
 * ``fast-noccd-v10``: the same without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-v10``)."""
+RECIPES["fast-v11"] = Recipe(
+    survey={**_SURVEY, "bands": NB_BANDS},
+    teahupoo=_REFERENCE_TEAHUPOO,
+    train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
+)
+"""``fast-v10`` on all 40 narrow bands x 2 epochs (two exposures per band and epoch, each band on
+its PAUCam CCD: 160 CCD images of 2048^2 px): every PAUS band x epoch row of the embedding is
+trained."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
