@@ -14,6 +14,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "ccd_shape": [1489, 2048],                 # (ny, nx) pixels
       "n_ccds": 1,
       "psf_fwhm_unit": "arcsec",                 # unit of the PSF FWHM header value
+      "model_bands": ["g", "r", "i"],            # bands a new model embeds, in row order (default: all)
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -27,16 +28,25 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
 
 ``zero_point`` is the AB magnitude of a source giving 1 e-/s in that band; ``exptime`` the
 default exposure time (s). A header quantity is read from its ``keyword`` and falls back to its
-``default`` when the keyword is absent; a quantity with neither is required.
+``default`` when the keyword is absent; a quantity with neither is required. ``docs/surveys.md``
+describes every quantity with its unit.
+
+A LUMOS model embeds each (band, camera epoch) in one row, ``band index + n_bands * epoch`` over
+the bands it was trained for (checkpoint metadata ``"bands"``, ``"n_epochs"``). A new model for a
+survey embeds the survey's ``model_bands`` (default: all its bands); for PAUS the 40 narrow bands,
+so that rows 0-79 are those of every PAUS checkpoint and the broad bands are measured by the
+classical methods only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +72,8 @@ __all__ = [
     "paus_survey",
     "load_survey",
     "resolve_survey",
+    "current_survey",
+    "use_survey",
 ]
 
 SURVEY_ENV: str = "LUMOS_SURVEY"
@@ -156,6 +168,8 @@ class Survey:
         Where each quantity of :data:`HEADER_QUANTITIES` is read.
     source : str
         The file the survey was read from, or ``"<built-in paus>"``; named in every error.
+    model_bands : tuple of str or None
+        Bands a new LUMOS model for this survey embeds, in row order; None: every band.
     """
 
     name: str
@@ -167,6 +181,7 @@ class Survey:
     psf_fwhm_unit: str = "arcsec"
     header: Mapping[str, HeaderKey] = dataclasses.field(default_factory=_paus_header)
     source: str = "<built-in>"
+    model_bands: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         where = self.source
@@ -192,6 +207,14 @@ class Survey:
             raise BadInputError(f"{where}: pixel_scale={self.pixel_scale} must be > 0 arcsec/pixel")
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
             raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
+        if self.model_bands is not None:
+            if not self.model_bands:
+                raise BadInputError(f"{where}: model_bands is empty; list bands of \"bands\" or omit it")
+            stray = [b for b in self.model_bands if b not in names]
+            if stray or len(set(self.model_bands)) != len(self.model_bands):
+                raise BadInputError(
+                    f"{where}: model_bands {list(self.model_bands)} must name distinct bands of \"bands\" ({names})"
+                )
         unknown = sorted(set(self.header) - set(HEADER_QUANTITIES))
         if unknown:
             raise BadInputError(f"{where}: unknown header quantities {unknown}; known: {sorted(HEADER_QUANTITIES)}")
@@ -223,11 +246,29 @@ class Survey:
             )
         return int(epoch)
 
+    @property
+    def embedding_bands(self) -> tuple[str, ...]:
+        """Bands a new LUMOS model for this survey embeds, in row order (``model_bands``, else all)."""
+        return self.band_names if self.model_bands is None else tuple(self.model_bands)
+
     def band_epoch_index(self, band: str, epoch: int) -> int:
         """Row of the band x epoch embedding of a model trained for this survey:
-        ``band index + n_bands * epoch``."""
-        names = self.band_names
+        ``index in embedding_bands + len(embedding_bands) * epoch``.
+
+        Raises
+        ------
+        UnknownBandError
+            ``band`` is not a survey band, or one that new models do not embed (PAUS broad bands).
+        BadInputError
+            ``epoch`` is not a camera epoch of the survey.
+        """
         self.band(band)
+        names = self.embedding_bands
+        if band not in names:
+            raise UnknownBandError(
+                f"band {band!r} of survey {self.name} ({self.source}) has no LUMOS embedding row; embedded bands: "
+                f"{', '.join(names)} (model_bands)"
+            )
         return names.index(band) + len(names) * self.check_epoch(epoch)
 
     def psf_fwhm_arcsec(self, value: float) -> float:
@@ -245,6 +286,7 @@ class Survey:
             "psf_fwhm_unit": self.psf_fwhm_unit,
             "bands": [{k: v for k, v in dataclasses.asdict(b).items() if v is not None} for b in self.bands],
             "header": {q: {k: v for k, v in dataclasses.asdict(h).items() if v is not None} for q, h in self.header.items()},
+            **({} if self.model_bands is None else {"model_bands": list(self.model_bands)}),
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -259,12 +301,15 @@ class Survey:
         """Build a survey from the JSON structure of :meth:`to_dict`; errors name ``source``."""
         if not isinstance(values, Mapping):
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
-        known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header"}
+        known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
+                 "model_bands"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
         if "name" not in values or "bands" not in values:
             raise BadInputError(f"{source}: a survey file needs \"name\" and \"bands\"")
+        if not isinstance(values["bands"], list):
+            raise BadInputError(f"{source}: \"bands\" must be a list of {{\"name\": ..., \"wavelength_nm\": ...}} objects")
         bands = []
         for i, b in enumerate(values["bands"]):
             if not isinstance(b, Mapping) or "name" not in b or "wavelength_nm" not in b:
@@ -281,6 +326,8 @@ class Survey:
             except (TypeError, ValueError):
                 raise BadInputError(f"{source}: bands[{i}]: wavelength_nm, zero_point and exptime must be numbers") from None
         header = _paus_header()
+        if not isinstance(values.get("header") or {}, Mapping):
+            raise BadInputError(f"{source}: \"header\" must be an object of quantity -> keyword")
         for q, spec in (values.get("header") or {}).items():
             if isinstance(spec, str):
                 spec = {"keyword": spec}
@@ -289,23 +336,33 @@ class Survey:
                     f"{source}: header.{q} must be a keyword string or {{\"keyword\": K, \"default\": V}}, got {spec!r}"
                 )
             header[q] = HeaderKey(keyword=spec.get("keyword"), default=spec.get("default"))
-        try:
-            return cls(
-                name=str(values["name"]),
-                bands=tuple(bands),
-                n_epochs=int(values.get("n_epochs", 1)),
-                ccd_shape=tuple(int(v) for v in values.get("ccd_shape", CCD_SHAPE)),  # type: ignore[arg-type]
-                n_ccds=int(values.get("n_ccds", 1)),
-                pixel_scale=float(values.get("pixel_scale", PIXEL_SCALE)),
-                psf_fwhm_unit=str(values.get("psf_fwhm_unit", "arcsec")),
-                header=header,
-                source=source,
-            )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, BadInputError):
-                raise
-            raise BadInputError(f"{source}: {exc}") from None
+        model_bands = values.get("model_bands")
+        if model_bands is not None and (not isinstance(model_bands, list) or not all(isinstance(b, str) for b in model_bands)):
+            raise BadInputError(f"{source}: model_bands must be a list of band names, got {model_bands!r}")
+        def number(key: str, kind: type, default: Any) -> Any:
+            value = values.get(key, default)
+            try:
+                if isinstance(value, bool) or (kind is int and float(value) != int(value)):
+                    raise ValueError
+                return kind(value)
+            except (TypeError, ValueError):
+                raise BadInputError(f"{source}: {key}={value!r} must be a number ({kind.__name__})") from None
 
+        shape = values.get("ccd_shape", CCD_SHAPE)
+        if not isinstance(shape, list | tuple) or len(shape) != 2 or not all(isinstance(v, int) for v in shape):
+            raise BadInputError(f"{source}: ccd_shape={shape!r} must be [ny, nx] in pixels")
+        return cls(
+            name=str(values["name"]),
+            bands=tuple(bands),
+            n_epochs=number("n_epochs", int, 1),
+            ccd_shape=(int(shape[0]), int(shape[1])),
+            n_ccds=number("n_ccds", int, 1),
+            pixel_scale=number("pixel_scale", float, PIXEL_SCALE),
+            psf_fwhm_unit=str(values.get("psf_fwhm_unit", "arcsec")),
+            header=header,
+            source=source,
+            model_bands=None if model_bands is None else tuple(model_bands),
+        )
 
 def paus_survey() -> Survey:
     """The built-in PAUS description: NB455...NB845 and u g r i z, two epochs, 8 CCDs of
@@ -315,7 +372,8 @@ def paus_survey() -> Survey:
     nb = tuple(BandSpec(b, band_centre_nm(b), round(band_zero_point(b), 4), band_exptime(b)) for b in NB_BANDS)
     broad = tuple(BandSpec(b, _PAUS_BROAD_NM[b]) for b in BROAD_BANDS)
     return Survey(name="paus", bands=nb + broad, n_epochs=N_EPOCHS, ccd_shape=CCD_SHAPE, n_ccds=N_CCDS,
-                  pixel_scale=PIXEL_SCALE, psf_fwhm_unit="arcsec", header=_paus_header(), source="<built-in paus>")
+                  pixel_scale=PIXEL_SCALE, psf_fwhm_unit="arcsec", header=_paus_header(), source="<built-in paus>",
+                  model_bands=NB_BANDS)
 
 
 def load_survey(path: str | os.PathLike[str]) -> Survey:
@@ -343,3 +401,33 @@ def resolve_survey(path: str | os.PathLike[str] | None = None, *, environ: Mappi
     env = os.environ if environ is None else environ
     chosen = path if path not in (None, "") else env.get(SURVEY_ENV) or None
     return paus_survey() if chosen is None else load_survey(chosen)
+
+
+_CURRENT: contextvars.ContextVar[Survey | None] = contextvars.ContextVar("lumos_survey", default=None)
+_PAUS_CACHE: list[Survey] = []
+
+
+def current_survey() -> Survey:
+    """The survey of the enclosing :func:`use_survey` block, else PAUS.
+
+    What :func:`lumos_ops.io.exposure.read_exposure` uses when it is given no survey, so that code
+    reading exposures on behalf of a command (training-set generation, transfer pairs) follows the
+    command's ``--survey``.
+    """
+    chosen = _CURRENT.get()
+    if chosen is not None:
+        return chosen
+    if not _PAUS_CACHE:
+        _PAUS_CACHE.append(paus_survey())
+    return _PAUS_CACHE[0]
+
+
+@contextlib.contextmanager
+def use_survey(survey: Survey | None) -> Iterator[Survey]:
+    """Make ``survey`` (None: PAUS) the :func:`current_survey` inside the ``with`` block (this
+    thread or task only)."""
+    token = _CURRENT.set(survey)
+    try:
+        yield current_survey()
+    finally:
+        _CURRENT.reset(token)

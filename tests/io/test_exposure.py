@@ -79,7 +79,7 @@ def test_nan_pixels_stay_masked(tmp_path: Path) -> None:
         ({"FILTER": "NB999"}, "unknown band FILTER='NB999'"),
         ({"EXPTIME": 0.0}, "EXPTIME=0.0 must be > 0"),
         ({"PSFFWHM": "wide"}, "PSFFWHM='wide' is not a number"),
-        ({"EPOCH": 3}, "EPOCH=3.0 must be 0 or 1"),
+        ({"EPOCH": 3}, "EPOCH=3.0 must be one of the camera epochs 0...1 of survey paus"),
     ],
 )
 def test_header_errors_name_file_and_keyword(tmp_path: Path, header: dict, match: str) -> None:

@@ -1,7 +1,10 @@
-"""Read one CCD exposure following the header contract of ``shared/GUIDE.md``.
+"""Read one CCD exposure through the header mapping of a survey (:mod:`lumos_ops.survey`).
 
-Pixel values on disk are ADU. :func:`read_exposure` converts them to e-/s per pixel
-(``ADU * GAIN / EXPTIME``), which is the unit of every flux lumos-ops reports.
+Pixel values on disk are in the survey's pixel unit (ADU for PAUS). :func:`read_exposure` converts
+them to e-/s per pixel (``value * gain / exptime``), which is the unit of every flux lumos-ops
+reports. Every header quantity (band, exposure time, PSF FWHM, gain...) is read through the
+survey's mapping: its keyword, else its default, else it is required. The default survey is PAUS
+(keywords ``FILTER``, ``EXPTIME``, ``PSFFWHM``, ``GAIN``...; ``docs/surveys.md``).
 
 Messages name the exposure by its ``label`` when one is given (the object key of a file fetched
 into a download cache), so that no error or warning points at a cache file an operator cannot find.
@@ -10,6 +13,7 @@ into a download cache), so that no error or warning points at a cache file an op
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -21,13 +25,19 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
-from lumos_ops.constants import N_EPOCHS, NB_BANDS, band_epoch_index
 from lumos_ops.exceptions import HeaderError, InputFileError
+from lumos_ops.survey import HeaderKey, Survey, UnknownBandError, current_survey, paus_survey
 
-__all__ = ["Exposure", "read_exposure", "REQUIRED_KEYS"]
+__all__ = ["Exposure", "ExposureBandError", "read_exposure", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS: tuple[str, ...] = ("EXPTIME", "FILTER", "PSFFWHM")
-"""Header keywords without which an exposure cannot be measured."""
+"""PAUS header keywords without which an exposure cannot be measured (other surveys: the
+keywords their file maps ``exptime``, ``band`` and ``psf_fwhm`` to, unless it gives defaults)."""
+
+
+class ExposureBandError(HeaderError, UnknownBandError):
+    """The exposure's band is not one of the survey's bands; the message names the exposure, the
+    header value, the configured bands and the survey file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +52,7 @@ class Exposure:
     data : ndarray, shape (ny, nx), float32
         Pixel values in e-/s; masked pixels are NaN.
     band : str
-        Filter name, e.g. ``"NB685"``.
+        Filter name, one of the survey's bands, e.g. ``"NB685"``.
     exptime : float
         Exposure time (s).
     gain : float
@@ -53,9 +63,10 @@ class Exposure:
         Moffat beta of the PSF (header ``PSFBETA``); None means a Gaussian PSF model is not
         implied either: the default Moffat beta of the caller is used.
     epoch : int
-        Camera epoch (0 before, 1 after the baffle intervention).
+        Camera epoch, 0 ... ``survey.n_epochs - 1`` (PAUS: 0 before, 1 after the baffle intervention).
     zero_point : float or None
-        AB zero point for fluxes in e-/s (``mag = ZP - 2.5 log10(f)``).
+        AB zero point for fluxes in e-/s (``mag = ZP - 2.5 log10(f)``): the header's, else the
+        survey band's ``zero_point``.
     saturate : float or None
         Saturation level converted to e-/s.
     expnum, ccdnum : int or None
@@ -66,6 +77,8 @@ class Exposure:
         Celestial WCS when the header has one.
     header : dict
         The raw header as a plain dict (strings, numbers).
+    survey : Survey or None
+        The survey the exposure was read with (None: PAUS).
     """
 
     path: str
@@ -83,6 +96,7 @@ class Exposure:
     mjd: float | None
     wcs: WCS | None
     header: dict[str, Any]
+    survey: Survey | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,8 +105,15 @@ class Exposure:
 
     @property
     def band_epoch(self) -> int:
-        """Row of the band x epoch embedding (0-79 for PAUS narrow bands)."""
-        return band_epoch_index(self.band, self.epoch)
+        """Row of the band x epoch embedding of a new model for the exposure's survey
+        (:meth:`Survey.band_epoch_index`; 0-79 for PAUS narrow bands). A given model's row is
+        :meth:`lumos_ops.lumos.checkpoint.LoadedModel.band_epoch_row`."""
+        return (self.survey or _paus()).band_epoch_index(self.band, self.epoch)
+
+    @property
+    def wavelength_nm(self) -> float:
+        """Central wavelength of the band (nm), from the survey."""
+        return (self.survey or _paus()).band(self.band).wavelength_nm
 
     @property
     def nan_fraction(self) -> float:
@@ -100,21 +121,80 @@ class Exposure:
         return float(np.isnan(self.data).mean())
 
 
-def _number(header: fits.Header, key: str, name: str, default: float | None = None) -> float | None:
-    if key not in header:
-        if default is None:
+@functools.lru_cache(maxsize=1)
+def _paus() -> Survey:
+    return paus_survey()
+
+
+class _Reader:
+    """Header quantities of one exposure through a survey's mapping; errors name both."""
+
+    def __init__(self, header: fits.Header, survey: Survey, name: str) -> None:
+        self.header, self.survey, self.name = header, survey, name
+
+    def where(self) -> str:
+        return f"survey {self.survey.name} ({self.survey.source})"
+
+    def key(self, quantity: str) -> HeaderKey:
+        return self.survey.header.get(quantity) or HeaderKey()
+
+    def raw(self, quantity: str) -> tuple[Any, str]:
+        """The value of ``quantity`` and where it came from (keyword or default); None if absent."""
+        key = self.key(quantity)
+        if key.keyword is not None and key.keyword in self.header:
+            return self.header[key.keyword], key.keyword
+        return key.default, f"{quantity} default" if key.default is not None else ""
+
+    def number(self, quantity: str) -> float | None:
+        value, source = self.raw(quantity)
+        if value is None:
             return None
-        return default
-    value = header[key]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise HeaderError(
-            f"{name}: header keyword {key}={value!r} is not a number; fix the header value"
-        ) from None
-    if not math.isfinite(number):
-        raise HeaderError(f"{name}: header keyword {key}={value!r} is not finite; fix the header value")
-    return number
+        try:
+            number = float(str(value).strip()) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise HeaderError(
+                f"{self.name}: header keyword {source}={value!r} is not a number; fix the header value"
+                f" (the {quantity} of {self.where()})"
+            ) from None
+        if not math.isfinite(number):
+            raise HeaderError(f"{self.name}: header keyword {source}={value!r} is not finite; fix the header value")
+        return number
+
+    def positive(self, quantity: str, unit: str) -> float | None:
+        value = self.number(quantity)
+        if value is not None and value <= 0:
+            raise HeaderError(f"{self.name}: {self.raw(quantity)[1]}={value} must be > 0 {unit}")
+        return value
+
+    def missing(self, quantities: tuple[str, ...]) -> None:
+        absent = [q for q in quantities if self.raw(q)[0] is None]
+        if absent:
+            keys = ", ".join(self.key(q).keyword or q for q in absent)
+            raise HeaderError(
+                f"{self.name}: missing required header keyword(s) {keys}; add them, or map them (or a default) in "
+                f"{self.where()} (docs/surveys.md)"
+            )
+
+    def band(self) -> str:
+        value, source = self.raw("band")
+        band = str(value).strip()
+        if band not in self.survey.band_names:
+            raise ExposureBandError(
+                f"{self.name}: unknown band {source}={band!r} for {self.where()}; configured bands: "
+                f"{', '.join(self.survey.band_names)}; select the survey of this exposure with --survey / LUMOS_SURVEY "
+                "or add the band to the survey file"
+            )
+        return band
+
+    def epoch(self) -> int:
+        value = self.number("epoch")
+        epoch = 0 if value is None else value
+        if epoch != int(epoch) or int(epoch) not in range(self.survey.n_epochs):
+            raise HeaderError(
+                f"{self.name}: {self.raw('epoch')[1]}={value} must be one of the camera epochs "
+                f"0...{self.survey.n_epochs - 1} of {self.where()}"
+            )
+        return self.survey.check_epoch(int(epoch))
 
 
 def _image_hdu(hdul: fits.HDUList, name: str) -> fits.ImageHDU | fits.PrimaryHDU:
@@ -129,7 +209,7 @@ def _image_hdu(hdul: fits.HDUList, name: str) -> fits.ImageHDU | fits.PrimaryHDU
 
 
 def read_exposure(
-    path: str | os.PathLike[str], *, allowed_bands: tuple[str, ...] = NB_BANDS, label: str | None = None
+    path: str | os.PathLike[str], *, survey: Survey | None = None, label: str | None = None
 ) -> Exposure:
     """Read a CCD exposure and convert it to e-/s per pixel.
 
@@ -137,8 +217,9 @@ def read_exposure(
     ----------
     path : path-like
         FITS file; the image is the primary HDU or the first 2-D image extension.
-    allowed_bands : tuple of str, keyword-only
-        Filter names accepted in the ``FILTER`` keyword.
+    survey : Survey or None, keyword-only
+        Header mapping, accepted bands and camera epochs (:mod:`lumos_ops.survey`); None: the
+        :func:`~lumos_ops.survey.current_survey` (PAUS outside a ``use_survey`` block).
     label : str, optional, keyword-only
         Name of the exposure in every error message and in :attr:`Exposure.path` (hence in the
         messages of the photometry that measures it), e.g. the object key of a file fetched into a
@@ -153,9 +234,15 @@ def read_exposure(
     InputFileError
         The file is missing, empty, truncated, not FITS, or holds no 2-D image.
     HeaderError
-        A required keyword (``EXPTIME``, ``FILTER``, ``PSFFWHM``) is missing or invalid, the band
-        is unknown, a header card cannot be parsed, or the WCS keywords are inconsistent.
+        A required quantity (band, exposure time, PSF FWHM: PAUS ``FILTER``, ``EXPTIME``,
+        ``PSFFWHM``) has neither its keyword nor a default, a value is invalid, the camera epoch is
+        not one of the survey's, a header card cannot be parsed, or the WCS keywords are
+        inconsistent. The message names the exposure, the keyword and the survey file.
+    ExposureBandError
+        The band is not one of the survey's (a :class:`HeaderError` and an
+        :class:`~lumos_ops.survey.UnknownBandError`).
     """
+    survey = current_survey() if survey is None else survey
     path = os.fspath(path)
     name = path if label is None else str(label)
     p = Path(path)
@@ -186,32 +273,20 @@ def read_exposure(
             f"{name}: not a readable FITS image ({_one_line(exc, path, name)}); the file may be truncated or corrupt"
         ) from None
 
-    missing = [k for k in REQUIRED_KEYS if k not in header]
-    if missing:
-        raise HeaderError(
-            f"{name}: missing required header keyword(s) {', '.join(missing)}; "
-            "add them (see the exposure contract in README)"
-        )
-    band = str(header["FILTER"]).strip()
-    if band not in allowed_bands:
-        raise HeaderError(f"{name}: unknown band FILTER={band!r}; expected one of {allowed_bands[0]}...{allowed_bands[-1]}")
-    exptime = _number(header, "EXPTIME", name)
-    psf_fwhm = _number(header, "PSFFWHM", name)
-    gain = _number(header, "GAIN", name, default=1.0)
-    assert exptime is not None and psf_fwhm is not None and gain is not None
-    if exptime <= 0:
-        raise HeaderError(f"{name}: EXPTIME={exptime} must be > 0 s")
-    if psf_fwhm <= 0:
-        raise HeaderError(f"{name}: PSFFWHM={psf_fwhm} must be > 0 arcsec")
-    if gain <= 0:
-        raise HeaderError(f"{name}: GAIN={gain} must be > 0 e-/ADU")
-    epoch_value = _number(header, "EPOCH", name, default=0.0)
-    epoch = int(epoch_value or 0)
-    if epoch not in range(N_EPOCHS):
-        raise HeaderError(f"{name}: EPOCH={epoch_value} must be 0 or 1")
-    saturate_adu = _number(header, "SATURATE", name)
-    expnum = _number(header, "EXPNUM", name)
-    ccdnum = _number(header, "CCDNUM", name)
+    read = _Reader(header, survey, name)
+    read.missing(("band", "exptime", "psf_fwhm"))
+    band = read.band()
+    exptime = read.positive("exptime", "s")
+    psf_header = read.positive("psf_fwhm", survey.psf_fwhm_unit)
+    gain = read.positive("gain", "e- per pixel unit") or 1.0
+    assert exptime is not None and psf_header is not None
+    epoch = read.epoch()
+    saturate = read.number("saturate")
+    expnum = read.number("expnum")
+    ccdnum = read.number("ccdnum")
+    zero_point = read.number("zero_point")
+    if zero_point is None:
+        zero_point = survey.band(band).zero_point
 
     wcs = None
     if "CTYPE1" in header and "CTYPE2" in header:
@@ -235,16 +310,17 @@ def read_exposure(
         band=band,
         exptime=exptime,
         gain=gain,
-        psf_fwhm=psf_fwhm,
-        psf_beta=_number(header, "PSFBETA", name),
+        psf_fwhm=survey.psf_fwhm_arcsec(psf_header),
+        psf_beta=read.number("psf_beta"),
         epoch=epoch,
-        zero_point=_number(header, "ZP", name),
-        saturate=None if saturate_adu is None else saturate_adu * gain / exptime,
+        zero_point=zero_point,
+        saturate=None if saturate is None else saturate * gain / exptime,
         expnum=None if expnum is None else int(expnum),
         ccdnum=None if ccdnum is None else int(ccdnum),
-        mjd=_number(header, "MJD-OBS", name),
+        mjd=read.number("mjd"),
         wcs=wcs,
         header={k: header[k] for k in header if k not in ("COMMENT", "HISTORY", "")},
+        survey=survey,
     )
 
 
