@@ -11,7 +11,8 @@ import sys
 
 import torch
 
-from lumos_ops.bench.methods import MethodsBenchConfig, format_table, run_methods_benchmark
+from lumos_ops.bench.methods import MethodsBenchConfig, run_methods_benchmark
+from lumos_ops.bench.methods_table import format_table
 
 
 def main(argv: list[str]) -> int:

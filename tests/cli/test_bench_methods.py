@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.bench.methods import MethodsBenchConfig, format_table, run_methods_benchmark
+from lumos_ops.bench.methods import MethodsBenchConfig, run_methods_benchmark
+from lumos_ops.bench.methods_table import format_table
 from lumos_ops.cli import main
 from lumos_ops.exceptions import LumosValueError
 

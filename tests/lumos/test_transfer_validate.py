@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from lumos_ops.cli import main
+from lumos_ops.evaluation.validate import validate
+from lumos_ops.evaluation.validate_config import ValidateConfig
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.lumos.pairs import make_pairs
 from lumos_ops.lumos.transfer import TransferConfig, transfer
-from lumos_ops.lumos.validate import ValidateConfig, validate
 
 from lumos_helpers import write_exposure
 

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lumos_ops.evaluation.bayes_reference import bayes_optimal_median, pull_width
+from lumos_ops.evaluation.deblend import bias_by_distance, excess_by_distance, make_deblend_set, rescale_catalog
+from lumos_ops.evaluation.prior_only import prior_only_flux
+from lumos_ops.evaluation.targets import format_targets, issue_targets
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.lumos.bayes_reference import bayes_optimal_median, pull_width
-from lumos_ops.lumos.deblend import bias_by_distance, excess_by_distance, make_deblend_set, rescale_catalog
-from lumos_ops.lumos.prior import prior_only_flux
-from lumos_ops.lumos.targets import format_targets, issue_targets
 from lumos_ops.sim.seds import mag_to_njy
 
 from lumos_helpers import write_exposure
@@ -141,7 +141,7 @@ def test_issue_targets_table():
 
 
 def test_validate_config_rejects_unknown_estimator():
-    from lumos_ops.lumos.validate import ESTIMATORS, ValidateConfig
+    from lumos_ops.evaluation.validate_config import ESTIMATORS, ValidateConfig
 
     assert ValidateConfig().estimator == "median" and set(ESTIMATORS) == {"median", "mean", "mode"}
     with pytest.raises(LumosValueError, match="estimator must be one of"):

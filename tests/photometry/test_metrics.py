@@ -1,4 +1,4 @@
-"""Bias (eq. 17) and sigma68 (eq. 18) machinery of lumos_ops.bench.metrics."""
+"""Bias (eq. 17) and sigma68 (eq. 18) machinery of lumos_ops.evaluation.method_comparison."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumos_ops.bench.metrics import compare_methods, comparison_to_dict, plot_comparison
+from lumos_ops.evaluation.method_comparison import compare_methods, comparison_to_dict, plot_comparison
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import bias, relative_error, sigma68
 

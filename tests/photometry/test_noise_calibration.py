@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from lumos_ops.bench.metrics import sigma68
 from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog, synthetic_exposure
 from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.lumos.mixture import summarize
 from lumos_ops.measure import get_method, measure_exposure, prepare_targets
 from lumos_ops.photometry import noise_calibration as nc
+from lumos_ops.stats import sigma68
 
 SHAPE = (560, 560)
 SKY = 6.0

@@ -3,10 +3,10 @@
 Steps: simulate a small PAUCam-like survey (:func:`lumos_ops.sim.simulate_survey`), generate
 held-out TEAHUPOO stamps big enough for the 30-45 px background annulus (96 px) on its exposures
 (:func:`lumos_ops.sim.generate_training_set`), measure every stamp with the classical methods
-(``lumos_ops.photometry``) and compare them with the true fluxes per i_auto bin
-(:mod:`lumos_ops.bench.metrics`, the paper's Fig. 7 without LUMOS), plus the renderer benchmark
+(:mod:`lumos_ops.evaluation.stamp_photometry`) and compare them with the true fluxes per i_auto bin
+(:mod:`lumos_ops.evaluation.method_comparison`, the paper's Fig. 7 without LUMOS), plus the renderer benchmark
 (:func:`lumos_ops.render.benchmark.run_render_benchmark`). Writes ``methods.json`` and
-``methods.png``.
+``methods.png``; :mod:`lumos_ops.bench.methods_table` prints them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +24,18 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops import __version__
-from lumos_ops.bench.metrics import DEFAULT_MAG_BINS, compare_methods, comparison_to_dict, plot_comparison
+from lumos_ops.evaluation.method_comparison import (
+    DEFAULT_MAG_BINS,
+    MethodMetrics,
+    compare_methods,
+    comparison_to_dict,
+    plot_comparison,
+)
+from lumos_ops.evaluation.stamp_photometry import STAMP_METHODS, StampMeasurer, measure_stamp_set
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.photometry.aperture import elliptical_aperture_photometry
-from lumos_ops.photometry.inputs import PhotometryInputs
-from lumos_ops.photometry.modelfit import profile_fit_photometry
-from lumos_ops.photometry.optimal import optimal_photometry
 from lumos_ops.stats import sigma68
 
-__all__ = [
-    "MethodsBenchConfig",
-    "STAMP_METHODS",
-    "StampMeasurer",
-    "measure_stamp_set",
-    "run_methods_benchmark",
-    "format_table",
-]
-
-StampMeasurer = Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
-"""An extra method for the benchmark: ``f(meta_rows, images) -> DataFrame`` with ``flux``,
-``flux_err`` (e-/s) and ``flag``, one row per stamp; ``images`` is the (k, 2, S, S) float32 chunk
-of a TEAHUPOO set (channel 0 data, channel 1 unit-flux model), ``meta_rows`` its meta.parquet rows.
-A network trained on smaller stamps crops the centre (``S//2 - s//2 : S//2 - s//2 + s``)."""
-
-STAMP_METHODS: dict[str, Callable[[PhotometryInputs], pd.DataFrame]] = {
-    "aperture": elliptical_aperture_photometry,
-    "modelfit": profile_fit_photometry,
-    "optimal": optimal_photometry,
-}
-"""Classical estimators that measure :class:`PhotometryInputs` directly (no exposure needed)."""
-
+__all__ = ["MethodsBenchConfig", "run_methods_benchmark"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MethodsBenchConfig:
@@ -107,88 +89,6 @@ class MethodsBenchConfig:
             )
         if self.chunk_size < 1 or self.render_profiles < 0:
             raise LumosValueError("MethodsBenchConfig.chunk_size must be >= 1 and render_profiles >= 0")
-
-
-def measure_stamp_set(
-    path: str | os.PathLike[str],
-    *,
-    methods: Sequence[str] = tuple(STAMP_METHODS),
-    extra: Mapping[str, StampMeasurer] | None = None,
-    split: str | None = None,
-    chunk_size: int = 1024,
-    progress: bool = False,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, float]]:
-    """Measure every stamp of a TEAHUPOO set with the classical estimators.
-
-    Parameters
-    ----------
-    path : path-like
-        Training-set directory (``lumos_ops.sim.TrainingSet`` layout).
-    methods : sequence of str, keyword-only
-        Keys of :data:`STAMP_METHODS`.
-    extra : mapping of str to StampMeasurer, keyword-only
-        More methods (e.g. ``{"lumos": ...}``), measured on the same chunks.
-    split : str or None, keyword-only
-        Only stamps of this split (``"test"``...); None: all.
-    chunk_size : int, keyword-only
-        Stamps per batch.
-    progress : bool, keyword-only
-        tqdm progress bar over stamps.
-
-    Returns
-    -------
-    meta : DataFrame
-        The stamps' metadata rows (truth ``flux`` in e-/s, ``i_auto``...), index reset.
-    results : dict of str to DataFrame
-        Per method, one row per stamp (``flux``, ``flux_err``, ``flag``...).
-    seconds : dict of str to float
-        Wall-clock time spent in each method (the background estimate is charged to the first).
-    """
-    from tqdm.auto import tqdm
-
-    from lumos_ops.sim import TrainingSet
-
-    unknown = [m for m in methods if m not in STAMP_METHODS]
-    if unknown:
-        raise LumosValueError(f"unknown stamp method(s) {', '.join(unknown)}; choose from {', '.join(STAMP_METHODS)}")
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(methods))
-    if clash:
-        raise LumosValueError(f"extra method name(s) {', '.join(clash)} clash with the built-in methods")
-    stamps = TrainingSet(path)
-    ids = np.arange(len(stamps)) if split is None else stamps.indices(split)
-    meta = stamps.meta.iloc[ids].reset_index(drop=True)
-    names = list(methods) + list(extra)
-    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in names}
-    seconds = {m: 0.0 for m in names}
-    with tqdm(total=ids.size, unit="stamp", desc="measure stamps", disable=not progress) as bar:
-        for lo in range(0, ids.size, chunk_size):
-            chunk = ids[lo : lo + chunk_size]
-            rows = meta.iloc[lo : lo + chunk.size]
-            images = stamps.images(chunk)
-            inputs = PhotometryInputs.from_arrays(
-                images[:, 0],
-                images[:, 1],
-                dx=rows["dx"].to_numpy(),
-                dy=rows["dy"].to_numpy(),
-                q=rows["q"].to_numpy(),
-                pa=rows["pa"].to_numpy(),
-                exptime=rows["exptime"].to_numpy(),
-            )
-            for method in methods:
-                start = time.perf_counter()
-                parts[method].append(STAMP_METHODS[method](inputs))
-                seconds[method] += time.perf_counter() - start
-            for method, measurer in extra.items():
-                start = time.perf_counter()
-                frame = measurer(rows, images)
-                seconds[method] += time.perf_counter() - start
-                if not isinstance(frame, pd.DataFrame) or len(frame) != chunk.size or "flux" not in frame.columns:
-                    raise LumosValueError(f"extra method {method!r} must return a DataFrame with flux, one row per stamp")
-                parts[method].append(frame.reset_index(drop=True))
-            bar.update(chunk.size)
-    results = {m: pd.concat(parts[m], ignore_index=True) for m in names}
-    return meta, results, seconds
 
 
 def _simulate(config: MethodsBenchConfig, workdir: Path, progress: bool) -> tuple[Path, dict[str, Any]]:
@@ -252,7 +152,7 @@ def run_methods_benchmark(
     stamps : path-like, keyword-only
         An existing TEAHUPOO set to measure instead of simulating one (all its stamps).
     extra : mapping of str to StampMeasurer, keyword-only
-        More methods to compare (e.g. LUMOS), see :func:`measure_stamp_set`.
+        More methods to compare (e.g. LUMOS), see :func:`~lumos_ops.evaluation.stamp_photometry.measure_stamp_set`.
     progress : bool, keyword-only
         Progress bars.
 
@@ -284,12 +184,22 @@ def run_methods_benchmark(
         bins=config.mag_bins,
         seed=config.seed,
     )
+    report = _report(config, simulation, meta, results, seconds, metrics)
+    (out / "methods.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    plot_comparison(metrics, out / "methods.png", title=f"{len(meta)} held-out TEAHUPOO stamps ({config.stamp_size} px)")
+    return report
+
+
+def _report(config: MethodsBenchConfig, simulation: dict[str, Any], meta: pd.DataFrame, results: dict[str, pd.DataFrame],
+            seconds: dict[str, float], metrics: MethodMetrics) -> dict[str, Any]:
+    """The content of ``methods.json`` (see :func:`run_methods_benchmark`), the renderer benchmark included."""
+    truth = meta["flux"].to_numpy(np.float64)
     render: dict[str, Any] | None = None
     if config.render_profiles:
         from lumos_ops.render.benchmark import run_render_benchmark
 
         render = run_render_benchmark(config.render_profiles, seed=config.seed, kind="catalogue")
-    report: dict[str, Any] = {
+    return {
         "lumos_ops_version": __version__,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
@@ -312,9 +222,6 @@ def run_methods_benchmark(
         "timing": {m: {"seconds": s, "stamps_per_second": len(meta) / s if s > 0 else None} for m, s in seconds.items()},
         "render": render,
     }
-    (out / "methods.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    plot_comparison(metrics, out / "methods.png", title=f"{len(meta)} held-out TEAHUPOO stamps ({config.stamp_size} px)")
-    return report
 
 
 def _by_band(meta: pd.DataFrame, results: dict[str, pd.DataFrame], truth: np.ndarray) -> dict[str, Any]:
@@ -327,49 +234,3 @@ def _by_band(meta: pd.DataFrame, results: dict[str, pd.DataFrame], truth: np.nda
         summary = compare_methods(fluxes, truth[sel], meta["i_auto"].to_numpy(np.float64)[sel], n_boot=0)
         out[band] = comparison_to_dict(summary)["overall"]
     return out
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """Plain-text table of a ``methods.json`` report: overall and per-bin bias / sigma68 per method."""
-    metrics = report["metrics"]
-    methods = list(metrics["overall"])
-    lines = ["method      n       bias     sigma68   flagged  pull_s68  stamps/s"]
-    for m in methods:
-        o = metrics["overall"][m]
-        rate = report["timing"].get(m, {}).get("stamps_per_second")
-        lines.append(
-            f"{m:<10} {o['n']:>6} {_fmt(o['bias']):>9} {_fmt(o['sigma68']):>9} {_num(report['flags'][m]):>9.3f} "
-            f"{_num(report['pull_sigma68'][m]):>8.3f} {_num(rate):>9.0f}"
-        )
-    lines.append("")
-    lines.append("i_auto bin     n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
-    bins = metrics["binned"][methods[0]]
-    for k, row in enumerate(bins):
-        cells = []
-        for m in methods:
-            b = metrics["binned"][m][k]
-            cells.append(f"{_fmt(b['bias']):>13} {_fmt(b['sigma68']):>12}")
-        lines.append(f"{row['mag_lo']:5.1f}-{row['mag_hi']:<5.1f} {row['n']:>6}  " + "  ".join(cells))
-    by_band = report.get("overall_by_band") or {}
-    if by_band:
-        lines.append("")
-        lines.append("band        n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
-        for band, per_method in by_band.items():
-            cells = [f"{_fmt(per_method[m]['bias']):>13} {_fmt(per_method[m]['sigma68']):>12}" for m in methods]
-            lines.append(f"{band:<8} {per_method[methods[0]]['n'] + per_method[methods[0]]['n_missing']:>6}  " + "  ".join(cells))
-    render = report.get("render")
-    if render:
-        lines.append("")
-        lines.append(
-            f"renderer: {render['ours_per_second']:.0f} profiles/s vs GalSim {render['galsim_per_second']:.0f}/s "
-            f"(x{render['speedup']:.1f}); L1 vs GalSim median {render['l1_median']:.2e}, max {render['l1_max']:.2e}"
-        )
-    return "\n".join(lines)
-
-
-def _num(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _fmt(value: float | None) -> str:
-    return "nan" if value is None else f"{value:+.4f}"

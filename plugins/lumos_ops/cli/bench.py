@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_bench_methods(args: argparse.Namespace) -> int:
     """Body of ``lumos bench methods``; prints the table and returns 0."""
-    from lumos_ops.bench.methods import MethodsBenchConfig, format_table, run_methods_benchmark
+    from lumos_ops.bench.methods import MethodsBenchConfig, run_methods_benchmark
+    from lumos_ops.bench.methods_table import format_table
 
     bands = {"bands": tuple(args.bands)} if args.bands else {}
     config = MethodsBenchConfig(

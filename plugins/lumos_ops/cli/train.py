@@ -82,9 +82,10 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from lumos_ops.evaluation.targets import format_targets
+    from lumos_ops.evaluation.validate import validate
+    from lumos_ops.evaluation.validate_config import ValidateConfig
     from lumos_ops.exceptions import LumosValueError
-    from lumos_ops.lumos.targets import format_targets
-    from lumos_ops.lumos.validate import ValidateConfig, validate
 
     config = ValidateConfig(
         baselines=tuple(args.baselines), split=args.split, max_stamps=args.max_stamps, min_stamps=args.min_stamps,

@@ -10,7 +10,7 @@ stamps allows:
   weighted sum and its reported error (e-/s) and ``s`` the measured width (sigma68) of the pulls
   ``(f_opt - f0) / sigma_opt``, so that the likelihood is calibrated;
 * prior: the true fluxes (e-/s) of the same band;
-* both ``s`` and the prior are cross-fitted, as in :mod:`lumos_ops.lumos.prior`: stamps with an
+* both ``s`` and the prior are cross-fitted, as in :mod:`lumos_ops.evaluation.prior_only`: stamps with an
   even ``stamp_id`` use those with an odd one and vice versa, so no stamp sees its own truth.
 
 The posterior is evaluated on the prior's samples (importance weights), and its median, the

@@ -47,15 +47,15 @@ def issue_targets(
     Parameters
     ----------
     overall, binned : mapping
-        ``comparison_to_dict(...)["overall"]`` / ``["binned"]`` of ``lumos_ops.bench.metrics``.
+        ``comparison_to_dict(...)["overall"]`` / ``["binned"]`` of :mod:`lumos_ops.evaluation.method_comparison`.
     pit_ks : float, keyword-only
         KS distance of the PIT values from U(0, 1).
     coverage68 : float, keyword-only
         Fraction of stamps whose true flux lies in the 16-84 % interval.
     deblend : mapping or None, keyword-only
-        :func:`lumos_ops.lumos.deblend.bias_by_distance` output; None = test not run.
+        :func:`lumos_ops.evaluation.deblend.bias_by_distance` output; None = test not run.
     deblend_excess : mapping or None, keyword-only
-        :func:`lumos_ops.lumos.deblend.excess_by_distance` output (the bias the neighbour causes);
+        :func:`lumos_ops.evaluation.deblend.excess_by_distance` output (the bias the neighbour causes);
         stated in the deblending row's detail, the target itself is on the total bias.
     deblend_targets : str or None, keyword-only
         How the deblending targets' fluxes were drawn (``"test_set"``, ``"catalog"``), for the detail.
@@ -64,7 +64,7 @@ def issue_targets(
     binning : str, keyword-only
         Name of the magnitude the bins are in (for the detail text).
     reference : str, keyword-only
-        Key of the information reference in ``overall`` (:mod:`lumos_ops.lumos.bayes_reference`);
+        Key of the information reference in ``overall`` (:mod:`lumos_ops.evaluation.bayes_reference`);
         when present, the sigma68 rows also state its ratio.
 
     Returns

@@ -14,10 +14,9 @@ Submodules (import the one you need; importing this package does not import torc
   on pairs of exposures of the same galaxy;
 * :mod:`~lumos_ops.lumos.recipe` -- seeded end-to-end recipes (survey -> shards -> model);
 * :mod:`~lumos_ops.lumos.inference`, :mod:`~lumos_ops.lumos.method` -- batched inference and the
-  ``"lumos"`` photometry method;
-* :mod:`~lumos_ops.lumos.validate` -- the validation report (``lumos validate``), with
-  :mod:`~lumos_ops.lumos.prior` (pixel-free i_auto baseline), :mod:`~lumos_ops.lumos.deblend`
-  (Figs. 8-9 test) and :mod:`~lumos_ops.lumos.targets` (the acceptance targets table).
+  ``"lumos"`` photometry method.
+
+The validation report (``lumos validate``) lives in :mod:`lumos_ops.evaluation`.
 """
 
 __all__: list[str] = []
