@@ -7,6 +7,12 @@ but tensors and plain Python values)::
      "normalization": Normalization dict, "metadata": {...}, "code_version": "0.1.0",
      "sha256": hex digest of the weights, "state_dict": {...}}
 
+The band x camera-epoch embedding is a property of the model: metadata ``"bands"`` (band names in
+embedding order) and ``"n_epochs"`` give row ``bands.index(band) + len(bands) * epoch``
+(:meth:`LoadedModel.band_epoch_row`); checkpoints without them embed the 40 PAUS narrow bands over
+two camera epochs. Optional ``"band_wavelengths_nm"`` (band -> nm) lets a band the model does not
+know borrow the row of the model band nearest in wavelength.
+
 The SHA-256 covers every tensor of ``state_dict`` (name, dtype, shape and bytes, in name order)
 and is verified on load. Checkpoints load on CPU or GPU whatever device saved them.
 """
@@ -90,12 +96,59 @@ class LoadedModel:
         return self.flux_prior is not None
 
     @property
+    def bands(self) -> tuple[str, ...]:
+        """Band names in embedding order (metadata ``"bands"``; default the PAUS narrow bands)."""
+        from lumos_ops.constants import NB_BANDS
+
+        bands = self.metadata.get("bands")
+        return NB_BANDS if bands is None else tuple(str(b) for b in bands)
+
+    @property
+    def n_epochs(self) -> int:
+        """Camera epochs of the embedding (metadata ``"n_epochs"``; default 2)."""
+        from lumos_ops.constants import N_EPOCHS
+
+        value = self.metadata.get("n_epochs")
+        return N_EPOCHS if value is None else int(value)
+
+    def band_epoch_row(self, band: str, epoch: int) -> int | None:
+        """Embedding row of ``band`` at camera ``epoch``; None when the model has no such band or epoch."""
+        bands = self.bands
+        if band not in bands or epoch not in range(self.n_epochs):
+            return None
+        return bands.index(band) + len(bands) * int(epoch)
+
+    def band_wavelengths_nm(self) -> dict[str, float]:
+        """Central wavelength (nm) of each model band that has one: metadata
+        ``"band_wavelengths_nm"``, else the PAUS narrow-band centres."""
+        from lumos_ops.constants import NB_BANDS, band_centre_nm
+
+        recorded = self.metadata.get("band_wavelengths_nm") or {}
+        out = {}
+        for band in self.bands:
+            if band in recorded:
+                out[band] = float(recorded[band])
+            elif band in NB_BANDS:
+                out[band] = band_centre_nm(band)
+        return out
+
+    def nearest_band_epoch_row(self, wavelength_nm: float, epoch: int) -> int | None:
+        """Row of the model band nearest to ``wavelength_nm`` (nm) at ``epoch`` (the model's last
+        epoch if it has fewer); None when no model band has a known wavelength."""
+        known = self.band_wavelengths_nm()
+        if not known:
+            return None
+        band = min(known, key=lambda b: (abs(known[b] - wavelength_nm), self.bands.index(b)))
+        return self.band_epoch_row(band, min(max(int(epoch), 0), self.n_epochs - 1))
+
+    @property
     def trained_band_epochs(self) -> frozenset[int] | None:
         """Band x epoch embedding rows the network was trained on; None when the checkpoint cannot tell.
 
         Read from the metadata ``trained_band_epochs`` that :func:`lumos_ops.lumos.train.train`
-        records; for older checkpoints built by a recipe, every row of the recipe survey's bands
-        and camera epochs. Rows never trained keep their random initial embedding.
+        records (rows of :meth:`band_epoch_row`); for older checkpoints built by a recipe, every
+        row of the recipe survey's bands and camera epochs. Rows never trained keep their random
+        initial embedding.
         """
         rows = self.metadata.get("trained_band_epochs")
         if rows is not None:
@@ -103,10 +156,9 @@ class LoadedModel:
         survey = (self.metadata.get("recipe") or {}).get("survey")
         if not survey or "bands" not in survey:
             return None
-        from lumos_ops.constants import band_epoch_index
-
         epochs = range(int(survey.get("n_epochs", 2)))
-        return frozenset(band_epoch_index(b, e) for b in survey["bands"] for e in epochs)
+        rows = (self.band_epoch_row(b, e) for b in survey["bands"] for e in epochs)
+        return frozenset(r for r in rows if r is not None)
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -228,13 +280,17 @@ def load_checkpoint(
         net.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: weights do not fit the recorded configuration ({exc})") from None
+    loaded = LoadedModel(net=net, arch=str(data.get("arch", "")), normalization=norm,
+                         metadata=dict(data.get("metadata", {})), sha256=digest, path=str(path), device=device)
+    try:
+        rows = len(loaded.bands) * loaded.n_epochs
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: metadata bands/n_epochs are invalid ({exc})") from None
+    recorded = "bands" in loaded.metadata or "n_epochs" in loaded.metadata
+    if recorded and rows != config.n_band_epochs:
+        raise ModelError(
+            f"{path}: metadata bands ({len(loaded.bands)}) x n_epochs ({loaded.n_epochs}) = {rows} embedding rows, "
+            f"but the network has {config.n_band_epochs}; the checkpoint is inconsistent"
+        )
     net.to(device).eval()
-    return LoadedModel(
-        net=net,
-        arch=str(data.get("arch", "")),
-        normalization=norm,
-        metadata=dict(data.get("metadata", {})),
-        sha256=digest,
-        path=str(path),
-        device=device,
-    )
+    return loaded

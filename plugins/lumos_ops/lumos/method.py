@@ -10,6 +10,7 @@ import pandas as pd
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
+from lumos_ops.survey import UnknownBandError
 
 __all__ = ["LumosMethod"]
 
@@ -49,7 +50,9 @@ class LumosMethod:
     Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
     with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
     the CCD position never set it). Every target of an exposure whose band x camera epoch the
-    model was never trained on is flagged UNTRAINED_BAND.
+    model was never trained on is flagged UNTRAINED_BAND; a band the model does not embed at all
+    (checkpoint metadata ``bands``) is measured through the row of the model band nearest in
+    wavelength, so its outputs stay finite but uncalibrated.
     """
 
     name = "lumos"
@@ -92,7 +95,8 @@ class LumosMethod:
             raise LumosValueError(f"stamps are {ctx.stamps.size} px but the model needs {size} px; prepare_targets(stamp_size={size})")
         i_auto = ctx.catalog["i_auto"].to_numpy(np.float64)
         n = ctx.n
-        band_epoch = np.full(n, ctx.exposure.band_epoch, dtype=np.int64)
+        row, known = self._band_epoch_row(loaded, ctx.exposure)
+        band_epoch = np.full(n, row, dtype=np.int64)
         inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization)
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
         if not loaded.is_likelihood and not self._warned_posterior:
@@ -118,7 +122,7 @@ class LumosMethod:
             outside = self._outside_training_ccd(ctx, loaded.normalization.ccd_shape) & ~off
             flags[outside] |= Flag.CCD_EXTRAPOLATED
         trained = loaded.trained_band_epochs
-        if trained is not None and ctx.exposure.band_epoch not in trained:
+        if not known or (trained is not None and row not in trained):
             log.warning("%s: LUMOS model %s was not trained on band %s epoch %d; its %d targets are flagged "
                         "UNTRAINED_BAND", ctx.exposure.path, loaded.path, ctx.exposure.band, ctx.exposure.epoch, ctx.n)
             flags[~off] |= Flag.UNTRAINED_BAND
@@ -126,6 +130,21 @@ class LumosMethod:
         frame = pd.DataFrame(columns)
         order = ["flux", "flux_err", "flag"] + [c for c in frame.columns if c not in ("flux", "flux_err", "flag")]
         return frame[order]
+
+    @staticmethod
+    def _band_epoch_row(loaded, exposure) -> tuple[int, bool]:
+        """The model's embedding row for the exposure's band and epoch, and whether the model knows
+        them. A band or epoch the model lacks borrows the row of the model band nearest in
+        wavelength (the survey's band wavelength), else row 0, so that its outputs stay finite."""
+        row = loaded.band_epoch_row(exposure.band, exposure.epoch)
+        if row is not None:
+            return row, True
+        try:
+            wavelength = exposure.wavelength_nm
+        except UnknownBandError:
+            wavelength = None
+        nearest = None if wavelength is None else loaded.nearest_band_epoch_row(wavelength, exposure.epoch)
+        return (0 if nearest is None else nearest), False
 
     @staticmethod
     def _outside_training_ccd(ctx, ccd_shape: tuple[int, int]) -> np.ndarray:

@@ -38,7 +38,8 @@ from lumos_ops.lumos.config import SCALAR_NAMES, Normalization
 from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models
 
-__all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm"]
+__all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
+           "training_set_bands"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,36 @@ def infer_ccd_shape(training_set: str | os.PathLike[str]) -> tuple[int, int]:
                             return int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"])
     log.warning("%s: cannot read a source exposure; assuming the PAUCam CCD shape %s", root, CCD_SHAPE)
     return CCD_SHAPE
+
+
+def training_set_bands(ts, survey=None) -> dict[str, Any]:
+    """Band x epoch embedding of a model trained on ``ts``: ``{"bands", "n_epochs", "band_wavelengths_nm"}``.
+
+    From the training set's manifest (``bands``, ``n_epochs``, ``band_wavelengths_nm``, written by
+    ``lumos simulate training-set``), else from ``survey`` (its ``embedding_bands``), else the 40
+    PAUS narrow bands over two camera epochs. The rows of ``meta.parquet`` (``band_epoch``) must
+    lie in ``0 ... len(bands) * n_epochs - 1``.
+    """
+    from lumos_ops.constants import N_EPOCHS, NB_BANDS, band_centre_nm
+
+    manifest = ts.manifest
+    if manifest.get("bands"):
+        bands = tuple(str(b) for b in manifest["bands"])
+        n_epochs = int(manifest.get("n_epochs", N_EPOCHS))
+        wavelengths = {str(k): float(v) for k, v in (manifest.get("band_wavelengths_nm") or {}).items()}
+    elif survey is not None:
+        bands, n_epochs = survey.embedding_bands, survey.n_epochs
+        wavelengths = {b: survey.band(b).wavelength_nm for b in bands}
+    else:
+        bands, n_epochs = NB_BANDS, N_EPOCHS
+        wavelengths = {b: band_centre_nm(b) for b in bands}
+    rows = ts.meta["band_epoch"].to_numpy(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= len(bands) * n_epochs):
+        raise LumosValueError(
+            f"{ts.path}: band_epoch rows {int(rows.min())}...{int(rows.max())} "
+            f"exceed the {len(bands)} bands x {n_epochs} epochs of the embedding; generate it with the same --survey"
+        )
+    return {"bands": list(bands), "n_epochs": int(n_epochs), "band_wavelengths_nm": wavelengths}
 
 
 def select_device(device: str | None) -> torch.device:
@@ -265,6 +296,7 @@ def train(
     *,
     resume: bool = False,
     metadata: dict[str, Any] | None = None,
+    survey=None,
 ) -> dict[str, Any]:
     """Train a network on a TEAHUPOO set and write checkpoints and metrics under ``out_dir``.
 
@@ -279,6 +311,9 @@ def train(
         Continue from ``out_dir/train_state.pt``.
     metadata : dict, keyword-only
         Extra provenance stored in the checkpoint (e.g. the data recipe).
+    survey : lumos_ops.survey.Survey or None, keyword-only
+        Band order of the embedding when the training set's manifest does not record one
+        (:func:`training_set_bands`); None: the PAUS narrow bands over two epochs.
 
     Returns
     -------
@@ -300,9 +335,11 @@ def train(
     if train_ids.size == 0 or val_ids.size == 0:
         raise LumosValueError(f"{training_set}: need stamps in both the train and val splits (got {train_ids.size}, {val_ids.size})")
 
+    embedding = training_set_bands(ts, survey)
     state_path = out / "train_state.pt"
     torch.manual_seed(config.seed)
-    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs)).to(device)
+    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs),
+                    n_band_epochs=len(embedding["bands"]) * embedding["n_epochs"]).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     history: list[dict[str, Any]] = []
@@ -337,6 +374,7 @@ def train(
         "n_train": int(train_ids.size),
         "n_val": int(val_ids.size),
         "trained_band_epochs": sorted(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids])),
+        **embedding,
         "truncation_imag": truncation_imag if math.isfinite(truncation_imag) else None,
         "flux_prior": prior.to_dict() if prior is not None else {"kind": "population", "training_set": str(Path(training_set).resolve())},
         "device": str(device),
