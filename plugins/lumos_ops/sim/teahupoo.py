@@ -193,6 +193,27 @@ def generate_training_set(
                          progress=progress)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Draws:
+    """The random choices of every stamp (arrays of length ``n_stamps``), drawn before any pixel."""
+
+    exposure_index: np.ndarray
+    rows: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    pa: np.ndarray
+    split: np.ndarray
+    has_nbr: np.ndarray
+    nbr_rows: np.ndarray
+    nbr_pa: np.ndarray
+    nbr_dx: np.ndarray
+    nbr_dy: np.ndarray
+    flux_catalog: pd.DataFrame
+    flux_rows: np.ndarray
+    reference_flux: np.ndarray | None
+    background_scale: np.ndarray
+
+
 def _generate(
     config: TeahupooConfig,
     exposure_paths: Sequence[str | os.PathLike[str]],
@@ -202,12 +223,42 @@ def _generate(
     neighbour_catalog: pd.DataFrame | None,
     progress: bool,
 ) -> TrainingSetManifest:
+    """:func:`generate_training_set` in steps: check, draw, fill exposure by exposure, write."""
     from tqdm.auto import tqdm
-
-    from lumos_ops.render import render_galaxies
 
     start_time = time.perf_counter()
     paths = [os.fspath(p) for p in exposure_paths]
+    catalog, nbr_catalog = _checked_catalogs(config, paths, catalog, neighbour_catalog)
+    out = _output_dir(out_dir)
+    draws = _draw_stamps(config, len(paths), catalog, nbr_catalog)
+    meta = _initial_meta(config, paths, catalog, nbr_catalog, draws)
+    shards = _open_shards(out, config)
+    with tqdm(total=config.n_stamps, desc="training set", unit="stamp", disable=not progress) as bar:
+        for k, path in enumerate(paths):
+            ids = np.flatnonzero(draws.exposure_index == k)
+            if len(ids):
+                _fill_exposure(config, k, path, ids, draws, nbr_catalog, meta, shards, bar)
+    shard_entries = _close_shards(shards)
+    del shards
+    meta_path = _write_meta(out, meta)
+    manifest_path = _write_manifest(out, config, paths, catalog, shard_entries)
+    elapsed = time.perf_counter() - start_time
+    n = config.n_stamps
+    return TrainingSetManifest(
+        out_dir=out,
+        manifest_path=manifest_path,
+        meta_path=meta_path,
+        shard_paths=[out / e["file"] for e in shard_entries],
+        n_stamps=n,
+        stamp_size=config.stamp_size,
+        elapsed_s=elapsed,
+        stamps_per_s=n / elapsed if elapsed > 0 else float("inf"),
+    )
+
+
+def _checked_catalogs(config: TeahupooConfig, paths: list[str], catalog: pd.DataFrame,
+                      neighbour_catalog: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validated shape catalogue (or the drawn shape population) and the neighbour catalogue."""
     if not paths:
         raise LumosValueError("exposure_paths is empty; give at least one FITS exposure")
     catalog = validate_catalog(catalog, source="training-set catalogue")
@@ -227,20 +278,32 @@ def _generate(
                 f"flux_source={config.flux_source.value!r} but the catalogue has no flux_nJy_<band> columns"
             )
     if config.shape_population:
-        catalog = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, 14])),
-                                config.shape_population, i_range=config.population_i_range,
-                                count_slope=config.shape_count_slope)
-        catalog["ref_id"] = np.arange(len(catalog), dtype=np.int64)
+        catalog = _population(config, config.shape_population, 14, config.shape_count_slope)
+    return catalog, nbr_catalog
+
+
+def _population(config: TeahupooConfig, n: int, stream: int, count_slope: float) -> pd.DataFrame:
+    """``n`` galaxies drawn from the population model (seed stream ``stream``), ``ref_id`` = row."""
+    population = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, stream])), n,
+                               i_range=config.population_i_range, count_slope=count_slope)
+    population["ref_id"] = np.arange(len(population), dtype=np.int64)
+    return population
+
+
+def _output_dir(out_dir: str | os.PathLike[str]) -> Path:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputFileError(f"{out}: cannot create the output directory ({exc})") from None
+    return out
 
+
+def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nbr_catalog: pd.DataFrame) -> _Draws:
+    """Exposure, catalogue row, sub-pixel shift, angle, split and neighbour of every stamp (seed streams 10, 12, 15, 16)."""
     n = config.n_stamps
-    size = config.stamp_size
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 10]))
-    exposure_index = rng.integers(0, len(paths), size=n)
+    exposure_index = rng.integers(0, n_paths, size=n)
     rows = rng.integers(0, len(catalog), size=n)
     if config.subpixel_shifts:
         dx = rng.uniform(-0.5, 0.5, size=n)
@@ -257,30 +320,42 @@ def _generate(
     nbr_distance = rng.uniform(*config.neighbour_distance, size=n)
     nbr_angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
     nbr_pa = rng.uniform(0.0, 180.0, size=n)
-    nbr_dx = np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan)
-    nbr_dy = np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan)
-    flux_catalog = catalog
-    if config.flux_source is FluxSource.BAND_DISTRIBUTION:
-        if config.flux_population:
-            flux_catalog = draw_galaxies(np.random.default_rng(np.random.SeedSequence([config.seed, 13])),
-                                         config.flux_population, i_range=config.population_i_range,
-                                         count_slope=config.flux_count_slope)
-            flux_catalog["ref_id"] = np.arange(len(flux_catalog), dtype=np.int64)
-        flux_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 12]))
-        flux_rows = flux_rng.integers(0, len(flux_catalog), size=n)
-    else:
-        flux_rows = rows
+    flux_catalog, flux_rows = _flux_rows(config, catalog, rows)
     reference = config.reference_prior
-    if reference is not None:
-        reference_flux = reference.sample(np.random.default_rng(np.random.SeedSequence([config.seed, 15])), n)
+    reference_flux = (None if reference is None else
+                      reference.sample(np.random.default_rng(np.random.SeedSequence([config.seed, 15])), n))
     s_lo, s_hi = config.background_scale_range
     background_scale = np.exp(np.random.default_rng(np.random.SeedSequence([config.seed, 16])).uniform(
         np.log(s_lo), np.log(s_hi), size=n))
-    r50 = catalog["r50"].to_numpy(np.float64)[rows]
-    sersic_n = np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE)
-    q = np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0)
+    return _Draws(
+        exposure_index=exposure_index, rows=rows, dx=dx, dy=dy, pa=pa, split=split, has_nbr=has_nbr,
+        nbr_rows=nbr_rows, nbr_pa=nbr_pa,
+        nbr_dx=np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan),
+        nbr_dy=np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan),
+        flux_catalog=flux_catalog, flux_rows=flux_rows, reference_flux=reference_flux,
+        background_scale=background_scale,
+    )
 
-    meta: dict[str, np.ndarray] = {
+
+def _flux_rows(config: TeahupooConfig, catalog: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The catalogue and rows whose band flux each stamp takes: its own row, or with
+    ``FluxSource.BAND_DISTRIBUTION`` an independent draw (seed stream 12) from ``catalog`` or the
+    flux population (stream 13)."""
+    if config.flux_source is not FluxSource.BAND_DISTRIBUTION:
+        return catalog, rows
+    flux_catalog = catalog
+    if config.flux_population:
+        flux_catalog = _population(config, config.flux_population, 13, config.flux_count_slope)
+    flux_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 12]))
+    return flux_catalog, flux_rng.integers(0, len(flux_catalog), size=len(rows))
+
+
+def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFrame, nbr_catalog: pd.DataFrame,
+                  draws: _Draws) -> dict[str, np.ndarray]:
+    """The ``meta.parquet`` columns known before any exposure is read; the rest are zeros to fill."""
+    n = config.n_stamps
+    rows, nbr_rows, has_nbr = draws.rows, draws.nbr_rows, draws.has_nbr
+    return {
         "stamp_id": np.arange(n, dtype=np.int64),
         "shard": np.arange(n, dtype=np.int64) // config.shard_size,
         "row": np.arange(n, dtype=np.int64) % config.shard_size,
@@ -291,18 +366,18 @@ def _generate(
         "ccd_x": np.zeros(n),
         "ccd_y": np.zeros(n),
         "i_auto": catalog["i_auto"].to_numpy(np.float64)[rows],
-        "r50": r50,
-        "sersic_n": sersic_n,
-        "q": q,
-        "pa": pa,
-        "dx": dx,
-        "dy": dy,
+        "r50": catalog["r50"].to_numpy(np.float64)[rows],
+        "sersic_n": np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE),
+        "q": np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0),
+        "pa": draws.pa,
+        "dx": draws.dx,
+        "dy": draws.dy,
         "flux": np.zeros(n),
         "exptime": np.zeros(n),
         "psf_fwhm": np.zeros(n),
         "psf_beta": np.zeros(n),
-        "source_exposure": np.asarray(paths, dtype=object)[exposure_index],
-        "split": split.astype(object),
+        "source_exposure": np.asarray(paths, dtype=object)[draws.exposure_index],
+        "split": draws.split.astype(object),
         "ref_id": catalog["ref_id"].to_numpy(np.int64)[rows],
         "zero_point": np.zeros(n),
         "flux_outside": np.zeros(n),
@@ -310,94 +385,123 @@ def _generate(
         "nbr_ref_id": np.where(has_nbr, nbr_catalog["ref_id"].to_numpy(np.int64)[nbr_rows], -1),
         "nbr_i_auto": np.where(has_nbr, nbr_catalog["i_auto"].to_numpy(np.float64)[nbr_rows], np.nan),
         "nbr_flux": np.zeros(n),
-        "nbr_dx": nbr_dx,
-        "nbr_dy": nbr_dy,
-        "flux_ref_id": flux_catalog["ref_id"].to_numpy(np.int64)[flux_rows],
+        "nbr_dx": draws.nbr_dx,
+        "nbr_dy": draws.nbr_dy,
+        "flux_ref_id": draws.flux_catalog["ref_id"].to_numpy(np.int64)[draws.flux_rows],
         "background_scale": np.ones(n),
     }
-    shards = _open_shards(out, config)
-    bar = tqdm(total=n, desc="training set", unit="stamp", disable=not progress)
-    for k, path in enumerate(paths):
-        ids = np.flatnonzero(exposure_index == k)
-        if len(ids) == 0:
-            continue
-        exposure = read_exposure(path)
-        ny, nx = exposure.shape
-        margin = config.margin
-        if nx - 1 - 2 * margin < 0 or ny - 1 - 2 * margin < 0:
-            raise LumosValueError(
-                f"{path}: image {ny}x{nx} is too small for stamps with edge_margin={margin}; lower edge_margin"
-            )
-        local = np.random.default_rng(np.random.SeedSequence([config.seed, 11, k]))
-        cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
-        cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
-        beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
-        if reference is not None:
-            flux = reference_flux[ids]
-            zero_point = float(exposure.zero_point) if exposure.zero_point is not None else float("nan")
-        else:
-            flux, zero_point = _stamp_fluxes(
-                exposure, _band_njy(flux_catalog, exposure.band, flux_rows[ids], config.flux_source), config.flux_range
-            )
-        meta["band"][ids] = exposure.band
-        meta["epoch"][ids] = exposure.epoch
-        meta["band_epoch"][ids] = exposure.band_epoch
-        meta["ccd"][ids] = exposure.ccdnum if exposure.ccdnum is not None else 0
-        meta["ccd_x"][ids] = cx
-        meta["ccd_y"][ids] = cy
-        meta["flux"][ids] = flux
-        meta["exptime"][ids] = exposure.exptime
-        meta["psf_fwhm"][ids] = exposure.psf_fwhm
-        meta["psf_beta"][ids] = beta
-        meta["zero_point"][ids] = zero_point
-        nbr_source = (FluxSource.AUTO if config.flux_source in (FluxSource.BAND_DISTRIBUTION, FluxSource.REFERENCE_PRIOR)
-                      else config.flux_source)
-        nbr_flux, _ = _stamp_fluxes(
-            exposure, _band_njy(nbr_catalog, exposure.band, nbr_rows[ids], nbr_source), config.flux_range
+
+
+def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, draws: _Draws,
+                   nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray], shards: list[np.ndarray], bar: Any) -> None:
+    """Cut, render and store the stamps ``ids`` of exposure ``k`` (positions and noise: seed stream (11, k))."""
+    exposure = read_exposure(path)
+    ny, nx = exposure.shape
+    margin = config.margin
+    if nx - 1 - 2 * margin < 0 or ny - 1 - 2 * margin < 0:
+        raise LumosValueError(
+            f"{path}: image {ny}x{nx} is too small for stamps with edge_margin={margin}; lower edge_margin"
         )
-        meta["nbr_flux"][ids] = np.where(has_nbr[ids], nbr_flux, 0.0)
-        for lo in range(0, len(ids), config.batch_size):
-            sel = ids[lo : lo + config.batch_size]
-            part = slice(lo, lo + len(sel))
-            rendered = render_galaxies(
-                r50=r50[sel], sersic_n=sersic_n[sel], q=q[sel], pa=pa[sel], psf_fwhm=exposure.psf_fwhm,
-                psf_beta=beta, dx=dx[sel], dy=dy[sel], flux=1.0, size=size, pixel_scale=config.pixel_scale,
-                device=config.device,
-            )
-            model = np.asarray(rendered.images, dtype=np.float64)
-            # A negative (reference-prior) flux is a deterministic deficit: Poisson noise of light only.
-            target = flux[part][:, None, None]
-            counts = model * (np.clip(target, 0.0, None) * exposure.exptime)
-            counts += _neighbours(sel, meta, nbr_rows, nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
-            noisy = local.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + model * np.clip(target, None, 0.0)
-            background = cut_stamps(exposure.data, cx[part], cy[part], size=size).data * background_scale[sel][:, None, None]
-            meta["background_scale"][sel] = background_scale[sel]
-            meta["flux_outside"][sel] = rendered.flux_outside
-            meta["n_masked"][sel] = np.isnan(background).sum(axis=(1, 2))
-            cutout = (background + noisy).astype(np.float32)
-            for j, stamp_id in enumerate(sel):
-                shard = shards[stamp_id // config.shard_size]
-                row = stamp_id % config.shard_size
-                shard[row, 0] = cutout[j]
-                shard[row, 1] = model[j]
-            bar.update(len(sel))
-    bar.close()
-    shard_entries = []
+    local = np.random.default_rng(np.random.SeedSequence([config.seed, 11, k]))
+    cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
+    cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
+    beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
+    _exposure_meta(config, exposure, ids, cx, cy, beta, draws, nbr_catalog, meta)
+    for lo in range(0, len(ids), config.batch_size):
+        sel = ids[lo : lo + config.batch_size]
+        part = slice(lo, lo + len(sel))
+        cutout, model = _render_stamps(config, exposure, beta, sel, cx[part], cy[part], draws, nbr_catalog, meta, local)
+        for j, stamp_id in enumerate(sel):
+            shard = shards[stamp_id // config.shard_size]
+            row = stamp_id % config.shard_size
+            shard[row, 0] = cutout[j]
+            shard[row, 1] = model[j]
+        bar.update(len(sel))
+
+
+def _exposure_meta(config: TeahupooConfig, exposure: Exposure, ids: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                   beta: float, draws: _Draws, nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray]) -> None:
+    """Fill the exposure's columns of ``meta`` for stamps ``ids``: band, CCD position, target and neighbour flux (e-/s)."""
+    if draws.reference_flux is not None:
+        flux = draws.reference_flux[ids]
+        zero_point = float(exposure.zero_point) if exposure.zero_point is not None else float("nan")
+    else:
+        flux, zero_point = _stamp_fluxes(
+            exposure, _band_njy(draws.flux_catalog, exposure.band, draws.flux_rows[ids], config.flux_source),
+            config.flux_range,
+        )
+    meta["band"][ids] = exposure.band
+    meta["epoch"][ids] = exposure.epoch
+    meta["band_epoch"][ids] = exposure.band_epoch
+    meta["ccd"][ids] = exposure.ccdnum if exposure.ccdnum is not None else 0
+    meta["ccd_x"][ids] = cx
+    meta["ccd_y"][ids] = cy
+    meta["flux"][ids] = flux
+    meta["exptime"][ids] = exposure.exptime
+    meta["psf_fwhm"][ids] = exposure.psf_fwhm
+    meta["psf_beta"][ids] = beta
+    meta["zero_point"][ids] = zero_point
+    nbr_source = (FluxSource.AUTO if config.flux_source in (FluxSource.BAND_DISTRIBUTION, FluxSource.REFERENCE_PRIOR)
+                  else config.flux_source)
+    nbr_flux, _ = _stamp_fluxes(
+        exposure, _band_njy(nbr_catalog, exposure.band, draws.nbr_rows[ids], nbr_source), config.flux_range
+    )
+    meta["nbr_flux"][ids] = np.where(draws.has_nbr[ids], nbr_flux, 0.0)
+
+
+def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel: np.ndarray, cx: np.ndarray,
+                   cy: np.ndarray, draws: _Draws, nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One batch: noisy cutouts (float32, e-/s) and unit-flux models (float64) of stamps ``sel``, shape (k, S, S);
+    fills their ``background_scale``, ``flux_outside`` and ``n_masked``."""
+    from lumos_ops.render import render_galaxies
+
+    size = config.stamp_size
+    rendered = render_galaxies(
+        r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel], pa=draws.pa[sel],
+        psf_fwhm=exposure.psf_fwhm, psf_beta=beta, dx=draws.dx[sel], dy=draws.dy[sel], flux=1.0, size=size,
+        pixel_scale=config.pixel_scale, device=config.device,
+    )
+    model = np.asarray(rendered.images, dtype=np.float64)
+    # A negative (reference-prior) flux is a deterministic deficit: Poisson noise of light only.
+    target = meta["flux"][sel][:, None, None]
+    counts = model * (np.clip(target, 0.0, None) * exposure.exptime)
+    counts += _neighbours(sel, meta, draws.nbr_rows, draws.nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
+    noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + model * np.clip(target, None, 0.0)
+    scale = draws.background_scale[sel]
+    background = cut_stamps(exposure.data, cx, cy, size=size).data * scale[:, None, None]
+    meta["background_scale"][sel] = scale
+    meta["flux_outside"][sel] = rendered.flux_outside
+    meta["n_masked"][sel] = np.isnan(background).sum(axis=(1, 2))
+    return (background + noisy).astype(np.float32), model
+
+
+def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Flush the shard memmaps; their manifest entries (``file``, ``n``)."""
+    entries = []
     for index, shard in enumerate(shards):
         shard.flush()
-        shard_entries.append({"file": f"shards/shard-{index:05d}.npy", "n": int(shard.shape[0])})
-    del shards
+        entries.append({"file": f"shards/shard-{index:05d}.npy", "n": int(shard.shape[0])})
+    return entries
+
+
+def _write_meta(out: Path, meta: dict[str, np.ndarray]) -> Path:
     table = pd.DataFrame({name: meta[name] for name in META_COLUMNS})
     for column in ("band", "source_exposure", "split"):
         table[column] = table[column].astype(str)
     meta_path = out / "meta.parquet"
     table.to_parquet(meta_path, index=False)
+    return meta_path
+
+
+def _write_manifest(out: Path, config: TeahupooConfig, paths: list[str], catalog: pd.DataFrame,
+                    shard_entries: list[dict[str, Any]]) -> Path:
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "seed": config.seed,
-        "n_stamps": n,
-        "stamp_size": size,
+        "n_stamps": config.n_stamps,
+        "stamp_size": config.stamp_size,
         "pixel_scale": config.pixel_scale,
         "shards": shard_entries,
         "channels": ["cutout_e_per_s", "model_unit_flux"],
@@ -407,14 +511,4 @@ def _generate(
     }
     manifest_path = out / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    elapsed = time.perf_counter() - start_time
-    return TrainingSetManifest(
-        out_dir=out,
-        manifest_path=manifest_path,
-        meta_path=meta_path,
-        shard_paths=[out / e["file"] for e in shard_entries],
-        n_stamps=n,
-        stamp_size=size,
-        elapsed_s=elapsed,
-        stamps_per_s=n / elapsed if elapsed > 0 else float("inf"),
-    )
+    return manifest_path
