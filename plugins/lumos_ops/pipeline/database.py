@@ -91,12 +91,33 @@ class Migration:
 
 
 def sql_dir() -> Path:
-    """The ``sql/`` folder: ``$LUMOS_SQL_DIR`` or the repository's (three levels above this package)."""
+    """The ``sql/`` folder (``migrations/``, ``queries/``): the one place code looks for it.
+
+    ``$LUMOS_SQL_DIR`` when set, else the package resource ``lumos_ops/sql``
+    (``importlib.resources``). The SQL lives in the repository's top-level ``sql/``; the package
+    holds ``plugins/lumos_ops/sql``, a relative symbolic link to it, so a source checkout (editable
+    install) reads the top-level files and a built wheel carries a copy of them (setuptools follows
+    the link; package data ``**/*.sql``).
+
+    Raises
+    ------
+    DatabaseError
+        The folder found has no ``migrations/`` (e.g. a checkout without symbolic links).
+    """
     env = os.environ.get(SQL_DIR_ENV)
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "sql"
+    path = Path(env) if env else _packaged_sql_dir()
     if not (path / "migrations").is_dir():
         raise DatabaseError(f"{path / 'migrations'}: no migrations folder; set {SQL_DIR_ENV} to the sql/ directory")
     return path
+
+
+def _packaged_sql_dir() -> Path:
+    from importlib.resources import files
+
+    resource = files("lumos_ops") / "sql"
+    if not isinstance(resource, Path):
+        raise DatabaseError(f"lumos_ops is not installed as files ({resource!r}); set {SQL_DIR_ENV} to the sql/ directory")
+    return resource
 
 
 def load_migrations(directory: str | os.PathLike[str] | None = None) -> list[Migration]:
