@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from lumos_ops.exceptions import LumosValueError
+from lumos_ops.exceptions import BadInputError, LumosValueError
 from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key
 
 __all__ = ["NightConfig", "DagSettings", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version", "parse_model_versions"]
@@ -76,6 +76,9 @@ class NightConfig:
         Object-store key of the LUMOS checkpoint to run instead of the shipped default (e.g. a
         candidate registered by the ``lumos_retrain`` DAG); fetched through the download cache and
         checked against its SHA-256 on load. Needs the matching version in ``model_versions``.
+    survey_file : str or None
+        Survey description file the exposures are read with (``LUMOS_SURVEY``; docs/surveys.md);
+        None: the built-in PAUS. Read and validated when the settings are built (task time).
     """
 
     store_url: str
@@ -91,8 +94,12 @@ class NightConfig:
     measure_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     threads: int = 1
     model_key: str | None = None
+    survey_file: str | None = None
 
     def __post_init__(self) -> None:
+        from lumos_ops.survey import load_survey, paus_survey
+
+        object.__setattr__(self, "_survey", load_survey(self.survey_file) if self.survey_file else paus_survey())
         if not (isinstance(self.threads, int) and self.threads >= 1):
             raise LumosValueError(f"threads={self.threads!r} must be an integer >= 1")
         if not self.store_url:
@@ -142,6 +149,11 @@ class NightConfig:
         """Whether any configured method runs the LUMOS network."""
         return any(m in LUMOS_METHODS for m in self.methods)
 
+    @property
+    def survey(self):
+        """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None)."""
+        return self._survey
+
     def resolved_cache_dir(self) -> str:
         """The download cache directory."""
         return self.cache_dir or os.environ.get("LUMOS_CACHE_DIR") or os.path.expanduser("~/.cache/lumos-ops/objects")
@@ -177,6 +189,7 @@ ENV_VARS: dict[str, str] = {
     "max_nan_fraction": "LUMOS_MAX_NAN_FRACTION",
     "cache_dir": "LUMOS_CACHE_DIR",
     "model_key": "LUMOS_MODEL_KEY",
+    "survey_file": "LUMOS_SURVEY",
     "threads": "LUMOS_THREADS",
     "endpoint_url": "LUMOS_S3_ENDPOINT_URL",
     "region": "LUMOS_S3_REGION",
@@ -311,7 +324,8 @@ class PipelineSettings(DagSettings):
             "store_url": get("store_url")
             or os.path.join(env.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "lumos-store"),
         }
-        for field in ("key_template", "catalog_key", "report_prefix", "cache_dir", "endpoint_url", "region", "model_key"):
+        for field in ("key_template", "catalog_key", "report_prefix", "cache_dir", "endpoint_url", "region", "model_key",
+                      "survey_file"):
             if get(field):
                 night_kwargs[field] = get(field)
         if get("methods"):
@@ -322,7 +336,12 @@ class PipelineSettings(DagSettings):
             night_kwargs["threads"] = int(_number(get("threads"), ENV_VARS["threads"]))
         if get("max_nan_fraction"):
             night_kwargs["max_nan_fraction"] = _number(get("max_nan_fraction"), ENV_VARS["max_nan_fraction"])
-        night = NightConfig(**night_kwargs)
+        try:
+            night = NightConfig(**night_kwargs)
+        except BadInputError as exc:
+            if not get("survey_file") or get("survey_file") not in str(exc):
+                raise
+            raise type(exc)(f"{ENV_VARS['survey_file']}: {exc}") from None
         return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu}, night=night)
 
 

@@ -247,7 +247,7 @@ def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
         catalog_path, catalog_info, _ = cache.fetch(store, task.catalog_key)
         measured.timings["download_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        exposure = read_exposure(path, label=task.key)
+        exposure = read_exposure(path, survey=config.survey, label=task.key)
         _validate(exposure, task, config)
         catalog = _catalog(str(catalog_path), catalog_info.checksum)
         options = dict(config.measure_options)
