@@ -366,10 +366,13 @@ class Survey:
 
 def paus_survey() -> Survey:
     """The built-in PAUS description: NB455...NB845 and u g r i z, two epochs, 8 CCDs of
-    4096 x 2048 pixels at 0.263 arcsec, PAUS header keywords (``shared/GUIDE.md``)."""
-    from lumos_ops.sim.bands import band_zero_point
+    4096 x 2048 pixels at 0.263 arcsec, PAUS header keywords (``shared/GUIDE.md``).
 
-    nb = tuple(BandSpec(b, band_centre_nm(b), round(band_zero_point(b), 4), band_exptime(b)) for b in NB_BANDS)
+    The bands carry no zero point: PAUS exposures carry their own (``ZP``), and one without it
+    stays uncalibrated (left out of co-adds). The simulator's nominal zero points are
+    :func:`lumos_ops.sim.bands.band_zero_point`.
+    """
+    nb = tuple(BandSpec(b, band_centre_nm(b), None, band_exptime(b)) for b in NB_BANDS)
     broad = tuple(BandSpec(b, _PAUS_BROAD_NM[b]) for b in BROAD_BANDS)
     return Survey(name="paus", bands=nb + broad, n_epochs=N_EPOCHS, ccd_shape=CCD_SHAPE, n_ccds=N_CCDS,
                   pixel_scale=PIXEL_SCALE, psf_fwhm_unit="arcsec", header=_paus_header(), source="<built-in paus>",

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lumos_ops.cli.survey import add_survey_option, survey_from_args
 from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.lumos.weights import shipped_models_help
@@ -42,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "measure",
         help="forced photometry of catalogue targets on one exposure",
         description=(
-            "Measure every target of an external catalogue on one CCD exposure (FITS in ADU with "
-            "EXPTIME, FILTER, PSFFWHM and optional GAIN, SATURATE, ZP headers) and write one row per target."
+            "Measure every target of an external catalogue on one CCD exposure and write one row per target. "
+            "The header is read through the survey's mapping (--survey; PAUS: FITS in ADU with EXPTIME, FILTER, "
+            "PSFFWHM and optional GAIN, SATURATE, ZP)."
         ),
         epilog=_flag_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--stamp-size", type=int, default=None, help="stamp side in pixels (default 60)")
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) when any target lies off the image")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    add_survey_option(parser)
     parser.set_defaults(func=run_measure)
 
 
@@ -99,7 +102,7 @@ def run_measure(args: argparse.Namespace) -> int:
     if args.model is not None and args.method != "lumos":
         raise LumosValueError(f"--model {args.model}: only the lumos method takes a model (got --method {args.method})")
     stamp_size = STAMP_SIZE if args.stamp_size is None else args.stamp_size
-    exposure = read_exposure(args.image)
+    exposure = read_exposure(args.image, survey=survey_from_args(args))
     catalog = read_catalog(args.catalog)
     if len(catalog) == 0:
         raise CatalogError(f"{args.catalog}: the catalogue has no rows")

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--db-url", help="SQLAlchemy URL of the photometry database (default: through Airflow the "
                                       "lumos_db Connection when defined, else $LUMOS_DATABASE_URL, else the "
                                       "local PostgreSQL of `lumos db start`)")
+    run.add_argument("--survey", metavar="FILE",
+                     help="survey description file the exposures are read with (sets $LUMOS_SURVEY; default: "
+                          "$LUMOS_SURVEY, else the built-in PAUS)")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="the night's exposures, stale rows and co-adds, from the database; "
                                            "exit 1 while an exposure is not done")
@@ -99,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["LUMOS_METHODS"] = args.methods
     if args.endpoint_url:
         os.environ["LUMOS_S3_ENDPOINT_URL"] = args.endpoint_url
+    if args.survey:
+        os.environ["LUMOS_SURVEY"] = os.path.abspath(args.survey)
     settings = PipelineSettings.from_env()
     if not args.no_airflow:
         from lumos_ops.airflow.runner import run_nightly

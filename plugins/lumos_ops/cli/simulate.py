@@ -7,6 +7,7 @@ import glob
 import os
 from pathlib import Path
 
+from lumos_ops.cli.survey import add_survey_option, survey_from_args
 from lumos_ops.exceptions import InputFileError
 
 __all__ = ["register", "resolve_exposures"]
@@ -82,9 +83,15 @@ def _training_set(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
     )
+    from lumos_ops.lumos.train import TRAINING_SET_SURVEY
+    from lumos_ops.survey import use_survey
+
+    survey = survey_from_args(args)
     paths = resolve_exposures(args.exposures)
     catalog = read_catalog(args.catalog)
-    manifest = generate_training_set(config, paths, catalog, args.out, progress=not args.quiet)
+    with use_survey(survey):
+        manifest = generate_training_set(config, paths, catalog, args.out, progress=not args.quiet)
+    survey.write(manifest.out_dir / TRAINING_SET_SURVEY)
     print(
         f"wrote {manifest.n_stamps} stamps ({manifest.stamp_size}x{manifest.stamp_size}, "
         f"{len(manifest.shard_paths)} shards) to {manifest.out_dir}: {manifest.stamps_per_s:.1f} stamps/s"
@@ -146,6 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           help="multiply each background cutout by a factor log-uniform in this range (default 1 1)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_survey_option(training)
     training.add_argument("--threads", type=int, default=1,
                           help="torch CPU threads while rendering (default 1; same seed + threads => same bytes)")
     training.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

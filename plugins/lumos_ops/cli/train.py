@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from lumos_ops.cli.survey import add_survey_option, survey_from_args
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register"]
@@ -56,7 +57,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not args.training_set:
             raise LumosValueError("give --training-set DIR or --recipe NAME")
         ccd_shape = tuple(args.ccd_shape) if args.ccd_shape else infer_ccd_shape(args.training_set)
-        metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume)
+        metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume,
+                        survey=survey_from_args(args))
     v = metrics["validation"]
     model_path = Path(args.out) / "model" / "model.pt" if args.recipe else Path(args.out) / "model.pt"
     print(f"val loss {metrics['val_loss']:.4f}  bias {v['bias']:+.3f}  sigma68 {v['sigma68']:.3f}  "
@@ -67,6 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_transfer(args: argparse.Namespace) -> int:
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.transfer import TransferConfig, transfer
+    from lumos_ops.survey import use_survey
 
     options = {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_step": args.lr_step,
@@ -75,7 +78,9 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     config = TransferConfig(**{k: v for k, v in options.items() if v is not None})
-    metrics = transfer(args.model, _exposure_paths(args.exposures), read_catalog(args.catalog), args.sim_set, args.out, config)
+    with use_survey(survey_from_args(args)):
+        metrics = transfer(args.model, _exposure_paths(args.exposures), read_catalog(args.catalog), args.sim_set,
+                           args.out, config)
     print(f"{metrics['n_pairs']} pairs: D sigma68 {metrics['d_sigma68_before']:.3f} -> {metrics['d_sigma68_after']:.3f}; "
           f"model {Path(args.out) / 'model.pt'}")
     return 0
@@ -95,8 +100,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     )
     if bool(args.exposures) != bool(args.catalog):
         raise LumosValueError("give --exposures and --catalog together (survey pairs and deblending stamps)")
-    survey = (_exposure_paths(args.exposures), args.catalog) if args.exposures else None
-    report = validate(args.model, args.test_set, args.out, config, pairs_from=survey)
+    from lumos_ops.survey import use_survey
+
+    pairs_from = (_exposure_paths(args.exposures), args.catalog) if args.exposures else None
+    with use_survey(survey_from_args(args)):
+        report = validate(args.model, args.test_set, args.out, config, pairs_from=pairs_from)
     print(json.dumps(report["summary"], indent=2))
     print(f"issue targets ({report['test_set_fluxes']} fluxes, bins in {report['binning']}):")
     print(format_targets(report["targets"]))
@@ -133,6 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "shipped network is the one optimised (default 0; recipe fast-v10: 3)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--survey", metavar="FILE", default=None,
+                   help="band order of the model's embedding when the training set records none (its survey.json): "
+                        "the survey's model_bands x epochs (default: $LUMOS_SURVEY, else the 40 PAUS narrow bands x 2)")
     p.set_defaults(func=_cmd_train)
 
     t = subparsers.add_parser("transfer", help="unsupervised transfer learning on exposure pairs (eq. 12)",
@@ -153,6 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("-q", "--quiet", action="store_true")
+    add_survey_option(t)
     t.set_defaults(func=_cmd_transfer)
 
     v = subparsers.add_parser("validate", help="validation report of a LUMOS model (JSON + PNG)",
@@ -183,4 +195,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--device")
     v.add_argument("--out", required=True, help="output directory (validation.json, validation.png)")
     v.add_argument("-q", "--quiet", action="store_true")
+    add_survey_option(v)
     v.set_defaults(func=_cmd_validate)

@@ -39,7 +39,7 @@ from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models
 
 __all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
-           "training_set_bands"]
+           "training_set_bands", "TRAINING_SET_SURVEY"]
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +150,24 @@ def infer_ccd_shape(training_set: str | os.PathLike[str]) -> tuple[int, int]:
     return CCD_SHAPE
 
 
+TRAINING_SET_SURVEY = "survey.json"
+"""Survey file of a training set, next to its manifest (the band order of its ``band_epoch`` rows)."""
+
+
 def training_set_bands(ts, survey=None) -> dict[str, Any]:
     """Band x epoch embedding of a model trained on ``ts``: ``{"bands", "n_epochs", "band_wavelengths_nm"}``.
 
-    From the training set's manifest (``bands``, ``n_epochs``, ``band_wavelengths_nm``, written by
-    ``lumos simulate training-set``), else from ``survey`` (its ``embedding_bands``), else the 40
-    PAUS narrow bands over two camera epochs. The rows of ``meta.parquet`` (``band_epoch``) must
-    lie in ``0 ... len(bands) * n_epochs - 1``.
+    From the training set's manifest (``bands``, ``n_epochs``, ``band_wavelengths_nm``), else the
+    survey file ``survey.json`` that ``lumos simulate training-set`` writes next to it, else
+    ``survey`` (its ``embedding_bands``), else the 40 PAUS narrow bands over two camera epochs.
+    The rows of ``meta.parquet`` (``band_epoch``) must lie in ``0 ... len(bands) * n_epochs - 1``.
     """
     from lumos_ops.constants import N_EPOCHS, NB_BANDS, band_centre_nm
+    from lumos_ops.survey import load_survey
 
     manifest = ts.manifest
+    if not manifest.get("bands") and (ts.path / TRAINING_SET_SURVEY).is_file():
+        survey = load_survey(ts.path / TRAINING_SET_SURVEY)
     if manifest.get("bands"):
         bands = tuple(str(b) for b in manifest["bands"])
         n_epochs = int(manifest.get("n_epochs", N_EPOCHS))

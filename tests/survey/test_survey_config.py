@@ -1,0 +1,118 @@
+"""Survey files: round trips through `lumos survey init | show`, and errors naming the file and key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from survey_paths import SDSS_SURVEY
+
+from lumos_ops.cli import main
+from lumos_ops.exceptions import BadInputError, InputFileError
+from lumos_ops.survey import HeaderKey, Survey, current_survey, load_survey, paus_survey, resolve_survey, use_survey
+
+
+def test_init_writes_a_file_that_loads_back(tmp_path, capsys):
+    out = tmp_path / "sdss.json"
+    code = main(["survey", "init", "--out", str(out), "--name", "sdss-gri", "--bands", "g,r,i",
+                 "--wavelengths", "477,623.1,762.5", "--zero-points", "25.4944", "--exptime", "53.907456",
+                 "--pixel-scale", "0.396", "--ccd-shape", "1489x2048", "--n-ccds", "6",
+                 "--header", "psf_fwhm=PSFFWHM:1.4,gain=:850,ccdnum=CAMCOL,epoch=:0"])
+    assert code == 0
+    survey = load_survey(out)
+    assert survey.source == str(out) and survey.band_names == ("g", "r", "i")
+    assert [b.wavelength_nm for b in survey.bands] == [477.0, 623.1, 762.5]
+    assert {b.zero_point for b in survey.bands} == {25.4944} and {b.exptime for b in survey.bands} == {53.907456}
+    assert (survey.pixel_scale, survey.ccd_shape, survey.n_ccds, survey.n_epochs) == (0.396, (1489, 2048), 6, 1)
+    assert survey.header["psf_fwhm"] == HeaderKey("PSFFWHM", 1.4)
+    assert survey.header["gain"] == HeaderKey(None, 850.0)
+    assert survey.header["ccdnum"] == HeaderKey("CAMCOL")
+    assert survey.header["band"] == HeaderKey("FILTER")  # unmapped quantities keep the PAUS keywords
+    # the shipped example says the same
+    example = load_survey(SDSS_SURVEY)
+    assert example.to_dict() == {**survey.to_dict(), "header": example.to_dict()["header"]}
+    assert main(["survey", "show", "--survey", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == survey.to_dict()
+    assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1"]) == 2
+    assert "exists; give --force" in capsys.readouterr().err
+
+
+def test_preset_paus_round_trips(tmp_path):
+    out = tmp_path / "paus.json"
+    assert main(["survey", "init", "--out", str(out), "--preset", "paus"]) == 0
+    loaded = load_survey(out)
+    paus = paus_survey()
+    assert loaded.to_dict() == paus.to_dict()
+    assert loaded.embedding_bands == paus.embedding_bands == paus.band_names[:40]
+    assert loaded.band_epoch_index("NB845", 1) == 79
+
+
+def test_show_follows_lumos_survey(monkeypatch, capsys):
+    monkeypatch.setenv("LUMOS_SURVEY", str(SDSS_SURVEY))
+    assert main(["survey", "show"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["name"] == "sdss-gri" and str(SDSS_SURVEY) in captured.err
+    monkeypatch.delenv("LUMOS_SURVEY")
+    assert resolve_survey().name == "paus"
+    assert resolve_survey(None, environ={"LUMOS_SURVEY": str(SDSS_SURVEY)}).name == "sdss-gri"
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"pixel_scale": "wide"}, r"pixel_scale='wide' must be a number"),
+    ({"pixel_scale": -1}, r"pixel_scale=-1.0 must be > 0 arcsec/pixel"),
+    ({"n_epochs": 1.5}, r"n_epochs=1.5 must be a number \(int\)"),
+    ({"ccd_shape": [10]}, r"ccd_shape=\[10\] must be \[ny, nx\]"),
+    ({"psf_fwhm_unit": "mm"}, r"psf_fwhm_unit='mm' must be"),
+    ({"colour": 1}, r"unknown keys \['colour'\]"),
+    ({"bands": [{"name": "g"}]}, r"bands\[0\] needs \"name\" and \"wavelength_nm\""),
+    ({"bands": [{"name": "g", "wavelength_nm": "blue"}]}, r"bands\[0\]: wavelength_nm, zero_point and exptime must be numbers"),
+    ({"bands": [{"name": "g", "wavelength_nm": 477, "width": 3}]}, r"bands\[0\] has unknown keys \['width'\]"),
+    ({"bands": []}, r"the survey has no bands"),
+    ({"header": {"seeing": "SEEING"}}, r"unknown header quantities \['seeing'\]"),
+    ({"header": {"psf_fwhm": {"keyword": "S", "unit": "px"}}}, r"header.psf_fwhm must be a keyword string or"),
+    ({"header": {"psf_fwhm": {}}}, r"header quantity 'psf_fwhm' \(PSF FWHM \(psf_fwhm_unit\)\) needs a keyword or a default"),
+    ({"model_bands": ["g", "z"]}, r"model_bands \['g', 'z'\] must name distinct bands"),
+])
+def test_bad_survey_files_name_the_file_and_key(tmp_path, change, match):
+    values = json.loads(SDSS_SURVEY.read_text())
+    values.update(change)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(BadInputError, match=match) as info:
+        load_survey(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_missing_or_unparsable_file(tmp_path):
+    with pytest.raises(InputFileError, match=r"absent.json: no such survey file; write one with `lumos survey init"):
+        load_survey(tmp_path / "absent.json")
+    (tmp_path / "broken.json").write_text("{name: ")
+    with pytest.raises(InputFileError, match=r"broken.json: not a JSON survey file"):
+        load_survey(tmp_path / "broken.json")
+
+
+def test_init_flag_errors(tmp_path, capsys):
+    base = ["survey", "init", "--out", str(tmp_path / "s.json"), "--pixel-scale", "0.4"]
+    assert main(base + ["--bands", "g,r"]) == 2
+    assert "--wavelengths: band g needs its central wavelength (nm)" in capsys.readouterr().err
+    assert main(base + ["--bands", "g,r", "--wavelengths", "477"]) == 0  # one value for all bands is allowed
+    assert main(base + ["--bands", "g,r", "--wavelengths", "1,2,3", "--force"]) == 2
+    assert "3 values for 2 bands" in capsys.readouterr().err
+    assert main(base + ["--bands", "NB455,NB465", "--ccd-shape", "20 by 30", "--force"]) == 2
+    assert "--ccd-shape 20 by 30: write NYxNX" in capsys.readouterr().err
+    assert main(base + ["--bands", "NB455", "--header", "psf_fwhm", "--force"]) == 2
+    assert "quantity=KEYWORD[:default]" in capsys.readouterr().err
+
+
+def test_use_survey_sets_the_default_of_read_exposure():
+    sdss = load_survey(SDSS_SURVEY)
+    assert current_survey().name == "paus"
+    with use_survey(sdss) as chosen:
+        assert chosen is sdss and current_survey() is sdss
+    assert current_survey().name == "paus"
+
+
+def test_survey_validates_in_code_too():
+    with pytest.raises(BadInputError, match="mine.json: band names repeat"):
+        Survey(name="x", bands=paus_survey().bands[:1] * 2, source="mine.json")
