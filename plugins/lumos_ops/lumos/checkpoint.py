@@ -141,6 +141,19 @@ class LoadedModel:
         band = min(known, key=lambda b: (abs(known[b] - wavelength_nm), self.bands.index(b)))
         return self.band_epoch_row(band, min(max(int(epoch), 0), self.n_epochs - 1))
 
+    def exposure_row(self, band: str, epoch: int, wavelength_nm: float | None = None) -> tuple[int, bool]:
+        """The embedding row to measure ``band`` at ``epoch`` with, and whether the model knows them.
+
+        A band or epoch the model lacks borrows the row of the model band nearest to
+        ``wavelength_nm`` (nm; the survey's band wavelength), else row 0, so that outputs stay
+        finite; callers flag such targets UNTRAINED_BAND.
+        """
+        row = self.band_epoch_row(band, epoch)
+        if row is not None:
+            return row, True
+        nearest = None if wavelength_nm is None else self.nearest_band_epoch_row(wavelength_nm, epoch)
+        return (0 if nearest is None else nearest), False
+
     @property
     def trained_band_epochs(self) -> frozenset[int] | None:
         """Band x epoch embedding rows the network was trained on; None when the checkpoint cannot tell.

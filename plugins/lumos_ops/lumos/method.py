@@ -136,15 +136,11 @@ class LumosMethod:
         """The model's embedding row for the exposure's band and epoch, and whether the model knows
         them. A band or epoch the model lacks borrows the row of the model band nearest in
         wavelength (the survey's band wavelength), else row 0, so that its outputs stay finite."""
-        row = loaded.band_epoch_row(exposure.band, exposure.epoch)
-        if row is not None:
-            return row, True
         try:
             wavelength = exposure.wavelength_nm
         except UnknownBandError:
             wavelength = None
-        nearest = None if wavelength is None else loaded.nearest_band_epoch_row(wavelength, exposure.epoch)
-        return (0 if nearest is None else nearest), False
+        return loaded.exposure_row(exposure.band, exposure.epoch, wavelength)
 
     @staticmethod
     def _outside_training_ccd(ctx, ccd_shape: tuple[int, int]) -> np.ndarray:

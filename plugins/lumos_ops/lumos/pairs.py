@@ -48,6 +48,7 @@ def collect_observations(
     *,
     stamp_size: int,
     default_zero_point: float | None = None,
+    model=None,
 ) -> Observations:
     """Cut, render and normalise every on-image, unflagged target of every exposure.
 
@@ -63,6 +64,11 @@ def collect_observations(
     default_zero_point : float or None, keyword-only
         Used for exposures without a ``ZP`` header; None makes a missing ``ZP`` an error (pairs
         must be calibrated before they are compared).
+    model : LoadedModel or None, keyword-only
+        The model the inputs are for: its band x epoch rows (:meth:`LoadedModel.exposure_row`).
+        None: the row of a new model for the exposure's survey (``Exposure.band_epoch``).
+
+    Exposures are read with the :func:`~lumos_ops.survey.current_survey`.
     """
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.measure import prepare_targets
@@ -82,7 +88,7 @@ def collect_observations(
         parts_inputs.append(
             prepare_inputs(
                 ctx.stamps.data[keep], ctx.models[keep], i_auto, ctx.x[keep], ctx.y[keep],
-                np.full(keep.size, exposure.band_epoch, dtype=np.int64), norm,
+                np.full(keep.size, _row(exposure, model), dtype=np.int64), norm,
             )
         )
         parts_table.append(pd.DataFrame({
@@ -103,6 +109,12 @@ def collect_observations(
         n_padded=np.concatenate([p.n_padded for p in parts_inputs]),
     )
     return Observations(inputs=inputs, table=pd.concat(parts_table, ignore_index=True))
+
+
+def _row(exposure, model) -> int:
+    if model is None:
+        return exposure.band_epoch
+    return model.exposure_row(exposure.band, exposure.epoch, exposure.wavelength_nm)[0]
 
 
 def make_pairs(table: pd.DataFrame, *, max_pairs: int | None = None, seed: int = 0) -> np.ndarray:

@@ -156,7 +156,7 @@ def transfer(
 
     obs = collect_observations(
         [os.fspath(p) for p in exposure_paths], catalog, norm,
-        stamp_size=net.config.stamp_size, default_zero_point=config.default_zero_point,
+        stamp_size=net.config.stamp_size, default_zero_point=config.default_zero_point, model=loaded,
     )
     pairs = make_pairs(obs.table, max_pairs=config.max_pairs, seed=config.seed)
     if pairs.shape[0] == 0:
