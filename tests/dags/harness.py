@@ -99,38 +99,41 @@ def clear_failed(dag_run_id: str, task_ids: list[str]) -> dict[str, Any]:
     return reply.json()
 
 
-def resume_dag_run(dag, dag_run_id: str):
-    """Run the cleared task instances of an existing DAG run to completion, the way ``dag.test()``
-    runs a new one (a minimal in-process scheduler loop); returns the run's final state."""
-    from airflow.models.dagrun import DagRun
-    from airflow.sdk.definitions.dag import _run_task
-    from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
+def resume_dag_run(dag, dag_run_id: str) -> dict[tuple[str, int], str]:
+    """Run the cleared task instances of an existing DAG run, upstream tasks first, each through
+    Airflow's CLI ``airflow tasks test DAG_ID TASK_ID RUN_ID --map-index N`` (in-process: it runs
+    that run's instance and records its state), what the scheduler does after a clear; every
+    cleared instance runs (no trigger rules). Returns :func:`task_states` afterwards."""
+    from airflow.cli import cli_parser
 
-    with create_session() as session:
-        dr = session.query(DagRun).filter(DagRun.dag_id == dag.dag_id, DagRun.run_id == dag_run_id).one()
-        dr.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-        dr.state = DagRunState.RUNNING
-        session.commit()
-        for _ in range(200):
-            session.expire_all()
-            schedulable, _ = dr.update_state(session=session)
-            for ti in schedulable:
-                ti.try_number += 1
-                ti.state = TaskInstanceState.SCHEDULED
-            session.commit()
-            scheduled = [ti for ti in dr.get_task_instances(session=session) if ti.state == TaskInstanceState.SCHEDULED]
-            if dr.state != DagRunState.RUNNING:
-                break
-            for ti in scheduled:
-                try:
-                    _run_task(ti=ti, task=dag.task_dict[ti.task_id])
-                except Exception:  # noqa: BLE001 - the task's state records the failure
-                    pass
-    with create_session() as session:
-        return str(session.query(DagRun.state).filter(DagRun.dag_id == dag.dag_id,
-                                                      DagRun.run_id == dag_run_id).scalar())
+    depth = _depths(dag)
+    cleared = sorted((key for key, state in task_states(dag_run_id).items() if state == "None"),
+                     key=lambda key: (depth[key[0]], key[1]))
+    parser = cli_parser.get_parser()
+    saved = dict(os.environ)  # `tasks test` sets AIRFLOW_TEST_MODE for the process
+    try:
+        for task_id, map_index in cleared:
+            args = parser.parse_args(["tasks", "test", dag.dag_id, task_id, dag_run_id, "--map-index", str(map_index)])
+            args.func(args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return task_states(dag_run_id)
+
+
+def _depths(dag) -> dict[str, int]:
+    """Length of the longest upstream chain of every task of ``dag``."""
+    depth: dict[str, int] = {}
+
+    def visit(task_id: str) -> int:
+        if task_id not in depth:
+            upstream = dag.task_dict[task_id].upstream_task_ids
+            depth[task_id] = 1 + max((visit(t) for t in upstream), default=-1)
+        return depth[task_id]
+
+    for task_id in dag.task_dict:
+        visit(task_id)
+    return depth
 
 
 def task_durations(dag_run_id: str) -> dict[tuple[str, int], float]:
