@@ -218,6 +218,11 @@ class Survey:
         unknown = sorted(set(self.header) - set(HEADER_QUANTITIES))
         if unknown:
             raise BadInputError(f"{where}: unknown header quantities {unknown}; known: {sorted(HEADER_QUANTITIES)}")
+        for q, key in self.header.items():
+            if q != "band" and key.default is not None and (
+                isinstance(key.default, bool) or not isinstance(key.default, int | float) or not math.isfinite(key.default)
+            ):
+                raise BadInputError(f"{where}: header.{q} default {key.default!r} must be a number ({HEADER_QUANTITIES[q]})")
         for q in _REQUIRED:
             key = self.header.get(q)
             if key is None or (key.keyword is None and key.default is None):

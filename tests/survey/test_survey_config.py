@@ -73,6 +73,7 @@ def test_show_follows_lumos_survey(monkeypatch, capsys):
     ({"header": {"psf_fwhm": {"keyword": "S", "unit": "px"}}}, r"header.psf_fwhm must be a keyword string or"),
     ({"header": {"psf_fwhm": {}}}, r"header quantity 'psf_fwhm' \(PSF FWHM \(psf_fwhm_unit\)\) needs a keyword or a default"),
     ({"model_bands": ["g", "z"]}, r"model_bands \['g', 'z'\] must name distinct bands"),
+    ({"header": {"gain": {"default": "lots"}}}, r"header.gain default 'lots' must be a number \(e- per pixel unit"),
 ])
 def test_bad_survey_files_name_the_file_and_key(tmp_path, change, match):
     values = json.loads(SDSS_SURVEY.read_text())
