@@ -1,4 +1,6 @@
-"""Recipes hold valid simulator and training configurations."""
+"""Recipes: run_recipe builds the simulator and training configurations they hold."""
+
+import json
 
 import pytest
 
@@ -8,12 +10,62 @@ from lumos_ops.lumos.train import TrainConfig
 from lumos_ops.sim import SurveyConfig, TeahupooConfig
 
 
+class _Steps:
+    """Stand-ins for the survey simulator, the TEAHUPOO generator and the training: they record
+    what run_recipe asks for and write the files by which it recognises finished steps."""
+
+    def __init__(self, monkeypatch):
+        import lumos_ops.io.catalog
+        import lumos_ops.lumos.train
+        import lumos_ops.sim
+
+        self.surveys, self.sets, self.trainings = [], [], []
+        monkeypatch.setattr(lumos_ops.sim, "simulate_survey", self.simulate_survey)
+        monkeypatch.setattr(lumos_ops.sim, "generate_training_set", self.generate_training_set)
+        monkeypatch.setattr(lumos_ops.lumos.train, "train", self.train)
+        monkeypatch.setattr(lumos_ops.io.catalog, "read_catalog", lambda path: f"catalogue {path.name}")
+
+    def simulate_survey(self, config, out, *, progress):
+        self.surveys.append(config)
+        (out / "exposures" / "n1").mkdir(parents=True)
+        for name in ("b.fits", "a.fits"):
+            (out / "exposures" / "n1" / name).write_bytes(b"")
+        (out / "manifest.json").write_text("{}")
+
+    def generate_training_set(self, config, paths, catalog, out, *, progress):
+        self.sets.append((config, paths, catalog))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text(json.dumps({"config": config.to_dict()}))
+
+    def train(self, set_dir, model_dir, config, *, resume, metadata):
+        self.trainings.append((set_dir, model_dir, config, resume, metadata))
+        return {"epochs": config.epochs}
+
+
 @pytest.mark.parametrize("name", sorted(RECIPES))
-def test_recipe_configs_are_valid(name):
+def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp_path, monkeypatch):
     recipe = RECIPES[name]
+    steps = _Steps(monkeypatch)
+    metrics = run_recipe(name, tmp_path, n_stamps=64, train_options={"epochs": 3}, progress=False)
+
     survey = SurveyConfig.from_dict(dict(recipe.survey))
-    TeahupooConfig(**recipe.teahupoo)
-    TrainConfig(**recipe.train, ccd_shape=tuple(survey.ccd_shape))
+    assert steps.surveys == [survey]
+    set_config, paths, catalog = steps.sets[0]
+    assert set_config == TeahupooConfig(**{**recipe.teahupoo, "n_stamps": 64})
+    assert paths == [str(tmp_path / "survey" / "exposures" / "n1" / f) for f in ("a.fits", "b.fits")]
+    assert catalog == "catalogue catalog.parquet"
+    set_dir, model_dir, config, resume, metadata = steps.trainings[0]
+    assert (set_dir, model_dir, resume) == (tmp_path / "teahupoo", tmp_path / "model", False)
+    assert config == TrainConfig(**{**recipe.train, "epochs": 3}, ccd_shape=tuple(survey.ccd_shape), progress=False)
+    assert metadata["recipe"] == {"name": name, "survey": recipe.survey, "teahupoo": {**recipe.teahupoo, "n_stamps": 64},
+                                  "train": recipe.train}
+    assert metrics == {"epochs": 3}
+
+    run_recipe(name, tmp_path, n_stamps=64, resume=True, progress=False)  # survey and stamps are done
+    assert len(steps.surveys) == 1 and len(steps.sets) == 1
+    assert steps.trainings[1][3] is True and steps.trainings[1][2].epochs == recipe.train["epochs"]
+    run_recipe(name, tmp_path, n_stamps=32, progress=False)  # another set configuration: new stamps
+    assert len(steps.surveys) == 1 and [s[0].n_stamps for s in steps.sets] == [64, 32]
 
 
 def test_unknown_recipe(tmp_path):
