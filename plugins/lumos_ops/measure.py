@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "get_method",
     "available_methods",
     "measure_exposure",
+    "options_for",
     "LONG_COLUMNS",
 ]
 
@@ -334,6 +335,13 @@ def _route_options(methods: Sequence[str], options: dict[str, Any]) -> dict[str,
     return routed
 
 
+def options_for(methods: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``options`` that at least one of ``methods`` accepts (a night measuring its methods in
+    several steps gives each step the options of its methods)."""
+    accepted = [_accepted_options(_method_class(m)) for m in methods]
+    return {k: v for k, v in options.items() if any(var_kw or k in names for names, var_kw in accepted)}
+
+
 def _check_result(name: str, frame: pd.DataFrame, n: int) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame) or len(frame) != n:
         raise LumosValueError(f"method {name!r} returned {type(frame).__name__} with a wrong number of rows (need {n})")
@@ -358,6 +366,7 @@ def measure_exposure(
     chunk_size: int = _CHUNK,
     calibrate_errors: bool = True,
     calibration_positions: int = 200,
+    instances: Mapping[str, MeasureMethod] | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -387,6 +396,10 @@ def measure_exposure(
         ``k = 1`` (with a warning).
     calibration_positions : int, keyword-only
         Blank-sky positions wanted per exposure (fewer on small or crowded frames).
+    instances : mapping of str to MeasureMethod, keyword-only
+        Methods already constructed, used instead of building them from ``method_options`` (a
+        worker process keeps its LUMOS model loaded across exposures:
+        ``lumos_ops.pipeline.worker_cache``).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -404,8 +417,12 @@ def measure_exposure(
         raise LumosValueError("methods must name at least one photometry method")
     if chunk_size < 1:
         raise LumosValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    routed = _route_options(methods, method_options)
-    instances = {m: get_method(m, **routed[m]) for m in methods}
+    given = dict(instances or {})
+    built = [m for m in methods if m not in given]
+    routed = _route_options(built, method_options) if built else {}
+    if not built and method_options:
+        raise LumosValueError(f"option(s) {', '.join(sorted(method_options))} given with pre-built methods only")
+    instances = {m: given[m] if m in given else get_method(m, **routed[m]) for m in methods}
     catalog = validate_catalog(catalog, source=exposure.path)
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
     # Only targets whose centre is on the image are prepared and measured (a field catalogue may

@@ -62,7 +62,15 @@ def test_dag_settings_read_only_parse_time_variables():
     env = {ENV_VARS["max_nan_fraction"]: "abc", ENV_VARS["threads"]: "many", ENV_VARS["methods"]: "aperture,lumos",
            ENV_VARS["max_mapped_tasks"]: "64", ENV_VARS["gpu_pool"]: "gpus"}
     dag = DagSettings.from_env(env)  # bad task-time values do not break parsing ...
-    assert dag.needs_gpu and (dag.process_queue, dag.process_pool, dag.max_mapped_tasks) == ("gpu", "gpus", 64)
+    assert dag.needs_gpu and dag.lumos_step and not dag.gpu_inference and dag.max_mapped_tasks == 64
+    assert (dag.process_queue, dag.process_pool) == ("default", "default_pool")  # classical methods only
+    assert dag.placement(runs_lumos=True) == ("default", "default_pool")  # LUMOS on the CPU: no GPU pool
+    on_gpu = DagSettings.from_env({**env, ENV_VARS["gpu_inference"]: "true"})
+    assert on_gpu.placement(runs_lumos=True) == ("gpu", "gpus") and on_gpu.process_queue == "default"
+    lumos_only = DagSettings.from_env({ENV_VARS["methods"]: "lumos", ENV_VARS["gpu_inference"]: "yes"})
+    assert not lumos_only.lumos_step and (lumos_only.process_queue, lumos_only.process_pool) == ("gpu", "lumos_gpu")
+    with pytest.raises(LumosValueError, match="LUMOS_GPU_INFERENCE='maybe'"):
+        DagSettings.from_env({ENV_VARS["gpu_inference"]: "maybe"})
     with pytest.raises(LumosValueError, match="LUMOS_THREADS='many' is not a number"):
         PipelineSettings.from_env(env)  # ... they fail the tasks that read them, naming the variable
     with pytest.raises(LumosValueError, match="LUMOS_MAX_MAPPED_TASKS"):

@@ -150,6 +150,23 @@ class NightConfig:
         return any(m in LUMOS_METHODS for m in self.methods)
 
     @property
+    def lumos_step(self) -> bool:
+        """Whether LUMOS runs as its own step after the classical methods (both are configured)."""
+        return self.needs_gpu and any(m not in LUMOS_METHODS for m in self.methods)
+
+    def step_methods(self, step: str | None) -> tuple[str, ...]:
+        """The methods one step of a night measures, in configured order.
+
+        ``None``: every method (one step per exposure); ``"classical"``: all but LUMOS;
+        ``"lumos"``: the LUMOS methods.
+        """
+        if step is None:
+            return self.methods
+        if step not in ("classical", "lumos"):
+            raise LumosValueError(f"step={step!r}: use 'classical', 'lumos' or None")
+        return tuple(m for m in self.methods if (m in LUMOS_METHODS) == (step == "lumos"))
+
+    @property
     def survey(self):
         """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None)."""
         return self._survey
@@ -203,6 +220,7 @@ ENV_VARS: dict[str, str] = {
     "gpu_pool": "LUMOS_GPU_POOL",
     "task_retries": "LUMOS_TASK_RETRIES",
     "max_mapped_tasks": "LUMOS_MAX_MAPPED_TASKS",
+    "gpu_inference": "LUMOS_GPU_INFERENCE",
 }
 """Environment variable read for each setting by :meth:`PipelineSettings.from_env` (the DAG files
 read only those of :class:`DagSettings`)."""
@@ -236,7 +254,15 @@ class DagSettings:
     task_retries : int
         Retries of the I/O tasks (bad input files fail at once, without retries).
     needs_gpu : bool
-        Whether ``LUMOS_METHODS`` names a LUMOS method (its tasks go to the GPU queue and pool).
+        Whether ``LUMOS_METHODS`` names a LUMOS method.
+    lumos_step : bool
+        Whether LUMOS runs as its own step after the classical methods (``LUMOS_METHODS`` names a
+        LUMOS method and another one): ``process`` measures the classical methods on the CPU
+        queue, the ``lumos`` step the network (:meth:`placement`).
+    gpu_inference : bool
+        Whether LUMOS inference runs on GPU workers (``LUMOS_GPU_INFERENCE``): its tasks go to the GPU
+        queue and are limited by the GPU pool. False (the default): LUMOS runs on the CPU queue in
+        Airflow's ``default_pool``, never behind the GPU pool.
     max_mapped_tasks : int
         Most mapped ``process`` tasks of one run; a larger night is cut into chunks of consecutive
         exposures (Airflow's ``[core] max_map_length`` is 1024 by default).
@@ -252,6 +278,8 @@ class DagSettings:
     gpu_pool: str = "lumos_gpu"
     task_retries: int = 2
     needs_gpu: bool = False
+    lumos_step: bool = False
+    gpu_inference: bool = False
     max_mapped_tasks: int = 512
 
     def __post_init__(self) -> None:
@@ -264,15 +292,22 @@ class DagSettings:
         if self.max_mapped_tasks < 1:
             raise LumosValueError(f"max_mapped_tasks={self.max_mapped_tasks} must be >= 1")
 
+    def placement(self, *, runs_lumos: bool) -> tuple[str, str]:
+        """``(queue, pool)`` of a task that runs the LUMOS network or not: the GPU queue and pool only
+        for LUMOS with ``gpu_inference``, else the CPU queue and Airflow's ``default_pool``."""
+        if runs_lumos and self.gpu_inference:
+            return self.gpu_queue, self.gpu_pool
+        return self.cpu_queue, "default_pool"
+
     @property
     def process_queue(self) -> str:
-        """Queue of the ``process`` tasks: the GPU queue when a LUMOS method runs."""
-        return self.gpu_queue if self.needs_gpu else self.cpu_queue
+        """Queue of ``lumos_nightly``'s ``process`` tasks (the classical methods when LUMOS is its own step)."""
+        return self.placement(runs_lumos=self.needs_gpu and not self.lumos_step)[0]
 
     @property
     def process_pool(self) -> str:
-        """Pool of the ``process`` tasks: the GPU pool when a LUMOS method runs."""
-        return self.gpu_pool if self.needs_gpu else "default_pool"
+        """Pool of ``lumos_nightly``'s ``process`` tasks."""
+        return self.placement(runs_lumos=self.needs_gpu and not self.lumos_step)[1]
 
     @classmethod
     def dag_kwargs(cls, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -290,7 +325,11 @@ class DagSettings:
             if get(field):
                 kwargs[field] = int(_number(get(field), ENV_VARS[field]))
         if get("methods"):
-            kwargs["needs_gpu"] = any(m.strip() in LUMOS_METHODS for m in get("methods").split(","))
+            methods = {m.strip() for m in get("methods").split(",") if m.strip()}
+            kwargs["needs_gpu"] = bool(methods & LUMOS_METHODS)
+            kwargs["lumos_step"] = bool(methods & LUMOS_METHODS) and bool(methods - LUMOS_METHODS)
+        if get("gpu_inference"):
+            kwargs["gpu_inference"] = _flag(get("gpu_inference"), ENV_VARS["gpu_inference"])
         return kwargs
 
     @classmethod
@@ -342,7 +381,16 @@ class PipelineSettings(DagSettings):
             if not get("survey_file") or get("survey_file") not in str(exc):
                 raise
             raise type(exc)(f"{ENV_VARS['survey_file']}: {exc}") from None
-        return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu}, night=night)
+        return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu, "lumos_step": night.lumos_step}, night=night)
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise LumosValueError(f"{name}={text!r}: use true or false")
 
 
 def _number(text: str, name: str) -> float:

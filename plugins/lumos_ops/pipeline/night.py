@@ -3,7 +3,10 @@
 ``plan_night`` (discover + register) -> ``process_exposure`` for each planned CCD image (download,
 validate, measure, write) -> ``finish_night`` (recover interrupted exposures, co-add, report).
 :func:`run_night` chains them in one process; the ``lumos_nightly`` DAG runs the same functions as
-Airflow tasks, one mapped task per exposure.
+Airflow tasks, mapped over chunks of exposures. When the methods include LUMOS and others, the DAG
+measures in two steps: ``process`` (the classical methods, CPU workers, in parallel) and then
+``lumos`` (the network, on GPU workers behind the GPU pool when there are any); each step writes
+its own rows, and an exposure is done once both have written in its run.
 
 Failures never delete measurements: a failed attempt records its error and the exposure keeps the
 rows of its last successful write (stale) until a later success replaces them. An exposure
@@ -165,17 +168,28 @@ def plan_night(
     return NightPlan(night=night, run_id=run_id, tasks=tasks, skipped_keys=tuple(skipped))
 
 
-@functools.lru_cache(maxsize=4)
-def _catalog(path: str, checksum: str) -> pd.DataFrame:
-    from lumos_ops.io.catalog import read_catalog
-
-    return read_catalog(path)
-
-
 def _default_measurer() -> Measurer:
     from lumos_ops.measure import measure_exposure
 
     return measure_exposure
+
+
+_CACHED_LUMOS_OPTIONS = frozenset({"model", "device"})
+
+
+def _measure_call(measurer: Measurer | None, methods: Sequence[str],
+                  options: dict[str, Any]) -> tuple[Measurer, dict[str, Any]]:
+    """The measurer and its keyword arguments; the default measurer gets the LUMOS method of this
+    process's cache (``worker_cache``), so consecutive exposures reuse the loaded model."""
+    if measurer is not None:
+        return measurer, options
+    lumos = [m for m in methods if m in LUMOS_METHODS]
+    if not lumos or not set(options) <= _CACHED_LUMOS_OPTIONS:
+        return _default_measurer(), options
+    from lumos_ops.pipeline import worker_cache
+
+    method = worker_cache.lumos_method(options.get("model"), device=options.get("device"))
+    return _default_measurer(), {"instances": {name: method for name in lumos}}
 
 
 def _validate(exposure: Any, task: ExposureTask, config: NightConfig) -> None:
@@ -223,8 +237,9 @@ def _message(exc: BaseException, task: ExposureTask, path: Path | None) -> str:
 
 
 def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
-                 measurer: Measurer | None = None) -> MeasuredExposure:
-    """Download (through the checksum-named cache), validate and measure one CCD image.
+                 measurer: Measurer | None = None, methods: Sequence[str] | None = None) -> MeasuredExposure:
+    """Download (through the checksum-named cache), validate and measure one CCD image with
+    ``methods`` (default: every configured method).
 
     Raises
     ------
@@ -233,8 +248,9 @@ def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
         (a LumosError re-created with that message, so callers keep its kind).
     """
     from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.pipeline import worker_cache
 
-    measure = measurer or _default_measurer()
+    methods = tuple(methods or config.methods)
     measured = MeasuredExposure(task=task)
     cache = DownloadCache(config.resolved_cache_dir())
     path = exposure = None
@@ -249,12 +265,17 @@ def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
         start = time.perf_counter()
         exposure = read_exposure(path, survey=config.survey, label=task.key)
         _validate(exposure, task, config)
-        catalog = _catalog(str(catalog_path), catalog_info.checksum)
+        catalog = worker_cache.catalog(catalog_path)
         options = dict(config.measure_options)
-        if config.model_key is not None and config.needs_gpu:
+        if config.model_key is not None and any(m in LUMOS_METHODS for m in methods):
             options["model"] = str(cache.fetch(store, config.model_key)[0])
+        if methods != config.methods:
+            from lumos_ops.measure import options_for
+
+            options = options_for(methods, options)
+        measure, options = _measure_call(measurer, methods, options)
         with torch_threads(config.threads):
-            measured.table = measure(exposure, catalog, methods=config.methods, **options)
+            measured.table = measure(exposure, catalog, methods=methods, **options)
         measured.timings["measure_s"] = time.perf_counter() - start
         measured.meta = ExposureMeta(band=exposure.band, epoch=exposure.epoch, exptime=exposure.exptime,
                                      psf_fwhm=exposure.psf_fwhm, zero_point=exposure.zero_point, mjd=exposure.mjd,
@@ -299,8 +320,9 @@ def process_exposure(
     task: ExposureTask,
     *,
     measurer: Measurer | None = None,
+    step: str | None = None,
 ) -> ExposureResult:
-    """Download, validate, measure and write one CCD image.
+    """Download, validate, measure and write one CCD image (or one step of it).
 
     On any error the attempt is recorded as failed with the message and the error is raised again,
     so the caller (an Airflow mapped task) fails too; measurements of an earlier successful write
@@ -312,7 +334,14 @@ def process_exposure(
     task : ExposureTask
         From :func:`plan_night`.
     measurer : callable, optional
-        ``measure_exposure``-compatible function (default ``lumos_ops.measure.measure_exposure``).
+        ``measure_exposure``-compatible function (default ``lumos_ops.measure.measure_exposure``
+        with this process's cached LUMOS model).
+    step : {None, "classical", "lumos"}, keyword-only
+        None measures every configured method at once. A night whose methods include LUMOS and
+        others may measure them in two steps (``NightConfig.step_methods``; the DAG's ``process``
+        on CPU workers, then ``lumos`` on the LUMOS queue): each step writes its methods' rows, and
+        the exposure is done once every method has rows of this run (see :func:`_step_may_start`
+        for the status while a step runs).
 
     Returns
     -------
@@ -322,14 +351,18 @@ def process_exposure(
     from lumos_ops.pipeline.registry import pinned_config
 
     config = pinned_config(engine, config, task.run_id)
-    mark_running(engine, task.exposure_id, run_id=task.run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    methods = config.step_methods(step)
+    split = set(methods) != set(config.methods)
+    versions = {m: config.model_version(m) for m in config.methods}
+    if not split or _step_may_start(engine, task, {m: v for m, v in versions.items() if m not in methods}):
+        mark_running(engine, task.exposure_id, run_id=task.run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
     measured = MeasuredExposure(task=task)
     try:
-        measured = measure_task(store, config, task, measurer=measurer)
+        measured = measure_task(store, config, task, measurer=measurer, methods=methods)
         start = time.perf_counter()
         n = write_measurements(engine, measured.table, exposure_id=task.exposure_id, run_id=task.run_id,
-                               meta=measured.meta, model_versions={m: config.model_version(m) for m in config.methods},
-                               timings=measured.timings)
+                               meta=measured.meta, model_versions={m: versions[m] for m in methods},
+                               timings=measured.timings, run_versions=versions if split else None)
         measured.timings["write_s"] = time.perf_counter() - start
     except MeasureError as exc:
         _record_failure(engine, task, str(exc), exc.timings, exc.band)
@@ -349,6 +382,39 @@ def process_exposure(
                           downloaded=downloaded, **timings)
 
 
+def _step_may_start(engine: sa.Engine, task: ExposureTask, others: dict[str, str]) -> bool:
+    """Whether a step may mark the exposure ``running``: not when it is ``failed`` and the other
+    step's methods (``others``, ``{method: version}``) have no fresh rows, i.e. the other step
+    failed in this run. That failure then stands (the exposure is not done whatever this step
+    does) until the other step succeeds; this step still writes its own rows."""
+    from lumos_ops.pipeline.writer import fresh_methods
+
+    with engine.connect() as conn:
+        status = conn.execute(sa.text("SELECT status FROM lumos.exposures WHERE exposure_id = :e"),
+                              {"e": task.exposure_id}).scalar()
+        if status != "failed":
+            return True
+        return fresh_methods(conn, exposure_id=task.exposure_id, run_id=task.run_id, versions=others) >= set(others)
+
+
+def _done_in_run(engine: sa.Engine, config: NightConfig, tasks: Sequence[ExposureTask], step: str | None) -> set[int]:
+    """Exposures of ``tasks`` whose ``step`` is done in their run: the exposure is ``done`` (one
+    step), or every method of the step has rows of this run (a step of a split night)."""
+    if not tasks:
+        return set()
+    ids, run_id = [t.exposure_id for t in tasks], tasks[0].run_id
+    methods = config.step_methods(step)
+    with engine.connect() as conn:
+        if set(methods) == set(config.methods):
+            return set(conn.execute(sa.text(
+                "SELECT exposure_id FROM lumos.exposures WHERE exposure_id = ANY(:ids) AND status = 'done' AND run_id = :r"
+            ), {"ids": ids, "r": run_id}).scalars())
+        return set(conn.execute(sa.text(
+            "SELECT exposure_id FROM lumos.measurements WHERE exposure_id = ANY(:ids) AND run_id = :r "
+            "AND method = ANY(:methods) GROUP BY exposure_id HAVING count(DISTINCT method) = :k"
+        ), {"ids": ids, "r": run_id, "methods": list(methods), "k": len(methods)}).scalars())
+
+
 def process_chunk(
     engine: sa.Engine,
     store: ObjectStore,
@@ -356,10 +422,11 @@ def process_chunk(
     tasks: Sequence[ExposureTask],
     *,
     measurer: Measurer | None = None,
+    step: str | None = None,
 ) -> list[ExposureResult]:
     """:func:`process_exposure` for consecutive exposures of one run (one mapped Airflow task),
-    resumable: exposures already done in this run are skipped, so a retry or a cleared chunk
-    measures only what is left. Every exposure is attempted whatever fails before it.
+    resumable: exposures whose ``step`` is already done in this run are skipped, so a retry or a
+    cleared chunk measures only what is left. Every exposure is attempted whatever fails before it.
 
     Returns
     -------
@@ -373,17 +440,15 @@ def process_chunk(
     LumosError
         At least one failure may be transient (storage, database): a retry resumes the chunk.
     """
-    with engine.connect() as conn:
-        done = set(conn.execute(sa.text(
-            "SELECT exposure_id FROM lumos.exposures WHERE exposure_id = ANY(:ids) AND status = 'done' AND run_id = :r"
-        ), {"ids": [t.exposure_id for t in tasks], "r": tasks[0].run_id if tasks else 0}).scalars())
-    def step(task: ExposureTask) -> ExposureResult:
-        if task.exposure_id in done:
-            log.info("exposure %s: already done in run %d, skipped", task.label, task.run_id)
-            return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="skipped")
-        return process_exposure(engine, store, config, task, measurer=measurer)
+    done = _done_in_run(engine, config, tasks, step)
 
-    return attempt_each(tasks, step)
+    def one(task: ExposureTask) -> ExposureResult:
+        if task.exposure_id in done:
+            log.info("exposure %s: %s already done in run %d, skipped", task.label, step or "measuring", task.run_id)
+            return ExposureResult(exposure_id=task.exposure_id, key=task.key, status="skipped")
+        return process_exposure(engine, store, config, task, measurer=measurer, step=step)
+
+    return attempt_each(tasks, one)
 
 
 def attempt_each(tasks: Sequence[ExposureTask], step: Callable[[ExposureTask], ExposureResult]) -> list[ExposureResult]:

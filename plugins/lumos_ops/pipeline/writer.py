@@ -44,6 +44,7 @@ __all__ = [
     "recover_interrupted",
     "INTERRUPTED_ERROR",
     "write_measurements",
+    "fresh_methods",
 ]
 
 MIXTURE_COLUMNS: tuple[str, ...] = ("mix_alpha", "mix_mu", "mix_sigma")
@@ -736,6 +737,41 @@ def _check_and_lock(conn: sa.Connection, *, exposure_id: int, run_id: int, versi
         raise DatabaseError(f"exposure_id={exposure_id} is not in lumos.exposures; register it first")
 
 
+_FRESH_RUN = (
+    "p.night = e.night AND (p.run_id = :r OR p.finished_at IS NULL OR p.finished_at >= e.registered_at)"
+)
+"""Rows of run ``p`` are fresh for exposure ``e`` in run ``:r``: written by this run, or by a run of
+the same night still open or closed after ``e`` was last registered (two runs of one night at once)."""
+
+
+def fresh_methods(conn: sa.Connection, *, exposure_id: int, run_id: int, versions: Mapping[str, str]) -> set[str]:
+    """The methods of ``versions`` (``{method: version}``) that have fresh rows for the exposure."""
+    methods = sorted(versions)
+    return set(conn.execute(
+        sa.text("SELECT DISTINCT m.method FROM lumos.measurements AS m "
+                "JOIN unnest(CAST(:methods AS text[]), CAST(:versions AS text[])) AS v(method, model_version) "
+                "USING (method, model_version) JOIN lumos.pipeline_runs AS p ON p.run_id = m.run_id "
+                "JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id "
+                f"WHERE m.exposure_id = :e AND {_FRESH_RUN}"),
+        {"e": exposure_id, "r": run_id, "methods": methods, "versions": [versions[m] for m in methods]},
+    ).scalars())
+
+
+def _step_progress(conn: sa.Connection, *, exposure_id: int, run_id: int, run_versions: Mapping[str, str],
+                   written: Sequence[str]) -> tuple[int, bool, bool]:
+    """Rows of the run's methods stored for the exposure, whether every method has fresh rows, and
+    whether a method other than those just ``written`` has (a step done before this one)."""
+    methods = sorted(run_versions)
+    n = conn.execute(
+        sa.text("SELECT count(*) FROM lumos.measurements AS m JOIN unnest(CAST(:methods AS text[]), "
+                "CAST(:versions AS text[])) AS v(method, model_version) USING (method, model_version) "
+                "WHERE m.exposure_id = :e"),
+        {"e": exposure_id, "methods": methods, "versions": [run_versions[m] for m in methods]},
+    ).scalar_one()
+    fresh = fresh_methods(conn, exposure_id=exposure_id, run_id=run_id, versions=run_versions)
+    return int(n), fresh >= set(methods), bool(fresh - set(written))
+
+
 def write_measurements(
     engine: sa.Engine,
     table: pd.DataFrame,
@@ -746,6 +782,7 @@ def write_measurements(
     model_versions: Mapping[str, str],
     timings: Mapping[str, float] | None = None,
     record_exposure: bool = True,
+    run_versions: Mapping[str, str] | None = None,
 ) -> int:
     """Replace (upsert) the measurements of one exposure and mark it done, atomically.
 
@@ -777,6 +814,13 @@ def write_measurements(
         Mark the exposure done with ``meta`` and the timings (the nightly run). False writes the
         rows only and leaves the exposure's state and bookkeeping alone (reprocessing under a new
         model version).
+    run_versions : mapping of str to str, optional
+        Every method of the run and its version, when this write is one step of a night that
+        measures the methods in several steps (classical, then LUMOS): the exposure is marked done
+        only once every one of them has fresh rows (written by this run, or by a run of the same
+        night still open or closed after the exposure was last registered); until then its status
+        is left as it is. ``n_measurements`` counts the rows of all of them, and the timings are
+        added to those of a step already done.
 
     Returns
     -------
@@ -813,19 +857,27 @@ def write_measurements(
                 _copy_binary(conn, "lumos.measurements", _COPY_COLUMNS, rows.payload)
             if not record_exposure:
                 return rows.n
+            n_total, complete, other_done = rows.n, True, False
+            if run_versions is not None:
+                n_total, complete, other_done = _step_progress(conn, exposure_id=exposure_id, run_id=run_id,
+                                                               run_versions=run_versions, written=methods)
             conn.execute(
                 sa.text(
-                    "UPDATE lumos.exposures SET status = 'done', error = NULL, run_id = :r, band = :band, "
+                    "UPDATE lumos.exposures SET status = CASE WHEN :complete THEN 'done' ELSE status END, "
+                    "error = CASE WHEN :complete THEN NULL ELSE error END, run_id = :r, band = :band, "
                     "epoch = :epoch, exptime = :exptime, psf_fwhm = :psf, zero_point = :zp, mjd = :mjd, "
-                    "nan_fraction = :nan, n_measurements = :n, download_s = :d, measure_s = :m, "
+                    "nan_fraction = :nan, n_measurements = :n, "
+                    "download_s = CASE WHEN :add THEN coalesce(download_s, 0) ELSE 0 END + :d, "
+                    "measure_s = CASE WHEN :add THEN coalesce(measure_s, 0) ELSE 0 END + :m, "
+                    "write_s = CASE WHEN :add THEN coalesce(write_s, 0) ELSE 0 END + :w, "
                     "checksum = coalesce(:checksum, checksum), size_bytes = coalesce(:size, size_bytes), "
-                    "write_s = :w, finished_at = now(), measured_run_id = :r, measured_at = now() "
-                    "WHERE exposure_id = :e"
+                    "finished_at = CASE WHEN :complete THEN now() ELSE finished_at END, "
+                    "measured_run_id = :r, measured_at = now() WHERE exposure_id = :e"
                 ),
                 {"r": run_id, "band": meta.band, "epoch": meta.epoch, "exptime": meta.exptime,
                  "psf": meta.psf_fwhm, "zp": meta.zero_point, "mjd": meta.mjd, "nan": meta.nan_fraction,
-                 "checksum": meta.checksum, "size": meta.size_bytes,
-                 "n": rows.n, "d": timings.get("download_s"), "m": timings.get("measure_s"),
+                 "checksum": meta.checksum, "size": meta.size_bytes, "complete": complete, "add": other_done,
+                 "n": n_total, "d": timings.get("download_s"), "m": timings.get("measure_s"),
                  "w": time.perf_counter() - start, "e": exposure_id},
             )
     except sa.exc.DBAPIError as exc:

@@ -1,0 +1,127 @@
+"""Per-process cache of what every exposure of a night needs: the LUMOS model and the catalogue.
+
+A worker process measures many exposures in a row (the exposures of a chunk, a whole night
+without Airflow, or every task forked from a Celery worker process that warmed the cache). Loading
+the LUMOS checkpoint (reading, SHA-256 check, building the network) or parsing the catalogue once
+per process instead of once per exposure saves that cost on every exposure after the first.
+
+Entries are keyed by the file's resolved path, modification time (ns) and size, so a file replaced
+in place (a new checkpoint under the same name, a catalogue refreshed by the download cache) is
+read again. Each cache keeps the few most recent entries (a worker switching models between runs
+does not accumulate them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lumos_ops.lumos.method import LumosMethod
+
+__all__ = ["FileKey", "file_key", "lumos_method", "catalog", "clear", "stats"]
+
+_T = TypeVar("_T")
+_MAX_ENTRIES = 2
+"""Entries kept per cache (least recently used ones go first)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileKey:
+    """Identity of a file's content as the cache sees it: resolved path, mtime (ns), size (bytes)."""
+
+    path: str
+    mtime_ns: int
+    size: int
+
+
+def file_key(path: str | os.PathLike[str]) -> FileKey:
+    """The :class:`FileKey` of ``path`` now (raises ``OSError`` when it cannot be read)."""
+    resolved = Path(path).resolve()
+    info = resolved.stat()
+    return FileKey(str(resolved), info.st_mtime_ns, info.st_size)
+
+
+class _Lru:
+    """A small least-recently-used map with hit/miss counters; thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[Any, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, load: Callable[[], _T]) -> _T:
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                self.hits += 1
+                return self.entries[key]
+        value = load()
+        with self.lock:
+            self.misses += 1
+            self.entries[key] = value
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.hits = self.misses = 0
+
+
+_MODELS = _Lru(_MAX_ENTRIES)
+_CATALOGS = _Lru(_MAX_ENTRIES)
+
+
+def lumos_method(model: str | os.PathLike[str] | None = None, *, device: str | None = None) -> LumosMethod:
+    """A LUMOS method whose checkpoint is loaded once per process (on its first measurement).
+
+    Parameters
+    ----------
+    model : path-like, shipped-model name or None
+        As ``LumosMethod(model=...)``; None is the shipped default model.
+    device : str or None, keyword-only
+        ``"cuda"`` or ``"cpu"``; None picks CUDA when available.
+
+    Raises
+    ------
+    ModelError
+        The checkpoint cannot be found.
+    """
+    from lumos_ops.lumos.checkpoint import resolve_model_path
+    from lumos_ops.lumos.method import LumosMethod
+
+    path = resolve_model_path(model)
+    return _MODELS.get((file_key(path), device), lambda: LumosMethod(model=str(path), device=device))
+
+
+def catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The validated catalogue of ``path`` (``lumos_ops.io.catalog.read_catalog``), read once per process.
+
+    The frame is shared: callers must not modify it in place.
+    """
+    from lumos_ops.io.catalog import read_catalog
+
+    return _CATALOGS.get(file_key(path), lambda: read_catalog(path))
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """Hits, misses and entries of each cache (for logs and tests)."""
+    return {name: {"hits": c.hits, "misses": c.misses, "entries": len(c.entries)}
+            for name, c in (("models", _MODELS), ("catalogs", _CATALOGS))}
+
+
+def clear() -> None:
+    """Forget every cached model and catalogue."""
+    _MODELS.clear()
+    _CATALOGS.clear()
