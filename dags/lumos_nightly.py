@@ -1,11 +1,18 @@
 """``lumos_nightly``: forced photometry of a night's exposures, from object storage to PostgreSQL.
 
 check_schema -> plan (discover + register the night's CCD images) -> process (one mapped task per
-image: download, validate, measure, write) -> finish (exposures left running by a dead task are
+image: download, validate, measure, write) [-> lumos] -> finish (exposures left running by a dead task are
 marked failed, every source touched is co-added across all its exposures, the report with counts,
 failures, timings and PNG plots goes to object storage and the run record is closed) ->
 night_failures (fails the run with the counts and errors while the database holds an exposure of
 the night that is not done, skipped otherwise).
+
+When ``LUMOS_METHODS`` names LUMOS and other methods, ``process`` measures the classical methods on
+the CPU queue, in parallel, and ``lumos`` (mapped over the same chunks, after every ``process``
+task has ended) runs the network: on the GPU queue behind the GPU pool with
+``LUMOS_GPU_INFERENCE=true``, else on the CPU queue like any other task. Each writes its own
+rows; an exposure is done once both have written in this run, and a failed LUMOS step keeps the
+classical rows (the exposure is failed until ``lumos`` is cleared and succeeds).
 
 Recovery: clear whatever failed (one mapped ``process`` task, only the failed tasks, or the whole
 run, from the UI or REST). A ``process`` task that succeeds after the night was reported refreshes
@@ -32,6 +39,7 @@ from lumos_ops.airflow.operators import LumosSchemaOperator
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
+LUMOS_QUEUE, LUMOS_POOL = SETTINGS.placement(runs_lumos=True)
 
 
 @dag(
@@ -84,22 +92,18 @@ def lumos_nightly() -> None:
 
     @task(map_index_template="{{ exposure_label }}", queue=SETTINGS.process_queue, pool=SETTINGS.process_pool)
     def process(exposures: list[dict]) -> list[dict]:
-        """Measure a chunk of exposures (one while the night has at most ``max_mapped_tasks``)."""
-        from airflow.sdk.exceptions import AirflowFailException
+        """Measure a chunk of exposures (one while the night has at most ``max_mapped_tasks``): every
+        method, or the classical ones when LUMOS is its own step."""
+        from lumos_ops.airflow.night import process_task
 
-        from lumos_ops.airflow.hooks import pipeline_runtime
-        from lumos_ops.exceptions import BadInputError
-        from lumos_ops.pipeline.night import process_chunk
-        from lumos_ops.pipeline.plan import ExposureTask, chunk_label
+        return process_task(exposures, step="classical" if SETTINGS.lumos_step else None)
 
-        items = [ExposureTask.from_dict(e) for e in exposures]
-        get_current_context()["exposure_label"] = chunk_label(items)
-        settings = PipelineSettings.from_env()
-        with pipeline_runtime(settings) as (engine, store):
-            try:
-                return [r.to_dict() for r in process_chunk(engine, store, settings.night, items)]
-            except BadInputError as exc:
-                raise AirflowFailException(str(exc)) from exc
+    @task(map_index_template="{{ exposure_label }}", queue=LUMOS_QUEUE, pool=LUMOS_POOL, trigger_rule="all_done")
+    def lumos(exposures: list[dict]) -> list[dict]:
+        """LUMOS inference of a chunk of exposures, after every ``process`` task has ended."""
+        from lumos_ops.airflow.night import process_task
+
+        return process_task(exposures, step="lumos")
 
     @task(trigger_rule="all_done")
     def finish(night: str, lumos_run_id: int, started: float) -> dict:
@@ -132,10 +136,15 @@ def lumos_nightly() -> None:
     planned = plan()
     schema >> planned
     processed = process.expand(exposures=planned)
+    measured = [processed]
+    if SETTINGS.lumos_step:
+        inferred = lumos.expand(exposures=planned)
+        processed >> inferred
+        measured.append(inferred)
     finished = finish(planned["night"], planned["run_id"], planned["started"])
-    processed >> finished
+    measured >> finished
     failures = night_failures(planned["night"])
-    [processed, finished] >> failures
+    [*measured, finished] >> failures
 
 
 lumos_nightly()

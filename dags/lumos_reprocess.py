@@ -14,7 +14,8 @@ promote``). Resumable: rerun (or clear) the run and only what is left is measure
 
 Params: ``first_night``, ``last_night`` (``YYYY-MM-DD``), ``methods`` (comma-separated),
 ``model_versions`` (``method=version`` pairs; required for LUMOS), ``model_key`` (checkpoint in
-the object store). The queue and pool are those of ``lumos_nightly``'s ``process``.
+the object store). ``process`` measures every method of ``LUMOS_METHODS`` at once: on the GPU queue
+and pool when they include LUMOS and ``LUMOS_GPU_INFERENCE=true``, else on the CPU queue.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lumos_ops.airflow.operators import LumosSchemaOperator
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
+PROCESS_QUEUE, PROCESS_POOL = SETTINGS.placement(runs_lumos=SETTINGS.needs_gpu)
 _NIGHT = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -83,7 +85,7 @@ def lumos_reprocess() -> None:
         context["ti"].xcom_push(key="plan", value={"runs": dict(result.runs), "versions": dict(result.versions)})
         return [[t.to_dict() for t in chunk] for chunk in result.chunks(SETTINGS.max_mapped_tasks)]
 
-    @task(map_index_template="{{ exposure_label }}", queue=SETTINGS.process_queue, pool=SETTINGS.process_pool)
+    @task(map_index_template="{{ exposure_label }}", queue=PROCESS_QUEUE, pool=PROCESS_POOL)
     def process(exposures: list[dict]) -> int:
         from airflow.sdk.exceptions import AirflowFailException
 

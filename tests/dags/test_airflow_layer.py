@@ -86,15 +86,32 @@ def test_hooks_build_clients_from_connections_without_network():
         assert client.meta.config.retries["total_max_attempts"] == 4
 
 
-def test_lumos_method_sends_mapped_tasks_to_the_gpu_queue_and_pool(airflow_db):
+def test_only_lumos_inference_goes_to_the_gpu_queue_and_pool(airflow_db):
+    """Classical methods stay on the CPU queue in the default pool; the ``lumos`` step (after every
+    ``process`` task, whatever their outcome) is the only task behind the GPU pool."""
     with env(LUMOS_METHODS="aperture,lumos", LUMOS_MODEL_VERSIONS="lumos=lumos-test", LUMOS_GPU_QUEUE="cuda",
-             LUMOS_GPU_POOL="gpus", LUMOS_SCHEDULE="none"):
+             LUMOS_GPU_POOL="gpus", LUMOS_GPU_INFERENCE="true", LUMOS_SCHEDULE="none"):
         dag, errors = load_dag()
     assert errors == {}
-    process = dag.task_dict["process"]
-    assert (process.queue, process.pool) == ("cuda", "gpus")
+    process, lumos = dag.task_dict["process"], dag.task_dict["lumos"]
+    assert (process.queue, process.pool) == ("default", "default_pool")
+    assert (lumos.queue, lumos.pool, lumos.trigger_rule) == ("cuda", "gpus", "all_done")
+    assert lumos.upstream_task_ids == {"plan", "process"}
+    assert dag.task_dict["finish"].upstream_task_ids == {"plan", "process", "lumos"}
     assert dag.task_dict["plan"].queue == "default"
     assert type(dag.timetable).__name__ == "NullTimetable"
+
+
+def test_lumos_on_the_cpu_is_never_behind_the_gpu_pool(airflow_db):
+    """Without ``LUMOS_GPU_INFERENCE`` (the default) LUMOS runs on CPU workers in the default pool."""
+    with env(LUMOS_METHODS="aperture,lumos", LUMOS_MODEL_VERSIONS="lumos=lumos-test", LUMOS_SCHEDULE="none"):
+        dag, errors = load_dag()
+    with env(LUMOS_METHODS="lumos", LUMOS_SCHEDULE="none"):
+        lumos_only, _ = load_dag()
+    assert errors == {}
+    assert {(t.queue, t.pool) for t in dag.tasks} == {("default", "default_pool")}
+    assert set(lumos_only.task_dict) == {"check_schema", "plan", "process", "finish", "night_failures"}
+    assert (lumos_only.task_dict["process"].queue, lumos_only.task_dict["process"].pool) == ("default", "default_pool")
 
 
 def test_reprocess_dag_parses_below_the_nightly_priority(airflow_db):
@@ -108,4 +125,7 @@ def test_reprocess_dag_parses_below_the_nightly_priority(airflow_db):
     weights = {d.dag_id: (d.task_dict["process"].priority_weight, d.task_dict["process"].weight_rule)
                for d in (reprocess, nightly)}
     assert weights == {"lumos_reprocess": (1, "absolute"), "lumos_nightly": (10, "absolute")}
-    assert reprocess.task_dict["process"].queue == "gpu" and reprocess.task_dict["finish"].trigger_rule == "all_done"
+    assert reprocess.task_dict["process"].queue == "default" and reprocess.task_dict["finish"].trigger_rule == "all_done"
+    with env(LUMOS_METHODS="aperture,lumos", LUMOS_GPU_INFERENCE="true"):
+        on_gpu, _ = load_dag("lumos_reprocess")
+    assert (on_gpu.task_dict["process"].queue, on_gpu.task_dict["process"].pool) == ("gpu", "lumos_gpu")
