@@ -2,7 +2,9 @@
 
 Every module of this package that defines ``register(subparsers)`` contributes sub-commands; the
 module adds a parser and sets ``func`` (called with the parsed ``argparse.Namespace``, returning an
-exit code). Heavy imports (torch, astropy) happen inside ``func``, so ``lumos --help`` stays fast.
+exit code). ``lumos_ops.cli.__main__.COMMANDS`` names the module and help line of each command, so
+only the module of the command being run is imported; heavy imports (torch, astropy, pandas,
+SQLAlchemy, boto3) happen inside ``func``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,30 @@ from lumos_ops.exceptions import LumosError
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser with every sub-command registered by the modules of this package."""
+def _unlisted_modules(listed: set[str]) -> list[str]:
+    """Modules of this package with sub-commands that ``COMMANDS`` does not list (found by name)."""
+    return [info.name for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+            if not info.name.startswith("_") and info.name not in listed]
+
+
+def _register(subparsers: argparse._SubParsersAction, module_name: str) -> None:  # type: ignore[type-arg]
+    register = getattr(importlib.import_module(f"{__name__}.{module_name}"), "register", None)
+    if callable(register):
+        register(subparsers)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Parser of the ``lumos`` command.
+
+    Parameters
+    ----------
+    command : str or None
+        The sub-command about to run: only its module is imported and registered; the other
+        commands get a placeholder with their help line. None imports every module (the full
+        parser, e.g. for documentation and tests).
+    """
+    from lumos_ops.cli.__main__ import COMMANDS
+
     parser = argparse.ArgumentParser(
         prog="lumos",
         description="LUMOS galaxy photometry: simulate, measure, train, validate and run the nightly pipeline.",
@@ -28,19 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lumos-ops {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(subparsers)
+    listed = {module for module, _ in COMMANDS.values()}
+    chosen = COMMANDS[command][0] if command in COMMANDS else None
+    modules = sorted(listed) if command is None else [chosen] if chosen else []
+    if chosen is None:
+        modules += _unlisted_modules(listed)  # help, or a command only such a module knows
+    for module in modules:
+        _register(subparsers, module)
+    for name, (_, help_line) in sorted(COMMANDS.items()):
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=help_line)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lumos`` console script; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv) or "")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
