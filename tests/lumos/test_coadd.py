@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lumos_ops.lumos.coadd import coadd_inverse_variance, coadd_likelihoods, coadd_table, njy_factor
+from lumos_ops.lumos.coadd import coadd_likelihoods, njy_factor, pack_groups
 
 
 def _exposures(m=3, k=3, seed=0):
@@ -20,13 +20,6 @@ def _exposures(m=3, k=3, seed=0):
 def test_njy_factor():
     assert njy_factor(31.4) == pytest.approx(1.0)
     assert njy_factor(26.4) == pytest.approx(100.0)
-
-
-def test_inverse_variance_matches_eq21():
-    f, e, zp = np.array([10.0, 12.0, np.nan]), np.array([1.0, 2.0, 1.0]), np.array([31.4, 31.4, 31.4])
-    flux, err = coadd_inverse_variance(f, e, zp)
-    assert flux == pytest.approx((10 / 1 + 12 / 4) / (1 + 1 / 4))
-    assert err == pytest.approx(1 / np.sqrt(1.25))
 
 
 def _grid_reference(alpha, mu, sigma, zp, trunc, log_prior=None):
@@ -81,7 +74,9 @@ def test_gaussian_likelihood_coadd_equals_inverse_variance():
     sigma = np.array([[[1.0], [2.0], [1.5], [3.0]]])
     zp = np.full((1, 4), 30.0)
     result = coadd_likelihoods(alpha, mu, sigma, zp)
-    flux, err = coadd_inverse_variance(mu[0, :, 0], sigma[0, :, 0], zp[0])
+    c = njy_factor(zp[0])
+    weights = 1.0 / (sigma[0, :, 0] * c) ** 2  # eq. (21)
+    flux, err = (weights * mu[0, :, 0] * c).sum() / weights.sum(), 1.0 / np.sqrt(weights.sum())
     assert result.stats["mean"][0] == pytest.approx(flux, rel=1e-6)
     assert result.stats["median"][0] == pytest.approx(flux, rel=1e-4)
     assert result.stats["std"][0] == pytest.approx(err, rel=1e-4)
@@ -108,21 +103,27 @@ def test_no_usable_exposure_gives_nan():
     assert np.isnan(result.stats["median"][0])
 
 
-def test_coadd_table_groups():
+def test_pack_groups_feeds_one_coadd_per_source():
     alpha, mu, sigma, zp = _exposures(m=4, k=5, seed=5)
     rows = []
-    for i in range(4):
+    for i in (3, 0, 2, 1):  # rows of the two sources interleaved
         row = {"ref_id": 2 - i // 2, "band": "NB455", "flux": mu[i].mean(), "flux_err": 1.0, "zero_point": zp[i]}
         row.update({f"alpha_{k}": alpha[i, k] for k in range(5)})
         row.update({f"mu_{k}": mu[i, k] for k in range(5)})
         row.update({f"sigma_{k}": sigma[i, k] for k in range(5)})
         rows.append(row)
-    out = coadd_table(pd.DataFrame(rows))
-    assert list(out["ref_id"]) == [1, 2]
-    assert (out["n_exposures"] == 2).all()
+    rows.append({**rows[0], "ref_id": 7})  # a source seen once: padded
+    packed = pack_groups(pd.DataFrame(rows), by=("ref_id", "band"))
+    assert list(packed.keys["ref_id"]) == [1, 2, 7]
+    assert packed.valid.tolist() == [[True, True], [True, True], [True, False]]
+    np.testing.assert_array_equal(packed.mu[0], mu[[3, 2]])
+    np.testing.assert_array_equal(packed.zero_point[1], zp[[0, 1]])
+    result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
+                               truncated=packed.truncated)
+    assert list(result.n_used) == [2, 2, 1]
     single = coadd_likelihoods(alpha[None, 2:], mu[None, 2:], sigma[None, 2:], zp[None, 2:])
-    assert out["pdf_peak"].iloc[0] == pytest.approx(single.stats["mode"][0])
-    assert out["pdf_median"].iloc[0] == pytest.approx(single.stats["median"][0])
+    assert result.stats["mode"][0] == pytest.approx(single.stats["mode"][0])
+    assert result.stats["median"][0] == pytest.approx(single.stats["median"][0])
 
 
 def test_an_outlying_exposure_does_not_underflow():

@@ -1,13 +1,13 @@
-"""Co-added fluxes of several exposures of one galaxy in one band (§6.3), vectorised over sources.
+"""Co-added flux PDFs of several exposures of one galaxy in one band (§6.3), vectorised over sources.
 
-Two co-adds, both in calibrated nJy (``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``):
-
-* :func:`coadd_inverse_variance` -- eq. (21), the inverse-variance weighted mean of point estimates;
-* :func:`coadd_likelihoods` -- the product of the per-exposure flux likelihoods (the mixtures of a
-  reference-prior LUMOS model, ``docs/likelihood.md``), times a prior applied once (none by
-  default: the result is the co-added likelihood, which photo-z codes want). Multiplying
-  *posteriors* instead would count their training prior once per exposure and make co-adds of N
-  exposures too narrow by up to sqrt(N).
+:func:`coadd_likelihoods` is the product of the per-exposure flux likelihoods (the mixtures of a
+reference-prior LUMOS model, ``docs/likelihood.md``) in calibrated nJy
+(``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``, :func:`njy_factor`), times a prior applied once (none by
+default: the result is the co-added likelihood, which photo-z codes want). Multiplying
+*posteriors* instead would count their training prior once per exposure and make co-adds of N
+exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements into
+the padded per-source arrays it takes. The co-add of point estimates, eq. (21), has one home: the
+SQL of :mod:`lumos_ops.pipeline.coadd`.
 
 The product is evaluated on a per-source grid of ``n_grid`` points centred on the eq. (21)
 combination of the mixtures' means with a half-width of ``span`` combined standard deviations (a
@@ -29,10 +29,7 @@ from scipy import special
 from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = [
-    "njy_factor", "coadd_inverse_variance", "CoaddResult", "coadd_likelihoods", "coadd_table", "PackedGroups",
-    "pack_groups",
-]
+__all__ = ["njy_factor", "CoaddResult", "coadd_likelihoods", "PackedGroups", "pack_groups"]
 
 _QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 
@@ -40,31 +37,6 @@ _QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 def njy_factor(zero_point: ArrayLike) -> np.ndarray:
     """Multiplier from e-/s to nJy for AB zero points ``zero_point`` (mag for 1 e-/s)."""
     return 10.0 ** (-0.4 * (np.asarray(zero_point, dtype=np.float64) - NJY_ZEROPOINT))
-
-
-def coadd_inverse_variance(flux: ArrayLike, flux_err: ArrayLike, zero_point: ArrayLike) -> tuple[float, float]:
-    """Eq. (21) on calibrated fluxes.
-
-    Parameters
-    ----------
-    flux, flux_err : array_like, shape (m,)
-        Per-exposure flux and 1-sigma error (e-/s).
-    zero_point : array_like, shape (m,)
-        AB zero point of each exposure.
-
-    Returns
-    -------
-    (flux_nJy, error_nJy) : tuple of float
-        NaN when no exposure has a finite flux and a positive finite error.
-    """
-    c = njy_factor(zero_point)
-    f = np.asarray(flux, dtype=np.float64) * c
-    s = np.asarray(flux_err, dtype=np.float64) * c
-    ok = np.isfinite(f) & np.isfinite(s) & (s > 0)
-    if not ok.any():
-        return float("nan"), float("nan")
-    w = 1.0 / s[ok] ** 2
-    return float((w * f[ok]).sum() / w.sum()), float(1.0 / np.sqrt(w.sum()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,60 +260,6 @@ def _grid_stats(grid: np.ndarray, pdf: np.ndarray, log_p: np.ndarray, dx: np.nda
     with np.errstate(invalid="ignore", divide="ignore"):
         eta = s95 / s68 - 1.0
     return {"mean": mean, "std": std, "median": quantiles[:, 2], "mode": mode, "sigma68": s68, "sigma95": s95, "eta": eta}
-
-
-def coadd_table(
-    table: pd.DataFrame,
-    *,
-    by: tuple[str, ...] = ("ref_id", "band"),
-    n_components: int = 5,
-    log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Co-add every group of rows of a LUMOS measurement table in one batched call.
-
-    Parameters
-    ----------
-    table : DataFrame
-        One row per exposure measurement with ``flux``, ``flux_err`` (e-/s), ``zero_point``,
-        ``alpha_k``, ``mu_k``, ``sigma_k`` (k = 0..n_components-1, e-/s) and optionally a bool
-        ``truncated`` column, plus the ``by`` columns.
-    by : tuple of str, keyword-only
-        Grouping columns (one co-add per group).
-    log_prior : callable, keyword-only
-        Passed to :func:`coadd_likelihoods` (None: the co-added likelihood).
-
-    Returns
-    -------
-    DataFrame
-        One row per group: the ``by`` columns, ``n_exposures``, ``flux_ivar``/``flux_ivar_err``
-        (eq. 21 of the ``flux`` column) and ``pdf_mean``, ``pdf_std``, ``pdf_median``,
-        ``pdf_peak``, ``pdf_sigma68``, ``pdf_sigma95``, ``pdf_eta`` of the product -- all in nJy.
-    """
-    k = range(n_components)
-    mix_cols = [f"{p}_{i}" for p in ("alpha", "mu", "sigma") for i in k]
-    needed = list(by) + ["flux", "flux_err", "zero_point"] + mix_cols
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        raise LumosValueError(f"coadd_table: missing column(s) {missing}")
-    packed = pack_groups(table, by=by, n_components=n_components)
-    result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
-                               truncated=packed.truncated, log_prior=log_prior)
-    c = njy_factor(packed.zero_point)
-    f = np.where(packed.valid, packed.flux * c, np.nan)
-    e = np.where(packed.valid, packed.flux_err * c, np.nan)
-    good = np.isfinite(f) & np.isfinite(e) & (e > 0)
-    w = np.where(good, 1.0 / np.where(good, e, 1.0) ** 2, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f_iv = (w * np.where(good, f, 0.0)).sum(axis=1) / w.sum(axis=1)
-        e_iv = 1.0 / np.sqrt(w.sum(axis=1))
-    out = packed.keys.copy()
-    out["n_exposures"] = result.n_used
-    out["flux_ivar"] = f_iv
-    out["flux_ivar_err"] = e_iv
-    for name in ("mean", "std", "median", "sigma68", "sigma95", "eta"):
-        out[f"pdf_{name}"] = result.stats[name]
-    out["pdf_peak"] = result.stats["mode"]
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
