@@ -247,25 +247,38 @@ class Galaxy:
     pa: float
 
 
-def _sersic(rng: np.random.Generator):
+def _shape(rng: np.random.Generator, shapes: pd.DataFrame | None) -> tuple[float, float, float]:
+    """(r50 arcsec, Sersic n, q): a random catalogue row's, clipped to what GalSim draws well
+    (r50 0.1-3 arcsec, n 0.5-4, q 0.2-1), or the fixed ranges when ``shapes`` is None."""
+    if shapes is None or len(shapes) == 0:
+        return (float(np.exp(rng.uniform(np.log(0.3), np.log(1.5)))), float(rng.uniform(0.5, 4.0)),
+                float(rng.uniform(0.3, 1.0)))
+    row = shapes.iloc[int(rng.integers(0, len(shapes)))]
+    return (float(np.clip(row["r50"], 0.1, 3.0)), float(np.clip(row["sersic_n"], 0.5, 4.0)),
+            float(np.clip(row["q"], 0.2, 1.0)))
+
+
+def _sersic(rng: np.random.Generator, shapes: pd.DataFrame | None = None):
     import galsim
 
-    n = float(rng.uniform(0.5, 4.0))
-    r50 = float(np.exp(rng.uniform(np.log(0.3), np.log(1.5))))
-    q = float(rng.uniform(0.3, 1.0))
+    r50, n, q = _shape(rng, shapes)
     pa = float(rng.uniform(0.0, 180.0))
     prof = galsim.Sersic(n=n, half_light_radius=r50 / PIXEL_SCALE, flux=1.0, trunc=0.0)
     prof = prof.shear(q=q, beta=pa * galsim.degrees)
     return Galaxy(prof, r50, n, q, pa)
 
 
-def _knotty(rng: np.random.Generator):
+def _knotty(rng: np.random.Generator, shapes: pd.DataFrame | None = None):
     import galsim
 
-    r_disk = float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))) / PIXEL_SCALE
+    if shapes is None or len(shapes) == 0:
+        r_disk = float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))) / PIXEL_SCALE
+        q = float(rng.uniform(0.3, 1.0))
+    else:
+        r50, _, q = _shape(rng, shapes)
+        r_disk = max(r50, 0.2) / PIXEL_SCALE
     bulge_frac = float(rng.uniform(0.0, 0.5))
     knot_frac = float(rng.uniform(0.05, 0.3)) * (1.0 - bulge_frac)
-    q = float(rng.uniform(0.3, 1.0))
     pa = float(rng.uniform(0.0, 180.0))
     disk = galsim.Exponential(half_light_radius=r_disk, flux=1.0 - bulge_frac - knot_frac)
     knots = galsim.RandomKnots(npoints=int(rng.integers(15, 50)), half_light_radius=r_disk, flux=knot_frac,
@@ -278,10 +291,17 @@ def _knotty(rng: np.random.Generator):
     return Galaxy(prof, max(hlr, 0.1), 1.0 + 3.0 * bulge_frac, q, pa)
 
 
-def draw_galaxies(population: str, n: int, rng: np.random.Generator) -> list[Galaxy]:
-    """``n`` galaxies of a population (``blended`` draws Sersic targets; neighbours are drawn at injection)."""
+def draw_galaxies(population: str, n: int, rng: np.random.Generator,
+                  shapes: pd.DataFrame | None = None) -> list[Galaxy]:
+    """``n`` galaxies of a population (``blended`` draws Sersic targets; neighbours are drawn at injection).
+
+    ``shapes`` (catalogue rows with ``r50`` arcsec, ``sersic_n``, ``q``): draw each galaxy's size,
+    index and axis ratio from a random row (the knots' disk takes the row's ``r50``, at least
+    0.2 arcsec); None uses fixed ranges (r50 0.3-1.5 arcsec log-uniform, n 0.5-4, q 0.3-1).
+    Position angles are uniform.
+    """
     make = _knotty if population == "knots" else _sersic
-    return [make(rng) for _ in range(n)]
+    return [make(rng, shapes) for _ in range(n)]
 
 
 def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
@@ -315,8 +335,33 @@ def run_injection(
     model: str | os.PathLike[str] | None = None,
     psf_fwhm_px: dict[str, float] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    keep_headers: bool = False,
+    shapes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Inject, measure with the production path, return one row per placement and method.
+
+    Parameters
+    ----------
+    frames : sequence of path-like
+        Real FITS frames.
+    config : InjectionConfig
+    methods : sequence of str
+        Photometry methods of :func:`lumos_ops.measure.measure_exposure`.
+    model : path-like, shipped-model name or None
+        LUMOS checkpoint.
+    psf_fwhm_px : dict, optional
+        PSF FWHM (pixels) per frame path; default: measured on each frame's stars.
+    work_dir : path-like, optional
+        Where the injected frames are written (temporarily).
+    keep_headers : bool
+        The frames are exposures following the header contract: keep their headers (``FILTER``,
+        ``EXPTIME``, ``GAIN``, ``PSFFWHM``, WCS...) as they are instead of mapping them
+        (:func:`frame_header`); the injected light gets the Poisson noise of the header's
+        ``EXPTIME`` and the PSF FWHM is ``PSFFWHM`` / 0.263 arcsec per pixel. The model, and
+        ``config.band``, ``noise_ratio`` and ``source_exptime``, then change nothing in the
+        injected pixels: two runs with the same seed inject the same galaxies into the same pixels.
+    shapes : DataFrame, optional
+        Catalogue rows whose shape distribution the galaxies are drawn from (:func:`draw_galaxies`).
 
     Returns
     -------
@@ -345,16 +390,20 @@ def run_injection(
         data = read_frame(path)
         cov = noise_autocovariance(data)
         sig = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))  # pixel noise without the sky's structure
-        fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
-        header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio, band=config.band,
-                              psf_fwhm_px=fwhm, exptime=config.source_exptime)
+        if keep_headers:
+            header = _own_header(path)
+            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or float(header["PSFFWHM"]) / PIXEL_SCALE
+        else:
+            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
+            header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio,
+                                  band=config.band, psf_fwhm_px=fwhm, exptime=config.source_exptime)
         header["_fwhm_px"] = fwhm
         frame_data.append(data)
         headers.append(header)
         noise_eps.append(sig * header["GAIN"] / header["EXPTIME"])
         autocov.append(cov * (header["GAIN"] / header["EXPTIME"]) ** 2)
         clearance.append(ndimage.distance_transform_edt(~source_mask(data)))
-    galaxies = draw_galaxies(config.population, config.n_galaxies, rng)
+    galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
     # placements: (galaxy, place, frame) in random order, packed into frame realisations
     order = [(g, p) for p in range(config.n_place) for g in range(config.n_galaxies)]
@@ -394,15 +443,16 @@ def run_injection(
                 f0 = flux0[row.galaxy]
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
-                    nbr = _sersic(rng)
+                    nbr = _sersic(rng, shapes)
                     dist, ang = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
                     nx_, ny_ = row.x + dist * np.cos(ang), row.y + dist * np.sin(ang)
                     nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_))
                     light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
+                exptime = float(header["EXPTIME"])
                 for stamp, flux, cx, cy in light:
-                    _add(image, stamp, flux, cx, cy, gain, config.source_exptime, rng)
-                source_var = float((unit**2 * np.clip(f0 * unit, 0.0, None)).sum()) / config.source_exptime / float((unit**2).sum()) ** 2
+                    _add(image, stamp, flux, cx, cy, gain, exptime, rng)
+                source_var = float((unit**2 * np.clip(f0 * unit, 0.0, None)).sum()) / exptime / float((unit**2).sum()) ** 2
                 crb = float(np.sqrt(background_err**2 + source_var))
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
@@ -451,6 +501,37 @@ def _add(image: np.ndarray, unit: np.ndarray, flux: float, cx: float, cy: float,
     ys, xs = slice(max(y0, 0), min(y0 + _STAMP, ny)), slice(max(x0, 0), min(x0 + _STAMP, nx))
     sub = unit[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     image[ys, xs] += rng.poisson(np.clip(sub * flux * exptime, 0.0, None)) / gain
+
+
+_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "COMMENT", "HISTORY", "", "BSCALE", "BZERO"}
+
+
+def _own_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The header cards of a frame's image HDU (structural ones left out), ``GAIN`` defaulting to 1.
+
+    Raises
+    ------
+    HeaderError
+        ``EXPTIME`` or ``PSFFWHM`` is missing: the frame does not follow the exposure contract.
+    """
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
+    from lumos_ops.exceptions import HeaderError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        with fits.open(path) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and np.ndim(h.data) == 2), hdul[0])
+            header = {k: v for k, v in hdu.header.items() if k not in _STRUCTURAL}
+    missing = [k for k in ("EXPTIME", "PSFFWHM", "FILTER") if k not in header]
+    if missing:
+        raise HeaderError(f"{path}: missing header keyword(s) {', '.join(missing)}; injection with the frames' own "
+                          "headers needs exposures following the header contract (README, Data contracts)")
+    header.setdefault("GAIN", 1.0)
+    return header
 
 
 def _write(path: Path, image: np.ndarray, header: dict[str, Any]) -> None:

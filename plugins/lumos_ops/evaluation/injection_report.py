@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
+from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68 as half_width68
 
 __all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_N", "COADD_SNR_EDGES"]
@@ -69,7 +70,10 @@ def _pit(frame: pd.DataFrame) -> dict[str, Any]:
 
     a, m, s = _mixtures(frame)
     trunc = frame["truncated"].to_numpy(bool) if "truncated" in frame else None
-    values = posterior_pit(frame["true_flux"].to_numpy(), a, m, s, truncated=trunc)
+    try:
+        values = posterior_pit(frame["true_flux"].to_numpy(), a, m, s, truncated=trunc)
+    except LumosValueError:  # too few rows for a cross-fitted population prior
+        return {"ks_distance": float("nan"), "hist": [], "n": 0}
     values = np.sort(values[np.isfinite(values)])
     ks = float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values))) if values.size else float("nan")
     return {"ks_distance": ks, "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(), "n": int(values.size)}
