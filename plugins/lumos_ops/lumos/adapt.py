@@ -1,0 +1,648 @@
+"""Adapt LUMOS to a survey's own exposures and validate it by injection-recovery (``lumos adapt``).
+
+:func:`adapt` runs four stages under one output directory; each writes its result before the next
+starts, so an interrupted run called again with the same ``out_dir`` continues where it stopped:
+
+1. **split** (``split.json``): the exposures are grouped by exposure (``EXPNUM``, else one group
+   per file: the CCDs of one exposure stay together) and, per band, a seeded random
+   ``holdout`` fraction of the groups is held out (at least one per band with two or more
+   groups). Training and held-out sets are disjoint.
+2. **training set** (``teahupoo/``): TEAHUPOO stamps (paper §2.2) on the training exposures' real
+   backgrounds, for every band x camera epoch present, with fluxes from the base model's reference
+   prior (:class:`lumos_ops.flux_prior.ReferencePrior`: the network learns the likelihood,
+   docs/likelihood.md §2), galaxy shapes from the catalogue, catalogue neighbours on a fraction
+   of the stamps and background cutouts scaled log-uniformly (noise-level augmentation).
+3. **fine-tuning** (``train/``, then ``model.pt``): from the base model's weights and
+   normalisation, all layers (or only the last, ``train_layers="last"``) with the
+   importance-weighted eq. (8) loss and the BatchNorm running statistics of the base model kept
+   (its layers in eval mode, their affine weights learnt: the shipped models end their training
+   that way, and per-batch statistics would change the function the base model computes); where a galaxy of the catalogue is observed on two training
+   exposures in one band, eq. (12) adds ``pair_weight`` x the eq. (11) overlap of their two
+   likelihoods. Every epoch writes ``train/train_state.pt``; a rerun continues from the last one.
+4. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
+   GalSim galaxies with the catalogue's shapes and a log-uniform true SNR are injected into the
+   held-out exposures, keeping their headers, and measured through ``read_exposure`` ->
+   ``measure_exposure`` (the nightly code path, blank-sky error calibration included) by the base
+   model, the candidate and every classical method. The same seed injects the same galaxies into
+   the same pixels for both models.
+
+The report is :func:`lumos_ops.evaluation.injection_report.score_injection` of the candidate with
+the classical methods (the registry's gates read it, docs/registry.md), plus ``base`` (the base
+model's LUMOS entries), ``bands`` (the same per band) and ``adapt`` (split, training, timings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import logging
+import math
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.exceptions import InputFileError, LumosValueError
+
+__all__ = ["AdaptConfig", "AdaptResult", "adapt", "find_exposures", "split_exposures", "CLASSICAL_METHODS"]
+
+log = logging.getLogger(__name__)
+
+CLASSICAL_METHODS: tuple[str, ...] = ("aperture", "modelfit", "optimal")
+"""The classical photometry methods the injection measures besides LUMOS."""
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptConfig:
+    """Options of :func:`adapt`.
+
+    Attributes
+    ----------
+    holdout : float
+        Fraction of each band's exposures held out for the injection (0-1).
+    n_stamps : int
+        TEAHUPOO stamps (training and validation).
+    val_fraction : float
+        Share of the stamps used for validation (the best epoch's weights are kept).
+    epochs, batch_size : int
+    lr : float
+        Adam learning rate of the fine-tuning (StepLR: divided by ``1 / lr_gamma`` every ``lr_step`` epochs).
+    lr_step : int
+    lr_gamma : float
+    train_layers : str
+        ``"all"`` (default) or ``"last"`` (only the output layer; BatchNorm statistics kept).
+    pair_weight : float
+        Weight of the eq. (11) pair term (eq. 12); 0 disables it.
+    max_pairs : int
+        At most this many pairs.
+    default_zero_point : float or None
+        AB zero point for pairs on exposures without ``ZP`` (None: such exposures give no pairs).
+    neighbour_fraction : float
+        Stamps with an added catalogue neighbour at 2-20 px.
+    background_scale_range : (float, float)
+        Log-uniform factor of each background cutout (noise-level augmentation).
+    n_galaxies, n_place : int
+        Injected galaxies per population and placements of each (placements of one galaxy land
+        on independent positions and held-out exposures; they give the co-adds).
+    populations : tuple of str
+        Injection populations (``sersic``, ``knots``, ``blended``).
+    classical_methods : tuple of str
+        Classical methods measured on the injected frames.
+    snr_range : (float, float)
+        Log-uniform true-SNR range of the injected galaxies.
+    spacing : int
+        Minimum distance (pixels) between injected targets.
+    min_clearance : float
+        Smallest distance (pixels) of an injected target from the frame's own sources.
+    seed : int
+        Seeds the split, the training set (``seed + 1``), the fine-tuning and the injection.
+    device : str or None
+        ``"cpu"``, ``"cuda"``; None: CUDA when available, else CPU.
+    num_threads : int or None
+        ``torch.set_num_threads`` (None keeps torch's default).
+    progress : bool
+        tqdm progress bars.
+    """
+
+    holdout: float = 0.25
+    n_stamps: int = 20_000
+    val_fraction: float = 0.05
+    epochs: int = 6
+    batch_size: int = 256
+    lr: float = 3e-4
+    lr_step: int = 4
+    lr_gamma: float = 0.1
+    train_layers: str = "all"
+    pair_weight: float = 1.0
+    max_pairs: int = 20_000
+    default_zero_point: float | None = None
+    neighbour_fraction: float = 0.3
+    background_scale_range: tuple[float, float] = (0.5, 2.0)
+    n_galaxies: int = 300
+    n_place: int = 5
+    populations: tuple[str, ...] = ("sersic",)
+    classical_methods: tuple[str, ...] = ("aperture", "optimal")
+    snr_range: tuple[float, float] = (1.0, 150.0)
+    spacing: int = 24
+    min_clearance: float = 6.0
+    seed: int = 0
+    device: str | None = None
+    num_threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise LumosValueError(f"holdout must be in (0, 1), got {self.holdout}")
+        for name in ("n_stamps", "epochs", "batch_size", "lr_step", "n_galaxies", "n_place", "max_pairs"):
+            if int(getattr(self, name)) < 1:
+                raise LumosValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise LumosValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LumosValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.train_layers not in ("all", "last"):
+            raise LumosValueError(f"train_layers must be 'all' or 'last', got {self.train_layers!r}")
+        if self.pair_weight < 0:
+            raise LumosValueError(f"pair_weight must be >= 0, got {self.pair_weight}")
+        from lumos_ops.evaluation.injection import POPULATIONS
+        from lumos_ops.measure import MEASURE_METHODS
+
+        object.__setattr__(self, "populations", tuple(self.populations))
+        object.__setattr__(self, "classical_methods", tuple(self.classical_methods))
+        bad = [p for p in self.populations if p not in POPULATIONS]
+        if bad or not self.populations:
+            raise LumosValueError(f"populations must be some of {POPULATIONS}, got {list(self.populations)}")
+        bad = [m for m in self.classical_methods if m not in MEASURE_METHODS or m == "lumos"]
+        if bad:
+            raise LumosValueError(f"classical_methods must be some of {CLASSICAL_METHODS}, got {bad}")
+        object.__setattr__(self, "background_scale_range", tuple(float(v) for v in self.background_scale_range))
+        object.__setattr__(self, "snr_range", tuple(float(v) for v in self.snr_range))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptResult:
+    """What :func:`adapt` wrote.
+
+    Attributes
+    ----------
+    model_path, report_path, plot_path : Path
+        ``OUT/model.pt``, ``OUT/injection_report.json``, ``OUT/injection_report.png``.
+    model_sha256 : str
+    train_exposures, heldout_exposures : list of str
+    report : dict
+        The injection report.
+    """
+
+    model_path: Path
+    report_path: Path
+    plot_path: Path
+    model_sha256: str
+    train_exposures: list[str]
+    heldout_exposures: list[str]
+    report: dict[str, Any]
+
+
+def find_exposures(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """FITS exposures named by a directory (searched recursively), a glob pattern, a file, or a list of these.
+
+    Returns
+    -------
+    list of str
+        Sorted, without repeats.
+
+    Raises
+    ------
+    InputFileError
+        Nothing matches.
+    """
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    found: set[str] = set()
+    for item in specs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found.update(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_FITS_SUFFIXES))
+        elif path.is_file():
+            found.add(text)
+        else:
+            found.update(p for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    if not found:
+        raise InputFileError(f"{', '.join(os.fspath(s) for s in specs)}: no FITS exposure found; give a directory, "
+                             "a glob such as 'night/*.fits' or files")
+    return sorted(found)
+
+
+def _header_keys(path: str) -> tuple[str, int | None]:
+    """(band, exposure number or None) of an exposure file, from its header."""
+    from lumos_ops.evaluation.injection import _own_header
+
+    header = _own_header(path)
+    expnum = header.get("EXPNUM")
+    return str(header["FILTER"]).strip(), None if expnum is None else int(expnum)
+
+
+def split_exposures(paths: Sequence[str], *, holdout: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of exposures into training and held-out sets, by exposure and per band.
+
+    Files sharing an ``EXPNUM`` (the CCDs of one exposure) form one group; a file without one is
+    its own group. Per band, ``round(holdout x groups)`` groups (at least 1 when the band has two
+    or more, never all) are held out, drawn with a generator seeded by ``seed`` and the band name.
+
+    Returns
+    -------
+    (list of str, list of str)
+        Training and held-out files, sorted; disjoint, together ``paths``.
+    """
+    groups: dict[str, dict[Any, list[str]]] = {}
+    for path in sorted(paths):
+        band, expnum = _header_keys(path)
+        key = ("expnum", expnum) if expnum is not None else ("file", path)
+        groups.setdefault(band, {}).setdefault(key, []).append(path)
+    train: list[str] = []
+    held: list[str] = []
+    for band in sorted(groups):
+        keys = sorted(groups[band], key=str)
+        n_hold = 0 if len(keys) < 2 else min(max(1, round(holdout * len(keys))), len(keys) - 1)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(band.encode())]))
+        chosen = set(rng.choice(len(keys), size=n_hold, replace=False).tolist()) if n_hold else set()
+        for i, key in enumerate(keys):
+            (held if i in chosen else train).extend(groups[band][key])
+    if not held:
+        raise LumosValueError("no exposure can be held out: every band has a single exposure; give at least two "
+                              "exposures of one band (or cut frames into sub-frames, reports/adapt/README.md)")
+    return sorted(train), sorted(held)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from lumos_ops.evaluation.injection_report import json_clean
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(json_clean(value), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _stage_split(out: Path, paths: list[str], config: AdaptConfig) -> tuple[list[str], list[str]]:
+    path = out / "split.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if sorted(saved["exposures"]) != paths or saved["seed"] != config.seed or saved["holdout"] != config.holdout:
+            raise LumosValueError(f"{path}: this output directory was started with other exposures, seed or holdout; "
+                                  "use a new --out or the same inputs")
+        return saved["train"], saved["heldout"]
+    train, held = split_exposures(paths, holdout=config.holdout, seed=config.seed)
+    _write_json(path, {"exposures": paths, "seed": config.seed, "holdout": config.holdout, "train": train,
+                       "heldout": held})
+    log.info("adapt: %d training and %d held-out exposures", len(train), len(held))
+    return train, held
+
+
+def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -> Path:
+    from lumos_ops.flux_prior import REFERENCE_PRIOR
+    from lumos_ops.sim import TeahupooConfig, generate_training_set
+
+    prior = base.flux_prior or REFERENCE_PRIOR
+    ts_config = TeahupooConfig(
+        n_stamps=config.n_stamps, stamp_size=base.net.config.stamp_size, seed=config.seed + 1,
+        split_fractions=(1.0 - config.val_fraction, config.val_fraction, 0.0), flux_source="reference_prior",
+        flux_prior={k: v for k, v in prior.to_dict().items() if k != "kind"},
+        neighbour_fraction=config.neighbour_fraction, background_scale_range=config.background_scale_range,
+    )
+    set_dir = out / "teahupoo"
+    manifest = set_dir / "manifest.json"
+    if manifest.is_file():
+        saved = json.loads(manifest.read_text())
+        if saved.get("config") == ts_config.to_dict() and saved.get("exposures") == train:
+            log.info("adapt: training set %s already made; kept", set_dir)
+            return set_dir
+    log.info("adapt: %d TEAHUPOO stamps on %d training exposures", config.n_stamps, len(train))
+    generate_training_set(ts_config, train, catalog, set_dir, progress=config.progress)
+    return set_dir
+
+
+def _pairs(train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -> tuple[Any, np.ndarray, np.ndarray, str]:
+    """Observations, pair indices, calibration factors and a note on the eq. (11) pairs of the training exposures."""
+    from lumos_ops.lumos.coadd import njy_factor
+    from lumos_ops.lumos.pairs import collect_observations, make_pairs
+
+    empty = np.zeros((0, 2), dtype=np.int64)
+    if config.pair_weight == 0:
+        return None, empty, np.zeros(0), "pair term disabled (pair_weight 0)"
+    try:
+        obs = collect_observations(train, catalog, base.normalization, stamp_size=base.net.config.stamp_size,
+                                   default_zero_point=config.default_zero_point)
+    except LumosValueError as exc:
+        return None, empty, np.zeros(0), f"no pairs: {exc}"
+    pairs = make_pairs(obs.table, max_pairs=config.max_pairs, seed=config.seed)
+    if pairs.shape[0] == 0:
+        return None, empty, np.zeros(0), "no pairs: no catalogue galaxy is observed on two training exposures in one band"
+    c = njy_factor(obs.table["zero_point"].to_numpy())
+    return obs, pairs, c / float(np.median(c)), f"{pairs.shape[0]} pairs of {len(obs.table)} observations"
+
+
+def _pair_loss(net, obs, pairs: np.ndarray, factor: np.ndarray, device, likelihood: bool):
+    import torch
+
+    from lumos_ops.lumos.losses import pair_overlap_nll
+
+    def forward(idx: np.ndarray):
+        out = net(torch.from_numpy(obs.inputs.images[idx]).to(device), torch.from_numpy(obs.inputs.scalars[idx]).to(device),
+                  torch.from_numpy(obs.inputs.band_epoch[idx]).to(device))
+        return out.scaled(torch.from_numpy(factor[idx, None].astype(np.float32)).to(device))
+
+    return pair_overlap_nll(forward(pairs[:, 0]), forward(pairs[:, 1]), truncated=not likelihood).mean()
+
+
+def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.DataFrame, base,
+                    config: AdaptConfig, survey=None) -> tuple[Path, str, dict[str, Any]]:
+    """Fine-tune ``base`` on the training set (resumable); returns the checkpoint path, its SHA-256 and the history.
+
+    With a ``survey`` whose bands or epochs differ from the base model's, the network first gets
+    that survey's band x epoch embedding (:func:`lumos_ops.lumos.band_embedding.survey_embedding`)
+    and the training set's stamps are indexed by the survey's rows.
+    """
+    import torch
+
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+    from lumos_ops.lumos.data import StampBatches
+    from lumos_ops.lumos.losses import supervised_loss
+    from lumos_ops.lumos.train import evaluate_split, freeze_batchnorm, select_device
+    from lumos_ops.sim import TrainingSet
+
+    model_path = out / "model.pt"
+    done = out / "train" / "done.json"
+    if model_path.is_file() and done.is_file():
+        info = json.loads(done.read_text())
+        log.info("adapt: fine-tuning already finished (%s); kept", model_path)
+        return model_path, info["sha256"], info
+    work = out / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    loaded = load_checkpoint(base.path, device=device)
+    net, norm = loaded.net, loaded.normalization
+    ts = TrainingSet(set_dir)
+    survey_meta: dict[str, Any] = {}
+    if survey is not None:
+        from lumos_ops.lumos.band_embedding import model_bands, survey_embedding
+
+        bands, n_epochs, _ = model_bands(loaded.metadata)
+        if (tuple(survey.band_names), survey.n_epochs) != (bands, n_epochs):
+            net, survey_meta = survey_embedding(net, loaded.metadata, survey, trained_rows=loaded.trained_band_epochs)
+        rows = [survey.band_epoch_index(b, int(e)) for b, e in zip(ts.meta["band"], ts.meta["epoch"])]
+        ts.meta["band_epoch"] = np.asarray(rows, dtype=np.int64)
+    prior = ts.flux_prior
+    train_ids, val_ids = ts.indices("train"), ts.indices("val")
+    if train_ids.size == 0 or val_ids.size == 0:
+        raise LumosValueError(f"{set_dir}: need stamps in both the train and val splits; raise n_stamps")
+    train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior)
+    val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior)
+    params = list(net.parameters()) if config.train_layers == "all" else list(net.head.parameters())
+    for p in net.parameters():
+        p.requires_grad_(config.train_layers == "all")
+    for p in net.head.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    obs, pairs, factor, pair_note = _pairs(train, catalog, loaded, config)
+    if survey_meta and obs is not None:
+        obs, pair_note = None, f"{pair_note}; not used: the observations' rows are not remapped to a new embedding"
+    state_path = work / "train_state.pt"
+    history: list[dict[str, Any]] = []
+    start, best = 0, math.inf
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history, best = int(state["epoch"]), list(state["history"]), float(state["best_val_loss"])
+        log.info("adapt: resuming the fine-tuning after epoch %d", start)
+    val_loader = _batches(val_data, config.batch_size, None)
+    if not history:
+        before = evaluate_split(net, val_loader, device)["loss"]
+        history.append({"epoch": 0, "val_loss": before})
+    trained_rows = sorted(set(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids]))
+                          | (set() if survey_meta else set(loaded.trained_band_epochs or ())))
+    metadata = {
+        **loaded.metadata,
+        **survey_meta,
+        "trained_band_epochs": trained_rows,
+        "flux_prior": prior.to_dict() if prior is not None else loaded.metadata.get("flux_prior"),
+        "truncation_imag": None,
+        "adapt": {"base_model": loaded.path, "base_sha256": loaded.sha256, "training_set": str(set_dir.resolve()),
+                  "train_exposures": train, "n_train": int(train_ids.size), "n_val": int(val_ids.size),
+                  "pairs": pair_note, "config": config.to_dict()},
+    }
+    metadata.pop("history", None)
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        net.train()
+        freeze_batchnorm(net)
+        loader = _batches(train_data, config.batch_size, config.seed * 100_003 + epoch)
+        bar = None
+        iterator = loader
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            bar = iterator = tqdm(loader, desc=f"adapt epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        rng = np.random.default_rng(config.seed * 100_003 + epoch)
+        total, count, pair_total, steps = 0.0, 0, 0.0, 0
+        for batch in iterator:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            optimizer.zero_grad(set_to_none=True)
+            outp = net(batch["images"], batch["scalars"], batch["band_epoch"])
+            loss = supervised_loss(outp, batch["flux"], batch["truncated"], batch["weight"])
+            if obs is not None:
+                pick = pairs[rng.choice(pairs.shape[0], size=min(config.batch_size, pairs.shape[0]), replace=False)]
+                pair = _pair_loss(net, obs, pick, factor, device, loaded.is_likelihood)
+                pair_total += float(pair.detach())
+                loss = loss + config.pair_weight * pair
+            if not torch.isfinite(loss.detach()):
+                raise LumosValueError(f"adapt epoch {epoch + 1}: the loss is not finite; lower --lr")
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch["flux"].shape[0]
+            count += batch["flux"].shape[0]
+            steps += 1
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        if bar is not None:
+            bar.close()
+        scheduler.step()
+        val = evaluate_split(net, val_loader, device)["loss"]
+        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val,
+                  "pair_loss": pair_total / steps if obs is not None and steps else None,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        history.append(record)
+        log.info("adapt epoch %d/%d train %.4f val %.4f (%.0f s)", epoch + 1, config.epochs, record["train_loss"], val,
+                 record["seconds"])
+        if val < best:
+            best = val
+            save_checkpoint(work / "best.pt", net, arch=loaded.arch, normalization=norm,
+                            metadata={**metadata, "epoch": epoch + 1, "val_loss": val})
+        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "epoch": epoch + 1, "history": history, "best_val_loss": best}
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, state_path)
+    best_model = load_checkpoint(work / "best.pt", device="cpu")
+    sha = save_checkpoint(model_path, best_model.net, arch=best_model.arch, normalization=best_model.normalization,
+                          metadata={**best_model.metadata, "history": history})
+    info = {"sha256": sha, "history": history, "best_epoch": best_model.metadata.get("epoch"), "pairs": pair_note,
+            "device": str(device), "n_train": int(train_ids.size), "n_val": int(val_ids.size),
+            "band_epochs": {str(k): int(v) for k, v in ts.meta.loc[train_ids, "band_epoch"].value_counts().sort_index().items()}}
+    _write_json(done, info)
+    return model_path, sha, info
+
+
+def _batches(dataset, batch_size: int, seed: int | None):
+    from torch.utils.data import BatchSampler, DataLoader
+
+    order = list(range(len(dataset))) if seed is None else np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size=batch_size, drop_last=False),
+                      num_workers=0)
+
+
+def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_path: str, model_path: Path,
+                     config: AdaptConfig) -> pd.DataFrame:
+    """Injection tables of the base model (with the classical methods) and the candidate; cached per population."""
+    from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+
+    work = out / "injection"
+    work.mkdir(parents=True, exist_ok=True)
+    tables = []
+    runs = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
+    for k, population in enumerate(config.populations):
+        inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
+                              snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
+                              seed=config.seed * 1000 + 7 + k)
+        for label, model, methods in runs:
+            path = work / f"{population}-{label}.parquet"
+            if path.is_file():
+                table = pd.read_parquet(path)
+            else:
+                log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
+                         population, label, config.n_galaxies, config.n_place, len(held))
+                table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
+                                      work_dir=work)
+                tmp = path.with_suffix(".tmp")
+                table.to_parquet(tmp, index=False)
+                os.replace(tmp, path)
+            table = table.copy()
+            table["model"] = label
+            tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _report(table: pd.DataFrame, config: AdaptConfig) -> dict[str, Any]:
+    """Candidate report (candidate LUMOS + classical), with the base model's LUMOS and per-band reports."""
+    from lumos_ops.evaluation.injection_report import score_injection
+
+    classical = table[(table["model"] == "base") & (table["method"] != "lumos")]
+    candidate = pd.concat([classical, table[(table["model"] == "candidate") & (table["method"] == "lumos")]],
+                          ignore_index=True)
+    base = table[(table["model"] == "base")]
+    report = score_injection(candidate)
+    base_report = score_injection(base)
+    report["base"] = {"populations": {p: {"lumos": e["methods"].get("lumos"),
+                                          "sigma68_ratio_by_true_snr": e["sigma68_ratio_by_true_snr"]}
+                                      for p, e in base_report["populations"].items()},
+                      "targets": base_report["targets"]}
+    bands = {}
+    band_of = _frame_bands(table["frame"].unique())
+    for band in sorted(set(band_of.values())):
+        frames = [f for f, b in band_of.items() if b == band]
+        cand_b = score_injection(candidate[candidate["frame"].isin(frames)])
+        base_b = score_injection(base[base["frame"].isin(frames)])
+        bands[band] = {"frames": frames, "candidate": cand_b,
+                       "base": {"populations": {p: {"lumos": e["methods"].get("lumos"),
+                                                    "sigma68_ratio_by_true_snr": e["sigma68_ratio_by_true_snr"]}
+                                                for p, e in base_b["populations"].items()},
+                                "targets": base_b["targets"]}}
+    report["bands"] = bands
+    report["comparison"] = comparison_rows(report)
+    return report
+
+
+def _frame_bands(frames) -> dict[str, str]:
+    return {str(f): _header_keys(str(f))[0] for f in frames}
+
+
+def comparison_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (scope = all or a band, population, model/method, true-SNR bin) of bias, sigma68,
+    pull sigma68, coverage68 and sigma68 / optimal's, for base, candidate and classical methods."""
+    rows = []
+    scopes = [("all", report, report.get("base"))] + [(b, e["candidate"], e["base"]) for b, e in report.get("bands", {}).items()]
+    for scope, cand, base in scopes:
+        for pop, entry in cand["populations"].items():
+            methods = dict(entry["methods"])
+            optimal = methods.get("optimal")
+            if "lumos" in methods:
+                methods["lumos_candidate"] = methods.pop("lumos")
+            if base and base["populations"].get(pop, {}).get("lumos"):
+                methods["lumos_base"] = base["populations"][pop]["lumos"]
+            for name, m in methods.items():
+                for i, b in enumerate(m["by_true_snr"]):
+                    opt = optimal["by_true_snr"][i]["sigma68"] if optimal else None
+                    ratio = b["sigma68"] / opt if opt and b["sigma68"] is not None and np.isfinite(opt) else None
+                    rows.append({"scope": scope, "population": pop, "method": name, "snr_lo": b["lo"],
+                                 "snr_hi": b["hi"], "n": b["n"], "bias": b["bias"], "sigma68": b["sigma68"],
+                                 "pull_sigma68": b["pull_sigma68"], "coverage68": b["coverage68"],
+                                 "sigma68_over_optimal": ratio})
+    return rows
+
+
+def adapt(
+    exposures: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    catalog: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    config: AdaptConfig | None = None,
+    *,
+    base_model: str | os.PathLike[str] | None = None,
+    survey=None,
+) -> AdaptResult:
+    """Split, build the training set, fine-tune and validate by injection (module notes); resumable.
+
+    Parameters
+    ----------
+    exposures : path-like, glob or sequence of them
+        The survey's FITS exposures (header contract), see :func:`find_exposures`.
+    catalog : DataFrame
+        External catalogue (shapes for the training set and the injection; targets for pairs).
+    out_dir : path-like
+        Output directory; rerun with the same one to continue an interrupted run.
+    config : AdaptConfig, optional
+    base_model : path-like, shipped-model name or None, keyword-only
+        Starting checkpoint (None: the shipped default).
+    survey : lumos_ops.survey.Survey or None, keyword-only
+        The exposures' survey. When its bands or camera epochs differ from the base model's, the
+        candidate gets the survey's band x epoch embedding, each row initialised from the base
+        model's trained row nearest in wavelength, and records the band list in its metadata.
+        None keeps the base model's embedding.
+
+    Returns
+    -------
+    AdaptResult
+    """
+    import torch
+
+    from lumos_ops.evaluation.injection_report import plot_injection
+    from lumos_ops.io.catalog import validate_catalog
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    config = config or AdaptConfig()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    catalog = validate_catalog(catalog, source="adapt catalogue")
+    paths = find_exposures(exposures)
+    started = time.perf_counter()
+    train, held = _stage_split(out, paths, config)
+    base = load_checkpoint(base_model, device="cpu")
+    set_dir = _stage_training_set(out, train, catalog, base, config)
+    model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, survey)
+    table = _stage_injection(out, held, catalog, base.path, model_path, config)
+    report = _report(table, config)
+    report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
+                       "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
+                       "training": info, "config": config.to_dict(),
+                       "seconds_this_run": time.perf_counter() - started}
+    report_path = out / "injection_report.json"
+    _write_json(report_path, report)
+    plot_path = Path(plot_injection(report, out / "injection_report.png"))
+    return AdaptResult(model_path=model_path, report_path=report_path, plot_path=plot_path, model_sha256=sha,
+                       train_exposures=train, heldout_exposures=held, report=report)

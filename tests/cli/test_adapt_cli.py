@@ -1,0 +1,53 @@
+"""``lumos adapt`` through ``lumos_ops.cli.main``: outputs, the printed comparison, one-line input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from lumos_ops.cli import main
+
+
+def _exposure(path, band, expnum, seed, shape=(140, 150)):
+    data = np.random.default_rng(seed).normal(600.0, 25.0, shape).astype(np.float32)
+    header = fits.Header({"FILTER": band, "EXPTIME": 90.0, "GAIN": 1.0, "PSFFWHM": 0.9, "EXPNUM": expnum})
+    fits.PrimaryHDU(data, header=header).writeto(path)
+
+
+@pytest.mark.slow
+def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path, capsys):
+    for k in range(2):
+        _exposure(tmp_path / f"r{k}.fits", "NB615", 10 + k, k)
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"ref_id": np.arange(20), "x": rng.uniform(10, 140, 20), "y": rng.uniform(10, 130, 20),
+                  "r50": rng.uniform(0.2, 0.8, 20), "sersic_n": 1.0, "q": 0.8, "pa": 0.0,
+                  "i_auto": 21.0}).to_csv(tmp_path / "cat.csv", index=False)
+    out = tmp_path / "out"
+    args = ["adapt", "--exposures", str(tmp_path / "r*.fits"), "--catalog", str(tmp_path / "cat.csv"), "--out",
+            str(out), "--n-stamps", "64", "--epochs", "1", "--n-galaxies", "8", "--n-place", "2",
+            "--classical-methods", "aperture", "--holdout", "0.5", "--device", "cpu", "-q"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "base  adapted" in printed and "sigma68 / optimal's" not in printed  # no optimal: no ratio row
+    assert "pull sigma68 0.9-1.1" in printed and str(out / "injection_report.json") in printed
+    report = json.loads((out / "injection_report.json").read_text())
+    assert len(report["adapt"]["train_exposures"]) == 1 and len(report["adapt"]["heldout_exposures"]) == 1
+    assert set(report["populations"]["sersic"]["methods"]) == {"aperture", "lumos"}
+    assert (out / "model.pt").is_file() and (out / "injection_report.png").is_file()
+    stamp = {p: (out / p).stat().st_mtime_ns for p in ("model.pt", "teahupoo/meta.parquet",
+                                                         "injection/sersic-candidate.parquet")}
+    assert main(args) == 0  # a rerun reuses every finished stage
+    assert {p: (out / p).stat().st_mtime_ns for p in stamp} == stamp
+
+
+def test_no_exposures_is_a_one_line_error(tmp_path, capsys):
+    pd.DataFrame({"ref_id": [1], "x": [5.0], "y": [5.0], "r50": [0.5], "sersic_n": [1.0], "q": [1.0], "pa": [0.0],
+                  "i_auto": [21.0]}).to_csv(tmp_path / "cat.csv", index=False)
+    code = main(["adapt", "--exposures", str(tmp_path / "none" / "*.fits"), "--catalog", str(tmp_path / "cat.csv"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no FITS exposure found" in err[0]

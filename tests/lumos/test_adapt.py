@@ -1,0 +1,174 @@
+"""``lumos_ops.lumos.adapt``: seeded split by exposure, resumable fine-tuning, the injection report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.io import fits
+
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.lumos import adapt as adapt_module
+from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_exposures
+from lumos_ops.lumos.checkpoint import load_checkpoint
+
+
+def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0):
+    """A noise frame (ADU, sky 600) with three stars, following the header contract."""
+    rng = np.random.default_rng(seed)
+    data = rng.normal(600.0, noise_adu, shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for x, y in rng.uniform(20, min(shape) - 20, (3, 2)):
+        data += 4e4 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.4**2) / (2 * np.pi * 1.4**2)
+    header = fits.Header({"FILTER": band, "EXPTIME": 90.0, "GAIN": 1.0, "PSFFWHM": 0.9, "EXPNUM": expnum, "CCDNUM": 1})
+    fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(path)
+    return str(path)
+
+
+def catalogue(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"ref_id": np.arange(n), "x": rng.uniform(10, 150, n), "y": rng.uniform(10, 130, n),
+                         "r50": rng.uniform(0.2, 0.9, n), "sersic_n": rng.uniform(0.8, 3.0, n),
+                         "q": rng.uniform(0.4, 1.0, n), "pa": rng.uniform(0, 180, n), "i_auto": rng.uniform(19, 23, n)})
+
+
+@pytest.fixture(scope="module")
+def exposures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exposures")
+    paths = []
+    for k in range(3):
+        paths.append(write_exposure(root / f"r_{k}.fits", band="NB615", expnum=100 + k, seed=k))
+        paths.append(write_exposure(root / f"i_{k}.fits", band="NB765", expnum=200 + k, seed=10 + k))
+    return root, paths
+
+
+def test_split_is_seeded_disjoint_by_exposure_and_band(tmp_path):
+    paths = []
+    for k in range(4):  # band NB615: exposure 1 has two CCD files, which must stay together
+        paths.append(write_exposure(tmp_path / f"a{k}.fits", band="NB615", expnum=k, seed=k, shape=(40, 40)))
+    paths.append(write_exposure(tmp_path / "a0_ccd2.fits", band="NB615", expnum=1, seed=9, shape=(40, 40)))
+    for k in range(5):
+        paths.append(write_exposure(tmp_path / f"b{k}.fits", band="NB765", expnum=10 + k, seed=k, shape=(40, 40)))
+    train, held = split_exposures(paths, holdout=0.4, seed=3)
+    assert set(train).isdisjoint(held) and sorted(train + held) == sorted(paths)
+    assert (train, held) == split_exposures(list(reversed(paths)), holdout=0.4, seed=3)
+    bands = {p: fits.getheader(p)["FILTER"] for p in paths}
+    assert {bands[p] for p in held} == {"NB615", "NB765"} and {bands[p] for p in train} == {"NB615", "NB765"}
+    together = {str(tmp_path / "a1.fits"), str(tmp_path / "a0_ccd2.fits")}
+    assert together <= set(train) or together <= set(held)
+    splits = {tuple(split_exposures(paths, holdout=0.4, seed=s)[1]) for s in range(8)}
+    assert len(splits) > 1
+    with pytest.raises(LumosValueError, match="single exposure"):
+        split_exposures(paths[:1], holdout=0.5, seed=0)
+
+
+def test_find_exposures_directory_glob_and_nothing(exposures, tmp_path):
+    root, paths = exposures
+    assert find_exposures(root) == sorted(paths)
+    assert find_exposures(str(root / "r_*.fits")) == sorted(p for p in paths if "/r_" in p)
+    with pytest.raises(InputFileError, match="no FITS exposure"):
+        find_exposures(str(tmp_path / "none" / "*.fits"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def small_config(**changes):
+    values = dict(holdout=0.34, n_stamps=120, val_fraction=0.25, epochs=2, batch_size=32, n_galaxies=12, n_place=2,
+                  populations=("sersic",), classical_methods=("aperture", "optimal"), snr_range=(5.0, 100.0),
+                  spacing=24, min_clearance=4.0, seed=1, device="cpu", progress=False)
+    values.update(changes)
+    return AdaptConfig(**values)
+
+
+def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypatch):
+    root, paths = exposures
+    config = small_config()
+    batches = adapt_module._batches
+
+    def interrupted(dataset, batch_size, seed):
+        if seed == config.seed * 100_003 + 1:  # the second epoch's shuffle: stop there
+            raise Interrupt
+        return batches(dataset, batch_size, seed)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(adapt_module, "_batches", interrupted)
+    with pytest.raises(Interrupt):
+        adapt(root, catalogue(), out, config)
+    monkeypatch.undo()
+    state = torch.load(out / "train" / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1 and not (out / "model.pt").exists()
+    manifest_mtime = (out / "teahupoo" / "manifest.json").stat().st_mtime_ns
+    result = adapt(root, catalogue(), out, config)
+    assert (out / "teahupoo" / "manifest.json").stat().st_mtime_ns == manifest_mtime  # training set kept
+    history = json.loads((out / "train" / "done.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2] and history[1] == state["history"][1]
+
+    # an uninterrupted run of the same configuration gives the same weights
+    fresh = tmp_path / "fresh"
+
+    def stop(*args, **kwargs):
+        raise Interrupt
+
+    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    with pytest.raises(Interrupt):
+        adapt(root, catalogue(), fresh, config)
+    monkeypatch.undo()
+    assert json.loads((fresh / "train" / "done.json").read_text())["sha256"] == result.model_sha256
+
+    # outputs
+    split = json.loads((out / "split.json").read_text())
+    assert set(split["train"]).isdisjoint(split["heldout"]) and result.heldout_exposures == split["heldout"]
+    model = load_checkpoint(result.model_path, device="cpu")
+    assert model.sha256 == result.model_sha256 and model.is_likelihood
+    assert model.metadata["adapt"]["train_exposures"] == split["train"]
+    assert {16, 31} <= set(model.metadata["trained_band_epochs"])  # NB615 and NB765 rows (epoch 0)
+    assert result.plot_path.is_file() and result.plot_path.stat().st_size > 1000
+    report = json.loads(result.report_path.read_text())
+    assert report["adapt"]["model_sha256"] == result.model_sha256 and report["adapt"]["heldout_exposures"] == split["heldout"]
+
+    # per-band fixed-truth metrics for the candidate, the base model and the classical methods
+    metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}
+    methods = report["populations"]["sersic"]["methods"]
+    assert set(methods) == {"aperture", "optimal", "lumos"}
+    assert report["base"]["populations"]["sersic"]["lumos"]["n"] > 0
+    assert set(report["bands"]) == {"NB615", "NB765"}
+    for band, entry in report["bands"].items():
+        assert all(band == fits.getheader(f)["FILTER"] for f in entry["frames"])
+        cand = entry["candidate"]["populations"]["sersic"]["methods"]
+        assert set(cand) == {"aperture", "optimal", "lumos"}
+        every = [b for b in cand["lumos"]["by_true_snr"] if b["lo"] is None][0]
+        assert metrics <= set(every) and every["n"] > 0
+        assert entry["base"]["populations"]["sersic"]["lumos"]["by_true_snr"]
+    scopes = {(r["scope"], r["method"]) for r in report["comparison"]}
+    for scope in ("all", "NB615", "NB765"):
+        assert {(scope, m) for m in ("lumos_base", "lumos_candidate", "aperture", "optimal")} <= scopes
+    assert {t["target"] for t in report["targets"]} == {t["target"] for t in report["base"]["targets"]}
+
+    # the base model and the candidate measured the same injected galaxies
+    base = pd.read_parquet(out / "injection" / "sersic-base.parquet")
+    cand = pd.read_parquet(out / "injection" / "sersic-candidate.parquet")
+    truth = ["placement", "frame", "x", "y", "true_flux"]
+    pd.testing.assert_frame_equal(base[base["method"] == "lumos"][truth].reset_index(drop=True),
+                                  cand[truth].reset_index(drop=True))
+
+
+def test_a_rerun_with_other_inputs_is_refused(exposures, tmp_path):
+    root, paths = exposures
+    out = tmp_path / "run"
+    (out).mkdir()
+    (out / "split.json").write_text(json.dumps({"exposures": paths[:2], "seed": 1, "holdout": 0.34,
+                                                "train": paths[:1], "heldout": paths[1:2]}))
+    with pytest.raises(LumosValueError, match="other exposures"):
+        adapt(root, catalogue(), out, small_config())
+
+
+def test_config_is_validated():
+    with pytest.raises(LumosValueError, match="holdout"):
+        AdaptConfig(holdout=1.0)
+    with pytest.raises(LumosValueError, match="train_layers"):
+        AdaptConfig(train_layers="some")
+    with pytest.raises(LumosValueError, match="classical_methods"):
+        AdaptConfig(classical_methods=("lumos",))
