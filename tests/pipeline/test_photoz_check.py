@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosError, LumosValueError
+from lumos_ops.photoz.coadd_check import MIN_SURVEY_BANDS
 from lumos_ops.pipeline.photoz_check import (
-    MIN_SURVEY_BANDS,
     PhotozCheckFailed,
     PhotozCheckSkipped,
     check_photoz,

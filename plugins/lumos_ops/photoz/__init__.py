@@ -6,7 +6,9 @@
   of ``(z_phot - z_spec) / (1 + z_spec)``, per i_auto bin and for the best X % by quality.
 * :func:`colour_width`, :func:`compare_colour_widths` — sigma68 / sigma95 of NB colour histograms
   (paper §6.1.2); :func:`colour_widths_from_files` for co-add tables.
-* :func:`run_photoz`, :func:`validate_photoz` — the file-level steps behind ``lumos photoz``.
+* :func:`run_photoz`, :func:`validate_photoz` — the file-level steps behind ``lumos photoz``;
+  :mod:`~lumos_ops.photoz.coadd_check` — the same validation of one method's co-adds for the
+  database check (``lumos_ops.pipeline.photoz_check``).
 """
 
 from lumos_ops.photoz.colour_report import colour_widths_from_files

@@ -1,8 +1,9 @@
 """The periodic photo-z validation of the photometry database (paper §6.4).
 
-For every photometry method with co-adds, :func:`check_photoz` fits template photo-z
-(:func:`lumos_ops.photoz.fit.fit_photoz`) to the latest co-added narrow-band fluxes of the catalogue
-sources that have a spectroscopic redshift, compares them with it, and records the result:
+For every photometry method with co-adds, :func:`check_photoz` reads the latest co-added
+narrow-band fluxes of the catalogue sources that have a spectroscopic redshift, has
+:func:`lumos_ops.photoz.coadd_check.check_method` fit template photo-z to them and compare them
+with it, and records the result:
 
 * one row per method in ``lumos.photoz_checks`` (sigma68, NMAD, outlier fraction and bias of
   ``dz = (z_phot - z_spec) / (1 + z_spec)``, plus the per-i_auto-bin table as JSON);
@@ -13,7 +14,7 @@ A drift of these numbers between checks is the survey-level symptom of a photome
 DAG only calls it.
 
 A check never reports success on nothing. A method whose co-adds cover fewer than
-``min_survey_bands`` bands (:data:`MIN_SURVEY_BANDS`) is not fitted (status ``too_few_bands``), and
+``min_survey_bands`` bands (:data:`~lumos_ops.photoz.coadd_check.MIN_SURVEY_BANDS`) is not fitted (status ``too_few_bands``), and
 one where no source gets a photo-z is not scored (status ``none_fitted``); neither gets a row in
 ``lumos.photoz_checks`` (its JSON report says why). :func:`require_checked` turns the results into
 the outcome of the check: :class:`PhotozCheckSkipped` when there is nothing to validate yet,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import tempfile
@@ -36,10 +38,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosError, LumosValueError
+from lumos_ops.photoz.coadd_check import CHECKED, MIN_SURVEY_BANDS, NONE_FITTED, STATUSES, MethodPhotoz
 from lumos_ops.pipeline.storage import ObjectStore
 
 __all__ = [
-    "MIN_SURVEY_BANDS",
     "PhotozCheck",
     "PhotozCheckError",
     "PhotozCheckFailed",
@@ -60,20 +62,12 @@ _QUERY = sa.text(
     """
 )
 
-MIN_SURVEY_BANDS = 10
-"""Fewest bands a method's co-adds must cover for its photo-z check to be recorded.
-
-Measured on 400 simulated galaxies (i_auto 18-21) with the default template grid and bands spread
-evenly over NB455-NB845: with 2 % flux errors and no noise (the band coverage alone), sigma68 and
-the outlier fraction (``|dz| > 0.02``) are 0.10 and 71 % with 3 bands, 0.009 and 19 % with 5,
-0.0035 and 5 % with 8, 0.0029 and 1.8 % with 10, 0.0011 and 0 % with all 40; with 5 % Gaussian
-noise, 0.045 / 56 % (5 bands), 0.012 / 24 % (10), 0.003 / 1.8 % (40). Below about 10 narrow bands
-the metrics measure which bands have co-adds rather than the photometry.
-"""
-
-CHECKED, TOO_FEW_BANDS, NONE_FITTED = "checked", "too_few_bands", "none_fitted"
-_STATUSES = (CHECKED, TOO_FEW_BANDS, NONE_FITTED)
-
+_INSERT = sa.text(
+    "INSERT INTO lumos.photoz_checks (dag_run_id, method, model_versions, n_sources, n_fitted, "
+    "n_bands_median, sigma68, nmad, outlier_fraction, bias, outlier_threshold, metrics, report_key) "
+    "VALUES (:dag_run_id, :method, :model_versions, :n_sources, :n_fitted, :n_bands_median, :sigma68, "
+    ":nmad, :outlier_fraction, :bias, :outlier_threshold, CAST(:metrics AS jsonb), :report_key)"
+)
 
 class PhotozCheckError(LumosError, RuntimeError):
     """A photo-z check validated nothing it should have; the message names the counts and the fix.
@@ -141,8 +135,8 @@ class PhotozCheck:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        if self.status not in _STATUSES:
-            raise LumosValueError(f"PhotozCheck.status must be one of {_STATUSES}, got {self.status!r}")
+        if self.status not in STATUSES:
+            raise LumosValueError(f"PhotozCheck.status must be one of {STATUSES}, got {self.status!r}")
 
     @property
     def checked(self) -> bool:
@@ -207,7 +201,7 @@ def check_photoz(
         scored; 3, the fit's default).
     min_survey_bands : int, keyword-only
         Fewest bands a method's co-adds must cover (any source) to be fitted and recorded
-        (default :data:`MIN_SURVEY_BANDS`, 10; a PAUS-like survey has 40). Methods with fewer get
+        (default :data:`~lumos_ops.photoz.coadd_check.MIN_SURVEY_BANDS`, 10; a PAUS-like survey has 40). Methods with fewer get
         status ``too_few_bands``.
     outlier_threshold : float, keyword-only
         ``|dz|`` above which a source is an outlier (0.02, the PAUS narrow-band value).
@@ -224,10 +218,7 @@ def check_photoz(
         JSON report (with ``status`` and ``reason``). Pass the list to :func:`require_checked`
         to turn "nothing validated" into an error.
     """
-    from lumos_ops.photoz.fit import PhotozConfig, fit_photoz
-    from lumos_ops.photoz.metrics import binned_photoz_metrics, photoz_metrics
-    from lumos_ops.photoz.report import json_safe, plot_photoz
-    from lumos_ops.photoz.tables import pivot_coadds
+    from lumos_ops.photoz.coadd_check import check_method
     from lumos_ops.photoz.templates import build_template_grid
 
     if int(min_bands) != min_bands or min_bands < 1:
@@ -240,53 +231,30 @@ def check_photoz(
         return []
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     truth = frame.drop_duplicates("ref_id").set_index("ref_id")[["zspec", "i_auto"]]
+    templates = grid if grid is not None else functools.cache(build_template_grid)
     results: list[PhotozCheck] = []
     rows: list[dict[str, Any]] = []
     for method in sorted(frame["method"].unique()):
         part = frame[frame["method"] == method]
-        wide = pivot_coadds(part.drop(columns=["method"]), source=f"lumos.latest_coadds[{method}]")
-        bands_per_source = np.isfinite(wide.flux).sum(axis=1)
-        n_sources, n_bands = int(len(wide.ref_id)), len(wide.bands)
-        z_spec = truth.loc[wide.ref_id, "zspec"].to_numpy(np.float64)
-        i_auto = truth.loc[wide.ref_id, "i_auto"].to_numpy(np.float64)
-        if n_bands < max(min_survey_bands, min_bands):
-            z_phot = np.full(n_sources, np.nan)
-        else:
-            grid = grid or build_template_grid()
-            fit = fit_photoz(wide.flux, wide.flux_err, grid=grid, bands=wide.bands,
-                             config=PhotozConfig(min_bands=min_bands))
-            z_phot = np.asarray(fit.z_mode, dtype=np.float64)
-        fitted = np.isfinite(z_phot)
-        status, reason = _status(str(method), n_sources=n_sources, bands=wide.bands, n_fitted=int(fitted.sum()),
-                                 bands_per_source=bands_per_source, min_bands=min_bands,
-                                 min_survey_bands=min_survey_bands)
-        overall = photoz_metrics(z_phot, z_spec, outlier_threshold=outlier_threshold)
-        table = binned_photoz_metrics(z_phot[fitted], z_spec[fitted], i_auto[fitted], fractions=(1.0,),
-                                      outlier_threshold=outlier_threshold) if fitted.any() else pd.DataFrame()
-        metrics = [{k: json_safe(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
+        checked = check_method(str(method), part, truth, grid=templates, min_bands=min_bands,
+                               min_survey_bands=min_survey_bands, outlier_threshold=outlier_threshold)
         versions = sorted(part["model_version"].astype(str).unique())
         key = f"{report_prefix.rstrip('/')}/photoz/{stamp}/{method}.json"
-        report = {"method": method, "model_versions": versions, "dag_run_id": dag_run_id, "checked_at": stamp,
-                  "status": status, "reason": reason, "n_sources": n_sources, "n_fitted": int(fitted.sum()),
-                  "n_bands": n_bands, "min_bands": min_bands, "min_survey_bands": min_survey_bands,
-                  "bands": list(wide.bands), "outlier_threshold": outlier_threshold,
-                  "overall": {k: json_safe(v) for k, v in overall.items()}, "metrics": metrics}
-        store.put_bytes(key, (json.dumps(report, indent=2) + "\n").encode(), content_type="application/json")
-        if fitted.any():
-            with tempfile.TemporaryDirectory() as tmp:
-                png = Path(tmp) / "photoz.png"
-                plot_photoz(z_phot[fitted], z_spec[fitted], table, png, outlier_threshold=outlier_threshold)
-                store.put_file(key.removesuffix(".json") + ".png", png)
+        metrics = _store_report(store, key, checked, versions=versions, dag_run_id=dag_run_id, stamp=stamp,
+                                min_bands=min_bands, min_survey_bands=min_survey_bands,
+                                outlier_threshold=outlier_threshold)
+        overall = checked.overall
         result = PhotozCheck(
-            method=str(method), model_versions=versions, n_sources=n_sources, n_fitted=int(fitted.sum()),
-            n_bands_median=float(np.median(bands_per_source)), sigma68=float(overall["sigma68"]),
-            nmad=float(overall["nmad"]), outlier_fraction=float(overall["outlier_fraction"]),
-            bias=float(overall["bias"]), report_key=key, n_bands=n_bands, status=status, reason=reason,
+            method=str(method), model_versions=versions, n_sources=checked.n_sources,
+            n_fitted=int(checked.fitted.sum()), n_bands_median=float(np.median(checked.bands_per_source)),
+            sigma68=float(overall["sigma68"]), nmad=float(overall["nmad"]),
+            outlier_fraction=float(overall["outlier_fraction"]), bias=float(overall["bias"]), report_key=key,
+            n_bands=len(checked.bands), status=checked.status, reason=checked.reason,
         )
         results.append(result)
         if result.checked:
             rows.append({"dag_run_id": dag_run_id, "method": result.method, "model_versions": versions,
-                         "n_sources": n_sources, "n_fitted": result.n_fitted,
+                         "n_sources": result.n_sources, "n_fitted": result.n_fitted,
                          "n_bands_median": result.n_bands_median, "sigma68": result.sigma68, "nmad": result.nmad,
                          "outlier_fraction": result.outlier_fraction, "bias": result.bias,
                          "outlier_threshold": outlier_threshold, "metrics": json.dumps(metrics), "report_key": key})
@@ -294,48 +262,32 @@ def check_photoz(
         else:
             log.warning("photo-z check %s", result.summary())
     if rows:
-        insert = sa.text(
-            "INSERT INTO lumos.photoz_checks (dag_run_id, method, model_versions, n_sources, n_fitted, "
-            "n_bands_median, sigma68, nmad, outlier_fraction, bias, outlier_threshold, metrics, report_key) "
-            "VALUES (:dag_run_id, :method, :model_versions, :n_sources, :n_fitted, :n_bands_median, :sigma68, "
-            ":nmad, :outlier_fraction, :bias, :outlier_threshold, CAST(:metrics AS jsonb), :report_key)"
-        )
         with engine.begin() as conn:
-            conn.execute(insert, rows)
+            conn.execute(_INSERT, rows)
     return results
 
 
-def _status(
-    method: str,
-    *,
-    n_sources: int,
-    bands: Sequence[str],
-    n_fitted: int,
-    bands_per_source: np.ndarray,
-    min_bands: int,
-    min_survey_bands: int,
-) -> tuple[str, str | None]:
-    """Status of one method's check and, unless ``checked``, the reason with the counts and the fix."""
-    n_bands = len(bands)
-    if n_bands < max(min_survey_bands, min_bands):
-        return TOO_FEW_BANDS, (
-            f"the co-adds of the {n_sources} sources with a spectroscopic redshift cover {n_bands} band(s) "
-            f"({', '.join(bands)}), fewer than min_survey_bands={max(min_survey_bands, min_bands)}, so no "
-            f"photo-z was fitted (n_sources={n_sources}, n_bands={n_bands}, n_fitted=0); run it once the "
-            f"nights processed with {method!r} cover at least {max(min_survey_bands, min_bands)} bands, or "
-            "lower min_survey_bands knowing that the metrics then measure the band coverage"
-        )
-    if n_fitted == 0:
-        n_enough = int((bands_per_source >= min_bands).sum())
-        why = (f"every source has fewer than min_bands={min_bands} co-added bands (median "
-               f"{float(np.median(bands_per_source)):g})" if n_enough == 0 else
-               f"the fit returned no finite redshift for the {n_enough} sources with >= {min_bands} bands")
-        return NONE_FITTED, (
-            f"0 of {n_sources} sources with a spectroscopic redshift got a photo-z although the co-adds cover "
-            f"{n_bands} bands (n_sources={n_sources}, n_bands={n_bands}, n_fitted=0): {why}; check the "
-            f"{method!r} co-adds of these sources (lumos db query latest_coadds_for_source) and rerun"
-        )
-    return CHECKED, None
+def _store_report(store: ObjectStore, key: str, checked: MethodPhotoz, *, versions: list[str], dag_run_id: str,
+                  stamp: str, min_bands: int, min_survey_bands: int, outlier_threshold: float) -> list[dict[str, Any]]:
+    """Write the method's JSON report (and its PNG when a source was fitted) to ``key``; its per-bin metrics."""
+    from lumos_ops.photoz.report import json_safe, plot_photoz
+
+    fitted = checked.fitted
+    metrics = [{k: json_safe(v) for k, v in r.items()} for r in checked.table.to_dict(orient="records")]
+    report = {"method": checked.method, "model_versions": versions, "dag_run_id": dag_run_id, "checked_at": stamp,
+              "status": checked.status, "reason": checked.reason, "n_sources": checked.n_sources,
+              "n_fitted": int(fitted.sum()), "n_bands": len(checked.bands), "min_bands": min_bands,
+              "min_survey_bands": min_survey_bands, "bands": list(checked.bands),
+              "outlier_threshold": outlier_threshold,
+              "overall": {k: json_safe(v) for k, v in checked.overall.items()}, "metrics": metrics}
+    store.put_bytes(key, (json.dumps(report, indent=2) + "\n").encode(), content_type="application/json")
+    if fitted.any():
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / "photoz.png"
+            plot_photoz(checked.z_phot[fitted], checked.z_spec[fitted], checked.table, png,
+                        outlier_threshold=outlier_threshold)
+            store.put_file(key.removesuffix(".json") + ".png", png)
+    return metrics
 
 
 def require_checked(results: Sequence[PhotozCheck]) -> list[PhotozCheck]:
