@@ -2,7 +2,7 @@
 # Regenerate the LUMOS evidence in reports/lumos/ (docs/likelihood.md says what each number means):
 #   survey/     `lumos validate` of the shipped default (its no-CCD companion for the PIT) against aperture
 #               photometry and the optimal weighted sum on 10,000 held-out 96-px stamps of a survey simulated
-#               with seed 7 (the training survey has seed 1: no exposure is shared). Fluxes follow the
+#               with seed 7 in all 40 narrow bands x 2 epochs (the training survey has seed 1: no exposure is shared). Fluxes follow the
 #               survey's own number counts (fainter than the training prior); a catalogue neighbour on 30 %.
 #   bright/     the same on 10,000 stamps whose fluxes are uniform in i 16.5-23 (brighter than the survey).
 #   injection/  `lumos inject`: GalSim galaxies (Sersic, bulge+disk+knots, blended pairs; 200 each, 10
@@ -22,8 +22,9 @@ work="${1:-/tmp/lumos-report}"
 realdata="${LUMOS_REALDATA:-../shared/realdata}"
 survey="$work/survey"
 lumos=.venv/bin/lumos
+bands=($(seq 455 10 845 | sed 's/^/NB/'))
 [ -f "$survey/manifest.json" ] || $lumos simulate survey --out "$survey" --ccd-shape 2048 2048 \
-    --bands NB455 NB535 NB615 NB685 NB765 NB845 --n-exposures 2 --seed 7 -q
+    --bands "${bands[@]}" --n-exposures 2 --seed 7 -q
 common=(--exposures "$survey/exposures" --catalog "$survey/catalog.parquet" --n-stamps 10000 --size 96 -q
         --flux-source band_distribution --flux-population 200000 --shape-population 200000 --shape-count-slope 0
         --neighbour-fraction 0.3)
