@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
 from lumos_ops.lumos.config import Normalization
-from lumos_ops.sim.teahupoo import FORMAT_NAME, FORMAT_VERSION
 
 STAMP = 60
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lumos_ops.exceptions import LumosValueError, ModelError
+from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos.checkpoint import load_checkpoint, weights_sha256
 from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.train import TrainConfig, freeze_batchnorm, train
-from lumos_ops.sim import TrainingSet
 
 
 def _config(**kw):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lumos_ops.cli import main
-from lumos_ops.sim import SurveyManifest, TrainingSet
+from lumos_ops.io.training_set import TrainingSet
+from lumos_ops.sim import SurveyManifest
 
 
 def test_simulate_survey_and_training_set(tmp_path, capsys) -> None:

@@ -77,7 +77,7 @@ def _measure_both(loaded: Any, pairs_from: PairsFrom, path: Path, config: Valida
     from lumos_ops.evaluation.stamp_inference import lumos_on_training_set
     from lumos_ops.evaluation.stamp_photometry import measure_stamp_set
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.sim import TrainingSet
+    from lumos_ops.io.training_set import TrainingSet
 
     catalog = read_catalog(pairs_from[1])
     column = ESTIMATORS[config.estimator]

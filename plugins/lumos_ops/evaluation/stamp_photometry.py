@@ -72,7 +72,7 @@ def measure_stamp_set(
     """
     from tqdm.auto import tqdm
 
-    from lumos_ops.sim import TrainingSet
+    from lumos_ops.io.training_set import TrainingSet
 
     unknown = [m for m in methods if m not in STAMP_METHODS]
     if unknown:

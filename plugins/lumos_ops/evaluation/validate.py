@@ -99,8 +99,8 @@ def validate(
     from lumos_ops.evaluation.method_comparison import compare_methods, comparison_to_dict, plot_comparison
     from lumos_ops.evaluation.snr import snr_by_band
     from lumos_ops.evaluation.validation_plot import plot_validation
+    from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.checkpoint import load_checkpoint
-    from lumos_ops.sim import TrainingSet
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

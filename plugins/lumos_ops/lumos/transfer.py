@@ -141,9 +141,9 @@ def transfer(
     """
     from torch.utils.data import BatchSampler
 
+    from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.data import StampBatches
     from lumos_ops.lumos.pairs import collect_observations, make_pairs
-    from lumos_ops.sim import TrainingSet
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

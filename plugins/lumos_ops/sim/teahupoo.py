@@ -28,6 +28,7 @@ from lumos_ops.cutouts import cut_stamps
 from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
 from lumos_ops.io.catalog import validate_catalog
 from lumos_ops.io.exposure import Exposure, read_exposure
+from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
 from lumos_ops.sim.bands import band_zero_point
 from lumos_ops.sim.detector import paste_stamps
 from lumos_ops.sim.population import SERSIC_RANGE, draw_galaxies, njy_columns
@@ -36,9 +37,6 @@ from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
 
 __all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION"]
-
-FORMAT_NAME = "lumos-teahupoo"
-FORMAT_VERSION = 1
 
 META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",

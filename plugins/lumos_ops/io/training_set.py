@@ -1,5 +1,9 @@
 """Read a TEAHUPOO training set written by :func:`~lumos_ops.sim.teahupoo.generate_training_set`.
 
+The layout (``lumos-teahupoo`` v1, ``docs/ARCHITECTURE.md``) is a data contract like an exposure's:
+the simulator writes it, training, transfer learning and evaluation read it through
+:class:`TrainingSet`, which is why it lives in ``io/`` and not in ``sim/``.
+
 Shards are opened with ``numpy.load(..., mmap_mode="r")``: nothing is read until pixels are
 indexed, so a data loader can stream sets far larger than memory.
 """
@@ -16,9 +20,13 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.sim.teahupoo import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["TrainingSet"]
+__all__ = ["TrainingSet", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "lumos-teahupoo"
+"""``format`` of a training set's ``manifest.json``."""
+FORMAT_VERSION = 1
+"""``version`` of the layout this reader understands."""
 
 
 class TrainingSet:
