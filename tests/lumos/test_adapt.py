@@ -83,6 +83,7 @@ def small_config(**changes):
     return AdaptConfig(**values)
 
 
+@pytest.mark.slow
 def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypatch):
     root, paths = exposures
     config = small_config()
