@@ -14,9 +14,10 @@ hostnames (``redis``, ``postgres``, ``airflow-apiserver``) replaced by loopback 
 stopping the stack is ``lumos_ops.airflow.local_stack.CeleryStack`` (also used by
 ``benchmarks/bench_survey.py``).
 
-``LUMOS_METHODS=aperture,lumos`` sends the mapped ``process`` tasks to the GPU queue and pool
-(``SETTINGS.night.needs_gpu``); every other task goes to the CPU queue. LUMOS runs on the CPU
-here: the "GPU" worker is a queue, the device is whatever torch finds.
+``LUMOS_METHODS=aperture,lumos`` with the compose file's ``LUMOS_GPU_INFERENCE=true`` measures in
+two mapped steps: ``process`` (aperture) on the CPU queue in the default pool, two at once on the
+CPU worker, then ``lumos`` on the GPU queue behind the GPU pool; every other task goes to the CPU
+queue. LUMOS runs on the CPU here: the "GPU" worker is a queue, the device is whatever torch finds.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from lumos_ops.airflow.local_stack import CeleryStack, compose_deployment, postgres_conn, s3_conn
+from lumos_ops.airflow.local_stack import (
+    CeleryStack,
+    ServiceError,
+    compose_deployment,
+    postgres_conn,
+    s3_conn,
+    wait_for,
+)
 from lumos_ops.pipeline.database import make_engine, upgrade
 
 from nightdata import make_catalog, write_catalog, write_night
@@ -98,6 +106,11 @@ def celery_run(postgres, s3_server):
         finished_s = time.monotonic() - started
 
         tis = celery.task_instances(DAG_ID, RUN_ID)
+        ids = {ti["external_executor_id"] for ti in tis if ti["external_executor_id"]}
+        # a Celery task reports its result after its task instance's state: wait for the last ones
+        with contextlib.suppress(ServiceError):
+            wait_for("the Celery results of the run", lambda: all(
+                celery.celery_results().get(i) in ("SUCCESS", "FAILURE") for i in ids), timeout_s=60, interval_s=0.5)
         timings = {**celery.timings, "trigger_s": triggered_s - ready_s, "run_s": finished_s - triggered_s}
         print(f"CeleryExecutor stack: {timings}; task instances: {tis}")
         yield {
@@ -144,7 +157,8 @@ def test_nightly_run_succeeds_on_celery_workers(celery_run):
     n_images = N_EXPOSURES * N_CCDS
     assert states == {("check_schema", -1): "success", ("plan", -1): "success", ("finish", -1): "success",
                       ("night_failures", -1): "skipped",
-                      **{("process", i): "success" for i in range(n_images)}}, _failure_context(run)
+                      **{(step, i): "success" for i in range(n_images) for step in ("process", "lumos")}}, \
+        _failure_context(run)
 
     engine = run["photometry"]
     assert _count(engine, "SELECT count(*) FROM lumos.exposures WHERE night = :n AND status = 'done'",
@@ -160,20 +174,20 @@ def test_nightly_run_succeeds_on_celery_workers(celery_run):
 
 
 def test_each_task_ran_on_its_queue_by_the_worker_of_that_queue(celery_run):
-    """``process`` (LUMOS) went to the GPU queue and pool and was run by the GPU worker; the other
-    tasks went to the CPU queue and were run by the CPU worker. Which worker ran a task instance:
-    its Celery task id (``external_executor_id``) in that worker's log, and the result backend
-    (PostgreSQL) holding that id as SUCCESS."""
+    """``lumos`` went to the GPU queue and pool and was run by the GPU worker; the other tasks
+    (``process`` with the classical methods among them) went to the CPU queue and default pool and
+    were run by the CPU worker. Which worker ran a task instance: its Celery task id
+    (``external_executor_id``) in that worker's log, and the result backend (PostgreSQL) holding
+    that id as SUCCESS."""
     run = celery_run
     assert run["state"] == "success", _failure_context(run)
     worker_of_queue = {run["cpu_queue"]: "worker-cpu", run["gpu_queue"]: "worker-gpu"}
     assert run["cpu_queue"] != run["gpu_queue"]
     by_worker = {"worker-cpu": set(), "worker-gpu": set()}
     for ti in run["tis"]:
-        expected_queue = run["gpu_queue"] if ti["task_id"] == "process" else run["cpu_queue"]
+        expected_queue = run["gpu_queue"] if ti["task_id"] == "lumos" else run["cpu_queue"]
         assert ti["queue"] == expected_queue, ti
-        if ti["task_id"] == "process":
-            assert ti["pool"] == run["gpu_pool"], ti
+        assert ti["pool"] == (run["gpu_pool"] if ti["task_id"] == "lumos" else "default_pool"), ti
         celery_id = ti["external_executor_id"]
         assert celery_id, ti
         ran_by = [name for name, log in run["worker_logs"].items()
@@ -181,5 +195,21 @@ def test_each_task_ran_on_its_queue_by_the_worker_of_that_queue(celery_run):
         assert ran_by == [worker_of_queue[expected_queue]], (ti, ran_by)
         assert run["celery"].get(celery_id) == "SUCCESS", (ti, run["celery"].get(celery_id))
         by_worker[ran_by[0]].add(ti["task_id"])
-    assert by_worker == {"worker-cpu": {"check_schema", "plan", "finish", "night_failures"},
-                         "worker-gpu": {"process"}}
+    assert by_worker == {"worker-cpu": {"check_schema", "plan", "process", "finish", "night_failures"},
+                         "worker-gpu": {"lumos"}}
+
+
+def test_classical_tasks_ran_at_once_and_lumos_after_them(celery_run):
+    """The two ``process`` tasks ran at the same time on the CPU worker (concurrency 2: nothing
+    serialised them behind the GPU pool); every ``lumos`` task started after both had ended, one
+    at a time (pool of 1 slot)."""
+    run = celery_run
+    assert run["state"] == "success", _failure_context(run)
+    spans = {step: sorted((ti["start_date"], ti["end_date"]) for ti in run["tis"] if ti["task_id"] == step)
+             for step in ("process", "lumos")}
+    assert len(spans["process"]) == N_EXPOSURES * N_CCDS == 2
+    (start_a, end_a), (start_b, end_b) = spans["process"]
+    assert start_b < end_a, spans["process"]  # overlapping
+    assert min(start for start, _ in spans["lumos"]) >= max(end for _, end in spans["process"])
+    for (_, end), (start, _) in zip(spans["lumos"], spans["lumos"][1:]):
+        assert start >= end, spans["lumos"]

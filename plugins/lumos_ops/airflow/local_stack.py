@@ -325,6 +325,7 @@ class CeleryStack:
             "LUMOS_CPU_QUEUE": self.cpu_queue,
             "LUMOS_GPU_QUEUE": self.gpu_queue,
             "LUMOS_GPU_POOL": compose_env["LUMOS_GPU_POOL"],
+            "LUMOS_GPU_INFERENCE": compose_env.get("LUMOS_GPU_INFERENCE", "false"),
             "LUMOS_SCHEDULE": "none",
             "LUMOS_PHOTOZ_SCHEDULE": "none",
             "LUMOS_RETRAIN_SCHEDULE": "none",
