@@ -1,14 +1,17 @@
-"""``lumos_retrain``: monthly transfer learning of LUMOS on the survey's own exposures (§4.3-4.4).
+"""``lumos_retrain``: monthly adaptation of LUMOS to the survey's own exposures, with its evidence.
 
-check_schema -> retrain (the exposures measured in the last ``nights`` nights: pairs of exposures of
-the same galaxy in the same band, eq. 11, plus TEAHUPOO stamps cut on their backgrounds; only the
-last layer of the current model learns, eq. 12) -> a candidate checkpoint in object storage,
-registered in ``lumos.model_versions`` with ``status = candidate`` and the width of the D statistic
-before and after. Promotion is an operator's decision: set ``LUMOS_MODEL_KEY`` and
-``LUMOS_MODEL_VERSIONS=lumos=<version>`` for ``lumos_nightly`` (``docs/pipeline.md``).
+check_schema -> retrain: the exposures measured in the last ``nights`` nights go through
+``lumos_ops.lumos.adapt.adapt`` (the ``lumos adapt`` command): a seeded split by exposure, TEAHUPOO
+stamps on the training exposures' backgrounds under the reference flux prior, fine-tuning of the
+current production model (all layers, or the last with ``last_layer``; the eq. 11/12 pair term
+where galaxies repeat), and injection-recovery on the held-out exposures for the base model, the
+candidate and the classical methods. The candidate checkpoint and its ``injection_report.json``
+go to object storage; the candidate is registered in ``lumos.model_versions`` (status
+``candidate``) with the report attached, so that ``lumos model promote`` decides through the
+registry's gates (``docs/registry.md``, ``docs/adapt.md``).
 
 ``LUMOS_RETRAIN_SCHEDULE`` sets the schedule (default 06:00 UTC on the 1st, ``none`` for manual
-runs). The retrain task runs on the GPU queue and pool.
+runs). The retrain task runs on the GPU queue and pool (CUDA when the worker has it).
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ SETTINGS = DagSettings.from_env()
         "until": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
                        description="Last night of the window (YYYY-MM-DD); empty: the day before the logical date"),
         "base_model": Param(None, type=["null", "string"],
-                            description="Checkpoint path or shipped-model name to start from; empty: the shipped default"),
-        "epochs": Param(20, type="integer", minimum=1, description="Transfer-learning epochs"),
-        "n_sim": Param(20000, type="integer", minimum=1, description="TEAHUPOO stamps for the supervised term"),
+                            description="Checkpoint path or shipped-model name to start from; empty: the production version"),
+        "epochs": Param(6, type="integer", minimum=1, description="Fine-tuning epochs"),
+        "n_stamps": Param(20000, type="integer", minimum=1, description="TEAHUPOO stamps on the training exposures"),
+        "holdout": Param(0.25, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
+                         description="Fraction of each band's exposures held out for the injection"),
+        "last_layer": Param(False, type="boolean", description="Fine-tune only the output layer"),
+        "n_galaxies": Param(300, type="integer", minimum=1, description="Injected galaxies per population"),
     },
     default_args={"retries": 0, "queue": SETTINGS.cpu_queue},
     tags=["lumos", "training"],
@@ -50,21 +57,24 @@ def lumos_retrain() -> None:
     def retrain() -> dict:
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.airflow.night import resolve_night
-        from lumos_ops.lumos.transfer import TransferConfig
+        from lumos_ops.lumos.adapt import AdaptConfig
         from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         until = dt.date.fromisoformat(resolve_night(params.get("until"), dag_run.logical_date, dag_run.run_after))
         config = RetrainConfig(
-            nights=int(params["nights"]), base_model=params.get("base_model") or None, n_sim=int(params["n_sim"]),
-            transfer=TransferConfig(epochs=int(params["epochs"]), batch_size=500, lr=1e-4, lr_step=10, progress=False),
+            nights=int(params["nights"]), base_model=params.get("base_model") or None,
+            adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
+                              holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
+                              n_galaxies=int(params["n_galaxies"]), progress=False),
         )
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
             result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)
-        print(f"candidate {result.model_version}: {result.n_pairs} pairs from {result.n_exposures} exposures, "
-              f"D width {result.d_sigma68_before:.3f} -> {result.d_sigma68_after:.3f}; stored at {result.object_key}")
+        print(f"candidate {result.model_version}: {result.n_train} training, {result.n_heldout} held-out exposures "
+              f"({result.pairs}); targets met {result.targets_met}; report attached: {result.report_attached}; "
+              f"stored at {result.object_key}")
         return result.to_dict()
 
     schema >> retrain()

@@ -26,7 +26,7 @@ def test_dag_parses_and_trains_on_the_gpu_queue(airflow_db):
     assert errors == {}
     assert set(dag.task_dict) == {"check_schema", "retrain"}
     assert (dag.task_dict["retrain"].queue, dag.task_dict["retrain"].pool) == ("gpu", "lumos_gpu")
-    assert dag.params["nights"] == 30
+    assert dag.params["nights"] == 30 and dag.params["holdout"] == 0.25 and dag.params["last_layer"] is False
 
 
 def test_monthly_run_registers_a_candidate(airflow_db, postgres, s3_server, tmp_path):
@@ -39,18 +39,23 @@ def test_monthly_run_registers_a_candidate(airflow_db, postgres, s3_server, tmp_
     store = open_store(night.store_url, endpoint_url=s3_server, region="us-east-1")
     catalog = make_catalog(10)
     write_catalog(store.put_bytes, catalog)
-    write_night(store.put_bytes, "2026-11-20", n_exposures=2, n_ccds=1, catalog=catalog)
+    write_night(store.put_bytes, "2026-11-20", n_exposures=3, n_ccds=1, catalog=catalog)
     with env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"):
-        assert run_night(engine, store, night, night="2026-11-20", dag_run_id="cli").n_done == 2
+        assert run_night(engine, store, night, night="2026-11-20", dag_run_id="cli").n_done == 3
     with env(AIRFLOW_CONN_LUMOS_DB=postgres_conn(url), AIRFLOW_CONN_LUMOS_S3=s3_conn(s3_server),
              LUMOS_STORE_URL="s3://retrain/paus", LUMOS_CACHE_DIR=str(tmp_path / "cache")):
         dag, _ = load_dag("lumos_retrain")
-        run = run_dag(dag, conf={"until": "2026-11-20", "nights": 1, "epochs": 1, "n_sim": 200})
+        run = run_dag(dag, conf={"until": "2026-11-20", "nights": 1, "epochs": 1, "n_stamps": 200, "holdout": 0.34,
+                                 "n_galaxies": 8})
     states = task_states(run.run_id)
     assert str(run.state) in ("success", "DagRunState.SUCCESS"), states
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT model_version, metadata FROM lumos.model_versions "
+        row = conn.execute(sa.text("SELECT model_version, metadata, status, injection_report, object_key "
+                                   "FROM lumos.model_versions "
                                    "WHERE metadata->>'status' = 'candidate'")).one()
     engine.dispose()
-    assert row.model_version.endswith("-ft20261120") and row.metadata["n_pairs"] == 10
-    assert store.head(row.metadata["object_key"]).size > 10_000
+    assert row.model_version.endswith("-ft20261120") and row.status == "candidate"
+    assert row.metadata["pairs"].startswith("10 pairs")  # each source on the two training exposures
+    assert len(row.metadata["train_exposures"]) == 2 and len(row.metadata["heldout_exposures"]) == 1
+    assert row.injection_report["base"]["populations"]["sersic"]["lumos"]["n"] > 0
+    assert store.head(row.object_key).size > 10_000 and store.head(row.metadata["report_key"]).size > 1000

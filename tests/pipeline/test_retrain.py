@@ -1,4 +1,4 @@
-"""Periodic retraining: a candidate from the survey's own exposures, registered, then promoted."""
+"""Periodic adaptation: a candidate from the survey's own exposures, registered with its injection report, promoted."""
 
 import datetime as dt
 
@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.adapt import AdaptConfig
 from lumos_ops.lumos.checkpoint import load_checkpoint
-from lumos_ops.lumos.transfer import TransferConfig
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate, select_training_exposures
@@ -30,18 +30,26 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     assert len(select_training_exposures(engine, until=until, nights=2)) == 3
     assert select_training_exposures(engine, until=dt.date(2026, 11, 19), nights=30) == []
 
-    config = RetrainConfig(nights=2, n_sim=300, transfer=TransferConfig(epochs=2, batch_size=64, lr=1e-4, progress=False))
+    adapt = AdaptConfig(n_stamps=300, epochs=1, batch_size=64, holdout=0.34, n_galaxies=10, n_place=2,
+                        classical_methods=("aperture",), snr_range=(5.0, 100.0), min_clearance=4.0, progress=False)
+    config = RetrainConfig(nights=2, adapt=adapt)
     result = retrain_candidate(engine, store, night, config, until=until, work_dir=tmp_path / "work")
     assert result.model_version.endswith("-ft20261121") and result.n_exposures == 3
-    assert result.n_pairs >= 12 and result.n_sim == 300  # each source seen 3 times: 3 pairs per source
-    assert 0 < result.d_sigma68_before < 100 and 0 < result.d_sigma68_after < 100
+    assert (result.n_train, result.n_heldout) == (2, 1)
+    assert result.pairs.startswith("12 pairs")  # each source on both training exposures
     loaded = load_checkpoint(store.local_path(result.object_key), device="cpu")  # SHA-256 verified
-    assert loaded.sha256 == result.sha256 and loaded.metadata["transfer"]["n_pairs"] == result.n_pairs
+    assert loaded.sha256 == result.sha256 and loaded.metadata["adapt"]["pairs"] == result.pairs
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT method, kind, checksum, metadata FROM lumos.model_versions "
-                                   "WHERE model_version = :v"), {"v": result.model_version}).one()
-    assert (row.method, row.kind, row.checksum) == ("lumos", "lumos", result.sha256)
-    assert row.metadata["status"] == "candidate" and row.metadata["object_key"] == result.object_key
+        row = conn.execute(sa.text("SELECT method, kind, checksum, metadata, status, injection_report, object_key "
+                                   "FROM lumos.model_versions WHERE model_version = :v"),
+                           {"v": result.model_version}).one()
+    assert (row.method, row.kind, row.checksum, row.status) == ("lumos", "lumos", result.sha256, "candidate")
+    assert row.object_key == result.object_key and row.metadata["report_key"] == result.report_key
+    assert result.report_attached and row.injection_report["command"] == "lumos_retrain"
+    methods = row.injection_report["populations"]["sersic"]["methods"]
+    assert set(methods) == {"aperture", "lumos"} and row.injection_report["base"]["populations"]["sersic"]["lumos"]
+    assert set(row.injection_report["exposure_keys"]["heldout"]) <= set(select_training_exposures(engine, until=until, nights=2))
+    assert store.head(result.report_key).size > 1000
 
     # Promotion: the nightly pipeline runs the candidate from object storage under its version.
     promoted = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),

@@ -129,7 +129,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
-    classical_methods: tuple[str, ...] = ("aperture", "optimal")
+    classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 24
     min_clearance: float = 6.0
@@ -356,11 +356,11 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     """
     import torch
 
+    from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
     from lumos_ops.lumos.data import StampBatches
     from lumos_ops.lumos.losses import supervised_loss
     from lumos_ops.lumos.train import evaluate_split, freeze_batchnorm, select_device
-    from lumos_ops.sim import TrainingSet
 
     model_path = out / "model.pt"
     done = out / "train" / "done.json"

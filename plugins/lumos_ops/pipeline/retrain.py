@@ -1,25 +1,29 @@
-"""Periodic LUMOS retraining on the survey's own exposures: a registered candidate model.
+"""Periodic LUMOS adaptation on the survey's own exposures: a registered candidate with its evidence.
 
 :func:`retrain_candidate` does, without Airflow, what the ``lumos_retrain`` DAG schedules:
 
 1. select the exposures measured (status ``done``) in the last ``nights`` nights;
 2. fetch them and the catalogue through the download cache;
-3. cut a TEAHUPOO set on their backgrounds (paper §2.2: per-band fluxes from the seeded population,
-   independent of the galaxy, so no catalogue photometry is needed);
-4. transfer-learn the last layer of the current model with eq. (12): pairs of exposures of the same
-   galaxy in the same band (eq. 11, §4.3) plus the supervised simulation term (§4.4);
-5. upload the checkpoint to ``<prefix>/<version>.pt`` and register ``<version>`` in
-   ``lumos.model_versions`` as a *candidate* (status column), with its object key, and in the
-   metadata the width of the D statistic (eq. 19) before and after.
+3. run :func:`lumos_ops.lumos.adapt.adapt` on them from the current model: a seeded split by
+   exposure, TEAHUPOO stamps on the training exposures' backgrounds under the reference flux
+   prior, fine-tuning of all layers (or the last) with the eq. (11)/(12) pair term where galaxies
+   repeat, and injection-recovery on the held-out exposures for the base model, the candidate
+   and the classical methods (docs/adapt.md);
+4. upload the checkpoint to ``<prefix>/<version>.pt`` and its injection report to
+   ``<prefix>/<version>.injection_report.json``, register ``<version>`` in
+   ``lumos.model_versions`` as a *candidate* (status column) with its object key, and attach the
+   report so that the registry's gates can decide (``lumos model promote``, docs/registry.md).
+   A database role that may only insert versions (the pipeline's ``lumos_writer``) cannot attach
+   it: the run then logs the ``lumos model attach-report`` command for an operator.
 
-Nothing is promoted automatically: the candidate runs nightly once its injection report passes the
-registry's gates (``lumos model attach-report``, ``lumos model promote``; ``docs/registry.md``).
+Nothing is promoted automatically.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -29,15 +33,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosValueError, ModelError
-from lumos_ops.lumos.transfer import TransferConfig
+from lumos_ops.lumos.adapt import AdaptConfig
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.keys import validate_key
-from lumos_ops.pipeline.registry import production_version, register_candidate
+from lumos_ops.pipeline.registry import RegistryPermissionError, attach_report, production_version, register_candidate
 from lumos_ops.pipeline.storage import DownloadCache, ObjectStore
 
 __all__ = ["RetrainConfig", "RetrainResult", "retrain_candidate", "select_training_exposures"]
 
 log = logging.getLogger(__name__)
+
+
+def _default_adapt() -> AdaptConfig:
+    return AdaptConfig(n_stamps=20_000, epochs=6, progress=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,28 +61,19 @@ class RetrainConfig:
         version, fetched from the object store and checked against its SHA-256; the shipped
         default when there is none).
     candidate_prefix : str
-        Object-store prefix of the candidate checkpoints.
-    n_sim : int
-        TEAHUPOO stamps cut on the selected exposures for the supervised term.
-    sim_seed : int
-    transfer : TransferConfig
-        Options of :func:`lumos_ops.lumos.transfer.transfer` (``max_sim`` is capped at ``n_sim``).
+        Object-store prefix of the candidate checkpoints and their reports.
+    adapt : AdaptConfig
+        Options of :func:`lumos_ops.lumos.adapt.adapt` (split, training set, fine-tuning, injection).
     """
 
     nights: int = 30
     base_model: str | None = None
     candidate_prefix: str = "models/candidates"
-    n_sim: int = 20_000
-    sim_seed: int = 0
-    transfer: TransferConfig = dataclasses.field(
-        default_factory=lambda: TransferConfig(epochs=20, batch_size=500, lr=1e-4, lr_step=10, progress=False)
-    )
+    adapt: AdaptConfig = dataclasses.field(default_factory=_default_adapt)
 
     def __post_init__(self) -> None:
         if self.nights < 1:
             raise LumosValueError(f"RetrainConfig.nights must be >= 1, got {self.nights}")
-        if self.n_sim < 1:
-            raise LumosValueError(f"RetrainConfig.n_sim must be >= 1, got {self.n_sim}")
         validate_key(self.candidate_prefix, what="candidate_prefix")
 
 
@@ -87,22 +86,30 @@ class RetrainResult:
     model_version : str
     object_key : str
         Where the checkpoint is stored.
+    report_key : str
+        Where its injection report is stored.
     sha256 : str
         Of the weights (checked on load).
-    n_exposures, n_pairs, n_sim : int
-    d_sigma68_before, d_sigma68_after : float
-        Width of the D statistic (eq. 19) of the pairs with the base model and the candidate
-        (1 for perfectly calibrated errors).
+    n_exposures, n_train, n_heldout : int
+        Exposures selected, used for training, held out for the injection.
+    pairs : str
+        The eq. (11) pairs used (or why there were none).
+    report_attached : bool
+        Whether the injection report was attached to the registry row (else an operator attaches it).
+    targets_met : dict
+        ``{population: [met, of]}`` of the likelihood targets in the candidate's report.
     """
 
     model_version: str
     object_key: str
+    report_key: str
     sha256: str
     n_exposures: int
-    n_pairs: int
-    n_sim: int
-    d_sigma68_before: float
-    d_sigma68_after: float
+    n_train: int
+    n_heldout: int
+    pairs: str
+    report_attached: bool
+    targets_met: dict[str, list[int]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""
@@ -130,7 +137,7 @@ def retrain_candidate(
     until: dt.date,
     work_dir: str | os.PathLike[str],
 ) -> RetrainResult:
-    """Transfer-learn and register a candidate LUMOS model (see the module notes).
+    """Adapt, validate and register a candidate LUMOS model with its injection report (module notes).
 
     Parameters
     ----------
@@ -144,17 +151,17 @@ def retrain_candidate(
     until : datetime.date, keyword-only
         Last night of the window; also names the version (``<base>-ft<YYYYMMDD>``).
     work_dir : path-like, keyword-only
-        Scratch directory (simulations, checkpoint).
+        Scratch directory (training set, checkpoint, injection); a rerun with the same one resumes.
 
     Raises
     ------
     LumosValueError
-        No measured exposure in the window, or no galaxy observed twice in the same band.
+        No measured exposure in the window, or every band has a single exposure (nothing to hold out).
     """
+    from lumos_ops.evaluation.injection_report import json_clean
     from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.lumos.adapt import adapt
     from lumos_ops.lumos.checkpoint import load_checkpoint
-    from lumos_ops.lumos.transfer import transfer
-    from lumos_ops.sim import TeahupooConfig, generate_training_set
 
     keys = select_training_exposures(engine, until=until, nights=config.nights)
     if not keys:
@@ -171,33 +178,44 @@ def retrain_candidate(
         raise ModelError(f"{base_name}: the checkpoint's SHA-256 {base.sha256[:12]}... is not the registered "
                          f"{base_sha[:12]}...; the object store holds other weights than the registry names")
     work = Path(work_dir)
-    sim_dir = work / "teahupoo"
-    generate_training_set(
-        TeahupooConfig(n_stamps=config.n_sim, stamp_size=base.net.config.stamp_size, seed=config.sim_seed,
-                       split_fractions=(1.0, 0.0, 0.0), flux_source="band_distribution", flux_population=50_000,
-                       flux_count_slope=0.0, neighbour_fraction=0.3),
-        paths, catalog, sim_dir,
-    )
-    options = dataclasses.replace(config.transfer, max_sim=min(config.transfer.max_sim, config.n_sim))
-    metrics = transfer(base.path, paths, catalog, sim_dir, work / "model", options)
+    result = adapt(paths, catalog, work / "adapt", config.adapt, base_model=base.path)
+    by_cache = {os.path.realpath(p): k for p, k in zip(paths, keys)}
+    split = {name: [by_cache.get(os.path.realpath(p), p) for p in part]
+             for name, part in (("train", result.train_exposures), ("heldout", result.heldout_exposures))}
+    report = json_clean({**result.report, "command": "lumos_retrain", "exposure_keys": split})
     base_name = re.sub(r"(-ft\d{8}(\.\d+)?)+$", "", base_name or Path(base.path).stem)
     version = _free_version(engine, f"{base_name}-ft{until:%Y%m%d}")
-    key = f"{config.candidate_prefix.rstrip('/')}/{version}.pt"
-    store.put_file(key, work / "model" / "model.pt")
-    result = RetrainResult(
-        model_version=version, object_key=key, sha256=metrics["model_sha256"], n_exposures=len(paths),
-        n_pairs=metrics["n_pairs"], n_sim=metrics["n_sim"], d_sigma68_before=metrics["d_sigma68_before"],
-        d_sigma68_after=metrics["d_sigma68_after"],
-    )
-    # metadata.status is kept for readers of the pre-V005 registry; the status column decides.
+    prefix = config.candidate_prefix.rstrip("/")
+    key, report_key = f"{prefix}/{version}.pt", f"{prefix}/{version}.injection_report.json"
+    store.put_file(key, result.model_path)
+    store.put_bytes(report_key, json.dumps(report, allow_nan=False).encode(), content_type="application/json")
+    targets: dict[str, list[int]] = {}
+    for row in report["targets"]:
+        met = targets.setdefault(row["population"], [0, 0])
+        met[0] += int(bool(row["met"]))
+        met[1] += 1
+    info = report["adapt"]["training"]
     register_candidate(
-        engine, model_version=version, method="lumos", kind="lumos", checksum=result.sha256, object_key=key,
+        engine, model_version=version, method="lumos", kind="lumos", checksum=result.model_sha256, object_key=key,
         metadata={"status": "candidate", "base_model": base.path, "base_sha256": base.sha256,
-                  "until": until.isoformat(), "nights": config.nights, **result.to_dict()},
+                  "until": until.isoformat(), "nights": config.nights, "report_key": report_key,
+                  "n_exposures": len(paths), "train_exposures": split["train"], "heldout_exposures": split["heldout"],
+                  "pairs": info["pairs"], "targets_met": targets},
     )
-    log.info("candidate %s: %d pairs from %d exposures, D width %.3f -> %.3f, stored at %s", version,
-             result.n_pairs, result.n_exposures, result.d_sigma68_before, result.d_sigma68_after, key)
-    return result
+    try:
+        attach_report(engine, version, report, source=report_key)
+        attached = True
+    except RegistryPermissionError as exc:
+        attached = False
+        log.warning("candidate %s registered without its injection report (%s); an operator attaches it: "
+                    "lumos model attach-report %s <report fetched from %s>", version, exc, version, report_key)
+    out = RetrainResult(model_version=version, object_key=key, report_key=report_key, sha256=result.model_sha256,
+                        n_exposures=len(paths), n_train=len(result.train_exposures),
+                        n_heldout=len(result.heldout_exposures), pairs=info["pairs"], report_attached=attached,
+                        targets_met=targets)
+    log.info("candidate %s: %d training and %d held-out exposures (%s), targets met %s, stored at %s", version,
+             out.n_train, out.n_heldout, out.pairs, targets, key)
+    return out
 
 
 def _base_model(engine: sa.Engine, store: ObjectStore, cache: DownloadCache,
