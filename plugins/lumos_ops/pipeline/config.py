@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lumos_ops.exceptions import BadInputError, LumosValueError
 from lumos_ops.pipeline.keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, validate_key
+
+if TYPE_CHECKING:
+    from lumos_ops.survey import Survey
 
 __all__ = ["NightConfig", "DagSettings", "PipelineSettings", "ENV_VARS", "LUMOS_METHODS", "default_model_version", "parse_model_versions"]
 
@@ -97,9 +100,10 @@ class NightConfig:
     survey_file: str | None = None
 
     def __post_init__(self) -> None:
-        from lumos_ops.survey import load_survey, paus_survey
+        if self.survey_file:
+            from lumos_ops.survey import load_survey
 
-        object.__setattr__(self, "_survey", load_survey(self.survey_file) if self.survey_file else paus_survey())
+            load_survey(self.survey_file)  # validated now: a bad file fails here, naming itself
         if not (isinstance(self.threads, int) and self.threads >= 1):
             raise LumosValueError(f"threads={self.threads!r} must be an integer >= 1")
         if not self.store_url:
@@ -167,9 +171,11 @@ class NightConfig:
         return tuple(m for m in self.methods if (m in LUMOS_METHODS) == (step == "lumos"))
 
     @property
-    def survey(self):
-        """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None)."""
-        return self._survey
+    def survey(self) -> Survey:
+        """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None), read from the file."""
+        from lumos_ops.survey import load_survey, paus_survey
+
+        return load_survey(self.survey_file) if self.survey_file else paus_survey()
 
     def resolved_cache_dir(self) -> str:
         """The download cache directory."""
