@@ -7,12 +7,13 @@ failures, timings and PNG plots goes to object storage and the run record is clo
 night_failures (fails the run with the counts and errors while the database holds an exposure of
 the night that is not done, skipped otherwise).
 
-When ``LUMOS_METHODS`` names LUMOS and other methods, ``process`` measures the classical methods on
-the CPU queue, in parallel, and ``lumos`` (mapped over the same chunks, after every ``process``
-task has ended) runs the network: on the GPU queue behind the GPU pool with
-``LUMOS_GPU_INFERENCE=true``, else on the CPU queue like any other task. Each writes its own
-rows; an exposure is done once both have written in this run, and a failed LUMOS step keeps the
-classical rows (the exposure is failed until ``lumos`` is cleared and succeeds).
+Without ``LUMOS_GPU_INFERENCE`` (the default) ``process`` measures every method, LUMOS included,
+on the CPU queue in the default pool. With ``LUMOS_GPU_INFERENCE=true`` and classical methods
+besides LUMOS, ``process`` measures the classical methods on the CPU queue, in parallel, and
+``lumos`` (mapped over the same chunks, after every ``process`` task has ended) runs the network on
+the GPU queue behind the GPU pool. Each writes its own rows; an exposure is done once both have
+written in this run, and a failed LUMOS step keeps the classical rows (the exposure is failed
+until ``lumos`` is cleared and succeeds).
 
 Recovery: clear whatever failed (one mapped ``process`` task, only the failed tasks, or the whole
 run, from the UI or REST). A ``process`` task that succeeds after the night was reported refreshes

@@ -62,11 +62,11 @@ def test_dag_settings_read_only_parse_time_variables():
     env = {ENV_VARS["max_nan_fraction"]: "abc", ENV_VARS["threads"]: "many", ENV_VARS["methods"]: "aperture,lumos",
            ENV_VARS["max_mapped_tasks"]: "64", ENV_VARS["gpu_pool"]: "gpus"}
     dag = DagSettings.from_env(env)  # bad task-time values do not break parsing ...
-    assert dag.needs_gpu and dag.lumos_step and not dag.gpu_inference and dag.max_mapped_tasks == 64
-    assert (dag.process_queue, dag.process_pool) == ("default", "default_pool")  # classical methods only
-    assert dag.placement(runs_lumos=True) == ("default", "default_pool")  # LUMOS on the CPU: no GPU pool
+    assert dag.needs_gpu and not dag.gpu_inference and not dag.lumos_step and dag.max_mapped_tasks == 64
+    assert (dag.process_queue, dag.process_pool) == ("default", "default_pool")  # LUMOS on the CPU: no GPU pool
     on_gpu = DagSettings.from_env({**env, ENV_VARS["gpu_inference"]: "true"})
-    assert on_gpu.placement(runs_lumos=True) == ("gpu", "gpus") and on_gpu.process_queue == "default"
+    assert on_gpu.lumos_step and on_gpu.placement(runs_lumos=True) == ("gpu", "gpus")
+    assert (on_gpu.process_queue, on_gpu.process_pool) == ("default", "default_pool")  # the classical step
     lumos_only = DagSettings.from_env({ENV_VARS["methods"]: "lumos", ENV_VARS["gpu_inference"]: "yes"})
     assert not lumos_only.lumos_step and (lumos_only.process_queue, lumos_only.process_pool) == ("gpu", "lumos_gpu")
     with pytest.raises(LumosValueError, match="LUMOS_GPU_INFERENCE='maybe'"):

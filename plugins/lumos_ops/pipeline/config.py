@@ -153,11 +153,6 @@ class NightConfig:
         """Whether any configured method runs the LUMOS network."""
         return any(m in LUMOS_METHODS for m in self.methods)
 
-    @property
-    def lumos_step(self) -> bool:
-        """Whether LUMOS runs as its own step after the classical methods (both are configured)."""
-        return self.needs_gpu and any(m not in LUMOS_METHODS for m in self.methods)
-
     def step_methods(self, step: str | None) -> tuple[str, ...]:
         """The methods one step of a night measures, in configured order.
 
@@ -261,10 +256,8 @@ class DagSettings:
         Retries of the I/O tasks (bad input files fail at once, without retries).
     needs_gpu : bool
         Whether ``LUMOS_METHODS`` names a LUMOS method.
-    lumos_step : bool
-        Whether LUMOS runs as its own step after the classical methods (``LUMOS_METHODS`` names a
-        LUMOS method and another one): ``process`` measures the classical methods on the CPU
-        queue, the ``lumos`` step the network (:meth:`placement`).
+    classical : bool
+        Whether ``LUMOS_METHODS`` names a method other than LUMOS.
     gpu_inference : bool
         Whether LUMOS inference runs on GPU workers (``LUMOS_GPU_INFERENCE``): its tasks go to the GPU
         queue and are limited by the GPU pool. False (the default): LUMOS runs on the CPU queue in
@@ -284,7 +277,7 @@ class DagSettings:
     gpu_pool: str = "lumos_gpu"
     task_retries: int = 2
     needs_gpu: bool = False
-    lumos_step: bool = False
+    classical: bool = True
     gpu_inference: bool = False
     max_mapped_tasks: int = 512
 
@@ -297,6 +290,13 @@ class DagSettings:
             raise LumosValueError(f"task_retries={self.task_retries} must be >= 0")
         if self.max_mapped_tasks < 1:
             raise LumosValueError(f"max_mapped_tasks={self.max_mapped_tasks} must be >= 1")
+
+    @property
+    def lumos_step(self) -> bool:
+        """Whether LUMOS runs as its own step (``lumos_nightly``'s ``lumos``) after the classical
+        methods (``process``, CPU queue): only with GPU inference and classical methods too. On
+        the CPU one step measures every method (no second read, render and Airflow task per image)."""
+        return self.needs_gpu and self.classical and self.gpu_inference
 
     def placement(self, *, runs_lumos: bool) -> tuple[str, str]:
         """``(queue, pool)`` of a task that runs the LUMOS network or not: the GPU queue and pool only
@@ -333,7 +333,7 @@ class DagSettings:
         if get("methods"):
             methods = {m.strip() for m in get("methods").split(",") if m.strip()}
             kwargs["needs_gpu"] = bool(methods & LUMOS_METHODS)
-            kwargs["lumos_step"] = bool(methods & LUMOS_METHODS) and bool(methods - LUMOS_METHODS)
+            kwargs["classical"] = bool(methods - LUMOS_METHODS)
         if get("gpu_inference"):
             kwargs["gpu_inference"] = _flag(get("gpu_inference"), ENV_VARS["gpu_inference"])
         return kwargs
@@ -387,7 +387,8 @@ class PipelineSettings(DagSettings):
             if not get("survey_file") or get("survey_file") not in str(exc):
                 raise
             raise type(exc)(f"{ENV_VARS['survey_file']}: {exc}") from None
-        return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu, "lumos_step": night.lumos_step}, night=night)
+        return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu,
+                      "classical": any(m not in LUMOS_METHODS for m in night.methods)}, night=night)
 
 
 def _flag(text: str, name: str) -> bool:
