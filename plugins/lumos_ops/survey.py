@@ -32,10 +32,10 @@ default exposure time (s). A header quantity is read from its ``keyword`` and fa
 describes every quantity with its unit.
 
 A LUMOS model embeds each (band, camera epoch) in one row, ``band index + n_bands * epoch`` over
-the bands it was trained for (checkpoint metadata ``"bands"``, ``"n_epochs"``). A new model for a
-survey embeds the survey's ``model_bands`` (default: all its bands); for PAUS the 40 narrow bands,
-so that rows 0-79 are those of every PAUS checkpoint and the broad bands are measured by the
-classical methods only.
+the bands it was trained for (checkpoint metadata ``"bands"``, ``"n_epochs"``). A model trained
+by ``lumos train`` on a survey's training set embeds its ``model_bands`` (default: all its bands;
+:meth:`Survey.embedding_row`); for PAUS the 40 narrow bands, so that rows 0-79 are those of every
+PAUS checkpoint. :meth:`Survey.band_epoch_index` is the row over every band of the survey.
 """
 
 from __future__ import annotations
@@ -257,8 +257,16 @@ class Survey:
         return self.band_names if self.model_bands is None else tuple(self.model_bands)
 
     def band_epoch_index(self, band: str, epoch: int) -> int:
-        """Row of the band x epoch embedding of a model trained for this survey:
-        ``index in embedding_bands + len(embedding_bands) * epoch``.
+        """Row of the band x epoch embedding of a model embedding every band of this survey:
+        ``band index + n_bands * epoch``."""
+        names = self.band_names
+        self.band(band)
+        return names.index(band) + len(names) * self.check_epoch(epoch)
+
+    def embedding_row(self, band: str, epoch: int) -> int:
+        """Row of ``band`` at ``epoch`` in the embedding of a new model trained for this survey:
+        ``index in embedding_bands + len(embedding_bands) * epoch`` (PAUS: the 80 rows of every
+        PAUS checkpoint; other surveys without ``model_bands``: :meth:`band_epoch_index`).
 
         Raises
         ------

@@ -40,7 +40,7 @@ def test_legacy_checkpoint_rows_are_the_paus_narrow_band_rows():
 
 def test_paus_survey_rows_match_the_shipped_embedding():
     survey = paus_survey()
-    assert all(survey.band_epoch_index(b, e) == band_epoch_index(b, e) for b in NB_BANDS for e in (0, 1))
+    assert all(survey.embedding_row(b, e) == band_epoch_index(b, e) for b in NB_BANDS for e in (0, 1))
 
 
 def test_recorded_bands_define_the_rows(tmp_path):

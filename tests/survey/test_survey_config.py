@@ -45,7 +45,7 @@ def test_preset_paus_round_trips(tmp_path):
     paus = paus_survey()
     assert loaded.to_dict() == paus.to_dict()
     assert loaded.embedding_bands == paus.embedding_bands == paus.band_names[:40]
-    assert loaded.band_epoch_index("NB845", 1) == 79
+    assert loaded.embedding_row("NB845", 1) == 79 and loaded.band_epoch_index("NB845", 1) == 84
 
 
 def test_show_follows_lumos_survey(monkeypatch, capsys):

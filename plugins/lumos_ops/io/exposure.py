@@ -106,9 +106,9 @@ class Exposure:
     @property
     def band_epoch(self) -> int:
         """Row of the band x epoch embedding of a new model for the exposure's survey
-        (:meth:`Survey.band_epoch_index`; 0-79 for PAUS narrow bands). A given model's row is
+        (:meth:`Survey.embedding_row`; 0-79 for PAUS narrow bands). A given model's row is
         :meth:`lumos_ops.lumos.checkpoint.LoadedModel.band_epoch_row`."""
-        return (self.survey or _paus()).band_epoch_index(self.band, self.epoch)
+        return (self.survey or _paus()).embedding_row(self.band, self.epoch)
 
     @property
     def wavelength_nm(self) -> float:
