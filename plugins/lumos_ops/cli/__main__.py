@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "night": ("night", "run the nightly pipeline for one night"),
     "photoz": ("photoz", "photometric redshifts from narrow-band co-adds and their validation"),
     "simulate": ("simulate", "simulate a PAUCam-like survey or a TEAHUPOO training set"),
+    "survey": ("survey", "write or show a survey description file (bands, epochs, CCDs, header mapping)"),
     "train": ("train", "train a LUMOS network on TEAHUPOO shards (or run a full recipe)"),
     "transfer": ("train", "unsupervised transfer learning on exposure pairs (eq. 12)"),
     "validate": ("train", "validation report of a LUMOS model (JSON + PNG)"),

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lumos_ops.cli.survey import add_survey_option, survey_from_args
+from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.lumos.weights import shipped_models_help

@@ -7,7 +7,7 @@ import glob
 import os
 from pathlib import Path
 
-from lumos_ops.cli.survey import add_survey_option, survey_from_args
+from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.exceptions import InputFileError
 
 __all__ = ["register", "resolve_exposures"]

@@ -1,7 +1,7 @@
 """``lumos survey init | show``: write and inspect survey description files; ``--survey`` for other commands.
 
 Every command that reads exposures or interprets bands takes ``--survey FILE``
-(:func:`add_survey_option`); without it the survey is ``$LUMOS_SURVEY``, else the built-in PAUS
+(:func:`lumos_ops.cli._survey_option.add_survey_option`); without it the survey is ``$LUMOS_SURVEY``, else the built-in PAUS
 (:func:`lumos_ops.survey.resolve_survey`). The file format is in ``docs/surveys.md``.
 """
 
@@ -10,29 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.exceptions import InputFileError, LumosValueError
 
-if TYPE_CHECKING:
-    from lumos_ops.survey import Survey
-
 __all__ = ["register", "add_survey_option", "survey_from_args", "parse_header_spec", "init_command", "show_command"]
-
-SURVEY_HELP = ("survey description file (JSON, `lumos survey init`): bands, epochs, header mapping "
-               "(default: $LUMOS_SURVEY, else the built-in PAUS)")
-
-
-def add_survey_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--survey FILE`` to a sub-command's parser."""
-    parser.add_argument("--survey", metavar="FILE", default=None, help=SURVEY_HELP)
-
-
-def survey_from_args(args: argparse.Namespace) -> Survey:
-    """The survey selected by ``args.survey``, else ``LUMOS_SURVEY``, else PAUS."""
-    from lumos_ops.survey import resolve_survey
-
-    return resolve_survey(getattr(args, "survey", None))
 
 
 def _floats(text: str | None, flag: str, n: int) -> list[float | None]:

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from lumos_ops.cli.survey import add_survey_option, survey_from_args
+from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register"]
