@@ -11,18 +11,19 @@ server (``--store s3``, the default: a real HTTP object store in this process) o
 (``--store local``). The photometry database is a throwaway PostgreSQL. The deployment is
 ``docker/compose.yaml``'s CeleryExecutor stack run as local process groups
 (``lumos_ops.airflow.local_stack.CeleryStack``): Redis, a PostgreSQL metadata database, API server,
-scheduler, DAG processor, a CPU worker and a GPU worker (with LUMOS among the methods the mapped
-``process`` tasks go to the GPU queue and pool; LUMOS runs on the CPU here). ``--workers`` (default:
-the CPUs) sets the process queue's worker concurrency and the GPU pool's slots; each task uses one
-thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``).
+scheduler, DAG processor, a CPU worker and a GPU worker. This machine has no GPU, so the run sets
+``LUMOS_GPU_INFERENCE=false``: the mapped ``process`` tasks measure every method, LUMOS included,
+on the CPU worker, none behind the GPU pool (with ``true`` LUMOS would be a second mapped step,
+``lumos``, on the GPU worker; the tables below sum both steps). ``--workers`` (default: the CPUs)
+sets the CPU worker's concurrency; each task uses one thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``).
 
 The benchmark triggers ``lumos_nightly``, samples the RSS of every worker's process tree every
 0.5 s while it runs, then reads the per-exposure step timings from ``lumos.exposures``
 (``download_s``, ``measure_s``, ``write_s``), the co-add time from the night report
 (``summary.json``), and the task durations from Airflow's metadata database, and prints one table.
 
-Extrapolation (arithmetic printed): the measured throughput of the ``process`` phase (first start to
-last end of the mapped tasks, with ``--workers`` concurrent tasks) scaled linearly to 2,500 targets
+Extrapolation (arithmetic printed): the measured throughput of the measuring phase (first start to
+last end of the mapped ``process`` and ``lumos`` tasks, with ``--workers`` concurrent tasks) scaled linearly to 2,500 targets
 per CCD (and to 4 methods by the measured per-method CPU share when fewer ran), plus the
 measured co-add rate and the fixed per-run cost (check_schema, plan, finish less its co-add).
 PAUS night: 800 CCD images x 2,500 targets x 4 methods, ~160,000 source-band co-adds per method.
@@ -51,6 +52,8 @@ NIGHT = "2016-02-08"
 DAG_ID = "lumos_nightly"
 RUN_ID = "bench_survey"
 ALL_METHODS = ("aperture", "modelfit", "optimal", "lumos")
+MEASURING_TASKS = ("process", "lumos")
+"""Mapped tasks of lumos_nightly that measure (lumos: LUMOS inference, when it is its own step)."""
 PAUS_CCDS, PAUS_TARGETS, PAUS_METHODS, PAUS_COADDS = 800, 2_500, 4, 160_000
 COSMOS_OBSERVATIONS = 12_500_000
 TARGET_NIGHT_S, TARGET_REPROCESS_S, TARGET_COADD_PER_S = 45 * 60, 4 * 3600, 10_000
@@ -149,7 +152,7 @@ def read_results(photometry_url: str, summary: dict, tis: list[dict]) -> dict:
             "WHERE e.night = :n GROUP BY m.method"), {"n": NIGHT}).all())
     engine.dispose()
     done = [r for r in rows if r["status"] == "done"]
-    process = [t for t in tis if t["task_id"] == "process"]
+    process = [t for t in tis if t["task_id"] in MEASURING_TASKS and t["start_date"] and t["end_date"]]
     return {
         "n_images": len(rows), "n_done": len(done),
         "rows": sum(int(r["n_measurements"] or 0) for r in done), "per_method": per_method,
@@ -200,12 +203,13 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
     for tid, secs in r["task_s"].items():
         add(f"  {tid}", f"{len(secs):>2} {sum(secs):7.1f} {sum(secs) / len(secs):8.1f} {max(secs):7.1f}")
     busy_s = r["download_s"] + r["measure_s"] + r["write_s"]
-    add("  process overhead (task - download/measure/write)",
-        f"{(sum(r['task_s'].get('process', [])) - busy_s) / max(r['n_done'], 1):.1f} s per task")
+    n_tasks = sum(len(r["task_s"].get(t, [])) for t in MEASURING_TASKS)
+    add("  process + lumos overhead (task - download/measure/write)",
+        f"{(sum(sum(r['task_s'].get(t, [])) for t in MEASURING_TASKS) - busy_s) / max(n_tasks, 1):.1f} s per task")
     add("wall: trigger -> run end", f"{extra['run_s']:.1f} s")
     add("wall: first task start -> last task end", f"{r['run_window_s']:.1f} s")
-    add("wall: process phase (first start -> last end)", f"{r['process_window_s']:.1f} s")
-    add("throughput (process phase)", f"{targets / max(r['process_window_s'], 1e-9):,.1f} targets/s, "
+    add("wall: measuring phase (process and lumos: first start -> last end)", f"{r['process_window_s']:.1f} s")
+    add("throughput (measuring phase)", f"{targets / max(r['process_window_s'], 1e-9):,.1f} targets/s, "
                                       f"{r['rows'] / max(r['process_window_s'], 1e-9):,.0f} rows/s, "
                                       f"{3600 * r['n_done'] / max(r['process_window_s'], 1e-9):,.0f} CCD images/h")
     add("throughput (whole run)", f"{targets / max(extra['run_s'], 1e-9):,.1f} targets/s")
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=PAUS_TARGETS, help="catalogue targets per CCD (~)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated methods")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="concurrent process tasks (worker concurrency and GPU pool slots); default the CPUs")
+                        help="concurrent measuring tasks (CPU worker concurrency); default the CPUs")
     parser.add_argument("--store", choices=("s3", "local"), default="s3",
                         help="moto's S3 server (default) or a local directory")
     parser.add_argument("--method-share", type=float, default=None,
@@ -332,11 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             env["LUMOS_STORE_URL"] = str(sim_dir)
             extra["store"] = f"local directory {sim_dir}"
 
-        from lumos_ops.pipeline.config import LUMOS_METHODS
-
-        gpu = any(m in LUMOS_METHODS for m in args.methods)
         compose_env = compose_deployment()["env"]
-        process_queue = compose_env["LUMOS_GPU_QUEUE"] if gpu else compose_env["LUMOS_CPU_QUEUE"]
+        env["LUMOS_GPU_INFERENCE"] = "false"  # no GPU here: LUMOS on the CPU workers, not behind the pool
+        process_queue = compose_env["LUMOS_CPU_QUEUE"]
         extra["process_queue"] = process_queue
         start = time.monotonic()
         celery = stack.enter_context(CeleryStack(

@@ -3,10 +3,11 @@
 ``plan_night`` (discover + register) -> ``process_exposure`` for each planned CCD image (download,
 validate, measure, write) -> ``finish_night`` (recover interrupted exposures, co-add, report).
 :func:`run_night` chains them in one process; the ``lumos_nightly`` DAG runs the same functions as
-Airflow tasks, mapped over chunks of exposures. When the methods include LUMOS and others, the DAG
-measures in two steps: ``process`` (the classical methods, CPU workers, in parallel) and then
-``lumos`` (the network, on GPU workers behind the GPU pool when there are any); each step writes
-its own rows, and an exposure is done once both have written in its run.
+Airflow tasks, mapped over chunks of exposures. With LUMOS inference on GPU workers and classical
+methods besides, the DAG measures in two steps (``step`` of :func:`process_chunk`): ``process``
+(the classical methods, CPU workers, in parallel) and then ``lumos`` (the network, on the GPU
+workers behind the GPU pool); each step writes its own rows, and an exposure is done once both
+have written in its run.
 
 Failures never delete measurements: a failed attempt records its error and the exposure keeps the
 rows of its last successful write (stale) until a later success replaces them. An exposure
