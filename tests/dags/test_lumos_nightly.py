@@ -71,6 +71,7 @@ def test_dag_parses_with_expected_tasks(airflow_db):
     assert dag.task_dict["process"].queue == "default"
 
 
+@pytest.mark.slow  # 32 s on 2 busy cores (--durations)
 def test_happy_path_then_repeated_run_has_no_duplicates(stack):
     engine, night = stack["engine"], "2026-11-20"
     keys = write_night(stack["put"], night, n_exposures=2, n_ccds=2, catalog=stack["catalog"])
@@ -111,6 +112,7 @@ def test_happy_path_then_repeated_run_has_no_duplicates(stack):
     print(f"first DAG run (4 exposures): {first_s:.1f} s", task_durations(first.run_id))
 
 
+@pytest.mark.slow  # 29-85 s on 2 busy cores (--durations)
 def test_bad_inputs_fail_only_their_task_then_clear_and_rerun(stack):
     engine, night = stack["engine"], "2026-11-21"
     good = write_night(stack["put"], night, n_exposures=1, n_ccds=2, catalog=stack["catalog"], first_expnum=6000)

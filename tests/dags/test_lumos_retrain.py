@@ -29,6 +29,7 @@ def test_dag_parses_and_trains_on_the_gpu_queue(airflow_db):
     assert dag.params["nights"] == 30 and dag.params["holdout"] == 0.25 and dag.params["last_layer"] is False
 
 
+@pytest.mark.slow  # 21 s on 2 busy cores (--durations)
 def test_monthly_run_registers_a_candidate(airflow_db, postgres, s3_server, tmp_path):
     url = postgres.create_database("retrain")
     engine = make_engine(url)
