@@ -13,7 +13,8 @@ from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.io.exposure import Exposure, read_exposure
-from lumos_ops.measure import LONG_COLUMNS, MEASURE_METHODS, TargetContext, get_method, measure_exposure, prepare_targets
+from lumos_ops.measure import LONG_COLUMNS, MEASURE_METHODS, get_method, measure_exposure, prepare_targets
+from lumos_ops.target_context import TargetContext
 
 SHAPE = (260, 300)
 

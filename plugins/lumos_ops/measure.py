@@ -1,6 +1,7 @@
 """Forced photometry of catalogue targets on one exposure, shared by the CLI, the pipeline and LUMOS.
 
-:func:`prepare_targets` turns an exposure and a catalogue into a :class:`TargetContext` (stamps,
+:func:`prepare_targets` turns an exposure and a catalogue into a
+:class:`~lumos_ops.target_context.TargetContext` (stamps,
 PSF-convolved catalogue models, base flags); a *method* (``MEASURE_METHODS``) turns a context into
 one row per target; :func:`measure_exposure` runs several methods and returns a long table.
 
@@ -12,30 +13,24 @@ keyword-only options (e.g. ``model=`` for LUMOS).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import importlib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
-from lumos_ops.cutouts import Stamps, cut_stamps
+from lumos_ops.cutouts import cut_stamps
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.io.catalog import target_pixels, validate_catalog
 from lumos_ops.io.exposure import Exposure
-
-if TYPE_CHECKING:
-    from lumos_ops.photometry.inputs import PhotometryInputs
+from lumos_ops.target_context import MeasureMethod, TargetContext
 
 __all__ = [
     "MEASURE_METHODS",
-    "MeasureMethod",
-    "TargetContext",
     "prepare_targets",
     "render_target_models",
     "get_method",
@@ -58,100 +53,6 @@ LONG_COLUMNS: tuple[str, ...] = ("ref_id", "method", "x", "y", "band", "flux", "
 
 _CHUNK = 512
 """Targets measured per chunk by :func:`measure_exposure` (bounds memory, drives the progress bar)."""
-
-
-@runtime_checkable
-class MeasureMethod(Protocol):
-    """What :func:`measure_exposure` needs from a photometry method."""
-
-    name: str
-
-    def measure(self, ctx: TargetContext) -> pd.DataFrame:
-        """One row per target of ``ctx`` (same order) with ``flux``, ``flux_err``, ``flag``."""
-        ...
-
-
-@dataclasses.dataclass(frozen=True)
-class TargetContext:
-    """Everything a method needs to measure the catalogue targets of one exposure.
-
-    Attributes
-    ----------
-    exposure : Exposure
-        The CCD image (e-/s per pixel) and its metadata (band, PSF, exposure time, ...).
-    catalog : DataFrame
-        The validated catalogue rows of the targets, in the caller's order (index 0..n-1).
-    x, y : ndarray of float64, shape (n,)
-        0-based pixel positions on the exposure (x = column); NaN when not computable.
-    stamps : Stamps
-        ``S x S`` cutouts (e-/s per pixel, NaN off the image or masked) centred as in
-        ``lumos_ops.cutouts``; ``stamps.dx``, ``stamps.dy`` are the sub-pixel offsets.
-    models : ndarray, shape (n, S, S), float32
-        Unit-flux PSF-convolved Sersic model of each target at its sub-pixel offset, on the stamp
-        grid (zeros for targets off the image).
-    base_flags : ndarray of int64, shape (n,)
-        Flags known before any measurement: OFF_IMAGE, EDGE (the stamp crosses the CCD edge),
-        MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering).
-    """
-
-    exposure: Exposure
-    catalog: pd.DataFrame
-    x: np.ndarray
-    y: np.ndarray
-    stamps: Stamps
-    models: np.ndarray
-    base_flags: np.ndarray
-
-    @property
-    def n(self) -> int:
-        """Number of targets."""
-        return int(self.x.size)
-
-    @property
-    def on_image(self) -> np.ndarray:
-        """Boolean (n,): the target centre lies on the image."""
-        return self.stamps.on_image
-
-    def take(self, index: np.ndarray | slice) -> TargetContext:
-        """The context of a subset of the targets (catalogue rows re-indexed from 0)."""
-        stamps = Stamps(**{f.name: getattr(self.stamps, f.name)[index] for f in dataclasses.fields(Stamps)})
-        return TargetContext(
-            exposure=self.exposure,
-            catalog=self.catalog.iloc[index].reset_index(drop=True),
-            x=self.x[index],
-            y=self.y[index],
-            stamps=stamps,
-            models=self.models[index],
-            base_flags=self.base_flags[index],
-        )
-
-    @functools.cached_property
-    def photometry_inputs(self) -> PhotometryInputs:
-        """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.
-
-        Computed once per context and shared by the classical methods.
-        """
-        from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
-
-        size = wide_stamp_size(self.stamps.size)
-        wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
-        ny, nx = self.exposure.shape
-        offsets = np.arange(size)
-        rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
-        cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
-        on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
-        return PhotometryInputs.from_arrays(
-            wide.data,
-            pad_models(self.models, size),
-            dx=wide.dx,
-            dy=wide.dy,
-            q=self.catalog["q"].to_numpy(np.float64),
-            pa=self.catalog["pa"].to_numpy(np.float64),
-            exptime=self.exposure.exptime,
-            on_chip=on_chip,
-            saturate=self.exposure.saturate,
-            measurable=self.on_image,
-        )
 
 
 def render_target_models(

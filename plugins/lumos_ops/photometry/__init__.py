@@ -12,7 +12,7 @@ One module per concept:
 * :mod:`~lumos_ops.photometry.quality` - flags shared by the estimators.
 
 The registry classes (``AperturePhotometry``, ``ProfileFit``, ``OptimalWeightedSum``) measure a
-:class:`lumos_ops.measure.TargetContext`; the functions measure :class:`PhotometryInputs` directly.
+:class:`lumos_ops.target_context.TargetContext`; the functions measure :class:`PhotometryInputs` directly.
 """
 
 from lumos_ops.photometry.aperture import AperturePhotometry, aperture_radius, elliptical_aperture_photometry

@@ -35,7 +35,7 @@ from lumos_ops.photometry.overlap import _CORNERS, _segment_circle_area, ellipse
 from lumos_ops.photometry.quality import footprint_flags
 
 if TYPE_CHECKING:
-    from lumos_ops.measure import TargetContext
+    from lumos_ops.target_context import TargetContext
 
 __all__ = ["aperture_radius", "enclosed_light", "elliptical_aperture_photometry", "ellipse_sums", "AperturePhotometry"]
 

@@ -29,7 +29,7 @@ from lumos_ops.photometry.neldermead import nelder_mead_1d
 from lumos_ops.photometry.quality import bounding_box, footprint_flags, model_footprint
 
 if TYPE_CHECKING:
-    from lumos_ops.measure import TargetContext
+    from lumos_ops.target_context import TargetContext
 
 __all__ = ["FitPixels", "fit_pixels", "poisson_chi2", "profile_fit_photometry", "ProfileFit", "FIT_LIGHT"]
 

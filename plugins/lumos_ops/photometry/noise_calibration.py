@@ -65,7 +65,7 @@ from lumos_ops.flags import Flag
 
 if TYPE_CHECKING:
     from lumos_ops.io.exposure import Exposure
-    from lumos_ops.measure import MeasureMethod, TargetContext
+    from lumos_ops.target_context import MeasureMethod, TargetContext
 
 __all__ = [
     "NoiseCalibration",

@@ -30,7 +30,7 @@ from lumos_ops.photometry.modelfit import fit_pixels
 from lumos_ops.photometry.quality import footprint_flags
 
 if TYPE_CHECKING:
-    from lumos_ops.measure import TargetContext
+    from lumos_ops.target_context import TargetContext
 
 __all__ = ["optimal_weights", "optimal_photometry", "OptimalWeightedSum"]
 

@@ -1,0 +1,117 @@
+"""What a photometry method receives and promises: :class:`TargetContext` and :class:`MeasureMethod`.
+
+The contract between :mod:`lumos_ops.measure` (which builds a context with ``prepare_targets`` and
+runs the methods) and the methods themselves (``lumos_ops.photometry``, ``lumos_ops.lumos.method``),
+one floor below both so that a method needs nothing from the module that runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.cutouts import Stamps, cut_stamps
+from lumos_ops.io.exposure import Exposure
+
+if TYPE_CHECKING:
+    from lumos_ops.photometry.inputs import PhotometryInputs
+
+__all__ = ["TargetContext", "MeasureMethod"]
+
+
+@runtime_checkable
+class MeasureMethod(Protocol):
+    """What :func:`measure_exposure` needs from a photometry method."""
+
+    name: str
+
+    def measure(self, ctx: TargetContext) -> pd.DataFrame:
+        """One row per target of ``ctx`` (same order) with ``flux``, ``flux_err``, ``flag``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetContext:
+    """Everything a method needs to measure the catalogue targets of one exposure.
+
+    Attributes
+    ----------
+    exposure : Exposure
+        The CCD image (e-/s per pixel) and its metadata (band, PSF, exposure time, ...).
+    catalog : DataFrame
+        The validated catalogue rows of the targets, in the caller's order (index 0..n-1).
+    x, y : ndarray of float64, shape (n,)
+        0-based pixel positions on the exposure (x = column); NaN when not computable.
+    stamps : Stamps
+        ``S x S`` cutouts (e-/s per pixel, NaN off the image or masked) centred as in
+        ``lumos_ops.cutouts``; ``stamps.dx``, ``stamps.dy`` are the sub-pixel offsets.
+    models : ndarray, shape (n, S, S), float32
+        Unit-flux PSF-convolved Sersic model of each target at its sub-pixel offset, on the stamp
+        grid (zeros for targets off the image).
+    base_flags : ndarray of int64, shape (n,)
+        Flags known before any measurement: OFF_IMAGE, EDGE (the stamp crosses the CCD edge),
+        MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering).
+    """
+
+    exposure: Exposure
+    catalog: pd.DataFrame
+    x: np.ndarray
+    y: np.ndarray
+    stamps: Stamps
+    models: np.ndarray
+    base_flags: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of targets."""
+        return int(self.x.size)
+
+    @property
+    def on_image(self) -> np.ndarray:
+        """Boolean (n,): the target centre lies on the image."""
+        return self.stamps.on_image
+
+    def take(self, index: np.ndarray | slice) -> TargetContext:
+        """The context of a subset of the targets (catalogue rows re-indexed from 0)."""
+        stamps = Stamps(**{f.name: getattr(self.stamps, f.name)[index] for f in dataclasses.fields(Stamps)})
+        return TargetContext(
+            exposure=self.exposure,
+            catalog=self.catalog.iloc[index].reset_index(drop=True),
+            x=self.x[index],
+            y=self.y[index],
+            stamps=stamps,
+            models=self.models[index],
+            base_flags=self.base_flags[index],
+        )
+
+    @functools.cached_property
+    def photometry_inputs(self) -> PhotometryInputs:
+        """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.
+
+        Computed once per context and shared by the classical methods.
+        """
+        from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
+
+        size = wide_stamp_size(self.stamps.size)
+        wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
+        ny, nx = self.exposure.shape
+        offsets = np.arange(size)
+        rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
+        cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
+        on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
+        return PhotometryInputs.from_arrays(
+            wide.data,
+            pad_models(self.models, size),
+            dx=wide.dx,
+            dy=wide.dy,
+            q=self.catalog["q"].to_numpy(np.float64),
+            pa=self.catalog["pa"].to_numpy(np.float64),
+            exptime=self.exposure.exptime,
+            on_chip=on_chip,
+            saturate=self.exposure.saturate,
+            measurable=self.on_image,
+        )
