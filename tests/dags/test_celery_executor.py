@@ -199,6 +199,13 @@ def test_each_task_ran_on_its_queue_by_the_worker_of_that_queue(celery_run):
                          "worker-gpu": {"lumos"}}
 
 
+def test_every_worker_process_was_warmed_once(celery_run):
+    """The compose file's Celery configuration warms each worker process when it starts (imports
+    of the measuring code; the tasks forked from it inherit them)."""
+    for name, log in celery_run["worker_logs"].items():
+        assert re.search(r"lumos worker warm-up \(pid \d+\): imports_s=", log), name
+
+
 def test_classical_tasks_ran_at_once_and_lumos_after_them(celery_run):
     """The two ``process`` tasks ran at the same time on the CPU worker (concurrency 2: nothing
     serialised them behind the GPU pool); every ``lumos`` task started after both had ended, one

@@ -25,7 +25,7 @@ def test_a_model_is_reused_until_its_file_changes(tmp_path):
     shutil.copyfile(resolve_model_path(None), path)
     first = worker_cache.lumos_method(path)
     assert worker_cache.lumos_method(str(path)) is first
-    assert worker_cache.lumos_method(path, device="cpu") is not first  # another device, another entry
+    assert worker_cache.lumos_method(path, device="cuda") is not first  # another device, another entry
     info = path.stat()
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))  # replaced in place
     assert worker_cache.lumos_method(path) is not first
@@ -43,3 +43,39 @@ def test_a_catalogue_is_read_once_per_content(tmp_path):
     assert worker_cache.catalog(path) is first and len(first) == 5
     make_catalog(7).to_csv(path, index=False)
     assert len(worker_cache.catalog(path)) == 7
+
+
+_FORKED_WORKER = """
+import os, sys
+from lumos_ops.lumos import checkpoint
+from lumos_ops.pipeline import worker_cache
+from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.measure import measure_exposure
+
+timings = worker_cache.warm_up(load_model=True)
+loads = []
+real = checkpoint.load_checkpoint
+checkpoint.load_checkpoint = lambda *a, **k: loads.append(a) or real(*a, **k)
+catalog = random_catalog(4, shape=(160, 160), margin=40, seed=1)
+exposure = read_exposure(synthetic_exposure(catalog, [300.0] * 4, shape=(160, 160), seed=2).write(sys.argv[1]))
+statuses = []
+for _ in range(2):  # two tasks forked from the warm process, as Airflow 3's Celery worker does
+    pid = os.fork()
+    if pid == 0:
+        method = worker_cache.lumos_method(None)
+        table = measure_exposure(exposure, catalog, methods=("lumos",), instances={"lumos": method})
+        os._exit(0 if len(table) == 4 and not loads else 3)
+    statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(sorted(timings), statuses)
+"""
+
+
+def test_children_forked_from_a_warm_process_measure_with_its_model(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FORKED_WORKER, str(tmp_path / "exposure.fits")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "['imports_s', 'model_s'] [0, 0]"

@@ -319,6 +319,7 @@ class CeleryStack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_pg.url,
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.meta_pg.url.replace("+psycopg2", ""),
+            **{k: compose_env[k] for k in ("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",) if k in compose_env},
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_LUMOS_DB": self.photometry_conn,

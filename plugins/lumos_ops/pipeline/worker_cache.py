@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 
     from lumos_ops.lumos.method import LumosMethod
 
-__all__ = ["FileKey", "file_key", "lumos_method", "catalog", "clear", "stats"]
+__all__ = ["FileKey", "file_key", "lumos_method", "catalog", "clear", "stats", "warm_up", "WARM_MODULES"]
+
+WARM_MODULES: tuple[str, ...] = (
+    "numpy", "pandas", "scipy.ndimage", "astropy.io.fits", "astropy.wcs", "torch", "sqlalchemy",
+    "lumos_ops.measure", "lumos_ops.render", "lumos_ops.io.exposure", "lumos_ops.io.catalog",
+    "lumos_ops.photometry.aperture", "lumos_ops.photometry.modelfit", "lumos_ops.photometry.optimal",
+    "lumos_ops.photometry.noise_calibration", "lumos_ops.lumos.method", "lumos_ops.pipeline.night",
+    "lumos_ops.pipeline.writer",
+)
+"""What :func:`warm_up` imports: everything a measuring task needs (about 3 CPU s on the
+development machine, ``benchmarks/README.md``)."""
 
 _T = TypeVar("_T")
 _MAX_ENTRIES = 2
@@ -91,7 +101,7 @@ def lumos_method(model: str | os.PathLike[str] | None = None, *, device: str | N
     model : path-like, shipped-model name or None
         As ``LumosMethod(model=...)``; None is the shipped default model.
     device : str or None, keyword-only
-        ``"cuda"`` or ``"cpu"``; None picks CUDA when available.
+        ``"cuda"`` or ``"cpu"``; None picks CUDA when available (and is cached as that device).
 
     Raises
     ------
@@ -102,6 +112,10 @@ def lumos_method(model: str | os.PathLike[str] | None = None, *, device: str | N
     from lumos_ops.lumos.method import LumosMethod
 
     path = resolve_model_path(model)
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     return _MODELS.get((file_key(path), device), lambda: LumosMethod(model=str(path), device=device))
 
 
@@ -125,3 +139,30 @@ def clear() -> None:
     """Forget every cached model and catalogue."""
     _MODELS.clear()
     _CATALOGS.clear()
+
+
+def warm_up(*, load_model: bool) -> dict[str, float]:
+    """Import :data:`WARM_MODULES` and, with ``load_model``, load the shipped default LUMOS model
+    on the CPU into this process's cache; returns the seconds of each part.
+
+    Meant for a long-lived process that forks one child per task (a Celery worker process of
+    Airflow 3 on Linux): every child inherits the imports and the loaded model instead of paying
+    for them. torch runs one intra-op thread while loading (no thread pool exists before the
+    fork); never load a model on CUDA before a fork (``load_model=False`` on GPU workers).
+    """
+    import importlib
+    import time
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    timings["imports_s"] = time.perf_counter() - start
+    if load_model:
+        import torch
+
+        start = time.perf_counter()
+        torch.set_num_threads(1)
+        _ = lumos_method(None, device="cpu").loaded
+        timings["model_s"] = time.perf_counter() - start
+    return timings
