@@ -327,8 +327,8 @@ def train(
     dict
         The content of ``metrics.json``.
     """
+    from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.data import StampBatches
-    from lumos_ops.sim import TrainingSet
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
