@@ -74,13 +74,7 @@ def measure_stamp_set(
 
     from lumos_ops.io.training_set import TrainingSet
 
-    unknown = [m for m in methods if m not in STAMP_METHODS]
-    if unknown:
-        raise LumosValueError(f"unknown stamp method(s) {', '.join(unknown)}; choose from {', '.join(STAMP_METHODS)}")
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(methods))
-    if clash:
-        raise LumosValueError(f"extra method name(s) {', '.join(clash)} clash with the built-in methods")
+    extra = _checked_methods(methods, extra)
     stamps = TrainingSet(path)
     ids = np.arange(len(stamps)) if split is None else stamps.indices(split)
     meta = stamps.meta.iloc[ids].reset_index(drop=True)
@@ -92,15 +86,7 @@ def measure_stamp_set(
             chunk = ids[lo : lo + chunk_size]
             rows = meta.iloc[lo : lo + chunk.size]
             images = stamps.images(chunk)
-            inputs = PhotometryInputs.from_arrays(
-                images[:, 0],
-                images[:, 1],
-                dx=rows["dx"].to_numpy(),
-                dy=rows["dy"].to_numpy(),
-                q=rows["q"].to_numpy(),
-                pa=rows["pa"].to_numpy(),
-                exptime=rows["exptime"].to_numpy(),
-            )
+            inputs = _inputs(rows, images)
             for method in methods:
                 start = time.perf_counter()
                 parts[method].append(STAMP_METHODS[method](inputs))
@@ -115,3 +101,29 @@ def measure_stamp_set(
             bar.update(chunk.size)
     results = {m: pd.concat(parts[m], ignore_index=True) for m in names}
     return meta, results, seconds
+
+
+def _checked_methods(methods: Sequence[str], extra: Mapping[str, StampMeasurer] | None) -> dict[str, StampMeasurer]:
+    """The extra methods as a dict, after checking that ``methods`` are known and no name is taken twice."""
+    unknown = [m for m in methods if m not in STAMP_METHODS]
+    if unknown:
+        raise LumosValueError(f"unknown stamp method(s) {', '.join(unknown)}; choose from {', '.join(STAMP_METHODS)}")
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(methods))
+    if clash:
+        raise LumosValueError(f"extra method name(s) {', '.join(clash)} clash with the built-in methods")
+    return extra
+
+
+def _inputs(rows: pd.DataFrame, images: np.ndarray) -> PhotometryInputs:
+    """The classical methods' inputs for a chunk of stamps: data and unit-flux model channels (e-/s),
+    sub-pixel offsets, axis ratio, position angle and exposure time of the meta rows."""
+    return PhotometryInputs.from_arrays(
+        images[:, 0],
+        images[:, 1],
+        dx=rows["dx"].to_numpy(),
+        dy=rows["dy"].to_numpy(),
+        q=rows["q"].to_numpy(),
+        pa=rows["pa"].to_numpy(),
+        exptime=rows["exptime"].to_numpy(),
+    )

@@ -71,6 +71,17 @@ def issue_targets(
     -------
     list of dict
     """
+    rows = _sigma68_rows(overall, method, reference)
+    rows.append(_bright_bias_row(binned.get(method, []), binning))
+    rows.append(_row("PIT KS distance from uniform", pit_ks, "<= 0.03", pit_ks <= 0.03, "eq. (13)"))
+    rows.append(_row("coverage of the 68 % interval", coverage68, "0.65-0.71", 0.65 <= coverage68 <= 0.71,
+                     "16-84 % quantiles of the PDF"))
+    rows.append(_deblend_row((deblend or {}).get(method, []), (deblend_excess or {}).get(method, []), deblend_targets))
+    return rows
+
+
+def _sigma68_rows(overall: Mapping[str, Mapping[str, Any]], method: str, reference: str) -> list[dict[str, Any]]:
+    """sigma68 of LUMOS over that of the optimal weighted sum (<= 0.8) and of aperture photometry (<= 0.7)."""
     s_lumos = (overall.get(method) or {}).get("sigma68")
     s_ref = (overall.get(reference) or {}).get("sigma68")
     rows = []
@@ -82,33 +93,42 @@ def issue_targets(
             detail += f"; the information reference {reference} reaches {s_ref / s_base:.3f}"
         rows.append(_row(f"sigma68 LUMOS / {base}", ratio, f"<= {factor}", ratio is not None and ratio <= factor,
                          detail))
-    bright = [b for b in binned.get(method, []) if b["mag_hi"] <= BRIGHT_LIMIT + 1e-9 and b.get("n", 0) > 0
-              and b.get("bias") is not None]
+    return rows
+
+
+def _bright_bias_row(bins: Sequence[Mapping[str, Any]], binning: str) -> dict[str, Any]:
+    """Largest |bias| over the populated bins brighter than :data:`BRIGHT_LIMIT` (<= 3 %)."""
+    bright = [b for b in bins if b["mag_hi"] <= BRIGHT_LIMIT + 1e-9 and b.get("n", 0) > 0 and b.get("bias") is not None]
     worst = max(bright, key=lambda b: abs(b["bias"]), default=None)
-    rows.append(_row(
+    return _row(
         f"max |bias| per {binning} bin brighter than {BRIGHT_LIMIT:g}", None if worst is None else abs(worst["bias"]),
         "<= 0.03", worst is not None and abs(worst["bias"]) <= 0.03,
         "no populated bin" if worst is None else
         f"worst bin {worst['mag_lo']:g}-{worst['mag_hi']:g} (n={worst['n']}), {len(bright)} bins",
-    ))
-    rows.append(_row("PIT KS distance from uniform", pit_ks, "<= 0.03", pit_ks <= 0.03, "eq. (13)"))
-    rows.append(_row("coverage of the 68 % interval", coverage68, "0.65-0.71", 0.65 <= coverage68 <= 0.71,
-                     "16-84 % quantiles of the PDF"))
-    far = [b for b in (deblend or {}).get(method, []) if b["d_lo"] >= 5.0 - 1e-9 and b.get("bias") is not None]
-    worst_d = max(far, key=lambda b: abs(b["bias"]), default=None)
-    far_x = [b for b in (deblend_excess or {}).get(method, []) if b["d_lo"] >= 5.0 - 1e-9 and b.get("bias") is not None]
-    worst_x = max(far_x, key=lambda b: abs(b["bias"]), default=None)
+    )
+
+
+def _worst_beyond_5px(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The distance bin from 5 px on with the largest |bias| (None when there is none)."""
+    far = [b for b in rows if b["d_lo"] >= 5.0 - 1e-9 and b.get("bias") is not None]
+    return max(far, key=lambda b: abs(b["bias"]), default=None)
+
+
+def _deblend_row(by_distance: Sequence[Mapping[str, Any]], excess_by_distance: Sequence[Mapping[str, Any]],
+                 deblend_targets: str | None) -> dict[str, Any]:
+    """Largest |bias| with the neighbour at >= 5 px (<= 10 %), stating the part the neighbour causes."""
+    worst_d = _worst_beyond_5px(by_distance)
+    worst_x = _worst_beyond_5px(excess_by_distance)
     excess = "" if worst_x is None else (
         f"; the neighbour itself causes up to {worst_x['bias']:+.3f} ({worst_x['d_lo']:g}-{worst_x['d_hi']:g} px)")
-    rows.append(_row(
+    return _row(
         "deblending: max |bias| with neighbour at >= 5 px", None if worst_d is None else abs(worst_d["bias"]),
         "<= 0.10", worst_d is not None and abs(worst_d["bias"]) <= 0.10,
         "not run (give survey exposures and --deblend-stamps)" if worst_d is None else
         f"i=22 target{'' if deblend_targets is None else f' ({deblend_targets} fluxes)'}, i=20 neighbour; "
         f"worst bin {worst_d['d_lo']:g}-{worst_d['d_hi']:g} px (n={worst_d['n']})"
         + excess,
-    ))
-    return rows
+    )
 
 
 def format_targets(rows: Sequence[Mapping[str, Any]]) -> str:
