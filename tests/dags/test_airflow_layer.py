@@ -44,9 +44,10 @@ from importlib import metadata
 
 from airflow import plugins_manager
 
-plugins, errors = plugins_manager._get_plugins()
+plugins = plugins_manager.get_plugin_info(attrs_to_dump=["source"])  # what `airflow plugins` prints
 print("RESULT " + json.dumps({
-    "plugins": [p.name for p in plugins], "sources": [str(p.source) for p in plugins], "errors": errors,
+    "plugins": [p["name"] for p in plugins], "sources": [str(p["source"]) for p in plugins],
+    "errors": plugins_manager.get_import_errors(),
     "dists": [str(getattr(d, "_path", d)) for d in metadata.distributions() if d.metadata["Name"] == "lumos-ops"],
 }))
 """
