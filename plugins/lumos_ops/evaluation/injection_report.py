@@ -171,6 +171,20 @@ def json_clean(value: Any) -> Any:
     return value
 
 
+def _has_positive(ax, axis: str) -> bool:
+    """Whether the lines of ``ax`` hold a point with finite x > 0 and finite y (> 0 as well for
+    ``axis="y"``): what a log scale on ``axis`` (and on x) can show."""
+    for line in ax.get_lines():
+        x = np.asarray(line.get_xdata(), dtype=float)
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if x.shape != y.shape:
+            continue
+        ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+        if np.any(ok & (y > 0)) if axis == "y" else np.any(ok):
+            return True
+    return False
+
+
 def plot_injection(report: dict[str, Any], path: str | os.PathLike[str]) -> str:
     """Bias, pull sigma68 and coverage against true SNR per population and method, and co-add pulls."""
     import matplotlib
@@ -192,16 +206,19 @@ def plot_injection(report: dict[str, Any], path: str | os.PathLike[str]) -> str:
                 every = [b for b in c["by_true_snr"] if b["lo"] is None]
                 pulls.append(every[0]["pull_sigma68"] if every else np.nan)
             row[3].plot([c["n"] for c in entry["coadds"]], pulls, marker="o", label=method)
-        for ax, title, ref in zip(row, ("bias (median rel. error)", "pull sigma68", "68 % coverage", "co-add pull sigma68"),
-                                  (0.0, 1.0, 0.68, 1.0)):
+        log_x = [_has_positive(ax, "x") for ax in row]
+        log_y = [k in (1, 3) and _has_positive(ax, "y") for k, ax in enumerate(row)]
+        for k, (ax, title, ref) in enumerate(zip(row, ("bias (median rel. error)", "pull sigma68", "68 % coverage",
+                                                       "co-add pull sigma68"), (0.0, 1.0, 0.68, 1.0))):
             ax.axhline(ref, color="k", lw=0.8, ls=":")
             ax.set_title(f"{pop}: {title}")
-            ax.set_xscale("log")
+            if log_x[k]:
+                ax.set_xscale("log")
+            if log_y[k]:
+                ax.set_yscale("log")
             ax.set_xlabel("true SNR" if title != "co-add pull sigma68" else "exposures co-added")
         row[0].axhspan(-0.03, 0.03, color="0.9")
         row[0].set_ylim(-0.6, 0.6)
-        row[1].set_yscale("log")
-        row[3].set_yscale("log")
         row[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

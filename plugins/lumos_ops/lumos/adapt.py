@@ -557,6 +557,18 @@ def _report(table: pd.DataFrame, config: AdaptConfig) -> dict[str, Any]:
     return report
 
 
+def _plot_view(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's populations with the base model's LUMOS beside the candidate's, for the plot."""
+    populations = {}
+    for pop, entry in report["populations"].items():
+        methods = {("lumos (adapted)" if m == "lumos" else m): e for m, e in entry["methods"].items()}
+        base = report["base"]["populations"].get(pop, {}).get("lumos")
+        if base:
+            methods["lumos (base)"] = base
+        populations[pop] = {"methods": methods}
+    return {"populations": populations}
+
+
 def _frame_bands(frames) -> dict[str, str]:
     return {str(f): _header_keys(str(f))[0] for f in frames}
 
@@ -643,6 +655,6 @@ def adapt(
                        "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
-    plot_path = Path(plot_injection(report, out / "injection_report.png"))
+    plot_path = Path(plot_injection(_plot_view(report), out / "injection_report.png"))
     return AdaptResult(model_path=model_path, report_path=report_path, plot_path=plot_path, model_sha256=sha,
                        train_exposures=train, heldout_exposures=held, report=report)
