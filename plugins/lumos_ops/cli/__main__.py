@@ -9,6 +9,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # "command": ("module of lumos_ops.cli with register(subparsers)", "one-line help"),
+    "adapt": ("adapt", "adapt LUMOS to a survey's exposures and score it by injection on held-out ones"),
     "bench": ("bench", "benchmarks and evidence reports"),
     "db": ("db", "photometry database: local server, migrations, roles, queries"),
     "demo": ("demo", "simulate a small night and run lumos_nightly through Airflow"),
