@@ -46,14 +46,10 @@ _PREP_NAMES = ("_prepare_rows", "_staging_frame")  # the writer's Python prepara
 
 
 def _shipped_model() -> Path | None:
-    import lumos_ops
+    from lumos_ops.lumos.weights import MODELS_DIR, shipped_models
 
-    models = Path(lumos_ops.__file__).parent / "models"
-    for name in ("lumos-fast-v10.pt", "lumos-fast-noccd-v10.pt"):
-        if (models / name).is_file():
-            return models / name
-    found = sorted(models.glob("lumos-*.pt"))
-    return found[0] if found else None
+    path = MODELS_DIR / shipped_models()["default"]
+    return path if path.is_file() else None
 
 
 def _fake_lumos(table: pd.DataFrame, seed: int) -> pd.DataFrame:

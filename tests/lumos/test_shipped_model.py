@@ -54,3 +54,12 @@ def test_the_weights_table_matches_every_shipped_file():
         assert loaded.arch == weights.arch and weights.recipe in RECIPES
         assert loaded.metadata["recipe"]["name"] == weights.recipe
         assert SHIPPED_MODELS[weights.name] == weights.file
+
+
+def test_the_default_knows_every_paus_narrow_band_and_epoch():
+    from lumos_ops.constants import N_EPOCHS, NB_BANDS
+
+    loaded = load_checkpoint(None, device="cpu")
+    rows = {loaded.band_epoch_row(band, epoch) for band in NB_BANDS for epoch in range(N_EPOCHS)}
+    assert None not in rows and len(rows) == len(NB_BANDS) * N_EPOCHS
+    assert loaded.trained_band_epochs == frozenset(rows)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from lumos_ops.cli import main
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.weights import SHIPPED_WEIGHTS
 from lumos_ops.pipeline.config import NightConfig, PipelineSettings
 from lumos_ops.pipeline.database import make_engine
 from lumos_ops.pipeline.registry import (
@@ -176,6 +177,7 @@ def test_gates_from_files(tmp_path):
 # --------------------------------------------------------------------------- registry in PostgreSQL
 
 pytestmark_db = pytest.mark.postgres
+SHIPPED_DEFAULT = next(w.version for w in SHIPPED_WEIGHTS if w.status == "default")
 
 
 def _candidate(engine, version: str, *, key: str | None = None, rep: dict | None = None) -> None:
@@ -426,7 +428,7 @@ def test_latest_coadds_show_the_production_version_until_a_candidate_is_promoted
 def test_resolve_production_rules(engine, caplog):
     base = NightConfig(store_url="/tmp/lumos-store", methods=("aperture", "lumos"))
     # no production row: the shipped default, as before the registry
-    assert resolve_production(engine, base) == {"aperture": "aperture-1", "lumos": "lumos-fast-v10"}
+    assert resolve_production(engine, base) == {"aperture": "aperture-1", "lumos": SHIPPED_DEFAULT}
     assert production_config(engine, base).model_key is None
     # the registry's production version and its checkpoint
     _candidate(engine, "lumos-a", key="models/candidates/lumos-a.pt", rep=report())
@@ -518,10 +520,10 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
             "GROUP BY 1")).all())
         shown = set(conn.execute(sa.text("SELECT model_version FROM lumos.latest_coadds WHERE method = 'lumos'"))
                     .scalars())
-    assert versions == {"2026-11-20": ["lumos-fast-v10"], "2026-11-21": ["lumos-a"]}
+    assert versions == {"2026-11-20": [SHIPPED_DEFAULT], "2026-11-21": ["lumos-a"]}
     assert shown == {"lumos-a"}
     # the later tasks of a run keep the versions its plan resolved, whatever is promoted meanwhile
-    assert pinned_config(engine, settings.night, first).model_versions["lumos"] == "lumos-fast-v10"
+    assert pinned_config(engine, settings.night, first).model_versions["lumos"] == SHIPPED_DEFAULT
     pinned = pinned_config(engine, settings.night, second)
     assert (pinned.model_versions["lumos"], pinned.model_key) == ("lumos-a", "models/candidates/lumos-a.pt")
     with pytest.raises(RegistryError, match="run 999 is not in lumos.pipeline_runs"):

@@ -1,6 +1,6 @@
 """Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
 
-``lumos train --recipe fast-v10 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
+``lumos train --recipe fast-v11 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
 ``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
 already exists with the same configuration are skipped, so an interrupted recipe can be rerun
 (add ``--resume`` to continue the training from its last epoch).
@@ -67,17 +67,20 @@ RECIPES: dict[str, Recipe] = {
         train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
     ),
 }
-"""Recipes of the shipped weights (6 bands x 2 epochs x 2 exposures of 8 CCDs of 2048^2 px; the
-``fast`` network on one CPU thread). Earlier recipes (fast-v2 ... fast-v9, population priors)
-are in the git history and ``reports/history/``.
+"""Recipes of the shipped weights and their predecessor (the ``fast`` network on one CPU thread).
+Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history and
+``reports/history/``.
 
-* ``fast-v10``: the shipped default ``lumos-fast-v10``, a likelihood network: 120,000 stamps with
+* ``fast-v10``: the previous default ``lumos-fast-v10`` (6 bands x 2 epochs x 2 exposures of 8
+  CCDs of 2048^2 px), a likelihood network: 120,000 stamps with
   fluxes drawn from the reference prior and an importance-weighted loss (docs/likelihood.md),
   shapes uniform in i 17.5-23, neighbours on 30 % of the stamps at 2-20 px, backgrounds scaled by
   0.5-2, 12 epochs whose low-learning-rate stage (epochs 10-12) trains with frozen BatchNorm
   statistics (``TrainConfig.frozen_bn_epochs``);
-* ``fast-noccd-v10``: the same without the CCD position (the PIT comparison);
-* ``default``: the recipe of the shipped default model (``fast-v10``)."""
+* ``fast-noccd-v10``: the same without the CCD position;
+* ``fast-v11`` (below): the shipped default ``lumos-fast-v11``, ``fast-v10`` on all 40 bands;
+* ``fast-noccd-v11``: ``fast-v11`` without the CCD position (the PIT comparison);
+* ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
     teahupoo=_REFERENCE_TEAHUPOO,
@@ -89,7 +92,10 @@ trained."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
-DEFAULT_RECIPE = "fast-v10"
+RECIPES["fast-noccd-v11"] = dataclasses.replace(
+    RECIPES["fast-v11"], train={**RECIPES["fast-v11"].train, "drop_inputs": ("ccd_x", "ccd_y")}
+)
+DEFAULT_RECIPE = "fast-v11"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 

@@ -55,9 +55,9 @@ class ShippedWeights:
 
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
     ShippedWeights(
-        name="default", file="lumos-fast-v10.pt", arch="fast", recipe="fast-v10",
-        sha256="5d4c4a065506c77916eb19ce525b8a713e79af5aad9d592d5d965694fb5fa368", status="default",
-        summary="likelihood network under the reference flux prior, 6 narrow bands x 2 epochs (models/MODEL_CARD.md)",
+        name="default", file="lumos-fast-v11.pt", arch="fast", recipe="fast-v11",
+        sha256="0f0d9af088801d9485e2c28315c12656181e47eda424b5ad933915b554fca93f", status="default",
+        summary="likelihood network under the reference flux prior, all 40 narrow bands x 2 epochs (models/MODEL_CARD.md)",
     ),
     ShippedWeights(
         name="fast-noccd", file="lumos-fast-noccd-v10.pt", arch="fast", recipe="fast-noccd-v10",
