@@ -14,7 +14,7 @@ from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_expo
 from lumos_ops.lumos.checkpoint import load_checkpoint
 
 
-def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0):
+def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0, zero_point=None):
     """A noise frame (ADU, sky 600) with three stars, following the header contract."""
     rng = np.random.default_rng(seed)
     data = rng.normal(600.0, noise_adu, shape)
@@ -22,6 +22,8 @@ def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0
     for x, y in rng.uniform(20, min(shape) - 20, (3, 2)):
         data += 4e4 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.4**2) / (2 * np.pi * 1.4**2)
     header = fits.Header({"FILTER": band, "EXPTIME": 90.0, "GAIN": 1.0, "PSFFWHM": 0.9, "EXPNUM": expnum, "CCDNUM": 1})
+    if zero_point is not None:
+        header["ZP"] = zero_point
     fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(path)
     return str(path)
 
@@ -173,3 +175,28 @@ def test_config_is_validated():
         AdaptConfig(train_layers="some")
     with pytest.raises(LumosValueError, match="classical_methods"):
         AdaptConfig(classical_methods=("lumos",))
+
+
+@pytest.mark.slow
+def test_adapt_to_a_survey_with_other_bands(tmp_path):
+    from lumos_ops.survey import BandSpec, Survey
+
+    survey = Survey(name="gr", bands=(BandSpec("g", 477.0), BandSpec("r", 623.0)), n_epochs=1, pixel_scale=0.396,
+                    source="test-survey")
+    root = tmp_path / "exposures"
+    root.mkdir()
+    for k in range(2):
+        write_exposure(root / f"g_{k}.fits", band="g", expnum=10 + k, seed=k, zero_point=25.0)
+        write_exposure(root / f"r_{k}.fits", band="r", expnum=20 + k, seed=5 + k, zero_point=25.0)
+    config = small_config(holdout=0.5, epochs=1, n_galaxies=30)  # > one frame realisation: both bands measured
+    result = adapt(root, catalogue(), tmp_path / "out", config, survey=survey)
+    model = load_checkpoint(result.model_path, device="cpu")
+    assert model.metadata["bands"] == ["g", "r"] and model.metadata["n_epochs"] == 1
+    init = model.metadata["embedding_init"]  # from the base model's nearest trained narrow band
+    assert set(init) == {"g@0", "r@0"} and abs(int(init["g@0"][2:5]) - 477) <= 25 and abs(int(init["r@0"][2:5]) - 623) <= 25
+    assert model.net.embedding.weight.shape[0] == 2 and sorted(model.metadata["trained_band_epochs"]) == [0, 1]
+    assert set(result.report["bands"]) == {"g", "r"}
+    table = pd.read_parquet(tmp_path / "out" / "injection" / "sersic-candidate.parquet")
+    assert len(table) > 0 and (table["flag"] & 512 == 0).all()  # the candidate knows g and r: no UNTRAINED_BAND
+    base = pd.read_parquet(tmp_path / "out" / "injection" / "sersic-base.parquet")
+    assert (base.loc[base["method"] == "lumos", "flag"] & 512 != 0).all()  # the PAUS model does not

@@ -8,12 +8,14 @@ from lumos_ops.lumos.band_embedding import model_bands, survey_embedding
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.survey import BandSpec, Survey
 
+TRAINED = {0, 16, 31, 40, 56, 71}  # NB455, NB615, NB765 at epochs 0 and 1
 
-def test_rows_come_from_the_nearest_trained_band_and_the_band_list_is_recorded():
-    base = load_checkpoint(None, device="cpu")
+
+def test_rows_come_from_the_nearest_trained_band_and_the_band_list_is_recorded(checkpoint):
+    base = load_checkpoint(checkpoint, device="cpu")
     before = {k: v.clone() for k, v in base.net.state_dict().items()}
     survey = Survey(name="sdss-gri", bands=(BandSpec("g", 477.0), BandSpec("r", 623.0), BandSpec("i", 763.0)), n_epochs=1)
-    net, meta = survey_embedding(base.net, base.metadata, survey, trained_rows=base.trained_band_epochs)
+    net, meta = survey_embedding(base.net, base.metadata, survey, trained_rows=TRAINED)
     bands, n_epochs, _ = model_bands(base.metadata)
     assert (len(bands), n_epochs) == (40, 2) and net.embedding.weight.shape == (3, base.net.config.embedding_dim)
     # g 477 nm: NB475 is nearer but untrained; NB455 is the nearest trained band
@@ -26,13 +28,15 @@ def test_rows_come_from_the_nearest_trained_band_and_the_band_list_is_recorded()
     net.eval()
     out = net(torch.zeros(3, 2, 60, 60), torch.zeros(3, 4), torch.arange(3))
     assert out.mu.shape == (3, base.net.config.n_components)
+    every, _ = survey_embedding(base.net, base.metadata, survey)  # every row counts as trained
+    assert torch.equal(every.embedding.weight[0], base.net.embedding.weight[bands.index("NB475")])
 
 
-def test_two_epoch_survey_and_a_base_without_wavelengths():
-    base = load_checkpoint(None, device="cpu")
+def test_three_epoch_survey_and_a_base_without_wavelengths(checkpoint):
+    base = load_checkpoint(checkpoint, device="cpu")
     survey = Survey(name="x", bands=(BandSpec("NB685", 685.0), BandSpec("z", 900.0)), n_epochs=3)
-    net, meta = survey_embedding(base.net, base.metadata, survey, trained_rows=base.trained_band_epochs)
+    net, meta = survey_embedding(base.net, base.metadata, survey, trained_rows=TRAINED | {23, 63})
     assert net.embedding.weight.shape[0] == 6
-    assert meta["embedding_init"]["NB685@1"] == "NB685@1" and meta["embedding_init"]["z@2"] == "NB845@1"
+    assert meta["embedding_init"]["NB685@1"] == "NB685@1" and meta["embedding_init"]["z@2"] == "NB765@1"
     with pytest.raises(LumosValueError, match="no band wavelengths"):
         survey_embedding(base.net, {"bands": ["a", "b"], "n_epochs": 1}, survey)

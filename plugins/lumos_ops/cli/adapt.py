@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register", "adapt_command"]
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_survey_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=adapt_command)
 
@@ -59,7 +61,8 @@ def adapt_command(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
-    result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model)
+    result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,
+                   survey=survey_from_args(args))
     print(f"lumos adapt: {len(result.train_exposures)} training, {len(result.heldout_exposures)} held-out exposures; "
           f"candidate {result.model_path} (sha256 {result.model_sha256[:12]})", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}

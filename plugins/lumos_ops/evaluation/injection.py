@@ -258,25 +258,25 @@ def _shape(rng: np.random.Generator, shapes: pd.DataFrame | None) -> tuple[float
             float(np.clip(row["q"], 0.2, 1.0)))
 
 
-def _sersic(rng: np.random.Generator, shapes: pd.DataFrame | None = None):
+def _sersic(rng: np.random.Generator, shapes: pd.DataFrame | None = None, pixel_scale: float = PIXEL_SCALE):
     import galsim
 
     r50, n, q = _shape(rng, shapes)
     pa = float(rng.uniform(0.0, 180.0))
-    prof = galsim.Sersic(n=n, half_light_radius=r50 / PIXEL_SCALE, flux=1.0, trunc=0.0)
+    prof = galsim.Sersic(n=n, half_light_radius=r50 / pixel_scale, flux=1.0, trunc=0.0)
     prof = prof.shear(q=q, beta=pa * galsim.degrees)
     return Galaxy(prof, r50, n, q, pa)
 
 
-def _knotty(rng: np.random.Generator, shapes: pd.DataFrame | None = None):
+def _knotty(rng: np.random.Generator, shapes: pd.DataFrame | None = None, pixel_scale: float = PIXEL_SCALE):
     import galsim
 
     if shapes is None or len(shapes) == 0:
-        r_disk = float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))) / PIXEL_SCALE
+        r_disk = float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))) / pixel_scale
         q = float(rng.uniform(0.3, 1.0))
     else:
         r50, _, q = _shape(rng, shapes)
-        r_disk = max(r50, 0.2) / PIXEL_SCALE
+        r_disk = max(r50, 0.2) / pixel_scale
     bulge_frac = float(rng.uniform(0.0, 0.5))
     knot_frac = float(rng.uniform(0.05, 0.3)) * (1.0 - bulge_frac)
     pa = float(rng.uniform(0.0, 180.0))
@@ -287,21 +287,21 @@ def _knotty(rng: np.random.Generator, shapes: pd.DataFrame | None = None):
     prof = galsim.Add([disk, knots, bulge]).shear(q=q, beta=pa * galsim.degrees)
     # the knots are points: measure the half-light radius through a 0.3 px Gaussian (a finite FFT)
     image = galsim.Convolve([prof, galsim.Gaussian(sigma=0.3)]).drawImage(nx=128, ny=128, scale=1.0, method="no_pixel")
-    hlr = float(image.calculateHLR()) * PIXEL_SCALE
+    hlr = float(image.calculateHLR()) * pixel_scale
     return Galaxy(prof, max(hlr, 0.1), 1.0 + 3.0 * bulge_frac, q, pa)
 
 
 def draw_galaxies(population: str, n: int, rng: np.random.Generator,
-                  shapes: pd.DataFrame | None = None) -> list[Galaxy]:
+                  shapes: pd.DataFrame | None = None, pixel_scale: float = PIXEL_SCALE) -> list[Galaxy]:
     """``n`` galaxies of a population (``blended`` draws Sersic targets; neighbours are drawn at injection).
 
     ``shapes`` (catalogue rows with ``r50`` arcsec, ``sersic_n``, ``q``): draw each galaxy's size,
     index and axis ratio from a random row (the knots' disk takes the row's ``r50``, at least
     0.2 arcsec); None uses fixed ranges (r50 0.3-1.5 arcsec log-uniform, n 0.5-4, q 0.3-1).
-    Position angles are uniform.
+    Position angles are uniform; sizes in arcsec become pixels at ``pixel_scale`` (arcsec / pixel).
     """
     make = _knotty if population == "knots" else _sersic
-    return [make(rng, shapes) for _ in range(n)]
+    return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
 def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
@@ -354,10 +354,11 @@ def run_injection(
     work_dir : path-like, optional
         Where the injected frames are written (temporarily).
     keep_headers : bool
-        The frames are exposures following the header contract: keep their headers (``FILTER``,
-        ``EXPTIME``, ``GAIN``, ``PSFFWHM``, WCS...) as they are instead of mapping them
-        (:func:`frame_header`); the injected light gets the Poisson noise of the header's
-        ``EXPTIME`` and the PSF FWHM is ``PSFFWHM`` / 0.263 arcsec per pixel. The model, and
+        The frames are exposures of the current survey (:func:`lumos_ops.survey.current_survey`):
+        keep their headers as they are instead of mapping them (:func:`frame_header`); gain,
+        exposure time and PSF FWHM are read through the survey's header mapping
+        (``read_exposure``), the injected light gets the Poisson noise of that exposure time, and
+        sizes in arcsec become pixels at the survey's pixel scale. The model, and
         ``config.band``, ``noise_ratio`` and ``source_exptime``, then change nothing in the
         injected pixels: two runs with the same seed inject the same galaxies into the same pixels.
     shapes : DataFrame, optional
@@ -380,7 +381,10 @@ def run_injection(
 
     if not frames:
         raise LumosValueError("give at least one real frame")
+    from lumos_ops.survey import current_survey
+
     rng = np.random.default_rng(config.seed)
+    pixel_scale = current_survey().pixel_scale if keep_headers else PIXEL_SCALE
     loaded = load_checkpoint(model, device="cpu")
     training_noise = float(loaded.normalization.pixel_scale)
     from scipy import ndimage
@@ -391,19 +395,22 @@ def run_injection(
         cov = noise_autocovariance(data)
         sig = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))  # pixel noise without the sky's structure
         if keep_headers:
+            exposure = read_exposure(path)
             header = _own_header(path)
-            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or float(header["PSFFWHM"]) / PIXEL_SCALE
+            header.update({"_gain": exposure.gain, "_exptime": exposure.exptime})
+            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or exposure.psf_fwhm / pixel_scale
         else:
             fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
             header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio,
                                   band=config.band, psf_fwhm_px=fwhm, exptime=config.source_exptime)
+            header.update({"_gain": header["GAIN"], "_exptime": header["EXPTIME"]})
         header["_fwhm_px"] = fwhm
         frame_data.append(data)
         headers.append(header)
-        noise_eps.append(sig * header["GAIN"] / header["EXPTIME"])
-        autocov.append(cov * (header["GAIN"] / header["EXPTIME"]) ** 2)
+        noise_eps.append(sig * header["_gain"] / header["_exptime"])
+        autocov.append(cov * (header["_gain"] / header["_exptime"]) ** 2)
         clearance.append(ndimage.distance_transform_edt(~source_mask(data)))
-    galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes)
+    galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes, pixel_scale)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
     # placements: (galaxy, place, frame) in random order, packed into frame realisations
     order = [(g, p) for p in range(config.n_place) for g in range(config.n_galaxies)]
@@ -430,7 +437,7 @@ def run_injection(
         for r, part in table.groupby("realisation", sort=True):
             k = int(part["frame_index"].iloc[0])
             header = headers[k]
-            gain = header["GAIN"]
+            gain = header["_gain"]
             psf = galsim.Kolmogorov(fwhm=header["_fwhm_px"])
             image = frame_data[k].copy()
             catalog_rows = []
@@ -443,13 +450,13 @@ def run_injection(
                 f0 = flux0[row.galaxy]
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
-                    nbr = _sersic(rng, shapes)
+                    nbr = _sersic(rng, shapes, pixel_scale)
                     dist, ang = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
                     nx_, ny_ = row.x + dist * np.cos(ang), row.y + dist * np.sin(ang)
                     nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_))
                     light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
-                exptime = float(header["EXPTIME"])
+                exptime = float(header["_exptime"])
                 for stamp, flux, cx, cy in light:
                     _add(image, stamp, flux, cx, cy, gain, exptime, rng)
                 source_var = float((unit**2 * np.clip(f0 * unit, 0.0, None)).sum()) / exptime / float((unit**2).sum()) ** 2
@@ -507,31 +514,17 @@ _STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "COMME
 
 
 def _own_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The header cards of a frame's image HDU (structural ones left out), ``GAIN`` defaulting to 1.
-
-    Raises
-    ------
-    HeaderError
-        ``EXPTIME`` or ``PSFFWHM`` is missing: the frame does not follow the exposure contract.
-    """
+    """The header cards of a frame's image HDU, structural ones left out (written back unchanged)."""
     import warnings
 
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
-    from lumos_ops.exceptions import HeaderError
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         with fits.open(path) as hdul:
             hdu = next((h for h in hdul if h.data is not None and np.ndim(h.data) == 2), hdul[0])
-            header = {k: v for k, v in hdu.header.items() if k not in _STRUCTURAL}
-    missing = [k for k in ("EXPTIME", "PSFFWHM", "FILTER") if k not in header]
-    if missing:
-        raise HeaderError(f"{path}: missing header keyword(s) {', '.join(missing)}; injection with the frames' own "
-                          "headers needs exposures following the header contract (README, Data contracts)")
-    header.setdefault("GAIN", 1.0)
-    return header
+            return {k: v for k, v in hdu.header.items() if k not in _STRUCTURAL}
 
 
 def _write(path: Path, image: np.ndarray, header: dict[str, Any]) -> None:

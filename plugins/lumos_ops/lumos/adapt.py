@@ -227,12 +227,11 @@ def find_exposures(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str
 
 
 def _header_keys(path: str) -> tuple[str, int | None]:
-    """(band, exposure number or None) of an exposure file, from its header."""
-    from lumos_ops.evaluation.injection import _own_header
+    """(band, exposure number or None) of an exposure file, read through the current survey's header mapping."""
+    from lumos_ops.io.exposure import read_exposure
 
-    header = _own_header(path)
-    expnum = header.get("EXPNUM")
-    return str(header["FILTER"]).strip(), None if expnum is None else int(expnum)
+    exposure = read_exposure(path)
+    return exposure.band, exposure.expnum
 
 
 def split_exposures(paths: Sequence[str], *, holdout: float, seed: int) -> tuple[list[str], list[str]]:
@@ -293,6 +292,7 @@ def _stage_split(out: Path, paths: list[str], config: AdaptConfig) -> tuple[list
 def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -> Path:
     from lumos_ops.flux_prior import REFERENCE_PRIOR
     from lumos_ops.sim import TeahupooConfig, generate_training_set
+    from lumos_ops.survey import current_survey
 
     prior = base.flux_prior or REFERENCE_PRIOR
     ts_config = TeahupooConfig(
@@ -300,6 +300,7 @@ def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base
         split_fractions=(1.0 - config.val_fraction, config.val_fraction, 0.0), flux_source="reference_prior",
         flux_prior={k: v for k, v in prior.to_dict().items() if k != "kind"},
         neighbour_fraction=config.neighbour_fraction, background_scale_range=config.background_scale_range,
+        pixel_scale=current_survey().pixel_scale,
     )
     set_dir = out / "teahupoo"
     manifest = set_dir / "manifest.json"
@@ -380,9 +381,9 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         from lumos_ops.lumos.band_embedding import model_bands, survey_embedding
 
         bands, n_epochs, _ = model_bands(loaded.metadata)
-        if (tuple(survey.band_names), survey.n_epochs) != (bands, n_epochs):
+        if (tuple(survey.embedding_bands), survey.n_epochs) != (bands, n_epochs):
             net, survey_meta = survey_embedding(net, loaded.metadata, survey, trained_rows=loaded.trained_band_epochs)
-        rows = [survey.band_epoch_index(b, int(e)) for b, e in zip(ts.meta["band"], ts.meta["epoch"])]
+        rows = [survey.embedding_row(b, int(e)) for b, e in zip(ts.meta["band"], ts.meta["epoch"])]
         ts.meta["band_epoch"] = np.asarray(rows, dtype=np.int64)
     prior = ts.flux_prior
     train_ids, val_ids = ts.indices("train"), ts.indices("val")
@@ -629,13 +630,23 @@ def adapt(
     -------
     AdaptResult
     """
+    from lumos_ops.survey import use_survey
+
+    config = config or AdaptConfig()
+    with use_survey(survey):
+        return _adapt(exposures, catalog, out_dir, config, base_model)
+
+
+def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_model) -> AdaptResult:
+    """:func:`adapt` inside its survey's ``use_survey`` block."""
     import torch
 
     from lumos_ops.evaluation.injection_report import plot_injection
     from lumos_ops.io.catalog import validate_catalog
     from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.survey import current_survey
 
-    config = config or AdaptConfig()
+    survey = current_survey()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     out = Path(out_dir)

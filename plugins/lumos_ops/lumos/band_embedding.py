@@ -44,7 +44,8 @@ def survey_embedding(net, metadata: dict[str, Any], survey, *, trained_rows=None
     metadata : dict
         Its checkpoint metadata (``bands``, ``n_epochs``, ``band_wavelengths_nm``; PAUS when absent).
     survey : lumos_ops.survey.Survey
-        Target survey: band names and central wavelengths (nm), camera epochs.
+        Target survey: the bands a new model embeds (``embedding_bands``) with their central
+        wavelengths (nm), camera epochs; rows ``survey.embedding_row(band, epoch)``.
     trained_rows : iterable of int, optional
         Base rows that were trained (``LoadedModel.trained_band_epochs``); only those are copied
         when any band has one. None: every row counts as trained.
@@ -67,7 +68,8 @@ def survey_embedding(net, metadata: dict[str, Any], survey, *, trained_rows=None
     if not wavelengths:
         raise LumosValueError("the base model records no band wavelengths (metadata band_wavelengths_nm); "
                               "its embedding rows cannot be matched to the survey's bands")
-    rows = len(survey.bands) * survey.n_epochs
+    targets = [(name, survey.band(name).wavelength_nm) for name in survey.embedding_bands]
+    rows = len(targets) * survey.n_epochs
     new = LumosNet(dataclasses.replace(net.config, n_band_epochs=rows))
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("embedding.")}
     new.load_state_dict(state, strict=False)
@@ -76,17 +78,17 @@ def survey_embedding(net, metadata: dict[str, Any], survey, *, trained_rows=None
     weight = torch.empty((rows, old.shape[1]), dtype=old.dtype)
     for epoch in range(survey.n_epochs):
         base_epoch = min(epoch, n_epochs - 1)
-        for i, spec in enumerate(survey.bands):
+        for i, (name, wavelength) in enumerate(targets):
 
             def row(band: str, e: int = base_epoch) -> int:
                 return bands.index(band) + len(bands) * e
 
             pool = [b for b in wavelengths if trained is None or row(b) in trained] or list(wavelengths)
-            source = min(pool, key=lambda b: (abs(wavelengths[b] - spec.wavelength_nm), bands.index(b)))
-            weight[i + len(survey.bands) * epoch] = old[row(source)]
-            init[f"{spec.name}@{epoch}"] = f"{source}@{base_epoch}"
+            source = min(pool, key=lambda b: (abs(wavelengths[b] - wavelength), bands.index(b)))
+            weight[i + len(targets) * epoch] = old[row(source)]
+            init[f"{name}@{epoch}"] = f"{source}@{base_epoch}"
     with torch.no_grad():
         new.embedding.weight.copy_(weight)
     new.to(next(net.parameters()).device)
-    return new, {"bands": list(survey.band_names), "n_epochs": survey.n_epochs,
-                 "band_wavelengths_nm": {b.name: b.wavelength_nm for b in survey.bands}, "embedding_init": init}
+    return new, {"bands": [name for name, _ in targets], "n_epochs": survey.n_epochs,
+                 "band_wavelengths_nm": dict(targets), "embedding_init": init}

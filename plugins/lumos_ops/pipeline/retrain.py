@@ -146,7 +146,7 @@ def retrain_candidate(
     store : ObjectStore
         Holds the exposures and the catalogue; receives the candidate checkpoint.
     night_config : NightConfig
-        Catalogue key and download cache of the nightly pipeline.
+        Catalogue key, download cache and survey (``LUMOS_SURVEY``) of the nightly pipeline.
     config : RetrainConfig
     until : datetime.date, keyword-only
         Last night of the window; also names the version (``<base>-ft<YYYYMMDD>``).
@@ -178,7 +178,7 @@ def retrain_candidate(
         raise ModelError(f"{base_name}: the checkpoint's SHA-256 {base.sha256[:12]}... is not the registered "
                          f"{base_sha[:12]}...; the object store holds other weights than the registry names")
     work = Path(work_dir)
-    result = adapt(paths, catalog, work / "adapt", config.adapt, base_model=base.path)
+    result = adapt(paths, catalog, work / "adapt", config.adapt, base_model=base.path, survey=night_config.survey)
     by_cache = {os.path.realpath(p): k for p, k in zip(paths, keys)}
     split = {name: [by_cache.get(os.path.realpath(p), p) for p in part]
              for name, part in (("train", result.train_exposures), ("heldout", result.heldout_exposures))}
