@@ -528,76 +528,6 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     return pd.concat(tables, ignore_index=True)
 
 
-def _report(table: pd.DataFrame, config: AdaptConfig) -> dict[str, Any]:
-    """Candidate report (candidate LUMOS + classical), with the base model's LUMOS and per-band reports."""
-    from lumos_ops.evaluation.injection_report import score_injection
-
-    classical = table[(table["model"] == "base") & (table["method"] != "lumos")]
-    candidate = pd.concat([classical, table[(table["model"] == "candidate") & (table["method"] == "lumos")]],
-                          ignore_index=True)
-    base = table[(table["model"] == "base")]
-    report = score_injection(candidate)
-    base_report = score_injection(base)
-    report["base"] = {"populations": {p: {"lumos": e["methods"].get("lumos"),
-                                          "sigma68_ratio_by_true_snr": e["sigma68_ratio_by_true_snr"]}
-                                      for p, e in base_report["populations"].items()},
-                      "targets": base_report["targets"]}
-    bands = {}
-    band_of = _frame_bands(table["frame"].unique())
-    for band in sorted(set(band_of.values())):
-        frames = [f for f, b in band_of.items() if b == band]
-        cand_b = score_injection(candidate[candidate["frame"].isin(frames)])
-        base_b = score_injection(base[base["frame"].isin(frames)])
-        bands[band] = {"frames": frames, "candidate": cand_b,
-                       "base": {"populations": {p: {"lumos": e["methods"].get("lumos"),
-                                                    "sigma68_ratio_by_true_snr": e["sigma68_ratio_by_true_snr"]}
-                                                for p, e in base_b["populations"].items()},
-                                "targets": base_b["targets"]}}
-    report["bands"] = bands
-    report["comparison"] = comparison_rows(report)
-    return report
-
-
-def _plot_view(report: dict[str, Any]) -> dict[str, Any]:
-    """The report's populations with the base model's LUMOS beside the candidate's, for the plot."""
-    populations = {}
-    for pop, entry in report["populations"].items():
-        methods = {("lumos (adapted)" if m == "lumos" else m): e for m, e in entry["methods"].items()}
-        base = report["base"]["populations"].get(pop, {}).get("lumos")
-        if base:
-            methods["lumos (base)"] = base
-        populations[pop] = {"methods": methods}
-    return {"populations": populations}
-
-
-def _frame_bands(frames) -> dict[str, str]:
-    return {str(f): _header_keys(str(f))[0] for f in frames}
-
-
-def comparison_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flat rows (scope = all or a band, population, model/method, true-SNR bin) of bias, sigma68,
-    pull sigma68, coverage68 and sigma68 / optimal's, for base, candidate and classical methods."""
-    rows = []
-    scopes = [("all", report, report.get("base"))] + [(b, e["candidate"], e["base"]) for b, e in report.get("bands", {}).items()]
-    for scope, cand, base in scopes:
-        for pop, entry in cand["populations"].items():
-            methods = dict(entry["methods"])
-            optimal = methods.get("optimal")
-            if "lumos" in methods:
-                methods["lumos_candidate"] = methods.pop("lumos")
-            if base and base["populations"].get(pop, {}).get("lumos"):
-                methods["lumos_base"] = base["populations"][pop]["lumos"]
-            for name, m in methods.items():
-                for i, b in enumerate(m["by_true_snr"]):
-                    opt = optimal["by_true_snr"][i]["sigma68"] if optimal else None
-                    ratio = b["sigma68"] / opt if opt and b["sigma68"] is not None and np.isfinite(opt) else None
-                    rows.append({"scope": scope, "population": pop, "method": name, "snr_lo": b["lo"],
-                                 "snr_hi": b["hi"], "n": b["n"], "bias": b["bias"], "sigma68": b["sigma68"],
-                                 "pull_sigma68": b["pull_sigma68"], "coverage68": b["coverage68"],
-                                 "sigma68_over_optimal": ratio})
-    return rows
-
-
 def adapt(
     exposures: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     catalog: pd.DataFrame,
@@ -624,7 +554,7 @@ def adapt(
         The exposures' survey. When its bands or camera epochs differ from the base model's, the
         candidate gets the survey's band x epoch embedding, each row initialised from the base
         model's trained row nearest in wavelength, and records the band list in its metadata.
-        None keeps the base model's embedding.
+        Every stage reads the exposures through its header mapping. None: PAUS.
 
     Returns
     -------
@@ -641,6 +571,7 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     """:func:`adapt` inside its survey's ``use_survey`` block."""
     import torch
 
+    from lumos_ops.evaluation.adapt_report import adapt_report, plot_view
     from lumos_ops.evaluation.injection_report import plot_injection
     from lumos_ops.io.catalog import validate_catalog
     from lumos_ops.lumos.checkpoint import load_checkpoint
@@ -659,13 +590,13 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     set_dir = _stage_training_set(out, train, catalog, base, config)
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, survey)
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
-    report = _report(table, config)
+    report = adapt_report(table)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "training": info, "config": config.to_dict(),
                        "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
-    plot_path = Path(plot_injection(_plot_view(report), out / "injection_report.png"))
+    plot_path = Path(plot_injection(plot_view(report), out / "injection_report.png"))
     return AdaptResult(model_path=model_path, report_path=report_path, plot_path=plot_path, model_sha256=sha,
                        train_exposures=train, heldout_exposures=held, report=report)
