@@ -102,9 +102,14 @@ def test_transfer_loss_is_sum_of_terms():
     p, p1, p2 = _params(5), _params(6), _params(7)
     flux = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     trunc = torch.tensor([False, True, True])
-    total = transfer_loss(p, flux, trunc, p1, p2, pair_weight=0.5)
-    expected = supervised_loss(p, flux, trunc) + 0.5 * pair_overlap_nll(p1, p2).mean()
-    assert total.item() == pytest.approx(expected.item(), rel=1e-12)
+    total, supervised, pair = transfer_loss(p, flux, trunc, p1, p2, pair_weight=0.5)
+    assert supervised.item() == pytest.approx(supervised_loss(p, flux, trunc).item(), rel=1e-12)
+    assert pair.item() == pytest.approx(pair_overlap_nll(p1, p2).mean().item(), rel=1e-12)
+    assert total.item() == pytest.approx(supervised.item() + 0.5 * pair.item(), rel=1e-12)
+    weight = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
+    weighted = transfer_loss(p, flux, trunc, p1, p2, sim_weight=weight, pair_truncated=False)
+    assert weighted.supervised.item() == pytest.approx(supervised_loss(p, flux, trunc, weight).item(), rel=1e-12)
+    assert weighted.pair.item() == pytest.approx(pair_overlap_nll(p1, p2, truncated=False).mean().item(), rel=1e-12)
 
 
 def _raw(seed, n=2, k=3):

@@ -10,6 +10,7 @@ targets and mixtures share it; changing the unit shifts a loss by a constant onl
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -22,6 +23,7 @@ __all__ = [
     "supervised_loss",
     "pair_overlap_nll",
     "transfer_loss",
+    "TransferLoss",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -145,6 +147,14 @@ def pair_overlap_nll(first: MixtureParams, second: MixtureParams, *, truncated: 
     return -torch.logsumexp(log_terms.flatten(1), dim=1)
 
 
+class TransferLoss(NamedTuple):
+    """Eq. (12) and its two terms (scalars)."""
+
+    total: torch.Tensor
+    supervised: torch.Tensor
+    pair: torch.Tensor
+
+
 def transfer_loss(
     sim_params: MixtureParams,
     sim_flux: torch.Tensor,
@@ -153,14 +163,29 @@ def transfer_loss(
     second: MixtureParams,
     *,
     pair_weight: float = 1.0,
-) -> torch.Tensor:
+    sim_weight: torch.Tensor | None = None,
+    pair_truncated: bool = True,
+) -> TransferLoss:
     """Eq. (12): supervised loss on simulations plus ``pair_weight`` x the pair loss eq. (11).
 
     The paper weights both terms equally (``pair_weight = 1``).
 
+    Parameters
+    ----------
+    sim_params, sim_flux, sim_truncated, sim_weight
+        The supervised term: :func:`supervised_loss` (``sim_weight``: importance weights of a
+        reference-prior training set, docs/likelihood.md).
+    first, second : MixtureParams
+        The two observations of each pair (:func:`pair_overlap_nll`).
+    pair_truncated : bool, keyword-only
+        Renormalise the mixtures on f > 0 in the pair term (posterior networks); False for
+        likelihood networks, whose support includes negative fluxes.
+
     Returns
     -------
-    Tensor, scalar
+    TransferLoss
+        ``total`` (what is minimised), ``supervised`` and ``pair``.
     """
-    supervised = supervised_loss(sim_params, sim_flux, sim_truncated)
-    return supervised + pair_weight * pair_overlap_nll(first, second).mean()
+    supervised = supervised_loss(sim_params, sim_flux, sim_truncated, sim_weight)
+    pair = pair_overlap_nll(first, second, truncated=pair_truncated).mean()
+    return TransferLoss(supervised + pair_weight * pair, supervised, pair)

@@ -26,7 +26,7 @@ import torch
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
 from lumos_ops.lumos.coadd import njy_factor
-from lumos_ops.lumos.losses import pair_overlap_nll, supervised_loss
+from lumos_ops.lumos.losses import transfer_loss
 from lumos_ops.lumos.train import select_device
 
 __all__ = ["TransferConfig", "transfer"]
@@ -189,11 +189,12 @@ def transfer(
             batch_pairs = pairs[order[lo : lo + config.batch_size]]
             first = _pair_batch(net, obs.inputs, batch_pairs[:, 0], factor, device)
             second = _pair_batch(net, obs.inputs, batch_pairs[:, 1], factor, device)
-            pair_loss = pair_overlap_nll(first, second, truncated=not loaded.is_likelihood).mean()
             sim_batch = {k: v.to(device) for k, v in sim[sim_order[step % len(sim_order)]].items()}
             sim_out = net(sim_batch["images"], sim_batch["scalars"], sim_batch["band_epoch"])
-            sup_loss = supervised_loss(sim_out, sim_batch["flux"], sim_batch["truncated"], sim_batch["weight"])
-            loss = sup_loss + config.pair_weight * pair_loss
+            loss, sup_loss, pair_loss = transfer_loss(
+                sim_out, sim_batch["flux"], sim_batch["truncated"], first, second, pair_weight=config.pair_weight,
+                sim_weight=sim_batch["weight"], pair_truncated=not loaded.is_likelihood,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
