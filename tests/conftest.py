@@ -1,10 +1,18 @@
-"""Fixtures shared by several test folders."""
+"""Fixtures shared by several test folders (helper modules at this level, such as lumos_helpers, are
+importable from every folder: pytest puts tests/ on sys.path when it loads this conftest)."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from lumos_ops.io.exposure import Exposure
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +34,66 @@ def s3_server():
     yield f"http://127.0.0.1:{port}"
     server.stop()
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_training_set(tmp_path_factory):
+    """A 96-stamp TEAHUPOO-layout set (see ``lumos_helpers.write_training_set``)."""
+    from lumos_helpers import write_training_set
+
+    return write_training_set(tmp_path_factory.mktemp("teahupoo"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A randomly initialised "fast" checkpoint with non-trivial BatchNorm statistics."""
+    import torch
+
+    from lumos_ops.lumos.checkpoint import save_checkpoint
+    from lumos_ops.lumos.model import get_model
+
+    from lumos_helpers import NORM
+
+    torch.manual_seed(0)
+    net = get_model("fast")
+    with torch.no_grad():
+        net.train()
+        net(torch.randn(16, 2, 60, 60), torch.randn(16, 4), torch.zeros(16, dtype=torch.long))
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, net, arch="fast", normalization=NORM, metadata={"truncation_imag": 20.5})
+    return path
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    """Two flat-sky FITS exposures of one 23-target catalogue (zero points 26.0 and 26.3) for the
+    transfer and validation tests: (exposure paths, catalogue, catalogue CSV path)."""
+    from lumos_helpers import write_exposure
+
+    root = tmp_path_factory.mktemp("survey")
+    p1, catalog = write_exposure(root / "e1.fits", seed=11, zp=26.0)
+    p2, _ = write_exposure(root / "e2.fits", seed=12, zp=26.3)
+    catalog.to_csv(root / "catalog.csv", index=False)
+    return [str(p1), str(p2)], catalog, root / "catalog.csv"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Exposure, pd.DataFrame, np.ndarray]:
+    """Isolated galaxies on a grid, one at the CCD edge, one off the image; row order shuffled (the
+    measure and target-context tests: a 260 x 300 synthetic exposure, its catalogue, the true fluxes)."""
+    import numpy as np
+
+    from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+    from lumos_ops.io.exposure import read_exposure
+
+    shape = (260, 300)
+    catalog = random_catalog(9, shape=shape, seed=4)
+    gx, gy = np.meshgrid([60.3, 150.0, 239.6], [55.2, 130.0, 204.7])
+    catalog["x"], catalog["y"] = gx.ravel(), gy.ravel()
+    catalog.loc[2, ["x", "y"]] = [297.6, 130.0]  # 2 px from the right edge
+    catalog.loc[5, ["x", "y"]] = [-30.0, 40.0]  # off the image
+    catalog = catalog.iloc[[4, 0, 8, 2, 5, 1, 7, 3, 6]].reset_index(drop=True)
+    flux = np.linspace(20.0, 300.0, len(catalog))
+    path = tmp_path_factory.mktemp("measure") / "exp.fits"
+    synthetic_exposure(catalog, flux, shape=shape, extra_header={"SATURATE": 60000.0}, seed=2).write(path)
+    return read_exposure(path), catalog, flux

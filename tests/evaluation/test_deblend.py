@@ -1,53 +1,14 @@
-"""Parts of the validation report: pixel-free prior, deblending stamps, the issue's targets table."""
+"""Deblending stamps and bias by neighbour distance (evaluation/deblend.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.evaluation.bayes_reference import bayes_optimal_median, pull_width
 from lumos_ops.evaluation.deblend import bias_by_distance, excess_by_distance, make_deblend_set, rescale_catalog
-from lumos_ops.evaluation.prior_only import prior_only_flux
-from lumos_ops.evaluation.targets import format_targets, issue_targets
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.sim.seds import mag_to_njy
 
 from lumos_helpers import write_exposure
-
-
-def test_prior_recovers_a_power_law_and_fails_on_independent_fluxes():
-    rng = np.random.default_rng(0)
-    n = 2000
-    band = np.where(np.arange(n) % 3 == 0, "NB455", "NB685")
-    i_auto = rng.uniform(18, 23, n)
-    flux = np.where(band == "NB455", 2.0, 5.0) * 10 ** (-0.4 * (i_auto - 20))
-    pred = prior_only_flux(band, i_auto, flux, np.arange(n))
-    np.testing.assert_allclose(pred, flux, rtol=1e-6)
-    shuffled = rng.permutation(flux)
-    rel = prior_only_flux(band, i_auto, shuffled, np.arange(n)) / shuffled - 1
-    assert 0.5 * np.subtract(*np.percentile(rel, [84, 16])) > 0.5
-    with pytest.raises(LumosValueError, match="same shape"):
-        prior_only_flux(band[:3], i_auto, flux, np.arange(n))
-
-
-def test_bayes_reference_is_the_gaussian_posterior_median():
-    # Gaussian prior N(50, 10) and measurements N(f, 10 * 1.5) whose reported errors are 1.5x too
-    # small: the calibrated posterior median is the precision-weighted mean (50 + f_meas) / 2.
-    rng = np.random.default_rng(1)
-    n = 20000
-    truth = rng.normal(50.0, 10.0, n)
-    err = np.full(n, 10.0 / 1.5)
-    measured = truth + rng.normal(0.0, 10.0, n)
-    band = np.where(np.arange(n) % 2 == 0, "NB455", "NB685")
-    assert pull_width(measured, err, truth) == pytest.approx(1.5, rel=0.03)
-    ref = bayes_optimal_median(band, measured, err, truth, np.arange(n) // 2)
-    off = np.abs(ref - 0.5 * (50.0 + measured))  # sampling noise of the empirical prior, worst in its tails
-    assert np.median(off) < 0.2 and np.percentile(off, 99) < 1.0
-    assert np.std(ref - truth) == pytest.approx(10.0 / np.sqrt(2), rel=0.03)
-    assert abs(np.median(ref - truth)) < 0.15
-    measured[3] = np.nan
-    assert np.isnan(bayes_optimal_median(band, measured, err, truth, np.arange(n))[3])
-    with pytest.raises(LumosValueError, match="same shape"):
-        bayes_optimal_median(band[:3], measured, err, truth, np.arange(n))
 
 
 def test_rescale_catalog_keeps_colours():
@@ -113,36 +74,3 @@ def test_excess_by_distance_is_the_paired_difference():
                               "b": truth}, truth, distance, edges=[0, 10, 20])
     assert set(rows) == {"a"}
     assert rows["a"][0]["bias"] == pytest.approx(0.6) and rows["a"][1]["bias"] == pytest.approx(0.0)
-
-
-def test_issue_targets_table():
-    overall = {"lumos": {"sigma68": 0.2, "bias": 0.0}, "optimal": {"sigma68": 0.3}, "aperture": {"sigma68": 0.25}}
-    binned = {"lumos": [{"mag_lo": 20.0, "mag_hi": 21.0, "n": 10, "bias": 0.02},
-                        {"mag_lo": 21.0, "mag_hi": 22.0, "n": 10, "bias": -0.05},
-                        {"mag_lo": 22.0, "mag_hi": 23.0, "n": 10, "bias": 0.5}]}
-    deblend = {"lumos": [{"d_lo": 2.0, "d_hi": 4.0, "n": 5, "bias": 0.5}, {"d_lo": 6.0, "d_hi": 8.0, "n": 5, "bias": -0.08}]}
-    rows = {r["name"]: r for r in issue_targets(overall, binned, pit_ks=0.02, coverage68=0.72, deblend=deblend)}
-    assert rows["sigma68 LUMOS / optimal"]["measured"] == pytest.approx(2 / 3) and rows["sigma68 LUMOS / optimal"]["met"]
-    assert rows["sigma68 LUMOS / aperture"]["met"] is False
-    assert rows["max |bias| per i_auto bin brighter than 22"]["measured"] == pytest.approx(0.05)
-    assert rows["PIT KS distance from uniform"]["met"] is True
-    assert rows["coverage of the 68 % interval"]["met"] is False
-    assert rows["deblending: max |bias| with neighbour at >= 5 px"]["measured"] == pytest.approx(0.08)
-    overall["bayes_optimal"] = {"sigma68": 0.24}
-    excess = {"lumos": [{"d_lo": 6.0, "d_hi": 8.0, "n": 5, "bias": 0.03}]}
-    rows = {r["name"]: r for r in issue_targets(overall, binned, pit_ks=0.02, coverage68=0.7, deblend=deblend,
-                                                deblend_excess=excess)}
-    assert "reference bayes_optimal reaches 0.800" in rows["sigma68 LUMOS / optimal"]["detail"]
-    assert "neighbour itself causes up to +0.030 (6-8 px)" in rows["deblending: max |bias| with neighbour at >= 5 px"]["detail"]
-    missing = issue_targets(overall, binned, pit_ks=0.02, coverage68=0.68, deblend=None)
-    assert missing[-1]["met"] is None and missing[-1]["measured"] is None
-    text = format_targets(missing)
-    assert "n/a" in text and "NO" in text and "yes" in text
-
-
-def test_validate_config_rejects_unknown_estimator():
-    from lumos_ops.evaluation.validate_config import ESTIMATORS, ValidateConfig
-
-    assert ValidateConfig().estimator == "median" and set(ESTIMATORS) == {"median", "mean", "mode"}
-    with pytest.raises(LumosValueError, match="estimator must be one of"):
-        ValidateConfig(estimator="average")
