@@ -1,4 +1,5 @@
-"""lumos_ops.measure: prepare_targets, the method registry and measure_exposure on a synthetic CCD."""
+"""lumos_ops.measure: the method registry and measure_exposure on a synthetic CCD (the ``scene`` fixture is in
+tests/conftest.py; prepare_targets and its TargetContext: test_target_context.py)."""
 
 from __future__ import annotations
 
@@ -9,53 +10,11 @@ import pandas as pd
 import pytest
 
 from lumos_ops import measure as measure_module
-from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.io.exposure import Exposure, read_exposure
-from lumos_ops.measure import LONG_COLUMNS, MEASURE_METHODS, get_method, measure_exposure, prepare_targets
+from lumos_ops.measure import LONG_COLUMNS, MEASURE_METHODS, get_method, measure_exposure
 from lumos_ops.target_context import TargetContext
-
-SHAPE = (260, 300)
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Exposure, pd.DataFrame, np.ndarray]:
-    """Isolated galaxies on a grid, one at the CCD edge, one off the image; row order shuffled."""
-    catalog = random_catalog(9, shape=SHAPE, seed=4)
-    gx, gy = np.meshgrid([60.3, 150.0, 239.6], [55.2, 130.0, 204.7])
-    catalog["x"], catalog["y"] = gx.ravel(), gy.ravel()
-    catalog.loc[2, ["x", "y"]] = [297.6, 130.0]  # 2 px from the right edge
-    catalog.loc[5, ["x", "y"]] = [-30.0, 40.0]  # off the image
-    catalog = catalog.iloc[[4, 0, 8, 2, 5, 1, 7, 3, 6]].reset_index(drop=True)
-    flux = np.linspace(20.0, 300.0, len(catalog))
-    path = tmp_path_factory.mktemp("measure") / "exp.fits"
-    synthetic_exposure(catalog, flux, shape=SHAPE, extra_header={"SATURATE": 60000.0}, seed=2).write(path)
-    return read_exposure(path), catalog, flux
-
-
-def test_prepare_targets_fields(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
-    exposure, catalog, _ = scene
-    ctx = prepare_targets(exposure, catalog)
-    assert isinstance(ctx, TargetContext)
-    assert ctx.catalog["ref_id"].tolist() == catalog["ref_id"].tolist()
-    np.testing.assert_allclose(ctx.x, catalog["x"])
-    assert ctx.stamps.data.shape == ctx.models.shape == (9, 60, 60)
-    assert ctx.models.dtype == np.float32
-    on = ctx.on_image
-    assert on.sum() == 8
-    # Unit-flux models: what is missing from the stamp is the light outside it.
-    assert np.all(ctx.models[on].sum(axis=(1, 2)) > 0.97) and np.all(ctx.models[on].sum(axis=(1, 2)) <= 1.0001)
-    assert not ctx.models[~on].any()
-    edge = catalog["x"].to_numpy() > 290
-    assert ctx.base_flags[edge][0] == Flag.EDGE
-    assert ctx.base_flags[~on][0] == Flag.OFF_IMAGE
-    assert (ctx.base_flags[on & ~edge] == 0).all()
-    with pytest.raises(AttributeError):
-        ctx.x = ctx.y  # type: ignore[misc]
-    sub = ctx.take(slice(2, 5))
-    assert sub.n == 3 and sub.catalog.index.tolist() == [0, 1, 2]
-    assert sub.photometry_inputs.size == 94  # holds the 45 px annulus, same centre pixel as 60 px stamps
 
 
 def test_measure_exposure_long_format_and_accuracy(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
