@@ -12,7 +12,6 @@ import pytest
 from lumos_ops.bench.methods import MethodsBenchConfig, run_methods_benchmark
 from lumos_ops.bench.methods_table import format_table
 from lumos_ops.cli import main
-from lumos_ops.exceptions import LumosValueError
 
 
 def test_bench_methods_writes_json_png_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,10 +51,3 @@ def test_bench_methods_writes_json_png_and_prints_the_table(tmp_path: Path, caps
     fake = report["metrics"]["overall"]["fake"]
     assert fake["bias"] == pytest.approx(0.1) and fake["sigma68"] == pytest.approx(0.0, abs=1e-12)
     assert "fake" in format_table(report)
-
-
-def test_config_is_validated() -> None:
-    with pytest.raises(LumosValueError, match="methods"):
-        MethodsBenchConfig(methods=("psf",))
-    with pytest.raises(LumosValueError, match="n_stamps"):
-        MethodsBenchConfig(n_stamps=0)
