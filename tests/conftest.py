@@ -3,6 +3,7 @@ importable from every folder: pytest puts tests/ on sys.path when it loads this 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import TYPE_CHECKING
 
@@ -97,3 +98,49 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Exposure, pd.DataFr
     path = tmp_path_factory.mktemp("measure") / "exp.fits"
     synthetic_exposure(catalog, flux, shape=shape, extra_header={"SATURATE": 60000.0}, seed=2).write(path)
     return read_exposure(path), catalog, flux
+
+
+# The throwaway PostgreSQL of the pipeline and CLI tests: one server per session, one fresh database per test.
+_COUNTER = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The throwaway PostgreSQL server (the Airflow tests start their own: tests/dags/conftest.py)."""
+    from lumos_ops.pipeline.local_postgres import LocalPostgres
+
+    server = LocalPostgres.start(database="pipeline")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(pg_server) -> str:
+    """URL of a new empty database."""
+    return pg_server.create_database(f"t{next(_COUNTER)}")
+
+
+@pytest.fixture
+def engine(db_url):
+    """Engine on a new database with every migration applied."""
+    from lumos_ops.pipeline.database import make_engine, upgrade
+
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def night_store(tmp_path):
+    """A local object store holding the nightdata catalogue (8 sources) and one exposure x two CCDs of
+    ``nightdata.NIGHT``: (store, exposure keys)."""
+    from lumos_ops.pipeline.storage import LocalObjectStore
+
+    from nightdata import NIGHT, make_catalog, write_catalog, write_night
+
+    store = LocalObjectStore(tmp_path / "store")
+    catalog = make_catalog(8)
+    write_catalog(store.put_bytes, catalog)
+    keys = write_night(store.put_bytes, NIGHT, n_exposures=1, n_ccds=2, catalog=catalog)
+    return store, keys

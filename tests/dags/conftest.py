@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "pipeline"))
 
 _HOME = Path(tempfile.mkdtemp(prefix="lumos-airflow-home-"))
 if "airflow" in sys.modules:

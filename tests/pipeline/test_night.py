@@ -1,27 +1,18 @@
+"""run_night without Airflow (pipeline/night.py): a bad exposure, a rerun, an empty night, the LUMOS method end to end."""
+
 import json
 
 import pytest
 import sqlalchemy as sa
 
-from lumos_ops.cli import main
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.queries import list_queries, query_parameters, run_query
 from lumos_ops.pipeline.storage import LocalObjectStore
 
-from nightdata import corrupt, make_catalog, write_catalog, write_night
+from nightdata import NIGHT, corrupt, make_catalog, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
-NIGHT = "2026-11-20"
-
-
-@pytest.fixture
-def night_store(tmp_path):
-    store = LocalObjectStore(tmp_path / "store")
-    catalog = make_catalog(8)
-    write_catalog(store.put_bytes, catalog)
-    keys = write_night(store.put_bytes, NIGHT, n_exposures=1, n_ccds=2, catalog=catalog)
-    return store, keys
 
 
 def test_run_night_without_airflow_handles_a_bad_exposure_and_reruns(engine, night_store, tmp_path):
@@ -46,7 +37,6 @@ def test_run_night_without_airflow_handles_a_bad_exposure_and_reruns(engine, nig
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE partial")).scalar() == 0
 
 
-
 def test_empty_night_is_nothing_to_do(engine, night_store, tmp_path):
     store, _ = night_store
     config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
@@ -54,37 +44,6 @@ def test_empty_night_is_nothing_to_do(engine, night_store, tmp_path):
     assert report.status == "empty" and report.n_exposures == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "empty"
-
-
-def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkeypatch):
-    store, _ = night_store
-    assert main(["db", "check", "--url", db_url]) == 2
-    assert "lumos db upgrade" in capsys.readouterr().err
-    assert main(["db", "upgrade", "--url", db_url]) == 0
-    assert "applied V001" in capsys.readouterr().out
-    assert main(["db", "upgrade", "--url", db_url]) == 0
-    assert "already current" in capsys.readouterr().out
-    monkeypatch.setenv("LUMOS_DATABASE_URL", db_url)
-    monkeypatch.setenv("LUMOS_CACHE_DIR", str(tmp_path / "cache"))
-    assert main(["night", "run", "--night", NIGHT, "--no-airflow", "--store", str(store.root)]) == 0
-    assert "2 done, 0 failed" in capsys.readouterr().out
-    assert main(["db", "query", "night_summary", "-p", "limit=1"]) == 0
-    assert NIGHT in capsys.readouterr().out
-    assert main(["db", "query", "night_summary"]) == 2
-    assert "needs parameter(s) limit" in capsys.readouterr().err
-    assert main(["night", "status", "--night", NIGHT]) == 0
-    assert "n_done" not in (out := capsys.readouterr().out) and "done=2" in out and "stale=0" in out
-    # an exposure left running by a dead task: recent ones are left alone, old ones are recovered
-    with sa.create_engine(db_url).begin() as conn:
-        conn.execute(sa.text("UPDATE lumos.exposures SET status = 'running', started_at = now() - interval '3 hours' "
-                             "WHERE expnum = 5000 AND ccd = 1"))
-    assert main(["night", "recover", "--older-than", "4"]) == 0
-    assert "0 exposure(s) recovered" in capsys.readouterr().out
-    assert main(["night", "recover", "--older-than", "2", "--night", NIGHT]) == 0
-    assert "exp0005000_ccd01.fits: marked failed" in capsys.readouterr().out
-    assert main(["night", "status", "--night", NIGHT]) == 1
-    out = capsys.readouterr().out
-    assert "stale=1" in out and "interrupted" in out
 
 
 def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path):

@@ -19,9 +19,10 @@ from lumos_ops.pipeline.keys import KeyTemplate
 from lumos_ops.pipeline.writer import ModelVersion, load_catalog, register_model_versions, start_run
 from lumos_ops.sim.population import draw_galaxies, njy_columns
 
-__all__ = ["IMAGE_SIZE", "BAD_KINDS", "SED_BANDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog",
+__all__ = ["NIGHT", "IMAGE_SIZE", "BAD_KINDS", "SED_BANDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog",
            "corrupt", "load_sed_coadds"]
 
+NIGHT = "2026-11-20"  # the night of the run_night and CLI night tests (the night_store fixture)
 IMAGE_SIZE = 160
 BAD_KINDS = ("truncated", "corrupt", "missing_header", "unknown_band", "nan_region", "empty")
 

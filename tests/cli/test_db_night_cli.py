@@ -1,0 +1,41 @@
+"""``lumos db`` and ``lumos night`` (check, upgrade, query; run --no-airflow, status, recover) on the throwaway PostgreSQL."""
+
+import pytest
+import sqlalchemy as sa
+
+from lumos_ops.cli import main
+
+from nightdata import NIGHT
+
+pytestmark = pytest.mark.postgres
+
+
+def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkeypatch):
+    store, _ = night_store
+    assert main(["db", "check", "--url", db_url]) == 2
+    assert "lumos db upgrade" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--url", db_url]) == 0
+    assert "applied V001" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--url", db_url]) == 0
+    assert "already current" in capsys.readouterr().out
+    monkeypatch.setenv("LUMOS_DATABASE_URL", db_url)
+    monkeypatch.setenv("LUMOS_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["night", "run", "--night", NIGHT, "--no-airflow", "--store", str(store.root)]) == 0
+    assert "2 done, 0 failed" in capsys.readouterr().out
+    assert main(["db", "query", "night_summary", "-p", "limit=1"]) == 0
+    assert NIGHT in capsys.readouterr().out
+    assert main(["db", "query", "night_summary"]) == 2
+    assert "needs parameter(s) limit" in capsys.readouterr().err
+    assert main(["night", "status", "--night", NIGHT]) == 0
+    assert "n_done" not in (out := capsys.readouterr().out) and "done=2" in out and "stale=0" in out
+    # an exposure left running by a dead task: recent ones are left alone, old ones are recovered
+    with sa.create_engine(db_url).begin() as conn:
+        conn.execute(sa.text("UPDATE lumos.exposures SET status = 'running', started_at = now() - interval '3 hours' "
+                             "WHERE expnum = 5000 AND ccd = 1"))
+    assert main(["night", "recover", "--older-than", "4"]) == 0
+    assert "0 exposure(s) recovered" in capsys.readouterr().out
+    assert main(["night", "recover", "--older-than", "2", "--night", NIGHT]) == 0
+    assert "exp0005000_ccd01.fits: marked failed" in capsys.readouterr().out
+    assert main(["night", "status", "--night", NIGHT]) == 1
+    out = capsys.readouterr().out
+    assert "stale=1" in out and "interrupted" in out
