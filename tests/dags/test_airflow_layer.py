@@ -1,90 +1,13 @@
-"""The thin Airflow layer: plugin, hooks, night resolution, and DAG wiring by settings."""
+"""DAG wiring by settings: queues, pools, trigger rules and priorities of the parsed DAGs (the Airflow
+layer itself: tests/airflow)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-from lumos_ops.exceptions import LumosValueError
 
 from harness import env, load_dag
 
 pytestmark = pytest.mark.airflow
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_night_resolution_and_plugin_macro():
-    from lumos_ops.airflow.night import lumos_night, resolve_night
-    from lumos_ops.airflow.plugin import LumosOpsPlugin
-
-    run_at = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)
-    assert resolve_night(None, run_at) == "2026-11-20"
-    assert resolve_night("2026-01-05", run_at) == "2026-01-05"
-    with pytest.raises(LumosValueError):
-        resolve_night("yesterday", run_at)
-    assert LumosOpsPlugin.name == "lumos_ops" and lumos_night in LumosOpsPlugin.macros
-
-    class Run:
-        conf = {"night": "2026-02-03"}
-        logical_date = run_at
-        run_after = run_at
-
-    assert lumos_night(Run()) == "2026-02-03"
-
-
-_LOAD_PLUGINS = """
-import json
-from importlib import metadata
-
-from airflow import plugins_manager
-
-plugins = plugins_manager.get_plugin_info(attrs_to_dump=["source"])  # what `airflow plugins` prints
-print("RESULT " + json.dumps({
-    "plugins": [p["name"] for p in plugins], "sources": [str(p["source"]) for p in plugins],
-    "errors": plugins_manager.get_import_errors(),
-    "dists": [str(getattr(d, "_path", d)) for d in metadata.distributions() if d.metadata["Name"] == "lumos-ops"],
-}))
-"""
-
-
-def test_plugin_manager_registers_lumos_ops_once():
-    """A fresh process (as each Airflow component is) loads the plugin once: no "already registered"
-    warning and no plugin import error, i.e. one copy of the lumos-ops metadata on ``sys.path``."""
-    done = subprocess.run([sys.executable, "-c", _LOAD_PLUGINS], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, check=False)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    assert len(result["dists"]) == 1, (
-        f"lumos-ops metadata found {len(result['dists'])} times on sys.path: {result['dists']}; delete the "
-        "stale copies (e.g. plugins/lumos_ops.egg-info) and reinstall with scripts/setup.sh"
-    )
-    assert result["plugins"].count("lumos_ops") == 1, result
-    assert "lumos-ops==" in result["sources"][result["plugins"].index("lumos_ops")]  # from the entry point
-    assert "already registered" not in output and result["errors"] == {}, (output[-2000:], result["errors"])
-
-
-def test_hooks_build_clients_from_connections_without_network():
-    from lumos_ops.airflow.hooks import LumosPostgresHook, LumosS3Hook
-
-    conn = json.dumps({"conn_type": "postgres", "host": "db.example.org", "port": 5432, "login": "pipeline",
-                       "password": "not-a-real-one", "schema": "lumos"})
-    s3 = json.dumps({"conn_type": "aws", "login": "k", "password": "s",
-                     "extra": {"endpoint_url": "http://minio:9000", "region_name": "us-east-1"}})
-    with env(AIRFLOW_CONN_LUMOS_DB=conn, AIRFLOW_CONN_LUMOS_S3=s3):
-        engine = LumosPostgresHook().get_lumos_engine()
-        assert engine.url.drivername == "postgresql+psycopg2" and engine.url.host == "db.example.org"
-        assert "not-a-real-one" not in repr(engine.url)
-        engine.dispose()
-        client = LumosS3Hook(max_attempts=4).get_conn()
-        assert client.meta.endpoint_url == "http://minio:9000"
-        assert client.meta.config.retries["total_max_attempts"] == 4
 
 
 def test_only_lumos_inference_goes_to_the_gpu_queue_and_pool(airflow_db):
