@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lumos_ops.io.exposure import Exposure
+    from lumos_ops.sim import SurveyConfig, SurveyManifest
 
 
 @pytest.fixture(scope="session")
@@ -144,3 +145,39 @@ def night_store(tmp_path):
     write_catalog(store.put_bytes, catalog)
     keys = write_night(store.put_bytes, NIGHT, n_exposures=1, n_ccds=2, catalog=catalog)
     return store, keys
+
+
+# The small simulated survey of the simulation and io tests, and the TEAHUPOO set cut from it.
+SMALL = dict(ccd_shape=(160, 192), n_galaxies=25, bands=("NB615", "NB685"), n_exposures=1, n_epochs=2,
+             n_ccds=8, stamp_size=48, bright_star_density=0.2)
+
+
+@pytest.fixture(scope="session")
+def small_config() -> SurveyConfig:
+    """Two bands x two epochs x one exposure on 160x192 CCDs, every artefact on."""
+    from lumos_ops.sim import SurveyConfig
+
+    return SurveyConfig(seed=7, **SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_survey(tmp_path_factory: pytest.TempPathFactory, small_config: SurveyConfig) -> SurveyManifest:
+    """The survey of :func:`small_config`, written once per session."""
+    from lumos_ops.sim import simulate_survey
+
+    return simulate_survey(small_config, tmp_path_factory.mktemp("survey"))
+
+
+@pytest.fixture(scope="module")
+def training_dir(tmp_path_factory: pytest.TempPathFactory, small_survey: SurveyManifest):
+    """A 150-stamp TEAHUPOO set (3 shards of <= 64, 40 px stamps, seed 5) cut from :func:`small_survey`:
+    (directory, manifest, config)."""
+    import pandas as pd
+
+    from lumos_ops.sim import TeahupooConfig, generate_training_set
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    out = tmp_path_factory.mktemp("teahupoo")
+    config = TeahupooConfig(n_stamps=150, shard_size=64, seed=5, stamp_size=40)
+    manifest = generate_training_set(config, small_survey.exposure_paths, catalog, out)
+    return out, manifest, config

@@ -1,7 +1,9 @@
-"""Shared small simulated survey for the simulation tests (session-scoped: simulated once)."""
+"""Fixtures of the simulation tests: a noiseless survey (the small survey they share with the io tests,
+``small_config`` and ``small_survey``, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,26 +13,12 @@ from lumos_ops.sim import Artefacts, SurveyConfig, SurveyManifest, simulate_surv
 
 torch.set_num_threads(1)
 
-SMALL = dict(ccd_shape=(160, 192), n_galaxies=25, bands=("NB615", "NB685"), n_exposures=1, n_epochs=2,
-             n_ccds=8, stamp_size=48, bright_star_density=0.2)
-
 
 @pytest.fixture(scope="session")
-def small_config() -> SurveyConfig:
-    """Two bands x two epochs x one exposure on 160x192 CCDs, every artefact on."""
-    return SurveyConfig(seed=7, **SMALL)
-
-
-@pytest.fixture(scope="session")
-def small_survey(tmp_path_factory: pytest.TempPathFactory, small_config: SurveyConfig) -> SurveyManifest:
-    """The survey of :func:`small_config`, written once per session."""
-    return simulate_survey(small_config, tmp_path_factory.mktemp("survey"))
-
-
-@pytest.fixture(scope="session")
-def noiseless_survey(tmp_path_factory: pytest.TempPathFactory) -> SurveyManifest:
+def noiseless_survey(tmp_path_factory: pytest.TempPathFactory, small_config: SurveyConfig) -> SurveyManifest:
     """Only catalogue galaxies, no sky, no noise, no defects: pixel sums equal true fluxes."""
-    config = SurveyConfig(seed=3, artefacts=Artefacts.none(), **{**SMALL, "bands": ("NB685",), "n_epochs": 1, "ccd_shape": (320, 320), "n_galaxies": 10})
+    config = dataclasses.replace(small_config, seed=3, artefacts=Artefacts.none(), bands=("NB685",), n_epochs=1,
+                                 ccd_shape=(320, 320), n_galaxies=10)
     return simulate_survey(config, tmp_path_factory.mktemp("noiseless"))
 
 

@@ -1,9 +1,9 @@
-"""TEAHUPOO generator and TrainingSet reader: layout, physics of the stamps, determinism, streaming."""
+"""TEAHUPOO generator: layout, physics of the stamps, determinism (the TrainingSet reader streaming the
+set: tests/io/test_training_set.py; the ``training_dir`` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -21,15 +21,6 @@ ARCHITECTURE_META = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
     "sersic_n", "q", "pa", "dx", "dy", "flux", "exptime", "psf_fwhm", "psf_beta", "source_exposure", "split",
 )
-
-
-@pytest.fixture(scope="module")
-def training_dir(tmp_path_factory: pytest.TempPathFactory, small_survey: SurveyManifest):
-    catalog = pd.read_parquet(small_survey.catalog_path)
-    out = tmp_path_factory.mktemp("teahupoo")
-    config = TeahupooConfig(n_stamps=150, shard_size=64, seed=5, stamp_size=40)
-    manifest = generate_training_set(config, small_survey.exposure_paths, catalog, out)
-    return out, manifest, config
 
 
 def test_layout_matches_architecture(training_dir) -> None:
@@ -117,30 +108,6 @@ def test_same_seed_identical_bytes(tmp_path, training_dir, small_survey: SurveyM
     other = TeahupooConfig(n_stamps=20, shard_size=64, seed=6, stamp_size=40)
     generate_training_set(other, small_survey.exposure_paths, catalog, tmp_path / "other")
     assert not np.array_equal(TrainingSet(tmp_path / "other").images([0]), TrainingSet(out).images([0]))
-
-
-def test_reader_streams_shards(training_dir) -> None:
-    out, _, _ = training_dir
-    ts = TrainingSet(out)
-    assert len(ts) == 150 and ts.n_shards == 3 and ts.stamp_size == 40
-    seen = 0
-    for rows, array in ts.iter_shards():
-        assert isinstance(array, np.memmap)
-        assert len(rows) == array.shape[0]
-        np.testing.assert_array_equal(np.asarray(array[:2]), ts.images(rows.stamp_id.to_numpy()[:2]))
-        seen += len(rows)
-    assert seen == 150
-    ids = np.array([149, 3, 64, 3])
-    batch = ts.images(ids)
-    assert batch.shape == (4, 2, 40, 40)
-    np.testing.assert_array_equal(batch[1], batch[3])
-    np.testing.assert_array_equal(batch[2], ts.shard(1)[0])
-    assert sorted(np.concatenate([ts.indices(s) for s in ("train", "val", "test")]).tolist()) == list(range(150))
-    with pytest.raises(LumosValueError):
-        ts.images([150])
-    clone = pickle.loads(pickle.dumps(ts))  # what a spawned data-loader worker receives
-    assert clone._shards == {} and len(pickle.dumps(ts)) < 200_000
-    np.testing.assert_array_equal(clone.images([7]), ts.images([7]))
 
 
 def test_held_out_evaluation_stamps_and_flat_spectrum(tmp_path, small_survey: SurveyManifest) -> None:
