@@ -119,10 +119,13 @@ def test_targets_in_untrained_bands_are_flagged(trained_band, exposure_and_catal
     assert ("UNTRAINED_BAND" in caplog.text) == (trained_band == "NB455")
 
 
-def test_shipped_default_knows_its_trained_bands():
+def test_shipped_default_knows_the_bands_of_its_recipe():
+    from lumos_ops.lumos.recipe import RECIPES
+
     trained = load_checkpoint(None, device="cpu").trained_band_epochs
-    bands = ("NB455", "NB535", "NB615", "NB685", "NB765", "NB845")
-    assert trained == {band_epoch_index(b, e) for b in bands for e in (0, 1)}
+    survey = RECIPES["default"].survey
+    epochs = range(int(survey.get("n_epochs", 2)))
+    assert trained == {band_epoch_index(b, e) for b in survey["bands"] for e in epochs}
 
 
 def test_lumos_method_option_errors():
