@@ -115,7 +115,7 @@ def prepare_targets(
     catalog: pd.DataFrame,
     *,
     stamp_size: int = STAMP_SIZE,
-    pixel_scale: float = PIXEL_SCALE,
+    pixel_scale: float | None = None,
     psf_beta: float | None = None,
 ) -> TargetContext:
     """Locate the catalogue targets on an exposure, cut their stamps and render their models.
@@ -128,8 +128,9 @@ def prepare_targets(
         External catalogue (see ``lumos_ops.io.catalog``); validated here, row order kept.
     stamp_size : int, keyword-only
         Side of ``stamps`` and ``models`` (pixels); 60 for LUMOS.
-    pixel_scale : float, keyword-only
-        Arcsec per pixel used to render the models.
+    pixel_scale : float or None, keyword-only
+        Arcsec per pixel used to render the models; default the exposure's survey's
+        (``Exposure.pixel_scale``; PAUS 0.263), the scale the PSF FWHM and catalogue sizes are in.
     psf_beta : float or None, keyword-only
         Moffat beta; default: the exposure's ``PSFBETA``, else the renderer's default (3.5).
 
@@ -140,6 +141,8 @@ def prepare_targets(
     """
     if stamp_size < 1:
         raise LumosValueError(f"stamp_size must be >= 1 pixel, got {stamp_size}")
+    if pixel_scale is None:
+        pixel_scale = exposure.pixel_scale
     if not pixel_scale > 0:
         raise LumosValueError(f"pixel_scale must be > 0 arcsec/pixel, got {pixel_scale}")
     catalog = validate_catalog(catalog, source=exposure.path)

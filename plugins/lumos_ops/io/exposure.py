@@ -111,6 +111,12 @@ class Exposure:
         return (self.survey or _paus()).embedding_row(self.band, self.epoch)
 
     @property
+    def pixel_scale(self) -> float:
+        """Arcsec per pixel of the exposure's survey (PAUS: 0.263): the scale at which the PSF FWHM
+        and the catalogue's sizes (arcsec) become pixels."""
+        return float((self.survey or _paus()).pixel_scale)
+
+    @property
     def wavelength_nm(self) -> float:
         """Central wavelength of the band (nm), from the survey."""
         return (self.survey or _paus()).band(self.band).wavelength_nm

@@ -364,9 +364,10 @@ def detect_sources(
 # ----------------------------------------------------------------------------------- positions
 
 
-def _reach_px(r50_arcsec: np.ndarray, fwhm_px: float) -> np.ndarray:
-    """Radius (px) holding nearly all of a target's light: the FWHM plus 3 half-light radii."""
-    return fwhm_px + 3.0 * np.asarray(r50_arcsec, dtype=np.float64) / PIXEL_SCALE
+def _reach_px(r50_arcsec: np.ndarray, fwhm_px: float, pixel_scale: float = PIXEL_SCALE) -> np.ndarray:
+    """Radius (px) holding nearly all of a target's light: the FWHM plus 3 half-light radii
+    (arcsec at ``pixel_scale`` arcsec / pixel)."""
+    return fwhm_px + 3.0 * np.asarray(r50_arcsec, dtype=np.float64) / pixel_scale
 
 
 def blank_sky_positions(
@@ -396,10 +397,12 @@ def blank_sky_positions(
 
     rng = np.random.default_rng(seed)
     ny, nx = exposure.shape
-    fwhm_px = float(exposure.psf_fwhm) / PIXEL_SCALE
+    scale = exposure.pixel_scale
+    fwhm_px = float(exposure.psf_fwhm) / scale
     r50_targets = np.asarray(r50_targets, dtype=np.float64)
     typical = float(np.median(r50_targets)) if r50_targets.size else 0.5
-    reach = max(float(_reach_px(np.array([typical]), fwhm_px)[0]), 5.0) if clearance is None else float(clearance)
+    reach = (max(float(_reach_px(np.array([typical]), fwhm_px, scale)[0]), 5.0) if clearance is None
+             else float(clearance))
     separation = reach if separation is None else float(separation)
     if mask is None:
         mask = detect_sources(exposure.data, fwhm_px=fwhm_px)
@@ -413,7 +416,7 @@ def blank_sky_positions(
     ok = np.isfinite(x_t) & np.isfinite(y_t)
     if ok.any() and free.any():
         # exclusion disk of radius clearance + reach(target) around every target
-        own = _reach_px(r50_targets[ok], fwhm_px) if r50_targets.size == x_t.size else np.full(int(ok.sum()), reach)
+        own = _reach_px(r50_targets[ok], fwhm_px, scale) if r50_targets.size == x_t.size else np.full(int(ok.sum()), reach)
         _exclude_discs(free, x_t[ok], y_t[ok], reach + own)
     cand = np.flatnonzero(free.ravel())
     if cand.size == 0:
@@ -745,7 +748,8 @@ def calibrate_noise(
     with np.errstate(invalid="ignore"):
         near = np.isfinite(x) & np.isfinite(y) & (x > -100) & (x < nx + 100) & (y > -100) & (y < ny + 100)
     typical = float(np.median(shapes["r50"].to_numpy(np.float64))) if len(shapes) else 0.5
-    clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / PIXEL_SCALE)[0]), 5.0)
+    scale = exposure.pixel_scale
+    clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / scale, scale)[0]), 5.0)
     bx, by = blank_sky_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
                                  margin=stamp_size // 2, seed=seed, clearance=clearance)
     frames = measure_blank_sky(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
