@@ -24,9 +24,19 @@ least 0.1 arcsec), axis ratio (of the PSF-removed second moments, at least 0.2),
 flux (AB, 22.5 - 2.5 log10 nanomaggies): the survey catalogue whose shape distribution TEAHUPOO and
 the injection draw from.
 
+``--survey-headers FILE`` instead keeps each frame's own SDSS header and pixel unit (nanomaggies)
+for ``lumos adapt --survey FILE`` (e.g. ``examples/surveys/sdss-gri.json``), which maps the keywords.
+It changes only what a survey file cannot: ``FILTER`` set from the file name (all three frames of
+``shared/realdata`` carry ``FILTER = 'g'``, their headers copied from the g frame: the one header fix
+a user makes), ``EXPNUM``/``CCDNUM`` per sub-frame and ``CRPIX`` shifted to the sub-frame. The
+catalogue's sizes are then in arcsec at the survey file's pixel scale (``pixel_scale`` of FILE,
+0.396 arcsec for SDSS), the scale at which ``lumos adapt --survey`` turns them back into pixels.
+
 Usage::
 
     .venv/bin/python reports/adapt/make_subframes.py --realdata ../shared/realdata --out /tmp/adapt-sdss
+    .venv/bin/python reports/adapt/make_subframes.py --realdata ../shared/realdata --out /tmp/adapt-sdss-survey \\
+        --survey-headers examples/surveys/sdss-gri.json
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ def _header(path: Path) -> fits.Header:
         return hdul[0].header.copy()
 
 
-def _catalogue(realdata: Path, fwhm_px: float) -> pd.DataFrame:
+def _catalogue(realdata: Path, fwhm_px: float, pixel_scale: float = PIXEL_SCALE) -> pd.DataFrame:
     import sep
 
     r = read_frame(realdata / "sdss_r.fits.bz2").astype(np.float64)
@@ -70,7 +80,7 @@ def _catalogue(realdata: Path, fwhm_px: float) -> pd.DataFrame:
     # sep's flux_radius of the stars (10th percentile: the most compact sources) stands for the
     # PSF's half-light radius FWHM / 2: radii are scaled to that, the PSF removed in quadrature
     star = float(np.nanpercentile(radius, 10))
-    r50 = np.sqrt(np.clip(radius**2 - star**2, 0.0, None)) * (0.5 * fwhm_px / star) * PIXEL_SCALE
+    r50 = np.sqrt(np.clip(radius**2 - star**2, 0.0, None)) * (0.5 * fwhm_px / star) * pixel_scale
     psf_var = (fwhm_px / 2.3548) ** 2
     major, minor = np.clip(a**2 - psf_var, 0.0, None), np.clip(b**2 - psf_var, 0.0, None)
     q = np.sqrt(minor / np.where(major > 0, major, 1.0))
@@ -91,9 +101,15 @@ def main() -> None:
     parser.add_argument("--realdata", default="../shared/realdata")
     parser.add_argument("--out", required=True)
     parser.add_argument("--grid", type=int, nargs=2, default=(2, 2), metavar=("NY", "NX"))
+    parser.add_argument("--survey-headers", metavar="FILE", default=None,
+                        help="keep the SDSS headers and nanomaggies for lumos adapt --survey FILE (FILTER from the "
+                             "file name, EXPNUM/CCDNUM, CRPIX); catalogue sizes at FILE's pixel scale")
     args = parser.parse_args()
     realdata, out = Path(args.realdata), Path(args.out)
     (out / "exposures").mkdir(parents=True, exist_ok=True)
+    if args.survey_headers:
+        survey_subframes(realdata, out, tuple(args.grid), Path(args.survey_headers))
+        return
     training_noise = float(load_checkpoint(None, device="cpu").normalization.pixel_scale)
     record = {"grid": list(args.grid), "frames": {}}
     fwhms = []
@@ -131,6 +147,46 @@ def main() -> None:
     record["catalog_rows"] = int(len(catalog))
     (out / "subframes.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
+
+
+def survey_subframes(realdata: Path, out: Path, grid: tuple[int, int], survey_file: Path) -> dict:
+    """Sub-frames keeping the SDSS headers and nanomaggies (FILTER, EXPNUM, CCDNUM, CRPIX set); the catalogue."""
+    from lumos_ops.survey import load_survey
+
+    survey = load_survey(survey_file)
+    record = {"grid": list(grid), "survey": str(survey_file), "pixel_scale": survey.pixel_scale, "frames": {}}
+    fwhms = []
+    for k, sdss in enumerate(BANDS):
+        path = realdata / f"sdss_{sdss}.fits.bz2"
+        data = read_frame(path)
+        fwhm = estimate_psf_fwhm(data)
+        fwhms.append(fwhm)
+        original = _header(path)
+        ny, nx = data.shape
+        ys = np.linspace(0, ny, grid[0] + 1).astype(int)
+        xs = np.linspace(0, nx, grid[1] + 1).astype(int)
+        subs = []
+        for a in range(grid[0]):
+            for b in range(grid[1]):
+                s = a * grid[1] + b
+                header = original.copy()
+                for key in ("CRPIX1", "CRPIX2"):
+                    if key in header:
+                        header[key] = float(header[key]) - (xs[b] if key == "CRPIX1" else ys[a])
+                header.update({"FILTER": sdss, "EXPNUM": (k + 1) * 100 + s, "CCDNUM": s + 1,
+                               "SUBFRAME": f"{ys[a]}:{ys[a + 1]},{xs[b]}:{xs[b + 1]}"})
+                name = out / "exposures" / f"sdss_{sdss}_{a}{b}.fits"
+                fits.PrimaryHDU(data[ys[a]:ys[a + 1], xs[b]:xs[b + 1]].astype(np.float32), header=header).writeto(
+                    name, overwrite=True)
+                subs.append(name.name)
+        record["frames"][sdss] = {"filter_in_header": str(original.get("FILTER", "")).strip(), "filter_written": sdss,
+                                  "psf_fwhm_px_measured": fwhm, "subframes": subs}
+    catalog = _catalogue(realdata, float(np.median(fwhms)), survey.pixel_scale)
+    catalog.to_parquet(out / "catalog.parquet", index=False)
+    record["catalog_rows"] = int(len(catalog))
+    (out / "subframes.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return record
 
 
 if __name__ == "__main__":
