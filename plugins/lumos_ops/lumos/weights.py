@@ -60,8 +60,8 @@ SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
         summary="likelihood network under the reference flux prior, all 40 narrow bands x 2 epochs (models/MODEL_CARD.md)",
     ),
     ShippedWeights(
-        name="fast-noccd", file="lumos-fast-noccd-v10.pt", arch="fast", recipe="fast-noccd-v10",
-        sha256="f7bf41dde60ab22100538d53956bf6e896ad8ff2403b34766563fd6166881e25", status="companion",
+        name="fast-noccd", file="lumos-fast-noccd-v11.pt", arch="fast", recipe="fast-noccd-v11",
+        sha256="e87940e394b5b6d9a1691488f29fe0d7d7abaa2ad8adf33a9da2292ae34bfdb2", status="companion",
         summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
     ),
 )
