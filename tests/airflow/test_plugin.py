@@ -29,21 +29,6 @@ print("RESULT " + json.dumps({
 """
 
 
-_LOAD_PLUGINS = """
-import json
-from importlib import metadata
-
-from airflow import plugins_manager
-
-plugins = plugins_manager.get_plugin_info(attrs_to_dump=["source"])  # what `airflow plugins` prints
-print("RESULT " + json.dumps({
-    "plugins": [p["name"] for p in plugins], "sources": [str(p["source"]) for p in plugins],
-    "errors": plugins_manager.get_import_errors(),
-    "dists": [str(getattr(d, "_path", d)) for d in metadata.distributions() if d.metadata["Name"] == "lumos-ops"],
-}))
-"""
-
-
 def test_plugin_manager_registers_lumos_ops_once():
     """A fresh process (as each Airflow component is) loads the plugin once: no "already registered"
     warning and no plugin import error, i.e. one copy of the lumos-ops metadata on ``sys.path``."""
