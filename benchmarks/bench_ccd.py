@@ -50,8 +50,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import lumos_ops.measure as measure_module  # noqa: E402
+import lumos_ops.noise_calibration as calibration_module  # noqa: E402
 import lumos_ops.photometry.inputs as inputs_module  # noqa: E402
-import lumos_ops.photometry.noise_calibration as calibration_module  # noqa: E402
 from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure  # noqa: E402
 from lumos_ops.constants import ANNULUS_RADII, CCD_SHAPE  # noqa: E402
 from lumos_ops.io.exposure import read_exposure  # noqa: E402

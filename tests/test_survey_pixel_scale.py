@@ -11,7 +11,7 @@ import pandas as pd
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.io.exposure import Exposure
 from lumos_ops.measure import prepare_targets
-from lumos_ops.photometry.noise_calibration import blank_sky_positions
+from lumos_ops.noise_calibration import blank_sky_positions
 from lumos_ops.survey import paus_survey
 
 SCALE = 2.0  # the other survey's pixels are twice as large, in arcsec, as PAUS's

@@ -291,7 +291,7 @@ def measure_exposure(
         Targets measured at once.
     calibrate_errors : bool, keyword-only
         Calibrate every method's errors on this exposure's blank sky
-        (:mod:`lumos_ops.photometry.noise_calibration`): each method also measures up to
+        (:mod:`lumos_ops.noise_calibration`): each method also measures up to
         ``calibration_positions`` source-free positions with the targets' shapes, and the
         background part of its error variance is scaled by ``k(A)``, the scatter of those
         zero-flux measurements over their reported errors at the target's size (LUMOS: the
@@ -337,7 +337,7 @@ def measure_exposure(
     ctx = prepare_targets(exposure, catalog.iloc[on].reset_index(drop=True), stamp_size=stamp_size)
     calibrations = None
     if calibrate_errors and ctx.n:
-        from lumos_ops.photometry.noise_calibration import calibrate_noise
+        from lumos_ops.noise_calibration import calibrate_noise
 
         calibrations = calibrate_noise(exposure, catalog, x, y, instances, n_positions=calibration_positions,
                                        stamp_size=stamp_size, chunk_size=chunk_size)
@@ -354,7 +354,7 @@ def measure_exposure(
             for name, method in instances.items():
                 result = _check_result(name, method.measure(sub), sub.n)
                 if calibrations is not None:
-                    from lumos_ops.photometry.noise_calibration import apply_error_scale
+                    from lumos_ops.noise_calibration import apply_error_scale
 
                     result = apply_error_scale(result, name, calibrations[name], sub)
                 parts[name].append(result)

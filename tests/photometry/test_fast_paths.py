@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize
 
+from lumos_ops import noise_calibration
 from lumos_ops.cutouts import cut_stamps
-from lumos_ops.photometry import aperture, background, noise_calibration
+from lumos_ops.photometry import aperture, background
 from lumos_ops.photometry.overlap import ellipse_pixel_overlap
 from lumos_ops.photometry.quality import model_footprint
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.photometry.noise_calibration import robust_sigma, source_mask
+from lumos_ops.noise_calibration import robust_sigma, source_mask
 
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",

@@ -32,7 +32,7 @@ WARM_MODULES: tuple[str, ...] = (
     "numpy", "pandas", "scipy.ndimage", "astropy.io.fits", "astropy.wcs", "torch", "sqlalchemy",
     "lumos_ops.measure", "lumos_ops.render", "lumos_ops.io.exposure", "lumos_ops.io.catalog",
     "lumos_ops.photometry.aperture", "lumos_ops.photometry.modelfit", "lumos_ops.photometry.optimal",
-    "lumos_ops.photometry.noise_calibration", "lumos_ops.lumos.method", "lumos_ops.pipeline.night",
+    "lumos_ops.noise_calibration", "lumos_ops.lumos.method", "lumos_ops.pipeline.night",
     "lumos_ops.pipeline.writer",
 )
 """What :func:`warm_up` imports: everything a measuring task needs (about 3 CPU s on the

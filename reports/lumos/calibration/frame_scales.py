@@ -5,7 +5,7 @@ Each frame gets the header ``lumos inject`` gives it (its own PSF, pixel noise m
 model's training noise, EXPTIME 90 s); the blank-sky shapes are 300 Sersic galaxies drawn as the
 ``sersic`` injection population draws them. Two position rules, same shapes, same methods:
 
-- ``production``: :func:`lumos_ops.photometry.noise_calibration.calibrate_noise` as
+- ``production``: :func:`lumos_ops.noise_calibration.calibrate_noise` as
   ``measure_exposure`` runs it (positions clear of PSF-matched 4-sigma detections);
 - ``injection-rule``: positions where ``lumos inject`` places its galaxies, >= 10 px from every pixel
   of ``source_mask`` (single pixels above 3 robust sigmas, grown by 4 px): the quietest few per cent
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from lumos_ops import noise_calibration as nc
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.evaluation.injection import (
     _write,
@@ -40,7 +41,6 @@ from lumos_ops.io.catalog import validate_catalog
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.measure import get_method
-from lumos_ops.photometry import noise_calibration as nc
 
 METHODS = ("aperture", "optimal", "lumos")
 

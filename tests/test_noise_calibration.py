@@ -1,4 +1,4 @@
-"""lumos_ops.photometry.noise_calibration: blank-sky error scales on white and correlated noise, and
+"""lumos_ops.noise_calibration: blank-sky error scales on white and correlated noise, and
 the LUMOS likelihood widening."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from lumos_ops import noise_calibration as nc
 from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog, synthetic_exposure
 from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.lumos.mixture import summarize
 from lumos_ops.measure import get_method, measure_exposure, prepare_targets
-from lumos_ops.photometry import noise_calibration as nc
 from lumos_ops.stats import sigma68
 
 SHAPE = (560, 560)
