@@ -178,6 +178,7 @@ def test_gates_from_files(tmp_path):
 
 pytestmark_db = pytest.mark.postgres
 SHIPPED_DEFAULT = next(w.version for w in SHIPPED_WEIGHTS if w.status == "default")
+SHIPPED_COMPANION = next(w.version for w in SHIPPED_WEIGHTS if w.name == "fast-noccd")
 
 
 def _candidate(engine, version: str, *, key: str | None = None, rep: dict | None = None) -> None:
@@ -452,12 +453,12 @@ def test_resolve_production_rules(engine, caplog):
     classical = NightConfig(store_url="/tmp/s", methods=("aperture",), model_versions={"aperture": "aperture-2"})
     assert production_config(engine, classical).model_versions == {"aperture": "aperture-2"}
     # a shipped checkpoint as production runs by name; a version without checkpoint cannot run
-    register_model_versions(engine, [ModelVersion("lumos-fast-noccd-v10", "lumos", "lumos")])
-    attach_report(engine, "lumos-fast-noccd-v10", report())
-    promote(engine, "lumos-fast-noccd-v10")
+    register_model_versions(engine, [ModelVersion(SHIPPED_COMPANION, "lumos", "lumos")])
+    attach_report(engine, SHIPPED_COMPANION, report())
+    promote(engine, SHIPPED_COMPANION)
     shipped = production_config(engine, base)
     assert (shipped.model_key, shipped.measure_options, shipped.model_versions["lumos"]) == (
-        None, {"model": "fast-noccd"}, "lumos-fast-noccd-v10")
+        None, {"model": "fast-noccd"}, SHIPPED_COMPANION)
     _candidate(engine, "lumos-nowhere", key="", rep=report())
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE lumos.model_versions SET object_key = NULL WHERE model_version = 'lumos-nowhere'"))

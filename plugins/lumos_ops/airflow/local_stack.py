@@ -401,13 +401,13 @@ class CeleryStack:
                         interval_s=interval_s)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        """Task instances of a run: ids, state, queue, pool, hostname, Celery id, seconds."""
+        """Task instances of a run: ids, state, queue, pool, hostname, Celery id, seconds, queued/start/end times."""
         import sqlalchemy as sa
 
         with self.meta.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(sa.text(
                 "SELECT task_id, map_index, state, queue, pool, hostname, external_executor_id, "
-                "extract(epoch FROM end_date - start_date) AS seconds, start_date, end_date FROM task_instance "
+                "extract(epoch FROM end_date - start_date) AS seconds, queued_dttm, start_date, end_date FROM task_instance "
                 "WHERE dag_id = :d AND run_id = :r ORDER BY task_id, map_index"), {"d": dag_id, "r": run_id})]
 
     def celery_results(self) -> dict[str, str]:
