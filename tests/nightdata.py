@@ -138,3 +138,29 @@ def load_sed_coadds(engine, n: int = 60, *, noise: float = 0.0, seed: int = 3) -
     with engine.begin() as conn:
         frame.to_sql("coadds", conn, schema="lumos", if_exists="append", index=False)
     return galaxies
+
+
+_STATE_SQL = {
+    "rows": "SELECT count(*) FROM lumos.measurements",
+    "duplicates": "SELECT count(*) FROM (SELECT 1 FROM lumos.measurements GROUP BY exposure_id, ref_id, method, "
+                  "model_version HAVING count(*) > 1) d",
+    "status": "SELECT status, count(*) FROM lumos.exposures GROUP BY 1",
+    "rows_state": "SELECT rows_state, count(*) FROM lumos.exposure_rows GROUP BY 1",
+    "n_measurements": "SELECT coalesce(sum(n_measurements), 0) FROM lumos.exposures",
+    "coadds": "SELECT count(*) FROM lumos.coadds",
+    "coadds_partial": "SELECT count(*) FROM lumos.coadds WHERE partial",
+    "coadds_stale": "SELECT count(*) FROM lumos.coadds WHERE n_stale > 0",
+    "coadd_n_used": "SELECT coalesce(sum(n_used), 0) FROM lumos.coadds",
+    "open_runs": "SELECT count(*) FROM lumos.pipeline_runs WHERE finished_at IS NULL",
+}
+_GROUPED = {"status", "rows_state"}
+
+
+def night_state(engine, keys) -> dict[str, object]:
+    """What an operator would check, for the given ``keys``: rows, duplicates, exposure states
+    (``status``, ``rows_state`` as {value: count}), co-adds and the open run records."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return {k: dict(conn.execute(sa.text(_STATE_SQL[k])).all()) if k in _GROUPED
+                else conn.execute(sa.text(_STATE_SQL[k])).scalar_one() for k in keys}

@@ -33,7 +33,7 @@ from lumos_ops.pipeline.report import failure_message
 from lumos_ops.pipeline.storage import LocalObjectStore, open_store
 from lumos_ops.pipeline.writer import INTERRUPTED_ERROR
 
-from nightdata import corrupt, make_catalog, write_catalog, write_night
+from nightdata import corrupt, make_catalog, night_state, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 
@@ -49,22 +49,8 @@ def _scalar(engine: sa.Engine, sql: str, **params):
 
 
 def state(engine: sa.Engine) -> dict[str, object]:
-    """What an operator would check: rows, duplicates, exposure states, co-adds and the run records."""
-    with engine.connect() as conn:
-        q = lambda sql: conn.execute(sa.text(sql)).scalar_one()  # noqa: E731
-        return {
-            "rows": q("SELECT count(*) FROM lumos.measurements"),
-            "duplicates": q("SELECT count(*) FROM (SELECT 1 FROM lumos.measurements GROUP BY exposure_id, ref_id, "
-                            "method, model_version HAVING count(*) > 1) d"),
-            "status": dict(conn.execute(sa.text("SELECT status, count(*) FROM lumos.exposures GROUP BY 1")).all()),
-            "rows_state": dict(conn.execute(sa.text("SELECT rows_state, count(*) FROM lumos.exposure_rows "
-                                                    "GROUP BY 1")).all()),
-            "coadds": q("SELECT count(*) FROM lumos.coadds"),
-            "coadds_partial": q("SELECT count(*) FROM lumos.coadds WHERE partial"),
-            "coadds_stale": q("SELECT count(*) FROM lumos.coadds WHERE n_stale > 0"),
-            "coadd_n_used": q("SELECT coalesce(sum(n_used), 0) FROM lumos.coadds"),
-            "open_runs": q("SELECT count(*) FROM lumos.pipeline_runs WHERE finished_at IS NULL"),
-        }
+    """The operator's checks of :data:`HEALTHY` (``nightdata.night_state``)."""
+    return night_state(engine, HEALTHY)
 
 
 HEALTHY = {"rows": N_ROWS, "duplicates": 0, "status": {"done": N_KEYS}, "rows_state": {"current": N_KEYS},

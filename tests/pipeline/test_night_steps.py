@@ -18,7 +18,7 @@ from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import finish_night, plan_night, process_chunk
 from lumos_ops.pipeline.storage import LocalObjectStore
 
-from nightdata import make_catalog, write_catalog, write_night
+from nightdata import make_catalog, night_state, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 
@@ -32,20 +32,8 @@ HEALTHY = {"rows": N_SOURCES * N_KEYS * 2, "duplicates": 0, "status": {"done": N
 
 
 def state(engine: sa.Engine) -> dict[str, object]:
-    with engine.connect() as conn:
-        q = lambda sql: conn.execute(sa.text(sql)).scalar_one()  # noqa: E731
-        return {
-            "rows": q("SELECT count(*) FROM lumos.measurements"),
-            "duplicates": q("SELECT count(*) FROM (SELECT 1 FROM lumos.measurements GROUP BY exposure_id, ref_id, "
-                            "method, model_version HAVING count(*) > 1) d"),
-            "status": dict(conn.execute(sa.text("SELECT status, count(*) FROM lumos.exposures GROUP BY 1")).all()),
-            "rows_state": dict(conn.execute(sa.text("SELECT rows_state, count(*) FROM lumos.exposure_rows "
-                                                    "GROUP BY 1")).all()),
-            "n_measurements": q("SELECT coalesce(sum(n_measurements), 0) FROM lumos.exposures"),
-            "coadds": q("SELECT count(*) FROM lumos.coadds"),
-            "coadds_partial": q("SELECT count(*) FROM lumos.coadds WHERE partial"),
-            "open_runs": q("SELECT count(*) FROM lumos.pipeline_runs WHERE finished_at IS NULL"),
-        }
+    """The operator's checks of :data:`HEALTHY` (``nightdata.night_state``)."""
+    return night_state(engine, HEALTHY)
 
 
 def rows_by_method(engine: sa.Engine, exposure_id: int) -> dict[str, int]:
