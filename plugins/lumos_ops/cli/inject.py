@@ -44,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=inject_command)
 
 
+def _model_record(model: str | None) -> dict[str, str]:
+    """The checkpoint LUMOS measured with: resolved path, version (file stem) and weights SHA-256."""
+    from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
+
+    path = resolve_model_path(model)
+    return {"name": model or "default", "path": str(path), "version": path.stem, "sha256": load_checkpoint(path).sha256}
+
+
 def inject_command(args: argparse.Namespace) -> int:
     """Body of ``lumos inject``; prints the targets table."""
     from pathlib import Path
@@ -68,6 +76,7 @@ def inject_command(args: argparse.Namespace) -> int:
     report = score_injection(table)
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None
     report["config"] = {k: v for k, v in vars(args).items() if k != "func"}
+    report["model"] = _model_record(args.model) if "lumos" in args.methods else None
     tmp = out / (REPORT_JSON + ".tmp")
     tmp.write_text(json.dumps(json_clean(report), indent=2, allow_nan=False))
     tmp.replace(out / REPORT_JSON)

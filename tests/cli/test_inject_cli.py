@@ -1,0 +1,42 @@
+"""``lumos inject`` through ``lumos_ops.cli.main``: the report names the checkpoint LUMOS measured with."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from astropy.io import fits
+
+from lumos_ops.cli import main
+from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
+
+
+def _frame(path, seed: int = 0, shape: tuple[int, int] = (200, 220)) -> None:
+    rng = np.random.default_rng(seed)
+    data = rng.normal(1000.0, 20.0, shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for x, y in rng.uniform(15, min(shape) - 15, (6, 2)):
+        data += 5e5 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.3**2) / (2 * np.pi * 1.3**2)
+    fits.PrimaryHDU(data.astype(np.float32)).writeto(path)
+
+
+def test_inject_report_records_the_resolved_model(tmp_path):
+    _frame(tmp_path / "a.fits")
+    out = tmp_path / "out"
+    rc = main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture", "lumos",
+               "--populations", "sersic", "--n-galaxies", "3", "--n-place", "2", "--snr-range", "50", "100", "-q"])
+    assert rc == 0
+    report = json.loads((out / "injection_report.json").read_text())
+    path = resolve_model_path(None)
+    assert report["model"] == {"name": "default", "path": str(path), "version": path.stem,
+                               "sha256": load_checkpoint(path).sha256}
+    assert (out / "injection_report.png").is_file() and (out / "injection_table.parquet").is_file()
+
+
+def test_inject_without_lumos_records_no_model(tmp_path):
+    _frame(tmp_path / "a.fits", seed=1)
+    out = tmp_path / "out"
+    assert main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture",
+                 "--populations", "sersic", "--n-galaxies", "2", "--n-place", "2", "--snr-range", "50", "100",
+                 "-q"]) == 0
+    assert json.loads((out / "injection_report.json").read_text())["model"] is None
