@@ -81,6 +81,16 @@ class ReferencePrior:
         with np.errstate(divide="ignore"):
             return np.where(g > 0, 1.0 / ((self.high - self.low) * g), 0.0)
 
+    def scaled(self, factor: float) -> ReferencePrior:
+        """The same prior for fluxes in units ``factor`` times larger: ``low``, ``high`` and
+        ``asinh_scale`` (e-/s) times ``factor``, ``flat_fraction`` kept. A network whose input and
+        output scales are multiplied by ``factor`` (``lumos adapt`` on a noisier survey) sees the
+        same prior in units of its pixel noise."""
+        if not (np.isfinite(factor) and factor > 0):
+            raise LumosValueError(f"ReferencePrior.scaled needs a finite factor > 0, got {factor}")
+        return dataclasses.replace(self, low=self.low * factor, high=self.high * factor,
+                                   asinh_scale=self.asinh_scale * factor)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able description (stored in checkpoints and training-set manifests)."""
         return {"kind": self.kind, **dataclasses.asdict(self)}

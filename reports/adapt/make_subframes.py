@@ -29,14 +29,17 @@ for ``lumos adapt --survey FILE`` (e.g. ``examples/surveys/sdss-gri.json``), whi
 It changes only what a survey file cannot: ``FILTER`` set from the file name (all three frames of
 ``shared/realdata`` carry ``FILTER = 'g'``, their headers copied from the g frame: the one header fix
 a user makes), ``EXPNUM``/``CCDNUM`` per sub-frame and ``CRPIX`` shifted to the sub-frame. The
-catalogue's sizes are then in arcsec at the survey file's pixel scale (``pixel_scale`` of FILE,
-0.396 arcsec for SDSS), the scale at which ``lumos adapt --survey`` turns them back into pixels.
+catalogue's sizes are then in arcsec at the survey file's pixel scale (``pixel_scale`` of FILE:
+1.188 arcsec for ``sdss-gri-reprojected.json``, which describes these resampled frames; 0.396 for
+``sdss-gri.json``, native SDSS frames), the scale at which ``lumos adapt --survey`` turns them back
+into pixels, and ``i_auto`` is the AB magnitude of the i pixels' sum in FILE's units (gain, exposure
+time and zero point of the i sub-frame as ``read_exposure`` reads them).
 
 Usage::
 
     .venv/bin/python reports/adapt/make_subframes.py --realdata ../shared/realdata --out /tmp/adapt-sdss
-    .venv/bin/python reports/adapt/make_subframes.py --realdata ../shared/realdata --out /tmp/adapt-sdss-survey \\
-        --survey-headers examples/surveys/sdss-gri.json
+    .venv/bin/python reports/adapt/make_subframes.py --realdata ../shared/realdata --out /tmp/adapt-sdss-reproj \\
+        --survey-headers examples/surveys/sdss-gri-reprojected.json
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ def _header(path: Path) -> fits.Header:
         return hdul[0].header.copy()
 
 
-def _catalogue(realdata: Path, fwhm_px: float, pixel_scale: float = PIXEL_SCALE) -> pd.DataFrame:
+def _catalogue(realdata: Path, fwhm_px: float, pixel_scale: float = PIXEL_SCALE, unit_mag: float = 22.5) -> pd.DataFrame:
+    """The sep catalogue of the r frame (module notes); ``i_auto = unit_mag - 2.5 log10(sum of i pixels)``,
+    ``unit_mag`` the AB magnitude of one pixel unit (22.5 for nanomaggies)."""
     import sep
 
     r = read_frame(realdata / "sdss_r.fits.bz2").astype(np.float64)
@@ -92,7 +97,7 @@ def _catalogue(realdata: Path, fwhm_px: float, pixel_scale: float = PIXEL_SCALE)
         "sersic_n": 1.0,
         "q": np.clip(np.where(major[ok] > 0, q[ok], 1.0), 0.2, 1.0),
         "pa": np.degrees(theta[ok]) % 180.0,
-        "i_auto": 22.5 - 2.5 * np.log10(flux_i[ok]),
+        "i_auto": unit_mag - 2.5 * np.log10(flux_i[ok]),
     })
 
 
@@ -181,7 +186,13 @@ def survey_subframes(realdata: Path, out: Path, grid: tuple[int, int], survey_fi
                 subs.append(name.name)
         record["frames"][sdss] = {"filter_in_header": str(original.get("FILTER", "")).strip(), "filter_written": sdss,
                                   "psf_fwhm_px_measured": fwhm, "subframes": subs}
-    catalog = _catalogue(realdata, float(np.median(fwhms)), survey.pixel_scale)
+    # i_auto through the survey file: one pixel unit is gain / exptime e-/s, of AB magnitude ZP - 2.5 log10 of that
+    from lumos_ops.io.exposure import read_exposure
+
+    first = read_exposure(out / "exposures" / record["frames"]["i"]["subframes"][0], survey=survey)
+    unit_mag = float(first.zero_point) - 2.5 * np.log10(first.gain / first.exptime)
+    record["i_auto_unit_mag"] = unit_mag
+    catalog = _catalogue(realdata, float(np.median(fwhms)), survey.pixel_scale, unit_mag)
     catalog.to_parquet(out / "catalog.parquet", index=False)
     record["catalog_rows"] = int(len(catalog))
     (out / "subframes.json").write_text(json.dumps(record, indent=2) + "\n")

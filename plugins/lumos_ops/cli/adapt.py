@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"])
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
+    p.add_argument("--no-noise-rescale", dest="rescale_noise", action="store_false",
+                   help="keep the base model's normalisation and flux prior (default: both times the ratio of the "
+                        "training exposures' blank-sky pixel noise to the base model's training pixel noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -59,12 +62,16 @@ def adapt_command(args: argparse.Namespace) -> int:
         lr_step=args.lr_step, train_layers="last" if args.last_layer else "all", n_galaxies=args.n_galaxies,
         n_place=args.n_place, populations=tuple(args.populations), classical_methods=tuple(args.classical_methods),
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
+        rescale_noise=args.rescale_noise,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,
                    survey=survey_from_args(args))
     print(f"lumos adapt: {len(result.train_exposures)} training, {len(result.heldout_exposures)} held-out exposures; "
           f"candidate {result.model_path} (sha256 {result.model_sha256[:12]})", file=sys.stderr)
+    noise = result.report["adapt"]["pixel_noise"]
+    print(f"pixel noise: training exposures {noise['survey_noise']:.4g} e-/s (median), base model "
+          f"{noise['base_noise']:.4g} e-/s; normalisation and flux prior x {noise['factor']:.4g}", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:

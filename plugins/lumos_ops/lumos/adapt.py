@@ -1,25 +1,32 @@
 """Adapt LUMOS to a survey's own exposures and validate it by injection-recovery (``lumos adapt``).
 
-:func:`adapt` runs four stages under one output directory; each writes its result before the next
+:func:`adapt` runs five stages under one output directory; each writes its result before the next
 starts, so an interrupted run called again with the same ``out_dir`` continues where it stopped:
 
 1. **split** (``split.json``): the exposures are grouped by exposure (``EXPNUM``, else one group
    per file: the CCDs of one exposure stay together) and, per band, a seeded random
    ``holdout`` fraction of the groups is held out (at least one per band with two or more
    groups). Training and held-out sets are disjoint.
-2. **training set** (``teahupoo/``): TEAHUPOO stamps (paper §2.2) on the training exposures' real
-   backgrounds, for every band x camera epoch present, with fluxes from the base model's reference
+2. **pixel noise** (``noise.json``): the blank-sky pixel noise (e-/s) of every training exposure,
+   sources masked (:func:`exposure_pixel_noise`), their median over the base model's training
+   pixel noise ``Normalization.pixel_scale`` giving the factor ``s`` (:class:`NoiseScale`). The
+   candidate's normalisation (``pixel_scale``, ``background_mean``, ``background_std``,
+   ``flux_scale``) and reference prior (``low``, ``high``, ``asinh_scale``) are the base model's
+   times ``s``, so that the network sees the survey's stamps in the noise units it was trained in
+   and the prior spans the same number of noise sigmas (``rescale_noise=False`` keeps ``s = 1``).
+3. **training set** (``teahupoo/``): TEAHUPOO stamps (paper §2.2) on the training exposures' real
+   backgrounds, for every band x camera epoch present, with fluxes from the candidate's reference
    prior (:class:`lumos_ops.flux_prior.ReferencePrior`: the network learns the likelihood,
    docs/likelihood.md §2), galaxy shapes from the catalogue, catalogue neighbours on a fraction
    of the stamps and background cutouts scaled log-uniformly (noise-level augmentation).
-3. **fine-tuning** (``train/``, then ``model.pt``): from the base model's weights and
-   normalisation, all layers (or only the last, ``train_layers="last"``) with the
+4. **fine-tuning** (``train/``, then ``model.pt``): from the base model's weights, with the
+   rescaled normalisation, all layers (or only the last, ``train_layers="last"``) with the
    importance-weighted eq. (8) loss and the BatchNorm running statistics of the base model kept
    (its layers in eval mode, their affine weights learnt: the shipped models end their training
    that way, and per-batch statistics would change the function the base model computes); where a galaxy of the catalogue is observed on two training
    exposures in one band, eq. (12) adds ``pair_weight`` x the eq. (11) overlap of their two
    likelihoods. Every epoch writes ``train/train_state.pt``; a rerun continues from the last one.
-4. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
+5. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
    GalSim galaxies with the catalogue's shapes and a log-uniform true SNR are injected into the
    held-out exposures, keeping their headers, and measured through ``read_exposure`` ->
    ``measure_exposure`` (the nightly code path, blank-sky error calibration included) by the base
@@ -28,7 +35,8 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
 
 The report is :func:`lumos_ops.evaluation.injection_report.score_injection` of the candidate with
 the classical methods (the registry's gates read it, docs/registry.md), plus ``base`` (the base
-model's LUMOS entries), ``bands`` (the same per band) and ``adapt`` (split, training, timings).
+model's LUMOS entries), ``bands`` (the same per band) and ``adapt`` (split, pixel noise, training,
+timings). The candidate's checkpoint records the pixel noise and ``s`` in ``metadata["pixel_noise"]``.
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ import pandas as pd
 
 from lumos_ops.exceptions import InputFileError, LumosValueError
 
-__all__ = ["AdaptConfig", "AdaptResult", "adapt", "find_exposures", "split_exposures", "CLASSICAL_METHODS"]
+__all__ = ["AdaptConfig", "AdaptResult", "NoiseScale", "adapt", "exposure_pixel_noise", "find_exposures",
+           "measure_noise_scale", "split_exposures", "CLASSICAL_METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,10 @@ class AdaptConfig:
         Stamps with an added catalogue neighbour at 2-20 px.
     background_scale_range : (float, float)
         Log-uniform factor of each background cutout (noise-level augmentation).
+    rescale_noise : bool
+        Give the candidate the base model's normalisation and reference prior times the ratio of
+        the training exposures' pixel noise to the base model's training pixel noise (module
+        notes); False keeps them (the noise is measured and recorded either way).
     n_galaxies, n_place : int
         Injected galaxies per population and placements of each (placements of one galaxy land
         on independent positions and held-out exposures; they give the co-adds).
@@ -126,6 +139,7 @@ class AdaptConfig:
     default_zero_point: float | None = None
     neighbour_fraction: float = 0.3
     background_scale_range: tuple[float, float] = (0.5, 2.0)
+    rescale_noise: bool = True
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
@@ -266,6 +280,91 @@ def split_exposures(paths: Sequence[str], *, holdout: float, seed: int) -> tuple
     return sorted(train), sorted(held)
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseScale:
+    """Pixel noise of a survey's training exposures against a base model's, and the factor between them.
+
+    Attributes
+    ----------
+    base_noise : float
+        The base model's training pixel noise, ``Normalization.pixel_scale`` (e-/s per pixel).
+    survey_noise : float
+        Median blank-sky pixel noise of the training exposures (e-/s per pixel).
+    factor : float
+        ``s``: ``survey_noise / base_noise`` when rescaling, else 1.
+    by_band : dict of str to float
+        Median pixel noise of each band's training exposures (e-/s per pixel).
+    exposures : dict of str to float
+        Pixel noise of every training exposure (e-/s per pixel).
+    """
+
+    base_noise: float
+    survey_noise: float
+    factor: float
+    by_band: dict[str, float]
+    exposures: dict[str, float]
+
+    def normalization(self, norm):
+        """``norm`` with ``pixel_scale``, ``background_mean``, ``background_std`` and ``flux_scale``
+        times ``factor``: a stamp whose noise and fluxes are ``factor`` times the base model's
+        training ones gives the network the same inputs, and its outputs come back in e-/s.
+        ``pixel_soft``, ``model_scale`` (unit-flux model images), the ``i_auto`` (AB mag) terms and
+        ``ccd_shape`` are unchanged."""
+        s = self.factor
+        return dataclasses.replace(norm, pixel_scale=norm.pixel_scale * s, background_mean=norm.background_mean * s,
+                                   background_std=norm.background_std * s, flux_scale=norm.flux_scale * s)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (checkpoint metadata, ``noise.json``, the report)."""
+        return {"unit": "e-/s per pixel", **dataclasses.asdict(self)}
+
+
+def exposure_pixel_noise(exposure) -> float:
+    """Blank-sky pixel noise (e-/s per pixel) of an exposure, or of the exposure file at that path.
+
+    The standard deviation of the pixels left after masking the frame's sources (above 3 robust
+    sigmas, grown by 4 px), NaNs and pixels below -5 sigmas, and after removing the sky's
+    large-scale structure: the zero-lag value of
+    :func:`lumos_ops.evaluation.injection.noise_autocovariance`, the noise the injection scores
+    against. Exposures are read through the current survey's header mapping (e-/s).
+    """
+    from lumos_ops.evaluation.injection import noise_autocovariance
+    from lumos_ops.io.exposure import read_exposure
+
+    if isinstance(exposure, (str, os.PathLike)):
+        exposure = read_exposure(exposure)
+    data = np.asarray(exposure.data, dtype=np.float64)
+    if not np.isfinite(data).any():
+        raise InputFileError(f"{exposure.path}: no finite pixel to measure the noise on")
+    cov = noise_autocovariance(data)
+    noise = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))
+    if not (np.isfinite(noise) and noise > 0):
+        raise InputFileError(f"{exposure.path}: blank-sky pixel noise is {noise} e-/s; the image looks constant or "
+                             "masked: check its pixels and header (GAIN, EXPTIME)")
+    return noise
+
+
+def measure_noise_scale(paths: Sequence[str], base_noise: float, *, rescale: bool = True) -> NoiseScale:
+    """:class:`NoiseScale` of exposures (read through the current survey) against a base model's
+    training pixel noise ``base_noise`` (e-/s per pixel); ``rescale=False`` gives ``factor`` 1."""
+    from lumos_ops.io.exposure import read_exposure
+
+    if not paths:
+        raise LumosValueError("no exposure to measure the pixel noise on")
+    if not (math.isfinite(base_noise) and base_noise > 0):
+        raise LumosValueError(f"base model's training pixel noise must be > 0 e-/s, got {base_noise}")
+    noise: dict[str, float] = {}
+    bands: dict[str, list[float]] = {}
+    for path in paths:
+        exposure = read_exposure(path)
+        noise[os.fspath(path)] = exposure_pixel_noise(exposure)
+        bands.setdefault(exposure.band, []).append(noise[os.fspath(path)])
+    survey_noise = float(np.median(list(noise.values())))
+    return NoiseScale(base_noise=float(base_noise), survey_noise=survey_noise,
+                      factor=survey_noise / float(base_noise) if rescale else 1.0,
+                      by_band={b: float(np.median(v)) for b, v in sorted(bands.items())}, exposures=noise)
+
+
 def _write_json(path: Path, value: Any) -> None:
     from lumos_ops.evaluation.injection_report import json_clean
 
@@ -289,12 +388,39 @@ def _stage_split(out: Path, paths: list[str], config: AdaptConfig) -> tuple[list
     return train, held
 
 
-def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -> Path:
+def _stage_noise(out: Path, train: list[str], base, config: AdaptConfig) -> NoiseScale:
+    """The training exposures' :class:`NoiseScale` against the base model (``noise.json``, kept on a rerun)."""
+    path = out / "noise.json"
+    base_noise = float(base.normalization.pixel_scale)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if sorted(saved["exposures"]) == sorted(train) and saved["base_noise"] == base_noise:
+            survey_noise = float(saved["survey_noise"])
+            return NoiseScale(base_noise=base_noise, survey_noise=survey_noise,
+                              factor=survey_noise / base_noise if config.rescale_noise else 1.0,
+                              by_band=saved["by_band"], exposures=saved["exposures"])
+    noise = measure_noise_scale(train, base_noise, rescale=config.rescale_noise)
+    _write_json(path, noise.to_dict())
+    log.info("adapt: pixel noise of the training exposures %.4g e-/s (median; by band %s), base model's %.4g e-/s: "
+             "normalisation and flux prior x %.4g", noise.survey_noise,
+             ", ".join(f"{b} {v:.4g}" for b, v in noise.by_band.items()), base_noise, noise.factor)
+    return noise
+
+
+def _candidate_prior(base, noise: NoiseScale):
+    """The candidate's reference prior: the base model's (or the shipped one) times the noise factor."""
     from lumos_ops.flux_prior import REFERENCE_PRIOR
+
+    prior = base.flux_prior or REFERENCE_PRIOR
+    return prior if noise.factor == 1.0 else prior.scaled(noise.factor)
+
+
+def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig,
+                        noise: NoiseScale) -> Path:
     from lumos_ops.sim import TeahupooConfig, generate_training_set
     from lumos_ops.survey import current_survey
 
-    prior = base.flux_prior or REFERENCE_PRIOR
+    prior = _candidate_prior(base, noise)
     ts_config = TeahupooConfig(
         n_stamps=config.n_stamps, stamp_size=base.net.config.stamp_size, seed=config.seed + 1,
         split_fractions=(1.0 - config.val_fraction, config.val_fraction, 0.0), flux_source="reference_prior",
@@ -314,7 +440,7 @@ def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base
     return set_dir
 
 
-def _pairs(train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -> tuple[Any, np.ndarray, np.ndarray, str]:
+def _pairs(train: list[str], catalog: pd.DataFrame, base, norm, config: AdaptConfig) -> tuple[Any, np.ndarray, np.ndarray, str]:
     """Observations, pair indices, calibration factors and a note on the eq. (11) pairs of the training exposures."""
     from lumos_ops.lumos.coadd import njy_factor
     from lumos_ops.lumos.pairs import collect_observations, make_pairs
@@ -323,7 +449,7 @@ def _pairs(train: list[str], catalog: pd.DataFrame, base, config: AdaptConfig) -
     if config.pair_weight == 0:
         return None, empty, np.zeros(0), "pair term disabled (pair_weight 0)"
     try:
-        obs = collect_observations(train, catalog, base.normalization, stamp_size=base.net.config.stamp_size,
+        obs = collect_observations(train, catalog, norm, stamp_size=base.net.config.stamp_size,
                                    default_zero_point=config.default_zero_point)
     except LumosValueError as exc:
         return None, empty, np.zeros(0), f"no pairs: {exc}"
@@ -348,8 +474,11 @@ def _pair_loss(net, obs, pairs: np.ndarray, factor: np.ndarray, device, likeliho
 
 
 def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.DataFrame, base,
-                    config: AdaptConfig, survey=None) -> tuple[Path, str, dict[str, Any]]:
+                    config: AdaptConfig, noise: NoiseScale, survey=None) -> tuple[Path, str, dict[str, Any]]:
     """Fine-tune ``base`` on the training set (resumable); returns the checkpoint path, its SHA-256 and the history.
+
+    The network starts from the base model's weights with the normalisation rescaled by ``noise``
+    (:meth:`NoiseScale.normalization`); the training set's prior is the candidate's.
 
     With a ``survey`` whose bands or epochs differ from the base model's, the network first gets
     that survey's band x epoch embedding (:func:`lumos_ops.lumos.band_embedding.survey_embedding`)
@@ -374,7 +503,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     loaded = load_checkpoint(base.path, device=device)
-    net, norm = loaded.net, loaded.normalization
+    net, norm = loaded.net, noise.normalization(loaded.normalization)
     ts = TrainingSet(set_dir)
     survey_meta: dict[str, Any] = {}
     if survey is not None:
@@ -398,7 +527,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
-    obs, pairs, factor, pair_note = _pairs(train, catalog, loaded, config)
+    obs, pairs, factor, pair_note = _pairs(train, catalog, loaded, norm, config)
     if survey_meta and obs is not None:
         obs, pair_note = None, f"{pair_note}; not used: the observations' rows are not remapped to a new embedding"
     state_path = work / "train_state.pt"
@@ -423,6 +552,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         "trained_band_epochs": trained_rows,
         "flux_prior": prior.to_dict() if prior is not None else loaded.metadata.get("flux_prior"),
         "truncation_imag": None,
+        "pixel_noise": noise.to_dict(),
         "adapt": {"base_model": loaded.path, "base_sha256": loaded.sha256, "training_set": str(set_dir.resolve()),
                   "train_exposures": train, "n_train": int(train_ids.size), "n_val": int(val_ids.size),
                   "pairs": pair_note, "config": config.to_dict()},
@@ -587,13 +717,14 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     started = time.perf_counter()
     train, held = _stage_split(out, paths, config)
     base = load_checkpoint(base_model, device="cpu")
-    set_dir = _stage_training_set(out, train, catalog, base, config)
-    model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, survey)
+    noise = _stage_noise(out, train, base, config)
+    set_dir = _stage_training_set(out, train, catalog, base, config, noise)
+    model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
     report = adapt_report(table)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
-                       "training": info, "config": config.to_dict(),
+                       "pixel_noise": noise.to_dict(), "training": info, "config": config.to_dict(),
                        "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
