@@ -19,7 +19,9 @@ a jackknife error over 45 px blocks of annulus centres (the annuli overlap, so t
 fully independent: read it as a rough error). ``box bias`` is the bias against a larger-region
 truth, the sky mean over the whole 93 x 93 px box around the annulus. ``used`` is the mean
 fraction of annulus pixels the estimator averages, ``incomplete`` the fraction of annuli it flags
-(ANNULUS_INCOMPLETE). The ``sky only`` rows run estimators on the sky pixels alone (sources
+(ANNULUS_INCOMPLETE). ``masked_mean`` runs twice: with the sources detected in each cutout
+(``annulus_background`` alone) and with those detected once on the whole frame, as the pipeline
+runs it (``lumos_ops.photometry.frame_sources``). The ``sky only`` rows run estimators on the sky pixels alone (sources
 blanked by the truth mask): what is left is the effect of the skewness of the sky noise.
 ``mean-median`` is the sky's mean minus median, over the frame and averaged over the annuli
 (local, free of gradients); ``skew`` the skewness of the frame's sky pixels.
@@ -41,14 +43,19 @@ from scipy import ndimage
 
 from lumos_ops.constants import ANNULUS_RADII
 from lumos_ops.photometry.background import annulus_background
+from lumos_ops.photometry.frame_sources import detect_frame_sources
 
 FRAMES: tuple[str, ...] = ("sep_image.fits", "sdss_g.fits.bz2", "sdss_r.fits.bz2", "sdss_i.fits.bz2")
 CONFIGS: tuple[tuple[str, str, float | None], ...] = (
     ("plain mean (no clip)", "clipped_mean", 1e6),
     ("median_clip 3 sigma (old)", "median_clip", None),
     ("clipped_mean 5 sigma", "clipped_mean", None),
-    ("masked_mean (new default)", "masked_mean", None),
+    ("masked_mean (cutout detection)", "masked_mean", None),
+    ("masked_mean (frame detection)", "masked_mean", None),
 )
+FRAME_DETECTION = "masked_mean (frame detection)"
+"""The pipeline's configuration: sources detected once on the whole frame
+(``lumos_ops.photometry.frame_sources``), their mask cut like the annuli."""
 SKY_CONFIGS: tuple[tuple[str, str, float | None], ...] = (
     ("sky only: median_clip (old)", "median_clip", None),
     ("sky only: clipped_mean 6 sig", "clipped_mean", 6.0),
@@ -64,6 +71,7 @@ class Frame:
     image: np.ndarray
     detected: np.ndarray
     sky: np.ndarray
+    frame_mask: np.ndarray
     noise: float
     mean_minus_median: float
     skew: float
@@ -81,7 +89,8 @@ def load_frame(path: Path, *, detect_sigma: float, grow: int) -> Frame:
     pixels = image[sky]
     noise = float(pixels.std())
     skew = float(np.mean((pixels - pixels.mean()) ** 3) / noise**3)
-    return Frame(path.name, image, detected, sky, noise, float(pixels.mean() - np.median(pixels)), skew)
+    frame_mask = detect_frame_sources(image).mask
+    return Frame(path.name, image, detected, sky, frame_mask, noise, float(pixels.mean() - np.median(pixels)), skew)
 
 
 def detect_sources(image: np.ndarray, *, detect_sigma: float, mesh: int = 32, min_area: int = 10) -> np.ndarray:
@@ -148,7 +157,9 @@ def measure(frame: Frame, x: np.ndarray, y: np.ndarray) -> dict[str, object]:
     sky_cutouts = np.where(sky, cutouts, np.nan)
     for label, estimator, sigma in CONFIGS + SKY_CONFIGS:
         data = sky_cutouts if (label, estimator, sigma) in SKY_CONFIGS else cutouts
-        bg = annulus_background(data, dx, dy, estimator=estimator, sigma=sigma)  # type: ignore[arg-type]
+        source_mask = frame.frame_mask[rows, cols] if label == FRAME_DETECTION else None
+        bg = annulus_background(data, dx, dy, estimator=estimator, sigma=sigma,  # type: ignore[arg-type]
+                                source_mask=source_mask)
         result[label] = (
             jackknife(bg.mean[good] - truth[good], block[good]),
             jackknife(bg.mean[good] - truth_box[good], block[good]),

@@ -8,7 +8,7 @@ import numpy as np
 
 from lumos_ops.constants import STAMP_SIZE
 
-__all__ = ["Stamps", "cut_stamps"]
+__all__ = ["Stamps", "cut_mask", "cut_stamps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,3 +106,29 @@ def cut_stamps(image: np.ndarray, x: np.ndarray, y: np.ndarray, *, size: int = S
         off_chip_fraction=1.0 - on_chip / float(size * size),
         on_image=on_image,
     )
+
+
+def cut_mask(mask: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+    """``size x size`` windows of a boolean image whose pixel [0, 0] is at (``x0``, ``y0``).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (ny, nx)
+        The image (e.g. a frame's source pixels).
+    x0, y0 : ndarray of int, shape (n,)
+        Image column and row of each window's pixel [0, 0] (``Stamps.x0``, ``Stamps.y0``).
+    size : int
+        Window side (pixels).
+
+    Returns
+    -------
+    ndarray of bool, shape (n, size, size)
+        False beyond the image.
+    """
+    ny, nx = mask.shape
+    padded = np.zeros((ny + 2 * size, nx + 2 * size), dtype=bool)
+    padded[size : size + ny, size : size + nx] = mask
+    x0 = np.clip(np.asarray(x0, dtype=np.int64), -size, nx) + size
+    y0 = np.clip(np.asarray(y0, dtype=np.int64), -size, ny) + size
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))
+    return windows[y0, x0]

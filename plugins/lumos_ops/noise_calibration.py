@@ -13,11 +13,12 @@ For an exposure and its methods, :func:`calibrate_noise`
 
 1. chooses up to ``n_positions`` (default 200) blank-sky positions (:func:`blank_sky_positions`):
    at least ``clearance`` px (the reach ``FWHM + 3 r50`` of the catalogue's median target, >= 5 px)
-   from the frame's detected sources (:func:`detect_sources`: a PSF-matched detection at 4 sigma
-   of the smoothed image, which noise alone almost never triggers, so the positions are not
-   selected on the noise they will measure), at least ``clearance`` plus its own reach from every
-   catalogue target, half a stamp inside the CCD and ``clearance`` apart; a seeded RNG makes them
-   reproducible, and small or crowded frames get fewer;
+   from the frame's detected sources grown by the FWHM (the detection the targets' background
+   masks, :func:`lumos_ops.photometry.frame_sources.frame_sources`, made once per frame: 4 sigma
+   of the image smoothed by a Gaussian of 2 px in groups of >= 5 pixels, which noise alone almost
+   never triggers, so the positions are not selected on the noise they will measure), at least
+   ``clearance`` plus its own reach from every catalogue target, half a stamp inside the CCD and
+   ``clearance`` apart; a seeded RNG makes them reproducible, and small or crowded frames get fewer;
 2. gives each position the shape (``r50``, ``sersic_n``, ``q``, ``pa``, ``i_auto``) of a catalogue
    row drawn at random, so that apertures, weights and stamps have the targets' sizes;
 3. measures these zero-flux pseudo-targets with the method instances of the run
@@ -359,6 +360,16 @@ def detect_sources(
     if radius > 0 and mask.any():
         mask = _dilate_disc(mask, radius)
     return mask
+
+
+def _frame_detections(exposure: Exposure) -> np.ndarray:
+    """The sources the targets' background leaves out (one detection per frame,
+    :func:`lumos_ops.photometry.frame_sources.frame_sources`) and the NaN pixels, grown by the FWHM."""
+    from lumos_ops.photometry.frame_sources import frame_sources
+
+    mask = frame_sources(exposure.data).detected | ~np.isfinite(exposure.data)
+    radius = float(exposure.psf_fwhm) / exposure.pixel_scale
+    return _dilate_disc(mask, radius) if radius > 0 and mask.any() else mask
 
 
 # ----------------------------------------------------------------------------------- positions
@@ -751,7 +762,8 @@ def calibrate_noise(
     scale = exposure.pixel_scale
     clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / scale, scale)[0]), 5.0)
     bx, by = blank_sky_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
-                                 margin=stamp_size // 2, seed=seed, clearance=clearance)
+                                 margin=stamp_size // 2, seed=seed, clearance=clearance,
+                                 mask=_frame_detections(exposure))
     frames = measure_blank_sky(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
                                seed=seed)
     result: dict[str, NoiseCalibration] = {}

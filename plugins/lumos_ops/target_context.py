@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from lumos_ops.cutouts import Stamps, cut_stamps
+from lumos_ops.cutouts import Stamps, cut_mask, cut_stamps
 from lumos_ops.io.exposure import Exposure
 
 if TYPE_CHECKING:
@@ -92,8 +92,10 @@ class TargetContext:
     def photometry_inputs(self) -> PhotometryInputs:
         """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.
 
-        Computed once per context and shared by the classical methods.
+        Computed once per context and shared by the classical methods. The sources the background
+        leaves out are detected once per frame (``lumos_ops.photometry.frame_sources``).
         """
+        from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
 
         size = wide_stamp_size(self.stamps.size)
@@ -114,4 +116,5 @@ class TargetContext:
             on_chip=on_chip,
             saturate=self.exposure.saturate,
             measurable=self.on_image,
+            source_mask=cut_mask(frame_sources(self.exposure.data).mask, wide.x0, wide.y0, size),
         )

@@ -61,7 +61,9 @@ __all__ = [
     "annulus_background",
     "annulus_pixel_count",
     "clipped_mean",
+    "grow_octagon",
     "sorted_median_and_mad",
+    "white_smoothing_gain",
 ]
 
 BackgroundEstimator = Literal["masked_mean", "clipped_mean", "median_clip"]
@@ -194,38 +196,90 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
 
 
 def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`clipped_mean`, with the mean of the kept pixels, the sum of their squared deviations
-    from it (the numbers the last pass computed) and the rows that had a pass to compute them."""
-    finite = np.isfinite(values)
-    centre, scale = _robust_centre_and_scale(values)
-    squares = np.zeros(values.shape[0])
-    updated = np.zeros(values.shape[0], dtype=bool)
-    kept = finite.copy()
+    """:func:`clipped_mean` on sorted rows: the kept pixels, their count, mean and sum of squared
+    deviations from that mean.
+
+    Every pass keeps the finite pixels with ``|v - c| <= limit``, a contiguous run of the sorted
+    row, so each row is sorted once and the passes move the two ends of its run by binary search;
+    the means and squared deviations of the runs come from prefix sums of the sorted values. The
+    kept pixels are those of the pass-by-pass iteration on the values themselves; infinite values
+    are ignored like NaN.
+    """
+    values = np.where(np.isinf(values), np.nan, values) if np.isinf(values).any() else values
+    n, m = values.shape
+    if m == 0:
+        return np.zeros((n, 0), dtype=bool), np.zeros(n, dtype=np.int64), np.full(n, np.nan), np.zeros(n)
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = np.isfinite(values).sum(axis=1)
+    row = np.arange(n)
+    last = max(m - 1, 0)
+    centre, mad = sorted_median_and_mad(ordered, np.zeros_like(count), count)
+    centre = centre.astype(np.float64)
+    # Prefix sums of the values about the row's median (small numbers: no cancellation); the NaN
+    # after the finite values only reach prefix sums beyond them, which no run uses.
+    shift = np.where(count > 0, centre, 0.0)
+    deviation = ordered - shift[:, None]
+    sums = np.zeros((n, m + 1))
+    squares_sum = np.zeros((n, m + 1))
+    np.cumsum(deviation, axis=1, out=sums[:, 1:])
+    np.cumsum(deviation * deviation, axis=1, out=squares_sum[:, 1:])
+
+    def run_stats(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        used = hi - lo
+        first = (sums[rows, hi] - sums[rows, lo]) / np.maximum(used, 1)
+        sq = np.maximum(squares_sum[rows, hi] - squares_sum[rows, lo] - used * first * first, 0.0)
+        return shift[rows] + first, sq, used
+
+    scale = _MAD_TO_SIGMA * mad.astype(np.float64)
+    flat = np.flatnonzero(~(scale > 0))
+    if flat.size:  # quantised pixels (MAD = 0): the standard deviation of the finite values
+        _, sq, used = run_stats(flat, np.zeros(flat.size, dtype=np.int64), count[flat])
+        scale[flat] = np.sqrt(sq / np.maximum(used - 1, 1))
+    lo = np.zeros(n, dtype=np.int64)
+    hi = count.astype(np.int64)
     truncation = np.sqrt(_truncated_normal_variance(sigma))
     tolerance = 16.0 * np.finfo(np.float64).eps
     # A row whose kept pixels did not change on a pass after the first has its centre and scale
     # computed from those very pixels: every later pass leaves it as it is, so only the rows that
     # changed are carried on (each row's passes are those of the whole-array iteration).
-    active = np.arange(values.shape[0])
+    active = row
     for iteration in range(maxiters):
-        rows = values[active]
+        c = centre[active]
         # The tolerance keeps every pixel of a flat row, whatever the rounding of its mean.
-        limit = sigma * scale[active] + tolerance * np.abs(centre[active])
+        limit = sigma * scale[active] + tolerance * np.abs(c)
+        r = row[active]
         with np.errstate(invalid="ignore"):
-            new = finite[active] & (np.abs(rows - centre[active, None]) <= limit[:, None])
-        changed = (new != kept[active]).any(axis=1)
+            # first kept: the first finite value not below the window
+            a, b = np.zeros(active.size, dtype=np.int64), count[active].astype(np.int64)
+            while (open_ := a < b).any():
+                mid = (a + b) // 2
+                v = ordered[r, np.minimum(mid, last)]
+                drop = open_ & (v < c) & ~(np.abs(v - c) <= limit)
+                a, b = np.where(drop, mid + 1, a), np.where(open_ & ~drop, mid, b)
+            new_lo = a
+            # end of the run: the first finite value above the window
+            a, b = new_lo.copy(), count[active].astype(np.int64)
+            while (open_ := a < b).any():
+                mid = (a + b) // 2
+                v = ordered[r, np.minimum(mid, last)]
+                keep = open_ & ~((v > c) & ~(np.abs(v - c) <= limit))
+                a, b = np.where(keep, mid + 1, a), np.where(open_ & ~keep, mid, b)
+            new_hi = np.maximum(a, new_lo)
+        changed = (new_lo != lo[active]) | (new_hi != hi[active])
         if not changed.any():
             break
         if iteration > 0:  # the first pass replaces the robust start of every row
-            active, rows, new = active[changed], rows[changed], new[changed]
-        kept[active] = new
-        mean = np.where(new.any(axis=1), _row_mean(rows, new), centre[active])
-        centre[active] = mean
-        sq, used = _row_squares(rows, new, mean)
-        squares[active] = sq
-        updated[active] = True
+            active, new_lo, new_hi = active[changed], new_lo[changed], new_hi[changed]
+        lo[active], hi[active] = new_lo, new_hi
+        mean, sq, used = run_stats(active, new_lo, new_hi)
+        centre[active] = np.where(used > 0, mean, centre[active])
         scale[active] = np.sqrt(sq / np.maximum(used - 1, 1)) / truncation
-    return kept, centre, squares, updated
+    mean, sq, used = run_stats(row, lo, hi)
+    with np.errstate(invalid="ignore"):
+        low = ordered[row, np.minimum(lo, last)][:, None]
+        high = ordered[row, np.clip(hi - 1, 0, last)][:, None]
+        kept = (used > 0)[:, None] & (values >= low) & (values <= high)
+    return kept, used, mean, sq
 
 
 def _robust_centre_and_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -395,6 +449,14 @@ def _grow_packed(packed: np.ndarray, radius: int) -> np.ndarray:
     return grown
 
 
+def grow_octagon(mask: np.ndarray, radius: int) -> np.ndarray:
+    """A 2-D ``mask`` dilated by the octagon of :func:`_grow` (``radius`` px), zeros beyond its edges."""
+    mask = np.asarray(mask, dtype=bool)
+    if radius <= 0:
+        return mask.copy()
+    return _grow_packed(mask[None], radius)[0]
+
+
 def _pack_planes(flat_index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``np.packbits(mask, axis=0)`` of the (n, S, S) mask that is True at the (distinct) ``flat_index``."""
     n, plane = shape[0], int(np.prod(shape[1:]))
@@ -410,7 +472,7 @@ def _unpack_planes(packed: np.ndarray, n: int) -> np.ndarray:
     return np.unpackbits(packed, axis=0, count=n).view(bool)
 
 
-def _white_smoothing_gain() -> float:
+def white_smoothing_gain() -> float:
     """Standard deviation of white unit-variance noise after the detection smoothing."""
     size = 8 * int(np.ceil(DETECT_SMOOTH_PX)) + 1
     delta = np.zeros((size, size))
@@ -468,7 +530,7 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
     # row and column) measures its level and noise as well as all of them, four times faster.
     sample = (rows % 2 == 0) & (cols % 2 == 0)
     smooth_sample = np.where(np.isfinite(values[:, sample]), smooth[:, rows[sample], cols[sample]], np.nan)
-    floor = pixel_noise * _white_smoothing_gain()
+    floor = pixel_noise * white_smoothing_gain()
     sources = np.zeros(values.shape, dtype=bool)
     for _ in range(DETECT_PASSES):
         median, smooth_noise = _robust_centre_and_scale(np.where(sources[:, sample], np.nan, smooth_sample))
@@ -496,6 +558,7 @@ def annulus_background(
     estimator: BackgroundEstimator = "masked_mean",
     sigma: float | None = None,
     maxiters: int | None = None,
+    source_mask: np.ndarray | None = None,
 ) -> AnnulusBackground:
     """Mean and variance of the sky pixels in an annulus centred on each target.
 
@@ -522,6 +585,10 @@ def annulus_background(
     maxiters : int or None, keyword-only
         Most clipping iterations; None: 10 for ``"masked_mean"`` and ``"clipped_mean"``, 5 for
         ``"median_clip"``.
+    source_mask : ndarray of bool, shape (n, S, S), or None, keyword-only
+        For ``"masked_mean"``: the pixels of sources detected on the whole frame
+        (:func:`lumos_ops.photometry.frame_sources.frame_sources`, cut like ``cutouts``), left out
+        instead of detecting sources in each cutout. None: detect them in the cutouts.
 
     Returns
     -------
@@ -559,29 +626,32 @@ def annulus_background(
     rows, cols = centre + oy, centre + ox
     inside_grid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
     rows, cols = rows[inside_grid], cols[inside_grid]
-    values = cutouts[:, rows, cols].astype(np.float64)
+    # float32 cutouts stay float32 (exact); sums are accumulated in float64
+    values = cutouts[:, rows, cols]
+    if values.dtype != np.float32:
+        values = values.astype(np.float64)
     values[~in_annulus[:, inside_grid]] = np.nan
     if estimator == "median_clip":
+        values = values.astype(np.float64)
         kept = _median_clip(values, sigma=sigma, maxiters=maxiters)
-        mean, sq, updated = np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
+        n_used = kept.sum(axis=1)
+        mean = _row_mean(values, kept)
+        sq = _row_squares(values, kept, mean)[0]
     else:
         if estimator == "masked_mean":
             finite = np.isfinite(values)
-            sources = _annulus_sources(cutouts, values, rows, cols) & finite
+            if source_mask is not None:
+                if source_mask.shape != cutouts.shape:
+                    raise LumosValueError(f"source_mask must have the shape of cutouts {cutouts.shape}, got {source_mask.shape}")
+                sources = source_mask[:, rows, cols] & finite
+            else:
+                sources = _annulus_sources(cutouts, values.astype(np.float64), rows, cols) & finite
             # An annulus (nearly) covered by sources keeps its clipped mean, not an empty one.
             enough = (finite & ~sources).sum(axis=1) >= MIN_SKY_FRACTION * finite.sum(axis=1)
             sources &= enough[:, None]
             n_masked = sources.sum(axis=1)
             values[sources] = np.nan
-        kept, mean, sq, updated = _clip(values, sigma, maxiters)
-    n_used = kept.sum(axis=1)
-    # The clip's last pass computed the mean and squared deviations of the kept pixels of the rows
-    # it updated; the others (kept pixels never changed) get them here, with the same formulas.
-    redo = np.flatnonzero(~updated)
-    if redo.size:
-        rows_redo, kept_redo = values[redo], kept[redo]
-        mean[redo] = _row_mean(rows_redo, kept_redo)
-        sq[redo] = _row_squares(rows_redo, kept_redo, mean[redo])[0]
+        _, n_used, mean, sq = _clip(values, sigma, maxiters)
     variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
     mean = np.where(n_used > 0, mean, np.nan)
     variance = np.where(n_used > 1, variance, np.nan)

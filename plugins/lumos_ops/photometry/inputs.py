@@ -68,6 +68,10 @@ class PhotometryInputs:
         Saturation level (e-/s per pixel); ``inf`` when unknown.
     measurable : ndarray of bool, shape (n,)
         False for targets whose centre is off the image: their flux is NaN.
+    source_mask : ndarray of bool, shape (n, S, S), or None
+        Pixels of sources detected on the whole frame
+        (:func:`lumos_ops.photometry.frame_sources.frame_sources`), which the background leaves
+        out of the annulus; None: sources are detected in each cutout instead.
     """
 
     data: np.ndarray
@@ -80,6 +84,7 @@ class PhotometryInputs:
     on_chip: np.ndarray | None
     saturate: np.ndarray
     measurable: np.ndarray
+    source_mask: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -95,6 +100,7 @@ class PhotometryInputs:
         on_chip: np.ndarray | None = None,
         saturate: np.ndarray | float | None = None,
         measurable: np.ndarray | None = None,
+        source_mask: np.ndarray | None = None,
     ) -> PhotometryInputs:
         """Validate and broadcast arrays (see the class attributes for shapes and units)."""
         data = np.asarray(data, dtype=np.float32)
@@ -122,6 +128,10 @@ class PhotometryInputs:
             on_chip = np.asarray(on_chip, dtype=bool)
             if on_chip.shape != data.shape:
                 raise LumosValueError(f"on_chip must have the shape of data {data.shape}, got {on_chip.shape}")
+        if source_mask is not None:
+            source_mask = np.asarray(source_mask, dtype=bool)
+            if source_mask.shape != data.shape:
+                raise LumosValueError(f"source_mask must have the shape of data {data.shape}, got {source_mask.shape}")
         measurable_v = np.ones(n, dtype=bool) if measurable is None else np.asarray(measurable, dtype=bool)
         if measurable_v.shape != (n,):
             raise LumosValueError(f"measurable must have shape ({n},), got {measurable_v.shape}")
@@ -136,6 +146,7 @@ class PhotometryInputs:
             on_chip=on_chip,
             saturate=vector("saturate", saturate, np.inf),
             measurable=measurable_v,
+            source_mask=source_mask,
         )
 
     @property
@@ -150,8 +161,8 @@ class PhotometryInputs:
 
     @functools.cached_property
     def background(self) -> AnnulusBackground:
-        """PAUS background: sigma-clipped annulus of 30-45 px around each target (computed once)."""
-        return annulus_background(self.data, self.dx, self.dy)
+        """PAUS background: source-masked, clipped mean of the 30-45 px annulus around each target (computed once)."""
+        return annulus_background(self.data, self.dx, self.dy, source_mask=self.source_mask)
 
     def take(self, index: np.ndarray | slice) -> PhotometryInputs:
         """The inputs of a subset of the targets (a chunk); shares the background if computed."""
@@ -166,6 +177,7 @@ class PhotometryInputs:
             on_chip=None if self.on_chip is None else self.on_chip[index],
             saturate=self.saturate[index],
             measurable=self.measurable[index],
+            source_mask=None if self.source_mask is None else self.source_mask[index],
         )
         if "background" in self.__dict__:
             sub.__dict__["background"] = self.background.take(index)

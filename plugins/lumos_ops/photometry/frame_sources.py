@@ -1,0 +1,198 @@
+"""Sources detected once on a whole frame: the pixels the annulus background leaves out.
+
+The ``"masked_mean"`` background (:mod:`lumos_ops.photometry.background`) leaves the pixels of
+detected sources out of each target's annulus. Detecting them in every 94 px cutout repeats the
+work where cutouts overlap (2,500 of them hold 2.7 times the pixels of a 4096 x 2048 CCD), so a
+frame is searched once, with the same recipe (:func:`detect_frame_sources`): the frame smoothed by
+a Gaussian of :data:`~lumos_ops.photometry.background.DETECT_SMOOTH_PX`, pixels above the local
+level of the smoothed sky by :data:`~lumos_ops.photometry.background.DETECT_SIGMA` times its local
+robust noise (no less than the white-noise value of the pixel noise), groups of at least
+:data:`~lumos_ops.photometry.background.DETECT_MIN_AREA` 4-connected pixels, grown by
+:data:`~lumos_ops.photometry.background.DETECT_GROW_PX` (an octagon), in
+:data:`~lumos_ops.photometry.background.DETECT_PASSES` passes, each after the first measuring the
+level and noise without the sources already found. "Local" is per block of ``box`` px (median
+and 1.4826 MAD), bilinearly interpolated between block centres, where the cutout recipe used the
+annulus of each target. The blank-sky error calibration (:mod:`lumos_ops.noise_calibration`)
+chooses its positions away from the same detections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import numpy as np
+from scipy import ndimage
+
+from lumos_ops.photometry.background import (
+    DETECT_GROW_PX,
+    DETECT_MIN_AREA,
+    DETECT_PASSES,
+    DETECT_SIGMA,
+    DETECT_SMOOTH_PX,
+    grow_octagon,
+    sorted_median_and_mad,
+    white_smoothing_gain,
+)
+
+__all__ = ["FrameSources", "detect_frame_sources", "frame_sources"]
+
+BLOCK_PX: int = 64
+"""Side (pixels) of the blocks whose median and MAD give the local level and noise."""
+
+_MAD_TO_SIGMA = 1.482602218505602
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSources:
+    """Detected sources of one frame.
+
+    Attributes
+    ----------
+    detected : ndarray of bool, shape (ny, nx)
+        Pixels of the detected sources, not grown (NaN pixels are not in it).
+    mask : ndarray of bool, shape (ny, nx)
+        ``detected`` grown by :data:`~lumos_ops.photometry.background.DETECT_GROW_PX` px: what the
+        annulus background leaves out.
+    """
+
+    detected: np.ndarray
+    mask: np.ndarray
+
+
+def _block_index(n: int, box: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Block of each of ``n`` positions (blocks of ``n // count`` px, the last one taking the rest),
+    the position inside it, the number of blocks and the longest block."""
+    count = max(n // box, 1)
+    step = n // count
+    block = np.minimum(np.arange(n) // step, count - 1)
+    return block, np.arange(n) - block * step, count, n - (count - 1) * step
+
+
+def _block_centres(n: int, box: int) -> np.ndarray:
+    block, _, count, _ = _block_index(n, box)
+    return np.array([np.flatnonzero(block == b).mean() for b in range(count)])
+
+
+def _block_median_mad(values: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD of the finite values of each ``box`` x ``box`` block of ``values`` (ny, nx)."""
+    ny, nx = values.shape
+    brow, irow, by, hy = _block_index(ny, box)
+    bcol, icol, bx, hx = _block_index(nx, box)
+    rows = np.full((by * bx, hy * hx), np.nan, dtype=values.dtype)
+    target = (brow[:, None] * bx + bcol[None, :], irow[:, None] * hx + icol[None, :])
+    rows[target] = values
+    ordered = np.sort(rows, axis=1)
+    count = np.isfinite(rows).sum(axis=1)
+    median, mad = sorted_median_and_mad(ordered, np.zeros_like(count), count)
+    return median.reshape(by, bx).astype(np.float64), mad.reshape(by, bx).astype(np.float64)
+
+
+def _interpolate(grid: np.ndarray, shape: tuple[int, int], centres: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Bilinear interpolation of block values ``grid`` (by, bx) between the block centres (pixels),
+    held constant beyond the outer centres; float32 (ny, nx)."""
+    ny, nx = shape
+    by, bx = grid.shape
+    iy = np.interp(np.arange(ny), centres[0], np.arange(by))
+    ix = np.interp(np.arange(nx), centres[1], np.arange(bx))
+    y0 = np.minimum(np.floor(iy).astype(np.int64), by - 1)
+    x0 = np.minimum(np.floor(ix).astype(np.int64), bx - 1)
+    x1 = np.minimum(x0 + 1, bx - 1)
+    tx = (ix - x0).astype(np.float32)
+    g = grid.astype(np.float32)
+    along_x = g[:, x0] + (g[:, x1] - g[:, x0]) * tx  # (by, nx)
+    step = np.diff(along_x, axis=0, append=along_x[-1:])  # to the next block row (0 after the last)
+    ty = (iy - y0).astype(np.float32)[:, None]
+    out = step[y0]
+    out *= ty
+    out += along_x[y0]
+    return out
+
+
+def _fill(grid: np.ndarray) -> np.ndarray:
+    """Blocks without a finite value take the median of the others (0 when none has one)."""
+    good = np.isfinite(grid)
+    return np.where(good, grid, np.median(grid[good]) if good.any() else 0.0)
+
+
+def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int = 2) -> FrameSources:
+    """Detect the sources of a whole frame (module docstring).
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Pixel values (e-/s per pixel); NaN pixels are ignored (a pixel with less than half of the
+        smoothing kernel's weight on finite pixels is not tested).
+    box : int, keyword-only
+        Side (pixels) of the blocks of the local level and noise.
+    sample : int, keyword-only
+        The block statistics use every ``sample``-th row and column (the smoothed image is
+        correlated over a few pixels, so they are as precise, ``sample**2`` times faster).
+
+    Returns
+    -------
+    FrameSources
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"data must be 2-D, got shape {data.shape}")
+    finite = np.isfinite(data)
+    ny, nx = data.shape
+    empty = np.zeros(data.shape, dtype=bool)
+    if not finite.any():
+        return FrameSources(detected=empty, mask=empty.copy())
+    # The median only keeps float32 rounding small: normalised smoothing shifts by a constant.
+    complete = bool(finite.all())
+    offset = np.float32(np.median(data[finite][:: max(1, int(finite.sum()) // 100_000)]))
+    excess = data - offset
+    if not complete:
+        excess[~finite] = 0.0
+    smooth = ndimage.gaussian_filter(excess, DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
+    if complete:  # the kernel weight on the frame is separable
+        ones_y = ndimage.gaussian_filter1d(np.ones(ny, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
+        ones_x = ndimage.gaussian_filter1d(np.ones(nx, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
+        weight = ones_y[:, None] * ones_x[None, :]
+    else:
+        weight = ndimage.gaussian_filter(finite.astype(np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smooth /= weight
+    smooth[weight < 0.5] = np.nan
+    del weight
+    step = slice(None, None, sample)
+    sub_box = max(box // sample, 1)
+    sub_shape = smooth[step, step].shape
+    centres = (_block_centres(sub_shape[0], sub_box) * sample, _block_centres(sub_shape[1], sub_box) * sample)
+    raw = excess[step, step].copy()
+    raw[~finite[step, step]] = np.nan
+    _, pixel_mad = _block_median_mad(raw, sub_box)
+    floor = _fill(_MAD_TO_SIGMA * pixel_mad) * white_smoothing_gain()
+    detected, mask = empty, empty
+    for _ in range(DETECT_PASSES):
+        level, mad = _block_median_mad(np.where(mask[step, step], np.float32(np.nan), smooth[step, step]), sub_box)
+        threshold = _fill(level) + DETECT_SIGMA * np.fmax(_fill(_MAD_TO_SIGMA * mad), floor)
+        with np.errstate(invalid="ignore"):
+            above = smooth > _interpolate(threshold, (ny, nx), centres)
+        labels, count = ndimage.label(above)
+        where = np.flatnonzero(above)
+        label_of = labels.ravel()[where]
+        area = np.bincount(label_of, minlength=count + 1)
+        detected = np.zeros(data.shape, dtype=bool)
+        detected.ravel()[where[area[label_of] >= DETECT_MIN_AREA]] = True
+        mask = grow_octagon(detected, DETECT_GROW_PX)
+    return FrameSources(detected=detected, mask=mask)
+
+
+_LAST: list[tuple[weakref.ref, FrameSources]] = []
+
+
+def frame_sources(data: np.ndarray) -> FrameSources:
+    """:func:`detect_frame_sources` of ``data``, kept for the last frame asked for.
+
+    The targets' background and the blank-sky calibration of one exposure both ask for it (the
+    same array object), so the frame is searched once.
+    """
+    if _LAST and _LAST[0][0]() is data:
+        return _LAST[0][1]
+    result = detect_frame_sources(data)
+    _LAST[:] = [(weakref.ref(data), result)]
+    return result

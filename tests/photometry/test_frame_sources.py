@@ -1,0 +1,80 @@
+"""Sources detected once per frame and the annulus background that leaves them out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lumos_ops.cutouts import cut_mask, cut_stamps
+from lumos_ops.photometry.background import annulus_background
+from lumos_ops.photometry.frame_sources import detect_frame_sources, frame_sources
+
+SHAPE = (512, 640)
+
+
+def _sky_with_galaxies(seed: int, *, n_gal: int = 60, gradient: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gamma sky (mean 10, rms 1, skewness 1) with exponential galaxies; returns image, x, y."""
+    rng = np.random.default_rng(seed)
+    ny, nx = SHAPE
+    image = rng.gamma(4.0, 0.5, SHAPE) + 8.0 + gradient * np.arange(nx)[None, :] / nx
+    x, y = rng.uniform(0, nx, n_gal), rng.uniform(0, ny, n_gal)
+    yy, xx = np.mgrid[:ny, :nx]
+    for xc, yc, peak in zip(x, y, rng.uniform(5.0, 40.0, n_gal)):
+        box = (slice(max(int(yc) - 40, 0), int(yc) + 41), slice(max(int(xc) - 40, 0), int(xc) + 41))
+        image[box] += peak * np.exp(-np.hypot(xx[box] - xc, yy[box] - yc) / 2.0)
+    return image.astype(np.float32), x, y
+
+
+def test_pure_noise_has_almost_no_detections() -> None:
+    rng = np.random.default_rng(3)
+    image = (rng.gamma(4.0, 0.5, SHAPE) + 100.0).astype(np.float32)
+    sources = detect_frame_sources(image)
+    assert sources.detected.mean() < 1e-3
+    assert sources.mask.sum() >= sources.detected.sum()
+
+
+def test_galaxies_are_detected_and_grown() -> None:
+    image, x, y = _sky_with_galaxies(1)
+    sources = detect_frame_sources(image)
+    centres = sources.detected[np.clip(np.round(y).astype(int), 0, SHAPE[0] - 1), np.clip(np.round(x).astype(int), 0, SHAPE[1] - 1)]
+    assert centres.mean() > 0.95
+    assert sources.mask.sum() > 2 * sources.detected.sum()
+
+
+def test_nan_pixels_are_never_sources() -> None:
+    image, _, _ = _sky_with_galaxies(2)
+    image[100:140, :] = np.nan
+    sources = detect_frame_sources(image)
+    assert not sources.detected[100:140].any()
+
+
+def test_frame_mask_background_matches_the_cutout_detection_and_the_sky_mean() -> None:
+    """The pipeline's frame-wide mask gives the background the cutout detection gives: the sky mean."""
+    image, _, _ = _sky_with_galaxies(4, n_gal=80, gradient=1.0)
+    rng = np.random.default_rng(5)
+    tx, ty = rng.uniform(60, SHAPE[1] - 60, 300), rng.uniform(60, SHAPE[0] - 60, 300)
+    stamps = cut_stamps(image, tx, ty, size=94)
+    mask = cut_mask(frame_sources(image).mask, stamps.x0, stamps.y0, 94)
+    frame = annulus_background(stamps.data, stamps.dx, stamps.dy, source_mask=mask)
+    cutout = annulus_background(stamps.data, stamps.dx, stamps.dy)
+    sky = 10.0 + 1.0 * tx / SHAPE[1]  # sky mean under each target (rms 1)
+    assert abs(np.mean(frame.mean - sky)) < 0.01
+    assert abs(np.mean(frame.mean - cutout.mean)) < 0.005
+    assert np.mean(frame.n_masked > 0) > 0.5
+    plain = annulus_background(stamps.data, stamps.dx, stamps.dy, estimator="clipped_mean")
+    assert np.mean(plain.mean - sky) > 0.05  # the wings the mask removes are there
+
+
+def test_frame_sources_is_kept_for_the_same_array_only() -> None:
+    image, _, _ = _sky_with_galaxies(6, n_gal=5)
+    first = frame_sources(image)
+    assert frame_sources(image) is first
+    assert frame_sources(image.copy()) is not first
+
+
+def test_cut_mask_is_false_beyond_the_image() -> None:
+    mask = np.ones((20, 30), dtype=bool)
+    windows = cut_mask(mask, np.array([-5, 25, 10]), np.array([-3, 15, 5]), 10)
+    assert windows.shape == (3, 10, 10)
+    assert not windows[0, :3].any() and not windows[0, :, :5].any() and windows[0, 3:, 5:].all()
+    assert windows[1, :5, :5].all() and not windows[1, 5:].any() and not windows[1, :, 5:].any()
+    assert windows[2].all()
