@@ -46,7 +46,9 @@ class _Steps:
 def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp_path, monkeypatch):
     recipe = RECIPES[name]
     steps = _Steps(monkeypatch)
-    metrics = run_recipe(name, tmp_path, n_stamps=64, train_options={"epochs": 3}, progress=False)
+    init = {"init_model": "start.pt"} if recipe.init else {}  # the recipe it fine-tunes: next test
+    short = {"epochs": 3, "frozen_bn_epochs": min(recipe.train.get("frozen_bn_epochs", 0), 3), **init}
+    metrics = run_recipe(name, tmp_path, n_stamps=64, train_options=short, progress=False)
 
     survey = SurveyConfig.from_dict(dict(recipe.survey))
     assert steps.surveys == [survey]
@@ -56,16 +58,32 @@ def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp
     assert catalog == "catalogue catalog.parquet"
     set_dir, model_dir, config, resume, metadata = steps.trainings[0]
     assert (set_dir, model_dir, resume) == (tmp_path / "teahupoo", tmp_path / "model", False)
-    assert config == TrainConfig(**{**recipe.train, "epochs": 3}, ccd_shape=tuple(survey.ccd_shape), progress=False)
+    assert config == TrainConfig(**{**recipe.train, **short}, ccd_shape=tuple(survey.ccd_shape), progress=False)
     assert metadata["recipe"] == {"name": name, "survey": recipe.survey, "teahupoo": {**recipe.teahupoo, "n_stamps": 64},
-                                  "train": recipe.train}
+                                  "train": recipe.train, **({"init": recipe.init} if recipe.init else {})}
     assert metrics == {"epochs": 3}
 
-    run_recipe(name, tmp_path, n_stamps=64, resume=True, progress=False)  # survey and stamps are done
+    run_recipe(name, tmp_path, n_stamps=64, resume=True, train_options=init, progress=False)  # survey and stamps are done
     assert len(steps.surveys) == 1 and len(steps.sets) == 1
     assert steps.trainings[1][3] is True and steps.trainings[1][2].epochs == recipe.train["epochs"]
-    run_recipe(name, tmp_path, n_stamps=32, progress=False)  # another set configuration: new stamps
+    run_recipe(name, tmp_path, n_stamps=32, train_options=init, progress=False)  # another set configuration: new stamps
     assert len(steps.surveys) == 1 and [s[0].n_stamps for s in steps.sets] == [64, 32]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.init))
+def test_a_fine_tuning_recipe_first_trains_the_recipe_it_starts_from(name, tmp_path, monkeypatch):
+    recipe = RECIPES[name]
+    steps = _Steps(monkeypatch)
+    run_recipe(name, tmp_path, progress=False)
+    base = tmp_path / f"init-{recipe.init}"
+    assert len(steps.surveys) == 1  # same survey: simulated once, in OUT/survey
+    assert [s[0] for s in steps.sets] == [TeahupooConfig(**RECIPES[recipe.init].teahupoo), TeahupooConfig(**recipe.teahupoo)]
+    assert all(paths[0].startswith(str(tmp_path / "survey")) for _, paths, _ in steps.sets)
+    (base_set, base_model, base_config, _, base_meta), (_, model_dir, config, _, meta) = steps.trainings
+    assert (base_set, base_model) == (base / "teahupoo", base / "model")
+    assert base_config.init_model is None and base_meta["recipe"]["name"] == recipe.init
+    assert model_dir == tmp_path / "model" and config.init_model == str(base / "model" / "model.pt")
+    assert meta["recipe"]["init"] == recipe.init
 
 
 def test_unknown_recipe(tmp_path):

@@ -71,6 +71,26 @@ def test_frozen_batchnorm_epochs_keep_running_statistics(tiny_training_set, tmp_
     assert torch.load(tmp_path / "two" / "train_state.pt", weights_only=True)["epoch"] == 2
 
 
+def test_fine_tuning_starts_from_the_initial_checkpoint(tiny_training_set, tmp_path):
+    """init_model: the first epoch starts from the given weights, statistics and normalisation (not from the seed)."""
+    train(tiny_training_set, tmp_path / "base", _config(epochs=1, seed=3))
+    base = load_checkpoint(tmp_path / "base" / "model.pt", device="cpu")
+    tuned = train(tiny_training_set, tmp_path / "tuned",
+                  _config(epochs=1, seed=9, lr=1e-9, frozen_bn_epochs=1, init_model=str(tmp_path / "base" / "model.pt")))
+    fresh = train(tiny_training_set, tmp_path / "fresh", _config(epochs=1, seed=9, lr=1e-9, frozen_bn_epochs=1))
+    after = load_checkpoint(tmp_path / "tuned" / "model.pt", device="cpu")
+    assert tuned["init_model"] == {"path": str((tmp_path / "base" / "model.pt").resolve()), "sha256": base.sha256}
+    assert after.normalization == base.normalization
+    for key, value in base.net.state_dict().items():
+        assert torch.allclose(after.net.state_dict()[key].double(), value.double(), atol=1e-6), key
+    assert "init_model" not in fresh
+    assert fresh["history"][0]["val_loss"] != pytest.approx(base.metadata["val_loss"], rel=1e-3)
+    assert tuned["history"][0]["val_loss"] == pytest.approx(base.metadata["val_loss"], rel=1e-3)
+    with pytest.raises(LumosValueError, match="inputs"):
+        train(tiny_training_set, tmp_path / "bad", _config(epochs=1, drop_inputs=("ccd_x",),
+                                                           init_model=str(tmp_path / "base" / "model.pt")))
+
+
 def test_freeze_batchnorm_makes_outputs_batch_independent():
     torch.manual_seed(1)
     net = get_model("fast")

@@ -35,11 +35,16 @@ class Recipe:
         ``lumos_ops.sim.TeahupooConfig`` fields.
     train : dict
         :class:`lumos_ops.lumos.train.TrainConfig` fields (``ccd_shape`` is taken from the survey).
+    init : str or None
+        Fine-tuning: the recipe whose trained model the training starts from (``TrainConfig.init_model``);
+        :func:`run_recipe` runs it first under ``OUT/init-<name>`` (sharing the survey when both
+        recipes simulate the same one), unless ``train_options`` gives ``init_model``.
     """
 
     survey: dict[str, Any]
     teahupoo: dict[str, Any]
     train: dict[str, Any]
+    init: str | None = None
 
 
 _SURVEY: dict[str, Any] = {
@@ -89,6 +94,18 @@ RECIPES["fast-v11"] = Recipe(
 """``fast-v10`` on all 40 narrow bands x 2 epochs (two exposures per band and epoch, each band on
 its PAUCam CCD: 160 CCD images of 2048^2 px): every PAUS band x epoch row of the embedding is
 trained."""
+RECIPES["fast-v12"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 3, "noise_texture_fraction": 0.5,
+              "noise_kernel_sigma_range": (0.0, 1.5), "noise_resample_kernels": ("none", "bilinear", "lanczos3")},
+    train={**_TRAIN, "epochs": 5, "lr": 2e-4, "lr_step": 3, "frozen_bn_epochs": 5},
+    init="fast-v11",
+)
+"""``fast-v11``'s weights fine-tuned (every layer, BatchNorm running statistics kept: frozen for all
+5 epochs; Adam lr 2e-4, then 2e-5 from epoch 4) on 60,000 new stamps (seed 3) of the same
+survey and draw, half of them with re-textured background noise
+(``TeahupooConfig.noise_texture_fraction``: a Gaussian kernel of 0-1.5 px convolved with no,
+bilinear or Lanczos-3 resampling at a random sub-pixel shift; same per-pixel sigma)."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
@@ -128,6 +145,13 @@ def run_recipe(
         Continue an interrupted training.
     progress : bool, keyword-only
     """
+    return _run(name, Path(out_dir), Path(out_dir) / "survey", n_stamps=n_stamps, train_options=train_options,
+                resume=resume, progress=progress)
+
+
+def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_options: dict[str, Any] | None,
+         resume: bool, progress: bool) -> dict[str, Any]:
+    """:func:`run_recipe` with the survey in ``survey_dir`` (shared with the recipe it fine-tunes)."""
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.train import TrainConfig, train
     from lumos_ops.sim import SurveyConfig, TeahupooConfig, generate_training_set, simulate_survey
@@ -135,8 +159,15 @@ def run_recipe(
     if name not in RECIPES:
         raise LumosValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     recipe = RECIPES[name]
-    out = Path(out_dir)
-    survey_dir, set_dir, model_dir = out / "survey", out / "teahupoo", out / "model"
+    set_dir, model_dir = out / "teahupoo", out / "model"
+    options = dict(train_options or {})
+    if recipe.init is not None and options.get("init_model") is None:
+        init_out = out / f"init-{recipe.init}"
+        shared = RECIPES[recipe.init].survey == recipe.survey
+        log.info("recipe %s: training the recipe it starts from, %s, in %s", name, recipe.init, init_out)
+        _run(recipe.init, init_out, survey_dir if shared else init_out / "survey", n_stamps=None,
+             train_options={"progress": progress}, resume=resume, progress=progress)
+        options["init_model"] = str(init_out / "model" / "model.pt")
     survey_config = SurveyConfig.from_dict(dict(recipe.survey))
     if not (survey_dir / "manifest.json").is_file():
         log.info("recipe %s: simulating the survey in %s", name, survey_dir)
@@ -150,7 +181,8 @@ def run_recipe(
     if existing is None or existing.get("config") != set_config.to_dict():
         log.info("recipe %s: generating %d TEAHUPOO stamps in %s", name, set_config.n_stamps, set_dir)
         generate_training_set(set_config, _fits(survey_dir), read_catalog(survey_dir / "catalog.parquet"), set_dir, progress=progress)
-    options = {**recipe.train, **(train_options or {}), "ccd_shape": tuple(survey_config.ccd_shape)}
+    options = {**recipe.train, **options, "ccd_shape": tuple(survey_config.ccd_shape)}
     options.setdefault("progress", progress)
-    metadata = {"recipe": {"name": name, "survey": recipe.survey, "teahupoo": teahupoo, "train": recipe.train}}
+    metadata = {"recipe": {"name": name, "survey": recipe.survey, "teahupoo": teahupoo, "train": recipe.train,
+                           **({"init": recipe.init} if recipe.init is not None else {})}}
     return train(set_dir, model_dir, TrainConfig(**options), resume=resume, metadata=metadata)

@@ -86,6 +86,11 @@ class TrainConfig:
         every epoch in training mode.
     progress : bool
         tqdm progress bars.
+    init_model : str or None
+        Fine-tuning: a checkpoint (path or shipped-model name) whose weights, BatchNorm running
+        statistics and normalisation the training starts from, every layer trained (its
+        architecture, scalar inputs and band x epoch rows must match); None starts from weights
+        initialised by ``seed``.
     """
 
     arch: str = "fast"
@@ -106,6 +111,7 @@ class TrainConfig:
     drop_inputs: tuple[str, ...] = ()
     frozen_bn_epochs: int = 0
     progress: bool = True
+    init_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in list_models():
@@ -296,6 +302,32 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
     )
 
 
+def _load_initial(net: LumosNet, config: TrainConfig) -> Normalization:
+    """Copy the weights of ``config.init_model`` into ``net``; returns its normalisation."""
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(config.init_model, device="cpu")
+    if loaded.arch != config.arch:
+        raise LumosValueError(f"{loaded.path}: init_model arch {loaded.arch!r} differs from {config.arch!r}; set arch to it")
+    mine, theirs = net.config, loaded.net.config
+    for field in ("inputs", "n_band_epochs"):
+        if getattr(mine, field) != getattr(theirs, field):
+            raise LumosValueError(
+                f"{loaded.path}: init_model {field} {getattr(theirs, field)!r} differs from this training's "
+                f"{getattr(mine, field)!r} (drop_inputs and the training set's bands x epochs must match it)"
+            )
+    net.load_state_dict(loaded.net.state_dict())
+    return loaded.normalization
+
+
+def _initial_provenance(init_model: str) -> dict[str, Any]:
+    """Path and weights SHA-256 of the checkpoint a fine-tuning started from."""
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(init_model, device="cpu")
+    return {"path": str(Path(loaded.path).resolve()), "sha256": loaded.sha256}
+
+
 def train(
     training_set: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -365,6 +397,8 @@ def train(
         start_epoch = int(state["epoch"])
         history = list(state["history"])
         best = float(state["best_val_loss"])
+    elif config.init_model is not None:
+        norm = _load_initial(net, config)
     else:
         norm = _estimate_norm(ts, train_ids, config)
 
@@ -388,6 +422,7 @@ def train(
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_version": str(torch.__version__),
         "code_version": __version__,
+        **({"init_model": _initial_provenance(config.init_model)} if config.init_model is not None else {}),
         **(metadata or {}),
     }
 

@@ -31,12 +31,14 @@ from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
 from lumos_ops.sim.bands import band_zero_point
 from lumos_ops.sim.detector import paste_stamps
+from lumos_ops.sim.noise_texture import kernel_padding, retexture, texture_kernel_1d
 from lumos_ops.sim.population import SERSIC_RANGE, draw_galaxies, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
 
-__all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "NOISE_META_COLUMNS", "FORMAT_NAME",
+           "FORMAT_VERSION"]
 
 META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
@@ -53,6 +55,14 @@ outside the stamp), ``n_masked`` (NaN background pixels in the stamp) and the ad
 whose band flux was used: ``ref_id`` itself except with ``FluxSource.BAND_DISTRIBUTION``; the row
 of the flux population when ``flux_population > 0``) and ``background_scale`` (the factor applied to
 the background cutout, ``TeahupooConfig.background_scale_range``)."""
+
+NOISE_META_COLUMNS: tuple[str, ...] = (
+    "noise_textured", "noise_kernel_sigma", "noise_resample", "noise_shift_x", "noise_shift_y",
+)
+"""Columns that follow :data:`META_COLUMNS` when ``TeahupooConfig.noise_texture_fraction > 0``:
+whether the stamp's background was re-textured (:mod:`lumos_ops.sim.noise_texture`), the Gaussian
+sigma of its kernel (pixels), its resampling kernel and that kernel's sub-pixel shifts (pixels);
+0, ``"none"``, 0, 0 on the stamps left as they were."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +220,11 @@ class _Draws:
     flux_rows: np.ndarray
     reference_flux: np.ndarray | None
     background_scale: np.ndarray
+    noise_textured: np.ndarray
+    noise_kernel_sigma: np.ndarray
+    noise_resample: np.ndarray
+    noise_shift_x: np.ndarray
+    noise_shift_y: np.ndarray
 
 
 def _generate(
@@ -298,7 +313,8 @@ def _output_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nbr_catalog: pd.DataFrame) -> _Draws:
-    """Exposure, catalogue row, sub-pixel shift, angle, split and neighbour of every stamp (seed streams 10, 12, 15, 16)."""
+    """Exposure, catalogue row, sub-pixel shift, angle, split, neighbour and noise texture of every stamp
+    (seed streams 10, 12, 15, 16, 17)."""
     n = config.n_stamps
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 10]))
     exposure_index = rng.integers(0, n_paths, size=n)
@@ -325,13 +341,21 @@ def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nb
     s_lo, s_hi = config.background_scale_range
     background_scale = np.exp(np.random.default_rng(np.random.SeedSequence([config.seed, 16])).uniform(
         np.log(s_lo), np.log(s_hi), size=n))
+    texture_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 17]))
+    textured = texture_rng.uniform(size=n) < config.noise_texture_fraction
+    kernel_sigma = np.where(textured, texture_rng.uniform(*config.noise_kernel_sigma_range, size=n), 0.0)
+    kinds = np.asarray(config.noise_resample_kernels, dtype=object)[
+        texture_rng.integers(0, len(config.noise_resample_kernels), size=n)]
+    resample = np.where(textured, kinds, "none").astype(object)
+    shifts = np.where(textured[:, None] & (resample != "none")[:, None], texture_rng.uniform(0.0, 1.0, size=(n, 2)), 0.0)
     return _Draws(
         exposure_index=exposure_index, rows=rows, dx=dx, dy=dy, pa=pa, split=split, has_nbr=has_nbr,
         nbr_rows=nbr_rows, nbr_pa=nbr_pa,
         nbr_dx=np.where(has_nbr, nbr_distance * np.cos(nbr_angle), np.nan),
         nbr_dy=np.where(has_nbr, nbr_distance * np.sin(nbr_angle), np.nan),
         flux_catalog=flux_catalog, flux_rows=flux_rows, reference_flux=reference_flux,
-        background_scale=background_scale,
+        background_scale=background_scale, noise_textured=textured, noise_kernel_sigma=kernel_sigma,
+        noise_resample=resample, noise_shift_x=shifts[:, 0], noise_shift_y=shifts[:, 1],
     )
 
 
@@ -353,6 +377,11 @@ def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFram
     """The ``meta.parquet`` columns known before any exposure is read; the rest are zeros to fill."""
     n = config.n_stamps
     rows, nbr_rows, has_nbr = draws.rows, draws.nbr_rows, draws.has_nbr
+    noise = {} if not config.noise_texture else {
+        "noise_textured": draws.noise_textured, "noise_kernel_sigma": draws.noise_kernel_sigma,
+        "noise_resample": draws.noise_resample, "noise_shift_x": draws.noise_shift_x,
+        "noise_shift_y": draws.noise_shift_y,
+    }
     return {
         "stamp_id": np.arange(n, dtype=np.int64),
         "shard": np.arange(n, dtype=np.int64) // config.shard_size,
@@ -387,12 +416,14 @@ def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFram
         "nbr_dy": draws.nbr_dy,
         "flux_ref_id": draws.flux_catalog["ref_id"].to_numpy(np.int64)[draws.flux_rows],
         "background_scale": np.ones(n),
+        **noise,
     }
 
 
 def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, draws: _Draws,
                    nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray], shards: list[np.ndarray], bar: Any) -> None:
-    """Cut, render and store the stamps ``ids`` of exposure ``k`` (positions and noise: seed stream (11, k))."""
+    """Cut, render and store the stamps ``ids`` of exposure ``k`` (positions and noise: seed stream (11, k); fresh
+    noise of the re-textured backgrounds: stream (18, k))."""
     exposure = read_exposure(path)
     ny, nx = exposure.shape
     margin = config.margin
@@ -405,10 +436,13 @@ def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, d
     cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
     beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
     _exposure_meta(config, exposure, ids, cx, cy, beta, draws, nbr_catalog, meta)
+    texture_rng = (np.random.default_rng(np.random.SeedSequence([config.seed, 18, k])) if config.noise_texture
+                   else None)
     for lo in range(0, len(ids), config.batch_size):
         sel = ids[lo : lo + config.batch_size]
         part = slice(lo, lo + len(sel))
-        cutout, model = _render_stamps(config, exposure, beta, sel, cx[part], cy[part], draws, nbr_catalog, meta, local)
+        cutout, model = _render_stamps(config, exposure, beta, sel, cx[part], cy[part], draws, nbr_catalog, meta, local,
+                                       texture_rng)
         for j, stamp_id in enumerate(sel):
             shard = shards[stamp_id // config.shard_size]
             row = stamp_id % config.shard_size
@@ -449,9 +483,11 @@ def _exposure_meta(config: TeahupooConfig, exposure: Exposure, ids: np.ndarray, 
 
 def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel: np.ndarray, cx: np.ndarray,
                    cy: np.ndarray, draws: _Draws, nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray],
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                   rng: np.random.Generator, texture_rng: np.random.Generator | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """One batch: noisy cutouts (float32, e-/s) and unit-flux models (float64) of stamps ``sel``, shape (k, S, S);
-    fills their ``background_scale``, ``flux_outside`` and ``n_masked``."""
+    fills their ``background_scale``, ``flux_outside`` and ``n_masked``. With ``texture_rng`` the drawn
+    stamps' backgrounds are re-textured (:func:`_background`)."""
     from lumos_ops.render import render_galaxies
 
     size = config.stamp_size
@@ -467,11 +503,30 @@ def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel:
     counts += _neighbours(sel, meta, draws.nbr_rows, draws.nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
     noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + model * np.clip(target, None, 0.0)
     scale = draws.background_scale[sel]
-    background = cut_stamps(exposure.data, cx, cy, size=size).data * scale[:, None, None]
+    background = _background(config, exposure, sel, cx, cy, draws, texture_rng) * scale[:, None, None]
     meta["background_scale"][sel] = scale
     meta["flux_outside"][sel] = rendered.flux_outside
     meta["n_masked"][sel] = np.isnan(background).sum(axis=(1, 2))
     return (background + noisy).astype(np.float32), model
+
+
+def _background(config: TeahupooConfig, exposure: Exposure, sel: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                draws: _Draws, texture_rng: np.random.Generator | None) -> np.ndarray:
+    """Background cutouts (e-/s) of stamps ``sel``; with ``texture_rng``, those drawn for the noise texture are cut
+    with a margin, re-textured (:func:`lumos_ops.sim.noise_texture.retexture`) and cropped."""
+    size = config.stamp_size
+    if texture_rng is None:
+        return cut_stamps(exposure.data, cx, cy, size=size).data
+    pad = kernel_padding(config.noise_kernel_sigma_range[1])
+    padded = cut_stamps(exposure.data, cx, cy, size=size + 2 * pad).data.astype(np.float64)
+    background = padded[:, pad : pad + size, pad : pad + size].copy()
+    for j, stamp in enumerate(sel):
+        if draws.noise_textured[stamp]:
+            kind, sigma = str(draws.noise_resample[stamp]), float(draws.noise_kernel_sigma[stamp])
+            kernel_x = texture_kernel_1d(sigma, kind, float(draws.noise_shift_x[stamp]))
+            kernel_y = texture_kernel_1d(sigma, kind, float(draws.noise_shift_y[stamp]))
+            background[j] = retexture(padded[j], kernel_x, kernel_y, pad, texture_rng)
+    return background
 
 
 def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
@@ -484,8 +539,9 @@ def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
 
 
 def _write_meta(out: Path, meta: dict[str, np.ndarray]) -> Path:
-    table = pd.DataFrame({name: meta[name] for name in META_COLUMNS})
-    for column in ("band", "source_exposure", "split"):
+    columns = META_COLUMNS + (NOISE_META_COLUMNS if "noise_textured" in meta else ())
+    table = pd.DataFrame({name: meta[name] for name in columns})
+    for column in ("band", "source_exposure", "split") + (("noise_resample",) if "noise_textured" in meta else ()):
         table[column] = table[column].astype(str)
     meta_path = out / "meta.parquet"
     table.to_parquet(meta_path, index=False)

@@ -115,6 +115,16 @@ class TeahupooConfig:
         drawn log-uniformly in this range before the galaxy is added, so that one set of exposures
         teaches the network noise levels of other exposure times and surveys; (1, 1) keeps the
         cutouts as they are.
+    noise_texture_fraction : float
+        Fraction of the stamps whose background noise is re-textured into spatially correlated
+        noise of the same mean and per-pixel sigma (:mod:`lumos_ops.sim.noise_texture`), so that
+        the network meets the noise textures of resampled and smoothed real frames; 0 (default)
+        leaves every cutout as it is and the output identical to a generator without this option.
+    noise_kernel_sigma_range : (float, float)
+        Range (pixels) of the Gaussian sigma of the texture kernel, drawn uniformly per stamp.
+    noise_resample_kernels : tuple of str
+        Resampling kernels (``noise_texture.RESAMPLE_KERNELS``) the texture kernel is convolved
+        with, one drawn uniformly per stamp, at a uniform sub-pixel shift in [0, 1) on each axis.
     """
 
     n_stamps: int
@@ -141,6 +151,9 @@ class TeahupooConfig:
     population_i_range: tuple[float, float] = (17.5, 23.0)
     flux_prior: dict[str, float] | None = None
     background_scale_range: tuple[float, float] = (1.0, 1.0)
+    noise_texture_fraction: float = 0.0
+    noise_kernel_sigma_range: tuple[float, float] = (0.0, 1.5)
+    noise_resample_kernels: tuple[str, ...] = ("none", "bilinear", "lanczos3")
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
@@ -202,10 +215,37 @@ class TeahupooConfig:
             raise LumosValueError(
                 f"TeahupooConfig.background_scale_range must be (low, high) with 0 < low <= high, got {(s_lo, s_hi)}"
             )
+        self._check_noise_texture()
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
             raise LumosValueError(f"TeahupooConfig.default_psf_beta must be > 1.5, got {self.default_psf_beta!r}")
+
+    def _check_noise_texture(self) -> None:
+        from lumos_ops.sim.noise_texture import RESAMPLE_KERNELS
+
+        if not (math.isfinite(self.noise_texture_fraction) and 0.0 <= self.noise_texture_fraction <= 1.0):
+            raise LumosValueError(
+                f"TeahupooConfig.noise_texture_fraction must be in [0, 1], got {self.noise_texture_fraction!r}"
+            )
+        k_lo, k_hi = (float(v) for v in self.noise_kernel_sigma_range)
+        object.__setattr__(self, "noise_kernel_sigma_range", (k_lo, k_hi))
+        if not (math.isfinite(k_hi) and 0.0 <= k_lo <= k_hi <= 10.0):
+            raise LumosValueError(
+                f"TeahupooConfig.noise_kernel_sigma_range must be (low, high) pixels with 0 <= low <= high <= 10, got {(k_lo, k_hi)}"
+            )
+        kinds = tuple(str(k) for k in self.noise_resample_kernels)
+        object.__setattr__(self, "noise_resample_kernels", kinds)
+        unknown = [k for k in kinds if k not in RESAMPLE_KERNELS]
+        if not kinds or unknown:
+            raise LumosValueError(
+                f"TeahupooConfig.noise_resample_kernels must name some of {RESAMPLE_KERNELS}, got {kinds}"
+            )
+
+    @property
+    def noise_texture(self) -> bool:
+        """Whether some stamps get a re-textured background (``noise_texture_fraction > 0``)."""
+        return self.noise_texture_fraction > 0.0
 
     @property
     def reference_prior(self):
@@ -222,7 +262,11 @@ class TeahupooConfig:
         return self.stamp_size // 2 if self.edge_margin is None else self.edge_margin
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict."""
+        """JSON-serialisable dict; without the ``noise_*`` fields when the noise texture is off, so
+        that a set made without it keeps the manifest it had before the option existed."""
         values = dataclasses.asdict(self)
         values["flux_source"] = self.flux_source.value
+        if not self.noise_texture:
+            for name in ("noise_texture_fraction", "noise_kernel_sigma_range", "noise_resample_kernels"):
+                del values[name]
         return json.loads(json.dumps(values))
