@@ -63,6 +63,7 @@ import pandas as pd
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
+from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
 if TYPE_CHECKING:
     from lumos_ops.io.exposure import Exposure
@@ -823,10 +824,6 @@ def widen_mixture(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, centre: 
     return np.asarray(alpha, dtype=np.float64).copy(), centre + factor * (mu - centre), factor * sigma
 
 
-def _mixture_columns(frame: pd.DataFrame) -> int:
-    return sum(1 for c in frame.columns if isinstance(c, str) and c.startswith("alpha_") and c[6:].isdigit())
-
-
 def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibration | float,
                       ctx: TargetContext) -> pd.DataFrame:
     """Calibrated copy of one method's result on ``ctx``: errors, and for LUMOS the mixtures, widened.
@@ -863,20 +860,15 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     phi = background_fraction(ctx, flux)
     factor = np.sqrt(1.0 + phi * (k * k - 1.0))
     frame["flux_err"] = raw * factor
-    n_mix = _mixture_columns(frame)
-    if n_mix and "median" in frame:
-        idx = range(n_mix)
-        cols = lambda p: frame[[f"{p}_{i}" for i in idx]].to_numpy(np.float64)  # noqa: E731
+    if has_mixture(frame) and "median" in frame:
+        mix = mixtures_from_table(frame)
         centre = frame["median"].to_numpy(np.float64)
         finite = np.isfinite(centre) & np.isfinite(factor)
-        alpha, mu, sigma = cols("alpha"), cols("mu"), cols("sigma")
         fac = np.where(finite, factor, 1.0)
         cen = np.where(finite, centre, 0.0)
-        alpha, mu, sigma = widen_mixture(alpha, mu, sigma, cen, fac)
-        for i in idx:
-            frame[f"mu_{i}"] = mu[:, i]
-            frame[f"sigma_{i}"] = sigma[:, i]
-        trunc = frame["truncated"].to_numpy(bool) if "truncated" in frame else np.zeros(len(frame), dtype=bool)
+        mix = Mixtures(*widen_mixture(mix.alpha, mix.mu, mix.sigma, cen, fac), truncated=mix.truncated)
+        for name, values in mixture_columns(mix).items():
+            frame[name] = values
         # untruncated rows: an affine map of the density, every summary maps exactly
         for name in ("mean", "mode"):
             if name in frame:
@@ -884,12 +876,12 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         for name in ("std", "sigma68", "sigma95"):
             if name in frame:
                 frame[name] = frame[name].to_numpy(np.float64) * fac
-        redo = np.flatnonzero(trunc & finite)
+        redo = np.flatnonzero(mix.truncated & finite)
         if redo.size:
             # truncated at f = 0 (population-prior models): the map is not affine there; recompute
             from lumos_ops.lumos.mixture import summarize
 
-            stats = summarize(alpha[redo], mu[redo], sigma[redo], trunc[redo])
+            stats = summarize(*mix[redo].args)
             for name, values in stats.items():
                 if name in frame:
                     frame.loc[frame.index[redo], name] = values

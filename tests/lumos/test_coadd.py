@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from lumos_ops.lumos.coadd import coadd_likelihoods, njy_factor, pack_groups
+from lumos_ops.lumos.mixture_table import mixtures_from_table
 
 
 def _exposures(m=3, k=3, seed=0):
@@ -112,10 +113,12 @@ def test_pack_groups_feeds_one_coadd_per_source():
         row.update({f"mu_{k}": mu[i, k] for k in range(5)})
         row.update({f"sigma_{k}": sigma[i, k] for k in range(5)})
         rows.append(row)
-    rows.append({**rows[0], "ref_id": 7})  # a source seen once: padded
-    packed = pack_groups(pd.DataFrame(rows), by=("ref_id", "band"))
+    rows.append({**rows[0], "ref_id": 7, "truncated": True})  # a source seen once: padded
+    frame = pd.DataFrame(rows)
+    packed = pack_groups(frame, mixtures_from_table(frame), by=("ref_id", "band"))
     assert list(packed.keys["ref_id"]) == [1, 2, 7]
     assert packed.valid.tolist() == [[True, True], [True, True], [True, False]]
+    assert packed.truncated.tolist() == [[False, False], [False, False], [True, False]]
     np.testing.assert_array_equal(packed.mu[0], mu[[3, 2]])
     np.testing.assert_array_equal(packed.zero_point[1], zp[[0, 1]])
     result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,

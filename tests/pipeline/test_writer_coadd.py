@@ -94,13 +94,30 @@ def test_mixture_components_and_extras_are_stored(engine):
     write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
                        model_versions={"lumos": "lumos-t1"})
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT mix_alpha, mix_mu, mix_sigma, extras FROM lumos.measurements "
-                                   "WHERE ref_id = 0")).one()
-        assert row.mix_mu == pytest.approx([100, 101, 102, 103, 104])
-        assert len(row.mix_alpha) == len(row.mix_sigma) == 5
-        assert row.extras == {"truncated": True, "sigma68": 1.0}
-        assert conn.execute(sa.text("SELECT extras FROM lumos.measurements WHERE ref_id = 1")).scalar() == {
-            "truncated": False}
+        rows = conn.execute(sa.text("SELECT mix_alpha, mix_mu, mix_sigma, mix_truncated, extras FROM lumos.measurements "
+                                    "ORDER BY ref_id")).all()
+    assert rows[0].mix_mu == pytest.approx([100, 101, 102, 103, 104])
+    assert len(rows[0].mix_alpha) == len(rows[0].mix_sigma) == 5
+    assert [r.mix_truncated for r in rows] == [True, False, False]  # a column, not a key of extras
+    assert [r.extras for r in rows] == [{"sigma68": 1.0}, None, {"sigma68": 2.0}]
+
+
+def test_the_mixture_is_given_one_way(engine):
+    """The writer takes the table form of lumos_ops.lumos.mixture_table: complete alpha_k/mu_k/sigma_k
+    columns; the database's mix_* names and incomplete mixtures are refused before anything is sent."""
+    run_id, (eid, *_) = _setup(engine)
+    table = _table(2, method="lumos")
+    for k in range(2):
+        table[f"alpha_{k}"], table[f"mu_{k}"] = 0.5, 100.0 + k
+    with pytest.raises(LumosValueError, match="alpha_k, mu_k and sigma_k"):
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    table["sigma_0"] = table["sigma_1"] = 10.0
+    table["mix_alpha"] = [[0.5, 0.5]] * 2
+    with pytest.raises(LumosValueError, match=r"\['mix_alpha'\]: give the mixture as alpha_k"):
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    assert _count(engine, "SELECT count(*) FROM lumos.measurements") == 0
 
 
 def _eq21(flux: list[float], flux_err: list[float], zero_point: list[float]) -> tuple[float, float]:
@@ -165,18 +182,22 @@ def test_pdf_coadd_fills_pdf_statistics(engine):
     assert row.eta is not None
 
 
-def test_lumos_coadd_flux_is_the_likelihood_product(engine):
+@pytest.mark.parametrize("truncated", [False, True])
+def test_lumos_coadd_flux_is_the_likelihood_product(engine, truncated):
     from lumos_ops.lumos.coadd import coadd_likelihoods
 
     run_id, ids = _setup(engine, n_exposures=3)
     alpha = np.array([0.5, 0.2, 0.1, 0.1, 0.1])
     mus = [[20.0, 24.0, 18.0, 30.0, 10.0], [22.0, 25.0, 19.0, 28.0, 12.0], [19.0, 21.0, 23.0, 26.0, 15.0]]
+    if truncated:  # near f = 0, where the eq. (10) truncation of every exposure's mixture matters
+        mus = [[m - 19.0 for m in mu] for mu in mus]
     for eid, mu in zip(ids, mus):
         table = _table(1, method="lumos")
         for k in range(5):
             table[f"alpha_{k}"] = alpha[k]
             table[f"mu_{k}"] = mu[k]
             table[f"sigma_{k}"] = 3.0 + k
+        table["truncated"] = truncated
         write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
                            model_versions={"lumos": "lumos-t1"})
     coadd_night(engine, night=NIGHT, run_id=run_id)
@@ -184,7 +205,10 @@ def test_lumos_coadd_flux_is_the_likelihood_product(engine):
         row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy, flux_median_njy, sigma68_njy, n_used FROM lumos.coadds "
                                    "WHERE ref_id = 0")).one()
     expected = coadd_likelihoods(np.tile(alpha, (1, 3, 1)), np.array([mus]), np.tile(3.0 + np.arange(5.0), (1, 3, 1)),
-                                 np.full((1, 3), 25.0))
+                                 np.full((1, 3), 25.0), truncated=np.full((1, 3), truncated))
+    untruncated = coadd_likelihoods(np.tile(alpha, (1, 3, 1)), np.array([mus]), np.tile(3.0 + np.arange(5.0), (1, 3, 1)),
+                                    np.full((1, 3), 25.0))
+    assert (expected.stats["median"][0] != pytest.approx(untruncated.stats["median"][0], rel=1e-3)) == truncated
     assert row.n_used == 3
     assert row.flux_njy == pytest.approx(expected.stats["median"][0], rel=1e-6)
     assert row.flux_err_njy == pytest.approx(expected.stats["sigma68"][0], rel=1e-6)
@@ -199,10 +223,6 @@ def test_lumos_coadd_flux_is_the_likelihood_product(engine):
 # The writer streams binary COPY rows built column-wise. What it stores must be what the earlier text
 # path stored: ``real`` values as PostgreSQL reads the shortest repr of each double (the server is
 # the oracle below: CAST of the text literal the text path sent), jsonb with repr's digits and scale.
-
-
-def _real_array_literal(values):
-    return "{" + ",".join("NaN" if not np.isfinite(v) else repr(float(v)) for v in values) + "}"
 
 
 def _stored(engine, eid):
@@ -248,8 +268,6 @@ def test_binary_copy_stores_what_the_text_path_stored(engine):
     classical["aperture_a"] = [2.0, np.nan, 3.25, np.nan]
     classical.loc[3, "flag"] = 2**20
     fit = _table(3, method="modelfit")
-    fit["mix_alpha"] = [None, [0.25, np.inf, 0.75], []]  # sequences: missing -> NULL, inf -> NaN, empty -> {}
-    fit["mix_mu"] = [np.array([[1.0, 2.0]]), np.nan, [halfway]]
     fit["extras"] = [{"given": 1, "median": 9.0, "dropped": np.nan}, None, '{"text": [1, 2], "median": 4}']
     fit["median"] = [np.nan, np.nan, 5.5]  # a column overrides the given key; NaN drops it
     table = pd.concat([lumos, classical], ignore_index=True).sample(frac=1, random_state=3)
@@ -277,10 +295,12 @@ def test_binary_copy_stores_what_the_text_path_stored(engine):
     assert rows[key("lumos", 3)]["x"] == np.nextafter(np.float32(100.5), np.float32(200)) != np.float32(halfway)
     assert rows[key("lumos", 2)]["mix_mu"][1] != rows[key("lumos", 2)]["mix_mu"][1]  # NaN component kept
     assert rows[key("lumos", 1)]["mix_alpha"] is None and rows[key("lumos", 1)]["mix_mu"] is not None
+    # truncated: a missing value of a row with a mixture is false (as the co-add read the old extras key)
+    assert [rows[key("lumos", ref)]["mix_truncated"] for ref in range(5)] == [True, False, False, False, False]
     extras = {
-        0: '{"note": "a \\"quoted\\" \\u00e9", "median": 1.0, "n_iter": 0.0, "truncated": true, "likelihood": true}',
+        0: '{"note": "a \\"quoted\\" \\u00e9", "median": 1.0, "n_iter": 0.0, "likelihood": true}',
         1: '{"mode": 12345678.0, "median": 0.1, "n_iter": 1.0, "likelihood": true}',
-        2: '{"n_iter": 2.0, "truncated": false, "likelihood": true}',
+        2: '{"n_iter": 2.0, "likelihood": true}',
         3: '{"mode": -0.0, "note": "b", "median": 1e+16, "n_iter": 3.0, "likelihood": true}',
         4: '{"mode": 7.0, "note": "b", "median": 2.5e-07, "n_iter": 4.0, "likelihood": true}',
     }
@@ -293,19 +313,16 @@ def test_binary_copy_stores_what_the_text_path_stored(engine):
     for ref in range(4):
         got = rows[key("aperture", ref)]
         assert got["mix_alpha"] is None and got["mix_mu"] is None and got["mix_sigma"] is None
+        assert got["mix_truncated"] is None
         assert got["extras"] == ({"aperture_a": classical["aperture_a"][ref]}
                                  if np.isfinite(classical["aperture_a"][ref]) else None)
         assert got["flag"] == classical["flag"][ref] and got["model_version"] == "aperture-1"
         assert got["flux"] == classical["flux"][ref] and got["band"] == "NB685"
-    assert rows[key("modelfit", 0)]["mix_alpha"] is None and rows[key("modelfit", 0)]["mix_mu"] == [1.0, 2.0]
-    assert rows[key("modelfit", 1)]["mix_alpha"][0::2] == [0.25, 0.75]
-    assert np.isnan(rows[key("modelfit", 1)]["mix_alpha"][1]) and rows[key("modelfit", 1)]["mix_mu"] is None
-    assert rows[key("modelfit", 2)]["mix_alpha"] == []
-    assert _same_as_text_path(engine, eid, key("modelfit", 2), "mix_mu", _real_array_literal([halfway]), "real[]")
+    for ref in range(3):
+        assert all(rows[key("modelfit", ref)][c] is None for c in ("mix_alpha", "mix_mu", "mix_sigma", "mix_truncated"))
     assert rows[key("modelfit", 0)]["extras"] == {"given": 1}
     assert rows[key("modelfit", 1)]["extras"] is None
     assert rows[key("modelfit", 2)]["extras"] == {"text": [1, 2], "median": 5.5}
-    assert rows[key("modelfit", 0)]["mix_sigma"] is None
 
 
 def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
@@ -314,8 +331,12 @@ def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
     run_id, (eid, other, _) = _setup(engine)
     table = pd.concat([_table(40, seed=s, method=m) for s, m in enumerate(("aperture", "lumos"))], ignore_index=True)
     table["snr"] = np.where(table["method"] == "aperture", table["flux"] / table["flux_err"], np.nan)
+    lumos = table["method"] == "lumos"
     for k in range(3):
-        table[f"mu_{k}"] = np.where(table["method"] == "lumos", 100.0 + k, np.nan)
+        table[f"alpha_{k}"] = np.where(lumos, 1 / 3, np.nan)
+        table[f"mu_{k}"] = np.where(lumos, 100.0 + k, np.nan)
+        table[f"sigma_{k}"] = np.where(lumos, 5.0, np.nan)
+    table["truncated"] = np.where(lumos, table["ref_id"] % 3 == 0, None)
     table["n_pixels"] = np.arange(80, dtype=np.int64)
     table["ok"] = table["ref_id"] % 2 == 0
     versions = {"aperture": "aperture-1", "lumos": "lumos-t1"}
@@ -328,7 +349,7 @@ def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
     write_measurements(engine, shuffled, exposure_id=other, run_id=run_id, meta=_meta(), model_versions=versions)
     with engine.connect() as conn:
         stored = [conn.execute(sa.text("SELECT array_agg(m::text ORDER BY method, ref_id) FROM (SELECT ref_id, method, "
-                                       "x, y, flux, flux_err, flag, mix_mu, extras FROM lumos.measurements "
+                                       "x, y, flux, flux_err, flag, mix_mu, mix_truncated, extras FROM lumos.measurements "
                                        "WHERE exposure_id = :e) AS m"), {"e": e}).scalar_one() for e in (eid, other)]
     assert len(stored[0]) == 80 and stored[0] == stored[1]
     # a value the column cannot hold fails the whole write, before anything is sent
@@ -364,3 +385,41 @@ def test_measurements_follow_their_exposure_without_a_row_foreign_key(engine):
         conn.execute(sa.text("DELETE FROM lumos.exposures WHERE exposure_id = :e"), {"e": eid})
     assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=eid) == 0
     assert _count(engine, "SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e", e=other) == 5
+
+
+def test_v007_moves_truncated_from_extras_to_its_column(db_url):
+    """V007 backfills mix_truncated from extras ->> 'truncated' (false for a mixture without the key,
+    NULL without a mixture) and takes the key out of extras (NULL when nothing else is left)."""
+    from lumos_ops.pipeline.database import load_migrations, make_engine, upgrade
+
+    engine = make_engine(db_url)
+    try:
+        migrations = load_migrations()
+        v007 = [m.version for m in migrations].index(7)
+        upgrade(engine, migrations=migrations[:v007])
+        run_id, (eid, *_) = _setup(engine, n_exposures=1)
+        mixture = "'{0.5,0.5}', '{1,2}', '{3,4}'"
+        rows = {  # ref_id: (method, mixture arrays, extras)
+            0: ("lumos", mixture, '{"truncated": true, "median": 1.0}'),
+            1: ("lumos", mixture, '{"truncated": false}'),
+            2: ("lumos", mixture, None),
+            3: ("lumos", "NULL, '{1,2}', NULL", '{"truncated": true}'),
+            4: ("lumos", mixture, '{"truncated": "odd"}'),
+            5: ("aperture", "NULL, NULL, NULL", '{"aperture_a": 2.0}'),
+            6: ("aperture", "NULL, NULL, NULL", '{"truncated": true}'),
+        }
+        with engine.begin() as conn:
+            for ref, (method, arrays, extras) in rows.items():
+                version = "lumos-t1" if method == "lumos" else "aperture-1"
+                conn.execute(sa.text(
+                    "INSERT INTO lumos.measurements (exposure_id, ref_id, method, model_version, run_id, band, "
+                    f"mix_alpha, mix_mu, mix_sigma, extras) VALUES (:e, :r, :m, :v, :run, 'NB685', {arrays}, "
+                    "CAST(:x AS jsonb))"), {"e": eid, "r": ref, "m": method, "v": version, "run": run_id, "x": extras})
+        assert upgrade(engine) == [m.version for m in migrations[v007:]]
+        with engine.connect() as conn:
+            got = {r.ref_id: (r.mix_truncated, r.extras) for r in conn.execute(sa.text(
+                "SELECT ref_id, mix_truncated, extras FROM lumos.measurements"))}
+        assert got == {0: (True, {"median": 1.0}), 1: (False, None), 2: (False, None), 3: (True, None),
+                       4: (False, {"truncated": "odd"}), 5: (None, {"aperture_a": 2.0}), 6: (None, None)}
+    finally:
+        engine.dispose()

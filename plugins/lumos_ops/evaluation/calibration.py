@@ -7,28 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["mixture_arrays", "interval_coverage", "pit_summary", "coverage_by_mag", "COVERAGE_MAG_EDGES"]
+__all__ = ["interval_coverage", "pit_summary", "coverage_by_mag", "COVERAGE_MAG_EDGES"]
 
 COVERAGE_MAG_EDGES: tuple[float, ...] = (17.5, 20.0, 21.0, 21.5, 22.0, 22.5, 23.0, 24.0)
 """Magnitude bin edges (AB) of the 68 % coverage curve."""
-
-
-def mixture_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(alpha, mu, sigma, truncated)`` of the mixtures in a LUMOS result table.
-
-    Parameters
-    ----------
-    frame : DataFrame
-        Columns ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s) for k = 0..K-1 and ``truncated``.
-
-    Returns
-    -------
-    alpha, mu, sigma : ndarray, shape (n, K)
-    truncated : ndarray of bool, shape (n,)
-    """
-    k = sum(1 for c in frame.columns if c.startswith("alpha_"))
-    return (frame[[f"alpha_{i}" for i in range(k)]].to_numpy(), frame[[f"mu_{i}" for i in range(k)]].to_numpy(),
-            frame[[f"sigma_{i}" for i in range(k)]].to_numpy(), frame["truncated"].to_numpy(bool))
 
 
 def interval_coverage(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, float]:
@@ -37,7 +19,7 @@ def interval_coverage(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, float
     Parameters
     ----------
     frame : DataFrame
-        LUMOS result table (mixture columns, ``flux``, ``flux_err``; e-/s).
+        LUMOS result table (mixture columns, :mod:`lumos_ops.lumos.mixture_table`; ``flux``, ``flux_err``; e-/s).
     truth : ndarray, shape (n,)
         True fluxes (e-/s).
 
@@ -47,9 +29,9 @@ def interval_coverage(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, float
         ``coverage68_interval`` and ``coverage_mean_pm_std`` (fractions, 0.68 when calibrated).
     """
     from lumos_ops.lumos.mixture import mixture_quantile
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
 
-    alpha, mu, sigma, truncated = mixture_arrays(frame)
-    q = mixture_quantile([0.16, 0.84], alpha, mu, sigma, truncated)
+    q = mixture_quantile([0.16, 0.84], *mixtures_from_table(frame).args)
     inside = (truth >= q[:, 0]) & (truth <= q[:, 1])
     within_std = np.abs(frame["flux"].to_numpy() - truth) <= frame["flux_err"].to_numpy()
     return {"coverage68_interval": float(inside.mean()), "coverage_mean_pm_std": float(within_std.mean())}
@@ -61,7 +43,7 @@ def pit_summary(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, Any]:
     Parameters
     ----------
     frame : DataFrame
-        LUMOS result table (mixture columns, e-/s).
+        LUMOS result table (mixture columns, :mod:`lumos_ops.lumos.mixture_table`; e-/s).
     truth : ndarray, shape (n,)
         True fluxes (e-/s).
 
@@ -74,8 +56,9 @@ def pit_summary(frame: pd.DataFrame, truth: np.ndarray) -> dict[str, Any]:
     from scipy.stats import kstest
 
     from lumos_ops.lumos.mixture import pit
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
 
-    values = pit(truth, *mixture_arrays(frame))
+    values = pit(truth, *mixtures_from_table(frame).args)
     finite = values[np.isfinite(values)]
     hist = np.histogram(finite, bins=20, range=(0, 1))[0]
     return {

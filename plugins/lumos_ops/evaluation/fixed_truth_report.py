@@ -73,13 +73,13 @@ def fixed_truth_report(truth: np.ndarray, crb: np.ndarray, errors: dict[str, tup
         ``true_snr`` (meaning), ``methods`` (``by_true_flux`` and ``by_true_snr`` per method) and,
         with ``likelihood``, ``pit_population_prior`` (``ks_distance``, 10-bin ``hist``).
     """
-    from lumos_ops.evaluation.calibration import mixture_arrays
     from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
     from lumos_ops.evaluation.population_prior import posterior_pit
     from lumos_ops.lumos.mixture import mixture_quantile
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
 
-    alpha, mu, sigma, truncated = mixture_arrays(lumos)
-    q = mixture_quantile([0.16, 0.84], alpha, mu, sigma, truncated)
+    mix = mixtures_from_table(lumos)
+    q = mixture_quantile([0.16, 0.84], *mix.args)
     snr = truth / crb
     out: dict[str, Any] = {"true_snr": TRUE_SNR_MEANING, "methods": {}}
     for name, (flux, err) in errors.items():
@@ -90,7 +90,7 @@ def fixed_truth_report(truth: np.ndarray, crb: np.ndarray, errors: dict[str, tup
                                             n_boot=100),
         }
     if likelihood:
-        values = np.sort(posterior_pit(truth, alpha, mu, sigma, truncated=truncated))
+        values = np.sort(posterior_pit(truth, mix.alpha, mix.mu, mix.sigma, truncated=mix.truncated))
         values = values[np.isfinite(values)]
         out["pit_population_prior"] = {
             "ks_distance": float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values))),

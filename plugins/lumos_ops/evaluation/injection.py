@@ -479,14 +479,12 @@ def run_injection(
     meas = pd.DataFrame([r for r in rows if "measurement" in r]).drop(columns=["measurement", "x", "y"])
     out = meas.merge(truth, on="placement", how="inner")
     out.insert(0, "population", config.population)
-    if {"alpha_0", "mu_0", "sigma_0"} <= set(out.columns):
-        from lumos_ops.lumos.mixture import mixture_quantile
+    from lumos_ops.lumos.mixture import mixture_quantile
+    from lumos_ops.lumos.mixture_table import has_mixture, mixtures_from_table
 
+    if has_mixture(out):
         lum = out["method"] == "lumos"
-        k = sum(1 for c in out.columns if c.startswith("alpha_"))
-        cols = lambda p: out.loc[lum, [f"{p}_{i}" for i in range(k)]].to_numpy(np.float64)  # noqa: E731
-        trunc = out.loc[lum, "truncated"].to_numpy(bool) if "truncated" in out else None
-        q = mixture_quantile([0.16, 0.84], cols("alpha"), cols("mu"), cols("sigma"), trunc)
+        q = mixture_quantile([0.16, 0.84], *mixtures_from_table(out.loc[lum]).args)
         out.loc[lum, "q16"] = q[:, 0]
         out.loc[lum, "q84"] = q[:, 1]
     return out

@@ -26,16 +26,11 @@ __all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_
 
 COADD_N: tuple[int, ...] = (2, 5, 10)
 COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
-_MIX = ("alpha", "mu", "sigma")
-
-
-def _mixtures(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    k = sum(1 for c in frame.columns if c.startswith("alpha_"))
-    return tuple(frame[[f"{p}_{i}" for i in range(k)]].to_numpy(np.float64) for p in _MIX)  # type: ignore[return-value]
 
 
 def _coadds(frame: pd.DataFrame, method: str, n: int) -> dict[str, Any]:
     from lumos_ops.lumos.coadd import coadd_likelihoods
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
 
     sel = frame[(frame["place"] < n) & np.isfinite(frame["flux"])]
     counts = sel.groupby("galaxy")["place"].transform("size")
@@ -46,7 +41,8 @@ def _coadds(frame: pd.DataFrame, method: str, n: int) -> dict[str, Any]:
     truth = sel.groupby("galaxy")["true_flux"].first().to_numpy()
     snr = truth * np.sqrt((1.0 / sel["crb_err"].to_numpy() ** 2).reshape(n_src, n).sum(axis=1))
     if method == "lumos":
-        a, m, s = (x.reshape(n_src, n, -1) for x in _mixtures(sel))
+        mix = mixtures_from_table(sel)
+        a, m, s = (x.reshape(n_src, n, -1) for x in (mix.alpha, mix.mu, mix.sigma))
         res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4))
         flux, err = res.stats["median"], res.stats["sigma68"]
     else:
@@ -67,11 +63,11 @@ def _d_width(frame: pd.DataFrame) -> float:
 
 def _pit(frame: pd.DataFrame) -> dict[str, Any]:
     from lumos_ops.evaluation.population_prior import posterior_pit
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
 
-    a, m, s = _mixtures(frame)
-    trunc = frame["truncated"].to_numpy(bool) if "truncated" in frame else None
+    mix = mixtures_from_table(frame)
     try:
-        values = posterior_pit(frame["true_flux"].to_numpy(), a, m, s, truncated=trunc)
+        values = posterior_pit(frame["true_flux"].to_numpy(), mix.alpha, mix.mu, mix.sigma, truncated=mix.truncated)
     except LumosValueError:  # too few rows for a cross-fitted population prior
         return {"ks_distance": float("nan"), "hist": [], "n": 0}
     values = np.sort(values[np.isfinite(values)])

@@ -5,8 +5,8 @@ reference-prior LUMOS model, ``docs/likelihood.md``) in calibrated nJy
 (``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``, :func:`njy_factor`), times a prior applied once (none by
 default: the result is the co-added likelihood, which photo-z codes want). Multiplying
 *posteriors* instead would count their training prior once per exposure and make co-adds of N
-exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements into
-the padded per-source arrays it takes. The co-add of point estimates, eq. (21), has one home: the
+exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements and
+their :class:`~lumos_ops.lumos.mixture_table.Mixtures` into the padded per-source arrays it takes. The co-add of point estimates, eq. (21), has one home: the
 SQL of :mod:`lumos_ops.pipeline.coadd`.
 
 The product is evaluated on a per-source grid of ``n_grid`` points centred on the eq. (21)
@@ -28,6 +28,7 @@ from scipy import special
 
 from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.mixture_table import Mixtures
 
 __all__ = ["njy_factor", "CoaddResult", "coadd_likelihoods", "PackedGroups", "pack_groups"]
 
@@ -277,20 +278,17 @@ class PackedGroups:
     flux_err: np.ndarray
 
 
-def pack_groups(
-    table: pd.DataFrame,
-    *,
-    by: tuple[str, ...],
-    n_components: int = 5,
-    mixture: tuple[str, str, str] | None = None,
-) -> PackedGroups:
-    """Pack a long table (one row per exposure) into padded per-group arrays, without a Python loop per group.
+def pack_groups(table: pd.DataFrame, mixtures: Mixtures, *, by: tuple[str, ...]) -> PackedGroups:
+    """Pack a long table (one row per exposure) and the mixtures of its rows into padded per-group
+    arrays, without a Python loop per group.
 
-    ``mixture`` names three columns holding length-K sequences (alpha, mu, sigma); by default the
-    wide ``alpha_k``/``mu_k``/``sigma_k`` columns are used. ``flux``/``flux_err`` default to NaN
-    when absent.
+    ``table`` holds the ``by`` keys, ``zero_point`` and optionally ``flux``/``flux_err`` (NaN when
+    absent); ``mixtures`` (:class:`~lumos_ops.lumos.mixture_table.Mixtures`, one row per table row)
+    the components and truncation flags.
     """
     frame = table.reset_index(drop=True)
+    if len(mixtures) != len(frame):
+        raise LumosValueError(f"pack_groups: {len(mixtures)} mixtures for {len(frame)} table rows")
     group_id = frame.groupby(list(by), sort=True, dropna=False).ngroup().to_numpy()
     order = np.argsort(group_id, kind="stable")
     gid = group_id[order]
@@ -299,12 +297,8 @@ def pack_groups(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(gid.size) - starts[gid]
     width = int(counts.max()) if counts.size else 1
-    if mixture is None:
-        cols = [[f"{p}_{i}" for i in range(n_components)] for p in ("alpha", "mu", "sigma")]
-        arrays = [frame[c].to_numpy(np.float64)[order] for c in cols]
-    else:
-        arrays = [np.asarray(frame[c].to_list(), dtype=np.float64).reshape(len(frame), -1)[order] for c in mixture]
-    k = arrays[0].shape[1]
+    mix = mixtures[order]
+    k = mix.alpha.shape[1]
 
     def pad(values: np.ndarray, fill: float | bool, shape: tuple[int, ...]) -> np.ndarray:
         out = np.full((n_groups, width, *shape), fill, dtype=bool if values.dtype == bool else np.float64)
@@ -313,16 +307,15 @@ def pack_groups(
 
     valid = np.zeros((n_groups, width), dtype=bool)
     valid[gid, slot] = True
-    trunc_values = (frame["truncated"].to_numpy(bool) if "truncated" in frame else np.zeros(len(frame), dtype=bool))[order]
     column = lambda name: (frame[name].to_numpy(np.float64) if name in frame else np.full(len(frame), np.nan))[order]  # noqa: E731
     keys = frame.loc[order[starts], list(by)].reset_index(drop=True) if n_groups else pd.DataFrame(columns=list(by))
     return PackedGroups(
         keys=keys,
-        alpha=pad(arrays[0], 1.0 / k, (k,)),
-        mu=pad(arrays[1], 0.0, (k,)),
-        sigma=pad(arrays[2], 1.0, (k,)),
+        alpha=pad(mix.alpha, 1.0 / k, (k,)),
+        mu=pad(mix.mu, 0.0, (k,)),
+        sigma=pad(mix.sigma, 1.0, (k,)),
         zero_point=pad(column("zero_point"), np.nan, ()),
-        truncated=pad(trunc_values, False, ()),
+        truncated=pad(mix.truncated, False, ()),
         valid=valid,
         flux=pad(column("flux"), np.nan, ()),
         flux_err=pad(column("flux_err"), np.nan, ()),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -12,26 +10,11 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.checkpoint import LoadedModel
 from lumos_ops.lumos.fastpath import inference_callable
 from lumos_ops.lumos.mixture import summarize
+from lumos_ops.lumos.mixture_table import TRUNCATED, Mixtures, mixture_columns
 from lumos_ops.lumos.preprocess import NetInputs
 
 __all__ = ["Mixtures", "predict_mixtures", "truncation_mask", "mixture_table"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Mixtures:
-    """Predicted flux PDFs of n targets, in e-/s.
-
-    Attributes
-    ----------
-    alpha, mu, sigma : ndarray, shape (n, K), float64
-    truncated : ndarray of bool, shape (n,)
-        Rows whose PDF is the eq. (10) density (components renormalised on f >= 0).
-    """
-
-    alpha: np.ndarray
-    mu: np.ndarray
-    sigma: np.ndarray
-    truncated: np.ndarray
+# Mixtures lives in lumos_ops.lumos.mixture_table (no torch there); predict_mixtures returns it.
 
 
 def truncation_mask(i_auto: np.ndarray, loaded: LoadedModel) -> np.ndarray:
@@ -98,8 +81,9 @@ def predict_mixtures(
 
 
 def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, np.ndarray]:
-    """Columns of a LUMOS result (e-/s): flux, flux_err, alpha_k, mu_k, sigma_k (k = 0..K-1),
-    mean (eq. 15), std (sqrt eq. 16), median, mode, sigma68, sigma95, eta, truncated, likelihood.
+    """Columns of a LUMOS result (e-/s): flux, flux_err, the mixture (``alpha_k``, ``mu_k``, ``sigma_k``,
+    k = 0..K-1, from :func:`~lumos_ops.lumos.mixture_table.mixture_columns`), mean (eq. 15), std
+    (sqrt eq. 16), median, mode, sigma68, sigma95, eta, truncated, likelihood.
 
     With ``likelihood`` (a network trained under a reference prior: its PDF is the normalised
     likelihood), ``flux`` is the likelihood's median and ``flux_err`` its 68 % half-width
@@ -107,16 +91,14 @@ def mixture_table(mixtures: Mixtures, *, likelihood: bool = True) -> dict[str, n
     (docs/likelihood.md; models/MODEL_CARD.md has how close the shipped model comes). Otherwise (a posterior under the training population) ``flux`` is the
     posterior mean (eq. 15) and ``flux_err`` the square root of eq. (16).
     """
-    stats = summarize(mixtures.alpha, mixtures.mu, mixtures.sigma, mixtures.truncated)
+    stats = summarize(*mixtures.args)
     if likelihood:
         columns: dict[str, np.ndarray] = {"flux": stats["median"], "flux_err": stats["sigma68"]}
     else:
         columns = {"flux": stats["mean"], "flux_err": stats["std"]}
-    for name, values in (("alpha", mixtures.alpha), ("mu", mixtures.mu), ("sigma", mixtures.sigma)):
-        for i in range(values.shape[1]):
-            columns[f"{name}_{i}"] = values[:, i]
+    columns.update(mixture_columns(mixtures))
     for name in ("mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):
         columns[name] = stats[name]
-    columns["truncated"] = mixtures.truncated.copy()
+    columns[TRUNCATED] = columns.pop(TRUNCATED)  # after the statistics, as documented
     columns["likelihood"] = np.full(mixtures.truncated.shape, bool(likelihood))
     return columns

@@ -42,7 +42,8 @@ class LumosMethod:
     Then ``flag``, the mixture ``alpha_k``, ``mu_k``, ``sigma_k`` (e-/s, k = 0..4), its ``median``,
     ``mode`` (peak), ``sigma68``, ``sigma95``, ``eta``, ``truncated`` (the PDF is zero below f = 0:
     population-prior models, targets at or fainter than the truncation magnitude, eq. 10) and
-    ``likelihood``.
+    ``likelihood``. The mixture columns are the table form of :mod:`lumos_ops.lumos.mixture_table`
+    (read them back with ``mixtures_from_table``).
 
     Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
     missing pixels are padded with the stamp's median (0 after background subtraction) and the

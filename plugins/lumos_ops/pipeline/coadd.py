@@ -89,8 +89,7 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
 """
 
 _PDF_ROWS = """
-SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, e.zero_point,
-       coalesce((m.extras ->> 'truncated')::boolean, false) AS truncated
+SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
 WHERE m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
   AND (m.ref_id, m.band, m.method, m.model_version) IN (""" + _TOUCHED + """)
@@ -151,10 +150,12 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
     import pandas as pd
 
     from lumos_ops.lumos.coadd import coadd_likelihoods, pack_groups
+    from lumos_ops.lumos.mixture_table import mixtures_from_arrays
 
     keys = ("ref_id", "band", "method", "model_version")
     frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
-    packed = pack_groups(frame, by=keys, mixture=("mix_alpha", "mix_mu", "mix_sigma"))
+    mixtures = mixtures_from_arrays(frame["mix_alpha"], frame["mix_mu"], frame["mix_sigma"], frame["mix_truncated"])
+    packed = pack_groups(frame, mixtures, by=keys)
     result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
                                truncated=packed.truncated)
     update = packed.keys.copy()

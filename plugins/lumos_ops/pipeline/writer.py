@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import DatabaseError, LumosValueError
+from lumos_ops.lumos.mixture_table import has_mixture, is_mixture_column, mixtures_from_table
 
 __all__ = [
     "MIXTURE_COLUMNS",
@@ -47,8 +48,10 @@ __all__ = [
     "fresh_methods",
 ]
 
-MIXTURE_COLUMNS: tuple[str, ...] = ("mix_alpha", "mix_mu", "mix_sigma")
-"""Array columns of the LUMOS Gaussian mixture (weights, means and sigmas in e-/s)."""
+MIXTURE_COLUMNS: tuple[str, ...] = ("mix_alpha", "mix_mu", "mix_sigma", "mix_truncated")
+"""Columns of ``lumos.measurements`` holding the LUMOS Gaussian mixture: weights, means and sigmas
+(``real[]``, e-/s) and the truncation flag; written from the table's ``alpha_k``/``mu_k``/``sigma_k``
+and ``truncated`` columns (:mod:`lumos_ops.lumos.mixture_table`)."""
 
 _MEASUREMENT_CORE = {"ref_id", "method", "band", "x", "y", "flux", "flux_err", "flag", "extras", "model_version"}
 
@@ -361,7 +364,7 @@ _PGCOPY_TRAILER = b"\xff\xff"
 _FLOAT4_OID = 700
 _COPY_COLUMNS: tuple[str, ...] = (
     "exposure_id", "ref_id", "run_id", "flag", "method", "model_version", "band", "x", "y", "flux", "flux_err",
-    "mix_alpha", "mix_mu", "mix_sigma", "extras",
+    *MIXTURE_COLUMNS, "extras",
 )
 _CHUNK_BYTES = 32 << 20
 """Upper bound of the byte block built at once (rows are encoded in chunks below it)."""
@@ -463,31 +466,29 @@ def _array_field(elements: np.ndarray, counts: np.ndarray, null: np.ndarray) -> 
     return _Segment(words.view(np.uint8).reshape(n, -1), None if np.all(kept == 4 * words.shape[1]) else kept)
 
 
-def _mixture(table: pd.DataFrame, column: str) -> _Segment:
-    """``mix_*`` sequences (non-finite elements -> NaN, a missing sequence -> NULL) or the wide
-    ``alpha_k`` columns (NaN and infinities kept, a row of NaN only -> NULL); NULL when neither exists."""
+def _bool_field(values: np.ndarray, null: np.ndarray) -> _Segment:
+    """Nullable ``boolean``."""
+    return _struct_segment(values.size, [("l", ">i4", np.where(null, -1, 1)), ("v", "u1", values)],
+                           np.where(null, 4, 5))
+
+
+def _mixture_fields(table: pd.DataFrame) -> list[_Segment]:
+    """``mix_alpha``, ``mix_mu``, ``mix_sigma`` and ``mix_truncated`` of the table's mixtures
+    (:func:`~lumos_ops.lumos.mixture_table.mixtures_from_table`): each ``real[]`` holds the K
+    components with NaN and infinities kept, NULL where all of them are NaN; ``mix_truncated`` is
+    NULL where all three are. Every field is NULL when the table has no mixture columns."""
     n = len(table)
-    short = column.removeprefix("mix_")
-    if column in table.columns:
-        rows = []
-        null = np.zeros(n, bool)
-        for i, value in enumerate(table[column].to_numpy(dtype=object)):
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                null[i] = True
-                rows.append(np.empty(0))
-            else:
-                rows.append(np.asarray(value, dtype=np.float64).ravel())
-        counts = np.array([r.size for r in rows], dtype=np.int64)
-        elements = np.full((n, max(int(counts.max(initial=0)), 1)), np.nan)
-        for i, r in enumerate(rows):
-            elements[i, :r.size] = np.where(np.isfinite(r), r, np.nan)
-        return _array_field(_to_real(elements, column), counts, null)
-    wide = sorted((c for c in table.columns if c.startswith(f"{short}_") and c[len(short) + 1:].isdigit()),
-                  key=lambda c: int(c[len(short) + 1:]))
-    if not wide:
-        return _Segment(np.full((n, 4), 255, np.uint8))
-    block = np.column_stack([table[c].to_numpy(dtype=np.float64) for c in wide])
-    return _array_field(_to_real(block, column), np.full(n, len(wide), np.int64), np.isnan(block).all(axis=1))
+    if not has_mixture(table):
+        null = _Segment(np.full((n, 4), 255, np.uint8))
+        return [null] * len(MIXTURE_COLUMNS)
+    mixtures = mixtures_from_table(table)
+    fields, none = [], np.ones(n, bool)
+    for column, block in zip(MIXTURE_COLUMNS, (mixtures.alpha, mixtures.mu, mixtures.sigma)):
+        null = np.isnan(block).all(axis=1)
+        none &= null
+        fields.append(_array_field(_to_real(block, column), np.full(n, block.shape[1], np.int64), null))
+    fields.append(_bool_field(mixtures.truncated, none))
+    return fields
 
 
 def _number_text(values: np.ndarray, valid: np.ndarray) -> Any:
@@ -676,9 +677,11 @@ def _prepare_rows(table: pd.DataFrame, *, band: str, model_versions: Mapping[str
     versions = [model_versions[m] for m in method_names]
     if n == 0:
         return _Rows(_PGCOPY_HEADER + _PGCOPY_TRAILER, 0, sorted(method_names), sorted(set(versions)))
-    mixture_sources = set(MIXTURE_COLUMNS) | {
-        c for c in table.columns for s in ("alpha", "mu", "sigma") if c.startswith(f"{s}_") and c[len(s) + 1:].isdigit()
-    }
+    stored_names = [c for c in table.columns if c in MIXTURE_COLUMNS]
+    if stored_names:
+        raise LumosValueError(f"measurement table has column(s) {stored_names}: give the mixture as alpha_k, mu_k, "
+                              "sigma_k and truncated columns (lumos_ops.lumos.mixture_table)")
+    mixture_sources = {c for c in table.columns if is_mixture_column(c)}
     extra_columns = [c for c in table.columns if c not in _MEASUREMENT_CORE and c not in mixture_sources]
     band_codes, band_names = _codes(table["band"]) if "band" in table.columns else (np.zeros(n, np.int64), [band])
     x = table["x"].to_numpy(dtype=np.float64) if "x" in table.columns else np.full(n, np.nan)
@@ -697,7 +700,7 @@ def _prepare_rows(table: pd.DataFrame, *, band: str, model_versions: Mapping[str
         _real_field(y, "y"),
         _double_field(table["flux"].to_numpy(dtype=np.float64)),
         _double_field(table["flux_err"].to_numpy(dtype=np.float64)),
-        *(_mixture(table, column) for column in MIXTURE_COLUMNS),
+        *_mixture_fields(table),
         extras_head,
     ]
     runs = np.flatnonzero(method_codes[1:] != method_codes[:-1]) + 1
@@ -792,16 +795,19 @@ def write_measurements(
     The exposure's row is locked first, so concurrent writes of the same exposure (two runs of one
     night) take turns instead of colliding on the primary key; the last to commit wins. Fluxes and
     their errors that are NaN or infinite are stored as NULL, ``x``/``y`` NaN as NULL; a mixture
-    row whose components are all NaN is NULL (NaN components of a partial one are kept); NaN,
-    infinite and None values are left out of ``extras`` (NULL when nothing is left).
+    array whose components are all NaN is NULL (NaN components of a partial one are kept), and
+    ``mix_truncated`` is NULL where all three arrays are (a missing ``truncated`` value of a row
+    with a mixture is false); NaN, infinite and None values are left out of ``extras`` (NULL when
+    nothing is left).
 
     Parameters
     ----------
     table : DataFrame, shape (n_rows, ...)
         Long format of ``lumos_ops.measure.measure_exposure``: ``ref_id``, ``method``, ``x``, ``y``
         (pixels), ``band``, ``flux``, ``flux_err`` (e-/s), ``flag``, and optionally the mixture
-        (``mix_alpha``/``mix_mu``/``mix_sigma`` sequences or ``alpha_k``/``mu_k``/``sigma_k``
-        columns), ``extras`` (dict) and further columns, which are kept in ``extras``.
+        (``alpha_k``/``mu_k``/``sigma_k`` and ``truncated`` columns, :mod:`lumos_ops.lumos.mixture_table`;
+        stored in the :data:`MIXTURE_COLUMNS`), ``extras`` (dict) and further columns, which are
+        kept in ``extras``.
     exposure_id, run_id : int
         The exposure's row and the provenance row.
     meta : ExposureMeta
