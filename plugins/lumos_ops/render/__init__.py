@@ -1,7 +1,8 @@
 """Batched galaxy renderer: Sérsic profiles (eq. 1) convolved with a PSF and integrated over pixels.
 
-``render_galaxies`` / ``render_point_sources`` draw thousands of stamps per call with torch on CPU
-or GPU. The method (modules in brackets):
+``render_galaxies`` / ``render_point_sources`` draw thousands of stamps per call, with numpy and
+``scipy.fft`` on the CPU (the default: torch is not imported) or with torch on a CPU or GPU
+device; one implementation serves both [``backend``]. The method (modules in brackets):
 
 * the unit-flux circular Sérsic transform, with the exact ``b_n``, is tabulated once per process on
   n = 0.3-6.5 (step 0.02) and ``ln(k r50)`` (step 0.02) by FFTLog Hankel transforms [``sersic``];

@@ -1,4 +1,4 @@
-"""Batched Fourier-space rendering with torch (the engine behind :mod:`lumos_ops.render.draw`).
+"""Batched Fourier-space rendering on numpy or torch (the engine behind :mod:`lumos_ops.render.draw`).
 
 For a batch of profiles sharing one grid side ``G`` the pixel values are the inverse real FFT of
 
@@ -8,7 +8,8 @@ For a batch of profiles sharing one grid side ``G`` the pixel values are the inv
 the grid), folded over the nearest aliases ``k - 2 pi`` in x and ``k - 2 pi sign(ky)`` in y, so the
 samples are exact pixel integrals up to the negligible far aliases. Aliases are computed only on the
 rows and columns where the largest PSF transform of the batch times the pixel sinc still
-exceeds ``1e-5`` there.
+exceeds ``1e-5`` there. One implementation serves both array libraries through
+:mod:`lumos_ops.render.backend`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import torch
 
+from lumos_ops.render.backend import Backend
 from lumos_ops.render.psf import PsfKind, moffat_table
 from lumos_ops.render.sersic import sersic_table
 from lumos_ops.render.tables import LN_K_MIN, LN_K_STEP
@@ -51,27 +53,24 @@ class ProfileBatch:
     pa_rad: np.ndarray | None = None
 
 
-def _packed_rows(name: str, param: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Per-profile rows with their slopes packed as float32 pairs in one float64 (B, L) tensor.
+def _packed_rows(name: str, param: np.ndarray, xp: Backend) -> Any:
+    """Per-profile rows with their slopes packed as float32 pairs in one float64 (B, L) array.
 
-    One ``gather`` on the packed tensor then fetches the value and the slope together.
+    One gather on the packed array then fetches the value and the slope together.
     """
     table = {"sersic": sersic_table, "moffat": moffat_table}[name]()
     rows = table.rows(param)
     slopes = np.diff(rows, axis=1, append=rows[:, -1:])
     pairs = np.ascontiguousarray(np.stack([rows, slopes], axis=-1), dtype=np.float32)
-    return torch.as_tensor(pairs.view(np.float64)[..., 0], device=device)
+    return xp.words(pairs.view(np.float64)[..., 0])
 
 
-def _lookup(packed: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def _lookup(packed: Any, u: Any, xp: Backend) -> Any:
     """Linear interpolation of per-profile rows at fractional column ``u`` (shape (B, ...), overwritten).
 
     ``u = (ln k - LN_K_MIN) / LN_K_STEP``; it is clamped to the table.
     """
-    u = u.clamp_(0.0, packed.shape[1] - 1.0)
-    index = u.long().reshape(packed.shape[0], -1)
-    pairs = torch.gather(packed, 1, index).view(torch.float32).reshape(*u.shape, 2)
-    return torch.addcmul(pairs[..., 0], pairs[..., 1], u.frac_())
+    return xp.lookup(packed, u)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +113,7 @@ def _terms(grid: int, psf_bound: Callable[[np.ndarray], np.ndarray]) -> list[_Te
 
 
 @functools.lru_cache(maxsize=32)
-def _term_constants(kx_bytes: bytes, ky_bytes: bytes, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _term_constants(kx_bytes: bytes, ky_bytes: bytes, xp: Backend) -> tuple[Any, Any, Any]:
     """Profile-independent arrays of one term block (cached: the same grids recur chunk after chunk).
 
     Returns the pixel sinc product (R, C), ``ln|k| / LN_K_STEP`` (R, C) and the basis
@@ -127,14 +126,10 @@ def _term_constants(kx_bytes: bytes, ky_bytes: bytes, device: torch.device) -> t
     with np.errstate(divide="ignore"):
         ln_k = 0.5 * np.log(kx2**2 + ky2**2) / LN_K_STEP
     basis = np.stack([kx2**2, ky2**2, kx2 * ky2]).reshape(3, -1)
-    return _as_f32(sinc, device), _as_f32(ln_k, device), _as_f32(basis, device)
+    return xp.float32(sinc), xp.float32(ln_k), xp.float32(basis)
 
 
-def _as_f32(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
-
-
-def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.device) -> torch.Tensor:
+def render_batch(batch: ProfileBatch, *, grid: int, size: int, xp: Backend) -> Any:
     """Render unit-flux profiles on a ``grid x grid`` periodic grid and crop ``size x size`` stamps.
 
     Parameters
@@ -145,11 +140,12 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
         Even FFT grid side (pixels), at least ``size``.
     size : int
         Stamp side (pixels); the profile centre lands at stamp ``(size//2 + dx, size//2 + dy)``.
-    device : torch.device
+    xp : NumpyBackend or TorchBackend
+        The array library (and torch device) to compute with.
 
     Returns
     -------
-    torch.Tensor, shape (B, size, size), float32
+    ndarray or torch.Tensor, shape (B, size, size), float32
         Pixel-integrated unit-flux images, ``[y, x]``.
     """
     kind = batch.psf_kind
@@ -157,14 +153,13 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     n_prof = scale.size
     galaxy = batch.r50_px is not None
     if galaxy:
-        gal_rows = _packed_rows("sersic", batch.sersic_n, device)
+        gal_rows = _packed_rows("sersic", batch.sersic_n, xp)
         cos, sin, q = np.cos(batch.pa_rad), np.sin(batch.pa_rad), batch.q
         # |A k|^2 r50^2 = qxx kx^2 + qyy ky^2 + qxy kx ky, pre-multiplied by exp(-2 LN_K_MIN) so that
         # the table column is simply ln(quad) / (2 LN_K_STEP)
         r2 = batch.r50_px**2 * np.exp(-2.0 * LN_K_MIN)
-        quad_coeffs = _as_f32(
-            np.stack([r2 * (cos**2 / q + q * sin**2), r2 * (sin**2 / q + q * cos**2), r2 * 2.0 * cos * sin * (1.0 / q - q)], 1),
-            device,
+        quad_coeffs = xp.float32(
+            np.stack([r2 * (cos**2 / q + q * sin**2), r2 * (sin**2 / q + q * cos**2), r2 * 2.0 * cos * sin * (1.0 / q - q)], 1)
         )
     # profiles from one exposure share their PSF: compute each distinct PSF transform once
     psf_keys, psf_of_profile = np.unique(np.stack([scale, batch.psf_beta], axis=1), axis=0, return_inverse=True)
@@ -172,52 +167,56 @@ def render_batch(batch: ProfileBatch, *, grid: int, size: int, device: torch.dev
     if psf_keys.shape[0] < n_prof:
         psf_scale, psf_beta = psf_keys[:, 0], psf_keys[:, 1]
         if psf_keys.shape[0] > 1:  # a single PSF broadcasts over the batch
-            spread = torch.as_tensor(psf_of_profile.reshape(-1), device=device)
+            spread = xp.index(psf_of_profile.reshape(-1))
     if kind is PsfKind.MOFFAT:
-        psf_rows = _packed_rows("moffat", psf_beta, device)
-        ln_scale = _as_f32((np.log(psf_scale) - LN_K_MIN) / LN_K_STEP, device)[:, None, None]
+        psf_rows = _packed_rows("moffat", psf_beta, xp)
+        ln_scale = xp.float32((np.log(psf_scale) - LN_K_MIN) / LN_K_STEP)[:, None, None]
 
     def psf_bound(k: np.ndarray) -> np.ndarray:
         if kind is PsfKind.GAUSSIAN:
             return np.exp(-0.5 * (k * psf_scale.min()) ** 2)
-        u = _as_f32(np.log(np.maximum(k, 1e-30)) / LN_K_STEP, device)[None, :] + ln_scale[:, :, 0]
-        return _lookup(psf_rows, u).amax(dim=0).cpu().numpy().astype(np.float64)
+        u = xp.float32(np.log(np.maximum(k, 1e-30)) / LN_K_STEP)[None, :] + ln_scale[:, :, 0]
+        return xp.max_over_rows(_lookup(psf_rows, u, xp))
 
     terms = _terms(grid, psf_bound)
     centre_x = (grid // 2 + batch.dx)[:, None]
     centre_y = (grid // 2 + batch.dy)[:, None]
-    spectrum = torch.empty((n_prof, grid, grid // 2 + 1), dtype=torch.complex64, device=device)
-    parts = torch.view_as_real(spectrum)
+    spectrum = xp.empty((n_prof, grid, grid // 2 + 1), complex_=True)
+    parts = xp.real_parts(spectrum)
     for number, term in enumerate(terms):
         constants = _term_constants if grid <= _CACHED_GRID_MAX else _term_constants.__wrapped__
-        sinc, ln_k, basis = constants(term.kx.tobytes(), term.ky.tobytes(), device)
+        sinc, ln_k, basis = constants(term.kx.tobytes(), term.ky.tobytes(), xp)
         if kind is PsfKind.MOFFAT:
-            value = _lookup(psf_rows, ln_k[None] + ln_scale).mul_(sinc)
+            value = _lookup(psf_rows, ln_k[None] + ln_scale, xp)
         else:
-            gauss_x = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.kx[None, :]) ** 2), device)
-            gauss_y = _as_f32(np.exp(-0.5 * (psf_scale[:, None] * term.ky[None, :]) ** 2), device)
-            value = (gauss_y[:, :, None] * gauss_x[:, None, :]).mul_(sinc)
+            gauss_x = xp.float32(np.exp(-0.5 * (psf_scale[:, None] * term.kx[None, :]) ** 2))
+            gauss_y = xp.float32(np.exp(-0.5 * (psf_scale[:, None] * term.ky[None, :]) ** 2))
+            value = gauss_y[:, :, None] * gauss_x[:, None, :]
+        value *= sinc
         if spread is not None:
-            value = value.index_select(0, spread)
+            value = value[spread]
         if galaxy:
             quad = (quad_coeffs @ basis).reshape(n_prof, term.ky.size, term.kx.size)
             # the clamp guards against float32 cancellation for extreme axis ratios (q << 0.01)
-            value = _lookup(gal_rows, quad.clamp_min_(1e-30).log_().mul_(0.5 / LN_K_STEP)).mul_(value)
+            column = xp.log_(xp.clamp_min_(quad, 1e-30))
+            column *= 0.5 / LN_K_STEP
+            galaxy_value = _lookup(gal_rows, column, xp)
+            galaxy_value *= value
+            value = galaxy_value
         # exp(-i k.x0) = exp(-i kx x0) exp(-i ky y0): the y factor (with the x alias's extra
         # exp(2 pi i dx)) is applied here, the x factor after the FFT along y, on the stamp rows only
         angle = term.ky[None, :] * centre_y - (2.0 * np.pi * batch.dx[:, None] if term.x_alias else 0.0)
-        phase_real = _as_f32(np.cos(angle), device)[:, :, None]
-        phase_imag = _as_f32(-np.sin(angle), device)[:, :, None]
+        phase_real = xp.float32(np.cos(angle))[:, :, None]
+        phase_imag = xp.float32(-np.sin(angle))[:, :, None]
         real, imag = parts[:, term.rows, term.cols, 0], parts[:, term.rows, term.cols, 1]
         if number == 0:
-            torch.mul(value, phase_real, out=real)
-            torch.mul(value, phase_imag, out=imag)
+            xp.mul_out(value, phase_real, real)
+            xp.mul_out(value, phase_imag, imag)
         else:
-            real.addcmul_(value, phase_real)
-            imag.addcmul_(value, phase_imag)
+            xp.addcmul_(real, value, phase_real)
+            xp.addcmul_(imag, value, phase_imag)
     start = grid // 2 - size // 2
-    rows = torch.fft.ifft(spectrum, dim=1)[:, start : start + size]
+    rows = xp.ifft(spectrum, 1)[:, start : start + size]
     kx = 2.0 * np.pi * np.arange(grid // 2 + 1) / grid
-    phase_x = torch.polar(torch.ones((), dtype=torch.float64, device=device), torch.as_tensor(-kx[None, :] * centre_x, device=device))
-    rows = rows * phase_x.to(torch.complex64)[:, None, :]
-    return torch.fft.irfft(rows, n=grid, dim=2)[:, :, start : start + size]
+    rows = rows * xp.unit_phase(-kx[None, :] * centre_x)[:, None, :]
+    return xp.irfft(rows, grid, 2)[:, :, start : start + size]
