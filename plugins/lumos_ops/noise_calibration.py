@@ -79,6 +79,7 @@ __all__ = [
     "measure_blank_sky",
     "model_area",
     "fit_error_scale",
+    "fit_error_scales",
     "calibrate_noise",
     "background_fraction",
     "widen_mixture",
@@ -433,7 +434,9 @@ def blank_sky_positions(
     cand = np.flatnonzero(free.ravel())
     if cand.size == 0:
         return np.zeros(0), np.zeros(0)
-    cand = rng.permutation(cand)[: max(50 * n_positions, 1000)]
+    # a random order of (at most) the candidates the greedy pass below can use, without shuffling
+    # the millions of blank pixels of a CCD
+    cand = cand[rng.choice(cand.size, size=min(cand.size, max(50 * n_positions, 1000)), replace=False)]
     taken = np.zeros((ny, nx), dtype=bool)
     r = int(math.ceil(separation))
     disk_y, disk_x = np.mgrid[-r : r + 1, -r : r + 1]
@@ -575,7 +578,8 @@ def _fit_slope(pull: np.ndarray, log_a: np.ndarray) -> float:
 
 
 def _fit_slopes(pull: np.ndarray, log_a: np.ndarray) -> np.ndarray:
-    """:func:`_fit_slope` of every row of ``pull``, ``log_a`` (B, n), all minimised together.
+    """:func:`_fit_slope` of every row of ``pull``, ``log_a`` (B, n), all minimised together; rows
+    shorter than ``n`` are padded with NaN.
 
     The minimiser is :func:`_nelder_mead_rows`: scipy's Nelder-Mead (``xatol=1e-3``,
     ``fatol=1e-4``, ``maxiter=600``) step for step on each row, with the likelihood of all the
@@ -583,13 +587,17 @@ def _fit_slopes(pull: np.ndarray, log_a: np.ndarray) -> np.ndarray:
     """
     nu = _T_DOF
 
+    padded = bool(np.isnan(pull).any())
+
     def nll(theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
         mu, log_s, slope = theta[:, 0, None], theta[:, 1, None], theta[:, 2, None]
         log_scale = log_s + slope * log_a[rows]
         z = (pull[rows] - mu) * np.exp(-log_scale)
-        return np.sum(0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale, axis=1)
+        terms = 0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale
+        return np.nansum(terms, axis=1) if padded else np.sum(terms, axis=1)
 
-    start = np.array([[float(np.median(p)), np.log(max(_sigma68(p), 1e-6)), 0.0] for p in pull]).reshape(-1, 3)
+    finite = [p[np.isfinite(p)] for p in pull]
+    start = np.array([[float(np.median(p)), np.log(max(_sigma68(p), 1e-6)), 0.0] for p in finite]).reshape(-1, 3)
     best = _nelder_mead_rows(nll, start, xatol=1e-3, fatol=1e-4, maxiter=600)
     return np.clip(best[:, 2], *_SLOPE_RANGE)
 
@@ -684,33 +692,61 @@ def fit_error_scale(method: str, pull: np.ndarray, area: np.ndarray, *, min_posi
     ``bins`` (``n_bins`` quantile bins of ``A``: median ``A``, sigma68 of the pulls, count)
     are a diagnostic.
     """
-    pull = np.asarray(pull, dtype=np.float64)
-    area = np.asarray(area, dtype=np.float64)
-    good = np.isfinite(pull) & np.isfinite(area) & (area > 0)
-    pull, area = pull[good], area[good]
-    n = int(pull.size)
-    if n < 2:
-        return dataclasses.replace(NoiseCalibration.identity(method), scale=float("nan"), n_positions=n)
-    median = float(np.median(pull))
-    a_ref = float(np.exp(np.mean(np.log(area))))
-    log_a = np.log(area / a_ref)
-    slope, slope_err = 0.0, float("nan")
-    if n >= 2 * min_positions:
-        rng = np.random.default_rng(0)
-        resample = rng.integers(0, n, size=(_BOOTSTRAP, n))
-        slopes = _fit_slopes(np.vstack([pull[None, :], pull[resample]]), np.vstack([log_a[None, :], log_a[resample]]))
-        fitted, boot = float(slopes[0]), [float(v) for v in slopes[1:]]
-        slope_err = float(np.std(boot))
-        # a slope within 2 standard errors of 0 is noise: k does not depend on size
-        slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
-    scale = _sigma68(pull * np.exp(-slope * log_a))
-    order = np.argsort(area, kind="stable")
-    bins = tuple((float(np.median(area[part])), _sigma68(pull[part]), int(part.size))
-                 for part in np.array_split(order, max(1, min(n_bins, n // 20))) if part.size >= 2)
-    reliable = bool(n >= min_positions and np.isfinite(scale) and scale > 0)
-    return NoiseCalibration(method=method, scale=float(scale), slope=slope, slope_err=slope_err, area_ref=a_ref,
-                            area_range=(float(area.min()), float(area.max())), n_positions=n, median_pull=median,
-                            reliable=reliable, bins=bins)
+    return fit_error_scales({method: (pull, area)}, min_positions=min_positions, n_bins=n_bins)[method]
+
+
+def fit_error_scales(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], *, min_positions: int = MIN_POSITIONS,
+                     n_bins: int = 5) -> dict[str, NoiseCalibration]:
+    """:func:`fit_error_scale` of several methods (name -> (pull, area)); their slope fits and
+    bootstrap resamples are minimised together (each problem takes the steps it takes alone)."""
+    clean: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for method, (pull, area) in samples.items():
+        pull = np.asarray(pull, dtype=np.float64)
+        area = np.asarray(area, dtype=np.float64)
+        good = np.isfinite(pull) & np.isfinite(area) & (area > 0)
+        clean[method] = (pull[good], area[good])
+    fits = [m for m, (pull, _) in clean.items() if pull.size >= max(2 * min_positions, 2)]
+    slopes: dict[str, np.ndarray] = {}
+    if fits:
+        width = max(clean[m][0].size for m in fits)
+        rows_pull, rows_log_a = [], []
+        for method in fits:
+            pull, area = clean[method]
+            n = pull.size
+            log_a = np.log(area / np.exp(np.mean(np.log(area))))
+            resample = np.random.default_rng(0).integers(0, n, size=(_BOOTSTRAP, n))
+            block = np.full((_BOOTSTRAP + 1, 2, width), np.nan)
+            block[:, 0, :n] = np.vstack([pull[None, :], pull[resample]])
+            block[:, 1, :n] = np.vstack([log_a[None, :], log_a[resample]])
+            rows_pull.append(block[:, 0])
+            rows_log_a.append(block[:, 1])
+        fitted = _fit_slopes(np.vstack(rows_pull), np.vstack(rows_log_a))
+        for i, method in enumerate(fits):
+            slopes[method] = fitted[i * (_BOOTSTRAP + 1) : (i + 1) * (_BOOTSTRAP + 1)]
+    out: dict[str, NoiseCalibration] = {}
+    for method, (pull, area) in clean.items():
+        n = int(pull.size)
+        if n < 2:
+            out[method] = dataclasses.replace(NoiseCalibration.identity(method), scale=float("nan"), n_positions=n)
+            continue
+        median = float(np.median(pull))
+        a_ref = float(np.exp(np.mean(np.log(area))))
+        log_a = np.log(area / a_ref)
+        slope, slope_err = 0.0, float("nan")
+        if method in slopes:
+            fitted_slope, boot = float(slopes[method][0]), [float(v) for v in slopes[method][1:]]
+            slope_err = float(np.std(boot))
+            # a slope within 2 standard errors of 0 is noise: k does not depend on size
+            slope = fitted_slope if abs(fitted_slope) >= 2.0 * slope_err else 0.0
+        scale = _sigma68(pull * np.exp(-slope * log_a))
+        order = np.argsort(area, kind="stable")
+        bins = tuple((float(np.median(area[part])), _sigma68(pull[part]), int(part.size))
+                     for part in np.array_split(order, max(1, min(n_bins, n // 20))) if part.size >= 2)
+        reliable = bool(n >= min_positions and np.isfinite(scale) and scale > 0)
+        out[method] = NoiseCalibration(method=method, scale=float(scale), slope=slope, slope_err=slope_err,
+                                       area_ref=a_ref, area_range=(float(area.min()), float(area.max())),
+                                       n_positions=n, median_pull=median, reliable=reliable, bins=bins)
+    return out
 
 
 def calibrate_noise(
@@ -767,17 +803,18 @@ def calibrate_noise(
                                  mask=_frame_detections(exposure))
     frames = measure_blank_sky(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
                                seed=seed)
-    result: dict[str, NoiseCalibration] = {}
+    samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in methods:
         frame = frames[name]
         use = frame["usable"].to_numpy(bool) if len(frame) else np.zeros(0, dtype=bool)
         pull = frame["pull"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
         area = frame["area"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
-        calibration = fit_error_scale(name, pull, area, min_positions=min_positions)
+        samples[name] = (pull, area)
+    result = fit_error_scales(samples, min_positions=min_positions)
+    for name, calibration in result.items():
         if not calibration.reliable:
             log.warning("%s: only %d usable blank-sky positions for method %s (need %d): its errors are not "
                         "calibrated (error_scale 1)", exposure.path, calibration.n_positions, name, min_positions)
-        result[name] = calibration
     return result
 
 
