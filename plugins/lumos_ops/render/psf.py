@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import scipy.special
 
-from lumos_ops.render.tables import RadialTable, ln_k_grid
+from lumos_ops.render.tables import RadialTable, ln_k_grid, stored_table
 
 __all__ = [
     "DEFAULT_MOFFAT_BETA",
@@ -87,7 +87,15 @@ def moffat_fourier(s: np.ndarray, beta: float) -> np.ndarray:
 
 @functools.cache
 def moffat_table() -> RadialTable:
-    """Table of :func:`moffat_fourier` for beta from 1.5 to 10 (step 0.02) on :func:`ln_k_grid` columns."""
+    """Table of :func:`moffat_fourier` for beta from 1.5 to 10 (step 0.02) on :func:`ln_k_grid` columns.
+
+    Built once (about 0.25 CPU s) and kept per process and in the table directory
+    (:func:`lumos_ops.render.tables.stored_table`).
+    """
+    return stored_table("moffat", _build_moffat_table, [__file__])
+
+
+def _build_moffat_table() -> RadialTable:
     grid_beta = np.round(np.arange(MOFFAT_BETA_MIN - 2 * _BETA_STEP, MOFFAT_BETA_MAX + 2.5 * _BETA_STEP, _BETA_STEP), 10)
     s = np.exp(ln_k_grid())
     values = np.stack([moffat_fourier(s, float(beta)) for beta in grid_beta])

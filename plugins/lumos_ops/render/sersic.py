@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft
 import scipy.special
 
-from lumos_ops.render.tables import RadialTable, ln_k_grid
+from lumos_ops.render.tables import RadialTable, ln_k_grid, stored_table
 
 __all__ = [
     "SERSIC_N_MIN",
@@ -105,8 +105,13 @@ def sersic_fourier(n: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sersic_table() -> RadialTable:
     """Table of :func:`sersic_fourier` for n from 0.3 to 6.5 (step 0.02) on :func:`ln_k_grid` columns.
 
-    Built once per process (about 0.2 s) and cached.
+    Built once (about 0.1 CPU s) and kept per process and in the table directory
+    (:func:`lumos_ops.render.tables.stored_table`).
     """
+    return stored_table("sersic", _build_sersic_table, [__file__])
+
+
+def _build_sersic_table() -> RadialTable:
     grid_n = np.round(np.arange(SERSIC_N_MIN - 2 * _N_STEP, SERSIC_N_MAX + 2.5 * _N_STEP, _N_STEP), 10)
     columns = ln_k_grid()
     ln_k, f = sersic_fourier(grid_n)

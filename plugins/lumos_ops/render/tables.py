@@ -4,15 +4,25 @@ A circular profile's 2-D Fourier transform depends on ``|k|`` only. The renderer
 family (Sérsic index ``n``, Moffat ``beta``), a table of the unit-flux transform on a fine grid of
 the family parameter (rows) and of ``ln(k * scale)`` (columns). Per profile it interpolates one row
 (:meth:`RadialTable.rows`), then per Fourier pixel it interpolates linearly in ``ln k``.
+
+Building a table takes a few tenths of a CPU second; :func:`stored_table` keeps each one in a file
+(``$LUMOS_TABLE_CACHE_DIR``, default ``~/.cache/lumos-ops/render-tables``) named after a hash of
+the code that builds it and of the numpy and scipy versions, so later processes read it instead
+(a file that cannot be read or written is rebuilt or skipped; an empty variable turns the files off).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LN_K_MIN", "LN_K_MAX", "LN_K_STEP", "RadialTable", "ln_k_grid"]
+__all__ = ["LN_K_MIN", "LN_K_MAX", "LN_K_STEP", "RadialTable", "ln_k_grid", "stored_table"]
 
 LN_K_MIN: float = float(np.log(1e-4))
 """Smallest tabulated ``ln(k * scale)``; below it the transform is interpolated towards 1 at k = 0."""
@@ -72,3 +82,48 @@ class RadialTable:
         v2 = self.values[i + 1]
         v3 = self.values[np.clip(i + 2, 0, last)]
         return v1 + 0.5 * t * (v2 - v0 + t * (2.0 * v0 - 5.0 * v1 + 4.0 * v2 - v3 + t * (3.0 * (v1 - v2) + v3 - v0)))
+
+
+def _table_directory() -> Path | None:
+    value = os.environ.get("LUMOS_TABLE_CACHE_DIR")
+    if value is None:
+        return Path.home() / ".cache" / "lumos-ops" / "render-tables"
+    return Path(value) if value else None
+
+
+def stored_table(name: str, build: Callable[[], RadialTable], sources: Sequence[str]) -> RadialTable:
+    """``build()``, read from or written to the table directory (module docstring).
+
+    Parameters
+    ----------
+    name : str
+        File name prefix (``"sersic"``, ``"moffat"``).
+    build : callable
+        Builds the table.
+    sources : sequence of str
+        Files of the code that ``build`` runs: their bytes are part of the file's hash.
+    """
+    import scipy
+
+    directory = _table_directory()
+    if directory is None:
+        return build()
+    digest = hashlib.sha256(f"{np.__version__} {scipy.__version__}".encode())
+    for source in (__file__, *sources):
+        digest.update(Path(source).read_bytes())
+    path = directory / f"{name}-{digest.hexdigest()[:16]}.npz"
+    try:
+        with np.load(path) as stored:
+            return RadialTable(param=stored["param"], values=stored["values"])
+    except (OSError, KeyError, ValueError):
+        pass
+    table = build()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz", dir=directory)
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, param=table.param, values=table.values)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return table
