@@ -43,6 +43,9 @@ _MIN_RADIUS = 0.02
 """Smallest circularised aperture radius searched (pixels)."""
 
 _GROUP = 128
+
+_FIRST_STEP = 0.25
+"""Width (pixels) of the first bracket of the radius solve, from the pixel-centre guess."""
 """Models solved together (grouped by extent so that each group works on a small central box)."""
 
 
@@ -261,7 +264,12 @@ def aperture_radius(
 def _solve_radius(
     m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, light_fraction: float, tol: float, max_iter: int
 ) -> np.ndarray:
-    """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations."""
+    """Bracket the radius around the pixel-centre guess, then Illinois (regula falsi) iterations.
+
+    The enclosed light is evaluated exactly (:class:`_RingLight`) at the guess and a quarter pixel
+    from it towards the root; rows whose root is not between the two start from the guess +- 1 px,
+    widened until it is bracketed. Every row stops within ``tol`` of ``light_fraction``.
+    """
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
     rotated = _rotated_grid(m.shape[-1], dx, dy, pa)
     guess, rho = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction, rotated)
@@ -273,7 +281,22 @@ def _solve_radius(
         return ring.enclosed(idx, radius) - light_fraction
 
     all_idx = np.arange(m.shape[0])
-    g_lo, g_hi = g(all_idx, lo), g(all_idx, hi)
+    # A quarter-pixel first bracket: the guess and a step from it towards the root (most roots lie
+    # within it); the others start from the guess +- 1 px as before.
+    x0 = np.clip(guess, lo, hi)
+    g0 = g(all_idx, x0)
+    x1 = np.clip(x0 + np.where(g0 > 0, -_FIRST_STEP, _FIRST_STEP), lo, hi)
+    g1 = g(all_idx, x1)
+    crossed = (g0 > 0) != (g1 > 0)
+    down = g0 > 0
+    g_lo, g_hi = np.empty(m.shape[0]), np.empty(m.shape[0])
+    lo = np.where(crossed, np.where(down, x1, x0), lo)
+    hi = np.where(crossed, np.where(down, x0, x1), hi)
+    g_lo[crossed] = np.where(down, g1, g0)[crossed]
+    g_hi[crossed] = np.where(down, g0, g1)[crossed]
+    rest = np.flatnonzero(~crossed)
+    if rest.size:
+        g_lo[rest], g_hi[rest] = g(rest, lo[rest]), g(rest, hi[rest])
     for _ in range(max_iter):
         low_bad = np.flatnonzero((g_lo > 0) & (lo > _MIN_RADIUS))
         high_bad = np.flatnonzero((g_hi < 0) & (hi < r_max))
