@@ -29,13 +29,15 @@ def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path,
     out = tmp_path / "out"
     args = ["adapt", "--exposures", str(tmp_path / "r*.fits"), "--catalog", str(tmp_path / "cat.csv"), "--out",
             str(out), "--n-stamps", "64", "--epochs", "1", "--n-galaxies", "8", "--n-place", "2",
-            "--classical-methods", "aperture", "--holdout", "0.5", "--device", "cpu", "-q"]
+            "--classical-methods", "aperture", "--holdout", "0.5", "--spacing", "30", "--device", "cpu", "-q"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "base  adapted" in printed
     assert "pull sigma68 0.9-1.1" in printed and str(out / "injection_report.json") in printed
     report = json.loads((out / "injection_report.json").read_text())
     assert len(report["adapt"]["train_exposures"]) == 1 and len(report["adapt"]["heldout_exposures"]) == 1
+    assert report["adapt"]["config"]["spacing"] == 30
+    assert report["adapt"]["pixel_noise"]["factor"] == pytest.approx(25.0 / 90.0 / 0.2752, rel=0.05)
     assert set(report["populations"]["sersic"]["methods"]) == {"aperture", "lumos"}
     assert (out / "model.pt").is_file() and (out / "injection_report.png").is_file()
     stamp = {p: (out / p).stat().st_mtime_ns for p in ("model.pt", "teahupoo/meta.parquet",

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-galaxies", type=int, default=300, help="injected galaxies per population (default 300)")
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"])
+    p.add_argument("--spacing", type=int, default=24,
+                   help="least distance between injected galaxies (pixels, default 24); below the LUMOS stamp's "
+                        "half-diagonal (43 px for 60-px stamps) its stamps also hold other injected galaxies")
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
     p.add_argument("--no-noise-rescale", dest="rescale_noise", action="store_false",
@@ -61,6 +64,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         holdout=args.holdout, n_stamps=args.n_stamps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_step=args.lr_step, train_layers="last" if args.last_layer else "all", n_galaxies=args.n_galaxies,
         n_place=args.n_place, populations=tuple(args.populations), classical_methods=tuple(args.classical_methods),
+        spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale_noise=args.rescale_noise,
     )
