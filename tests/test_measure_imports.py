@@ -1,0 +1,44 @@
+"""``lumos measure`` with a classical method runs without importing torch; LUMOS imports it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+
+_RUN = """
+import runpy, sys
+sys.argv = ["lumos", *sys.argv[1:]]
+try:
+    runpy.run_module("lumos_ops.cli", run_name="__main__")
+except SystemExit as exc:
+    if exc.code:
+        raise
+print("TORCH", "torch" in sys.modules)
+"""
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("measure-imports")
+    catalog = random_catalog(3, shape=(200, 200), margin=40, seed=1)
+    image = synthetic_exposure(catalog, [200.0, 100.0, 50.0], shape=(200, 200), seed=2).write(work / "exposure.fits")
+    path = work / "catalog.csv"
+    catalog.to_csv(path, index=False)
+    return Path(image), path
+
+
+@pytest.mark.parametrize("method", ["aperture", "optimal", "modelfit"])
+def test_classical_methods_do_not_import_torch(method: str, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    image, catalog = inputs
+    out = tmp_path / f"{method}.csv"
+    run = subprocess.run([sys.executable, "-c", _RUN, "measure", str(image), str(catalog), "--method", method,
+                          "--out", str(out), "--no-progress"], capture_output=True, text=True, check=True)
+    assert "TORCH False" in run.stdout
+    table = pd.read_csv(out)
+    assert len(table) == 3 and table["flux"].notna().all()
