@@ -85,6 +85,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-noccd-v10``: the same without the CCD position;
 * ``fast-v11`` (below): the shipped default ``lumos-fast-v11``, ``fast-v10`` on all 40 bands;
 * ``fast-noccd-v11``: ``fast-v11`` without the CCD position (the PIT comparison);
+* ``fast-v11-noise-texture`` (below): an unshipped fine-tuning experiment of ``fast-v11``;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -94,18 +95,19 @@ RECIPES["fast-v11"] = Recipe(
 """``fast-v10`` on all 40 narrow bands x 2 epochs (two exposures per band and epoch, each band on
 its PAUCam CCD: 160 CCD images of 2048^2 px): every PAUS band x epoch row of the embedding is
 trained."""
-RECIPES["fast-v12"] = Recipe(
+RECIPES["fast-v11-noise-texture"] = Recipe(
     survey=RECIPES["fast-v11"].survey,
     teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 3, "noise_texture_fraction": 0.5,
               "noise_kernel_sigma_range": (0.0, 1.5), "noise_resample_kernels": ("none", "bilinear", "lanczos3")},
     train={**_TRAIN, "epochs": 5, "lr": 2e-4, "lr_step": 3, "frozen_bn_epochs": 5},
     init="fast-v11",
 )
-"""``fast-v11``'s weights fine-tuned (every layer, BatchNorm running statistics kept: frozen for all
-5 epochs; Adam lr 2e-4, then 2e-5 from epoch 4) on 60,000 new stamps (seed 3) of the same
-survey and draw, half of them with re-textured background noise
-(``TeahupooConfig.noise_texture_fraction``: a Gaussian kernel of 0-1.5 px convolved with no,
-bilinear or Lanczos-3 resampling at a random sub-pixel shift; same per-pixel sigma)."""
+"""An experiment, not shipped (``reports/lumos/noise-texture/``): ``fast-v11``'s weights fine-tuned
+(every layer, BatchNorm running statistics kept: frozen for all 5 epochs; Adam lr 2e-4, then 2e-5
+from epoch 4) on 60,000 new stamps (seed 3) of the same survey and draw, half of them with
+re-textured background noise (``TeahupooConfig.noise_texture_fraction``: a Gaussian kernel of
+0-1.5 px convolved with no, bilinear or Lanczos-3 resampling at a random sub-pixel shift; same
+per-pixel sigma)."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
