@@ -150,8 +150,10 @@ def prefill(engine, run_id: int, table: pd.DataFrame, n_rows: int) -> int:
     write_measurements(engine, table, exposure_id=ids[0], run_id=run_id, meta=_meta(), model_versions=VERSIONS)
     with engine.begin() as conn:
         conn.execute(sa.text(
-            "INSERT INTO lumos.measurements SELECT e.id, m.ref_id, m.method, m.model_version, m.run_id, m.band, m.x, "
-            "m.y, m.flux, m.flux_err, m.flag, m.mix_alpha, m.mix_mu, m.mix_sigma, m.extras "
+            "INSERT INTO lumos.measurements (exposure_id, ref_id, method, model_version, run_id, band, x, y, flux, "
+            "flux_err, flag, mix_alpha, mix_mu, mix_sigma, mix_truncated, extras) "
+            "SELECT e.id, m.ref_id, m.method, m.model_version, m.run_id, m.band, m.x, "
+            "m.y, m.flux, m.flux_err, m.flag, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, m.extras "
             "FROM lumos.measurements AS m CROSS JOIN unnest(CAST(:ids AS bigint[])) AS e(id) "
             "WHERE m.exposure_id = :first"
         ), {"ids": ids[1:], "first": ids[0]})
