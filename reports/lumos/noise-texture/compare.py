@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
                                           "base_scores": base, "candidate_scores": cand}, indent=1) + "\n")
     print("| population | frame | true SNR | n | bias | sigma68 / optimal | pull sigma68 | coverage68 |")
     print("|---|---|---|---|---|---|---|---|")
-    for population in base:
+    for population in sorted(set(base) & set(cand)):
         for frame in base[population]:
             for b, c in zip(base[population][frame]["lumos"], cand[population][frame]["lumos"]):
                 if "bias" not in b or "bias" not in c:
