@@ -86,9 +86,30 @@ def test_fine_tuning_starts_from_the_initial_checkpoint(tiny_training_set, tmp_p
     assert "init_model" not in fresh
     assert fresh["history"][0]["val_loss"] != pytest.approx(base.metadata["val_loss"], rel=1e-3)
     assert tuned["history"][0]["val_loss"] == pytest.approx(base.metadata["val_loss"], rel=1e-3)
+
+
+def test_fine_tuning_may_drop_an_input(tiny_training_set, tmp_path):
+    """init_model with more inputs than the training: every weight carried over, the dropped input ignored."""
+    train(tiny_training_set, tmp_path / "base", _config(epochs=1, seed=3))
+    base = load_checkpoint(tmp_path / "base" / "model.pt", device="cpu")
+    train(tiny_training_set, tmp_path / "tuned", _config(epochs=1, seed=9, lr=1e-9, frozen_bn_epochs=1,
+                                                         drop_inputs=("background",),
+                                                         init_model=str(tmp_path / "base" / "model.pt")))
+    after = load_checkpoint(tmp_path / "tuned" / "model.pt", device="cpu")
+    assert after.net.config.inputs == ("i_auto", "ccd_x", "ccd_y")
+    for key, value in base.net.state_dict().items():
+        assert torch.allclose(after.net.state_dict()[key].double(), value.double(), atol=1e-6), key
+    after.net.eval()
+    images, band_epoch = torch.randn(4, 2, 60, 60), torch.zeros(4, dtype=torch.long)
+    scalars = torch.randn(4, 4)
+    shifted = scalars.clone()
+    shifted[:, 3] += 5.0
+    with torch.no_grad():
+        assert torch.equal(after.net(images, scalars, band_epoch).mu, after.net(images, shifted, band_epoch).mu)
+        base.net.eval()
+        assert not torch.equal(base.net(images, scalars, band_epoch).mu, base.net(images, shifted, band_epoch).mu)
     with pytest.raises(LumosValueError, match="inputs"):
-        train(tiny_training_set, tmp_path / "bad", _config(epochs=1, drop_inputs=("ccd_x",),
-                                                           init_model=str(tmp_path / "base" / "model.pt")))
+        train(tiny_training_set, tmp_path / "bad", _config(epochs=1, init_model=str(tmp_path / "tuned" / "model.pt")))
 
 
 def test_freeze_batchnorm_makes_outputs_batch_independent():

@@ -86,6 +86,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11`` (below): the shipped default ``lumos-fast-v11``, ``fast-v10`` on all 40 bands;
 * ``fast-noccd-v11``: ``fast-v11`` without the CCD position (the PIT comparison);
 * ``fast-v11-noise-texture`` (below): an unshipped fine-tuning experiment of ``fast-v11``;
+* ``fast-v11-no-background`` (below): ``fast-v11`` fine-tuned without the background input;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -108,6 +109,17 @@ from epoch 4) on 60,000 new stamps (seed 3) of the same survey and draw, half of
 re-textured background noise (``TeahupooConfig.noise_texture_fraction``: a Gaussian kernel of
 0-1.5 px convolved with no, bilinear or Lanczos-3 resampling at a random sub-pixel shift; same
 per-pixel sigma)."""
+RECIPES["fast-v11-no-background"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo=_REFERENCE_TEAHUPOO,
+    train={**_TRAIN, "epochs": 4, "lr": 2e-4, "lr_step": 3, "frozen_bn_epochs": 4, "max_train": 60_000,
+           "drop_inputs": ("background",)},
+    init="fast-v11",
+)
+"""An experiment (``reports/lumos/background-input/``): ``fast-v11``'s weights fine-tuned without the
+background input (the stamp median, which the simulator ties to the pixel noise and real
+sky-subtracted or raw frames do not), every other weight carried over; 60,000 stamps of
+``fast-v11``'s own training set, 4 epochs, Adam lr 2e-4 (2e-5 from epoch 4), BatchNorm frozen."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

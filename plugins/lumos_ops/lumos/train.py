@@ -89,8 +89,9 @@ class TrainConfig:
     init_model : str or None
         Fine-tuning: a checkpoint (path or shipped-model name) whose weights, BatchNorm running
         statistics and normalisation the training starts from, every layer trained (its
-        architecture, scalar inputs and band x epoch rows must match); None starts from weights
-        initialised by ``seed``.
+        architecture and band x epoch rows must match; its scalar inputs must include this
+        training's, so ``drop_inputs`` may drop more of them: their weights are kept and multiplied
+        by zero); None starts from weights initialised by ``seed``.
     """
 
     arch: str = "fast"
@@ -310,12 +311,16 @@ def _load_initial(net: LumosNet, config: TrainConfig) -> Normalization:
     if loaded.arch != config.arch:
         raise LumosValueError(f"{loaded.path}: init_model arch {loaded.arch!r} differs from {config.arch!r}; set arch to it")
     mine, theirs = net.config, loaded.net.config
-    for field in ("inputs", "n_band_epochs"):
-        if getattr(mine, field) != getattr(theirs, field):
-            raise LumosValueError(
-                f"{loaded.path}: init_model {field} {getattr(theirs, field)!r} differs from this training's "
-                f"{getattr(mine, field)!r} (drop_inputs and the training set's bands x epochs must match it)"
-            )
+    if mine.n_band_epochs != theirs.n_band_epochs:
+        raise LumosValueError(
+            f"{loaded.path}: init_model n_band_epochs {theirs.n_band_epochs!r} differs from this training's "
+            f"{mine.n_band_epochs!r} (the training set's bands x epochs must match it)"
+        )
+    if not set(mine.inputs) <= set(theirs.inputs):
+        raise LumosValueError(
+            f"{loaded.path}: init_model inputs {theirs.inputs!r} lack some of this training's {mine.inputs!r} "
+            "(drop_inputs may only drop more of them)"
+        )
     net.load_state_dict(loaded.net.state_dict())
     return loaded.normalization
 
