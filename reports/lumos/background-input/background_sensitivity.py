@@ -7,14 +7,14 @@ standardised background the network sees on real frames under ``lumos inject``'s
 
 Usage::
 
-    python background_sensitivity.py MODEL TEST_SET OUT.json FRAME [FRAME ...]
+    python background_sensitivity.py MODEL TEST_SET OUT.json FRAME [FRAME ...] [--levels B [B ...]]
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
-import sys
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def frame_backgrounds(loaded, paths: list[str]) -> list[dict]:
     return rows
 
 
-def main(model: str, test_set: str, out: str, frames: list[str]) -> None:
+def main(model: str, test_set: str, out: str, frames: list[str], levels: tuple[float, ...] = LEVELS) -> None:
     loaded = load_checkpoint(model, device="cpu")
     norm = loaded.normalization
     real = frame_backgrounds(loaded, frames)
@@ -74,7 +74,7 @@ def main(model: str, test_set: str, out: str, frames: list[str]) -> None:
     own = inputs.scalars[:, 3] * norm.background_std + norm.background_mean
     truth = meta["flux"].to_numpy(np.float64)
     runs = {}
-    for level in (None, *LEVELS):
+    for level in (None, *levels):
         scalars = inputs.scalars.copy()
         if level is not None:
             scalars[:, 3] = (level - norm.background_mean) / norm.background_std
@@ -95,4 +95,11 @@ def main(model: str, test_set: str, out: str, frames: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("test_set")
+    parser.add_argument("out")
+    parser.add_argument("frames", nargs="*")
+    parser.add_argument("--levels", type=float, nargs="*", default=list(LEVELS))
+    args = parser.parse_args()
+    main(args.model, args.test_set, args.out, args.frames, tuple(args.levels))
