@@ -423,3 +423,25 @@ def test_v007_moves_truncated_from_extras_to_its_column(db_url):
                        4: (False, {"truncated": "odd"}), 5: (None, {"aperture_a": 2.0}), 6: (None, None)}
     finally:
         engine.dispose()
+
+
+def test_registering_a_night_waits_for_a_run_registering_it(engine):
+    """Two runs registering the same night are serialised (the night's advisory lock), so the second
+    one refreshes the first one's rows instead of failing on the (night, expnum, ccd) unique key."""
+    import threading
+
+    run_id, first = _setup(engine, n_exposures=2)
+    rows = [{"key": f"exposures/{NIGHT}/exp{e:07d}_ccd01.fits", "night": NIGHT, "expnum": e, "ccd": 1,
+             "size": 10, "checksum": f"d{e}"} for e in range(2)]
+    done: list[list[int]] = []
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(hashtext('lumos.exposures:' || :n))"), {"n": NIGHT})
+        worker = threading.Thread(target=lambda: done.append(register_exposures(engine, rows, run_id=run_id)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and done == []  # waits for the night's lock
+        holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext('lumos.exposures:' || :n))"), {"n": NIGHT})
+        holder.commit()
+    worker.join(timeout=30)
+    assert done == [first]
+    assert _count(engine, "SELECT count(*) FROM lumos.exposures WHERE checksum LIKE 'd%'") == 2

@@ -213,9 +213,17 @@ def register_exposures(engine: sa.Engine, rows: Sequence[Mapping[str, Any]], *, 
         ``key``, ``night``, ``expnum``, ``ccd``, ``size`` (bytes) and ``checksum`` of each CCD image.
         An exposure already registered under the same key is reset to ``registered`` (its previous
         measurements stay until the new ones replace them).
+
+    Two runs registering the same night at once (a night triggered twice) are serialised by a
+    transaction-level advisory lock per night: the upsert's ``ON CONFLICT (object_key)`` cannot
+    arbitrate the second unique key ``(night, expnum, ccd)`` between concurrent inserts, so without
+    the lock one run would fail with a unique violation.
     """
     ids = []
     with engine.begin() as conn:
+        for night in sorted({str(row["night"]) for row in rows}):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('lumos.exposures:' || :night))"),
+                         {"night": night})
         for row in rows:
             ids.append(int(conn.execute(
                 sa.text(
