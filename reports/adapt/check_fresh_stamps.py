@@ -10,7 +10,6 @@ Writes RUN/check-heldout/, RUN/check-train/ (the stamps) and RUN/fresh_stamps_ca
 """
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import torch
 
 from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos.checkpoint import load_checkpoint
-from lumos_ops.lumos.data import StampBatches
-from lumos_ops.lumos.mixture import mixture_quantile
 from lumos_ops.sim import TeahupooConfig, generate_training_set
 from lumos_ops.survey import load_survey, use_survey
+from stamp_quantiles import stamp_quantiles
 
 torch.set_num_threads(1)
 run, survey_file, catalog_file, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -47,16 +45,7 @@ with use_survey(survey):
         if 'bands' in m.metadata:
             ts.meta['band_epoch'] = np.asarray([survey.embedding_row(b, int(e)) for b, e in zip(ts.meta['band'], ts.meta['epoch'])])
         ids = np.arange(len(ts))[ts.meta['nbr_flux'].to_numpy() <= 0]
-        data = StampBatches(ts, ids, m.normalization, truncation_imag=math.inf, flux_prior=ts.flux_prior)
-        q = []
-        with torch.no_grad():
-            for s in range(0, len(ids), 256):
-                b = data[list(range(s, min(s + 256, len(ids))))]
-                o = m.net(b['images'], b['scalars'], b['band_epoch'])
-                fs = m.normalization.flux_scale
-                q.append(mixture_quantile([0.16, 0.5, 0.84], o.log_alpha.exp().numpy().astype(float), (o.mu * fs).numpy().astype(float),
-                                          (o.sigma * fs).numpy().astype(float), None))
-        q = np.concatenate(q)
+        q = stamp_quantiles(m, ts, ids)
         d = ts.meta.iloc[ids].copy()
         d['med'], d['err'] = q[:, 1], (q[:, 2] - q[:, 0]) / 2
         d['bin'] = pd.cut(d['flux'] / d['err'], [0, 2, 5, 10, 20, 50, 1e5])

@@ -7,7 +7,6 @@ Usage::
     .venv/bin/python reports/adapt/check_validation_stamps.py RUN MODEL.pt SURVEY.json OUT.json
 """
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -17,9 +16,8 @@ import torch
 
 from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos.checkpoint import load_checkpoint
-from lumos_ops.lumos.data import StampBatches
-from lumos_ops.lumos.mixture import mixture_quantile
 from lumos_ops.survey import load_survey, use_survey
+from stamp_quantiles import stamp_quantiles
 
 torch.set_num_threads(1)
 run, model, survey_file, out_json = sys.argv[1:5]
@@ -35,16 +33,7 @@ with use_survey(survey):
     for mode in ('catalogue', 'injection'):
         if mode == 'injection':
             ts.meta['i_auto'] = 26.0 - 2.5 * np.log10(np.maximum(ts.meta['flux'].to_numpy(), 0.05))
-        data = StampBatches(ts, ids, m.normalization, truncation_imag=math.inf, flux_prior=ts.flux_prior)
-        q = []
-        with torch.no_grad():
-            for s in range(0, len(ids), 256):
-                b = data[list(range(s, min(s + 256, len(ids))))]
-                o = m.net(b['images'], b['scalars'], b['band_epoch'])
-                fs = m.normalization.flux_scale
-                q.append(mixture_quantile([0.16, 0.5, 0.84], o.log_alpha.exp().numpy().astype(float),
-                                          (o.mu * fs).numpy().astype(float), (o.sigma * fs).numpy().astype(float), None))
-        q = np.concatenate(q)
+        q = stamp_quantiles(m, ts, ids)
         meta = ts.meta.iloc[ids].copy()
         meta['med'], meta['err'] = q[:, 1], (q[:, 2] - q[:, 0]) / 2
         meta['snr'] = meta['flux'] / meta['err']
