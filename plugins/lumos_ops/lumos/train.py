@@ -303,11 +303,9 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
     )
 
 
-def _load_initial(net: LumosNet, config: TrainConfig) -> Normalization:
-    """Copy the weights of ``config.init_model`` into ``net``; returns its normalisation."""
-    from lumos_ops.lumos.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(config.init_model, device="cpu")
+def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalization:
+    """Copy the weights of ``loaded`` (the ``LoadedModel`` of ``config.init_model``) into ``net``;
+    returns its normalisation."""
     if loaded.arch != config.arch:
         raise LumosValueError(f"{loaded.path}: init_model arch {loaded.arch!r} differs from {config.arch!r}; set arch to it")
     mine, theirs = net.config, loaded.net.config
@@ -325,11 +323,8 @@ def _load_initial(net: LumosNet, config: TrainConfig) -> Normalization:
     return loaded.normalization
 
 
-def _initial_provenance(init_model: str) -> dict[str, Any]:
-    """Path and weights SHA-256 of the checkpoint a fine-tuning started from."""
-    from lumos_ops.lumos.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(init_model, device="cpu")
+def _initial_provenance(loaded: Any) -> dict[str, Any]:
+    """Path and weights SHA-256 of the checkpoint (``LoadedModel``) a fine-tuning started from."""
     return {"path": str(Path(loaded.path).resolve()), "sha256": loaded.sha256}
 
 
@@ -389,6 +384,11 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best = math.inf
+    initial = None
+    if config.init_model is not None:
+        from lumos_ops.lumos.checkpoint import load_checkpoint
+
+        initial = load_checkpoint(config.init_model, device="cpu")
     if resume:
         if not state_path.is_file():
             raise InputFileError(f"{state_path}: nothing to resume from; run without --resume")
@@ -402,8 +402,8 @@ def train(
         start_epoch = int(state["epoch"])
         history = list(state["history"])
         best = float(state["best_val_loss"])
-    elif config.init_model is not None:
-        norm = _load_initial(net, config)
+    elif initial is not None:
+        norm = _load_initial(net, initial, config)
     else:
         norm = _estimate_norm(ts, train_ids, config)
 
@@ -427,7 +427,7 @@ def train(
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_version": str(torch.__version__),
         "code_version": __version__,
-        **({"init_model": _initial_provenance(config.init_model)} if config.init_model is not None else {}),
+        **({"init_model": _initial_provenance(initial)} if initial is not None else {}),
         **(metadata or {}),
     }
 
