@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NoiseCalibration",
     "robust_sigma",
+    "source_clearance",
     "source_mask",
     "detect_sources",
     "blank_sky_positions",
@@ -235,6 +236,19 @@ def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> 
     med, sig = robust_sigma(data)
     resid = np.nan_to_num(data - med, nan=np.inf)
     return ndimage.binary_dilation(resid >= mask_sigma * sig, iterations=grow)
+
+
+def source_clearance(data: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of every pixel from the nearest pixel of :func:`source_mask` (0 on it).
+
+    The one placement rule for synthetic targets: ``lumos inject`` and ``lumos adapt`` put
+    injected galaxies where it is at least their ``min_clearance``, and TEAHUPOO
+    (``TeahupooConfig.target_clearance``) cuts its training backgrounds around positions where it
+    is at least the same value, so training and test stamps hold the same sky at their centres.
+    """
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(~source_mask(data))
 
 
 def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from lumos_ops.cli import main
@@ -32,6 +34,11 @@ def test_simulate_survey_and_training_set(tmp_path, capsys) -> None:
     assert (tmp_path / "ts" / "shards" / "shard-00000.npy").read_bytes() == (
         tmp_path / "ts2" / "shards" / "shard-00000.npy"
     ).read_bytes()
+    rc = main(["simulate", "training-set", "--exposures", str(survey), "--catalog", str(survey / "catalog.parquet"),
+               "--out", str(tmp_path / "ts3"), "--n-stamps", "5", "--size", "32", "--seed", "1",
+               "--target-clearance", "3", "-q"])
+    assert rc == 0
+    assert json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]["target_clearance"] == 3.0
 
 
 def test_errors_are_one_line(tmp_path, capsys) -> None:

@@ -303,3 +303,32 @@ def test_reference_prior_draws_and_likelihood_training(tmp_path, small_survey: S
     assert loaded.is_likelihood and loaded.flux_prior == ReferencePrior(low=-20.0, high=300.0)
     assert loaded.metadata["truncation_imag"] is None
     assert np.isfinite(metrics["val_loss"])
+
+
+def test_target_clearance_cuts_backgrounds_only_clear_of_the_exposures_sources(tmp_path, small_survey: SurveyManifest) -> None:
+    from lumos_ops.noise_calibration import source_clearance
+
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    anywhere = TeahupooConfig(n_stamps=300, stamp_size=40, seed=3)
+    clear = TeahupooConfig(n_stamps=300, stamp_size=40, seed=3, target_clearance=6.0)
+    generate_training_set(anywhere, small_survey.exposure_paths, catalog, tmp_path / "anywhere")
+    generate_training_set(clear, small_survey.exposure_paths, catalog, tmp_path / "clear")
+    distances = {}
+    for name in ("anywhere", "clear"):
+        meta = pd.read_parquet(tmp_path / name / "meta.parquet")
+        d = []
+        for path, rows in meta.groupby("source_exposure"):
+            dist = source_clearance(read_exposure(path).data)
+            d.append(dist[rows.ccd_y.to_numpy(int), rows.ccd_x.to_numpy(int)])
+            half = clear.stamp_size // 2
+            assert rows.ccd_x.between(half, dist.shape[1] - half).all()
+        distances[name] = np.concatenate(d)
+    assert (distances["clear"] >= 6.0).all()
+    assert (distances["anywhere"] < 6.0).mean() > 0.05  # the rule changes where stamps are cut
+    manifest = json.loads((tmp_path / "clear" / "manifest.json").read_text())
+    assert manifest["config"]["target_clearance"] == 6.0
+    with pytest.raises(LumosValueError, match="target_clearance"):
+        TeahupooConfig(n_stamps=3, target_clearance=0.0)
+    with pytest.raises(LumosValueError, match="no stamp centre 5000 px"):
+        generate_training_set(TeahupooConfig(n_stamps=3, stamp_size=40, target_clearance=5000.0),
+                              small_survey.exposure_paths[:1], catalog, tmp_path / "none")

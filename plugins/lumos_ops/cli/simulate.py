@@ -73,6 +73,7 @@ def _training_set(args: argparse.Namespace) -> int:
         seed=args.seed,
         flux_source=args.flux_source,
         edge_margin=args.edge_margin,
+        target_clearance=args.target_clearance,
         neighbour_fraction=args.neighbour_fraction,
         flux_population=args.flux_population,
         flux_count_slope=args.flux_count_slope,
@@ -134,6 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           "likelihood-training prior (docs/likelihood.md), negative fluxes included")
     training.add_argument("--edge-margin", type=int, help="min distance (px) of stamp centres from the CCD edge "
                           "(default size/2: stamps entirely on the CCD)")
+    training.add_argument("--target-clearance", type=float, default=None, metavar="PX",
+                          help="cut stamps only around positions at least PX pixels from the exposures' own sources "
+                          "(the injection's placement rule; default: any position)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,
                           help="fraction of stamps with an added neighbouring galaxy (blending studies)")
     training.add_argument("--flux-population", type=int, default=0, metavar="N",

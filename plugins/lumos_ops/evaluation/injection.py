@@ -33,7 +33,7 @@ import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.noise_calibration import robust_sigma, source_mask
+from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask
 
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
@@ -387,7 +387,6 @@ def run_injection(
     pixel_scale = current_survey().pixel_scale if keep_headers else PIXEL_SCALE
     loaded = load_checkpoint(model, device="cpu")
     training_noise = float(loaded.normalization.pixel_scale)
-    from scipy import ndimage
 
     frame_data, headers, noise_eps, autocov, clearance = [], [], [], [], []
     for path in frames:
@@ -409,7 +408,7 @@ def run_injection(
         headers.append(header)
         noise_eps.append(sig * header["_gain"] / header["_exptime"])
         autocov.append(cov * (header["_gain"] / header["_exptime"]) ** 2)
-        clearance.append(ndimage.distance_transform_edt(~source_mask(data)))
+        clearance.append(source_clearance(data))
     galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes, pixel_scale)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
     # placements: (galaxy, place, frame) in random order, packed into frame realisations

@@ -432,8 +432,7 @@ def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, d
             f"{path}: image {ny}x{nx} is too small for stamps with edge_margin={margin}; lower edge_margin"
         )
     local = np.random.default_rng(np.random.SeedSequence([config.seed, 11, k]))
-    cx = local.integers(margin, nx - margin, size=len(ids)).astype(np.float64)
-    cy = local.integers(margin, ny - margin, size=len(ids)).astype(np.float64)
+    cx, cy = _centres(config, exposure, path, len(ids), local)
     beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
     _exposure_meta(config, exposure, ids, cx, cy, beta, draws, nbr_catalog, meta)
     texture_rng = (np.random.default_rng(np.random.SeedSequence([config.seed, 18, k])) if config.noise_texture
@@ -449,6 +448,30 @@ def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, d
             shard[row, 0] = cutout[j]
             shard[row, 1] = model[j]
         bar.update(len(sel))
+
+
+def _centres(config: TeahupooConfig, exposure: Exposure, path: str, n: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Integer stamp centres (x, y pixels): uniform ``config.margin`` px inside the CCD, and with
+    ``config.target_clearance`` only where the exposure's own sources are at least that far."""
+    ny, nx = exposure.shape
+    margin = config.margin
+    if config.target_clearance is None:
+        cx = rng.integers(margin, nx - margin, size=n).astype(np.float64)
+        cy = rng.integers(margin, ny - margin, size=n).astype(np.float64)
+        return cx, cy
+    from lumos_ops.noise_calibration import source_clearance
+
+    inner = source_clearance(exposure.data)[margin : ny - margin, margin : nx - margin]
+    free = np.flatnonzero(inner.ravel() >= config.target_clearance)
+    if free.size == 0:
+        raise LumosValueError(
+            f"{path}: no stamp centre {config.target_clearance:g} px from the exposure's own sources; "
+            "lower target_clearance or leave this exposure out"
+        )
+    pick = free[rng.integers(0, free.size, size=n)]
+    width = nx - 2 * margin
+    return (pick % width + margin).astype(np.float64), (pick // width + margin).astype(np.float64)
 
 
 def _exposure_meta(config: TeahupooConfig, exposure: Exposure, ids: np.ndarray, cx: np.ndarray, cy: np.ndarray,

@@ -66,6 +66,13 @@ class TeahupooConfig:
     edge_margin : int or None
         Smallest distance (pixels) of the stamp centre from the CCD edge; None = ``stamp_size // 2``
         (stamps entirely on the CCD).
+    target_clearance : float or None
+        None cuts backgrounds around any position. A number (pixels) cuts them only around
+        positions at least that far from the exposure's own sources
+        (:func:`lumos_ops.noise_calibration.source_clearance`), the rule ``lumos inject`` and
+        ``lumos adapt`` place injected galaxies by. A catalogue target's centre holds its own
+        light, not another source's; a background cut on a real source teaches the network to
+        discount light that is not in the truth, and it then reads clear targets low.
     subpixel_shifts : bool
         Uniform sub-pixel offsets dx, dy in [-0.5, 0.5) of the galaxy from the stamp centre.
     random_pa : bool
@@ -135,6 +142,7 @@ class TeahupooConfig:
     flux_range: tuple[float, float] = (0.0, 1000.0)
     flux_source: FluxSource = FluxSource.AUTO
     edge_margin: int | None = None
+    target_clearance: float | None = None
     subpixel_shifts: bool = True
     random_pa: bool = True
     pixel_scale: float = PIXEL_SCALE
@@ -182,6 +190,13 @@ class TeahupooConfig:
             raise LumosValueError(f"TeahupooConfig.flux_range must be (low, high) e-/s with 0 <= low < high, got {(low, high)}")
         if self.edge_margin is not None and (not isinstance(self.edge_margin, int) or self.edge_margin < 0):
             raise LumosValueError(f"TeahupooConfig.edge_margin must be an integer >= 0 or None, got {self.edge_margin!r}")
+        if self.target_clearance is not None:
+            clear = float(self.target_clearance)
+            if not (math.isfinite(clear) and clear > 0.0):
+                raise LumosValueError(
+                    f"TeahupooConfig.target_clearance must be > 0 pixels or None, got {self.target_clearance!r}"
+                )
+            object.__setattr__(self, "target_clearance", clear)
         if not (math.isfinite(self.neighbour_fraction) and 0.0 <= self.neighbour_fraction <= 1.0):
             raise LumosValueError(f"TeahupooConfig.neighbour_fraction must be in [0, 1], got {self.neighbour_fraction!r}")
         near, far = (float(v) for v in self.neighbour_distance)
