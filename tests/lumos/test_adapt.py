@@ -106,6 +106,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     manifest_mtime = (out / "teahupoo" / "manifest.json").stat().st_mtime_ns
     result = adapt(root, catalogue(), out, config)
     assert (out / "teahupoo" / "manifest.json").stat().st_mtime_ns == manifest_mtime  # training set kept
+    # the training backgrounds are cut where the injection would place a galaxy
+    assert json.loads((out / "teahupoo" / "manifest.json").read_text())["config"]["target_clearance"] == 4.0
     history = json.loads((out / "train" / "done.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2] and history[1] == state["history"][1]
 

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=int, default=24,
                    help="least distance between injected galaxies (pixels, default 24); below the LUMOS stamp's "
                         "half-diagonal (43 px for 60-px stamps) its stamps also hold other injected galaxies")
+    p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
+                   help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
+                        "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
     p.add_argument("--no-noise-rescale", dest="rescale_noise", action="store_false",
@@ -66,7 +69,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         n_place=args.n_place, populations=tuple(args.populations), classical_methods=tuple(args.classical_methods),
         spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
-        rescale_noise=args.rescale_noise,
+        rescale_noise=args.rescale_noise, clear_training_positions=args.clear_training_positions,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,

@@ -18,7 +18,9 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    backgrounds, for every band x camera epoch present, with fluxes from the candidate's reference
    prior (:class:`lumos_ops.flux_prior.ReferencePrior`: the network learns the likelihood,
    docs/likelihood.md §2), galaxy shapes from the catalogue, catalogue neighbours on a fraction
-   of the stamps and background cutouts scaled log-uniformly (noise-level augmentation).
+   of the stamps and background cutouts scaled log-uniformly (noise-level augmentation). The
+   backgrounds are cut around positions ``min_clearance`` px clear of the exposures' own sources,
+   the injection's placement rule (``clear_training_positions``).
 4. **fine-tuning** (``train/``, then ``model.pt``): from the base model's weights, with the
    rescaled normalisation, all layers (or only the last, ``train_layers="last"``) with the
    importance-weighted eq. (8) loss and the BatchNorm running statistics of the base model kept
@@ -115,6 +117,10 @@ class AdaptConfig:
         Minimum distance (pixels) between injected targets.
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own sources.
+    clear_training_positions : bool
+        Cut the TEAHUPOO backgrounds only around positions ``min_clearance`` px from the training
+        exposures' own sources (``TeahupooConfig.target_clearance``), as the injection places its
+        galaxies; False cuts them anywhere, on real sources too.
     seed : int
         Seeds the split, the training set (``seed + 1``), the fine-tuning and the injection.
     device : str or None
@@ -147,6 +153,7 @@ class AdaptConfig:
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 24
     min_clearance: float = 6.0
+    clear_training_positions: bool = True
     seed: int = 0
     device: str | None = None
     num_threads: int | None = None
@@ -427,6 +434,7 @@ def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base
         flux_prior={k: v for k, v in prior.to_dict().items() if k != "kind"},
         neighbour_fraction=config.neighbour_fraction, background_scale_range=config.background_scale_range,
         pixel_scale=current_survey().pixel_scale,
+        target_clearance=config.min_clearance if config.clear_training_positions else None,
     )
     set_dir = out / "teahupoo"
     manifest = set_dir / "manifest.json"

@@ -87,6 +87,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-noccd-v11``: ``fast-v11`` without the CCD position (the PIT comparison);
 * ``fast-v11-noise-texture`` (below): an unshipped fine-tuning experiment of ``fast-v11``;
 * ``fast-v11-no-background`` (below): ``fast-v11`` fine-tuned without the background input;
+* ``fast-v11-clear`` (below): the same on backgrounds cut clear of the exposures' own sources;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -120,6 +121,16 @@ RECIPES["fast-v11-no-background"] = Recipe(
 background input (the stamp median, which the simulator ties to the pixel noise and real
 sky-subtracted or raw frames do not), every other weight carried over; 60,000 stamps of
 ``fast-v11``'s own training set, 4 epochs, Adam lr 2e-4 (2e-5 from epoch 4), BatchNorm frozen."""
+RECIPES["fast-v11-clear"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 4, "target_clearance": 6.0},
+    train=RECIPES["fast-v11-no-background"].train,
+    init="fast-v11",
+)
+"""An experiment: ``fast-v11-no-background`` on 60,000 new stamps (seed 4) whose backgrounds are cut
+only around positions 6 px from the simulated exposures' own sources
+(``TeahupooConfig.target_clearance``, the injection's placement rule), so that no stamp centre
+sits on light that is not in the truth."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
