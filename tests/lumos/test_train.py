@@ -112,6 +112,22 @@ def test_fine_tuning_may_drop_an_input(tiny_training_set, tmp_path):
         train(tiny_training_set, tmp_path / "bad", _config(epochs=1, init_model=str(tmp_path / "tuned" / "model.pt")))
 
 
+def test_fine_tuning_may_change_the_stamp_background(tiny_training_set, tmp_path):
+    """The checkpoint records the background its network was tuned with; the init model's is kept by default."""
+    train(tiny_training_set, tmp_path / "base", _config(epochs=1, seed=3))
+    base = load_checkpoint(tmp_path / "base" / "model.pt", device="cpu")
+    assert base.normalization.stamp_background == "median"
+    train(tiny_training_set, tmp_path / "kept", _config(epochs=1, seed=9, init_model=str(tmp_path / "base" / "model.pt")))
+    assert load_checkpoint(tmp_path / "kept" / "model.pt", device="cpu").normalization == base.normalization
+    train(tiny_training_set, tmp_path / "masked", _config(epochs=1, seed=9, stamp_background="masked_annulus",
+                                                          init_model=str(tmp_path / "base" / "model.pt")))
+    norm = load_checkpoint(tmp_path / "masked" / "model.pt", device="cpu").normalization
+    assert norm.stamp_background == "masked_annulus"
+    assert norm.pixel_scale == base.normalization.pixel_scale and norm.flux_scale == base.normalization.flux_scale
+    with pytest.raises(LumosValueError, match="stamp_background"):
+        _config(stamp_background="mode")
+
+
 def test_freeze_batchnorm_makes_outputs_batch_independent():
     torch.manual_seed(1)
     net = get_model("fast")

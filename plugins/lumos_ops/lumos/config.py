@@ -9,7 +9,7 @@ from typing import Any
 from lumos_ops.constants import CCD_SHAPE, STAMP_SIZE, n_band_epochs
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["ModelConfig", "Normalization", "N_SCALARS", "SCALAR_NAMES"]
+__all__ = ["ModelConfig", "Normalization", "N_SCALARS", "SCALAR_NAMES", "STAMP_BACKGROUNDS"]
 
 SCALAR_NAMES: tuple[str, ...] = ("i_auto", "ccd_x", "ccd_y", "background")
 """Order of the scalar network inputs besides the band x epoch embedding (see :class:`Normalization`)."""
@@ -121,12 +121,20 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+STAMP_BACKGROUNDS: tuple[str, ...] = ("median", "masked_annulus")
+"""How a stamp's background ``b`` is estimated (:func:`lumos_ops.lumos.preprocess.stamp_background`);
+a checkpoint's :class:`Normalization` records the one its network was trained with."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Normalization:
     """How raw inputs become network inputs and how outputs become e-/s (stored in checkpoints).
 
-    * Cutout (e-/s per pixel): NaN pixels are replaced by the stamp's median ``b`` of the finite
-      pixels (a robust background estimate); then ``r = (cutout - b) / pixel_scale`` and
+    * Cutout (e-/s per pixel): ``b`` is the stamp's background by ``stamp_background``
+      (:data:`STAMP_BACKGROUNDS`; ``"median"``: the median of the finite pixels;
+      ``"masked_annulus"``: the mean of the sky pixels of the annulus between a quarter and half a
+      stamp from the centre, sources detected in it left out), NaN pixels are replaced by ``b``;
+      then ``r = (cutout - b) / pixel_scale`` and
       ``pixel_soft * asinh(r / pixel_soft)``: linear within about ``pixel_soft`` noise units (the
       faint galaxies that matter), logarithmic beyond, so that a saturated star or a cosmic ray in
       one stamp cannot dominate the BatchNorm statistics of a whole batch.
@@ -150,6 +158,7 @@ class Normalization:
     background_mean: float = 0.0
     background_std: float = 1.0
     ccd_shape: tuple[int, int] = CCD_SHAPE
+    stamp_background: str = "median"
 
     def __post_init__(self) -> None:
         for name in ("pixel_scale", "pixel_soft", "model_scale", "flux_scale", "imag_std", "background_std"):
@@ -159,6 +168,10 @@ class Normalization:
         for name in ("imag_mean", "background_mean"):
             if not math.isfinite(float(getattr(self, name))):
                 raise LumosValueError(f"Normalization.{name} must be finite, got {getattr(self, name)}")
+        if self.stamp_background not in STAMP_BACKGROUNDS:
+            raise LumosValueError(
+                f"Normalization.stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}"
+            )
         shape = tuple(int(v) for v in self.ccd_shape)
         if len(shape) != 2 or min(shape) < 2:
             raise LumosValueError(f"Normalization.ccd_shape must be (ny, nx) with both >= 2, got {self.ccd_shape}")

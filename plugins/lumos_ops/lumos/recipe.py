@@ -88,6 +88,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-noise-texture`` (below): an unshipped fine-tuning experiment of ``fast-v11``;
 * ``fast-v11-no-background`` (below): ``fast-v11`` fine-tuned without the background input;
 * ``fast-v11-clear`` (below): the same on backgrounds cut clear of the exposures' own sources;
+* ``fast-v11-clear-masked`` (below): ``fast-v11-clear`` subtracting the masked annulus mean, not the
+  stamp median;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -131,6 +133,16 @@ RECIPES["fast-v11-clear"] = Recipe(
 only around positions 6 px from the simulated exposures' own sources
 (``TeahupooConfig.target_clearance``, the injection's placement rule), so that no stamp centre
 sits on light that is not in the truth."""
+RECIPES["fast-v11-clear-masked"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo=RECIPES["fast-v11-clear"].teahupoo,
+    train={**RECIPES["fast-v11-clear"].train, "stamp_background": "masked_annulus"},
+    init="fast-v11",
+)
+"""An experiment: ``fast-v11-clear`` (same stamps) with the stamp background
+``"masked_annulus"`` (``lumos_ops.lumos.preprocess.stamp_background``), the mean sky of the annulus
+from 15 to 29 px with the sources detected in it left out, instead of the stamp median, which
+faint sources lift on crowded real frames."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

@@ -34,7 +34,7 @@ from lumos_ops import __version__
 from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.lumos.checkpoint import save_checkpoint
-from lumos_ops.lumos.config import SCALAR_NAMES, Normalization
+from lumos_ops.lumos.config import SCALAR_NAMES, STAMP_BACKGROUNDS, Normalization
 from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models
 
@@ -92,6 +92,11 @@ class TrainConfig:
         architecture and band x epoch rows must match; its scalar inputs must include this
         training's, so ``drop_inputs`` may drop more of them: their weights are kept and multiplied
         by zero); None starts from weights initialised by ``seed``.
+    stamp_background : str or None
+        How the stamp background is estimated (``Normalization.stamp_background``, one of
+        :data:`~lumos_ops.lumos.config.STAMP_BACKGROUNDS`); None: ``init_model``'s, else
+        ``"median"``. With ``init_model`` and another method, the background input's mean and
+        standard deviation are measured again on the training stamps.
     """
 
     arch: str = "fast"
@@ -113,6 +118,7 @@ class TrainConfig:
     frozen_bn_epochs: int = 0
     progress: bool = True
     init_model: str | None = None
+    stamp_background: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in list_models():
@@ -128,6 +134,8 @@ class TrainConfig:
             raise LumosValueError(f"frozen_bn_epochs must be in [0, epochs={self.epochs}], got {self.frozen_bn_epochs}")
         object.__setattr__(self, "ccd_shape", tuple(int(v) for v in self.ccd_shape))
         object.__setattr__(self, "drop_inputs", tuple(self.drop_inputs))
+        if self.stamp_background is not None and self.stamp_background not in STAMP_BACKGROUNDS:
+            raise LumosValueError(f"stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}")
         unknown = [v for v in self.drop_inputs if v not in SCALAR_NAMES]
         if unknown:
             raise LumosValueError(f"drop_inputs must name some of {SCALAR_NAMES}, got {unknown}")
@@ -300,6 +308,7 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
         meta["i_auto"].to_numpy(np.float64)[sample],
         meta["flux"].to_numpy(np.float64)[sample],
         ccd_shape=config.ccd_shape,
+        stamp_background_method=config.stamp_background or "median",
     )
 
 
@@ -404,6 +413,10 @@ def train(
         best = float(state["best_val_loss"])
     elif initial is not None:
         norm = _load_initial(net, initial, config)
+        if config.stamp_background not in (None, norm.stamp_background):
+            fresh = _estimate_norm(ts, train_ids, config)
+            norm = dataclasses.replace(norm, stamp_background=fresh.stamp_background,
+                                       background_mean=fresh.background_mean, background_std=fresh.background_std)
     else:
         norm = _estimate_norm(ts, train_ids, config)
 

@@ -1,0 +1,69 @@
+"""The stamp background a LUMOS network subtracts (``Normalization.stamp_background``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.preprocess import estimate_normalization, prepare_inputs, stamp_background
+
+from lumos_helpers import NORM
+
+SIZE = 60
+
+
+def _crowded_stamps(n: int, seed: int) -> tuple[np.ndarray, float]:
+    """Sky 5 e-/s with white noise 1 e-/s; every stamp has a target at its centre and three compact
+    sources of 40-120 e-/s scattered over it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE].astype(float)
+    stamps = 5.0 + rng.normal(0.0, 1.0, (n, SIZE, SIZE))
+    for k in range(n):
+        stamps[k] += 30.0 * np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2) / (2 * 2.0**2)) / (2 * np.pi * 2.0**2)
+        for _ in range(3):
+            x0, y0 = rng.uniform(3, SIZE - 3, 2)
+            flux = rng.uniform(40.0, 120.0)
+            stamps[k] += flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5**2)) / (2 * np.pi * 1.5**2)
+    return stamps, 5.0
+
+
+def test_masked_annulus_finds_the_sky_where_the_median_is_lifted_by_sources():
+    stamps, sky = _crowded_stamps(200, seed=1)
+    median = stamp_background(stamps, "median")
+    masked = stamp_background(stamps, "masked_annulus")
+    assert np.median(median) - sky > 0.03  # faint wings of the sources lift the median
+    assert abs(np.mean(masked) - sky) < 0.01
+    assert np.std(masked) < 0.05  # about 2,000 annulus pixels of unit noise
+    assert (stamp_background(stamps) == median).all()  # the default stays the median
+
+
+def test_masked_annulus_ignores_nan_pixels_and_falls_back_on_the_median():
+    stamps, sky = _crowded_stamps(4, seed=2)
+    stamps[0, :, :20] = np.nan
+    stamps[1] = np.nan
+    stamps[2, :, :] = np.nan
+    stamps[2, 28:32, 28:32] = 7.0  # only the core is on the CCD: no annulus pixel
+    out = stamp_background(stamps, "masked_annulus")
+    assert abs(out[0] - sky) < 0.1 and out[1] == 0.0 and out[2] == 7.0
+    with pytest.raises(LumosValueError, match="masked_annulus"):
+        stamp_background(stamps, "mode")
+
+
+def test_the_checkpoint_normalisation_selects_the_background():
+    stamps, sky = _crowded_stamps(50, seed=3)
+    models = np.zeros_like(stamps)
+    args = (np.full(50, 21.0), np.full(50, 100.0), np.full(50, 100.0), np.zeros(50, int))
+    plain = prepare_inputs(stamps, models, *args, NORM)
+    masked = prepare_inputs(stamps, models, *args, dataclasses.replace(NORM, stamp_background="masked_annulus"))
+    corner = (slice(None), 0, slice(0, 5), slice(0, 5))
+    assert np.median(masked.images[corner]) > np.median(plain.images[corner])  # a lower b
+    assert Normalization.from_dict({k: v for k, v in NORM.to_dict().items() if k != "stamp_background"}) == NORM
+    with pytest.raises(LumosValueError, match="stamp_background"):
+        Normalization(stamp_background="mode")
+    norm = estimate_normalization(stamps, models + 1e-3, args[0], np.full(50, 30.0), ccd_shape=(200, 300),
+                                  stamp_background_method="masked_annulus")
+    assert norm.stamp_background == "masked_annulus" and abs(norm.background_mean - sky) < 0.02
