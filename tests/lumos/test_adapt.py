@@ -202,3 +202,19 @@ def test_adapt_to_a_survey_with_other_bands(tmp_path):
     assert len(table) > 0 and (table["flag"] & 512 == 0).all()  # the candidate knows g and r: no UNTRAINED_BAND
     base = pd.read_parquet(tmp_path / "out" / "injection" / "sersic-base.parquet")
     assert (base.loc[base["method"] == "lumos", "flag"] & 512 != 0).all()  # the PAUS model does not
+
+
+@pytest.mark.slow
+def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monkeypatch):
+    root, _ = exposures
+
+    def stop(*args, **kwargs):
+        raise Interrupt
+
+    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    with pytest.raises(Interrupt):
+        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1, stamp_background="masked_annulus"))
+    norm = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu").normalization
+    assert norm.stamp_background == "masked_annulus"
+    with pytest.raises(LumosValueError, match="stamp_background"):
+        small_config(stamp_background="mode")

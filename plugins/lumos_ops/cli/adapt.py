@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")
+    p.add_argument("--stamp-background", choices=["median", "masked_annulus"], default=None,
+                   help="the candidate's stamp background (default: the base model's); docs/likelihood.md")
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
     p.add_argument("--no-noise-rescale", dest="rescale_noise", action="store_false",
@@ -70,6 +72,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale_noise=args.rescale_noise, clear_training_positions=args.clear_training_positions,
+        stamp_background=args.stamp_background,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,

@@ -117,6 +117,9 @@ class AdaptConfig:
         Minimum distance (pixels) between injected targets.
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own sources.
+    stamp_background : str or None
+        The candidate's stamp background (``Normalization.stamp_background``); None keeps the base
+        model's. Another one is fine-tuned in, its input statistics measured on the training stamps.
     clear_training_positions : bool
         Cut the TEAHUPOO backgrounds only around positions ``min_clearance`` px from the training
         exposures' own sources (``TeahupooConfig.target_clearance``), as the injection places its
@@ -154,6 +157,7 @@ class AdaptConfig:
     spacing: int = 24
     min_clearance: float = 6.0
     clear_training_positions: bool = True
+    stamp_background: str | None = None
     seed: int = 0
     device: str | None = None
     num_threads: int | None = None
@@ -186,6 +190,10 @@ class AdaptConfig:
         bad = [m for m in self.classical_methods if m not in MEASURE_METHODS or m == "lumos"]
         if bad:
             raise LumosValueError(f"classical_methods must be some of {CLASSICAL_METHODS}, got {bad}")
+        from lumos_ops.lumos.config import STAMP_BACKGROUNDS
+
+        if self.stamp_background is not None and self.stamp_background not in STAMP_BACKGROUNDS:
+            raise LumosValueError(f"stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}")
         object.__setattr__(self, "background_scale_range", tuple(float(v) for v in self.background_scale_range))
         object.__setattr__(self, "snr_range", tuple(float(v) for v in self.snr_range))
 
@@ -526,6 +534,11 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     train_ids, val_ids = ts.indices("train"), ts.indices("val")
     if train_ids.size == 0 or val_ids.size == 0:
         raise LumosValueError(f"{set_dir}: need stamps in both the train and val splits; raise n_stamps")
+    if config.stamp_background not in (None, norm.stamp_background):
+        from lumos_ops.lumos.preprocess import with_stamp_background
+
+        sample = np.sort(np.random.default_rng(config.seed).choice(train_ids, min(4096, train_ids.size), replace=False))
+        norm = with_stamp_background(norm, ts.images(sample)[:, 0], config.stamp_background)
     train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     params = list(net.parameters()) if config.train_layers == "all" else list(net.head.parameters())

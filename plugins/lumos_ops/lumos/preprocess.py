@@ -9,7 +9,7 @@ import numpy as np
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, Normalization
 
-__all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization"]
+__all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization", "with_stamp_background"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,3 +189,12 @@ def estimate_normalization(
         ccd_shape=tuple(int(v) for v in ccd_shape),
         stamp_background=stamp_background_method,
     )
+
+
+def with_stamp_background(norm: Normalization, cutouts: np.ndarray, method: str) -> Normalization:
+    """``norm`` subtracting the stamp background ``method``, the background input's mean and
+    standard deviation measured on ``cutouts`` (n, S, S; e-/s per pixel) with it; every other
+    constant kept (fine-tuning a network to another background estimate)."""
+    background = stamp_background(cutouts, method)
+    return dataclasses.replace(norm, stamp_background=method, background_mean=float(np.mean(background)),
+                               background_std=max(float(np.std(background)), 1e-6))

@@ -295,11 +295,17 @@ def _science_metrics(pred: dict[str, Any], flux_scale: float, i_auto: np.ndarray
     return out
 
 
+def _norm_sample(ids: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """The (sorted) stamps, at most ``config.norm_sample`` of ``ids`` drawn by ``config.seed``, that
+    set the normalisation."""
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(ids, size=min(config.norm_sample, ids.size), replace=False))
+
+
 def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
     from lumos_ops.lumos.preprocess import estimate_normalization
 
-    rng = np.random.default_rng(config.seed)
-    sample = np.sort(rng.choice(ids, size=min(config.norm_sample, ids.size), replace=False))
+    sample = _norm_sample(ids, config)
     images = ts.images(sample)
     meta = ts.meta
     return estimate_normalization(
@@ -414,9 +420,9 @@ def train(
     elif initial is not None:
         norm = _load_initial(net, initial, config)
         if config.stamp_background not in (None, norm.stamp_background):
-            fresh = _estimate_norm(ts, train_ids, config)
-            norm = dataclasses.replace(norm, stamp_background=fresh.stamp_background,
-                                       background_mean=fresh.background_mean, background_std=fresh.background_std)
+            from lumos_ops.lumos.preprocess import with_stamp_background
+
+            norm = with_stamp_background(norm, ts.images(_norm_sample(train_ids, config))[:, 0], config.stamp_background)
     else:
         norm = _estimate_norm(ts, train_ids, config)
 
