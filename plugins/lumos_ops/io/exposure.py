@@ -18,15 +18,17 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
-from astropy.wcs import WCS
 
 from lumos_ops.exceptions import HeaderError, InputFileError
 from lumos_ops.survey import HeaderKey, Survey, UnknownBandError, current_survey, paus_survey
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
 
 __all__ = ["Exposure", "ExposureBandError", "read_exposure", "REQUIRED_KEYS"]
 
@@ -296,6 +298,9 @@ def read_exposure(
 
     wcs = None
     if "CTYPE1" in header and "CTYPE2" in header:
+        # imported only here: astropy.wcs brings in astropy.coordinates (about 0.2 CPU s)
+        from astropy.wcs import WCS
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AstropyWarning)

@@ -46,7 +46,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from astropy.stats import sigma_clip
 from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 from scipy.special import erf
@@ -399,6 +398,8 @@ def _row_squares(values: np.ndarray, kept: np.ndarray, centre: np.ndarray) -> tu
 
 def _median_clip(values: np.ndarray, *, sigma: float, maxiters: int) -> np.ndarray:
     """Pixels kept by ``astropy.stats.sigma_clip`` (median centre, standard deviation scale), per row."""
+    from astropy.stats import sigma_clip  # only this historical estimator needs astropy.stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
