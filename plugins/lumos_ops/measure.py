@@ -146,14 +146,37 @@ def prepare_targets(
     TargetContext
         Targets off the image are kept (flag OFF_IMAGE, zero model).
     """
+    pixel_scale = _checked_scales(exposure, stamp_size, pixel_scale)
+    catalog = validate_catalog(catalog, source=exposure.path)
+    x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
+    return _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta)
+
+
+def _checked_scales(exposure: Exposure, stamp_size: int, pixel_scale: float | None) -> float:
+    """The pixel scale to render at (arcsec / pixel; default the exposure's) after checking it and
+    ``stamp_size`` (pixels)."""
     if stamp_size < 1:
         raise LumosValueError(f"stamp_size must be >= 1 pixel, got {stamp_size}")
     if pixel_scale is None:
         pixel_scale = exposure.pixel_scale
     if not pixel_scale > 0:
         raise LumosValueError(f"pixel_scale must be > 0 arcsec/pixel, got {pixel_scale}")
-    catalog = validate_catalog(catalog, source=exposure.path)
-    x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
+    return pixel_scale
+
+
+def _prepare_located(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    stamp_size: int,
+    pixel_scale: float,
+    psf_beta: float | None,
+) -> TargetContext:
+    """:func:`prepare_targets` of a catalogue already validated, at its pixel positions ``x``, ``y``
+    (0-based, shape (n,)), with a checked ``stamp_size`` (pixels) and ``pixel_scale`` (arcsec /
+    pixel)."""
     stamps = cut_stamps(exposure.data, x, y, size=stamp_size)
     beta = psf_beta if psf_beta is not None else exposure.psf_beta
     models = np.zeros((len(catalog), stamp_size, stamp_size), dtype=np.float32)
@@ -345,7 +368,9 @@ def measure_exposure(
     ny, nx = exposure.shape
     with np.errstate(invalid="ignore"):
         on = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5))
-    ctx = prepare_targets(exposure, catalog.iloc[on].reset_index(drop=True), stamp_size=stamp_size)
+    # the catalogue is validated and located once, here, not again by prepare_targets
+    ctx = _prepare_located(exposure, catalog.iloc[on].reset_index(drop=True), x[on], y[on], stamp_size=stamp_size,
+                           pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None)
     calibrations = None
     if calibrate_errors and ctx.n:
         from lumos_ops.noise_calibration import calibrate_noise
