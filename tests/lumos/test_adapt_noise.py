@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from lumos_ops.exceptions import InputFileError
+from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.flux_prior import REFERENCE_PRIOR, ReferencePrior
 from lumos_ops.lumos import adapt as adapt_module
 from lumos_ops.lumos.adapt import NoiseScale, adapt, exposure_pixel_noise, measure_noise_scale
@@ -133,10 +133,17 @@ def test_candidate_checkpoint_carries_the_rescaled_normalisation_and_prior(tmp_p
         assert json.loads((out / "noise.json").read_text())["factor"] == pytest.approx(s)
 
     # --no-noise-rescale: the base model's normalisation and prior, the noise still recorded
-    kept = _train(tmp_path / "noisy", tmp_path / "kept-out", monkeypatch, rescale_noise=False)
+    kept = _train(tmp_path / "noisy", tmp_path / "kept-out", monkeypatch, rescale="none")
     assert kept.normalization == base.normalization and kept.flux_prior == base.flux_prior
     assert kept.metadata["pixel_noise"]["factor"] == 1.0
     assert kept.metadata["pixel_noise"]["survey_noise"] == pytest.approx(noisy.metadata["pixel_noise"]["survey_noise"])
+    # --rescale prior: the base model's normalisation, the prior's range times s
+    prior_only = _train(tmp_path / "noisy", tmp_path / "prior-out", monkeypatch, rescale="prior")
+    s = noisy.metadata["pixel_noise"]["factor"]
+    assert prior_only.normalization == base.normalization and prior_only.flux_prior == base.flux_prior.scaled(s)
+    assert prior_only.metadata["pixel_noise"]["factor"] == pytest.approx(s)
+    with pytest.raises(LumosValueError, match="rescale"):
+        adapt_module.AdaptConfig(rescale="half")
 
 
 def test_noise_scale_to_dict_round_trips():

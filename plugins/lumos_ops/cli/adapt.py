@@ -49,9 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the candidate's stamp background (default: the base model's); docs/likelihood.md")
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
-    p.add_argument("--no-noise-rescale", dest="rescale_noise", action="store_false",
-                   help="keep the base model's normalisation and flux prior (default: both times the ratio of the "
-                        "training exposures' blank-sky pixel noise to the base model's training pixel noise)")
+    p.add_argument("--rescale", choices=["all", "prior", "none"], default="all",
+                   help="what the ratio s of the training exposures' blank-sky pixel noise to the base model's "
+                        "training pixel noise scales: the normalisation and the flux prior (all, default), the "
+                        "prior's range only (prior) or nothing (none)")
+    p.add_argument("--no-noise-rescale", dest="rescale", action="store_const", const="none",
+                   help="the same as --rescale none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -71,7 +74,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         n_place=args.n_place, populations=tuple(args.populations), classical_methods=tuple(args.classical_methods),
         spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
-        rescale_noise=args.rescale_noise, clear_training_positions=args.clear_training_positions,
+        rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=args.stamp_background,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
@@ -80,8 +83,9 @@ def adapt_command(args: argparse.Namespace) -> int:
     print(f"lumos adapt: {len(result.train_exposures)} training, {len(result.heldout_exposures)} held-out exposures; "
           f"candidate {result.model_path} (sha256 {result.model_sha256[:12]})", file=sys.stderr)
     noise = result.report["adapt"]["pixel_noise"]
+    scaled = {"all": "normalisation and flux prior", "prior": "flux prior", "none": "nothing"}[args.rescale]
     print(f"pixel noise: training exposures {noise['survey_noise']:.4g} e-/s (median), base model "
-          f"{noise['base_noise']:.4g} e-/s; normalisation and flux prior x {noise['factor']:.4g}", file=sys.stderr)
+          f"{noise['base_noise']:.4g} e-/s; {scaled} x {noise['factor']:.4g}", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:

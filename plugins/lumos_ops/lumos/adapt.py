@@ -13,7 +13,8 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    candidate's normalisation (``pixel_scale``, ``background_mean``, ``background_std``,
    ``flux_scale``) and reference prior (``low``, ``high``, ``asinh_scale``) are the base model's
    times ``s``, so that the network sees the survey's stamps in the noise units it was trained in
-   and the prior spans the same number of noise sigmas (``rescale_noise=False`` keeps ``s = 1``).
+   and the prior spans the same number of noise sigmas (``rescale="prior"`` scales only the prior,
+   ``rescale="none"`` keeps ``s = 1``).
 3. **training set** (``teahupoo/``): TEAHUPOO stamps (paper §2.2) on the training exposures' real
    backgrounds, for every band x camera epoch present, with fluxes from the candidate's reference
    prior (:class:`lumos_ops.flux_prior.ReferencePrior`: the network learns the likelihood,
@@ -61,9 +62,13 @@ import pandas as pd
 from lumos_ops.exceptions import InputFileError, LumosValueError
 
 __all__ = ["AdaptConfig", "AdaptResult", "NoiseScale", "adapt", "exposure_pixel_noise", "find_exposures",
-           "measure_noise_scale", "split_exposures", "CLASSICAL_METHODS"]
+           "measure_noise_scale", "split_exposures", "CLASSICAL_METHODS", "RESCALES"]
 
 log = logging.getLogger(__name__)
+
+RESCALES: tuple[str, ...] = ("all", "prior", "none")
+"""What ``AdaptConfig.rescale`` may scale by the survey's pixel noise: normalisation and prior, the
+prior alone, or nothing."""
 
 CLASSICAL_METHODS: tuple[str, ...] = ("aperture", "modelfit", "optimal")
 """The classical photometry methods the injection measures besides LUMOS."""
@@ -100,10 +105,13 @@ class AdaptConfig:
         Stamps with an added catalogue neighbour at 2-20 px.
     background_scale_range : (float, float)
         Log-uniform factor of each background cutout (noise-level augmentation).
-    rescale_noise : bool
-        Give the candidate the base model's normalisation and reference prior times the ratio of
-        the training exposures' pixel noise to the base model's training pixel noise (module
-        notes); False keeps them (the noise is measured and recorded either way).
+    rescale : {"all", "prior", "none"}
+        ``"all"``: give the candidate the base model's normalisation and reference prior times the
+        ratio ``s`` of the training exposures' pixel noise to the base model's training pixel noise
+        (module notes); ``"prior"``: the prior's range times ``s``, the normalisation kept (the
+        network reads the survey's stamps in the base model's pixel units, and the prior still
+        reaches the survey's bright fluxes); ``"none"``: both kept. The noise is measured and
+        recorded either way.
     n_galaxies, n_place : int
         Injected galaxies per population and placements of each (placements of one galaxy land
         on independent positions and held-out exposures; they give the co-adds).
@@ -148,7 +156,7 @@ class AdaptConfig:
     default_zero_point: float | None = None
     neighbour_fraction: float = 0.3
     background_scale_range: tuple[float, float] = (0.5, 2.0)
-    rescale_noise: bool = True
+    rescale: str = "all"
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
@@ -177,6 +185,8 @@ class AdaptConfig:
             raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.train_layers not in ("all", "last"):
             raise LumosValueError(f"train_layers must be 'all' or 'last', got {self.train_layers!r}")
+        if self.rescale not in RESCALES:
+            raise LumosValueError(f"rescale must be one of {RESCALES}, got {self.rescale!r}")
         if self.pair_weight < 0:
             raise LumosValueError(f"pair_weight must be >= 0, got {self.pair_weight}")
         from lumos_ops.evaluation.injection import POPULATIONS
@@ -412,13 +422,14 @@ def _stage_noise(out: Path, train: list[str], base, config: AdaptConfig) -> Nois
         if sorted(saved["exposures"]) == sorted(train) and saved["base_noise"] == base_noise:
             survey_noise = float(saved["survey_noise"])
             return NoiseScale(base_noise=base_noise, survey_noise=survey_noise,
-                              factor=survey_noise / base_noise if config.rescale_noise else 1.0,
+                              factor=survey_noise / base_noise if config.rescale != "none" else 1.0,
                               by_band=saved["by_band"], exposures=saved["exposures"])
-    noise = measure_noise_scale(train, base_noise, rescale=config.rescale_noise)
+    noise = measure_noise_scale(train, base_noise, rescale=config.rescale != "none")
     _write_json(path, noise.to_dict())
+    scaled = {"all": "normalisation and flux prior", "prior": "flux prior", "none": "nothing"}[config.rescale]
     log.info("adapt: pixel noise of the training exposures %.4g e-/s (median; by band %s), base model's %.4g e-/s: "
-             "normalisation and flux prior x %.4g", noise.survey_noise,
-             ", ".join(f"{b} {v:.4g}" for b, v in noise.by_band.items()), base_noise, noise.factor)
+             "%s x %.4g", noise.survey_noise, ", ".join(f"{b} {v:.4g}" for b, v in noise.by_band.items()), base_noise,
+             scaled, noise.factor)
     return noise
 
 
@@ -519,7 +530,8 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     loaded = load_checkpoint(base.path, device=device)
-    net, norm = loaded.net, noise.normalization(loaded.normalization)
+    net = loaded.net
+    norm = noise.normalization(loaded.normalization) if config.rescale == "all" else loaded.normalization
     ts = TrainingSet(set_dir)
     survey_meta: dict[str, Any] = {}
     if survey is not None:
