@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-galaxies", type=int, default=300, help="injected galaxies per population (default 300)")
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"])
-    p.add_argument("--spacing", type=int, default=24,
-                   help="least distance between injected galaxies (pixels, default 24); below the LUMOS stamp's "
-                        "half-diagonal (43 px for 60-px stamps) its stamps also hold other injected galaxies")
+    p.add_argument("--spacing", type=int, default=44,
+                   help="least distance between injected galaxies (pixels, default 44: no other injected galaxy in a "
+                        "60-px LUMOS stamp, whose half-diagonal is 43 px)")
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")

@@ -122,7 +122,8 @@ class AdaptConfig:
     snr_range : (float, float)
         Log-uniform true-SNR range of the injected galaxies.
     spacing : int
-        Minimum distance (pixels) between injected targets.
+        Minimum distance (pixels) between injected targets; the default 44 keeps every other
+        injected galaxy out of a 60-px LUMOS stamp (half-diagonal 43 px).
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own sources.
     stamp_background : str or None
@@ -162,7 +163,7 @@ class AdaptConfig:
     populations: tuple[str, ...] = ("sersic",)
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
-    spacing: int = 24
+    spacing: int = 44
     min_clearance: float = 6.0
     clear_training_positions: bool = True
     stamp_background: str | None = None
