@@ -213,8 +213,11 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
 
     monkeypatch.setattr(adapt_module, "_stage_injection", stop)
     with pytest.raises(Interrupt):
-        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1, stamp_background="masked_annulus"))
+        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1))
     norm = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu").normalization
-    assert norm.stamp_background == "masked_annulus"
+    assert norm.stamp_background == "masked_annulus"  # the default
+    with pytest.raises(Interrupt):
+        adapt(root, catalogue(), tmp_path / "kept", small_config(epochs=1, stamp_background=None))
+    assert load_checkpoint(tmp_path / "kept" / "model.pt", device="cpu").normalization.stamp_background == "median"
     with pytest.raises(LumosValueError, match="stamp_background"):
         small_config(stamp_background="mode")

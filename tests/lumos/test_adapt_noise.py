@@ -79,9 +79,10 @@ class Stop(Exception):
 
 
 def _train(root, out, monkeypatch, **changes):
-    """``lumos adapt`` on ``root`` up to the fine-tuned candidate (the injection stage stopped)."""
+    """``lumos adapt`` on ``root`` up to the fine-tuned candidate (the injection stage stopped), keeping the
+    base model's stamp background so that only the rescale changes the normalisation."""
     values = dict(holdout=0.34, n_stamps=96, val_fraction=0.25, epochs=1, batch_size=32, seed=1, device="cpu",
-                  progress=False, pair_weight=0.0)
+                  progress=False, pair_weight=0.0, stamp_background=None)
     values.update(changes)
 
     def stop(*args, **kwargs):

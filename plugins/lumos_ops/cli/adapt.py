@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")
-    p.add_argument("--stamp-background", choices=["median", "masked_annulus"], default=None,
-                   help="the candidate's stamp background (default: the base model's); docs/likelihood.md")
+    p.add_argument("--stamp-background", choices=["median", "masked_annulus", "base"], default="masked_annulus",
+                   help="the candidate's stamp background (default masked_annulus; base: the base model's); "
+                        "docs/likelihood.md section 6")
     p.add_argument("--classical-methods", nargs="+", default=["aperture", "modelfit", "optimal"],
                    choices=["aperture", "modelfit", "optimal"])
     p.add_argument("--rescale", choices=["all", "prior", "none"], default="all",
@@ -75,7 +76,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
-        stamp_background=args.stamp_background,
+        stamp_background=None if args.stamp_background == "base" else args.stamp_background,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,
