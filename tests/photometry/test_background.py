@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.photometry.background import annulus_background, annulus_pixel_count
+from lumos_ops.photometry import background
+from lumos_ops.photometry.background import annulus_background, annulus_pixel_count, grow_octagon, white_smoothing_gain
 
 
 def test_mean_and_variance_of_a_flat_noisy_sky_with_a_bright_star() -> None:
@@ -171,3 +173,140 @@ def test_cutouts_inside_the_inner_radius_have_no_background(estimator: str) -> N
 def test_unknown_estimator_is_refused() -> None:
     with pytest.raises(LumosValueError, match="estimator"):
         annulus_background(np.ones((1, SIZE, SIZE)), np.zeros(1), np.zeros(1), estimator="mode")  # type: ignore[arg-type]
+
+
+# The per-stamp background of LUMOS models adapted with ``lumos adapt``
+# (``stamp_background(cutouts, "masked_annulus")``): trained networks depend on its exact numbers.
+
+
+def _stamps(n: int, size: int, seed: int) -> np.ndarray:
+    """Sky 5 e-/s, white noise 1 e-/s, a target at the centre, 0-4 neighbours, NaN edges and holes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    stamps = 5.0 + rng.normal(0.0, 1.0, (n, size, size))
+    for k in range(n):
+        for x0, y0, flux, width in [(size / 2, size / 2, rng.uniform(5, 300), 2.0)] + [
+            (*rng.uniform(-3, size + 3, 2), rng.uniform(10, 400), rng.uniform(0.8, 4)) for _ in range(rng.integers(0, 5))
+        ]:
+            stamps[k] += flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * width**2)) / (2 * np.pi * width**2)
+        if k % 5 == 1:
+            stamps[k, :, : rng.integers(1, size)] = np.nan
+        elif k % 5 == 2:
+            stamps[k][rng.uniform(size=(size, size)) < 0.2] = np.nan
+    return stamps
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 MAD of the finite values, in their dtype (``np.median``)."""
+    finite = values[np.isfinite(values)]
+    median = np.median(finite)
+    return median, background._MAD_TO_SIGMA * np.median(np.abs(finite - median))
+
+
+def _reference_sources(cutout: np.ndarray, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The per-cutout source detection of ``annulus_background``, written plainly for one cutout."""
+    level, pixel_noise = _robust(values.astype(np.float64))
+    data = cutout.astype(np.float32)
+    finite = np.isfinite(data)
+    excess = np.where(finite, data - np.float32(level), np.float32(0.0))
+    smoothed = ndimage.gaussian_filter(excess, 2.0, mode="constant", truncate=3.0)
+    weight = ndimage.gaussian_filter(finite.astype(np.float32), 2.0, mode="constant", truncate=3.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smooth = np.where(weight >= 0.5, smoothed / weight, np.float32(np.nan))
+    sample = (rows % 2 == 0) & (cols % 2 == 0)
+    smooth_sample = np.where(np.isfinite(values[sample]), smooth[rows[sample], cols[sample]], np.nan)
+    sources = np.zeros(values.shape, dtype=bool)
+    for _ in range(2):
+        median, noise = _robust(np.where(sources[sample], np.nan, smooth_sample))
+        detected = smooth > median + 4.0 * max(float(noise), pixel_noise * white_smoothing_gain())
+        labels, _ = ndimage.label(detected)
+        area = np.bincount(labels.ravel())
+        sources = grow_octagon((labels > 0) & (area[labels] >= 5), 5)[rows, cols]
+    return sources
+
+
+def _reference_background(cutouts: np.ndarray, *, r_in: float, r_out: float) -> tuple[np.ndarray, ...]:
+    """``annulus_background(cutouts, 0, 0, r_in=r_in, r_out=r_out)`` ("masked_mean", no source mask),
+    one cutout at a time: mean, n_used and n_masked."""
+    size = cutouts.shape[-1]
+    rows, cols = np.indices((size, size)) - size // 2
+    radius = np.hypot(rows, cols)
+    annulus = (radius >= r_in) & (radius <= r_out)
+    rows, cols = np.nonzero(annulus)
+    truncation = np.sqrt(background._truncated_normal_variance(6.0))
+    mean, n_used, n_masked = [], [], []
+    for cutout in cutouts:
+        values = cutout[rows, cols].astype(np.float64)
+        finite = np.isfinite(values)
+        sources = _reference_sources(cutout, values, rows, cols) & finite
+        if (finite & ~sources).sum() < 0.05 * finite.sum():
+            sources[:] = False
+        sky = np.where(sources, np.nan, cutout[rows, cols])
+        centre, scale = _robust(sky)
+        centre, scale = float(centre), float(background._MAD_TO_SIGMA * np.median(np.abs(sky[np.isfinite(sky)] - centre)))
+        kept = np.isfinite(sky)
+        for _ in range(10):
+            new = np.isfinite(sky) & (np.abs(sky.astype(np.float64) - centre) <= 6.0 * scale + 16 * np.finfo(float).eps * abs(centre))
+            if np.array_equal(new, kept):
+                break
+            kept = new
+            centre, scale = float(np.mean(sky[kept], dtype=np.float64)), float(np.std(sky[kept], ddof=1, dtype=np.float64)) / truncation
+        mean.append(np.mean(sky[kept], dtype=np.float64))
+        n_used.append(kept.sum())
+        n_masked.append(sources.sum())
+    return np.array(mean), np.array(n_used), np.array(n_masked)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stamp_background_matches_a_plain_per_stamp_reference(dtype: type) -> None:
+    cutouts = _stamps(30, 60, seed=5).astype(dtype)
+    bg = annulus_background(cutouts, np.zeros(30), np.zeros(30), r_in=15.0, r_out=29.0)
+    mean, n_used, n_masked = _reference_background(cutouts, r_in=15.0, r_out=29.0)
+    assert (n_masked > 0).sum() > 10
+    np.testing.assert_array_equal(bg.n_masked, n_masked)  # the same source pixels, exactly
+    np.testing.assert_array_equal(bg.n_used, n_used)
+    np.testing.assert_allclose(bg.mean, mean, rtol=1e-12)  # prefix sums against plain means
+
+
+PINNED_MEAN = ["0x1.40d05134b5cf5p+2", "0x1.3dfe525eaaaabp+2", "0x1.402cc0b1700bep+2", "0x1.3e4743d982af7p+2", "0x1.3e169f93478d8p+2"]
+PINNED_VARIANCE = ["0x1.04c2b5a8c4a68p+0", "0x1.074dc87e129e4p+0", "0x1.f33d3d4a4ceb4p-1", "0x1.d3faaebb5d7afp-1", "0x1.ec9f2c501289ap-1"]
+PINNED_N_USED = [1746, 768, 1380, 1144, 1932]
+PINNED_N_MASKED = [186, 297, 198, 788, 0]
+
+
+def test_stamp_background_pinned_values() -> None:
+    """Exact numbers of the 60 px stamp background: networks trained on it depend on every bit.
+
+    A change here changes the inputs of the LUMOS models adapted with the masked annulus
+    background; it needs a new training, not a new pin.
+    """
+    cutouts = _stamps(5, 60, seed=3).astype(np.float32)
+    bg = annulus_background(cutouts, np.zeros(5), np.zeros(5), r_in=15.0, r_out=29.0)
+    assert [float(m).hex() for m in bg.mean] == PINNED_MEAN
+    assert [float(v).hex() for v in bg.variance] == PINNED_VARIANCE
+    assert bg.n_used.tolist() == PINNED_N_USED
+    assert bg.n_masked.tolist() == PINNED_N_MASKED
+    assert bg.n_total.tolist() == [1932] * 5
+
+
+def test_component_areas_are_those_of_labelling_each_plane() -> None:
+    rng = np.random.default_rng(4)
+    for density in (0.0, 0.05, 0.3, 0.6, 1.0):
+        mask = rng.uniform(size=(9, 13, 13)) < density
+        mask[3, -1, :] = mask[4, 0, :] = True  # touching rows of neighbouring planes stay apart
+        expected = np.concatenate([np.bincount(labels.ravel())[labels[plane]] for labels, plane in
+                                   ((ndimage.label(p)[0], p) for p in mask)])
+        assert np.array_equal(background._component_areas(mask), expected)
+
+
+def test_float32_threshold_compares_as_the_float64_one() -> None:
+    rng = np.random.default_rng(6)
+    threshold = np.concatenate([rng.normal(0, 1, 2000), rng.normal(0, 1, 200).astype(np.float32),
+                                [0.0, -0.0, 1e300, -1e300, np.inf, -np.inf, np.nan, 1e-45, -1e-46]])
+    below = background._float32_below(threshold)
+    assert below.dtype == np.float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = threshold.astype(np.float32)
+        x = np.concatenate([rng.normal(0, 1, 500), threshold, np.nextafter(near, np.float32(np.inf)),
+                            np.nextafter(near, np.float32(-np.inf))]).astype(np.float32)
+    assert np.array_equal(x[:, None] > threshold[None, :], x[:, None] > below[None, :])

@@ -194,9 +194,11 @@ def clipped_mean(values: np.ndarray, *, sigma: float = 5.0, maxiters: int = 10) 
     return _clip(values, sigma, maxiters)[0]
 
 
-def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`clipped_mean` on sorted rows: the kept pixels, their count, mean and sum of squared
-    deviations from that mean.
+def _clip(
+    values: np.ndarray, sigma: float, maxiters: int, *, mask: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clipped_mean` on sorted rows: the kept pixels (None unless ``mask``), their count,
+    mean and sum of squared deviations from that mean.
 
     Every pass keeps the finite pixels with ``|v - c| <= limit``, a contiguous run of the sorted
     row, so each row is sorted once and the passes move the two ends of its run by binary search;
@@ -210,6 +212,9 @@ def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, 
         return np.zeros((n, 0), dtype=bool), np.zeros(n, dtype=np.int64), np.full(n, np.nan), np.zeros(n)
     ordered = np.sort(values, axis=1)  # NaN last
     count = np.isfinite(values).sum(axis=1)
+    # Only the finite values (the first count of each sorted row) are ever read.
+    ordered = ordered[:, : max(int(count.max(initial=0)), 1)]
+    m = ordered.shape[1]
     row = np.arange(n)
     last = max(m - 1, 0)
     centre, mad = sorted_median_and_mad(ordered, np.zeros_like(count), count)
@@ -221,7 +226,7 @@ def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, 
     sums = np.zeros((n, m + 1))
     squares_sum = np.zeros((n, m + 1))
     np.cumsum(deviation, axis=1, out=sums[:, 1:])
-    np.cumsum(deviation * deviation, axis=1, out=squares_sum[:, 1:])
+    np.cumsum(np.multiply(deviation, deviation, out=deviation), axis=1, out=squares_sum[:, 1:])
 
     def run_stats(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         used = hi - lo
@@ -274,6 +279,8 @@ def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, 
         centre[active] = np.where(used > 0, mean, centre[active])
         scale[active] = np.sqrt(sq / np.maximum(used - 1, 1)) / truncation
     mean, sq, used = run_stats(row, lo, hi)
+    if not mask:
+        return None, used, mean, sq
     with np.errstate(invalid="ignore"):
         low = ordered[row, np.minimum(lo, last)][:, None]
         high = ordered[row, np.clip(hi - 1, 0, last)][:, None]
@@ -281,22 +288,30 @@ def _clip(values: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, 
     return kept, used, mean, sq
 
 
-def _robust_centre_and_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _robust_centre_and_scale(values: np.ndarray, *, in_float64: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Median and ``1.4826 * MAD`` of the finite values of each row.
 
     Pixels quantised to fewer levels than the noise spans can have MAD = 0: the scale is their
-    standard deviation there.
+    standard deviation there. ``in_float64``: the numbers of ``values.astype(np.float64)``; float32
+    values are then sorted as float32 (faster, and in the order of their float64 copies).
     """
-    if values.shape[1] == 0 or np.isinf(values).any():
-        centre = _row_median(values)
-        mad = _row_median(np.abs(values - centre[:, None]))
+    infinite = values.shape[1] == 0 or bool(np.isinf(values).any())
+    if in_float64 and values.dtype == np.float32 and not infinite:
+        ordered = np.sort(values, axis=1).astype(np.float64)  # NaN sort last
+        count = np.isfinite(values).sum(axis=1)
+        centre, mad = sorted_median_and_mad(ordered, np.zeros_like(count), count)
     else:
-        centre, mad = _row_median_and_mad(values)
+        values = np.asarray(values, dtype=np.float64) if in_float64 else values
+        if infinite:
+            centre = _row_median(values)
+            mad = _row_median(np.abs(values - centre[:, None]))
+        else:
+            centre, mad = _row_median_and_mad(values)
     scale = _MAD_TO_SIGMA * mad
     flat = np.flatnonzero(~(scale > 0))
     fallback = np.zeros(values.shape[0])
     if flat.size:
-        rows = values[flat]
+        rows = np.asarray(values[flat], dtype=np.float64) if in_float64 else values[flat]
         finite = np.isfinite(rows)
         fallback[flat] = _row_std(rows, finite, _row_mean(rows, finite))
     return centre, np.where(scale > 0, scale, fallback)
@@ -482,6 +497,49 @@ def white_smoothing_gain() -> float:
     return float(np.sqrt(np.sum(smoothed**2)))
 
 
+def _component_areas(mask: np.ndarray) -> np.ndarray:
+    """Area (pixels) of the 4-connected group of each True pixel of ``mask`` within its plane.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (n, S, S)
+
+    Returns
+    -------
+    ndarray of int, shape (mask.sum(),)
+        One area per True pixel, in the order of ``np.flatnonzero(mask)``.
+
+    Only the image rows holding a True pixel are labelled (with ``ndimage.label``, as the whole
+    stack would be with :data:`_PLANE_CROSS`): they are stacked into one 2-D image, with an empty
+    row wherever two of them are not neighbours in the same plane, so the groups are the same.
+    """
+    n, size = mask.shape[0], mask.shape[-1]
+    lines = mask.reshape(n * size, size)
+    busy = np.flatnonzero(lines.any(axis=1))
+    if busy.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    adjacent = np.zeros(busy.size, dtype=bool)
+    adjacent[1:] = (np.diff(busy) == 1) & (busy[1:] % size != 0)
+    position = np.arange(busy.size) + np.cumsum(~adjacent)
+    stacked = np.zeros((position[-1] + 1, size), dtype=bool)
+    stacked[position] = lines[busy]
+    labels, count = ndimage.label(stacked)
+    label_of = labels[stacked]
+    return np.bincount(label_of, minlength=count + 1)[label_of]
+
+
+def _float32_below(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each float64 ``threshold`` (NaN stays NaN).
+
+    For every float32 ``x``, ``x > threshold`` and ``x > _float32_below(threshold)`` agree, so a
+    float32 image is compared with float64 thresholds without converting it to float64.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = threshold.astype(np.float32)
+        above = rounded.astype(np.float64) > threshold
+    return np.where(above, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+
+
 def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Annulus pixels that belong to sources detected in the cutouts.
 
@@ -501,7 +559,8 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
     cutouts : ndarray, shape (n, S, S)
         Pixel values (e-/s per pixel), NaN where unusable.
     values : ndarray, shape (n, m)
-        The annulus pixels of each cutout (e-/s per pixel; NaN outside the annulus or unusable).
+        The annulus pixels of each cutout (e-/s per pixel; NaN outside the annulus or unusable),
+        float32 or float64; their level and noise are measured in float64.
     rows, cols : ndarray of int, shape (m,)
         Position in the cutouts of the annulus pixels (all inside the cutout grid).
 
@@ -510,42 +569,47 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
     ndarray of bool, shape (n, m)
         True for annulus pixels in a source.
     """
-    level, pixel_noise = _robust_centre_and_scale(values)
+    level, pixel_noise = _robust_centre_and_scale(values, in_float64=True)
     data = np.asarray(cutouts, dtype=np.float32)
     finite = np.isfinite(data)
+    holes = np.flatnonzero(~finite.all(axis=(1, 2)))
     spread = (0.0, DETECT_SMOOTH_PX, DETECT_SMOOTH_PX)
     # The level only keeps float32 rounding small: normalised smoothing shifts by a constant.
     level32 = np.nan_to_num(level).astype(np.float32)
-    excess = np.where(finite, data - level32[:, None, None], np.float32(0.0))
+    excess = data - level32[:, None, None]
+    if holes.size:
+        excess[holes] = np.where(finite[holes], excess[holes], np.float32(0.0))
     excess = ndimage.gaussian_filter(excess, spread, mode="constant", truncate=3.0)
     # The kernel weight on finite pixels: one plane for all the complete cutouts (the filter works
     # plane by plane), the others filtered one by one.
     plain = ndimage.gaussian_filter(np.ones(cutouts.shape[1:], np.float32), spread[1:], mode="constant", truncate=3.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        smooth = np.where(plain >= 0.5, excess / plain, np.float32(np.nan))
-        holes = np.flatnonzero(~finite.all(axis=(1, 2)))
         if holes.size:
             weight = ndimage.gaussian_filter(finite[holes].astype(np.float32), spread, mode="constant", truncate=3.0)
-            smooth[holes] = np.where(weight >= 0.5, excess[holes] / weight, np.float32(np.nan))
+            smooth_holes = np.where(weight >= 0.5, excess[holes] / weight, np.float32(np.nan))
+        smooth = np.divide(excess, plain, out=excess)
+        smooth[:, ~(plain >= 0.5)] = np.nan
+        if holes.size:
+            smooth[holes] = smooth_holes
     # The smoothed image is correlated over a few pixels: one annulus pixel in four (every other
     # row and column) measures its level and noise as well as all of them, four times faster.
     sample = (rows % 2 == 0) & (cols % 2 == 0)
-    smooth_sample = np.where(np.isfinite(values[:, sample]), smooth[:, rows[sample], cols[sample]], np.nan)
+    n, size = smooth.shape[0], smooth.shape[-1]
+    pixel = rows * size + cols  # flat index of the annulus pixels in a cutout
+    smooth_sample = np.where(np.isfinite(values[:, sample]), np.take(smooth.reshape(n, -1), pixel[sample], axis=1), np.nan)
     floor = pixel_noise * white_smoothing_gain()
     sources = np.zeros(values.shape, dtype=bool)
     for _ in range(DETECT_PASSES):
         median, smooth_noise = _robust_centre_and_scale(np.where(sources[:, sample], np.nan, smooth_sample))
         with np.errstate(invalid="ignore"):
-            detected = smooth > (median + DETECT_SIGMA * np.fmax(smooth_noise, floor))[:, None, None]
-        labels, count = ndimage.label(detected, structure=_PLANE_CROSS)
+            threshold = median + DETECT_SIGMA * np.fmax(smooth_noise, floor)
+        detected = smooth > _float32_below(threshold)[:, None, None]
         # Detected pixels are few: count and pack them from their flat indices.
         where = np.flatnonzero(detected)
-        label_of = labels.ravel()[where]
-        area = np.bincount(label_of, minlength=count + 1)
-        packed = _pack_planes(where[area[label_of] >= DETECT_MIN_AREA], detected.shape)
+        packed = _pack_planes(where[_component_areas(detected) >= DETECT_MIN_AREA], detected.shape)
         if DETECT_GROW_PX > 0:
             packed = _grow_packed(packed, DETECT_GROW_PX)
-        sources = _unpack_planes(packed[:, rows, cols], values.shape[0])
+        sources = _unpack_planes(np.take(packed.reshape(packed.shape[0], -1), pixel, axis=1), n)
     return sources
 
 
@@ -628,7 +692,7 @@ def annulus_background(
     inside_grid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
     rows, cols = rows[inside_grid], cols[inside_grid]
     # float32 cutouts stay float32 (exact); sums are accumulated in float64
-    values = cutouts[:, rows, cols]
+    values = np.take(cutouts.reshape(n, size * size), rows * size + cols, axis=1)
     if values.dtype != np.float32:
         values = values.astype(np.float64)
     values[~in_annulus[:, inside_grid]] = np.nan
@@ -646,13 +710,13 @@ def annulus_background(
                     raise LumosValueError(f"source_mask must have the shape of cutouts {cutouts.shape}, got {source_mask.shape}")
                 sources = source_mask[:, rows, cols] & finite
             else:
-                sources = _annulus_sources(cutouts, values.astype(np.float64), rows, cols) & finite
+                sources = _annulus_sources(cutouts, values, rows, cols) & finite
             # An annulus (nearly) covered by sources keeps its clipped mean, not an empty one.
             enough = (finite & ~sources).sum(axis=1) >= MIN_SKY_FRACTION * finite.sum(axis=1)
             sources &= enough[:, None]
             n_masked = sources.sum(axis=1)
             values[sources] = np.nan
-        _, n_used, mean, sq = _clip(values, sigma, maxiters)
+        _, n_used, mean, sq = _clip(values, sigma, maxiters, mask=False)
     variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
     mean = np.where(n_used > 0, mean, np.nan)
     variance = np.where(n_used > 1, variance, np.nan)
