@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.lumos.config import N_SCALARS, Normalization
+from lumos_ops.lumos.config import N_SCALARS, STAMP_BACKGROUNDS, Normalization
 
 __all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization", "with_stamp_background"]
 
@@ -72,7 +72,7 @@ def stamp_background(cutouts: np.ndarray, method: str = "median") -> np.ndarray:
             mean[empty] = stamp_background(cutouts[empty], "median")
         return mean
     if method != "median":
-        raise LumosValueError(f"stamp background must be one of ('median', 'masked_annulus'), got {method!r}")
+        raise LumosValueError(f"stamp background must be one of {STAMP_BACKGROUNDS}, got {method!r}")
     flat = cutouts.reshape(cutouts.shape[0], -1)
     nan_rows = np.isnan(flat).any(axis=1)
     out = np.zeros(flat.shape[0], dtype=np.float64)
