@@ -9,6 +9,7 @@ import torch
 from astropy.io import fits
 
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos import adapt as adapt_module
 from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_exposures
 from lumos_ops.lumos.checkpoint import load_checkpoint
@@ -216,6 +217,10 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
         adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1))
     norm = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu").normalization
     assert norm.stamp_background == "masked_annulus"  # the default
+    # the magnitudes the candidate was fine-tuned on: the survey catalogue's, not the base model's
+    ts = TrainingSet(tmp_path / "run" / "teahupoo")
+    i_auto = ts.meta["i_auto"].to_numpy()[ts.indices("train")]
+    assert norm.imag_range == (i_auto.min(), i_auto.max())
     with pytest.raises(Interrupt):
         adapt(root, catalogue(), tmp_path / "kept", small_config(epochs=1, stamp_background=None))
     assert load_checkpoint(tmp_path / "kept" / "model.pt", device="cpu").normalization.stamp_background == "median"

@@ -521,6 +521,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
     from lumos_ops.lumos.data import StampBatches
     from lumos_ops.lumos.losses import supervised_loss
+    from lumos_ops.lumos.preprocess import with_imag_range
     from lumos_ops.lumos.train import evaluate_split, freeze_batchnorm, select_device
 
     model_path = out / "model.pt"
@@ -555,6 +556,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
 
         sample = np.sort(np.random.default_rng(config.seed).choice(train_ids, min(4096, train_ids.size), replace=False))
         norm = with_stamp_background(norm, ts.images(sample)[:, 0], config.stamp_background)
+    norm = with_imag_range(norm, ts.meta["i_auto"].to_numpy(np.float64)[train_ids])
     train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     params = list(net.parameters()) if config.train_layers == "all" else list(net.head.parameters())

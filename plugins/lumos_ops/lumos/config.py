@@ -139,7 +139,12 @@ class Normalization:
       faint galaxies that matter), logarithmic beyond, so that a saturated star or a cosmic ray in
       one stamp cannot dominate the BatchNorm statistics of a whole batch.
     * Model image (unit total flux): multiplied by ``model_scale``.
-    * ``i_auto`` (AB mag): ``(i_auto - imag_mean) / imag_std``.
+    * ``i_auto`` (AB mag): clipped into ``imag_range`` when it is set, then
+      ``(i_auto - imag_mean) / imag_std``. ``imag_range`` is the range of the training stamps'
+      ``i_auto``: the network has learnt nothing about magnitudes outside it, and a likelihood model
+      (whose training fluxes are independent of ``i_auto``) should not read the flux from it, so a
+      target fainter or brighter than every training galaxy gets the nearest trained magnitude
+      instead of an extrapolation (docs/likelihood.md, section 7). ``None``: no clipping.
     * CCD position of the stamp centre (pixels, x = column): mapped linearly to [-1, 1] with
       ``2 * x / (nx - 1) - 1`` and ``2 * y / (ny - 1) - 1``, ``(ny, nx) = ccd_shape``.
     * Background ``b`` (e-/s per pixel): ``(b - background_mean) / background_std``.
@@ -159,6 +164,7 @@ class Normalization:
     background_std: float = 1.0
     ccd_shape: tuple[int, int] = CCD_SHAPE
     stamp_background: str = "median"
+    imag_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("pixel_scale", "pixel_soft", "model_scale", "flux_scale", "imag_std", "background_std"):
@@ -176,6 +182,11 @@ class Normalization:
         if len(shape) != 2 or min(shape) < 2:
             raise LumosValueError(f"Normalization.ccd_shape must be (ny, nx) with both >= 2, got {self.ccd_shape}")
         object.__setattr__(self, "ccd_shape", shape)
+        if self.imag_range is not None:
+            lo, hi = (float(v) for v in self.imag_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise LumosValueError(f"Normalization.imag_range must be (low, high) AB mag with low < high, got {self.imag_range}")
+            object.__setattr__(self, "imag_range", (lo, hi))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python dict for checkpoints and JSON."""

@@ -9,7 +9,8 @@ import numpy as np
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, STAMP_BACKGROUNDS, Normalization
 
-__all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization", "with_stamp_background"]
+__all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization", "with_stamp_background",
+           "with_imag_range"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,7 @@ def prepare_inputs(
     models : ndarray, shape (n, S, S)
         Unit-flux PSF-convolved models.
     i_auto : ndarray, shape (n,)
-        Catalogue i-band magnitudes (AB).
+        Catalogue i-band magnitudes (AB); clipped into ``norm.imag_range`` when it is set.
     ccd_x, ccd_y : ndarray, shape (n,)
         Target position on the CCD (pixels, x = column).
     band_epoch : ndarray of int, shape (n,)
@@ -134,7 +135,10 @@ def prepare_inputs(
     np.multiply(models, np.float32(norm.model_scale), out=images[:, 1])
     ny, nx = norm.ccd_shape
     scalars = np.empty((n, N_SCALARS), dtype=np.float32)
-    scalars[:, 0] = (np.asarray(i_auto, dtype=np.float64) - norm.imag_mean) / norm.imag_std
+    imag = np.asarray(i_auto, dtype=np.float64)
+    if norm.imag_range is not None:
+        imag = np.clip(imag, *norm.imag_range)
+    scalars[:, 0] = (imag - norm.imag_mean) / norm.imag_std
     scalars[:, 1] = 2.0 * np.asarray(ccd_x, dtype=np.float64) / (nx - 1) - 1.0
     scalars[:, 2] = 2.0 * np.asarray(ccd_y, dtype=np.float64) / (ny - 1) - 1.0
     scalars[:, 3] = (background - norm.background_mean) / norm.background_std
@@ -166,7 +170,8 @@ def estimate_normalization(
     ----------
     cutouts, models : ndarray, shape (n, S, S)
     i_auto, flux : ndarray, shape (n,)
-        Magnitudes (AB) and true fluxes (e-/s).
+        Magnitudes (AB) and true fluxes (e-/s); ``imag_range`` is the range of ``i_auto`` (pass every
+        training stamp's magnitude through :func:`with_imag_range` to widen it to the whole set).
     ccd_shape : (int, int), keyword-only
         (ny, nx) of the CCDs the stamps come from.
     stamp_background_method : str, keyword-only
@@ -188,7 +193,23 @@ def estimate_normalization(
         background_std=max(float(np.std(background)), 1e-6),
         ccd_shape=tuple(int(v) for v in ccd_shape),
         stamp_background=stamp_background_method,
+        imag_range=_finite_range(i_auto),
     )
+
+
+def _finite_range(values: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of the finite ``values``, or None when there are fewer than two distinct ones."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        return None
+    return float(values.min()), float(values.max())
+
+
+def with_imag_range(norm: Normalization, i_auto: np.ndarray) -> Normalization:
+    """``norm`` clipping ``i_auto`` (AB mag) into the range of the training stamps' magnitudes
+    ``i_auto`` (every stamp the network is trained on, not a sample); every other constant kept."""
+    return dataclasses.replace(norm, imag_range=_finite_range(i_auto))
 
 
 def with_stamp_background(norm: Normalization, cutouts: np.ndarray, method: str) -> Normalization:

@@ -303,12 +303,12 @@ def _norm_sample(ids: np.ndarray, config: TrainConfig) -> np.ndarray:
 
 
 def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
-    from lumos_ops.lumos.preprocess import estimate_normalization
+    from lumos_ops.lumos.preprocess import estimate_normalization, with_imag_range
 
     sample = _norm_sample(ids, config)
     images = ts.images(sample)
     meta = ts.meta
-    return estimate_normalization(
+    norm = estimate_normalization(
         images[:, 0],
         images[:, 1],
         meta["i_auto"].to_numpy(np.float64)[sample],
@@ -316,6 +316,7 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
         ccd_shape=config.ccd_shape,
         stamp_background_method=config.stamp_background or "median",
     )
+    return with_imag_range(norm, meta["i_auto"].to_numpy(np.float64)[ids])
 
 
 def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalization:
@@ -418,7 +419,9 @@ def train(
         history = list(state["history"])
         best = float(state["best_val_loss"])
     elif initial is not None:
-        norm = _load_initial(net, initial, config)
+        from lumos_ops.lumos.preprocess import with_imag_range
+
+        norm = with_imag_range(_load_initial(net, initial, config), ts.meta["i_auto"].to_numpy(np.float64)[train_ids])
         if config.stamp_background not in (None, norm.stamp_background):
             from lumos_ops.lumos.preprocess import with_stamp_background
 
