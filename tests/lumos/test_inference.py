@@ -40,6 +40,34 @@ def test_all_batches_are_returned(checkpoint):
     assert list(small.truncated) == list(imag >= 20.5)
 
 
+def test_cpu_network_calls_hold_at_most_cpu_batch_rows(checkpoint, monkeypatch):
+    """On the CPU a large batch_size is run CPU_BATCH rows at a time, with the outputs of smaller calls."""
+    import lumos_ops.lumos.inference as inference
+
+    loaded = load_checkpoint(checkpoint, device="cpu")
+    inputs, imag = _inputs(2 * inference.CPU_BATCH + 5)
+    sizes = []
+    original = inference.inference_callable
+
+    def recording(net, *batch, **options):
+        run = original(net, *batch, **options)
+
+        def call(*args):
+            sizes.append(args[0].shape[0])
+            return run(*args)
+
+        return call
+
+    monkeypatch.setattr(inference, "inference_callable", recording)
+    large = predict_mixtures(loaded, inputs, imag, batch_size=1024)
+    assert sizes == [inference.CPU_BATCH, inference.CPU_BATCH, 5]
+    sizes.clear()
+    small = predict_mixtures(loaded, inputs, imag, batch_size=50)
+    assert max(sizes) == 50
+    for name in ("alpha", "mu", "sigma"):
+        np.testing.assert_allclose(getattr(large, name), getattr(small, name), rtol=1e-5, atol=1e-6)
+
+
 def test_outputs_are_network_units_times_flux_scale(checkpoint):
     loaded = load_checkpoint(checkpoint, device="cpu")
     inputs, imag = _inputs(5)
