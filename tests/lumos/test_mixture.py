@@ -131,3 +131,29 @@ def test_validation_errors():
         M.mixture_mean([[0.5, 0.5]], [[0, 1]], [[1, 0]])
     with pytest.raises(LumosValueError, match="q must"):
         M.mixture_quantile(1.5, [[1.0]], [[0.0]], [[1.0]])
+
+
+@pytest.mark.parametrize("max_iter", [500, 37])
+def test_mode_of_cycling_starts_is_the_mode_of_iterating_on(monkeypatch, max_iter):
+    """Starts that repeat their state with a short period are retired with the state they would reach
+    at max_iter: the modes equal, bit for bit, those of the iteration without the shortcut."""
+    rng = np.random.default_rng(3)
+    n = 400
+    alpha = rng.dirichlet(np.full(5, 0.5), n)
+    mu = rng.normal(50, 40, (n, 5))
+    sigma = np.exp(rng.uniform(np.log(3), np.log(100), (n, 5)))
+    trunc = rng.random(n) < 0.3
+    retired = []
+    skip = M._skip_cycles
+
+    def counting(x, active, *args):
+        before = int(active.any(axis=1).sum())
+        skip(x, active, *args)
+        retired.append(before - int(active.any(axis=1).sum()))
+
+    monkeypatch.setattr(M, "_skip_cycles", counting)
+    fast = M.mixture_mode(alpha, mu, sigma, trunc, max_iter=max_iter)
+    assert sum(retired) >= 5  # the shortcut is exercised
+    monkeypatch.setattr(M, "_CYCLE_SLOTS", 1)  # no state remembered: every row iterates to the end
+    slow = M.mixture_mode(alpha, mu, sigma, trunc, max_iter=max_iter)
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))

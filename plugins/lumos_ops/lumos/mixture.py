@@ -275,7 +275,10 @@ def mixture_mode(
     inv_var = 1.0 / (s * s)
     tol = rtol * s.max(axis=1, keepdims=True)
     active = np.ones_like(x, dtype=bool)
-    for _ in range(max_iter):
+    # the states after the last _CYCLE_SLOTS iterations (slot: iteration number modulo the count)
+    history = np.empty((_CYCLE_SLOTS, *x.shape))
+    history[0] = x
+    for done in range(1, max_iter + 1):
         r_idx = np.flatnonzero(active.any(axis=1))
         if r_idx.size == 0:
             break
@@ -297,10 +300,43 @@ def mixture_mode(
         new = np.maximum(new, lower[r_idx])
         active[r_idx] = np.abs(new - xs) > tol[r_idx]
         x[r_idx] = new
+        history[done % _CYCLE_SLOTS, r_idx] = new
+        _skip_cycles(x, active, history, r_idx, done, max_iter)
     candidates = np.concatenate([x, np.where(t, 0.0, x[:, 0])[:, None]], axis=1)
     log_p = _log_pdf_unnorm(candidates, log_w, mm, s)
     out[rows] = candidates[np.arange(rows.size), np.argmax(log_p, axis=1)]
     return out
+
+
+_CYCLE_SLOTS = 16
+"""Iterations of :func:`mixture_mode` remembered to recognise a start cycling with a period of up to 15."""
+
+
+def _skip_cycles(x: np.ndarray, active: np.ndarray, history: np.ndarray, r_idx: np.ndarray, done: int,
+                 max_iter: int) -> None:
+    """Give the rows of ``r_idx`` that repeat a state exactly the state they would reach at ``max_iter``.
+
+    A start whose Newton and mean-shift steps alternate (far from the peak, at a light component)
+    can repeat its values bit for bit with a short period and never meet the tolerance. Each start's
+    next state depends on its own state alone, so a row whose state after ``done`` iterations
+    equals that after ``done - p`` repeats with period ``p``; it stayed active through that whole
+    cycle, so it would iterate to ``max_iter`` and end in the state of the cycle at that count.
+    That state is set here and the row retired (``active`` False), bit for bit the result of
+    iterating on.
+    """
+    still = r_idx[active[r_idx].any(axis=1)]
+    periods = np.arange(2, min(_CYCLE_SLOTS, done + 1))
+    if still.size == 0 or periods.size == 0:
+        return
+    past = history[((done - periods) % _CYCLE_SLOTS)[:, None], still[None, :]]  # (periods, rows, starts)
+    # the bits: equal states, equal futures
+    same = (past.view(np.int64) == x[still].view(np.int64)).all(axis=2)
+    hit = same.any(axis=0)
+    if hit.any():
+        rows = still[hit]
+        period = periods[np.argmax(same[:, hit], axis=0)]
+        x[rows] = history[(done - period + (max_iter - done) % period) % _CYCLE_SLOTS, rows]
+        active[rows] = False
 
 
 def sigma68(alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, truncated: ArrayLike | None = None) -> np.ndarray:
