@@ -299,8 +299,11 @@ def _dilate_disc(mask: np.ndarray, radius: float, *, strict: bool = False) -> np
 
     The same pixels as ``distance_transform_edt(~mask) <= radius`` (``< radius``): the disc of
     integer offsets with ``sqrt(dx**2 + dy**2)`` within ``radius``, as a union of horizontal runs
-    (one per row offset), nothing beyond the image.
+    (one per row offset, :func:`lumos_ops.photometry.row_runs.dilate_by_runs`), nothing beyond the
+    image.
     """
+    from lumos_ops.photometry.row_runs import dilate_by_runs
+
     reach = int(np.floor(radius)) if radius >= 0 else -1
     if reach < 0 or (strict and radius <= 0):
         return np.zeros(mask.shape, dtype=bool)
@@ -308,22 +311,7 @@ def _dilate_disc(mask: np.ndarray, radius: float, *, strict: bool = False) -> np
     distance = np.sqrt(offsets[:, None].astype(np.float64) ** 2 + offsets[None, :].astype(np.float64) ** 2)
     inside = distance < radius if strict else distance <= radius
     half_width = np.where(inside.any(axis=1), inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1), -1)
-    runs: dict[int, np.ndarray] = {}
-    run = mask.copy()
-    for w in range(0, int(half_width.max()) + 1):
-        if w:
-            run[:, w:] |= mask[:, :-w]
-            run[:, :-w] |= mask[:, w:]
-        if w in half_width:
-            runs[w] = run.copy()
-    out = runs[int(half_width[0])].copy()
-    for dy in range(1, reach + 1):
-        w = int(half_width[dy])
-        if w < 0 or dy >= mask.shape[0]:
-            continue
-        out[dy:] |= runs[w][:-dy]
-        out[:-dy] |= runs[w][dy:]
-    return out
+    return dilate_by_runs(mask, half_width.tolist())
 
 
 def detect_sources(
@@ -472,30 +460,44 @@ def blank_sky_positions(
     return np.asarray(xs, dtype=np.float64) + jitter[0], np.asarray(ys, dtype=np.float64) + jitter[1]
 
 
-def _exclude_discs(free: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.ndarray, *, batch: int = 256) -> None:
+def _exclude_discs(free: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.ndarray) -> None:
     """Set False the pixels of ``free`` (ny, nx) with ``(px - x)**2 + (py - y)**2 < radius**2`` for any disc.
 
-    Each disc is tested on its bounding box, ``batch`` discs (sorted by size) at a time.
+    On each pixel row a disc covers one run of columns (the left side of the test, rounded as
+    written, only grows away from the centre column), found from ``sqrt(radius**2 - dy**2)`` and
+    moved pixel by pixel until its ends pass the test exactly and their outer neighbours fail it;
+    then the pixels of all runs are set at once. Pixels beyond the image are ignored.
     """
     ny, nx = free.shape
-    order = np.argsort(radius, kind="stable")
-    for lo in range(0, order.size, batch):
-        part = order[lo : lo + batch]
-        tx, ty, r = x[part], y[part], radius[part]
-        y0 = np.maximum(np.floor(ty - r).astype(np.int64), 0)
-        y1 = np.minimum(np.ceil(ty + r).astype(np.int64) + 1, ny)
-        x0 = np.maximum(np.floor(tx - r).astype(np.int64), 0)
-        x1 = np.minimum(np.ceil(tx + r).astype(np.int64) + 1, nx)
-        side = int(max((y1 - y0).max(initial=0), (x1 - x0).max(initial=0), 0))
-        if side == 0:
-            continue
-        steps = np.arange(side)
-        yy = (y0[:, None] + steps)[:, :, None]  # (k, side, 1)
-        xx = (x0[:, None] + steps)[:, None, :]  # (k, 1, side)
-        inside = (yy < y1[:, None, None]) & (xx < x1[:, None, None])
-        inside &= (xx - tx[:, None, None]) ** 2 + (yy - ty[:, None, None]) ** 2 < (r * r)[:, None, None]
-        k, row, col = np.nonzero(inside)
-        free[y0[k] + row, x0[k] + col] = False
+    r2 = radius * radius
+    y0 = np.maximum(np.floor(y - radius).astype(np.int64), 0)
+    y1 = np.minimum(np.ceil(y + radius).astype(np.int64) + 1, ny)
+    x0 = np.maximum(np.floor(x - radius).astype(np.int64), 0)
+    x1 = np.minimum(np.ceil(x + radius).astype(np.int64) + 1, nx)
+    rows = np.where(x1 > x0, np.maximum(y1 - y0, 0), 0)
+    # one entry per (disc, pixel row of its bounding box)
+    disc = np.repeat(np.arange(x.size), rows)
+    row = y0[disc] + np.arange(disc.size) - np.repeat(np.cumsum(rows) - rows, rows)
+    cx, cr2, first, last = x[disc], r2[disc], x0[disc], x1[disc] - 1
+    dy2 = (row - y[disc]) ** 2
+
+    def covered(col: np.ndarray) -> np.ndarray:
+        return (col - cx) ** 2 + dy2 < cr2
+
+    half = np.sqrt(np.maximum(cr2 - dy2, 0.0))
+    lo = np.clip(np.ceil(cx - half).astype(np.int64), first, last + 1)
+    hi = np.clip(np.floor(cx + half).astype(np.int64), first - 1, last)
+    while (move := (lo > first) & covered(lo - 1)).any():
+        lo -= move
+    while (move := (lo <= hi) & ~covered(np.minimum(lo, last))).any():
+        lo += move
+    while (move := (hi < last) & covered(hi + 1)).any():
+        hi += move
+    while (move := (hi >= lo) & ~covered(np.maximum(hi, first))).any():
+        hi -= move
+    length = np.maximum(hi - lo + 1, 0)
+    start = row * nx + lo
+    np.put(free, np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum())), False)
 
 
 def blank_sky_catalog(catalog: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> pd.DataFrame:

@@ -145,21 +145,27 @@ def test_disc_dilation_is_the_distance_transform_threshold(strict: bool) -> None
         assert np.array_equal(noise_calibration._dilate_disc(mask, radius, strict=strict), expected), radius
 
 
-def test_disc_exclusion_matches_the_loop() -> None:
+@pytest.mark.parametrize("grid", [None, 0.5, 1.0])
+def test_disc_exclusion_matches_the_loop(grid: float | None) -> None:
+    """Pixel for pixel the test on every pixel of every disc's box, also for centres and radii on
+    whole and half pixels (run ends exactly on the circle)."""
     rng = np.random.default_rng(6)
     ny, nx = 90, 130
-    x, y = rng.uniform(-20, nx + 20, 300), rng.uniform(-20, ny + 20, 300)
-    radius = rng.uniform(0.5, 25.0, 300)
-    expected = np.ones((ny, nx), dtype=bool)
-    for tx, ty, r in zip(x, y, radius):
-        y0, y1 = max(int(np.floor(ty - r)), 0), min(int(np.ceil(ty + r)) + 1, ny)
-        x0, x1 = max(int(np.floor(tx - r)), 0), min(int(np.ceil(tx + r)) + 1, nx)
-        if y1 > y0 and x1 > x0:
-            yy, xx = np.ogrid[y0:y1, x0:x1]
-            expected[y0:y1, x0:x1] &= (xx - tx) ** 2 + (yy - ty) ** 2 >= r * r
-    got = np.ones((ny, nx), dtype=bool)
-    noise_calibration._exclude_discs(got, x, y, radius, batch=37)
-    assert np.array_equal(got, expected)
+    for _ in range(20):
+        x, y = rng.uniform(-20, nx + 20, 300), rng.uniform(-20, ny + 20, 300)
+        radius = rng.uniform(0.0, 25.0, 300)
+        if grid is not None:
+            x, y, radius = (np.round(v / grid) * grid for v in (x, y, radius))
+        expected = np.ones((ny, nx), dtype=bool)
+        for tx, ty, r in zip(x, y, radius):
+            y0, y1 = max(int(np.floor(ty - r)), 0), min(int(np.ceil(ty + r)) + 1, ny)
+            x0, x1 = max(int(np.floor(tx - r)), 0), min(int(np.ceil(tx + r)) + 1, nx)
+            if y1 > y0 and x1 > x0:
+                yy, xx = np.ogrid[y0:y1, x0:x1]
+                expected[y0:y1, x0:x1] &= (xx - tx) ** 2 + (yy - ty) ** 2 >= r * r
+        got = np.ones((ny, nx), dtype=bool)
+        noise_calibration._exclude_discs(got, x, y, radius)
+        assert np.array_equal(got, expected)
 
 
 def test_batched_slope_fits_are_scipy_nelder_mead() -> None:

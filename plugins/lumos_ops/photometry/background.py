@@ -52,6 +52,7 @@ from scipy.special import erf
 
 from lumos_ops.constants import ANNULUS_RADII
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.photometry.row_runs import dilate_by_runs
 
 __all__ = [
     "AnnulusBackground",
@@ -446,8 +447,7 @@ def _grow_packed(packed: np.ndarray, radius: int) -> np.ndarray:
     it, as ``maximum_filter`` and ``binary_dilation`` do, and each bit is one plane, so the shifts
     and ORs work on 8 planes at once.
     """
-    half = int(round(0.4 * radius))
-    spread = radius - half
+    half, spread = _octagon_split(radius)
     widths: dict[int, np.ndarray] = {}
     run = packed.copy()
     for w in range(1, radius + 1):  # run: horizontal dilation by +-w
@@ -465,12 +465,21 @@ def _grow_packed(packed: np.ndarray, radius: int) -> np.ndarray:
     return grown
 
 
+def _octagon_split(radius: int) -> tuple[int, int]:
+    """The octagon of :func:`_grow`: half-side of its square (``round(0.4 radius)``) and the radius
+    of its diamond (the rest), pixels."""
+    half = int(round(0.4 * radius))
+    return half, radius - half
+
+
 def grow_octagon(mask: np.ndarray, radius: int) -> np.ndarray:
-    """A 2-D ``mask`` dilated by the octagon of :func:`_grow` (``radius`` px), zeros beyond its edges."""
+    """A 2-D ``mask`` dilated by the octagon of :func:`_grow` (``radius`` px), zeros beyond its edges
+    (rows packed 64 pixels to a word, :func:`lumos_ops.photometry.row_runs.dilate_by_runs`)."""
     mask = np.asarray(mask, dtype=bool)
     if radius <= 0:
         return mask.copy()
-    return _grow_packed(mask[None], radius)[0]
+    half, spread = _octagon_split(radius)
+    return dilate_by_runs(mask, [radius - max(dy - half, 0) for dy in range(half + spread + 1)])
 
 
 def _pack_planes(flat_index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
