@@ -78,3 +78,21 @@ def test_cut_mask_is_false_beyond_the_image() -> None:
     assert not windows[0, :3].any() and not windows[0, :, :5].any() and windows[0, 3:, 5:].all()
     assert windows[1, :5, :5].all() and not windows[1, 5:].any() and not windows[1, :, 5:].any()
     assert windows[2].all()
+
+
+def test_detection_does_not_depend_on_the_rows_done_at_once(monkeypatch) -> None:
+    """The threshold and the kernel normalisation are computed a block of rows at a time: any block
+    height gives the same detections, with and without NaN pixels."""
+    import lumos_ops.photometry.frame_sources as module
+
+    image, _, _ = _sky_with_galaxies(7, gradient=2.0)
+    holed = image.copy()
+    holed[200:230, 10:400] = np.nan
+    for frame in (image, holed):
+        monkeypatch.setattr(module, "_ROWS", SHAPE[0])
+        whole = detect_frame_sources(frame)
+        for rows in (1, 37, 128):
+            monkeypatch.setattr(module, "_ROWS", rows)
+            got = detect_frame_sources(frame)
+            assert np.array_equal(got.detected, whole.detected) and np.array_equal(got.mask, whole.mask)
+        assert whole.detected.sum() > 100

@@ -88,10 +88,15 @@ def _block_median_mad(values: np.ndarray, box: int) -> tuple[np.ndarray, np.ndar
     return median.reshape(by, bx).astype(np.float64), mad.reshape(by, bx).astype(np.float64)
 
 
-def _interpolate(grid: np.ndarray, shape: tuple[int, int], centres: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Bilinear interpolation of block values ``grid`` (by, bx) between the block centres (pixels),
-    held constant beyond the outer centres; float32 (ny, nx)."""
-    ny, nx = shape
+_ROWS = 128
+"""Image rows whose interpolated threshold is computed and compared at once (kept in cache)."""
+
+
+def _above_interpolated(values: np.ndarray, grid: np.ndarray, centres: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``values > threshold`` (bool, ny x nx), the threshold the bilinear interpolation of block values
+    ``grid`` (by, bx) between the block centres (pixels), held constant beyond the outer centres, in
+    float32; NaN values compare False. Computed :data:`_ROWS` image rows at a time."""
+    ny, nx = values.shape
     by, bx = grid.shape
     iy = np.interp(np.arange(ny), centres[0], np.arange(by))
     ix = np.interp(np.arange(nx), centres[1], np.arange(bx))
@@ -103,10 +108,22 @@ def _interpolate(grid: np.ndarray, shape: tuple[int, int], centres: tuple[np.nda
     along_x = g[:, x0] + (g[:, x1] - g[:, x0]) * tx  # (by, nx)
     step = np.diff(along_x, axis=0, append=along_x[-1:])  # to the next block row (0 after the last)
     ty = (iy - y0).astype(np.float32)[:, None]
-    out = step[y0]
-    out *= ty
-    out += along_x[y0]
-    return out
+    above = np.empty((ny, nx), dtype=bool)
+    for lo in range(0, ny, _ROWS):
+        rows = slice(lo, lo + _ROWS)
+        threshold = step[y0[rows]]
+        threshold *= ty[rows]
+        threshold += along_x[y0[rows]]
+        with np.errstate(invalid="ignore"):
+            np.greater(values[rows], threshold, out=above[rows])
+    return above
+
+
+def _normalise(smooth: np.ndarray, weight: np.ndarray) -> None:
+    """Divide ``smooth`` in place by the kernel ``weight`` on the frame; NaN where it is below 0.5."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smooth /= weight
+    smooth[weight < 0.5] = np.nan
 
 
 def _fill(grid: np.ndarray) -> np.ndarray:
@@ -148,16 +165,14 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
     if not complete:
         excess[~finite] = 0.0
     smooth = ndimage.gaussian_filter(excess, DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
-    if complete:  # the kernel weight on the frame is separable
+    if complete:  # the kernel weight on the frame is separable: its float32 product, row by row
         ones_y = ndimage.gaussian_filter1d(np.ones(ny, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
         ones_x = ndimage.gaussian_filter1d(np.ones(nx, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
-        weight = ones_y[:, None] * ones_x[None, :]
+        for lo in range(0, ny, _ROWS):
+            _normalise(smooth[lo : lo + _ROWS], ones_y[lo : lo + _ROWS, None] * ones_x[None, :])
     else:
-        weight = ndimage.gaussian_filter(finite.astype(np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        smooth /= weight
-    smooth[weight < 0.5] = np.nan
-    del weight
+        _normalise(smooth, ndimage.gaussian_filter(finite.astype(np.float32), DETECT_SMOOTH_PX, mode="constant",
+                                                   truncate=3.0))
     step = slice(None, None, sample)
     sub_box = max(box // sample, 1)
     sub_shape = smooth[step, step].shape
@@ -170,8 +185,7 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
     for _ in range(DETECT_PASSES):
         level, mad = _block_median_mad(np.where(mask[step, step], np.float32(np.nan), smooth[step, step]), sub_box)
         threshold = _fill(level) + DETECT_SIGMA * np.fmax(_fill(_MAD_TO_SIGMA * mad), floor)
-        with np.errstate(invalid="ignore"):
-            above = smooth > _interpolate(threshold, (ny, nx), centres)
+        above = _above_interpolated(smooth, threshold, centres)
         labels, count = ndimage.label(above)
         where = np.flatnonzero(above)
         label_of = labels.ravel()[where]
