@@ -58,3 +58,30 @@ def test_registry_class_validates_options() -> None:
     assert ProfileFit().name == "modelfit"
     with pytest.raises(ValueError, match="maxiter"):
         ProfileFit(maxiter=0)
+
+
+def test_chi2_of_any_row_selection_is_that_of_each_row(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
+    """All rows in order (read as views), a subset, a permutation: each row's own chi-square."""
+    data, model, _, dx, dy = noisy_stamps(7, seed=3)
+    pixels = fit_pixels(PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy, exptime=90.0))
+    flux = np.linspace(-5.0, 150.0, 7)
+    alone = np.array([poisson_chi2(pixels, flux[i : i + 1], np.array([i]))[0] for i in range(7)])
+    assert np.array_equal(poisson_chi2(pixels, flux), alone)
+    assert np.array_equal(poisson_chi2(pixels, flux, np.arange(7)), alone)
+    for index in (np.array([1, 4, 6]), np.array([6, 0, 3, 2, 1, 5, 4])):
+        assert np.array_equal(poisson_chi2(pixels, flux[index], index), alone[index])
+
+
+def test_footprint_flags_are_computed_once_and_handed_out_as_copies(
+        noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
+    from lumos_ops.photometry.quality import footprint_flags
+
+    data, model, _, dx, dy = noisy_stamps(5, seed=4)
+    data[1, 40:56, 40:56] = np.nan
+    inputs = PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy)
+    pixels = fit_pixels(inputs)
+    first = pixels.flags(inputs)
+    assert np.array_equal(first, footprint_flags(inputs, pixels.footprint)) and first[1] & Flag.MASKED
+    first[:] = -1
+    assert np.array_equal(pixels.flags(inputs), footprint_flags(inputs, pixels.footprint))
+    assert np.array_equal(pixels.widths, (pixels.model > 0).sum(axis=1))

@@ -100,13 +100,26 @@ class FitPixels:
             leverage = np.sum(self.model[index] / variance, axis=1) / fisher
             return flux, np.sqrt(1.0 / fisher + self.background_var[index] * leverage**2)
 
+    @functools.cached_property
+    def widths(self) -> np.ndarray:
+        """Pixels used by each target (``R > 0``), shape (n,)."""
+        return (self.model > 0).sum(axis=1)
+
+    def flags(self, inputs: PhotometryInputs) -> np.ndarray:
+        """:func:`~lumos_ops.photometry.quality.footprint_flags` of ``footprint`` on the ``inputs`` these
+        pixels were selected from (computed once; a copy is returned)."""
+        flags = self.__dict__.get("_flags")
+        if flags is None:
+            flags = self.__dict__["_flags"] = footprint_flags(inputs, self.footprint)
+        return flags.copy()
+
     def groups(self, rows: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, FitPixels]]:
         """The ``rows`` in groups of ``size`` with similar pixel counts, each cropped to its widest row.
 
         Unused pixels (zero model and signal) drop out of every sum, so a group gives its rows'
         numbers with less padding. Yields ``(group_rows, pixels_of_the_group)``.
         """
-        widths = (self.model > 0).sum(axis=1)
+        widths = self.widths
         order = rows[np.argsort(widths[rows], kind="stable")]
         for lo in range(0, order.size, size):
             group = order[lo : lo + size]
@@ -175,10 +188,13 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
 
 def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
     """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,)."""
+    if not isinstance(index, slice) and np.array_equal(index, np.arange(pixels.model.shape[0])):
+        index = _ALL  # every row in order: views, not copies
     signal_model = flux[:, None] * pixels.model[index]
     residual = pixels.signal[index] - signal_model
     residual *= residual
-    return np.sum(residual / pixels._variance(signal_model, index), axis=1)
+    residual /= pixels._variance(signal_model, index)
+    return np.sum(residual, axis=1)
 
 
 def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, maxiter: int = 200) -> pd.DataFrame:
@@ -225,11 +241,11 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
         nit[group] = result.nit
         converged[group] = result.converged
         _, flux_err[group] = sub.weighted_estimate(sub.variance(result.x))
-    flags = footprint_flags(inputs, pixels.footprint)
+    flags = pixels.flags(inputs)
     failed = inputs.measurable & (~converged | ~np.isfinite(flux))
     flags[failed] |= Flag.FIT_FAILED
     flags[flux < 0] |= Flag.NEGATIVE_MODEL
-    n_pixels = (pixels.model > 0).sum(axis=1)
+    n_pixels = pixels.widths.copy()
     return pd.DataFrame(
         {
             "flux": flux,

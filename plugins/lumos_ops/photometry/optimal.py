@@ -27,7 +27,6 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
 from lumos_ops.photometry.modelfit import fit_pixels
-from lumos_ops.photometry.quality import footprint_flags
 
 if TYPE_CHECKING:
     from lumos_ops.target_context import TargetContext
@@ -112,7 +111,7 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
         flux[group], flux_err[group] = current, error
         n_iter[group] = iterations
         converged[group] = done
-    flags = footprint_flags(inputs, pixels.footprint)
+    flags = pixels.flags(inputs)
     flags[inputs.measurable & (~converged | ~np.isfinite(flux))] |= Flag.FIT_FAILED
     flags[flux < 0] |= Flag.NEGATIVE_MODEL
     with np.errstate(divide="ignore", invalid="ignore"):
