@@ -570,7 +570,9 @@ def model_area(models: np.ndarray) -> np.ndarray:
     The number of pixels a profile-weighted flux effectively sums (``4 pi sigma^2`` for a Gaussian
     of ``sigma`` px): the size that sets how correlated noise adds up in every method's estimate.
     """
-    models = np.nan_to_num(np.asarray(models, dtype=np.float64), nan=0.0)
+    models = np.asarray(models, dtype=np.float64)
+    if not np.isfinite(models).all():
+        models = np.nan_to_num(models, nan=0.0)
     power = np.einsum("nij,nij->n", models, models)
     with np.errstate(divide="ignore"):
         return np.where(power > 0, 1.0 / power, np.nan)

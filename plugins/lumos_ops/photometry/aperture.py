@@ -242,8 +242,9 @@ def aperture_radius(
     centre = model.shape[-1] // 2
     occupied = np.argwhere((model != 0).any(axis=0))
     reach = int(np.abs(occupied - centre).max(initial=0))
-    clean = np.nan_to_num(np.asarray(model[:, centre - reach : centre + reach + 1, centre - reach : centre + reach + 1],
-                                     dtype=np.float64), nan=0.0)
+    clean = np.asarray(model[:, centre - reach : centre + reach + 1, centre - reach : centre + reach + 1], dtype=np.float64)
+    if not np.isfinite(clean).all():  # finite (rendered) models are used as they are
+        clean = np.nan_to_num(clean, nan=0.0)
     centre = reach
     total = clean.sum(axis=(1, 2))
     ok = np.flatnonzero(total > light_fraction)
@@ -387,7 +388,9 @@ def elliptical_aperture_photometry(
         finite = np.isfinite(box_data)
         usable = np.where(finite, weights, 0.0)
         data = np.where(finite, box_data, 0.0)
-        model = np.nan_to_num(inputs.model[group, lo:hi, lo:hi], nan=0.0)
+        model = inputs.model[group, lo:hi, lo:hi]
+        if not np.isfinite(model).all():
+            model = np.nan_to_num(model, nan=0.0)
         area[group] = usable.sum(axis=(1, 2))
         raw_sum[group] = np.einsum("nij,nij->n", usable, data)
         light[group] = np.einsum("nij,nij->n", usable, model)
