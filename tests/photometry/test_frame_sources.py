@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lumos_ops.cutouts import cut_mask, cut_stamps
 from lumos_ops.photometry.background import annulus_background
@@ -96,3 +97,22 @@ def test_detection_does_not_depend_on_the_rows_done_at_once(monkeypatch) -> None
             got = detect_frame_sources(frame)
             assert np.array_equal(got.detected, whole.detected) and np.array_equal(got.mask, whole.mask)
         assert whole.detected.sum() > 100
+
+
+def test_block_median_and_mad_are_those_of_each_block() -> None:
+    """Equal blocks (a reshape) and unequal ones (the last block takes the rest), with NaN pixels."""
+    from lumos_ops.photometry.frame_sources import _block_index, _block_median_mad
+
+    rng = np.random.default_rng(8)
+    for shape in ((64, 96), (70, 101)):
+        values = rng.normal(0.0, 1.0, shape).astype(np.float32)
+        values[rng.random(shape) < 0.05] = np.nan
+        median, mad = _block_median_mad(values, 16)
+        rows, _, by, _ = _block_index(shape[0], 16)
+        cols, _, bx, _ = _block_index(shape[1], 16)
+        for i in range(by):
+            for j in range(bx):
+                block = values[np.ix_(rows == i, cols == j)]
+                block = block[np.isfinite(block)].astype(np.float64)
+                assert median[i, j] == pytest.approx(np.median(block), abs=1e-6)
+                assert mad[i, j] == pytest.approx(np.median(np.abs(block - np.median(block))), abs=1e-6)

@@ -79,9 +79,11 @@ def _block_median_mad(values: np.ndarray, box: int) -> tuple[np.ndarray, np.ndar
     ny, nx = values.shape
     brow, irow, by, hy = _block_index(ny, box)
     bcol, icol, bx, hx = _block_index(nx, box)
-    rows = np.full((by * bx, hy * hx), np.nan, dtype=values.dtype)
-    target = (brow[:, None] * bx + bcol[None, :], irow[:, None] * hx + icol[None, :])
-    rows[target] = values
+    if by * hy == ny and bx * hx == nx:  # equal blocks: one row per block by a reshape, same order
+        rows = values.reshape(by, hy, bx, hx).transpose(0, 2, 1, 3).reshape(by * bx, hy * hx)
+    else:
+        rows = np.full((by * bx, hy * hx), np.nan, dtype=values.dtype)
+        rows[brow[:, None] * bx + bcol[None, :], irow[:, None] * hx + icol[None, :]] = values
     ordered = np.sort(rows, axis=1)
     count = np.isfinite(rows).sum(axis=1)
     median, mad = sorted_median_and_mad(ordered, np.zeros_like(count), count)
