@@ -607,11 +607,21 @@ def _fit_slopes(pull: np.ndarray, log_a: np.ndarray) -> np.ndarray:
 
     padded = bool(np.isnan(pull).any())
 
+    every = np.arange(pull.shape[0])
+
     def nll(theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        # 0.5 (nu + 1) log1p(z^2 / nu) + log_scale, z = (pull - mu) exp(-log_scale): in place
         mu, log_s, slope = theta[:, 0, None], theta[:, 1, None], theta[:, 2, None]
-        log_scale = log_s + slope * log_a[rows]
-        z = (pull[rows] - mu) * np.exp(-log_scale)
-        terms = 0.5 * (nu + 1.0) * np.log1p(z * z / nu) + log_scale
+        whole = rows.size == every.size and np.array_equal(rows, every)  # views, not copies
+        log_scale = slope * (log_a if whole else log_a[rows])
+        log_scale += log_s
+        z = np.subtract(pull if whole else pull[rows], mu)
+        z *= np.exp(np.negative(log_scale))
+        z *= z
+        z /= nu
+        terms = np.log1p(z, out=z)
+        terms *= 0.5 * (nu + 1.0)
+        terms += log_scale
         return np.nansum(terms, axis=1) if padded else np.sum(terms, axis=1)
 
     finite = [p[np.isfinite(p)] for p in pull]

@@ -46,11 +46,12 @@ def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     flat = box.reshape(n, -1)
     if not np.isfinite(flat).all():
         flat = np.nan_to_num(flat, nan=0.0)
-    descending = np.sort(flat, axis=1)[:, ::-1]
-    cum = np.cumsum(descending, axis=1, dtype=np.float64)
-    descending = descending.astype(np.float64)
-    total = cum[:, -1:] if cum.shape[1] else np.zeros((n, 1))
-    needed = np.maximum(((cum - descending) < light * total).sum(axis=1), 1)
+    # float64 copies are exact: their running sums are those of the float32 values in float64
+    descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
+    cum = np.cumsum(descending, axis=1)
+    total = cum[:, -1:].copy() if cum.shape[1] else np.zeros((n, 1))
+    before = np.subtract(cum, descending, out=cum)  # the light of the brighter pixels
+    needed = np.maximum((before < light * total).sum(axis=1), 1)
     threshold = descending[np.arange(n), needed - 1] if cum.shape[1] else np.zeros(n)
     keep = (flat >= threshold[:, None].astype(flat.dtype)) & (flat > 0)
     out[:, rows, cols] = keep.reshape(box.shape)
