@@ -549,6 +549,7 @@ def measure_blank_sky(
         sub = ctx.take(slice(start, min(start + chunk_size, ctx.n)))
         for name, method in methods.items():
             parts[name].append(_check_result(name, method.measure(sub), sub.n))
+    area = model_area(ctx.models)
     for name in methods:
         frame = pd.concat(parts[name], ignore_index=True)
         flux = frame["flux"].to_numpy(np.float64)
@@ -559,7 +560,7 @@ def measure_blank_sky(
         frame["pull"] = pull
         frame["usable"] = np.isfinite(pull) & (err > 0) & ((flag & BAD_BLANK_FLAGS) == 0)
         frame["x"], frame["y"], frame["r50"] = ctx.x, ctx.y, blank["r50"].to_numpy()
-        frame["area"] = model_area(ctx.models)
+        frame["area"] = area.copy()
         out[name] = frame
     return out
 
