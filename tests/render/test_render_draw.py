@@ -140,6 +140,20 @@ def test_result_types_broadcasting_and_torch_inputs() -> None:
     assert DEFAULT_MOFFAT_BETA == 3.5
 
 
+def test_chunk_budget_changes_the_models_by_float32_rounding_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks the element budget cuts (one profile to all of them) give the same models to 1e-7."""
+    import lumos_ops.render.draw as draw
+
+    rng = np.random.default_rng(4)
+    n = 40
+    kw = dict(r50=rng.uniform(0.1, 1.5, n), sersic_n=rng.uniform(0.3, 6.5, n), q=rng.uniform(0.1, 1, n),
+              pa=rng.uniform(0, 180, n), psf_fwhm=0.9, dx=rng.uniform(-0.5, 0.5, n), dy=rng.uniform(-0.5, 0.5, n), size=40)
+    whole = render_galaxies(**kw)
+    for budget in (1, 20_000, 1 << 21):
+        monkeypatch.setattr(draw, "_ELEMENT_BUDGET", budget)
+        np.testing.assert_allclose(render_galaxies(**kw).images, whole.images, rtol=0, atol=1e-7)
+
+
 def test_batching_does_not_change_the_result() -> None:
     rng = np.random.default_rng(3)
     kw = dict(
