@@ -150,7 +150,7 @@ def test_chunk_budget_changes_the_models_by_float32_rounding_only(monkeypatch: p
               pa=rng.uniform(0, 180, n), psf_fwhm=0.9, dx=rng.uniform(-0.5, 0.5, n), dy=rng.uniform(-0.5, 0.5, n), size=40)
     whole = render_galaxies(**kw)
     for budget in (1, 20_000, 1 << 21):
-        monkeypatch.setattr(draw, "_ELEMENT_BUDGET", budget)
+        monkeypatch.setattr(draw, "_CPU_ELEMENT_BUDGET", budget)
         np.testing.assert_allclose(render_galaxies(**kw).images, whole.images, rtol=0, atol=1e-7)
 
 

@@ -23,15 +23,18 @@ from lumos_ops.render.sersic import SERSIC_N_MAX, SERSIC_N_MIN
 
 __all__ = ["RenderResult", "render_galaxies", "render_point_sources"]
 
-_ELEMENT_BUDGET = 1 << 19
-"""Largest number of half-plane Fourier pixels (profiles x G x (G/2 + 1)) processed at once.
+_ELEMENT_BUDGET = 1 << 21
+"""Largest number of half-plane Fourier pixels (profiles x G x (G/2 + 1)) processed at once on a GPU."""
+
+_CPU_ELEMENT_BUDGET = 1 << 19
+""":data:`_ELEMENT_BUDGET` on the CPU (numpy, or torch on the CPU).
 
 A 4 MB complex64 spectrum: its passes stay in the CPU caches, and 2,500 60 px models render in
 about 20 % less CPU time than with 4x larger chunks on one thread (``benchmarks/bench_ccd.py``'s
-CCD: 0.82 against 1.05 s, median of 5). Like any change of the chunks (``batch_size``), this moves
-a few models by float32 rounding (the BLAS product of the galaxies' quadratic forms rounds
-differently for some chunk sizes, e.g. a chunk of one profile): 0 to 3 of 3,000 models, by at
-most 9e-8 of their peak, on six synthetic catalogues."""
+CCD: 0.82 against 1.05 s with torch, 0.97 against 1.22 s with numpy, medians). Like any change of
+the chunks (``batch_size``), this moves a few models by float32 rounding (the BLAS product of the
+galaxies' quadratic forms rounds differently for some chunk sizes, e.g. a chunk of one profile):
+0 to 3 of 3,000 models, by at most 9e-8 of their peak, on six synthetic catalogues."""
 
 ArrayLike = Any
 """A scalar, a sequence, a numpy array or a torch tensor (0-d or 1-d)."""
@@ -145,10 +148,12 @@ def _render(
         tolerance=wrap_tolerance,
     )
     images = xp.empty((n, size, size))
+    on_cpu = xp.name == "numpy" or xp.device.type == "cpu"
+    budget = _CPU_ELEMENT_BUDGET if on_cpu else _ELEMENT_BUDGET
     for grid in np.unique(grids):
         members = np.nonzero(grids == grid)[0]
         members = members[np.argsort(scale_px[members], kind="stable")]  # similar PSFs share alias work
-        chunk = max(1, min(batch_size, _ELEMENT_BUDGET // (int(grid) * (int(grid) // 2 + 1))))
+        chunk = max(1, min(batch_size, budget // (int(grid) * (int(grid) // 2 + 1))))
         for start in range(0, members.size, chunk):
             idx = members[start : start + chunk]
             batch = ProfileBatch(
