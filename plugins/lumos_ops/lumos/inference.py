@@ -19,7 +19,9 @@ __all__ = ["Mixtures", "predict_mixtures", "truncation_mask", "mixture_table", "
 CPU_BATCH: int = 128
 """Most rows per network call on the CPU. The activations of 128 stamps stay in the CPU caches:
 one thread runs 2,500 targets in about half the CPU time of 512-row calls (0.52 against 0.98 s,
-``benchmarks/bench_ccd.py``'s machine), with the same outputs (every row is computed on its own)."""
+``benchmarks/bench_ccd.py``'s machine). The outputs there were bit for bit those of larger calls
+(32 to 1,024 rows); oneDNN may pick other kernels for other sizes on another CPU (float32
+rounding)."""
 
 
 def truncation_mask(i_auto: np.ndarray, loaded: LoadedModel) -> np.ndarray:
