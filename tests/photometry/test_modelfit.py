@@ -70,6 +70,10 @@ def test_chi2_of_any_row_selection_is_that_of_each_row(noisy_stamps: Callable[..
     assert np.array_equal(poisson_chi2(pixels, flux, np.arange(7)), alone)
     for index in (np.array([1, 4, 6]), np.array([6, 0, 3, 2, 1, 5, 4])):
         assert np.array_equal(poisson_chi2(pixels, flux[index], index), alone[index])
+    first = pixels.groups(np.arange(2), 8)
+    _, two = next(first)  # two rows: a boolean mask [False, True] is not the rows 0 and 1
+    mask = np.array([False, True])
+    assert np.array_equal(poisson_chi2(two, flux[:1], mask), poisson_chi2(two, flux[:1], np.array([1])))
 
 
 def test_footprint_flags_are_computed_once_and_handed_out_as_copies(

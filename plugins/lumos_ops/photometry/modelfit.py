@@ -188,7 +188,8 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
 
 def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
     """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,)."""
-    if not isinstance(index, slice) and np.array_equal(index, np.arange(pixels.model.shape[0])):
+    index_array = np.asarray(index) if not isinstance(index, slice) else None
+    if index_array is not None and index_array.dtype.kind in "iu" and np.array_equal(index_array, np.arange(pixels.model.shape[0])):
         index = _ALL  # every row in order: views, not copies
     signal_model = flux[:, None] * pixels.model[index]
     residual = pixels.signal[index] - signal_model
