@@ -869,8 +869,9 @@ def background_fraction(ctx: TargetContext, flux: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             raw = np.where(sub.model > 0, sub.model / variance, 0.0)
             w = raw / np.sum(raw * sub.model, axis=1, keepdims=True)
-            bkg = np.sum(w * w, axis=1) * sub.noise_var + sub.background_var * np.sum(w, axis=1) ** 2
-            src = np.sum(w * w * source, axis=1)
+            w2 = w * w
+            bkg = np.sum(w2, axis=1) * sub.noise_var + sub.background_var * np.sum(w, axis=1) ** 2
+            src = np.sum(np.multiply(w2, source, out=w2), axis=1)
             phi[rows] = bkg / (bkg + src)
     return np.where(np.isfinite(phi), np.clip(phi, 0.0, 1.0), 1.0)
 
