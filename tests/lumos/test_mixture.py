@@ -157,3 +157,15 @@ def test_mode_of_cycling_starts_is_the_mode_of_iterating_on(monkeypatch, max_ite
     monkeypatch.setattr(M, "_CYCLE_SLOTS", 1)  # no state remembered: every row iterates to the end
     slow = M.mixture_mode(alpha, mu, sigma, trunc, max_iter=max_iter)
     assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
+
+
+def test_untruncated_rows_do_not_depend_on_truncated_rows_in_the_batch():
+    """Without truncated rows the truncated terms are skipped: the same numbers, bit for bit."""
+    alpha, mu, sigma, trunc = _random(40, seed=9)
+    mixed = M.summarize(alpha, mu, sigma, trunc)
+    plain = ~trunc
+    alone = M.summarize(alpha[plain], mu[plain], sigma[plain], np.zeros(int(plain.sum()), dtype=bool))
+    for name, values in alone.items():
+        assert np.array_equal(values.view(np.int64), mixed[name][plain].view(np.int64)), name
+    assert np.array_equal(M.mixture_pdf(3.0, alpha[plain], mu[plain], sigma[plain]),
+                          M.mixture_pdf(3.0, alpha, mu, sigma, trunc)[plain])

@@ -80,6 +80,8 @@ def validate_mixture(
 
 def _log_norm(mu: np.ndarray, sigma: np.ndarray, trunc: np.ndarray) -> np.ndarray:
     """log of each component's normalisation on its support: log Phi(mu/sigma) or 0."""
+    if not trunc.any():
+        return np.zeros(np.shape(mu))
     return np.where(trunc[:, None], special.log_ndtr(mu / sigma), 0.0)
 
 
@@ -104,12 +106,13 @@ def _pdf_cdf(x: np.ndarray, alpha, mu, sigma, trunc) -> tuple[np.ndarray, np.nda
     xx = x[:, :, None]
     z = (xx - m) / s
     pdf_k = np.exp(-0.5 * z * z - np.log(s) - _LOG_SQRT_2PI - log_z)
-    cdf_untr = special.ndtr(z)
-    cdf_tr = -np.expm1(special.log_ndtr(-z) - log_z)
-    cdf_k = np.where(t, cdf_tr, cdf_untr)
-    below = t & (xx < 0.0)
-    pdf_k = np.where(below, 0.0, pdf_k)
-    cdf_k = np.where(below, 0.0, cdf_k)
+    cdf_k = special.ndtr(z)
+    if trunc.any():  # the truncated rows' terms (no work where none is truncated)
+        cdf_tr = -np.expm1(special.log_ndtr(-z) - log_z)
+        cdf_k = np.where(t, cdf_tr, cdf_k)
+        below = t & (xx < 0.0)
+        pdf_k = np.where(below, 0.0, pdf_k)
+        cdf_k = np.where(below, 0.0, cdf_k)
     return (a * pdf_k).sum(axis=2), np.clip((a * cdf_k).sum(axis=2), 0.0, 1.0)
 
 
