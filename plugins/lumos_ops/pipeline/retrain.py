@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def _default_adapt() -> AdaptConfig:
-    return AdaptConfig(n_stamps=20_000, epochs=6, progress=False)
+    return AdaptConfig(progress=False)
 
 
 @dataclasses.dataclass(frozen=True)
