@@ -87,8 +87,8 @@ class AdaptConfig:
     n_stamps : int
         TEAHUPOO stamps (training and validation). The defaults (60,000 stamps; 14 epochs, lr 3e-4
         divided by 10 after 10) are the schedule that met six of the eight fixed-truth targets on
-        held-out real SDSS sub-frames (reports/adapt/heldout/README.md); 20,000 stamps and 6 epochs
-        missed most of them. About 45 min on one CPU thread.
+        held-out real SDSS sub-frames (reports/adapt/heldout/README.md); 8 epochs of as many stamps
+        met two. About 45 min on one CPU thread.
     val_fraction : float
         Share of the stamps used for validation (the best epoch's weights are kept).
     epochs, batch_size : int
