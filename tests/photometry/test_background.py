@@ -39,6 +39,12 @@ def test_no_usable_pixel_gives_nan() -> None:
     assert np.isnan(bg.mean[0]) and bg.n_used[0] == 0 and bg.incomplete[0]
 
 
+@pytest.mark.parametrize("estimator", ["masked_mean", "clipped_mean", "median_clip"])
+def test_no_cutout_gives_empty_estimates(estimator: str) -> None:
+    bg = annulus_background(np.zeros((0, 60, 60)), np.zeros(0), np.zeros(0), r_in=15.0, r_out=29.0, estimator=estimator)
+    assert bg.mean.shape == bg.variance.shape == bg.n_used.shape == bg.n_masked.shape == (0,)
+
+
 def test_small_cutouts_see_part_of_the_annulus() -> None:
     bg = annulus_background(np.ones((1, 60, 60)), np.zeros(1), np.zeros(1))
     assert 0 < bg.n_used[0] < 0.5 * bg.n_total[0] and bg.incomplete[0]

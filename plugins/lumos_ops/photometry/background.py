@@ -679,6 +679,9 @@ def annulus_background(
     sigma = _DEFAULT_SIGMA[estimator] if sigma is None else float(sigma)
     maxiters = _DEFAULT_MAXITERS[estimator] if maxiters is None else int(maxiters)
     n, size = cutouts.shape[0], cutouts.shape[-1]
+    if n == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return AnnulusBackground(mean=np.zeros(0), variance=np.zeros(0), n_used=none, n_total=none, n_masked=none)
     dx = np.broadcast_to(np.asarray(dx, dtype=np.float64), (n,))
     dy = np.broadcast_to(np.asarray(dy, dtype=np.float64), (n,))
     centre = size // 2
