@@ -74,14 +74,67 @@ def stamp_background(cutouts: np.ndarray, method: str = "median") -> np.ndarray:
         return mean
     if method != "median":
         raise LumosValueError(f"stamp background must be one of {STAMP_BACKGROUNDS}, got {method!r}")
-    flat = cutouts.reshape(cutouts.shape[0], -1)
-    nan_rows = np.isnan(flat).any(axis=1)
+    flat = cutouts.reshape(cutouts.shape[0], int(np.prod(cutouts.shape[1:])))
+    return _median_background(flat, np.isnan(flat).any(axis=1))
+
+
+_FAST_MEDIAN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_CHUNK_STAMPS = 32
+"""Stamps per block of :func:`prepare_inputs`' image pass: a block's channel 0 stays in the L2 cache
+through its four elementwise steps (32 stamps of 60 x 60 float32 = 0.46 MB)."""
+
+
+def _row_medians(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.median(values[rows], axis=1)`` bit for bit, for NaN-free rows.
+
+    One single-index partition (numpy's SIMD selection) of a copy of the rows and, for an even row
+    length, the minimum of the upper part, where ``np.median`` partitions a copy at three indices.
+    A row whose middle value is zero goes through ``np.median`` itself (+0 and -0 compare equal,
+    so which one a partition puts there depends on the algorithm). Other dtypes than float32 and
+    float64 (whose mean ``np.median`` computes in another precision) go through ``np.median``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (N, m)
+        Values (any unit); the selected rows hold no NaN (infinities allowed).
+    rows : ndarray of int, shape (n,)
+        The rows of ``values`` to take the median of.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Same dtype and values as ``np.median(values[rows], axis=1)``.
+    """
+    m = values.shape[1]
+    if values.dtype not in _FAST_MEDIAN_DTYPES or m < 2 or rows.size == 0:
+        return np.median(values[rows], axis=1)
+    half = (m - 1) // 2
+    part = values[rows]
+    part.partition(half, axis=1)
+    low = part[:, half]
+    if m % 2:
+        middle = low.copy()
+        ambiguous = low == 0
+    else:
+        high = part[:, half + 1:].min(axis=1)
+        middle = (low + high) / values.dtype.type(2)
+        ambiguous = (low == 0) | (high == 0)
+    if ambiguous.any():
+        middle[ambiguous] = np.median(values[rows[ambiguous]], axis=1)
+    return middle
+
+
+def _median_background(flat: np.ndarray, nan_rows: np.ndarray) -> np.ndarray:
+    """The ``"median"`` stamp background (e-/s per pixel, float64, shape (n,)) of stamps ``flat``
+    (n, S*S; NaN where masked), ``nan_rows`` (n,) marking the stamps that hold a NaN: the median of
+    the finite pixels, 0 for a stamp without one."""
     out = np.zeros(flat.shape[0], dtype=np.float64)
-    if (~nan_rows).any():
-        out[~nan_rows] = np.median(flat[~nan_rows], axis=1)
+    if not nan_rows.all():
+        out[~nan_rows] = _row_medians(flat, np.flatnonzero(~nan_rows))
     for i in np.flatnonzero(nan_rows):
         finite = flat[i][np.isfinite(flat[i])]
-        out[i] = float(np.median(finite)) if finite.size else 0.0
+        out[i] = float(_row_medians(finite[None], np.zeros(1, dtype=np.intp))[0]) if finite.size else 0.0
     return out
 
 
@@ -123,15 +176,30 @@ def prepare_inputs(
     for name, value in values.items():
         if np.shape(value) != (n,):
             raise LumosValueError(f"{name} must have shape ({n},), got {np.shape(value)}")
-    background = stamp_background(cutouts, norm.stamp_background)
-    nan = np.isnan(cutouts)
+    flat = cutouts.reshape(n, int(np.prod(cutouts.shape[1:])))
+    nan_rows = np.isnan(flat).any(axis=1)
+    if norm.stamp_background == "median":
+        background = _median_background(flat, nan_rows)
+    else:
+        background = stamp_background(cutouts, norm.stamp_background)
+    nan_index = np.flatnonzero(nan_rows)
+    nan_masks = np.isnan(cutouts[nan_index])
+    n_padded = np.zeros(n, dtype=np.int64)
+    n_padded[nan_index] = np.count_nonzero(nan_masks.reshape(nan_index.size, flat.shape[1]), axis=1)
     images = np.empty((n, 2) + cutouts.shape[1:], dtype=np.float32)
-    np.subtract(cutouts, background[:, None, None].astype(np.float32), out=images[:, 0])
-    images[:, 0][nan] = 0.0
+    offset = background.astype(np.float32)[:, None, None]
+    scale = np.float32(1.0 / (norm.pixel_scale * norm.pixel_soft))
     soft = np.float32(norm.pixel_soft)
-    images[:, 0] *= np.float32(1.0 / (norm.pixel_scale * norm.pixel_soft))
-    np.arcsinh(images[:, 0], out=images[:, 0])
-    images[:, 0] *= soft
+    for start in range(0, n, _CHUNK_STAMPS):
+        stop = min(start + _CHUNK_STAMPS, n)
+        block = images[start:stop, 0]
+        np.subtract(cutouts[start:stop], offset[start:stop], out=block)
+        first, last = np.searchsorted(nan_index, (start, stop))
+        for k in range(first, last):
+            np.copyto(block[nan_index[k] - start], 0.0, where=nan_masks[k])
+        np.multiply(block, scale, out=block)
+        np.arcsinh(block, out=block)
+        np.multiply(block, soft, out=block)
     np.multiply(models, np.float32(norm.model_scale), out=images[:, 1])
     ny, nx = norm.ccd_shape
     scalars = np.empty((n, N_SCALARS), dtype=np.float32)
@@ -147,7 +215,7 @@ def prepare_inputs(
         images=images,
         scalars=scalars,
         band_epoch=np.array(band_epoch, dtype=np.int64),
-        n_padded=nan.reshape(n, -1).sum(axis=1).astype(np.int64),
+        n_padded=n_padded,
     )
 
 
