@@ -98,21 +98,24 @@ def _expand(x: np.ndarray, n: int) -> np.ndarray:
     raise LumosValueError(f"x must be a scalar, shape ({n},) or ({n}, m); got {x.shape}")
 
 
-def _pdf_cdf(x: np.ndarray, alpha, mu, sigma, trunc) -> tuple[np.ndarray, np.ndarray]:
-    """pdf and cdf at x of shape (n, m)."""
-    log_z = _log_norm(mu, sigma, trunc)[:, None, :]
+def _pdf_cdf(x: np.ndarray, alpha, mu, sigma, trunc, log_sigma: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """pdf and cdf at x of shape (n, m); ``log_sigma`` is ``np.log(sigma)`` where the caller has it."""
+    if log_sigma is None:
+        log_sigma = np.log(sigma)
     a, m, s = alpha[:, None, :], mu[:, None, :], sigma[:, None, :]
-    t = trunc[:, None, None]
     xx = x[:, :, None]
     z = (xx - m) / s
-    pdf_k = np.exp(-0.5 * z * z - np.log(s) - _LOG_SQRT_2PI - log_z)
-    cdf_k = special.ndtr(z)
-    if trunc.any():  # the truncated rows' terms (no work where none is truncated)
-        cdf_tr = -np.expm1(special.log_ndtr(-z) - log_z)
-        cdf_k = np.where(t, cdf_tr, cdf_k)
-        below = t & (xx < 0.0)
-        pdf_k = np.where(below, 0.0, pdf_k)
-        cdf_k = np.where(below, 0.0, cdf_k)
+    log_pdf = -0.5 * z * z - log_sigma[:, None, :] - _LOG_SQRT_2PI
+    if not trunc.any():  # log Phi terms all 0: subtracting them changes no bit
+        return (a * np.exp(log_pdf)).sum(axis=2), np.clip((a * special.ndtr(z)).sum(axis=2), 0.0, 1.0)
+    log_z = _log_norm(mu, sigma, trunc)[:, None, :]
+    t = trunc[:, None, None]
+    pdf_k = np.exp(log_pdf - log_z)
+    cdf_tr = -np.expm1(special.log_ndtr(-z) - log_z)
+    cdf_k = np.where(t, cdf_tr, special.ndtr(z))
+    below = t & (xx < 0.0)
+    pdf_k = np.where(below, 0.0, pdf_k)
+    cdf_k = np.where(below, 0.0, cdf_k)
     return (a * pdf_k).sum(axis=2), np.clip((a * cdf_k).sum(axis=2), 0.0, 1.0)
 
 
@@ -202,6 +205,7 @@ def mixture_quantile(
     rows = np.flatnonzero(valid)
     if rows.size:
         a, mm, s, t = alpha[rows], mu[rows], sigma[rows], trunc[rows]
+        log_s = np.log(s)
         lo1, hi1 = _bracket(mm, s, t)
         lo = np.repeat(lo1[:, None], m, axis=1)
         hi = np.repeat(hi1[:, None], m, axis=1)
@@ -215,7 +219,7 @@ def mixture_quantile(
             if idx_r.size == 0:
                 break
             xa = x[idx_r, idx_c][:, None]
-            pdf, cdf = _pdf_cdf(xa, a[idx_r], mm[idx_r], s[idx_r], t[idx_r])
+            pdf, cdf = _pdf_cdf(xa, a[idx_r], mm[idx_r], s[idx_r], t[idx_r], log_s[idx_r])
             f = cdf[:, 0] - target[idx_r, idx_c]
             p = pdf[:, 0]
             low, high = lo[idx_r, idx_c], hi[idx_r, idx_c]
@@ -276,35 +280,48 @@ def mixture_mode(
         starts = np.take_along_axis(mm, heaviest, axis=1)
     x = np.maximum(starts.copy(), lower)
     inv_var = 1.0 / (s * s)
+    log_s = np.log(s)
     tol = rtol * s.max(axis=1, keepdims=True)
-    active = np.ones_like(x, dtype=bool)
-    # the states after the last _CYCLE_SLOTS iterations (slot: iteration number modulo the count)
-    history = np.empty((_CYCLE_SLOTS, *x.shape))
-    history[0] = x
+    # The rows still iterating (r_idx) and, in that order, everything the iteration reads of them:
+    # their state xs, which starts moved more than tol in the last step, the states after the
+    # last _CYCLE_SLOTS iterations (slot: iteration number modulo the count), the row constants.
+    r_idx = np.arange(x.shape[0])
+    xs = x.copy()
+    active = np.ones_like(xs, dtype=bool)
+    history = np.empty((_CYCLE_SLOTS, *xs.shape))
+    history[0] = xs
+    m_r, s_r, iv_r = mm[:, None, :], s[:, None, :], inv_var[:, None, :]
+    log_w_r, log_s_r, lower_r, tol_r = log_w[:, None, :], log_s[:, None, :], lower, tol
+    local = np.arange(r_idx.size)
     for done in range(1, max_iter + 1):
-        r_idx = np.flatnonzero(active.any(axis=1))
-        if r_idx.size == 0:
-            break
-        xs = x[r_idx]
-        z = (xs[:, :, None] - mm[r_idx][:, None, :]) / s[r_idx][:, None, :]
-        log_r = log_w[r_idx][:, None, :] - 0.5 * z * z - np.log(s[r_idx])[:, None, :]
+        going = active.any(axis=1)
+        if not going.all():  # a row whose starts all stopped keeps its state (rows never resume)
+            x[r_idx[~going]] = xs[~going]
+            r_idx, xs, active, history = r_idx[going], xs[going], active[going], history[:, going]
+            m_r, s_r, iv_r, log_w_r, log_s_r = m_r[going], s_r[going], iv_r[going], log_w_r[going], log_s_r[going]
+            lower_r, tol_r, local = lower_r[going], tol_r[going], local[: r_idx.size]
+            if r_idx.size == 0:
+                break
+        z = (xs[:, :, None] - m_r) / s_r
+        log_r = log_w_r - 0.5 * z * z - log_s_r
         log_r -= log_r.max(axis=2, keepdims=True)
-        r = np.exp(log_r) * inv_var[r_idx][:, None, :]
-        shift = (r * mm[r_idx][:, None, :]).sum(axis=2) / r.sum(axis=2)
+        r = np.exp(log_r) * iv_r
+        shift = (r * m_r).sum(axis=2) / r.sum(axis=2)
         # Newton step on p'(x) where the density is locally concave (quadratic convergence near
         # a peak); the mean-shift step elsewhere.
-        u = (mm[r_idx][:, None, :] - xs[:, :, None]) * inv_var[r_idx][:, None, :]
-        w = r / inv_var[r_idx][:, None, :]
+        u = (m_r - xs[:, :, None]) * iv_r
+        w = r / iv_r
         d1 = (w * u).sum(axis=2)
-        d2 = (w * (u * u - inv_var[r_idx][:, None, :])).sum(axis=2)
+        d2 = (w * (u * u - iv_r)).sum(axis=2)
         with np.errstate(divide="ignore", invalid="ignore"):
             newton = xs - d1 / d2
         new = np.where((d2 < 0) & np.isfinite(newton), newton, shift)
-        new = np.maximum(new, lower[r_idx])
-        active[r_idx] = np.abs(new - xs) > tol[r_idx]
-        x[r_idx] = new
-        history[done % _CYCLE_SLOTS, r_idx] = new
-        _skip_cycles(x, active, history, r_idx, done, max_iter)
+        new = np.maximum(new, lower_r)
+        active = np.abs(new - xs) > tol_r
+        xs = new
+        history[done % _CYCLE_SLOTS] = new
+        _skip_cycles(xs, active, history, local, done, max_iter)
+    x[r_idx] = xs
     candidates = np.concatenate([x, np.where(t, 0.0, x[:, 0])[:, None]], axis=1)
     log_p = _log_pdf_unnorm(candidates, log_w, mm, s)
     out[rows] = candidates[np.arange(rows.size), np.argmax(log_p, axis=1)]
