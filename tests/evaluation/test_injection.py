@@ -42,3 +42,19 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["by_true_snr"][-1]["n"] == 24
     assert [c["n"] for c in entry["coadds"]] == [2, 5, 10]
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
+
+
+def test_a_crowded_frame_gets_another_jittered_grid_before_it_counts_as_full():
+    from lumos_ops.evaluation import injection
+
+    clearance = np.zeros((120, 120))
+    clearance[51:61, 51:61] = 10.0  # one small clear patch around a grid point (spacing 44: 12, 56, 100)
+    draws = [injection._slots(clearance, 44, 6.0, np.random.default_rng(s)).shape[0] for s in range(40)]
+    assert 0 < sum(d > 0 for d in draws) < 40  # one grid often misses the patch
+    seed = next(s for s, d in enumerate(draws) if d == 0)
+    slots = injection._free_slots(clearance, 44, 6.0, np.random.default_rng(seed))
+    assert len(slots) == 1 and (np.abs(slots[0] - 55.5) <= 5.0).all()
+    assert len(injection._free_slots(np.zeros((120, 120)), 44, 6.0, np.random.default_rng(0))) == 0
+    kept = np.random.default_rng(1)
+    assert np.array_equal(injection._free_slots(np.full((120, 120), 10.0), 44, 6.0, kept),
+                          injection._slots(np.full((120, 120), 10.0), 44, 6.0, np.random.default_rng(1)))

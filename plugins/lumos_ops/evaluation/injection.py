@@ -327,6 +327,24 @@ def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.ra
     return pts[free]
 
 
+_SLOT_TRIES = 20
+"""Jittered grids drawn for one frame realisation before the frame is declared full."""
+
+
+def _free_slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`_slots`, drawn again (up to :data:`_SLOT_TRIES` grids) while a grid finds no free position.
+
+    On a small crowded frame one jittered grid can land every point on a source by chance; the
+    frame is full only when no grid finds a place. The first grid that has one is used, so runs
+    that never met an empty grid keep their positions.
+    """
+    for _ in range(_SLOT_TRIES):
+        slots = _slots(clearance, spacing, min_clearance, rng)
+        if len(slots):
+            return slots
+    return slots
+
+
 def run_injection(
     frames: Sequence[str | os.PathLike[str]],
     config: InjectionConfig,
@@ -419,10 +437,10 @@ def run_injection(
     realisation = 0
     while cursor < len(order):
         k = realisation % len(frames)
-        slots = _slots(clearance[k], config.spacing, config.min_clearance, rng)
+        slots = _free_slots(clearance[k], config.spacing, config.min_clearance, rng)
         if len(slots) == 0:
-            raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources; "
-                                  "lower min_clearance or use another frame")
+            raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources in "
+                                  f"{_SLOT_TRIES} jittered grids; lower min_clearance or use another frame")
         take = order[cursor : cursor + len(slots)]
         for (g, p), (x, y) in zip(take, slots):
             placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
