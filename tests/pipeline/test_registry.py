@@ -592,3 +592,45 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
         assert main(["model", "resolve", *url]) == 0
     out = capsys.readouterr().out
     assert "lumos: lumos-a  [registry / default]" in out and "LUMOS checkpoint: models/candidates/lumos-a.pt" in out
+
+
+def test_the_first_version_of_a_method_registered_twice_at_once(engine, db_url):
+    """Two runs registering the first version of a method at once: the second waits for the first's
+    row (the registry lock) and finds it, instead of failing on the one-production index."""
+    with engine.connect() as conn:
+        used = set(conn.execute(sa.text("SELECT DISTINCT method FROM lumos.model_versions")).scalars())
+    method = next(m for m in ("aperture", "optimal", "modelfit") if m not in used)
+    version = ModelVersion(model_version=f"{method}-race", method=method, kind="classical", checksum=None)
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        eng = make_engine(db_url)
+        try:
+            register_model_versions(eng, [version], overwrite=False)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+        finally:
+            eng.dispose()
+
+    holder = make_engine(db_url)
+    try:
+        with holder.begin() as conn:  # hold the method's registry lock until both registrations wait on it
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('lumos.model_registry'), hashtext(:m))"),
+                         {"m": method})
+            threads = [threading.Thread(target=attempt) for _ in range(2)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                               ).scalar() < 2:
+                assert time.monotonic() < deadline, "the registrations did not wait on the registry lock"
+                time.sleep(0.05)
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        holder.dispose()
+    assert errors == []
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT model_version, status FROM lumos.model_versions WHERE method = :m"),
+                            {"m": method}).all()
+    assert [tuple(r) for r in rows] == [(f"{method}-race", "production")]

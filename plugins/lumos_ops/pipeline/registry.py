@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,8 @@ STATUSES: tuple[str, ...] = ("candidate", "production", "retired")
 """Life cycle of a model version: candidate -> production -> retired (-> production by rollback)."""
 
 _LOCK_NAMESPACE = "lumos.model_registry"
-"""First key of the advisory lock (with the method's hash) serialising promotions and rollbacks."""
+"""First key of the advisory lock (with the method's hash) serialising registrations, promotions and
+rollbacks of a method."""
 
 
 class RegistryError(LumosError, RuntimeError):
@@ -669,6 +670,7 @@ def register_candidate(engine: sa.Engine, *, model_version: str, method: str, ch
     """
     try:
         with engine.begin() as conn:
+            lock_methods(conn, [method])
             inserted = conn.execute(sa.text(
                 "INSERT INTO lumos.model_versions (model_version, method, kind, checksum, metadata, object_key) "
                 "VALUES (:v, :m, :k, :c, CAST(:meta AS jsonb), :key) ON CONFLICT (model_version) DO NOTHING "
@@ -695,9 +697,22 @@ def _check_may_change(conn: sa.Connection, what: str) -> None:
 
 
 def _lock(conn: sa.Connection, method: str) -> None:
-    """Serialise promotions and rollbacks of ``method`` until the transaction ends."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:ns), hashtext(:m))"),
-                 {"ns": _LOCK_NAMESPACE, "m": method})
+    """Serialise registrations, promotions and rollbacks of ``method`` until the transaction ends."""
+    lock_methods(conn, [method])
+
+
+def lock_methods(conn: sa.Connection, methods: Iterable[str]) -> None:
+    """Take the registry's advisory lock of every method in ``methods`` (sorted, so that two
+    transactions cannot deadlock) until the transaction ends.
+
+    A new version's status is set by the ``model_versions_initial_status`` trigger from the other
+    rows of its method: the first version of a method becomes production. Two transactions
+    registering the first version at once would both see no production row, and the second would
+    fail on the one-production index; under the lock the second sees the first's row.
+    """
+    for method in sorted(set(methods)):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:ns), hashtext(:m))"),
+                     {"ns": _LOCK_NAMESPACE, "m": method})
 
 
 def _event(conn: sa.Connection, version: str, method: str, action: str, from_status: str | None, to_status: str,

@@ -128,7 +128,10 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
     ]
     if not rows:
         return
+    from lumos_ops.pipeline.registry import lock_methods
+
     with engine.begin() as conn:
+        lock_methods(conn, [row["m"] for row in rows])
         for row in rows:
             existing = conn.execute(
                 sa.text("SELECT method, checksum FROM lumos.model_versions WHERE model_version = :v"), {"v": row["v"]}
