@@ -289,6 +289,28 @@ def test_rollback_restores_the_previous_production_and_walks_back(engine):
     assert promote(engine, "lumos-c", reason="fixed upstream").previous == "lumos-a"
 
 
+def _run_while_locked(db_url: str, method: str, attempts: list) -> None:
+    """Run ``attempts`` in threads while holding ``method``'s registry lock until every one waits on
+    it (fails if they do not wait), then release it and join them."""
+    holder = make_engine(db_url)
+    try:
+        with holder.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('lumos.model_registry'), hashtext(:m))"),
+                         {"m": method})
+            threads = [threading.Thread(target=a) for a in attempts]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                               ).scalar() < len(attempts):
+                assert time.monotonic() < deadline, "the attempts did not wait on the registry lock"
+                time.sleep(0.05)
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        holder.dispose()
+
+
 @pytestmark_db
 def test_concurrent_promotions_exactly_one_wins(engine, db_url):
     """Two candidates, each better than production but each worse than the other in one bin:
@@ -308,22 +330,7 @@ def test_concurrent_promotions_exactly_one_wins(engine, db_url):
         finally:
             eng.dispose()
 
-    holder = make_engine(db_url)
-    try:
-        with holder.begin() as conn:  # hold the registry's lock of "lumos" until both promotions wait on it
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('lumos.model_registry'), hashtext('lumos'))"))
-            threads = [threading.Thread(target=attempt, args=(v,)) for v in ("lumos-x", "lumos-y")]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 30
-            while conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                               ).scalar() < 2:
-                assert time.monotonic() < deadline, "the promotions did not wait on the registry lock"
-                time.sleep(0.05)
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        holder.dispose()
+    _run_while_locked(db_url, "lumos", [lambda v=v: attempt(v) for v in ("lumos-x", "lumos-y")])
     winners = [v for v, r in outcome.items() if not isinstance(r, Exception)]
     losers = [v for v, r in outcome.items() if isinstance(r, GatesFailed)]
     assert len(winners) == 1 and len(losers) == 1, outcome
@@ -594,6 +601,7 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
     assert "lumos: lumos-a  [registry / default]" in out and "LUMOS checkpoint: models/candidates/lumos-a.pt" in out
 
 
+@pytestmark_db
 def test_the_first_version_of_a_method_registered_twice_at_once(engine, db_url):
     """Two runs registering the first version of a method at once: the second waits for the first's
     row (the registry lock) and finds it, instead of failing on the one-production index."""
@@ -612,23 +620,7 @@ def test_the_first_version_of_a_method_registered_twice_at_once(engine, db_url):
         finally:
             eng.dispose()
 
-    holder = make_engine(db_url)
-    try:
-        with holder.begin() as conn:  # hold the method's registry lock until both registrations wait on it
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('lumos.model_registry'), hashtext(:m))"),
-                         {"m": method})
-            threads = [threading.Thread(target=attempt) for _ in range(2)]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 30
-            while conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                               ).scalar() < 2:
-                assert time.monotonic() < deadline, "the registrations did not wait on the registry lock"
-                time.sleep(0.05)
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        holder.dispose()
+    _run_while_locked(db_url, method, [attempt, attempt])
     assert errors == []
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT model_version, status FROM lumos.model_versions WHERE method = :m"),
