@@ -90,6 +90,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-clear`` (below): the same on backgrounds cut clear of the exposures' own sources;
 * ``fast-v11-clear-masked`` (below): ``fast-v11-clear`` subtracting the masked annulus mean, not the
   stamp median;
+* ``fast-v11-mismatch`` (below): ``fast-v11`` fine-tuned on galaxies that differ from their model;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -143,6 +144,19 @@ RECIPES["fast-v11-clear-masked"] = Recipe(
 ``"masked_annulus"`` (``lumos_ops.lumos.preprocess.stamp_background``), the mean sky of the annulus
 from 15 to 29 px with the sources detected in it left out, instead of the stamp median, which
 faint sources lift on crowded real frames."""
+RECIPES["fast-v11-mismatch"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 5, "psf_scale_range": (0.6, 1.6),
+              "truth_psf_fwhm_scatter": 0.05, "truth_psf_beta_range": (2.0, 6.0), "truth_r50_scatter": 0.1,
+              "knot_fraction": 0.3, "knot_flux_range": (0.05, 0.3)},
+    train=RECIPES["fast-v11-noise-texture"].train,
+    init="fast-v11",
+)
+"""An experiment (``reports/lumos/truth-mismatch/``): ``fast-v11``'s weights fine-tuned (BatchNorm
+statistics kept, 5 epochs, Adam lr 2e-4, 2e-5 from epoch 4) on 60,000 new stamps (seed 5) whose galaxy is
+not exactly its model channel (:mod:`lumos_ops.sim.truth_mismatch`): PSF FWHM x 0.6-1.6 for both, the
+galaxy's PSF a Moffat of beta 2-6 and width scattered by 5 %, its half-light radius by 10 %, and 30 % of
+the galaxies with 5-30 % of their flux in 1-8 point-like knots."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

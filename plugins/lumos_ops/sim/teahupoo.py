@@ -36,9 +36,10 @@ from lumos_ops.sim.population import SERSIC_RANGE, draw_galaxies, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
+from lumos_ops.sim.truth_mismatch import MISMATCH_META_COLUMNS, MismatchDraws, draw_mismatch, render_truth
 
-__all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "NOISE_META_COLUMNS", "FORMAT_NAME",
-           "FORMAT_VERSION"]
+__all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "NOISE_META_COLUMNS",
+           "MISMATCH_META_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION"]
 
 META_COLUMNS: tuple[str, ...] = (
     "stamp_id", "shard", "row", "band", "epoch", "band_epoch", "ccd", "ccd_x", "ccd_y", "i_auto", "r50",
@@ -62,7 +63,9 @@ NOISE_META_COLUMNS: tuple[str, ...] = (
 """Columns that follow :data:`META_COLUMNS` when ``TeahupooConfig.noise_texture_fraction > 0``:
 whether the stamp's background was re-textured (:mod:`lumos_ops.sim.noise_texture`), the Gaussian
 sigma of its kernel (pixels), its resampling kernel and that kernel's sub-pixel shifts (pixels);
-0, ``"none"``, 0, 0 on the stamps left as they were."""
+0, ``"none"``, 0, 0 on the stamps left as they were. With a truth-model mismatch
+(``TeahupooConfig.truth_mismatch``) :data:`MISMATCH_META_COLUMNS` follow, and ``psf_fwhm`` is the
+model's PSF FWHM (arcsec, ``psf_scale`` included)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +120,10 @@ def _neighbours(
     exposure: Exposure,
     beta: float,
     config: TeahupooConfig,
+    psf_fwhm: float | np.ndarray,
 ) -> np.ndarray:
-    """Noiseless neighbour galaxies (e-/s per pixel), shape (len(sel), S, S); zeros where none."""
+    """Noiseless neighbour galaxies (e-/s per pixel), shape (len(sel), S, S); zeros where none. ``psf_fwhm``
+    (arcsec): the exposure's, or one per stamp of ``sel``."""
     from lumos_ops.render import render_galaxies
 
     size = config.stamp_size
@@ -134,7 +139,7 @@ def _neighbours(
         r50=catalog["r50"].to_numpy(np.float64)[rows],
         sersic_n=np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE),
         q=np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0),
-        pa=nbr_pa[ids], psf_fwhm=exposure.psf_fwhm, psf_beta=beta,
+        pa=nbr_pa[ids], psf_fwhm=psf_fwhm if np.ndim(psf_fwhm) == 0 else np.asarray(psf_fwhm)[which], psf_beta=beta,
         dx=tx - np.floor(tx + 0.5), dy=ty - np.floor(ty + 0.5), flux=meta["nbr_flux"][ids],
         size=size, pixel_scale=config.pixel_scale, device=config.device,
     )
@@ -225,6 +230,7 @@ class _Draws:
     noise_resample: np.ndarray
     noise_shift_x: np.ndarray
     noise_shift_y: np.ndarray
+    mismatch: MismatchDraws | None = None
 
 
 def _generate(
@@ -313,8 +319,8 @@ def _output_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nbr_catalog: pd.DataFrame) -> _Draws:
-    """Exposure, catalogue row, sub-pixel shift, angle, split, neighbour and noise texture of every stamp
-    (seed streams 10, 12, 15, 16, 17)."""
+    """Exposure, catalogue row, sub-pixel shift, angle, split, neighbour, noise texture and truth-model
+    mismatch of every stamp (seed streams 10, 12, 15, 16, 17, 19)."""
     n = config.n_stamps
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 10]))
     exposure_index = rng.integers(0, n_paths, size=n)
@@ -356,6 +362,7 @@ def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nb
         flux_catalog=flux_catalog, flux_rows=flux_rows, reference_flux=reference_flux,
         background_scale=background_scale, noise_textured=textured, noise_kernel_sigma=kernel_sigma,
         noise_resample=resample, noise_shift_x=shifts[:, 0], noise_shift_y=shifts[:, 1],
+        mismatch=draw_mismatch(config, n) if config.truth_mismatch else None,
     )
 
 
@@ -417,7 +424,18 @@ def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFram
         "flux_ref_id": draws.flux_catalog["ref_id"].to_numpy(np.int64)[draws.flux_rows],
         "background_scale": np.ones(n),
         **noise,
+        **_mismatch_meta(draws.mismatch, catalog["r50"].to_numpy(np.float64)[rows]),
     }
+
+
+def _mismatch_meta(mismatch: MismatchDraws | None, r50: np.ndarray) -> dict[str, np.ndarray]:
+    """The :data:`MISMATCH_META_COLUMNS` known before any exposure is read (the PSF columns are filled
+    per exposure); none without a mismatch."""
+    if mismatch is None:
+        return {}
+    return {"truth_psf_fwhm": np.zeros(len(r50)), "truth_psf_beta": np.zeros(len(r50)),
+            "truth_r50": r50 * mismatch.r50_factor, "knot_flux_frac": mismatch.knot_frac,
+            "n_knots": mismatch.n_knots.astype(np.int64)}
 
 
 def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, draws: _Draws,
@@ -495,6 +513,10 @@ def _exposure_meta(config: TeahupooConfig, exposure: Exposure, ids: np.ndarray, 
     meta["exptime"][ids] = exposure.exptime
     meta["psf_fwhm"][ids] = exposure.psf_fwhm
     meta["psf_beta"][ids] = beta
+    if draws.mismatch is not None:
+        meta["psf_fwhm"][ids] = exposure.psf_fwhm * draws.mismatch.psf_scale[ids]
+        meta["truth_psf_fwhm"][ids] = meta["psf_fwhm"][ids] * draws.mismatch.fwhm_factor[ids]
+        meta["truth_psf_beta"][ids] = np.where(np.isnan(draws.mismatch.beta[ids]), beta, draws.mismatch.beta[ids])
     meta["zero_point"][ids] = zero_point
     nbr_source = (FluxSource.AUTO if config.flux_source in (FluxSource.BAND_DISTRIBUTION, FluxSource.REFERENCE_PRIOR)
                   else config.flux_source)
@@ -514,17 +536,24 @@ def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel:
     from lumos_ops.render import render_galaxies
 
     size = config.stamp_size
+    psf_fwhm = exposure.psf_fwhm if draws.mismatch is None else meta["psf_fwhm"][sel]
     rendered = render_galaxies(
         r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel], pa=draws.pa[sel],
-        psf_fwhm=exposure.psf_fwhm, psf_beta=beta, dx=draws.dx[sel], dy=draws.dy[sel], flux=1.0, size=size,
+        psf_fwhm=psf_fwhm, psf_beta=beta, dx=draws.dx[sel], dy=draws.dy[sel], flux=1.0, size=size,
         pixel_scale=config.pixel_scale, device=config.device,
     )
     model = np.asarray(rendered.images, dtype=np.float64)
+    truth = model if draws.mismatch is None else render_truth(
+        draws.mismatch, sel, r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel], pa=draws.pa[sel],
+        dx=draws.dx[sel], dy=draws.dy[sel], model_fwhm=meta["psf_fwhm"][sel], model_beta=beta, size=size,
+        pixel_scale=config.pixel_scale, device=config.device,
+    )
     # A negative (reference-prior) flux is a deterministic deficit: Poisson noise of light only.
     target = meta["flux"][sel][:, None, None]
-    counts = model * (np.clip(target, 0.0, None) * exposure.exptime)
-    counts += _neighbours(sel, meta, draws.nbr_rows, draws.nbr_pa, nbr_catalog, exposure, beta, config) * exposure.exptime
-    noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + model * np.clip(target, None, 0.0)
+    counts = truth * (np.clip(target, 0.0, None) * exposure.exptime)
+    counts += _neighbours(sel, meta, draws.nbr_rows, draws.nbr_pa, nbr_catalog, exposure, beta, config,
+                          psf_fwhm) * exposure.exptime
+    noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + truth * np.clip(target, None, 0.0)
     scale = draws.background_scale[sel]
     background = _background(config, exposure, sel, cx, cy, draws, texture_rng) * scale[:, None, None]
     meta["background_scale"][sel] = scale
@@ -562,7 +591,8 @@ def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
 
 
 def _write_meta(out: Path, meta: dict[str, np.ndarray]) -> Path:
-    columns = META_COLUMNS + (NOISE_META_COLUMNS if "noise_textured" in meta else ())
+    columns = (META_COLUMNS + (NOISE_META_COLUMNS if "noise_textured" in meta else ())
+               + (MISMATCH_META_COLUMNS if "knot_flux_frac" in meta else ()))
     table = pd.DataFrame({name: meta[name] for name in columns})
     for column in ("band", "source_exposure", "split") + (("noise_resample",) if "noise_textured" in meta else ()):
         table[column] = table[column].astype(str)

@@ -12,10 +12,14 @@ from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.sim.population import COUNT_SLOPE
 
-__all__ = ["FluxSource", "TeahupooConfig", "SPLITS"]
+__all__ = ["FluxSource", "TeahupooConfig", "SPLITS", "MISMATCH_FIELDS"]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Values of the ``split`` column, in the order of :attr:`TeahupooConfig.split_fractions`."""
+
+MISMATCH_FIELDS: tuple[str, ...] = ("psf_scale_range", "truth_psf_fwhm_scatter", "truth_psf_beta_range",
+                                    "truth_r50_scatter", "knot_fraction", "knot_flux_range", "max_knots")
+"""The :class:`TeahupooConfig` fields of the truth-model mismatch (:mod:`lumos_ops.sim.truth_mismatch`)."""
 
 
 class FluxSource(str, enum.Enum):
@@ -132,6 +136,27 @@ class TeahupooConfig:
     noise_resample_kernels : tuple of str
         Resampling kernels (``noise_texture.RESAMPLE_KERNELS``) the texture kernel is convolved
         with, one drawn uniformly per stamp, at a uniform sub-pixel shift in [0, 1) on each axis.
+    psf_scale_range : (float, float)
+        Factor on the exposure's PSF FWHM, drawn log-uniformly per stamp, for the galaxy, its
+        model and its neighbour (:mod:`lumos_ops.sim.truth_mismatch`): PSF sizes beyond the
+        exposures'; (1, 1) keeps them.
+    truth_psf_fwhm_scatter : float
+        Log-normal scatter of the simulated galaxy's PSF FWHM about its model's (the PSF
+        measurement error); 0 = the same PSF width.
+    truth_psf_beta_range : (float, float) or None
+        Moffat beta of the simulated galaxy's PSF, uniform in this range, whatever the model's
+        (the real PSF's profile is not the model's); None = the model's beta.
+    truth_r50_scatter : float
+        Log-normal scatter of the simulated galaxy's half-light radius about the catalogued one.
+    knot_fraction : float
+        Fraction of the stamps whose galaxy has part of its flux in point-like knots.
+    knot_flux_range : (float, float)
+        Share of such a galaxy's flux in its knots, drawn uniformly.
+    max_knots : int
+        Largest number of knots (1 to ``max_knots``, uniform).
+
+    Every field of the truth-model mismatch left at its default gives the stamps the generator
+    gave before the option existed (same draws, same pixels, same manifest).
     """
 
     n_stamps: int
@@ -162,6 +187,13 @@ class TeahupooConfig:
     noise_texture_fraction: float = 0.0
     noise_kernel_sigma_range: tuple[float, float] = (0.0, 1.5)
     noise_resample_kernels: tuple[str, ...] = ("none", "bilinear", "lanczos3")
+    psf_scale_range: tuple[float, float] = (1.0, 1.0)
+    truth_psf_fwhm_scatter: float = 0.0
+    truth_psf_beta_range: tuple[float, float] | None = None
+    truth_r50_scatter: float = 0.0
+    knot_fraction: float = 0.0
+    knot_flux_range: tuple[float, float] = (0.05, 0.3)
+    max_knots: int = 8
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
@@ -231,6 +263,7 @@ class TeahupooConfig:
                 f"TeahupooConfig.background_scale_range must be (low, high) with 0 < low <= high, got {(s_lo, s_hi)}"
             )
         self._check_noise_texture()
+        self._check_mismatch()
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
@@ -256,6 +289,40 @@ class TeahupooConfig:
             raise LumosValueError(
                 f"TeahupooConfig.noise_resample_kernels must name some of {RESAMPLE_KERNELS}, got {kinds}"
             )
+
+    def _check_mismatch(self) -> None:
+        lo, hi = (float(v) for v in self.psf_scale_range)
+        object.__setattr__(self, "psf_scale_range", (lo, hi))
+        if not (math.isfinite(hi) and 0.0 < lo <= hi):
+            raise LumosValueError(f"TeahupooConfig.psf_scale_range must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        for name in ("truth_psf_fwhm_scatter", "truth_r50_scatter"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise LumosValueError(f"TeahupooConfig.{name} must be a log-normal sigma in [0, 1], got {value!r}")
+        if self.truth_psf_beta_range is not None:
+            b_lo, b_hi = (float(v) for v in self.truth_psf_beta_range)
+            object.__setattr__(self, "truth_psf_beta_range", (b_lo, b_hi))
+            if not (1.5 <= b_lo <= b_hi <= 10.0):
+                raise LumosValueError(
+                    f"TeahupooConfig.truth_psf_beta_range must be (low, high) Moffat beta within 1.5-10, got {(b_lo, b_hi)}"
+                )
+        if not (math.isfinite(self.knot_fraction) and 0.0 <= self.knot_fraction <= 1.0):
+            raise LumosValueError(f"TeahupooConfig.knot_fraction must be in [0, 1], got {self.knot_fraction!r}")
+        k_lo, k_hi = (float(v) for v in self.knot_flux_range)
+        object.__setattr__(self, "knot_flux_range", (k_lo, k_hi))
+        if not (0.0 <= k_lo <= k_hi < 1.0):
+            raise LumosValueError(
+                f"TeahupooConfig.knot_flux_range must be (low, high) flux shares with 0 <= low <= high < 1, got {(k_lo, k_hi)}"
+            )
+        if isinstance(self.max_knots, bool) or not isinstance(self.max_knots, int) or self.max_knots < 1:
+            raise LumosValueError(f"TeahupooConfig.max_knots must be an integer >= 1, got {self.max_knots!r}")
+
+    @property
+    def truth_mismatch(self) -> bool:
+        """Whether the simulated galaxy differs from its model channel or the PSF is rescaled
+        (:mod:`lumos_ops.sim.truth_mismatch`)."""
+        return (self.psf_scale_range != (1.0, 1.0) or self.truth_psf_fwhm_scatter > 0.0
+                or self.truth_psf_beta_range is not None or self.truth_r50_scatter > 0.0 or self.knot_fraction > 0.0)
 
     @property
     def noise_texture(self) -> bool:
@@ -283,5 +350,8 @@ class TeahupooConfig:
         values["flux_source"] = self.flux_source.value
         if not self.noise_texture:
             for name in ("noise_texture_fraction", "noise_kernel_sigma_range", "noise_resample_kernels"):
+                del values[name]
+        if not self.truth_mismatch:
+            for name in MISMATCH_FIELDS:
                 del values[name]
         return json.loads(json.dumps(values))
