@@ -39,6 +39,17 @@ def test_simulate_survey_and_training_set(tmp_path, capsys) -> None:
                "--target-clearance", "3", "-q"])
     assert rc == 0
     assert json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]["target_clearance"] == 3.0
+    assert "knot_fraction" not in json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]
+    rc = main(["simulate", "training-set", "--exposures", str(survey), "--catalog", str(survey / "catalog.parquet"),
+               "--out", str(tmp_path / "ts4"), "--n-stamps", "5", "--size", "32", "--seed", "1",
+               "--psf-scale-range", "0.7", "1.4", "--truth-psf-beta-range", "2", "6", "--truth-r50-scatter", "0.1",
+               "--truth-psf-fwhm-scatter", "0.05", "--knot-fraction", "0.5", "--knot-flux-range", "0.1", "0.2", "-q"])
+    assert rc == 0
+    recorded = json.loads((tmp_path / "ts4" / "manifest.json").read_text())["config"]
+    assert (recorded["psf_scale_range"], recorded["truth_psf_beta_range"], recorded["knot_flux_range"]) == (
+        [0.7, 1.4], [2.0, 6.0], [0.1, 0.2])
+    assert recorded["knot_fraction"] == 0.5 and recorded["truth_r50_scatter"] == 0.1
+    assert "knot_flux_frac" in TrainingSet(tmp_path / "ts4").meta.columns
 
 
 def test_errors_are_one_line(tmp_path, capsys) -> None:

@@ -81,6 +81,12 @@ def _training_set(args: argparse.Namespace) -> int:
         shape_count_slope=args.shape_count_slope,
         population_i_range=tuple(args.population_i_range),
         background_scale_range=tuple(args.background_scale_range),
+        psf_scale_range=tuple(args.psf_scale_range),
+        truth_psf_fwhm_scatter=args.truth_psf_fwhm_scatter,
+        truth_psf_beta_range=None if args.truth_psf_beta_range is None else tuple(args.truth_psf_beta_range),
+        truth_r50_scatter=args.truth_r50_scatter,
+        knot_fraction=args.knot_fraction,
+        knot_flux_range=tuple(args.knot_flux_range),
         device=args.device,
         threads=args.threads,
     )
@@ -155,6 +161,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           help="i-band range (AB) of the flux and shape populations (default 17.5 23)")
     training.add_argument("--background-scale-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
                           help="multiply each background cutout by a factor log-uniform in this range (default 1 1)")
+    mismatch = training.add_argument_group(
+        "truth-model mismatch", "draw the simulated galaxy away from its model channel (lumos_ops.sim.truth_mismatch)")
+    mismatch.add_argument("--psf-scale-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                          help="PSF FWHM x a factor log-uniform in this range, galaxy and model alike (default 1 1)")
+    mismatch.add_argument("--truth-psf-fwhm-scatter", type=float, default=0.0, metavar="S",
+                          help="log-normal scatter of the galaxy's PSF FWHM about the model's (default 0)")
+    mismatch.add_argument("--truth-psf-beta-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                          help="Moffat beta of the galaxy's PSF, uniform (default: the model's)")
+    mismatch.add_argument("--truth-r50-scatter", type=float, default=0.0, metavar="S",
+                          help="log-normal scatter of the galaxy's half-light radius about the catalogue's (default 0)")
+    mismatch.add_argument("--knot-fraction", type=float, default=0.0,
+                          help="fraction of galaxies with point-like knots (default 0)")
+    mismatch.add_argument("--knot-flux-range", type=float, nargs=2, default=(0.05, 0.3), metavar=("LOW", "HIGH"),
+                          help="share of such a galaxy's flux in its knots, uniform (default 0.05 0.3)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_survey_option(training)
