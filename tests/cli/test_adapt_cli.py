@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path,
     assert "pull sigma68 0.9-1.1" in printed and str(out / "injection_report.json") in printed
     report = json.loads((out / "injection_report.json").read_text())
     assert len(report["adapt"]["train_exposures"]) == 1 and len(report["adapt"]["heldout_exposures"]) == 1
-    assert report["adapt"]["config"]["spacing"] == 30
+    assert report["adapt"]["config"]["spacing"] == 30 and report["adapt"]["config"]["truth_mismatch"] is None
     assert report["adapt"]["pixel_noise"]["factor"] == pytest.approx(25.0 / 90.0 / 0.2752, rel=0.05)
     assert set(report["populations"]["sersic"]["methods"]) == {"aperture", "lumos"}
     assert (out / "model.pt").is_file() and (out / "injection_report.png").is_file()
@@ -44,6 +45,27 @@ def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path,
                                                          "injection/sersic-candidate.parquet")}
     assert main(args) == 0  # a rerun reuses every finished stage
     assert {p: (out / p).stat().st_mtime_ns for p in stamp} == stamp
+
+
+def test_truth_mismatch_flag_reaches_the_config(monkeypatch):
+    from lumos_ops.cli import adapt as adapt_cli
+    from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
+
+    seen = {}
+
+    def fake_adapt(exposures, catalog, out, config, **kwargs):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr("lumos_ops.lumos.adapt.adapt", fake_adapt)
+    monkeypatch.setattr("lumos_ops.io.catalog.read_catalog", lambda path: None)
+    parser = argparse.ArgumentParser()
+    adapt_cli.register(parser.add_subparsers())
+    for flag, expected in (([], None), (["--truth-mismatch"], TRUTH_MISMATCH)):
+        args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", *flag])
+        with pytest.raises(SystemExit):
+            args.func(args)
+        assert seen["config"].truth_mismatch == expected
 
 
 def test_no_exposures_is_a_one_line_error(tmp_path, capsys):

@@ -178,6 +178,30 @@ def test_config_is_validated():
         AdaptConfig(train_layers="some")
     with pytest.raises(LumosValueError, match="classical_methods"):
         AdaptConfig(classical_methods=("lumos",))
+    with pytest.raises(LumosValueError, match="unknown fields"):
+        AdaptConfig(truth_mismatch={"knots": 0.3})
+    with pytest.raises(LumosValueError, match="knot_fraction"):
+        AdaptConfig(truth_mismatch={"knot_fraction": 2.0})
+
+
+@pytest.mark.slow
+def test_adapt_trains_on_galaxies_that_differ_from_their_model(exposures, tmp_path, monkeypatch):
+    from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
+
+    root, _ = exposures
+
+    def stop(*args, **kwargs):
+        raise Interrupt
+
+    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    with pytest.raises(Interrupt):
+        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1, truth_mismatch=dict(TRUTH_MISMATCH)))
+    recorded = json.loads((tmp_path / "run" / "teahupoo" / "manifest.json").read_text())["config"]
+    assert recorded["knot_fraction"] == TRUTH_MISMATCH["knot_fraction"]
+    assert recorded["truth_psf_beta_range"] == list(TRUTH_MISMATCH["truth_psf_beta_range"])
+    meta = TrainingSet(tmp_path / "run" / "teahupoo").meta
+    assert meta["truth_psf_beta"].between(*TRUTH_MISMATCH["truth_psf_beta_range"]).all()
+    assert (meta["knot_flux_frac"] > 0).any() and (tmp_path / "run" / "model.pt").is_file()
 
 
 @pytest.mark.slow

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "prior's range only (prior) or nothing (none)")
     p.add_argument("--no-noise-rescale", dest="rescale", action="store_const", const="none",
                    help="the same as --rescale none")
+    p.add_argument("--truth-mismatch", action="store_true",
+                   help="train on galaxies that differ from their catalogued model (PSF profile and width, size, "
+                   "knots: lumos_ops.sim.truth_mismatch.TRUTH_MISMATCH); default: galaxies equal to their model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -68,6 +71,7 @@ def adapt_command(args: argparse.Namespace) -> int:
     """Body of ``lumos adapt``; prints the targets of base and candidate."""
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.adapt import AdaptConfig, adapt
+    from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
 
     config = AdaptConfig(
         holdout=args.holdout, n_stamps=args.n_stamps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -77,6 +81,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,
+        truth_mismatch=dict(TRUTH_MISMATCH) if args.truth_mismatch else None,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,

@@ -139,6 +139,11 @@ class AdaptConfig:
         Cut the TEAHUPOO backgrounds only around positions ``min_clearance`` px from the training
         exposures' own sources (``TeahupooConfig.target_clearance``), as the injection places its
         galaxies; False cuts them anywhere, on real sources too.
+    truth_mismatch : dict or None
+        ``TeahupooConfig`` fields of a truth-model mismatch (:mod:`lumos_ops.sim.truth_mismatch`,
+        e.g. its ``TRUTH_MISMATCH``): the training galaxies differ from their model channel in PSF
+        profile, width and size and carry knots, as a survey's real galaxies differ from their
+        catalogued Sérsic models; None trains on galaxies that are exactly their model.
     seed : int
         Seeds the split, the training set (``seed + 1``), the fine-tuning and the injection.
     device : str or None
@@ -173,6 +178,7 @@ class AdaptConfig:
     min_clearance: float = 6.0
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
+    truth_mismatch: dict[str, Any] | None = None
     seed: int = 0
     device: str | None = None
     num_threads: int | None = None
@@ -213,6 +219,13 @@ class AdaptConfig:
             raise LumosValueError(f"stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}")
         object.__setattr__(self, "background_scale_range", tuple(float(v) for v in self.background_scale_range))
         object.__setattr__(self, "snr_range", tuple(float(v) for v in self.snr_range))
+        if self.truth_mismatch is not None:
+            from lumos_ops.sim.teahupoo_config import MISMATCH_FIELDS, TeahupooConfig
+
+            unknown = sorted(set(self.truth_mismatch) - set(MISMATCH_FIELDS))
+            if unknown:
+                raise LumosValueError(f"truth_mismatch: unknown fields {unknown}; choose from {list(MISMATCH_FIELDS)}")
+            TeahupooConfig(n_stamps=1, **self.truth_mismatch)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -461,6 +474,7 @@ def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base
         neighbour_fraction=config.neighbour_fraction, background_scale_range=config.background_scale_range,
         pixel_scale=current_survey().pixel_scale,
         target_clearance=config.min_clearance if config.clear_training_positions else None,
+        **(config.truth_mismatch or {}),
     )
     set_dir = out / "teahupoo"
     manifest = set_dir / "manifest.json"

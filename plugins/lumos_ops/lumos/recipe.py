@@ -17,6 +17,7 @@ from typing import Any
 
 from lumos_ops.constants import NB_BANDS
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
 
 __all__ = ["Recipe", "RECIPES", "DEFAULT_RECIPE", "run_recipe"]
 
@@ -146,9 +147,7 @@ from 15 to 29 px with the sources detected in it left out, instead of the stamp 
 faint sources lift on crowded real frames."""
 RECIPES["fast-v11-mismatch"] = Recipe(
     survey=RECIPES["fast-v11"].survey,
-    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 5, "psf_scale_range": (0.6, 1.6),
-              "truth_psf_fwhm_scatter": 0.05, "truth_psf_beta_range": (2.0, 6.0), "truth_r50_scatter": 0.1,
-              "knot_fraction": 0.3, "knot_flux_range": (0.05, 0.3)},
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 5, **TRUTH_MISMATCH},
     train=RECIPES["fast-v11-noise-texture"].train,
     init="fast-v11",
 )

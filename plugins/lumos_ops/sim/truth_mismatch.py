@@ -34,10 +34,18 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["MismatchDraws", "draw_mismatch", "render_truth", "KNOT_SPREAD", "MISMATCH_META_COLUMNS"]
+__all__ = ["MismatchDraws", "draw_mismatch", "render_truth", "KNOT_SPREAD", "MISMATCH_META_COLUMNS", "TRUTH_MISMATCH"]
 
 KNOT_SPREAD: float = 0.8
 """Standard deviation of the knot positions, in units of the galaxy's half-light radius, per axis."""
+
+TRUTH_MISMATCH: dict[str, float | tuple[float, float]] = {
+    "psf_scale_range": (0.6, 1.6), "truth_psf_fwhm_scatter": 0.05, "truth_psf_beta_range": (2.0, 6.0),
+    "truth_r50_scatter": 0.1, "knot_fraction": 0.3, "knot_flux_range": (0.05, 0.3),
+}
+"""The mismatch of recipe ``fast-v11-mismatch`` and of ``lumos adapt --truth-mismatch`` (``TeahupooConfig``
+fields): PSF FWHM x 0.6-1.6, the galaxy's PSF beta 2-6 and width scattered by 5 %, its half-light radius
+by 10 %, knots holding 5-30 % of the flux on 30 % of the galaxies."""
 
 MISMATCH_META_COLUMNS: tuple[str, ...] = ("truth_psf_fwhm", "truth_psf_beta", "truth_r50", "knot_flux_frac",
                                           "n_knots")
