@@ -13,7 +13,9 @@ robust noise (no less than the white-noise value of the pixel noise), groups of 
 level and noise without the sources already found. "Local" is per block of ``box`` px (median
 and 1.4826 MAD), bilinearly interpolated between block centres, where the cutout recipe used the
 annulus of each target. The blank-sky error calibration (:mod:`lumos_ops.noise_calibration`)
-chooses its positions away from the same detections.
+chooses its positions away from the same detections. The smoothing is scipy's Gaussian filter,
+its column pass done in row blocks (:func:`lumos_ops.photometry.smoothing.gaussian_smooth`, the
+same numbers).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lumos_ops.photometry.background import (
     sorted_median_and_mad,
     white_smoothing_gain,
 )
+from lumos_ops.photometry.smoothing import gaussian_smooth
 
 __all__ = ["FrameSources", "detect_frame_sources", "frame_sources"]
 
@@ -111,13 +114,15 @@ def _above_interpolated(values: np.ndarray, grid: np.ndarray, centres: tuple[np.
     step = np.diff(along_x, axis=0, append=along_x[-1:])  # to the next block row (0 after the last)
     ty = (iy - y0).astype(np.float32)[:, None]
     above = np.empty((ny, nx), dtype=bool)
-    for lo in range(0, ny, _ROWS):
-        rows = slice(lo, lo + _ROWS)
-        threshold = step[y0[rows]]
-        threshold *= ty[rows]
-        threshold += along_x[y0[rows]]
+    threshold = np.empty((min(_ROWS, ny), nx), dtype=np.float32)
+    # runs of at most _ROWS rows between the same two block rows share their two rows of along_x
+    cuts = np.union1d(np.flatnonzero(np.diff(y0)) + 1, np.arange(_ROWS, ny, _ROWS))
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, ny]):
+        part = threshold[: hi - lo]
+        np.multiply(step[y0[lo]], ty[lo:hi], out=part)
+        part += along_x[y0[lo]]
         with np.errstate(invalid="ignore"):
-            np.greater(values[rows], threshold, out=above[rows])
+            np.greater(values[lo:hi], part, out=above[lo:hi])
     return above
 
 
@@ -162,19 +167,19 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
         return FrameSources(detected=empty, mask=empty.copy())
     # The median only keeps float32 rounding small: normalised smoothing shifts by a constant.
     complete = bool(finite.all())
-    offset = np.float32(np.median(data[finite][:: max(1, int(finite.sum()) // 100_000)]))
+    every = max(1, int(finite.sum()) // 100_000)
+    offset = np.float32(np.median(data.ravel()[::every] if complete else data[finite][::every]))
     excess = data - offset
     if not complete:
         excess[~finite] = 0.0
-    smooth = ndimage.gaussian_filter(excess, DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
+    smooth = gaussian_smooth(excess, DETECT_SMOOTH_PX, truncate=3.0)
     if complete:  # the kernel weight on the frame is separable: its float32 product, row by row
         ones_y = ndimage.gaussian_filter1d(np.ones(ny, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
         ones_x = ndimage.gaussian_filter1d(np.ones(nx, np.float32), DETECT_SMOOTH_PX, mode="constant", truncate=3.0)
         for lo in range(0, ny, _ROWS):
             _normalise(smooth[lo : lo + _ROWS], ones_y[lo : lo + _ROWS, None] * ones_x[None, :])
     else:
-        _normalise(smooth, ndimage.gaussian_filter(finite.astype(np.float32), DETECT_SMOOTH_PX, mode="constant",
-                                                   truncate=3.0))
+        _normalise(smooth, gaussian_smooth(finite.astype(np.float32), DETECT_SMOOTH_PX, truncate=3.0))
     step = slice(None, None, sample)
     sub_box = max(box // sample, 1)
     sub_shape = smooth[step, step].shape
