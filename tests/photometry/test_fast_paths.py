@@ -200,7 +200,7 @@ def test_ring_light_matches_the_exact_overlap() -> None:
     rotated = aperture._rotated_grid(size, dx, dy, pa)
     _, rho = aperture._pixel_centre_radius(model, dx, dy, q, pa, 0.625, rotated)
     lo, hi = rng.uniform(0.3, 3.0, n), rng.uniform(3.5, 9.0, n)
-    ring = aperture._RingLight(model, dx, dy, q, pa, lo, hi, rotated, rho)
+    ring = aperture._RingLight.whole_box(model, dx, dy, q, pa, lo, hi, rotated, rho)
     every = np.arange(n)
     for radius in [lo, hi, 0.5 * (lo + hi), hi + 2.0, np.full(n, 0.1)]:  # the last two outside the ring
         expected = aperture._enclosed(model, dx, dy, q, pa, radius)
@@ -264,3 +264,20 @@ def test_ellipse_sums_are_the_overlap_weighted_image_sums() -> None:
     expected = np.einsum("nij,ij->n", weights * finite, np.where(finite, image, 0.0).astype(np.float64))
     np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(areas, (weights * finite).sum(axis=(1, 2)), rtol=1e-12, atol=1e-12)
+
+
+def test_slope_fit_starts_are_the_per_row_median_and_sigma68() -> None:
+    rng = np.random.default_rng(11)
+    rows = []
+    for n in (200, 150, 97, 3, 2, 1):
+        for _ in range(6):
+            row = np.full(200, np.nan)
+            row[:n] = rng.standard_t(4, n) * rng.uniform(0.1, 5.0)
+            rows.append(row)
+    gappy = np.full(200, np.nan)
+    gappy[5:50] = rng.normal(size=45)  # finite values not first: taken alone
+    rows.append(gappy)
+    pull = np.array(rows)
+    expected = [[float(np.median(p[np.isfinite(p)])), np.log(max(noise_calibration._sigma68(p[np.isfinite(p)]), 1e-6)), 0.0]
+                for p in pull]
+    np.testing.assert_array_equal(noise_calibration._start_points(pull), np.array(expected))

@@ -43,10 +43,20 @@ _MIN_RADIUS = 0.02
 """Smallest circularised aperture radius searched (pixels)."""
 
 _GROUP = 128
+"""Models solved together (grouped by extent so that each group works on a small central box)."""
 
 _FIRST_STEP = 0.25
 """Width (pixels) of the first bracket of the radius solve, from the pixel-centre guess."""
-"""Models solved together (grouped by extent so that each group works on a small central box)."""
+
+_BIN = 0.25
+"""Width (pixels of circularised radius) of the bins of the pixel-centre guess."""
+
+_SUB_RADIUS = 6.0
+"""Guess (pixels) that the first, smaller sub-box of each model is sized for (:func:`_ring_setup`);
+a target whose guess or ring turns out not to fit is worked out on its whole box."""
+
+_SUB_HALF = (8, 10, 12, 14, 16, 19, 22, 26)
+"""Half-sides (pixels) of the sub-boxes :func:`_ring_setup` chooses from."""
 
 
 def _axes(radius: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +92,40 @@ def _enclosed(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, 
     return np.einsum("nij,nij->n", weights, model)
 
 
+def _corner_reach(q: np.ndarray, pa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel corner offsets in the area-preserving frame of each target (``U``, ``V``; (n, 4) each) and
+    the farthest corner's distance (n,) (:class:`_RingLight`)."""
+    theta = np.deg2rad(pa)
+    cos_t, sin_t, root = np.cos(theta), np.sin(theta), np.sqrt(q)
+    corner_u = (cos_t[:, None] * _CORNERS[None, :, 0] + sin_t[:, None] * _CORNERS[None, :, 1]) * root[:, None]
+    corner_v = (-sin_t[:, None] * _CORNERS[None, :, 0] + cos_t[:, None] * _CORNERS[None, :, 1]) / root[:, None]
+    return corner_u, corner_v, np.sqrt(corner_u**2 + corner_v**2).max(axis=1)
+
+
+def _ring_pixels(m: np.ndarray, rotated: tuple[np.ndarray, np.ndarray], rho: np.ndarray, q: np.ndarray, reach: np.ndarray,
+                 r_lo: np.ndarray, r_hi: np.ndarray, size: int, first: int = 0) -> tuple[np.ndarray, ...]:
+    """The ring of :class:`_RingLight` on boxes ``m`` (k, s, s) cut from the models' ``size`` px boxes
+    from row and column ``first`` on.
+
+    Returns the light of the pixels covered for every radius of ``[r_lo, r_hi]`` (summed over the
+    whole ``size`` px box, zeros beyond ``m``, as on the whole box) and, for the other pixels whose
+    ring may reach them, their target (k,), ``rho``, ``U``, ``V`` and light, in the boxes' pixel order.
+    """
+    k, s = m.shape[0], m.shape[-1]
+    root = np.sqrt(q)
+    inner = rho + reach[:, None, None] <= r_lo[:, None, None]
+    covered = np.where(inner, m, 0.0)
+    if s < size:
+        whole = np.zeros((k, size, size))
+        whole[:, first : first + s, first : first + s] = covered
+        covered = whole
+    inner_light = covered.sum(axis=(1, 2))
+    keep = ~inner & (rho - reach[:, None, None] < r_hi[:, None, None])
+    target, pixel = np.nonzero(keep.reshape(k, -1))
+    return (inner_light, target, rho.reshape(k, -1)[target, pixel], rotated[0].reshape(k, -1)[target, pixel] * root[target],
+            rotated[1].reshape(k, -1)[target, pixel] / root[target], m.reshape(k, -1)[target, pixel])
+
+
 class _RingLight:
     """Enclosed model light of catalogue-shaped ellipses of any radius in ``[r_lo, r_hi]``, per target.
 
@@ -90,36 +134,43 @@ class _RingLight:
     pixel a parallelogram. A pixel whose centre lies within ``R - reach`` (``reach`` its farthest
     corner) is covered, one beyond ``R + reach`` is not, the others get the exact overlap area
     (as :func:`lumos_ops.photometry.overlap.ellipse_pixel_overlap`). Pixels covered for every ``R``
-    of the range are summed once; only the ring of the others is kept, so each evaluation works on
-    a few hundred pixels per target instead of the whole box. Radii outside the range fall back to
-    the whole box.
+    of the range are summed once (``inner_light``); only the ring of the others is kept (the
+    per-pixel arrays of :func:`_ring_pixels`, ``target`` ascending), so each evaluation works on a
+    few hundred pixels per target instead of the whole box. Radii outside the range fall back to
+    the whole box ``m``.
     """
 
     def __init__(self, m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray,
-                 r_lo: np.ndarray, r_hi: np.ndarray, rotated: tuple[np.ndarray, np.ndarray], rho: np.ndarray) -> None:
-        """``rotated``: pixel centres along the axes (:func:`_rotated_grid`); ``rho``: their radius in the frame."""
+                 r_lo: np.ndarray, r_hi: np.ndarray, inner_light: np.ndarray,
+                 ring: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """``ring``: target, rho, U, V and light of the ring pixels (:func:`_ring_pixels`), by target."""
         self.m, self.dx, self.dy, self.q, self.pa = m, dx, dy, q, pa
         self.r_lo, self.r_hi = r_lo.copy(), r_hi.copy()
+        self.corner_u, self.corner_v, self.reach = _corner_reach(q, pa)
+        self.inner_light = inner_light
         n = m.shape[0]
-        theta = np.deg2rad(pa)
-        cos_t, sin_t, root = np.cos(theta), np.sin(theta), np.sqrt(q)
-        self.corner_u = (cos_t[:, None] * _CORNERS[None, :, 0] + sin_t[:, None] * _CORNERS[None, :, 1]) * root[:, None]
-        self.corner_v = (-sin_t[:, None] * _CORNERS[None, :, 0] + cos_t[:, None] * _CORNERS[None, :, 1]) / root[:, None]
-        self.reach = np.sqrt(self.corner_u**2 + self.corner_v**2).max(axis=1)
-        reach = self.reach[:, None, None]
-        inner = rho + reach <= r_lo[:, None, None]
-        self.inner_light = np.where(inner, m, 0.0).sum(axis=(1, 2))
-        keep = ~inner & (rho - reach < r_hi[:, None, None])
-        target, pixel = np.nonzero(keep.reshape(n, -1))
+        target = ring[0]
         counts = np.bincount(target, minlength=n)
         k = max(int(counts.max(initial=0)), 1)
         column = np.arange(target.size) - np.repeat(np.cumsum(counts) - counts, counts)
         self.rho = np.full((n, k), np.inf)
-        self.u, self.v, self.light = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k))
-        self.rho[target, column] = rho.reshape(n, -1)[target, pixel]
-        self.u[target, column] = rotated[0].reshape(n, -1)[target, pixel] * root[target]
-        self.v[target, column] = rotated[1].reshape(n, -1)[target, pixel] / root[target]
-        self.light[target, column] = m.reshape(n, -1)[target, pixel]
+        self.light = np.zeros((n, k))
+        self.rho[target, column] = ring[1]
+        self.light[target, column] = ring[4]
+        # the ring pixels' corners (U, V) in ring order (pixel c of target t at first[t] + c), the last
+        # corner also first, so that corners j and j + 1 of the five are an edge
+        wrap = [3, 0, 1, 2, 3]
+        self.first = np.cumsum(counts) - counts
+        self.corners = np.stack([ring[2] + np.take(self.corner_u.T[wrap], target, axis=1),
+                                 ring[3] + np.take(self.corner_v.T[wrap], target, axis=1)])
+
+    @classmethod
+    def whole_box(cls, m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, r_lo: np.ndarray,
+                  r_hi: np.ndarray, rotated: tuple[np.ndarray, np.ndarray], rho: np.ndarray) -> _RingLight:
+        """The ring found on the whole boxes ``m`` (``rotated``: :func:`_rotated_grid`; ``rho``: its radius)."""
+        reach = _corner_reach(q, pa)[2]
+        inner_light, *ring = _ring_pixels(m, rotated, rho, q, reach, r_lo, r_hi, m.shape[-1])
+        return cls(m, dx, dy, q, pa, r_lo, r_hi, inner_light, tuple(ring))
 
     def enclosed(self, idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
         """Model light inside radius ``radius`` (n_idx,) for targets ``idx``."""
@@ -139,13 +190,17 @@ class _RingLight:
         row, col = np.nonzero(~full & (rho - reach < r[:, None]))
         if row.size:
             scale = 1.0 / r[row]
-            pu = (self.u[t[row], col][:, None] + self.corner_u[t[row]]) * scale[:, None]
-            pv = (self.v[t[row], col][:, None] + self.corner_v[t[row]]) * scale[:, None]
-            area = _segment_circle_area(pu[:, 3], pv[:, 3], pu[:, 0], pv[:, 0])
-            for i in range(3):
-                area += _segment_circle_area(pu[:, i], pv[:, i], pu[:, i + 1], pv[:, i + 1])
+            k = self.rho.shape[1]
+            corners = np.take(self.corners, self.first[t[row]] + col, axis=2)
+            corners *= scale
+            pu, pv = corners
+            # the four edges 3 -> 0, 0 -> 1, 1 -> 2, 2 -> 3, summed in that order
+            edges = _segment_circle_area(pu[:4], pv[:4], pu[1:], pv[1:])
+            area = edges[0] + edges[1]
+            area += edges[2]
+            area += edges[3]
             weight = np.clip(np.abs(area) * r[row] * r[row], 0.0, 1.0)
-            total += np.bincount(row, weights=weight * light[row, col], minlength=near.size)
+            total += np.bincount(row, weights=weight * np.take(light.ravel(), row * k + col), minlength=near.size)
         out[near] = total
         return out
 
@@ -162,24 +217,107 @@ def _rotated_grid(size: int, dx: np.ndarray, dy: np.ndarray, pa: np.ndarray) -> 
     return u, v
 
 
+def _n_bins(size: int, q: np.ndarray) -> int:
+    """Bins of :data:`_BIN` px of circularised radius that reach every pixel of a ``size`` px box."""
+    return int(np.ceil(size / _BIN / np.sqrt(q.min()))) + 2
+
+
+def _centre_cumulative(model: np.ndarray, rotated: tuple[np.ndarray, np.ndarray], q: np.ndarray,
+                       n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative model light (n, n_bins) of the pixel centres in bins of circularised radius, and that
+    radius of every pixel centre (n, s, s); the last bin takes every pixel beyond it."""
+    n = model.shape[0]
+    u, v = rotated
+    qq = q[:, None, None]
+    radius = np.multiply(qq, u)
+    radius *= u
+    scratch = np.multiply(v, v)
+    scratch /= qq
+    radius += scratch
+    np.sqrt(radius, out=radius)
+    np.divide(radius, _BIN, out=scratch)
+    bins = scratch.astype(np.int64)
+    np.minimum(bins, n_bins - 1, out=bins)
+    bins += (np.arange(n) * n_bins)[:, None, None]
+    light = np.bincount(bins.ravel(), weights=model.ravel(), minlength=n * n_bins).reshape(n, n_bins)
+    return np.cumsum(light, axis=1), radius
+
+
 def _pixel_centre_radius(model: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray, fraction: float,
                          rotated: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """First guess: accumulate the model light of pixel centres in bins of elliptical radius.
 
     Returns the guess (n,) and the circularised elliptical radius of every pixel centre (n, S, S).
     """
-    n, size = model.shape[0], model.shape[-1]
-    u, v = _rotated_grid(size, dx, dy, pa) if rotated is None else rotated
-    qq = q[:, None, None]
-    step = 0.25
-    n_bins = int(np.ceil(size / step / np.sqrt(q.min()))) + 2
-    radius = np.sqrt(qq * u * u + v * v / qq)
-    bins = np.minimum((radius / step).astype(np.int64), n_bins - 1)
-    bins += (np.arange(n) * n_bins)[:, None, None]
-    light = np.bincount(bins.ravel(), weights=model.ravel(), minlength=n * n_bins).reshape(n, n_bins)
-    cum = np.cumsum(light, axis=1)
-    idx = (cum < fraction).sum(axis=1)
-    return (idx + 1) * step, radius
+    size = model.shape[-1]
+    rotated = _rotated_grid(size, dx, dy, pa) if rotated is None else rotated
+    cum, radius = _centre_cumulative(model, rotated, q, _n_bins(size, q))
+    return ((cum < fraction).sum(axis=1) + 1) * _BIN, radius
+
+
+def _ring_setup(m: np.ndarray, dx: np.ndarray, dy: np.ndarray, q: np.ndarray, pa: np.ndarray,
+                fraction: float) -> tuple[np.ndarray, _RingLight]:
+    """The pixel-centre guess (:func:`_pixel_centre_radius`) and the :class:`_RingLight` of ``guess +- 1`` px
+    of boxes ``m`` (n, S, S), each worked out on the smallest central sub-box that gives the same numbers.
+
+    A target first takes the smallest half-side of :data:`_SUB_HALF` whose outside pixels lie beyond
+    the ring of a guess up to :data:`_SUB_RADIUS` px (every pixel beyond half-side ``h`` lies at
+    least ``sqrt(q) (h + 1 - max(|dx|, |dy|))`` px of circularised radius from the target). The
+    sub-box is kept where it provably gives the whole box's guess and ring: the ring's outer edge
+    (``guess + 1`` plus the pixel reach) lies within that distance, and so do the radius bins up to
+    one where the cumulative light exceeds ``fraction`` by more than all the negative light the
+    target's box could hold (its most negative pixel times the pixel count: only negative light
+    could bring a later bin back below ``fraction``). The bins and ring pixels
+    are then those of the whole box in the same order and the covered light is summed over the
+    whole box's layout (zeros outside), so every number is the whole box's, bit for bit. Other
+    targets are worked out on the whole box.
+    """
+    n, size = m.shape[0], m.shape[-1]
+    centre = size // 2
+    n_bins = _n_bins(size, q)
+    r_max = 0.5 * size * np.sqrt(2.0) / np.sqrt(q)
+    reach = _corner_reach(q, pa)[2]
+    root = np.sqrt(q)
+    edge = 1.0 - np.maximum(np.abs(dx), np.abs(dy))
+    need = (_SUB_RADIUS + 1.0 + reach) / root - edge
+    half = np.full(n, centre)
+    for h in _SUB_HALF[::-1]:
+        half[(need <= h) & (h < centre)] = h
+    negative = np.minimum(m.min(axis=(1, 2)), 0.0) * (size * size) if (half < centre).any() else None
+    guess, inner_light = np.empty(n), np.empty(n)
+    pieces: list[tuple[np.ndarray, ...]] = []
+    boxes = [(h, np.flatnonzero(half == h)) for h in np.unique(half)]
+    while boxes:
+        retry = []
+        for h, t in boxes:
+            sub = m[t] if h == centre else m[t, centre - h : centre + h + 1, centre - h : centre + h + 1]
+            rotated = _rotated_grid(sub.shape[-1], dx[t], dy[t], pa[t])
+            cum, rho = _centre_cumulative(sub, rotated, q[t], n_bins)
+            g = ((cum < fraction).sum(axis=1) + 1) * _BIN
+            r_hi = np.minimum(g + 1.0, r_max[t])
+            if h < centre:
+                outside = root[t] * (h + edge[t]) * (1.0 - 1e-9)
+                complete = np.floor(outside / _BIN).astype(np.int64) - 1
+                last = cum[np.arange(t.size), np.clip(complete, 0, n_bins - 1)]
+                ok = (edge[t] > 0) & (complete >= 0) & (complete < n_bins - 1) & (r_hi + reach[t] + 1e-9 <= outside)
+                ok &= last - fraction >= 1.01 * np.abs(negative[t]) + 1e-12
+                if not ok.all():
+                    retry.append(t[~ok])
+                    t, sub, cum, rho, g, r_hi = t[ok], sub[ok], cum[ok], rho[ok], g[ok], r_hi[ok]
+                    rotated = (rotated[0][ok], rotated[1][ok])
+                    if t.size == 0:
+                        continue
+            guess[t] = g
+            r_lo = np.maximum(g - 1.0, _MIN_RADIUS)
+            inner_light[t], target, *ring = _ring_pixels(sub, rotated, rho, q[t], reach[t], r_lo, r_hi, size,
+                                                         0 if h == centre else centre - h)
+            pieces.append((t[target], *ring))
+        boxes = [(centre, np.concatenate(retry))] if retry else []
+    joined = [np.concatenate(column) for column in zip(*pieces)]
+    order = np.argsort(joined[0], kind="stable")
+    lo = np.maximum(guess - 1.0, _MIN_RADIUS)
+    hi = np.minimum(guess + 1.0, r_max)
+    return guess, _RingLight(m, dx, dy, q, pa, lo, hi, inner_light, tuple(column[order] for column in joined))
 
 
 def _light_half_size(model: np.ndarray, *, tail: float = 1e-7) -> np.ndarray:
@@ -272,11 +410,8 @@ def _solve_radius(
     widened until it is bracketed. Every row stops within ``tol`` of ``light_fraction``.
     """
     r_max = 0.5 * m.shape[-1] * np.sqrt(2.0) / np.sqrt(q)
-    rotated = _rotated_grid(m.shape[-1], dx, dy, pa)
-    guess, rho = _pixel_centre_radius(m, dx, dy, q, pa, light_fraction, rotated)
-    lo = np.maximum(guess - 1.0, _MIN_RADIUS)
-    hi = np.minimum(guess + 1.0, r_max)
-    ring = _RingLight(m, dx, dy, q, pa, lo, hi, rotated, rho)
+    guess, ring = _ring_setup(m, dx, dy, q, pa, light_fraction)
+    lo, hi = ring.r_lo.copy(), ring.r_hi.copy()
 
     def g(idx: np.ndarray, radius: np.ndarray) -> np.ndarray:
         return ring.enclosed(idx, radius) - light_fraction
@@ -364,7 +499,7 @@ def elliptical_aperture_photometry(
     measurable = np.flatnonzero(inputs.measurable)
     if measurable.size:
         radius[measurable] = aperture_radius(
-            inputs.model[measurable],
+            inputs.model if measurable.size == n else inputs.model[measurable],
             inputs.dx[measurable],
             inputs.dy[measurable],
             inputs.q[measurable],

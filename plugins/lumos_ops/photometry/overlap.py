@@ -21,24 +21,49 @@ _CORNERS = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
 
 
 def _segment_circle_area(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """Signed area of the triangle (0, A, B) intersected with the unit disc (positive if CCW)."""
+    """Signed area of the triangle (0, A, B) intersected with the unit disc (positive if CCW).
+
+    The segment ``A + t (B - A)`` meets the circle at ``t1 <= t2`` (clipped to [0, 1]; both 0 when the
+    line misses it or A = B): straight piece ``(P1, P2)`` inside, circular sectors ``(A, P1)`` and
+    ``(P2, B)`` outside. Arrays of any (equal) shape.
+    """
     dx = bx - ax
     dy = by - ay
-    qa = dx * dx + dy * dy
-    qb = ax * dx + ay * dy
-    qc = ax * ax + ay * ay - 1.0
-    disc = qb * qb - qa * qc
-    hit = (disc > 0.0) & (qa > 0.0)
-    root = np.sqrt(np.where(hit, disc, 0.0))
-    safe_qa = np.where(hit, qa, 1.0)
-    t1 = np.where(hit, np.clip((-qb - root) / safe_qa, 0.0, 1.0), 0.0)
-    t2 = np.where(hit, np.clip((-qb + root) / safe_qa, 0.0, 1.0), 0.0)
-    p1x, p1y = ax + t1 * dx, ay + t1 * dy
-    p2x, p2y = ax + t2 * dx, ay + t2 * dy
+    qa = dx * dx
+    qa += dy * dy
+    qb = ax * dx
+    qb += ay * dy
+    qc = ax * ax
+    qc += ay * ay
+    qc -= 1.0
+    disc = qb * qb
+    disc -= qa * qc
+    miss = ~((disc > 0.0) & (qa > 0.0))
+    root = np.sqrt(np.maximum(disc, 0.0, out=disc), out=disc)
+    np.negative(qb, out=qb)
+    with np.errstate(divide="ignore", invalid="ignore"):  # misses (qa may be 0) are set to 0 below
+        t1 = np.subtract(qb, root)
+        t1 /= qa
+        t2 = np.add(qb, root, out=qb)
+        t2 /= qa
+    np.clip(t1, 0.0, 1.0, out=t1)
+    np.clip(t2, 0.0, 1.0, out=t2)
+    np.copyto(t1, 0.0, where=miss)
+    np.copyto(t2, 0.0, where=miss)
+    p1x = t1 * dx
+    p1x += ax
+    p1y = np.multiply(t1, dy, out=t1)
+    p1y += ay
+    p2x = t2 * dx
+    p2x += ax
+    p2y = np.multiply(t2, dy, out=t2)
+    p2y += ay
     sector_a = np.arctan2(ax * p1y - ay * p1x, ax * p1x + ay * p1y)
     sector_b = np.arctan2(p2x * by - p2y * bx, p2x * bx + p2y * by)
-    triangle = p1x * p2y - p1y * p2x
-    return 0.5 * (sector_a + triangle + sector_b)
+    sector_a += p1x * p2y - p1y * p2x
+    sector_a += sector_b
+    sector_a *= 0.5
+    return sector_a
 
 
 def ellipse_pixel_overlap(
@@ -107,11 +132,13 @@ def ellipse_pixel_overlap(
     boundary = np.nonzero((radius + reach > 1.0) & (radius - reach < 1.0))
     if boundary[0].size:
         k = boundary[0]
-        pu = u[boundary][:, None] + corner_u[k]
-        pv = v[boundary][:, None] + corner_v[k]
-        area = np.zeros(k.size)
-        for i in range(4):
-            j = (i + 1) % 4
-            area += _segment_circle_area(pu[:, i], pv[:, i], pu[:, j], pv[:, j])
+        # corners 0 1 2 3 0 of each pixel, (5, m): corners j and j + 1 are an edge
+        wrap = [0, 1, 2, 3, 0]
+        pu = u[boundary] + corner_u[k].T[wrap]
+        pv = v[boundary] + corner_v[k].T[wrap]
+        edges = _segment_circle_area(pu[:4], pv[:4], pu[1:], pv[1:])
+        area = edges[0] + edges[1]
+        area += edges[2]
+        area += edges[3]
         window[boundary] = np.clip(np.abs(area) * a[k] * b[k], 0.0, 1.0)
     return out
