@@ -625,10 +625,37 @@ def _fit_slopes(pull: np.ndarray, log_a: np.ndarray) -> np.ndarray:
         terms += log_scale
         return np.nansum(terms, axis=1) if padded else np.sum(terms, axis=1)
 
-    finite = [p[np.isfinite(p)] for p in pull]
-    start = np.array([[float(np.median(p)), np.log(max(_sigma68(p), 1e-6)), 0.0] for p in finite]).reshape(-1, 3)
+    start = _start_points(pull)
     best = _nelder_mead_rows(nll, start, xatol=1e-3, fatol=1e-4, maxiter=600)
     return np.clip(best[:, 2], *_SLOPE_RANGE)
+
+
+def _start_points(pull: np.ndarray) -> np.ndarray:
+    """Start of each row's slope fit (B, 3): the median and log sigma68 (at least 1e-6) of its finite
+    pulls, slope 0.
+
+    Rows whose finite pulls are the first ``c`` values (the padded rows of :func:`fit_error_scales`)
+    are taken ``c`` at a time by ``np.median`` and ``np.percentile`` along the rows, which give
+    each row's own numbers; other rows one by one.
+    """
+    finite = np.isfinite(pull)
+    count = finite.sum(axis=1)
+    prefix = finite.argmin(axis=1) == np.where(count == pull.shape[1], 0, count)
+    median, sigma = np.empty(pull.shape[0]), np.empty(pull.shape[0])
+    for c in np.unique(count[prefix]):
+        rows = np.flatnonzero(prefix & (count == c))
+        if c == 0:
+            median[rows] = sigma[rows] = np.nan
+            continue
+        block = pull[rows, :c]
+        median[rows] = np.median(block, axis=1)
+        q16, q84 = np.percentile(block, [16.0, 84.0], axis=1)
+        sigma[rows] = 0.5 * (q84 - q16)
+    for row in np.flatnonzero(~prefix):
+        values = pull[row][finite[row]]
+        median[row], sigma[row] = float(np.median(values)), _sigma68(values)
+    log_sigma = [np.log(max(float(v), 1e-6)) for v in sigma]  # one at a time, as before
+    return np.column_stack([median, log_sigma, np.zeros(pull.shape[0])])
 
 
 def _nelder_mead_rows(fun, x0: np.ndarray, *, xatol: float, fatol: float, maxiter: int) -> np.ndarray:

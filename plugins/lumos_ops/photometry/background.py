@@ -704,10 +704,11 @@ def annulus_background(
     inside_grid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
     rows, cols = rows[inside_grid], cols[inside_grid]
     # float32 cutouts stay float32 (exact); sums are accumulated in float64
-    values = np.take(cutouts.reshape(n, size * size), rows * size + cols, axis=1)
+    flat = rows * size + cols
+    values = np.take(cutouts.reshape(n, size * size), flat, axis=1)
     if values.dtype != np.float32:
         values = values.astype(np.float64)
-    values[~in_annulus[:, inside_grid]] = np.nan
+    np.copyto(values, np.nan, where=~in_annulus[:, inside_grid])
     if estimator == "median_clip":
         values = values.astype(np.float64)
         kept = _median_clip(values, sigma=sigma, maxiters=maxiters)
@@ -720,7 +721,8 @@ def annulus_background(
             if source_mask is not None:
                 if source_mask.shape != cutouts.shape:
                     raise LumosValueError(f"source_mask must have the shape of cutouts {cutouts.shape}, got {source_mask.shape}")
-                sources = source_mask[:, rows, cols] & finite
+                sources = np.take(source_mask.reshape(n, size * size), flat, axis=1)
+                sources &= finite
             else:
                 sources = _annulus_sources(cutouts, values, rows, cols) & finite
             # An annulus (nearly) covered by sources keeps its clipped mean, not an empty one.
