@@ -15,7 +15,8 @@ and 1.4826 MAD), bilinearly interpolated between block centres, where the cutout
 annulus of each target. The blank-sky error calibration (:mod:`lumos_ops.noise_calibration`)
 chooses its positions away from the same detections. The smoothing is scipy's Gaussian filter,
 its column pass done in row blocks (:func:`lumos_ops.photometry.smoothing.gaussian_smooth`, the
-same numbers).
+same numbers); the groups are found from the runs of the rows
+(:func:`lumos_ops.photometry.components.large_groups`, ``ndimage.label``'s groups).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from lumos_ops.photometry.background import (
     sorted_median_and_mad,
     white_smoothing_gain,
 )
+from lumos_ops.photometry.components import large_groups
 from lumos_ops.photometry.smoothing import gaussian_smooth
 
 __all__ = ["FrameSources", "detect_frame_sources", "frame_sources"]
@@ -193,12 +195,7 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
         level, mad = _block_median_mad(np.where(mask[step, step], np.float32(np.nan), smooth[step, step]), sub_box)
         threshold = _fill(level) + DETECT_SIGMA * np.fmax(_fill(_MAD_TO_SIGMA * mad), floor)
         above = _above_interpolated(smooth, threshold, centres)
-        labels, count = ndimage.label(above)
-        where = np.flatnonzero(above)
-        label_of = labels.ravel()[where]
-        area = np.bincount(label_of, minlength=count + 1)
-        detected = np.zeros(data.shape, dtype=bool)
-        detected.ravel()[where[area[label_of] >= DETECT_MIN_AREA]] = True
+        detected = large_groups(above, DETECT_MIN_AREA)
         mask = grow_octagon(detected, DETECT_GROW_PX)
     return FrameSources(detected=detected, mask=mask)
 
