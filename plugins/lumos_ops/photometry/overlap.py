@@ -38,7 +38,7 @@ def _segment_circle_area(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.
     qc -= 1.0
     disc = qb * qb
     disc -= qa * qc
-    miss = ~((disc > 0.0) & (qa > 0.0))
+    miss = np.flatnonzero(~((disc > 0.0) & (qa > 0.0)))
     root = np.sqrt(np.maximum(disc, 0.0, out=disc), out=disc)
     np.negative(qb, out=qb)
     with np.errstate(divide="ignore", invalid="ignore"):  # misses (qa may be 0) are set to 0 below
@@ -48,8 +48,8 @@ def _segment_circle_area(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.
         t2 /= qa
     np.clip(t1, 0.0, 1.0, out=t1)
     np.clip(t2, 0.0, 1.0, out=t2)
-    np.copyto(t1, 0.0, where=miss)
-    np.copyto(t2, 0.0, where=miss)
+    t1.reshape(-1)[miss] = 0.0
+    t2.reshape(-1)[miss] = 0.0
     p1x = t1 * dx
     p1x += ax
     p1y = np.multiply(t1, dy, out=t1)
@@ -128,17 +128,18 @@ def ellipse_pixel_overlap(
     corner_v = (-sin_t[:, None] * _CORNERS[None, :, 0] + cos_t[:, None] * _CORNERS[None, :, 1]) / b[:, None]
     reach = np.sqrt(corner_u**2 + corner_v**2).max(axis=1)[:, None, None]
     radius = np.sqrt(u * u + v * v)
-    window[radius + reach <= 1.0] = 1.0
-    boundary = np.nonzero((radius + reach > 1.0) & (radius - reach < 1.0))
-    if boundary[0].size:
-        k = boundary[0]
+    covered = (radius + reach <= 1.0).astype(np.float64)
+    boundary = np.flatnonzero((radius + reach > 1.0) & (radius - reach < 1.0))
+    if boundary.size:
+        k = boundary // (u.shape[1] * u.shape[2])
         # corners 0 1 2 3 0 of each pixel, (5, m): corners j and j + 1 are an edge
         wrap = [0, 1, 2, 3, 0]
-        pu = u[boundary] + corner_u[k].T[wrap]
-        pv = v[boundary] + corner_v[k].T[wrap]
+        pu = np.take(u, boundary) + np.take(corner_u.T[wrap], k, axis=1)
+        pv = np.take(v, boundary) + np.take(corner_v.T[wrap], k, axis=1)
         edges = _segment_circle_area(pu[:4], pv[:4], pu[1:], pv[1:])
         area = edges[0] + edges[1]
         area += edges[2]
         area += edges[3]
-        window[boundary] = np.clip(np.abs(area) * a[k] * b[k], 0.0, 1.0)
+        covered.reshape(-1)[boundary] = np.clip(np.abs(area) * a[k] * b[k], 0.0, 1.0)
+    window[...] = covered
     return out
