@@ -281,3 +281,17 @@ def test_slope_fit_starts_are_the_per_row_median_and_sigma68() -> None:
     expected = [[float(np.median(p[np.isfinite(p)])), np.log(max(noise_calibration._sigma68(p[np.isfinite(p)]), 1e-6)), 0.0]
                 for p in pull]
     np.testing.assert_array_equal(noise_calibration._start_points(pull), np.array(expected))
+
+
+def test_annulus_membership_is_the_hypot_test() -> None:
+    rng = np.random.default_rng(12)
+    x, y = rng.uniform(-47, 47, (300, 400)), rng.uniform(-47, 47, (300, 400))
+    angle = rng.uniform(0, 2 * np.pi, 2000)
+    x[:5, :] = (30.0 * np.cos(angle[:400]))[None]  # on the radii, to rounding
+    y[:5, :] = (30.0 * np.sin(angle[:400]))[None]
+    x[5, :3], y[5, :3] = [30.0, 45.0, 0.0], [0.0, 0.0, 45.0]
+    x[6, :400] = np.nextafter(45.0, 50.0)
+    y[6, :] = 0.0
+    for r_in, r_out in ((30.0, 45.0), (0.0, 12.5), (15.0, 15.0)):
+        expected = (np.hypot(x, y) >= r_in) & (np.hypot(x, y) <= r_out)
+        np.testing.assert_array_equal(background._within_radii(x, y, r_in, r_out), expected)

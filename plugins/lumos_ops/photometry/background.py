@@ -212,7 +212,7 @@ def _clip(
     if m == 0:
         return np.zeros((n, 0), dtype=bool), np.zeros(n, dtype=np.int64), np.full(n, np.nan), np.zeros(n)
     ordered = np.sort(values, axis=1)  # NaN last
-    count = np.isfinite(values).sum(axis=1)
+    count = np.count_nonzero(np.isfinite(values), axis=1)
     # Only the finite values (the first count of each sorted row) are ever read.
     ordered = ordered[:, : max(int(count.max(initial=0)), 1)]
     m = ordered.shape[1]
@@ -622,6 +622,19 @@ def _annulus_sources(cutouts: np.ndarray, values: np.ndarray, rows: np.ndarray, 
     return sources
 
 
+def _within_radii(x: np.ndarray, y: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
+    """``(np.hypot(x, y) >= r_in) & (np.hypot(x, y) <= r_out)``, with ``hypot`` only where the
+    squared distance lies within 1e-9 (relative) of a squared radius: elsewhere both decide alike."""
+    d2 = x * x
+    d2 += y * y
+    inside = (d2 >= r_in * r_in) & (d2 <= r_out * r_out)
+    close = np.flatnonzero((np.abs(d2 - r_in * r_in) <= 1e-9 * r_in * r_in) | (np.abs(d2 - r_out * r_out) <= 1e-9 * r_out * r_out))
+    if close.size:
+        exact = np.hypot(np.take(x, close), np.take(y, close))
+        inside.reshape(-1)[close] = (exact >= r_in) & (exact <= r_out)
+    return inside
+
+
 def annulus_background(
     cutouts: np.ndarray,
     dx: np.ndarray,
@@ -695,10 +708,8 @@ def annulus_background(
     # offset; the exact radius is needed for the others only.
     reach = float(np.hypot(np.max(np.abs(dx), initial=0.0), np.max(np.abs(dy), initial=0.0))) + 1e-6
     edge = np.flatnonzero((r0 - reach <= r_in) | (r0 + reach >= r_out))
-    in_annulus = np.ones((n, ox.size), dtype=bool)
-    radius = np.hypot(ox[None, edge] - dx[:, None], oy[None, edge] - dy[:, None])
-    in_annulus[:, edge] = (radius >= r_in) & (radius <= r_out)
-    n_total = in_annulus.sum(axis=1)
+    ring = _within_radii(ox[None, edge] - dx[:, None], oy[None, edge] - dy[:, None], r_in, r_out)
+    n_total = ox.size - np.count_nonzero(~ring, axis=1)
     n_masked = np.zeros(n, dtype=np.int64)
     rows, cols = centre + oy, centre + ox
     inside_grid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
@@ -708,7 +719,11 @@ def annulus_background(
     values = np.take(cutouts.reshape(n, size * size), flat, axis=1)
     if values.dtype != np.float32:
         values = values.astype(np.float64)
-    np.copyto(values, np.nan, where=~in_annulus[:, inside_grid])
+    # pixels outside the annulus (only edge pixels can be) by flat index into values
+    column = np.cumsum(inside_grid) - 1
+    on_grid = inside_grid[edge]
+    target, pixel = np.nonzero(~ring[:, on_grid])
+    values.reshape(-1)[target * values.shape[1] + column[edge[on_grid]][pixel]] = np.nan
     if estimator == "median_clip":
         values = values.astype(np.float64)
         kept = _median_clip(values, sigma=sigma, maxiters=maxiters)
@@ -726,9 +741,9 @@ def annulus_background(
             else:
                 sources = _annulus_sources(cutouts, values, rows, cols) & finite
             # An annulus (nearly) covered by sources keeps its clipped mean, not an empty one.
-            enough = (finite & ~sources).sum(axis=1) >= MIN_SKY_FRACTION * finite.sum(axis=1)
+            enough = np.count_nonzero(finite & ~sources, axis=1) >= MIN_SKY_FRACTION * np.count_nonzero(finite, axis=1)
             sources &= enough[:, None]
-            n_masked = sources.sum(axis=1)
+            n_masked = np.count_nonzero(sources, axis=1)
             values[sources] = np.nan
         _, n_used, mean, sq = _clip(values, sigma, maxiters, mask=False)
     variance = sq / np.maximum(n_used - 1, 1) / _truncated_normal_variance(sigma)
