@@ -470,6 +470,15 @@ def _solve_radius(
     return root
 
 
+def _usable(weights: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and data with NaN pixels at 0 (``np.where(np.isfinite(data), ..., 0.0)``; as given
+    when every pixel is finite)."""
+    finite = np.isfinite(data)
+    if finite.all():
+        return weights, data
+    return np.where(finite, weights, 0.0), np.where(finite, data, 0.0)
+
+
 def elliptical_aperture_photometry(
     inputs: PhotometryInputs,
     *,
@@ -520,9 +529,7 @@ def elliptical_aperture_photometry(
         box_data = inputs.data[group, lo:hi, lo:hi]
         weights = ellipse_pixel_overlap(box_data.shape[1:], centre - lo + inputs.dx[group], centre - lo + inputs.dy[group],
                                         a[group], b[group], inputs.pa[group])
-        finite = np.isfinite(box_data)
-        usable = np.where(finite, weights, 0.0)
-        data = np.where(finite, box_data, 0.0)
+        usable, data = _usable(weights, box_data)
         model = inputs.model[group, lo:hi, lo:hi]
         if not np.isfinite(model).all():
             model = np.nan_to_num(model, nan=0.0)
@@ -586,9 +593,8 @@ def ellipse_sums(
         size = 2 * reach + 1
         stamps = cut_stamps(image, x[group], y[group], size=size)
         weights = ellipse_pixel_overlap((size, size), reach + stamps.dx, reach + stamps.dy, a[group], b[group], pa[group])
-        finite = np.isfinite(stamps.data)
-        usable = np.where(finite, weights, 0.0)
-        sums[group] = np.einsum("nij,nij->n", usable, np.where(finite, stamps.data, 0.0))
+        usable, data = _usable(weights, stamps.data)
+        sums[group] = np.einsum("nij,nij->n", usable, data)
         areas[group] = usable.sum(axis=(1, 2))
     return sums, areas
 

@@ -27,22 +27,26 @@ def _segment_circle_area(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.
     line misses it or A = B): straight piece ``(P1, P2)`` inside, circular sectors ``(A, P1)`` and
     ``(P2, B)`` outside. Arrays of any (equal) shape.
     """
+    # A few buffers reused throughout (fresh arrays of this size cost page faults, not arithmetic);
+    # every value takes the operations of the textbook formula in its order
+    # (tests/photometry/test_aperture_reference.py compares them bit for bit).
     dx = bx - ax
     dy = by - ay
+    tmp = dy * dy
     qa = dx * dx
-    qa += dy * dy
+    qa += tmp  # dx^2 + dy^2
     qb = ax * dx
-    qb += ay * dy
+    qb += np.multiply(ay, dy, out=tmp)  # A . d
     qc = ax * ax
-    qc += ay * ay
-    qc -= 1.0
+    qc += np.multiply(ay, ay, out=tmp)
+    qc -= 1.0  # |A|^2 - 1
     disc = qb * qb
-    disc -= qa * qc
+    disc -= np.multiply(qa, qc, out=tmp)
     miss = np.flatnonzero(~((disc > 0.0) & (qa > 0.0)))
     root = np.sqrt(np.maximum(disc, 0.0, out=disc), out=disc)
     np.negative(qb, out=qb)
     with np.errstate(divide="ignore", invalid="ignore"):  # misses (qa may be 0) are set to 0 below
-        t1 = np.subtract(qb, root)
+        t1 = np.subtract(qb, root, out=qc)
         t1 /= qa
         t2 = np.add(qb, root, out=qb)
         t2 /= qa
@@ -50,20 +54,31 @@ def _segment_circle_area(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.
     np.clip(t2, 0.0, 1.0, out=t2)
     t1.reshape(-1)[miss] = 0.0
     t2.reshape(-1)[miss] = 0.0
-    p1x = t1 * dx
+    p1x = np.multiply(t1, dx, out=qa)
     p1x += ax
     p1y = np.multiply(t1, dy, out=t1)
     p1y += ay
-    p2x = t2 * dx
+    p2x = np.multiply(t2, dx, out=disc)
     p2x += ax
     p2y = np.multiply(t2, dy, out=t2)
     p2y += ay
-    sector_a = np.arctan2(ax * p1y - ay * p1x, ax * p1x + ay * p1y)
-    sector_b = np.arctan2(p2x * by - p2y * bx, p2x * bx + p2y * by)
-    sector_a += p1x * p2y - p1y * p2x
-    sector_a += sector_b
-    sector_a *= 0.5
-    return sector_a
+    # sector (A, P1): atan2(A x P1, A . P1); sector (P2, B); triangle (P1, P2)
+    cross = np.multiply(ax, p1y, out=dx)
+    cross -= np.multiply(ay, p1x, out=tmp)
+    dot = np.multiply(ax, p1x, out=dy)
+    dot += np.multiply(ay, p1y, out=tmp)
+    area = np.arctan2(cross, dot)
+    cross = np.multiply(p2x, by, out=dx)
+    cross -= np.multiply(p2y, bx, out=tmp)
+    dot = np.multiply(p2x, bx, out=dy)
+    dot += np.multiply(p2y, by, out=tmp)
+    sector_b = np.arctan2(cross, dot, out=dx)
+    triangle = np.multiply(p1x, p2y, out=dy)
+    triangle -= np.multiply(p1y, p2x, out=tmp)
+    area += triangle
+    area += sector_b
+    area *= 0.5
+    return area
 
 
 def ellipse_pixel_overlap(
