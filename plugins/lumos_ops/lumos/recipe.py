@@ -92,6 +92,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-clear-masked`` (below): ``fast-v11-clear`` subtracting the masked annulus mean, not the
   stamp median;
 * ``fast-v11-mismatch`` (below): ``fast-v11`` fine-tuned on galaxies that differ from their model;
+* ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -156,6 +157,18 @@ statistics kept, 5 epochs, Adam lr 2e-4, 2e-5 from epoch 4) on 60,000 new stamps
 not exactly its model channel (:mod:`lumos_ops.sim.truth_mismatch`): PSF FWHM x 0.6-1.6 for both, the
 galaxy's PSF a Moffat of beta 2-6 and width scattered by 5 %, its half-light radius by 10 %, and 30 % of
 the galaxies with 5-30 % of their flux in 1-8 point-like knots."""
+RECIPES["fast-v11-wide-seeing"] = Recipe(
+    survey={**RECIPES["fast-v11"].survey, "seed": 2, "psf_fwhm_range": (0.4, 1.6), "psf_fwhm_median": 0.75,
+            "psf_fwhm_scatter": 0.4},
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 6},
+    train=RECIPES["fast-v11-noise-texture"].train,
+    init="fast-v11",
+)
+"""An experiment (``reports/lumos/truth-mismatch/``): ``fast-v11``'s weights fine-tuned as
+``fast-v11-mismatch`` on 60,000 stamps (seed 6) of a new survey (seed 2) whose seeing is drawn
+log-normally around 0.75" with scatter 0.4 in 0.4-1.6" (1.5-6.1 px; ``fast-v11``'s survey: around 0.95"
+with scatter 0.2 in 0.7-1.4"), so that targets and the exposures' own sources share PSFs as small as
+those of the SDSS frames; every galaxy is its model."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

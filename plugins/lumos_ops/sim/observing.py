@@ -156,7 +156,8 @@ def plan_exposures(config: SurveyConfig, camera: Camera) -> list[CcdExposure]:
             start = clock.get(night_index, 0.0)
             clock[night_index] = start + exptime + _OVERHEAD_S
             mjd = _mjd(night_date) + 0.875 + start / 86400.0
-            seeing = float(np.clip(0.95 * math.exp(0.2 * rng.normal()), *config.psf_fwhm_range))
+            seeing = float(np.clip(config.psf_fwhm_median * math.exp(config.psf_fwhm_scatter * rng.normal()),
+                                   *config.psf_fwhm_range))
             beta = float(rng.uniform(*config.psf_beta_range))
             transparency = -abs(float(rng.normal(0.0, 0.05)))
             sky_factor = math.exp(0.15 * rng.normal())

@@ -113,7 +113,13 @@ class SurveyConfig:
     pixel_scale : float
         arcsec / pixel.
     psf_fwhm_range : (float, float)
-        Range of the per-exposure seeing (arcsec); drawn log-normally around 0.95" and clipped.
+        Range of the per-exposure seeing (arcsec); drawn log-normally around ``psf_fwhm_median`` and
+        clipped.
+    psf_fwhm_median : float
+        Median seeing (arcsec) of the log-normal draw, 0.95" at the PAUS site.
+    psf_fwhm_scatter : float
+        Log-normal scatter of the seeing (0.2 at the PAUS site); a wider one (with a wider
+        ``psf_fwhm_range``) gives training exposures the PSF sizes of other surveys.
     psf_beta_range : (float, float)
         Range of the per-exposure Moffat beta.
     sky_rate : float
@@ -157,6 +163,8 @@ class SurveyConfig:
     pixel_scale: float = PIXEL_SCALE
     psf_fwhm_range: tuple[float, float] = (0.7, 1.4)
     psf_beta_range: tuple[float, float] = (3.0, 4.0)
+    psf_fwhm_median: float = 0.95
+    psf_fwhm_scatter: float = 0.2
     sky_rate: float = 6.0
     zp_nb685: float = REFERENCE_ZP
     dither_fraction: float = 0.08
@@ -216,8 +224,10 @@ class SurveyConfig:
             raise LumosValueError("SurveyConfig.first_nights needs two ISO dates (epoch 0, epoch 1)")
         if self.n_galaxies is not None and not (isinstance(self.n_galaxies, int) and self.n_galaxies >= 0):
             raise LumosValueError(f"SurveyConfig.n_galaxies must be an integer >= 0 or None, got {self.n_galaxies!r}")
-        for name in ("pixel_scale", "sky_rate", "zp_nb685"):
+        for name in ("pixel_scale", "sky_rate", "zp_nb685", "psf_fwhm_median"):
             _positive(name, getattr(self, name))
+        if not (math.isfinite(self.psf_fwhm_scatter) and 0.0 <= self.psf_fwhm_scatter <= 1.0):
+            raise LumosValueError(f"SurveyConfig.psf_fwhm_scatter must be in [0, 1], got {self.psf_fwhm_scatter!r}")
         for name in ("galaxy_density", "star_density", "bright_star_density", "dither_fraction", "catalog_shape_error"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -260,8 +270,13 @@ class SurveyConfig:
         return int(round(self.galaxy_density * self.field_area))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-serialisable dict (tuples become lists); the seeing distribution's fields only when they
+        are not the PAUS defaults, so surveys made before they existed keep their manifests."""
+        values = dataclasses.asdict(self)
+        for name, default in (("psf_fwhm_median", 0.95), ("psf_fwhm_scatter", 0.2)):
+            if values[name] == default:
+                del values[name]
+        return json.loads(json.dumps(values))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SurveyConfig:
