@@ -497,7 +497,14 @@ def _exclude_discs(free: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.nd
         hi -= move
     length = np.maximum(hi - lo + 1, 0)
     start = row * nx + lo
-    np.put(free, np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum())), False)
+    # flat indices of every run's pixels (int32 where they fit: half the memory traffic)
+    index = np.int32 if free.size < 2**31 else np.int64
+    pixels = np.repeat((start - np.cumsum(length) + length).astype(index), length)
+    pixels += np.arange(int(length.sum()), dtype=index)
+    if free.flags.c_contiguous:
+        free.reshape(-1)[pixels] = False
+    else:
+        np.put(free, pixels, False)
 
 
 def blank_sky_catalog(catalog: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> pd.DataFrame:

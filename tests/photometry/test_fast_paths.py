@@ -166,6 +166,9 @@ def test_disc_exclusion_matches_the_loop(grid: float | None) -> None:
         got = np.ones((ny, nx), dtype=bool)
         noise_calibration._exclude_discs(got, x, y, radius)
         assert np.array_equal(got, expected)
+        strided = np.ones((ny, 2 * nx), dtype=bool)[:, ::2]  # not contiguous: written in place all the same
+        noise_calibration._exclude_discs(strided, x, y, radius)
+        assert np.array_equal(strided, expected)
 
 
 def test_batched_slope_fits_are_scipy_nelder_mead() -> None:
