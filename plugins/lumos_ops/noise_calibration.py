@@ -701,33 +701,33 @@ def _nelder_mead_rows(fun, x0: np.ndarray, *, xatol: float, fatol: float, maxite
         xr = (1 + rho) * xbar - rho * worst
         fxr = fun(xr, active)
         new_x, new_f = xr.copy(), fxr.copy()
+        # The reflection decides each problem's next point: expansion, outside or inside
+        # contraction; the three kinds are evaluated in one call (each row's value is its own).
         expand = fxr < f[:, 0]
-        if expand.any():
-            i = np.flatnonzero(expand)
-            xe = (1 + rho * chi) * xbar[i] - rho * chi * worst[i]
-            fxe = fun(xe, active[i])
-            better = fxe < fxr[i]
-            new_x[i[better]], new_f[i[better]] = xe[better], fxe[better]
         replace = expand | (fxr < f[:, -2])
-        shrink = np.zeros(active.size, dtype=bool)
         outside = ~replace & (fxr < f[:, -1])
-        if outside.any():
-            i = np.flatnonzero(outside)
-            xc = (1 + psi * rho) * xbar[i] - psi * rho * worst[i]
-            fxc = fun(xc, active[i])
-            ok = fxc <= fxr[i]
-            new_x[i[ok]], new_f[i[ok]] = xc[ok], fxc[ok]
-            replace[i[ok]] = True
-            shrink[i[~ok]] = True
         inside = ~replace & ~outside
-        if inside.any():
-            i = np.flatnonzero(inside)
-            xcc = (1 - psi) * xbar[i] + psi * worst[i]
-            fxcc = fun(xcc, active[i])
-            ok = fxcc < f[i, -1]
-            new_x[i[ok]], new_f[i[ok]] = xcc[ok], fxcc[ok]
-            replace[i[ok]] = True
-            shrink[i[~ok]] = True
+        i_e, i_o, i_i = np.flatnonzero(expand), np.flatnonzero(outside), np.flatnonzero(inside)
+        trial = np.concatenate([(1 + rho * chi) * xbar[i_e] - rho * chi * worst[i_e],
+                                (1 + psi * rho) * xbar[i_o] - psi * rho * worst[i_o],
+                                (1 - psi) * xbar[i_i] + psi * worst[i_i]])
+        every_trial = np.concatenate([i_e, i_o, i_i])
+        f_trial = fun(trial, active[every_trial]) if every_trial.size else np.zeros(0)
+        cut_o, cut_i = i_e.size, i_e.size + i_o.size
+        xe, fxe = trial[:cut_o], f_trial[:cut_o]
+        better = fxe < fxr[i_e]
+        new_x[i_e[better]], new_f[i_e[better]] = xe[better], fxe[better]
+        shrink = np.zeros(active.size, dtype=bool)
+        xc, fxc = trial[cut_o:cut_i], f_trial[cut_o:cut_i]
+        ok = fxc <= fxr[i_o]
+        new_x[i_o[ok]], new_f[i_o[ok]] = xc[ok], fxc[ok]
+        replace[i_o[ok]] = True
+        shrink[i_o[~ok]] = True
+        xcc, fxcc = trial[cut_i:], f_trial[cut_i:]
+        ok = fxcc < f[i_i, -1]
+        new_x[i_i[ok]], new_f[i_i[ok]] = xcc[ok], fxcc[ok]
+        replace[i_i[ok]] = True
+        shrink[i_i[~ok]] = True
         s[replace, -1], f[replace, -1] = new_x[replace], new_f[replace]
         if shrink.any():
             i = np.flatnonzero(shrink)
