@@ -223,11 +223,13 @@ def _clip(
     # Prefix sums of the values about the row's median (small numbers: no cancellation); the NaN
     # after the finite values only reach prefix sums beyond them, which no run uses.
     shift = np.where(count > 0, centre, 0.0)
-    deviation = ordered - shift[:, None]
-    sums = np.zeros((n, m + 1))
-    squares_sum = np.zeros((n, m + 1))
+    sums = np.empty((n, m + 1))
+    squares_sum = np.empty((n, m + 1))
+    sums[:, 0] = squares_sum[:, 0] = 0.0
+    deviation = np.subtract(ordered, shift[:, None], out=squares_sum[:, 1:])  # squared and summed in place below
     np.cumsum(deviation, axis=1, out=sums[:, 1:])
-    np.cumsum(np.multiply(deviation, deviation, out=deviation), axis=1, out=squares_sum[:, 1:])
+    np.multiply(deviation, deviation, out=deviation)
+    np.cumsum(deviation, axis=1, out=deviation)
 
     def run_stats(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         used = hi - lo
