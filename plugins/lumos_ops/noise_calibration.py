@@ -898,13 +898,19 @@ def background_fraction(ctx: TargetContext, flux: np.ndarray) -> np.ndarray:
     phi = np.full(flux.shape, np.nan)
     # rows in groups of similar footprint size (unused pixels add nothing to the sums)
     for rows, sub in pixels.groups(np.arange(flux.size), 128):
-        source = np.maximum(flux[rows, None] * sub.model, 0.0) / sub.exptime[:, None]
-        variance = source + sub.noise_var[:, None]
+        # each array below is reused in place once its values are no longer needed (same numbers)
+        source = flux[rows, None] * sub.model
+        np.maximum(source, 0.0, out=source)
+        source /= sub.exptime[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            raw = np.where(sub.model > 0, sub.model / variance, 0.0)
-            w = raw / np.sum(raw * sub.model, axis=1, keepdims=True)
-            w2 = w * w
-            bkg = np.sum(w2, axis=1) * sub.noise_var + sub.background_var * np.sum(w, axis=1) ** 2
+            raw = np.add(source, sub.noise_var[:, None])  # the variance v
+            np.divide(sub.model, raw, out=raw)
+            np.copyto(raw, 0.0, where=~(sub.model > 0))
+            product = np.multiply(raw, sub.model)
+            w = np.divide(raw, np.sum(product, axis=1, keepdims=True), out=raw)
+            sum_w = np.sum(w, axis=1)
+            w2 = np.multiply(w, w, out=w)
+            bkg = np.sum(w2, axis=1) * sub.noise_var + sub.background_var * sum_w**2
             src = np.sum(np.multiply(w2, source, out=w2), axis=1)
             phi[rows] = bkg / (bkg + src)
     return np.where(np.isfinite(phi), np.clip(phi, 0.0, 1.0), 1.0)

@@ -26,7 +26,7 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
 from lumos_ops.photometry.neldermead import nelder_mead_1d
-from lumos_ops.photometry.quality import bounding_box, footprint_flags, model_footprint
+from lumos_ops.photometry.quality import footprint_flags, model_footprint
 
 if TYPE_CHECKING:
     from lumos_ops.target_context import TargetContext
@@ -60,8 +60,9 @@ class FitPixels:
         Variance of the subtracted background mean ((e-/s)^2), ``s^2 / N_annulus``.
     exptime : ndarray, shape (n,)
         Exposure time (s); ``inf`` neglects the source shot noise.
-    footprint : ndarray of bool, shape (n, S, S)
-        The pixels used, on the cutout grid (before removing NaN).
+    footprint : ndarray of bool, shape (n, S, S), or None
+        The pixels used, on the cutout grid (before removing NaN); None in the groups of
+        :meth:`groups` (only the whole set's flags use it).
     """
 
     signal: np.ndarray
@@ -69,18 +70,51 @@ class FitPixels:
     noise_var: np.ndarray
     background_var: np.ndarray
     exptime: np.ndarray
-    footprint: np.ndarray
+    footprint: np.ndarray | None
 
-    def variance(self, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
-        """Per-pixel variance ``max(F R, 0) / t + s^2`` ((e-/s)^2), shape (m, K)."""
-        return self._variance(flux[:, None] * self.model[index], index)
+    def variance(self, flux: np.ndarray, index: np.ndarray | slice = _ALL, *, scratch: bool = False) -> np.ndarray:
+        """Per-pixel variance ``max(F R, 0) / t + s^2`` ((e-/s)^2), shape (m, K).
+
+        With ``scratch`` the values are written to a work array of this object that the next such
+        call (or :func:`poisson_chi2`) overwrites; otherwise to a new array.
+        """
+        rows = _row_numbers(index)
+        m = self._count(index, rows)
+        out = self._scratch(0, m) if scratch else np.empty((m, self.model.shape[1]))
+        return self._variance(self._signal_model(flux, index, rows, out), index)
+
+    def _signal_model(self, flux: np.ndarray, index: np.ndarray | slice, rows: np.ndarray | None,
+                      out: np.ndarray) -> np.ndarray:
+        """``flux[:, None] * model[index]`` written to ``out`` (m, K) (e-/s); ``rows`` from :func:`_row_numbers`."""
+        if rows is None:
+            return np.multiply(flux[:, None], self.model[index], out=out)
+        np.take(self.model, rows, axis=0, out=out, mode="clip")  # rows are valid: no bounds pass
+        out *= flux[:, None]
+        return out
 
     def _variance(self, signal_model: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
-        """:meth:`variance` from ``F R`` (m, K)."""
-        source = np.maximum(signal_model, 0.0)
+        """:meth:`variance` from ``F R`` (m, K), computed in place: ``signal_model`` is overwritten."""
+        source = np.maximum(signal_model, 0.0, out=signal_model)
         source /= self.exptime[index, None]
         source += self.noise_var[index, None]
         return source
+
+    def _count(self, index: np.ndarray | slice, rows: np.ndarray | None) -> int:
+        """Rows selected by ``index``."""
+        return len(range(self.model.shape[0])[index]) if rows is None else rows.size
+
+    def _scratch(self, slot: int, m: int) -> np.ndarray:
+        """A contiguous float64 (m, K) work array, the start of this object's buffer ``slot`` (0 or 1).
+
+        Reused by every call that takes the slot (fresh arrays of this size cost page faults); its
+        values last until the next such call. Only this module's functions use it.
+        """
+        k = self.model.shape[1]
+        buffers = self.__dict__.setdefault("_buffers", {})
+        flat = buffers.get(slot)
+        if flat is None or flat.size < m * k:
+            flat = buffers[slot] = np.empty(max(m, self.model.shape[0]) * k)
+        return flat[: m * k].reshape(m, k)
 
     @functools.cached_property
     def _products(self) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +128,23 @@ class FitPixels:
         subtracted background mean, ``var(b) * (sum(R / v) / sum(R^2 / v))^2``.
         """
         model_model, model_signal = self._products
-        fisher = np.sum(model_model[index] / variance, axis=1)
+        rows = _row_numbers(index)
+        quotient = self._scratch(1, self._count(index, rows))  # each ratio below in turn
+        fisher = np.sum(self._over(model_model, variance, index, rows, quotient), axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            flux = np.sum(model_signal[index] / variance, axis=1) / fisher
-            leverage = np.sum(self.model[index] / variance, axis=1) / fisher
+            flux = np.sum(self._over(model_signal, variance, index, rows, quotient), axis=1) / fisher
+            leverage = np.sum(self._over(self.model, variance, index, rows, quotient), axis=1) / fisher
             return flux, np.sqrt(1.0 / fisher + self.background_var[index] * leverage**2)
+
+    @staticmethod
+    def _over(values: np.ndarray, variance: np.ndarray, index: np.ndarray | slice, rows: np.ndarray | None,
+              out: np.ndarray) -> np.ndarray:
+        """``values[index] / variance`` (m, K) written to ``out``."""
+        if rows is None:
+            return np.divide(values[index], variance, out=out)
+        np.take(values, rows, axis=0, out=out, mode="clip")
+        out /= variance
+        return out
 
     @functools.cached_property
     def widths(self) -> np.ndarray:
@@ -110,6 +156,8 @@ class FitPixels:
         pixels were selected from (computed once; a copy is returned)."""
         flags = self.__dict__.get("_flags")
         if flags is None:
+            if self.footprint is None:
+                raise LumosValueError("FitPixels of a group carry no footprint: take the flags of the whole set")
             flags = self.__dict__["_flags"] = footprint_flags(inputs, self.footprint)
         return flags.copy()
 
@@ -130,7 +178,7 @@ class FitPixels:
                 noise_var=self.noise_var[group],
                 background_var=self.background_var[group],
                 exptime=self.exptime[group],
-                footprint=self.footprint[group],
+                footprint=None,
             )
 
 
@@ -161,20 +209,24 @@ def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixe
 def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     footprint = model_footprint(inputs.model, light=light)
     n = inputs.n
-    # Work on the box holding every footprint pixel (row-major order, hence the columns, is kept).
-    rows, cols = bounding_box(footprint.any(axis=0))
-    data = inputs.data[:, rows, cols].reshape(n, -1)
-    use = footprint[:, rows, cols].reshape(n, -1) & np.isfinite(data)
-    target, pixel = np.nonzero(use)
-    counts = np.bincount(target, minlength=n)
+    # The footprint pixels by flat index, in row-major order: grouped by target, and inside a
+    # target in the order of its pixels; the finite ones are used.
+    pixels = np.flatnonzero(footprint)
+    data = np.take(inputs.data, pixels)
+    finite = np.isfinite(data)
+    if not finite.all():
+        pixels, data = pixels[finite], data[finite]
+    counts = np.bincount(pixels // max(footprint.shape[1] * footprint.shape[2], 1), minlength=n)
     k = max(int(counts.max(initial=0)), 1)
-    # Row-major order groups the pixels by target: their rank inside the target is the column.
-    column = np.arange(target.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    # a pixel's rank inside its target is its column: its flat index in the (n, K) arrays is its
+    # own position plus its target's offset
+    first = np.cumsum(counts) - counts  # the target's first pixel among the selected
+    destination = np.arange(pixels.size) + np.repeat(np.arange(n) * k - first, counts)
     background = inputs.background
     signal = np.zeros((n, k))
     model = np.zeros((n, k))
-    signal[target, column] = data[target, pixel] - background.mean[target]
-    model[target, column] = inputs.model[:, rows, cols].reshape(n, -1)[target, pixel]
+    signal.ravel()[destination] = data - np.repeat(background.mean, counts)
+    model.ravel()[destination] = np.take(inputs.model, pixels)
     signal[np.isnan(signal)] = 0.0
     return FitPixels(
         signal=signal,
@@ -186,15 +238,33 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     )
 
 
+def _row_numbers(index: np.ndarray | slice) -> np.ndarray | None:
+    """The rows an array ``index`` selects, in order, as integers (a boolean mask's True rows); None for a slice."""
+    if isinstance(index, slice):
+        return None
+    index = np.asarray(index)
+    return np.flatnonzero(index) if index.dtype == bool else index
+
+
 def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice = _ALL) -> np.ndarray:
-    """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,)."""
+    """Eq. (3) for e-/s images: ``sum (f - F R)^2 / (max(F R, 0)/t + s^2)``, shape (m,).
+
+    The pixel terms are worked out in the two work arrays of ``pixels`` (``FitPixels._scratch``).
+    """
     index_array = np.asarray(index) if not isinstance(index, slice) else None
     if index_array is not None and index_array.dtype.kind in "iu" and np.array_equal(index_array, np.arange(pixels.model.shape[0])):
         index = _ALL  # every row in order: views, not copies
-    signal_model = flux[:, None] * pixels.model[index]
-    residual = pixels.signal[index] - signal_model
+    rows = _row_numbers(index)
+    m = pixels._count(index, rows)
+    signal_model = pixels._signal_model(flux, index, rows, pixels._scratch(0, m))
+    residual = pixels._scratch(1, m)
+    if rows is None:
+        np.subtract(pixels.signal[index], signal_model, out=residual)
+    else:
+        np.take(pixels.signal, rows, axis=0, out=residual, mode="clip")
+        residual -= signal_model
     residual *= residual
-    residual /= pixels._variance(signal_model, index)
+    residual /= pixels._variance(signal_model, index)  # F R is not needed after this
     return np.sum(residual, axis=1)
 
 

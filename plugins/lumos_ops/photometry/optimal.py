@@ -100,7 +100,7 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
         iterations = np.zeros(group.size, dtype=np.int64)
         for _ in range(max_iter):
             rows = slice(None) if active.size == group.size else active
-            new, new_err = sub.weighted_estimate(sub.variance(current[active], rows), rows)
+            new, new_err = sub.weighted_estimate(sub.variance(current[active], rows, scratch=True), rows)
             iterations[active] += 1
             step_small = np.abs(new - current[active]) <= rtol * new_err
             current[active], error[active] = new, new_err

@@ -73,17 +73,24 @@ def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarr
     ndarray of int64, shape (n,)
         Targets off the image get OFF_IMAGE alone.
     """
-    flags = np.zeros(inputs.n, dtype=np.int64)
-    # Only the box holding every footprint pixel can raise a flag.
-    rows, cols = bounding_box(footprint.any(axis=0))
-    footprint = footprint[:, rows, cols]
-    data = inputs.data[:, rows, cols]
-    off_chip = np.zeros(footprint.shape, dtype=bool) if inputs.on_chip is None else ~inputs.on_chip[:, rows, cols]
+    n = inputs.n
+    flags = np.zeros(n, dtype=np.int64)
+    # Only the footprint pixels can raise a flag: they are gathered by flat index.
+    pixels = np.flatnonzero(footprint)
+    target = pixels // max(footprint.shape[1] * footprint.shape[2], 1)
+    data = np.take(inputs.data, pixels)
+    off_chip = np.zeros(pixels.size, dtype=bool) if inputs.on_chip is None else ~np.take(inputs.on_chip, pixels)
     nan = np.isnan(data)
-    flags[(footprint & off_chip).any(axis=(1, 2))] |= Flag.EDGE
-    flags[(footprint & nan & ~off_chip).any(axis=(1, 2))] |= Flag.MASKED
-    saturated = data >= inputs.saturate[:, None, None]
-    flags[(footprint & saturated).any(axis=(1, 2))] |= Flag.SATURATED
+    flags[_any_per_target(target[off_chip], n)] |= Flag.EDGE
+    flags[_any_per_target(target[nan & ~off_chip], n)] |= Flag.MASKED
+    flags[_any_per_target(target[data >= inputs.saturate[target]], n)] |= Flag.SATURATED
     flags[inputs.background.incomplete] |= Flag.ANNULUS_INCOMPLETE
     flags[~inputs.measurable] = Flag.OFF_IMAGE
     return flags
+
+
+def _any_per_target(targets: np.ndarray, n: int) -> np.ndarray:
+    """Boolean (n,): True for the targets listed in ``targets`` (int, any order, repeats allowed)."""
+    hit = np.zeros(n, dtype=bool)
+    hit[targets] = True
+    return hit
