@@ -112,6 +112,7 @@ def render_target_models(
         pixel_scale=pixel_scale,
         as_numpy=True,
         device=device,
+        flux_outside=False,  # not used here: the per-stamp sums are skipped
         **psf_options,
     )
     return np.asarray(result.images, dtype=np.float32), sersic_n != n_raw

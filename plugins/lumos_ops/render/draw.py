@@ -50,18 +50,19 @@ class RenderResult:
         Pixel-integrated, PSF-convolved profiles (flux per pixel, ``[y, x]``); over the whole
         plane they sum to ``flux``. A numpy array, or a torch tensor on the requested device when
         rendered with ``as_numpy=False``.
-    flux_outside : ndarray, shape (n,), float64
-        Fraction of the total flux falling outside the stamp (numpy in both cases).
+    flux_outside : ndarray, shape (n,), float64, or None
+        Fraction of the total flux falling outside the stamp (numpy in both cases); None when
+        :func:`render_galaxies` was asked not to compute it.
     grid_sizes : ndarray, shape (n,), int64
         Side (pixels) of the periodic Fourier grid each profile was rendered on (diagnostic).
     """
 
     images: Any
-    flux_outside: np.ndarray
+    flux_outside: np.ndarray | None
     grid_sizes: np.ndarray
 
     def __len__(self) -> int:
-        return int(self.flux_outside.shape[0])
+        return int(self.grid_sizes.shape[0])
 
 
 def _as_1d(name: str, value: ArrayLike) -> np.ndarray:
@@ -130,6 +131,7 @@ def _render(
     as_numpy: bool,
     batch_size: int,
     wrap_tolerance: float,
+    outside: bool = True,
 ) -> RenderResult:
     n = params["flux"].size
     fwhm_px = params["psf_fwhm"] / pixel_scale
@@ -170,9 +172,9 @@ def _render(
             with xp.no_grad():
                 stamps = render_batch(batch, grid=int(grid), size=size, xp=xp)
             images[xp.index(idx)] = stamps
-    inside = xp.sum_f64(images, (1, 2))
-    flux_outside = 1.0 - inside
-    images *= xp.float32(params["flux"])[:, None, None]
+    flux_outside = 1.0 - xp.sum_f64(images, (1, 2)) if outside else None
+    if not np.all(params["flux"] == 1.0):  # times 1 leaves every float32 value as it is
+        images *= xp.float32(params["flux"])[:, None, None]
     out = xp.numpy(images) if as_numpy else images
     return RenderResult(images=out, flux_outside=flux_outside, grid_sizes=grids)
 
@@ -195,6 +197,7 @@ def render_galaxies(
     as_numpy: bool = True,
     batch_size: int = 2048,
     wrap_tolerance: float = DEFAULT_WRAP_TOLERANCE,
+    flux_outside: bool = True,
 ) -> RenderResult:
     """Render Sérsic galaxies convolved with a PSF and integrated over square pixels.
 
@@ -240,11 +243,13 @@ def render_galaxies(
     wrap_tolerance : float
         Bound on the flux wrapped around by the periodic FFT grid into the stamp, relative to
         the total flux; larger grids are used for profiles with wide wings.
+    flux_outside : bool
+        Sum each stamp for ``RenderResult.flux_outside`` (False: skip the sum, None there).
 
     Returns
     -------
     RenderResult
-        ``images`` (n, size, size) float32 and ``flux_outside`` (n,) float64.
+        ``images`` (n, size, size) float32 and ``flux_outside`` (n,) float64 (or None).
 
     Raises
     ------
@@ -280,6 +285,7 @@ def render_galaxies(
         as_numpy=as_numpy,
         batch_size=batch_size,
         wrap_tolerance=wrap_tolerance,
+        outside=flux_outside,
     )
 
 

@@ -60,8 +60,10 @@ def _packed_rows(name: str, param: np.ndarray, xp: Backend) -> Any:
     """
     table = {"sersic": sersic_table, "moffat": moffat_table}[name]()
     rows = table.rows(param)
-    slopes = np.diff(rows, axis=1, append=rows[:, -1:])
-    pairs = np.ascontiguousarray(np.stack([rows, slopes], axis=-1), dtype=np.float32)
+    pairs = np.empty((*rows.shape, 2), dtype=np.float32)  # each float64 rounded to float32 on writing
+    pairs[..., 0] = rows
+    np.subtract(rows[:, 1:], rows[:, :-1], out=pairs[:, :-1, 1])  # np.diff's slopes
+    pairs[:, -1, 1] = rows[:, -1] - rows[:, -1]  # np.diff's appended last value: 0 for finite values
     return xp.words(pairs.view(np.float64)[..., 0])
 
 
