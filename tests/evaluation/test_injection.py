@@ -58,3 +58,27 @@ def test_a_crowded_frame_gets_another_jittered_grid_before_it_counts_as_full():
     kept = np.random.default_rng(1)
     assert np.array_equal(injection._free_slots(np.full((120, 120), 10.0), 44, 6.0, kept),
                           injection._slots(np.full((120, 120), 10.0), 44, 6.0, np.random.default_rng(1)))
+
+
+def test_the_psf_profile_is_kolmogorov_unless_the_measurement_model_is_asked_for(tmp_path):
+    from lumos_ops.evaluation import injection
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+    assert InjectionConfig().psf_profile == "kolmogorov"
+    kolmogorov, moffat = injection._psf("kolmogorov", 3.0), injection._psf("moffat", 3.0)
+    assert type(kolmogorov).__name__ == "Kolmogorov" and kolmogorov.fwhm == pytest.approx(3.0)
+    assert type(moffat).__name__ == "Moffat" and moffat.beta == DEFAULT_MOFFAT_BETA
+    assert moffat.fwhm == pytest.approx(3.0)
+    with pytest.raises(LumosValueError, match="psf_profile"):
+        InjectionConfig(psf_profile="airy")
+    _frame(tmp_path / "a.fits", seed=1)
+    tables = {p: run_injection([tmp_path / "a.fits"], InjectionConfig(n_galaxies=4, n_place=1, snr_range=(80.0, 120.0),
+                                                                     seed=4, psf_profile=p), methods=("aperture",))
+              for p in ("kolmogorov", "moffat")}
+    same = ["x", "y", "galaxy"]
+    assert tables["kolmogorov"][same].equals(tables["moffat"][same])  # the same draws, another PSF
+    # the same drawn SNR, turned into a flux with the profile's Cramer-Rao error
+    assert np.allclose(tables["kolmogorov"]["true_snr"], tables["moffat"]["true_snr"], rtol=0.05)
+    assert np.allclose(tables["kolmogorov"]["true_flux"], tables["moffat"]["true_flux"], rtol=0.05)
+    assert not tables["kolmogorov"]["flux"].equals(tables["moffat"]["flux"])

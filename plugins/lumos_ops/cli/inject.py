@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="frame pixel noise / the model's training pixel noise (sets EXPTIME)")
     p.add_argument("--psf-fwhm", type=float, default=None,
                    help="PSF FWHM in pixels for every frame (default: measured on each frame's stars)")
+    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
+                   help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -68,7 +70,7 @@ def inject_command(args: argparse.Namespace) -> int:
     for k, population in enumerate(args.populations):
         config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
                                  snr_range=tuple(args.snr_range), noise_ratio=args.noise_ratio, band=args.band,
-                                 seed=args.seed * 1000 + k)
+                                 psf_profile=args.psf_profile, seed=args.seed * 1000 + k)
         if not args.quiet:
             print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
         tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf))

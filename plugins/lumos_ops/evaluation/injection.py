@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
+PSF_PROFILES: tuple[str, ...] = ("kolmogorov", "moffat")
+"""PSF profiles of the injected galaxies (:attr:`InjectionConfig.psf_profile`)."""
 _STAMP = 65
 _NEIGHBOUR_ID = 10_000_000
 
@@ -74,6 +76,11 @@ class InjectionConfig:
         Smallest distance (pixels) of a placement from the frame's own sources (``source_mask``):
         the targets are isolated from uncatalogued real light, so that neighbours are the
         catalogued, injected ones of the ``blended`` population.
+    psf_profile : {"kolmogorov", "moffat"}
+        Profile of the injected galaxies' PSF at the frame's FWHM: Kolmogorov (atmospheric
+        turbulence, the default: not the measurement's model) or the Moffat of the measurement's
+        model (``lumos_ops.render.DEFAULT_MOFFAT_BETA``, the frames carry no ``PSFBETA``), which
+        takes the PSF-profile mismatch out of a test.
     seed : int
     """
 
@@ -86,6 +93,7 @@ class InjectionConfig:
     noise_ratio: float = 1.0
     source_exptime: float = 90.0
     min_clearance: float = 10.0
+    psf_profile: str = "kolmogorov"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,6 +106,8 @@ class InjectionConfig:
             raise LumosValueError(f"snr_range must be (low, high) with 0 < low < high, got {self.snr_range}")
         if not self.noise_ratio > 0:
             raise LumosValueError(f"noise_ratio must be > 0, got {self.noise_ratio}")
+        if self.psf_profile not in PSF_PROFILES:
+            raise LumosValueError(f"psf_profile must be one of {PSF_PROFILES}, got {self.psf_profile!r}")
 
 
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
@@ -304,6 +314,17 @@ def draw_galaxies(population: str, n: int, rng: np.random.Generator,
     return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
+def _psf(profile: str, fwhm_px: float):
+    """The GalSim PSF of ``profile`` (:data:`PSF_PROFILES`) with FWHM ``fwhm_px`` pixels."""
+    import galsim
+
+    if profile == "moffat":
+        from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+        return galsim.Moffat(beta=DEFAULT_MOFFAT_BETA, fwhm=fwhm_px)
+    return galsim.Kolmogorov(fwhm=fwhm_px)
+
+
 def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
     """Unit-flux PSF-convolved, pixel-integrated stamp (``_STAMP`` px, odd) centred (dx, dy) px off its central pixel."""
     import galsim
@@ -391,8 +412,6 @@ def run_injection(
         error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
         ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
     """
-    import galsim
-
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.measure import measure_exposure
@@ -455,7 +474,7 @@ def run_injection(
             k = int(part["frame_index"].iloc[0])
             header = headers[k]
             gain = header["_gain"]
-            psf = galsim.Kolmogorov(fwhm=header["_fwhm_px"])
+            psf = _psf(config.psf_profile, header["_fwhm_px"])
             image = frame_data[k].copy()
             catalog_rows = []
             for row in part.itertuples():
