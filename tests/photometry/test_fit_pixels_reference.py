@@ -176,3 +176,33 @@ def test_footprint_flags_from_the_footprint_pixels(noisy_stamps: Callable[..., t
         assert np.array_equal(footprint_flags(inputs, footprint), _plain_footprint_flags(inputs, footprint))
     flags = footprint_flags(inputs, fit_pixels(inputs).footprint)
     assert flags[1] & Flag.MASKED and flags[3] & Flag.SATURATED and flags[5] & Flag.EDGE
+
+
+def _plain_model_footprint(model: np.ndarray, light: float) -> np.ndarray:
+    n = model.shape[0]
+    out = np.zeros(model.shape, dtype=bool)
+    rows, cols = bounding_box((model != 0).any(axis=0))
+    box = model[:, rows, cols]
+    flat = box.reshape(n, -1)
+    if not np.isfinite(flat).all():
+        flat = np.nan_to_num(flat, nan=0.0)
+    descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
+    cum = np.cumsum(descending, axis=1)
+    total = cum[:, -1:].copy() if cum.shape[1] else np.zeros((n, 1))
+    before = np.subtract(cum, descending, out=cum)
+    needed = np.maximum((before < light * total).sum(axis=1), 1)
+    threshold = descending[np.arange(n), needed - 1] if cum.shape[1] else np.zeros(n)
+    keep = (flat >= threshold[:, None].astype(flat.dtype)) & (flat > 0)
+    out[:, rows, cols] = keep.reshape(box.shape)
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 64, 65, 150])
+def test_model_footprint_in_blocks(n: int) -> None:
+    rng = np.random.default_rng(n)
+    models = np.zeros((n, 40, 40), dtype=np.float32)
+    models[:, 6:35, 8:33] = (rng.exponential(size=(n, 29, 25)) ** 3 - 0.05).astype(np.float32)
+    models[n - 1, 20, 20] = np.nan
+    models[n // 2, 10:12] = 0.0
+    for light in (0.5, 0.99, 1.0):
+        assert np.array_equal(model_footprint(models, light=light), _plain_model_footprint(models, light))

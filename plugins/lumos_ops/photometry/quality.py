@@ -9,6 +9,9 @@ from lumos_ops.photometry.inputs import PhotometryInputs
 
 __all__ = ["footprint_flags", "model_footprint", "bounding_box"]
 
+_FOOTPRINT_BLOCK = 64
+"""Models whose bright pixels are selected together (:func:`model_footprint`)."""
+
 
 def bounding_box(occupied: np.ndarray) -> tuple[slice, slice]:
     """Rows and columns of the smallest box holding every True pixel of a 2-D mask (empty slices if none)."""
@@ -42,20 +45,27 @@ def model_footprint(model: np.ndarray, *, light: float = 0.99) -> np.ndarray:
     # Zero pixels (the padding around rendered models) never enter the footprint and add nothing
     # to the cumulative light: the work is done on the box holding every non-zero pixel.
     rows, cols = bounding_box((model != 0).any(axis=0))
-    box = model[:, rows, cols]
-    flat = box.reshape(n, -1)
+    for lo in range(0, n, _FOOTPRINT_BLOCK):  # a block's arrays are reused from the heap, not page-faulted
+        block = slice(lo, lo + _FOOTPRINT_BLOCK)
+        out[block, rows, cols] = _bright_pixels(model[block, rows, cols], light)
+    return out
+
+
+def _bright_pixels(box: np.ndarray, light: float) -> np.ndarray:
+    """:func:`model_footprint` of the models cropped to a box, shape (m, H, W)."""
+    m = box.shape[0]
+    flat = box.reshape(m, -1)
     if not np.isfinite(flat).all():
         flat = np.nan_to_num(flat, nan=0.0)
     # float64 copies are exact: their running sums are those of the float32 values in float64
     descending = np.sort(flat, axis=1)[:, ::-1].astype(np.float64)
     cum = np.cumsum(descending, axis=1)
-    total = cum[:, -1:].copy() if cum.shape[1] else np.zeros((n, 1))
+    total = cum[:, -1:].copy() if cum.shape[1] else np.zeros((m, 1))
     before = np.subtract(cum, descending, out=cum)  # the light of the brighter pixels
     needed = np.maximum((before < light * total).sum(axis=1), 1)
-    threshold = descending[np.arange(n), needed - 1] if cum.shape[1] else np.zeros(n)
+    threshold = descending[np.arange(m), needed - 1] if cum.shape[1] else np.zeros(m)
     keep = (flat >= threshold[:, None].astype(flat.dtype)) & (flat > 0)
-    out[:, rows, cols] = keep.reshape(box.shape)
-    return out
+    return keep.reshape(box.shape)
 
 
 def footprint_flags(inputs: PhotometryInputs, footprint: np.ndarray) -> np.ndarray:
