@@ -150,6 +150,29 @@ def test_chi2_and_estimates_in_the_work_arrays(noisy_stamps: Callable[..., tuple
                 assert np.array_equal(got, want, equal_nan=True)
 
 
+@pytest.mark.parametrize("exptime", [90.0, "per row"])
+def test_chi2_and_variance_skip_passes_only_where_exact(noisy_stamps: Callable[..., tuple[np.ndarray, ...]],
+                                                       exptime: float | str) -> None:
+    """No max(F R, 0) pass for fluxes >= 0 (with -0, inf), the scalar division for a shared exposure time."""
+    data, model, _, dx, dy = noisy_stamps(9, size=48, seed=11)
+    times = np.linspace(30.0, 300.0, 9) if exptime == "per row" else exptime
+    pixels = fit_pixels(PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy, exptime=times))
+    rng = np.random.default_rng(12)
+    negative_model = FitPixels(signal=pixels.signal, model=pixels.model - 1e-3, noise_var=pixels.noise_var,
+                               background_var=pixels.background_var, exptime=pixels.exptime, footprint=None)
+    no_noise = FitPixels(signal=pixels.signal, model=pixels.model, noise_var=np.where(np.arange(9) == 4, 0.0, pixels.noise_var),
+                         background_var=pixels.background_var, exptime=pixels.exptime, footprint=None)
+    for sub in (pixels, negative_model, no_noise):
+        for flux in (rng.uniform(0.0, 50.0, 9), np.r_[-0.0, 0.0, np.inf, rng.uniform(0.0, 5.0, 6)],
+                     np.r_[np.nan, rng.uniform(0.0, 5.0, 8)], rng.uniform(-5.0, 5.0, 9)):
+            for index in (slice(None), np.array([8, 0, 3])):
+                f = flux[index]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    assert np.array_equal(poisson_chi2(sub, f, index), _plain_chi2(sub, f, index), equal_nan=True)
+                    assert np.array_equal(sub.variance(f, index), _plain_variance(sub, f, index), equal_nan=True)
+                    assert sub.variance(f, index).tobytes() == _plain_variance(sub, f, index).tobytes()
+
+
 def test_groups_carry_no_footprint(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
     inputs = _inputs(noisy_stamps, 6, 5)
     _, sub = next(fit_pixels(inputs).groups(np.arange(6), 4))

@@ -81,7 +81,7 @@ class FitPixels:
         rows = _row_numbers(index)
         m = self._count(index, rows)
         out = self._scratch(0, m) if scratch else np.empty((m, self.model.shape[1]))
-        return self._variance(self._signal_model(flux, index, rows, out), index)
+        return self._variance(self._signal_model(flux, index, rows, out), index, flux)
 
     def _signal_model(self, flux: np.ndarray, index: np.ndarray | slice, rows: np.ndarray | None,
                       out: np.ndarray) -> np.ndarray:
@@ -92,12 +92,36 @@ class FitPixels:
         out *= flux[:, None]
         return out
 
-    def _variance(self, signal_model: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
-        """:meth:`variance` from ``F R`` (m, K), computed in place: ``signal_model`` is overwritten."""
-        source = np.maximum(signal_model, 0.0, out=signal_model)
-        source /= self.exptime[index, None]
-        source += self.noise_var[index, None]
-        return source
+    def _variance(self, signal_model: np.ndarray, index: np.ndarray | slice, flux: np.ndarray) -> np.ndarray:
+        """:meth:`variance` from ``F R`` (m, K) of the fluxes ``flux`` (m,), computed in place:
+        ``signal_model`` is overwritten.
+
+        Two passes are skipped where they cannot change a value: ``max(F R, 0)`` when every
+        ``F >= 0``, ``R >= 0`` and ``s^2 > 0`` (then ``F R`` is 0 or more, or -0 for ``F = -0``,
+        which the positive ``s^2`` added later turns into the same sum), and the division by a
+        per-row exposure time when all rows share it (divided by that number instead).
+        """
+        noise_var = self.noise_var[index]
+        if not (self._model_nonnegative and np.all(flux >= 0.0) and np.all(noise_var > 0.0)):
+            np.maximum(signal_model, 0.0, out=signal_model)
+        exptime = self._common_exptime
+        if exptime is None:
+            signal_model /= self.exptime[index, None]
+        else:
+            signal_model /= exptime
+        signal_model += noise_var[:, None]
+        return signal_model
+
+    @functools.cached_property
+    def _model_nonnegative(self) -> bool:
+        """Every model value is >= 0 (true of :func:`fit_pixels`'s: the footprint keeps R > 0, the rest is 0)."""
+        return bool(np.all(self.model >= 0.0))
+
+    @functools.cached_property
+    def _common_exptime(self) -> float | None:
+        """The exposure time (s) of every row when they share one, else None."""
+        exptime = self.exptime
+        return float(exptime[0]) if exptime.size and np.all(exptime == exptime[0]) else None
 
     def _count(self, index: np.ndarray | slice, rows: np.ndarray | None) -> int:
         """Rows selected by ``index``."""
@@ -264,7 +288,7 @@ def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice 
         np.take(pixels.signal, rows, axis=0, out=residual, mode="clip")
         residual -= signal_model
     residual *= residual
-    residual /= pixels._variance(signal_model, index)  # F R is not needed after this
+    residual /= pixels._variance(signal_model, index, flux)  # F R is not needed after this
     return np.sum(residual, axis=1)
 
 
