@@ -113,3 +113,19 @@ def test_generator_records_the_mismatch_keeps_the_models_and_is_seeded(tmp_path,
                                 psf_beta=on_meta.psf_beta.to_numpy(), dx=on_meta.dx.to_numpy(), dy=on_meta.dy.to_numpy(),
                                 size=40, pixel_scale=0.263).images
     assert np.allclose(models, reference, atol=1e-6)
+
+
+def test_part_of_the_sky_is_removed_from_each_background_and_recorded(tmp_path, small_survey: SurveyManifest):
+    assert "sky_removed_range" not in TeahupooConfig(n_stamps=1).to_dict()
+    with pytest.raises(LumosValueError, match="sky_removed_range"):
+        TeahupooConfig(n_stamps=1, sky_removed_range=(0.5, 1.5))
+    _, off_meta, off = _set(tmp_path, small_survey, "off")
+    on_dir, on_meta, on = _set(tmp_path, small_survey, "sky", sky_removed_range=(0.0, 1.0))
+    assert json.loads((on_dir / "manifest.json").read_text())["config"]["sky_removed_range"] == [0.0, 1.0]
+    assert tuple(on_meta.columns) == META_COLUMNS + ("sky_removed",)
+    assert on_meta[list(META_COLUMNS)].equals(off_meta) and np.array_equal(on[:, 1], off[:, 1])
+    shift = (off[:, 0].astype(np.float64) - on[:, 0].astype(np.float64))
+    removed = on_meta["sky_removed"].to_numpy()
+    assert np.allclose(np.nanmedian(shift.reshape(len(shift), -1), axis=1), removed, atol=1e-3 * (1 + removed))
+    sky = np.nanmedian(off[:, 0].reshape(len(off), -1), axis=1)
+    assert (removed >= -1e-9).all() and (removed <= 1.001 * np.abs(sky) + 0.5).all() and removed.std() > 0

@@ -93,6 +93,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
   stamp median;
 * ``fast-v11-mismatch`` (below): ``fast-v11`` fine-tuned on galaxies that differ from their model;
 * ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
+* ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -169,6 +170,16 @@ RECIPES["fast-v11-wide-seeing"] = Recipe(
 log-normally around 0.75" with scatter 0.4 in 0.4-1.6" (1.5-6.1 px; ``fast-v11``'s survey: around 0.95"
 with scatter 0.2 in 0.7-1.4"), so that targets and the exposures' own sources share PSFs as small as
 those of the SDSS frames; every galaxy is its model."""
+RECIPES["fast-v11-sky-removed"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 7, "sky_removed_range": (0.0, 1.0)},
+    train=RECIPES["fast-v11-noise-texture"].train,
+    init="fast-v11",
+)
+"""An experiment (``reports/lumos/truth-mismatch/``): ``fast-v11``'s weights fine-tuned as
+``fast-v11-mismatch`` on 60,000 stamps (seed 7) of ``fast-v11``'s survey with 0-100 % of each
+background's sky subtracted (``TeahupooConfig.sky_removed_range``): the simulated exposures' sky
+sets their noise, a real sky-subtracted frame's does not."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

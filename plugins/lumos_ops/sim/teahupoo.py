@@ -65,7 +65,8 @@ whether the stamp's background was re-textured (:mod:`lumos_ops.sim.noise_textur
 sigma of its kernel (pixels), its resampling kernel and that kernel's sub-pixel shifts (pixels);
 0, ``"none"``, 0, 0 on the stamps left as they were. With a truth-model mismatch
 (``TeahupooConfig.truth_mismatch``) :data:`MISMATCH_META_COLUMNS` follow, and ``psf_fwhm`` is the
-model's PSF FWHM (arcsec, ``psf_scale`` included)."""
+model's PSF FWHM (arcsec, ``psf_scale`` included). With ``TeahupooConfig.sky_removed_range`` the last
+column is ``sky_removed``, the level (e-/s per pixel) subtracted from the stamp's background."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +232,7 @@ class _Draws:
     noise_shift_x: np.ndarray
     noise_shift_y: np.ndarray
     mismatch: MismatchDraws | None = None
+    sky_removed: np.ndarray | None = None
 
 
 def _generate(
@@ -320,7 +322,7 @@ def _output_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nbr_catalog: pd.DataFrame) -> _Draws:
     """Exposure, catalogue row, sub-pixel shift, angle, split, neighbour, noise texture and truth-model
-    mismatch of every stamp (seed streams 10, 12, 15, 16, 17, 19)."""
+    mismatch of every stamp, and the share of its sky removed (seed streams 10, 12, 15, 16, 17, 19, 20)."""
     n = config.n_stamps
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 10]))
     exposure_index = rng.integers(0, n_paths, size=n)
@@ -363,6 +365,8 @@ def _draw_stamps(config: TeahupooConfig, n_paths: int, catalog: pd.DataFrame, nb
         background_scale=background_scale, noise_textured=textured, noise_kernel_sigma=kernel_sigma,
         noise_resample=resample, noise_shift_x=shifts[:, 0], noise_shift_y=shifts[:, 1],
         mismatch=draw_mismatch(config, n) if config.truth_mismatch else None,
+        sky_removed=(None if config.sky_removed_range == (0.0, 0.0) else np.random.default_rng(
+            np.random.SeedSequence([config.seed, 20])).uniform(*config.sky_removed_range, size=n)),
     )
 
 
@@ -425,6 +429,7 @@ def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFram
         "background_scale": np.ones(n),
         **noise,
         **_mismatch_meta(draws.mismatch, catalog["r50"].to_numpy(np.float64)[rows]),
+        **({} if draws.sky_removed is None else {"sky_removed": np.zeros(n)}),
     }
 
 
@@ -556,6 +561,12 @@ def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel:
     noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + truth * np.clip(target, None, 0.0)
     scale = draws.background_scale[sel]
     background = _background(config, exposure, sel, cx, cy, draws, texture_rng) * scale[:, None, None]
+    if draws.sky_removed is not None:
+        finite = np.isfinite(background).any(axis=(1, 2))
+        sky = np.zeros(len(sel))
+        sky[finite] = np.nanmedian(background[finite].reshape(int(finite.sum()), -1), axis=1)
+        meta["sky_removed"][sel] = draws.sky_removed[sel] * sky
+        background = background - meta["sky_removed"][sel][:, None, None]
     meta["background_scale"][sel] = scale
     meta["flux_outside"][sel] = rendered.flux_outside
     meta["n_masked"][sel] = np.isnan(background).sum(axis=(1, 2))
@@ -592,7 +603,7 @@ def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
 
 def _write_meta(out: Path, meta: dict[str, np.ndarray]) -> Path:
     columns = (META_COLUMNS + (NOISE_META_COLUMNS if "noise_textured" in meta else ())
-               + (MISMATCH_META_COLUMNS if "knot_flux_frac" in meta else ()))
+               + (MISMATCH_META_COLUMNS if "knot_flux_frac" in meta else ()) + (("sky_removed",) if "sky_removed" in meta else ()))
     table = pd.DataFrame({name: meta[name] for name in columns})
     for column in ("band", "source_exposure", "split") + (("noise_resample",) if "noise_textured" in meta else ()):
         table[column] = table[column].astype(str)

@@ -154,6 +154,11 @@ class TeahupooConfig:
         Share of such a galaxy's flux in its knots, drawn uniformly.
     max_knots : int
         Largest number of knots (1 to ``max_knots``, uniform).
+    sky_removed_range : (float, float)
+        Fraction of each background cutout's median (its sky) subtracted, drawn uniformly per stamp:
+        (0, 0) keeps the exposures' sky; (0, 1) mixes raw and sky-subtracted frames, so that the
+        stamp's sky level no longer tells the network its noise (real frames come sky-subtracted or
+        not, whatever their noise).
 
     Every field of the truth-model mismatch left at its default gives the stamps the generator
     gave before the option existed (same draws, same pixels, same manifest).
@@ -194,6 +199,7 @@ class TeahupooConfig:
     knot_fraction: float = 0.0
     knot_flux_range: tuple[float, float] = (0.05, 0.3)
     max_knots: int = 8
+    sky_removed_range: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
@@ -316,6 +322,12 @@ class TeahupooConfig:
             )
         if isinstance(self.max_knots, bool) or not isinstance(self.max_knots, int) or self.max_knots < 1:
             raise LumosValueError(f"TeahupooConfig.max_knots must be an integer >= 1, got {self.max_knots!r}")
+        r_lo, r_hi = (float(v) for v in self.sky_removed_range)
+        object.__setattr__(self, "sky_removed_range", (r_lo, r_hi))
+        if not (0.0 <= r_lo <= r_hi <= 1.0):
+            raise LumosValueError(
+                f"TeahupooConfig.sky_removed_range must be (low, high) fractions with 0 <= low <= high <= 1, got {(r_lo, r_hi)}"
+            )
 
     @property
     def truth_mismatch(self) -> bool:
@@ -354,4 +366,6 @@ class TeahupooConfig:
         if not self.truth_mismatch:
             for name in MISMATCH_FIELDS:
                 del values[name]
+        if self.sky_removed_range == (0.0, 0.0):
+            del values["sky_removed_range"]
         return json.loads(json.dumps(values))
