@@ -71,3 +71,17 @@ def test_stamps_without_flux_outside_are_the_same(device: str | None) -> None:
     scaled = render_galaxies(**shapes, flux=np.r_[np.ones(n - 1), 3.0])
     assert np.array_equal(np.asarray(scaled.images)[:-1], np.asarray(full.images)[:-1])
     assert np.array_equal(np.asarray(scaled.images)[-1], np.asarray(full.images)[-1] * np.float32(3.0))
+
+
+@pytest.mark.parametrize("count", [1, 256, 257, 700])
+def test_leak_bounds_in_blocks_are_each_profiles_own(count: int) -> None:
+    from lumos_ops.render import grid
+    from lumos_ops.render.psf import PsfKind
+
+    rng = np.random.default_rng(count)
+    candidates = np.array([g for g in grid.GRID_SIZES if g >= 68][:6], dtype=np.float64)
+    shapes = (rng.uniform(0.5, 25.0, count), rng.uniform(0.3, 6.5, count), rng.uniform(0.05, 1.0, count))
+    psf = (rng.uniform(1.0, 3.0, count), rng.uniform(2.0, 5.0, count), rng.uniform(0.0, 0.5, count))
+    for kind, profile in ((PsfKind.MOFFAT, shapes), (PsfKind.GAUSSIAN, (None, None, None))):
+        whole = grid._leak_block(candidates, 60, *profile, *psf, kind)  # the whole batch in one block: the plain code
+        assert grid._leak(candidates, 60, *profile, *psf, kind).tobytes() == whole.tobytes()

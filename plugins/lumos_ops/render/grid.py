@@ -109,8 +109,23 @@ def choose_grid_sizes(
     return grids.astype(np.int64)
 
 
+_LEAK_BLOCK = 256
+"""Profiles whose leak bounds are worked out together (their (B, G, 20) temporaries stay in cache)."""
+
+
 def _leak(candidates, size, r50_px, sersic_n, q, psf_scale_px, psf_beta, max_offset, psf_kind) -> np.ndarray:
-    """Bound on the wrapped-around flux fraction, shape (B, len(candidates))."""
+    """Bound on the wrapped-around flux fraction, shape (B, len(candidates)); each profile's own numbers."""
+    max_offset = np.asarray(max_offset, dtype=np.float64)
+    out = np.empty((max_offset.size, candidates.size))
+    for lo in range(0, max_offset.size, _LEAK_BLOCK):
+        block = slice(lo, lo + _LEAK_BLOCK)
+        part = [None if v is None else np.asarray(v)[block] for v in (r50_px, sersic_n, q, psf_scale_px, psf_beta)]
+        out[block] = _leak_block(candidates, size, *part, max_offset[block], psf_kind)
+    return out
+
+
+def _leak_block(candidates, size, r50_px, sersic_n, q, psf_scale_px, psf_beta, max_offset, psf_kind) -> np.ndarray:
+    """:func:`_leak` of one block of profiles."""
     clear = candidates[None, :] - size / 2.0 - np.asarray(max_offset, dtype=np.float64)[:, None]
     rings = ((4.0, clear - 1.0), (4.0, np.sqrt(2.0) * clear - 1.0), (16.0, clear + candidates[None, :] - 1.0))
     leak = np.zeros(clear.shape)
