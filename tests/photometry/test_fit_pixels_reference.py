@@ -173,6 +173,18 @@ def test_chi2_and_variance_skip_passes_only_where_exact(noisy_stamps: Callable[.
                     assert sub.variance(f, index).tobytes() == _plain_variance(sub, f, index).tobytes()
 
 
+def test_row_numbers_index_as_numpy_does(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
+    pixels = fit_pixels(_inputs(noisy_stamps, 6, 13))
+    flux = np.array([3.0, 40.0])
+    index = np.array([-1, -6])
+    assert np.array_equal(poisson_chi2(pixels, flux, index), _plain_chi2(pixels, flux, index))
+    for bad in (np.array([6]), np.array([-7])):
+        with pytest.raises(IndexError):
+            poisson_chi2(pixels, flux[:1], bad)
+        with pytest.raises(IndexError):
+            pixels.weighted_estimate(np.ones((1, pixels.model.shape[1])), bad)
+
+
 def test_groups_carry_no_footprint(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
     inputs = _inputs(noisy_stamps, 6, 5)
     _, sub = next(fit_pixels(inputs).groups(np.arange(6), 4))

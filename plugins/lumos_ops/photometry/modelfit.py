@@ -88,7 +88,7 @@ class FitPixels:
         """``flux[:, None] * model[index]`` written to ``out`` (m, K) (e-/s); ``rows`` from :func:`_row_numbers`."""
         if rows is None:
             return np.multiply(flux[:, None], self.model[index], out=out)
-        np.take(self.model, rows, axis=0, out=out, mode="clip")  # rows are valid: no bounds pass
+        np.take(self.model, rows, axis=0, out=out, mode="wrap")  # checked by _count; -1 is the last row
         out *= flux[:, None]
         return out
 
@@ -124,8 +124,13 @@ class FitPixels:
         return float(exptime[0]) if exptime.size and np.all(exptime == exptime[0]) else None
 
     def _count(self, index: np.ndarray | slice, rows: np.ndarray | None) -> int:
-        """Rows selected by ``index``."""
-        return len(range(self.model.shape[0])[index]) if rows is None else rows.size
+        """Rows selected by ``index``; IndexError for a row number out of range (as numpy indexing)."""
+        n = self.model.shape[0]
+        if rows is None:
+            return len(range(n)[index])
+        if rows.size and (rows.max() >= n or rows.min() < -n):
+            raise IndexError(f"row index out of range for {n} rows")
+        return rows.size
 
     def _scratch(self, slot: int, m: int) -> np.ndarray:
         """A contiguous float64 (m, K) work array, the start of this object's buffer ``slot`` (0 or 1).
@@ -166,7 +171,7 @@ class FitPixels:
         """``values[index] / variance`` (m, K) written to ``out``."""
         if rows is None:
             return np.divide(values[index], variance, out=out)
-        np.take(values, rows, axis=0, out=out, mode="clip")
+        np.take(values, rows, axis=0, out=out, mode="wrap")
         out /= variance
         return out
 
@@ -285,7 +290,7 @@ def poisson_chi2(pixels: FitPixels, flux: np.ndarray, index: np.ndarray | slice 
     if rows is None:
         np.subtract(pixels.signal[index], signal_model, out=residual)
     else:
-        np.take(pixels.signal, rows, axis=0, out=residual, mode="clip")
+        np.take(pixels.signal, rows, axis=0, out=residual, mode="wrap")
         residual -= signal_model
     residual *= residual
     residual /= pixels._variance(signal_model, index, flux)  # F R is not needed after this
