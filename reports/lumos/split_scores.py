@@ -8,7 +8,9 @@ compare models and groups of stamps with each other, not with the fixed-truth ta
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -64,3 +66,15 @@ def print_rows(result: dict[str, dict[str, dict]]) -> None:
         for key, row in rows.items():
             print(f"{model} | {key} | " + " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in row.items()))
+
+
+def main(argv: list[str], score: Callable[[str, str], dict[str, dict[str, float]]]) -> int:
+    """``SCRIPT SET_DIR OUT.json MODEL [MODEL ...]``: ``score(SET_DIR, MODEL)`` of every model, printed and written."""
+    torch.set_num_threads(1)
+    set_dir, out_path, models = argv[1], argv[2], argv[3:]
+    result = {"set": set_dir, "models": {m: score(set_dir, m) for m in models}}
+    print_rows(result["models"])
+    with open(out_path, "w") as handle:
+        json.dump(result, handle, indent=1)
+        handle.write("\n")
+    return 0

@@ -184,18 +184,24 @@ def test_config_is_validated():
         AdaptConfig(truth_mismatch={"knot_fraction": 2.0})
 
 
-@pytest.mark.slow
-def test_adapt_trains_on_galaxies_that_differ_from_their_model(exposures, tmp_path, monkeypatch):
-    from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
-
-    root, _ = exposures
+def _train_only(root, out, config: AdaptConfig, monkeypatch) -> None:
+    """Run ``adapt`` up to its trained candidate (``out/model.pt``), stopping before the injection."""
 
     def stop(*args, **kwargs):
         raise Interrupt
 
     monkeypatch.setattr(adapt_module, "_stage_injection", stop)
     with pytest.raises(Interrupt):
-        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1, truth_mismatch=dict(TRUTH_MISMATCH)))
+        adapt(root, catalogue(), out, config)
+    monkeypatch.undo()
+
+
+@pytest.mark.slow
+def test_adapt_trains_on_galaxies_that_differ_from_their_model(exposures, tmp_path, monkeypatch):
+    from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
+
+    _train_only(exposures[0], tmp_path / "run", small_config(epochs=1, truth_mismatch=dict(TRUTH_MISMATCH)),
+                monkeypatch)
     recorded = json.loads((tmp_path / "run" / "teahupoo" / "manifest.json").read_text())["config"]
     assert recorded["knot_fraction"] == TRUTH_MISMATCH["knot_fraction"]
     assert recorded["truth_psf_beta_range"] == list(TRUTH_MISMATCH["truth_psf_beta_range"])
@@ -232,21 +238,14 @@ def test_adapt_to_a_survey_with_other_bands(tmp_path):
 @pytest.mark.slow
 def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monkeypatch):
     root, _ = exposures
-
-    def stop(*args, **kwargs):
-        raise Interrupt
-
-    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
-    with pytest.raises(Interrupt):
-        adapt(root, catalogue(), tmp_path / "run", small_config(epochs=1))
+    _train_only(root, tmp_path / "run", small_config(epochs=1), monkeypatch)
     norm = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu").normalization
     assert norm.stamp_background == "masked_annulus"  # the default
     # the magnitudes the candidate was fine-tuned on: the survey catalogue's, not the base model's
     ts = TrainingSet(tmp_path / "run" / "teahupoo")
     i_auto = ts.meta["i_auto"].to_numpy()[ts.indices("train")]
     assert norm.imag_range == (i_auto.min(), i_auto.max())
-    with pytest.raises(Interrupt):
-        adapt(root, catalogue(), tmp_path / "kept", small_config(epochs=1, stamp_background=None))
+    _train_only(root, tmp_path / "kept", small_config(epochs=1, stamp_background=None), monkeypatch)
     assert load_checkpoint(tmp_path / "kept" / "model.pt", device="cpu").normalization.stamp_background == "median"
     with pytest.raises(LumosValueError, match="stamp_background"):
         small_config(stamp_background="mode")

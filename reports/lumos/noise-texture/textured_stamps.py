@@ -11,11 +11,9 @@ kinds of background with each other, not with the fixed-truth targets.
 
 from __future__ import annotations
 
-import json
 import sys
 
-import torch
-from split_scores import grouped, predict_test_split, print_rows
+from split_scores import grouped, main, predict_test_split
 
 
 def score(set_dir: str, model: str) -> dict[str, dict[str, float]]:
@@ -25,16 +23,5 @@ def score(set_dir: str, model: str) -> dict[str, dict[str, float]]:
     return grouped(mean, std, truth, {"white": ~textured, "textured": textured})
 
 
-def main(argv: list[str]) -> int:
-    torch.set_num_threads(1)
-    set_dir, out_path, models = argv[1], argv[2], argv[3:]
-    result = {"set": set_dir, "models": {m: score(set_dir, m) for m in models}}
-    print_rows(result["models"])
-    with open(out_path, "w") as handle:
-        json.dump(result, handle, indent=1)
-        handle.write("\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv, score))
