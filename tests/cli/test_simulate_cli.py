@@ -43,12 +43,13 @@ def test_simulate_survey_and_training_set(tmp_path, capsys) -> None:
     rc = main(["simulate", "training-set", "--exposures", str(survey), "--catalog", str(survey / "catalog.parquet"),
                "--out", str(tmp_path / "ts4"), "--n-stamps", "5", "--size", "32", "--seed", "1",
                "--psf-scale-range", "0.7", "1.4", "--truth-psf-beta-range", "2", "6", "--truth-r50-scatter", "0.1",
-               "--truth-psf-fwhm-scatter", "0.05", "--knot-fraction", "0.5", "--knot-flux-range", "0.1", "0.2", "-q"])
+               "--truth-psf-fwhm-scatter", "0.05", "--knot-fraction", "0.5", "--knot-flux-range", "0.1", "0.2", "--sky-removed-range", "0", "0.5", "-q"])
     assert rc == 0
     recorded = json.loads((tmp_path / "ts4" / "manifest.json").read_text())["config"]
     assert (recorded["psf_scale_range"], recorded["truth_psf_beta_range"], recorded["knot_flux_range"]) == (
         [0.7, 1.4], [2.0, 6.0], [0.1, 0.2])
     assert recorded["knot_fraction"] == 0.5 and recorded["truth_r50_scatter"] == 0.1
+    assert recorded["sky_removed_range"] == [0.0, 0.5]
     assert "knot_flux_frac" in TrainingSet(tmp_path / "ts4").meta.columns
 
 

@@ -87,6 +87,7 @@ def _training_set(args: argparse.Namespace) -> int:
         truth_r50_scatter=args.truth_r50_scatter,
         knot_fraction=args.knot_fraction,
         knot_flux_range=tuple(args.knot_flux_range),
+        sky_removed_range=tuple(args.sky_removed_range),
         device=args.device,
         threads=args.threads,
     )
@@ -175,6 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           help="fraction of galaxies with point-like knots (default 0)")
     mismatch.add_argument("--knot-flux-range", type=float, nargs=2, default=(0.05, 0.3), metavar=("LOW", "HIGH"),
                           help="share of such a galaxy's flux in its knots, uniform (default 0.05 0.3)")
+    training.add_argument("--sky-removed-range", type=float, nargs=2, default=(0.0, 0.0), metavar=("LOW", "HIGH"),
+                          help="subtract this share (uniform) of each background cutout's median sky (default 0 0)")
     training.add_argument("--device", help="renderer torch device, e.g. cuda (default cpu)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_survey_option(training)
