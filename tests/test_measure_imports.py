@@ -1,5 +1,6 @@
 """``lumos measure`` with a classical method runs without importing torch, nor the modules its
-start-up defers to where they are used (``benchmarks/README.md``, ``bench_startup.py``)."""
+start-up defers to where they are used or never needs (``benchmarks/README.md``,
+``bench_startup.py``); with LUMOS it imports torch and still none of the others."""
 
 from __future__ import annotations
 
@@ -34,9 +35,31 @@ _DEFERRED = (
     "tqdm",  # only for the progress bar
     "airflow",
     "boto3",
+    "psycopg2",
+    "requests",
+    "yaml",
+    "PIL",
+    "jinja2",
+    "pyarrow.parquet",  # only for a .parquet catalogue or output
+    "scipy.optimize",  # the scipy the path needs: ndimage, special, fft
+    "scipy.stats",
+    "scipy.interpolate",
+    "scipy.signal",
+    "scipy.sparse",
+    "scipy.linalg",
+    "astropy.table",  # the astropy the path needs: io.fits (and the units it imports)
+    "astropy.time",
+    "lumos_ops.pipeline",
+    "lumos_ops.sim",
+    "lumos_ops.evaluation",
+    "lumos_ops.photoz",
+    "lumos_ops.lumos.checkpoint",  # LUMOS only
 )
 """Modules ``lumos measure --method aperture|optimal|modelfit --no-progress`` does not import on an
 exposure without a WCS and an x/y catalogue."""
+
+_LUMOS_IMPORTS = ("tqdm", "lumos_ops.lumos.checkpoint")
+"""Modules of :data:`_DEFERRED` that ``--method lumos`` imports (torch imports tqdm from ``torch.hub``)."""
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +72,27 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return Path(image), path
 
 
-@pytest.mark.parametrize("method", ["aperture", "optimal", "modelfit"])
-def test_classical_methods_import_neither_torch_nor_deferred_modules(method: str, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+def _measure(method: str, watched: tuple[str, ...], inputs: tuple[Path, Path], out: Path) -> str:
+    """stdout of ``lumos measure --method METHOD --no-progress`` on ``inputs`` in a fresh process,
+    which reports whether torch and which of ``watched`` it imported."""
     image, catalog = inputs
-    out = tmp_path / f"{method}.csv"
-    run = subprocess.run([sys.executable, "-c", _RUN, ",".join(_DEFERRED), "measure", str(image), str(catalog),
+    run = subprocess.run([sys.executable, "-c", _RUN, ",".join(watched), "measure", str(image), str(catalog),
                           "--method", method, "--out", str(out), "--no-progress"], capture_output=True, text=True,
                          check=True)
-    assert "TORCH False" in run.stdout
-    assert "DEFERRED none" in run.stdout
     table = pd.read_csv(out)
     assert len(table) == 3 and table["flux"].notna().all()
+    return run.stdout
+
+
+@pytest.mark.parametrize("method", ["aperture", "optimal", "modelfit"])
+def test_classical_methods_import_neither_torch_nor_deferred_modules(method: str, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    stdout = _measure(method, _DEFERRED, inputs, tmp_path / f"{method}.csv")
+    assert "TORCH False" in stdout
+    assert "DEFERRED none" in stdout
+
+
+def test_lumos_imports_torch_and_no_other_deferred_module(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    watched = tuple(name for name in _DEFERRED if name not in _LUMOS_IMPORTS)
+    stdout = _measure("lumos", watched, inputs, tmp_path / "lumos.csv")
+    assert "TORCH True" in stdout
+    assert "DEFERRED none" in stdout
