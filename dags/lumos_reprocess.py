@@ -14,8 +14,10 @@ promote``). Resumable: rerun (or clear) the run and only what is left is measure
 
 Params: ``first_night``, ``last_night`` (``YYYY-MM-DD``), ``methods`` (comma-separated),
 ``model_versions`` (``method=version`` pairs; required for LUMOS), ``model_key`` (checkpoint in
-the object store). ``process`` measures every method of ``LUMOS_METHODS`` at once: on the GPU queue
-and pool when they include LUMOS and ``LUMOS_GPU_INFERENCE=true``, else on the CPU queue.
+the object store), ``exposures_per_task`` (at least this many CCD images per mapped task; a field's
+reprocessing pays each task's scheduling and start-up once per chunk). ``process`` measures every
+method of ``LUMOS_METHODS`` at once: on the GPU queue and pool when they include LUMOS and
+``LUMOS_GPU_INFERENCE=true``, else on the CPU queue.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def _config(params: dict):
         "model_versions": Param("", type="string",
                                 description="method=version pairs, e.g. lumos=lumos-2026.12 (required for LUMOS)"),
         "model_key": Param(None, type=["null", "string"], description="Checkpoint object key of the LUMOS version"),
+        "exposures_per_task": Param(None, type=["null", "integer"], minimum=1,
+                                    description="At least this many CCD images per mapped process task (fewer, "
+                                                "longer tasks for a bulk run; default: as many tasks as allowed)"),
     },
     default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(minutes=2),
                   "retry_exponential_backoff": True, "queue": SETTINGS.cpu_queue,
@@ -83,7 +88,8 @@ def lumos_reprocess() -> None:
                                     last_night=params["last_night"], dag_id=dag_run.dag_id, dag_run_id=dag_run.run_id)
         print(f"{len(result.tasks)} of {result.n_registered} exposures left to measure with {dict(result.versions)}")
         context["ti"].xcom_push(key="plan", value={"runs": dict(result.runs), "versions": dict(result.versions)})
-        return [[t.to_dict() for t in chunk] for chunk in result.chunks(SETTINGS.max_mapped_tasks)]
+        chunks = result.chunks(SETTINGS.max_mapped_tasks, params.get("exposures_per_task") or 1)
+        return [[t.to_dict() for t in chunk] for chunk in chunks]
 
     @task(map_index_template="{{ exposure_label }}", queue=PROCESS_QUEUE, pool=PROCESS_POOL)
     def process(exposures: list[dict]) -> int:

@@ -55,13 +55,13 @@ def task_states(dag_run_id: str) -> dict[tuple[str, int], str]:
                 for ti in rows}
 
 
-def rendered_map_indexes(dag_run_id: str) -> dict[int, str]:
+def rendered_map_indexes(dag_run_id: str, dag_id: str = "lumos_nightly") -> dict[int, str]:
     """``{map_index: rendered label}`` of the mapped ``process`` tasks."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == "lumos_nightly",
+        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
                                                   TaskInstance.run_id == dag_run_id,
                                                   TaskInstance.task_id == "process").all()
         return {ti.map_index: ti.rendered_map_index for ti in rows}

@@ -45,7 +45,8 @@ def test_reprocess_dag_parses_below_the_nightly_priority(airflow_db):
         nightly, _ = load_dag("lumos_nightly")
     assert errors == {}
     assert set(reprocess.task_dict) == {"check_schema", "plan", "process", "finish", "incomplete"}
-    assert set(reprocess.params) == {"first_night", "last_night", "methods", "model_versions", "model_key"}
+    assert set(reprocess.params) == {"first_night", "last_night", "methods", "model_versions", "model_key",
+                                     "exposures_per_task"}
     assert type(reprocess.timetable).__name__ == "NullTimetable"  # manual runs only
     weights = {d.dag_id: (d.task_dict["process"].priority_weight, d.task_dict["process"].weight_rule)
                for d in (reprocess, nightly)}

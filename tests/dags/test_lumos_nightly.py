@@ -220,6 +220,26 @@ def test_a_night_larger_than_max_mapped_tasks_is_mapped_in_chunks(stack):
                           "WHERE e.night = :n AND e.status = 'done'", n=night) == 4 * N_SOURCES
 
 
+def test_a_reprocessing_measures_a_new_version_in_bulk_chunks(stack):
+    engine, night = stack["engine"], "2026-11-24"
+    write_night(stack["put"], night, n_exposures=2, n_ccds=2, catalog=stack["catalog"], first_expnum=8100)
+    nightly, _ = load_dag()
+    assert str(run_dag(nightly, night=night).state) in ("success", "DagRunState.SUCCESS")
+    reprocess, errors = load_dag("lumos_reprocess")
+    assert errors == {}
+    conf = {"first_night": night, "last_night": night, "methods": "aperture",
+            "model_versions": "aperture=aperture-bulk", "exposures_per_task": 3}
+    run = run_dag(reprocess, conf=conf)
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    assert rendered_map_indexes(run.run_id, "lumos_reprocess") == {0: "exp0008100/ccd01 +2", 1: "exp0008101/ccd02"}
+    with engine.connect() as conn:
+        per_version = dict(conn.execute(sa.text(
+            "SELECT m.model_version, count(*) FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id) "
+            "WHERE e.night = :n GROUP BY m.model_version"), {"n": night}).all())
+    assert per_version.pop("aperture-bulk") == 4 * N_SOURCES  # every CCD image, beside production's rows
+    assert list(per_version.values()) == [4 * N_SOURCES]
+
+
 def test_empty_night_succeeds_with_nothing_to_do(stack):
     dag, _ = load_dag()
     run = run_dag(dag, night="2026-01-01")

@@ -94,3 +94,19 @@ def test_a_large_night_is_mapped_in_chunks_of_consecutive_exposures():
     assert [len(c) for c in small] == [1] * 5 and chunk_label(small[0]) == "exp0001000/ccd01"
     assert chunk_label(chunks[1]) == "exp0001000/ccd03 +1"
     assert NightPlan(night="2026-11-20", run_id=1, tasks=()).chunks(512) == []
+    assert NightPlan(night="2026-11-20", run_id=1, tasks=()).chunks(512, min_size=8) == []
+
+
+def test_bulk_runs_can_ask_for_more_exposures_per_mapped_task():
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.pipeline.plan import ExposureTask, NightPlan
+
+    tasks = tuple(ExposureTask(exposure_id=i, key=f"k{i}", night="2026-11-20", expnum=1000 + i // 8, ccd=1 + i % 8,
+                               size=1, checksum="c", run_id=1, catalog_key="cat", catalog_checksum="c")
+                  for i in range(20))
+    plan = NightPlan(night="2026-11-20", run_id=1, tasks=tasks)
+    assert [len(c) for c in plan.chunks(512, min_size=8)] == [8, 8, 4]
+    assert [len(c) for c in plan.chunks(2, min_size=3)] == [10, 10]  # max_chunks still bounds the map
+    assert [t for c in plan.chunks(512, min_size=7) for t in c] == list(tasks)
+    with pytest.raises(LumosValueError, match="min_size=0"):
+        plan.chunks(512, min_size=0)

@@ -99,13 +99,16 @@ class NightPlan:
                    tasks=tuple(ExposureTask.from_dict(t) for t in data["tasks"]),
                    skipped_keys=tuple(data.get("skipped_keys", ())))
 
-    def chunks(self, max_chunks: int) -> list[tuple[ExposureTask, ...]]:
-        """The tasks cut into at most ``max_chunks`` runs of ``ceil(n / max_chunks)`` consecutive
-        exposures (the last may be shorter): one exposure per chunk while the night has at most
-        ``max_chunks``."""
+    def chunks(self, max_chunks: int, min_size: int = 1) -> list[tuple[ExposureTask, ...]]:
+        """The tasks cut into at most ``max_chunks`` runs of ``max(min_size, ceil(n / max_chunks))``
+        consecutive exposures (the last may be shorter): one exposure per chunk while the night has
+        at most ``max_chunks`` and ``min_size`` is 1. A larger ``min_size`` (bulk reprocessing)
+        pays each mapped task's scheduling and start-up once per ``min_size`` exposures."""
         if max_chunks < 1:
             raise LumosValueError(f"max_chunks={max_chunks} must be >= 1")
-        size = -(-len(self.tasks) // max_chunks)
+        if min_size < 1:
+            raise LumosValueError(f"min_size={min_size} must be >= 1 (exposures per mapped task)")
+        size = max(min_size, -(-len(self.tasks) // max_chunks)) if self.tasks else 0
         return [self.tasks[i:i + size] for i in range(0, len(self.tasks), size)] if size else []
 
 

@@ -44,11 +44,12 @@ class ReprocessPlan:
     tasks: tuple[ExposureTask, ...]
     n_registered: int
 
-    def chunks(self, max_chunks: int) -> list[tuple[ExposureTask, ...]]:
-        """The tasks in at most ``max_chunks`` runs of consecutive exposures (see ``NightPlan.chunks``)."""
+    def chunks(self, max_chunks: int, min_size: int = 1) -> list[tuple[ExposureTask, ...]]:
+        """The tasks in at most ``max_chunks`` runs of at least ``min_size`` consecutive exposures
+        (see ``NightPlan.chunks``)."""
         from lumos_ops.pipeline.plan import NightPlan
 
-        return NightPlan(night="", run_id=0, tasks=self.tasks).chunks(max_chunks)
+        return NightPlan(night="", run_id=0, tasks=self.tasks).chunks(max_chunks, min_size)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for XCom)."""
