@@ -3,6 +3,7 @@ rows/s, peak memory per worker, and the extrapolation to a PAUS night and a COSM
 
     .venv/bin/python benchmarks/bench_survey.py [--ccds 16] [--targets 2500]
         [--methods aperture,modelfit,optimal,lumos] [--workers N] [--store s3|local] [--timeout 3600]
+        [--reprocess-chunk K | --no-reprocess]
 
 The night: ``--ccds`` real-size CCD images (4096 x 2048 px) of the survey simulator, at survey
 density (``--targets`` catalogue galaxies per CCD; PAUS has ~2,500), the CCDs of filter tray 0 over
@@ -22,13 +23,23 @@ The benchmark triggers ``lumos_nightly``, samples the RSS of every worker's proc
 (``download_s``, ``measure_s``, ``write_s``), the co-add time from the night report
 (``summary.json``), and the task durations from Airflow's metadata database, and prints one table.
 
+Then (unless ``--no-reprocess``) the benchmark empties the workers' download cache and triggers
+``lumos_reprocess`` on the same night: every method again under a new version, in mapped tasks of
+``--reprocess-chunk`` CCD images (default: the images / ``--workers``, so each worker measures one
+chunk in a row). A COSMOS reprocessing of ~5,000 CCD images would be mapped in chunks of at least
+ceil(5,000 / 512) = 10 images (``LUMOS_MAX_MAPPED_TASKS``), so a chunk of 8 pays each task's
+scheduling and start-up more often than the real run would.
+
 Extrapolation (arithmetic printed): the measured throughput of the measuring phase (first start to
 last end of the mapped ``process`` and ``lumos`` tasks, with ``--workers`` concurrent tasks) scaled linearly to 2,500 targets
 per CCD (and to 4 methods by the measured per-method CPU share when fewer ran), plus the
 measured co-add rate and the fixed per-run cost (check_schema, plan, finish less its co-add).
-PAUS night: 800 CCD images x 2,500 targets x 4 methods, ~160,000 source-band co-adds per method.
-COSMOS reprocessing: 12.5 M observations (source x CCD image), co-adds in the night's ratio of
-observations per source-band. Targets: PAUS night <= 45 min, reprocessing <= 4 h, co-add >= 10,000/s.
+PAUS night: 800 CCD images x 2,500 targets x 4 methods, ~160,000 source-band co-adds per method,
+from the nightly run (one image per mapped task: a night of 800 images gets 2 per task).
+COSMOS reprocessing: 12.5 M observations (source x CCD image) x 4 methods, co-adds in the night's
+ratio of observations per source-band, from the ``lumos_reprocess`` run's measuring phase (and,
+for comparison, from the nightly run's). Targets: PAUS night <= 45 min, reprocessing <= 4 h,
+co-add >= 10,000/s.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 NIGHT = "2016-02-08"
 DAG_ID = "lumos_nightly"
 RUN_ID = "bench_survey"
+REPROCESS_DAG_ID, REPROCESS_VERSION = "lumos_reprocess", "bench-reprocess"
 ALL_METHODS = ("aperture", "modelfit", "optimal", "lumos")
 MEASURING_TASKS = ("process", "lumos")
 """Mapped tasks of lumos_nightly that measure (lumos: LUMOS inference, when it is its own step)."""
@@ -169,12 +181,32 @@ def read_results(photometry_url: str, summary: dict, tis: list[dict]) -> dict:
     }
 
 
+def read_reprocess(photometry_url: str, tis: list[dict]) -> dict:
+    """Rows written under the reprocessing's version, its CCD images and its measuring window."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(photometry_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        n_rows, n_images = conn.execute(sa.text(
+            "SELECT count(*), count(DISTINCT m.exposure_id) FROM lumos.measurements m JOIN lumos.exposures e "
+            "USING (exposure_id) WHERE e.night = :n AND m.model_version = :v"), {"n": NIGHT, "v": REPROCESS_VERSION}).one()
+    engine.dispose()
+    process = [t for t in tis if t["task_id"] == "process" and t["start_date"] and t["end_date"]]
+    return {
+        "rows": int(n_rows), "n_images": int(n_images), "n_chunks": len(process),
+        "task_s": {tid: [float(t["seconds"] or 0) for t in tis if t["task_id"] == tid]
+                   for tid in dict.fromkeys(t["task_id"] for t in tis)},
+        "process_window_s": (max(t["end_date"] for t in process) - min(t["start_date"] for t in process)
+                             ).total_seconds() if process else 0.0,
+    }
+
+
 def _fmt_s(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 120 \
         else f"{seconds:.1f} s"
 
 
-def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict) -> str:
+def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict, rp: dict | None) -> str:
     methods = args.methods
     n_methods = len(methods)
     targets = r["rows"] / max(n_methods, 1)  # source x CCD-image observations
@@ -213,7 +245,19 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
                                       f"{r['rows'] / max(r['process_window_s'], 1e-9):,.0f} rows/s, "
                                       f"{3600 * r['n_done'] / max(r['process_window_s'], 1e-9):,.0f} CCD images/h")
     add("throughput (whole run)", f"{targets / max(extra['run_s'], 1e-9):,.1f} targets/s")
-    add(f"peak RSS per worker ({memory.samples} samples)", "process tree     largest process")
+    if rp is not None:
+        add("")
+        add(f"reprocessing ({REPROCESS_DAG_ID}, same night, every method as version {REPROCESS_VERSION})",
+            f"{rp['n_images']} CCD images in {rp['n_chunks']} mapped tasks of up to {extra['reprocess_chunk']}, "
+            f"{rp['rows']:,} rows; download cache emptied first")
+        for tid, secs in rp["task_s"].items():
+            add(f"  {tid}", f"{len(secs):>2} {sum(secs):7.1f} {sum(secs) / len(secs):8.1f} {max(secs):7.1f}")
+        add("  wall: trigger -> run end", f"{extra['reprocess_run_s']:.1f} s")
+        add("  wall: measuring phase (process: first start -> last end)", f"{rp['process_window_s']:.1f} s")
+        add("  throughput (measuring phase)",
+            f"{rp['rows'] / max(n_methods, 1) / max(rp['process_window_s'], 1e-9):,.1f} targets/s, "
+            f"{3600 * rp['n_images'] / max(rp['process_window_s'], 1e-9):,.0f} CCD images/h")
+    add(f"peak RSS per worker ({memory.samples} samples, both runs)", "process tree     largest process")
     for name in memory.peak_tree:
         add(f"  {name}", f"{memory.peak_tree[name] / 2**20:9,.0f} MiB   {memory.peak_process[name] / 2**20:9,.0f} MiB")
 
@@ -233,12 +277,23 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
     night_coadd = coadds_night / coadd_rate
     night_s = night_process + night_coadd + fixed_s
     obs_per_coadd = PAUS_CCDS * PAUS_TARGETS / PAUS_COADDS
-    obs_rate = PAUS_TARGETS / (per_image_s * target_scale * method_scale)  # observations/s, all 4 methods
-    reproc_process = COSMOS_OBSERVATIONS / obs_rate
     reproc_coadds = COSMOS_OBSERVATIONS / obs_per_coadd * PAUS_METHODS
     reproc_coadd = reproc_coadds / coadd_rate
     n_nights = COSMOS_OBSERVATIONS / (PAUS_CCDS * PAUS_TARGETS)
-    reproc_s = reproc_process + reproc_coadd + n_nights * fixed_s
+
+    def reprocessing(image_s: float) -> tuple[float, float, float]:
+        """Observations/s (all 4 methods), process seconds and total seconds from a wall per image."""
+        rate = PAUS_TARGETS / (image_s * target_scale * method_scale)
+        process = COSMOS_OBSERVATIONS / rate
+        return rate, process, process + reproc_coadd + n_nights * fixed_s
+
+    night_rate, night_reproc_process, night_reproc_s = reprocessing(per_image_s)
+    source = "the nightly run, one image per task"
+    reproc_image_s = per_image_s
+    if rp is not None and rp["n_images"]:
+        reproc_image_s = rp["process_window_s"] / rp["n_images"]
+        source = f"{REPROCESS_DAG_ID}, up to {extra['reprocess_chunk']} images per task"
+    obs_rate, reproc_process, reproc_s = reprocessing(reproc_image_s)
     scale_text = f"x {target_scale:.2f} (2,500 / {per_ccd:,.0f} targets)"
     if method_scale != 1.0:
         scale_text += f" x {method_scale:.2f} (4 methods / measured share {args.method_share:.2f} of CPU)"
@@ -252,13 +307,17 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
         f"            + fixed per run (check_schema + plan + finish - co-add) {fixed_s:.1f} s",
         f"            = {_fmt_s(night_s)}  (target <= 45 min: {'MET' if night_s <= TARGET_NIGHT_S else 'MISSED'}; "
         f"workers needed for 45 min: {math.ceil(args.workers * night_process / max(TARGET_NIGHT_S - night_coadd - fixed_s, 1))})",
-        f"  COSMOS reprocessing: 12,500,000 observations / {obs_rate:,.1f} obs/s (2,500 targets / "
+        f"  COSMOS reprocessing ({source}; measured wall per CCD image {reproc_image_s:.2f} s with "
+        f"{args.workers} in parallel):",
+        f"            12,500,000 observations / {obs_rate:,.1f} obs/s (2,500 targets / "
         f"{PAUS_TARGETS / obs_rate:.2f} s per full CCD image) = {_fmt_s(reproc_process)} process",
         f"            + 12.5 M / {obs_per_coadd:.1f} obs per co-add x {PAUS_METHODS} methods = "
         f"{reproc_coadds:,.0f} co-adds / {coadd_rate:,.0f}/s = {_fmt_s(reproc_coadd)}",
         f"            + {n_nights:.2f} nights x {fixed_s:.1f} s fixed = {_fmt_s(n_nights * fixed_s)}",
         f"            = {_fmt_s(reproc_s)}  (target <= 4 h: {'MET' if reproc_s <= TARGET_REPROCESS_S else 'MISSED'}; "
         f"workers needed for 4 h: {math.ceil(args.workers * reproc_process / max(TARGET_REPROCESS_S - reproc_coadd, 1))})",
+        *([f"            (at the nightly run's rate, one image per task: {night_rate:,.1f} obs/s, "
+           f"{_fmt_s(night_reproc_s)})"] if reproc_image_s != per_image_s else []),
         f"  co-add rate {coadd_rate:,.0f}/s (target >= 10,000/s: {'MET' if coadd_rate >= TARGET_COADD_PER_S else 'MISSED'})",
     ]
     return "\n".join(out)
@@ -286,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. from benchmarks/bench_ccd.py) to extrapolate to 4 methods")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the DAG run")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    parser.add_argument("--reprocess-chunk", type=int, default=None,
+                        help="CCD images per mapped lumos_reprocess task (default: the images / --workers)")
+    parser.add_argument("--no-reprocess", action="store_true", help="skip the lumos_reprocess run")
     args = parser.parse_args(argv)
     args.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
 
@@ -354,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
         celery.trigger(DAG_ID, RUN_ID, {"night": NIGHT})
         state = celery.wait_run(DAG_ID, RUN_ID, timeout_s=args.timeout, interval_s=2.0)
         extra["run_s"] = time.monotonic() - start
-        memory.stop()
         tis = celery.task_instances(DAG_ID, RUN_ID)
         if state != "success":
             print(f"DAG run {state}: {[(t['task_id'], t['map_index'], t['state']) for t in tis]}\n"
@@ -370,8 +431,28 @@ def main(argv: list[str] | None = None) -> int:
             body = open_store(str(sim_dir)).get_bytes(f"reports/{NIGHT}/summary.json")
         summary = json.loads(body)
         results = read_results(server.url, summary, tis)
+        reprocessed = None
+        if not args.no_reprocess and state == "success":
+            chunk = args.reprocess_chunk or math.ceil(results["n_images"] / max(args.workers, 1))
+            extra["reprocess_chunk"] = chunk
+            shutil.rmtree(celery.env["LUMOS_CACHE_DIR"], ignore_errors=True)  # the images are fetched again
+            print(f"triggering {REPROCESS_DAG_ID} in chunks of {chunk}", flush=True)
+            conf = {"first_night": NIGHT, "last_night": NIGHT, "methods": ",".join(args.methods),
+                    "model_versions": ",".join(f"{m}={REPROCESS_VERSION}" for m in args.methods),
+                    "exposures_per_task": chunk}
+            start = time.monotonic()
+            celery.trigger(REPROCESS_DAG_ID, RUN_ID, conf)
+            reprocess_state = celery.wait_run(REPROCESS_DAG_ID, RUN_ID, timeout_s=args.timeout, interval_s=2.0)
+            extra["reprocess_run_s"] = time.monotonic() - start
+            reprocess_tis = celery.task_instances(REPROCESS_DAG_ID, RUN_ID)
+            if reprocess_state != "success":
+                print(f"{REPROCESS_DAG_ID} run {reprocess_state}: "
+                      f"{[(t['task_id'], t['map_index'], t['state']) for t in reprocess_tis]}", file=sys.stderr)
+                state = reprocess_state
+            reprocessed = read_reprocess(server.url, reprocess_tis)
+        memory.stop()
         print()
-        print(report(args, results, memory, extra))
+        print(report(args, results, memory, extra, reprocessed))
         return 0 if state == "success" else 1
 
 
