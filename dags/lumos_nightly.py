@@ -24,8 +24,8 @@ measurements: an exposure that cannot be read keeps the rows of its last success
 Settings come from ``LUMOS_*`` environment variables (``lumos_ops.pipeline.config.ENV_VARS``);
 only ``DagSettings`` (schedule, queues, pool, retries, chunking) are read when the file is parsed,
 the rest when a task runs. A night of more than ``LUMOS_MAX_MAPPED_TASKS`` (512) exposures is
-mapped in chunks of consecutive exposures; a retried or cleared chunk measures only what is not
-done. Parsing touches no network, database or model. The ``night`` param (``YYYY-MM-DD``) selects
+mapped in chunks of consecutive exposures (``LUMOS_IMAGES_PER_TASK`` sets the fewest per chunk,
+default 1); a retried or cleared chunk measures only what is not done. Parsing touches no network, database or model. The ``night`` param (``YYYY-MM-DD``) selects
 the night of a manual run or backfill; without it a run processes the day before its logical date.
 """
 
@@ -89,7 +89,8 @@ def lumos_nightly() -> None:
         ti.xcom_push(key="night", value=result.night)
         ti.xcom_push(key="run_id", value=result.run_id)
         ti.xcom_push(key="started", value=time.time())
-        return [[t.to_dict() for t in chunk] for chunk in result.chunks(SETTINGS.max_mapped_tasks)]
+        chunks = result.chunks(SETTINGS.max_mapped_tasks, SETTINGS.images_per_task)
+        return [[t.to_dict() for t in chunk] for chunk in chunks]
 
     @task(map_index_template="{{ exposure_label }}", queue=SETTINGS.process_queue, pool=SETTINGS.process_pool)
     def process(exposures: list[dict]) -> list[dict]:

@@ -62,7 +62,7 @@ def _config(params: dict):
         "model_key": Param(None, type=["null", "string"], description="Checkpoint object key of the LUMOS version"),
         "exposures_per_task": Param(None, type=["null", "integer"], minimum=1,
                                     description="At least this many CCD images per mapped process task (fewer, "
-                                                "longer tasks for a bulk run; default: as many tasks as allowed)"),
+                                                "longer tasks for a bulk run; default: LUMOS_IMAGES_PER_TASK)"),
     },
     default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(minutes=2),
                   "retry_exponential_backoff": True, "queue": SETTINGS.cpu_queue,
@@ -88,7 +88,8 @@ def lumos_reprocess() -> None:
                                     last_night=params["last_night"], dag_id=dag_run.dag_id, dag_run_id=dag_run.run_id)
         print(f"{len(result.tasks)} of {result.n_registered} exposures left to measure with {dict(result.versions)}")
         context["ti"].xcom_push(key="plan", value={"runs": dict(result.runs), "versions": dict(result.versions)})
-        chunks = result.chunks(SETTINGS.max_mapped_tasks, params.get("exposures_per_task") or 1)
+        per_task = params.get("exposures_per_task") or SETTINGS.images_per_task
+        chunks = result.chunks(SETTINGS.max_mapped_tasks, per_task)
         return [[t.to_dict() for t in chunk] for chunk in chunks]
 
     @task(map_index_template="{{ exposure_label }}", queue=PROCESS_QUEUE, pool=PROCESS_POOL)

@@ -216,6 +216,11 @@ def test_a_night_larger_than_max_mapped_tasks_is_mapped_in_chunks(stack):
     run = run_dag(dag, night=night)
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
     assert rendered_map_indexes(run.run_id) == {0: "exp0008000/ccd01 +1", 1: "exp0008001/ccd01 +1"}
+    with env(LUMOS_IMAGES_PER_TASK="3"):
+        dag, errors = load_dag()
+    run = run_dag(dag, night=night)  # the same night again: one chunk of 3 and one of 1, nothing duplicated
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    assert rendered_map_indexes(run.run_id) == {0: "exp0008000/ccd01 +2", 1: "exp0008001/ccd02"}
     assert _count(engine, "SELECT count(*) FROM lumos.measurements m JOIN lumos.exposures e USING (exposure_id) "
                           "WHERE e.night = :n AND e.status = 'done'", n=night) == 4 * N_SOURCES
 

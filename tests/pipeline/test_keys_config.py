@@ -75,6 +75,10 @@ def test_dag_settings_read_only_parse_time_variables():
         PipelineSettings.from_env(env)  # ... they fail the tasks that read them, naming the variable
     with pytest.raises(LumosValueError, match="LUMOS_MAX_MAPPED_TASKS"):
         DagSettings.from_env({ENV_VARS["max_mapped_tasks"]: "x"})
+    assert DagSettings.from_env({}).images_per_task == 1
+    assert DagSettings.from_env({ENV_VARS["images_per_task"]: "8"}).images_per_task == 8
+    with pytest.raises(LumosValueError, match="images_per_task=0"):
+        DagSettings.from_env({ENV_VARS["images_per_task"]: "0"})
     assert not DagSettings.from_env({}).needs_gpu and DagSettings.from_env({}).process_pool == "default_pool"
 
 

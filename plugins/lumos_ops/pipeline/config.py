@@ -221,6 +221,7 @@ ENV_VARS: dict[str, str] = {
     "gpu_pool": "LUMOS_GPU_POOL",
     "task_retries": "LUMOS_TASK_RETRIES",
     "max_mapped_tasks": "LUMOS_MAX_MAPPED_TASKS",
+    "images_per_task": "LUMOS_IMAGES_PER_TASK",
     "gpu_inference": "LUMOS_GPU_INFERENCE",
 }
 """Environment variable read for each setting by :meth:`PipelineSettings.from_env` (the DAG files
@@ -265,6 +266,13 @@ class DagSettings:
     max_mapped_tasks : int
         Most mapped ``process`` tasks of one run; a larger night is cut into chunks of consecutive
         exposures (Airflow's ``[core] max_map_length`` is 1024 by default).
+    images_per_task : int
+        Fewest CCD images per mapped ``process`` task (``LUMOS_IMAGES_PER_TASK``, default 1: one
+        image per task while the run has at most ``max_mapped_tasks``). A larger value pays each
+        task's scheduling and start-up once per chunk (about 1 s per image on the development
+        machine, ``benchmarks/README.md``), at the price of coarser reruns from the UI (a cleared
+        chunk still measures only what it left). ``lumos_reprocess``'s ``exposures_per_task``
+        param overrides it for one run.
     """
 
     schedule: str | None = "0 10 * * *"
@@ -280,6 +288,7 @@ class DagSettings:
     classical: bool = True
     gpu_inference: bool = False
     max_mapped_tasks: int = 512
+    images_per_task: int = 1
 
     def __post_init__(self) -> None:
         for name in ("s3_conn_id", "db_conn_id", "cpu_queue", "gpu_queue", "gpu_pool"):
@@ -290,6 +299,8 @@ class DagSettings:
             raise LumosValueError(f"task_retries={self.task_retries} must be >= 0")
         if self.max_mapped_tasks < 1:
             raise LumosValueError(f"max_mapped_tasks={self.max_mapped_tasks} must be >= 1")
+        if self.images_per_task < 1:
+            raise LumosValueError(f"images_per_task={self.images_per_task} must be >= 1")
 
     @property
     def lumos_step(self) -> bool:
@@ -327,7 +338,7 @@ class DagSettings:
         for field in ("schedule", "photoz_schedule", "retrain_schedule"):
             if get(field):
                 kwargs[field] = None if get(field).lower() == "none" else get(field)
-        for field in ("task_retries", "max_mapped_tasks"):
+        for field in ("task_retries", "max_mapped_tasks", "images_per_task"):
             if get(field):
                 kwargs[field] = int(_number(get(field), ENV_VARS[field]))
         if get("methods"):
