@@ -201,9 +201,9 @@ def test_each_task_ran_on_its_queue_by_the_worker_of_that_queue(celery_run):
 
 def test_every_worker_process_was_warmed_once(celery_run):
     """The compose file's Celery configuration warms each worker process when it starts (imports
-    of the measuring code; the tasks forked from it inherit them)."""
+    of the measuring code and the store's catalogue; the tasks forked from it inherit them)."""
     for name, log in celery_run["worker_logs"].items():
-        assert re.search(r"lumos worker warm-up \(pid \d+\): imports_s=", log), name
+        assert re.search(r"lumos worker warm-up \(pid \d+\): imports_s=[^\n]*catalog_s=", log), name
 
 
 def test_classical_tasks_ran_at_once_and_lumos_after_them(celery_run):

@@ -45,6 +45,24 @@ def test_a_catalogue_is_read_once_per_content(tmp_path):
     assert len(worker_cache.catalog(path)) == 7
 
 
+def test_a_warmed_catalogue_is_what_a_task_reads_from_the_download_cache(s3_server, tmp_path):
+    import boto3
+
+    from lumos_ops.pipeline.storage import DownloadCache, open_store
+
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="warm")
+    store = open_store("s3://warm/survey", endpoint_url=s3_server, max_attempts=2)
+    store.put_bytes("catalog.csv", make_catalog(6).to_csv(index=False).encode())
+    seconds = worker_cache.warm_catalog(store, "catalog.csv", tmp_path / "cache")
+    assert seconds > 0 and worker_cache.stats()["catalogs"] == {"hits": 0, "misses": 1, "entries": 1}
+    path, _, downloaded = DownloadCache(tmp_path / "cache").fetch(store, "catalog.csv")  # as measure_task does
+    assert not downloaded and len(worker_cache.catalog(path)) == 6
+    assert worker_cache.stats()["catalogs"] == {"hits": 1, "misses": 1, "entries": 1}
+    store.put_bytes("catalog.csv", make_catalog(8).to_csv(index=False).encode())  # a new catalogue version
+    path, _, downloaded = DownloadCache(tmp_path / "cache").fetch(store, "catalog.csv")
+    assert downloaded and len(worker_cache.catalog(path)) == 8
+
+
 _FORKED_WORKER = """
 import os, sys
 from lumos_ops.lumos import checkpoint

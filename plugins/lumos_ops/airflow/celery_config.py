@@ -5,8 +5,10 @@ Set ``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=lumos_ops.airflow.celery_config.CEL
 process, so what that process imported and loaded is every task's for free: when a worker process
 starts, it imports the measuring code (numpy, astropy, torch, the photometry) and, unless LUMOS
 runs on GPU workers, loads the shipped LUMOS model on the CPU
-(:func:`lumos_ops.pipeline.worker_cache.warm_up`). Importing this module (the scheduler does too)
-only registers the signal handler.
+(:func:`lumos_ops.pipeline.worker_cache.warm_up`); then it fetches and reads the survey catalogue
+of the environment's store (``LUMOS_STORE_URL``, ``LUMOS_CATALOG_KEY``) into the same cache
+(:func:`lumos_ops.pipeline.worker_cache.warm_catalog`). Importing this module (the scheduler does
+too) only registers the signal handler.
 """
 
 from __future__ import annotations
@@ -39,5 +41,20 @@ def warm_worker_process(**_: object) -> None:
     except Exception as exc:  # noqa: BLE001 - a cold worker still works
         log.warning("lumos worker warm-up failed (tasks will import and load what they need): %s", exc)
         return
+    try:
+        timings["catalog_s"] = _warm_catalog()
+    except Exception as exc:  # noqa: BLE001 - e.g. no catalogue in the store yet: tasks read it themselves
+        log.warning("lumos worker warm-up: catalogue not preloaded (tasks will read it): %s", exc)
     log.info("lumos worker warm-up (pid %d): %s", os.getpid(),
                 ", ".join(f"{k}={v:.2f}" for k, v in timings.items()))
+
+
+def _warm_catalog() -> float:
+    """Read the environment's survey catalogue into this process's cache (seconds)."""
+    from lumos_ops.airflow.hooks import night_store
+    from lumos_ops.pipeline.config import PipelineSettings
+    from lumos_ops.pipeline.worker_cache import warm_catalog
+
+    settings = PipelineSettings.from_env()
+    store = night_store(settings.night, s3_conn_id=settings.s3_conn_id)
+    return warm_catalog(store, settings.night.catalog_key, settings.night.resolved_cache_dir())
