@@ -538,6 +538,32 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
         pinned_config(engine, settings.night, 999)
 
 
+@pytestmark_db
+def test_a_warm_worker_process_holds_the_production_checkpoint(engine, tmp_path):
+    from lumos_ops.lumos.checkpoint import resolve_model_path
+    from lumos_ops.pipeline import worker_cache
+    from lumos_ops.pipeline.storage import DownloadCache
+
+    store = LocalObjectStore(tmp_path / "store")
+    settings = PipelineSettings.from_env({"LUMOS_STORE_URL": str(store.root), "LUMOS_METHODS": "aperture,lumos",
+                                          "LUMOS_CACHE_DIR": str(tmp_path / "cache")})
+    worker_cache.clear()
+    try:
+        assert worker_cache.warm_production_model(engine, store, settings.night)[0] is None  # shipped default
+        store.put_bytes("models/candidates/lumos-w.pt", resolve_model_path(None).read_bytes())
+        _candidate(engine, "lumos-w", key="models/candidates/lumos-w.pt", rep=report())
+        promote(engine, "lumos-w", reason="passes the gates")
+        model, seconds = worker_cache.warm_production_model(engine, store, settings.night)
+        assert Path(model).read_bytes() == resolve_model_path(None).read_bytes() and seconds > 0
+        warmed = worker_cache.lumos_method(model, device="cpu")
+        config = production_config(engine, settings.night)  # what a task of the next run fetches and loads
+        path = DownloadCache(config.resolved_cache_dir()).fetch(store, config.model_key)[0]
+        assert worker_cache.lumos_method(str(path), device="cpu") is warmed
+        assert worker_cache.stats()["models"]["misses"] == 1
+    finally:
+        worker_cache.clear()
+
+
 # --------------------------------------------------------------------------- lumos model
 
 

@@ -7,7 +7,8 @@ starts, it imports the measuring code (numpy, astropy, torch, the photometry) an
 runs on GPU workers, loads the shipped LUMOS model on the CPU
 (:func:`lumos_ops.pipeline.worker_cache.warm_up`); then it fetches and reads the survey catalogue
 of the environment's store (``LUMOS_STORE_URL``, ``LUMOS_CATALOG_KEY``) into the same cache
-(:func:`lumos_ops.pipeline.worker_cache.warm_catalog`). Importing this module (the scheduler does
+(:func:`lumos_ops.pipeline.worker_cache.warm_catalog`) and, on CPU workers, loads the checkpoint
+of the registry's production LUMOS version (:func:`lumos_ops.pipeline.worker_cache.warm_production_model`). Importing this module (the scheduler does
 too) only registers the signal handler.
 """
 
@@ -45,6 +46,11 @@ def warm_worker_process(**_: object) -> None:
         timings["catalog_s"] = _warm_catalog()
     except Exception as exc:  # noqa: BLE001 - e.g. no catalogue in the store yet: tasks read it themselves
         log.warning("lumos worker warm-up: catalogue not preloaded (tasks will read it): %s", exc)
+    if bool(methods & LUMOS_METHODS) and not on_gpu:
+        try:
+            timings["production_model_s"] = _warm_production_model()
+        except Exception as exc:  # noqa: BLE001 - e.g. no database yet: tasks load the model themselves
+            log.warning("lumos worker warm-up: production model not preloaded (tasks will load it): %s", exc)
     log.info("lumos worker warm-up (pid %d): %s", os.getpid(),
                 ", ".join(f"{k}={v:.2f}" for k, v in timings.items()))
 
@@ -58,3 +64,15 @@ def _warm_catalog() -> float:
     settings = PipelineSettings.from_env()
     store = night_store(settings.night, s3_conn_id=settings.s3_conn_id)
     return warm_catalog(store, settings.night.catalog_key, settings.night.resolved_cache_dir())
+
+
+def _warm_production_model() -> float:
+    """Load the LUMOS checkpoint the nightly run would use now (the registry's production version)
+    into this process's cache, on the CPU (seconds)."""
+    from lumos_ops.airflow.hooks import pipeline_runtime
+    from lumos_ops.pipeline.config import PipelineSettings
+    from lumos_ops.pipeline.worker_cache import warm_production_model
+
+    settings = PipelineSettings.from_env()
+    with pipeline_runtime(settings) as (engine, store):
+        return warm_production_model(engine, store, settings.night)[1]

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
     from lumos_ops.lumos.method import LumosMethod
+    from lumos_ops.pipeline.config import NightConfig
     from lumos_ops.pipeline.storage import ObjectStore
 
 __all__ = ["FileKey", "file_key", "lumos_method", "catalog", "clear", "stats", "warm_up", "warm_catalog",
-           "WARM_MODULES"]
+           "warm_production_model", "WARM_MODULES"]
 
 WARM_MODULES: tuple[str, ...] = (
     "numpy", "pandas", "scipy.ndimage", "astropy.io.fits", "astropy.wcs", "torch", "sqlalchemy",
@@ -187,3 +189,28 @@ def warm_catalog(store: ObjectStore, key: str, cache_dir: str | os.PathLike[str]
     path, _, _ = DownloadCache(cache_dir).fetch(store, key)
     catalog(path)
     return time.perf_counter() - start
+
+
+def warm_production_model(engine: sa.Engine, store: ObjectStore, config: NightConfig) -> tuple[str | None, float]:
+    """Load, on the CPU, the LUMOS checkpoint the nightly run would use now into this process's cache.
+
+    The checkpoint is the one :func:`lumos_ops.pipeline.registry.production_config` resolves (the
+    registry's production version, or an operator's ``LUMOS_MODEL_KEY``), fetched through the
+    download cache exactly as ``measure_task`` fetches it, so a task forked from this process finds
+    it loaded. Returns the checkpoint (local path or shipped name; None for the shipped default,
+    which :func:`warm_up` loads) and the seconds it took. Meant for CPU workers only: never load a
+    model on CUDA before a fork.
+    """
+    import time
+
+    from lumos_ops.pipeline.registry import production_config
+    from lumos_ops.pipeline.storage import DownloadCache
+
+    start = time.perf_counter()
+    resolved = production_config(engine, config)
+    model = resolved.measure_options.get("model")
+    if resolved.model_key is not None:
+        model = str(DownloadCache(resolved.resolved_cache_dir()).fetch(store, resolved.model_key)[0])
+    if model is not None:
+        _ = lumos_method(model, device="cpu").loaded
+    return model, time.perf_counter() - start
