@@ -94,6 +94,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-mismatch`` (below): ``fast-v11`` fine-tuned on galaxies that differ from their model;
 * ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
+* ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -180,6 +181,20 @@ RECIPES["fast-v11-sky-removed"] = Recipe(
 ``fast-v11-mismatch`` on 60,000 stamps (seed 7) of ``fast-v11``'s survey with 0-100 % of each
 background's sky subtracted (``TeahupooConfig.sky_removed_range``): the simulated exposures' sky
 sets their noise, a real sky-subtracted frame's does not."""
+RECIPES["fast-v11-dark-sky"] = Recipe(
+    survey={**RECIPES["fast-v11"].survey, "seed": 3, "sky_rate": 6.0 / 256},
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 60_000, "seed": 8, "background_scale_range": (3.0, 12.0)},
+    train=RECIPES["fast-v11-noise-texture"].train,
+    init="fast-v11",
+)
+"""An experiment (``reports/lumos/truth-mismatch/``): ``fast-v11``'s weights fine-tuned as
+``fast-v11-mismatch`` on 60,000 stamps (seed 8) of a new survey (seed 3) whose sky is 256 times darker
+(``sky_rate`` 6/256 e-/s/pixel), so that the faint galaxies the narrow band's sky noise hides are
+detected: the 3-sigma source mask (``noise_calibration.source_mask``, after a 64-px median background is
+subtracted) covers 0.27 of a simulated 2048^2 NB685 exposure (0.09 at the default sky; the SDSS frames:
+0.27-0.33). Its pixel noise (0.045 e-/s, read noise) is 6.1 times below the default's (0.275 e-/s),
+so the backgrounds are scaled by 3-12 (log-uniform; ``fast-v11``: 0.5-2): the noise of ``fast-v11``'s
+training set, on crowded backgrounds."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
