@@ -25,8 +25,9 @@ Settings come from ``LUMOS_*`` environment variables (``lumos_ops.pipeline.confi
 only ``DagSettings`` (schedule, queues, pool, retries, chunking) are read when the file is parsed,
 the rest when a task runs. A night of more than ``LUMOS_MAX_MAPPED_TASKS`` (512) exposures is
 mapped in chunks of consecutive exposures (``LUMOS_IMAGES_PER_TASK`` sets the fewest per chunk,
-default 1); a retried or cleared chunk measures only what is not done. Parsing touches no network, database or model. The ``night`` param (``YYYY-MM-DD``) selects
-the night of a manual run or backfill; without it a run processes the day before its logical date.
+default 1); a retried or cleared chunk measures only what is not done. Parsing touches no network,
+database or model. The ``night`` param (``YYYY-MM-DD``) selects the night of a manual run or
+backfill; without it a run processes the day before its logical date.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ runs on GPU workers, loads the shipped LUMOS model on the CPU
 (:func:`lumos_ops.pipeline.worker_cache.warm_up`); then it fetches and reads the survey catalogue
 of the environment's store (``LUMOS_STORE_URL``, ``LUMOS_CATALOG_KEY``) into the same cache
 (:func:`lumos_ops.pipeline.worker_cache.warm_catalog`) and, on CPU workers, loads the checkpoint
-of the registry's production LUMOS version (:func:`lumos_ops.pipeline.worker_cache.warm_production_model`). Importing this module (the scheduler does
-too) only registers the signal handler.
+of the registry's production LUMOS version
+(:func:`lumos_ops.pipeline.worker_cache.warm_production_model`). Importing this module (the
+scheduler does too) only registers the signal handler.
 """
 
 from __future__ import annotations
