@@ -327,6 +327,20 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
 # Main
 # --------------------------------------------------------------------------------------------------
 
+def run_dag(celery, dag_id: str, conf: dict, timeout_s: float) -> tuple[str, list[dict], float]:
+    """Trigger ``dag_id`` (run id ``RUN_ID``) on the stack and wait: (state, task instances, wall s).
+    A failed run prints its task states and the services' log tails."""
+    start = time.monotonic()
+    celery.trigger(dag_id, RUN_ID, conf)
+    state = celery.wait_run(dag_id, RUN_ID, timeout_s=timeout_s, interval_s=2.0)
+    seconds = time.monotonic() - start
+    tis = celery.task_instances(dag_id, RUN_ID)
+    if state != "success":
+        print(f"{dag_id} run {state}: {[(t['task_id'], t['map_index'], t['state']) for t in tis]}\n"
+              f"{celery.procs.tails()}", file=sys.stderr)
+    return state, tis, seconds
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -412,14 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         memory = MemorySampler(celery.worker_pids())
         memory.start()
         stack.callback(memory.stop)
-        start = time.monotonic()
-        celery.trigger(DAG_ID, RUN_ID, {"night": NIGHT})
-        state = celery.wait_run(DAG_ID, RUN_ID, timeout_s=args.timeout, interval_s=2.0)
-        extra["run_s"] = time.monotonic() - start
-        tis = celery.task_instances(DAG_ID, RUN_ID)
-        if state != "success":
-            print(f"DAG run {state}: {[(t['task_id'], t['map_index'], t['state']) for t in tis]}\n"
-                  f"{celery.procs.tails()}", file=sys.stderr)
+        state, tis, extra["run_s"] = run_dag(celery, DAG_ID, {"night": NIGHT}, args.timeout)
         from lumos_ops.pipeline.storage import open_store
 
         if args.store == "s3":
@@ -440,14 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             conf = {"first_night": NIGHT, "last_night": NIGHT, "methods": ",".join(args.methods),
                     "model_versions": ",".join(f"{m}={REPROCESS_VERSION}" for m in args.methods),
                     "exposures_per_task": chunk}
-            start = time.monotonic()
-            celery.trigger(REPROCESS_DAG_ID, RUN_ID, conf)
-            reprocess_state = celery.wait_run(REPROCESS_DAG_ID, RUN_ID, timeout_s=args.timeout, interval_s=2.0)
-            extra["reprocess_run_s"] = time.monotonic() - start
-            reprocess_tis = celery.task_instances(REPROCESS_DAG_ID, RUN_ID)
+            reprocess_state, reprocess_tis, extra["reprocess_run_s"] = run_dag(celery, REPROCESS_DAG_ID, conf,
+                                                                               args.timeout)
             if reprocess_state != "success":
-                print(f"{REPROCESS_DAG_ID} run {reprocess_state}: "
-                      f"{[(t['task_id'], t['map_index'], t['state']) for t in reprocess_tis]}", file=sys.stderr)
                 state = reprocess_state
             reprocessed = read_reprocess(server.url, reprocess_tis)
         memory.stop()
