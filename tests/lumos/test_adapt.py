@@ -89,7 +89,7 @@ def small_config(**changes):
 @pytest.mark.slow
 def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypatch):
     root, paths = exposures
-    config = small_config()
+    config = small_config(lr_step=1)
     batches = adapt_module._batches
 
     def interrupted(dataset, batch_size, seed):
@@ -111,6 +111,7 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     assert json.loads((out / "teahupoo" / "manifest.json").read_text())["config"]["target_clearance"] == 4.0
     history = json.loads((out / "train" / "done.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2] and history[1] == state["history"][1]
+    assert [h["lr"] for h in history[1:]] == pytest.approx([config.lr, config.lr * config.lr_gamma])
 
     # an uninterrupted run of the same configuration gives the same weights
     fresh = tmp_path / "fresh"

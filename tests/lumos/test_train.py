@@ -35,6 +35,12 @@ def test_deterministic_and_resumable(tiny_training_set, tmp_path):
     assert sum(metrics["validation"]["pit_hist"]) == 24
 
 
+def test_history_records_the_learning_rate_each_epoch_trained_with(tiny_training_set, tmp_path):
+    """StepLR divides the rate after epoch 1: epoch 1 trained at ``lr``, epoch 2 at ``lr * lr_gamma``."""
+    metrics = train(tiny_training_set, tmp_path / "m", _config(epochs=2, lr=1e-3, lr_step=1, lr_gamma=0.5))
+    assert [h["lr"] for h in metrics["history"]] == pytest.approx([1e-3, 5e-4])
+
+
 def test_checkpoint_is_verified(tiny_training_set, tmp_path):
     train(tiny_training_set, tmp_path / "m", _config(epochs=1))
     path = tmp_path / "m" / "model.pt"

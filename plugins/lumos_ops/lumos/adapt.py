@@ -616,6 +616,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     metadata.pop("history", None)
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
         net.train()
         freeze_batchnorm(net)
         loader = _batches(train_data, config.batch_size, config.seed * 100_003 + epoch)
@@ -652,7 +653,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         val = evaluate_split(net, val_loader, device)["loss"]
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val,
                   "pair_loss": pair_total / steps if obs is not None and steps else None,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                  "lr": lr, "seconds": time.perf_counter() - t0}
         history.append(record)
         log.info("adapt epoch %d/%d train %.4f val %.4f (%.0f s)", epoch + 1, config.epochs, record["train_loss"], val,
                  record["seconds"])

@@ -5,8 +5,8 @@ i_auto < 20.5 and eq. (10) fainter. The last ``frozen_bn_epochs`` epochs train w
 layer in eval mode (running statistics frozen, affine weights still learnt), so that the network
 that is evaluated and shipped is the one that was optimised; see :class:`TrainConfig`.
 
-Every epoch writes ``OUT/train_state.pt`` (model, optimizer, scheduler, epoch, history:
-``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of the epoch with the lowest
+Every epoch writes ``OUT/train_state.pt`` (model, optimizer, scheduler, epoch, history: each
+epoch's losses, the learning rate it trained with and its seconds; ``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of the epoch with the lowest
 validation loss); the end writes ``OUT/metrics.json``.
 
 On CPU the run is deterministic for a fixed seed (torch's CPU kernels are; one data-loading
@@ -460,6 +460,7 @@ def train(
         if frozen_bn:
             freeze_batchnorm(net)
         t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
         loader = _loader(train_data, config.batch_size, shuffle_seed=config.seed * 100_003 + epoch)
         iterator = loader
         bar = None
@@ -490,7 +491,7 @@ def train(
             "epoch": epoch + 1,
             "train_loss": total / max(count, 1),
             "val_loss": val["loss"],
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "frozen_bn": frozen_bn,
             "seconds": time.perf_counter() - t0,
         }
