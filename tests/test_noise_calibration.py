@@ -203,3 +203,87 @@ def test_fit_error_scale_recovers_a_size_law() -> None:
     assert abs(flat.slope) < 0.15 and abs(flat.scale - 1.0) < 0.12
     few = nc.fit_error_scale("optimal", rng.normal(0, 2.0, 20), area[:20])
     assert not few.reliable and few.k(50.0) == 1.0
+
+
+class _NarrowWithSource:
+    """A likelihood method that reads its stamps, as LUMOS does: the matched-filter flux of the stamp
+    (background and pixel noise from its outer ring) as one Gaussian, right on empty sky and
+    ``narrow`` times its error wide above 3 sigma."""
+
+    name = "lumos"
+
+    def __init__(self, narrow: float) -> None:
+        self._narrow = narrow
+
+    def measure(self, ctx):
+        from lumos_ops.lumos.inference import Mixtures, mixture_table
+
+        data = ctx.stamps.data.astype(np.float64)
+        model = ctx.models.astype(np.float64)
+        size = data.shape[-1]
+        yy, xx = np.mgrid[:size, :size] - size // 2
+        ring = np.hypot(xx, yy) > 20
+        outer = data[:, ring]
+        background = np.nanmedian(outer, axis=1)
+        noise = 1.4826 * np.nanmedian(np.abs(outer - background[:, None]), axis=1)
+        norm = np.sum(model**2, axis=(1, 2))
+        flux = np.nansum(model * (data - background[:, None, None]), axis=(1, 2)) / norm
+        poisson = np.maximum(flux, 0.0) * np.sum(model**3, axis=(1, 2)) / (ctx.exposure.exptime * norm**2)
+        err = np.sqrt(noise**2 / norm + poisson)
+        width = np.where(flux > 3.0 * err, err * self._narrow, err) / 0.9945  # sigma68 of one Gaussian
+        n = flux.size
+        mix = Mixtures(alpha=np.ones((n, 1)), mu=flux[:, None], sigma=width[:, None], truncated=np.zeros(n, bool))
+        out = pd.DataFrame(mixture_table(mix))
+        out["flag"] = 0
+        return out
+
+
+def test_source_scale_factor_per_band_and_ramp_from_zero_flux() -> None:
+    low = nc.SourceBand((1.0, 5.0), 1.2, 0.05, 70, 0.0, True)
+    high = nc.SourceBand((5.0, 100.0), 1.5, 0.05, 130, 0.0, True)
+    check = nc.SourceScale((low, high))
+    np.testing.assert_allclose(check.factor(np.array([np.nan, -3.0, 0.0, 0.5, 1.0, 4.9, 5.0, 80.0, 500.0])),
+                               [1.0, 1.0, 1.0, 1.1, 1.2, 1.2, 1.5, 1.5, 1.5])
+    noisy = nc.SourceBand((1.0, 5.0), 1.2, 0.3, 70, 0.0, False)  # within 2 standard errors of 1: factor 1
+    np.testing.assert_allclose(nc.SourceScale((noisy, high)).factor(np.array([0.5, 3.0, 20.0])), [1.0, 1.0, 1.5])
+    assert not nc.SourceScale((noisy,)).reliable and check.reliable
+
+
+@pytest.mark.parametrize("narrow", [0.5, 1.0, 2.0])
+def test_source_present_check_widens_a_likelihood_too_narrow_with_a_source(scenes, narrow: float) -> None:
+    exposure, catalog, flux = scenes["white"]
+    method = _NarrowWithSource(narrow)
+    x, y = catalog["x"].to_numpy(), catalog["y"].to_numpy()
+    cal = nc.calibrate_noise(exposure, catalog, x, y, {"lumos": method}, n_positions=200)["lumos"]
+    assert cal.reliable and cal.source is not None
+    assert 0.85 < cal.k(cal.area_ref) < 1.15  # empty sky: the width is right
+    low, high = cal.source.bands
+    assert low.snr_range == (1.0, 5.0) and high.snr_range == (5.0, 100.0)
+    assert low.n_positions >= 40 and high.n_positions >= 80
+    if narrow < 1.0:
+        # narrow above 3 sigma: all of the high band, part of the low one
+        assert high.reliable and 1.6 < high.scale < 2.4, cal.source
+        assert low.scale < high.scale
+    elif narrow > 1.0:
+        # too wide with a source: measured, but the check never narrows
+        assert high.scale < 0.7 and not high.reliable and not cal.source.reliable, cal.source
+    else:
+        assert abs(high.scale - 1.0) < 0.2 and abs(low.scale - 1.0) < 0.2, cal.source
+    skipped = nc.calibrate_noise(exposure, catalog, x, y, {"lumos": method}, n_positions=200, source_check=False)
+    assert skipped["lumos"].source is None
+
+    table = measure_exposure(exposure, catalog, methods=("lumos",), instances={"lumos": method})
+    bright = flux > 10.0  # e-/s: true SNR above about 8 on this sky
+    pulls = (table["flux"].to_numpy() - flux) / table["flux_err"].to_numpy()
+    raw = (table["flux"].to_numpy() - flux) / table["flux_err_raw"].to_numpy()
+    assert bright.sum() >= 40
+    if narrow < 1.0:
+        assert sigma68(raw[bright]) > 1.6
+        assert 0.8 < sigma68(pulls[bright]) < 1.25
+        # the high band's factor from SNR 5 up (this run's own check: the same positions, so the same scale)
+        assert table["source_scale"][bright].median() == pytest.approx(high.scale, rel=1e-3)
+        assert table["source_scale"].max() <= high.scale * (1 + 1e-3)
+    else:
+        np.testing.assert_allclose(table["flux_err"] / table["flux_err_raw"], table["error_scale"], rtol=0.2)
+    if narrow > 1.0:
+        assert (table["source_scale"] == 1.0).all()

@@ -326,9 +326,11 @@ def measure_exposure(
         ``calibration_positions`` source-free positions with the targets' shapes, and the
         background part of its error variance is scaled by ``k(A)``, the scatter of those
         zero-flux measurements over their reported errors at the target's size (LUMOS: the
-        likelihood is widened about its median). Adds the columns ``error_scale`` (``k``) and
-        ``flux_err_raw`` (the uncalibrated error). Frames with fewer than 30 usable positions keep
-        ``k = 1`` (with a warning).
+        likelihood is widened about its median). For LUMOS, model galaxies injected at the same
+        positions also check its width with a source present and widen it further where that
+        check says so (``NoiseCalibration.source``). Adds the columns ``error_scale`` (``k``),
+        ``flux_err_raw`` (the uncalibrated error) and for LUMOS ``source_scale``. Frames with fewer
+        than 30 usable positions keep ``k = 1`` (with a warning).
     calibration_positions : int, keyword-only
         Blank-sky positions wanted per exposure (fewer on small or crowded frames).
     instances : mapping of str to MeasureMethod, keyword-only

@@ -47,6 +47,24 @@ whole likelihood is widened about its median (:func:`widen_mixture`): every comp
 to the median and its sigma scale by that factor, so the median stays and every quantile's
 distance to it (sigma68, sigma95) scales by it. Faint targets (``phi`` ~ 1) get the full ``k``,
 Poisson-dominated bright ones little of it.
+
+**With a source present** (:func:`measure_source_present`, methods that return a likelihood mixture,
+i.e. LUMOS). A zero-flux position calibrates only what LUMOS does with an empty stamp; the network
+reads its width from the pixels, and how that width holds with a galaxy in the stamp is not a
+noise-model question. At the same blank-sky positions, each position gets the unit-flux model of
+its pseudo-target (the model channel itself: Sersic convolved with the exposure's PSF) times a flux
+``F`` of true SNR ``S`` drawn log-uniformly over :data:`SOURCE_SNR_BANDS` (``S`` over the calibrated
+blank-sky error there), plus its Poisson noise, added to the stamp's real pixels. LUMOS measures
+them through its own code; with the blank-sky ``k`` applied, ``u = (median - F) / flux_err`` should
+have sigma68 1. In each SNR band its sigma68 ``r`` (:class:`SourceBand`) is kept when at least
+``min_positions`` positions are usable and ``r - 1`` is at least 2 bootstrap standard errors (the
+check only widens: a perfect model measured narrower than its width says nothing about real targets,
+which are not perfect models);
+each LUMOS likelihood is then widened by a further factor, the ``r`` of the band that holds the
+row's own SNR (its median over its blank-calibrated width), and below the first band a linear
+ramp from 1 at zero flux, where the blank-sky ``k`` holds by construction (:class:`SourceScale`).
+The galaxies are perfect models, so ``r`` carries no profile mismatch: it is the part of the
+error that the real background adds once a source is there.
 """
 
 from __future__ import annotations
@@ -83,6 +101,10 @@ __all__ = [
     "fit_error_scales",
     "calibrate_noise",
     "background_fraction",
+    "SourceBand",
+    "SourceScale",
+    "measure_source_present",
+    "SOURCE_SNR_BANDS",
     "widen_mixture",
     "apply_error_scale",
     "BAD_BLANK_FLAGS",
@@ -101,6 +123,77 @@ BAD_BLANK_FLAGS: int = int(
 half of the blank-sky fluxes are negative)."""
 
 _SHAPE_COLUMNS: tuple[str, ...] = ("r50", "sersic_n", "q", "pa", "i_auto")
+
+SOURCE_SNR_BANDS: tuple[tuple[float, float], ...] = ((1.0, 5.0), (5.0, 100.0))
+"""True-SNR bands of :func:`measure_source_present` (flux over the calibrated blank-sky error at the
+position): the injected SNRs are drawn log-uniformly over their whole range, and each band gets its
+own scale."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceBand:
+    """The source-present check of one true-SNR band (module docstring).
+
+    Attributes
+    ----------
+    snr_range : (float, float)
+        The band's true SNRs.
+    scale : float
+        sigma68 of ``(median - F) / flux_err`` of the injected model galaxies in the band, blank-sky
+        ``k`` applied (NaN when none was usable).
+    scale_err : float
+        Its bootstrap standard error (200 seeded resamples).
+    n_positions : int
+        Usable injected positions in the band (finite, none of :data:`BAD_BLANK_FLAGS`).
+    median_pull : float
+        Median of the same pulls (diagnostic: a bias in units of the error; not corrected).
+    reliable : bool
+        ``n_positions >= min_positions`` and ``scale - 1 >= 2 scale_err`` (widening only): otherwise its
+        factor is 1.
+    """
+
+    snr_range: tuple[float, float]
+    scale: float
+    scale_err: float
+    n_positions: int
+    median_pull: float
+    reliable: bool
+
+    @property
+    def factor(self) -> float:
+        """The band's width factor: ``scale`` when reliable, else 1."""
+        return float(self.scale) if self.reliable else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceScale:
+    """How much wider than its blank-sky-calibrated width a likelihood method's error is with a
+    source present (module docstring), on one exposure: one :class:`SourceBand` per SNR band.
+
+    A row of (blank-calibrated) SNR ``S`` gets the factor of the band holding ``S`` (the last band
+    also above its range); below the first band, ``1 + (f_1 - 1) S / S_1`` from 1 at zero flux,
+    where the blank-sky ``k`` holds by construction, to that band's factor ``f_1`` at its lower
+    edge ``S_1``.
+    """
+
+    bands: tuple[SourceBand, ...]
+
+    @property
+    def reliable(self) -> bool:
+        """Whether any band changes the width."""
+        return any(band.reliable for band in self.bands)
+
+    def factor(self, snr: np.ndarray) -> np.ndarray:
+        """Width factor at (blank-calibrated) SNR ``snr`` (NaN and negative SNR count as 0)."""
+        snr = np.clip(np.nan_to_num(np.asarray(snr, dtype=np.float64), nan=0.0), 0.0, None)
+        out = np.ones(snr.shape)
+        if not self.bands:
+            return out
+        first = self.bands[0]
+        out = 1.0 + (first.factor - 1.0) * np.minimum(snr / first.snr_range[0], 1.0)
+        for band in self.bands[1:]:
+            out = np.where(snr >= band.snr_range[0], band.factor, out)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +228,8 @@ class NoiseCalibration:
         ``n_positions >= min_positions``: otherwise no calibration is applied (``k = 1``).
     bins : tuple of (A, k, n)
         The binned measurement the fit used: median ``A``, sigma68 of the pulls, count.
+    source : SourceScale or None
+        The source-present check (methods returning a likelihood mixture); None when not run.
     """
 
     method: str
@@ -147,6 +242,7 @@ class NoiseCalibration:
     median_pull: float
     reliable: bool
     bins: tuple[tuple[float, float, int], ...] = ()
+    source: SourceScale | None = None
 
     def k(self, area: np.ndarray | float) -> np.ndarray:
         """Error scale of targets of matched-filter area ``area`` (pixels); 1 when not reliable."""
@@ -544,13 +640,29 @@ def measure_blank_sky(
     Returns, per method, its result table plus the pseudo-targets' ``x``, ``y``, ``r50``, ``area``
     (:func:`model_area`), ``pull = flux / flux_err`` and ``usable`` (finite, none of :data:`BAD_BLANK_FLAGS`).
     """
+    return _measure_blank(exposure, catalog, x, y, methods, stamp_size=stamp_size, chunk_size=chunk_size, seed=seed)[0]
+
+
+def _measure_blank(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    methods: Mapping[str, MeasureMethod],
+    *,
+    stamp_size: int,
+    chunk_size: int,
+    seed: int,
+) -> tuple[dict[str, pd.DataFrame], TargetContext | None]:
+    """:func:`measure_blank_sky` and the context of its pseudo-targets (None when there are none)."""
     from lumos_ops.measure import _check_result, prepare_targets
 
-    out: dict[str, pd.DataFrame] = {}
     if len(x) == 0 or len(catalog) == 0:
-        return {name: pd.DataFrame(columns=["flux", "flux_err", "flag", "pull", "usable", "area"]) for name in methods}
+        empty = pd.DataFrame(columns=["flux", "flux_err", "flag", "pull", "usable", "area"])
+        return {name: empty.copy() for name in methods}, None
     blank = blank_sky_catalog(catalog, x, y, seed=seed)
     ctx = prepare_targets(exposure, blank, stamp_size=stamp_size)
+    out: dict[str, pd.DataFrame] = {}
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in methods}
     for start in range(0, ctx.n, chunk_size):
         sub = ctx.take(slice(start, min(start + chunk_size, ctx.n)))
@@ -569,7 +681,81 @@ def measure_blank_sky(
         frame["x"], frame["y"], frame["r50"] = ctx.x, ctx.y, blank["r50"].to_numpy()
         frame["area"] = area.copy()
         out[name] = frame
-    return out
+    return out, ctx
+
+
+def measure_source_present(
+    ctx: TargetContext,
+    blank: pd.DataFrame,
+    name: str,
+    method: MeasureMethod,
+    calibration: NoiseCalibration,
+    *,
+    snr_bands: tuple[tuple[float, float], ...] = SOURCE_SNR_BANDS,
+    min_positions: int = MIN_POSITIONS,
+    chunk_size: int = 512,
+    seed: int = 0,
+) -> SourceScale:
+    """The source-present width check of one likelihood method (module docstring).
+
+    The method must measure from ``ctx.stamps`` and ``ctx.models`` (LUMOS does): the model galaxies
+    are added to the stamps, not to the exposure that the classical methods cut their wider
+    background cutouts from.
+
+    Parameters
+    ----------
+    ctx : TargetContext
+        The blank-sky pseudo-targets (stamps of real pixels, their unit-flux models).
+    blank : DataFrame
+        ``method``'s blank-sky result on ``ctx`` (:func:`measure_blank_sky`: ``flux_err`` raw,
+        ``usable``, ``area``).
+    name, method
+        Registry name and the instance that measures the targets.
+    calibration : NoiseCalibration
+        The method's blank-sky calibration on this exposure (applied to the injected galaxies).
+    snr_bands, min_positions, chunk_size, seed : keyword-only
+        True-SNR bands (contiguous; the SNRs are drawn log-uniformly over their whole range), fewest
+        usable positions per band, targets per method call, RNG seed (fluxes and Poisson noise).
+    """
+    from lumos_ops.measure import _check_result
+
+    def band(lo: float, hi: float, pull: np.ndarray) -> SourceBand:
+        n = int(pull.size)
+        if n < max(min_positions, 2):
+            return SourceBand((lo, hi), float("nan"), float("nan"), n, float("nan"), False)
+        scale = _sigma68(pull)
+        resample = np.random.default_rng([seed, 8, n]).integers(0, n, size=(200, n))
+        q16, q84 = np.percentile(pull[resample], [16.0, 84.0], axis=1)
+        scale_err = float(np.std(0.5 * (q84 - q16)))
+        reliable = bool(np.isfinite(scale) and scale - 1.0 >= 2.0 * scale_err)
+        return SourceBand((lo, hi), float(scale), scale_err, n, float(np.median(pull)), reliable)
+
+    use = np.flatnonzero(blank["usable"].to_numpy(bool)) if len(blank) else np.zeros(0, dtype=np.int64)
+    if use.size == 0 or not calibration.reliable:
+        return SourceScale(tuple(band(lo, hi, np.zeros(0)) for lo, hi in snr_bands))
+    sub = ctx.take(use)
+    rng = np.random.default_rng([seed, 7])
+    width = blank["flux_err"].to_numpy(np.float64)[use] * calibration.k(blank["area"].to_numpy(np.float64)[use])
+    low, high = snr_bands[0][0], snr_bands[-1][1]
+    snr = np.exp(rng.uniform(np.log(low), np.log(high), use.size))
+    flux = snr * width
+    light = flux[:, None, None] * sub.models.astype(np.float64)
+    noise = rng.standard_normal(light.shape) * np.sqrt(np.maximum(light, 0.0) / float(sub.exposure.exptime))
+    injected = (sub.stamps.data + light + noise).astype(sub.stamps.data.dtype)
+    placed = dataclasses.replace(sub, stamps=dataclasses.replace(sub.stamps, data=injected))
+    parts = []
+    for start in range(0, use.size, chunk_size):
+        chunk = slice(start, min(start + chunk_size, use.size))
+        result = _check_result(name, method.measure(placed.take(chunk)), chunk.stop - chunk.start)
+        # the blank-sky k, applied as to the targets; ctx only gives the model and the noise there
+        parts.append(apply_error_scale(result, name, calibration, sub.take(chunk)))
+    frame = pd.concat(parts, ignore_index=True)
+    err = frame["flux_err"].to_numpy(np.float64)
+    flag = frame["flag"].to_numpy(np.int64) | sub.base_flags
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pull = (frame["flux"].to_numpy(np.float64) - flux) / err
+    good = np.isfinite(pull) & (err > 0) & ((flag & BAD_BLANK_FLAGS) == 0)
+    return SourceScale(tuple(band(lo, hi, pull[good & (snr >= lo) & (snr < hi)]) for lo, hi in snr_bands))
 
 
 def model_area(models: np.ndarray) -> np.ndarray:
@@ -824,8 +1010,10 @@ def calibrate_noise(
     stamp_size: int = STAMP_SIZE,
     chunk_size: int = 512,
     seed: int = 0,
+    source_check: bool = True,
 ) -> dict[str, NoiseCalibration]:
-    """Blank-sky error scale ``k(A)`` of every method on one exposure (module docstring).
+    """Blank-sky error scale ``k(A)`` of every method on one exposure (module docstring), and for
+    methods that return a likelihood mixture the source-present check (:func:`measure_source_present`).
 
     Parameters
     ----------
@@ -841,6 +1029,8 @@ def calibrate_noise(
     n_positions, min_positions, stamp_size, chunk_size, seed : keyword-only
         Blank positions wanted, fewest usable for a trusted ``k``, stamp side, targets per method
         call, RNG seed (positions and shapes).
+    source_check : bool, keyword-only
+        Run the source-present check (``NoiseCalibration.source``); False leaves it None.
 
     Returns
     -------
@@ -864,8 +1054,8 @@ def calibrate_noise(
     bx, by = blank_sky_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
                                  margin=stamp_size // 2, seed=seed, clearance=clearance,
                                  mask=_frame_detections(exposure))
-    frames = measure_blank_sky(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
-                               seed=seed)
+    frames, ctx = _measure_blank(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
+                                 seed=seed)
     samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in methods:
         frame = frames[name]
@@ -878,6 +1068,10 @@ def calibrate_noise(
         if not calibration.reliable:
             log.warning("%s: only %d usable blank-sky positions for method %s (need %d): its errors are not "
                         "calibrated (error_scale 1)", exposure.path, calibration.n_positions, name, min_positions)
+        elif source_check and ctx is not None and has_mixture(frames[name]):
+            check = measure_source_present(ctx, frames[name], name, methods[name], calibration,
+                                           min_positions=min_positions, chunk_size=chunk_size, seed=seed)
+            result[name] = dataclasses.replace(calibration, source=check)
     return result
 
 
@@ -938,8 +1132,10 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     ``k`` of each target is ``calibration.k(A)`` at its model's matched-filter area (or the number
     given). Adds ``error_scale`` (that ``k``) and ``flux_err_raw`` (the error before calibration);
     ``k`` scales the background part of the variance (module docstring), so the row's own factor
-    ``flux_err / flux_err_raw`` lies between 1 and ``k``. ``flux`` is never changed (for LUMOS the
-    median stays; the mean and mode of the widened likelihood move away from it by the factor).
+    ``flux_err / flux_err_raw`` lies between 1 and ``k``, times, where ``calibration.source`` is
+    set (LUMOS), the source-present factor of the row (column ``source_scale``). ``flux`` is never
+    changed (for LUMOS the median stays; the mean and mode of the widened likelihood move away from
+    it by the factor).
     """
     frame = frame.copy()
     raw = frame["flux_err"].to_numpy(np.float64)
@@ -954,7 +1150,8 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         k = np.full(len(frame), float(calibration))
     frame["flux_err_raw"] = raw
     frame["error_scale"] = k
-    if np.all(k == 1.0):
+    source = calibration.source if isinstance(calibration, NoiseCalibration) else None
+    if np.all(k == 1.0) and (source is None or not source.reliable):
         return frame
     t = float(ctx.exposure.exptime)
     if method == "aperture" and "aperture_light" in frame:
@@ -966,6 +1163,12 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         return frame
     phi = background_fraction(ctx, flux)
     factor = np.sqrt(1.0 + phi * (k * k - 1.0))
+    if source is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr = np.maximum(flux, 0.0) / (raw * factor)
+        extra = source.factor(snr)
+        frame["source_scale"] = extra
+        factor = factor * extra
     frame["flux_err"] = raw * factor
     if has_mixture(frame) and "median" in frame:
         mix = mixtures_from_table(frame)
