@@ -13,7 +13,7 @@ to them) and ``e_ij`` what changes between placements (noise, background, sub-pi
 ``s^2 (n - 1) / n`` and the galaxy means ``tau^2 + s^2 / n``. An inverse-variance co-add that treats
 the exposures as independent then has pull ``sqrt(n tau^2 + s^2)``, not ``sqrt(tau^2 + s^2)``:
 the shared part does not average down. Every variance is a robust one, the square of sigma68
-(half the 16-84 % range), as the report's pull sigma68.
+(half the 16-84 % range, ``lumos_ops.stats.sigma68``), as the report's pull sigma68.
 
 For each population, method and bin of per-placement true SNR (the galaxy's median), the JSON holds:
 ``n_galaxies``; ``pull_sigma68`` (per placement); ``s`` and ``tau`` (in units of the reported
@@ -41,17 +41,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lumos_ops import stats
+
 SNR_BINS: tuple[tuple[float, float], ...] = ((2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, np.inf))
 
 
 def sigma68(values: np.ndarray) -> float:
-    """Half the 15.87-84.13 % range of the finite values; NaN when fewer than 10."""
+    """:func:`lumos_ops.stats.sigma68` of the finite values; NaN when fewer than 10 (a bin too small to read)."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < 10:
-        return float("nan")
-    low, high = np.percentile(values, [15.865, 84.135])
-    return float((high - low) / 2.0)
+    return stats.sigma68(values) if np.isfinite(values).sum() >= 10 else float("nan")
 
 
 def galaxy_table(rows: pd.DataFrame, sizes: pd.Series) -> pd.DataFrame:
