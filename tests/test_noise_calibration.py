@@ -277,6 +277,7 @@ def test_source_present_check_widens_a_likelihood_too_narrow_with_a_source(scene
     pulls = (table["flux"].to_numpy() - flux) / table["flux_err"].to_numpy()
     raw = (table["flux"].to_numpy() - flux) / table["flux_err_raw"].to_numpy()
     assert bright.sum() >= 40
+    assert table["source_scale"].notna().all()  # every LUMOS row says what the check did, 1 included
     if narrow < 1.0:
         assert sigma68(raw[bright]) > 1.6
         assert 0.8 < sigma68(pulls[bright]) < 1.25

@@ -186,9 +186,8 @@ class SourceScale:
     def factor(self, snr: np.ndarray) -> np.ndarray:
         """Width factor at (blank-calibrated) SNR ``snr`` (NaN and negative SNR count as 0)."""
         snr = np.clip(np.nan_to_num(np.asarray(snr, dtype=np.float64), nan=0.0), 0.0, None)
-        out = np.ones(snr.shape)
         if not self.bands:
-            return out
+            return np.ones(snr.shape)
         first = self.bands[0]
         out = 1.0 + (first.factor - 1.0) * np.minimum(snr / first.snr_range[0], 1.0)
         for band in self.bands[1:]:
@@ -1152,6 +1151,8 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     frame["error_scale"] = k
     source = calibration.source if isinstance(calibration, NoiseCalibration) else None
     if np.all(k == 1.0) and (source is None or not source.reliable):
+        if source is not None:
+            frame["source_scale"] = 1.0
         return frame
     t = float(ctx.exposure.exptime)
     if method == "aperture" and "aperture_light" in frame:
