@@ -132,3 +132,24 @@ def test_catalogue_entirely_off_the_image_gives_off_image_rows(scene: tuple[Expo
     assert len(table) == 2 * len(catalog)
     assert (table["flag"] == Flag.OFF_IMAGE).all() and table["flux"].isna().all()
     assert table["ref_id"].tolist() == far["ref_id"].tolist() * 2
+
+
+def test_lumos_rows_carry_the_models_shared_error(scene: tuple[Exposure, pd.DataFrame, np.ndarray], tmp_path: Path) -> None:
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+    from lumos_ops.lumos.shared_error import SharedError
+
+    exposure, catalog, _ = scene
+    base = load_checkpoint(None, device="cpu")
+    shared = SharedError((0.0, 5.0, 20.0, np.inf), (0.0, 0.1, 0.3), (40, 40, 40), "test")
+    path = tmp_path / "with_shared.pt"
+    save_checkpoint(path, base.net, arch=base.arch, normalization=base.normalization,
+                    metadata={**base.metadata, "shared_error": shared.to_dict()})
+    table = measure_exposure(exposure, catalog, methods=("optimal", "lumos"), model=path)
+    lumos = table[table["method"] == "lumos"]
+    on = np.isfinite(lumos["flux"].to_numpy())
+    expected = shared.rho_at(lumos["flux"].to_numpy() / lumos["flux_err"].to_numpy())
+    assert lumos["shared_rho"].to_numpy()[on] == pytest.approx(expected[on])
+    assert table.loc[table["method"] == "optimal", "shared_rho"].isna().all()
+    # the shipped default records none: its rows have no such column
+    plain = measure_exposure(exposure, catalog.iloc[:3], methods=("lumos",))
+    assert "shared_rho" not in plain

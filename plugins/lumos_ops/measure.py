@@ -330,7 +330,9 @@ def measure_exposure(
         positions also check its width with a source present and widen it further where that
         check says so (``NoiseCalibration.source``). Adds the columns ``error_scale`` (``k``),
         ``flux_err_raw`` (the uncalibrated error) and for LUMOS ``source_scale``. Frames with fewer
-        than 30 usable positions keep ``k = 1`` (with a warning).
+        than 30 usable positions keep ``k = 1`` (with a warning). A LUMOS model that records a
+        shared error (:mod:`lumos_ops.lumos.shared_error`) adds ``shared_rho`` per row, which the
+        co-adds use.
     calibration_positions : int, keyword-only
         Blank-sky positions wanted per exposure (fewer on small or crowded frames).
     instances : mapping of str to MeasureMethod, keyword-only
@@ -396,6 +398,11 @@ def measure_exposure(
                     from lumos_ops.noise_calibration import apply_error_scale
 
                     result = apply_error_scale(result, name, calibrations[name], sub)
+                shared = getattr(method, "shared_error", None)
+                if shared is not None:
+                    from lumos_ops.lumos.shared_error import with_shared_rho
+
+                    result = with_shared_rho(result, shared)
                 parts[name].append(result)
             if bar is not None:
                 bar.update(sub.n)

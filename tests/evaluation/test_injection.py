@@ -82,3 +82,30 @@ def test_the_psf_profile_is_kolmogorov_unless_the_measurement_model_is_asked_for
     assert np.allclose(tables["kolmogorov"]["true_snr"], tables["moffat"]["true_snr"], rtol=0.05)
     assert np.allclose(tables["kolmogorov"]["true_flux"], tables["moffat"]["true_flux"], rtol=0.05)
     assert not tables["kolmogorov"]["flux"].equals(tables["moffat"]["flux"])
+
+
+def test_report_measures_the_shared_error_and_cross_fits_it_into_lumos_coadds():
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    n_gal, n_place, sigma, eps = 1500, 10, 1.0, 0.02
+    truth = 10 ** rng.uniform(1.0, 2.5, n_gal)  # true SNR 10-300
+    flux = truth[:, None] * (1.0 + eps * rng.normal(size=n_gal))[:, None] + rng.normal(0.0, sigma, (n_gal, n_place))
+    # per-exposure errors calibrated (they include the shared part), as the blank-sky calibration makes them
+    total = np.repeat(np.hypot(sigma, eps * truth), n_place)
+    table = pd.DataFrame({
+        "population": "sersic", "method": "lumos", "galaxy": np.repeat(np.arange(n_gal), n_place),
+        "place": np.tile(np.arange(n_place), n_gal), "frame": "f.fits", "flux": flux.ravel(), "flux_err": total,
+        "true_flux": np.repeat(truth, n_place), "true_snr": np.repeat(truth / sigma, n_place), "crb_err": sigma,
+        "alpha_0": 1.0, "mu_0": flux.ravel(), "sigma_0": total,
+    })
+    entry = score_injection(table)["populations"]["sersic"]["methods"]["lumos"]
+    rho = entry["shared_error"]["rho"]
+    assert rho == sorted(rho) and rho[-1] > 0.5  # (0.02 x SNR > 50)^2 / (1 + ...)
+    every = {c["n"]: [b for b in c["by_true_snr"] if b["lo"] is None][0] for c in entry["coadds"]}
+    shared = {c["n"]: [b for b in c["by_true_snr"] if b["lo"] is None][0] for c in entry["coadds_shared_error"]}
+    assert every[10]["pull_sigma68"] > 1.5  # independent co-adds of correlated exposures are too narrow
+    assert shared[10]["pull_sigma68"] == pytest.approx(1.0, abs=0.12)
+    assert shared[5]["bias"] == pytest.approx(every[5]["bias"], abs=1e-3)
+    rows = {t["target"]: t for t in score_injection(table)["targets"]}
+    assert any("shared-error term" in name for name in rows)

@@ -13,6 +13,7 @@ from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos import adapt as adapt_module
 from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_exposures
 from lumos_ops.lumos.checkpoint import load_checkpoint
+from lumos_ops.lumos.shared_error import SharedError
 
 
 def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0, zero_point=None):
@@ -135,6 +136,11 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     assert result.plot_path.is_file() and result.plot_path.stat().st_size > 1000
     report = json.loads(result.report_path.read_text())
     assert report["adapt"]["model_sha256"] == result.model_sha256 and report["adapt"]["heldout_exposures"] == split["heldout"]
+    # the shared error measured on the held-out injection is what the candidate's co-adds will use
+    shared = SharedError.from_dict(model.metadata["shared_error"])
+    assert model.metadata["shared_error"] == report["adapt"]["shared_error"]
+    assert "held-out injection (sersic)" in shared.source and len(shared.rho) == len(shared.snr_edges) - 1
+    assert sum(shared.n_galaxies) == report["populations"]["sersic"]["n_galaxies"]
 
     # per-band fixed-truth metrics for the candidate, the base model and the classical methods
     metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}

@@ -219,6 +219,32 @@ def test_lumos_coadd_flux_is_the_likelihood_product(engine, truncated):
     assert row.flux_err_njy < 0.75 * single.stats["sigma68"][0]
 
 
+def test_lumos_coadd_widens_by_the_shared_error_its_rows_carry(engine):
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    run_id, ids = _setup(engine, n_exposures=3)
+    rhos = [0.3, 0.2, None]  # the third row has none: it counts as independent (0)
+    mus = [20.0, 22.0, 19.0]
+    for eid, mu, rho in zip(ids, mus, rhos):
+        table = _table(1, method="lumos")
+        table["alpha_0"], table["mu_0"], table["sigma_0"] = 1.0, mu, 3.0
+        if rho is not None:
+            table["shared_rho"] = rho
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy FROM lumos.coadds WHERE ref_id = 0")).one()
+    args = (np.ones((1, 3, 1)), np.array(mus).reshape(1, 3, 1), np.full((1, 3, 1), 3.0), np.full((1, 3), 25.0))
+    expected = coadd_likelihoods(*args, rho=np.array([[0.3, 0.2, 0.0]]))
+    independent = coadd_likelihoods(*args)
+    c = 1.0 + (np.sqrt(0.3) + np.sqrt(0.2)) ** 2 / 3.0 - (0.3 + 0.2) / 3.0
+    assert expected.variance_factor[0] == pytest.approx(c)
+    assert row.flux_err_njy == pytest.approx(expected.stats["sigma68"][0], rel=1e-6)
+    assert row.flux_err_njy == pytest.approx(np.sqrt(c) * independent.stats["sigma68"][0], rel=1e-3)
+    assert row.flux_njy == pytest.approx(independent.stats["median"][0], rel=1e-6)
+
+
 # --------------------------------------------------------------------------- binary COPY writer
 # The writer streams binary COPY rows built column-wise. What it stores must be what the earlier text
 # path stored: ``real`` values as PostgreSQL reads the shortest repr of each double (the server is

@@ -39,7 +39,9 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
 The report is :func:`lumos_ops.evaluation.injection_report.score_injection` of the candidate with
 the classical methods (the registry's gates read it, docs/registry.md), plus ``base`` (the base
 model's LUMOS entries), ``bands`` (the same per band) and ``adapt`` (split, pixel noise, training,
-timings). The candidate's checkpoint records the pixel noise and ``s`` in ``metadata["pixel_noise"]``.
+timings). The candidate's checkpoint records the pixel noise and ``s`` in ``metadata["pixel_noise"]``,
+and, measured on its held-out injection, the part of the error that the exposures of one galaxy
+share (``metadata["shared_error"]``, :mod:`lumos_ops.lumos.shared_error`), which widens its co-adds.
 """
 
 from __future__ import annotations
@@ -715,6 +717,25 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     return pd.concat(tables, ignore_index=True)
 
 
+def _stage_shared_error(model_path: Path, table: pd.DataFrame):
+    """Measure the candidate's shared error on its held-out injection (every population) and record it
+    in its checkpoint's metadata ``"shared_error"``, which the co-adds read (idempotent on a rerun)."""
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+    from lumos_ops.lumos.shared_error import estimate_shared_error
+
+    rows = table[(table["model"] == "candidate") & (table["method"] == "lumos")]
+    populations = sorted(rows["population"].unique())
+    shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
+                                   rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
+                                   source=f"lumos adapt held-out injection ({', '.join(populations)})")
+    loaded = load_checkpoint(model_path, device="cpu")
+    if loaded.metadata.get("shared_error") != shared.to_dict():
+        save_checkpoint(model_path, loaded.net, arch=loaded.arch, normalization=loaded.normalization,
+                        metadata={**loaded.metadata, "shared_error": shared.to_dict()})
+    log.info("adapt: shared-error correlation per measured-SNR bin %s: %s", shared.snr_edges, shared.rho)
+    return shared
+
+
 def adapt(
     exposures: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     catalog: pd.DataFrame,
@@ -778,11 +799,12 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     set_dir = _stage_training_set(out, train, catalog, base, config, noise)
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
+    shared = _stage_shared_error(model_path, table)
     report = adapt_report(table)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
-                       "pixel_noise": noise.to_dict(), "training": info, "config": config.to_dict(),
-                       "seconds_this_run": time.perf_counter() - started}
+                       "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,
+                       "config": config.to_dict(), "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
     plot_path = Path(plot_injection(plot_view(report), out / "injection_report.png"))

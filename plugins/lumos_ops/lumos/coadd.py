@@ -3,7 +3,9 @@
 :func:`coadd_likelihoods` is the product of the per-exposure flux likelihoods (the mixtures of a
 reference-prior LUMOS model, ``docs/likelihood.md``) in calibrated nJy
 (``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``, :func:`njy_factor`), times a prior applied once (none by
-default: the result is the co-added likelihood, which photo-z codes want). Multiplying
+default: the result is the co-added likelihood, which photo-z codes want), raised to the power
+``1 / c`` where the exposures' errors share a part (``rho``, :mod:`lumos_ops.lumos.shared_error`).
+Multiplying
 *posteriors* instead would count their training prior once per exposure and make co-adds of N
 exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements and
 their :class:`~lumos_ops.lumos.mixture_table.Mixtures` into the padded per-source arrays it takes. The co-add of point estimates, eq. (21), has one home: the
@@ -29,6 +31,7 @@ from scipy import special
 from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.mixture_table import Mixtures
+from lumos_ops.lumos.shared_error import coadd_variance_factor
 
 __all__ = ["njy_factor", "CoaddResult", "coadd_likelihoods", "PackedGroups", "pack_groups"]
 
@@ -56,6 +59,8 @@ class CoaddResult:
         above ~1e-3 the grid clipped a tail.
     grid, pdf : ndarray, shape (n, n_grid)
         The evaluation grid (nJy) and the normalised PDF on it (per nJy).
+    variance_factor : ndarray, shape (n,)
+        ``c``, the factor the shared error (``rho``) put on the variance; 1 without ``rho``.
     """
 
     stats: dict[str, np.ndarray]
@@ -63,6 +68,7 @@ class CoaddResult:
     edge_mass: np.ndarray
     grid: np.ndarray
     pdf: np.ndarray
+    variance_factor: np.ndarray
 
 
 def _moments(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +105,10 @@ _MAX_REGRID = 3
 _EDGE = 1e-4
 
 
-def _evaluate(centre, half, rows, log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid: int, chunk: int):
-    """Grid (lo, hi, grid) around ``centre +- half`` and the log product (plus log prior) of the given rows."""
+def _evaluate(centre, half, rows, log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid: int, chunk: int,
+              temper: np.ndarray):
+    """Grid (lo, hi, grid) around ``centre +- half`` and the log product (to the power ``temper``, plus
+    the log prior) of the given rows."""
     trunc_rows = any_trunc[rows]
     lo = centre - half
     lo = np.where(trunc_rows, np.maximum(lo, 0.0), lo)
@@ -118,6 +126,7 @@ def _evaluate(centre, half, rows, log_alpha, mu_n, s_n, ok, any_trunc, log_prior
     for start in range(0, rows.size, chunk):
         part = slice(start, min(start + chunk, rows.size))
         log_p[part] = _log_mixture(t[part], log_a[part], mu_t[part], inv_t[part])
+    log_p *= temper[rows, None]
     log_p = np.where(trunc_rows[:, None] & (grid < 0.0), -np.inf, log_p)
     if log_prior is not None:
         log_p = log_p + np.asarray(log_prior(grid), dtype=np.float64)
@@ -133,6 +142,7 @@ def coadd_likelihoods(
     valid: ArrayLike | None = None,
     truncated: ArrayLike | None = None,
     log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
+    rho: ArrayLike | None = None,
     n_grid: int = 193,
     span: float = 10.0,
     chunk: int = 256,
@@ -153,6 +163,11 @@ def coadd_likelihoods(
     log_prior : callable, optional
         ``log_prior(grid)`` with grid (n, G) in nJy returns the log prior density on it (any
         additive constant); applied once to the product. None (default): the co-added likelihood.
+    rho : array_like, shape (n, m), optional
+        Correlation of each exposure's error with the other exposures' of the same source, the part
+        they share (:mod:`lumos_ops.lumos.shared_error`; ``SharedError.rho_at`` of the exposure's
+        SNR). The product is raised to the power ``1 / c`` (``coadd_variance_factor``), which widens
+        it by ``sqrt(c)``. None (default): independent exposures.
     n_grid : int, keyword-only
         Grid points per source.
     span : float, keyword-only
@@ -184,9 +199,14 @@ def coadd_likelihoods(
     mean_j, var_j = _moments(a, mu_n, s_n)
     w = np.where(ok, 1.0 / var_j, 0.0)
     wsum = w.sum(axis=1)
+    if rho is None:
+        inflation = np.ones(n)
+    else:
+        inflation = coadd_variance_factor(np.broadcast_to(np.asarray(rho, dtype=np.float64), (n, m)), w, ok)
+    temper = 1.0 / inflation
     with np.errstate(invalid="ignore", divide="ignore"):
         centre = (w * mean_j).sum(axis=1) / wsum
-        half = span / np.sqrt(wsum)
+        half = span * np.sqrt(inflation / wsum)
     n_used = ok.sum(axis=1)
     usable = n_used > 0
     centre = np.where(usable, centre, 0.0)
@@ -194,7 +214,8 @@ def coadd_likelihoods(
     any_trunc = trunc.any(axis=1)
     with np.errstate(divide="ignore"):
         log_alpha = np.log(a) - np.where(trunc[..., None], special.log_ndtr(mu_n / s_n), 0.0)
-    lo, hi, grid, log_p = _evaluate(centre, half, np.arange(n), log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid, chunk)
+    lo, hi, grid, log_p = _evaluate(centre, half, np.arange(n), log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid, chunk,
+                                 temper)
     # A product whose mass sits at a grid end (exposures in tension): recentre on the peak, widen, retry.
     for _ in range(_MAX_REGRID):
         with np.errstate(invalid="ignore"):
@@ -206,7 +227,7 @@ def coadd_likelihoods(
             break
         peak_at = grid[redo, np.argmax(log_p[redo], axis=1)]
         r_lo, r_hi, r_grid, r_log_p = _evaluate(peak_at, 2.0 * half[redo], redo, log_alpha, mu_n, s_n, ok, any_trunc,
-                                                log_prior, n_grid, chunk)
+                                                log_prior, n_grid, chunk, temper)
         lo[redo], hi[redo], grid[redo], log_p[redo] = r_lo, r_hi, r_grid, r_log_p
         half[redo] *= 2.0
     with np.errstate(invalid="ignore"):
@@ -222,7 +243,8 @@ def coadd_likelihoods(
     bad = ~usable | ~np.isfinite(area) | (area <= 0)
     for key in stats:
         stats[key] = np.where(bad, np.nan, stats[key])
-    return CoaddResult(stats=stats, n_used=n_used, edge_mass=np.where(bad, np.nan, edge_mass), grid=grid, pdf=pdf)
+    return CoaddResult(stats=stats, n_used=n_used, edge_mass=np.where(bad, np.nan, edge_mass), grid=grid, pdf=pdf,
+                       variance_factor=inflation)
 
 
 def _grid_stats(grid: np.ndarray, pdf: np.ndarray, log_p: np.ndarray, dx: np.ndarray) -> dict[str, np.ndarray]:
@@ -276,6 +298,7 @@ class PackedGroups:
     valid: np.ndarray
     flux: np.ndarray
     flux_err: np.ndarray
+    shared_rho: np.ndarray
 
 
 def pack_groups(table: pd.DataFrame, mixtures: Mixtures, *, by: tuple[str, ...]) -> PackedGroups:
@@ -283,7 +306,7 @@ def pack_groups(table: pd.DataFrame, mixtures: Mixtures, *, by: tuple[str, ...])
     arrays, without a Python loop per group.
 
     ``table`` holds the ``by`` keys, ``zero_point`` and optionally ``flux``/``flux_err`` (NaN when
-    absent); ``mixtures`` (:class:`~lumos_ops.lumos.mixture_table.Mixtures`, one row per table row)
+    absent) and ``shared_rho`` (0 when absent or NaN); ``mixtures`` (:class:`~lumos_ops.lumos.mixture_table.Mixtures`, one row per table row)
     the components and truncation flags.
     """
     frame = table.reset_index(drop=True)
@@ -319,4 +342,5 @@ def pack_groups(table: pd.DataFrame, mixtures: Mixtures, *, by: tuple[str, ...])
         valid=valid,
         flux=pad(column("flux"), np.nan, ()),
         flux_err=pad(column("flux_err"), np.nan, ()),
+        shared_rho=pad(np.nan_to_num(column("shared_rho")), 0.0, ()),
     )

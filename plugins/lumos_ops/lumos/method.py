@@ -85,6 +85,13 @@ class LumosMethod:
             self._loaded = load_checkpoint(self.model, device=self.device)
         return self._loaded
 
+    @property
+    def shared_error(self):
+        """The model's :class:`~lumos_ops.lumos.shared_error.SharedError` (metadata ``"shared_error"``), or None."""
+        from lumos_ops.lumos.shared_error import shared_error_of
+
+        return shared_error_of(self.loaded.metadata)
+
     def measure(self, ctx) -> pd.DataFrame:
         """Measure every target of a :class:`lumos_ops.measure.TargetContext`."""
         from lumos_ops.lumos.inference import mixture_table, predict_mixtures

@@ -4,7 +4,8 @@ Point estimates use the inverse-variance weighted mean of eq. (21) of Cabayol et
 calibrated fluxes (nJy, ``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``): one ``INSERT ... SELECT ...
 ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. For LUMOS rows (Gaussian-mixture
 likelihoods stored with the measurement) the co-add is the product of the likelihoods
-(``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior): its median and 68 % half-width replace
+(``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior, widened by the shared-error term of the
+model where its rows carry ``shared_rho``): its median and 68 % half-width replace
 ``flux_njy``/``flux_err_njy`` and its median, peak, sigma68, sigma95 and eta are stored.
 A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed,
 or when it includes stale rows: measurements kept from an earlier successful write of an exposure
@@ -89,7 +90,8 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
 """
 
 _PDF_ROWS = """
-SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point
+SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point,
+       (m.extras ->> 'shared_rho')::double precision AS shared_rho
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
 WHERE m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
   AND (m.ref_id, m.band, m.method, m.model_version) IN (""" + _TOUCHED + """)
@@ -139,7 +141,9 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
 
     One batched computation for every (source, band, model version) of the night. The per-exposure
     mixtures of a reference-prior model are likelihoods, so their product is the co-added
-    likelihood (no prior: photo-z wants likelihoods). ``flux_njy``/``flux_err_njy`` become its
+    likelihood (no prior: photo-z wants likelihoods), widened for the error the exposures share
+    where the model records one (each row's ``extras.shared_rho``, :mod:`lumos_ops.lumos.shared_error`).
+    ``flux_njy``/``flux_err_njy`` become its
     median and 68 % half-width; ``flux_median_njy``, ``flux_peak_njy``, ``sigma68_njy``,
     ``sigma95_njy`` and ``eta`` (eq. 22) summarise the same PDF. ``chi2_dof`` keeps the eq. (21)
     consistency of the per-exposure fluxes.
@@ -157,7 +161,7 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
     mixtures = mixtures_from_arrays(frame["mix_alpha"], frame["mix_mu"], frame["mix_sigma"], frame["mix_truncated"])
     packed = pack_groups(frame, mixtures, by=keys)
     result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
-                               truncated=packed.truncated)
+                               truncated=packed.truncated, rho=packed.shared_rho)
     update = packed.keys.copy()
     update["ref_id"] = update["ref_id"].astype("int64")
     for name in ("median", "mode", "sigma68", "sigma95", "eta"):

@@ -1,0 +1,125 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.coadd import coadd_likelihoods
+from lumos_ops.lumos.shared_error import (
+    SharedError,
+    coadd_variance_factor,
+    decompose_pulls,
+    estimate_shared_error,
+    shared_error_of,
+    with_shared_rho,
+)
+from lumos_ops.stats import sigma68
+
+
+def _pulls(n_gal, n_place, tau, s, seed):
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(0.0, tau, n_gal)
+    pull = shared[:, None] + rng.normal(0.0, s, (n_gal, n_place))
+    return pull.ravel(), np.repeat(np.arange(n_gal), n_place)
+
+
+@pytest.mark.parametrize("tau, s", [(0.0, 1.0), (0.5, 1.0), (1.0, 0.7)])
+def test_decompose_pulls_recovers_shared_and_per_exposure_parts(tau, s):
+    pull, galaxy = _pulls(6000, 5, tau, s, seed=1)
+    split = decompose_pulls(pull, galaxy)
+    assert split.n_galaxies == 6000 and split.placements == 5
+    assert split.s == pytest.approx(s, rel=0.04)
+    assert split.tau == pytest.approx(tau, abs=0.06)
+    assert split.rho == pytest.approx(tau**2 / (tau**2 + s**2), abs=0.03)
+
+
+def test_decompose_pulls_needs_ten_galaxies_with_two_placements():
+    pull, galaxy = _pulls(9, 3, 0.5, 1.0, seed=0)
+    assert np.isnan(decompose_pulls(pull, galaxy).rho)
+    # single placements do not count
+    assert decompose_pulls(np.arange(50.0), np.arange(50)).n_galaxies == 0
+
+
+def test_variance_factor_is_one_plus_rho_n_minus_one_for_equal_errors():
+    rho = np.full((3, 5), 0.2)
+    w = np.ones((3, 5))
+    valid = np.array([[True] * 5, [True, True, False, False, False], [False] * 5])
+    got = coadd_variance_factor(rho, w, valid)
+    assert got == pytest.approx([1.0 + 0.2 * 4, 1.0 + 0.2, 1.0])
+    assert coadd_variance_factor(np.zeros((1, 4)), np.arange(1.0, 5.0)[None]) == pytest.approx([1.0])
+
+
+def test_variance_factor_matches_the_variance_of_the_weighted_mean():
+    sig = np.array([1.0, 2.0, 0.5, 1.5])
+    rho = np.array([0.1, 0.3, 0.05, 0.2])
+    corr = np.sqrt(np.outer(rho, rho))
+    np.fill_diagonal(corr, 1.0)
+    cov = corr * np.outer(sig, sig)
+    w = 1.0 / sig**2
+    weights = w / w.sum()
+    exact = weights @ cov @ weights
+    assert coadd_variance_factor(rho[None], w[None])[0] == pytest.approx(exact * w.sum(), rel=1e-12)
+
+
+def test_estimate_shared_error_finds_a_fractional_shared_error_growing_with_snr():
+    rng = np.random.default_rng(3)
+    n_gal, n_place, eps, sigma = 3000, 5, 0.03, 1.0
+    truth = 10 ** rng.uniform(0.5, 2.3, n_gal)  # SNR ~3-200
+    shared = truth * eps * rng.normal(size=n_gal)
+    flux = truth[:, None] + shared[:, None] + rng.normal(0.0, sigma, (n_gal, n_place))
+    got = estimate_shared_error(flux.ravel(), np.full(flux.size, sigma), np.repeat(truth, n_place),
+                                np.repeat(np.arange(n_gal), n_place), source="synthetic")
+    assert np.all(np.diff(got.rho) >= 0)
+    # expected rho at the bins' typical SNR: (eps snr)^2 / (1 + (eps snr)^2)
+    assert got.rho[0] < 0.03
+    assert float(got.rho_at(7.0)) == pytest.approx(0.04, abs=0.04)
+    assert 0.25 < float(got.rho_at(30.0)) < 0.6
+    assert float(got.rho_at(150.0)) > 0.7
+    assert got.source == "synthetic" and sum(got.n_galaxies) == n_gal
+
+
+def test_estimate_without_enough_galaxies_gives_zero_and_without_rows_fails():
+    got = estimate_shared_error([1.0, 2.0, 1.5], [1.0, 1.0, 1.0], [1.2, 1.2, 1.2], [0, 0, 0])
+    assert got.rho == (0.0,) * 7
+    with pytest.raises(LumosValueError, match="no finite measurement"):
+        estimate_shared_error([np.nan], [1.0], [1.0], [0])
+
+
+def test_shared_error_round_trip_lookup_and_validation():
+    se = SharedError((0.0, 5.0, 20.0, np.inf), (0.0, 0.05, 0.2), (10, 20, 30), "test")
+    assert SharedError.from_dict(se.to_dict()) == se
+    assert se.to_dict()["snr_edges"][-1] is None
+    assert se.rho_at([-3.0, 1.0, 5.0, 19.9, 20.0, 1e6, np.nan]).tolist() == [0.0, 0.0, 0.05, 0.05, 0.2, 0.2, 0.0]
+    assert shared_error_of({"shared_error": se.to_dict()}) == se
+    assert shared_error_of({}) is None
+    with pytest.raises(LumosValueError, match="increasing"):
+        SharedError((0.0, 5.0), (0.1, 0.2))
+    with pytest.raises(LumosValueError, match=r"\[0, 1\)"):
+        SharedError((0.0, 5.0), (1.0,))
+    with pytest.raises(LumosValueError, match="cannot read"):
+        SharedError.from_dict({"rho": [0.1]})
+    frame = pd.DataFrame({"flux": [10.0, 100.0, np.nan], "flux_err": [1.0, 1.0, 1.0]})
+    assert with_shared_rho(frame, se)["shared_rho"].tolist() == [0.05, 0.2, 0.0]
+    assert with_shared_rho(frame, None) is frame
+
+
+def test_coadd_with_rho_widens_about_the_same_peak_and_calibrates_correlated_errors():
+    rng = np.random.default_rng(5)
+    n_src, m, rho, sigma = 4000, 5, 0.15, 2.0
+    truth = 50.0
+    shared = rng.normal(0.0, sigma * np.sqrt(rho), n_src)
+    own = rng.normal(0.0, sigma * np.sqrt(1.0 - rho), (n_src, m))
+    mu = (truth + shared[:, None] + own)[..., None]
+    alpha = np.ones((n_src, m, 1))
+    sig = np.full((n_src, m, 1), sigma)
+    zp = np.full((n_src, m), 31.4)
+    plain = coadd_likelihoods(alpha, mu, sig, zp)
+    widened = coadd_likelihoods(alpha, mu, sig, zp, rho=np.full((n_src, m), rho))
+    c = 1.0 + rho * (m - 1)
+    assert widened.variance_factor == pytest.approx(np.full(n_src, c))
+    assert plain.variance_factor == pytest.approx(np.ones(n_src))
+    assert widened.stats["median"] == pytest.approx(plain.stats["median"], abs=1e-6)
+    assert widened.stats["sigma68"] == pytest.approx(np.sqrt(c) * plain.stats["sigma68"], rel=1e-3)
+    pull_plain = sigma68((plain.stats["median"] - truth) / plain.stats["sigma68"])
+    pull_widened = sigma68((widened.stats["median"] - truth) / widened.stats["sigma68"])
+    assert pull_plain == pytest.approx(np.sqrt(c), rel=0.05)
+    assert pull_widened == pytest.approx(1.0, rel=0.05)
