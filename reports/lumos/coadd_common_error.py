@@ -8,9 +8,8 @@ of galaxy ``i`` in placement ``j`` as
     p_ij = (flux - true_flux) / flux_err = c_i + e_ij,    var(c) = tau^2,  var(e) = s^2
 
 ``c_i`` is what every placement of the galaxy shares (its shape, its size, the network's response
-to them) and ``e_ij`` what changes between placements (noise, background, sub-pixel position). With
-``n`` placements, the within-galaxy deviations ``p_ij - mean_j p_ij`` have variance
-``s^2 (n - 1) / n`` and the galaxy means ``tau^2 + s^2 / n``. An inverse-variance co-add that treats
+to them) and ``e_ij`` what changes between placements (noise, background, sub-pixel position); the
+split is :func:`lumos_ops.lumos.shared_error.decompose_pulls`. An inverse-variance co-add that treats
 the exposures as independent then has pull ``sqrt(n tau^2 + s^2)``, not ``sqrt(tau^2 + s^2)``:
 the shared part does not average down. Every variance is a robust one, the square of sigma68
 (half the 16-84 % range, ``lumos_ops.stats.sigma68``), as the report's pull sigma68.
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops import stats
+from lumos_ops.lumos.shared_error import decompose_pulls
 
 SNR_BINS: tuple[tuple[float, float], ...] = ((2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, np.inf))
 
@@ -69,26 +69,23 @@ def galaxy_table(rows: pd.DataFrame, sizes: pd.Series) -> pd.DataFrame:
     })
     table["coadd_pull"] = (table["coadd_flux"] - table["true_flux"]) / table["coadd_err"]
     table["size"] = sizes.reindex(table.index).to_numpy()
-    rows["deviation"] = rows["pull"] - rows["galaxy"].map(table["mean_pull"])
-    rows["n"] = rows["galaxy"].map(table["n"])
     return table, rows
 
 
 def decompose(table: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any]:
-    """``s``, ``tau``, ``rho`` and the co-add pulls of one bin of galaxies."""
+    """``s``, ``tau``, ``rho`` (:func:`lumos_ops.lumos.shared_error.decompose_pulls`) and the co-add
+    pulls of one bin of galaxies."""
     n = float(np.median(table["n"])) if len(table) else float("nan")
-    within = sigma68(rows["deviation"]) ** 2 * n / (n - 1.0) if n > 1 else float("nan")
-    between = sigma68(table["mean_pull"]) ** 2
-    tau2 = max(between - within / n, 0.0) if np.isfinite(between) and np.isfinite(within) else float("nan")
+    split = decompose_pulls(rows["pull"], rows["galaxy"])
     return {
         "n_galaxies": int(len(table)),
         "placements": n,
         "pull_sigma68": sigma68(rows["pull"]),
-        "s": float(np.sqrt(within)),
-        "tau": float(np.sqrt(tau2)),
-        "rho": float(tau2 / (tau2 + within)) if np.isfinite(tau2) and tau2 + within > 0 else float("nan"),
+        "s": split.s,
+        "tau": split.tau,
+        "rho": split.rho,
         "coadd_pull_sigma68": sigma68(table["coadd_pull"]),
-        "coadd_pull_model": float(np.sqrt(n * tau2 + within)),
+        "coadd_pull_model": float(np.sqrt(n * split.tau**2 + split.s**2)),
         "coadd_pull_median": float(np.median(table["coadd_pull"])) if len(table) else float("nan"),
     }
 
