@@ -9,6 +9,7 @@ from astropy.io import fits
 
 from lumos_ops.cli import main
 from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
+from lumos_ops.lumos.shared_error import SharedError
 
 
 def _frame(path, seed: int = 0, shape: tuple[int, int] = (200, 220)) -> None:
@@ -20,7 +21,7 @@ def _frame(path, seed: int = 0, shape: tuple[int, int] = (200, 220)) -> None:
     fits.PrimaryHDU(data.astype(np.float32)).writeto(path)
 
 
-def test_inject_report_records_the_resolved_model(tmp_path):
+def test_inject_report_records_the_resolved_model(tmp_path, capsys):
     _frame(tmp_path / "a.fits")
     out = tmp_path / "out"
     rc = main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture", "lumos",
@@ -31,6 +32,20 @@ def test_inject_report_records_the_resolved_model(tmp_path):
     assert report["model"] == {"name": "default", "path": str(path), "version": path.stem,
                                "sha256": load_checkpoint(path).sha256}
     assert (out / "injection_report.png").is_file() and (out / "injection_table.parquet").is_file()
+
+    # the run's shared error recorded in a copy of the model it measured with
+    copy = tmp_path / "with_shared.pt"
+    assert main(["model", "shared-error", str(out), "--out", str(copy)]) == 0
+    written = load_checkpoint(copy)
+    assert written.sha256 == load_checkpoint(path).sha256
+    shared = SharedError.from_dict(written.metadata["shared_error"])
+    assert shared.source == f"lumos inject {out}" and sum(shared.n_galaxies) == 3
+    assert "shared_error" not in load_checkpoint(path).metadata  # the shipped file is untouched
+    capsys.readouterr()
+    assert main(["model", "shared-error", str(out), "--out", str(copy), "--populations", "knots"]) != 0
+    assert "no LUMOS rows of population(s) ['knots']; it has ['sersic']" in capsys.readouterr().err
+    assert main(["model", "shared-error", str(tmp_path), "--out", str(copy)]) != 0
+    assert "injection_table.parquet: missing; give the --out directory of a `lumos inject` run" in capsys.readouterr().err
 
 
 def test_inject_without_lumos_records_no_model(tmp_path):

@@ -2,8 +2,9 @@
 
 ``list`` the versions and their status, ``attach-report`` an injection report, ``promote`` a
 candidate through the gates (or ``--force`` it with a recorded reason), ``rollback`` to the
-previous production version, ``history`` of the registry, and ``resolve`` what tonight's run
-would use. The database URL comes from ``--url``, else ``$LUMOS_DATABASE_URL``, else the local
+previous production version, ``history`` of the registry, ``shared-error`` (no database) to
+record in a copy of a model the co-add term an injection run measured
+(:mod:`lumos_ops.lumos.shared_error`), and ``resolve`` what tonight's run would use. The database URL comes from ``--url``, else ``$LUMOS_DATABASE_URL``, else the local
 PostgreSQL of ``lumos db start``. Changing the registry needs the schema owner (see the docs).
 """
 
@@ -17,7 +18,7 @@ _URL_HELP = "SQLAlchemy URL (default: $LUMOS_DATABASE_URL, else the local Postgr
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``lumos model list | attach-report | promote | rollback | history | resolve``."""
+    """Add ``lumos model list | attach-report | promote | rollback | history | shared-error | resolve``."""
     parser = subparsers.add_parser("model", help="model registry: list, attach reports, promote, roll back")
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
@@ -54,6 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50, help="most events shown (default 50; 0: all)")
     p.add_argument("--url", help=_URL_HELP)
     p.set_defaults(func=_history)
+
+    p = sub.add_parser("shared-error", help="record the co-add shared-error term measured by `lumos inject` in a copy of its model",
+                       description="Measure the part of the LUMOS error that the exposures of one galaxy share (placements "
+                                   "of each injected galaxy, lumos_ops.lumos.shared_error) on an injection run's "
+                                   "table and write the model that measured it, with that term in its metadata, "
+                                   "to OUT: its co-adds are then widened for it. `lumos adapt` does this itself.")
+    p.add_argument("injection", metavar="INJECTION_DIR", help="output directory of `lumos inject` (table + report)")
+    p.add_argument("--out", required=True, metavar="OUT.pt", help="checkpoint to write")
+    p.add_argument("--populations", nargs="+", help="populations to pool (default: every one in the table)")
+    p.set_defaults(func=_shared_error)
 
     p = sub.add_parser("resolve", help="versions and checkpoint the nightly run would use now (LUMOS_* settings + registry)")
     p.add_argument("--url", help=_URL_HELP)
@@ -209,4 +220,35 @@ def _resolve(args: argparse.Namespace) -> int:
     checkpoint = config.model_key or config.measure_options.get("model")
     if config.needs_gpu:
         print(f"LUMOS checkpoint: {checkpoint or 'shipped default'}")
+    return 0
+
+
+def _shared_error(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lumos_ops.exceptions import InputFileError
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.lumos.shared_error import record_shared_error
+
+    root = Path(args.injection)
+    table_path, report_path = root / "injection_table.parquet", root / "injection_report.json"
+    for path in (table_path, report_path):
+        if not path.is_file():
+            raise InputFileError(f"{path}: missing; give the --out directory of a `lumos inject` run")
+    model = (json.loads(report_path.read_text()).get("model") or {})
+    if not model.get("path"):
+        raise InputFileError(f"{report_path}: records no LUMOS model; run `lumos inject` with the lumos method")
+    loaded = load_checkpoint(model["path"], device="cpu")
+    if loaded.sha256 != model.get("sha256"):
+        raise InputFileError(f"{report_path}: measured with weights {model.get('sha256')}, but {model['path']} now holds "
+                             f"{loaded.sha256}; rerun `lumos inject` with this model")
+    shared = record_shared_error(model["path"], pd.read_parquet(table_path), args.out, populations=args.populations,
+                                 source=f"lumos inject {root}")
+    print(f"{args.out}: {model['path']} with the shared error of {shared.source}")
+    print("measured SNR    galaxies  rho")
+    for lo, hi, n, rho in zip(shared.snr_edges[:-1], shared.snr_edges[1:], shared.n_galaxies, shared.rho):
+        print(f"{lo:5g} - {hi:<7g} {n:8d}  {rho:.3f}")
     return 0

@@ -720,18 +720,12 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
 def _stage_shared_error(model_path: Path, table: pd.DataFrame):
     """Measure the candidate's shared error on its held-out injection (every population) and record it
     in its checkpoint's metadata ``"shared_error"``, which the co-adds read (idempotent on a rerun)."""
-    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
-    from lumos_ops.lumos.shared_error import estimate_shared_error
+    from lumos_ops.lumos.shared_error import record_shared_error
 
-    rows = table[(table["model"] == "candidate") & (table["method"] == "lumos")]
-    populations = sorted(rows["population"].unique())
-    shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
-                                   rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
-                                   source=f"lumos adapt held-out injection ({', '.join(populations)})")
-    loaded = load_checkpoint(model_path, device="cpu")
-    if loaded.metadata.get("shared_error") != shared.to_dict():
-        save_checkpoint(model_path, loaded.net, arch=loaded.arch, normalization=loaded.normalization,
-                        metadata={**loaded.metadata, "shared_error": shared.to_dict()})
+    candidate = table[table["model"] == "candidate"]
+    populations = ", ".join(sorted(candidate["population"].unique()))
+    shared = record_shared_error(model_path, candidate, model_path,
+                                 source=f"lumos adapt held-out injection ({populations})")
     log.info("adapt: shared-error correlation per measured-SNR bin %s: %s", shared.snr_edges, shared.rho)
     return shared
 

@@ -33,6 +33,7 @@ metadata ``"shared_error"`` (:meth:`SharedError.to_dict`). Models without it co-
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
 __all__ = ["SNR_EDGES", "PullSplit", "SharedError", "decompose_pulls", "estimate_shared_error",
-           "coadd_variance_factor", "shared_error_of", "with_shared_rho"]
+           "coadd_variance_factor", "shared_error_of", "with_shared_rho", "record_shared_error"]
 
 SNR_EDGES: tuple[float, ...] = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, np.inf)
 """Default bins of measured per-exposure SNR for :func:`estimate_shared_error`."""
@@ -285,3 +286,51 @@ def with_shared_rho(frame: pd.DataFrame, shared: SharedError | None) -> pd.DataF
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["shared_rho"] = shared.rho_at(flux / err)
     return frame
+
+
+def record_shared_error(
+    model: str | os.PathLike[str],
+    table: pd.DataFrame,
+    out: str | os.PathLike[str],
+    *,
+    populations: Sequence[str] | None = None,
+    source: str = "",
+) -> SharedError:
+    """Estimate the shared error from the LUMOS rows of an injection table measured with ``model``
+    and write ``model`` with it (metadata ``"shared_error"``) to ``out`` (may be ``model`` itself;
+    the weights and their SHA-256 are unchanged; nothing is rewritten when the value is already there).
+
+    Parameters
+    ----------
+    model : path-like
+        The checkpoint that measured the table.
+    table : DataFrame
+        Injection table (``lumos inject``, ``lumos adapt``): ``method``, ``population``, ``galaxy``,
+        ``flux``, ``flux_err``, ``true_flux`` (e-/s), several placements per galaxy.
+    out : path-like
+        Checkpoint to write.
+    populations : sequence of str, keyword-only
+        Populations to pool (default: all in the table); galaxies are told apart per population.
+    source : str, keyword-only
+        Recorded with the value (default: the populations).
+    """
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+
+    rows = table[table["method"] == "lumos"]
+    if populations is not None:
+        missing = sorted(set(populations) - set(rows["population"].unique()))
+        if missing:
+            raise LumosValueError(f"shared error: the injection table has no LUMOS rows of population(s) {missing}; "
+                                  f"it has {sorted(rows['population'].unique())}")
+        rows = rows[rows["population"].isin(list(populations))]
+    if rows.empty:
+        raise LumosValueError("shared error: the injection table has no LUMOS rows (run it with the lumos method)")
+    pooled = sorted(rows["population"].unique())
+    shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
+                                   rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
+                                   source=source or f"injection ({', '.join(pooled)})")
+    loaded = load_checkpoint(model, device="cpu")
+    if os.fspath(out) != os.fspath(model) or loaded.metadata.get("shared_error") != shared.to_dict():
+        save_checkpoint(out, loaded.net, arch=loaded.arch, normalization=loaded.normalization,
+                        metadata={**loaded.metadata, "shared_error": shared.to_dict()})
+    return shared
