@@ -95,7 +95,8 @@ def test_report_measures_the_shared_error_and_cross_fits_it_into_lumos_coadds():
     total = np.repeat(np.hypot(sigma, eps * truth), n_place)
     table = pd.DataFrame({
         "population": "sersic", "method": "lumos", "galaxy": np.repeat(np.arange(n_gal), n_place),
-        "place": np.tile(np.arange(n_place), n_gal), "frame": "f.fits", "flux": flux.ravel(), "flux_err": total,
+        "place": np.tile(np.arange(n_place), n_gal), "frame": np.tile(np.arange(n_place) % 4, n_gal).astype(str),
+        "flux": flux.ravel(), "flux_err": total,
         "true_flux": np.repeat(truth, n_place), "true_snr": np.repeat(truth / sigma, n_place), "crb_err": sigma,
         "alpha_0": 1.0, "mu_0": flux.ravel(), "sigma_0": total,
     })

@@ -140,7 +140,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     shared = SharedError.from_dict(model.metadata["shared_error"])
     assert model.metadata["shared_error"] == report["adapt"]["shared_error"]
     assert "held-out injection (sersic)" in shared.source and len(shared.rho) == len(shared.snr_edges) - 1
-    assert sum(shared.n_galaxies) == report["populations"]["sersic"]["n_galaxies"]
+    # galaxies with placements on two held-out exposures
+    assert 0 < sum(shared.n_galaxies) <= report["populations"]["sersic"]["n_galaxies"]
 
     # per-band fixed-truth metrics for the candidate, the base model and the classical methods
     metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}

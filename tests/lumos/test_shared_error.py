@@ -9,6 +9,7 @@ from lumos_ops.lumos.shared_error import (
     coadd_variance_factor,
     decompose_pulls,
     estimate_shared_error,
+    pair_correlation,
     shared_error_of,
     with_shared_rho,
 )
@@ -123,3 +124,19 @@ def test_coadd_with_rho_widens_about_the_same_peak_and_calibrates_correlated_err
     pull_widened = sigma68((widened.stats["median"] - truth) / widened.stats["sigma68"])
     assert pull_plain == pytest.approx(np.sqrt(c), rel=0.05)
     assert pull_widened == pytest.approx(1.0, rel=0.05)
+
+
+def test_pair_correlation_counts_only_pairs_on_different_frames():
+    rng = np.random.default_rng(8)
+    n_gal, n_place = 10000, 4
+    galaxy_part = rng.normal(0.0, np.sqrt(0.2), n_gal)
+    frame_part = rng.normal(0.0, np.sqrt(0.3), (n_gal, 2))  # shared by the placements on one frame
+    frame = np.tile([0, 0, 1, 1], n_gal)
+    pull = (galaxy_part[:, None] + frame_part[:, [0, 0, 1, 1]] + rng.normal(0.0, np.sqrt(0.5), (n_gal, n_place))).ravel()
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    rho, n_pairs, n_galaxies = pair_correlation(pull, galaxy, frame)
+    assert n_pairs == 4 * n_gal and n_galaxies == n_gal
+    assert rho == pytest.approx(0.2, abs=0.03)
+    every, n_every, _ = pair_correlation(pull, galaxy)
+    assert n_every == 6 * n_gal and every == pytest.approx((4 * 0.2 + 2 * 0.5) / 6, abs=0.03)  # same-frame pairs: 0.5
+    assert np.isnan(pair_correlation(pull[:8], galaxy[:8], frame[:8])[0])

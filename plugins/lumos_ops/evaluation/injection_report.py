@@ -59,19 +59,20 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
 
 
 def _shared_error(frame: pd.DataFrame) -> dict[str, Any]:
-    """The shared-error table of these rows (what ``lumos adapt`` records) and the co-adds with it,
-    cross-fitted: each half of the galaxies (by galaxy label parity) is co-added with the table
+    """The shared-error table of these rows (pairs of placements on different frames; what ``lumos
+    adapt`` records) and the co-adds with it, cross-fitted: each half of the galaxies (by galaxy label parity) is co-added with the table
     measured on the other half."""
     from lumos_ops.lumos.shared_error import estimate_shared_error
 
     if frame["place"].nunique() < 2:
         return {}
-    fitted = estimate_shared_error(frame["flux"], frame["flux_err"], frame["true_flux"], frame["galaxy"])
+    fitted = estimate_shared_error(frame["flux"], frame["flux_err"], frame["true_flux"], frame["galaxy"], frame=frame["frame"])
     half = pd.factorize(frame["galaxy"], sort=True)[0] % 2
     rho = np.zeros(len(frame))
     for k in (0, 1):
         other = frame[half != k]
-        table = estimate_shared_error(other["flux"], other["flux_err"], other["true_flux"], other["galaxy"])
+        table = estimate_shared_error(other["flux"], other["flux_err"], other["true_flux"], other["galaxy"],
+                                      frame=other["frame"])
         mine = half == k
         rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / frame["flux_err"].to_numpy()[mine])
     crossed = frame.assign(shared_rho=rho)

@@ -24,10 +24,11 @@ of likelihoods to the power ``1 / c`` (a composite likelihood with its curvature
 widens the co-add by ``sqrt(c)`` about its peak and leaves the peak where it was.
 
 ``rho`` depends on the survey's pixels, PSF and galaxies as much as on the model, so it is
-measured per model on held-out injections (:func:`estimate_shared_error`) in bins of the exposure's
-*measured* SNR (``flux / flux_err``; what a co-add knows), made non-decreasing with SNR (a shared
-fractional error grows against the noise as the flux grows), and stored in the checkpoint's
-metadata ``"shared_error"`` (:meth:`SharedError.to_dict`). Models without it co-add as independent.
+measured per model on held-out injections (:func:`estimate_shared_error`: the correlation of the
+pulls of two placements of a galaxy on different frames) in bins of the exposure's *measured* SNR
+(``flux / flux_err``; what a co-add knows), made non-decreasing with SNR (a shared fractional error
+grows against the noise as the flux grows), and stored in the checkpoint's metadata
+``"shared_error"`` (:meth:`SharedError.to_dict`). Models without it co-add as independent.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from numpy.typing import ArrayLike
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
-__all__ = ["SNR_EDGES", "PullSplit", "SharedError", "decompose_pulls", "estimate_shared_error",
+__all__ = ["SNR_EDGES", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation", "estimate_shared_error",
            "coadd_variance_factor", "shared_error_of", "with_shared_rho", "record_shared_error"]
 
 SNR_EDGES: tuple[float, ...] = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, np.inf)
@@ -122,7 +123,7 @@ class SharedError:
     rho : tuple of float
         Correlation per bin (k values in [0, 1), non-decreasing).
     n_galaxies : tuple of int
-        Galaxies behind each bin's estimate.
+        Galaxies behind each bin's estimate (with a pair of placements that counts).
     source : str
         Where it was measured (free text: the injection, its frames, the population).
     """
@@ -180,12 +181,46 @@ def _non_decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(c, v) for v, _, c in blocks])
 
 
+def pair_correlation(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike | None = None) -> tuple[float, int, int]:
+    """Robust correlation of the pulls of two placements of one galaxy.
+
+    Over every pair of finite placements of a galaxy (only pairs on different frames when ``frame``
+    is given: a real co-add combines different exposures, so an error shared by one frame's
+    placements is not the galaxy's), ``rho = (S - D) / (S + D)`` with ``S`` and ``D`` the squared
+    sigma68 of the pair sums and differences (exact for Gaussian pulls: ``2 (1 +- rho)`` times the
+    variance).
+
+    Returns
+    -------
+    rho, n_pairs, n_galaxies : float, int, int
+        ``rho`` is NaN with fewer than 10 pairs.
+    """
+    frame_values = np.zeros(np.shape(pull), dtype=np.int64) if frame is None else pd.factorize(np.asarray(frame))[0]
+    data = pd.DataFrame({"pull": np.asarray(pull, dtype=np.float64), "galaxy": np.asarray(galaxy),
+                         "frame": frame_values})
+    data = data[np.isfinite(data["pull"])].reset_index(drop=True)
+    data["row"] = np.arange(len(data))
+    pairs = data.merge(data, on="galaxy", suffixes=("_1", "_2"))
+    keep = pairs["row_1"].to_numpy() < pairs["row_2"].to_numpy()  # each unordered pair once
+    if frame is not None:
+        keep &= pairs["frame_1"].to_numpy() != pairs["frame_2"].to_numpy()
+    first, second = pairs["pull_1"].to_numpy()[keep], pairs["pull_2"].to_numpy()[keep]
+    n_galaxies = int(pd.unique(pairs["galaxy"].to_numpy()[keep]).size)
+    if first.size < _MIN_VALUES:
+        return float("nan"), int(first.size), n_galaxies
+    total = sigma68(first + second) ** 2
+    difference = sigma68(first - second) ** 2
+    rho = (total - difference) / (total + difference) if total + difference > 0 else float("nan")
+    return float(rho), int(first.size), n_galaxies
+
+
 def estimate_shared_error(
     flux: ArrayLike,
     flux_err: ArrayLike,
     true_flux: ArrayLike,
     galaxy: ArrayLike,
     *,
+    frame: ArrayLike | None = None,
     snr_edges: Sequence[float] = SNR_EDGES,
     min_galaxies: int = 20,
     source: str = "",
@@ -198,6 +233,9 @@ def estimate_shared_error(
         Measured flux, its calibrated error and the injected flux of each placement (e-/s).
     galaxy : array_like, shape (n,)
         Galaxy label of each placement.
+    frame : array_like, shape (n,), keyword-only
+        Frame (exposure) of each placement: only pairs on different frames count
+        (:func:`pair_correlation`). None: every pair.
     snr_edges : sequence of float, keyword-only
         Bins of the galaxy's median measured SNR (``flux / flux_err`` of its placements).
     min_galaxies : int, keyword-only
@@ -208,27 +246,29 @@ def estimate_shared_error(
     Returns
     -------
     SharedError
-        Non-decreasing in SNR (weighted by the galaxies per bin); bins without an estimate take
-        their neighbours' value, 0 when no bin has one.
+        ``max(rho, 0)`` per bin made non-decreasing in SNR (weighted by the pairs per bin); bins
+        without an estimate take their neighbours' value, 0 when no bin has one.
     """
-    frame = pd.DataFrame({
+    data = pd.DataFrame({
         "flux": np.asarray(flux, dtype=np.float64), "err": np.asarray(flux_err, dtype=np.float64),
         "truth": np.asarray(true_flux, dtype=np.float64), "galaxy": np.asarray(galaxy),
+        "frame": np.zeros(np.shape(flux), dtype=np.int64) if frame is None else np.asarray(frame),
     })
-    frame = frame[np.isfinite(frame["flux"]) & (frame["err"] > 0) & np.isfinite(frame["truth"])]
-    if frame.empty:
+    data = data[np.isfinite(data["flux"]) & (data["err"] > 0) & np.isfinite(data["truth"])]
+    if data.empty:
         raise LumosValueError("shared error: no finite measurement to estimate it from")
-    frame["pull"] = (frame["flux"] - frame["truth"]) / frame["err"]
-    snr = (frame["flux"] / frame["err"]).groupby(frame["galaxy"]).median()
+    data["pull"] = (data["flux"] - data["truth"]) / data["err"]
+    snr = (data["flux"] / data["err"]).groupby(data["galaxy"]).median()
     edges = np.asarray(snr_edges, dtype=np.float64)
     rho, weight, counts = [], [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        chosen = snr.index[(snr >= lo) & (snr < hi)]
-        part = decompose_pulls(frame["pull"][frame["galaxy"].isin(chosen)], frame["galaxy"][frame["galaxy"].isin(chosen)])
-        good = part.n_galaxies >= min_galaxies and np.isfinite(part.rho)
-        rho.append(part.rho if good else 0.0)
-        weight.append(float(part.n_galaxies) if good else 0.0)
-        counts.append(part.n_galaxies)
+        part = data[data["galaxy"].isin(snr.index[(snr >= lo) & (snr < hi)])]
+        value, n_pairs, n_galaxies = pair_correlation(part["pull"], part["galaxy"],
+                                                      None if frame is None else part["frame"])
+        good = n_galaxies >= min_galaxies and np.isfinite(value)
+        rho.append(max(value, 0.0) if good else 0.0)
+        weight.append(float(n_pairs) if good else 0.0)
+        counts.append(n_galaxies)
     rho_arr, w = np.asarray(rho), np.asarray(weight)
     if w.sum() == 0:
         fitted = np.zeros_like(rho_arr)
@@ -306,7 +346,8 @@ def record_shared_error(
         The checkpoint that measured the table.
     table : DataFrame
         Injection table (``lumos inject``, ``lumos adapt``): ``method``, ``population``, ``galaxy``,
-        ``flux``, ``flux_err``, ``true_flux`` (e-/s), several placements per galaxy.
+        ``flux``, ``flux_err``, ``true_flux`` (e-/s), several placements per galaxy, and ``frame``
+        (only pairs of placements on different frames count).
     out : path-like
         Checkpoint to write.
     populations : sequence of str, keyword-only
@@ -328,6 +369,7 @@ def record_shared_error(
     pooled = sorted(rows["population"].unique())
     shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
                                    rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
+                                   frame=rows["frame"] if "frame" in rows else None,
                                    source=source or f"injection ({', '.join(pooled)})")
     loaded = load_checkpoint(model, device="cpu")
     if os.fspath(out) != os.fspath(model) or loaded.metadata.get("shared_error") != shared.to_dict():
