@@ -39,6 +39,7 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     assert result.pairs.startswith("12 pairs")  # each source on both training exposures
     loaded = load_checkpoint(store.local_path(result.object_key), device="cpu")  # SHA-256 verified
     assert loaded.sha256 == result.sha256 and loaded.metadata["adapt"]["pairs"] == result.pairs
+    assert "held-out injection" in loaded.metadata["shared_error"]["source"]  # the co-adds' shared-error term
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT method, kind, checksum, metadata, status, injection_report, object_key "
                                    "FROM lumos.model_versions WHERE model_version = :v"),
@@ -58,6 +59,10 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     with engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT DISTINCT model_version FROM lumos.measurements WHERE method = 'lumos'")).scalars().all()
     assert versions == [result.model_version]
+    with engine.connect() as conn:
+        rho = conn.execute(sa.text("SELECT (extras ->> 'shared_rho')::double precision FROM lumos.measurements "
+                                   "WHERE method = 'lumos' AND flux IS NOT NULL")).scalars().all()
+    assert rho and all(r is not None and 0.0 <= r < 1.0 for r in rho)  # every row carries the candidate's term
 
 
 def test_no_exposures_in_the_window_and_bad_settings(engine, tmp_path):
