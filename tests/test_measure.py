@@ -153,3 +153,16 @@ def test_lumos_rows_carry_the_models_shared_error(scene: tuple[Exposure, pd.Data
     # the shipped default records none: its rows have no such column
     plain = measure_exposure(exposure, catalog.iloc[:3], methods=("lumos",))
     assert "shared_rho" not in plain
+
+
+def test_an_unreadable_shared_error_names_the_checkpoint(scene: tuple[Exposure, pd.DataFrame, np.ndarray], tmp_path: Path) -> None:
+    from lumos_ops.exceptions import ModelError
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+
+    exposure, catalog, _ = scene
+    base = load_checkpoint(None, device="cpu")
+    path = tmp_path / "bad_shared.pt"
+    save_checkpoint(path, base.net, arch=base.arch, normalization=base.normalization,
+                    metadata={**base.metadata, "shared_error": {"rho": [0.1]}})
+    with pytest.raises(ModelError, match=r"bad_shared.pt: metadata 'shared_error' is unreadable .*lumos model shared-error"):
+        measure_exposure(exposure, catalog.iloc[:3], methods=("lumos",), model=path)

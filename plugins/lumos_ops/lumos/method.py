@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from lumos_ops.exceptions import LumosValueError
+from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.flags import Flag
 from lumos_ops.survey import UnknownBandError
 
@@ -90,7 +90,11 @@ class LumosMethod:
         """The model's :class:`~lumos_ops.lumos.shared_error.SharedError` (metadata ``"shared_error"``), or None."""
         from lumos_ops.lumos.shared_error import shared_error_of
 
-        return shared_error_of(self.loaded.metadata)
+        try:
+            return shared_error_of(self.loaded.metadata)
+        except LumosValueError as exc:
+            raise ModelError(f"{self.loaded.path}: metadata 'shared_error' is unreadable ({exc}); record it again with "
+                             "`lumos model shared-error` or `lumos adapt`") from None
 
     def measure(self, ctx) -> pd.DataFrame:
         """Measure every target of a :class:`lumos_ops.measure.TargetContext`."""
