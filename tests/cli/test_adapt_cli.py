@@ -32,7 +32,9 @@ def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path,
             str(out), "--n-stamps", "64", "--epochs", "1", "--n-galaxies", "8", "--n-place", "2",
             "--classical-methods", "aperture", "--holdout", "0.5", "--spacing", "30", "--device", "cpu", "-q"]
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "shared-error term recorded in the candidate (rho by measured SNR): 0-5: " in captured.err
     assert "base  adapted" in printed
     assert "pull sigma68 0.9-1.1" in printed and str(out / "injection_report.json") in printed
     report = json.loads((out / "injection_report.json").read_text())

@@ -92,6 +92,10 @@ def adapt_command(args: argparse.Namespace) -> int:
     scaled = {"all": "normalisation and flux prior", "prior": "flux prior", "none": "nothing"}[args.rescale]
     print(f"pixel noise: training exposures {noise['survey_noise']:.4g} e-/s (median), base model "
           f"{noise['base_noise']:.4g} e-/s; {scaled} x {noise['factor']:.4g}", file=sys.stderr)
+    shared = result.report["adapt"]["shared_error"]
+    edges = ["inf" if e is None else f"{e:g}" for e in shared["snr_edges"]]
+    print("shared-error term recorded in the candidate (rho by measured SNR): "
+          + ", ".join(f"{lo}-{hi}: {rho:.3f}" for lo, hi, rho in zip(edges[:-1], edges[1:], shared["rho"])), file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:
