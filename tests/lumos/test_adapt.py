@@ -139,9 +139,14 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     # the shared error measured on the held-out injection is what the candidate's co-adds will use
     shared = SharedError.from_dict(model.metadata["shared_error"])
     assert model.metadata["shared_error"] == report["adapt"]["shared_error"]
-    assert "held-out injection (sersic)" in shared.source and len(shared.rho) == len(shared.snr_edges) - 1
-    # galaxies with placements on two held-out exposures
-    assert 0 < sum(shared.n_galaxies) <= report["populations"]["sersic"]["n_galaxies"]
+    assert "held-out injection (knots, sersic)" in shared.source and len(shared.rho) == len(shared.snr_edges) - 1
+    # every galaxy of both populations with placements on two held-out exposures counts
+    spread = {p: int((pd.read_parquet(out / "injection" / f"{p}-candidate.parquet").groupby("galaxy")["frame"]
+                      .nunique() > 1).sum()) for p in ("sersic", "knots")}
+    assert sum(shared.n_galaxies) == sum(spread.values())
+    # the knots only measure the term: injected for the candidate alone, and not in the report
+    assert (out / "injection" / "knots-candidate.parquet").is_file()
+    assert not (out / "injection" / "knots-base.parquet").exists() and set(report["populations"]) == {"sersic"}
 
     # per-band fixed-truth metrics for the candidate, the base model and the classical methods
     metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}
@@ -190,6 +195,10 @@ def test_config_is_validated():
         AdaptConfig(truth_mismatch={"knots": 0.3})
     with pytest.raises(LumosValueError, match="knot_fraction"):
         AdaptConfig(truth_mismatch={"knot_fraction": 2.0})
+    with pytest.raises(LumosValueError, match=r"shared_error_populations must be some of .*got \['disks'\]"):
+        AdaptConfig(shared_error_populations=("disks",))
+    with pytest.raises(LumosValueError, match="shared_error_populations"):
+        AdaptConfig(shared_error_populations=())
 
 
 def _train_only(root, out, config: AdaptConfig, monkeypatch) -> None:

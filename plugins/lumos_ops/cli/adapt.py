@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--n-galaxies", type=int, default=300, help="injected galaxies per population (default 300)")
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
-    p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"])
+    p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"],
+                   help="injected populations of the report and the registry's gates (default sersic)")
+    p.add_argument("--shared-error-populations", nargs="+", default=["sersic", "knots"],
+                   choices=["sersic", "knots", "blended"],
+                   help="populations the co-adds' shared-error term is measured on (default sersic knots; those not "
+                        "in --populations are injected for the candidate alone)")
     p.add_argument("--spacing", type=int, default=44,
                    help="least distance between injected galaxies (pixels, default 44: no other injected galaxy in a "
                         "60-px LUMOS stamp, whose half-diagonal is 43 px)")
@@ -76,7 +81,8 @@ def adapt_command(args: argparse.Namespace) -> int:
     config = AdaptConfig(
         holdout=args.holdout, n_stamps=args.n_stamps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_step=args.lr_step, train_layers="last" if args.last_layer else "all", n_galaxies=args.n_galaxies,
-        n_place=args.n_place, populations=tuple(args.populations), classical_methods=tuple(args.classical_methods),
+        n_place=args.n_place, populations=tuple(args.populations),
+        shared_error_populations=tuple(args.shared_error_populations), classical_methods=tuple(args.classical_methods),
         spacing=args.spacing,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,

@@ -34,7 +34,9 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    held-out exposures, keeping their headers, and measured through ``read_exposure`` ->
    ``measure_exposure`` (the nightly code path, blank-sky error calibration included) by the base
    model, the candidate and every classical method. The same seed injects the same galaxies into
-   the same pixels for both models.
+   the same pixels for both models. The populations of ``shared_error_populations`` that the
+   report does not hold are injected for the candidate alone: they only measure its shared-error
+   term.
 
 The report is :func:`lumos_ops.evaluation.injection_report.score_injection` of the candidate with
 the classical methods (the registry's gates read it, docs/registry.md), plus ``base`` (the base
@@ -121,7 +123,14 @@ class AdaptConfig:
         Injected galaxies per population and placements of each (placements of one galaxy land
         on independent positions and held-out exposures; they give the co-adds).
     populations : tuple of str
-        Injection populations (``sersic``, ``knots``, ``blended``).
+        Injection populations (``sersic``, ``knots``, ``blended``) of the report (and so of the
+        registry's gates).
+    shared_error_populations : tuple of str
+        Populations the candidate's shared-error term is measured on
+        (:mod:`lumos_ops.lumos.shared_error`); those not in ``populations`` are injected for the
+        candidate alone and stay out of the report. The default adds bulge + disk + knots galaxies
+        to the Sérsic ones: a survey's galaxies are not their catalogued profiles, and a term
+        measured on Sérsic galaxies alone is too small for them (``reports/lumos/shared-error``).
     classical_methods : tuple of str
         Classical methods measured on the injected frames.
     snr_range : (float, float)
@@ -174,6 +183,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
+    shared_error_populations: tuple[str, ...] = ("sersic", "knots")
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 44
@@ -209,9 +219,11 @@ class AdaptConfig:
 
         object.__setattr__(self, "populations", tuple(self.populations))
         object.__setattr__(self, "classical_methods", tuple(self.classical_methods))
-        bad = [p for p in self.populations if p not in POPULATIONS]
-        if bad or not self.populations:
-            raise LumosValueError(f"populations must be some of {POPULATIONS}, got {list(self.populations)}")
+        object.__setattr__(self, "shared_error_populations", tuple(self.shared_error_populations))
+        for name in ("populations", "shared_error_populations"):
+            values = getattr(self, name)
+            if not values or any(p not in POPULATIONS for p in values):
+                raise LumosValueError(f"{name} must be some of {POPULATIONS}, got {list(values)}")
         bad = [m for m in self.classical_methods if m not in MEASURE_METHODS or m == "lumos"]
         if bad:
             raise LumosValueError(f"classical_methods must be some of {CLASSICAL_METHODS}, got {bad}")
@@ -688,14 +700,17 @@ def _batches(dataset, batch_size: int, seed: int | None):
 
 def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_path: str, model_path: Path,
                      config: AdaptConfig) -> pd.DataFrame:
-    """Injection tables of the base model (with the classical methods) and the candidate; cached per population."""
+    """Injection tables of the base model (with the classical methods) and the candidate, cached per
+    population; the shared-error populations outside ``config.populations`` for the candidate alone."""
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
 
     work = out / "injection"
     work.mkdir(parents=True, exist_ok=True)
     tables = []
-    runs = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
-    for k, population in enumerate(config.populations):
+    both = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
+    extra = [p for p in config.shared_error_populations if p not in config.populations]
+    for k, population in enumerate([*config.populations, *extra]):
+        runs = both if population in config.populations else both[1:]
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
                               snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
                               seed=config.seed * 1000 + 7 + k)
@@ -717,15 +732,15 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     return pd.concat(tables, ignore_index=True)
 
 
-def _stage_shared_error(model_path: Path, table: pd.DataFrame):
-    """Measure the candidate's shared error on its held-out injection (every population) and record it
+def _stage_shared_error(model_path: Path, table: pd.DataFrame, config: AdaptConfig):
+    """Measure the candidate's shared error on its held-out injection (``config.shared_error_populations``) and record it
     in its checkpoint's metadata ``"shared_error"``, which the co-adds read (idempotent on a rerun)."""
     from lumos_ops.lumos.shared_error import record_shared_error
 
     candidate = table[table["model"] == "candidate"]
-    populations = ", ".join(sorted(candidate["population"].unique()))
-    shared = record_shared_error(model_path, candidate, model_path,
-                                 source=f"lumos adapt held-out injection ({populations})")
+    populations = sorted(config.shared_error_populations)
+    shared = record_shared_error(model_path, candidate, model_path, populations=populations,
+                                 source=f"lumos adapt held-out injection ({', '.join(populations)})")
     log.info("adapt: shared-error correlation per measured-SNR bin %s: %s", shared.snr_edges, shared.rho)
     return shared
 
@@ -793,8 +808,8 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     set_dir = _stage_training_set(out, train, catalog, base, config, noise)
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
-    shared = _stage_shared_error(model_path, table)
-    report = adapt_report(table)
+    shared = _stage_shared_error(model_path, table, config)
+    report = adapt_report(table[table["population"].isin(config.populations)])
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,

@@ -5,12 +5,14 @@ For each table and population: the shared-error table measured on all its LUMOS 
 bin of co-add true SNR, independent and with the term (cross-fitted between two halves of the
 galaxies: ``lumos_ops.evaluation.injection_report.score_injection``). ``--transfer A:POP B:POP``
 also co-adds table B's population with the table measured on table A's population (a term measured
-on Sersic injections applied to other galaxies).
+on Sersic injections applied to other galaxies). ``--pool A:POP B:POP ...`` measures one term on the
+listed populations together (what ``lumos adapt --populations sersic knots`` records) and co-adds
+each of them with it, cross-fitted between two halves of every population's galaxies.
 
 Usage::
 
     .venv/bin/python reports/lumos/shared-error/shared_error_report.py OUT.json LABEL=TABLE.parquet ... \
-        [--transfer LABEL:POP LABEL:POP] [--plot OUT.png]
+        [--transfer LABEL:POP LABEL:POP] [--pool LABEL:POP LABEL:POP ...] [--plot OUT.png]
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def main() -> None:
     parser.add_argument("tables", nargs="+", help="LABEL=injection_table.parquet")
     parser.add_argument("--transfer", nargs=2, action="append", default=[], metavar=("FROM", "TO"),
                         help="LABEL:POPULATION whose term is applied to LABEL:POPULATION")
+    parser.add_argument("--pool", nargs="+", default=[], metavar="LABEL:POP",
+                        help="populations whose pooled term co-adds each of them (cross-fitted)")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     tables = {}
@@ -85,10 +89,41 @@ def main() -> None:
                                    "worst_own_crossfit": own["worst_shared"]})
         print(f"{source} -> {target}: worst co-add pull {own['worst_independent']:.3f} -> {_worst(rows):.3f} "
               f"(its own term, cross-fitted: {own['worst_shared']:.3f})")
+    if args.pool:
+        result["pooled"] = _pooled(tables, args.pool)
+        for key, entry in result["pooled"]["coadd5"].items():
+            own = result["results"][key]
+            print(f"pooled term ({', '.join(args.pool)}) -> {key}: worst co-add pull {own['worst_independent']:.3f} -> "
+                  f"{entry['worst']:.3f} (its own term: {own['worst_shared']:.3f})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_clean(result), indent=1) + "\n")
     if args.plot:
         _plot(result, args.plot)
+
+
+def _pooled(tables: dict[str, pd.DataFrame], keys: list[str]) -> dict[str, Any]:
+    """One term from the listed populations' rows, cross-fitted by halves of each population's galaxies."""
+    parts = {}
+    for key in keys:
+        label, population = key.split(":")
+        rows = _lumos(tables[label], population)
+        half = pd.factorize(rows["galaxy"], sort=True)[0] % 2
+        parts[key] = rows.assign(gid=key + ":" + rows["galaxy"].astype(str), half=half)
+    every = pd.concat(parts.values(), ignore_index=True)
+
+    def term(rows: pd.DataFrame):
+        return estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"], rows["gid"], frame=rows["frame"])
+
+    out: dict[str, Any] = {"populations": keys, "shared_error": term(every).to_dict(), "coadd5": {}}
+    for key, rows in parts.items():
+        rho = np.zeros(len(rows))
+        for k in (0, 1):
+            fitted = term(every[every["half"] != k])
+            mine = rows["half"].to_numpy() == k
+            rho[mine] = fitted.rho_at(rows["flux"].to_numpy()[mine] / rows["flux_err"].to_numpy()[mine])
+        coadds = _five([_coadds(rows.assign(shared_rho=rho), "lumos", n, shared=True) for n in COADD_N])
+        out["coadd5"][key] = {"bins": coadds, "worst": _worst(coadds)}
+    return out
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
