@@ -110,3 +110,24 @@ def test_report_measures_the_shared_error_and_cross_fits_it_into_lumos_coadds():
     assert shared[5]["bias"] == pytest.approx(every[5]["bias"], abs=1e-3)
     rows = {t["target"]: t for t in score_injection(table)["targets"]}
     assert any("shared-error term" in name for name in rows)
+
+
+def test_the_report_pools_other_galaxies_into_the_shared_error_term():
+    import pandas as pd
+
+    def table(n_gal, eps, population, seed):
+        rng = np.random.default_rng(seed)
+        truth = 10 ** rng.uniform(1.3, 2.0, n_gal)
+        flux = truth[:, None] * (1.0 + eps * rng.normal(size=n_gal))[:, None] + rng.normal(0.0, 1.0, (n_gal, 4))
+        err = np.repeat(np.hypot(1.0, eps * truth), 4)
+        return pd.DataFrame({
+            "population": population, "method": "lumos", "galaxy": np.repeat(np.arange(n_gal), 4),
+            "place": np.tile(np.arange(4), n_gal), "frame": np.tile(["a", "b", "c", "d"], n_gal), "flux": flux.ravel(),
+            "flux_err": err, "true_flux": np.repeat(truth, 4), "true_snr": np.repeat(truth, 4), "crb_err": 1.0,
+            "alpha_0": 1.0, "mu_0": flux.ravel(), "sigma_0": err})
+
+    own, other = table(400, 0.0, "sersic", 1), table(400, 0.03, "knots", 2)
+    alone = score_injection(own)["populations"]["sersic"]["methods"]["lumos"]["shared_error"]["rho"]
+    pooled = score_injection(own, shared_error_rows=other)["populations"]["sersic"]["methods"]["lumos"]
+    assert max(alone) < 0.1 and max(pooled["shared_error"]["rho"]) > 0.2
+    assert sum(pooled["shared_error"]["n_galaxies"]) == 800

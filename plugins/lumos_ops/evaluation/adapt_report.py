@@ -18,15 +18,19 @@ import pandas as pd
 __all__ = ["adapt_report", "comparison_rows", "plot_view"]
 
 
-def adapt_report(table: pd.DataFrame) -> dict[str, Any]:
-    """Candidate report (candidate LUMOS + classical), with the base model's LUMOS and per-band reports."""
+def adapt_report(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Candidate report (candidate LUMOS + classical), with the base model's LUMOS and per-band reports.
+
+    ``shared_error_rows``: the candidate's LUMOS rows of populations injected only for its
+    shared-error term (pooled into the candidate's term, as ``lumos adapt`` records it).
+    """
     from lumos_ops.evaluation.injection_report import score_injection
 
     classical = table[(table["model"] == "base") & (table["method"] != "lumos")]
     candidate = pd.concat([classical, table[(table["model"] == "candidate") & (table["method"] == "lumos")]],
                           ignore_index=True)
     base = table[(table["model"] == "base")]
-    report = score_injection(candidate)
+    report = score_injection(candidate, shared_error_rows=shared_error_rows)
     base_report = score_injection(base)
     report["base"] = {"populations": {p: {"lumos": e["methods"].get("lumos"),
                                           "sigma68_ratio_by_true_snr": e["sigma68_ratio_by_true_snr"]}

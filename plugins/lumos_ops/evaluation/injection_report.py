@@ -58,21 +58,29 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
             "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
 
 
-def _shared_error(frame: pd.DataFrame) -> dict[str, Any]:
+def _shared_error(frame: pd.DataFrame, pooled: pd.DataFrame | None = None) -> dict[str, Any]:
     """The shared-error table of these rows (pairs of placements on different frames; what ``lumos
-    adapt`` records) and the co-adds with it, cross-fitted: each half of the galaxies (by galaxy label parity) is co-added with the table
-    measured on the other half."""
+    adapt`` records) and the co-adds with it, cross-fitted: each half of the galaxies (by galaxy
+    label parity) is co-added with the table measured on the other half, plus ``pooled`` (LUMOS
+    rows of other galaxies that the recorded term also pools, e.g. another population)."""
     from lumos_ops.lumos.shared_error import estimate_shared_error
 
     if frame["place"].nunique() < 2:
         return {}
-    fitted = estimate_shared_error(frame["flux"], frame["flux_err"], frame["true_flux"], frame["galaxy"], frame=frame["frame"])
+    columns = ["flux", "flux_err", "true_flux", "galaxy", "frame"]
+    extra = pd.DataFrame(columns=columns) if pooled is None else pooled[columns].assign(
+        galaxy="pooled:" + pooled["population"].astype(str) + ":" + pooled["galaxy"].astype(str))
+
+    def term(rows: pd.DataFrame):
+        rows = pd.concat([rows[columns].assign(galaxy="own:" + rows["galaxy"].astype(str)), extra], ignore_index=True)
+        return estimate_shared_error(rows["flux"].astype(float), rows["flux_err"].astype(float),
+                                     rows["true_flux"].astype(float), rows["galaxy"], frame=rows["frame"])
+
+    fitted = term(frame)
     half = pd.factorize(frame["galaxy"], sort=True)[0] % 2
     rho = np.zeros(len(frame))
     for k in (0, 1):
-        other = frame[half != k]
-        table = estimate_shared_error(other["flux"], other["flux_err"], other["true_flux"], other["galaxy"],
-                                      frame=other["frame"])
+        table = term(frame[half != k])
         mine = half == k
         rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / frame["flux_err"].to_numpy()[mine])
     crossed = frame.assign(shared_rho=rho)
@@ -102,8 +110,14 @@ def _pit(frame: pd.DataFrame) -> dict[str, Any]:
     return {"ks_distance": ks, "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(), "n": int(values.size)}
 
 
-def score_injection(table: pd.DataFrame) -> dict[str, Any]:
-    """The report dict (JSON-ready) of an injection table."""
+def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The report dict (JSON-ready) of an injection table.
+
+    ``shared_error_rows``: LUMOS rows (``population``, ``galaxy``, ``frame``, ``flux``,
+    ``flux_err``, ``true_flux``) of other injected galaxies that the shared-error term pools
+    (``lumos adapt``'s ``shared_error_populations`` outside its report), added to every
+    population's estimate of it.
+    """
     report: dict[str, Any] = {"populations": {}}
     for pop, part in table.groupby("population", sort=False):
         methods: dict[str, Any] = {}
@@ -122,7 +136,7 @@ def score_injection(table: pd.DataFrame) -> dict[str, Any]:
             }
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
-                entry.update(_shared_error(ok))
+                entry.update(_shared_error(ok, shared_error_rows))
             methods[method] = entry
         ratio = []
         if "lumos" in methods and "optimal" in methods:

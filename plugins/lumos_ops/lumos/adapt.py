@@ -128,9 +128,10 @@ class AdaptConfig:
     shared_error_populations : tuple of str
         Populations the candidate's shared-error term is measured on
         (:mod:`lumos_ops.lumos.shared_error`); those not in ``populations`` are injected for the
-        candidate alone and stay out of the report. The default adds bulge + disk + knots galaxies
-        to the Sérsic ones: a survey's galaxies are not their catalogued profiles, and a term
-        measured on Sérsic galaxies alone is too small for them (``reports/lumos/shared-error``).
+        candidate alone and stay out of the report. A term measured on Sérsic galaxies (the
+        default) is too small for galaxies that are not their catalogued profiles; adding
+        ``"knots"`` makes it larger, and too large for smooth ones
+        (``reports/lumos/shared-error``): choose what the survey's galaxies look like.
     classical_methods : tuple of str
         Classical methods measured on the injected frames.
     snr_range : (float, float)
@@ -183,7 +184,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
-    shared_error_populations: tuple[str, ...] = ("sersic", "knots")
+    shared_error_populations: tuple[str, ...] = ("sersic",)
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 44
@@ -809,7 +810,10 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
     shared = _stage_shared_error(model_path, table, config)
-    report = adapt_report(table[table["population"].isin(config.populations)])
+    scored = table["population"].isin(config.populations)
+    pooled = table[~scored & (table["model"] == "candidate") & (table["method"] == "lumos")
+                   & table["population"].isin(config.shared_error_populations)]
+    report = adapt_report(table[scored], shared_error_rows=pooled if len(pooled) else None)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,
