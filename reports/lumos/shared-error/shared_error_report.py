@@ -7,12 +7,14 @@ galaxies: ``lumos_ops.evaluation.injection_report.score_injection``). ``--transf
 also co-adds table B's population with the table measured on table A's population (a term measured
 on Sersic injections applied to other galaxies). ``--pool A:POP B:POP ...`` measures one term on the
 listed populations together (what ``lumos adapt --populations sersic knots`` records) and co-adds
-each of them with it, cross-fitted between two halves of every population's galaxies.
+each of them with it, cross-fitted between two halves of every population's galaxies, with all
+their galaxies and, for each ``--pool-cap N``, at most N galaxies per population (an equal mix,
+as ``lumos adapt`` injects the same number of every population).
 
 Usage::
 
     .venv/bin/python reports/lumos/shared-error/shared_error_report.py OUT.json LABEL=TABLE.parquet ... \
-        [--transfer LABEL:POP LABEL:POP] [--pool LABEL:POP LABEL:POP ...] [--plot OUT.png]
+        [--transfer LABEL:POP LABEL:POP] [--pool LABEL:POP LABEL:POP ... [--pool-cap N ...]] [--plot OUT.png]
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> None:
                         help="LABEL:POPULATION whose term is applied to LABEL:POPULATION")
     parser.add_argument("--pool", nargs="+", default=[], metavar="LABEL:POP",
                         help="populations whose pooled term co-adds each of them (cross-fitted)")
+    parser.add_argument("--pool-cap", type=int, nargs="*", default=[], metavar="N",
+                        help="also pool at most N galaxies of each population (equal mixes), once per N")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     tables = {}
@@ -90,35 +94,48 @@ def main() -> None:
         print(f"{source} -> {target}: worst co-add pull {own['worst_independent']:.3f} -> {_worst(rows):.3f} "
               f"(its own term, cross-fitted: {own['worst_shared']:.3f})")
     if args.pool:
-        result["pooled"] = _pooled(tables, args.pool)
-        for key, entry in result["pooled"]["coadd5"].items():
-            own = result["results"][key]
-            print(f"pooled term ({', '.join(args.pool)}) -> {key}: worst co-add pull {own['worst_independent']:.3f} -> "
-                  f"{entry['worst']:.3f} (its own term: {own['worst_shared']:.3f})")
+        result["pooled"] = [_pooled(tables, args.pool, cap) for cap in (None, *args.pool_cap)]
+        for pooled in result["pooled"]:
+            for key, entry in pooled["coadd5"].items():
+                own = result["results"][key]
+                bins = " / ".join(f"{b['pull_sigma68']:.2f}" for b in entry["bins"] if b["lo"] is not None)
+                print(f"pooled term ({', '.join(args.pool)}; at most {pooled['cap_galaxies'] or 'all'} galaxies each) -> "
+                      f"{key}: co-add pull by SNR {bins}; worst {own['worst_independent']:.3f} -> {entry['worst']:.3f} "
+                      f"(its own term: {own['worst_shared']:.3f})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_clean(result), indent=1) + "\n")
     if args.plot:
         _plot(result, args.plot)
 
 
-def _pooled(tables: dict[str, pd.DataFrame], keys: list[str]) -> dict[str, Any]:
-    """One term from the listed populations' rows, cross-fitted by halves of each population's galaxies."""
+def _pooled(tables: dict[str, pd.DataFrame], keys: list[str], cap: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """One term from the listed populations' rows, cross-fitted: each half of a population's galaxies
+    is co-added with the term of its other half plus the other populations, each at most ``cap``
+    galaxies (random, seeded; None: all)."""
+    rng = np.random.default_rng(seed)
     parts = {}
     for key in keys:
         label, population = key.split(":")
         rows = _lumos(tables[label], population)
         half = pd.factorize(rows["galaxy"], sort=True)[0] % 2
         parts[key] = rows.assign(gid=key + ":" + rows["galaxy"].astype(str), half=half)
-    every = pd.concat(parts.values(), ignore_index=True)
+
+    def capped(rows: pd.DataFrame) -> pd.DataFrame:
+        galaxies = rows["gid"].unique()
+        if cap is None or galaxies.size <= cap:
+            return rows
+        return rows[rows["gid"].isin(rng.choice(galaxies, cap, replace=False))]
 
     def term(rows: pd.DataFrame):
         return estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"], rows["gid"], frame=rows["frame"])
 
-    out: dict[str, Any] = {"populations": keys, "shared_error": term(every).to_dict(), "coadd5": {}}
+    every = pd.concat([capped(rows) for rows in parts.values()], ignore_index=True)
+    out: dict[str, Any] = {"populations": keys, "cap_galaxies": cap, "shared_error": term(every).to_dict(), "coadd5": {}}
     for key, rows in parts.items():
         rho = np.zeros(len(rows))
         for k in (0, 1):
-            fitted = term(every[every["half"] != k])
+            others = [capped(r) for name, r in parts.items() if name != key]
+            fitted = term(pd.concat([capped(rows[rows["half"] != k]), *others], ignore_index=True))
             mine = rows["half"].to_numpy() == k
             rho[mine] = fitted.rho_at(rows["flux"].to_numpy()[mine] / rows["flux_err"].to_numpy()[mine])
         coadds = _five([_coadds(rows.assign(shared_rho=rho), "lumos", n, shared=True) for n in COADD_N])
