@@ -166,3 +166,24 @@ def test_an_unreadable_shared_error_names_the_checkpoint(scene: tuple[Exposure, 
                     metadata={**base.metadata, "shared_error": {"rho": [0.1]}})
     with pytest.raises(ModelError, match=r"bad_shared.pt: metadata 'shared_error' is unreadable .*lumos model shared-error"):
         measure_exposure(exposure, catalog.iloc[:3], methods=("lumos",), model=path)
+
+
+def test_a_residual_axis_adds_the_optimal_fits_model_residual(scene: tuple[Exposure, pd.DataFrame, np.ndarray],
+                                                              tmp_path: Path) -> None:
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+    from lumos_ops.lumos.shared_error import SharedError
+
+    exposure, catalog, _ = scene
+    base = load_checkpoint(None, device="cpu")
+    shared = SharedError((0.0, 10.0, np.inf), (0.05, 0.2), residual_cuts=(0.01,), rho_by_residual=((0.0, 0.1), (0.3, 0.6)))
+    path = tmp_path / "with_residual.pt"
+    save_checkpoint(path, base.net, arch=base.arch, normalization=base.normalization,
+                    metadata={**base.metadata, "shared_error": shared.to_dict()})
+    table = measure_exposure(exposure, catalog, methods=("optimal", "lumos"), model=path)
+    lumos, optimal = table[table["method"] == "lumos"], table[table["method"] == "optimal"]
+    on = np.isfinite(lumos["flux"].to_numpy())
+    # the same optimal fit serves both methods
+    np.testing.assert_array_equal(lumos["model_residual"].to_numpy()[on], optimal["model_residual"].to_numpy()[on])
+    snr = lumos["flux"].to_numpy()[on] / lumos["flux_err"].to_numpy()[on]
+    assert np.stack(lumos["shared_rho_bins"].to_numpy()[on]).tolist() == shared.rho_rows(snr).tolist()
+    assert all(cuts == [0.01] for cuts in lumos["shared_residual_cuts"].to_numpy()[on])

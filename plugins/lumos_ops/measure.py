@@ -332,7 +332,8 @@ def measure_exposure(
         ``flux_err_raw`` (the uncalibrated error) and for LUMOS ``source_scale``. Frames with fewer
         than 30 usable positions keep ``k = 1`` (with a warning). A LUMOS model that records a
         shared error (:mod:`lumos_ops.lumos.shared_error`) adds ``shared_rho`` per row, which the
-        co-adds use.
+        co-adds use, and with a residual axis ``model_residual`` (of the optimal fit, shared with the
+        ``optimal`` method), ``shared_rho_bins`` and ``shared_residual_cuts``.
     calibration_positions : int, keyword-only
         Blank-sky positions wanted per exposure (fewer on small or crowded frames).
     instances : mapping of str to MeasureMethod, keyword-only
@@ -402,6 +403,10 @@ def measure_exposure(
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho
 
+                    if shared.residual_cuts:
+                        from lumos_ops.photometry.optimal import cached_optimal
+
+                        result = result.assign(model_residual=cached_optimal(sub)["model_residual"].to_numpy())
                     result = with_shared_rho(result, shared)
                 parts[name].append(result)
             if bar is not None:

@@ -140,6 +140,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     shared = SharedError.from_dict(model.metadata["shared_error"])
     assert model.metadata["shared_error"] == report["adapt"]["shared_error"]
     assert "held-out injection (knots, sersic)" in shared.source and len(shared.rho) == len(shared.snr_edges) - 1
+    # the optimal fits of the same placements (the base model's run; the knots' own) give the residual axis
+    assert shared.residual_cuts == (0.01,) and len(shared.rho_by_residual) == 2
     # every galaxy of both populations with placements on two held-out exposures counts
     spread = {p: int((pd.read_parquet(out / "injection" / f"{p}-candidate.parquet").groupby("galaxy")["frame"]
                       .nunique() > 1).sum()) for p in ("sersic", "knots")}

@@ -6,6 +6,7 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.coadd import coadd_likelihoods
 from lumos_ops.lumos.shared_error import (
     SharedError,
+    coadd_rho,
     coadd_variance_factor,
     decompose_pulls,
     estimate_shared_error,
@@ -140,3 +141,48 @@ def test_pair_correlation_counts_only_pairs_on_different_frames():
     every, n_every, _ = pair_correlation(pull, galaxy)
     assert n_every == 6 * n_gal and every == pytest.approx((4 * 0.2 + 2 * 0.5) / 6, abs=0.03)  # same-frame pairs: 0.5
     assert np.isnan(pair_correlation(pull[:8], galaxy[:8], frame[:8])[0])
+
+
+def _two_populations(seed=4, n_gal=2500, n_place=4):
+    """Smooth galaxies (no shared error, model residual ~0) and knotty ones (3 % shared error,
+    residual ~0.05), with per-exposure errors that include the shared part."""
+    rng = np.random.default_rng(seed)
+    knotty = np.arange(n_gal) % 2 == 1
+    eps = np.where(knotty, 0.03, 0.0)
+    truth = 10 ** rng.uniform(1.0, 2.3, n_gal)
+    flux = truth[:, None] * (1.0 + eps * rng.normal(size=n_gal))[:, None] + rng.normal(0.0, 1.0, (n_gal, n_place))
+    err = np.repeat(np.hypot(1.0, eps * truth), n_place)
+    residual = np.repeat(np.where(knotty, 0.05, 0.0), n_place) + rng.normal(0.0, 0.003, n_gal * n_place)
+    frame = np.tile(np.arange(n_place), n_gal)
+    return flux.ravel(), err, np.repeat(truth, n_place), np.repeat(np.arange(n_gal), n_place), frame, residual
+
+
+def test_a_residual_axis_separates_galaxies_that_are_not_their_model():
+    flux, err, truth, galaxy, frame, residual = _two_populations()
+    plain = estimate_shared_error(flux, err, truth, galaxy, frame=frame)
+    split = estimate_shared_error(flux, err, truth, galaxy, frame=frame, residual=residual)
+    assert plain.residual_cuts == () and split.residual_cuts == (0.01,)
+    assert split.rho == plain.rho  # the all-galaxy values are kept for sources without a residual
+    smooth, knotty = (np.asarray(row) for row in split.rho_by_residual)
+    assert np.all(smooth < 0.08) and knotty[3] > 0.3 and np.all(knotty[3:] > smooth[3:] + 0.25)
+    snr = np.array([30.0, 30.0, 30.0])
+    assert split.rho_at(snr, residual=[0.0, 0.05, np.nan]).tolist() == [smooth[3], knotty[3], split.rho[3]]
+    assert split.rho_rows(snr[:1]).tolist() == [[smooth[3], knotty[3]]]
+    assert SharedError.from_dict(split.to_dict()) == split
+    with pytest.raises(LumosValueError, match="one rho row per residual bin"):
+        SharedError((0.0, np.inf), (0.1,), residual_cuts=(0.01,), rho_by_residual=((0.1,),))
+
+
+def test_coadd_rho_takes_the_bin_of_the_sources_median_residual():
+    shared = SharedError((0.0, 10.0, np.inf), (0.05, 0.2), residual_cuts=(0.01,), rho_by_residual=((0.0, 0.1), (0.3, 0.6)))
+    frame = pd.DataFrame({"flux": [50.0, 60.0, 55.0, 50.0, 5.0], "flux_err": [1.0, 1.0, 1.0, 1.0, 1.0],
+                          "model_residual": [0.001, 0.03, 0.002, 0.04, np.nan]})
+    rows = with_shared_rho(frame, shared)
+    assert rows["shared_rho"].tolist() == [0.2, 0.2, 0.2, 0.2, 0.05]
+    assert rows["shared_rho_bins"].tolist()[0].tolist() == [0.1, 0.6]
+    # sources 0 (median residual 0.002: smooth) and 1 (0.04: not its model); source 2 has no residual
+    got = coadd_rho(rows, np.array([0, 1, 0, 1, 2]))
+    assert got.tolist() == [0.1, 0.6, 0.1, 0.6, 0.05]
+    assert coadd_rho(rows.drop(columns=["shared_rho_bins"]), np.arange(5)).tolist() == [0.2, 0.2, 0.2, 0.2, 0.05]
+    with pytest.raises(LumosValueError, match="need model_residual"):
+        with_shared_rho(frame.drop(columns=["model_residual"]), shared)

@@ -60,3 +60,19 @@ def test_registry_class() -> None:
     assert OptimalWeightedSum().name == "optimal"
     with pytest.raises(ValueError, match="rtol"):
         OptimalWeightedSum(rtol=0.0)
+
+
+def test_model_residual_is_zero_for_a_galaxy_that_is_its_model(noisy_stamps: Callable[..., tuple[np.ndarray, ...]],
+                                                                 gaussian_models: Callable[..., np.ndarray]) -> None:
+    data, model, flux, dx, dy = noisy_stamps(300, flux=(400.0, 800.0), seed=5)
+    matched = optimal_photometry(PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy, exptime=90.0))
+    # light about twice as wide as the model it is measured with: the fit leaves light out
+    narrow = gaussian_models(np.full(300, 1.0), dx, dy, 96)
+    wider = gaussian_models(np.full(300, 1.9), dx, dy, 96)
+    rng = np.random.default_rng(6)
+    light = rng.poisson((wider * flux[:, None, None] + 6.0) * 90.0) / 90.0
+    mismatched = optimal_photometry(PhotometryInputs.from_arrays(light, narrow, dx=dx, dy=dy, exptime=90.0))
+    noise = np.sqrt(2.0 * 200) / matched["snr"].to_numpy() ** 2  # sqrt(2 N) / SNR^2 for ~200 fitted pixels
+    assert abs(np.median(matched["model_residual"])) < 3 * np.median(noise)
+    assert np.median(mismatched["model_residual"]) > 0.05
+    assert np.median(mismatched["model_residual"]) > 20 * abs(np.median(matched["model_residual"]))

@@ -245,6 +245,29 @@ def test_lumos_coadd_widens_by_the_shared_error_its_rows_carry(engine):
     assert row.flux_njy == pytest.approx(independent.stats["median"][0], rel=1e-6)
 
 
+def test_lumos_coadd_takes_the_shared_error_of_the_sources_residual_bin(engine):
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    run_id, ids = _setup(engine, n_exposures=3)
+    residuals = [0.001, 0.05, 0.04]  # median 0.04: the source is not its model
+    for eid, mu, residual in zip(ids, [20.0, 22.0, 19.0], residuals):
+        table = _table(1, method="lumos")
+        table["alpha_0"], table["mu_0"], table["sigma_0"] = 1.0, mu, 3.0
+        table["shared_rho"] = 0.2
+        table["shared_rho_bins"] = [[0.05, 0.5]]
+        table["shared_residual_cuts"] = [[0.01]]
+        table["model_residual"] = residual
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT flux_err_njy FROM lumos.coadds WHERE ref_id = 0")).one()
+    args = (np.ones((1, 3, 1)), np.array([[20.0, 22.0, 19.0]]).reshape(1, 3, 1), np.full((1, 3, 1), 3.0),
+            np.full((1, 3), 25.0))
+    assert row.flux_err_njy == pytest.approx(coadd_likelihoods(*args, rho=np.full((1, 3), 0.5)).stats["sigma68"][0],
+                                             rel=1e-6)
+
+
 # --------------------------------------------------------------------------- binary COPY writer
 # The writer streams binary COPY rows built column-wise. What it stores must be what the earlier text
 # path stored: ``real`` values as PostgreSQL reads the shortest repr of each double (the server is

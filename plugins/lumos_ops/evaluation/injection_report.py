@@ -58,31 +58,38 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
             "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
 
 
-def _shared_error(frame: pd.DataFrame, pooled: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The shared-error table of these rows (pairs of placements on different frames; what ``lumos
-    adapt`` records) and the co-adds with it, cross-fitted: each half of the galaxies (by galaxy
-    label parity) is co-added with the table measured on the other half, plus ``pooled`` (LUMOS
-    rows of other galaxies that the recorded term also pools, e.g. another population)."""
+def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The shared-error table of these rows (pairs of placements on different frames, split by the
+    galaxies' median ``residual`` when given; what ``lumos adapt`` records) and the co-adds with
+    it, cross-fitted: each half of the galaxies (by galaxy label parity) is co-added with the table
+    measured on the other half, plus ``pooled`` (LUMOS rows of other galaxies that the recorded
+    term also pools, e.g. another population, with their ``model_residual``)."""
     from lumos_ops.lumos.shared_error import estimate_shared_error
 
     if frame["place"].nunique() < 2:
         return {}
-    columns = ["flux", "flux_err", "true_flux", "galaxy", "frame"]
-    extra = pd.DataFrame(columns=columns) if pooled is None else pooled[columns].assign(
-        galaxy="pooled:" + pooled["population"].astype(str) + ":" + pooled["galaxy"].astype(str))
+    columns = ["flux", "flux_err", "true_flux", "galaxy", "frame", "model_residual"]
+    own = frame.assign(model_residual=np.nan if residual is None else residual)
+    extra = pd.DataFrame(columns=columns) if pooled is None else pooled.assign(
+        galaxy="pooled:" + pooled["population"].astype(str) + ":" + pooled["galaxy"].astype(str),
+        model_residual=pooled["model_residual"] if "model_residual" in pooled else np.nan)[columns]
+    with_residual = residual is not None
 
     def term(rows: pd.DataFrame):
         rows = pd.concat([rows[columns].assign(galaxy="own:" + rows["galaxy"].astype(str)), extra], ignore_index=True)
         return estimate_shared_error(rows["flux"].astype(float), rows["flux_err"].astype(float),
-                                     rows["true_flux"].astype(float), rows["galaxy"], frame=rows["frame"])
+                                     rows["true_flux"].astype(float), rows["galaxy"], frame=rows["frame"],
+                                     residual=rows["model_residual"].astype(float) if with_residual else None)
 
-    fitted = term(frame)
+    fitted = term(own)
     half = pd.factorize(frame["galaxy"], sort=True)[0] % 2
+    median = own.groupby("galaxy")["model_residual"].transform("median").to_numpy(np.float64)
     rho = np.zeros(len(frame))
     for k in (0, 1):
-        table = term(frame[half != k])
+        table = term(own[half != k])
         mine = half == k
-        rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / frame["flux_err"].to_numpy()[mine])
+        rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / frame["flux_err"].to_numpy()[mine],
+                                 residual=median[mine] if with_residual else None)
     crossed = frame.assign(shared_rho=rho)
     return {"shared_error": fitted.to_dict(),
             "coadds_shared_error": [_coadds(crossed, "lumos", n, shared=True) for n in COADD_N]}
@@ -116,8 +123,10 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
     ``shared_error_rows``: LUMOS rows (``population``, ``galaxy``, ``frame``, ``flux``,
     ``flux_err``, ``true_flux``) of other injected galaxies that the shared-error term pools
     (``lumos adapt``'s ``shared_error_populations`` outside its report), added to every
-    population's estimate of it.
+    population's estimate of it, with their ``model_residual``.
     """
+    from lumos_ops.lumos.shared_error import placement_residual
+
     report: dict[str, Any] = {"populations": {}}
     for pop, part in table.groupby("population", sort=False):
         methods: dict[str, Any] = {}
@@ -136,7 +145,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
             }
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
-                entry.update(_shared_error(ok, shared_error_rows))
+                entry.update(_shared_error(ok, placement_residual(part, ok), shared_error_rows))
             methods[method] = entry
         ratio = []
         if "lumos" in methods and "optimal" in methods:

@@ -709,9 +709,11 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     work.mkdir(parents=True, exist_ok=True)
     tables = []
     both = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
+    # the optimal fit's model_residual gives the shared-error term its residual axis
+    alone = [("candidate", os.fspath(model_path), ["optimal", "lumos"])]
     extra = [p for p in config.shared_error_populations if p not in config.populations]
     for k, population in enumerate([*config.populations, *extra]):
-        runs = both if population in config.populations else both[1:]
+        runs = both if population in config.populations else alone
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
                               snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
                               seed=config.seed * 1000 + 7 + k)
@@ -738,7 +740,8 @@ def _stage_shared_error(model_path: Path, table: pd.DataFrame, config: AdaptConf
     in its checkpoint's metadata ``"shared_error"``, which the co-adds read (idempotent on a rerun)."""
     from lumos_ops.lumos.shared_error import record_shared_error
 
-    candidate = table[table["model"] == "candidate"]
+    # the candidate's LUMOS rows, and the optimal rows of the same placements (their model_residual)
+    candidate = table[(table["model"] == "candidate") | (table["method"] == "optimal")]
     populations = sorted(config.shared_error_populations)
     shared = record_shared_error(model_path, candidate, model_path, populations=populations,
                                  source=f"lumos adapt held-out injection ({', '.join(populations)})")
@@ -793,6 +796,7 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     from lumos_ops.evaluation.injection_report import plot_injection
     from lumos_ops.io.catalog import validate_catalog
     from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.lumos.shared_error import placement_residual
     from lumos_ops.survey import current_survey
 
     survey = current_survey()
@@ -811,9 +815,10 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     table = _stage_injection(out, held, catalog, base.path, model_path, config)
     shared = _stage_shared_error(model_path, table, config)
     scored = table["population"].isin(config.populations)
-    pooled = table[~scored & (table["model"] == "candidate") & (table["method"] == "lumos")
-                   & table["population"].isin(config.shared_error_populations)]
-    report = adapt_report(table[scored], shared_error_rows=pooled if len(pooled) else None)
+    extra = table[~scored & (table["model"] == "candidate") & table["population"].isin(config.shared_error_populations)]
+    pooled = extra[extra["method"] == "lumos"]
+    pooled = pooled.assign(model_residual=placement_residual(extra, pooled)) if len(pooled) else None
+    report = adapt_report(table[scored], shared_error_rows=pooled)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,

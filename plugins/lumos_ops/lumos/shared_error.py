@@ -45,11 +45,16 @@ from numpy.typing import ArrayLike
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
-__all__ = ["SNR_EDGES", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation", "estimate_shared_error",
-           "coadd_variance_factor", "shared_error_of", "with_shared_rho", "record_shared_error"]
+__all__ = ["SNR_EDGES", "RESIDUAL_CUTS", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation", "estimate_shared_error",
+           "coadd_variance_factor", "shared_error_of", "with_shared_rho", "coadd_rho", "record_shared_error"]
 
 SNR_EDGES: tuple[float, ...] = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, np.inf)
 """Default bins of measured per-exposure SNR for :func:`estimate_shared_error`."""
+
+RESIDUAL_CUTS: tuple[float, ...] = (0.01,)
+"""Default split of the galaxies' median ``model_residual``: below it a galaxy is close to its
+catalogue model, above it it is not (on the adapted SDSS model's held-out injections the split at
+0.005, 0.01 or 0.02 gave the same co-adds; ``reports/lumos/shared-error``)."""
 
 _MIN_VALUES = 10
 
@@ -114,24 +119,34 @@ def decompose_pulls(pull: ArrayLike, galaxy: ArrayLike) -> PullSplit:
 
 @dataclasses.dataclass(frozen=True)
 class SharedError:
-    """Correlation of two exposures' errors per bin of measured per-exposure SNR.
+    """Correlation of two exposures' errors per bin of measured per-exposure SNR, and optionally per
+    bin of the source's model residual.
 
     Attributes
     ----------
     snr_edges : tuple of float
         Bin edges of ``flux / flux_err`` (k + 1 values, increasing; the last may be inf).
     rho : tuple of float
-        Correlation per bin (k values in [0, 1), non-decreasing).
+        Correlation per SNR bin over all galaxies (k values in [0, 1), non-decreasing): what a source
+        whose model residual is unknown gets.
     n_galaxies : tuple of int
         Galaxies behind each bin's estimate (with a pair of placements that counts).
     source : str
         Where it was measured (free text: the injection, its frames, the population).
+    residual_cuts : tuple of float
+        Interior edges (increasing) of the source's median ``model_residual``
+        (:func:`lumos_ops.photometry.optimal.model_residual`: how far its pixels depart from its
+        catalogue model); empty: no residual axis.
+    rho_by_residual : tuple of tuple of float
+        ``len(residual_cuts) + 1`` rows of ``k`` values: ``rho`` per residual bin and SNR bin.
     """
 
     snr_edges: tuple[float, ...]
     rho: tuple[float, ...]
     n_galaxies: tuple[int, ...] = ()
     source: str = ""
+    residual_cuts: tuple[float, ...] = ()
+    rho_by_residual: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         edges = np.asarray(self.snr_edges, dtype=np.float64)
@@ -139,23 +154,53 @@ class SharedError:
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0) or rho.shape != (edges.size - 1,):
             raise LumosValueError(f"shared error: need k + 1 increasing SNR edges and k rho values; "
                                   f"got {edges.size} edges and {rho.size} values")
-        if not np.all((rho >= 0.0) & (rho < 1.0)):
-            raise LumosValueError(f"shared error: rho must lie in [0, 1); got {rho.tolist()}")
+        cuts = np.asarray(self.residual_cuts, dtype=np.float64)
+        table = np.asarray(self.rho_by_residual, dtype=np.float64).reshape(-1, rho.size) if self.rho_by_residual else \
+            np.zeros((0, rho.size))
+        if np.any(~np.isfinite(cuts)) or np.any(np.diff(cuts) <= 0) or (cuts.size and table.shape[0] != cuts.size + 1) \
+                or (not cuts.size and table.shape[0]):
+            raise LumosValueError(f"shared error: need increasing finite residual cuts and one rho row per residual "
+                                  f"bin; got {cuts.size} cuts and {table.shape[0]} rows")
+        if not (np.all((rho >= 0.0) & (rho < 1.0)) and np.all((table >= 0.0) & (table < 1.0))):
+            raise LumosValueError(f"shared error: rho must lie in [0, 1); got {rho.tolist()} {table.tolist()}")
         object.__setattr__(self, "snr_edges", tuple(float(e) for e in edges))
         object.__setattr__(self, "rho", tuple(float(r) for r in rho))
         object.__setattr__(self, "n_galaxies", tuple(int(n) for n in self.n_galaxies))
+        object.__setattr__(self, "residual_cuts", tuple(float(c) for c in cuts))
+        object.__setattr__(self, "rho_by_residual", tuple(tuple(float(r) for r in row) for row in table))
 
-    def rho_at(self, snr: ArrayLike) -> np.ndarray:
-        """``rho`` of exposures measured at ``snr`` (``flux / flux_err``); outside the edges the end
-        bins; 0 where ``snr`` is not finite."""
+    def _snr_bin(self, snr: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(np.asarray(self.snr_edges), snr, side="right") - 1, 0, len(self.rho) - 1)
+
+    def rho_at(self, snr: ArrayLike, residual: ArrayLike | None = None) -> np.ndarray:
+        """``rho`` of exposures measured at ``snr`` (``flux / flux_err``) of sources whose median
+        model residual is ``residual`` (NaN or None: unknown, the all-galaxy value); outside the
+        edges the end bins; 0 where ``snr`` is not finite."""
         snr = np.asarray(snr, dtype=np.float64)
-        index = np.clip(np.searchsorted(np.asarray(self.snr_edges), snr, side="right") - 1, 0, len(self.rho) - 1)
-        return np.where(np.isfinite(snr), np.asarray(self.rho)[index], 0.0)
+        index = self._snr_bin(snr)
+        value = np.asarray(self.rho)[index]
+        if residual is not None and self.residual_cuts:
+            residual = np.broadcast_to(np.asarray(residual, dtype=np.float64), snr.shape)
+            row = np.searchsorted(np.asarray(self.residual_cuts), residual, side="right")
+            known = np.isfinite(residual)
+            table = np.asarray(self.rho_by_residual)
+            value = np.where(known, table[np.where(known, row, 0), index], value)
+        return np.where(np.isfinite(snr), value, 0.0)
+
+    def rho_rows(self, snr: ArrayLike) -> np.ndarray:
+        """``rho`` of every residual bin for exposures at ``snr``, shape (n, len(residual_cuts) + 1)."""
+        snr = np.asarray(snr, dtype=np.float64)
+        table = np.asarray(self.rho_by_residual).T[self._snr_bin(snr)]
+        return np.where(np.isfinite(snr)[:, None], table, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (checkpoint metadata ``"shared_error"``; inf edges as null)."""
-        return {"snr_edges": [None if np.isinf(e) else e for e in self.snr_edges], "rho": list(self.rho),
-                "n_galaxies": list(self.n_galaxies), "source": self.source}
+        out = {"snr_edges": [None if np.isinf(e) else e for e in self.snr_edges], "rho": list(self.rho),
+               "n_galaxies": list(self.n_galaxies), "source": self.source}
+        if self.residual_cuts:
+            out["residual_cuts"] = list(self.residual_cuts)
+            out["rho_by_residual"] = [list(row) for row in self.rho_by_residual]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SharedError:
@@ -163,7 +208,9 @@ class SharedError:
         try:
             edges = [np.inf if e is None else float(e) for e in data["snr_edges"]]
             return cls(tuple(edges), tuple(float(r) for r in data["rho"]),
-                       tuple(int(n) for n in data.get("n_galaxies", ())), str(data.get("source", "")))
+                       tuple(int(n) for n in data.get("n_galaxies", ())), str(data.get("source", "")),
+                       tuple(float(c) for c in data.get("residual_cuts", ())),
+                       tuple(tuple(float(r) for r in row) for row in data.get("rho_by_residual", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise LumosValueError(f"shared error: cannot read {dict(data)!r} ({exc})") from None
 
@@ -214,6 +261,26 @@ def pair_correlation(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike | None
     return float(rho), int(first.size), n_galaxies
 
 
+def _by_snr(data: pd.DataFrame, edges: np.ndarray, min_galaxies: int, frames: bool) -> tuple[np.ndarray, list[int]]:
+    """Non-decreasing ``rho`` per SNR bin of the galaxies in ``data`` (columns ``pull``, ``galaxy``,
+    ``frame``, ``gsnr``: the galaxy's median measured SNR) and the galaxies behind each bin."""
+    rho, weight, counts = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        part = data[(data["gsnr"] >= lo) & (data["gsnr"] < hi)]
+        value, n_pairs, n_galaxies = pair_correlation(part["pull"], part["galaxy"], part["frame"] if frames else None)
+        good = n_galaxies >= min_galaxies and np.isfinite(value)
+        rho.append(max(value, 0.0) if good else 0.0)
+        weight.append(float(n_pairs) if good else 0.0)
+        counts.append(n_galaxies)
+    rho_arr, w = np.asarray(rho), np.asarray(weight)
+    if w.sum() == 0:
+        return np.zeros_like(rho_arr), counts
+    # bins without an estimate take the nearest measured bin's value before the monotone fit
+    known = np.flatnonzero(w > 0)
+    nearest = known[np.abs(np.arange(rho_arr.size)[:, None] - known[None, :]).argmin(axis=1)]
+    return np.clip(_non_decreasing(rho_arr[nearest], w), 0.0, 0.99), counts
+
+
 def estimate_shared_error(
     flux: ArrayLike,
     flux_err: ArrayLike,
@@ -221,6 +288,8 @@ def estimate_shared_error(
     galaxy: ArrayLike,
     *,
     frame: ArrayLike | None = None,
+    residual: ArrayLike | None = None,
+    residual_cuts: Sequence[float] = RESIDUAL_CUTS,
     snr_edges: Sequence[float] = SNR_EDGES,
     min_galaxies: int = 20,
     source: str = "",
@@ -236,6 +305,13 @@ def estimate_shared_error(
     frame : array_like, shape (n,), keyword-only
         Frame (exposure) of each placement: only pairs on different frames count
         (:func:`pair_correlation`). None: every pair.
+    residual : array_like, shape (n,), keyword-only
+        ``model_residual`` of each placement (:func:`lumos_ops.photometry.optimal.model_residual`).
+        Given, galaxies are also split by their median residual at ``residual_cuts``, and each
+        split gets its own ``rho`` per SNR bin (``SharedError.rho_by_residual``; a split with
+        fewer than ``min_galaxies`` galaxies takes the all-galaxy values).
+    residual_cuts : sequence of float, keyword-only
+        Interior edges of the galaxies' median residual.
     snr_edges : sequence of float, keyword-only
         Bins of the galaxy's median measured SNR (``flux / flux_err`` of its placements).
     min_galaxies : int, keyword-only
@@ -253,31 +329,25 @@ def estimate_shared_error(
         "flux": np.asarray(flux, dtype=np.float64), "err": np.asarray(flux_err, dtype=np.float64),
         "truth": np.asarray(true_flux, dtype=np.float64), "galaxy": np.asarray(galaxy),
         "frame": np.zeros(np.shape(flux), dtype=np.int64) if frame is None else np.asarray(frame),
+        "residual": np.full(np.shape(flux), np.nan) if residual is None else np.asarray(residual, dtype=np.float64),
     })
     data = data[np.isfinite(data["flux"]) & (data["err"] > 0) & np.isfinite(data["truth"])]
     if data.empty:
         raise LumosValueError("shared error: no finite measurement to estimate it from")
     data["pull"] = (data["flux"] - data["truth"]) / data["err"]
-    snr = (data["flux"] / data["err"]).groupby(data["galaxy"]).median()
+    data["gsnr"] = data["galaxy"].map((data["flux"] / data["err"]).groupby(data["galaxy"]).median())
     edges = np.asarray(snr_edges, dtype=np.float64)
-    rho, weight, counts = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        part = data[data["galaxy"].isin(snr.index[(snr >= lo) & (snr < hi)])]
-        value, n_pairs, n_galaxies = pair_correlation(part["pull"], part["galaxy"],
-                                                      None if frame is None else part["frame"])
-        good = n_galaxies >= min_galaxies and np.isfinite(value)
-        rho.append(max(value, 0.0) if good else 0.0)
-        weight.append(float(n_pairs) if good else 0.0)
-        counts.append(n_galaxies)
-    rho_arr, w = np.asarray(rho), np.asarray(weight)
-    if w.sum() == 0:
-        fitted = np.zeros_like(rho_arr)
-    else:
-        # bins without an estimate take the nearest measured bin's value before the monotone fit
-        known = np.flatnonzero(w > 0)
-        nearest = known[np.abs(np.arange(rho_arr.size)[:, None] - known[None, :]).argmin(axis=1)]
-        fitted = _non_decreasing(rho_arr[nearest], w)
-    return SharedError(tuple(edges), tuple(np.clip(fitted, 0.0, 0.99)), tuple(counts), source)
+    marginal, counts = _by_snr(data, edges, min_galaxies, frame is not None)
+    rows: list[np.ndarray] = []
+    cuts = tuple(float(c) for c in residual_cuts) if residual is not None else ()
+    if cuts:
+        median = data["galaxy"].map(data.groupby("galaxy")["residual"].median()).to_numpy()
+        split = np.searchsorted(np.asarray(cuts), median, side="right")
+        for k in range(len(cuts) + 1):
+            part = data[np.isfinite(median) & (split == k)]
+            fitted, n_part = _by_snr(part, edges, min_galaxies, frame is not None)
+            rows.append(fitted if sum(n_part) >= min_galaxies else marginal)
+    return SharedError(tuple(edges), tuple(marginal), tuple(counts), source, cuts, tuple(tuple(r) for r in rows))
 
 
 def coadd_variance_factor(rho: ArrayLike, weight: ArrayLike, valid: ArrayLike | None = None) -> np.ndarray:
@@ -317,15 +387,64 @@ def shared_error_of(metadata: Mapping[str, Any]) -> SharedError | None:
 
 
 def with_shared_rho(frame: pd.DataFrame, shared: SharedError | None) -> pd.DataFrame:
-    """``frame`` with column ``shared_rho`` (``shared.rho_at(flux / flux_err)``); unchanged when None."""
+    """``frame`` with the columns the co-adds read; unchanged when ``shared`` is None.
+
+    ``shared_rho`` is ``shared.rho_at(flux / flux_err)`` (the all-galaxy value). With a residual
+    axis also ``shared_rho_bins`` (the row's ``rho`` of every residual bin, a list) and
+    ``shared_residual_cuts``: the co-add picks the bin of the source's median ``model_residual``
+    over its exposures (:func:`coadd_rho`), which ``frame`` must then hold.
+    """
     if shared is None:
         return frame
     frame = frame.copy()
     flux = frame["flux"].to_numpy(np.float64)
     err = frame["flux_err"].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        frame["shared_rho"] = shared.rho_at(flux / err)
+        snr = flux / err
+    frame["shared_rho"] = shared.rho_at(snr)
+    if shared.residual_cuts:
+        if "model_residual" not in frame:
+            raise LumosValueError("shared error with a residual axis: the rows need model_residual")
+        frame["shared_rho_bins"] = list(shared.rho_rows(snr))
+        frame["shared_residual_cuts"] = [list(shared.residual_cuts)] * len(frame)
     return frame
+
+
+def coadd_rho(table: pd.DataFrame, group: ArrayLike) -> np.ndarray:
+    """``rho`` of every row of a long table for a co-add of the rows sharing ``group``.
+
+    Rows with ``shared_rho_bins`` and ``shared_residual_cuts`` (lists; :func:`with_shared_rho`)
+    take the bin of their group's median ``model_residual``; the others, and groups without a
+    finite residual, take ``shared_rho``; 0 where a row has neither.
+    """
+    n = len(table)
+    marginal = table["shared_rho"].to_numpy(np.float64) if "shared_rho" in table else np.zeros(n)
+    out = np.nan_to_num(marginal)
+    if n == 0 or "shared_rho_bins" not in table or "model_residual" not in table:
+        return out
+    residual = pd.Series(table["model_residual"].to_numpy(np.float64))
+    median = residual.groupby(np.asarray(group)).transform("median").to_numpy()
+    for i, (bins, cuts) in enumerate(zip(table["shared_rho_bins"], table["shared_residual_cuts"])):
+        if bins is None or cuts is None or not np.isfinite(median[i]) or isinstance(bins, float):
+            continue
+        out[i] = float(np.asarray(bins, dtype=np.float64)[np.searchsorted(np.asarray(cuts, dtype=np.float64),
+                                                                           median[i], side="right")])
+    return out
+
+
+def placement_residual(table: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray | None:
+    """``model_residual`` of each of ``rows`` (LUMOS rows of an injection table): the rows' own
+    column, else that of the ``optimal`` rows of the same population and placement in ``table``;
+    None when neither is there."""
+    if "model_residual" in rows and np.isfinite(rows["model_residual"].to_numpy(np.float64)).any():
+        return rows["model_residual"].to_numpy(np.float64)
+    if "model_residual" not in table or "placement" not in table:
+        return None
+    optimal = table[table["method"] == "optimal"].drop_duplicates(["population", "placement"])
+    lookup = optimal.set_index(["population", "placement"])["model_residual"]
+    keys = pd.MultiIndex.from_arrays([rows["population"], rows["placement"]])
+    values = lookup.reindex(keys).to_numpy(np.float64)
+    return values if np.isfinite(values).any() else None
 
 
 def record_shared_error(
@@ -347,7 +466,9 @@ def record_shared_error(
     table : DataFrame
         Injection table (``lumos inject``, ``lumos adapt``): ``method``, ``population``, ``galaxy``,
         ``flux``, ``flux_err``, ``true_flux`` (e-/s), several placements per galaxy, and ``frame``
-        (only pairs of placements on different frames count).
+        (only pairs of placements on different frames count); the ``model_residual`` of the
+        ``optimal`` rows of the same placements gives the term its residual axis
+        (:func:`placement_residual`).
     out : path-like
         Checkpoint to write.
     populations : sequence of str, keyword-only
@@ -370,6 +491,7 @@ def record_shared_error(
     shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
                                    rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
                                    frame=rows["frame"] if "frame" in rows else None,
+                                   residual=placement_residual(table, rows),
                                    source=source or f"injection ({', '.join(pooled)})")
     loaded = load_checkpoint(model, device="cpu")
     if os.fspath(out) != os.fspath(model) or loaded.metadata.get("shared_error") != shared.to_dict():

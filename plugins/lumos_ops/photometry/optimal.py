@@ -26,12 +26,12 @@ import pandas as pd
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.photometry.inputs import PhotometryInputs
-from lumos_ops.photometry.modelfit import fit_pixels
+from lumos_ops.photometry.modelfit import FitPixels, fit_pixels, poisson_chi2
 
 if TYPE_CHECKING:
     from lumos_ops.target_context import TargetContext
 
-__all__ = ["optimal_weights", "optimal_photometry", "OptimalWeightedSum"]
+__all__ = ["optimal_weights", "optimal_photometry", "model_residual", "cached_optimal", "OptimalWeightedSum"]
 
 _GROUP = 128
 """Targets iterated together (grouped by footprint size to keep the padded arrays small)."""
@@ -76,7 +76,7 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
     -------
     DataFrame, one row per target
         ``flux``, ``flux_err`` (e-/s), ``flag``, ``snr`` (eq. 5 at the estimate), ``n_iter``,
-        ``background`` (e-/s per pixel).
+        ``background`` (e-/s per pixel), ``model_residual`` (:func:`model_residual`).
     """
     if not rtol > 0:
         raise LumosValueError(f"rtol must be > 0, got {rtol}")
@@ -124,8 +124,26 @@ def optimal_photometry(inputs: PhotometryInputs, *, rtol: float = 1e-3, max_iter
             "snr": snr,
             "n_iter": n_iter,
             "background": background.mean,
+            "model_residual": model_residual(pixels, flux, snr),
         }
     )
+
+
+def model_residual(pixels: FitPixels, flux: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """How far a target's pixels depart from its catalogue model, in units of its own light.
+
+    ``(chi2 - (N - 1)) / SNR^2``: the eq. (3) chi-square of the ``N`` fitted pixels at the flux
+    ``flux`` (e-/s), less what noise gives, over the source's power ``SNR^2`` (``snr`` of that
+    flux). About 0 (± sqrt(2 N) / SNR^2) for a galaxy that is its model; the fraction of its
+    light's power that the model misses otherwise. NaN where ``flux`` or ``snr`` is not finite.
+    """
+    good = np.isfinite(flux) & np.isfinite(snr) & (snr != 0)
+    out = np.full(flux.shape, np.nan)
+    if good.any():
+        rows = np.flatnonzero(good)
+        chi2 = poisson_chi2(pixels, flux[rows], rows)
+        out[rows] = (chi2 - (pixels.widths[rows] - 1.0)) / snr[rows] ** 2
+    return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -152,6 +170,15 @@ class OptimalWeightedSum:
 
     def measure(self, ctx: TargetContext) -> pd.DataFrame:
         """One row per target of ``ctx`` (see :func:`optimal_photometry`)."""
-        frame = optimal_photometry(ctx.photometry_inputs, rtol=self.rtol, max_iter=self.max_iter)
+        frame = cached_optimal(ctx, rtol=self.rtol, max_iter=self.max_iter).copy()
         frame["flag"] = frame["flag"].to_numpy(np.int64) | ctx.base_flags
         return frame
+
+
+def cached_optimal(ctx: TargetContext, *, rtol: float = 1e-3, max_iter: int = 20) -> pd.DataFrame:
+    """:func:`optimal_photometry` of ``ctx.photometry_inputs``, computed once per context and settings
+    (the ``optimal`` method and LUMOS's ``model_residual`` share it; do not modify the frame)."""
+    key = f"_optimal_{rtol!r}_{max_iter}"
+    if key not in ctx.__dict__:
+        ctx.__dict__[key] = optimal_photometry(ctx.photometry_inputs, rtol=rtol, max_iter=max_iter)
+    return ctx.__dict__[key]

@@ -91,7 +91,9 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
 
 _PDF_ROWS = """
 SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point,
-       (m.extras ->> 'shared_rho')::double precision AS shared_rho
+       (m.extras ->> 'shared_rho')::double precision AS shared_rho,
+       (m.extras ->> 'model_residual')::double precision AS model_residual,
+       m.extras -> 'shared_rho_bins' AS shared_rho_bins, m.extras -> 'shared_residual_cuts' AS shared_residual_cuts
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
 WHERE m.mix_alpha IS NOT NULL AND e.zero_point IS NOT NULL AND (m.flag & :exclude) = 0
   AND (m.ref_id, m.band, m.method, m.model_version) IN (""" + _TOUCHED + """)
@@ -142,7 +144,9 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
     One batched computation for every (source, band, model version) of the night. The per-exposure
     mixtures of a reference-prior model are likelihoods, so their product is the co-added
     likelihood (no prior: photo-z wants likelihoods), widened for the error the exposures share
-    where the model records one (each row's ``extras.shared_rho``, :mod:`lumos_ops.lumos.shared_error`).
+    where the model records one (each row's ``extras.shared_rho``, or with a residual axis the
+    ``shared_rho_bins`` entry of the source's median ``model_residual``:
+    :func:`lumos_ops.lumos.shared_error.coadd_rho`).
     ``flux_njy``/``flux_err_njy`` become its
     median and 68 % half-width; ``flux_median_njy``, ``flux_peak_njy``, ``sigma68_njy``,
     ``sigma95_njy`` and ``eta`` (eq. 22) summarise the same PDF. ``chi2_dof`` keeps the eq. (21)
@@ -155,10 +159,12 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
 
     from lumos_ops.lumos.coadd import coadd_likelihoods, pack_groups
     from lumos_ops.lumos.mixture_table import mixtures_from_arrays
+    from lumos_ops.lumos.shared_error import coadd_rho
 
     keys = ("ref_id", "band", "method", "model_version")
     frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
     mixtures = mixtures_from_arrays(frame["mix_alpha"], frame["mix_mu"], frame["mix_sigma"], frame["mix_truncated"])
+    frame["shared_rho"] = coadd_rho(frame, frame.groupby(list(keys), sort=False).ngroup().to_numpy())
     packed = pack_groups(frame, mixtures, by=keys)
     result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
                                truncated=packed.truncated, rho=packed.shared_rho)
