@@ -90,7 +90,7 @@ def small_config(**changes):
 @pytest.mark.slow
 def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypatch):
     root, paths = exposures
-    config = small_config(lr_step=1, shared_error_populations=("sersic", "knots"))
+    config = small_config(lr_step=1)
     batches = adapt_module._batches
 
     def interrupted(dataset, batch_size, seed):

@@ -40,11 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"],
                    help="injected populations of the report and the registry's gates (default sersic)")
-    p.add_argument("--shared-error-populations", nargs="+", default=["sersic"],
+    p.add_argument("--shared-error-populations", nargs="+", default=["sersic", "knots"],
                    choices=["sersic", "knots", "blended"],
-                   help="populations the co-adds' shared-error term is measured on (default sersic; add knots for "
-                        "galaxies that are not their catalogued profile; those not in --populations are injected "
-                        "for the candidate alone)")
+                   help="populations the co-adds' shared-error term is measured on (default sersic knots; those not "
+                        "in --populations are injected for the candidate alone)")
     p.add_argument("--spacing", type=int, default=44,
                    help="least distance between injected galaxies (pixels, default 44: no other injected galaxy in a "
                         "60-px LUMOS stamp, whose half-diagonal is 43 px)")

@@ -128,10 +128,9 @@ class AdaptConfig:
     shared_error_populations : tuple of str
         Populations the candidate's shared-error term is measured on
         (:mod:`lumos_ops.lumos.shared_error`); those not in ``populations`` are injected for the
-        candidate alone and stay out of the report. A term measured on Sérsic galaxies (the
-        default) is too small for galaxies that are not their catalogued profiles; adding
-        ``"knots"`` makes it larger, and too large for smooth ones
-        (``reports/lumos/shared-error``): choose what the survey's galaxies look like.
+        candidate alone (with the optimal fit, whose ``model_residual`` splits the term) and stay
+        out of the report. The default pools Sérsic and bulge + disk + knots galaxies: split by
+        residual, the pooled term serves both (``reports/lumos/shared-error``).
     classical_methods : tuple of str
         Classical methods measured on the injected frames.
     snr_range : (float, float)
@@ -184,7 +183,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
-    shared_error_populations: tuple[str, ...] = ("sersic",)
+    shared_error_populations: tuple[str, ...] = ("sersic", "knots")
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 44

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.evaluation.injection_report import COADD_N, _coadds, json_clean, score_injection
-from lumos_ops.lumos.shared_error import estimate_shared_error
+from lumos_ops.lumos.shared_error import estimate_shared_error, placement_residual
 
 SNR_MIN = 5.0
 
@@ -45,8 +45,23 @@ def _worst(rows: list[dict[str, Any]]) -> float:
 
 
 def _lumos(table: pd.DataFrame, population: str) -> pd.DataFrame:
+    """LUMOS rows of one population with finite flux and error, with the optimal fit's
+    ``model_residual`` of the same placement (NaN when the table has none) and its galaxy median."""
     rows = table[(table["method"] == "lumos") & (table["population"] == population)]
-    return rows[np.isfinite(rows["flux"]) & np.isfinite(rows["flux_err"])]
+    rows = rows[np.isfinite(rows["flux"]) & np.isfinite(rows["flux_err"])]
+    residual = placement_residual(table, rows)
+    rows = rows.assign(model_residual=np.nan if residual is None else residual)
+    return rows.assign(galaxy_residual=rows.groupby("galaxy")["model_residual"].transform("median"))
+
+
+def _term(rows: pd.DataFrame, galaxy: str = "galaxy"):
+    has = np.isfinite(rows["model_residual"].to_numpy(np.float64)).any()
+    return estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"], rows[galaxy], frame=rows["frame"],
+                                 residual=rows["model_residual"] if has else None)
+
+
+def _rho(term, rows: pd.DataFrame) -> np.ndarray:
+    return term.rho_at(rows["flux"].to_numpy() / rows["flux_err"].to_numpy(), residual=rows["galaxy_residual"].to_numpy())
 
 
 def main() -> None:
@@ -83,9 +98,9 @@ def main() -> None:
     for source, target in args.transfer:
         (src_label, src_pop), (dst_label, dst_pop) = source.split(":"), target.split(":")
         src = _lumos(tables[src_label], src_pop)
-        term = estimate_shared_error(src["flux"], src["flux_err"], src["true_flux"], src["galaxy"], frame=src["frame"])
+        term = _term(src)
         dst = _lumos(tables[dst_label], dst_pop)
-        dst = dst.assign(shared_rho=term.rho_at(dst["flux"].to_numpy() / dst["flux_err"].to_numpy()))
+        dst = dst.assign(shared_rho=_rho(term, dst))
         rows = _five([_coadds(dst, "lumos", n, shared=True) for n in COADD_N])
         own = result["results"][f"{dst_label}:{dst_pop}"]
         result["transfer"].append({"from": source, "to": target, "shared_error": term.to_dict(), "coadd5": rows,
@@ -126,18 +141,16 @@ def _pooled(tables: dict[str, pd.DataFrame], keys: list[str], cap: int | None = 
             return rows
         return rows[rows["gid"].isin(rng.choice(galaxies, cap, replace=False))]
 
-    def term(rows: pd.DataFrame):
-        return estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"], rows["gid"], frame=rows["frame"])
-
     every = pd.concat([capped(rows) for rows in parts.values()], ignore_index=True)
-    out: dict[str, Any] = {"populations": keys, "cap_galaxies": cap, "shared_error": term(every).to_dict(), "coadd5": {}}
+    out: dict[str, Any] = {"populations": keys, "cap_galaxies": cap, "shared_error": _term(every, "gid").to_dict(),
+                           "coadd5": {}}
     for key, rows in parts.items():
         rho = np.zeros(len(rows))
         for k in (0, 1):
             others = [capped(r) for name, r in parts.items() if name != key]
-            fitted = term(pd.concat([capped(rows[rows["half"] != k]), *others], ignore_index=True))
+            fitted = _term(pd.concat([capped(rows[rows["half"] != k]), *others], ignore_index=True), "gid")
             mine = rows["half"].to_numpy() == k
-            rho[mine] = fitted.rho_at(rows["flux"].to_numpy()[mine] / rows["flux_err"].to_numpy()[mine])
+            rho[mine] = _rho(fitted, rows[mine])
         coadds = _five([_coadds(rows.assign(shared_rho=rho), "lumos", n, shared=True) for n in COADD_N])
         out["coadd5"][key] = {"bins": coadds, "worst": _worst(coadds)}
     return out
