@@ -219,19 +219,24 @@ def test_lumos_coadd_flux_is_the_likelihood_product(engine, truncated):
     assert row.flux_err_njy < 0.75 * single.stats["sigma68"][0]
 
 
+def _write_gaussian_likelihoods(engine, run_id, ids, mus, extras):
+    """One LUMOS row of source 0 per exposure: a single Gaussian (mu, sigma 3 e-/s) with extra columns."""
+    for eid, mu, extra in zip(ids, mus, extras):
+        table = _table(1, method="lumos")
+        table["alpha_0"], table["mu_0"], table["sigma_0"] = 1.0, mu, 3.0
+        for name, value in extra.items():
+            table[name] = value
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"lumos": "lumos-t1"})
+
+
 def test_lumos_coadd_widens_by_the_shared_error_its_rows_carry(engine):
     from lumos_ops.lumos.coadd import coadd_likelihoods
 
     run_id, ids = _setup(engine, n_exposures=3)
-    rhos = [0.3, 0.2, None]  # the third row has none: it counts as independent (0)
     mus = [20.0, 22.0, 19.0]
-    for eid, mu, rho in zip(ids, mus, rhos):
-        table = _table(1, method="lumos")
-        table["alpha_0"], table["mu_0"], table["sigma_0"] = 1.0, mu, 3.0
-        if rho is not None:
-            table["shared_rho"] = rho
-        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
-                           model_versions={"lumos": "lumos-t1"})
+    # the third row has no shared_rho: it counts as independent (0)
+    _write_gaussian_likelihoods(engine, run_id, ids, mus, [{"shared_rho": 0.3}, {"shared_rho": 0.2}, {}])
     coadd_night(engine, night=NIGHT, run_id=run_id)
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy FROM lumos.coadds WHERE ref_id = 0")).one()
@@ -249,16 +254,10 @@ def test_lumos_coadd_takes_the_shared_error_of_the_sources_residual_bin(engine):
     from lumos_ops.lumos.coadd import coadd_likelihoods
 
     run_id, ids = _setup(engine, n_exposures=3)
-    residuals = [0.001, 0.05, 0.04]  # median 0.04: the source is not its model
-    for eid, mu, residual in zip(ids, [20.0, 22.0, 19.0], residuals):
-        table = _table(1, method="lumos")
-        table["alpha_0"], table["mu_0"], table["sigma_0"] = 1.0, mu, 3.0
-        table["shared_rho"] = 0.2
-        table["shared_rho_bins"] = [[0.05, 0.5]]
-        table["shared_residual_cuts"] = [[0.01]]
-        table["model_residual"] = residual
-        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(),
-                           model_versions={"lumos": "lumos-t1"})
+    # median residual 0.04: the source is not its model
+    _write_gaussian_likelihoods(engine, run_id, ids, [20.0, 22.0, 19.0], [
+        {"shared_rho": 0.2, "shared_rho_bins": [[0.05, 0.5]], "shared_residual_cuts": [[0.01]], "model_residual": r}
+        for r in (0.001, 0.05, 0.04)])
     coadd_night(engine, night=NIGHT, run_id=run_id)
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT flux_err_njy FROM lumos.coadds WHERE ref_id = 0")).one()
