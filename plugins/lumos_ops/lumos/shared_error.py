@@ -424,11 +424,19 @@ def coadd_rho(table: pd.DataFrame, group: ArrayLike) -> np.ndarray:
         return out
     residual = pd.Series(table["model_residual"].to_numpy(np.float64))
     median = residual.groupby(np.asarray(group)).transform("median").to_numpy()
-    for i, (bins, cuts) in enumerate(zip(table["shared_rho_bins"], table["shared_residual_cuts"])):
-        if bins is None or cuts is None or not np.isfinite(median[i]) or isinstance(bins, float):
-            continue
-        out[i] = float(np.asarray(bins, dtype=np.float64)[np.searchsorted(np.asarray(cuts, dtype=np.float64),
-                                                                           median[i], side="right")])
+    bins = table["shared_rho_bins"].to_numpy(object)
+    cuts = table["shared_residual_cuts"].to_numpy(object)
+    listed = np.array([isinstance(b, (list, tuple, np.ndarray)) and isinstance(c, (list, tuple, np.ndarray))
+                       for b, c in zip(bins, cuts)], dtype=bool)
+    rows = np.flatnonzero(listed & np.isfinite(median))
+    lengths = np.array([len(bins[i]) for i in rows], dtype=np.int64)
+    # one batched lookup per table shape (a model version's rows share it)
+    for length in np.unique(lengths):
+        these = rows[lengths == length]
+        table_rho = np.array([bins[i] for i in these], dtype=np.float64).reshape(these.size, int(length))
+        row_cuts = np.array([cuts[i] for i in these], dtype=np.float64).reshape(these.size, int(length) - 1)
+        column = (median[these][:, None] >= row_cuts).sum(axis=1)
+        out[these] = table_rho[np.arange(these.size), column]
     return out
 
 
