@@ -29,6 +29,12 @@ pulls of two placements of a galaxy on different frames) in bins of the exposure
 (``flux / flux_err``; what a co-add knows), made non-decreasing with SNR (a shared fractional error
 grows against the noise as the flux grows), and stored in the checkpoint's metadata
 ``"shared_error"`` (:meth:`SharedError.to_dict`). Models without it co-add as independent.
+
+A galaxy that is not its catalogue model shares much more of its error than one that is. Given
+the optimal fit's ``model_residual`` of each placement
+(:func:`lumos_ops.photometry.optimal.model_residual`), the term is also split by the galaxy's
+median residual (``SharedError.residual_cuts``); the co-add then takes the row of the source's
+median residual over its exposures (:func:`coadd_rho`).
 """
 
 from __future__ import annotations
