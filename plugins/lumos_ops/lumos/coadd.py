@@ -5,9 +5,8 @@ reference-prior LUMOS model, ``docs/likelihood.md``) in calibrated nJy
 (``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``, :func:`njy_factor`), times a prior applied once (none by
 default: the result is the co-added likelihood, which photo-z codes want), raised to the power
 ``1 / c`` where the exposures' errors share a part (``rho``, :mod:`lumos_ops.lumos.shared_error`).
-Multiplying
-*posteriors* instead would count their training prior once per exposure and make co-adds of N
-exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements and
+Multiplying *posteriors* instead would count their training prior once per exposure and make
+co-adds of N exposures too narrow by up to sqrt(N). :func:`pack_groups` packs a long table of measurements and
 their :class:`~lumos_ops.lumos.mixture_table.Mixtures` into the padded per-source arrays it takes. The co-add of point estimates, eq. (21), has one home: the
 SQL of :mod:`lumos_ops.pipeline.coadd`.
 
@@ -306,8 +305,9 @@ def pack_groups(table: pd.DataFrame, mixtures: Mixtures, *, by: tuple[str, ...])
     arrays, without a Python loop per group.
 
     ``table`` holds the ``by`` keys, ``zero_point`` and optionally ``flux``/``flux_err`` (NaN when
-    absent) and ``shared_rho`` (0 when absent or NaN); ``mixtures`` (:class:`~lumos_ops.lumos.mixture_table.Mixtures`, one row per table row)
-    the components and truncation flags.
+    absent) and ``shared_rho`` (0 when absent or NaN); ``mixtures``
+    (:class:`~lumos_ops.lumos.mixture_table.Mixtures`, one row per table row) the components and
+    truncation flags.
     """
     frame = table.reset_index(drop=True)
     if len(mixtures) != len(frame):
