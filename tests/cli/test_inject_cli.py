@@ -42,6 +42,11 @@ def test_inject_report_records_the_resolved_model(tmp_path, capsys):
     # one frame: no two placements of a galaxy on different frames, so nothing shared is measured
     assert shared.source == f"lumos inject {out}" and sum(shared.n_galaxies) == 0 and not any(shared.rho)
     assert "shared_error" not in load_checkpoint(path).metadata  # the shipped file is untouched
+    # a report made on another machine: its path is gone, the shipped model of its name is used
+    moved = {**report, "model": {**report["model"], "path": "/elsewhere/lumos-fast-v11.pt"}}
+    (out / "injection_report.json").write_text(json.dumps(moved))
+    assert main(["model", "shared-error", str(out), "--out", str(copy)]) == 0
+    assert load_checkpoint(copy).sha256 == written.sha256
     capsys.readouterr()
     assert main(["model", "shared-error", str(out), "--out", str(copy), "--populations", "knots"]) != 0
     assert "no LUMOS rows of population(s) ['knots']; it has ['sersic']" in capsys.readouterr().err

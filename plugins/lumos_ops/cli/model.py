@@ -4,8 +4,9 @@
 candidate through the gates (or ``--force`` it with a recorded reason), ``rollback`` to the
 previous production version, ``history`` of the registry, ``shared-error`` (no database) to
 record in a copy of a model the co-add term an injection run measured
-(:mod:`lumos_ops.lumos.shared_error`), and ``resolve`` what tonight's run would use. The database URL comes from ``--url``, else ``$LUMOS_DATABASE_URL``, else the local
-PostgreSQL of ``lumos db start``. Changing the registry needs the schema owner (see the docs).
+(:mod:`lumos_ops.lumos.shared_error`), and ``resolve`` what tonight's run would use. The database
+URL comes from ``--url``, else ``$LUMOS_DATABASE_URL``, else the local PostgreSQL of
+``lumos db start``. Changing the registry needs the schema owner (see the docs).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "to OUT: its co-adds are then widened for it. `lumos adapt` does this itself.")
     p.add_argument("injection", metavar="INJECTION_DIR", help="output directory of `lumos inject` (table + report)")
     p.add_argument("--out", required=True, metavar="OUT.pt", help="checkpoint to write")
-    p.add_argument("--populations", nargs="+", help="populations to pool (default: every one in the table)")
+    p.add_argument("--populations", nargs="+",
+                   help="populations to pool (default: sersic and knots, those the table holds, as lumos adapt)")
     p.set_defaults(func=_shared_error)
 
     p = sub.add_parser("resolve", help="versions and checkpoint the nightly run would use now (LUMOS_* settings + registry)")
@@ -230,7 +232,7 @@ def _shared_error(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lumos_ops.exceptions import InputFileError
-    from lumos_ops.lumos.checkpoint import load_checkpoint
+    from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
     from lumos_ops.lumos.shared_error import record_shared_error
 
     root = Path(args.injection)
@@ -241,14 +243,20 @@ def _shared_error(args: argparse.Namespace) -> int:
     model = (json.loads(report_path.read_text()).get("model") or {})
     if not model.get("path"):
         raise InputFileError(f"{report_path}: records no LUMOS model; run `lumos inject` with the lumos method")
-    loaded = load_checkpoint(model["path"], device="cpu")
+    # the recorded path, or on another machine the shipped model of that name
+    path = model["path"] if Path(model["path"]).is_file() else str(resolve_model_path(model.get("name")))
+    loaded = load_checkpoint(path, device="cpu")
     if loaded.sha256 != model.get("sha256"):
-        raise InputFileError(f"{report_path}: measured with weights {model.get('sha256')}, but {model['path']} now holds "
+        raise InputFileError(f"{report_path}: measured with weights {model.get('sha256')}, but {path} holds "
                              f"{loaded.sha256}; rerun `lumos inject` with this model")
-    shared = record_shared_error(model["path"], pd.read_parquet(table_path), args.out, populations=args.populations,
-                                 source=f"lumos inject {root}")
-    print(f"{args.out}: {model['path']} with the shared error of {shared.source}")
-    print("measured SNR    galaxies  rho")
-    for lo, hi, n, rho in zip(shared.snr_edges[:-1], shared.snr_edges[1:], shared.n_galaxies, shared.rho):
-        print(f"{lo:5g} - {hi:<7g} {n:8d}  {rho:.3f}")
+    table = pd.read_parquet(table_path)
+    populations = args.populations or [p for p in ("sersic", "knots") if p in set(table["population"])] or None
+    shared = record_shared_error(path, table, args.out, populations=populations, source=f"lumos inject {root}")
+    print(f"{args.out}: {path} with the shared error of {shared.source}")
+    cuts = list(shared.residual_cuts)
+    split = "".join(f"  rho, residual {lo}-{hi}" for lo, hi in zip(["-inf", *cuts], [*cuts, "inf"])) if cuts else ""
+    print(f"measured SNR    galaxies  rho{split}")
+    rows = list(zip(*shared.rho_by_residual)) if cuts else [()] * len(shared.rho)
+    for lo, hi, n, rho, by in zip(shared.snr_edges[:-1], shared.snr_edges[1:], shared.n_galaxies, shared.rho, rows):
+        print(f"{lo:5g} - {hi:<7g} {n:8d}  {rho:.3f}" + "".join(f"  {r:>20.3f}" for r in by))
     return 0

@@ -5,8 +5,9 @@ flux (per exposure); co-adds of N = 2, 5, 10 placements of each galaxy (LUMOS: p
 likelihoods, :func:`~lumos_ops.lumos.coadd.coadd_likelihoods`; classical: eq. 21) scored per bin of
 the co-add's true SNR; for LUMOS the shared-error table of the rows
 (:func:`~lumos_ops.lumos.shared_error.estimate_shared_error`, what ``lumos adapt`` records in its
-candidate) and the same co-adds with that term, cross-fitted between two halves of the galaxies; the width of the pair statistic D (eq. 19) of two placements; for LUMOS the
-PIT of its likelihood made a posterior with the (cross-fitted) injected population as prior; and
+candidate) and the same co-adds with that term, cross-fitted between two halves of the galaxies;
+the width of the pair statistic D (eq. 19) of two placements; for LUMOS the PIT of its likelihood
+made a posterior with the (cross-fitted) injected population as prior; and
 the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin. :func:`targets` checks
 the acceptance targets of likelihood photometry (docs/likelihood.md).
 """
