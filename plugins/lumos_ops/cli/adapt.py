@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
+from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register", "adapt_command"]
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"],
                    help="injected populations of the report and the registry's gates (default sersic)")
-    p.add_argument("--shared-error-populations", nargs="+", default=["sersic", "knots"],
+    p.add_argument("--shared-error-populations", nargs="+", default=list(POOLED_POPULATIONS),
                    choices=["sersic", "knots", "blended"],
                    help="populations the co-adds' shared-error term is measured on (default sersic knots; those not "
                         "in --populations are injected for the candidate alone)")

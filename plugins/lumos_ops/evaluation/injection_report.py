@@ -96,6 +96,23 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
             "coadds_shared_error": [_coadds(crossed, "lumos", n, shared=True) for n in COADD_N]}
 
 
+def _pooled_rows(table: pd.DataFrame, population: str) -> pd.DataFrame | None:
+    """The LUMOS rows (with their ``model_residual``) of the other populations of
+    :data:`~lumos_ops.lumos.shared_error.POOLED_POPULATIONS` in ``table``, which the term that
+    ``lumos adapt`` and ``lumos model shared-error`` record pools with ``population``'s; None when
+    ``population`` is not pooled or the table holds no other."""
+    from lumos_ops.lumos.shared_error import POOLED_POPULATIONS, placement_residual
+
+    if population not in POOLED_POPULATIONS:
+        return None
+    others = table[(table["population"] != population) & table["population"].isin(POOLED_POPULATIONS)]
+    rows = others[(others["method"] == "lumos") & np.isfinite(others["flux"]) & np.isfinite(others["flux_err"])]
+    if rows.empty:
+        return None
+    residual = placement_residual(others, rows)
+    return rows.assign(model_residual=np.nan if residual is None else residual)
+
+
 def _d_width(frame: pd.DataFrame) -> float:
     first = frame[frame["place"] == 0].set_index("galaxy")
     second = frame[frame["place"] == 1].set_index("galaxy")
@@ -124,7 +141,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
     ``shared_error_rows``: LUMOS rows (``population``, ``galaxy``, ``frame``, ``flux``,
     ``flux_err``, ``true_flux``) of other injected galaxies that the shared-error term pools
     (``lumos adapt``'s ``shared_error_populations`` outside its report), added to every
-    population's estimate of it, with their ``model_residual``.
+    population's estimate of it, with their ``model_residual``. None: a population of
+    ``POOLED_POPULATIONS`` pools the table's other such populations, as the recorded term does.
     """
     from lumos_ops.lumos.shared_error import placement_residual
 
@@ -146,7 +164,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
             }
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
-                entry.update(_shared_error(ok, placement_residual(part, ok), shared_error_rows))
+                pooled = shared_error_rows if shared_error_rows is not None else _pooled_rows(table, pop)
+                entry.update(_shared_error(ok, placement_residual(part, ok), pooled))
             methods[method] = entry
         ratio = []
         if "lumos" in methods and "optimal" in methods:

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
 
 __all__ = ["AdaptConfig", "AdaptResult", "NoiseScale", "adapt", "exposure_pixel_noise", "find_exposures",
            "measure_noise_scale", "split_exposures", "CLASSICAL_METHODS", "RESCALES"]
@@ -183,7 +184,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
-    shared_error_populations: tuple[str, ...] = ("sersic", "knots")
+    shared_error_populations: tuple[str, ...] = POOLED_POPULATIONS
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = 44

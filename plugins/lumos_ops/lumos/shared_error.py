@@ -51,11 +51,15 @@ from numpy.typing import ArrayLike
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
-__all__ = ["SNR_EDGES", "RESIDUAL_CUTS", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation", "estimate_shared_error",
+__all__ = ["SNR_EDGES", "POOLED_POPULATIONS", "RESIDUAL_CUTS", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation", "estimate_shared_error",
            "coadd_variance_factor", "shared_error_of", "with_shared_rho", "coadd_rho", "record_shared_error"]
 
 SNR_EDGES: tuple[float, ...] = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, np.inf)
 """Default bins of measured per-exposure SNR for :func:`estimate_shared_error`."""
+
+POOLED_POPULATIONS: tuple[str, ...] = ("sersic", "knots")
+"""Injection populations one recorded term pools by default (``lumos adapt``, ``lumos model
+shared-error``): smooth and knotty galaxies, told apart by the residual axis."""
 
 RESIDUAL_CUTS: tuple[float, ...] = (0.01,)
 """Default split of the galaxies' median ``model_residual``: below it a galaxy is close to its

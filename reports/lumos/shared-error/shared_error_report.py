@@ -14,7 +14,7 @@ as ``lumos adapt`` injects the same number of every population).
 Usage::
 
     .venv/bin/python reports/lumos/shared-error/shared_error_report.py OUT.json LABEL=TABLE.parquet ... \
-        [--transfer LABEL:POP LABEL:POP] [--pool LABEL:POP LABEL:POP ... [--pool-cap N ...]] [--plot OUT.png]
+        [--transfer LABEL:POP LABEL:POP] [--pool LABEL:POP LABEL:POP ...]... [--pool-cap N ...] [--plot OUT.png]
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def main() -> None:
     parser.add_argument("tables", nargs="+", help="LABEL=injection_table.parquet")
     parser.add_argument("--transfer", nargs=2, action="append", default=[], metavar=("FROM", "TO"),
                         help="LABEL:POPULATION whose term is applied to LABEL:POPULATION")
-    parser.add_argument("--pool", nargs="+", default=[], metavar="LABEL:POP",
-                        help="populations whose pooled term co-adds each of them (cross-fitted)")
+    parser.add_argument("--pool", nargs="+", action="append", default=[], metavar="LABEL:POP",
+                        help="populations whose pooled term co-adds each of them (cross-fitted); may be repeated")
     parser.add_argument("--pool-cap", type=int, nargs="*", default=[], metavar="N",
                         help="also pool at most N galaxies of each population (equal mixes), once per N")
     parser.add_argument("--plot", type=Path)
@@ -108,15 +108,14 @@ def main() -> None:
                                    "worst_own_crossfit": own["worst_shared"]})
         print(f"{source} -> {target}: worst co-add pull {own['worst_independent']:.3f} -> {_worst(rows):.3f} "
               f"(its own term, cross-fitted: {own['worst_shared']:.3f})")
-    if args.pool:
-        result["pooled"] = [_pooled(tables, args.pool, cap) for cap in (None, *args.pool_cap)]
-        for pooled in result["pooled"]:
-            for key, entry in pooled["coadd5"].items():
-                own = result["results"][key]
-                bins = " / ".join(f"{b['pull_sigma68']:.2f}" for b in entry["bins"] if b["lo"] is not None)
-                print(f"pooled term ({', '.join(args.pool)}; at most {pooled['cap_galaxies'] or 'all'} galaxies each) -> "
-                      f"{key}: co-add pull by SNR {bins}; worst {own['worst_independent']:.3f} -> {entry['worst']:.3f} "
-                      f"(its own term: {own['worst_shared']:.3f})")
+    result["pooled"] = [_pooled(tables, group, cap) for group in args.pool for cap in (None, *args.pool_cap)]
+    for pooled in result["pooled"]:
+        for key, entry in pooled["coadd5"].items():
+            own = result["results"][key]
+            bins = " / ".join(f"{b['pull_sigma68']:.2f}" for b in entry["bins"] if b["lo"] is not None)
+            print(f"pooled term ({', '.join(pooled['populations'])}; at most {pooled['cap_galaxies'] or 'all'} galaxies "
+                  f"each) -> {key}: co-add pull by SNR {bins}; worst {own['worst_independent']:.3f} -> "
+                  f"{entry['worst']:.3f} (its own term: {own['worst_shared']:.3f})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(json_clean(result), indent=1) + "\n")
     if args.plot:
