@@ -1,7 +1,7 @@
 """Benchmark the measurement writer (``lumos_ops.pipeline.writer.write_measurements``) on real tables.
 
     .venv/bin/python benchmarks/bench_ingest.py [--targets 2500] [--exposures 20] [--repeats 3]
-        [--prefill 1000000]
+        [--prefill 1000000] [--shared-error]
 
 A throwaway PostgreSQL (``LocalPostgres``: fsync and synchronous_commit off, as every throwaway
 server of lumos-ops) gets every migration. One synthetic exposure with ``--targets`` galaxies is
@@ -73,8 +73,13 @@ def _fake_lumos(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return rows
 
 
-def build_tables(n_targets: int, seed: int = 1) -> dict[str, pd.DataFrame]:
-    """Tables of one exposure as ``measure_exposure`` returns them: classical, lumos and mixed."""
+def build_tables(n_targets: int, seed: int = 1, *, shared_error: bool = False) -> dict[str, pd.DataFrame]:
+    """Tables of one exposure as ``measure_exposure`` returns them: classical, lumos and mixed.
+
+    ``shared_error``: LUMOS measures with a copy of the checkpoint that records a shared-error term
+    with a residual axis (:mod:`lumos_ops.lumos.shared_error`), so its rows carry what an adapted
+    model's do (``shared_rho``, ``model_residual``, ``shared_rho_bins``, ``shared_residual_cuts``).
+    """
     from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.measure import measure_exposure
@@ -89,6 +94,8 @@ def build_tables(n_targets: int, seed: int = 1) -> dict[str, pd.DataFrame]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "exposure.fits"
         synthetic_exposure(catalog, flux, shape=shape, seed=seed + 1).write(path)
+        if shared_error and model is not None:
+            options["model"] = str(_with_shared_error(model, Path(tmp) / "with_shared_error.pt"))
         mixed = measure_exposure(read_exposure(path), catalog, methods=methods, **options)
     if model is None:
         mixed = pd.concat([mixed, _fake_lumos(mixed, seed)], ignore_index=True)
@@ -100,6 +107,20 @@ def build_tables(n_targets: int, seed: int = 1) -> dict[str, pd.DataFrame]:
         return rows[keep]
 
     return {"classical": only(CLASSICAL), "lumos": only(("lumos",)), "mixed": mixed}
+
+
+def _with_shared_error(model: Path, out: Path) -> Path:
+    """A copy of ``model`` whose metadata records a shared-error term with a residual axis."""
+    from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
+    from lumos_ops.lumos.shared_error import SNR_EDGES, SharedError
+
+    k = len(SNR_EDGES) - 1
+    term = SharedError(SNR_EDGES, tuple(np.linspace(0.0, 0.3, k)), residual_cuts=(0.01,),
+                       rho_by_residual=(tuple(np.linspace(0.0, 0.2, k)), tuple(np.linspace(0.1, 0.6, k))), source="bench")
+    loaded = load_checkpoint(model, device="cpu")
+    save_checkpoint(out, loaded.net, arch=loaded.arch, normalization=loaded.normalization,
+                    metadata={**loaded.metadata, "shared_error": term.to_dict()})
+    return out
 
 
 class PrepTimer:
@@ -207,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exposures", type=int, default=20, help="exposures written per case and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="repeats (the median is reported)")
     parser.add_argument("--prefill", type=int, default=1_000_000, help="rows in lumos.measurements before timing")
+    parser.add_argument("--shared-error", action="store_true",
+                        help="LUMOS rows of a model with a shared-error term (the extras an adapted model writes)")
     args = parser.parse_args(argv)
 
     import sqlalchemy as sa
@@ -216,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from lumos_ops.pipeline.writer import ModelVersion, register_model_versions, start_run
 
     start = time.perf_counter()
-    tables = build_tables(args.targets)
+    tables = build_tables(args.targets, shared_error=args.shared_error)
     print(f"tables from measure_exposure ({args.targets} targets): "
           + ", ".join(f"{k} {len(v):,} rows x {v.shape[1]} columns" for k, v in tables.items())
           + f" [{time.perf_counter() - start:.1f} s]", flush=True)

@@ -312,6 +312,8 @@ def test_binary_copy_stores_what_the_text_path_stored(engine):
     lumos["likelihood"] = True
     lumos["n_iter"] = np.arange(5, dtype=np.int64)  # float after the concat below, as in measure_exposure
     lumos["note"] = np.array(['a "quoted" é', None, np.nan, "b", "b"], dtype=object)
+    lumos["bins"] = pd.Series([[0.1, 0.5], None, np.array([1.0, 2.5e-7]), (1e16, -0.0), [0.3, 0.3]], dtype=object)
+    # (the aperture rows get NaN there from the concat below: no value, and the vectorised path still applies)
     classical = _table(4, method="aperture")  # no mixture columns: NULL arrays
     classical["aperture_a"] = [2.0, np.nan, 3.25, np.nan]
     classical.loc[3, "flag"] = 2**20
@@ -345,12 +347,12 @@ def test_binary_copy_stores_what_the_text_path_stored(engine):
     assert rows[key("lumos", 1)]["mix_alpha"] is None and rows[key("lumos", 1)]["mix_mu"] is not None
     # truncated: a missing value of a row with a mixture is false (as the co-add read the old extras key)
     assert [rows[key("lumos", ref)]["mix_truncated"] for ref in range(5)] == [True, False, False, False, False]
-    extras = {
-        0: '{"note": "a \\"quoted\\" \\u00e9", "median": 1.0, "n_iter": 0.0, "likelihood": true}',
+    extras = {  # the list column takes the vectorised path for lists of numbers
+        0: '{"note": "a \\"quoted\\" \\u00e9", "median": 1.0, "n_iter": 0.0, "likelihood": true, "bins": [0.1, 0.5]}',
         1: '{"mode": 12345678.0, "median": 0.1, "n_iter": 1.0, "likelihood": true}',
-        2: '{"n_iter": 2.0, "likelihood": true}',
-        3: '{"mode": -0.0, "note": "b", "median": 1e+16, "n_iter": 3.0, "likelihood": true}',
-        4: '{"mode": 7.0, "note": "b", "median": 2.5e-07, "n_iter": 4.0, "likelihood": true}',
+        2: '{"n_iter": 2.0, "likelihood": true, "bins": [1.0, 2.5e-07]}',
+        3: '{"mode": -0.0, "note": "b", "median": 1e+16, "n_iter": 3.0, "likelihood": true, "bins": [1e+16, -0.0]}',
+        4: '{"mode": 7.0, "note": "b", "median": 2.5e-07, "n_iter": 4.0, "likelihood": true, "bins": [0.3, 0.3]}',
     }
     for ref, text in extras.items():
         assert _same_as_text_path(engine, eid, key("lumos", ref), "extras", text, "jsonb"), ref
@@ -493,3 +495,13 @@ def test_registering_a_night_waits_for_a_run_registering_it(engine):
     worker.join(timeout=30)
     assert done == [first]
     assert _count(engine, "SELECT count(*) FROM lumos.exposures WHERE checksum LIKE 'd%'") == 2
+
+
+def test_extras_lists_of_numbers_are_vectorised_and_other_lists_take_the_row_path():
+    from lumos_ops.pipeline.writer import _extras_text
+
+    vectorised = _extras_text(pd.Series([[0.1, 0.5], np.nan, None, np.array([2.0, 3e-9])], dtype=object))
+    assert vectorised.to_pylist() == ["[0.1, 0.5]", None, None, "[2.0, 3e-9]"]
+    # lists of other lengths or of non-numbers: json.dumps row by row
+    mixed = _extras_text(pd.Series([[0.1], [1.0, 2.0], ["a"]], dtype=object))
+    assert mixed.to_pylist() == ["[0.1]", "[1.0, 2.0]", '["a"]']

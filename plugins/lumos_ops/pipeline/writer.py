@@ -527,9 +527,9 @@ def _number_text(values: np.ndarray, valid: np.ndarray) -> Any:
 def _extras_text(column: pd.Series) -> Any:
     """JSON text of a column's values for ``extras`` (pyarrow strings, null where the row has no value).
 
-    NaN, infinities and None mean "no value": the key is left out. Numbers, booleans and strings
-    are vectorised; other values take the row path of the earlier writer (``to_dict`` records,
-    ``json.dumps`` with :func:`_json_default`).
+    NaN, infinities and None mean "no value": the key is left out. Numbers, booleans, strings and
+    lists of finite numbers of one length are vectorised; other values take the row path of the
+    earlier writer (``to_dict`` records, ``json.dumps`` with :func:`_json_default`).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -549,12 +549,46 @@ def _extras_text(column: pd.Series) -> Any:
         if kind in ("string", "empty"):
             codes, uniques = pd.factorize(values, use_na_sentinel=True)
             return pa.array([json.dumps(u) for u in uniques], pa.string()).take(pa.array(codes, mask=codes < 0))
+    vectors = _number_lists_text(values)
+    if vectors is not None:
+        return vectors
     texts = []
     for record in column.to_frame().to_dict(orient="records"):
         value = next(iter(record.values()))
         dropped = value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value))
         texts.append(None if dropped else json.dumps(value, default=_json_default, sort_keys=True))
     return pa.array(texts, pa.string())
+
+
+def _number_lists_text(values: np.ndarray) -> Any:
+    """JSON text of a column whose values are lists (or arrays) of finite numbers of one length, or
+    None or NaN (no value); None when the column is anything else (the row path handles it).
+
+    Vectorised per list position (:func:`_number_text`), e.g. the per-residual-bin ``rho`` of the
+    shared-error term, which the row path would serialise row by row.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    present = np.array([isinstance(v, (list, tuple, np.ndarray)) for v in values], dtype=bool)
+    missing = np.array([v is None or (isinstance(v, (float, np.floating)) and not math.isfinite(v)) for v in values],
+                       dtype=bool)
+    if not present.any() or not (present | missing).all():
+        return None
+    lengths = {len(v) for v in values[present]}
+    if len(lengths) != 1 or 0 in lengths:
+        return None
+    try:
+        matrix = np.array([np.asarray(v, dtype=np.float64) for v in values[present]])
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(matrix).all():
+        return None
+    full = np.zeros((values.size, matrix.shape[1]))
+    full[present] = matrix
+    parts = [_number_text(full[:, j], present) for j in range(full.shape[1])]
+    joined = pc.binary_join_element_wise(*parts, ", ")
+    return pc.binary_join_element_wise(pa.scalar("["), joined, pa.scalar("]"), "")
 
 
 def _binary_array(n: int, data: bytes | np.ndarray, width: int, valid: np.ndarray | None) -> Any:
