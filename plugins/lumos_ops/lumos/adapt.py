@@ -589,6 +589,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         sample = np.sort(np.random.default_rng(config.seed).choice(train_ids, min(4096, train_ids.size), replace=False))
         norm = with_stamp_background(norm, ts.images(sample)[:, 0], config.stamp_background)
     norm = with_imag_range(norm, ts.meta["i_auto"].to_numpy(np.float64)[train_ids])
+    net.bind_normalization(norm)
     train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior)
     params = list(net.parameters()) if config.train_layers == "all" else list(net.head.parameters())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ from typing import Any
 import torch
 
 from lumos_ops import __version__
-from lumos_ops.exceptions import ModelError
+from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.lumos.config import ModelConfig, Normalization
-from lumos_ops.lumos.model import LumosNet
+from lumos_ops.lumos.model import LumosNet, anchor_constants
 from lumos_ops.lumos.weights import MODELS_DIR, shipped_models
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "SHIPPED_MODELS",
     "LoadedModel",
     "weights_sha256",
+    "anchor_mismatch",
     "checkpoint_dict",
     "save_checkpoint",
     "load_checkpoint",
@@ -199,10 +201,32 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=default))
 
 
+def anchor_mismatch(net: LumosNet, norm: Normalization) -> str | None:
+    """Why an anchored network's stored constants (``LumosNet.bind_normalization``) disagree with
+    ``norm``, or None when they agree or the network is not anchored."""
+    if not net.anchored:
+        return None
+    bound = tuple(float(v) for v in net.anchor_constants)
+    expected = anchor_constants(norm)
+    if all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(bound, expected)):
+        return None
+    return (f"the network's matched-filter constants {bound} do not match its normalisation's "
+            f"(pixel_soft, pixel_scale x model_scale / flux_scale) = {expected}")
+
+
 def checkpoint_dict(
     net: LumosNet, *, arch: str, normalization: Normalization, metadata: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The checkpoint dict of a network (weights moved to CPU)."""
+    """The checkpoint dict of a network (weights moved to CPU).
+
+    Raises
+    ------
+    LumosValueError
+        An anchored network not bound to ``normalization`` (``LumosNet.bind_normalization``).
+    """
+    problem = anchor_mismatch(net, normalization)
+    if problem:
+        raise LumosValueError(f"{problem}; call net.bind_normalization(normalization) first")
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     return {
         "format": FORMAT_NAME,
@@ -293,6 +317,9 @@ def load_checkpoint(
         net.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: weights do not fit the recorded configuration ({exc})") from None
+    problem = anchor_mismatch(net, norm)
+    if problem:
+        raise ModelError(f"{path}: {problem}; the checkpoint is inconsistent")
     loaded = LoadedModel(net=net, arch=str(data.get("arch", "")), normalization=norm,
                          metadata=dict(data.get("metadata", {})), sha256=digest, path=str(path), device=device)
     try:

@@ -9,12 +9,17 @@ from typing import Any
 from lumos_ops.constants import CCD_SHAPE, STAMP_SIZE, n_band_epochs
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["ModelConfig", "Normalization", "N_SCALARS", "SCALAR_NAMES", "STAMP_BACKGROUNDS"]
+__all__ = ["ANCHORS", "ModelConfig", "Normalization", "N_SCALARS", "SCALAR_NAMES", "STAMP_BACKGROUNDS"]
 
 SCALAR_NAMES: tuple[str, ...] = ("i_auto", "ccd_x", "ccd_y", "background")
 """Order of the scalar network inputs besides the band x epoch embedding (see :class:`Normalization`)."""
 
 N_SCALARS: int = len(SCALAR_NAMES)
+
+ANCHORS: tuple[str, ...] = ("none", "matched_filter")
+"""What the mixture is measured from (:class:`ModelConfig`'s ``anchor``): ``"none"``, the network's
+outputs alone; ``"matched_filter"``, the stamp's matched-filter flux and its error
+(:meth:`lumos_ops.lumos.model.LumosNet.matched_filter`), which the network corrects."""
 
 
 def _positive_ints(name: str, values: tuple[int, ...], *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -56,6 +61,14 @@ class ModelConfig:
     inputs : tuple of str
         Scalar inputs the network sees (a subset of :data:`SCALAR_NAMES`); the others are zeroed,
         e.g. ``inputs=("ccd_x", "ccd_y", "background")`` for a model blind to the catalogue i_auto.
+    anchor : str
+        :data:`ANCHORS` entry. ``"matched_filter"``: the network computes from its two image channels
+        the model-weighted flux ``f_mf = sum(m (d - b)) / sum(m^2)`` and its error ``s_mf`` for the
+        stamp's robust pixel noise, sees ``asinh(f_mf / s_mf)``, ``log s_mf`` and the log pixel noise
+        as three more features, and outputs every component as ``mu = f_mf + s_mf * mu_net``,
+        ``sigma = s_mf * (softplus(sigma_net) + sigma_floor)``: an isolated galaxy that is its model
+        starts from the optimal weighted sum, and the network learns what to correct (neighbours,
+        backgrounds, profiles). ``"none"``: the outputs alone (every model before ``fast-mf``).
     """
 
     channels: tuple[int, ...] = (2, 32, 64, 128, 64, 32)
@@ -67,8 +80,11 @@ class ModelConfig:
     stamp_size: int = STAMP_SIZE
     sigma_floor: float = 1e-3
     inputs: tuple[str, ...] = SCALAR_NAMES
+    anchor: str = "none"
 
     def __post_init__(self) -> None:
+        if self.anchor not in ANCHORS:
+            raise LumosValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
         object.__setattr__(self, "inputs", tuple(str(v) for v in self.inputs))
         unknown = [v for v in self.inputs if v not in SCALAR_NAMES]
         if unknown:
@@ -171,9 +187,12 @@ class Normalization:
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
                 raise LumosValueError(f"Normalization.{name} must be finite and > 0, got {value}")
+            object.__setattr__(self, name, value)
         for name in ("imag_mean", "background_mean"):
-            if not math.isfinite(float(getattr(self, name))):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
                 raise LumosValueError(f"Normalization.{name} must be finite, got {getattr(self, name)}")
+            object.__setattr__(self, name, value)
         if self.stamp_background not in STAMP_BACKGROUNDS:
             raise LumosValueError(
                 f"Normalization.stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -10,9 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig
+from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig, Normalization
 
-__all__ = ["MixtureParams", "LumosNet", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
+__all__ = ["MixtureParams", "LumosNet", "anchor_constants", "N_ANCHOR_FEATURES", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
 
 
 class MixtureParams(NamedTuple):
@@ -40,8 +41,15 @@ class MixtureParams(NamedTuple):
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
     "fast": ModelConfig(channels=(2, 8, 16, 32, 32, 16), kernels=(5, 3, 3, 3, 2), hidden=(256, 64)),
+    "fast-mf": ModelConfig(channels=(2, 8, 16, 32, 32, 16), kernels=(5, 3, 3, 3, 2), hidden=(256, 64),
+                           anchor="matched_filter"),
 }
-"""Named architectures: ``"paper"`` is the reference of §4.2; ``"fast"`` a CPU-friendly default."""
+"""Named architectures: ``"paper"`` is the reference of §4.2; ``"fast"`` a CPU-friendly default;
+``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``)."""
+
+N_ANCHOR_FEATURES: int = 3
+"""Features an anchored network adds to its fully connected input: ``asinh(f_mf / s_mf)``, ``log s_mf``
+and the log of the stamp's robust pixel noise (:meth:`LumosNet.matched_filter`)."""
 
 DEFAULT_MODEL: str = "fast"
 
@@ -61,6 +69,11 @@ class LumosNet(nn.Module):
     images (B, 2, S, S) float, scalars (B, 4) float, band_epoch (B,) int64, and returns
     :class:`MixtureParams` in normalised flux units. ``sigma = softplus(raw) + sigma_floor``.
     Scalars not listed in ``config.inputs`` are multiplied by zero.
+
+    An anchored network (``config.anchor == "matched_filter"``) needs the normalisation its inputs
+    are made with: :meth:`bind_normalization` stores ``pixel_soft`` and
+    ``pixel_scale * model_scale / flux_scale`` in the buffer ``anchor_constants`` (saved with the
+    weights; NaN until bound, so an unbound network returns NaN rather than wrong fluxes).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -79,23 +92,78 @@ class LumosNet(nn.Module):
         mask = torch.tensor([1.0 if name in config.inputs else 0.0 for name in SCALAR_NAMES])
         self.register_buffer("scalar_mask", mask, persistent=False)
         n_in = config.channels[-1] * config.feature_side() ** 2 + N_SCALARS + config.embedding_dim
+        if config.anchor == "matched_filter":
+            n_in += N_ANCHOR_FEATURES
         layers: list[nn.Module] = []
         for n_out in config.hidden:
             layers += [nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
             n_in = n_out
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(n_in, 3 * config.n_components)
+        self.anchored = config.anchor == "matched_filter"
+        if self.anchored:
+            self.register_buffer("anchor_constants", torch.full((2,), math.nan))
+            side = config.stamp_size
+            yy, xx = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                                    indexing="ij")
+            centre = (side - 1) / 2.0
+            outer = torch.hypot(yy - centre, xx - centre) >= side / 4.0
+            self.register_buffer("noise_pixels", torch.flatten(outer).nonzero().flatten(), persistent=False)
+
+    def bind_normalization(self, norm: Normalization) -> None:
+        """Store the constants an anchored network needs from ``norm`` (a no-op for other networks)."""
+        if self.anchored:
+            values = anchor_constants(norm)
+            with torch.no_grad():
+                self.anchor_constants.copy_(torch.tensor(values, dtype=self.anchor_constants.dtype))
+
+    def matched_filter(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Matched-filter flux, its error and the pixel noise of each stamp of a normalised batch.
+
+        Channel 0 is un-stretched to ``r = (d - b) / pixel_scale`` and channel 1 is the model ``m`` times
+        ``model_scale``; the weights are the model's, uniform noise assumed (the background-limited
+        regime of faint galaxies), over the whole stamp (NaN pixels were padded with ``b`` and add 0).
+
+        Returns
+        -------
+        flux, error, noise : Tensor, each (B,)
+            ``f_mf = sum(m r) / sum(m^2)`` and ``s_mf = noise / sqrt(sum(m^2))`` in normalised flux
+            units, and ``noise``, 1.4826 x the MAD of ``r`` over the pixels at least a quarter of a
+            stamp from the centre (units of ``pixel_scale``; floored at 1e-3).
+        """
+        soft, scale = self.anchor_constants[0], self.anchor_constants[1]
+        r = (soft * torch.sinh(images[:, 0].float() / soft)).flatten(1)
+        m = images[:, 1].float().flatten(1)
+        power = (m * m).sum(dim=1).clamp_min(1e-12)
+        flux = scale * (m * r).sum(dim=1) / power
+        sky = r.index_select(1, self.noise_pixels)
+        centre = sky.median(dim=1, keepdim=True).values
+        noise = (1.4826 * (sky - centre).abs().median(dim=1).values).clamp_min(1e-3)
+        return flux, scale * noise / power.sqrt(), noise
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
         x = self.features(images).flatten(1)
-        x = torch.cat([x, (scalars * self.scalar_mask).to(x.dtype), self.embedding(band_epoch).to(x.dtype)], dim=1)
-        out = self.head(self.hidden(x)).float()
+        parts = [x, (scalars * self.scalar_mask).to(x.dtype), self.embedding(band_epoch).to(x.dtype)]
+        if self.anchored:
+            flux, error, noise = self.matched_filter(images)
+            anchor = torch.stack([torch.asinh(flux / error), torch.log(error), torch.log(noise)], dim=1)
+            parts.append(anchor.to(x.dtype))
+        out = self.head(self.hidden(torch.cat(parts, dim=1))).float()
         k = self.config.n_components
         log_alpha = F.log_softmax(out[:, :k], dim=1)
         mu = out[:, k : 2 * k]
         sigma = F.softplus(out[:, 2 * k :]) + self.config.sigma_floor
+        if self.anchored:
+            mu = flux[:, None] + error[:, None] * mu
+            sigma = error[:, None] * sigma
         return MixtureParams(log_alpha, mu, sigma)
+
+
+def anchor_constants(norm: Normalization) -> tuple[float, float]:
+    """``(pixel_soft, pixel_scale * model_scale / flux_scale)`` of ``norm``: what turns an anchored
+    network's image channels into a flux in normalised units."""
+    return float(norm.pixel_soft), float(norm.pixel_scale * norm.model_scale / norm.flux_scale)
 
 
 def list_models() -> list[str]:

@@ -95,6 +95,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
+* ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -195,6 +196,14 @@ subtracted) covers 0.27 of a simulated 2048^2 NB685 exposure (0.09 at the defaul
 0.27-0.33). Its pixel noise (0.045 e-/s, read noise) is 6.1 times below the default's (0.275 e-/s),
 so the backgrounds are scaled by 3-12 (log-uniform; ``fast-v11``: 0.5-2): the noise of ``fast-v11``'s
 training set, on crowded backgrounds."""
+RECIPES["fast-mf-v12"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo=_REFERENCE_TEAHUPOO,
+    train={**RECIPES["fast-v11"].train, "arch": "fast-mf"},
+)
+"""``fast-v11`` (same survey, stamps and schedule) with the ``fast-mf`` architecture: the mixture is
+anchored on the stamp's matched-filter flux and its error (``ModelConfig.anchor``), which the network
+corrects, instead of being read from the pixels by the network alone."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

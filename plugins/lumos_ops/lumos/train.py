@@ -429,6 +429,7 @@ def train(
     else:
         norm = _estimate_norm(ts, train_ids, config)
 
+    net.bind_normalization(norm)
     prior = ts.flux_prior
     truncation_imag = math.inf if prior is not None else config.truncation_imag
     train_data = StampBatches(ts, train_ids, norm, truncation_imag=truncation_imag, flux_prior=prior)
