@@ -67,3 +67,27 @@ def test_the_checkpoint_normalisation_selects_the_background():
     norm = estimate_normalization(stamps, models + 1e-3, args[0], np.full(50, 30.0), ccd_shape=(200, 300),
                                   stamp_background_method="masked_annulus")
     assert norm.stamp_background == "masked_annulus" and abs(norm.background_mean - sky) < 0.02
+
+
+def test_training_batches_compute_each_stamps_background_once(tiny_training_set):
+    """``StampBatches`` keeps the masked-annulus background of every stamp it has read: a second read
+    of the same stamps gives bit-identical inputs, equal to ``prepare_inputs`` computing it itself."""
+    from lumos_ops.io.training_set import TrainingSet
+    from lumos_ops.lumos.data import StampBatches
+
+    ts = TrainingSet(tiny_training_set)
+    ids = ts.indices("train")
+    norm = dataclasses.replace(NORM, stamp_background="masked_annulus")
+    batches = StampBatches(ts, ids, norm)
+    first = batches[np.arange(8)]
+    assert np.isfinite(batches._background[ids[:8]]).all() and np.isnan(batches._background[ids[8:]]).all()
+    second = batches[np.arange(8)]
+    images = ts.images(ids[:8])
+    meta = ts.meta.iloc[ids[:8]]
+    direct = prepare_inputs(images[:, 0], images[:, 1], meta["i_auto"].to_numpy(), meta["ccd_x"].to_numpy(),
+                            meta["ccd_y"].to_numpy(), meta["band_epoch"].to_numpy(), norm)
+    for key, value in (("images", direct.images), ("scalars", direct.scalars)):
+        assert np.array_equal(first[key].numpy(), value) and np.array_equal(second[key].numpy(), value)
+    with pytest.raises(LumosValueError, match="background must have shape"):
+        prepare_inputs(images[:, 0], images[:, 1], meta["i_auto"].to_numpy(), meta["ccd_x"].to_numpy(),
+                       meta["ccd_y"].to_numpy(), meta["band_epoch"].to_numpy(), norm, background=np.zeros(3))

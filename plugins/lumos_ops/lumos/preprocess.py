@@ -146,6 +146,8 @@ def prepare_inputs(
     ccd_y: np.ndarray,
     band_epoch: np.ndarray,
     norm: Normalization,
+    *,
+    background: np.ndarray | None = None,
 ) -> NetInputs:
     """Normalise a batch of targets.
 
@@ -162,6 +164,10 @@ def prepare_inputs(
     band_epoch : ndarray of int, shape (n,)
         Band x epoch rows (``lumos_ops.constants.band_epoch_index``).
     norm : Normalization
+    background : ndarray, shape (n,), keyword-only
+        The stamps' backgrounds (e-/s per pixel) by ``norm.stamp_background``, when they are already
+        known (:func:`stamp_background` of these cutouts, e.g. computed once per training stamp);
+        None computes them.
 
     Returns
     -------
@@ -178,7 +184,11 @@ def prepare_inputs(
             raise LumosValueError(f"{name} must have shape ({n},), got {np.shape(value)}")
     flat = cutouts.reshape(n, int(np.prod(cutouts.shape[1:])))
     nan_rows = np.isnan(flat).any(axis=1)
-    if norm.stamp_background == "median":
+    if background is not None:
+        background = np.asarray(background, dtype=np.float64)
+        if background.shape != (n,):
+            raise LumosValueError(f"background must have shape ({n},), got {background.shape}")
+    elif norm.stamp_background == "median":
         background = _median_background(flat, nan_rows)
     else:
         background = stamp_background(cutouts, norm.stamp_background)

@@ -199,11 +199,12 @@ training set, on crowded backgrounds."""
 RECIPES["fast-mf-v12"] = Recipe(
     survey=RECIPES["fast-v11"].survey,
     teahupoo=_REFERENCE_TEAHUPOO,
-    train={**RECIPES["fast-v11"].train, "arch": "fast-mf"},
+    train={**RECIPES["fast-v11"].train, "arch": "fast-mf", "stamp_background": "masked_annulus"},
 )
 """``fast-v11`` (same survey, stamps and schedule) with the ``fast-mf`` architecture: the mixture is
 anchored on the stamp's matched-filter flux and its error (``ModelConfig.anchor``), which the network
-corrects, instead of being read from the pixels by the network alone."""
+corrects, instead of being read from the pixels by the network alone. The stamp background is the
+masked annulus mean (the classical baselines' estimator), which the matched-filter flux inherits."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
