@@ -96,6 +96,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
 * ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
+* ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -210,6 +211,9 @@ RECIPES["fast-noccd-v10"] = dataclasses.replace(
 )
 RECIPES["fast-noccd-v11"] = dataclasses.replace(
     RECIPES["fast-v11"], train={**RECIPES["fast-v11"].train, "drop_inputs": ("ccd_x", "ccd_y")}
+)
+RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
+    RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
 DEFAULT_RECIPE = "fast-v11"
 """Name of the recipe of the shipped default model."""
