@@ -96,6 +96,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
 * ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
+* ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position;
 * ``default``: the recipe of the shipped default model (``fast-v11``)."""
 RECIPES["fast-v11"] = Recipe(
@@ -212,6 +213,16 @@ RECIPES["fast-noccd-v10"] = dataclasses.replace(
 RECIPES["fast-noccd-v11"] = dataclasses.replace(
     RECIPES["fast-v11"], train={**RECIPES["fast-v11"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
+RECIPES["fast-mf-v12-mismatch"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo=RECIPES["fast-v11-mismatch"].teahupoo,
+    train={**RECIPES["fast-v11-mismatch"].train, "arch": "fast-mf", "stamp_background": "masked_annulus"},
+    init="fast-mf-v12",
+)
+"""``fast-mf-v12`` fine-tuned as ``fast-v11-mismatch`` (the same 60,000 stamps, seed 5, whose galaxy is not
+exactly its model channel; 5 epochs, Adam lr 2e-4, BatchNorm statistics kept): the matched-filter
+anchor is exact for a galaxy that is its model, and these stamps teach the network the error of a
+galaxy that is not."""
 RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
     RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
