@@ -14,7 +14,7 @@ def test_shipped_model_loads_and_is_small():
     path = MODELS_DIR / SHIPPED_MODELS["default"]
     assert path.stat().st_size <= 25 * 1024**2
     loaded = load_checkpoint(None, device="cpu")  # verifies the SHA-256
-    assert loaded.arch == "fast"
+    assert loaded.arch == "fast-mf" and loaded.net.anchored
     assert loaded.metadata["n_train"] >= 10_000
     assert loaded.normalization.ccd_shape == (2048, 2048)
     assert (MODELS_DIR / "MODEL_CARD.md").is_file()

@@ -117,10 +117,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Supervised training (paper §4.4) with a checkpoint every epoch.")
     p.add_argument("--training-set", help="TEAHUPOO directory (lumos simulate training-set)")
     p.add_argument("--recipe", help="simulate the data and train end to end: 'default' (the shipped model's, "
-                   "'fast-v11') or 'fast-noccd-v11' (its no-CCD companion); earlier: fast-v10, fast-noccd-v10")
+                   "'fast-mf-v12') or 'fast-mf-noccd-v12' (its no-CCD companion); earlier: fast-v11, fast-noccd-v11, "
+                   "fast-v10, fast-noccd-v10")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
-    p.add_argument("--arch", help="registered architecture: fast (default) or paper")
+    p.add_argument("--arch", help="registered architecture: fast (default), fast-mf (anchored on the matched filter) or paper")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial Adam learning rate (paper 1e-4)")
@@ -138,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scalar inputs to hide from the network: i_auto, ccd_x, ccd_y, background")
     p.add_argument("--frozen-bn-epochs", type=int, metavar="N",
                    help="train the last N epochs with BatchNorm running statistics frozen (eval mode), so the "
-                        "shipped network is the one optimised (default 0; recipes fast-v10, fast-v11: 3)")
+                        "shipped network is the one optimised (default 0; recipes fast-v10, fast-v11, fast-mf-v12: 3)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--survey", metavar="FILE", default=None,

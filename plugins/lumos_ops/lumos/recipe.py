@@ -1,6 +1,6 @@
 """Named end-to-end recipes: simulate a survey, cut TEAHUPOO shards from it and train (all seeded).
 
-``lumos train --recipe fast-v11 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
+``lumos train --recipe fast-mf-v12 --out DIR`` (``default`` is the same recipe) writes ``DIR/survey`` (survey simulator layout),
 ``DIR/teahupoo`` (training shards) and ``DIR/model`` (checkpoints, metrics). Steps whose output
 already exists with the same configuration are skipped, so an interrupted recipe can be rerun
 (add ``--resume`` to continue the training from its last epoch).
@@ -73,7 +73,7 @@ RECIPES: dict[str, Recipe] = {
         train={**_TRAIN, "epochs": 12, "lr_step": 9, "frozen_bn_epochs": 3},
     ),
 }
-"""Recipes of the shipped weights and their predecessor (the ``fast`` network on one CPU thread).
+"""Recipes of the shipped weights and their predecessors (the ``fast`` and ``fast-mf`` networks on CPU).
 Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history and
 ``reports/history/``.
 
@@ -84,8 +84,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
   0.5-2, 12 epochs whose low-learning-rate stage (epochs 10-12) trains with frozen BatchNorm
   statistics (``TrainConfig.frozen_bn_epochs``);
 * ``fast-noccd-v10``: the same without the CCD position;
-* ``fast-v11`` (below): the shipped default ``lumos-fast-v11``, ``fast-v10`` on all 40 bands;
-* ``fast-noccd-v11``: ``fast-v11`` without the CCD position (the PIT comparison);
+* ``fast-v11`` (below): the previous default ``lumos-fast-v11``, ``fast-v10`` on all 40 bands;
+* ``fast-noccd-v11``: ``fast-v11`` without the CCD position;
 * ``fast-v11-noise-texture`` (below): an unshipped fine-tuning experiment of ``fast-v11``;
 * ``fast-v11-no-background`` (below): ``fast-v11`` fine-tuned without the background input;
 * ``fast-v11-clear`` (below): the same on backgrounds cut clear of the exposures' own sources;
@@ -95,10 +95,11 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
-* ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
+* ``fast-mf-v12`` (below): the shipped default ``lumos-fast-mf-v12``, ``fast-v11`` anchored on the
+  matched-filter flux (``ModelConfig.anchor``);
 * ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
-* ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position;
-* ``default``: the recipe of the shipped default model (``fast-v11``)."""
+* ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
+* ``default``: the recipe of the shipped default model (``fast-mf-v12``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
     teahupoo=_REFERENCE_TEAHUPOO,
@@ -226,7 +227,7 @@ galaxy that is not."""
 RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
     RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
-DEFAULT_RECIPE = "fast-v11"
+DEFAULT_RECIPE = "fast-mf-v12"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 

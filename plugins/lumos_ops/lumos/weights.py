@@ -55,13 +55,14 @@ class ShippedWeights:
 
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
     ShippedWeights(
-        name="default", file="lumos-fast-v11.pt", arch="fast", recipe="fast-v11",
-        sha256="0f0d9af088801d9485e2c28315c12656181e47eda424b5ad933915b554fca93f", status="default",
-        summary="likelihood network under the reference flux prior, all 40 narrow bands x 2 epochs (models/MODEL_CARD.md)",
+        name="default", file="lumos-fast-mf-v12.pt", arch="fast-mf", recipe="fast-mf-v12",
+        sha256="03d92713dd4cb3e4079a68c14a3618589d825646644e97a66f3c3a2c4442f48d", status="default",
+        summary="likelihood network under the reference flux prior anchored on the matched-filter flux, all 40 narrow "
+                "bands x 2 epochs (models/MODEL_CARD.md)",
     ),
     ShippedWeights(
-        name="fast-noccd", file="lumos-fast-noccd-v11.pt", arch="fast", recipe="fast-noccd-v11",
-        sha256="e87940e394b5b6d9a1691488f29fe0d7d7abaa2ad8adf33a9da2292ae34bfdb2", status="companion",
+        name="fast-noccd", file="lumos-fast-mf-noccd-v12.pt", arch="fast-mf", recipe="fast-mf-noccd-v12",
+        sha256="b9e0bdae7f52de7115d3a6409532564ed443a271d7ff442982427ab5e110faf1", status="companion",
         summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
     ),
 )
