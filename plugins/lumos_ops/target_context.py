@@ -89,6 +89,16 @@ class TargetContext:
         )
 
     @functools.cached_property
+    def stamp_source_mask(self) -> np.ndarray:
+        """Pixels of sources detected once on the whole frame (``lumos_ops.photometry.frame_sources``,
+        the classical backgrounds' detections), cut like ``stamps``: bool (n, S, S). A LUMOS model
+        whose stamp background is the masked annulus leaves them out instead of detecting sources in
+        every stamp (``reports/lumos/matched-filter/frame_mask_check.py`` compares the two)."""
+        from lumos_ops.photometry.frame_sources import frame_sources
+
+        return cut_mask(frame_sources(self.exposure.data).mask, self.stamps.x0, self.stamps.y0, self.stamps.size)
+
+    @functools.cached_property
     def photometry_inputs(self) -> PhotometryInputs:
         """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.
 

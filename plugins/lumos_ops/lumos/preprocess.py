@@ -41,7 +41,7 @@ class NetInputs:
         return int(self.images.shape[0])
 
 
-def stamp_background(cutouts: np.ndarray, method: str = "median") -> np.ndarray:
+def stamp_background(cutouts: np.ndarray, method: str = "median", *, source_mask: np.ndarray | None = None) -> np.ndarray:
     """Background of every stamp (e-/s per pixel); 0 for stamps without a usable pixel.
 
     Parameters
@@ -57,6 +57,10 @@ def stamp_background(cutouts: np.ndarray, method: str = "median") -> np.ndarray:
         sources detected in the annulus left out, then a mean-centred clip) in the annulus from
         ``S / 4`` to ``S / 2 - 1`` px, which keeps the target's core out; it estimates the mean
         sky, whatever the source density.
+    source_mask : ndarray of bool, shape (n, S, S), keyword-only
+        ``"masked_annulus"`` only: the pixels of sources detected once on the whole frame
+        (:func:`lumos_ops.photometry.frame_sources.frame_sources`, cut like the stamps), left out
+        instead of detecting sources in every stamp; None detects them per stamp.
 
     Returns
     -------
@@ -67,7 +71,8 @@ def stamp_background(cutouts: np.ndarray, method: str = "median") -> np.ndarray:
 
         n, size = cutouts.shape[0], cutouts.shape[-1]
         zero = np.zeros(n)
-        mean = annulus_background(cutouts, zero, zero, r_in=size / 4.0, r_out=size / 2.0 - 1.0).mean
+        mean = annulus_background(cutouts, zero, zero, r_in=size / 4.0, r_out=size / 2.0 - 1.0,
+                                  source_mask=source_mask).mean
         empty = ~np.isfinite(mean)
         if empty.any():
             mean[empty] = stamp_background(cutouts[empty], "median")
