@@ -91,3 +91,41 @@ def test_training_batches_compute_each_stamps_background_once(tiny_training_set)
     with pytest.raises(LumosValueError, match="background must have shape"):
         prepare_inputs(images[:, 0], images[:, 1], meta["i_auto"].to_numpy(), meta["ccd_x"].to_numpy(),
                        meta["ccd_y"].to_numpy(), meta["band_epoch"].to_numpy(), norm, background=np.zeros(3))
+
+
+def test_lumos_in_production_leaves_out_the_frames_own_detections(tmp_path):
+    """A masked-annulus model (the shipped default) measured by ``LumosMethod`` subtracts the annulus
+    mean without the sources detected once on the frame (``TargetContext.stamp_source_mask``): the
+    same inputs as ``prepare_inputs`` given that background, and a background within a few hundredths
+    of the pixel noise of the per-stamp detection the training stamps use."""
+    import torch
+
+    from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.lumos.inference import predict_mixtures
+    from lumos_ops.lumos.method import LumosMethod
+    from lumos_ops.measure import prepare_targets
+
+    from lumos_helpers import write_exposure
+
+    path, catalog = write_exposure(tmp_path / "e.fits", seed=7)
+    ctx = prepare_targets(read_exposure(path), catalog)
+    method = LumosMethod()
+    loaded = method.loaded
+    assert loaded.normalization.stamp_background == "masked_annulus"
+    frame = method.measure(ctx)
+    mask = ctx.stamp_source_mask
+    assert mask.shape == ctx.stamps.data.shape and mask.any()
+    per_frame = stamp_background(ctx.stamps.data, "masked_annulus", source_mask=mask)
+    per_stamp = stamp_background(ctx.stamps.data, "masked_annulus")
+    noise = float(np.nanstd(ctx.stamps.data[:, :5, :5]))
+    assert np.nanmedian(np.abs(per_frame - per_stamp)) < 0.05 * noise
+    row, _ = method._band_epoch_row(loaded, ctx.exposure)
+    i_auto = ctx.catalog["i_auto"].to_numpy(np.float64)
+    inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, np.full(ctx.n, row), loaded.normalization,
+                            background=per_frame)
+    with torch.no_grad():
+        mixtures = predict_mixtures(loaded, inputs, i_auto)
+    expected = (mixtures.alpha * mixtures.mu).sum(axis=1)
+    measured = (frame[[f"alpha_{k}" for k in range(mixtures.alpha.shape[1])]].to_numpy()
+                * frame[[f"mu_{k}" for k in range(mixtures.alpha.shape[1])]].to_numpy()).sum(axis=1)
+    np.testing.assert_allclose(measured, expected, rtol=1e-5, atol=1e-4)
