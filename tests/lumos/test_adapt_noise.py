@@ -138,14 +138,14 @@ def test_candidate_checkpoint_carries_the_rescaled_normalisation_and_prior(tmp_p
     kept = _train(tmp_path / "noisy", tmp_path / "kept-out", monkeypatch, rescale="none")
     # (plus the range of the training magnitudes, which every fine-tuning records)
     assert kept.normalization.imag_range is not None
-    assert dataclasses.replace(kept.normalization, imag_range=None) == base.normalization
+    assert dataclasses.replace(kept.normalization, imag_range=base.normalization.imag_range) == base.normalization
     assert kept.flux_prior == base.flux_prior
     assert kept.metadata["pixel_noise"]["factor"] == 1.0
     assert kept.metadata["pixel_noise"]["survey_noise"] == pytest.approx(noisy.metadata["pixel_noise"]["survey_noise"])
     # --rescale prior: the base model's normalisation, the prior's range times s
     prior_only = _train(tmp_path / "noisy", tmp_path / "prior-out", monkeypatch, rescale="prior")
     s = noisy.metadata["pixel_noise"]["factor"]
-    assert dataclasses.replace(prior_only.normalization, imag_range=None) == base.normalization
+    assert dataclasses.replace(prior_only.normalization, imag_range=base.normalization.imag_range) == base.normalization
     assert prior_only.flux_prior == base.flux_prior.scaled(s)
     assert prior_only.metadata["pixel_noise"]["factor"] == pytest.approx(s)
     with pytest.raises(LumosValueError, match="rescale"):
