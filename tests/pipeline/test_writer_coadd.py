@@ -402,6 +402,15 @@ def test_binary_copy_chunks_and_bad_values(engine, monkeypatch):
                                        "x, y, flux, flux_err, flag, mix_mu, mix_truncated, extras FROM lumos.measurements "
                                        "WHERE exposure_id = :e) AS m"), {"e": e}).scalar_one() for e in (eid, other)]
     assert len(stored[0]) == 80 and stored[0] == stored[1]
+    # a mixture weight below the smallest normal real is a component without weight: stored as 0
+    faint = table.copy()
+    faint.loc[lumos, "alpha_2"] = 2.6e-49
+    faint.loc[lumos, "alpha_0"] = 2 / 3 - 2.6e-49
+    write_measurements(engine, faint, exposure_id=eid, run_id=run_id, meta=_meta(), model_versions=versions)
+    with engine.connect() as conn:
+        alphas = conn.execute(sa.text("SELECT mix_alpha FROM lumos.measurements WHERE exposure_id = :e AND "
+                                      "method = 'lumos'"), {"e": eid}).scalars().all()
+    assert len(alphas) == 40 and all(a[2] == 0.0 and a[1] == pytest.approx(1 / 3) for a in alphas)
     # a value the column cannot hold fails the whole write, before anything is sent
     bad = table.copy()
     bad.loc[5, "x"] = 1e39

@@ -483,11 +483,19 @@ def _bool_field(values: np.ndarray, null: np.ndarray) -> _Segment:
                            np.where(null, 4, 5))
 
 
+_REAL_UNDERFLOW: float = float(np.finfo(np.float32).smallest_subnormal) / 2.0
+"""Magnitudes at or below this round to 0 as ``real`` (half the smallest subnormal, 7.0e-46)."""
+
+
 def _mixture_fields(table: pd.DataFrame) -> list[_Segment]:
     """``mix_alpha``, ``mix_mu``, ``mix_sigma`` and ``mix_truncated`` of the table's mixtures
     (:func:`~lumos_ops.lumos.mixture_table.mixtures_from_table`): each ``real[]`` holds the K
     components with NaN and infinities kept, NULL where all of them are NaN; ``mix_truncated`` is
-    NULL where all three are. Every field is NULL when the table has no mixture columns."""
+    NULL where all three are. Every field is NULL when the table has no mixture columns.
+
+    A component value too small for ``real`` to hold (at most half its smallest subnormal, 7e-46,
+    which the server refuses as out of range) is stored as 0: a weight of 1e-49 is a component
+    without weight. Subnormal values are kept, as the server keeps them."""
     n = len(table)
     if not has_mixture(table):
         null = _Segment(np.full((n, 4), 255, np.uint8))
@@ -495,6 +503,7 @@ def _mixture_fields(table: pd.DataFrame) -> list[_Segment]:
     mixtures = mixtures_from_table(table)
     fields, none = [], np.ones(n, bool)
     for column, block in zip(MIXTURE_COLUMNS, (mixtures.alpha, mixtures.mu, mixtures.sigma)):
+        block = np.where(np.abs(block) <= _REAL_UNDERFLOW, np.copysign(0.0, block), block)
         null = np.isnan(block).all(axis=1)
         none &= null
         fields.append(_array_field(_to_real(block, column), np.full(n, block.shape[1], np.int64), null))
