@@ -98,6 +98,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-mf-v12`` (below): the shipped default ``lumos-fast-mf-v12``, ``fast-v11`` anchored on the
   matched-filter flux (``ModelConfig.anchor``);
 * ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
+* ``fast-mf-v12-mixed`` (below): the same on stamps of which half differ from their model;
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-mf-v12``)."""
 RECIPES["fast-v11"] = Recipe(
@@ -224,6 +225,15 @@ RECIPES["fast-mf-v12-mismatch"] = Recipe(
 exactly its model channel; 5 epochs, Adam lr 2e-4, BatchNorm statistics kept): the matched-filter
 anchor is exact for a galaxy that is its model, and these stamps teach the network the error of a
 galaxy that is not."""
+RECIPES["fast-mf-v12-mixed"] = Recipe(
+    survey=RECIPES["fast-v11"].survey,
+    teahupoo={**RECIPES["fast-v11-mismatch"].teahupoo, "seed": 9, "mismatch_fraction": 0.5},
+    train=RECIPES["fast-mf-v12-mismatch"].train,
+    init="fast-mf-v12",
+)
+"""``fast-mf-v12-mismatch`` on 60,000 new stamps (seed 9) of which only half have the truth-model mismatch
+(``TeahupooConfig.mismatch_fraction``): the other half are exactly their model, so that the network can
+learn to tell a galaxy that is its model from one that is not."""
 RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
     RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

@@ -18,7 +18,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Values of the ``split`` column, in the order of :attr:`TeahupooConfig.split_fractions`."""
 
 MISMATCH_FIELDS: tuple[str, ...] = ("psf_scale_range", "truth_psf_fwhm_scatter", "truth_psf_beta_range",
-                                    "truth_r50_scatter", "knot_fraction", "knot_flux_range", "max_knots")
+                                    "truth_r50_scatter", "knot_fraction", "knot_flux_range", "max_knots",
+                                    "mismatch_fraction")
 """The :class:`TeahupooConfig` fields of the truth-model mismatch (:mod:`lumos_ops.sim.truth_mismatch`)."""
 
 
@@ -154,6 +155,11 @@ class TeahupooConfig:
         Share of such a galaxy's flux in its knots, drawn uniformly.
     max_knots : int
         Largest number of knots (1 to ``max_knots``, uniform).
+    mismatch_fraction : float
+        Fraction of the stamps whose galaxy gets the truth-model mismatch above (PSF width and
+        profile, size, knots), drawn per stamp; the others are exactly their model channel, so that
+        a network can learn to tell the two apart. 1 (default): every stamp. ``psf_scale_range``
+        rescales both the galaxy and its model and applies to every stamp.
     sky_removed_range : (float, float)
         Fraction of each background cutout's median (its sky) subtracted, drawn uniformly per stamp:
         (0, 0) keeps the exposures' sky; (0, 1) mixes raw and sky-subtracted frames, so that the
@@ -199,6 +205,7 @@ class TeahupooConfig:
     knot_fraction: float = 0.0
     knot_flux_range: tuple[float, float] = (0.05, 0.3)
     max_knots: int = 8
+    mismatch_fraction: float = 1.0
     sky_removed_range: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
@@ -322,6 +329,9 @@ class TeahupooConfig:
             )
         if isinstance(self.max_knots, bool) or not isinstance(self.max_knots, int) or self.max_knots < 1:
             raise LumosValueError(f"TeahupooConfig.max_knots must be an integer >= 1, got {self.max_knots!r}")
+        if not (math.isfinite(float(self.mismatch_fraction)) and 0.0 <= float(self.mismatch_fraction) <= 1.0):
+            raise LumosValueError(f"TeahupooConfig.mismatch_fraction must be in [0, 1], got {self.mismatch_fraction!r}")
+        object.__setattr__(self, "mismatch_fraction", float(self.mismatch_fraction))
         r_lo, r_hi = (float(v) for v in self.sky_removed_range)
         object.__setattr__(self, "sky_removed_range", (r_lo, r_hi))
         if not (0.0 <= r_lo <= r_hi <= 1.0):
@@ -366,6 +376,8 @@ class TeahupooConfig:
         if not self.truth_mismatch:
             for name in MISMATCH_FIELDS:
                 del values[name]
+        elif self.mismatch_fraction == 1.0:
+            del values["mismatch_fraction"]
         if self.sky_removed_range == (0.0, 0.0):
             del values["sky_removed_range"]
         return json.loads(json.dumps(values))

@@ -91,7 +91,11 @@ class MismatchDraws:
 
 
 def draw_mismatch(config, n: int) -> MismatchDraws:
-    """The mismatch draws of ``n`` stamps under ``config`` (a ``TeahupooConfig``; seed stream 19)."""
+    """The mismatch draws of ``n`` stamps under ``config`` (a ``TeahupooConfig``; seed stream 19).
+
+    With ``config.mismatch_fraction`` below 1, a stamp drawn (seed stream 23) outside that fraction keeps
+    its model's PSF width and profile, size and no knots: its galaxy is exactly its model channel
+    (``psf_scale`` still applies to both). The other stamps' draws are those of a fraction of 1."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 19]))
     s_lo, s_hi = config.psf_scale_range
     psf_scale = np.exp(rng.uniform(np.log(s_lo), np.log(s_hi), size=n))
@@ -108,6 +112,13 @@ def draw_mismatch(config, n: int) -> MismatchDraws:
     shares = rng.exponential(size=(n, k)) * (np.arange(k)[None, :] < count[:, None])
     shares = np.where(has_knots[:, None], shares / shares.sum(axis=1, keepdims=True), 0.0)
     knot_uv = rng.normal(0.0, KNOT_SPREAD, size=(n, k, 2))
+    if config.mismatch_fraction < 1.0:
+        exact = np.random.default_rng(np.random.SeedSequence([config.seed, 23])).uniform(size=n) >= config.mismatch_fraction
+        fwhm_factor[exact] = 1.0
+        beta[exact] = np.nan
+        r50_factor[exact] = 1.0
+        knot_frac[exact] = 0.0
+        shares[exact] = 0.0
     return MismatchDraws(psf_scale=psf_scale, fwhm_factor=fwhm_factor, beta=beta, r50_factor=r50_factor,
                          knot_frac=knot_frac, knot_uv=knot_uv, knot_share=shares)
 
