@@ -78,6 +78,28 @@ def test_truth_scatter_draws_are_seeded_and_log_normal():
     assert np.isnan(a.beta).all() and (a.knot_frac == 0).all() and (a.psf_scale == 1.0).all()
 
 
+def test_a_mismatch_fraction_leaves_the_other_stamps_exactly_their_model():
+    """``mismatch_fraction`` 0.3: about 70 % of the stamps keep the model's PSF, size and no knots, and
+    the mismatched ones have the draws a fraction of 1 gives them; recorded only below 1."""
+    full = TeahupooConfig(n_stamps=1, seed=4, truth_r50_scatter=0.1, truth_psf_fwhm_scatter=0.05,
+                          truth_psf_beta_range=(2.0, 6.0), knot_fraction=0.5, psf_scale_range=(0.6, 1.6))
+    part = TeahupooConfig(**{**full.to_dict(), "flux_source": full.flux_source, "mismatch_fraction": 0.3})
+    a, b = draw_mismatch(full, 20000), draw_mismatch(part, 20000)
+    exact = np.isnan(b.beta)
+    assert exact.mean() == pytest.approx(0.7, abs=0.015)
+    assert (b.fwhm_factor[exact] == 1.0).all() and (b.r50_factor[exact] == 1.0).all()
+    assert (b.knot_frac[exact] == 0.0).all() and (b.knot_share[exact] == 0.0).all()
+    assert np.array_equal(a.beta[~exact], b.beta[~exact]) and np.array_equal(a.knot_frac[~exact], b.knot_frac[~exact])
+    assert np.array_equal(a.psf_scale, b.psf_scale)
+    truth = render_truth(b, np.flatnonzero(exact)[:3], **SHAPE, model_fwhm=FWHM, model_beta=3.5, size=80,
+                         pixel_scale=0.263, device=None)
+    model = np.asarray(render_galaxies(**SHAPE, psf_fwhm=FWHM, psf_beta=3.5, size=80, pixel_scale=0.263).images)
+    np.testing.assert_allclose(truth, model, atol=1e-12)
+    assert part.to_dict()["mismatch_fraction"] == 0.3 and "mismatch_fraction" not in full.to_dict()
+    with pytest.raises(LumosValueError, match="mismatch_fraction"):
+        TeahupooConfig(n_stamps=1, knot_fraction=0.3, mismatch_fraction=1.5)
+
+
 def _set(tmp_path, survey: SurveyManifest, name: str, **kw):
     catalog = pd.read_parquet(survey.catalog_path)
     out = tmp_path / name
