@@ -1,6 +1,6 @@
 """LUMOS end-to-end inference benchmark: stamps per second from a FITS file to flux statistics.
 
-Run as ``.venv/bin/python benchmarks/bench_inference.py [--n 2000] [--threads 1] [--archs fast paper]
+Run as ``.venv/bin/python benchmarks/bench_inference.py [--n 2000] [--threads 1] [--archs fast-mf paper]
 [--device cpu|cuda|auto]``; a GPU machine runs it as-is with ``--device cuda`` (or ``auto``): the
 network then runs on the GPU in batches of ``--batch-size`` (eager PyTorch; the TorchScript graph is
 the CPU path), timed with ``torch.cuda.synchronize``. Stamps and models are cut and rendered on the CPU.
@@ -11,8 +11,9 @@ compute the statistics (mean, variance, median, mode, sigma68, sigma95, eta: ``m
 The network runs as a frozen TorchScript graph on CPU (``--eager`` for plain PyTorch); building the
 graph is a once-per-process cost, timed on a 64-row warm-up call and shown apart (``warm-up s``),
 not in the totals.
-The ``fast`` architecture uses the shipped default weights; others run random weights (speed does
-not depend on them).
+The shipped default's architecture (``fast-mf``) uses its weights and stamp background (the masked
+annulus without the frame's detections, as ``LumosMethod``); others run random weights and the stamp
+median (speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.checkpoint import LoadedModel, load_checkpoint
 from lumos_ops.lumos.config import Normalization
 from lumos_ops.lumos.inference import mixture_table, predict_mixtures
-from lumos_ops.lumos.model import DEFAULT_MODEL, get_model
+from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.preprocess import NetInputs, prepare_inputs
 from lumos_ops.measure import prepare_targets
 
 
 def _model(arch: str, device: torch.device) -> LoadedModel:
-    if arch == DEFAULT_MODEL:
-        return load_checkpoint(None, device=device)
-    net = get_model(arch).eval().to(device)
-    return LoadedModel(net=net, arch=arch, normalization=Normalization(), metadata={}, sha256="", path="<random>",
+    """The shipped default when ``arch`` is its architecture, else a randomly initialised ``arch``."""
+    shipped = load_checkpoint(None, device=device)
+    if arch == shipped.arch:
+        return shipped
+    norm = Normalization()
+    net = get_model(arch).eval()
+    net.bind_normalization(norm)
+    return LoadedModel(net=net.to(device), arch=arch, normalization=norm, metadata={}, sha256="", path="<random>",
                        device=device)
 
 
@@ -63,7 +68,7 @@ def main() -> None:
     parser.add_argument("--n-paper", type=int, default=500, help="targets for the paper architecture (default 500)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--archs", nargs="+", default=["fast", "paper"])
+    parser.add_argument("--archs", nargs="+", default=["fast-mf", "paper"])
     parser.add_argument("--eager", action="store_true", help="eager PyTorch instead of the TorchScript CPU graph")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     args = parser.parse_args()
@@ -95,7 +100,8 @@ def main() -> None:
             t = time.perf_counter()
             i_auto = ctx.catalog["i_auto"].to_numpy(np.float64)
             inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y,
-                                    np.full(ctx.n, exposure.band_epoch), loaded.normalization)
+                                    np.full(ctx.n, exposure.band_epoch), loaded.normalization,
+                                    background=ctx.lumos_background(loaded.normalization))
             times["norm"] = time.perf_counter() - t
             t = time.perf_counter()
             head = NetInputs(inputs.images[:64], inputs.scalars[:64], inputs.band_epoch[:64], inputs.n_padded[:64])

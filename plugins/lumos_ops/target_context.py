@@ -98,6 +98,17 @@ class TargetContext:
 
         return cut_mask(frame_sources(self.exposure.data).mask, self.stamps.x0, self.stamps.y0, self.stamps.size)
 
+    def lumos_background(self, norm) -> np.ndarray | None:
+        """The stamp background (e-/s per pixel, shape (n,)) that a LUMOS network with normalisation
+        ``norm`` subtracts, for ``prepare_inputs(..., background=)``: the masked annulus mean without
+        the frame's detections (:attr:`stamp_source_mask`), or None for the stamp median, which
+        ``prepare_inputs`` computes itself."""
+        if norm.stamp_background != "masked_annulus":
+            return None
+        from lumos_ops.lumos.preprocess import stamp_background
+
+        return stamp_background(self.stamps.data, "masked_annulus", source_mask=self.stamp_source_mask)
+
     @functools.cached_property
     def photometry_inputs(self) -> PhotometryInputs:
         """Wide cutouts (>= 92 px, for the 30-45 px background annulus) with the models padded onto them.

@@ -55,22 +55,51 @@ def test_matched_filter_is_the_optimal_weighted_sum_with_its_error():
     assert float(pixel_noise.median()) * norm.pixel_scale == pytest.approx(noise, rel=0.05)
 
 
-def test_anchored_outputs_scale_with_the_matched_filter_error():
-    """The mixture is ``mu = f_mf + s_mf * mu_net``, ``sigma = s_mf * sigma_net``: doubling the pixel
-    noise of the same stamp pattern doubles the widths the network's outputs are measured in."""
+def test_anchored_outputs_are_the_head_relative_to_the_matched_filter():
+    """Every component is ``mu = f_mf + s_mf * mu_net``, ``sigma = s_mf * (softplus(sigma_net) + floor)``
+    with ``mu_net``, ``sigma_net`` the head's raw outputs (captured by a forward hook)."""
     torch.manual_seed(0)
     net = get_model("fast-mf", n_band_epochs=2).eval()
     norm = _norm()
     net.bind_normalization(norm)
-    inputs, _ = _inputs(0.0, 0.3, 8, seed=2, norm=norm)
+    inputs, _ = _inputs(30.0, 0.3, 8, seed=2, norm=norm)
+    raw = {}
+    net.head.register_forward_hook(lambda module, args, out: raw.setdefault("out", out.detach().clone()))
     with torch.no_grad():
         images = torch.from_numpy(inputs.images)
         flux, error, _ = net.matched_filter(images)
         out = net(images, torch.from_numpy(inputs.scalars), torch.from_numpy(inputs.band_epoch))
-    assert torch.all(torch.isfinite(out.mu)) and torch.all(out.sigma > 0)
-    ratio = out.sigma / error[:, None]
-    assert torch.all(ratio >= net.config.sigma_floor * (1 - 1e-5))
-    assert torch.all(torch.abs(out.mu - flux[:, None]) < 100 * error[:, None])
+    k = net.config.n_components
+    head = raw["out"]
+    torch.testing.assert_close(out.mu, flux[:, None] + error[:, None] * head[:, k:2 * k])
+    floor = net.config.sigma_floor
+    torch.testing.assert_close(out.sigma, error[:, None] * (torch.nn.functional.softplus(head[:, 2 * k:]) + floor))
+    torch.testing.assert_close(out.log_alpha, torch.log_softmax(head[:, :k], dim=1))
+
+
+def test_padded_pixels_leave_the_flux_and_its_error_unbiased():
+    """A stamp half off the CCD (NaN pixels, padded by ``prepare_inputs``): the matched filter sums
+    the model over the measured pixels only and the noise over the measured ones, so the flux stays
+    unbiased and its error grows as the light lost; a stamp with every pixel measured is unchanged."""
+    norm = _norm()
+    noise = 0.3
+    model = _gaussian(2.0)
+    model_f = model.astype(np.float32)
+    rng = np.random.default_rng(6)
+    stamps = 40.0 * model[None] + 5.0 + noise * rng.standard_normal((2000, SIZE, SIZE))
+    stamps[:, :, :27] = np.nan
+    padded = prepare_inputs(stamps.astype(np.float32), np.repeat(model_f[None], 2000, axis=0), np.full(2000, 22.0),
+                            np.full(2000, 100.0), np.full(2000, 100.0), np.zeros(2000, dtype=np.int64), norm)
+    net = get_model("fast-mf", n_band_epochs=2).eval()
+    net.bind_normalization(norm)
+    with torch.no_grad():
+        flux, error, pixel_noise = (v.numpy() for v in net.matched_filter(torch.from_numpy(padded.images)))
+    kept = model[:, 27:]
+    crb = noise / np.sqrt((kept**2).sum())
+    assert np.median(flux) * norm.flux_scale == pytest.approx(40.0, abs=0.2)
+    assert np.std(flux) * norm.flux_scale == pytest.approx(crb, rel=0.06)
+    assert np.median(error) * norm.flux_scale == pytest.approx(crb, rel=0.06)
+    assert np.median(pixel_noise) * norm.pixel_scale == pytest.approx(noise, rel=0.05)
 
 
 def test_traced_inference_graph_matches_the_eager_network():
@@ -121,10 +150,11 @@ def test_checkpoint_round_trip_and_a_normalisation_that_disagrees(tmp_path):
 def test_config_validation_and_older_configs():
     with pytest.raises(LumosValueError, match="anchor"):
         ModelConfig(anchor="aperture")
-    old = get_model("fast").config.to_dict()
-    old.pop("anchor")
-    assert ModelConfig.from_dict(old).anchor == "none"
+    plain = get_model("fast").config.to_dict()
+    assert "anchor" not in plain and ModelConfig.from_dict(plain).anchor == "none"
     assert not get_model("fast").anchored
+    anchored = get_model("fast-mf").config.to_dict()
+    assert ModelConfig.from_dict(anchored) == get_model("fast-mf").config and anchored["anchor"] == "matched_filter"
 
 
 def test_training_an_anchored_network_binds_it(tiny_training_set, tmp_path):

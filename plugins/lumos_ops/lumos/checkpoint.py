@@ -32,7 +32,7 @@ import torch
 from lumos_ops import __version__
 from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.lumos.config import ModelConfig, Normalization
-from lumos_ops.lumos.model import LumosNet, anchor_constants
+from lumos_ops.lumos.model import LumosNet, anchor_constants_of
 from lumos_ops.lumos.weights import MODELS_DIR, shipped_models
 
 __all__ = [
@@ -207,7 +207,7 @@ def anchor_mismatch(net: LumosNet, norm: Normalization) -> str | None:
     if not net.anchored:
         return None
     bound = tuple(float(v) for v in net.anchor_constants)
-    expected = anchor_constants(norm)
+    expected = anchor_constants_of(norm)
     if all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(bound, expected)):
         return None
     return (f"the network's matched-filter constants {bound} do not match its normalisation's "

@@ -124,8 +124,12 @@ class ModelConfig:
         return self.block_sides()[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-python dict (lists for tuples), suitable for checkpoints and JSON."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain-python dict (lists for tuples), suitable for checkpoints and JSON; without ``anchor``
+        when it is ``"none"``, so that an unanchored checkpoint stays readable by code without it."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if self.anchor == "none":
+            del values["anchor"]
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -99,7 +99,7 @@ class LumosMethod:
     def measure(self, ctx) -> pd.DataFrame:
         """Measure every target of a :class:`lumos_ops.measure.TargetContext`."""
         from lumos_ops.lumos.inference import mixture_table, predict_mixtures
-        from lumos_ops.lumos.preprocess import prepare_inputs, stamp_background
+        from lumos_ops.lumos.preprocess import prepare_inputs
 
         loaded = self.loaded
         size = loaded.net.config.stamp_size
@@ -109,11 +109,8 @@ class LumosMethod:
         n = ctx.n
         row, known = self._band_epoch_row(loaded, ctx.exposure)
         band_epoch = np.full(n, row, dtype=np.int64)
-        norm = loaded.normalization
-        background = None
-        if norm.stamp_background == "masked_annulus":
-            background = stamp_background(ctx.stamps.data, "masked_annulus", source_mask=ctx.stamp_source_mask)
-        inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, norm, background=background)
+        inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization,
+                                background=ctx.lumos_background(loaded.normalization))
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
         if not loaded.is_likelihood and not self._warned_posterior:
             log.warning("LUMOS model %s was trained on a population flux prior: its fluxes are posterior means that "

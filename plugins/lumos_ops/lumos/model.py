@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig, Normalization
 
-__all__ = ["MixtureParams", "LumosNet", "anchor_constants", "N_ANCHOR_FEATURES", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
+__all__ = ["MixtureParams", "LumosNet", "anchor_constants_of", "N_ANCHOR_FEATURES", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
 
 
 class MixtureParams(NamedTuple):
@@ -67,8 +67,9 @@ class LumosNet(nn.Module):
     ``forward(images, scalars, band_epoch)`` takes normalised inputs (see
     :class:`lumos_ops.lumos.config.Normalization` and :mod:`lumos_ops.lumos.preprocess`):
     images (B, 2, S, S) float, scalars (B, 4) float, band_epoch (B,) int64, and returns
-    :class:`MixtureParams` in normalised flux units. ``sigma = softplus(raw) + sigma_floor``.
-    Scalars not listed in ``config.inputs`` are multiplied by zero.
+    :class:`MixtureParams` in normalised flux units. ``sigma = softplus(raw) + sigma_floor``, or for
+    an anchored network ``mu = f_mf + s_mf * raw_mu`` and ``sigma = s_mf * (softplus(raw) + sigma_floor)``
+    (:meth:`matched_filter`). Scalars not listed in ``config.inputs`` are multiplied by zero.
 
     An anchored network (``config.anchor == "matched_filter"``) needs the normalisation its inputs
     are made with: :meth:`bind_normalization` stores ``pixel_soft`` and
@@ -113,7 +114,7 @@ class LumosNet(nn.Module):
     def bind_normalization(self, norm: Normalization) -> None:
         """Store the constants an anchored network needs from ``norm`` (a no-op for other networks)."""
         if self.anchored:
-            values = anchor_constants(norm)
+            values = anchor_constants_of(norm)
             with torch.no_grad():
                 self.anchor_constants.copy_(torch.tensor(values, dtype=self.anchor_constants.dtype))
 
@@ -122,23 +123,29 @@ class LumosNet(nn.Module):
 
         Channel 0 is un-stretched to ``r = (d - b) / pixel_scale`` and channel 1 is the model ``m`` times
         ``model_scale``; the weights are the model's, uniform noise assumed (the background-limited
-        regime of faint galaxies), over the whole stamp (NaN pixels were padded with ``b`` and add 0).
+        regime of faint galaxies). Pixels that are exactly 0 in channel 0 are the ones
+        :func:`~lumos_ops.lumos.preprocess.prepare_inputs` padded (NaN, masked or off the CCD): they
+        are left out of ``sum(m^2)`` and of the noise, so that a target at a CCD edge or with masked
+        pixels keeps an unbiased flux and the error of the pixels it has.
 
         Returns
         -------
         flux, error, noise : Tensor, each (B,)
             ``f_mf = sum(m r) / sum(m^2)`` and ``s_mf = noise / sqrt(sum(m^2))`` in normalised flux
-            units, and ``noise``, 1.4826 x the MAD of ``r`` over the pixels at least a quarter of a
-            stamp from the centre (units of ``pixel_scale``; floored at 1e-3).
+            units, and ``noise``, 1.4826 x the MAD of ``r`` over the measured pixels at least a quarter
+            of a stamp from the centre (units of ``pixel_scale``; 1 when none is measured; floored at
+            1e-3).
         """
         soft, scale = self.anchor_constants[0], self.anchor_constants[1]
         r = (soft * torch.sinh(images[:, 0].float() / soft)).flatten(1)
         m = images[:, 1].float().flatten(1)
-        power = (m * m).sum(dim=1).clamp_min(1e-12)
+        measured = r != 0
+        power = (m * m * measured).sum(dim=1).clamp_min(1e-12)
         flux = scale * (m * r).sum(dim=1) / power
         sky = r.index_select(1, self.noise_pixels)
-        centre = sky.median(dim=1, keepdim=True).values
-        noise = (1.4826 * (sky - centre).abs().median(dim=1).values).clamp_min(1e-3)
+        sky = torch.where(sky != 0, sky, torch.full_like(sky, math.nan))
+        centre = sky.nanmedian(dim=1, keepdim=True).values
+        noise = torch.nan_to_num(1.4826 * (sky - centre).abs().nanmedian(dim=1).values, nan=1.0).clamp_min(1e-3)
         return flux, scale * noise / power.sqrt(), noise
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
@@ -160,9 +167,10 @@ class LumosNet(nn.Module):
         return MixtureParams(log_alpha, mu, sigma)
 
 
-def anchor_constants(norm: Normalization) -> tuple[float, float]:
-    """``(pixel_soft, pixel_scale * model_scale / flux_scale)`` of ``norm``: what turns an anchored
-    network's image channels into a flux in normalised units."""
+def anchor_constants_of(norm: Normalization) -> tuple[float, float]:
+    """``(pixel_soft, pixel_scale * model_scale / flux_scale)`` of ``norm``: the asinh softening of
+    channel 0 (units of the pixel noise ``pixel_scale``) and the factor that turns ``sum(m r) / sum(m^2)``
+    of the two image channels into a flux in normalised units (of ``flux_scale`` e-/s)."""
     return float(norm.pixel_soft), float(norm.pixel_scale * norm.model_scale / norm.flux_scale)
 
 

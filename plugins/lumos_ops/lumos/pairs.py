@@ -89,6 +89,7 @@ def collect_observations(
             prepare_inputs(
                 ctx.stamps.data[keep], ctx.models[keep], i_auto, ctx.x[keep], ctx.y[keep],
                 np.full(keep.size, _row(exposure, model), dtype=np.int64), norm,
+                background=None if (b := ctx.lumos_background(norm)) is None else b[keep],
             )
         )
         parts_table.append(pd.DataFrame({
