@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig, Normalization
 
-__all__ = ["MixtureParams", "LumosNet", "anchor_constants_of", "N_ANCHOR_FEATURES", "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
+__all__ = ["MixtureParams", "LumosNet", "anchor_constants_of", "widened_state", "ANCHOR_FEATURES", "MODEL_CONFIGS",
+           "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
 
 
 class MixtureParams(NamedTuple):
@@ -43,13 +44,18 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "fast": ModelConfig(channels=(2, 8, 16, 32, 32, 16), kernels=(5, 3, 3, 3, 2), hidden=(256, 64)),
     "fast-mf": ModelConfig(channels=(2, 8, 16, 32, 32, 16), kernels=(5, 3, 3, 3, 2), hidden=(256, 64),
                            anchor="matched_filter"),
+    "fast-mf-r": ModelConfig(channels=(2, 8, 16, 32, 32, 16), kernels=(5, 3, 3, 3, 2), hidden=(256, 64),
+                             anchor="matched_filter_residual"),
 }
 """Named architectures: ``"paper"`` is the reference of §4.2; ``"fast"`` a CPU-friendly default;
-``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``)."""
+``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``);
+``"fast-mf-r"`` that, also seeing how far the pixels depart from the model."""
 
-N_ANCHOR_FEATURES: int = 3
-"""Features an anchored network adds to its fully connected input: ``asinh(f_mf / s_mf)``, ``log s_mf``
-and the log of the stamp's robust pixel noise (:meth:`LumosNet.matched_filter`)."""
+ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 5}
+"""Features each ``ModelConfig.anchor`` adds to the fully connected input, after the embedding:
+``asinh(f_mf / s_mf)``, ``log s_mf`` and the log of the stamp's robust pixel noise
+(:meth:`LumosNet.matched_filter`); with the residual, ``asinh`` of the departure's significance and
+of its fraction of the source's power in percent (:meth:`LumosNet.model_departure`)."""
 
 DEFAULT_MODEL: str = "fast"
 
@@ -93,15 +99,14 @@ class LumosNet(nn.Module):
         mask = torch.tensor([1.0 if name in config.inputs else 0.0 for name in SCALAR_NAMES])
         self.register_buffer("scalar_mask", mask, persistent=False)
         n_in = config.channels[-1] * config.feature_side() ** 2 + N_SCALARS + config.embedding_dim
-        if config.anchor == "matched_filter":
-            n_in += N_ANCHOR_FEATURES
+        n_in += ANCHOR_FEATURES[config.anchor]
         layers: list[nn.Module] = []
         for n_out in config.hidden:
             layers += [nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
             n_in = n_out
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(n_in, 3 * config.n_components)
-        self.anchored = config.anchor == "matched_filter"
+        self.anchored = config.anchor != "none"
         if self.anchored:
             self.register_buffer("anchor_constants", torch.full((2,), math.nan))
             side = config.stamp_size
@@ -136,26 +141,76 @@ class LumosNet(nn.Module):
             of a stamp from the centre (units of ``pixel_scale``; 1 when none is measured; floored at
             1e-3).
         """
-        soft, scale = self.anchor_constants[0], self.anchor_constants[1]
+        r, m, measured = self._pixels(images)
+        weighted, power, noise = self._fit(r, m, measured)
+        scale = self.anchor_constants[1]
+        return scale * weighted / power, scale * noise / power.sqrt(), noise
+
+    def model_departure(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """How far each stamp's pixels depart from its model after the matched-filter fit.
+
+        With the residual ``e = r - a m`` of the fit (``a = sum(m r) / sum(m^2)``, channels as in
+        :meth:`matched_filter`) and the weights ``w = m / max(m)`` on the measured pixels, the
+        model-weighted chi-square ``X = sum(w e^2) / noise^2`` has the expectation ``sum(w)`` and the
+        spread ``sqrt(2 sum(w^2))`` when the stamp is its model plus uniform Gaussian noise.
+
+        Returns
+        -------
+        significance, fraction : Tensor, each (B,)
+            ``(X - sum(w)) / sqrt(2 sum(w^2))``, and the same excess over the source's weighted power
+            ``a^2 sum(w m^2) / noise^2`` (floored at 1): the share of the galaxy's light the model
+            misses (about 0 for a galaxy that is its model, plus its own photon noise at high SNR).
+        """
+        r, m, measured = self._pixels(images)
+        weighted, power, noise = self._fit(r, m, measured)
+        return self._departure(r, m, measured, weighted / power, noise)
+
+    def _pixels(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flattened ``r`` (asinh undone), ``m`` and the measured-pixel mask of a normalised batch."""
+        soft = self.anchor_constants[0]
         r = (soft * torch.sinh(images[:, 0].float() / soft)).flatten(1)
         m = images[:, 1].float().flatten(1)
-        measured = r != 0
+        return r, m, r != 0
+
+    def _fit(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``sum(m r)``, ``sum(m^2)`` over the measured pixels and the robust pixel noise (see
+        :meth:`matched_filter`)."""
         power = (m * m * measured).sum(dim=1).clamp_min(1e-12)
-        flux = scale * (m * r).sum(dim=1) / power
+        weighted = (m * r).sum(dim=1)
         sky = r.index_select(1, self.noise_pixels)
         sky = torch.where(sky != 0, sky, torch.full_like(sky, math.nan))
         centre = sky.nanmedian(dim=1, keepdim=True).values
         noise = torch.nan_to_num(1.4826 * (sky - centre).abs().nanmedian(dim=1).values, nan=1.0).clamp_min(1e-3)
-        return flux, scale * noise / power.sqrt(), noise
+        return weighted, power, noise
+
+    @staticmethod
+    def _departure(r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, amplitude: torch.Tensor,
+                   noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Significance and fraction of :meth:`model_departure` from the pieces of :meth:`_fit`."""
+        peak = m.amax(dim=1, keepdim=True).clamp_min(1e-12)
+        w = (m / peak).clamp_min(0.0) * measured
+        residual = r - amplitude[:, None] * m
+        variance = noise * noise
+        excess = (w * residual * residual).sum(dim=1) / variance - w.sum(dim=1)
+        spread = torch.sqrt(2.0 * (w * w).sum(dim=1)).clamp_min(1e-6)
+        source = amplitude * amplitude * (w * m * m).sum(dim=1) / variance
+        return excess / spread, excess / source.clamp_min(1.0)
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
         x = self.features(images).flatten(1)
         parts = [x, (scalars * self.scalar_mask).to(x.dtype), self.embedding(band_epoch).to(x.dtype)]
         if self.anchored:
-            flux, error, noise = self.matched_filter(images)
-            anchor = torch.stack([torch.asinh(flux / error), torch.log(error), torch.log(noise)], dim=1)
-            parts.append(anchor.to(x.dtype))
+            r, m, measured = self._pixels(images)
+            weighted, power, noise = self._fit(r, m, measured)
+            scale = self.anchor_constants[1]
+            flux, error = scale * weighted / power, scale * noise / power.sqrt()
+            features = [torch.asinh(flux / error), torch.log(error), torch.log(noise)]
+            if self.config.anchor == "matched_filter_residual":
+                significance, fraction = self._departure(r, m, measured, weighted / power, noise)
+                features += [torch.asinh(significance), torch.asinh(100.0 * fraction)]
+            parts.append(torch.stack(features, dim=1).to(x.dtype))
         out = self.head(self.hidden(torch.cat(parts, dim=1))).float()
         k = self.config.n_components
         log_alpha = F.log_softmax(out[:, :k], dim=1)
@@ -172,6 +227,22 @@ def anchor_constants_of(norm: Normalization) -> tuple[float, float]:
     channel 0 (units of the pixel noise ``pixel_scale``) and the factor that turns ``sum(m r) / sum(m^2)``
     of the two image channels into a flux in normalised units (of ``flux_scale`` e-/s)."""
     return float(norm.pixel_soft), float(norm.pixel_scale * norm.model_scale / norm.flux_scale)
+
+
+def widened_state(state: dict[str, torch.Tensor], into: LumosNet) -> dict[str, torch.Tensor]:
+    """The weights ``state`` of a ``"matched_filter"`` network laid out for ``into``, a
+    ``"matched_filter_residual"`` network of otherwise the same configuration: the first fully
+    connected layer gets zero weights for the two departure features, so that ``into`` computes
+    exactly what the narrower network did until training moves them."""
+    first = "hidden.0.weight" if into.config.hidden else "head.weight"
+    target = into.state_dict()
+    if first not in state or state[first].shape[1] + 2 != target[first].shape[1]:
+        raise LumosValueError(f"cannot widen: {first} has {tuple(state.get(first, torch.empty(0)).shape)}, "
+                              f"the network needs {tuple(target[first].shape)} less two input columns")
+    widened = dict(state)
+    pad = torch.zeros(state[first].shape[0], 2, dtype=state[first].dtype)
+    widened[first] = torch.cat([state[first], pad], dim=1)
+    return widened
 
 
 def list_models() -> list[str]:

@@ -36,7 +36,7 @@ from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.lumos.checkpoint import save_checkpoint
 from lumos_ops.lumos.config import SCALAR_NAMES, STAMP_BACKGROUNDS, Normalization
 from lumos_ops.lumos.losses import supervised_loss
-from lumos_ops.lumos.model import LumosNet, get_model, list_models
+from lumos_ops.lumos.model import LumosNet, get_model, list_models, widened_state
 
 __all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
            "training_set_bands", "TRAINING_SET_SURVEY"]
@@ -91,7 +91,8 @@ class TrainConfig:
         statistics and normalisation the training starts from, every layer trained (its
         architecture and band x epoch rows must match; its scalar inputs must include this
         training's, so ``drop_inputs`` may drop more of them: their weights are kept and multiplied
-        by zero); None starts from weights initialised by ``seed``.
+        by zero; a ``fast-mf`` checkpoint may start a ``fast-mf-r`` training, whose two departure
+        features start with zero weights); None starts from weights initialised by ``seed``.
     stamp_background : str or None
         How the stamp background is estimated (``Normalization.stamp_background``, one of
         :data:`~lumos_ops.lumos.config.STAMP_BACKGROUNDS`); None: ``init_model``'s, else
@@ -321,10 +322,13 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
 
 def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalization:
     """Copy the weights of ``loaded`` (the ``LoadedModel`` of ``config.init_model``) into ``net``;
-    returns its normalisation."""
-    if loaded.arch != config.arch:
-        raise LumosValueError(f"{loaded.path}: init_model arch {loaded.arch!r} differs from {config.arch!r}; set arch to it")
+    returns its normalisation. A ``"matched_filter"`` network may start a ``"matched_filter_residual"``
+    one of otherwise the same configuration (:func:`~lumos_ops.lumos.model.widened_state`)."""
     mine, theirs = net.config, loaded.net.config
+    widen = (theirs.anchor, mine.anchor) == ("matched_filter", "matched_filter_residual") and (
+        dataclasses.replace(theirs, anchor=mine.anchor, inputs=mine.inputs) == mine)
+    if loaded.arch != config.arch and not widen:
+        raise LumosValueError(f"{loaded.path}: init_model arch {loaded.arch!r} differs from {config.arch!r}; set arch to it")
     if mine.n_band_epochs != theirs.n_band_epochs:
         raise LumosValueError(
             f"{loaded.path}: init_model n_band_epochs {theirs.n_band_epochs!r} differs from this training's "
@@ -335,7 +339,8 @@ def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalizat
             f"{loaded.path}: init_model inputs {theirs.inputs!r} lack some of this training's {mine.inputs!r} "
             "(drop_inputs may only drop more of them)"
         )
-    net.load_state_dict(loaded.net.state_dict())
+    state = loaded.net.state_dict()
+    net.load_state_dict(widened_state(state, net) if widen else state)
     return loaded.normalization
 
 

@@ -1,0 +1,111 @@
+"""The model-departure features of ``fast-mf-r`` networks (``LumosNet.model_departure``) and the
+warm start of such a network from a ``fast-mf`` checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.lumos.checkpoint import load_checkpoint
+from lumos_ops.lumos.config import Normalization
+from lumos_ops.lumos.fastpath import inference_callable
+from lumos_ops.lumos.model import get_model, widened_state
+from lumos_ops.lumos.preprocess import prepare_inputs
+from lumos_ops.lumos.train import TrainConfig, train
+
+SIZE = 60
+
+
+def _gaussian(sigma_px: float) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    centre = (SIZE - 1) / 2.0
+    profile = np.exp(-((xx - centre) ** 2 + (yy - centre) ** 2) / (2.0 * sigma_px**2))
+    return profile / profile.sum()
+
+
+MODEL = _gaussian(2.0)
+NORM = Normalization(pixel_scale=0.3, flux_scale=100.0, model_scale=1.0 / MODEL.max(), stamp_background="masked_annulus")
+
+
+def _images(truth: np.ndarray, flux: float, noise: float, n: int, seed: int) -> torch.Tensor:
+    """Normalised images of ``n`` stamps whose pixels are ``flux * truth`` plus sky and Gaussian noise
+    (e-/s) and whose model channel is :data:`MODEL`."""
+    rng = np.random.default_rng(seed)
+    stamps = flux * truth[None] + 5.0 + noise * rng.standard_normal((n, SIZE, SIZE))
+    inputs = prepare_inputs(stamps.astype(np.float32), np.repeat(MODEL[None], n, axis=0), np.full(n, 22.0),
+                            np.full(n, 100.0), np.full(n, 100.0), np.zeros(n, dtype=np.int64), NORM)
+    return torch.from_numpy(inputs.images)
+
+
+def _net():
+    net = get_model("fast-mf-r", n_band_epochs=2).eval()
+    net.bind_normalization(NORM)
+    return net
+
+
+def test_a_galaxy_that_is_its_model_departs_by_noise_only():
+    """2,000 stamps that are exactly their model: the significance has mean 0 and spread 1."""
+    with torch.no_grad():
+        significance, fraction = _net().model_departure(_images(MODEL, 40.0, 0.3, 2000, seed=1))
+    assert abs(float(significance.mean())) < 0.15
+    assert float(significance.std()) == pytest.approx(1.0, abs=0.15)
+    assert abs(float(fraction.median())) < 0.01
+
+
+def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
+    """A galaxy 30 % wider than its model at SNR ~ 200: a significant departure whose fraction is the
+    noiseless one, ``sum(w e^2) / (a^2 sum(w m^2))`` with ``e = p - a m``, ``w = m / max(m)``."""
+    truth = _gaussian(2.6)
+    with torch.no_grad():
+        significance, fraction = _net().model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
+    amplitude = (MODEL * truth).sum() / (MODEL**2).sum()
+    weights = MODEL / MODEL.max()
+    expected = (weights * (truth - amplitude * MODEL) ** 2).sum() / (amplitude**2 * (weights * MODEL**2).sum())
+    assert float(significance.median()) > 20.0
+    assert float(fraction.median()) == pytest.approx(expected, rel=0.1)
+
+
+def test_a_widened_network_computes_what_its_base_did():
+    """A ``fast-mf`` network's weights laid out for ``fast-mf-r`` (zero weights on the two new
+    features) give the same mixture, bit for bit, on stamps whose departure is far from zero."""
+    torch.manual_seed(0)
+    base = get_model("fast-mf", n_band_epochs=2).eval()
+    base.bind_normalization(NORM)
+    net = _net()
+    net.load_state_dict(widened_state(base.state_dict(), net))
+    images = _images(_gaussian(2.6), 400.0, 0.3, 8, seed=3)
+    scalars, band_epoch = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
+    with torch.no_grad():
+        assert float(net.model_departure(images)[0].min()) > 5.0
+        for a, b in zip(base(images, scalars, band_epoch), net(images, scalars, band_epoch)):
+            assert torch.equal(a, b)
+    with pytest.raises(LumosValueError, match="cannot widen"):
+        widened_state(get_model("fast", n_band_epochs=2).state_dict(), net)
+
+
+def test_traced_inference_graph_matches_the_eager_network():
+    torch.manual_seed(1)
+    net = _net()
+    images = _images(_gaussian(2.6), 100.0, 0.3, 16, seed=4)
+    args = (images, torch.zeros(16, 4), torch.zeros(16, dtype=torch.int64))
+    with torch.no_grad():
+        eager = net(*args)
+        traced = inference_callable(net, *args)(*args)
+    for a, b in zip(eager, traced):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_fast_mf_checkpoint_starts_a_fast_mf_r_training(tiny_training_set, tmp_path):
+    """``init_model`` of another arch is refused, except a ``fast-mf`` checkpoint for a ``fast-mf-r``
+    training: that one trains and is saved as ``fast-mf-r``."""
+    base = dict(epochs=1, batch_size=32, seed=3, device="cpu", progress=False, norm_sample=64)
+    train(tiny_training_set, tmp_path / "mf", TrainConfig(arch="fast-mf", **base))
+    train(tiny_training_set, tmp_path / "plain", TrainConfig(arch="fast", **base))
+    metrics = train(tiny_training_set, tmp_path / "r",
+                    TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "mf" / "model.pt"), **base))
+    assert np.isfinite(metrics["history"][-1]["val_loss"])
+    loaded = load_checkpoint(tmp_path / "r" / "model.pt", device="cpu")
+    assert loaded.arch == "fast-mf-r" and loaded.net.config.anchor == "matched_filter_residual"
+    with pytest.raises(LumosValueError, match="differs"):
+        train(tiny_training_set, tmp_path / "bad",
+              TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "plain" / "model.pt"), **base))
