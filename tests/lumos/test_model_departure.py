@@ -44,29 +44,45 @@ def _net():
 
 
 def test_a_galaxy_that_is_its_model_departs_by_noise_only():
-    """2,000 stamps that are exactly their model: the significance has mean 0 and spread 1."""
+    """2,000 stamps that are exactly their model: the significance and the dilation have mean 0 and
+    spread 1, the fraction and the free-size flux shift are about 0."""
     with torch.no_grad():
-        significance, fraction = _net().model_departure(_images(MODEL, 40.0, 0.3, 2000, seed=1))
-    assert abs(float(significance.mean())) < 0.15
-    assert float(significance.std()) == pytest.approx(1.0, abs=0.15)
+        significance, fraction, dilation, shift = _net().model_departure(_images(MODEL, 40.0, 0.3, 2000, seed=1))
+    for value in (significance, dilation):
+        assert abs(float(value.mean())) < 0.15
+        assert float(value.std()) == pytest.approx(1.0, abs=0.15)
     assert abs(float(fraction.median())) < 0.01
+    assert abs(float(shift.mean())) < 0.15
 
 
 def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
     """A galaxy 30 % wider than its model at SNR ~ 200: a significant departure whose fraction is the
-    noiseless one, ``sum(w e^2) / (a^2 sum(w m^2))`` with ``e = p - a m``, ``w = m / max(m)``."""
+    noiseless one, ``sum(w e^2) / (a^2 sum(w m^2))`` with ``e = p - a m``, ``w = m / max(m)``; a
+    positive dilation; and a free-size flux shift that takes back most of the matched filter's
+    deficit (which is second order in the size change, so not all of it). A galaxy 10 % smaller
+    has a negative dilation and a negative shift."""
     truth = _gaussian(2.6)
+    net = _net()
     with torch.no_grad():
-        significance, fraction = _net().model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
+        significance, fraction, dilation, shift = net.model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
+        flux, error, _ = net.matched_filter(_images(truth, 400.0, 0.3, 500, seed=2))
     amplitude = (MODEL * truth).sum() / (MODEL**2).sum()
     weights = MODEL / MODEL.max()
     expected = (weights * (truth - amplitude * MODEL) ** 2).sum() / (amplitude**2 * (weights * MODEL**2).sum())
     assert float(significance.median()) > 20.0
     assert float(fraction.median()) == pytest.approx(expected, rel=0.1)
+    assert float(dilation.median()) > 20.0
+    deficit = 400.0 / NORM.flux_scale - flux
+    corrected = deficit - shift * error
+    assert float(deficit.median()) > 0.1 * 400.0 / NORM.flux_scale
+    assert 0.0 < float(corrected.median()) < 0.5 * float(deficit.median())
+    with torch.no_grad():
+        _, _, dilation, shift = net.model_departure(_images(_gaussian(1.8), 400.0, 0.3, 200, seed=5))
+    assert float(dilation.median()) < -5.0 and float(shift.median()) < 0.0
 
 
 def test_a_widened_network_computes_what_its_base_did():
-    """A ``fast-mf`` network's weights laid out for ``fast-mf-r`` (zero weights on the two new
+    """A ``fast-mf`` network's weights laid out for ``fast-mf-r`` (zero weights on the new
     features) give the same mixture, bit for bit, on stamps whose departure is far from zero."""
     torch.manual_seed(0)
     base = get_model("fast-mf", n_band_epochs=2).eval()

@@ -51,11 +51,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 ``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``);
 ``"fast-mf-r"`` that, also seeing how far the pixels depart from the model."""
 
-ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 5}
+ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 7}
 """Features each ``ModelConfig.anchor`` adds to the fully connected input, after the embedding:
 ``asinh(f_mf / s_mf)``, ``log s_mf`` and the log of the stamp's robust pixel noise
-(:meth:`LumosNet.matched_filter`); with the residual, ``asinh`` of the departure's significance and
-of its fraction of the source's power in percent (:meth:`LumosNet.model_departure`)."""
+(:meth:`LumosNet.matched_filter`); with the residual, ``asinh`` of the four numbers of
+:meth:`LumosNet.model_departure` (the fraction in percent)."""
 
 DEFAULT_MODEL: str = "fast"
 
@@ -115,6 +115,7 @@ class LumosNet(nn.Module):
             centre = (side - 1) / 2.0
             outer = torch.hypot(yy - centre, xx - centre) >= side / 4.0
             self.register_buffer("noise_pixels", torch.flatten(outer).nonzero().flatten(), persistent=False)
+            self.register_buffer("offsets", torch.stack([yy - centre, xx - centre]), persistent=False)
 
     def bind_normalization(self, norm: Normalization) -> None:
         """Store the constants an anchored network needs from ``norm`` (a no-op for other networks)."""
@@ -146,24 +147,31 @@ class LumosNet(nn.Module):
         scale = self.anchor_constants[1]
         return scale * weighted / power, scale * noise / power.sqrt(), noise
 
-    def model_departure(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def model_departure(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """How far each stamp's pixels depart from its model after the matched-filter fit.
 
         With the residual ``e = r - a m`` of the fit (``a = sum(m r) / sum(m^2)``, channels as in
         :meth:`matched_filter`) and the weights ``w = m / max(m)`` on the measured pixels, the
         model-weighted chi-square ``X = sum(w e^2) / noise^2`` has the expectation ``sum(w)`` and the
-        spread ``sqrt(2 sum(w^2))`` when the stamp is its model plus uniform Gaussian noise.
+        spread ``sqrt(2 sum(w^2))`` when the stamp is its model plus uniform Gaussian noise. The
+        source's own photon noise raises ``X`` too; the two signed numbers below do not feel it on
+        average. They come from the fit ``r = a2 m + c t`` with the model's dilation
+        ``t = -(x dm/dx + y dm/dy)`` about the stamp centre (pixels): a galaxy ``1 + eps`` times the
+        size of its model (profile or PSF) is, to first order, ``(1 - 2 eps) m + eps t`` times its
+        flux, whose total light is ``a2 sum(m) + c sum(t)``.
 
         Returns
         -------
-        significance, fraction : Tensor, each (B,)
-            ``(X - sum(w)) / sqrt(2 sum(w^2))``, and the same excess over the source's weighted power
-            ``a^2 sum(w m^2) / noise^2`` (floored at 1): the share of the galaxy's light the model
-            misses (about 0 for a galaxy that is its model, plus its own photon noise at high SNR).
+        significance, fraction, dilation, shift : Tensor, each (B,)
+            ``(X - sum(w)) / sqrt(2 sum(w^2))``; the same excess over the source's weighted power
+            ``a^2 sum(w m^2) / noise^2`` (floored at 1), the share of the galaxy's light the model
+            misses; ``c`` over its error for uniform noise (> 0: the galaxy is larger than its
+            model); and ``a2 + c sum(t) / sum(m) - a`` over the matched filter's error
+            ``noise / sqrt(sum(m^2))``: the flux change a free size would make, in units of ``s_mf``.
         """
         r, m, measured = self._pixels(images)
         weighted, power, noise = self._fit(r, m, measured)
-        return self._departure(r, m, measured, weighted / power, noise)
+        return self._departure(r, m, measured, weighted, power, noise)
 
     def _pixels(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flattened ``r`` (asinh undone), ``m`` and the measured-pixel mask of a normalised batch."""
@@ -184,10 +192,10 @@ class LumosNet(nn.Module):
         noise = torch.nan_to_num(1.4826 * (sky - centre).abs().nanmedian(dim=1).values, nan=1.0).clamp_min(1e-3)
         return weighted, power, noise
 
-    @staticmethod
-    def _departure(r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, amplitude: torch.Tensor,
-                   noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Significance and fraction of :meth:`model_departure` from the pieces of :meth:`_fit`."""
+    def _departure(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
+                   power: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The four numbers of :meth:`model_departure` from the pieces of :meth:`_fit`."""
+        amplitude = weighted / power
         peak = m.amax(dim=1, keepdim=True).clamp_min(1e-12)
         w = (m / peak).clamp_min(0.0) * measured
         residual = r - amplitude[:, None] * m
@@ -195,7 +203,19 @@ class LumosNet(nn.Module):
         excess = (w * residual * residual).sum(dim=1) / variance - w.sum(dim=1)
         spread = torch.sqrt(2.0 * (w * w).sum(dim=1)).clamp_min(1e-6)
         source = amplitude * amplitude * (w * m * m).sum(dim=1) / variance
-        return excess / spread, excess / source.clamp_min(1.0)
+        side = self.config.stamp_size
+        image = m.reshape(-1, side, side)
+        grad_x = F.pad((image[:, :, 2:] - image[:, :, :-2]) / 2.0, (1, 1))
+        grad_y = F.pad((image[:, 2:, :] - image[:, :-2, :]) / 2.0, (0, 0, 1, 1))
+        t = -(self.offsets[1] * grad_x + self.offsets[0] * grad_y).flatten(1) * measured
+        cross = (m * t).sum(dim=1)
+        t_power = (t * t).sum(dim=1) - cross * cross / power
+        t_power = t_power.clamp_min(1e-12)
+        c = ((t * r).sum(dim=1) - cross * amplitude) / t_power
+        dilation = c * torch.sqrt(t_power) / noise
+        light = (m * measured).sum(dim=1).clamp_min(1e-12)
+        shift = c * ((t.sum(dim=1) / light) - cross / power) * torch.sqrt(power) / noise
+        return excess / spread, excess / source.clamp_min(1.0), dilation, shift
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
@@ -208,8 +228,9 @@ class LumosNet(nn.Module):
             flux, error = scale * weighted / power, scale * noise / power.sqrt()
             features = [torch.asinh(flux / error), torch.log(error), torch.log(noise)]
             if self.config.anchor == "matched_filter_residual":
-                significance, fraction = self._departure(r, m, measured, weighted / power, noise)
-                features += [torch.asinh(significance), torch.asinh(100.0 * fraction)]
+                significance, fraction, dilation, shift = self._departure(r, m, measured, weighted, power, noise)
+                features += [torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
+                             torch.asinh(shift)]
             parts.append(torch.stack(features, dim=1).to(x.dtype))
         out = self.head(self.hidden(torch.cat(parts, dim=1))).float()
         k = self.config.n_components
@@ -232,15 +253,16 @@ def anchor_constants_of(norm: Normalization) -> tuple[float, float]:
 def widened_state(state: dict[str, torch.Tensor], into: LumosNet) -> dict[str, torch.Tensor]:
     """The weights ``state`` of a ``"matched_filter"`` network laid out for ``into``, a
     ``"matched_filter_residual"`` network of otherwise the same configuration: the first fully
-    connected layer gets zero weights for the two departure features, so that ``into`` computes
+    connected layer gets zero weights for the departure features, so that ``into`` computes
     exactly what the narrower network did until training moves them."""
     first = "hidden.0.weight" if into.config.hidden else "head.weight"
     target = into.state_dict()
-    if first not in state or state[first].shape[1] + 2 != target[first].shape[1]:
+    extra = ANCHOR_FEATURES["matched_filter_residual"] - ANCHOR_FEATURES["matched_filter"]
+    if first not in state or state[first].shape[1] + extra != target[first].shape[1]:
         raise LumosValueError(f"cannot widen: {first} has {tuple(state.get(first, torch.empty(0)).shape)}, "
-                              f"the network needs {tuple(target[first].shape)} less two input columns")
+                              f"the network needs {tuple(target[first].shape)} less {extra} input columns")
     widened = dict(state)
-    pad = torch.zeros(state[first].shape[0], 2, dtype=state[first].dtype)
+    pad = torch.zeros(state[first].shape[0], extra, dtype=state[first].dtype)
     widened[first] = torch.cat([state[first], pad], dim=1)
     return widened
 
