@@ -44,11 +44,12 @@ def _net():
 
 
 def test_a_galaxy_that_is_its_model_departs_by_noise_only():
-    """2,000 stamps that are exactly their model: the significance and the dilation have mean 0 and
-    spread 1, the fraction and the free-size flux shift are about 0."""
+    """2,000 stamps that are exactly their model: the significance, the dilation and the asymmetry
+    have mean 0 and spread 1, the fraction and the free-size flux shift are about 0."""
     with torch.no_grad():
-        significance, fraction, dilation, shift = _net().model_departure(_images(MODEL, 40.0, 0.3, 2000, seed=1))
-    for value in (significance, dilation):
+        significance, fraction, dilation, shift, asymmetry = _net().model_departure(
+            _images(MODEL, 40.0, 0.3, 2000, seed=1))
+    for value in (significance, dilation, asymmetry):
         assert abs(float(value.mean())) < 0.15
         assert float(value.std()) == pytest.approx(1.0, abs=0.15)
     assert abs(float(fraction.median())) < 0.01
@@ -64,7 +65,7 @@ def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
     truth = _gaussian(2.6)
     net = _net()
     with torch.no_grad():
-        significance, fraction, dilation, shift = net.model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
+        significance, fraction, dilation, shift, asymmetry = net.model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
         flux, error, _ = net.matched_filter(_images(truth, 400.0, 0.3, 500, seed=2))
     amplitude = (MODEL * truth).sum() / (MODEL**2).sum()
     weights = MODEL / MODEL.max()
@@ -77,8 +78,21 @@ def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
     assert float(deficit.median()) > 0.1 * 400.0 / NORM.flux_scale
     assert 0.0 < float(corrected.median()) < 0.5 * float(deficit.median())
     with torch.no_grad():
-        _, _, dilation, shift = net.model_departure(_images(_gaussian(1.8), 400.0, 0.3, 200, seed=5))
+        _, _, dilation, shift, _ = net.model_departure(_images(_gaussian(1.8), 400.0, 0.3, 200, seed=5))
     assert float(dilation.median()) < -5.0 and float(shift.median()) < 0.0
+    assert abs(float(asymmetry.median())) < 2.0
+
+
+def test_a_neighbour_is_asymmetric_where_a_size_error_is_not():
+    """A galaxy that is its model with a neighbour of half its flux 6 px away: a large asymmetry,
+    where the galaxy 30 % wider than its model above has none."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    centre = (SIZE - 1) / 2.0
+    neighbour = np.exp(-((xx - centre - 6.0) ** 2 + (yy - centre) ** 2) / (2.0 * 1.5**2))
+    truth = MODEL + 0.5 * neighbour / neighbour.sum()
+    with torch.no_grad():
+        asymmetry = _net().model_departure(_images(truth, 400.0, 0.3, 200, seed=6))[4]
+    assert float(asymmetry.median()) > 20.0
 
 
 def test_a_widened_network_computes_what_its_base_did():

@@ -51,7 +51,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 ``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``);
 ``"fast-mf-r"`` that, also seeing how far the pixels depart from the model."""
 
-ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 7}
+ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 8}
 """Features each ``ModelConfig.anchor`` adds to the fully connected input, after the embedding:
 ``asinh(f_mf / s_mf)``, ``log s_mf`` and the log of the stamp's robust pixel noise
 (:meth:`LumosNet.matched_filter`); with the residual, ``asinh`` of the four numbers of
@@ -162,12 +162,15 @@ class LumosNet(nn.Module):
 
         Returns
         -------
-        significance, fraction, dilation, shift : Tensor, each (B,)
+        significance, fraction, dilation, shift, asymmetry : Tensor, each (B,)
             ``(X - sum(w)) / sqrt(2 sum(w^2))``; the same excess over the source's weighted power
             ``a^2 sum(w m^2) / noise^2`` (floored at 1), the share of the galaxy's light the model
             misses; ``c`` over its error for uniform noise (> 0: the galaxy is larger than its
             model); and ``a2 + c sum(t) / sum(m) - a`` over the matched filter's error
-            ``noise / sqrt(sum(m^2))``: the flux change a free size would make, in units of ``s_mf``.
+            ``noise / sqrt(sum(m^2))``: the flux change a free size would make, in units of ``s_mf``;
+            ``(Y - sum(v)) / (2 sqrt(sum(v^2)))`` with ``Y = sum(v (e - e') ^ 2) / (2 noise^2)``, ``e'``
+            the rotated residual and ``v = min(w, w')`` on pixels measured in both (mean 0 and
+            spread 1 for a galaxy that is its model on white noise).
         """
         r, m, measured = self._pixels(images)
         weighted, power, noise = self._fit(r, m, measured)
@@ -194,7 +197,7 @@ class LumosNet(nn.Module):
 
     def _departure(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
                    power: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The four numbers of :meth:`model_departure` from the pieces of :meth:`_fit`."""
+        """The five numbers of :meth:`model_departure` from the pieces of :meth:`_fit`."""
         amplitude = weighted / power
         peak = m.amax(dim=1, keepdim=True).clamp_min(1e-12)
         w = (m / peak).clamp_min(0.0) * measured
@@ -215,7 +218,11 @@ class LumosNet(nn.Module):
         dilation = c * torch.sqrt(t_power) / noise
         light = (m * measured).sum(dim=1).clamp_min(1e-12)
         shift = c * ((t.sum(dim=1) / light) - cross / power) * torch.sqrt(power) / noise
-        return excess / spread, excess / source.clamp_min(1.0), dilation, shift
+        mirrored = residual.flip(1)
+        pair = torch.minimum(w, w.flip(1))
+        contrast = (pair * (residual - mirrored) ** 2).sum(dim=1) / (2.0 * variance) - pair.sum(dim=1)
+        asymmetry = contrast / (2.0 * torch.sqrt((pair * pair).sum(dim=1))).clamp_min(1e-6)
+        return excess / spread, excess / source.clamp_min(1.0), dilation, shift, asymmetry
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
@@ -228,9 +235,10 @@ class LumosNet(nn.Module):
             flux, error = scale * weighted / power, scale * noise / power.sqrt()
             features = [torch.asinh(flux / error), torch.log(error), torch.log(noise)]
             if self.config.anchor == "matched_filter_residual":
-                significance, fraction, dilation, shift = self._departure(r, m, measured, weighted, power, noise)
+                significance, fraction, dilation, shift, asymmetry = self._departure(
+                    r, m, measured, weighted, power, noise)
                 features += [torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
-                             torch.asinh(shift)]
+                             torch.asinh(shift), torch.asinh(asymmetry)]
             parts.append(torch.stack(features, dim=1).to(x.dtype))
         out = self.head(self.hidden(torch.cat(parts, dim=1))).float()
         k = self.config.n_components
