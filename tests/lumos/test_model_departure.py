@@ -1,5 +1,5 @@
-"""The model-departure features of ``fast-mf-r`` networks (``LumosNet.model_departure``) and the
-warm start of such a network from a ``fast-mf`` checkpoint."""
+"""The model-departure features and the width head of ``fast-mf-r`` networks
+(``LumosNet.model_departure``), and their warm start from a ``fast-mf`` checkpoint."""
 
 import numpy as np
 import pytest
@@ -96,8 +96,8 @@ def test_a_neighbour_is_asymmetric_where_a_size_error_is_not():
 
 
 def test_a_widened_network_computes_what_its_base_did():
-    """A ``fast-mf`` network's weights laid out for ``fast-mf-r`` (zero weights on the new
-    features) give the same mixture, bit for bit, on stamps whose departure is far from zero."""
+    """A ``fast-mf`` network's weights completed with a new width head (last layer zero) give the
+    same mixture, bit for bit, on stamps whose departure is far from zero."""
     torch.manual_seed(0)
     base = get_model("fast-mf", n_band_epochs=2).eval()
     base.bind_normalization(NORM)
@@ -113,9 +113,30 @@ def test_a_widened_network_computes_what_its_base_did():
         widened_state(get_model("fast", n_band_epochs=2).state_dict(), net)
 
 
+def test_the_width_head_scales_every_width_and_no_mean():
+    """``sigma = s_mf (softplus(raw) + floor) exp(h)`` with ``h`` the width head's output (a hook),
+    and the means are those of the same network without the head."""
+    torch.manual_seed(2)
+    base = get_model("fast-mf", n_band_epochs=2).eval()
+    base.bind_normalization(NORM)
+    net = _net()
+    net.load_state_dict(widened_state(base.state_dict(), net))
+    torch.nn.init.normal_(net.width_head[2].weight, std=0.5)
+    captured = {}
+    net.width_head.register_forward_hook(lambda module, args, out: captured.setdefault("h", out.detach().clone()))
+    images = _images(_gaussian(2.6), 200.0, 0.3, 8, seed=7)
+    scalars, band_epoch = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
+    with torch.no_grad():
+        plain, widened = base(images, scalars, band_epoch), net(images, scalars, band_epoch)
+    assert captured["h"].abs().max() > 0.01
+    assert torch.equal(plain.mu, widened.mu) and torch.equal(plain.log_alpha, widened.log_alpha)
+    torch.testing.assert_close(widened.sigma, plain.sigma * torch.exp(captured["h"]))
+
+
 def test_traced_inference_graph_matches_the_eager_network():
     torch.manual_seed(1)
     net = _net()
+    torch.nn.init.normal_(net.width_head[2].weight, std=0.5)
     images = _images(_gaussian(2.6), 100.0, 0.3, 16, seed=4)
     args = (images, torch.zeros(16, 4), torch.zeros(16, dtype=torch.int64))
     with torch.no_grad():
@@ -127,15 +148,24 @@ def test_traced_inference_graph_matches_the_eager_network():
 
 def test_a_fast_mf_checkpoint_starts_a_fast_mf_r_training(tiny_training_set, tmp_path):
     """``init_model`` of another arch is refused, except a ``fast-mf`` checkpoint for a ``fast-mf-r``
-    training: that one trains and is saved as ``fast-mf-r``."""
+    training: that one trains and is saved as ``fast-mf-r``. With ``train_only="width_head"`` every
+    other weight and BatchNorm statistic stays the checkpoint's, and the head moves."""
     base = dict(epochs=1, batch_size=32, seed=3, device="cpu", progress=False, norm_sample=64)
     train(tiny_training_set, tmp_path / "mf", TrainConfig(arch="fast-mf", **base))
     train(tiny_training_set, tmp_path / "plain", TrainConfig(arch="fast", **base))
     metrics = train(tiny_training_set, tmp_path / "r",
-                    TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "mf" / "model.pt"), **base))
+                    TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "mf" / "model.pt"), train_only="width_head",
+                                lr=1e-2, **base))
     assert np.isfinite(metrics["history"][-1]["val_loss"])
     loaded = load_checkpoint(tmp_path / "r" / "model.pt", device="cpu")
     assert loaded.arch == "fast-mf-r" and loaded.net.config.anchor == "matched_filter_residual"
+    start = load_checkpoint(tmp_path / "mf" / "model.pt", device="cpu").net.state_dict()
+    trained = loaded.net.state_dict()
+    for key, value in start.items():
+        assert torch.equal(value, trained[key]), key
+    assert trained["width_head.2.weight"].abs().max() > 0
+    with pytest.raises(LumosValueError, match="train_only"):
+        train(tiny_training_set, tmp_path / "bad", TrainConfig(arch="fast-mf", train_only="width_head", **base))
     with pytest.raises(LumosValueError, match="differs"):
         train(tiny_training_set, tmp_path / "bad",
               TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "plain" / "model.pt"), **base))

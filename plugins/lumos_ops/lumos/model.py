@@ -13,8 +13,8 @@ from torch.nn import functional as F
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, SCALAR_NAMES, ModelConfig, Normalization
 
-__all__ = ["MixtureParams", "LumosNet", "anchor_constants_of", "widened_state", "ANCHOR_FEATURES", "MODEL_CONFIGS",
-           "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
+__all__ = ["MixtureParams", "LumosNet", "anchor_constants_of", "widened_state", "ANCHOR_FEATURES", "DEPARTURE_FEATURES",
+           "MODEL_CONFIGS", "DEFAULT_MODEL", "get_model", "get_config", "list_models"]
 
 
 class MixtureParams(NamedTuple):
@@ -49,13 +49,20 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 }
 """Named architectures: ``"paper"`` is the reference of §4.2; ``"fast"`` a CPU-friendly default;
 ``"fast-mf"`` the same anchored on the stamp's matched-filter flux (``ModelConfig.anchor``);
-``"fast-mf-r"`` that, also seeing how far the pixels depart from the model."""
+``"fast-mf-r"`` that with a width head that sees how far the pixels depart from the model."""
 
-ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 8}
+ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filter_residual": 3}
 """Features each ``ModelConfig.anchor`` adds to the fully connected input, after the embedding:
 ``asinh(f_mf / s_mf)``, ``log s_mf`` and the log of the stamp's robust pixel noise
-(:meth:`LumosNet.matched_filter`); with the residual, ``asinh`` of the four numbers of
-:meth:`LumosNet.model_departure` (the fraction in percent)."""
+(:meth:`LumosNet.matched_filter`)."""
+
+DEPARTURE_FEATURES: int = 5
+"""The numbers of :meth:`LumosNet.model_departure` that the width head of a
+``"matched_filter_residual"`` network sees (``asinh`` of each, the fraction in percent), after the
+three anchor features."""
+
+WIDTH_HIDDEN: int = 32
+"""Hidden units of the width head."""
 
 DEFAULT_MODEL: str = "fast"
 
@@ -76,6 +83,13 @@ class LumosNet(nn.Module):
     :class:`MixtureParams` in normalised flux units. ``sigma = softplus(raw) + sigma_floor``, or for
     an anchored network ``mu = f_mf + s_mf * raw_mu`` and ``sigma = s_mf * (softplus(raw) + sigma_floor)``
     (:meth:`matched_filter`). Scalars not listed in ``config.inputs`` are multiplied by zero.
+
+    A ``"matched_filter_residual"`` network also has a width head: a small MLP of the three anchor
+    features and the five of :meth:`model_departure` whose output ``h`` scales every width,
+    ``sigma = s_mf * (softplus(raw) + sigma_floor) * exp(h)``. The departure reaches the widths only,
+    never the means: how far the pixels depart from the model says how much the flux is to be
+    trusted, while the flux itself stays what the main network measures. Its last layer starts at
+    zero, so a new width head changes nothing until trained (:func:`widened_state`).
 
     An anchored network (``config.anchor == "matched_filter"``) needs the normalisation its inputs
     are made with: :meth:`bind_normalization` stores ``pixel_soft`` and
@@ -107,6 +121,13 @@ class LumosNet(nn.Module):
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(n_in, 3 * config.n_components)
         self.anchored = config.anchor != "none"
+        self.width_head: nn.Module | None = None
+        if config.anchor == "matched_filter_residual":
+            last = nn.Linear(WIDTH_HIDDEN, 1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.width_head = nn.Sequential(nn.Linear(ANCHOR_FEATURES[config.anchor] + DEPARTURE_FEATURES, WIDTH_HIDDEN),
+                                            nn.ReLU(), last)
         if self.anchored:
             self.register_buffer("anchor_constants", torch.full((2,), math.nan))
             side = config.stamp_size
@@ -233,13 +254,8 @@ class LumosNet(nn.Module):
             weighted, power, noise = self._fit(r, m, measured)
             scale = self.anchor_constants[1]
             flux, error = scale * weighted / power, scale * noise / power.sqrt()
-            features = [torch.asinh(flux / error), torch.log(error), torch.log(noise)]
-            if self.config.anchor == "matched_filter_residual":
-                significance, fraction, dilation, shift, asymmetry = self._departure(
-                    r, m, measured, weighted, power, noise)
-                features += [torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
-                             torch.asinh(shift), torch.asinh(asymmetry)]
-            parts.append(torch.stack(features, dim=1).to(x.dtype))
+            anchor = torch.stack([torch.asinh(flux / error), torch.log(error), torch.log(noise)], dim=1)
+            parts.append(anchor.to(x.dtype))
         out = self.head(self.hidden(torch.cat(parts, dim=1))).float()
         k = self.config.n_components
         log_alpha = F.log_softmax(out[:, :k], dim=1)
@@ -248,6 +264,11 @@ class LumosNet(nn.Module):
         if self.anchored:
             mu = flux[:, None] + error[:, None] * mu
             sigma = error[:, None] * sigma
+        if self.width_head is not None:
+            significance, fraction, dilation, shift, asymmetry = self._departure(r, m, measured, weighted, power, noise)
+            departure = torch.stack([torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
+                                     torch.asinh(shift), torch.asinh(asymmetry)], dim=1)
+            sigma = sigma * torch.exp(self.width_head(torch.cat([anchor, departure], dim=1)).float())
         return MixtureParams(log_alpha, mu, sigma)
 
 
@@ -259,20 +280,19 @@ def anchor_constants_of(norm: Normalization) -> tuple[float, float]:
 
 
 def widened_state(state: dict[str, torch.Tensor], into: LumosNet) -> dict[str, torch.Tensor]:
-    """The weights ``state`` of a ``"matched_filter"`` network laid out for ``into``, a
-    ``"matched_filter_residual"`` network of otherwise the same configuration: the first fully
-    connected layer gets zero weights for the departure features, so that ``into`` computes
-    exactly what the narrower network did until training moves them."""
-    first = "hidden.0.weight" if into.config.hidden else "head.weight"
+    """The weights ``state`` of a ``"matched_filter"`` network completed for ``into``, a
+    ``"matched_filter_residual"`` network of otherwise the same configuration, with ``into``'s own
+    width head (whose last layer is zero): ``into`` then computes exactly what the other network did
+    until training moves the width head."""
     target = into.state_dict()
-    extra = ANCHOR_FEATURES["matched_filter_residual"] - ANCHOR_FEATURES["matched_filter"]
-    if first not in state or state[first].shape[1] + extra != target[first].shape[1]:
-        raise LumosValueError(f"cannot widen: {first} has {tuple(state.get(first, torch.empty(0)).shape)}, "
-                              f"the network needs {tuple(target[first].shape)} less {extra} input columns")
-    widened = dict(state)
-    pad = torch.zeros(state[first].shape[0], extra, dtype=state[first].dtype)
-    widened[first] = torch.cat([state[first], pad], dim=1)
-    return widened
+    head = {k: v for k, v in target.items() if k.startswith("width_head.")}
+    if not head:
+        raise LumosValueError("cannot widen: the network has no width head (anchor 'matched_filter_residual')")
+    wrong = sorted(k for k in target if k not in head and (k not in state or state[k].shape != target[k].shape))
+    if wrong or any(k.startswith("width_head.") for k in state):
+        raise LumosValueError(f"cannot widen: the weights are not those of the same network without a width head "
+                              f"(missing or other shape: {wrong[:4]})")
+    return {**state, **{k: v.clone() for k, v in head.items()}}
 
 
 def list_models() -> list[str]:

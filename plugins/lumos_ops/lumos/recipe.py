@@ -99,7 +99,7 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
   matched-filter flux (``ModelConfig.anchor``);
 * ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
 * ``fast-mf-v12-mixed`` (below): the same on stamps of which half differ from their model;
-* ``fast-mf-r-v13-mixed`` (below): ``fast-mf-v12-mixed`` with a network that sees the model departure;
+* ``fast-mf-r-v13-mixed`` (below): ``fast-mf-v12`` with a width head that sees the model departure;
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
 * ``default``: the recipe of the shipped default model (``fast-mf-v12``)."""
 RECIPES["fast-v11"] = Recipe(
@@ -238,13 +238,13 @@ learn to tell a galaxy that is its model from one that is not."""
 RECIPES["fast-mf-r-v13-mixed"] = Recipe(
     survey=RECIPES["fast-v11"].survey,
     teahupoo=RECIPES["fast-mf-v12-mixed"].teahupoo,
-    train={**RECIPES["fast-mf-v12-mixed"].train, "arch": "fast-mf-r"},
+    train={**RECIPES["fast-mf-v12-mixed"].train, "arch": "fast-mf-r", "train_only": "width_head", "lr": 1e-3},
     init="fast-mf-v12",
 )
-"""``fast-mf-v12-mixed`` (the same stamps, half of them not their model, and schedule) with the ``fast-mf-r``
-network, which also sees how far the stamp departs from its model after the matched-filter fit
-(``LumosNet.model_departure``); it starts from ``fast-mf-v12``'s weights with zero weights on the two
-new features (:func:`~lumos_ops.lumos.model.widened_state`)."""
+"""``fast-mf-v12``'s network with a width head that sees how far each stamp departs from its model
+(``LumosNet.model_departure``), trained alone (``train_only``; the rest keeps ``fast-mf-v12``'s weights,
+so the means are exactly v12's) on ``fast-mf-v12-mixed``'s stamps, half of them not their model:
+5 epochs, Adam lr 1e-3 then 1e-4 from epoch 4."""
 RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
     RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

@@ -91,13 +91,18 @@ class TrainConfig:
         statistics and normalisation the training starts from, every layer trained (its
         architecture and band x epoch rows must match; its scalar inputs must include this
         training's, so ``drop_inputs`` may drop more of them: their weights are kept and multiplied
-        by zero; a ``fast-mf`` checkpoint may start a ``fast-mf-r`` training, whose two departure
-        features start with zero weights); None starts from weights initialised by ``seed``.
+        by zero; a ``fast-mf`` checkpoint may start a ``fast-mf-r`` training, whose width
+        head starts at zero: :func:`~lumos_ops.lumos.model.widened_state`); None starts from weights
+        initialised by ``seed``.
     stamp_background : str or None
         How the stamp background is estimated (``Normalization.stamp_background``, one of
         :data:`~lumos_ops.lumos.config.STAMP_BACKGROUNDS`); None: ``init_model``'s, else
         ``"median"``. With ``init_model`` and another method, the background input's mean and
         standard deviation are measured again on the training stamps.
+    train_only : str or None
+        Name of one submodule of the network (e.g. ``"width_head"``) whose weights alone are trained;
+        the others, BatchNorm running statistics included, keep the values they start with. None
+        trains every layer.
     """
 
     arch: str = "fast"
@@ -120,6 +125,7 @@ class TrainConfig:
     progress: bool = True
     init_model: str | None = None
     stamp_background: str | None = None
+    train_only: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in list_models():
@@ -400,7 +406,14 @@ def train(
     torch.manual_seed(config.seed)
     net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs),
                     n_band_epochs=len(embedding["bands"]) * embedding["n_epochs"]).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    if config.train_only is not None:
+        children = dict(net.named_children())
+        if children.get(config.train_only) is None:
+            raise LumosValueError(f"train_only {config.train_only!r} is not a part of arch {config.arch!r}; "
+                                  f"choose one of {sorted(k for k, v in children.items() if v is not None)}")
+        for name, parameter in net.named_parameters():
+            parameter.requires_grad_(name.startswith(config.train_only + "."))
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -462,7 +475,7 @@ def train(
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         net.train()
-        frozen_bn = epoch >= config.epochs - config.frozen_bn_epochs
+        frozen_bn = epoch >= config.epochs - config.frozen_bn_epochs or config.train_only is not None
         if frozen_bn:
             freeze_batchnorm(net)
         t0 = time.perf_counter()
