@@ -58,8 +58,9 @@ ANCHOR_FEATURES: dict[str, int] = {"none": 0, "matched_filter": 3, "matched_filt
 
 DEPARTURE_FEATURES: int = 5
 """The numbers of :meth:`LumosNet.model_departure` that the width head of a
-``"matched_filter_residual"`` network sees (``asinh`` of each, the fraction in percent), after the
-three anchor features."""
+``"matched_filter_residual"`` network sees (``asinh`` of each, the fraction in percent), and nothing
+else: not the SNR, so that it widens a stamp for a departure its pixels show, never for one that
+the training set's galaxies had on average."""
 
 WIDTH_HIDDEN: int = 32
 """Hidden units of the width head."""
@@ -84,8 +85,8 @@ class LumosNet(nn.Module):
     an anchored network ``mu = f_mf + s_mf * raw_mu`` and ``sigma = s_mf * (softplus(raw) + sigma_floor)``
     (:meth:`matched_filter`). Scalars not listed in ``config.inputs`` are multiplied by zero.
 
-    A ``"matched_filter_residual"`` network also has a width head: a small MLP of the three anchor
-    features and the five of :meth:`model_departure` whose output ``h`` scales every width,
+    A ``"matched_filter_residual"`` network also has a width head: a small MLP of the five numbers of
+    :meth:`model_departure` whose output ``h`` scales every width,
     ``sigma = s_mf * (softplus(raw) + sigma_floor) * exp(h)``. The departure reaches the widths only,
     never the means: how far the pixels depart from the model says how much the flux is to be
     trusted, while the flux itself stays what the main network measures. Its last layer starts at
@@ -126,8 +127,7 @@ class LumosNet(nn.Module):
             last = nn.Linear(WIDTH_HIDDEN, 1)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-            self.width_head = nn.Sequential(nn.Linear(ANCHOR_FEATURES[config.anchor] + DEPARTURE_FEATURES, WIDTH_HIDDEN),
-                                            nn.ReLU(), last)
+            self.width_head = nn.Sequential(nn.Linear(DEPARTURE_FEATURES, WIDTH_HIDDEN), nn.ReLU(), last)
         if self.anchored:
             self.register_buffer("anchor_constants", torch.full((2,), math.nan))
             side = config.stamp_size
@@ -268,7 +268,7 @@ class LumosNet(nn.Module):
             significance, fraction, dilation, shift, asymmetry = self._departure(r, m, measured, weighted, power, noise)
             departure = torch.stack([torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
                                      torch.asinh(shift), torch.asinh(asymmetry)], dim=1)
-            sigma = sigma * torch.exp(self.width_head(torch.cat([anchor, departure], dim=1)).float())
+            sigma = sigma * torch.exp(self.width_head(departure).float())
         return MixtureParams(log_alpha, mu, sigma)
 
 
