@@ -12,6 +12,14 @@ from lumos_ops.lumos.config import Normalization
 STAMP = 60
 
 
+def centred_gaussian(sigma_px: float, size: int = STAMP) -> np.ndarray:
+    """A unit-flux circular Gaussian of ``sigma_px`` pixels at the centre of a ``size``-pixel stamp."""
+    yy, xx = np.mgrid[:size, :size]
+    centre = (size - 1) / 2.0
+    profile = np.exp(-((xx - centre) ** 2 + (yy - centre) ** 2) / (2.0 * sigma_px**2))
+    return profile / profile.sum()
+
+
 def gaussian_models(n, rng, size=STAMP):
     yy, xx = np.mgrid[:size, :size] - size // 2
     width = rng.uniform(1.5, 3.0, n)

@@ -12,19 +12,14 @@ from lumos_ops.lumos.model import get_model
 from lumos_ops.lumos.preprocess import prepare_inputs
 from lumos_ops.lumos.train import TrainConfig, train
 
+from lumos_helpers import centred_gaussian
+
 SIZE = 60
-
-
-def _gaussian(sigma_px: float) -> np.ndarray:
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    centre = (SIZE - 1) / 2.0
-    model = np.exp(-((xx - centre) ** 2 + (yy - centre) ** 2) / (2.0 * sigma_px**2))
-    return model / model.sum()
 
 
 def _inputs(flux: float, noise: float, n: int, seed: int, norm: Normalization, sky: float = 5.0):
     """n noisy stamps of a Gaussian galaxy of ``flux`` (e-/s) that is exactly its model."""
-    model = _gaussian(2.0)
+    model = centred_gaussian(2.0)
     rng = np.random.default_rng(seed)
     stamps = flux * model[None] + sky + noise * rng.standard_normal((n, SIZE, SIZE))
     inputs = prepare_inputs(stamps.astype(np.float32), np.repeat(model[None], n, axis=0), np.full(n, 22.0),
@@ -33,7 +28,7 @@ def _inputs(flux: float, noise: float, n: int, seed: int, norm: Normalization, s
 
 
 def _norm(pixel_scale: float = 0.3) -> Normalization:
-    return Normalization(pixel_scale=pixel_scale, flux_scale=100.0, model_scale=1.0 / _gaussian(2.0).max(),
+    return Normalization(pixel_scale=pixel_scale, flux_scale=100.0, model_scale=1.0 / centred_gaussian(2.0).max(),
                          stamp_background="masked_annulus")
 
 
@@ -83,7 +78,7 @@ def test_padded_pixels_leave_the_flux_and_its_error_unbiased():
     unbiased and its error grows as the light lost; a stamp with every pixel measured is unchanged."""
     norm = _norm()
     noise = 0.3
-    model = _gaussian(2.0)
+    model = centred_gaussian(2.0)
     model_f = model.astype(np.float32)
     rng = np.random.default_rng(6)
     stamps = 40.0 * model[None] + 5.0 + noise * rng.standard_normal((2000, SIZE, SIZE))

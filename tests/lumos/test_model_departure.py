@@ -13,17 +13,10 @@ from lumos_ops.lumos.model import get_model, widened_state
 from lumos_ops.lumos.preprocess import prepare_inputs
 from lumos_ops.lumos.train import TrainConfig, train
 
+from lumos_helpers import centred_gaussian
+
 SIZE = 60
-
-
-def _gaussian(sigma_px: float) -> np.ndarray:
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    centre = (SIZE - 1) / 2.0
-    profile = np.exp(-((xx - centre) ** 2 + (yy - centre) ** 2) / (2.0 * sigma_px**2))
-    return profile / profile.sum()
-
-
-MODEL = _gaussian(2.0)
+MODEL = centred_gaussian(2.0)
 NORM = Normalization(pixel_scale=0.3, flux_scale=100.0, model_scale=1.0 / MODEL.max(), stamp_background="masked_annulus")
 
 
@@ -62,7 +55,7 @@ def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
     positive dilation; and a free-size flux shift that takes back most of the matched filter's
     deficit (which is second order in the size change, so not all of it). A galaxy 10 % smaller
     has a negative dilation and a negative shift."""
-    truth = _gaussian(2.6)
+    truth = centred_gaussian(2.6)
     net = _net()
     with torch.no_grad():
         significance, fraction, dilation, shift, asymmetry = net.model_departure(_images(truth, 400.0, 0.3, 500, seed=2))
@@ -78,7 +71,7 @@ def test_a_galaxy_wider_than_its_model_departs_by_the_light_the_model_misses():
     assert float(deficit.median()) > 0.1 * 400.0 / NORM.flux_scale
     assert 0.0 < float(corrected.median()) < 0.5 * float(deficit.median())
     with torch.no_grad():
-        _, _, dilation, shift, _ = net.model_departure(_images(_gaussian(1.8), 400.0, 0.3, 200, seed=5))
+        _, _, dilation, shift, _ = net.model_departure(_images(centred_gaussian(1.8), 400.0, 0.3, 200, seed=5))
     assert float(dilation.median()) < -5.0 and float(shift.median()) < 0.0
     assert abs(float(asymmetry.median())) < 2.0
 
@@ -103,7 +96,7 @@ def test_a_widened_network_computes_what_its_base_did():
     base.bind_normalization(NORM)
     net = _net()
     net.load_state_dict(widened_state(base.state_dict(), net))
-    images = _images(_gaussian(2.6), 400.0, 0.3, 8, seed=3)
+    images = _images(centred_gaussian(2.6), 400.0, 0.3, 8, seed=3)
     scalars, band_epoch = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
     with torch.no_grad():
         assert float(net.model_departure(images)[0].min()) > 5.0
@@ -124,7 +117,7 @@ def test_the_width_head_scales_every_width_and_no_mean():
     torch.nn.init.normal_(net.width_head[2].weight, std=0.5)
     captured = {}
     net.width_head.register_forward_hook(lambda module, args, out: captured.setdefault("h", out.detach().clone()))
-    images = _images(_gaussian(2.6), 200.0, 0.3, 8, seed=7)
+    images = _images(centred_gaussian(2.6), 200.0, 0.3, 8, seed=7)
     scalars, band_epoch = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
     with torch.no_grad():
         plain, widened = base(images, scalars, band_epoch), net(images, scalars, band_epoch)
@@ -137,7 +130,7 @@ def test_traced_inference_graph_matches_the_eager_network():
     torch.manual_seed(1)
     net = _net()
     torch.nn.init.normal_(net.width_head[2].weight, std=0.5)
-    images = _images(_gaussian(2.6), 100.0, 0.3, 16, seed=4)
+    images = _images(centred_gaussian(2.6), 100.0, 0.3, 16, seed=4)
     args = (images, torch.zeros(16, 4), torch.zeros(16, dtype=torch.int64))
     with torch.no_grad():
         eager = net(*args)
