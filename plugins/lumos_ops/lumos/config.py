@@ -20,8 +20,8 @@ ANCHORS: tuple[str, ...] = ("none", "matched_filter", "matched_filter_residual")
 """What the mixture is measured from (:class:`ModelConfig`'s ``anchor``): ``"none"``, the network's
 outputs alone; ``"matched_filter"``, the stamp's matched-filter flux and its error
 (:meth:`lumos_ops.lumos.model.LumosNet.matched_filter`), which the network corrects;
-``"matched_filter_residual"``, the same with two more features that say how far the stamp's pixels
-depart from its model (:meth:`lumos_ops.lumos.model.LumosNet.model_departure`)."""
+``"matched_filter_residual"``, the same with a width head that scales the widths by how far the
+stamp's pixels depart from its model (:meth:`lumos_ops.lumos.model.LumosNet.model_departure`)."""
 
 
 def _positive_ints(name: str, values: tuple[int, ...], *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -70,11 +70,11 @@ class ModelConfig:
         as three more features, and outputs every component as ``mu = f_mf + s_mf * mu_net``,
         ``sigma = s_mf * (softplus(sigma_net) + sigma_floor)``: an isolated galaxy that is its model
         starts from the optimal weighted sum, and the network learns what to correct (neighbours,
-        backgrounds, profiles). ``"matched_filter_residual"``: the same, and the network also sees
-        how far the pixels depart from the model after the matched-filter fit (the model-weighted
-        chi-square excess, as a significance and as a fraction of the source's power), so that it
-        can widen the mixture for a galaxy that is not its model and only for it. ``"none"``: the
-        outputs alone (every model before ``fast-mf``).
+        backgrounds, profiles). ``"matched_filter_residual"``: the same, and a width head scales
+        every ``sigma`` by ``exp(h)``, ``h`` a small MLP of how far the pixels depart from the model
+        after the matched-filter fit (chi-square excess, dilation, free-size flux shift, asymmetry),
+        so that the mixture can be wider for a galaxy that is not its model; the means are the main
+        network's. ``"none"``: the outputs alone (every model before ``fast-mf``).
     """
 
     channels: tuple[int, ...] = (2, 32, 64, 128, 64, 32)

@@ -92,7 +92,7 @@ class LumosNet(nn.Module):
     trusted, while the flux itself stays what the main network measures. Its last layer starts at
     zero, so a new width head changes nothing until trained (:func:`widened_state`).
 
-    An anchored network (``config.anchor == "matched_filter"``) needs the normalisation its inputs
+    An anchored network (``config.anchor`` other than ``"none"``) needs the normalisation its inputs
     are made with: :meth:`bind_normalization` stores ``pixel_soft`` and
     ``pixel_scale * model_scale / flux_scale`` in the buffer ``anchor_constants`` (saved with the
     weights; NaN until bound, so an unbound network returns NaN rather than wrong fluxes).
