@@ -162,3 +162,53 @@ def test_a_fast_mf_checkpoint_starts_a_fast_mf_r_training(tiny_training_set, tmp
     with pytest.raises(LumosValueError, match="differs"):
         train(tiny_training_set, tmp_path / "bad",
               TrainConfig(arch="fast-mf-r", init_model=str(tmp_path / "plain" / "model.pt"), **base))
+
+
+def _profile_net():
+    net = get_model("fast-mf", n_band_epochs=2, profile_error="dilation").eval()
+    net.bind_normalization(NORM)
+    return net
+
+
+def test_profile_variance_is_the_matched_filter_error_of_a_resized_galaxy():
+    """Galaxies 10 % larger than their model at two fluxes: the mean of ``1 + profile_variance`` is
+    the matched filter's mean squared error (in ``s_mf^2``) to 10 %; a galaxy that is its model gets
+    a profile error in under 6 % of its stamps."""
+    net = _profile_net()
+    for flux in (100.0, 400.0):
+        images = _images(centred_gaussian(2.2), flux, 0.3, 1000, seed=3)
+        with torch.no_grad():
+            variance = net.profile_variance(images)
+            estimate, error, _ = net.matched_filter(images)
+        mse = float((((estimate * NORM.flux_scale - flux) / (error * NORM.flux_scale)) ** 2).mean())
+        assert float((1.0 + variance).mean()) == pytest.approx(mse, rel=0.1)
+    with torch.no_grad():
+        exact = net.profile_variance(_images(MODEL, 400.0, 0.3, 2000, seed=4))
+    assert float((exact > 0).float().mean()) < 0.06
+
+
+def test_profile_error_adds_in_quadrature_and_leaves_the_means():
+    """``sigma_k^2 = sigma_k(none)^2 + s_mf^2 profile_variance`` with the same weights and means."""
+    torch.manual_seed(4)
+    plain = get_model("fast-mf", n_band_epochs=2).eval()
+    plain.bind_normalization(NORM)
+    net = _profile_net()
+    net.load_state_dict(plain.state_dict())
+    images = _images(centred_gaussian(2.4), 300.0, 0.3, 8, seed=8)
+    scalars, band_epoch = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
+    with torch.no_grad():
+        a, b = plain(images, scalars, band_epoch), net(images, scalars, band_epoch)
+        _, error, _ = net.matched_filter(images)
+        variance = net.profile_variance(images)
+    assert float(variance.min()) > 0
+    assert torch.equal(a.mu, b.mu) and torch.equal(a.log_alpha, b.log_alpha)
+    torch.testing.assert_close(b.sigma, torch.sqrt(a.sigma**2 + (error**2 * variance)[:, None]))
+
+
+def test_profile_error_config():
+    with pytest.raises(LumosValueError, match="profile_error"):
+        get_model("fast-mf", profile_error="knots")
+    with pytest.raises(LumosValueError, match="anchored"):
+        get_model("fast", profile_error="dilation")
+    assert "profile_error" not in get_model("fast-mf").config.to_dict()
+    assert get_model("fast-mf", profile_error="dilation").config.to_dict()["profile_error"] == "dilation"

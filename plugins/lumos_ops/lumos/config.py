@@ -24,6 +24,11 @@ outputs alone; ``"matched_filter"``, the stamp's matched-filter flux and its err
 stamp's pixels depart from its model (:meth:`lumos_ops.lumos.model.LumosNet.model_departure`)."""
 
 
+PROFILE_ERRORS: tuple[str, ...] = ("none", "dilation")
+"""Parameter-free profile-error terms a network can add to its widths (:class:`ModelConfig`'s
+``profile_error``)."""
+
+
 def _positive_ints(name: str, values: tuple[int, ...], *, allow_empty: bool = False) -> tuple[int, ...]:
     values = tuple(int(v) for v in values)
     if not values and not allow_empty:
@@ -75,6 +80,11 @@ class ModelConfig:
         after the matched-filter fit (chi-square excess, dilation, free-size flux shift, asymmetry),
         so that the mixture can be wider for a galaxy that is not its model; the means are the main
         network's. ``"none"``: the outputs alone (every model before ``fast-mf``).
+    profile_error : str
+        :data:`PROFILE_ERRORS` entry. ``"dilation"`` (anchored networks): every component's width
+        gets, in quadrature, the profile error the stamp shows, with no learnt parameter: the
+        free-size flux shift's square in excess of its noise variance, when the dilation is detected
+        at 2 sigma (:meth:`lumos_ops.lumos.model.LumosNet.profile_variance`). ``"none"``: nothing.
     """
 
     channels: tuple[int, ...] = (2, 32, 64, 128, 64, 32)
@@ -87,10 +97,15 @@ class ModelConfig:
     sigma_floor: float = 1e-3
     inputs: tuple[str, ...] = SCALAR_NAMES
     anchor: str = "none"
+    profile_error: str = "none"
 
     def __post_init__(self) -> None:
         if self.anchor not in ANCHORS:
             raise LumosValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
+        if self.profile_error not in PROFILE_ERRORS:
+            raise LumosValueError(f"profile_error must be one of {PROFILE_ERRORS}, got {self.profile_error!r}")
+        if self.profile_error != "none" and self.anchor == "none":
+            raise LumosValueError("profile_error needs an anchored network (anchor 'matched_filter')")
         object.__setattr__(self, "inputs", tuple(str(v) for v in self.inputs))
         unknown = [v for v in self.inputs if v not in SCALAR_NAMES]
         if unknown:
@@ -131,10 +146,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python dict (lists for tuples), suitable for checkpoints and JSON; without ``anchor``
-        when it is ``"none"``, so that an unanchored checkpoint stays readable by code without it."""
+        when it is ``"none"``, so that an unanchored checkpoint stays readable by code without it, and
+        likewise without ``profile_error`` when it is ``"none"``."""
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         if self.anchor == "none":
             del values["anchor"]
+        if self.profile_error == "none":
+            del values["profile_error"]
         return values
 
     @classmethod

@@ -227,23 +227,46 @@ class LumosNet(nn.Module):
         excess = (w * residual * residual).sum(dim=1) / variance - w.sum(dim=1)
         spread = torch.sqrt(2.0 * (w * w).sum(dim=1)).clamp_min(1e-6)
         source = amplitude * amplitude * (w * m * m).sum(dim=1) / variance
+        dilation, shift, _ = self._dilation_fit(r, m, measured, weighted, power, noise)
+        mirrored = residual.flip(1)
+        pair = torch.minimum(w, w.flip(1))
+        contrast = (pair * (residual - mirrored) ** 2).sum(dim=1) / (2.0 * variance) - pair.sum(dim=1)
+        asymmetry = contrast / (2.0 * torch.sqrt((pair * pair).sum(dim=1))).clamp_min(1e-6)
+        return excess / spread, excess / source.clamp_min(1.0), dilation, shift, asymmetry
+
+    def _dilation_fit(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
+                      power: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dilation significance, free-size flux shift (:meth:`model_departure`) and the shift's
+        variance for a galaxy that is its model on uniform noise, ``K^2 sum(m^2) / sum(t'^2)`` with
+        ``K = sum(t) / sum(m) - sum(m t) / sum(m^2)`` and ``t'`` the part of ``t`` orthogonal to ``m``
+        (units of ``s_mf``)."""
         side = self.config.stamp_size
         image = m.reshape(-1, side, side)
         grad_x = F.pad((image[:, :, 2:] - image[:, :, :-2]) / 2.0, (1, 1))
         grad_y = F.pad((image[:, 2:, :] - image[:, :-2, :]) / 2.0, (0, 0, 1, 1))
         t = -(self.offsets[1] * grad_x + self.offsets[0] * grad_y).flatten(1) * measured
         cross = (m * t).sum(dim=1)
-        t_power = (t * t).sum(dim=1) - cross * cross / power
-        t_power = t_power.clamp_min(1e-12)
-        c = ((t * r).sum(dim=1) - cross * amplitude) / t_power
-        dilation = c * torch.sqrt(t_power) / noise
+        t_power = ((t * t).sum(dim=1) - cross * cross / power).clamp_min(1e-12)
+        c = ((t * r).sum(dim=1) - cross * weighted / power) / t_power
         light = (m * measured).sum(dim=1).clamp_min(1e-12)
-        shift = c * ((t.sum(dim=1) / light) - cross / power) * torch.sqrt(power) / noise
-        mirrored = residual.flip(1)
-        pair = torch.minimum(w, w.flip(1))
-        contrast = (pair * (residual - mirrored) ** 2).sum(dim=1) / (2.0 * variance) - pair.sum(dim=1)
-        asymmetry = contrast / (2.0 * torch.sqrt((pair * pair).sum(dim=1))).clamp_min(1e-6)
-        return excess / spread, excess / source.clamp_min(1.0), dilation, shift, asymmetry
+        lever = t.sum(dim=1) / light - cross / power
+        return c * torch.sqrt(t_power) / noise, c * lever * torch.sqrt(power) / noise, lever * lever * power / t_power
+
+    def profile_variance(self, images: torch.Tensor) -> torch.Tensor:
+        """Variance of the profile error each stamp shows, in units of ``s_mf^2`` (``profile_error =
+        "dilation"``): ``shift^2 - var`` when ``shift^2 > 4 var`` (the dilation detected at 2 sigma),
+        else 0, with ``shift`` and ``var`` of :meth:`_dilation_fit`. For a galaxy larger or smaller
+        than its model, ``shift`` estimates the matched filter's error in units of ``s_mf`` and
+        ``shift^2 - var`` its square; no training set or prior enters."""
+        r, m, measured = self._pixels(images)
+        weighted, power, noise = self._fit(r, m, measured)
+        return self._profile_variance(r, m, measured, weighted, power, noise)
+
+    def _profile_variance(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
+                          power: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        _, shift, variance = self._dilation_fit(r, m, measured, weighted, power, noise)
+        excess = shift * shift - variance
+        return torch.where(shift * shift > 4.0 * variance, excess, torch.zeros_like(excess))
 
     def forward(self, images: torch.Tensor, scalars: torch.Tensor, band_epoch: torch.Tensor) -> MixtureParams:
         """Mixture parameters for a batch (see the class notes for shapes)."""
@@ -269,6 +292,9 @@ class LumosNet(nn.Module):
             departure = torch.stack([torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
                                      torch.asinh(shift), torch.asinh(asymmetry)], dim=1)
             sigma = sigma * torch.exp(self.width_head(departure).float())
+        if self.config.profile_error == "dilation":
+            extra = error * error * self._profile_variance(r, m, measured, weighted, power, noise)
+            sigma = torch.sqrt(sigma * sigma + extra[:, None])
         return MixtureParams(log_alpha, mu, sigma)
 
 
