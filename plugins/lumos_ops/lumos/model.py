@@ -195,7 +195,8 @@ class LumosNet(nn.Module):
         """
         r, m, measured = self._pixels(images)
         weighted, power, noise = self._fit(r, m, measured)
-        return self._departure(r, m, measured, weighted, power, noise)
+        fit = self._dilation_fit(r, m, measured, weighted, power, noise)
+        return self._departure(r, m, measured, weighted, power, noise, fit)
 
     def _pixels(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flattened ``r`` (asinh undone), ``m`` and the measured-pixel mask of a normalised batch."""
@@ -216,9 +217,11 @@ class LumosNet(nn.Module):
         noise = torch.nan_to_num(1.4826 * (sky - centre).abs().nanmedian(dim=1).values, nan=1.0).clamp_min(1e-3)
         return weighted, power, noise
 
-    def _departure(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
-                   power: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The five numbers of :meth:`model_departure` from the pieces of :meth:`_fit`."""
+    @staticmethod
+    def _departure(r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
+                   power: torch.Tensor, noise: torch.Tensor, fit: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The five numbers of :meth:`model_departure` from the pieces of :meth:`_fit` and the
+        :meth:`_dilation_fit` ``fit``."""
         amplitude = weighted / power
         peak = m.amax(dim=1, keepdim=True).clamp_min(1e-12)
         w = (m / peak).clamp_min(0.0) * measured
@@ -227,7 +230,7 @@ class LumosNet(nn.Module):
         excess = (w * residual * residual).sum(dim=1) / variance - w.sum(dim=1)
         spread = torch.sqrt(2.0 * (w * w).sum(dim=1)).clamp_min(1e-6)
         source = amplitude * amplitude * (w * m * m).sum(dim=1) / variance
-        dilation, shift, _ = self._dilation_fit(r, m, measured, weighted, power, noise)
+        dilation, shift, _ = fit
         mirrored = residual.flip(1)
         pair = torch.minimum(w, w.flip(1))
         contrast = (pair * (residual - mirrored) ** 2).sum(dim=1) / (2.0 * variance) - pair.sum(dim=1)
@@ -260,11 +263,12 @@ class LumosNet(nn.Module):
         ``shift^2 - var`` its square; no training set or prior enters."""
         r, m, measured = self._pixels(images)
         weighted, power, noise = self._fit(r, m, measured)
-        return self._profile_variance(r, m, measured, weighted, power, noise)
+        return self._profile_variance(self._dilation_fit(r, m, measured, weighted, power, noise))
 
-    def _profile_variance(self, r: torch.Tensor, m: torch.Tensor, measured: torch.Tensor, weighted: torch.Tensor,
-                          power: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        _, shift, variance = self._dilation_fit(r, m, measured, weighted, power, noise)
+    @staticmethod
+    def _profile_variance(fit: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """:meth:`profile_variance` from the :meth:`_dilation_fit` ``fit``."""
+        _, shift, variance = fit
         excess = shift * shift - variance
         return torch.where(shift * shift > 4.0 * variance, excess, torch.zeros_like(excess))
 
@@ -287,13 +291,16 @@ class LumosNet(nn.Module):
         if self.anchored:
             mu = flux[:, None] + error[:, None] * mu
             sigma = error[:, None] * sigma
+        if self.width_head is not None or self.config.profile_error == "dilation":
+            fit = self._dilation_fit(r, m, measured, weighted, power, noise)
         if self.width_head is not None:
-            significance, fraction, dilation, shift, asymmetry = self._departure(r, m, measured, weighted, power, noise)
+            significance, fraction, dilation, shift, asymmetry = self._departure(r, m, measured, weighted, power, noise,
+                                                                                 fit)
             departure = torch.stack([torch.asinh(significance), torch.asinh(100.0 * fraction), torch.asinh(dilation),
                                      torch.asinh(shift), torch.asinh(asymmetry)], dim=1)
             sigma = sigma * torch.exp(self.width_head(departure).float())
         if self.config.profile_error == "dilation":
-            extra = error * error * self._profile_variance(r, m, measured, weighted, power, noise)
+            extra = error * error * self._profile_variance(fit)
             sigma = torch.sqrt(sigma * sigma + extra[:, None])
         return MixtureParams(log_alpha, mu, sigma)
 
