@@ -44,6 +44,11 @@ class Flag(enum.IntFlag):
     """LUMOS only: the likelihood's 84th percentile reaches the top 5 % of the reference prior's
     range (``flux_prior.high``, e-/s): the network never saw brighter fluxes, so the estimate is
     biased low; use a classical method for this target."""
+    BLENDED = 2048
+    """A catalogued neighbour's model overlaps this target's: both were fitted jointly and the
+    neighbour's fitted light taken out of the target's stamp (``lumos_ops.photometry.neighbours``);
+    set where that fit's flux variance exceeds the isolated target's by more than 10 %, whose
+    errors include it, or where the two models cannot be told apart (not fitted)."""
 
 
 def describe_flags(value: int | np.integer) -> list[str]:

@@ -13,6 +13,7 @@ keyword-only options (e.g. ``model=`` for LUMOS).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import sys
@@ -125,6 +126,7 @@ def prepare_targets(
     stamp_size: int = STAMP_SIZE,
     pixel_scale: float | None = None,
     psf_beta: float | None = None,
+    neighbours: bool = True,
 ) -> TargetContext:
     """Locate the catalogue targets on an exposure, cut their stamps and render their models.
 
@@ -141,6 +143,9 @@ def prepare_targets(
         (``Exposure.pixel_scale``; PAUS 0.263), the scale the PSF FWHM and catalogue sizes are in.
     psf_beta : float or None, keyword-only
         Moffat beta; default: the exposure's ``PSFBETA``, else the renderer's default (3.5).
+    neighbours : bool, keyword-only
+        Fit the targets whose models overlap jointly and take each one's neighbours out of its
+        stamps (:mod:`lumos_ops.photometry.neighbours`); False keeps the image's own pixels.
 
     Returns
     -------
@@ -150,7 +155,8 @@ def prepare_targets(
     pixel_scale = _checked_scales(exposure, stamp_size, pixel_scale)
     catalog = validate_catalog(catalog, source=exposure.path)
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
-    return _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta)
+    return _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta,
+                            neighbours=neighbours)
 
 
 def _checked_scales(exposure: Exposure, stamp_size: int, pixel_scale: float | None) -> float:
@@ -174,6 +180,7 @@ def _prepare_located(
     stamp_size: int,
     pixel_scale: float,
     psf_beta: float | None,
+    neighbours: bool,
 ) -> TargetContext:
     """:func:`prepare_targets` of a catalogue already validated, at its pixel positions ``x``, ``y``
     (0-based, shape (n,)), with a checked ``stamp_size`` (pixels) and ``pixel_scale`` (arcsec /
@@ -199,6 +206,15 @@ def _prepare_located(
     centre = stamp_size // 2
     flags[stamps.on_image & np.isnan(stamps.data[:, centre, centre])] |= Flag.MASKED
     flags[clipped] |= Flag.BAD_PROFILE
+    fit = None
+    if neighbours:
+        from lumos_ops.photometry.frame_sources import frame_sources
+        from lumos_ops.photometry.neighbours import fit_neighbours
+
+        fit = fit_neighbours(exposure.data, stamps, models, source_mask=lambda: frame_sources(exposure.data).mask)
+        if fit.frame_model is not None:
+            stamps = dataclasses.replace(stamps, data=fit.clean(exposure.data, x, y, models, stamp_size))
+        flags[fit.blended] |= Flag.BLENDED
     return TargetContext(
         exposure=exposure,
         catalog=catalog,
@@ -207,6 +223,7 @@ def _prepare_located(
         stamps=stamps,
         models=models,
         base_flags=flags,
+        neighbours=fit,
     )
 
 
@@ -302,6 +319,7 @@ def measure_exposure(
     calibrate_errors: bool = True,
     calibration_positions: int = 200,
     instances: Mapping[str, MeasureMethod] | None = None,
+    neighbours: bool = True,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -340,6 +358,11 @@ def measure_exposure(
         Methods already constructed, used instead of building them from ``method_options`` (a
         worker process keeps its LUMOS model loaded across exposures:
         ``lumos_ops.pipeline.worker_cache``).
+    neighbours : bool, keyword-only
+        Fit the targets whose models overlap jointly and measure each one on its stamps without
+        its neighbours' fitted light (:mod:`lumos_ops.photometry.neighbours`). The background part
+        of every method's error variance is multiplied by the fit's ``variance_factor`` (column
+        ``neighbour_variance``), and targets it affects by more than 10 % are flagged BLENDED.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -376,7 +399,8 @@ def measure_exposure(
         on = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5))
     # the catalogue is validated and located once, here, not again by prepare_targets
     ctx = _prepare_located(exposure, catalog.iloc[on].reset_index(drop=True), x[on], y[on], stamp_size=stamp_size,
-                           pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None)
+                           pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None,
+                           neighbours=neighbours)
     calibrations = None
     if calibrate_errors and ctx.n:
         from lumos_ops.noise_calibration import calibrate_noise
@@ -395,10 +419,15 @@ def measure_exposure(
             sub = ctx.take(chunk)
             for name, method in instances.items():
                 result = _check_result(name, method.measure(sub), sub.n)
-                if calibrations is not None:
+                factor = None
+                if sub.neighbours is not None:
+                    factor = sub.variance_factor
+                    result = result.assign(neighbour_variance=factor)
+                if calibrations is not None or (factor is not None and np.any(factor != 1.0)):
                     from lumos_ops.noise_calibration import apply_error_scale
 
-                    result = apply_error_scale(result, name, calibrations[name], sub)
+                    calibration = 1.0 if calibrations is None else calibrations[name]
+                    result = apply_error_scale(result, name, calibration, sub, variance_factor=factor)
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho

@@ -660,7 +660,7 @@ def _measure_blank(
         empty = pd.DataFrame(columns=["flux", "flux_err", "flag", "pull", "usable", "area"])
         return {name: empty.copy() for name in methods}, None
     blank = blank_sky_catalog(catalog, x, y, seed=seed)
-    ctx = prepare_targets(exposure, blank, stamp_size=stamp_size)
+    ctx = prepare_targets(exposure, blank, stamp_size=stamp_size, neighbours=False)
     out: dict[str, pd.DataFrame] = {}
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in methods}
     for start in range(0, ctx.n, chunk_size):
@@ -1125,7 +1125,7 @@ def widen_mixture(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, centre: 
 
 
 def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibration | float,
-                      ctx: TargetContext) -> pd.DataFrame:
+                      ctx: TargetContext, *, variance_factor: np.ndarray | None = None) -> pd.DataFrame:
     """Calibrated copy of one method's result on ``ctx``: errors, and for LUMOS the mixtures, widened.
 
     ``k`` of each target is ``calibration.k(A)`` at its model's matched-filter area (or the number
@@ -1134,7 +1134,9 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     ``flux_err / flux_err_raw`` lies between 1 and ``k``, times, where ``calibration.source`` is
     set (LUMOS), the source-present factor of the row (column ``source_scale``). ``flux`` is never
     changed (for LUMOS the median stays; the mean and mode of the widened likelihood move away from
-    it by the factor).
+    it by the factor). ``variance_factor`` (shape (n,), >= 1) multiplies the background part of
+    each row's variance as well: the joint fit with catalogued neighbours
+    (``TargetContext.variance_factor``).
     """
     frame = frame.copy()
     raw = frame["flux_err"].to_numpy(np.float64)
@@ -1149,6 +1151,8 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         k = np.full(len(frame), float(calibration))
     frame["flux_err_raw"] = raw
     frame["error_scale"] = k
+    if variance_factor is not None:
+        k = k * np.sqrt(np.asarray(variance_factor, dtype=np.float64))
     source = calibration.source if isinstance(calibration, NoiseCalibration) else None
     if np.all(k == 1.0) and (source is None or not source.reliable):
         if source is not None:

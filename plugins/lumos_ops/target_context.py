@@ -19,6 +19,7 @@ from lumos_ops.io.exposure import Exposure
 
 if TYPE_CHECKING:
     from lumos_ops.photometry.inputs import PhotometryInputs
+    from lumos_ops.photometry.neighbours import NeighbourFit
 
 __all__ = ["TargetContext", "MeasureMethod"]
 
@@ -54,7 +55,13 @@ class TargetContext:
         grid (zeros for targets off the image).
     base_flags : ndarray of int64, shape (n,)
         Flags known before any measurement: OFF_IMAGE, EDGE (the stamp crosses the CCD edge),
-        MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering).
+        MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering), BLENDED
+        (a catalogued neighbour's model overlaps this target's: ``neighbours``).
+    neighbours : NeighbourFit or None
+        The joint fit of the targets whose models overlap
+        (:func:`lumos_ops.photometry.neighbours.fit_neighbours`): ``stamps`` and
+        :attr:`photometry_inputs` hold each target's light without its fitted neighbours'. None:
+        the stamps are the image's own.
     """
 
     exposure: Exposure
@@ -64,6 +71,7 @@ class TargetContext:
     stamps: Stamps
     models: np.ndarray
     base_flags: np.ndarray
+    neighbours: NeighbourFit | None = None
 
     @property
     def n(self) -> int:
@@ -86,7 +94,16 @@ class TargetContext:
             stamps=stamps,
             models=self.models[index],
             base_flags=self.base_flags[index],
+            neighbours=None if self.neighbours is None else self.neighbours.take(index),
         )
+
+    @property
+    def variance_factor(self) -> np.ndarray:
+        """Float (n,): each target's flux variance in the joint fit with its neighbours over the
+        isolated target's (``NeighbourFit.variance_factor``; ones without neighbours)."""
+        if self.neighbours is None:
+            return np.ones(self.n)
+        return self.neighbours.variance_factor
 
     @functools.cached_property
     def stamp_source_mask(self) -> np.ndarray:
@@ -126,8 +143,11 @@ class TargetContext:
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
         cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
         on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
+        data = wide.data
+        if self.neighbours is not None and self.neighbours.frame_model is not None:
+            data = self.neighbours.clean(self.exposure.data, self.x, self.y, self.models, size)
         return PhotometryInputs.from_arrays(
-            wide.data,
+            data,
             pad_models(self.models, size),
             dx=wide.dx,
             dy=wide.dy,
