@@ -120,13 +120,35 @@ class NeighbourFit:
 
 
 def _overlap_pairs(x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
-    """Index pairs ``(i, j)``, ``i < j``, of stamps whose ``size x size`` windows overlap: int (m, 2)."""
-    from scipy.spatial import cKDTree
+    """Index pairs ``(i, j)`` of stamps whose ``size x size`` windows overlap: int (m, 2).
 
-    if x0.size < 2:
+    Sorted by column, each stamp is compared with the stamps after it up to ``size - 1`` columns
+    away (numpy only: the classical methods' import path keeps scipy.sparse and scipy.spatial out).
+    """
+    order = np.argsort(x0, kind="stable")
+    xs, ys = x0[order], y0[order]
+    stop = np.searchsorted(xs, xs + size, side="left")
+    count = stop - np.arange(xs.size) - 1
+    if xs.size < 2 or count.sum() == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    tree = cKDTree(np.column_stack([x0, y0]).astype(np.float64))
-    return tree.query_pairs(r=size - 0.5, p=np.inf, output_type="ndarray").astype(np.int64)
+    first = np.repeat(np.arange(xs.size), count)
+    second = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + first + 1
+    near = np.abs(ys[second] - ys[first]) < size
+    return np.column_stack([order[first[near]], order[second[near]]]).astype(np.int64)
+
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected-component label (the smallest member index) of each of ``n`` nodes linked by ``pairs``."""
+    label = np.arange(n)
+    while True:
+        low = np.minimum(label[pairs[:, 0]], label[pairs[:, 1]])
+        new = label.copy()
+        np.minimum.at(new, pairs[:, 0], low)
+        np.minimum.at(new, pairs[:, 1], low)
+        new = new[new]
+        if np.array_equal(new, label):
+            return label
+        label = new
 
 
 def _pair_overlaps(weighted: np.ndarray, x0: np.ndarray, y0: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -184,9 +206,6 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     -------
     NeighbourFit
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = models.shape[0]
     amplitude = np.zeros(n)
     factor = np.ones(n)
@@ -204,8 +223,7 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
         pairs, overlap = pairs[keep], overlap[keep]
     if not len(pairs):
         return NeighbourFit(amplitude, factor, fitted, degenerate, None)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    label = _components(n, pairs)
     linked = np.zeros(n, dtype=bool)
     linked[pairs.ravel()] = True
     members = np.flatnonzero(linked)

@@ -1,0 +1,181 @@
+"""Catalogued neighbours fitted jointly (lumos_ops.photometry.neighbours) and measured without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+from lumos_ops.cutouts import cut_stamps
+from lumos_ops.flags import Flag
+from lumos_ops.io.exposure import Exposure, read_exposure
+from lumos_ops.measure import measure_exposure, prepare_targets, render_target_models
+from lumos_ops.noise_calibration import apply_error_scale
+from lumos_ops.photometry.neighbours import fit_neighbours
+
+SIZE = 60
+
+
+def _models(catalog: pd.DataFrame, image_shape: tuple[int, int]):
+    stamps = cut_stamps(np.zeros(image_shape, dtype=np.float32), catalog["x"], catalog["y"], size=SIZE)
+    models, _ = render_target_models(catalog, stamps.dx, stamps.dy, psf_fwhm=0.9, size=SIZE)
+    return stamps, models
+
+
+def _paste(shape, stamps, models, amplitude) -> np.ndarray:
+    image = np.zeros(shape)
+    for j, a in enumerate(amplitude):
+        x0, y0 = stamps.x0[j], stamps.y0[j]
+        image[y0 : y0 + SIZE, x0 : x0 + SIZE] += a * models[j]
+    return image
+
+
+def _pair_catalog(distance: float) -> pd.DataFrame:
+    catalog = random_catalog(3, shape=(200, 200), seed=3)
+    catalog["x"] = [80.3, 80.3 + distance, 150.0]
+    catalog["y"] = [90.6, 91.4, 140.2]
+    catalog["r50"] = [0.6, 0.9, 0.5]
+    return catalog
+
+
+def test_noiseless_pair_is_separated_exactly() -> None:
+    catalog = _pair_catalog(4.0)
+    shape = (200, 200)
+    stamps, models = _models(catalog, shape)
+    truth = np.array([120.0, 300.0, 50.0])
+    image = (_paste(shape, stamps, models, truth) + 6.0).astype(np.float32)
+    stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
+    fit = fit_neighbours(image, stamps, models)
+    # the pair is fitted jointly, the third target (70 px away) is left alone
+    assert fit.fitted.tolist() == [True, True, False]
+    # to the sky annulus' share of the galaxies' wings (15-29 px from each target)
+    np.testing.assert_allclose(fit.amplitude[:2], truth[:2], rtol=3e-3)
+    cleaned = fit.clean(image, catalog["x"].to_numpy(), catalog["y"].to_numpy(), models, SIZE)
+    for i in range(2):
+        # the target's own light is left whole; its neighbour's, to the amplitude's error
+        np.testing.assert_allclose(cleaned[i] - 6.0, truth[i] * models[i], atol=3e-3 * (truth[:2] * models[:2].max(axis=(1, 2))).max())
+    np.testing.assert_array_equal(cleaned[2], stamps.data[2])
+    # the variance factor is G_ii (G^-1)_ii of the models' overlaps on the image
+    flat = np.stack([_paste(shape, stamps, models, np.eye(3)[k]).ravel() for k in range(2)])
+    gram = flat @ flat.T
+    expected = np.diag(gram) * np.diag(np.linalg.inv(gram))
+    np.testing.assert_allclose(fit.variance_factor[:2], expected, rtol=1e-4)
+    assert fit.variance_factor[2] == 1.0 and expected.min() > 1.2
+    assert fit.blended.tolist() == [True, True, False]
+
+
+def test_isolated_targets_are_untouched(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    exposure, catalog, _ = scene
+    plain = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), neighbours=False, calibrate_errors=False)
+    fitted = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), calibrate_errors=False)
+    assert (fitted["neighbour_variance"].dropna() == 1.0).all()  # NaN: the target off the image
+    pd.testing.assert_frame_equal(fitted.drop(columns="neighbour_variance"), plain)
+    assert not (fitted["flag"].to_numpy() & Flag.BLENDED).any()
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Exposure, pd.DataFrame, np.ndarray, int]:
+    """64 targets on a grid, each with a catalogued neighbour 3-8 px away (a 600 x 600 synthetic exposure)."""
+    rng = np.random.default_rng(0)
+    gx, gy = np.meshgrid(np.arange(60, 560, 70) + 0.3, np.arange(60, 560, 70) - 0.2)
+    n = gx.size
+    catalog = random_catalog(2 * n, shape=(600, 600), seed=5)
+    distance, angle = rng.uniform(3, 8, n), rng.uniform(0, 2 * np.pi, n)
+    catalog["x"] = np.r_[gx.ravel(), gx.ravel() + distance * np.cos(angle)]
+    catalog["y"] = np.r_[gy.ravel(), gy.ravel() + distance * np.sin(angle)]
+    flux = np.exp(rng.uniform(np.log(20.0), np.log(600.0), 2 * n))
+    path = tmp_path_factory.mktemp("neighbours") / "pairs.fits"
+    synthetic_exposure(catalog, flux, shape=(600, 600), seed=1).write(path)
+    return read_exposure(path), catalog, flux, n
+
+
+def _scores(table: pd.DataFrame, flux: np.ndarray, n: int) -> dict[str, tuple[float, float]]:
+    out = {}
+    for method, rows in table.groupby("method"):
+        f, e = rows["flux"].to_numpy()[:n], rows["flux_err"].to_numpy()[:n]
+        pull = (f - flux[:n]) / e
+        q16, q84 = np.percentile(pull, [16, 84])
+        out[method] = (float(np.median(f / flux[:n] - 1)), float((q84 - q16) / 2))
+    return out
+
+
+def test_neighbours_out_of_every_classical_estimate(pairs) -> None:
+    exposure, catalog, flux, n = pairs
+    methods = ("aperture", "optimal", "modelfit")
+    plain = _scores(measure_exposure(exposure, catalog, methods=methods, neighbours=False), flux, n)
+    table = measure_exposure(exposure, catalog, methods=methods, chunk_size=7)
+    fitted = _scores(table, flux, n)
+    for method in methods:
+        assert plain[method][0] > 0.15 and plain[method][1] > 5, (method, plain[method])
+        bias, pull = fitted[method]
+        assert abs(bias) < 0.02 and 0.8 < pull < 1.2, (method, fitted[method])
+    targets = table[table["method"] == "optimal"]
+    assert (targets["neighbour_variance"].to_numpy() > 1.0).all()
+    blended = (targets["flag"].to_numpy() & Flag.BLENDED) != 0
+    assert blended.mean() > 0.5
+
+
+def test_neighbour_fit_widens_the_errors(pairs) -> None:
+    exposure, catalog, _, n = pairs
+    ctx = prepare_targets(exposure, catalog.iloc[:2 * n])
+    factor = ctx.variance_factor
+    from lumos_ops.photometry.optimal import OptimalWeightedSum
+
+    frame = OptimalWeightedSum().measure(ctx).assign(flux=0.0)  # background-dominated rows
+    widened = apply_error_scale(frame, "optimal", 1.0, ctx, variance_factor=factor)
+    np.testing.assert_allclose(widened["flux_err"], frame["flux_err"] * np.sqrt(factor), rtol=1e-6)
+    np.testing.assert_array_equal(widened["error_scale"], 1.0)
+
+
+def test_target_catalogued_twice_is_flagged_not_fitted(tmp_path: Path) -> None:
+    one = random_catalog(1, shape=(200, 200), seed=2).assign(x=100.2, y=99.7)
+    catalog = pd.concat([one, one.assign(ref_id=2)], ignore_index=True)
+    synthetic_exposure(catalog.iloc[:1], np.array([200.0]), shape=(200, 200), seed=0).write(tmp_path / "e.fits")
+    exposure = read_exposure(tmp_path / "e.fits")
+    ctx = prepare_targets(exposure, catalog)
+    assert ctx.neighbours is not None and not ctx.neighbours.fitted.any()
+    assert ctx.neighbours.degenerate.all() and (ctx.base_flags & Flag.BLENDED).all()
+    table = measure_exposure(exposure, catalog, methods=("optimal",))
+    assert np.isfinite(table["flux"]).all() and (table["neighbour_variance"] == 1.0).all()
+
+
+def test_masked_pixels_and_image_edges(tmp_path: Path) -> None:
+    catalog = _pair_catalog(5.0)
+    catalog.loc[2, ["x", "y"]] = [3.0, 150.0]  # at the edge, far from the pair
+    catalog.loc[1, "x"] = 196.0  # the second of the pair near the right edge ...
+    catalog.loc[0, "x"] = 191.5  # ... and its neighbour
+    shape = (200, 200)
+    stamps, models = _models(catalog, shape)
+    truth = np.array([150.0, 90.0, 40.0])
+    image = (_paste_clipped(shape, stamps, models, truth) + 6.0).astype(np.float32)
+    image[85:89, 185:189] = np.nan
+    stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
+    fit = fit_neighbours(image, stamps, models)
+    assert fit.fitted.tolist() == [True, True, False]
+    np.testing.assert_allclose(fit.amplitude[:2], truth[:2], rtol=3e-3)
+
+
+def _paste_clipped(shape, stamps, models, amplitude) -> np.ndarray:
+    ny, nx = shape
+    big = np.zeros((ny + 2 * SIZE, nx + 2 * SIZE))
+    for j, a in enumerate(amplitude):
+        x0, y0 = stamps.x0[j] + SIZE, stamps.y0[j] + SIZE
+        big[y0 : y0 + SIZE, x0 : x0 + SIZE] += a * models[j]
+    return big[SIZE : SIZE + ny, SIZE : SIZE + nx]
+
+
+def test_overlap_pairs_and_groups_match_brute_force() -> None:
+    from lumos_ops.photometry.neighbours import _components, _overlap_pairs
+
+    rng = np.random.default_rng(1)
+    x0, y0 = rng.integers(-30, 1000, 400), rng.integers(-30, 500, 400)
+    x0[:5] = 17  # ties in the sort
+    found = {tuple(sorted(p)) for p in _overlap_pairs(x0, y0, SIZE).tolist()}
+    near = (np.abs(x0[:, None] - x0[None]) < SIZE) & (np.abs(y0[:, None] - y0[None]) < SIZE)
+    assert found == set(zip(*(a.tolist() for a in np.nonzero(np.triu(near, 1))), strict=True)) and found
+    label = _components(10, np.array([[0, 5], [5, 3], [7, 8], [3, 9]]))
+    assert label.tolist() == [0, 1, 2, 0, 4, 0, 6, 7, 7, 0]
+    assert _overlap_pairs(np.zeros(1, dtype=int), np.zeros(1, dtype=int), SIZE).shape == (0, 2)
