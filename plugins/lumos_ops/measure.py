@@ -13,7 +13,6 @@ keyword-only options (e.g. ``model=`` for LUMOS).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import sys
@@ -212,8 +211,8 @@ def _prepare_located(
         from lumos_ops.photometry.neighbours import fit_neighbours
 
         fit = fit_neighbours(exposure.data, stamps, models, source_mask=lambda: frame_sources(exposure.data).mask)
-        if fit.frame_model is not None:
-            stamps = dataclasses.replace(stamps, data=fit.clean(exposure.data, x, y, models, stamp_size))
+        if fit.residual is not None:
+            stamps = fit.clean(x, y, models, stamp_size)
         flags[fit.blended] |= Flag.BLENDED
     return TargetContext(
         exposure=exposure,

@@ -137,17 +137,18 @@ class TargetContext:
         from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
 
         size = wide_stamp_size(self.stamps.size)
-        wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
+        fit = self.neighbours
+        if fit is not None and fit.residual is not None:
+            wide = fit.clean(self.x, self.y, self.models, size)
+        else:
+            wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
         ny, nx = self.exposure.shape
         offsets = np.arange(size)
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
         cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
         on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
-        data = wide.data
-        if self.neighbours is not None and self.neighbours.frame_model is not None:
-            data = self.neighbours.clean(self.exposure.data, self.x, self.y, self.models, size)
         return PhotometryInputs.from_arrays(
-            data,
+            wide.data,
             pad_models(self.models, size),
             dx=wide.dx,
             dy=wide.dy,

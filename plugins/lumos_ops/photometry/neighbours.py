@@ -67,16 +67,16 @@ class NeighbourFit:
     degenerate : ndarray of bool, shape (n,)
         Targets in a group whose models cannot be told apart (overlap matrix condition number
         above 1e8): not fitted, flagged ``BLENDED``.
-    frame_model : ndarray of float32, shape (ny, nx), or None
-        ``sum_j a_j m_j`` over the fitted targets on the image grid (e-/s per pixel); None when
-        no target was fitted.
+    residual : ndarray of float32, shape (ny, nx), or None
+        The image minus ``sum_j a_j m_j`` over the fitted targets (e-/s per pixel), from which
+        every target's cleaned cutouts are cut; None when no target was fitted.
     """
 
     amplitude: np.ndarray
     variance_factor: np.ndarray
     fitted: np.ndarray
     degenerate: np.ndarray
-    frame_model: np.ndarray | None
+    residual: np.ndarray | None
 
     @property
     def blended(self) -> np.ndarray:
@@ -85,17 +85,15 @@ class NeighbourFit:
         return (self.variance_factor > BLENDED_VARIANCE) | self.degenerate
 
     def take(self, index: np.ndarray | slice) -> NeighbourFit:
-        """The fit's rows of a subset of the targets; ``frame_model`` is shared."""
+        """The fit's rows of a subset of the targets; ``residual`` is shared."""
         return NeighbourFit(self.amplitude[index], self.variance_factor[index], self.fitted[index],
-                            self.degenerate[index], self.frame_model)
+                            self.degenerate[index], self.residual)
 
-    def clean(self, image: np.ndarray, x: np.ndarray, y: np.ndarray, models: np.ndarray, size: int) -> np.ndarray:
-        """Cutouts of ``image`` minus every fitted target's light but the cutout's own target's.
+    def clean(self, x: np.ndarray, y: np.ndarray, models: np.ndarray, size: int) -> Stamps:
+        """Cutouts of the image minus every fitted target's light but the cutout's own target's.
 
         Parameters
         ----------
-        image : ndarray, shape (ny, nx)
-            The exposure (e-/s per pixel) the fit was made on.
         x, y : ndarray, shape (n,)
             Pixel positions of this fit's targets (0-based), centred as ``lumos_ops.cutouts.cut_stamps`` does.
         models : ndarray, shape (n, S, S)
@@ -105,17 +103,19 @@ class NeighbourFit:
 
         Returns
         -------
-        ndarray of float32, shape (n, size, size)
+        Stamps
+            As ``lumos_ops.cutouts.cut_stamps`` of the image would give them, with cleaned ``data``.
         """
         from lumos_ops.cutouts import cut_stamps
         from lumos_ops.photometry.inputs import pad_models
 
-        source = image if self.frame_model is None else image - self.frame_model
-        cleaned = cut_stamps(source, x, y, size=size).data
+        if self.residual is None:
+            raise ValueError("no target was fitted: cut the image itself")
+        cleaned = cut_stamps(self.residual, x, y, size=size)
         own = np.flatnonzero(self.fitted)
         if own.size:
             padded = models[own] if models.shape[-1] == size else pad_models(models[own], size)
-            cleaned[own] += (self.amplitude[own, None, None] * padded).astype(np.float32)
+            cleaned.data[own] += (self.amplitude[own, None, None] * padded).astype(np.float32)
         return cleaned
 
 
@@ -211,13 +211,16 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     factor = np.ones(n)
     fitted = np.zeros(n, dtype=bool)
     degenerate = np.zeros(n, dtype=bool)
-    usable = np.isfinite(stamps.data)
-    weighted = np.where(usable, models, 0.0).astype(np.float32)
-    diag = np.einsum("nij,nij->n", weighted, weighted, dtype=np.float64)
-    live = np.flatnonzero(stamps.on_image & (diag > 0))
-    pairs = _overlap_pairs(stamps.x0[live], stamps.y0[live], stamps.size)
+    on = np.flatnonzero(stamps.on_image)
+    pairs = on[_overlap_pairs(stamps.x0[on], stamps.y0[on], stamps.size)]
+    weighted = np.zeros_like(models, dtype=np.float32)
+    diag = np.zeros(n)
     if len(pairs):
-        pairs = live[pairs]
+        near = np.unique(pairs)
+        weighted[near] = np.where(np.isfinite(stamps.data[near]), models[near], 0.0)
+        diag[near] = np.einsum("nij,nij->n", weighted[near], weighted[near], dtype=np.float64)
+        pairs = pairs[(diag[pairs[:, 0]] > 0) & (diag[pairs[:, 1]] > 0)]
+    if len(pairs):
         overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
         keep = overlap >= min_overlap * np.sqrt(diag[pairs[:, 0]] * diag[pairs[:, 1]])
         pairs, overlap = pairs[keep], overlap[keep]
@@ -252,10 +255,10 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
         amplitude[group] = scale * (inverse @ (b[group] * scale))
         factor[group] = np.maximum(np.diag(inverse), 1.0)
         fitted[group] = True
-    frame_model = None
+    residual = None
     if fitted.any():
-        frame_model = _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
-    return NeighbourFit(amplitude, factor, fitted, degenerate, frame_model)
+        residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
+    return NeighbourFit(amplitude, factor, fitted, degenerate, residual)
 
 
 def _paste(shape: tuple[int, int], stamps: Stamps, models: np.ndarray, amplitude: np.ndarray,
