@@ -13,6 +13,10 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
 * ``render``: the unit-flux PSF-convolved Sersic model of every target (``render_target_models``);
 * ``wide stamps``: the 94 px cutouts and padded models of the classical methods (``photometry_inputs``);
 * ``background``: the 30-45 px annulus background (``annulus_background``);
+* ``detection``: the frame's sources, detected once (``frame_sources.detect_frame_sources``), which
+  the backgrounds leave out;
+* ``neighbours``: the joint fit of the targets whose models overlap and the cleaned cutouts
+  (``photometry.neighbours``: ``fit_neighbours``, ``NeighbourFit.clean``);
 * ``aperture``, ``optimal``, ``modelfit``, ``lumos``: each method's ``measure``;
 * ``calibration``: ``calibrate_noise`` (blank-sky positions, their stamps, models and every method);
 * ``apply errors``: ``apply_error_scale`` of every method and chunk;
@@ -51,13 +55,16 @@ import torch  # noqa: E402
 
 import lumos_ops.measure as measure_module  # noqa: E402
 import lumos_ops.noise_calibration as calibration_module  # noqa: E402
+import lumos_ops.photometry.frame_sources as frame_sources_module  # noqa: E402
 import lumos_ops.photometry.inputs as inputs_module  # noqa: E402
+import lumos_ops.photometry.neighbours as neighbours_module  # noqa: E402
 from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure  # noqa: E402
 from lumos_ops.constants import ANNULUS_RADII, CCD_SHAPE  # noqa: E402
 from lumos_ops.io.exposure import read_exposure  # noqa: E402
 
 METHODS = ("aperture", "optimal", "modelfit", "lumos")
-STEPS = ("read", "stamps", "render", "wide stamps", "background", *METHODS, "calibration", "apply errors", "other")
+STEPS = ("read", "stamps", "render", "detection", "neighbours", "wide stamps", "background", *METHODS, "calibration",
+         "apply errors", "other")
 TARGET_S = 3.0
 
 
@@ -111,6 +118,10 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
         (measure_module, "render_target_models", timer.wrap("render", measure_module.render_target_models)),
         (measure_module, "get_method", lambda name, **_: _TimedMethod(instances[name], timer)),
         (inputs_module, "annulus_background", timer.wrap("background", inputs_module.annulus_background)),
+        (frame_sources_module, "detect_frame_sources",
+         timer.wrap("detection", frame_sources_module.detect_frame_sources)),
+        (neighbours_module, "fit_neighbours", timer.wrap("neighbours", neighbours_module.fit_neighbours)),
+        (neighbours_module.NeighbourFit, "clean", timer.wrap("neighbours", neighbours_module.NeighbourFit.clean)),
         (calibration_module, "calibrate_noise", timer.wrap("calibration", calibration_module.calibrate_noise, absorb=True)),
         (calibration_module, "apply_error_scale", timer.wrap("apply errors", calibration_module.apply_error_scale)),
         (context_cls, "photometry_inputs", timed_prop),

@@ -139,3 +139,23 @@ def test_help_documents_the_flag_bits(capsys: pytest.CaptureFixture[str]) -> Non
     for flag in Flag:
         if flag.value:
             assert f"{int(flag)}={flag.name}" in text
+
+
+def test_catalogued_neighbours_are_fitted_unless_told_not_to(tmp_path: Path) -> None:
+    catalog = random_catalog(2, shape=SHAPE, seed=3)
+    catalog["x"], catalog["y"], catalog["r50"] = [100.0, 104.5], [100.0, 101.0], [0.8, 0.8]
+    flux = np.array([100.0, 300.0])
+    image = synthetic_exposure(catalog, flux, shape=SHAPE, seed=6).write(tmp_path / "pair.fits")
+    catalog.to_csv(tmp_path / "pair.csv", index=False)
+    tables = {}
+    for name, extra in (("fit", []), ("plain", ["--no-neighbours"])):
+        out = tmp_path / f"{name}.csv"
+        argv = ["measure", str(image), str(tmp_path / "pair.csv"), "--method", "optimal", "--out", str(out), "--no-progress"]
+        assert main(argv + extra) == 0
+        tables[name] = pd.read_csv(out)
+    fit, plain = tables["fit"], tables["plain"]
+    blended = int(Flag.BLENDED)
+    assert (fit["flag"].to_numpy() & blended).all() and not (plain["flag"].to_numpy() & blended).any()
+    assert (fit["neighbour_variance"] > 1.2).all() and "neighbour_variance" not in plain
+    assert plain["flux"][0] > 1.5 * flux[0]  # the brighter neighbour's light
+    assert np.all(np.abs(fit["flux"] - flux) < 3 * fit["flux_err"])

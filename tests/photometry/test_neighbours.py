@@ -49,15 +49,15 @@ def test_noiseless_pair_is_separated_exactly() -> None:
     image = (_paste(shape, stamps, models, truth) + 6.0).astype(np.float32)
     stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
     fit = fit_neighbours(image, stamps, models)
-    # the pair is fitted jointly, the third target (70 px away) is left alone
-    assert fit.fitted.tolist() == [True, True, False]
+    # the pair is fitted jointly, the third target (70 px away) alone
+    assert fit.fitted.tolist() == [True, True, True]
     # to the sky annulus' share of the galaxies' wings (15-29 px from each target)
     np.testing.assert_allclose(fit.amplitude[:2], truth[:2], rtol=3e-3)
     cleaned = fit.clean(catalog["x"].to_numpy(), catalog["y"].to_numpy(), models, SIZE).data
     for i in range(2):
         # the target's own light is left whole; its neighbour's, to the amplitude's error
         np.testing.assert_allclose(cleaned[i] - 6.0, truth[i] * models[i], atol=3e-3 * (truth[:2] * models[:2].max(axis=(1, 2))).max())
-    np.testing.assert_array_equal(cleaned[2], stamps.data[2])
+    np.testing.assert_allclose(cleaned[2], stamps.data[2], atol=1e-4 * truth[2] * models[2].max())
     # the variance factor is G_ii (G^-1)_ii of the models' overlaps on the image
     flat = np.stack([_paste(shape, stamps, models, np.eye(3)[k]).ravel() for k in range(2)])
     gram = flat @ flat.T
@@ -67,13 +67,17 @@ def test_noiseless_pair_is_separated_exactly() -> None:
     assert fit.blended.tolist() == [True, True, False]
 
 
-def test_isolated_targets_are_untouched(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+def test_isolated_targets_keep_their_errors(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
     exposure, catalog, _ = scene
     plain = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), neighbours=False, calibrate_errors=False)
     fitted = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), calibrate_errors=False)
     assert (fitted["neighbour_variance"].dropna() == 1.0).all()  # NaN: the target off the image
-    pd.testing.assert_frame_equal(fitted.drop(columns="neighbour_variance"), plain)
     assert not (fitted["flag"].to_numpy() & Flag.BLENDED).any()
+    pd.testing.assert_series_equal(fitted["flag"], plain["flag"])
+    # 75-90 px apart, only the far wings of the other galaxies leave the stamps
+    shift = (fitted["flux"] - plain["flux"]) / plain["flux_err"]
+    assert np.nanmax(np.abs(shift)) < 0.05
+    np.testing.assert_allclose(fitted["flux_err"], plain["flux_err"], rtol=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +142,7 @@ def test_target_catalogued_twice_is_flagged_not_fitted(tmp_path: Path) -> None:
     ctx = prepare_targets(exposure, catalog)
     assert ctx.neighbours is not None and not ctx.neighbours.fitted.any()
     assert ctx.neighbours.degenerate.all() and (ctx.base_flags & Flag.BLENDED).all()
+    np.testing.assert_array_equal(ctx.stamps.data, prepare_targets(exposure, catalog, neighbours=False).stamps.data)
     table = measure_exposure(exposure, catalog, methods=("optimal",))
     assert np.isfinite(table["flux"]).all() and (table["neighbour_variance"] == 1.0).all()
 
@@ -154,8 +159,8 @@ def test_masked_pixels_and_image_edges(tmp_path: Path) -> None:
     image[85:89, 185:189] = np.nan
     stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
     fit = fit_neighbours(image, stamps, models)
-    assert fit.fitted.tolist() == [True, True, False]
-    np.testing.assert_allclose(fit.amplitude[:2], truth[:2], rtol=3e-3)
+    assert fit.fitted.all() and fit.variance_factor[2] == 1.0 and fit.variance_factor[0] > 1.1
+    np.testing.assert_allclose(fit.amplitude, truth, rtol=3e-3)
 
 
 def _paste_clipped(shape, stamps, models, amplitude) -> np.ndarray:

@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--stamp-size", type=int, default=None, help="stamp side in pixels (default 60)")
     parser.add_argument("--strict", action="store_true", help="fail (exit 2) when any target lies off the image")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    parser.add_argument("--no-neighbours", action="store_true",
+                        help="measure each target on the image's own pixels, without fitting its catalogued "
+                             "neighbours jointly and taking their light out (docs/neighbours.md)")
     add_survey_option(parser)
     parser.set_defaults(func=run_measure)
 
@@ -113,6 +116,7 @@ def run_measure(args: argparse.Namespace) -> int:
         methods=(args.method,),
         progress=not args.no_progress,
         stamp_size=stamp_size,
+        neighbours=not args.no_neighbours,
         **options,
     )
     off = (table["flag"].to_numpy(np.int64) & int(Flag.OFF_IMAGE)) != 0

@@ -13,9 +13,12 @@ can be modelled:
 2. targets connected by a normalised overlap ``G_ij / sqrt(G_ii G_jj) >= min_overlap`` form
    groups; in each group the amplitudes solve the joint linear least squares of the image,
    ``G a = b`` with ``b_i = sum_p m_i(p) (d(p) - B_i)`` (``B_i`` the target's sky, the
-   source-masked annulus mean; uniform pixel weights);
-3. each target's stamps are then cut from the image minus every other fitted target's
-   ``a_j m_j``: its own light is left and its neighbours' is gone, whichever estimator reads it.
+   source-masked annulus mean; uniform pixel weights); a target in no group gets its own matched
+   filter ``b_i / G_ii``;
+3. the catalogue is then a model of the scene, ``M = sum_j a_j m_j``, and each target's stamps are
+   cut from ``d - M`` with its own ``a_i m_i`` added back: its own light is left and every other
+   catalogued galaxy's is gone, from the target's core and from its background annulus alike,
+   whichever estimator reads it.
 
 The matched filter of the target's model on its cleaned stamp is exactly its joint amplitude
 ``a_i`` (row ``i`` of ``G a = b``), whose variance under uniform sky noise ``s^2`` is
@@ -63,7 +66,8 @@ class NeighbourFit:
         ``G_ii (G^-1)_ii``: the matched-filter flux variance of the joint fit over the isolated
         target's (1 where not fitted).
     fitted : ndarray of bool, shape (n,)
-        Targets in a group of two or more overlapping models that was solved.
+        Targets whose fitted light is in the scene model (every target on the image with a
+        model, except degenerate groups).
     degenerate : ndarray of bool, shape (n,)
         Targets in a group whose models cannot be told apart (overlap matrix condition number
         above 1e8): not fitted, flagged ``BLENDED``.
@@ -186,7 +190,7 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarr
 
 def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
                    source_mask: SourceMask = None, min_overlap: float = MIN_OVERLAP) -> NeighbourFit:
-    """Fit the amplitudes of every group of overlapping target models jointly (module docstring).
+    """Fit every target's amplitude, jointly within each group of overlapping models (module docstring).
 
     Parameters
     ----------
@@ -197,8 +201,8 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     models : ndarray, shape (n, S, S)
         Unit-flux PSF-convolved models on the stamps' grids (zeros for targets off the image).
     source_mask : ndarray of bool, shape (ny, nx), or a callable returning one, keyword-only
-        Pixels of detected sources, left out of the sky annulus (called only when some models
-        overlap); None detects them in each stamp.
+        Pixels of detected sources, left out of the sky annulus (called only when there are
+        two targets or more); None detects them in each stamp.
     min_overlap : float, keyword-only
         Smallest normalised overlap of two models that links them (:data:`MIN_OVERLAP`).
 
@@ -209,55 +213,49 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     n = models.shape[0]
     amplitude = np.zeros(n)
     factor = np.ones(n)
-    fitted = np.zeros(n, dtype=bool)
     degenerate = np.zeros(n, dtype=bool)
-    on = np.flatnonzero(stamps.on_image)
-    pairs = on[_overlap_pairs(stamps.x0[on], stamps.y0[on], stamps.size)]
-    weighted = np.zeros_like(models, dtype=np.float32)
-    diag = np.zeros(n)
-    if len(pairs):
-        near = np.unique(pairs)
-        weighted[near] = np.where(np.isfinite(stamps.data[near]), models[near], 0.0)
-        diag[near] = np.einsum("nij,nij->n", weighted[near], weighted[near], dtype=np.float64)
-        pairs = pairs[(diag[pairs[:, 0]] > 0) & (diag[pairs[:, 1]] > 0)]
-    if len(pairs):
-        overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
-        keep = overlap >= min_overlap * np.sqrt(diag[pairs[:, 0]] * diag[pairs[:, 1]])
-        pairs, overlap = pairs[keep], overlap[keep]
-    if not len(pairs):
-        return NeighbourFit(amplitude, factor, fitted, degenerate, None)
-    label = _components(n, pairs)
-    linked = np.zeros(n, dtype=bool)
-    linked[pairs.ravel()] = True
-    members = np.flatnonzero(linked)
+    usable = np.isfinite(stamps.data)
+    weighted = np.where(usable, models, 0.0).astype(np.float32)
+    diag = np.einsum("nij,nij->n", weighted, weighted, dtype=np.float64)
+    live = np.flatnonzero(stamps.on_image & (diag > 0))
+    if live.size < 2:
+        return NeighbourFit(amplitude, factor, np.zeros(n, dtype=bool), degenerate, None)
+    pairs = live[_overlap_pairs(stamps.x0[live], stamps.y0[live], stamps.size)]
+    overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
+    keep = overlap >= min_overlap * np.sqrt(diag[pairs[:, 0]] * diag[pairs[:, 1]])
+    pairs, overlap = pairs[keep], overlap[keep]
     sky = np.zeros(n)
-    sky[members] = _sky(stamps, members, source_mask)
-    rhs = np.einsum("nij,nij->n", weighted[members], np.nan_to_num(stamps.data[members] - sky[members, None, None]),
-                    dtype=np.float64)
+    sky[live] = _sky(stamps, live, source_mask)
     b = np.zeros(n)
-    b[members] = rhs
-    pair_label = label[pairs[:, 0]]
-    order = np.argsort(label[members], kind="stable")
-    groups = np.split(members[order], np.flatnonzero(np.diff(label[members][order])) + 1)
-    pair_order = np.argsort(pair_label, kind="stable")
-    pair_groups = np.split(pair_order, np.flatnonzero(np.diff(pair_label[pair_order])) + 1)
-    for group, in_group in zip(groups, pair_groups, strict=True):
-        where = {int(t): k for k, t in enumerate(group)}
-        gram = np.diag(diag[group])
-        for (i, j), value in zip(pairs[in_group], overlap[in_group], strict=True):
-            gram[where[int(i)], where[int(j)]] = gram[where[int(j)], where[int(i)]] = value
-        scale = 1.0 / np.sqrt(diag[group])
-        normed = gram * scale[:, None] * scale[None, :]
-        if np.linalg.cond(normed) > _MAX_CONDITION:
-            degenerate[group] = True
-            continue
-        inverse = np.linalg.inv(normed)
-        amplitude[group] = scale * (inverse @ (b[group] * scale))
-        factor[group] = np.maximum(np.diag(inverse), 1.0)
-        fitted[group] = True
-    residual = None
-    if fitted.any():
-        residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
+    b[live] = np.einsum("nij,nij->n", weighted[live], np.nan_to_num(stamps.data[live] - sky[live, None, None]),
+                        dtype=np.float64)
+    # a target without a linked neighbour: its own matched filter
+    amplitude[live] = b[live] / diag[live]
+    if len(pairs):
+        label = _components(n, pairs)
+        members = np.unique(pairs)
+        order = np.argsort(label[members], kind="stable")
+        groups = np.split(members[order], np.flatnonzero(np.diff(label[members][order])) + 1)
+        pair_label = label[pairs[:, 0]]
+        pair_order = np.argsort(pair_label, kind="stable")
+        pair_groups = np.split(pair_order, np.flatnonzero(np.diff(pair_label[pair_order])) + 1)
+        for group, in_group in zip(groups, pair_groups, strict=True):
+            where = {int(t): k for k, t in enumerate(group)}
+            gram = np.diag(diag[group])
+            for (i, j), value in zip(pairs[in_group], overlap[in_group], strict=True):
+                gram[where[int(i)], where[int(j)]] = gram[where[int(j)], where[int(i)]] = value
+            scale = 1.0 / np.sqrt(diag[group])
+            normed = gram * scale[:, None] * scale[None, :]
+            if np.linalg.cond(normed) > _MAX_CONDITION:
+                degenerate[group] = True
+                amplitude[group] = 0.0
+                continue
+            inverse = np.linalg.inv(normed)
+            amplitude[group] = scale * (inverse @ (b[group] * scale))
+            factor[group] = np.maximum(np.diag(inverse), 1.0)
+    fitted = np.zeros(n, dtype=bool)
+    fitted[live] = ~degenerate[live]
+    residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
     return NeighbourFit(amplitude, factor, fitted, degenerate, residual)
 
 
