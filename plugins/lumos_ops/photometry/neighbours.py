@@ -111,15 +111,20 @@ class NeighbourFit:
             As ``lumos_ops.cutouts.cut_stamps`` of the image would give them, with cleaned ``data``.
         """
         from lumos_ops.cutouts import cut_stamps
-        from lumos_ops.photometry.inputs import pad_models
 
         if self.residual is None:
             raise ValueError("no target was fitted: cut the image itself")
         cleaned = cut_stamps(self.residual, x, y, size=size)
-        own = np.flatnonzero(self.fitted)
-        if own.size:
-            padded = models[own] if models.shape[-1] == size else pad_models(models[own], size)
-            cleaned.data[own] += (self.amplitude[own, None, None] * padded).astype(np.float32)
+        s = models.shape[-1]
+        if size < s or (size - s) % 2:
+            raise ValueError(f"cannot put {s} px models on {size} px cutouts: size - {s} must be even and >= 0")
+        pad = (size - s) // 2
+        amplitude = self.amplitude.astype(np.float32)[:, None, None]
+        if self.fitted.all():
+            cleaned.data[:, pad : pad + s, pad : pad + s] += amplitude * models
+        else:
+            own = np.flatnonzero(self.fitted)
+            cleaned.data[own, pad : pad + s, pad : pad + s] += amplitude[own] * models[own]
         return cleaned
 
 
@@ -174,7 +179,7 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarr
     the median of the finite pixels where the annulus has none."""
     from lumos_ops.photometry.background import annulus_background
 
-    data = stamps.data[index]
+    data = stamps.data if index.size == stamps.data.shape[0] else stamps.data[index]
     size = stamps.size
     if callable(source_mask):
         source_mask = source_mask()
@@ -215,8 +220,8 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     factor = np.ones(n)
     degenerate = np.zeros(n, dtype=bool)
     usable = np.isfinite(stamps.data)
-    weighted = np.where(usable, models, 0.0).astype(np.float32)
-    diag = np.einsum("nij,nij->n", weighted, weighted, dtype=np.float64)
+    weighted = np.where(usable, models, np.float32(0.0))
+    diag = np.square(weighted).sum(axis=(1, 2), dtype=np.float64)
     live = np.flatnonzero(stamps.on_image & (diag > 0))
     if live.size < 2:
         return NeighbourFit(amplitude, factor, np.zeros(n, dtype=bool), degenerate, None)
@@ -226,9 +231,9 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     pairs, overlap = pairs[keep], overlap[keep]
     sky = np.zeros(n)
     sky[live] = _sky(stamps, live, source_mask)
-    b = np.zeros(n)
-    b[live] = np.einsum("nij,nij->n", weighted[live], np.nan_to_num(stamps.data[live] - sky[live, None, None]),
-                        dtype=np.float64)
+    # b_i = sum_p m_i (d - B_i), without (n, S, S) float64 temporaries
+    light = (weighted * np.where(usable, stamps.data, np.float32(0.0))).sum(axis=(1, 2), dtype=np.float64)
+    b = light - sky * weighted.sum(axis=(1, 2), dtype=np.float64)
     # a target without a linked neighbour: its own matched filter
     amplitude[live] = b[live] / diag[live]
     if len(pairs):
