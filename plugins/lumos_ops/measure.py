@@ -212,7 +212,7 @@ def _prepare_located(
 
         fit = fit_neighbours(exposure.data, stamps, models, source_mask=lambda: frame_sources(exposure.data).mask)
         if fit.residual is not None:
-            stamps = fit.clean(x, y, models, stamp_size)
+            stamps = fit.clean(exposure.data, x, y, models, stamp_size)
         flags[fit.blended] |= Flag.BLENDED
     return TargetContext(
         exposure=exposure,

@@ -139,7 +139,7 @@ class TargetContext:
         size = wide_stamp_size(self.stamps.size)
         fit = self.neighbours
         if fit is not None and fit.residual is not None:
-            wide = fit.clean(self.x, self.y, self.models, size)
+            wide = fit.clean(self.exposure.data, self.x, self.y, self.models, size)
         else:
             wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
         ny, nx = self.exposure.shape

@@ -10,15 +10,19 @@ can be modelled:
 1. every pair of targets whose stamps overlap gets the overlap of their unit-flux models,
    ``G_ij = sum_p m_i(p) m_j(p)`` over the usable pixels ``p`` of the image (finite pixels of
    both stamps, on the image grid they share);
-2. targets connected by a normalised overlap ``G_ij / sqrt(G_ii G_jj) >= min_overlap`` form
-   groups; in each group the amplitudes solve the joint linear least squares of the image,
-   ``G a = b`` with ``b_i = sum_p m_i(p) (d(p) - B_i)`` (``B_i`` the target's sky, the
-   source-masked annulus mean; uniform pixel weights); a target in no group gets its own matched
-   filter ``b_i / G_ii``;
-3. the catalogue is then a model of the scene, ``M = sum_j a_j m_j``, and each target's stamps are
-   cut from ``d - M`` with its own ``a_i m_i`` added back: its own light is left and every other
-   catalogued galaxy's is gone, from the target's core and from its background annulus alike,
-   whichever estimator reads it.
+2. a pair is a *blend* when either galaxy's light moves the other's matched filter by at least
+   ``min_contamination`` (0.1) of its noise: ``|a0_j G_ij / G_ii| >= 0.1 s_i / sqrt(G_ii)``, with
+   ``a0_j = b_j / G_jj`` the neighbour's own matched filter, ``b_i = sum_p m_i(p) (d(p) - B_i)``,
+   ``B_i`` and ``s_i^2`` the mean and the pixel variance of the target's sky (the source-masked
+   annulus from S/4 to S/2 - 1 px);
+3. blends linked into groups get amplitudes from the joint linear least squares of the image,
+   ``G a = b`` (uniform pixel weights);
+4. each blended target's stamps are cut from the image minus ``sum_j a_j m_j`` over the blended
+   targets, with its own ``a_i m_i`` added back: its own light is left and its neighbours' is gone,
+   whichever estimator reads it. Every other target is measured on the image's own pixels: a
+   neighbour that moves it by less than a tenth of its noise is left alone, which keeps catalogue
+   models out of the stamps (and background annuli) where their errors would cost more than the
+   light they remove.
 
 The matched filter of the target's model on its cleaned stamp is exactly its joint amplitude
 ``a_i`` (row ``i`` of ``G a = b``), whose variance under uniform sky noise ``s^2`` is
@@ -39,10 +43,11 @@ import numpy as np
 
 from lumos_ops.cutouts import Stamps, cut_mask
 
-__all__ = ["NeighbourFit", "fit_neighbours", "BLENDED_VARIANCE", "MIN_OVERLAP"]
+__all__ = ["NeighbourFit", "fit_neighbours", "BLENDED_VARIANCE", "MIN_CONTAMINATION"]
 
-MIN_OVERLAP: float = 1e-3
-"""Smallest normalised overlap ``G_ij / sqrt(G_ii G_jj)`` of two models fitted jointly."""
+MIN_CONTAMINATION: float = 0.1
+"""A neighbour is fitted and taken out when its light moves the target's matched filter by at least
+this fraction of the target's noise (or the target moves the neighbour's)."""
 
 BLENDED_VARIANCE: float = 1.1
 """``variance_factor`` above which a target is flagged ``BLENDED``."""
@@ -61,19 +66,19 @@ class NeighbourFit:
     Attributes
     ----------
     amplitude : ndarray of float64, shape (n,)
-        Joint least-squares flux (e-/s) of each fitted target's unit-flux model; 0 where not fitted.
+        Least-squares flux (e-/s) of each target's unit-flux model: joint for blended targets,
+        the target's own matched filter otherwise; 0 for targets off the image or degenerate.
     variance_factor : ndarray of float64, shape (n,)
         ``G_ii (G^-1)_ii``: the matched-filter flux variance of the joint fit over the isolated
         target's (1 where not fitted).
     fitted : ndarray of bool, shape (n,)
-        Targets whose fitted light is in the scene model (every target on the image with a
-        model, except degenerate groups).
+        Blended targets fitted jointly: their stamps are cut from ``residual``.
     degenerate : ndarray of bool, shape (n,)
         Targets in a group whose models cannot be told apart (overlap matrix condition number
         above 1e8): not fitted, flagged ``BLENDED``.
     residual : ndarray of float32, shape (ny, nx), or None
         The image minus ``sum_j a_j m_j`` over the fitted targets (e-/s per pixel), from which
-        every target's cleaned cutouts are cut; None when no target was fitted.
+        their cleaned cutouts are cut; None when no target was fitted.
     """
 
     amplitude: np.ndarray
@@ -93,11 +98,13 @@ class NeighbourFit:
         return NeighbourFit(self.amplitude[index], self.variance_factor[index], self.fitted[index],
                             self.degenerate[index], self.residual)
 
-    def clean(self, x: np.ndarray, y: np.ndarray, models: np.ndarray, size: int) -> Stamps:
-        """Cutouts of the image minus every fitted target's light but the cutout's own target's.
+    def clean(self, image: np.ndarray, x: np.ndarray, y: np.ndarray, models: np.ndarray, size: int) -> Stamps:
+        """Cutouts of the image, those of the fitted targets without their neighbours' fitted light.
 
         Parameters
         ----------
+        image : ndarray, shape (ny, nx)
+            The exposure the fit was made on (e-/s per pixel).
         x, y : ndarray, shape (n,)
             Pixel positions of this fit's targets (0-based), centred as ``lumos_ops.cutouts.cut_stamps`` does.
         models : ndarray, shape (n, S, S)
@@ -108,24 +115,23 @@ class NeighbourFit:
         Returns
         -------
         Stamps
-            As ``lumos_ops.cutouts.cut_stamps`` of the image would give them, with cleaned ``data``.
+            ``lumos_ops.cutouts.cut_stamps`` of the image, with the fitted rows' ``data`` cleaned.
         """
         from lumos_ops.cutouts import cut_stamps
 
-        if self.residual is None:
-            raise ValueError("no target was fitted: cut the image itself")
-        cleaned = cut_stamps(self.residual, x, y, size=size)
+        stamps = cut_stamps(image, x, y, size=size)
+        own = np.flatnonzero(self.fitted)
+        if self.residual is None or own.size == 0:
+            return stamps
         s = models.shape[-1]
         if size < s or (size - s) % 2:
             raise ValueError(f"cannot put {s} px models on {size} px cutouts: size - {s} must be even and >= 0")
         pad = (size - s) // 2
-        amplitude = self.amplitude.astype(np.float32)[:, None, None]
-        if self.fitted.all():
-            cleaned.data[:, pad : pad + s, pad : pad + s] += amplitude * models
-        else:
-            own = np.flatnonzero(self.fitted)
-            cleaned.data[own, pad : pad + s, pad : pad + s] += amplitude[own] * models[own]
-        return cleaned
+        cleaned = cut_stamps(self.residual, x[own], y[own], size=size).data
+        amplitude = self.amplitude[own].astype(np.float32)[:, None, None]
+        cleaned[:, pad : pad + s, pad : pad + s] += amplitude * models[own]
+        stamps.data[own] = cleaned
+        return stamps
 
 
 def _overlap_pairs(x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
@@ -175,8 +181,9 @@ def _pair_overlaps(weighted: np.ndarray, x0: np.ndarray, y0: np.ndarray, pairs: 
 
 
 def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarray:
-    """Source-masked annulus mean (e-/s per pixel) of the stamps ``index``, from S/4 to S/2 - 1 px;
-    the median of the finite pixels where the annulus has none."""
+    """Source-masked annulus mean (e-/s per pixel) and pixel variance ((e-/s)^2) of the stamps
+    ``index``, from S/4 to S/2 - 1 px; the median of the finite pixels and the median variance where
+    the annulus has none."""
     from lumos_ops.photometry.background import annulus_background
 
     data = stamps.data if index.size == stamps.data.shape[0] else stamps.data[index]
@@ -184,18 +191,23 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarr
     if callable(source_mask):
         source_mask = source_mask()
     mask = None if source_mask is None else cut_mask(source_mask, stamps.x0[index], stamps.y0[index], size)
-    sky = annulus_background(data, stamps.dx[index], stamps.dy[index], r_in=size / 4.0, r_out=size / 2.0 - 1.0,
-                             source_mask=mask).mean
+    background = annulus_background(data, stamps.dx[index], stamps.dy[index], r_in=size / 4.0,
+                                     r_out=size / 2.0 - 1.0, source_mask=mask)
+    sky, variance = background.mean, background.variance
     empty = ~np.isfinite(sky)
     if empty.any():
         with np.errstate(all="ignore"):
             sky[empty] = np.nan_to_num(np.nanmedian(data[empty].reshape(int(empty.sum()), -1), axis=1))
-    return sky
+    bad = ~(np.isfinite(variance) & (variance > 0))
+    if bad.any():
+        good = variance[~bad]
+        variance[bad] = np.median(good) if good.size else np.inf
+    return sky, variance
 
 
 def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
-                   source_mask: SourceMask = None, min_overlap: float = MIN_OVERLAP) -> NeighbourFit:
-    """Fit every target's amplitude, jointly within each group of overlapping models (module docstring).
+                   source_mask: SourceMask = None, min_contamination: float = MIN_CONTAMINATION) -> NeighbourFit:
+    """Find the blends among the targets and fit each group of them jointly (module docstring).
 
     Parameters
     ----------
@@ -208,8 +220,9 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     source_mask : ndarray of bool, shape (ny, nx), or a callable returning one, keyword-only
         Pixels of detected sources, left out of the sky annulus (called only when there are
         two targets or more); None detects them in each stamp.
-    min_overlap : float, keyword-only
-        Smallest normalised overlap of two models that links them (:data:`MIN_OVERLAP`).
+    min_contamination : float, keyword-only
+        Smallest shift of a matched filter by a neighbour, in units of its noise, that makes the
+        pair a blend (:data:`MIN_CONTAMINATION`).
 
     Returns
     -------
@@ -219,48 +232,64 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     amplitude = np.zeros(n)
     factor = np.ones(n)
     degenerate = np.zeros(n, dtype=bool)
-    usable = np.isfinite(stamps.data)
-    weighted = np.where(usable, models, np.float32(0.0))
-    diag = np.square(weighted).sum(axis=(1, 2), dtype=np.float64)
-    live = np.flatnonzero(stamps.on_image & (diag > 0))
-    if live.size < 2:
-        return NeighbourFit(amplitude, factor, np.zeros(n, dtype=bool), degenerate, None)
-    pairs = live[_overlap_pairs(stamps.x0[live], stamps.y0[live], stamps.size)]
-    overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
-    keep = overlap >= min_overlap * np.sqrt(diag[pairs[:, 0]] * diag[pairs[:, 1]])
-    pairs, overlap = pairs[keep], overlap[keep]
-    sky = np.zeros(n)
-    sky[live] = _sky(stamps, live, source_mask)
-    # b_i = sum_p m_i (d - B_i), without (n, S, S) float64 temporaries
-    light = (weighted * np.where(usable, stamps.data, np.float32(0.0))).sum(axis=(1, 2), dtype=np.float64)
-    b = light - sky * weighted.sum(axis=(1, 2), dtype=np.float64)
-    # a target without a linked neighbour: its own matched filter
-    amplitude[live] = b[live] / diag[live]
-    if len(pairs):
-        label = _components(n, pairs)
-        members = np.unique(pairs)
-        order = np.argsort(label[members], kind="stable")
-        groups = np.split(members[order], np.flatnonzero(np.diff(label[members][order])) + 1)
-        pair_label = label[pairs[:, 0]]
-        pair_order = np.argsort(pair_label, kind="stable")
-        pair_groups = np.split(pair_order, np.flatnonzero(np.diff(pair_label[pair_order])) + 1)
-        for group, in_group in zip(groups, pair_groups, strict=True):
-            where = {int(t): k for k, t in enumerate(group)}
-            gram = np.diag(diag[group])
-            for (i, j), value in zip(pairs[in_group], overlap[in_group], strict=True):
-                gram[where[int(i)], where[int(j)]] = gram[where[int(j)], where[int(i)]] = value
-            scale = 1.0 / np.sqrt(diag[group])
-            normed = gram * scale[:, None] * scale[None, :]
-            if np.linalg.cond(normed) > _MAX_CONDITION:
-                degenerate[group] = True
-                amplitude[group] = 0.0
-                continue
-            inverse = np.linalg.inv(normed)
-            amplitude[group] = scale * (inverse @ (b[group] * scale))
-            factor[group] = np.maximum(np.diag(inverse), 1.0)
     fitted = np.zeros(n, dtype=bool)
-    fitted[live] = ~degenerate[live]
-    residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
+    on = np.flatnonzero(stamps.on_image)
+    pairs = on[_overlap_pairs(stamps.x0[on], stamps.y0[on], stamps.size)]
+    if not len(pairs):
+        return NeighbourFit(amplitude, factor, fitted, degenerate, None)
+    near = np.unique(pairs)
+    usable = np.isfinite(stamps.data[near])
+    weighted = np.zeros_like(models)
+    weighted[near] = np.where(usable, models[near], np.float32(0.0))
+    diag = np.square(weighted).sum(axis=(1, 2), dtype=np.float64)
+    pairs = pairs[(diag[pairs[:, 0]] > 0) & (diag[pairs[:, 1]] > 0)]
+    near = np.unique(pairs)
+    if not len(pairs):
+        return NeighbourFit(amplitude, factor, fitted, degenerate, None)
+    overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
+    sky, variance = np.zeros(n), np.ones(n)
+    sky[near], variance[near] = _sky(stamps, near, source_mask)
+    # b_i = sum_p m_i (d - B_i), without (n, S, S) float64 temporaries
+    light = (weighted[near] * np.where(np.isfinite(stamps.data[near]), stamps.data[near], np.float32(0.0))).sum(
+        axis=(1, 2), dtype=np.float64)
+    b = np.zeros(n)
+    b[near] = light - sky[near] * weighted[near].sum(axis=(1, 2), dtype=np.float64)
+    amplitude[near] = b[near] / diag[near]
+    # a blend: one galaxy moves the other's matched filter by >= min_contamination of its noise
+    noise = np.zeros(n)
+    noise[near] = np.sqrt(variance[near] / diag[near])
+    i, j = pairs[:, 0], pairs[:, 1]
+    shift_i = np.abs(amplitude[j] * overlap / diag[i])
+    shift_j = np.abs(amplitude[i] * overlap / diag[j])
+    keep = (shift_i >= min_contamination * noise[i]) | (shift_j >= min_contamination * noise[j])
+    pairs, overlap = pairs[keep], overlap[keep]
+    if not len(pairs):
+        return NeighbourFit(amplitude, factor, fitted, degenerate, None)
+    label = _components(n, pairs)
+    members = np.unique(pairs)
+    order = np.argsort(label[members], kind="stable")
+    groups = np.split(members[order], np.flatnonzero(np.diff(label[members][order])) + 1)
+    pair_label = label[pairs[:, 0]]
+    pair_order = np.argsort(pair_label, kind="stable")
+    pair_groups = np.split(pair_order, np.flatnonzero(np.diff(pair_label[pair_order])) + 1)
+    for group, in_group in zip(groups, pair_groups, strict=True):
+        where = {int(t): k for k, t in enumerate(group)}
+        gram = np.diag(diag[group])
+        for (a, c), value in zip(pairs[in_group], overlap[in_group], strict=True):
+            gram[where[int(a)], where[int(c)]] = gram[where[int(c)], where[int(a)]] = value
+        scale = 1.0 / np.sqrt(diag[group])
+        normed = gram * scale[:, None] * scale[None, :]
+        if np.linalg.cond(normed) > _MAX_CONDITION:
+            degenerate[group] = True
+            amplitude[group] = 0.0
+            continue
+        inverse = np.linalg.inv(normed)
+        amplitude[group] = scale * (inverse @ (b[group] * scale))
+        factor[group] = np.maximum(np.diag(inverse), 1.0)
+        fitted[group] = True
+    residual = None
+    if fitted.any():
+        residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
     return NeighbourFit(amplitude, factor, fitted, degenerate, residual)
 
 
