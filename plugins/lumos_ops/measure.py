@@ -210,7 +210,7 @@ def _prepare_located(
         from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.neighbours import fit_neighbours
 
-        fit = fit_neighbours(exposure.data, stamps, models, source_mask=lambda: frame_sources(exposure.data).mask)
+        fit = fit_neighbours(exposure.data, stamps, models, source_mask=frame_sources(exposure.data).mask)
         if fit.residual is not None:
             stamps = fit.clean(exposure.data, x, y, models, stamp_size)
         flags[fit.blended] |= Flag.BLENDED
