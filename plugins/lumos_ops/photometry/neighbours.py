@@ -55,6 +55,10 @@ BLENDED_VARIANCE: float = 1.1
 SourceMask = np.ndarray | Callable[[], np.ndarray] | None
 """A frame's source pixels, or a callable that detects them when first needed."""
 
+_MIN_RHO = 1e-5
+"""Normalised overlaps below this are never blends (a neighbour would need SNR > 1e4 to move the
+target by 0.1 of its noise)."""
+
 _MAX_CONDITION = 1e8
 """Groups whose overlap matrix is worse conditioned (a target catalogued twice) are not fitted."""
 
@@ -237,20 +241,24 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     pairs = on[_overlap_pairs(stamps.x0[on], stamps.y0[on], stamps.size)]
     if not len(pairs):
         return NeighbourFit(amplitude, factor, fitted, degenerate, None)
-    near = np.unique(pairs)
-    usable = np.isfinite(stamps.data[near])
-    weighted = np.zeros_like(models)
-    weighted[near] = np.where(usable, models[near], np.float32(0.0))
+    usable = np.isfinite(stamps.data)
+    weighted = np.where(usable, models, np.float32(0.0))
     diag = np.square(weighted).sum(axis=(1, 2), dtype=np.float64)
     pairs = pairs[(diag[pairs[:, 0]] > 0) & (diag[pairs[:, 1]] > 0)]
-    near = np.unique(pairs)
+    overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
+    # A neighbour of signal-to-noise SNR_j moves the target by about SNR_j rho_ij of its noise (rho
+    # the normalised overlap): below rho = 1e-5 no pair of unsaturated galaxies is a blend, and those
+    # targets need no sky.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = overlap / np.sqrt(diag[pairs[:, 0]] * diag[pairs[:, 1]])
+    pairs, overlap = pairs[rho >= _MIN_RHO], overlap[rho >= _MIN_RHO]
     if not len(pairs):
         return NeighbourFit(amplitude, factor, fitted, degenerate, None)
-    overlap = _pair_overlaps(weighted, stamps.x0, stamps.y0, pairs)
+    near = np.unique(pairs)
     sky, variance = np.zeros(n), np.ones(n)
     sky[near], variance[near] = _sky(stamps, near, source_mask)
     # b_i = sum_p m_i (d - B_i), without (n, S, S) float64 temporaries
-    light = (weighted[near] * np.where(np.isfinite(stamps.data[near]), stamps.data[near], np.float32(0.0))).sum(
+    light = (weighted[near] * np.where(usable[near], stamps.data[near], np.float32(0.0))).sum(
         axis=(1, 2), dtype=np.float64)
     b = np.zeros(n)
     b[near] = light - sky[near] * weighted[near].sum(axis=(1, 2), dtype=np.float64)
