@@ -1,6 +1,6 @@
 """One PAUS CCD (4096 x 2048 px, 2,500 catalogue targets) measured with the four methods: CPU time per step.
 
-Run as ``.venv/bin/python benchmarks/bench_ccd.py [--n 2500] [--repeat 3] [--no-lumos] [--no-sep]``.
+Run as ``.venv/bin/python benchmarks/bench_ccd.py [--n 2500] [--repeat 3] [--no-lumos] [--no-sep] [--no-neighbours]``.
 
 The machine is shared, so every figure is **CPU time** of this process (``time.process_time``) on
 one thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``), the minimum over
@@ -136,7 +136,8 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
             setattr(obj, attr, value)
 
 
-def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[str, Any]) -> tuple[dict[str, float], Any]:
+def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[str, Any],
+            neighbours: bool = True) -> tuple[dict[str, float], Any]:
     """One timed ``read_exposure`` + ``measure_exposure``; CPU seconds per step and the result table."""
     timer = StepTimer()
     start = time.process_time()
@@ -144,7 +145,7 @@ def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[s
     timer.seconds["read"] = time.process_time() - start
     with instrumented(timer, instances):
         start = time.process_time()
-        table = measure_module.measure_exposure(exposure, catalog, methods=list(methods))
+        table = measure_module.measure_exposure(exposure, catalog, methods=list(methods), neighbours=neighbours)
         job = time.process_time() - start
     seconds = dict(timer.seconds)
     seconds["other"] = job - sum(v for k, v in seconds.items() if k != "read")
@@ -220,6 +221,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-lumos", action="store_true", help="leave LUMOS out (classical methods only)")
     parser.add_argument("--no-sep", action="store_true", help="skip the sep comparison")
+    parser.add_argument("--no-neighbours", action="store_true",
+                        help="measure without the joint fit of catalogued neighbours (docs/neighbours.md)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.getLogger("lumos_ops").setLevel(logging.ERROR)  # the CCD is larger than LUMOS's training CCD
@@ -240,7 +243,7 @@ def main() -> None:
         warm_up = time.process_time() - start
         runs = []
         for _ in range(args.repeat):
-            seconds, table = run_job(path, catalog, methods, instances)
+            seconds, table = run_job(path, catalog, methods, instances, neighbours=not args.no_neighbours)
             runs.append(seconds)
         best = {step: min(r.get(step, 0.0) for r in runs) for step in (*STEPS, "total")}
         n_on = int((table["method"] == methods[0]).sum())
