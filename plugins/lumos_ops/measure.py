@@ -143,8 +143,9 @@ def prepare_targets(
     psf_beta : float or None, keyword-only
         Moffat beta; default: the exposure's ``PSFBETA``, else the renderer's default (3.5).
     neighbours : bool, keyword-only
-        Fit the targets whose models overlap jointly and take each one's neighbours out of its
-        stamps (:mod:`lumos_ops.photometry.neighbours`); False keeps the image's own pixels.
+        Fit blended targets (a catalogued neighbour moves the matched filter by >= 0.1 of its
+        noise) jointly and take each one's neighbours out of its stamps
+        (:mod:`lumos_ops.photometry.neighbours`); False keeps the image's own pixels.
 
     Returns
     -------
@@ -358,10 +359,11 @@ def measure_exposure(
         worker process keeps its LUMOS model loaded across exposures:
         ``lumos_ops.pipeline.worker_cache``).
     neighbours : bool, keyword-only
-        Fit the targets whose models overlap jointly and measure each one on its stamps without
-        its neighbours' fitted light (:mod:`lumos_ops.photometry.neighbours`). The background part
-        of every method's error variance is multiplied by the fit's ``variance_factor`` (column
-        ``neighbour_variance``), and targets it affects by more than 10 % are flagged BLENDED.
+        Fit blended targets jointly and measure each one on stamps without its neighbours' fitted
+        light (:mod:`lumos_ops.photometry.neighbours`); every other target is measured on the
+        image's own pixels. The background part of every method's error variance is multiplied by
+        the fit's ``variance_factor`` (column ``neighbour_variance``, 1 where not blended), and
+        targets it affects by more than 10 % are flagged BLENDED.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.

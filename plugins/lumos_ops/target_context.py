@@ -58,10 +58,10 @@ class TargetContext:
         MASKED (the centre pixel is masked), BAD_PROFILE (shape clipped for rendering), BLENDED
         (a catalogued neighbour's model overlaps this target's: ``neighbours``).
     neighbours : NeighbourFit or None
-        The joint fit of the targets whose models overlap
-        (:func:`lumos_ops.photometry.neighbours.fit_neighbours`): ``stamps`` and
-        :attr:`photometry_inputs` hold each target's light without its fitted neighbours'. None:
-        the stamps are the image's own.
+        The joint fit of the blended targets
+        (:func:`lumos_ops.photometry.neighbours.fit_neighbours`): for them ``stamps`` and
+        :attr:`photometry_inputs` hold the target's light without its fitted neighbours'. None:
+        every stamp is the image's own.
     """
 
     exposure: Exposure
