@@ -37,7 +37,6 @@ backgrounds handles it as before.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
 
@@ -51,9 +50,6 @@ this fraction of the target's noise (or the target moves the neighbour's)."""
 
 BLENDED_VARIANCE: float = 1.1
 """``variance_factor`` above which a target is flagged ``BLENDED``."""
-
-SourceMask = np.ndarray | Callable[[], np.ndarray] | None
-"""A frame's source pixels, or a callable that detects them when first needed."""
 
 _MIN_RHO = 1e-5
 """Normalised overlaps below this are never blends (a neighbour would need SNR > 1e4 to move the
@@ -184,7 +180,7 @@ def _pair_overlaps(weighted: np.ndarray, x0: np.ndarray, y0: np.ndarray, pairs: 
     return out
 
 
-def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarray:
+def _sky(stamps: Stamps, index: np.ndarray, source_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Source-masked annulus mean (e-/s per pixel) and pixel variance ((e-/s)^2) of the stamps
     ``index``, from S/4 to S/2 - 1 px; the median of the finite pixels and the median variance where
     the annulus has none."""
@@ -192,8 +188,6 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarr
 
     data = stamps.data if index.size == stamps.data.shape[0] else stamps.data[index]
     size = stamps.size
-    if callable(source_mask):
-        source_mask = source_mask()
     mask = None if source_mask is None else cut_mask(source_mask, stamps.x0[index], stamps.y0[index], size)
     background = annulus_background(data, stamps.dx[index], stamps.dy[index], r_in=size / 4.0,
                                      r_out=size / 2.0 - 1.0, source_mask=mask)
@@ -210,7 +204,7 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: SourceMask) -> np.ndarr
 
 
 def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
-                   source_mask: SourceMask = None, min_contamination: float = MIN_CONTAMINATION) -> NeighbourFit:
+                   source_mask: np.ndarray | None = None, min_contamination: float = MIN_CONTAMINATION) -> NeighbourFit:
     """Find the blends among the targets and fit each group of them jointly (module docstring).
 
     Parameters
@@ -221,9 +215,9 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
         The targets' cutouts (``lumos_ops.cutouts.cut_stamps``), ``S x S``.
     models : ndarray, shape (n, S, S)
         Unit-flux PSF-convolved models on the stamps' grids (zeros for targets off the image).
-    source_mask : ndarray of bool, shape (ny, nx), or a callable returning one, keyword-only
-        Pixels of detected sources, left out of the sky annulus (called only when there are
-        two targets or more); None detects them in each stamp.
+    source_mask : ndarray of bool, shape (ny, nx), keyword-only
+        Pixels of detected sources (``photometry.frame_sources``), left out of the sky annulus;
+        None detects them in each stamp.
     min_contamination : float, keyword-only
         Smallest shift of a matched filter by a neighbour, in units of its noise, that makes the
         pair a blend (:data:`MIN_CONTAMINATION`).
