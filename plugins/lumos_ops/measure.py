@@ -212,8 +212,7 @@ def _prepare_located(
         from lumos_ops.photometry.neighbours import fit_neighbours
 
         fit = fit_neighbours(exposure.data, stamps, models, source_mask=frame_sources(exposure.data).mask)
-        if fit.residual is not None:
-            stamps = fit.clean(exposure.data, x, y, models, stamp_size)
+        stamps = fit.clean(stamps, models)
         flags[fit.blended] |= Flag.BLENDED
     return TargetContext(
         exposure=exposure,

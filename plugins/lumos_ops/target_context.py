@@ -137,11 +137,9 @@ class TargetContext:
         from lumos_ops.photometry.inputs import PhotometryInputs, pad_models, wide_stamp_size
 
         size = wide_stamp_size(self.stamps.size)
-        fit = self.neighbours
-        if fit is not None and fit.residual is not None:
-            wide = fit.clean(self.exposure.data, self.x, self.y, self.models, size)
-        else:
-            wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
+        wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
+        if self.neighbours is not None:
+            wide = self.neighbours.clean(wide, self.models)
         ny, nx = self.exposure.shape
         offsets = np.arange(size)
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)

@@ -61,7 +61,7 @@ _MAX_CONDITION = 1e8
 
 @dataclasses.dataclass(frozen=True)
 class NeighbourFit:
-    """The joint fit of the targets of one exposure whose models overlap.
+    """The joint fit of the blended targets of one exposure (module docstring).
 
     Attributes
     ----------
@@ -98,40 +98,38 @@ class NeighbourFit:
         return NeighbourFit(self.amplitude[index], self.variance_factor[index], self.fitted[index],
                             self.degenerate[index], self.residual)
 
-    def clean(self, image: np.ndarray, x: np.ndarray, y: np.ndarray, models: np.ndarray, size: int) -> Stamps:
-        """Cutouts of the image, those of the fitted targets without their neighbours' fitted light.
+    def clean(self, stamps: Stamps, models: np.ndarray) -> Stamps:
+        """``stamps`` with the fitted targets' cutouts recut without their neighbours' fitted light.
 
         Parameters
         ----------
-        image : ndarray, shape (ny, nx)
-            The exposure the fit was made on (e-/s per pixel).
-        x, y : ndarray, shape (n,)
-            Pixel positions of this fit's targets (0-based), centred as ``lumos_ops.cutouts.cut_stamps`` does.
+        stamps : Stamps
+            Cutouts of the image the fit was made on (``lumos_ops.cutouts.cut_stamps``), one per
+            target of this fit, of side ``S`` or larger by an even number.
         models : ndarray, shape (n, S, S)
             The unit-flux models the fit used.
-        size : int
-            Cutout side (pixels): ``S`` or larger by an even number.
 
         Returns
         -------
         Stamps
-            ``lumos_ops.cutouts.cut_stamps`` of the image, with the fitted rows' ``data`` cleaned.
+            ``stamps`` itself when no target was fitted, else a copy with the fitted rows cleaned.
         """
         from lumos_ops.cutouts import cut_stamps
 
-        stamps = cut_stamps(image, x, y, size=size)
         own = np.flatnonzero(self.fitted)
         if self.residual is None or own.size == 0:
             return stamps
-        s = models.shape[-1]
+        size, s = stamps.size, models.shape[-1]
         if size < s or (size - s) % 2:
             raise ValueError(f"cannot put {s} px models on {size} px cutouts: size - {s} must be even and >= 0")
         pad = (size - s) // 2
-        cleaned = cut_stamps(self.residual, x[own], y[own], size=size).data
-        amplitude = self.amplitude[own].astype(np.float32)[:, None, None]
-        cleaned[:, pad : pad + s, pad : pad + s] += amplitude * models[own]
-        stamps.data[own] = cleaned
-        return stamps
+        x = stamps.x0[own] + size // 2 + stamps.dx[own]
+        y = stamps.y0[own] + size // 2 + stamps.dy[own]
+        cleaned = cut_stamps(self.residual, x, y, size=size).data
+        cleaned[:, pad : pad + s, pad : pad + s] += self.amplitude[own].astype(np.float32)[:, None, None] * models[own]
+        data = stamps.data.copy()
+        data[own] = cleaned
+        return dataclasses.replace(stamps, data=data)
 
 
 def _overlap_pairs(x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
