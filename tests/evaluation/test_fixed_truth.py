@@ -25,6 +25,19 @@ def test_unbiased_estimator_with_honest_errors():
     assert rows[-1]["lo"] is None and rows[-1]["n"] == truth.size
 
 
+def test_bootstrap_errors_match_the_scatter_between_independent_samples():
+    rng = np.random.default_rng(5)
+    n, trials = 60, 400
+    truth = np.full(n, 50.0)
+    rows = [fixed_truth_bins(truth, truth + rng.normal(0.0, 2.0, n), np.full(n, 2.0), edges=(0, 100), n_boot=200,
+                             seed=k)[0] for k in range(trials)]
+    for key in ("bias", "pull_sigma68", "coverage68"):
+        spread = np.std([r[key] for r in rows])
+        assert np.median([r[f"{key}_err"] for r in rows]) == pytest.approx(spread, rel=0.25)
+    small = fixed_truth_bins(truth[:9], truth[:9], np.ones(9), edges=(0, 100))[0]
+    assert np.isnan(small["pull_sigma68_err"]) and np.isnan(small["coverage68_err"])
+
+
 def test_shrinkage_shows_at_fixed_truth():
     _, truth, sigma, flux = _population()
     shrunk = 0.6 * flux + 0.4 * 20.0  # a posterior mean pulled toward a prior at 20

@@ -44,6 +44,46 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
 
 
+def test_the_model_ratio_is_one_for_a_galaxy_that_is_its_model():
+    from lumos_ops.evaluation import injection
+    from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+    rng = np.random.default_rng(3)
+    sersic = injection.draw_galaxies("sersic", 6, rng)
+    knots = injection.draw_galaxies("knots", 40, rng)
+    moffat, kolmogorov = injection._psf("moffat", 3.5), injection._psf("kolmogorov", 3.5)
+
+    def ratios(galaxies, psf):
+        return np.array([injection.model_ratio(g, injection._render(g, psf, 0.3, -0.2), fwhm_px=3.5,
+                                               beta=DEFAULT_MOFFAT_BETA, dx=0.3, dy=-0.2) for g in galaxies])
+
+    assert np.allclose(ratios(sersic, moffat), 1.0, atol=2e-3)  # the measurement's own model
+    assert np.all(ratios(sersic, kolmogorov) > 1.0)  # a Kolmogorov core at one FWHM: more light where m weighs
+    spread = ratios(knots, moffat)
+    assert np.std(spread) > 0.01  # knots and the Sersic stand-in differ galaxy by galaxy
+
+
+def test_the_report_scores_against_the_model_limited_flux_too():
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    n = 400
+    truth = 10 ** rng.uniform(1.0, 2.5, n)
+    model_flux = truth * 1.05  # every estimator reads 5 % more: the catalogue model's departure
+    flux = model_flux + rng.normal(0.0, 1.0, n)
+    table = pd.DataFrame({"population": "knots", "method": "optimal", "galaxy": np.arange(n), "place": 0,
+                          "placement": np.arange(n), "frame": "a", "flux": flux, "flux_err": 1.0, "true_flux": truth,
+                          "model_flux": model_flux, "true_snr": truth, "crb_err": 1.0})
+    pop = score_injection(table)["populations"]["knots"]
+    entry = pop["methods"]["optimal"]
+    bright = [r for r in entry["by_true_snr"] if r["lo"] == 50.0][0]
+    bright_model = [r for r in entry["by_true_snr_model"] if r["lo"] == 50.0][0]
+    assert bright["bias"] == pytest.approx(0.05, abs=0.01) and bright["pull_sigma68"] > 2.0
+    assert abs(bright_model["bias"]) < 0.01 and bright_model["pull_sigma68"] == pytest.approx(1.0, abs=0.2)
+    assert pop["model_bias_by_true_snr"][-1]["median"] == pytest.approx(0.05)
+    assert pop["model_bias_by_true_snr"][-1]["n"] == n
+
+
 def test_a_crowded_frame_gets_another_jittered_grid_before_it_counts_as_full():
     from lumos_ops.evaluation import injection
 
@@ -81,6 +121,8 @@ def test_the_psf_profile_is_kolmogorov_unless_the_measurement_model_is_asked_for
     # the same drawn SNR, turned into a flux with the profile's Cramer-Rao error
     assert np.allclose(tables["kolmogorov"]["true_snr"], tables["moffat"]["true_snr"], rtol=0.05)
     assert np.allclose(tables["kolmogorov"]["true_flux"], tables["moffat"]["true_flux"], rtol=0.05)
+    assert np.allclose(tables["moffat"]["model_flux"], tables["moffat"]["true_flux"], rtol=3e-3)
+    assert (tables["kolmogorov"]["model_flux"] > tables["kolmogorov"]["true_flux"]).all()
     assert not tables["kolmogorov"]["flux"].equals(tables["moffat"]["flux"])
 
 

@@ -38,7 +38,7 @@ from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_m
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
     "noise_autocovariance", "matched_filter_error",
-    "draw_galaxies", "run_injection",
+    "draw_galaxies", "model_ratio", "run_injection",
 ]
 
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
@@ -333,6 +333,25 @@ def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
     return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy)).array.astype(np.float64)
 
 
+def model_ratio(galaxy: Galaxy, unit: np.ndarray, *, fwhm_px: float, beta: float, dx: float, dy: float,
+                pixel_scale: float = PIXEL_SCALE) -> float:
+    """How much of a galaxy's flux a matched filter with its catalogue model reads, without noise.
+
+    ``sum(m u) / sum(m m)``: ``u`` the injected unit-flux stamp (:func:`_render`), ``m`` the unit-flux
+    model the measurement draws from the galaxy's catalogue row (``r50`` arcsec, ``sersic_n``,
+    ``q``, ``pa``; :func:`lumos_ops.render.render_galaxies`, Moffat PSF of ``fwhm_px`` pixels and
+    ``beta``) at the same sub-pixel offset ``(dx, dy)`` px. 1 for a galaxy that is its model; the
+    catalogue model's and the PSF's departure from the injected light otherwise: the flux every
+    estimator weighted by the catalogue model is pulled to, whatever the noise.
+    """
+    from lumos_ops.render import render_galaxies
+
+    model = render_galaxies(r50=galaxy.r50_arcsec, sersic_n=galaxy.sersic_n, q=galaxy.q, pa=galaxy.pa,
+                            psf_fwhm=fwhm_px * pixel_scale, psf_beta=beta, dx=dx, dy=dy, size=unit.shape[0],
+                            pixel_scale=pixel_scale).images[0].astype(np.float64)
+    return float((model * unit).sum() / (model * model).sum())
+
+
 def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
     """Jittered grid positions (x, y) at least ``min_clearance`` px from the frame's own sources."""
     ny, nx = clearance.shape
@@ -407,7 +426,8 @@ def run_injection(
     -------
     DataFrame
         ``population``, ``galaxy``, ``place`` (0..n_place-1), ``frame``, ``x``, ``y``, ``true_flux``
-        (e-/s), ``crb_err`` (the error of the matched-filter flux of the true profile under the
+        (e-/s), ``model_flux`` (e-/s: ``true_flux`` times :func:`model_ratio`, the flux estimators
+        weighted by the catalogue model are pulled to), ``crb_err`` (the error of the matched-filter flux of the true profile under the
         frame's measured noise autocovariance plus the source's Poisson noise, e-/s: the reference
         error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
         ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
@@ -415,6 +435,7 @@ def run_injection(
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.measure import measure_exposure
+    from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
     if not frames:
         raise LumosValueError("give at least one real frame")
@@ -435,6 +456,7 @@ def run_injection(
             header = _own_header(path)
             header.update({"_gain": exposure.gain, "_exptime": exposure.exptime})
             fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or exposure.psf_fwhm / pixel_scale
+            header["_beta"] = exposure.psf_beta
         else:
             fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
             header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio,
@@ -479,7 +501,10 @@ def run_injection(
             catalog_rows = []
             for row in part.itertuples():
                 gal = galaxies[row.galaxy]
-                unit = _render(gal, psf, row.x - round(row.x), row.y - round(row.y))
+                dx, dy = row.x - round(row.x), row.y - round(row.y)
+                unit = _render(gal, psf, dx, dy)
+                ratio = model_ratio(gal, unit, fwhm_px=header["_fwhm_px"], beta=header.get("_beta") or DEFAULT_MOFFAT_BETA,
+                                    dx=dx, dy=dy, pixel_scale=pixel_scale)
                 background_err = matched_filter_error(unit, autocov[k])
                 if not np.isfinite(flux0[row.galaxy]):
                     flux0[row.galaxy] = snr[row.galaxy] * background_err
@@ -499,7 +524,8 @@ def run_injection(
                 crb = float(np.sqrt(background_err**2 + source_var))
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
-                             "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb})
+                             "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb,
+                             "model_flux": f0 * ratio})
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)
             catalog = pd.DataFrame(catalog_rows)
