@@ -9,6 +9,9 @@
 #               placements) injected into the real frames of ../shared/realdata and measured through the
 #               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
 #   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
+#   injection-moffat/  injection/ again (same seed, galaxies and positions) with the galaxies convolved by the
+#               measurement's own Moffat PSF instead of a Kolmogorov one: the PSF model's share of the misses.
+#               Every injection table carries model_flux (the noiseless catalogue-model flux, docs/likelihood.md).
 #               Both measure with the default blank-sky error calibration (measure_exposure(calibrate_errors=True));
 #               their tables keep the uncalibrated error in flux_err_raw.
 #   calibration/ the blank-sky error scale k of every frame (frame_scales.json) and the injection scored before
@@ -39,6 +42,9 @@ $lumos validate --model default --test-set "$work/test-bright" --baselines apert
     --out reports/lumos/bright -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
     "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --out reports/lumos/injection -q
+$lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
+    "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --psf-profile moffat \
+    --out reports/lumos/injection-moffat -q
 sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
 $lumos inject --frames "${sim_frames[@]}" --n-galaxies 200 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
 .venv/bin/python reports/lumos/calibration/frame_scales.py reports/lumos/calibration/frame_scales.json \

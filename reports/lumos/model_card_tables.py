@@ -2,7 +2,8 @@
 
 Usage: ``.venv/bin/python reports/lumos/model_card_tables.py [REPORTS_DIR]`` (default ``reports/lumos``).
 Every number is read from ``survey/validation.json``, ``bright/validation.json``,
-``injection/injection_report.json`` and ``injection-sim/injection_report.json``; bins are of the
+``injection/injection_report.json``, ``injection-sim/injection_report.json`` and, when present,
+``injection-moffat/injection_report.json``; bins are of the
 **true** SNR (docs/likelihood.md §4).
 """
 
@@ -71,7 +72,8 @@ def injection_table(path: Path, title: str) -> str:
             ratio = row["sigma68"] / o["sigma68"] if o and o["sigma68"] else None
             lines.append(
                 f"| {name} | {_snr(row)} | {row['n']} | {row['bias']:+.3f} ({_f(o and o['bias'], '{:+.3f}')}) | "
-                f"{row['pull_sigma68']:.2f} ({_f(o and o['pull_sigma68'])}) | {row['coverage68']:.2f} "
+                f"{row['pull_sigma68']:.2f} ± {_f(row.get('pull_sigma68_err'))} ({_f(o and o['pull_sigma68'])}) | "
+                f"{row['coverage68']:.2f} "
                 f"({_f(o and o['coverage68'])}) | {_f(ratio)} | {_f(c and c['bias'], '{:+.3f}')} | "
                 f"{_f(c and c['pull_sigma68'])} |")
         ks = (lumos.get("pit_population_prior") or {}).get("ks_distance")
@@ -80,13 +82,40 @@ def injection_table(path: Path, title: str) -> str:
     return "\n".join(lines)
 
 
-def targets_table(path: Path, title: str) -> str:
-    """The targets rows of one ``lumos inject`` report."""
+def model_limited_table(path: Path, title: str) -> str:
+    """LUMOS scored against the model-limited flux (``model_flux``) per population of one ``lumos inject``
+    report, with the population's noiseless catalogue-model bias (optimal weighted sum in brackets)."""
     report = json.loads(path.read_text())
-    lines = [f"**{title}**: the likelihood issue's targets", "", "| population | target | value | met |", "|---|---|---|---|"]
+    lines = [f"**{title}**: against the flux the catalogue model reads from the noiseless galaxy "
+             "(`model_flux`; optimal weighted sum in brackets)", "",
+             "| population | true SNR | n | model bias (median, σ68) | bias vs model | pull σ68 vs model | coverage vs model |",
+             "|---|---|---|---|---|---|---|"]
+    for name, population in report["populations"].items():
+        lumos, optimal = population["methods"]["lumos"], population["methods"]["optimal"]
+        if "by_true_snr_model" not in lumos:
+            continue
+        opt = {(r["lo"], r["hi"]): r for r in optimal["by_true_snr_model"]}
+        floor = {(r["lo"], r["hi"]): r for r in population.get("model_bias_by_true_snr", [])}
+        for row in lumos["by_true_snr_model"]:
+            if row["lo"] is None or row["lo"] < 2.0:
+                continue
+            o, m = opt.get((row["lo"], row["hi"])), floor.get((row["lo"], row["hi"]))
+            lines.append(
+                f"| {name} | {_snr(row)} | {row['n']} | {_f(m and m['median'], '{:+.3f}')}, {_f(m and m['sigma68'], '{:.3f}')} | "
+                f"{row['bias']:+.3f} ({_f(o and o['bias'], '{:+.3f}')}) | "
+                f"{row['pull_sigma68']:.2f} ± {_f(row.get('pull_sigma68_err'))} ({_f(o and o['pull_sigma68'])}) | "
+                f"{row['coverage68']:.2f} ({_f(o and o['coverage68'])}) |")
+    return "\n".join(lines)
+
+
+def targets_table(path: Path, title: str) -> str:
+    """The targets rows of one ``lumos inject`` report, also against the model-limited flux where scored."""
+    report = json.loads(path.read_text())
+    lines = [f"**{title}**: the likelihood issue's targets", "",
+             "| population | target | value | met | against `model_flux` |", "|---|---|---|---|---|"]
     for row in report["targets"]:
         lines.append(f"| {row['population']} | {row['target']} | {_f(row.get('value'), '{:.3f}')} | "
-                     f"{'yes' if row['met'] else 'no'} |")
+                     f"{'yes' if row['met'] else 'no'} | {_f(row.get('value_vs_model_flux'), '{:.3f}')} |")
     return "\n".join(lines)
 
 
@@ -97,8 +126,14 @@ def main(argv: list[str]) -> int:
         validation_table(root / "bright" / "validation.json", "Simulator, held-out survey `bright`"),
         injection_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
         injection_table(root / "injection-sim" / "injection_report.json", "Injection `injection-sim` (simulated CCDs)"),
+        model_limited_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
+        model_limited_table(root / "injection-sim" / "injection_report.json", "Injection `injection-sim` (simulated CCDs)"),
         targets_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
     ]
+    moffat = root / "injection-moffat" / "injection_report.json"
+    if moffat.exists():
+        parts.append(injection_table(moffat, "Injection `injection-moffat` (real frames, the measurement's Moffat PSF)"))
+        parts.append(targets_table(moffat, "Injection `injection-moffat` (real frames, the measurement's Moffat PSF)"))
     print("\n\n".join(parts))
     return 0
 

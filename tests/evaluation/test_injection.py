@@ -59,6 +59,16 @@ def test_the_model_ratio_is_one_for_a_galaxy_that_is_its_model():
 
     assert np.allclose(ratios(sersic, moffat), 1.0, atol=2e-3)  # the measurement's own model
     assert np.all(ratios(sersic, kolmogorov) > 1.0)  # a Kolmogorov core at one FWHM: more light where m weighs
+    # a source far above the sky: the optimal weights flatten to w = t / F and the reading to sum(u) / sum(m)
+    g = sersic[0]
+    u = injection._render(g, kolmogorov, 0.0, 0.0)
+    bright = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0, sky_variance=1.0,
+                                   flux=1e7, exptime=1.0)
+    model = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0)
+    assert abs(bright - 1.0) < 0.5 * abs(model - 1.0)
+    faint = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0, sky_variance=1.0,
+                                  flux=1e-3, exptime=100.0)
+    assert faint == pytest.approx(model, rel=1e-6)
     spread = ratios(knots, moffat)
     assert np.std(spread) > 0.01  # knots and the Sersic stand-in differ galaxy by galaxy
 

@@ -334,22 +334,27 @@ def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
 
 
 def model_ratio(galaxy: Galaxy, unit: np.ndarray, *, fwhm_px: float, beta: float, dx: float, dy: float,
-                pixel_scale: float = PIXEL_SCALE) -> float:
-    """How much of a galaxy's flux a matched filter with its catalogue model reads, without noise.
+                pixel_scale: float = PIXEL_SCALE, sky_variance: float | None = None, flux: float = 0.0,
+                exptime: float = np.inf) -> float:
+    """How much of a galaxy's flux an estimator weighted by its catalogue model reads, without noise.
 
-    ``sum(m u) / sum(m m)``: ``u`` the injected unit-flux stamp (:func:`_render`), ``m`` the unit-flux
+    ``sum(w u) / sum(w m)``: ``u`` the injected unit-flux stamp (:func:`_render`), ``m`` the unit-flux
     model the measurement draws from the galaxy's catalogue row (``r50`` arcsec, ``sersic_n``,
     ``q``, ``pa``; :func:`lumos_ops.render.render_galaxies`, Moffat PSF of ``fwhm_px`` pixels and
-    ``beta``) at the same sub-pixel offset ``(dx, dy)`` px. 1 for a galaxy that is its model; the
-    catalogue model's and the PSF's departure from the injected light otherwise: the flux every
-    estimator weighted by the catalogue model is pulled to, whatever the noise.
+    ``beta``) at the same sub-pixel offset ``(dx, dy)`` px. The weights are the optimal weighted
+    sum's (eq. 6) at the flux ``flux`` (e-/s): ``w = m / (sky_variance + max(flux m, 0) / exptime)``
+    with ``sky_variance`` the background pixel variance ((e-/s)^2) and ``exptime`` (s); without
+    ``sky_variance`` they are the background-limited matched filter ``w = m``. 1 for a galaxy that
+    is its model; the catalogue model's and the PSF's departure from the injected light otherwise:
+    the flux estimators weighted by the catalogue model are pulled to, whatever the noise.
     """
     from lumos_ops.render import render_galaxies
 
     model = render_galaxies(r50=galaxy.r50_arcsec, sersic_n=galaxy.sersic_n, q=galaxy.q, pa=galaxy.pa,
                             psf_fwhm=fwhm_px * pixel_scale, psf_beta=beta, dx=dx, dy=dy, size=unit.shape[0],
                             pixel_scale=pixel_scale).images[0].astype(np.float64)
-    return float((model * unit).sum() / (model * model).sum())
+    weights = model if sky_variance is None else model / (sky_variance + np.maximum(flux * model, 0.0) / exptime)
+    return float((weights * unit).sum() / (weights * model).sum())
 
 
 def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
@@ -426,7 +431,8 @@ def run_injection(
     -------
     DataFrame
         ``population``, ``galaxy``, ``place`` (0..n_place-1), ``frame``, ``x``, ``y``, ``true_flux``
-        (e-/s), ``model_flux`` (e-/s: ``true_flux`` times :func:`model_ratio`, the flux estimators
+        (e-/s), ``model_flux`` (e-/s: ``true_flux`` times :func:`model_ratio` with the optimal
+        weighted sum's weights at the true flux under the frame's pixel noise: the flux estimators
         weighted by the catalogue model are pulled to), ``crb_err`` (the error of the matched-filter flux of the true profile under the
         frame's measured noise autocovariance plus the source's Poisson noise, e-/s: the reference
         error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
@@ -503,12 +509,13 @@ def run_injection(
                 gal = galaxies[row.galaxy]
                 dx, dy = row.x - round(row.x), row.y - round(row.y)
                 unit = _render(gal, psf, dx, dy)
-                ratio = model_ratio(gal, unit, fwhm_px=header["_fwhm_px"], beta=header.get("_beta") or DEFAULT_MOFFAT_BETA,
-                                    dx=dx, dy=dy, pixel_scale=pixel_scale)
                 background_err = matched_filter_error(unit, autocov[k])
                 if not np.isfinite(flux0[row.galaxy]):
                     flux0[row.galaxy] = snr[row.galaxy] * background_err
                 f0 = flux0[row.galaxy]
+                ratio = model_ratio(gal, unit, fwhm_px=header["_fwhm_px"], beta=header.get("_beta") or DEFAULT_MOFFAT_BETA,
+                                    dx=dx, dy=dy, pixel_scale=pixel_scale, sky_variance=noise_eps[k] ** 2, flux=f0,
+                                    exptime=float(header["_exptime"]))
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
                     nbr = _sersic(rng, shapes, pixel_scale)
