@@ -44,7 +44,7 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
 
 
-def test_the_model_ratio_is_one_for_a_galaxy_that_is_its_model():
+def test_the_noiseless_reading_is_the_true_flux_for_a_galaxy_that_is_its_model():
     from lumos_ops.evaluation import injection
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
@@ -52,25 +52,37 @@ def test_the_model_ratio_is_one_for_a_galaxy_that_is_its_model():
     sersic = injection.draw_galaxies("sersic", 6, rng)
     knots = injection.draw_galaxies("knots", 40, rng)
     moffat, kolmogorov = injection._psf("moffat", 3.5), injection._psf("kolmogorov", 3.5)
+    shape = {"fwhm_px": 3.5, "beta": DEFAULT_MOFFAT_BETA}
+
+    def model(g, dx=0.3, dy=-0.2):
+        return injection.catalogue_model(g, dx=dx, dy=dy, **shape)
 
     def ratios(galaxies, psf):
-        return np.array([injection.model_ratio(g, injection._render(g, psf, 0.3, -0.2), fwhm_px=3.5,
-                                               beta=DEFAULT_MOFFAT_BETA, dx=0.3, dy=-0.2) for g in galaxies])
+        return np.array([injection.noiseless_reading([(injection._render(g, psf, 0.3, -0.2), 1.0)], [model(g)])
+                         for g in galaxies])
 
     assert np.allclose(ratios(sersic, moffat), 1.0, atol=2e-3)  # the measurement's own model
     assert np.all(ratios(sersic, kolmogorov) > 1.0)  # a Kolmogorov core at one FWHM: more light where m weighs
-    # a source far above the sky: the optimal weights flatten to w = t / F and the reading to sum(u) / sum(m)
+    assert np.std(ratios(knots, moffat)) > 0.01  # knots and the Sersic stand-in differ galaxy by galaxy
+    # a source far above the sky: the optimal weights flatten toward w = t / F and the reading toward sum(u) / sum(m)
     g = sersic[0]
-    u = injection._render(g, kolmogorov, 0.0, 0.0)
-    bright = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0, sky_variance=1.0,
-                                   flux=1e7, exptime=1.0)
-    model = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0)
-    assert abs(bright - 1.0) < 0.5 * abs(model - 1.0)
-    faint = injection.model_ratio(g, u, fwhm_px=3.5, beta=DEFAULT_MOFFAT_BETA, dx=0.0, dy=0.0, sky_variance=1.0,
-                                  flux=1e-3, exptime=100.0)
-    assert faint == pytest.approx(model, rel=1e-6)
-    spread = ratios(knots, moffat)
-    assert np.std(spread) > 0.01  # knots and the Sersic stand-in differ galaxy by galaxy
+    u, m = injection._render(g, kolmogorov, 0.0, 0.0), model(g, 0.0, 0.0)
+    limited = injection.noiseless_reading([(u, 1.0)], [m])
+    bright = injection.noiseless_reading([(u, 1e7)], [m], sky_variance=1.0, exptime=1.0) / 1e7
+    assert abs(bright - 1.0) < 0.5 * abs(limited - 1.0)
+    faint = injection.noiseless_reading([(u, 1e-3)], [m], sky_variance=1.0, exptime=100.0) / 1e-3
+    assert faint == pytest.approx(limited, rel=1e-6)
+    # a neighbour 5 px away is fitted out: exact when both galaxies are their models, biased when it is not taken out
+    n = sersic[1]
+    pair = [(injection._render(g, moffat, 0.0, 0.0), 10.0), (injection._render(n, moffat, 5.0, 0.0), 30.0)]
+    models = [model(g, 0.0, 0.0), model(n, 5.0, 0.0)]
+    assert injection.noiseless_reading(pair, models) == pytest.approx(10.0, rel=2e-3)
+    pixels = pair[0][0] * 10.0 + pair[1][0] * 30.0
+    assert (models[0] * pixels).sum() / (models[0] ** 2).sum() > 11.0  # the neighbour left in
+    from lumos_ops.exceptions import LumosValueError
+
+    with pytest.raises(LumosValueError, match="one model per injected galaxy"):
+        injection.noiseless_reading(pair, models[:1])
 
 
 def test_the_report_scores_against_the_model_limited_flux_too():

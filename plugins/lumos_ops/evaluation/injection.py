@@ -38,7 +38,7 @@ from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_m
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
     "noise_autocovariance", "matched_filter_error",
-    "draw_galaxies", "model_ratio", "run_injection",
+    "draw_galaxies", "catalogue_model", "noiseless_reading", "run_injection",
 ]
 
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
@@ -333,28 +333,46 @@ def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
     return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy)).array.astype(np.float64)
 
 
-def model_ratio(galaxy: Galaxy, unit: np.ndarray, *, fwhm_px: float, beta: float, dx: float, dy: float,
-                pixel_scale: float = PIXEL_SCALE, sky_variance: float | None = None, flux: float = 0.0,
-                exptime: float = np.inf) -> float:
-    """How much of a galaxy's flux an estimator weighted by its catalogue model reads, without noise.
+def catalogue_model(galaxy: Galaxy, *, fwhm_px: float, beta: float, dx: float, dy: float, size: int = _STAMP,
+                    pixel_scale: float = PIXEL_SCALE) -> np.ndarray:
+    """The unit-flux model the measurement draws from a galaxy's catalogue row, ``size`` px square.
 
-    ``sum(w u) / sum(w m)``: ``u`` the injected unit-flux stamp (:func:`_render`), ``m`` the unit-flux
-    model the measurement draws from the galaxy's catalogue row (``r50`` arcsec, ``sersic_n``,
-    ``q``, ``pa``; :func:`lumos_ops.render.render_galaxies`, Moffat PSF of ``fwhm_px`` pixels and
-    ``beta``) at the same sub-pixel offset ``(dx, dy)`` px. The weights are the optimal weighted
-    sum's (eq. 6) at the flux ``flux`` (e-/s): ``w = m / (sky_variance + max(flux m, 0) / exptime)``
-    with ``sky_variance`` the background pixel variance ((e-/s)^2) and ``exptime`` (s); without
-    ``sky_variance`` they are the background-limited matched filter ``w = m``. 1 for a galaxy that
-    is its model; the catalogue model's and the PSF's departure from the injected light otherwise:
-    the flux estimators weighted by the catalogue model are pulled to, whatever the noise.
+    ``r50`` (arcsec), ``sersic_n``, ``q``, ``pa`` of ``galaxy`` through
+    :func:`lumos_ops.render.render_galaxies` with a Moffat PSF of ``fwhm_px`` pixels and ``beta``,
+    centred ``(dx, dy)`` px off the central pixel (the convention of :func:`_render`).
     """
     from lumos_ops.render import render_galaxies
 
-    model = render_galaxies(r50=galaxy.r50_arcsec, sersic_n=galaxy.sersic_n, q=galaxy.q, pa=galaxy.pa,
-                            psf_fwhm=fwhm_px * pixel_scale, psf_beta=beta, dx=dx, dy=dy, size=unit.shape[0],
-                            pixel_scale=pixel_scale).images[0].astype(np.float64)
-    weights = model if sky_variance is None else model / (sky_variance + np.maximum(flux * model, 0.0) / exptime)
-    return float((weights * unit).sum() / (weights * model).sum())
+    return render_galaxies(r50=galaxy.r50_arcsec, sersic_n=galaxy.sersic_n, q=galaxy.q, pa=galaxy.pa,
+                           psf_fwhm=fwhm_px * pixel_scale, psf_beta=beta, dx=dx, dy=dy, size=size,
+                           pixel_scale=pixel_scale).images[0].astype(np.float64)
+
+
+def noiseless_reading(light: Sequence[tuple[np.ndarray, float]], models: Sequence[np.ndarray], *,
+                      sky_variance: float | None = None, exptime: float = np.inf) -> float:
+    """The flux (e-/s) the production estimate reads from noiseless injected light, given catalogue models.
+
+    ``light``: ``(unit stamp, flux e-/s)`` of each injected galaxy on one pixel grid, the target
+    first (:func:`_render`); ``models``: their catalogue models on that grid, same order
+    (:func:`catalogue_model`). With neighbours, the pixels ``d = sum f_k u_k`` first get the joint
+    fit of :mod:`lumos_ops.photometry.neighbours` (``G a = b``, ``G_ij = sum m_i m_j``,
+    ``b_i = sum m_i d``), and the fitted neighbours ``a_j m_j`` are taken out. The target is then
+    read with the optimal weighted sum's weights (eq. 6) at its flux ``f0``:
+    ``w = m_0 / (sky_variance + max(f0 m_0, 0) / exptime)`` (``sky_variance`` the background pixel
+    variance, (e-/s)^2; ``exptime`` s; without ``sky_variance``, the background-limited ``w = m_0``),
+    ``sum(w d) / sum(w m_0)``. That is ``f0`` for galaxies that are their models; otherwise it is
+    where every estimator weighted by the catalogue models is pulled to, whatever the noise.
+    """
+    if len(light) != len(models) or not light:
+        raise LumosValueError(f"give one model per injected galaxy; got {len(light)} galaxies and {len(models)} models")
+    pixels = sum(flux * unit for unit, flux in light)
+    if len(models) > 1:
+        m = np.stack([np.asarray(x, dtype=np.float64).ravel() for x in models])
+        amplitude = np.linalg.solve(m @ m.T, m @ np.ravel(pixels))
+        pixels = pixels - sum(a * x for a, x in zip(amplitude[1:], models[1:]))
+    target, f0 = models[0], light[0][1]
+    weights = target if sky_variance is None else target / (sky_variance + np.maximum(f0 * target, 0.0) / exptime)
+    return float((weights * pixels).sum() / (weights * target).sum())
 
 
 def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
@@ -431,9 +449,9 @@ def run_injection(
     -------
     DataFrame
         ``population``, ``galaxy``, ``place`` (0..n_place-1), ``frame``, ``x``, ``y``, ``true_flux``
-        (e-/s), ``model_flux`` (e-/s: ``true_flux`` times :func:`model_ratio` with the optimal
-        weighted sum's weights at the true flux under the frame's pixel noise: the flux estimators
-        weighted by the catalogue model are pulled to), ``crb_err`` (the error of the matched-filter flux of the true profile under the
+        (e-/s), ``model_flux`` (e-/s: :func:`noiseless_reading` of the injected light, neighbour
+        included, with the catalogue models and the frame's pixel noise: the flux estimators
+        weighted by the catalogue models are pulled to), ``crb_err`` (the error of the matched-filter flux of the true profile under the
         frame's measured noise autocovariance plus the source's Poisson noise, e-/s: the reference
         error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
         ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
@@ -513,9 +531,10 @@ def run_injection(
                 if not np.isfinite(flux0[row.galaxy]):
                     flux0[row.galaxy] = snr[row.galaxy] * background_err
                 f0 = flux0[row.galaxy]
-                ratio = model_ratio(gal, unit, fwhm_px=header["_fwhm_px"], beta=header.get("_beta") or DEFAULT_MOFFAT_BETA,
-                                    dx=dx, dy=dy, pixel_scale=pixel_scale, sky_variance=noise_eps[k] ** 2, flux=f0,
-                                    exptime=float(header["_exptime"]))
+                shape = {"fwhm_px": header["_fwhm_px"], "beta": header.get("_beta") or DEFAULT_MOFFAT_BETA,
+                         "pixel_scale": pixel_scale}
+                seen = [(unit, f0)]
+                models = [catalogue_model(gal, dx=dx, dy=dy, **shape)]
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
                     nbr = _sersic(rng, shapes, pixel_scale)
@@ -524,7 +543,11 @@ def run_injection(
                     nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_))
                     light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
+                    ox, oy = nx_ - round(row.x), ny_ - round(row.y)  # the neighbour on the target's grid
+                    seen.append((_render(nbr, psf, ox, oy), light[-1][1]))
+                    models.append(catalogue_model(nbr, dx=ox, dy=oy, **shape))
                 exptime = float(header["_exptime"])
+                reading = noiseless_reading(seen, models, sky_variance=noise_eps[k] ** 2, exptime=exptime)
                 for stamp, flux, cx, cy in light:
                     _add(image, stamp, flux, cx, cy, gain, exptime, rng)
                 source_var = float((unit**2 * np.clip(f0 * unit, 0.0, None)).sum()) / exptime / float((unit**2).sum()) ** 2
@@ -532,7 +555,7 @@ def run_injection(
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
                              "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb,
-                             "model_flux": f0 * ratio})
+                             "model_flux": reading})
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)
             catalog = pd.DataFrame(catalog_rows)
