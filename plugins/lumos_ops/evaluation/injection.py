@@ -521,6 +521,8 @@ def run_injection(
             header = headers[k]
             gain = header["_gain"]
             psf = _psf(config.psf_profile, header["_fwhm_px"])
+            shape = {"fwhm_px": header["_fwhm_px"], "beta": header.get("_beta") or DEFAULT_MOFFAT_BETA,
+                     "pixel_scale": pixel_scale}  # the catalogue models' PSF, as the measurement draws them
             image = frame_data[k].copy()
             catalog_rows = []
             for row in part.itertuples():
@@ -531,8 +533,6 @@ def run_injection(
                 if not np.isfinite(flux0[row.galaxy]):
                     flux0[row.galaxy] = snr[row.galaxy] * background_err
                 f0 = flux0[row.galaxy]
-                shape = {"fwhm_px": header["_fwhm_px"], "beta": header.get("_beta") or DEFAULT_MOFFAT_BETA,
-                         "pixel_scale": pixel_scale}
                 seen = [(unit, f0)]
                 models = [catalogue_model(gal, dx=dx, dy=dy, **shape)]
                 light = [(unit, f0, row.x, row.y)]

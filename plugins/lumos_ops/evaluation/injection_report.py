@@ -192,7 +192,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
 def _model_bias(part: pd.DataFrame) -> list[dict[str, Any]]:
     """Per bin of true SNR (and ``all``): the median and sigma68 of ``model_flux / true_flux - 1`` over
     the population's placements, the noiseless bias of any estimator weighted by the catalogue
-    model (:func:`~lumos_ops.evaluation.injection.model_ratio`); empty without ``model_flux``."""
+    model (:func:`~lumos_ops.evaluation.injection.noiseless_reading`); empty without ``model_flux``."""
     if "model_flux" not in part:
         return []
     one = part.drop_duplicates("placement")
