@@ -5,6 +5,7 @@ import pytest
 
 from lumos_ops.evaluation.fixed_truth import crb_flux_error, fixed_truth_bins
 from lumos_ops.evaluation.population_prior import kde_log_prior, posterior_pit
+from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68 as half_width68
 
 
@@ -36,6 +37,25 @@ def test_bootstrap_errors_match_the_scatter_between_independent_samples():
         assert np.median([r[f"{key}_err"] for r in rows]) == pytest.approx(spread, rel=0.25)
     small = fixed_truth_bins(truth[:9], truth[:9], np.ones(9), edges=(0, 100))[0]
     assert np.isnan(small["pull_sigma68_err"]) and np.isnan(small["coverage68_err"])
+
+
+def test_the_group_bootstrap_sees_errors_that_a_galaxy_shares_across_its_placements():
+    n_gal, n_place, trials = 40, 10, 300
+    rng = np.random.default_rng(9)
+    truth = np.full(n_gal * n_place, 50.0)
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    rows = []
+    for k in range(trials):
+        shared = np.repeat(rng.normal(0.0, 2.0, n_gal), n_place)  # each galaxy's own offset, in every placement
+        flux = truth + shared + rng.normal(0.0, 1.0, truth.size)
+        rows.append((fixed_truth_bins(truth, flux, np.full(truth.size, 2.0), edges=(0, 100), n_boot=100, seed=k)[0],
+                     fixed_truth_bins(truth, flux, np.full(truth.size, 2.0), edges=(0, 100), n_boot=100, seed=k,
+                                      groups=galaxy)[0]))
+    spread = np.std([plain["bias"] for plain, _ in rows])
+    assert np.median([plain["bias_err"] for plain, _ in rows]) < 0.6 * spread  # rows are not independent draws
+    assert np.median([grouped["bias_err"] for _, grouped in rows]) == pytest.approx(spread, rel=0.25)
+    with pytest.raises(LumosValueError, match="groups"):
+        fixed_truth_bins(truth, truth, truth, edges=(0, 100), groups=galaxy[:5])
 
 
 def test_shrinkage_shows_at_fixed_truth():

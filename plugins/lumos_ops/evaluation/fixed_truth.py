@@ -11,9 +11,11 @@ Every function here bins by the truth. Definitions (per bin):
 * ``coverage68``: fraction of rows whose 68 % interval holds ``f0``; the interval is
   ``[lower, upper]`` when given (a PDF's q16, q84), else ``f +- err``.
 
-``bias_err``, ``pull_sigma68_err`` and ``coverage68_err`` are bootstrap standard errors (rows
-resampled with replacement, ``n_boot`` seeded draws; NaN below 10 rows): with a few dozen rows a
-bin's pull sigma68 is uncertain by ~0.1, as wide as the 0.9-1.1 target.
+``bias_err``, ``pull_sigma68_err`` and ``coverage68_err`` are bootstrap standard errors (``n_boot``
+seeded draws; NaN below 10 rows): with a few dozen rows a bin's pull sigma68 is uncertain by
+~0.1, as wide as the 0.9-1.1 target. Rows are resampled with replacement, or, given ``groups``,
+whole groups are (a block bootstrap: the placements of one injected galaxy share its departure
+from the model, so they are not independent draws).
 """
 
 from __future__ import annotations
@@ -62,11 +64,23 @@ def crb_flux_error(unit_model: ArrayLike, pixel_variance: ArrayLike, flux: Array
     return 1.0 / np.sqrt((p * p / var).sum(axis=(1, 2)))
 
 
-def _row(truth, flux, err, lower, upper, rng, n_boot: int) -> dict[str, float]:
+def _resamples(groups: np.ndarray | None, size: int, rng: np.random.Generator, n_boot: int) -> list[np.ndarray]:
+    """``n_boot`` bootstrap index sets of ``size`` rows: rows drawn with replacement, or whole groups
+    (each draw takes as many groups, with replacement, as the rows hold)."""
+    if groups is None:
+        return list(rng.integers(0, size, size=(n_boot, size)))
+    _, label = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
+    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
+    return [np.concatenate([members[j] for j in pick]) for pick in picks]
+
+
+def _row(truth, flux, err, lower, upper, rng, n_boot: int, groups=None) -> dict[str, float]:
     rel = (flux - truth) / truth
     pull = (flux - truth) / err
     finite = np.isfinite(rel) & np.isfinite(pull) & (err > 0)
     rel, pull = rel[finite], pull[finite]
+    groups = None if groups is None else groups[finite]
     lo = (flux - err if lower is None else lower)[finite]
     hi = (flux + err if upper is None else upper)[finite]
     t = truth[finite]
@@ -83,11 +97,10 @@ def _row(truth, flux, err, lower, upper, rng, n_boot: int) -> dict[str, float]:
     row["coverage68"] = float(np.mean(covered))
     row.update(bias_err=float("nan"), pull_sigma68_err=float("nan"), coverage68_err=float("nan"))
     if rel.size >= 10 and n_boot > 0:
-        idx = rng.integers(0, rel.size, size=(n_boot, rel.size))
-        row["bias_err"] = float(np.std(np.median(rel[idx], axis=1)))
-        q16, q84 = np.percentile(pull[idx], [16.0, 84.0], axis=1)
-        row["pull_sigma68_err"] = float(np.std((q84 - q16) / 2.0))
-        row["coverage68_err"] = float(np.std(covered[idx].mean(axis=1)))
+        draws = _resamples(groups, rel.size, rng, n_boot)
+        row["bias_err"] = float(np.std([np.median(rel[i]) for i in draws]))
+        row["pull_sigma68_err"] = float(np.std([half_width68(pull[i]) for i in draws]))
+        row["coverage68_err"] = float(np.std([covered[i].mean() for i in draws]))
     return row
 
 
@@ -102,6 +115,7 @@ def fixed_truth_bins(
     upper: ArrayLike | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> list[dict[str, float]]:
     """Metrics per bin of a true quantity, plus one row ``all``.
 
@@ -115,6 +129,9 @@ def fixed_truth_bins(
         Bin edges of ``by``.
     lower, upper : array_like, shape (n,), optional
         68 % interval of each row for the coverage (default ``flux +- err``).
+    groups : array_like, shape (n,), optional
+        Label of the independent unit each row belongs to (an injected galaxy): the bootstrap
+        errors resample whole groups. Default: rows are independent.
 
     Returns
     -------
@@ -130,12 +147,16 @@ def fixed_truth_bins(
         raise LumosValueError(f"truth, flux, err and by must be 1-d of one length; got {t.shape}, {f.shape}, {e.shape}, {key.shape}")
     lo_arr = None if lower is None else np.asarray(lower, dtype=np.float64)
     hi_arr = None if upper is None else np.asarray(upper, dtype=np.float64)
+    label = None if groups is None else np.asarray(groups)
+    if label is not None and label.shape != t.shape:
+        raise LumosValueError(f"groups must have the length of truth; got {label.shape} and {t.shape}")
     rng = np.random.default_rng(seed)
     rows = []
     edges = [float(x) for x in edges]
     for a, b in zip(edges[:-1], edges[1:]):
         sel = (key >= a) & (key < b)
         rows.append({"lo": a, "hi": b, **_row(t[sel], f[sel], e[sel], None if lo_arr is None else lo_arr[sel],
-                                              None if hi_arr is None else hi_arr[sel], rng, n_boot)})
-    rows.append({"lo": None, "hi": None, **_row(t, f, e, lo_arr, hi_arr, rng, n_boot)})
+                                              None if hi_arr is None else hi_arr[sel], rng, n_boot,
+                                              None if label is None else label[sel])})
+    rows.append({"lo": None, "hi": None, **_row(t, f, e, lo_arr, hi_arr, rng, n_boot, label)})
     return rows

@@ -159,18 +159,20 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
             ok = frame[np.isfinite(frame["flux"]) & np.isfinite(frame["flux_err"])]
             lower = ok["q16"].to_numpy() if method == "lumos" and "q16" in ok else None
             upper = ok["q84"].to_numpy() if method == "lumos" and "q84" in ok else None
+            galaxy = ok["galaxy"].to_numpy()  # a galaxy's placements share its error: block bootstrap
             entry = {
                 "n": int(len(ok)),
                 "by_true_snr": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
-                                                edges=TRUE_SNR_EDGES, lower=lower, upper=upper),
+                                                edges=TRUE_SNR_EDGES, lower=lower, upper=upper, groups=galaxy),
                 "by_true_flux": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], edges=TRUE_FLUX_EDGES,
-                                                 lower=lower, upper=upper),
+                                                 lower=lower, upper=upper, groups=galaxy),
                 "coadds": [_coadds(ok, method, n) for n in COADD_N],
                 "d_width": _d_width(ok),
             }
             if "model_flux" in ok:
                 entry["by_true_snr_model"] = fixed_truth_bins(ok["model_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
-                                                              edges=TRUE_SNR_EDGES, lower=lower, upper=upper)
+                                                              edges=TRUE_SNR_EDGES, lower=lower, upper=upper,
+                                                              groups=galaxy)
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
                 pooled = shared_error_rows if shared_error_rows is not None else _pooled_rows(table, pop)
