@@ -25,13 +25,16 @@ def test_inject_report_records_the_resolved_model(tmp_path, capsys):
     _frame(tmp_path / "a.fits")
     out = tmp_path / "out"
     rc = main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture", "lumos",
-               "--populations", "sersic", "--n-galaxies", "3", "--n-place", "2", "--snr-range", "50", "100", "-q"])
+               "--populations", "sersic", "--n-galaxies", "12", "--n-place", "2", "--snr-range", "50", "100", "-q"])
     assert rc == 0
     report = json.loads((out / "injection_report.json").read_text())
     path = resolve_model_path(None)
     assert report["model"] == {"name": "default", "path": str(path), "version": path.stem,
                                "sha256": load_checkpoint(path).sha256}
     assert (out / "injection_report.png").is_file() and (out / "injection_table.parquet").is_file()
+    bias = [r for r in report["targets"] if r["target"].startswith("per exposure, true SNR >= 5: |bias|")][0]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.endswith(bias["target"])][0]
+    assert printed.split()[2:4] == [f"{bias['value']:.3f}", f"{bias['value_vs_model_flux']:.3f}"]
 
     # the run's shared error recorded in a copy of the model it measured with
     copy = tmp_path / "with_shared.pt"

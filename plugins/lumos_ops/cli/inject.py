@@ -55,9 +55,12 @@ def _model_record(model: str | None) -> dict[str, str]:
 
 
 def inject_command(args: argparse.Namespace) -> int:
-    """Body of ``lumos inject``; prints the targets table."""
+    """Body of ``lumos inject``; prints the targets table: measured against the true flux, then
+    (where scored) against ``model_flux``, the flux the catalogue model reads from the noiseless
+    galaxy (docs/likelihood.md §4)."""
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
@@ -85,5 +88,7 @@ def inject_command(args: argparse.Namespace) -> int:
     table.to_parquet(out / "injection_table.parquet", index=False)
     plot_injection(report, out / REPORT_PNG)
     for row in report["targets"]:
-        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f}  {row['target']}")
+        model = row.get("value_vs_model_flux")
+        against = f"{model:8.3f}" if model is not None and np.isfinite(model) else " " * 8
+        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f} {against}  {row['target']}")
     return 0
