@@ -379,6 +379,8 @@ def test_the_same_night_triggered_twice_at_once(engine, db_url, local_night):
     assert errors == []
     assert state(engine) == HEALTHY
     assert _scalar(engine, "SELECT count(*) FROM lumos.pipeline_runs WHERE status = 'success'") == 2
+    # they took turns: the second planned the night after the first had closed it
+    assert _scalar(engine, "SELECT max(started_at) >= min(finished_at) FROM lumos.pipeline_runs") is True
 
 
 # --------------------------------------------------------------------------- least privilege

@@ -533,20 +533,25 @@ def run_night(
 ) -> NightReport:
     """Plan, process every exposure (a failure does not stop the others), co-add and report.
 
-    This is ``lumos night run --no-airflow``: the same steps as the DAG, in one process.
+    This is ``lumos night run --no-airflow``: the same steps as the DAG, in one process. Two such
+    runs of one night take turns (an advisory lock on the night, :data:`~lumos_ops.pipeline.locks.RUN_LOCK`):
+    the second waits for the first to close, then runs the night again, so neither reports the
+    night while the other is still writing it.
     """
+    from lumos_ops.pipeline.locks import RUN_LOCK, night_lock
     from lumos_ops.pipeline.report import report_night
 
     start = time.perf_counter()
-    plan = plan_night(engine, store, config, night=night, dag_run_id=dag_run_id)
-    plan_s = time.perf_counter() - start
-    if plan.empty:
-        return report_night(engine, store, config, night=plan.night, run_id=plan.run_id,
+    with night_lock(engine, validate_night(night), RUN_LOCK):
+        plan = plan_night(engine, store, config, night=night, dag_run_id=dag_run_id)
+        plan_s = time.perf_counter() - start
+        if plan.empty:
+            return report_night(engine, store, config, night=plan.night, run_id=plan.run_id,
+                                wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})
+        for task in plan.tasks:
+            try:
+                process_exposure(engine, store, config, task, measurer=measurer)
+            except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
+                continue
+        return finish_night(engine, store, config, night=plan.night, run_id=plan.run_id,
                             wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})
-    for task in plan.tasks:
-        try:
-            process_exposure(engine, store, config, task, measurer=measurer)
-        except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
-            continue
-    return finish_night(engine, store, config, night=plan.night, run_id=plan.run_id,
-                        wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})

@@ -7,11 +7,10 @@ and ``coadds.png`` (co-added AB magnitude against the catalogue's ``i_auto``).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 
 from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.pipeline.config import NightConfig
+from lumos_ops.pipeline.locks import REPORT_LOCK, night_lock
 from lumos_ops.pipeline.plan import CoaddSummary, NightReport
 from lumos_ops.pipeline.storage import ObjectStore
 from lumos_ops.pipeline.writer import finish_run
@@ -94,23 +94,6 @@ def failure_message(engine: sa.Engine, night: str) -> str | None:
               for key, status, error in errors]
     parts.append("fix the files and clear their mapped 'process' tasks; co-adds and the report follow")
     return "; ".join(parts)
-
-
-_REPORT_LOCK = 0x4C554D52  # "LUMR": one report of a night at a time
-
-
-@contextlib.contextmanager
-def _night_lock(engine: sa.Engine, night: str) -> Iterator[None]:
-    """Session-level advisory lock on the night: concurrent reports (reruns of several exposures of a
-    reported night) take turns, so the last summary written saw every committed write."""
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k, hashtext(:n))"), {"k": _REPORT_LOCK, "n": night})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": _REPORT_LOCK, "n": night})
-            conn.commit()
 
 
 def _png(fig: Any) -> bytes:
@@ -210,7 +193,7 @@ def report_night(
     -------
     NightReport
     """
-    with _night_lock(engine, night):
+    with night_lock(engine, night, REPORT_LOCK):  # concurrent reports take turns: the last saw every write
         return _report(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
                        extra_timings=extra_timings, plots=plots)
 
