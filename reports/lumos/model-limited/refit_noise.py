@@ -16,10 +16,9 @@ import json
 import sys
 
 import numpy as np
+from refit_lead import FWHM_PX, best, model, reading
 
 from lumos_ops.evaluation import injection
-
-from refit_lead import FWHM_PX, best, model, reading
 
 SNRS = (10.0, 20.0, 50.0, 100.0, 200.0)
 
