@@ -58,7 +58,7 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
     out = {"n": n, "n_sources": int(n_src),
            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
     if "model_flux" in sel:
-        # the exposures' model-limited fluxes, averaged with the co-add's own inverse-variance weights
+        # the exposures' model-limited fluxes, averaged with the noise weights (1 / crb_err^2) that set the co-add's true SNR
         w = 1.0 / sel["crb_err"].to_numpy().reshape(n_src, n) ** 2
         model = (w * sel["model_flux"].to_numpy().reshape(n_src, n)).sum(axis=1) / w.sum(axis=1)
         out["by_true_snr_model"] = fixed_truth_bins(model, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)
