@@ -93,9 +93,39 @@ def test_detect_sources_does_not_mask_pure_noise() -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(10.0, 1.0, (300, 300))
     assert nc.detect_sources(noise, fwhm_px=3.0).mean() < 0.01
-    # the 3-sigma single-pixel rule of the injection masks much of the same pure noise
+    # a 3-sigma single-pixel rule masks much of the same pure noise
     grown = ndimage.distance_transform_edt(~nc.source_mask(noise)) < 10
     assert grown.mean() > 0.3
+
+
+def test_placement_rule_does_not_choose_positions_by_their_noise() -> None:
+    """Correlated pure noise (a resampled frame): nearly every position is placeable, and the
+    placeable ones hold the frame's mean sky, where a single-pixel 3-sigma rule keeps quiet places."""
+    rng = np.random.default_rng(1)
+    noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (400, 400)), 1.0)
+    noise /= noise.std()
+    inner = np.zeros(noise.shape, dtype=bool)
+    inner[20:-20, 20:-20] = True
+    box = ndimage.uniform_filter(noise, 9)  # the mean sky of a 9 x 9 px footprint at each position
+    scale = box[inner].std()
+
+    def offset(placeable: np.ndarray) -> float:
+        return float((box[placeable & inner].mean() - box[inner].mean()) / scale)
+
+    clear = nc.source_clearance(noise, fwhm_px=3.0) >= 10.0
+    assert clear.mean() > 0.97
+    assert abs(offset(clear)) < 0.01
+    quiet = ndimage.distance_transform_edt(~nc.source_mask(noise)) >= 10.0
+    assert quiet.mean() < 0.8 and offset(quiet) < -0.04
+
+
+def test_placement_rule_avoids_a_source_fainter_than_three_sigma_per_pixel() -> None:
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:200, :200]
+    blob = 2.0 * np.exp(-((xx - 100.0) ** 2 + (yy - 100.0) ** 2) / (2 * 2.5**2))  # peak 2 sigma
+    image = rng.normal(0.0, 1.0, (200, 200)) + blob
+    dist = nc.source_clearance(image, fwhm_px=3.0)
+    assert dist[100, 100] == 0.0 and dist[95:106, 95:106].max() < 10.0
 
 
 def test_white_noise_scale_is_one(scenes) -> None:

@@ -323,8 +323,9 @@ def _robust_rows(values: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, np.nd
 def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
     """Pixels of a frame's own sources: above ``mask_sigma`` robust sigmas, grown by ``grow`` px (and NaNs).
 
-    Single pixels above 3 sigma are also noise (0.13 % of white-noise pixels): this mask is for
-    keeping injected galaxies off real light, not for choosing blank sky (:func:`detect_sources`).
+    Single pixels above 3 sigma are also noise (0.13 % of white-noise pixels): this mask leaves
+    real light out of a noise statistic (:func:`lumos_ops.evaluation.injection.noise_autocovariance`);
+    it chooses no positions (:func:`source_clearance`, :func:`detect_sources`).
     """
     from scipy import ndimage
 
@@ -333,17 +334,24 @@ def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> 
     return ndimage.binary_dilation(resid >= mask_sigma * sig, iterations=grow)
 
 
-def source_clearance(data: np.ndarray) -> np.ndarray:
-    """Distance (pixels) of every pixel from the nearest pixel of :func:`source_mask` (0 on it).
+def source_clearance(data: np.ndarray, *, fwhm_px: float) -> np.ndarray:
+    """Distance (pixels) of every pixel from the nearest pixel of the frame's detected sources
+    (:func:`detect_sources` with the PSF's FWHM ``fwhm_px`` in pixels; 0 on them).
 
     The one placement rule for synthetic targets: ``lumos inject`` and ``lumos adapt`` put
     injected galaxies where it is at least their ``min_clearance``, and TEAHUPOO
     (``TeahupooConfig.target_clearance``) cuts its training backgrounds around positions where it
     is at least the same value, so training and test stamps hold the same sky at their centres.
+
+    The sources are detected on the PSF-smoothed frame, so the rule does not choose positions by
+    their own noise. A cut on single pixels above 3 sigma (:func:`source_mask`) rejects about half
+    of a pure-noise frame within 10 px and keeps the places where the noise happens to be low:
+    there the local sky reads below the annulus mean and scatters less than the errors say
+    (``reports/lumos/placement-noise``).
     """
     from scipy import ndimage
 
-    return ndimage.distance_transform_edt(~source_mask(data))
+    return ndimage.distance_transform_edt(~detect_sources(data, fwhm_px=fwhm_px))
 
 
 def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:

@@ -44,6 +44,16 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
 
 
+def test_every_frame_gets_its_share_of_a_few_placements(tmp_path):
+    """8 placements on two roomy frames: 4 on each, not all on the first frame that has room."""
+    _frame(tmp_path / "a.fits", seed=1)
+    _frame(tmp_path / "b.fits", seed=2)
+    config = InjectionConfig(n_galaxies=4, n_place=2, snr_range=(80.0, 120.0), seed=4)
+    table = run_injection([tmp_path / "a.fits", tmp_path / "b.fits"], config, methods=("aperture",))
+    counts = table["frame"].map(lambda f: f.rsplit("/", 1)[-1]).value_counts().to_dict()
+    assert counts == {"a.fits": 4, "b.fits": 4}
+
+
 def test_the_noiseless_reading_is_the_true_flux_for_a_galaxy_that_is_its_model():
     from lumos_ops.evaluation import injection
     from lumos_ops.render import DEFAULT_MOFFAT_BETA

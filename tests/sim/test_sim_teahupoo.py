@@ -318,7 +318,8 @@ def test_target_clearance_cuts_backgrounds_only_clear_of_the_exposures_sources(t
         meta = pd.read_parquet(tmp_path / name / "meta.parquet")
         d = []
         for path, rows in meta.groupby("source_exposure"):
-            dist = source_clearance(read_exposure(path).data)
+            exposure = read_exposure(path)
+            dist = source_clearance(exposure.data, fwhm_px=exposure.psf_fwhm / exposure.pixel_scale)
             d.append(dist[rows.ccd_y.to_numpy(int), rows.ccd_x.to_numpy(int)])
             half = clear.stamp_size // 2
             assert rows.ccd_x.between(half, dist.shape[1] - half).all()

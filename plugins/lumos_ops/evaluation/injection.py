@@ -73,9 +73,10 @@ class InjectionConfig:
         Exposure time (s) of the injected light's Poisson noise: its variance is ``f P / t`` in
         (e-/s)^2, as in an exposure of that length (the frames' own gains are unknown).
     min_clearance : float
-        Smallest distance (pixels) of a placement from the frame's own sources (``source_mask``):
-        the targets are isolated from uncatalogued real light, so that neighbours are the
-        catalogued, injected ones of the ``blended`` population.
+        Smallest distance (pixels) of a placement from the frame's own detected sources
+        (:func:`lumos_ops.noise_calibration.source_clearance`): the targets are isolated from
+        uncatalogued real light, so that neighbours are the catalogued, injected ones of the
+        ``blended`` population, and are not placed by the frame's noise.
     psf_profile : {"kolmogorov", "moffat"}
         Profile of the injected galaxies' PSF at the frame's FWHM: Kolmogorov (atmospheric
         turbulence, the default: not the measurement's model) or the Moffat of the measurement's
@@ -491,7 +492,7 @@ def run_injection(
         headers.append(header)
         noise_eps.append(sig * header["_gain"] / header["_exptime"])
         autocov.append(cov * (header["_gain"] / header["_exptime"]) ** 2)
-        clearance.append(source_clearance(data))
+        clearance.append(source_clearance(data, fwhm_px=fwhm))
     galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes, pixel_scale)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
     # placements: (galaxy, place, frame) in random order, packed into frame realisations
@@ -500,13 +501,15 @@ def run_injection(
     placements: list[dict[str, Any]] = []
     cursor = 0
     realisation = 0
+    # every frame gets a share, however few the placements and however roomy the first frame
+    share = -(-len(order) // len(frames))
     while cursor < len(order):
         k = realisation % len(frames)
         slots = _free_slots(clearance[k], config.spacing, config.min_clearance, rng)
         if len(slots) == 0:
             raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources in "
                                   f"{_SLOT_TRIES} jittered grids; lower min_clearance or use another frame")
-        take = order[cursor : cursor + len(slots)]
+        take = order[cursor : cursor + min(len(slots), share)]
         for (g, p), (x, y) in zip(take, slots):
             placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
         cursor += len(take)

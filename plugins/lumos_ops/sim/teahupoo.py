@@ -485,7 +485,8 @@ def _centres(config: TeahupooConfig, exposure: Exposure, path: str, n: int,
         return cx, cy
     from lumos_ops.noise_calibration import source_clearance
 
-    inner = source_clearance(exposure.data)[margin : ny - margin, margin : nx - margin]
+    fwhm_px = float(exposure.psf_fwhm) / exposure.pixel_scale
+    inner = source_clearance(exposure.data, fwhm_px=fwhm_px)[margin : ny - margin, margin : nx - margin]
     free = np.flatnonzero(inner.ravel() >= config.target_clearance)
     if free.size == 0:
         raise LumosValueError(
