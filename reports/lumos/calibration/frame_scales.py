@@ -7,9 +7,10 @@ model's training noise, EXPTIME 90 s); the blank-sky shapes are 300 Sersic galax
 
 - ``production``: :func:`lumos_ops.noise_calibration.calibrate_noise` as
   ``measure_exposure`` runs it (positions clear of PSF-matched 4-sigma detections);
-- ``injection-rule``: positions where ``lumos inject`` places its galaxies, >= 10 px from every pixel
-  of ``source_mask`` (single pixels above 3 robust sigmas, grown by 4 px): the quietest few per cent
-  of a crowded frame.
+- ``injection-rule``: positions >= 10 px from every pixel of ``source_mask`` (single pixels above 3
+  robust sigmas, grown by 4 px), the quietest few per cent of a crowded frame: where ``lumos inject``
+  placed its galaxies before it used the detections of ``source_clearance``
+  (``reports/lumos/placement-noise``).
 
 Usage: .venv/bin/python reports/lumos/calibration/frame_scales.py OUT.json FRAME [FRAME ...]
 """
@@ -52,7 +53,7 @@ def main(out: str, frames: list[str]) -> None:
     rng = np.random.default_rng(0)
     results = []
     print("| frame | method | k at A_ref | slope | k(A=40) / k(A=250) | n | median blank pull "
-          "| k, injection rule (n; quiet area) |")
+          "| k, single-pixel 3σ rule (n; quiet area) |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for path in frames:
