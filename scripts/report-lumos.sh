@@ -5,8 +5,9 @@
 #               with seed 7 in all 40 narrow bands x 2 epochs (the training survey has seed 1: no exposure is shared). Fluxes follow the
 #               survey's own number counts (fainter than the training prior); a catalogue neighbour on 30 %.
 #   bright/     the same on 10,000 stamps whose fluxes are uniform in i 16.5-23 (brighter than the survey).
-#   injection/  `lumos inject`: GalSim galaxies (Sersic, bulge+disk+knots, blended pairs; 200 each, 10
-#               placements) injected into the real frames of ../shared/realdata and measured through the
+#   injection/  `lumos inject`: GalSim galaxies (Sersic, bulge+disk+knots, blended pairs; 600 each, 10
+#               placements, placed clear of the frames' PSF-matched detections) injected into the real frames of
+#               ../shared/realdata and measured through the
 #               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
 #   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
 #   injection-moffat/  injection/ again (same seed, galaxies and positions) with the galaxies convolved by the
@@ -41,12 +42,12 @@ $lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test
 $lumos validate --model default --test-set "$work/test-bright" --baselines aperture optimal --deblend-stamps 0 \
     --out reports/lumos/bright -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
-    "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --out reports/lumos/injection -q
+    "$realdata/sdss_i.fits.bz2" --n-galaxies 600 --n-place 10 --seed 11 --out reports/lumos/injection -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
-    "$realdata/sdss_i.fits.bz2" --n-galaxies 200 --n-place 10 --seed 11 --psf-profile moffat \
+    "$realdata/sdss_i.fits.bz2" --n-galaxies 600 --n-place 10 --seed 11 --psf-profile moffat \
     --out reports/lumos/injection-moffat -q
 sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
-$lumos inject --frames "${sim_frames[@]}" --n-galaxies 200 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
+$lumos inject --frames "${sim_frames[@]}" --n-galaxies 600 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
 .venv/bin/python reports/lumos/calibration/frame_scales.py reports/lumos/calibration/frame_scales.json \
     "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" \
     "${sim_frames[@]}" > reports/lumos/calibration/frame_scales.md
