@@ -143,8 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--edge-margin", type=int, help="min distance (px) of stamp centres from the CCD edge "
                           "(default size/2: stamps entirely on the CCD)")
     training.add_argument("--target-clearance", type=float, default=None, metavar="PX",
-                          help="cut stamps only around positions at least PX pixels from the exposures' own sources "
-                          "(the injection's placement rule; default: any position)")
+                          help="cut stamps only around positions at least PX pixels from the exposures' own detected "
+                          "sources (the injection's placement rule; default: any position)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,
                           help="fraction of stamps with an added neighbouring galaxy (blending studies)")
     training.add_argument("--flux-population", type=int, default=0, metavar="N",

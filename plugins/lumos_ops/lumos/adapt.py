@@ -140,7 +140,8 @@ class AdaptConfig:
         Minimum distance (pixels) between injected targets; the default 44 keeps every other
         injected galaxy out of a 60-px LUMOS stamp (half-diagonal 43 px).
     min_clearance : float
-        Smallest distance (pixels) of an injected target from the frame's own sources.
+        Smallest distance (pixels) of an injected target from the frame's own detected sources
+        (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
     stamp_background : str or None
         The candidate's stamp background (``Normalization.stamp_background``); None keeps the base
         model's. Another one is fine-tuned in, its input statistics measured on the training stamps.
