@@ -1,6 +1,7 @@
 """Injection-recovery: PSF measured on stars, truth bookkeeping, the production measuring path."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.io import fits
 
@@ -42,6 +43,25 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["by_true_snr"][-1]["n"] == 24
     assert [c["n"] for c in entry["coadds"]] == [2, 5, 10]
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
+
+
+def test_coadds_use_every_disjoint_run_of_placements():
+    """4 placements of 3 galaxies: two 2-exposure co-adds per galaxy, one 4-exposure; none of 5."""
+    rng = np.random.default_rng(0)
+    rows = [{"population": "sersic", "method": "aperture", "galaxy": g, "place": p, "true_flux": 100.0 * (g + 1),
+             "crb_err": 5.0, "flux_err": 5.0, "flux": 100.0 * (g + 1) + rng.normal(0, 5.0), "flag": 0,
+             "true_snr": 20.0 * (g + 1), "frame": f"f{p % 2}", "band": "NB685"}
+            for g in range(3) for p in range(4)]
+    from lumos_ops.evaluation import injection_report
+
+    table = pd.DataFrame(rows)
+    two, four, five = (injection_report._coadds(table, "aperture", n) for n in (2, 4, 5))
+    assert (two["n_sources"], two["n_galaxies"], four["n_sources"], five["n_sources"]) == (6, 3, 3, 0)
+    # the first co-add of galaxy 0 is the weighted mean of its placements 0 and 1
+    first = table[(table["galaxy"] == 0) & (table["place"] < 2)]["flux"].mean()
+    assert two["by_true_snr"][-1]["n"] == 6
+    assert np.isclose(injection_report._coadds(table[table["galaxy"] == 0], "aperture", 2)["by_true_snr"][-1]["bias"],
+                      np.median([first, table[(table["galaxy"] == 0) & (table["place"] >= 2)]["flux"].mean()]) / 100.0 - 1)
 
 
 def test_every_frame_gets_its_share_of_a_few_placements(tmp_path):

@@ -114,8 +114,9 @@ def test_fine_tuning_may_drop_an_input(tiny_training_set, tmp_path):
         assert torch.equal(after.net(images, scalars, band_epoch).mu, after.net(images, shifted, band_epoch).mu)
         base.net.eval()
         assert not torch.equal(base.net(images, scalars, band_epoch).mu, base.net(images, shifted, band_epoch).mu)
-    with pytest.raises(LumosValueError, match="inputs"):
-        train(tiny_training_set, tmp_path / "bad", _config(epochs=1, init_model=str(tmp_path / "tuned" / "model.pt")))
+    # a fine-tuning of the blind network stays blind without being told
+    train(tiny_training_set, tmp_path / "again", _config(epochs=1, init_model=str(tmp_path / "tuned" / "model.pt")))
+    assert load_checkpoint(tmp_path / "again" / "model.pt", device="cpu").net.config.inputs == ("i_auto", "ccd_x", "ccd_y")
 
 
 def test_fine_tuning_may_change_the_stamp_background(tiny_training_set, tmp_path):

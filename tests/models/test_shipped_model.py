@@ -54,6 +54,15 @@ def test_the_weights_table_matches_every_shipped_file():
         assert loaded.arch == weights.arch and weights.recipe in RECIPES
         assert loaded.metadata["recipe"]["name"] == weights.recipe
         assert SHIPPED_MODELS[weights.name] == weights.file
+        assert not set(weights.dropped_inputs) & set(loaded.net.config.inputs), weights.name
+        assert set(weights.dropped_inputs) <= set(loaded.metadata.get("dropped_inputs", ())), weights.name
+
+
+def test_no_shipped_model_reads_the_frame_sky_level():
+    """The stamp background is the sky level, which real frames set by how they were reduced
+    (sky-subtracted: about 0; raw: whatever the gain gives), not by their noise (reports/lumos/sky-level)."""
+    for name in SHIPPED_MODELS:
+        assert "background" not in load_checkpoint(name, device="cpu").net.config.inputs, name
 
 
 def test_the_default_knows_every_paus_narrow_band_and_epoch():

@@ -4,7 +4,9 @@
 candidate through the gates (or ``--force`` it with a recorded reason), ``rollback`` to the
 previous production version, ``history`` of the registry, ``shared-error`` (no database) to
 record in a copy of a model the co-add term an injection run measured
-(:mod:`lumos_ops.lumos.shared_error`), and ``resolve`` what tonight's run would use. The database
+(:mod:`lumos_ops.lumos.shared_error`), ``drop-input`` (no database) to make a copy of a model
+blind to a scalar input (:mod:`lumos_ops.lumos.drop_inputs`), and ``resolve`` what tonight's run
+would use. The database
 URL comes from ``--url``, else ``$LUMOS_DATABASE_URL``, else the local PostgreSQL of
 ``lumos db start``. Changing the registry needs the schema owner (see the docs).
 """
@@ -19,7 +21,7 @@ _URL_HELP = "SQLAlchemy URL (default: $LUMOS_DATABASE_URL, else the local Postgr
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``lumos model list | attach-report | promote | rollback | history | shared-error | resolve``."""
+    """Add ``lumos model list | attach-report | promote | rollback | history | shared-error | drop-input | resolve``."""
     parser = subparsers.add_parser("model", help="model registry: list, attach reports, promote, roll back")
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
@@ -67,6 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--populations", nargs="+",
                    help="populations to pool (default: sersic and knots, those the table holds, as lumos adapt)")
     p.set_defaults(func=_shared_error)
+
+    p = sub.add_parser("drop-input", help="write a copy of a model blind to some of its scalar inputs (no retraining)",
+                       description="Write MODEL to OUT with the named scalar inputs multiplied by zero: the network "
+                                   "then reads each as its training mean, whatever the exposure says. Weights, "
+                                   "normalisation and metadata are carried over (lumos_ops.lumos.drop_inputs). "
+                                   "`background` (the stamp's sky level) is the one to drop for frames whose sky "
+                                   "is subtracted or whose level differs from the training survey's.")
+    p.add_argument("model", metavar="MODEL", help="checkpoint path or shipped-model name")
+    p.add_argument("--input", dest="inputs", nargs="+", required=True, metavar="NAME",
+                   help="scalar inputs to drop (i_auto, ccd_x, ccd_y, background)")
+    p.add_argument("--out", required=True, metavar="OUT.pt", help="checkpoint to write")
+    p.add_argument("--reason", default="", help="recorded in the metadata (derived_from.reason)")
+    p.set_defaults(func=_drop_input)
 
     p = sub.add_parser("resolve", help="versions and checkpoint the nightly run would use now (LUMOS_* settings + registry)")
     p.add_argument("--url", help=_URL_HELP)
@@ -222,6 +237,14 @@ def _resolve(args: argparse.Namespace) -> int:
     checkpoint = config.model_key or config.measure_options.get("model")
     if config.needs_gpu:
         print(f"LUMOS checkpoint: {checkpoint or 'shipped default'}")
+    return 0
+
+
+def _drop_input(args: argparse.Namespace) -> int:
+    from lumos_ops.lumos.drop_inputs import drop_inputs
+
+    keep = drop_inputs(args.model, args.inputs, args.out, reason=args.reason)
+    print(f"{args.out}: {args.model} reading {', '.join(keep) or 'no scalar input'}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Score an injection-recovery table (:func:`lumos_ops.evaluation.injection.run_injection`) at fixed truth.
 
 Per population and method: bias, sigma68, pulls and 68 % coverage per bin of true SNR and of true
-flux (per exposure); co-adds of N = 2, 5, 10 placements of each galaxy (LUMOS: product of
+flux (per exposure); co-adds of N = 2, 5, 10 placements of each galaxy, every disjoint run of N of
+its placements (LUMOS: product of
 likelihoods, :func:`~lumos_ops.lumos.coadd.coadd_likelihoods`; classical: eq. 21) scored per bin of
 the co-add's true SNR; for LUMOS the shared-error table of the rows
 (:func:`~lumos_ops.lumos.shared_error.estimate_shared_error`, what ``lumos adapt`` records in its
@@ -32,18 +33,21 @@ COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
 
 
 def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -> dict[str, Any]:
-    """Co-adds of the placements ``place < n`` of each galaxy; ``shared``: LUMOS with each row's
-    ``shared_rho`` (the shared-error term)."""
+    """Co-adds of ``n`` placements of each galaxy: every disjoint run of ``n`` of its placements
+    (``place`` ``k n`` to ``(k + 1) n - 1``), so 10 placements make five 2-exposure co-adds, two
+    5-exposure and one 10-exposure; bootstrap errors resample whole galaxies. ``shared``: LUMOS with
+    each row's ``shared_rho`` (the shared-error term)."""
     from lumos_ops.lumos.coadd import coadd_likelihoods
     from lumos_ops.lumos.mixture_table import mixtures_from_table
 
-    sel = frame[(frame["place"] < n) & np.isfinite(frame["flux"])]
-    counts = sel.groupby("galaxy")["place"].transform("size")
-    sel = sel[counts == n].sort_values(["galaxy", "place"])
+    sel = frame[np.isfinite(frame["flux"])].assign(run=frame["place"] // n)
+    counts = sel.groupby(["galaxy", "run"])["place"].transform("size")
+    sel = sel[counts == n].sort_values(["galaxy", "run", "place"])
     if sel.empty:
-        return {"n": n, "n_sources": 0, "by_true_snr": []}
-    n_src = sel["galaxy"].nunique()
-    truth = sel.groupby("galaxy")["true_flux"].first().to_numpy()
+        return {"n": n, "n_sources": 0, "n_galaxies": 0, "by_true_snr": []}
+    n_src = len(sel) // n
+    galaxy = sel["galaxy"].to_numpy()[::n]
+    truth = sel["true_flux"].to_numpy()[::n]
     snr = truth * np.sqrt((1.0 / sel["crb_err"].to_numpy() ** 2).reshape(n_src, n).sum(axis=1))
     if method == "lumos":
         mix = mixtures_from_table(sel)
@@ -55,13 +59,14 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
         f = sel["flux"].to_numpy().reshape(n_src, n)
         w = 1.0 / sel["flux_err"].to_numpy().reshape(n_src, n) ** 2
         flux, err = (w * f).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1))
-    out = {"n": n, "n_sources": int(n_src),
-           "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)}
+    out = {"n": n, "n_sources": int(n_src), "n_galaxies": int(np.unique(galaxy).size),
+           "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100, groups=galaxy)}
     if "model_flux" in sel:
         # the exposures' model-limited fluxes, averaged with the noise weights (1 / crb_err^2) that set the co-add's true SNR
         w = 1.0 / sel["crb_err"].to_numpy().reshape(n_src, n) ** 2
         model = (w * sel["model_flux"].to_numpy().reshape(n_src, n)).sum(axis=1) / w.sum(axis=1)
-        out["by_true_snr_model"] = fixed_truth_bins(model, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100)
+        out["by_true_snr_model"] = fixed_truth_bins(model, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100,
+                                                    groups=galaxy)
     return out
 
 

@@ -95,8 +95,9 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-wide-seeing`` (below): ``fast-v11`` fine-tuned on a survey with a wider seeing range;
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
-* ``fast-mf-v12`` (below): the shipped default ``lumos-fast-mf-v12``, ``fast-v11`` anchored on the
-  matched-filter flux (``ModelConfig.anchor``);
+* ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
+  the shipped default ``lumos-fast-mf-v12-nobg`` is its network with the background input dropped
+  (``lumos model drop-input ... --input background``; ``weights.ShippedWeights.dropped_inputs``);
 * ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
 * ``fast-mf-v12-mixed`` (below): the same on stamps of which half differ from their model;
 * ``fast-mf-r-v13-mixed`` (below): ``fast-mf-v12`` with a width head that sees the model departure;
@@ -209,7 +210,10 @@ RECIPES["fast-mf-v12"] = Recipe(
 """``fast-v11`` (same survey, stamps and schedule) with the ``fast-mf`` architecture: the mixture is
 anchored on the stamp's matched-filter flux and its error (``ModelConfig.anchor``), which the network
 corrects, instead of being read from the pixels by the network alone. The stamp background is the
-masked annulus mean (the classical baselines' estimator), which the matched-filter flux inherits."""
+masked annulus mean (the classical baselines' estimator), which the matched-filter flux inherits.
+Its network reads the background input, the stamp's sky level; the shipped file does not
+(``lumos model drop-input``): on real frames that level is set by the reduction, not the noise
+(``reports/lumos/sky-level``)."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )

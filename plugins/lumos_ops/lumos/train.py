@@ -89,9 +89,9 @@ class TrainConfig:
     init_model : str or None
         Fine-tuning: a checkpoint (path or shipped-model name) whose weights, BatchNorm running
         statistics and normalisation the training starts from, every layer trained (its
-        architecture and band x epoch rows must match; its scalar inputs must include this
-        training's, so ``drop_inputs`` may drop more of them: their weights are kept and multiplied
-        by zero; a ``fast-mf`` checkpoint may start a ``fast-mf-r`` training, whose width
+        architecture and band x epoch rows must match; the inputs it does not read stay dropped,
+        and ``drop_inputs`` may drop more of them: their weights are kept and multiplied by zero;
+        a ``fast-mf`` checkpoint may start a ``fast-mf-r`` training, whose width
         head starts at zero: :func:`~lumos_ops.lumos.model.widened_state`); None starts from weights
         initialised by ``seed``.
     stamp_background : str or None
@@ -340,11 +340,6 @@ def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalizat
             f"{loaded.path}: init_model n_band_epochs {theirs.n_band_epochs!r} differs from this training's "
             f"{mine.n_band_epochs!r} (the training set's bands x epochs must match it)"
         )
-    if not set(mine.inputs) <= set(theirs.inputs):
-        raise LumosValueError(
-            f"{loaded.path}: init_model inputs {theirs.inputs!r} lack some of this training's {mine.inputs!r} "
-            "(drop_inputs may only drop more of them)"
-        )
     state = loaded.net.state_dict()
     net.load_state_dict(widened_state(state, net) if widen else state)
     return loaded.normalization
@@ -404,7 +399,14 @@ def train(
     embedding = training_set_bands(ts, survey)
     state_path = out / "train_state.pt"
     torch.manual_seed(config.seed)
-    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs),
+    initial = None
+    if config.init_model is not None:
+        from lumos_ops.lumos.checkpoint import load_checkpoint
+
+        initial = load_checkpoint(config.init_model, device="cpu")
+    # a fine-tuning reads none of the scalar inputs its initial network does not read
+    read = SCALAR_NAMES if initial is None else initial.net.config.inputs
+    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs and v in read),
                     n_band_epochs=len(embedding["bands"]) * embedding["n_epochs"]).to(device)
     if config.train_only is not None:
         children = dict(net.named_children())
@@ -418,11 +420,6 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best = math.inf
-    initial = None
-    if config.init_model is not None:
-        from lumos_ops.lumos.checkpoint import load_checkpoint
-
-        initial = load_checkpoint(config.init_model, device="cpu")
     if resume:
         if not state_path.is_file():
             raise InputFileError(f"{state_path}: nothing to resume from; run without --resume")

@@ -37,6 +37,9 @@ class ShippedWeights:
         comparison the reports make).
     summary : str
         One line for help texts.
+    dropped_inputs : tuple of str
+        Scalar inputs the recipe's network reads and the shipped file does not: the file is the
+        recipe's output passed through ``lumos model drop-input`` (:mod:`lumos_ops.lumos.drop_inputs`).
     """
 
     name: str
@@ -46,6 +49,7 @@ class ShippedWeights:
     sha256: str
     status: str
     summary: str
+    dropped_inputs: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
@@ -55,15 +59,17 @@ class ShippedWeights:
 
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
     ShippedWeights(
-        name="default", file="lumos-fast-mf-v12.pt", arch="fast-mf", recipe="fast-mf-v12",
-        sha256="03d92713dd4cb3e4079a68c14a3618589d825646644e97a66f3c3a2c4442f48d", status="default",
+        name="default", file="lumos-fast-mf-v12-nobg.pt", arch="fast-mf", recipe="fast-mf-v12",
+        sha256="4d1910b6729fcdf3b3a5090d5aea80151aaad579939e4b5e5490686d19150640", status="default",
         summary="likelihood network under the reference flux prior anchored on the matched-filter flux, all 40 narrow "
-                "bands x 2 epochs (models/MODEL_CARD.md)",
+                "bands x 2 epochs, blind to the frame's sky level (models/MODEL_CARD.md)",
+        dropped_inputs=("background",),
     ),
     ShippedWeights(
-        name="fast-noccd", file="lumos-fast-mf-noccd-v12.pt", arch="fast-mf", recipe="fast-mf-noccd-v12",
-        sha256="b9e0bdae7f52de7115d3a6409532564ed443a271d7ff442982427ab5e110faf1", status="companion",
+        name="fast-noccd", file="lumos-fast-mf-noccd-v12-nobg.pt", arch="fast-mf", recipe="fast-mf-noccd-v12",
+        sha256="048555cd535b4bf0b67c6b76201a5cbfb12357ecca62cf5ca6c3269a9e4551a1", status="companion",
         summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
+        dropped_inputs=("background",),
     ),
 )
 """Every shipped checkpoint."""
