@@ -252,6 +252,17 @@ so the means are exactly v12's) on ``fast-mf-v12-mixed``'s stamps, half of them 
 RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
     RECIPES["fast-mf-v12"], train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
+RECIPES["fast-mf-v12-nobg-ft"] = Recipe(
+    survey=RECIPES["fast-mf-v12"].survey,
+    teahupoo=_REFERENCE_TEAHUPOO,
+    train={**RECIPES["fast-mf-v12"].train, "epochs": 4, "lr": 2e-4, "lr_step": 3, "frozen_bn_epochs": 4,
+           "max_train": 60_000, "drop_inputs": ("background",)},
+    init="fast-mf-v12",
+)
+"""An experiment (``reports/lumos/sky-level/``): ``fast-mf-v12``'s weights fine-tuned without the
+background input (every layer, BatchNorm frozen; 60,000 stamps of its own survey and draw, 4 epochs,
+Adam lr 2e-4, then 2e-5 from epoch 4), so that the network learns the noise from the pixels rather
+than reading the training mean where the sky level was."""
 DEFAULT_RECIPE = "fast-mf-v12"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
