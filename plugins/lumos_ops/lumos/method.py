@@ -114,7 +114,7 @@ class LumosMethod:
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
         if not loaded.is_likelihood and not self._warned_posterior:
             log.warning("LUMOS model %s was trained on a population flux prior: its fluxes are posterior means that "
-                        "shrink toward that prior, not likelihood estimates; use a reference-prior model (lumos-fast-mf-v12-nobg)",
+                        "shrink toward that prior, not likelihood estimates; use a reference-prior model (lumos-fast-mf-v12-nobg-ft)",
                         loaded.path)
             self._warned_posterior = True
         columns = mixture_table(mixtures, likelihood=loaded.is_likelihood)

@@ -96,8 +96,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-v11-sky-removed`` (below): ``fast-v11`` fine-tuned on backgrounds with part of their sky removed;
 * ``fast-v11-dark-sky`` (below): ``fast-v11`` fine-tuned on crowded backgrounds of a darker simulated sky;
 * ``fast-mf-v12`` (below): ``fast-v11`` anchored on the matched-filter flux (``ModelConfig.anchor``);
-  the shipped default ``lumos-fast-mf-v12-nobg`` is its network with the background input dropped
-  (``lumos model drop-input ... --input background``; ``weights.ShippedWeights.dropped_inputs``);
+* ``fast-mf-v12-nobg-ft`` (below): the shipped default ``lumos-fast-mf-v12-nobg-ft``, ``fast-mf-v12``
+  fine-tuned without the background input;
 * ``fast-mf-v12-mismatch`` (below): ``fast-mf-v12`` fine-tuned on galaxies that differ from their model;
 * ``fast-mf-v12-mixed`` (below): the same on stamps of which half differ from their model;
 * ``fast-mf-r-v13-mixed`` (below): ``fast-mf-v12`` with a width head that sees the model departure;
@@ -211,9 +211,8 @@ RECIPES["fast-mf-v12"] = Recipe(
 anchored on the stamp's matched-filter flux and its error (``ModelConfig.anchor``), which the network
 corrects, instead of being read from the pixels by the network alone. The stamp background is the
 masked annulus mean (the classical baselines' estimator), which the matched-filter flux inherits.
-Its network reads the background input, the stamp's sky level; the shipped file does not
-(``lumos model drop-input``): on real frames that level is set by the reduction, not the noise
-(``reports/lumos/sky-level``)."""
+Its network reads the background input, the stamp's sky level, which on real frames the reduction
+sets, not the noise (``reports/lumos/sky-level``): ``fast-mf-v12-nobg-ft`` removes it."""
 RECIPES["fast-noccd-v10"] = dataclasses.replace(
     RECIPES["fast-v10"], train={**RECIPES["fast-v10"].train, "drop_inputs": ("ccd_x", "ccd_y")}
 )
@@ -254,16 +253,23 @@ RECIPES["fast-mf-noccd-v12"] = dataclasses.replace(
 )
 RECIPES["fast-mf-v12-nobg-ft"] = Recipe(
     survey=RECIPES["fast-mf-v12"].survey,
-    teahupoo=_REFERENCE_TEAHUPOO,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000},
     train={**RECIPES["fast-mf-v12"].train, "epochs": 4, "lr": 2e-4, "lr_step": 3, "frozen_bn_epochs": 4,
            "max_train": 60_000, "drop_inputs": ("background",)},
     init="fast-mf-v12",
 )
-"""An experiment (``reports/lumos/sky-level/``): ``fast-mf-v12``'s weights fine-tuned without the
-background input (every layer, BatchNorm frozen; 60,000 stamps of its own survey and draw, 4 epochs,
+"""The shipped default (``reports/lumos/sky-level/``): ``fast-mf-v12``'s weights fine-tuned without the
+background input (every layer, BatchNorm frozen; 60,000 stamps of a 70,000-stamp draw of its own
+survey and TEAHUPOO configuration, 4 epochs,
 Adam lr 2e-4, then 2e-5 from epoch 4), so that the network learns the noise from the pixels rather
 than reading the training mean where the sky level was."""
-DEFAULT_RECIPE = "fast-mf-v12"
+RECIPES["fast-mf-noccd-v12-nobg-ft"] = dataclasses.replace(
+    RECIPES["fast-mf-v12-nobg-ft"],
+    train={**RECIPES["fast-mf-v12-nobg-ft"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")},
+    init="fast-mf-noccd-v12",
+)
+"""``fast-mf-v12-nobg-ft`` for the no-CCD companion: ``fast-mf-noccd-v12`` fine-tuned the same way."""
+DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 

@@ -37,9 +37,6 @@ class ShippedWeights:
         comparison the reports make).
     summary : str
         One line for help texts.
-    dropped_inputs : tuple of str
-        Scalar inputs the recipe's network reads and the shipped file does not: the file is the
-        recipe's output passed through ``lumos model drop-input`` (:mod:`lumos_ops.lumos.drop_inputs`).
     """
 
     name: str
@@ -49,7 +46,6 @@ class ShippedWeights:
     sha256: str
     status: str
     summary: str
-    dropped_inputs: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
@@ -59,17 +55,15 @@ class ShippedWeights:
 
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
     ShippedWeights(
-        name="default", file="lumos-fast-mf-v12-nobg.pt", arch="fast-mf", recipe="fast-mf-v12",
-        sha256="4d1910b6729fcdf3b3a5090d5aea80151aaad579939e4b5e5490686d19150640", status="default",
+        name="default", file="lumos-fast-mf-v12-nobg-ft.pt", arch="fast-mf", recipe="fast-mf-v12-nobg-ft",
+        sha256="8056ec07a8494df4f56fc7266dac65fe778d979eeadc864e27b1fbcb8b274195", status="default",
         summary="likelihood network under the reference flux prior anchored on the matched-filter flux, all 40 narrow "
                 "bands x 2 epochs, blind to the frame's sky level (models/MODEL_CARD.md)",
-        dropped_inputs=("background",),
     ),
     ShippedWeights(
-        name="fast-noccd", file="lumos-fast-mf-noccd-v12-nobg.pt", arch="fast-mf", recipe="fast-mf-noccd-v12",
-        sha256="048555cd535b4bf0b67c6b76201a5cbfb12357ecca62cf5ca6c3269a9e4551a1", status="companion",
+        name="fast-noccd", file="lumos-fast-mf-noccd-v12-nobg-ft.pt", arch="fast-mf", recipe="fast-mf-noccd-v12-nobg-ft",
+        sha256="8d7d401450579bca09396103c4b7bf94d8fe2e6456dd0eaa6c9865c8482a64c6", status="companion",
         summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
-        dropped_inputs=("background",),
     ),
 )
 """Every shipped checkpoint."""

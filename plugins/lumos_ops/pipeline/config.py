@@ -138,7 +138,7 @@ class NightConfig:
         """Version recorded with the measurements of ``method``.
 
         LUMOS without a configured version runs the shipped default checkpoint and records its
-        name (e.g. ``"lumos-fast-mf-v12-nobg"``); that module is imported only here, when a task runs.
+        name (e.g. ``"lumos-fast-mf-v12-nobg-ft"``); that module is imported only here, when a task runs.
         """
         if method in self.model_versions:
             return self.model_versions[method]
