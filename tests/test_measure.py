@@ -38,6 +38,23 @@ def test_measure_exposure_long_format_and_accuracy(scene: tuple[Exposure, pd.Dat
     assert np.isfinite(table.loc[table["method"] == "aperture", "aperture_a"].to_numpy()[:3]).all()
 
 
+def test_the_error_floor_is_added_to_every_method_and_defaults_to_the_surveys(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
+    import dataclasses
+
+    from lumos_ops.survey import paus_survey
+
+    exposure, catalog, _ = scene
+    plain = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), error_floor=0.0)
+    floored = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), error_floor=0.05)
+    np.testing.assert_array_equal(floored["flux"], plain["flux"])
+    np.testing.assert_allclose(floored["flux_err_stat"], plain["flux_err"])
+    np.testing.assert_allclose(floored["flux_err"], np.hypot(plain["flux_err"], 0.05 * plain["flux"].abs()))
+    assert (plain["floor_rho"].dropna() == 0.0).all() and (floored["floor_rho"].dropna() > 0.0).all()
+    own = dataclasses.replace(exposure, survey=dataclasses.replace(paus_survey(), flux_error_floor=0.03))
+    table = measure_exposure(own, catalog, methods=("optimal",))
+    assert (table["error_floor"].dropna() == 0.03).all() and table["error_floor"].notna().sum() == 8
+
+
 def test_measure_exposure_with_progress_bar(scene: tuple[Exposure, pd.DataFrame, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
     exposure, catalog, _ = scene
     table = measure_exposure(exposure, catalog.iloc[:3], progress=True)
@@ -147,6 +164,7 @@ def test_lumos_rows_carry_the_models_shared_error(scene: tuple[Exposure, pd.Data
     table = measure_exposure(exposure, catalog, methods=("optimal", "lumos"), model=path)
     lumos = table[table["method"] == "lumos"]
     on = np.isfinite(lumos["flux"].to_numpy())
+    # looked up at the measured SNR of the rows' errors, the survey's error floor included, as it is estimated
     expected = shared.rho_at(lumos["flux"].to_numpy() / lumos["flux_err"].to_numpy())
     assert lumos["shared_rho"].to_numpy()[on] == pytest.approx(expected[on])
     assert table.loc[table["method"] == "optimal", "shared_rho"].isna().all()

@@ -99,3 +99,10 @@ def band_epoch_index(band: str, epoch: int) -> int:
     if band not in NB_BANDS:
         raise ValueError(f"unknown band {band!r}: expected one of NB455...NB845")
     return NB_BANDS.index(band) + len(NB_BANDS) * epoch
+
+
+DEFAULT_FLUX_ERROR_FLOOR: float = 0.011
+"""Fractional flux error of the PSF and catalogue models (:mod:`lumos_ops.photometry.error_floor`)
+of a survey that does not set ``flux_error_floor``: measured by injecting GalSim Sérsic galaxies with
+a Kolmogorov PSF into simulated PAUS CCDs measured with the header's Moffat PSF model
+(``reports/lumos/error-floor``)."""

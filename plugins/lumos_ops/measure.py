@@ -319,6 +319,7 @@ def measure_exposure(
     calibration_positions: int = 200,
     instances: Mapping[str, MeasureMethod] | None = None,
     neighbours: bool = True,
+    error_floor: float | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -363,6 +364,12 @@ def measure_exposure(
         image's own pixels. The background part of every method's error variance is multiplied by
         the fit's ``variance_factor`` (column ``neighbour_variance``, 1 where not blended), and
         targets it affects by more than 10 % are flagged BLENDED.
+    error_floor : float or None, keyword-only
+        Fraction of the flux added in quadrature to every method's calibrated error, for the error of
+        the PSF and catalogue models (:mod:`lumos_ops.photometry.error_floor`); None: the survey's
+        ``flux_error_floor`` (the exposure's survey, else the current one). Adds ``flux_err_stat``
+        (the error before it), ``error_floor`` and ``floor_rho`` (the correlation it gives two
+        exposures of the source, which the co-adds use).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -386,6 +393,12 @@ def measure_exposure(
     if not built and method_options:
         raise LumosValueError(f"option(s) {', '.join(sorted(method_options))} given with pre-built methods only")
     instances = {m: given[m] if m in given else get_method(m, **routed[m]) for m in methods}
+    from lumos_ops.photometry.error_floor import apply_error_floor
+
+    if error_floor is None:
+        from lumos_ops.survey import current_survey
+
+        error_floor = (exposure.survey or current_survey()).flux_error_floor
     if "lumos" in instances:
         # LUMOS runs on torch: loaded before the models are rendered, they render with it too
         # (render_target_models), about twice as fast as with numpy on the CPU
@@ -428,6 +441,7 @@ def measure_exposure(
 
                     calibration = 1.0 if calibrations is None else calibrations[name]
                     result = apply_error_scale(result, name, calibration, sub, variance_factor=factor)
+                result = apply_error_floor(result, float(error_floor))
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho

@@ -106,6 +106,7 @@ __all__ = [
     "measure_source_present",
     "SOURCE_SNR_BANDS",
     "widen_mixture",
+    "widen_likelihoods",
     "apply_error_scale",
     "BAD_BLANK_FLAGS",
     "MIN_POSITIONS",
@@ -1132,6 +1133,43 @@ def widen_mixture(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray, centre: 
     return np.asarray(alpha, dtype=np.float64).copy(), centre + factor * (mu - centre), factor * sigma
 
 
+def widen_likelihoods(frame: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
+    """``frame`` (one method's rows, already a copy) with its LUMOS mixtures stretched about their
+    median by ``factor`` (shape (n,), >= 1) and every summary mapped with them; ``flux_err`` of
+    likelihood rows becomes the widened sigma68 (posterior rows: the widened std). Rows without a
+    mixture are returned unchanged (their ``flux_err`` is the caller's).
+    """
+    if has_mixture(frame) and "median" in frame:
+        mix = mixtures_from_table(frame)
+        centre = frame["median"].to_numpy(np.float64)
+        finite = np.isfinite(centre) & np.isfinite(factor)
+        fac = np.where(finite, factor, 1.0)
+        cen = np.where(finite, centre, 0.0)
+        mix = Mixtures(*widen_mixture(mix.alpha, mix.mu, mix.sigma, cen, fac), truncated=mix.truncated)
+        for name, values in mixture_columns(mix).items():
+            frame[name] = values
+        # untruncated rows: an affine map of the density, every summary maps exactly
+        for name in ("mean", "mode"):
+            if name in frame:
+                frame[name] = cen + fac * (frame[name].to_numpy(np.float64) - cen)
+        for name in ("std", "sigma68", "sigma95"):
+            if name in frame:
+                frame[name] = frame[name].to_numpy(np.float64) * fac
+        redo = np.flatnonzero(mix.truncated & finite)
+        if redo.size:
+            # truncated at f = 0 (population-prior models): the map is not affine there; recompute
+            from lumos_ops.lumos.mixture import summarize
+
+            stats = summarize(*mix[redo].args)
+            for name, values in stats.items():
+                if name in frame:
+                    frame.loc[frame.index[redo], name] = values
+        if "likelihood" in frame and "sigma68" in frame and "std" in frame:
+            like = frame["likelihood"].to_numpy(bool)
+            frame["flux_err"] = np.where(like, frame["sigma68"].to_numpy(np.float64), frame["std"].to_numpy(np.float64))
+    return frame
+
+
 def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibration | float,
                       ctx: TargetContext, *, variance_factor: np.ndarray | None = None) -> pd.DataFrame:
     """Calibrated copy of one method's result on ``ctx``: errors, and for LUMOS the mixtures, widened.
@@ -1183,35 +1221,7 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         frame["source_scale"] = extra
         factor = factor * extra
     frame["flux_err"] = raw * factor
-    if has_mixture(frame) and "median" in frame:
-        mix = mixtures_from_table(frame)
-        centre = frame["median"].to_numpy(np.float64)
-        finite = np.isfinite(centre) & np.isfinite(factor)
-        fac = np.where(finite, factor, 1.0)
-        cen = np.where(finite, centre, 0.0)
-        mix = Mixtures(*widen_mixture(mix.alpha, mix.mu, mix.sigma, cen, fac), truncated=mix.truncated)
-        for name, values in mixture_columns(mix).items():
-            frame[name] = values
-        # untruncated rows: an affine map of the density, every summary maps exactly
-        for name in ("mean", "mode"):
-            if name in frame:
-                frame[name] = cen + fac * (frame[name].to_numpy(np.float64) - cen)
-        for name in ("std", "sigma68", "sigma95"):
-            if name in frame:
-                frame[name] = frame[name].to_numpy(np.float64) * fac
-        redo = np.flatnonzero(mix.truncated & finite)
-        if redo.size:
-            # truncated at f = 0 (population-prior models): the map is not affine there; recompute
-            from lumos_ops.lumos.mixture import summarize
-
-            stats = summarize(*mix[redo].args)
-            for name, values in stats.items():
-                if name in frame:
-                    frame.loc[frame.index[redo], name] = values
-        if "likelihood" in frame and "sigma68" in frame and "std" in frame:
-            like = frame["likelihood"].to_numpy(bool)
-            frame["flux_err"] = np.where(like, frame["sigma68"].to_numpy(np.float64), frame["std"].to_numpy(np.float64))
-    return frame
+    return widen_likelihoods(frame, factor)
 
 
 def describe(calibrations: Mapping[str, NoiseCalibration]) -> dict[str, Any]:

@@ -161,6 +161,43 @@ def test_coadd_is_equation_21_in_njy_and_partial_after_failures(engine):
     assert _count(engine, "SELECT rows_state FROM lumos.exposure_rows WHERE exposure_id = :e", e=extra) == "none"
 
 
+def test_coadd_weighs_with_the_errors_before_the_floor_and_adds_the_floor_once(engine):
+    run_id, ids = _setup(engine, n_exposures=3)
+    zps, floor = [25.0, 25.5, 24.8], 0.02
+    tables = []
+    for seed, (eid, zp) in enumerate(zip(ids, zps)):
+        table = _table(4, seed=seed).assign(error_floor=floor)
+        table["flux_err_stat"] = table["flux_err"]
+        table["flux_err"] = np.hypot(table["flux_err_stat"], floor * table["flux"])
+        write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(zp),
+                           model_versions={"aperture": "aperture-1"})
+        tables.append(table)
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    for ref in range(4):
+        flux, err = _eq21([t["flux"][ref] for t in tables], [t["flux_err_stat"][ref] for t in tables], zps)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT flux_njy, flux_err_njy FROM lumos.coadds WHERE ref_id = :r"),
+                               {"r": ref}).one()
+        assert row.flux_njy == pytest.approx(flux, rel=1e-9)
+        assert row.flux_err_njy == pytest.approx(np.hypot(err, floor * flux), rel=1e-9)
+
+
+def test_lumos_coadd_counts_the_error_floor_once(engine):
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    run_id, ids = _setup(engine, n_exposures=3)
+    mus = [20.0, 22.0, 19.0]
+    # the larger of the floor's and the recorded term's correlation counts
+    _write_gaussian_likelihoods(engine, run_id, ids, mus, [{"floor_rho": 0.4, "shared_rho": 0.2},
+                                                           {"floor_rho": 0.1, "shared_rho": 0.2}, {"floor_rho": 0.3}])
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT flux_err_njy FROM lumos.coadds WHERE ref_id = 0")).one()
+    args = (np.ones((1, 3, 1)), np.array(mus).reshape(1, 3, 1), np.full((1, 3, 1), 3.0), np.full((1, 3), 25.0))
+    expected = coadd_likelihoods(*args, rho=np.array([[0.4, 0.2, 0.3]]))
+    assert row.flux_err_njy == pytest.approx(expected.stats["sigma68"][0], rel=1e-6)
+
+
 def test_pdf_coadd_fills_pdf_statistics(engine):
     run_id, ids = _setup(engine, n_exposures=2)
     for eid in ids:

@@ -91,4 +91,12 @@ def inject_command(args: argparse.Namespace) -> int:
         model = row.get("value_vs_model_flux")
         against = f"{model:8.3f}" if model is not None and np.isfinite(model) else " " * 8
         print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f} {against}  {row['target']}")
+    for population, entry in report["populations"].items():
+        for method, scores in entry["methods"].items():
+            floor = scores.get("error_floor")
+            if floor and np.isfinite(floor["asked"]["floor"]):
+                asked = floor["asked"]
+                print(f"{population:8s} {method:9s} error floor: applied {floor['applied']:.4f}, the rows at measured "
+                      f"SNR >= {asked['min_snr']:g} ask {asked['floor']:.4f} (n {asked['n']}, pull without it "
+                      f"{asked['pull_before']:.2f})")
     return 0

@@ -100,6 +100,8 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["header"] = parse_header_spec(args.header)
     if args.model_bands:
         values["model_bands"] = [b.strip() for b in args.model_bands.split(",") if b.strip()]
+    if args.flux_error_floor is not None:
+        values["flux_error_floor"] = args.flux_error_floor
     return values
 
 
@@ -181,6 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="unit of the header PSF FWHM (default arcsec)")
     init.add_argument("--header", help="quantity=KEYWORD[:default],... e.g. psf_fwhm=SEEING:1.4,gain=:850")
     init.add_argument("--model-bands", help="bands a new LUMOS model embeds, in row order (default: all bands)")
+    init.add_argument("--flux-error-floor", type=float,
+                      help="fraction of the flux added in quadrature to every per-exposure error: the error of the "
+                           "PSF and catalogue models (default 0.011; measure it with `lumos inject`, 0 turns it off)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(func=init_command)
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")

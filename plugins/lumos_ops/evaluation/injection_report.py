@@ -9,7 +9,9 @@ the co-add's true SNR; for LUMOS the shared-error table of the rows
 candidate) and the same co-adds with that term, cross-fitted between two halves of the galaxies;
 the width of the pair statistic D (eq. 19) of two placements; for LUMOS the PIT of its likelihood
 made a posterior with the (cross-fitted) injected population as prior; and
-the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin. :func:`targets` checks
+the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin; per method the error
+floor the rows were measured with and the one their bright rows ask for
+(:mod:`lumos_ops.photometry.error_floor`). :func:`targets` checks
 the acceptance targets of likelihood photometry (docs/likelihood.md).
 """
 
@@ -35,10 +37,12 @@ COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
 def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -> dict[str, Any]:
     """Co-adds of ``n`` placements of each galaxy: every disjoint run of ``n`` of its placements
     (``place`` ``k n`` to ``(k + 1) n - 1``), so 10 placements make five 2-exposure co-adds, two
-    5-exposure and one 10-exposure; bootstrap errors resample whole galaxies. ``shared``: LUMOS with
-    each row's ``shared_rho`` (the shared-error term)."""
+    5-exposure and one 10-exposure; bootstrap errors resample whole galaxies. The survey's error
+    floor is counted once (rows' ``floor_rho`` for LUMOS, :func:`coadd_with_floor` for the others);
+    ``shared``: LUMOS with each row's ``shared_rho`` (the shared-error term) where it is larger."""
     from lumos_ops.lumos.coadd import coadd_likelihoods
     from lumos_ops.lumos.mixture_table import mixtures_from_table
+    from lumos_ops.photometry.error_floor import coadd_with_floor, statistical_error
 
     sel = frame[np.isfinite(frame["flux"])].assign(run=frame["place"] // n)
     counts = sel.groupby(["galaxy", "run"])["place"].transform("size")
@@ -52,13 +56,17 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
     if method == "lumos":
         mix = mixtures_from_table(sel)
         a, m, s = (x.reshape(n_src, n, -1) for x in (mix.alpha, mix.mu, mix.sigma))
-        rho = sel["shared_rho"].to_numpy(np.float64).reshape(n_src, n) if shared else None
-        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho)
+        rho = np.zeros((n_src, n))
+        if shared:
+            rho = sel["shared_rho"].to_numpy(np.float64).reshape(n_src, n)
+        if "floor_rho" in sel:
+            rho = np.maximum(rho, np.nan_to_num(sel["floor_rho"].to_numpy(np.float64)).reshape(n_src, n))
+        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None)
         flux, err = res.stats["median"], res.stats["sigma68"]
     else:
-        f = sel["flux"].to_numpy().reshape(n_src, n)
-        w = 1.0 / sel["flux_err"].to_numpy().reshape(n_src, n) ** 2
-        flux, err = (w * f).sum(axis=1) / w.sum(axis=1), 1.0 / np.sqrt(w.sum(axis=1))
+        floor = sel["error_floor"].to_numpy(np.float64) if "error_floor" in sel else np.zeros(len(sel))
+        flux, err = coadd_with_floor(sel["flux"].to_numpy().reshape(n_src, n),
+                                     statistical_error(sel).reshape(n_src, n), floor.reshape(n_src, n))
     out = {"n": n, "n_sources": int(n_src), "n_galaxies": int(np.unique(galaxy).size),
            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100, groups=galaxy)}
     if "model_flux" in sel:
@@ -125,11 +133,27 @@ def _pooled_rows(table: pd.DataFrame, population: str) -> pd.DataFrame | None:
 
 
 def _d_width(frame: pd.DataFrame) -> float:
+    """sigma68 of the pair statistic D (eq. 19) of placements 0 and 1 of each galaxy, with the
+    errors before the error floor: the floor is shared, and a difference does not see it."""
+    from lumos_ops.photometry.error_floor import statistical_error
+
+    frame = frame.assign(flux_err=statistical_error(frame))
     first = frame[frame["place"] == 0].set_index("galaxy")
     second = frame[frame["place"] == 1].set_index("galaxy")
     both = first.join(second, lsuffix="_1", rsuffix="_2", how="inner")
     d = (both["flux_1"] - both["flux_2"]) / np.sqrt(both["flux_err_1"] ** 2 + both["flux_err_2"] ** 2)
     return half_width68(d.to_numpy())
+
+
+def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
+    """The error floor the rows were measured with (``applied``) and the one their bright rows ask
+    for (``asked``: :func:`~lumos_ops.photometry.error_floor.estimate_error_floor` of the errors
+    before the floor)."""
+    from lumos_ops.photometry.error_floor import estimate_error_floor, statistical_error
+
+    applied = frame["error_floor"].to_numpy(np.float64) if "error_floor" in frame else np.zeros(len(frame))
+    asked = estimate_error_floor(frame["flux"], statistical_error(frame), frame["true_flux"])
+    return {"applied": float(np.nanmax(applied)) if np.isfinite(applied).any() else 0.0, "asked": asked.to_dict()}
 
 
 def _pit(frame: pd.DataFrame) -> dict[str, Any]:
@@ -178,6 +202,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 entry["by_true_snr_model"] = fixed_truth_bins(ok["model_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
                                                               edges=TRUE_SNR_EDGES, lower=lower, upper=upper,
                                                               groups=galaxy)
+            if "flux_err_stat" in ok:
+                entry["error_floor"] = _error_floor(ok)
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
                 pooled = shared_error_rows if shared_error_rows is not None else _pooled_rows(table, pop)

@@ -425,11 +425,21 @@ def coadd_rho(table: pd.DataFrame, group: ArrayLike) -> np.ndarray:
 
     Rows with ``shared_rho_bins`` and ``shared_residual_cuts`` (lists; :func:`with_shared_rho`)
     take the bin of their group's median ``model_residual``; the others, and groups without a
-    finite residual, take ``shared_rho``; 0 where a row has neither.
+    finite residual, take ``shared_rho``; 0 where a row has neither. Where a row carries
+    ``floor_rho`` (the survey's error floor, :mod:`lumos_ops.photometry.error_floor`) the larger
+    of the two counts: both are the correlation of two exposures' errors.
     """
     n = len(table)
     marginal = table["shared_rho"].to_numpy(np.float64) if "shared_rho" in table else np.zeros(n)
-    out = np.nan_to_num(marginal)
+    out = _recorded_rho(table, group, np.nan_to_num(marginal))
+    if "floor_rho" in table:
+        out = np.maximum(out, np.nan_to_num(table["floor_rho"].to_numpy(np.float64)))
+    return out
+
+
+def _recorded_rho(table: pd.DataFrame, group: ArrayLike, out: np.ndarray) -> np.ndarray:
+    """:func:`coadd_rho` of the model's recorded term alone (``out``: the rows' ``shared_rho``)."""
+    n = len(table)
     if n == 0 or "shared_rho_bins" not in table or "model_residual" not in table:
         return out
     residual = pd.Series(table["model_residual"].to_numpy(np.float64))

@@ -2,10 +2,14 @@
 
 Point estimates use the inverse-variance weighted mean of eq. (21) of Cabayol et al. (2021) on
 calibrated fluxes (nJy, ``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``): one ``INSERT ... SELECT ...
-ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. For LUMOS rows (Gaussian-mixture
+ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. The weights are the errors before the
+survey's error floor (``extras.flux_err_stat``), and the floor, which every exposure shares, is
+added once to the co-add's error (``extras.error_floor`` times the co-added flux;
+:mod:`lumos_ops.photometry.error_floor`). For LUMOS rows (Gaussian-mixture
 likelihoods stored with the measurement) the co-add is the product of the likelihoods
-(``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior, widened by the shared-error term of the
-model where its rows carry ``shared_rho``): its median and 68 % half-width replace
+(``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior, widened by the error the exposures share:
+the model's recorded term where its rows carry ``shared_rho``, at least the error floor's
+``floor_rho``): its median and 68 % half-width replace
 ``flux_njy``/``flux_err_njy`` and its median, peak, sigma68, sigma95 and eta are stored.
 A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed,
 or when it includes stale rows: measurements kept from an earlier successful write of an exposure
@@ -47,7 +51,9 @@ WITH touched AS (""" + _TOUCHED + """),
 obs AS (
     SELECT m.ref_id, m.band, m.method, m.model_version, m.flag, e.night, e.status <> 'done' AS stale,
            m.flux * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS f,
-           m.flux_err * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS s
+           coalesce((m.extras ->> 'flux_err_stat')::double precision, m.flux_err)
+               * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS s,
+           coalesce((m.extras ->> 'error_floor')::double precision, 0.0) AS eps
     FROM touched AS t
     JOIN lumos.measurements AS m
       ON m.ref_id = t.ref_id AND m.band = t.band AND m.method = t.method AND m.model_version = t.model_version
@@ -64,6 +70,7 @@ agg AS (
            sum(1.0 / (s * s)) FILTER (WHERE ok) AS sw,
            sum(f / (s * s)) FILTER (WHERE ok) AS swf,
            sum(f * f / (s * s)) FILTER (WHERE ok) AS swff,
+           coalesce(max(eps) FILTER (WHERE ok), 0.0) AS eps,
            coalesce(bit_or(flag) FILTER (WHERE ok), bit_or(flag)) AS flag,
            max(night) AS last_night
     FROM usable GROUP BY ref_id, band, method, model_version
@@ -75,7 +82,7 @@ INSERT INTO lumos.coadds AS c (ref_id, band, method, model_version, run_id, n_ex
                                flux_err_njy, flux_median_njy, flux_peak_njy, sigma68_njy, sigma95_njy, eta,
                                chi2_dof, flag, partial, last_night, updated_at, n_stale)
 SELECT ref_id, band, method, model_version, :run_id, n_exposures, n_used,
-       swf / sw, 1.0 / sqrt(sw), NULL, NULL, NULL, NULL, NULL,
+       swf / sw, sqrt(1.0 / sw + power(eps * swf / sw, 2)), NULL, NULL, NULL, NULL, NULL,
        CASE WHEN n_used > 1 THEN greatest(swff - swf * swf / sw, 0.0) / (n_used - 1) END,
        flag,
        n_stale > 0 OR EXISTS (SELECT 1 FROM failed WHERE failed.band IS NULL OR failed.band = agg.band),
@@ -92,6 +99,7 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
 _PDF_ROWS = """
 SELECT m.ref_id, m.band, m.method, m.model_version, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point,
        (m.extras ->> 'shared_rho')::double precision AS shared_rho,
+       (m.extras ->> 'floor_rho')::double precision AS floor_rho,
        (m.extras ->> 'model_residual')::double precision AS model_residual,
        m.extras -> 'shared_rho_bins' AS shared_rho_bins, m.extras -> 'shared_residual_cuts' AS shared_residual_cuts
 FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id

@@ -1,0 +1,174 @@
+"""The flux error no exposure's pixels show: the models' own error, as a fraction of the flux.
+
+Every method measures a target through its catalogue model convolved with the exposure's PSF
+model (the optimal weighted sum and the profile fit weigh the pixels with it, the aperture corrects
+its light with it, LUMOS reads it as its second channel and anchors on its matched filter). Neither
+model is the truth: a real PSF is not the Moffat of the header's FWHM, a real galaxy is not the
+catalogue's Sérsic profile. The flux error that follows is a fraction of the flux that differs from
+galaxy to galaxy and is the same in every exposure of one galaxy with a like PSF. It is below the
+noise at low SNR and dominates it at high SNR, where the pulls of every method then grow with the
+flux (``reports/lumos/error-floor``).
+
+The survey's ``flux_error_floor`` ``e`` (:attr:`lumos_ops.survey.Survey.flux_error_floor`) adds
+``e |flux|`` in quadrature to every method's per-exposure error (:func:`apply_error_floor`). The
+part of the variance it adds is shared by every exposure of the source, so the co-adds count it
+once: each row's ``floor_rho`` (``(e f)^2 / flux_err^2``) is the correlation it gives two exposures.
+The LUMOS co-adds take the larger of it and the model's recorded shared error, which measures the
+same correlation by injection (:func:`lumos_ops.lumos.shared_error.coadd_rho`,
+:mod:`lumos_ops.pipeline.coadd`); the classical co-adds weigh the exposures with ``flux_err_stat``
+and add ``e`` times the co-added flux once to their error (:func:`coadd_with_floor`). Statistics of differences
+between exposures (the pair statistic D) use ``flux_err_stat``, the error before the floor, which
+is what a difference sees. :func:`estimate_error_floor` measures ``e`` on an injection (``lumos
+inject`` prints it per population).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from lumos_ops.constants import DEFAULT_FLUX_ERROR_FLOOR
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import sigma68
+
+__all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "coadd_with_floor", "estimate_error_floor",
+           "statistical_error"]
+
+_MIN_ROWS = 30
+
+
+def apply_error_floor(frame: pd.DataFrame, floor: float) -> pd.DataFrame:
+    """One method's rows with ``floor * |flux|`` added in quadrature to ``flux_err``.
+
+    Adds ``flux_err_stat`` (the error before the floor), ``error_floor`` (``floor``) and
+    ``floor_rho`` (the share of the variance the floor adds, which every exposure of the source
+    shares). ``flux`` is unchanged; LUMOS mixtures are stretched about their median by the same
+    factor (:func:`lumos_ops.noise_calibration.widen_likelihoods`), so their sigma68 is the new
+    ``flux_err``.
+    """
+    if not (np.isfinite(floor) and 0.0 <= floor < 1.0):
+        raise LumosValueError(f"flux_error_floor must lie in [0, 1) (a fraction of the flux), got {floor}")
+    from lumos_ops.noise_calibration import widen_likelihoods
+
+    frame = frame.copy()
+    stat = frame["flux_err"].to_numpy(np.float64)
+    extra = float(floor) * np.abs(np.nan_to_num(frame["flux"].to_numpy(np.float64)))
+    total = np.sqrt(stat**2 + extra**2)
+    usable = np.isfinite(stat) & (stat > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(usable, total / stat, 1.0)
+        rho = np.where(usable, extra**2 / total**2, 0.0)
+    frame["flux_err_stat"] = stat
+    frame["error_floor"] = float(floor)
+    frame["floor_rho"] = rho
+    if floor == 0.0:
+        return frame
+    frame["flux_err"] = np.where(usable, total, stat)
+    return widen_likelihoods(frame, factor)
+
+
+def statistical_error(frame: pd.DataFrame) -> np.ndarray:
+    """The error of each row before the floor: ``flux_err_stat`` where recorded, else ``flux_err``."""
+    err = frame["flux_err"].to_numpy(np.float64)
+    if "flux_err_stat" not in frame:
+        return err
+    stat = frame["flux_err_stat"].to_numpy(np.float64)
+    return np.where(np.isfinite(stat), stat, err)
+
+
+def coadd_with_floor(flux: np.ndarray, err_stat: np.ndarray, floor: np.ndarray,
+                     valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance co-add (eq. 21) of exposures whose errors share a fractional floor.
+
+    Parameters
+    ----------
+    flux, err_stat, floor : ndarray, shape (n, m)
+        Per-exposure flux, error before the floor (same unit) and fractional floor of each of the
+        ``m`` exposures of ``n`` sources.
+    valid : ndarray of bool, shape (n, m), optional
+        Exposures in the co-add (default: finite flux and error > 0).
+
+    Returns
+    -------
+    flux, err : ndarray, shape (n,)
+        The weighted mean (weights ``1 / err_stat^2``) and its error ``sqrt(1 / sum w + (e F)^2)``,
+        ``e`` the largest floor of the source's exposures and ``F`` the co-added flux; NaN for
+        sources without a valid exposure.
+    """
+    f = np.asarray(flux, dtype=np.float64)
+    e = np.asarray(err_stat, dtype=np.float64)
+    ok = np.isfinite(f) & np.isfinite(e) & (e > 0)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    w = np.where(ok, 1.0 / np.where(ok, e, 1.0) ** 2, 0.0)
+    total = w.sum(axis=1)
+    eps = np.where(ok, np.nan_to_num(np.asarray(floor, dtype=np.float64)), 0.0).max(axis=1, initial=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(total > 0, (w * np.where(ok, f, 0.0)).sum(axis=1) / total, np.nan)
+        err = np.where(total > 0, np.sqrt(1.0 / total + (eps * mean) ** 2), np.nan)
+    return mean, err
+
+
+@dataclasses.dataclass(frozen=True)
+class FloorEstimate:
+    """The floor an injection asks for.
+
+    Attributes
+    ----------
+    floor : float
+        Smallest fraction ``e`` at which the pull sigma68 of the rows is at most 1 (0 when it is
+        without a floor; NaN with fewer than 30 rows).
+    n : int
+        Rows with measured SNR >= ``min_snr``.
+    pull_before, pull_after : float
+        Their pull sigma68 without a floor and with ``floor``.
+    min_snr : float
+    """
+
+    floor: float
+    n: int
+    pull_before: float
+    pull_after: float
+    min_snr: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, *,
+                         min_snr: float = 50.0) -> FloorEstimate:
+    """The fractional floor that makes the pulls of an injection's bright rows sigma68 = 1.
+
+    Parameters
+    ----------
+    flux, flux_err, true_flux : array_like, shape (n,)
+        Measured flux, its error before any floor (``flux_err_stat``) and the injected flux (e-/s).
+    min_snr : float, keyword-only
+        Only rows with measured SNR (``flux / flux_err``) at least this count: below it the floor
+        is lost in the noise.
+    """
+    f = np.asarray(flux, dtype=np.float64)
+    e = np.asarray(flux_err, dtype=np.float64)
+    t = np.asarray(true_flux, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = np.isfinite(f) & np.isfinite(t) & (e > 0) & (f / e >= min_snr)
+    f, e, t = f[keep], e[keep], t[keep]
+    if f.size < _MIN_ROWS:
+        return FloorEstimate(float("nan"), int(f.size), float("nan"), float("nan"), float(min_snr))
+
+    def pull(floor: float) -> float:
+        return float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2)))
+
+    before = pull(0.0)
+    if before <= 1.0:
+        return FloorEstimate(0.0, int(f.size), before, before, float(min_snr))
+    lo, hi = 0.0, 0.5
+    if pull(hi) > 1.0:
+        return FloorEstimate(hi, int(f.size), before, pull(hi), float(min_snr))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if pull(mid) > 1.0 else (lo, mid)
+    return FloorEstimate(hi, int(f.size), before, pull(hi), float(min_snr))
