@@ -15,6 +15,8 @@
 #               Every injection table carries model_flux (the noiseless catalogue-model flux, docs/likelihood.md).
 #               Both measure with the default blank-sky error calibration (measure_exposure(calibrate_errors=True));
 #               their tables keep the uncalibrated error in flux_err_raw.
+#   error-floor/ the survey's error floor (docs/likelihood.md §11): an injection into two other exposures of the
+#               held-out survey (the floor it asks for is the default's) and the floor every injection asks for.
 #   calibration/ the blank-sky error scale k of every frame (frame_scales.json) and the injection scored before
 #               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
@@ -48,6 +50,12 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
     --out reports/lumos/injection-moffat -q
 sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
 $lumos inject --frames "${sim_frames[@]}" --n-galaxies 600 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
+floor_frames=($(find "$survey/exposures" -name '*.fits' | sort | tail -n 2))
+$lumos inject --frames "${floor_frames[@]}" --populations sersic knots --n-galaxies 600 --n-place 10 --seed 21 \
+    --out reports/lumos/error-floor/calibration -q
+.venv/bin/python reports/lumos/error-floor/floor_from_tables.py reports/lumos/error-floor/floor.json \
+    reports/lumos/error-floor/calibration/injection_table.parquet reports/lumos/injection/injection_table.parquet \
+    reports/lumos/injection-sim/injection_table.parquet reports/lumos/injection-moffat/injection_table.parquet
 .venv/bin/python reports/lumos/calibration/frame_scales.py reports/lumos/calibration/frame_scales.json \
     "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" \
     "${sim_frames[@]}" > reports/lumos/calibration/frame_scales.md

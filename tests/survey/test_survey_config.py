@@ -36,6 +36,10 @@ def test_init_writes_a_file_that_loads_back(tmp_path, capsys):
     assert shown == survey.to_dict()
     assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1"]) == 2
     assert "exists; give --force" in capsys.readouterr().err
+    assert survey.flux_error_floor == paus_survey().flux_error_floor
+    assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
+                 "--flux-error-floor", "0.02", "--force"]) == 0
+    assert load_survey(out).flux_error_floor == 0.02
 
 
 def test_preset_paus_round_trips(tmp_path):

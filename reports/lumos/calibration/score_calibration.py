@@ -10,6 +10,9 @@ same measurements:
 - ``after``: the calibrated errors (the default: ``k`` scales the background part of the variance);
 - ``total``: the alternative where ``k`` scales the whole variance (``flux_err_raw * k``).
 
+The survey's error floor (``flux_err_stat`` is the error before it; docs/likelihood.md §11) is taken
+out of all three first: this report is about the blank-sky calibration alone.
+
 Usage: .venv/bin/python reports/lumos/calibration/score_calibration.py OUT.json DIR [DIR ...]
 (DIR: an output folder of ``lumos inject``). Writes OUT.json (per DIR: the three variants' fixed-truth
 bins, the LUMOS targets, k per frame and method) and prints markdown tables.
@@ -41,9 +44,23 @@ def _restretch(table: pd.DataFrame, rows: np.ndarray, factor: np.ndarray) -> Non
         table.loc[rows, q] = centre + factor * (table.loc[rows, q].to_numpy(np.float64) - centre)
 
 
+def without_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with the errors before the survey's error floor (LUMOS mixtures shrunk back with them)."""
+    out = table.copy()
+    if "flux_err_stat" not in out:
+        return out
+    stat = out["flux_err_stat"].to_numpy(np.float64)
+    lum = (out["method"] == "lumos").to_numpy() & np.isfinite(stat)
+    if lum.any():
+        factor = stat[lum] / out["flux_err"].to_numpy(np.float64)[lum]
+        _restretch(out, np.flatnonzero(lum), np.nan_to_num(factor, nan=1.0))
+    out["flux_err"] = np.where(np.isfinite(stat), stat, out["flux_err"].to_numpy(np.float64))
+    return out.drop(columns=[c for c in ("flux_err_stat", "error_floor", "floor_rho") if c in out])
+
+
 def variant(table: pd.DataFrame, name: str) -> pd.DataFrame:
     """The table with the errors of ``name`` (see the module docstring)."""
-    out = table.copy()
+    out = without_floor(table)
     if name == "after":
         return out
     raw = out["flux_err_raw"].to_numpy(np.float64)
@@ -67,7 +84,8 @@ def scales(table: pd.DataFrame) -> list[dict]:
     rows = []
     for (frame, method), part in table.groupby(["frame", "method"]):
         k = part["error_scale"].to_numpy(np.float64)
-        factor = (part["flux_err"] / part["flux_err_raw"]).to_numpy(np.float64)
+        err = part["flux_err_stat"] if "flux_err_stat" in part else part["flux_err"]  # before the error floor
+        factor = (err / part["flux_err_raw"]).to_numpy(np.float64)
         rows.append({"frame": Path(frame).name, "method": method, "k_median": float(np.nanmedian(k)),
                      "k_p10": float(np.nanpercentile(k, 10)), "k_p90": float(np.nanpercentile(k, 90)),
                      "applied_median": float(np.nanmedian(factor)), "n": int(len(part))})
