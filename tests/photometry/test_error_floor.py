@@ -142,3 +142,24 @@ def test_survey_files_carry_the_floor(tmp_path):
     path.write_text(json.dumps({**values, "flux_error_floor": 1.5}))
     with pytest.raises(BadInputError, match=r"s\.json.*flux_error_floor"):
         load_survey(path)
+
+
+def test_shared_error_bins_by_the_snr_before_the_floor():
+    from lumos_ops.lumos.shared_error import estimate_shared_error
+
+    rng = np.random.default_rng(5)
+    rows = []
+    # faint galaxies (SNR 60) share little of their error, bright ones (SNR 500) most of it
+    for group, (truth, shared) in enumerate([(60.0, 0.3), (500.0, 5.0)]):
+        for g in range(200):
+            c = shared * rng.standard_normal()
+            for frame in range(4):
+                rows.append({"galaxy": f"{group}:{g}", "frame": frame, "truth": truth,
+                             "flux": truth + c + rng.standard_normal(), "stat": 1.0})
+    table = pd.DataFrame(rows)
+    table["flux_err"] = np.hypot(table["stat"], 0.011 * table["flux"])  # the floor caps both near SNR 50-90
+    args = (table["flux"], table["flux_err"], table["truth"], table["galaxy"])
+    capped = estimate_shared_error(*args, frame=table["frame"])
+    assert capped.rho_at(np.array([60.0]))[0] == capped.rho_at(np.array([500.0]))[0]
+    split = estimate_shared_error(*args, frame=table["frame"], snr_err=table["stat"])
+    assert split.rho_at(np.array([60.0]))[0] < 0.3 and split.rho_at(np.array([500.0]))[0] > 0.8

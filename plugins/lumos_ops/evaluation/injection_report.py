@@ -88,18 +88,22 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
 
     if frame["place"].nunique() < 2:
         return {}
-    columns = ["flux", "flux_err", "true_flux", "galaxy", "frame", "model_residual"]
-    own = frame.assign(model_residual=np.nan if residual is None else residual)
+    from lumos_ops.photometry.error_floor import statistical_error
+
+    columns = ["flux", "flux_err", "snr_err", "true_flux", "galaxy", "frame", "model_residual"]
+    own = frame.assign(model_residual=np.nan if residual is None else residual, snr_err=statistical_error(frame))
     extra = pd.DataFrame(columns=columns) if pooled is None else pooled.assign(
         galaxy="pooled:" + pooled["population"].astype(str) + ":" + pooled["galaxy"].astype(str),
-        model_residual=pooled["model_residual"] if "model_residual" in pooled else np.nan)[columns]
+        model_residual=pooled["model_residual"] if "model_residual" in pooled else np.nan,
+        snr_err=statistical_error(pooled))[columns]
     with_residual = residual is not None
 
     def term(rows: pd.DataFrame):
         rows = pd.concat([rows[columns].assign(galaxy="own:" + rows["galaxy"].astype(str)), extra], ignore_index=True)
         return estimate_shared_error(rows["flux"].astype(float), rows["flux_err"].astype(float),
                                      rows["true_flux"].astype(float), rows["galaxy"], frame=rows["frame"],
-                                     residual=rows["model_residual"].astype(float) if with_residual else None)
+                                     residual=rows["model_residual"].astype(float) if with_residual else None,
+                                     snr_err=rows["snr_err"].astype(float))
 
     fitted = term(own)
     half = pd.factorize(frame["galaxy"], sort=True)[0] % 2
@@ -108,7 +112,7 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
     for k in (0, 1):
         table = term(own[half != k])
         mine = half == k
-        rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / frame["flux_err"].to_numpy()[mine],
+        rho[mine] = table.rho_at(frame["flux"].to_numpy()[mine] / own["snr_err"].to_numpy()[mine],
                                  residual=median[mine] if with_residual else None)
     crossed = frame.assign(shared_rho=rho)
     return {"shared_error": fitted.to_dict(),

@@ -303,6 +303,7 @@ def estimate_shared_error(
     snr_edges: Sequence[float] = SNR_EDGES,
     min_galaxies: int = 20,
     source: str = "",
+    snr_err: ArrayLike | None = None,
 ) -> SharedError:
     """Measure ``rho`` per bin of measured SNR from an injection with several placements per galaxy.
 
@@ -328,6 +329,11 @@ def estimate_shared_error(
         A bin with fewer galaxies is pooled with its neighbour (the monotone fit gives it no weight).
     source : str, keyword-only
         Recorded in the result.
+    snr_err : array_like, shape (n,), keyword-only
+        Errors that set the measured SNR of the bins (default ``flux_err``): the errors before the
+        survey's error floor (``flux_err_stat``), as :func:`with_shared_rho` looks the term up, so
+        that the bins keep apart sources whose SNR the floor caps near ``1 / floor``. The pulls use
+        ``flux_err``; a correlation does not depend on the scale of both errors.
 
     Returns
     -------
@@ -340,12 +346,13 @@ def estimate_shared_error(
         "truth": np.asarray(true_flux, dtype=np.float64), "galaxy": np.asarray(galaxy),
         "frame": np.zeros(np.shape(flux), dtype=np.int64) if frame is None else np.asarray(frame),
         "residual": np.full(np.shape(flux), np.nan) if residual is None else np.asarray(residual, dtype=np.float64),
+        "snr_err": np.asarray(flux_err if snr_err is None else snr_err, dtype=np.float64),
     })
     data = data[np.isfinite(data["flux"]) & (data["err"] > 0) & np.isfinite(data["truth"])]
     if data.empty:
         raise LumosValueError("shared error: no finite measurement to estimate it from")
     data["pull"] = (data["flux"] - data["truth"]) / data["err"]
-    data["gsnr"] = data["galaxy"].map((data["flux"] / data["err"]).groupby(data["galaxy"]).median())
+    data["gsnr"] = data["galaxy"].map((data["flux"] / data["snr_err"]).groupby(data["galaxy"]).median())
     edges = np.asarray(snr_edges, dtype=np.float64)
     marginal, counts = _by_snr(data, edges, min_galaxies, frame is not None)
     rows: list[np.ndarray] = []
@@ -399,16 +406,19 @@ def shared_error_of(metadata: Mapping[str, Any]) -> SharedError | None:
 def with_shared_rho(frame: pd.DataFrame, shared: SharedError | None) -> pd.DataFrame:
     """``frame`` with the columns the co-adds read; unchanged when ``shared`` is None.
 
-    ``shared_rho`` is ``shared.rho_at(flux / flux_err)`` (the all-galaxy value). With a residual
+    ``shared_rho`` is ``shared.rho_at(flux / flux_err_stat)`` (the all-galaxy value; ``flux_err``
+    where the rows have no error floor, :mod:`lumos_ops.photometry.error_floor`). With a residual
     axis also ``shared_rho_bins`` (the row's ``rho`` of every residual bin, a list) and
     ``shared_residual_cuts``: the co-add picks the bin of the source's median ``model_residual``
     over its exposures (:func:`coadd_rho`), which ``frame`` must then hold.
     """
     if shared is None:
         return frame
+    from lumos_ops.photometry.error_floor import statistical_error
+
     frame = frame.copy()
     flux = frame["flux"].to_numpy(np.float64)
-    err = frame["flux_err"].to_numpy(np.float64)
+    err = statistical_error(frame)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = flux / err
     frame["shared_rho"] = shared.rho_at(snr)
@@ -516,11 +526,14 @@ def record_shared_error(
     if rows.empty:
         raise LumosValueError("shared error: the injection table has no LUMOS rows (run it with the lumos method)")
     pooled = sorted(rows["population"].unique())
+    from lumos_ops.photometry.error_floor import statistical_error
+
     shared = estimate_shared_error(rows["flux"], rows["flux_err"], rows["true_flux"],
                                    rows["population"].astype(str) + ":" + rows["galaxy"].astype(str),
                                    frame=rows["frame"] if "frame" in rows else None,
                                    residual=placement_residual(table, rows),
-                                   source=source or f"injection ({', '.join(pooled)})")
+                                   source=source or f"injection ({', '.join(pooled)})",
+                                   snr_err=statistical_error(rows))
     loaded = load_checkpoint(model, device="cpu")
     if os.fspath(out) != os.fspath(model) or loaded.metadata.get("shared_error") != shared.to_dict():
         save_checkpoint(out, loaded.net, arch=loaded.arch, normalization=loaded.normalization,
