@@ -367,7 +367,9 @@ def measure_exposure(
     error_floor : float or None, keyword-only
         Fraction of the flux added in quadrature to every method's calibrated error, for the error of
         the PSF and catalogue models (:mod:`lumos_ops.photometry.error_floor`); None: the survey's
-        ``flux_error_floor`` (the exposure's survey, else the current one). Adds ``flux_err_stat``
+        ``flux_error_floor`` (the exposure's survey, else the current one), also on the light of
+        the catalogued neighbours the joint fit took out of a target's stamps (column
+        ``neighbour_light``, e-/s). Adds ``flux_err_stat``
         (the error before it), ``error_floor`` and ``floor_rho`` (the correlation it gives two
         exposures of the source, which the co-adds use).
     **method_options
@@ -441,7 +443,11 @@ def measure_exposure(
 
                     calibration = 1.0 if calibrations is None else calibrations[name]
                     result = apply_error_scale(result, name, calibration, sub, variance_factor=factor)
-                result = apply_error_floor(result, float(error_floor))
+                light = None
+                if sub.neighbours is not None:
+                    light = sub.neighbour_light
+                    result = result.assign(neighbour_light=light)
+                result = apply_error_floor(result, float(error_floor), neighbour_light=light)
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho

@@ -98,6 +98,14 @@ class TargetContext:
         )
 
     @property
+    def neighbour_light(self) -> np.ndarray:
+        """Float (n,): the fitted neighbours' light each target's matched filter would have read
+        (e-/s; ``NeighbourFit.contamination``; zeros without a fit)."""
+        if self.neighbours is None or self.neighbours.contamination is None:
+            return np.zeros(self.n)
+        return self.neighbours.contamination
+
+    @property
     def variance_factor(self) -> np.ndarray:
         """Float (n,): each target's flux variance in the joint fit with its neighbours over the
         isolated target's (``NeighbourFit.variance_factor``; ones without neighbours)."""

@@ -72,7 +72,8 @@ def test_isolated_targets_are_untouched(scene: tuple[Exposure, pd.DataFrame, np.
     plain = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), neighbours=False, calibrate_errors=False)
     fitted = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), calibrate_errors=False)
     assert (fitted["neighbour_variance"].dropna() == 1.0).all()  # NaN: the target off the image
-    pd.testing.assert_frame_equal(fitted.drop(columns="neighbour_variance"), plain)
+    assert (fitted["neighbour_light"].dropna() == 0.0).all()
+    pd.testing.assert_frame_equal(fitted.drop(columns=["neighbour_variance", "neighbour_light"]), plain)
 
 
 def test_a_faint_far_neighbour_is_left_alone(tmp_path: Path) -> None:
@@ -129,6 +130,26 @@ def test_neighbours_out_of_every_classical_estimate(pairs) -> None:
     assert (targets["neighbour_variance"].to_numpy() > 1.0).all()
     blended = (targets["flag"].to_numpy() & Flag.BLENDED) != 0
     assert blended.mean() > 0.5
+
+
+def test_neighbour_light_is_what_the_fit_took_from_the_matched_filter(pairs) -> None:
+    exposure, catalog, _, n = pairs
+    raw = prepare_targets(exposure, catalog, neighbours=False)
+    ctx = prepare_targets(exposure, catalog)
+    light = ctx.neighbour_light
+    fitted = ctx.neighbours.fitted
+    assert fitted[:n].mean() > 0.5 and (light[~fitted] == 0.0).all() and (light[fitted] > 0.0).all()
+    # one neighbour per target: the matched filter on the image minus that on the cleaned stamp
+    m = ctx.models.astype(np.float64)
+    usable = np.isfinite(raw.stamps.data) & np.isfinite(ctx.stamps.data)
+    diff = np.where(usable, raw.stamps.data - ctx.stamps.data, 0.0)
+    taken = (m * diff).sum(axis=(1, 2)) / (np.where(usable, m, 0.0) ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(np.abs(taken[fitted]), light[fitted], rtol=2e-3)
+    # the error floor covers the neighbours' models too
+    table = measure_exposure(exposure, catalog, methods=("optimal",), error_floor=0.02)
+    expected = np.sqrt(table["flux_err_stat"] ** 2 + 0.02**2 * (table["flux"] ** 2 + table["neighbour_light"] ** 2))
+    np.testing.assert_allclose(table["flux_err"], expected, rtol=1e-9)
+    assert (table["neighbour_light"].to_numpy()[fitted] > 0).all()
 
 
 def test_neighbour_fit_widens_the_errors(pairs) -> None:

@@ -40,8 +40,13 @@ __all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "co
 _MIN_ROWS = 30
 
 
-def apply_error_floor(frame: pd.DataFrame, floor: float) -> pd.DataFrame:
+def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: ArrayLike | None = None) -> pd.DataFrame:
     """One method's rows with ``floor * |flux|`` added in quadrature to ``flux_err``.
+
+    ``neighbour_light`` (shape (n,), e-/s): the light of catalogued neighbours that a joint fit took
+    out of each row's stamps, as its matched filter would have read it
+    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). Their models are off by the
+    same fraction, so ``floor * neighbour_light`` is added in quadrature as well.
 
     Adds ``flux_err_stat`` (the error before the floor), ``error_floor`` (``floor``) and
     ``floor_rho`` (the share of the variance the floor adds, which every exposure of the source
@@ -56,6 +61,8 @@ def apply_error_floor(frame: pd.DataFrame, floor: float) -> pd.DataFrame:
     frame = frame.copy()
     stat = frame["flux_err"].to_numpy(np.float64)
     extra = float(floor) * np.abs(np.nan_to_num(frame["flux"].to_numpy(np.float64)))
+    if neighbour_light is not None:
+        extra = np.hypot(extra, float(floor) * np.nan_to_num(np.asarray(neighbour_light, dtype=np.float64)))
     total = np.sqrt(stat**2 + extra**2)
     usable = np.isfinite(stat) & (stat > 0)
     with np.errstate(divide="ignore", invalid="ignore"):

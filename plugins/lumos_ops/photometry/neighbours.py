@@ -79,6 +79,12 @@ class NeighbourFit:
     residual : ndarray of float32, shape (ny, nx), or None
         The image minus ``sum_j a_j m_j`` over the fitted targets (e-/s per pixel), from which
         their cleaned cutouts are cut; None when no target was fitted.
+    contamination : ndarray of float64, shape (n,), or None
+        ``sqrt(sum_j (a_j G_ij / G_ii)^2)`` over each fitted target's neighbours ``j`` in its group
+        (e-/s): the neighbours' fitted light its own matched filter would have read, which their
+        models took out (0 where not fitted; None: all 0). A model that is off by a fraction of
+        its light leaves that fraction of it in the target's flux
+        (:mod:`lumos_ops.photometry.error_floor`).
     """
 
     amplitude: np.ndarray
@@ -86,6 +92,7 @@ class NeighbourFit:
     fitted: np.ndarray
     degenerate: np.ndarray
     residual: np.ndarray | None
+    contamination: np.ndarray | None = None
 
     @property
     def blended(self) -> np.ndarray:
@@ -96,7 +103,8 @@ class NeighbourFit:
     def take(self, index: np.ndarray | slice) -> NeighbourFit:
         """The fit's rows of a subset of the targets; ``residual`` is shared."""
         return NeighbourFit(self.amplitude[index], self.variance_factor[index], self.fitted[index],
-                            self.degenerate[index], self.residual)
+                            self.degenerate[index], self.residual,
+                            None if self.contamination is None else self.contamination[index])
 
     def clean(self, stamps: Stamps, models: np.ndarray) -> Stamps:
         """``stamps`` with the fitted targets' cutouts recut without their neighbours' fitted light.
@@ -229,6 +237,7 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     factor = np.ones(n)
     degenerate = np.zeros(n, dtype=bool)
     fitted = np.zeros(n, dtype=bool)
+    contamination = np.zeros(n)
     on = np.flatnonzero(stamps.on_image)
     pairs = on[_overlap_pairs(stamps.x0[on], stamps.y0[on], stamps.size)]
     if not len(pairs):
@@ -287,10 +296,13 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
         amplitude[group] = scale * (inverse @ (b[group] * scale))
         factor[group] = np.maximum(np.diag(inverse), 1.0)
         fitted[group] = True
+        # the neighbours' light under each target's matched filter: a_j G_ij / G_ii, j != i
+        off = gram - np.diag(np.diag(gram))
+        contamination[group] = np.sqrt(np.square(off * amplitude[group][None, :]).sum(axis=1)) / diag[group]
     residual = None
     if fitted.any():
         residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
-    return NeighbourFit(amplitude, factor, fitted, degenerate, residual)
+    return NeighbourFit(amplitude, factor, fitted, degenerate, residual, contamination)
 
 
 def _paste(shape: tuple[int, int], stamps: Stamps, models: np.ndarray, amplitude: np.ndarray,
