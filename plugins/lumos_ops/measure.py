@@ -365,13 +365,13 @@ def measure_exposure(
         the fit's ``variance_factor`` (column ``neighbour_variance``, 1 where not blended), and
         targets it affects by more than 10 % are flagged BLENDED.
     error_floor : float or None, keyword-only
-        Fraction of the flux added in quadrature to every method's calibrated error, for the error of
-        the PSF and catalogue models (:mod:`lumos_ops.photometry.error_floor`); None: the survey's
-        ``flux_error_floor`` (the exposure's survey, else the current one), also on the light of
-        the catalogued neighbours the joint fit took out of a target's stamps (column
-        ``neighbour_light``, e-/s). Adds ``flux_err_stat``
-        (the error before it), ``error_floor`` and ``floor_rho`` (the correlation it gives two
-        exposures of the source, which the co-adds use).
+        Fraction added in quadrature to every method's calibrated error, for the error of the PSF
+        and catalogue models (:mod:`lumos_ops.photometry.error_floor`): of the target's flux and
+        of the light of the catalogued neighbours the joint fit took out of its stamps (column
+        ``neighbour_light``, e-/s). None: the survey's ``flux_error_floor`` (the exposure's
+        survey, else the current one). Adds ``flux_err_stat`` (the error before it),
+        ``error_floor`` and ``floor_rho`` (the correlation it gives two exposures of the source,
+        which the co-adds use).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.

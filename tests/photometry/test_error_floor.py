@@ -102,16 +102,16 @@ def test_coadd_counts_the_floor_once():
     err = np.full((n, m), 10.0)  # SNR 100 per exposure
     shared = floor * truth[:, None] * rng.standard_normal((n, 1))
     flux = truth[:, None] + shared + err * rng.standard_normal((n, m))
-    mean, total = coadd_with_floor(flux, err, np.full((n, m), floor))
+    per_exposure = np.sqrt(err**2 + (floor * flux) ** 2)
+    mean, total = coadd_with_floor(flux, per_exposure, err)
     assert sigma68((mean - truth) / total) == pytest.approx(1.0, abs=0.03)
     # counted per exposure and averaged down, the floor would make the co-add about 2x too narrow
-    per_exposure = np.sqrt(err**2 + (floor * flux) ** 2)
     w = 1.0 / per_exposure**2
     naive = 1.0 / np.sqrt(w.sum(axis=1))
     assert sigma68((mean - truth) / naive) > 1.8
     # an invalid exposure is left out, a source without any is NaN
     flux[0, 0] = np.nan
-    mean, total = coadd_with_floor(flux[:2], err[:2], np.full((2, m), floor), valid=np.array([[True] * m, [False] * m]))
+    mean, total = coadd_with_floor(flux[:2], per_exposure[:2], err[:2], valid=np.array([[True] * m, [False] * m]))
     assert np.isfinite(mean[0]) and np.isnan(mean[1]) and np.isnan(total[1])
 
 

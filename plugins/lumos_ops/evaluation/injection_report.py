@@ -64,9 +64,9 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
         res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None)
         flux, err = res.stats["median"], res.stats["sigma68"]
     else:
-        floor = sel["error_floor"].to_numpy(np.float64) if "error_floor" in sel else np.zeros(len(sel))
         flux, err = coadd_with_floor(sel["flux"].to_numpy().reshape(n_src, n),
-                                     statistical_error(sel).reshape(n_src, n), floor.reshape(n_src, n))
+                                     sel["flux_err"].to_numpy().reshape(n_src, n),
+                                     statistical_error(sel).reshape(n_src, n))
     out = {"n": n, "n_sources": int(n_src), "n_galaxies": int(np.unique(galaxy).size),
            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100, groups=galaxy)}
     if "model_flux" in sel:

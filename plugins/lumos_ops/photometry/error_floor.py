@@ -16,7 +16,7 @@ once: each row's ``floor_rho`` (``(e f)^2 / flux_err^2``) is the correlation it 
 The LUMOS co-adds take the larger of it and the model's recorded shared error, which measures the
 same correlation by injection (:func:`lumos_ops.lumos.shared_error.coadd_rho`,
 :mod:`lumos_ops.pipeline.coadd`); the classical co-adds weigh the exposures with ``flux_err_stat``
-and add ``e`` times the co-added flux once to their error (:func:`coadd_with_floor`). Statistics of differences
+and add the floor's part of the error once (:func:`coadd_with_floor`). Statistics of differences
 between exposures (the pair statistic D) use ``flux_err_stat``, the error before the floor, which
 is what a difference sees. :func:`estimate_error_floor` measures ``e`` on an injection (``lumos
 inject`` prints it per population).
@@ -86,36 +86,40 @@ def statistical_error(frame: pd.DataFrame) -> np.ndarray:
     return np.where(np.isfinite(stat), stat, err)
 
 
-def coadd_with_floor(flux: np.ndarray, err_stat: np.ndarray, floor: np.ndarray,
+def coadd_with_floor(flux: np.ndarray, flux_err: np.ndarray, err_stat: np.ndarray,
                      valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-variance co-add (eq. 21) of exposures whose errors share a fractional floor.
+    """Inverse-variance co-add (eq. 21) of exposures whose errors share the error floor.
+
+    Each exposure's error is ``flux_err² = err_stat² + a²``, ``a`` the floor's part
+    (:func:`apply_error_floor`), the same error in every exposure of the source. The co-add weighs
+    with ``w = 1 / err_stat²`` and its variance is ``1 / Σ w + (Σ w a / Σ w)²``: the shared part
+    counted once.
 
     Parameters
     ----------
-    flux, err_stat, floor : ndarray, shape (n, m)
-        Per-exposure flux, error before the floor (same unit) and fractional floor of each of the
-        ``m`` exposures of ``n`` sources.
+    flux, flux_err, err_stat : ndarray, shape (n, m)
+        Per-exposure flux, error and error before the floor (one unit) of the ``m`` exposures of
+        ``n`` sources.
     valid : ndarray of bool, shape (n, m), optional
-        Exposures in the co-add (default: finite flux and error > 0).
+        Exposures in the co-add (default: finite flux and errors, ``err_stat > 0``).
 
     Returns
     -------
     flux, err : ndarray, shape (n,)
-        The weighted mean (weights ``1 / err_stat^2``) and its error ``sqrt(1 / sum w + (e F)^2)``,
-        ``e`` the largest floor of the source's exposures and ``F`` the co-added flux; NaN for
-        sources without a valid exposure.
+        The weighted mean and its error; NaN for sources without a valid exposure.
     """
     f = np.asarray(flux, dtype=np.float64)
+    total = np.asarray(flux_err, dtype=np.float64)
     e = np.asarray(err_stat, dtype=np.float64)
-    ok = np.isfinite(f) & np.isfinite(e) & (e > 0)
+    ok = np.isfinite(f) & np.isfinite(e) & np.isfinite(total) & (e > 0)
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
     w = np.where(ok, 1.0 / np.where(ok, e, 1.0) ** 2, 0.0)
-    total = w.sum(axis=1)
-    eps = np.where(ok, np.nan_to_num(np.asarray(floor, dtype=np.float64)), 0.0).max(axis=1, initial=0.0)
+    shared = np.sqrt(np.clip(np.where(ok, total**2 - e**2, 0.0), 0.0, None))
+    weight = w.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(total > 0, (w * np.where(ok, f, 0.0)).sum(axis=1) / total, np.nan)
-        err = np.where(total > 0, np.sqrt(1.0 / total + (eps * mean) ** 2), np.nan)
+        mean = np.where(weight > 0, (w * np.where(ok, f, 0.0)).sum(axis=1) / weight, np.nan)
+        err = np.where(weight > 0, np.sqrt(1.0 / weight + ((w * shared).sum(axis=1) / weight) ** 2), np.nan)
     return mean, err
 
 

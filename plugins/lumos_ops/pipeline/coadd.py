@@ -3,9 +3,9 @@
 Point estimates use the inverse-variance weighted mean of eq. (21) of Cabayol et al. (2021) on
 calibrated fluxes (nJy, ``f_nJy = f * 10**(-0.4 * (ZP - 31.4))``): one ``INSERT ... SELECT ...
 ON CONFLICT DO UPDATE`` per night, so reruns replace co-adds. The weights are the errors before the
-survey's error floor (``extras.flux_err_stat``), and the floor, which every exposure shares, is
-added once to the co-add's error (``extras.error_floor`` times the co-added flux;
-:mod:`lumos_ops.photometry.error_floor`). For LUMOS rows (Gaussian-mixture
+survey's error floor (``extras.flux_err_stat``), and the floor's part of each error
+(``sqrt(flux_err² - flux_err_stat²)``), which every exposure shares, is added once: the co-add's
+variance is ``1 / Σ w + (Σ w a / Σ w)²`` (:func:`lumos_ops.photometry.error_floor.coadd_with_floor`). For LUMOS rows (Gaussian-mixture
 likelihoods stored with the measurement) the co-add is the product of the likelihoods
 (``lumos_ops.lumos.coadd.coadd_likelihoods``, no prior, widened by the error the exposures share:
 the model's recorded term where its rows carry ``shared_rho``, at least the error floor's
@@ -53,7 +53,9 @@ obs AS (
            m.flux * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS f,
            coalesce((m.extras ->> 'flux_err_stat')::double precision, m.flux_err)
                * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS s,
-           coalesce((m.extras ->> 'error_floor')::double precision, 0.0) AS eps
+           sqrt(greatest(power(m.flux_err, 2)
+                         - power(coalesce((m.extras ->> 'flux_err_stat')::double precision, m.flux_err), 2), 0.0))
+               * power(10.0, -0.4 * (e.zero_point - :njy_zp)) AS a
     FROM touched AS t
     JOIN lumos.measurements AS m
       ON m.ref_id = t.ref_id AND m.band = t.band AND m.method = t.method AND m.model_version = t.model_version
@@ -70,7 +72,7 @@ agg AS (
            sum(1.0 / (s * s)) FILTER (WHERE ok) AS sw,
            sum(f / (s * s)) FILTER (WHERE ok) AS swf,
            sum(f * f / (s * s)) FILTER (WHERE ok) AS swff,
-           coalesce(max(eps) FILTER (WHERE ok), 0.0) AS eps,
+           coalesce(sum(a / (s * s)) FILTER (WHERE ok), 0.0) AS swa,
            coalesce(bit_or(flag) FILTER (WHERE ok), bit_or(flag)) AS flag,
            max(night) AS last_night
     FROM usable GROUP BY ref_id, band, method, model_version
@@ -82,7 +84,7 @@ INSERT INTO lumos.coadds AS c (ref_id, band, method, model_version, run_id, n_ex
                                flux_err_njy, flux_median_njy, flux_peak_njy, sigma68_njy, sigma95_njy, eta,
                                chi2_dof, flag, partial, last_night, updated_at, n_stale)
 SELECT ref_id, band, method, model_version, :run_id, n_exposures, n_used,
-       swf / sw, sqrt(1.0 / sw + power(eps * swf / sw, 2)), NULL, NULL, NULL, NULL, NULL,
+       swf / sw, sqrt(1.0 / sw + power(swa / sw, 2)), NULL, NULL, NULL, NULL, NULL,
        CASE WHEN n_used > 1 THEN greatest(swff - swf * swf / sw, 0.0) / (n_used - 1) END,
        flag,
        n_stale > 0 OR EXISTS (SELECT 1 FROM failed WHERE failed.band IS NULL OR failed.band = agg.band),
