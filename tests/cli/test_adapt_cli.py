@@ -42,6 +42,8 @@ def test_adapt_writes_model_and_report_and_prints_base_against_adapted(tmp_path,
     assert report["adapt"]["config"]["spacing"] == 30 and report["adapt"]["config"]["truth_mismatch"] is None
     assert report["adapt"]["pixel_noise"]["factor"] == pytest.approx(25.0 / 90.0 / 0.2752, rel=0.05)
     assert set(report["populations"]["sersic"]["methods"]) == {"aperture", "lumos"}
+    floor = report["populations"]["sersic"]["methods"]["lumos"]["error_floor"]
+    assert floor["applied"] == pytest.approx(0.011) and floor["asked"]["min_snr"] == 50.0  # the PAUS default
     assert (out / "model.pt").is_file() and (out / "injection_report.png").is_file()
     stamp = {p: (out / p).stat().st_mtime_ns for p in ("model.pt", "teahupoo/meta.parquet",
                                                          "injection/sersic-candidate.parquet")}

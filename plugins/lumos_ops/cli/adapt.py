@@ -103,6 +103,12 @@ def adapt_command(args: argparse.Namespace) -> int:
     edges = ["inf" if e is None else f"{e:g}" for e in shared["snr_edges"]]
     print("shared-error term recorded in the candidate (rho by measured SNR): "
           + ", ".join(f"{lo}-{hi}: {rho:.3f}" for lo, hi, rho in zip(edges[:-1], edges[1:], shared["rho"])), file=sys.stderr)
+    for population, entry in result.report["populations"].items():
+        floor = entry["methods"].get("lumos", {}).get("error_floor")
+        if floor and floor["asked"]["floor"] == floor["asked"]["floor"]:  # NaN: too few bright rows
+            print(f"error floor ({population}, held-out): measured with {floor['applied']:.4f}; the candidate's rows "
+                  f"at SNR >= {floor['asked']['min_snr']:g} ask for {floor['asked']['floor']:.4f} "
+                  f"(flux_error_floor in the survey file, docs/likelihood.md §11)", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:
