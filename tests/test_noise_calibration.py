@@ -214,13 +214,52 @@ def test_lumos_columns_stay_consistent_after_widening(scenes) -> None:
 
 
 def test_too_few_positions_gives_identity_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    catalog = random_catalog(3, shape=(110, 110), margin=30, seed=1)
-    exposure = _read(synthetic_exposure(catalog, np.full(3, 50.0), shape=(110, 110), seed=1), tmp_path / "small.fits")
+    """A 70 x 70 px frame has no room for 30 positions, even 2 px apart."""
+    catalog = random_catalog(3, shape=(70, 70), margin=30, seed=1)
+    exposure = _read(synthetic_exposure(catalog, np.full(3, 50.0), shape=(70, 70), seed=1), tmp_path / "small.fits")
     with caplog.at_level("WARNING"):
-        table = measure_exposure(exposure, catalog, methods=("aperture",))
+        # the three targets share this tiny frame: no joint fit, whose variance factor would widen them
+        table = measure_exposure(exposure, catalog, methods=("aperture",), neighbours=False)
     assert (table["error_scale"] == 1.0).all()
     np.testing.assert_allclose(table["flux_err_stat"], table["flux_err_raw"])  # only the survey's error floor added
     assert "blank-sky positions" in caplog.text
+
+
+def test_crowded_small_frame_is_calibrated_on_closer_positions(tmp_path: Path) -> None:
+    """A 150 x 150 px frame of correlated noise with a target every 24 px: positions a clearance
+    apart are too few for a calibration; closer ones (same clearance from every source) give one."""
+    shape, spacing = (150, 150), 24
+    rng = np.random.default_rng(4)
+    gx, gy = np.meshgrid(np.arange(20, shape[1] - 19, spacing), np.arange(20, shape[0] - 19, spacing))
+    n = gx.size
+    catalog = random_catalog(n, shape=shape, seed=4)
+    catalog["x"] = gx.ravel() + rng.uniform(-2, 2, n)
+    catalog["y"] = gy.ravel() + rng.uniform(-2, 2, n)
+    catalog["r50"] = rng.uniform(0.2, 0.5, n)
+    catalog["sersic_n"] = rng.uniform(0.5, 2.5, n)
+    flux = np.exp(rng.uniform(np.log(3.0), np.log(40.0), n))
+    noiseless = synthetic_exposure(catalog, flux, shape=shape, sky=0.0, exptime=1e9, gain=1.0, seed=5)
+    light = np.asarray(noiseless.adu, dtype=np.float64) / 1e9
+    noise = ndimage.gaussian_filter(np.random.default_rng(105).normal(0.0, 1.0, shape), 1.0, mode="wrap")
+    image = SKY + np.random.default_rng(106).poisson(np.clip(light, 0, None) * EXPTIME) / EXPTIME
+    image += noise / noise.std() * np.sqrt(SKY / EXPTIME)
+    header = {"EXPTIME": EXPTIME, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": GAIN}
+    exposure = _read(SyntheticExposure(adu=(image * EXPTIME / GAIN).astype(np.float32), header=header, flux=flux),
+                     tmp_path / "crowded.fits")
+    x, y, r50 = catalog["x"].to_numpy(), catalog["y"].to_numpy(), catalog["r50"].to_numpy()
+    methods = {m: get_method(m) for m in ("aperture", "optimal")}
+    cal = nc.calibrate_noise(exposure, catalog, x, y, methods)
+    clearance = max(float(nc._reach_px(np.array([np.median(r50)]), 0.9 / 0.263, 0.263)[0]), 5.0)
+    apart = nc.blank_sky_positions(exposure, x, y, r50, n_positions=1000, clearance=clearance,
+                                   mask=nc._frame_detections(exposure))[0]
+    assert apart.size < nc.MIN_POSITIONS  # a clearance apart: too few
+    for name, c in cal.items():
+        assert c.reliable and c.n_positions >= nc.MIN_POSITIONS and c.separation < clearance, (name, c)
+    raw = measure_exposure(exposure, catalog, methods=tuple(methods), calibrate_errors=False, error_floor=0.0)
+    table = measure_exposure(exposure, catalog, methods=tuple(methods), error_floor=0.0)
+    for method in methods:
+        before, after = _pull_sigma68(raw, flux, method), _pull_sigma68(table, flux, method)
+        assert before > 2.5 and 0.7 < after < 1.5, (method, before, after)
 
 
 def test_fit_error_scale_recovers_a_size_law() -> None:

@@ -18,7 +18,11 @@ For an exposure and its methods, :func:`calibrate_noise`
    of the image smoothed by a Gaussian of 2 px in groups of >= 5 pixels, which noise alone almost
    never triggers, so the positions are not selected on the noise they will measure), at least
    ``clearance`` plus its own reach from every catalogue target, half a stamp inside the CCD and
-   ``clearance`` apart; a seeded RNG makes them reproducible, and small or crowded frames get fewer;
+   ``clearance`` apart; a seeded RNG makes them reproducible. Where fewer than
+   ``4 * min_positions`` (120) are found (a small frame, or one crowded with targets), positions
+   half as far apart are tried, down to 2 px (:func:`_denser_positions`; ``NoiseCalibration.separation``
+   records the spacing used): correlated neighbours scatter the scale more than ``1 / sqrt(N)``
+   but do not bias it, where too few positions would leave the errors uncalibrated;
 2. gives each position the shape (``r50``, ``sersic_n``, ``q``, ``pa``, ``i_auto``) of a catalogue
    row drawn at random, so that apertures, weights and stamps have the targets' sizes;
 3. measures these zero-flux pseudo-targets with the method instances of the run
@@ -92,6 +96,7 @@ __all__ = [
     "robust_sigma",
     "source_clearance",
     "source_mask",
+    "subtract_sky",
     "detect_sources",
     "blank_sky_positions",
     "blank_sky_catalog",
@@ -230,6 +235,9 @@ class NoiseCalibration:
         The binned measurement the fit used: median ``A``, sigma68 of the pulls, count.
     source : SourceScale or None
         The source-present check (methods returning a likelihood mixture); None when not run.
+    separation : float
+        Spacing (pixels) of the blank-sky positions measured: the clearance, or less on a small or
+        crowded frame (:func:`calibrate_noise`); NaN when not set.
     """
 
     method: str
@@ -243,6 +251,7 @@ class NoiseCalibration:
     reliable: bool
     bins: tuple[tuple[float, float, int], ...] = ()
     source: SourceScale | None = None
+    separation: float = float("nan")
 
     def k(self, area: np.ndarray | float) -> np.ndarray:
         """Error scale of targets of matched-filter area ``area`` (pixels); 1 when not reliable."""
@@ -353,6 +362,14 @@ def source_clearance(data: np.ndarray, *, fwhm_px: float) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.distance_transform_edt(~detect_sources(data, fwhm_px=fwhm_px))
+
+
+def subtract_sky(data: np.ndarray, *, box: int = 64) -> np.ndarray:
+    """``data`` minus its coarse sky (clipped medians of ``box`` px blocks, bilinearly interpolated;
+    NaN pixels stay NaN): frame-wide noise statistics then see the noise, not a sky gradient or a
+    pedestal (a frame that is not sky-subtracted, scattered light, vignetting)."""
+    data = np.asarray(data, dtype=np.float64)
+    return data - _coarse_background(data, box)
 
 
 def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
@@ -1006,6 +1023,36 @@ def fit_error_scales(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], *, mi
     return out
 
 
+_MIN_SEPARATION: float = 2.0
+"""Closest spacing (pixels) of blank-sky positions on a crowded or small frame (:func:`_denser_positions`)."""
+
+
+def _denser_positions(exposure: Exposure, x: np.ndarray, y: np.ndarray, r50: np.ndarray, *, n_positions: int,
+                      margin: int, seed: int, clearance: float, mask: np.ndarray,
+                      wanted: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`blank_sky_positions` ``clearance`` px apart, then, while fewer than ``wanted`` are found,
+    half as far apart (down to :data:`_MIN_SEPARATION` px); the largest set and its spacing (px).
+
+    Every position keeps its clearance from the frame's sources and the catalogue's targets: only
+    the positions come closer to one another. Two positions closer than a footprint measure partly
+    the same pixels, so their pulls are correlated: the scale they give has the same expectation
+    and a larger scatter than ``1 / sqrt(N)`` says, which beats no calibration (``k = 1``) on a
+    small frame (a 256 x 256 frame whose free sky an injection has filled holds about 20 positions
+    ``clearance`` apart).
+    """
+    separation = float(clearance)
+    bx, by = blank_sky_positions(exposure, x, y, r50, n_positions=n_positions, margin=margin, seed=seed,
+                                 clearance=clearance, mask=mask, separation=separation)
+    used = separation
+    while bx.size < wanted and separation > _MIN_SEPARATION:
+        separation = max(separation / 2.0, _MIN_SEPARATION)
+        cx, cy = blank_sky_positions(exposure, x, y, r50, n_positions=n_positions, margin=margin, seed=seed,
+                                     clearance=clearance, mask=mask, separation=separation)
+        if cx.size > bx.size:
+            bx, by, used = cx, cy, separation
+    return bx, by, used
+
+
 def calibrate_noise(
     exposure: Exposure,
     catalog: pd.DataFrame,
@@ -1059,9 +1106,9 @@ def calibrate_noise(
     typical = float(np.median(shapes["r50"].to_numpy(np.float64))) if len(shapes) else 0.5
     scale = exposure.pixel_scale
     clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / scale, scale)[0]), 5.0)
-    bx, by = blank_sky_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
-                                 margin=stamp_size // 2, seed=seed, clearance=clearance,
-                                 mask=_frame_detections(exposure))
+    bx, by, separation = _denser_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
+                                           margin=stamp_size // 2, seed=seed, clearance=clearance,
+                                           mask=_frame_detections(exposure), wanted=min(n_positions, 4 * min_positions))
     frames, ctx = _measure_blank(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
                                  seed=seed)
     samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -1071,11 +1118,13 @@ def calibrate_noise(
         pull = frame["pull"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
         area = frame["area"].to_numpy(np.float64)[use] if len(frame) else np.zeros(0)
         samples[name] = (pull, area)
-    result = fit_error_scales(samples, min_positions=min_positions)
+    result = {name: dataclasses.replace(c, separation=separation)
+              for name, c in fit_error_scales(samples, min_positions=min_positions).items()}
     for name, calibration in result.items():
         if not calibration.reliable:
-            log.warning("%s: only %d usable blank-sky positions for method %s (need %d): its errors are not "
-                        "calibrated (error_scale 1)", exposure.path, calibration.n_positions, name, min_positions)
+            log.warning("%s: only %d usable blank-sky positions for method %s (need %d), even %.1f px apart: its "
+                        "errors are not calibrated (error_scale 1)", exposure.path, calibration.n_positions, name,
+                        min_positions, separation)
         elif source_check and ctx is not None and has_mixture(frames[name]):
             check = measure_source_present(ctx, frames[name], name, methods[name], calibration,
                                            min_positions=min_positions, chunk_size=chunk_size, seed=seed)
