@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from lumos_ops.evaluation.injection import InjectionConfig, estimate_psf_fwhm, robust_sigma, run_injection
+from lumos_ops.evaluation.injection import (
+    InjectionConfig,
+    estimate_psf_fwhm,
+    noise_autocovariance,
+    robust_sigma,
+    run_injection,
+)
 from lumos_ops.evaluation.injection_report import json_clean, score_injection
 
 
@@ -25,6 +31,23 @@ def test_psf_fwhm_from_stars(tmp_path):
     assert estimate_psf_fwhm(data) == pytest.approx(3.2, rel=0.1)
     med, sig = robust_sigma(data)
     assert med == pytest.approx(1000.0, abs=1.0) and sig == pytest.approx(20.0, rel=0.05)
+
+
+def test_noise_and_psf_are_read_under_a_sky_gradient(tmp_path):
+    """A frame that is not flat (a pedestal and a gradient of 10 sigma across it): its noise and its
+    stars' FWHM are those of the flat frame. A frame-wide robust sigma reads the gradient, and a
+    source mask at 3 of those sigmas leaves 150 faint galaxies (peaks 3-8 sigma) in the noise."""
+    flat = _frame(tmp_path / "f.fits", fwhm=3.2, shape=(300, 320))
+    yy, xx = np.mgrid[: flat.shape[0], : flat.shape[1]]
+    rng = np.random.default_rng(3)
+    for x, y, peak in zip(rng.uniform(0, 320, 150), rng.uniform(0, 300, 150), rng.uniform(60, 160, 150)):
+        flat += peak * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 2.0**2)
+    tilted = flat + 500.0 + 200.0 * xx / flat.shape[1]
+    assert robust_sigma(tilted)[1] > 2.5 * 20.0
+    for data in (flat, tilted):
+        cov = noise_autocovariance(data)
+        assert np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]) == pytest.approx(20.0, rel=0.05)
+        assert estimate_psf_fwhm(data) == pytest.approx(3.2, rel=0.1)
 
 
 def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):

@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
                    help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
+    p.add_argument("--spacing", type=int, default=40,
+                   help="smallest distance (pixels) between injected galaxies in one frame realisation")
+    p.add_argument("--min-clearance", type=float, default=10.0,
+                   help="smallest distance (pixels) of an injected galaxy from the frame's own detected sources; "
+                        "lower it for a small or crowded frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=inject_command)
@@ -73,7 +78,8 @@ def inject_command(args: argparse.Namespace) -> int:
     for k, population in enumerate(args.populations):
         config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
                                  snr_range=tuple(args.snr_range), noise_ratio=args.noise_ratio, band=args.band,
-                                 psf_profile=args.psf_profile, seed=args.seed * 1000 + k)
+                                 psf_profile=args.psf_profile, spacing=args.spacing,
+                                 min_clearance=args.min_clearance, seed=args.seed * 1000 + k)
         if not args.quiet:
             print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
         tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf))

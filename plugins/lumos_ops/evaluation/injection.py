@@ -33,7 +33,7 @@ import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask
+from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask, subtract_sky
 
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
@@ -133,7 +133,9 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
 def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
     """Autocovariance (counts^2) of a frame's background noise for lags up to ``max_lag`` pixels.
 
-    Pixels above ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked,
+    The frame's coarse sky (:func:`lumos_ops.noise_calibration.subtract_sky`: 64 px blocks) is
+    subtracted first, so that a pedestal or a gradient does not enter the robust sigma. Pixels above
+    ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked,
     as are pixels below -5 robust sigmas, and a masked running mean over ``2 max_lag + 1`` px (the
     sky's large-scale structure) is subtracted; the masked field's autocorrelation (FFT) is divided by the autocorrelation of the mask, so that
     every lag is an average over the pixel pairs that were both kept. Returns a
@@ -143,10 +145,11 @@ def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: flo
     """
     from scipy import ndimage
 
-    med, sig = robust_sigma(data)
-    resid = data - med
+    resid = subtract_sky(data)
+    med, sig = robust_sigma(resid)
+    resid = resid - med
     keep = np.isfinite(resid) & (np.nan_to_num(resid) > -5.0 * sig)
-    keep &= ~source_mask(data, mask_sigma=mask_sigma, grow=grow)
+    keep &= ~source_mask(resid, mask_sigma=mask_sigma, grow=grow)
     field = np.where(keep, np.nan_to_num(resid), 0.0)
     # remove the sky's large-scale structure (scattered light, gradients): a masked running mean
     # over 2 max_lag + 1 px, as the local backgrounds of the photometry do
@@ -180,16 +183,22 @@ def matched_filter_error(unit: np.ndarray, autocov: np.ndarray) -> float:
 def estimate_psf_fwhm(data: np.ndarray, *, min_snr: float = 30.0, radius: int = 5) -> float:
     """PSF FWHM (pixels) from the most compact bright isolated sources of a frame.
 
-    Local maxima above ``min_snr`` noise units, with no brighter pixel within ``2 * radius`` px and
+    Local maxima above ``min_snr`` noise units of the frame less its coarse sky
+    (:func:`lumos_ops.noise_calibration.subtract_sky`), with no brighter pixel within ``2 * radius`` px and
     not flat-topped (saturated: more than two pixels within 2 % of the peak), get second moments of
     the positive pixels in a ``2 radius + 1`` px box; the FWHM is ``2.355 sigma`` of the 20th
     percentile of their sizes (stars are the most compact sources; galaxies are larger), corrected
-    for the box truncating a Gaussian's moments.
+    for the box truncating a Gaussian's moments. It is the FWHM of the Gaussian with the stars'
+    second moments: exact for Gaussian stars, 0.8-1.0 px above the half-maximum width of Moffat
+    (beta 3.5) and Kolmogorov stars of FWHM 1.5-5 px, whose wings add to the moments. The injected
+    galaxies and the measurement's models both take the one value, so an injection test is
+    consistent; its galaxies see a PSF somewhat wider than the frame's.
     """
     from scipy import ndimage
 
-    med, sig = robust_sigma(data)
-    img = np.nan_to_num(data - med)
+    img = subtract_sky(data)
+    med, sig = robust_sigma(img)
+    img = np.nan_to_num(img - med)
     peaks = (img == ndimage.maximum_filter(img, size=4 * radius + 1)) & (img > min_snr * sig)
     ys, xs = np.nonzero(peaks)
     ny, nx = img.shape
@@ -508,7 +517,8 @@ def run_injection(
         slots = _free_slots(clearance[k], config.spacing, config.min_clearance, rng)
         if len(slots) == 0:
             raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources in "
-                                  f"{_SLOT_TRIES} jittered grids; lower min_clearance or use another frame")
+                                  f"{_SLOT_TRIES} jittered grids; lower min_clearance (lumos inject --min-clearance) "
+                                  "or use another frame")
         take = order[cursor : cursor + min(len(slots), share)]
         for (g, p), (x, y) in zip(take, slots):
             placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
