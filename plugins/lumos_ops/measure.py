@@ -320,6 +320,7 @@ def measure_exposure(
     instances: Mapping[str, MeasureMethod] | None = None,
     neighbours: bool = True,
     error_floor: float | None = None,
+    neighbour_error_floor: float | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -372,6 +373,9 @@ def measure_exposure(
         survey, else the current one). Adds ``flux_err_stat`` (the error before it),
         ``error_floor`` and ``floor_rho`` (the correlation it gives two exposures of the source,
         which the co-adds use).
+    neighbour_error_floor : float or None, keyword-only
+        Fraction of ``neighbour_light`` added in quadrature (None: the survey's
+        ``neighbour_error_floor``).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -397,10 +401,13 @@ def measure_exposure(
     instances = {m: given[m] if m in given else get_method(m, **routed[m]) for m in methods}
     from lumos_ops.photometry.error_floor import apply_error_floor
 
-    if error_floor is None:
+    if error_floor is None or neighbour_error_floor is None:
         from lumos_ops.survey import current_survey
 
-        error_floor = (exposure.survey or current_survey()).flux_error_floor
+        survey = exposure.survey or current_survey()
+        error_floor = survey.flux_error_floor if error_floor is None else error_floor
+        if neighbour_error_floor is None:
+            neighbour_error_floor = survey.neighbour_error_floor
     if "lumos" in instances:
         # LUMOS runs on torch: loaded before the models are rendered, they render with it too
         # (render_target_models), about twice as fast as with numpy on the CPU
@@ -447,7 +454,8 @@ def measure_exposure(
                 if sub.neighbours is not None:
                     light = sub.neighbour_light
                     result = result.assign(neighbour_light=light)
-                result = apply_error_floor(result, float(error_floor), neighbour_light=light)
+                result = apply_error_floor(result, float(error_floor), neighbour_light=light,
+                                           neighbour_floor=float(neighbour_error_floor))
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho

@@ -16,6 +16,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "psf_fwhm_unit": "arcsec",                 # unit of the PSF FWHM header value
       "model_bands": ["g", "r", "i"],            # bands a new model embeds, in row order (default: all)
       "flux_error_floor": 0.011,                 # fractional flux error of the PSF / catalogue models
+      "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -55,6 +56,7 @@ from lumos_ops.constants import (
     BROAD_BANDS,
     CCD_SHAPE,
     DEFAULT_FLUX_ERROR_FLOOR,
+    DEFAULT_NEIGHBOUR_ERROR_FLOOR,
     N_CCDS,
     N_EPOCHS,
     NB_BANDS,
@@ -176,6 +178,10 @@ class Survey:
         Fraction of the flux added in quadrature to every per-exposure flux error: the error of the
         survey's PSF and catalogue models, shared by all exposures of a source
         (:mod:`lumos_ops.photometry.error_floor`; measure it with ``lumos inject``). 0 turns it off.
+    neighbour_error_floor : float
+        Fraction of the light of the catalogued neighbours a joint fit took out of a blended
+        target's stamps (``neighbour_light``, e-/s) added in quadrature to its error: their models'
+        error, seen through the target's weights (measure it with ``lumos inject``). 0 turns it off.
     """
 
     name: str
@@ -189,6 +195,7 @@ class Survey:
     source: str = "<built-in>"
     model_bands: tuple[str, ...] | None = None
     flux_error_floor: float = DEFAULT_FLUX_ERROR_FLOOR
+    neighbour_error_floor: float = DEFAULT_NEIGHBOUR_ERROR_FLOOR
 
     def __post_init__(self) -> None:
         where = self.source
@@ -212,8 +219,10 @@ class Survey:
             raise BadInputError(f"{where}: ccd_shape={list(self.ccd_shape)} must be [ny, nx] pixels")
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise BadInputError(f"{where}: pixel_scale={self.pixel_scale} must be > 0 arcsec/pixel")
-        if not (math.isfinite(self.flux_error_floor) and 0.0 <= self.flux_error_floor < 1.0):
-            raise BadInputError(f"{where}: flux_error_floor={self.flux_error_floor} must lie in [0, 1) (a fraction of the flux)")
+        for name in ("flux_error_floor", "neighbour_error_floor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value < 1.0):
+                raise BadInputError(f"{where}: {name}={value} must lie in [0, 1) (a fraction of the flux)")
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
             raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
         if self.model_bands is not None:
@@ -310,6 +319,7 @@ class Survey:
             "header": {q: {k: v for k, v in dataclasses.asdict(h).items() if v is not None} for q, h in self.header.items()},
             **({} if self.model_bands is None else {"model_bands": list(self.model_bands)}),
             "flux_error_floor": self.flux_error_floor,
+            "neighbour_error_floor": self.neighbour_error_floor,
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -325,7 +335,7 @@ class Survey:
         if not isinstance(values, Mapping):
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
-                 "model_bands", "flux_error_floor"}
+                 "model_bands", "flux_error_floor", "neighbour_error_floor"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
@@ -386,6 +396,7 @@ class Survey:
             source=source,
             model_bands=None if model_bands is None else tuple(model_bands),
             flux_error_floor=number("flux_error_floor", float, DEFAULT_FLUX_ERROR_FLOOR),
+            neighbour_error_floor=number("neighbour_error_floor", float, DEFAULT_NEIGHBOUR_ERROR_FLOOR),
         )
 
 def paus_survey() -> Survey:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.constants import DEFAULT_FLUX_ERROR_FLOOR
+from lumos_ops.constants import DEFAULT_FLUX_ERROR_FLOOR, DEFAULT_NEIGHBOUR_ERROR_FLOOR
 from lumos_ops.exceptions import BadInputError, LumosValueError
 from lumos_ops.lumos.mixture import summarize
 from lumos_ops.lumos.mixture_table import Mixtures, mixture_columns, mixtures_from_table
@@ -13,6 +13,7 @@ from lumos_ops.photometry.error_floor import (
     apply_error_floor,
     coadd_with_floor,
     estimate_error_floor,
+    estimate_neighbour_floor,
     statistical_error,
 )
 from lumos_ops.stats import sigma68
@@ -95,6 +96,39 @@ def test_estimate_recovers_the_floor_of_an_injection():
     assert np.isnan(estimate_error_floor(flux, err, truth).floor)
 
 
+def test_neighbour_light_has_its_own_fraction():
+    frame = _classical([1000.0, 200.0, 50.0], [10.0, 5.0, 2.0])
+    light = np.array([0.0, 100.0, 80.0])
+    out = apply_error_floor(frame, 0.01, neighbour_light=light, neighbour_floor=0.05)
+    expected = np.sqrt(np.array([10.0, 5.0, 2.0]) ** 2 + (0.01 * frame["flux"]) ** 2 + (0.05 * light) ** 2)
+    np.testing.assert_allclose(out["flux_err"], expected)
+    assert (out["neighbour_error_floor"] == 0.05).all()
+    # without its own fraction the neighbours take the flux floor's
+    same = apply_error_floor(frame, 0.01, neighbour_light=light)
+    np.testing.assert_allclose(same["flux_err"], np.sqrt(frame["flux_err"] ** 2 + 0.01**2 * (frame["flux"] ** 2 + light**2)))
+    # only neighbours: an isolated row is untouched, a blended one widened
+    only = apply_error_floor(frame, 0.0, neighbour_light=light, neighbour_floor=0.05)
+    assert only["flux_err"][0] == 10.0 and only["flux_err"][1] > 5.0
+    with pytest.raises(LumosValueError, match="neighbour_error_floor"):
+        apply_error_floor(frame, 0.01, neighbour_light=light, neighbour_floor=1.0)
+
+
+def test_estimate_recovers_the_neighbour_fraction_of_an_injection():
+    rng = np.random.default_rng(7)
+    n, floor, e_n = 20000, 0.01, 0.04
+    truth = np.exp(rng.uniform(np.log(300.0), np.log(3000.0), n))
+    light = truth * np.exp(rng.uniform(np.log(0.1), np.log(3.0), n))  # the neighbour's light under the filter
+    err = truth / 100.0
+    flux = truth * (1.0 + floor * rng.standard_normal(n)) + e_n * light * rng.standard_normal(n)
+    flux += err * rng.standard_normal(n)
+    found = estimate_neighbour_floor(flux, err, truth, light, floor=floor)
+    assert found.floor == pytest.approx(e_n, abs=0.004)
+    assert found.pull_before > 1.5 and found.n > 0.9 * n
+    # no blended row (no light, or a neighbour of under a tenth of the flux): nothing to measure
+    assert np.isnan(estimate_neighbour_floor(flux, err, truth, np.zeros(n), floor=floor).floor)
+    assert np.isnan(estimate_neighbour_floor(flux, err, truth, 0.05 * truth, floor=floor).floor)
+
+
 def test_coadd_counts_the_floor_once():
     rng = np.random.default_rng(3)
     n, m, floor = 20000, 5, 0.02
@@ -141,6 +175,12 @@ def test_survey_files_carry_the_floor(tmp_path):
     assert Survey.from_dict(survey.to_dict()).flux_error_floor == 0.0
     path.write_text(json.dumps({**values, "flux_error_floor": 1.5}))
     with pytest.raises(BadInputError, match=r"s\.json.*flux_error_floor"):
+        load_survey(path)
+    assert paus_survey().neighbour_error_floor == DEFAULT_NEIGHBOUR_ERROR_FLOOR == survey.neighbour_error_floor
+    path.write_text(json.dumps({**values, "neighbour_error_floor": 0.03}))
+    assert Survey.from_dict(load_survey(path).to_dict()).neighbour_error_floor == 0.03
+    path.write_text(json.dumps({**values, "neighbour_error_floor": -0.1}))
+    with pytest.raises(BadInputError, match=r"s\.json.*neighbour_error_floor"):
         load_survey(path)
 
 

@@ -15,6 +15,7 @@ from lumos_ops.io.exposure import Exposure, read_exposure
 from lumos_ops.measure import measure_exposure, prepare_targets, render_target_models
 from lumos_ops.noise_calibration import apply_error_scale
 from lumos_ops.photometry.neighbours import fit_neighbours
+from lumos_ops.survey import paus_survey
 
 SIZE = 60
 
@@ -119,8 +120,9 @@ def test_neighbours_out_of_every_classical_estimate(pairs) -> None:
     exposure, catalog, flux, n = pairs
     methods = ("aperture", "optimal", "modelfit")
     # the synthetic galaxies are exactly their catalogue model: no model error, no error floor
-    plain = _scores(measure_exposure(exposure, catalog, methods=methods, neighbours=False, error_floor=0.0), flux, n)
-    table = measure_exposure(exposure, catalog, methods=methods, chunk_size=7, error_floor=0.0)
+    plain = _scores(measure_exposure(exposure, catalog, methods=methods, neighbours=False, error_floor=0.0,
+                                     neighbour_error_floor=0.0), flux, n)
+    table = measure_exposure(exposure, catalog, methods=methods, chunk_size=7, error_floor=0.0, neighbour_error_floor=0.0)
     fitted = _scores(table, flux, n)
     for method in methods:
         assert plain[method][0] > 0.15 and plain[method][1] > 5, (method, plain[method])
@@ -145,11 +147,15 @@ def test_neighbour_light_is_what_the_fit_took_from_the_matched_filter(pairs) -> 
     diff = np.where(usable, raw.stamps.data - ctx.stamps.data, 0.0)
     taken = (m * diff).sum(axis=(1, 2)) / (np.where(usable, m, 0.0) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(np.abs(taken[fitted]), light[fitted], rtol=2e-3)
-    # the error floor covers the neighbours' models too
-    table = measure_exposure(exposure, catalog, methods=("optimal",), error_floor=0.02)
-    expected = np.sqrt(table["flux_err_stat"] ** 2 + 0.02**2 * (table["flux"] ** 2 + table["neighbour_light"] ** 2))
+    # the error floor covers the neighbours' models too, with its own fraction (the survey's by default)
+    table = measure_exposure(exposure, catalog, methods=("optimal",), error_floor=0.02, neighbour_error_floor=0.05)
+    expected = np.sqrt(table["flux_err_stat"] ** 2 + (0.02 * table["flux"]) ** 2 + (0.05 * table["neighbour_light"]) ** 2)
     np.testing.assert_allclose(table["flux_err"], expected, rtol=1e-9)
     assert (table["neighbour_light"].to_numpy()[fitted] > 0).all()
+    default = measure_exposure(exposure, catalog, methods=("optimal",), error_floor=0.02)
+    e_n = paus_survey().neighbour_error_floor
+    expected = np.sqrt(default["flux_err_stat"] ** 2 + (0.02 * default["flux"]) ** 2 + (e_n * default["neighbour_light"]) ** 2)
+    np.testing.assert_allclose(default["flux_err"], expected, rtol=1e-9)
 
 
 def test_neighbour_fit_widens_the_errors(pairs) -> None:

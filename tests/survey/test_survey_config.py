@@ -38,8 +38,8 @@ def test_init_writes_a_file_that_loads_back(tmp_path, capsys):
     assert "exists; give --force" in capsys.readouterr().err
     assert survey.flux_error_floor == paus_survey().flux_error_floor
     assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
-                 "--flux-error-floor", "0.02", "--force"]) == 0
-    assert load_survey(out).flux_error_floor == 0.02
+                 "--flux-error-floor", "0.02", "--neighbour-error-floor", "0.06", "--force"]) == 0
+    assert load_survey(out).flux_error_floor == 0.02 and load_survey(out).neighbour_error_floor == 0.06
 
 
 def test_preset_paus_round_trips(tmp_path):

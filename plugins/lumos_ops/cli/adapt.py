@@ -109,6 +109,11 @@ def adapt_command(args: argparse.Namespace) -> int:
             print(f"error floor ({population}, held-out): measured with {floor['applied']:.4f}; the candidate's rows "
                   f"at SNR >= {floor['asked']['min_snr']:g} ask for {floor['asked']['floor']:.4f} "
                   f"(flux_error_floor in the survey file, docs/likelihood.md §11)", file=sys.stderr)
+        near = (floor or {}).get("neighbour_asked")
+        if near and near["floor"] == near["floor"]:
+            print(f"neighbour error floor ({population}, held-out): measured with {floor['neighbour_applied']:.4f}; the "
+                  f"candidate's blended rows at SNR >= {near['min_snr']:g} ask for {near['floor']:.4f} "
+                  f"(neighbour_error_floor in the survey file)", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:

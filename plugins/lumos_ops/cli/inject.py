@@ -105,4 +105,9 @@ def inject_command(args: argparse.Namespace) -> int:
                 print(f"{population:8s} {method:9s} error floor: applied {floor['applied']:.4f}, the rows at measured "
                       f"SNR >= {asked['min_snr']:g} ask {asked['floor']:.4f} (n {asked['n']}, pull without it "
                       f"{asked['pull_before']:.2f})")
+            near = (floor or {}).get("neighbour_asked")
+            if near and np.isfinite(near["floor"]):
+                print(f"{population:8s} {method:9s} neighbour error floor: applied {floor['neighbour_applied']:.4f}, the "
+                      f"blended rows at measured SNR >= {near['min_snr']:g} ask {near['floor']:.4f} (n {near['n']}, "
+                      f"pull without it {near['pull_before']:.2f})")
     return 0

@@ -102,6 +102,8 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["model_bands"] = [b.strip() for b in args.model_bands.split(",") if b.strip()]
     if args.flux_error_floor is not None:
         values["flux_error_floor"] = args.flux_error_floor
+    if args.neighbour_error_floor is not None:
+        values["neighbour_error_floor"] = args.neighbour_error_floor
     return values
 
 
@@ -186,6 +188,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--flux-error-floor", type=float,
                       help="fraction of the flux added in quadrature to every per-exposure error: the error of the "
                            "PSF and catalogue models (default 0.011; measure it with `lumos inject`, 0 turns it off)")
+    init.add_argument("--neighbour-error-floor", type=float,
+                      help="fraction of the fitted neighbours' light under a blended target added in quadrature to "
+                           "its error (default 0.05; measure it with `lumos inject`, 0 turns it off)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(func=init_command)
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")

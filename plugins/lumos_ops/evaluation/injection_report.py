@@ -150,14 +150,25 @@ def _d_width(frame: pd.DataFrame) -> float:
 
 
 def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
-    """The error floor the rows were measured with (``applied``) and the one their bright rows ask
-    for (``asked``: :func:`~lumos_ops.photometry.error_floor.estimate_error_floor` of the errors
-    before the floor)."""
-    from lumos_ops.photometry.error_floor import estimate_error_floor, statistical_error
+    """The error floors the rows were measured with (``applied``, ``neighbour_applied``) and those
+    their bright rows ask for: ``asked`` (:func:`~lumos_ops.photometry.error_floor.estimate_error_floor`
+    of the errors before the floor, rows without a fitted neighbour) and ``neighbour_asked``
+    (:func:`~lumos_ops.photometry.error_floor.estimate_neighbour_floor`, rows with one, at the
+    applied flux floor)."""
+    from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
 
-    applied = frame["error_floor"].to_numpy(np.float64) if "error_floor" in frame else np.zeros(len(frame))
-    asked = estimate_error_floor(frame["flux"], statistical_error(frame), frame["true_flux"])
-    return {"applied": float(np.nanmax(applied)) if np.isfinite(applied).any() else 0.0, "asked": asked.to_dict()}
+    def largest(column: str) -> float:
+        values = frame[column].to_numpy(np.float64) if column in frame else np.zeros(len(frame))
+        return float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+
+    applied = largest("error_floor")
+    light = np.nan_to_num(frame["neighbour_light"].to_numpy(np.float64)) if "neighbour_light" in frame else np.zeros(len(frame))
+    stat = statistical_error(frame)
+    alone = light <= 0
+    asked = estimate_error_floor(frame["flux"][alone], stat[alone], frame["true_flux"][alone])
+    neighbour = estimate_neighbour_floor(frame["flux"], stat, frame["true_flux"], light, floor=applied)
+    return {"applied": applied, "asked": asked.to_dict(), "neighbour_applied": largest("neighbour_error_floor"),
+            "neighbour_asked": neighbour.to_dict()}
 
 
 def _pit(frame: pd.DataFrame) -> dict[str, Any]:

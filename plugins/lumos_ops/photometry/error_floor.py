@@ -35,34 +35,41 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
 __all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "coadd_with_floor", "estimate_error_floor",
-           "statistical_error"]
+           "estimate_neighbour_floor", "statistical_error"]
 
 _MIN_ROWS = 30
 
 
-def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: ArrayLike | None = None) -> pd.DataFrame:
+def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: ArrayLike | None = None,
+                      neighbour_floor: float | None = None) -> pd.DataFrame:
     """One method's rows with ``floor * |flux|`` added in quadrature to ``flux_err``.
 
     ``neighbour_light`` (shape (n,), e-/s): the light of catalogued neighbours that a joint fit took
     out of each row's stamps, as its matched filter would have read it
-    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). Their models are off by the
-    same fraction, so ``floor * neighbour_light`` is added in quadrature as well.
+    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). Their models are off too, so
+    ``neighbour_floor * neighbour_light`` is added in quadrature as well (``neighbour_floor`` None:
+    ``floor``). It is larger than ``floor``: the neighbour's model misses mostly in its core and
+    wings, and the target sits in the wings, where the target's weights read that miss more than
+    the neighbour's light in proportion (the survey's ``neighbour_error_floor``).
 
-    Adds ``flux_err_stat`` (the error before the floor), ``error_floor`` (``floor``) and
-    ``floor_rho`` (the share of the variance the floor adds, which every exposure of the source
+    Adds ``flux_err_stat`` (the error before the floor), ``error_floor`` (``floor``),
+    ``neighbour_error_floor`` (``neighbour_floor``) and ``floor_rho`` (the share of the variance the floor adds, which every exposure of the source
     shares). ``flux`` is unchanged; LUMOS mixtures are stretched about their median by the same
     factor (:func:`lumos_ops.noise_calibration.widen_likelihoods`), so their sigma68 is the new
     ``flux_err``.
     """
     if not (np.isfinite(floor) and 0.0 <= floor < 1.0):
         raise LumosValueError(f"flux_error_floor must lie in [0, 1) (a fraction of the flux), got {floor}")
+    neighbour_floor = float(floor) if neighbour_floor is None else float(neighbour_floor)
+    if not (np.isfinite(neighbour_floor) and 0.0 <= neighbour_floor < 1.0):
+        raise LumosValueError(f"neighbour_error_floor must lie in [0, 1) (a fraction of the light), got {neighbour_floor}")
     from lumos_ops.noise_calibration import widen_likelihoods
 
     frame = frame.copy()
     stat = frame["flux_err"].to_numpy(np.float64)
     extra = float(floor) * np.abs(np.nan_to_num(frame["flux"].to_numpy(np.float64)))
     if neighbour_light is not None:
-        extra = np.hypot(extra, float(floor) * np.nan_to_num(np.asarray(neighbour_light, dtype=np.float64)))
+        extra = np.hypot(extra, neighbour_floor * np.nan_to_num(np.asarray(neighbour_light, dtype=np.float64)))
     total = np.sqrt(stat**2 + extra**2)
     usable = np.isfinite(stat) & (stat > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -70,8 +77,9 @@ def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: Arr
         rho = np.where(usable, extra**2 / total**2, 0.0)
     frame["flux_err_stat"] = stat
     frame["error_floor"] = float(floor)
+    frame["neighbour_error_floor"] = neighbour_floor
     frame["floor_rho"] = rho
-    if floor == 0.0:
+    if not np.any(extra > 0):
         return frame
     frame["flux_err"] = np.where(usable, total, stat)
     return widen_likelihoods(frame, factor)
@@ -161,25 +169,53 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
         Only rows with measured SNR (``flux / flux_err``) at least this count: below it the floor
         is lost in the noise.
     """
+    f, e, t, _ = _bright_rows(flux, flux_err, true_flux, None, min_snr)
+    return _smallest(lambda floor: float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2))), f.size, min_snr)
+
+
+def estimate_neighbour_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, neighbour_light: ArrayLike,
+                             *, floor: float, min_snr: float = 50.0, min_share: float = 0.1) -> FloorEstimate:
+    """The fraction ``e_n`` of the fitted neighbours' light that makes the pulls of an injection's
+    bright blended rows sigma68 = 1, given the flux floor ``floor``.
+
+    Rows whose ``neighbour_light`` (e-/s) is at least ``min_share`` of their flux and whose measured
+    SNR (``flux / flux_err``, the error before any floor) is at least ``min_snr`` count (a faint
+    neighbour's error is lost in the target's own); their error is ``sqrt(flux_err^2 +
+    (floor flux)^2 + (e_n neighbour_light)^2)`` (:func:`apply_error_floor`). ``pull_before`` is
+    with ``e_n = 0``.
+    """
+    f, e, t, c = _bright_rows(flux, flux_err, true_flux, neighbour_light, min_snr)
+    share = c >= float(min_share) * np.abs(f)
+    f, e, t, c = f[share], e[share], t[share], c[share]
+    base = e**2 + (float(floor) * f) ** 2
+    return _smallest(lambda en: float(sigma68((f - t) / np.sqrt(base + (en * c) ** 2))), f.size, min_snr)
+
+
+def _bright_rows(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, light: ArrayLike | None,
+                 min_snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The finite rows at measured SNR >= ``min_snr`` (with ``light`` given: those with ``light > 0``)."""
     f = np.asarray(flux, dtype=np.float64)
     e = np.asarray(flux_err, dtype=np.float64)
     t = np.asarray(true_flux, dtype=np.float64)
+    c = np.zeros(f.shape) if light is None else np.nan_to_num(np.asarray(light, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.isfinite(f) & np.isfinite(t) & (e > 0) & (f / e >= min_snr)
-    f, e, t = f[keep], e[keep], t[keep]
-    if f.size < _MIN_ROWS:
-        return FloorEstimate(float("nan"), int(f.size), float("nan"), float("nan"), float(min_snr))
+    if light is not None:
+        keep &= c > 0
+    return f[keep], e[keep], t[keep], c[keep]
 
-    def pull(floor: float) -> float:
-        return float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2)))
 
+def _smallest(pull, n: int, min_snr: float) -> FloorEstimate:
+    """The smallest fraction in [0, 0.5] at which ``pull(fraction)`` (decreasing) is at most 1, by bisection."""
+    if n < _MIN_ROWS:
+        return FloorEstimate(float("nan"), int(n), float("nan"), float("nan"), float(min_snr))
     before = pull(0.0)
     if before <= 1.0:
-        return FloorEstimate(0.0, int(f.size), before, before, float(min_snr))
+        return FloorEstimate(0.0, int(n), before, before, float(min_snr))
     lo, hi = 0.0, 0.5
     if pull(hi) > 1.0:
-        return FloorEstimate(hi, int(f.size), before, pull(hi), float(min_snr))
+        return FloorEstimate(hi, int(n), before, pull(hi), float(min_snr))
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if pull(mid) > 1.0 else (lo, mid)
-    return FloorEstimate(hi, int(f.size), before, pull(hi), float(min_snr))
+    return FloorEstimate(hi, int(n), before, pull(hi), float(min_snr))
