@@ -10,6 +10,8 @@
 #               ../shared/realdata and measured through the
 #               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
 #   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
+#   injection-sim8/ the same galaxies spread over eight such images (the first eight; two of them are
+#               injection-sim's): less crowded frame realisations, eight blank-sky calibrations.
 #   injection-moffat/  injection/ again (same seed, galaxies and positions) with the galaxies convolved by the
 #               measurement's own Moffat PSF instead of a Kolmogorov one: the PSF model's share of the misses.
 #               Every injection table carries model_flux (the noiseless catalogue-model flux, docs/likelihood.md).
@@ -50,8 +52,10 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
     --out reports/lumos/injection-moffat -q
 sim_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 2))
 $lumos inject --frames "${sim_frames[@]}" --n-galaxies 600 --n-place 10 --seed 12 --out reports/lumos/injection-sim -q
+sim8_frames=($(find "$survey/exposures" -name '*.fits' | sort | head -n 8))
+$lumos inject --frames "${sim8_frames[@]}" --n-galaxies 600 --n-place 10 --seed 12 --out reports/lumos/injection-sim8 -q
 floor_frames=($(find "$survey/exposures" -name '*.fits' | sort | tail -n 2))
-$lumos inject --frames "${floor_frames[@]}" --populations sersic knots --n-galaxies 600 --n-place 10 --seed 21 \
+$lumos inject --frames "${floor_frames[@]}" --populations sersic knots blended --n-galaxies 600 --n-place 10 --seed 21 \
     --out reports/lumos/error-floor/calibration -q
 .venv/bin/python reports/lumos/error-floor/floor_from_tables.py reports/lumos/error-floor/floor.json \
     reports/lumos/error-floor/calibration/injection_table.parquet reports/lumos/injection/injection_table.parquet \

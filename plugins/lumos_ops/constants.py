@@ -112,5 +112,5 @@ DEFAULT_NEIGHBOUR_ERROR_FLOOR: float = 0.05
 target's stamps (``neighbour_light``, :mod:`lumos_ops.photometry.error_floor`) of a survey that
 does not set ``neighbour_error_floor``: measured like :data:`DEFAULT_FLUX_ERROR_FLOOR`, on blended
 pairs injected into the same two held-out simulated CCDs (LUMOS rows at measured SNR >= 50 whose
-neighbours' light is at least a tenth of their flux ask 5.3 %, the optimal sum 4.4 %, the aperture
-5.0 %; ``reports/lumos/error-floor``)."""
+neighbours' light is at least a tenth of their flux ask 5.3 %, the optimal sum 4.8 %, the aperture
+5.5 %; ``reports/lumos/error-floor``)."""

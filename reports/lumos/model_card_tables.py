@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python reports/lumos/model_card_tables.py [REPORTS_DIR]`` (default ``reports/lumos``).
 Every number is read from ``survey/validation.json``, ``bright/validation.json``,
 ``injection/injection_report.json``, ``injection-sim/injection_report.json`` and, when present,
-``injection-moffat/injection_report.json``; bins are of the
+``injection-sim8/injection_report.json`` and ``injection-moffat/injection_report.json``; bins are of the
 **true** SNR (docs/likelihood.md §4).
 """
 
@@ -126,6 +126,11 @@ def main(argv: list[str]) -> int:
         validation_table(root / "bright" / "validation.json", "Simulator, held-out survey `bright`"),
         injection_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
         injection_table(root / "injection-sim" / "injection_report.json", "Injection `injection-sim` (simulated CCDs)"),
+    ]
+    sim8 = root / "injection-sim8" / "injection_report.json"
+    if sim8.exists():
+        parts.append(injection_table(sim8, "Injection `injection-sim8` (the same galaxies over eight simulated CCDs)"))
+    parts += [
         model_limited_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
         model_limited_table(root / "injection-sim" / "injection_report.json", "Injection `injection-sim` (simulated CCDs)"),
         targets_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
