@@ -152,10 +152,15 @@ def _d_width(frame: pd.DataFrame) -> float:
 def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
     """The error floors the rows were measured with (``applied``, ``neighbour_applied``) and those
     their bright rows ask for: ``asked`` (:func:`~lumos_ops.photometry.error_floor.estimate_error_floor`
-    of the errors before the floor, rows without a fitted neighbour) and ``neighbour_asked``
-    (:func:`~lumos_ops.photometry.error_floor.estimate_neighbour_floor`, rows with one, at the
-    applied flux floor)."""
-    from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
+    of the errors before the floor, rows whose fitted neighbours' light is under a tenth of their
+    flux) and ``neighbour_asked`` (:func:`~lumos_ops.photometry.error_floor.estimate_neighbour_floor`,
+    the other rows, at the applied flux floor)."""
+    from lumos_ops.photometry.error_floor import (
+        NEIGHBOUR_SHARE,
+        estimate_error_floor,
+        estimate_neighbour_floor,
+        statistical_error,
+    )
 
     def largest(column: str) -> float:
         values = frame[column].to_numpy(np.float64) if column in frame else np.zeros(len(frame))
@@ -164,7 +169,7 @@ def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
     applied = largest("error_floor")
     light = np.nan_to_num(frame["neighbour_light"].to_numpy(np.float64)) if "neighbour_light" in frame else np.zeros(len(frame))
     stat = statistical_error(frame)
-    alone = light <= 0
+    alone = light < NEIGHBOUR_SHARE * np.abs(np.nan_to_num(frame["flux"].to_numpy(np.float64)))
     asked = estimate_error_floor(frame["flux"][alone], stat[alone], frame["true_flux"][alone])
     neighbour = estimate_neighbour_floor(frame["flux"], stat, frame["true_flux"], light, floor=applied)
     return {"applied": applied, "asked": asked.to_dict(), "neighbour_applied": largest("neighbour_error_floor"),

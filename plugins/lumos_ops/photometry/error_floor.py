@@ -35,9 +35,13 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68
 
 __all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "coadd_with_floor", "estimate_error_floor",
-           "estimate_neighbour_floor", "statistical_error"]
+           "estimate_neighbour_floor", "statistical_error", "NEIGHBOUR_SHARE"]
 
 _MIN_ROWS = 30
+
+NEIGHBOUR_SHARE: float = 0.1
+"""Rows whose fitted neighbours' light (``neighbour_light``) is at least this share of their flux
+measure the neighbour floor (:func:`estimate_neighbour_floor`); the others the flux floor."""
 
 
 def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: ArrayLike | None = None,
@@ -174,7 +178,8 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
 
 
 def estimate_neighbour_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, neighbour_light: ArrayLike,
-                             *, floor: float, min_snr: float = 50.0, min_share: float = 0.1) -> FloorEstimate:
+                             *, floor: float, min_snr: float = 50.0,
+                             min_share: float = NEIGHBOUR_SHARE) -> FloorEstimate:
     """The fraction ``e_n`` of the fitted neighbours' light that makes the pulls of an injection's
     bright blended rows sigma68 = 1, given the flux floor ``floor``.
 
