@@ -13,6 +13,7 @@ keyword-only options (e.g. ``model=`` for LUMOS).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import sys
@@ -321,6 +322,7 @@ def measure_exposure(
     neighbours: bool = True,
     error_floor: float | None = None,
     neighbour_error_floor: float | None = None,
+    remove_gradient: bool = True,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -376,6 +378,10 @@ def measure_exposure(
     neighbour_error_floor : float or None, keyword-only
         Fraction of ``neighbour_light`` added in quadrature (None: the survey's
         ``neighbour_error_floor``).
+    remove_gradient : bool, keyword-only
+        Take out the frame's large-scale sky gradient, fitted as a plane, where it changes the sky
+        by at least a quarter of the pixel noise across a 94 px cutout
+        (:mod:`lumos_ops.photometry.sky_plane`); a flat frame is measured as it is.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -413,6 +419,12 @@ def measure_exposure(
         # (render_target_models), about twice as fast as with numpy on the CPU
         import torch  # noqa: F401
     catalog = validate_catalog(catalog, source=exposure.path)
+    if remove_gradient:
+        from lumos_ops.photometry.sky_plane import remove_sky_plane
+
+        flat = remove_sky_plane(exposure.data, source=exposure.path)
+        if flat is not exposure.data:
+            exposure = dataclasses.replace(exposure, data=flat)
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
     # Only targets whose centre is on the image are prepared and measured (a field catalogue may
     # hold many more targets than one CCD sees); the others get OFF_IMAGE rows.
