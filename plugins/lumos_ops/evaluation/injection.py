@@ -192,7 +192,10 @@ def estimate_psf_fwhm(data: np.ndarray, *, min_snr: float = 30.0, radius: int = 
     second moments: exact for Gaussian stars, 0.8-1.0 px above the half-maximum width of Moffat
     (beta 3.5) and Kolmogorov stars of FWHM 1.5-5 px, whose wings add to the moments. The injected
     galaxies and the measurement's models both take the one value, so an injection test is
-    consistent; its galaxies see a PSF somewhat wider than the frame's.
+    consistent; its galaxies see a PSF somewhat wider than the frame's. Cosmic rays are compact
+    too: on the 256 x 256 sep frame, 30 / 100 added ones take the estimate from 3.12 to 2.49 / 2.16
+    px (on the SDSS frames, whose many stars dominate the 20th percentile, it stays within 2 %);
+    give the FWHM for a raw frame with many of them (``lumos inject --psf-fwhm``).
     """
     from scipy import ndimage
 
