@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure
+from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog, synthetic_exposure
 from lumos_ops.cli import main
 from lumos_ops.flags import Flag
 
@@ -159,3 +159,21 @@ def test_catalogued_neighbours_are_fitted_unless_told_not_to(tmp_path: Path) -> 
     assert (fit["neighbour_variance"] > 1.2).all() and "neighbour_variance" not in plain
     assert plain["flux"][0] > 1.5 * flux[0]  # the brighter neighbour's light
     assert np.all(np.abs(fit["flux"] - flux) < 3 * fit["flux_err"])
+
+
+def test_a_sky_gradient_is_taken_out_unless_told_to_keep_it(tmp_path: Path) -> None:
+    """A 40-sigma tilt across a 256 px frame changes the aperture errors only with --keep-gradient."""
+    shape = (256, 256)
+    catalog = random_catalog(4, shape=shape, margin=60, seed=8)
+    exposure = synthetic_exposure(catalog, np.full(4, 50.0), shape=shape, seed=9)
+    sigma = float(np.std(exposure.adu[:20, :20]))
+    adu = np.asarray(exposure.adu, dtype=np.float64) + 40.0 * sigma * np.arange(shape[1])[None, :] / shape[1]
+    image = SyntheticExposure(adu=adu.astype(np.float32), header=exposure.header, flux=exposure.flux).write(tmp_path / "tilt.fits")
+    catalog.to_csv(tmp_path / "tilt.csv", index=False)
+    errors = {}
+    for name, extra in (("flat", []), ("kept", ["--keep-gradient"])):
+        out = tmp_path / f"{name}.csv"
+        argv = ["measure", str(image), str(tmp_path / "tilt.csv"), "--out", str(out), "--no-progress"]
+        assert main(argv + extra) == 0
+        errors[name] = pd.read_csv(out)["flux_err"].to_numpy()
+    assert np.all(errors["kept"] > 1.2 * errors["flat"])

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-neighbours", action="store_true",
                         help="measure each target on the image's own pixels, without fitting its catalogued "
                              "neighbours jointly and taking their light out (docs/neighbours.md)")
+    parser.add_argument("--keep-gradient", action="store_true",
+                        help="do not take the frame's large-scale sky gradient out before the local backgrounds "
+                             "(docs/background.md; a flat frame is measured as it is either way)")
     add_survey_option(parser)
     parser.set_defaults(func=run_measure)
 
@@ -117,6 +120,7 @@ def run_measure(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         stamp_size=stamp_size,
         neighbours=not args.no_neighbours,
+        remove_gradient=not args.keep_gradient,
         **options,
     )
     off = (table["flag"].to_numpy(np.int64) & int(Flag.OFF_IMAGE)) != 0
