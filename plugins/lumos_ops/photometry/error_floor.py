@@ -10,16 +10,19 @@ noise at low SNR and dominates it at high SNR, where the pulls of every method t
 flux (``reports/lumos/error-floor``).
 
 The survey's ``flux_error_floor`` ``e`` (:attr:`lumos_ops.survey.Survey.flux_error_floor`) adds
-``e |flux|`` in quadrature to every method's per-exposure error (:func:`apply_error_floor`). The
+``e |flux|`` in quadrature to every method's per-exposure error (:func:`apply_error_floor`), and
+its ``neighbour_error_floor`` ``e_n`` adds ``e_n c`` for a blended target, ``c`` the light of the
+catalogued neighbours a joint fit took out of its stamps as the target's weights read it. The
 part of the variance it adds is shared by every exposure of the source, so the co-adds count it
-once: each row's ``floor_rho`` (``(e f)^2 / flux_err^2``) is the correlation it gives two exposures.
+once: each row's ``floor_rho`` (``((e f)^2 + (e_n c)^2) / flux_err^2``) is the correlation it gives two
+exposures.
 The LUMOS co-adds take the larger of it and the model's recorded shared error, which measures the
 same correlation by injection (:func:`lumos_ops.lumos.shared_error.coadd_rho`,
 :mod:`lumos_ops.pipeline.coadd`); the classical co-adds weigh the exposures with ``flux_err_stat``
 and add the floor's part of the error once (:func:`coadd_with_floor`). Statistics of differences
 between exposures (the pair statistic D) use ``flux_err_stat``, the error before the floor, which
-is what a difference sees. :func:`estimate_error_floor` measures ``e`` on an injection (``lumos
-inject`` prints it per population).
+is what a difference sees. :func:`estimate_error_floor` measures ``e`` and
+:func:`estimate_neighbour_floor` ``e_n`` on an injection (``lumos inject`` prints them per population).
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ def apply_error_floor(frame: pd.DataFrame, floor: float, *, neighbour_light: Arr
     the neighbour's light in proportion (the survey's ``neighbour_error_floor``).
 
     Adds ``flux_err_stat`` (the error before the floor), ``error_floor`` (``floor``),
-    ``neighbour_error_floor`` (``neighbour_floor``) and ``floor_rho`` (the share of the variance the floor adds, which every exposure of the source
-    shares). ``flux`` is unchanged; LUMOS mixtures are stretched about their median by the same
+    ``neighbour_error_floor`` (``neighbour_floor``) and ``floor_rho`` (the share of the variance
+    the floors add, which every exposure of the source shares). ``flux`` is unchanged; LUMOS mixtures are stretched about their median by the same
     factor (:func:`lumos_ops.noise_calibration.widen_likelihoods`), so their sigma68 is the new
     ``flux_err``.
     """
