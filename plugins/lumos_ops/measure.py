@@ -380,8 +380,9 @@ def measure_exposure(
         ``neighbour_error_floor``).
     remove_gradient : bool, keyword-only
         Take out the frame's large-scale sky gradient, fitted as a plane, where it changes the sky
-        by at least a quarter of the pixel noise across a 94 px cutout
-        (:mod:`lumos_ops.photometry.sky_plane`); a flat frame is measured as it is.
+        by at least half the pixel noise across a 94 px cutout and stands 5 sigma out of the
+        scatter of the block medians (:mod:`lumos_ops.photometry.sky_plane`); a flat frame is
+        measured as it is.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
