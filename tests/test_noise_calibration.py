@@ -3,7 +3,6 @@ the LUMOS likelihood widening."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -359,97 +358,3 @@ def test_source_present_check_widens_a_likelihood_too_narrow_with_a_source(scene
         np.testing.assert_allclose(table["flux_err"] / table["flux_err_raw"], table["error_scale"], rtol=0.2)
     if narrow > 1.0:
         assert (table["source_scale"] == 1.0).all()
-
-
-def test_fit_offset_recovers_a_size_dependent_offset_and_keeps_noise_at_zero() -> None:
-    rng = np.random.default_rng(11)
-    area = np.exp(rng.uniform(np.log(20), np.log(300), 400))
-    log_a = np.log(area / np.exp(np.mean(np.log(area))))
-    width = np.full(area.size, 1.6)
-    pull = 0.3 + 0.4 * log_a + 1.6 * rng.standard_t(4, area.size)
-    o0, o1, o0_err, o1_err = nc.fit_offset(pull, area, width=width)
-    assert abs(o0 - 0.3) < 3 * o0_err and abs(o1 - 0.4) < 3 * o1_err and o1_err < 0.15
-    cal = nc.fit_error_scale("optimal", pull, area)
-    assert cal.offset == pytest.approx(o0, abs=0.05) and cal.offset_slope == pytest.approx(o1, abs=0.05)
-    np.testing.assert_allclose(cal.offset_pull(np.exp(np.mean(np.log(area)))), cal.offset)
-    # pure noise: both terms stay 0 in nearly every draw (kept only beyond 2 standard errors)
-    kept = [nc.fit_offset(rng.normal(0.0, 1.6, 300), area[:300], width=width[:300], seed=s)[:2] != (0.0, 0.0)
-            for s in range(40)]
-    assert np.mean(kept) <= 0.2
-    few = nc.fit_offset(pull[:20], area[:20], width=width[:20])
-    assert few[:2] == (0.0, 0.0) and np.isnan(few[2])
-
-
-def test_apply_error_scale_subtracts_the_offset_times_the_background_error(scenes) -> None:
-    from lumos_ops.lumos.inference import Mixtures, mixture_table
-
-    exposure, catalog, _ = scenes["white"]
-    ctx = prepare_targets(exposure, catalog.iloc[:8])
-    unit = nc.NoiseCalibration(method="optimal", scale=1.0, slope=0.0, slope_err=float("nan"), area_ref=50.0,
-                               area_range=(1.0, 1e4), n_positions=200, median_pull=0.5, reliable=True)
-    calibration = dataclasses.replace(unit, offset=0.5)
-    frame = get_method("optimal").measure(ctx)
-    faint = frame.assign(flux=0.0)
-    out = nc.apply_error_scale(faint, "optimal", calibration, ctx)
-    np.testing.assert_allclose(out["flux_offset"], 0.5 * frame["flux_err"], rtol=1e-6)  # background only at 0
-    np.testing.assert_allclose(out["flux"], -out["flux_offset"])
-    np.testing.assert_allclose(out["flux_err"], frame["flux_err"])  # k = 1: errors untouched
-    bright = nc.apply_error_scale(frame.assign(flux=1e5), "optimal", calibration, ctx)
-    assert np.all(bright["flux_offset"] < 0.2 * 0.5 * frame["flux_err"])  # Poisson-dominated: the background part
-    assert (nc.apply_error_scale(faint, "optimal", unit, ctx)["flux_offset"] == 0.0).all()
-    ap = get_method("aperture").measure(ctx).assign(flux=0.0)
-    np.testing.assert_allclose(nc.apply_error_scale(ap, "aperture", calibration, ctx)["flux_offset"],
-                               0.5 * ap["flux_err"], rtol=1e-6)
-    # a LUMOS likelihood moves as a whole: its median, mean and mode by the offset, its widths not at all
-    rng = np.random.default_rng(4)
-    n = ctx.n
-    mix = Mixtures(alpha=rng.dirichlet(np.ones(3), n), mu=rng.normal(0.0, 3.0, (n, 3)),
-                   sigma=rng.uniform(1.0, 4.0, (n, 3)), truncated=np.zeros(n, bool))
-    like = pd.DataFrame(mixture_table(mix)).assign(likelihood=True)
-    moved = nc.apply_error_scale(like, "lumos", dataclasses.replace(calibration, method="lumos"), ctx)
-    shift = moved["flux_offset"].to_numpy()
-    assert np.all(shift > 0)
-    stats = summarize(*(moved[[f"{p}_{i}" for i in range(3)]].to_numpy() for p in ("alpha", "mu", "sigma")))
-    for name in ("median", "mean", "mode"):
-        np.testing.assert_allclose(moved[name], like[name] - shift, rtol=1e-5, atol=1e-6, err_msg=name)
-        np.testing.assert_allclose(stats[name], moved[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    np.testing.assert_allclose(moved["flux"], like["flux"] - shift)
-    np.testing.assert_allclose(moved["sigma68"], like["sigma68"], rtol=1e-6)
-    posterior = nc.apply_error_scale(like.assign(likelihood=False), "lumos", dataclasses.replace(calibration, method="lumos"), ctx)
-    np.testing.assert_allclose(posterior["flux"], like["flux"])
-    assert (posterior["flux_offset"] == 0.0).all()
-
-
-class _OffsetOptimal:
-    """The optimal weighted sum plus an additive error that grows with the footprint: ``b(A) =
-    (0.6 + 0.8 ln(A / 60 px)) * flux_err``, what a background that misses sky structure at the
-    footprint's scale does."""
-
-    name = "optimal"
-
-    def __init__(self) -> None:
-        self._inner = get_method("optimal")
-
-    def measure(self, ctx):
-        frame = self._inner.measure(ctx)
-        area = nc.model_area(ctx.models)
-        bias = (0.6 + 0.8 * np.log(area / 60.0)) * frame["flux_err"].to_numpy()
-        return frame.assign(flux=frame["flux"].to_numpy() + bias)
-
-
-def test_blank_sky_offset_is_measured_and_removed_at_the_targets(tmp_path: Path) -> None:
-    catalog, flux = _grid_catalog(seed=8)
-    rng = np.random.default_rng(8)
-    catalog["r50"] = np.exp(rng.uniform(np.log(0.2), np.log(1.5), len(catalog)))
-    flux = flux * 0.3  # faint: the offset matters against the noise
-    exposure = _read(_correlated_exposure(catalog, flux, smooth=0.0, seed=9), tmp_path / "offset.fits")
-    instances = {"optimal": _OffsetOptimal()}
-    kwargs = {"methods": ("optimal",), "instances": instances, "error_floor": 0.0, "calibration_positions": 400}
-    raw = measure_exposure(exposure, catalog, calibrate_errors=False, **kwargs)
-    table = measure_exposure(exposure, catalog, **kwargs)
-    area = nc.model_area(prepare_targets(exposure, catalog).models)
-    before = ((raw["flux"] - flux) / raw["flux_err"]).to_numpy()
-    after = ((table["flux"] - flux) / table["flux_err"]).to_numpy()
-    assert np.median(before) > 0.4 and np.polyfit(np.log(area), before, 1)[0] > 0.5
-    assert abs(np.median(after)) < 0.2 and abs(np.polyfit(np.log(area), after, 1)[0]) < 0.3
-    np.testing.assert_allclose(table["flux"] + table["flux_offset"], raw["flux"], rtol=1e-9, atol=1e-9)

@@ -81,7 +81,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
 from lumos_ops.exceptions import LumosValueError
@@ -105,7 +104,6 @@ __all__ = [
     "model_area",
     "fit_error_scale",
     "fit_error_scales",
-    "fit_offset",
     "calibrate_noise",
     "background_fraction",
     "SourceBand",
@@ -240,12 +238,6 @@ class NoiseCalibration:
     separation : float
         Spacing (pixels) of the blank-sky positions measured: the clearance, or less on a small or
         crowded frame (:func:`calibrate_noise`); NaN when not set.
-    offset, offset_slope : float
-        The blank-sky offset ``o(A) = offset + offset_slope * ln(A / area_ref)``: the median pull at
-        zero flux, in units of the error before calibration, as a function of the matched-filter
-        area (:func:`fit_offset`). Each is 0 unless it differs from 0 by 2 bootstrap standard errors.
-    offset_err, offset_slope_err : float
-        Their bootstrap standard errors (NaN when not fitted).
     """
 
     method: str
@@ -260,10 +252,6 @@ class NoiseCalibration:
     bins: tuple[tuple[float, float, int], ...] = ()
     source: SourceScale | None = None
     separation: float = float("nan")
-    offset: float = 0.0
-    offset_slope: float = 0.0
-    offset_err: float = float("nan")
-    offset_slope_err: float = float("nan")
 
     def k(self, area: np.ndarray | float) -> np.ndarray:
         """Error scale of targets of matched-filter area ``area`` (pixels); 1 when not reliable."""
@@ -273,16 +261,6 @@ class NoiseCalibration:
         lo, hi = self.area_range
         clipped = np.clip(np.nan_to_num(area, nan=self.area_ref), lo, hi)
         return self.scale * (clipped / self.area_ref) ** self.slope
-
-    def offset_pull(self, area: np.ndarray | float) -> np.ndarray:
-        """Blank-sky offset ``o(A)`` of targets of matched-filter area ``area`` (pixels), in units of
-        their background error before calibration; 0 when not reliable."""
-        area = np.asarray(area, dtype=np.float64)
-        if not self.reliable or (self.offset == 0.0 and self.offset_slope == 0.0):
-            return np.zeros(area.shape)
-        lo, hi = self.area_range
-        clipped = np.clip(np.nan_to_num(area, nan=self.area_ref), lo, hi)
-        return self.offset + self.offset_slope * np.log(clipped / self.area_ref)
 
     @classmethod
     def identity(cls, method: str) -> NoiseCalibration:
@@ -1039,93 +1017,10 @@ def fit_error_scales(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], *, mi
         bins = tuple((float(np.median(area[part])), _sigma68(pull[part]), int(part.size))
                      for part in np.array_split(order, max(1, min(n_bins, n // 20))) if part.size >= 2)
         reliable = bool(n >= min_positions and np.isfinite(scale) and scale > 0)
-        offset = (0.0, 0.0, float("nan"), float("nan"))
-        if reliable:
-            offset = fit_offset(pull, area, width=scale * np.exp(slope * log_a), min_positions=min_positions)
         out[method] = NoiseCalibration(method=method, scale=float(scale), slope=slope, slope_err=slope_err,
                                        area_ref=a_ref, area_range=(float(area.min()), float(area.max())),
-                                       n_positions=n, median_pull=median, reliable=reliable, bins=bins,
-                                       offset=offset[0], offset_slope=offset[1], offset_err=offset[2],
-                                       offset_slope_err=offset[3])
+                                       n_positions=n, median_pull=median, reliable=reliable, bins=bins)
     return out
-
-
-def _offset_lines(pull: np.ndarray, log_a: np.ndarray, width: np.ndarray, *, slope: bool,
-                  iterations: int = 30) -> np.ndarray:
-    """Student-t (4 degrees of freedom) fits of ``pull ~ o0 + o1 log_a`` with per-point scale
-    ``width``, every row of the (B, n) arrays at once by iteratively reweighted least squares;
-    ``slope=False`` fits ``o0`` alone (``o1 = 0``). Returns (B, 2)."""
-    nu = _T_DOF
-    base = 1.0 / width**2
-    w = base.copy()
-    coef = np.zeros((pull.shape[0], 2))
-    for _ in range(iterations):
-        s0, t0 = w.sum(axis=1), (w * pull).sum(axis=1)
-        if slope:
-            s1, s2 = (w * log_a).sum(axis=1), (w * log_a**2).sum(axis=1)
-            t1 = (w * log_a * pull).sum(axis=1)
-            det = s0 * s2 - s1 * s1
-            with np.errstate(divide="ignore", invalid="ignore"):
-                coef = np.column_stack([(s2 * t0 - s1 * t1) / det, (s0 * t1 - s1 * t0) / det])
-        else:
-            coef = np.column_stack([t0 / s0, np.zeros(pull.shape[0])])
-        r = (pull - coef[:, :1] - coef[:, 1:] * log_a) / width
-        w = base * (nu + 1.0) / (nu + r * r)
-    return coef
-
-
-def fit_offset(pull: ArrayLike, area: ArrayLike, *, width: ArrayLike, min_positions: int = MIN_POSITIONS,
-               seed: int = 1) -> tuple[float, float, float, float]:
-    """The blank-sky offset of one method: ``o(A) = o0 + o1 ln(A / A_ref)`` in pull units.
-
-    A method's flux at a position with no source should scatter about 0. On real sky it need not:
-    the background the method subtracts (the annulus mean, :mod:`lumos_ops.photometry.background`)
-    is not the sky under its weights when the sky has structure at the footprint's scale (faint
-    undetected sources, wings of detected ones, residual flat-field or scattered-light pattern),
-    and the difference grows with the footprint. Blank-sky positions measure it through the same
-    code: the median pull at zero flux. It is the same additive error at a target of the same size
-    (the same background, the same weights), so :func:`apply_error_scale` subtracts ``o(A)``
-    times the target's background error before calibration.
-
-    Parameters
-    ----------
-    pull, area : array_like, shape (n,)
-        Blank-sky pulls ``flux / flux_err`` (error before calibration) and matched-filter areas
-        (pixels, :func:`model_area`).
-    width : array_like, shape (n,)
-        The pulls' scatter at each position (``k(A)``, keyword-only): the fit's weights.
-    min_positions, seed : keyword-only
-        The slope is fitted from ``2 * min_positions`` positions on, the intercept from
-        ``min_positions``; ``seed`` draws the 50 bootstrap resamples.
-
-    Returns
-    -------
-    (o0, o1, o0_err, o1_err)
-        Robust (Student-t) fit with ``A_ref`` the geometric mean area. ``o1`` is kept only when it
-        is at least 2 bootstrap standard errors from 0, else ``o0`` is refitted alone; ``o0`` is
-        kept only when it is at least 2 standard errors from 0 (or ``o1`` is kept). Errors are NaN
-        where nothing was fitted.
-    """
-    pull = np.asarray(pull, dtype=np.float64)
-    area = np.asarray(area, dtype=np.float64)
-    width = np.asarray(width, dtype=np.float64)
-    good = np.isfinite(pull) & np.isfinite(area) & (area > 0) & np.isfinite(width) & (width > 0)
-    pull, area, width = pull[good], area[good], width[good]
-    n = pull.size
-    if n < max(min_positions, 2):
-        return 0.0, 0.0, float("nan"), float("nan")
-    log_a = np.log(area / np.exp(np.mean(np.log(area))))
-    pick = np.vstack([np.arange(n)[None, :], np.random.default_rng(seed).integers(0, n, size=(_BOOTSTRAP, n))])
-    rows = (pull[pick], log_a[pick], width[pick])
-    if n >= 2 * min_positions:
-        line = _offset_lines(*rows, slope=True)
-        o0, o1 = line[0]
-        o0_err, o1_err = (float(v) for v in np.std(line[1:], axis=0))
-        if abs(o1) >= 2.0 * o1_err:
-            return float(o0), float(o1), o0_err, o1_err
-    level = _offset_lines(*rows, slope=False)[:, 0]
-    o0, o0_err = float(level[0]), float(np.std(level[1:]))
-    return (o0 if abs(o0) >= 2.0 * o0_err else 0.0), 0.0, o0_err, float("nan")
 
 
 _MIN_SEPARATION: float = 2.0
@@ -1332,27 +1227,21 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     given). Adds ``error_scale`` (that ``k``) and ``flux_err_raw`` (the error before calibration);
     ``k`` scales the background part of the variance (module docstring), so the row's own factor
     ``flux_err / flux_err_raw`` lies between 1 and ``k``, times, where ``calibration.source`` is
-    set (LUMOS), the source-present factor of the row (column ``source_scale``). ``variance_factor``
-    (shape (n,), >= 1) multiplies the background part of each row's variance as well: the joint
-    fit with catalogued neighbours (``TargetContext.variance_factor``).
-
-    The blank-sky offset ``o(A)`` (:func:`fit_offset`) times the row's background error before
-    calibration is subtracted from ``flux`` (column ``flux_offset``, e-/s; for LUMOS likelihood
-    rows the whole likelihood moves by it, so its median, mean and mode do; posterior rows are not
-    moved). Otherwise ``flux`` is never changed (for LUMOS the median stays; the mean and mode of
-    the widened likelihood move away from it by the factor).
+    set (LUMOS), the source-present factor of the row (column ``source_scale``). ``flux`` is never
+    changed (for LUMOS the median stays; the mean and mode of the widened likelihood move away from
+    it by the factor). ``variance_factor`` (shape (n,), >= 1) multiplies the background part of
+    each row's variance as well: the joint fit with catalogued neighbours
+    (``TargetContext.variance_factor``).
     """
     frame = frame.copy()
     raw = frame["flux_err"].to_numpy(np.float64)
     flux = frame["flux"].to_numpy(np.float64)
-    offset = np.zeros(len(frame))
     if isinstance(calibration, NoiseCalibration):
         # the same areas for every method measuring this context: computed once
         area = ctx.__dict__.get("_model_area")
         if area is None:
             area = ctx.__dict__["_model_area"] = model_area(ctx.models)
         k = calibration.k(area)
-        offset = calibration.offset_pull(area)
     else:
         k = np.full(len(frame), float(calibration))
     frame["flux_err_raw"] = raw
@@ -1360,31 +1249,19 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     if variance_factor is not None:
         k = k * np.sqrt(np.asarray(variance_factor, dtype=np.float64))
     source = calibration.source if isinstance(calibration, NoiseCalibration) else None
-    t = float(ctx.exposure.exptime)
-    aperture = method == "aperture" and "aperture_light" in frame
-    phi = None
-    if aperture:
-        light = frame["aperture_light"].to_numpy(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            source_var = np.where(light > 0, np.maximum(flux, 0.0) / (light * t), 0.0)
-        source_var = np.minimum(np.nan_to_num(source_var), raw**2)
-        background_err = np.sqrt(raw**2 - source_var)
-    elif np.any(offset != 0.0) or not (np.all(k == 1.0) and (source is None or not source.reliable)):
-        phi = background_fraction(ctx, flux)
-        background_err = raw * np.sqrt(phi)
-    shift = np.zeros(len(frame))
-    if np.any(offset != 0.0):
-        shift = np.nan_to_num(offset * background_err)
-        frame, shift = _shift_rows(frame, shift)
-        flux = frame["flux"].to_numpy(np.float64)
-    frame["flux_offset"] = shift
     if np.all(k == 1.0) and (source is None or not source.reliable):
         if source is not None:
             frame["source_scale"] = 1.0
         return frame
-    if aperture:
-        frame["flux_err"] = np.sqrt(k * k * (raw**2 - source_var) + source_var)
+    t = float(ctx.exposure.exptime)
+    if method == "aperture" and "aperture_light" in frame:
+        light = frame["aperture_light"].to_numpy(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            source = np.where(light > 0, np.maximum(flux, 0.0) / (light * t), 0.0)
+        source = np.minimum(np.nan_to_num(source), raw**2)
+        frame["flux_err"] = np.sqrt(k * k * (raw**2 - source) + source)
         return frame
+    phi = background_fraction(ctx, flux)
     factor = np.sqrt(1.0 + phi * (k * k - 1.0))
     if source is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1394,28 +1271,6 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
         factor = factor * extra
     frame["flux_err"] = raw * factor
     return widen_likelihoods(frame, factor)
-
-
-def _shift_rows(frame: pd.DataFrame, shift: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """``frame`` (one method's rows, already a copy) with ``shift`` (shape (n,), e-/s) taken off
-    ``flux``, and the shifts applied; LUMOS rows move their whole likelihood (mixture means,
-    ``mean``, ``median``, ``mode``), posterior rows (``likelihood`` False, or truncated at 0)
-    keep theirs and their flux (shift 0)."""
-    shift = np.asarray(shift, dtype=np.float64).copy()
-    if has_mixture(frame):
-        movable = ~mixtures_from_table(frame).truncated
-        if "likelihood" in frame:
-            movable &= frame["likelihood"].to_numpy(bool)
-        shift = np.where(movable, shift, 0.0)
-        mix = mixtures_from_table(frame)
-        moved = Mixtures(mix.alpha, mix.mu - shift[:, None], mix.sigma, truncated=mix.truncated)
-        for name, values in mixture_columns(moved).items():
-            frame[name] = values
-        for name in ("mean", "median", "mode"):
-            if name in frame:
-                frame[name] = frame[name].to_numpy(np.float64) - shift
-    frame["flux"] = frame["flux"].to_numpy(np.float64) - shift
-    return frame, shift
 
 
 def describe(calibrations: Mapping[str, NoiseCalibration]) -> dict[str, Any]:
