@@ -59,26 +59,29 @@ def injection_table(path: Path, title: str) -> str:
     """LUMOS at fixed true SNR per population of one ``lumos inject`` report (optimal in brackets)."""
     report = json.loads(path.read_text())
     lines = [f"**{title}**: LUMOS at fixed true SNR (optimal weighted sum in brackets)", "",
-             "| population | true SNR | n | bias | pull σ68 | coverage | σ68 / optimal | 5-exp co-add bias | co-add pull σ68 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| population | true SNR | n | bias | pull σ68 | coverage | σ68 / optimal | 5-exp co-add bias | co-add pull σ68 "
+             "| shared ρ of a galaxy's placements |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, population in report["populations"].items():
         lumos, optimal = population["methods"]["lumos"], population["methods"]["optimal"]
         opt = {(r["lo"], r["hi"]): r for r in optimal["by_true_snr"]}
+        shared = {(r["lo"], r["hi"]): r for r in lumos.get("shared_pull", [])}
         for row in lumos["by_true_snr"]:
             if row["lo"] is None or row["lo"] < 2.0:
                 continue
             o = opt.get((row["lo"], row["hi"]))
             c = _coadd(lumos, 5, row["lo"], row["hi"])
+            rho = shared.get((row["lo"], row["hi"]))
             ratio = row["sigma68"] / o["sigma68"] if o and o["sigma68"] else None
             lines.append(
                 f"| {name} | {_snr(row)} | {row['n']} | {row['bias']:+.3f} ({_f(o and o['bias'], '{:+.3f}')}) | "
                 f"{row['pull_sigma68']:.2f} ± {_f(row.get('pull_sigma68_err'))} ({_f(o and o['pull_sigma68'])}) | "
                 f"{row['coverage68']:.2f} "
                 f"({_f(o and o['coverage68'])}) | {_f(ratio)} | {_f(c and c['bias'], '{:+.3f}')} | "
-                f"{_f(c and c['pull_sigma68'])} |")
+                f"{_f(c and c['pull_sigma68'])} | {_f(rho and rho['rho'], '{:+.3f}')} ± {_f(rho and rho['rho_err'], '{:.3f}')} |")
         ks = (lumos.get("pit_population_prior") or {}).get("ks_distance")
         lines.append(f"| {name} | D width | | {_f(lumos.get('d_width'))} ({_f(optimal.get('d_width'))}) | "
-                     f"PIT KS (population prior) {_f(ks, '{:.3f}')} | | | | |")
+                     f"PIT KS (population prior) {_f(ks, '{:.3f}')} | | | | | |")
     return "\n".join(lines)
 
 

@@ -254,3 +254,47 @@ def test_the_report_pools_other_galaxies_into_the_shared_error_term():
     pooled = score_injection(own, shared_error_rows=other)["populations"]["sersic"]["methods"]["lumos"]
     assert max(alone) < 0.1 and max(pooled["shared_error"]["rho"]) > 0.2
     assert sum(pooled["shared_error"]["n_galaxies"]) == 800
+
+
+def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to_coadds():
+    from lumos_ops.evaluation.injection_report import intraclass_correlation
+
+    rng = np.random.default_rng(21)
+    n_gal, n_place, rho = 800, 10, 0.1
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    truth = np.repeat(10 ** rng.uniform(0.5, 1.5, n_gal), n_place)  # true SNR 3-30 at unit error
+    pull = np.sqrt(rho) * rng.normal(size=n_gal)[galaxy] + np.sqrt(1 - rho) * rng.normal(size=galaxy.size)
+    estimate, groups = intraclass_correlation(pull, galaxy)
+    assert groups == n_gal and estimate == pytest.approx(rho, abs=0.03)
+    assert intraclass_correlation(rng.normal(size=galaxy.size), galaxy)[0] == pytest.approx(0.0, abs=0.03)
+    table = pd.DataFrame({"population": "sersic", "method": "optimal", "galaxy": galaxy,
+                          "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(galaxy.size),
+                          "frame": "a", "flux": truth + pull, "flux_err": 1.0, "true_flux": truth,
+                          "true_snr": truth, "crb_err": 1.0})
+    entry = score_injection(table)["populations"]["sersic"]["methods"]["optimal"]
+    bins = [b for b in entry["shared_pull"] if b["n_galaxies"] >= 100]
+    assert bins and all(abs(b["rho"] - rho) < 3 * b["rho_err"] + 0.02 for b in bins)
+    # the co-adds widen as predicted: sqrt(1 + 4 rho) = 1.18 for 5 exposures
+    five = [c for c in entry["coadds"] if c["n"] == 5][0]
+    assert [b for b in five["by_true_snr"] if b["lo"] is None][0]["pull_sigma68"] == pytest.approx(np.sqrt(1 + 4 * rho), abs=0.06)
+    assert bins[0]["coadd5_factor"] == pytest.approx(np.sqrt(1 + 4 * bins[0]["rho"]))
+
+
+def test_the_report_shows_a_faint_bias_that_grows_with_the_galaxys_size():
+    rng = np.random.default_rng(5)
+    n_gal, n_place = 400, 4
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    size = np.repeat(rng.uniform(2.0, 16.0, n_gal), n_place)
+    truth = np.repeat(10 ** rng.uniform(0.3, 1.0, n_gal), n_place)  # true SNR 2-10 at unit error
+    offset = 0.08 * size  # a background that misses sky under the larger footprints: +0.16 to +1.3 sigma
+    rows = []
+    for method, bias in (("aperture", 0.0 * size), ("optimal", offset)):
+        rows.append(pd.DataFrame({"population": "sersic", "method": method, "galaxy": galaxy,
+                                  "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(galaxy.size),
+                                  "frame": "a", "flux": truth + bias + rng.normal(size=galaxy.size), "flux_err": 1.0,
+                                  "true_flux": truth, "true_snr": truth, "crb_err": 1.0, "aperture_a": size}))
+    trend = score_injection(pd.concat(rows, ignore_index=True))["populations"]["sersic"]["faint_pull_by_size"]
+    assert trend["size_edges_px"][0] >= 2.0 and trend["size_edges_px"][-1] <= 16.0
+    optimal, aperture = np.array(trend["methods"]["optimal"]), np.array(trend["methods"]["aperture"])
+    assert np.all(np.diff(optimal) > 0.05) and optimal[-1] - optimal[0] > 0.6
+    assert np.all(np.abs(aperture) < 0.12)

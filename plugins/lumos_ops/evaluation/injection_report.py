@@ -11,18 +11,23 @@ the width of the pair statistic D (eq. 19) of two placements; for LUMOS the PIT 
 made a posterior with the (cross-fitted) injected population as prior; and
 the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin; per method the error
 floor the rows were measured with and the one their bright rows ask for
-(:mod:`lumos_ops.photometry.error_floor`). :func:`targets` checks
+(:mod:`lumos_ops.photometry.error_floor`); per method and bin of true SNR the share of the
+pull variance that the placements of one galaxy share (:func:`shared_pull_bins`), which the
+co-adds multiply; per population the mean faint pull of each method by the galaxy's size
+(:func:`faint_pull_by_size`). :func:`targets` checks
 the acceptance targets of likelihood photometry (docs/likelihood.md).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fixed_truth_bins
 from lumos_ops.exceptions import LumosValueError
@@ -217,6 +222,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                                                  lower=lower, upper=upper, groups=galaxy),
                 "coadds": [_coadds(ok, method, n) for n in COADD_N],
                 "d_width": _d_width(ok),
+                "shared_pull": shared_pull_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], galaxy, ok["true_snr"]),
             }
             if "model_flux" in ok:
                 entry["by_true_snr_model"] = fixed_truth_bins(ok["model_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
@@ -236,10 +242,105 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 ratio.append({"lo": lum["lo"], "hi": lum["hi"], "lumos_over_optimal": value})
         report["populations"][pop] = {"methods": methods, "sigma68_ratio_by_true_snr": ratio,
                                       "model_bias_by_true_snr": _model_bias(part),
+                                      "faint_pull_by_size": faint_pull_by_size(part),
                                       "n_galaxies": int(part["galaxy"].nunique()),
                                       "frames": sorted(part["frame"].unique().tolist())}
     report["targets"] = targets(report)
     return report
+
+
+def intraclass_correlation(values: ArrayLike, groups: ArrayLike) -> tuple[float, int]:
+    """One-way ANOVA intra-class correlation of ``values`` within ``groups`` of at least 2 members,
+    and the number of such groups (NaN with fewer than 2).
+
+    ``rho = b / (b + w)``: ``w`` the mean within-group variance, ``b`` the variance of the group
+    means less ``w / n_bar`` (``n_bar`` the mean group size); it can be slightly negative by noise.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(groups)
+    ok = np.isfinite(v)
+    _, label = np.unique(g[ok], return_inverse=True)
+    v = v[ok]
+    count = np.bincount(label)
+    total = np.bincount(label, weights=v)
+    square = np.bincount(label, weights=v * v)
+    keep = count >= 2
+    n_groups = int(keep.sum())
+    if n_groups < 2:
+        return float("nan"), n_groups
+    count, total, square = count[keep], total[keep], square[keep]
+    mean = total / count
+    within = float(np.mean((square - count * mean**2) / (count - 1)))
+    between = float(np.var(mean, ddof=1) - within / count.mean())
+    spread = between + within
+    return (between / spread if spread > 0 else float("nan")), n_groups
+
+
+def shared_pull_bins(pull: ArrayLike, galaxy: ArrayLike, true_snr: ArrayLike, *, edges: Sequence[float] = TRUE_SNR_EDGES,
+                     n_boot: int = 100, seed: int = 0) -> list[dict[str, Any]]:
+    """The share of the pull variance that one galaxy's placements have in common, per bin of true SNR.
+
+    Placements of one galaxy are measured in different exposures and positions, so their pulls
+    ``(flux - true) / flux_err`` should be independent. What they share (the galaxy's departure
+    from its catalogue model, the way its size and profile read the sky's structure, the error
+    floor by design) shows as an intra-class correlation ``rho`` (:func:`intraclass_correlation`)
+    of the pulls of each galaxy's placements in the bin (galaxies with at least two there). A co-add
+    of ``N`` exposures that treats them as independent then has a pull sigma68 about
+    ``sqrt(1 + (N - 1) rho)`` times the per-exposure one (``coadd5_factor`` for N = 5). ``rho_err``:
+    bootstrap over galaxies (``n_boot`` resamples, ``seed``).
+    """
+    pull = np.asarray(pull, dtype=np.float64)
+    galaxy = np.asarray(galaxy)
+    snr = np.asarray(true_snr, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    edges = [float(e) for e in edges]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (snr >= lo) & (snr < hi) & np.isfinite(pull)
+        rho, n_gal = intraclass_correlation(pull[sel], galaxy[sel])
+        err = float("nan")
+        if n_gal >= 10:
+            ids, inverse = np.unique(galaxy[sel], return_inverse=True)
+            members = [np.flatnonzero(inverse == i) for i in range(ids.size)]
+            values = pull[sel]
+            boot = []
+            for _ in range(n_boot):
+                pick = rng.integers(0, ids.size, ids.size)
+                rows_ = np.concatenate([members[i] for i in pick])
+                labels = np.repeat(np.arange(ids.size), [members[i].size for i in pick])
+                boot.append(intraclass_correlation(values[rows_], labels)[0])
+            err = float(np.nanstd(boot))
+        rows.append({"lo": lo, "hi": hi, "n": int(sel.sum()), "n_galaxies": n_gal, "rho": rho, "rho_err": err,
+                     "coadd5_factor": float(np.sqrt(1.0 + 4.0 * rho)) if np.isfinite(rho) and rho > -0.25 else float("nan")})
+    return rows
+
+
+def faint_pull_by_size(part: pd.DataFrame, *, max_snr: float = 15.0) -> dict[str, Any]:
+    """Mean pull ``(f - f0) / err`` of each method's rows at true SNR < ``max_snr`` per quartile of
+    the galaxy's size on the frame, the semi-major axis of its aperture (``aperture_a``, px, of the
+    placement's aperture row); empty without aperture rows.
+
+    A background that is not the sky under a method's weights moves its faint fluxes by an amount
+    that grows with the footprint (docs/likelihood.md §5, "Offsets on real sky").
+    """
+    if "aperture_a" not in part or not (part["method"] == "aperture").any():
+        return {}
+    size = part[part["method"] == "aperture"].drop_duplicates("placement").set_index("placement")["aperture_a"]
+    faint = part[part["true_snr"] < max_snr]
+    a = size.reindex(faint["placement"]).to_numpy(np.float64)
+    pull = ((faint["flux"] - faint["true_flux"]) / faint["flux_err"]).to_numpy(np.float64)
+    ok = np.isfinite(a) & np.isfinite(pull)
+    if ok.sum() < 8:
+        return {}
+    edges = np.quantile(a[ok], [0.0, 0.25, 0.5, 0.75, 1.0])
+    quartile = np.clip(np.searchsorted(edges[1:-1], a, side="right"), 0, 3)
+    out: dict[str, Any] = {"max_true_snr": max_snr, "size_edges_px": [float(e) for e in edges], "methods": {}}
+    method = faint["method"].to_numpy()
+    for name in sorted(set(method[ok])):
+        rows = ok & (method == name)
+        out["methods"][name] = [float(np.mean(pull[rows & (quartile == q)])) if np.any(rows & (quartile == q))
+                                else float("nan") for q in range(4)]
+    return out
 
 
 def _model_bias(part: pd.DataFrame) -> list[dict[str, Any]]:
