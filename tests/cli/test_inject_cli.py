@@ -64,3 +64,16 @@ def test_inject_without_lumos_records_no_model(tmp_path):
                  "--populations", "sersic", "--n-galaxies", "2", "--n-place", "2", "--snr-range", "50", "100",
                  "-q"]) == 0
     assert json.loads((out / "injection_report.json").read_text())["model"] is None
+
+
+def test_inject_prints_what_a_galaxys_placements_share():
+    from lumos_ops.cli.inject import shared_line
+
+    bins = [{"lo": 1.0, "hi": 2.0, "n_galaxies": 80, "rho": 0.5, "coadd5_factor": 1.7},
+            {"lo": 2.0, "hi": 5.0, "n_galaxies": 80, "rho": 0.09, "coadd5_factor": 1.166},
+            {"lo": 5.0, "hi": 10.0, "n_galaxies": 60, "rho": 0.04, "coadd5_factor": 1.077},
+            {"lo": 10.0, "hi": 20.0, "n_galaxies": 4, "rho": 0.9, "coadd5_factor": 2.1},
+            {"lo": 50.0, "hi": 1e6, "n_galaxies": 90, "rho": 0.3, "coadd5_factor": 1.48}]
+    line = shared_line("sersic", "lumos", {"shared_pull": bins})
+    assert line.endswith("true SNR 2-10: rho +0.090 / +0.040 (5-exposure co-adds up to 1.17x too narrow)")
+    assert shared_line("sersic", "lumos", {"shared_pull": bins[3:4]}) is None

@@ -110,4 +110,22 @@ def inject_command(args: argparse.Namespace) -> int:
                 print(f"{population:8s} {method:9s} neighbour error floor: applied {floor['neighbour_applied']:.4f}, the "
                       f"blended rows at measured SNR >= {near['min_snr']:g} ask {near['floor']:.4f} (n {near['n']}, "
                       f"pull without it {near['pull_before']:.2f})")
+            line = shared_line(population, method, scores)
+            if line:
+                print(line)
     return 0
+
+
+def shared_line(population: str, method: str, scores: dict) -> str | None:
+    """The printed summary of what a galaxy's placements share at true SNR 2-50 (the report's
+    ``shared_pull`` bins with at least 10 galaxies), or None when no bin has them."""
+    import numpy as np
+
+    shared = [b for b in scores.get("shared_pull", []) if 2.0 <= b["lo"] < 50.0 and b["n_galaxies"] >= 10
+              and b["rho"] is not None and np.isfinite(b["rho"])]
+    if not shared:
+        return None
+    worst = max(np.nan_to_num(b["coadd5_factor"], nan=1.0) for b in shared)
+    return (f"{population:8s} {method:9s} shared by a galaxy's placements, true SNR "
+            f"{shared[0]['lo']:g}-{shared[-1]['hi']:g}: rho " + " / ".join(f"{b['rho']:+.3f}" for b in shared)
+            + f" (5-exposure co-adds up to {worst:.2f}x too narrow)")
