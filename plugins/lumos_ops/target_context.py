@@ -62,6 +62,12 @@ class TargetContext:
         (:func:`lumos_ops.photometry.neighbours.fit_neighbours`): for them ``stamps`` and
         :attr:`photometry_inputs` hold the target's light without its fitted neighbours'. None:
         every stamp is the image's own.
+    mask_other_sources : bool
+        Leave the pixels of other sources detected on the frame (not the target's own detection,
+        :func:`lumos_ops.photometry.frame_sources.other_sources`) out of the model-weighted sums
+        (``PhotometryInputs.exclude``) and out of LUMOS's stamp (masked pixels, which its
+        matched-filter anchor leaves out): the annulus background leaves them out too, and a
+        large model's outer weights would otherwise collect their light (docs/background.md).
     """
 
     exposure: Exposure
@@ -72,6 +78,7 @@ class TargetContext:
     models: np.ndarray
     base_flags: np.ndarray
     neighbours: NeighbourFit | None = None
+    mask_other_sources: bool = True
 
     @property
     def n(self) -> int:
@@ -95,6 +102,7 @@ class TargetContext:
             models=self.models[index],
             base_flags=self.base_flags[index],
             neighbours=None if self.neighbours is None else self.neighbours.take(index),
+            mask_other_sources=self.mask_other_sources,
         )
 
     @property
@@ -122,6 +130,17 @@ class TargetContext:
         from lumos_ops.photometry.frame_sources import frame_sources
 
         return cut_mask(frame_sources(self.exposure.data).mask, self.stamps.x0, self.stamps.y0, self.stamps.size)
+
+    @functools.cached_property
+    def other_source_pixels(self) -> np.ndarray:
+        """Pixels of ``stamps`` that belong to other detected sources than the target's own
+        (:func:`lumos_ops.photometry.frame_sources.other_sources`): bool (n, S, S); all False when
+        ``mask_other_sources`` is off."""
+        if not self.mask_other_sources:
+            return np.zeros(self.stamps.data.shape, dtype=bool)
+        from lumos_ops.photometry.frame_sources import other_sources
+
+        return other_sources(self.stamp_source_mask)
 
     def lumos_background(self, norm) -> np.ndarray | None:
         """The stamp background (e-/s per pixel, shape (n,)) that a LUMOS network with normalisation
@@ -153,6 +172,12 @@ class TargetContext:
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
         cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
         on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
+        source_mask = cut_mask(frame_sources(self.exposure.data).mask, wide.x0, wide.y0, size)
+        exclude = None
+        if self.mask_other_sources:
+            from lumos_ops.photometry.frame_sources import other_sources
+
+            exclude = other_sources(source_mask)
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),
@@ -164,5 +189,6 @@ class TargetContext:
             on_chip=on_chip,
             saturate=self.exposure.saturate,
             measurable=self.on_image,
-            source_mask=cut_mask(frame_sources(self.exposure.data).mask, wide.x0, wide.y0, size),
+            source_mask=source_mask,
+            exclude=exclude,
         )

@@ -47,7 +47,9 @@ class LumosMethod:
 
     Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
     missing pixels are padded with the stamp's median (0 after background subtraction) and the
-    row is flagged EDGE and/or MASKED. Targets off the image get NaN fluxes and OFF_IMAGE.
+    row is flagged EDGE and/or MASKED. The pixels of other sources detected on the frame
+    (``TargetContext.other_source_pixels``) are padded the same way, without the MASKED flag.
+    Targets off the image get NaN fluxes and OFF_IMAGE.
     Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
     with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
     the CCD position never set it). Every target of an exposure whose band x camera epoch the
@@ -109,7 +111,12 @@ class LumosMethod:
         n = ctx.n
         row, known = self._band_epoch_row(loaded, ctx.exposure)
         band_epoch = np.full(n, row, dtype=np.int64)
-        inputs = prepare_inputs(ctx.stamps.data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization,
+        data = ctx.stamps.data
+        other = ctx.other_source_pixels & np.isfinite(data)
+        if other.any():
+            # other sources' pixels are masked: padded like masked pixels, left out of the anchor
+            data = np.where(other, np.float32(np.nan), data).astype(data.dtype, copy=False)
+        inputs = prepare_inputs(data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization,
                                 background=ctx.lumos_background(loaded.normalization))
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
         if not loaded.is_likelihood and not self._warned_posterior:
@@ -121,7 +128,7 @@ class LumosMethod:
         flags = np.asarray(ctx.base_flags, dtype=np.int64).copy()
         off_chip = np.rint(ctx.stamps.off_chip_fraction * size * size).astype(np.int64)
         flags[ctx.stamps.off_chip_fraction > 0] |= Flag.EDGE
-        flags[inputs.n_padded > off_chip] |= Flag.MASKED
+        flags[inputs.n_padded > off_chip + other.sum(axis=(1, 2))] |= Flag.MASKED
         off = ~ctx.on_image
         flags[off] |= Flag.OFF_IMAGE
         for name in ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):

@@ -40,7 +40,7 @@ from lumos_ops.photometry.background import (
 from lumos_ops.photometry.components import large_groups
 from lumos_ops.photometry.smoothing import gaussian_smooth
 
-__all__ = ["FrameSources", "detect_frame_sources", "frame_sources"]
+__all__ = ["FrameSources", "detect_frame_sources", "frame_sources", "other_sources"]
 
 BLOCK_PX: int = 64
 """Side (pixels) of the blocks whose median and MAD give the local level and noise."""
@@ -214,3 +214,25 @@ def frame_sources(data: np.ndarray) -> FrameSources:
     result = detect_frame_sources(data)
     _LAST[:] = [(weakref.ref(data), result)]
     return result
+
+
+def other_sources(mask: np.ndarray) -> np.ndarray:
+    """The pixels of detected sources in each cutout that are not the target's own detection.
+
+    ``mask`` (bool, shape (n, S, S)): the frame's detections cut around each target, the target on
+    the central pixel ``(S // 2, S // 2)``. A group of detected pixels (8-connected within the
+    cutout) that reaches the 3 x 3 pixels about the centre is the target's own (or a blend it is
+    part of); every other group is another source's. A target that is not detected has no own
+    group. Returns bool (n, S, S).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3 or not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected in each cutout, never across cutouts
+    labels, _ = ndimage.label(mask, structure=structure)
+    c = mask.shape[1] // 2
+    own = labels[:, c - 1 : c + 2, c - 1 : c + 2].reshape(mask.shape[0], -1)
+    keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+    keep[own[own > 0]] = True
+    return mask & ~keep[labels]

@@ -72,6 +72,11 @@ class PhotometryInputs:
         Pixels of sources detected on the whole frame
         (:func:`lumos_ops.photometry.frame_sources.frame_sources`), which the background leaves
         out of the annulus; None: sources are detected in each cutout instead.
+    exclude : ndarray of bool, shape (n, S, S), or None
+        Pixels of other detected sources (:func:`lumos_ops.photometry.frame_sources.other_sources`)
+        that the model-weighted sums (optimal, profile fit: :func:`~lumos_ops.photometry.modelfit.fit_pixels`)
+        leave out, as they leave out masked pixels (the model tells how much light they held), without
+        flagging the target MASKED; None: none.
     """
 
     data: np.ndarray
@@ -85,6 +90,7 @@ class PhotometryInputs:
     saturate: np.ndarray
     measurable: np.ndarray
     source_mask: np.ndarray | None = None
+    exclude: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -101,6 +107,7 @@ class PhotometryInputs:
         saturate: np.ndarray | float | None = None,
         measurable: np.ndarray | None = None,
         source_mask: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
     ) -> PhotometryInputs:
         """Validate and broadcast arrays (see the class attributes for shapes and units)."""
         data = np.asarray(data, dtype=np.float32)
@@ -132,6 +139,10 @@ class PhotometryInputs:
             source_mask = np.asarray(source_mask, dtype=bool)
             if source_mask.shape != data.shape:
                 raise LumosValueError(f"source_mask must have the shape of data {data.shape}, got {source_mask.shape}")
+        if exclude is not None:
+            exclude = np.asarray(exclude, dtype=bool)
+            if exclude.shape != data.shape:
+                raise LumosValueError(f"exclude must have the shape of data {data.shape}, got {exclude.shape}")
         measurable_v = np.ones(n, dtype=bool) if measurable is None else np.asarray(measurable, dtype=bool)
         if measurable_v.shape != (n,):
             raise LumosValueError(f"measurable must have shape ({n},), got {measurable_v.shape}")
@@ -147,6 +158,7 @@ class PhotometryInputs:
             saturate=vector("saturate", saturate, np.inf),
             measurable=measurable_v,
             source_mask=source_mask,
+            exclude=exclude,
         )
 
     @property
@@ -178,6 +190,7 @@ class PhotometryInputs:
             saturate=self.saturate[index],
             measurable=self.measurable[index],
             source_mask=None if self.source_mask is None else self.source_mask[index],
+            exclude=None if self.exclude is None else self.exclude[index],
         )
         if "background" in self.__dict__:
             sub.__dict__["background"] = self.background.take(index)

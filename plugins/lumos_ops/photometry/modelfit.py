@@ -212,7 +212,8 @@ class FitPixels:
 
 
 def fit_pixels(inputs: PhotometryInputs, *, light: float = FIT_LIGHT) -> FitPixels:
-    """Select the finite pixels among the brightest model pixels holding ``light`` of the model.
+    """Select the finite pixels among the brightest model pixels holding ``light`` of the model,
+    less the pixels of other detected sources (``inputs.exclude``).
 
     Parameters
     ----------
@@ -243,6 +244,8 @@ def _fit_pixels(inputs: PhotometryInputs, light: float) -> FitPixels:
     pixels = np.flatnonzero(footprint)
     data = np.take(inputs.data, pixels)
     finite = np.isfinite(data)
+    if inputs.exclude is not None:
+        finite &= ~np.take(inputs.exclude, pixels)  # other sources' pixels: left out like masked ones
     if not finite.all():
         pixels, data = pixels[finite], data[finite]
     counts = np.bincount(pixels // max(footprint.shape[1] * footprint.shape[2], 1), minlength=n)

@@ -1,0 +1,73 @@
+"""Other detected sources' pixels are left out of a target's model-weighted sums and LUMOS stamp."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.measure import get_method, prepare_targets
+from lumos_ops.photometry.frame_sources import other_sources
+
+
+def test_other_sources_keeps_the_targets_own_detection() -> None:
+    mask = np.zeros((3, 21, 21), dtype=bool)
+    mask[0, 8:13, 8:13] = True  # the target's own detection
+    mask[0, 1:4, 15:19] = True  # another source
+    mask[1, 2:5, 2:5] = True  # an undetected target: every detection is another source's
+    mask[2, 11:16, 11:16] = True  # reaches the 3 x 3 pixels about the centre: the target's own
+    other = other_sources(mask)
+    assert not other[0, 8:13, 8:13].any() and other[0, 1:4, 15:19].all()
+    np.testing.assert_array_equal(other[1], mask[1])
+    assert not other[2].any()
+    assert not other_sources(np.zeros((2, 9, 9), dtype=bool)).any()
+
+
+def _scene(path, *, star_flux: float, seed: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
+    """Faint compact galaxies on a 50 px grid, each with an uncatalogued bright star 17-21 px away."""
+    rng = np.random.default_rng(seed)
+    shape = (420, 420)
+    sky, exptime, gain, scale = 6.0, 100.0, 1.0, 0.263
+    gx, gy = np.meshgrid(np.arange(60, 361, 50), np.arange(60, 361, 50))
+    n = gx.size
+    x, y = gx.ravel() + rng.uniform(-2, 2, n), gy.ravel() + rng.uniform(-2, 2, n)
+    r50 = rng.uniform(0.8, 1.4, n)  # arcsec: large footprints, which reach the star
+    flux = rng.uniform(5.0, 10.0, n)  # e-/s: faint, at most a small detection of their own
+    image = np.full(shape, sky)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for xi, yi, ri, fi in zip(x, y, r50, flux):  # exponential discs
+        h = ri / scale / 1.678
+        disc = np.exp(-np.hypot(xx - xi, yy - yi) / h)
+        image += fi * disc / disc.sum()
+        angle = rng.uniform(0, 2 * np.pi)
+        sx, sy = xi + rng.uniform(17, 21) * np.cos(angle), yi + rng.uniform(17, 21) * np.sin(angle)
+        star = np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * 1.5**2))
+        image += star_flux * star / star.sum()
+    counts = rng.poisson(image * exptime) / gain
+    header = fits.Header({"EXPTIME": exptime, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": gain, "EPOCH": 1})
+    fits.PrimaryHDU(counts.astype(np.float32), header).writeto(path)
+    catalog = pd.DataFrame({"ref_id": np.arange(n), "x": x, "y": y, "r50": r50, "sersic_n": 1.0, "q": 1.0, "pa": 0.0,
+                            "i_auto": 21.0})
+    return catalog, flux
+
+
+def test_a_stars_light_no_longer_enters_a_large_galaxys_weighted_sum(tmp_path) -> None:
+    optimal = get_method("optimal")
+    pulls = {}
+    for star_flux in (0.0, 600.0):
+        path = tmp_path / f"stars{star_flux:g}.fits"
+        catalog, flux = _scene(path, star_flux=star_flux)
+        ctx = prepare_targets(read_exposure(path), catalog, neighbours=False)
+        for mask in (True, False):
+            frame = optimal.measure(dataclasses.replace(ctx, mask_other_sources=mask))
+            pulls[star_flux, mask] = np.median((frame["flux"].to_numpy() - flux) / frame["flux_err"].to_numpy())
+            if mask:
+                assert not np.any(frame["flag"].to_numpy() & 4)  # not flagged MASKED for it
+        if star_flux:
+            assert ctx.other_source_pixels.any()
+    # against the same galaxies without the stars: their wings read as the galaxy's light unless left out
+    assert pulls[600.0, False] - pulls[0.0, False] > 0.6
+    assert abs(pulls[600.0, True] - pulls[0.0, True]) < 0.3
