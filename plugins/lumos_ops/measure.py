@@ -127,6 +127,7 @@ def prepare_targets(
     pixel_scale: float | None = None,
     psf_beta: float | None = None,
     neighbours: bool = True,
+    mask_other_sources: bool = True,
 ) -> TargetContext:
     """Locate the catalogue targets on an exposure, cut their stamps and render their models.
 
@@ -147,6 +148,9 @@ def prepare_targets(
         Fit blended targets (a catalogued neighbour moves the matched filter by >= 0.1 of its
         noise) jointly and take each one's neighbours out of its stamps
         (:mod:`lumos_ops.photometry.neighbours`); False keeps the image's own pixels.
+    mask_other_sources : bool, keyword-only
+        Leave the pixels of other sources detected on the frame out of each target's
+        model-weighted sums and LUMOS stamp (``TargetContext.mask_other_sources``).
 
     Returns
     -------
@@ -156,8 +160,9 @@ def prepare_targets(
     pixel_scale = _checked_scales(exposure, stamp_size, pixel_scale)
     catalog = validate_catalog(catalog, source=exposure.path)
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
-    return _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta,
-                            neighbours=neighbours)
+    ctx = _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta,
+                           neighbours=neighbours)
+    return ctx if mask_other_sources else dataclasses.replace(ctx, mask_other_sources=False)
 
 
 def _checked_scales(exposure: Exposure, stamp_size: int, pixel_scale: float | None) -> float:
@@ -323,6 +328,7 @@ def measure_exposure(
     error_floor: float | None = None,
     neighbour_error_floor: float | None = None,
     remove_gradient: bool = True,
+    mask_other_sources: bool = True,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -383,6 +389,11 @@ def measure_exposure(
         by at least half the pixel noise across a 94 px cutout and stands 5 sigma out of the
         scatter of the block medians (:mod:`lumos_ops.photometry.sky_plane`); a flat frame is
         measured as it is.
+    mask_other_sources : bool, keyword-only
+        Leave the pixels of other sources detected on the frame (not the target's own detection)
+        out of the optimal sum's, the profile fit's and LUMOS's footprint, as the annulus
+        background leaves them out (docs/background.md, "Other sources under a large model"); the
+        blank-sky calibration does the same.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -436,12 +447,15 @@ def measure_exposure(
     ctx = _prepare_located(exposure, catalog.iloc[on].reset_index(drop=True), x[on], y[on], stamp_size=stamp_size,
                            pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None,
                            neighbours=neighbours)
+    if not mask_other_sources:
+        ctx = dataclasses.replace(ctx, mask_other_sources=False)
     calibrations = None
     if calibrate_errors and ctx.n:
         from lumos_ops.noise_calibration import calibrate_noise
 
         calibrations = calibrate_noise(exposure, catalog, x, y, instances, n_positions=calibration_positions,
-                                       stamp_size=stamp_size, chunk_size=chunk_size)
+                                       stamp_size=stamp_size, chunk_size=chunk_size,
+                                       mask_other_sources=mask_other_sources)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     bar = None
     if progress:

@@ -659,13 +659,16 @@ def measure_blank_sky(
     stamp_size: int = STAMP_SIZE,
     chunk_size: int = 512,
     seed: int = 0,
+    mask_other_sources: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Measure zero-flux pseudo-targets at (x, y) with every method (shapes drawn from ``catalog``).
 
     Returns, per method, its result table plus the pseudo-targets' ``x``, ``y``, ``r50``, ``area``
     (:func:`model_area`), ``pull = flux / flux_err`` and ``usable`` (finite, none of :data:`BAD_BLANK_FLAGS`).
+    ``mask_other_sources``: as the targets are measured (``TargetContext.mask_other_sources``).
     """
-    return _measure_blank(exposure, catalog, x, y, methods, stamp_size=stamp_size, chunk_size=chunk_size, seed=seed)[0]
+    return _measure_blank(exposure, catalog, x, y, methods, stamp_size=stamp_size, chunk_size=chunk_size, seed=seed,
+                          mask_other_sources=mask_other_sources)[0]
 
 
 def _measure_blank(
@@ -678,6 +681,7 @@ def _measure_blank(
     stamp_size: int,
     chunk_size: int,
     seed: int,
+    mask_other_sources: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], TargetContext | None]:
     """:func:`measure_blank_sky` and the context of its pseudo-targets (None when there are none)."""
     from lumos_ops.measure import _check_result, prepare_targets
@@ -686,7 +690,7 @@ def _measure_blank(
         empty = pd.DataFrame(columns=["flux", "flux_err", "flag", "pull", "usable", "area"])
         return {name: empty.copy() for name in methods}, None
     blank = blank_sky_catalog(catalog, x, y, seed=seed)
-    ctx = prepare_targets(exposure, blank, stamp_size=stamp_size, neighbours=False)
+    ctx = prepare_targets(exposure, blank, stamp_size=stamp_size, neighbours=False, mask_other_sources=mask_other_sources)
     out: dict[str, pd.DataFrame] = {}
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in methods}
     for start in range(0, ctx.n, chunk_size):
@@ -1066,6 +1070,7 @@ def calibrate_noise(
     chunk_size: int = 512,
     seed: int = 0,
     source_check: bool = True,
+    mask_other_sources: bool = True,
 ) -> dict[str, NoiseCalibration]:
     """Blank-sky error scale ``k(A)`` of every method on one exposure (module docstring), and for
     methods that return a likelihood mixture the source-present check (:func:`measure_source_present`).
@@ -1086,6 +1091,8 @@ def calibrate_noise(
         call, RNG seed (positions and shapes).
     source_check : bool, keyword-only
         Run the source-present check (``NoiseCalibration.source``); False leaves it None.
+    mask_other_sources : bool, keyword-only
+        Measure the positions as the targets are measured (``TargetContext.mask_other_sources``).
 
     Returns
     -------
@@ -1110,7 +1117,7 @@ def calibrate_noise(
                                            margin=stamp_size // 2, seed=seed, clearance=clearance,
                                            mask=_frame_detections(exposure), wanted=min(n_positions, 4 * min_positions))
     frames, ctx = _measure_blank(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,
-                                 seed=seed)
+                                 seed=seed, mask_other_sources=mask_other_sources)
     samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in methods:
         frame = frames[name]

@@ -71,3 +71,22 @@ def test_a_stars_light_no_longer_enters_a_large_galaxys_weighted_sum(tmp_path) -
     # against the same galaxies without the stars: their wings read as the galaxy's light unless left out
     assert pulls[600.0, False] - pulls[0.0, False] > 0.6
     assert abs(pulls[600.0, True] - pulls[0.0, True]) < 0.3
+
+
+def test_measure_exposure_and_the_cli_can_keep_other_sources(tmp_path) -> None:
+    from lumos_ops.cli import main
+    from lumos_ops.measure import measure_exposure
+
+    path = tmp_path / "stars.fits"
+    catalog, _ = _scene(path, star_flux=600.0)
+    exposure = read_exposure(path)
+    assert not prepare_targets(exposure, catalog, mask_other_sources=False).mask_other_sources
+    options = {"methods": ("optimal",), "calibrate_errors": False, "neighbours": False}
+    masked = measure_exposure(exposure, catalog, **options)
+    kept = measure_exposure(exposure, catalog, mask_other_sources=False, **options)
+    assert (kept["flux"] - masked["flux"]).median() > 0  # the stars' light, read only when kept
+    catalog.to_csv(tmp_path / "cat.csv", index=False)
+    for extra, name in (([], "masked.csv"), (["--keep-other-sources"], "kept.csv")):
+        assert main(["measure", str(path), str(tmp_path / "cat.csv"), "--method", "optimal",
+                     "--no-progress", "--no-neighbours", "--out", str(tmp_path / name), *extra]) == 0
+    assert (pd.read_csv(tmp_path / "kept.csv")["flux"] - pd.read_csv(tmp_path / "masked.csv")["flux"]).median() > 0

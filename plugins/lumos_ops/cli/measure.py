@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--keep-gradient", action="store_true",
                         help="do not take the frame's large-scale sky gradient out before the local backgrounds "
                              "(docs/background.md; a flat frame is measured as it is either way)")
+    parser.add_argument("--keep-other-sources", action="store_true",
+                        help="let a target's weighted sums and LUMOS stamp read the pixels of other detected sources "
+                             "too (docs/background.md; by default they are left out, as the background leaves them out)")
     add_survey_option(parser)
     parser.set_defaults(func=run_measure)
 
@@ -121,6 +124,7 @@ def run_measure(args: argparse.Namespace) -> int:
         stamp_size=stamp_size,
         neighbours=not args.no_neighbours,
         remove_gradient=not args.keep_gradient,
+        mask_other_sources=not args.keep_other_sources,
         **options,
     )
     off = (table["flag"].to_numpy(np.int64) & int(Flag.OFF_IMAGE)) != 0

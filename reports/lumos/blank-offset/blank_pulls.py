@@ -6,8 +6,10 @@ pseudo-galaxy shapes (``injection.draw_galaxies``). Blank-sky positions are chos
 exactly as the production calibration does (``noise_calibration.blank_sky_positions``, then
 ``measure_blank_sky``); per method the median pull ``flux / flux_err`` (the error before
 calibration) is printed per quartile of the matched-filter area ``A`` (``model_area``).
+``--keep-other-sources`` measures as the production path did before other detected sources' pixels
+were left out of the footprints (``measure_exposure(mask_other_sources=False)``).
 
-Usage: .venv/bin/python reports/lumos/blank-offset/blank_pulls.py OUT.json FRAME [FRAME ...]
+Usage: .venv/bin/python reports/lumos/blank-offset/blank_pulls.py [--keep-other-sources] OUT.json FRAME [FRAME ...]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from lumos_ops.measure import get_method
 METHODS = ("aperture", "optimal", "lumos")
 
 
-def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3) -> dict:
+def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3, mask_other_sources: bool = True) -> dict:
     data = read_frame(path)
     cov = noise_autocovariance(data)
     sigma = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))
@@ -59,7 +61,8 @@ def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3)
     clearance = max(fwhm_px + 3.0 * float(shapes["r50"].median()) / exposure.pixel_scale, 5.0)
     bx, by = nc.blank_sky_positions(exposure, none, none, none, n_positions=n_positions, seed=seed, clearance=clearance,
                                     mask=nc.detect_sources(exposure.data, fwhm_px=fwhm_px))
-    frames = nc.measure_blank_sky(exposure, shapes, bx, by, {m: get_method(m) for m in METHODS}, seed=seed)
+    frames = nc.measure_blank_sky(exposure, shapes, bx, by, {m: get_method(m) for m in METHODS}, seed=seed,
+                                  mask_other_sources=mask_other_sources)
     out = {"frame": Path(path).name, "positions": int(bx.size), "methods": {}}
     for name, frame in frames.items():
         use = frame[frame["usable"]]
@@ -73,9 +76,11 @@ def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3)
     return out
 
 
-def main(out_path: str, frames: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    keep = "--keep-other-sources" in argv
+    out_path, *frames = [a for a in argv if a != "--keep-other-sources"]
     with tempfile.TemporaryDirectory() as tmp:
-        results = [frame_pulls(f, Path(tmp)) for f in frames]
+        results = [frame_pulls(f, Path(tmp), mask_other_sources=not keep) for f in frames]
     for res in results:
         for name, m in res["methods"].items():
             edges = m["area_edges_px2"]
@@ -86,4 +91,4 @@ def main(out_path: str, frames: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1:])
