@@ -68,6 +68,7 @@ class TargetContext:
         (``PhotometryInputs.exclude``) and out of LUMOS's stamp (masked pixels, which its
         matched-filter anchor leaves out): the annulus background leaves them out too, and a
         large model's outer weights would otherwise collect their light (docs/background.md).
+        Targets fitted jointly with their catalogued neighbours keep every pixel.
     """
 
     exposure: Exposure
@@ -135,12 +136,22 @@ class TargetContext:
     def other_source_pixels(self) -> np.ndarray:
         """Pixels of ``stamps`` that belong to other detected sources than the target's own
         (:func:`lumos_ops.photometry.frame_sources.other_sources`): bool (n, S, S); all False when
-        ``mask_other_sources`` is off."""
+        ``mask_other_sources`` is off, and for the targets fitted jointly with their catalogued
+        neighbours (:meth:`_unfitted`)."""
         if not self.mask_other_sources:
             return np.zeros(self.stamps.data.shape, dtype=bool)
         from lumos_ops.photometry.frame_sources import other_sources
 
-        return other_sources(self.stamp_source_mask)
+        return self._unfitted(other_sources(self.stamp_source_mask))
+
+    def _unfitted(self, other: np.ndarray) -> np.ndarray:
+        """``other`` (n, S, S) with the rows of jointly fitted targets cleared: their stamps are cut
+        from the image less their neighbours' fitted light, and their errors already carry the
+        fit's cost (``variance_factor``), which leaving the neighbours' pixels out would count again."""
+        if self.neighbours is not None and self.neighbours.fitted.any():
+            other = other.copy()
+            other[self.neighbours.fitted] = False
+        return other
 
     def lumos_background(self, norm) -> np.ndarray | None:
         """The stamp background (e-/s per pixel, shape (n,)) that a LUMOS network with normalisation
@@ -177,7 +188,7 @@ class TargetContext:
         if self.mask_other_sources:
             from lumos_ops.photometry.frame_sources import other_sources
 
-            exclude = other_sources(source_mask)
+            exclude = self._unfitted(other_sources(source_mask))
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),
