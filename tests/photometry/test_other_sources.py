@@ -90,3 +90,21 @@ def test_measure_exposure_and_the_cli_can_keep_other_sources(tmp_path) -> None:
         assert main(["measure", str(path), str(tmp_path / "cat.csv"), "--method", "optimal",
                      "--no-progress", "--no-neighbours", "--out", str(tmp_path / name), *extra]) == 0
     assert (pd.read_csv(tmp_path / "kept.csv")["flux"] - pd.read_csv(tmp_path / "masked.csv")["flux"]).median() > 0
+
+
+def test_targets_fitted_with_their_neighbours_keep_every_pixel(tmp_path) -> None:
+    """A catalogued pair 5 px apart is fitted jointly: its stamps are cut from the image less the
+    neighbour's fitted light, so the neighbour's detected pixels are not left out again."""
+    path = tmp_path / "stars.fits"
+    catalog, _ = _scene(path, star_flux=600.0)
+    pair = catalog.iloc[[0]].assign(ref_id=1000, x=catalog["x"].iloc[0] + 5.0, i_auto=20.0)
+    catalog = pd.concat([catalog, pair], ignore_index=True)
+    with fits.open(path, mode="update") as hdul:  # the neighbour's light, 20 e-/s, on the image
+        yy, xx = np.mgrid[: hdul[0].data.shape[0], : hdul[0].data.shape[1]]
+        blob = np.exp(-np.hypot(xx - pair["x"].iloc[0], yy - pair["y"].iloc[0]) / 1.5)
+        hdul[0].data = hdul[0].data + (20.0 * 100.0 * blob / blob.sum()).astype(np.float32)
+    ctx = prepare_targets(read_exposure(path), catalog)
+    fitted = ctx.neighbours.fitted
+    assert fitted[0] and fitted[-1]
+    assert not ctx.other_source_pixels[fitted].any() and ctx.other_source_pixels[~fitted].any()
+    assert not ctx.photometry_inputs.exclude[fitted].any()
