@@ -21,6 +21,8 @@
 #               held-out survey (the floor it asks for is the default's) and the floor every injection asks for.
 #   calibration/ the blank-sky error scale k of every frame (frame_scales.json) and the injection scored before
 #               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
+#   psf-profile/  how the Moffat PSF model reads the real frames' own stars (star_flux.json).
+#   blank-offset/ blank-sky pulls by footprint on the real frames, with and without other sources' pixels.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
@@ -65,3 +67,10 @@ $lumos inject --frames "${floor_frames[@]}" --populations sersic knots blended -
     "${sim_frames[@]}" > reports/lumos/calibration/frame_scales.md
 .venv/bin/python reports/lumos/calibration/score_calibration.py reports/lumos/calibration/before_after.json \
     reports/lumos/injection reports/lumos/injection-sim > reports/lumos/calibration/before_after.md
+.venv/bin/python reports/lumos/psf-profile/star_flux.py reports/lumos/psf-profile/star_flux.json \
+    "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" "$realdata/sep_image.fits"
+blank_frames=("$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2"
+              "$realdata/sep_image.fits" "${sim8_frames[2]}")
+.venv/bin/python reports/lumos/blank-offset/blank_pulls.py reports/lumos/blank-offset/blank_pulls.json "${blank_frames[@]}"
+.venv/bin/python reports/lumos/blank-offset/blank_pulls.py --keep-other-sources \
+    reports/lumos/blank-offset/blank_pulls_kept.json "${blank_frames[@]}"
