@@ -24,14 +24,7 @@ import pandas as pd
 from astropy.io import fits
 
 from lumos_ops import noise_calibration as nc
-from lumos_ops.evaluation.injection import (
-    PIXEL_SCALE,
-    draw_galaxies,
-    estimate_psf_fwhm,
-    frame_header,
-    noise_autocovariance,
-    read_frame,
-)
+from lumos_ops.evaluation import injection as inj
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.measure import get_method
@@ -40,12 +33,12 @@ METHODS = ("aperture", "optimal", "lumos")
 
 
 def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3, mask_other_sources: bool = True) -> dict:
-    data = read_frame(path)
-    cov = noise_autocovariance(data)
+    data = inj.read_frame(path)
+    cov = inj.noise_autocovariance(data)
     sigma = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))
     training_noise = float(load_checkpoint(None, device="cpu").normalization.pixel_scale)
-    header = frame_header(sigma, training_noise=training_noise, noise_ratio=1.0, band="NB685",
-                          psf_fwhm_px=estimate_psf_fwhm(data), exptime=90.0)
+    header = inj.frame_header(sigma, training_noise=training_noise, noise_ratio=1.0, band="NB685",
+                          psf_fwhm_px=inj.estimate_psf_fwhm(data), exptime=90.0)
     mapped = work / (Path(path).name.split(".")[0] + ".fits")
     hdu = fits.PrimaryHDU(data.astype(np.float32))
     for key, value in header.items():
@@ -54,7 +47,7 @@ def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3,
     exposure = read_exposure(mapped)
     rng = np.random.default_rng(seed)
     shapes = pd.DataFrame([{"r50": g.r50_arcsec, "sersic_n": g.sersic_n, "q": g.q, "pa": g.pa, "i_auto": 22.0}
-                           for g in draw_galaxies("sersic", 400, rng, None, PIXEL_SCALE)])
+                           for g in inj.draw_galaxies("sersic", 400, rng, None, inj.PIXEL_SCALE)])
     none = np.zeros(0)
     fwhm_px = exposure.psf_fwhm / exposure.pixel_scale
     # the calibration's clearance: FWHM + 3 r50 of the median shape, at least 5 px
