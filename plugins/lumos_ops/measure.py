@@ -160,9 +160,8 @@ def prepare_targets(
     pixel_scale = _checked_scales(exposure, stamp_size, pixel_scale)
     catalog = validate_catalog(catalog, source=exposure.path)
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
-    ctx = _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta,
-                           neighbours=neighbours)
-    return ctx if mask_other_sources else dataclasses.replace(ctx, mask_other_sources=False)
+    return _prepare_located(exposure, catalog, x, y, stamp_size=stamp_size, pixel_scale=pixel_scale, psf_beta=psf_beta,
+                            neighbours=neighbours, mask_other_sources=mask_other_sources)
 
 
 def _checked_scales(exposure: Exposure, stamp_size: int, pixel_scale: float | None) -> float:
@@ -187,6 +186,7 @@ def _prepare_located(
     pixel_scale: float,
     psf_beta: float | None,
     neighbours: bool,
+    mask_other_sources: bool = True,
 ) -> TargetContext:
     """:func:`prepare_targets` of a catalogue already validated, at its pixel positions ``x``, ``y``
     (0-based, shape (n,)), with a checked ``stamp_size`` (pixels) and ``pixel_scale`` (arcsec /
@@ -229,6 +229,7 @@ def _prepare_located(
         models=models,
         base_flags=flags,
         neighbours=fit,
+        mask_other_sources=mask_other_sources,
     )
 
 
@@ -392,7 +393,7 @@ def measure_exposure(
     mask_other_sources : bool, keyword-only
         Leave the pixels of other sources detected on the frame (not the target's own detection)
         out of the optimal sum's, the profile fit's and LUMOS's footprint, as the annulus
-        background leaves them out (docs/background.md, "Other sources under a large model"); the
+        background leaves them out (docs/background.md, "Other sources under a large footprint"); the
         blank-sky calibration does the same.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
@@ -446,9 +447,7 @@ def measure_exposure(
     # the catalogue is validated and located once, here, not again by prepare_targets
     ctx = _prepare_located(exposure, catalog.iloc[on].reset_index(drop=True), x[on], y[on], stamp_size=stamp_size,
                            pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None,
-                           neighbours=neighbours)
-    if not mask_other_sources:
-        ctx = dataclasses.replace(ctx, mask_other_sources=False)
+                           neighbours=neighbours, mask_other_sources=mask_other_sources)
     calibrations = None
     if calibrate_errors and ctx.n:
         from lumos_ops.noise_calibration import calibrate_noise
