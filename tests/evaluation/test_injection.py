@@ -298,3 +298,14 @@ def test_the_report_shows_a_faint_bias_that_grows_with_the_galaxys_size():
     optimal, aperture = np.array(trend["methods"]["optimal"]), np.array(trend["methods"]["aperture"])
     assert np.all(np.diff(optimal) > 0.05) and optimal[-1] - optimal[0] > 0.6
     assert np.all(np.abs(aperture) < 0.12)
+
+
+def test_a_frame_without_measurable_noise_is_refused_by_name(tmp_path):
+    """A frame stored in integers coarser than its noise (or blank) reads a pixel noise of 0: the
+    injection names the file and the fix instead of dividing by it."""
+    from lumos_ops.exceptions import LumosValueError
+
+    data = np.rint(_frame(tmp_path / "a.fits", seed=1) / 20.0 * 0.3).astype(np.int16)
+    fits.PrimaryHDU(data).writeto(tmp_path / "coarse.fits")
+    with pytest.raises(LumosValueError, match=r"coarse\.fits: its background pixel noise measures 0"):
+        run_injection([tmp_path / "coarse.fits"], InjectionConfig(n_galaxies=2, n_place=1), methods=("aperture",))

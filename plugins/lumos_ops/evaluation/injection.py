@@ -488,6 +488,10 @@ def run_injection(
         data = read_frame(path)
         cov = noise_autocovariance(data)
         sig = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))  # pixel noise without the sky's structure
+        if not (np.isfinite(sig) and sig > 0):
+            raise LumosValueError(f"{path}: its background pixel noise measures {sig:g} counts (a blank frame, or one "
+                                  "stored in integers coarser than its noise); inject needs a frame whose sky noise "
+                                  "spans several counts: give the frame before its quantisation")
         if keep_headers:
             exposure = read_exposure(path)
             header = _own_header(path)
