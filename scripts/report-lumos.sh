@@ -23,6 +23,7 @@
 #               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
 #   psf-profile/  how the Moffat PSF model reads the real frames' own stars (star_flux.json).
 #   blank-offset/ blank-sky pulls by footprint on the real frames, with and without other sources' pixels.
+#   frame-variants/ one real frame with a pedestal, scattered light, NaNs, int16, MEF, fpack, cut small.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
@@ -74,3 +75,5 @@ blank_frames=("$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata
 .venv/bin/python reports/lumos/blank-offset/blank_pulls.py reports/lumos/blank-offset/blank_pulls.json "${blank_frames[@]}"
 .venv/bin/python reports/lumos/blank-offset/blank_pulls.py --keep-other-sources \
     reports/lumos/blank-offset/blank_pulls_kept.json "${blank_frames[@]}"
+.venv/bin/python reports/lumos/frame-variants/frame_variants.py "$work/frame-variants" "$realdata/sdss_r.fits.bz2"
+cp "$work/frame-variants/frame_variants.json" reports/lumos/frame-variants/
