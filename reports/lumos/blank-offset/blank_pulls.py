@@ -32,7 +32,9 @@ from lumos_ops.measure import get_method
 METHODS = ("aperture", "optimal", "lumos")
 
 
-def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3, mask_other_sources: bool = True) -> dict:
+def mapped_frame(path: str, work: Path, *, n_shapes: int = 400, seed: int = 3):
+    """The frame mapped as ``lumos inject`` maps it (written under ``work``), read back as an
+    Exposure, and ``n_shapes`` drawn Sérsic shapes (a catalogue without positions)."""
     data = inj.read_frame(path)
     cov = inj.noise_autocovariance(data)
     sigma = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))
@@ -47,7 +49,12 @@ def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3,
     exposure = read_exposure(mapped)
     rng = np.random.default_rng(seed)
     shapes = pd.DataFrame([{"r50": g.r50_arcsec, "sersic_n": g.sersic_n, "q": g.q, "pa": g.pa, "i_auto": 22.0}
-                           for g in inj.draw_galaxies("sersic", 400, rng, None, inj.PIXEL_SCALE)])
+                           for g in inj.draw_galaxies("sersic", n_shapes, rng, None, inj.PIXEL_SCALE)])
+    return exposure, shapes
+
+
+def frame_pulls(path: str, work: Path, *, n_positions: int = 400, seed: int = 3, mask_other_sources: bool = True) -> dict:
+    exposure, shapes = mapped_frame(path, work, seed=seed)
     none = np.zeros(0)
     fwhm_px = exposure.psf_fwhm / exposure.pixel_scale
     # the calibration's clearance: FWHM + 3 r50 of the median shape, at least 5 px
