@@ -23,6 +23,7 @@
 #               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
 #   psf-profile/  how the Moffat PSF model reads the real frames' own stars (star_flux.json).
 #   blank-offset/ blank-sky pulls by footprint on the real frames, with and without other sources' pixels.
+#   lumos-width/  LUMOS blank-sky pulls by hole share, the source-present width on real and simulated frames.
 #   frame-variants/ one real frame with a pedestal, scattered light, NaNs, int16, MEF, fpack, cut small.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
@@ -77,3 +78,9 @@ blank_frames=("$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata
     reports/lumos/blank-offset/blank_pulls_kept.json "${blank_frames[@]}"
 .venv/bin/python reports/lumos/frame-variants/frame_variants.py "$work/frame-variants" "$realdata/sdss_r.fits.bz2"
 cp "$work/frame-variants/frame_variants.json" reports/lumos/frame-variants/
+.venv/bin/python reports/lumos/lumos-width/width_diagnostics.py reports/lumos/lumos-width/width_diagnostics.json \
+    "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" "$realdata/sep_image.fits"
+[ -f "$work/simone/manifest.json" ] || $lumos simulate survey --out "$work/simone" --bands NB455 --ccd-shape 2048 2048 \
+    --n-ccds 2 --n-exposures 1 --n-epochs 1 --seed 7 -q
+.venv/bin/python reports/lumos/lumos-width/width_diagnostics.py reports/lumos/lumos-width/width_diagnostics_sim.json \
+    "$work/simone/exposures/2016-02-08/exp0100000_ccd01.fits"
