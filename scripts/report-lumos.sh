@@ -84,3 +84,7 @@ cp "$work/frame-variants/frame_variants.json" reports/lumos/frame-variants/
     --n-ccds 2 --n-exposures 1 --n-epochs 1 --seed 7 -q
 .venv/bin/python reports/lumos/lumos-width/width_diagnostics.py reports/lumos/lumos-width/width_diagnostics_sim.json \
     "$work/simone/exposures/2016-02-08/exp0100000_ccd01.fits"
+$lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
+    "$realdata/sdss_i.fits.bz2" --populations sersic --n-galaxies 600 --n-place 4 --snr-range 0.001 0.002 --seed 11 \
+    --out "$work/zero" -q
+.venv/bin/python reports/lumos/lumos-width/zero_flux.py "$work/zero" reports/lumos/lumos-width/zero_flux.json
