@@ -23,14 +23,16 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       ],
       "header": {                                # quantity -> keyword and/or default
         "band": {"keyword": "FILTER"},
-        "psf_fwhm": {"keyword": "SEEING", "default": 1.4},
+        "psf_fwhm": {"keyword": "SEEING", "default": 1.4},  # or "from_stars": true for no default
         "gain": {"default": 1.0}
       }
     }
 
 ``zero_point`` is the AB magnitude of a source giving 1 e-/s in that band; ``exptime`` the
 default exposure time (s). A header quantity is read from its ``keyword`` and falls back to its
-``default`` when the keyword is absent; a quantity with neither is required. ``docs/surveys.md``
+``default`` when the keyword is absent; a quantity with neither is required. ``psf_fwhm`` may
+instead say ``"from_stars": true``: without its keyword the FWHM is measured on each exposure's
+own stars (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`). ``docs/surveys.md``
 describes every quantity with its unit.
 
 A LUMOS model embeds each (band, camera epoch) in one row, ``band index + n_bands * epoch`` over
@@ -132,10 +134,15 @@ class BandSpec:
 
 @dataclasses.dataclass(frozen=True)
 class HeaderKey:
-    """Where one header quantity comes from: a keyword, a default when it is absent, or both."""
+    """Where one header quantity comes from: a keyword, a default when it is absent, or both.
+
+    ``from_stars`` (``psf_fwhm`` only): where the keyword is absent and there is no default, the
+    FWHM is measured on the exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`).
+    """
 
     keyword: str | None = None
     default: float | str | None = None
+    from_stars: bool = False
 
 
 def _paus_header() -> dict[str, HeaderKey]:
@@ -241,10 +248,14 @@ class Survey:
                 isinstance(key.default, bool) or not isinstance(key.default, int | float) or not math.isfinite(key.default)
             ):
                 raise BadInputError(f"{where}: header.{q} default {key.default!r} must be a number ({HEADER_QUANTITIES[q]})")
+        for q, key in self.header.items():
+            if key.from_stars and q != "psf_fwhm":
+                raise BadInputError(f"{where}: header.{q}: from_stars is for psf_fwhm only")
         for q in _REQUIRED:
             key = self.header.get(q)
-            if key is None or (key.keyword is None and key.default is None):
-                raise BadInputError(f"{where}: header quantity {q!r} ({HEADER_QUANTITIES[q]}) needs a keyword or a default")
+            if key is None or (key.keyword is None and key.default is None and not key.from_stars):
+                raise BadInputError(f"{where}: header quantity {q!r} ({HEADER_QUANTITIES[q]}) needs a keyword or a default"
+                                    + (" (or from_stars)" if q == "psf_fwhm" else ""))
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -316,7 +327,8 @@ class Survey:
             "n_ccds": self.n_ccds,
             "psf_fwhm_unit": self.psf_fwhm_unit,
             "bands": [{k: v for k, v in dataclasses.asdict(b).items() if v is not None} for b in self.bands],
-            "header": {q: {k: v for k, v in dataclasses.asdict(h).items() if v is not None} for q, h in self.header.items()},
+            "header": {q: {k: v for k, v in dataclasses.asdict(h).items() if v is not None and not (k == "from_stars" and not v)}
+                       for q, h in self.header.items()},
             **({} if self.model_bands is None else {"model_bands": list(self.model_bands)}),
             "flux_error_floor": self.flux_error_floor,
             "neighbour_error_floor": self.neighbour_error_floor,
@@ -364,11 +376,15 @@ class Survey:
         for q, spec in (values.get("header") or {}).items():
             if isinstance(spec, str):
                 spec = {"keyword": spec}
-            if not isinstance(spec, Mapping) or set(spec) - {"keyword", "default"}:
+            if not isinstance(spec, Mapping) or set(spec) - {"keyword", "default", "from_stars"}:
                 raise BadInputError(
-                    f"{source}: header.{q} must be a keyword string or {{\"keyword\": K, \"default\": V}}, got {spec!r}"
+                    f"{source}: header.{q} must be a keyword string or {{\"keyword\": K, \"default\": V}}"
+                    f" (psf_fwhm also \"from_stars\": true), got {spec!r}"
                 )
-            header[q] = HeaderKey(keyword=spec.get("keyword"), default=spec.get("default"))
+            if not isinstance(spec.get("from_stars", False), bool):
+                raise BadInputError(f"{source}: header.{q}.from_stars must be true or false, got {spec['from_stars']!r}")
+            header[q] = HeaderKey(keyword=spec.get("keyword"), default=spec.get("default"),
+                                  from_stars=bool(spec.get("from_stars", False)))
         model_bands = values.get("model_bands")
         if model_bands is not None and (not isinstance(model_bands, list) or not all(isinstance(b, str) for b in model_bands)):
             raise BadInputError(f"{source}: model_bands must be a list of band names, got {model_bands!r}")

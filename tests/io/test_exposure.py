@@ -195,3 +195,37 @@ def test_reading_a_nonstandard_header_warns_nothing(tmp_path: Path) -> None:
     with _no_warnings():
         exposure = read_exposure(path, label=KEY)
     assert exposure.wcs is not None and exposure.expnum == 5000 and exposure.path == KEY
+
+
+def _starry(path: Path, fwhm_px: float, n_stars: int = 25, **header: object) -> Path:
+    """A 240 px square frame of GalSim Moffat (beta 3.5) stars of ``fwhm_px`` on a noisy sky."""
+    galsim = pytest.importorskip("galsim")
+    rng = np.random.default_rng(3)
+    image = galsim.ImageF(240, 240, scale=1.0)
+    for _ in range(n_stars):
+        x, y = rng.uniform(15, 225, 2)
+        stamp = galsim.Moffat(beta=3.5, fwhm=fwhm_px).withFlux(rng.uniform(2e4, 1e5)).drawImage(
+            nx=31, ny=31, scale=1.0, offset=(x % 1 - 0.5, y % 1 - 0.5))
+        stamp.setCenter(int(x) + 1, int(y) + 1)
+        bounds = stamp.bounds & image.bounds
+        image[bounds] += stamp[bounds]
+    data = (image.array + rng.normal(200.0, 8.0, (240, 240))).astype(np.float32)
+    return _write(path, data, **header)
+
+
+def test_a_survey_without_a_seeing_keyword_measures_the_psf_on_the_stars(tmp_path: Path) -> None:
+    """``psf_fwhm: {"keyword": "SEEING", "from_stars": true}``: the header's value where it has one,
+    else the FWHM of the frame's stars (pixels) times the survey's pixel scale."""
+    import dataclasses
+
+    from lumos_ops.survey import HeaderKey, paus_survey
+
+    paus = paus_survey()
+    survey = dataclasses.replace(paus, name="starry", header={**paus.header, "psf_fwhm": HeaderKey("SEEING", from_stars=True)})
+    measured = read_exposure(_starry(tmp_path / "a.fits", 3.0, PSFFWHM=None), survey=survey)
+    assert measured.psf_fwhm == pytest.approx(3.0 * paus.pixel_scale, rel=0.01)
+    given = read_exposure(_starry(tmp_path / "b.fits", 3.0, PSFFWHM=None, SEEING=0.9), survey=survey)
+    assert given.psf_fwhm == 0.9
+    with pytest.raises(HeaderError, match=r"c\.fits: only 0 isolated unsaturated stars .* \(no SEEING in the header; "
+                                          r"starry: psf_fwhm from_stars\)"):
+        read_exposure(_write(tmp_path / "c.fits", PSFFWHM=None), survey=survey)

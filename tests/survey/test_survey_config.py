@@ -77,6 +77,8 @@ def test_show_follows_lumos_survey(monkeypatch, capsys):
     ({"header": {"psf_fwhm": {"keyword": "S", "unit": "px"}}}, r"header.psf_fwhm must be a keyword string or"),
     ({"header": {"psf_fwhm": {}}}, r"header quantity 'psf_fwhm' \(PSF FWHM \(psf_fwhm_unit\)\) needs a keyword or a default"),
     ({"model_bands": ["g", "z"]}, r"model_bands \['g', 'z'\] must name distinct bands"),
+    ({"header": {"gain": {"default": 1.0, "from_stars": True}}}, r"header.gain: from_stars is for psf_fwhm only"),
+    ({"header": {"psf_fwhm": {"from_stars": "yes"}}}, r"header.psf_fwhm.from_stars must be true or false"),
     ({"header": {"gain": {"default": "lots"}}}, r"header.gain default 'lots' must be a number \(e- per pixel unit"),
 ])
 def test_bad_survey_files_name_the_file_and_key(tmp_path, change, match):
@@ -121,3 +123,16 @@ def test_use_survey_sets_the_default_of_read_exposure():
 def test_survey_validates_in_code_too():
     with pytest.raises(BadInputError, match="mine.json: band names repeat"):
         Survey(name="x", bands=paus_survey().bands[:1] * 2, source="mine.json")
+
+
+def test_init_psf_from_stars_round_trips(tmp_path):
+    """``--psf-from-stars`` keeps a mapped keyword and measures where it is absent; without
+    ``--header psf_fwhm=...`` the FWHM always comes from the stars."""
+    base = ["survey", "init", "--bands", "g", "--wavelengths", "477", "--pixel-scale", "0.4", "--psf-from-stars"]
+    assert main(base + ["--out", str(tmp_path / "a.json"), "--header", "psf_fwhm=SEEING"]) == 0
+    assert load_survey(tmp_path / "a.json").header["psf_fwhm"] == HeaderKey("SEEING", None, from_stars=True)
+    assert main(base + ["--out", str(tmp_path / "b.json")]) == 0
+    survey = load_survey(tmp_path / "b.json")
+    assert survey.header["psf_fwhm"] == HeaderKey(None, None, from_stars=True)
+    written = survey.to_dict()["header"]
+    assert written["psf_fwhm"] == {"from_stars": True} and "from_stars" not in written["gain"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import warnings
@@ -24,11 +25,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from lumos_ops.exceptions import HeaderError, InputFileError
+from lumos_ops.exceptions import HeaderError, InputFileError, LumosValueError
 from lumos_ops.survey import HeaderKey, Survey, UnknownBandError, current_survey, paus_survey
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Exposure", "ExposureBandError", "read_exposure", "REQUIRED_KEYS"]
 
@@ -282,12 +285,13 @@ def read_exposure(
         ) from None
 
     read = _Reader(header, survey, name)
-    read.missing(("band", "exptime", "psf_fwhm"))
+    from_stars = read.key("psf_fwhm").from_stars and read.raw("psf_fwhm")[0] is None
+    read.missing(("band", "exptime") if from_stars else ("band", "exptime", "psf_fwhm"))
     band = read.band()
     exptime = read.positive("exptime", "s")
-    psf_header = read.positive("psf_fwhm", survey.psf_fwhm_unit)
+    psf_header = None if from_stars else read.positive("psf_fwhm", survey.psf_fwhm_unit)
     gain = read.positive("gain", "e- per pixel unit") or 1.0
-    assert exptime is not None and psf_header is not None
+    assert exptime is not None
     epoch = read.epoch()
     saturate = read.number("saturate")
     expnum = read.number("expnum")
@@ -315,14 +319,19 @@ def read_exposure(
 
     data = raw * np.float32(gain / exptime)
     data[~np.isfinite(data)] = np.nan
+    psf_beta = read.number("psf_beta")
+    if psf_header is None:
+        psf_fwhm = _fwhm_from_stars(data, psf_beta, survey, name)
+    else:
+        psf_fwhm = survey.psf_fwhm_arcsec(psf_header)
     return Exposure(
         path=name,
         data=data,
         band=band,
         exptime=exptime,
         gain=gain,
-        psf_fwhm=survey.psf_fwhm_arcsec(psf_header),
-        psf_beta=read.number("psf_beta"),
+        psf_fwhm=psf_fwhm,
+        psf_beta=psf_beta,
         epoch=epoch,
         zero_point=zero_point,
         saturate=None if saturate is None else saturate * gain / exptime,
@@ -338,3 +347,18 @@ def read_exposure(
 def _one_line(exc: BaseException, path: str, name: str) -> str:
     """The text of ``exc`` on one line, with the file path replaced by the exposure's name."""
     return " ".join(str(exc).replace(path, name).split()) or type(exc).__name__
+
+
+def _fwhm_from_stars(data: np.ndarray, beta: float | None, survey: Survey, name: str) -> float:
+    """PSF FWHM (arcsec) measured on the exposure's own stars (survey ``psf_fwhm.from_stars``)."""
+    from lumos_ops.photometry.psf_stars import measure_psf_fwhm
+    from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+    key = survey.header["psf_fwhm"].keyword
+    try:
+        star_psf = measure_psf_fwhm(data, beta=DEFAULT_MOFFAT_BETA if beta is None else beta, label=name)
+    except LumosValueError as exc:
+        raise HeaderError(f"{exc} ({'no ' + key + ' in the header; ' if key else ''}{survey.name}: psf_fwhm from_stars)") from None
+    log.info("%s: PSF FWHM %.2f px from %d stars (spread %.1f %%)", name, star_psf.fwhm_px, star_psf.n_stars,
+             100.0 * star_psf.spread)
+    return star_psf.fwhm_px * survey.pixel_scale

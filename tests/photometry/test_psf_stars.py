@@ -1,0 +1,60 @@
+"""The PSF FWHM read from a frame's own stars: GalSim stars as the reference, galaxies and cosmic rays around them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.photometry.psf_stars import MIN_STARS, fit_star, measure_psf_fwhm
+
+galsim = pytest.importorskip("galsim")
+
+
+def _frame(psf, *, n_stars=30, n_galaxies=30, shape=(360, 360), seed=0, sky=100.0, noise=10.0) -> np.ndarray:
+    """GalSim stars and PSF-convolved exponential galaxies at random sub-pixel positions on a noisy sky."""
+    rng = np.random.default_rng(seed)
+    image = galsim.ImageF(shape[1], shape[0], scale=1.0)
+    for k in range(n_stars + n_galaxies):
+        x, y = rng.uniform(20, shape[1] - 20), rng.uniform(20, shape[0] - 20)
+        source = psf if k < n_stars else galsim.Convolve(galsim.Exponential(half_light_radius=rng.uniform(2.0, 5.0)), psf)
+        stamp = source.withFlux(rng.uniform(2e4, 2e5)).drawImage(nx=41, ny=41, scale=1.0,
+                                                                offset=(x % 1 - 0.5, y % 1 - 0.5))
+        stamp.setCenter(int(x) + 1, int(y) + 1)
+        bounds = stamp.bounds & image.bounds
+        image[bounds] += stamp[bounds]
+    return image.array + rng.normal(sky, noise, shape)
+
+
+@pytest.mark.parametrize("fwhm", [1.2, 3.2])
+def test_the_fwhm_of_moffat_stars_is_read_among_galaxies(fwhm):
+    """Stars of the measurement's profile (Moffat beta 3.5, GalSim's) give their FWHM within 1 %,
+    undersampled or not, with as many galaxies in the frame (they are wider: off the locus)."""
+    data = _frame(galsim.Moffat(beta=3.5, fwhm=fwhm))
+    psf = measure_psf_fwhm(data)
+    assert psf.fwhm_px == pytest.approx(fwhm, rel=0.01)
+    assert psf.n_stars >= 20 and psf.beta == 3.5 and psf.spread < 0.02
+
+
+def test_cosmic_rays_and_a_sky_gradient_do_not_move_it():
+    data = _frame(galsim.Moffat(beta=3.5, fwhm=3.2), seed=1)
+    reference = measure_psf_fwhm(data).fwhm_px
+    rng = np.random.default_rng(5)
+    hit = data + 3.0 * np.arange(data.shape[1])[None, :]  # a gradient of 100 sigma across the frame
+    ys, xs = rng.integers(10, 350, 40), rng.integers(10, 350, 40)
+    hit[ys, xs] += rng.uniform(2e3, 2e4, 40)  # single-pixel cosmic rays, brighter than most star peaks
+    assert measure_psf_fwhm(hit).fwhm_px == pytest.approx(reference, rel=0.01)
+
+
+def test_one_star_fit_returns_its_flux_too():
+    star = galsim.Moffat(beta=3.5, fwhm=2.5).withFlux(5e4).drawImage(nx=15, ny=15, scale=1.0, offset=(0.3, -0.2)).array
+    fwhm, flux, x0, y0 = fit_star(star)
+    assert fwhm == pytest.approx(2.5, rel=0.005) and flux == pytest.approx(5e4, rel=0.005)
+    assert (x0, y0) == (pytest.approx(0.3, abs=0.01), pytest.approx(-0.2, abs=0.01))
+    assert fit_star(np.zeros((15, 15))) is None
+
+
+def test_a_frame_without_enough_stars_is_refused_by_name():
+    data = _frame(galsim.Moffat(beta=3.5, fwhm=3.0), n_stars=MIN_STARS - 2, n_galaxies=0, seed=2)
+    with pytest.raises(LumosValueError, match=r"^exp\.fits: only 3 isolated unsaturated stars .* need 5; give the FWHM"):
+        measure_psf_fwhm(data, label="exp.fits")
