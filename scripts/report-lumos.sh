@@ -22,6 +22,7 @@
 #   calibration/ the blank-sky error scale k of every frame (frame_scales.json) and the injection scored before
 #               (flux_err_raw) and after the calibration, from the same tables (before_after.json/.md; README.md there).
 #   psf-profile/  how the Moffat PSF model reads the real frames' own stars (star_flux.json).
+#   psf-from-stars/ the production methods on the real stars with a fixed 2.2 px PSF and the stars' own FWHM.
 #   blank-offset/ blank-sky pulls by footprint on the real frames, with and without other sources' pixels.
 #   lumos-width/  LUMOS blank-sky pulls by hole share, the source-present width on real and simulated frames.
 #   frame-variants/ one real frame with a pedestal, scattered light, NaNs, int16, MEF, fpack, cut small.
@@ -88,3 +89,5 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
     "$realdata/sdss_i.fits.bz2" --populations sersic --n-galaxies 600 --n-place 4 --snr-range 0.001 0.002 --seed 11 \
     --out "$work/zero" -q
 .venv/bin/python reports/lumos/lumos-width/zero_flux.py "$work/zero" reports/lumos/lumos-width/zero_flux.json
+.venv/bin/python reports/lumos/psf-from-stars/star_flux_check.py reports/lumos/psf-from-stars/star_flux_check.json \
+    "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2"

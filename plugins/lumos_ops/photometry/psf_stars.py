@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage, optimize
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.render.psf import DEFAULT_MOFFAT_BETA, PsfKind, psf_log_surface_brightness, psf_scale_radius
 
-__all__ = ["StarPsf", "bright_compact_peaks", "fit_star", "measure_psf_fwhm", "MIN_STARS"]
+__all__ = ["StarPsf", "bright_compact_peaks", "fit_star", "fit_stars", "stellar_locus", "measure_psf_fwhm", "MIN_STARS"]
 
 MIN_STARS: int = 5
 """Fewest stars on the locus from which the FWHM is trusted."""
@@ -124,6 +125,50 @@ def fit_star(cut: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA,
     return float(fwhm), float(flux), float(x0), float(y0)
 
 
+def fit_stars(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
+              max_stars: int = 100) -> pd.DataFrame:
+    """Moffat fits of a frame's bright isolated peaks (the ``max_stars`` brightest of
+    :func:`bright_compact_peaks`, after the frame's coarse sky is subtracted).
+
+    Returns one row per successful fit of FWHM >= 0.6 px: ``x``, ``y`` (pixels, sub-pixel centre,
+    0-based frame coordinates), ``fwhm_px``, ``flux`` (the frame's unit times pixels). Galaxies
+    and stars alike: :func:`stellar_locus` tells them apart.
+    """
+    from lumos_ops.noise_calibration import robust_sigma, subtract_sky
+
+    img = subtract_sky(np.asarray(data, dtype=np.float64))
+    med, sigma = robust_sigma(img)
+    img = img - med
+    peaks = bright_compact_peaks(img, sigma, min_snr=min_snr, radius=radius) if sigma > 0 else np.zeros((0, 2), int)
+    if len(peaks) > max_stars:
+        peaks = peaks[np.argsort(img[peaks[:, 0], peaks[:, 1]])[::-1][:max_stars]]
+    rows = []
+    for y, x in peaks:
+        fit = fit_star(img[y - radius : y + radius + 1, x - radius : x + radius + 1], beta=beta)
+        if fit is not None and fit[0] >= 0.6:
+            rows.append({"x": x + fit[2], "y": y + fit[3], "fwhm_px": fit[0], "flux": fit[1]})
+    return pd.DataFrame(rows, columns=["x", "y", "fwhm_px", "flux"])
+
+
+def stellar_locus(fwhm_px: np.ndarray) -> tuple[float, np.ndarray]:
+    """The stars among fitted sources: (the locus FWHM, bool mask of the sources on it).
+
+    Stars are the most compact sources: from the lower quartile of the widths, three rounds of the
+    median of those within 15 % of the current centre (none: NaN and an empty mask).
+    """
+    fwhm_px = np.asarray(fwhm_px, dtype=np.float64)
+    if fwhm_px.size == 0:
+        return float("nan"), np.zeros(0, dtype=bool)
+    centre = float(np.percentile(fwhm_px, 25))
+    on = np.zeros(fwhm_px.size, dtype=bool)
+    for _ in range(3):
+        on = np.abs(fwhm_px / centre - 1.0) < _LOCUS_WIDTH
+        if not on.any():
+            return float("nan"), on
+        centre = float(np.median(fwhm_px[on]))
+    return centre, on
+
+
 def measure_psf_fwhm(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
                      max_stars: int = 100, label: str = "frame") -> StarPsf:
     """PSF FWHM (pixels) of a frame from its stars (module docstring).
@@ -145,31 +190,12 @@ def measure_psf_fwhm(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min
     LumosValueError
         Fewer than :data:`MIN_STARS` stars on the locus (the message names ``label`` and the fix).
     """
-    from lumos_ops.noise_calibration import robust_sigma, subtract_sky
-
-    img = subtract_sky(np.asarray(data, dtype=np.float64))
-    med, sigma = robust_sigma(img)
-    img = img - med
-    peaks = bright_compact_peaks(img, sigma, min_snr=min_snr, radius=radius) if sigma > 0 else np.zeros((0, 2), int)
-    if len(peaks) > max_stars:
-        peaks = peaks[np.argsort(img[peaks[:, 0], peaks[:, 1]])[::-1][:max_stars]]
-    widths = []
-    for y, x in peaks:
-        fit = fit_star(img[y - radius : y + radius + 1, x - radius : x + radius + 1], beta=beta)
-        if fit is not None and fit[0] >= 0.6:
-            widths.append(fit[0])
-    widths_arr = np.sort(np.asarray(widths))
-    locus = np.zeros(0)
-    if widths_arr.size:
-        centre = float(np.percentile(widths_arr, 25))
-        for _ in range(3):
-            locus = widths_arr[np.abs(widths_arr / centre - 1.0) < _LOCUS_WIDTH]
-            if locus.size == 0:
-                break
-            centre = float(np.median(locus))
+    fits = fit_stars(data, beta=beta, min_snr=min_snr, radius=radius, max_stars=max_stars)
+    centre, on = stellar_locus(fits["fwhm_px"].to_numpy())
+    locus = fits["fwhm_px"].to_numpy()[on]
     if locus.size < MIN_STARS:
         raise LumosValueError(
-            f"{label}: only {locus.size} isolated unsaturated stars (of {len(peaks)} peaks above {min_snr:g} sigma) "
+            f"{label}: only {locus.size} isolated unsaturated stars (of {len(fits)} fitted peaks above {min_snr:g} sigma) "
             f"to measure the PSF FWHM from, need {MIN_STARS}; give the FWHM in the header or as the survey's default"
         )
     q16, q84 = np.percentile(locus, [16.0, 84.0])
