@@ -77,3 +77,19 @@ def test_inject_prints_what_a_galaxys_placements_share():
     line = shared_line("sersic", "lumos", {"shared_pull": bins})
     assert line.endswith("true SNR 2-10: rho +0.090 / +0.040 (5-exposure co-adds up to 1.17x too narrow)")
     assert shared_line("sersic", "lumos", {"shared_pull": bins[3:4]}) is None
+
+
+def test_inject_can_take_each_frames_psf_from_its_stars(tmp_path, capsys):
+    """``--psf-from-stars``: the Moffat FWHM of the frame's stars (six Gaussian stars of FWHM 3.06 px
+    here) maps the frame, not the second-moment width; with too few stars it fails by name."""
+    _frame(tmp_path / "a.fits", seed=2)
+    out = tmp_path / "out"
+    assert main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture",
+                 "--populations", "sersic", "--n-galaxies", "4", "--n-place", "1", "--snr-range", "50", "100",
+                 "--psf-from-stars", "-q"]) == 0
+    assert json.loads((out / "injection_report.json").read_text())["config"]["psf_from_stars"] is True
+    blank = tmp_path / "blank.fits"
+    fits.PrimaryHDU(np.random.default_rng(0).normal(1000.0, 20.0, (200, 220)).astype(np.float32)).writeto(blank)
+    capsys.readouterr()
+    assert main(["inject", "--frames", str(blank), "--out", str(out), "--psf-from-stars", "-q"]) != 0
+    assert f"{blank}: only 0 isolated unsaturated stars" in capsys.readouterr().err

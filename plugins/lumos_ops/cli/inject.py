@@ -36,8 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="true SNR range, log-uniform")
     p.add_argument("--noise-ratio", type=float, default=1.0,
                    help="frame pixel noise / the model's training pixel noise (sets EXPTIME)")
-    p.add_argument("--psf-fwhm", type=float, default=None,
-                   help="PSF FWHM in pixels for every frame (default: measured on each frame's stars)")
+    psf = p.add_mutually_exclusive_group()
+    psf.add_argument("--psf-fwhm", type=float, default=None,
+                     help="PSF FWHM in pixels for every frame (default: the second-moment width of each frame's "
+                          "most compact sources, which counts the pixel and the wings)")
+    psf.add_argument("--psf-from-stars", action="store_true",
+                     help="PSF FWHM of each frame: the Moffat FWHM fitted to its own stars (photometry.psf_stars), "
+                          "as a survey file's from_stars gives it")
     p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
                    help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
@@ -74,6 +79,11 @@ def inject_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
+    if args.psf_from_stars:
+        from lumos_ops.evaluation.injection import read_frame
+        from lumos_ops.photometry.psf_stars import measure_psf_fwhm
+
+        psf = {f: measure_psf_fwhm(read_frame(f), label=str(f)).fwhm_px for f in args.frames}
     tables = []
     for k, population in enumerate(args.populations):
         config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
