@@ -23,7 +23,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       ],
       "header": {                                # quantity -> keyword and/or default
         "band": {"keyword": "FILTER"},
-        "psf_fwhm": {"keyword": "SEEING", "default": 1.4},  # or "from_stars": true for no default
+        "psf_fwhm": {"keyword": "SEEING", "default": 1.4},  # "from_stars": true measures it
         "gain": {"default": 1.0}
       }
     }
@@ -31,8 +31,9 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
 ``zero_point`` is the AB magnitude of a source giving 1 e-/s in that band; ``exptime`` the
 default exposure time (s). A header quantity is read from its ``keyword`` and falls back to its
 ``default`` when the keyword is absent; a quantity with neither is required. ``psf_fwhm`` may
-instead say ``"from_stars": true``: without its keyword the FWHM is measured on each exposure's
-own stars (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`). ``docs/surveys.md``
+also say ``"from_stars": true``: without its keyword the FWHM is measured on each exposure's own
+stars (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`), and its default, if any, serves
+only a frame with too few stars. ``docs/surveys.md``
 describes every quantity with its unit.
 
 A LUMOS model embeds each (band, camera epoch) in one row, ``band index + n_bands * epoch`` over
@@ -136,8 +137,9 @@ class BandSpec:
 class HeaderKey:
     """Where one header quantity comes from: a keyword, a default when it is absent, or both.
 
-    ``from_stars`` (``psf_fwhm`` only): where the keyword is absent and there is no default, the
-    FWHM is measured on the exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`).
+    ``from_stars`` (``psf_fwhm`` only): where the keyword is absent, the FWHM is measured on the
+    exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`); the default then serves only a
+    frame with too few stars.
     """
 
     keyword: str | None = None

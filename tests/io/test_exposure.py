@@ -229,3 +229,7 @@ def test_a_survey_without_a_seeing_keyword_measures_the_psf_on_the_stars(tmp_pat
     with pytest.raises(HeaderError, match=r"c\.fits: only 0 isolated unsaturated stars .* \(no SEEING in the header; "
                                           r"starry: psf_fwhm from_stars\)"):
         read_exposure(_write(tmp_path / "c.fits", PSFFWHM=None), survey=survey)
+    fallback = dataclasses.replace(survey, header={**survey.header, "psf_fwhm": HeaderKey("SEEING", 1.2, from_stars=True)})
+    assert read_exposure(_starry(tmp_path / "d.fits", 3.0, PSFFWHM=None), survey=fallback).psf_fwhm == pytest.approx(
+        3.0 * paus.pixel_scale, rel=0.01)  # stars first
+    assert read_exposure(tmp_path / "c.fits", survey=fallback).psf_fwhm == 1.2  # too few stars: the default

@@ -285,11 +285,12 @@ def read_exposure(
         ) from None
 
     read = _Reader(header, survey, name)
-    from_stars = read.key("psf_fwhm").from_stars and read.raw("psf_fwhm")[0] is None
+    psf_key = read.key("psf_fwhm")
+    from_stars = psf_key.from_stars and not (psf_key.keyword is not None and psf_key.keyword in header)
     read.missing(("band", "exptime") if from_stars else ("band", "exptime", "psf_fwhm"))
     band = read.band()
     exptime = read.positive("exptime", "s")
-    psf_header = None if from_stars else read.positive("psf_fwhm", survey.psf_fwhm_unit)
+    psf_header = read.positive("psf_fwhm", survey.psf_fwhm_unit)  # from_stars: the default, or None
     gain = read.positive("gain", "e- per pixel unit") or 1.0
     assert exptime is not None
     epoch = read.epoch()
@@ -320,9 +321,10 @@ def read_exposure(
     data = raw * np.float32(gain / exptime)
     data[~np.isfinite(data)] = np.nan
     psf_beta = read.number("psf_beta")
-    if psf_header is None:
-        psf_fwhm = _fwhm_from_stars(data, psf_beta, survey, name)
+    if from_stars:
+        psf_fwhm = _fwhm_from_stars(data, psf_beta, survey, name, default=psf_header)
     else:
+        assert psf_header is not None
         psf_fwhm = survey.psf_fwhm_arcsec(psf_header)
     return Exposure(
         path=name,
@@ -349,8 +351,9 @@ def _one_line(exc: BaseException, path: str, name: str) -> str:
     return " ".join(str(exc).replace(path, name).split()) or type(exc).__name__
 
 
-def _fwhm_from_stars(data: np.ndarray, beta: float | None, survey: Survey, name: str) -> float:
-    """PSF FWHM (arcsec) measured on the exposure's own stars (survey ``psf_fwhm.from_stars``)."""
+def _fwhm_from_stars(data: np.ndarray, beta: float | None, survey: Survey, name: str, *, default: float | None) -> float:
+    """PSF FWHM (arcsec) measured on the exposure's own stars (survey ``psf_fwhm.from_stars``); with
+    too few stars the survey's ``default`` (``psf_fwhm_unit``) with a warning, else a HeaderError."""
     from lumos_ops.photometry.psf_stars import measure_psf_fwhm
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
@@ -358,6 +361,9 @@ def _fwhm_from_stars(data: np.ndarray, beta: float | None, survey: Survey, name:
     try:
         star_psf = measure_psf_fwhm(data, beta=DEFAULT_MOFFAT_BETA if beta is None else beta, label=name)
     except LumosValueError as exc:
+        if default is not None:
+            log.warning("%s; the survey's default PSF FWHM %g %s is used", exc, default, survey.psf_fwhm_unit)
+            return survey.psf_fwhm_arcsec(default)
         raise HeaderError(f"{exc} ({'no ' + key + ' in the header; ' if key else ''}{survey.name}: psf_fwhm from_stars)") from None
     log.info("%s: PSF FWHM %.2f px from %d stars (spread %.1f %%)", name, star_psf.fwhm_px, star_psf.n_stars,
              100.0 * star_psf.spread)
