@@ -7,12 +7,13 @@ measurement's ``beta`` integrated over the pixels (amplitude, centre, FWHM and a
 background free; least squares, a soft-L1 loss so that a faint neighbour in the cutout does not
 drag the fit) and returns the FWHM of the stellar locus: stars are the most compact sources, so the
 locus is found from the lower quartile of the fitted widths and refined to the median of the fits
-within 15 % of it (galaxies are wider, cosmic rays narrower than a pixel and left out).
+within 15 % of it (galaxies are wider).
 
 The profile is the one the photometry models use (:mod:`lumos_ops.render.psf`, unit flux,
-untruncated), integrated over each pixel on a sub-grid of 3 x 3 to 9 x 9 (finer for sharper stars). A survey selects it per header
-quantity (``"psf_fwhm": {"keyword": "SEEING", "from_stars": true}``, :mod:`lumos_ops.survey`):
-:func:`lumos_ops.io.exposure.read_exposure` then measures the FWHM where the keyword is absent.
+untruncated), integrated over each pixel on a sub-grid of 3 x 3 to 9 x 9 (finer for sharper
+stars). A survey selects it per header quantity (``"psf_fwhm": {"keyword": "SEEING", "from_stars":
+true}``, :mod:`lumos_ops.survey`): :func:`lumos_ops.io.exposure.read_exposure` then measures the
+FWHM where the keyword is absent (fits below 0.6 px FWHM, cosmic rays, are left out).
 """
 
 from __future__ import annotations
