@@ -30,10 +30,10 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
 
 ``zero_point`` is the AB magnitude of a source giving 1 e-/s in that band; ``exptime`` the
 default exposure time (s). A header quantity is read from its ``keyword`` and falls back to its
-``default`` when the keyword is absent; a quantity with neither is required. ``psf_fwhm`` may
-also say ``"from_stars": true``: without its keyword the FWHM is measured on each exposure's own
-stars (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`), and its default, if any, serves
-only a frame with too few stars. ``docs/surveys.md``
+``default`` when the keyword is absent; a quantity with neither is required. ``psf_fwhm`` and
+``psf_beta`` may also say ``"from_stars": true``: without its keyword the value is measured on
+each exposure's own stars (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`), and its
+default, if any, serves only a frame with too few stars. ``docs/surveys.md``
 describes every quantity with its unit.
 
 A LUMOS model embeds each (band, camera epoch) in one row, ``band index + n_bands * epoch`` over
@@ -137,9 +137,9 @@ class BandSpec:
 class HeaderKey:
     """Where one header quantity comes from: a keyword, a default when it is absent, or both.
 
-    ``from_stars`` (``psf_fwhm`` only): where the keyword is absent, the FWHM is measured on the
-    exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`); the default then serves only a
-    frame with too few stars.
+    ``from_stars`` (``psf_fwhm`` and ``psf_beta`` only): where the keyword is absent, the value is
+    measured on the exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`); the default then
+    serves only a frame with too few stars.
     """
 
     keyword: str | None = None
@@ -251,8 +251,8 @@ class Survey:
             ):
                 raise BadInputError(f"{where}: header.{q} default {key.default!r} must be a number ({HEADER_QUANTITIES[q]})")
         for q, key in self.header.items():
-            if key.from_stars and q != "psf_fwhm":
-                raise BadInputError(f"{where}: header.{q}: from_stars is for psf_fwhm only")
+            if key.from_stars and q not in ("psf_fwhm", "psf_beta"):
+                raise BadInputError(f"{where}: header.{q}: from_stars is for psf_fwhm and psf_beta only")
         for q in _REQUIRED:
             key = self.header.get(q)
             if key is None or (key.keyword is None and key.default is None and not key.from_stars):
@@ -381,7 +381,7 @@ class Survey:
             if not isinstance(spec, Mapping) or set(spec) - {"keyword", "default", "from_stars"}:
                 raise BadInputError(
                     f"{source}: header.{q} must be a keyword string or {{\"keyword\": K, \"default\": V}}"
-                    f" (psf_fwhm also \"from_stars\": true), got {spec!r}"
+                    f" (psf_fwhm and psf_beta also \"from_stars\": true), got {spec!r}"
                 )
             if not isinstance(spec.get("from_stars", False), bool):
                 raise BadInputError(f"{source}: header.{q}.from_stars must be true or false, got {spec['from_stars']!r}")

@@ -197,14 +197,14 @@ def test_reading_a_nonstandard_header_warns_nothing(tmp_path: Path) -> None:
     assert exposure.wcs is not None and exposure.expnum == 5000 and exposure.path == KEY
 
 
-def _starry(path: Path, fwhm_px: float, n_stars: int = 25, **header: object) -> Path:
-    """A 240 px square frame of GalSim Moffat (beta 3.5) stars of ``fwhm_px`` on a noisy sky."""
+def _starry(path: Path, fwhm_px: float, n_stars: int = 25, beta: float = 3.5, **header: object) -> Path:
+    """A 240 px square frame of GalSim Moffat stars of ``fwhm_px`` and ``beta`` on a noisy sky."""
     galsim = pytest.importorskip("galsim")
     rng = np.random.default_rng(3)
     image = galsim.ImageF(240, 240, scale=1.0)
     for _ in range(n_stars):
         x, y = rng.uniform(15, 225, 2)
-        stamp = galsim.Moffat(beta=3.5, fwhm=fwhm_px).withFlux(rng.uniform(2e4, 1e5)).drawImage(
+        stamp = galsim.Moffat(beta=beta, fwhm=fwhm_px).withFlux(rng.uniform(2e4, 1e5)).drawImage(
             nx=31, ny=31, scale=1.0, offset=(x % 1 - 0.5, y % 1 - 0.5))
         stamp.setCenter(int(x) + 1, int(y) + 1)
         bounds = stamp.bounds & image.bounds
@@ -233,3 +233,21 @@ def test_a_survey_without_a_seeing_keyword_measures_the_psf_on_the_stars(tmp_pat
     assert read_exposure(_starry(tmp_path / "d.fits", 3.0, PSFFWHM=None), survey=fallback).psf_fwhm == pytest.approx(
         3.0 * paus.pixel_scale, rel=0.01)  # stars first
     assert read_exposure(tmp_path / "c.fits", survey=fallback).psf_fwhm == 1.2  # too few stars: the default
+
+
+def test_the_psf_beta_can_come_from_the_stars_too(tmp_path: Path) -> None:
+    """``psf_beta: {"keyword": "PSFBETA", "from_stars": true}`` fits the Moffat beta with the FWHM
+    (GalSim stars of beta 2.5); a header ``PSFBETA`` wins; the FWHM may still come from the header."""
+    import dataclasses
+
+    from lumos_ops.survey import HeaderKey, paus_survey
+
+    paus = paus_survey()
+    header = {**paus.header, "psf_fwhm": HeaderKey("PSFFWHM", from_stars=True), "psf_beta": HeaderKey("PSFBETA", from_stars=True)}
+    survey = dataclasses.replace(paus, name="starry", header=header)
+    both = read_exposure(_starry(tmp_path / "a.fits", 3.0, beta=2.5, PSFFWHM=None), survey=survey)
+    assert both.psf_beta == pytest.approx(2.5, abs=0.05) and both.psf_fwhm == pytest.approx(3.0 * paus.pixel_scale, rel=0.01)
+    given = read_exposure(_starry(tmp_path / "b.fits", 3.0, beta=2.5, PSFFWHM=None, PSFBETA=4.0), survey=survey)
+    assert given.psf_beta == 4.0
+    beta_only = read_exposure(_starry(tmp_path / "c.fits", 3.0, beta=2.5, PSFFWHM=0.9), survey=survey)
+    assert beta_only.psf_fwhm == 0.9 and beta_only.psf_beta == pytest.approx(2.5, abs=0.05)

@@ -77,7 +77,7 @@ def test_show_follows_lumos_survey(monkeypatch, capsys):
     ({"header": {"psf_fwhm": {"keyword": "S", "unit": "px"}}}, r"header.psf_fwhm must be a keyword string or"),
     ({"header": {"psf_fwhm": {}}}, r"header quantity 'psf_fwhm' \(PSF FWHM \(psf_fwhm_unit\)\) needs a keyword or a default"),
     ({"model_bands": ["g", "z"]}, r"model_bands \['g', 'z'\] must name distinct bands"),
-    ({"header": {"gain": {"default": 1.0, "from_stars": True}}}, r"header.gain: from_stars is for psf_fwhm only"),
+    ({"header": {"gain": {"default": 1.0, "from_stars": True}}}, r"header.gain: from_stars is for psf_fwhm and psf_beta only"),
     ({"header": {"psf_fwhm": {"from_stars": "yes"}}}, r"header.psf_fwhm.from_stars must be true or false"),
     ({"header": {"gain": {"default": "lots"}}}, r"header.gain default 'lots' must be a number \(e- per pixel unit"),
 ])
@@ -129,8 +129,9 @@ def test_init_psf_from_stars_round_trips(tmp_path):
     """``--psf-from-stars`` keeps a mapped keyword and measures where it is absent; without
     ``--header psf_fwhm=...`` the FWHM always comes from the stars."""
     base = ["survey", "init", "--bands", "g", "--wavelengths", "477", "--pixel-scale", "0.4", "--psf-from-stars"]
-    assert main(base + ["--out", str(tmp_path / "a.json"), "--header", "psf_fwhm=SEEING"]) == 0
+    assert main(base + ["--out", str(tmp_path / "a.json"), "--header", "psf_fwhm=SEEING", "--psf-beta-from-stars"]) == 0
     assert load_survey(tmp_path / "a.json").header["psf_fwhm"] == HeaderKey("SEEING", None, from_stars=True)
+    assert load_survey(tmp_path / "a.json").header["psf_beta"] == HeaderKey(None, None, from_stars=True)
     assert main(base + ["--out", str(tmp_path / "b.json")]) == 0
     survey = load_survey(tmp_path / "b.json")
     assert survey.header["psf_fwhm"] == HeaderKey(None, None, from_stars=True)

@@ -98,8 +98,9 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["ccd_shape"] = [int(ny), int(nx)]
     if args.header:
         values["header"] = parse_header_spec(args.header)
-    if args.psf_from_stars:
-        values.setdefault("header", {}).setdefault("psf_fwhm", {})["from_stars"] = True
+    for quantity, wanted in (("psf_fwhm", args.psf_from_stars), ("psf_beta", args.psf_beta_from_stars)):
+        if wanted:
+            values.setdefault("header", {}).setdefault(quantity, {})["from_stars"] = True
     if args.model_bands:
         values["model_bands"] = [b.strip() for b in args.model_bands.split(",") if b.strip()]
     if args.flux_error_floor is not None:
@@ -190,6 +191,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="measure the PSF FWHM on each exposure's own stars where the header has no psf_fwhm "
                            "keyword (a Moffat of the PSF beta fitted to its bright isolated stars; without "
                            "--header psf_fwhm=KEYWORD, always)")
+    init.add_argument("--psf-beta-from-stars", action="store_true",
+                      help="fit the PSF's Moffat beta on each exposure's stars too where the header has no "
+                           "psf_beta keyword (without --header psf_beta=KEYWORD, always)")
     init.add_argument("--model-bands", help="bands a new LUMOS model embeds, in row order (default: all bands)")
     init.add_argument("--flux-error-floor", type=float,
                       help="fraction of the flux added in quadrature to every per-exposure error: the error of the "

@@ -321,11 +321,13 @@ def read_exposure(
     data = raw * np.float32(gain / exptime)
     data[~np.isfinite(data)] = np.nan
     psf_beta = read.number("psf_beta")
-    if from_stars:
-        psf_fwhm = _fwhm_from_stars(data, psf_beta, survey, name, default=psf_header)
-    else:
-        assert psf_header is not None
-        psf_fwhm = survey.psf_fwhm_arcsec(psf_header)
+    beta_key = read.key("psf_beta")
+    beta_from_stars = beta_key.from_stars and not (beta_key.keyword is not None and beta_key.keyword in header)
+    psf_fwhm = None if psf_header is None else survey.psf_fwhm_arcsec(psf_header)
+    if from_stars or beta_from_stars:
+        psf_fwhm, psf_beta = _psf_from_stars(data, survey, name, fwhm=psf_fwhm, fwhm_needed=from_stars, beta=psf_beta,
+                                             beta_needed=beta_from_stars)
+    assert psf_fwhm is not None
     return Exposure(
         path=name,
         data=data,
@@ -351,20 +353,29 @@ def _one_line(exc: BaseException, path: str, name: str) -> str:
     return " ".join(str(exc).replace(path, name).split()) or type(exc).__name__
 
 
-def _fwhm_from_stars(data: np.ndarray, beta: float | None, survey: Survey, name: str, *, default: float | None) -> float:
-    """PSF FWHM (arcsec) measured on the exposure's own stars (survey ``psf_fwhm.from_stars``); with
-    too few stars the survey's ``default`` (``psf_fwhm_unit``) with a warning, else a HeaderError."""
+def _psf_from_stars(data: np.ndarray, survey: Survey, name: str, *, fwhm: float | None, fwhm_needed: bool,
+                    beta: float | None, beta_needed: bool) -> tuple[float | None, float | None]:
+    """(PSF FWHM in arcsec, Moffat beta) with what the survey asks measured on the exposure's own
+    stars (``psf_fwhm`` / ``psf_beta`` ``from_stars``; :func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`).
+
+    ``fwhm`` / ``beta``: the header's or default values (None: absent); ``*_needed``: measure that
+    one. With too few stars each falls back to its value with a warning; a needed FWHM without
+    one is a HeaderError naming the exposure and the survey.
+    """
     from lumos_ops.photometry.psf_stars import measure_psf_fwhm
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
-    key = survey.header["psf_fwhm"].keyword
+    fit_beta = None if beta_needed else (DEFAULT_MOFFAT_BETA if beta is None else beta)
     try:
-        star_psf = measure_psf_fwhm(data, beta=DEFAULT_MOFFAT_BETA if beta is None else beta, label=name)
+        star_psf = measure_psf_fwhm(data, beta=fit_beta, label=name)
     except LumosValueError as exc:
-        if default is not None:
-            log.warning("%s; the survey's default PSF FWHM %g %s is used", exc, default, survey.psf_fwhm_unit)
-            return survey.psf_fwhm_arcsec(default)
-        raise HeaderError(f"{exc} ({'no ' + key + ' in the header; ' if key else ''}{survey.name}: psf_fwhm from_stars)") from None
-    log.info("%s: PSF FWHM %.2f px from %d stars (spread %.1f %%)", name, star_psf.fwhm_px, star_psf.n_stars,
-             100.0 * star_psf.spread)
-    return star_psf.fwhm_px * survey.pixel_scale
+        if fwhm_needed and fwhm is None:
+            key = survey.header["psf_fwhm"].keyword
+            raise HeaderError(f"{exc} ({'no ' + key + ' in the header; ' if key else ''}{survey.name}: psf_fwhm "
+                              "from_stars)") from None
+        log.warning("%s; the survey's PSF %s is used", exc, " and ".join(
+            q for q, needed in (("FWHM", fwhm_needed), ("beta", beta_needed)) if needed))
+        return fwhm, beta
+    log.info("%s: PSF FWHM %.2f px, beta %.2f from %d stars (spread %.1f %%)", name, star_psf.fwhm_px, star_psf.beta,
+             star_psf.n_stars, 100.0 * star_psf.spread)
+    return (star_psf.fwhm_px * survey.pixel_scale if fwhm_needed else fwhm), (star_psf.beta if beta_needed else beta)

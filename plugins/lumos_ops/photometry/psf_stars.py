@@ -19,15 +19,24 @@ FWHM where the keyword is absent (fits below 0.6 px FWHM, cosmic rays, are left 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage, optimize
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.render.psf import DEFAULT_MOFFAT_BETA, PsfKind, psf_log_surface_brightness, psf_scale_radius
+from lumos_ops.render.psf import (
+    DEFAULT_MOFFAT_BETA,
+    MOFFAT_BETA_MAX,
+    MOFFAT_BETA_MIN,
+    PsfKind,
+    psf_log_surface_brightness,
+    psf_scale_radius,
+)
 
-__all__ = ["StarPsf", "bright_compact_peaks", "fit_star", "fit_stars", "stellar_locus", "measure_psf_fwhm", "MIN_STARS"]
+__all__ = ["StarPsf", "StarFit", "bright_compact_peaks", "fit_star", "fit_stars", "stellar_locus", "measure_psf_fwhm",
+           "MIN_STARS"]
 
 MIN_STARS: int = 5
 """Fewest stars on the locus from which the FWHM is trusted."""
@@ -53,7 +62,7 @@ class StarPsf:
     fwhm_px : float
         FWHM (pixels) of the Moffat of ``beta`` that fits the stellar locus (median of its stars).
     beta : float
-        The Moffat ``beta`` the fits used (fixed).
+        The Moffat ``beta``: the one the fits used, or the median of the locus stars' fitted ones.
     n_stars : int
         Stars on the locus.
     spread : float
@@ -100,14 +109,25 @@ def _moffat_pixels(size: int, x0: float, y0: float, fwhm: float, beta: float, n_
     return surface.reshape(size, n_sub, size, n_sub).mean(axis=(1, 3))
 
 
-def fit_star(cut: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA,
-             fwhm_guess: float | None = None) -> tuple[float, float, float, float] | None:
-    """Fit a pixel-integrated Moffat of ``beta`` to a star centred in ``cut`` (odd square, sky-subtracted).
+class StarFit(NamedTuple):
+    """One star's Moffat fit: FWHM (px), flux (the cutout's unit times pixels), centre (px from the
+    central pixel's centre) and ``beta`` (fitted, or the fixed one)."""
 
-    Returns (FWHM px, flux in the units of ``cut`` times pixels, x and y of its centre in pixels
-    from the central pixel's centre), or None when the fit fails or runs to its bounds (FWHM 0.3
-    px or the cutout's side). ``fwhm_guess`` (px): where the fit starts; None: the diameter of a disc
-    of the area of the pixels above half the peak.
+    fwhm_px: float
+    flux: float
+    dx: float
+    dy: float
+    beta: float
+
+
+def fit_star(cut: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA,
+             fwhm_guess: float | None = None) -> StarFit | None:
+    """Fit a pixel-integrated Moffat to a star centred in ``cut`` (odd square, sky-subtracted).
+
+    ``beta``: the Moffat's, fixed; None fits it too (within the renderer's 1.5-10). ``fwhm_guess``
+    (px): where the fit starts; None: the diameter of a disc of the area of the pixels above half
+    the peak. Returns None when the fit fails or runs to its bounds (FWHM 0.3 px or the cutout's
+    side, ``beta`` 1.5 or 10).
     """
     size = cut.shape[0]
     total = float(np.nansum(cut))
@@ -115,14 +135,17 @@ def fit_star(cut: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA,
         return None
     if fwhm_guess is None:
         fwhm_guess = 2.0 * float(np.sqrt(np.count_nonzero(cut >= 0.5 * np.nanmax(cut)) / np.pi))
-    lo = [0.0, -1.5, -1.5, 0.3, -np.inf]
-    hi = [np.inf, 1.5, 1.5, float(size), np.inf]
-    start = np.array([total, 0.0, 0.0, float(np.clip(fwhm_guess, 0.5, size - 1.0)), 0.0])
+    free = beta is None
+    lo = [0.0, -1.5, -1.5, 0.3, -np.inf] + ([MOFFAT_BETA_MIN] if free else [])
+    hi = [np.inf, 1.5, 1.5, float(size), np.inf] + ([MOFFAT_BETA_MAX] if free else [])
+    start = np.array([total, 0.0, 0.0, float(np.clip(fwhm_guess, 0.5, size - 1.0)), 0.0]
+                     + ([DEFAULT_MOFFAT_BETA] if free else []))
     n_sub = _sub_pixels(start[3])
     for _ in range(3):  # refit on a finer sub-grid when the fit lands where it is needed
         def residual(p: np.ndarray, n_sub: int = n_sub) -> np.ndarray:
-            flux, x0, y0, fwhm, sky = p
-            return (flux * _moffat_pixels(size, x0, y0, fwhm, beta, n_sub) + sky - cut).ravel()
+            flux, x0, y0, fwhm, sky = p[:5]
+            model = _moffat_pixels(size, x0, y0, fwhm, p[5] if free else beta, n_sub)
+            return (flux * model + sky - cut).ravel()
 
         try:
             fit = optimize.least_squares(residual, start, bounds=(lo, hi), loss="soft_l1",
@@ -132,20 +155,23 @@ def fit_star(cut: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA,
         if _sub_pixels(fit.x[3]) <= n_sub:
             break
         start, n_sub = np.clip(fit.x, lo, hi), _sub_pixels(fit.x[3])
-    flux, x0, y0, fwhm, _ = fit.x
+    flux, x0, y0, fwhm, _ = fit.x[:5]
+    fitted_beta = float(fit.x[5]) if free else float(beta)
     if not fit.success or not 0.31 < fwhm < size - 0.01 or flux <= 0:
         return None
-    return float(fwhm), float(flux), float(x0), float(y0)
+    if free and not MOFFAT_BETA_MIN + 0.01 < fitted_beta < MOFFAT_BETA_MAX - 0.01:
+        return None
+    return StarFit(float(fwhm), float(flux), float(x0), float(y0), fitted_beta)
 
 
-def fit_stars(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
+def fit_stars(data: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
               max_stars: int = 100) -> pd.DataFrame:
-    """Moffat fits of a frame's bright isolated peaks (the ``max_stars`` brightest of
-    :func:`bright_compact_peaks`, after the frame's coarse sky is subtracted).
+    """Moffat fits (:func:`fit_star`; ``beta`` None fits it) of a frame's bright isolated peaks (the
+    ``max_stars`` brightest of :func:`bright_compact_peaks`, after the frame's coarse sky is subtracted).
 
     Returns one row per successful fit of FWHM >= 0.6 px: ``x``, ``y`` (pixels, sub-pixel centre,
-    0-based frame coordinates), ``fwhm_px``, ``flux`` (the frame's unit times pixels). Galaxies
-    and stars alike: :func:`stellar_locus` tells them apart.
+    0-based frame coordinates), ``fwhm_px``, ``flux`` (the frame's unit times pixels), ``beta``.
+    Galaxies and stars alike: :func:`stellar_locus` tells them apart.
     """
     from lumos_ops.noise_calibration import robust_sigma, subtract_sky
 
@@ -158,9 +184,9 @@ def fit_stars(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min_snr: f
     rows = []
     for y, x in peaks:
         fit = fit_star(img[y - radius : y + radius + 1, x - radius : x + radius + 1], beta=beta)
-        if fit is not None and fit[0] >= 0.6:
-            rows.append({"x": x + fit[2], "y": y + fit[3], "fwhm_px": fit[0], "flux": fit[1]})
-    return pd.DataFrame(rows, columns=["x", "y", "fwhm_px", "flux"])
+        if fit is not None and fit.fwhm_px >= 0.6:
+            rows.append({"x": x + fit.dx, "y": y + fit.dy, "fwhm_px": fit.fwhm_px, "flux": fit.flux, "beta": fit.beta})
+    return pd.DataFrame(rows, columns=["x", "y", "fwhm_px", "flux", "beta"])
 
 
 def stellar_locus(fwhm_px: np.ndarray) -> tuple[float, np.ndarray]:
@@ -182,7 +208,7 @@ def stellar_locus(fwhm_px: np.ndarray) -> tuple[float, np.ndarray]:
     return centre, on
 
 
-def measure_psf_fwhm(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
+def measure_psf_fwhm(data: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
                      max_stars: int = 100, label: str = "frame") -> StarPsf:
     """PSF FWHM (pixels) of a frame from its stars (module docstring).
 
@@ -191,8 +217,9 @@ def measure_psf_fwhm(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min
     data : ndarray, shape (ny, nx)
         The frame (any linear unit: counts or e-/s per pixel; NaN for masked pixels). Its coarse
         sky is subtracted first (:func:`lumos_ops.noise_calibration.subtract_sky`).
-    beta : float, keyword-only
-        Moffat ``beta`` of the fits (the measurement's; the PAUS model's 3.5 by default).
+    beta : float or None, keyword-only
+        Moffat ``beta`` of the fits (the measurement's; the PAUS model's 3.5 by default); None fits
+        it star by star, and ``StarPsf.beta`` is the locus stars' median.
     min_snr, radius, max_stars : keyword-only
         Peak threshold in pixel-noise units, cutout half-side (px), brightest peaks fitted at most.
     label : str, keyword-only
@@ -212,4 +239,5 @@ def measure_psf_fwhm(data: np.ndarray, *, beta: float = DEFAULT_MOFFAT_BETA, min
             f"to measure the PSF FWHM from, need {MIN_STARS}; give the FWHM in the header or as the survey's default"
         )
     q16, q84 = np.percentile(locus, [16.0, 84.0])
-    return StarPsf(fwhm_px=centre, beta=float(beta), n_stars=int(locus.size), spread=float(0.5 * (q84 - q16) / centre))
+    fitted_beta = float(np.median(fits["beta"].to_numpy()[on]))
+    return StarPsf(fwhm_px=centre, beta=fitted_beta, n_stars=int(locus.size), spread=float(0.5 * (q84 - q16) / centre))

@@ -1,10 +1,10 @@
 """How the production methods read a real frame's stars with the PSF of a survey's default and with the PSF measured on the stars (README.md here).
 
 For each frame, read through a survey file (default ``examples/surveys/sdss-gri-reprojected.json``)
-twice: with a fixed PSF FWHM default (``--fixed-fwhm-px``, 2.2 px: what that file gave before it
+three times: with a fixed PSF FWHM (``--fixed-fwhm-px``, 2.2 px: what that file gave before it
 measured the stars, the second-moment width of ``lumos_ops.evaluation.injection.estimate_psf_fwhm``)
-and with ``psf_fwhm`` measured on the stars (``from_stars``,
-:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`). The stars are the bright isolated peaks
+and beta 3.5; with the FWHM measured on the stars at beta 3.5; with both measured on the stars
+(``from_stars``, :func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`). The stars are the bright isolated peaks
 (> 30 sigma) on the stellar locus of their own Moffat fits (``fit_stars``, ``stellar_locus``);
 their catalogue positions are the fits' sub-pixel centres, their shape a point
 (r50 0.01 arcsec). ``measure_exposure`` (aperture, optimal, LUMOS; no error calibration) reads
@@ -56,18 +56,24 @@ def stars(data: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
 
 def frame_check(path: str, survey_path: str, fixed_px: float) -> dict:
     given = load_survey(survey_path)
-    fixed = dataclasses.replace(given, name=f"{given.name}+fixed", psf_fwhm_unit="pixel",
-                                header={**given.header, "psf_fwhm": HeaderKey(None, fixed_px)})
-    measured = dataclasses.replace(given, name=f"{given.name}+stars",
-                                   header={**given.header, "psf_fwhm": HeaderKey(None, from_stars=True)})
+
+    def variant(name: str, fwhm: HeaderKey, beta: HeaderKey):
+        return dataclasses.replace(given, name=f"{given.name}+{name}", psf_fwhm_unit="pixel",
+                                   header={**given.header, "psf_fwhm": fwhm, "psf_beta": beta})
+
+    variants = (
+        (f"fixed {fixed_px:g} px, beta 3.5", variant("fixed", HeaderKey(None, fixed_px), HeaderKey(None, 3.5))),
+        ("stars' FWHM, beta 3.5", variant("stars", HeaderKey(None, from_stars=True), HeaderKey(None, 3.5))),
+        ("stars' FWHM and beta", variant("stars-beta", HeaderKey(None, from_stars=True), HeaderKey(None, from_stars=True))),
+    )
     out: dict = {"frame": Path(path).name, "survey": survey_path, "psf": {}}
     catalog = reference = None
-    for label, survey in ((f"fixed {fixed_px:g} px", fixed), ("from stars", measured)):
+    for label, survey in variants:
         exposure = read_exposure(path, survey=survey)
         if catalog is None:
             catalog, reference = stars(exposure.data)
         table = measure_exposure(exposure, catalog, methods=METHODS, calibrate_errors=False)
-        entry = {"fwhm_px": exposure.psf_fwhm / exposure.pixel_scale, "n_stars": len(catalog)}
+        entry = {"fwhm_px": exposure.psf_fwhm / exposure.pixel_scale, "beta": exposure.psf_beta, "n_stars": len(catalog)}
         for method in METHODS:
             flux = table[table["method"] == method].set_index("ref_id")["flux"].reindex(catalog["ref_id"]).to_numpy()
             ratio = flux / reference
@@ -75,7 +81,8 @@ def frame_check(path: str, survey_path: str, fixed_px: float) -> dict:
             entry[method] = {"median": float(np.median(ratio)), "p16": float(np.percentile(ratio, 16)),
                              "p84": float(np.percentile(ratio, 84))}
         out["psf"][label] = entry
-        print(f"{out['frame']:18s} {label:12s} FWHM {entry['fwhm_px']:.2f} px, {entry['n_stars']} stars; flux / 6 px "
+        print(f"{out['frame']:18s} {label:22s} FWHM {entry['fwhm_px']:.2f} px, beta {entry['beta']:.2f}, "
+              f"{entry['n_stars']} stars; flux / 6 px "
               "aperture: " + ", ".join(f"{m} {entry[m]['median']:.3f} ({entry[m]['p16']:.2f}-{entry[m]['p84']:.2f})"
                                        for m in METHODS))
     return out
