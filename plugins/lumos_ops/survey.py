@@ -139,7 +139,7 @@ class HeaderKey:
 
     ``from_stars`` (``psf_fwhm`` and ``psf_beta`` only): where the keyword is absent, the value is
     measured on the exposure's own stars (:mod:`lumos_ops.photometry.psf_stars`); the default then
-    serves only a frame with too few stars.
+    serves only a frame with too few stars. ``psf_beta`` is measured only with the FWHM (one fit).
     """
 
     keyword: str | None = None

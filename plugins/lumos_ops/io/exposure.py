@@ -322,9 +322,10 @@ def read_exposure(
     data[~np.isfinite(data)] = np.nan
     psf_beta = read.number("psf_beta")
     beta_key = read.key("psf_beta")
-    beta_from_stars = beta_key.from_stars and not (beta_key.keyword is not None and beta_key.keyword in header)
+    # beta and the FWHM are one fit: beta comes from the stars only with the FWHM
+    beta_from_stars = from_stars and beta_key.from_stars and not (beta_key.keyword is not None and beta_key.keyword in header)
     psf_fwhm = None if psf_header is None else survey.psf_fwhm_arcsec(psf_header)
-    if from_stars or beta_from_stars:
+    if from_stars:
         psf_fwhm, psf_beta = _psf_from_stars(data, survey, name, fwhm=psf_fwhm, fwhm_needed=from_stars, beta=psf_beta,
                                              beta_needed=beta_from_stars)
     assert psf_fwhm is not None
@@ -358,9 +359,9 @@ def _psf_from_stars(data: np.ndarray, survey: Survey, name: str, *, fwhm: float 
     """(PSF FWHM in arcsec, Moffat beta) with what the survey asks measured on the exposure's own
     stars (``psf_fwhm`` / ``psf_beta`` ``from_stars``; :func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`).
 
-    ``fwhm`` / ``beta``: the header's or default values (None: absent); ``*_needed``: measure that
-    one. With too few stars each falls back to its value with a warning; a needed FWHM without
-    one is a HeaderError naming the exposure and the survey.
+    ``fwhm`` / ``beta``: the default values (None: none); ``*_needed``: measure that one (the caller
+    measures beta only with the FWHM). With too few stars each falls back to its default with a
+    warning; a FWHM without one is a HeaderError naming the exposure and the survey.
     """
     from lumos_ops.photometry.psf_stars import measure_psf_fwhm
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
