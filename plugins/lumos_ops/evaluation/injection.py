@@ -197,21 +197,15 @@ def estimate_psf_fwhm(data: np.ndarray, *, min_snr: float = 30.0, radius: int = 
     px (on the SDSS frames, whose many stars dominate the 20th percentile, it stays within 2 %);
     give the FWHM for a raw frame with many of them (``lumos inject --psf-fwhm``).
     """
-    from scipy import ndimage
+    from lumos_ops.photometry.psf_stars import bright_compact_peaks
 
     img = subtract_sky(data)
     med, sig = robust_sigma(img)
     img = np.nan_to_num(img - med)
-    peaks = (img == ndimage.maximum_filter(img, size=4 * radius + 1)) & (img > min_snr * sig)
-    ys, xs = np.nonzero(peaks)
-    ny, nx = img.shape
-    keep = (ys >= radius) & (ys < ny - radius) & (xs >= radius) & (xs < nx - radius)
     sizes = []
     yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    for y, x in zip(ys[keep], xs[keep]):
+    for y, x in bright_compact_peaks(img, sig, min_snr=min_snr, radius=radius):
         cut = img[y - radius : y + radius + 1, x - radius : x + radius + 1]
-        if np.count_nonzero(cut >= 0.98 * cut.max()) > 2:
-            continue
         w = np.clip(cut, 0.0, None)
         total = w.sum()
         if total <= 0:
