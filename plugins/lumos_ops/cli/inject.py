@@ -79,16 +79,11 @@ def inject_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
-    if args.psf_from_stars:
-        from lumos_ops.evaluation.injection import read_frame
-        from lumos_ops.photometry.psf_stars import measure_psf_fwhm
-
-        psf = {f: measure_psf_fwhm(read_frame(f), label=str(f)).fwhm_px for f in args.frames}
     tables = []
     for k, population in enumerate(args.populations):
         config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
                                  snr_range=tuple(args.snr_range), noise_ratio=args.noise_ratio, band=args.band,
-                                 psf_profile=args.psf_profile, spacing=args.spacing,
+                                 psf_profile=args.psf_profile, psf_from_stars=args.psf_from_stars, spacing=args.spacing,
                                  min_clearance=args.min_clearance, seed=args.seed * 1000 + k)
         if not args.quiet:
             print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)

@@ -193,7 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                            "--header psf_fwhm=KEYWORD, always)")
     init.add_argument("--psf-beta-from-stars", action="store_true",
                       help="fit the PSF's Moffat beta on each exposure's stars too where the header has no "
-                           "psf_beta keyword (without --header psf_beta=KEYWORD, always)")
+                           "psf_beta keyword, whenever the FWHM comes from the stars (one fit measures both)")
     init.add_argument("--model-bands", help="bands a new LUMOS model embeds, in row order (default: all bands)")
     init.add_argument("--flux-error-floor", type=float,
                       help="fraction of the flux added in quadrature to every per-exposure error: the error of the "

@@ -82,6 +82,10 @@ class InjectionConfig:
         turbulence, the default: not the measurement's model) or the Moffat of the measurement's
         model (``lumos_ops.render.DEFAULT_MOFFAT_BETA``, the frames carry no ``PSFBETA``), which
         takes the PSF-profile mismatch out of a test.
+    psf_from_stars : bool
+        The frame's FWHM is the Moffat FWHM fitted to its stars
+        (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey's ``from_stars``
+        gives it) instead of the second-moment width of :func:`estimate_psf_fwhm`.
     seed : int
     """
 
@@ -95,6 +99,7 @@ class InjectionConfig:
     source_exptime: float = 90.0
     min_clearance: float = 10.0
     psf_profile: str = "kolmogorov"
+    psf_from_stars: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -237,6 +242,15 @@ def _aperture_moment_correction(sigma: float, radius: int) -> float:
             break
         true = step
     return true / sigma
+
+
+def _frame_fwhm(data: np.ndarray, from_stars: bool, path: str | os.PathLike[str]) -> float:
+    """The FWHM (px) that maps a frame: its stars' Moffat fit, or the second-moment width."""
+    if from_stars:
+        from lumos_ops.photometry.psf_stars import measure_psf_fwhm
+
+        return measure_psf_fwhm(data, label=os.fspath(path)).fwhm_px
+    return estimate_psf_fwhm(data)
 
 
 def frame_header(noise_counts: float, *, training_noise: float, noise_ratio: float, band: str, psf_fwhm_px: float,
@@ -493,7 +507,7 @@ def run_injection(
             fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or exposure.psf_fwhm / pixel_scale
             header["_beta"] = exposure.psf_beta
         else:
-            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or estimate_psf_fwhm(data)
+            fwhm = (psf_fwhm_px or {}).get(os.fspath(path)) or _frame_fwhm(data, config.psf_from_stars, path)
             header = frame_header(sig, training_noise=training_noise, noise_ratio=config.noise_ratio,
                                   band=config.band, psf_fwhm_px=fwhm, exptime=config.source_exptime)
             header.update({"_gain": header["GAIN"], "_exptime": header["EXPTIME"]})
