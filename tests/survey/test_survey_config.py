@@ -137,3 +137,33 @@ def test_init_psf_from_stars_round_trips(tmp_path):
     assert survey.header["psf_fwhm"] == HeaderKey(None, None, from_stars=True)
     written = survey.to_dict()["header"]
     assert written["psf_fwhm"] == {"from_stars": True} and "from_stars" not in written["gain"]
+
+
+def test_psf_prints_what_each_frames_stars_give(tmp_path, capsys):
+    """``lumos survey psf``: one tab-separated line per frame (GalSim Moffat stars of 3 px), the FWHM
+    in arcsec at the selected survey's pixel scale; a frame without stars fails by name."""
+    import numpy as np
+    from astropy.io import fits
+
+    galsim = pytest.importorskip("galsim")
+    rng = np.random.default_rng(4)
+    image = galsim.ImageF(200, 200, scale=1.0)
+    for _ in range(12):
+        x, y = rng.uniform(15, 185, 2)
+        stamp = galsim.Moffat(beta=3.5, fwhm=3.0).withFlux(5e4).drawImage(nx=31, ny=31, scale=1.0,
+                                                                          offset=(x % 1 - 0.5, y % 1 - 0.5))
+        stamp.setCenter(int(x) + 1, int(y) + 1)
+        bounds = stamp.bounds & image.bounds
+        image[bounds] += stamp[bounds]
+    frame = tmp_path / "stars.fits"
+    fits.PrimaryHDU((image.array + rng.normal(100.0, 5.0, (200, 200))).astype(np.float32)).writeto(frame)
+    assert main(["survey", "psf", str(frame), "--survey", str(SDSS_SURVEY)]) == 0
+    header, line = capsys.readouterr().out.strip().splitlines()
+    assert header.split("\t") == ["frame", "fwhm_px", "fwhm_arcsec", "beta", "stars", "spread"]
+    name, fwhm_px, fwhm_arcsec, beta, stars, _ = line.split("\t")
+    assert name == str(frame) and float(fwhm_px) == pytest.approx(3.0, rel=0.01) and beta == "3.50"
+    assert float(fwhm_arcsec) == pytest.approx(float(fwhm_px) * 0.396, rel=1e-3) and int(stars) >= 10
+    blank = tmp_path / "blank.fits"
+    fits.PrimaryHDU(rng.normal(100.0, 5.0, (200, 200)).astype(np.float32)).writeto(blank)
+    assert main(["survey", "psf", str(blank)]) != 0
+    assert f"{blank}: only 0 isolated unsaturated stars" in capsys.readouterr().err

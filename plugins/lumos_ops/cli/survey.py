@@ -149,8 +149,29 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def psf_command(args: argparse.Namespace) -> int:
+    """Body of ``lumos survey psf``: the PSF each frame's stars give, one line per frame on stdout."""
+    import numpy as np
+
+    from lumos_ops.evaluation.injection import read_frame
+    from lumos_ops.photometry.psf_stars import measure_psf_fwhm
+
+    survey = survey_from_args(args)
+    print("frame\tfwhm_px\tfwhm_arcsec\tbeta\tstars\tspread")
+    fwhms = []
+    for frame in args.frames:
+        psf = measure_psf_fwhm(read_frame(frame), beta=None if args.fit_beta else args.beta, label=str(frame))
+        fwhms.append(psf.fwhm_px)
+        print(f"{frame}\t{psf.fwhm_px:.3f}\t{psf.fwhm_px * survey.pixel_scale:.3f}\t{psf.beta:.2f}\t{psf.n_stars}\t"
+              f"{psf.spread:.3f}")
+    print(f"lumos survey psf: median FWHM {np.median(fwhms):.3f} px = {np.median(fwhms) * survey.pixel_scale:.3f} "
+          f"arcsec at {survey.pixel_scale} arcsec/px ({survey.name}); a survey file measures it per exposure with "
+          '"psf_fwhm": {"from_stars": true}', file=sys.stderr)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``lumos survey init`` and ``lumos survey show``."""
+    """Add ``lumos survey init``, ``lumos survey show`` and ``lumos survey psf``."""
     from lumos_ops.survey import HEADER_QUANTITIES
 
     quantities = "; ".join(f"{q}: {meaning}" for q, meaning in HEADER_QUANTITIES.items())
@@ -206,3 +227,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")
     add_survey_option(show)
     show.set_defaults(func=show_command)
+    psf = sub.add_parser(
+        "psf", help="the PSF FWHM (and beta) that each frame's own stars give (photometry.psf_stars)",
+        description="Fit a pixel-integrated Moffat to each frame's bright isolated stars and print the stellar "
+                    "locus's FWHM (pixels, and arcsec at the survey's pixel scale), beta, the number of stars and "
+                    "their spread: what a survey file's \"from_stars\" measures per exposure (docs/surveys.md).",
+    )
+    psf.add_argument("frames", nargs="+", help="FITS frames (.fits, .fits.bz2, .fits.gz, .fits.fz)")
+    psf.add_argument("--beta", type=float, default=3.5, help="Moffat beta of the fits (default 3.5, the models')")
+    psf.add_argument("--fit-beta", action="store_true", help="fit beta star by star too (the locus median)")
+    add_survey_option(psf)
+    psf.set_defaults(func=psf_command)
