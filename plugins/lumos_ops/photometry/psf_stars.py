@@ -46,11 +46,13 @@ _SUB_BY_FWHM: tuple[tuple[float, int], ...] = ((4.0, 3), (1.6, 5), (0.0, 9))
 midpoint rule on them reads a GalSim Moffat's FWHM within 0.3 % from 1.6 px, 0.8 % at 0.8 px."""
 
 
-def _sub_pixels(fwhm: float) -> int:
-    return next(n for least, n in _SUB_BY_FWHM if fwhm >= least)
-
 _LOCUS_WIDTH: float = 0.15
 """Half-width of the stellar locus, as a fraction of its FWHM."""
+
+
+def _sub_pixels(fwhm: float) -> int:
+    """Sub-pixels per pixel side for a star of ``fwhm`` px (:data:`_SUB_BY_FWHM`)."""
+    return next(n for least, n in _SUB_BY_FWHM if fwhm >= least)
 
 
 @dataclasses.dataclass(frozen=True)
