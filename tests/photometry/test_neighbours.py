@@ -220,3 +220,46 @@ def test_overlap_pairs_and_groups_match_brute_force() -> None:
     label = _components(10, np.array([[0, 5], [5, 3], [7, 8], [3, 9]]))
     assert label.tolist() == [0, 1, 2, 0, 4, 0, 6, 7, 7, 0]
     assert _overlap_pairs(np.zeros(1, dtype=int), np.zeros(1, dtype=int), SIZE).shape == (0, 2)
+
+
+def test_group_above_max_group_is_fitted_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clique (every pair blended) fitted target by target with its partners is the joint fit."""
+    import lumos_ops.photometry.neighbours as neighbours
+
+    catalog = random_catalog(4, shape=(200, 200), seed=5)
+    catalog["x"] = [90.2, 94.7, 91.1, 95.3]
+    catalog["y"] = [100.4, 99.8, 104.9, 104.2]
+    shape = (200, 200)
+    stamps, models = _models(catalog, shape)
+    truth = np.array([150.0, 80.0, 220.0, 60.0])
+    image = (_paste(shape, stamps, models, truth) + 6.0).astype(np.float32)
+    stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
+    joint = fit_neighbours(image, stamps, models)
+    monkeypatch.setattr(neighbours, "MAX_GROUP", 2)
+    local = fit_neighbours(image, stamps, models)
+    assert joint.fitted.all() and local.fitted.all()
+    np.testing.assert_allclose(local.amplitude, joint.amplitude, rtol=1e-9)
+    np.testing.assert_allclose(local.variance_factor, joint.variance_factor, rtol=1e-9)
+    np.testing.assert_allclose(local.contamination, joint.contamination, rtol=1e-9)
+    np.testing.assert_allclose(local.amplitude, truth, rtol=5e-3)  # the sky annulus holds some of the wings
+
+
+def test_crowded_field_is_fitted_in_local_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blends that link into one component of a thousand targets are fitted locally, near the truth."""
+    import lumos_ops.photometry.neighbours as neighbours
+
+    local_groups = []
+    fit_locally = neighbours._fit_locally
+    monkeypatch.setattr(neighbours, "_fit_locally", lambda group, *args: (local_groups.append(group.size),
+                                                                          fit_locally(group, *args)))
+    shape = (700, 700)
+    catalog = random_catalog(1600, shape=shape, margin=30.0, seed=6)  # one target per 270 px^2
+    flux = 10 ** (-0.4 * (catalog["i_auto"].to_numpy() - 25.0))
+    stamps, models = _models(catalog, shape)
+    image = (_paste(shape, stamps, models, flux) + 6.0).astype(np.float32)
+    stamps = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
+    fit = fit_neighbours(image, stamps, models)
+    assert local_groups and max(local_groups) > neighbours.MAX_GROUP
+    assert np.isfinite(fit.amplitude).all() and (fit.variance_factor >= 1.0).all()
+    relative = (fit.amplitude - flux)[fit.fitted] / flux[fit.fitted]
+    assert np.median(np.abs(relative)) < 0.02
