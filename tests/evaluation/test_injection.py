@@ -97,6 +97,16 @@ def test_every_frame_gets_its_share_of_a_few_placements(tmp_path):
     assert counts == {"a.fits": 4, "b.fits": 4}
 
 
+def test_placements_on_a_large_frame_cover_it_not_its_first_rows(tmp_path):
+    """A frame with more free slots than placements gets a random subset of them, over all of it."""
+    _frame(tmp_path / "tall.fits", seed=3, shape=(1400, 300))
+    config = InjectionConfig(n_galaxies=12, n_place=1, snr_range=(80.0, 120.0), seed=5)
+    table = run_injection([tmp_path / "tall.fits"], config, methods=("aperture",))
+    y = table["y"].to_numpy()
+    assert len(y) == 12
+    assert y.min() < 350 and y.max() > 1050  # the first rows' slots alone would end near y = 100
+
+
 def test_the_noiseless_reading_is_the_true_flux_for_a_galaxy_that_is_its_model():
     from lumos_ops.evaluation import injection
     from lumos_ops.render import DEFAULT_MOFFAT_BETA

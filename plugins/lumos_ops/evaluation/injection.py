@@ -534,6 +534,8 @@ def run_injection(
             raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources in "
                                   f"{_SLOT_TRIES} jittered grids; lower min_clearance (lumos inject --min-clearance) "
                                   "or use another frame")
+        if len(slots) > share:  # a large frame: a random subset of its slots, not its first rows
+            slots = slots[np.sort(rng.choice(len(slots), size=share, replace=False))]
         take = order[cursor : cursor + min(len(slots), share)]
         for (g, p), (x, y) in zip(take, slots):
             placements.append({"galaxy": g, "place": p, "frame_index": k, "realisation": realisation, "x": x, "y": y})
