@@ -26,6 +26,7 @@
 #   blank-offset/ blank-sky pulls by footprint on the real frames, with and without other sources' pixels.
 #   lumos-width/  LUMOS blank-sky pulls by hole share, the source-present width on real and simulated frames.
 #   frame-variants/ one real frame with a pedestal, scattered light, NaNs, int16, MEF, fpack, cut small.
+#   ccd-extrapolation/ the default on full 4096x2048 PAUCam CCDs, whose far half it was not trained on.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
@@ -91,3 +92,4 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
 .venv/bin/python reports/lumos/lumos-width/zero_flux.py "$work/zero" reports/lumos/lumos-width/zero_flux.json
 .venv/bin/python reports/lumos/psf-from-stars/star_flux_check.py reports/lumos/psf-from-stars/star_flux_check.json \
     "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2"
+.venv/bin/python reports/lumos/ccd-extrapolation/full_ccd.py reports/lumos/ccd-extrapolation/full_ccd.json
