@@ -72,21 +72,33 @@ def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp
 
 @pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.init))
 def test_a_fine_tuning_recipe_first_trains_the_recipe_it_starts_from(name, tmp_path, monkeypatch):
-    recipe = RECIPES[name]
+    """Every recipe of the chain (the recipe it starts from, that one's, ...) is trained first, each
+    in OUT/init-<name> of the one it serves, and hands its model to the next."""
+    chain = [name]
+    while RECIPES[chain[-1]].init:
+        chain.append(RECIPES[chain[-1]].init)
+    chain.reverse()  # the first recipe trained first
+    outs = [tmp_path]
+    for base in reversed(chain[:-1]):
+        outs.append(outs[-1] / f"init-{base}")
+    outs.reverse()  # the output folder of each recipe of the chain
     steps = _Steps(monkeypatch)
     run_recipe(name, tmp_path, progress=False)
-    base = tmp_path / f"init-{recipe.init}"
-    shared = RECIPES[recipe.init].survey == recipe.survey
-    # the same survey is simulated once, in OUT/survey; another one gets its own in OUT/init-<name>/survey
-    assert len(steps.surveys) == (1 if shared else 2)
-    assert [s[0] for s in steps.sets] == [TeahupooConfig(**RECIPES[recipe.init].teahupoo), TeahupooConfig(**recipe.teahupoo)]
-    base_survey = tmp_path / "survey" if shared else base / "survey"
-    assert [paths[0].startswith(str(root)) for (_, paths, _), root in zip(steps.sets, (base_survey, tmp_path / "survey"))] == [True, True]
-    (base_set, base_model, base_config, _, base_meta), (_, model_dir, config, _, meta) = steps.trainings
-    assert (base_set, base_model) == (base / "teahupoo", base / "model")
-    assert base_config.init_model is None and base_meta["recipe"]["name"] == recipe.init
-    assert model_dir == tmp_path / "model" and config.init_model == str(base / "model" / "model.pt")
-    assert meta["recipe"]["init"] == recipe.init
+    # a survey is simulated once per distinct survey configuration along the chain
+    surveys = [RECIPES[r].survey for r in chain]
+    assert len(steps.surveys) == 1 + sum(a != b for a, b in zip(surveys, surveys[1:]))
+    assert [s[0] for s in steps.sets] == [TeahupooConfig(**RECIPES[r].teahupoo) for r in chain]
+    if len(steps.surveys) == 1:  # one survey, simulated in OUT/survey and cut by every recipe of the chain
+        assert all(paths[0].startswith(str(tmp_path / "survey")) for _, paths, _ in steps.sets)
+    assert len(steps.trainings) == len(chain)
+    for k, (recipe_name, out, (set_dir, model_dir, config, _, meta)) in enumerate(zip(chain, outs, steps.trainings)):
+        assert (set_dir, model_dir) == (out / "teahupoo", out / "model")
+        assert meta["recipe"]["name"] == recipe_name
+        if k == 0:
+            assert config.init_model is None
+        else:
+            assert config.init_model == str(outs[k - 1] / "model" / "model.pt")
+            assert meta["recipe"]["init"] == chain[k - 1]
 
 
 def test_unknown_recipe(tmp_path):

@@ -269,6 +269,18 @@ RECIPES["fast-mf-noccd-v12-nobg-ft"] = dataclasses.replace(
     init="fast-mf-noccd-v12",
 )
 """``fast-mf-v12-nobg-ft`` for the no-CCD companion: ``fast-mf-noccd-v12`` fine-tuned the same way."""
+RECIPES["fast-mf-v13-clear-ft"] = Recipe(
+    survey=RECIPES["fast-mf-v12"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000, "seed": 13, "target_clearance": 6.0},
+    train=RECIPES["fast-mf-v12-nobg-ft"].train,
+    init="fast-mf-v12-nobg-ft",
+)
+"""A candidate (``reports/lumos/clear-positions/``): the shipped default fine-tuned as it was made (4
+epochs, BatchNorm frozen, no background input) on 70,000 new stamps (seed 13) whose backgrounds are
+cut only around positions at least 6 px from the exposures' own detected sources
+(``TeahupooConfig.target_clearance``, the rule of ``lumos adapt``). A background cut on a real source
+puts light in the stamp that is not in the truth; a network trained on such stamps learns to
+discount light at the centre, and reads the catalogue's own targets low."""
 DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
