@@ -102,7 +102,9 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-mf-v12-mixed`` (below): the same on stamps of which half differ from their model;
 * ``fast-mf-r-v13-mixed`` (below): ``fast-mf-v12`` with a width head that sees the model departure;
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
-* ``default``: the recipe of the shipped default model (``fast-mf-v12``)."""
+* ``fast-mf-v13-clear-ft`` (below): a candidate, the shipped default fine-tuned on backgrounds cut
+  clear of the exposures' own sources;
+* ``default``: the recipe of the shipped default model (``fast-mf-v12-nobg-ft``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
     teahupoo=_REFERENCE_TEAHUPOO,
