@@ -25,13 +25,10 @@ from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.method import LumosMethod
 from lumos_ops.measure import measure_exposure
 from lumos_ops.sim import SurveyConfig, simulate_survey
+from lumos_ops.stats import sigma68
 
 BINS = ((1.0, 5.0), (5.0, 20.0), (20.0, 1e6))
 MODELS = ("default", "fast-noccd")
-
-
-def s68(x: np.ndarray) -> float:
-    return float((np.percentile(x, 84) - np.percentile(x, 16)) / 2)
 
 
 def main(path: str) -> None:
@@ -62,7 +59,7 @@ def main(path: str) -> None:
         entry = {"n": int(len(part)), "flagged_ccd_extrapolated": int(((part["flag"].astype(int) & 256) > 0).sum()),
                  "shift_default_minus_noccd_in_sigma": {
                      "median": float(np.median((part["flux"] - part["flux_noccd"]) / part["flux_err"])),
-                     "sigma68": s68(((part["flux"] - part["flux_noccd"]) / part["flux_err"]).to_numpy())}}
+                     "sigma68": sigma68(((part["flux"] - part["flux_noccd"]) / part["flux_err"]).to_numpy())}}
         for name, suffix in (("default", ""), ("fast-noccd", "_noccd")):
             flux, err = part[f"flux{suffix}"], part[f"flux_err{suffix}"]
             snr = part["flux_true"] / err
@@ -72,7 +69,7 @@ def main(path: str) -> None:
                 pull = ((flux - part["flux_true"]) / err)[b].to_numpy()
                 rel = (flux / part["flux_true"] - 1)[b].to_numpy()
                 bins.append({"true_snr": [lo, hi], "n": int(b.sum()), "bias": float(np.median(rel)),
-                             "pull_sigma68": s68(pull), "coverage68": float(np.mean(np.abs(pull) < 1))})
+                             "pull_sigma68": sigma68(pull), "coverage68": float(np.mean(np.abs(pull) < 1))})
             entry[name] = bins
         out["halves"][half] = entry
         print(half, json.dumps(entry, indent=None))

@@ -24,12 +24,9 @@ from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.method import LumosMethod
 from lumos_ops.measure import measure_exposure
 from lumos_ops.sim import SurveyConfig, simulate_survey
+from lumos_ops.stats import sigma68
 
 BINS = ((1.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 1e6))
-
-
-def s68(x: np.ndarray) -> float:
-    return float((np.percentile(x, 84) - np.percentile(x, 16)) / 2)
 
 
 def _score(flux: pd.Series, err: pd.Series, true: pd.Series, ref: pd.Series, ref_err: pd.Series) -> list[dict]:
@@ -39,7 +36,7 @@ def _score(flux: pd.Series, err: pd.Series, true: pd.Series, ref: pd.Series, ref
         b = ((snr >= lo) & (snr < hi)).to_numpy()
         pull = ((flux - true) / err).to_numpy()[b]
         out.append({"true_snr": [lo, hi], "n": int(b.sum()), "bias": float(np.median((flux / true - 1).to_numpy()[b])),
-                    "pull_sigma68": s68(pull), "coverage68": float(np.mean(np.abs(pull) < 1)),
+                    "pull_sigma68": sigma68(pull), "coverage68": float(np.mean(np.abs(pull) < 1)),
                     "offset_from_optimal_in_sigma": float(np.median(((flux - ref) / ref_err).to_numpy()[b]))})
     return out
 
