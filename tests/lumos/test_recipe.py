@@ -19,21 +19,23 @@ class _Steps:
         import lumos_ops.lumos.train
         import lumos_ops.sim
 
-        self.surveys, self.sets, self.trainings = [], [], []
+        self.surveys, self.sets, self.trainings, self.workers = [], [], [], []
         monkeypatch.setattr(lumos_ops.sim, "simulate_survey", self.simulate_survey)
         monkeypatch.setattr(lumos_ops.sim, "generate_training_set", self.generate_training_set)
         monkeypatch.setattr(lumos_ops.lumos.train, "train", self.train)
         monkeypatch.setattr(lumos_ops.io.catalog, "read_catalog", lambda path: f"catalogue {path.name}")
 
-    def simulate_survey(self, config, out, *, progress):
+    def simulate_survey(self, config, out, *, progress, workers):
         self.surveys.append(config)
+        self.workers.append(workers)
         (out / "exposures" / "n1").mkdir(parents=True)
         for name in ("b.fits", "a.fits"):
             (out / "exposures" / "n1" / name).write_bytes(b"")
         (out / "manifest.json").write_text("{}")
 
-    def generate_training_set(self, config, paths, catalog, out, *, progress):
+    def generate_training_set(self, config, paths, catalog, out, *, progress, workers):
         self.sets.append((config, paths, catalog))
+        self.workers.append(workers)
         out.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text(json.dumps({"config": config.to_dict()}))
 
@@ -48,10 +50,11 @@ def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp
     steps = _Steps(monkeypatch)
     init = {"init_model": "start.pt"} if recipe.init else {}  # the recipe it fine-tunes: next test
     short = {"epochs": 3, "frozen_bn_epochs": min(recipe.train.get("frozen_bn_epochs", 0), 3), **init}
-    metrics = run_recipe(name, tmp_path, n_stamps=64, train_options=short, progress=False)
+    metrics = run_recipe(name, tmp_path, n_stamps=64, train_options=short, progress=False, workers=3)
 
     survey = SurveyConfig.from_dict(dict(recipe.survey))
     assert steps.surveys == [survey]
+    assert steps.workers == [3, 3]
     set_config, paths, catalog = steps.sets[0]
     assert set_config == TeahupooConfig(**{**recipe.teahupoo, "n_stamps": 64})
     assert paths == [str(tmp_path / "survey" / "exposures" / "n1" / f) for f in ("a.fits", "b.fits")]

@@ -11,6 +11,7 @@ import pytest
 from astropy.io import fits
 
 from lumos_ops.constants import band_exptime
+from lumos_ops.exceptions import LumosValueError
 from lumos_ops.io.catalog import read_catalog, target_pixels
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.render import render_galaxies
@@ -127,7 +128,7 @@ def test_artefacts_present(small_survey: SurveyManifest) -> None:
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, small_config: SurveyConfig, small_survey: SurveyManifest) -> None:
-    again = simulate_survey(small_config, tmp_path / "again")
+    again = simulate_survey(small_config, tmp_path / "again", workers=2)  # the fixture ran in one process
     for a, b in zip(small_survey.exposure_paths, again.exposure_paths, strict=True):
         assert a.read_bytes() == b.read_bytes()
     for name in ("catalog.parquet", "truth.parquet"):
@@ -140,3 +141,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, small_config: SurveyC
     with fits.open(different.exposure_paths[0]) as h1, fits.open(small_survey.exposure_paths[1]) as h2:
         assert h1[0].header["FILTER"] == h2[0].header["FILTER"]
         assert not np.array_equal(h1[0].data, h2[0].data, equal_nan=True)
+
+
+def test_workers_must_be_a_positive_integer(tmp_path, small_config: SurveyConfig) -> None:
+    with pytest.raises(LumosValueError, match="workers must be an integer >= 1"):
+        simulate_survey(small_config, tmp_path / "x", workers=0)

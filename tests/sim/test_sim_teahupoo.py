@@ -99,7 +99,8 @@ def test_same_seed_identical_bytes(tmp_path, training_dir, small_survey: SurveyM
     previous = torch.get_num_threads()
     torch.set_num_threads(2)  # the caller's setting must not change the bytes
     try:
-        generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "again")
+        # The fixture cut its stamps in one process; two forked workers write the same bytes.
+        generate_training_set(config, small_survey.exposure_paths, catalog, tmp_path / "again", workers=2)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)

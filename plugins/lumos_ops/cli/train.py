@@ -52,7 +52,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from lumos_ops.lumos.recipe import run_recipe
 
         metrics = run_recipe(args.recipe, args.out, n_stamps=args.n_stamps, train_options=options,
-                             resume=args.resume, progress=not args.quiet)
+                             resume=args.resume, progress=not args.quiet, workers=args.workers)
     else:
         if not args.training_set:
             raise LumosValueError("give --training-set DIR or --recipe NAME")
@@ -121,6 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "no-CCD companion); experiments: fast-mf-v12-mixed, fast-mf-r-v13-mixed; earlier: fast-mf-v12, "
                    "fast-v11, fast-noccd-v11, fast-v10, fast-noccd-v10")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
+    p.add_argument("--workers", type=int, default=1,
+                   help="recipe only: processes simulating the survey's CCD images (default 1; same files for any number)")
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
     p.add_argument("--arch", help="registered architecture: fast (default), fast-mf (anchored on the matched filter), "
                    "fast-mf-r (fast-mf with a width head that reads the model departure) or paper")

@@ -104,6 +104,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
 * ``fast-mf-v13-clear-ft`` (below): a candidate, the shipped default fine-tuned on backgrounds cut
   clear of the exposures' own sources;
+* ``fast-mf-v14`` (below): ``fast-mf-v12`` from scratch without the background input, on clear
+  positions of full 4096 x 2048 CCDs; ``fast-mf-noccd-v14`` its no-CCD companion;
 * ``default``: the recipe of the shipped default model (``fast-mf-v12-nobg-ft``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -283,6 +285,20 @@ cut only around positions at least 6 px from the exposures' own detected sources
 (``TeahupooConfig.target_clearance``, the rule of ``lumos adapt``). A background cut on a real source
 puts light in the stamp that is not in the truth; a network trained on such stamps learns to
 discount light at the centre, and reads the catalogue's own targets low."""
+RECIPES["fast-mf-v14"] = Recipe(
+    survey={**RECIPES["fast-mf-v12"].survey, "ccd_shape": (4096, 2048)},
+    teahupoo={**_REFERENCE_TEAHUPOO, "seed": 14, "target_clearance": 6.0},
+    train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("background",)},
+)
+"""``fast-mf-v12``'s network and schedule trained from scratch on what the fine-tunes above found:
+no background input (``fast-mf-v12-nobg-ft``), backgrounds cut only ≥ 6 px clear of the exposures'
+own sources (``fast-mf-v13-clear-ft``), and the survey simulated on full PAUCam CCDs of 4096 x 2048 px
+(``reports/lumos/ccd-extrapolation``), so that every CCD position of a PAUS exposure is in the trained
+range. 120,000 stamps (seed 14), 12 epochs."""
+RECIPES["fast-mf-noccd-v14"] = dataclasses.replace(
+    RECIPES["fast-mf-v14"], train={**RECIPES["fast-mf-v14"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")}
+)
+"""``fast-mf-v14`` without the CCD position (the PIT comparison)."""
 DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
@@ -300,6 +316,7 @@ def run_recipe(
     train_options: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run recipe ``name`` under ``out_dir``; returns the training metrics.
 
@@ -315,13 +332,16 @@ def run_recipe(
     resume : bool, keyword-only
         Continue an interrupted training.
     progress : bool, keyword-only
+    workers : int, keyword-only
+        Processes that simulate the survey's CCD images and cut the TEAHUPOO stamps
+        (``simulate_survey``, ``generate_training_set``; the same files for any number).
     """
     return _run(name, Path(out_dir), Path(out_dir) / "survey", n_stamps=n_stamps, train_options=train_options,
-                resume=resume, progress=progress)
+                resume=resume, progress=progress, workers=workers)
 
 
 def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_options: dict[str, Any] | None,
-         resume: bool, progress: bool) -> dict[str, Any]:
+         resume: bool, progress: bool, workers: int) -> dict[str, Any]:
     """:func:`run_recipe` with the survey in ``survey_dir`` (shared with the recipe it fine-tunes)."""
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.train import TrainConfig, train
@@ -337,12 +357,12 @@ def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_
         shared = RECIPES[recipe.init].survey == recipe.survey
         log.info("recipe %s: training the recipe it starts from, %s, in %s", name, recipe.init, init_out)
         _run(recipe.init, init_out, survey_dir if shared else init_out / "survey", n_stamps=None,
-             train_options={"progress": progress}, resume=resume, progress=progress)
+             train_options={"progress": progress}, resume=resume, progress=progress, workers=workers)
         options["init_model"] = str(init_out / "model" / "model.pt")
     survey_config = SurveyConfig.from_dict(dict(recipe.survey))
     if not (survey_dir / "manifest.json").is_file():
         log.info("recipe %s: simulating the survey in %s", name, survey_dir)
-        simulate_survey(survey_config, survey_dir, progress=progress)
+        simulate_survey(survey_config, survey_dir, progress=progress, workers=workers)
     teahupoo = dict(recipe.teahupoo)
     if n_stamps is not None:
         teahupoo["n_stamps"] = n_stamps
@@ -351,7 +371,8 @@ def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_
     existing = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
     if existing is None or existing.get("config") != set_config.to_dict():
         log.info("recipe %s: generating %d TEAHUPOO stamps in %s", name, set_config.n_stamps, set_dir)
-        generate_training_set(set_config, _fits(survey_dir), read_catalog(survey_dir / "catalog.parquet"), set_dir, progress=progress)
+        generate_training_set(set_config, _fits(survey_dir), read_catalog(survey_dir / "catalog.parquet"), set_dir,
+                              progress=progress, workers=workers)
     options = {**recipe.train, **options, "ccd_shape": tuple(survey_config.ccd_shape)}
     options.setdefault("progress", progress)
     metadata = {"recipe": {"name": name, "survey": recipe.survey, "teahupoo": teahupoo, "train": recipe.train,

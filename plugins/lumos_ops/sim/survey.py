@@ -22,7 +22,7 @@ import pandas as pd
 
 from lumos_ops import __version__
 from lumos_ops.constants import NJY_ZEROPOINT
-from lumos_ops.exceptions import InputFileError
+from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.sim.detector import (
     add_cosmic_rays,
     add_crosstalk,
@@ -283,7 +283,7 @@ def simulate_ccd(
 
 
 def simulate_survey(
-    config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress: bool = False
+    config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress: bool = False, workers: int = 1
 ) -> SurveyManifest:
     """Simulate the survey described by ``config`` and write it under ``out_dir``.
 
@@ -296,19 +296,60 @@ def simulate_survey(
         holds exactly one survey.
     progress : bool, keyword-only
         Show a tqdm progress bar over CCD images.
+    workers : int, keyword-only
+        Processes that simulate CCD images in parallel (forked; each renders with
+        ``config.threads`` torch threads). Every CCD image draws from its own seed, so the files are
+        byte-identical for any number of workers.
 
     Returns
     -------
     SurveyManifest
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LumosValueError(f"simulate_survey: workers must be an integer >= 1, got {workers!r}")
     with torch_threads(config.threads):
-        return _simulate(config, out_dir, progress=progress)
+        return _simulate(config, out_dir, progress=progress, workers=workers)
 
 
-def _simulate(config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress: bool) -> SurveyManifest:
+_WORKER_STATE: dict[str, Any] = {}
+"""What a forked simulation worker reads: the configuration, the sky and the output directory."""
+
+
+def _write_ccd(item: CcdExposure) -> tuple[Path, pd.DataFrame]:
+    """Simulate CCD image ``item`` and write it under the output directory; returns its path and truth."""
+    config, sky, out = _WORKER_STATE["config"], _WORKER_STATE["sky"], _WORKER_STATE["out"]
     from astropy.io import fits
+
+    with torch_threads(config.threads):
+        adu, header, truth = simulate_ccd(config, sky, item)
+    path = out / item.relative_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(data=adu, header=header).writeto(path, overwrite=True)
+    return path, truth
+
+
+def _simulate_all(plan: list[CcdExposure], workers: int, progress: bool) -> list[tuple[Path, pd.DataFrame]]:
+    """:func:`_write_ccd` over ``plan`` in plan order, in ``workers`` forked processes when > 1."""
     from tqdm.auto import tqdm
 
+    bar = tqdm(total=len(plan), desc="simulate survey", unit="ccd", disable=not progress)
+    results: list[tuple[Path, pd.DataFrame]] = []
+    with bar:
+        if workers == 1 or len(plan) < 2:
+            for item in plan:
+                results.append(_write_ccd(item))
+                bar.update()
+            return results
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(min(workers, len(plan))) as pool:
+            for result in pool.imap(_write_ccd, plan):
+                results.append(result)
+                bar.update()
+    return results
+
+
+def _simulate(config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress: bool, workers: int) -> SurveyManifest:
     start = time.perf_counter()
     out = Path(out_dir)
     try:
@@ -321,11 +362,12 @@ def _simulate(config: SurveyConfig, out_dir: str | os.PathLike[str], *, progress
     truths: list[pd.DataFrame] = []
     entries: list[dict[str, Any]] = []
     paths: list[Path] = []
-    for item in tqdm(plan, desc="simulate survey", unit="ccd", disable=not progress):
-        adu, header, truth = simulate_ccd(config, sky, item)
-        path = out / item.relative_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fits.PrimaryHDU(data=adu, header=header).writeto(path, overwrite=True)
+    _WORKER_STATE.update(config=config, sky=sky, out=out)
+    try:
+        written_ccds = _simulate_all(list(plan), workers, progress)
+    finally:
+        _WORKER_STATE.clear()
+    for item, (path, truth) in zip(plan, written_ccds, strict=True):
         truths.append(truth)
         paths.append(path)
         entries.append(

@@ -177,6 +177,7 @@ def generate_training_set(
     *,
     neighbour_catalog: pd.DataFrame | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> TrainingSetManifest:
     """Generate TEAHUPOO stamps.
 
@@ -197,14 +198,20 @@ def generate_training_set(
         E.g. the paper's Fig. 8 test: targets at i = 22 with neighbours at i = 20.
     progress : bool, keyword-only
         tqdm progress bar over stamps.
+    workers : int, keyword-only
+        Processes that cut and render the stamps of different exposures in parallel (forked; each
+        renders with ``config.threads`` torch threads). Every stamp's draws are made before any pixel
+        and each exposure has its own seed stream, so the output is byte-identical for any number.
 
     Returns
     -------
     TrainingSetManifest
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LumosValueError(f"generate_training_set: workers must be an integer >= 1, got {workers!r}")
     with torch_threads(config.threads):
         return _generate(config, exposure_paths, catalog, out_dir, neighbour_catalog=neighbour_catalog,
-                         progress=progress)
+                         progress=progress, workers=workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +250,7 @@ def _generate(
     *,
     neighbour_catalog: pd.DataFrame | None,
     progress: bool,
+    workers: int,
 ) -> TrainingSetManifest:
     """:func:`generate_training_set` in steps: check, draw, fill exposure by exposure, write."""
     from tqdm.auto import tqdm
@@ -254,11 +262,13 @@ def _generate(
     draws = _draw_stamps(config, len(paths), catalog, nbr_catalog)
     meta = _initial_meta(config, paths, catalog, nbr_catalog, draws)
     shards = _open_shards(out, config)
+    jobs = [(k, path, ids) for k, path in enumerate(paths) if len(ids := np.flatnonzero(draws.exposure_index == k))]
     with tqdm(total=config.n_stamps, desc="training set", unit="stamp", disable=not progress) as bar:
-        for k, path in enumerate(paths):
-            ids = np.flatnonzero(draws.exposure_index == k)
-            if len(ids):
+        if workers == 1 or len(jobs) < 2:
+            for k, path, ids in jobs:
                 _fill_exposure(config, k, path, ids, draws, nbr_catalog, meta, shards, bar)
+        else:
+            _fill_in_workers(jobs, workers, (config, draws, nbr_catalog, meta, shards), bar)
     shard_entries = _close_shards(shards)
     del shards
     meta_path = _write_meta(out, meta)
@@ -471,6 +481,45 @@ def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, d
             shard[row, 0] = cutout[j]
             shard[row, 1] = model[j]
         bar.update(len(sel))
+
+
+_WORKER_STATE: dict[str, Any] = {}
+"""What a forked stamp worker reads: ``(config, draws, nbr_catalog, meta, shards)``."""
+
+
+class _NoBar:
+    """A progress bar that counts nothing (a worker's; the parent's bar counts finished exposures)."""
+
+    def update(self, n: int) -> None:
+        """Ignore ``n``."""
+
+
+def _fill_job(job: tuple[int, str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`_fill_exposure` in a forked worker: the stamps go straight to the shared shard memmaps;
+    returns the stamp ids and their ``meta`` rows, which the parent copies into its own."""
+    k, path, ids = job
+    config, draws, nbr_catalog, meta, shards = _WORKER_STATE["state"]
+    with torch_threads(config.threads):
+        _fill_exposure(config, k, path, ids, draws, nbr_catalog, meta, shards, _NoBar())
+    for shard in shards:
+        shard.flush()
+    return ids, {name: column[ids] for name, column in meta.items()}
+
+
+def _fill_in_workers(jobs: list[tuple[int, str, np.ndarray]], workers: int, state: tuple[Any, ...], bar: Any) -> None:
+    """Run ``jobs`` (exposure index, path, stamp ids) in ``workers`` forked processes."""
+    import multiprocessing
+
+    meta = state[3]
+    _WORKER_STATE["state"] = state
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            for ids, rows in pool.imap_unordered(_fill_job, jobs):
+                for name, values in rows.items():
+                    meta[name][ids] = values
+                bar.update(len(ids))
+    finally:
+        _WORKER_STATE.clear()
 
 
 def _centres(config: TeahupooConfig, exposure: Exposure, path: str, n: int,
