@@ -288,18 +288,19 @@ discount light at the centre, and reads the catalogue's own targets low."""
 RECIPES["fast-mf-v14"] = Recipe(
     survey={**RECIPES["fast-mf-v12"].survey, "ccd_shape": (4096, 2048)},
     teahupoo={**_REFERENCE_TEAHUPOO, "seed": 14, "target_clearance": 6.0},
-    train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("background",)},
+    train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("background",), "amp": False},
 )
 """``fast-mf-v12``'s network and schedule trained from scratch on what the fine-tunes above found:
 no background input (``fast-mf-v12-nobg-ft``), backgrounds cut only ≥ 6 px clear of the exposures'
 own sources (``fast-mf-v13-clear-ft``), and the survey simulated on full PAUCam CCDs of 4096 x 2048 px
 (``reports/lumos/ccd-extrapolation``), so that every CCD position of a PAUS exposure is in the trained
-range. 120,000 stamps (seed 14), 12 epochs."""
+range. 120,000 stamps (seed 14), 12 epochs, in float32 on a GPU too (``amp`` off: every earlier
+recipe was trained on CPUs, where ``TrainConfig.amp`` has no effect)."""
 RECIPES["fast-mf-noccd-v14"] = dataclasses.replace(
     RECIPES["fast-mf-v14"], train={**RECIPES["fast-mf-v14"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")}
 )
 """``fast-mf-v14`` without the CCD position (the PIT comparison)."""
-DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
+DEFAULT_RECIPE = "fast-mf-v14"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 
