@@ -104,8 +104,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
 * ``fast-mf-noccd-v12``: ``fast-mf-v12`` without the CCD position (the PIT comparison);
 * ``fast-mf-v13-clear-ft`` (below): a candidate, the shipped default fine-tuned on backgrounds cut
   clear of the exposures' own sources;
-* ``fast-mf-v14`` (below): ``fast-mf-v12`` from scratch without the background input, on clear
-  positions of full 4096 x 2048 CCDs; ``fast-mf-noccd-v14`` its no-CCD companion;
+* ``fast-mf-v14`` (below): a candidate, ``fast-mf-v12`` from scratch without the background input, on
+  clear positions of full 4096 x 2048 CCDs; ``fast-mf-noccd-v14`` its no-CCD companion;
 * ``default``: the recipe of the shipped default model (``fast-mf-v12-nobg-ft``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -290,17 +290,19 @@ RECIPES["fast-mf-v14"] = Recipe(
     teahupoo={**_REFERENCE_TEAHUPOO, "seed": 14, "target_clearance": 6.0},
     train={**RECIPES["fast-mf-v12"].train, "drop_inputs": ("background",), "amp": False},
 )
-"""``fast-mf-v12``'s network and schedule trained from scratch on what the fine-tunes above found:
+"""A candidate, not shipped (``reports/lumos/scratch-v14``, docs/likelihood.md §12): on the real frames its
+blends read 7-44 % low below true SNR 10. ``fast-mf-v12``'s network and schedule trained from scratch on
+what the fine-tunes above found:
 no background input (``fast-mf-v12-nobg-ft``), backgrounds cut only ≥ 6 px clear of the exposures'
 own sources (``fast-mf-v13-clear-ft``), and the survey simulated on full PAUCam CCDs of 4096 x 2048 px
 (``reports/lumos/ccd-extrapolation``), so that every CCD position of a PAUS exposure is in the trained
-range. 120,000 stamps (seed 14), 12 epochs, in float32 on a GPU too (``amp`` off: every earlier
-recipe was trained on CPUs, where ``TrainConfig.amp`` has no effect)."""
+range. 120,000 stamps (seed 14), 12 epochs, in float32 on a GPU too (``amp`` off, as every earlier
+recipe was trained on CPUs)."""
 RECIPES["fast-mf-noccd-v14"] = dataclasses.replace(
     RECIPES["fast-mf-v14"], train={**RECIPES["fast-mf-v14"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")}
 )
 """``fast-mf-v14`` without the CCD position (the PIT comparison)."""
-DEFAULT_RECIPE = "fast-mf-v14"
+DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
 

@@ -63,10 +63,7 @@ class TrainConfig:
     device : str or None
         None: CUDA when available, else CPU.
     amp : bool
-        bfloat16 autocast on CUDA (ignored on CPU). Off by default: recipe ``fast-mf-v14`` trained
-        with it on an H200 read fresh stamps of its own draw 0.14-0.26 of an error high at 3-30 and
-        100-300 e-/s (validation PIT: 12 % of the stamps in its lowest tenth); in float32 0.05-0.14,
-        as the CPU-trained recipes.
+        bfloat16 autocast on CUDA (ignored on CPU).
     truncation_imag : float
         i_auto from which eq. (10) replaces eq. (8).
     ccd_shape : (int, int)
@@ -116,7 +113,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     seed: int = 0
     device: str | None = None
-    amp: bool = False
+    amp: bool = True
     truncation_imag: float = BRIGHT_LOSS_IMAG
     ccd_shape: tuple[int, int] = CCD_SHAPE
     max_train: int | None = None

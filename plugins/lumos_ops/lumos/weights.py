@@ -33,9 +33,8 @@ class ShippedWeights:
     sha256 : str
         SHA-256 of the file.
     status : str
-        ``default`` (what runs when nothing is configured), ``companion`` (kept for a
-        comparison the reports make) or ``previous`` (an earlier default, kept so that the
-        registries and reruns that name it keep working).
+        ``default`` (what runs when nothing is configured) or ``companion`` (kept for a
+        comparison the reports make).
     summary : str
         One line for help texts.
     """
@@ -56,21 +55,15 @@ class ShippedWeights:
 
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
     ShippedWeights(
-        name="default", file="lumos-fast-mf-v14.pt", arch="fast-mf", recipe="fast-mf-v14",
-        sha256="f717e087abf5fb8d2343415bbdb86a21cd2d14408734c75693253714299ec28c", status="default",
+        name="default", file="lumos-fast-mf-v12-nobg-ft.pt", arch="fast-mf", recipe="fast-mf-v12-nobg-ft",
+        sha256="8056ec07a8494df4f56fc7266dac65fe778d979eeadc864e27b1fbcb8b274195", status="default",
         summary="likelihood network under the reference flux prior anchored on the matched-filter flux, all 40 narrow "
-                "bands x 2 epochs on full 4096 x 2048 CCDs, blind to the frame's sky level (models/MODEL_CARD.md)",
+                "bands x 2 epochs, blind to the frame's sky level (models/MODEL_CARD.md)",
     ),
     ShippedWeights(
-        name="fast-noccd", file="lumos-fast-mf-noccd-v14.pt", arch="fast-mf", recipe="fast-mf-noccd-v14",
-        sha256="60ead89ebbd1e4ce0ec47bb2ba2a1a0825c90495a359c3ed4ce9ac533089aaa5", status="companion",
+        name="fast-noccd", file="lumos-fast-mf-noccd-v12-nobg-ft.pt", arch="fast-mf", recipe="fast-mf-noccd-v12-nobg-ft",
+        sha256="8d7d401450579bca09396103c4b7bf94d8fe2e6456dd0eaa6c9865c8482a64c6", status="companion",
         summary="the default's recipe without the CCD-position input (the PIT comparison of lumos validate)",
-    ),
-    ShippedWeights(
-        name="fast-mf-v12-nobg-ft", file="lumos-fast-mf-v12-nobg-ft.pt", arch="fast-mf", recipe="fast-mf-v12-nobg-ft",
-        sha256="8056ec07a8494df4f56fc7266dac65fe778d979eeadc864e27b1fbcb8b274195", status="previous",
-        summary="the previous default (2048 x 2048 CCDs, training positions on real sources), kept so that registries "
-                "whose production version it is, and reruns of the nights it measured, still run it",
     ),
 )
 """Every shipped checkpoint."""
