@@ -36,9 +36,10 @@ def test_simulate_survey_and_training_set(tmp_path, capsys) -> None:
     ).read_bytes()
     rc = main(["simulate", "training-set", "--exposures", str(survey), "--catalog", str(survey / "catalog.parquet"),
                "--out", str(tmp_path / "ts3"), "--n-stamps", "5", "--size", "32", "--seed", "1",
-               "--target-clearance", "3", "-q"])
+               "--target-clearance", "3", "--clearance-fraction", "0.7", "-q"])
     assert rc == 0
-    assert json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]["target_clearance"] == 3.0
+    config = json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]
+    assert (config["target_clearance"], config["clearance_fraction"]) == (3.0, 0.7)
     assert "knot_fraction" not in json.loads((tmp_path / "ts3" / "manifest.json").read_text())["config"]
     rc = main(["simulate", "training-set", "--exposures", str(survey), "--catalog", str(survey / "catalog.parquet"),
                "--out", str(tmp_path / "ts4"), "--n-stamps", "5", "--size", "32", "--seed", "1",

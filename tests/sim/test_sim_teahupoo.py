@@ -312,10 +312,12 @@ def test_target_clearance_cuts_backgrounds_only_clear_of_the_exposures_sources(t
     catalog = pd.read_parquet(small_survey.catalog_path)
     anywhere = TeahupooConfig(n_stamps=300, stamp_size=40, seed=3)
     clear = TeahupooConfig(n_stamps=300, stamp_size=40, seed=3, target_clearance=6.0)
+    half_clear = TeahupooConfig(n_stamps=300, stamp_size=40, seed=3, target_clearance=6.0, clearance_fraction=0.5)
     generate_training_set(anywhere, small_survey.exposure_paths, catalog, tmp_path / "anywhere")
     generate_training_set(clear, small_survey.exposure_paths, catalog, tmp_path / "clear")
+    generate_training_set(half_clear, small_survey.exposure_paths, catalog, tmp_path / "half")
     distances = {}
-    for name in ("anywhere", "clear"):
+    for name in ("anywhere", "clear", "half"):
         meta = pd.read_parquet(tmp_path / name / "meta.parquet")
         d = []
         for path, rows in meta.groupby("source_exposure"):
@@ -326,9 +328,19 @@ def test_target_clearance_cuts_backgrounds_only_clear_of_the_exposures_sources(t
             assert rows.ccd_x.between(half, dist.shape[1] - half).all()
         distances[name] = np.concatenate(d)
     assert (distances["clear"] >= 6.0).all()
-    assert (distances["anywhere"] < 6.0).mean() > 0.05  # the rule changes where stamps are cut
+    near = (distances["anywhere"] < 6.0).mean()
+    assert near > 0.05  # the rule changes where stamps are cut
+    # Half the stamps clear, half anywhere: about half as many near a source as without the rule.
+    assert abs((distances["half"] < 6.0).mean() - 0.5 * near) < 0.5 * near * 0.6
+    assert (distances["half"] < 6.0).any()
     manifest = json.loads((tmp_path / "clear" / "manifest.json").read_text())
     assert manifest["config"]["target_clearance"] == 6.0
+    assert "clearance_fraction" not in manifest["config"]  # sets made before the option keep their manifest
+    assert json.loads((tmp_path / "half" / "manifest.json").read_text())["config"]["clearance_fraction"] == 0.5
+    with pytest.raises(LumosValueError, match="clearance_fraction < 1 needs target_clearance"):
+        TeahupooConfig(n_stamps=3, clearance_fraction=0.5)
+    with pytest.raises(LumosValueError, match=r"clearance_fraction must be in \[0, 1\]"):
+        TeahupooConfig(n_stamps=3, target_clearance=6.0, clearance_fraction=1.5)
     with pytest.raises(LumosValueError, match="target_clearance"):
         TeahupooConfig(n_stamps=3, target_clearance=0.0)
     with pytest.raises(LumosValueError, match="no stamp centre 5000 px"):

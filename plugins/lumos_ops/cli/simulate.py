@@ -74,6 +74,7 @@ def _training_set(args: argparse.Namespace) -> int:
         flux_source=args.flux_source,
         edge_margin=args.edge_margin,
         target_clearance=args.target_clearance,
+        clearance_fraction=args.clearance_fraction,
         neighbour_fraction=args.neighbour_fraction,
         flux_population=args.flux_population,
         flux_count_slope=args.flux_count_slope,
@@ -145,6 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     training.add_argument("--target-clearance", type=float, default=None, metavar="PX",
                           help="cut stamps only around positions at least PX pixels from the exposures' own detected "
                           "sources (the injection's placement rule; default: any position)")
+    training.add_argument("--clearance-fraction", type=float, default=1.0, metavar="F",
+                          help="with --target-clearance: the share of stamps cut at clear positions, the rest anywhere "
+                          "(default 1)")
     training.add_argument("--neighbour-fraction", type=float, default=0.0,
                           help="fraction of stamps with an added neighbouring galaxy (blending studies)")
     training.add_argument("--flux-population", type=int, default=0, metavar="N",

@@ -525,7 +525,8 @@ def _fill_in_workers(jobs: list[tuple[int, str, np.ndarray]], workers: int, stat
 def _centres(config: TeahupooConfig, exposure: Exposure, path: str, n: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Integer stamp centres (x, y pixels): uniform ``config.margin`` px inside the CCD, and with
-    ``config.target_clearance`` only where the exposure's own sources are at least that far."""
+    ``config.target_clearance`` only where the exposure's own sources are at least that far (for a
+    ``config.clearance_fraction`` share of the stamps; the others anywhere)."""
     ny, nx = exposure.shape
     margin = config.margin
     if config.target_clearance is None:
@@ -544,6 +545,9 @@ def _centres(config: TeahupooConfig, exposure: Exposure, path: str, n: int,
         )
     pick = free[rng.integers(0, free.size, size=n)]
     width = nx - 2 * margin
+    if config.clearance_fraction < 1.0:
+        anywhere = rng.random(n) >= config.clearance_fraction
+        pick[anywhere] = rng.integers(0, inner.size, size=int(anywhere.sum()))
     return (pick % width + margin).astype(np.float64), (pick // width + margin).astype(np.float64)
 
 

@@ -78,6 +78,11 @@ class TeahupooConfig:
         ``lumos adapt`` place injected galaxies by. A catalogue target's centre holds its own
         light, not another source's; a background cut on a real source teaches the network to
         discount light that is not in the truth, and it then reads clear targets low.
+    clearance_fraction : float
+        With ``target_clearance``: the share of the stamps cut at clear positions (default 1, all);
+        the others are cut around any position, on real sources as often as the exposure has them,
+        so that the network also sees light at the centre that is not in the truth (real
+        neighbours a catalogue misses). In [0, 1].
     subpixel_shifts : bool
         Uniform sub-pixel offsets dx, dy in [-0.5, 0.5) of the galaxy from the stamp centre.
     random_pa : bool
@@ -179,6 +184,7 @@ class TeahupooConfig:
     flux_source: FluxSource = FluxSource.AUTO
     edge_margin: int | None = None
     target_clearance: float | None = None
+    clearance_fraction: float = 1.0
     subpixel_shifts: bool = True
     random_pa: bool = True
     pixel_scale: float = PIXEL_SCALE
@@ -242,6 +248,13 @@ class TeahupooConfig:
                     f"TeahupooConfig.target_clearance must be > 0 pixels or None, got {self.target_clearance!r}"
                 )
             object.__setattr__(self, "target_clearance", clear)
+        fraction = float(self.clearance_fraction)
+        if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise LumosValueError(f"TeahupooConfig.clearance_fraction must be in [0, 1], got {self.clearance_fraction!r}")
+        if fraction < 1.0 and self.target_clearance is None:
+            raise LumosValueError("TeahupooConfig.clearance_fraction < 1 needs target_clearance (pixels); "
+                                  "without it every stamp is cut around any position already")
+        object.__setattr__(self, "clearance_fraction", fraction)
         if not (math.isfinite(self.neighbour_fraction) and 0.0 <= self.neighbour_fraction <= 1.0):
             raise LumosValueError(f"TeahupooConfig.neighbour_fraction must be in [0, 1], got {self.neighbour_fraction!r}")
         near, far = (float(v) for v in self.neighbour_distance)
@@ -380,4 +393,6 @@ class TeahupooConfig:
             del values["mismatch_fraction"]
         if self.sky_removed_range == (0.0, 0.0):
             del values["sky_removed_range"]
+        if self.clearance_fraction == 1.0:
+            del values["clearance_fraction"]
         return json.loads(json.dumps(values))
