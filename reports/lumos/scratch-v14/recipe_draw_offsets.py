@@ -8,7 +8,7 @@ the coverage of [q16, q84] and the median true SNR (true flux over that half-wid
 
 Usage::
 
-    .venv/bin/python reports/lumos/default-v14/recipe_draw_offsets.py OUT.json WORKDIR N_STAMPS MODEL [MODEL ...]
+    .venv/bin/python reports/lumos/scratch-v14/recipe_draw_offsets.py OUT.json WORKDIR N_STAMPS MODEL [MODEL ...]
 """
 
 import json
