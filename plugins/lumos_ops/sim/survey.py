@@ -340,9 +340,9 @@ def _simulate_all(plan: list[CcdExposure], workers: int, progress: bool) -> list
                 results.append(_write_ccd(item))
                 bar.update()
             return results
-        import multiprocessing
+        from lumos_ops.sim.worker_pool import forked_pool
 
-        with multiprocessing.get_context("fork").Pool(min(workers, len(plan))) as pool:
+        with forked_pool(min(workers, len(plan))) as pool:
             for result in pool.imap(_write_ccd, plan):
                 results.append(result)
                 bar.update()

@@ -508,12 +508,12 @@ def _fill_job(job: tuple[int, str, np.ndarray]) -> tuple[np.ndarray, dict[str, n
 
 def _fill_in_workers(jobs: list[tuple[int, str, np.ndarray]], workers: int, state: tuple[Any, ...], bar: Any) -> None:
     """Run ``jobs`` (exposure index, path, stamp ids) in ``workers`` forked processes."""
-    import multiprocessing
+    from lumos_ops.sim.worker_pool import forked_pool
 
     meta = state[3]
     _WORKER_STATE["state"] = state
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        with forked_pool(min(workers, len(jobs))) as pool:
             for ids, rows in pool.imap_unordered(_fill_job, jobs):
                 for name, values in rows.items():
                     meta[name][ids] = values
