@@ -125,3 +125,28 @@ def test_default_recipe_is_the_shipped_model():
     assert shipped["name"] == DEFAULT_RECIPE
     plain = json.loads(json.dumps({"survey": recipe.survey, "teahupoo": recipe.teahupoo, "train": recipe.train}))
     assert {k: shipped[k] for k in plain} == plain
+
+
+
+def test_cli_init_model_starts_the_recipe_from_that_checkpoint(tmp_path, monkeypatch, capsys):
+    """``lumos train --recipe NAME --init-model MODEL``: the recipe it fine-tunes is not trained; the
+    training starts from MODEL (a shipped name resolves to its file)."""
+    import lumos_ops.lumos.train
+    from lumos_ops.cli import main
+    from lumos_ops.lumos.checkpoint import resolve_model_path
+
+    steps = _Steps(monkeypatch)
+    configs = []
+
+    def train(set_dir, model_dir, config, *, resume, metadata):
+        configs.append(config)
+        return {"val_loss": 1.0, "model_sha256": "ab" * 32,
+                "validation": {"bias": 0.0, "sigma68": 0.1, "coverage68": 0.68}}
+
+    monkeypatch.setattr(lumos_ops.lumos.train, "train", train)
+    name, start = "fast-mf-noccd-v15-ft", "fast-noccd"
+    assert main(["train", "--recipe", name, "--init-model", start, "--out", str(tmp_path), "-q"]) == 0
+    assert len(steps.surveys) == 1 and len(configs) == 1
+    assert configs[0].init_model == str(resolve_model_path(start))
+    assert not (tmp_path / f"init-{RECIPES[name].init}").exists()
+    assert str(tmp_path / "model" / "model.pt") in capsys.readouterr().out

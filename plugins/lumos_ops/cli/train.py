@@ -51,6 +51,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.recipe:
         from lumos_ops.lumos.recipe import run_recipe
 
+        if args.init_model:
+            from lumos_ops.lumos.checkpoint import resolve_model_path
+
+            options["init_model"] = str(resolve_model_path(args.init_model))
         metrics = run_recipe(args.recipe, args.out, n_stamps=args.n_stamps, train_options=options,
                              resume=args.resume, progress=not args.quiet, workers=args.workers)
     else:
@@ -118,12 +122,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--training-set", help="TEAHUPOO directory (lumos simulate training-set)")
     p.add_argument("--recipe", help="simulate the data and train end to end: 'default' (the shipped model's, "
                    "'fast-mf-v12-nobg-ft', which trains 'fast-mf-v12' first) or 'fast-mf-noccd-v12-nobg-ft' (its "
-                   "no-CCD companion); experiments: fast-mf-v14, fast-mf-v13-clear-ft, fast-mf-v12-mixed, "
+                   "no-CCD companion); experiments: fast-mf-noccd-v15-ft, fast-mf-v14, fast-mf-v13-clear-ft, fast-mf-v12-mixed, "
                    "fast-mf-r-v13-mixed; earlier: fast-mf-v12, fast-v11, fast-noccd-v11, fast-v10, fast-noccd-v10")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
     p.add_argument("--workers", type=int, default=1,
                    help="recipe only: processes simulating the survey and cutting its stamps (default 1; same files for any "
                         "number)")
+    p.add_argument("--init-model", metavar="MODEL",
+                   help="recipe only: start a fine-tuning recipe from this checkpoint (a file, default or fast-noccd) "
+                        "instead of training the recipe it starts from")
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
     p.add_argument("--arch", help="registered architecture: fast (default), fast-mf (anchored on the matched filter), "
                    "fast-mf-r (fast-mf with a width head that reads the model departure) or paper")

@@ -106,6 +106,8 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
   clear of the exposures' own sources;
 * ``fast-mf-v14`` (below): a candidate, ``fast-mf-v12`` from scratch without the background input, on
   clear positions of full 4096 x 2048 CCDs; ``fast-mf-noccd-v14`` its no-CCD companion;
+* ``fast-mf-noccd-v15-ft`` (below): a candidate, the shipped no-CCD companion fine-tuned on full CCDs
+  with half of its stamps at clear positions;
 * ``default``: the recipe of the shipped default model (``fast-mf-v12-nobg-ft``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -302,6 +304,19 @@ RECIPES["fast-mf-noccd-v14"] = dataclasses.replace(
     RECIPES["fast-mf-v14"], train={**RECIPES["fast-mf-v14"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")}
 )
 """``fast-mf-v14`` without the CCD position (the PIT comparison)."""
+RECIPES["fast-mf-noccd-v15-ft"] = Recipe(
+    survey=RECIPES["fast-mf-v14"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000, "seed": 15, "target_clearance": 6.0,
+              "clearance_fraction": 0.5},
+    train={**RECIPES["fast-mf-noccd-v12-nobg-ft"].train, "amp": False},
+    init="fast-mf-noccd-v12-nobg-ft",
+)
+"""A candidate (``reports/lumos/clear-half-v15``): the shipped no-CCD companion fine-tuned as it was made
+(every layer, BatchNorm frozen, 60,000 of 70,000 stamps, 4 epochs, Adam lr 2e-4 then 2e-5 from epoch 4)
+on ``fast-mf-v14``'s survey of full 4096 x 2048 CCDs, half of the stamps cut ≥ 6 px clear of the
+exposures' own sources and half anywhere (``TeahupooConfig.clearance_fraction`` 0.5; seed 15). Stamps cut
+anywhere teach a network to discount a target's own light at the centre (``fast-mf-v13-clear-ft``);
+clear-only stamps (``fast-mf-noccd-v14``) left it reading blends low on the real frames."""
 DEFAULT_RECIPE = "fast-mf-v12-nobg-ft"
 """Name of the recipe of the shipped default model."""
 RECIPES["default"] = RECIPES[DEFAULT_RECIPE]
