@@ -106,8 +106,9 @@ Earlier recipes (fast-v2 ... fast-v9, population priors) are in the git history 
   clear of the exposures' own sources;
 * ``fast-mf-v14`` (below): a candidate, ``fast-mf-v12`` from scratch without the background input, on
   clear positions of full 4096 x 2048 CCDs; ``fast-mf-noccd-v14`` its no-CCD companion;
-* ``fast-mf-noccd-v15-ft`` (below): a candidate, the shipped no-CCD companion fine-tuned on full CCDs
-  with half of its stamps at clear positions;
+* ``fast-mf-v15-ft`` (below): a candidate, ``fast-mf-v13-clear-ft`` with half of its stamps at clear
+  positions; ``fast-mf-noccd-v15-ft`` (below), the shipped no-CCD companion fine-tuned the same way on
+  full CCDs;
 * ``default``: the recipe of the shipped default model (``fast-mf-v12-nobg-ft``)."""
 RECIPES["fast-v11"] = Recipe(
     survey={**_SURVEY, "bands": NB_BANDS},
@@ -304,6 +305,16 @@ RECIPES["fast-mf-noccd-v14"] = dataclasses.replace(
     RECIPES["fast-mf-v14"], train={**RECIPES["fast-mf-v14"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")}
 )
 """``fast-mf-v14`` without the CCD position (the PIT comparison)."""
+RECIPES["fast-mf-v15-ft"] = Recipe(
+    survey=RECIPES["fast-mf-v12"].survey,
+    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000, "seed": 15, "target_clearance": 6.0,
+              "clearance_fraction": 0.5},
+    train={**RECIPES["fast-mf-v12-nobg-ft"].train, "amp": False},
+    init="fast-mf-v12-nobg-ft",
+)
+"""A candidate (``reports/lumos/clear-half-v15``): ``fast-mf-v13-clear-ft`` with half of its stamps cut
+anywhere (``TeahupooConfig.clearance_fraction`` 0.5; seed 15): the shipped default fine-tuned as it was
+made on its own 2048 x 2048 survey, so that its CCD-position normalisation stays the default's."""
 RECIPES["fast-mf-noccd-v15-ft"] = Recipe(
     survey=RECIPES["fast-mf-v14"].survey,
     teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000, "seed": 15, "target_clearance": 6.0,
