@@ -315,11 +315,10 @@ RECIPES["fast-mf-v15-ft"] = Recipe(
 """A candidate (``reports/lumos/clear-half-v15``): ``fast-mf-v13-clear-ft`` with half of its stamps cut
 anywhere (``TeahupooConfig.clearance_fraction`` 0.5; seed 15): the shipped default fine-tuned as it was
 made on its own 2048 x 2048 survey, so that its CCD-position normalisation stays the default's."""
-RECIPES["fast-mf-noccd-v15-ft"] = Recipe(
+RECIPES["fast-mf-noccd-v15-ft"] = dataclasses.replace(
+    RECIPES["fast-mf-v15-ft"],
     survey=RECIPES["fast-mf-v14"].survey,
-    teahupoo={**_REFERENCE_TEAHUPOO, "n_stamps": 70_000, "seed": 15, "target_clearance": 6.0,
-              "clearance_fraction": 0.5},
-    train={**RECIPES["fast-mf-noccd-v12-nobg-ft"].train, "amp": False},
+    train={**RECIPES["fast-mf-v15-ft"].train, "drop_inputs": ("ccd_x", "ccd_y", "background")},
     init="fast-mf-noccd-v12-nobg-ft",
 )
 """A candidate (``reports/lumos/clear-half-v15``): the shipped no-CCD companion fine-tuned as it was made
