@@ -150,3 +150,10 @@ def test_cli_init_model_starts_the_recipe_from_that_checkpoint(tmp_path, monkeyp
     assert configs[0].init_model == str(resolve_model_path(start))
     assert not (tmp_path / f"init-{RECIPES[name].init}").exists()
     assert str(tmp_path / "model" / "model.pt") in capsys.readouterr().out
+
+
+def test_cli_init_model_needs_a_recipe(tmp_path, capsys):
+    from lumos_ops.cli import main
+
+    assert main(["train", "--training-set", str(tmp_path), "--init-model", "default", "--out", str(tmp_path / "o")]) == 2
+    assert "--init-model starts a fine-tuning --recipe" in capsys.readouterr().err

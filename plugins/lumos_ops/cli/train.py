@@ -60,6 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.training_set:
             raise LumosValueError("give --training-set DIR or --recipe NAME")
+        if args.init_model:
+            raise LumosValueError("--init-model starts a fine-tuning --recipe NAME; lumos adapt fine-tunes a model on a survey's exposures")
         ccd_shape = tuple(args.ccd_shape) if args.ccd_shape else infer_ccd_shape(args.training_set)
         metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume,
                         survey=survey_from_args(args))
@@ -122,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--training-set", help="TEAHUPOO directory (lumos simulate training-set)")
     p.add_argument("--recipe", help="simulate the data and train end to end: 'default' (the shipped model's, "
                    "'fast-mf-v12-nobg-ft', which trains 'fast-mf-v12' first) or 'fast-mf-noccd-v12-nobg-ft' (its "
-                   "no-CCD companion); experiments: fast-mf-noccd-v15-ft, fast-mf-v14, fast-mf-v13-clear-ft, fast-mf-v12-mixed, "
+                   "no-CCD companion); experiments: fast-mf-v15-ft, fast-mf-noccd-v15-ft, fast-mf-v14, fast-mf-v13-clear-ft, fast-mf-v12-mixed, "
                    "fast-mf-r-v13-mixed; earlier: fast-mf-v12, fast-v11, fast-noccd-v11, fast-v10, fast-noccd-v10")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
     p.add_argument("--workers", type=int, default=1,
