@@ -127,7 +127,6 @@ def test_default_recipe_is_the_shipped_model():
     assert {k: shipped[k] for k in plain} == plain
 
 
-
 def test_cli_init_model_starts_the_recipe_from_that_checkpoint(tmp_path, monkeypatch, capsys):
     """``lumos train --recipe NAME --init-model MODEL``: the recipe it fine-tunes is not trained; the
     training starts from MODEL (a shipped name resolves to its file)."""

@@ -4,7 +4,8 @@ The simulators fork their workers so that large read-only state (the sky, the dr
 memmaps) is shared without pickling. A forked child inherits the parent's Python signal handlers:
 under a scheduler or a test runner that installed a SIGTERM handler which does not exit (Airflow's
 task runner does), ``Pool.terminate()`` — what ``with Pool(...)`` calls on exit — leaves idle
-workers alive and its ``join()`` waits for ever, and the orphans keep the caller's stdout open.
+workers alive and its ``join()`` can wait for ever (a race: a worker that has not yet taken its stop
+sentinel when the SIGTERM comes runs the inherited handler and lives on).
 :func:`forked_pool` restores the default SIGTERM action and ignores SIGINT in every worker (the
 parent handles Ctrl-C and terminates them), and on success ends the pool with ``close()`` +
 ``join()``, so workers exit on their own.
