@@ -150,7 +150,8 @@ def prepare_targets(
         (:mod:`lumos_ops.photometry.neighbours`); False keeps the image's own pixels.
     mask_other_sources : bool, keyword-only
         Leave the pixels of other sources detected on the frame out of each target's
-        model-weighted sums and LUMOS stamp (``TargetContext.mask_other_sources``).
+        model-weighted sums and LUMOS stamp, and subtract their light beyond the detections from
+        every cutout (``TargetContext.mask_other_sources``).
 
     Returns
     -------
@@ -220,7 +221,7 @@ def _prepare_located(
         fit = fit_neighbours(exposure.data, stamps, models, source_mask=frame_sources(exposure.data).mask)
         stamps = fit.clean(stamps, models)
         flags[fit.blended] |= Flag.BLENDED
-    return TargetContext(
+    ctx = TargetContext(
         exposure=exposure,
         catalog=catalog,
         x=x,
@@ -231,6 +232,9 @@ def _prepare_located(
         neighbours=fit,
         mask_other_sources=mask_other_sources,
     )
+    if not mask_other_sources:
+        return ctx
+    return dataclasses.replace(ctx, stamps=dataclasses.replace(stamps, data=stamps.data - ctx.other_source_light(stamps)))
 
 
 def available_methods() -> tuple[str, ...]:
@@ -393,8 +397,10 @@ def measure_exposure(
     mask_other_sources : bool, keyword-only
         Leave the pixels of other sources detected on the frame (not the target's own detection)
         out of the optimal sum's, the profile fit's and LUMOS's footprint, as the annulus
-        background leaves them out (docs/background.md, "Other sources under a large footprint"); the
-        blank-sky calibration does the same.
+        background leaves them out (docs/background.md, "Other sources under a large footprint"),
+        and subtract their light beyond the detections, the frame's own profile of it by distance,
+        from every cutout (:mod:`lumos_ops.photometry.wing_light`; "Light beyond the detections");
+        the blank-sky calibration does the same.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.

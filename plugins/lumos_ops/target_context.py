@@ -68,6 +68,8 @@ class TargetContext:
         (``PhotometryInputs.exclude``) and out of LUMOS's stamp (masked pixels, which its
         matched-filter anchor leaves out): the annulus background leaves them out too, and a
         large model's outer weights would otherwise collect their light (docs/background.md).
+        Their light beyond the detections is subtracted from every cutout as the frame's own
+        profile of it (:meth:`other_source_light`; ``stamps`` already have it subtracted).
         Targets fitted jointly with their catalogued neighbours keep every pixel.
     """
 
@@ -144,6 +146,25 @@ class TargetContext:
 
         return self._unfitted(other_sources(self.stamp_source_mask))
 
+    def other_source_light(self, cutouts: Stamps) -> np.ndarray:
+        """The light of other detected sources beyond their detections in ``cutouts`` (cut from this
+        exposure): the frame's own profile of it by distance to the nearest other detection
+        (:func:`lumos_ops.photometry.wing_light.wing_light`), e-/s per pixel, float32 (n, S, S),
+        which every method's cutouts have subtracted. Zeros when ``mask_other_sources`` is off, and
+        for the targets fitted jointly with their catalogued neighbours, whose neighbours' light
+        the fit takes out."""
+        shape = cutouts.data.shape
+        if not self.mask_other_sources:
+            return np.zeros(shape, dtype=np.float32)
+        from lumos_ops.photometry.frame_sources import frame_sources
+        from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
+
+        data = self.exposure.data
+        light = wing_light(frame_wing_profile(data), frame_sources(data).detected, cutouts.x0, cutouts.y0, shape[-1])
+        if self.neighbours is not None and self.neighbours.fitted.any():
+            light[self.neighbours.fitted] = 0.0
+        return light
+
     def _unfitted(self, other: np.ndarray) -> np.ndarray:
         """``other`` (n, S, S) with the rows of jointly fitted targets cleared: their stamps are cut
         from the image less their neighbours' fitted light, and their errors already carry the
@@ -178,6 +199,10 @@ class TargetContext:
         wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
         if self.neighbours is not None:
             wide = self.neighbours.clean(wide, self.models)
+        light = self.other_source_light(wide)
+        if self.exposure.saturate is not None:  # saturated pixels keep their value (Flag.SATURATED)
+            light[wide.data >= self.exposure.saturate] = 0.0
+        wide = dataclasses.replace(wide, data=wide.data - light)
         ny, nx = self.exposure.shape
         offsets = np.arange(size)
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)

@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                              "(docs/background.md; a flat frame is measured as it is either way)")
     parser.add_argument("--keep-other-sources", action="store_true",
                         help="let a target's weighted sums and LUMOS stamp read the pixels of other detected sources "
-                             "too (docs/background.md; by default they are left out, as the background leaves them out)")
+                             "too, and do not subtract their light beyond the detections (docs/background.md; by "
+                             "default their pixels are left out, as the background leaves them out, and the frame's "
+                             "profile of that light is subtracted from every cutout)")
     add_survey_option(parser)
     parser.set_defaults(func=run_measure)
 

@@ -1,0 +1,191 @@
+"""The light of detected sources beyond their detection, as a frame's own profile of distance.
+
+Every method leaves the pixels of other detected sources out: the annulus background leaves the
+frame's detections (grown by :data:`~lumos_ops.photometry.background.DETECT_GROW_PX`) out of its
+mean, and the model-weighted sums and LUMOS's stamp leave other sources' grown detections out of
+their footprints (``TargetContext.mask_other_sources``). Beyond its detection a source still has
+light: its faint wings, and the fainter sources that cluster around it. On the real frames of
+``../shared/realdata`` the sky is 0.03-0.07 of the pixel noise brighter 5-8 px from a detection
+than 12-20 px from one (docs/background.md, "Light beyond the detections"). An annulus holds
+pixels at every distance beyond the mask; a target a clearance away from every detection has
+its core where that light is least. Its background, the annulus mean, is then too high, and every
+method reads it low by the same fraction of its error.
+
+This module measures that light on each frame and subtracts it, pixel by pixel, from each
+target's cutouts:
+
+- :func:`measure_wing_profile`: the mean pixel value of the frame's undetected pixels per bin of
+  distance (pixels) to the nearest detected pixel (bins :data:`EDGES_PX`, each holding at least
+  :data:`MIN_PIXELS` pixels, fewer merged into the bin before), made non-increasing with distance
+  by a weighted pool-adjacent-violators fit, less its value in the farthest bin. It needs no
+  model of any source and no survey constant: each frame's own pixels give it.
+- :func:`wing_light`: in each cutout, the distance of every pixel to the nearest pixel of
+  another detected source (groups that do not reach the target's centre,
+  :func:`~lumos_ops.photometry.frame_sources.other_sources`; the target's own light is what is
+  measured), and the profile there.
+
+Subtracting the same map from the annulus and from the footprint, each pixel gets the light its
+surroundings hold on average: the annulus mean estimates the sky far from detections, and the
+footprint keeps the galaxy. Sources whose light the map misses (a bright star's halo, stronger than
+the frame's average) are left as before. The constant a whole frame shares cancels between the
+annulus and the footprint, which is why the profile is measured from its farthest bin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import numpy as np
+from scipy import ndimage
+
+from lumos_ops.cutouts import cut_mask
+
+__all__ = ["EDGES_PX", "MIN_PIXELS", "WingProfile", "frame_wing_profile", "measure_wing_profile", "wing_light"]
+
+EDGES_PX: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 60)
+"""Lower edges (pixels) of the distance bins of the profile; the last bin is open."""
+
+MIN_PIXELS: int = 2000
+"""Fewest undetected pixels a distance bin needs; a bin with fewer is merged into the one before."""
+
+_CLIP_SIGMA = 10.0
+"""Pixel values are limited to the median +- this many robust standard deviations (single hot
+pixels and cosmic rays that the detection's smoothing leaves undetected)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WingProfile:
+    """Light beyond the detections of one frame, by distance to the nearest detected pixel.
+
+    Attributes
+    ----------
+    edges : ndarray of float64, shape (k,)
+        Lower edge (pixels) of each distance bin; the last bin is open.
+    excess : ndarray of float64, shape (k,)
+        Mean pixel value (image units, e-/s per pixel) of the bin less the farthest bin's,
+        non-increasing with distance, 0 in the last bin.
+    counts : ndarray of int64, shape (k,)
+        Undetected pixels in each bin.
+    """
+
+    edges: np.ndarray
+    excess: np.ndarray
+    counts: np.ndarray
+
+    def at(self, distance: np.ndarray) -> np.ndarray:
+        """The excess (image units) at ``distance`` (pixels, any shape): the value of its bin,
+        0 beyond the last edge's bin and at distance 0 (a detected pixel)."""
+        distance = np.asarray(distance)
+        index = np.searchsorted(self.edges, distance, side="right") - 1
+        values = np.append(self.excess, 0.0)  # index -1 (below the first edge) reads 0
+        return values[index].astype(np.float32)
+
+
+def _decreasing_fit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-increasing sequence closest to ``values`` (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for v, w in zip(values, weights):
+        blocks.append([float(v), float(w), 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(n, m) for m, _, n in blocks])
+
+
+def measure_wing_profile(data: np.ndarray, detected: np.ndarray) -> WingProfile:
+    """The profile of a frame (module docstring).
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Pixel values (e-/s per pixel); NaN pixels are left out.
+    detected : ndarray of bool, shape (ny, nx)
+        The frame's detected pixels, not grown (``FrameSources.detected``).
+
+    Returns
+    -------
+    WingProfile
+        All excesses 0 (one bin) when the frame has no detection or too few undetected pixels.
+    """
+    data = np.asarray(data)
+    detected = np.asarray(detected, dtype=bool)
+    if data.shape != detected.shape or data.ndim != 2:
+        raise ValueError(f"data {data.shape} and detected {detected.shape} must be the same 2-D shape")
+    edges = np.asarray(EDGES_PX, dtype=np.float64)
+    finite = np.isfinite(data)
+    use = finite & ~detected
+    if not detected.any() or use.sum() < 2 * MIN_PIXELS:
+        return WingProfile(edges=edges[:1], excess=np.zeros(1), counts=np.array([int(use.sum())]))
+    distance = ndimage.distance_transform_edt(~detected)[use]
+    values = data[use].astype(np.float64)
+    median = float(np.median(values))
+    spread = 1.482602218505602 * float(np.median(np.abs(values - median)))
+    if spread > 0:
+        np.clip(values, median - _CLIP_SIGMA * spread, median + _CLIP_SIGMA * spread, out=values)
+    index = np.searchsorted(edges, distance, side="right") - 1
+    counts = np.bincount(index, minlength=edges.size)
+    sums = np.bincount(index, weights=values, minlength=edges.size)
+    keep: list[int] = []
+    for i in range(edges.size):  # merge a sparse bin into the one before
+        if counts[i] >= MIN_PIXELS or not keep:
+            keep.append(i)
+        else:
+            counts[keep[-1]] += counts[i]
+            sums[keep[-1]] += sums[i]
+    if counts[keep[0]] < MIN_PIXELS and len(keep) > 1:  # a sparse first bin joins the next
+        counts[keep[1]] += counts[keep[0]]
+        sums[keep[1]] += sums[keep[0]]
+        keep = keep[1:]
+    counts, sums, edges = counts[keep], sums[keep], edges[keep]
+    edges[0] = EDGES_PX[0]
+    fitted = _decreasing_fit(sums / counts, counts.astype(np.float64))
+    return WingProfile(edges=edges, excess=fitted - fitted[-1], counts=counts.astype(np.int64))
+
+
+_LAST: list[tuple[weakref.ref, WingProfile]] = []
+
+
+def frame_wing_profile(data: np.ndarray) -> WingProfile:
+    """:func:`measure_wing_profile` of ``data`` with its frame detections
+    (:func:`~lumos_ops.photometry.frame_sources.frame_sources`), kept for the last frame asked for."""
+    if _LAST and _LAST[0][0]() is data:
+        return _LAST[0][1]
+    from lumos_ops.photometry.frame_sources import frame_sources
+
+    result = measure_wing_profile(data, frame_sources(data).detected)
+    _LAST[:] = [(weakref.ref(data), result)]
+    return result
+
+
+def wing_light(profile: WingProfile, detected: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+    """The light of other sources beyond their detections in each cutout (module docstring).
+
+    Parameters
+    ----------
+    profile : WingProfile
+        The frame's profile (:func:`frame_wing_profile`).
+    detected : ndarray of bool, shape (ny, nx)
+        The frame's detected pixels, not grown.
+    x0, y0 : ndarray of int, shape (n,)
+        Image column and row of each cutout's pixel [0, 0] (``Stamps.x0``, ``Stamps.y0``).
+    size : int
+        Cutout side (pixels); the target on pixel ``(size // 2, size // 2)``.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, size, size)
+        Image units (e-/s per pixel); 0 in cutouts without another detected source, and on the
+        other sources' own pixels (left out by every method).
+    """
+    from lumos_ops.photometry.frame_sources import other_sources
+
+    n = int(np.size(x0))
+    light = np.zeros((n, size, size), dtype=np.float32)
+    if n == 0 or not np.any(profile.excess):
+        return light
+    other = other_sources(cut_mask(detected, x0, y0, size))
+    for i in np.flatnonzero(other.any(axis=(1, 2))):
+        light[i] = profile.at(ndimage.distance_transform_edt(~other[i]))
+    return light
