@@ -49,7 +49,7 @@ def test_profile_follows_the_wings_beyond_the_detections() -> None:
     size, h = 700, 4.0
     yy, xx = np.mgrid[:size, :size]
     wings = np.zeros((size, size))
-    for a, b in rng.uniform(0, size, (150, 2)):
+    for a, b in rng.uniform(0, size, (80, 2)):
         wings += 20.0 * np.exp(-np.hypot(xx - a, yy - b) / h)
     data = (wings + rng.normal(0.0, 0.25, wings.shape)).astype(np.float32)
     detected = detect_frame_sources(data).detected
@@ -60,6 +60,17 @@ def test_profile_follows_the_wings_beyond_the_detections() -> None:
         true = wings[(distance >= lo) & (distance < hi)].mean() - far
         assert excess == pytest.approx(true, abs=0.02)  # pixel sigma 0.25
     assert profile.excess[0] > 0.1  # the wings next to a detection are strong here
+
+
+def test_a_sky_gradient_is_not_light_near_the_detections() -> None:
+    rng = np.random.default_rng(6)
+    size = 640
+    yy, xx = np.mgrid[:size, :size]
+    data = rng.normal(0.0, 1.0, (size, size)) + 2.0 * xx / size  # scattered light: +2 sigma across
+    detected = np.zeros(data.shape, dtype=bool)
+    detected[rng.integers(0, size, 60), rng.integers(size // 2, size, 60)] = True  # all in the bright half
+    detected = ndimage.binary_dilation(detected, iterations=2)
+    assert measure_wing_profile(data, detected).excess.max() < 0.1  # 0.96 without the level
 
 
 def test_a_frame_without_detections_has_no_excess() -> None:

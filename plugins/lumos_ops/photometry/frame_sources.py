@@ -40,7 +40,7 @@ from lumos_ops.photometry.background import (
 from lumos_ops.photometry.components import large_groups
 from lumos_ops.photometry.smoothing import gaussian_smooth
 
-__all__ = ["FrameSources", "detect_frame_sources", "frame_sources", "other_sources"]
+__all__ = ["FrameSources", "detect_frame_sources", "frame_sources", "local_level", "other_sources"]
 
 BLOCK_PX: int = 64
 """Side (pixels) of the blocks whose median and MAD give the local level and noise."""
@@ -198,6 +198,34 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
         detected = large_groups(above, DETECT_MIN_AREA)
         mask = grow_octagon(detected, DETECT_GROW_PX)
     return FrameSources(detected=detected, mask=mask)
+
+
+def local_level(data: np.ndarray, mask: np.ndarray, *, box: int = BLOCK_PX) -> np.ndarray:
+    """The frame's sky level on scales above ``box`` px: the median of each ``box`` x ``box`` block's
+    finite pixels outside ``mask`` (a block without any takes the median of the others), bilinearly
+    interpolated between block centres and held constant beyond the outer ones.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Pixel values (e-/s per pixel); NaN pixels are left out.
+    mask : ndarray of bool, shape (ny, nx)
+        Pixels left out (the grown detections, ``FrameSources.mask``).
+    box : int, keyword-only
+        Block side (pixels).
+
+    Returns
+    -------
+    ndarray of float32, shape (ny, nx)
+    """
+    values = np.where(np.asarray(mask, dtype=bool), np.float32(np.nan), np.asarray(data, dtype=np.float32))
+    median, _ = _block_median_mad(values, box)
+    grid = _fill(median)
+    centres = (_block_centres(values.shape[0], box), _block_centres(values.shape[1], box))
+    iy = np.interp(np.arange(values.shape[0]), centres[0], np.arange(grid.shape[0]))
+    ix = np.interp(np.arange(values.shape[1]), centres[1], np.arange(grid.shape[1]))
+    rows = np.stack([np.interp(ix, np.arange(grid.shape[1]), row) for row in grid])  # (by, nx)
+    return np.stack([np.interp(iy, np.arange(grid.shape[0]), col) for col in rows.T], axis=1).astype(np.float32)
 
 
 _LAST: list[tuple[weakref.ref, FrameSources]] = []

@@ -14,11 +14,15 @@ method reads it low by the same fraction of its error.
 This module measures that light on each frame and subtracts it, pixel by pixel, from each
 target's cutouts:
 
-- :func:`measure_wing_profile`: the mean pixel value of the frame's undetected pixels per bin of
-  distance (pixels) to the nearest detected pixel (bins :data:`EDGES_PX`, each holding at least
-  :data:`MIN_PIXELS` pixels, fewer merged into the bin before), made non-increasing with distance
-  by a weighted pool-adjacent-violators fit, less its value in the farthest bin. It needs no
-  model of any source and no survey constant: each frame's own pixels give it.
+- :func:`measure_wing_profile`: the mean pixel value of the frame's undetected pixels, less the
+  frame's sky level on scales above :data:`LEVEL_BOX_PX` px, measured at least
+  :data:`LEVEL_CLEARANCE_PX` from every detection (:func:`~lumos_ops.photometry.frame_sources.local_level`:
+  scattered light and gradients, which would otherwise pass for light near the detections of a
+  brighter part of the frame), per bin of distance (pixels) to the nearest detected pixel (bins
+  :data:`EDGES_PX`, each holding at least :data:`MIN_PIXELS` pixels, fewer merged into the bin
+  before), made non-increasing with distance by a weighted pool-adjacent-violators fit, less its
+  value in the farthest bin. It needs no model of any source and no survey constant: each
+  frame's own pixels give it.
 - :func:`wing_light`: in each cutout, the distance of every pixel to the nearest pixel of
   another detected source (groups that do not reach the target's centre,
   :func:`~lumos_ops.photometry.frame_sources.other_sources`; the target's own light is what is
@@ -41,13 +45,20 @@ from scipy import ndimage
 
 from lumos_ops.cutouts import cut_mask
 
-__all__ = ["EDGES_PX", "MIN_PIXELS", "WingProfile", "frame_wing_profile", "measure_wing_profile", "wing_light"]
+__all__ = ["EDGES_PX", "LEVEL_BOX_PX", "LEVEL_CLEARANCE_PX", "MIN_PIXELS", "WingProfile", "frame_wing_profile", "measure_wing_profile", "wing_light"]
 
 EDGES_PX: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 60)
 """Lower edges (pixels) of the distance bins of the profile; the last bin is open."""
 
 MIN_PIXELS: int = 2000
 """Fewest undetected pixels a distance bin needs; a bin with fewer is merged into the one before."""
+
+LEVEL_BOX_PX: int = 128
+"""Side (pixels) of the blocks of the frame's sky level that the profile is measured from."""
+
+LEVEL_CLEARANCE_PX: float = 15.0
+"""Pixels closer than this (pixels) to a detection are left out of the level: the light the profile
+measures reaches about this far on the real frames, and a level that held it would take it out."""
 
 _CLIP_SIGMA = 10.0
 """Pixel values are limited to the median +- this many robust standard deviations (single hot
@@ -118,8 +129,12 @@ def measure_wing_profile(data: np.ndarray, detected: np.ndarray) -> WingProfile:
     use = finite & ~detected
     if not detected.any() or use.sum() < 2 * MIN_PIXELS:
         return WingProfile(edges=edges[:1], excess=np.zeros(1), counts=np.array([int(use.sum())]))
-    distance = ndimage.distance_transform_edt(~detected)[use]
-    values = data[use].astype(np.float64)
+    from lumos_ops.photometry.frame_sources import local_level
+
+    distance = ndimage.distance_transform_edt(~detected)
+    level = local_level(data, distance <= LEVEL_CLEARANCE_PX, box=LEVEL_BOX_PX)
+    distance = distance[use]
+    values = data[use].astype(np.float64) - level[use]
     median = float(np.median(values))
     spread = 1.482602218505602 * float(np.median(np.abs(values - median)))
     if spread > 0:
