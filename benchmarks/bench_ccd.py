@@ -15,6 +15,8 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
 * ``background``: the 30-45 px annulus background (``annulus_background``);
 * ``detection``: the frame's sources, detected once (``frame_sources.detect_frame_sources``), which
   the backgrounds leave out;
+* ``wing light``: the frame's profile of other sources' light beyond their detections and its map
+  in every cutout (``photometry.wing_light``), subtracted before any method runs;
 * ``neighbours``: the joint fit of the targets whose models overlap and the cleaned cutouts
   (``photometry.neighbours``: ``fit_neighbours``, ``NeighbourFit.clean``);
 * ``aperture``, ``optimal``, ``modelfit``, ``lumos``: each method's ``measure``;
@@ -58,12 +60,13 @@ import lumos_ops.noise_calibration as calibration_module  # noqa: E402
 import lumos_ops.photometry.frame_sources as frame_sources_module  # noqa: E402
 import lumos_ops.photometry.inputs as inputs_module  # noqa: E402
 import lumos_ops.photometry.neighbours as neighbours_module  # noqa: E402
+import lumos_ops.photometry.wing_light as wing_module  # noqa: E402
 from lumos_ops.bench.synthetic import random_catalog, synthetic_exposure  # noqa: E402
 from lumos_ops.constants import ANNULUS_RADII, CCD_SHAPE  # noqa: E402
 from lumos_ops.io.exposure import read_exposure  # noqa: E402
 
 METHODS = ("aperture", "optimal", "modelfit", "lumos")
-STEPS = ("read", "stamps", "render", "detection", "neighbours", "wide stamps", "background", *METHODS, "calibration",
+STEPS = ("read", "stamps", "render", "detection", "wing light", "neighbours", "wide stamps", "background", *METHODS, "calibration",
          "apply errors", "other")
 TARGET_S = 3.0
 
@@ -120,6 +123,8 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
         (inputs_module, "annulus_background", timer.wrap("background", inputs_module.annulus_background)),
         (frame_sources_module, "detect_frame_sources",
          timer.wrap("detection", frame_sources_module.detect_frame_sources)),
+        (wing_module, "measure_wing_profile", timer.wrap("wing light", wing_module.measure_wing_profile)),
+        (wing_module, "wing_light", timer.wrap("wing light", wing_module.wing_light)),
         (neighbours_module, "fit_neighbours", timer.wrap("neighbours", neighbours_module.fit_neighbours)),
         (neighbours_module.NeighbourFit, "clean", timer.wrap("neighbours", neighbours_module.NeighbourFit.clean)),
         (calibration_module, "calibrate_noise", timer.wrap("calibration", calibration_module.calibrate_noise, absorb=True)),

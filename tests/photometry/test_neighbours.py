@@ -136,7 +136,8 @@ def test_neighbours_out_of_every_classical_estimate(pairs) -> None:
 
 def test_neighbour_light_is_what_the_fit_took_from_the_matched_filter(pairs) -> None:
     exposure, catalog, _, n = pairs
-    raw = prepare_targets(exposure, catalog, neighbours=False)
+    # the image's own stamps (jointly fitted targets have no other sources' wing light subtracted)
+    raw = prepare_targets(exposure, catalog, neighbours=False, mask_other_sources=False)
     ctx = prepare_targets(exposure, catalog)
     light = ctx.neighbour_light
     fitted = ctx.neighbours.fitted
