@@ -210,7 +210,7 @@ def local_level(data: np.ndarray, mask: np.ndarray, *, box: int = BLOCK_PX) -> n
     data : ndarray, shape (ny, nx)
         Pixel values (e-/s per pixel); NaN pixels are left out.
     mask : ndarray of bool, shape (ny, nx)
-        Pixels left out (the grown detections, ``FrameSources.mask``).
+        Pixels left out (e.g. those near a detection, ``lumos_ops.photometry.wing_light``).
     box : int, keyword-only
         Block side (pixels).
 

@@ -5,8 +5,8 @@ frame's detections (grown by :data:`~lumos_ops.photometry.background.DETECT_GROW
 mean, and the model-weighted sums and LUMOS's stamp leave other sources' grown detections out of
 their footprints (``TargetContext.mask_other_sources``). Beyond its detection a source still has
 light: its faint wings, and the fainter sources that cluster around it. On the real frames of
-``../shared/realdata`` the sky is 0.03-0.07 of the pixel noise brighter 5-8 px from a detection
-than 12-20 px from one (docs/background.md, "Light beyond the detections"). An annulus holds
+``../shared/realdata`` the sky is 0.05-0.09 of the pixel noise brighter 5 px from a detection
+than 15-20 px from one (docs/background.md, "Light beyond the detections"). An annulus holds
 pixels at every distance beyond the mask; a target a clearance away from every detection has
 its core where that light is least. Its background, the annulus mean, is then too high, and every
 method reads it low by the same fraction of its error.
