@@ -116,3 +116,19 @@ def test_block_median_and_mad_are_those_of_each_block() -> None:
                 block = block[np.isfinite(block)].astype(np.float64)
                 assert median[i, j] == pytest.approx(np.median(block), abs=1e-6)
                 assert mad[i, j] == pytest.approx(np.median(np.abs(block - np.median(block))), abs=1e-6)
+
+
+def test_local_level_follows_a_gradient_and_leaves_masked_pixels_out() -> None:
+    from lumos_ops.photometry.frame_sources import local_level
+
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:512, :384]
+    sky = 5.0 + 0.01 * xx - 0.004 * yy
+    data = sky + rng.normal(0.0, 0.5, sky.shape)
+    mask = np.zeros(sky.shape, dtype=bool)
+    mask[100:140, 100:140] = True
+    data[mask] += 50.0  # a source the level must not see
+    level = local_level(data, mask, box=64)
+    inner = (slice(32, -32), slice(32, -32))  # between the outer block centres the interpolation is linear
+    assert np.abs(level[inner] - sky[inner]).max() < 0.1
+    assert level.dtype == np.float32 and level.shape == data.shape
