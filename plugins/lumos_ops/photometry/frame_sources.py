@@ -200,7 +200,7 @@ def detect_frame_sources(data: np.ndarray, *, box: int = BLOCK_PX, sample: int =
     return FrameSources(detected=detected, mask=mask)
 
 
-def local_level(data: np.ndarray, mask: np.ndarray, *, box: int = BLOCK_PX) -> np.ndarray:
+def local_level(data: np.ndarray, mask: np.ndarray, *, box: int = BLOCK_PX, sample: int = 2) -> np.ndarray:
     """The frame's sky level on scales above ``box`` px: the median of each ``box`` x ``box`` block's
     finite pixels outside ``mask`` (a block without any takes the median of the others), bilinearly
     interpolated between block centres and held constant beyond the outer ones.
@@ -213,19 +213,29 @@ def local_level(data: np.ndarray, mask: np.ndarray, *, box: int = BLOCK_PX) -> n
         Pixels left out (e.g. those near a detection, ``lumos_ops.photometry.wing_light``).
     box : int, keyword-only
         Block side (pixels).
+    sample : int, keyword-only
+        The block medians use every ``sample``-th row and column.
 
     Returns
     -------
     ndarray of float32, shape (ny, nx)
     """
-    values = np.where(np.asarray(mask, dtype=bool), np.float32(np.nan), np.asarray(data, dtype=np.float32))
-    median, _ = _block_median_mad(values, box)
+    step = slice(None, None, sample)
+    values = np.where(np.asarray(mask, dtype=bool)[step, step], np.float32(np.nan),
+                      np.asarray(data, dtype=np.float32)[step, step])
+    sub_box = max(box // sample, 1)
+    median, _ = _block_median_mad(values, sub_box)
     grid = _fill(median)
-    centres = (_block_centres(values.shape[0], box), _block_centres(values.shape[1], box))
-    iy = np.interp(np.arange(values.shape[0]), centres[0], np.arange(grid.shape[0]))
-    ix = np.interp(np.arange(values.shape[1]), centres[1], np.arange(grid.shape[1]))
-    rows = np.stack([np.interp(ix, np.arange(grid.shape[1]), row) for row in grid])  # (by, nx)
-    return np.stack([np.interp(iy, np.arange(grid.shape[0]), col) for col in rows.T], axis=1).astype(np.float32)
+    ny, nx = np.shape(data)
+    iy = np.interp(np.arange(ny), _block_centres(values.shape[0], sub_box) * sample, np.arange(grid.shape[0]))
+    ix = np.interp(np.arange(nx), _block_centres(values.shape[1], sub_box) * sample, np.arange(grid.shape[1]))
+    x0 = np.minimum(np.floor(ix).astype(np.int64), grid.shape[1] - 1)
+    x1 = np.minimum(x0 + 1, grid.shape[1] - 1)
+    rows = (grid[:, x0] * (1.0 - (ix - x0)) + grid[:, x1] * (ix - x0)).astype(np.float32)  # (by, nx)
+    y0 = np.minimum(np.floor(iy).astype(np.int64), grid.shape[0] - 1)
+    y1 = np.minimum(y0 + 1, grid.shape[0] - 1)
+    ty = (iy - y0).astype(np.float32)[:, None]
+    return rows[y0] * (1.0 - ty) + rows[y1] * ty
 
 
 _LAST: list[tuple[weakref.ref, FrameSources]] = []
