@@ -1,7 +1,7 @@
 """The light beyond the detections of each frame (``photometry.wing_light``), as the pipeline measures it.
 
-For every frame: the profile ``measure_wing_profile`` fits (mean undetected pixel by distance to the
-nearest detected pixel, non-increasing, less its farthest bin) in units of the frame's pixel noise
+For every frame: the profile ``measure_wing_profile`` fits (mean undetected pixel by chessboard
+distance to the nearest detected pixel, non-increasing, less its farthest bin) in units of the frame's pixel noise
 ``s`` (the square root of the noise autocovariance at zero lag, as ``lumos inject`` maps frames),
 and the mean excess that the annulus pixels of a random position and of a position 10 px clear of
 every detection hold (the ``lumos inject`` placement): what the subtraction moves between them.
@@ -29,10 +29,9 @@ def frame_profile(path: str) -> dict:
     s = float(np.sqrt(cov[cov.shape[0] // 2, cov.shape[1] // 2]))
     sources = detect_frame_sources(data)
     profile = measure_wing_profile(data, sources.detected)
-    distance = ndimage.distance_transform_edt(~sources.detected)
-    excess = profile.at(distance)
+    excess = profile.at(ndimage.distance_transform_cdt(~sources.detected, metric="chessboard"))  # the profile's metric
     sky = np.isfinite(data) & ~sources.mask  # what the annulus background averages
-    clear = np.isfinite(data) & (distance >= 10)  # where lumos inject places its galaxies
+    clear = np.isfinite(data) & (ndimage.distance_transform_edt(~sources.detected) >= 10)  # lumos inject's placement
     return {
         "frame": Path(path).name,
         "shape": list(data.shape),
