@@ -210,6 +210,10 @@ def wing_light(profile: WingProfile, detected: np.ndarray, x0: np.ndarray, y0: n
     if n == 0 or not np.any(profile.excess):
         return light
     other = other_sources(cut_mask(detected, x0, y0, size))
+    cap = int(np.ceil(profile.edges[-1]))
+    lookup = profile.at(np.arange(cap + 1))  # the profile at every whole distance (chessboard distances are whole)
     for i in np.flatnonzero(other.any(axis=(1, 2))):
-        light[i] = profile.at(_distance(other[i]))
+        distance = _distance(other[i])
+        np.minimum(distance, cap, out=distance)
+        light[i] = lookup[distance]
     return light
