@@ -234,7 +234,13 @@ def _prepare_located(
     )
     if not mask_other_sources:
         return ctx
-    return dataclasses.replace(ctx, stamps=dataclasses.replace(stamps, data=stamps.data - ctx.other_source_light(stamps)))
+    from lumos_ops.photometry.inputs import wide_stamp_size
+
+    wide = wide_stamp_size(stamp_size)
+    off = wide // 2 - stamp_size // 2  # both grids share the centre pixel
+    light = ctx.other_source_light(stamps.x0 - off, stamps.y0 - off, wide)
+    centre = light[:, off : off + stamp_size, off : off + stamp_size]
+    return dataclasses.replace(ctx, stamps=dataclasses.replace(stamps, data=stamps.data - centre), other_light=light)
 
 
 def available_methods() -> tuple[str, ...]:

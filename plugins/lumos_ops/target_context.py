@@ -71,6 +71,10 @@ class TargetContext:
         Their light beyond the detections is subtracted from every cutout as the frame's own
         profile of it (:meth:`other_source_light`; ``stamps`` already have it subtracted).
         Targets fitted jointly with their catalogued neighbours keep every pixel.
+    other_light : ndarray or None
+        :meth:`other_source_light` on the wide photometry cutouts (float32, (n, W, W),
+        ``photometry.inputs.wide_stamp_size``), whose centre ``stamps`` had subtracted; None: computed
+        when the photometry inputs are.
     """
 
     exposure: Exposure
@@ -82,6 +86,7 @@ class TargetContext:
     base_flags: np.ndarray
     neighbours: NeighbourFit | None = None
     mask_other_sources: bool = True
+    other_light: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -106,6 +111,7 @@ class TargetContext:
             base_flags=self.base_flags[index],
             neighbours=None if self.neighbours is None else self.neighbours.take(index),
             mask_other_sources=self.mask_other_sources,
+            other_light=None if self.other_light is None else self.other_light[index],
         )
 
     @property
@@ -146,21 +152,21 @@ class TargetContext:
 
         return self._unfitted(other_sources(self.stamp_source_mask))
 
-    def other_source_light(self, cutouts: Stamps) -> np.ndarray:
-        """The light of other detected sources beyond their detections in ``cutouts`` (cut from this
-        exposure): the frame's own profile of it by distance to the nearest other detection
-        (:func:`lumos_ops.photometry.wing_light.wing_light`), e-/s per pixel, float32 (n, S, S),
+    def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+        """The light of other detected sources beyond their detections in the ``size`` px cutouts of
+        this exposure whose pixel [0, 0] is at (``x0``, ``y0``), one per target: the frame's own
+        profile of it by distance to the nearest other detection
+        (:func:`lumos_ops.photometry.wing_light.wing_light`), e-/s per pixel, float32 (n, size, size),
         which every method's cutouts have subtracted. Zeros when ``mask_other_sources`` is off, and
         for the targets fitted jointly with their catalogued neighbours, whose neighbours' light
         the fit takes out."""
-        shape = cutouts.data.shape
         if not self.mask_other_sources:
-            return np.zeros(shape, dtype=np.float32)
+            return np.zeros((np.size(x0), size, size), dtype=np.float32)
         from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
 
         data = self.exposure.data
-        light = wing_light(frame_wing_profile(data), frame_sources(data).detected, cutouts.x0, cutouts.y0, shape[-1])
+        light = wing_light(frame_wing_profile(data), frame_sources(data).detected, x0, y0, size)
         if self.neighbours is not None and self.neighbours.fitted.any():
             light[self.neighbours.fitted] = 0.0
         return light
@@ -199,9 +205,9 @@ class TargetContext:
         wide = cut_stamps(self.exposure.data, self.x, self.y, size=size)
         if self.neighbours is not None:
             wide = self.neighbours.clean(wide, self.models)
-        light = self.other_source_light(wide)
+        light = self.other_light if self.other_light is not None else self.other_source_light(wide.x0, wide.y0, size)
         if self.exposure.saturate is not None:  # saturated pixels keep their value (Flag.SATURATED)
-            light[wide.data >= self.exposure.saturate] = 0.0
+            light = np.where(wide.data >= self.exposure.saturate, np.float32(0.0), light)
         wide = dataclasses.replace(wide, data=wide.data - light)
         ny, nx = self.exposure.shape
         offsets = np.arange(size)

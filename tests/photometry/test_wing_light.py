@@ -136,7 +136,7 @@ def test_targets_clear_of_detections_read_as_without_the_other_sources(tmp_path,
     catalog, flux = _frame(tmp_path / "crowd.fits", n_others=250, seed=3)
     corrected = _median_pulls(tmp_path / "crowd.fits", catalog, flux)
     monkeypatch.setattr(target_context.TargetContext, "other_source_light",
-                        lambda self, cutouts: np.zeros(cutouts.data.shape, dtype=np.float32))
+                        lambda self, x0, y0, size: np.zeros((len(x0), size, size), dtype=np.float32))
     uncorrected = _median_pulls(tmp_path / "crowd.fits", catalog, flux)
     for name in ("aperture", "optimal"):
         before, after = uncorrected[name] - alone[name], corrected[name] - alone[name]
@@ -151,9 +151,17 @@ def test_stamps_have_the_light_subtracted_unless_other_sources_are_kept(tmp_path
     kept = prepare_targets(exposure, catalog, neighbours=False, mask_other_sources=False)
     np.testing.assert_array_equal(kept.stamps.data, raw)
     left_out = prepare_targets(exposure, catalog, neighbours=False)
-    light = left_out.other_source_light(left_out.stamps)
+    from lumos_ops.photometry.inputs import wide_stamp_size
+
+    wide = wide_stamp_size(60)
+    off = wide // 2 - 30
+    stamps = left_out.stamps
+    light = left_out.other_light
+    np.testing.assert_array_equal(light, left_out.other_source_light(stamps.x0 - off, stamps.y0 - off, wide))
     assert light.max() > 0
-    np.testing.assert_allclose(left_out.stamps.data, raw - light, atol=1e-6)
+    np.testing.assert_allclose(stamps.data, raw - light[:, off : off + 60, off : off + 60], atol=1e-6)
+    wide_raw = cut_stamps(exposure.data, *_positions(exposure, catalog), size=wide).data
+    np.testing.assert_allclose(left_out.photometry_inputs.data, wide_raw - light, atol=1e-6)
 
 
 def _positions(exposure, catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +190,7 @@ def test_a_saturated_target_next_to_another_source_stays_flagged(tmp_path, monke
                             "pa": 0.0, "i_auto": 15.0})
     ctx = prepare_targets(read_exposure(tmp_path / "star.fits"), catalog, neighbours=False)
     inputs = ctx.photometry_inputs
-    assert ctx.other_source_light(ctx.stamps)[0, 30, 30] == pytest.approx(1.0)  # the map reaches its core
+    assert ctx.other_light[0, 47, 47] == pytest.approx(1.0)  # the map reaches its core
     assert np.nanmax(inputs.data) == pytest.approx(saturate / exptime)
     flags = get_method("aperture").measure(ctx)["flag"].to_numpy()
     assert flags[0] & Flag.SATURATED
