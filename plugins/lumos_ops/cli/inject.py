@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
     p.add_argument("--spacing", type=int, default=40,
-                   help="smallest distance (pixels) between injected galaxies in one frame realisation")
+                   help="step (pixels) of the grid of injected galaxies in one frame realisation; each point is "
+                        "jittered by up to a quarter of it, so galaxies are at least half of it apart")
     p.add_argument("--min-clearance", type=float, default=10.0,
                    help="smallest distance (pixels) of an injected galaxy from the frame's own detected sources; "
                         "lower it for a small or crowded frame")

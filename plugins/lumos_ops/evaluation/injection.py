@@ -64,7 +64,8 @@ class InjectionConfig:
         True SNR range (log-uniform) of the placements' galaxy flux, computed with the Cramer-Rao
         error of the first placement.
     spacing : int
-        Minimum distance (pixels) between injected targets in one frame.
+        Step (pixels) of the grid of injected targets in one frame; each point is jittered by up
+        to a quarter of it in x and y, so targets are at least half of it apart.
     band : str
         ``FILTER`` written into the frames.
     noise_ratio : float
