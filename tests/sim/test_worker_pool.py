@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +57,26 @@ def test_workers_are_terminated_when_the_block_raises(sigterm_ignored_by_parent:
         pids |= set(pool.map(_pid, range(8), chunksize=1))
         raise RuntimeError("stop here")
     assert pids and not any(_alive(pid) for pid in pids)
+
+
+_SLOW_START: list[bool] = [False]
+
+
+def _slow_start_in_child() -> None:
+    if _SLOW_START[0]:
+        time.sleep(0.3)  # a worker still starting when the pool is terminated
+
+
+os.register_at_fork(after_in_child=_slow_start_in_child)
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_terminated_while_its_workers_start_ends(sigterm_ignored_by_parent: list[int]) -> None:
+    _SLOW_START[0] = True
+    try:
+        with pytest.raises(RuntimeError, match="at once"), forked_pool(2):
+            raise RuntimeError("at once")  # SIGTERM reaches workers before their initializer has run
+    finally:
+        _SLOW_START[0] = False
+    assert sigterm_ignored_by_parent == []
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the parent's mask restored
