@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
+from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
 from lumos_ops.lumos.weights import shipped_models_help
 
@@ -45,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["sersic", "knots", "blended"],
                    help="populations the co-adds' shared-error term is measured on (default sersic knots; those not "
                         "in --populations are injected for the candidate alone)")
-    p.add_argument("--spacing", type=int, default=44,
-                   help="least distance between injected galaxies (pixels, default 44: no other injected galaxy in a "
-                        "60-px LUMOS stamp, whose half-diagonal is 43 px)")
+    p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
+                   help=f"least distance between injected galaxies (pixels, default {INJECTION_SEPARATION_PX}: no injected light "
+                        "in another target's annulus or LUMOS stamp)")
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")

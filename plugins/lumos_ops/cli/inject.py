@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register", "inject_command"]
@@ -46,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
                    help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
-    p.add_argument("--spacing", type=int, default=40,
-                   help="step (pixels) of the grid of injected galaxies in one frame realisation; each point is "
-                        "jittered by up to a quarter of it, so galaxies are at least half of it apart")
+    p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
+                   help=f"least distance (pixels) between injected galaxies in one frame realisation (default "
+                        f"{INJECTION_SEPARATION_PX}: no injected light in another target's annulus; closer, faint fluxes read low)")
     p.add_argument("--min-clearance", type=float, default=10.0,
                    help="smallest distance (pixels) of an injected galaxy from the frame's own detected sources; "
                         "lower it for a small or crowded frame")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lumos_ops.constants import PIXEL_SCALE
+from lumos_ops.constants import INJECTION_SEPARATION_PX, PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask, subtract_sky
 
@@ -64,8 +64,9 @@ class InjectionConfig:
         True SNR range (log-uniform) of the placements' galaxy flux, computed with the Cramer-Rao
         error of the first placement.
     spacing : int
-        Step (pixels) of the grid of injected targets in one frame; each point is jittered by up
-        to a quarter of it in x and y, so targets are at least half of it apart.
+        Least distance (pixels) between two injected galaxies in one frame realisation. The default
+        :data:`INJECTION_SEPARATION_PX` keeps every injected galaxy's light out of the other targets' annuli
+        and stamps.
     band : str
         ``FILTER`` written into the frames.
     noise_ratio : float
@@ -94,7 +95,7 @@ class InjectionConfig:
     n_galaxies: int = 200
     n_place: int = 10
     snr_range: tuple[float, float] = (1.0, 150.0)
-    spacing: int = 40
+    spacing: int = INJECTION_SEPARATION_PX
     band: str = "NB685"
     noise_ratio: float = 1.0
     source_exptime: float = 90.0
@@ -398,36 +399,37 @@ def noiseless_reading(light: Sequence[tuple[np.ndarray, float]], models: Sequenc
 
 
 def _slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
-    """Jittered grid positions (x, y) at least ``min_clearance`` px from the frame's own sources."""
+    """Random positions (x, y) at least ``min_clearance`` px from the frame's own sources and at least
+    ``spacing`` px from each other.
+
+    Random sequential placement: the clear pixels are visited in random order (a random sub-pixel
+    offset each) and a position is kept when no kept one lies within ``spacing``. Kept positions are
+    uniform over the clear sky, and a frame with any clear pixel gets at least one.
+    """
     ny, nx = clearance.shape
     margin = 12
-    ys = np.arange(margin, ny - margin, spacing)
-    xs = np.arange(margin, nx - margin, spacing)
-    grid = np.array([(x, y) for y in ys for x in xs], dtype=np.float64)
-    jitter = rng.uniform(-0.25 * spacing, 0.25 * spacing, size=grid.shape)
-    pts = grid + jitter
-    ok = (pts[:, 0] > margin) & (pts[:, 0] < nx - margin) & (pts[:, 1] > margin) & (pts[:, 1] < ny - margin)
-    pts = pts[ok]
-    free = clearance[np.rint(pts[:, 1]).astype(int), np.rint(pts[:, 0]).astype(int)] >= min_clearance
-    return pts[free]
-
-
-_SLOT_TRIES = 20
-"""Jittered grids drawn for one frame realisation before the frame is declared full."""
-
-
-def _free_slots(clearance: np.ndarray, spacing: int, min_clearance: float, rng: np.random.Generator) -> np.ndarray:
-    """:func:`_slots`, drawn again (up to :data:`_SLOT_TRIES` grids) while a grid finds no free position.
-
-    On a small crowded frame one jittered grid can land every point on a source by chance; the
-    frame is full only when no grid finds a place. The first grid that has one is used, so runs
-    that never met an empty grid keep their positions.
-    """
-    for _ in range(_SLOT_TRIES):
-        slots = _slots(clearance, spacing, min_clearance, rng)
-        if len(slots):
-            return slots
-    return slots
+    inner = clearance[margin : ny - margin, margin : nx - margin] >= min_clearance
+    free = np.flatnonzero(inner)
+    if free.size == 0:
+        return np.empty((0, 2))
+    # enough candidates to fill the frame many times over; no more (a 4k x 2k frame has 8M pixels)
+    capacity = inner.size / (0.5 * spacing * spacing)
+    free = rng.permutation(free)[: int(min(free.size, 40 * capacity + 100))]
+    width = nx - 2 * margin
+    pts = np.column_stack([free % width + margin, free // width + margin]).astype(np.float64)
+    pts += rng.uniform(-0.5, 0.5, size=pts.shape)
+    cell = spacing / np.sqrt(2.0)  # at most one kept position per cell
+    owner: dict[tuple[int, int], int] = {}
+    kept: list[int] = []
+    limit = spacing * spacing
+    for i, (x, y) in enumerate(pts):
+        cx, cy = int(x // cell), int(y // cell)
+        near = (owner.get((cx + a, cy + b)) for a in range(-2, 3) for b in range(-2, 3))
+        if any(j is not None and (pts[j, 0] - x) ** 2 + (pts[j, 1] - y) ** 2 < limit for j in near):
+            continue
+        owner[(cx, cy)] = i
+        kept.append(i)
+    return pts[kept]
 
 
 def run_injection(
@@ -530,11 +532,10 @@ def run_injection(
     share = -(-len(order) // len(frames))
     while cursor < len(order):
         k = realisation % len(frames)
-        slots = _free_slots(clearance[k], config.spacing, config.min_clearance, rng)
+        slots = _slots(clearance[k], config.spacing, config.min_clearance, rng)
         if len(slots) == 0:
-            raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources in "
-                                  f"{_SLOT_TRIES} jittered grids; lower min_clearance (lumos inject --min-clearance) "
-                                  "or use another frame")
+            raise LumosValueError(f"{frames[k]}: no position {config.min_clearance} px from its own sources; lower "
+                                  "min_clearance (lumos inject --min-clearance) or use another frame")
         if len(slots) > share:  # a large frame: a random subset of its slots, not its first rows
             slots = slots[np.sort(rng.choice(len(slots), size=share, replace=False))]
         take = order[cursor : cursor + min(len(slots), share)]

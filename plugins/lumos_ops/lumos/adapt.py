@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
 
@@ -137,8 +138,9 @@ class AdaptConfig:
     snr_range : (float, float)
         Log-uniform true-SNR range of the injected galaxies.
     spacing : int
-        Minimum distance (pixels) between injected targets; the default 44 keeps every other
-        injected galaxy out of a 60-px LUMOS stamp (half-diagonal 43 px).
+        Least distance (pixels) between injected targets; the default
+        (:data:`lumos_ops.constants.INJECTION_SEPARATION_PX`) keeps every injected galaxy's light out
+        of the other targets' annuli and 60-px LUMOS stamps.
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own detected sources
         (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
@@ -188,7 +190,7 @@ class AdaptConfig:
     shared_error_populations: tuple[str, ...] = POOLED_POPULATIONS
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
-    spacing: int = 44
+    spacing: int = INJECTION_SEPARATION_PX
     min_clearance: float = 6.0
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
