@@ -2,8 +2,9 @@
 
 Usage: ``.venv/bin/python reports/lumos/injection-spacing/score.py OUT.json NAME=RUN_DIR ...`` (each
 directory holds the ``injection_table.parquet`` of ``lumos inject``). For every run, population,
-method and bin of true SNR: n, bias = median((f - f0) / f0), median pull = median((f - f0) / flux_err),
-pull sigma68 (half the 16-84 % range of the pulls) and coverage68 = fraction with |f - f0| < flux_err.
+method and bin of true SNR (:func:`lumos_ops.evaluation.fixed_truth.fixed_truth_bins`): n, bias =
+median((f - f0) / f0) and its bootstrap error over galaxies, pull_median = median((f - f0) / flux_err),
+pull sigma68 and coverage68.
 Prints a markdown table of bias / median pull and writes the figures as JSON.
 """
 
@@ -13,29 +14,24 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-SNR_BINS: tuple[tuple[float, float], ...] = ((1, 2), (2, 5), (5, 10), (10, 20), (20, 50), (50, 1000))
+from lumos_ops.evaluation.fixed_truth import fixed_truth_bins
 
-
-def _stats(rows: pd.DataFrame) -> dict[str, float]:
-    ok = rows[np.isfinite(rows.flux) & np.isfinite(rows.flux_err) & (rows.flux_err > 0)]
-    if len(ok) < 5:
-        return {"n": int(len(ok))}
-    rel = (ok.flux - ok.true_flux) / ok.true_flux
-    pull = (ok.flux - ok.true_flux) / ok.flux_err
-    p16, p50, p84 = np.percentile(pull, [16, 50, 84])
-    return {"n": int(len(ok)), "bias": float(np.median(rel)), "median_pull": float(p50),
-            "pull_sigma68": float(0.5 * (p84 - p16)), "coverage68": float(np.mean(np.abs(pull) < 1.0))}
+SNR_EDGES: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 1000)
 
 
 def scores(table: pd.DataFrame) -> dict:
-    """{population: {method: [per-bin dicts]}}."""
-    return {str(population): {str(method): [{"lo": lo, "hi": hi, **_stats(m[(m.true_snr >= lo) & (m.true_snr < hi)])}
-                                            for lo, hi in SNR_BINS]
-                              for method, m in pop.groupby("method")}
-            for population, pop in table.groupby("population")}
+    """{population: {method: [per-bin dicts of lumos_ops.evaluation.fixed_truth.fixed_truth_bins]}}
+    by true SNR, bootstrap errors over whole galaxies; the last row of every list is all rows."""
+    out: dict = {}
+    for population, pop in table.groupby("population"):
+        out[str(population)] = {}
+        for method, m in pop.groupby("method"):
+            out[str(population)][str(method)] = fixed_truth_bins(
+                m["true_flux"].to_numpy(), m["flux"].to_numpy(), m["flux_err"].to_numpy(), by=m["true_snr"].to_numpy(),
+                edges=SNR_EDGES, n_boot=100, groups=m["galaxy"].to_numpy())
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -44,12 +40,12 @@ def main(argv: list[str]) -> int:
     result = {name: {"dir": path, "scores": scores(pd.read_parquet(Path(path) / "injection_table.parquet"))}
               for name, path in runs.items()}
     out_path.write_text(json.dumps(result, indent=1) + "\n")
-    print("| run | population | method | " + " | ".join(f"SNR {lo}-{hi}" for lo, hi in SNR_BINS) + " |")
-    print("|---|---|---|" + "---|" * len(SNR_BINS))
+    print("| run | population | method | " + " | ".join(f"SNR {lo}-{hi}" for lo, hi in zip(SNR_EDGES, SNR_EDGES[1:])) + " |")
+    print("|---|---|---|" + "---|" * (len(SNR_EDGES) - 1))
     for name, run in result.items():
         for population, methods in run["scores"].items():
             for method, rows in methods.items():
-                cells = [f"{100 * r['bias']:+.1f} % / {r['median_pull']:+.2f}" if "bias" in r else "" for r in rows]
+                cells = [f"{100 * r['bias']:+.1f} % / {r['pull_median']:+.2f}" if r["n"] else "" for r in rows[:-1]]
                 print(f"| {name} | {population} | {method} | " + " | ".join(cells) + " |")
     return 0
 
