@@ -65,8 +65,8 @@ class TargetContext:
     mask_other_sources : bool
         Leave the pixels of other sources detected on the frame (not the target's own detection,
         :func:`lumos_ops.photometry.frame_sources.other_sources`) out of the model-weighted sums
-        (``PhotometryInputs.exclude``) and out of LUMOS's stamp (masked pixels, which its
-        matched-filter anchor leaves out): the annulus background leaves them out too, and a
+        (``PhotometryInputs.exclude``), and replace them by the stamp's sky in LUMOS's stamp
+        (``lumos_ops.lumos.preprocess.fill_with_sky``): the annulus background leaves them out too, and a
         large model's outer weights would otherwise collect their light (docs/background.md).
         Their light beyond the detections is subtracted from every cutout as the frame's own
         profile of it (:meth:`other_source_light`; ``stamps`` already have it subtracted).
@@ -187,9 +187,21 @@ class TargetContext:
         ``prepare_inputs`` computes itself."""
         if norm.stamp_background != "masked_annulus":
             return None
-        from lumos_ops.lumos.preprocess import stamp_background
+        mean = self.stamp_sky.mean.copy()
+        empty = ~np.isfinite(mean)
+        if empty.any():
+            from lumos_ops.lumos.preprocess import stamp_background
 
-        return stamp_background(self.stamps.data, "masked_annulus", source_mask=self.stamp_source_mask)
+            mean[empty] = stamp_background(self.stamps.data[empty], "median")
+        return mean
+
+    @functools.cached_property
+    def stamp_sky(self):
+        """The masked annulus sky of every 60 px stamp (``lumos_ops.lumos.preprocess.stamp_sky`` with
+        :attr:`stamp_source_mask`): ``mean`` (e-/s per pixel) and ``variance`` ((e-/s)^2)."""
+        from lumos_ops.lumos.preprocess import stamp_sky
+
+        return stamp_sky(self.stamps.data, source_mask=self.stamp_source_mask)
 
     @functools.cached_property
     def photometry_inputs(self) -> PhotometryInputs:

@@ -9,7 +9,7 @@ import pytest
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import Normalization
-from lumos_ops.lumos.preprocess import estimate_normalization, prepare_inputs, stamp_background
+from lumos_ops.lumos.preprocess import estimate_normalization, fill_with_sky, prepare_inputs, stamp_background
 
 from lumos_helpers import NORM
 
@@ -121,10 +121,12 @@ def test_lumos_in_production_leaves_out_the_frames_own_detections(tmp_path):
     assert np.nanmedian(np.abs(per_frame - per_stamp)) < 0.05 * noise
     row, _ = method._band_epoch_row(loaded, ctx.exposure)
     i_auto = ctx.catalog["i_auto"].to_numpy(np.float64)
-    # other detected sources' pixels are masked in the stamps LUMOS reads (not the target's own)
-    other = ctx.other_source_pixels
+    # other detected sources' pixels (not the target's own) become the stamp's sky in what LUMOS reads
+    other = ctx.other_source_pixels & np.isfinite(ctx.stamps.data)
     assert other.any() and not other[:, 30, 30].any()
-    stamps = np.where(other, np.nan, ctx.stamps.data)
+    seeds = np.column_stack([np.rint(ctx.x).astype(np.int64), np.rint(ctx.y).astype(np.int64)])
+    stamps = fill_with_sky(ctx.stamps.data, other, per_frame, np.sqrt(ctx.stamp_sky.variance), seeds)
+    assert np.isfinite(stamps[other]).all()
 
     def mean_flux(frame_or_mixtures) -> np.ndarray:
         if hasattr(frame_or_mixtures, "alpha"):
@@ -140,5 +142,24 @@ def test_lumos_in_production_leaves_out_the_frames_own_detections(tmp_path):
         with torch.no_grad():
             mixtures = predict_mixtures(loaded, inputs, i_auto)
         np.testing.assert_allclose(mean_flux(result), mean_flux(mixtures), rtol=1e-5, atol=1e-4)
-    # masking other sources does not flag the targets MASKED
+    # replacing other sources does not flag the targets MASKED
     assert not np.any(frame["flag"].to_numpy() & 4)
+
+
+def test_other_sources_pixels_become_sky_of_the_stamps_level_and_noise():
+    rng = np.random.default_rng(0)
+    cutouts = rng.normal(3.0, 2.0, (3, 40, 40)).astype(np.float32)
+    fill = np.zeros(cutouts.shape, dtype=bool)
+    fill[0, :20] = True  # half of stamp 0
+    fill[2, 5:10, 5:10] = True
+    level, sigma = np.array([10.0, 0.0, np.nan]), np.array([0.5, 1.0, 1.0])
+    seeds = np.array([[1, 2], [3, 4], [5, 6]])
+    out = fill_with_sky(cutouts, fill, level, sigma, seeds)
+    assert out.dtype == cutouts.dtype
+    np.testing.assert_array_equal(out[~fill], cutouts[~fill])
+    assert np.mean(out[0][fill[0]]) == pytest.approx(10.0, abs=0.05)
+    assert np.std(out[0][fill[0]]) == pytest.approx(0.5, rel=0.1)
+    assert np.isnan(out[2][fill[2]]).all()  # no level to fill with: padded downstream
+    np.testing.assert_array_equal(out, fill_with_sky(cutouts, fill, level, sigma, seeds))
+    other_seed = fill_with_sky(cutouts, fill, level, sigma, seeds + 1)
+    assert not np.array_equal(out[0][fill[0]], other_seed[0][fill[0]])

@@ -48,7 +48,10 @@ class LumosMethod:
     Targets whose stamp crosses the CCD edge or holds masked pixels are measured, not dropped:
     missing pixels are padded with the stamp's median (0 after background subtraction) and the
     row is flagged EDGE and/or MASKED. The pixels of other sources detected on the frame
-    (``TargetContext.other_source_pixels``) are padded the same way, without the MASKED flag.
+    (``TargetContext.other_source_pixels``) are replaced by the stamp's sky, its masked annulus
+    mean plus Gaussian noise of its pixel noise (:func:`~lumos_ops.lumos.preprocess.fill_with_sky`,
+    seeded by the target's pixel position), without the MASKED flag: the network was trained on
+    stamps without holes, and a hole made it read faint fluxes low.
     Targets off the image get NaN fluxes and OFF_IMAGE.
     Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
     with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
@@ -101,7 +104,7 @@ class LumosMethod:
     def measure(self, ctx) -> pd.DataFrame:
         """Measure every target of a :class:`lumos_ops.measure.TargetContext`."""
         from lumos_ops.lumos.inference import mixture_table, predict_mixtures
-        from lumos_ops.lumos.preprocess import prepare_inputs
+        from lumos_ops.lumos.preprocess import fill_with_sky, prepare_inputs
 
         loaded = self.loaded
         size = loaded.net.config.stamp_size
@@ -112,12 +115,16 @@ class LumosMethod:
         row, known = self._band_epoch_row(loaded, ctx.exposure)
         band_epoch = np.full(n, row, dtype=np.int64)
         data = ctx.stamps.data
+        background = ctx.lumos_background(loaded.normalization)
         other = ctx.other_source_pixels & np.isfinite(data)
         if other.any():
-            # other sources' pixels are masked: padded like masked pixels, left out of the anchor
-            data = np.where(other, np.float32(np.nan), data).astype(data.dtype, copy=False)
+            # other sources' pixels become sky, as in the training stamps (a hole reads the flux low)
+            level = background if background is not None else ctx.stamp_sky.mean
+            seeds = np.column_stack([np.rint(ctx.x).astype(np.int64) & 0xFFFFFFFF,
+                                     np.rint(ctx.y).astype(np.int64) & 0xFFFFFFFF])
+            data = fill_with_sky(data, other, level, np.sqrt(ctx.stamp_sky.variance), seeds)
         inputs = prepare_inputs(data, ctx.models, i_auto, ctx.x, ctx.y, band_epoch, loaded.normalization,
-                                background=ctx.lumos_background(loaded.normalization))
+                                background=background)
         mixtures = predict_mixtures(loaded, inputs, i_auto, batch_size=self.batch_size)
         if not loaded.is_likelihood and not self._warned_posterior:
             log.warning("LUMOS model %s was trained on a population flux prior: its fluxes are posterior means that "
@@ -128,7 +135,7 @@ class LumosMethod:
         flags = np.asarray(ctx.base_flags, dtype=np.int64).copy()
         off_chip = np.rint(ctx.stamps.off_chip_fraction * size * size).astype(np.int64)
         flags[ctx.stamps.off_chip_fraction > 0] |= Flag.EDGE
-        flags[inputs.n_padded > off_chip + other.sum(axis=(1, 2))] |= Flag.MASKED
+        flags[inputs.n_padded > off_chip] |= Flag.MASKED
         off = ~ctx.on_image
         flags[off] |= Flag.OFF_IMAGE
         for name in ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "eta"):

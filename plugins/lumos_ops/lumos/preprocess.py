@@ -9,8 +9,8 @@ import numpy as np
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, STAMP_BACKGROUNDS, Normalization
 
-__all__ = ["NetInputs", "stamp_background", "prepare_inputs", "estimate_normalization", "with_stamp_background",
-           "with_imag_range"]
+__all__ = ["NetInputs", "stamp_background", "stamp_sky", "fill_with_sky", "prepare_inputs", "estimate_normalization",
+           "with_stamp_background", "with_imag_range"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +67,7 @@ def stamp_background(cutouts: np.ndarray, method: str = "median", *, source_mask
     ndarray, shape (n,), float64
     """
     if method == "masked_annulus":
-        from lumos_ops.photometry.background import annulus_background
-
-        n, size = cutouts.shape[0], cutouts.shape[-1]
-        zero = np.zeros(n)
-        mean = annulus_background(cutouts, zero, zero, r_in=size / 4.0, r_out=size / 2.0 - 1.0,
-                                  source_mask=source_mask).mean
+        mean = stamp_sky(cutouts, source_mask=source_mask).mean.copy()
         empty = ~np.isfinite(mean)
         if empty.any():
             mean[empty] = stamp_background(cutouts[empty], "median")
@@ -81,6 +76,60 @@ def stamp_background(cutouts: np.ndarray, method: str = "median", *, source_mask
         raise LumosValueError(f"stamp background must be one of {STAMP_BACKGROUNDS}, got {method!r}")
     flat = cutouts.reshape(cutouts.shape[0], int(np.prod(cutouts.shape[1:])))
     return _median_background(flat, np.isnan(flat).any(axis=1))
+
+
+def stamp_sky(cutouts: np.ndarray, *, source_mask: np.ndarray | None = None):
+    """The sky of every stamp in the ring from ``S / 4`` to ``S / 2 - 1`` px about its centre: the
+    classical baselines' masked annulus estimator
+    (:func:`lumos_ops.photometry.background.annulus_background`, ``"masked_mean"``), its ``mean``
+    (e-/s per pixel, NaN without a usable pixel) and pixel-noise ``variance`` ((e-/s)^2).
+
+    ``cutouts``: shape (n, S, S), NaN where masked; ``source_mask``: bool (n, S, S), the frame's
+    detections cut like the stamps (None detects sources in every stamp).
+    """
+    from lumos_ops.photometry.background import annulus_background
+
+    n, size = cutouts.shape[0], cutouts.shape[-1]
+    zero = np.zeros(n)
+    return annulus_background(cutouts, zero, zero, r_in=size / 4.0, r_out=size / 2.0 - 1.0, source_mask=source_mask)
+
+
+def fill_with_sky(cutouts: np.ndarray, fill: np.ndarray, level: np.ndarray, sigma: np.ndarray,
+                  seeds: np.ndarray) -> np.ndarray:
+    """``cutouts`` with the ``fill`` pixels replaced by sky: ``level`` plus Gaussian noise of ``sigma``.
+
+    What a noise replacer does for the other sources of a frame while one source is measured
+    (docs/likelihood.md §5, "Other sources' pixels in LUMOS's stamp"): the network sees sky where
+    another source was, as in its training stamps, instead of a hole it never saw.
+
+    Parameters
+    ----------
+    cutouts : ndarray, shape (n, S, S)
+        Stamps (e-/s per pixel).
+    fill : ndarray of bool, shape (n, S, S)
+        Pixels to replace.
+    level, sigma : ndarray, shape (n,)
+        Sky level (e-/s per pixel) and pixel noise (e-/s) of each stamp; a stamp whose ``level`` or
+        ``sigma`` is not finite gets NaN there (padded by :func:`prepare_inputs`).
+    seeds : ndarray of int, shape (n,) or (n, k)
+        One seed (or seed sequence) per stamp: the same target gets the same noise whatever the
+        chunk it is measured in.
+
+    Returns
+    -------
+    ndarray, shape (n, S, S), the dtype of ``cutouts``
+    """
+    out = np.array(cutouts, copy=True)
+    level = np.asarray(level, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    for i in np.flatnonzero(np.asarray(fill).any(axis=(1, 2))):
+        where = fill[i]
+        if not (np.isfinite(level[i]) and np.isfinite(sigma[i])):
+            out[i][where] = np.nan
+            continue
+        noise = np.random.default_rng(np.asarray(seeds[i]).tolist()).standard_normal(int(where.sum()))
+        out[i][where] = level[i] + sigma[i] * noise
+    return out
 
 
 _FAST_MEDIAN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
