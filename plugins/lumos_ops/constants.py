@@ -63,8 +63,8 @@ INJECTION_SEPARATION_PX: int = 80
 ``lumos adapt``): the annulus's outer radius (45 px) plus the half-width of a rendered galaxy
 (32 px), rounded up. Closer, the faint light of the other injected galaxies sits in a target's
 annulus but, by construction, not under the target, and every faint flux reads low: on a frame of
-white noise, aperture fluxes at true SNR 1-2 read -10 % with galaxies at least 20 px apart and +1 %
-at 45 px (``reports/lumos/injection-spacing``). A survey's catalogue targets have no such
+white noise, aperture fluxes at true SNR 1-2 read -10 % with galaxies at least 20 px apart and
+-0.8 % at 80 px (``reports/lumos/injection-spacing``). A survey's catalogue targets have no such
 arrangement of neighbours."""
 
 APERTURE_LIGHT_FRACTION: float = 0.625

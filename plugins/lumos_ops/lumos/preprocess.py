@@ -99,8 +99,9 @@ def fill_with_sky(cutouts: np.ndarray, fill: np.ndarray, level: np.ndarray, sigm
     """``cutouts`` with the ``fill`` pixels replaced by sky: ``level`` plus Gaussian noise of ``sigma``.
 
     What a noise replacer does for the other sources of a frame while one source is measured
-    (docs/likelihood.md §5, "Other sources' pixels in LUMOS's stamp"): the network sees sky where
-    another source was, as in its training stamps, instead of a hole it never saw.
+    (docs/background.md, "Other sources under a large footprint"; ``reports/lumos/stamp-holes``):
+    the network sees sky where another source was, as in its training stamps, instead of a hole it
+    never saw.
 
     Parameters
     ----------
