@@ -187,13 +187,9 @@ class TargetContext:
         ``prepare_inputs`` computes itself."""
         if norm.stamp_background != "masked_annulus":
             return None
-        mean = self.stamp_sky.mean.copy()
-        empty = ~np.isfinite(mean)
-        if empty.any():
-            from lumos_ops.lumos.preprocess import stamp_background
+        from lumos_ops.lumos.preprocess import sky_background
 
-            mean[empty] = stamp_background(self.stamps.data[empty], "median")
-        return mean
+        return sky_background(self.stamp_sky, self.stamps.data)
 
     @functools.cached_property
     def stamp_sky(self):

@@ -9,7 +9,7 @@ import numpy as np
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, STAMP_BACKGROUNDS, Normalization
 
-__all__ = ["NetInputs", "stamp_background", "stamp_sky", "fill_with_sky", "prepare_inputs", "estimate_normalization",
+__all__ = ["NetInputs", "stamp_background", "stamp_sky", "sky_background", "fill_with_sky", "prepare_inputs", "estimate_normalization",
            "with_stamp_background", "with_imag_range"]
 
 
@@ -67,11 +67,7 @@ def stamp_background(cutouts: np.ndarray, method: str = "median", *, source_mask
     ndarray, shape (n,), float64
     """
     if method == "masked_annulus":
-        mean = stamp_sky(cutouts, source_mask=source_mask).mean.copy()
-        empty = ~np.isfinite(mean)
-        if empty.any():
-            mean[empty] = stamp_background(cutouts[empty], "median")
-        return mean
+        return sky_background(stamp_sky(cutouts, source_mask=source_mask), cutouts)
     if method != "median":
         raise LumosValueError(f"stamp background must be one of {STAMP_BACKGROUNDS}, got {method!r}")
     flat = cutouts.reshape(cutouts.shape[0], int(np.prod(cutouts.shape[1:])))
@@ -92,6 +88,16 @@ def stamp_sky(cutouts: np.ndarray, *, source_mask: np.ndarray | None = None):
     n, size = cutouts.shape[0], cutouts.shape[-1]
     zero = np.zeros(n)
     return annulus_background(cutouts, zero, zero, r_in=size / 4.0, r_out=size / 2.0 - 1.0, source_mask=source_mask)
+
+
+def sky_background(sky, cutouts: np.ndarray) -> np.ndarray:
+    """The ``"masked_annulus"`` stamp background from a :func:`stamp_sky` result ``sky`` of
+    ``cutouts``: its mean (e-/s per pixel), the stamp median where no ring pixel was usable."""
+    mean = np.array(sky.mean, dtype=np.float64, copy=True)
+    empty = ~np.isfinite(mean)
+    if empty.any():
+        mean[empty] = stamp_background(cutouts[empty], "median")
+    return mean
 
 
 def fill_with_sky(cutouts: np.ndarray, fill: np.ndarray, level: np.ndarray, sigma: np.ndarray,
