@@ -14,6 +14,7 @@ from lumos_ops.lumos import adapt as adapt_module
 from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_exposures
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.lumos.shared_error import SharedError
+from lumos_ops.survey import load_survey, paus_survey
 
 
 def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0, zero_point=None):
@@ -120,7 +121,7 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     def stop(*args, **kwargs):
         raise Interrupt
 
-    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    monkeypatch.setattr(adapt_module, "_stage_error_floor", stop)
     with pytest.raises(Interrupt):
         adapt(root, catalogue(), fresh, config)
     monkeypatch.undo()
@@ -149,6 +150,13 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     # the knots only measure the term: injected for the candidate alone, and not in the report
     assert (out / "injection" / "knots-candidate.parquet").is_file()
     assert not (out / "injection" / "knots-base.parquet").exists() and set(report["populations"]) == {"sersic"}
+
+    # the error floors: too few bright rows on these small training frames keep the survey's, and say so
+    floors = json.loads((out / "error_floor.json").read_text())
+    assert report["adapt"]["error_floor"] == floors and floors["flux"]["n"] < 30
+    assert floors["flux_error_floor"] == floors["survey_floors"]["flux_error_floor"] == 0.011
+    assert load_survey(out / "survey.json").flux_error_floor == 0.011
+    assert set(pd.read_parquet(out / "floor" / f"sersic-{result.model_sha256[:16]}.parquet")["frame"]) <= set(split["train"])
 
     # per-band fixed-truth metrics for the candidate, the base model and the classical methods
     metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}
@@ -204,12 +212,12 @@ def test_config_is_validated():
 
 
 def _train_only(root, out, config: AdaptConfig, monkeypatch) -> None:
-    """Run ``adapt`` up to its trained candidate (``out/model.pt``), stopping before the injection."""
+    """Run ``adapt`` up to its trained candidate (``out/model.pt``), stopping before the injections."""
 
     def stop(*args, **kwargs):
         raise Interrupt
 
-    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    monkeypatch.setattr(adapt_module, "_stage_error_floor", stop)
     with pytest.raises(Interrupt):
         adapt(root, catalogue(), out, config)
     monkeypatch.undo()
@@ -270,3 +278,68 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
     assert load_checkpoint(tmp_path / "median" / "model.pt", device="cpu").normalization.stamp_background == "median"
     with pytest.raises(LumosValueError, match="stamp_background"):
         small_config(stamp_background="mode")
+
+
+def _fake_injection(floor: float, calls: list):
+    """A stand-in for ``run_injection``: LUMOS rows whose bright fluxes carry a fractional error ``floor``
+    besides their statistical error (1 % of the flux), on the exposures it is given."""
+
+    def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
+        calls.append((config.population, list(frames), config.seed))
+        rng = np.random.default_rng(config.seed)
+        n = 400
+        true = np.exp(rng.uniform(np.log(1e3), np.log(1e4), n))
+        stat = 0.01 * true
+        flux = true + stat * rng.standard_normal(n) + floor * true * rng.standard_normal(n)
+        return pd.DataFrame({"method": "lumos", "frame": frames[0], "flux": flux, "flux_err": stat,
+                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": 0.0})
+
+    return run
+
+
+def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(tmp_path, monkeypatch):
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls))
+    config = small_config()
+    train = ["/data/train_0.fits", "/data/train_1.fits"]
+    model = tmp_path / "model.pt"
+    record = adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
+    assert calls == [("sersic", train, config.seed * 1000 + 500)]
+    # 1 % statistical and 3 % extra: the rows ask for about 3 %
+    assert record["measured"] and 0.024 < record["flux_error_floor"] < 0.036
+    assert record["flux"]["pull_before"] > 2.0 and record["flux"]["pull_after"] == pytest.approx(1.0, abs=0.01)
+    assert record["survey_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+    assert record["neighbour"] is None and record["neighbour_error_floor"] == 0.05  # no blended pairs asked for
+    written = load_survey(tmp_path / "survey.json")
+    assert written.flux_error_floor == record["flux_error_floor"] and written.band_names == paus_survey().band_names
+    # kept on a rerun with the same candidate; measured again for another one
+    again = adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
+    assert again == json.loads((tmp_path / "error_floor.json").read_text()) and len(calls) == 1
+    adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "cd" * 32, config, paus_survey())
+    assert len(calls) == 2
+    # switched off: the survey's floors, nothing injected
+    off = adapt_module._stage_error_floor(tmp_path / "off", train, catalogue(), model, "ab" * 32,
+                                          small_config(measure_error_floor=False), paus_survey())
+    assert off["flux_error_floor"] == 0.011 and not off["measured"] and len(calls) == 2
+
+
+def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path, monkeypatch):
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.0, calls))
+    config = small_config(shared_error_populations=("sersic",))
+    held = ["/data/held.fits"]
+
+    def measure(floor):
+        floors = {"flux_error_floor": floor, "neighbour_error_floor": 0.05}
+        return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config, floors)
+
+    measure(0.011)
+    assert len(calls) == 2  # base and candidate
+    measure(0.011)
+    assert len(calls) == 2  # cached
+    measure(0.02)
+    assert len(calls) == 4 and json.loads((tmp_path / "injection" / "floors.json").read_text())["flux_error_floor"] == 0.02

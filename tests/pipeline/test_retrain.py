@@ -46,6 +46,8 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
                            {"v": result.model_version}).one()
     assert (row.method, row.kind, row.checksum, row.status) == ("lumos", "lumos", result.sha256, "candidate")
     assert row.object_key == result.object_key and row.metadata["report_key"] == result.report_key
+    # the floors measured on the training exposures (too few bright rows here: the survey's)
+    assert row.metadata["error_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
     assert result.report_attached and row.injection_report["command"] == "lumos_retrain"
     methods = row.injection_report["populations"]["sersic"]["methods"]
     assert set(methods) == {"aperture", "lumos"} and row.injection_report["base"]["populations"]["sersic"]["lumos"]

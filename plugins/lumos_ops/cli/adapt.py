@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--truth-mismatch", action="store_true",
                    help="train on galaxies that differ from their catalogued model (PSF profile and width, size, "
                    "knots: lumos_ops.sim.truth_mismatch.TRUTH_MISMATCH); default: galaxies equal to their model")
+    p.add_argument("--keep-error-floor", dest="measure_error_floor", action="store_false",
+                   help="measure the held-out exposures with the survey's error floors (default: the floors the "
+                        "candidate asks for on galaxies injected into the training exposures, written to OUT/survey.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -90,6 +93,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,
         truth_mismatch=dict(TRUTH_MISMATCH) if args.truth_mismatch else None,
+        measure_error_floor=args.measure_error_floor,
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,
@@ -104,6 +108,14 @@ def adapt_command(args: argparse.Namespace) -> int:
     edges = ["inf" if e is None else f"{e:g}" for e in shared["snr_edges"]]
     print("shared-error term recorded in the candidate (rho by measured SNR): "
           + ", ".join(f"{lo}-{hi}: {rho:.3f}" for lo, hi, rho in zip(edges[:-1], edges[1:], shared["rho"])), file=sys.stderr)
+    floors = result.report["adapt"]["error_floor"]
+    if floors["measured"]:
+        flux = floors["flux"]
+        print(f"error floors measured on the training exposures ({flux['n']} rows at SNR >= {flux['min_snr']:g}): "
+              f"flux {floors['flux_error_floor']:.4f}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
+              f"{floors['survey_floors']['flux_error_floor']:.4f}, {floors['survey_floors']['neighbour_error_floor']:.4f}); "
+              f"the held-out exposures were measured with them; run the survey with --survey "
+              f"{result.model_path.parent / 'survey.json'}", file=sys.stderr)
     for population, entry in result.report["populations"].items():
         floor = entry["methods"].get("lumos", {}).get("error_floor")
         if floor and floor["asked"]["floor"] == floor["asked"]["floor"]:  # NaN: too few bright rows

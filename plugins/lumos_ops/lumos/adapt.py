@@ -1,6 +1,6 @@
 """Adapt LUMOS to a survey's own exposures and validate it by injection-recovery (``lumos adapt``).
 
-:func:`adapt` runs five stages under one output directory; each writes its result before the next
+:func:`adapt` runs six stages under one output directory; each writes its result before the next
 starts, so an interrupted run called again with the same ``out_dir`` continues where it stopped:
 
 1. **split** (``split.json``): the exposures are grouped by exposure (``EXPNUM``, else one group
@@ -29,11 +29,19 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    that way, and per-batch statistics would change the function the base model computes); where a galaxy of the catalogue is observed on two training
    exposures in one band, eq. (12) adds ``pair_weight`` x the eq. (11) overlap of their two
    likelihoods. Every epoch writes ``train/train_state.pt``; a rerun continues from the last one.
-5. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
+5. **error floors** (``floor/``, ``error_floor.json``, ``survey.json``; ``measure_error_floor``):
+   the candidate measures new GalSim galaxies injected into the *training* exposures (Sérsic, and
+   blended pairs when the report holds them); the fractional floor its rows at measured SNR >= 50
+   ask for (:func:`lumos_ops.photometry.error_floor.estimate_error_floor`: the PSF and catalogue
+   models' error on this survey, which no pixel-noise model holds), and the neighbour floor of
+   its blended rows, become the survey's ``flux_error_floor`` and ``neighbour_error_floor`` for
+   the next stage and for the survey file ``survey.json`` the nightly run should use. Fewer than
+   30 bright rows keep the survey's floor. The held-out exposures stay unseen by every choice.
+6. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
    GalSim galaxies with the catalogue's shapes and a log-uniform true SNR are injected into the
    held-out exposures, keeping their headers, and measured through ``read_exposure`` ->
-   ``measure_exposure`` (the nightly code path, blank-sky error calibration included) by the base
-   model, the candidate and every classical method. The same seed injects the same galaxies into
+   ``measure_exposure`` (the nightly code path, blank-sky error calibration and the floors of
+   stage 5 included) by the base model, the candidate and every classical method. The same seed injects the same galaxies into
    the same pixels for both models. The populations of ``shared_error_populations`` that the
    report does not hold are injected for the candidate alone: they only measure its shared-error
    term.
@@ -41,7 +49,7 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
 The report is :func:`lumos_ops.evaluation.injection_report.score_injection` of the candidate with
 the classical methods (the registry's gates read it, docs/registry.md), plus ``base`` (the base
 model's LUMOS entries), ``bands`` (the same per band) and ``adapt`` (split, pixel noise, training,
-timings). The candidate's checkpoint records the pixel noise and ``s`` in ``metadata["pixel_noise"]``,
+timings, ``error_floor``: stage 5's measurement and the floors applied). The candidate's checkpoint records the pixel noise and ``s`` in ``metadata["pixel_noise"]``,
 and, measured on its held-out injection, the part of the error that the exposures of one galaxy
 share (``metadata["shared_error"]``, :mod:`lumos_ops.lumos.shared_error`), which widens its co-adds.
 """
@@ -159,8 +167,11 @@ class AdaptConfig:
         e.g. its ``TRUTH_MISMATCH``): the training galaxies differ from their model channel in PSF
         profile, width and size and carry knots, as a survey's real galaxies differ from their
         catalogued Sérsic models; None trains on galaxies that are exactly their model.
+    measure_error_floor : bool
+        Measure the survey's error floors on an injection into the training exposures and measure
+        the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
     seed : int
-        Seeds the split, the training set (``seed + 1``), the fine-tuning and the injection.
+        Seeds the split, the training set (``seed + 1``), the fine-tuning and the injections.
     device : str or None
         ``"cpu"``, ``"cuda"``; None: CUDA when available, else CPU.
     num_threads : int or None
@@ -195,6 +206,7 @@ class AdaptConfig:
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
+    measure_error_floor: bool = True
     seed: int = 0
     device: str | None = None
     num_threads: int | None = None
@@ -703,14 +715,93 @@ def _batches(dataset, batch_size: int, seed: int | None):
                       num_workers=0)
 
 
+def _floor_populations(config: AdaptConfig) -> list[str]:
+    """Populations of the floor injection: Sérsic galaxies, and blended pairs when the report holds them."""
+    return ["sersic", *(["blended"] if "blended" in config.populations else [])]
+
+
+def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model_path: Path, sha: str,
+                       config: AdaptConfig, survey) -> dict[str, Any]:
+    """The survey's error floors measured by the candidate on new galaxies injected into the training
+    exposures (module notes, stage 5): ``error_floor.json`` (kept on a rerun with the same candidate
+    and exposures) and ``survey.json`` (the survey with those floors).
+
+    Returns the record: ``flux`` and ``neighbour`` (:class:`~lumos_ops.photometry.error_floor.FloorEstimate`
+    as dicts, ``neighbour`` None without blended pairs), ``survey_floors`` (before) and
+    ``flux_error_floor`` / ``neighbour_error_floor`` (what the held-out exposures are measured with).
+    """
+    from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+    from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
+
+    before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor}
+    if not config.measure_error_floor:
+        return {"measured": False, "survey_floors": before, **before}
+    path = out / "error_floor.json"
+    populations = _floor_populations(config)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if (saved.get("model_sha256") == sha and saved.get("train_exposures") == train
+                and saved.get("populations") == populations and saved.get("survey_floors") == before):
+            return saved
+    work = out / "floor"
+    work.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for k, population in enumerate(populations):
+        cached = work / f"{population}-{sha[:16]}.parquet"
+        if cached.is_file():
+            tables[population] = pd.read_parquet(cached)
+            continue
+        inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
+                              snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
+                              seed=config.seed * 1000 + 500 + k)
+        log.info("adapt: error floor, %s: %d galaxies x %d placements on %d training exposures", population,
+                 config.n_galaxies, config.n_place, len(train))
+        table = run_injection(train, inj, methods=["lumos"], model=os.fspath(model_path), keep_headers=True,
+                              shapes=catalog, work_dir=work)
+        tmp = cached.with_suffix(".tmp")
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, cached)
+        tables[population] = table
+    rows = tables["sersic"]
+    flux = estimate_error_floor(rows["flux"], statistical_error(rows), rows["true_flux"])
+    floor = flux.floor if math.isfinite(flux.floor) else survey.flux_error_floor
+    neighbour = None
+    neighbour_floor = survey.neighbour_error_floor
+    if "blended" in tables:
+        pairs = tables["blended"]
+        light = pairs["neighbour_light"] if "neighbour_light" in pairs else np.zeros(len(pairs))
+        neighbour = estimate_neighbour_floor(pairs["flux"], statistical_error(pairs), pairs["true_flux"], light,
+                                             floor=floor)
+        if math.isfinite(neighbour.floor):
+            neighbour_floor = neighbour.floor
+    record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
+              "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
+              "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor)}
+    dataclasses.replace(survey, flux_error_floor=float(floor), neighbour_error_floor=float(neighbour_floor)).write(
+        out / "survey.json")
+    _write_json(path, record)
+    log.info("adapt: error floors measured on the training exposures: flux %.4f (survey's %.4f; %d rows at SNR >= %g), "
+             "neighbour %.4f (survey's %.4f); written to %s", floor, survey.flux_error_floor, flux.n, flux.min_snr,
+             neighbour_floor, survey.neighbour_error_floor, out / "survey.json")
+    return record
+
+
 def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_path: str, model_path: Path,
-                     config: AdaptConfig) -> pd.DataFrame:
+                     config: AdaptConfig, floors: dict[str, Any]) -> pd.DataFrame:
     """Injection tables of the base model (with the classical methods) and the candidate, cached per
-    population; the shared-error populations outside ``config.populations`` for the candidate alone."""
+    population; the shared-error populations outside ``config.populations`` for the candidate alone.
+    ``floors`` (stage 5's record) names the error floors they are measured with: tables measured with
+    other floors are measured again."""
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
 
     work = out / "injection"
     work.mkdir(parents=True, exist_ok=True)
+    applied = {name: float(floors[name]) for name in ("flux_error_floor", "neighbour_error_floor")}
+    settings = work / "floors.json"
+    if not settings.is_file() or json.loads(settings.read_text()) != applied:
+        for stale in work.glob("*.parquet"):
+            stale.unlink()
+        _write_json(settings, applied)
     tables = []
     both = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
     # the optimal fit's model_residual gives the shared-error term its residual axis
@@ -801,7 +892,7 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     from lumos_ops.io.catalog import validate_catalog
     from lumos_ops.lumos.checkpoint import load_checkpoint
     from lumos_ops.lumos.shared_error import placement_residual
-    from lumos_ops.survey import current_survey
+    from lumos_ops.survey import current_survey, use_survey
 
     survey = current_survey()
     if config.num_threads:
@@ -816,7 +907,10 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     noise = _stage_noise(out, train, base, config)
     set_dir = _stage_training_set(out, train, catalog, base, config, noise)
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
-    table = _stage_injection(out, held, catalog, base.path, model_path, config)
+    floors = _stage_error_floor(out, train, catalog, model_path, sha, config, survey)
+    with use_survey(dataclasses.replace(survey, flux_error_floor=floors["flux_error_floor"],
+                                        neighbour_error_floor=floors["neighbour_error_floor"])):
+        table = _stage_injection(out, held, catalog, base.path, model_path, config, floors)
     shared = _stage_shared_error(model_path, table, config)
     scored = table["population"].isin(config.populations)
     extra = table[~scored & (table["model"] == "candidate") & table["population"].isin(config.shared_error_populations)]
@@ -826,7 +920,7 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,
-                       "config": config.to_dict(), "seconds_this_run": time.perf_counter() - started}
+                       "error_floor": floors, "config": config.to_dict(), "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
     plot_path = Path(plot_injection(plot_view(report), out / "injection_report.png"))

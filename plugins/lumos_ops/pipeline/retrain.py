@@ -13,6 +13,8 @@
    ``<prefix>/<version>.injection_report.json``, register ``<version>`` in
    ``lumos.model_versions`` as a *candidate* (status column) with its object key, and attach the
    report so that the registry's gates can decide (``lumos model promote``, docs/registry.md).
+   The metadata carries the error floors the candidate measured on the training exposures
+   (``error_floors``): the survey file of the nightly run should set them when it is promoted.
    A database role that may only insert versions (the pipeline's ``lumos_writer``) cannot attach
    it: the run then logs the ``lumos model attach-report`` command for an operator.
 
@@ -200,7 +202,9 @@ def retrain_candidate(
         metadata={"status": "candidate", "base_model": base.path, "base_sha256": base.sha256,
                   "until": until.isoformat(), "nights": config.nights, "report_key": report_key,
                   "n_exposures": len(paths), "train_exposures": split["train"], "heldout_exposures": split["heldout"],
-                  "pairs": info["pairs"], "targets_met": targets},
+                  "pairs": info["pairs"], "targets_met": targets,
+                  "error_floors": {k: v for k, v in report["adapt"].get("error_floor", {}).items()
+                                   if k in ("flux_error_floor", "neighbour_error_floor")}},
     )
     try:
         attach_report(engine, version, report, source=report_key)
