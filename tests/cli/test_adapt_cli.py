@@ -70,6 +70,11 @@ def test_truth_mismatch_flag_reaches_the_config(monkeypatch):
         with pytest.raises(SystemExit):
             args.func(args)
         assert seen["config"].truth_mismatch == expected
+        assert seen["config"].measure_error_floor  # the survey's floors measured on the training exposures
+    args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", "--keep-error-floor"])
+    with pytest.raises(SystemExit):
+        args.func(args)
+    assert not seen["config"].measure_error_floor
 
 
 def test_no_exposures_is_a_one_line_error(tmp_path, capsys):

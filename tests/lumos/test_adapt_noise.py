@@ -80,7 +80,7 @@ class Stop(Exception):
 
 
 def _train(root, out, monkeypatch, **changes):
-    """``lumos adapt`` on ``root`` up to the fine-tuned candidate (the injection stage stopped), keeping the
+    """``lumos adapt`` on ``root`` up to the fine-tuned candidate (the injections stopped), keeping the
     base model's stamp background so that only the rescale changes the normalisation."""
     values = dict(holdout=0.34, n_stamps=96, val_fraction=0.25, epochs=1, batch_size=32, seed=1, device="cpu",
                   progress=False, pair_weight=0.0, stamp_background=None)
@@ -89,7 +89,7 @@ def _train(root, out, monkeypatch, **changes):
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(adapt_module, "_stage_injection", stop)
+    monkeypatch.setattr(adapt_module, "_stage_error_floor", stop)
     with pytest.raises(Stop):
         adapt(root, _catalogue(), out, adapt_module.AdaptConfig(**values))
     monkeypatch.undo()
