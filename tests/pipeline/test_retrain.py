@@ -12,6 +12,7 @@ from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate, select_training_exposures
 from lumos_ops.pipeline.storage import LocalObjectStore
+from lumos_ops.survey import load_survey
 
 from nightdata import make_catalog, write_catalog, write_night
 
@@ -48,6 +49,9 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     assert row.object_key == result.object_key and row.metadata["report_key"] == result.report_key
     # the floors measured on the training exposures (too few bright rows here: the survey's)
     assert row.metadata["error_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+    survey = load_survey(store.local_path(row.metadata["survey_key"]))  # the survey file with those floors
+    assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.011, 0.05)
+    assert row.metadata["survey_key"] == result.object_key.replace(".pt", ".survey.json")
     assert result.report_attached and row.injection_report["command"] == "lumos_retrain"
     methods = row.injection_report["populations"]["sersic"]["methods"]
     assert set(methods) == {"aperture", "lumos"} and row.injection_report["base"]["populations"]["sersic"]["lumos"]

@@ -14,7 +14,8 @@
    ``lumos.model_versions`` as a *candidate* (status column) with its object key, and attach the
    report so that the registry's gates can decide (``lumos model promote``, docs/registry.md).
    The metadata carries the error floors the candidate measured on the training exposures
-   (``error_floors``): the survey file of the nightly run should set them when it is promoted.
+   (``error_floors``) and ``survey_key``: the survey file with them, uploaded to
+   ``<prefix>/<version>.survey.json``, which the nightly run should use when it is promoted.
    A database role that may only insert versions (the pipeline's ``lumos_writer``) cannot attach
    it: the run then logs the ``lumos model attach-report`` command for an operator.
 
@@ -191,6 +192,10 @@ def retrain_candidate(
     key, report_key = f"{prefix}/{version}.pt", f"{prefix}/{version}.injection_report.json"
     store.put_file(key, result.model_path)
     store.put_bytes(report_key, json.dumps(report, allow_nan=False).encode(), content_type="application/json")
+    survey_file = Path(result.model_path).parent / "survey.json"  # the survey with the measured floors
+    survey_key = f"{prefix}/{version}.survey.json" if survey_file.is_file() else None
+    if survey_key:
+        store.put_file(survey_key, survey_file)
     targets: dict[str, list[int]] = {}
     for row in report["targets"]:
         met = targets.setdefault(row["population"], [0, 0])
@@ -204,7 +209,8 @@ def retrain_candidate(
                   "n_exposures": len(paths), "train_exposures": split["train"], "heldout_exposures": split["heldout"],
                   "pairs": info["pairs"], "targets_met": targets,
                   "error_floors": {k: v for k, v in report["adapt"].get("error_floor", {}).items()
-                                   if k in ("flux_error_floor", "neighbour_error_floor")}},
+                                   if k in ("flux_error_floor", "neighbour_error_floor")},
+                  "survey_key": survey_key},
     )
     try:
         attach_report(engine, version, report, source=report_key)
