@@ -280,9 +280,10 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
         small_config(stamp_background="mode")
 
 
-def _fake_injection(floor: float, calls: list):
+def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0):
     """A stand-in for ``run_injection``: LUMOS rows whose bright fluxes carry a fractional error ``floor``
-    besides their statistical error (1 % of the flux), on the exposures it is given."""
+    besides their statistical error (1 % of the flux), on the exposures it is given; blended rows
+    have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it."""
 
     def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
         calls.append((config.population, list(frames), config.seed))
@@ -290,9 +291,11 @@ def _fake_injection(floor: float, calls: list):
         n = 400
         true = np.exp(rng.uniform(np.log(1e3), np.log(1e4), n))
         stat = 0.01 * true
-        flux = true + stat * rng.standard_normal(n) + floor * true * rng.standard_normal(n)
+        light = 0.5 * true if config.population == "blended" else np.zeros(n)
+        flux = (true + stat * rng.standard_normal(n) + floor * true * rng.standard_normal(n)
+                + neighbour_floor * light * rng.standard_normal(n))
         return pd.DataFrame({"method": "lumos", "frame": frames[0], "flux": flux, "flux_err": stat,
-                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": 0.0})
+                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": light})
 
     return run
 
@@ -323,6 +326,21 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     off = adapt_module._stage_error_floor(tmp_path / "off", train, catalogue(), model, "ab" * 32,
                                           small_config(measure_error_floor=False), paus_survey())
     assert off["flux_error_floor"] == 0.011 and not off["measured"] and len(calls) == 2
+
+
+def test_error_floor_of_blended_pairs_is_the_neighbour_floor(tmp_path, monkeypatch):
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.02, calls, neighbour_floor=0.08))
+    config = small_config(populations=("sersic", "blended"))
+    record = adapt_module._stage_error_floor(tmp_path, ["/data/t.fits"], catalogue(), tmp_path / "m.pt", "ef" * 32,
+                                             config, paus_survey())
+    assert [c[0] for c in calls] == ["sersic", "blended"] and calls[1][2] == config.seed * 1000 + 501
+    assert 0.015 < record["flux_error_floor"] < 0.025
+    # the neighbour's error is 8 % of its light, measured at the flux floor found on the Sérsic rows
+    assert 0.06 < record["neighbour_error_floor"] < 0.10 and record["neighbour"]["pull_after"] == pytest.approx(1.0, abs=0.01)
+    assert load_survey(tmp_path / "survey.json").neighbour_error_floor == record["neighbour_error_floor"]
 
 
 def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path, monkeypatch):
