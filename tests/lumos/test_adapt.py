@@ -1,5 +1,6 @@
 """``lumos_ops.lumos.adapt``: seeded split by exposure, resumable fine-tuning, the injection report."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from lumos_ops.lumos import adapt as adapt_module
 from lumos_ops.lumos.adapt import AdaptConfig, adapt, find_exposures, split_exposures
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.lumos.shared_error import SharedError
-from lumos_ops.survey import load_survey, paus_survey
+from lumos_ops.survey import load_survey, paus_survey, use_survey
 
 
 def write_exposure(path, *, band, expnum, seed, shape=(150, 170), noise_adu=25.0, zero_point=None):
@@ -294,8 +295,13 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0):
         light = 0.5 * true if config.population == "blended" else np.zeros(n)
         flux = (true + stat * rng.standard_normal(n) + floor * true * rng.standard_normal(n)
                 + neighbour_floor * light * rng.standard_normal(n))
+        from lumos_ops.survey import current_survey
+
+        survey = current_survey()  # the floors the rows are measured with, as measure_exposure records them
         return pd.DataFrame({"method": "lumos", "frame": frames[0], "flux": flux, "flux_err": stat,
-                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": light})
+                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
+                             "error_floor": survey.flux_error_floor,
+                             "neighbour_error_floor": survey.neighbour_error_floor})
 
     return run
 
@@ -353,11 +359,14 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
 
     def measure(floor):
         floors = {"flux_error_floor": floor, "neighbour_error_floor": 0.05}
-        return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config, floors)
+        with use_survey(dataclasses.replace(paus_survey(), flux_error_floor=floor)):  # as adapt runs the stage
+            return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt",
+                                                 config, floors)
 
     measure(0.011)
     assert len(calls) == 2  # base and candidate
     measure(0.011)
     assert len(calls) == 2  # cached
-    measure(0.02)
-    assert len(calls) == 4 and json.loads((tmp_path / "injection" / "floors.json").read_text())["flux_error_floor"] == 0.02
+    table = measure(0.02)
+    assert len(calls) == 4 and set(table["error_floor"]) == {0.02}
+    assert set(pd.read_parquet(tmp_path / "injection" / "sersic-candidate.parquet")["error_floor"]) == {0.02}

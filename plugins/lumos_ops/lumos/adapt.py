@@ -790,18 +790,13 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
                      config: AdaptConfig, floors: dict[str, Any]) -> pd.DataFrame:
     """Injection tables of the base model (with the classical methods) and the candidate, cached per
     population; the shared-error populations outside ``config.populations`` for the candidate alone.
-    ``floors`` (stage 5's record) names the error floors they are measured with: tables measured with
-    other floors are measured again."""
+    ``floors`` (stage 5's record) names the error floors they are measured with: a cached table whose
+    rows carry other floors (its ``error_floor`` / ``neighbour_error_floor`` columns) is measured
+    again and replaced once the new one is written."""
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
 
     work = out / "injection"
     work.mkdir(parents=True, exist_ok=True)
-    applied = {name: float(floors[name]) for name in ("flux_error_floor", "neighbour_error_floor")}
-    settings = work / "floors.json"
-    if not settings.is_file() or json.loads(settings.read_text()) != applied:
-        for stale in work.glob("*.parquet"):
-            stale.unlink()
-        _write_json(settings, applied)
     tables = []
     both = [("base", base_path, [*config.classical_methods, "lumos"]), ("candidate", os.fspath(model_path), ["lumos"])]
     # the optimal fit's model_residual gives the shared-error term its residual axis
@@ -814,9 +809,8 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
                               seed=config.seed * 1000 + 7 + k)
         for label, model, methods in runs:
             path = work / f"{population}-{label}.parquet"
-            if path.is_file():
-                table = pd.read_parquet(path)
-            else:
+            table = pd.read_parquet(path) if path.is_file() else None
+            if table is None or not _measured_with(table, floors):
                 log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
                          population, label, config.n_galaxies, config.n_place, len(held))
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
@@ -828,6 +822,18 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
             table["model"] = label
             tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def _measured_with(table: pd.DataFrame, floors: dict[str, Any]) -> bool:
+    """Whether an injection table's rows were measured with ``floors`` (``flux_error_floor``,
+    ``neighbour_error_floor``): the largest value of its ``error_floor`` / ``neighbour_error_floor``
+    columns, as the injection report reads them."""
+    for column, name in (("error_floor", "flux_error_floor"), ("neighbour_error_floor", "neighbour_error_floor")):
+        values = table[column].to_numpy(np.float64) if column in table else np.zeros(0)
+        used = float(np.nanmax(values)) if np.isfinite(values).any() else None
+        if used is None or not math.isclose(used, float(floors[name]), rel_tol=1e-9, abs_tol=1e-12):
+            return False
+    return True
 
 
 def _stage_shared_error(model_path: Path, table: pd.DataFrame, config: AdaptConfig):
