@@ -253,3 +253,40 @@ def test_empty_night_succeeds_with_nothing_to_do(stack):
     assert states[("finish", -1)] == "success"
     summary = json.loads(stack["client"].get_object(Bucket="survey", Key="paus/reports/2026-01-01/summary.json")["Body"].read())
     assert summary["status"] == "empty" and summary["n_exposures"] == 0
+
+
+@pytest.mark.slow  # LUMOS on the CPU for 20 targets
+def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
+    """Through Airflow: a promoted candidate's checkpoint (fetched from S3) measures the night, and
+    the error floors it measured on the survey apply to every method; nothing is configured."""
+    import hashlib
+
+    from lumos_ops.lumos.checkpoint import resolve_model_path
+    from lumos_ops.pipeline.registry import promote, register_candidate
+
+    engine, night = stack["engine"], "2026-11-25"
+    write_night(stack["put"], night, n_exposures=2, n_ccds=1, catalog=stack["catalog"], first_expnum=8200)
+    weights = resolve_model_path(None).read_bytes()  # the shipped default's weights, under a candidate's key
+    stack["put"]("models/candidates/lumos-p.pt", weights)
+    register_candidate(engine, model_version="lumos-p", method="lumos", checksum=hashlib.sha256(weights).hexdigest(),
+                       object_key="models/candidates/lumos-p.pt",
+                       metadata={"error_floors": {"flux_error_floor": 0.031, "neighbour_error_floor": 0.017},
+                                 "survey": "paus"})
+    promote(engine, "lumos-p", force=True, reason="test: the DAG picks it up")
+    dag, _ = load_dag()
+    with env(LUMOS_METHODS="aperture,lumos"):
+        run = run_dag(dag, night=night)
+    assert str(run.state) in ("success", "DagRunState.SUCCESS"), task_states(run.run_id)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT m.method, m.model_version, (m.extras->>'error_floor')::float AS floor, "
+            "(m.extras->>'neighbour_error_floor')::float AS neighbour FROM lumos.measurements m "
+            "JOIN lumos.exposures e USING (exposure_id) WHERE e.night = :n"), {"n": night}).all()
+        settings = conn.execute(sa.text("SELECT settings FROM lumos.pipeline_runs WHERE dag_run_id = :d"),
+                                {"d": run.run_id}).scalar_one()
+    versions = {(r.method, r.model_version) for r in rows}
+    assert versions == {("aperture", "aperture-1"), ("lumos", "lumos-p")}
+    assert len(rows) == 2 * 2 * N_SOURCES
+    assert {(r.floor, r.neighbour) for r in rows} == {(0.031, 0.017)}
+    assert settings["error_floors"] == {"flux_error_floor": 0.031, "neighbour_error_floor": 0.017}
+    assert settings["model_key"] == "models/candidates/lumos-p.pt"

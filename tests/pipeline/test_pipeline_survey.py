@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lumos_ops.exceptions import InputFileError
+from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.pipeline.config import DagSettings, NightConfig, PipelineSettings
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.storage import LocalObjectStore
@@ -30,6 +30,27 @@ def test_lumos_survey_selects_the_survey_of_the_task_settings(tmp_path):
     assert settings.night.survey.name == "sdss-gri" and settings.night.survey.band_names == ("g", "r", "i")
     assert NightConfig.from_dict(settings.night.to_dict()).survey.source == str(SDSS_SURVEY)
     assert PipelineSettings.from_env({"LUMOS_STORE_URL": str(tmp_path)}).night.survey.name == "paus"
+
+
+def test_error_floors_of_the_night_replace_the_survey_files(tmp_path):
+    """A promoted model's measured floors (NightConfig.error_floors) override the survey file's for
+    the exposures the night reads, survive the run's recorded settings, and are checked."""
+    plain = NightConfig(store_url=str(tmp_path), survey_file=str(SDSS_SURVEY))
+    floors = {"flux_error_floor": 0.033, "neighbour_error_floor": 0.0}
+    night = NightConfig(store_url=str(tmp_path), survey_file=str(SDSS_SURVEY), error_floors=floors)
+    survey = night.survey
+    assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.033, 0.0)
+    assert survey.name == "sdss-gri" and survey.band_names == plain.survey.band_names
+    assert (plain.survey.flux_error_floor, plain.survey.neighbour_error_floor) == (0.011, 0.05)
+    only_flux = NightConfig(store_url=str(tmp_path), error_floors={"flux_error_floor": 0.02}).survey
+    assert (only_flux.flux_error_floor, only_flux.neighbour_error_floor) == (0.02, 0.05)
+    assert NightConfig.from_dict(night.to_dict()).survey.flux_error_floor == 0.033
+    assert NightConfig.from_dict(plain.to_dict()).error_floors is None
+    with pytest.raises(LumosValueError, match=r"error_floors: unknown \['floor'\]"):
+        NightConfig(store_url=str(tmp_path), error_floors={"floor": 0.01})
+    for bad in (-0.01, 1.0, float("nan"), "x"):
+        with pytest.raises(LumosValueError, match=r"flux_error_floor=.* must be a fraction in \[0, 1\)"):
+            NightConfig(store_url=str(tmp_path), error_floors={"flux_error_floor": bad})
 
 
 def test_a_bad_survey_fails_the_task_settings_not_the_dag_parse(tmp_path):

@@ -181,10 +181,11 @@ SHIPPED_DEFAULT = next(w.version for w in SHIPPED_WEIGHTS if w.status == "defaul
 SHIPPED_COMPANION = next(w.version for w in SHIPPED_WEIGHTS if w.name == "fast-noccd")
 
 
-def _candidate(engine, version: str, *, key: str | None = None, rep: dict | None = None) -> None:
+def _candidate(engine, version: str, *, key: str | None = None, rep: dict | None = None,
+               metadata: dict | None = None) -> None:
     register_candidate(engine, model_version=version, method="lumos", checksum=f"sha-{version}",
                        object_key=key if key is not None else f"models/candidates/{version}.pt",
-                       metadata={"status": "candidate"})
+                       metadata={"status": "candidate", **(metadata or {})})
     if rep is not None:
         attach_report(engine, version, rep, source="test")
 
@@ -474,14 +475,47 @@ def test_resolve_production_rules(engine, caplog):
         production_config(engine, base)
 
 
-def _fake_lumos_measurer(seen: list):
+@pytestmark_db
+def test_production_version_brings_its_measured_error_floors(engine, caplog):
+    """The floors a promoted version measured on the survey (metadata ``error_floors``) replace the
+    survey file's; not when they were measured on another survey or the checkpoint is overridden."""
+    base = NightConfig(store_url="/tmp/lumos-store", methods=("aperture", "lumos"))
+    _candidate(engine, "lumos-f0", rep=report())
+    promote(engine, "lumos-f0")
+    assert production_config(engine, base).error_floors is None  # nothing measured: the survey file's
+    measured = {"flux_error_floor": 0.0333, "neighbour_error_floor": 0.015}
+    _candidate(engine, "lumos-f1", rep=report(), metadata={"error_floors": {**measured, "n_rows": 227},
+                                                           "survey": "paus"})
+    promote(engine, "lumos-f1")
+    config = production_config(engine, base)
+    assert config.error_floors == measured
+    assert (config.survey.flux_error_floor, config.survey.neighbour_error_floor) == (0.0333, 0.015)
+    _candidate(engine, "lumos-f2", rep=report(), metadata={"error_floors": {"flux_error_floor": 0.02,
+                                                                            "neighbour_error_floor": None}})
+    promote(engine, "lumos-f2")  # no survey recorded (older candidates): measured on the store's own exposures
+    assert production_config(engine, base).error_floors == {"flux_error_floor": 0.02}
+    _candidate(engine, "lumos-f3", rep=report(), metadata={"error_floors": measured, "survey": "sdss-gri"})
+    promote(engine, "lumos-f3")
+    with caplog.at_level(logging.WARNING, logger="lumos_ops.pipeline.registry"):
+        assert production_config(engine, base).error_floors is None
+    assert "measured its error floors on survey 'sdss-gri', the night reads survey 'paus'" in caplog.text
+    override = NightConfig(store_url="/tmp/lumos-store", methods=("lumos",), model_versions={"lumos": "lumos-old"},
+                           model_key="models/lumos-old.pt")
+    rollback(engine, "lumos", reason="back to f2")
+    assert production_config(engine, override).error_floors is None  # operator's checkpoint: survey file's
+
+
+def _fake_lumos_measurer(seen: list, floors: list | None = None):
     """The real aperture photometry plus LUMOS-shaped rows (a one-component mixture), recording the
-    checkpoint each call was given, so the night needs no network weights."""
+    checkpoint each call was given (and the error floors its rows got), so the night needs no
+    network weights."""
     from lumos_ops.measure import measure_exposure
 
     def measure(exposure, catalog, *, methods, **options):
         seen.append(options.get("model"))
         table = measure_exposure(exposure, catalog, methods=["aperture"])
+        if floors is not None:
+            floors.append((float(table["error_floor"].iloc[0]), float(table["neighbour_error_floor"].iloc[0])))
         parts = [table] if "aperture" in methods else []
         if "lumos" in methods:
             lumos = table.assign(method="lumos", alpha_0=1.0, mu_0=table["flux"], sigma_0=table["flux_err"])
@@ -503,24 +537,31 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
     settings = PipelineSettings.from_env({"LUMOS_STORE_URL": str(store.root), "LUMOS_METHODS": "aperture,lumos",
                                           "LUMOS_CACHE_DIR": str(tmp_path / "cache")})
     seen: list = []
+    floors: list = []
 
     def night(date: str) -> int:
         config = production_config(engine, settings.night)  # what plan_night does first
         report_ = run_night(engine, store, config, night=date, dag_run_id=f"run-{date}",
-                            measurer=_fake_lumos_measurer(seen))
+                            measurer=_fake_lumos_measurer(seen, floors))
         assert report_.n_done == 2
         return report_.run_id
 
     first = night("2026-11-20")  # no production LUMOS version: the shipped default, as today
     assert seen == [None, None]
+    paus = settings.night.survey
+    assert floors == [(paus.flux_error_floor, paus.neighbour_error_floor)] * 2  # the survey file's floors
 
     weights = b"candidate weights"  # the fake measurer never loads them
     store.put_bytes("models/candidates/lumos-a.pt", weights)
-    _candidate(engine, "lumos-a", key="models/candidates/lumos-a.pt", rep=report())
+    measured = {"flux_error_floor": 0.034, "neighbour_error_floor": 0.021}  # what lumos_retrain records
+    _candidate(engine, "lumos-a", key="models/candidates/lumos-a.pt", rep=report(),
+               metadata={"error_floors": measured, "survey": paus.name})
     promote(engine, "lumos-a", reason="passes the gates")
     seen.clear()
+    floors.clear()
     second = night("2026-11-21")
     assert len(seen) == 2 and all(Path(p).read_bytes() == weights for p in seen)
+    assert floors == [(0.034, 0.021)] * 2  # the promoted version's floors, for every method
     with engine.connect() as conn:
         versions = dict(conn.execute(sa.text(
             "SELECT e.night::text, array_agg(DISTINCT m.model_version ORDER BY m.model_version) "
@@ -532,8 +573,10 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
     assert shown == {"lumos-a"}
     # the later tasks of a run keep the versions its plan resolved, whatever is promoted meanwhile
     assert pinned_config(engine, settings.night, first).model_versions["lumos"] == SHIPPED_DEFAULT
+    assert pinned_config(engine, settings.night, first).error_floors is None
     pinned = pinned_config(engine, settings.night, second)
     assert (pinned.model_versions["lumos"], pinned.model_key) == ("lumos-a", "models/candidates/lumos-a.pt")
+    assert pinned.error_floors == measured and pinned.survey.flux_error_floor == 0.034
     with pytest.raises(RegistryError, match="run 999 is not in lumos.pipeline_runs"):
         pinned_config(engine, settings.night, 999)
 
@@ -625,6 +668,7 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
         assert main(["model", "resolve", *url]) == 0
     out = capsys.readouterr().out
     assert "lumos: lumos-a  [registry / default]" in out and "LUMOS checkpoint: models/candidates/lumos-a.pt" in out
+    assert "error floors: flux 0.011, neighbours 0.05 [the survey file's; survey paus]" in out
 
 
 @pytestmark_db

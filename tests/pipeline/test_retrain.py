@@ -10,7 +10,7 @@ from lumos_ops.lumos.adapt import AdaptConfig
 from lumos_ops.lumos.checkpoint import load_checkpoint
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
-from lumos_ops.pipeline.retrain import RetrainConfig, retrain_candidate, select_training_exposures
+from lumos_ops.pipeline.retrain import RetrainConfig, recorded_floors, retrain_candidate, select_training_exposures
 from lumos_ops.pipeline.storage import LocalObjectStore
 from lumos_ops.survey import load_survey
 
@@ -47,8 +47,10 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
                            {"v": result.model_version}).one()
     assert (row.method, row.kind, row.checksum, row.status) == ("lumos", "lumos", result.sha256, "candidate")
     assert row.object_key == result.object_key and row.metadata["report_key"] == result.report_key
-    # the floors measured on the training exposures (too few bright rows here: the survey's)
-    assert row.metadata["error_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+    # too few bright rows on these training exposures to measure a floor: none recorded, so a promotion
+    # keeps the survey file's (the survey file written beside the model holds the survey's)
+    assert row.metadata["error_floors"] == {}
+    assert row.metadata["survey"] == "paus"  # the floors belong to that survey's images
     survey = load_survey(store.local_path(row.metadata["survey_key"]))  # the survey file with those floors
     assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.011, 0.05)
     assert row.metadata["survey_key"] == result.object_key.replace(".pt", ".survey.json")
@@ -80,3 +82,15 @@ def test_no_exposures_in_the_window_and_bad_settings(engine, tmp_path):
         RetrainConfig(nights=0)
     with pytest.raises(LumosValueError, match="runs the checkpoint 'models/x.pt': give its version"):
         NightConfig(store_url="/tmp/s", methods=("lumos",), model_key="models/x.pt")
+
+
+def test_only_measured_floors_are_recorded():
+    """A floor adapt's stage 5 fell back to (NaN estimate: too few rows) is not recorded as measured."""
+    record = {"measured": True, "flux": {"floor": 0.0333, "n": 227}, "neighbour": {"floor": None, "n": 4},
+              "flux_error_floor": 0.0333, "neighbour_error_floor": 0.05, "survey_floors": {}}
+    assert recorded_floors(record) == {"flux_error_floor": 0.0333}
+    assert recorded_floors({**record, "neighbour": {"floor": 0.012}, "neighbour_error_floor": 0.012}) == {
+        "flux_error_floor": 0.0333, "neighbour_error_floor": 0.012}
+    assert recorded_floors({**record, "neighbour": None}) == {"flux_error_floor": 0.0333}  # no blended pairs
+    assert recorded_floors({**record, "flux": {"floor": float("nan")}, "neighbour": None}) == {}
+    assert recorded_floors({"measured": False, "flux_error_floor": 0.011, "neighbour_error_floor": 0.05}) == {}

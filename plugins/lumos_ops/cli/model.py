@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default="", help="recorded in the metadata (derived_from.reason)")
     p.set_defaults(func=_drop_input)
 
-    p = sub.add_parser("resolve", help="versions and checkpoint the nightly run would use now (LUMOS_* settings + registry)")
+    p = sub.add_parser("resolve", help="versions, checkpoint and error floors the nightly run would use now (LUMOS_* settings + registry)")
     p.add_argument("--url", help=_URL_HELP)
     p.set_defaults(func=_resolve)
 
@@ -237,6 +237,10 @@ def _resolve(args: argparse.Namespace) -> int:
     checkpoint = config.model_key or config.measure_options.get("model")
     if config.needs_gpu:
         print(f"LUMOS checkpoint: {checkpoint or 'shipped default'}")
+    survey = config.survey
+    source = "measured by the production LUMOS version" if config.error_floors else "the survey file's"
+    print(f"error floors: flux {survey.flux_error_floor:g}, neighbours {survey.neighbour_error_floor:g} "
+          f"[{source}; survey {survey.name}]")
     return 0
 
 

@@ -10,6 +10,7 @@ Credentials are never part of these settings: they live in Airflow Connections o
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,12 @@ class NightConfig:
     survey_file : str or None
         Survey description file the exposures are read with (``LUMOS_SURVEY``; docs/surveys.md);
         None: the built-in PAUS. Read and validated when the settings are built (task time).
+    error_floors : mapping of str to float, or None
+        ``flux_error_floor`` / ``neighbour_error_floor`` (fractions of the flux and of the fitted
+        neighbours' light, docs/likelihood.md §11) that replace the survey file's for every method.
+        :func:`lumos_ops.pipeline.registry.production_config` sets them to the floors the
+        registry's production LUMOS version measured on this survey (``lumos adapt`` stage 5),
+        so a promotion brings its floors with it; None: the survey file's.
     """
 
     store_url: str
@@ -98,8 +105,11 @@ class NightConfig:
     threads: int = 1
     model_key: str | None = None
     survey_file: str | None = None
+    error_floors: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.error_floors is not None:
+            object.__setattr__(self, "error_floors", _floors(self.error_floors))
         if self.survey_file:
             from lumos_ops.survey import load_survey
 
@@ -167,10 +177,12 @@ class NightConfig:
 
     @property
     def survey(self) -> Survey:
-        """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None), read from the file."""
+        """The :class:`~lumos_ops.survey.Survey` of ``survey_file`` (PAUS when None), read from the
+        file, with ``error_floors`` in place of its own."""
         from lumos_ops.survey import load_survey, paus_survey
 
-        return load_survey(self.survey_file) if self.survey_file else paus_survey()
+        survey = load_survey(self.survey_file) if self.survey_file else paus_survey()
+        return dataclasses.replace(survey, **self.error_floors) if self.error_floors else survey
 
     def resolved_cache_dir(self) -> str:
         """The download cache directory."""
@@ -182,6 +194,7 @@ class NightConfig:
         out["methods"] = list(self.methods)
         out["model_versions"] = dict(self.model_versions)
         out["measure_options"] = dict(self.measure_options)
+        out["error_floors"] = dict(self.error_floors) if self.error_floors is not None else None
         return out
 
     @classmethod
@@ -400,6 +413,26 @@ class PipelineSettings(DagSettings):
             raise type(exc)(f"{ENV_VARS['survey_file']}: {exc}") from None
         return cls(**{**cls.dag_kwargs(env), "needs_gpu": night.needs_gpu,
                       "classical": any(m not in LUMOS_METHODS for m in night.methods)}, night=night)
+
+
+FLOOR_NAMES: tuple[str, ...] = ("flux_error_floor", "neighbour_error_floor")
+
+
+def _floors(floors: Mapping[str, Any]) -> dict[str, float]:
+    """``floors`` checked: known names, finite fractions in [0, 1)."""
+    unknown = sorted(set(floors) - set(FLOOR_NAMES))
+    if unknown:
+        raise LumosValueError(f"error_floors: unknown {unknown}; known: {list(FLOOR_NAMES)}")
+    out = {}
+    for name, value in floors.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and 0.0 <= number < 1.0):
+            raise LumosValueError(f"error_floors: {name}={value!r} must be a fraction in [0, 1)")
+        out[name] = number
+    return out
 
 
 def _flag(text: str, name: str) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosError, LumosValueError
-from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
+from lumos_ops.pipeline.config import FLOOR_NAMES, LUMOS_METHODS, NightConfig
 
 __all__ = [
     "STATUSES",
@@ -59,6 +59,7 @@ __all__ = [
     "resolve_production",
     "production_config",
     "pinned_config",
+    "measured_floors",
 ]
 
 log = logging.getLogger(__name__)
@@ -960,7 +961,11 @@ def production_config(engine: sa.Engine, config: NightConfig) -> NightConfig:
     Versions follow :func:`resolve_production`. The checkpoint: an explicitly configured one
     (``model_key`` / ``measure_options['model']``) is kept (operator override, logged); a LUMOS
     version from the registry runs its ``object_key`` (fetched from the store and checked against
-    its SHA-256 on load) or, without one, the shipped checkpoint of that name.
+    its SHA-256 on load) or, without one, the shipped checkpoint of that name. Such a version
+    also brings the error floors it measured on the survey's training exposures (metadata
+    ``error_floors``, written by ``lumos_retrain``): they become ``NightConfig.error_floors`` and
+    replace the survey file's for every method, unless the metadata names another survey
+    (``survey``), which is logged and leaves the survey file's floors.
 
     Raises
     ------
@@ -991,7 +996,33 @@ def production_config(engine: sa.Engine, config: NightConfig) -> NightConfig:
                 replace["measure_options"] = {**config.measure_options, "model": shipped}
             log.info("%s: running the registry's production version %s (%s)", method, entry.model_version,
                      entry.object_key or "shipped checkpoint")
+            floors = measured_floors(entry, config)
+            if floors:
+                replace["error_floors"] = floors
+                log.info("%s: error floors measured by %s replace the survey file's: %s", method,
+                         entry.model_version, ", ".join(f"{k}={v:g}" for k, v in sorted(floors.items())))
     return dataclasses.replace(config, **replace)
+
+
+def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, float] | None:
+    """The error floors (fractions) that ``entry`` measured on ``config``'s survey, or None.
+
+    Read from the metadata ``error_floors`` (``flux_error_floor``, ``neighbour_error_floor``);
+    missing or non-finite values are left to the survey file. Metadata naming another survey
+    than ``config.survey`` gives None, with a warning: floors belong to a survey's images.
+    """
+    floors = {}
+    for name, value in (entry.metadata.get("error_floors") or {}).items():
+        if name in FLOOR_NAMES and isinstance(value, (int, float)) and math.isfinite(value):
+            floors[name] = float(value)
+    if not floors:
+        return None
+    measured_on, running = entry.metadata.get("survey"), config.survey.name
+    if measured_on is not None and measured_on != running:
+        log.warning("%s measured its error floors on survey %r, the night reads survey %r: keeping the survey "
+                    "file's floors", entry.model_version, measured_on, running)
+        return None
+    return floors
 
 
 def _shipped_name(version: str) -> str | None:
@@ -1005,7 +1036,7 @@ def _shipped_name(version: str) -> str | None:
 
 
 def pinned_config(engine: sa.Engine, config: NightConfig, run_id: int) -> NightConfig:
-    """``config`` with the versions and checkpoint that the plan of run ``run_id`` resolved.
+    """``config`` with the versions, checkpoint and error floors that the plan of run ``run_id`` resolved.
 
     The plan records its (resolved) settings in ``lumos.pipeline_runs.settings``; the later tasks
     of the run (process, finish) use them, so a promotion during a night does not mix versions
@@ -1027,5 +1058,5 @@ def pinned_config(engine: sa.Engine, config: NightConfig, run_id: int) -> NightC
         options["model"] = recorded["measure_options"]["model"]
     versions = {**config.model_versions, **(recorded.get("model_versions") or {})}
     return dataclasses.replace(config, model_versions=versions, model_key=recorded.get("model_key"),
-                               measure_options=options)
+                               measure_options=options, error_floors=recorded.get("error_floors"))
 

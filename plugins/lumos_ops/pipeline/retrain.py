@@ -14,8 +14,9 @@
    ``lumos.model_versions`` as a *candidate* (status column) with its object key, and attach the
    report so that the registry's gates can decide (``lumos model promote``, docs/registry.md).
    The metadata carries the error floors the candidate measured on the training exposures
-   (``error_floors``) and ``survey_key``: the survey file with them, uploaded to
-   ``<prefix>/<version>.survey.json``, which the nightly run should use when it is promoted.
+   (``error_floors``; a floor the stage could not measure is left out), the survey's name (``survey``) and ``survey_key``: the survey file with
+   them, uploaded to ``<prefix>/<version>.survey.json``. Once promoted, the nightly run measures
+   every method with those floors (``registry.production_config``); nothing needs editing.
    A database role that may only insert versions (the pipeline's ``lumos_writer``) cannot attach
    it: the run then logs the ``lumos model attach-report`` command for an operator.
 
@@ -28,6 +29,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -131,6 +133,20 @@ def select_training_exposures(engine: sa.Engine, *, until: dt.date, nights: int)
     return list(rows)
 
 
+def recorded_floors(record: dict[str, Any]) -> dict[str, float]:
+    """The floors (fractions) that ``lumos adapt``'s stage 5 record says were measured: a floor the
+    stage fell back to (too few bright rows, no blended pairs, the stage skipped) is left out, so
+    that a promotion keeps the survey file's there."""
+    out: dict[str, float] = {}
+    if not record.get("measured"):
+        return out
+    for name, estimate in (("flux_error_floor", "flux"), ("neighbour_error_floor", "neighbour")):
+        floor = (record.get(estimate) or {}).get("floor")
+        if isinstance(floor, (int, float)) and math.isfinite(floor) and name in record:
+            out[name] = float(record[name])
+    return out
+
+
 def retrain_candidate(
     engine: sa.Engine,
     store: ObjectStore,
@@ -208,9 +224,8 @@ def retrain_candidate(
                   "until": until.isoformat(), "nights": config.nights, "report_key": report_key,
                   "n_exposures": len(paths), "train_exposures": split["train"], "heldout_exposures": split["heldout"],
                   "pairs": info["pairs"], "targets_met": targets,
-                  "error_floors": {k: v for k, v in report["adapt"].get("error_floor", {}).items()
-                                   if k in ("flux_error_floor", "neighbour_error_floor")},
-                  "survey_key": survey_key},
+                  "error_floors": recorded_floors(report["adapt"].get("error_floor") or {}),
+                  "survey": night_config.survey.name, "survey_key": survey_key},
     )
     try:
         attach_report(engine, version, report, source=report_key)
