@@ -71,10 +71,12 @@ def test_truth_mismatch_flag_reaches_the_config(monkeypatch):
             args.func(args)
         assert seen["config"].truth_mismatch == expected
         assert seen["config"].measure_error_floor  # the survey's floors measured on the training exposures
-    args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", "--keep-error-floor"])
+        assert seen["config"].psf_profile == "kolmogorov"
+    args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", "--keep-error-floor",
+                              "--psf-profile", "moffat"])
     with pytest.raises(SystemExit):
         args.func(args)
-    assert not seen["config"].measure_error_floor
+    assert not seen["config"].measure_error_floor and seen["config"].psf_profile == "moffat"
 
 
 def test_no_exposures_is_a_one_line_error(tmp_path, capsys):

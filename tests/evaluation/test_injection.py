@@ -231,7 +231,8 @@ def test_the_psf_profile_is_kolmogorov_unless_the_measurement_model_is_asked_for
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
     assert InjectionConfig().psf_profile == "kolmogorov"
-    kolmogorov, moffat = injection._psf("kolmogorov", 3.0), injection._psf("moffat", 3.0)
+    kolmogorov = injection._psf("kolmogorov", 3.0, DEFAULT_MOFFAT_BETA)
+    moffat = injection._psf("moffat", 3.0, DEFAULT_MOFFAT_BETA)
     assert type(kolmogorov).__name__ == "Kolmogorov" and kolmogorov.fwhm == pytest.approx(3.0)
     assert type(moffat).__name__ == "Moffat" and moffat.beta == DEFAULT_MOFFAT_BETA
     assert moffat.fwhm == pytest.approx(3.0)
@@ -249,6 +250,29 @@ def test_the_psf_profile_is_kolmogorov_unless_the_measurement_model_is_asked_for
     assert np.allclose(tables["moffat"]["model_flux"], tables["moffat"]["true_flux"], rtol=3e-3)
     assert (tables["kolmogorov"]["model_flux"] > tables["kolmogorov"]["true_flux"]).all()
     assert not tables["kolmogorov"]["flux"].equals(tables["moffat"]["flux"])
+
+
+def test_the_moffat_injection_has_the_frames_own_beta(tmp_path):
+    """With the frames' headers kept, a Moffat injection draws the exposure's β (PSFBETA, or fitted
+    to its stars), the measurement's: the catalogue model reads its noiseless galaxies exactly, for
+    a β far from the default as for the default; Kolmogorov galaxies read high through β 2.4 wings."""
+    data = _frame(tmp_path / "raw.fits", seed=3)
+    tables = {}
+    for beta in (2.4, 3.5):
+        header = fits.Header({"FILTER": "NB685", "EXPTIME": 90.0, "GAIN": 1.0, "PSFFWHM": 3.0 * 0.263,
+                              "PSFBETA": beta, "EPOCH": 0, "CCDNUM": 1})
+        path = tmp_path / f"beta{beta}.fits"
+        fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(path)
+        for profile in ("moffat", "kolmogorov"):
+            config = InjectionConfig(n_galaxies=6, n_place=1, snr_range=(80.0, 120.0), seed=5, psf_profile=profile)
+            tables[beta, profile] = run_injection([path], config, methods=("aperture",), keep_headers=True)
+    for beta in (2.4, 3.5):
+        table = tables[beta, "moffat"]
+        assert (table["psf_profile"] == "moffat").all()
+        assert np.allclose(table["model_flux"], table["true_flux"], rtol=3e-3), beta
+    kolmogorov = tables[2.4, "kolmogorov"]
+    assert (kolmogorov["psf_profile"] == "kolmogorov").all()
+    assert (kolmogorov["model_flux"] > 1.01 * kolmogorov["true_flux"]).all()
 
 
 def test_report_measures_the_shared_error_and_cross_fits_it_into_lumos_coadds():

@@ -210,6 +210,8 @@ def test_config_is_validated():
         AdaptConfig(shared_error_populations=("disks",))
     with pytest.raises(LumosValueError, match="shared_error_populations"):
         AdaptConfig(shared_error_populations=())
+    with pytest.raises(LumosValueError, match=r"psf_profile must be one of \('kolmogorov', 'moffat'\)"):
+        AdaptConfig(psf_profile="airy")
 
 
 def _train_only(root, out, config: AdaptConfig, monkeypatch) -> None:
@@ -301,7 +303,7 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0):
         return pd.DataFrame({"method": "lumos", "frame": frames[0], "flux": flux, "flux_err": stat,
                              "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
                              "error_floor": survey.flux_error_floor,
-                             "neighbour_error_floor": survey.neighbour_error_floor})
+                             "neighbour_error_floor": survey.neighbour_error_floor, "psf_profile": config.psf_profile})
 
     return run
 
@@ -370,3 +372,42 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
     table = measure(0.02)
     assert len(calls) == 4 and set(table["error_floor"]) == {0.02}
     assert set(pd.read_parquet(tmp_path / "injection" / "sersic-candidate.parquet")["error_floor"]) == {0.02}
+
+
+def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_path, monkeypatch):
+    """``psf_profile`` reaches the floor and held-out injections; a cached table drawn with another
+    PSF (tables without the column were Kolmogorov) is injected again."""
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls))
+    kolmogorov = small_config(shared_error_populations=("sersic",))
+    moffat = small_config(shared_error_populations=("sersic",), psf_profile="moffat")
+    train, held, sha = ["/data/train_0.fits"], ["/data/held.fits"], "ab" * 32
+    cached = tmp_path / "floor" / f"sersic-{sha[:16]}.parquet"
+
+    def floor(config):
+        return adapt_module._stage_error_floor(tmp_path, train, catalogue(), tmp_path / "m.pt", sha, config,
+                                               paus_survey())
+
+    assert floor(kolmogorov)["psf_profile"] == "kolmogorov" and len(calls) == 1
+    pd.read_parquet(cached).drop(columns="psf_profile").to_parquet(cached)  # a table of the code before the column
+    (tmp_path / "error_floor.json").unlink()
+    floor(kolmogorov)
+    assert len(calls) == 1  # read as Kolmogorov: kept
+    assert floor(moffat)["psf_profile"] == "moffat" and len(calls) == 2
+    assert set(pd.read_parquet(cached)["psf_profile"]) == {"moffat"}
+    floor(moffat)
+    assert len(calls) == 2
+
+    floors = {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+
+    def held_out(config):
+        return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "m.pt", config, floors)
+
+    held_out(kolmogorov)
+    assert len(calls) == 4  # base and candidate
+    table = held_out(moffat)
+    assert len(calls) == 6 and set(table["psf_profile"]) == {"moffat"}
+    held_out(moffat)
+    assert len(calls) == 6

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance between injected galaxies (pixels, default {INJECTION_SEPARATION_PX}: no injected light "
                         "in another target's annulus or LUMOS stamp)")
+    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
+                   help="PSF of the injected galaxies (default kolmogorov, at each exposure's FWHM: the floors then carry "
+                        "the PSF model's error; moffat: the measurement's own, FWHM and beta of the exposure)")
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")
@@ -88,7 +91,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         lr_step=args.lr_step, train_layers="last" if args.last_layer else "all", n_galaxies=args.n_galaxies,
         n_place=args.n_place, populations=tuple(args.populations),
         shared_error_populations=tuple(args.shared_error_populations), classical_methods=tuple(args.classical_methods),
-        spacing=args.spacing,
+        spacing=args.spacing, psf_profile=args.psf_profile,
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,

@@ -82,8 +82,9 @@ class InjectionConfig:
     psf_profile : {"kolmogorov", "moffat"}
         Profile of the injected galaxies' PSF at the frame's FWHM: Kolmogorov (atmospheric
         turbulence, the default: not the measurement's model) or the Moffat of the measurement's
-        model (``lumos_ops.render.DEFAULT_MOFFAT_BETA``, the frames carry no ``PSFBETA``), which
-        takes the PSF-profile mismatch out of a test.
+        model (the frame's β where its survey reads one, from ``PSFBETA`` or fitted to its stars,
+        else ``lumos_ops.render.DEFAULT_MOFFAT_BETA``), which takes the PSF-profile mismatch out of
+        a test.
     psf_from_stars : bool
         The frame's FWHM is the Moffat FWHM fitted to its stars
         (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey's ``from_stars``
@@ -337,14 +338,13 @@ def draw_galaxies(population: str, n: int, rng: np.random.Generator,
     return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
-def _psf(profile: str, fwhm_px: float):
-    """The GalSim PSF of ``profile`` (:data:`PSF_PROFILES`) with FWHM ``fwhm_px`` pixels."""
+def _psf(profile: str, fwhm_px: float, beta: float):
+    """The GalSim PSF of ``profile`` (:data:`PSF_PROFILES`) with FWHM ``fwhm_px`` pixels; a Moffat
+    has the measurement's ``beta`` (the frame's, measured on its stars where the survey says so)."""
     import galsim
 
     if profile == "moffat":
-        from lumos_ops.render import DEFAULT_MOFFAT_BETA
-
-        return galsim.Moffat(beta=DEFAULT_MOFFAT_BETA, fwhm=fwhm_px)
+        return galsim.Moffat(beta=beta, fwhm=fwhm_px)
     return galsim.Kolmogorov(fwhm=fwhm_px)
 
 
@@ -552,9 +552,9 @@ def run_injection(
             k = int(part["frame_index"].iloc[0])
             header = headers[k]
             gain = header["_gain"]
-            psf = _psf(config.psf_profile, header["_fwhm_px"])
             shape = {"fwhm_px": header["_fwhm_px"], "beta": header.get("_beta") or DEFAULT_MOFFAT_BETA,
                      "pixel_scale": pixel_scale}  # the catalogue models' PSF, as the measurement draws them
+            psf = _psf(config.psf_profile, header["_fwhm_px"], shape["beta"])
             image = frame_data[k].copy()
             catalog_rows = []
             for row in part.itertuples():
@@ -603,6 +603,7 @@ def run_injection(
     meas = pd.DataFrame([r for r in rows if "measurement" in r]).drop(columns=["measurement", "x", "y"])
     out = meas.merge(truth, on="placement", how="inner")
     out.insert(0, "population", config.population)
+    out["psf_profile"] = config.psf_profile
     from lumos_ops.lumos.mixture import mixture_quantile
     from lumos_ops.lumos.mixture_table import has_mixture, mixtures_from_table
 

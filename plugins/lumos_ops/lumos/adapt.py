@@ -152,6 +152,11 @@ class AdaptConfig:
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own detected sources
         (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
+    psf_profile : {"kolmogorov", "moffat"}
+        PSF profile of the galaxies both injections draw (``InjectionConfig.psf_profile``):
+        Kolmogorov at the exposure's FWHM (default: not the measurement's model, so the floors carry
+        the PSF model's error), or the measurement's Moffat (the exposure's FWHM and β, measured on
+        its stars where the survey says so), which leaves the PSF model's error out of the test.
     stamp_background : str or None
         The candidate's stamp background (``Normalization.stamp_background``); None keeps the base
         model's. Another one is fine-tuned in, its input statistics measured on the training stamps.
@@ -203,6 +208,7 @@ class AdaptConfig:
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = INJECTION_SEPARATION_PX
     min_clearance: float = 6.0
+    psf_profile: str = "kolmogorov"
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
@@ -230,8 +236,11 @@ class AdaptConfig:
             raise LumosValueError(f"rescale must be one of {RESCALES}, got {self.rescale!r}")
         if self.pair_weight < 0:
             raise LumosValueError(f"pair_weight must be >= 0, got {self.pair_weight}")
-        from lumos_ops.evaluation.injection import POPULATIONS
+        from lumos_ops.evaluation.injection import POPULATIONS, PSF_PROFILES
         from lumos_ops.measure import MEASURE_METHODS
+
+        if self.psf_profile not in PSF_PROFILES:
+            raise LumosValueError(f"psf_profile must be one of {PSF_PROFILES}, got {self.psf_profile!r}")
 
         object.__setattr__(self, "populations", tuple(self.populations))
         object.__setattr__(self, "classical_methods", tuple(self.classical_methods))
@@ -741,7 +750,8 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     if path.is_file():
         saved = json.loads(path.read_text())
         if (saved.get("model_sha256") == sha and saved.get("train_exposures") == train
-                and saved.get("populations") == populations and saved.get("survey_floors") == before):
+                and saved.get("populations") == populations and saved.get("survey_floors") == before
+                and saved.get("psf_profile", "kolmogorov") == config.psf_profile):
             return saved
     work = out / "floor"
     work.mkdir(parents=True, exist_ok=True)
@@ -749,11 +759,13 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     for k, population in enumerate(populations):
         cached = work / f"{population}-{sha[:16]}.parquet"
         if cached.is_file():
-            tables[population] = pd.read_parquet(cached)
-            continue
+            table = pd.read_parquet(cached)
+            if injected_with(table) == config.psf_profile:
+                tables[population] = table
+                continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
                               snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
-                              seed=config.seed * 1000 + 500 + k)
+                              psf_profile=config.psf_profile, seed=config.seed * 1000 + 500 + k)
         log.info("adapt: error floor, %s: %d galaxies x %d placements on %d training exposures", population,
                  config.n_galaxies, config.n_place, len(train))
         table = run_injection(train, inj, methods=["lumos"], model=os.fspath(model_path), keep_headers=True,
@@ -775,6 +787,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         if math.isfinite(neighbour.floor):
             neighbour_floor = neighbour.floor
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
+              "psf_profile": config.psf_profile,
               "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
               "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor)}
     dataclasses.replace(survey, flux_error_floor=float(floor), neighbour_error_floor=float(neighbour_floor)).write(
@@ -806,11 +819,11 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
         runs = both if population in config.populations else alone
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
                               snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
-                              seed=config.seed * 1000 + 7 + k)
+                              psf_profile=config.psf_profile, seed=config.seed * 1000 + 7 + k)
         for label, model, methods in runs:
             path = work / f"{population}-{label}.parquet"
             table = pd.read_parquet(path) if path.is_file() else None
-            if table is None or not _measured_with(table, floors):
+            if table is None or not _measured_with(table, floors) or injected_with(table) != config.psf_profile:
                 log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
                          population, label, config.n_galaxies, config.n_place, len(held))
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
@@ -822,6 +835,14 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
             table["model"] = label
             tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def injected_with(table: pd.DataFrame) -> str:
+    """The PSF profile an injection table's galaxies were drawn with (its ``psf_profile`` column;
+    Kolmogorov for tables written before the column)."""
+    if "psf_profile" not in table or len(table) == 0:
+        return "kolmogorov"
+    return str(table["psf_profile"].iloc[0])
 
 
 def _measured_with(table: pd.DataFrame, floors: dict[str, Any]) -> bool:
