@@ -210,7 +210,7 @@ def test_config_is_validated():
         AdaptConfig(shared_error_populations=("disks",))
     with pytest.raises(LumosValueError, match="shared_error_populations"):
         AdaptConfig(shared_error_populations=())
-    with pytest.raises(LumosValueError, match=r"psf_profile must be one of \('kolmogorov', 'moffat'\)"):
+    with pytest.raises(LumosValueError, match=r"psf_profile must be one of \('kolmogorov', 'moffat', 'stars'\)"):
         AdaptConfig(psf_profile="airy")
 
 

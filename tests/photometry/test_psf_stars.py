@@ -8,22 +8,9 @@ import pytest
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.photometry.psf_stars import MIN_STARS, fit_star, measure_psf_fwhm
 
+from starframes import star_frame as _frame
+
 galsim = pytest.importorskip("galsim")
-
-
-def _frame(psf, *, n_stars=30, n_galaxies=30, shape=(360, 360), seed=0, sky=100.0, noise=10.0) -> np.ndarray:
-    """GalSim stars and PSF-convolved exponential galaxies at random sub-pixel positions on a noisy sky."""
-    rng = np.random.default_rng(seed)
-    image = galsim.ImageF(shape[1], shape[0], scale=1.0)
-    for k in range(n_stars + n_galaxies):
-        x, y = rng.uniform(20, shape[1] - 20), rng.uniform(20, shape[0] - 20)
-        source = psf if k < n_stars else galsim.Convolve(galsim.Exponential(half_light_radius=rng.uniform(2.0, 5.0)), psf)
-        stamp = source.withFlux(rng.uniform(2e4, 2e5)).drawImage(nx=41, ny=41, scale=1.0,
-                                                                offset=(x % 1 - 0.5, y % 1 - 0.5))
-        stamp.setCenter(int(x) + 1, int(y) + 1)
-        bounds = stamp.bounds & image.bounds
-        image[bounds] += stamp[bounds]
-    return image.array + rng.normal(sky, noise, shape)
 
 
 @pytest.mark.parametrize("fwhm", [1.2, 3.2])

@@ -49,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance between injected galaxies (pixels, default {INJECTION_SEPARATION_PX}: no injected light "
                         "in another target's annulus or LUMOS stamp)")
-    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
-                   help="PSF of the injected galaxies (default kolmogorov, at each exposure's FWHM: the floors then carry "
-                        "the PSF model's error; moffat: the measurement's own, FWHM and beta of the exposure)")
+    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat", "stars"], default="kolmogorov",
+                   help="PSF of the injected galaxies (default kolmogorov, at each exposure's FWHM; moffat: the "
+                        "measurement's own, FWHM and beta of the exposure; stars: each exposure's effective PSF built "
+                        "from its own stars)")
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")

@@ -44,8 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     psf.add_argument("--psf-from-stars", action="store_true",
                      help="PSF FWHM of each frame: the Moffat FWHM fitted to its own stars (photometry.psf_stars), "
                           "as a survey file's from_stars gives it")
-    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat"], default="kolmogorov",
-                   help="PSF profile of the injected galaxies (default kolmogorov; moffat: the measurement's own model, with the frame's beta where its survey reads one)")
+    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat", "stars"], default="kolmogorov",
+                   help="PSF of the injected galaxies (default kolmogorov at the frame's FWHM; moffat: the measurement's "
+                        "own model, with the frame's beta where its survey reads one; stars: the frame's effective PSF "
+                        "built from its own stars)")
     p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance (pixels) between injected galaxies in one frame realisation (default "

@@ -22,6 +22,7 @@ log-uniform true SNR, independent of the training prior.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -41,8 +42,10 @@ __all__ = [
     "draw_galaxies", "catalogue_model", "noiseless_reading", "run_injection",
 ]
 
+log = logging.getLogger(__name__)
+
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
-PSF_PROFILES: tuple[str, ...] = ("kolmogorov", "moffat")
+PSF_PROFILES: tuple[str, ...] = ("kolmogorov", "moffat", "stars")
 """PSF profiles of the injected galaxies (:attr:`InjectionConfig.psf_profile`)."""
 _STAMP = 65
 _NEIGHBOUR_ID = 10_000_000
@@ -79,12 +82,15 @@ class InjectionConfig:
         (:func:`lumos_ops.noise_calibration.source_clearance`): the targets are isolated from
         uncatalogued real light, so that neighbours are the catalogued, injected ones of the
         ``blended`` population, and are not placed by the frame's noise.
-    psf_profile : {"kolmogorov", "moffat"}
-        Profile of the injected galaxies' PSF at the frame's FWHM: Kolmogorov (atmospheric
-        turbulence, the default: not the measurement's model) or the Moffat of the measurement's
+    psf_profile : {"kolmogorov", "moffat", "stars"}
+        PSF of the injected galaxies: a Kolmogorov profile at the frame's FWHM (atmospheric
+        turbulence, the default: not the measurement's model), the Moffat of the measurement's
         model (the frame's β where its survey reads one, from ``PSFBETA`` or fitted to its stars,
         else ``lumos_ops.render.DEFAULT_MOFFAT_BETA``), which takes the PSF-profile mismatch out of
-        a test.
+        a test, or ``stars``: the frame's effective PSF built from its own stars
+        (:func:`lumos_ops.evaluation.star_psf.star_psf`), the PSF its galaxies have, independent
+        of the measurement's model; a frame with fewer than 10 stars on its locus gets the
+        measurement's Moffat instead, with a warning (the table's ``psf_drawn`` says, per row).
     psf_from_stars : bool
         The frame's FWHM is the Moffat FWHM fitted to its stars
         (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey's ``from_stars``
@@ -338,9 +344,10 @@ def draw_galaxies(population: str, n: int, rng: np.random.Generator,
     return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
-def _psf(profile: str, fwhm_px: float, beta: float):
-    """The GalSim PSF of ``profile`` (:data:`PSF_PROFILES`) with FWHM ``fwhm_px`` pixels; a Moffat
-    has the measurement's ``beta`` (the frame's, measured on its stars where the survey says so)."""
+def _psf(profile: str, fwhm_px: float, beta: float = 3.5):
+    """The GalSim PSF of a parametric ``profile`` (``kolmogorov``, ``moffat``) with FWHM ``fwhm_px``
+    pixels; a Moffat has the measurement's ``beta`` (the frame's, measured on its stars where the
+    survey says so; default ``lumos_ops.render.DEFAULT_MOFFAT_BETA``)."""
     import galsim
 
     if profile == "moffat":
@@ -348,12 +355,14 @@ def _psf(profile: str, fwhm_px: float, beta: float):
     return galsim.Kolmogorov(fwhm=fwhm_px)
 
 
-def _render(galaxy: Galaxy, psf, dx: float, dy: float) -> np.ndarray:
-    """Unit-flux PSF-convolved, pixel-integrated stamp (``_STAMP`` px, odd) centred (dx, dy) px off its central pixel."""
+def _render(galaxy: Galaxy, psf, dx: float, dy: float, *, effective: bool = False) -> np.ndarray:
+    """Unit-flux PSF-convolved, pixel-integrated stamp (``_STAMP`` px, odd) centred (dx, dy) px off
+    its central pixel; an ``effective`` PSF (built from stars) holds the pixel already and is sampled."""
     import galsim
 
     conv = galsim.Convolve([galaxy.profile, psf])
-    return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy)).array.astype(np.float64)
+    method = "no_pixel" if effective else "auto"
+    return conv.drawImage(nx=_STAMP, ny=_STAMP, scale=1.0, offset=(dx, dy), method=method).array.astype(np.float64)
 
 
 def catalogue_model(galaxy: Galaxy, *, fwhm_px: float, beta: float, dx: float, dy: float, size: int = _STAMP,
@@ -478,7 +487,8 @@ def run_injection(
         weighted by the catalogue models are pulled to), ``crb_err`` (the error of the matched-filter flux of the true profile under the
         frame's measured noise autocovariance plus the source's Poisson noise, e-/s: the reference
         error, independent of any method), ``true_snr`` (``true_flux / crb_err``), ``method``, ``flux``,
-        ``flux_err``, ``flag`` and, for LUMOS, the mixture columns and ``q16``/``q84``.
+        ``flux_err``, ``flag``, ``psf_profile`` (the configured one) and ``psf_drawn`` (the one the row's galaxy
+        got) and, for LUMOS, the mixture columns and ``q16``/``q84``.
     """
     from lumos_ops.io.exposure import read_exposure
     from lumos_ops.lumos.checkpoint import load_checkpoint
@@ -515,6 +525,13 @@ def run_injection(
                                   band=config.band, psf_fwhm_px=fwhm, exptime=config.source_exptime)
             header.update({"_gain": header["GAIN"], "_exptime": header["EXPTIME"]})
         header["_fwhm_px"] = fwhm
+        if config.psf_profile == "stars":
+            from lumos_ops.evaluation.star_psf import star_psf
+
+            try:
+                header["_star_psf"] = star_psf(data, label=path)
+            except LumosValueError as exc:
+                log.warning("%s; its galaxies get the measurement's Moffat instead (column psf_drawn)", exc)
         frame_data.append(data)
         headers.append(header)
         noise_eps.append(sig * header["_gain"] / header["_exptime"])
@@ -554,13 +571,18 @@ def run_injection(
             gain = header["_gain"]
             shape = {"fwhm_px": header["_fwhm_px"], "beta": header.get("_beta") or DEFAULT_MOFFAT_BETA,
                      "pixel_scale": pixel_scale}  # the catalogue models' PSF, as the measurement draws them
-            psf = _psf(config.psf_profile, header["_fwhm_px"], shape["beta"])
+            drawn = config.psf_profile
+            if drawn == "stars" and header.get("_star_psf") is not None:
+                psf, effective = header["_star_psf"].galsim(), True
+            else:
+                drawn = "moffat" if drawn == "stars" else drawn
+                psf, effective = _psf(drawn, header["_fwhm_px"], shape["beta"]), False
             image = frame_data[k].copy()
             catalog_rows = []
             for row in part.itertuples():
                 gal = galaxies[row.galaxy]
                 dx, dy = row.x - round(row.x), row.y - round(row.y)
-                unit = _render(gal, psf, dx, dy)
+                unit = _render(gal, psf, dx, dy, effective=effective)
                 background_err = matched_filter_error(unit, autocov[k])
                 if not np.isfinite(flux0[row.galaxy]):
                     flux0[row.galaxy] = snr[row.galaxy] * background_err
@@ -572,11 +594,11 @@ def run_injection(
                     nbr = _sersic(rng, shapes, pixel_scale)
                     dist, ang = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
                     nx_, ny_ = row.x + dist * np.cos(ang), row.y + dist * np.sin(ang)
-                    nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_))
+                    nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_), effective=effective)
                     light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
                     ox, oy = nx_ - round(row.x), ny_ - round(row.y)  # the neighbour on the target's grid
-                    seen.append((_render(nbr, psf, ox, oy), light[-1][1]))
+                    seen.append((_render(nbr, psf, ox, oy, effective=effective), light[-1][1]))
                     models.append(catalogue_model(nbr, dx=ox, dy=oy, **shape))
                 exptime = float(header["_exptime"])
                 reading = noiseless_reading(seen, models, sky_variance=noise_eps[k] ** 2, exptime=exptime)
@@ -587,7 +609,7 @@ def run_injection(
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
                              "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb,
-                             "model_flux": reading})
+                             "model_flux": reading, "psf_drawn": drawn})
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)
             catalog = pd.DataFrame(catalog_rows)

@@ -152,11 +152,13 @@ class AdaptConfig:
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own detected sources
         (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
-    psf_profile : {"kolmogorov", "moffat"}
-        PSF profile of the galaxies both injections draw (``InjectionConfig.psf_profile``):
-        Kolmogorov at the exposure's FWHM (default: not the measurement's model, so the floors carry
-        the PSF model's error), or the measurement's Moffat (the exposure's FWHM and β, measured on
-        its stars where the survey says so), which leaves the PSF model's error out of the test.
+    psf_profile : {"kolmogorov", "moffat", "stars"}
+        PSF of the galaxies both injections draw (``InjectionConfig.psf_profile``): Kolmogorov at
+        the exposure's FWHM (default: not the measurement's model), the measurement's Moffat (the
+        exposure's FWHM and β, measured on its stars where the survey says so), which leaves the PSF
+        model's error out of the test, or ``stars``: each exposure's effective PSF built from its own
+        stars (:mod:`lumos_ops.evaluation.star_psf`), the PSF its galaxies have, so that the floors
+        carry the PSF model's real error on the survey.
     stamp_background : str or None
         The candidate's stamp background (``Normalization.stamp_background``); None keeps the base
         model's. Another one is fine-tuned in, its input statistics measured on the training stamps.
