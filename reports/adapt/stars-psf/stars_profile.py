@@ -1,10 +1,9 @@
 """Which PSF do the SDSS frames' stars show: the measurement's Moffat or a Kolmogorov of its FWHM?
 
-For each frame: the stars on the stellar locus (``lumos_ops.photometry.psf_stars``, FWHM and β
-fitted), their effective PSF built by photutils (``EPSFBuilder``, 4x oversampled, 15 px boxes, the
-frame's median sky subtracted), and for the Moffat of the locus FWHM and median β and a Kolmogorov
-of the same FWHM (GalSim, pixel-integrated): the light within 1, 1.5, 2 and 3 px of the centre
-over the light within 5 px (the ePSF's far wings hold the neighbours' and the sky's noise), and the
+For each frame: its effective PSF built from its stars (``lumos_ops.evaluation.star_psf.star_psf``,
+what ``--psf-profile stars`` injects), the measurement's Moffat (FWHM and β fitted to the stars,
+``measure_psf_fwhm(beta=None)``, as a survey's ``from_stars`` reads them) and a Kolmogorov of the same FWHM (GalSim, pixel-integrated): the light within 1, 1.5, 2
+and 3 px of the centre over the light within 5 px, and the
 flux that the Moffat catalogue model reads for noiseless Sérsic galaxies (optimal weights, r50 0.5,
 1 and 2 px, n 1 and 4) drawn with each PSF.
 
@@ -19,13 +18,10 @@ import sys
 import galsim
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import NDData
-from astropy.table import Table
-from photutils.psf import EPSFBuilder, extract_stars
 
-from lumos_ops.photometry.psf_stars import fit_stars, stellar_locus
+from lumos_ops.evaluation.star_psf import star_psf
+from lumos_ops.photometry.psf_stars import measure_psf_fwhm
 
-OVER = 4
 RADII = (1.0, 1.5, 2.0, 3.0)
 SHAPES = ((0.5, 1.0), (0.5, 4.0), (1.0, 1.0), (1.0, 4.0), (2.0, 1.0), (2.0, 4.0))
 
@@ -41,37 +37,29 @@ def encircled(image: np.ndarray, scale: float) -> list[float]:
 
 def frame(path: str) -> dict:
     data = np.nan_to_num(fits.getdata(path).astype(np.float64))
-    data = data - np.median(data)
-    stars = fit_stars(data, beta=None)
-    fwhm, on = stellar_locus(stars["fwhm_px"].to_numpy())
-    stars = stars[on]
-    beta = float(np.median(stars["beta"]))
-    cut = extract_stars(NDData(data), Table({"x": stars["x"].to_numpy(), "y": stars["y"].to_numpy()}), size=15)
-    epsf, _ = EPSFBuilder(oversampling=OVER, maxiters=10, progress_bar=False).build_epsf(cut)
-    grid = epsf.data.shape[0]
-    # the ePSF is pixel-convolved and sampled OVER times per pixel: read its light on its own grid
+    psf = star_psf(data, label=path)
+    measured = measure_psf_fwhm(data, beta=None, label=path)  # the measurement's Moffat, as read_exposure fits it
+    fwhm, beta = measured.fwhm_px, measured.beta
+    grid, scale = psf.image.shape[0], 1.0 / psf.oversampling
     moffat, kolmogorov = galsim.Moffat(beta=beta, fwhm=fwhm), galsim.Kolmogorov(fwhm=fwhm)
-    pixel = galsim.Pixel(1.0)
 
-    def drawn(profile) -> np.ndarray:
-        return galsim.Convolve([profile, pixel]).drawImage(nx=grid, ny=grid, scale=1.0 / OVER, method="no_pixel").array
+    def drawn(profile) -> np.ndarray:  # pixel-integrated, on the ePSF's grid
+        return galsim.Convolve([profile, galsim.Pixel(1.0)]).drawImage(nx=grid, ny=grid, scale=scale,
+                                                                       method="no_pixel").array
 
-    out = {"frame": path.split("/")[-1], "n_stars": int(len(stars)), "fwhm_px": float(fwhm), "beta": beta,
-           "encircled_over_5px": {"radii_px": list(RADII), "stars_epsf": encircled(epsf.data, 1.0 / OVER),
-                                  "moffat": encircled(drawn(moffat), 1.0 / OVER),
-                                  "kolmogorov": encircled(drawn(kolmogorov), 1.0 / OVER)},
+    out = {"frame": path.split("/")[-1], "n_stars": psf.n_stars, "fwhm_px": fwhm, "beta": beta,
+           "epsf_locus_fwhm_px": psf.fwhm_px,
+           "encircled_over_5px": {"radii_px": list(RADII), "stars_epsf": encircled(psf.image, scale),
+                                  "moffat": encircled(drawn(moffat), scale),
+                                  "kolmogorov": encircled(drawn(kolmogorov), scale)},
            "read_through_moffat": []}
-    core = epsf.data.copy()
-    yy, xx = (np.indices(core.shape) - (grid - 1) / 2.0) / OVER
-    core[np.hypot(xx, yy) > 5.0] = 0.0  # the ePSF within 5 px: its wings beyond are the frame's noise
-    stars_psf = galsim.InterpolatedImage(galsim.Image(core / core.sum()), scale=1.0 / OVER, flux=1.0)
     for r50, n in SHAPES:
         galaxy = galsim.Sersic(n=n, half_light_radius=r50, flux=1.0)
         model = galsim.Convolve([galaxy, moffat]).drawImage(nx=41, ny=41, scale=1.0).array
         row = {"r50_px": r50, "sersic_n": n}
         for name, image in (
-            ("stars_epsf", galsim.Convolve([galaxy, stars_psf]).drawImage(nx=41, ny=41, scale=1.0,
-                                                                          method="no_pixel").array),
+            ("stars_epsf", galsim.Convolve([galaxy, psf.galsim()]).drawImage(nx=41, ny=41, scale=1.0,
+                                                                             method="no_pixel").array),
             ("kolmogorov", galsim.Convolve([galaxy, kolmogorov]).drawImage(nx=41, ny=41, scale=1.0).array),
         ):
             row[name] = float((model * image).sum() / (model * model).sum() / image.sum())
