@@ -65,9 +65,9 @@ def test_an_injection_with_the_stars_psf_is_read_as_the_frames_stars_are(tmp_pat
     assert (kolmogorov["model_flux"] / kolmogorov["true_flux"]).median() > 1.01
 
 
-def test_a_frame_without_enough_stars_gets_the_measurements_moffat(tmp_path, caplog):
+def test_a_frame_without_enough_stars_gets_the_default_kolmogorov(tmp_path, caplog):
     """In a ``stars`` injection, a frame with too few stars for an ePSF draws its galaxies with the
-    measurement's Moffat, says so in a warning and in each row's ``psf_drawn``; the others keep theirs."""
+    default's Kolmogorov, says so in a warning and in each row's ``psf_drawn``; the others keep theirs."""
     import logging
 
     from astropy.io import fits
@@ -81,6 +81,6 @@ def test_a_frame_without_enough_stars_gets_the_measurements_moffat(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="lumos_ops.evaluation.injection"):
         table = run_injection(paths, config, methods=("aperture",), psf_fwhm_px={str(p): 3.0 for p in paths})
     drawn = table.groupby(table["frame"].str.rsplit("/", n=1).str[-1])["psf_drawn"].unique()
-    assert list(drawn["rich.fits"]) == ["stars"] and list(drawn["poor.fits"]) == ["moffat"]
+    assert list(drawn["rich.fits"]) == ["stars"] and list(drawn["poor.fits"]) == ["kolmogorov"]
     assert (table["psf_profile"] == "stars").all()
-    assert "poor.fits: " in caplog.text and "get the measurement's Moffat instead" in caplog.text
+    assert "poor.fits: " in caplog.text and "get a Kolmogorov PSF of its FWHM instead" in caplog.text

@@ -90,7 +90,7 @@ class InjectionConfig:
         a test, or ``stars``: the frame's effective PSF built from its own stars
         (:func:`lumos_ops.evaluation.star_psf.star_psf`), the PSF its galaxies have, independent
         of the measurement's model; a frame with fewer than 10 stars on its locus gets the
-        measurement's Moffat instead, with a warning (the table's ``psf_drawn`` says, per row).
+        Kolmogorov instead, with a warning (the table's ``psf_drawn`` says, per row).
     psf_from_stars : bool
         The frame's FWHM is the Moffat FWHM fitted to its stars
         (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey's ``from_stars``
@@ -531,7 +531,7 @@ def run_injection(
             try:
                 header["_star_psf"] = star_psf(data, label=path)
             except LumosValueError as exc:
-                log.warning("%s; its galaxies get the measurement's Moffat instead (column psf_drawn)", exc)
+                log.warning("%s; its galaxies get a Kolmogorov PSF of its FWHM instead (column psf_drawn)", exc)
         frame_data.append(data)
         headers.append(header)
         noise_eps.append(sig * header["_gain"] / header["_exptime"])
@@ -575,7 +575,7 @@ def run_injection(
             if drawn == "stars" and header.get("_star_psf") is not None:
                 psf, effective = header["_star_psf"].galsim(), True
             else:
-                drawn = "moffat" if drawn == "stars" else drawn
+                drawn = "kolmogorov" if drawn == "stars" else drawn
                 psf, effective = _psf(drawn, header["_fwhm_px"], shape["beta"]), False
             image = frame_data[k].copy()
             catalog_rows = []
