@@ -45,6 +45,9 @@ SETTINGS = DagSettings.from_env()
                          description="Fraction of each band's exposures held out for the injection"),
         "last_layer": Param(False, type="boolean", description="Fine-tune only the output layer"),
         "n_galaxies": Param(300, type="integer", minimum=1, description="Injected galaxies per population"),
+        "psf_profile": Param("kolmogorov", type="string", enum=["kolmogorov", "moffat", "stars"],
+                             description="PSF of the injected galaxies (docs/adapt.md): kolmogorov at each exposure's "
+                                         "FWHM, the measurement's moffat, or each exposure's PSF built from its stars"),
     },
     default_args={"retries": 0, "queue": SETTINGS.cpu_queue},
     tags=["lumos", "training"],
@@ -67,7 +70,8 @@ def lumos_retrain() -> None:
             nights=int(params["nights"]), base_model=params.get("base_model") or None,
             adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
                               holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
-                              n_galaxies=int(params["n_galaxies"]), progress=False),
+                              n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "kolmogorov",
+                              progress=False),
         )
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
