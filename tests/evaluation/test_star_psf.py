@@ -84,3 +84,24 @@ def test_a_frame_without_enough_stars_gets_the_default_kolmogorov(tmp_path, capl
     assert list(drawn["rich.fits"]) == ["stars"] and list(drawn["poor.fits"]) == ["kolmogorov"]
     assert (table["psf_profile"] == "stars").all()
     assert "poor.fits: " in caplog.text and "get a Kolmogorov PSF of its FWHM instead" in caplog.text
+
+
+def test_each_stars_own_sky_is_taken_out():
+    """A sky a frame-wide estimate leaves low around the stars (a depression of one noise sigma out to
+    10 px around each bright source, as a sky fitted with the stars in its boxes leaves): each star's
+    sky, measured in a ring beyond the kept radius, is subtracted, and the stack keeps no negative wings."""
+    from scipy import ndimage
+
+    truth = galsim.Moffat(beta=2.5, fwhm=1.3)
+    data = star_frame(truth, n_stars=60, n_galaxies=0, seed=5)
+    bright = data > 100.0 + 50 * 10.0
+    data = data - 10.0 * (ndimage.binary_dilation(bright, iterations=10) & ~bright)
+    psf = star_psf(data)
+    grid = psf.image.shape[0]
+    drawn = galsim.Convolve([truth, galsim.Pixel(1.0)]).drawImage(nx=grid, ny=grid, scale=1.0 / psf.oversampling,
+                                                                   method="no_pixel").array
+    yy, xx = (np.indices(drawn.shape) - (grid - 1) / 2.0) / psf.oversampling
+    kept = drawn[np.hypot(xx, yy) <= 6.5].sum()
+    for radius in (1.0, 2.0, 4.0):
+        assert psf.encircled(radius) == pytest.approx(drawn[np.hypot(xx, yy) <= radius].sum() / kept, abs=0.015)
+    assert psf.image[np.hypot(xx, yy) > 3.0].sum() > 0
