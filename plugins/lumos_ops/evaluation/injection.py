@@ -13,8 +13,9 @@ scale so that catalogue sizes in arcsec map to the same pixels.
 Populations (:data:`POPULATIONS`): ``sersic`` (isolated Sersic profiles), ``knots`` (bulge + disk +
 star-forming knots, catalogued with a Sersic approximation: the half-light radius of the drawn
 galaxy, n from the bulge fraction), ``blended`` (a Sersic target with an injected catalogued
-neighbour at 3-8 px). The PSF is a Kolmogorov profile of the measured FWHM (not the Moffat the
-production models use). Each galaxy is placed ``n_place`` times at independent positions and frames
+neighbour at 3-8 px). The PSF (:attr:`InjectionConfig.psf_profile`) is by default a Kolmogorov
+profile of the measured FWHM (not the Moffat the production models use); the measurement's Moffat
+and each frame's own PSF built from its stars (:mod:`lumos_ops.evaluation.star_psf`) are the others. Each galaxy is placed ``n_place`` times at independent positions and frames
 (its "exposures"), so co-adds of N = 2, 5, 10 exposures are scored too. Fluxes follow a
 log-uniform true SNR, independent of the training prior.
 """
@@ -344,14 +345,16 @@ def draw_galaxies(population: str, n: int, rng: np.random.Generator,
     return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
-def _psf(profile: str, fwhm_px: float, beta: float = 3.5):
+def _psf(profile: str, fwhm_px: float, beta: float | None = None):
     """The GalSim PSF of a parametric ``profile`` (``kolmogorov``, ``moffat``) with FWHM ``fwhm_px``
     pixels; a Moffat has the measurement's ``beta`` (the frame's, measured on its stars where the
-    survey says so; default ``lumos_ops.render.DEFAULT_MOFFAT_BETA``)."""
+    survey says so; None: ``lumos_ops.render.DEFAULT_MOFFAT_BETA``)."""
     import galsim
 
     if profile == "moffat":
-        return galsim.Moffat(beta=beta, fwhm=fwhm_px)
+        from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+        return galsim.Moffat(beta=DEFAULT_MOFFAT_BETA if beta is None else beta, fwhm=fwhm_px)
     return galsim.Kolmogorov(fwhm=fwhm_px)
 
 
