@@ -48,6 +48,9 @@ SETTINGS = DagSettings.from_env()
         "psf_profile": Param("kolmogorov", type="string", enum=["kolmogorov", "moffat", "stars"],
                              description="PSF of the injected galaxies (docs/adapt.md): kolmogorov at each exposure's "
                                          "FWHM, the measurement's moffat, or each exposure's PSF built from its stars"),
+        "training_psf": Param("model", type="string", enum=["model", "stars"],
+                              description="PSF of the TEAHUPOO training galaxies (docs/adapt.md): the measurement's "
+                                          "Moffat model, or each training exposure's PSF built from its stars"),
     },
     default_args={"retries": 0, "queue": SETTINGS.cpu_queue},
     tags=["lumos", "training"],
@@ -71,7 +74,7 @@ def lumos_retrain() -> None:
             adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
                               holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
                               n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "kolmogorov",
-                              progress=False),
+                              training_psf=params.get("training_psf") or "model", progress=False),
         )
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -212,6 +213,23 @@ def test_config_is_validated():
         AdaptConfig(shared_error_populations=())
     with pytest.raises(LumosValueError, match=r"psf_profile must be one of \('kolmogorov', 'moffat', 'stars'\)"):
         AdaptConfig(psf_profile="airy")
+    with pytest.raises(LumosValueError, match=r"training_psf must be one of \('model', 'stars'\), got 'piff'"):
+        AdaptConfig(training_psf="piff")
+    with pytest.raises(LumosValueError, match="choose one"):
+        AdaptConfig(training_psf="stars", truth_mismatch={"knot_fraction": 0.2})
+
+
+def test_training_psf_reaches_the_teahupoo_set(tmp_path, monkeypatch):
+    """``training_psf`` becomes the training set's ``truth_psf``; the default leaves it out of the set's config."""
+    seen = []
+    monkeypatch.setattr("lumos_ops.sim.generate_training_set", lambda config, *a, **k: seen.append(config))
+    base = SimpleNamespace(flux_prior=None, net=SimpleNamespace(config=SimpleNamespace(stamp_size=40)))
+    noise = adapt_module.NoiseScale(base_noise=1.0, survey_noise=1.0, factor=1.0, by_band={}, exposures={})
+    for option in ("model", "stars"):
+        adapt_module._stage_training_set(tmp_path / option, ["x.fits"], catalogue(), base,
+                                   AdaptConfig(training_psf=option, n_stamps=10), noise)
+    assert [c.truth_psf for c in seen] == ["model", "stars"]
+    assert "truth_psf" not in seen[0].to_dict() and seen[1].to_dict()["truth_psf"] == "stars"
 
 
 def _train_only(root, out, config: AdaptConfig, monkeypatch) -> None:

@@ -174,6 +174,12 @@ class AdaptConfig:
         e.g. its ``TRUTH_MISMATCH``): the training galaxies differ from their model channel in PSF
         profile, width and size and carry knots, as a survey's real galaxies differ from their
         catalogued Sérsic models; None trains on galaxies that are exactly their model.
+    training_psf : {"model", "stars"}
+        PSF of the TEAHUPOO galaxies (``TeahupooConfig.truth_psf``): ``model``, the measurement's
+        Moffat, so that every training galaxy is exactly its model channel; ``stars``, each training
+        exposure's effective PSF built from its own stars (:mod:`lumos_ops.sim.star_truth`), so that
+        the candidate learns to read galaxies that carry the survey's real PSF through the Moffat
+        model the nightly run gives it. Not with ``truth_mismatch``.
     measure_error_floor : bool
         Measure the survey's error floors on an injection into the training exposures and measure
         the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
@@ -214,6 +220,7 @@ class AdaptConfig:
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
+    training_psf: str = "model"
     measure_error_floor: bool = True
     seed: int = 0
     device: str | None = None
@@ -267,6 +274,13 @@ class AdaptConfig:
             if unknown:
                 raise LumosValueError(f"truth_mismatch: unknown fields {unknown}; choose from {list(MISMATCH_FIELDS)}")
             TeahupooConfig(n_stamps=1, **self.truth_mismatch)
+        from lumos_ops.sim.star_truth import TRUTH_PSFS
+
+        if self.training_psf not in TRUTH_PSFS:
+            raise LumosValueError(f"training_psf must be one of {TRUTH_PSFS}, got {self.training_psf!r}")
+        if self.training_psf != "model" and self.truth_mismatch:
+            raise LumosValueError("training_psf 'stars' draws the training galaxies with the exposures' own PSF; "
+                                  "truth_mismatch perturbs the model's: choose one")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -515,7 +529,7 @@ def _stage_training_set(out: Path, train: list[str], catalog: pd.DataFrame, base
         neighbour_fraction=config.neighbour_fraction, background_scale_range=config.background_scale_range,
         pixel_scale=current_survey().pixel_scale,
         target_clearance=config.min_clearance if config.clear_training_positions else None,
-        **(config.truth_mismatch or {}),
+        truth_psf=config.training_psf, **(config.truth_mismatch or {}),
     )
     set_dir = out / "teahupoo"
     manifest = set_dir / "manifest.json"

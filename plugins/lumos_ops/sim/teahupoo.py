@@ -34,6 +34,7 @@ from lumos_ops.sim.detector import paste_stamps
 from lumos_ops.sim.noise_texture import kernel_padding, retexture, texture_kernel_1d
 from lumos_ops.sim.population import SERSIC_RANGE, draw_galaxies, njy_columns
 from lumos_ops.sim.seds import mag_to_njy
+from lumos_ops.sim.star_truth import draw_with_star_psf, exposure_star_psf
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
 from lumos_ops.sim.truth_mismatch import MISMATCH_META_COLUMNS, MismatchDraws, draw_mismatch, render_truth
@@ -65,8 +66,10 @@ whether the stamp's background was re-textured (:mod:`lumos_ops.sim.noise_textur
 sigma of its kernel (pixels), its resampling kernel and that kernel's sub-pixel shifts (pixels);
 0, ``"none"``, 0, 0 on the stamps left as they were. With a truth-model mismatch
 (``TeahupooConfig.truth_mismatch``) :data:`MISMATCH_META_COLUMNS` follow, and ``psf_fwhm`` is the
-model's PSF FWHM (arcsec, ``psf_scale`` included). With ``TeahupooConfig.sky_removed_range`` the last
-column is ``sky_removed``, the level (e-/s per pixel) subtracted from the stamp's background."""
+model's PSF FWHM (arcsec, ``psf_scale`` included). With ``TeahupooConfig.sky_removed_range`` the next
+column is ``sky_removed``, the level (e-/s per pixel) subtracted from the stamp's background; with
+``TeahupooConfig.truth_psf = "stars"`` the last is ``star_psf``, whether the stamp's galaxies were
+drawn with its exposure's ePSF (False where the exposure had too few stars for one)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +125,11 @@ def _neighbours(
     beta: float,
     config: TeahupooConfig,
     psf_fwhm: float | np.ndarray,
+    star: Any = None,
 ) -> np.ndarray:
     """Noiseless neighbour galaxies (e-/s per pixel), shape (len(sel), S, S); zeros where none. ``psf_fwhm``
-    (arcsec): the exposure's, or one per stamp of ``sel``."""
+    (arcsec): the exposure's, or one per stamp of ``sel``; ``star``: the exposure's ePSF (GalSim), which
+    draws them instead."""
     from lumos_ops.render import render_galaxies
 
     size = config.stamp_size
@@ -136,15 +141,17 @@ def _neighbours(
     rows = nbr_rows[ids]
     tx = size // 2 + meta["dx"][ids] + meta["nbr_dx"][ids]
     ty = size // 2 + meta["dy"][ids] + meta["nbr_dy"][ids]
-    rendered = render_galaxies(
-        r50=catalog["r50"].to_numpy(np.float64)[rows],
-        sersic_n=np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE),
-        q=np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0),
-        pa=nbr_pa[ids], psf_fwhm=psf_fwhm if np.ndim(psf_fwhm) == 0 else np.asarray(psf_fwhm)[which], psf_beta=beta,
-        dx=tx - np.floor(tx + 0.5), dy=ty - np.floor(ty + 0.5), flux=meta["nbr_flux"][ids],
-        size=size, pixel_scale=config.pixel_scale, device=config.device,
-    )
-    images = np.asarray(rendered.images, dtype=np.float64)
+    shape = {"r50": catalog["r50"].to_numpy(np.float64)[rows],
+             "sersic_n": np.clip(catalog["sersic_n"].to_numpy(np.float64)[rows], *SERSIC_RANGE),
+             "q": np.clip(catalog["q"].to_numpy(np.float64)[rows], 0.05, 1.0), "pa": nbr_pa[ids],
+             "dx": tx - np.floor(tx + 0.5), "dy": ty - np.floor(ty + 0.5)}
+    if star is not None:
+        images = draw_with_star_psf(star, **shape, flux=meta["nbr_flux"][ids], size=size, pixel_scale=config.pixel_scale)
+    else:
+        images = np.asarray(render_galaxies(
+            **shape, psf_fwhm=psf_fwhm if np.ndim(psf_fwhm) == 0 else np.asarray(psf_fwhm)[which], psf_beta=beta,
+            flux=meta["nbr_flux"][ids], size=size, pixel_scale=config.pixel_scale, device=config.device,
+        ).images, dtype=np.float64)
     for k, j in enumerate(which):
         paste_stamps(canvas[j], images[k : k + 1], tx[k : k + 1], ty[k : k + 1])
     return canvas
@@ -440,6 +447,7 @@ def _initial_meta(config: TeahupooConfig, paths: list[str], catalog: pd.DataFram
         **noise,
         **_mismatch_meta(draws.mismatch, catalog["r50"].to_numpy(np.float64)[rows]),
         **({} if draws.sky_removed is None else {"sky_removed": np.zeros(n)}),
+        **({"star_psf": np.zeros(n, dtype=bool)} if config.truth_psf == "stars" else {}),
     }
 
 
@@ -468,13 +476,18 @@ def _fill_exposure(config: TeahupooConfig, k: int, path: str, ids: np.ndarray, d
     cx, cy = _centres(config, exposure, path, len(ids), local)
     beta = exposure.psf_beta if exposure.psf_beta is not None else config.default_psf_beta
     _exposure_meta(config, exposure, ids, cx, cy, beta, draws, nbr_catalog, meta)
+    star = None
+    if config.truth_psf == "stars":
+        star = exposure_star_psf(exposure.data, path)
+        meta["star_psf"][ids] = star is not None
+        star = None if star is None else star.galsim()
     texture_rng = (np.random.default_rng(np.random.SeedSequence([config.seed, 18, k])) if config.noise_texture
                    else None)
     for lo in range(0, len(ids), config.batch_size):
         sel = ids[lo : lo + config.batch_size]
         part = slice(lo, lo + len(sel))
         cutout, model = _render_stamps(config, exposure, beta, sel, cx[part], cy[part], draws, nbr_catalog, meta, local,
-                                       texture_rng)
+                                       texture_rng, star)
         for j, stamp_id in enumerate(sel):
             shard = shards[stamp_id // config.shard_size]
             row = stamp_id % config.shard_size
@@ -587,11 +600,12 @@ def _exposure_meta(config: TeahupooConfig, exposure: Exposure, ids: np.ndarray, 
 
 def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel: np.ndarray, cx: np.ndarray,
                    cy: np.ndarray, draws: _Draws, nbr_catalog: pd.DataFrame, meta: dict[str, np.ndarray],
-                   rng: np.random.Generator, texture_rng: np.random.Generator | None = None,
+                   rng: np.random.Generator, texture_rng: np.random.Generator | None = None, star: Any = None,
                    ) -> tuple[np.ndarray, np.ndarray]:
     """One batch: noisy cutouts (float32, e-/s) and unit-flux models (float64) of stamps ``sel``, shape (k, S, S);
     fills their ``background_scale``, ``flux_outside`` and ``n_masked``. With ``texture_rng`` the drawn
-    stamps' backgrounds are re-textured (:func:`_background`)."""
+    stamps' backgrounds are re-textured (:func:`_background`); with ``star`` (the exposure's ePSF as a
+    GalSim profile, :mod:`lumos_ops.sim.star_truth`) the galaxies are drawn with it, their models not."""
     from lumos_ops.render import render_galaxies
 
     size = config.stamp_size
@@ -602,16 +616,21 @@ def _render_stamps(config: TeahupooConfig, exposure: Exposure, beta: float, sel:
         pixel_scale=config.pixel_scale, device=config.device,
     )
     model = np.asarray(rendered.images, dtype=np.float64)
-    truth = model if draws.mismatch is None else render_truth(
-        draws.mismatch, sel, r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel], pa=draws.pa[sel],
-        dx=draws.dx[sel], dy=draws.dy[sel], model_fwhm=meta["psf_fwhm"][sel], model_beta=beta, size=size,
-        pixel_scale=config.pixel_scale, device=config.device,
-    )
+    if star is not None:
+        truth = draw_with_star_psf(star, r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel],
+                                   pa=draws.pa[sel], dx=draws.dx[sel], dy=draws.dy[sel], size=size,
+                                   pixel_scale=config.pixel_scale)
+    else:
+        truth = model if draws.mismatch is None else render_truth(
+            draws.mismatch, sel, r50=meta["r50"][sel], sersic_n=meta["sersic_n"][sel], q=meta["q"][sel], pa=draws.pa[sel],
+            dx=draws.dx[sel], dy=draws.dy[sel], model_fwhm=meta["psf_fwhm"][sel], model_beta=beta, size=size,
+            pixel_scale=config.pixel_scale, device=config.device,
+        )
     # A negative (reference-prior) flux is a deterministic deficit: Poisson noise of light only.
     target = meta["flux"][sel][:, None, None]
     counts = truth * (np.clip(target, 0.0, None) * exposure.exptime)
     counts += _neighbours(sel, meta, draws.nbr_rows, draws.nbr_pa, nbr_catalog, exposure, beta, config,
-                          psf_fwhm) * exposure.exptime
+                          psf_fwhm, star) * exposure.exptime
     noisy = rng.poisson(np.clip(counts, 0.0, None)) / exposure.exptime + truth * np.clip(target, None, 0.0)
     scale = draws.background_scale[sel]
     background = _background(config, exposure, sel, cx, cy, draws, texture_rng) * scale[:, None, None]
@@ -657,7 +676,8 @@ def _close_shards(shards: list[np.ndarray]) -> list[dict[str, Any]]:
 
 def _write_meta(out: Path, meta: dict[str, np.ndarray]) -> Path:
     columns = (META_COLUMNS + (NOISE_META_COLUMNS if "noise_textured" in meta else ())
-               + (MISMATCH_META_COLUMNS if "knot_flux_frac" in meta else ()) + (("sky_removed",) if "sky_removed" in meta else ()))
+               + (MISMATCH_META_COLUMNS if "knot_flux_frac" in meta else ()) + (("sky_removed",) if "sky_removed" in meta else ())
+               + (("star_psf",) if "star_psf" in meta else ()))
     table = pd.DataFrame({name: meta[name] for name in columns})
     for column in ("band", "source_exposure", "split") + (("noise_resample",) if "noise_textured" in meta else ()):
         table[column] = table[column].astype(str)

@@ -11,6 +11,7 @@ from typing import Any
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.sim.population import COUNT_SLOPE
+from lumos_ops.sim.star_truth import TRUTH_PSFS
 
 __all__ = ["FluxSource", "TeahupooConfig", "SPLITS", "MISMATCH_FIELDS"]
 
@@ -170,6 +171,11 @@ class TeahupooConfig:
         (0, 0) keeps the exposures' sky; (0, 1) mixes raw and sky-subtracted frames, so that the
         stamp's sky level no longer tells the network its noise (real frames come sky-subtracted or
         not, whatever their noise).
+    truth_psf : {"model", "stars"}
+        PSF of the pasted galaxies: ``model`` (default), the model channel's Moffat, so that each
+        galaxy is exactly its model; ``stars``, each exposure's effective PSF built from its own
+        stars (:mod:`lumos_ops.sim.star_truth`), the PSF the survey's galaxies have, while the model
+        channel keeps the measurement's Moffat. Not with a truth-model mismatch.
 
     Every field of the truth-model mismatch left at its default gives the stamps the generator
     gave before the option existed (same draws, same pixels, same manifest).
@@ -213,6 +219,7 @@ class TeahupooConfig:
     max_knots: int = 8
     mismatch_fraction: float = 1.0
     sky_removed_range: tuple[float, float] = (0.0, 0.0)
+    truth_psf: str = "model"
 
     def __post_init__(self) -> None:
         for name in ("n_stamps", "stamp_size", "shard_size", "batch_size", "seed", "threads", "flux_population",
@@ -290,6 +297,11 @@ class TeahupooConfig:
             )
         self._check_noise_texture()
         self._check_mismatch()
+        if self.truth_psf not in TRUTH_PSFS:
+            raise LumosValueError(f"TeahupooConfig.truth_psf must be one of {TRUTH_PSFS}, got {self.truth_psf!r}")
+        if self.truth_psf != "model" and self.truth_mismatch:
+            raise LumosValueError("TeahupooConfig.truth_psf 'stars' draws the galaxies with the exposures' own PSF; "
+                                  "a truth-model mismatch perturbs the model's: choose one")
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise LumosValueError(f"TeahupooConfig.pixel_scale must be > 0 arcsec/pixel, got {self.pixel_scale!r}")
         if not (math.isfinite(self.default_psf_beta) and self.default_psf_beta > 1.5):
@@ -395,4 +407,6 @@ class TeahupooConfig:
             del values["sky_removed_range"]
         if self.clearance_fraction == 1.0:
             del values["clearance_fraction"]
+        if self.truth_psf == "model":
+            del values["truth_psf"]
         return json.loads(json.dumps(values))
