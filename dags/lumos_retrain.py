@@ -45,12 +45,12 @@ SETTINGS = DagSettings.from_env()
                          description="Fraction of each band's exposures held out for the injection"),
         "last_layer": Param(False, type="boolean", description="Fine-tune only the output layer"),
         "n_galaxies": Param(300, type="integer", minimum=1, description="Injected galaxies per population"),
-        "psf_profile": Param("kolmogorov", type="string", enum=["kolmogorov", "moffat", "stars"],
-                             description="PSF of the injected galaxies (docs/adapt.md): kolmogorov at each exposure's "
-                                         "FWHM, the measurement's moffat, or each exposure's PSF built from its stars"),
-        "training_psf": Param("model", type="string", enum=["model", "stars"],
-                              description="PSF of the TEAHUPOO training galaxies (docs/adapt.md): the measurement's "
-                                          "Moffat model, or each training exposure's PSF built from its stars"),
+        "psf_profile": Param("stars", type="string", enum=["stars", "kolmogorov", "moffat"],
+                             description="PSF of the injected galaxies (docs/adapt.md): each exposure's PSF built from "
+                                         "its stars, a kolmogorov at each exposure's FWHM, or the measurement's moffat"),
+        "training_psf": Param("stars", type="string", enum=["stars", "model"],
+                              description="PSF of the TEAHUPOO training galaxies (docs/adapt.md): each training "
+                                          "exposure's PSF built from its stars, or the measurement's Moffat model"),
     },
     default_args={"retries": 0, "queue": SETTINGS.cpu_queue},
     tags=["lumos", "training"],
@@ -73,8 +73,8 @@ def lumos_retrain() -> None:
             nights=int(params["nights"]), base_model=params.get("base_model") or None,
             adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
                               holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
-                              n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "kolmogorov",
-                              training_psf=params.get("training_psf") or "model", progress=False),
+                              n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "stars",
+                              training_psf=params.get("training_psf") or "stars", progress=False),
         )
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:

@@ -71,13 +71,14 @@ def test_truth_mismatch_flag_reaches_the_config(monkeypatch):
             args.func(args)
         assert seen["config"].truth_mismatch == expected
         assert seen["config"].measure_error_floor  # the survey's floors measured on the training exposures
-        assert seen["config"].psf_profile == "kolmogorov" and seen["config"].training_psf == "model"
+        assert seen["config"].psf_profile == "stars"
+        assert seen["config"].training_psf == ("model" if flag else "stars")  # the mismatch perturbs the model's PSF
     args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", "--keep-error-floor",
-                              "--psf-profile", "moffat", "--training-psf", "stars"])
+                              "--psf-profile", "moffat", "--training-psf", "model"])
     with pytest.raises(SystemExit):
         args.func(args)
     assert not seen["config"].measure_error_floor and seen["config"].psf_profile == "moffat"
-    assert seen["config"].training_psf == "stars"
+    assert seen["config"].training_psf == "model"
 
 
 def test_no_exposures_is_a_one_line_error(tmp_path, capsys):

@@ -85,7 +85,8 @@ class Interrupt(Exception):
 def small_config(**changes):
     values = dict(holdout=0.34, n_stamps=120, val_fraction=0.25, epochs=2, batch_size=32, n_galaxies=12, n_place=2,
                   populations=("sersic",), classical_methods=("aperture", "optimal"), snr_range=(5.0, 100.0),
-                  spacing=24, min_clearance=4.0, seed=1, device="cpu", progress=False)
+                  spacing=24, min_clearance=4.0, seed=1, device="cpu", progress=False, psf_profile="kolmogorov",
+                  training_psf="model")
     values.update(changes)
     return AdaptConfig(**values)
 
@@ -215,8 +216,9 @@ def test_config_is_validated():
         AdaptConfig(psf_profile="airy")
     with pytest.raises(LumosValueError, match=r"training_psf must be one of \('model', 'stars'\), got 'piff'"):
         AdaptConfig(training_psf="piff")
-    with pytest.raises(LumosValueError, match="choose one"):
+    with pytest.raises(LumosValueError, match="set training_psf='model' with it"):
         AdaptConfig(training_psf="stars", truth_mismatch={"knot_fraction": 0.2})
+    assert AdaptConfig().psf_profile == "stars" and AdaptConfig().training_psf == "stars"
 
 
 def test_training_psf_reaches_the_teahupoo_set(tmp_path, monkeypatch):

@@ -49,14 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance between injected galaxies (pixels, default {INJECTION_SEPARATION_PX}: no injected light "
                         "in another target's annulus or LUMOS stamp)")
-    p.add_argument("--psf-profile", choices=["kolmogorov", "moffat", "stars"], default="kolmogorov",
-                   help="PSF of the injected galaxies (default kolmogorov, at each exposure's FWHM; moffat: the "
-                        "measurement's own, FWHM and beta of the exposure; stars: each exposure's effective PSF built "
-                        "from its own stars)")
-    p.add_argument("--training-psf", choices=["model", "stars"], default="model",
-                   help="PSF of the TEAHUPOO training galaxies (default model: the measurement's Moffat, each galaxy "
-                        "exactly its model channel; stars: each training exposure's effective PSF built from its own "
-                        "stars, the model channel still the Moffat)")
+    p.add_argument("--psf-profile", choices=["stars", "kolmogorov", "moffat"], default="stars",
+                   help="PSF of the injected galaxies (default stars: each exposure's effective PSF built from its own "
+                        "stars, a Kolmogorov where it has too few; kolmogorov: at each exposure's FWHM; moffat: the "
+                        "measurement's own, FWHM and beta of the exposure)")
+    p.add_argument("--training-psf", choices=["stars", "model"], default=None,
+                   help="PSF of the TEAHUPOO training galaxies (default stars: each training exposure's effective PSF "
+                        "built from its own stars, the model channel still the measurement's Moffat; model: that "
+                        "Moffat, each galaxy exactly its model channel, the default with --truth-mismatch)")
     p.add_argument("--train-anywhere", dest="clear_training_positions", action="store_false",
                    help="cut the TEAHUPOO backgrounds around any position (default: only where the training "
                         "exposures' own sources are as far as the injection keeps its galaxies, 6 px)")
@@ -96,7 +96,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         lr_step=args.lr_step, train_layers="last" if args.last_layer else "all", n_galaxies=args.n_galaxies,
         n_place=args.n_place, populations=tuple(args.populations),
         shared_error_populations=tuple(args.shared_error_populations), classical_methods=tuple(args.classical_methods),
-        spacing=args.spacing, psf_profile=args.psf_profile, training_psf=args.training_psf,
+        spacing=args.spacing, psf_profile=args.psf_profile, training_psf=args.training_psf or ("model" if args.truth_mismatch else "stars"),
         seed=args.seed, device=args.device, num_threads=args.threads, progress=not args.quiet,
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,

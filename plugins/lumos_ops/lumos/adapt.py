@@ -153,12 +153,15 @@ class AdaptConfig:
         Smallest distance (pixels) of an injected target from the frame's own detected sources
         (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
     psf_profile : {"kolmogorov", "moffat", "stars"}
-        PSF of the galaxies both injections draw (``InjectionConfig.psf_profile``): Kolmogorov at
-        the exposure's FWHM (default: not the measurement's model), the measurement's Moffat (the
-        exposure's FWHM and β, measured on its stars where the survey says so), which leaves the PSF
-        model's error out of the test, or ``stars``: each exposure's effective PSF built from its own
-        stars (:mod:`lumos_ops.evaluation.star_psf`), the PSF its galaxies have, so that the floors
-        carry the PSF model's real error on the survey.
+        PSF of the galaxies both injections draw (``InjectionConfig.psf_profile``): ``stars``
+        (default), each exposure's effective PSF built from its own stars
+        (:mod:`lumos_ops.evaluation.star_psf`), the PSF its galaxies have, so that the floors carry
+        the PSF model's real error on the survey (an exposure with too few stars gets the
+        Kolmogorov); ``kolmogorov`` at the exposure's FWHM, not the measurement's model and not
+        necessarily the survey's PSF either (on the SDSS frames it made a +5.6 % bias the stars'
+        PSF does not have, ``reports/adapt/stars-psf``); or the measurement's ``moffat`` (the
+        exposure's FWHM and β, measured on its stars where the survey says so), which leaves the
+        PSF model's error out of the test.
     stamp_background : str or None
         The candidate's stamp background (``Normalization.stamp_background``); None keeps the base
         model's. Another one is fine-tuned in, its input statistics measured on the training stamps.
@@ -174,12 +177,14 @@ class AdaptConfig:
         e.g. its ``TRUTH_MISMATCH``): the training galaxies differ from their model channel in PSF
         profile, width and size and carry knots, as a survey's real galaxies differ from their
         catalogued Sérsic models; None trains on galaxies that are exactly their model.
-    training_psf : {"model", "stars"}
-        PSF of the TEAHUPOO galaxies (``TeahupooConfig.truth_psf``): ``model``, the measurement's
-        Moffat, so that every training galaxy is exactly its model channel; ``stars``, each training
-        exposure's effective PSF built from its own stars (:mod:`lumos_ops.sim.star_truth`), so that
-        the candidate learns to read galaxies that carry the survey's real PSF through the Moffat
-        model the nightly run gives it. Not with ``truth_mismatch``.
+    training_psf : {"stars", "model"}
+        PSF of the TEAHUPOO galaxies (``TeahupooConfig.truth_psf``): ``stars`` (default), each
+        training exposure's effective PSF built from its own stars (:mod:`lumos_ops.sim.star_truth`;
+        an exposure with too few stars keeps the model's), so that the candidate learns to read
+        galaxies that carry the survey's real PSF through the Moffat model the nightly run gives it
+        (on the SDSS frames: held-out bias -1.8 % at true SNR 5-10, against -5.2 % trained on the
+        Moffat, ``reports/adapt/stars-training``); ``model``, the measurement's Moffat, so that
+        every training galaxy is exactly its model channel. ``truth_mismatch`` needs ``model``.
     measure_error_floor : bool
         Measure the survey's error floors on an injection into the training exposures and measure
         the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
@@ -216,11 +221,11 @@ class AdaptConfig:
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = INJECTION_SEPARATION_PX
     min_clearance: float = 6.0
-    psf_profile: str = "kolmogorov"
+    psf_profile: str = "stars"
     clear_training_positions: bool = True
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
-    training_psf: str = "model"
+    training_psf: str = "stars"
     measure_error_floor: bool = True
     seed: int = 0
     device: str | None = None
@@ -280,7 +285,7 @@ class AdaptConfig:
             raise LumosValueError(f"training_psf must be one of {TRUTH_PSFS}, got {self.training_psf!r}")
         if self.training_psf != "model" and self.truth_mismatch:
             raise LumosValueError("training_psf 'stars' draws the training galaxies with the exposures' own PSF; "
-                                  "truth_mismatch perturbs the model's: choose one")
+                                  "truth_mismatch perturbs the model's: set training_psf='model' with it")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
