@@ -53,6 +53,13 @@ def test_the_error_floor_is_added_to_every_method_and_defaults_to_the_surveys(sc
     own = dataclasses.replace(exposure, survey=dataclasses.replace(paus_survey(), flux_error_floor=0.03))
     table = measure_exposure(own, catalog, methods=("optimal",))
     assert (table["error_floor"].dropna() == 0.03).all() and table["error_floor"].notna().sum() == 8
+    # a method's own floor (the survey's, or given per method)
+    per_method = dataclasses.replace(exposure, survey=dataclasses.replace(
+        paus_survey(), flux_error_floor=0.03, method_error_floors={"aperture": 0.07}))
+    table = measure_exposure(per_method, catalog, methods=("aperture", "optimal"))
+    assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.07, "optimal": 0.03}
+    table = measure_exposure(per_method, catalog, methods=("aperture", "optimal"), error_floor={"optimal": 0.01})
+    assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.07, "optimal": 0.01}
 
 
 def test_measure_exposure_with_progress_bar(scene: tuple[Exposure, pd.DataFrame, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:

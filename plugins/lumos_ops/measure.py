@@ -324,6 +324,14 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
         yield slice(start, min(start + size, n))
 
 
+def _method_floor(error_floor: float | Mapping[str, float] | None, method: str, survey) -> float:
+    """The flux error floor of ``method``: ``error_floor``'s (a number for every method, or a
+    mapping's entry), else the survey's (``Survey.error_floor_for``)."""
+    if isinstance(error_floor, Mapping):
+        return float(error_floor[method]) if method in error_floor else survey.error_floor_for(method)
+    return survey.error_floor_for(method) if error_floor is None else float(error_floor)
+
+
 def measure_exposure(
     exposure: Exposure,
     catalog: pd.DataFrame,
@@ -336,7 +344,7 @@ def measure_exposure(
     calibration_positions: int = 200,
     instances: Mapping[str, MeasureMethod] | None = None,
     neighbours: bool = True,
-    error_floor: float | None = None,
+    error_floor: float | Mapping[str, float] | None = None,
     neighbour_error_floor: float | None = None,
     remove_gradient: bool = True,
     mask_other_sources: bool = True,
@@ -384,12 +392,14 @@ def measure_exposure(
         image's own pixels. The background part of every method's error variance is multiplied by
         the fit's ``variance_factor`` (column ``neighbour_variance``, 1 where not blended), and
         targets it affects by more than 10 % are flagged BLENDED.
-    error_floor : float or None, keyword-only
+    error_floor : float, mapping of str to float, or None, keyword-only
         Fraction added in quadrature to every method's calibrated error, for the error of the PSF
         and catalogue models (:mod:`lumos_ops.photometry.error_floor`): of the target's flux and
         of the light of the catalogued neighbours the joint fit took out of its stamps (column
-        ``neighbour_light``, e-/s). None: the survey's ``flux_error_floor`` (the exposure's
-        survey, else the current one). Adds ``flux_err_stat`` (the error before it),
+        ``neighbour_light``, e-/s); a mapping gives it per method (methods not in it take the
+        survey's). None: the survey's (the exposure's survey, else the current one:
+        ``Survey.error_floor_for``, its ``method_error_floors`` else its ``flux_error_floor``).
+        Adds ``flux_err_stat`` (the error before it),
         ``error_floor`` and ``floor_rho`` (the correlation it gives two exposures of the source,
         which the co-adds use).
     neighbour_error_floor : float or None, keyword-only
@@ -431,14 +441,12 @@ def measure_exposure(
         raise LumosValueError(f"option(s) {', '.join(sorted(method_options))} given with pre-built methods only")
     instances = {m: given[m] if m in given else get_method(m, **routed[m]) for m in methods}
     from lumos_ops.photometry.error_floor import apply_error_floor
+    from lumos_ops.survey import current_survey
 
-    if error_floor is None or neighbour_error_floor is None:
-        from lumos_ops.survey import current_survey
-
-        survey = exposure.survey or current_survey()
-        error_floor = survey.flux_error_floor if error_floor is None else error_floor
-        if neighbour_error_floor is None:
-            neighbour_error_floor = survey.neighbour_error_floor
+    survey = exposure.survey or current_survey()
+    floors = {m: _method_floor(error_floor, m, survey) for m in methods}
+    if neighbour_error_floor is None:
+        neighbour_error_floor = survey.neighbour_error_floor
     if "lumos" in instances:
         # LUMOS runs on torch: loaded before the models are rendered, they render with it too
         # (render_target_models), about twice as fast as with numpy on the CPU
@@ -492,7 +500,7 @@ def measure_exposure(
                 if sub.neighbours is not None:
                     light = sub.neighbour_light
                     result = result.assign(neighbour_light=light)
-                result = apply_error_floor(result, float(error_floor), neighbour_light=light,
+                result = apply_error_floor(result, floors[name], neighbour_light=light,
                                            neighbour_floor=float(neighbour_error_floor))
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:

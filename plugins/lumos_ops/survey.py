@@ -17,6 +17,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "model_bands": ["g", "r", "i"],            # bands a new model embeds, in row order (default: all)
       "flux_error_floor": 0.011,                 # fractional flux error of the PSF / catalogue models
       "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
+      "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -191,6 +192,12 @@ class Survey:
         Fraction of the light of the catalogued neighbours a joint fit took out of a blended
         target's stamps (``neighbour_light``, e-/s) added in quadrature to its error: their models'
         error, seen through the target's weights (measure it with ``lumos inject``). 0 turns it off.
+    method_error_floors : mapping of str to float
+        A method's own ``flux_error_floor`` (method name -> fraction), where its PSF and catalogue
+        models err by another amount than the others': a LUMOS model trained on galaxies with the
+        survey's own PSF needs less than the classical methods, whose Moffat model misreads them
+        (``lumos adapt`` measures each, docs/adapt.md stage 5). Methods not named take
+        ``flux_error_floor``; :meth:`error_floor_for`.
     """
 
     name: str
@@ -205,6 +212,7 @@ class Survey:
     model_bands: tuple[str, ...] | None = None
     flux_error_floor: float = DEFAULT_FLUX_ERROR_FLOOR
     neighbour_error_floor: float = DEFAULT_NEIGHBOUR_ERROR_FLOOR
+    method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.source
@@ -232,6 +240,17 @@ class Survey:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value < 1.0):
                 raise BadInputError(f"{where}: {name}={value} must lie in [0, 1) (a fraction of the flux)")
+        if not isinstance(self.method_error_floors, Mapping):
+            raise BadInputError(f"{where}: method_error_floors must map method names to fractions, "
+                                f"got {self.method_error_floors!r}")
+        floors = {}
+        for method, value in self.method_error_floors.items():
+            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+            if not isinstance(method, str) or not method or not (math.isfinite(number) and 0.0 <= number < 1.0):
+                raise BadInputError(f"{where}: method_error_floors[{method!r}]={value!r} must be a method name and a "
+                                    "fraction in [0, 1)")
+            floors[method] = float(number)
+        object.__setattr__(self, "method_error_floors", floors)
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
             raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
         if self.model_bands is not None:
@@ -319,6 +338,10 @@ class Survey:
         """A header PSF FWHM in arcsec."""
         return float(value) * (self.pixel_scale if self.psf_fwhm_unit == "pixel" else 1.0)
 
+    def error_floor_for(self, method: str) -> float:
+        """The flux error floor of ``method`` (fraction of the flux): its own, or ``flux_error_floor``."""
+        return self.method_error_floors.get(method, self.flux_error_floor)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready description (the file format of :func:`load_survey`)."""
         return {
@@ -334,6 +357,7 @@ class Survey:
             **({} if self.model_bands is None else {"model_bands": list(self.model_bands)}),
             "flux_error_floor": self.flux_error_floor,
             "neighbour_error_floor": self.neighbour_error_floor,
+            **({"method_error_floors": dict(self.method_error_floors)} if self.method_error_floors else {}),
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -349,7 +373,7 @@ class Survey:
         if not isinstance(values, Mapping):
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
-                 "model_bands", "flux_error_floor", "neighbour_error_floor"}
+                 "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
@@ -415,6 +439,7 @@ class Survey:
             model_bands=None if model_bands is None else tuple(model_bands),
             flux_error_floor=number("flux_error_floor", float, DEFAULT_FLUX_ERROR_FLOOR),
             neighbour_error_floor=number("neighbour_error_floor", float, DEFAULT_NEIGHBOUR_ERROR_FLOOR),
+            method_error_floors=values.get("method_error_floors", {}),
         )
 
 def paus_survey() -> Survey:

@@ -303,27 +303,33 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
         small_config(stamp_background="mode")
 
 
-def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0):
-    """A stand-in for ``run_injection``: LUMOS rows whose bright fluxes carry a fractional error ``floor``
+def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, classical_floor: float | None = None):
+    """A stand-in for ``run_injection``: rows of each method asked for whose bright fluxes carry a
+    fractional error (``floor`` for LUMOS, ``classical_floor`` for the others, default ``floor``)
     besides their statistical error (1 % of the flux), on the exposures it is given; blended rows
     have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it."""
 
     def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
         calls.append((config.population, list(frames), config.seed))
-        rng = np.random.default_rng(config.seed)
-        n = 400
-        true = np.exp(rng.uniform(np.log(1e3), np.log(1e4), n))
-        stat = 0.01 * true
-        light = 0.5 * true if config.population == "blended" else np.zeros(n)
-        flux = (true + stat * rng.standard_normal(n) + floor * true * rng.standard_normal(n)
-                + neighbour_floor * light * rng.standard_normal(n))
         from lumos_ops.survey import current_survey
 
         survey = current_survey()  # the floors the rows are measured with, as measure_exposure records them
-        return pd.DataFrame({"method": "lumos", "frame": frames[0], "flux": flux, "flux_err": stat,
-                             "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
-                             "error_floor": survey.flux_error_floor,
-                             "neighbour_error_floor": survey.neighbour_error_floor, "psf_profile": config.psf_profile})
+        parts = []
+        for k, method in enumerate(methods):
+            rng = np.random.default_rng([config.seed, k])
+            n = 400
+            true = np.exp(rng.uniform(np.log(1e3), np.log(1e4), n))
+            stat = 0.01 * true
+            light = 0.5 * true if config.population == "blended" else np.zeros(n)
+            extra = floor if method == "lumos" or classical_floor is None else classical_floor
+            flux = (true + stat * rng.standard_normal(n) + extra * true * rng.standard_normal(n)
+                    + neighbour_floor * light * rng.standard_normal(n))
+            parts.append(pd.DataFrame({"method": method, "frame": frames[0], "flux": flux, "flux_err": stat,
+                                       "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
+                                       "error_floor": survey.error_floor_for(method),
+                                       "neighbour_error_floor": survey.neighbour_error_floor,
+                                       "psf_profile": config.psf_profile}))
+        return pd.concat(parts, ignore_index=True)
 
     return run
 
@@ -332,7 +338,7 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     from lumos_ops.evaluation import injection
 
     calls = []
-    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls))
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls, classical_floor=0.06))
     config = small_config()
     train = ["/data/train_0.fits", "/data/train_1.fits"]
     model = tmp_path / "model.pt"
@@ -341,10 +347,18 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     # 1 % statistical and 3 % extra: the rows ask for about 3 %
     assert record["measured"] and 0.024 < record["flux_error_floor"] < 0.036
     assert record["flux"]["pull_before"] > 2.0 and record["flux"]["pull_after"] == pytest.approx(1.0, abs=0.01)
-    assert record["survey_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+    assert record["survey_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05,
+                                       "method_error_floors": {}}
     assert record["neighbour"] is None and record["neighbour_error_floor"] == 0.05  # no blended pairs asked for
+    # each classical method measured on the same galaxies asks for its own (6 %)
+    assert record["measured_methods"] == ["lumos", "aperture", "optimal"]
+    assert set(record["method_error_floors"]) == {"aperture", "optimal"}
+    assert all(0.05 < v < 0.07 for v in record["method_error_floors"].values())
     written = load_survey(tmp_path / "survey.json")
     assert written.flux_error_floor == record["flux_error_floor"] and written.band_names == paus_survey().band_names
+    assert written.method_error_floors == record["method_error_floors"]
+    assert written.error_floor_for("optimal") == record["method_error_floors"]["optimal"]
+    assert written.error_floor_for("lumos") == record["flux_error_floor"]
     # kept on a rerun with the same candidate; measured again for another one
     again = adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
     assert again == json.loads((tmp_path / "error_floor.json").read_text()) and len(calls) == 1
@@ -392,6 +406,13 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
     table = measure(0.02)
     assert len(calls) == 4 and set(table["error_floor"]) == {0.02}
     assert set(pd.read_parquet(tmp_path / "injection" / "sersic-candidate.parquet")["error_floor"]) == {0.02}
+    # a classical method's own floor: the base table (which holds it) is measured again, the candidate's kept
+    floors = {"flux_error_floor": 0.02, "neighbour_error_floor": 0.05, "method_error_floors": {"aperture": 0.04}}
+    with use_survey(dataclasses.replace(paus_survey(), flux_error_floor=0.02, method_error_floors={"aperture": 0.04})):
+        table = adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config,
+                                              floors)
+    assert len(calls) == 5
+    assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.04, "lumos": 0.02, "optimal": 0.02}
 
 
 def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_path, monkeypatch):

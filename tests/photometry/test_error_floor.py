@@ -182,6 +182,15 @@ def test_survey_files_carry_the_floor(tmp_path):
     path.write_text(json.dumps({**values, "neighbour_error_floor": -0.1}))
     with pytest.raises(BadInputError, match=r"s\.json.*neighbour_error_floor"):
         load_survey(path)
+    # a method's own floor: read, written back, the others keep flux_error_floor
+    path.write_text(json.dumps({**values, "flux_error_floor": 0.003, "method_error_floors": {"optimal": 0.02}}))
+    own = Survey.from_dict(load_survey(path).to_dict())
+    assert own.method_error_floors == {"optimal": 0.02}
+    assert own.error_floor_for("optimal") == 0.02 and own.error_floor_for("lumos") == 0.003
+    assert "method_error_floors" not in survey.to_dict()
+    path.write_text(json.dumps({**values, "method_error_floors": {"optimal": 1.2}}))
+    with pytest.raises(BadInputError, match=r"s\.json: method_error_floors\['optimal'\]=1\.2 must be"):
+        load_survey(path)
 
 
 def test_shared_error_bins_by_the_snr_before_the_floor():

@@ -51,6 +51,13 @@ def test_error_floors_of_the_night_replace_the_survey_files(tmp_path):
     for bad in (-0.01, 1.0, float("nan"), "x"):
         with pytest.raises(LumosValueError, match=r"flux_error_floor=.* must be a fraction in \[0, 1\)"):
             NightConfig(store_url=str(tmp_path), error_floors={"flux_error_floor": bad})
+    # the classical methods' own floors replace the file's too, and round-trip through the recorded settings
+    own = NightConfig(store_url=str(tmp_path), error_floors={"flux_error_floor": 0.003,
+                                                            "method_error_floors": {"optimal": 0.02}})
+    assert own.survey.error_floor_for("optimal") == 0.02 and own.survey.error_floor_for("lumos") == 0.003
+    assert NightConfig.from_dict(own.to_dict()).survey.method_error_floors == {"optimal": 0.02}
+    with pytest.raises(LumosValueError, match=r"method_error_floors\['optimal'\]=2 must be a fraction"):
+        NightConfig(store_url=str(tmp_path), error_floors={"method_error_floors": {"optimal": 2}})
 
 
 def test_a_bad_survey_fails_the_task_settings_not_the_dag_parse(tmp_path):

@@ -94,3 +94,7 @@ def test_only_measured_floors_are_recorded():
     assert recorded_floors({**record, "neighbour": None}) == {"flux_error_floor": 0.0333}  # no blended pairs
     assert recorded_floors({**record, "flux": {"floor": float("nan")}, "neighbour": None}) == {}
     assert recorded_floors({"measured": False, "flux_error_floor": 0.011, "neighbour_error_floor": 0.05}) == {}
+    # the classical methods' own floors, those measured
+    methods = {"optimal": {"floor": 0.021, "n": 200}, "aperture": {"floor": float("nan"), "n": 3}}
+    assert recorded_floors({**record, "methods": methods}) == {"flux_error_floor": 0.0333,
+                                                              "method_error_floors": {"optimal": 0.021}}

@@ -239,7 +239,8 @@ def _resolve(args: argparse.Namespace) -> int:
         print(f"LUMOS checkpoint: {checkpoint or 'shipped default'}")
     survey = config.survey
     source = "measured by the production LUMOS version" if config.error_floors else "the survey file's"
-    print(f"error floors: flux {survey.flux_error_floor:g}, neighbours {survey.neighbour_error_floor:g} "
+    own = "".join(f", {m} {v:g}" for m, v in sorted(survey.method_error_floors.items()))
+    print(f"error floors: flux {survey.flux_error_floor:g}{own}, neighbours {survey.neighbour_error_floor:g} "
           f"[{source}; survey {survey.name}]")
     return 0
 

@@ -756,23 +756,32 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     exposures (module notes, stage 5): ``error_floor.json`` (kept on a rerun with the same candidate
     and exposures) and ``survey.json`` (the survey with those floors).
 
+    The candidate's floor becomes the survey's ``flux_error_floor``; each classical method of
+    ``config.classical_methods``, measured on the same galaxies, gets its own where it can be
+    measured (``method_error_floors``): a candidate trained on galaxies with the exposures' own PSF
+    needs less than methods that read them through the Moffat model.
+
     Returns the record: ``flux`` and ``neighbour`` (:class:`~lumos_ops.photometry.error_floor.FloorEstimate`
-    as dicts, ``neighbour`` None without blended pairs), ``survey_floors`` (before) and
-    ``flux_error_floor`` / ``neighbour_error_floor`` (what the held-out exposures are measured with).
+    as dicts, ``neighbour`` None without blended pairs), ``methods`` (each classical method's
+    estimate), ``survey_floors`` (before) and ``flux_error_floor`` / ``neighbour_error_floor`` /
+    ``method_error_floors`` (what the held-out exposures are measured with).
     """
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
     from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
 
-    before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor}
+    before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor,
+              "method_error_floors": dict(survey.method_error_floors)}
     if not config.measure_error_floor:
         return {"measured": False, "survey_floors": before, **before}
     path = out / "error_floor.json"
     populations = _floor_populations(config)
+    methods = ["lumos", *config.classical_methods]
     if path.is_file():
         saved = json.loads(path.read_text())
         if (saved.get("model_sha256") == sha and saved.get("train_exposures") == train
                 and saved.get("populations") == populations and saved.get("survey_floors") == before
-                and saved.get("psf_profile", "kolmogorov") == config.psf_profile):
+                and saved.get("psf_profile", "kolmogorov") == config.psf_profile
+                and saved.get("measured_methods") == methods):
             return saved
     work = out / "floor"
     work.mkdir(parents=True, exist_ok=True)
@@ -781,7 +790,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         cached = work / f"{population}-{sha[:16]}.parquet"
         if cached.is_file():
             table = pd.read_parquet(cached)
-            if injected_with(table) == config.psf_profile:
+            if injected_with(table) == config.psf_profile and set(methods) <= set(table["method"]):
                 tables[population] = table
                 continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
@@ -789,34 +798,45 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
                               psf_profile=config.psf_profile, seed=config.seed * 1000 + 500 + k)
         log.info("adapt: error floor, %s: %d galaxies x %d placements on %d training exposures", population,
                  config.n_galaxies, config.n_place, len(train))
-        table = run_injection(train, inj, methods=["lumos"], model=os.fspath(model_path), keep_headers=True,
+        table = run_injection(train, inj, methods=methods, model=os.fspath(model_path), keep_headers=True,
                               shapes=catalog, work_dir=work)
         tmp = cached.with_suffix(".tmp")
         table.to_parquet(tmp, index=False)
         os.replace(tmp, cached)
         tables[population] = table
-    rows = tables["sersic"]
-    flux = estimate_error_floor(rows["flux"], statistical_error(rows), rows["true_flux"])
+    sersic = tables["sersic"]
+
+    def estimate(method: str):
+        rows = sersic[sersic["method"] == method]
+        return estimate_error_floor(rows["flux"], statistical_error(rows), rows["true_flux"])
+
+    flux = estimate("lumos")
     floor = flux.floor if math.isfinite(flux.floor) else survey.flux_error_floor
+    by_method = {m: estimate(m) for m in config.classical_methods}
+    method_floors = {**survey.method_error_floors,
+                     **{m: float(e.floor) for m, e in by_method.items() if math.isfinite(e.floor)}}
     neighbour = None
     neighbour_floor = survey.neighbour_error_floor
     if "blended" in tables:
-        pairs = tables["blended"]
+        pairs = tables["blended"][tables["blended"]["method"] == "lumos"]
         light = pairs["neighbour_light"] if "neighbour_light" in pairs else np.zeros(len(pairs))
         neighbour = estimate_neighbour_floor(pairs["flux"], statistical_error(pairs), pairs["true_flux"], light,
                                              floor=floor)
         if math.isfinite(neighbour.floor):
             neighbour_floor = neighbour.floor
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
-              "psf_profile": config.psf_profile,
+              "psf_profile": config.psf_profile, "measured_methods": methods,
               "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
-              "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor)}
-    dataclasses.replace(survey, flux_error_floor=float(floor), neighbour_error_floor=float(neighbour_floor)).write(
-        out / "survey.json")
+              "methods": {m: e.to_dict() for m, e in by_method.items()},
+              "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor),
+              "method_error_floors": method_floors}
+    dataclasses.replace(survey, flux_error_floor=float(floor), neighbour_error_floor=float(neighbour_floor),
+                        method_error_floors=method_floors).write(out / "survey.json")
     _write_json(path, record)
     log.info("adapt: error floors measured on the training exposures: flux %.4f (survey's %.4f; %d rows at SNR >= %g), "
-             "neighbour %.4f (survey's %.4f); written to %s", floor, survey.flux_error_floor, flux.n, flux.min_snr,
-             neighbour_floor, survey.neighbour_error_floor, out / "survey.json")
+             "neighbour %.4f (survey's %.4f), classical methods %s; written to %s", floor, survey.flux_error_floor,
+             flux.n, flux.min_snr, neighbour_floor, survey.neighbour_error_floor,
+             {m: round(v, 4) for m, v in method_floors.items()}, out / "survey.json")
     return record
 
 
@@ -868,14 +888,18 @@ def injected_with(table: pd.DataFrame) -> str:
 
 def _measured_with(table: pd.DataFrame, floors: dict[str, Any]) -> bool:
     """Whether an injection table's rows were measured with ``floors`` (``flux_error_floor``,
-    ``neighbour_error_floor``): the largest value of its ``error_floor`` / ``neighbour_error_floor``
-    columns, as the injection report reads them."""
-    for column, name in (("error_floor", "flux_error_floor"), ("neighbour_error_floor", "neighbour_error_floor")):
-        values = table[column].to_numpy(np.float64) if column in table else np.zeros(0)
-        used = float(np.nanmax(values)) if np.isfinite(values).any() else None
-        if used is None or not math.isclose(used, float(floors[name]), rel_tol=1e-9, abs_tol=1e-12):
-            return False
-    return True
+    ``neighbour_error_floor``, ``method_error_floors``): per method, the largest value of its
+    rows' ``error_floor`` / ``neighbour_error_floor`` columns, as the injection report reads them."""
+    own = floors.get("method_error_floors") or {}
+    for method, rows in table.groupby(table["method"] if "method" in table else np.zeros(len(table))):
+        expected = {"error_floor": own.get(method, floors["flux_error_floor"]),
+                    "neighbour_error_floor": floors["neighbour_error_floor"]}
+        for column, value in expected.items():
+            values = rows[column].to_numpy(np.float64) if column in rows else np.zeros(0)
+            used = float(np.nanmax(values)) if np.isfinite(values).any() else None
+            if used is None or not math.isclose(used, float(value), rel_tol=1e-9, abs_tol=1e-12):
+                return False
+    return len(table) > 0
 
 
 def _stage_shared_error(model_path: Path, table: pd.DataFrame, config: AdaptConfig):
@@ -957,7 +981,8 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
     floors = _stage_error_floor(out, train, catalog, model_path, sha, config, survey)
     with use_survey(dataclasses.replace(survey, flux_error_floor=floors["flux_error_floor"],
-                                        neighbour_error_floor=floors["neighbour_error_floor"])):
+                                        neighbour_error_floor=floors["neighbour_error_floor"],
+                                        method_error_floors=floors.get("method_error_floors") or {})):
         table = _stage_injection(out, held, catalog, base.path, model_path, config, floors)
     shared = _stage_shared_error(model_path, table, config)
     scored = table["population"].isin(config.populations)

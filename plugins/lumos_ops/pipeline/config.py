@@ -85,7 +85,8 @@ class NightConfig:
         None: the built-in PAUS. Read and validated when the settings are built (task time).
     error_floors : mapping of str to float, or None
         ``flux_error_floor`` / ``neighbour_error_floor`` (fractions of the flux and of the fitted
-        neighbours' light, docs/likelihood.md §11) that replace the survey file's for every method.
+        neighbours' light, docs/likelihood.md §11) that replace the survey file's for every method,
+        and ``method_error_floors`` (method name -> fraction) that replace its per-method ones.
         :func:`lumos_ops.pipeline.registry.production_config` sets them to the floors the
         registry's production LUMOS version measured on this survey (``lumos adapt`` stage 5),
         so a promotion brings its floors with it; None: the survey file's.
@@ -415,7 +416,7 @@ class PipelineSettings(DagSettings):
                       "classical": any(m not in LUMOS_METHODS for m in night.methods)}, night=night)
 
 
-FLOOR_NAMES: tuple[str, ...] = ("flux_error_floor", "neighbour_error_floor")
+FLOOR_NAMES: tuple[str, ...] = ("flux_error_floor", "neighbour_error_floor", "method_error_floors")
 
 
 def _floors(floors: Mapping[str, Any]) -> dict[str, float]:
@@ -423,16 +424,26 @@ def _floors(floors: Mapping[str, Any]) -> dict[str, float]:
     unknown = sorted(set(floors) - set(FLOOR_NAMES))
     if unknown:
         raise LumosValueError(f"error_floors: unknown {unknown}; known: {list(FLOOR_NAMES)}")
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in floors.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not (math.isfinite(number) and 0.0 <= number < 1.0):
-            raise LumosValueError(f"error_floors: {name}={value!r} must be a fraction in [0, 1)")
-        out[name] = number
+        if name == "method_error_floors":
+            if not isinstance(value, Mapping):
+                raise LumosValueError(f"error_floors: method_error_floors={value!r} must map method names to fractions")
+            out[name] = {str(m): _fraction(f"method_error_floors[{m!r}]", v) for m, v in value.items()}
+        else:
+            out[name] = _fraction(name, value)
     return out
+
+
+def _fraction(name: str, value: Any) -> float:
+    """``value`` as a floor: a finite fraction in [0, 1)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0.0 <= number < 1.0):
+        raise LumosValueError(f"error_floors: {name}={value!r} must be a fraction in [0, 1)")
+    return number
 
 
 def _flag(text: str, name: str) -> bool:

@@ -1000,21 +1000,27 @@ def production_config(engine: sa.Engine, config: NightConfig) -> NightConfig:
             if floors:
                 replace["error_floors"] = floors
                 log.info("%s: error floors measured by %s replace the survey file's: %s", method,
-                         entry.model_version, ", ".join(f"{k}={v:g}" for k, v in sorted(floors.items())))
+                         entry.model_version, ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                        for k, v in sorted(floors.items())))
     return dataclasses.replace(config, **replace)
 
 
-def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, float] | None:
+def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, Any] | None:
     """The error floors (fractions) that ``entry`` measured on ``config``'s survey, or None.
 
-    Read from the metadata ``error_floors`` (``flux_error_floor``, ``neighbour_error_floor``);
+    Read from the metadata ``error_floors`` (``flux_error_floor``, ``neighbour_error_floor``,
+    ``method_error_floors``: method name -> fraction);
     missing or non-finite values are left to the survey file. Metadata naming another survey
     than ``config.survey`` gives None, with a warning: floors belong to a survey's images.
     """
-    floors = {}
+    floors: dict[str, Any] = {}
     for name, value in (entry.metadata.get("error_floors") or {}).items():
         if name in FLOOR_NAMES and isinstance(value, (int, float)) and math.isfinite(value):
             floors[name] = float(value)
+        elif name == "method_error_floors" and isinstance(value, dict):
+            own = {str(m): float(v) for m, v in value.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            if own:
+                floors[name] = own
     if not floors:
         return None
     measured_on, running = entry.metadata.get("survey"), config.survey.name

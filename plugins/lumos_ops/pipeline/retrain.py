@@ -133,17 +133,22 @@ def select_training_exposures(engine: sa.Engine, *, until: dt.date, nights: int)
     return list(rows)
 
 
-def recorded_floors(record: dict[str, Any]) -> dict[str, float]:
+def recorded_floors(record: dict[str, Any]) -> dict[str, Any]:
     """The floors (fractions) that ``lumos adapt``'s stage 5 record says were measured: a floor the
     stage fell back to (too few bright rows, no blended pairs, the stage skipped) is left out, so
-    that a promotion keeps the survey file's there."""
-    out: dict[str, float] = {}
+    that a promotion keeps the survey file's there; the classical methods' own floors under
+    ``method_error_floors``."""
+    out: dict[str, Any] = {}
     if not record.get("measured"):
         return out
     for name, estimate in (("flux_error_floor", "flux"), ("neighbour_error_floor", "neighbour")):
         floor = (record.get(estimate) or {}).get("floor")
         if isinstance(floor, (int, float)) and math.isfinite(floor) and name in record:
             out[name] = float(record[name])
+    own = {m: float(e["floor"]) for m, e in (record.get("methods") or {}).items()
+           if isinstance(e.get("floor"), (int, float)) and math.isfinite(e["floor"])}
+    if own:
+        out["method_error_floors"] = own
     return out
 
 
