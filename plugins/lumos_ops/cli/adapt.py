@@ -119,8 +119,9 @@ def adapt_command(args: argparse.Namespace) -> int:
     floors = result.report["adapt"]["error_floor"]
     if floors["measured"]:
         flux = floors["flux"]
+        own = "".join(f", {m} {v:.4f}" for m, v in sorted((floors.get("method_error_floors") or {}).items()))
         print(f"error floors measured on the training exposures ({flux['n']} rows at SNR >= {flux['min_snr']:g}): "
-              f"flux {floors['flux_error_floor']:.4f}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
+              f"flux {floors['flux_error_floor']:.4f}{own}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
               f"{floors['survey_floors']['flux_error_floor']:.4f}, {floors['survey_floors']['neighbour_error_floor']:.4f}); "
               f"the held-out exposures were measured with them; run the survey with --survey "
               f"{result.model_path.parent / 'survey.json'}", file=sys.stderr)
