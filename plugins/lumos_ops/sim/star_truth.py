@@ -12,9 +12,9 @@ network learns to read galaxies that carry the survey's real PSF through the mod
 run gives it. An exposure with too few stars for an ePSF keeps the model's PSF (a warning names
 it; ``meta.parquet``'s ``star_psf`` column says which stamps got the ePSF).
 
-GalSim draws about 50 galaxies per second on one core (an 0.6 px ePSF oversampled 4x, 60 px
-stamps), 10-100x slower than :func:`lumos_ops.render.render_galaxies`; it draws only what the
-option asks for.
+GalSim draws one galaxy at a time: 19 ms per Sérsic galaxy of r50 0.2-2 arcsec on a 60 px stamp
+with an SDSS ePSF oversampled 4x, on one core. The 60,000-stamp SDSS training set of
+``reports/adapt/stars-training`` took 7 min with it, 1 min without.
 """
 
 from __future__ import annotations
