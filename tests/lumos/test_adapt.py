@@ -94,7 +94,8 @@ def small_config(**changes):
 @pytest.mark.slow
 def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypatch):
     root, paths = exposures
-    config = small_config(lr_step=1)
+    # the term pooled with knots (not the default), which are injected for the candidate alone
+    config = small_config(lr_step=1, shared_error_populations=("sersic", "knots"))
     batches = adapt_module._batches
 
     def interrupted(dataset, batch_size, seed):
@@ -219,6 +220,7 @@ def test_config_is_validated():
     with pytest.raises(LumosValueError, match="set training_psf='model' with it"):
         AdaptConfig(training_psf="stars", truth_mismatch={"knot_fraction": 0.2})
     assert AdaptConfig().psf_profile == "stars" and AdaptConfig().training_psf == "stars"
+    assert AdaptConfig().shared_error_populations == ("sersic",)
 
 
 def test_training_psf_reaches_the_teahupoo_set(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from lumos_ops.lumos.shared_error import (
     decompose_pulls,
     estimate_shared_error,
     pair_correlation,
+    pair_correlation_error,
     shared_error_of,
     with_shared_rho,
 )
@@ -186,3 +187,32 @@ def test_coadd_rho_takes_the_bin_of_the_sources_median_residual():
     assert coadd_rho(rows.drop(columns=["shared_rho_bins"]), np.arange(5)).tolist() == [0.2, 0.2, 0.2, 0.2, 0.05]
     with pytest.raises(LumosValueError, match="need model_residual"):
         with_shared_rho(frame.drop(columns=["model_residual"]), shared)
+
+
+def test_pair_correlation_error_is_the_spread_of_rho_between_independent_injections():
+    tau, s, n_gal, n_place = 0.6, 0.8, 150, 5
+    draws = [pair_correlation(*_pulls(n_gal, n_place, tau, s, seed=100 + k))[0] for k in range(60)]
+    errors = [pair_correlation_error(*_pulls(n_gal, n_place, tau, s, seed=200 + k)) for k in range(5)]
+    assert np.std(draws) == pytest.approx(np.median(errors), rel=0.3)
+    pull, galaxy = _pulls(n_gal, n_place, tau, s, seed=5)
+    assert pair_correlation_error(pull, galaxy) == pair_correlation_error(pull, galaxy)  # seeded
+    assert np.isnan(pair_correlation_error([0.1, 0.2], [0, 0]))
+
+
+def test_a_noise_level_rho_is_not_recorded_and_a_real_one_is():
+    rng = np.random.default_rng(11)
+    n_gal, n_place = 60, 5
+    truth = np.full(n_gal, 40.0)  # one SNR bin, 60 galaxies: the estimate's error is about 0.1
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    frame = np.tile(np.arange(n_place), n_gal)
+    independent = [truth[:, None] + rng.normal(0.0, 1.0, (n_gal, n_place)) for _ in range(20)]
+    kept = [estimate_shared_error(f.ravel(), np.ones(f.size), np.repeat(truth, n_place), galaxy, frame=frame,
+                                  significance=0.0).rho[3] for f in independent]
+    tested = [estimate_shared_error(f.ravel(), np.ones(f.size), np.repeat(truth, n_place), galaxy, frame=frame).rho[3]
+              for f in independent]
+    assert np.mean(kept) > 0.03  # clipped at 0, noise only ever widens
+    assert sum(r > 0 for r in tested) <= 2 and np.mean(tested) < 0.3 * np.mean(kept)
+    shared = truth[:, None] + rng.normal(0.0, 1.0, (n_gal, 1)) + rng.normal(0.0, 1.0, (n_gal, n_place))
+    real = estimate_shared_error(shared.ravel(), np.full(shared.size, np.sqrt(2.0)), np.repeat(truth, n_place), galaxy,
+                                 frame=frame)
+    assert real.rho[3] == pytest.approx(0.5, abs=0.2)

@@ -7,7 +7,7 @@ import sys
 
 from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.constants import INJECTION_SEPARATION_PX
-from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
+from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS
 from lumos_ops.lumos.weights import shipped_models_help
 
 __all__ = ["register", "adapt_command"]
@@ -42,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-place", type=int, default=5, help="placements of each injected galaxy (default 5)")
     p.add_argument("--populations", nargs="+", default=["sersic"], choices=["sersic", "knots", "blended"],
                    help="injected populations of the report and the registry's gates (default sersic)")
-    p.add_argument("--shared-error-populations", nargs="+", default=list(POOLED_POPULATIONS),
+    p.add_argument("--shared-error-populations", nargs="+", default=list(SHARED_ERROR_POPULATIONS),
                    choices=["sersic", "knots", "blended"],
-                   help="populations the co-adds' shared-error term is measured on (default sersic knots; those not "
+                   help="populations the co-adds' shared-error term is measured on (default sersic; those not "
                         "in --populations are injected for the candidate alone)")
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance between injected galaxies (pixels, default {INJECTION_SEPARATION_PX}: no injected light "

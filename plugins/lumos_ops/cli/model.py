@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("injection", metavar="INJECTION_DIR", help="output directory of `lumos inject` (table + report)")
     p.add_argument("--out", required=True, metavar="OUT.pt", help="checkpoint to write")
     p.add_argument("--populations", nargs="+",
-                   help="populations to pool (default: sersic and knots, those the table holds, as lumos adapt)")
+                   help="populations to pool (default: sersic, as lumos adapt; add knots to pool them)")
     p.set_defaults(func=_shared_error)
 
     p = sub.add_parser("drop-input", help="write a copy of a model blind to some of its scalar inputs (no retraining)",
@@ -261,7 +261,7 @@ def _shared_error(args: argparse.Namespace) -> int:
 
     from lumos_ops.exceptions import InputFileError
     from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
-    from lumos_ops.lumos.shared_error import POOLED_POPULATIONS, record_shared_error
+    from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS, record_shared_error
 
     root = Path(args.injection)
     table_path, report_path = root / "injection_table.parquet", root / "injection_report.json"
@@ -278,7 +278,7 @@ def _shared_error(args: argparse.Namespace) -> int:
         raise InputFileError(f"{report_path}: measured with weights {model.get('sha256')}, but {path} holds "
                              f"{loaded.sha256}; rerun `lumos inject` with this model")
     table = pd.read_parquet(table_path)
-    populations = args.populations or [p for p in POOLED_POPULATIONS if p in set(table["population"])] or None
+    populations = args.populations or [p for p in SHARED_ERROR_POPULATIONS if p in set(table["population"])] or None
     shared = record_shared_error(path, table, args.out, populations=populations, source=f"lumos inject {root}")
     print(f"{args.out}: {path} with the shared error of {shared.source}")
     cuts = list(shared.residual_cuts)

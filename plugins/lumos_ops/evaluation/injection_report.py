@@ -126,14 +126,14 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
 
 def _pooled_rows(table: pd.DataFrame, population: str) -> pd.DataFrame | None:
     """The LUMOS rows (with their ``model_residual``) of the other populations of
-    :data:`~lumos_ops.lumos.shared_error.POOLED_POPULATIONS` in ``table``, which the term that
+    :data:`~lumos_ops.lumos.shared_error.SHARED_ERROR_POPULATIONS` in ``table``, which the term that
     ``lumos adapt`` and ``lumos model shared-error`` record pools with ``population``'s; None when
     ``population`` is not pooled or the table holds no other."""
-    from lumos_ops.lumos.shared_error import POOLED_POPULATIONS, placement_residual
+    from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS, placement_residual
 
-    if population not in POOLED_POPULATIONS:
+    if population not in SHARED_ERROR_POPULATIONS:
         return None
-    others = table[(table["population"] != population) & table["population"].isin(POOLED_POPULATIONS)]
+    others = table[(table["population"] != population) & table["population"].isin(SHARED_ERROR_POPULATIONS)]
     rows = others[(others["method"] == "lumos") & np.isfinite(others["flux"]) & np.isfinite(others["flux_err"])]
     if rows.empty:
         return None
@@ -202,7 +202,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
     ``flux_err``, ``true_flux``) of other injected galaxies that the shared-error term pools
     (``lumos adapt``'s ``shared_error_populations`` outside its report), added to every
     population's estimate of it, with their ``model_residual``. None: a population of
-    ``POOLED_POPULATIONS`` pools the table's other such populations, as the recorded term does.
+    ``SHARED_ERROR_POPULATIONS`` pools the table's other such populations, as the recorded term does.
     """
     from lumos_ops.lumos.shared_error import placement_residual
 

@@ -73,7 +73,7 @@ import pandas as pd
 
 from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.exceptions import InputFileError, LumosValueError
-from lumos_ops.lumos.shared_error import POOLED_POPULATIONS
+from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS
 
 __all__ = ["AdaptConfig", "AdaptResult", "NoiseScale", "adapt", "exposure_pixel_noise", "find_exposures",
            "measure_noise_scale", "split_exposures", "CLASSICAL_METHODS", "RESCALES"]
@@ -139,8 +139,9 @@ class AdaptConfig:
         Populations the candidate's shared-error term is measured on
         (:mod:`lumos_ops.lumos.shared_error`); those not in ``populations`` are injected for the
         candidate alone (with the optimal fit, whose ``model_residual`` splits the term) and stay
-        out of the report. The default pools Sérsic and bulge + disk + knots galaxies: split by
-        residual, the pooled term serves both (``reports/lumos/shared-error``).
+        out of the report. The default measures it on Sérsic galaxies alone
+        (:data:`~lumos_ops.lumos.shared_error.SHARED_ERROR_POPULATIONS`): pooled with bulge + disk +
+        knots galaxies it over-widened the Sérsic co-adds (``reports/lumos/shared-error/significance``).
     classical_methods : tuple of str
         Classical methods measured on the injected frames.
     snr_range : (float, float)
@@ -216,7 +217,7 @@ class AdaptConfig:
     n_galaxies: int = 300
     n_place: int = 5
     populations: tuple[str, ...] = ("sersic",)
-    shared_error_populations: tuple[str, ...] = POOLED_POPULATIONS
+    shared_error_populations: tuple[str, ...] = SHARED_ERROR_POPULATIONS
     classical_methods: tuple[str, ...] = CLASSICAL_METHODS
     snr_range: tuple[float, float] = (1.0, 150.0)
     spacing: int = INJECTION_SEPARATION_PX
