@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from lumos_ops.cli import main
@@ -93,3 +94,32 @@ def test_inject_can_take_each_frames_psf_from_its_stars(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inject", "--frames", str(blank), "--out", str(out), "--psf-from-stars", "-q"]) != 0
     assert f"{blank}: only 0 isolated unsaturated stars" in capsys.readouterr().err
+
+
+def test_inject_rescore_scores_the_stored_table_again_and_keeps_the_run(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    _frame(tmp_path / "a.fits", seed=2)
+    out = tmp_path / "out"
+    assert main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture",
+                 "--populations", "sersic", "--n-galaxies", "12", "--n-place", "2", "--snr-range", "50", "100",
+                 "-q"]) == 0
+    first = json.loads((out / "injection_report.json").read_text())
+    table = pd.read_parquet(out / "injection_table.parquet")
+    # the stored measurements changed by hand: a rescore reads them, a fresh measurement does not happen
+    table["flux"] = table["true_flux"] * 1.5
+    table.to_parquet(out / "injection_table.parquet", index=False)
+    import lumos_ops.evaluation.injection as injection
+
+    monkeypatch.setattr(injection, "run_injection", None)
+    capsys.readouterr()
+    assert main(["inject", "--rescore", "--out", str(out)]) == 0
+    again = json.loads((out / "injection_report.json").read_text())
+    assert {k: again[k] for k in ("command", "config", "model")} == {k: first[k] for k in ("command", "config", "model")}
+    assert len(again["rescored"]) == 1 and again["rescored"][0]["lumos_ops"]
+    every = [b for b in again["populations"]["sersic"]["methods"]["aperture"]["by_true_snr"] if b["lo"] is None][0]
+    assert every["bias"] == pytest.approx(0.5)
+    assert main(["inject", "--rescore", "--out", str(tmp_path / "none")]) != 0
+    assert "injection_table.parquet: missing; --rescore needs the --out directory" in capsys.readouterr().err
+    assert main(["inject", "--out", str(out)]) != 0
+    assert "give --frames" in capsys.readouterr().err

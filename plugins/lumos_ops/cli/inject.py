@@ -13,6 +13,7 @@ __all__ = ["register", "inject_command"]
 
 REPORT_JSON = "injection_report.json"
 REPORT_PNG = "injection_report.png"
+TABLE = "injection_table.parquet"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "read_exposure -> measure_exposure, scored per bin of true SNR and true flux, with co-adds of "
                     "2, 5 and 10 placements. Writes injection_report.json, injection_report.png and the table.",
     )
-    p.add_argument("--frames", nargs="+", required=True, help="real FITS frames (.fits, .fits.bz2, .fits.gz)")
+    p.add_argument("--frames", nargs="+", help="real FITS frames (.fits, .fits.bz2, .fits.gz); required unless --rescore")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--rescore", action="store_true",
+                   help="measure nothing: score the --out directory's injection_table.parquet again with this code "
+                        "and rewrite its report and plot (the run's command, configuration and model are kept)")
     p.add_argument("--model", default=None, help=f"LUMOS checkpoint file or shipped name: {shipped_models_help()} (default: default)")
     p.add_argument("--methods", nargs="+", default=["aperture", "optimal", "lumos"], help="photometry methods")
     p.add_argument("--populations", nargs="+", default=["sersic", "knots", "blended"],
@@ -74,13 +78,17 @@ def inject_command(args: argparse.Namespace) -> int:
     galaxy (docs/likelihood.md §4)."""
     from pathlib import Path
 
-    import numpy as np
     import pandas as pd
 
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
-    from lumos_ops.evaluation.injection_report import json_clean, plot_injection, score_injection
+    from lumos_ops.evaluation.injection_report import score_injection
+    from lumos_ops.exceptions import LumosValueError
 
     out = Path(args.out)
+    if args.rescore:
+        return _rescore(out)
+    if not args.frames:
+        raise LumosValueError("lumos inject: give --frames (or --rescore with the --out of an earlier run)")
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
     tables = []
@@ -97,10 +105,21 @@ def inject_command(args: argparse.Namespace) -> int:
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None
     report["config"] = {k: v for k, v in vars(args).items() if k != "func"}
     report["model"] = _model_record(args.model) if "lumos" in args.methods else None
+    table.to_parquet(out / TABLE, index=False)
+    _write_report(out, report)
+    return 0
+
+
+def _write_report(out, report: dict) -> None:
+    """Write ``report`` (JSON, atomically) and its plot into ``out`` and print its targets, floors and
+    shared errors."""
+    import numpy as np
+
+    from lumos_ops.evaluation.injection_report import json_clean, plot_injection
+
     tmp = out / (REPORT_JSON + ".tmp")
     tmp.write_text(json.dumps(json_clean(report), indent=2, allow_nan=False))
     tmp.replace(out / REPORT_JSON)
-    table.to_parquet(out / "injection_table.parquet", index=False)
     plot_injection(report, out / REPORT_PNG)
     for row in report["targets"]:
         model = row.get("value_vs_model_flux")
@@ -122,6 +141,32 @@ def inject_command(args: argparse.Namespace) -> int:
             line = shared_line(population, method, scores)
             if line:
                 print(line)
+
+
+def _rescore(out) -> int:
+    """``lumos inject --rescore``: the stored table of ``out`` scored again by this code."""
+    import datetime
+
+    import pandas as pd
+
+    from lumos_ops import __version__
+    from lumos_ops.evaluation.injection_report import score_injection
+    from lumos_ops.exceptions import InputFileError
+
+    table_path, report_path = out / TABLE, out / REPORT_JSON
+    for path in (table_path, report_path):
+        if not path.is_file():
+            raise InputFileError(f"{path}: missing; --rescore needs the --out directory of a `lumos inject` run")
+    try:
+        old = json.loads(report_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{report_path}: not JSON ({exc}); rerun `lumos inject` to remake it") from None
+    report = score_injection(pd.read_parquet(table_path))
+    for key in ("command", "config", "model"):
+        report[key] = old.get(key)
+    report["rescored"] = [*old.get("rescored", []), {"at": datetime.datetime.now(datetime.UTC).isoformat(
+        timespec="seconds"), "lumos_ops": __version__}]
+    _write_report(out, report)
     return 0
 
 
