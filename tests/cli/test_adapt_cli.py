@@ -71,13 +71,14 @@ def test_truth_mismatch_flag_reaches_the_config(monkeypatch):
             args.func(args)
         assert seen["config"].truth_mismatch == expected
         assert seen["config"].measure_error_floor  # the survey's floors measured on the training exposures
-        assert seen["config"].psf_profile == "stars"
+        assert seen["config"].psf_profile == "stars" and seen["config"].floor_snr_range == (50.0, 150.0)
         assert seen["config"].training_psf == ("model" if flag else "stars")  # the mismatch perturbs the model's PSF
     args = parser.parse_args(["adapt", "--exposures", "x", "--catalog", "c.csv", "--out", "o", "--keep-error-floor",
-                              "--psf-profile", "moffat", "--training-psf", "model"])
+                              "--psf-profile", "moffat", "--training-psf", "model", "--floor-snr-range", "30", "300"])
     with pytest.raises(SystemExit):
         args.func(args)
     assert not seen["config"].measure_error_floor and seen["config"].psf_profile == "moffat"
+    assert seen["config"].floor_snr_range == (30.0, 300.0)
     assert seen["config"].training_psf == "model"
 
 

@@ -160,7 +160,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     assert report["adapt"]["error_floor"] == floors and floors["flux"]["n"] < 30
     assert floors["flux_error_floor"] == floors["survey_floors"]["flux_error_floor"] == 0.011
     assert load_survey(out / "survey.json").flux_error_floor == 0.011
-    assert set(pd.read_parquet(out / "floor" / f"sersic-{result.model_sha256[:16]}.parquet")["frame"]) <= set(split["train"])
+    assert set(pd.read_parquet(out / "floor" / f"sersic-{result.model_sha256[:16]}-snr50-150.parquet")["frame"]) \
+        <= set(split["train"])
 
     # per-band fixed-truth metrics for the candidate, the base model and the classical methods
     metrics = {"bias", "sigma68", "pull_sigma68", "coverage68"}
@@ -312,7 +313,7 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, cla
     have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it."""
 
     def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
-        calls.append((config.population, list(frames), config.seed))
+        calls.append((config.population, list(frames), config.seed, config.snr_range))
         from lumos_ops.survey import current_survey
 
         survey = current_survey()  # the floors the rows are measured with, as measure_exposure records them
@@ -345,7 +346,7 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     train = ["/data/train_0.fits", "/data/train_1.fits"]
     model = tmp_path / "model.pt"
     record = adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
-    assert calls == [("sersic", train, config.seed * 1000 + 500)]
+    assert calls == [("sersic", train, config.seed * 1000 + 500, config.floor_snr_range)]
     # 1 % statistical and 3 % extra: the rows ask for about 3 %
     assert record["measured"] and 0.024 < record["flux_error_floor"] < 0.036
     assert record["flux"]["pull_before"] > 2.0 and record["flux"]["pull_after"] == pytest.approx(1.0, abs=0.01)
@@ -370,6 +371,35 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     off = adapt_module._stage_error_floor(tmp_path / "off", train, catalogue(), model, "ab" * 32,
                                           small_config(measure_error_floor=False), paus_survey())
     assert off["flux_error_floor"] == 0.011 and not off["measured"] and len(calls) == 2
+
+
+def test_the_floor_injection_draws_bright_galaxies_and_follows_its_range(tmp_path, monkeypatch):
+    """The floor is read from rows at measured SNR >= 50: its galaxies are drawn at true SNR
+    ``floor_snr_range`` (the held-out injection keeps ``snr_range``), and another range injects again."""
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls))
+    config = small_config(shared_error_populations=("sersic",))
+    assert AdaptConfig().floor_snr_range == (50.0, 150.0) and config.snr_range == (5.0, 100.0)
+
+    def floor(cfg):
+        return adapt_module._stage_error_floor(tmp_path, ["/data/t.fits"], catalogue(), tmp_path / "m.pt", "ab" * 32,
+                                               cfg, paus_survey())
+
+    assert floor(config)["floor_snr_range"] == [50.0, 150.0] and calls[-1][3] == (50.0, 150.0)
+    floor(config)
+    assert len(calls) == 1  # kept
+    assert floor(dataclasses.replace(config, floor_snr_range=(30.0, 300.0)))["floor_snr_range"] == [30.0, 300.0]
+    assert len(calls) == 2 and calls[-1][3] == (30.0, 300.0)
+    assert (tmp_path / "floor" / f"sersic-{'ab' * 8}-snr30-300.parquet").is_file()
+    floors = {"flux_error_floor": 0.03, "neighbour_error_floor": 0.05}
+    adapt_module._stage_injection(tmp_path, ["/data/held.fits"], catalogue(), "base.pt", tmp_path / "m.pt", config,
+                                  floors)
+    assert {c[3] for c in calls[2:]} == {(5.0, 100.0)}
+    for bad in ((50.0,), (0.0, 10.0), (100.0, 50.0)):
+        with pytest.raises(LumosValueError, match="floor_snr_range must be two true SNRs"):
+            small_config(floor_snr_range=bad)
 
 
 def test_error_floor_of_blended_pairs_is_the_neighbour_floor(tmp_path, monkeypatch):
@@ -427,7 +457,7 @@ def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_
     kolmogorov = small_config(shared_error_populations=("sersic",))
     moffat = small_config(shared_error_populations=("sersic",), psf_profile="moffat")
     train, held, sha = ["/data/train_0.fits"], ["/data/held.fits"], "ab" * 32
-    cached = tmp_path / "floor" / f"sersic-{sha[:16]}.parquet"
+    cached = tmp_path / "floor" / f"sersic-{sha[:16]}-snr50-150.parquet"
 
     def floor(config):
         return adapt_module._stage_error_floor(tmp_path, train, catalogue(), tmp_path / "m.pt", sha, config,

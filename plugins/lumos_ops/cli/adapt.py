@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--truth-mismatch", action="store_true",
                    help="train on galaxies that differ from their catalogued model (PSF profile and width, size, "
                    "knots: lumos_ops.sim.truth_mismatch.TRUTH_MISMATCH); default: galaxies equal to their model")
+    p.add_argument("--floor-snr-range", type=float, nargs=2, default=(50.0, 150.0), metavar=("LOW", "HIGH"),
+                   help="log-uniform true-SNR range of the galaxies injected into the training exposures to measure "
+                        "the error floors (default 50 150: the floor is read from rows at measured SNR >= 50)")
     p.add_argument("--keep-error-floor", dest="measure_error_floor", action="store_false",
                    help="measure the held-out exposures with the survey's error floors (default: the floors the "
                         "candidate asks for on galaxies injected into the training exposures, written to OUT/survey.json)")
@@ -101,7 +104,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         rescale=args.rescale, clear_training_positions=args.clear_training_positions,
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,
         truth_mismatch=dict(TRUTH_MISMATCH) if args.truth_mismatch else None,
-        measure_error_floor=args.measure_error_floor,
+        measure_error_floor=args.measure_error_floor, floor_snr_range=tuple(args.floor_snr_range),
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,

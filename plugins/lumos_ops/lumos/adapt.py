@@ -33,7 +33,8 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    the candidate measures new GalSim galaxies injected into the *training* exposures (Sérsic, and
    blended pairs when the report holds them); the fractional floor its rows at measured SNR >= 50
    ask for (:func:`lumos_ops.photometry.error_floor.estimate_error_floor`: the PSF and catalogue
-   models' error on this survey, which no pixel-noise model holds), and the neighbour floor of
+   models' error on this survey, which no pixel-noise model holds; the galaxies are drawn at true
+   SNR ``floor_snr_range``, 50-150 by default, so that nearly all of them count), and the neighbour floor of
    its blended rows, become the survey's ``flux_error_floor`` and ``neighbour_error_floor`` for
    the next stage and for the survey file ``survey.json`` the nightly run should use. Fewer than
    30 bright rows keep the survey's floor. The held-out exposures stay unseen by every choice.
@@ -189,6 +190,10 @@ class AdaptConfig:
     measure_error_floor : bool
         Measure the survey's error floors on an injection into the training exposures and measure
         the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
+    floor_snr_range : (float, float)
+        Log-uniform true-SNR range of the floor injection's galaxies. The floor is read from rows
+        at measured SNR >= 50; drawn over ``snr_range`` only about a tenth of the galaxies get
+        there.
     seed : int
         Seeds the split, the training set (``seed + 1``), the fine-tuning and the injections.
     device : str or None
@@ -228,6 +233,7 @@ class AdaptConfig:
     truth_mismatch: dict[str, Any] | None = None
     training_psf: str = "stars"
     measure_error_floor: bool = True
+    floor_snr_range: tuple[float, float] = (50.0, 150.0)
     seed: int = 0
     device: str | None = None
     num_threads: int | None = None
@@ -273,6 +279,10 @@ class AdaptConfig:
             raise LumosValueError(f"stamp_background must be one of {STAMP_BACKGROUNDS}, got {self.stamp_background!r}")
         object.__setattr__(self, "background_scale_range", tuple(float(v) for v in self.background_scale_range))
         object.__setattr__(self, "snr_range", tuple(float(v) for v in self.snr_range))
+        object.__setattr__(self, "floor_snr_range", tuple(float(v) for v in self.floor_snr_range))
+        low, high = self.floor_snr_range if len(self.floor_snr_range) == 2 else (0.0, 0.0)
+        if not 0.0 < low < high:
+            raise LumosValueError(f"floor_snr_range must be two true SNRs 0 < low < high, got {list(self.floor_snr_range)}")
         if self.truth_mismatch is not None:
             from lumos_ops.sim.teahupoo_config import MISMATCH_FIELDS, TeahupooConfig
 
@@ -782,21 +792,24 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         if (saved.get("model_sha256") == sha and saved.get("train_exposures") == train
                 and saved.get("populations") == populations and saved.get("survey_floors") == before
                 and saved.get("psf_profile", "kolmogorov") == config.psf_profile
-                and saved.get("measured_methods") == methods):
+                and saved.get("measured_methods") == methods
+                and saved.get("floor_snr_range") == list(config.floor_snr_range)):
             return saved
     work = out / "floor"
     work.mkdir(parents=True, exist_ok=True)
     tables = {}
     for k, population in enumerate(populations):
-        cached = work / f"{population}-{sha[:16]}.parquet"
+        low, high = config.floor_snr_range
+        cached = work / f"{population}-{sha[:16]}-snr{low:g}-{high:g}.parquet"
         if cached.is_file():
             table = pd.read_parquet(cached)
             if injected_with(table) == config.psf_profile and set(methods) <= set(table["method"]):
                 tables[population] = table
                 continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
-                              snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
-                              psf_profile=config.psf_profile, seed=config.seed * 1000 + 500 + k)
+                              snr_range=config.floor_snr_range, spacing=config.spacing,
+                              min_clearance=config.min_clearance, psf_profile=config.psf_profile,
+                              seed=config.seed * 1000 + 500 + k)
         log.info("adapt: error floor, %s: %d galaxies x %d placements on %d training exposures", population,
                  config.n_galaxies, config.n_place, len(train))
         table = run_injection(train, inj, methods=methods, model=os.fspath(model_path), keep_headers=True,
@@ -827,6 +840,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
             neighbour_floor = neighbour.floor
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
               "psf_profile": config.psf_profile, "measured_methods": methods,
+              "floor_snr_range": list(config.floor_snr_range),
               "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
               "methods": {m: e.to_dict() for m, e in by_method.items()},
               "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor),
