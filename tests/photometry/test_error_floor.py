@@ -212,3 +212,21 @@ def test_shared_error_bins_by_the_snr_before_the_floor():
     assert capped.rho_at(np.array([60.0]))[0] == capped.rho_at(np.array([500.0]))[0]
     split = estimate_shared_error(*args, frame=table["frame"], snr_err=table["stat"])
     assert split.rho_at(np.array([60.0]))[0] < 0.3 and split.rho_at(np.array([500.0]))[0] > 0.8
+
+
+def test_the_floor_error_is_its_spread_between_independent_injections():
+    rng = np.random.default_rng(4)
+
+    def injection(n_gal):
+        galaxy = np.repeat(np.arange(n_gal), 5)
+        true = np.exp(rng.uniform(np.log(1e3), np.log(1e4), n_gal))[galaxy]
+        flux = true * (1.0 + 0.01 * rng.standard_normal(galaxy.size) + 0.02 * rng.standard_normal(galaxy.size))
+        return flux, 0.01 * true, true, galaxy
+
+    floors = [estimate_error_floor(*injection(80)[:3]).floor for _ in range(40)]
+    flux, err, true, galaxy = injection(80)
+    found = estimate_error_floor(flux, err, true, groups=galaxy)
+    assert found.floor_err == pytest.approx(np.std(floors), rel=0.35)
+    assert estimate_error_floor(flux, err, true, groups=galaxy) == found  # seeded
+    assert np.isnan(estimate_error_floor(flux, err, true).floor_err)  # without galaxies, not computed
+    assert np.isnan(estimate_error_floor(flux[:20], err[:20], true[:20], groups=galaxy[:20]).floor_err)

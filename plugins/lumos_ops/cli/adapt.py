@@ -124,7 +124,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         flux = floors["flux"]
         own = "".join(f", {m} {v:.4f}" for m, v in sorted((floors.get("method_error_floors") or {}).items()))
         print(f"error floors measured on the training exposures ({flux['n']} rows at SNR >= {flux['min_snr']:g}): "
-              f"flux {floors['flux_error_floor']:.4f}{own}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
+              f"flux {floors['flux_error_floor']:.4f}{_pm(flux.get('floor_err'))}{own}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
               f"{floors['survey_floors']['flux_error_floor']:.4f}, {floors['survey_floors']['neighbour_error_floor']:.4f}); "
               f"the held-out exposures were measured with them; run the survey with --survey "
               f"{result.model_path.parent / 'survey.json'}", file=sys.stderr)
@@ -132,7 +132,8 @@ def adapt_command(args: argparse.Namespace) -> int:
         floor = entry["methods"].get("lumos", {}).get("error_floor")
         if floor and floor["asked"]["floor"] == floor["asked"]["floor"]:  # NaN: too few bright rows
             print(f"error floor ({population}, held-out): measured with {floor['applied']:.4f}; the candidate's rows "
-                  f"at SNR >= {floor['asked']['min_snr']:g} ask for {floor['asked']['floor']:.4f} "
+                  f"at SNR >= {floor['asked']['min_snr']:g} ask for {floor['asked']['floor']:.4f}"
+                  f"{_pm(floor['asked'].get('floor_err'))} "
                   f"(flux_error_floor in the survey file, docs/likelihood.md §11)", file=sys.stderr)
         near = (floor or {}).get("neighbour_asked")
         if near and near["floor"] == near["floor"]:
@@ -148,3 +149,8 @@ def adapt_command(args: argparse.Namespace) -> int:
         print(f"{row['population']:10s} {bval} {cval}  {'MET ' if row['met'] else 'miss'} {row['target']}")
     print(f"report: {result.report_path}")
     return 0
+
+
+def _pm(error: float | None) -> str:
+    """`` ± error`` (4 decimals), empty when the error is missing or NaN."""
+    return f" ± {error:.4f}" if error is not None and error == error else ""

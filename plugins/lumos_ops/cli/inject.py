@@ -130,8 +130,10 @@ def _write_report(out, report: dict) -> None:
             floor = scores.get("error_floor")
             if floor and np.isfinite(floor["asked"]["floor"]):
                 asked = floor["asked"]
+                err = asked.get("floor_err")
+                pm = f" ± {err:.4f}" if err is not None and np.isfinite(err) else ""
                 print(f"{population:8s} {method:9s} error floor: applied {floor['applied']:.4f}, the rows at measured "
-                      f"SNR >= {asked['min_snr']:g} ask {asked['floor']:.4f} (n {asked['n']}, pull without it "
+                      f"SNR >= {asked['min_snr']:g} ask {asked['floor']:.4f}{pm} (n {asked['n']}, pull without it "
                       f"{asked['pull_before']:.2f})")
             near = (floor or {}).get("neighbour_asked")
             if near and np.isfinite(near["floor"]):

@@ -175,7 +175,8 @@ def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
     light = np.nan_to_num(frame["neighbour_light"].to_numpy(np.float64)) if "neighbour_light" in frame else np.zeros(len(frame))
     stat = statistical_error(frame)
     alone = light < NEIGHBOUR_SHARE * np.abs(np.nan_to_num(frame["flux"].to_numpy(np.float64)))
-    asked = estimate_error_floor(frame["flux"][alone], stat[alone], frame["true_flux"][alone])
+    groups = frame["galaxy"][alone] if "galaxy" in frame else None
+    asked = estimate_error_floor(frame["flux"][alone], stat[alone], frame["true_flux"][alone], groups=groups)
     neighbour = estimate_neighbour_floor(frame["flux"], stat, frame["true_flux"], light, floor=applied)
     return {"applied": applied, "asked": asked.to_dict(), "neighbour_applied": largest("neighbour_error_floor"),
             "neighbour_asked": neighbour.to_dict()}

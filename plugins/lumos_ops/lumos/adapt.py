@@ -822,7 +822,8 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
 
     def estimate(method: str):
         rows = sersic[sersic["method"] == method]
-        return estimate_error_floor(rows["flux"], statistical_error(rows), rows["true_flux"])
+        groups = rows["galaxy"] if "galaxy" in rows else None
+        return estimate_error_floor(rows["flux"], statistical_error(rows), rows["true_flux"], groups=groups)
 
     flux = estimate("lumos")
     floor = flux.floor if math.isfinite(flux.floor) else survey.flux_error_floor

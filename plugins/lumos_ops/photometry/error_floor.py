@@ -42,6 +42,9 @@ __all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "co
 
 _MIN_ROWS = 30
 
+FLOOR_BOOTSTRAP_DRAWS = 200
+"""Resamples of the galaxies behind :attr:`FloorEstimate.floor_err`."""
+
 NEIGHBOUR_SHARE: float = 0.1
 """Rows whose fitted neighbours' light (``neighbour_light``) is at least this share of their flux
 measure the neighbour floor (:func:`estimate_neighbour_floor`); the others the flux floor."""
@@ -152,6 +155,9 @@ class FloorEstimate:
     pull_before, pull_after : float
         Their pull sigma68 without a floor and with ``floor``.
     min_snr : float
+    floor_err : float
+        Standard error of ``floor``: its spread over resamples of the rows' galaxies
+        (:func:`estimate_error_floor` with ``groups``; NaN when not computed).
     """
 
     floor: float
@@ -159,13 +165,15 @@ class FloorEstimate:
     pull_before: float
     pull_after: float
     min_snr: float
+    floor_err: float = float("nan")
 
     def to_dict(self) -> dict[str, float | int]:
         return dataclasses.asdict(self)
 
 
 def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, *,
-                         min_snr: float = 50.0) -> FloorEstimate:
+                         min_snr: float = 50.0, groups: ArrayLike | None = None,
+                         n_boot: int = FLOOR_BOOTSTRAP_DRAWS) -> FloorEstimate:
     """The fractional floor that makes the pulls of an injection's bright rows sigma68 = 1.
 
     Parameters
@@ -175,9 +183,32 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
     min_snr : float, keyword-only
         Only rows with measured SNR (``flux / flux_err``) at least this count: below it the floor
         is lost in the noise.
+    groups : array_like, shape (n,), keyword-only
+        The galaxy of each row. Given, ``floor_err`` is the standard deviation of the floor over
+        ``n_boot`` resamples of the galaxies with replacement (seeded: the same rows give the same
+        error); a galaxy's placements share its profile, so galaxies are the independent draws.
     """
     f, e, t, _ = _bright_rows(flux, flux_err, true_flux, None, min_snr)
-    return _smallest(lambda floor: float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2))), f.size, min_snr)
+
+    def solve(f, e, t) -> FloorEstimate:
+        return _smallest(lambda floor: float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2))), f.size, min_snr)
+
+    found = solve(f, e, t)
+    if groups is None or not np.isfinite(found.floor):
+        return found
+    keep = _bright_mask(flux, flux_err, true_flux, None, min_snr)
+    codes = pd.factorize(np.asarray(groups)[keep])[0]
+    order = np.argsort(codes, kind="stable")
+    _, start, count = np.unique(codes[order], return_index=True, return_counts=True)
+    rng = np.random.default_rng(0)
+    draws = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, start.size, start.size)
+        lengths = count[pick]
+        ends = np.cumsum(lengths)
+        rows = order[np.arange(ends[-1]) - np.repeat(ends - lengths - start[pick], lengths)]
+        draws[b] = solve(f[rows], e[rows], t[rows]).floor
+    return dataclasses.replace(found, floor_err=float(np.nanstd(draws)))
 
 
 def estimate_neighbour_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, neighbour_light: ArrayLike,
@@ -199,18 +230,26 @@ def estimate_neighbour_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: Ar
     return _smallest(lambda en: float(sigma68((f - t) / np.sqrt(base + (en * c) ** 2))), f.size, min_snr)
 
 
-def _bright_rows(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, light: ArrayLike | None,
-                 min_snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The finite rows at measured SNR >= ``min_snr`` (with ``light`` given: those with ``light > 0``)."""
+def _bright_mask(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, light: ArrayLike | None,
+                 min_snr: float) -> np.ndarray:
+    """Finite rows at measured SNR >= ``min_snr`` (with ``light`` given: those with ``light > 0``)."""
     f = np.asarray(flux, dtype=np.float64)
     e = np.asarray(flux_err, dtype=np.float64)
     t = np.asarray(true_flux, dtype=np.float64)
-    c = np.zeros(f.shape) if light is None else np.nan_to_num(np.asarray(light, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.isfinite(f) & np.isfinite(t) & (e > 0) & (f / e >= min_snr)
     if light is not None:
-        keep &= c > 0
-    return f[keep], e[keep], t[keep], c[keep]
+        keep &= np.nan_to_num(np.asarray(light, dtype=np.float64)) > 0
+    return keep
+
+
+def _bright_rows(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayLike, light: ArrayLike | None,
+                 min_snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``flux``, ``flux_err``, ``true_flux`` and ``light`` (zeros when None) of :func:`_bright_mask`'s rows."""
+    keep = _bright_mask(flux, flux_err, true_flux, light, min_snr)
+    c = np.zeros(np.shape(flux)) if light is None else np.nan_to_num(np.asarray(light, dtype=np.float64))
+    return (np.asarray(flux, dtype=np.float64)[keep], np.asarray(flux_err, dtype=np.float64)[keep],
+            np.asarray(true_flux, dtype=np.float64)[keep], c[keep])
 
 
 def _smallest(pull, n: int, min_snr: float) -> FloorEstimate:
