@@ -1,5 +1,6 @@
-"""The flux-accuracy statistics every report uses: relative error, bias (paper eq. 17) and sigma68
-(eq. 18, ``(q84 - q16) / 2``). One home, imported by the evaluation, photo-z and benchmark code.
+"""The flux-accuracy statistics every report uses: relative error, bias (paper eq. 17), sigma68
+(eq. 18, ``(q84 - q16) / 2``) and the block bootstrap their errors come from. One home, imported
+by the evaluation, photo-z and benchmark code.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import numpy as np
 
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["relative_error", "bias", "sigma68"]
+__all__ = ["relative_error", "bias", "sigma68", "block_resamples"]
 
 
 def relative_error(flux: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -42,3 +43,16 @@ def sigma68(rel: np.ndarray) -> float:
         return float("nan")
     q16, q84 = np.percentile(rel, [16.0, 84.0])
     return float(0.5 * (q84 - q16))
+
+
+def block_resamples(groups: np.ndarray | None, size: int, rng: np.random.Generator, n_boot: int) -> list[np.ndarray]:
+    """``n_boot`` bootstrap index sets of ``size`` rows: rows drawn with replacement, or, given
+    ``groups`` (one label per row), whole groups (each draw takes as many groups, with replacement,
+    as the rows hold). The placements of one injected galaxy share its profile, so galaxies, not
+    rows, are the independent draws."""
+    if groups is None:
+        return list(rng.integers(0, size, size=(n_boot, size)))
+    _, label = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
+    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
+    return [np.concatenate([members[j] for j in pick]) for pick in picks]

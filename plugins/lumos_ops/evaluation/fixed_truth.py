@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lumos_ops.exceptions import LumosValueError
+from lumos_ops.stats import block_resamples
 from lumos_ops.stats import sigma68 as half_width68
 
 __all__ = ["fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
@@ -64,17 +65,6 @@ def crb_flux_error(unit_model: ArrayLike, pixel_variance: ArrayLike, flux: Array
     return 1.0 / np.sqrt((p * p / var).sum(axis=(1, 2)))
 
 
-def _resamples(groups: np.ndarray | None, size: int, rng: np.random.Generator, n_boot: int) -> list[np.ndarray]:
-    """``n_boot`` bootstrap index sets of ``size`` rows: rows drawn with replacement, or whole groups
-    (each draw takes as many groups, with replacement, as the rows hold)."""
-    if groups is None:
-        return list(rng.integers(0, size, size=(n_boot, size)))
-    _, label = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
-    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
-    return [np.concatenate([members[j] for j in pick]) for pick in picks]
-
-
 def _row(truth, flux, err, lower, upper, rng, n_boot: int, groups=None) -> dict[str, float]:
     rel = (flux - truth) / truth
     pull = (flux - truth) / err
@@ -97,7 +87,7 @@ def _row(truth, flux, err, lower, upper, rng, n_boot: int, groups=None) -> dict[
     row["coverage68"] = float(np.mean(covered))
     row.update(bias_err=float("nan"), pull_sigma68_err=float("nan"), coverage68_err=float("nan"))
     if rel.size >= 10 and n_boot > 0:
-        draws = _resamples(groups, rel.size, rng, n_boot)
+        draws = block_resamples(groups, rel.size, rng, n_boot)
         row["bias_err"] = float(np.std([np.median(rel[i]) for i in draws]))
         row["pull_sigma68_err"] = float(np.std([half_width68(pull[i]) for i in draws]))
         row["coverage68_err"] = float(np.std([covered[i].mean() for i in draws]))

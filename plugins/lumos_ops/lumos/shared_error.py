@@ -49,7 +49,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.stats import sigma68
+from lumos_ops.stats import block_resamples, sigma68
 
 __all__ = ["SNR_EDGES", "SHARED_ERROR_POPULATIONS", "RESIDUAL_CUTS", "PullSplit", "SharedError", "decompose_pulls", "pair_correlation",
            "pair_correlation_error", "estimate_shared_error", "SIGNIFICANCE",
@@ -254,7 +254,7 @@ def _non_decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _pairs(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sums and differences of the pulls of every pair of finite placements of a galaxy (only pairs
-    on different frames when ``frame`` is given) and the galaxy code of each pair, sorted by it."""
+    on different frames when ``frame`` is given) and the galaxy code of each pair."""
     frame_values = np.zeros(np.shape(pull), dtype=np.int64) if frame is None else pd.factorize(np.asarray(frame))[0]
     data = pd.DataFrame({"pull": np.asarray(pull, dtype=np.float64), "galaxy": pd.factorize(np.asarray(galaxy))[0],
                          "frame": frame_values})
@@ -265,9 +265,7 @@ def _pairs(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike | None) -> tuple
     if frame is not None:
         keep &= pairs["frame_1"].to_numpy() != pairs["frame_2"].to_numpy()
     first, second = pairs["pull_1"].to_numpy()[keep], pairs["pull_2"].to_numpy()[keep]
-    code = pairs["galaxy"].to_numpy()[keep]
-    order = np.argsort(code, kind="stable")
-    return (first + second)[order], (first - second)[order], code[order]
+    return first + second, first - second, pairs["galaxy"].to_numpy()[keep]
 
 
 def _rho_of(total: np.ndarray, difference: np.ndarray) -> float:
@@ -306,15 +304,8 @@ def pair_correlation_error(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike 
     total, difference, code = _pairs(pull, galaxy, frame)
     if total.size < _MIN_VALUES:
         return float("nan")
-    labels, start, count = np.unique(code, return_index=True, return_counts=True)
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = rng.integers(0, labels.size, labels.size)
-        lengths = count[pick]
-        ends = np.cumsum(lengths)
-        index = np.arange(ends[-1]) - np.repeat(ends - lengths - start[pick], lengths)
-        values[b] = _rho_of(total[index], difference[index])
+    draws = block_resamples(code, total.size, np.random.default_rng(seed), n_boot)
+    values = np.array([_rho_of(total[index], difference[index]) for index in draws])
     return float(np.nanstd(values))
 
 

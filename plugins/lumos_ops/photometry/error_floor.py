@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from lumos_ops.constants import DEFAULT_FLUX_ERROR_FLOOR
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.stats import sigma68
+from lumos_ops.stats import block_resamples, sigma68
 
 __all__ = ["DEFAULT_FLUX_ERROR_FLOOR", "FloorEstimate", "apply_error_floor", "coadd_with_floor", "estimate_error_floor",
            "estimate_neighbour_floor", "statistical_error", "NEIGHBOUR_SHARE"]
@@ -197,17 +197,8 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
     if groups is None or not np.isfinite(found.floor):
         return found
     keep = _bright_mask(flux, flux_err, true_flux, None, min_snr)
-    codes = pd.factorize(np.asarray(groups)[keep])[0]
-    order = np.argsort(codes, kind="stable")
-    _, start, count = np.unique(codes[order], return_index=True, return_counts=True)
-    rng = np.random.default_rng(0)
-    draws = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = rng.integers(0, start.size, start.size)
-        lengths = count[pick]
-        ends = np.cumsum(lengths)
-        rows = order[np.arange(ends[-1]) - np.repeat(ends - lengths - start[pick], lengths)]
-        draws[b] = solve(f[rows], e[rows], t[rows]).floor
+    resamples = block_resamples(np.asarray(groups)[keep], f.size, np.random.default_rng(0), n_boot)
+    draws = np.array([solve(f[rows], e[rows], t[rows]).floor for rows in resamples])
     return dataclasses.replace(found, floor_err=float(np.nanstd(draws)))
 
 
