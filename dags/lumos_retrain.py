@@ -51,6 +51,11 @@ SETTINGS = DagSettings.from_env()
         "training_psf": Param("stars", type="string", enum=["stars", "model"],
                               description="PSF of the TEAHUPOO training galaxies (docs/adapt.md): each training "
                                           "exposure's PSF built from its stars, or the measurement's Moffat model"),
+        "shared_error_populations": Param(["sersic"], type="array", minItems=1,
+                                          items={"type": "string", "enum": ["sersic", "knots", "blended"]},
+                                          description="Injected populations the co-adds' shared-error term is "
+                                                      "measured on (docs/likelihood.md §3); add knots to pool "
+                                                      "knotty galaxies"),
     },
     default_args={"retries": 0, "queue": SETTINGS.cpu_queue},
     tags=["lumos", "training"],
@@ -74,7 +79,9 @@ def lumos_retrain() -> None:
             adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
                               holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
                               n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "stars",
-                              training_psf=params.get("training_psf") or "stars", progress=False),
+                              training_psf=params.get("training_psf") or "stars",
+                              shared_error_populations=tuple(params.get("shared_error_populations") or ("sersic",)),
+                              progress=False),
         )
         settings = PipelineSettings.from_env()
         with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
