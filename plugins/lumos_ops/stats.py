@@ -53,6 +53,12 @@ def block_resamples(groups: np.ndarray | None, size: int, rng: np.random.Generat
     if groups is None:
         return list(rng.integers(0, size, size=(n_boot, size)))
     _, label = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
-    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
-    return [np.concatenate([members[j] for j in pick]) for pick in picks]
+    order = np.argsort(label, kind="stable")  # the rows of group j are order[start[j]:start[j] + count[j]]
+    count = np.bincount(label)
+    start = np.cumsum(count) - count
+    draws = []
+    for pick in rng.integers(0, count.size, size=(n_boot, count.size)):
+        lengths = count[pick]
+        ends = np.cumsum(lengths)
+        draws.append(order[np.arange(ends[-1]) - np.repeat(ends - lengths - start[pick], lengths)])
+    return draws
