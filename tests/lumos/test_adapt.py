@@ -484,3 +484,19 @@ def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_
     assert len(calls) == 6 and set(table["psf_profile"]) == {"moffat"}
     held_out(moffat)
     assert len(calls) == 6
+
+
+def test_floor_transfer_compares_the_training_floor_with_what_the_held_out_rows_ask():
+    floors = {"measured": True, "flux": {"floor": 0.0078, "floor_err": 0.0014}}
+
+    def report(asked, err):
+        return {"populations": {"sersic": {"methods": {"lumos": {"error_floor": {"asked": {"floor": asked,
+                                                                                          "floor_err": err}}}}}}}
+
+    far = adapt_module.floor_transfer(floors, report(0.0, 0.0032))  # seed 0 of reports/adapt/stars-training/floor-range
+    assert far["z"] == pytest.approx(-0.0078 / np.hypot(0.0014, 0.0032)) and not far["carries_over"]
+    near = adapt_module.floor_transfer(floors, report(0.009, 0.002))
+    assert near["carries_over"] and near["applied"] == 0.0078 and near["asked_err"] == 0.002
+    assert adapt_module.floor_transfer({"measured": False}, report(0.0, 0.003)) is None
+    assert adapt_module.floor_transfer(floors, report(float("nan"), float("nan"))) is None  # too few bright rows
+    assert adapt_module.floor_transfer(floors, {"populations": {}}) is None

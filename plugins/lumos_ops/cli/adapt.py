@@ -140,6 +140,12 @@ def adapt_command(args: argparse.Namespace) -> int:
             print(f"neighbour error floor ({population}, held-out): measured with {floor['neighbour_applied']:.4f}; the "
                   f"candidate's blended rows at SNR >= {near['min_snr']:g} ask for {near['floor']:.4f} "
                   f"(neighbour_error_floor in the survey file)", file=sys.stderr)
+    transfer = result.report["adapt"].get("floor_transfer")
+    if transfer and not transfer["carries_over"]:
+        print(f"warning: the floor measured on the training exposures ({transfer['applied']:.4f} ± "
+              f"{transfer['applied_err']:.4f}) is not what the held-out rows ask for ({transfer['asked']:.4f} ± "
+              f"{transfer['asked_err']:.4f}; {transfer['z']:+.1f} sigma): it differs between exposures; more "
+              f"training exposures average over more of them (docs/adapt.md, stage 5)", file=sys.stderr)
     base = {(r["population"], r["target"]): r for r in result.report["base"]["targets"]}
     print(f"{'population':10s} {'base':>8s} {'adapted':>8s}  target")
     for row in result.report["targets"]:

@@ -856,6 +856,28 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     return record
 
 
+def floor_transfer(floors: dict[str, Any], report: dict[str, Any], *, population: str = "sersic") -> dict[str, Any] | None:
+    """Whether the LUMOS floor measured on the training exposures is the one the held-out rows ask
+    for: ``applied`` and ``asked`` with their bootstrap errors, ``z`` their difference in units of
+    the combined error, and ``carries_over`` (``|z| <= 2``); None when either was not measured.
+
+    The floor belongs to each exposure's PSF against the model; a floor from a few training
+    exposures can miss others' (``reports/adapt/stars-training/floor-range``)."""
+    if not floors.get("measured"):
+        return None
+    trained = floors.get("flux") or {}
+    entry = report.get("populations", {}).get(population, {}).get("methods", {}).get("lumos", {})
+    asked = (entry.get("error_floor") or {}).get("asked") or {}
+    values = [trained.get("floor"), trained.get("floor_err"), asked.get("floor"), asked.get("floor_err")]
+    if any(v is None or not math.isfinite(float(v)) for v in values):
+        return None
+    applied, applied_err, held, held_err = (float(v) for v in values)
+    scale = math.hypot(applied_err, held_err)
+    z = (held - applied) / scale if scale > 0 else 0.0
+    return {"population": population, "applied": applied, "applied_err": applied_err, "asked": held,
+            "asked_err": held_err, "z": z, "carries_over": abs(z) <= 2.0}
+
+
 def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_path: str, model_path: Path,
                      config: AdaptConfig, floors: dict[str, Any]) -> pd.DataFrame:
     """Injection tables of the base model (with the classical methods) and the candidate, cached per
@@ -1009,7 +1031,8 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
                        "pixel_noise": noise.to_dict(), "shared_error": shared.to_dict(), "training": info,
-                       "error_floor": floors, "config": config.to_dict(), "seconds_this_run": time.perf_counter() - started}
+                       "error_floor": floors, "floor_transfer": floor_transfer(floors, report),
+                       "config": config.to_dict(), "seconds_this_run": time.perf_counter() - started}
     report_path = out / "injection_report.json"
     _write_json(report_path, report)
     plot_path = Path(plot_injection(plot_view(report), out / "injection_report.png"))
