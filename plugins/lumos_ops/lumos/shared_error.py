@@ -62,7 +62,7 @@ SHARED_ERROR_POPULATIONS: tuple[str, ...] = ("sersic",)
 """Injection populations a recorded term is measured on by default (``lumos adapt``, ``lumos model
 shared-error``, and the cross-fitted co-adds of every injection report): the catalogue-model
 galaxies. Pooling bulge + disk + knots galaxies with them, even split by residual, gave Sérsic
-co-adds pulls of 0.54-0.77 at co-add SNR >= 20 on two models (``reports/lumos/shared-error/significance``):
+co-adds pulls of 0.48-0.77 at co-add SNR >= 20 on five injections (``reports/lumos/shared-error/significance``):
 the residual axis does not tell the two apart well enough. Pass ``knots`` too to pool them."""
 
 RESIDUAL_CUTS: tuple[float, ...] = (0.01,)
@@ -301,7 +301,12 @@ def pair_correlation_error(pull: ArrayLike, galaxy: ArrayLike, frame: ArrayLike 
     ``n_boot`` resamples of the galaxies with replacement (a galaxy's pairs share its placements,
     so galaxies, not pairs, are the independent draws); NaN with fewer than 10 pairs. Seeded: the
     same rows give the same error."""
-    total, difference, code = _pairs(pull, galaxy, frame)
+    return _rho_error(*_pairs(pull, galaxy, frame), n_boot=n_boot, seed=seed)
+
+
+def _rho_error(total: np.ndarray, difference: np.ndarray, code: np.ndarray, *, n_boot: int = BOOTSTRAP_DRAWS,
+               seed: int = 0) -> float:
+    """:func:`pair_correlation_error` of pairs given as :func:`_pairs` returns them."""
     if total.size < _MIN_VALUES:
         return float("nan")
     draws = block_resamples(code, total.size, np.random.default_rng(seed), n_boot)
@@ -317,13 +322,12 @@ def _by_snr(data: pd.DataFrame, edges: np.ndarray, min_galaxies: int, frames: bo
     rho, weight, counts = [], [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
         part = data[(data["gsnr"] >= lo) & (data["gsnr"] < hi)]
-        frame = part["frame"] if frames else None
-        value, n_pairs, n_galaxies = pair_correlation(part["pull"], part["galaxy"], frame)
+        total, difference, code = _pairs(part["pull"], part["galaxy"], part["frame"] if frames else None)
+        n_pairs, n_galaxies = int(total.size), int(np.unique(code).size)
+        value = _rho_of(total, difference) if n_pairs >= _MIN_VALUES else float("nan")
         good = n_galaxies >= min_galaxies and np.isfinite(value)
-        if good and value > 0 and significance > 0:
-            error = pair_correlation_error(part["pull"], part["galaxy"], frame)
-            if not value > significance * error:
-                value = 0.0
+        if good and value > 0 and significance > 0 and not value > significance * _rho_error(total, difference, code):
+            value = 0.0
         rho.append(max(value, 0.0) if good else 0.0)
         weight.append(float(n_pairs) if good else 0.0)
         counts.append(n_galaxies)
