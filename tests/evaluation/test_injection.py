@@ -319,9 +319,14 @@ def test_the_report_pools_other_galaxies_into_the_shared_error_term():
 
     own, other = table(400, 0.0, "sersic", 1), table(400, 0.03, "knots", 2)
     alone = score_injection(own)["populations"]["sersic"]["methods"]["lumos"]["shared_error"]["rho"]
-    pooled = score_injection(own, shared_error_rows=other)["populations"]["sersic"]["methods"]["lumos"]
+    # the rows of every population the recorded term pools: Sérsic's estimate adds the knots' rows
+    both = pd.concat([own, other], ignore_index=True)
+    pooled = score_injection(own, shared_error_rows=both)["populations"]["sersic"]["methods"]["lumos"]
     assert max(alone) < 0.1 and max(pooled["shared_error"]["rho"]) > 0.2
     assert sum(pooled["shared_error"]["n_galaxies"]) == 800
+    # a population the term does not pool keeps its own
+    apart = score_injection(own, shared_error_rows=other)["populations"]["sersic"]["methods"]["lumos"]
+    assert apart["shared_error"]["rho"] == alone and sum(apart["shared_error"]["n_galaxies"]) == 400
 
 
 def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to_coadds():

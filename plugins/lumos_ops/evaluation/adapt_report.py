@@ -21,8 +21,8 @@ __all__ = ["adapt_report", "comparison_rows", "plot_view"]
 def adapt_report(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None) -> dict[str, Any]:
     """Candidate report (candidate LUMOS + classical), with the base model's LUMOS and per-band reports.
 
-    ``shared_error_rows``: the candidate's LUMOS rows of populations injected only for its
-    shared-error term (pooled into the candidate's term, as ``lumos adapt`` records it).
+    ``shared_error_rows``: the candidate's LUMOS rows, with ``model_residual``, of every population
+    its shared-error term pools (``score_injection``), as ``lumos adapt`` records it.
     """
     from lumos_ops.evaluation.injection_report import score_injection
 

@@ -124,21 +124,13 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
             "coadds_shared_error": [_coadds(crossed, "lumos", n, shared=True) for n in COADD_N]}
 
 
-def _pooled_rows(table: pd.DataFrame, population: str) -> pd.DataFrame | None:
-    """The LUMOS rows (with their ``model_residual``) of the other populations of
-    :data:`~lumos_ops.lumos.shared_error.SHARED_ERROR_POPULATIONS` in ``table``, which the term that
-    ``lumos adapt`` and ``lumos model shared-error`` record pools with ``population``'s; None when
-    ``population`` is not pooled or the table holds no other."""
-    from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS, placement_residual
-
-    if population not in SHARED_ERROR_POPULATIONS:
+def _pooled_with(rows: pd.DataFrame | None, population: str) -> pd.DataFrame | None:
+    """The rows of ``rows`` that ``population``'s shared-error term pools with its own: those of the
+    other populations when ``population`` is among them, else None."""
+    if rows is None or population not in set(rows["population"]):
         return None
-    others = table[(table["population"] != population) & table["population"].isin(SHARED_ERROR_POPULATIONS)]
-    rows = others[(others["method"] == "lumos") & np.isfinite(others["flux"]) & np.isfinite(others["flux_err"])]
-    if rows.empty:
-        return None
-    residual = placement_residual(others, rows)
-    return rows.assign(model_residual=np.nan if residual is None else residual)
+    others = rows[rows["population"] != population]
+    return others if len(others) else None
 
 
 def _d_width(frame: pd.DataFrame) -> float:
@@ -200,10 +192,10 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
     """The report dict (JSON-ready) of an injection table.
 
     ``shared_error_rows``: LUMOS rows (``population``, ``galaxy``, ``frame``, ``flux``,
-    ``flux_err``, ``true_flux``) of other injected galaxies that the shared-error term pools
-    (``lumos adapt``'s ``shared_error_populations`` outside its report), added to every
-    population's estimate of it, with their ``model_residual``. None: a population of
-    ``SHARED_ERROR_POPULATIONS`` pools the table's other such populations, as the recorded term does.
+    ``flux_err``, ``true_flux``, ``model_residual``) of every population the recorded shared-error
+    term pools (``lumos adapt``'s ``shared_error_populations``, in its report or not). A population
+    among them adds the others' rows to its own estimate of the term, as the recorded term does;
+    any other population, and every population when None, gets its own term.
     """
     from lumos_ops.lumos.shared_error import placement_residual
 
@@ -233,8 +225,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 entry["error_floor"] = _error_floor(ok)
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
-                pooled = shared_error_rows if shared_error_rows is not None else _pooled_rows(table, pop)
-                entry.update(_shared_error(ok, placement_residual(part, ok), pooled))
+                entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop)))
             methods[method] = entry
         ratio = []
         if "lumos" in methods and "optimal" in methods:

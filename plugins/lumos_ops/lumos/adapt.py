@@ -1024,9 +1024,12 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
         table = _stage_injection(out, held, catalog, base.path, model_path, config, floors)
     shared = _stage_shared_error(model_path, table, config)
     scored = table["population"].isin(config.populations)
-    extra = table[~scored & (table["model"] == "candidate") & table["population"].isin(config.shared_error_populations)]
-    pooled = extra[extra["method"] == "lumos"]
-    pooled = pooled.assign(model_residual=placement_residual(extra, pooled)) if len(pooled) else None
+    # the candidate's rows of every pooled population (with the optimal fit's residual of the same
+    # placements, from the base run for a scored population): the report's co-adds use the recorded term
+    of_term = table[table["population"].isin(config.shared_error_populations)
+                    & ((table["model"] == "candidate") | (table["method"] == "optimal"))]
+    pooled = of_term[(of_term["method"] == "lumos") & (of_term["model"] == "candidate")]
+    pooled = pooled.assign(model_residual=placement_residual(of_term, pooled)) if len(pooled) else None
     report = adapt_report(table[scored], shared_error_rows=pooled)
     report["adapt"] = {"base_model": base.path, "base_sha256": base.sha256, "model": str(model_path),
                        "model_sha256": sha, "train_exposures": train, "heldout_exposures": held,
