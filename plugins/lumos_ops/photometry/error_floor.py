@@ -188,7 +188,8 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
         ``n_boot`` resamples of the galaxies with replacement (seeded: the same rows give the same
         error); a galaxy's placements share its profile, so galaxies are the independent draws.
     """
-    f, e, t, _ = _bright_rows(flux, flux_err, true_flux, None, min_snr)
+    keep = _bright_mask(flux, flux_err, true_flux, None, min_snr)
+    f, e, t = (np.asarray(v, dtype=np.float64)[keep] for v in (flux, flux_err, true_flux))
 
     def solve(f, e, t) -> FloorEstimate:
         return _smallest(lambda floor: float(sigma68((f - t) / np.sqrt(e**2 + (floor * f) ** 2))), f.size, min_snr)
@@ -196,7 +197,6 @@ def estimate_error_floor(flux: ArrayLike, flux_err: ArrayLike, true_flux: ArrayL
     found = solve(f, e, t)
     if groups is None or not np.isfinite(found.floor):
         return found
-    keep = _bright_mask(flux, flux_err, true_flux, None, min_snr)
     resamples = block_resamples(np.asarray(groups)[keep], f.size, np.random.default_rng(0), n_boot)
     draws = np.array([solve(f[rows], e[rows], t[rows]).floor for rows in resamples])
     return dataclasses.replace(found, floor_err=float(np.nanstd(draws)))
