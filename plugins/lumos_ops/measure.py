@@ -348,6 +348,7 @@ def measure_exposure(
     neighbour_error_floor: float | None = None,
     remove_gradient: bool = True,
     mask_other_sources: bool = True,
+    flux_correction: bool | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -417,6 +418,12 @@ def measure_exposure(
         and subtract their light beyond the detections, the frame's own profile of it by distance,
         from every cutout (:mod:`lumos_ops.photometry.wing_light`; "Light beyond the detections");
         the blank-sky calibration does the same.
+    flux_correction : bool or None, keyword-only
+        Divide every method's fluxes (LUMOS: its whole likelihood) by the flux error of the
+        exposure's PSF model, measured on galaxies drawn with the exposure's own stars' PSF and
+        injected into its blank sky (:mod:`lumos_ops.flux_correction`); column ``flux_correction``
+        (the factor, 1 where it is not significant or the exposure has too few stars). None: the
+        survey's ``psf_flux_correction``.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -475,6 +482,12 @@ def measure_exposure(
         calibrations = calibrate_noise(exposure, catalog, x, y, instances, n_positions=calibration_positions,
                                        stamp_size=stamp_size, chunk_size=chunk_size,
                                        mask_other_sources=mask_other_sources)
+    corrections = None
+    if (survey.psf_flux_correction if flux_correction is None else flux_correction) and ctx.n:
+        from lumos_ops.flux_correction import measure_flux_corrections
+
+        corrections = measure_flux_corrections(exposure, catalog, x, y, instances, stamp_size=stamp_size,
+                                               chunk_size=chunk_size, mask_other_sources=mask_other_sources)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     bar = None
     if progress:
@@ -487,6 +500,10 @@ def measure_exposure(
             sub = ctx.take(chunk)
             for name, method in instances.items():
                 result = _check_result(name, method.measure(sub), sub.n)
+                if corrections is not None:
+                    from lumos_ops.flux_correction import apply_flux_correction
+
+                    result = apply_flux_correction(result, corrections[name])
                 factor = None
                 if sub.neighbours is not None:
                     factor = sub.variance_factor

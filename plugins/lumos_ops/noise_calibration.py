@@ -1057,6 +1057,27 @@ def _denser_positions(exposure: Exposure, x: np.ndarray, y: np.ndarray, r50: np.
     return bx, by, used
 
 
+def position_setup(exposure: Exposure, catalog: pd.DataFrame, x: np.ndarray,
+                   y: np.ndarray) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+    """What every choice of blank-sky positions on ``exposure`` starts from: the catalogue rows on
+    the image (all rows when none is), whose shapes the pseudo-targets get; the pixel positions
+    (x, y) and ``r50`` (arcsec) of the targets whose light may reach the image (within 100 px of
+    it), which the positions keep clear of; and the clearance (px), the reach ``FWHM + 3 r50`` of the
+    median target on the image, at least 5 px."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    r50 = catalog["r50"].to_numpy(np.float64)
+    ny, nx = exposure.shape
+    with np.errstate(invalid="ignore"):
+        on = np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+        near = np.isfinite(x) & np.isfinite(y) & (x > -100) & (x < nx + 100) & (y > -100) & (y < ny + 100)
+    shapes = catalog[on] if on.any() else catalog
+    typical = float(np.median(shapes["r50"].to_numpy(np.float64))) if len(shapes) else 0.5
+    scale = exposure.pixel_scale
+    clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / scale, scale)[0]), 5.0)
+    return shapes, (x[near], y[near], r50[near]), clearance
+
+
 def calibrate_noise(
     exposure: Exposure,
     catalog: pd.DataFrame,
@@ -1100,20 +1121,8 @@ def calibrate_noise(
         ``reliable = False`` (and ``k = 1``) with a warning when fewer than ``min_positions``
         positions were usable.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    r50 = catalog["r50"].to_numpy(np.float64)
-    ny, nx = exposure.shape
-    with np.errstate(invalid="ignore"):
-        on = np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
-    shapes = catalog[on] if on.any() else catalog
-    # targets whose light may reach the frame: within 100 px of it
-    with np.errstate(invalid="ignore"):
-        near = np.isfinite(x) & np.isfinite(y) & (x > -100) & (x < nx + 100) & (y > -100) & (y < ny + 100)
-    typical = float(np.median(shapes["r50"].to_numpy(np.float64))) if len(shapes) else 0.5
-    scale = exposure.pixel_scale
-    clearance = max(float(_reach_px(np.array([typical]), float(exposure.psf_fwhm) / scale, scale)[0]), 5.0)
-    bx, by, separation = _denser_positions(exposure, x[near], y[near], r50[near], n_positions=n_positions,
+    shapes, (x, y, r50), clearance = position_setup(exposure, catalog, x, y)
+    bx, by, separation = _denser_positions(exposure, x, y, r50, n_positions=n_positions,
                                            margin=stamp_size // 2, seed=seed, clearance=clearance,
                                            mask=_frame_detections(exposure), wanted=min(n_positions, 4 * min_positions))
     frames, ctx = _measure_blank(exposure, shapes, bx, by, methods, stamp_size=stamp_size, chunk_size=chunk_size,

@@ -18,6 +18,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "flux_error_floor": 0.011,                 # fractional flux error of the PSF / catalogue models
       "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
+      "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -198,6 +199,10 @@ class Survey:
         survey's own PSF needs less than the classical methods, whose Moffat model misreads them
         (``lumos adapt`` measures each, docs/adapt.md stage 5). Methods not named take
         ``flux_error_floor``; :meth:`error_floor_for`.
+    psf_flux_correction : bool
+        Correct every method's fluxes on each exposure for its PSF model's error, measured with
+        galaxies drawn with the exposure's own stars' PSF (:mod:`lumos_ops.flux_correction`). For
+        surveys whose exposures carry enough stars (>= 10 bright isolated ones); off by default.
     """
 
     name: str
@@ -213,6 +218,7 @@ class Survey:
     flux_error_floor: float = DEFAULT_FLUX_ERROR_FLOOR
     neighbour_error_floor: float = DEFAULT_NEIGHBOUR_ERROR_FLOOR
     method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    psf_flux_correction: bool = False
 
     def __post_init__(self) -> None:
         where = self.source
@@ -251,6 +257,8 @@ class Survey:
                                     "fraction in [0, 1)")
             floors[method] = float(number)
         object.__setattr__(self, "method_error_floors", floors)
+        if not isinstance(self.psf_flux_correction, bool):
+            raise BadInputError(f"{where}: psf_flux_correction={self.psf_flux_correction!r} must be true or false")
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
             raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
         if self.model_bands is not None:
@@ -358,6 +366,7 @@ class Survey:
             "flux_error_floor": self.flux_error_floor,
             "neighbour_error_floor": self.neighbour_error_floor,
             **({"method_error_floors": dict(self.method_error_floors)} if self.method_error_floors else {}),
+            **({"psf_flux_correction": True} if self.psf_flux_correction else {}),
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -373,7 +382,8 @@ class Survey:
         if not isinstance(values, Mapping):
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
-                 "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors"}
+                 "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors",
+                 "psf_flux_correction"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
@@ -440,6 +450,7 @@ class Survey:
             flux_error_floor=number("flux_error_floor", float, DEFAULT_FLUX_ERROR_FLOOR),
             neighbour_error_floor=number("neighbour_error_floor", float, DEFAULT_NEIGHBOUR_ERROR_FLOOR),
             method_error_floors=values.get("method_error_floors", {}),
+            psf_flux_correction=values.get("psf_flux_correction", False),
         )
 
 def paus_survey() -> Survey:

@@ -351,6 +351,10 @@ def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to
     five = [c for c in entry["coadds"] if c["n"] == 5][0]
     assert [b for b in five["by_true_snr"] if b["lo"] is None][0]["pull_sigma68"] == pytest.approx(np.sqrt(1 + 4 * rho), abs=0.06)
     assert bins[0]["coadd5_factor"] == pytest.approx(np.sqrt(1 + 4 * bins[0]["rho"]))
+    assert "flux_correction" not in entry
+    corrected = table.assign(frame=np.where(galaxy % 2, "a", "b"), flux_correction=np.where(galaxy % 2, 1.03, 1.0))
+    shown = score_injection(corrected)["populations"]["sersic"]["methods"]["optimal"]["flux_correction"]
+    assert shown == {"by_frame": {"a": 1.03, "b": 1.0}, "corrected_share": 0.5}
 
 
 def test_the_report_shows_a_faint_bias_that_grows_with_the_galaxys_size():

@@ -331,7 +331,8 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, cla
                                        "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
                                        "error_floor": survey.error_floor_for(method),
                                        "neighbour_error_floor": survey.neighbour_error_floor,
-                                       "psf_profile": config.psf_profile}))
+                                       "psf_profile": config.psf_profile,
+                                       **({"flux_correction": 1.0} if survey.psf_flux_correction else {})}))
         return pd.concat(parts, ignore_index=True)
 
     return run
@@ -445,6 +446,40 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
                                               floors)
     assert len(calls) == 5
     assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.04, "lumos": 0.02, "optimal": 0.02}
+
+
+def test_both_injections_follow_the_surveys_flux_correction(tmp_path, monkeypatch):
+    """A survey that corrects each exposure's PSF model (``psf_flux_correction``) measures the floor and
+    held-out injections with it; tables cached without it (or with it, for a survey without) are measured again."""
+    from lumos_ops.evaluation import injection
+
+    calls = []
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.03, calls))
+    config = small_config(shared_error_populations=("sersic",))
+    corrected = dataclasses.replace(paus_survey(), psf_flux_correction=True)
+
+    def floor(survey):
+        with use_survey(survey):
+            return adapt_module._stage_error_floor(tmp_path, ["/data/t.fits"], catalogue(), tmp_path / "m.pt",
+                                                   "ab" * 32, config, survey)
+
+    assert floor(paus_survey())["psf_flux_correction"] is False and len(calls) == 1
+    assert floor(corrected)["psf_flux_correction"] is True and len(calls) == 2
+    assert "flux_correction" in pd.read_parquet(tmp_path / "floor" / f"sersic-{'ab' * 8}-snr50-150.parquet")
+    floor(corrected)
+    assert len(calls) == 2  # kept
+
+    def held(survey):
+        floors = {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05,
+                  "psf_flux_correction": survey.psf_flux_correction}
+        with use_survey(survey):
+            return adapt_module._stage_injection(tmp_path, ["/data/held.fits"], catalogue(), "base.pt",
+                                                 tmp_path / "m.pt", config, floors)
+
+    assert "flux_correction" not in held(paus_survey()) and len(calls) == 4
+    assert "flux_correction" in held(corrected) and len(calls) == 6
+    held(corrected)
+    assert len(calls) == 6
 
 
 def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_path, monkeypatch):

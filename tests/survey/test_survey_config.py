@@ -40,6 +40,13 @@ def test_init_writes_a_file_that_loads_back(tmp_path, capsys):
     assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
                  "--flux-error-floor", "0.02", "--neighbour-error-floor", "0.06", "--force"]) == 0
     assert load_survey(out).flux_error_floor == 0.02 and load_survey(out).neighbour_error_floor == 0.06
+    assert not load_survey(out).psf_flux_correction and not paus_survey().psf_flux_correction
+    assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
+                 "--psf-flux-correction", "--force"]) == 0
+    assert load_survey(out).psf_flux_correction and json.loads(out.read_text())["psf_flux_correction"] is True
+    (out.parent / "bad.json").write_text(json.dumps({**json.loads(out.read_text()), "psf_flux_correction": "yes"}))
+    with pytest.raises(BadInputError, match="bad.json: psf_flux_correction='yes' must be true or false"):
+        load_survey(out.parent / "bad.json")
 
 
 def test_preset_paus_round_trips(tmp_path):

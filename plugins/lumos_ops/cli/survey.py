@@ -107,6 +107,8 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["flux_error_floor"] = args.flux_error_floor
     if args.neighbour_error_floor is not None:
         values["neighbour_error_floor"] = args.neighbour_error_floor
+    if args.psf_flux_correction:
+        values["psf_flux_correction"] = True
     return values
 
 
@@ -222,6 +224,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--neighbour-error-floor", type=float,
                       help="fraction of the fitted neighbours' light under a blended target added in quadrature to "
                            "its error (default 0.05; measure it with `lumos inject`, 0 turns it off)")
+    init.add_argument("--psf-flux-correction", action="store_true",
+                      help="correct every method's fluxes on each exposure for its PSF model's error, measured with "
+                           "galaxies drawn with the exposure's own stars' PSF (exposures with >= 10 bright stars)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(func=init_command)
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")

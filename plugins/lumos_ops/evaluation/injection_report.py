@@ -146,6 +146,16 @@ def _d_width(frame: pd.DataFrame) -> float:
     return half_width68(d.to_numpy())
 
 
+def _flux_correction(frame: pd.DataFrame) -> dict[str, Any]:
+    """The per-exposure flux corrections the rows were measured with (:mod:`lumos_ops.flux_correction`):
+    per frame, the median factor over its injected copies and the share of rows whose factor is
+    not 1."""
+    factor = frame["flux_correction"].to_numpy(np.float64)
+    frames = {str(name): float(np.median(rows["flux_correction"].to_numpy(np.float64)))
+              for name, rows in frame.groupby("frame", sort=True)} if "frame" in frame else {}
+    return {"by_frame": frames, "corrected_share": float(np.mean(factor != 1.0)) if factor.size else 0.0}
+
+
 def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
     """The error floors the rows were measured with (``applied``, ``neighbour_applied``) and those
     their bright rows ask for: ``asked`` (:func:`~lumos_ops.photometry.error_floor.estimate_error_floor`
@@ -223,6 +233,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                                                               groups=galaxy)
             if "flux_err_stat" in ok:
                 entry["error_floor"] = _error_floor(ok)
+            if "flux_correction" in ok:
+                entry["flux_correction"] = _flux_correction(ok)
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
                 entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop)))

@@ -782,8 +782,9 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
 
     before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor,
               "method_error_floors": dict(survey.method_error_floors)}
+    correction = bool(survey.psf_flux_correction)
     if not config.measure_error_floor:
-        return {"measured": False, "survey_floors": before, **before}
+        return {"measured": False, "survey_floors": before, **before, "psf_flux_correction": correction}
     path = out / "error_floor.json"
     populations = _floor_populations(config)
     methods = ["lumos", *config.classical_methods]
@@ -793,7 +794,8 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
                 and saved.get("populations") == populations and saved.get("survey_floors") == before
                 and saved.get("psf_profile", "kolmogorov") == config.psf_profile
                 and saved.get("measured_methods") == methods
-                and saved.get("floor_snr_range") == list(config.floor_snr_range)):
+                and saved.get("floor_snr_range") == list(config.floor_snr_range)
+                and saved.get("psf_flux_correction", False) == correction):
             return saved
     work = out / "floor"
     work.mkdir(parents=True, exist_ok=True)
@@ -803,7 +805,8 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         cached = work / f"{population}-{sha[:16]}-snr{low:g}-{high:g}.parquet"
         if cached.is_file():
             table = pd.read_parquet(cached)
-            if injected_with(table) == config.psf_profile and set(methods) <= set(table["method"]):
+            if (injected_with(table) == config.psf_profile and set(methods) <= set(table["method"])
+                    and _corrected_as(table, correction)):
                 tables[population] = table
                 continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
@@ -841,7 +844,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
             neighbour_floor = neighbour.floor
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
               "psf_profile": config.psf_profile, "measured_methods": methods,
-              "floor_snr_range": list(config.floor_snr_range),
+              "floor_snr_range": list(config.floor_snr_range), "psf_flux_correction": correction,
               "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
               "methods": {m: e.to_dict() for m, e in by_method.items()},
               "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor),
@@ -902,7 +905,8 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
         for label, model, methods in runs:
             path = work / f"{population}-{label}.parquet"
             table = pd.read_parquet(path) if path.is_file() else None
-            if table is None or not _measured_with(table, floors) or injected_with(table) != config.psf_profile:
+            if (table is None or not _measured_with(table, floors) or injected_with(table) != config.psf_profile
+                    or not _corrected_as(table, bool(floors.get("psf_flux_correction", False)))):
                 log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
                          population, label, config.n_galaxies, config.n_place, len(held))
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
@@ -922,6 +926,12 @@ def injected_with(table: pd.DataFrame) -> str:
     if "psf_profile" not in table or len(table) == 0:
         return "kolmogorov"
     return str(table["psf_profile"].iloc[0])
+
+
+def _corrected_as(table: pd.DataFrame, correction: bool) -> bool:
+    """Whether an injection table was measured with the per-exposure flux correction
+    (:mod:`lumos_ops.flux_correction`, column ``flux_correction``) exactly when ``correction``."""
+    return ("flux_correction" in table.columns) == bool(correction)
 
 
 def _measured_with(table: pd.DataFrame, floors: dict[str, Any]) -> bool:

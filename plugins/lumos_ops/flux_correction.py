@@ -1,0 +1,297 @@
+"""Per-exposure flux correction of the PSF model: galaxies drawn with the exposure's own stars.
+
+Every method reads a target's flux through its catalogue model convolved with the exposure's PSF
+model, a Moffat of the FWHM and β the header or the stars give. A real PSF is not that Moffat, and
+the difference moves the flux of every galaxy on the exposure the same way: on the SDSS sub-frames
+the adapted LUMOS model read Sérsic galaxies drawn with each sub-frame's own star PSF between
+−1.3 % and +3.3 % off at true SNR ≥ 50, a different offset per sub-frame, stable from one injection
+to the next (``reports/adapt/stars-training/flux-correction``). Mixed over exposures, such offsets
+look like an error floor of 0.8–1.8 % that no single survey-wide floor fits, and they do not
+average out of a co-add. Survey pipelines correct the same error for point sources with an
+aperture correction measured on each exposure's stars; this is its counterpart for galaxies.
+
+:func:`measure_flux_corrections`, on one exposure and for every method of the run:
+
+1. builds the exposure's effective PSF from its stars (:func:`lumos_ops.evaluation.star_psf.star_psf`,
+   the PSF the injections of ``lumos adapt`` and TEAHUPOO draw galaxies with); an exposure with too
+   few stars gets no correction (a warning names it);
+2. chooses blank-sky positions as the error calibration does
+   (:func:`lumos_ops.noise_calibration.blank_sky_positions`: clear of the frame's detected sources
+   and of every catalogue target), one stamp side apart so that no injected galaxy reaches
+   another's stamp or background, in up to :data:`MAX_ROUNDS` rounds of positions on copies of the
+   exposure until ``n_galaxies`` are placed;
+3. gives each position the shape of a random catalogue row and a flux of true SNR drawn
+   log-uniformly in :data:`CORRECTION_SNR_RANGE` (over the white-noise matched-filter error
+   ``sigma_pix sqrt(A)``), draws the galaxy with the star PSF (GalSim), adds it with its Poisson
+   noise to the exposure's real pixels, and measures every position through the run's own method
+   instances (:func:`lumos_ops.measure.prepare_targets`, ``method.measure``: the code of the targets);
+4. takes, per method, the median of measured over injected flux (``ratio``) and its bootstrap
+   standard error; the correction is applied when at least :data:`MIN_CORRECTION_GALAXIES` galaxies
+   were usable and ``ratio`` differs from 1 by at least 2 standard errors and at most
+   :data:`MAX_CORRECTION` (:attr:`FluxCorrection.factor`; a larger one means a wrong star PSF).
+
+:func:`apply_flux_correction` divides ``flux``, ``flux_err`` and, for LUMOS, the whole likelihood
+(every component's mean and width, every summary) by the factor: a change of flux unit, so the
+likelihood's shape and its SNR are unchanged. The column ``flux_correction`` records the factor.
+
+What it does not correct: the catalogue profile's own error (a galaxy that is not a Sérsic profile)
+is the same with any PSF and stays in the survey's error floor; the star PSF's own error is shared
+by the correction and by any injection that draws with it. It is off unless the survey asks for it
+(``"psf_flux_correction": true`` in its file, :attr:`lumos_ops.survey.Survey.psf_flux_correction`)
+or ``measure_exposure(flux_correction=True)``: it needs real stars on the exposure, and a test that
+injects galaxies with a PSF unrelated to the frame's stars (``lumos inject``'s Kolmogorov) must not
+have them corrected for those stars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.constants import STAMP_SIZE
+from lumos_ops.exceptions import LumosValueError
+
+if TYPE_CHECKING:
+    from lumos_ops.io.exposure import Exposure
+    from lumos_ops.measure import MeasureMethod
+
+__all__ = ["CORRECTION_SNR_RANGE", "MIN_CORRECTION_GALAXIES", "MAX_CORRECTION", "MAX_ROUNDS", "FluxCorrection",
+           "measure_flux_corrections", "apply_flux_correction", "describe"]
+
+log = logging.getLogger(__name__)
+
+CORRECTION_SNR_RANGE: tuple[float, float] = (50.0, 150.0)
+"""True SNRs of the injected galaxies: bright, so each reads the PSF model's error to 1-2 % and 150
+galaxies give the median to about 0.2 %."""
+
+MIN_CORRECTION_GALAXIES: int = 30
+"""Fewest usable injected galaxies from which a correction is applied."""
+
+MAX_CORRECTION: float = 0.1
+"""Largest correction applied, ``|ratio - 1|``: a PSF model that misreads galaxies by more is not a
+model to correct but a wrong PSF, most often an "ePSF" stacked from compact galaxies on an exposure
+with too few stars (a warning names the exposure; nothing is corrected)."""
+
+MAX_ROUNDS: int = 8
+"""Most copies of the exposure the galaxies are spread over (a small frame holds few positions one
+stamp apart)."""
+
+_BOOTSTRAP = 200
+
+_FLUX_COLUMNS: tuple[str, ...] = ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "q16", "q84")
+"""Result columns in flux units (e-/s), divided by the factor."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FluxCorrection:
+    """The PSF model's flux error of one method on one exposure (module docstring).
+
+    Attributes
+    ----------
+    method : str
+        Registry name of the method.
+    ratio : float
+        Median of measured over injected flux of the galaxies drawn with the star PSF (NaN when
+        none was usable).
+    ratio_err : float
+        Its bootstrap standard error (200 seeded resamples of the galaxies).
+    n_galaxies : int
+        Usable injected galaxies (finite flux, none of the bad blank-sky flags).
+    reliable : bool
+        ``n_galaxies >= MIN_CORRECTION_GALAXIES``, ``|ratio - 1| >= 2 ratio_err`` and
+        ``|ratio - 1| <= MAX_CORRECTION``.
+    star_psf : bool
+        Whether the exposure had the stars for a PSF (False: nothing was measured).
+    """
+
+    method: str
+    ratio: float
+    ratio_err: float
+    n_galaxies: int
+    reliable: bool
+    star_psf: bool = True
+
+    @property
+    def factor(self) -> float:
+        """What the method's fluxes are divided by: ``ratio`` when reliable, else 1."""
+        return float(self.ratio) if self.reliable else 1.0
+
+    @classmethod
+    def identity(cls, method: str, *, star_psf: bool = False) -> FluxCorrection:
+        """No correction (factor 1)."""
+        return cls(method=method, ratio=float("nan"), ratio_err=float("nan"), n_galaxies=0, reliable=False,
+                   star_psf=star_psf)
+
+
+def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int) -> FluxCorrection:
+    n = int(ratio.size)
+    if n < max(min_galaxies, 2):
+        return FluxCorrection(method, float(np.median(ratio)) if n else float("nan"), float("nan"), n, False)
+    centre = float(np.median(ratio))
+    draws = np.random.default_rng([seed, 11, n]).integers(0, n, size=(_BOOTSTRAP, n))
+    err = float(np.std(np.median(ratio[draws], axis=1)))
+    return FluxCorrection(method, centre, err, n, bool(abs(centre - 1.0) >= 2.0 * err))
+
+
+def _inject(data: np.ndarray, images: np.ndarray, x: np.ndarray, y: np.ndarray, exptime: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``data`` (e-/s) with each image (e-/s, central pixel on (round(x), round(y))) and
+    its Poisson noise over ``exptime`` s added."""
+    out = np.array(data, dtype=np.float64, copy=True)
+    ny, nx = out.shape
+    half = images.shape[1] // 2
+    for image, cx, cy in zip(images, x, y):
+        x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+        ys = slice(max(y0, 0), min(y0 + image.shape[0], ny))
+        xs = slice(max(x0, 0), min(x0 + image.shape[1], nx))
+        light = np.clip(image[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0], 0.0, None)
+        out[ys, xs] += rng.poisson(light * exptime) / exptime
+    return out.astype(data.dtype, copy=False)
+
+
+def measure_flux_corrections(
+    exposure: Exposure,
+    catalog: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    methods: Mapping[str, MeasureMethod],
+    *,
+    psf: Any = None,
+    n_galaxies: int = 150,
+    snr_range: tuple[float, float] = CORRECTION_SNR_RANGE,
+    min_galaxies: int = MIN_CORRECTION_GALAXIES,
+    stamp_size: int = STAMP_SIZE,
+    chunk_size: int = 512,
+    seed: int = 0,
+    mask_other_sources: bool = True,
+) -> dict[str, FluxCorrection]:
+    """The flux correction of every method on one exposure (module docstring).
+
+    Parameters
+    ----------
+    exposure : Exposure
+        The CCD image in e-/s per pixel.
+    catalog : DataFrame
+        Validated catalogue (``r50`` arcsec, ``sersic_n``, ``q``, ``pa`` degrees, ``i_auto``): the
+        injected galaxies get the shapes of its rows on the image.
+    x, y : ndarray
+        Pixel positions of the catalogue's targets (kept clear of).
+    methods : mapping name -> method instance
+        The instances that measure the targets.
+    psf : StarPsfImage or GalSim object, optional
+        The PSF to draw the galaxies with; default: built from the exposure's stars.
+    n_galaxies, snr_range, min_galaxies, stamp_size, chunk_size, seed, mask_other_sources : keyword-only
+        Galaxies wanted, their true SNRs, fewest usable for a correction, stamp side (px), targets
+        per method call, RNG seed, and the targets' ``mask_other_sources``.
+
+    Returns
+    -------
+    dict name -> FluxCorrection
+        Identity corrections (factor 1) with a warning when the exposure has too few stars or
+        too little blank sky.
+    """
+    from lumos_ops.measure import _check_result, prepare_targets
+    from lumos_ops.noise_calibration import (
+        BAD_BLANK_FLAGS,
+        _frame_detections,
+        blank_sky_catalog,
+        blank_sky_positions,
+        model_area,
+        position_setup,
+        robust_sigma,
+    )
+    from lumos_ops.sim.star_truth import draw_with_star_psf, exposure_star_psf
+
+    if n_galaxies < 1 or not (0 < snr_range[0] < snr_range[1]):
+        raise LumosValueError(f"n_galaxies must be >= 1 and snr_range (lo, hi) with 0 < lo < hi, got {n_galaxies}, {snr_range}")
+    if psf is None:
+        psf = exposure_star_psf(exposure.data, exposure.path)
+        if psf is None:
+            log.warning("%s: no flux correction (too few stars for its PSF)", exposure.path)
+            return {name: FluxCorrection.identity(name) for name in methods}
+    shapes, (tx, ty, tr50), clearance = position_setup(exposure, catalog, x, y)
+    mask = _frame_detections(exposure)
+    sky = robust_sigma(exposure.data[np.isfinite(exposure.data)])[1]
+    rng = np.random.default_rng([seed, 13])
+    ratios: dict[str, list[np.ndarray]] = {name: [] for name in methods}
+    placed = 0
+    for round_ in range(MAX_ROUNDS):
+        bx, by = blank_sky_positions(exposure, tx, ty, tr50, n_positions=n_galaxies - placed, margin=stamp_size // 2,
+                                     seed=seed + 101 * round_, mask=mask, clearance=clearance,
+                                     separation=float(stamp_size))
+        if bx.size == 0:
+            break
+        blank = blank_sky_catalog(shapes, bx, by, seed=seed + round_)
+        area = model_area(prepare_targets(exposure, blank, stamp_size=stamp_size, neighbours=False,
+                                          mask_other_sources=False).models)
+        snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), bx.size))
+        flux = snr * sky * np.sqrt(np.nan_to_num(area, nan=1.0))
+        dx, dy = bx - np.round(bx), by - np.round(by)
+        images = draw_with_star_psf(psf, r50=blank["r50"].to_numpy(np.float64),
+                                    sersic_n=blank["sersic_n"].to_numpy(np.float64), q=blank["q"].to_numpy(np.float64),
+                                    pa=blank["pa"].to_numpy(np.float64), dx=dx, dy=dy, size=stamp_size + 1,
+                                    pixel_scale=exposure.pixel_scale, flux=flux)
+        data = _inject(exposure.data, images, bx, by, float(exposure.exptime), rng)
+        injected = dataclasses.replace(exposure, data=data)
+        ctx = prepare_targets(injected, blank, stamp_size=stamp_size, neighbours=False,
+                              mask_other_sources=mask_other_sources)
+        for name, method in methods.items():
+            parts = [_check_result(name, method.measure(ctx.take(slice(s, min(s + chunk_size, ctx.n)))),
+                                   min(s + chunk_size, ctx.n) - s) for s in range(0, ctx.n, chunk_size)]
+            frame = pd.concat(parts, ignore_index=True)
+            measured = frame["flux"].to_numpy(np.float64)
+            flag = frame["flag"].to_numpy(np.int64) | ctx.base_flags
+            good = np.isfinite(measured) & ((flag & BAD_BLANK_FLAGS) == 0)
+            ratios[name].append(measured[good] / flux[good])
+        placed += bx.size
+        if placed >= n_galaxies:
+            break
+    out = {name: _ratio(name, np.concatenate(parts) if parts else np.zeros(0), min_galaxies=min_galaxies, seed=seed)
+           for name, parts in ratios.items()}
+    for name, correction in out.items():
+        if correction.reliable and abs(correction.ratio - 1.0) > MAX_CORRECTION:
+            log.warning("%s: galaxies drawn with its stars' PSF read %.3f of their flux with %s, beyond the %.0f %% a PSF "
+                        "model's error can be: the stars' PSF is taken to be wrong (too few stars, or compact galaxies "
+                        "among them), not corrected", exposure.path, correction.ratio, name, 100 * MAX_CORRECTION)
+            out[name] = dataclasses.replace(correction, reliable=False)
+        elif correction.n_galaxies < min_galaxies:
+            log.warning("%s: only %d usable galaxies for the flux correction of %s (need %d): not corrected",
+                        exposure.path, correction.n_galaxies, name, min_galaxies)
+    return out
+
+
+def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float) -> pd.DataFrame:
+    """A copy of one method's result with its fluxes divided by the correction's factor.
+
+    Every column in flux units (``flux``, ``flux_err`` and the likelihood summaries) and, for LUMOS,
+    every mixture component's mean and width are divided by it: the likelihood of the corrected
+    flux, the same shape in a new unit. Adds ``flux_correction`` (the factor).
+    """
+    from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
+
+    factor = correction.factor if isinstance(correction, FluxCorrection) else float(correction)
+    if not (np.isfinite(factor) and factor > 0):
+        raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor}")
+    frame = frame.copy()
+    frame["flux_correction"] = factor
+    if factor == 1.0:
+        return frame
+    for name in _FLUX_COLUMNS:
+        if name in frame:
+            frame[name] = frame[name].to_numpy(np.float64) / factor
+    if has_mixture(frame):
+        mix = mixtures_from_table(frame)
+        scaled = Mixtures(mix.alpha, mix.mu / factor, mix.sigma / factor, truncated=mix.truncated)
+        for name, values in mixture_columns(scaled).items():
+            frame[name] = values
+    return frame
+
+
+def describe(corrections: Mapping[str, FluxCorrection]) -> dict[str, Any]:
+    """JSON-ready summary of :func:`measure_flux_corrections`' result."""
+    return {name: {**dataclasses.asdict(c), "factor": c.factor} for name, c in corrections.items()}

@@ -1,0 +1,154 @@
+"""The per-exposure flux correction of the PSF model (lumos_ops.flux_correction): galaxies drawn with
+the exposure's own stars' PSF, injected into its blank sky, give the factor that the catalogue
+targets' fluxes are divided by."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog
+from lumos_ops.exceptions import LumosValueError
+from lumos_ops.flux_correction import FluxCorrection, _ratio, apply_flux_correction, measure_flux_corrections
+from lumos_ops.io.catalog import target_pixels
+from lumos_ops.io.exposure import read_exposure
+from lumos_ops.lumos.mixture import mixture_quantile
+from lumos_ops.lumos.mixture_table import Mixtures, mixture_columns, mixtures_from_table
+from lumos_ops.measure import get_method, measure_exposure
+
+galsim = pytest.importorskip("galsim")
+
+SHAPE = (900, 900)
+EXPTIME = 100.0
+GAIN = 2.0
+SKY = 5.0  # e-/s per pixel
+FWHM_ARCSEC = 0.9  # 3.4 px at PAUS's 0.263 arcsec
+SCALE = 0.263
+
+
+def _psf(beta: float):
+    """The frame's true effective PSF (pixel response included): a Moffat of ``beta``."""
+    return galsim.Convolve(galsim.Moffat(beta=beta, fwhm=FWHM_ARCSEC / SCALE), galsim.Pixel(1.0))
+
+
+def _frame(tmp_path: Path, beta: float, seed: int = 0, n_stars: int = 36, draw_targets: bool = True):
+    """Catalogue galaxies (Sérsic, true SNR ~ 60-200) and bright stars, all drawn with a Moffat PSF of
+    ``beta``, on a sky with Poisson noise; the header gives the FWHM and the measurement's beta 3.5."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(75, SHAPE[0] - 75, 150, dtype=np.float64)
+    gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
+    catalog = random_catalog(gx.size, shape=SHAPE, seed=seed)
+    catalog["x"] = gx + rng.uniform(-0.5, 0.5, gx.size)
+    catalog["y"] = gy + rng.uniform(-0.5, 0.5, gx.size)
+    catalog["r50"] = rng.uniform(0.3, 0.8, gx.size)
+    catalog["sersic_n"] = rng.uniform(0.8, 2.5, gx.size)
+    catalog["q"] = rng.uniform(0.5, 1.0, gx.size)
+    flux = rng.uniform(300.0, 900.0, gx.size)
+    psf = _psf(beta)
+    light = np.zeros(SHAPE)
+
+    def add(profile, x: float, y: float) -> None:
+        stamp = profile.drawImage(nx=61, ny=61, scale=1.0, offset=(x - round(x), y - round(y)), method="no_pixel").array
+        x0, y0 = int(round(x)) - 30, int(round(y)) - 30
+        light[y0 : y0 + 61, x0 : x0 + 61] += stamp
+
+    for row, f in zip(catalog.itertuples() if draw_targets else [], flux):
+        galaxy = galsim.Sersic(n=row.sersic_n, half_light_radius=row.r50 / SCALE, flux=f)
+        add(galsim.Convolve(galaxy.shear(q=row.q, beta=row.pa * galsim.degrees), psf), row.x, row.y)
+    star_grid = grid[:-1] + 75.0
+    sx, sy = (g.ravel()[:n_stars] for g in np.meshgrid(star_grid, star_grid))
+    for x, y in zip(sx + rng.uniform(-0.5, 0.5, sx.size), sy + rng.uniform(-0.5, 0.5, sy.size)):
+        add(psf.withFlux(float(rng.uniform(3e3, 2e4))), x, y)
+    image = (rng.poisson((light + SKY) * EXPTIME) / EXPTIME).astype(np.float64)
+    header = {"EXPTIME": EXPTIME, "FILTER": "NB685", "PSFFWHM": FWHM_ARCSEC, "PSFBETA": 3.5, "GAIN": GAIN}
+    path = SyntheticExposure(adu=(image * EXPTIME / GAIN).astype(np.float32), header=header, flux=flux).write(
+        tmp_path / f"beta{beta}-{n_stars}-{int(draw_targets)}.fits")
+    return read_exposure(path), catalog, flux
+
+
+def _ratio_of(rows: pd.DataFrame, flux: np.ndarray) -> float:
+    return float(np.median(rows["flux"].to_numpy() / flux))
+
+
+@pytest.mark.slow
+def test_the_correction_is_the_offset_the_targets_show_and_takes_it_out(tmp_path):
+    exposure, catalog, flux = _frame(tmp_path, beta=2.5)
+    plain = measure_exposure(exposure, catalog, methods=("optimal", "aperture"), calibrate_errors=False,
+                             flux_correction=False)
+    corrected = measure_exposure(exposure, catalog, methods=("optimal", "aperture"), calibrate_errors=False,
+                                 flux_correction=True)
+    for method in ("optimal", "aperture"):
+        before = _ratio_of(plain[plain["method"] == method], flux)
+        rows = corrected[corrected["method"] == method]
+        factor = float(rows["flux_correction"].iloc[0])
+        # the Moffat of beta 3.5 misreads galaxies of a beta 2.5 PSF by a few per cent ...
+        assert abs(before - 1.0) > 0.02, (method, before)
+        # ... which galaxies drawn with the stars' PSF at blank positions measure, and which is taken out
+        assert factor == pytest.approx(before, abs=0.01), (method, factor, before)
+        assert abs(_ratio_of(rows, flux) - 1.0) < 0.01, method
+        assert np.allclose(rows["flux_err"].to_numpy() * factor,
+                           plain[plain["method"] == method]["flux_err"].to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_psf_model_that_is_right_gets_no_correction_and_few_stars_none(tmp_path, caplog):
+    exposure, catalog, _ = _frame(tmp_path, beta=3.5, seed=1)
+    x, y = target_pixels(catalog, exposure.wcs)
+    methods = {"optimal": get_method("optimal")}
+    correction = measure_flux_corrections(exposure, catalog, x, y, methods)["optimal"]
+    assert correction.n_galaxies >= 100 and correction.star_psf
+    assert abs(correction.ratio - 1.0) < 0.01 and abs(correction.factor - 1.0) < 0.01
+    # the same galaxies drawn with the model's own PSF instead of the stars' read the same
+    again = measure_flux_corrections(exposure, catalog, x, y, methods, psf=_psf(3.5))["optimal"]
+    assert again.ratio == pytest.approx(correction.ratio, abs=0.01)
+
+    starless, catalog, _ = _frame(tmp_path, beta=2.5, seed=2, n_stars=3, draw_targets=False)
+    x, y = target_pixels(catalog, starless.wcs)
+    with caplog.at_level(logging.WARNING):
+        none = measure_flux_corrections(starless, catalog, x, y, methods)["optimal"]
+    assert none.factor == 1.0 and not none.star_psf and none.n_galaxies == 0
+    assert "too few stars" in caplog.text and "beta2.5-3-0.fits" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_psf_stacked_from_galaxies_is_refused_not_applied(tmp_path, caplog):
+    """Three stars among 36 compact galaxies: the stellar locus is the galaxies, whose stack is no PSF."""
+    exposure, catalog, flux = _frame(tmp_path, beta=2.5, seed=2, n_stars=3)
+    with caplog.at_level(logging.WARNING):
+        rows = measure_exposure(exposure, catalog, methods=("optimal",), calibrate_errors=False, flux_correction=True)
+    assert (rows["flux_correction"] == 1.0).all()
+    assert "the stars' PSF is taken to be wrong" in caplog.text and "beta2.5-3-1.fits" in caplog.text
+
+
+def test_applying_divides_every_flux_and_the_whole_likelihood():
+    rng = np.random.default_rng(0)
+    n = 50
+    mix = Mixtures(alpha=rng.dirichlet(np.ones(3), n), mu=rng.uniform(50, 150, (n, 3)), sigma=rng.uniform(2, 20, (n, 3)),
+                   truncated=np.zeros(n, dtype=bool))
+    q = mixture_quantile([0.16, 0.5, 0.84], *mix.args)
+    frame = pd.DataFrame({"flux": q[:, 1], "flux_err": 0.5 * (q[:, 2] - q[:, 0]), "median": q[:, 1],
+                          "sigma68": 0.5 * (q[:, 2] - q[:, 0]), "eta": 0.1, "flag": 0, **mixture_columns(mix)})
+    out = apply_flux_correction(frame, FluxCorrection("lumos", 1.04, 0.002, 120, True))
+    after = mixture_quantile([0.16, 0.5, 0.84], *mixtures_from_table(out).args)
+    assert np.allclose(after, q / 1.04, rtol=1e-6)
+    for column in ("flux", "flux_err", "median", "sigma68"):
+        assert np.allclose(out[column], frame[column] / 1.04)
+    assert np.allclose(out["eta"], frame["eta"]) and (out["flux_correction"] == 1.04).all()
+    assert np.allclose(mixtures_from_table(out).alpha, mix.alpha)
+    same = apply_flux_correction(frame, FluxCorrection("lumos", 1.004, 0.003, 120, False))
+    assert same["flux"].equals(frame["flux"]) and (same["flux_correction"] == 1.0).all()
+    with pytest.raises(LumosValueError, match="finite and > 0"):
+        apply_flux_correction(frame, 0.0)
+
+
+def test_a_correction_is_applied_only_when_measured_and_significant():
+    rng = np.random.default_rng(1)
+    assert _ratio("optimal", rng.normal(1.03, 0.015, 120), min_galaxies=30, seed=0).reliable
+    assert not _ratio("optimal", rng.normal(1.03, 0.015, 20), min_galaxies=30, seed=0).reliable
+    flat = _ratio("optimal", rng.normal(1.0005, 0.015, 120), min_galaxies=30, seed=0)
+    assert not flat.reliable and flat.factor == 1.0 and 0.0005 < flat.ratio_err < 0.005
+    assert FluxCorrection.identity("aperture").factor == 1.0
