@@ -88,8 +88,9 @@ def test_the_correction_is_the_offset_the_targets_show_and_takes_it_out(tmp_path
         # the Moffat of beta 3.5 misreads galaxies of a beta 2.5 PSF by a few per cent ...
         assert abs(before - 1.0) > 0.02, (method, before)
         # ... which galaxies drawn with the stars' PSF at blank positions measure, and which is taken out
-        assert factor == pytest.approx(before, abs=0.01), (method, factor, before)
-        assert abs(_ratio_of(rows, flux) - 1.0) < 0.01, method
+        # (to the noise of a median of 25 targets at SNR 100-300 and of the correction's 150 galaxies)
+        assert factor == pytest.approx(before, abs=0.015), (method, factor, before)
+        assert abs(_ratio_of(rows, flux) - 1.0) < 0.015, method
         assert np.allclose(rows["flux_err"].to_numpy() * factor,
                            plain[plain["method"] == method]["flux_err"].to_numpy(), rtol=1e-6)
 
@@ -115,12 +116,25 @@ def test_a_psf_model_that_is_right_gets_no_correction_and_few_stars_none(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_psf_stacked_from_galaxies_is_refused_not_applied(tmp_path, caplog):
-    """Three stars among 36 compact galaxies: the stellar locus is the galaxies, whose stack is no PSF."""
+def test_catalogued_galaxies_are_not_stars_and_a_wrong_psf_is_refused(tmp_path, caplog):
+    """Three stars among 36 compact galaxies: without the catalogue the stellar locus is the galaxies,
+    whose stack is no PSF; the catalogue's targets are left out of it, and a PSF that misreads the
+    galaxies by more than a PSF model can is refused."""
+    from lumos_ops.evaluation.star_psf import star_psf
+
     exposure, catalog, flux = _frame(tmp_path, beta=2.5, seed=2, n_stars=3)
+    x, y = target_pixels(catalog, exposure.wcs)
+    assert star_psf(exposure.data).n_stars >= 10  # galaxies, taken for stars
+    with pytest.raises(LumosValueError, match="fewer than the 10"):
+        star_psf(exposure.data, exclude=(x, y))
     with caplog.at_level(logging.WARNING):
         rows = measure_exposure(exposure, catalog, methods=("optimal",), calibrate_errors=False, flux_correction=True)
-    assert (rows["flux_correction"] == 1.0).all()
+    assert (rows["flux_correction"] == 1.0).all() and "too few stars" in caplog.text
+    caplog.clear()
+    wide = galsim.Convolve(galsim.Moffat(beta=2.5, fwhm=3 * FWHM_ARCSEC / SCALE), galsim.Pixel(1.0))
+    with caplog.at_level(logging.WARNING):
+        refused = measure_flux_corrections(exposure, catalog, x, y, {"optimal": get_method("optimal")}, psf=wide)
+    assert refused["optimal"].ratio < 0.9 and refused["optimal"].factor == 1.0
     assert "the stars' PSF is taken to be wrong" in caplog.text and "beta2.5-3-1.fits" in caplog.text
 
 

@@ -13,8 +13,11 @@ aperture correction measured on each exposure's stars; this is its counterpart f
 :func:`measure_flux_corrections`, on one exposure and for every method of the run:
 
 1. builds the exposure's effective PSF from its stars (:func:`lumos_ops.evaluation.star_psf.star_psf`,
-   the PSF the injections of ``lumos adapt`` and TEAHUPOO draw galaxies with); an exposure with too
-   few stars gets no correction (a warning names it);
+   the PSF the injections of ``lumos adapt`` and TEAHUPOO draw galaxies with), leaving out every peak
+   within 3 px of a catalogue target: the targets are galaxies, and on an undersampled frame a compact
+   one sits on the stellar locus and widens the stack. An exposure with too few stars gets no
+   correction (a warning names it); so does every exposure of a catalogue that lists its stars as
+   targets: the stars a PSF is built from are the frame's peaks that the catalogue does not measure;
 2. chooses blank-sky positions as the error calibration does
    (:func:`lumos_ops.noise_calibration.blank_sky_positions`: clear of the frame's detected sources
    and of every catalogue target), one stamp side apart so that no injected galaxy reaches
@@ -184,7 +187,7 @@ def measure_flux_corrections(
     methods : mapping name -> method instance
         The instances that measure the targets.
     psf : StarPsfImage or GalSim object, optional
-        The PSF to draw the galaxies with; default: built from the exposure's stars.
+        The PSF to draw the galaxies with; default: built from the exposure's stars (not the targets).
     n_galaxies, snr_range, min_galaxies, stamp_size, chunk_size, seed, mask_other_sources : keyword-only
         Galaxies wanted, their true SNRs, fewest usable for a correction, stamp side (px), targets
         per method call, RNG seed, and the targets' ``mask_other_sources``.
@@ -210,7 +213,7 @@ def measure_flux_corrections(
     if n_galaxies < 1 or not (0 < snr_range[0] < snr_range[1]):
         raise LumosValueError(f"n_galaxies must be >= 1 and snr_range (lo, hi) with 0 < lo < hi, got {n_galaxies}, {snr_range}")
     if psf is None:
-        psf = exposure_star_psf(exposure.data, exposure.path)
+        psf = exposure_star_psf(exposure.data, exposure.path, exclude=(x, y))
         if psf is None:
             log.warning("%s: no flux correction (too few stars for its PSF)", exposure.path)
             return {name: FluxCorrection.identity(name) for name in methods}

@@ -56,6 +56,9 @@ MIN_CORE_PX: float = 5.0
 MIN_PSF_STARS: int = 10
 """Fewest locus stars an ePSF is built from."""
 
+EXCLUDE_RADIUS_PX: float = 3.0
+"""Distance (px) from a known galaxy within which no peak is taken for a star (``star_psf(exclude=)``)."""
+
 SKY_RING_PX: float = 3.0
 """Width (px) of the ring beyond the kept radius where each star's own sky is measured."""
 
@@ -101,9 +104,12 @@ class StarPsfImage:
 
 
 def star_psf(data: np.ndarray, *, label: str | os.PathLike[str] = "frame", min_stars: int = MIN_PSF_STARS,
-             oversampling: int | None = None) -> StarPsfImage:
+             oversampling: int | None = None, exclude: tuple[np.ndarray, np.ndarray] | None = None,
+             exclude_radius: float = EXCLUDE_RADIUS_PX) -> StarPsfImage:
     """The effective PSF of a frame (counts, any sky) built from its stars (module notes);
-    ``oversampling`` None picks it by the stars' FWHM (:data:`OVERSAMPLING`).
+    ``oversampling`` None picks it by the stars' FWHM (:data:`OVERSAMPLING`). ``exclude``: pixel
+    positions (x, y) of known galaxies (a catalogue's targets); no peak within ``exclude_radius`` px
+    of one is taken for a star: on an undersampled frame a compact galaxy sits on the stellar locus.
 
     Raises
     ------
@@ -118,6 +124,15 @@ def star_psf(data: np.ndarray, *, label: str | os.PathLike[str] = "frame", min_s
     flat = subtract_sky(np.nan_to_num(np.asarray(data, dtype=np.float64)))
     flat = flat - robust_sigma(flat)[0]
     fits = fit_stars(flat)
+    if exclude is not None and len(fits):
+        from scipy.spatial import cKDTree
+
+        ex, ey = (np.asarray(v, dtype=np.float64) for v in exclude)
+        keep = np.isfinite(ex) & np.isfinite(ey)
+        if keep.any():
+            near = cKDTree(np.column_stack([ex[keep], ey[keep]])).query(
+                np.column_stack([fits["x"].to_numpy(), fits["y"].to_numpy()]), distance_upper_bound=exclude_radius)[0]
+            fits = fits[~np.isfinite(near)].reset_index(drop=True)
     fwhm, on = stellar_locus(fits["fwhm_px"].to_numpy()) if len(fits) else (float("nan"), np.zeros(0, bool))
     n_stars = int(np.count_nonzero(on))
     if n_stars < min_stars or not np.isfinite(fwhm):

@@ -37,13 +37,15 @@ GALSIM_SERSIC_N_MAX: float = 6.2
 """Largest Sérsic index GalSim draws; a larger catalogue index is drawn at this one."""
 
 
-def exposure_star_psf(data: np.ndarray, path: str | os.PathLike[str]):
+def exposure_star_psf(data: np.ndarray, path: str | os.PathLike[str],
+                      exclude: tuple[np.ndarray, np.ndarray] | None = None):
     """The exposure's effective PSF (:class:`lumos_ops.evaluation.star_psf.StarPsfImage`) from its
-    stars, or None with a warning naming ``path`` where it has too few for one."""
+    stars, none within 3 px of the galaxies at ``exclude`` (pixel x, y), or None with a warning naming
+    ``path`` where it has too few for one."""
     from lumos_ops.evaluation.star_psf import star_psf
 
     try:
-        return star_psf(data, label=path)
+        return star_psf(data, label=path, exclude=exclude)
     except LumosValueError as exc:
         log.warning("TEAHUPOO: %s; its galaxies are drawn with the model's PSF", exc)
         return None
