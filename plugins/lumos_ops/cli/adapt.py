@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
@@ -135,6 +136,11 @@ def adapt_command(args: argparse.Namespace) -> int:
                   f"at SNR >= {floor['asked']['min_snr']:g} ask for {floor['asked']['floor']:.4f}"
                   f"{_pm(floor['asked'].get('floor_err'))} "
                   f"(flux_error_floor in the survey file, docs/likelihood.md §11)", file=sys.stderr)
+        correction = entry["methods"].get("lumos", {}).get("flux_correction")
+        if correction:
+            frames = ", ".join(f"{os.path.basename(f)} {c:.4f}" for f, c in correction["by_frame"].items())
+            print(f"PSF flux corrections ({population}, held-out, the candidate's median per exposure; "
+                  f"docs/likelihood.md §14): {frames}", file=sys.stderr)
         near = (floor or {}).get("neighbour_asked")
         if near and near["floor"] == near["floor"]:
             print(f"neighbour error floor ({population}, held-out): measured with {floor['neighbour_applied']:.4f}; the "
