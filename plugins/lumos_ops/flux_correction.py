@@ -198,7 +198,7 @@ def measure_flux_corrections(
         Identity corrections (factor 1) with a warning when the exposure has too few stars or
         too little blank sky.
     """
-    from lumos_ops.measure import _check_result, prepare_targets
+    from lumos_ops.measure import _check_result, prepare_targets, render_target_models
     from lumos_ops.noise_calibration import (
         BAD_BLANK_FLAGS,
         _frame_detections,
@@ -230,11 +230,11 @@ def measure_flux_corrections(
         if bx.size == 0:
             break
         blank = blank_sky_catalog(shapes, bx, by, seed=seed + round_)
-        area = model_area(prepare_targets(exposure, blank, stamp_size=stamp_size, neighbours=False,
-                                          mask_other_sources=False).models)
-        snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), bx.size))
-        flux = snr * sky * np.sqrt(np.nan_to_num(area, nan=1.0))
         dx, dy = bx - np.round(bx), by - np.round(by)
+        models, _ = render_target_models(blank, dx, dy, psf_fwhm=float(exposure.psf_fwhm), psf_beta=exposure.psf_beta,
+                                         size=stamp_size, pixel_scale=exposure.pixel_scale)
+        snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), bx.size))
+        flux = snr * sky * np.sqrt(np.nan_to_num(model_area(models), nan=1.0))
         images = draw_with_star_psf(psf, r50=blank["r50"].to_numpy(np.float64),
                                     sersic_n=blank["sersic_n"].to_numpy(np.float64), q=blank["q"].to_numpy(np.float64),
                                     pa=blank["pa"].to_numpy(np.float64), dx=dx, dy=dy, size=stamp_size + 1,
