@@ -135,8 +135,10 @@ def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int) -> F
     n = int(ratio.size)
     if n < max(min_galaxies, 2):
         return FluxCorrection(method, float(np.median(ratio)) if n else float("nan"), float("nan"), n, False)
+    from lumos_ops.stats import block_resamples
+
     centre = float(np.median(ratio))
-    draws = np.random.default_rng([seed, 11, n]).integers(0, n, size=(_BOOTSTRAP, n))
+    draws = np.asarray(block_resamples(None, n, np.random.default_rng([seed, 11, n]), _BOOTSTRAP))
     err = float(np.std(np.median(ratio[draws], axis=1)))
     return FluxCorrection(method, centre, err, n, bool(abs(centre - 1.0) >= 2.0 * err))
 
