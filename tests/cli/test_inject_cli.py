@@ -123,3 +123,59 @@ def test_inject_rescore_scores_the_stored_table_again_and_keeps_the_run(tmp_path
     assert "injection_table.parquet: missing; --rescore needs the --out directory" in capsys.readouterr().err
     assert main(["inject", "--out", str(out)]) != 0
     assert "give --frames" in capsys.readouterr().err
+
+
+def _survey_frame(path, band: str, seed: int) -> None:
+    """A frame as a g-band survey writes it: its own FILTER, EXPTIME and PSFFWHM (pixels)."""
+    _frame(path, seed=seed)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header.update({"FILTER": band, "EXPTIME": 60.0, "PSFFWHM": 3.06, "GAIN": 2.0})
+
+
+def test_inject_with_a_survey_reads_each_frame_through_its_header_mapping(tmp_path, capsys):
+    """``--survey``: the frames keep their own headers (band g, not the mapping's NB685), the report
+    names the survey; options that only the PAUS mapping uses are refused by name."""
+    survey = tmp_path / "gsurvey.json"
+    assert main(["survey", "init", "--out", str(survey), "--name", "gsurvey", "--bands", "g", "--wavelengths", "477", "--zero-points", "25",
+                 "--exptime", "60", "--pixel-scale", "0.4", "--psf-fwhm-unit", "pixel"]) == 0
+    _survey_frame(tmp_path / "a.fits", "g", seed=3)
+    out = tmp_path / "out"
+    assert main(["inject", "--survey", str(survey), "--frames", str(tmp_path / "a.fits"), "--out", str(out),
+                 "--methods", "aperture", "--populations", "sersic", "--n-galaxies", "6", "--n-place", "1",
+                 "--snr-range", "50", "100", "-q"]) == 0
+    import pandas as pd
+
+    table = pd.read_parquet(out / "injection_table.parquet")
+    assert set(table["band"]) == {"g"}
+    report = json.loads((out / "injection_report.json").read_text())
+    assert report["survey"]["name"] == "gsurvey" and report["survey"]["file"] == str(survey)
+    capsys.readouterr()
+    assert main(["inject", "--survey", str(survey), "--frames", str(tmp_path / "a.fits"), "--out", str(out),
+                 "--band", "g", "--noise-ratio", "2", "-q"]) != 0
+    err = capsys.readouterr().err
+    assert f"--band, --noise-ratio map frames without a survey; with --survey {survey}" in err
+    # a frame of a band the survey does not have: the exposure reader names it
+    _survey_frame(tmp_path / "b.fits", "z", seed=4)
+    assert main(["inject", "--survey", str(survey), "--frames", str(tmp_path / "b.fits"), "--out", str(out),
+                 "--methods", "aperture", "--populations", "sersic", "--n-galaxies", "2", "--n-place", "1", "-q"]) != 0
+    err = capsys.readouterr().err
+    assert str(tmp_path / "b.fits") in err and "'z'" in err
+
+
+def test_inject_draws_the_galaxies_shapes_from_a_catalogue(tmp_path):
+    """``--catalog``: galaxies drawn from its r50 column; at the same true SNR, 1.5 arcsec galaxies
+    carry more flux than 0.3 arcsec ones (their matched filter spans more sky)."""
+    import pandas as pd
+
+    _frame(tmp_path / "a.fits", seed=5)
+    medians = {}
+    for r50 in (0.3, 1.5):
+        cat = tmp_path / f"cat{r50}.csv"
+        pd.DataFrame({"ref_id": [1, 2], "x": [10.0, 20.0], "y": [10.0, 20.0], "r50": [r50, r50],
+                      "sersic_n": [1.0, 1.0], "q": [0.8, 0.8], "pa": [0.0, 0.0], "i_auto": [21.0, 21.0]}).to_csv(cat, index=False)
+        out = tmp_path / f"out{r50}"
+        assert main(["inject", "--frames", str(tmp_path / "a.fits"), "--out", str(out), "--methods", "aperture",
+                     "--populations", "sersic", "--n-galaxies", "6", "--n-place", "1", "--snr-range", "50", "50.001",
+                     "--catalog", str(cat), "-q"]) == 0
+        medians[r50] = float(pd.read_parquet(out / "injection_table.parquet")["true_flux"].median())
+    assert medians[1.5] > 2.0 * medians[0.3]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from lumos_ops.cli._survey_option import add_survey_option
 from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.lumos.weights import shipped_models_help
 
@@ -24,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Injection-recovery (docs/likelihood.md): GalSim galaxies (Sersic, bulge+disk+knots, blended "
                     "pairs) added to real frames whose headers are mapped as a user would, measured through "
                     "read_exposure -> measure_exposure, scored per bin of true SNR and true flux, with co-adds of "
-                    "2, 5 and 10 placements. Writes injection_report.json, injection_report.png and the table.",
+                    "2, 5 and 10 placements. Writes injection_report.json, injection_report.png and the table. "
+                    "With --survey (or $LUMOS_SURVEY) the frames are that survey's exposures and keep their own "
+                    "headers: band, gain, exposure time and PSF are read through its header mapping, and its "
+                    "error floors and flux correction apply, exactly as `lumos measure --survey` reads them.",
     )
     p.add_argument("--frames", nargs="+", help="real FITS frames (.fits, .fits.bz2, .fits.gz); required unless --rescore")
     p.add_argument("--out", required=True, help="output directory")
@@ -39,20 +43,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-place", type=int, default=10, help="placements (exposures) of each galaxy")
     p.add_argument("--snr-range", type=float, nargs=2, default=(1.0, 150.0), metavar=("LOW", "HIGH"),
                    help="true SNR range, log-uniform")
-    p.add_argument("--noise-ratio", type=float, default=1.0,
-                   help="frame pixel noise / the model's training pixel noise (sets EXPTIME)")
+    p.add_argument("--noise-ratio", type=float, default=None,
+                   help="frame pixel noise / the model's training pixel noise (sets EXPTIME; default 1; not with "
+                        "--survey, where the header's exposure time holds)")
     psf = p.add_mutually_exclusive_group()
     psf.add_argument("--psf-fwhm", type=float, default=None,
                      help="PSF FWHM in pixels for every frame (default: the second-moment width of each frame's "
-                          "most compact sources, which counts the pixel and the wings)")
+                          "most compact sources, which counts the pixel and the wings; not with --survey, whose header "
+                          "mapping gives it)")
     psf.add_argument("--psf-from-stars", action="store_true",
                      help="PSF FWHM of each frame: the Moffat FWHM fitted to its own stars (photometry.psf_stars), "
-                          "as a survey file's from_stars gives it")
+                          "as a survey file's from_stars gives it (not with --survey: set from_stars in its file)")
     p.add_argument("--psf-profile", choices=["kolmogorov", "moffat", "stars"], default="kolmogorov",
                    help="PSF of the injected galaxies (default kolmogorov at the frame's FWHM; moffat: the measurement's "
                         "own model, with the frame's beta where its survey reads one; stars: the frame's effective PSF "
                         "built from its own stars)")
-    p.add_argument("--band", default="NB685", help="FILTER written into the frames (a band the model knows)")
+    p.add_argument("--band", default=None,
+                   help="FILTER written into the frames (a band the model knows; default NB685; not with --survey, "
+                        "where each frame's own band holds)")
+    p.add_argument("--catalog", default=None,
+                   help="catalogue (CSV or Parquet, the measure contract) whose r50, sersic_n and q the injected "
+                        "galaxies' shapes are drawn from (default: fixed ranges, r50 0.3-1.5 arcsec, n 0.5-4, q 0.3-1)")
     p.add_argument("--spacing", type=int, default=INJECTION_SEPARATION_PX,
                    help=f"least distance (pixels) between injected galaxies in one frame realisation (default "
                         f"{INJECTION_SEPARATION_PX}: no injected light in another target's annulus; closer, faint fluxes read low)")
@@ -61,7 +72,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "lower it for a small or crowded frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
+    add_survey_option(p)
     p.set_defaults(func=inject_command)
+
+
+_MAPPING_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("band", "--band"), ("noise_ratio", "--noise-ratio"), ("psf_fwhm", "--psf-fwhm"), ("psf_from_stars", "--psf-from-stars"),
+)
+
+
+def _survey_file(args: argparse.Namespace) -> str | None:
+    """The survey file the frames belong to (``--survey``, else ``$LUMOS_SURVEY``), or None: map them
+    as PAUS exposures. Options that only the mapping uses are refused with one."""
+    import os
+
+    from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.survey import SURVEY_ENV
+
+    chosen = args.survey or os.environ.get(SURVEY_ENV) or None
+    if chosen is None:
+        return None
+    given = [flag for key, flag in _MAPPING_OPTIONS if getattr(args, key) not in (None, False)]
+    if given:
+        source = "--survey" if args.survey else f"${SURVEY_ENV}"
+        raise LumosValueError(f"lumos inject: {', '.join(given)} map frames without a survey; with {source} {chosen} "
+                              "each frame's header gives them (drop the option, or unset the survey)")
+    return chosen
 
 
 def _model_record(model: str | None) -> dict[str, str]:
@@ -83,27 +119,39 @@ def inject_command(args: argparse.Namespace) -> int:
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
     from lumos_ops.evaluation.injection_report import score_injection
     from lumos_ops.exceptions import LumosValueError
+    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.survey import resolve_survey, use_survey
 
     out = Path(args.out)
     if args.rescore:
         return _rescore(out)
     if not args.frames:
         raise LumosValueError("lumos inject: give --frames (or --rescore with the --out of an earlier run)")
+    survey_file = _survey_file(args)
+    survey = None if survey_file is None else resolve_survey(survey_file)
+    shapes = None if args.catalog is None else read_catalog(args.catalog)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
     tables = []
-    for k, population in enumerate(args.populations):
-        config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
-                                 snr_range=tuple(args.snr_range), noise_ratio=args.noise_ratio, band=args.band,
-                                 psf_profile=args.psf_profile, psf_from_stars=args.psf_from_stars, spacing=args.spacing,
-                                 min_clearance=args.min_clearance, seed=args.seed * 1000 + k)
-        if not args.quiet:
-            print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
-        tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf))
+    with use_survey(survey):
+        for k, population in enumerate(args.populations):
+            config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
+                                     snr_range=tuple(args.snr_range),
+                                     noise_ratio=1.0 if args.noise_ratio is None else args.noise_ratio,
+                                     band=args.band or "NB685", psf_profile=args.psf_profile,
+                                     psf_from_stars=args.psf_from_stars, spacing=args.spacing,
+                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k)
+            if not args.quiet:
+                print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
+            tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
+                                        keep_headers=survey is not None, shapes=shapes))
     table = pd.concat(tables, ignore_index=True)
     report = score_injection(table)
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None
     report["config"] = {k: v for k, v in vars(args).items() if k != "func"}
+    report["survey"] = None if survey is None else {"file": survey_file, "name": survey.name,
+                                                    "psf_flux_correction": survey.psf_flux_correction,
+                                                    "flux_error_floor": survey.flux_error_floor}
     report["model"] = _model_record(args.model) if "lumos" in args.methods else None
     table.to_parquet(out / TABLE, index=False)
     _write_report(out, report)
@@ -164,7 +212,7 @@ def _rescore(out) -> int:
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{report_path}: not JSON ({exc}); rerun `lumos inject` to remake it") from None
     report = score_injection(pd.read_parquet(table_path))
-    for key in ("command", "config", "model"):
+    for key in ("command", "config", "model", "survey"):
         report[key] = old.get(key)
     report["rescored"] = [*old.get("rescored", []), {"at": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"), "lumos_ops": __version__}]
