@@ -61,7 +61,9 @@ def _frame(tmp_path: Path, beta: float, seed: int = 0, n_stars: int = 36, draw_t
         add(galsim.Convolve(galaxy.shear(q=row.q, beta=row.pa * galsim.degrees), psf), row.x, row.y)
     star_grid = grid[:-1] + 75.0
     sx, sy = (g.ravel()[:n_stars] for g in np.meshgrid(star_grid, star_grid))
-    for x, y in zip(sx + rng.uniform(-0.5, 0.5, sx.size), sy + rng.uniform(-0.5, 0.5, sy.size)):
+    sx, sy = sx + rng.uniform(-0.5, 0.5, sx.size), sy + rng.uniform(-0.5, 0.5, sy.size)
+    catalog.attrs["stars"] = (sx.tolist(), sy.tolist())
+    for x, y in zip(sx, sy):
         add(psf.withFlux(float(rng.uniform(3e3, 2e4))), x, y)
     image = (rng.poisson((light + SKY) * EXPTIME) / EXPTIME).astype(np.float64)
     header = {"EXPTIME": EXPTIME, "FILTER": "NB685", "PSFFWHM": FWHM_ARCSEC, "PSFBETA": 3.5, "GAIN": GAIN}
@@ -166,3 +168,32 @@ def test_a_correction_is_applied_only_when_measured_and_significant():
     flat = _ratio("optimal", rng.normal(1.0005, 0.015, 120), min_galaxies=30, seed=0)
     assert not flat.reliable and flat.factor == 1.0 and 0.0005 < flat.ratio_err < 0.005
     assert FluxCorrection.identity("aperture").factor == 1.0
+
+
+@pytest.mark.slow
+def test_stars_catalogued_as_point_sources_still_give_the_psf(tmp_path):
+    """A catalogue that lists the field's stars as targets: those whose r50 is unresolved on the
+    exposure (at most a tenth of its FWHM) stay among the PSF's stars, and the correction they give is
+    the one of the same frame with its stars left out of the catalogue; catalogued as resolved, they are
+    left out and there is none."""
+    from lumos_ops.flux_correction import POINT_SOURCE_FWHM_FRACTION, resolved_targets
+
+    exposure, catalog, _ = _frame(tmp_path, beta=2.5, seed=3)
+    sx, sy = catalog.attrs["stars"]
+    methods = {"optimal": get_method("optimal")}
+    x, y = target_pixels(catalog, exposure.wcs)
+    alone = measure_flux_corrections(exposure, catalog, x, y, methods)["optimal"]
+    point = POINT_SOURCE_FWHM_FRACTION * FWHM_ARCSEC
+    for r50, kept in ((point, True), (3 * point, False)):
+        stars = catalog.iloc[: len(sx)].copy()
+        stars["ref_id"] = np.arange(len(sx)) + 10_000
+        stars["x"], stars["y"], stars["r50"] = sx, sy, r50
+        listed = pd.concat([catalog, stars], ignore_index=True)
+        assert resolved_targets(listed, FWHM_ARCSEC).sum() == len(catalog) + (0 if kept else len(sx))
+        lx, ly = target_pixels(listed, exposure.wcs)
+        correction = measure_flux_corrections(exposure, listed, lx, ly, methods)["optimal"]
+        if kept:
+            assert correction.star_psf and correction.factor != 1.0
+            assert correction.ratio == pytest.approx(alone.ratio, abs=0.01)
+        else:
+            assert not correction.star_psf and correction.factor == 1.0

@@ -15,15 +15,17 @@ aperture correction measured on each exposure's stars; this is its counterpart f
 1. builds the exposure's effective PSF from its stars (:func:`lumos_ops.evaluation.star_psf.star_psf`,
    the PSF the injections of ``lumos adapt`` and TEAHUPOO draw galaxies with), leaving out every peak
    within 3 px of a catalogue target: the targets are galaxies, and on an undersampled frame a compact
-   one sits on the stellar locus and widens the stack. An exposure with too few stars gets no
-   correction (a warning names it); so does every exposure of a catalogue that lists its stars as
-   targets: the stars a PSF is built from are the frame's peaks that the catalogue does not measure;
+   one sits on the stellar locus and widens the stack. A target catalogued as unresolved on the
+   exposure (``r50`` at most :data:`POINT_SOURCE_FWHM_FRACTION` of the PSF FWHM: a star, or a
+   galaxy no survey could tell from one) is not left out: a catalogue that lists the field's stars
+   as targets keeps them for its PSF. The stellar locus still decides what a star is. An exposure
+   with too few stars gets no correction (a warning names it);
 2. chooses blank-sky positions as the error calibration does
    (:func:`lumos_ops.noise_calibration.blank_sky_positions`: clear of the frame's detected sources
    and of every catalogue target), one stamp side apart so that no injected galaxy reaches
    another's stamp or background, in up to :data:`MAX_ROUNDS` rounds of positions on copies of the
    exposure until ``n_galaxies`` are placed;
-3. gives each position the shape of a random catalogue row and a flux of true SNR drawn
+3. gives each position the shape of a random resolved catalogue row and a flux of true SNR drawn
    log-uniformly in :data:`CORRECTION_SNR_RANGE` (over the white-noise matched-filter error
    ``sigma_pix sqrt(A)``), draws the galaxy with the star PSF (GalSim), adds it with its Poisson
    noise to the exposure's real pixels, and measures every position through the run's own method
@@ -63,8 +65,9 @@ if TYPE_CHECKING:
     from lumos_ops.io.exposure import Exposure
     from lumos_ops.measure import MeasureMethod
 
-__all__ = ["CORRECTION_SNR_RANGE", "MIN_CORRECTION_GALAXIES", "MAX_CORRECTION", "MAX_ROUNDS", "FluxCorrection",
-           "measure_flux_corrections", "apply_flux_correction", "describe"]
+__all__ = ["CORRECTION_SNR_RANGE", "MIN_CORRECTION_GALAXIES", "MAX_CORRECTION", "MAX_ROUNDS",
+           "POINT_SOURCE_FWHM_FRACTION", "FluxCorrection", "measure_flux_corrections", "apply_flux_correction",
+           "describe", "resolved_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ MAX_CORRECTION: float = 0.1
 """Largest correction applied, ``|ratio - 1|``: a PSF model that misreads galaxies by more is not a
 model to correct but a wrong PSF, most often an "ePSF" stacked from compact galaxies on an exposure
 with too few stars (a warning names the exposure; nothing is corrected)."""
+
+POINT_SOURCE_FWHM_FRACTION: float = 0.1
+"""A catalogue target whose ``r50`` (arcsec) is at most this fraction of the exposure's PSF FWHM
+(arcsec) is unresolved there: convolved with the PSF its width is the PSF's to about 2 %, less than
+the spread of a stellar locus (5-10 % on real frames), so it may join the stars the PSF is built from."""
 
 MAX_ROUNDS: int = 8
 """Most copies of the exposure the galaxies are spread over (a small frame holds few positions one
@@ -159,6 +167,13 @@ def _inject(data: np.ndarray, images: np.ndarray, x: np.ndarray, y: np.ndarray, 
     return out.astype(data.dtype, copy=False)
 
 
+def resolved_targets(catalog: pd.DataFrame, psf_fwhm: float) -> np.ndarray:
+    """Boolean mask of the catalogue rows that are resolved on an exposure of PSF FWHM ``psf_fwhm``
+    (arcsec): ``r50`` (arcsec) above :data:`POINT_SOURCE_FWHM_FRACTION` of it, or not finite."""
+    r50 = pd.to_numeric(catalog["r50"], errors="coerce").to_numpy(np.float64)
+    return ~(r50 <= POINT_SOURCE_FWHM_FRACTION * psf_fwhm)
+
+
 def measure_flux_corrections(
     exposure: Exposure,
     catalog: pd.DataFrame,
@@ -215,11 +230,16 @@ def measure_flux_corrections(
     if n_galaxies < 1 or not (0 < snr_range[0] < snr_range[1]):
         raise LumosValueError(f"n_galaxies must be >= 1 and snr_range (lo, hi) with 0 < lo < hi, got {n_galaxies}, {snr_range}")
     if psf is None:
-        psf = exposure_star_psf(exposure.data, exposure.path, exclude=(x, y))
+        resolved = resolved_targets(catalog, float(exposure.psf_fwhm))
+        psf = exposure_star_psf(exposure.data, exposure.path,
+                                exclude=(np.asarray(x)[resolved], np.asarray(y)[resolved]))
         if psf is None:
             log.warning("%s: no flux correction (too few stars for its PSF)", exposure.path)
             return {name: FluxCorrection.identity(name) for name in methods}
     shapes, (tx, ty, tr50), clearance = position_setup(exposure, catalog, x, y)
+    galaxies = resolved_targets(shapes, float(exposure.psf_fwhm))
+    if galaxies.any():  # the injected galaxies take the shapes of the catalogue's galaxies, not its stars'
+        shapes = shapes[galaxies]
     mask = _frame_detections(exposure)
     sky = robust_sigma(exposure.data[np.isfinite(exposure.data)])[1]
     rng = np.random.default_rng([seed, 13])
