@@ -1,0 +1,33 @@
+"""Per-exposure fixed-truth rows (bias, pull sigma68, coverage68 by true SNR) and the targets of the
+runs of ``run.py``: ``python summarise.py OUT`` prints a Markdown table per run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+METHODS = ("lumos", "optimal", "aperture")
+
+
+def main(out: Path) -> None:
+    for path in sorted(out.glob("*.json")):
+        report = json.loads(path.read_text())
+        print(f"**{path.stem}**\n")
+        print("| method | true SNR | n | bias | pull σ68 | coverage68 |")
+        print("|---|---|---|---|---|---|")
+        for method in METHODS:
+            for row in report["populations"]["sersic"]["methods"][method]["by_true_snr"]:
+                if row["lo"] is None or row["lo"] < 1.0:
+                    continue
+                hi = "" if row["hi"] > 1e5 else f"{row['hi']:g}"
+                print(f"| {method} | {row['lo']:g}–{hi} | {row['n']} | {row['bias']:+.3f} | "
+                      f"{row['pull_sigma68']:.2f} | {row['coverage68']:.2f} |")
+        print("\n| target | value | met |\n|---|---|---|")
+        for row in report["targets"]:
+            print(f"| {row['target']} | {row['value']:.3f} | {'yes' if row['met'] else 'no'} |")
+        print()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
