@@ -179,3 +179,21 @@ def test_inject_draws_the_galaxies_shapes_from_a_catalogue(tmp_path):
                      "--catalog", str(cat), "-q"]) == 0
         medians[r50] = float(pd.read_parquet(out / "injection_table.parquet")["true_flux"].median())
     assert medians[1.5] > 2.0 * medians[0.3]
+
+
+def test_inject_can_measure_with_the_psf_flux_correction(tmp_path):
+    """``--psf-flux-correction`` turns the survey's correction on (here the built-in PAUS mapping's,
+    off by default): every row carries the factor it was measured with (1 on this frame, whose six
+    stars are too few for a PSF); without it the column is absent."""
+    import pandas as pd
+
+    _frame(tmp_path / "a.fits", seed=6)
+    args = ["inject", "--frames", str(tmp_path / "a.fits"), "--methods", "aperture", "--populations", "sersic",
+            "--n-galaxies", "4", "--n-place", "1", "--snr-range", "50", "100", "-q"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "fc"), "--psf-flux-correction"]) == 0
+    assert "flux_correction" not in pd.read_parquet(tmp_path / "plain" / "injection_table.parquet")
+    corrected = pd.read_parquet(tmp_path / "fc" / "injection_table.parquet")
+    assert (corrected["flux_correction"] == 1.0).all()
+    report = json.loads((tmp_path / "fc" / "injection_report.json").read_text())
+    assert report["survey"]["psf_flux_correction"] is True and report["survey"]["file"] is None

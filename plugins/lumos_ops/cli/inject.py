@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-clearance", type=float, default=10.0,
                    help="smallest distance (pixels) of an injected galaxy from the frame's own detected sources; "
                         "lower it for a small or crowded frame")
+    p.add_argument("--psf-flux-correction", action="store_true",
+                   help="measure with each exposure's PSF flux correction (docs/likelihood.md §14), whatever the "
+                        "survey says; galaxies drawn with another PSF than the frame's stars' (the kolmogorov "
+                        "default) are then moved by the difference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     add_survey_option(p)
@@ -112,6 +116,7 @@ def inject_command(args: argparse.Namespace) -> int:
     """Body of ``lumos inject``; prints the targets table: measured against the true flux, then
     (where scored) against ``model_flux``, the flux the catalogue model reads from the noiseless
     galaxy (docs/likelihood.md §4)."""
+    import dataclasses
     from pathlib import Path
 
     import pandas as pd
@@ -120,7 +125,7 @@ def inject_command(args: argparse.Namespace) -> int:
     from lumos_ops.evaluation.injection_report import score_injection
     from lumos_ops.exceptions import LumosValueError
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.survey import resolve_survey, use_survey
+    from lumos_ops.survey import paus_survey, resolve_survey, use_survey
 
     out = Path(args.out)
     if args.rescore:
@@ -129,6 +134,8 @@ def inject_command(args: argparse.Namespace) -> int:
         raise LumosValueError("lumos inject: give --frames (or --rescore with the --out of an earlier run)")
     survey_file = _survey_file(args)
     survey = None if survey_file is None else resolve_survey(survey_file)
+    if args.psf_flux_correction:
+        survey = dataclasses.replace(survey or paus_survey(), psf_flux_correction=True)
     shapes = None if args.catalog is None else read_catalog(args.catalog)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
@@ -144,7 +151,7 @@ def inject_command(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
             tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
-                                        keep_headers=survey is not None, shapes=shapes))
+                                        keep_headers=survey_file is not None, shapes=shapes))
     table = pd.concat(tables, ignore_index=True)
     report = score_injection(table)
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None
