@@ -1,6 +1,7 @@
 """One PAUS CCD (4096 x 2048 px, 2,500 catalogue targets) measured with the four methods: CPU time per step.
 
-Run as ``.venv/bin/python benchmarks/bench_ccd.py [--n 2500] [--repeat 3] [--no-lumos] [--no-sep] [--no-neighbours]``.
+Run as ``.venv/bin/python benchmarks/bench_ccd.py [--n 2500] [--repeat 3] [--no-lumos] [--no-sep] [--no-neighbours]
+[--flux-correction]``.
 
 The machine is shared, so every figure is **CPU time** of this process (``time.process_time``) on
 one thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``), the minimum over
@@ -21,6 +22,10 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
   (``photometry.neighbours``: ``fit_neighbours``, ``NeighbourFit.clean``);
 * ``aperture``, ``optimal``, ``modelfit``, ``lumos``: each method's ``measure``;
 * ``calibration``: ``calibrate_noise`` (blank-sky positions, their stamps, models and every method);
+* ``flux correction`` (``--flux-correction`` only): ``measure_flux_corrections``, the star PSF
+  stack and 150 GalSim galaxies measured by every method (docs/likelihood.md §14). The CCD then
+  also holds ``--stars`` bright stars (i = 17-19), catalogued as unresolved targets (``r50``
+  0.02 arcsec), as a catalogue that lists its field's stars has them;
 * ``apply errors``: ``apply_error_scale`` of every method and chunk;
 * ``other``: the rest of ``measure_exposure`` (routing, concatenating the long table).
 
@@ -55,6 +60,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import lumos_ops.flux_correction as flux_correction_module  # noqa: E402
 import lumos_ops.measure as measure_module  # noqa: E402
 import lumos_ops.noise_calibration as calibration_module  # noqa: E402
 import lumos_ops.photometry.frame_sources as frame_sources_module  # noqa: E402
@@ -67,7 +73,7 @@ from lumos_ops.io.exposure import read_exposure  # noqa: E402
 
 METHODS = ("aperture", "optimal", "modelfit", "lumos")
 STEPS = ("read", "stamps", "render", "detection", "wing light", "neighbours", "wide stamps", "background", *METHODS, "calibration",
-         "apply errors", "other")
+         "flux correction", "apply errors", "other")
 TARGET_S = 3.0
 
 
@@ -129,6 +135,8 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
         (neighbours_module.NeighbourFit, "clean", timer.wrap("neighbours", neighbours_module.NeighbourFit.clean)),
         (calibration_module, "calibrate_noise", timer.wrap("calibration", calibration_module.calibrate_noise, absorb=True)),
         (calibration_module, "apply_error_scale", timer.wrap("apply errors", calibration_module.apply_error_scale)),
+        (flux_correction_module, "measure_flux_corrections",
+         timer.wrap("flux correction", flux_correction_module.measure_flux_corrections, absorb=True)),
         (context_cls, "photometry_inputs", timed_prop),
     ]
     saved = [(obj, attr, obj.__dict__[attr] if isinstance(obj, type) else getattr(obj, attr)) for obj, attr, _ in patches]
@@ -141,8 +149,20 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
             setattr(obj, attr, value)
 
 
+def with_stars(catalog: Any, n: int, *, shape: tuple[int, int], seed: int) -> Any:
+    """``catalog`` plus ``n`` bright stars (i = 17-19 AB mag) at random positions, catalogued as
+    unresolved targets (``r50`` 0.02 arcsec, round), which the flux correction's PSF stack may use."""
+    import pandas as pd
+
+    rng = np.random.default_rng([seed, 7])
+    stars = pd.DataFrame({"ref_id": np.arange(n) + int(catalog["ref_id"].max()) + 1,
+                          "x": rng.uniform(50, shape[1] - 50, n), "y": rng.uniform(50, shape[0] - 50, n),
+                          "r50": 0.02, "sersic_n": 1.0, "q": 1.0, "pa": 0.0, "i_auto": rng.uniform(17.0, 19.0, n)})
+    return pd.concat([catalog, stars[[c for c in catalog.columns if c in stars.columns]]], ignore_index=True)
+
+
 def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[str, Any],
-            neighbours: bool = True) -> tuple[dict[str, float], Any]:
+            neighbours: bool = True, flux_correction: bool = False) -> tuple[dict[str, float], Any]:
     """One timed ``read_exposure`` + ``measure_exposure``; CPU seconds per step and the result table."""
     timer = StepTimer()
     start = time.process_time()
@@ -150,7 +170,8 @@ def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[s
     timer.seconds["read"] = time.process_time() - start
     with instrumented(timer, instances):
         start = time.process_time()
-        table = measure_module.measure_exposure(exposure, catalog, methods=list(methods), neighbours=neighbours)
+        table = measure_module.measure_exposure(exposure, catalog, methods=list(methods), neighbours=neighbours,
+                                                flux_correction=flux_correction)
         job = time.process_time() - start
     seconds = dict(timer.seconds)
     seconds["other"] = job - sum(v for k, v in seconds.items() if k != "read")
@@ -228,6 +249,10 @@ def main() -> None:
     parser.add_argument("--no-sep", action="store_true", help="skip the sep comparison")
     parser.add_argument("--no-neighbours", action="store_true",
                         help="measure without the joint fit of catalogued neighbours (docs/neighbours.md)")
+    parser.add_argument("--flux-correction", action="store_true",
+                        help="measure with the per-exposure PSF flux correction (docs/likelihood.md §14)")
+    parser.add_argument("--stars", type=int, default=60,
+                        help="bright stars added to the CCD and its catalogue with --flux-correction (default 60)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.getLogger("lumos_ops").setLevel(logging.ERROR)  # the CCD is larger than LUMOS's training CCD
@@ -236,6 +261,8 @@ def main() -> None:
           f"(torch threads {torch.get_num_threads()}, OMP/MKL/OPENBLAS 1); min of {args.repeat} runs")
     shape = CCD_SHAPE
     catalog = random_catalog(args.n, shape=shape, margin=0.0, seed=args.seed)
+    if args.flux_correction:
+        catalog = with_stars(catalog, args.stars, shape=shape, seed=args.seed)
     flux = 10 ** (-0.4 * (catalog["i_auto"].to_numpy() - 25.0))
     with tempfile.TemporaryDirectory() as tmp:
         path = synthetic_exposure(catalog, flux, shape=shape, seed=args.seed + 1).write(os.path.join(tmp, "ccd.fits"))
@@ -248,11 +275,14 @@ def main() -> None:
         warm_up = time.process_time() - start
         runs = []
         for _ in range(args.repeat):
-            seconds, table = run_job(path, catalog, methods, instances, neighbours=not args.no_neighbours)
+            seconds, table = run_job(path, catalog, methods, instances, neighbours=not args.no_neighbours,
+                                     flux_correction=args.flux_correction)
             runs.append(seconds)
         best = {step: min(r.get(step, 0.0) for r in runs) for step in (*STEPS, "total")}
         n_on = int((table["method"] == methods[0]).sum())
-        print(f"\nCCD {shape[0]} x {shape[1]} px, {args.n} targets ({n_on} rows per method), methods: {', '.join(methods)}")
+        stars = f" + {args.stars} catalogued stars, flux correction on" if args.flux_correction else ""
+        print(f"\nCCD {shape[0]} x {shape[1]} px, {args.n} targets{stars} ({n_on} rows per method), methods: "
+              f"{', '.join(methods)}")
         print(f"{'step':<14} {'CPU s':>8} {'targets/s':>10}")
         print("-" * 34)
         for step in STEPS:
