@@ -140,14 +140,13 @@ def inject_command(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
     tables = []
+    mapping = {key: value for key, value in (("band", args.band), ("noise_ratio", args.noise_ratio)) if value is not None}
     with use_survey(survey):
         for k, population in enumerate(args.populations):
             config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
-                                     snr_range=tuple(args.snr_range),
-                                     noise_ratio=1.0 if args.noise_ratio is None else args.noise_ratio,
-                                     band=args.band or "NB685", psf_profile=args.psf_profile,
+                                     snr_range=tuple(args.snr_range), psf_profile=args.psf_profile,
                                      psf_from_stars=args.psf_from_stars, spacing=args.spacing,
-                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k)
+                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k, **mapping)
             if not args.quiet:
                 print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
             tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
