@@ -1,5 +1,6 @@
 """Per-exposure fixed-truth rows (bias, pull sigma68, coverage68 by true SNR) and the targets of the
-runs of ``run.py``: ``python summarise.py OUT`` prints a Markdown table per run."""
+``injection_report.json`` files of a directory (one population each): ``python summarise.py DIR``
+prints a Markdown table per report."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ METHODS = ("lumos", "optimal", "aperture")
 def main(out: Path) -> None:
     for path in sorted(out.glob("*.json")):
         report = json.loads(path.read_text())
-        print(f"**{path.stem}**\n")
+        print(f"**{path.stem}** ({next(iter(report['populations']))})\n")
         print("| method | true SNR | n | bias | pull σ68 | coverage68 |")
         print("|---|---|---|---|---|---|")
+        population = next(iter(report["populations"]))
         for method in METHODS:
-            for row in report["populations"]["sersic"]["methods"][method]["by_true_snr"]:
+            for row in report["populations"][population]["methods"][method]["by_true_snr"]:
                 if row["lo"] is None or row["lo"] < 1.0:
                     continue
                 hi = "" if row["hi"] > 1e5 else f"{row['hi']:g}"
