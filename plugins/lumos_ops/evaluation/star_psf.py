@@ -118,12 +118,10 @@ def star_psf(data: np.ndarray, *, label: str | os.PathLike[str] = "frame", min_s
     """
     from photutils.psf import EPSFBuilder, EPSFStars
 
-    from lumos_ops.noise_calibration import robust_sigma, subtract_sky
-    from lumos_ops.photometry.psf_stars import fit_stars, stellar_locus
+    from lumos_ops.photometry.psf_stars import fit_stars, flatten_frame, stellar_locus
 
-    flat = subtract_sky(np.nan_to_num(np.asarray(data, dtype=np.float64)))
-    flat = flat - robust_sigma(flat)[0]
-    fits = fit_stars(flat)
+    flat, sigma = flatten_frame(np.nan_to_num(np.asarray(data, dtype=np.float64)))
+    fits = fit_stars(data, flat=(flat, sigma))
     if exclude is not None and len(fits):
         from scipy.spatial import cKDTree
 
@@ -142,7 +140,7 @@ def star_psf(data: np.ndarray, *, label: str | os.PathLike[str] = "frame", min_s
         oversampling = next(n for least, n in OVERSAMPLING if fwhm >= least)
     radius = max(MIN_CORE_PX, CORE_FWHM * fwhm)
     stars = fits[on]
-    cutouts = _star_cutouts(flat, stars["x"].to_numpy(), stars["y"].to_numpy(), radius=radius)
+    cutouts = _star_cutouts(flat, sigma, stars["x"].to_numpy(), stars["y"].to_numpy(), radius=radius)
     if len(cutouts) < min_stars:
         raise LumosValueError(f"{os.fspath(label)}: {len(cutouts)} of its {n_stars} locus stars lie a PSF box inside "
                               f"the frame, fewer than the {min_stars} an empirical PSF needs; inject with psf_profile "
@@ -166,17 +164,15 @@ def star_psf(data: np.ndarray, *, label: str | os.PathLike[str] = "frame", min_s
     return StarPsfImage(image=image / total, oversampling=oversampling, fwhm_px=float(fwhm), n_stars=n_stars)
 
 
-def _star_cutouts(flat: np.ndarray, x: np.ndarray, y: np.ndarray, *, radius: float) -> list:
+def _star_cutouts(flat: np.ndarray, sigma: float, x: np.ndarray, y: np.ndarray, *, radius: float) -> list:
     """photutils ``EPSFStar`` boxes around each star (0-based pixel centres) inside the frame, with
-    zero weight on the pixels of every other source in the box (the connected regions 5 robust
-    sigma above the sky, grown by 2 px, that do not hold the star) and less the star's own sky:
-    the median of its box's weighted pixels :data:`SKY_RING_PX` px beyond ``radius`` (pixels)."""
+    zero weight on the pixels of every other source in the box (the connected regions
+    :data:`SOURCE_SIGMA` ``sigma`` (the frame's pixel noise) above the sky, grown by 2 px, that do
+    not hold the star) and less the star's own sky: the median of its box's weighted pixels
+    :data:`SKY_RING_PX` px beyond ``radius`` (pixels)."""
     from photutils.psf import EPSFStar
     from scipy import ndimage
 
-    from lumos_ops.noise_calibration import robust_sigma
-
-    _, sigma = robust_sigma(flat)
     bright = np.nan_to_num(flat, nan=0.0) >= SOURCE_SIGMA * sigma
     labels, _ = ndimage.label(ndimage.binary_dilation(bright, iterations=2))
     out = []

@@ -111,6 +111,25 @@ def _moffat_pixels(size: int, x0: float, y0: float, fwhm: float, beta: float, n_
     return surface.reshape(size, n_sub, size, n_sub).mean(axis=(1, 3))
 
 
+def _moffat_pixels_and_gradient(size: int, x0: float, y0: float, fwhm: float, beta: float,
+                                n_sub: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_moffat_pixels` (size, size) and its derivatives with respect to ``x0``, ``y0`` and
+    ``fwhm`` (3, size, size; per pixel), from the Moffat ``I = (beta - 1) / (pi a^2) (1 + u)^-beta``
+    with ``u = r^2 / a^2`` and ``a`` proportional to ``fwhm``: ``dI/dx0 = 2 beta I (x - x0) / (a^2 (1 + u))``
+    and ``dI/dfwhm = I (2 beta u / (1 + u) - 2) / fwhm``, averaged over each pixel's sub-pixels."""
+    half = size // 2
+    sub = (np.arange(size * n_sub) + 0.5) / n_sub - 0.5 - half
+    dx = sub[None, :] - x0
+    dy = sub[:, None] - y0
+    a = float(psf_scale_radius(PsfKind.MOFFAT, np.float64(fwhm), np.float64(beta)))
+    one_u = 1.0 + (dx**2 + dy**2) / a**2
+    surface = (beta - 1.0) / (np.pi * a**2) * one_u ** (-beta)
+    radial = 2.0 * beta * surface / (a**2 * one_u)
+    stack = np.stack([surface, radial * dx, radial * dy, surface * (2.0 * beta * (1.0 - 1.0 / one_u) - 2.0) / fwhm])
+    pixels = stack.reshape(4, size, n_sub, size, n_sub).mean(axis=(2, 4))
+    return pixels[0], pixels[1:]
+
+
 class StarFit(NamedTuple):
     """One star's Moffat fit: FWHM (px), flux (the cutout's unit times pixels), centre (px from the
     central pixel's centre) and ``beta`` (fitted, or the fixed one)."""
@@ -149,9 +168,15 @@ def fit_star(cut: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA,
             model = _moffat_pixels(size, x0, y0, fwhm, p[5] if free else beta, n_sub)
             return (flux * model + sky - cut).ravel()
 
+        def jacobian(p: np.ndarray, n_sub: int = n_sub) -> np.ndarray:
+            flux, x0, y0, fwhm, _ = p
+            model, gradient = _moffat_pixels_and_gradient(size, x0, y0, fwhm, float(beta), n_sub)
+            return np.column_stack([model.ravel(), flux * gradient.reshape(3, -1).T, np.ones(model.size)])
+
         try:
-            fit = optimize.least_squares(residual, start, bounds=(lo, hi), loss="soft_l1",
-                                         f_scale=max(float(np.nanstd(cut[[0, -1], :])), 1e-12), x_scale="jac")
+            fit = optimize.least_squares(residual, start, jac="2-point" if free else jacobian, bounds=(lo, hi),
+                                         loss="soft_l1", f_scale=max(float(np.nanstd(cut[[0, -1], :])), 1e-12),
+                                         x_scale="jac")
         except (ValueError, np.linalg.LinAlgError):
             return None
         if _sub_pixels(fit.x[3]) <= n_sub:
@@ -166,20 +191,28 @@ def fit_star(cut: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA,
     return StarFit(float(fwhm), float(flux), float(x0), float(y0), fitted_beta)
 
 
+def flatten_frame(data: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame less its coarse sky and the remaining median (:func:`lumos_ops.noise_calibration.subtract_sky`,
+    then :func:`~lumos_ops.noise_calibration.robust_sigma`), and its pixel noise (robust sigma, the
+    frame's unit): what :func:`fit_stars` fits, computed once for a caller that also cuts the stars out."""
+    from lumos_ops.noise_calibration import robust_sigma, subtract_sky
+
+    img = subtract_sky(np.asarray(data, dtype=np.float64))
+    med, sigma = robust_sigma(img)
+    return img - med, sigma
+
+
 def fit_stars(data: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA, min_snr: float = 30.0, radius: int = 7,
-              max_stars: int = 100) -> pd.DataFrame:
+              max_stars: int = 100, flat: tuple[np.ndarray, float] | None = None) -> pd.DataFrame:
     """Moffat fits (:func:`fit_star`; ``beta`` None fits it) of a frame's bright isolated peaks (the
     ``max_stars`` brightest of :func:`bright_compact_peaks`, after the frame's coarse sky is subtracted).
+    ``flat``: :func:`flatten_frame` of ``data`` when the caller has it (``data`` is then not read).
 
     Returns one row per successful fit of FWHM >= 0.6 px: ``x``, ``y`` (pixels, sub-pixel centre,
     0-based frame coordinates), ``fwhm_px``, ``flux`` (the frame's unit times pixels), ``beta``.
     Galaxies and stars alike: :func:`stellar_locus` tells them apart.
     """
-    from lumos_ops.noise_calibration import robust_sigma, subtract_sky
-
-    img = subtract_sky(np.asarray(data, dtype=np.float64))
-    med, sigma = robust_sigma(img)
-    img = img - med
+    img, sigma = flatten_frame(data) if flat is None else flat
     peaks = bright_compact_peaks(img, sigma, min_snr=min_snr, radius=radius) if sigma > 0 else np.zeros((0, 2), int)
     if len(peaks) > max_stars:
         peaks = peaks[np.argsort(img[peaks[:, 0], peaks[:, 1]])[::-1][:max_stars]]
