@@ -34,8 +34,12 @@ def test_inject_report_records_the_resolved_model(tmp_path, capsys):
                                "sha256": load_checkpoint(path).sha256}
     assert (out / "injection_report.png").is_file() and (out / "injection_table.parquet").is_file()
     bias = [r for r in report["targets"] if r["target"].startswith("per exposure, true SNR >= 5: |bias|")][0]
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.endswith(bias["target"])][0]
-    assert printed.split()[2:4] == [f"{bias['value']:.3f}", f"{bias['value_vs_model_flux']:.3f}"]
+    printed = [line for line in capsys.readouterr().out.splitlines() if bias["target"] in line][0]
+    error = [] if bias["error"] is None else ["±", f"{bias['error']:.3f}"]
+    expected = [f"{bias['value']:.3f}", *error, f"{bias['value_vs_model_flux']:.3f}"]
+    assert printed.split()[2 : 2 + len(expected)] == expected
+    if not bias["met"] and bias["outside_in_errors"] is not None:
+        assert printed.endswith(f"(missed by {bias['outside_in_errors']:.1f} errors)")
 
     # the run's shared error recorded in a copy of the model it measured with
     copy = tmp_path / "with_shared.pt"

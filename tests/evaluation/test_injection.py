@@ -386,3 +386,32 @@ def test_a_frame_without_measurable_noise_is_refused_by_name(tmp_path):
     fits.PrimaryHDU(data).writeto(tmp_path / "coarse.fits")
     with pytest.raises(LumosValueError, match=r"coarse\.fits: its background pixel noise measures 0"):
         run_injection([tmp_path / "coarse.fits"], InjectionConfig(n_galaxies=2, n_place=1), methods=("aperture",))
+
+
+def test_each_target_says_how_many_errors_a_miss_lies_outside_its_range():
+    """A population whose errors are 1.5x too small misses the pull target by many bootstrap errors;
+    its unbiased fluxes meet the bias target (0 errors outside); the error is the worst bin's."""
+    rng = np.random.default_rng(4)
+    n_gal, n_place, sigma = 600, 10, 1.0
+    truth = 10 ** rng.uniform(0.7, 2.5, n_gal)  # true SNR 5-300
+    flux = truth[:, None] + rng.normal(0.0, sigma, (n_gal, n_place))
+    err = np.full(flux.size, sigma / 1.5)
+    table = pd.DataFrame({
+        "population": "sersic", "method": "lumos", "galaxy": np.repeat(np.arange(n_gal), n_place),
+        "place": np.tile(np.arange(n_place), n_gal), "frame": np.tile(np.arange(n_place) % 4, n_gal).astype(str),
+        "flux": flux.ravel(), "flux_err": err, "true_flux": np.repeat(truth, n_place),
+        "true_snr": np.repeat(truth / sigma, n_place), "crb_err": sigma, "alpha_0": 1.0, "mu_0": flux.ravel(),
+        "sigma_0": err})
+    report = score_injection(table)
+    rows = {t["target"]: t for t in report["targets"]}
+    pull = rows["per exposure, true SNR >= 5: pull sigma68 0.9-1.1 (worst bin)"]
+    bins = [b for b in report["populations"]["sersic"]["methods"]["lumos"]["by_true_snr"]
+            if b["lo"] is not None and b["lo"] >= 5 and b["n"] >= 10]
+    worst = max(bins, key=lambda b: abs(b["pull_sigma68"] - 1.0))
+    assert not pull["met"] and pull["value"] == worst["pull_sigma68"] and pull["error"] == worst["pull_sigma68_err"]
+    assert pull["outside_in_errors"] == pytest.approx((pull["value"] - 1.1) / pull["error"])
+    assert pull["outside_in_errors"] > 3
+    bias = rows["per exposure, true SNR >= 5: |bias| <= 0.03 (worst bin)"]
+    assert bias["met"] and bias["outside_in_errors"] == 0.0 and 0 < bias["error"] < 0.03
+    d_width = rows["D width 0.9-1.1"]  # no bootstrap error: the distance is not given
+    assert np.isnan(d_width["error"]) and (d_width["met"] or np.isnan(d_width["outside_in_errors"]))

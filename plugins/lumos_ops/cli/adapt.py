@@ -91,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def adapt_command(args: argparse.Namespace) -> int:
     """Body of ``lumos adapt``; prints the targets of base and candidate."""
+    from lumos_ops.evaluation.injection_report import missed_by
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.adapt import AdaptConfig, adapt
     from lumos_ops.sim.truth_mismatch import TRUTH_MISMATCH
@@ -158,7 +159,8 @@ def adapt_command(args: argparse.Namespace) -> int:
         b = base.get((row["population"], row["target"]))
         bval = f"{b['value']:8.3f}" if b and b["value"] is not None else f"{'-':>8s}"
         cval = f"{row['value']:8.3f}" if row["value"] is not None else f"{'-':>8s}"
-        print(f"{row['population']:10s} {bval} {cval}  {'MET ' if row['met'] else 'miss'} {row['target']}")
+        print(f"{row['population']:10s} {bval} {cval}  {'MET ' if row['met'] else 'miss'} {row['target']}"
+              f"{missed_by(row)}")
     print(f"report: {result.report_path}")
     return 0
 

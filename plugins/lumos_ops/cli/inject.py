@@ -169,7 +169,7 @@ def _write_report(out, report: dict) -> None:
     shared errors."""
     import numpy as np
 
-    from lumos_ops.evaluation.injection_report import json_clean, plot_injection
+    from lumos_ops.evaluation.injection_report import json_clean, missed_by, plot_injection
 
     tmp = out / (REPORT_JSON + ".tmp")
     tmp.write_text(json.dumps(json_clean(report), indent=2, allow_nan=False))
@@ -178,7 +178,8 @@ def _write_report(out, report: dict) -> None:
     for row in report["targets"]:
         model = row.get("value_vs_model_flux")
         against = f"{model:8.3f}" if model is not None and np.isfinite(model) else " " * 8
-        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f} {against}  {row['target']}")
+        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f}{_pm_row(row)} {against}  "
+              f"{row['target']}{missed_by(row)}")
     for population, entry in report["populations"].items():
         for method, scores in entry["methods"].items():
             floor = scores.get("error_floor")
@@ -239,3 +240,9 @@ def shared_line(population: str, method: str, scores: dict) -> str | None:
     return (f"{population:8s} {method:9s} shared by a galaxy's placements, true SNR "
             f"{shared[0]['lo']:g}-{shared[-1]['hi']:g}: rho " + " / ".join(f"{b['rho']:+.3f}" for b in shared)
             + f" (5-exposure co-adds up to {worst:.2f}x too narrow)")
+
+
+def _pm_row(row: dict) -> str:
+    """`` ± error`` of a target row (3 decimals), blanks of that width when it has none."""
+    error = row.get("error")
+    return f" ± {error:5.3f}" if error is not None and error == error else " " * 8
