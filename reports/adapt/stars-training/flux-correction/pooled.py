@@ -35,8 +35,18 @@ def held_out_table(run: Path, k: int) -> pd.DataFrame:
 def summary(report: dict) -> dict:
     """The targets and the LUMOS 5-exposure co-add bins of a scored injection."""
     coadds = report["populations"]["sersic"]["methods"]["lumos"]["coadds"]
-    return {"targets": [{k: row[k] for k in ("target", "value", "met")} for row in report["targets"]],
+    return {"targets": [{k: row[k] for k in ("target", "value", "met", "error", "outside_in_errors")}
+                        for row in report["targets"]],
             "coadd5_by_true_snr": next((c["by_true_snr"] for c in coadds if c["n"] == 5), [])}
+
+
+def _pm(error: float) -> str:
+    return f" ± {error:.3f}" if error == error else ""
+
+
+def _missed(row: dict) -> str:
+    outside = row["outside_in_errors"]
+    return f" (missed by {outside:.1f} errors)" if outside == outside else " (missed)"
 
 
 def main() -> None:
@@ -50,7 +60,8 @@ def main() -> None:
     for name, entry in scored.items():
         met = sum(row["met"] for row in entry["targets"])
         print(f"{name}: {met} of {len(entry['targets'])} met: "
-              + " | ".join(f"{row['value']:.3f}{'' if row['met'] else ' (missed)'}" for row in entry["targets"]))
+              + " | ".join(f"{row['value']:.3f}{_pm(row['error'])}{'' if row['met'] else _missed(row)}"
+                           for row in entry["targets"]))
         print("  5-exposure co-adds: " + " | ".join(
             f"{b['lo']}: bias {b['bias']:+.3f} ± {b['bias_err'] or float('nan'):.3f}, pull {b['pull_sigma68']:.2f}, "
             f"n {b['n']}" for b in entry["coadd5_by_true_snr"] if b["lo"] is not None))
