@@ -25,9 +25,13 @@ def main(out: Path) -> None:
                 hi = "" if row["hi"] > 1e5 else f"{row['hi']:g}"
                 print(f"| {method} | {row['lo']:g}–{hi} | {row['n']} | {row['bias']:+.3f} | "
                       f"{row['pull_sigma68']:.2f} | {row['coverage68']:.2f} |")
-        print("\n| target | value | met |\n|---|---|---|")
+        print("\n| target | value | met (else: errors outside) |\n|---|---|---|")
         for row in report["targets"]:
-            print(f"| {row['target']} | {row['value']:.3f} | {'yes' if row['met'] else 'no'} |")
+            error = row.get("error")
+            value = f"{row['value']:.3f}" + (f" ± {error:.3f}" if error is not None else "")
+            outside = row.get("outside_in_errors")
+            missed = f"no ({outside:.1f})" if outside is not None else "no"
+            print(f"| {row['target']} | {value} | {'yes' if row['met'] else missed} |")
         print()
 
 
