@@ -133,17 +133,26 @@ def _pooled_with(rows: pd.DataFrame | None, population: str) -> pd.DataFrame | N
     return others if len(others) else None
 
 
-def _d_width(frame: pd.DataFrame) -> float:
+N_BOOT: int = 200
+"""Bootstrap draws of the errors of the D width and the PIT KS distance (galaxies resampled whole)."""
+
+
+def _d_width(frame: pd.DataFrame) -> tuple[float, float]:
     """sigma68 of the pair statistic D (eq. 19) of placements 0 and 1 of each galaxy, with the
-    errors before the error floor: the floor is shared, and a difference does not see it."""
+    errors before the error floor (the floor is shared, and a difference does not see it), and its
+    bootstrap error over the galaxies (one D each; NaN below 10)."""
     from lumos_ops.photometry.error_floor import statistical_error
 
     frame = frame.assign(flux_err=statistical_error(frame))
     first = frame[frame["place"] == 0].set_index("galaxy")
     second = frame[frame["place"] == 1].set_index("galaxy")
     both = first.join(second, lsuffix="_1", rsuffix="_2", how="inner")
-    d = (both["flux_1"] - both["flux_2"]) / np.sqrt(both["flux_err_1"] ** 2 + both["flux_err_2"] ** 2)
-    return half_width68(d.to_numpy())
+    d = ((both["flux_1"] - both["flux_2"]) / np.sqrt(both["flux_err_1"] ** 2 + both["flux_err_2"] ** 2)).to_numpy()
+    d = d[np.isfinite(d)]
+    if d.size < 10:
+        return half_width68(d), float("nan")
+    rng = np.random.default_rng(0)
+    return half_width68(d), float(np.std([half_width68(d[i]) for i in rng.integers(0, d.size, (N_BOOT, d.size))]))
 
 
 def _flux_correction(frame: pd.DataFrame) -> dict[str, Any]:
@@ -187,15 +196,31 @@ def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
 def _pit(frame: pd.DataFrame) -> dict[str, Any]:
     from lumos_ops.evaluation.population_prior import posterior_pit
     from lumos_ops.lumos.mixture_table import mixtures_from_table
+    from lumos_ops.stats import block_resamples
 
     mix = mixtures_from_table(frame)
     try:
         values = posterior_pit(frame["true_flux"].to_numpy(), mix.alpha, mix.mu, mix.sigma, truncated=mix.truncated)
     except LumosValueError:  # too few rows for a cross-fitted population prior
-        return {"ks_distance": float("nan"), "hist": [], "n": 0}
-    values = np.sort(values[np.isfinite(values)])
-    ks = float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values))) if values.size else float("nan")
-    return {"ks_distance": ks, "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(), "n": int(values.size)}
+        return {"ks_distance": float("nan"), "ks_error": float("nan"), "hist": [], "n": 0}
+    finite = np.isfinite(values)
+    groups = frame["galaxy"].to_numpy()[finite] if "galaxy" in frame else None
+    values = values[finite]
+    ks = _ks_uniform(values)
+    error = float("nan")
+    if values.size >= 10:
+        draws = block_resamples(groups, values.size, np.random.default_rng(0), N_BOOT)
+        error = float(np.std([_ks_uniform(values[i]) for i in draws]))
+    return {"ks_distance": ks, "ks_error": error, "hist": np.histogram(values, bins=10, range=(0, 1))[0].tolist(),
+            "n": int(values.size)}
+
+
+def _ks_uniform(values: np.ndarray) -> float:
+    """KS distance of ``values`` (PITs in [0, 1]) from the uniform distribution (NaN when empty)."""
+    values = np.sort(values)
+    if not values.size:
+        return float("nan")
+    return float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values)))
 
 
 def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -224,7 +249,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 "by_true_flux": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], edges=TRUE_FLUX_EDGES,
                                                  lower=lower, upper=upper, groups=galaxy),
                 "coadds": [_coadds(ok, method, n) for n in COADD_N],
-                "d_width": _d_width(ok),
+                **dict(zip(("d_width", "d_width_err"), _d_width(ok))),
                 "shared_pull": shared_pull_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], galaxy, ok["true_snr"]),
             }
             if "model_flux" in ok:
@@ -440,9 +465,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 if five.get("by_true_snr_model"):
                     row["value_vs_model_flux"] = _worst(five["by_true_snr_model"], key, 5.0, ideal)[0]
                 rows.append(row)
-        rows.append(_target_row(pop, "D width 0.9-1.1", lum["d_width"], 0.9, 1.1))
-        pit = lum.get("pit_population_prior", {}).get("ks_distance", float("nan"))
-        rows.append(_target_row(pop, "posterior with the population prior: PIT KS <= 0.03", pit, -np.inf, 0.03))
+        rows.append(_target_row(pop, "D width 0.9-1.1", lum["d_width"], 0.9, 1.1, lum.get("d_width_err", float("nan"))))
+        pit = lum.get("pit_population_prior", {})
+        rows.append(_target_row(pop, "posterior with the population prior: PIT KS <= 0.03",
+                                pit.get("ks_distance", float("nan")), -np.inf, 0.03, pit.get("ks_error", float("nan"))))
     return rows
 
 
