@@ -137,6 +137,17 @@ def test_gates_refuse_missing_evidence():
     assert evaluate_gates(unmet, None).passed
     assert evaluate_gates(unmet, None, Gates(require_targets=True)).reasons == (
         "sersic: target not met: D width 0.9-1.1 (value 1)",)
+    # a miss within the tolerance in its own bootstrap errors passes, with a note; beyond it, or
+    # without an error, it fails
+    unmet["targets"][0]["outside_in_errors"] = 0.7
+    within = evaluate_gates(unmet, None, Gates(require_targets=True, targets_within_errors=1.0))
+    assert within.passed and any("missed by 0.70 of its errors" in note for note in within.notes)
+    assert not evaluate_gates(unmet, None, Gates(require_targets=True, targets_within_errors=0.5)).passed
+    assert not evaluate_gates(unmet, None, Gates(require_targets=True)).passed
+    unmet["targets"][0]["outside_in_errors"] = None
+    assert not evaluate_gates(unmet, None, Gates(require_targets=True, targets_within_errors=1.0)).passed
+    with pytest.raises(LumosValueError, match="targets_within_errors"):
+        Gates(targets_within_errors=-1.0)
 
 
 def test_gates_on_the_shipped_injection_report():

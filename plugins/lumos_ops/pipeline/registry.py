@@ -146,6 +146,10 @@ class Gates:
     require_targets : bool
         Every row of the report's ``targets`` (the likelihood issue's absolute acceptance numbers)
         must be met.
+    targets_within_errors : float
+        With ``require_targets``: a missed target whose value lies at most this many of its own
+        bootstrap errors outside its range (the row's ``outside_in_errors``) passes, with a note;
+        0 (default): the value itself must lie in the range. A row without an error must be met.
     """
 
     snr_min: float = 5.0
@@ -162,10 +166,11 @@ class Gates:
     require_production_report: bool = True
     required_populations: tuple[str, ...] = ()
     require_targets: bool = False
+    targets_within_errors: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("snr_min", "bias_tolerance", "sigma68_tolerance", "pull_tolerance", "classical_bias_margin",
-                     "classical_pull_margin"):
+                     "classical_pull_margin", "targets_within_errors"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise LumosValueError(f"gates: {name}={value!r} must be a number >= 0")
@@ -482,9 +487,16 @@ def evaluate_gates(
         if not rows:
             out.fail(None, "targets", "require_targets: the report has no targets")
         for row in rows:
-            if not row.get("met"):
-                out.fail(row.get("population"), f"target: {row.get('target')}",
-                         f"{row.get('population')}: target not met: {row.get('target')} (value {_fmt(_num(row.get('value')))})")
+            if row.get("met"):
+                continue
+            outside = _num(row.get("outside_in_errors"))
+            if gates.targets_within_errors > 0 and outside <= gates.targets_within_errors:
+                out.notes.append(f"{row.get('population')}: target {row.get('target')} missed by {outside:.2f} of its "
+                                 f"errors (value {_fmt(_num(row.get('value')))}), within targets_within_errors "
+                                 f"{gates.targets_within_errors:g}: passed")
+                continue
+            out.fail(row.get("population"), f"target: {row.get('target')}",
+                     f"{row.get('population')}: target not met: {row.get('target')} (value {_fmt(_num(row.get('value')))})")
     return GateResult(not out.reasons, tuple(out.reasons), tuple(out.checks), tuple(out.notes))
 
 
