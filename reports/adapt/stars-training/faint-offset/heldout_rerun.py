@@ -1,0 +1,55 @@
+"""Seed 0's held-out injection of `lumos adapt` (`/tmp/a27`-style run directory) measured again,
+without the flux correction, with ``mask_other_sources`` on and off: other sources' detections
+left out of the footprints, their light beyond the detections subtracted and their pixels in
+LUMOS's stamp filled with sky (on, the production default), or none of that (off).
+
+    .venv/bin/python reports/adapt/stars-training/faint-offset/heldout_rerun.py RUN_DIR CATALOG OUT_DIR
+
+RUN_DIR holds the run's `split.json`, `survey.json` and `model.pt`; CATALOG is the adapt catalogue.
+Writes `mask-on.parquet` and `mask-off.parquet` (aperture, optimal and the candidate's LUMOS rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import lumos_ops.measure as measure_module
+from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+from lumos_ops.io.catalog import read_catalog
+from lumos_ops.survey import load_survey, use_survey
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("catalog")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    run, out = Path(args.run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    held = json.loads((run / "split.json").read_text())["heldout"]
+    catalog = read_catalog(args.catalog)
+    survey = dataclasses.replace(load_survey(run / "survey.json"), psf_flux_correction=False)
+    measure = measure_module.measure_exposure
+    for mask in (True, False):
+        path = out / f"mask-{'on' if mask else 'off'}.parquet"
+        if path.exists():
+            continue
+        measure_module.measure_exposure = lambda *a, _mask=mask, **k: measure(*a, mask_other_sources=_mask, **k)
+        start = time.time()
+        config = InjectionConfig(population="sersic", n_galaxies=300, n_place=5, snr_range=(1.0, 150.0), spacing=80,
+                                 min_clearance=6.0, psf_profile="stars", seed=7)
+        with use_survey(survey):
+            table = run_injection(held, config, methods=["aperture", "optimal", "lumos"], model=str(run / "model.pt"),
+                                  keep_headers=True, shapes=catalog, work_dir=out)
+        table.to_parquet(path, index=False)
+        print(path.name, f"{time.time() - start:.0f} s", flush=True)
+    measure_module.measure_exposure = measure
+
+
+if __name__ == "__main__":
+    main()
