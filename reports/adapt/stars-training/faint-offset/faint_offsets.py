@@ -69,11 +69,16 @@ def _tail_and_mean_coadd(table: pd.DataFrame) -> dict:
     """LUMOS's likelihood mean against its median ((mean - median) / flux_err_stat, median over the
     rows, by true SNR) and the 5-exposure co-adds taken as the inverse-variance mean of the
     exposures' ``flux`` (placements 0-4 of each galaxy; fractional bias by co-add true SNR)."""
+    from scipy.stats import norm
+
     rows = table[table["method"] == "lumos"]
     tail = []
     for lo, hi in BINS:
         sel = rows[(rows["true_snr"] >= lo) & (rows["true_snr"] < hi)]
-        tail.append({"lo": lo, "hi": hi, "mean_minus_median": float(((sel["mean"] - sel["median"]) / sel["flux_err_stat"]).median())})
+        alpha, mu, sigma = (sel[[f"{k}_{i}" for i in range(5)]].to_numpy() for k in ("alpha", "mu", "sigma"))
+        below = (alpha * norm.cdf((sel["true_flux"].to_numpy()[:, None] - mu) / sigma)).sum(axis=1) < 0.5
+        tail.append({"lo": lo, "hi": hi, "mean_minus_median": float(((sel["mean"] - sel["median"]) / sel["flux_err_stat"]).median()),
+                     "p_f0_below_likelihood_median": float(below.mean()), "n": int(len(sel))})
     first = rows[rows["place"] < 5]
     first = first[first.groupby("galaxy")["place"].transform("size") == 5]
     weight = 1.0 / first["flux_err"] ** 2
@@ -120,8 +125,9 @@ def main() -> None:
                 f"{b['lo']:g}-{b['hi']:g} {b['z_median']:+.2f}/{b['z_clipped_mean']:+.2f}" for b in entry["z"][method]))
         print("  LUMOS - optimal (median/clipped mean): " + " | ".join(
             f"{b['lo']:g}-{b['hi']:g} {b['median']:+.2f}/{b['clipped_mean']:+.2f}" for b in paired["by_true_snr"]))
-        print("  LUMOS likelihood (mean - median) / err: " + " | ".join(
-            f"{b['lo']:g}-{b['hi']:g} {b['mean_minus_median']:+.2f}" for b in entry["likelihood_mean_minus_median"]))
+        print("  LUMOS likelihood (mean - median) / err, P(f0 < median): " + " | ".join(
+            f"{b['lo']:g}-{b['hi']:g} {b['mean_minus_median']:+.2f}, {b['p_f0_below_likelihood_median']:.2f}"
+            for b in entry["likelihood_mean_minus_median"]))
         print("  LUMOS co-add as inverse-variance mean of flux (placements 0-4): " + " | ".join(
             f"{b['lo']:g}: {b['bias']:+.3f} (n {b['n']})" for b in entry["coadd5_inverse_variance_mean_of_flux"]))
         print(f"  galaxies with a placement where LUMOS < optimal - 1 sigma: {entry['n_galaxies_left_out']} "
