@@ -3,10 +3,12 @@ without the flux correction, with ``mask_other_sources`` on and off: other sourc
 left out of the footprints, their light beyond the detections subtracted and their pixels in
 LUMOS's stamp filled with sky (on, the production default), or none of that (off).
 
-    .venv/bin/python reports/adapt/stars-training/faint-offset/heldout_rerun.py RUN_DIR CATALOG OUT_DIR
+    .venv/bin/python reports/adapt/stars-training/faint-offset/heldout_rerun.py RUN_DIR CATALOG OUT_DIR [--training]
 
 RUN_DIR holds the run's `split.json`, `survey.json` and `model.pt`; CATALOG is the adapt catalogue.
 Writes `mask-on.parquet` and `mask-off.parquet` (aperture, optimal and the candidate's LUMOS rows).
+With ``--training`` the same injection goes into the first training exposure of each band instead
+(the exposures the candidate was fine-tuned on), masking on only: `training-mask-on.parquet`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+
+from astropy.io import fits
 
 import lumos_ops.measure as measure_module
 from lumos_ops.evaluation.injection import InjectionConfig, run_injection
@@ -28,15 +32,22 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("catalog")
     parser.add_argument("out")
+    parser.add_argument("--training", action="store_true")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    held = json.loads((run / "split.json").read_text())["heldout"]
+    split = json.loads((run / "split.json").read_text())
+    held = split["heldout"]
+    prefix = ""
+    if args.training:  # one training exposure per band (FITS keyword FILTER), as the held-out set has
+        bands = {fits.getval(p, "FILTER") for p in held}
+        held = [next(p for p in split["train"] if fits.getval(p, "FILTER") == band) for band in sorted(bands)]
+        prefix = "training-"
     catalog = read_catalog(args.catalog)
     survey = dataclasses.replace(load_survey(run / "survey.json"), psf_flux_correction=False)
     measure = measure_module.measure_exposure
-    for mask in (True, False):
-        path = out / f"mask-{'on' if mask else 'off'}.parquet"
+    for mask in (True,) if args.training else (True, False):
+        path = out / f"{prefix}mask-{'on' if mask else 'off'}.parquet"
         if path.exists():
             continue
         measure_module.measure_exposure = lambda *a, _mask=mask, **k: measure(*a, mask_other_sources=_mask, **k)
