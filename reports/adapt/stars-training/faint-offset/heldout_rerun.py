@@ -3,12 +3,13 @@ without the flux correction, with ``mask_other_sources`` on and off: other sourc
 left out of the footprints, their light beyond the detections subtracted and their pixels in
 LUMOS's stamp filled with sky (on, the production default), or none of that (off).
 
-    .venv/bin/python reports/adapt/stars-training/faint-offset/heldout_rerun.py RUN_DIR CATALOG OUT_DIR [--training]
+    .venv/bin/python reports/adapt/stars-training/faint-offset/heldout_rerun.py RUN_DIR CATALOG OUT_DIR [--training] [--mask-on-only]
 
 RUN_DIR holds the run's `split.json`, `survey.json` and `model.pt`; CATALOG is the adapt catalogue.
 Writes `mask-on.parquet` and `mask-off.parquet` (aperture, optimal and the candidate's LUMOS rows).
 With ``--training`` the same injection goes into the first training exposure of each band instead
-(the exposures the candidate was fine-tuned on), masking on only: `training-mask-on.parquet`.
+(the exposures the candidate was fine-tuned on), masking on only: `training-mask-on.parquet`;
+``--mask-on-only`` skips the masking-off run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("catalog")
     parser.add_argument("out")
     parser.add_argument("--training", action="store_true")
+    parser.add_argument("--mask-on-only", action="store_true")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def main() -> None:
     catalog = read_catalog(args.catalog)
     survey = dataclasses.replace(load_survey(run / "survey.json"), psf_flux_correction=False)
     measure = measure_module.measure_exposure
-    for mask in (True,) if args.training else (True, False):
+    for mask in (True,) if args.training or args.mask_on_only else (True, False):
         path = out / f"{prefix}mask-{'on' if mask else 'off'}.parquet"
         if path.exists():
             continue
