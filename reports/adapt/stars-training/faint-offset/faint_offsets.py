@@ -2,7 +2,7 @@
 method's own statistical error, LUMOS against the optimal sum on the same placements, and the
 5-exposure co-adds, for one or more injection tables (`heldout_rerun.py`).
 
-    .venv/bin/python reports/adapt/stars-training/faint-offset/faint_offsets.py OUT.json TABLE.parquet [...]
+    .venv/bin/python reports/adapt/stars-training/faint-offset/faint_offsets.py OUT.json [LABEL=]TABLE.parquet [...]
 
 For each table and method, by true SNR: the median and the clipped mean (|z| < 3) of
 z = (flux - f0) / flux_err_stat and the median fractional bias; the LUMOS rows against the optimal
@@ -109,17 +109,19 @@ def main() -> None:
     parser.add_argument("tables", nargs="+")
     args = parser.parse_args()
     result = {}
-    for path in args.tables:
+    for spec in args.tables:
+        label, _, path = spec.rpartition("=")
         table = pd.read_parquet(path)
         both, paired = _paired(table)
         dirty = set(both["galaxy"][both["d"] < -1])
-        result[Path(path).stem] = {
+        label = label or Path(path).stem
+        result[label] = {
             "z": _z_rows(table), "lumos_minus_optimal": paired,
             "coadd5_bias": _coadds(table), **_tail_and_mean_coadd(table),
             "coadd5_bias_without_galaxies_lumos_reads_1_sigma_below_optimal": _coadds(table[~table["galaxy"].isin(dirty)]),
             "n_galaxies": int(table["galaxy"].nunique()), "n_galaxies_left_out": len(dirty)}
-        entry = result[Path(path).stem]
-        print(Path(path).stem)
+        entry = result[label]
+        print(label)
         for method in METHODS:
             print(f"  {method:9s} z median / clipped mean by true SNR: " + " | ".join(
                 f"{b['lo']:g}-{b['hi']:g} {b['z_median']:+.2f}/{b['z_clipped_mean']:+.2f}" for b in entry["z"][method]))
