@@ -81,6 +81,24 @@ class ReferencePrior:
         with np.errstate(divide="ignore"):
             return np.where(g > 0, 1.0 / ((self.high - self.low) * g), 0.0)
 
+    def balanced_weights(self, flux: ArrayLike, estimate: ArrayLike) -> np.ndarray:
+        """Importance weights ``g(f_hat) / g(f)`` that keep the flat-prior minimiser and train every
+        flux range with the sampling density's share of the loss.
+
+        ``estimate`` (e-/s) is a flux measured from the stamp's pixels alone (e.g.
+        :func:`lumos_ops.lumos.preprocess.pixel_flux_estimate`), clipped into ``[low, high]``. The
+        weight is ``w(f) h(x)`` with ``h(x) = (high - low) g(f_hat(x))``, a function of the stamp
+        only: for each stamp the weighted loss has the same minimiser ``q(f | x)`` as with
+        :meth:`importance_weights`, the normalised likelihood. What changes is where the loss
+        sits: under ``w`` alone 89 % of it lies on stamps at SNR > 50 and 0.6 % at SNR 1-5
+        (``lumos adapt`` on SDSS); with ``h`` each SNR range weighs about as much as its share of
+        the stamps. Weights are 0 where ``f`` lies outside ``[low, high]``.
+        """
+        g_true = self.sampling_density(flux)
+        g_pixels = self.sampling_density(np.clip(np.asarray(estimate, dtype=np.float64), self.low, self.high))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(g_true > 0, g_pixels / g_true, 0.0)
+
     def scaled(self, factor: float) -> ReferencePrior:
         """The same prior for fluxes in units ``factor`` times larger: ``low``, ``high`` and
         ``asinh_scale`` (e-/s) times ``factor``, ``flat_fraction`` kept. A network whose input and

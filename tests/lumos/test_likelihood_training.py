@@ -64,6 +64,33 @@ def test_weights_remove_the_shrinkage_toward_the_training_prior():
     assert width == pytest.approx(4.0, rel=0.05)
 
 
+def test_balanced_weights_keep_the_likelihood_and_give_the_faint_stamps_their_share():
+    # the same draws as above; the balanced weights put x (a function of the stamp) in place of f
+    # in the denominator of the importance weight
+    prior = ReferencePrior(low=-40.0, high=200.0, asinh_scale=5.0, flat_fraction=0.2)
+    rng = np.random.default_rng(3)
+    f = prior.sample(rng, 200_000)
+    x = f + rng.normal(0.0, 4.0, f.size)
+    edges = np.linspace(-10.0, 30.0, 21)
+    inside = (x >= edges[0]) & (x < edges[-1])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    balanced = prior.balanced_weights(f, x)
+    mu, width = _fit(x[inside], f[inside], balanced[inside], edges)
+    faint = (centres > 2.0) & (centres < 15.0)
+    np.testing.assert_allclose(mu[faint], centres[faint], atol=0.35)
+    assert width == pytest.approx(4.0, rel=0.05)
+    # the loss share of the stamps that look faint: the sampling density's, not the flat prior's
+    looks_faint = x < 15.0
+    importance = prior.importance_weights(f)
+    share = {name: w[looks_faint].sum() / w.sum() for name, w in (("importance", importance), ("balanced", balanced))}
+    assert share["importance"] == pytest.approx(55.0 / 240.0, abs=0.03)  # flat on [-40, 200]
+    assert share["balanced"] > 2 * share["importance"]
+    assert share["balanced"] == pytest.approx(looks_faint.mean(), abs=0.03)
+    # the pixels' estimate must stand in: with the true flux there the weights are 1 (no prior change)
+    np.testing.assert_allclose(prior.balanced_weights(f, f), 1.0)
+    assert prior.balanced_weights(np.array([prior.high + 1.0]), np.array([10.0]))[0] == 0.0
+
+
 def test_mixture_table_reports_likelihood_median_and_half_width():
     rng = np.random.default_rng(0)
     alpha = rng.dirichlet(np.ones(3), 5)

@@ -74,6 +74,21 @@ def test_truncated_nll_stable_for_very_negative_components():
     assert torch.isfinite(p.mu.grad).all() and torch.isfinite(p.sigma.grad).all()
 
 
+@pytest.mark.parametrize("any_truncated", [False, True])
+def test_supervised_loss_gradient_finite_for_a_collapsed_component_below_zero(any_truncated):
+    """A float32 component of width 2e-6 at -0.10009 (mu / sigma = -50045, where log_ndtr's gradient is
+    NaN) on rows that use eq. (8): the gradient stays finite whether or not other rows use eq. (10)."""
+    mu = torch.tensor([[-0.10009, 0.5], [-0.10009, 0.5]], dtype=torch.float32, requires_grad=True)
+    sigma = torch.tensor([[2e-6, 0.3], [2e-6, 0.3]], dtype=torch.float32, requires_grad=True)
+    p = MixtureParams(torch.log(torch.tensor([[0.01, 0.99], [0.01, 0.99]])), mu, sigma)
+    assert not torch.isfinite(torch.autograd.grad(torch.special.log_ndtr(mu / sigma)[0, 0], mu)[0]).all()
+    trunc = torch.tensor([False, any_truncated])
+    flux = torch.tensor([0.4, 0.6])
+    loss = supervised_loss(p, flux, trunc)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(mu.grad[0]).all() and torch.isfinite(sigma.grad[0]).all()
+
+
 def test_supervised_loss_mixes_eq8_and_eq10():
     p = _params(2)
     flux = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)

@@ -9,7 +9,8 @@ import pytest
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import Normalization
-from lumos_ops.lumos.preprocess import estimate_normalization, fill_with_sky, prepare_inputs, stamp_background
+from lumos_ops.lumos.preprocess import (estimate_normalization, fill_with_sky, pixel_flux_estimate, prepare_inputs,
+                                        stamp_background)
 
 from lumos_helpers import NORM
 
@@ -91,6 +92,43 @@ def test_training_batches_compute_each_stamps_background_once(tiny_training_set)
     with pytest.raises(LumosValueError, match="background must have shape"):
         prepare_inputs(images[:, 0], images[:, 1], meta["i_auto"].to_numpy(), meta["ccd_x"].to_numpy(),
                        meta["ccd_y"].to_numpy(), meta["band_epoch"].to_numpy(), norm, background=np.zeros(3))
+
+
+def test_pixel_flux_estimate_is_the_matched_filter_over_the_finite_pixels():
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:SIZE, :SIZE].astype(float)
+    model = np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2) / (2 * 2.5**2))
+    model /= model.sum()
+    flux = np.array([-20.0, 0.0, 15.0, 400.0])
+    stamps = 4.0 + flux[:, None, None] * model + rng.normal(0.0, 0.5, (4, SIZE, SIZE))
+    stamps[2, 28:31, 28:31] = np.nan  # masked pixels in the core
+    models = np.broadcast_to(model, stamps.shape).copy()
+    error = 0.5 / np.sqrt((model**2).sum())
+    estimate = pixel_flux_estimate(stamps, models, np.full(4, 4.0))
+    assert np.all(np.abs(estimate - flux) < 4 * error * np.array([1, 1, 3, 1])), (estimate, flux, error)
+    assert pixel_flux_estimate(stamps[:1], np.zeros((1, SIZE, SIZE)), np.zeros(1))[0] == 0.0
+
+
+def test_training_batches_balanced_weights(tiny_training_set):
+    """``balanced_weights=True``: each stamp's weight is ``ReferencePrior.balanced_weights`` of its
+    true flux and its matched-filter flux, the latter computed once per stamp."""
+    from lumos_ops.flux_prior import ReferencePrior
+    from lumos_ops.io.training_set import TrainingSet
+    from lumos_ops.lumos.data import StampBatches
+
+    ts = TrainingSet(tiny_training_set)
+    ids = ts.indices("train")
+    prior = ReferencePrior(low=-50.0, high=3000.0)
+    plain = StampBatches(ts, ids, NORM, flux_prior=prior)[np.arange(8)]["weight"].numpy()
+    batches = StampBatches(ts, ids, NORM, flux_prior=prior, balanced_weights=True)
+    weight = batches[np.arange(8)]["weight"].numpy()
+    images = ts.images(ids[:8])
+    estimate = pixel_flux_estimate(images[:, 0], images[:, 1], stamp_background(images[:, 0]))
+    flux = ts.meta["flux"].to_numpy()[ids[:8]]
+    np.testing.assert_allclose(weight, prior.balanced_weights(flux, estimate), rtol=1e-6)
+    np.testing.assert_allclose(plain, prior.importance_weights(flux), rtol=1e-6)
+    assert np.isfinite(batches._estimate[ids[:8]]).all() and np.isnan(batches._estimate[ids[8:]]).all()
+    assert not np.allclose(weight, plain)
 
 
 def test_lumos_in_production_leaves_out_the_frames_own_detections(tmp_path):

@@ -158,3 +158,24 @@ def test_config_validation():
         TrainConfig(arch="nope")
     with pytest.raises(LumosValueError, match="lr"):
         TrainConfig(lr=0)
+
+
+def test_balanced_weights_change_the_reference_prior_loss(tiny_training_set, tmp_path):
+    """On a reference-prior set ``balanced_weights`` weights the loss by ``g(f_hat) / g(f)``: the
+    epoch-0 validation loss of the same initial weights differs from the importance-weighted one,
+    and the checkpoint records the setting."""
+    import shutil
+
+    from lumos_ops.flux_prior import ReferencePrior
+
+    ts_dir = tmp_path / "set"
+    shutil.copytree(tiny_training_set, ts_dir)
+    manifest = json.loads((ts_dir / "manifest.json").read_text())
+    manifest["config"] = {"flux_source": "reference_prior",
+                          "flux_prior": ReferencePrior(low=-50.0, high=3000.0, asinh_scale=20.0).to_dict()}
+    (ts_dir / "manifest.json").write_text(json.dumps(manifest))
+    plain = train(ts_dir, tmp_path / "plain", _config(epochs=1))
+    balanced = train(ts_dir, tmp_path / "balanced", _config(epochs=1, balanced_weights=True))
+    assert plain["history"][0]["val_loss"] != pytest.approx(balanced["history"][0]["val_loss"], rel=1e-3)
+    model = load_checkpoint(tmp_path / "balanced" / "model.pt", device="cpu")
+    assert model.metadata["train_config"]["balanced_weights"] is True and model.is_likelihood

@@ -45,6 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "num_threads": args.threads,
         "drop_inputs": tuple(args.drop_input) if args.drop_input else None,
         "frozen_bn_epochs": args.frozen_bn_epochs,
+        "balanced_weights": True if args.balanced_weights else None,
         "progress": not args.quiet,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -154,6 +155,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frozen-bn-epochs", type=int, metavar="N",
                    help="train the last N epochs with BatchNorm running statistics frozen (eval mode), so the "
                         "shipped network is the one optimised (default 0; recipes fast-v10, fast-v11, fast-mf-v12: 3)")
+    p.add_argument("--balanced-weights", action="store_true",
+                   help="reference-prior sets: weight each stamp by g(matched-filter flux) / g(true flux), which keeps "
+                        "the likelihood as the minimiser and gives faint stamps their share of the loss "
+                        "(default: the importance weights 1 / g(true flux); docs/likelihood.md §15)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--survey", metavar="FILE", default=None,

@@ -187,6 +187,11 @@ class AdaptConfig:
         (on the SDSS frames: held-out bias -1.8 % at true SNR 5-10, against -5.2 % trained on the
         Moffat, ``reports/adapt/stars-training``); ``model``, the measurement's Moffat, so that
         every training galaxy is exactly its model channel. ``truth_mismatch`` needs ``model``.
+    balanced_weights : bool
+        Weight the fine-tuning loss by ``ReferencePrior.balanced_weights`` (each stamp's
+        matched-filter flux in place of its true flux in the denominator of the importance
+        weight), which keeps the normalised likelihood as the minimiser but gives the faint stamps
+        their share of the loss (docs/likelihood.md §15); False: ``importance_weights``.
     measure_error_floor : bool
         Measure the survey's error floors on an injection into the training exposures and measure
         the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
@@ -232,6 +237,7 @@ class AdaptConfig:
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
     training_psf: str = "stars"
+    balanced_weights: bool = False
     measure_error_floor: bool = True
     floor_snr_range: tuple[float, float] = (50.0, 150.0)
     seed: int = 0
@@ -646,8 +652,10 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         norm = with_stamp_background(norm, ts.images(sample)[:, 0], config.stamp_background)
     norm = with_imag_range(norm, ts.meta["i_auto"].to_numpy(np.float64)[train_ids])
     net.bind_normalization(norm)
-    train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior)
-    val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior)
+    train_data = StampBatches(ts, train_ids, norm, truncation_imag=math.inf, flux_prior=prior,
+                              balanced_weights=config.balanced_weights)
+    val_data = StampBatches(ts, val_ids, norm, truncation_imag=math.inf, flux_prior=prior,
+                            balanced_weights=config.balanced_weights)
     params = list(net.parameters()) if config.train_layers == "all" else list(net.head.parameters())
     for p in net.parameters():
         p.requires_grad_(config.train_layers == "all")

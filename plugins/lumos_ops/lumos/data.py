@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from lumos_ops.constants import BRIGHT_LOSS_IMAG
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import Normalization
-from lumos_ops.lumos.preprocess import prepare_inputs, stamp_background
+from lumos_ops.lumos.preprocess import pixel_flux_estimate, prepare_inputs, stamp_background
 
 __all__ = ["StampBatches", "REQUIRED_META"]
 
@@ -34,6 +34,11 @@ class StampBatches(Dataset):
     flux_prior : ReferencePrior or None, keyword-only
         When the fluxes were drawn from a reference prior, each item also carries its importance
         weights ``weight`` (B,) float32 (``ReferencePrior.importance_weights``); else all ones.
+    balanced_weights : bool, keyword-only
+        With ``flux_prior``: weights ``ReferencePrior.balanced_weights`` instead, from each stamp's
+        matched-filter flux (:func:`~lumos_ops.lumos.preprocess.pixel_flux_estimate` against its
+        median background, computed once per stamp). Same minimiser; the faint stamps keep their
+        share of the loss.
 
     Returns (per item)
     ------------------
@@ -43,7 +48,7 @@ class StampBatches(Dataset):
     """
 
     def __init__(self, training_set, indices: np.ndarray, norm: Normalization, *, truncation_imag: float = BRIGHT_LOSS_IMAG,
-                 flux_prior=None) -> None:
+                 flux_prior=None, balanced_weights: bool = False) -> None:
         missing = [c for c in REQUIRED_META if c not in training_set.meta.columns]
         if missing:
             raise LumosValueError(f"{training_set.path}/meta.parquet lacks column(s) {missing}")
@@ -60,6 +65,8 @@ class StampBatches(Dataset):
         self._weight = (np.ones_like(self._flux) if flux_prior is None
                         else flux_prior.importance_weights(self._flux)).astype(np.float32)
         self._background = np.full(len(self._flux), np.nan) if norm.stamp_background != "median" else None
+        self._prior = flux_prior if balanced_weights else None
+        self._estimate = np.full(len(self._flux), np.nan) if self._prior is not None else None
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -75,6 +82,17 @@ class StampBatches(Dataset):
             self._background[ids[todo]] = stamp_background(cutouts[todo], self.norm.stamp_background)
         return self._background[ids]
 
+    def _weights(self, ids: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """Loss weights of stamps ``ids`` (images (k, 2, S, S)): the importance weights, or the
+        balanced ones from each stamp's matched-filter flux (computed once and kept)."""
+        if self._prior is None:
+            return self._weight[ids]
+        todo = np.isnan(self._estimate[ids])
+        if todo.any():
+            cutouts = images[todo, 0]
+            self._estimate[ids[todo]] = pixel_flux_estimate(cutouts, images[todo, 1], stamp_background(cutouts, "median"))
+        return self._prior.balanced_weights(self._flux[ids], self._estimate[ids]).astype(np.float32)
+
     def __getitem__(self, positions) -> dict[str, torch.Tensor]:
         ids = self.indices[np.atleast_1d(np.asarray(positions, dtype=np.int64))]
         images = self.training_set.images(ids)
@@ -88,5 +106,5 @@ class StampBatches(Dataset):
             "band_epoch": torch.from_numpy(inputs.band_epoch),
             "flux": torch.from_numpy((self._flux[ids] / self.norm.flux_scale).astype(np.float32)),
             "truncated": torch.from_numpy(self._truncated[ids]),
-            "weight": torch.from_numpy(self._weight[ids]),
+            "weight": torch.from_numpy(self._weights(ids, images)),
         }

@@ -41,8 +41,14 @@ def _component_log_pdf(params: MixtureParams, flux: torch.Tensor, *, truncated: 
         if truncated:
             log_pdf = log_pdf - torch.special.log_ndtr(params.mu / params.sigma)
         return log_pdf
-    correction = torch.special.log_ndtr(params.mu / params.sigma)
-    return log_pdf - torch.where(truncated[:, None], correction, torch.zeros_like(correction))
+    if not bool(truncated.any()):
+        return log_pdf
+    # the ratio of the rows that are not truncated is replaced before log_ndtr, not only its result
+    # after: log_ndtr's float32 gradient is NaN at some ratios beyond -5e4 (a component of width ~1e-6
+    # below zero), and where() passes a NaN gradient of the branch it does not select on as NaN
+    rows = truncated[:, None]
+    ratio = torch.where(rows, params.mu / params.sigma, torch.zeros_like(params.mu))
+    return log_pdf - torch.where(rows, torch.special.log_ndtr(ratio), torch.zeros_like(ratio))
 
 
 def mdn_nll(params: MixtureParams, flux: torch.Tensor) -> torch.Tensor:

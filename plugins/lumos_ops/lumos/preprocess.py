@@ -9,7 +9,7 @@ import numpy as np
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import N_SCALARS, STAMP_BACKGROUNDS, Normalization
 
-__all__ = ["NetInputs", "stamp_background", "stamp_sky", "sky_background", "fill_with_sky", "prepare_inputs", "estimate_normalization",
+__all__ = ["NetInputs", "stamp_background", "pixel_flux_estimate", "stamp_sky", "sky_background", "fill_with_sky", "prepare_inputs", "estimate_normalization",
            "with_stamp_background", "with_imag_range"]
 
 
@@ -72,6 +72,32 @@ def stamp_background(cutouts: np.ndarray, method: str = "median", *, source_mask
         raise LumosValueError(f"stamp background must be one of {STAMP_BACKGROUNDS}, got {method!r}")
     flat = cutouts.reshape(cutouts.shape[0], int(np.prod(cutouts.shape[1:])))
     return _median_background(flat, np.isnan(flat).any(axis=1))
+
+
+def pixel_flux_estimate(cutouts: np.ndarray, models: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Matched-filter flux of every stamp (e-/s): ``sum(m (d - b)) / sum(m^2)`` over the finite pixels.
+
+    Parameters
+    ----------
+    cutouts : ndarray, shape (n, S, S)
+        Stamps ``d`` (e-/s per pixel), NaN where masked.
+    models : ndarray, shape (n, S, S)
+        Unit-flux PSF-convolved models ``m`` of the targets.
+    background : ndarray, shape (n,)
+        Each stamp's background ``b`` (e-/s per pixel), e.g. :func:`stamp_background`.
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+        0 for a stamp whose model has no finite pixel.
+    """
+    d = np.asarray(cutouts, dtype=np.float64) - np.asarray(background, dtype=np.float64)[:, None, None]
+    m = np.asarray(models, dtype=np.float64)
+    finite = np.isfinite(d) & np.isfinite(m)
+    m = np.where(finite, m, 0.0)
+    power = (m * m).sum(axis=(1, 2))
+    weighted = (m * np.where(finite, d, 0.0)).sum(axis=(1, 2))
+    return np.divide(weighted, power, out=np.zeros_like(weighted), where=power > 0)
 
 
 def stamp_sky(cutouts: np.ndarray, *, source_mask: np.ndarray | None = None):

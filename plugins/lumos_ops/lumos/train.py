@@ -103,6 +103,11 @@ class TrainConfig:
         Name of one submodule of the network (e.g. ``"width_head"``) whose weights alone are trained;
         the others, BatchNorm running statistics included, keep the values they start with. None
         trains every layer.
+    balanced_weights : bool
+        Reference-prior training sets only: weight the loss by ``ReferencePrior.balanced_weights``
+        (the stamp's matched-filter flux in the denominator of the importance weight), which keeps
+        the normalised likelihood as the minimiser and gives the faint stamps their share of the
+        loss (docs/likelihood.md §15); False: ``importance_weights``.
     """
 
     arch: str = "fast"
@@ -126,6 +131,7 @@ class TrainConfig:
     init_model: str | None = None
     stamp_background: str | None = None
     train_only: str | None = None
+    balanced_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in list_models():
@@ -447,8 +453,10 @@ def train(
     net.bind_normalization(norm)
     prior = ts.flux_prior
     truncation_imag = math.inf if prior is not None else config.truncation_imag
-    train_data = StampBatches(ts, train_ids, norm, truncation_imag=truncation_imag, flux_prior=prior)
-    val_data = StampBatches(ts, val_ids, norm, truncation_imag=truncation_imag, flux_prior=prior)
+    train_data = StampBatches(ts, train_ids, norm, truncation_imag=truncation_imag, flux_prior=prior,
+                              balanced_weights=config.balanced_weights)
+    val_data = StampBatches(ts, val_ids, norm, truncation_imag=truncation_imag, flux_prior=prior,
+                            balanced_weights=config.balanced_weights)
     val_loader = _loader(val_data, config.batch_size, shuffle_seed=None)
     amp = config.amp and device.type == "cuda"
     base_meta = {
