@@ -81,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-error-floor", dest="measure_error_floor", action="store_false",
                    help="measure the held-out exposures with the survey's error floors (default: the floors the "
                         "candidate asks for on galaxies injected into the training exposures, written to OUT/survey.json)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--balanced-weights", dest="balanced_weights", action="store_const", const=True, default=None,
+                         help="weight the fine-tuning loss by g(matched-filter flux) / g(true flux): the same "
+                              "likelihood, with the faint stamps' share of the loss (docs/likelihood.md §15)")
+    weights.add_argument("--importance-weights", dest="balanced_weights", action="store_const", const=False,
+                         help="weight it by the importance weights 1 / g(true flux) alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -107,6 +113,7 @@ def adapt_command(args: argparse.Namespace) -> int:
         stamp_background=None if args.stamp_background == "base" else args.stamp_background,
         truth_mismatch=dict(TRUTH_MISMATCH) if args.truth_mismatch else None,
         measure_error_floor=args.measure_error_floor, floor_snr_range=tuple(args.floor_snr_range),
+        **({} if args.balanced_weights is None else {"balanced_weights": args.balanced_weights}),
     )
     exposures = args.exposures[0] if len(args.exposures) == 1 else args.exposures
     result = adapt(exposures, read_catalog(args.catalog), args.out, config, base_model=args.base_model,
