@@ -51,6 +51,9 @@ SETTINGS = DagSettings.from_env()
         "training_psf": Param("stars", type="string", enum=["stars", "model"],
                               description="PSF of the TEAHUPOO training galaxies (docs/adapt.md): each training "
                                           "exposure's PSF built from its stars, or the measurement's Moffat model"),
+        "balanced_weights": Param(True, type="boolean",
+                                  description="Weight the fine-tuning loss by g(matched-filter flux) / g(true flux) "
+                                              "(docs/likelihood.md §15); false: the importance weights alone"),
         "shared_error_populations": Param(["sersic"], type="array", minItems=1,
                                           items={"type": "string", "enum": ["sersic", "knots", "blended"]},
                                           description="Injected populations the co-adds' shared-error term is "
@@ -80,6 +83,7 @@ def lumos_retrain() -> None:
                               holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
                               n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "stars",
                               training_psf=params.get("training_psf") or "stars",
+                              balanced_weights=bool(params.get("balanced_weights", True)),
                               shared_error_populations=tuple(params.get("shared_error_populations") or ("sersic",)),
                               progress=False),
         )

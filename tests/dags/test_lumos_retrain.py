@@ -28,7 +28,7 @@ def test_dag_parses_and_trains_on_the_gpu_queue(airflow_db):
     assert (dag.task_dict["retrain"].queue, dag.task_dict["retrain"].pool) == ("gpu", "lumos_gpu")
     assert dag.params["nights"] == 30 and dag.params["holdout"] == 0.25 and dag.params["last_layer"] is False
     assert dag.params["psf_profile"] == "stars" and dag.params["training_psf"] == "stars"
-    assert dag.params["shared_error_populations"] == ["sersic"]
+    assert dag.params["shared_error_populations"] == ["sersic"] and dag.params["balanced_weights"] is True
 
 
 @pytest.mark.slow  # 21 s on 2 busy cores (--durations)

@@ -9,8 +9,13 @@ import pytest
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.config import Normalization
-from lumos_ops.lumos.preprocess import (estimate_normalization, fill_with_sky, pixel_flux_estimate, prepare_inputs,
-                                        stamp_background)
+from lumos_ops.lumos.preprocess import (
+    estimate_normalization,
+    fill_with_sky,
+    pixel_flux_estimate,
+    prepare_inputs,
+    stamp_background,
+)
 
 from lumos_helpers import NORM
 
