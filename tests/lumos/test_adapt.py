@@ -130,6 +130,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
         adapt(root, catalogue(), fresh, config)
     monkeypatch.undo()
     assert json.loads((fresh / "train" / "done.json").read_text())["sha256"] == result.model_sha256
+    # balanced loss weights by default, recorded in the candidate
+    assert load_checkpoint(result.model_path, device="cpu").metadata["adapt"]["config"]["balanced_weights"] is True
 
     # outputs
     split = json.loads((out / "split.json").read_text())

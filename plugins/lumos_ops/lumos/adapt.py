@@ -191,7 +191,9 @@ class AdaptConfig:
         Weight the fine-tuning loss by ``ReferencePrior.balanced_weights`` (each stamp's
         matched-filter flux in place of its true flux in the denominator of the importance
         weight), which keeps the normalised likelihood as the minimiser but gives the faint stamps
-        their share of the loss (docs/likelihood.md §15); False: ``importance_weights``.
+        their share of the loss (docs/likelihood.md §15; on the SDSS sub-frames the candidates'
+        low reading of faint galaxies goes, ``reports/adapt/stars-training/faint-offset``);
+        False: ``importance_weights`` alone.
     measure_error_floor : bool
         Measure the survey's error floors on an injection into the training exposures and measure
         the held-out exposures with them (stage 5 of the module notes); False keeps the survey's.
@@ -237,7 +239,7 @@ class AdaptConfig:
     stamp_background: str | None = "masked_annulus"
     truth_mismatch: dict[str, Any] | None = None
     training_psf: str = "stars"
-    balanced_weights: bool = False
+    balanced_weights: bool = True
     measure_error_floor: bool = True
     floor_snr_range: tuple[float, float] = (50.0, 150.0)
     seed: int = 0
