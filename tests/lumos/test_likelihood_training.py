@@ -45,15 +45,23 @@ def _fit(x, f, weight, edges):
     return out[:-1], float(np.exp(out[-1]))
 
 
-def test_weights_remove_the_shrinkage_toward_the_training_prior():
-    # x = f + N(0, 4): the likelihood of f is N(x, 4); the draws are mostly faint (the asinh part).
-    prior = ReferencePrior(low=-40.0, high=200.0, asinh_scale=5.0, flat_fraction=0.2)
+PRIOR = ReferencePrior(low=-40.0, high=200.0, asinh_scale=5.0, flat_fraction=0.2)
+EDGES = np.linspace(-10.0, 30.0, 21)
+CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])
+
+
+def _faint_draws() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True fluxes ``f`` drawn from ``PRIOR`` (mostly faint: the asinh part), stamps ``x = f + N(0, 4)``
+    (the likelihood of f is N(x, 4)), and which ``x`` fall within ``EDGES``."""
     rng = np.random.default_rng(3)
-    f = prior.sample(rng, 200_000)
+    f = PRIOR.sample(rng, 200_000)
     x = f + rng.normal(0.0, 4.0, f.size)
-    edges = np.linspace(-10.0, 30.0, 21)
-    inside = (x >= edges[0]) & (x < edges[-1])
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    return f, x, (x >= EDGES[0]) & (x < EDGES[-1])
+
+
+def test_weights_remove_the_shrinkage_toward_the_training_prior():
+    prior, edges, centres = PRIOR, EDGES, CENTRES
+    f, x, inside = _faint_draws()
     mu_post, _ = _fit(x[inside], f[inside], None, edges)
     mu_like, width = _fit(x[inside], f[inside], prior.importance_weights(f[inside]), edges)
     faint = (centres > 2.0) & (centres < 15.0)
@@ -65,15 +73,10 @@ def test_weights_remove_the_shrinkage_toward_the_training_prior():
 
 
 def test_balanced_weights_keep_the_likelihood_and_give_the_faint_stamps_their_share():
-    # the same draws as above; the balanced weights put x (a function of the stamp) in place of f
-    # in the denominator of the importance weight
-    prior = ReferencePrior(low=-40.0, high=200.0, asinh_scale=5.0, flat_fraction=0.2)
-    rng = np.random.default_rng(3)
-    f = prior.sample(rng, 200_000)
-    x = f + rng.normal(0.0, 4.0, f.size)
-    edges = np.linspace(-10.0, 30.0, 21)
-    inside = (x >= edges[0]) & (x < edges[-1])
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    # the balanced weights put x (a function of the stamp) in place of f in the denominator of the
+    # importance weight
+    prior, edges, centres = PRIOR, EDGES, CENTRES
+    f, x, inside = _faint_draws()
     balanced = prior.balanced_weights(f, x)
     mu, width = _fit(x[inside], f[inside], balanced[inside], edges)
     faint = (centres > 2.0) & (centres < 15.0)

@@ -1,19 +1,16 @@
-"""Seed 0's `lumos adapt` candidate fine-tuned again on the same TEAHUPOO stamps with balanced loss
-weights (``AdaptConfig.balanced_weights``), everything else as the run; then `heldout_rerun.py`
-measures it on the same held-out sub-frames (masking on).
+"""A `lumos adapt` run's candidate fine-tuned again with one thing changed, everything else as the
+run (split, noise scale, schedule, seed); then `heldout_rerun.py` measures it on the same held-out
+sub-frames (masking on, uncorrected).
 
-Under the importance weights ``w(f) = u(f) / g(f)`` alone, 89 % of the fine-tuning loss sits on
-stamps at SNR > 50 and 0.6 % at SNR 1-5. The balanced weights ``g(f_hat(x)) / g(f)`` keep the
-flat-prior minimiser (the factor depends on the pixels only) and give the faint stamps their share
-of the stamps. Does the candidate's low faint reading go?
+    .venv/bin/python reports/adapt/stars-training/faint-offset/refit_candidate.py RUN EXPOSURES CATALOG OUT \\
+        (--no-neighbours | --balanced-weights | --importance-weights) [--seed S]
 
-    .venv/bin/python reports/adapt/stars-training/faint-offset/balanced_candidate.py RUN_SEED0 \\
-        /tmp/adaptnoise/sdss-reproj/exposures /tmp/adaptnoise/sdss-reproj/catalog.parquet OUT [--seed 1]
-
-Reuses the run's split, noise scale and training set (linked; made again, 7 min, when the run
-no longer has it), fine-tunes (about 15 min on one
-core), copies RUN_SEED0's survey file (its floors) next to the new `model.pt`, then the held-out
-injection (12 min). Writes OUT/model.pt and OUT/heldout/mask-on.parquet.
+``--no-neighbours`` (8.): TEAHUPOO stamps without added neighbours (``neighbour_fraction`` 0 instead
+of 0.3): a new training set (7 min), importance weights as the run had. ``--balanced-weights`` (9.):
+the run's own training set (linked), the loss weighted by ``ReferencePrior.balanced_weights``.
+``--importance-weights``: the run's training set and weights, to check the refit itself.
+Fine-tuning takes about 15 min on one core; RUN's survey file (its floors) is copied next to the
+new `model.pt`; the held-out injection takes 12 min. Writes OUT/model.pt and OUT/heldout/mask-on.parquet.
 """
 
 from __future__ import annotations
@@ -39,18 +36,23 @@ def main() -> None:
     parser.add_argument("exposures")
     parser.add_argument("catalog")
     parser.add_argument("out")
-    parser.add_argument("--seed", type=int, default=0, help="the run's adapt seed (fine-tuning)")
+    change = parser.add_mutually_exclusive_group(required=True)
+    change.add_argument("--no-neighbours", action="store_true")
+    change.add_argument("--balanced-weights", action="store_true")
+    change.add_argument("--importance-weights", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="the run's adapt seed")
     args = parser.parse_args()
     run, out = Path(args.run).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("split.json", "noise.json"):
         if not (out / name).exists():
             shutil.copyfile(run / name, out / name)
-    if (run / "teahupoo").is_dir() and not (out / "teahupoo").exists():
+    if not args.no_neighbours and (run / "teahupoo").is_dir() and not (out / "teahupoo").exists():
         (out / "teahupoo").symlink_to(run / "teahupoo")
     config = AdaptConfig(n_stamps=60000, epochs=14, lr=3e-4, lr_step=10, populations=("sersic",), n_galaxies=300,
                          n_place=5, num_threads=1, seed=args.seed, psf_profile="stars", training_psf="stars",
-                         balanced_weights=True, progress=False)
+                         neighbour_fraction=0.0 if args.no_neighbours else 0.3,
+                         balanced_weights=args.balanced_weights, progress=False)
     catalog = validate_catalog(read_catalog(args.catalog), source="adapt catalogue")
     with use_survey(load_survey(SURVEY)):
         import torch
