@@ -1,11 +1,20 @@
-"""What a galaxy's placements share, pooled over `lumos adapt` runs, and what the registry's gates say.
+"""Why 5-exposure co-adds are wider than their errors, pooled over `lumos adapt` runs, and what the registry's gates say.
 
-For each method, the intra-class correlation of the pulls of one galaxy's placements at true SNR
-2-20 (`injection_report.shared_pull_bins` over one wide bin, the runs' held-out tables pooled as
-`../flux-correction/pooled.py` pools them) and the factor sqrt(1 + 4 rho) it gives a 5-exposure
-co-add that treats the exposures as independent. Then each run's `injection_report.json` through
-`registry.evaluate_gates` with the default `Gates()`, no production version (the checks against the
-classical methods of the same report). Writes JSON.
+The runs' held-out tables are pooled as `../flux-correction/pooled.py` pools them. For each method,
+on the pulls (flux - true) / flux_err at true SNR 2-20:
+
+* what one galaxy's placements share: the intra-class correlation
+  (`injection_report.shared_pull_bins` over one wide bin) and the factor sqrt(1 + 4 rho) it would
+  give a 5-exposure co-add, then the robust pair correlation (`shared_error.pair_correlation`) of
+  pairs on different sub-frames (what a real co-add of different exposures has) and on one
+  sub-frame (which these co-adds also hold: 5 placements on 3 held-out sub-frames);
+* the tails: sigma68, the standard deviation (pulls clipped at +-10) and the share beyond +-3
+  (0.27 % for a Gaussian), and sigma68 of sqrt(5) x the mean of 5 pulls drawn at random from
+  different rows (independent exposures with this error distribution, no shared part).
+
+Then each run's `injection_report.json` through `registry.evaluate_gates` with the default
+`Gates()`, no production version (the checks against the classical methods of the same report).
+Writes JSON.
 
     .venv/bin/python reports/adapt/stars-training/balanced/shared_and_gates.py OUT.json RUN_DIR [RUN_DIR ...]
 """
@@ -17,15 +26,39 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lumos_ops.evaluation.injection_report import json_clean, shared_pull_bins
+from lumos_ops.lumos.shared_error import pair_correlation, pair_correlation_error
 from lumos_ops.pipeline.registry import evaluate_gates
+from lumos_ops.stats import sigma68
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flux-correction"))
 from pooled import held_out_table  # noqa: E402
 
 SNR_EDGES = (2.0, 20.0)
+N_COADD = 5
+N_DRAWS = 20000
+
+
+def pairs(pull: np.ndarray, galaxy: np.ndarray, frame: np.ndarray) -> dict:
+    """Robust pair correlation of one galaxy's placements on different sub-frames and on one."""
+    same = np.char.add(galaxy.astype(str), np.char.add("/", frame.astype(str)))
+    out = {}
+    for name, groups, frames in (("different_frames", galaxy, frame), ("same_frame", same, None)):
+        rho, n_pairs, _ = pair_correlation(pull, groups, frames)
+        out[name] = {"rho": rho, "rho_err": pair_correlation_error(pull, groups, frames), "n_pairs": n_pairs}
+    return out
+
+
+def tails(pull: np.ndarray, rng: np.random.Generator) -> dict:
+    """The pulls' sigma68, clipped standard deviation, share beyond +-3 and the independent 5-exposure co-add's sigma68."""
+    pull = pull[np.isfinite(pull)]
+    mean_pull = pull[rng.integers(0, pull.size, (N_DRAWS, N_COADD))].mean(axis=1) * np.sqrt(N_COADD)
+    return {"sigma68": sigma68(pull), "std_clipped10": float(np.std(np.clip(pull, -10.0, 10.0))),
+            "beyond_3": float(np.mean(np.abs(pull) > 3.0)), "independent_coadd5_sigma68": sigma68(mean_pull),
+            "n": int(pull.size)}
 
 
 def main() -> None:
@@ -36,13 +69,21 @@ def main() -> None:
     runs = [Path(run) for run in args.runs]
     table = pd.concat([held_out_table(run, k) for k, run in enumerate(runs)], ignore_index=True)
     table = table[table["population"] == "sersic"]
-    shared = {}
+    shared, pair_rho, tail = {}, {}, {}
+    rng = np.random.default_rng(0)
     for method, rows in table.groupby("method"):
-        pull = (rows["flux"] - rows["true_flux"]) / rows["flux_err"]
+        pull = ((rows["flux"] - rows["true_flux"]) / rows["flux_err"]).to_numpy(np.float64)
         (row,) = shared_pull_bins(pull, rows["galaxy"], rows["true_snr"], edges=SNR_EDGES, n_boot=200)
         shared[method] = row
-        print(f"{method:9s} true SNR {SNR_EDGES[0]:g}-{SNR_EDGES[1]:g}: rho {row['rho']:+.3f} ± {row['rho_err']:.3f} "
-              f"({row['n_galaxies']} galaxies), 5-exposure co-add factor {row['coadd5_factor']:.2f}")
+        inside = ((rows["true_snr"] >= SNR_EDGES[0]) & (rows["true_snr"] < SNR_EDGES[1])).to_numpy()
+        pair_rho[method] = pairs(pull[inside], rows["galaxy"].to_numpy()[inside], rows["frame"].to_numpy()[inside])
+        tail[method] = tails(pull[inside], rng)
+        diff, same, t = pair_rho[method]["different_frames"], pair_rho[method]["same_frame"], tail[method]
+        print(f"{method:9s} true SNR {SNR_EDGES[0]:g}-{SNR_EDGES[1]:g}: ICC {row['rho']:+.3f} ± {row['rho_err']:.3f} "
+              f"({row['n_galaxies']} galaxies, co-add factor {row['coadd5_factor']:.2f}); pair rho, different "
+              f"sub-frames {diff['rho']:+.3f} ± {diff['rho_err']:.3f}, one sub-frame {same['rho']:+.3f} ± "
+              f"{same['rho_err']:.3f}; pull sigma68 {t['sigma68']:.3f}, std {t['std_clipped10']:.3f}, beyond 3: "
+              f"{100 * t['beyond_3']:.1f} %, independent 5-exposure co-add sigma68 {t['independent_coadd5_sigma68']:.3f}")
     gates = {}
     for run in runs:
         result = evaluate_gates(json.loads((run / "injection_report.json").read_text()), None)
@@ -51,6 +92,7 @@ def main() -> None:
         for reason in result.reasons:
             print(f"  {reason}")
     Path(args.out).write_text(json.dumps(json_clean({"true_snr": list(SNR_EDGES), "shared_pull": shared,
+                                                     "pair_correlation": pair_rho, "tails": tail,
                                                      "gates": gates}), indent=1) + "\n")
 
 
