@@ -8,9 +8,10 @@ on the pulls (flux - true) / flux_err at true SNR 2-20:
   give a 5-exposure co-add, then the robust pair correlation (`shared_error.pair_correlation`) of
   pairs on different sub-frames (what a real co-add of different exposures has) and on one
   sub-frame (which these co-adds also hold: 5 placements on 3 held-out sub-frames);
-* the tails: sigma68, the standard deviation (pulls clipped at +-10) and the share beyond +-3
-  (0.27 % for a Gaussian), and sigma68 of sqrt(5) x the mean of 5 pulls drawn at random from
-  different rows (independent exposures with this error distribution, no shared part).
+* the tails: sigma68, the standard deviation (pulls clipped at +-10), the share beyond +-3
+  (0.27 % for a Gaussian) and above +3, and sigma68 of sqrt(5) x the mean of 5 pulls drawn at
+  random from different rows (independent exposures with this error distribution, no shared
+  part); then how the optimal sum reads the placements where LUMOS's pull lies beyond +-3.
 
 Then each run's `injection_report.json` through `registry.evaluate_gates` with the default
 `Gates()`, no production version (the checks against the classical methods of the same report).
@@ -57,8 +58,22 @@ def tails(pull: np.ndarray, rng: np.random.Generator) -> dict:
     pull = pull[np.isfinite(pull)]
     mean_pull = pull[rng.integers(0, pull.size, (N_DRAWS, N_COADD))].mean(axis=1) * np.sqrt(N_COADD)
     return {"sigma68": sigma68(pull), "std_clipped10": float(np.std(np.clip(pull, -10.0, 10.0))),
-            "beyond_3": float(np.mean(np.abs(pull) > 3.0)), "independent_coadd5_sigma68": sigma68(mean_pull),
+            "beyond_3": float(np.mean(np.abs(pull) > 3.0)), "above_3": float(np.mean(pull > 3.0)),
+            "below_minus_3": float(np.mean(pull < -3.0)), "independent_coadd5_sigma68": sigma68(mean_pull),
             "n": int(pull.size)}
+
+
+def outliers_read_by(table: pd.DataFrame, method: str = "lumos", other: str = "optimal") -> dict:
+    """How ``other`` reads the placements where ``method``'s pull lies beyond +-3 (true SNR 2-20):
+    its median pull there, and the correlation of the two methods' pulls (clipped at +-10)."""
+    inside = table[(table["true_snr"] >= SNR_EDGES[0]) & (table["true_snr"] < SNR_EDGES[1])]
+    pulls = {m: ((rows["flux"] - rows["true_flux"]) / rows["flux_err"]).groupby(rows["placement"]).first()
+             for m, rows in inside.groupby("method") if m in (method, other)}
+    both = pd.concat(pulls, axis=1).dropna()
+    far = both[method].abs() > 3.0
+    return {"method": method, "other": other, "n_outliers": int(far.sum()),
+            "other_median_pull_at_outliers": float(both.loc[far, other].median()),
+            "correlation": float(np.corrcoef(both[method].clip(-10, 10), both[other].clip(-10, 10))[0, 1])}
 
 
 def main() -> None:
@@ -83,7 +98,11 @@ def main() -> None:
               f"({row['n_galaxies']} galaxies, co-add factor {row['coadd5_factor']:.2f}); pair rho, different "
               f"sub-frames {diff['rho']:+.3f} ± {diff['rho_err']:.3f}, one sub-frame {same['rho']:+.3f} ± "
               f"{same['rho_err']:.3f}; pull sigma68 {t['sigma68']:.3f}, std {t['std_clipped10']:.3f}, beyond 3: "
-              f"{100 * t['beyond_3']:.1f} %, independent 5-exposure co-add sigma68 {t['independent_coadd5_sigma68']:.3f}")
+              f"{100 * t['beyond_3']:.1f} % ({100 * t['above_3']:.1f} % above +3), independent 5-exposure co-add "
+              f"sigma68 {t['independent_coadd5_sigma68']:.3f}")
+    read = outliers_read_by(table)
+    print(f"the optimal sum at LUMOS's {read['n_outliers']} placements beyond +-3: median pull "
+          f"{read['other_median_pull_at_outliers']:+.2f}; pull correlation {read['correlation']:.2f}")
     gates = {}
     for run in runs:
         result = evaluate_gates(json.loads((run / "injection_report.json").read_text()), None)
@@ -93,6 +112,7 @@ def main() -> None:
             print(f"  {reason}")
     Path(args.out).write_text(json.dumps(json_clean({"true_snr": list(SNR_EDGES), "shared_pull": shared,
                                                      "pair_correlation": pair_rho, "tails": tail,
+                                                     "lumos_outliers_read_by_optimal": read,
                                                      "gates": gates}), indent=1) + "\n")
 
 
