@@ -357,6 +357,37 @@ def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to
     assert shown == {"by_frame": {"a": 1.03, "b": 1.0}, "corrected_share": 0.5}
 
 
+def test_the_report_tells_tails_that_widen_coadds_from_an_error_the_exposures_share():
+    rng = np.random.default_rng(8)
+    n_gal, n_place = 1000, 10
+    galaxy = np.repeat(np.arange(n_gal), n_place)
+    truth = np.repeat(10 ** rng.uniform(0.5, 1.2, n_gal), n_place)  # true SNR 3-16 at unit error
+    # independent exposures; 6 % of them carry light that is not the galaxy's (+4 to +12 sigma)
+    hit = rng.random(galaxy.size) < 0.06
+    pull = rng.normal(size=galaxy.size) + hit * rng.uniform(4.0, 12.0, galaxy.size)
+    table = pd.DataFrame({"population": "sersic", "method": "optimal", "galaxy": galaxy,
+                          "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(galaxy.size),
+                          "frame": "a", "flux": truth + pull, "flux_err": 1.0, "true_flux": truth,
+                          "true_snr": truth, "crb_err": 1.0})
+    entry = score_injection(table)["populations"]["sersic"]["methods"]["optimal"]
+    tails = [b for b in entry["pull_tails"] if b["n"] >= 1000]
+    assert len(tails) == 3
+    for row in tails:
+        assert row["sigma68"] < 1.15 and row["above_3"] == pytest.approx(0.06, abs=0.015)
+        assert row["below_minus_3"] < 0.005 and row["std_clipped"] > 1.5
+        assert row["independent_coadd_sigma68"] > 1.2
+    # the co-adds are as wide as the independent draws say, and nothing is shared
+    five = [c for c in entry["coadds"] if c["n"] == 5][0]
+    measured = [b for b in five["by_true_snr"] if b["lo"] is None][0]["pull_sigma68"]
+    assert measured == pytest.approx(np.mean([b["independent_coadd_sigma68"] for b in tails]), abs=0.1)
+    assert all(abs(b["rho"]) < 3 * b["rho_err"] + 0.02 for b in entry["shared_pull"] if b["n_galaxies"] >= 100)
+    # Gaussian pulls: a Gaussian's tails and a co-add pull of 1
+    gaussian = score_injection(table.assign(flux=truth + rng.normal(size=galaxy.size)))
+    for row in gaussian["populations"]["sersic"]["methods"]["optimal"]["pull_tails"]:
+        if row["n"] >= 1000:
+            assert row["above_3"] < 0.005 and row["independent_coadd_sigma68"] == pytest.approx(1.0, abs=0.03)
+
+
 def test_the_report_shows_a_faint_bias_that_grows_with_the_galaxys_size():
     rng = np.random.default_rng(5)
     n_gal, n_place = 400, 4

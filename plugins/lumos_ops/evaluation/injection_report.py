@@ -13,7 +13,8 @@ the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin; per
 floor the rows were measured with and the one their bright rows ask for
 (:mod:`lumos_ops.photometry.error_floor`); per method and bin of true SNR the share of the
 pull variance that the placements of one galaxy share (:func:`shared_pull_bins`), which the
-co-adds multiply; per population the mean faint pull of each method by the galaxy's size
+co-adds multiply, and the tails of the pulls with the co-add width they give independent exposures
+(:func:`pull_tail_bins`); per population the mean faint pull of each method by the galaxy's size
 (:func:`faint_pull_by_size`). :func:`targets` checks
 the acceptance targets of likelihood photometry (docs/likelihood.md).
 """
@@ -251,6 +252,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 "coadds": [_coadds(ok, method, n) for n in COADD_N],
                 **dict(zip(("d_width", "d_width_err"), _d_width(ok))),
                 "shared_pull": shared_pull_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], galaxy, ok["true_snr"]),
+                "pull_tails": pull_tail_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], ok["true_snr"]),
             }
             if "model_flux" in ok:
                 entry["by_true_snr_model"] = fixed_truth_bins(ok["model_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
@@ -341,6 +343,41 @@ def shared_pull_bins(pull: ArrayLike, galaxy: ArrayLike, true_snr: ArrayLike, *,
             err = float(np.nanstd(boot))
         rows.append({"lo": lo, "hi": hi, "n": int(sel.sum()), "n_galaxies": n_gal, "rho": rho, "rho_err": err,
                      "coadd5_factor": float(np.sqrt(1.0 + 4.0 * rho)) if np.isfinite(rho) and rho > -0.25 else float("nan")})
+    return rows
+
+
+def pull_tail_bins(pull: ArrayLike, true_snr: ArrayLike, *, edges: Sequence[float] = TRUE_SNR_EDGES, n_coadd: int = 5,
+                   n_draws: int = 20000, seed: int = 0) -> list[dict[str, Any]]:
+    """The tails of the pulls ``(flux - true) / flux_err`` per bin of true SNR, and the co-add pull
+    they give exposures that share nothing.
+
+    A pull distribution with sigma68 1 can still hold far more than a Gaussian's 0.27 % beyond +-3
+    (light of sources no detection found, on real frames). A co-add's errors add variances, so
+    those tails widen its core: an excess co-add pull then needs no error shared between exposures
+    (:func:`shared_pull_bins` measures that part). Per bin: ``sigma68``, ``std_clipped`` (the
+    standard deviation of the pulls clipped at +-10), the shares ``above_3`` and ``below_minus_3``,
+    and ``independent_coadd_sigma68``, the sigma68 of ``sqrt(n_coadd)`` times the mean of
+    ``n_coadd`` pulls drawn at random from the bin (``n_draws`` draws, ``seed``): the pull an
+    ``n_coadd``-exposure co-add with equal errors would have if its exposures were independent draws
+    of this distribution. NaN with fewer than 10 pulls in a bin.
+    """
+    pull = np.asarray(pull, dtype=np.float64)
+    snr = np.asarray(true_snr, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    edges = [float(e) for e in edges]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        values = pull[(snr >= lo) & (snr < hi) & np.isfinite(pull)]
+        row: dict[str, Any] = {"lo": lo, "hi": hi, "n": int(values.size)}
+        if values.size < 10:
+            row.update({key: float("nan") for key in ("sigma68", "std_clipped", "above_3", "below_minus_3",
+                                                      "independent_coadd_sigma68")})
+        else:
+            draws = values[rng.integers(0, values.size, (n_draws, n_coadd))].mean(axis=1) * np.sqrt(n_coadd)
+            row.update({"sigma68": half_width68(values), "std_clipped": float(np.std(np.clip(values, -10.0, 10.0))),
+                        "above_3": float(np.mean(values > 3.0)), "below_minus_3": float(np.mean(values < -3.0)),
+                        "independent_coadd_sigma68": half_width68(draws)})
+        rows.append(row)
     return rows
 
 

@@ -8,10 +8,11 @@ on the pulls (flux - true) / flux_err at true SNR 2-20:
   give a 5-exposure co-add, then the robust pair correlation (`shared_error.pair_correlation`) of
   pairs on different sub-frames (what a real co-add of different exposures has) and on one
   sub-frame (which these co-adds also hold: 5 placements on 3 held-out sub-frames);
-* the tails: sigma68, the standard deviation (pulls clipped at +-10), the share beyond +-3
-  (0.27 % for a Gaussian) and above +3, and sigma68 of sqrt(5) x the mean of 5 pulls drawn at
-  random from different rows (independent exposures with this error distribution, no shared
-  part); then how the optimal sum reads the placements where LUMOS's pull lies beyond +-3.
+* the tails (`injection_report.pull_tail_bins`, which every injection report now holds per bin):
+  sigma68, the standard deviation (pulls clipped at +-10), the shares above +3 and below -3
+  (0.13 % each for a Gaussian), and sigma68 of sqrt(5) x the mean of 5 pulls drawn at random
+  from different rows (independent exposures with this error distribution, no shared part); then
+  how the optimal sum reads the placements where LUMOS's pull lies beyond +-3.
 
 Then each run's `injection_report.json` through `registry.evaluate_gates` with the default
 `Gates()`, no production version (the checks against the classical methods of the same report).
@@ -30,17 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lumos_ops.evaluation.injection_report import json_clean, shared_pull_bins
+from lumos_ops.evaluation.injection_report import json_clean, pull_tail_bins, shared_pull_bins
 from lumos_ops.lumos.shared_error import pair_correlation, pair_correlation_error
 from lumos_ops.pipeline.registry import evaluate_gates
-from lumos_ops.stats import sigma68
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flux-correction"))
 from pooled import held_out_table  # noqa: E402
 
 SNR_EDGES = (2.0, 20.0)
-N_COADD = 5
-N_DRAWS = 20000
 
 
 def pairs(pull: np.ndarray, galaxy: np.ndarray, frame: np.ndarray) -> dict:
@@ -51,16 +49,6 @@ def pairs(pull: np.ndarray, galaxy: np.ndarray, frame: np.ndarray) -> dict:
         rho, n_pairs, _ = pair_correlation(pull, groups, frames)
         out[name] = {"rho": rho, "rho_err": pair_correlation_error(pull, groups, frames), "n_pairs": n_pairs}
     return out
-
-
-def tails(pull: np.ndarray, rng: np.random.Generator) -> dict:
-    """The pulls' sigma68, clipped standard deviation, share beyond +-3 and the independent 5-exposure co-add's sigma68."""
-    pull = pull[np.isfinite(pull)]
-    mean_pull = pull[rng.integers(0, pull.size, (N_DRAWS, N_COADD))].mean(axis=1) * np.sqrt(N_COADD)
-    return {"sigma68": sigma68(pull), "std_clipped10": float(np.std(np.clip(pull, -10.0, 10.0))),
-            "beyond_3": float(np.mean(np.abs(pull) > 3.0)), "above_3": float(np.mean(pull > 3.0)),
-            "below_minus_3": float(np.mean(pull < -3.0)), "independent_coadd5_sigma68": sigma68(mean_pull),
-            "n": int(pull.size)}
 
 
 def outliers_read_by(table: pd.DataFrame, method: str = "lumos", other: str = "optimal") -> dict:
@@ -85,21 +73,20 @@ def main() -> None:
     table = pd.concat([held_out_table(run, k) for k, run in enumerate(runs)], ignore_index=True)
     table = table[table["population"] == "sersic"]
     shared, pair_rho, tail = {}, {}, {}
-    rng = np.random.default_rng(0)
     for method, rows in table.groupby("method"):
         pull = ((rows["flux"] - rows["true_flux"]) / rows["flux_err"]).to_numpy(np.float64)
         (row,) = shared_pull_bins(pull, rows["galaxy"], rows["true_snr"], edges=SNR_EDGES, n_boot=200)
         shared[method] = row
         inside = ((rows["true_snr"] >= SNR_EDGES[0]) & (rows["true_snr"] < SNR_EDGES[1])).to_numpy()
         pair_rho[method] = pairs(pull[inside], rows["galaxy"].to_numpy()[inside], rows["frame"].to_numpy()[inside])
-        tail[method] = tails(pull[inside], rng)
+        (tail[method],) = pull_tail_bins(pull, rows["true_snr"], edges=SNR_EDGES)
         diff, same, t = pair_rho[method]["different_frames"], pair_rho[method]["same_frame"], tail[method]
         print(f"{method:9s} true SNR {SNR_EDGES[0]:g}-{SNR_EDGES[1]:g}: ICC {row['rho']:+.3f} ± {row['rho_err']:.3f} "
               f"({row['n_galaxies']} galaxies, co-add factor {row['coadd5_factor']:.2f}); pair rho, different "
               f"sub-frames {diff['rho']:+.3f} ± {diff['rho_err']:.3f}, one sub-frame {same['rho']:+.3f} ± "
-              f"{same['rho_err']:.3f}; pull sigma68 {t['sigma68']:.3f}, std {t['std_clipped10']:.3f}, beyond 3: "
-              f"{100 * t['beyond_3']:.1f} % ({100 * t['above_3']:.1f} % above +3), independent 5-exposure co-add "
-              f"sigma68 {t['independent_coadd5_sigma68']:.3f}")
+              f"{same['rho_err']:.3f}; pull sigma68 {t['sigma68']:.3f}, std {t['std_clipped']:.3f}, above +3: "
+              f"{100 * t['above_3']:.1f} %, below -3: {100 * t['below_minus_3']:.1f} %, independent 5-exposure "
+              f"co-add sigma68 {t['independent_coadd_sigma68']:.3f}")
     read = outliers_read_by(table)
     print(f"the optimal sum at LUMOS's {read['n_outliers']} placements beyond +-3: median pull "
           f"{read['other_median_pull_at_outliers']:+.2f}; pull correlation {read['correlation']:.2f}")
