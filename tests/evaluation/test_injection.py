@@ -329,6 +329,15 @@ def test_the_report_pools_other_galaxies_into_the_shared_error_term():
     assert apart["shared_error"]["rho"] == alone and sum(apart["shared_error"]["n_galaxies"]) == 400
 
 
+def _unit_error_rows(galaxy: np.ndarray, n_place: int, truth: np.ndarray, pull: np.ndarray) -> pd.DataFrame:
+    """Optimal-sum rows of ``n_place`` placements per galaxy on one frame, error 1 (e-/s), so the
+    true flux is the true SNR and ``flux = truth + pull``."""
+    return pd.DataFrame({"population": "sersic", "method": "optimal", "galaxy": galaxy,
+                         "place": np.tile(np.arange(n_place), galaxy.size // n_place),
+                         "placement": np.arange(galaxy.size), "frame": "a", "flux": truth + pull, "flux_err": 1.0,
+                         "true_flux": truth, "true_snr": truth, "crb_err": 1.0})
+
+
 def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to_coadds():
     from lumos_ops.evaluation.injection_report import intraclass_correlation
 
@@ -340,10 +349,7 @@ def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to
     estimate, groups = intraclass_correlation(pull, galaxy)
     assert groups == n_gal and estimate == pytest.approx(rho, abs=0.03)
     assert intraclass_correlation(rng.normal(size=galaxy.size), galaxy)[0] == pytest.approx(0.0, abs=0.03)
-    table = pd.DataFrame({"population": "sersic", "method": "optimal", "galaxy": galaxy,
-                          "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(galaxy.size),
-                          "frame": "a", "flux": truth + pull, "flux_err": 1.0, "true_flux": truth,
-                          "true_snr": truth, "crb_err": 1.0})
+    table = _unit_error_rows(galaxy, n_place, truth, pull)
     entry = score_injection(table)["populations"]["sersic"]["methods"]["optimal"]
     bins = [b for b in entry["shared_pull"] if b["n_galaxies"] >= 100]
     assert bins and all(abs(b["rho"] - rho) < 3 * b["rho_err"] + 0.02 for b in bins)
@@ -365,10 +371,7 @@ def test_the_report_tells_tails_that_widen_coadds_from_an_error_the_exposures_sh
     # independent exposures; 6 % of them carry light that is not the galaxy's (+4 to +12 sigma)
     hit = rng.random(galaxy.size) < 0.06
     pull = rng.normal(size=galaxy.size) + hit * rng.uniform(4.0, 12.0, galaxy.size)
-    table = pd.DataFrame({"population": "sersic", "method": "optimal", "galaxy": galaxy,
-                          "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(galaxy.size),
-                          "frame": "a", "flux": truth + pull, "flux_err": 1.0, "true_flux": truth,
-                          "true_snr": truth, "crb_err": 1.0})
+    table = _unit_error_rows(galaxy, n_place, truth, pull)
     entry = score_injection(table)["populations"]["sersic"]["methods"]["optimal"]
     tails = [b for b in entry["pull_tails"] if b["n"] >= 1000]
     assert len(tails) == 3
