@@ -243,6 +243,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
             lower = ok["q16"].to_numpy() if method == "lumos" and "q16" in ok else None
             upper = ok["q84"].to_numpy() if method == "lumos" and "q84" in ok else None
             galaxy = ok["galaxy"].to_numpy()  # a galaxy's placements share its error: block bootstrap
+            pull = (ok["flux"] - ok["true_flux"]) / ok["flux_err"]
             entry = {
                 "n": int(len(ok)),
                 "by_true_snr": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
@@ -251,8 +252,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                                                  lower=lower, upper=upper, groups=galaxy),
                 "coadds": [_coadds(ok, method, n) for n in COADD_N],
                 **dict(zip(("d_width", "d_width_err"), _d_width(ok))),
-                "shared_pull": shared_pull_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], galaxy, ok["true_snr"]),
-                "pull_tails": pull_tail_bins((ok["flux"] - ok["true_flux"]) / ok["flux_err"], ok["true_snr"]),
+                "shared_pull": shared_pull_bins(pull, galaxy, ok["true_snr"]),
+                "pull_tails": pull_tail_bins(pull, ok["true_snr"]),
             }
             if "model_flux" in ok:
                 entry["by_true_snr_model"] = fixed_truth_bins(ok["model_flux"], ok["flux"], ok["flux_err"], by=ok["true_snr"],
