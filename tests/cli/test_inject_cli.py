@@ -84,6 +84,21 @@ def test_inject_prints_what_a_galaxys_placements_share():
     assert shared_line("sersic", "lumos", {"shared_pull": bins[3:4]}) is None
 
 
+def test_inject_prints_the_pulls_tails_beside_what_placements_share():
+    from lumos_ops.cli.inject import tails_line
+
+    bins = [{"lo": 1.0, "hi": 2.0, "n": 80, "above_3": 0.1, "independent_coadd_sigma68": 1.5},
+            {"lo": 2.0, "hi": 5.0, "n": 300, "above_3": 0.027, "independent_coadd_sigma68": 1.21},
+            {"lo": 5.0, "hi": 10.0, "n": 240, "above_3": 0.02, "independent_coadd_sigma68": 1.16},
+            {"lo": 10.0, "hi": 20.0, "n": 5, "above_3": 0.4, "independent_coadd_sigma68": 2.0},
+            {"lo": 20.0, "hi": 50.0, "n": 300, "above_3": 0.0, "independent_coadd_sigma68": float("nan")}]
+    line = tails_line("sersic", "lumos", {"pull_tails": bins})
+    assert line.endswith("pulls' tails, true SNR 2-10: above +3 2.7 / 2.0 % (Gaussian 0.1 %); independent "
+                         "5-exposure co-adds from them alone 1.21 / 1.16x too narrow")
+    assert tails_line("sersic", "lumos", {"pull_tails": bins[3:]}) is None
+    assert tails_line("sersic", "lumos", {}) is None
+
+
 def test_inject_can_take_each_frames_psf_from_its_stars(tmp_path, capsys):
     """``--psf-from-stars``: the Moffat FWHM of the frame's stars (six Gaussian stars of FWHM 3.06 px
     here) maps the frame, not the second-moment width; with too few stars it fails by name."""

@@ -195,9 +195,9 @@ def _write_report(out, report: dict) -> None:
                 print(f"{population:8s} {method:9s} neighbour error floor: applied {floor['neighbour_applied']:.4f}, the "
                       f"blended rows at measured SNR >= {near['min_snr']:g} ask {near['floor']:.4f} (n {near['n']}, "
                       f"pull without it {near['pull_before']:.2f})")
-            line = shared_line(population, method, scores)
-            if line:
-                print(line)
+            for line in (shared_line(population, method, scores), tails_line(population, method, scores)):
+                if line:
+                    print(line)
 
 
 def _rescore(out) -> int:
@@ -240,6 +240,22 @@ def shared_line(population: str, method: str, scores: dict) -> str | None:
     return (f"{population:8s} {method:9s} shared by a galaxy's placements, true SNR "
             f"{shared[0]['lo']:g}-{shared[-1]['hi']:g}: rho " + " / ".join(f"{b['rho']:+.3f}" for b in shared)
             + f" (5-exposure co-adds up to {worst:.2f}x too narrow)")
+
+
+def tails_line(population: str, method: str, scores: dict) -> str | None:
+    """The printed summary of the pulls' tails at true SNR 2-50 (the report's ``pull_tails`` bins
+    with at least 10 pulls): the share above +3 and the pull of 5-exposure co-adds of independent
+    exposures with that distribution, or None when no bin has them. Set beside :func:`shared_line`,
+    it tells a co-add excess the tails make from one the exposures share."""
+    import numpy as np
+
+    tails = [b for b in scores.get("pull_tails", []) if 2.0 <= b["lo"] < 50.0 and b["n"] >= 10
+             and b["independent_coadd_sigma68"] is not None and np.isfinite(b["independent_coadd_sigma68"])]
+    if not tails:
+        return None
+    return (f"{population:8s} {method:9s} pulls' tails, true SNR {tails[0]['lo']:g}-{tails[-1]['hi']:g}: above +3 "
+            + " / ".join(f"{100 * b['above_3']:.1f}" for b in tails) + " % (Gaussian 0.1 %); independent 5-exposure "
+            "co-adds from them alone " + " / ".join(f"{b['independent_coadd_sigma68']:.2f}" for b in tails) + "x too narrow")
 
 
 def _pm_row(row: dict) -> str:
