@@ -93,8 +93,8 @@ def test_inject_prints_the_pulls_tails_beside_what_placements_share():
             {"lo": 10.0, "hi": 20.0, "n": 5, "above_3": 0.4, "independent_coadd_sigma68": 2.0},
             {"lo": 20.0, "hi": 50.0, "n": 300, "above_3": 0.0, "independent_coadd_sigma68": float("nan")}]
     line = tails_line("sersic", "lumos", {"pull_tails": bins})
-    assert line.endswith("pulls' tails, true SNR 2-10: above +3 2.7 / 2.0 % (Gaussian 0.1 %); independent "
-                         "5-exposure co-adds from them alone 1.21 / 1.16x too narrow")
+    assert line.endswith("pulls' tails, true SNR 2-10: above +3 2.7 / 2.0 % (Gaussian 0.1 %); 5-exposure "
+                         "co-add pull of independent exposures 1.21 / 1.16")
     assert tails_line("sersic", "lumos", {"pull_tails": bins[3:]}) is None
     assert tails_line("sersic", "lumos", {}) is None
 

@@ -254,8 +254,8 @@ def tails_line(population: str, method: str, scores: dict) -> str | None:
     if not tails:
         return None
     return (f"{population:8s} {method:9s} pulls' tails, true SNR {tails[0]['lo']:g}-{tails[-1]['hi']:g}: above +3 "
-            + " / ".join(f"{100 * b['above_3']:.1f}" for b in tails) + " % (Gaussian 0.1 %); independent 5-exposure "
-            "co-adds from them alone " + " / ".join(f"{b['independent_coadd_sigma68']:.2f}" for b in tails) + "x too narrow")
+            + " / ".join(f"{100 * b['above_3']:.1f}" for b in tails) + " % (Gaussian 0.1 %); 5-exposure co-add pull "
+            "of independent exposures " + " / ".join(f"{b['independent_coadd_sigma68']:.2f}" for b in tails))
 
 
 def _pm_row(row: dict) -> str:
