@@ -116,8 +116,9 @@ def lumos_reprocess() -> None:
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.reprocess import finish_reprocess
 
+        outlier_fraction = _config(get_current_context()["params"]).survey.coadd_outlier_fraction
         with pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
-            progress = finish_reprocess(engine, planned["runs"], planned["versions"])
+            progress = finish_reprocess(engine, planned["runs"], planned["versions"], outlier_fraction=outlier_fraction)
         print(progress.to_string(index=False))
         return progress.to_dict("records")
 

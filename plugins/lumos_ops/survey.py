@@ -19,6 +19,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
+      "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -60,6 +61,7 @@ from typing import Any
 from lumos_ops.constants import (
     BROAD_BANDS,
     CCD_SHAPE,
+    DEFAULT_COADD_OUTLIER_FRACTION,
     DEFAULT_FLUX_ERROR_FLOOR,
     DEFAULT_NEIGHBOUR_ERROR_FLOOR,
     N_CCDS,
@@ -203,6 +205,14 @@ class Survey:
         Correct every method's fluxes on each exposure for its PSF model's error, measured with
         galaxies drawn with the exposure's own stars' PSF (:mod:`lumos_ops.flux_correction`). For
         surveys whose exposures carry enough stars (>= 10 bright isolated ones); off by default.
+    coadd_outlier_fraction : float
+        Prior probability that one exposure's measurement of a source is bad (a cosmic ray, a
+        satellite trail, an artefact or undetected source under that exposure only): the LUMOS
+        co-adds give each exposure's likelihood a broad component of this weight, so that one
+        exposure far from the others' consensus stops pulling the co-add
+        (:func:`lumos_ops.lumos.coadd.coadd_likelihoods`, ``outlier_fraction``; docs/likelihood.md
+        §3). The share of per-exposure pulls beyond ±3 that ``lumos inject`` reports (its tails
+        line) measures it on the survey's own frames. 0 turns it off.
     """
 
     name: str
@@ -219,6 +229,7 @@ class Survey:
     neighbour_error_floor: float = DEFAULT_NEIGHBOUR_ERROR_FLOOR
     method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     psf_flux_correction: bool = False
+    coadd_outlier_fraction: float = DEFAULT_COADD_OUTLIER_FRACTION
 
     def __post_init__(self) -> None:
         where = self.source
@@ -257,6 +268,10 @@ class Survey:
                                     "fraction in [0, 1)")
             floors[method] = float(number)
         object.__setattr__(self, "method_error_floors", floors)
+        value = self.coadd_outlier_fraction
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value < 0.5):
+            raise BadInputError(f"{where}: coadd_outlier_fraction={value!r} must lie in [0, 0.5) (a probability per exposure)")
+        object.__setattr__(self, "coadd_outlier_fraction", float(value))
         if not isinstance(self.psf_flux_correction, bool):
             raise BadInputError(f"{where}: psf_flux_correction={self.psf_flux_correction!r} must be true or false")
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
@@ -367,6 +382,8 @@ class Survey:
             "neighbour_error_floor": self.neighbour_error_floor,
             **({"method_error_floors": dict(self.method_error_floors)} if self.method_error_floors else {}),
             **({"psf_flux_correction": True} if self.psf_flux_correction else {}),
+            **({"coadd_outlier_fraction": self.coadd_outlier_fraction}
+               if self.coadd_outlier_fraction != DEFAULT_COADD_OUTLIER_FRACTION else {}),
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
@@ -383,7 +400,7 @@ class Survey:
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
                  "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors",
-                 "psf_flux_correction"}
+                 "psf_flux_correction", "coadd_outlier_fraction"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
@@ -451,6 +468,7 @@ class Survey:
             neighbour_error_floor=number("neighbour_error_floor", float, DEFAULT_NEIGHBOUR_ERROR_FLOOR),
             method_error_floors=values.get("method_error_floors", {}),
             psf_flux_correction=values.get("psf_flux_correction", False),
+            coadd_outlier_fraction=values.get("coadd_outlier_fraction", DEFAULT_COADD_OUTLIER_FRACTION),
         )
 
 def paus_survey() -> Survey:

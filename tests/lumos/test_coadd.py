@@ -140,3 +140,47 @@ def test_an_outlying_exposure_does_not_underflow():
     ref = _grid_reference(alpha, mu, sigma, zp, np.zeros(3, bool))
     assert np.isfinite(result.stats["median"][0])
     assert result.stats["median"][0] == pytest.approx(ref["median"], abs=0.02 * ref["sigma68"])
+
+
+def _with_bad_component(alpha, mu, sigma, fraction, width):
+    """The mixtures with the bad-exposure component of ``coadd_likelihoods(outlier_fraction=...)``
+    written out: weights times 1 - fraction, one more at the exposure's mean, width x its std."""
+    mean = (alpha * mu).sum(1)
+    std = np.sqrt((alpha * (sigma**2 + mu**2)).sum(1) - mean**2)
+    return (np.concatenate([alpha * (1 - fraction), np.full((len(alpha), 1), fraction)], axis=1),
+            np.concatenate([mu, mean[:, None]], axis=1), np.concatenate([sigma, width * std[:, None]], axis=1))
+
+
+def test_outlier_component_matches_grid_product():
+    alpha, mu, sigma, zp = _exposures(m=4, seed=3)
+    mu[0] += 40.0  # one exposure far from the others
+    result = coadd_likelihoods(alpha[None], mu[None], sigma[None], zp[None], outlier_fraction=0.02, outlier_width=8.0)
+    ref = _grid_reference(*_with_bad_component(alpha, mu, sigma, 0.02, 8.0), zp, np.zeros(4, dtype=bool))
+    for key in ("median", "mode", "sigma68"):
+        assert result.stats[key][0] == pytest.approx(ref[key], abs=0.01 * ref["sigma68"]), key
+
+
+def test_a_bad_exposure_stops_pulling_the_coadd_and_is_counted():
+    """Five exposures of 100 +- 10 e-/s, the first of the second source 8 sigma high (a cosmic ray):
+    the plain product follows it by 8/5 sigma; with outlier_fraction the co-add stays on the other
+    four and counts one outlier; the consistent source keeps its median and width."""
+    f = np.array([[100.0, 96.0, 104.0, 99.0, 101.0], [180.0, 96.0, 104.0, 99.0, 101.0]])
+    alpha, mu, sigma = np.ones((2, 5, 1)), f[..., None], np.full((2, 5, 1), 10.0)
+    zp = np.full((2, 5), 31.4)
+    plain = coadd_likelihoods(alpha, mu, sigma, zp)
+    robust = coadd_likelihoods(alpha, mu, sigma, zp, outlier_fraction=0.01)
+    assert plain.stats["median"][1] == pytest.approx(116.0, abs=0.05)
+    assert robust.stats["median"][1] == pytest.approx(100.0, abs=0.5)
+    assert robust.stats["sigma68"][1] == pytest.approx(10.0 / np.sqrt(4), rel=0.02)
+    assert robust.stats["median"][0] == pytest.approx(plain.stats["median"][0], abs=0.05)
+    assert robust.stats["sigma68"][0] == pytest.approx(plain.stats["sigma68"][0], rel=0.01)
+    assert robust.n_outliers.tolist() == [0, 1] and plain.n_outliers.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("fraction, width", [(-0.1, 10.0), (1.0, 10.0), (0.01, 1.0)])
+def test_outlier_options_are_checked(fraction, width):
+    from lumos_ops.exceptions import LumosValueError
+
+    alpha, mu, sigma, zp = _exposures()
+    with pytest.raises(LumosValueError, match="outlier_fraction"):
+        coadd_likelihoods(alpha[None], mu[None], sigma[None], zp[None], outlier_fraction=fraction, outlier_width=width)

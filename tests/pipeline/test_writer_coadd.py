@@ -287,6 +287,36 @@ def test_lumos_coadd_widens_by_the_shared_error_its_rows_carry(engine):
     assert row.flux_njy == pytest.approx(independent.stats["median"][0], rel=1e-6)
 
 
+def test_lumos_coadd_discounts_a_bad_exposure_and_counts_it(engine):
+    """Four exposures agree, a fifth reads 8 sigma high: with the survey's outlier fraction the
+    co-add stays on the four and records n_outliers 1; without it, the product follows the fifth;
+    the eq. (21) co-add of a classical method has no n_outliers."""
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+
+    run_id, ids = _setup(engine, n_exposures=5)
+    mus = [20.0, 21.0, 19.5, 20.5, 44.0]
+    _write_gaussian_likelihoods(engine, run_id, ids, mus, [{}] * 5)
+    for eid in ids:
+        write_measurements(engine, _table(1), exposure_id=eid, run_id=run_id, meta=_meta(),
+                           model_versions={"aperture": "aperture-1"})
+    args = (np.ones((1, 5, 1)), np.array(mus).reshape(1, 5, 1), np.full((1, 5, 1), 3.0), np.full((1, 5), 25.0))
+    query = "SELECT method, flux_njy, n_outliers FROM lumos.coadds WHERE ref_id = 0 ORDER BY method"
+    coadd_night(engine, night=NIGHT, run_id=run_id)
+    with engine.connect() as conn:
+        plain = {r.method: r for r in conn.execute(sa.text(query))}
+    coadd_night(engine, night=NIGHT, run_id=run_id, outlier_fraction=0.01)
+    with engine.connect() as conn:
+        robust = {r.method: r for r in conn.execute(sa.text(query))}
+    scale = 10 ** (-0.4 * (25.0 - 31.4))
+    assert plain["lumos"].flux_njy == pytest.approx(coadd_likelihoods(*args).stats["median"][0], rel=1e-6)
+    assert plain["lumos"].flux_njy > 24.5 * scale and plain["lumos"].n_outliers == 0
+    assert robust["lumos"].flux_njy == pytest.approx(
+        coadd_likelihoods(*args, outlier_fraction=0.01).stats["median"][0], rel=1e-6)
+    assert robust["lumos"].flux_njy == pytest.approx(20.25 * scale, abs=0.2 * scale)
+    assert robust["lumos"].n_outliers == 1
+    assert plain["aperture"].n_outliers is None and robust["aperture"].n_outliers is None
+
+
 def test_lumos_coadd_takes_the_shared_error_of_the_sources_residual_bin(engine):
     from lumos_ops.lumos.coadd import coadd_likelihoods
 

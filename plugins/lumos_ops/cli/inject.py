@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="measure with each exposure's PSF flux correction (docs/likelihood.md §14), whatever the "
                         "survey says; galaxies drawn with another PSF than the frame's stars' (the kolmogorov "
                         "default) are then moved by the difference")
+    p.add_argument("--coadd-outlier-fraction", type=float, default=None, metavar="EPS",
+                   help="the LUMOS co-adds' prior probability of a bad exposure (docs/likelihood.md §3; default: the "
+                        "survey's coadd_outlier_fraction; with --rescore, the run's survey's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     add_survey_option(p)
@@ -129,7 +132,7 @@ def inject_command(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.rescore:
-        return _rescore(out)
+        return _rescore(out, args.coadd_outlier_fraction)
     if not args.frames:
         raise LumosValueError("lumos inject: give --frames (or --rescore with the --out of an earlier run)")
     survey_file = _survey_file(args)
@@ -152,7 +155,8 @@ def inject_command(args: argparse.Namespace) -> int:
             tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
                                         keep_headers=survey_file is not None, shapes=shapes))
     table = pd.concat(tables, ignore_index=True)
-    report = score_injection(table)
+    eps = (survey or paus_survey()).coadd_outlier_fraction if args.coadd_outlier_fraction is None else args.coadd_outlier_fraction
+    report = score_injection(table, outlier_fraction=eps)
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None
     report["config"] = {k: v for k, v in vars(args).items() if k != "func"}
     report["survey"] = None if survey is None else {"file": survey_file, "name": survey.name,
@@ -200,15 +204,17 @@ def _write_report(out, report: dict) -> None:
                     print(line)
 
 
-def _rescore(out) -> int:
-    """``lumos inject --rescore``: the stored table of ``out`` scored again by this code."""
+def _rescore(out, outlier_fraction: float | None = None) -> int:
+    """``lumos inject --rescore``: the stored table of ``out`` scored again by this code, its LUMOS
+    co-adds with ``outlier_fraction`` (None: that of the run's survey file where it still reads,
+    else the current survey's)."""
     import datetime
 
     import pandas as pd
 
     from lumos_ops import __version__
     from lumos_ops.evaluation.injection_report import score_injection
-    from lumos_ops.exceptions import InputFileError
+    from lumos_ops.exceptions import BadInputError, InputFileError
 
     table_path, report_path = out / TABLE, out / REPORT_JSON
     for path in (table_path, report_path):
@@ -218,7 +224,16 @@ def _rescore(out) -> int:
         old = json.loads(report_path.read_text())
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{report_path}: not JSON ({exc}); rerun `lumos inject` to remake it") from None
-    report = score_injection(pd.read_parquet(table_path))
+    if outlier_fraction is None:
+        from lumos_ops.survey import current_survey, load_survey
+
+        survey_file = (old.get("survey") or {}).get("file")
+        try:
+            survey = load_survey(survey_file) if survey_file else current_survey()
+        except BadInputError:
+            survey = current_survey()
+        outlier_fraction = survey.coadd_outlier_fraction
+    report = score_injection(pd.read_parquet(table_path), outlier_fraction=outlier_fraction)
     for key in ("command", "config", "model", "survey"):
         report[key] = old.get(key)
     report["rescored"] = [*old.get("rescored", []), {"at": datetime.datetime.now(datetime.UTC).isoformat(

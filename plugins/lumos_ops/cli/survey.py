@@ -109,6 +109,8 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["neighbour_error_floor"] = args.neighbour_error_floor
     if args.psf_flux_correction:
         values["psf_flux_correction"] = True
+    if args.coadd_outlier_fraction is not None:
+        values["coadd_outlier_fraction"] = args.coadd_outlier_fraction
     return values
 
 
@@ -227,6 +229,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--psf-flux-correction", action="store_true",
                       help="correct every method's fluxes on each exposure for its PSF model's error, measured with "
                            "galaxies drawn with the exposure's own stars' PSF (exposures with >= 10 bright stars)")
+    init.add_argument("--coadd-outlier-fraction", type=float,
+                      help="prior probability of a bad exposure in the LUMOS co-adds (default 0.01; the share of "
+                           "per-exposure pulls beyond +-3 that `lumos inject` prints measures it; 0 turns it off)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(func=init_command)
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")

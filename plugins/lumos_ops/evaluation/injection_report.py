@@ -40,12 +40,15 @@ COADD_N: tuple[int, ...] = (2, 5, 10)
 COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
 
 
-def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -> dict[str, Any]:
+def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False,
+            outlier_fraction: float = 0.0) -> dict[str, Any]:
     """Co-adds of ``n`` placements of each galaxy: every disjoint run of ``n`` of its placements
     (``place`` ``k n`` to ``(k + 1) n - 1``), so 10 placements make five 2-exposure co-adds, two
     5-exposure and one 10-exposure; bootstrap errors resample whole galaxies. The survey's error
     floor is counted once (rows' ``floor_rho`` for LUMOS, :func:`coadd_with_floor` for the others);
-    ``shared``: LUMOS with each row's ``shared_rho`` (the shared-error term) where it is larger."""
+    ``shared``: LUMOS with each row's ``shared_rho`` (the shared-error term) where it is larger;
+    ``outlier_fraction``: the LUMOS co-adds' prior probability of a bad exposure, as the nightly
+    co-adds use it (``Survey.coadd_outlier_fraction``)."""
     from lumos_ops.lumos.coadd import coadd_likelihoods
     from lumos_ops.lumos.mixture_table import mixtures_from_table
     from lumos_ops.photometry.error_floor import coadd_with_floor, statistical_error
@@ -67,7 +70,8 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
             rho = sel["shared_rho"].to_numpy(np.float64).reshape(n_src, n)
         if "floor_rho" in sel:
             rho = np.maximum(rho, np.nan_to_num(sel["floor_rho"].to_numpy(np.float64)).reshape(n_src, n))
-        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None)
+        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None,
+                                outlier_fraction=outlier_fraction)
         flux, err = res.stats["median"], res.stats["sigma68"]
     else:
         flux, err = coadd_with_floor(sel["flux"].to_numpy().reshape(n_src, n),
@@ -84,7 +88,8 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False) -
     return out
 
 
-def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.DataFrame | None = None) -> dict[str, Any]:
+def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.DataFrame | None = None, *,
+                  outlier_fraction: float = 0.0) -> dict[str, Any]:
     """The shared-error table of these rows (pairs of placements on different frames, split by the
     galaxies' median ``residual`` when given; what ``lumos adapt`` records) and the co-adds with
     it, cross-fitted: each half of the galaxies (by galaxy label parity) is co-added with the table
@@ -122,7 +127,8 @@ def _shared_error(frame: pd.DataFrame, residual: np.ndarray | None, pooled: pd.D
                                  residual=median[mine] if with_residual else None)
     crossed = frame.assign(shared_rho=rho)
     return {"shared_error": fitted.to_dict(),
-            "coadds_shared_error": [_coadds(crossed, "lumos", n, shared=True) for n in COADD_N]}
+            "coadds_shared_error": [_coadds(crossed, "lumos", n, shared=True, outlier_fraction=outlier_fraction)
+                                    for n in COADD_N]}
 
 
 def _pooled_with(rows: pd.DataFrame | None, population: str) -> pd.DataFrame | None:
@@ -224,8 +230,13 @@ def _ks_uniform(values: np.ndarray) -> float:
     return float(np.max(np.abs(np.arange(1, values.size + 1) / values.size - values)))
 
 
-def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None) -> dict[str, Any]:
+def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | None = None,
+                    outlier_fraction: float | None = None) -> dict[str, Any]:
     """The report dict (JSON-ready) of an injection table.
+
+    ``outlier_fraction``: the LUMOS co-adds' prior probability of a bad exposure
+    (:func:`lumos_ops.lumos.coadd.coadd_likelihoods`); None: the current survey's
+    ``coadd_outlier_fraction``, as the nightly co-adds use it. The report records it.
 
     ``shared_error_rows``: LUMOS rows (``population``, ``galaxy``, ``frame``, ``flux``,
     ``flux_err``, ``true_flux``, ``model_residual``) of every population the recorded shared-error
@@ -235,7 +246,11 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
     """
     from lumos_ops.lumos.shared_error import placement_residual
 
-    report: dict[str, Any] = {"populations": {}}
+    if outlier_fraction is None:
+        from lumos_ops.survey import current_survey
+
+        outlier_fraction = current_survey().coadd_outlier_fraction
+    report: dict[str, Any] = {"populations": {}, "coadd_outlier_fraction": float(outlier_fraction)}
     for pop, part in table.groupby("population", sort=False):
         methods: dict[str, Any] = {}
         for method, frame in part.groupby("method", sort=True):
@@ -250,7 +265,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                                                 edges=TRUE_SNR_EDGES, lower=lower, upper=upper, groups=galaxy),
                 "by_true_flux": fixed_truth_bins(ok["true_flux"], ok["flux"], ok["flux_err"], edges=TRUE_FLUX_EDGES,
                                                  lower=lower, upper=upper, groups=galaxy),
-                "coadds": [_coadds(ok, method, n) for n in COADD_N],
+                "coadds": [_coadds(ok, method, n, outlier_fraction=outlier_fraction) for n in COADD_N],
                 **dict(zip(("d_width", "d_width_err"), _d_width(ok))),
                 "shared_pull": shared_pull_bins(pull, galaxy, ok["true_snr"]),
                 "pull_tails": pull_tail_bins(pull, ok["true_snr"]),
@@ -265,7 +280,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 entry["flux_correction"] = _flux_correction(ok)
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
-                entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop)))
+                entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop),
+                                           outlier_fraction=outlier_fraction))
             methods[method] = entry
         ratio = []
         if "lumos" in methods and "optimal" in methods:

@@ -32,9 +32,13 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.mixture_table import Mixtures
 from lumos_ops.lumos.shared_error import coadd_variance_factor
 
-__all__ = ["njy_factor", "CoaddResult", "coadd_likelihoods", "PackedGroups", "pack_groups"]
+__all__ = ["njy_factor", "CoaddResult", "coadd_likelihoods", "PackedGroups", "pack_groups", "OUTLIER_WIDTH"]
 
 _QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
+
+OUTLIER_WIDTH: float = 10.0
+"""Width of a bad exposure's likelihood in units of the exposure's standard deviation
+(:func:`coadd_likelihoods`, ``outlier_width``)."""
 
 
 def njy_factor(zero_point: ArrayLike) -> np.ndarray:
@@ -60,6 +64,8 @@ class CoaddResult:
         The evaluation grid (nJy) and the normalised PDF on it (per nJy).
     variance_factor : ndarray, shape (n,)
         ``c``, the factor the shared error (``rho``) put on the variance; 1 without ``rho``.
+    n_outliers : ndarray of int, shape (n,)
+        Exposures more likely bad than good at the co-add's median (``outlier_fraction``; 0 without it).
     """
 
     stats: dict[str, np.ndarray]
@@ -68,6 +74,7 @@ class CoaddResult:
     grid: np.ndarray
     pdf: np.ndarray
     variance_factor: np.ndarray
+    n_outliers: np.ndarray
 
 
 def _moments(alpha: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +149,8 @@ def coadd_likelihoods(
     truncated: ArrayLike | None = None,
     log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
     rho: ArrayLike | None = None,
+    outlier_fraction: float = 0.0,
+    outlier_width: float = OUTLIER_WIDTH,
     n_grid: int = 193,
     span: float = 10.0,
     chunk: int = 256,
@@ -167,6 +176,15 @@ def coadd_likelihoods(
         they share (:mod:`lumos_ops.lumos.shared_error`; ``SharedError.rho_at`` of the exposure's
         SNR). The product is raised to the power ``1 / c`` (``coadd_variance_factor``), which widens
         it by ``sqrt(c)``. None (default): independent exposures.
+    outlier_fraction : float, keyword-only
+        ``eps``, the prior probability that an exposure's measurement is bad (a cosmic ray, a
+        satellite trail, light of an undetected source under this exposure only): each exposure's
+        likelihood becomes ``(1 - eps) L_j(f) + eps B_j(f)``, ``B_j`` a Gaussian of the exposure's
+        mean and ``outlier_width`` times its standard deviation. An exposure more than about
+        ``sqrt(2 ln(outlier_width / eps))`` of its errors from the others' consensus then stops
+        pulling the product; consistent exposures are left as they are. 0 (default): the plain product.
+    outlier_width : float, keyword-only
+        Width of ``B_j`` in units of the exposure's standard deviation.
     n_grid : int, keyword-only
         Grid points per source.
     span : float, keyword-only
@@ -180,6 +198,8 @@ def coadd_likelihoods(
     """
     if n_grid < 16 or span <= 0 or chunk < 1:
         raise LumosValueError(f"need n_grid >= 16, span > 0 and chunk >= 1; got {n_grid}, {span}, {chunk}")
+    if not (0.0 <= outlier_fraction < 1.0 and outlier_width > 1.0):
+        raise LumosValueError(f"need 0 <= outlier_fraction < 1 and outlier_width > 1; got {outlier_fraction}, {outlier_width}")
     a = np.asarray(alpha, dtype=np.float64)
     m_ = np.asarray(mu, dtype=np.float64)
     s = np.asarray(sigma, dtype=np.float64)
@@ -196,6 +216,10 @@ def coadd_likelihoods(
     trunc = trunc & ok
 
     mean_j, var_j = _moments(a, mu_n, s_n)
+    if outlier_fraction > 0.0:
+        a, mu_n, s_n, trunc_k = _with_outlier_component(a, mu_n, s_n, mean_j, var_j, outlier_fraction, outlier_width)
+    else:
+        trunc_k = trunc[..., None]
     w = np.where(ok, 1.0 / var_j, 0.0)
     wsum = w.sum(axis=1)
     if rho is None:
@@ -212,7 +236,7 @@ def coadd_likelihoods(
     half = np.where(usable, half, 1.0)
     any_trunc = trunc.any(axis=1)
     with np.errstate(divide="ignore"):
-        log_alpha = np.log(a) - np.where(trunc[..., None], special.log_ndtr(mu_n / s_n), 0.0)
+        log_alpha = np.log(a) - np.where(trunc_k & trunc[..., None], special.log_ndtr(mu_n / s_n), 0.0)
     lo, hi, grid, log_p = _evaluate(centre, half, np.arange(n), log_alpha, mu_n, s_n, ok, any_trunc, log_prior, n_grid, chunk,
                                  temper)
     # A product whose mass sits at a grid end (exposures in tension): recentre on the peak, widen, retry.
@@ -242,8 +266,34 @@ def coadd_likelihoods(
     bad = ~usable | ~np.isfinite(area) | (area <= 0)
     for key in stats:
         stats[key] = np.where(bad, np.nan, stats[key])
+    n_outliers = np.zeros(n, dtype=np.int64)
+    if outlier_fraction > 0.0:
+        n_outliers = _outliers_at(np.where(bad, 0.0, stats["median"]), a, mu_n, s_n, ok & ~bad[:, None])
     return CoaddResult(stats=stats, n_used=n_used, edge_mass=np.where(bad, np.nan, edge_mass), grid=grid, pdf=pdf,
-                       variance_factor=inflation)
+                       variance_factor=inflation, n_outliers=n_outliers)
+
+
+def _outliers_at(flux: np.ndarray, a: np.ndarray, mu: np.ndarray, s: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """How many of each source's exposures (mixtures (n, m, K + 1) whose last component is the bad
+    exposures' :func:`_with_outlier_component`) are more likely bad than good at ``flux`` (n,)."""
+    z = (flux[:, None, None] - mu) / s
+    density = a * np.exp(-0.5 * z * z) / s
+    bad = density[..., -1] > density[..., :-1].sum(axis=-1)
+    return (bad & ok).sum(axis=1)
+
+
+def _with_outlier_component(a: np.ndarray, mu: np.ndarray, s: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                            fraction: float, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mixtures (n, m, K) with their weights times ``1 - fraction`` and one more component of
+    weight ``fraction`` at each exposure's ``mean`` with ``width`` times its standard deviation
+    (``var`` the mixture's variance); the last array (n, m, K + 1) says which components keep the
+    exposure's truncation at f = 0 (not the new one)."""
+    a = np.concatenate([a * (1.0 - fraction), np.full(a.shape[:2] + (1,), fraction)], axis=-1)
+    mu = np.concatenate([mu, mean[..., None]], axis=-1)
+    s = np.concatenate([s, width * np.sqrt(var)[..., None]], axis=-1)
+    keep = np.ones(a.shape, dtype=bool)
+    keep[..., -1] = False
+    return a, mu, s, keep
 
 
 def _grid_stats(grid: np.ndarray, pdf: np.ndarray, log_p: np.ndarray, dx: np.ndarray) -> dict[str, np.ndarray]:

@@ -95,7 +95,8 @@ ON CONFLICT (ref_id, band, method, model_version) DO UPDATE SET
     flux_njy = EXCLUDED.flux_njy, flux_err_njy = EXCLUDED.flux_err_njy,
     flux_median_njy = NULL, flux_peak_njy = NULL, sigma68_njy = NULL, sigma95_njy = NULL, eta = NULL,
     chi2_dof = EXCLUDED.chi2_dof, flag = EXCLUDED.flag, partial = EXCLUDED.partial,
-    last_night = greatest(c.last_night, EXCLUDED.last_night), updated_at = now(), n_stale = EXCLUDED.n_stale
+    last_night = greatest(c.last_night, EXCLUDED.last_night), updated_at = now(), n_stale = EXCLUDED.n_stale,
+    n_outliers = NULL
 """
 
 _PDF_ROWS = """
@@ -111,7 +112,8 @@ ORDER BY m.ref_id, m.band, m.method, m.model_version
 """
 
 
-def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS) -> CoaddSummary:
+def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS,
+                outlier_fraction: float = 0.0) -> CoaddSummary:
     """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
 
     Every stored measurement of those sources counts, whatever night it comes from; rows of
@@ -125,6 +127,10 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
         Provenance row recorded on each co-add.
     exclude_flags : int, keyword-only
         Flag bits whose measurements are not co-added.
+    outlier_fraction : float, keyword-only
+        The LUMOS co-adds' prior probability of a bad exposure (the survey's
+        ``coadd_outlier_fraction``; :func:`lumos_ops.lumos.coadd.coadd_likelihoods`); 0: the plain
+        product. Column ``n_outliers`` counts the exposures each co-add discounted.
 
     Returns
     -------
@@ -135,7 +141,7 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         n_coadds = conn.execute(sa.text(_POINT_COADD), params).rowcount
-        pdf_coadds = _pdf_coadds(conn, params)
+        pdf_coadds = _pdf_coadds(conn, params, outlier_fraction)
         counts = conn.execute(
             sa.text(
                 "SELECT count(DISTINCT c.ref_id), count(*) FILTER (WHERE c.partial) FROM lumos.coadds AS c "
@@ -148,7 +154,7 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
                         pdf_coadds=pdf_coadds, seconds=time.perf_counter() - start)
 
 
-def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
+def _pdf_coadds(conn: sa.Connection, params: dict[str, object], outlier_fraction: float = 0.0) -> int:
     """Co-add LUMOS likelihoods with ``lumos_ops.lumos.coadd.coadd_likelihoods``; return rows updated.
 
     One batched computation for every (source, band, model version) of the night. The per-exposure
@@ -156,7 +162,8 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
     likelihood (no prior: photo-z wants likelihoods), widened for the error the exposures share
     where the model records one (each row's ``extras.shared_rho``, or with a residual axis the
     ``shared_rho_bins`` entry of the source's median ``model_residual``:
-    :func:`lumos_ops.lumos.shared_error.coadd_rho`).
+    :func:`lumos_ops.lumos.shared_error.coadd_rho`), each exposure's likelihood given the weight
+    ``outlier_fraction`` of a bad exposure (``n_outliers``: the exposures it discounted).
     ``flux_njy``/``flux_err_njy`` become its
     median and 68 % half-width; ``flux_median_njy``, ``flux_peak_njy``, ``sigma68_njy``,
     ``sigma95_njy`` and ``eta`` (eq. 22) summarise the same PDF. ``chi2_dof`` keeps the eq. (21)
@@ -177,27 +184,30 @@ def _pdf_coadds(conn: sa.Connection, params: dict[str, object]) -> int:
     frame["shared_rho"] = coadd_rho(frame, frame.groupby(list(keys), sort=False).ngroup().to_numpy())
     packed = pack_groups(frame, mixtures, by=keys)
     result = coadd_likelihoods(packed.alpha, packed.mu, packed.sigma, packed.zero_point, valid=packed.valid,
-                               truncated=packed.truncated, rho=packed.shared_rho)
+                               truncated=packed.truncated, rho=packed.shared_rho, outlier_fraction=outlier_fraction)
     update = packed.keys.copy()
     update["ref_id"] = update["ref_id"].astype("int64")
     for name in ("median", "mode", "sigma68", "sigma95", "eta"):
         update[name] = result.stats[name]
+    update["n_outliers"] = result.n_outliers
     records = [
-        {**{k: row[k] for k in keys}, **{k: _finite(row[k]) for k in ("median", "mode", "sigma68", "sigma95", "eta")}}
+        {**{k: row[k] for k in keys}, **{k: _finite(row[k]) for k in ("median", "mode", "sigma68", "sigma95", "eta")},
+         "n_outliers": int(row["n_outliers"])}
         for row in update.to_dict("records")
     ]
     conn.execute(sa.text(
         "CREATE TEMP TABLE coadd_pdf_update (ref_id bigint, band text, method text, model_version text, "
         "median double precision, mode double precision, sigma68 double precision, sigma95 double precision, "
-        "eta double precision) ON COMMIT DROP"
+        "eta double precision, n_outliers integer) ON COMMIT DROP"
     ))
     conn.execute(sa.text(
         "INSERT INTO coadd_pdf_update VALUES (:ref_id, :band, :method, :model_version, :median, :mode, :sigma68, "
-        ":sigma95, :eta)"
+        ":sigma95, :eta, :n_outliers)"
     ), records)
     conn.execute(sa.text(
         "UPDATE lumos.coadds AS c SET flux_njy = u.median, flux_err_njy = u.sigma68, flux_median_njy = u.median, "
-        "flux_peak_njy = u.mode, sigma68_njy = u.sigma68, sigma95_njy = u.sigma95, eta = u.eta "
+        "flux_peak_njy = u.mode, sigma68_njy = u.sigma68, sigma95_njy = u.sigma95, eta = u.eta, "
+        "n_outliers = u.n_outliers "
         "FROM coadd_pdf_update AS u WHERE c.ref_id = u.ref_id AND c.band = u.band AND c.method = u.method "
         "AND c.model_version = u.model_version"
     ))

@@ -490,7 +490,8 @@ def refresh_after_rerun(engine: sa.Engine, store: ObjectStore, config: NightConf
     from lumos_ops.pipeline.coadd import coadd_night
     from lumos_ops.pipeline.report import report_night
 
-    coadd = coadd_night(engine, night=task.night, run_id=task.run_id)
+    coadd = coadd_night(engine, night=task.night, run_id=task.run_id,
+                        outlier_fraction=config.survey.coadd_outlier_fraction)
     report = report_night(engine, store, config, night=task.night, run_id=task.run_id, coadd=coadd)
     log.info("exposure %s was measured after night %s was reported: %d co-adds and the report (%s) refreshed",
              task.label, task.night, coadd.n_coadds, report.status)
@@ -517,7 +518,7 @@ def finish_night(
 
     for key in recover_interrupted(engine, run_id=run_id):
         log.warning("%s: left running by a task that ended without recording a result; marked failed", key)
-    coadd = coadd_night(engine, night=night, run_id=run_id)
+    coadd = coadd_night(engine, night=night, run_id=run_id, outlier_fraction=config.survey.coadd_outlier_fraction)
     return report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
                         extra_timings=extra_timings)
 

@@ -164,10 +164,12 @@ def reprocess_chunk(
     return attempt_each(tasks, step)
 
 
-def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mapping[str, str]) -> pd.DataFrame:
-    """Co-add every reprocessed night (each model version gets its own co-adds) and close the run
-    records: ``success`` when every registered exposure of the night holds rows of every
-    (method, version) of ``versions``, else ``partial``. Returns :func:`reprocess_progress`."""
+def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mapping[str, str], *,
+                     outlier_fraction: float = 0.0) -> pd.DataFrame:
+    """Co-add every reprocessed night (each model version gets its own co-adds; ``outlier_fraction``
+    the survey's ``coadd_outlier_fraction``) and close the run records: ``success`` when every
+    registered exposure of the night holds rows of every (method, version) of ``versions``, else
+    ``partial``. Returns :func:`reprocess_progress`."""
     from lumos_ops.pipeline.coadd import coadd_night
     from lumos_ops.pipeline.writer import finish_run
 
@@ -176,7 +178,7 @@ def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mappi
     progress = reprocess_progress(engine, versions, first_night=min(runs), last_night=max(runs))
     complete = dict(zip(progress["night"], progress["n_complete"] == progress["n_exposures"]))
     for night, run_id in sorted(runs.items()):
-        coadd_night(engine, night=night, run_id=run_id)
+        coadd_night(engine, night=night, run_id=run_id, outlier_fraction=outlier_fraction)
         finish_run(engine, run_id, status="success" if complete.get(night, False) else "partial")
     return progress
 
