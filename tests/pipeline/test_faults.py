@@ -425,3 +425,64 @@ def test_a_retried_chunk_measures_only_what_is_not_done(engine, local_night):
     assert [r.status for r in results] == ["skipped", "done", "skipped", "skipped"]
     finish_night(engine, store, config, night=NIGHT, run_id=plan.run_id)
     assert state(engine)["rows"] == N_ROWS and state(engine)["status"] == {"done": N_KEYS}
+
+
+# --------------------------------------------------------------------------- bad pixels in one exposure
+
+
+def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, tmp_path):
+    """Five exposures of six sources; in the third, a cosmic ray (2 x 2 px, 300 ADU) on the first
+    source. LUMOS reads it 9 sigma high there; the night's co-add (PAUS's coadd_outlier_fraction)
+    discounts that exposure, counts it in n_outliers and lands where the four clean exposures do.
+    The plain product of the five moves by only a third of its width: LUMOS's mixtures carry
+    low-weight broad components that already soften an exposure this far out."""
+    import io
+    from pathlib import Path
+
+    import numpy as np
+    from astropy.io import fits
+
+    import lumos_ops
+    from lumos_ops.lumos.coadd import coadd_likelihoods
+    from lumos_ops.lumos.mixture_table import mixtures_from_arrays
+
+    shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
+    if not shipped:
+        pytest.skip("no LUMOS checkpoint shipped in lumos_ops/models")
+    store = LocalObjectStore(tmp_path / "store")
+    catalog = make_catalog(6)
+    write_catalog(store.put_bytes, catalog)
+    keys = write_night(store.put_bytes, NIGHT, n_exposures=5, n_ccds=1, catalog=catalog)
+    target = catalog.iloc[0]
+    with fits.open(io.BytesIO(store.get_bytes(keys[2]))) as hdul:
+        data, header = hdul[0].data.astype(np.float32), hdul[0].header.copy()
+    x, y = int(round(target.x)), int(round(target.y))
+    data[y : y + 2, x : x + 2] += 300.0
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(data, header=header).writeto(buffer)
+    store.put_bytes(keys[2], buffer.getvalue())
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
+                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])})
+    run_night(engine, store, config, night=NIGHT, dag_run_id="cosmic-ray")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT e.expnum, m.flux, m.flux_err, m.mix_alpha, m.mix_mu, m.mix_sigma, m.mix_truncated, e.zero_point "
+            "FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id "
+            "WHERE m.ref_id = :ref ORDER BY e.expnum"), {"ref": int(target.ref_id)}).all()
+        coadds = {r.ref_id: r for r in conn.execute(sa.text(
+            "SELECT ref_id, flux_njy, flux_err_njy, n_outliers, n_used FROM lumos.coadds"))}
+    flux = np.array([r.flux for r in rows])
+    err = np.array([r.flux_err for r in rows])
+    others = np.delete(np.arange(5), 2)
+    assert flux[2] - np.median(flux[others]) > 8 * err[2]
+    assert coadds[int(target.ref_id)].n_outliers == 1 and coadds[int(target.ref_id)].n_used == 5
+    assert all(c.n_outliers == 0 for ref, c in coadds.items() if ref != int(target.ref_id))
+    mix = mixtures_from_arrays([r.mix_alpha for r in rows], [r.mix_mu for r in rows], [r.mix_sigma for r in rows],
+                               [r.mix_truncated for r in rows])
+    zp = np.array([r.zero_point for r in rows])
+    clean = coadd_likelihoods(mix.alpha[None, others], mix.mu[None, others], mix.sigma[None, others], zp[None, others])
+    plain = coadd_likelihoods(mix.alpha[None], mix.mu[None], mix.sigma[None], zp[None])
+    width = clean.stats["sigma68"][0]
+    robust_shift = coadds[int(target.ref_id)].flux_njy - clean.stats["median"][0]
+    plain_shift = plain.stats["median"][0] - clean.stats["median"][0]
+    assert abs(robust_shift) < 0.15 * width and plain_shift > 0.25 * width and plain_shift > 3 * abs(robust_shift)

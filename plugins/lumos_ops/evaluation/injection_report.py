@@ -73,12 +73,15 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False,
         res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None,
                                 outlier_fraction=outlier_fraction)
         flux, err = res.stats["median"], res.stats["sigma68"]
+        discounted = float(res.n_outliers.mean())
     else:
         flux, err = coadd_with_floor(sel["flux"].to_numpy().reshape(n_src, n),
                                      sel["flux_err"].to_numpy().reshape(n_src, n),
                                      statistical_error(sel).reshape(n_src, n))
     out = {"n": n, "n_sources": int(n_src), "n_galaxies": int(np.unique(galaxy).size),
            "by_true_snr": fixed_truth_bins(truth, flux, err, by=snr, edges=COADD_SNR_EDGES, n_boot=100, groups=galaxy)}
+    if method == "lumos":
+        out["discounted"] = discounted  # exposures per co-add more likely bad than good (outlier_fraction)
     if "model_flux" in sel:
         # the exposures' model-limited fluxes, averaged with the noise weights (1 / crb_err^2) that set the co-add's true SNR
         w = 1.0 / sel["crb_err"].to_numpy().reshape(n_src, n) ** 2
