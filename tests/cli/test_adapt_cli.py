@@ -89,3 +89,18 @@ def test_no_exposures_is_a_one_line_error(tmp_path, capsys):
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no FITS exposure found" in err[0]
+
+
+def test_adapt_prints_the_candidates_shared_error_and_pull_tails_per_population():
+    from lumos_ops.cli.adapt import heldout_lines
+
+    tails = {"lo": 5.0, "hi": 10.0, "n": 40, "above_3": 0.025, "independent_coadd_sigma68": 1.19}
+    shared = {"lo": 5.0, "hi": 10.0, "n_galaxies": 12, "rho": 0.1, "coadd5_factor": 1.2}
+    report = {"populations": {"sersic": {"methods": {"lumos": {"pull_tails": [tails], "shared_pull": [shared]},
+                                                     "aperture": {"pull_tails": [tails]}}},
+                              "knots": {"methods": {"lumos": {"pull_tails": [{**tails, "n": 5}]}}}}}
+    lines = heldout_lines(report)
+    assert len(lines) == 2 and all(line.startswith("sersic   lumos") for line in lines)
+    assert "shared by a galaxy's placements" in lines[0]
+    assert "above +3 2.5 %" in lines[1] and "independent exposures 1.19" in lines[1]
+

@@ -154,6 +154,8 @@ def adapt_command(args: argparse.Namespace) -> int:
             print(f"neighbour error floor ({population}, held-out): measured with {floor['neighbour_applied']:.4f}; the "
                   f"candidate's blended rows at SNR >= {near['min_snr']:g} ask for {near['floor']:.4f} "
                   f"(neighbour_error_floor in the survey file)", file=sys.stderr)
+    for line in heldout_lines(result.report):
+        print(line, file=sys.stderr)
     transfer = result.report["adapt"].get("floor_transfer")
     if transfer and not transfer["carries_over"]:
         print(f"warning: the floor measured on the training exposures ({transfer['applied']:.4f} ± "
@@ -170,6 +172,22 @@ def adapt_command(args: argparse.Namespace) -> int:
               f"{missed_by(row)}")
     print(f"report: {result.report_path}")
     return 0
+
+
+def heldout_lines(report: dict) -> list[str]:
+    """What the candidate's held-out placements share and the tails of their pulls, per population
+    (``lumos inject``'s lines: :func:`lumos_ops.cli.inject.shared_line`, :func:`~lumos_ops.cli.inject.tails_line`):
+    whether a co-add excess comes from an error the exposures share or from the tails, which the
+    co-adds' ``coadd_outlier_fraction`` allows for."""
+    from lumos_ops.cli.inject import shared_line, tails_line
+
+    lines = []
+    for population, entry in report["populations"].items():
+        scores = entry["methods"].get("lumos")
+        if scores:
+            lines += [line for line in (shared_line(population, "lumos", scores), tails_line(population, "lumos", scores))
+                      if line]
+    return lines
 
 
 def _pm(error: float | None) -> str:
