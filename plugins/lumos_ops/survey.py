@@ -19,7 +19,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
-      "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds
+      "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds (default 0)
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
         ...
@@ -211,8 +211,7 @@ class Survey:
         co-adds give each exposure's likelihood a broad component of this weight, so that one
         exposure far from the others' consensus stops pulling the co-add
         (:func:`lumos_ops.lumos.coadd.coadd_likelihoods`, ``outlier_fraction``; docs/likelihood.md
-        §3). The share of per-exposure pulls beyond ±3 that ``lumos inject`` reports (its tails
-        line) measures it on the survey's own frames. 0 turns it off.
+        §3). 0 (the default) turns it off.
     """
 
     name: str

@@ -138,9 +138,9 @@ def test_inject_rescore_scores_the_stored_table_again_and_keeps_the_run(tmp_path
     assert len(again["rescored"]) == 1 and again["rescored"][0]["lumos_ops"]
     every = [b for b in again["populations"]["sersic"]["methods"]["aperture"]["by_true_snr"] if b["lo"] is None][0]
     assert every["bias"] == pytest.approx(0.5)
-    assert first["coadd_outlier_fraction"] == again["coadd_outlier_fraction"] == 0.01  # PAUS's
-    assert main(["inject", "--rescore", "--out", str(out), "--coadd-outlier-fraction", "0"]) == 0
-    assert json.loads((out / "injection_report.json").read_text())["coadd_outlier_fraction"] == 0.0
+    assert first["coadd_outlier_fraction"] == again["coadd_outlier_fraction"] == 0.0  # PAUS's
+    assert main(["inject", "--rescore", "--out", str(out), "--coadd-outlier-fraction", "0.01"]) == 0
+    assert json.loads((out / "injection_report.json").read_text())["coadd_outlier_fraction"] == 0.01
     assert main(["inject", "--rescore", "--out", str(tmp_path / "none")]) != 0
     assert "injection_table.parquet: missing; --rescore needs the --out directory" in capsys.readouterr().err
     assert main(["inject", "--out", str(out)]) != 0

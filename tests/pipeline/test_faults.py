@@ -432,10 +432,11 @@ def test_a_retried_chunk_measures_only_what_is_not_done(engine, local_night):
 
 def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, tmp_path):
     """Five exposures of six sources; in the third, a cosmic ray (2 x 2 px, 300 ADU) on the first
-    source. LUMOS reads it 9 sigma high there; the night's co-add (PAUS's coadd_outlier_fraction)
-    discounts that exposure, counts it in n_outliers and lands where the four clean exposures do.
+    source. LUMOS reads it 9 sigma high there; the night's co-add (a PAUS survey file with
+    coadd_outlier_fraction 0.01) discounts that exposure, counts it in n_outliers and lands where the four clean exposures do.
     The plain product of the five moves by only a third of its width: LUMOS's mixtures carry
     low-weight broad components that already soften an exposure this far out."""
+    import dataclasses
     import io
     from pathlib import Path
 
@@ -445,6 +446,7 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     import lumos_ops
     from lumos_ops.lumos.coadd import coadd_likelihoods
     from lumos_ops.lumos.mixture_table import mixtures_from_arrays
+    from lumos_ops.survey import paus_survey
 
     shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
     if not shipped:
@@ -461,8 +463,10 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     buffer = io.BytesIO()
     fits.PrimaryHDU(data, header=header).writeto(buffer)
     store.put_bytes(keys[2], buffer.getvalue())
+    survey = dataclasses.replace(paus_survey(), coadd_outlier_fraction=0.01).write(tmp_path / "paus.json")
     config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
-                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])})
+                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])},
+                         survey_file=str(survey))
     run_night(engine, store, config, night=NIGHT, dag_run_id="cosmic-ray")
     with engine.connect() as conn:
         rows = conn.execute(sa.text(

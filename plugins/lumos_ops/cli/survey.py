@@ -230,8 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="correct every method's fluxes on each exposure for its PSF model's error, measured with "
                            "galaxies drawn with the exposure's own stars' PSF (exposures with >= 10 bright stars)")
     init.add_argument("--coadd-outlier-fraction", type=float,
-                      help="prior probability of a bad exposure in the LUMOS co-adds (default 0.01; the share of "
-                           "per-exposure pulls beyond +-3 that `lumos inject` prints measures it; 0 turns it off)")
+                      help="prior probability of a bad exposure (cosmic ray, satellite trail, unflagged artefact) "
+                           "in the LUMOS co-adds (default 0: off; docs/likelihood.md §3)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(func=init_command)
     show = sub.add_parser("show", help="print the selected survey (--survey, else $LUMOS_SURVEY, else PAUS) as JSON")
