@@ -20,7 +20,7 @@ from lumos_ops.pipeline.writer import ModelVersion, load_catalog, register_model
 from lumos_ops.sim.population import draw_galaxies, njy_columns
 
 __all__ = ["NIGHT", "IMAGE_SIZE", "BAD_KINDS", "SED_BANDS", "make_catalog", "make_exposure_bytes", "write_night", "write_catalog",
-           "corrupt", "load_sed_coadds"]
+           "corrupt", "load_sed_coadds", "lumos_night"]
 
 NIGHT = "2026-11-20"  # the night of the run_night and CLI night tests (the night_store fixture)
 IMAGE_SIZE = 160
@@ -105,6 +105,32 @@ def write_catalog(put, catalog: pd.DataFrame, key: str = "catalog.parquet") -> N
     buffer = io.BytesIO()
     catalog.to_parquet(buffer, index=False)
     put(key, buffer.getvalue())
+
+
+def lumos_night(tmp_path, *, n_exposures: int, n_sources: int = 6, **config_options):
+    """A night of ``n_exposures`` one-CCD images of ``n_sources`` in a directory store under
+    ``tmp_path``, and the NightConfig that measures it with the first shipped LUMOS checkpoint
+    (version ``lumos-default``; extra NightConfig options given). Skips the test when no
+    checkpoint is shipped. Returns (store, catalog, keys, config)."""
+    from pathlib import Path
+
+    import pytest
+
+    import lumos_ops
+    from lumos_ops.pipeline.config import NightConfig
+    from lumos_ops.pipeline.storage import LocalObjectStore
+
+    shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
+    if not shipped:
+        pytest.skip("no LUMOS checkpoint shipped in lumos_ops/models")
+    store = LocalObjectStore(tmp_path / "store")
+    catalog = make_catalog(n_sources)
+    write_catalog(store.put_bytes, catalog)
+    keys = write_night(store.put_bytes, NIGHT, n_exposures=n_exposures, n_ccds=1, catalog=catalog)
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
+                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])},
+                         **config_options)
+    return store, catalog, keys, config
 
 
 SED_BANDS = NB_BANDS[::2]

@@ -33,7 +33,7 @@ from lumos_ops.pipeline.report import failure_message
 from lumos_ops.pipeline.storage import LocalObjectStore, open_store
 from lumos_ops.pipeline.writer import INTERRUPTED_ERROR
 
-from nightdata import corrupt, make_catalog, night_state, write_catalog, write_night
+from nightdata import corrupt, lumos_night, make_catalog, night_state, write_catalog, write_night
 
 pytestmark = pytest.mark.postgres
 
@@ -438,23 +438,16 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     low-weight broad components that already soften an exposure this far out."""
     import dataclasses
     import io
-    from pathlib import Path
 
     import numpy as np
     from astropy.io import fits
 
-    import lumos_ops
     from lumos_ops.lumos.coadd import coadd_likelihoods
     from lumos_ops.lumos.mixture_table import mixtures_from_arrays
     from lumos_ops.survey import paus_survey
 
-    shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
-    if not shipped:
-        pytest.skip("no LUMOS checkpoint shipped in lumos_ops/models")
-    store = LocalObjectStore(tmp_path / "store")
-    catalog = make_catalog(6)
-    write_catalog(store.put_bytes, catalog)
-    keys = write_night(store.put_bytes, NIGHT, n_exposures=5, n_ccds=1, catalog=catalog)
+    survey = dataclasses.replace(paus_survey(), coadd_outlier_fraction=0.01).write(tmp_path / "paus.json")
+    store, catalog, keys, config = lumos_night(tmp_path, n_exposures=5, survey_file=str(survey))
     target = catalog.iloc[0]
     with fits.open(io.BytesIO(store.get_bytes(keys[2]))) as hdul:
         data, header = hdul[0].data.astype(np.float32), hdul[0].header.copy()
@@ -463,10 +456,6 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     buffer = io.BytesIO()
     fits.PrimaryHDU(data, header=header).writeto(buffer)
     store.put_bytes(keys[2], buffer.getvalue())
-    survey = dataclasses.replace(paus_survey(), coadd_outlier_fraction=0.01).write(tmp_path / "paus.json")
-    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
-                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])},
-                         survey_file=str(survey))
     run_night(engine, store, config, night=NIGHT, dag_run_id="cosmic-ray")
     with engine.connect() as conn:
         rows = conn.execute(sa.text(

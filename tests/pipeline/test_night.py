@@ -8,9 +8,8 @@ import sqlalchemy as sa
 from lumos_ops.pipeline.config import NightConfig
 from lumos_ops.pipeline.night import run_night
 from lumos_ops.pipeline.queries import list_queries, query_parameters, run_query
-from lumos_ops.pipeline.storage import LocalObjectStore
 
-from nightdata import NIGHT, corrupt, make_catalog, write_catalog, write_night
+from nightdata import NIGHT, corrupt, lumos_night
 
 pytestmark = pytest.mark.postgres
 
@@ -47,21 +46,10 @@ def test_empty_night_is_nothing_to_do(engine, night_store, tmp_path):
 
 
 def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path):
-    from pathlib import Path
-
-    import lumos_ops
     from lumos_ops.pipeline.coadd import coadd_night
     from lumos_ops.pipeline.night import plan_night, process_exposure
 
-    shipped = sorted((Path(lumos_ops.__file__).parent / "models").glob("lumos-*.pt"))
-    if not shipped:
-        pytest.skip("no LUMOS checkpoint shipped in lumos_ops/models")
-    store = LocalObjectStore(tmp_path / "store")
-    catalog = make_catalog(6)
-    write_catalog(store.put_bytes, catalog)
-    write_night(store.put_bytes, NIGHT, n_exposures=2, n_ccds=1, catalog=catalog)
-    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),
-                         model_versions={"lumos": "lumos-default"}, measure_options={"model": str(shipped[0])})
+    store, _, _, config = lumos_night(tmp_path, n_exposures=2)
     plan = plan_night(engine, store, config, night=NIGHT, dag_run_id="cli-lumos")
     for task in plan.tasks:
         assert process_exposure(engine, store, config, task).n_measurements == 6
