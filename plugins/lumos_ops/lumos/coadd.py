@@ -268,14 +268,15 @@ def coadd_likelihoods(
         stats[key] = np.where(bad, np.nan, stats[key])
     n_outliers = np.zeros(n, dtype=np.int64)
     if outlier_fraction > 0.0:
-        n_outliers = _outliers_at(np.where(bad, 0.0, stats["median"]), a, mu_n, s_n, ok & ~bad[:, None])
+        n_outliers = _outliers_at(np.where(bad, 0.0, stats["median"]), np.exp(log_alpha), mu_n, s_n, ok & ~bad[:, None])
     return CoaddResult(stats=stats, n_used=n_used, edge_mass=np.where(bad, np.nan, edge_mass), grid=grid, pdf=pdf,
                        variance_factor=inflation, n_outliers=n_outliers)
 
 
 def _outliers_at(flux: np.ndarray, a: np.ndarray, mu: np.ndarray, s: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """How many of each source's exposures (mixtures (n, m, K + 1) whose last component is the bad
-    exposures' :func:`_with_outlier_component`) are more likely bad than good at ``flux`` (n,)."""
+    exposures' :func:`_with_outlier_component`; weights ``a`` renormalised where a component is
+    truncated at f = 0) are more likely bad than good at ``flux`` (n,)."""
     z = (flux[:, None, None] - mu) / s
     density = a * np.exp(-0.5 * z * z) / s
     bad = density[..., -1] > density[..., :-1].sum(axis=-1)
