@@ -433,9 +433,9 @@ def test_a_retried_chunk_measures_only_what_is_not_done(engine, local_night):
 def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, tmp_path):
     """Five exposures of six sources; in the third, a cosmic ray (2 x 2 px, 300 ADU) on the first
     source. LUMOS reads it 9 sigma high there; the night's co-add (a PAUS survey file with
-    coadd_outlier_fraction 0.01) discounts that exposure, counts it in n_outliers and lands where the four clean exposures do.
-    The plain product of the five moves by only a third of its width: LUMOS's mixtures carry
-    low-weight broad components that already soften an exposure this far out."""
+    coadd_outlier_fraction 0.01) discounts that exposure, counts it in n_outliers and lands where
+    the four clean exposures do. The plain product of the five moves by only a third of its width:
+    LUMOS's mixtures carry low-weight broad components that already soften an exposure this far out."""
     import dataclasses
     import io
 
