@@ -148,9 +148,10 @@ class TargetContext:
         neighbours (:meth:`_unfitted`)."""
         if not self.mask_other_sources:
             return np.zeros(self.stamps.data.shape, dtype=bool)
-        from lumos_ops.photometry.frame_sources import other_sources
+        from lumos_ops.photometry.frame_sources import frame_sources, other_sources
 
-        return self._unfitted(other_sources(self.stamp_source_mask))
+        detected = cut_mask(frame_sources(self.exposure.data).detected, self.stamps.x0, self.stamps.y0, self.stamps.size)
+        return self._unfitted(other_sources(self.stamp_source_mask, detected))
 
     def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
         """The light of other detected sources beyond their detections in the ``size`` px cutouts of
@@ -222,12 +223,13 @@ class TargetContext:
         rows_ok = (wide.y0[:, None] + offsets[None, :] >= 0) & (wide.y0[:, None] + offsets[None, :] < ny)
         cols_ok = (wide.x0[:, None] + offsets[None, :] >= 0) & (wide.x0[:, None] + offsets[None, :] < nx)
         on_chip = rows_ok[:, :, None] & cols_ok[:, None, :]
-        source_mask = cut_mask(frame_sources(self.exposure.data).mask, wide.x0, wide.y0, size)
+        sources = frame_sources(self.exposure.data)
+        source_mask = cut_mask(sources.mask, wide.x0, wide.y0, size)
         exclude = None
         if self.mask_other_sources:
             from lumos_ops.photometry.frame_sources import other_sources
 
-            exclude = self._unfitted(other_sources(source_mask))
+            exclude = self._unfitted(other_sources(source_mask, cut_mask(sources.detected, wide.x0, wide.y0, size)))
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),

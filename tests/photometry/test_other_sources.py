@@ -26,6 +26,22 @@ def test_other_sources_keeps_the_targets_own_detection() -> None:
     assert not other_sources(np.zeros((2, 9, 9), dtype=bool)).any()
 
 
+def test_a_neighbour_touching_only_the_grown_detection_is_another_source() -> None:
+    from lumos_ops.photometry.background import DETECT_GROW_PX, grow_octagon
+
+    detected = np.zeros((2, 41, 41), dtype=bool)
+    detected[0, 17:24, 17:24] = True  # the target's own detection, 7 x 7 px
+    detected[0, 18:23, 31:36] = True  # a star 8 px beyond it: the grown detections merge
+    detected[1, 18:23, 26:31] = True  # an undetected target, a star's grown pixels over its position
+    mask = np.stack([grow_octagon(plane, DETECT_GROW_PX) for plane in detected])
+    assert not other_sources(mask)[0].any()  # one grown group: read as the target's own
+    other = other_sources(mask, detected)
+    assert other[0, 18:23, 31:36].all()  # the star's detected pixels are left out ...
+    assert other[0, 20, 37:41].all()  # ... and its grown pixels beyond the target's octagon
+    assert not other[0, 17:24, 17:24].any() and not other[0, 20, 24:29].any()  # the target's own octagon
+    assert not other[1, 20, 20] and other[1, 20, 26]  # the undetected target keeps its position
+
+
 def _scene(path, *, star_flux: float, seed: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
     """Faint compact galaxies on a 50 px grid, each with an uncatalogued bright star 17-21 px away."""
     rng = np.random.default_rng(seed)
@@ -71,6 +87,55 @@ def test_a_stars_light_no_longer_enters_a_large_galaxys_weighted_sum(tmp_path) -
     # against the same galaxies without the stars: their wings read as the galaxy's light unless left out
     assert pulls[600.0, False] - pulls[0.0, False] > 0.6
     assert abs(pulls[600.0, True] - pulls[0.0, True]) < 0.3
+
+
+def _bulge_scene(path, *, star_flux: float, seed: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
+    """de Vaucouleurs galaxies (r50 0.8-1.0 arcsec, SNR about 24) on a 60 px grid, drawn with the
+    measurement's own PSF, each with an uncatalogued star 20-24 px away: inside the galaxy's
+    99 %-light footprint, detected apart from it, but within twice the detections' growth of it."""
+    from lumos_ops.render import render_galaxies, render_point_sources
+
+    rng = np.random.default_rng(seed)
+    sky, exptime, size = 6.0, 100.0, 64
+    gx, gy = np.meshgrid(np.arange(60, 421, 60), np.arange(60, 421, 60))
+    n = gx.size
+    x, y = gx.ravel() + rng.uniform(-0.5, 0.5, n), gy.ravel() + rng.uniform(-0.5, 0.5, n)
+    r50, flux = rng.uniform(0.8, 1.0, n), rng.uniform(60.0, 100.0, n)
+    angle, distance = rng.uniform(0, 2 * np.pi, n), rng.uniform(20.0, 24.0, n)
+    sx, sy = x + distance * np.cos(angle), y + distance * np.sin(angle)
+    galaxies = render_galaxies(r50=r50, sersic_n=4.0, q=1.0, pa=0.0, psf_fwhm=0.9, dx=x - np.round(x),
+                               dy=y - np.round(y), flux=flux, size=size).images
+    stars = render_point_sources(psf_fwhm=0.9, dx=sx - np.round(sx), dy=sy - np.round(sy), flux=star_flux,
+                                 size=size).images
+    image = np.full((480, 480), sky)
+    h = size // 2
+    for i in range(n):
+        for cx, cy, light in ((x[i], y[i], galaxies[i]), (sx[i], sy[i], stars[i])):
+            image[round(cy) - h : round(cy) + h, round(cx) - h : round(cx) + h] += light
+    header = fits.Header({"EXPTIME": exptime, "FILTER": "NB685", "PSFFWHM": 0.9, "GAIN": 1.0, "EPOCH": 1})
+    fits.PrimaryHDU(rng.poisson(image * exptime).astype(np.float32), header).writeto(path)
+    catalog = pd.DataFrame({"ref_id": np.arange(n), "x": x, "y": y, "r50": r50, "sersic_n": 4.0, "q": 1.0, "pa": 0.0,
+                            "i_auto": 21.0})
+    return catalog, flux
+
+
+def test_a_star_whose_grown_detection_touches_the_targets_stays_out_of_its_sum(tmp_path) -> None:
+    """The grown detections of each galaxy and its star merge into one group; grouped that way, the
+    star counted as the galaxy's own and its light entered the optimal sum (median pull +1.4)."""
+    optimal = get_method("optimal")
+    pulls = {}
+    for star_flux in (0.0, 600.0):
+        path = tmp_path / f"bulges{star_flux:g}.fits"
+        catalog, flux = _bulge_scene(path, star_flux=star_flux)
+        ctx = prepare_targets(read_exposure(path), catalog, neighbours=False)
+        inputs = ctx.photometry_inputs
+        grown_groups = dataclasses.replace(ctx)
+        grown_groups.__dict__["photometry_inputs"] = dataclasses.replace(inputs, exclude=other_sources(inputs.source_mask))
+        for name, context in (("own detection", ctx), ("grown groups", grown_groups)):
+            frame = optimal.measure(context)
+            pulls[star_flux, name] = np.median((frame["flux"].to_numpy() - flux) / frame["flux_err"].to_numpy())
+    assert abs(pulls[600.0, "own detection"] - pulls[0.0, "own detection"]) < 0.25
+    assert pulls[600.0, "grown groups"] - pulls[0.0, "grown groups"] > 0.6
 
 
 def test_measure_exposure_and_the_cli_can_keep_other_sources(tmp_path) -> None:

@@ -254,7 +254,7 @@ def frame_sources(data: np.ndarray) -> FrameSources:
     return result
 
 
-def other_sources(mask: np.ndarray) -> np.ndarray:
+def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.ndarray:
     """The pixels of detected sources in each cutout that are not the target's own detection.
 
     ``mask`` (bool, shape (n, S, S)): the frame's detections cut around each target, the target on
@@ -262,7 +262,47 @@ def other_sources(mask: np.ndarray) -> np.ndarray:
     cutout) that reaches the 3 x 3 pixels about the centre is the target's own (or a blend it is
     part of); every other group is another source's. A target that is not detected has no own
     group. Returns bool (n, S, S).
+
+    ``detected`` (bool, shape (n, S, S), optional): the same detections before they were grown
+    (``FrameSources.detected``, cut like ``mask``). The groups are then those of ``detected``, and
+    of ``mask`` the target keeps only what lies within
+    :data:`~lumos_ops.photometry.background.DETECT_GROW_PX` px of its own detected pixels (the
+    octagon that grew them): a neighbour whose grown pixels merely touch the target's is another
+    source, and an undetected target keeps the same octagon about its central pixel (another
+    source's grown pixels over it are not left out). On a frame where the grown detections cover half the sky (the SDSS frames of
+    ``../shared/realdata``), a bright target's grown detection merges with most of its
+    neighbours', whose light then entered its weighted sums (``reports/lumos/own-detection``).
+    Another source's detected pixels are always left out, even within that distance.
     """
+    if detected is None:
+        return _other_groups(mask)
+    mask = np.asarray(mask, dtype=bool)
+    detected = np.asarray(detected, dtype=bool)
+    if detected.shape != mask.shape:
+        raise ValueError(f"detected must have the shape of mask {mask.shape}, got {detected.shape}")
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be (n, S, S), got shape {mask.shape}")
+    if mask.size == 0:
+        return mask.copy()
+    others = _other_groups(detected)
+    own = detected & ~others
+    c = mask.shape[1] // 2
+    own[:, c, c] = True  # an undetected target keeps the pixels about its position too
+    return mask & (~_grow_stack(own, DETECT_GROW_PX) | others)
+
+
+def _grow_stack(stack: np.ndarray, radius: int) -> np.ndarray:
+    """Each (S, S) plane of ``stack`` (n, S, S) dilated by :func:`grow_octagon`'s octagon, zeros beyond
+    its edges: the planes are stacked as rows of one image, ``radius`` empty rows apart."""
+    n, s, w = stack.shape
+    tall = np.zeros((n, s + radius, w), dtype=bool)
+    tall[:, :s] = stack
+    grown = grow_octagon(tall.reshape(n * (s + radius), w), radius)
+    return grown.reshape(n, s + radius, w)[:, :s]
+
+
+def _other_groups(mask: np.ndarray) -> np.ndarray:
+    """The 8-connected groups of ``mask`` (n, S, S) in each plane that do not reach its central 3 x 3 pixels."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3 or not mask.any():
         return np.zeros(mask.shape, dtype=bool)
