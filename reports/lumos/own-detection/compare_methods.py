@@ -19,20 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SNR_BINS: tuple[tuple[float, float], ...] = ((1, 2), (2, 5), (5, 10), (10, 20), (20, 50), (50, 1000))
+# the bins and per-bin statistics of reports/lumos/noise-texture/compare.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-texture"))
+from compare import SNR_BINS  # noqa: E402
+from compare import _stats as _bin_stats  # noqa: E402
 
 
 def _stats(rows: pd.DataFrame) -> dict[str, float]:
-    ok = rows[np.isfinite(rows.flux) & np.isfinite(rows.flux_err) & (rows.flux_err > 0)]
-    if len(ok) < 5:
-        return {"n": int(len(ok))}
-    rel = (ok.flux - ok.true_flux) / ok.true_flux
-    pull = (ok.flux - ok.true_flux) / ok.flux_err
-    q = np.percentile(rel, [16, 84])
-    p = np.percentile(pull, [16, 84])
-    return {"n": int(len(ok)), "bias": float(np.median(rel)), "sigma68": float((q[1] - q[0]) / 2),
-            "pull_sigma68": float((p[1] - p[0]) / 2), "above3": float(np.mean(pull > 3)),
-            "below3": float(np.mean(pull < -3))}
+    """``noise-texture/compare.py``'s bin statistics plus the shares of pulls above +3 and below -3."""
+    stats = _bin_stats(rows)
+    if "bias" in stats:
+        ok = rows[np.isfinite(rows.flux) & np.isfinite(rows.flux_err) & (rows.flux_err > 0)]
+        pull = (ok.flux - ok.true_flux) / ok.flux_err
+        stats.update(above3=float(np.mean(pull > 3)), below3=float(np.mean(pull < -3)))
+    return stats
 
 
 def _coadd_pull(report: dict, population: str, method: str) -> float | None:
