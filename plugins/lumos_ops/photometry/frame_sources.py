@@ -269,10 +269,10 @@ def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.nd
     :data:`~lumos_ops.photometry.background.DETECT_GROW_PX` px of its own detected pixels (the
     octagon that grew them): a neighbour whose grown pixels merely touch the target's is another
     source, and an undetected target keeps the same octagon about its central pixel (another
-    source's grown pixels over it are not left out). On a frame where the grown detections cover half the sky (the SDSS frames of
-    ``../shared/realdata``), a bright target's grown detection merges with most of its
-    neighbours', whose light then entered its weighted sums (``reports/lumos/own-detection``).
-    Another source's detected pixels are always left out, even within that distance.
+    source's grown pixels over it are not left out). Another source's detected pixels are always
+    left out, even within that distance. Where the grown detections cover half the sky, as on the
+    SDSS frames of ``../shared/realdata``, the grown groups chain a target to most of its
+    neighbours (``reports/lumos/own-detection`` measures what that does to every method).
     """
     if detected is None:
         return _other_groups(mask)
