@@ -128,6 +128,21 @@ def test_placement_rule_avoids_a_source_fainter_than_three_sigma_per_pixel() -> 
     assert dist[100, 100] == 0.0 and dist[95:106, 95:106].max() < 10.0
 
 
+def test_placement_rule_avoids_what_the_measurement_detects_under_an_undersampled_psf() -> None:
+    """A PSF of 0.65 px FWHM: its matched filter barely smooths and misses a faint extended source
+    (peak 1 sigma per pixel, 3 px Gaussian) that the measurement's own detection finds; no
+    injected galaxy may be put on it, or the measurement reads its light as the galaxy's."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:200, :200]
+    blob = np.exp(-((xx - 100.0) ** 2 + (yy - 100.0) ** 2) / (2 * 3.0**2))
+    image = rng.normal(0.0, 1.0, (200, 200)) + blob
+    psf_matched = ndimage.distance_transform_edt(~nc.detect_sources(image, fwhm_px=0.65))
+    assert psf_matched[100, 100] >= 10.0  # the case in point: the PSF-matched filter alone misses it
+    dist = nc.source_clearance(image, fwhm_px=0.65)
+    assert dist[100, 100] == 0.0 and dist[95:106, 95:106].max() < 10.0
+    assert (dist >= 10.0).mean() > 0.9  # the rest of the frame stays placeable
+
+
 def test_white_noise_scale_is_one(scenes) -> None:
     exposure, catalog, _ = scenes["white"]
     methods = {m: get_method(m) for m in ("aperture", "optimal")}

@@ -345,23 +345,31 @@ def source_mask(data: np.ndarray, *, mask_sigma: float = 3.0, grow: int = 4) -> 
 
 
 def source_clearance(data: np.ndarray, *, fwhm_px: float) -> np.ndarray:
-    """Distance (pixels) of every pixel from the nearest pixel of the frame's detected sources
-    (:func:`detect_sources` with the PSF's FWHM ``fwhm_px`` in pixels; 0 on them).
+    """Distance (pixels) of every pixel from the nearest pixel of the frame's detected sources (0 on
+    them): those of :func:`detect_sources` with the PSF's FWHM ``fwhm_px`` in pixels, and those the
+    measurement itself detects (:func:`lumos_ops.photometry.frame_sources.detect_frame_sources`).
 
     The one placement rule for synthetic targets: ``lumos inject`` and ``lumos adapt`` put
     injected galaxies where it is at least their ``min_clearance``, and TEAHUPOO
     (``TeahupooConfig.target_clearance``) cuts its training backgrounds around positions where it
     is at least the same value, so training and test stamps hold the same sky at their centres.
 
-    The sources are detected on the PSF-smoothed frame, so the rule does not choose positions by
-    their own noise. A cut on single pixels above 3 sigma (:func:`source_mask`) rejects about half
-    of a pure-noise frame within 10 px and keeps the places where the noise happens to be low:
-    there the local sky reads below the annulus mean and scatters less than the errors say
-    (``reports/lumos/placement-noise``).
+    The sources are detected on smoothed frames, so the rule does not choose positions by their
+    own noise. A cut on single pixels above 3 sigma (:func:`source_mask`) rejects about half of a
+    pure-noise frame within 10 px and keeps the places where the noise happens to be low: there the
+    local sky reads below the annulus mean and scatters less than the errors say
+    (``reports/lumos/placement-noise``). The measurement's detections count too because a
+    PSF-matched filter is no wider than the PSF: where the PSF is undersampled (0.65 px FWHM on
+    SDSS frames resampled to 1.188 arcsec) it barely smooths and misses faint extended sources
+    that the measurement's 2 px Gaussian finds. A target put on one is, for the measurement, one
+    source with it, and reads its light (``reports/adapt/placement-detections``).
     """
     from scipy import ndimage
 
-    return ndimage.distance_transform_edt(~detect_sources(data, fwhm_px=fwhm_px))
+    from lumos_ops.photometry.frame_sources import detect_frame_sources
+
+    sources = detect_sources(data, fwhm_px=fwhm_px) | detect_frame_sources(data).detected
+    return ndimage.distance_transform_edt(~sources)
 
 
 def subtract_sky(data: np.ndarray, *, box: int = 64) -> np.ndarray:
