@@ -153,7 +153,8 @@ class AdaptConfig:
         of the other targets' annuli and 60-px LUMOS stamps.
     min_clearance : float
         Smallest distance (pixels) of an injected target from the frame's own detected sources
-        (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections).
+        (:func:`lumos_ops.noise_calibration.source_clearance`: PSF-matched 4-sigma detections and
+        the measurement's own).
     psf_profile : {"kolmogorov", "moffat", "stars"}
         PSF of the galaxies both injections draw (``InjectionConfig.psf_profile``): ``stars``
         (default), each exposure's effective PSF built from its own stars
