@@ -1,13 +1,14 @@
 """Where ``lumos inject`` put its galaxies, seen by the measurement's own detection, and what each method read there.
 
-Usage: ``.venv/bin/python reports/adapt/placement-detections/placements.py OUT.json RUN_DIR [RUN_DIR ...]``
+Usage: ``.venv/bin/python reports/adapt/placement-detections/placements.py [--fwhm moments] OUT.json RUN_DIR [RUN_DIR ...]``
 (each ``RUN_DIR`` holds a ``lumos inject`` run's ``injection_table.parquet``). For each run, per
 frame: the share of its pixels that the measurement detects
 (:func:`lumos_ops.photometry.frame_sources.detect_frame_sources`, ungrown) and the shares of its
 pixels 6 and 10 px clear of sources by the PSF-matched filter alone
 (:func:`lumos_ops.noise_calibration.detect_sources` at the FWHM of its stars' Moffat fit,
-:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey file's ``from_stars`` gives
-it) and by :func:`lumos_ops.noise_calibration.source_clearance`. Per method, over the placements at true SNR
+:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as ``--psf-from-stars`` and a survey
+file's ``from_stars`` give it; ``--fwhm moments``: the second-moment width that ``lumos inject``
+gives a frame by default, :func:`lumos_ops.evaluation.injection.estimate_psf_fwhm`) and by :func:`lumos_ops.noise_calibration.source_clearance`. Per method, over the placements at true SNR
 2-50 with a finite error: the share of pulls (f - f0) / flux_err above +3, by the distance (px) of
 the placement to the nearest pixel the measurement detects on the frame without the injection.
 Prints a markdown table and writes the figures as JSON.
@@ -15,8 +16,8 @@ Prints a markdown table and writes the figures as JSON.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 from astropy.io import fits
 from scipy import ndimage
 
+from lumos_ops.evaluation.injection import estimate_psf_fwhm
 from lumos_ops.noise_calibration import detect_sources, source_clearance
 from lumos_ops.photometry.frame_sources import detect_frame_sources
 from lumos_ops.photometry.psf_stars import measure_psf_fwhm
@@ -34,14 +36,15 @@ DISTANCE_BINS: tuple[float, ...] = (0.0, 1.0, 6.0, 10.0, 15.0, np.inf)
 SNR_RANGE: tuple[float, float] = (2.0, 50.0)
 
 
-def _distances(table: pd.DataFrame) -> tuple[pd.Series, dict[str, dict[str, float]]]:
+def _distances(table: pd.DataFrame, fwhm_from: str) -> tuple[pd.Series, dict[str, dict[str, float]]]:
     """Distance (px) of every row's placement to the measurement's nearest detected pixel, and each frame's shares."""
     dist = pd.Series(np.nan, index=table.index)
     share = {}
     for frame, rows in table.groupby("frame"):
         data = np.asarray(fits.getdata(frame), dtype=np.float64)
         detected = detect_frame_sources(data).detected
-        fwhm = measure_psf_fwhm(data, beta=None, label=frame).fwhm_px
+        fwhm = (measure_psf_fwhm(data, beta=None, label=frame).fwhm_px if fwhm_from == "stars"
+                else estimate_psf_fwhm(data))
         psf_matched = ndimage.distance_transform_edt(~detect_sources(data, fwhm_px=fwhm))
         both = source_clearance(data, fwhm_px=fwhm)
         share[Path(frame).name] = {"fwhm_px": float(fwhm), "detected": float(detected.mean()),
@@ -55,11 +58,12 @@ def _distances(table: pd.DataFrame) -> tuple[pd.Series, dict[str, dict[str, floa
     return dist, share
 
 
-def summarise(run: Path) -> dict:
+def summarise(run: Path, fwhm_from: str = "stars", population: str = "sersic") -> dict:
     table = pd.read_parquet(run / "injection_table.parquet")
-    dist, share = _distances(table)
+    table = table[table.population == population]
+    dist, share = _distances(table, fwhm_from)
     table = table.assign(distance=dist)
-    out: dict = {"run": str(run), "frames": share, "methods": {}}
+    out: dict = {"run": str(run), "population": population, "fwhm_from": fwhm_from, "frames": share, "methods": {}}
     edges = list(DISTANCE_BINS)
     for method, rows in table.groupby("method"):
         ok = rows[(rows.true_snr >= SNR_RANGE[0]) & (rows.true_snr < SNR_RANGE[1]) & np.isfinite(rows.flux)
@@ -74,12 +78,15 @@ def summarise(run: Path) -> dict:
     return out
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 2:
-        print(__doc__)
-        return 2
-    runs = [summarise(Path(r)) for r in argv[1:]]
-    Path(argv[0]).write_text(json.dumps(runs, indent=1) + "\n")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fwhm", choices=["stars", "moments"], default="stars")
+    parser.add_argument("--population", default="sersic", choices=["sersic", "knots", "blended"])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    runs = [summarise(r, args.fwhm, args.population) for r in args.runs]
+    args.out.write_text(json.dumps(runs, indent=1) + "\n")
     for run in runs:
         print(f"\n{run['run']}")
         for frame, f in run["frames"].items():
@@ -97,4 +104,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
