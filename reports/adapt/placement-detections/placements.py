@@ -5,10 +5,12 @@ Usage: ``.venv/bin/python reports/adapt/placement-detections/placements.py [--fw
 frame: the share of its pixels that the measurement detects
 (:func:`lumos_ops.photometry.frame_sources.detect_frame_sources`, ungrown) and the shares of its
 pixels 6 and 10 px clear of sources by the PSF-matched filter alone
-(:func:`lumos_ops.noise_calibration.detect_sources` at the FWHM of its stars' Moffat fit,
-:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as ``--psf-from-stars`` and a survey
-file's ``from_stars`` give it; ``--fwhm moments``: the second-moment width that ``lumos inject``
-gives a frame by default, :func:`lumos_ops.evaluation.injection.estimate_psf_fwhm`) and by :func:`lumos_ops.noise_calibration.source_clearance`. Per method, over the placements at true SNR
+(:func:`lumos_ops.noise_calibration.detect_sources`) and by the placement rule
+(:func:`lumos_ops.noise_calibration.source_clearance`). The FWHM is that of the frame's stars'
+Moffat fit (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as ``--psf-from-stars`` and
+a survey file's ``from_stars`` give it) or, with ``--fwhm moments``, the second-moment width that
+``lumos inject`` gives a frame by default (:func:`lumos_ops.evaluation.injection.estimate_psf_fwhm`).
+Per method, over the placements of one population (``--population``, default Sérsic) at true SNR
 2-50 with a finite error: the share of pulls (f - f0) / flux_err above +3, by the distance (px) of
 the placement to the nearest pixel the measurement detects on the frame without the injection.
 Prints a markdown table and writes the figures as JSON.
