@@ -148,6 +148,29 @@ def test_the_noiseless_reading_is_the_true_flux_for_a_galaxy_that_is_its_model()
         injection.noiseless_reading(pair, models[:1])
 
 
+def test_a_knotty_galaxys_catalogued_ellipse_holds_half_its_light():
+    """The catalogue contract's ``r50`` is circularised: the ellipse of semi-axes r50 / sqrt(q) and
+    r50 sqrt(q) at ``pa`` holds half the light, whatever the axis ratio."""
+    import galsim
+
+    from lumos_ops.constants import PIXEL_SCALE
+    from lumos_ops.evaluation import injection
+
+    for profile in (galsim.Exponential(half_light_radius=2.5), galsim.DeVaucouleurs(half_light_radius=2.5)):
+        assert injection.circularised_half_light_radius(profile, 2.5) == pytest.approx(2.5, rel=5e-3)
+    galaxies = injection.draw_galaxies("knots", 12, np.random.default_rng(5))
+    assert min(g.q for g in galaxies) < 0.5
+    scale, n = 0.1, 400
+    y, x = (np.indices((n, n)) - 0.5 * (n - 1)) * scale
+    for g in galaxies:
+        light = galsim.Convolve([g.profile, galsim.Gaussian(sigma=0.05)]).drawImage(
+            nx=n, ny=n, scale=scale, method="no_pixel").array
+        r50, c, s = g.r50_arcsec / PIXEL_SCALE, np.cos(np.radians(g.pa)), np.sin(np.radians(g.pa))
+        u, v = x * c + y * s, -x * s + y * c
+        inside = (u * np.sqrt(g.q) / r50) ** 2 + (v / (np.sqrt(g.q) * r50)) ** 2 <= 1.0
+        assert light[inside].sum() == pytest.approx(0.5, abs=0.02), (g.q, g.r50_arcsec)
+
+
 def test_the_report_scores_against_the_model_limited_flux_too():
     import pandas as pd
 

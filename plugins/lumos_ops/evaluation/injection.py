@@ -11,8 +11,8 @@ PSF measured on its stars (:func:`estimate_psf_fwhm`), expressed in arcsec at th
 scale so that catalogue sizes in arcsec map to the same pixels.
 
 Populations (:data:`POPULATIONS`): ``sersic`` (isolated Sersic profiles), ``knots`` (bulge + disk +
-star-forming knots, catalogued with a Sersic approximation: the half-light radius of the drawn
-galaxy, n from the bulge fraction), ``blended`` (a Sersic target with an injected catalogued
+star-forming knots, catalogued with a Sersic approximation: the circularised half-light radius of
+the drawn galaxy, :func:`circularised_half_light_radius`, n from the bulge fraction), ``blended`` (a Sersic target with an injected catalogued
 neighbour at 3-8 px). The PSF (:attr:`InjectionConfig.psf_profile`) is by default a Kolmogorov
 profile of the measured FWHM (not the Moffat the production models use); the measurement's Moffat
 and each frame's own PSF built from its stars (:mod:`lumos_ops.evaluation.star_psf`) are the others. Each galaxy is placed ``n_place`` times at independent positions and frames
@@ -40,7 +40,7 @@ from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_m
 __all__ = [
     "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
     "noise_autocovariance", "matched_filter_error",
-    "draw_galaxies", "catalogue_model", "noiseless_reading", "run_injection",
+    "draw_galaxies", "circularised_half_light_radius", "catalogue_model", "noiseless_reading", "run_injection",
 ]
 
 log = logging.getLogger(__name__)
@@ -325,11 +325,39 @@ def _knotty(rng: np.random.Generator, shapes: pd.DataFrame | None = None, pixel_
     knots = galsim.RandomKnots(npoints=int(rng.integers(15, 50)), half_light_radius=r_disk, flux=knot_frac,
                                rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1))))
     bulge = galsim.DeVaucouleurs(half_light_radius=0.4 * r_disk, flux=bulge_frac)
-    prof = galsim.Add([disk, knots, bulge]).shear(q=q, beta=pa * galsim.degrees)
-    # the knots are points: measure the half-light radius through a 0.3 px Gaussian (a finite FFT)
-    image = galsim.Convolve([prof, galsim.Gaussian(sigma=0.3)]).drawImage(nx=128, ny=128, scale=1.0, method="no_pixel")
-    hlr = float(image.calculateHLR()) * pixel_scale
+    round_prof = galsim.Add([disk, knots, bulge])
+    hlr = circularised_half_light_radius(round_prof, r_disk) * pixel_scale
+    prof = round_prof.shear(q=q, beta=pa * galsim.degrees)
     return Galaxy(prof, max(hlr, 0.1), 1.0 + 3.0 * bulge_frac, q, pa)
+
+
+def circularised_half_light_radius(round_profile: Any, scale_radius: float, *, oversample: int = 20,
+                                   extent: float = 16.0) -> float:
+    """The catalogue's ``r50`` of a profile before its shear: the radius of the circle that holds half
+    of its light (pixels, the unit of ``round_profile``).
+
+    An area-preserving shear (``.shear(q=...)``, what the catalogue contract and the renderer mean by
+    ``r50`` and ``q``) keeps the half-light radius of the round profile as the circularised
+    ``sqrt(a b)`` of the half-light ellipse; the radius of the circle that holds half the light of
+    the sheared profile is larger (18 % at q = 0.3 for an exponential disk). The profile is drawn
+    ``oversample`` pixels per ``scale_radius`` (pixels) over ``extent`` scale radii, smoothed by a
+    Gaussian of half a drawn pixel (the knots are points), and half of its total flux is found
+    along the pixels sorted by radius; light beyond the drawn box still counts in the total.
+    Accurate to 0.2 % for Sersic indices 1-4.
+    """
+    import galsim
+
+    scale = float(scale_radius) / oversample
+    n = int(np.ceil(extent * oversample))
+    image = galsim.Convolve([round_profile, galsim.Gaussian(sigma=0.5 * scale)]).drawImage(
+        nx=n, ny=n, scale=scale, method="no_pixel")
+    light = image.array.astype(np.float64).ravel()
+    centre = 0.5 * (n - 1)
+    y, x = np.indices((n, n))
+    radius = np.hypot(x - centre, y - centre).ravel() * scale
+    order = np.argsort(radius)
+    cumulative = np.cumsum(light[order]) - 0.5 * light[order]
+    return float(np.interp(0.5 * float(round_profile.flux), cumulative, radius[order]))
 
 
 def draw_galaxies(population: str, n: int, rng: np.random.Generator,
