@@ -63,6 +63,22 @@ def test_out_of_range_values(column: str, value: float, match: str) -> None:
         validate_catalog(table)
 
 
+def test_a_semi_major_radius_becomes_the_circularised_r50(tmp_path: Path) -> None:
+    table = _table().rename(columns={"r50": "r50_major"})
+    table["q"] = [1.0, 0.25, 0.49, 0.7]
+    path = tmp_path / "galfit.csv"
+    table.to_csv(path, index=False)
+    read = read_catalog(path)
+    assert np.allclose(read["r50"], 0.6 * np.sqrt(table["q"]))
+    assert np.allclose(read["r50_major"], 0.6)
+    both = _table().assign(r50_major=9.0)
+    assert np.allclose(validate_catalog(both)["r50"], 0.6)  # r50 given: it is the radius used
+    with pytest.raises(CatalogError, match=r"row 3: r50_major=0.0 outside"):
+        validate_catalog(table.assign(r50_major=[0.6, 0.6, 0.0, 0.6]))
+    with pytest.raises(CatalogError, match=r"missing column\(s\) r50 \(or r50_major\)"):
+        validate_catalog(_table().drop(columns=["r50"]))
+
+
 def test_duplicated_ref_id() -> None:
     table = _table()
     table.loc[3, "ref_id"] = 1
