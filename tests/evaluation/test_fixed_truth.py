@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lumos_ops.evaluation.fixed_truth import crb_flux_error, fixed_truth_bins
+from lumos_ops.evaluation.fixed_truth import crb_flux_error, fixed_truth_bins, methods_at_fixed_truth
 from lumos_ops.evaluation.population_prior import kde_log_prior, posterior_pit
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68 as half_width68
@@ -100,3 +100,28 @@ def test_posterior_pit_is_uniform_for_likelihoods_only():
     post_mu, post_sigma = 0.6 * flux + 0.4 * 20.0, 0.6 * sigma
     bad = posterior_pit(truth, alpha, post_mu[:, None], post_sigma[:, None])
     assert np.max(np.abs(np.arange(1, bad.size + 1) / bad.size - np.sort(bad))) > 0.1
+
+
+def test_the_per_method_table_shows_one_methods_shrinkage_and_not_the_others():
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(1.0, 100.0, 20000)
+    err = np.full(truth.size, 5.0)
+    honest = truth + err * rng.standard_normal(truth.size)
+    shrunk = 20.0 + 0.5 * (honest - 20.0)
+    table = pd.concat([
+        pd.DataFrame({"method": "honest", "flux": honest, "flux_err": err, "flux_true": truth}),
+        pd.DataFrame({"method": "shrunk", "flux": shrunk, "flux_err": err, "flux_true": truth}),
+    ])
+    rows = methods_at_fixed_truth(table).set_index(["method", "true_lo"])
+    assert list(rows.index.get_level_values(0).unique()) == ["honest", "shrunk"]
+    for lo in (0.0, 10.0, 30.0):
+        assert abs(rows.loc[("honest", lo), "pull_median"]) < 0.1
+        assert rows.loc[("honest", lo), "pull_sigma68"] == pytest.approx(1.0, abs=0.06)
+        assert rows.loc[("honest", lo), "coverage68"] == pytest.approx(0.683, abs=0.03)
+    assert rows.loc[("shrunk", 0.0), "pull_median"] > 0.5
+    assert rows.loc[("shrunk", 30.0), "pull_median"] < -2.0
+    assert rows["n"].groupby(level=0).sum().tolist() == [truth.size, truth.size]
+    with pytest.raises(LumosValueError, match="flux_true"):
+        methods_at_fixed_truth(table.drop(columns="flux_true"))

@@ -21,15 +21,19 @@ from the model, so they are not independent draws).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import block_resamples
 from lumos_ops.stats import sigma68 as half_width68
 
-__all__ = ["fixed_truth_bins", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
+__all__ = ["fixed_truth_bins", "methods_at_fixed_truth", "TRUE_FLUX_EDGES", "TRUE_SNR_EDGES", "crb_flux_error"]
 
 TRUE_FLUX_EDGES: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 """Default true-flux bin edges (e-/s per exposure)."""
@@ -150,3 +154,25 @@ def fixed_truth_bins(
                                               None if label is None else label[sel])})
     rows.append({"lo": None, "hi": None, **_row(t, f, e, lo_arr, hi_arr, rng, n_boot, label)})
     return rows
+
+
+def methods_at_fixed_truth(table: pd.DataFrame, *, edges: Sequence[float] = (0.0, 10.0, 30.0, np.inf)) -> pd.DataFrame:
+    """One row per method and bin of true flux: ``n``, ``bias``, ``pull_median``, ``pull_sigma68``, ``coverage68``.
+
+    ``table`` holds one measurement a row: ``method``, ``flux``, ``flux_err`` and the true flux
+    ``flux_true`` (one unit, e.g. e-/s per exposure). ``edges`` bin ``flux_true``; the coarse default
+    suits a few hundred rows a method. Metrics as in the module docstring, without bootstrap errors.
+    """
+    import pandas as pd
+
+    missing = {"method", "flux", "flux_err", "flux_true"} - set(table.columns)
+    if missing:
+        raise LumosValueError(f"methods_at_fixed_truth needs column(s) {sorted(missing)}")
+    keep = ("n", "bias", "pull_median", "pull_sigma68", "coverage68")
+    rows = []
+    for method, group in table.groupby("method", sort=True):
+        for row in fixed_truth_bins(group["flux_true"], group["flux"], group["flux_err"], edges=edges, n_boot=0):
+            if row["lo"] is None:
+                continue
+            rows.append({"method": method, "true_lo": row["lo"], "true_hi": row["hi"], **{k: row[k] for k in keep}})
+    return pd.DataFrame(rows, columns=["method", "true_lo", "true_hi", *keep])
