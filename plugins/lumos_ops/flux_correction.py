@@ -30,14 +30,24 @@ aperture correction measured on each exposure's stars; this is its counterpart f
    ``sigma_pix sqrt(A)``), draws the galaxy with the star PSF (GalSim), adds it with its Poisson
    noise to the exposure's real pixels, and measures every position through the run's own method
    instances (:func:`lumos_ops.measure.prepare_targets`, ``method.measure``: the code of the targets);
-4. takes, per method, the median of measured over injected flux (``ratio``) and its bootstrap
-   standard error; the correction is applied when at least :data:`MIN_CORRECTION_GALAXIES` galaxies
-   were usable and ``ratio`` differs from 1 by at least 2 standard errors and at most
-   :data:`MAX_CORRECTION` (:attr:`FluxCorrection.factor`; a larger one means a wrong star PSF).
+4. fits, per method, measured over injected flux as a line in the log of the galaxy's matched-filter
+   area ``A`` (:func:`lumos_ops.noise_calibration.model_area`, pixels; the model's size with the PSF):
+
+       ratio(A) = ratio + slope · ln(A / A_ref)      (A_ref: geometric mean of the galaxies' A)
+
+   A PSF model's error is largest for the galaxies that are mostly PSF: on the SDSS frames, galaxies
+   drawn with the stars' PSF read 2.5 % low through the Moffat model in the smallest quartile of size
+   and 1.3 % in the largest (``reports/lumos/flux-correction-size``). The slope is Theil-Sen's and is
+   kept only where it lies at least 2 bootstrap standard errors from 0; ``ratio`` is then the median of
+   ``measured / injected - slope · ln(A / A_ref)``. The correction is applied when at least
+   :data:`MIN_CORRECTION_GALAXIES` galaxies were usable, ``ratio`` differs from 1 by at least 2
+   bootstrap standard errors or the slope was kept, and the factor stays within
+   :data:`MAX_CORRECTION` of 1 over the measured range of ``A`` (a larger one means a wrong star PSF).
 
 :func:`apply_flux_correction` divides ``flux``, ``flux_err`` and, for LUMOS, the whole likelihood
-(every component's mean and width, every summary) by the factor: a change of flux unit, so the
-likelihood's shape and its SNR are unchanged. The column ``flux_correction`` records the factor.
+(every component's mean and width, every summary) by each target's factor,
+:meth:`FluxCorrection.factor_at` its ``A`` (clipped to the measured range): a change of flux unit,
+so the likelihood's shape and its SNR are unchanged. The column ``flux_correction`` records it.
 
 What it does not correct: the catalogue profile's own error (a galaxy that is not a Sérsic profile)
 is the same with any PSF and stays in the survey's error floor; the star PSF's own error is shared
@@ -114,10 +124,19 @@ class FluxCorrection:
     n_galaxies : int
         Usable injected galaxies (finite flux, none of the bad blank-sky flags).
     reliable : bool
-        ``n_galaxies >= MIN_CORRECTION_GALAXIES``, ``|ratio - 1| >= 2 ratio_err`` and
-        ``|ratio - 1| <= MAX_CORRECTION``.
+        ``n_galaxies >= MIN_CORRECTION_GALAXIES``, ``|ratio - 1| >= 2 ratio_err`` or a kept slope,
+        and the factor within ``MAX_CORRECTION`` of 1 over the measured areas.
     star_psf : bool
         Whether the exposure had the stars for a PSF (False: nothing was measured).
+    slope : float
+        ``d ratio / d ln A`` (0 where not measured or not significant).
+    slope_err : float
+        Its bootstrap standard error (NaN where not measured).
+    log_area_ref : float
+        ``ln A_ref`` (A in pixels): the mean ``ln A`` of the usable galaxies (NaN where not measured).
+    log_area_span : tuple of float
+        ``ln(A / A_ref)`` of the smallest and largest usable galaxy: the factor is not extrapolated
+        beyond them.
     """
 
     method: str
@@ -126,11 +145,30 @@ class FluxCorrection:
     n_galaxies: int
     reliable: bool
     star_psf: bool = True
+    slope: float = 0.0
+    slope_err: float = float("nan")
+    log_area_ref: float = float("nan")
+    log_area_span: tuple[float, float] = (0.0, 0.0)
 
     @property
     def factor(self) -> float:
-        """What the method's fluxes are divided by: ``ratio`` when reliable, else 1."""
+        """What the method's fluxes are divided by at ``A_ref``: ``ratio`` when reliable, else 1."""
         return float(self.ratio) if self.reliable else 1.0
+
+    def factor_at(self, area: np.ndarray | float) -> np.ndarray:
+        """The factor of targets whose models have matched-filter area ``area`` (pixels): ``ratio +
+        slope ln(A / A_ref)``, ``ln(A / A_ref)`` clipped to :attr:`log_area_span` (a NaN area takes
+        ``A_ref``); 1 where not reliable."""
+        area = np.asarray(area, dtype=np.float64)
+        if not self.reliable:
+            return np.ones(area.shape)
+        if self.slope == 0.0:
+            return np.full(area.shape, float(self.ratio))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.log(area) - self.log_area_ref
+        u = np.clip(np.nan_to_num(u, nan=0.0, posinf=self.log_area_span[1], neginf=self.log_area_span[0]),
+                    *self.log_area_span)
+        return float(self.ratio) + float(self.slope) * u
 
     @classmethod
     def identity(cls, method: str, *, star_psf: bool = False) -> FluxCorrection:
@@ -139,16 +177,46 @@ class FluxCorrection:
                    star_psf=star_psf)
 
 
-def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int) -> FluxCorrection:
+_MAX_PAIRS = 50_000
+"""Pairs the Theil-Sen slope takes at most (a seeded subset beyond ~320 galaxies)."""
+
+
+def _theil_sen(u: np.ndarray, r: np.ndarray) -> float:
+    """Theil-Sen slope of ``r`` on ``u``: the median of the pairwise slopes (robust to the few
+    galaxies that catch another source's light)."""
+    i, j = np.triu_indices(u.size, k=1)
+    if i.size > _MAX_PAIRS:
+        keep = np.random.default_rng(u.size).choice(i.size, _MAX_PAIRS, replace=False)
+        i, j = i[keep], j[keep]
+    du = u[j] - u[i]
+    ok = du != 0
+    return float(np.median((r[j] - r[i])[ok] / du[ok])) if ok.any() else 0.0
+
+
+def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
+           log_area: np.ndarray | None = None) -> FluxCorrection:
+    """The correction of one method from its galaxies' measured / injected fluxes (``ratio``) and,
+    given, the log of their matched-filter areas (module docstring, step 4)."""
     n = int(ratio.size)
     if n < max(min_galaxies, 2):
         return FluxCorrection(method, float(np.median(ratio)) if n else float("nan"), float("nan"), n, False)
     from lumos_ops.stats import block_resamples
 
-    centre = float(np.median(ratio))
     draws = np.asarray(block_resamples(None, n, np.random.default_rng([seed, 11, n]), _BOOTSTRAP))
-    err = float(np.std(np.median(ratio[draws], axis=1)))
-    return FluxCorrection(method, centre, err, n, bool(abs(centre - 1.0) >= 2.0 * err))
+    slope, slope_err, ref, span = 0.0, float("nan"), float("nan"), (0.0, 0.0)
+    u = np.zeros(n)
+    if log_area is not None and np.isfinite(log_area).all() and np.ptp(log_area) > 0:
+        ref = float(np.mean(log_area))
+        u = np.asarray(log_area, dtype=np.float64) - ref
+        span = (float(u.min()), float(u.max()))
+        fitted = _theil_sen(u, ratio)
+        slope_err = float(np.std([_theil_sen(u[d], ratio[d]) for d in draws]))
+        slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
+    centre = float(np.median(ratio - slope * u))
+    err = float(np.std([np.median(ratio[d] - slope * u[d]) for d in draws]))
+    reliable = bool(abs(centre - 1.0) >= 2.0 * err or slope != 0.0)
+    return FluxCorrection(method, centre, err, n, reliable, slope=slope, slope_err=slope_err, log_area_ref=ref,
+                          log_area_span=span)
 
 
 def _inject(data: np.ndarray, images: np.ndarray, x: np.ndarray, y: np.ndarray, exptime: float,
@@ -244,6 +312,7 @@ def measure_flux_corrections(
     sky = robust_sigma(exposure.data[np.isfinite(exposure.data)])[1]
     rng = np.random.default_rng([seed, 13])
     ratios: dict[str, list[np.ndarray]] = {name: [] for name in methods}
+    log_areas: dict[str, list[np.ndarray]] = {name: [] for name in methods}
     placed = 0
     for round_ in range(MAX_ROUNDS):
         bx, by = blank_sky_positions(exposure, tx, ty, tr50, n_positions=n_galaxies - placed, margin=stamp_size // 2,
@@ -256,7 +325,8 @@ def measure_flux_corrections(
         models, _ = render_target_models(blank, dx, dy, psf_fwhm=float(exposure.psf_fwhm), psf_beta=exposure.psf_beta,
                                          size=stamp_size, pixel_scale=exposure.pixel_scale)
         snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), bx.size))
-        flux = snr * sky * np.sqrt(np.nan_to_num(model_area(models), nan=1.0))
+        area = model_area(models)
+        flux = snr * sky * np.sqrt(np.nan_to_num(area, nan=1.0))
         images = draw_with_star_psf(psf, r50=blank["r50"].to_numpy(np.float64),
                                     sersic_n=blank["sersic_n"].to_numpy(np.float64), q=blank["q"].to_numpy(np.float64),
                                     pa=blank["pa"].to_numpy(np.float64), dx=dx, dy=dy, size=stamp_size + 1,
@@ -271,18 +341,22 @@ def measure_flux_corrections(
             frame = pd.concat(parts, ignore_index=True)
             measured = frame["flux"].to_numpy(np.float64)
             flag = frame["flag"].to_numpy(np.int64) | ctx.base_flags
-            good = np.isfinite(measured) & ((flag & BAD_BLANK_FLAGS) == 0)
+            good = np.isfinite(measured) & np.isfinite(area) & ((flag & BAD_BLANK_FLAGS) == 0)
             ratios[name].append(measured[good] / flux[good])
+            log_areas[name].append(np.log(area[good]))
         placed += bx.size
         if placed >= n_galaxies:
             break
-    out = {name: _ratio(name, np.concatenate(parts) if parts else np.zeros(0), min_galaxies=min_galaxies, seed=seed)
+    out = {name: _ratio(name, np.concatenate(parts) if parts else np.zeros(0), min_galaxies=min_galaxies, seed=seed,
+                        log_area=np.concatenate(log_areas[name]) if parts else None)
            for name, parts in ratios.items()}
     for name, correction in out.items():
-        if correction.reliable and abs(correction.ratio - 1.0) > MAX_CORRECTION:
+        extremes = correction.ratio + correction.slope * np.asarray(correction.log_area_span)
+        worst = float(extremes[np.argmax(np.abs(extremes - 1.0))])
+        if correction.reliable and abs(worst - 1.0) > MAX_CORRECTION:
             log.warning("%s: galaxies drawn with its stars' PSF read %.3f of their flux with %s, beyond the %.0f %% a PSF "
                         "model's error can be: the stars' PSF is taken to be wrong (too few stars, or compact galaxies "
-                        "among them), not corrected", exposure.path, correction.ratio, name, 100 * MAX_CORRECTION)
+                        "among them), not corrected", exposure.path, worst, name, 100 * MAX_CORRECTION)
             out[name] = dataclasses.replace(correction, reliable=False)
         elif correction.n_galaxies < min_galaxies:
             log.warning("%s: only %d usable galaxies for the flux correction of %s (need %d): not corrected",
@@ -290,28 +364,37 @@ def measure_flux_corrections(
     return out
 
 
-def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float) -> pd.DataFrame:
-    """A copy of one method's result with its fluxes divided by the correction's factor.
+def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float,
+                          area: np.ndarray | None = None) -> pd.DataFrame:
+    """A copy of one method's result with each row's fluxes divided by its correction factor.
 
+    The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
+    ``area`` (pixels, shape (n,); None: every row gets the factor at ``A_ref``), or the number given.
     Every column in flux units (``flux``, ``flux_err`` and the likelihood summaries) and, for LUMOS,
     every mixture component's mean and width are divided by it: the likelihood of the corrected
     flux, the same shape in a new unit. Adds ``flux_correction`` (the factor).
     """
     from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
-    factor = correction.factor if isinstance(correction, FluxCorrection) else float(correction)
-    if not (np.isfinite(factor) and factor > 0):
-        raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor}")
+    if isinstance(correction, FluxCorrection):
+        factor = (np.full(len(frame), correction.factor) if area is None
+                  else correction.factor_at(np.asarray(area, dtype=np.float64)))
+    else:
+        factor = np.full(len(frame), float(correction))
+    if factor.shape != (len(frame),):
+        raise LumosValueError(f"apply_flux_correction: {factor.size} areas for {len(frame)} rows")
+    if not (np.isfinite(factor).all() and (factor > 0).all()):
+        raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor[~(factor > 0)][:3]}")
     frame = frame.copy()
     frame["flux_correction"] = factor
-    if factor == 1.0:
+    if (factor == 1.0).all():
         return frame
     for name in _FLUX_COLUMNS:
         if name in frame:
             frame[name] = frame[name].to_numpy(np.float64) / factor
     if has_mixture(frame):
         mix = mixtures_from_table(frame)
-        scaled = Mixtures(mix.alpha, mix.mu / factor, mix.sigma / factor, truncated=mix.truncated)
+        scaled = Mixtures(mix.alpha, mix.mu / factor[:, None], mix.sigma / factor[:, None], truncated=mix.truncated)
         for name, values in mixture_columns(scaled).items():
             frame[name] = values
     return frame

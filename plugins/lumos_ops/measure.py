@@ -502,8 +502,9 @@ def measure_exposure(
                 result = _check_result(name, method.measure(sub), sub.n)
                 if corrections is not None:
                     from lumos_ops.flux_correction import apply_flux_correction
+                    from lumos_ops.noise_calibration import context_model_area
 
-                    result = apply_flux_correction(result, corrections[name])
+                    result = apply_flux_correction(result, corrections[name], area=context_model_area(sub))
                 factor = None
                 if sub.neighbours is not None:
                     factor = sub.variance_factor

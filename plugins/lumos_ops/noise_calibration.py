@@ -102,6 +102,7 @@ __all__ = [
     "blank_sky_catalog",
     "measure_blank_sky",
     "model_area",
+    "context_model_area",
     "fit_error_scale",
     "fit_error_scales",
     "calibrate_noise",
@@ -809,6 +810,15 @@ def model_area(models: np.ndarray) -> np.ndarray:
         return np.where(power > 0, 1.0 / power, np.nan)
 
 
+def context_model_area(ctx: TargetContext) -> np.ndarray:
+    """:func:`model_area` of a context's target models, computed once and kept on the context (every
+    method measuring it, and every correction of their results, reads the same areas)."""
+    area = ctx.__dict__.get("_model_area")
+    if area is None:
+        area = ctx.__dict__["_model_area"] = model_area(ctx.models)
+    return area
+
+
 _SLOPE_RANGE = (-0.5, 1.0)
 """Bounds of the fitted ``d log k / d log A`` (white noise 0; noise correlated over the whole
 footprint 0.5): a safety net against a wild fit on few positions."""
@@ -1261,11 +1271,7 @@ def apply_error_scale(frame: pd.DataFrame, method: str, calibration: NoiseCalibr
     raw = frame["flux_err"].to_numpy(np.float64)
     flux = frame["flux"].to_numpy(np.float64)
     if isinstance(calibration, NoiseCalibration):
-        # the same areas for every method measuring this context: computed once
-        area = ctx.__dict__.get("_model_area")
-        if area is None:
-            area = ctx.__dict__["_model_area"] = model_area(ctx.models)
-        k = calibration.k(area)
+        k = calibration.k(context_model_area(ctx))
     else:
         k = np.full(len(frame), float(calibration))
     frame["flux_err_raw"] = raw
