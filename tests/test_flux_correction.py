@@ -231,3 +231,22 @@ def test_the_correction_follows_the_galaxies_size_where_the_size_matters():
     assert np.allclose(out["flux"], 100.0 / factor[[1, 3]]) and np.allclose(out["flux_correction"], factor[[1, 3]])
     with pytest.raises(LumosValueError, match="3 areas for 2 rows"):
         apply_flux_correction(frame, sized, area=area[:3])
+
+
+@pytest.mark.slow
+def test_compact_and_extended_targets_are_both_corrected(tmp_path):
+    """Galaxies of a beta 2.5 PSF read through a beta 3.5 Moffat: the compact ones, mostly PSF, read
+    lower than the extended ones, and the size-dependent factor takes both to their flux."""
+    exposure, catalog, flux = _frame(tmp_path, beta=2.5, seed=0)
+    kwargs = {"methods": ("optimal",), "calibrate_errors": False}
+    before = measure_exposure(exposure, catalog, flux_correction=False, **kwargs)["flux"].to_numpy() / flux
+    rows = measure_exposure(exposure, catalog, flux_correction=True, **kwargs)
+    after = rows["flux"].to_numpy() / flux
+    factor = rows["flux_correction"].to_numpy()
+    x, y = target_pixels(catalog, exposure.wcs)
+    correction = measure_flux_corrections(exposure, catalog, x, y, {"optimal": get_method("optimal")})["optimal"]
+    assert correction.slope > 2.0 * correction.slope_err > 0.0
+    compact, _, extended = np.array_split(np.argsort(factor), 3)
+    assert np.median(before[extended]) - np.median(before[compact]) > 0.008
+    assert abs(np.median(after[extended]) - np.median(after[compact])) < 0.007
+    assert abs(np.median(after) - 1.0) < 0.005

@@ -383,7 +383,8 @@ def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to
     assert "flux_correction" not in entry
     corrected = table.assign(frame=np.where(galaxy % 2, "a", "b"), flux_correction=np.where(galaxy % 2, 1.03, 1.0))
     shown = score_injection(corrected)["populations"]["sersic"]["methods"]["optimal"]["flux_correction"]
-    assert shown == {"by_frame": {"a": 1.03, "b": 1.0}, "corrected_share": 0.5}
+    assert shown == {"by_frame": {"a": 1.03, "b": 1.0}, "by_frame_range": {"a": [1.03, 1.03], "b": [1.0, 1.0]},
+                     "corrected_share": 0.5}
 
 
 def test_the_report_tells_tails_that_widen_coadds_from_an_error_the_exposures_share():

@@ -167,12 +167,15 @@ def _d_width(frame: pd.DataFrame) -> tuple[float, float]:
 
 def _flux_correction(frame: pd.DataFrame) -> dict[str, Any]:
     """The per-exposure flux corrections the rows were measured with (:mod:`lumos_ops.flux_correction`):
-    per frame, the median factor over its injected copies and the share of rows whose factor is
-    not 1."""
+    per frame, the median factor over its injected copies and rows, its 5-95 % range over the rows
+    (the factor follows each galaxy's size), and the share of rows whose factor is not 1."""
     factor = frame["flux_correction"].to_numpy(np.float64)
-    frames = {str(name): float(np.median(rows["flux_correction"].to_numpy(np.float64)))
-              for name, rows in frame.groupby("frame", sort=True)} if "frame" in frame else {}
-    return {"by_frame": frames, "corrected_share": float(np.mean(factor != 1.0)) if factor.size else 0.0}
+    groups = list(frame.groupby("frame", sort=True)) if "frame" in frame else []
+    frames = {str(name): float(np.median(rows["flux_correction"].to_numpy(np.float64))) for name, rows in groups}
+    ranges = {str(name): np.quantile(rows["flux_correction"].to_numpy(np.float64), [0.05, 0.95]).tolist()
+              for name, rows in groups}
+    return {"by_frame": frames, "by_frame_range": ranges,
+            "corrected_share": float(np.mean(factor != 1.0)) if factor.size else 0.0}
 
 
 def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
