@@ -35,9 +35,9 @@ aperture correction measured on each exposure's stars; this is its counterpart f
 
        ratio(A) = ratio + slope · ln(A / A_ref)      (A_ref: geometric mean of the galaxies' A)
 
-   A PSF model's error is largest for the galaxies that are mostly PSF: on the SDSS frames, galaxies
-   drawn with the stars' PSF read 2.5 % low through the Moffat model in the smallest quartile of size
-   and 1.3 % in the largest (``reports/lumos/flux-correction-size``). The slope is Theil-Sen's and is
+   A PSF model's error is largest for the galaxies that are mostly PSF: on the SDSS frames, one
+   factor per exposure left the most compact quarter of the galaxies 0.4-1.1 % low and the most
+   extended 0.9-1.2 % high (``reports/lumos/flux-correction-size``). The slope is Theil-Sen's and is
    kept only where it lies at least 2 bootstrap standard errors from 0; ``ratio`` is then the median of
    ``measured / injected - slope · ln(A / A_ref)``. The correction is applied when at least
    :data:`MIN_CORRECTION_GALAXIES` galaxies were usable, ``ratio`` differs from 1 by at least 2
