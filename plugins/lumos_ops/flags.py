@@ -49,6 +49,11 @@ class Flag(enum.IntFlag):
     neighbour's fitted light taken out of the target's stamp (``lumos_ops.photometry.neighbours``);
     set where that fit's flux variance exceeds the isolated target's by more than 10 %, whose
     errors include it, or where the two models cannot be told apart (not fitted)."""
+    PSF_EXTRAPOLATED = 4096
+    """LUMOS only: the exposure's PSF FWHM in pixels lies more than 10 % outside the range of the
+    model's training stamps (``LoadedModel.trained_psf_fwhm_px``): the network reads a PSF size it
+    never saw (an undersampled or a much finer-sampled camera); adapt the model to the survey
+    (``lumos adapt``)."""
 
 
 def describe_flags(value: int | np.integer) -> list[str]:

@@ -140,6 +140,8 @@ def test_adapt_resumes_and_writes_model_and_report(exposures, tmp_path, monkeypa
     assert model.sha256 == result.model_sha256 and model.is_likelihood
     assert model.metadata["adapt"]["train_exposures"] == split["train"]
     assert {16, 31} <= set(model.metadata["trained_band_epochs"])  # NB615 and NB765 rows (epoch 0)
+    lo, hi = model.trained_psf_fwhm_px  # the training exposures' PSFs, not the base model's recipe survey
+    assert model.metadata["psf_fwhm_px_range"] == [lo, hi] and 0 < lo <= hi
     assert result.plot_path.is_file() and result.plot_path.stat().st_size > 1000
     report = json.loads(result.report_path.read_text())
     assert report["adapt"]["model_sha256"] == result.model_sha256 and report["adapt"]["heldout_exposures"] == split["heldout"]

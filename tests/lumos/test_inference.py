@@ -131,6 +131,45 @@ def test_targets_beyond_the_training_ccd_are_flagged(inputs, exposure_and_catalo
         assert "exp.fits" in caplog.text and "CCD_EXTRAPOLATED" in caplog.text
 
 
+@pytest.mark.parametrize(("span", "flagged"), [((0.8, 1.2), False), ((1.05, 2.0), False), ((2.0, 3.0), True),
+                                              ((0.2, 0.5), True)])
+def test_an_exposure_whose_psf_the_model_never_saw_is_flagged(span, flagged, exposure_and_catalog, tmp_path, caplog):
+    """The PSF FWHM in pixels against the model's training range (in units of the exposure's own
+    FWHM here), with a 10 % margin: every target of an exposure outside it is flagged, with a warning."""
+    exposure, catalog = exposure_and_catalog
+    fwhm_px = exposure.psf_fwhm / exposure.pixel_scale
+    torch.manual_seed(0)
+    path = tmp_path / "psf-range.pt"
+    save_checkpoint(path, get_model("fast").eval(), arch="fast", normalization=NORM,
+                    metadata={"truncation_imag": 20.5, "psf_fwhm_px_range": [span[0] * fwhm_px, span[1] * fwhm_px]})
+    frame = LumosMethod(model=path, device="cpu").measure(prepare_targets(exposure, catalog))
+    bit = (frame["flag"].to_numpy() & int(Flag.PSF_EXTRAPOLATED)) != 0
+    on = (frame["flag"].to_numpy() & int(Flag.OFF_IMAGE)) == 0
+    assert np.array_equal(bit, on & flagged)
+    assert np.isfinite(frame.loc[on, "flux"]).all()
+    assert ("PSF_EXTRAPOLATED" in caplog.text and "exp.fits" in caplog.text) == flagged
+
+
+def test_the_training_psf_range_of_recipe_and_adapted_models():
+    from lumos_ops.lumos.checkpoint import LoadedModel, psf_fwhm_px_range
+    from lumos_ops.sim.survey_config import SurveyConfig
+
+    def loaded(metadata):
+        return LoadedModel(net=None, arch="fast", normalization=NORM, metadata=metadata, sha256="", path="m.pt",
+                           device=torch.device("cpu"))
+
+    default = SurveyConfig()
+    recipe = {"recipe": {"survey": {"bands": ["NB685"], "seed": 1}}}
+    assert loaded(recipe).trained_psf_fwhm_px == pytest.approx(
+        (default.psf_fwhm_range[0] / default.pixel_scale, default.psf_fwhm_range[1] / default.pixel_scale))
+    assert loaded({"recipe": {"survey": {"psf_fwhm_range": [1.0, 2.0], "pixel_scale": 0.5}}}).trained_psf_fwhm_px == (2.0, 4.0)
+    assert loaded({**recipe, "adapt": {"base_model": "x"}}).trained_psf_fwhm_px is None
+    assert loaded({**recipe, "adapt": {}, "psf_fwhm_px_range": [1.1, 1.9]}).trained_psf_fwhm_px == (1.1, 1.9)
+    assert loaded({}).trained_psf_fwhm_px is None
+    span = psf_fwhm_px_range(np.r_[np.full(500, 0.8), np.full(500, 1.2), np.nan], 0.4)
+    assert span == [2.0, 3.0] and psf_fwhm_px_range(np.array([np.nan]), 0.4) is None
+
+
 @pytest.mark.parametrize("trained_band", ["NB685", "NB455"])
 def test_targets_in_untrained_bands_are_flagged(trained_band, exposure_and_catalog, tmp_path, caplog):
     """The exposure is NB685, epoch 1; a model trained on NB455 only flags all its measured targets."""

@@ -49,6 +49,9 @@ def test_checkpoint_is_verified(tiny_training_set, tmp_path):
     ts = TrainingSet(tiny_training_set)
     seen = set(ts.meta["band_epoch"].to_numpy()[ts.indices("train")].tolist())
     assert loaded.trained_band_epochs == seen and len(seen) >= 1
+    fwhm_px = ts.meta["psf_fwhm"].to_numpy()[ts.indices("train")] / ts.manifest["pixel_scale"]
+    lo, hi = loaded.trained_psf_fwhm_px
+    assert fwhm_px.min() - 1e-3 <= lo <= hi <= fwhm_px.max() + 1e-3 and lo > 0
     assert loaded.metadata["n_train"] == 72
     data = torch.load(path, weights_only=True)
     data["state_dict"]["head.bias"] += 1.0

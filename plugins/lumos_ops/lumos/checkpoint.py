@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lumos_ops import __version__
@@ -42,6 +43,7 @@ __all__ = [
     "SHIPPED_MODELS",
     "LoadedModel",
     "weights_sha256",
+    "psf_fwhm_px_range",
     "anchor_mismatch",
     "checkpoint_dict",
     "save_checkpoint",
@@ -174,6 +176,40 @@ class LoadedModel:
         epochs = range(int(survey.get("n_epochs", 2)))
         rows = (self.band_epoch_row(b, e) for b in survey["bands"] for e in epochs)
         return frozenset(r for r in rows if r is not None)
+
+    @property
+    def trained_psf_fwhm_px(self) -> tuple[float, float] | None:
+        """PSF FWHM range (pixels) of the training stamps; None when the checkpoint cannot tell.
+
+        Read from the metadata ``psf_fwhm_px_range`` that :func:`lumos_ops.lumos.train.train` and
+        ``lumos adapt`` record (:func:`psf_fwhm_px_range`); for older checkpoints built by a recipe,
+        the recipe survey's seeing range (``SurveyConfig.psf_fwhm_range``, arcsec) over its pixel
+        scale, unless ``lumos adapt`` trained it further on other exposures. The network reads its stamps in pixels: a PSF much narrower or wider than these, in
+        pixels, is an input it never saw.
+        """
+        span = self.metadata.get("psf_fwhm_px_range")
+        if span is not None:
+            return float(span[0]), float(span[1])
+        survey = (self.metadata.get("recipe") or {}).get("survey")
+        if not survey or "adapt" in self.metadata:  # an adapted model was trained on other exposures
+            return None
+        from lumos_ops.sim.survey_config import SurveyConfig
+
+        defaults = {f.name: f.default for f in dataclasses.fields(SurveyConfig)}
+        lo, hi = survey.get("psf_fwhm_range", defaults["psf_fwhm_range"])
+        scale = float(survey.get("pixel_scale", defaults["pixel_scale"]))
+        return float(lo) / scale, float(hi) / scale
+
+
+def psf_fwhm_px_range(psf_fwhm: np.ndarray, pixel_scale: float) -> list[float] | None:
+    """The 0.5-99.5 % range of training stamps' PSF FWHM (arcsec) in pixels of ``pixel_scale``
+    (arcsec / pixel), for the checkpoint metadata ``psf_fwhm_px_range``; None without finite values."""
+    px = np.asarray(psf_fwhm, dtype=np.float64) / float(pixel_scale)
+    px = px[np.isfinite(px) & (px > 0)]
+    if px.size == 0:
+        return None
+    lo, hi = np.quantile(px, [0.005, 0.995])
+    return [round(float(lo), 4), round(float(hi), 4)]
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:

@@ -12,9 +12,13 @@ from lumos_ops.exceptions import LumosValueError, ModelError
 from lumos_ops.flags import Flag
 from lumos_ops.survey import UnknownBandError
 
-__all__ = ["LumosMethod"]
+__all__ = ["LumosMethod", "PSF_RANGE_MARGIN"]
 
 log = logging.getLogger(__name__)
+
+PSF_RANGE_MARGIN: float = 0.1
+"""How far (a fraction) an exposure's PSF FWHM in pixels may lie beyond the model's training range
+before its targets are flagged PSF_EXTRAPOLATED."""
 
 
 class LumosMethod:
@@ -53,6 +57,9 @@ class LumosMethod:
     seeded by the target's pixel position), without the MASKED flag: the network was trained on
     stamps without holes, and a hole made it read faint fluxes low.
     Targets off the image get NaN fluxes and OFF_IMAGE.
+    Every target of an exposure whose PSF FWHM in pixels lies more than :data:`PSF_RANGE_MARGIN`
+    outside the model's training range (``LoadedModel.trained_psf_fwhm_px``) is flagged
+    PSF_EXTRAPOLATED, with a warning naming the exposure.
     Targets beyond the CCD area the model was trained on (``normalization.ccd_shape``) are measured
     with an extrapolated CCD-position input and flagged CCD_EXTRAPOLATED (models that do not read
     the CCD position never set it). Every target of an exposure whose band x camera epoch the
@@ -80,6 +87,7 @@ class LumosMethod:
         self.device = device
         self._loaded = None
         self._warned_posterior = False
+        self._warned_psf: set[tuple[str, float]] = set()
 
     @property
     def loaded(self):
@@ -148,6 +156,8 @@ class LumosMethod:
         if {"ccd_x", "ccd_y"} & set(loaded.net.config.inputs):
             outside = self._outside_training_ccd(ctx, loaded.normalization.ccd_shape) & ~off
             flags[outside] |= Flag.CCD_EXTRAPOLATED
+        if self._psf_outside_training(ctx.exposure, loaded):
+            flags[~off] |= Flag.PSF_EXTRAPOLATED
         trained = loaded.trained_band_epochs
         if not known or (trained is not None and row not in trained):
             log.warning("%s: LUMOS model %s was not trained on band %s epoch %d; its %d targets are flagged "
@@ -168,6 +178,24 @@ class LumosMethod:
         except UnknownBandError:
             wavelength = None
         return loaded.exposure_row(exposure.band, exposure.epoch, wavelength)
+
+    def _psf_outside_training(self, exposure, loaded) -> bool:
+        """Whether the exposure's PSF FWHM in pixels lies more than :data:`PSF_RANGE_MARGIN` outside
+        the model's training range (``LoadedModel.trained_psf_fwhm_px``); warns once per exposure."""
+        span = loaded.trained_psf_fwhm_px
+        if span is None:
+            return False
+        fwhm_px = float(exposure.psf_fwhm) / float(exposure.pixel_scale)
+        lo, hi = span[0] / (1.0 + PSF_RANGE_MARGIN), span[1] * (1.0 + PSF_RANGE_MARGIN)
+        if lo <= fwhm_px <= hi:
+            return False
+        key = (str(exposure.path), round(fwhm_px, 4))
+        if key not in self._warned_psf:
+            self._warned_psf.add(key)
+            log.warning("%s: PSF FWHM %.2f px lies outside the %.2f-%.2f px the LUMOS model %s was trained on; its "
+                        "targets are flagged PSF_EXTRAPOLATED (adapt the model to this survey's exposures: lumos adapt)",
+                        exposure.path, fwhm_px, span[0], span[1], loaded.path)
+        return True
 
     @staticmethod
     def _outside_training_ccd(ctx, ccd_shape: tuple[int, int]) -> np.ndarray:

@@ -25,7 +25,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from lumos_ops.lumos.checkpoint import save_checkpoint
 from lumos_ops.lumos.config import SCALAR_NAMES, STAMP_BACKGROUNDS, Normalization
 from lumos_ops.lumos.losses import supervised_loss
 from lumos_ops.lumos.model import LumosNet, get_model, list_models, widened_state
+
+if TYPE_CHECKING:
+    from lumos_ops.io.training_set import TrainingSet
 
 __all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
            "training_set_bands", "TRAINING_SET_SURVEY"]
@@ -466,6 +469,7 @@ def train(
         "n_train": int(train_ids.size),
         "n_val": int(val_ids.size),
         "trained_band_epochs": sorted(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids])),
+        **_psf_range_meta(ts, train_ids),
         **embedding,
         "truncation_imag": truncation_imag if math.isfinite(truncation_imag) else None,
         "flux_prior": prior.to_dict() if prior is not None else {"kind": "population", "training_set": str(Path(training_set).resolve())},
@@ -556,3 +560,15 @@ def train(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def _psf_range_meta(ts: TrainingSet, ids: np.ndarray) -> dict[str, Any]:
+    """``{"psf_fwhm_px_range": [lo, hi]}`` of the training stamps ``ids`` (pixels; empty when the set
+    records no PSF FWHM or pixel scale): what ``LoadedModel.trained_psf_fwhm_px`` reads."""
+    from lumos_ops.lumos.checkpoint import psf_fwhm_px_range
+
+    scale = ts.manifest.get("pixel_scale")
+    if "psf_fwhm" not in ts.meta or not scale:
+        return {}
+    span = psf_fwhm_px_range(ts.meta["psf_fwhm"].to_numpy(np.float64)[ids], float(scale))
+    return {} if span is None else {"psf_fwhm_px_range": span}
