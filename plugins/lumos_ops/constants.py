@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "PIXEL_SCALE",
+    "SEEING_RANGE",
     "STAMP_SIZE",
     "CCD_SHAPE",
     "N_CCDS",
@@ -30,6 +31,9 @@ __all__ = [
 
 PIXEL_SCALE: float = 0.263
 """PAUCam pixel scale (arcsec / pixel)."""
+
+SEEING_RANGE: tuple[float, float] = (0.7, 1.4)
+"""Range of the PSF FWHM (arcsec) of the simulated PAUS exposures (``SurveyConfig.psf_fwhm_range``)."""
 
 STAMP_SIZE: int = 60
 """Side of the LUMOS input stamp (pixels); 60 px = 15.8 arcsec at PAUCam's scale."""

@@ -117,8 +117,8 @@ class FluxCorrection:
     method : str
         Registry name of the method.
     ratio : float
-        Median of measured over injected flux of the galaxies drawn with the star PSF (NaN when
-        none was usable).
+        Measured over injected flux of the galaxies drawn with the star PSF at ``A_ref``: the median
+        of ``measured / injected - slope ln(A / A_ref)`` (NaN when none was usable).
     ratio_err : float
         Its bootstrap standard error (200 seeded resamples of the galaxies).
     n_galaxies : int

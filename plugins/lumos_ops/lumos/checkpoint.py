@@ -193,11 +193,10 @@ class LoadedModel:
         survey = (self.metadata.get("recipe") or {}).get("survey")
         if not survey or "adapt" in self.metadata:  # an adapted model was trained on other exposures
             return None
-        from lumos_ops.sim.survey_config import SurveyConfig
+        from lumos_ops.constants import PIXEL_SCALE, SEEING_RANGE
 
-        defaults = {f.name: f.default for f in dataclasses.fields(SurveyConfig)}
-        lo, hi = survey.get("psf_fwhm_range", defaults["psf_fwhm_range"])
-        scale = float(survey.get("pixel_scale", defaults["pixel_scale"]))
+        lo, hi = survey.get("psf_fwhm_range", SEEING_RANGE)
+        scale = float(survey.get("pixel_scale", PIXEL_SCALE))
         return float(lo) / scale, float(hi) / scale
 
 

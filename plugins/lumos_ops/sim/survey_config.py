@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lumos_ops.constants import CCD_SHAPE, N_CCDS, N_EPOCHS, NB_BANDS, PIXEL_SCALE, TRAYS, band_tray
+from lumos_ops.constants import CCD_SHAPE, N_CCDS, N_EPOCHS, NB_BANDS, PIXEL_SCALE, SEEING_RANGE, TRAYS, band_tray
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.sim.bands import REFERENCE_ZP
 
@@ -161,7 +161,7 @@ class SurveyConfig:
     ccd_shape: tuple[int, int] = CCD_SHAPE
     n_ccds: int = N_CCDS
     pixel_scale: float = PIXEL_SCALE
-    psf_fwhm_range: tuple[float, float] = (0.7, 1.4)
+    psf_fwhm_range: tuple[float, float] = SEEING_RANGE
     psf_beta_range: tuple[float, float] = (3.0, 4.0)
     psf_fwhm_median: float = 0.95
     psf_fwhm_scatter: float = 0.2
