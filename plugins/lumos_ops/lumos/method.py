@@ -88,6 +88,7 @@ class LumosMethod:
         self._loaded = None
         self._warned_posterior = False
         self._warned_psf: set[tuple[str, float]] = set()
+        self._warned_band: set[tuple[str, str, int]] = set()
 
     @property
     def loaded(self):
@@ -160,8 +161,11 @@ class LumosMethod:
             flags[~off] |= Flag.PSF_EXTRAPOLATED
         trained = loaded.trained_band_epochs
         if not known or (trained is not None and row not in trained):
-            log.warning("%s: LUMOS model %s was not trained on band %s epoch %d; its %d targets are flagged "
-                        "UNTRAINED_BAND", ctx.exposure.path, loaded.path, ctx.exposure.band, ctx.exposure.epoch, ctx.n)
+            key = (str(ctx.exposure.path), str(ctx.exposure.band), int(ctx.exposure.epoch))
+            if key not in self._warned_band:  # once per exposure, not per chunk or calibration call
+                self._warned_band.add(key)
+                log.warning("%s: LUMOS model %s was not trained on band %s epoch %d; its targets are flagged "
+                            "UNTRAINED_BAND", ctx.exposure.path, loaded.path, ctx.exposure.band, ctx.exposure.epoch)
             flags[~off] |= Flag.UNTRAINED_BAND
         columns["flag"] = flags
         frame = pd.DataFrame(columns)
