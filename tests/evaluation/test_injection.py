@@ -361,6 +361,22 @@ def _unit_error_rows(galaxy: np.ndarray, n_place: int, truth: np.ndarray, pull: 
                          "true_flux": truth, "true_snr": truth, "crb_err": 1.0})
 
 
+def test_the_report_says_which_rows_a_model_measured_outside_its_training_domain():
+    from lumos_ops.evaluation.injection_report import domain_flag_shares
+    from lumos_ops.flags import Flag
+
+    rng = np.random.default_rng(2)
+    galaxy = np.repeat(np.arange(40), 5)
+    truth = np.repeat(10 ** rng.uniform(0.5, 1.5, 40), 5)
+    table = _unit_error_rows(galaxy, 5, truth, rng.normal(size=galaxy.size))
+    entry = score_injection(table.assign(flag=0))["populations"]["sersic"]["methods"]["optimal"]
+    assert entry["domain_flags"] == {}
+    flag = np.where(np.arange(galaxy.size) % 4 == 0, int(Flag.PSF_EXTRAPOLATED | Flag.EDGE), int(Flag.NEGATIVE_MODEL))
+    entry = score_injection(table.assign(flag=flag))["populations"]["sersic"]["methods"]["optimal"]
+    assert entry["domain_flags"] == {"PSF_EXTRAPOLATED": 0.25}
+    assert domain_flag_shares(np.array([], dtype=np.int64)) == {}
+
+
 def test_the_report_measures_what_a_galaxys_placements_share_and_what_it_does_to_coadds():
     from lumos_ops.evaluation.injection_report import intraclass_correlation
 

@@ -202,6 +202,10 @@ def _write_report(out, report: dict) -> None:
             for line in (shared_line(population, method, scores), tails_line(population, method, scores)):
                 if line:
                     print(line)
+            flags = scores.get("domain_flags")
+            if flags:
+                shares = ", ".join(f"{name} {100 * share:.0f} %" for name, share in flags.items())
+                print(f"{population:8s} {method:9s} measured outside its training domain: {shares} of the rows")
 
 
 def _rescore(out, outlier_fraction: float | None = None) -> int:

@@ -34,7 +34,8 @@ from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fi
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68 as half_width68
 
-__all__ = ["score_injection", "targets", "plot_injection", "json_clean", "COADD_N", "COADD_SNR_EDGES"]
+__all__ = ["score_injection", "targets", "plot_injection", "json_clean", "domain_flag_shares", "DOMAIN_FLAGS",
+           "COADD_N", "COADD_SNR_EDGES"]
 
 COADD_N: tuple[int, ...] = (2, 5, 10)
 COADD_SNR_EDGES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0, 1e6)
@@ -165,6 +166,20 @@ def _d_width(frame: pd.DataFrame) -> tuple[float, float]:
     return half_width68(d), float(np.std([half_width68(d[i]) for i in rng.integers(0, d.size, (N_BOOT, d.size))]))
 
 
+DOMAIN_FLAGS: tuple[str, ...] = ("PSF_EXTRAPOLATED", "UNTRAINED_BAND", "CCD_EXTRAPOLATED", "PRIOR_EDGE")
+"""Flags that say a LUMOS model measured outside what it was trained on: a report whose rows carry
+them scores the model out of its domain."""
+
+
+def domain_flag_shares(flag: np.ndarray) -> dict[str, float]:
+    """Share of rows carrying each of :data:`DOMAIN_FLAGS` (only those set on some row)."""
+    from lumos_ops.flags import Flag
+
+    flag = np.asarray(flag, dtype=np.int64)
+    shares = {name: float(np.mean((flag & int(Flag[name])) != 0)) if flag.size else 0.0 for name in DOMAIN_FLAGS}
+    return {name: share for name, share in shares.items() if share > 0}
+
+
 def _flux_correction(frame: pd.DataFrame) -> dict[str, Any]:
     """The per-exposure flux corrections the rows were measured with (:mod:`lumos_ops.flux_correction`):
     per frame, the median factor over its injected copies and rows, its 5-95 % range over the rows
@@ -284,6 +299,8 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                 entry["error_floor"] = _error_floor(ok)
             if "flux_correction" in ok:
                 entry["flux_correction"] = _flux_correction(ok)
+            if "flag" in ok:
+                entry["domain_flags"] = domain_flag_shares(ok["flag"].to_numpy())
             if method == "lumos":
                 entry["pit_population_prior"] = _pit(ok)
                 entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop),
