@@ -213,7 +213,7 @@ def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
         slope_err = float(np.std([_theil_sen(u[d], ratio[d]) for d in draws]))
         slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
     centre = float(np.median(ratio - slope * u))
-    err = float(np.std([np.median(ratio[d] - slope * u[d]) for d in draws]))
+    err = float(np.std(np.median(ratio[draws] - slope * u[draws], axis=1)))
     reliable = bool(abs(centre - 1.0) >= 2.0 * err or slope != 0.0)
     return FluxCorrection(method, centre, err, n, reliable, slope=slope, slope_err=slope_err, log_area_ref=ref,
                           log_area_span=span)
