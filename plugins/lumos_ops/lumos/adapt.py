@@ -619,7 +619,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     from lumos_ops.lumos.data import StampBatches
     from lumos_ops.lumos.losses import supervised_loss
     from lumos_ops.lumos.preprocess import with_imag_range
-    from lumos_ops.lumos.train import _psf_range_meta, evaluate_split, freeze_batchnorm, select_device
+    from lumos_ops.lumos.train import evaluate_split, freeze_batchnorm, psf_range_metadata, select_device
 
     model_path = out / "model.pt"
     done = out / "train" / "done.json"
@@ -689,7 +689,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
         **loaded.metadata,
         **survey_meta,
         "trained_band_epochs": trained_rows,
-        **_psf_range_meta(ts, train_ids),
+        **psf_range_metadata(ts, train_ids),
         "flux_prior": prior.to_dict() if prior is not None else loaded.metadata.get("flux_prior"),
         "truncation_imag": None,
         "pixel_noise": noise.to_dict(),

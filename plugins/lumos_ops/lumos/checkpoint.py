@@ -183,9 +183,10 @@ class LoadedModel:
 
         Read from the metadata ``psf_fwhm_px_range`` that :func:`lumos_ops.lumos.train.train` and
         ``lumos adapt`` record (:func:`psf_fwhm_px_range`); for older checkpoints built by a recipe,
-        the recipe survey's seeing range (``SurveyConfig.psf_fwhm_range``, arcsec) over its pixel
-        scale, unless ``lumos adapt`` trained it further on other exposures. The network reads its stamps in pixels: a PSF much narrower or wider than these, in
-        pixels, is an input it never saw.
+        the recipe survey's seeing range (arcsec; :data:`lumos_ops.constants.SEEING_RANGE` unless it
+        sets one) over its pixel scale, unless ``lumos adapt`` trained it further on other exposures.
+        The network reads its stamps in pixels: a PSF much narrower or wider than these, in pixels,
+        is an input it never saw.
         """
         span = self.metadata.get("psf_fwhm_px_range")
         if span is not None:

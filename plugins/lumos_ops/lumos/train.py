@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from lumos_ops.io.training_set import TrainingSet
 
 __all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
-           "training_set_bands", "TRAINING_SET_SURVEY"]
+           "training_set_bands", "psf_range_metadata", "TRAINING_SET_SURVEY"]
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +469,7 @@ def train(
         "n_train": int(train_ids.size),
         "n_val": int(val_ids.size),
         "trained_band_epochs": sorted(int(v) for v in np.unique(ts.meta["band_epoch"].to_numpy(np.int64)[train_ids])),
-        **_psf_range_meta(ts, train_ids),
+        **psf_range_metadata(ts, train_ids),
         **embedding,
         "truncation_imag": truncation_imag if math.isfinite(truncation_imag) else None,
         "flux_prior": prior.to_dict() if prior is not None else {"kind": "population", "training_set": str(Path(training_set).resolve())},
@@ -562,7 +562,7 @@ def train(
     return metrics
 
 
-def _psf_range_meta(ts: TrainingSet, ids: np.ndarray) -> dict[str, Any]:
+def psf_range_metadata(ts: TrainingSet, ids: np.ndarray) -> dict[str, Any]:
     """``{"psf_fwhm_px_range": [lo, hi]}`` of the training stamps ``ids`` (pixels; empty when the set
     records no PSF FWHM or pixel scale): what ``LoadedModel.trained_psf_fwhm_px`` reads."""
     from lumos_ops.lumos.checkpoint import psf_fwhm_px_range
