@@ -64,8 +64,9 @@ def fixed_truth_report(truth: np.ndarray, crb: np.ndarray, errors: dict[str, tup
     lumos : DataFrame
         LUMOS result table of the same stamps: its 16-84 % interval is scored for ``"lumos"``.
     likelihood : bool
-        The model outputs a likelihood: add the PIT with the test set's own (cross-fitted) flux
-        population as prior (``pit_population_prior``).
+        The model outputs a likelihood: add the PIT with the test set's own flux population (the
+        other stamps' true fluxes, :func:`~lumos_ops.evaluation.population_prior.posterior_pit`) as
+        prior (``pit_population_prior``).
 
     Returns
     -------

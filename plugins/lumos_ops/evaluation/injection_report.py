@@ -8,7 +8,7 @@ the co-add's true SNR; for LUMOS the shared-error table of the rows
 (:func:`~lumos_ops.lumos.shared_error.estimate_shared_error`, what ``lumos adapt`` records in its
 candidate) and the same co-adds with that term, cross-fitted between two halves of the galaxies;
 the width of the pair statistic D (eq. 19) of two placements; for LUMOS the PIT of its likelihood
-made a posterior with the (cross-fitted) injected population as prior; and
+made a posterior with the injected population as prior (the other galaxies' true fluxes); and
 the ratio of LUMOS's sigma68 to the optimal weighted sum's per true-SNR bin; per method the error
 floor the rows were measured with and the one their bright rows ask for
 (:mod:`lumos_ops.photometry.error_floor`); per method and bin of true SNR the share of the
@@ -227,12 +227,14 @@ def _pit(frame: pd.DataFrame) -> dict[str, Any]:
     from lumos_ops.stats import block_resamples
 
     mix = mixtures_from_table(frame)
+    galaxy = frame["galaxy"].to_numpy() if "galaxy" in frame else None
     try:
-        values = posterior_pit(frame["true_flux"].to_numpy(), mix.alpha, mix.mu, mix.sigma, truncated=mix.truncated)
-    except LumosValueError:  # too few rows for a cross-fitted population prior
+        values = posterior_pit(frame["true_flux"].to_numpy(), mix.alpha, mix.mu, mix.sigma, truncated=mix.truncated,
+                               groups=galaxy)
+    except LumosValueError:  # too few galaxies for a population prior
         return {"ks_distance": float("nan"), "ks_error": float("nan"), "hist": [], "n": 0}
     finite = np.isfinite(values)
-    groups = frame["galaxy"].to_numpy()[finite] if "galaxy" in frame else None
+    groups = galaxy[finite] if galaxy is not None else None
     values = values[finite]
     ks = _ks_uniform(values)
     error = float("nan")

@@ -1,97 +1,130 @@
-"""A survey's flux population as a prior, and the PIT of likelihoods turned into posteriors with it.
+"""The PIT of likelihoods made posteriors with the test population's own fluxes as their prior.
 
 A likelihood is calibrated at fixed truth; a posterior only for the prior it assumes. To check a
 LUMOS likelihood as a posterior (PIT over the population, paper §6.1), multiply it by the density
-of the population the test targets were drawn from -- estimated here by a Gaussian kernel density
-in ``asinh(f / scale)`` (fluxes in e-/s span decades and reach below 0) -- and evaluate the CDF of
-the product at the truth. :func:`posterior_pit` cross-fits: the prior of each half of the rows is
-estimated on the other half, so no row's own truth enters its prior.
+of the population the test targets were drawn from and evaluate the CDF of the product at the
+truth. :func:`posterior_pit` makes that density from the test set's own true fluxes (e-/s):
+
+- **Left out: the row's group.** Every placement of one injected galaxy has the same true flux, so
+  the prior of a row is made of the other groups' truths only. No row's own truth enters its
+  prior.
+- **A kernel that follows the sample.** Each distinct truth ``t_j`` is a Gaussian of width ``h_j``,
+  the distance to its :data:`NEIGHBOURS`-th nearest distinct truth (a sample-point adaptive kernel
+  density). The kernel is narrow where the population is dense, e.g. at the steep faint end of
+  number counts, and wide where it is sparse. With a likelihood mixture ``Σ_k α_k N(μ_k, σ_k)``,
+  the posterior is a sum of Gaussians and its CDF at the truth has a closed form (no grid):
+
+      weight_jk = c_j α_k N(t_j; μ_k, sqrt(σ_k² + h_j²))      (c_j: the rows of truth t_j)
+      PIT_i     = Σ_jk weight_jk Φ((t_i − m_jk) / s_jk) / Σ_jk weight_jk,
+      m_jk = (μ_k h_j² + t_j σ_k²) / (σ_k² + h_j²),  s_jk = σ_k h_j / sqrt(σ_k² + h_j²).
+
+A single kernel width does not work. A survey's number counts rise steeply to a faint edge: a
+width that suits the bright end spreads the faint end's population where there is none, and then
+even exact likelihoods do not give uniform PITs. With Gaussian likelihoods of the true width and
+10,000 truths, the PIT KS distances were 0.09 (counts ∝ f^-1.8 on 0.5–1000 e-/s) and 0.25
+(∝ f^-2.2 on 0.1–300) with the Gaussian kernel density of Silverman's width in ``asinh(f / 5)``
+that this module used before; they are 0.006–0.010 and 0.004–0.005 with this prior, also for
+1,000 galaxies placed 10 times each (``reports/lumos/pit-prior``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.special import ndtr
 
-from lumos_ops.constants import NJY_ZEROPOINT
 from lumos_ops.exceptions import LumosValueError
 
-__all__ = ["kde_log_prior", "posterior_pit"]
+__all__ = ["MIN_PRIOR_SAMPLES", "NEIGHBOURS", "posterior_pit", "neighbour_widths"]
+
+MIN_PRIOR_SAMPLES = 10
+"""Fewest distinct true fluxes a PIT's prior is made of."""
+
+NEIGHBOURS = 10
+"""A truth's kernel width is the distance to its ``NEIGHBOURS``-th nearest distinct truth."""
+
+_ROWS_PER_BLOCK = 64
+"""Rows whose (rows × truths × components) table is evaluated at once."""
 
 
-def kde_log_prior(samples: ArrayLike, *, scale: float = 5.0, bandwidth: float | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Log density (per e-/s, up to a constant) of a flux population from samples (e-/s).
-
-    The kernel density is built in ``u = asinh(f / scale)`` with Silverman's bandwidth (or
-    ``bandwidth``) on a 2,048-point table and mapped back with the Jacobian ``du/df``.
-    """
-    f = np.asarray(samples, dtype=np.float64)
-    f = f[np.isfinite(f)]
-    if f.size < 10:
-        raise LumosValueError(f"a population prior needs >= 10 finite fluxes, got {f.size}")
-    u = np.arcsinh(f / scale)
-    bw = bandwidth or 1.06 * float(np.std(u)) * f.size ** (-0.2)
-    table = np.linspace(u.min() - 5 * bw, u.max() + 5 * bw, 2048)
-    hist, edges = np.histogram(u, bins=4096, range=(table[0] - bw, table[-1] + bw))
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    dens = np.zeros_like(table)
-    for lo in range(0, table.size, 256):
-        t = table[lo : lo + 256]
-        dens[lo : lo + 256] = (hist[None, :] * np.exp(-0.5 * ((t[:, None] - centres[None, :]) / bw) ** 2)).sum(axis=1)
-    log_table = np.log(np.maximum(dens / dens.max(), 1e-300))
-    floor = log_table.min()
-
-    def log_prior(grid: np.ndarray) -> np.ndarray:
-        g = np.asarray(grid, dtype=np.float64)
-        ug = np.arcsinh(g / scale)
-        value = np.interp(ug, table, log_table, left=floor, right=floor)
-        return value - 0.5 * np.log(g * g + scale * scale)
-
-    return log_prior
+def neighbour_widths(values: ArrayLike, k: int = NEIGHBOURS) -> np.ndarray:
+    """Distance (the values' unit) of each of ``values`` (sorted, distinct) to its ``k``-th nearest other value."""
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
+    k = min(k, n - 1)
+    offsets = np.concatenate([np.arange(-k, 0), np.arange(1, k + 1)])
+    other = np.arange(n)[:, None] + offsets[None, :]
+    distance = np.abs(v[np.clip(other, 0, n - 1)] - v[:, None])
+    distance[(other < 0) | (other >= n)] = np.inf
+    return np.sort(distance, axis=1)[:, k - 1]
 
 
 def posterior_pit(
     truth: ArrayLike, alpha: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *, truncated: ArrayLike | None = None,
-    seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> np.ndarray:
-    """PIT of likelihood mixtures (e-/s) made posteriors with a cross-fitted population prior.
+    """PIT of likelihood mixtures (e-/s) made posteriors with the other groups' true fluxes as prior.
 
     Parameters
     ----------
     truth : array_like, shape (n,)
-        True fluxes (e-/s); they define the population prior (two-fold cross-fitted).
+        True fluxes (e-/s); they make the population prior.
     alpha, mu, sigma : array_like, shape (n, K)
         Per-row likelihood mixtures (e-/s).
+    truncated : array_like of bool, shape (n,), optional
+        Rows whose PDF is truncated at f = 0 (zero likelihood below it).
+    groups : array_like, shape (n,), optional
+        Rows of one group (one galaxy's placements) never enter each other's prior; default: every
+        row its own group.
 
     Returns
     -------
     ndarray, shape (n,)
         ``P(f <= truth | data)`` under ``likelihood x prior``; uniform for a calibrated likelihood.
-    """
-    from lumos_ops.lumos.coadd import coadd_likelihoods
+        NaN for a row without a finite truth and mixture, or whose posterior has no weight.
 
-    t = np.asarray(truth, dtype=np.float64)
+    Raises
+    ------
+    LumosValueError
+        Mixtures whose shape does not match the truths, or fewer than :data:`MIN_PRIOR_SAMPLES`
+        distinct finite truths.
+    """
+    t = np.asarray(truth, dtype=np.float64).ravel()
     a, m, s = (np.asarray(v, dtype=np.float64) for v in (alpha, mu, sigma))
     n = t.size
-    fold = np.random.default_rng(seed).permutation(n) % 2
+    if a.ndim != 2 or a.shape[0] != n or m.shape != a.shape or s.shape != a.shape:
+        raise LumosValueError(f"posterior_pit: mixtures of shapes {a.shape}, {m.shape}, {s.shape} for {n} truths")
+    trunc = np.zeros(n, dtype=bool) if truncated is None else np.asarray(truncated, dtype=bool).ravel()
+    group = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    finite = np.isfinite(t)
+    atoms, count = np.unique(np.stack([group[finite], t[finite]], axis=1), axis=0, return_counts=True)
+    distinct = np.unique(atoms[:, 1])
+    if distinct.size < MIN_PRIOR_SAMPLES:
+        raise LumosValueError(f"a population prior needs >= {MIN_PRIOR_SAMPLES} distinct finite true fluxes, "
+                              f"got {distinct.size}")
+    atom_group, atom_flux = atoms[:, 0].astype(np.int64), atoms[:, 1]
+    width = np.interp(atom_flux, distinct, neighbour_widths(distinct))
+    h2 = (width * width)[None, :, None]
+    f = atom_flux[None, :, None]
+    log_count = np.log(count)[None, :, None]
+    usable = finite & np.all(np.isfinite(a) & np.isfinite(m) & np.isfinite(s) & (s > 0), axis=1)
+    log_alpha = np.log(np.maximum(a, 1e-300))
     out = np.full(n, np.nan)
-    trunc = None if truncated is None else np.asarray(truncated, dtype=bool)
-    for k in (0, 1):
-        rows = np.flatnonzero(fold == k)
-        prior = kde_log_prior(t[fold != k])
-        # zero point NJY_ZEROPOINT: the co-add's nJy grid is the e-/s grid
-        res = coadd_likelihoods(a[rows, None], m[rows, None], s[rows, None], np.full((rows.size, 1), NJY_ZEROPOINT),
-                                truncated=None if trunc is None else trunc[rows, None], log_prior=prior, span=14.0)
-        grid, pdf = res.grid, res.pdf
-        dx = grid[:, 1] - grid[:, 0]
-        cdf = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]), axis=1) * dx[:, None]], axis=1)
-        cdf /= cdf[:, -1:]
-        # linear interpolation of every row's CDF at its truth (0 below the grid, 1 above)
-        pos = np.clip((t[rows] - grid[:, 0]) / dx, 0.0, grid.shape[1] - 1.0)
-        lo = np.minimum(np.floor(pos).astype(int), grid.shape[1] - 2)
-        frac = pos - lo
-        idx = np.arange(rows.size)
-        out[rows] = (1.0 - frac) * cdf[idx, lo] + frac * cdf[idx, lo + 1]
+    rows = np.flatnonzero(usable)
+    for lo in range(0, rows.size, _ROWS_PER_BLOCK):
+        r = rows[lo : lo + _ROWS_PER_BLOCK]
+        sk2 = (s[r] ** 2)[:, None, :]
+        mk = m[r][:, None, :]
+        var = sk2 + h2
+        log_w = log_alpha[r][:, None, :] + log_count - 0.5 * (f - mk) ** 2 / var - 0.5 * np.log(var)
+        log_w[atom_group[None, :] == group[r][:, None]] = -np.inf
+        top = log_w.max(axis=(1, 2), keepdims=True)
+        weight = np.exp(log_w - np.where(np.isfinite(top), top, 0.0))
+        centre = (mk * h2 + f * sk2) / var
+        spread = np.sqrt(sk2 * h2 / var)
+        cdf = ndtr((t[r][:, None, None] - centre) / spread)
+        start = np.where(trunc[r][:, None, None], ndtr(-centre / spread), 0.0)
+        total = (weight * (1.0 - start)).sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r] = np.where(total > 0, (weight * np.clip(cdf - start, 0.0, None)).sum(axis=(1, 2)) / total, np.nan)
     return out
