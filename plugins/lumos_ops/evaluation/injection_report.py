@@ -34,7 +34,7 @@ from lumos_ops.evaluation.fixed_truth import TRUE_FLUX_EDGES, TRUE_SNR_EDGES, fi
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.stats import sigma68 as half_width68
 
-__all__ = ["score_injection", "targets", "plot_injection", "json_clean", "domain_flag_shares", "DOMAIN_FLAGS",
+__all__ = ["score_injection", "targets", "population_pit", "plot_injection", "json_clean", "domain_flag_shares", "DOMAIN_FLAGS",
            "COADD_N", "COADD_SNR_EDGES"]
 
 COADD_N: tuple[int, ...] = (2, 5, 10)
@@ -221,7 +221,13 @@ def _error_floor(frame: pd.DataFrame) -> dict[str, Any]:
             "neighbour_asked": neighbour.to_dict()}
 
 
-def _pit(frame: pd.DataFrame) -> dict[str, Any]:
+def population_pit(frame: pd.DataFrame) -> dict[str, Any]:
+    """The PIT of one population's LUMOS rows made posteriors with the injected population as prior.
+
+    ``frame``: LUMOS rows with ``true_flux``, the mixture columns and ``galaxy`` (a galaxy's
+    placements leave each other out of their prior and are resampled whole for ``ks_error``).
+    Returns ``ks_distance`` (from uniform), ``ks_error``, the 10-bin ``hist`` and ``n``.
+    """
     from lumos_ops.evaluation.population_prior import posterior_pit
     from lumos_ops.lumos.mixture_table import mixtures_from_table
     from lumos_ops.stats import block_resamples
@@ -304,7 +310,7 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
             if "flag" in ok:
                 entry["domain_flags"] = domain_flag_shares(ok["flag"].to_numpy())
             if method == "lumos":
-                entry["pit_population_prior"] = _pit(ok)
+                entry["pit_population_prior"] = population_pit(ok)
                 entry.update(_shared_error(ok, placement_residual(part, ok), _pooled_with(shared_error_rows, pop),
                                            outlier_fraction=outlier_fraction))
             methods[method] = entry
