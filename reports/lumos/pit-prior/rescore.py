@@ -46,21 +46,23 @@ def _populations(rng: np.random.Generator) -> list[tuple[str, np.ndarray, float]
     ]
 
 
+def _width(truth: np.ndarray, floor: float) -> np.ndarray:
+    """Error (e-/s): 2 e-/s of sky, Poisson noise of the source and ``floor`` of the flux."""
+    return np.sqrt(4.0 + 0.05 * np.abs(truth) + (floor * truth) ** 2)
+
+
 def synthetic(groups: bool) -> list[dict]:
     rows = []
     for seed in (1, 2):
         rng = np.random.default_rng(seed)
         for name, truth, floor in _populations(rng):
-            def width(t: np.ndarray) -> np.ndarray:
-                return np.sqrt(4.0 + 0.05 * np.abs(t) + (floor * t) ** 2)
-
-            sigma = width(truth)
+            sigma = _width(truth, floor)
             flux = truth + sigma * rng.standard_normal(N)
             row = {"population": name, "seed": seed,
                    "ks_rows": _ks(posterior_pit(truth, np.ones((N, 1)), flux[:, None], sigma[:, None]))}
             if groups:
                 placed = np.repeat(truth[: N // 10], 10)
-                sigma = width(placed)
+                sigma = _width(placed, floor)
                 flux = placed + sigma * rng.standard_normal(N)
                 row["ks_1000_galaxies_x10"] = _ks(posterior_pit(placed, np.ones((N, 1)), flux[:, None], sigma[:, None],
                                                                 groups=np.repeat(np.arange(N // 10), 10)))
