@@ -9,7 +9,9 @@ Usage:
    predates groups) as 1,000 galaxies placed 10 times each.
 2. Each injection table: per population, the LUMOS rows the report scores, PIT KS by the report's
    own code (``injection_report.population_pit``), next to the value stored in the
-   ``injection_report.json`` beside the table (made by the code of its day).
+   ``injection_report.json`` beside the table (made by the code of its day); and the same PIT with
+   ``model_flux`` (the noiseless reading through the catalogue model and the measurement's PSF
+   model) in place of the true flux, which takes the models' own error out.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ def injection(path: Path) -> list[dict]:
         old = stored.get(pop, {}).get("methods", {}).get("lumos", {}).get("pit_population_prior", {})
         row = {"table": str(path), "population": pop, "n": new["n"], "ks": new["ks_distance"], "ks_error": new["ks_error"],
                "hist": new["hist"], "stored_ks": old.get("ks_distance"), "stored_ks_error": old.get("ks_error")}
+        if "model_flux" in ok:
+            model = population_pit(ok.assign(true_flux=ok["model_flux"]))
+            row.update(ks_vs_model_flux=model["ks_distance"], ks_vs_model_flux_error=model["ks_error"])
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "hist"}))
     return rows
