@@ -198,6 +198,28 @@ def test_the_report_scores_against_the_model_limited_flux_too():
     assert pop["model_bias_by_true_snr"][-1]["n"] == truth.size
 
 
+def test_the_pit_against_the_model_limited_flux_separates_the_likelihood_from_the_models():
+    import pandas as pd
+
+    rng = np.random.default_rng(12)
+    n_gal, n_place = 600, 5
+    truth = np.repeat(10 ** rng.uniform(0.5, 2.5, n_gal), n_place)
+    model_flux = truth * 1.03  # every galaxy's model reads it 3 % bright, as a PSF model can
+    err = np.sqrt(1.0 + 0.01 * truth)
+    flux = model_flux + err * rng.normal(size=truth.size)
+    table = pd.DataFrame({"population": "sersic", "method": "lumos", "galaxy": np.repeat(np.arange(n_gal), n_place),
+                          "place": np.tile(np.arange(n_place), n_gal), "placement": np.arange(truth.size), "frame": "a",
+                          "flux": flux, "flux_err": err,
+                          "true_flux": truth, "model_flux": model_flux, "true_snr": truth / err, "crb_err": err,
+                          "alpha_0": 1.0, "mu_0": flux, "sigma_0": err})
+    report = score_injection(table)
+    entry = report["populations"]["sersic"]["methods"]["lumos"]
+    assert entry["pit_population_prior"]["ks_distance"] > 0.06
+    assert entry["pit_population_prior_model"]["ks_distance"] < 0.03
+    row = [t for t in report["targets"] if "PIT" in t["target"]][0]
+    assert not row["met"] and row["value_vs_model_flux"] == entry["pit_population_prior_model"]["ks_distance"]
+
+
 def test_slots_are_clear_of_sources_and_of_each_other():
     from lumos_ops.evaluation import injection
 
