@@ -110,6 +110,18 @@ def test_the_prior_of_placed_galaxies_leaves_out_the_galaxy_itself():
     assert _ks(narrow) > 0.05
 
 
+def test_a_large_test_set_draws_its_prior_and_stays_uniform(monkeypatch):
+    from lumos_ops.evaluation import population_prior
+
+    monkeypatch.setattr(population_prior, "MAX_PRIOR_ATOMS", 1_500)
+    rng = np.random.default_rng(3)
+    n = 6_000
+    truth = (0.5**-0.8 + rng.random(n) * (1000.0**-0.8 - 0.5**-0.8)) ** (-1 / 0.8)
+    sigma = np.sqrt(4.0 + 0.05 * truth)
+    pits = posterior_pit(truth, np.ones((n, 1)), (truth + sigma * rng.standard_normal(n))[:, None], sigma[:, None])
+    assert np.isfinite(pits).all() and _ks(pits) < 0.025
+
+
 def test_a_truncated_pdf_puts_no_posterior_below_zero():
     rng = np.random.default_rng(2)
     truth = rng.normal(3.0, 4.0, 400)
