@@ -15,6 +15,9 @@ def test_cli_validate_and_errors(checkpoint, tiny_training_set, tmp_path, capsys
     assert report["methods"]["overall"]["lumos"]["bias"] == report["methods"]["overall"]["lumos_mean"]["bias"]
     printed = capsys.readouterr().out
     assert '"n_stamps": 24' in printed and "PIT KS distance from uniform" in printed
+    # a posterior model: no likelihood to make a posterior of with the test population
+    assert "pit_population_prior" not in report["fixed_truth"]
+    assert "PIT KS, likelihood x test population" not in printed
     assert main(["validate", "--model", str(checkpoint), "--test-set", str(tiny_training_set), "--device", "cpu",
                  "--out", str(tmp_path), "-q"]) == 2
     assert "needs >= 10000" in capsys.readouterr().err

@@ -24,6 +24,10 @@ def test_issue_targets_table():
                                                 deblend_excess=excess)}
     assert "reference bayes_optimal reaches 0.800" in rows["sigma68 LUMOS / optimal"]["detail"]
     assert "neighbour itself causes up to +0.030 (6-8 px)" in rows["deblending: max |bias| with neighbour at >= 5 px"]["detail"]
+    assert "PIT KS, likelihood x test population" not in rows  # a posterior model has no such row
+    rows = {r["name"]: r for r in issue_targets(overall, binned, pit_ks=0.02, coverage68=0.7,
+                                                population_pit_ks=0.047)}
+    assert rows["PIT KS, likelihood x test population"]["met"] is False
     missing = issue_targets(overall, binned, pit_ks=0.02, coverage68=0.68, deblend=None)
     assert missing[-1]["met"] is None and missing[-1]["measured"] is None
     text = format_targets(missing)

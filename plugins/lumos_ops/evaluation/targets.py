@@ -6,6 +6,8 @@ measurement was not made) and ``detail``. Targets for the shipped default model:
 * overall sigma68 of LUMOS <= 0.8 x that of the optimal weighted sum and <= 0.7 x aperture;
 * |bias| <= 3 % in every magnitude bin brighter than 22;
 * Kolmogorov-Smirnov distance of the PIT from uniform <= 0.03;
+* the same for the likelihood made a posterior with the test set's own flux population
+  (:func:`lumos_ops.evaluation.population_prior.posterior_pit`), when the model outputs a likelihood;
 * coverage of the 68 % interval in [0.65, 0.71];
 * deblending: |bias| <= 10 % with the neighbour at >= 5 px (largest |bias| over the distance bins).
 """
@@ -35,6 +37,7 @@ def issue_targets(
     *,
     pit_ks: float,
     coverage68: float,
+    population_pit_ks: float | None = None,
     deblend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     deblend_excess: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     deblend_targets: str | None = None,
@@ -52,6 +55,9 @@ def issue_targets(
         KS distance of the PIT values from U(0, 1).
     coverage68 : float, keyword-only
         Fraction of stamps whose true flux lies in the 16-84 % interval.
+    population_pit_ks : float or None, keyword-only
+        KS distance from U(0, 1) of the PIT of the likelihood times the test set's flux population
+        (``fixed_truth["pit_population_prior"]``); None: no row (a posterior model).
     deblend : mapping or None, keyword-only
         :func:`lumos_ops.evaluation.deblend.bias_by_distance` output; None = test not run.
     deblend_excess : mapping or None, keyword-only
@@ -74,6 +80,9 @@ def issue_targets(
     rows = _sigma68_rows(overall, method, reference)
     rows.append(_bright_bias_row(binned.get(method, []), binning))
     rows.append(_row("PIT KS distance from uniform", pit_ks, "<= 0.03", pit_ks <= 0.03, "eq. (13)"))
+    if population_pit_ks is not None:
+        rows.append(_row("PIT KS, likelihood x test population", population_pit_ks, "<= 0.03",
+                         population_pit_ks <= 0.03, "the other stamps' true fluxes as prior"))
     rows.append(_row("coverage of the 68 % interval", coverage68, "0.65-0.71", 0.65 <= coverage68 <= 0.71,
                      "16-84 % quantiles of the PDF"))
     rows.append(_deblend_row((deblend or {}).get(method, []), (deblend_excess or {}).get(method, []), deblend_targets))

@@ -252,6 +252,7 @@ def _report(*, loaded: Any, test_set: str | os.PathLike[str], ts: Any, config: V
     other_binning = "band_mag" if config.binning == "i_auto" else "i_auto"
     targets = issue_targets(methods["overall"], methods["binned"], pit_ks=pits[_MAIN]["ks_distance"],
                             coverage68=coverage["coverage68_interval"],
+                            population_pit_ks=fixed_truth.get("pit_population_prior", {}).get("ks_distance"),
                             deblend=None if deblend is None else deblend["by_distance"],
                             deblend_excess=None if deblend is None else deblend["excess_by_distance"],
                             deblend_targets=None if deblend is None else deblend["target_fluxes"],
