@@ -60,6 +60,13 @@ def test_the_error_floor_is_added_to_every_method_and_defaults_to_the_surveys(sc
     assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.07, "optimal": 0.03}
     table = measure_exposure(per_method, catalog, methods=("aperture", "optimal"), error_floor={"optimal": 0.01})
     assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.07, "optimal": 0.01}
+    # a method's own neighbour floor, the same way
+    near = dataclasses.replace(exposure, survey=dataclasses.replace(
+        paus_survey(), neighbour_error_floor=0.05, method_neighbour_error_floors={"optimal": 0.02}))
+    table = measure_exposure(near, catalog, methods=("aperture", "optimal"))
+    assert table.groupby("method")["neighbour_error_floor"].max().to_dict() == {"aperture": 0.05, "optimal": 0.02}
+    table = measure_exposure(near, catalog, methods=("aperture", "optimal"), neighbour_error_floor={"aperture": 0.01})
+    assert table.groupby("method")["neighbour_error_floor"].max().to_dict() == {"aperture": 0.01, "optimal": 0.02}
 
 
 def test_measure_exposure_with_progress_bar(scene: tuple[Exposure, pd.DataFrame, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:

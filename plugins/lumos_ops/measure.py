@@ -324,12 +324,15 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _method_floor(error_floor: float | Mapping[str, float] | None, method: str, survey) -> float:
-    """The flux error floor of ``method``: ``error_floor``'s (a number for every method, or a
-    mapping's entry), else the survey's (``Survey.error_floor_for``)."""
+def _method_floor(error_floor: float | Mapping[str, float] | None, method: str, survey, *,
+                  neighbour: bool = False) -> float:
+    """The flux error floor of ``method`` (``neighbour``: its neighbour error floor): ``error_floor``'s
+    (a number for every method, or a mapping's entry), else the survey's (``Survey.error_floor_for``,
+    ``Survey.neighbour_error_floor_for``)."""
+    own = survey.neighbour_error_floor_for if neighbour else survey.error_floor_for
     if isinstance(error_floor, Mapping):
-        return float(error_floor[method]) if method in error_floor else survey.error_floor_for(method)
-    return survey.error_floor_for(method) if error_floor is None else float(error_floor)
+        return float(error_floor[method]) if method in error_floor else own(method)
+    return own(method) if error_floor is None else float(error_floor)
 
 
 def measure_exposure(
@@ -345,7 +348,7 @@ def measure_exposure(
     instances: Mapping[str, MeasureMethod] | None = None,
     neighbours: bool = True,
     error_floor: float | Mapping[str, float] | None = None,
-    neighbour_error_floor: float | None = None,
+    neighbour_error_floor: float | Mapping[str, float] | None = None,
     remove_gradient: bool = True,
     mask_other_sources: bool = True,
     flux_correction: bool | None = None,
@@ -403,9 +406,10 @@ def measure_exposure(
         Adds ``flux_err_stat`` (the error before it),
         ``error_floor`` and ``floor_rho`` (the correlation it gives two exposures of the source,
         which the co-adds use).
-    neighbour_error_floor : float or None, keyword-only
-        Fraction of ``neighbour_light`` added in quadrature (None: the survey's
-        ``neighbour_error_floor``).
+    neighbour_error_floor : float, mapping of str to float, or None, keyword-only
+        Fraction of ``neighbour_light`` added in quadrature; a mapping gives it per method (methods
+        not in it take the survey's). None: the survey's (``Survey.neighbour_error_floor_for``, its
+        ``method_neighbour_error_floors`` else its ``neighbour_error_floor``).
     remove_gradient : bool, keyword-only
         Take out the frame's large-scale sky gradient, fitted as a plane, where it changes the sky
         by at least half the pixel noise across a 94 px cutout and stands 5 sigma out of the
@@ -452,8 +456,7 @@ def measure_exposure(
 
     survey = exposure.survey or current_survey()
     floors = {m: _method_floor(error_floor, m, survey) for m in methods}
-    if neighbour_error_floor is None:
-        neighbour_error_floor = survey.neighbour_error_floor
+    neighbour_floors = {m: _method_floor(neighbour_error_floor, m, survey, neighbour=True) for m in methods}
     if "lumos" in instances:
         # LUMOS runs on torch: loaded before the models are rendered, they render with it too
         # (render_target_models), about twice as fast as with numpy on the CPU
@@ -519,7 +522,7 @@ def measure_exposure(
                     light = sub.neighbour_light
                     result = result.assign(neighbour_light=light)
                 result = apply_error_floor(result, floors[name], neighbour_light=light,
-                                           neighbour_floor=float(neighbour_error_floor))
+                                           neighbour_floor=neighbour_floors[name])
                 shared = getattr(method, "shared_error", None)
                 if shared is not None:
                     from lumos_ops.lumos.shared_error import with_shared_rho

@@ -18,6 +18,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "flux_error_floor": 0.011,                 # fractional flux error of the PSF / catalogue models
       "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
+      "method_neighbour_error_floors": {"lumos": 0.03},  # a method's own neighbour_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
       "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds (default 0)
       "bands": [
@@ -201,6 +202,13 @@ class Survey:
         survey's own PSF needs less than the classical methods, whose Moffat model misreads them
         (``lumos adapt`` measures each, docs/adapt.md stage 5). Methods not named take
         ``flux_error_floor``; :meth:`error_floor_for`.
+    method_neighbour_error_floors : mapping of str to float
+        A method's own ``neighbour_error_floor`` (method name -> fraction of the neighbours' light):
+        a joint fit leaves the same residual of a neighbour's model in every method's stamps, but
+        each method reads it through its own weights (LUMOS through the network), so they ask for
+        different floors (``lumos inject`` prints each method's; ``lumos adapt`` measures each on
+        its blended pairs). Methods not named take ``neighbour_error_floor``;
+        :meth:`neighbour_error_floor_for`.
     psf_flux_correction : bool
         Correct every method's fluxes on each exposure for its PSF model's error, measured with
         galaxies drawn with the exposure's own stars' PSF (:mod:`lumos_ops.flux_correction`). For
@@ -227,6 +235,7 @@ class Survey:
     flux_error_floor: float = DEFAULT_FLUX_ERROR_FLOOR
     neighbour_error_floor: float = DEFAULT_NEIGHBOUR_ERROR_FLOOR
     method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    method_neighbour_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     psf_flux_correction: bool = False
     coadd_outlier_fraction: float = DEFAULT_COADD_OUTLIER_FRACTION
 
@@ -256,17 +265,8 @@ class Survey:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value < 1.0):
                 raise BadInputError(f"{where}: {name}={value} must lie in [0, 1) (a fraction of the flux)")
-        if not isinstance(self.method_error_floors, Mapping):
-            raise BadInputError(f"{where}: method_error_floors must map method names to fractions, "
-                                f"got {self.method_error_floors!r}")
-        floors = {}
-        for method, value in self.method_error_floors.items():
-            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-            if not isinstance(method, str) or not method or not (math.isfinite(number) and 0.0 <= number < 1.0):
-                raise BadInputError(f"{where}: method_error_floors[{method!r}]={value!r} must be a method name and a "
-                                    "fraction in [0, 1)")
-            floors[method] = float(number)
-        object.__setattr__(self, "method_error_floors", floors)
+        for name in ("method_error_floors", "method_neighbour_error_floors"):
+            object.__setattr__(self, name, _method_floors(where, name, getattr(self, name)))
         value = self.coadd_outlier_fraction
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value < 0.5):
             raise BadInputError(f"{where}: coadd_outlier_fraction={value!r} must lie in [0, 0.5) (a probability per exposure)")
@@ -364,6 +364,11 @@ class Survey:
         """The flux error floor of ``method`` (fraction of the flux): its own, or ``flux_error_floor``."""
         return self.method_error_floors.get(method, self.flux_error_floor)
 
+    def neighbour_error_floor_for(self, method: str) -> float:
+        """The neighbour error floor of ``method`` (fraction of the fitted neighbours' light): its
+        own, or ``neighbour_error_floor``."""
+        return self.method_neighbour_error_floors.get(method, self.neighbour_error_floor)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready description (the file format of :func:`load_survey`)."""
         return {
@@ -380,6 +385,8 @@ class Survey:
             "flux_error_floor": self.flux_error_floor,
             "neighbour_error_floor": self.neighbour_error_floor,
             **({"method_error_floors": dict(self.method_error_floors)} if self.method_error_floors else {}),
+            **({"method_neighbour_error_floors": dict(self.method_neighbour_error_floors)}
+               if self.method_neighbour_error_floors else {}),
             **({"psf_flux_correction": True} if self.psf_flux_correction else {}),
             **({"coadd_outlier_fraction": self.coadd_outlier_fraction}
                if self.coadd_outlier_fraction != DEFAULT_COADD_OUTLIER_FRACTION else {}),
@@ -399,6 +406,7 @@ class Survey:
             raise BadInputError(f"{source}: a survey file holds one JSON object, got {type(values).__name__}")
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
                  "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors",
+                 "method_neighbour_error_floors",
                  "psf_flux_correction", "coadd_outlier_fraction"}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -466,9 +474,24 @@ class Survey:
             flux_error_floor=number("flux_error_floor", float, DEFAULT_FLUX_ERROR_FLOOR),
             neighbour_error_floor=number("neighbour_error_floor", float, DEFAULT_NEIGHBOUR_ERROR_FLOOR),
             method_error_floors=values.get("method_error_floors", {}),
+            method_neighbour_error_floors=values.get("method_neighbour_error_floors", {}),
             psf_flux_correction=values.get("psf_flux_correction", False),
             coadd_outlier_fraction=values.get("coadd_outlier_fraction", DEFAULT_COADD_OUTLIER_FRACTION),
         )
+
+def _method_floors(where: str, name: str, values: Any) -> dict[str, float]:
+    """``values`` (a survey's ``method_error_floors`` or ``method_neighbour_error_floors``) checked:
+    method names to fractions in [0, 1); errors name the survey file ``where`` and the key."""
+    if not isinstance(values, Mapping):
+        raise BadInputError(f"{where}: {name} must map method names to fractions, got {values!r}")
+    floors = {}
+    for method, value in values.items():
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        if not isinstance(method, str) or not method or not (math.isfinite(number) and 0.0 <= number < 1.0):
+            raise BadInputError(f"{where}: {name}[{method!r}]={value!r} must be a method name and a fraction in [0, 1)")
+        floors[method] = float(number)
+    return floors
+
 
 def paus_survey() -> Survey:
     """The built-in PAUS description: NB455...NB845 and u g r i z, two epochs, 8 CCDs of

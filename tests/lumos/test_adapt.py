@@ -310,11 +310,13 @@ def test_adapt_may_fine_tune_another_stamp_background(exposures, tmp_path, monke
         small_config(stamp_background="mode")
 
 
-def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, classical_floor: float | None = None):
+def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, classical_floor: float | None = None,
+                    classical_neighbour_floor: float | None = None):
     """A stand-in for ``run_injection``: rows of each method asked for whose bright fluxes carry a
     fractional error (``floor`` for LUMOS, ``classical_floor`` for the others, default ``floor``)
     besides their statistical error (1 % of the flux), on the exposures it is given; blended rows
-    have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it."""
+    have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it
+    (``classical_neighbour_floor`` for the classical methods, default ``neighbour_floor``)."""
 
     def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
         calls.append((config.population, list(frames), config.seed, config.snr_range))
@@ -329,12 +331,14 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, cla
             stat = 0.01 * true
             light = 0.5 * true if config.population == "blended" else np.zeros(n)
             extra = floor if method == "lumos" or classical_floor is None else classical_floor
+            near = (neighbour_floor if method == "lumos" or classical_neighbour_floor is None
+                    else classical_neighbour_floor)
             flux = (true + stat * rng.standard_normal(n) + extra * true * rng.standard_normal(n)
-                    + neighbour_floor * light * rng.standard_normal(n))
+                    + near * light * rng.standard_normal(n))
             parts.append(pd.DataFrame({"method": method, "frame": frames[0], "flux": flux, "flux_err": stat,
                                        "flux_err_stat": stat, "true_flux": true, "neighbour_light": light,
                                        "error_floor": survey.error_floor_for(method),
-                                       "neighbour_error_floor": survey.neighbour_error_floor,
+                                       "neighbour_error_floor": survey.neighbour_error_floor_for(method),
                                        "psf_profile": config.psf_profile,
                                        **({"flux_correction": 1.0} if survey.psf_flux_correction else {})}))
         return pd.concat(parts, ignore_index=True)
@@ -411,7 +415,8 @@ def test_error_floor_of_blended_pairs_is_the_neighbour_floor(tmp_path, monkeypat
     from lumos_ops.evaluation import injection
 
     calls = []
-    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.02, calls, neighbour_floor=0.08))
+    monkeypatch.setattr(injection, "run_injection", _fake_injection(0.02, calls, neighbour_floor=0.08,
+                                                                    classical_neighbour_floor=0.03))
     config = small_config(populations=("sersic", "blended"))
     record = adapt_module._stage_error_floor(tmp_path, ["/data/t.fits"], catalogue(), tmp_path / "m.pt", "ef" * 32,
                                              config, paus_survey())
@@ -419,7 +424,15 @@ def test_error_floor_of_blended_pairs_is_the_neighbour_floor(tmp_path, monkeypat
     assert 0.015 < record["flux_error_floor"] < 0.025
     # the neighbour's error is 8 % of its light, measured at the flux floor found on the Sérsic rows
     assert 0.06 < record["neighbour_error_floor"] < 0.10 and record["neighbour"]["pull_after"] == pytest.approx(1.0, abs=0.01)
-    assert load_survey(tmp_path / "survey.json").neighbour_error_floor == record["neighbour_error_floor"]
+    written = load_survey(tmp_path / "survey.json")
+    assert written.neighbour_error_floor == record["neighbour_error_floor"]
+    # each classical method reads its neighbours' residual through its own weights: 3 % of the light here
+    assert set(record["method_neighbour_error_floors"]) == {"aperture", "optimal"}
+    assert all(0.02 < v < 0.04 for v in record["method_neighbour_error_floors"].values())
+    assert record["neighbour_methods"]["optimal"]["pull_after"] == pytest.approx(1.0, abs=0.01)
+    assert written.method_neighbour_error_floors == record["method_neighbour_error_floors"]
+    assert written.neighbour_error_floor_for("lumos") == record["neighbour_error_floor"]
+    assert written.neighbour_error_floor_for("optimal") == record["method_neighbour_error_floors"]["optimal"]
 
 
 def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path, monkeypatch):
@@ -450,6 +463,15 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
                                               floors)
     assert len(calls) == 5
     assert table.groupby("method")["error_floor"].max().to_dict() == {"aperture": 0.04, "lumos": 0.02, "optimal": 0.02}
+    # and a classical method's own neighbour floor
+    floors = {**floors, "method_neighbour_error_floors": {"optimal": 0.03}}
+    with use_survey(dataclasses.replace(paus_survey(), flux_error_floor=0.02, method_error_floors={"aperture": 0.04},
+                                        method_neighbour_error_floors={"optimal": 0.03})):
+        table = adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config,
+                                              floors)
+    assert len(calls) == 6
+    assert table.groupby("method")["neighbour_error_floor"].max().to_dict() == {"aperture": 0.05, "lumos": 0.05,
+                                                                               "optimal": 0.03}
 
 
 def test_both_injections_follow_the_surveys_flux_correction(tmp_path, monkeypatch):

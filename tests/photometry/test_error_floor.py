@@ -191,6 +191,15 @@ def test_survey_files_carry_the_floor(tmp_path):
     path.write_text(json.dumps({**values, "method_error_floors": {"optimal": 1.2}}))
     with pytest.raises(BadInputError, match=r"s\.json: method_error_floors\['optimal'\]=1\.2 must be"):
         load_survey(path)
+    # a method's own neighbour floor: read, written back, the others keep neighbour_error_floor
+    path.write_text(json.dumps({**values, "neighbour_error_floor": 0.04, "method_neighbour_error_floors": {"lumos": 0.02}}))
+    own = Survey.from_dict(load_survey(path).to_dict())
+    assert own.method_neighbour_error_floors == {"lumos": 0.02}
+    assert own.neighbour_error_floor_for("lumos") == 0.02 and own.neighbour_error_floor_for("optimal") == 0.04
+    assert "method_neighbour_error_floors" not in survey.to_dict()
+    path.write_text(json.dumps({**values, "method_neighbour_error_floors": {"lumos": -0.1}}))
+    with pytest.raises(BadInputError, match=r"s\.json: method_neighbour_error_floors\['lumos'\]=-0\.1 must be"):
+        load_survey(path)
 
 
 def test_shared_error_bins_by_the_snr_before_the_floor():

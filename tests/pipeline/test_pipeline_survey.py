@@ -58,6 +58,11 @@ def test_error_floors_of_the_night_replace_the_survey_files(tmp_path):
     assert NightConfig.from_dict(own.to_dict()).survey.method_error_floors == {"optimal": 0.02}
     with pytest.raises(LumosValueError, match=r"method_error_floors\['optimal'\]=2 must be a fraction"):
         NightConfig(store_url=str(tmp_path), error_floors={"method_error_floors": {"optimal": 2}})
+    near = NightConfig(store_url=str(tmp_path), error_floors={"method_neighbour_error_floors": {"optimal": 0.03}})
+    assert near.survey.neighbour_error_floor_for("optimal") == 0.03 and near.survey.neighbour_error_floor_for("lumos") == 0.05
+    assert NightConfig.from_dict(near.to_dict()).survey.method_neighbour_error_floors == {"optimal": 0.03}
+    with pytest.raises(LumosValueError, match=r"method_neighbour_error_floors=0.03 must map method names"):
+        NightConfig(store_url=str(tmp_path), error_floors={"method_neighbour_error_floors": 0.03})
 
 
 def test_a_bad_survey_fails_the_task_settings_not_the_dag_parse(tmp_path):

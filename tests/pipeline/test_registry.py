@@ -505,12 +505,15 @@ def test_production_version_brings_its_measured_error_floors(engine, caplog):
                                                                             "neighbour_error_floor": None}})
     promote(engine, "lumos-f2")  # no survey recorded (older candidates): measured on the store's own exposures
     assert production_config(engine, base).error_floors == {"flux_error_floor": 0.02}
-    own = {"flux_error_floor": 0.003, "method_error_floors": {"aperture": 0.019, "optimal": None}}
+    own = {"flux_error_floor": 0.003, "method_error_floors": {"aperture": 0.019, "optimal": None},
+           "method_neighbour_error_floors": {"optimal": 0.041}}
     _candidate(engine, "lumos-f2b", rep=report(), metadata={"error_floors": own, "survey": "paus"})
     promote(engine, "lumos-f2b")  # the classical methods' own floors come with it (the finite ones)
     config = production_config(engine, base)
-    assert config.error_floors == {"flux_error_floor": 0.003, "method_error_floors": {"aperture": 0.019}}
+    assert config.error_floors == {"flux_error_floor": 0.003, "method_error_floors": {"aperture": 0.019},
+                                   "method_neighbour_error_floors": {"optimal": 0.041}}
     assert config.survey.error_floor_for("aperture") == 0.019 and config.survey.error_floor_for("lumos") == 0.003
+    assert config.survey.neighbour_error_floor_for("optimal") == 0.041
     _candidate(engine, "lumos-f3", rep=report(), metadata={"error_floors": measured, "survey": "sdss-gri"})
     promote(engine, "lumos-f3")
     with caplog.at_level(logging.WARNING, logger="lumos_ops.pipeline.registry"):

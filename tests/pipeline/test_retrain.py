@@ -98,3 +98,5 @@ def test_only_measured_floors_are_recorded():
     methods = {"optimal": {"floor": 0.021, "n": 200}, "aperture": {"floor": float("nan"), "n": 3}}
     assert recorded_floors({**record, "methods": methods}) == {"flux_error_floor": 0.0333,
                                                               "method_error_floors": {"optimal": 0.021}}
+    assert recorded_floors({**record, "neighbour_methods": methods}) == {
+        "flux_error_floor": 0.0333, "method_neighbour_error_floors": {"optimal": 0.021}}

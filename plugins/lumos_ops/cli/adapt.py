@@ -132,8 +132,11 @@ def adapt_command(args: argparse.Namespace) -> int:
     if floors["measured"]:
         flux = floors["flux"]
         own = "".join(f", {m} {v:.4f}" for m, v in sorted((floors.get("method_error_floors") or {}).items()))
+        own_near = "".join(f", {m} {v:.4f}"
+                           for m, v in sorted((floors.get("method_neighbour_error_floors") or {}).items()))
         print(f"error floors measured on the training exposures ({flux['n']} rows at SNR >= {flux['min_snr']:g}): "
-              f"flux {floors['flux_error_floor']:.4f}{_pm(flux.get('floor_err'))}{own}, neighbour {floors['neighbour_error_floor']:.4f} (the survey's: "
+              f"flux {floors['flux_error_floor']:.4f}{_pm(flux.get('floor_err'))}{own}, neighbour "
+              f"{floors['neighbour_error_floor']:.4f}{own_near} (the survey's: "
               f"{floors['survey_floors']['flux_error_floor']:.4f}, {floors['survey_floors']['neighbour_error_floor']:.4f}); "
               f"the held-out exposures were measured with them; run the survey with --survey "
               f"{result.model_path.parent / 'survey.json'}", file=sys.stderr)

@@ -240,7 +240,8 @@ def _resolve(args: argparse.Namespace) -> int:
     survey = config.survey
     source = "measured by the production LUMOS version" if config.error_floors else "the survey file's"
     own = "".join(f", {m} {v:g}" for m, v in sorted(survey.method_error_floors.items()))
-    print(f"error floors: flux {survey.flux_error_floor:g}{own}, neighbours {survey.neighbour_error_floor:g} "
+    own_near = "".join(f", {m} {v:g}" for m, v in sorted(survey.method_neighbour_error_floors.items()))
+    print(f"error floors: flux {survey.flux_error_floor:g}{own}, neighbours {survey.neighbour_error_floor:g}{own_near} "
           f"[{source}; survey {survey.name}]")
     return 0
 

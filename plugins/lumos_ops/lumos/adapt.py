@@ -36,8 +36,10 @@ starts, so an interrupted run called again with the same ``out_dir`` continues w
    models' error on this survey, which no pixel-noise model holds; the galaxies are drawn at true
    SNR ``floor_snr_range``, 50-150 by default, so that nearly all of them count), and the neighbour floor of
    its blended rows, become the survey's ``flux_error_floor`` and ``neighbour_error_floor`` for
-   the next stage and for the survey file ``survey.json`` the nightly run should use. Fewer than
-   30 bright rows keep the survey's floor. The held-out exposures stay unseen by every choice.
+   the next stage and for the survey file ``survey.json`` the nightly run should use; each
+   classical method measured on the same galaxies gets its own (``method_error_floors``,
+   ``method_neighbour_error_floors``). Fewer than 30 bright rows keep the survey's floor. The
+   held-out exposures stay unseen by every choice.
 6. **injection-recovery** (``injection/``, ``injection_report.json``, ``injection_report.png``):
    GalSim galaxies with the catalogue's shapes and a log-uniform true SNR are injected into the
    held-out exposures, keeping their headers, and measured through ``read_exposure`` ->
@@ -782,18 +784,24 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     The candidate's floor becomes the survey's ``flux_error_floor``; each classical method of
     ``config.classical_methods``, measured on the same galaxies, gets its own where it can be
     measured (``method_error_floors``): a candidate trained on galaxies with the exposures' own PSF
-    needs less than methods that read them through the Moffat model.
+    needs less than methods that read them through the Moffat model. With blended pairs, the
+    candidate's neighbour floor becomes the survey's ``neighbour_error_floor`` and each classical
+    method gets its own (``method_neighbour_error_floors``): the joint fit leaves the same residual
+    of a neighbour's model in every method's stamps, and each method reads it through its own weights.
 
     Returns the record: ``flux`` and ``neighbour`` (:class:`~lumos_ops.photometry.error_floor.FloorEstimate`
-    as dicts, ``neighbour`` None without blended pairs), ``methods`` (each classical method's
-    estimate), ``survey_floors`` (before) and ``flux_error_floor`` / ``neighbour_error_floor`` /
-    ``method_error_floors`` (what the held-out exposures are measured with).
+    as dicts, ``neighbour`` None without blended pairs), ``methods`` and ``neighbour_methods`` (each
+    classical method's estimates), ``survey_floors`` (before) and ``flux_error_floor`` /
+    ``neighbour_error_floor`` / ``method_error_floors`` / ``method_neighbour_error_floors`` (what the
+    held-out exposures are measured with).
     """
     from lumos_ops.evaluation.injection import InjectionConfig, run_injection
     from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
 
     before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor,
-              "method_error_floors": dict(survey.method_error_floors)}
+              "method_error_floors": dict(survey.method_error_floors),
+              **({"method_neighbour_error_floors": dict(survey.method_neighbour_error_floors)}
+                 if survey.method_neighbour_error_floors else {})}
     correction = bool(survey.psf_flux_correction)
     if not config.measure_error_floor:
         return {"measured": False, "survey_floors": before, **before, "psf_flux_correction": correction}
@@ -847,27 +855,39 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
                      **{m: float(e.floor) for m, e in by_method.items() if math.isfinite(e.floor)}}
     neighbour = None
     neighbour_floor = survey.neighbour_error_floor
-    if "blended" in tables:
-        pairs = tables["blended"][tables["blended"]["method"] == "lumos"]
+    by_method_neighbour: dict[str, Any] = {}
+    method_neighbour_floors = dict(survey.method_neighbour_error_floors)
+
+    def estimate_neighbour(method: str, flux_floor: float):
+        pairs = tables["blended"][tables["blended"]["method"] == method]
         light = pairs["neighbour_light"] if "neighbour_light" in pairs else np.zeros(len(pairs))
-        neighbour = estimate_neighbour_floor(pairs["flux"], statistical_error(pairs), pairs["true_flux"], light,
-                                             floor=floor)
+        return estimate_neighbour_floor(pairs["flux"], statistical_error(pairs), pairs["true_flux"], light,
+                                        floor=flux_floor)
+
+    if "blended" in tables:
+        neighbour = estimate_neighbour("lumos", floor)
         if math.isfinite(neighbour.floor):
             neighbour_floor = neighbour.floor
+        by_method_neighbour = {m: estimate_neighbour(m, method_floors.get(m, floor)) for m in config.classical_methods}
+        method_neighbour_floors.update({m: float(e.floor) for m, e in by_method_neighbour.items()
+                                        if math.isfinite(e.floor)})
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
               "psf_profile": config.psf_profile, "measured_methods": methods,
               "floor_snr_range": list(config.floor_snr_range), "psf_flux_correction": correction,
               "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
               "methods": {m: e.to_dict() for m, e in by_method.items()},
+              "neighbour_methods": {m: e.to_dict() for m, e in by_method_neighbour.items()},
               "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor),
-              "method_error_floors": method_floors}
+              "method_error_floors": method_floors, "method_neighbour_error_floors": method_neighbour_floors}
     dataclasses.replace(survey, flux_error_floor=float(floor), neighbour_error_floor=float(neighbour_floor),
-                        method_error_floors=method_floors).write(out / "survey.json")
+                        method_error_floors=method_floors,
+                        method_neighbour_error_floors=method_neighbour_floors).write(out / "survey.json")
     _write_json(path, record)
     log.info("adapt: error floors measured on the training exposures: flux %.4f (survey's %.4f; %d rows at SNR >= %g), "
-             "neighbour %.4f (survey's %.4f), classical methods %s; written to %s", floor, survey.flux_error_floor,
-             flux.n, flux.min_snr, neighbour_floor, survey.neighbour_error_floor,
-             {m: round(v, 4) for m, v in method_floors.items()}, out / "survey.json")
+             "neighbour %.4f (survey's %.4f), classical methods %s, their neighbour floors %s; written to %s", floor,
+             survey.flux_error_floor, flux.n, flux.min_snr, neighbour_floor, survey.neighbour_error_floor,
+             {m: round(v, 4) for m, v in method_floors.items()},
+             {m: round(v, 4) for m, v in method_neighbour_floors.items()}, out / "survey.json")
     return record
 
 
@@ -948,12 +968,14 @@ def _corrected_as(table: pd.DataFrame, correction: bool) -> bool:
 
 def _measured_with(table: pd.DataFrame, floors: dict[str, Any]) -> bool:
     """Whether an injection table's rows were measured with ``floors`` (``flux_error_floor``,
-    ``neighbour_error_floor``, ``method_error_floors``): per method, the largest value of its
+    ``neighbour_error_floor``, ``method_error_floors``, ``method_neighbour_error_floors``): per method,
+    the largest value of its
     rows' ``error_floor`` / ``neighbour_error_floor`` columns, as the injection report reads them."""
     own = floors.get("method_error_floors") or {}
+    own_neighbour = floors.get("method_neighbour_error_floors") or {}
     for method, rows in table.groupby(table["method"] if "method" in table else np.zeros(len(table))):
         expected = {"error_floor": own.get(method, floors["flux_error_floor"]),
-                    "neighbour_error_floor": floors["neighbour_error_floor"]}
+                    "neighbour_error_floor": own_neighbour.get(method, floors["neighbour_error_floor"])}
         for column, value in expected.items():
             values = rows[column].to_numpy(np.float64) if column in rows else np.zeros(0)
             used = float(np.nanmax(values)) if np.isfinite(values).any() else None
@@ -1042,7 +1064,9 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     floors = _stage_error_floor(out, train, catalog, model_path, sha, config, survey)
     with use_survey(dataclasses.replace(survey, flux_error_floor=floors["flux_error_floor"],
                                         neighbour_error_floor=floors["neighbour_error_floor"],
-                                        method_error_floors=floors.get("method_error_floors") or {})):
+                                        method_error_floors=floors.get("method_error_floors") or {},
+                                        method_neighbour_error_floors=floors.get("method_neighbour_error_floors")
+                                        or {})):
         table = _stage_injection(out, held, catalog, base.path, model_path, config, floors)
     shared = _stage_shared_error(model_path, table, config)
     scored = table["population"].isin(config.populations)

@@ -86,7 +86,8 @@ class NightConfig:
     error_floors : mapping of str to float, or None
         ``flux_error_floor`` / ``neighbour_error_floor`` (fractions of the flux and of the fitted
         neighbours' light, docs/likelihood.md §11) that replace the survey file's for every method,
-        and ``method_error_floors`` (method name -> fraction) that replace its per-method ones.
+        and ``method_error_floors`` / ``method_neighbour_error_floors`` (method name -> fraction)
+        that replace its per-method ones.
         :func:`lumos_ops.pipeline.registry.production_config` sets them to the floors the
         registry's production LUMOS version measured on this survey (``lumos adapt`` stage 5),
         so a promotion brings its floors with it; None: the survey file's.
@@ -416,7 +417,10 @@ class PipelineSettings(DagSettings):
                       "classical": any(m not in LUMOS_METHODS for m in night.methods)}, night=night)
 
 
-FLOOR_NAMES: tuple[str, ...] = ("flux_error_floor", "neighbour_error_floor", "method_error_floors")
+FLOOR_NAMES: tuple[str, ...] = ("flux_error_floor", "neighbour_error_floor", "method_error_floors",
+                                "method_neighbour_error_floors")
+METHOD_FLOOR_NAMES: tuple[str, ...] = ("method_error_floors", "method_neighbour_error_floors")
+"""The floors of :data:`FLOOR_NAMES` that map method names to fractions."""
 
 
 def _floors(floors: Mapping[str, Any]) -> dict[str, float]:
@@ -426,10 +430,10 @@ def _floors(floors: Mapping[str, Any]) -> dict[str, float]:
         raise LumosValueError(f"error_floors: unknown {unknown}; known: {list(FLOOR_NAMES)}")
     out: dict[str, Any] = {}
     for name, value in floors.items():
-        if name == "method_error_floors":
+        if name in METHOD_FLOOR_NAMES:
             if not isinstance(value, Mapping):
-                raise LumosValueError(f"error_floors: method_error_floors={value!r} must map method names to fractions")
-            out[name] = {str(m): _fraction(f"method_error_floors[{m!r}]", v) for m, v in value.items()}
+                raise LumosValueError(f"error_floors: {name}={value!r} must map method names to fractions")
+            out[name] = {str(m): _fraction(f"{name}[{m!r}]", v) for m, v in value.items()}
         else:
             out[name] = _fraction(name, value)
     return out

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosError, LumosValueError
-from lumos_ops.pipeline.config import FLOOR_NAMES, LUMOS_METHODS, NightConfig
+from lumos_ops.pipeline.config import FLOOR_NAMES, LUMOS_METHODS, METHOD_FLOOR_NAMES, NightConfig
 
 __all__ = [
     "STATUSES",
@@ -1021,7 +1021,7 @@ def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, Any]
     """The error floors (fractions) that ``entry`` measured on ``config``'s survey, or None.
 
     Read from the metadata ``error_floors`` (``flux_error_floor``, ``neighbour_error_floor``,
-    ``method_error_floors``: method name -> fraction);
+    ``method_error_floors`` and ``method_neighbour_error_floors``: method name -> fraction);
     missing or non-finite values are left to the survey file. Metadata naming another survey
     than ``config.survey`` gives None, with a warning: floors belong to a survey's images.
     """
@@ -1029,7 +1029,7 @@ def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, Any]
     for name, value in (entry.metadata.get("error_floors") or {}).items():
         if name in FLOOR_NAMES and isinstance(value, (int, float)) and math.isfinite(value):
             floors[name] = float(value)
-        elif name == "method_error_floors" and isinstance(value, dict):
+        elif name in METHOD_FLOOR_NAMES and isinstance(value, dict):
             own = {str(m): float(v) for m, v in value.items() if isinstance(v, (int, float)) and math.isfinite(v)}
             if own:
                 floors[name] = own

@@ -137,7 +137,7 @@ def recorded_floors(record: dict[str, Any]) -> dict[str, Any]:
     """The floors (fractions) that ``lumos adapt``'s stage 5 record says were measured: a floor the
     stage fell back to (too few bright rows, no blended pairs, the stage skipped) is left out, so
     that a promotion keeps the survey file's there; the classical methods' own floors under
-    ``method_error_floors``."""
+    ``method_error_floors`` and ``method_neighbour_error_floors``."""
     out: dict[str, Any] = {}
     if not record.get("measured"):
         return out
@@ -145,10 +145,11 @@ def recorded_floors(record: dict[str, Any]) -> dict[str, Any]:
         floor = (record.get(estimate) or {}).get("floor")
         if isinstance(floor, (int, float)) and math.isfinite(floor) and name in record:
             out[name] = float(record[name])
-    own = {m: float(e["floor"]) for m, e in (record.get("methods") or {}).items()
-           if isinstance(e.get("floor"), (int, float)) and math.isfinite(e["floor"])}
-    if own:
-        out["method_error_floors"] = own
+    for name, estimates in (("method_error_floors", "methods"), ("method_neighbour_error_floors", "neighbour_methods")):
+        own = {m: float(e["floor"]) for m, e in (record.get(estimates) or {}).items()
+               if isinstance(e.get("floor"), (int, float)) and math.isfinite(e["floor"])}
+        if own:
+            out[name] = own
     return out
 
 
