@@ -13,7 +13,7 @@ import pytest
 
 from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.flux_correction import FluxCorrection, _ratio, apply_flux_correction, measure_flux_corrections
+from lumos_ops.flux_correction import FluxCorrection, apply_flux_correction, fit_correction, measure_flux_corrections
 from lumos_ops.io.catalog import target_pixels
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.mixture import mixture_quantile
@@ -164,9 +164,9 @@ def test_applying_divides_every_flux_and_the_whole_likelihood():
 
 def test_a_correction_is_applied_only_when_measured_and_significant():
     rng = np.random.default_rng(1)
-    assert _ratio("optimal", rng.normal(1.03, 0.015, 120), min_galaxies=30, seed=0).reliable
-    assert not _ratio("optimal", rng.normal(1.03, 0.015, 20), min_galaxies=30, seed=0).reliable
-    flat = _ratio("optimal", rng.normal(1.0005, 0.015, 120), min_galaxies=30, seed=0)
+    assert fit_correction("optimal", rng.normal(1.03, 0.015, 120), min_galaxies=30, seed=0).reliable
+    assert not fit_correction("optimal", rng.normal(1.03, 0.015, 20), min_galaxies=30, seed=0).reliable
+    flat = fit_correction("optimal", rng.normal(1.0005, 0.015, 120), min_galaxies=30, seed=0)
     assert not flat.reliable and flat.factor == 1.0 and 0.0005 < flat.ratio_err < 0.005
     assert FluxCorrection.identity("aperture").factor == 1.0
 
@@ -207,7 +207,7 @@ def test_the_correction_follows_the_galaxies_size_where_the_size_matters():
     rng = np.random.default_rng(4)
     log_area = np.log(rng.uniform(15.0, 250.0, 150))
     u = log_area - log_area.mean()
-    sized = _ratio("optimal", 0.98 + 0.006 * u + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0,
+    sized = fit_correction("optimal", 0.98 + 0.006 * u + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0,
                    log_area=log_area)
     assert sized.reliable and sized.slope == pytest.approx(0.006, abs=3 * sized.slope_err)
     assert sized.slope_err < 0.002 and sized.ratio == pytest.approx(0.98, abs=0.003)
@@ -218,11 +218,11 @@ def test_the_correction_follows_the_galaxies_size_where_the_size_matters():
     assert factor[0] == pytest.approx(sized.ratio + sized.slope * u.min())  # clipped to the measured range
     assert factor[4] == pytest.approx(sized.ratio + sized.slope * u.max())
 
-    flat = _ratio("optimal", 0.98 + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0, log_area=log_area)
+    flat = fit_correction("optimal", 0.98 + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0, log_area=log_area)
     assert flat.reliable and flat.slope == 0.0 and np.isfinite(flat.slope_err)
     assert np.allclose(flat.factor_at(area), flat.ratio)
     # a slope alone is worth correcting, even where the galaxies read right on average
-    tilted = _ratio("optimal", 1.0 + 0.006 * u + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0,
+    tilted = fit_correction("optimal", 1.0 + 0.006 * u + rng.normal(0.0, 0.008, 150), min_galaxies=30, seed=0,
                     log_area=log_area)
     assert tilted.reliable and tilted.slope > 0.0 and abs(tilted.ratio - 1.0) < 0.003
 

@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CORRECTION_SNR_RANGE", "MIN_CORRECTION_GALAXIES", "MAX_CORRECTION", "MAX_ROUNDS",
            "POINT_SOURCE_FWHM_FRACTION", "FluxCorrection", "measure_flux_corrections", "apply_flux_correction",
-           "describe", "resolved_targets"]
+           "describe", "resolved_targets", "fit_correction", "weighted_median"]
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,10 @@ stamp apart)."""
 
 _BOOTSTRAP = 200
 
-_FLUX_COLUMNS: tuple[str, ...] = ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "q16", "q84")
-"""Result columns in flux units (e-/s), divided by the factor."""
+_FLUX_COLUMNS: tuple[str, ...] = ("flux", "flux_err", "mean", "std", "median", "mode", "sigma68", "sigma95", "q16", "q84",
+                                   "flux_err_stat", "flux_err_raw", "neighbour_light")
+"""Result columns in flux units (e-/s), divided by the factor (those of a calibrated result too:
+the aperture correction is applied to the finished rows)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,10 +195,11 @@ def _theil_sen(u: np.ndarray, r: np.ndarray) -> float:
     return float(np.median((r[j] - r[i])[ok] / du[ok])) if ok.any() else 0.0
 
 
-def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
-           log_area: np.ndarray | None = None) -> FluxCorrection:
+def fit_correction(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
+                   log_area: np.ndarray | None = None, weights: np.ndarray | None = None) -> FluxCorrection:
     """The correction of one method from its galaxies' measured / injected fluxes (``ratio``) and,
-    given, the log of their matched-filter areas (module docstring, step 4)."""
+    given, the log of their matched-filter areas (module docstring, step 4); ``weights`` (one per
+    galaxy, e.g. the inverse variance of its ratio) make the centre a weighted median."""
     n = int(ratio.size)
     if n < max(min_galaxies, 2):
         return FluxCorrection(method, float(np.median(ratio)) if n else float("nan"), float("nan"), n, False)
@@ -212,11 +215,28 @@ def _ratio(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
         fitted = _theil_sen(u, ratio)
         slope_err = float(np.std([_theil_sen(u[d], ratio[d]) for d in draws]))
         slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
-    centre = float(np.median(ratio - slope * u))
-    err = float(np.std(np.median(ratio[draws] - slope * u[draws], axis=1)))
+    if weights is None:
+        centre = float(np.median(ratio - slope * u))
+        err = float(np.std(np.median(ratio[draws] - slope * u[draws], axis=1)))
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        centre = weighted_median(ratio - slope * u, w)
+        err = float(np.std([weighted_median(ratio[d] - slope * u[d], w[d]) for d in draws]))
     reliable = bool(abs(centre - 1.0) >= 2.0 * err or slope != 0.0)
     return FluxCorrection(method, centre, err, n, reliable, slope=slope, slope_err=slope_err, log_area_ref=ref,
                           log_area_span=span)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value below which half of the total weight lies (the mean of the two middle values where
+    the halves meet exactly)."""
+    order = np.argsort(values)
+    v, cum = values[order], np.cumsum(weights[order])
+    half = 0.5 * cum[-1]
+    k = int(np.searchsorted(cum, half))
+    if np.isclose(cum[k], half) and k + 1 < v.size:
+        return float(0.5 * (v[k] + v[k + 1]))
+    return float(v[k])
 
 
 def _inject(data: np.ndarray, images: np.ndarray, x: np.ndarray, y: np.ndarray, exptime: float,
@@ -347,7 +367,7 @@ def measure_flux_corrections(
         placed += bx.size
         if placed >= n_galaxies:
             break
-    out = {name: _ratio(name, np.concatenate(parts) if parts else np.zeros(0), min_galaxies=min_galaxies, seed=seed,
+    out = {name: fit_correction(name, np.concatenate(parts) if parts else np.zeros(0), min_galaxies=min_galaxies, seed=seed,
                         log_area=np.concatenate(log_areas[name]) if parts else None)
            for name, parts in ratios.items()}
     for name, correction in out.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -41,6 +42,8 @@ __all__ = [
     "options_for",
     "LONG_COLUMNS",
 ]
+
+log = logging.getLogger(__name__)
 
 MEASURE_METHODS: dict[str, str] = {
     "aperture": "lumos_ops.photometry.aperture:AperturePhotometry",
@@ -324,6 +327,26 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
         yield slice(start, min(start + size, n))
 
 
+def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]],
+                        chunk_size: int) -> dict[str, list[pd.DataFrame]]:
+    """Every method's finished rows on the scale of the targets' large apertures
+    (:mod:`lumos_ops.aperture_correction`), with the column ``flux_correction``."""
+    from lumos_ops.aperture_correction import measure_aperture_corrections
+    from lumos_ops.flux_correction import apply_flux_correction
+    from lumos_ops.noise_calibration import context_model_area
+
+    results = {name: pd.concat(rows, ignore_index=True) for name, rows in parts.items() if rows}
+    corrections = measure_aperture_corrections(ctx, results, chunk_size=chunk_size)
+    area = context_model_area(ctx)
+    for name, correction in corrections.items():
+        if correction.reliable:
+            log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)",
+                     ctx.exposure.path, name, correction.ratio, correction.ratio_err, correction.n_galaxies,
+                     correction.slope)
+    return {name: [apply_flux_correction(results[name], corrections[name], area=area)] if name in results else []
+            for name in parts}
+
+
 def _method_floor(error_floor: float | Mapping[str, float] | None, method: str, survey, *,
                   neighbour: bool = False) -> float:
     """The flux error floor of ``method`` (``neighbour``: its neighbour error floor): ``error_floor``'s
@@ -352,6 +375,7 @@ def measure_exposure(
     remove_gradient: bool = True,
     mask_other_sources: bool = True,
     flux_correction: bool | None = None,
+    aperture_correction: bool | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -428,6 +452,11 @@ def measure_exposure(
         injected into its blank sky (:mod:`lumos_ops.flux_correction`); column ``flux_correction``
         (the factor, 1 where it is not significant or the exposure has too few stars). None: the
         survey's ``psf_flux_correction``.
+    aperture_correction : bool or None, keyword-only
+        Put every method's finished fluxes (LUMOS: its whole likelihood) on the scale of the targets'
+        own large apertures, measured on the exposure's bright isolated targets
+        (:mod:`lumos_ops.aperture_correction`); column ``flux_correction``. Not with the star-PSF
+        ``flux_correction``, which takes precedence. None: the survey's ``aperture_correction``.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -538,6 +567,8 @@ def measure_exposure(
     finally:
         if bar is not None:
             bar.close()
+    if corrections is None and ctx.n and (survey.aperture_correction if aperture_correction is None else aperture_correction):
+        parts = _aperture_corrected(ctx, parts, chunk_size)
     frames = []
     for name in methods:
         result = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=["flux", "flux_err", "flag"])

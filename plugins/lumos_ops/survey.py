@@ -20,6 +20,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "method_neighbour_error_floors": {"lumos": 0.03},  # a method's own neighbour_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
+      "aperture_correction": true,               # put each exposure's fluxes on its targets' large apertures' scale
       "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds (default 0)
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
@@ -213,6 +214,11 @@ class Survey:
         Correct every method's fluxes on each exposure for its PSF model's error, measured with
         galaxies drawn with the exposure's own stars' PSF (:mod:`lumos_ops.flux_correction`). For
         surveys whose exposures carry enough stars (>= 10 bright isolated ones); off by default.
+    aperture_correction : bool
+        Put every method's fluxes on each exposure on the scale of its bright isolated targets'
+        apertures that hold 95 % of their model light (:mod:`lumos_ops.aperture_correction`): the
+        PSF model's and the catalogue models' shared error, measured on the targets themselves.
+        Not with ``psf_flux_correction``, which takes precedence.
     coadd_outlier_fraction : float
         Prior probability that one exposure's measurement of a source is bad (a cosmic ray, a
         satellite trail, an artefact or undetected source under that exposure only): the LUMOS
@@ -237,6 +243,7 @@ class Survey:
     method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     method_neighbour_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     psf_flux_correction: bool = False
+    aperture_correction: bool = False
     coadd_outlier_fraction: float = DEFAULT_COADD_OUTLIER_FRACTION
 
     def __post_init__(self) -> None:
@@ -271,8 +278,9 @@ class Survey:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value < 0.5):
             raise BadInputError(f"{where}: coadd_outlier_fraction={value!r} must lie in [0, 0.5) (a probability per exposure)")
         object.__setattr__(self, "coadd_outlier_fraction", float(value))
-        if not isinstance(self.psf_flux_correction, bool):
-            raise BadInputError(f"{where}: psf_flux_correction={self.psf_flux_correction!r} must be true or false")
+        for name in ("psf_flux_correction", "aperture_correction"):
+            if not isinstance(getattr(self, name), bool):
+                raise BadInputError(f"{where}: {name}={getattr(self, name)!r} must be true or false")
         if self.psf_fwhm_unit not in ("arcsec", "pixel"):
             raise BadInputError(f"{where}: psf_fwhm_unit={self.psf_fwhm_unit!r} must be \"arcsec\" or \"pixel\"")
         if self.model_bands is not None:
@@ -388,6 +396,7 @@ class Survey:
             **({"method_neighbour_error_floors": dict(self.method_neighbour_error_floors)}
                if self.method_neighbour_error_floors else {}),
             **({"psf_flux_correction": True} if self.psf_flux_correction else {}),
+            **({"aperture_correction": True} if self.aperture_correction else {}),
             **({"coadd_outlier_fraction": self.coadd_outlier_fraction}
                if self.coadd_outlier_fraction != DEFAULT_COADD_OUTLIER_FRACTION else {}),
         }
@@ -407,7 +416,7 @@ class Survey:
         known = {"name", "pixel_scale", "n_epochs", "ccd_shape", "n_ccds", "psf_fwhm_unit", "bands", "header",
                  "model_bands", "flux_error_floor", "neighbour_error_floor", "method_error_floors",
                  "method_neighbour_error_floors",
-                 "psf_flux_correction", "coadd_outlier_fraction"}
+                 "psf_flux_correction", "aperture_correction", "coadd_outlier_fraction"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise BadInputError(f"{source}: unknown keys {unknown}; a survey file has {sorted(known)}")
@@ -476,6 +485,7 @@ class Survey:
             method_error_floors=values.get("method_error_floors", {}),
             method_neighbour_error_floors=values.get("method_neighbour_error_floors", {}),
             psf_flux_correction=values.get("psf_flux_correction", False),
+            aperture_correction=values.get("aperture_correction", False),
             coadd_outlier_fraction=values.get("coadd_outlier_fraction", DEFAULT_COADD_OUTLIER_FRACTION),
         )
 

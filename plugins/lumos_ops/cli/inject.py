@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="measure with each exposure's PSF flux correction (docs/likelihood.md §14), whatever the "
                         "survey says; galaxies drawn with another PSF than the frame's stars' (the kolmogorov "
                         "default) are then moved by the difference")
+    p.add_argument("--aperture-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="put each exposure's fluxes on the scale of its bright isolated targets' large apertures "
+                        "(docs/likelihood.md §15), or not (--no-aperture-correction); default: the survey's")
     p.add_argument("--coadd-outlier-fraction", type=float, default=None, metavar="EPS",
                    help="the LUMOS co-adds' prior probability of a bad exposure (docs/likelihood.md §3; default: the "
                         "survey's coadd_outlier_fraction; with --rescore, the run's survey's)")
@@ -139,6 +142,8 @@ def inject_command(args: argparse.Namespace) -> int:
     survey = None if survey_file is None else resolve_survey(survey_file)
     if args.psf_flux_correction:
         survey = dataclasses.replace(survey or paus_survey(), psf_flux_correction=True)
+    if args.aperture_correction is not None:
+        survey = dataclasses.replace(survey or paus_survey(), aperture_correction=args.aperture_correction)
     shapes = None if args.catalog is None else read_catalog(args.catalog)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
@@ -162,6 +167,7 @@ def inject_command(args: argparse.Namespace) -> int:
     report["survey"] = None if survey is None else {"file": survey_file, "name": survey.name,
                                                     "psf_flux_correction": survey.psf_flux_correction,
                                                     "flux_error_floor": survey.flux_error_floor}
+    report["aperture_correction"] = (survey or paus_survey()).aperture_correction
     report["model"] = _model_record(args.model) if "lumos" in args.methods else None
     table.to_parquet(out / TABLE, index=False)
     _write_report(out, report)
