@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "default) are then moved by the difference")
     p.add_argument("--aperture-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="put each exposure's fluxes on the scale of its bright isolated targets' large apertures "
-                        "(docs/likelihood.md §15), or not (--no-aperture-correction); default: the survey's")
+                        "(docs/likelihood.md §16), or not (--no-aperture-correction); default: the survey's")
     p.add_argument("--coadd-outlier-fraction", type=float, default=None, metavar="EPS",
                    help="the LUMOS co-adds' prior probability of a bad exposure (docs/likelihood.md §3; default: the "
                         "survey's coadd_outlier_fraction; with --rescore, the run's survey's)")
