@@ -384,12 +384,13 @@ def measure_flux_corrections(
     return out
 
 
-def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float,
+def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float | np.ndarray,
                           area: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of one method's result with each row's fluxes divided by its correction factor.
 
     The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
-    ``area`` (pixels, shape (n,); None: every row gets the factor at ``A_ref``), or the number given.
+    ``area`` (pixels, shape (n,); None: every row gets the factor at ``A_ref``), the number given,
+    or the row's entry of an array of factors (shape (n,)).
     Every column in flux units (``flux``, ``flux_err`` and the likelihood summaries) and, for LUMOS,
     every mixture component's mean and width are divided by it: the likelihood of the corrected
     flux, the same shape in a new unit. Adds ``flux_correction`` (the factor).
@@ -399,6 +400,8 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     if isinstance(correction, FluxCorrection):
         factor = (np.full(len(frame), correction.factor) if area is None
                   else correction.factor_at(np.asarray(area, dtype=np.float64)))
+    elif np.ndim(correction):
+        factor = np.asarray(correction, dtype=np.float64)
     else:
         factor = np.full(len(frame), float(correction))
     if factor.shape != (len(frame),):

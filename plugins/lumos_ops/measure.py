@@ -330,21 +330,37 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
 def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]],
                         chunk_size: int) -> dict[str, list[pd.DataFrame]]:
     """Every method's finished rows on the scale of the targets' large apertures
-    (:mod:`lumos_ops.aperture_correction`), with the column ``flux_correction``."""
-    from lumos_ops.aperture_correction import measure_aperture_corrections
+    (:mod:`lumos_ops.aperture_correction`), with the columns ``flux_correction`` (the factor),
+    ``reference_flux`` / ``reference_flux_err`` (the reference aperture's, e-/s, not divided) and
+    ``aperture_calibrator`` (whether the target calibrated the factor: the matched filter's for the
+    model-weighted methods, the method's own for the aperture)."""
+    from lumos_ops.aperture_correction import (
+        OWN_CORRECTION,
+        calibrators,
+        matched_rows,
+        measure_aperture_corrections,
+        reference_fluxes,
+    )
     from lumos_ops.flux_correction import apply_flux_correction
     from lumos_ops.noise_calibration import context_model_area
 
     results = {name: pd.concat(rows, ignore_index=True) for name, rows in parts.items() if rows}
-    corrections = measure_aperture_corrections(ctx, results, chunk_size=chunk_size)
+    reference = reference_fluxes(ctx, chunk_size=chunk_size)
+    corrections = measure_aperture_corrections(ctx, results, chunk_size=chunk_size, reference=reference)
     area = context_model_area(ctx)
     for name, correction in corrections.items():
         if correction.reliable:
             log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)",
                      ctx.exposure.path, name, correction.ratio, correction.ratio_err, correction.n_galaxies,
                      correction.slope)
-    return {name: [apply_flux_correction(results[name], corrections[name], area=area)] if name in results else []
-            for name in parts}
+    out: dict[str, list[pd.DataFrame]] = {name: [] for name in parts}
+    for name, result in results.items():
+        corrected = apply_flux_correction(result, corrections[name], area=area)
+        out[name] = [corrected.assign(reference_flux=reference["flux"].to_numpy(np.float64),
+                                      reference_flux_err=reference["flux_err"].to_numpy(np.float64),
+                                      aperture_calibrator=calibrators(
+                                          ctx, reference, result if name in OWN_CORRECTION else matched_rows(reference)))]
+    return out
 
 
 def _method_floor(error_floor: float | Mapping[str, float] | None, method: str, survey, *,

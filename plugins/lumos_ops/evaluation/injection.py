@@ -639,7 +639,7 @@ def run_injection(
                 crb = float(np.sqrt(background_err**2 + source_var))
                 catalog_rows.append(_catalog_row(int(row.Index), gal, row.x, row.y, f0))
                 rows.append({"placement": int(row.Index), "galaxy": row.galaxy, "place": row.place, "frame": os.fspath(frames[k]),
-                             "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb,
+                             "realisation": int(r), "x": row.x, "y": row.y, "true_flux": f0, "crb_err": crb, "true_snr": f0 / crb,
                              "model_flux": reading, "psf_drawn": drawn})
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)

@@ -1,0 +1,86 @@
+"""Variants of the aperture correction, rescored offline from one injection measured with it (README.md here).
+
+Usage: .venv/bin/python reports/lumos/aperture-correction/variants.py TABLE OUT.json
+
+``TABLE`` is an ``injection_table.parquet`` of ``lumos inject --aperture-correction``: its rows carry
+each method's factor (``flux_correction``), the reference aperture's flux and error
+(``reference_flux``, ``reference_flux_err``), whether the row calibrated (``aperture_calibrator``)
+and the frame copy it was measured on (``realisation``). Each variant undoes the shipped factor
+(``apply_flux_correction`` with its inverse) and applies its own, then the table is scored as
+``lumos inject`` scores it (``score_injection``):
+
+- ``none``: no correction;
+- ``shipped``: each method's own factor with its slope in ln A, as measured;
+- ``own, no slope``: each method's weighted median ratio per copy, one factor per copy;
+- ``optimal's``: the optimal sum's factor of the same target (its slope included) for every
+  model-weighted method (optimal, modelfit, LUMOS); the aperture keeps its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+
+from lumos_ops.aperture_correction import MIN_CALIBRATORS
+from lumos_ops.evaluation.injection_report import score_injection
+from lumos_ops.flux_correction import apply_flux_correction, fit_correction
+
+MODEL_WEIGHTED = ("optimal", "modelfit", "lumos")
+
+
+def _per_method(table: pd.DataFrame, factor_of) -> pd.DataFrame:
+    """``table`` with every method's rows undone and divided by ``factor_of(rows)`` (an array)."""
+    parts = []
+    for (_, method), rows in table.groupby(["population", "method"], sort=False):
+        bare = apply_flux_correction(rows, 1.0 / rows["flux_correction"].to_numpy(np.float64))
+        parts.append(apply_flux_correction(bare, factor_of(method, rows, bare)))
+    return pd.concat(parts).sort_index()
+
+
+def own_no_slope(method: str, rows: pd.DataFrame, bare: pd.DataFrame) -> np.ndarray:
+    factor = np.ones(len(rows))
+    for _, copy in bare.groupby("realisation"):
+        use = copy["aperture_calibrator"].to_numpy(bool)
+        ratio = copy["flux"].to_numpy(np.float64)[use] / copy["reference_flux"].to_numpy(np.float64)[use]
+        ref_var = copy["reference_flux_err"].to_numpy(np.float64)[use] ** 2
+        weights = copy["reference_flux"].to_numpy(np.float64)[use] ** 2 / np.maximum(
+            ref_var - copy["flux_err_stat"].to_numpy(np.float64)[use] ** 2, 0.1 * ref_var)
+        fit = fit_correction(method, ratio, min_galaxies=MIN_CALIBRATORS, seed=0, weights=weights)
+        factor[rows.index.get_indexer(copy.index)] = fit.factor
+    return factor
+
+
+def main(path: str, out: str) -> None:
+    table = pd.read_parquet(path)
+    optimal = table[table["method"] == "optimal"].set_index(["population", "placement"])["flux_correction"]
+
+    def optimal_factor(method, rows, bare):
+        if method not in MODEL_WEIGHTED:
+            return rows["flux_correction"].to_numpy(np.float64)
+        return optimal.loc[list(zip(rows["population"], rows["placement"]))].to_numpy(np.float64)
+
+    variants = {
+        "none": _per_method(table, lambda m, rows, bare: np.ones(len(rows))),
+        "shipped": table,
+        "own, no slope": _per_method(table, own_no_slope),
+        "optimal's": _per_method(table, optimal_factor),
+    }
+    result = {}
+    for name, frame in variants.items():
+        report = score_injection(frame)
+        result[name] = report["targets"]
+        met = {}
+        for t in report["targets"]:
+            met.setdefault(t["population"], []).append(t["met"])
+        print(f"{name:14s} " + "; ".join(f"{p} {sum(v)} of {len(v)} met" for p, v in met.items()))
+        for t in report["targets"]:
+            print(f"    {t['population']:8s} {'met ' if t['met'] else 'MISS'} {t['value']:7.3f}  {t['target']}")
+    with open(out, "w") as fh:
+        json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
