@@ -67,7 +67,7 @@ def test_the_targets_large_apertures_take_out_a_wrong_psf_profile(tmp_path, psf_
     methods = ("optimal", "aperture")
     plain = measure_exposure(exposure, catalog, methods=methods, aperture_correction=False)
     corrected = measure_exposure(exposure, catalog, methods=methods, aperture_correction=True)
-    assert "flux_correction" not in plain
+    assert "aperture_correction" not in plain
     for method in methods:
         before = _ratio(plain[plain["method"] == method], flux)
         rows = corrected[corrected["method"] == method]
@@ -77,7 +77,7 @@ def test_the_targets_large_apertures_take_out_a_wrong_psf_profile(tmp_path, psf_
         # galaxy's light beyond the aperture that holds 98 % of the beta 3.5 model's (1.09 -> 1.02 and
         # 1.11 -> 1.01 for the Gaussian, 0.93 -> 0.97 for beta 2.5)
         assert abs(after - 1.0) < 0.03 and abs(after - 1.0) < 0.5 * abs(before - 1.0), (method, after, before)
-        factors = rows["flux_correction"].to_numpy()
+        factors = rows["aperture_correction"].to_numpy()
         assert np.all(factors != 1.0)
         # a change of flux unit: the errors scale with the fluxes, before and after the floor
         old = plain[plain["method"] == method]
@@ -116,8 +116,8 @@ def test_calibrators_are_bright_isolated_and_unflagged(tmp_path):
 
 
 def test_the_survey_file_carries_the_switch(tmp_path):
-    survey = dataclasses.replace(paus_survey(), aperture_correction=True)
-    assert Survey.from_dict(survey.to_dict()).aperture_correction is True
-    assert "aperture_correction" not in paus_survey().to_dict()
+    survey = dataclasses.replace(paus_survey(), aperture_correction=False)
+    assert Survey.from_dict(survey.to_dict()).aperture_correction is False
+    assert "aperture_correction" not in paus_survey().to_dict() and paus_survey().aperture_correction
     with pytest.raises(BadInputError, match="aperture_correction='yes' must be true or false"):
         Survey.from_dict({**paus_survey().to_dict(), "aperture_correction": "yes"})

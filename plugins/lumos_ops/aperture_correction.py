@@ -42,7 +42,7 @@ does it with the exposure's catalogue targets, without any truth:
 
 :func:`lumos_ops.flux_correction.apply_flux_correction` then divides each method's fluxes, errors and
 LUMOS likelihoods by the factor at each target's ``A``: a change of flux unit, recorded in the
-column ``flux_correction``. It corrects what the targets of one exposure share (the PSF model's
+column ``aperture_correction``. It corrects what the targets of one exposure share (the PSF model's
 error, and the catalogue models' mean error over the exposure's galaxies), not one galaxy's own
 departure from its model. It is off unless the survey asks for it (``"aperture_correction": true``,
 :attr:`lumos_ops.survey.Survey.aperture_correction`) or ``measure_exposure(aperture_correction=True)``,

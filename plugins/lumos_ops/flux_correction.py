@@ -385,7 +385,7 @@ def measure_flux_corrections(
 
 
 def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float | np.ndarray,
-                          area: np.ndarray | None = None) -> pd.DataFrame:
+                          area: np.ndarray | None = None, *, column: str = "flux_correction") -> pd.DataFrame:
     """A copy of one method's result with each row's fluxes divided by its correction factor.
 
     The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
@@ -393,7 +393,8 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     or the row's entry of an array of factors (shape (n,)).
     Every column in flux units (``flux``, ``flux_err`` and the likelihood summaries) and, for LUMOS,
     every mixture component's mean and width are divided by it: the likelihood of the corrected
-    flux, the same shape in a new unit. Adds ``flux_correction`` (the factor).
+    flux, the same shape in a new unit. Adds ``column`` (the factor; ``flux_correction``, or
+    ``aperture_correction`` for :mod:`lumos_ops.aperture_correction`'s).
     """
     from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
@@ -409,7 +410,7 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     if not (np.isfinite(factor).all() and (factor > 0).all()):
         raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor[~(factor > 0)][:3]}")
     frame = frame.copy()
-    frame["flux_correction"] = factor
+    frame[column] = factor
     if (factor == 1.0).all():
         return frame
     for name in _FLUX_COLUMNS:

@@ -330,7 +330,7 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
 def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]],
                         chunk_size: int) -> dict[str, list[pd.DataFrame]]:
     """Every method's finished rows on the scale of the targets' large apertures
-    (:mod:`lumos_ops.aperture_correction`), with the columns ``flux_correction`` (the factor),
+    (:mod:`lumos_ops.aperture_correction`), with the columns ``aperture_correction`` (the factor),
     ``reference_flux`` / ``reference_flux_err`` (the reference aperture's, e-/s, not divided) and
     ``aperture_calibrator`` (whether the target calibrated the factor: the matched filter's for the
     model-weighted methods, the method's own for the aperture)."""
@@ -355,7 +355,7 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
                      correction.slope)
     out: dict[str, list[pd.DataFrame]] = {name: [] for name in parts}
     for name, result in results.items():
-        corrected = apply_flux_correction(result, corrections[name], area=area)
+        corrected = apply_flux_correction(result, corrections[name], area=area, column="aperture_correction")
         out[name] = [corrected.assign(reference_flux=reference["flux"].to_numpy(np.float64),
                                       reference_flux_err=reference["flux_err"].to_numpy(np.float64),
                                       aperture_calibrator=calibrators(
@@ -471,7 +471,7 @@ def measure_exposure(
     aperture_correction : bool or None, keyword-only
         Put every method's finished fluxes (LUMOS: its whole likelihood) on the scale of the targets'
         own large apertures, measured on the exposure's bright isolated targets
-        (:mod:`lumos_ops.aperture_correction`); column ``flux_correction``. Not with the star-PSF
+        (:mod:`lumos_ops.aperture_correction`); column ``aperture_correction``. Not with the star-PSF
         ``flux_correction``, which takes precedence. None: the survey's ``aperture_correction``.
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);

@@ -20,7 +20,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "method_neighbour_error_floors": {"lumos": 0.03},  # a method's own neighbour_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars
-      "aperture_correction": true,               # put each exposure's fluxes on its targets' large apertures' scale
+      "aperture_correction": false,              # do not put the fluxes on the targets' large apertures' scale (default on)
       "coadd_outlier_fraction": 0.01,            # prior probability of a bad exposure in the co-adds (default 0)
       "bands": [
         {"name": "g", "wavelength_nm": 477.0, "zero_point": 28.3, "exptime": 53.9},
@@ -216,8 +216,9 @@ class Survey:
         surveys whose exposures carry enough stars (>= 10 bright isolated ones); off by default.
     aperture_correction : bool
         Put every method's fluxes on each exposure on the scale of its bright isolated targets'
-        apertures that hold 95 % of their model light (:mod:`lumos_ops.aperture_correction`): the
-        PSF model's and the catalogue models' shared error, measured on the targets themselves.
+        apertures that hold 98 % of their model light (:mod:`lumos_ops.aperture_correction`): the
+        PSF model's and the catalogue models' shared error, measured on the targets themselves. On
+        by default; an exposure with fewer than 30 usable targets at SNR >= 40 is not corrected.
         Not with ``psf_flux_correction``, which takes precedence.
     coadd_outlier_fraction : float
         Prior probability that one exposure's measurement of a source is bad (a cosmic ray, a
@@ -243,7 +244,7 @@ class Survey:
     method_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     method_neighbour_error_floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     psf_flux_correction: bool = False
-    aperture_correction: bool = False
+    aperture_correction: bool = True
     coadd_outlier_fraction: float = DEFAULT_COADD_OUTLIER_FRACTION
 
     def __post_init__(self) -> None:
@@ -396,7 +397,7 @@ class Survey:
             **({"method_neighbour_error_floors": dict(self.method_neighbour_error_floors)}
                if self.method_neighbour_error_floors else {}),
             **({"psf_flux_correction": True} if self.psf_flux_correction else {}),
-            **({"aperture_correction": True} if self.aperture_correction else {}),
+            **({} if self.aperture_correction else {"aperture_correction": False}),
             **({"coadd_outlier_fraction": self.coadd_outlier_fraction}
                if self.coadd_outlier_fraction != DEFAULT_COADD_OUTLIER_FRACTION else {}),
         }
@@ -485,7 +486,7 @@ class Survey:
             method_error_floors=values.get("method_error_floors", {}),
             method_neighbour_error_floors=values.get("method_neighbour_error_floors", {}),
             psf_flux_correction=values.get("psf_flux_correction", False),
-            aperture_correction=values.get("aperture_correction", False),
+            aperture_correction=values.get("aperture_correction", True),
             coadd_outlier_fraction=values.get("coadd_outlier_fraction", DEFAULT_COADD_OUTLIER_FRACTION),
         )
 

@@ -221,18 +221,18 @@ def test_inject_can_measure_with_the_psf_flux_correction(tmp_path):
     assert report["survey"]["psf_flux_correction"] is True and report["survey"]["file"] is None
 
 
-def test_inject_can_measure_with_the_aperture_correction(tmp_path):
-    """``--aperture-correction`` turns the survey's correction from the targets on (off in the built-in
-    PAUS mapping): every row carries its factor (1 here: four targets are too few to calibrate it), and
-    the report says the correction was asked for; without it the column is absent."""
+def test_inject_can_measure_without_the_aperture_correction(tmp_path):
+    """The correction from the targets is on by default: every row carries its factor (1 here: four
+    targets are too few to calibrate it) and the report says so; ``--no-aperture-correction`` turns it
+    off, and the column is absent."""
     import pandas as pd
 
     _frame(tmp_path / "a.fits", seed=6)
     args = ["inject", "--frames", str(tmp_path / "a.fits"), "--methods", "aperture", "--populations", "sersic",
             "--n-galaxies", "4", "--n-place", "1", "--snr-range", "50", "100", "-q"]
-    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
-    assert main([*args, "--out", str(tmp_path / "ac"), "--aperture-correction"]) == 0
-    assert "flux_correction" not in pd.read_parquet(tmp_path / "plain" / "injection_table.parquet")
-    assert (pd.read_parquet(tmp_path / "ac" / "injection_table.parquet")["flux_correction"] == 1.0).all()
+    assert main([*args, "--out", str(tmp_path / "plain"), "--no-aperture-correction"]) == 0
+    assert main([*args, "--out", str(tmp_path / "ac")]) == 0
+    assert "aperture_correction" not in pd.read_parquet(tmp_path / "plain" / "injection_table.parquet")
+    assert (pd.read_parquet(tmp_path / "ac" / "injection_table.parquet")["aperture_correction"] == 1.0).all()
     assert json.loads((tmp_path / "ac" / "injection_report.json").read_text())["aperture_correction"] is True
     assert json.loads((tmp_path / "plain" / "injection_report.json").read_text())["aperture_correction"] is False

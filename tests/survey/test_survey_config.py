@@ -48,8 +48,9 @@ def test_init_writes_a_file_that_loads_back(tmp_path, capsys):
     with pytest.raises(BadInputError, match="bad.json: psf_flux_correction='yes' must be true or false"):
         load_survey(out.parent / "bad.json")
     assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
-                 "--aperture-correction", "--force"]) == 0
-    assert load_survey(out).aperture_correction and json.loads(out.read_text())["aperture_correction"] is True
+                 "--no-aperture-correction", "--force"]) == 0
+    assert not load_survey(out).aperture_correction and json.loads(out.read_text())["aperture_correction"] is False
+    assert paus_survey().aperture_correction
     assert paus_survey().coadd_outlier_fraction == 0.0 and "coadd_outlier_fraction" not in json.loads(out.read_text())
     assert main(["survey", "init", "--out", str(out), "--bands", "g", "--wavelengths", "477", "--pixel-scale", "1",
                  "--coadd-outlier-fraction", "0.01", "--force"]) == 0

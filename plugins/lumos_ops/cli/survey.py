@@ -109,8 +109,8 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
         values["neighbour_error_floor"] = args.neighbour_error_floor
     if args.psf_flux_correction:
         values["psf_flux_correction"] = True
-    if args.aperture_correction:
-        values["aperture_correction"] = True
+    if args.no_aperture_correction:
+        values["aperture_correction"] = False
     if args.coadd_outlier_fraction is not None:
         values["coadd_outlier_fraction"] = args.coadd_outlier_fraction
     return values
@@ -231,9 +231,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--psf-flux-correction", action="store_true",
                       help="correct every method's fluxes on each exposure for its PSF model's error, measured with "
                            "galaxies drawn with the exposure's own stars' PSF (exposures with >= 10 bright stars)")
-    init.add_argument("--aperture-correction", action="store_true",
-                      help="put every method's fluxes on each exposure on the scale of its bright isolated targets' "
-                           "large apertures (exposures with >= 30 targets at SNR >= 40; docs/likelihood.md §16)")
+    init.add_argument("--no-aperture-correction", action="store_true",
+                      help="do not put every method's fluxes on each exposure on the scale of its bright isolated "
+                           "targets' large apertures (on by default, where >= 30 targets reach SNR 40; "
+                           "docs/likelihood.md §16)")
     init.add_argument("--coadd-outlier-fraction", type=float,
                       help="prior probability of a bad exposure (cosmic ray, satellite trail, unflagged artefact) "
                            "in the LUMOS co-adds (default 0: off; docs/likelihood.md §3)")

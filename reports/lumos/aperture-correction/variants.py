@@ -3,7 +3,7 @@
 Usage: .venv/bin/python reports/lumos/aperture-correction/variants.py TABLE OUT.json
 
 ``TABLE`` is an ``injection_table.parquet`` of ``lumos inject --aperture-correction``: its rows carry
-each method's factor (``flux_correction``), the reference aperture's flux and error
+each method's factor (``aperture_correction``), the reference aperture's flux and error
 (``reference_flux``, ``reference_flux_err``), whether the row calibrated (``aperture_calibrator``)
 and the frame copy it was measured on (``realisation``). Each variant undoes the shipped factor
 (``apply_flux_correction`` with its inverse) and applies its own, then the table is scored as
@@ -29,14 +29,16 @@ from lumos_ops.evaluation.injection_report import score_injection
 from lumos_ops.flux_correction import apply_flux_correction, fit_correction
 
 MODEL_WEIGHTED = ("optimal", "modelfit", "lumos")
+FACTOR = "aperture_correction"
+"""The factor column (``flux_correction`` in the tables measured before it was named)."""
 
 
 def _per_method(table: pd.DataFrame, factor_of) -> pd.DataFrame:
     """``table`` with every method's rows undone and divided by ``factor_of(rows)`` (an array)."""
     parts = []
     for (_, method), rows in table.groupby(["population", "method"], sort=False):
-        bare = apply_flux_correction(rows, 1.0 / rows["flux_correction"].to_numpy(np.float64))
-        parts.append(apply_flux_correction(bare, factor_of(method, rows, bare)))
+        bare = apply_flux_correction(rows, 1.0 / rows[FACTOR].to_numpy(np.float64), column=FACTOR)
+        parts.append(apply_flux_correction(bare, factor_of(method, rows, bare), column=FACTOR))
     return pd.concat(parts).sort_index()
 
 
@@ -55,11 +57,13 @@ def own_no_slope(method: str, rows: pd.DataFrame, bare: pd.DataFrame) -> np.ndar
 
 def main(path: str, out: str) -> None:
     table = pd.read_parquet(path)
-    optimal = table[table["method"] == "optimal"].set_index(["population", "placement"])["flux_correction"]
+    if FACTOR not in table:
+        table = table.rename(columns={"flux_correction": FACTOR})
+    optimal = table[table["method"] == "optimal"].set_index(["population", "placement"])[FACTOR]
 
     def optimal_factor(method, rows, bare):
         if method not in MODEL_WEIGHTED:
-            return rows["flux_correction"].to_numpy(np.float64)
+            return rows[FACTOR].to_numpy(np.float64)
         return optimal.loc[list(zip(rows["population"], rows["placement"]))].to_numpy(np.float64)
 
     variants = {
