@@ -26,6 +26,9 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
   stack and 150 GalSim galaxies measured by every method (docs/likelihood.md §14). The CCD then
   also holds ``--stars`` bright stars (i = 17-19), catalogued as unresolved targets (``r50``
   0.02 arcsec), as a catalogue that lists its field's stars has them;
+* ``aperture correction``: the reference apertures (98 % of the model light) and matched filter of
+  every target and the fit of the factors (``lumos_ops.aperture_correction``, on by default;
+  docs/likelihood.md §16);
 * ``apply errors``: ``apply_error_scale`` of every method and chunk;
 * ``other``: the rest of ``measure_exposure`` (routing, concatenating the long table).
 
@@ -60,6 +63,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import lumos_ops.aperture_correction as aperture_correction_module  # noqa: E402
 import lumos_ops.flux_correction as flux_correction_module  # noqa: E402
 import lumos_ops.measure as measure_module  # noqa: E402
 import lumos_ops.noise_calibration as calibration_module  # noqa: E402
@@ -73,7 +77,7 @@ from lumos_ops.io.exposure import read_exposure  # noqa: E402
 
 METHODS = ("aperture", "optimal", "modelfit", "lumos")
 STEPS = ("read", "stamps", "render", "detection", "wing light", "neighbours", "wide stamps", "background", *METHODS, "calibration",
-         "flux correction", "apply errors", "other")
+         "flux correction", "aperture correction", "apply errors", "other")
 TARGET_S = 3.0
 
 
@@ -137,6 +141,10 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
         (calibration_module, "apply_error_scale", timer.wrap("apply errors", calibration_module.apply_error_scale)),
         (flux_correction_module, "measure_flux_corrections",
          timer.wrap("flux correction", flux_correction_module.measure_flux_corrections, absorb=True)),
+        (aperture_correction_module, "reference_fluxes",
+         timer.wrap("aperture correction", aperture_correction_module.reference_fluxes, absorb=True)),
+        (aperture_correction_module, "measure_aperture_corrections",
+         timer.wrap("aperture correction", aperture_correction_module.measure_aperture_corrections, absorb=True)),
         (context_cls, "photometry_inputs", timed_prop),
     ]
     saved = [(obj, attr, obj.__dict__[attr] if isinstance(obj, type) else getattr(obj, attr)) for obj, attr, _ in patches]

@@ -22,3 +22,20 @@ def star_frame(psf, *, n_stars: int = 30, n_galaxies: int = 30, shape: tuple[int
         bounds = stamp.bounds & image.bounds
         image[bounds] += stamp[bounds]
     return image.array + rng.normal(sky, noise, shape)
+
+
+def grid_catalog(rng: np.random.Generator, shape: tuple[int, int], *, margin: float, step: float, seed: int):
+    """A catalogue of Sérsic targets on a grid ``step`` px apart, ``margin`` px from the edges, each
+    moved by up to half a pixel: ``r50`` 0.3-0.8 arcsec, ``sersic_n`` 0.8-2.5, ``q`` 0.5-1 (drawn from
+    ``rng`` in that order, after the positions), the other columns of ``random_catalog``."""
+    from lumos_ops.bench.synthetic import random_catalog
+
+    grid = np.arange(margin, shape[0] - margin, step, dtype=np.float64)
+    gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
+    catalog = random_catalog(gx.size, shape=shape, seed=seed)
+    catalog["x"] = gx + rng.uniform(-0.5, 0.5, gx.size)
+    catalog["y"] = gy + rng.uniform(-0.5, 0.5, gx.size)
+    catalog["r50"] = rng.uniform(0.3, 0.8, gx.size)
+    catalog["sersic_n"] = rng.uniform(0.8, 2.5, gx.size)
+    catalog["q"] = rng.uniform(0.5, 1.0, gx.size)
+    return catalog

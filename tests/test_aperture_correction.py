@@ -1,5 +1,5 @@
 """The per-exposure aperture correction from the targets (lumos_ops.aperture_correction): every method's
-fluxes put on the scale of the bright isolated targets' apertures that hold 95 % of their model light."""
+fluxes put on the scale of the bright isolated targets' apertures that hold 98 % of their model light."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from lumos_ops.aperture_correction import MIN_CALIBRATORS, calibrators, measure_aperture_corrections, reference_fluxes
-from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog
+from lumos_ops.bench.synthetic import SyntheticExposure
 from lumos_ops.exceptions import BadInputError
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.measure import measure_exposure, prepare_targets
 from lumos_ops.survey import Survey, paus_survey
+
+from starframes import grid_catalog
 
 galsim = pytest.importorskip("galsim")
 
@@ -30,15 +32,8 @@ def _frame(tmp_path: Path, psf, name: str, seed: int = 0, step: int = 140):
     """Catalogue galaxies (Sérsic, SNR ~ 50-300) drawn with ``psf`` (FWHM 0.9 arcsec) on a sky with
     Poisson noise, one every ``step`` px; the header gives the FWHM and the measurement's beta 3.5."""
     rng = np.random.default_rng(seed)
-    grid = np.arange(80, SHAPE[0] - 80, step, dtype=np.float64)
-    gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
-    catalog = random_catalog(gx.size, shape=SHAPE, seed=seed)
-    catalog["x"] = gx + rng.uniform(-0.5, 0.5, gx.size)
-    catalog["y"] = gy + rng.uniform(-0.5, 0.5, gx.size)
-    catalog["r50"] = rng.uniform(0.3, 0.8, gx.size)
-    catalog["sersic_n"] = rng.uniform(0.8, 2.5, gx.size)
-    catalog["q"] = rng.uniform(0.5, 1.0, gx.size)
-    flux = rng.uniform(150.0, 900.0, gx.size)
+    catalog = grid_catalog(rng, SHAPE, margin=80, step=step, seed=seed)
+    flux = rng.uniform(150.0, 900.0, len(catalog))
     light = np.zeros(SHAPE)
     for row, f in zip(catalog.itertuples(), flux):
         galaxy = galsim.Sersic(n=row.sersic_n, half_light_radius=row.r50 / SCALE, flux=f)

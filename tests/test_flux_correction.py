@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumos_ops.bench.synthetic import SyntheticExposure, random_catalog
+from lumos_ops.bench.synthetic import SyntheticExposure
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flux_correction import FluxCorrection, apply_flux_correction, fit_correction, measure_flux_corrections
 from lumos_ops.io.catalog import target_pixels
@@ -19,6 +19,8 @@ from lumos_ops.io.exposure import read_exposure
 from lumos_ops.lumos.mixture import mixture_quantile
 from lumos_ops.lumos.mixture_table import Mixtures, mixture_columns, mixtures_from_table
 from lumos_ops.measure import get_method, measure_exposure
+
+from starframes import grid_catalog
 
 galsim = pytest.importorskip("galsim")
 
@@ -39,15 +41,8 @@ def _frame(tmp_path: Path, beta: float, seed: int = 0, n_stars: int = 36, draw_t
     """Catalogue galaxies (Sérsic, true SNR ~ 60-200) and bright stars, all drawn with a Moffat PSF of
     ``beta``, on a sky with Poisson noise; the header gives the FWHM and the measurement's beta 3.5."""
     rng = np.random.default_rng(seed)
-    grid = np.arange(75, SHAPE[0] - 75, 150, dtype=np.float64)
-    gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
-    catalog = random_catalog(gx.size, shape=SHAPE, seed=seed)
-    catalog["x"] = gx + rng.uniform(-0.5, 0.5, gx.size)
-    catalog["y"] = gy + rng.uniform(-0.5, 0.5, gx.size)
-    catalog["r50"] = rng.uniform(0.3, 0.8, gx.size)
-    catalog["sersic_n"] = rng.uniform(0.8, 2.5, gx.size)
-    catalog["q"] = rng.uniform(0.5, 1.0, gx.size)
-    flux = rng.uniform(300.0, 900.0, gx.size)
+    catalog = grid_catalog(rng, SHAPE, margin=75, step=150, seed=seed)
+    flux = rng.uniform(300.0, 900.0, len(catalog))
     psf = _psf(beta)
     light = np.zeros(SHAPE)
 
@@ -59,7 +54,7 @@ def _frame(tmp_path: Path, beta: float, seed: int = 0, n_stars: int = 36, draw_t
     for row, f in zip(catalog.itertuples() if draw_targets else [], flux):
         galaxy = galsim.Sersic(n=row.sersic_n, half_light_radius=row.r50 / SCALE, flux=f)
         add(galsim.Convolve(galaxy.shear(q=row.q, beta=row.pa * galsim.degrees), psf), row.x, row.y)
-    star_grid = grid[:-1] + 75.0
+    star_grid = np.arange(75, SHAPE[0] - 75, 150, dtype=np.float64)[:-1] + 75.0
     sx, sy = (g.ravel()[:n_stars] for g in np.meshgrid(star_grid, star_grid))
     sx, sy = sx + rng.uniform(-0.5, 0.5, sx.size), sy + rng.uniform(-0.5, 0.5, sy.size)
     catalog.attrs["stars"] = (sx.tolist(), sy.tolist())
