@@ -27,6 +27,7 @@ import pandas as pd
 from lumos_ops.evaluation.adapt_report import adapt_report
 from lumos_ops.evaluation.injection_report import json_clean, score_injection
 from lumos_ops.pipeline.registry import evaluate_gates
+from lumos_ops.survey import load_survey, use_survey
 
 CLASSICAL = ("aperture", "optimal")
 
@@ -52,7 +53,8 @@ def pooled(run: Path, new_candidate: Path, new_base: Path) -> pd.DataFrame:
 
 def main(run: str, new_candidate: str, new_base: str, out: str) -> None:
     table = pooled(Path(run), Path(new_candidate), Path(new_base))
-    report = adapt_report(table)
+    with use_survey(load_survey(Path(run) / "survey.json")):  # the sub-frames' header mapping (their bands)
+        report = adapt_report(table)
     production = score_injection(table[table["model"] == "base"])
     result = evaluate_gates(report, production, production_version="base model")
     print(f"{table['galaxy'].nunique()} galaxies; gates {'passed' if result.passed else 'failed'}")
