@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from lumos_ops.cli._survey_option import add_survey_option
@@ -205,6 +206,12 @@ def _write_report(out, report: dict) -> None:
                 print(f"{population:8s} {method:9s} neighbour error floor: applied {floor['neighbour_applied']:.4f}, the "
                       f"blended rows at measured SNR >= {near['min_snr']:g} ask {near['floor']:.4f} (n {near['n']}, "
                       f"pull without it {near['pull_before']:.2f})")
+            corrected = scores.get("aperture_correction")
+            if corrected:
+                factors = ", ".join(f"{os.path.basename(f)} {c:.4f}" for f, c in corrected["by_frame"].items())
+                print(f"{population:8s} {method:9s} aperture correction (docs/likelihood.md §16): "
+                      f"{100 * corrected['corrected_share']:.0f} % of the rows corrected; median factor per frame: "
+                      f"{factors}")
             for line in (shared_line(population, method, scores), tails_line(population, method, scores)):
                 if line:
                     print(line)

@@ -181,14 +181,15 @@ def domain_flag_shares(flag: np.ndarray) -> dict[str, float]:
     return {name: share for name, share in shares.items() if share > 0}
 
 
-def _flux_correction(frame: pd.DataFrame) -> dict[str, Any]:
-    """The per-exposure flux corrections the rows were measured with (:mod:`lumos_ops.flux_correction`):
+def _flux_correction(frame: pd.DataFrame, column: str = "flux_correction") -> dict[str, Any]:
+    """The per-exposure flux corrections the rows were measured with (``column``: ``flux_correction``,
+    :mod:`lumos_ops.flux_correction`, or ``aperture_correction``, :mod:`lumos_ops.aperture_correction`):
     per frame, the median factor over its injected copies and rows, its 5-95 % range over the rows
     (the factor follows each galaxy's size), and the share of rows whose factor is not 1."""
-    factor = frame["flux_correction"].to_numpy(np.float64)
+    factor = frame[column].to_numpy(np.float64)
     groups = list(frame.groupby("frame", sort=True)) if "frame" in frame else []
-    frames = {str(name): float(np.median(rows["flux_correction"].to_numpy(np.float64))) for name, rows in groups}
-    ranges = {str(name): np.quantile(rows["flux_correction"].to_numpy(np.float64), [0.05, 0.95]).tolist()
+    frames = {str(name): float(np.median(rows[column].to_numpy(np.float64))) for name, rows in groups}
+    ranges = {str(name): np.quantile(rows[column].to_numpy(np.float64), [0.05, 0.95]).tolist()
               for name, rows in groups}
     return {"by_frame": frames, "by_frame_range": ranges,
             "corrected_share": float(np.mean(factor != 1.0)) if factor.size else 0.0}
@@ -306,8 +307,9 @@ def score_injection(table: pd.DataFrame, *, shared_error_rows: pd.DataFrame | No
                                                               groups=galaxy)
             if "flux_err_stat" in ok:
                 entry["error_floor"] = _error_floor(ok)
-            if "flux_correction" in ok:
-                entry["flux_correction"] = _flux_correction(ok)
+            for column in ("flux_correction", "aperture_correction"):
+                if column in ok:
+                    entry[column] = _flux_correction(ok, column)
             if "flag" in ok:
                 entry["domain_flags"] = domain_flag_shares(ok["flag"].to_numpy())
             if method == "lumos":
