@@ -116,3 +116,27 @@ def test_the_survey_file_carries_the_switch(tmp_path):
     assert "aperture_correction" not in paus_survey().to_dict() and paus_survey().aperture_correction
     with pytest.raises(BadInputError, match="aperture_correction='yes' must be true or false"):
         Survey.from_dict({**paus_survey().to_dict(), "aperture_correction": "yes"})
+
+
+def test_lumos_goes_through_the_matched_filters_factor_and_its_whole_likelihood_scales(tmp_path):
+    """LUMOS's factor is the matched filter's (the optimal sum's on the same rows) times one number,
+    LUMOS's median flux over the matched filter's: with a Gaussian PSF, far from its training, LUMOS
+    reads the galaxies higher than the matched filter does. Its likelihood is divided whole: every
+    component's mean and width, every summary."""
+    from lumos_ops.lumos.mixture_table import mixtures_from_table
+
+    exposure, catalog, flux = _frame(tmp_path, galsim.Gaussian(fwhm=FWHM_ARCSEC / SCALE), "lumos", seed=3)
+    methods = ("optimal", "lumos")
+    plain = measure_exposure(exposure, catalog, methods=methods, aperture_correction=False)
+    corrected = measure_exposure(exposure, catalog, methods=methods, aperture_correction=True)
+    factor = {m: corrected[corrected["method"] == m]["aperture_correction"].to_numpy() for m in methods}
+    relative = factor["lumos"] / factor["optimal"]
+    np.testing.assert_allclose(relative, relative[0])
+    assert np.all(factor["lumos"] > 1.03)
+    old, new = plain[plain["method"] == "lumos"], corrected[corrected["method"] == "lumos"]
+    for column in ("flux", "flux_err", "median", "sigma68"):
+        np.testing.assert_allclose(new[column].to_numpy() * factor["lumos"], old[column].to_numpy(), rtol=1e-6)
+    before, after = mixtures_from_table(old), mixtures_from_table(new)
+    np.testing.assert_allclose(after.mu * factor["lumos"][:, None], before.mu, rtol=1e-6)
+    np.testing.assert_allclose(after.sigma * factor["lumos"][:, None], before.sigma, rtol=1e-6)
+    assert abs(float(np.median(new["flux"].to_numpy() / flux)) - 1.0) < 0.03
