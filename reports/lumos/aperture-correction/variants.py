@@ -13,7 +13,10 @@ and the frame copy it was measured on (``realisation``). Each variant undoes the
 - ``shipped``: each method's own factor with its slope in ln A, as measured;
 - ``own, no slope``: each method's weighted median ratio per copy, one factor per copy;
 - ``optimal's``: the optimal sum's factor of the same target (its slope included) for every
-  model-weighted method (optimal, modelfit, LUMOS); the aperture keeps its own.
+  model-weighted method (optimal, modelfit, LUMOS); the aperture keeps its own;
+- ``through the matched filter, always``: the optimal sum's factor times the method's weighted
+  median flux over the optimal sum's on the copy's calibrators, however close to 1 (the shipped
+  code uses that ratio only beyond ``MATCHED_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pandas as pd
 
 from lumos_ops.aperture_correction import MIN_CALIBRATORS
 from lumos_ops.evaluation.injection_report import score_injection
-from lumos_ops.flux_correction import apply_flux_correction, fit_correction
+from lumos_ops.flux_correction import apply_flux_correction, fit_correction, weighted_median
 
 MODEL_WEIGHTED = ("optimal", "modelfit", "lumos")
 FACTOR = "aperture_correction"
@@ -66,11 +69,31 @@ def main(path: str, out: str) -> None:
             return rows[FACTOR].to_numpy(np.float64)
         return optimal.loc[list(zip(rows["population"], rows["placement"]))].to_numpy(np.float64)
 
+    def through_matched(method, rows, bare):
+        factor = np.array(optimal_factor(method, rows, bare), dtype=np.float64)
+        if method not in MODEL_WEIGHTED or method == "optimal":
+            return factor
+        mine = bare.set_index(["population", "placement"])
+        matched = table[table["method"] == "optimal"].set_index(["population", "placement"])
+        matched_flux = (matched["flux"] * matched[FACTOR]).loc[mine.index].to_numpy(np.float64)
+        use_all = matched["aperture_calibrator"].loc[mine.index].to_numpy(bool)
+        copies = mine["realisation"].to_numpy()
+        for copy in np.unique(copies):
+            here = copies == copy
+            use = here & use_all & np.isfinite(mine["flux"].to_numpy(np.float64))
+            if use.sum() < MIN_CALIBRATORS:
+                continue
+            flux = mine["flux"].to_numpy(np.float64)[use]
+            weights = (flux / mine["flux_err_stat"].to_numpy(np.float64)[use]) ** 2
+            factor[here] *= weighted_median(flux / matched_flux[use], weights)
+        return factor
+
     variants = {
         "none": _per_method(table, lambda m, rows, bare: np.ones(len(rows))),
         "shipped": table,
         "own, no slope": _per_method(table, own_no_slope),
         "optimal's": _per_method(table, optimal_factor),
+        "through the matched filter, always": _per_method(table, through_matched),
     }
     result = {}
     for name, frame in variants.items():
