@@ -11,47 +11,42 @@ Kolmogorov PSF of the same FWHM +2.1 % high, with a Gaussian +11.6 %, with a Mof
 −7.5 %. Bulge + disk + knots galaxies catalogued as one Sérsic profile read a further +3 %
 (``reports/lumos/aperture-correction``).
 
-A large aperture reads the same galaxies within 0.6-3 %: the model only corrects the 5 % of the light
-beyond it. Survey pipelines put their model fluxes on the scale of a large aperture the same way,
-an aperture correction measured on each exposure's own sources. :func:`measure_aperture_corrections`
-does it with the exposure's catalogue targets, without any truth:
+An aperture that holds 98 % of the model light reads the same galaxies within 0.6-1.3 %: the model
+only corrects the 2 % of the light beyond it. Survey pipelines put their model fluxes on the scale
+of a large aperture the same way, an aperture correction measured on each exposure's own sources.
+:func:`measure_aperture_corrections` does it with the exposure's catalogue targets, without any truth:
 
-1. every target is measured in the catalogue-shaped elliptical aperture that holds
+1. **The reference.** Every target is measured in the catalogue-shaped elliptical aperture that holds
    :data:`REFERENCE_LIGHT_FRACTION` of its model light, with the aperture method's annulus
-   background and masks (:func:`lumos_ops.photometry.aperture.elliptical_aperture_photometry`);
-2. each method that weighs the pixels with the model (the optimal sum, the profile fit, LUMOS,
-   which anchors on its matched filter) is corrected through the matched filter's ratio, the
-   optimal weighted sum's on the same cutouts, the least noisy of them: its factor is the matched
-   filter's times the method's weighted median flux over the matched filter's on the same
-   calibrators where that departs from 1 by more than :data:`MATCHED_TOLERANCE` (a ratio of two
-   estimates that share nearly all their noise, known to a few tenths of a per cent: it follows a
-   method that reads the exposure's galaxies otherwise than the matched filter, as LUMOS does a PSF
-   far from its training); the aperture
-   (:data:`OWN_CORRECTION`) by its own ratio. The calibrators are the targets that the estimator measures at SNR
-   (``flux / flux_err_stat``, the error before the error floor) at least :data:`MIN_CALIBRATOR_SNR`,
-   with no fitted catalogued neighbour, none of
-   :data:`BAD_CALIBRATOR_FLAGS` in either measurement, a reference aperture whose semi-major axis
-   stays :data:`ANNULUS_MARGIN_PX` inside the background annulus and holds at least
-   :data:`MIN_REFERENCE_LIGHT` of the model light on usable pixels. Selecting on the method's own
-   SNR keeps the ratio unbiased: the large aperture's extra noise is nearly independent of the
-   matched filter's;
-3. per estimator, ``flux / reference`` of the calibrators is fitted as in
-   :mod:`lumos_ops.flux_correction` (its median, and a Theil-Sen slope in the log of the target
-   model's matched-filter area ``A`` where significant; :func:`lumos_ops.flux_correction.fit_correction`),
-   the median weighted by each ratio's inverse variance, ``1 / (reference error^2 - method error^2)``
-   over the flux squared (the part of the large aperture's noise that the matched filter does not
-   share), so that the brightest calibrators count most:
-   the correction is applied when at least :data:`MIN_CALIBRATORS` targets were usable, it differs
-   from 1 by at least 2 bootstrap standard errors (or the slope was kept), and it stays within
-   :data:`MAX_APERTURE_CORRECTION` of 1 over the calibrators' areas.
+   background and masks (:func:`lumos_ops.photometry.aperture.elliptical_aperture_photometry`), and
+   with the matched filter (the optimal weighted sum on the same cutouts).
+2. **The calibrators** of an estimator are the targets it measures at SNR (``flux / flux_err_stat``,
+   the error before the error floor) at least :data:`MIN_CALIBRATOR_SNR`, with no fitted catalogued
+   neighbour, none of :data:`BAD_CALIBRATOR_FLAGS` in either measurement, and a reference aperture
+   whose semi-major axis stays :data:`ANNULUS_MARGIN_PX` inside the background annulus and holds at
+   least :data:`MIN_REFERENCE_LIGHT` of the model light on usable pixels. Selecting on the
+   estimator's own SNR keeps the ratio unbiased: the large aperture's extra noise is nearly
+   independent of the matched filter's.
+3. **The fit.** ``flux / reference`` of the calibrators is fitted as in :mod:`lumos_ops.flux_correction`
+   (:func:`~lumos_ops.flux_correction.fit_correction`: the median, and a Theil-Sen slope in the log
+   of the target model's matched-filter area ``A`` where significant), the median weighted by each
+   ratio's inverse variance (the reference's variance beyond the estimator's, over the flux squared:
+   the brightest calibrators count most). It is applied when at least :data:`MIN_CALIBRATORS`
+   targets were usable, it differs from 1 by at least 2 bootstrap standard errors (or the slope was
+   kept), and it stays within :data:`MAX_APERTURE_CORRECTION` of 1 over the calibrators' areas.
+4. **Which ratio.** The methods that weigh the pixels with the model (the optimal sum, the profile
+   fit, LUMOS, which anchors on its matched filter) take the matched filter's, the least noisy; a
+   method whose median flux over the matched filter's on the same calibrators departs from 1 by
+   more than :data:`MATCHED_TOLERANCE` (LUMOS with a PSF far from its training) takes the matched
+   filter's times that median. The aperture (:data:`OWN_CORRECTION`) takes its own.
 
-:func:`lumos_ops.flux_correction.apply_flux_correction` then divides each method's fluxes, errors and
-LUMOS likelihoods by the factor at each target's ``A``: a change of flux unit, recorded in the
-column ``aperture_correction``. It corrects what the targets of one exposure share (the PSF model's
-error, and the catalogue models' mean error over the exposure's galaxies), not one galaxy's own
-departure from its model. It is off unless the survey asks for it (``"aperture_correction": true``,
-:attr:`lumos_ops.survey.Survey.aperture_correction`) or ``measure_exposure(aperture_correction=True)``,
-and a survey that corrects its exposures with their stars' PSF (``psf_flux_correction``) keeps that one.
+:func:`lumos_ops.flux_correction.apply_flux_correction` then divides each method's finished fluxes,
+errors and LUMOS likelihoods by the factor at each target's ``A``: a change of flux unit, recorded in
+the column ``aperture_correction``. It corrects what the targets of one exposure share (the PSF
+model's error, and the catalogue models' mean error over the exposure's galaxies), not one galaxy's
+own departure from its model. It is on by default (:attr:`lumos_ops.survey.Survey.aperture_correction`;
+``measure_exposure(aperture_correction=False)`` turns it off), and a survey that corrects its
+exposures with their stars' PSF (``psf_flux_correction``) keeps that one instead.
 """
 
 from __future__ import annotations
@@ -79,13 +74,13 @@ log = logging.getLogger(__name__)
 
 REFERENCE_LIGHT_FRACTION: float = 0.98
 """Model light held by the reference aperture. Noiselessly (Sérsic and bulge + disk + knots galaxies,
-Kolmogorov, Gaussian and Moffat beta 2.5 PSFs read through the Moffat beta 3.5 model) it reads
-0.986-1.033 of the true flux where the optimal weights read 0.925-1.144; 0.98 reads 0.994-1.013 but
-its aperture is twice as large and reaches the background annulus."""
+Kolmogorov, Gaussian and Moffat beta 2.5 and 3.5 PSFs read through the Moffat beta 3.5 model) it reads
+0.994-1.013 of the true flux where the optimal weights read 0.925-1.144 (0.95 reads 0.986-1.033 in an
+aperture of half the area; on compact galaxies with a beta 2.5 PSF it left 3 %)."""
 
 MIN_CALIBRATOR_SNR: float = 40.0
-"""Least SNR (the method's ``flux / flux_err``) of a calibrator: its large aperture, about twice as
-noisy as the matched filter, then reads its flux to about 5 %."""
+"""Least SNR (the estimator's ``flux / flux_err_stat``) of a calibrator: its large aperture, about 2.7
+times as noisy as the matched filter, then reads its flux to about 6 %."""
 
 MAX_APERTURE_CORRECTION: float = 0.2
 """Largest correction applied, ``|factor - 1|``. A PSF of another profile than the model's at the same
@@ -94,6 +89,7 @@ FWHM moves fluxes by up to about 12 % (a Gaussian, noiselessly; more for compact
 (a warning names the exposure)."""
 
 MIN_CALIBRATORS: int = MIN_CORRECTION_GALAXIES
+"""Fewest calibrators from which a correction is applied."""
 
 MATCHED_TOLERANCE: float = 0.02
 """A model-weighted method whose median flux over the matched filter's, on the calibrators, lies within
@@ -110,7 +106,6 @@ the model (the optimal sum, the profile fit, LUMOS anchored on its matched filte
 the matched filter's ratio, the least noisy (on two simulated CCDs LUMOS's own ratio to the
 reference left its bright-end sigma68 at 1.07 times the optimal sum's, through the matched filter
 0.99). The aperture reads the model's wings through another weighting: its own ratio."""
-"""Fewest calibrators from which a correction is applied."""
 
 MIN_REFERENCE_LIGHT: float = 0.9 * REFERENCE_LIGHT_FRACTION
 """Least model light on the reference aperture's usable pixels (masks and other sources leave
