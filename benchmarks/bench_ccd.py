@@ -26,9 +26,10 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
   stack and 150 GalSim galaxies measured by every method (docs/likelihood.md §14). The CCD then
   also holds ``--stars`` bright stars (i = 17-19), catalogued as unresolved targets (``r50``
   0.02 arcsec), as a catalogue that lists its field's stars has them;
-* ``aperture correction``: the reference apertures (98 % of the model light) and matched filter of
-  every target and the fit of the factors (``lumos_ops.aperture_correction``, on by default;
-  docs/likelihood.md §16);
+* ``aperture correction``: the reference apertures (98 % of the model light) of every target
+  (``lumos_ops.aperture_correction.chunk_reference``, on by default; docs/likelihood.md §16), and the
+  matched filter when no ``optimal`` method has computed it; ``aperture fit``: the fit of the factors
+  (``measure_aperture_corrections``);
 * ``apply errors``: ``apply_error_scale`` of every method and chunk;
 * ``other``: the rest of ``measure_exposure`` (routing, concatenating the long table).
 
@@ -77,7 +78,7 @@ from lumos_ops.io.exposure import read_exposure  # noqa: E402
 
 METHODS = ("aperture", "optimal", "modelfit", "lumos")
 STEPS = ("read", "stamps", "render", "detection", "wing light", "neighbours", "wide stamps", "background", *METHODS, "calibration",
-         "flux correction", "aperture correction", "apply errors", "other")
+         "flux correction", "aperture correction", "aperture fit", "apply errors", "other")
 TARGET_S = 3.0
 
 
@@ -141,10 +142,10 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
         (calibration_module, "apply_error_scale", timer.wrap("apply errors", calibration_module.apply_error_scale)),
         (flux_correction_module, "measure_flux_corrections",
          timer.wrap("flux correction", flux_correction_module.measure_flux_corrections, absorb=True)),
-        (aperture_correction_module, "reference_fluxes",
-         timer.wrap("aperture correction", aperture_correction_module.reference_fluxes, absorb=True)),
+        (aperture_correction_module, "chunk_reference",
+         timer.wrap("aperture correction", aperture_correction_module.chunk_reference)),
         (aperture_correction_module, "measure_aperture_corrections",
-         timer.wrap("aperture correction", aperture_correction_module.measure_aperture_corrections, absorb=True)),
+         timer.wrap("aperture fit", aperture_correction_module.measure_aperture_corrections, absorb=True)),
         (context_cls, "photometry_inputs", timed_prop),
     ]
     saved = [(obj, attr, obj.__dict__[attr] if isinstance(obj, type) else getattr(obj, attr)) for obj, attr, _ in patches]

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REFERENCE_LIGHT_FRACTION", "MIN_CALIBRATOR_SNR", "MIN_CALIBRATORS", "MAX_APERTURE_CORRECTION",
            "BAD_CALIBRATOR_FLAGS", "OWN_CORRECTION", "MATCHED_TOLERANCE", "matched_rows",
-           "reference_fluxes", "calibrators", "ratio_weights", "measure_aperture_corrections"]
+           "reference_fluxes", "chunk_reference", "calibrators", "ratio_weights", "measure_aperture_corrections"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ MAX_APERTURE_CORRECTION: float = 0.2
 FWHM moves fluxes by up to about 12 % (a Gaussian, noiselessly; more for compact galaxies); beyond
 20 % the PSF FWHM or the catalogue is wrong, or the apertures are crowded, and nothing is corrected
 (a warning names the exposure)."""
+
+BOOTSTRAP_PAIRS: int = 5_000
+"""Pairs the Theil-Sen slope of each bootstrap resample takes at most (an exposure may hold a thousand
+calibrators: all pairs of every resample cost a second per CCD; the slope's error needs fewer)."""
 
 MIN_CALIBRATORS: int = MIN_CORRECTION_GALAXIES
 """Fewest calibrators from which a correction is applied."""
@@ -125,20 +129,25 @@ def reference_fluxes(ctx: TargetContext, *, chunk_size: int = 512) -> pd.DataFra
     of :func:`~lumos_ops.photometry.aperture.elliptical_aperture_photometry`; fluxes e-/s), and the
     matched filter's (the optimal weighted sum's ``flux``, ``flux_err`` and ``flag`` on the same
     cutouts, before any error calibration) as ``matched_flux``, ``matched_flux_err``, ``matched_flag``."""
-    from lumos_ops.photometry.aperture import elliptical_aperture_photometry
-    from lumos_ops.photometry.optimal import optimal_photometry
-
-    parts = []
-    for start in range(0, ctx.n, chunk_size):
-        sub = ctx.take(slice(start, min(start + chunk_size, ctx.n)))
-        frame = elliptical_aperture_photometry(sub.photometry_inputs, light_fraction=REFERENCE_LIGHT_FRACTION)
-        frame["flag"] = frame["flag"].to_numpy(np.int64) | sub.base_flags
-        matched = optimal_photometry(sub.photometry_inputs)
-        frame["matched_flux"] = matched["flux"].to_numpy(np.float64)
-        frame["matched_flux_err"] = matched["flux_err"].to_numpy(np.float64)
-        frame["matched_flag"] = matched["flag"].to_numpy(np.int64) | sub.base_flags
-        parts.append(frame)
+    parts = [chunk_reference(ctx.take(slice(start, min(start + chunk_size, ctx.n))))
+             for start in range(0, ctx.n, chunk_size)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flux", "flux_err", "flag"])
+
+
+def chunk_reference(ctx: TargetContext) -> pd.DataFrame:
+    """:func:`reference_fluxes` of one context, on its cached wide cutouts and matched filter
+    (``ctx.photometry_inputs``, :func:`lumos_ops.photometry.optimal.cached_optimal`): called on the
+    chunks the methods have just measured, it costs the large apertures alone."""
+    from lumos_ops.photometry.aperture import elliptical_aperture_photometry
+    from lumos_ops.photometry.optimal import cached_optimal
+
+    frame = elliptical_aperture_photometry(ctx.photometry_inputs, light_fraction=REFERENCE_LIGHT_FRACTION)
+    frame["flag"] = frame["flag"].to_numpy(np.int64) | ctx.base_flags
+    matched = cached_optimal(ctx)
+    frame["matched_flux"] = matched["flux"].to_numpy(np.float64)
+    frame["matched_flux_err"] = matched["flux_err"].to_numpy(np.float64)
+    frame["matched_flag"] = matched["flag"].to_numpy(np.int64) | ctx.base_flags
+    return frame
 
 
 def matched_rows(reference: pd.DataFrame) -> pd.DataFrame:
@@ -240,7 +249,8 @@ def _correction(ctx: TargetContext, name: str, result: pd.DataFrame, reference: 
     ratio = result["flux"].to_numpy(np.float64)[use] / reference["flux"].to_numpy(np.float64)[use]
     correction = dataclasses.replace(fit_correction(name, ratio, min_galaxies=min_calibrators, seed=seed,
                                                     log_area=log_area[use],
-                                                    weights=ratio_weights(result, reference)[use]),
+                                                    weights=ratio_weights(result, reference)[use],
+                                                    bootstrap_pairs=BOOTSTRAP_PAIRS),
                                      star_psf=False)
     extremes = correction.ratio + correction.slope * np.asarray(correction.log_area_span)
     worst = float(extremes[np.argmax(np.abs(extremes - 1.0))])

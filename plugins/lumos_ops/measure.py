@@ -328,25 +328,19 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
 
 
 def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]],
-                        chunk_size: int) -> dict[str, list[pd.DataFrame]]:
+                        reference: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
     """Every method's finished rows on the scale of the targets' large apertures
     (:mod:`lumos_ops.aperture_correction`), with the columns ``aperture_correction`` (the factor),
     ``reference_flux`` / ``reference_flux_err`` (the reference aperture's, e-/s, not divided) and
     ``aperture_calibrator`` (whether the target calibrated the factor: the matched filter's for the
-    model-weighted methods, the method's own for the aperture)."""
-    from lumos_ops.aperture_correction import (
-        OWN_CORRECTION,
-        calibrators,
-        matched_rows,
-        measure_aperture_corrections,
-        reference_fluxes,
-    )
+    model-weighted methods, the method's own for the aperture). ``reference``: the chunks'
+    :func:`~lumos_ops.aperture_correction.chunk_reference`, in the order of ``ctx``'s targets."""
+    from lumos_ops.aperture_correction import OWN_CORRECTION, calibrators, matched_rows, measure_aperture_corrections
     from lumos_ops.flux_correction import apply_flux_correction
     from lumos_ops.noise_calibration import context_model_area
 
     results = {name: pd.concat(rows, ignore_index=True) for name, rows in parts.items() if rows}
-    reference = reference_fluxes(ctx, chunk_size=chunk_size)
-    corrections = measure_aperture_corrections(ctx, results, chunk_size=chunk_size, reference=reference)
+    corrections = measure_aperture_corrections(ctx, results, reference=reference)
     area = context_model_area(ctx)
     for name, correction in corrections.items():
         if correction.reliable:
@@ -537,6 +531,9 @@ def measure_exposure(
         corrections = measure_flux_corrections(exposure, catalog, x, y, instances, stamp_size=stamp_size,
                                                chunk_size=chunk_size, mask_other_sources=mask_other_sources)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
+    aperture_corrected = corrections is None and ctx.n and (
+        survey.aperture_correction if aperture_correction is None else aperture_correction)
+    references: list[pd.DataFrame] = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -546,6 +543,10 @@ def measure_exposure(
     try:
         for chunk in _chunks(ctx.n, chunk_size):
             sub = ctx.take(chunk)
+            if aperture_corrected:
+                from lumos_ops.aperture_correction import chunk_reference
+
+                references.append(chunk_reference(sub))
             for name, method in instances.items():
                 result = _check_result(name, method.measure(sub), sub.n)
                 if corrections is not None:
@@ -583,8 +584,8 @@ def measure_exposure(
     finally:
         if bar is not None:
             bar.close()
-    if corrections is None and ctx.n and (survey.aperture_correction if aperture_correction is None else aperture_correction):
-        parts = _aperture_corrected(ctx, parts, chunk_size)
+    if aperture_corrected:
+        parts = _aperture_corrected(ctx, parts, pd.concat(references, ignore_index=True))
     frames = []
     for name in methods:
         result = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=["flux", "flux_err", "flag"])
