@@ -1,7 +1,7 @@
 """One PAUS CCD (4096 x 2048 px, 2,500 catalogue targets) measured with the four methods: CPU time per step.
 
 Run as ``.venv/bin/python benchmarks/bench_ccd.py [--n 2500] [--repeat 3] [--no-lumos] [--no-sep] [--no-neighbours]
-[--flux-correction]``.
+[--flux-correction] [--no-aperture-correction]``.
 
 The machine is shared, so every figure is **CPU time** of this process (``time.process_time``) on
 one thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``), the minimum over
@@ -171,7 +171,8 @@ def with_stars(catalog: Any, n: int, *, shape: tuple[int, int], seed: int) -> An
 
 
 def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[str, Any],
-            neighbours: bool = True, flux_correction: bool = False) -> tuple[dict[str, float], Any]:
+            neighbours: bool = True, flux_correction: bool = False,
+            aperture_correction: bool = True) -> tuple[dict[str, float], Any]:
     """One timed ``read_exposure`` + ``measure_exposure``; CPU seconds per step and the result table."""
     timer = StepTimer()
     start = time.process_time()
@@ -180,7 +181,8 @@ def run_job(path: str, catalog: Any, methods: tuple[str, ...], instances: dict[s
     with instrumented(timer, instances):
         start = time.process_time()
         table = measure_module.measure_exposure(exposure, catalog, methods=list(methods), neighbours=neighbours,
-                                                flux_correction=flux_correction)
+                                                flux_correction=flux_correction,
+                                                aperture_correction=aperture_correction)
         job = time.process_time() - start
     seconds = dict(timer.seconds)
     seconds["other"] = job - sum(v for k, v in seconds.items() if k != "read")
@@ -260,6 +262,9 @@ def main() -> None:
                         help="measure without the joint fit of catalogued neighbours (docs/neighbours.md)")
     parser.add_argument("--flux-correction", action="store_true",
                         help="measure with the per-exposure PSF flux correction (docs/likelihood.md §14)")
+    parser.add_argument("--no-aperture-correction", action="store_true",
+                        help="measure without the aperture correction from the targets (on by default; "
+                             "docs/likelihood.md §16)")
     parser.add_argument("--stars", type=int, default=60,
                         help="bright stars added to the CCD and its catalogue with --flux-correction (default 60)")
     args = parser.parse_args()
@@ -285,7 +290,8 @@ def main() -> None:
         runs = []
         for _ in range(args.repeat):
             seconds, table = run_job(path, catalog, methods, instances, neighbours=not args.no_neighbours,
-                                     flux_correction=args.flux_correction)
+                                     flux_correction=args.flux_correction,
+                                     aperture_correction=not args.no_aperture_correction)
             runs.append(seconds)
         best = {step: min(r.get(step, 0.0) for r in runs) for step in (*STEPS, "total")}
         n_on = int((table["method"] == methods[0]).sum())
