@@ -347,13 +347,14 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
             log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)",
                      ctx.exposure.path, name, correction.ratio, correction.ratio_err, correction.n_galaxies,
                      correction.slope)
+    matched = calibrators(ctx, reference, matched_rows(reference))
     out: dict[str, list[pd.DataFrame]] = {name: [] for name in parts}
     for name, result in results.items():
         corrected = apply_flux_correction(result, corrections[name], area=area, column="aperture_correction")
+        used = calibrators(ctx, reference, result) if name in OWN_CORRECTION else matched
         out[name] = [corrected.assign(reference_flux=reference["flux"].to_numpy(np.float64),
                                       reference_flux_err=reference["flux_err"].to_numpy(np.float64),
-                                      aperture_calibrator=calibrators(
-                                          ctx, reference, result if name in OWN_CORRECTION else matched_rows(reference)))]
+                                      aperture_calibrator=used)]
     return out
 
 
