@@ -12,7 +12,7 @@ import pytest
 
 from lumos_ops.aperture_correction import MIN_CALIBRATORS, calibrators, measure_aperture_corrections, reference_fluxes
 from lumos_ops.bench.synthetic import SyntheticExposure
-from lumos_ops.exceptions import BadInputError
+from lumos_ops.exceptions import BadInputError, LumosValueError
 from lumos_ops.io.exposure import read_exposure
 from lumos_ops.measure import measure_exposure, prepare_targets
 from lumos_ops.survey import Survey, paus_survey
@@ -79,6 +79,16 @@ def test_the_targets_large_apertures_take_out_a_wrong_psf_profile(tmp_path, psf_
         for column in ("flux_err", "flux_err_stat"):
             np.testing.assert_allclose(rows[column].to_numpy() * factors, old[column].to_numpy(), rtol=1e-6)
         np.testing.assert_allclose(rows["floor_rho"].to_numpy(), old["floor_rho"].to_numpy(), rtol=1e-9)
+    # the same correction from the recorded columns: what pools several exposures of one PSF
+    from lumos_ops.aperture_correction import CALIBRATION_COLUMNS, correct_pooled
+
+    columns = measure_exposure(exposure, catalog, methods=methods, aperture_correction="columns")
+    assert set(CALIBRATION_COLUMNS) <= set(columns) and "aperture_correction" not in columns
+    np.testing.assert_allclose(columns["flux"].to_numpy(), plain["flux"].to_numpy())
+    pooled = correct_pooled(columns.assign(exposure="one"), "exposure")
+    np.testing.assert_allclose(pooled["flux"].to_numpy(), corrected["flux"].to_numpy(), rtol=1e-9)
+    with pytest.raises(LumosValueError, match="aperture_correction='maybe'"):
+        measure_exposure(exposure, catalog, methods=methods, aperture_correction="maybe")
 
 
 def test_a_right_psf_model_gets_no_correction_beyond_the_noise(tmp_path):
@@ -140,3 +150,50 @@ def test_lumos_goes_through_the_matched_filters_factor_and_its_whole_likelihood_
     np.testing.assert_allclose(after.mu * factor["lumos"][:, None], before.mu, rtol=1e-6)
     np.testing.assert_allclose(after.sigma * factor["lumos"][:, None], before.sigma, rtol=1e-6)
     assert abs(float(np.median(new["flux"].to_numpy() / flux)) - 1.0) < 0.03
+
+
+def _calibration_rows(ratio: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """Rows of one model-weighted method whose matched filter reads ``ratio`` of the reference, every
+    one a calibrator at SNR 100-300."""
+    rng = np.random.default_rng(seed)
+    flux = rng.uniform(300.0, 900.0, ratio.size)
+    err = flux / rng.uniform(100.0, 300.0, ratio.size)
+    return pd.DataFrame({"flux": flux, "flux_err": err, "flux_err_stat": err, "flag": 0,
+                         "reference_flux": flux / ratio, "reference_flux_err": 2.7 * err, "matched_flux": flux,
+                         "matched_flux_err": err, "model_area": rng.uniform(40.0, 60.0, ratio.size),
+                         "aperture_calibrator": True})
+
+
+def test_a_reference_that_caught_another_sources_light_does_not_set_the_factor():
+    """Forty calibrators read 1.05 of their references; one reference aperture also holds a star (20
+    times the galaxy's flux). The ratio's weight scales with the estimator's flux, not the
+    reference's: the star's calibrator counts as one of 41, and the factor stays 1.05."""
+    rng = np.random.default_rng(3)
+    ratio = 1.05 + 0.01 * rng.standard_normal(41)
+    ratio[7] = 0.05
+    from lumos_ops.aperture_correction import fit_aperture_corrections
+
+    corrections = fit_aperture_corrections({"optimal": _calibration_rows(ratio)}, label="test")
+    assert corrections["optimal"].reliable
+    assert corrections["optimal"].ratio == pytest.approx(1.05, abs=0.005)
+
+
+def test_pooled_rows_are_corrected_per_group_and_keep_their_order():
+    """``correct_pooled``: each frame's rows get their own fit (two frames, 1.04 and 0.97), the
+    table's rows stay in order, the internal columns go; a table measured without the columns is
+    refused with the option that records them."""
+    from lumos_ops.aperture_correction import correct_pooled
+    from lumos_ops.exceptions import LumosValueError
+
+    rng = np.random.default_rng(4)
+    a = _calibration_rows(1.04 + 0.005 * rng.standard_normal(40), seed=1).assign(frame="a", method="optimal")
+    b = _calibration_rows(0.97 + 0.005 * rng.standard_normal(40), seed=2).assign(frame="b", method="optimal")
+    table = pd.concat([a, b]).sample(frac=1.0, random_state=5).reset_index(drop=True)
+    out = correct_pooled(table, "frame")
+    assert list(out["frame"]) == list(table["frame"])
+    assert np.allclose(out["flux"] * out["aperture_correction"], table["flux"])
+    factor = out.groupby("frame")["aperture_correction"].median()
+    assert factor["a"] == pytest.approx(1.04, abs=0.005) and factor["b"] == pytest.approx(0.97, abs=0.005)
+    assert "matched_flux" not in out and "model_area" not in out and "aperture_calibrator" in out
+    with pytest.raises(LumosValueError, match="aperture_correction='columns'"):
+        correct_pooled(table.drop(columns=["model_area"]), "frame")

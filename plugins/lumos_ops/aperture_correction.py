@@ -53,22 +53,31 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lumos_ops.constants import ANNULUS_RADII
+from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
-from lumos_ops.flux_correction import MIN_CORRECTION_GALAXIES, FluxCorrection, fit_correction, weighted_median
+from lumos_ops.flux_correction import (
+    MIN_CORRECTION_GALAXIES,
+    FluxCorrection,
+    apply_flux_correction,
+    fit_correction,
+    weighted_median,
+)
+from lumos_ops.photometry.error_floor import statistical_error
 
 if TYPE_CHECKING:
     from lumos_ops.target_context import TargetContext
 
 __all__ = ["REFERENCE_LIGHT_FRACTION", "MIN_CALIBRATOR_SNR", "MIN_CALIBRATORS", "MAX_APERTURE_CORRECTION",
-           "BAD_CALIBRATOR_FLAGS", "OWN_CORRECTION", "MATCHED_TOLERANCE", "matched_rows",
-           "reference_fluxes", "chunk_reference", "calibrators", "ratio_weights", "measure_aperture_corrections"]
+           "BAD_CALIBRATOR_FLAGS", "OWN_CORRECTION", "MATCHED_TOLERANCE", "CALIBRATION_COLUMNS", "matched_rows",
+           "reference_fluxes", "chunk_reference", "calibrators", "ratio_weights", "calibration_columns",
+           "measure_aperture_corrections", "fit_aperture_corrections", "apply_aperture_corrections", "correct_pooled"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +132,11 @@ BAD_CALIBRATOR_FLAGS: int = int(Flag.OFF_IMAGE | Flag.EDGE | Flag.MASKED | Flag.
                                 | Flag.FIT_FAILED | Flag.BLENDED)
 """A target with any of these flags in its method's or its reference measurement calibrates nothing."""
 
+CALIBRATION_COLUMNS: tuple[str, ...] = ("reference_flux", "reference_flux_err", "matched_flux", "matched_flux_err",
+                                        "model_area", "aperture_calibrator")
+"""The columns :func:`calibration_columns` adds to a method's rows, from which
+:func:`fit_aperture_corrections` fits its correction."""
+
 
 def reference_fluxes(ctx: TargetContext, *, chunk_size: int = 512) -> pd.DataFrame:
     """The reference aperture's measurement of every target of ``ctx`` (one row per target, the columns
@@ -163,7 +177,7 @@ def calibrators(ctx: TargetContext, reference: pd.DataFrame, result: pd.DataFram
     """Boolean (n,): the targets whose ``result`` (one method's rows, the order of ``ctx``) and
     ``reference`` rows may calibrate the method's correction (module docstring, step 2)."""
     flux = result["flux"].to_numpy(np.float64)
-    err = _statistical(result)
+    err = statistical_error(result)
     ref = reference["flux"].to_numpy(np.float64)
     flags = result["flag"].to_numpy(np.int64) | reference["flag"].to_numpy(np.int64)
     semi_major = reference["aperture_a"].to_numpy(np.float64)
@@ -175,91 +189,152 @@ def calibrators(ctx: TargetContext, reference: pd.DataFrame, result: pd.DataFram
                 & (semi_major <= ANNULUS_RADII[0] - ANNULUS_MARGIN_PX) & (light >= MIN_REFERENCE_LIGHT))
 
 
-def _statistical(result: pd.DataFrame) -> np.ndarray:
-    from lumos_ops.photometry.error_floor import statistical_error
-
-    return statistical_error(result)
-
-
-def ratio_weights(result: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
-    """Inverse variance of ``flux / reference`` per target: the reference's variance beyond the
-    method's (the matched filter's noise is nearly all shared by the larger aperture), over the
-    reference flux squared; floored at a tenth of the reference's own variance."""
-    ref = reference["flux"].to_numpy(np.float64)
-    ref_var = reference["flux_err"].to_numpy(np.float64) ** 2
-    extra = np.maximum(ref_var - _statistical(result) ** 2, 0.1 * ref_var)
+def ratio_weights(flux: np.ndarray, flux_err: np.ndarray, reference_flux_err: np.ndarray) -> np.ndarray:
+    """Inverse variance of ``flux / reference`` per target, from the estimator's flux and its error
+    before the floor and the reference's error (e-/s): the reference's variance beyond the estimator's
+    (the matched filter's noise is nearly all shared by the larger aperture), over the flux squared;
+    floored at a tenth of the reference's own variance. The estimator's flux, not the reference's, sets
+    the scale: a reference that caught another source's light reads high, and would otherwise weigh
+    the most."""
+    ref_var = np.asarray(reference_flux_err, dtype=np.float64) ** 2
+    extra = np.maximum(ref_var - np.asarray(flux_err, dtype=np.float64) ** 2, 0.1 * ref_var)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return ref**2 / extra
+        return np.asarray(flux, dtype=np.float64) ** 2 / extra
+
+
+def calibration_columns(ctx: TargetContext, reference: pd.DataFrame, result: pd.DataFrame, *,
+                        name: str) -> dict[str, np.ndarray]:
+    """What :func:`fit_aperture_corrections` needs of method ``name``'s rows ``result`` (the order of
+    ``ctx``'s targets), besides their ``flux``, ``flux_err_stat`` and ``flag`` (:data:`CALIBRATION_COLUMNS`):
+    the reference aperture's flux and error and the matched filter's (e-/s, not corrected), the target
+    model's matched-filter area (pixels) and whether the target calibrates the method's factor (the
+    method's own calibrators for :data:`OWN_CORRECTION`, the matched filter's for the others)."""
+    from lumos_ops.noise_calibration import context_model_area
+
+    own = name in OWN_CORRECTION
+    return {"reference_flux": reference["flux"].to_numpy(np.float64),
+            "reference_flux_err": reference["flux_err"].to_numpy(np.float64),
+            "matched_flux": reference["matched_flux"].to_numpy(np.float64),
+            "matched_flux_err": reference["matched_flux_err"].to_numpy(np.float64),
+            "model_area": context_model_area(ctx),
+            "aperture_calibrator": calibrators(ctx, reference, result if own else matched_rows(reference))}
 
 
 def measure_aperture_corrections(ctx: TargetContext, results: Mapping[str, pd.DataFrame], *,
                                  chunk_size: int = 512, seed: int = 0, min_calibrators: int = MIN_CALIBRATORS,
                                  reference: pd.DataFrame | None = None) -> dict[str, FluxCorrection]:
     """The aperture correction of every method of ``results`` (method name -> its rows, in the order
-    of ``ctx``'s targets) on one exposure (module docstring): a
-    :class:`~lumos_ops.flux_correction.FluxCorrection` whose ``ratio`` is the weighted median flux over
-    the reference aperture's at the calibrators' mean ``ln A``; ``star_psf`` is False (no stars
-    involved). The model-weighted methods share the matched filter's (:data:`OWN_CORRECTION` keep
-    their own). ``reference``: :func:`reference_fluxes` of ``ctx``, when already measured."""
-    from lumos_ops.noise_calibration import context_model_area
-
+    of ``ctx``'s targets) on one exposure (module docstring): :func:`fit_aperture_corrections` of the
+    rows with their :func:`calibration_columns`. ``reference``: :func:`reference_fluxes` of ``ctx``,
+    when already measured."""
     if reference is None:
         reference = reference_fluxes(ctx, chunk_size=chunk_size)
-    log_area = np.log(context_model_area(ctx))
+    rows = {name: result.assign(**calibration_columns(ctx, reference, result, name=name))
+            for name, result in results.items()}
+    return fit_aperture_corrections(rows, label=str(ctx.exposure.path), seed=seed, min_calibrators=min_calibrators)
+
+
+def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str = "", seed: int = 0,
+                             min_calibrators: int = MIN_CALIBRATORS) -> dict[str, FluxCorrection]:
+    """The aperture correction of every method of ``results`` (method name -> its rows with their
+    ``flux``, ``flux_err`` (``flux_err_stat`` where floored), ``flag`` and :data:`CALIBRATION_COLUMNS`)
+    from the calibrators among those rows (module docstring, steps 3-4): a
+    :class:`~lumos_ops.flux_correction.FluxCorrection` whose ``ratio`` is the weighted median flux over
+    the reference aperture's at the calibrators' mean ``ln A``; ``star_psf`` is False (no stars
+    involved). The rows may be one exposure's (:func:`measure_aperture_corrections`) or several
+    exposures' that share one PSF (:func:`correct_pooled`). ``label`` names them in the log."""
     matched = None
     out = {}
-    for name in results:
-        if name not in OWN_CORRECTION:
-            if matched is None:
-                matched = _correction(ctx, "matched filter", matched_rows(reference), reference, log_area,
-                                      seed=seed, min_calibrators=min_calibrators)
-            out[name] = _through_matched(ctx, name, results[name], reference, matched, min_calibrators=min_calibrators)
-        else:
-            out[name] = _correction(ctx, name, results[name], reference, log_area, seed=seed,
-                                    min_calibrators=min_calibrators)
+    for name, rows in results.items():
+        if name in OWN_CORRECTION:
+            out[name] = _correction(label, name, rows["flux"].to_numpy(np.float64), statistical_error(rows), rows,
+                                    seed=seed, min_calibrators=min_calibrators)
+            continue
+        if matched is None:
+            matched = _correction(label, "matched filter", rows["matched_flux"].to_numpy(np.float64),
+                                  rows["matched_flux_err"].to_numpy(np.float64), rows, seed=seed,
+                                  min_calibrators=min_calibrators)
+        out[name] = _through_matched(name, rows, matched, min_calibrators=min_calibrators)
+    for name, correction in out.items():
+        log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)%s", label, name,
+                 correction.ratio, correction.ratio_err, correction.n_galaxies, correction.slope,
+                 "" if correction.reliable else ", not applied")
     return out
 
 
-def _through_matched(ctx: TargetContext, name: str, result: pd.DataFrame, reference: pd.DataFrame,
-                     matched: FluxCorrection, *, min_calibrators: int) -> FluxCorrection:
+def apply_aperture_corrections(results: Mapping[str, pd.DataFrame],
+                               corrections: Mapping[str, FluxCorrection]) -> dict[str, pd.DataFrame]:
+    """Every method's rows (with ``model_area``) divided by its correction at each target's area
+    (:func:`lumos_ops.flux_correction.apply_flux_correction`; column ``aperture_correction``)."""
+    return {name: apply_flux_correction(rows, corrections[name], area=rows["model_area"].to_numpy(np.float64),
+                                        column="aperture_correction")
+            for name, rows in results.items()}
+
+
+def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 0,
+                   min_calibrators: int = MIN_CALIBRATORS) -> pd.DataFrame:
+    """``measure_exposure(..., aperture_correction="columns")`` rows of several exposures (a long table,
+    one row per target and ``method``), each group of ``by`` (e.g. the copies of one frame that
+    ``lumos inject`` measures one at a time) corrected as one exposure: the factor fitted on the
+    calibrators of all its rows, then applied to them. The result keeps the table's rows and order,
+    drops ``matched_flux``, ``matched_flux_err`` and ``model_area`` and adds ``aperture_correction``."""
+    missing = [c for c in (*CALIBRATION_COLUMNS, "method", "flux", "flux_err", "flag") if c not in table]
+    if missing:
+        raise LumosValueError(f"correct_pooled: the table has no column(s) {', '.join(missing)}; measure it with "
+                              "measure_exposure(..., aperture_correction='columns')")
+    keys = [by] if isinstance(by, str) else list(by)
+    table = table.assign(aperture_calibrator=table["aperture_calibrator"].astype("boolean").fillna(False)
+                         .to_numpy(bool), _row=np.arange(len(table)))
+    parts = []
+    for key, group in table.groupby(keys, sort=False, dropna=False):
+        results = {str(name): rows for name, rows in group.groupby("method", sort=False)}
+        corrections = fit_aperture_corrections(results, label=", ".join(f"{k} {v}" for k, v in zip(keys, np.atleast_1d(key))), seed=seed,
+                                               min_calibrators=min_calibrators)
+        parts.extend(apply_aperture_corrections(results, corrections).values())
+    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err", "model_area"])
+    return out.reset_index(drop=True)
+
+
+def _through_matched(name: str, rows: pd.DataFrame, matched: FluxCorrection, *,
+                     min_calibrators: int) -> FluxCorrection:
     """A model-weighted method's correction: the matched filter's times the method's weighted median
-    flux over the matched filter's on the same calibrators (module docstring, step 3)."""
+    flux over the matched filter's on the same calibrators (module docstring, step 4)."""
     if not matched.reliable:
         return dataclasses.replace(matched, method=name)
-    rows = matched_rows(reference)
-    use = calibrators(ctx, reference, rows) & np.isfinite(result["flux"].to_numpy(np.float64)) & (
-        (result["flag"].to_numpy(np.int64) & BAD_CALIBRATOR_FLAGS) == 0)
+    flux = rows["flux"].to_numpy(np.float64)
+    use = (rows["aperture_calibrator"].to_numpy(bool) & np.isfinite(flux)
+           & ((rows["flag"].to_numpy(np.int64) & BAD_CALIBRATOR_FLAGS) == 0))
     if use.sum() < min_calibrators:
         return dataclasses.replace(matched, method=name, reliable=False)
-    flux = result["flux"].to_numpy(np.float64)[use]
     with np.errstate(divide="ignore", invalid="ignore"):
-        weights = (flux / _statistical(result)[use]) ** 2
+        weights = (flux[use] / statistical_error(rows)[use]) ** 2
     ok = np.isfinite(weights) & (weights > 0)
-    relative = weighted_median(flux[ok] / rows["flux"].to_numpy(np.float64)[use][ok], weights[ok])
+    relative = weighted_median(flux[use][ok] / rows["matched_flux"].to_numpy(np.float64)[use][ok], weights[ok])
     if abs(relative - 1.0) <= MATCHED_TOLERANCE:
         relative = 1.0
     return dataclasses.replace(matched, method=name, ratio=matched.ratio * relative,
                                ratio_err=matched.ratio_err * relative, slope=matched.slope * relative)
 
 
-def _correction(ctx: TargetContext, name: str, result: pd.DataFrame, reference: pd.DataFrame, log_area: np.ndarray,
-                *, seed: int, min_calibrators: int) -> FluxCorrection:
-    """One estimator's correction from its rows ``result`` (module docstring, steps 2-3)."""
-    use = calibrators(ctx, reference, result)
-    ratio = result["flux"].to_numpy(np.float64)[use] / reference["flux"].to_numpy(np.float64)[use]
-    correction = dataclasses.replace(fit_correction(name, ratio, min_galaxies=min_calibrators, seed=seed,
-                                                    log_area=log_area[use],
-                                                    weights=ratio_weights(result, reference)[use],
-                                                    bootstrap_pairs=BOOTSTRAP_PAIRS),
+def _correction(label: str, name: str, flux: np.ndarray, flux_err: np.ndarray, rows: pd.DataFrame, *, seed: int,
+                min_calibrators: int) -> FluxCorrection:
+    """One estimator's correction from its fluxes and errors before the floor (e-/s) on ``rows``
+    (module docstring, step 3)."""
+    use = rows["aperture_calibrator"].to_numpy(bool)
+    ref = rows["reference_flux"].to_numpy(np.float64)
+    weights = ratio_weights(flux, flux_err, rows["reference_flux_err"].to_numpy(np.float64))
+    correction = dataclasses.replace(fit_correction(name, flux[use] / ref[use], min_galaxies=min_calibrators,
+                                                    seed=seed, log_area=np.log(rows["model_area"].to_numpy(np.float64)[use]),
+                                                    weights=weights[use], bootstrap_pairs=BOOTSTRAP_PAIRS),
                                      star_psf=False)
     extremes = correction.ratio + correction.slope * np.asarray(correction.log_area_span)
     worst = float(extremes[np.argmax(np.abs(extremes - 1.0))])
     if correction.reliable and abs(worst - 1.0) > MAX_APERTURE_CORRECTION:
         log.warning("%s: %s reads its targets %.3f of their large-aperture flux, beyond the %.0f %% a model's "
-                    "error can be (crowded apertures, or a wrong PSF FWHM): not corrected", ctx.exposure.path,
-                    name, worst, 100 * MAX_APERTURE_CORRECTION)
+                    "error can be (crowded apertures, or a wrong PSF FWHM): not corrected", label, name, worst,
+                    100 * MAX_APERTURE_CORRECTION)
         correction = dataclasses.replace(correction, reliable=False)
     elif correction.n_galaxies < min_calibrators:
         log.info("%s: %d calibrators for the aperture correction of %s (need %d): not corrected",
-                 ctx.exposure.path, correction.n_galaxies, name, min_calibrators)
+                 label, correction.n_galaxies, name, min_calibrators)
     return correction

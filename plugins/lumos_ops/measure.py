@@ -19,7 +19,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -327,34 +327,30 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]],
-                        reference: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
+def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]], reference: pd.DataFrame, *,
+                        apply: bool = True) -> dict[str, list[pd.DataFrame]]:
     """Every method's finished rows on the scale of the targets' large apertures
     (:mod:`lumos_ops.aperture_correction`), with the columns ``aperture_correction`` (the factor),
     ``reference_flux`` / ``reference_flux_err`` (the reference aperture's, e-/s, not divided) and
     ``aperture_calibrator`` (whether the target calibrated the factor: the matched filter's for the
     model-weighted methods, the method's own for the aperture). ``reference``: the chunks'
-    :func:`~lumos_ops.aperture_correction.chunk_reference`, in the order of ``ctx``'s targets."""
-    from lumos_ops.aperture_correction import OWN_CORRECTION, calibrators, matched_rows, measure_aperture_corrections
-    from lumos_ops.flux_correction import apply_flux_correction
-    from lumos_ops.noise_calibration import context_model_area
+    :func:`~lumos_ops.aperture_correction.chunk_reference`, in the order of ``ctx``'s targets.
+    ``apply`` False: the rows uncorrected, with every column of
+    :data:`~lumos_ops.aperture_correction.CALIBRATION_COLUMNS`, for
+    :func:`~lumos_ops.aperture_correction.correct_pooled`."""
+    from lumos_ops.aperture_correction import apply_aperture_corrections, calibration_columns, fit_aperture_corrections
 
     results = {name: pd.concat(rows, ignore_index=True) for name, rows in parts.items() if rows}
-    corrections = measure_aperture_corrections(ctx, results, reference=reference)
-    area = context_model_area(ctx)
-    for name, correction in corrections.items():
-        if correction.reliable:
-            log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)",
-                     ctx.exposure.path, name, correction.ratio, correction.ratio_err, correction.n_galaxies,
-                     correction.slope)
-    matched = calibrators(ctx, reference, matched_rows(reference))
+    results = {name: result.assign(**calibration_columns(ctx, reference, result, name=name))
+               for name, result in results.items()}
     out: dict[str, list[pd.DataFrame]] = {name: [] for name in parts}
-    for name, result in results.items():
-        corrected = apply_flux_correction(result, corrections[name], area=area, column="aperture_correction")
-        used = calibrators(ctx, reference, result) if name in OWN_CORRECTION else matched
-        out[name] = [corrected.assign(reference_flux=reference["flux"].to_numpy(np.float64),
-                                      reference_flux_err=reference["flux_err"].to_numpy(np.float64),
-                                      aperture_calibrator=used)]
+    if not apply:
+        out.update({name: [result] for name, result in results.items()})
+        return out
+    corrections = fit_aperture_corrections(results, label=str(ctx.exposure.path))
+    internal = ["matched_flux", "matched_flux_err", "model_area"]
+    for name, corrected in apply_aperture_corrections(results, corrections).items():
+        out[name] = [corrected.drop(columns=internal)]
     return out
 
 
@@ -386,7 +382,7 @@ def measure_exposure(
     remove_gradient: bool = True,
     mask_other_sources: bool = True,
     flux_correction: bool | None = None,
-    aperture_correction: bool | None = None,
+    aperture_correction: bool | Literal["columns"] | None = None,
     **method_options: Any,
 ) -> pd.DataFrame:
     """Measure every catalogue target on one exposure with one or more methods.
@@ -463,11 +459,14 @@ def measure_exposure(
         injected into its blank sky (:mod:`lumos_ops.flux_correction`); column ``flux_correction``
         (the factor, 1 where it is not significant or the exposure has too few stars). None: the
         survey's ``psf_flux_correction``.
-    aperture_correction : bool or None, keyword-only
+    aperture_correction : bool, "columns" or None, keyword-only
         Put every method's finished fluxes (LUMOS: its whole likelihood) on the scale of the targets'
         own large apertures, measured on the exposure's bright isolated targets
         (:mod:`lumos_ops.aperture_correction`); column ``aperture_correction``. Not with the star-PSF
         ``flux_correction``, which takes precedence. None: the survey's ``aperture_correction``.
+        ``"columns"``: the rows uncorrected, with what the correction is fitted from
+        (:data:`~lumos_ops.aperture_correction.CALIBRATION_COLUMNS`), to correct several exposures that
+        share one PSF as one (:func:`~lumos_ops.aperture_correction.correct_pooled`).
     **method_options
         Passed to the constructor of every method that accepts them (e.g. ``model=`` for LUMOS);
         an option no method accepts is an error.
@@ -481,6 +480,9 @@ def measure_exposure(
         prepared and measured, so a field-wide catalogue costs little per CCD.
     """
     methods = list(dict.fromkeys(methods))
+    if aperture_correction not in (None, True, False, "columns"):
+        raise LumosValueError(f"aperture_correction={aperture_correction!r}: give True, False, 'columns' or None "
+                              "(the survey's setting)")
     if not methods:
         raise LumosValueError("methods must name at least one photometry method")
     if chunk_size < 1:
@@ -586,7 +588,8 @@ def measure_exposure(
         if bar is not None:
             bar.close()
     if aperture_corrected:
-        parts = _aperture_corrected(ctx, parts, pd.concat(references, ignore_index=True))
+        parts = _aperture_corrected(ctx, parts, pd.concat(references, ignore_index=True),
+                                    apply=aperture_corrected != "columns")
     frames = []
     for name in methods:
         result = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=["flux", "flux_err", "flag"])

@@ -235,6 +235,6 @@ def test_inject_can_measure_without_the_aperture_correction(tmp_path):
     assert "aperture_correction" not in pd.read_parquet(tmp_path / "plain" / "injection_table.parquet")
     assert (pd.read_parquet(tmp_path / "ac" / "injection_table.parquet")["aperture_correction"] == 1.0).all()
     report = json.loads((tmp_path / "ac" / "injection_report.json").read_text())
-    assert report["aperture_correction"] is True
+    assert report["aperture_correction"] is True and report["aperture_correction_scope"] == "frame"
     assert report["populations"]["sersic"]["methods"]["aperture"]["aperture_correction"]["corrected_share"] == 0.0
     assert json.loads((tmp_path / "plain" / "injection_report.json").read_text())["aperture_correction"] is False

@@ -78,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aperture-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="put each exposure's fluxes on the scale of its bright isolated targets' large apertures "
                         "(docs/likelihood.md §16), or not (--no-aperture-correction); default: the survey's")
+    p.add_argument("--aperture-correction-per-copy", action="store_true",
+                   help="fit the aperture correction on each frame copy's own calibrators, as if the copy were an "
+                        "exposure of its few injected targets (default: the copies of one frame are one exposure and "
+                        "share one fit, as a survey exposure's targets do)")
     p.add_argument("--coadd-outlier-fraction", type=float, default=None, metavar="EPS",
                    help="the LUMOS co-adds' prior probability of a bad exposure (docs/likelihood.md §3; default: the "
                         "survey's coadd_outlier_fraction; with --rescore, the run's survey's)")
@@ -155,7 +159,8 @@ def inject_command(args: argparse.Namespace) -> int:
             config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
                                      snr_range=tuple(args.snr_range), psf_profile=args.psf_profile,
                                      psf_from_stars=args.psf_from_stars, spacing=args.spacing,
-                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k, **mapping)
+                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k,
+                                     pool_aperture_correction=not args.aperture_correction_per_copy, **mapping)
             if not args.quiet:
                 print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
             tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
@@ -169,6 +174,7 @@ def inject_command(args: argparse.Namespace) -> int:
                                                     "psf_flux_correction": survey.psf_flux_correction,
                                                     "flux_error_floor": survey.flux_error_floor}
     report["aperture_correction"] = (survey or paus_survey()).aperture_correction
+    report["aperture_correction_scope"] = "copy" if args.aperture_correction_per_copy else "frame"
     report["model"] = _model_record(args.model) if "lumos" in args.methods else None
     table.to_parquet(out / TABLE, index=False)
     _write_report(out, report)

@@ -96,6 +96,12 @@ class InjectionConfig:
         The frame's FWHM is the Moffat FWHM fitted to its stars
         (:func:`lumos_ops.photometry.psf_stars.measure_psf_fwhm`, as a survey's ``from_stars``
         gives it) instead of the second-moment width of :func:`estimate_psf_fwhm`.
+    pool_aperture_correction : bool
+        Where the survey's aperture correction is on (:mod:`lumos_ops.aperture_correction`), fit it
+        once per frame on the calibrators of all the frame's copies (the default): the copies are
+        one exposure whose targets are measured a few at a time, and a survey exposure holds them
+        all (a PAUS CCD about 600 calibrators; a sparse copy of a small frame none). False: each
+        copy is corrected alone, from its own calibrators, as an exposure of its few targets.
     seed : int
     """
 
@@ -110,6 +116,7 @@ class InjectionConfig:
     min_clearance: float = 10.0
     psf_profile: str = "kolmogorov"
     psf_from_stars: bool = False
+    pool_aperture_correction: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -531,7 +538,9 @@ def run_injection(
     from lumos_ops.survey import current_survey
 
     rng = np.random.default_rng(config.seed)
-    pixel_scale = current_survey().pixel_scale if keep_headers else PIXEL_SCALE
+    survey = current_survey()
+    pixel_scale = survey.pixel_scale if keep_headers else PIXEL_SCALE
+    pooled = config.pool_aperture_correction and survey.aperture_correction and not survey.psf_flux_correction
     loaded = load_checkpoint(model, device="cpu")
     training_noise = float(loaded.normalization.pixel_scale)
 
@@ -644,7 +653,9 @@ def run_injection(
             path = Path(tmp.name) / f"real{r:05d}.fits"
             _write(path, image, header)
             catalog = pd.DataFrame(catalog_rows)
-            options = {"model": model} if "lumos" in methods else {}
+            options: dict[str, Any] = {"model": model} if "lumos" in methods else {}
+            if pooled:
+                options["aperture_correction"] = "columns"
             measured = measure_exposure(read_exposure(path), catalog, methods=list(methods), **options)
             measured = measured[measured["ref_id"] < _NEIGHBOUR_ID]
             for rec in measured.to_dict("records"):
@@ -655,6 +666,10 @@ def run_injection(
     truth = pd.DataFrame([r for r in rows if "measurement" not in r])
     meas = pd.DataFrame([r for r in rows if "measurement" in r]).drop(columns=["measurement", "x", "y"])
     out = meas.merge(truth, on="placement", how="inner")
+    if pooled:
+        from lumos_ops.aperture_correction import correct_pooled
+
+        out = correct_pooled(out, "frame", seed=config.seed)
     out.insert(0, "population", config.population)
     out["psf_profile"] = config.psf_profile
     from lumos_ops.lumos.mixture import mixture_quantile
