@@ -160,8 +160,7 @@ def _calibration_rows(ratio: np.ndarray, seed: int = 0) -> pd.DataFrame:
     err = flux / rng.uniform(100.0, 300.0, ratio.size)
     return pd.DataFrame({"flux": flux, "flux_err": err, "flux_err_stat": err, "flag": 0,
                          "reference_flux": flux / ratio, "reference_flux_err": 2.7 * err, "matched_flux": flux,
-                         "matched_flux_err": err, "model_area": rng.uniform(40.0, 60.0, ratio.size),
-                         "aperture_calibrator": True})
+                         "matched_flux_err": err, "aperture_calibrator": True})
 
 
 def test_a_reference_that_caught_another_sources_light_does_not_set_the_factor():
@@ -194,6 +193,6 @@ def test_pooled_rows_are_corrected_per_group_and_keep_their_order():
     assert np.allclose(out["flux"] * out["aperture_correction"], table["flux"])
     factor = out.groupby("frame")["aperture_correction"].median()
     assert factor["a"] == pytest.approx(1.04, abs=0.005) and factor["b"] == pytest.approx(0.97, abs=0.005)
-    assert "matched_flux" not in out and "model_area" not in out and "aperture_calibrator" in out
+    assert "matched_flux" not in out and "aperture_calibrator" in out
     with pytest.raises(LumosValueError, match="aperture_correction='columns'"):
-        correct_pooled(table.drop(columns=["model_area"]), "frame")
+        correct_pooled(table.drop(columns=["reference_flux"]), "frame")

@@ -27,13 +27,16 @@ of a large aperture the same way, an aperture correction measured on each exposu
    least :data:`MIN_REFERENCE_LIGHT` of the model light on usable pixels. Selecting on the
    estimator's own SNR keeps the ratio unbiased: the large aperture's extra noise is nearly
    independent of the matched filter's.
-3. **The fit.** ``flux / reference`` of the calibrators is fitted as in :mod:`lumos_ops.flux_correction`
-   (:func:`~lumos_ops.flux_correction.fit_correction`: the median, and a Theil-Sen slope in the log
-   of the target model's matched-filter area ``A`` where significant), the median weighted by each
-   ratio's inverse variance (the reference's variance beyond the estimator's, over the flux squared:
-   the brightest calibrators count most). It is applied when at least :data:`MIN_CALIBRATORS`
-   targets were usable, it differs from 1 by at least 2 bootstrap standard errors (or the slope was
-   kept), and it stays within :data:`MAX_APERTURE_CORRECTION` of 1 over the calibrators' areas.
+3. **The fit.** One factor per exposure and method: the median of the calibrators' ``flux /
+   reference`` (:func:`~lumos_ops.flux_correction.fit_correction`), weighted by each ratio's inverse
+   variance (the reference's variance beyond the estimator's, over the flux squared: the brightest
+   calibrators count most). No slope in the target's size: on real sky a large aperture also
+   collects light its model does not hold (faint undetected sources, the sky's structure), more
+   the larger it is, and a slope fitted to that moved each galaxy's factor by up to ±5 % and
+   widened the bright galaxies' scatter by half on the real frames
+   (``reports/lumos/aperture-correction``). It is applied when at least :data:`MIN_CALIBRATORS`
+   targets were usable, it differs from 1 by at least 2 bootstrap standard errors, and it stays
+   within :data:`MAX_APERTURE_CORRECTION` of 1.
 4. **Which ratio.** The methods that weigh the pixels with the model (the optimal sum, the profile
    fit, LUMOS, which anchors on its matched filter) take the matched filter's, the least noisy; a
    method whose median flux over the matched filter's on the same calibrators departs from 1 by
@@ -97,10 +100,6 @@ FWHM moves fluxes by up to about 12 % (a Gaussian, noiselessly; more for compact
 20 % the PSF FWHM or the catalogue is wrong, or the apertures are crowded, and nothing is corrected
 (a warning names the exposure)."""
 
-BOOTSTRAP_PAIRS: int = 5_000
-"""Pairs the Theil-Sen slope of each bootstrap resample takes at most (an exposure may hold a thousand
-calibrators: all pairs of every resample cost a second per CCD; the slope's error needs fewer)."""
-
 MIN_CALIBRATORS: int = MIN_CORRECTION_GALAXIES
 """Fewest calibrators from which a correction is applied."""
 
@@ -133,7 +132,7 @@ BAD_CALIBRATOR_FLAGS: int = int(Flag.OFF_IMAGE | Flag.EDGE | Flag.MASKED | Flag.
 """A target with any of these flags in its method's or its reference measurement calibrates nothing."""
 
 CALIBRATION_COLUMNS: tuple[str, ...] = ("reference_flux", "reference_flux_err", "matched_flux", "matched_flux_err",
-                                        "model_area", "aperture_calibrator")
+                                        "aperture_calibrator")
 """The columns :func:`calibration_columns` adds to a method's rows, from which
 :func:`fit_aperture_corrections` fits its correction."""
 
@@ -209,14 +208,11 @@ def calibration_columns(ctx: TargetContext, reference: pd.DataFrame, result: pd.
     the reference aperture's flux and error and the matched filter's (e-/s, not corrected), the target
     model's matched-filter area (pixels) and whether the target calibrates the method's factor (the
     method's own calibrators for :data:`OWN_CORRECTION`, the matched filter's for the others)."""
-    from lumos_ops.noise_calibration import context_model_area
-
     own = name in OWN_CORRECTION
     return {"reference_flux": reference["flux"].to_numpy(np.float64),
             "reference_flux_err": reference["flux_err"].to_numpy(np.float64),
             "matched_flux": reference["matched_flux"].to_numpy(np.float64),
             "matched_flux_err": reference["matched_flux_err"].to_numpy(np.float64),
-            "model_area": context_model_area(ctx),
             "aperture_calibrator": calibrators(ctx, reference, result if own else matched_rows(reference))}
 
 
@@ -240,7 +236,7 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
     ``flux``, ``flux_err`` (``flux_err_stat`` where floored), ``flag`` and :data:`CALIBRATION_COLUMNS`)
     from the calibrators among those rows (module docstring, steps 3-4): a
     :class:`~lumos_ops.flux_correction.FluxCorrection` whose ``ratio`` is the weighted median flux over
-    the reference aperture's at the calibrators' mean ``ln A``; ``star_psf`` is False (no stars
+    the reference aperture's (one factor for every target); ``star_psf`` is False (no stars
     involved). The rows may be one exposure's (:func:`measure_aperture_corrections`) or several
     exposures' that share one PSF (:func:`correct_pooled`). ``label`` names them in the log."""
     matched = None
@@ -256,18 +252,16 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
                                   min_calibrators=min_calibrators)
         out[name] = _through_matched(name, rows, matched, min_calibrators=min_calibrators)
     for name, correction in out.items():
-        log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets (slope %.4f per ln A)%s", label, name,
-                 correction.ratio, correction.ratio_err, correction.n_galaxies, correction.slope,
-                 "" if correction.reliable else ", not applied")
+        log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets%s", label, name, correction.ratio,
+                 correction.ratio_err, correction.n_galaxies, "" if correction.reliable else ", not applied")
     return out
 
 
 def apply_aperture_corrections(results: Mapping[str, pd.DataFrame],
                                corrections: Mapping[str, FluxCorrection]) -> dict[str, pd.DataFrame]:
-    """Every method's rows (with ``model_area``) divided by its correction at each target's area
+    """Every method's rows divided by its correction
     (:func:`lumos_ops.flux_correction.apply_flux_correction`; column ``aperture_correction``)."""
-    return {name: apply_flux_correction(rows, corrections[name], area=rows["model_area"].to_numpy(np.float64),
-                                        column="aperture_correction")
+    return {name: apply_flux_correction(rows, corrections[name], column="aperture_correction")
             for name, rows in results.items()}
 
 
@@ -277,7 +271,7 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
     one row per target and ``method``), each group of ``by`` (e.g. the copies of one frame that
     ``lumos inject`` measures one at a time) corrected as one exposure: the factor fitted on the
     calibrators of all its rows, then applied to them. The result keeps the table's rows and order,
-    drops ``matched_flux``, ``matched_flux_err`` and ``model_area`` and adds ``aperture_correction``."""
+    drops ``matched_flux`` and ``matched_flux_err`` and adds ``aperture_correction``."""
     missing = [c for c in (*CALIBRATION_COLUMNS, "method", "flux", "flux_err", "flag") if c not in table]
     if missing:
         raise LumosValueError(f"correct_pooled: the table has no column(s) {', '.join(missing)}; measure it with "
@@ -291,7 +285,7 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
         corrections = fit_aperture_corrections(results, label=", ".join(f"{k} {v}" for k, v in zip(keys, np.atleast_1d(key))), seed=seed,
                                                min_calibrators=min_calibrators)
         parts.extend(apply_aperture_corrections(results, corrections).values())
-    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err", "model_area"])
+    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err"])
     return out.reset_index(drop=True)
 
 
@@ -313,7 +307,7 @@ def _through_matched(name: str, rows: pd.DataFrame, matched: FluxCorrection, *,
     if abs(relative - 1.0) <= MATCHED_TOLERANCE:
         relative = 1.0
     return dataclasses.replace(matched, method=name, ratio=matched.ratio * relative,
-                               ratio_err=matched.ratio_err * relative, slope=matched.slope * relative)
+                               ratio_err=matched.ratio_err * relative)
 
 
 def _correction(label: str, name: str, flux: np.ndarray, flux_err: np.ndarray, rows: pd.DataFrame, *, seed: int,
@@ -324,11 +318,8 @@ def _correction(label: str, name: str, flux: np.ndarray, flux_err: np.ndarray, r
     ref = rows["reference_flux"].to_numpy(np.float64)
     weights = ratio_weights(flux, flux_err, rows["reference_flux_err"].to_numpy(np.float64))
     correction = dataclasses.replace(fit_correction(name, flux[use] / ref[use], min_galaxies=min_calibrators,
-                                                    seed=seed, log_area=np.log(rows["model_area"].to_numpy(np.float64)[use]),
-                                                    weights=weights[use], bootstrap_pairs=BOOTSTRAP_PAIRS),
-                                     star_psf=False)
-    extremes = correction.ratio + correction.slope * np.asarray(correction.log_area_span)
-    worst = float(extremes[np.argmax(np.abs(extremes - 1.0))])
+                                                    seed=seed, weights=weights[use]), star_psf=False)
+    worst = correction.ratio
     if correction.reliable and abs(worst - 1.0) > MAX_APERTURE_CORRECTION:
         log.warning("%s: %s reads its targets %.3f of their large-aperture flux, beyond the %.0f %% a model's "
                     "error can be (crowded apertures, or a wrong PSF FWHM): not corrected", label, name, worst,

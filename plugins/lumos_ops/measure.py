@@ -348,7 +348,7 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
         out.update({name: [result] for name, result in results.items()})
         return out
     corrections = fit_aperture_corrections(results, label=str(ctx.exposure.path))
-    internal = ["matched_flux", "matched_flux_err", "model_area"]
+    internal = ["matched_flux", "matched_flux_err"]
     for name, corrected in apply_aperture_corrections(results, corrections).items():
         out[name] = [corrected.drop(columns=internal)]
     return out
