@@ -205,9 +205,9 @@ def calibration_columns(ctx: TargetContext, reference: pd.DataFrame, result: pd.
                         name: str) -> dict[str, np.ndarray]:
     """What :func:`fit_aperture_corrections` needs of method ``name``'s rows ``result`` (the order of
     ``ctx``'s targets), besides their ``flux``, ``flux_err_stat`` and ``flag`` (:data:`CALIBRATION_COLUMNS`):
-    the reference aperture's flux and error and the matched filter's (e-/s, not corrected), the target
-    model's matched-filter area (pixels) and whether the target calibrates the method's factor (the
-    method's own calibrators for :data:`OWN_CORRECTION`, the matched filter's for the others)."""
+    the reference aperture's flux and error and the matched filter's (e-/s, not corrected), and whether
+    the target calibrates the method's factor (the method's own calibrators for :data:`OWN_CORRECTION`,
+    the matched filter's for the others)."""
     own = name in OWN_CORRECTION
     return {"reference_flux": reference["flux"].to_numpy(np.float64),
             "reference_flux_err": reference["flux_err"].to_numpy(np.float64),
@@ -282,8 +282,8 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
     parts = []
     for key, group in table.groupby(keys, sort=False, dropna=False):
         results = {str(name): rows for name, rows in group.groupby("method", sort=False)}
-        corrections = fit_aperture_corrections(results, label=", ".join(f"{k} {v}" for k, v in zip(keys, np.atleast_1d(key))), seed=seed,
-                                               min_calibrators=min_calibrators)
+        label = ", ".join(f"{k} {v}" for k, v in zip(keys, np.atleast_1d(key)))
+        corrections = fit_aperture_corrections(results, label=label, seed=seed, min_calibrators=min_calibrators)
         parts.extend(apply_aperture_corrections(results, corrections).values())
     out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err"])
     return out.reset_index(drop=True)
