@@ -29,7 +29,7 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
 * ``aperture correction``: the reference apertures (98 % of the model light) of every target
   (``lumos_ops.aperture_correction.chunk_reference``, on by default; docs/likelihood.md §16), and the
   matched filter when no ``optimal`` method has computed it; ``aperture fit``: the fit of the factors
-  (``measure_aperture_corrections``);
+  (``fit_aperture_corrections``);
 * ``apply errors``: ``apply_error_scale`` of every method and chunk;
 * ``other``: the rest of ``measure_exposure`` (routing, concatenating the long table).
 
@@ -144,8 +144,8 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
          timer.wrap("flux correction", flux_correction_module.measure_flux_corrections, absorb=True)),
         (aperture_correction_module, "chunk_reference",
          timer.wrap("aperture correction", aperture_correction_module.chunk_reference)),
-        (aperture_correction_module, "measure_aperture_corrections",
-         timer.wrap("aperture fit", aperture_correction_module.measure_aperture_corrections, absorb=True)),
+        (aperture_correction_module, "fit_aperture_corrections",
+         timer.wrap("aperture fit", aperture_correction_module.fit_aperture_corrections, absorb=True)),
         (context_cls, "photometry_inputs", timed_prop),
     ]
     saved = [(obj, attr, obj.__dict__[attr] if isinstance(obj, type) else getattr(obj, attr)) for obj, attr, _ in patches]
