@@ -184,12 +184,12 @@ _MAX_PAIRS = 50_000
 with replacement; a pair of one galaxy with itself has no slope and is left out)."""
 
 
-def _theil_sen(u: np.ndarray, r: np.ndarray, max_pairs: int = _MAX_PAIRS) -> float:
+def _theil_sen(u: np.ndarray, r: np.ndarray) -> float:
     """Theil-Sen slope of ``r`` on ``u``: the median of the pairwise slopes (robust to the few
-    galaxies that catch another source's light), over at most ``max_pairs`` pairs."""
-    if u.size * (u.size - 1) // 2 > max_pairs:  # a seeded random sample of the pairs
+    galaxies that catch another source's light), over at most :data:`_MAX_PAIRS` pairs."""
+    if u.size * (u.size - 1) // 2 > _MAX_PAIRS:  # a seeded random sample of the pairs
         rng = np.random.default_rng(u.size)
-        i, j = rng.integers(0, u.size, max_pairs), rng.integers(0, u.size, max_pairs)
+        i, j = rng.integers(0, u.size, _MAX_PAIRS), rng.integers(0, u.size, _MAX_PAIRS)
     else:
         i, j = np.triu_indices(u.size, k=1)
     du = u[j] - u[i]
@@ -198,12 +198,10 @@ def _theil_sen(u: np.ndarray, r: np.ndarray, max_pairs: int = _MAX_PAIRS) -> flo
 
 
 def fit_correction(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: int,
-                   log_area: np.ndarray | None = None, weights: np.ndarray | None = None,
-                   bootstrap_pairs: int = _MAX_PAIRS) -> FluxCorrection:
+                   log_area: np.ndarray | None = None, weights: np.ndarray | None = None) -> FluxCorrection:
     """The correction of one method from its galaxies' measured / injected fluxes (``ratio``) and,
     given, the log of their matched-filter areas (module docstring, step 4); ``weights`` (one per
-    galaxy, e.g. the inverse variance of its ratio) make the centre a weighted median;
-    ``bootstrap_pairs``: the pairs each bootstrap resample's Theil-Sen slope takes at most."""
+    galaxy, e.g. the inverse variance of its ratio) make the centre a weighted median."""
     n = int(ratio.size)
     if n < max(min_galaxies, 2):
         return FluxCorrection(method, float(np.median(ratio)) if n else float("nan"), float("nan"), n, False)
@@ -217,7 +215,7 @@ def fit_correction(method: str, ratio: np.ndarray, *, min_galaxies: int, seed: i
         u = np.asarray(log_area, dtype=np.float64) - ref
         span = (float(u.min()), float(u.max()))
         fitted = _theil_sen(u, ratio)
-        slope_err = float(np.std([_theil_sen(u[d], ratio[d], bootstrap_pairs) for d in draws]))
+        slope_err = float(np.std([_theil_sen(u[d], ratio[d]) for d in draws]))
         slope = fitted if abs(fitted) >= 2.0 * slope_err else 0.0
     if weights is None:
         centre = float(np.median(ratio - slope * u))
