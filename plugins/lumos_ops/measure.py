@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lumos_ops.constants import PIXEL_SCALE, STAMP_SIZE
-from lumos_ops.cutouts import cut_stamps
+from lumos_ops.cutouts import cut_mask, cut_stamps
 from lumos_ops.exceptions import LumosValueError
 from lumos_ops.flags import Flag
 from lumos_ops.io.catalog import target_pixels, validate_catalog
@@ -217,13 +217,28 @@ def _prepare_located(
     flags[stamps.on_image & np.isnan(stamps.data[:, centre, centre])] |= Flag.MASKED
     flags[clipped] |= Flag.BAD_PROFILE
     fit = None
+    fitted_sources = None
     if neighbours:
         from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.neighbours import fit_neighbours
 
-        fit = fit_neighbours(exposure.data, stamps, models, source_mask=frame_sources(exposure.data).mask)
+        sources = frame_sources(exposure.data)
+        exclude = light = None
+        if mask_other_sources:
+            from lumos_ops.photometry.frame_sources import other_sources, without_groups
+            from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
+
+            uncatalogued = without_groups(sources, x, y)
+            exclude = other_sources(cut_mask(uncatalogued.mask, stamps.x0, stamps.y0, stamp_size),
+                                    cut_mask(uncatalogued.detected, stamps.x0, stamps.y0, stamp_size))
+            light = wing_light(frame_wing_profile(exposure.data), uncatalogued.detected, stamps.x0, stamps.y0,
+                               stamp_size)
+        fit = fit_neighbours(exposure.data, stamps, models, source_mask=sources.mask, exclude=exclude,
+                             other_light=light)
         stamps = fit.clean(stamps, models)
         flags[fit.blended] |= Flag.BLENDED
+        if mask_other_sources and fit.fitted.any():
+            fitted_sources = without_groups(sources, x[fit.fitted], y[fit.fitted])
     ctx = TargetContext(
         exposure=exposure,
         catalog=catalog,
@@ -234,6 +249,7 @@ def _prepare_located(
         base_flags=flags,
         neighbours=fit,
         mask_other_sources=mask_other_sources,
+        fitted_sources=fitted_sources,
     )
     if not mask_other_sources:
         return ctx

@@ -18,6 +18,7 @@ from lumos_ops.cutouts import Stamps, cut_mask, cut_stamps
 from lumos_ops.io.exposure import Exposure
 
 if TYPE_CHECKING:
+    from lumos_ops.photometry.frame_sources import FrameSources
     from lumos_ops.photometry.inputs import PhotometryInputs
     from lumos_ops.photometry.neighbours import NeighbourFit
 
@@ -70,11 +71,17 @@ class TargetContext:
         large model's outer weights would otherwise collect their light (docs/background.md).
         Their light beyond the detections is subtracted from every cutout as the frame's own
         profile of it (:meth:`other_source_light`; ``stamps`` already have it subtracted).
-        Targets fitted jointly with their catalogued neighbours keep every pixel.
+        Targets fitted jointly with their catalogued neighbours keep the pixels of the fitted
+        targets' detections (their light is the fit's; ``fitted_sources``) and leave the other
+        sources out as every target does.
     other_light : ndarray or None
         :meth:`other_source_light` on the wide photometry cutouts (float32, (n, W, W),
         ``photometry.inputs.wide_stamp_size``), whose centre ``stamps`` had subtracted; None: computed
         when the photometry inputs are.
+    fitted_sources : FrameSources or None
+        The frame's detections without the groups of the jointly fitted targets
+        (:func:`lumos_ops.photometry.frame_sources.without_groups`): the other sources of a fitted
+        target. None: the fitted targets leave nothing out.
     """
 
     exposure: Exposure
@@ -87,6 +94,7 @@ class TargetContext:
     neighbours: NeighbourFit | None = None
     mask_other_sources: bool = True
     other_light: np.ndarray | None = None
+    fitted_sources: FrameSources | None = None
 
     @property
     def n(self) -> int:
@@ -112,6 +120,7 @@ class TargetContext:
             neighbours=None if self.neighbours is None else self.neighbours.take(index),
             mask_other_sources=self.mask_other_sources,
             other_light=None if self.other_light is None else self.other_light[index],
+            fitted_sources=self.fitted_sources,
         )
 
     @property
@@ -144,41 +153,66 @@ class TargetContext:
     def other_source_pixels(self) -> np.ndarray:
         """Pixels of ``stamps`` that belong to other detected sources than the target's own
         (:func:`lumos_ops.photometry.frame_sources.other_sources`): bool (n, S, S); all False when
-        ``mask_other_sources`` is off, and for the targets fitted jointly with their catalogued
-        neighbours (:meth:`_unfitted`)."""
+        ``mask_other_sources`` is off. A jointly fitted target's other sources leave out the fitted
+        targets' detections (:meth:`_fitted_others`)."""
         if not self.mask_other_sources:
             return np.zeros(self.stamps.data.shape, dtype=bool)
         from lumos_ops.photometry.frame_sources import frame_sources, other_sources
 
         detected = cut_mask(frame_sources(self.exposure.data).detected, self.stamps.x0, self.stamps.y0, self.stamps.size)
-        return self._unfitted(other_sources(self.stamp_source_mask, detected))
+        other = other_sources(self.stamp_source_mask, detected)
+        return self._fitted_others(other, self.stamps.x0, self.stamps.y0, self.stamps.size)
 
     def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
         """The light of other detected sources beyond their detections in the ``size`` px cutouts of
         this exposure whose pixel [0, 0] is at (``x0``, ``y0``), one per target: the frame's own
         profile of it by distance to the nearest other detection
         (:func:`lumos_ops.photometry.wing_light.wing_light`), e-/s per pixel, float32 (n, size, size),
-        which every method's cutouts have subtracted. Zeros when ``mask_other_sources`` is off, and
-        for the targets fitted jointly with their catalogued neighbours, whose neighbours' light
-        the fit takes out."""
+        which every method's cutouts have subtracted. Zeros when ``mask_other_sources`` is off. For
+        the targets fitted jointly with their catalogued neighbours, whose neighbours' light the fit
+        takes out, the sources beyond the fitted targets' detections (``fitted_sources``; zeros
+        where it is None)."""
         if not self.mask_other_sources:
             return np.zeros((np.size(x0), size, size), dtype=np.float32)
         from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
 
         data = self.exposure.data
-        light = wing_light(frame_wing_profile(data), frame_sources(data).detected, x0, y0, size)
-        if self.neighbours is not None and self.neighbours.fitted.any():
-            light[self.neighbours.fitted] = 0.0
+        profile = frame_wing_profile(data)
+        light = wing_light(profile, frame_sources(data).detected, x0, y0, size)
+        fitted = self._fitted_rows()
+        if fitted.any():
+            light[fitted] = 0.0
+            if self.fitted_sources is not None:
+                light[fitted] = wing_light(profile, self.fitted_sources.detected, np.asarray(x0)[fitted],
+                                           np.asarray(y0)[fitted], size)
         return light
 
-    def _unfitted(self, other: np.ndarray) -> np.ndarray:
-        """``other`` (n, S, S) with the rows of jointly fitted targets cleared: their stamps are cut
-        from the image less their neighbours' fitted light, and their errors already carry the
-        fit's cost (``variance_factor``), which leaving the neighbours' pixels out would count again."""
-        if self.neighbours is not None and self.neighbours.fitted.any():
-            other = other.copy()
-            other[self.neighbours.fitted] = False
+    def _fitted_rows(self) -> np.ndarray:
+        """Boolean (n,): the targets fitted jointly with their catalogued neighbours."""
+        if self.neighbours is None:
+            return np.zeros(self.n, dtype=bool)
+        return np.asarray(self.neighbours.fitted, dtype=bool)
+
+    def _fitted_others(self, other: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+        """``other`` (n, S, S; cutouts of side ``size`` whose pixel [0, 0] is at ``x0``, ``y0``) with
+        the rows of jointly fitted targets recut from ``fitted_sources``: their stamps are cut from
+        the image less the fitted light, and their errors carry the fit's cost
+        (``variance_factor``), which leaving the fitted targets' pixels out would count again;
+        every other source is left out, as for any target. Without ``fitted_sources`` those rows
+        leave nothing out."""
+        fitted = self._fitted_rows()
+        if not fitted.any():
+            return other
+        from lumos_ops.photometry.frame_sources import other_sources
+
+        other = other.copy()
+        if self.fitted_sources is None:
+            other[fitted] = False
+            return other
+        x0, y0 = np.asarray(x0)[fitted], np.asarray(y0)[fitted]
+        other[fitted] = other_sources(cut_mask(self.fitted_sources.mask, x0, y0, size),
+                                      cut_mask(self.fitted_sources.detected, x0, y0, size))
         return other
 
     def lumos_background(self, norm) -> np.ndarray | None:
@@ -229,7 +263,8 @@ class TargetContext:
         if self.mask_other_sources:
             from lumos_ops.photometry.frame_sources import other_sources
 
-            exclude = self._unfitted(other_sources(source_mask, cut_mask(sources.detected, wide.x0, wide.y0, size)))
+            exclude = self._fitted_others(other_sources(source_mask, cut_mask(sources.detected, wide.x0, wide.y0, size)),
+                                          wide.x0, wide.y0, size)
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),

@@ -136,9 +136,9 @@ def test_neighbours_out_of_every_classical_estimate(pairs) -> None:
 
 def test_neighbour_light_is_what_the_fit_took_from_the_matched_filter(pairs) -> None:
     exposure, catalog, _, n = pairs
-    # the image's own stamps (jointly fitted targets have no other sources' wing light subtracted)
+    # the image's own stamps, and the stamps less the fit alone (no other sources' wing light subtracted)
     raw = prepare_targets(exposure, catalog, neighbours=False, mask_other_sources=False)
-    ctx = prepare_targets(exposure, catalog)
+    ctx = prepare_targets(exposure, catalog, mask_other_sources=False)
     light = ctx.neighbour_light
     fitted = ctx.neighbours.fitted
     assert fitted[:n].mean() > 0.5 and (light[~fitted] == 0.0).all() and (light[fitted] > 0.0).all()

@@ -162,19 +162,60 @@ def test_measure_exposure_and_the_cli_can_keep_other_sources(tmp_path) -> None:
     assert (pd.read_csv(tmp_path / "kept.csv")["flux"] - pd.read_csv(tmp_path / "masked.csv")["flux"]).median() > 0
 
 
-def test_targets_fitted_with_their_neighbours_keep_every_pixel(tmp_path) -> None:
+def _paired(path, catalog: pd.DataFrame, *, offset: float = 5.0, flux: float = 20.0) -> pd.DataFrame:
+    """``catalog`` with a catalogued neighbour ``offset`` px to the right of every galaxy (ref_id +
+    1000): a disc of the galaxy's shape and ``flux`` e-/s added to the image at ``path`` as
+    :func:`_scene` draws its galaxies; the galaxies first."""
+    pairs = catalog.assign(ref_id=catalog["ref_id"] + 1000, x=catalog["x"] + offset, i_auto=20.0)
+    with fits.open(path, mode="update") as hdul:
+        data = hdul[0].data.astype(np.float64)
+        yy, xx = np.mgrid[: data.shape[0], : data.shape[1]]
+        exptime = float(hdul[0].header["EXPTIME"])
+        for px, py, r50 in zip(pairs["x"], pairs["y"], pairs["r50"]):
+            disc = np.exp(-np.hypot(xx - px, yy - py) / (r50 / 0.263 / 1.678))
+            data += flux * exptime * disc / disc.sum()
+        hdul[0].data = data.astype(np.float32)
+    return pd.concat([catalog, pairs], ignore_index=True)
+
+
+def test_targets_fitted_with_their_neighbours_leave_only_the_other_sources_out(tmp_path) -> None:
     """A catalogued pair 5 px apart is fitted jointly: its stamps are cut from the image less the
-    neighbour's fitted light, so the neighbour's detected pixels are not left out again."""
+    neighbour's fitted light, so the pair's detected pixels are not left out again; the
+    uncatalogued star 17-21 px away is another source, left out as for an isolated target."""
     path = tmp_path / "stars.fits"
     catalog, _ = _scene(path, star_flux=600.0)
-    pair = catalog.iloc[[0]].assign(ref_id=1000, x=catalog["x"].iloc[0] + 5.0, i_auto=20.0)
-    catalog = pd.concat([catalog, pair], ignore_index=True)
-    with fits.open(path, mode="update") as hdul:  # the neighbour's light, 20 e-/s, on the image
-        yy, xx = np.mgrid[: hdul[0].data.shape[0], : hdul[0].data.shape[1]]
-        blob = np.exp(-np.hypot(xx - pair["x"].iloc[0], yy - pair["y"].iloc[0]) / 1.5)
-        hdul[0].data = hdul[0].data + (20.0 * 100.0 * blob / blob.sum()).astype(np.float32)
+    n = len(catalog)
+    catalog = _paired(path, catalog, flux=100.0)
     ctx = prepare_targets(read_exposure(path), catalog)
-    fitted = ctx.neighbours.fitted
-    assert fitted[0] and fitted[-1]
-    assert not ctx.other_source_pixels[fitted].any() and ctx.other_source_pixels[~fitted].any()
-    assert not ctx.photometry_inputs.exclude[fitted].any()
+    assert ctx.neighbours.fitted.all()
+    c = ctx.stamps.size // 2
+    pair = (slice(None), slice(c - 2, c + 3), slice(c - 2, c + 8))
+    from lumos_ops.cutouts import cut_mask
+    from lumos_ops.photometry.frame_sources import frame_sources
+
+    detected = cut_mask(frame_sources(ctx.exposure.data).detected, ctx.stamps.x0, ctx.stamps.y0, ctx.stamps.size)
+    assert detected[:n][pair].any(axis=(1, 2)).mean() > 0.9  # the pairs are detected
+    other = ctx.other_source_pixels
+    assert other[:n].any(axis=(1, 2)).mean() > 0.75 and not other[:n][pair].any()  # the stars, not the pairs
+    exclude = ctx.photometry_inputs.exclude
+    w = exclude.shape[1] // 2
+    assert exclude[:n].any(axis=(1, 2)).mean() > 0.75 and not exclude[:n, w - 2 : w + 3, w - 2 : w + 8].any()
+
+
+def test_a_stars_light_stays_out_of_the_joint_fit(tmp_path) -> None:
+    """An uncatalogued star 17-21 px from a fitted pair would raise the neighbour's amplitude, and
+    the neighbour's fitted light taken from the target's stamp would take some of the target's
+    with it: the fit leaves the star's detection and wings out, as every method does."""
+    shift = {}
+    for star_flux in (0.0, 600.0):
+        path = tmp_path / f"stars{star_flux:g}.fits"
+        catalog, _ = _scene(path, star_flux=star_flux)
+        n = len(catalog)
+        catalog = _paired(path, catalog)
+        exposure = read_exposure(path)
+        for mask in (True, False):
+            fit = prepare_targets(exposure, catalog, mask_other_sources=mask).neighbours
+            assert fit.fitted.all()
+            shift[star_flux, mask] = float(np.median(fit.amplitude[n:]))
+    assert shift[600.0, False] - shift[0.0, False] > 2.0  # e-/s of the star's light, left in
+    assert abs(shift[600.0, True] - shift[0.0, True]) < 0.5, shift

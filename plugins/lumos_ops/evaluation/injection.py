@@ -13,7 +13,8 @@ scale so that catalogue sizes in arcsec map to the same pixels.
 Populations (:data:`POPULATIONS`): ``sersic`` (isolated Sersic profiles), ``knots`` (bulge + disk +
 star-forming knots, catalogued with a Sersic approximation: the circularised half-light radius of
 the drawn galaxy, :func:`circularised_half_light_radius`, n from the bulge fraction), ``blended`` (a Sersic target with an injected catalogued
-neighbour at 3-8 px). The PSF (:attr:`InjectionConfig.psf_profile`) is by default a Kolmogorov
+neighbour at 3-8 px, the same neighbour, offset and flux ratio in every placement of the galaxy, as
+a survey's blend has its neighbour in every exposure). The PSF (:attr:`InjectionConfig.psf_profile`) is by default a Kolmogorov
 profile of the measured FWHM (not the Moffat the production models use); the measurement's Moffat
 and each frame's own PSF built from its stars (:mod:`lumos_ops.evaluation.star_psf`) are the others. Each galaxy is placed ``n_place`` times at independent positions and frames
 (its "exposures"), so co-adds of N = 2, 5, 10 exposures are scored too. Fluxes follow a
@@ -367,9 +368,22 @@ def circularised_half_light_radius(round_profile: Any, scale_radius: float, *, o
     return float(np.interp(0.5 * float(round_profile.flux), cumulative, radius[order]))
 
 
+def _companions(n: int, rng: np.random.Generator, shapes: pd.DataFrame | None,
+                pixel_scale: float) -> list[tuple[Galaxy, float, float, float]]:
+    """The catalogued neighbour of each of ``n`` blended galaxies: a Sersic galaxy, its distance (3-8 px,
+    uniform), direction (radians, uniform) and flux over the target's (0.3-3, log-uniform), kept for
+    every placement of the galaxy."""
+    out = []
+    for _ in range(n):
+        nbr = _sersic(rng, shapes, pixel_scale)
+        dist, ang = float(rng.uniform(3.0, 8.0)), float(rng.uniform(0, 2 * np.pi))
+        out.append((nbr, dist, ang, float(np.exp(rng.uniform(np.log(0.3), np.log(3.0))))))
+    return out
+
+
 def draw_galaxies(population: str, n: int, rng: np.random.Generator,
                   shapes: pd.DataFrame | None = None, pixel_scale: float = PIXEL_SCALE) -> list[Galaxy]:
-    """``n`` galaxies of a population (``blended`` draws Sersic targets; neighbours are drawn at injection).
+    """``n`` galaxies of a population (``blended`` draws Sersic targets; their neighbours: :func:`_companions`).
 
     ``shapes`` (catalogue rows with ``r50`` arcsec, ``sersic_n``, ``q``): draw each galaxy's size,
     index and axis ratio from a random row (the knots' disk takes the row's ``r50``, at least
@@ -579,6 +593,8 @@ def run_injection(
         clearance.append(source_clearance(data, fwhm_px=fwhm))
     galaxies = draw_galaxies(config.population, config.n_galaxies, rng, shapes, pixel_scale)
     snr = np.exp(rng.uniform(*np.log(config.snr_range), size=config.n_galaxies))
+    companions = (_companions(config.n_galaxies, rng, shapes, pixel_scale) if config.population == "blended"
+                  else [])
     # placements: (galaxy, place, frame) in random order, packed into frame realisations
     order = [(g, p) for p in range(config.n_place) for g in range(config.n_galaxies)]
     rng.shuffle(order)
@@ -631,11 +647,10 @@ def run_injection(
                 models = [catalogue_model(gal, dx=dx, dy=dy, **shape)]
                 light = [(unit, f0, row.x, row.y)]
                 if config.population == "blended":
-                    nbr = _sersic(rng, shapes, pixel_scale)
-                    dist, ang = rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
+                    nbr, dist, ang, ratio = companions[row.galaxy]
                     nx_, ny_ = row.x + dist * np.cos(ang), row.y + dist * np.sin(ang)
                     nunit = _render(nbr, psf, nx_ - round(nx_), ny_ - round(ny_), effective=effective)
-                    light.append((nunit, f0 * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))), nx_, ny_))
+                    light.append((nunit, f0 * ratio, nx_, ny_))
                     catalog_rows.append(_catalog_row(_NEIGHBOUR_ID + int(row.Index), nbr, nx_, ny_, light[-1][1]))
                     ox, oy = nx_ - round(row.x), ny_ - round(row.y)  # the neighbour on the target's grid
                     seen.append((_render(nbr, psf, ox, oy, effective=effective), light[-1][1]))

@@ -40,7 +40,7 @@ from lumos_ops.photometry.background import (
 from lumos_ops.photometry.components import large_groups
 from lumos_ops.photometry.smoothing import gaussian_smooth
 
-__all__ = ["FrameSources", "detect_frame_sources", "frame_sources", "local_level", "other_sources"]
+__all__ = ["FrameSources", "detect_frame_sources", "frame_sources", "local_level", "other_sources", "without_groups"]
 
 BLOCK_PX: int = 64
 """Side (pixels) of the blocks whose median and MAD give the local level and noise."""
@@ -252,6 +252,36 @@ def frame_sources(data: np.ndarray) -> FrameSources:
     result = detect_frame_sources(data)
     _LAST[:] = [(weakref.ref(data), result)]
     return result
+
+
+def without_groups(sources: FrameSources, x: np.ndarray, y: np.ndarray) -> FrameSources:
+    """``sources`` without the detected groups (8-connected) that reach the 3 x 3 pixels about any of
+    the positions ``x``, ``y`` (0-based pixels, shape (k,)), ``mask`` grown again from what is left.
+
+    The targets fitted jointly with their catalogued neighbours are measured on the image less the
+    fit's light (:mod:`lumos_ops.photometry.neighbours`): their own and their neighbours' groups are
+    in the fit, every other group is another source's, left out as for any target
+    (:class:`lumos_ops.target_context.TargetContext`)."""
+    detected = np.asarray(sources.detected, dtype=bool)
+    if not detected.any() or np.size(x) == 0:
+        return sources
+    labels, _ = ndimage.label(detected, structure=np.ones((3, 3), dtype=bool))
+    ny, nx = detected.shape
+    col = np.rint(np.asarray(x, dtype=np.float64))
+    row = np.rint(np.asarray(y, dtype=np.float64))
+    ok = np.isfinite(col) & np.isfinite(row)
+    col, row = col[ok].astype(np.int64), row[ok].astype(np.int64)
+    hit = np.zeros(int(labels.max()) + 1, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            r, c = row + dy, col + dx
+            inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+            hit[labels[r[inside], c[inside]]] = True
+    hit[0] = False
+    if not hit.any():
+        return sources
+    kept = detected & ~hit[labels]
+    return FrameSources(detected=kept, mask=grow_octagon(kept, DETECT_GROW_PX))
 
 
 def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.ndarray:

@@ -31,8 +31,9 @@ The matched filter of the target's model on its cleaned stamp is exactly its joi
 G_ii (G^-1)_ii >= 1``, is the price of sharing light with a neighbour; the errors of every method
 multiply the background part of their variance by it (``noise_calibration.apply_error_scale``).
 It is exact for the matched filter and the optimal weighted sum's sky term, and approximate for
-the other estimators. Uncatalogued light (stars, artefacts) is not touched: the source mask of the
-backgrounds handles it as before.
+the other estimators. Uncatalogued light (stars, artefacts) is not modelled: given its detections
+(``exclude``) and their wings (``other_light``), the fit leaves them out of its sums as every method
+does, so that a star's light does not raise a neighbour's amplitude and take the target's light with it.
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: np.ndarray | None) -> t
 
 
 def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
-                   source_mask: np.ndarray | None = None, min_contamination: float = MIN_CONTAMINATION) -> NeighbourFit:
+                   source_mask: np.ndarray | None = None, min_contamination: float = MIN_CONTAMINATION,
+                   exclude: np.ndarray | None = None, other_light: np.ndarray | None = None) -> NeighbourFit:
     """Find the blends among the targets and fit each group of them jointly (module docstring).
 
     Parameters
@@ -235,6 +237,13 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     min_contamination : float, keyword-only
         Smallest shift of a matched filter by a neighbour, in units of its noise, that makes the
         pair a blend (:data:`MIN_CONTAMINATION`).
+    exclude : ndarray of bool, shape (n, S, S), keyword-only
+        Pixels of each stamp left out of the fit's sums: the uncatalogued sources' detections
+        (stars, artefacts), which every method leaves out too
+        (:class:`lumos_ops.target_context.TargetContext`). None: every finite pixel.
+    other_light : ndarray, shape (n, S, S), keyword-only
+        Those sources' light beyond their detections (e-/s per pixel), subtracted from the stamps
+        before the fit, as every method's cutouts have it subtracted. None: nothing.
 
     Returns
     -------
@@ -251,6 +260,10 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     if not len(pairs):
         return NeighbourFit(amplitude, factor, fitted, degenerate, None)
     usable = np.isfinite(stamps.data)
+    if exclude is not None:
+        usable &= ~np.asarray(exclude, dtype=bool)
+    if other_light is not None:
+        stamps = dataclasses.replace(stamps, data=stamps.data - np.asarray(other_light, dtype=np.float32))
     weighted = np.where(usable, models, np.float32(0.0))
     diag = np.square(weighted).sum(axis=(1, 2), dtype=np.float64)
     pairs = pairs[(diag[pairs[:, 0]] > 0) & (diag[pairs[:, 1]] > 0)]
