@@ -134,7 +134,8 @@ def test_inject_rescore_scores_the_stored_table_again_and_keeps_the_run(tmp_path
     capsys.readouterr()
     assert main(["inject", "--rescore", "--out", str(out)]) == 0
     again = json.loads((out / "injection_report.json").read_text())
-    assert {k: again[k] for k in ("command", "config", "model")} == {k: first[k] for k in ("command", "config", "model")}
+    kept = ("command", "config", "model", "aperture_correction", "aperture_correction_scope")
+    assert {k: again[k] for k in kept} == {k: first[k] for k in kept}
     assert len(again["rescored"]) == 1 and again["rescored"][0]["lumos_ops"]
     every = [b for b in again["populations"]["sersic"]["methods"]["aperture"]["by_true_snr"] if b["lo"] is None][0]
     assert every["bias"] == pytest.approx(0.5)

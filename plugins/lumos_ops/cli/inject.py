@@ -257,8 +257,9 @@ def _rescore(out, outlier_fraction: float | None = None) -> int:
             survey = current_survey()
         outlier_fraction = survey.coadd_outlier_fraction
     report = score_injection(pd.read_parquet(table_path), outlier_fraction=outlier_fraction)
-    for key in ("command", "config", "model", "survey"):
-        report[key] = old.get(key)
+    for key in ("command", "config", "model", "survey", "aperture_correction", "aperture_correction_scope"):
+        if key in old:
+            report[key] = old[key]
     report["rescored"] = [*old.get("rescored", []), {"at": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"), "lumos_ops": __version__}]
     _write_report(out, report)
