@@ -68,6 +68,25 @@ def test_injection_recovers_bright_fluxes_through_the_production_path(tmp_path):
     assert entry["coadds"][0]["n_sources"] == 8 and entry["coadds"][1]["n_sources"] == 0
 
 
+def test_a_blended_galaxy_keeps_its_neighbour_in_every_placement(tmp_path):
+    """A survey's blend has the same neighbour in every exposure: the light the joint fit takes from
+    each placement of a galaxy, over its flux, is one number up to noise, and differs between
+    galaxies (neighbours 0.3-3 times as bright, 3-8 px away)."""
+    _frame(tmp_path / "a.fits", seed=1)
+    _frame(tmp_path / "b.fits", seed=2)
+    config = InjectionConfig(population="blended", n_galaxies=8, n_place=4, snr_range=(60.0, 90.0), seed=4)
+    table = run_injection([tmp_path / "a.fits", tmp_path / "b.fits"], config, methods=("optimal",))
+    share = np.log(table["neighbour_light"].to_numpy() / table["true_flux"].to_numpy())
+    frame = pd.DataFrame({"galaxy": table["galaxy"], "share": share})
+    frame = frame[np.isfinite(frame["share"])]
+    counts = frame.groupby("galaxy")["share"].size()
+    frame = frame[frame["galaxy"].isin(counts[counts == config.n_place].index)]
+    assert frame["galaxy"].nunique() >= 5
+    within = frame.groupby("galaxy")["share"].std().median()
+    between = frame.groupby("galaxy")["share"].mean().std()
+    assert within < 0.15 and between > 3 * within, (within, between)
+
+
 def test_coadds_use_every_disjoint_run_of_placements():
     """4 placements of 3 galaxies: two 2-exposure co-adds per galaxy, one 4-exposure; none of 5."""
     rng = np.random.default_rng(0)
