@@ -431,11 +431,12 @@ def test_a_retried_chunk_measures_only_what_is_not_done(engine, local_night):
 
 
 def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, tmp_path):
-    """Five exposures of six sources; in the third, a cosmic ray (2 x 2 px, 300 ADU) on the first
-    source. LUMOS reads it 9 sigma high there; the night's co-add (a PAUS survey file with
+    """Five exposures of six sources; in the third, a cosmic ray (2 x 2 px, 200 ADU) on the first
+    source. LUMOS reads it 7 sigma high there; the night's co-add (a PAUS survey file with
     coadd_outlier_fraction 0.01) discounts that exposure, counts it in n_outliers and lands where
-    the four clean exposures do. The plain product of the five moves by only a third of its width:
-    LUMOS's mixtures carry low-weight broad components that already soften an exposure this far out."""
+    the four clean exposures do, where the plain product of the five moves by about a third of its
+    width. (From about 9 sigma out LUMOS's mixtures, whose low-weight broad components soften an
+    exposure that far out, keep even the plain product within a tenth of its width.)"""
     import dataclasses
     import io
 
@@ -452,7 +453,7 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     with fits.open(io.BytesIO(store.get_bytes(keys[2]))) as hdul:
         data, header = hdul[0].data.astype(np.float32), hdul[0].header.copy()
     x, y = int(round(target.x)), int(round(target.y))
-    data[y : y + 2, x : x + 2] += 300.0
+    data[y : y + 2, x : x + 2] += 200.0
     buffer = io.BytesIO()
     fits.PrimaryHDU(data, header=header).writeto(buffer)
     store.put_bytes(keys[2], buffer.getvalue())
@@ -467,7 +468,7 @@ def test_a_cosmic_ray_on_one_exposure_is_discounted_by_the_lumos_coadd(engine, t
     flux = np.array([r.flux for r in rows])
     err = np.array([r.flux_err for r in rows])
     others = np.delete(np.arange(5), 2)
-    assert flux[2] - np.median(flux[others]) > 8 * err[2]
+    assert flux[2] - np.median(flux[others]) > 6 * err[2]
     assert coadds[int(target.ref_id)].n_outliers == 1 and coadds[int(target.ref_id)].n_used == 5
     assert all(c.n_outliers == 0 for ref, c in coadds.items() if ref != int(target.ref_id))
     mix = mixtures_from_arrays([r.mix_alpha for r in rows], [r.mix_mu for r in rows], [r.mix_sigma for r in rows],
