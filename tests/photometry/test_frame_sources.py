@@ -132,3 +132,20 @@ def test_local_level_follows_a_gradient_and_leaves_masked_pixels_out() -> None:
     inner = (slice(32, -32), slice(32, -32))  # between the outer block centres the interpolation is linear
     assert np.abs(level[inner] - sky[inner]).max() < 0.1
     assert level.dtype == np.float32 and level.shape == data.shape
+
+
+def test_without_groups_drops_the_groups_at_the_positions_and_grows_the_rest_again() -> None:
+    from lumos_ops.photometry.background import DETECT_GROW_PX, grow_octagon
+    from lumos_ops.photometry.frame_sources import FrameSources, without_groups
+
+    detected = np.zeros((80, 80), dtype=bool)
+    detected[10:14, 10:14] = True  # a target's group
+    detected[14:16, 14:16] = True  # touching it diagonally: the same 8-connected group
+    detected[40:44, 40:44] = True  # another source's
+    detected[60:63, 20:23] = True  # a group one pixel beside the second position: reached by its 3 x 3
+    sources = FrameSources(detected=detected, mask=grow_octagon(detected, DETECT_GROW_PX))
+    kept = without_groups(sources, np.array([11.0, 23.4, np.nan]), np.array([12.0, 61.2, 5.0]))
+    assert not kept.detected[10:16, 10:16].any() and not kept.detected[60:63, 20:23].any()
+    assert kept.detected[40:44, 40:44].all() and kept.detected.sum() == 16
+    np.testing.assert_array_equal(kept.mask, grow_octagon(kept.detected, DETECT_GROW_PX))
+    assert without_groups(sources, np.array([70.0]), np.array([5.0])) is sources  # nothing there
