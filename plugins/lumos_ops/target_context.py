@@ -154,14 +154,29 @@ class TargetContext:
         """Pixels of ``stamps`` that belong to other detected sources than the target's own
         (:func:`lumos_ops.photometry.frame_sources.other_sources`): bool (n, S, S); all False when
         ``mask_other_sources`` is off. A jointly fitted target's other sources leave out the fitted
-        targets' detections (:meth:`_fitted_others`)."""
+        targets' detections (:meth:`other_pixels`)."""
         if not self.mask_other_sources:
             return np.zeros(self.stamps.data.shape, dtype=bool)
+        return self.other_pixels(self.stamps.x0, self.stamps.y0, self.stamps.size)
+
+    def other_pixels(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+        """Bool (n, size, size): the pixels of other detected sources than each target's own in the
+        ``size`` px cutouts whose pixel [0, 0] is at (``x0``, ``y0``)
+        (:func:`lumos_ops.photometry.frame_sources.other_sources` of the frame's detections). A
+        jointly fitted target's stamps are cut from the image less the fitted light, and its errors
+        carry the fit's cost (``variance_factor``), which leaving the fitted targets' pixels out
+        would count again: its other sources are those of ``fitted_sources``, every detection but
+        the fitted targets' (none where it is None)."""
         from lumos_ops.photometry.frame_sources import frame_sources, other_sources
 
-        detected = cut_mask(frame_sources(self.exposure.data).detected, self.stamps.x0, self.stamps.y0, self.stamps.size)
-        other = other_sources(self.stamp_source_mask, detected)
-        return self._fitted_others(other, self.stamps.x0, self.stamps.y0, self.stamps.size)
+        x0, y0 = np.asarray(x0), np.asarray(y0)
+        out = np.zeros((x0.size, size, size), dtype=bool)
+        fitted = self._fitted_rows()
+        for rows, sources in ((~fitted, frame_sources(self.exposure.data)), (fitted, self.fitted_sources)):
+            if sources is not None and rows.any():
+                out[rows] = other_sources(cut_mask(sources.mask, x0[rows], y0[rows], size),
+                                          cut_mask(sources.detected, x0[rows], y0[rows], size))
+        return out
 
     def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
         """The light of other detected sources beyond their detections in the ``size`` px cutouts of
@@ -172,20 +187,19 @@ class TargetContext:
         the targets fitted jointly with their catalogued neighbours, whose neighbours' light the fit
         takes out, the sources beyond the fitted targets' detections (``fitted_sources``; zeros
         where it is None)."""
+        x0, y0 = np.asarray(x0), np.asarray(y0)
+        light = np.zeros((x0.size, size, size), dtype=np.float32)
         if not self.mask_other_sources:
-            return np.zeros((np.size(x0), size, size), dtype=np.float32)
+            return light
         from lumos_ops.photometry.frame_sources import frame_sources
         from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
 
         data = self.exposure.data
         profile = frame_wing_profile(data)
-        light = wing_light(profile, frame_sources(data).detected, x0, y0, size)
         fitted = self._fitted_rows()
-        if fitted.any():
-            light[fitted] = 0.0
-            if self.fitted_sources is not None:
-                light[fitted] = wing_light(profile, self.fitted_sources.detected, np.asarray(x0)[fitted],
-                                           np.asarray(y0)[fitted], size)
+        for rows, sources in ((~fitted, frame_sources(data)), (fitted, self.fitted_sources)):
+            if sources is not None and rows.any():
+                light[rows] = wing_light(profile, sources.detected, x0[rows], y0[rows], size)
         return light
 
     def _fitted_rows(self) -> np.ndarray:
@@ -193,27 +207,6 @@ class TargetContext:
         if self.neighbours is None:
             return np.zeros(self.n, dtype=bool)
         return np.asarray(self.neighbours.fitted, dtype=bool)
-
-    def _fitted_others(self, other: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
-        """``other`` (n, S, S; cutouts of side ``size`` whose pixel [0, 0] is at ``x0``, ``y0``) with
-        the rows of jointly fitted targets recut from ``fitted_sources``: their stamps are cut from
-        the image less the fitted light, and their errors carry the fit's cost
-        (``variance_factor``), which leaving the fitted targets' pixels out would count again;
-        every other source is left out, as for any target. Without ``fitted_sources`` those rows
-        leave nothing out."""
-        fitted = self._fitted_rows()
-        if not fitted.any():
-            return other
-        from lumos_ops.photometry.frame_sources import other_sources
-
-        other = other.copy()
-        if self.fitted_sources is None:
-            other[fitted] = False
-            return other
-        x0, y0 = np.asarray(x0)[fitted], np.asarray(y0)[fitted]
-        other[fitted] = other_sources(cut_mask(self.fitted_sources.mask, x0, y0, size),
-                                      cut_mask(self.fitted_sources.detected, x0, y0, size))
-        return other
 
     def lumos_background(self, norm) -> np.ndarray | None:
         """The stamp background (e-/s per pixel, shape (n,)) that a LUMOS network with normalisation
@@ -261,10 +254,7 @@ class TargetContext:
         source_mask = cut_mask(sources.mask, wide.x0, wide.y0, size)
         exclude = None
         if self.mask_other_sources:
-            from lumos_ops.photometry.frame_sources import other_sources
-
-            exclude = self._fitted_others(other_sources(source_mask, cut_mask(sources.detected, wide.x0, wide.y0, size)),
-                                          wide.x0, wide.y0, size)
+            exclude = self.other_pixels(wide.x0, wide.y0, size)
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),
