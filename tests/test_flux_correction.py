@@ -157,6 +157,34 @@ def test_applying_divides_every_flux_and_the_whole_likelihood():
         apply_flux_correction(frame, 0.0)
 
 
+def test_a_fitted_neighbours_light_is_given_back_at_the_corrected_flux():
+    """A joint fit took ``c`` of its neighbours' light out in the uncorrected unit, ``k`` times their
+    light in the corrected one: ``(1 - 1/k) c`` goes back to every point of the flux axis, the widths
+    are only divided, and a row without neighbours is divided alone."""
+    rng = np.random.default_rng(2)
+    n, k = 40, 1.05
+    mix = Mixtures(alpha=rng.dirichlet(np.ones(3), n), mu=rng.uniform(50, 150, (n, 3)), sigma=rng.uniform(2, 20, (n, 3)),
+                   truncated=np.zeros(n, dtype=bool))
+    q = mixture_quantile([0.16, 0.5, 0.84], *mix.args)
+    light = np.where(np.arange(n) % 2 == 0, rng.uniform(10, 200, n), np.nan)
+    frame = pd.DataFrame({"flux": q[:, 1], "flux_err": 0.5 * (q[:, 2] - q[:, 0]), "median": q[:, 1], "q16": q[:, 0],
+                          "sigma68": 0.5 * (q[:, 2] - q[:, 0]), "flag": 0, "neighbour_light": light,
+                          **mixture_columns(mix)})
+    out = apply_flux_correction(frame, k, neighbour_light=light, column="aperture_correction")
+    back = (1.0 - 1.0 / k) * np.nan_to_num(light)
+    for column in ("flux", "median", "q16"):
+        assert np.allclose(out[column], (frame[column] + back) / k)
+    for column in ("flux_err", "sigma68", "neighbour_light"):
+        assert np.allclose(out[column], frame[column] / k, equal_nan=True)
+    after = mixtures_from_table(out)
+    assert np.allclose(after.mu, (mix.mu + back[:, None]) / k) and np.allclose(after.sigma, mix.sigma / k)
+    assert np.allclose(mixture_quantile([0.5], *after.args)[:, 0], (q[:, 1] + back) / k, rtol=1e-6)
+    alone = out.iloc[1::2]
+    assert np.allclose(alone["flux"], frame["flux"].iloc[1::2] / k)
+    with pytest.raises(LumosValueError, match="neighbour lights"):
+        apply_flux_correction(frame, k, neighbour_light=light[:3])
+
+
 def test_a_correction_is_applied_only_when_measured_and_significant():
     rng = np.random.default_rng(1)
     assert fit_correction("optimal", rng.normal(1.03, 0.015, 120), min_galaxies=30, seed=0).reliable

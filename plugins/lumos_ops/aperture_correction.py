@@ -45,7 +45,10 @@ of a large aperture the same way, an aperture correction measured on each exposu
 
 :func:`lumos_ops.flux_correction.apply_flux_correction` then divides each method's finished fluxes,
 errors and LUMOS likelihoods by the factor at each target's ``A``: a change of flux unit, recorded in
-the column ``aperture_correction``. It corrects what the targets of one exposure share (the PSF
+the column ``aperture_correction``. A target fitted jointly with catalogued neighbours first gets
+back ``(1 - 1/k)`` of their light under its weights (``neighbour_light``): the fit's amplitudes were
+in the same unit and took out ``k`` times the neighbours' light (docs/neighbours.md, "The exposure's
+flux unit"). It corrects what the targets of one exposure share (the PSF
 model's error, and the catalogue models' mean error over the exposure's galaxies), not one galaxy's
 own departure from its model. It is on by default (:attr:`lumos_ops.survey.Survey.aperture_correction`;
 ``measure_exposure(aperture_correction=False)`` turns it off), and a survey that corrects its
@@ -57,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -260,18 +263,29 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
 def apply_aperture_corrections(results: Mapping[str, pd.DataFrame],
                                corrections: Mapping[str, FluxCorrection]) -> dict[str, pd.DataFrame]:
     """Every method's rows divided by its correction
-    (:func:`lumos_ops.flux_correction.apply_flux_correction`; column ``aperture_correction``)."""
-    return {name: apply_flux_correction(rows, corrections[name], column="aperture_correction")
+    (:func:`lumos_ops.flux_correction.apply_flux_correction`; column ``aperture_correction``).
+    A row fitted jointly with catalogued neighbours (``neighbour_light`` > 0) first gets back the
+    share of their light that the correction says the fit took out in excess."""
+    return {name: apply_flux_correction(rows, corrections[name], column="aperture_correction",
+                                        neighbour_light=rows["neighbour_light"].to_numpy(np.float64)
+                                        if "neighbour_light" in rows else None)
             for name, rows in results.items()}
 
 
 def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 0,
-                   min_calibrators: int = MIN_CALIBRATORS) -> pd.DataFrame:
+                   min_calibrators: int = MIN_CALIBRATORS,
+                   fallback: Mapping[tuple[Any, str], float] | None = None) -> pd.DataFrame:
     """``measure_exposure(..., aperture_correction="columns")`` rows of several exposures (a long table,
     one row per target and ``method``), each group of ``by`` (e.g. the copies of one frame that
     ``lumos inject`` measures one at a time) corrected as one exposure: the factor fitted on the
     calibrators of all its rows, then applied to them. The result keeps the table's rows and order,
-    drops ``matched_flux`` and ``matched_flux_err`` and adds ``aperture_correction``."""
+    drops ``matched_flux`` and ``matched_flux_err`` and adds ``aperture_correction`` and
+    ``aperture_correction_borrowed``.
+
+    ``fallback`` maps ``(group, method)`` (``group`` the value of ``by``, a tuple for several
+    columns) to a factor for a group with fewer than ``min_calibrators`` calibrators of its own: the
+    factor of the exposure's other targets, as an exposure's blended targets, none of which
+    calibrates, take its isolated targets' (``aperture_correction_borrowed`` True)."""
     missing = [c for c in (*CALIBRATION_COLUMNS, "method", "flux", "flux_err", "flag") if c not in table]
     if missing:
         raise LumosValueError(f"correct_pooled: the table has no column(s) {', '.join(missing)}; measure it with "
@@ -284,9 +298,24 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
         results = {str(name): rows for name, rows in group.groupby("method", sort=False)}
         label = ", ".join(f"{k} {v}" for k, v in zip(keys, np.atleast_1d(key)))
         corrections = fit_aperture_corrections(results, label=label, seed=seed, min_calibrators=min_calibrators)
-        parts.extend(apply_aperture_corrections(results, corrections).values())
+        group = key[0] if isinstance(by, str) and isinstance(key, tuple) else key
+        borrowed = {name: (fallback or {}).get((group, name)) for name in results
+                    if corrections[name].n_galaxies < min_calibrators}
+        borrowed = {name: factor for name, factor in borrowed.items() if factor is not None}
+        if borrowed:
+            log.info("%s: too few calibrators; aperture correction borrowed: %s", label,
+                     ", ".join(f"{name} {factor:.4f}" for name, factor in borrowed.items()))
+        for name, rows in apply_aperture_corrections(results, corrections).items():
+            if name in borrowed:
+                rows = apply_aperture_corrections({name: results[name]}, {name: _given(name, borrowed[name])})[name]
+            parts.append(rows.assign(aperture_correction_borrowed=name in borrowed))
     out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err"])
     return out.reset_index(drop=True)
+
+
+def _given(name: str, factor: float) -> FluxCorrection:
+    """A correction of ``factor`` for method ``name`` measured elsewhere (applied as it is)."""
+    return FluxCorrection(method=name, ratio=float(factor), ratio_err=0.0, n_galaxies=0, reliable=True, star_psf=False)
 
 
 def _through_matched(name: str, rows: pd.DataFrame, matched: FluxCorrection, *,

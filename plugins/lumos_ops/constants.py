@@ -128,11 +128,12 @@ a survey that does not set ``coadd_outlier_fraction`` allow for
 injections it changed no co-add pull by more than 0.04 and moved the faintest co-adds low
 (``reports/lumos/coadd-outliers``); a survey whose exposures keep unflagged artefacts turns it on."""
 
-DEFAULT_NEIGHBOUR_ERROR_FLOOR: float = 0.05
+DEFAULT_NEIGHBOUR_ERROR_FLOOR: float = 0.025
 """Fractional error of the catalogued neighbours' light that a joint fit took out of a blended
 target's stamps (``neighbour_light``, :mod:`lumos_ops.photometry.error_floor`) of a survey that
 does not set ``neighbour_error_floor``: measured like :data:`DEFAULT_FLUX_ERROR_FLOOR`, on blended
 pairs injected into the same two held-out simulated CCDs, each galaxy with the same neighbour in
-every placement (LUMOS rows at measured SNR >= 50 whose neighbours' light is at least a tenth of
-their flux ask 4.2 %, the optimal sum 4.2 %, the aperture 5.1 %; two other simulated CCDs 5.0-5.6 %,
-the real frames 1.9-3.6 %; ``reports/lumos/error-floor``)."""
+every placement and the neighbours' light given back at the exposure's corrected flux
+(:func:`lumos_ops.flux_correction.apply_flux_correction`): LUMOS rows at measured SNR >= 50 whose
+neighbours' light is at least a tenth of their flux ask 2.4 %, the optimal sum 2.6 %, the aperture
+3.6 % (4.2 %, 4.2 % and 5.1 % before the light was given back; ``reports/lumos/error-floor``)."""

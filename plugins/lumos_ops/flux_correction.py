@@ -109,6 +109,10 @@ _FLUX_COLUMNS: tuple[str, ...] = ("flux", "flux_err", "mean", "std", "median", "
 """Result columns in flux units (e-/s), divided by the factor (those of a calibrated result too:
 the aperture correction is applied to the finished rows)."""
 
+_LOCATION_COLUMNS: tuple[str, ...] = ("flux", "mean", "median", "mode", "q16", "q84")
+"""The columns of :data:`_FLUX_COLUMNS` that are points of the flux axis (the others are widths):
+a fitted neighbour's light given back moves them (:func:`apply_flux_correction`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FluxCorrection:
@@ -387,7 +391,8 @@ def measure_flux_corrections(
 
 
 def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float | np.ndarray,
-                          area: np.ndarray | None = None, *, column: str = "flux_correction") -> pd.DataFrame:
+                          area: np.ndarray | None = None, *, column: str = "flux_correction",
+                          neighbour_light: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of one method's result with each row's fluxes divided by its correction factor.
 
     The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
@@ -397,6 +402,14 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     every mixture component's mean and width are divided by it: the likelihood of the corrected
     flux, the same shape in a new unit. Adds ``column`` (the factor; ``flux_correction``, or
     ``aperture_correction`` for :mod:`lumos_ops.aperture_correction`'s).
+
+    ``neighbour_light`` (shape (n,), e-/s in the rows' unit before the correction; NaN read as 0):
+    the light of catalogued neighbours that a joint fit took out of each row's stamps
+    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). The fit's amplitudes are
+    in the same unit as the target's, ``k`` times the flux, so it took out ``k`` times the
+    neighbours' light: ``(1 - 1/k) c`` is given back to every point of the flux axis (``flux``,
+    the likelihood's median, mode, mean, quantiles and the mixture's means) before the division;
+    the widths are only divided (docs/neighbours.md, "The exposure's flux unit").
     """
     from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
@@ -411,16 +424,24 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
         raise LumosValueError(f"apply_flux_correction: {factor.size} areas for {len(frame)} rows")
     if not (np.isfinite(factor).all() and (factor > 0).all()):
         raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor[~(factor > 0)][:3]}")
+    shift = np.zeros(len(frame))
+    if neighbour_light is not None:
+        light = np.nan_to_num(np.asarray(neighbour_light, dtype=np.float64))
+        if light.shape != (len(frame),):
+            raise LumosValueError(f"apply_flux_correction: {light.size} neighbour lights for {len(frame)} rows")
+        shift = (1.0 - 1.0 / factor) * light
     frame = frame.copy()
     frame[column] = factor
     if (factor == 1.0).all():
         return frame
     for name in _FLUX_COLUMNS:
         if name in frame:
-            frame[name] = frame[name].to_numpy(np.float64) / factor
+            values = frame[name].to_numpy(np.float64)
+            frame[name] = ((values + shift) if name in _LOCATION_COLUMNS else values) / factor
     if has_mixture(frame):
         mix = mixtures_from_table(frame)
-        scaled = Mixtures(mix.alpha, mix.mu / factor[:, None], mix.sigma / factor[:, None], truncated=mix.truncated)
+        scaled = Mixtures(mix.alpha, (mix.mu + shift[:, None]) / factor[:, None], mix.sigma / factor[:, None],
+                          truncated=mix.truncated)
         for name, values in mixture_columns(scaled).items():
             frame[name] = values
     return frame

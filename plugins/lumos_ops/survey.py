@@ -16,7 +16,7 @@ File format (JSON; every key but ``name`` and ``bands`` optional)::
       "psf_fwhm_unit": "arcsec",                 # unit of the PSF FWHM header value
       "model_bands": ["g", "r", "i"],            # bands a new model embeds, in row order (default: all)
       "flux_error_floor": 0.011,                 # fractional flux error of the PSF / catalogue models
-      "neighbour_error_floor": 0.05,             # fractional error of the fitted neighbours' light
+      "neighbour_error_floor": 0.025,            # fractional error of the fitted neighbours' light
       "method_error_floors": {"optimal": 0.02},  # a method's own flux_error_floor (optional)
       "method_neighbour_error_floors": {"lumos": 0.03},  # a method's own neighbour_error_floor (optional)
       "psf_flux_correction": true,               # correct each exposure's PSF model with its stars

@@ -41,9 +41,9 @@ def test_error_floors_of_the_night_replace_the_survey_files(tmp_path):
     survey = night.survey
     assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.033, 0.0)
     assert survey.name == "sdss-gri" and survey.band_names == plain.survey.band_names
-    assert (plain.survey.flux_error_floor, plain.survey.neighbour_error_floor) == (0.011, 0.05)
+    assert (plain.survey.flux_error_floor, plain.survey.neighbour_error_floor) == (0.011, 0.025)
     only_flux = NightConfig(store_url=str(tmp_path), error_floors={"flux_error_floor": 0.02}).survey
-    assert (only_flux.flux_error_floor, only_flux.neighbour_error_floor) == (0.02, 0.05)
+    assert (only_flux.flux_error_floor, only_flux.neighbour_error_floor) == (0.02, 0.025)
     assert NightConfig.from_dict(night.to_dict()).survey.flux_error_floor == 0.033
     assert NightConfig.from_dict(plain.to_dict()).error_floors is None
     with pytest.raises(LumosValueError, match=r"error_floors: unknown \['floor'\]"):
@@ -59,7 +59,7 @@ def test_error_floors_of_the_night_replace_the_survey_files(tmp_path):
     with pytest.raises(LumosValueError, match=r"method_error_floors\['optimal'\]=2 must be a fraction"):
         NightConfig(store_url=str(tmp_path), error_floors={"method_error_floors": {"optimal": 2}})
     near = NightConfig(store_url=str(tmp_path), error_floors={"method_neighbour_error_floors": {"optimal": 0.03}})
-    assert near.survey.neighbour_error_floor_for("optimal") == 0.03 and near.survey.neighbour_error_floor_for("lumos") == 0.05
+    assert near.survey.neighbour_error_floor_for("optimal") == 0.03 and near.survey.neighbour_error_floor_for("lumos") == 0.025
     assert NightConfig.from_dict(near.to_dict()).survey.method_neighbour_error_floors == {"optimal": 0.03}
     with pytest.raises(LumosValueError, match=r"method_neighbour_error_floors=0.03 must map method names"):
         NightConfig(store_url=str(tmp_path), error_floors={"method_neighbour_error_floors": 0.03})

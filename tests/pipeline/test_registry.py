@@ -688,7 +688,7 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
         assert main(["model", "resolve", *url]) == 0
     out = capsys.readouterr().out
     assert "lumos: lumos-a  [registry / default]" in out and "LUMOS checkpoint: models/candidates/lumos-a.pt" in out
-    assert "error floors: flux 0.011, neighbours 0.05 [the survey file's; survey paus]" in out
+    assert "error floors: flux 0.011, neighbours 0.025 [the survey file's; survey paus]" in out
 
 
 @pytestmark_db

@@ -52,7 +52,7 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     assert row.metadata["error_floors"] == {}
     assert row.metadata["survey"] == "paus"  # the floors belong to that survey's images
     survey = load_survey(store.local_path(row.metadata["survey_key"]))  # the survey file with those floors
-    assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.011, 0.05)
+    assert (survey.flux_error_floor, survey.neighbour_error_floor) == (0.011, 0.025)
     assert row.metadata["survey_key"] == result.object_key.replace(".pt", ".survey.json")
     assert result.report_attached and row.injection_report["command"] == "lumos_retrain"
     methods = row.injection_report["populations"]["sersic"]["methods"]

@@ -39,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help=f"LUMOS checkpoint file or shipped name: {shipped_models_help()} (default: default)")
     p.add_argument("--methods", nargs="+", default=["aperture", "optimal", "lumos"], help="photometry methods")
     p.add_argument("--populations", nargs="+", default=["sersic", "knots", "blended"],
-                   choices=["sersic", "knots", "blended"])
+                   choices=["sersic", "knots", "blended"],
+                   help="galaxy populations; each draws its galaxies from its own seed, so a run of one draws what "
+                        "a run of all draws for it. Blended pairs (no isolated calibrator in their copies) take the "
+                        "aperture correction of the same frame's Sersic galaxies when these are injected too, as a "
+                        "survey exposure's blends take its isolated targets' (default: all three)")
     p.add_argument("--n-galaxies", type=int, default=200, help="galaxies per population")
     p.add_argument("--n-place", type=int, default=10, help="placements (exposures) of each galaxy")
     p.add_argument("--snr-range", type=float, nargs=2, default=(1.0, 150.0), metavar=("LOW", "HIGH"),
@@ -132,7 +136,7 @@ def inject_command(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, population_seed, run_injection
     from lumos_ops.evaluation.injection_report import score_injection
     from lumos_ops.exceptions import LumosValueError
     from lumos_ops.io.catalog import read_catalog
@@ -152,20 +156,25 @@ def inject_command(args: argparse.Namespace) -> int:
     shapes = None if args.catalog is None else read_catalog(args.catalog)
     out.mkdir(parents=True, exist_ok=True)
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
-    tables = []
+    tables: dict[str, pd.DataFrame] = {}
+    fallback: dict[tuple[str, str], float] = {}
     mapping = {key: value for key, value in (("band", args.band), ("noise_ratio", args.noise_ratio)) if value is not None}
     with use_survey(survey):
-        for k, population in enumerate(args.populations):
+        # the isolated Sersic galaxies first: their factors serve the frames whose copies have no calibrator
+        for population in sorted(args.populations, key=lambda p: p != "sersic"):
             config = InjectionConfig(population=population, n_galaxies=args.n_galaxies, n_place=args.n_place,
                                      snr_range=tuple(args.snr_range), psf_profile=args.psf_profile,
                                      psf_from_stars=args.psf_from_stars, spacing=args.spacing,
-                                     min_clearance=args.min_clearance, seed=args.seed * 1000 + k,
+                                     min_clearance=args.min_clearance, seed=population_seed(args.seed, population),
                                      pool_aperture_correction=not args.aperture_correction_per_copy, **mapping)
             if not args.quiet:
                 print(f"lumos inject: {population}: {args.n_galaxies} galaxies x {args.n_place} placements", file=sys.stderr)
-            tables.append(run_injection(args.frames, config, methods=args.methods, model=args.model, psf_fwhm_px=psf,
-                                        keep_headers=survey_file is not None, shapes=shapes))
-    table = pd.concat(tables, ignore_index=True)
+            tables[population] = run_injection(args.frames, config, methods=args.methods, model=args.model,
+                                               psf_fwhm_px=psf, keep_headers=survey_file is not None, shapes=shapes,
+                                               aperture_fallback=fallback or None)
+            if population == "sersic":
+                fallback = aperture_factors(tables[population])
+    table = pd.concat([tables[p] for p in args.populations], ignore_index=True)
     eps = (survey or paus_survey()).coadd_outlier_fraction if args.coadd_outlier_fraction is None else args.coadd_outlier_fraction
     report = score_injection(table, outlier_fraction=eps)
     report["command"] = " ".join(["lumos", "inject", *sys.argv[2:]]) if sys.argv[1:2] == ["inject"] else None

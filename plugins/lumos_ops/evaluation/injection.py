@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask, subtract_sky
 
 __all__ = [
-    "POPULATIONS", "InjectionConfig", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
+    "POPULATIONS", "InjectionConfig", "aperture_factors", "population_seed", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
     "noise_autocovariance", "matched_filter_error",
     "draw_galaxies", "circularised_half_light_radius", "catalogue_model", "noiseless_reading", "run_injection",
 ]
@@ -394,6 +394,28 @@ def draw_galaxies(population: str, n: int, rng: np.random.Generator,
     return [make(rng, shapes, pixel_scale) for _ in range(n)]
 
 
+def population_seed(seed: int, population: str) -> int:
+    """The generator seed of ``population``'s galaxies in a run of ``seed``: ``1000 seed`` plus the
+    population's place in :data:`POPULATIONS`, whichever populations the run holds, so a run of one
+    population draws the galaxies a run of all draws for it."""
+    if population not in POPULATIONS:
+        raise LumosValueError(f"unknown population {population!r}; choose from {', '.join(POPULATIONS)}")
+    return int(seed) * 1000 + POPULATIONS.index(population)
+
+
+def aperture_factors(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """``(frame, method)`` -> the aperture correction an injection table's rows of that frame and
+    method got from their own calibrators (``aperture_correction``; rows that borrowed theirs are
+    left out): :func:`run_injection`'s ``aperture_fallback`` for another population."""
+    if "aperture_correction" not in table or len(table) == 0:
+        return {}
+    own = table
+    if "aperture_correction_borrowed" in table:
+        own = table[~table["aperture_correction_borrowed"].astype("boolean").fillna(False).to_numpy(bool)]
+    first = own.groupby(["frame", "method"], sort=False)["aperture_correction"].first()
+    return {(str(frame), str(method)): float(factor) for (frame, method), factor in first.items()}
+
+
 def _psf(profile: str, fwhm_px: float, beta: float | None = None):
     """The GalSim PSF of a parametric ``profile`` (``kolmogorov``, ``moffat``) with FWHM ``fwhm_px``
     pixels; a Moffat has the measurement's ``beta`` (the frame's, measured on its stars where the
@@ -503,6 +525,7 @@ def run_injection(
     work_dir: str | os.PathLike[str] | None = None,
     keep_headers: bool = False,
     shapes: pd.DataFrame | None = None,
+    aperture_fallback: Mapping[tuple[str, str], float] | None = None,
 ) -> pd.DataFrame:
     """Inject, measure with the production path, return one row per placement and method.
 
@@ -529,6 +552,11 @@ def run_injection(
         injected pixels: two runs with the same seed inject the same galaxies into the same pixels.
     shapes : DataFrame, optional
         Catalogue rows whose shape distribution the galaxies are drawn from (:func:`draw_galaxies`).
+    aperture_fallback : mapping, optional
+        ``(frame, method)`` -> the aperture correction of that frame's isolated galaxies
+        (:func:`aperture_factors` of another population's table): the factor a frame whose copies
+        hold too few calibrators of their own takes, as a survey exposure's blended targets take its
+        isolated targets' (:func:`lumos_ops.aperture_correction.correct_pooled`).
 
     Returns
     -------
@@ -684,7 +712,7 @@ def run_injection(
     if pooled:
         from lumos_ops.aperture_correction import correct_pooled
 
-        out = correct_pooled(out, "frame", seed=config.seed)
+        out = correct_pooled(out, "frame", seed=config.seed, fallback=aperture_fallback)
     out.insert(0, "population", config.population)
     out["psf_profile"] = config.psf_profile
     from lumos_ops.lumos.mixture import mixture_quantile

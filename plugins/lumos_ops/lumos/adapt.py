@@ -795,7 +795,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     ``neighbour_error_floor`` / ``method_error_floors`` / ``method_neighbour_error_floors`` (what the
     held-out exposures are measured with).
     """
-    from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, run_injection
     from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
 
     before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor,
@@ -823,10 +823,11 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     for k, population in enumerate(populations):
         low, high = config.floor_snr_range
         cached = work / f"{population}-{sha[:16]}-snr{low:g}-{high:g}.parquet"
+        fallback = aperture_factors(tables["sersic"]) if "sersic" in tables else None
         if cached.is_file():
             table = pd.read_parquet(cached)
             if (injected_with(table) == config.psf_profile and set(methods) <= set(table["method"])
-                    and _corrected_as(table, correction)):
+                    and _corrected_as(table, correction) and _borrowed_as(table, fallback)):
                 tables[population] = table
                 continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
@@ -836,7 +837,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         log.info("adapt: error floor, %s: %d galaxies x %d placements on %d training exposures", population,
                  config.n_galaxies, config.n_place, len(train))
         table = run_injection(train, inj, methods=methods, model=os.fspath(model_path), keep_headers=True,
-                              shapes=catalog, work_dir=work)
+                              shapes=catalog, work_dir=work, aperture_fallback=fallback)
         tmp = cached.with_suffix(".tmp")
         table.to_parquet(tmp, index=False)
         os.replace(tmp, cached)
@@ -920,7 +921,7 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     ``floors`` (stage 5's record) names the error floors they are measured with: a cached table whose
     rows carry other floors (its ``error_floor`` / ``neighbour_error_floor`` columns) is measured
     again and replaced once the new one is written."""
-    from lumos_ops.evaluation.injection import InjectionConfig, run_injection
+    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, run_injection
 
     work = out / "injection"
     work.mkdir(parents=True, exist_ok=True)
@@ -929,7 +930,10 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     # the optimal fit's model_residual gives the shared-error term its residual axis
     alone = [("candidate", os.fspath(model_path), ["optimal", "lumos"])]
     extra = [p for p in config.shared_error_populations if p not in config.populations]
-    for k, population in enumerate([*config.populations, *extra]):
+    ordered = sorted([*config.populations, *extra], key=lambda p: p != "sersic")  # the blends borrow its factors
+    sersic: dict[str, pd.DataFrame] = {}
+    for population in ordered:
+        k = [*config.populations, *extra].index(population)
         runs = both if population in config.populations else alone
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
                               snr_range=config.snr_range, spacing=config.spacing, min_clearance=config.min_clearance,
@@ -937,15 +941,19 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
         for label, model, methods in runs:
             path = work / f"{population}-{label}.parquet"
             table = pd.read_parquet(path) if path.is_file() else None
+            fallback = aperture_factors(sersic[label]) if label in sersic else None
             if (table is None or not _measured_with(table, floors) or injected_with(table) != config.psf_profile
-                    or not _corrected_as(table, bool(floors.get("psf_flux_correction", False)))):
+                    or not _corrected_as(table, bool(floors.get("psf_flux_correction", False)))
+                    or not _borrowed_as(table, fallback)):
                 log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
                          population, label, config.n_galaxies, config.n_place, len(held))
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
-                                      work_dir=work)
+                                      work_dir=work, aperture_fallback=fallback)
                 tmp = path.with_suffix(".tmp")
                 table.to_parquet(tmp, index=False)
                 os.replace(tmp, path)
+            if population == "sersic":
+                sersic[label] = table
             table = table.copy()
             table["model"] = label
             tables.append(table)
@@ -958,6 +966,13 @@ def injected_with(table: pd.DataFrame) -> str:
     if "psf_profile" not in table or len(table) == 0:
         return "kolmogorov"
     return str(table["psf_profile"].iloc[0])
+
+
+def _borrowed_as(table: pd.DataFrame, fallback: dict[tuple[str, str], float] | None) -> bool:
+    """Whether a cached injection table was corrected as ``fallback`` would correct it now: a table
+    measured before the blends borrowed the Sérsic galaxies' aperture correction has no
+    ``aperture_correction_borrowed`` column, and is measured again when there is a factor to borrow."""
+    return not fallback or "aperture_correction" not in table or "aperture_correction_borrowed" in table
 
 
 def _corrected_as(table: pd.DataFrame, correction: bool) -> bool:
