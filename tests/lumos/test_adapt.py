@@ -10,6 +10,7 @@ import pytest
 import torch
 from astropy.io import fits
 
+from lumos_ops.constants import DEFAULT_NEIGHBOUR_ERROR_FLOOR
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.io.training_set import TrainingSet
 from lumos_ops.lumos import adapt as adapt_module
@@ -318,7 +319,7 @@ def _fake_injection(floor: float, calls: list, neighbour_floor: float = 0.0, cla
     have a fitted neighbour of half their flux, whose light adds an error ``neighbour_floor`` of it
     (``classical_neighbour_floor`` for the classical methods, default ``neighbour_floor``)."""
 
-    def run(frames, config, *, methods, model, keep_headers, shapes, work_dir):
+    def run(frames, config, *, methods, model, keep_headers, shapes, work_dir, aperture_fallback=None):
         calls.append((config.population, list(frames), config.seed, config.snr_range))
         from lumos_ops.survey import current_survey
 
@@ -359,9 +360,9 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     # 1 % statistical and 3 % extra: the rows ask for about 3 %
     assert record["measured"] and 0.024 < record["flux_error_floor"] < 0.036
     assert record["flux"]["pull_before"] > 2.0 and record["flux"]["pull_after"] == pytest.approx(1.0, abs=0.01)
-    assert record["survey_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05,
+    assert record["survey_floors"] == {"flux_error_floor": 0.011, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR,
                                        "method_error_floors": {}}
-    assert record["neighbour"] is None and record["neighbour_error_floor"] == 0.05  # no blended pairs asked for
+    assert record["neighbour"] is None and record["neighbour_error_floor"] == DEFAULT_NEIGHBOUR_ERROR_FLOOR  # no blended pairs asked for
     # each classical method measured on the same galaxies asks for its own (6 %)
     assert record["measured_methods"] == ["lumos", "aperture", "optimal"]
     assert set(record["method_error_floors"]) == {"aperture", "optimal"}
@@ -402,7 +403,7 @@ def test_the_floor_injection_draws_bright_galaxies_and_follows_its_range(tmp_pat
     assert floor(dataclasses.replace(config, floor_snr_range=(30.0, 300.0)))["floor_snr_range"] == [30.0, 300.0]
     assert len(calls) == 2 and calls[-1][3] == (30.0, 300.0)
     assert (tmp_path / "floor" / f"sersic-{'ab' * 8}-snr30-300.parquet").is_file()
-    floors = {"flux_error_floor": 0.03, "neighbour_error_floor": 0.05}
+    floors = {"flux_error_floor": 0.03, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR}
     adapt_module._stage_injection(tmp_path, ["/data/held.fits"], catalogue(), "base.pt", tmp_path / "m.pt", config,
                                   floors)
     assert {c[3] for c in calls[2:]} == {(5.0, 100.0)}
@@ -444,7 +445,7 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
     held = ["/data/held.fits"]
 
     def measure(floor):
-        floors = {"flux_error_floor": floor, "neighbour_error_floor": 0.05}
+        floors = {"flux_error_floor": floor, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR}
         with use_survey(dataclasses.replace(paus_survey(), flux_error_floor=floor)):  # as adapt runs the stage
             return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt",
                                                  config, floors)
@@ -457,7 +458,7 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
     assert len(calls) == 4 and set(table["error_floor"]) == {0.02}
     assert set(pd.read_parquet(tmp_path / "injection" / "sersic-candidate.parquet")["error_floor"]) == {0.02}
     # a classical method's own floor: the base table (which holds it) is measured again, the candidate's kept
-    floors = {"flux_error_floor": 0.02, "neighbour_error_floor": 0.05, "method_error_floors": {"aperture": 0.04}}
+    floors = {"flux_error_floor": 0.02, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR, "method_error_floors": {"aperture": 0.04}}
     with use_survey(dataclasses.replace(paus_survey(), flux_error_floor=0.02, method_error_floors={"aperture": 0.04})):
         table = adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config,
                                               floors)
@@ -470,7 +471,7 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
         table = adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "model.pt", config,
                                               floors)
     assert len(calls) == 6
-    assert table.groupby("method")["neighbour_error_floor"].max().to_dict() == {"aperture": 0.05, "lumos": 0.05,
+    assert table.groupby("method")["neighbour_error_floor"].max().to_dict() == {"aperture": DEFAULT_NEIGHBOUR_ERROR_FLOOR, "lumos": DEFAULT_NEIGHBOUR_ERROR_FLOOR,
                                                                                "optimal": 0.03}
 
 
@@ -496,7 +497,7 @@ def test_both_injections_follow_the_surveys_flux_correction(tmp_path, monkeypatc
     assert len(calls) == 2  # kept
 
     def held(survey):
-        floors = {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05,
+        floors = {"flux_error_floor": 0.011, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR,
                   "psf_flux_correction": survey.psf_flux_correction}
         with use_survey(survey):
             return adapt_module._stage_injection(tmp_path, ["/data/held.fits"], catalogue(), "base.pt",
@@ -534,7 +535,7 @@ def test_both_injections_draw_the_configured_psf_and_their_caches_follow_it(tmp_
     floor(moffat)
     assert len(calls) == 2
 
-    floors = {"flux_error_floor": 0.011, "neighbour_error_floor": 0.05}
+    floors = {"flux_error_floor": 0.011, "neighbour_error_floor": DEFAULT_NEIGHBOUR_ERROR_FLOOR}
 
     def held_out(config):
         return adapt_module._stage_injection(tmp_path, held, catalogue(), "base.pt", tmp_path / "m.pt", config, floors)
