@@ -373,16 +373,36 @@ def source_clearance(data: np.ndarray, *, fwhm_px: float) -> np.ndarray:
     return ndimage.distance_transform_edt(~sources)
 
 
-def subtract_sky(data: np.ndarray, *, box: int = 64) -> np.ndarray:
+def subtract_sky(data: np.ndarray, *, box: int = 64, extrapolate: bool = False) -> np.ndarray:
     """``data`` minus its coarse sky (clipped medians of ``box`` px blocks, bilinearly interpolated;
     NaN pixels stay NaN): frame-wide noise statistics then see the noise, not a sky gradient or a
-    pedestal (a frame that is not sky-subtracted, scattered light, vignetting)."""
+    pedestal (a frame that is not sky-subtracted, scattered light, vignetting).
+
+    Between the frame's edges and its outer block centres (half a block) the sky is held at the
+    outer blocks' values, or, with ``extrapolate``, continued along the line through the last two:
+    a gradient then leaves no ramp of up to half a block's step in the edge strips, which statistics
+    over large lags (:func:`lumos_ops.evaluation.injection.noise_autocovariance`) would read as
+    correlated noise."""
     data = np.asarray(data, dtype=np.float64)
-    return data - _coarse_background(data, box)
+    return data - _coarse_background(data, box, extrapolate=extrapolate)
 
 
-def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
-    """Sky level from clipped medians of ``box`` x ``box`` blocks, bilinearly interpolated."""
+def _block_positions(n: int, centres: np.ndarray, extrapolate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels 0..n-1, the index of the block centre at or before each (int64) and the fraction
+    of the way to the next; held at the outer centres, or continued beyond them with ``extrapolate``."""
+    pos = np.interp(np.arange(n), centres, np.arange(centres.size))
+    if extrapolate and centres.size > 1:
+        pixels = np.arange(n)
+        below, above = pixels < centres[0], pixels > centres[-1]
+        pos[below] = (pixels[below] - centres[0]) / (centres[1] - centres[0])
+        pos[above] = centres.size - 1 + (pixels[above] - centres[-1]) / (centres[-1] - centres[-2])
+    start = np.clip(np.floor(pos), 0, max(centres.size - 2, 0)).astype(np.int64)
+    return start, pos - start
+
+
+def _coarse_background(data: np.ndarray, box: int, *, extrapolate: bool = False) -> np.ndarray:
+    """Sky level from clipped medians of ``box`` x ``box`` blocks, bilinearly interpolated
+    (beyond the outer block centres held, or with ``extrapolate`` continued linearly)."""
     ny, nx = data.shape
     by, bx = max(ny // box, 1), max(nx // box, 1)
     grid = np.full((by, bx), np.nan)
@@ -405,14 +425,11 @@ def _coarse_background(data: np.ndarray, box: int) -> np.ndarray:
     grid = np.where(np.isfinite(grid), grid, fill)
     if grid.size == 1:
         return np.full(data.shape, grid[0, 0])
-    # block centres -> pixel grid (edges held constant), bilinear between block centres
+    # block centres -> pixel grid, bilinear between block centres
     cy = 0.5 * (ys[:-1] + ys[1:]) - 0.5
     cx = 0.5 * (xs[:-1] + xs[1:]) - 0.5
-    iy = np.interp(np.arange(ny), cy, np.arange(by))
-    ix = np.interp(np.arange(nx), cx, np.arange(bx))
-    y0 = np.floor(iy).astype(np.int64)
-    x0 = np.floor(ix).astype(np.int64)
-    ty, tx = iy - y0, ix - x0
+    y0, ty = _block_positions(ny, cy, extrapolate)
+    x0, tx = _block_positions(nx, cx, extrapolate)
     y1, x1 = np.minimum(y0 + 1, by - 1), np.minimum(x0 + 1, bx - 1)
     along_x = grid[:, x0] * (1.0 - tx) + grid[:, x1] * tx
     sky = np.empty((ny, nx))

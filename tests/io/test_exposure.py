@@ -51,6 +51,15 @@ def test_reads_first_image_extension_and_inherits_primary_keys(tmp_path: Path) -
     assert exposure.gain == 1.0
 
 
+def test_an_image_with_axes_of_length_one_is_read_as_2d_and_a_cube_is_refused(tmp_path: Path) -> None:
+    data = np.arange(20 * 30, dtype=np.float32).reshape(1, 20, 30)
+    exposure = read_exposure(_write(tmp_path / "a.fits", data))
+    assert exposure.shape == (20, 30)
+    np.testing.assert_allclose(exposure.data, data[0] * 2.0 / 90.0, rtol=1e-6)
+    with pytest.raises(InputFileError, match=r"no 2-D image .*\(3, 20, 30\).*write the CCD image as a 2-D array"):
+        read_exposure(_write(tmp_path / "cube.fits", np.ones((3, 20, 30), np.float32)))
+
+
 def test_celestial_wcs_is_kept(tmp_path: Path) -> None:
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]

@@ -134,6 +134,19 @@ def test_coarse_background_is_bilinear_between_block_medians() -> None:
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+def test_a_plane_is_its_own_coarse_background_when_the_edges_extrapolate() -> None:
+    """A sky plane: the block medians are the plane at the block centres, so continued beyond the
+    outer centres the coarse sky is the plane everywhere; held there, the edge strips keep a ramp
+    of up to half a block's step."""
+    yy, xx = np.mgrid[0:300, 0:257].astype(float)
+    plane = 1000.0 + 0.5 * xx - 0.3 * yy
+    extrapolated = noise_calibration._coarse_background(plane, 64, extrapolate=True)
+    np.testing.assert_allclose(extrapolated, plane, rtol=0, atol=1e-9)
+    held = noise_calibration._coarse_background(plane, 64)
+    assert np.abs(held - plane).max() > 10.0
+    assert np.abs(noise_calibration.subtract_sky(plane, extrapolate=True)).max() < 1e-9
+
+
 @pytest.mark.parametrize("strict", [False, True])
 def test_disc_dilation_is_the_distance_transform_threshold(strict: bool) -> None:
     rng = np.random.default_rng(5)

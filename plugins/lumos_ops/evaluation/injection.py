@@ -134,23 +134,88 @@ class InjectionConfig:
             raise LumosValueError(f"psf_profile must be one of {PSF_PROFILES}, got {self.psf_profile!r}")
 
 
+FILL_MIN_AREA_PX: int = 1000
+"""Fewest pixels of one connected region of one exact value that :func:`fill_regions` takes for a
+fill (no data) rather than sky."""
+
+
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
-    """The 2-D image of a FITS file (primary HDU or first image extension; ``.bz2``/``.gz`` read directly)."""
+    """The 2-D image of a FITS file (primary HDU or first image extension, axes of length 1
+    dropped; ``.bz2``/``.gz`` read directly), its fill regions (:func:`fill_regions`) NaN."""
     import warnings
 
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
+    from lumos_ops.io.exposure import image_ndim
+
+    shapes = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path) as hdul:
                 for hdu in hdul:
-                    if hdu.data is not None and np.ndim(hdu.data) == 2:
-                        return np.asarray(hdu.data, dtype=np.float64)
+                    if hdu.data is None or not isinstance(hdu.data, np.ndarray) or hdu.data.dtype.names:
+                        continue
+                    shapes.append(tuple(hdu.data.shape))
+                    if image_ndim(hdu.data) == 2:
+                        data = np.asarray(hdu.data, dtype=np.float64).reshape([n for n in hdu.data.shape if n != 1])
+                        fill = fill_regions(data)
+                        if fill.any():
+                            log.info("%s: %d pixels of fill (one value, %s) taken for no data", path,
+                                     int(fill.sum()), ", ".join(f"{v:g}" for v in np.unique(data[fill])[:3]))
+                            data[fill] = np.nan
+                        return data
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not a readable FITS image ({exc})") from None
-    raise InputFileError(f"{path}: holds no 2-D image")
+    raise InputFileError(f"{path}: holds no 2-D image (image shapes found: {', '.join(map(str, shapes)) or 'none'}); "
+                         "write the frame as a 2-D array")
+
+
+def fill_regions(data: np.ndarray, *, min_area: int = FILL_MIN_AREA_PX) -> np.ndarray:
+    """Pixels of a frame that hold no data but a fill value: bool, shape of ``data``.
+
+    Reprojected frames and mosaics (SWarp, drizzle) often fill what no exposure covered with one
+    number, most often 0, where others write NaN. Such a region is a 4-connected block of at least
+    ``min_area`` pixels of one exact value. In a frame of continuous values (floats) noise never
+    repeats a value over a block, so any such block is fill. In a quantised frame (integers, or
+    integers times ``BSCALE``) the noise does repeat values, and a block is fill only if its value
+    lies more than 5 robust standard deviations from the frame's median (a zero border around raw
+    counts on a pedestal). The frame's own NaN are not counted.
+    """
+    from scipy import ndimage
+
+    data = np.asarray(data)
+    finite = np.isfinite(data)
+    out = np.zeros(data.shape, dtype=bool)
+    if data.ndim != 2 or finite.sum() < 2 * min_area:
+        return out
+    interior = finite.copy()  # pixels equal to each of their neighbours: a block's inside holds one value
+    right = data[:, 1:] == data[:, :-1]
+    down = data[1:, :] == data[:-1, :]
+    interior[:, 1:] &= right
+    interior[:, :-1] &= right
+    interior[1:, :] &= down
+    interior[:-1, :] &= down
+    if interior.sum() < min_area:
+        return out
+    labels, n = ndimage.label(interior)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.flatnonzero(area[1:] >= min_area) + 1
+    if keep.size == 0:
+        return out
+    value = {int(k): float(data[labels == k][0]) for k in keep}
+    if sum(area[k] for k in keep) >= finite.sum() - min_area:  # nothing but one value: a blank frame, not a fill
+        return out
+    values = data[finite]
+    sample = values[:: max(1, values.size // 20_000)]
+    if np.unique(sample).size < 0.5 * sample.size:  # quantised: the noise repeats values too
+        med, sig = robust_sigma(data[finite & ~np.isin(labels, keep)])
+        keep = np.array([k for k in keep if abs(value[int(k)] - med) > 5.0 * sig])
+    for v in sorted({value[int(k)] for k in keep}):
+        block = np.isin(labels, [k for k in keep if value[int(k)] == v])
+        out |= ndimage.binary_dilation(block) & (data == v)  # the block's edge pixels hold the value too
+    return out
 
 
 def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
@@ -168,7 +233,7 @@ def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: flo
     """
     from scipy import ndimage
 
-    resid = subtract_sky(data)
+    resid = subtract_sky(data, extrapolate=True)
     med, sig = robust_sigma(resid)
     resid = resid - med
     keep = np.isfinite(resid) & (np.nan_to_num(resid) > -5.0 * sig)
@@ -268,7 +333,10 @@ def _frame_fwhm(data: np.ndarray, from_stars: bool, path: str | os.PathLike[str]
         from lumos_ops.photometry.psf_stars import measure_psf_fwhm
 
         return measure_psf_fwhm(data, label=os.fspath(path)).fwhm_px
-    return estimate_psf_fwhm(data)
+    try:
+        return estimate_psf_fwhm(data)
+    except LumosValueError as exc:
+        raise LumosValueError(f"{os.fspath(path)}: {exc} (lumos inject --psf-fwhm PIXELS, or --psf-from-stars)") from None
 
 
 def frame_header(noise_counts: float, *, training_noise: float, noise_ratio: float, band: str, psf_fwhm_px: float,
@@ -699,7 +767,7 @@ def run_injection(
             options: dict[str, Any] = {"model": model} if "lumos" in methods else {}
             if pooled:
                 options["aperture_correction"] = "columns"
-            measured = measure_exposure(read_exposure(path), catalog, methods=list(methods), **options)
+            measured = measure_exposure(read_exposure(path, label=f"{os.fspath(frames[k])} (injected copy {r})"), catalog, methods=list(methods), **options)
             measured = measured[measured["ref_id"] < _NEIGHBOUR_ID]
             for rec in measured.to_dict("records"):
                 rec["placement"] = rec.pop("ref_id")

@@ -211,12 +211,19 @@ class _Reader:
 def _image_hdu(hdul: fits.HDUList, name: str) -> fits.ImageHDU | fits.PrimaryHDU:
     for hdu in hdul:
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
-            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+            if hdu.data is not None and image_ndim(hdu.data) == 2:
                 return hdu
+    shapes = [tuple(hdu.data.shape) for hdu in hdul if getattr(hdu, "data", None) is not None
+              and isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))]
     raise InputFileError(
-        f"{name}: no 2-D image in the primary HDU or any image extension; "
-        "write the CCD image as a 2-D array"
+        f"{name}: no 2-D image in the primary HDU or any image extension (image shapes found: "
+        f"{', '.join(map(str, shapes)) or 'none'}); write the CCD image as a 2-D array"
     )
+
+
+def image_ndim(data: np.ndarray) -> int:
+    """Dimensions of an image array not counting axes of length 1 (a (1, ny, nx) cube is 2-D)."""
+    return sum(1 for n in np.shape(data) if n != 1)
 
 
 def read_exposure(
@@ -267,7 +274,7 @@ def read_exposure(
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 hdul.verify("silentfix")
                 hdu = _image_hdu(hdul, name)
-                raw = np.asarray(hdu.data, dtype=np.float32)
+                raw = np.asarray(hdu.data, dtype=np.float32).reshape([n for n in hdu.data.shape if n != 1])
                 header = hdu.header.copy()
                 if hdu is not hdul[0]:
                     for key, value in hdul[0].header.items():
