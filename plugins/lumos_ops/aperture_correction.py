@@ -305,9 +305,8 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
         if borrowed:
             log.info("%s: too few calibrators; aperture correction borrowed: %s", label,
                      ", ".join(f"{name} {factor:.4f}" for name, factor in borrowed.items()))
+        corrections = {**corrections, **{name: _given(name, factor) for name, factor in borrowed.items()}}
         for name, rows in apply_aperture_corrections(results, corrections).items():
-            if name in borrowed:
-                rows = apply_aperture_corrections({name: results[name]}, {name: _given(name, borrowed[name])})[name]
             parts.append(rows.assign(aperture_correction_borrowed=name in borrowed))
     out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err"])
     return out.reset_index(drop=True)
