@@ -2,6 +2,8 @@
 real pixels, measured through the production path (``read_exposure`` -> ``measure_exposure``), and
 scored at fixed truth (:mod:`lumos_ops.evaluation.fixed_truth`).
 
+A frame is read as it is stored (:func:`read_frame`: any image HDU, axes of length 1 dropped,
+blocks of one fill value such as a mosaic's zero border made NaN, :func:`fill_regions`).
 A real frame has none of the PAUS header keywords; :func:`frame_header` maps it as a user would:
 ``EXPTIME`` the exposure time whose Poisson noise the injected light gets (90 s, a PAUS exposure),
 ``GAIN`` chosen so that the frame's robust pixel noise in e-/s equals ``noise_ratio`` x the LUMOS
