@@ -149,7 +149,7 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
-    from lumos_ops.io.exposure import image_ndim
+    from lumos_ops.io.exposure import image_array, image_ndim
 
     shapes = []
     try:
@@ -161,7 +161,7 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
                         continue
                     shapes.append(tuple(hdu.data.shape))
                     if image_ndim(hdu.data) == 2:
-                        data = np.asarray(hdu.data, dtype=np.float64).reshape([n for n in hdu.data.shape if n != 1])
+                        data = image_array(hdu.data)
                         fill = fill_regions(data)
                         if fill.any():
                             log.info("%s: %d pixels of fill (one value, %s) taken for no data", path,

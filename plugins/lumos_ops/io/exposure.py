@@ -226,6 +226,11 @@ def image_ndim(data: np.ndarray) -> int:
     return sum(1 for n in np.shape(data) if n != 1)
 
 
+def image_array(data: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """An image array as ``dtype`` without its axes of length 1 (see :func:`image_ndim`)."""
+    return np.asarray(data, dtype=dtype).reshape([n for n in np.shape(data) if n != 1])
+
+
 def read_exposure(
     path: str | os.PathLike[str], *, survey: Survey | None = None, label: str | None = None
 ) -> Exposure:
@@ -274,7 +279,7 @@ def read_exposure(
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 hdul.verify("silentfix")
                 hdu = _image_hdu(hdul, name)
-                raw = np.asarray(hdu.data, dtype=np.float32).reshape([n for n in hdu.data.shape if n != 1])
+                raw = image_array(hdu.data, np.float32)
                 header = hdu.header.copy()
                 if hdu is not hdul[0]:
                     for key, value in hdul[0].header.items():
