@@ -59,11 +59,16 @@ def test_noiseless_pair_is_separated_exactly() -> None:
         # the target's own light is left whole; its neighbour's, to the amplitude's error
         np.testing.assert_allclose(cleaned[i] - 6.0, truth[i] * models[i], atol=3e-3 * (truth[:2] * models[:2].max(axis=(1, 2))).max())
     np.testing.assert_array_equal(cleaned[2], stamps.data[2])
-    # the variance factor is G_ii (G^-1)_ii of the models' overlaps on the image
+    # under white noise the variance factor is G_ii (G^-1)_ii of the models' overlaps on the image
     flat = np.stack([_paste(shape, stamps, models, np.eye(3)[k]).ravel() for k in range(2)])
     gram = flat @ flat.T
     expected = np.diag(gram) * np.diag(np.linalg.inv(gram))
-    np.testing.assert_allclose(fit.variance_factor[:2], expected, rtol=1e-4)
+    white = fit_neighbours(image, stamps, models, correlation=False)
+    np.testing.assert_allclose(white.variance_factor[:2], expected, rtol=1e-4)
+    np.testing.assert_allclose(white.amplitude, fit.amplitude, rtol=0, atol=0)
+    # a frame without noise is measured as white; the sky annuli's share of the sums (their means
+    # are subtracted) moves it by 2 %
+    np.testing.assert_allclose(fit.variance_factor[:2], expected, rtol=0.03)
     assert fit.variance_factor[2] == 1.0 and expected.min() > 1.2
     assert fit.blended.tolist() == [True, True, False]
 
@@ -251,8 +256,8 @@ def test_crowded_field_is_fitted_in_local_groups(monkeypatch: pytest.MonkeyPatch
 
     local_groups = []
     fit_locally = neighbours._fit_locally
-    monkeypatch.setattr(neighbours, "_fit_locally", lambda group, *args: (local_groups.append(group.size),
-                                                                          fit_locally(group, *args)))
+    monkeypatch.setattr(neighbours, "_fit_locally", lambda group, *args, **kwargs: (
+        local_groups.append(group.size), fit_locally(group, *args, **kwargs)))
     shape = (700, 700)
     catalog = random_catalog(1600, shape=shape, margin=30.0, seed=6)  # one target per 270 px^2
     flux = 10 ** (-0.4 * (catalog["i_auto"].to_numpy() - 25.0))
@@ -264,3 +269,61 @@ def test_crowded_field_is_fitted_in_local_groups(monkeypatch: pytest.MonkeyPatch
     assert np.isfinite(fit.amplitude).all() and (fit.variance_factor >= 1.0).all()
     relative = (fit.amplitude - flux)[fit.fitted] / flux[fit.fitted]
     assert np.median(np.abs(relative)) < 0.02
+
+
+def _correlated_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Unit-variance noise: two thirds of its variance smoothed by a Gaussian of ``scale`` px, one third white."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(rng.standard_normal(shape), scale, mode="wrap")
+    smooth /= smooth.std()
+    return np.sqrt(2.0 / 3.0) * smooth + np.sqrt(1.0 / 3.0) * rng.standard_normal(shape)
+
+
+@pytest.mark.slow
+def test_the_variance_factor_follows_the_sky_noise_correlation() -> None:
+    """Noise correlated over a pair's separation is shared by both sums and cancels in part in the
+    joint amplitude: the factor measured on the frame predicts the scatter, the white one does not."""
+    from lumos_ops.photometry.background import annulus_background
+    from lumos_ops.photometry.frame_sources import frame_sources
+
+    side, grid = 480, 6
+    centres = (np.arange(grid) + 0.5) * side / grid
+    cx, cy = (c.ravel() for c in np.meshgrid(centres, centres))
+    catalog = random_catalog(2 * cx.size, shape=(side, side), seed=11)
+    catalog["x"] = np.concatenate([cx + 0.3, cx + 4.3])
+    catalog["y"] = np.concatenate([cy + 0.4, cy - 0.2])
+    catalog["r50"] = 0.9
+    catalog["q"] = 1.0
+    stamps, models = _models(catalog, (side, side))
+    flux = np.concatenate([np.full(cx.size, 400.0), np.full(cx.size, 600.0)])
+    light = _paste((side, side), stamps, models, flux)
+    target = np.arange(cx.size)
+    gram = np.square(models[target].astype(np.float64)).sum(axis=(1, 2))
+    no_sources = np.zeros((target.size, SIZE, SIZE), dtype=bool)
+    rng = np.random.default_rng(5)
+    for scale in (0.0, 3.0):
+        joint, alone, factors, white = [], [], [], []
+        for _ in range(60):
+            noise = rng.standard_normal((side, side)) if scale == 0.0 else _correlated_noise(rng, (side, side), scale)
+            image = (light + 2.0 * noise).astype(np.float32)
+            cut = cut_stamps(image, catalog["x"], catalog["y"], size=SIZE)
+            # as the measurement does: the frame's detections are left out of the noise's correlation
+            fit = fit_neighbours(image, cut, models, source_mask=frame_sources(image).mask)
+            assert fit.fitted[target].all()
+            joint.append(fit.amplitude[target])
+            factors.append(fit.variance_factor[target])
+            if not white:
+                white.append(fit_neighbours(image, cut, models, correlation=False).variance_factor[target])
+            # the isolated target's matched filter with the same sky annulus, on the noise alone
+            sky_only = cut_stamps((2.0 * noise).astype(np.float32), catalog["x"][target], catalog["y"][target], size=SIZE)
+            sky = annulus_background(sky_only.data, sky_only.dx, sky_only.dy, r_in=SIZE / 4.0, r_out=SIZE / 2.0 - 1.0,
+                                     source_mask=no_sources).mean
+            alone.append(((sky_only.data - sky[:, None, None]) * models[target]).sum(axis=(1, 2)) / gram)
+        ratio = np.var(np.array(joint), axis=0, ddof=1).mean() / np.var(np.array(alone), axis=0, ddof=1).mean()
+        predicted = np.mean(factors)
+        # 2,160 targets measure each variance to 3 %
+        assert 0.9 < ratio / predicted < 1.1, (scale, ratio, predicted)
+        if scale:
+            # the white-noise factor overstates the cost of the fit by more than a fifth
+            assert np.mean(white) > 1.2 * ratio, (np.mean(white), ratio)

@@ -26,12 +26,22 @@ can be modelled:
    light they remove.
 
 The matched filter of the target's model on its cleaned stamp is exactly its joint amplitude
-``a_i`` (row ``i`` of ``G a = b``), whose variance under uniform sky noise ``s^2`` is
-``s^2 (G^-1)_ii`` instead of the isolated ``s^2 / G_ii``. The ratio, ``variance_factor =
-G_ii (G^-1)_ii >= 1``, is the price of sharing light with a neighbour; the errors of every method
-multiply the background part of their variance by it (``noise_calibration.apply_error_scale``).
-It is exact for the matched filter and the optimal weighted sum's sky term, and approximate for
-the other estimators. Uncatalogued light (stars, artefacts) is not modelled: given its detections
+``a_i`` (row ``i`` of ``G a = b``), whose variance under white sky noise ``s^2`` is
+``s^2 (G^-1)_ii`` instead of the isolated ``s^2 / G_ii``. The ratio, ``variance_factor``, is the
+price of sharing light with a neighbour; the errors of every method multiply the background part
+of their variance by it (``noise_calibration.apply_error_scale``). It is exact for the matched
+filter and the optimal weighted sum's sky term, and approximate for the other estimators.
+
+Correlated sky noise. A real frame's noise is correlated over several to tens of pixels
+(resampling, undetected sources, sky structure): the sums ``b_i`` of two close targets then share
+part of it, and it partly cancels in the joint amplitudes. With ``H`` the covariance of the sums
+in units of the pixel variance, ``H_ij = sum_p sum_q u_i(p) K(p - q) u_j(q)`` for the sums'
+weights ``u_i`` (the model less its share of the sky annulus' mean) and the frame's noise
+correlation ``K`` (:mod:`lumos_ops.photometry.noise_correlation`, measured on the frame's
+source-free pixels), the factor is ``(G^-1 H G^-1)_ii G_ii^2 / H_ii``, held at 1 or more: the joint
+amplitude's variance over the isolated matched filter's, both with their sky annuli. Under white
+noise it is ``G_ii (G^-1)_ii`` to the annuli's share (2-4 %). On the real frames the white factor
+overstated the scatter of the blends' fluxes (docs/neighbours.md, "Correlated sky noise"). Uncatalogued light (stars, artefacts) is not modelled: given its detections
 (``exclude``) and their wings (``other_light``), the fit leaves them out of its sums as every method
 does, so that a star's light does not raise a neighbour's amplitude and take the target's light with it.
 """
@@ -78,8 +88,9 @@ class NeighbourFit:
         Least-squares flux (e-/s) of each target's unit-flux model: joint for blended targets,
         the target's own matched filter otherwise; 0 for targets off the image or degenerate.
     variance_factor : ndarray of float64, shape (n,)
-        ``G_ii (G^-1)_ii``: the matched-filter flux variance of the joint fit over the isolated
-        target's (1 where not fitted).
+        The matched-filter flux variance of the joint fit over the isolated target's under the
+        frame's sky noise (module docstring; ``G_ii (G^-1)_ii`` for white noise), at least 1; 1
+        where not fitted.
     fitted : ndarray of bool, shape (n,)
         Blended targets fitted jointly: their stamps are cut from ``residual``.
     degenerate : ndarray of bool, shape (n,)
@@ -220,7 +231,8 @@ def _sky(stamps: Stamps, index: np.ndarray, source_mask: np.ndarray | None) -> t
 
 def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
                    source_mask: np.ndarray | None = None, min_contamination: float = MIN_CONTAMINATION,
-                   exclude: np.ndarray | None = None, other_light: np.ndarray | None = None) -> NeighbourFit:
+                   exclude: np.ndarray | None = None, other_light: np.ndarray | None = None,
+                   correlation: np.ndarray | bool = True) -> NeighbourFit:
     """Find the blends among the targets and fit each group of them jointly (module docstring).
 
     Parameters
@@ -244,6 +256,11 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     other_light : ndarray, shape (n, S, S), keyword-only
         Those sources' light beyond their detections (e-/s per pixel), subtracted from the stamps
         before the fit, as every method's cutouts have it subtracted. None: nothing.
+    correlation : ndarray or bool, keyword-only
+        The sky noise's spatial correlation, for the variance factors (module docstring,
+        "Correlated sky noise"): True measures it on ``image`` outside ``source_mask`` when a group
+        is fitted (:func:`lumos_ops.photometry.noise_correlation.noise_correlation`); an array
+        (``(2 L + 1)^2``, 1 at lag 0) gives it; False takes the noise as white (``G_ii (G^-1)_ii``).
 
     Returns
     -------
@@ -302,16 +319,19 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     pair_label = label[pairs[:, 0]]
     pair_order = np.argsort(pair_label, kind="stable")
     pair_groups = np.split(pair_order, np.flatnonzero(np.diff(pair_label[pair_order])) + 1)
+    covariance = None
+    if correlation is not False:
+        covariance = _sum_covariances(image, stamps, weighted, members, pairs, source_mask,
+                                      None if correlation is True else np.asarray(correlation, dtype=np.float64))
     for group, in_group in zip(groups, pair_groups, strict=True):
+        cov_diag, cov_off = (None, None) if covariance is None else (covariance[0], covariance[1][in_group])
         if group.size > MAX_GROUP:
             _fit_locally(group, pairs[in_group], overlap[in_group], diag, b, amplitude, factor, fitted, degenerate,
-                         contamination)
+                         contamination, cov_diag=cov_diag, cov_off=cov_off)
             continue
-        where = {int(t): k for k, t in enumerate(group)}
-        gram = np.diag(diag[group])
-        for (a, c), value in zip(pairs[in_group], overlap[in_group], strict=True):
-            gram[where[int(a)], where[int(c)]] = gram[where[int(c)], where[int(a)]] = value
-        solved = _solve(gram, b[group])
+        gram = _group_matrix(group, pairs[in_group], overlap[in_group], diag)
+        cov = None if covariance is None else _group_matrix(group, pairs[in_group], cov_off, cov_diag)
+        solved = _solve(gram, b[group], cov)
         if solved is None:
             degenerate[group] = True
             amplitude[group] = 0.0
@@ -324,9 +344,23 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     return NeighbourFit(amplitude, factor, fitted, degenerate, residual, contamination)
 
 
-def _solve(gram: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _group_matrix(group: np.ndarray, pairs: np.ndarray, values: np.ndarray, diag: np.ndarray) -> np.ndarray:
+    """Symmetric matrix of one group: ``diag`` of its members on the diagonal, ``values`` of its pairs off it."""
+    where = {int(t): k for k, t in enumerate(group)}
+    matrix = np.diag(diag[group])
+    for (a, c), value in zip(pairs, values, strict=True):
+        matrix[where[int(a)], where[int(c)]] = matrix[where[int(c)], where[int(a)]] = value
+    return matrix
+
+
+def _solve(gram: np.ndarray, b: np.ndarray, cov: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Joint amplitudes (e-/s), variance factors and contaminations (e-/s) of one group with overlap
-    matrix ``gram`` and matched-filter sums ``b``; None when the models cannot be told apart."""
+    matrix ``gram`` and matched-filter sums ``b``; None when the models cannot be told apart.
+
+    ``cov``: the covariance of the sums ``b`` in units of the pixel variance (``H``, module
+    docstring); the variance factor is then ``(G^-1 H G^-1)_ii G_ii^2 / H_ii``. None: white noise,
+    ``H = G``, and the factor ``G_ii (G^-1)_ii``."""
     diag = np.diag(gram)
     scale = 1.0 / np.sqrt(diag)
     normed = gram * scale[:, None] * scale[None, :]
@@ -337,37 +371,91 @@ def _solve(gram: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     # the neighbours' light under each target's matched filter: a_j G_ij / G_ii, j != i
     off = gram - np.diag(diag)
     contamination = np.sqrt(np.square(off * amplitude[None, :]).sum(axis=1)) / diag
-    return amplitude, np.maximum(np.diag(inverse), 1.0), contamination
+    if cov is None:
+        variance = np.diag(inverse)
+    else:
+        cov_normed = cov * scale[:, None] * scale[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            variance = np.diag(inverse @ cov_normed @ inverse) / np.diag(cov_normed)
+        variance = np.where(np.isfinite(variance), variance, np.diag(inverse))
+    return amplitude, np.maximum(variance, 1.0), contamination
 
 
 def _fit_locally(group: np.ndarray, pairs: np.ndarray, overlap: np.ndarray, diag: np.ndarray, b: np.ndarray,
                  amplitude: np.ndarray, factor: np.ndarray, fitted: np.ndarray, degenerate: np.ndarray,
-                 contamination: np.ndarray) -> None:
+                 contamination: np.ndarray, *, cov_diag: np.ndarray | None = None,
+                 cov_off: np.ndarray | None = None) -> None:
     """Fit each target of a group larger than :data:`MAX_GROUP` jointly with its own blended partners
-    only (the partners' partners are left out), writing its results in place."""
+    only (the partners' partners are left out), writing its results in place; ``cov_diag`` and
+    ``cov_off`` (the sums' covariances, :func:`_solve`) as ``diag`` and ``overlap``."""
     where = np.full(int(group.max()) + 1, -1, dtype=np.int64)
     where[group] = np.arange(group.size)
     i, j = where[pairs[:, 0]], where[pairs[:, 1]]
     size = group.size
-    entries = dict(zip(np.concatenate([i * size + j, j * size + i]).tolist(), np.concatenate([overlap, overlap]).tolist()))
+    keys = np.concatenate([i * size + j, j * size + i]).tolist()
+    entries = dict(zip(keys, np.concatenate([overlap, overlap]).tolist()))
+    cov_entries = None if cov_off is None else dict(zip(keys, np.concatenate([cov_off, cov_off]).tolist()))
     partners: list[list[int]] = [[] for _ in range(size)]
     for a, c in zip(i.tolist(), j.tolist()):
         partners[a].append(c)
         partners[c].append(a)
+
+    def local_matrix(values: dict[int, float], diagonal: np.ndarray, local: np.ndarray) -> np.ndarray:
+        cells = (local[:, None] * size + local[None, :]).ravel().tolist()
+        matrix = np.fromiter((values.get(cell, 0.0) for cell in cells), dtype=np.float64, count=len(cells))
+        matrix = matrix.reshape(local.size, local.size)
+        matrix[np.diag_indices(local.size)] = diagonal[group[local]]
+        return matrix
+
     for row in range(size):
         local = np.array([row, *partners[row]], dtype=np.int64)
-        keys = (local[:, None] * size + local[None, :]).ravel().tolist()
-        gram = np.fromiter((entries.get(key, 0.0) for key in keys), dtype=np.float64, count=len(keys))
-        gram = gram.reshape(local.size, local.size)
-        gram[np.diag_indices(local.size)] = diag[group[local]]
+        gram = local_matrix(entries, diag, local)
+        cov = None if cov_entries is None or cov_diag is None else local_matrix(cov_entries, cov_diag, local)
         target = group[row]
-        solved = _solve(gram, b[group[local]])
+        solved = _solve(gram, b[group[local]], cov)
         if solved is None:
             degenerate[target] = True
             amplitude[target] = 0.0
             continue
         amplitude[target], factor[target], contamination[target] = (v[0] for v in solved)
         fitted[target] = True
+
+
+def _sum_covariances(image: np.ndarray, stamps: Stamps, weighted: np.ndarray, members: np.ndarray,
+                     pairs: np.ndarray, source_mask: np.ndarray | None,
+                     correlation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Covariances (units of the pixel variance) of the fit's sums ``b_i`` under the frame's
+    correlated sky noise: ``H_ii`` of each target (shape (n,), 0 outside ``members``) and
+    ``H_ij`` of each pair.
+
+    Each ``b_i`` is a linear sum of the image with weights ``u_i = m_i - (sum m_i) A_i / |A_i|``,
+    ``A_i`` the annulus its sky is the mean of (S/4 to S/2 - 1 px from the target, finite and
+    outside ``source_mask``; the clip of :func:`~lumos_ops.photometry.background.annulus_background`
+    is left out). ``correlation`` None: measured on ``image``."""
+    from lumos_ops.photometry.noise_correlation import noise_correlation, weight_covariances
+
+    if correlation is None:
+        correlation = noise_correlation(image, source_mask)
+    size = stamps.size
+    data = stamps.data[members]
+    ring = np.isfinite(data)
+    if source_mask is not None:
+        ring &= ~cut_mask(source_mask, stamps.x0[members], stamps.y0[members], size)
+    grid = np.arange(size) - size // 2
+    dy = grid[None, :, None] - stamps.dy[members][:, None, None]
+    dx = grid[None, None, :] - stamps.dx[members][:, None, None]
+    radius = np.hypot(dx, dy)
+    ring &= (radius >= size / 4.0) & (radius <= size / 2.0 - 1.0)
+    count = ring.sum(axis=(1, 2))
+    light = weighted[members].sum(axis=(1, 2), dtype=np.float64)
+    sky_weight = np.where(count > 0, light / np.maximum(count, 1), 0.0)
+    weights = weighted[members].astype(np.float64) - sky_weight[:, None, None] * ring
+    where = np.full(stamps.data.shape[0], -1, dtype=np.int64)
+    where[members] = np.arange(members.size)
+    diagonal, off = weight_covariances(weights, stamps.x0[members], stamps.y0[members], where[pairs], correlation)
+    full = np.zeros(stamps.data.shape[0])
+    full[members] = diagonal
+    return full, off
 
 
 def _paste(shape: tuple[int, int], stamps: Stamps, models: np.ndarray, amplitude: np.ndarray,
