@@ -227,13 +227,15 @@ def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: flo
     subtracted first, so that a pedestal or a gradient does not enter the robust sigma. Pixels above
     ``mask_sigma`` robust sigmas (sources), grown by ``grow`` px, and NaNs are masked,
     as are pixels below -5 robust sigmas, and a masked running mean over ``2 max_lag + 1`` px (the
-    sky's large-scale structure) is subtracted; the masked field's autocorrelation (FFT) is divided by the autocorrelation of the mask, so that
-    every lag is an average over the pixel pairs that were both kept. Returns a
+    sky's large-scale structure) is subtracted; every lag is an average over the pixel pairs that were
+    both kept (:func:`lumos_ops.photometry.noise_correlation.masked_autocovariance`). Returns a
     (2 max_lag + 1)^2 array centred on lag 0; entry [max_lag, max_lag] is the pixel variance.
     Reprojected or resampled frames have covariance at non-zero lags: the noise of a flux sum is
     then larger than the pixel variance implies.
     """
     from scipy import ndimage
+
+    from lumos_ops.photometry.noise_correlation import masked_autocovariance
 
     resid = subtract_sky(data, extrapolate=True)
     med, sig = robust_sigma(resid)
@@ -245,17 +247,7 @@ def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: flo
     # over 2 max_lag + 1 px, as the local backgrounds of the photometry do
     size = 2 * max_lag + 1
     smooth = ndimage.uniform_filter(field, size) / np.maximum(ndimage.uniform_filter(keep.astype(np.float64), size), 1e-3)
-    field = np.where(keep, field - smooth, 0.0)
-    ny, nx = field.shape
-    shape = (ny + max_lag + 1, nx + max_lag + 1)
-    f_field = np.fft.rfft2(field, shape)
-    f_mask = np.fft.rfft2(keep.astype(np.float64), shape)
-    acf = np.fft.irfft2(np.abs(f_field) ** 2, shape)
-    pairs = np.fft.irfft2(np.abs(f_mask) ** 2, shape)
-    lags = np.r_[-max_lag : max_lag + 1]
-    acf = acf[np.ix_(lags % shape[0], lags % shape[1])]
-    pairs = pairs[np.ix_(lags % shape[0], lags % shape[1])]
-    return acf / np.maximum(pairs, 1.0)
+    return masked_autocovariance(field - smooth, keep, max_lag)
 
 
 def matched_filter_error(unit: np.ndarray, autocov: np.ndarray) -> float:
