@@ -437,19 +437,20 @@ def _sum_covariances(image: np.ndarray, stamps: Stamps, weighted: np.ndarray, me
     if correlation is None:
         correlation = noise_correlation(image, source_mask)
     size = stamps.size
-    data = stamps.data[members]
-    ring = np.isfinite(data)
-    if source_mask is not None:
-        ring &= ~cut_mask(source_mask, stamps.x0[members], stamps.y0[members], size)
     grid = np.arange(size) - size // 2
-    dy = grid[None, :, None] - stamps.dy[members][:, None, None]
-    dx = grid[None, None, :] - stamps.dx[members][:, None, None]
-    radius = np.hypot(dx, dy)
-    ring &= (radius >= size / 4.0) & (radius <= size / 2.0 - 1.0)
-    count = ring.sum(axis=(1, 2))
-    light = weighted[members].sum(axis=(1, 2), dtype=np.float64)
-    sky_weight = np.where(count > 0, light / np.maximum(count, 1), 0.0)
-    weights = weighted[members].astype(np.float64) - sky_weight[:, None, None] * ring
+    weights = np.empty((members.size, size, size), dtype=np.float32)
+    for start in range(0, members.size, 512):
+        chunk = members[start : start + 512]
+        ring = np.isfinite(stamps.data[chunk])
+        if source_mask is not None:
+            ring &= ~cut_mask(source_mask, stamps.x0[chunk], stamps.y0[chunk], size)
+        radius = np.hypot(grid[None, None, :] - stamps.dx[chunk][:, None, None],
+                          grid[None, :, None] - stamps.dy[chunk][:, None, None])
+        ring &= (radius >= size / 4.0) & (radius <= size / 2.0 - 1.0)
+        count = ring.sum(axis=(1, 2))
+        light = weighted[chunk].sum(axis=(1, 2), dtype=np.float64)
+        sky_weight = np.where(count > 0, light / np.maximum(count, 1), 0.0).astype(np.float32)
+        weights[start : start + chunk.size] = weighted[chunk] - sky_weight[:, None, None] * ring
     where = np.full(stamps.data.shape[0], -1, dtype=np.int64)
     where[members] = np.arange(members.size)
     diagonal, off = weight_covariances(weights, stamps.x0[members], stamps.y0[members], where[pairs], correlation)

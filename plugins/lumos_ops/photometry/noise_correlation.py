@@ -110,7 +110,8 @@ def weight_covariances(weights: np.ndarray, x0: np.ndarray, y0: np.ndarray, pair
     Parameters
     ----------
     weights : ndarray, shape (n, S, S)
-        Each stamp's weights ``u_i`` (per unit pixel value) on the image grid, stamp ``i`` having
+        Each stamp's weights ``u_i`` (per unit pixel value; float32 or float64, summed in float64)
+        on the image grid, stamp ``i`` having
         its lower-left pixel at image pixel ``(x0[i], y0[i])``.
     x0, y0 : ndarray of int, shape (n,)
         The stamps' lower-left pixels.
@@ -131,7 +132,7 @@ def weight_covariances(weights: np.ndarray, x0: np.ndarray, y0: np.ndarray, pair
     """
     from scipy import fft
 
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = np.asarray(weights)
     n, size = weights.shape[0], weights.shape[-1]
     lag = correlation.shape[0] // 2
     full = size + 2 * lag
@@ -145,9 +146,9 @@ def weight_covariances(weights: np.ndarray, x0: np.ndarray, y0: np.ndarray, pair
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         # K * u_j over the full support: entry [r + L, c + L] is pixel (r, c) of stamp j's grid
-        smoothed = fft.irfft2(fft.rfft2(weights[start:stop], shape) * f_kernel, shape)[:, :full, :full]
-        diagonal[start:stop] = np.einsum("kij,kij->k", weights[start:stop],
-                                         smoothed[:, lag : lag + size, lag : lag + size])
+        block = np.asarray(weights[start:stop], dtype=np.float64)
+        smoothed = fft.irfft2(fft.rfft2(block, shape) * f_kernel, shape)[:, :full, :full]
+        diagonal[start:stop] = np.einsum("kij,kij->k", block, smoothed[:, lag : lag + size, lag : lag + size])
         lo, hi = np.searchsorted(second, [start, stop])
         for k in by_second[lo:hi]:
             i, j = pairs[k]
@@ -157,6 +158,6 @@ def weight_covariances(weights: np.ndarray, x0: np.ndarray, y0: np.ndarray, pair
             c0, c1 = max(0, -lag - ox), min(size, size + lag - ox)
             if r1 <= r0 or c1 <= c0:
                 continue
-            block = smoothed[j - start, r0 + oy + lag : r1 + oy + lag, c0 + ox + lag : c1 + ox + lag]
-            off[k] = float(np.einsum("ij,ij->", weights[i, r0:r1, c0:c1], block))
+            window = smoothed[j - start, r0 + oy + lag : r1 + oy + lag, c0 + ox + lag : c1 + ox + lag]
+            off[k] = float(np.einsum("ij,ij->", weights[i, r0:r1, c0:c1], window, dtype=np.float64))
     return diagonal, off
