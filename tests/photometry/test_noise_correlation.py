@@ -60,7 +60,8 @@ def test_weight_covariances_are_the_double_sum_over_the_image() -> None:
 
     placed = [on_image(i) for i in range(4)]
     smoothed = [fftconvolve(c, kernel, mode="same") for c in placed]
-    np.testing.assert_allclose(diagonal, [(placed[i] * smoothed[i]).sum() for i in range(4)], rtol=1e-10)
-    np.testing.assert_allclose(off, [(placed[i] * smoothed[j]).sum() for i, j in pairs], rtol=1e-10, atol=1e-10)
-    assert np.isclose(off[0], off[1], rtol=1e-12)  # the covariance is symmetric
+    # convolved in single precision
+    np.testing.assert_allclose(diagonal, [(placed[i] * smoothed[i]).sum() for i in range(4)], rtol=1e-5)
+    np.testing.assert_allclose(off, [(placed[i] * smoothed[j]).sum() for i, j in pairs], rtol=1e-5, atol=1e-3)
+    assert np.isclose(off[0], off[1], rtol=1e-5)  # the covariance is symmetric
     assert off[-2] == off[-1] == 0.0  # stamps 30 px apart with 6 px lags share nothing
