@@ -41,9 +41,11 @@ correlation ``K`` (:mod:`lumos_ops.photometry.noise_correlation`, measured on th
 source-free pixels), the factor is ``(G^-1 H G^-1)_ii G_ii^2 / H_ii``, held at 1 or more: the joint
 amplitude's variance over the isolated matched filter's, both with their sky annuli. Under white
 noise it is ``G_ii (G^-1)_ii`` to the annuli's share (2-4 %). On the real frames the white factor
-overstated the scatter of the blends' fluxes (docs/neighbours.md, "Correlated sky noise"). Uncatalogued light (stars, artefacts) is not modelled: given its detections
-(``exclude``) and their wings (``other_light``), the fit leaves them out of its sums as every method
-does, so that a star's light does not raise a neighbour's amplitude and take the target's light with it.
+overstated the scatter of the blends' fluxes (docs/neighbours.md, "Correlated sky noise").
+
+Uncatalogued light (stars, artefacts) is not modelled: given its detections (``exclude``) and their
+wings (``other_light``), the fit leaves them out of its sums as every method does, so that a star's
+light does not raise a neighbour's amplitude and take the target's light with it.
 """
 
 from __future__ import annotations
