@@ -375,6 +375,17 @@ def test_error_floor_is_measured_on_training_exposures_and_written_as_a_survey(t
     # kept on a rerun with the same candidate; measured again for another one
     again = adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
     assert again == json.loads((tmp_path / "error_floor.json").read_text()) and len(calls) == 1
+    # a record and table of an earlier revision of the measurement are measured again
+    saved = json.loads((tmp_path / "error_floor.json").read_text())
+    assert saved["measurement_revision"] == injection.MEASUREMENT_REVISION
+    (tmp_path / "error_floor.json").write_text(json.dumps({**saved, "measurement_revision": 0}))
+    cached = tmp_path / "floor" / f"sersic-{'ab' * 8}-snr50-150.parquet"
+    pd.read_parquet(cached).assign(measurement_revision=0).to_parquet(cached, index=False)
+    adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
+    assert len(calls) == 2
+    adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "ab" * 32, config, paus_survey())
+    assert len(calls) == 2  # kept again
+    calls.pop()
     adapt_module._stage_error_floor(tmp_path, train, catalogue(), model, "cd" * 32, config, paus_survey())
     assert len(calls) == 2
     # switched off: the survey's floors, nothing injected
@@ -454,6 +465,12 @@ def test_held_out_tables_measured_with_other_floors_are_measured_again(tmp_path,
     assert len(calls) == 2  # base and candidate
     measure(0.011)
     assert len(calls) == 2  # cached
+    # a table measured at an earlier revision of the measurement (no column) is measured again
+    cached = tmp_path / "injection" / "sersic-base.parquet"
+    pd.read_parquet(cached).drop(columns="measurement_revision").to_parquet(cached, index=False)
+    measure(0.011)
+    assert len(calls) == 3 and "measurement_revision" in pd.read_parquet(cached)
+    calls.pop()
     table = measure(0.02)
     assert len(calls) == 4 and set(table["error_floor"]) == {0.02}
     assert set(pd.read_parquet(tmp_path / "injection" / "sersic-candidate.parquet")["error_floor"]) == {0.02}

@@ -41,7 +41,7 @@ from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask, subtract_sky
 
 __all__ = [
-    "POPULATIONS", "InjectionConfig", "aperture_factors", "population_seed", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
+    "POPULATIONS", "MEASUREMENT_REVISION", "InjectionConfig", "aperture_factors", "population_seed", "read_frame", "robust_sigma", "estimate_psf_fwhm", "frame_header",
     "noise_autocovariance", "matched_filter_error",
     "draw_galaxies", "circularised_half_light_radius", "catalogue_model", "noiseless_reading", "run_injection",
 ]
@@ -49,6 +49,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
+MEASUREMENT_REVISION: int = 1
+"""Revision of what the measurement gives an injection's rows for the same draws. It is raised with
+a change that moves them (revision 1: the joint fit's variance factor under the frame's correlated
+noise); ``lumos adapt`` measures its cached tables again when theirs differs."""
 PSF_PROFILES: tuple[str, ...] = ("kolmogorov", "moffat", "stars")
 """PSF profiles of the injected galaxies (:attr:`InjectionConfig.psf_profile`)."""
 _STAMP = 65

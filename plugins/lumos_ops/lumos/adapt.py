@@ -795,7 +795,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     ``neighbour_error_floor`` / ``method_error_floors`` / ``method_neighbour_error_floors`` (what the
     held-out exposures are measured with).
     """
-    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, run_injection
+    from lumos_ops.evaluation.injection import MEASUREMENT_REVISION, InjectionConfig, aperture_factors, run_injection
     from lumos_ops.photometry.error_floor import estimate_error_floor, estimate_neighbour_floor, statistical_error
 
     before = {"flux_error_floor": survey.flux_error_floor, "neighbour_error_floor": survey.neighbour_error_floor,
@@ -815,7 +815,8 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
                 and saved.get("psf_profile", "kolmogorov") == config.psf_profile
                 and saved.get("measured_methods") == methods
                 and saved.get("floor_snr_range") == list(config.floor_snr_range)
-                and saved.get("psf_flux_correction", False) == correction):
+                and saved.get("psf_flux_correction", False) == correction
+                and saved.get("measurement_revision", 0) == MEASUREMENT_REVISION):
             return saved
     work = out / "floor"
     work.mkdir(parents=True, exist_ok=True)
@@ -827,7 +828,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         if cached.is_file():
             table = pd.read_parquet(cached)
             if (injected_with(table) == config.psf_profile and set(methods) <= set(table["method"])
-                    and _corrected_as(table, correction) and _borrowed_as(table, fallback)):
+                    and _corrected_as(table, correction) and _borrowed_as(table, fallback) and _current(table)):
                 tables[population] = table
                 continue
         inj = InjectionConfig(population=population, n_galaxies=config.n_galaxies, n_place=config.n_place,
@@ -838,6 +839,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
                  config.n_galaxies, config.n_place, len(train))
         table = run_injection(train, inj, methods=methods, model=os.fspath(model_path), keep_headers=True,
                               shapes=catalog, work_dir=work, aperture_fallback=fallback)
+        table = table.assign(measurement_revision=MEASUREMENT_REVISION)
         tmp = cached.with_suffix(".tmp")
         table.to_parquet(tmp, index=False)
         os.replace(tmp, cached)
@@ -875,7 +877,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
     record = {"measured": True, "model_sha256": sha, "train_exposures": train, "populations": populations,
               "psf_profile": config.psf_profile, "measured_methods": methods,
               "floor_snr_range": list(config.floor_snr_range), "psf_flux_correction": correction,
-              "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
+              "measurement_revision": MEASUREMENT_REVISION, "flux": flux.to_dict(), "neighbour": None if neighbour is None else neighbour.to_dict(),
               "methods": {m: e.to_dict() for m, e in by_method.items()},
               "neighbour_methods": {m: e.to_dict() for m, e in by_method_neighbour.items()},
               "survey_floors": before, "flux_error_floor": float(floor), "neighbour_error_floor": float(neighbour_floor),
@@ -921,7 +923,7 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
     ``floors`` (stage 5's record) names the error floors they are measured with: a cached table whose
     rows carry other floors (its ``error_floor`` / ``neighbour_error_floor`` columns) is measured
     again and replaced once the new one is written."""
-    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, run_injection
+    from lumos_ops.evaluation.injection import MEASUREMENT_REVISION, InjectionConfig, aperture_factors, run_injection
 
     work = out / "injection"
     work.mkdir(parents=True, exist_ok=True)
@@ -944,11 +946,12 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
             fallback = aperture_factors(sersic[label]) if label in sersic else None
             if (table is None or not _measured_with(table, floors) or injected_with(table) != config.psf_profile
                     or not _corrected_as(table, bool(floors.get("psf_flux_correction", False)))
-                    or not _borrowed_as(table, fallback)):
+                    or not _borrowed_as(table, fallback) or not _current(table)):
                 log.info("adapt: injection %s, %s model: %d galaxies x %d placements on %d held-out exposures",
                          population, label, config.n_galaxies, config.n_place, len(held))
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
                                       work_dir=work, aperture_fallback=fallback)
+                table = table.assign(measurement_revision=MEASUREMENT_REVISION)
                 tmp = path.with_suffix(".tmp")
                 table.to_parquet(tmp, index=False)
                 os.replace(tmp, path)
@@ -973,6 +976,17 @@ def _borrowed_as(table: pd.DataFrame, fallback: dict[tuple[str, str], float] | N
     measured before the blends borrowed the Sérsic galaxies' aperture correction has no
     ``aperture_correction_borrowed`` column, and is measured again when there is a factor to borrow."""
     return not fallback or "aperture_correction" not in table or "aperture_correction_borrowed" in table
+
+
+def _current(table: pd.DataFrame) -> bool:
+    """Whether a cached injection table was measured at the current
+    :data:`~lumos_ops.evaluation.injection.MEASUREMENT_REVISION` (its ``measurement_revision`` column;
+    tables without it predate revision 1)."""
+    from lumos_ops.evaluation.injection import MEASUREMENT_REVISION
+
+    if "measurement_revision" not in table or len(table) == 0:
+        return False
+    return int(table["measurement_revision"].iloc[0]) == MEASUREMENT_REVISION
 
 
 def _corrected_as(table: pd.DataFrame, correction: bool) -> bool:
