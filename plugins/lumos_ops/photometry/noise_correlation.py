@@ -4,7 +4,7 @@ The pixel noise of a real frame is not white. Resampling correlates neighbouring
 sources too faint to be detected, the wings of detected ones and sky structure below the scale
 of a coarse sky fit add light that varies over several to tens of pixels. On the real frames of
 ``reports/lumos/injection`` the blank-sky scatter of a matched filter is 1.2-1.7 times what the
-pixel variance implies, almost all of it from lags of 5 to 30 px.
+pixel variance implies, most of it from lags of 8 to 32 px.
 
 The blank-sky calibration (:mod:`lumos_ops.noise_calibration`) measures that excess for an
 isolated target. A joint fit of blended targets (:mod:`lumos_ops.photometry.neighbours`) needs the
@@ -30,7 +30,7 @@ NOISE_LAG: int = 32
 
 _MAX_SIDE = 1024
 """Side (pixels) of the central window the correlation is measured on: a million pixels give each
-lag to about 1e-3 of the variance, at 0.1 s for any frame larger than the window."""
+lag to about 1e-3 of the variance, at about 0.15 s for any frame larger than the window."""
 
 
 def masked_autocovariance(field: np.ndarray, keep: np.ndarray, max_lag: int) -> np.ndarray:
