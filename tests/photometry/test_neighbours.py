@@ -315,6 +315,9 @@ def test_the_variance_factor_follows_the_sky_noise_correlation() -> None:
             factors.append(fit.variance_factor[target])
             if not white:
                 white.append(fit_neighbours(image, cut, models, correlation=False).variance_factor[target])
+                # without a source mask the frame's own detections are left out of the correlation
+                unmasked = fit_neighbours(image, cut, models).variance_factor[target]
+                np.testing.assert_allclose(unmasked, fit.variance_factor[target], rtol=0.03)
             # the isolated target's matched filter with the same sky annulus, on the noise alone
             sky_only = cut_stamps((2.0 * noise).astype(np.float32), catalog["x"][target], catalog["y"][target], size=SIZE)
             sky = annulus_background(sky_only.data, sky_only.dx, sky_only.dy, r_in=SIZE / 4.0, r_out=SIZE / 2.0 - 1.0,

@@ -260,8 +260,9 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
         before the fit, as every method's cutouts have it subtracted. None: nothing.
     correlation : ndarray or bool, keyword-only
         The sky noise's spatial correlation, for the variance factors (module docstring,
-        "Correlated sky noise"): True measures it on ``image`` outside ``source_mask`` when a group
-        is fitted (:func:`lumos_ops.photometry.noise_correlation.noise_correlation`); an array
+        "Correlated sky noise"): True measures it on ``image`` outside ``source_mask`` (None: the
+        frame's detections) when a group is fitted
+        (:func:`lumos_ops.photometry.noise_correlation.noise_correlation`); an array
         (``(2 L + 1)^2``, 1 at lag 0) gives it; False takes the noise as white (``G_ii (G^-1)_ii``).
 
     Returns
@@ -433,10 +434,16 @@ def _sum_covariances(image: np.ndarray, stamps: Stamps, weighted: np.ndarray, me
     Each ``b_i`` is a linear sum of the image with weights ``u_i = m_i - (sum m_i) A_i / |A_i|``,
     ``A_i`` the annulus its sky is the mean of (S/4 to S/2 - 1 px from the target, finite and
     outside ``source_mask``; the clip of :func:`~lumos_ops.photometry.background.annulus_background`
-    is left out). ``correlation`` None: measured on ``image``."""
+    is left out). ``correlation`` None: measured on ``image`` outside ``source_mask`` (None: the
+    frame's detections, :func:`~lumos_ops.photometry.frame_sources.frame_sources`)."""
     from lumos_ops.photometry.noise_correlation import noise_correlation, weight_covariances
 
     if correlation is None:
+        if source_mask is None:
+            # the targets' own light would read as correlated noise
+            from lumos_ops.photometry.frame_sources import frame_sources
+
+            source_mask = frame_sources(image).mask
         correlation = noise_correlation(image, source_mask)
     size = stamps.size
     grid = np.arange(size) - size // 2
