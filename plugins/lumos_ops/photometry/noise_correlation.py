@@ -59,11 +59,12 @@ def masked_autocovariance(field: np.ndarray, keep: np.ndarray, max_lag: int) -> 
 
 
 def noise_correlation(image: np.ndarray, source_mask: np.ndarray | None = None, *,
-                      max_lag: int = NOISE_LAG) -> np.ndarray:
+                      max_lag: int = NOISE_LAG, sky_box: int = 64) -> np.ndarray:
     """Correlation ``C(lag) / C(0)`` of a frame's sky noise, lags up to ``max_lag`` px.
 
     Measured on the central window of at most 1024 x 1024 px: the image less its coarse sky
-    (:func:`lumos_ops.noise_calibration.subtract_sky`, 64 px blocks, continued to the edges), less
+    (:func:`lumos_ops.noise_calibration.subtract_sky`, blocks of ``sky_box`` px, continued to the
+    edges; structure on larger scales is the sky's, not the noise's), less
     the median of the kept pixels, keeping the finite pixels outside ``source_mask`` (the frame's
     detected sources, :func:`lumos_ops.photometry.frame_sources.frame_sources`; None keeps every
     finite pixel) and above 5 robust sigmas below that median. No running mean is taken out:
@@ -85,7 +86,7 @@ def noise_correlation(image: np.ndarray, source_mask: np.ndarray | None = None, 
     window = (slice(y0, y0 + hy), slice(x0, x0 + hx))
     white = np.zeros((2 * max_lag + 1, 2 * max_lag + 1))
     white[max_lag, max_lag] = 1.0
-    resid = subtract_sky(image[window], extrapolate=True)
+    resid = subtract_sky(image[window], box=sky_box, extrapolate=True)
     keep = np.isfinite(resid)
     if source_mask is not None:
         keep &= ~np.asarray(source_mask, dtype=bool)[window]

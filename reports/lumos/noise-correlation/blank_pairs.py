@@ -8,7 +8,10 @@ the fit's real cost on that frame's noise; it is compared with the white-noise f
 ``G_00 (G^-1)_00`` and with the factor under the frame's measured noise correlation
 (``lumos_ops.photometry.noise_correlation``), which ``fit_neighbours`` uses.
 
-    .venv/bin/python reports/lumos/noise-correlation/blank_pairs.py OUT.json FRAME [FRAME ...]
+    .venv/bin/python reports/lumos/noise-correlation/blank_pairs.py [--sky-box PX] OUT.json FRAME [FRAME ...]
+
+``--sky-box``: the block size of the coarse sky taken out before the correlation is measured
+(``noise_correlation(..., sky_box=)``; 64 px, the measurement's, by default).
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ def model(profile: str, scale: float) -> np.ndarray:
     return image / image.sum()
 
 
-def check(path: str, rng: np.random.Generator) -> list[dict]:
+def check(path: str, rng: np.random.Generator, sky_box: int) -> list[dict]:
     data = np.asarray(read_frame(path), dtype=np.float64)
     sources = frame_sources(data.astype(np.float32)).mask
-    correlation = noise_correlation(data, sources)
+    correlation = noise_correlation(data, sources, sky_box=sky_box)
     ny, nx = data.shape
     radius = np.hypot(*(np.mgrid[:SIZE, :SIZE] - SIZE // 2))
     ring = (radius >= SIZE / 4.0) & (radius <= SIZE / 2.0 - 1.0)
@@ -85,20 +88,32 @@ def check(path: str, rng: np.random.Generator) -> list[dict]:
 
 
 def main() -> None:
-    out, frames = sys.argv[1], sys.argv[2:]
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sky-box", type=int, default=64)
+    parser.add_argument("out")
+    parser.add_argument("frames", nargs="+")
+    args = parser.parse_args()
     rng = np.random.default_rng(3)
-    rows = [row for frame in frames for row in check(frame, rng)]
+    rows = [row for frame in args.frames for row in check(frame, rng, args.sky_box)]
     usable = [r for r in rows if r["n"] >= 30 and r["white"] > 1.02]
-    summary = {}
-    for name in ("white", "correlated"):
-        z = [(r[name] - r["measured"]) / r["measured_err"] for r in usable]
-        summary[name] = {"median_ratio_to_measured": float(np.median([r[name] / r["measured"] for r in usable])),
-                         "chi2_per_point": float(np.mean(np.square(z))), "n_points": len(usable)}
-        print(f"{name:10s} median factor / measured {summary[name]['median_ratio_to_measured']:.3f}, "
-              f"chi2 per point {summary[name]['chi2_per_point']:.2f} over {len(usable)} configurations "
-              "(white factor > 1.02, n >= 30)")
-    with open(out, "w") as handle:
-        json.dump({"command": " ".join(sys.argv), "rows": rows, "summary": summary}, handle, indent=2)
+    summary: dict = {"per_frame": {}}
+    for label, subset in [("all", usable)] + [(f, [r for r in usable if r["frame"] == f]) for f in args.frames]:
+        for name in ("white", "correlated"):
+            z = [(r[name] - r["measured"]) / r["measured_err"] for r in subset]
+            entry = {"median_ratio_to_measured": float(np.median([r[name] / r["measured"] for r in subset])),
+                     "chi2_per_point": float(np.mean(np.square(z))), "n_points": len(subset)}
+            if label == "all":
+                summary[name] = entry
+            else:
+                summary["per_frame"].setdefault(label, {})[name] = entry
+            print(f"{label.rsplit('/', 1)[-1]:16s} {name:10s} median factor / measured "
+                  f"{entry['median_ratio_to_measured']:.3f}, chi2 per point {entry['chi2_per_point']:.2f} over "
+                  f"{len(subset)} configurations (white factor > 1.02, n >= 30)")
+    with open(args.out, "w") as handle:
+        json.dump({"command": " ".join(sys.argv), "sky_box": args.sky_box, "rows": rows, "summary": summary},
+                  handle, indent=2)
 
 
 if __name__ == "__main__":
