@@ -27,6 +27,8 @@
 #   lumos-width/  LUMOS blank-sky pulls by hole share, the source-present width on real and simulated frames.
 #   frame-variants/ one real frame with a pedestal, scattered light, NaNs, int16, MEF, fpack, cut small.
 #   ccd-extrapolation/ the default on full 4096x2048 PAUCam CCDs, whose far half it was not trained on.
+#   noise-correlation/ the joint fit's variance factor under each real frame's correlated noise: on blank
+#               sky (three coarse-sky block sizes) and on the injections' blends with the white factor.
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
@@ -93,3 +95,15 @@ $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$
 .venv/bin/python reports/lumos/psf-from-stars/star_flux_check.py reports/lumos/psf-from-stars/star_flux_check.json \
     "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2"
 .venv/bin/python reports/lumos/ccd-extrapolation/full_ccd.py reports/lumos/ccd-extrapolation/full_ccd.json
+noise_frames=("$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2")
+.venv/bin/python reports/lumos/noise-correlation/blank_pairs.py reports/lumos/noise-correlation/blank_pairs.json "${noise_frames[@]}"
+for box in 128 256; do
+    .venv/bin/python reports/lumos/noise-correlation/blank_pairs.py --sky-box $box \
+        reports/lumos/noise-correlation/blank_pairs_sky$box.json "${noise_frames[@]}"
+done
+for name in injection injection-sim injection-sim8; do
+    .venv/bin/python reports/lumos/noise-correlation/same_draws.py measure reports/lumos/$name \
+        reports/lumos/noise-correlation/white_$name.parquet
+    .venv/bin/python reports/lumos/noise-correlation/same_draws.py compare reports/lumos/$name \
+        reports/lumos/noise-correlation/white_$name.parquet reports/lumos/noise-correlation/same_draws_$name.json
+done
