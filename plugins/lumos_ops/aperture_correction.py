@@ -135,9 +135,17 @@ BAD_CALIBRATOR_FLAGS: int = int(Flag.OFF_IMAGE | Flag.EDGE | Flag.MASKED | Flag.
 """A target with any of these flags in its method's or its reference measurement calibrates nothing."""
 
 CALIBRATION_COLUMNS: tuple[str, ...] = ("reference_flux", "reference_flux_err", "matched_flux", "matched_flux_err",
-                                        "aperture_calibrator")
+                                        "aperture_calibrator", "leak_num", "leak_den")
 """The columns :func:`calibration_columns` adds to a method's rows, from which
-:func:`fit_aperture_corrections` fits its correction."""
+:func:`fit_aperture_corrections` fits its correction (``leak_num`` and ``leak_den``: the matched-filter
+calibrators' synthetic blends, :func:`lumos_ops.photometry.crosstalk.leak_sums`; 0 for the others)."""
+
+LEAK_COLUMNS: tuple[str, ...] = ("leak_num", "leak_den")
+"""The columns of :data:`CALIBRATION_COLUMNS` that measure the neighbour leak; rows without them keep
+the model ``-(1 - 1/k)``."""
+
+INTERNAL_COLUMNS: tuple[str, ...] = ("matched_flux", "matched_flux_err", *LEAK_COLUMNS)
+"""The columns of :data:`CALIBRATION_COLUMNS` dropped once the correction is applied."""
 
 
 def reference_fluxes(ctx: TargetContext, *, chunk_size: int = 512) -> pd.DataFrame:
@@ -163,7 +171,34 @@ def chunk_reference(ctx: TargetContext) -> pd.DataFrame:
     frame["matched_flux"] = matched["flux"].to_numpy(np.float64)
     frame["matched_flux_err"] = matched["flux_err"].to_numpy(np.float64)
     frame["matched_flag"] = matched["flag"].to_numpy(np.int64) | ctx.base_flags
+    frame["leak_num"], frame["leak_den"] = _synthetic_blends(ctx, frame)
     return frame
+
+
+def _synthetic_blends(ctx: TargetContext, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lumos_ops.photometry.crosstalk.leak_sums` of the targets that may calibrate the matched
+    filter's correction (isolated, matched-filter SNR >= :data:`MIN_CALIBRATOR_SNR`, none of
+    :data:`BAD_CALIBRATOR_FLAGS`), on their LUMOS-size stamps with the masked-annulus sky, under
+    the frame's noise correlation and their own photon noise; zeros for the others."""
+    from lumos_ops.photometry.crosstalk import leak_sums
+    from lumos_ops.photometry.noise_correlation import frame_noise_correlation
+
+    num, den = np.zeros(ctx.n), np.zeros(ctx.n)
+    flux = frame["matched_flux"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = flux / frame["matched_flux_err"].to_numpy(np.float64)
+    rows = np.flatnonzero(np.isfinite(snr) & (snr >= MIN_CALIBRATOR_SNR) & (ctx.neighbour_light == 0)
+                          & ((frame["matched_flag"].to_numpy(np.int64) & BAD_CALIBRATOR_FLAGS) == 0))
+    if rows.size == 0:
+        return num, den
+    sky = ctx.stamp_sky
+    data = ctx.stamps.data[rows]
+    num[rows], den[rows] = leak_sums(data, np.isfinite(data) & ~ctx.other_source_pixels[rows], ctx.models[rows],
+                                     np.nan_to_num(np.asarray(sky.mean, dtype=np.float64)[rows]),
+                                     np.asarray(sky.variance, dtype=np.float64)[rows],
+                                     correlation=frame_noise_correlation(ctx.exposure.data),
+                                     exptime=ctx.exposure.exptime)
+    return num, den
 
 
 def matched_rows(reference: pd.DataFrame) -> pd.DataFrame:
@@ -212,11 +247,14 @@ def calibration_columns(ctx: TargetContext, reference: pd.DataFrame, result: pd.
     the target calibrates the method's factor (the method's own calibrators for :data:`OWN_CORRECTION`,
     the matched filter's for the others)."""
     own = name in OWN_CORRECTION
+    matched = calibrators(ctx, reference, matched_rows(reference))
     return {"reference_flux": reference["flux"].to_numpy(np.float64),
             "reference_flux_err": reference["flux_err"].to_numpy(np.float64),
             "matched_flux": reference["matched_flux"].to_numpy(np.float64),
             "matched_flux_err": reference["matched_flux_err"].to_numpy(np.float64),
-            "aperture_calibrator": calibrators(ctx, reference, result if own else matched_rows(reference))}
+            "aperture_calibrator": calibrators(ctx, reference, result) if own else matched,
+            "leak_num": np.where(matched, reference["leak_num"].to_numpy(np.float64), 0.0),
+            "leak_den": np.where(matched, reference["leak_den"].to_numpy(np.float64), 0.0)}
 
 
 def measure_aperture_corrections(ctx: TargetContext, results: Mapping[str, pd.DataFrame], *,
@@ -241,7 +279,10 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
     :class:`~lumos_ops.flux_correction.FluxCorrection` whose ``ratio`` is the weighted median flux over
     the reference aperture's (one factor for every target); ``star_psf`` is False (no stars
     involved). The rows may be one exposure's (:func:`measure_aperture_corrections`) or several
-    exposures' that share one PSF (:func:`correct_pooled`). ``label`` names them in the log."""
+    exposures' that share one PSF (:func:`correct_pooled`). ``label`` names them in the log.
+    The model-weighted methods' corrections also carry the leak of their neighbours' light measured
+    on the matched filter's calibrators (``leak``, :mod:`lumos_ops.photometry.crosstalk`) where it
+    is reliable; the aperture's keep the model ``-(1 - 1/k)``."""
     matched = None
     out = {}
     for name, rows in results.items():
@@ -254,6 +295,18 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
                                   rows["matched_flux_err"].to_numpy(np.float64), rows, seed=seed,
                                   min_calibrators=min_calibrators)
         out[name] = _through_matched(name, rows, matched, min_calibrators=min_calibrators)
+    if matched is not None and all(c in rows for rows in results.values() for c in LEAK_COLUMNS):
+        from lumos_ops.photometry.crosstalk import fit_leak
+
+        rows = next(rows for name, rows in results.items() if name not in OWN_CORRECTION)
+        leak = fit_leak(rows["leak_num"].to_numpy(np.float64), rows["leak_den"].to_numpy(np.float64),
+                        min_calibrators=min_calibrators, seed=seed)
+        log.info("%s: neighbour leak %.4f +- %.4f from %d targets%s", label, leak.kappa, leak.kappa_err,
+                 leak.n_calibrators, "" if leak.reliable else ", not applied")
+        if leak.reliable:
+            out = {name: correction if name in OWN_CORRECTION else dataclasses.replace(correction, leak=leak.kappa,
+                                                                                           leak_err=leak.kappa_err)
+                   for name, correction in out.items()}
     for name, correction in out.items():
         log.info("%s: aperture correction of %s: %.4f +- %.4f from %d targets%s", label, name, correction.ratio,
                  correction.ratio_err, correction.n_galaxies, "" if correction.reliable else ", not applied")
@@ -268,7 +321,9 @@ def apply_aperture_corrections(results: Mapping[str, pd.DataFrame],
     share of their light that the correction says the fit took out in excess."""
     return {name: apply_flux_correction(rows, corrections[name], column="aperture_correction",
                                         neighbour_light=rows["neighbour_light"].to_numpy(np.float64)
-                                        if "neighbour_light" in rows else None)
+                                        if "neighbour_light" in rows else None,
+                                        neighbour_overlap=rows["neighbour_overlap"].to_numpy(np.float64)
+                                        if "neighbour_overlap" in rows else None)
             for name, rows in results.items()}
 
 
@@ -283,10 +338,12 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
     ``aperture_correction_borrowed``.
 
     ``fallback`` maps ``(group, method)`` (``group`` the value of ``by``, a tuple for several
-    columns) to a factor for a group with fewer than ``min_calibrators`` calibrators of its own: the
-    factor of the exposure's other targets, as an exposure's blended targets, none of which
-    calibrates, take its isolated targets' (``aperture_correction_borrowed`` True)."""
-    missing = [c for c in (*CALIBRATION_COLUMNS, "method", "flux", "flux_err", "flag") if c not in table]
+    columns) to a factor, or a factor and a neighbour leak, for a group with fewer than
+    ``min_calibrators`` calibrators of its own: those of the exposure's other targets, as an
+    exposure's blended targets, none of which calibrates, take its isolated targets'
+    (``aperture_correction_borrowed`` True)."""
+    required = [c for c in CALIBRATION_COLUMNS if c not in LEAK_COLUMNS]
+    missing = [c for c in (*required, "method", "flux", "flux_err", "flag") if c not in table]
     if missing:
         raise LumosValueError(f"correct_pooled: the table has no column(s) {', '.join(missing)}; measure it with "
                               "measure_exposure(..., aperture_correction='columns')")
@@ -301,20 +358,23 @@ def correct_pooled(table: pd.DataFrame, by: str | Sequence[str], *, seed: int = 
         group = key[0] if isinstance(by, str) and isinstance(key, tuple) else key
         borrowed = {name: (fallback or {}).get((group, name)) for name in results
                     if corrections[name].n_galaxies < min_calibrators}
-        borrowed = {name: factor for name, factor in borrowed.items() if factor is not None}
+        borrowed = {name: _given(name, given) for name, given in borrowed.items() if given is not None}
         if borrowed:
             log.info("%s: too few calibrators; aperture correction borrowed: %s", label,
-                     ", ".join(f"{name} {factor:.4f}" for name, factor in borrowed.items()))
-        corrections = {**corrections, **{name: _given(name, factor) for name, factor in borrowed.items()}}
+                     ", ".join(f"{name} {c.ratio:.4f} (leak {c.leak:.4f})" for name, c in borrowed.items()))
+        corrections = {**corrections, **borrowed}
         for name, rows in apply_aperture_corrections(results, corrections).items():
             parts.append(rows.assign(aperture_correction_borrowed=name in borrowed))
-    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "matched_flux", "matched_flux_err"])
+    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", *INTERNAL_COLUMNS], errors="ignore")
     return out.reset_index(drop=True)
 
 
-def _given(name: str, factor: float) -> FluxCorrection:
-    """A correction of ``factor`` for method ``name`` measured elsewhere (applied as it is)."""
-    return FluxCorrection(method=name, ratio=float(factor), ratio_err=0.0, n_galaxies=0, reliable=True, star_psf=False)
+def _given(name: str, given: float | tuple[float, float]) -> FluxCorrection:
+    """A correction for method ``name`` measured elsewhere (applied as it is): its factor, or its
+    factor and neighbour leak (NaN: the model ``-(1 - 1/k)``)."""
+    factor, leak = given if isinstance(given, tuple) else (given, float("nan"))
+    return FluxCorrection(method=name, ratio=float(factor), ratio_err=0.0, n_galaxies=0, reliable=True, star_psf=False,
+                          leak=float(leak), leak_err=0.0)
 
 
 def _through_matched(name: str, rows: pd.DataFrame, matched: FluxCorrection, *,

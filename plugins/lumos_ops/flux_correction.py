@@ -143,6 +143,12 @@ class FluxCorrection:
     log_area_span : tuple of float
         ``ln(A / A_ref)`` of the smallest and largest usable galaxy: the factor is not extrapolated
         beyond them.
+    leak : float
+        Fraction of a blended target's fitted neighbours' light that the joint fit left in its
+        stamps, measured on the exposure's isolated targets
+        (:mod:`lumos_ops.photometry.crosstalk`); NaN: not measured, the model ``-(1 - 1/k)``.
+    leak_err : float
+        Its bootstrap standard error (NaN where not measured; 0 for a leak given from elsewhere).
     """
 
     method: str
@@ -155,6 +161,8 @@ class FluxCorrection:
     slope_err: float = float("nan")
     log_area_ref: float = float("nan")
     log_area_span: tuple[float, float] = (0.0, 0.0)
+    leak: float = float("nan")
+    leak_err: float = float("nan")
 
     @property
     def factor(self) -> float:
@@ -392,7 +400,8 @@ def measure_flux_corrections(
 
 def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float | np.ndarray,
                           area: np.ndarray | None = None, *, column: str = "flux_correction",
-                          neighbour_light: np.ndarray | None = None) -> pd.DataFrame:
+                          neighbour_light: np.ndarray | None = None,
+                          neighbour_overlap: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of one method's result with each row's fluxes divided by its correction factor.
 
     The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
@@ -405,11 +414,17 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
 
     ``neighbour_light`` (shape (n,), e-/s in the rows' unit before the correction; NaN read as 0):
     the light of catalogued neighbours that a joint fit took out of each row's stamps
-    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). The fit's amplitudes are
-    in the same unit as the target's, ``k`` times the flux, so it took out ``k`` times the
-    neighbours' light: ``(1 - 1/k) c`` is given back to every point of the flux axis (``flux``,
-    the likelihood's median, mode, mean, quantiles and the mixture's means) before the division;
-    the widths are only divided (docs/neighbours.md, "The exposure's flux unit").
+    (:attr:`lumos_ops.target_context.TargetContext.neighbour_light`). The fit leaves a fraction
+    ``κ`` of it in the target's flux, so ``-κ c`` is given back to every point of the flux axis
+    (``flux``, the likelihood's median, mode, mean, quantiles and the mixture's means) before the
+    division; the widths are only divided. ``κ`` is the correction's measured ``leak``
+    (:mod:`lumos_ops.photometry.crosstalk`) where it has one, else ``-(1 - 1/k)``: the fit's
+    amplitudes are in the same unit as the target's, ``k`` times the flux, so it took out ``k``
+    times the neighbours' light (docs/neighbours.md, "The exposure's flux unit"). A measured leak
+    also acts on the target's own light, which its neighbours' models read in proportion to their
+    overlap and give back: with ``neighbour_overlap`` (``ρ² = Σ_j G_ij² / (G_ii G_jj)``, shape (n,))
+    the shift is ``-κ (c - ρ² f)``, ``f`` the row's ``flux``. Adds ``neighbour_leak`` (``κ``) and
+    ``neighbour_leak_err`` (the measurement's error, NaN for the model) with it.
     """
     from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
@@ -425,14 +440,22 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     if not (np.isfinite(factor).all() and (factor > 0).all()):
         raise LumosValueError(f"a flux correction factor must be finite and > 0, got {factor[~(factor > 0)][:3]}")
     shift = np.zeros(len(frame))
+    frame = frame.copy()
+    frame[column] = factor
     if neighbour_light is not None:
         light = np.nan_to_num(np.asarray(neighbour_light, dtype=np.float64))
         if light.shape != (len(frame),):
             raise LumosValueError(f"apply_flux_correction: {light.size} neighbour lights for {len(frame)} rows")
-        shift = (1.0 - 1.0 / factor) * light
-    frame = frame.copy()
-    frame[column] = factor
-    if (factor == 1.0).all():
+        measured = getattr(correction, "leak", float("nan"))
+        kappa = np.full(len(frame), float(measured)) if np.isfinite(measured) else -(1.0 - 1.0 / factor)
+        if np.isfinite(measured) and neighbour_overlap is not None:
+            own = np.nan_to_num(np.asarray(neighbour_overlap, dtype=np.float64)) * np.nan_to_num(
+                frame["flux"].to_numpy(np.float64))
+            light = light - np.where(light > 0, own, 0.0)
+        shift = -kappa * light
+        frame["neighbour_leak"] = kappa
+        frame["neighbour_leak_err"] = getattr(correction, "leak_err", float("nan")) if np.isfinite(measured) else np.nan
+    if (factor == 1.0).all() and not shift.any():
         return frame
     for name in _FLUX_COLUMNS:
         if name in frame:

@@ -354,7 +354,12 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
     ``apply`` False: the rows uncorrected, with every column of
     :data:`~lumos_ops.aperture_correction.CALIBRATION_COLUMNS`, for
     :func:`~lumos_ops.aperture_correction.correct_pooled`."""
-    from lumos_ops.aperture_correction import apply_aperture_corrections, calibration_columns, fit_aperture_corrections
+    from lumos_ops.aperture_correction import (
+        INTERNAL_COLUMNS,
+        apply_aperture_corrections,
+        calibration_columns,
+        fit_aperture_corrections,
+    )
 
     results = {name: pd.concat(rows, ignore_index=True) for name, rows in parts.items() if rows}
     results = {name: result.assign(**calibration_columns(ctx, reference, result, name=name))
@@ -364,9 +369,8 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
         out.update({name: [result] for name, result in results.items()})
         return out
     corrections = fit_aperture_corrections(results, label=str(ctx.exposure.path))
-    internal = ["matched_flux", "matched_flux_err"]
     for name, corrected in apply_aperture_corrections(results, corrections).items():
-        out[name] = [corrected.drop(columns=internal)]
+        out[name] = [corrected.drop(columns=list(INTERNAL_COLUMNS))]
     return out
 
 
@@ -585,7 +589,7 @@ def measure_exposure(
                 light = None
                 if sub.neighbours is not None:
                     light = sub.neighbour_light
-                    result = result.assign(neighbour_light=light)
+                    result = result.assign(neighbour_light=light, neighbour_overlap=sub.neighbour_overlap)
                 result = apply_error_floor(result, floors[name], neighbour_light=light,
                                            neighbour_floor=neighbour_floors[name])
                 shared = getattr(method, "shared_error", None)

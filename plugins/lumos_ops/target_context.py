@@ -132,6 +132,14 @@ class TargetContext:
         return self.neighbours.contamination
 
     @property
+    def neighbour_overlap(self) -> np.ndarray:
+        """Float (n,): ``sum_j G_ij^2 / (G_ii G_jj)`` over each target's fitted neighbours
+        (``NeighbourFit.overlap``; zeros without a fit)."""
+        if self.neighbours is None or self.neighbours.overlap is None:
+            return np.zeros(self.n)
+        return self.neighbours.overlap
+
+    @property
     def variance_factor(self) -> np.ndarray:
         """Float (n,): each target's flux variance in the joint fit with its neighbours over the
         isolated target's (``NeighbourFit.variance_factor``; ones without neighbours)."""

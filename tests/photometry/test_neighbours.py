@@ -71,6 +71,9 @@ def test_noiseless_pair_is_separated_exactly() -> None:
     np.testing.assert_allclose(fit.variance_factor[:2], expected, rtol=0.03)
     assert fit.variance_factor[2] == 1.0 and expected.min() > 1.2
     assert fit.blended.tolist() == [True, True, False]
+    # how much of each one's light the other's model reads: rho^2 = G_01^2 / (G_00 G_11)
+    np.testing.assert_allclose(fit.overlap[:2], gram[0, 1] ** 2 / (gram[0, 0] * gram[1, 1]), rtol=1e-3)
+    assert fit.overlap[2] == 0.0
 
 
 def test_isolated_targets_are_untouched(scene: tuple[Exposure, pd.DataFrame, np.ndarray]) -> None:
@@ -79,7 +82,9 @@ def test_isolated_targets_are_untouched(scene: tuple[Exposure, pd.DataFrame, np.
     fitted = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), calibrate_errors=False)
     assert (fitted["neighbour_variance"].dropna() == 1.0).all()  # NaN: the target off the image
     assert (fitted["neighbour_light"].dropna() == 0.0).all()
-    pd.testing.assert_frame_equal(fitted.drop(columns=["neighbour_variance", "neighbour_light"]), plain)
+    assert (fitted["neighbour_overlap"].dropna() == 0.0).all()
+    extra = ["neighbour_variance", "neighbour_light", "neighbour_overlap", "neighbour_leak", "neighbour_leak_err"]
+    pd.testing.assert_frame_equal(fitted.drop(columns=[c for c in extra if c in fitted]), plain)
 
 
 def test_a_faint_far_neighbour_is_left_alone(tmp_path: Path) -> None:

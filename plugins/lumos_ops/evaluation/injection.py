@@ -49,10 +49,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POPULATIONS: tuple[str, ...] = ("sersic", "knots", "blended")
-MEASUREMENT_REVISION: int = 1
+MEASUREMENT_REVISION: int = 2
 """Revision of what the measurement gives an injection's rows for the same draws. It is raised with
 a change that moves them (revision 1: the joint fit's variance factor under the frame's correlated
-noise); ``lumos adapt`` measures its cached tables again when theirs differs."""
+noise; 2: the blended targets' neighbour leak measured on the exposure's isolated targets,
+:mod:`lumos_ops.photometry.crosstalk`); ``lumos adapt`` measures its cached tables again when
+theirs differs."""
 PSF_PROFILES: tuple[str, ...] = ("kolmogorov", "moffat", "stars")
 """PSF profiles of the injected galaxies (:attr:`InjectionConfig.psf_profile`)."""
 _STAMP = 65
@@ -469,17 +471,25 @@ def population_seed(seed: int, population: str) -> int:
     return int(seed) * 1000 + POPULATIONS.index(population)
 
 
-def aperture_factors(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+def aperture_factors(table: pd.DataFrame) -> dict[tuple[str, str], float | tuple[float, float]]:
     """``(frame, method)`` -> the aperture correction an injection table's rows of that frame and
     method got from their own calibrators (``aperture_correction``; rows that borrowed theirs are
-    left out): :func:`run_injection`'s ``aperture_fallback`` for another population."""
+    left out), with the neighbour leak they measured where they measured one (``neighbour_leak``
+    with a finite ``neighbour_leak_err``: a tuple ``(factor, leak)``): :func:`run_injection`'s
+    ``aperture_fallback`` for another population."""
     if "aperture_correction" not in table or len(table) == 0:
         return {}
     own = table
     if "aperture_correction_borrowed" in table:
         own = table[~table["aperture_correction_borrowed"].astype("boolean").fillna(False).to_numpy(bool)]
-    first = own.groupby(["frame", "method"], sort=False)["aperture_correction"].first()
-    return {(str(frame), str(method)): float(factor) for (frame, method), factor in first.items()}
+    columns = [c for c in ("aperture_correction", "neighbour_leak", "neighbour_leak_err") if c in own]
+    first = own.groupby(["frame", "method"], sort=False)[columns].first()
+    out: dict[tuple[str, str], float | tuple[float, float]] = {}
+    for (frame, method), row in first.iterrows():
+        measured = "neighbour_leak_err" in row and np.isfinite(row["neighbour_leak_err"])
+        factor = float(row["aperture_correction"])
+        out[(str(frame), str(method))] = (factor, float(row["neighbour_leak"])) if measured else factor
+    return out
 
 
 def _psf(profile: str, fwhm_px: float, beta: float | None = None):

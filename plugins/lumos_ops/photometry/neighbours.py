@@ -107,6 +107,10 @@ class NeighbourFit:
         models took out (0 where not fitted; None: all 0). A model that is off by a fraction of
         its light leaves that fraction of it in the target's flux
         (:mod:`lumos_ops.photometry.error_floor`).
+    overlap : ndarray of float64, shape (n,), or None
+        ``sum_j G_ij^2 / (G_ii G_jj)`` over each fitted target's neighbours in its group: how much of
+        the target's own light the neighbours' models read, and give back through the fit
+        (:mod:`lumos_ops.photometry.crosstalk`; 0 where not fitted; None: all 0).
     """
 
     amplitude: np.ndarray
@@ -115,6 +119,7 @@ class NeighbourFit:
     degenerate: np.ndarray
     residual: np.ndarray | None
     contamination: np.ndarray | None = None
+    overlap: np.ndarray | None = None
 
     @property
     def blended(self) -> np.ndarray:
@@ -126,7 +131,8 @@ class NeighbourFit:
         """The fit's rows of a subset of the targets; ``residual`` is shared."""
         return NeighbourFit(self.amplitude[index], self.variance_factor[index], self.fitted[index],
                             self.degenerate[index], self.residual,
-                            None if self.contamination is None else self.contamination[index])
+                            None if self.contamination is None else self.contamination[index],
+                            None if self.overlap is None else self.overlap[index])
 
     def clean(self, stamps: Stamps, models: np.ndarray) -> Stamps:
         """``stamps`` with the fitted targets' cutouts recut without their neighbours' fitted light.
@@ -344,7 +350,12 @@ def fit_neighbours(image: np.ndarray, stamps: Stamps, models: np.ndarray, *,
     residual = None
     if fitted.any():
         residual = image - _paste(image.shape, stamps, models, amplitude, np.flatnonzero(fitted))
-    return NeighbourFit(amplitude, factor, fitted, degenerate, residual, contamination)
+    share = np.zeros(n)
+    both = fitted[pairs[:, 0]] & fitted[pairs[:, 1]]
+    rho2 = overlap[both] ** 2 / (diag[pairs[both, 0]] * diag[pairs[both, 1]])
+    np.add.at(share, pairs[both, 0], rho2)
+    np.add.at(share, pairs[both, 1], rho2)
+    return NeighbourFit(amplitude, factor, fitted, degenerate, residual, contamination, share)
 
 
 def _group_matrix(group: np.ndarray, pairs: np.ndarray, values: np.ndarray, diag: np.ndarray) -> np.ndarray:
@@ -436,15 +447,14 @@ def _sum_covariances(image: np.ndarray, stamps: Stamps, weighted: np.ndarray, me
     outside ``source_mask``; the clip of :func:`~lumos_ops.photometry.background.annulus_background`
     is left out). ``correlation`` None: measured on ``image`` outside ``source_mask`` (None: the
     frame's detections, :func:`~lumos_ops.photometry.frame_sources.frame_sources`)."""
-    from lumos_ops.photometry.noise_correlation import noise_correlation, weight_covariances
+    from lumos_ops.photometry.noise_correlation import frame_noise_correlation, noise_correlation, weight_covariances
 
     if correlation is None:
-        if source_mask is None:
-            # the targets' own light would read as correlated noise
-            from lumos_ops.photometry.frame_sources import frame_sources
+        from lumos_ops.photometry.frame_sources import frame_sources
 
-            source_mask = frame_sources(image).mask
-        correlation = noise_correlation(image, source_mask)
+        # without a mask, the frame's detections: the targets' own light would read as correlated noise
+        own = source_mask is None or source_mask is frame_sources(image).mask
+        correlation = frame_noise_correlation(image) if own else noise_correlation(image, source_mask)
     size = stamps.size
     grid = np.arange(size) - size // 2
     weights = np.empty((members.size, size, size), dtype=np.float32)

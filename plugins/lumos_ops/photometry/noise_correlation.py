@@ -20,9 +20,11 @@ For a linear estimator ``sum_p u_i(p) d(p)`` the covariance of two of them is
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-__all__ = ["NOISE_LAG", "masked_autocovariance", "noise_correlation", "weight_covariances"]
+__all__ = ["NOISE_LAG", "masked_autocovariance", "noise_correlation", "frame_noise_correlation", "weight_covariances"]
 
 NOISE_LAG: int = 32
 """Largest lag (pixels) of :func:`noise_correlation`: beyond it the frames' noise, less their
@@ -102,6 +104,23 @@ def noise_correlation(image: np.ndarray, source_mask: np.ndarray | None = None, 
     if not acf[max_lag, max_lag] > 0:
         return white
     return acf / acf[max_lag, max_lag]
+
+
+_LAST: list[tuple[weakref.ref, np.ndarray]] = []
+
+
+def frame_noise_correlation(data: np.ndarray) -> np.ndarray:
+    """:func:`noise_correlation` of a frame outside its detected sources
+    (:func:`lumos_ops.photometry.frame_sources.frame_sources`), kept for the last frame asked for:
+    the joint fit of the blends and the neighbour leak of one exposure (the same array object)
+    both ask for it."""
+    if _LAST and _LAST[0][0]() is data:
+        return _LAST[0][1]
+    from lumos_ops.photometry.frame_sources import frame_sources
+
+    result = noise_correlation(data, frame_sources(data).mask)
+    _LAST[:] = [(weakref.ref(data), result)]
+    return result
 
 
 def weight_covariances(weights: np.ndarray, x0: np.ndarray, y0: np.ndarray, pairs: np.ndarray,
