@@ -321,9 +321,7 @@ def apply_aperture_corrections(results: Mapping[str, pd.DataFrame],
     share of their light that the correction says the fit took out in excess."""
     return {name: apply_flux_correction(rows, corrections[name], column="aperture_correction",
                                         neighbour_light=rows["neighbour_light"].to_numpy(np.float64)
-                                        if "neighbour_light" in rows else None,
-                                        neighbour_overlap=rows["neighbour_overlap"].to_numpy(np.float64)
-                                        if "neighbour_overlap" in rows else None)
+                                        if "neighbour_light" in rows else None)
             for name, rows in results.items()}
 
 

@@ -400,8 +400,7 @@ def measure_flux_corrections(
 
 def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | float | np.ndarray,
                           area: np.ndarray | None = None, *, column: str = "flux_correction",
-                          neighbour_light: np.ndarray | None = None,
-                          neighbour_overlap: np.ndarray | None = None) -> pd.DataFrame:
+                          neighbour_light: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of one method's result with each row's fluxes divided by its correction factor.
 
     The factor of a row is :meth:`FluxCorrection.factor_at` its target model's matched-filter area
@@ -420,11 +419,9 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
     division; the widths are only divided. ``κ`` is the correction's measured ``leak``
     (:mod:`lumos_ops.photometry.crosstalk`) where it has one, else ``-(1 - 1/k)``: the fit's
     amplitudes are in the same unit as the target's, ``k`` times the flux, so it took out ``k``
-    times the neighbours' light (docs/neighbours.md, "The exposure's flux unit"). A measured leak
-    also acts on the target's own light, which its neighbours' models read in proportion to their
-    overlap and give back: with ``neighbour_overlap`` (``ρ² = Σ_j G_ij² / (G_ii G_jj)``, shape (n,))
-    the shift is ``-κ (c - ρ² f)``, ``f`` the row's ``flux``. Adds ``neighbour_leak`` (``κ``) and
-    ``neighbour_leak_err`` (the measurement's error, NaN for the model) with it.
+    times the neighbours' light (docs/neighbours.md, "The exposure's flux unit"). Adds
+    ``neighbour_leak`` (``κ``) and ``neighbour_leak_err`` (the measurement's error, NaN for the
+    model) with it.
     """
     from lumos_ops.lumos.mixture_table import Mixtures, has_mixture, mixture_columns, mixtures_from_table
 
@@ -448,10 +445,6 @@ def apply_flux_correction(frame: pd.DataFrame, correction: FluxCorrection | floa
             raise LumosValueError(f"apply_flux_correction: {light.size} neighbour lights for {len(frame)} rows")
         measured = getattr(correction, "leak", float("nan"))
         kappa = np.full(len(frame), float(measured)) if np.isfinite(measured) else -(1.0 - 1.0 / factor)
-        if np.isfinite(measured) and neighbour_overlap is not None:
-            own = np.nan_to_num(np.asarray(neighbour_overlap, dtype=np.float64)) * np.nan_to_num(
-                frame["flux"].to_numpy(np.float64))
-            light = light - np.where(light > 0, own, 0.0)
         shift = -kappa * light
         frame["neighbour_leak"] = kappa
         frame["neighbour_leak_err"] = getattr(correction, "leak_err", float("nan")) if np.isfinite(measured) else np.nan

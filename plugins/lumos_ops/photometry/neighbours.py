@@ -109,8 +109,8 @@ class NeighbourFit:
         (:mod:`lumos_ops.photometry.error_floor`).
     overlap : ndarray of float64, shape (n,), or None
         ``sum_j G_ij^2 / (G_ii G_jj)`` over each fitted target's neighbours in its group: how much of
-        the target's own light the neighbours' models read, and give back through the fit
-        (:mod:`lumos_ops.photometry.crosstalk`; 0 where not fitted; None: all 0).
+        the target's own light the neighbours' models read (0 where not fitted; None: all 0; the
+        column ``neighbour_overlap``, :mod:`lumos_ops.photometry.crosstalk`).
     """
 
     amplitude: np.ndarray
