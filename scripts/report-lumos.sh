@@ -29,6 +29,8 @@
 #   ccd-extrapolation/ the default on full 4096x2048 PAUCam CCDs, whose far half it was not trained on.
 #   noise-correlation/ the joint fit's variance factor under each real frame's correlated noise: on blank
 #               sky (three coarse-sky block sizes) and on the injections' blends with the white factor.
+#   crosstalk/  the neighbour leak each frame's isolated targets measure against the blends' noiseless one,
+#               and the injections' blends with the target's own overlap term added (not applied).
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
 # Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores)
 set -euo pipefail
@@ -106,4 +108,12 @@ for name in injection injection-sim injection-sim8; do
         reports/lumos/noise-correlation/white_$name.parquet
     .venv/bin/python reports/lumos/noise-correlation/same_draws.py compare reports/lumos/$name \
         reports/lumos/noise-correlation/white_$name.parquet reports/lumos/noise-correlation/same_draws_$name.json
+done
+.venv/bin/python reports/lumos/crosstalk/leaks.py reports/lumos/crosstalk/leaks.json reports/lumos/injection \
+    reports/lumos/injection-moffat reports/lumos/injection-sim reports/lumos/injection-sim8
+for name in injection injection-sim; do
+    .venv/bin/python reports/lumos/crosstalk/self_term.py reports/lumos/$name "$work/self-term-$name"
+    $lumos inject --rescore --out "$work/self-term-$name" -q
+    .venv/bin/python reports/lumos/crosstalk/compare.py reports/lumos/$name "$work/self-term-$name" \
+        > reports/lumos/crosstalk/self_term_$name.txt
 done
