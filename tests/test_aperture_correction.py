@@ -34,6 +34,13 @@ def _frame(tmp_path: Path, psf, name: str, seed: int = 0, step: int = 140):
     rng = np.random.default_rng(seed)
     catalog = grid_catalog(rng, SHAPE, margin=80, step=step, seed=seed)
     flux = rng.uniform(150.0, 900.0, len(catalog))
+    return _draw(tmp_path / f"{name}.fits", catalog, flux, psf, rng), catalog, flux
+
+
+def _draw(path: Path, catalog: pd.DataFrame, flux: np.ndarray, psf, rng: np.random.Generator,
+          exptime: float = EXPTIME):
+    """``catalog``'s Sérsic galaxies of ``flux`` (e-/s) drawn with ``psf`` on the sky with Poisson noise
+    at ``exptime`` (s), written to ``path`` with the FWHM and the measurement's beta 3.5: the exposure."""
     light = np.zeros(SHAPE)
     for row, f in zip(catalog.itertuples(), flux):
         galaxy = galsim.Sersic(n=row.sersic_n, half_light_radius=row.r50 / SCALE, flux=f)
@@ -41,11 +48,10 @@ def _frame(tmp_path: Path, psf, name: str, seed: int = 0, step: int = 140):
         stamp = profile.drawImage(nx=81, ny=81, scale=1.0, offset=(row.x - round(row.x), row.y - round(row.y))).array
         x0, y0 = int(round(row.x)) - 40, int(round(row.y)) - 40
         light[y0 : y0 + 81, x0 : x0 + 81] += stamp
-    image = (rng.poisson((light + SKY) * EXPTIME) / EXPTIME).astype(np.float64)
-    header = {"EXPTIME": EXPTIME, "FILTER": "NB685", "PSFFWHM": FWHM_ARCSEC, "PSFBETA": 3.5, "GAIN": 1.0}
-    path = SyntheticExposure(adu=(image * EXPTIME).astype(np.float32), header=header, flux=flux).write(
-        tmp_path / f"{name}.fits")
-    return read_exposure(path), catalog, flux
+    image = (rng.poisson((light + SKY) * exptime) / exptime).astype(np.float64)
+    header = {"EXPTIME": exptime, "FILTER": "NB685", "PSFFWHM": FWHM_ARCSEC, "PSFBETA": 3.5, "GAIN": 1.0}
+    return read_exposure(SyntheticExposure(adu=(image * exptime).astype(np.float32), header=header,
+                                           flux=flux).write(path))
 
 
 def _ratio(rows: pd.DataFrame, flux: np.ndarray) -> float:
@@ -215,18 +221,8 @@ def _blended_frame(tmp_path: Path, psf, seed: int = 8, exptime: float = EXPTIME)
     flux = rng.uniform(150.0, 900.0, len(catalog))
     catalog = pd.concat([catalog, neighbours], ignore_index=True)
     flux = np.concatenate([flux, flux[blended] * rng.uniform(1.0, 2.0, blended.sum())])
-    light = np.zeros(SHAPE)
-    for row, f in zip(catalog.itertuples(), flux):
-        galaxy = galsim.Sersic(n=row.sersic_n, half_light_radius=row.r50 / SCALE, flux=f)
-        profile = galsim.Convolve(galaxy.shear(q=row.q, beta=row.pa * galsim.degrees), psf)
-        stamp = profile.drawImage(nx=81, ny=81, scale=1.0, offset=(row.x - round(row.x), row.y - round(row.y))).array
-        x0, y0 = int(round(row.x)) - 40, int(round(row.y)) - 40
-        light[y0 : y0 + 81, x0 : x0 + 81] += stamp
-    image = (rng.poisson((light + SKY) * exptime) / exptime).astype(np.float64)
-    header = {"EXPTIME": exptime, "FILTER": "NB685", "PSFFWHM": FWHM_ARCSEC, "PSFBETA": 3.5, "GAIN": 1.0}
-    path = SyntheticExposure(adu=(image * exptime).astype(np.float32), header=header, flux=flux).write(
-        tmp_path / "blended.fits")
-    return read_exposure(path), catalog, flux, np.concatenate([blended, np.zeros(blended.sum(), dtype=bool)])
+    exposure = _draw(tmp_path / "blended.fits", catalog, flux, psf, rng, exptime)
+    return exposure, catalog, flux, np.concatenate([blended, np.zeros(blended.sum(), dtype=bool)])
 
 
 @pytest.mark.slow

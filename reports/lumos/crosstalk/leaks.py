@@ -1,11 +1,11 @@
 """The neighbour leak κ each frame's isolated targets measure (lumos_ops.photometry.crosstalk), against what
 its blended pairs keep noiselessly.
 
-    .venv/bin/python reports/lumos/crosstalk/leaks.py OUT.json REPORT_DIR[:WORK_DIR] [...]
+    .venv/bin/python reports/lumos/crosstalk/leaks.py OUT.json REPORT_DIR[:LEAKS_JSON] [...]
 
 Each frame's measured leak, its error and the factor's model ``-(1 - 1/k)``: from the report's
 Sérsic rows (``neighbour_leak``, ``neighbour_leak_err``, ``aperture_correction`` of the optimal sum),
-or, for a report whose Sérsic rows predate the leak, from ``WORK_DIR/leaks.json``, which
+or, for a report whose Sérsic rows predate the leak, from ``LEAKS_JSON``: the ``leaks.json`` that
 ``splice_blended.py REPORT_DIR WORK_DIR`` measured on the same galaxies injected again. The report's blended rows give the leak their pairs have noiselessly: the
 least-squares slope of ``model_flux / true_flux - k_iso`` on ``c / true_flux`` (``model_flux`` the
 catalogue models' noiseless joint-fit reading, ``k_iso`` the Sérsic galaxies' median noiseless
@@ -53,8 +53,8 @@ def table_leaks(report_dir: str) -> dict[str, dict[str, float | None]]:
 def main(out: str, pairs: list[str]) -> None:
     result = {}
     for pair in pairs:
-        report_dir, _, work = pair.partition(":")
-        measured = json.load(open(f"{work}/leaks.json")) if work else table_leaks(report_dir)
+        report_dir, _, leaks = pair.partition(":")
+        measured = json.load(open(leaks)) if leaks else table_leaks(report_dir)
         noiseless = noiseless_leaks(report_dir)
         result[report_dir] = {frame: {**values, "noiseless_pairs": noiseless.get(frame)} for frame, values in measured.items()}
         print(report_dir, json.dumps(result[report_dir], indent=1), flush=True)
