@@ -11,7 +11,7 @@ some of the neighbour's light in the target's stamps, or takes out too much. The
 ``c`` the neighbour's fitted light under the target's matched filter (``neighbour_light``) and ``κ`` a
 fraction set by how the exposure's galaxies depart from their models at a few pixels from their
 centres. GalSim galaxies drawn with a Kolmogorov PSF and measured through the Moffat model read
-``κ`` of -2.6 % to -3.4 % noiselessly on the real frames and the simulated CCDs; drawn with the
+``κ`` of -2.6 % to -3.6 % noiselessly on the real frames and the simulated CCDs; drawn with the
 model's own Moffat, 0 (``reports/lumos/crosstalk``).
 
 **The measurement: synthetic blends of real targets.** An isolated target bright enough to calibrate
