@@ -295,11 +295,12 @@ def fit_aperture_corrections(results: Mapping[str, pd.DataFrame], *, label: str 
                                   rows["matched_flux_err"].to_numpy(np.float64), rows, seed=seed,
                                   min_calibrators=min_calibrators)
         out[name] = _through_matched(name, rows, matched, min_calibrators=min_calibrators)
-    if matched is not None and all(c in rows for rows in results.values() for c in LEAK_COLUMNS):
+    if matched is not None and all(c in part for part in results.values() for c in LEAK_COLUMNS):
         from lumos_ops.photometry.crosstalk import fit_leak
 
-        rows = next(rows for name, rows in results.items() if name not in OWN_CORRECTION)
-        leak = fit_leak(rows["leak_num"].to_numpy(np.float64), rows["leak_den"].to_numpy(np.float64),
+        # every method's rows carry the same matched-filter calibrators' sums
+        sums = next(part for name, part in results.items() if name not in OWN_CORRECTION)
+        leak = fit_leak(sums["leak_num"].to_numpy(np.float64), sums["leak_den"].to_numpy(np.float64),
                         min_calibrators=min_calibrators, seed=seed)
         log.info("%s: neighbour leak %.4f +- %.4f from %d targets%s", label, leak.kappa, leak.kappa_err,
                  leak.n_calibrators, "" if leak.reliable else ", not applied")

@@ -109,16 +109,34 @@ def _shifted(models: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
-def _correlated(weights: np.ndarray, correlation: np.ndarray) -> np.ndarray:
-    """``K * u`` of each stamp of ``weights`` (n, S, S) on the stamp's own grid, ``K`` the noise
-    correlation (2 L + 1 square, centred on lag 0)."""
+def _correlator(correlation: np.ndarray, size: int):
+    """A function giving ``u_a . (K * u_b)`` from the transforms that the returned ``transform`` makes
+    of stamps ``u`` (n, ``size``, ``size``): ``K`` the noise correlation (2 L + 1 square, centred on lag
+    0, symmetric), the sum over the stamp's pixels taken in Fourier space (Parseval) on a grid
+    padded by ``L`` so that nothing wraps: one real transform per stamp, none back."""
     from scipy import fft
 
-    size, lag = weights.shape[-1], correlation.shape[0] // 2
-    full = size + 2 * lag
-    shape = (fft.next_fast_len(full, real=True),) * 2
-    smoothed = fft.irfft2(fft.rfft2(weights, shape) * fft.rfft2(correlation, shape), shape)
-    return smoothed[:, lag : lag + size, lag : lag + size]
+    lag = correlation.shape[0] // 2
+    side = fft.next_fast_len(size + 2 * lag, real=True)
+    wrapped = np.zeros((side, side))
+    wrapped[: 2 * lag + 1, : 2 * lag + 1] = correlation
+    kernel = fft.rfft2(np.roll(wrapped, (-lag, -lag), axis=(0, 1)))
+    # the half spectrum holds each column but the first (and the last, for an even side) twice
+    weight = np.full(kernel.shape[1], 2.0)
+    weight[0] = 1.0
+    if side % 2 == 0:
+        weight[-1] = 1.0
+    # a symmetric kernel has a real transform
+    kernel = np.ascontiguousarray(kernel.real * weight / float(side * side))
+
+    def transform(u: np.ndarray) -> np.ndarray:
+        return fft.rfft2(u, (side, side))
+
+    def dot(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        return (np.einsum("nij,ij,nij->n", fa.real, kernel, fb.real)
+                + np.einsum("nij,ij,nij->n", fa.imag, kernel, fb.imag))
+
+    return transform, dot
 
 
 def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.ndarray, variance: np.ndarray, *,
@@ -171,7 +189,17 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
     # the sky, flat and sloped: its errors are every target's, not the neighbour's
     sky_terms = (ok.astype(np.float64), np.where(ok, ramp[None, None, :], 0.0), np.where(ok, ramp[None, :, None], 0.0))
     var = np.asarray(variance, dtype=np.float64)
-    kernel = None if correlation is None else np.asarray(correlation, dtype=np.float64)
+    fixed = (m, *sky_terms)
+    correlate = None
+    if correlation is not None:
+        # T_a . (K * T_b) of the templates that do not move with the offset, once: the estimators'
+        # covariances are combinations of these and of the moved model's
+        transform, correlate = _correlator(np.asarray(correlation, dtype=np.float64), size)
+        spectra = [transform(t) for t in fixed]
+        fixed_cov = np.empty((n, 4, 4))
+        for i in range(4):
+            for j in range(i, 4):
+                fixed_cov[:, i, j] = fixed_cov[:, j, i] = correlate(spectra[i], spectra[j])
     for dx, dy in offsets:
         f = np.where(ok, _shifted(np.asarray(models), dx, dy), np.float32(0.0)).astype(np.float64)
         templates = (m, f, *sky_terms)
@@ -189,20 +217,26 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
         a = np.einsum("nij,nj->ni", inverse, b[good])
         r = gram[good, 0, 1] / gram[good, 1, 1]
         c_f = a[:, 0] * r
-        if kernel is None:
+        if correlate is None:
             cov_fj, var_f, var_j = (var[good] * inverse[:, 1, 0], var[good] * inverse[:, 1, 1],
                                     var[good] * inverse[:, 0, 0])
-        if kernel is not None or exptime is not None:
+        else:
+            # H_ab = T_a . (K * T_b) in the order of ``templates``; the amplitudes' covariance is G^-1 H G^-1
+            moved = transform(f[good])
+            h = np.empty((good.size, k, k))
+            order = [0, 2, 3, 4]
+            rows_, cols_ = np.ix_(order, order)
+            h[:, rows_, cols_] = fixed_cov[good]
+            for index, spectrum in zip(order, spectra, strict=True):
+                h[:, 1, index] = h[:, index, 1] = correlate(moved, spectrum[good])
+            h[:, 1, 1] = correlate(moved, moved)
+            cov = np.einsum("nab,nbc,ncd->nad", inverse, h, inverse)
+            cov_fj, var_f, var_j = var[good] * cov[:, 1, 0], var[good] * cov[:, 1, 1], var[good] * cov[:, 0, 0]
+        if exptime is not None:
             # the estimators' pixel weights u_k = sum_l (G^-1)_kl T_l
             stack = np.stack([t[good] for t in templates], axis=1)
             u_j = np.einsum("nl,nlij->nij", inverse[:, 0], stack)
             u_f = np.einsum("nl,nlij->nij", inverse[:, 1], stack)
-        if kernel is not None:
-            smooth_j, smooth_f = _correlated(u_j, kernel), _correlated(u_f, kernel)
-            cov_fj = var[good] * np.einsum("nij,nij->n", u_f, smooth_j)
-            var_f = var[good] * np.einsum("nij,nij->n", u_f, smooth_f)
-            var_j = var[good] * np.einsum("nij,nij->n", u_j, smooth_j)
-        if exptime is not None:
             photons = np.clip(a[:, 0, None, None] * m[good], 0.0, None) / float(exptime)
             cov_fj = cov_fj + np.einsum("nij,nij,nij->n", u_f, u_j, photons)
             var_f = var_f + np.einsum("nij,nij,nij->n", u_f, u_f, photons)
