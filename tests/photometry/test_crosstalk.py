@@ -156,3 +156,61 @@ def test_the_pooled_leak_its_error_and_when_it_is_applied() -> None:
     assert noisy.kappa_err > MAX_LEAK_ERR and not noisy.reliable
     none = fit_leak(np.zeros(5), np.zeros(5), min_calibrators=1)
     assert none.n_calibrators == 0 and not none.reliable and np.isnan(none.kappa)
+
+
+def _direct_leak_sums(data, usable, models, sky, variance, correlation, exptime, offsets):
+    """:func:`leak_sums` the long way, pixel by pixel: each estimator's weights from the pseudo-inverse of
+    its five templates, their covariance from the weights convolved with the noise correlation
+    (zero outside the stamp) plus the target's photon noise."""
+    from scipy import signal
+
+    from lumos_ops.photometry.crosstalk import _shifted
+
+    num, den = np.zeros(len(data)), np.zeros(len(data))
+    size = data.shape[-1]
+    ramp = (np.arange(size) - size // 2) / float(size)
+    for i in range(len(data)):
+        ok = usable[i] & np.isfinite(data[i])
+        d = np.where(ok, data[i] - sky[i], 0.0)
+        m = np.where(ok, models[i], 0.0)
+        for dx, dy in offsets:
+            f = np.where(ok, _shifted(models[i : i + 1], dx, dy)[0], 0.0)
+            templates = np.stack([m, f, ok * 1.0, np.where(ok, ramp[None, :], 0.0), np.where(ok, ramp[:, None], 0.0)])
+            weights = np.linalg.pinv(templates.reshape(5, -1).T).reshape(5, size, size)
+            a = (weights * d).sum(axis=(1, 2))
+            u_j, u_f = weights[0], weights[1]
+            photons = np.clip(a[0] * m, 0.0, None) / exptime
+
+            def cov(u, w, photons=photons, sky_variance=variance[i]):
+                return sky_variance * (u * signal.fftconvolve(w, correlation, mode="same")).sum() + (u * w * photons).sum()
+
+            r = (m * f).sum() / (f * f).sum()
+            c_f = a[0] * r
+            var_f = cov(u_f, u_f)
+            num[i] += (a[1] * c_f - r * cov(u_f, u_j)) / var_f
+            den[i] += (c_f**2 - r**2 * cov(u_j, u_j)) / var_f
+    return num, den
+
+
+def test_the_noise_terms_are_those_of_the_estimators_pixel_weights() -> None:
+    """The covariances that :func:`leak_sums` takes out, computed in Fourier space from the templates'
+    spectra, equal the estimators' pixel weights convolved with the noise correlation, with a
+    correlation as long as the stamp is wide (what the padding must not wrap), holes in the stamps
+    and the target's photon noise."""
+    rng = np.random.default_rng(5)
+    catalog = _catalog([(30.0, 30.0)] * 3)
+    catalog["r50"] = [0.4, 0.7, 1.0]
+    models = _models(catalog)
+    data = (200.0 * models + SKY + rng.normal(0.0, 0.5, models.shape)).astype(np.float32)
+    usable = np.ones(data.shape, dtype=bool)
+    usable[1, 5:12, 40:52] = False
+    data[2, 50, 50] = np.nan
+    lag = SIZE - 1
+    y, x = np.mgrid[-lag : lag + 1, -lag : lag + 1]
+    correlation = np.exp(-np.hypot(x, y) / 3.0) + 0.01 * np.cos(x / 5.0) * np.cos(y / 7.0)
+    offsets = ((3, 0), (-2, 4), (0, -8))
+    sky, variance = np.full(3, SKY), np.array([0.25, 0.3, 0.2])
+    fast = leak_sums(data, usable, models, sky, variance, offsets=offsets, correlation=correlation, exptime=90.0)
+    slow = _direct_leak_sums(data.astype(np.float64), usable, models.astype(np.float64), sky, variance, correlation,
+                             90.0, offsets)
+    np.testing.assert_allclose(fast, slow, rtol=1e-8)

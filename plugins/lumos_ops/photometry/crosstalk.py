@@ -110,33 +110,42 @@ def _shifted(models: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 
 def _correlator(correlation: np.ndarray, size: int):
-    """A function giving ``u_a . (K * u_b)`` from the transforms that the returned ``transform`` makes
-    of stamps ``u`` (n, ``size``, ``size``): ``K`` the noise correlation (2 L + 1 square, centred on lag
-    0, symmetric), the sum over the stamp's pixels taken in Fourier space (Parseval) on a grid
-    padded by ``L`` so that nothing wraps: one real transform per stamp, none back."""
+    """The noise correlation ``K`` (2 L + 1 square, centred on lag 0, symmetric) applied to stamps ``u``
+    (n, ``size``, ``size``) in Fourier space, on a grid padded by ``L``: two pixels of a stamp are
+    less than ``size`` apart, so no lag that ``K`` holds wraps onto another.
+
+    Returns ``(transform, weight, convolve)``: ``transform(u)`` the real transforms of the stamps over
+    their last two axes; ``weight`` (real, the half spectrum's shape) such that
+    ``u_a . (K * u_b) = Σ weight (Re U_a Re U_b + Im U_a Im U_b)`` (Parseval); ``convolve(U)`` the
+    stamps ``K * u`` on the stamps' pixels from their transforms."""
     from scipy import fft
 
     lag = correlation.shape[0] // 2
-    side = fft.next_fast_len(size + 2 * lag, real=True)
+    side = fft.next_fast_len(size + lag, real=True)
     wrapped = np.zeros((side, side))
     wrapped[: 2 * lag + 1, : 2 * lag + 1] = correlation
-    kernel = fft.rfft2(np.roll(wrapped, (-lag, -lag), axis=(0, 1)))
-    # the half spectrum holds each column but the first (and the last, for an even side) twice
-    weight = np.full(kernel.shape[1], 2.0)
-    weight[0] = 1.0
-    if side % 2 == 0:
-        weight[-1] = 1.0
     # a symmetric kernel has a real transform
-    kernel = np.ascontiguousarray(kernel.real * weight / float(side * side))
+    kernel = fft.rfft2(np.roll(wrapped, (-lag, -lag), axis=(0, 1))).real
+    # the half spectrum holds each column but the first (and the last, for an even side) twice
+    columns = np.full(kernel.shape[1], 2.0)
+    columns[0] = 1.0
+    if side % 2 == 0:
+        columns[-1] = 1.0
 
     def transform(u: np.ndarray) -> np.ndarray:
         return fft.rfft2(u, (side, side))
 
-    def dot(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
-        return (np.einsum("nij,ij,nij->n", fa.real, kernel, fb.real)
-                + np.einsum("nij,ij,nij->n", fa.imag, kernel, fb.imag))
+    def convolve(spectra: np.ndarray) -> np.ndarray:
+        return fft.irfft2(spectra * kernel, (side, side))[..., :size, :size]
 
-    return transform, dot
+    return transform, np.ascontiguousarray(kernel * columns / float(side * side)), convolve
+
+
+def _as_real(spectra: np.ndarray) -> np.ndarray:
+    """Complex spectra (..., A, B) as real vectors (..., 2 A B), real and imaginary parts interleaved:
+    the dot product of two such vectors is ``Σ Re a Re b + Im a Im b``."""
+    spectra = np.ascontiguousarray(spectra)
+    return spectra.reshape(*spectra.shape[:-2], -1).view(np.float64)
 
 
 def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.ndarray, variance: np.ndarray, *,
@@ -185,30 +194,38 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
     d = np.where(ok, data - np.asarray(sky, dtype=np.float32)[:, None, None], np.float32(0.0)).astype(np.float64)
     m = np.where(ok, models, np.float32(0.0)).astype(np.float64)
     size = data.shape[-1]
+    pixels = size * size
     ramp = (np.arange(size) - size // 2) / float(size)
-    # the sky, flat and sloped: its errors are every target's, not the neighbour's
-    sky_terms = (ok.astype(np.float64), np.where(ok, ramp[None, None, :], 0.0), np.where(ok, ramp[None, :, None], 0.0))
+    # the templates that do not move with the offset: the target's model and the sky, flat and sloped
+    # (its errors are every target's, not the neighbour's); the moved model goes second, so the
+    # estimators' order is (target, zero-flux target, constant, x slope, y slope)
+    fixed = np.stack((m, ok.astype(np.float64), np.where(ok, ramp[None, None, :], 0.0),
+                      np.where(ok, ramp[None, :, None], 0.0)), axis=1).reshape(n, 4, pixels)
+    order = np.array([0, 2, 3, 4])
+    k = 5
     var = np.asarray(variance, dtype=np.float64)
-    fixed = (m, *sky_terms)
-    correlate = None
     if correlation is not None:
-        # T_a . (K * T_b) of the templates that do not move with the offset, once: the estimators'
-        # covariances are combinations of these and of the moved model's
-        transform, correlate = _correlator(np.asarray(correlation, dtype=np.float64), size)
-        spectra = [transform(t) for t in fixed]
-        fixed_cov = np.empty((n, 4, 4))
-        for i in range(4):
-            for j in range(i, 4):
-                fixed_cov[:, i, j] = fixed_cov[:, j, i] = correlate(spectra[i], spectra[j])
+        # H_ab = T_a . (K * T_b) of the fixed templates, once; the moved model's row from K * T_b
+        transform, weight, convolve = _correlator(np.asarray(correlation, dtype=np.float64), size)
+        spectra = transform(fixed.reshape(n, 4, size, size))
+        cov_fixed = np.matmul(_as_real(spectra * weight), _as_real(spectra).transpose(0, 2, 1))
+        smoothed = convolve(spectra).reshape(n, 4, pixels)
+        del spectra
+    gram_fixed = np.matmul(fixed, fixed.transpose(0, 2, 1))
+    b_fixed = np.matmul(fixed, d.reshape(n, pixels, 1))[:, :, 0]
+    # the target's photon noise a_j m / exptime, split by the sign of m so that the amplitude a_j,
+    # which moves with the offset, factors out of the clipped variance
+    photon_parts = [] if exptime is None else [
+        part.reshape(n, pixels) / float(exptime) for part in (np.clip(m, 0.0, None), np.clip(-m, 0.0, None))]
+    photon_gram = [np.matmul(fixed * part[:, None, :], fixed.transpose(0, 2, 1)) for part in photon_parts]
     for dx, dy in offsets:
-        f = np.where(ok, _shifted(np.asarray(models), dx, dy), np.float32(0.0)).astype(np.float64)
-        templates = (m, f, *sky_terms)
-        k = len(templates)
+        f = np.where(ok, _shifted(np.asarray(models), dx, dy), np.float32(0.0)).astype(np.float64).reshape(n, pixels)
         gram = np.empty((n, k, k))
-        for i, u in enumerate(templates):
-            for j, w in enumerate(templates[i:], start=i):
-                gram[:, i, j] = gram[:, j, i] = np.einsum("nij,nij->n", u, w)
-        b = np.stack([np.einsum("nij,nij->n", u, d) for u in templates], axis=1)
+        gram[:, order[:, None], order[None, :]] = gram_fixed
+        gram[:, 1, order] = gram[:, order, 1] = np.matmul(fixed, f[:, :, None])[:, :, 0]
+        gram[:, 1, 1] = np.einsum("np,np->n", f, f)
+        b = np.concatenate([b_fixed[:, :1], np.einsum("np,np->n", f, d.reshape(n, pixels))[:, None], b_fixed[:, 1:]],
+                           axis=1)
         cond = np.linalg.cond(gram)
         good = np.flatnonzero(np.isfinite(cond) & (cond < 1e10) & (var > 0))
         if good.size == 0:
@@ -217,30 +234,29 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
         a = np.einsum("nij,nj->ni", inverse, b[good])
         r = gram[good, 0, 1] / gram[good, 1, 1]
         c_f = a[:, 0] * r
-        if correlate is None:
-            cov_fj, var_f, var_j = (var[good] * inverse[:, 1, 0], var[good] * inverse[:, 1, 1],
-                                    var[good] * inverse[:, 0, 0])
+        if correlation is None:
+            cov = inverse
         else:
-            # H_ab = T_a . (K * T_b) in the order of ``templates``; the amplitudes' covariance is G^-1 H G^-1
-            moved = transform(f[good])
-            h = np.empty((good.size, k, k))
-            order = [0, 2, 3, 4]
-            rows_, cols_ = np.ix_(order, order)
-            h[:, rows_, cols_] = fixed_cov[good]
-            for index, spectrum in zip(order, spectra, strict=True):
-                h[:, 1, index] = h[:, index, 1] = correlate(moved, spectrum[good])
-            h[:, 1, 1] = correlate(moved, moved)
-            cov = np.einsum("nab,nbc,ncd->nad", inverse, h, inverse)
-            cov_fj, var_f, var_j = var[good] * cov[:, 1, 0], var[good] * cov[:, 1, 1], var[good] * cov[:, 0, 0]
+            # the amplitudes' covariance under the correlated noise is G^-1 H G^-1
+            moved = transform(f.reshape(n, size, size))
+            h = np.empty((n, k, k))
+            h[:, order[:, None], order[None, :]] = cov_fixed
+            h[:, 1, order] = h[:, order, 1] = np.matmul(smoothed, f[:, :, None])[:, :, 0]
+            h[:, 1, 1] = np.einsum("nij,ij->n", moved.real ** 2 + moved.imag ** 2, weight)
+            cov = np.einsum("nab,nbc,ncd->nad", inverse, h[good], inverse)
+        cov_fj, var_f, var_j = var[good] * cov[:, 1, 0], var[good] * cov[:, 1, 1], var[good] * cov[:, 0, 0]
         if exptime is not None:
-            # the estimators' pixel weights u_k = sum_l (G^-1)_kl T_l
-            stack = np.stack([t[good] for t in templates], axis=1)
-            u_j = np.einsum("nl,nlij->nij", inverse[:, 0], stack)
-            u_f = np.einsum("nl,nlij->nij", inverse[:, 1], stack)
-            photons = np.clip(a[:, 0, None, None] * m[good], 0.0, None) / float(exptime)
-            cov_fj = cov_fj + np.einsum("nij,nij,nij->n", u_f, u_j, photons)
-            var_f = var_f + np.einsum("nij,nij,nij->n", u_f, u_f, photons)
-            var_j = var_j + np.einsum("nij,nij,nij->n", u_j, u_j, photons)
+            # sum_p T_a T_b a_j m_p / exptime, clipped at 0 pixel by pixel
+            photons = np.zeros((good.size, k, k))
+            for sign, gram_part, part in zip((1.0, -1.0), photon_gram, photon_parts, strict=True):
+                lit = f * part
+                p = np.empty((n, k, k))
+                p[:, order[:, None], order[None, :]] = gram_part
+                p[:, 1, order] = p[:, order, 1] = np.matmul(fixed, lit[:, :, None])[:, :, 0]
+                p[:, 1, 1] = np.einsum("np,np->n", lit, f)
+                photons += np.clip(sign * a[:, 0], 0.0, None)[:, None, None] * p[good]
+            photon_cov = np.einsum("nab,nbc,ncd->nad", inverse, photons, inverse)
+            cov_fj, var_f, var_j = cov_fj + photon_cov[:, 1, 0], var_f + photon_cov[:, 1, 1], var_j + photon_cov[:, 0, 0]
         use = np.isfinite(a[:, 1]) & np.isfinite(c_f) & (var_f > 0)
         rows = good[use]
         num[rows] += (a[use, 1] * c_f[use] - r[use] * cov_fj[use]) / var_f[use]
