@@ -114,10 +114,9 @@ def _correlator(correlation: np.ndarray, size: int):
     (n, ``size``, ``size``) in Fourier space, on a grid padded by ``L``: two pixels of a stamp are
     less than ``size`` apart, so no lag that ``K`` holds wraps onto another.
 
-    Returns ``(transform, weight, convolve)``: ``transform(u)`` the real transforms of the stamps over
-    their last two axes; ``weight`` (real, the half spectrum's shape) such that
-    ``u_a . (K * u_b) = Σ weight (Re U_a Re U_b + Im U_a Im U_b)`` (Parseval); ``convolve(U)`` the
-    stamps ``K * u`` on the stamps' pixels from their transforms."""
+    Returns ``(transform, weight)``: ``transform(u)`` the real transforms of the stamps over their last
+    two axes; ``weight`` (real, the half spectrum's shape) such that
+    ``u_a . (K * u_b) = Σ weight (Re U_a Re U_b + Im U_a Im U_b)`` (Parseval)."""
     from scipy import fft
 
     lag = correlation.shape[0] // 2
@@ -135,10 +134,7 @@ def _correlator(correlation: np.ndarray, size: int):
     def transform(u: np.ndarray) -> np.ndarray:
         return fft.rfft2(u, (side, side))
 
-    def convolve(spectra: np.ndarray) -> np.ndarray:
-        return fft.irfft2(spectra * kernel, (side, side))[..., :size, :size]
-
-    return transform, np.ascontiguousarray(kernel * columns / float(side * side)), convolve
+    return transform, np.ascontiguousarray(kernel * columns / float(side * side))
 
 
 def _as_real(spectra: np.ndarray) -> np.ndarray:
@@ -205,11 +201,11 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
     k = 5
     var = np.asarray(variance, dtype=np.float64)
     if correlation is not None:
-        # H_ab = T_a . (K * T_b) of the fixed templates, once; the moved model's row from K * T_b
-        transform, weight, convolve = _correlator(np.asarray(correlation, dtype=np.float64), size)
+        # H_ab = T_a . (K * T_b) of the fixed templates, once; the moved model's row per offset
+        transform, weight = _correlator(np.asarray(correlation, dtype=np.float64), size)
         spectra = transform(fixed.reshape(n, 4, size, size))
-        cov_fixed = np.matmul(_as_real(spectra * weight), _as_real(spectra).transpose(0, 2, 1))
-        smoothed = convolve(spectra).reshape(n, 4, pixels)
+        weighted_spectra = _as_real(spectra * weight)
+        cov_fixed = np.matmul(weighted_spectra, _as_real(spectra).transpose(0, 2, 1))
         del spectra
     gram_fixed = np.matmul(fixed, fixed.transpose(0, 2, 1))
     b_fixed = np.matmul(fixed, d.reshape(n, pixels, 1))[:, :, 0]
@@ -241,7 +237,7 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
             moved = transform(f.reshape(n, size, size))
             h = np.empty((n, k, k))
             h[:, order[:, None], order[None, :]] = cov_fixed
-            h[:, 1, order] = h[:, order, 1] = np.matmul(smoothed, f[:, :, None])[:, :, 0]
+            h[:, 1, order] = h[:, order, 1] = np.matmul(weighted_spectra, _as_real(moved)[:, :, None])[:, :, 0]
             h[:, 1, 1] = np.einsum("nij,ij->n", moved.real ** 2 + moved.imag ** 2, weight)
             cov = np.einsum("nab,nbc,ncd->nad", inverse, h[good], inverse)
         cov_fj, var_f, var_j = var[good] * cov[:, 1, 0], var[good] * cov[:, 1, 1], var[good] * cov[:, 0, 0]
