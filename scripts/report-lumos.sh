@@ -117,3 +117,11 @@ for name in injection injection-sim; do
     .venv/bin/python reports/lumos/crosstalk/compare.py reports/lumos/$name "$work/self-term-$name" \
         > reports/lumos/crosstalk/self_term_$name.txt
 done
+for name in injection injection-sim error-floor/calibration; do
+    slug=${name//\//-}
+    .venv/bin/python reports/lumos/crosstalk/by_separation.py reports/lumos/$name \
+        reports/lumos/crosstalk/by_separation_$slug.json > reports/lumos/crosstalk/by_separation_$slug.txt
+done
+.venv/bin/python reports/lumos/scattered-light/score.py reports/lumos/scattered-light/scattered_light.json \
+    reports/lumos/injection-sim reports/lumos/injection-sim8 reports/lumos/error-floor/calibration \
+    > reports/lumos/scattered-light/scattered_light.txt
