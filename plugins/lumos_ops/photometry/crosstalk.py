@@ -75,6 +75,11 @@ galaxies were their models, had taken the pooled leak to -2.6 %; without them it
 
 _BOOTSTRAP = 200
 
+_BLOCK = 32
+"""Targets whose synthetic blends are summed together: their stamps' templates and spectra, a few MB,
+stay in the CPU's caches (535 calibrators at once took 2.5 times the CPU time of blocks of 32, and
+3.4 times the memory)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Leak:
@@ -184,8 +189,21 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
     """
     n = data.shape[0]
     num, den = np.zeros(n), np.zeros(n)
-    if n == 0:
-        return num, den
+    # every target's sums are its own: blocks of targets keep the working arrays small
+    for start in range(0, n, _BLOCK):
+        rows = slice(start, min(start + _BLOCK, n))
+        num[rows], den[rows] = _block_sums(np.asarray(data[rows]), np.asarray(usable[rows]), np.asarray(models[rows]),
+                                           np.asarray(sky)[rows], np.asarray(variance)[rows], offsets=offsets,
+                                           correlation=correlation, exptime=exptime)
+    return num, den
+
+
+def _block_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.ndarray, variance: np.ndarray, *,
+                offsets: tuple[tuple[int, int], ...], correlation: np.ndarray | None,
+                exptime: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`leak_sums` of one block of targets."""
+    n = data.shape[0]
+    num, den = np.zeros(n), np.zeros(n)
     ok = np.asarray(usable, dtype=bool) & np.isfinite(data)
     d = np.where(ok, data - np.asarray(sky, dtype=np.float32)[:, None, None], np.float32(0.0)).astype(np.float64)
     m = np.where(ok, models, np.float32(0.0)).astype(np.float64)
