@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+from splice_blended import report_settings
 
 import lumos_ops.aperture_correction as aperture_correction
 from lumos_ops.evaluation.injection import InjectionConfig, population_seed, run_injection
@@ -34,12 +35,7 @@ from lumos_ops.photometry import crosstalk
 
 def calibrator_leaks(report_dir: str) -> dict[str, list[dict[str, float]]]:
     """Per frame of the report: the pooled leak of each offset pair alone (module docstring)."""
-    config = json.load(open(f"{report_dir}/injection_report.json"))["config"]
-    mapping = {k: config[k] for k in ("band", "noise_ratio") if config.get(k) is not None}
-    common = dict(n_galaxies=config["n_galaxies"], n_place=config["n_place"], snr_range=tuple(config["snr_range"]),
-                  psf_profile=config["psf_profile"], psf_from_stars=config["psf_from_stars"], spacing=config["spacing"],
-                  min_clearance=config["min_clearance"], pool_aperture_correction=not config["aperture_correction_per_copy"],
-                  **mapping)
+    config, common = report_settings(report_dir)
     sums: dict = collections.defaultdict(lambda: collections.defaultdict(lambda: ([], [], [])))
     production = aperture_correction._synthetic_blends
 

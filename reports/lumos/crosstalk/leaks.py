@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+from splice_blended import frame_leaks
 
 
 def noiseless_leaks(report_dir: str) -> dict[str, float]:
@@ -40,14 +41,7 @@ def noiseless_leaks(report_dir: str) -> dict[str, float]:
 def table_leaks(report_dir: str) -> dict[str, dict[str, float | None]]:
     """Each frame's leak as the report's Sérsic rows of the optimal sum record it."""
     table = pd.read_parquet(f"{report_dir}/injection_table.parquet")
-    rows = table[(table["population"] == "sersic") & (table["method"] == "optimal")]
-    out = {}
-    for frame, part in rows.groupby("frame"):
-        err = float(part["neighbour_leak_err"].iloc[0])
-        out[str(frame)] = {"leak": float(part["neighbour_leak"].iloc[0]) if np.isfinite(err) else None,
-                           "leak_err": err if np.isfinite(err) else None,
-                           "model_leak": float(-(1 - 1 / part["aperture_correction"].iloc[0]))}
-    return out
+    return frame_leaks(table[(table["population"] == "sersic") & (table["method"] == "optimal")])
 
 
 def main(out: str, pairs: list[str]) -> None:

@@ -21,25 +21,38 @@ import pandas as pd
 from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, population_seed, run_injection
 
 
-def main(report_dir: str, work: str) -> None:
+def report_settings(report_dir: str) -> tuple[dict, dict]:
+    """A report's recorded configuration and the :class:`InjectionConfig` fields its populations share."""
     config = json.load(open(f"{report_dir}/injection_report.json"))["config"]
     if config.get("survey") or config.get("psf_fwhm") or config.get("catalog"):
         raise SystemExit(f"{report_dir}: a run with a survey, a PSF FWHM or a catalogue is not handled here")
-    old = pd.read_parquet(f"{report_dir}/injection_table.parquet")
     mapping = {k: config[k] for k in ("band", "noise_ratio") if config.get(k) is not None}
     common = dict(n_galaxies=config["n_galaxies"], n_place=config["n_place"], snr_range=tuple(config["snr_range"]),
                   psf_profile=config["psf_profile"], psf_from_stars=config["psf_from_stars"], spacing=config["spacing"],
                   min_clearance=config["min_clearance"], pool_aperture_correction=not config["aperture_correction_per_copy"],
                   **mapping)
+    return config, common
+
+
+def frame_leaks(rows: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Each frame's leak as its rows of one method record it (``neighbour_leak``, its error, None where
+    the model was used) and the model ``-(1 - 1/k)`` of its aperture factor."""
+    out = {}
+    for frame, part in rows.groupby("frame"):
+        err = float(part["neighbour_leak_err"].iloc[0])
+        out[str(frame)] = {"leak": float(part["neighbour_leak"].iloc[0]) if np.isfinite(err) else None,
+                           "leak_err": err if np.isfinite(err) else None,
+                           "model_leak": float(-(1 - 1 / part["aperture_correction"].iloc[0]))}
+    return out
+
+
+def main(report_dir: str, work: str) -> None:
+    config, common = report_settings(report_dir)
+    old = pd.read_parquet(f"{report_dir}/injection_table.parquet")
     sersic = run_injection(config["frames"], InjectionConfig(population="sersic", seed=population_seed(config["seed"], "sersic"),
                                                              **common), methods=["optimal"], model=config["model"])
     sersic.to_parquet(f"{work}/sersic_optimal.parquet", index=False)
-    leaks = {}
-    for frame, rows in sersic.groupby("frame"):
-        err = float(rows["neighbour_leak_err"].iloc[0])
-        leaks[str(frame)] = {"leak": float(rows["neighbour_leak"].iloc[0]) if np.isfinite(err) else None,
-                             "leak_err": err if np.isfinite(err) else None,
-                             "model_leak": float(-(1 - 1 / rows["aperture_correction"].iloc[0]))}
+    leaks = frame_leaks(sersic)
     with open(f"{work}/leaks.json", "w") as handle:
         json.dump(leaks, handle, indent=1)
     fallback = {}
