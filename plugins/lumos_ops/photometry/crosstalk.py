@@ -142,6 +142,21 @@ def _correlator(correlation: np.ndarray, size: int):
     return transform, np.ascontiguousarray(kernel * columns / float(side * side))
 
 
+_FIXED = np.array([0, 2, 3, 4])
+"""Places of the four templates that do not move with the offset (the target's model, the constant,
+the two sky slopes) among a synthetic blend's five; the moved model is the second."""
+
+
+def _bordered(fixed: np.ndarray, row: np.ndarray, corner: np.ndarray) -> np.ndarray:
+    """Symmetric (n, 5, 5) matrices of the five templates' pairwise sums from those of the fixed ones
+    (n, 4, 4), the moved model's with each of them (n, 4) and its own (n,)."""
+    out = np.empty((fixed.shape[0], 5, 5))
+    out[:, _FIXED[:, None], _FIXED[None, :]] = fixed
+    out[:, 1, _FIXED] = out[:, _FIXED, 1] = row
+    out[:, 1, 1] = corner
+    return out
+
+
 def _as_real(spectra: np.ndarray) -> np.ndarray:
     """Complex spectra (..., A, B) as real vectors (..., 2 A B), real and imaginary parts interleaved:
     the dot product of two such vectors is ``Σ Re a Re b + Im a Im b``."""
@@ -189,19 +204,20 @@ def leak_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.
     """
     n = data.shape[0]
     num, den = np.zeros(n), np.zeros(n)
+    correlator = None if correlation is None else _correlator(np.asarray(correlation, dtype=np.float64), data.shape[-1])
     # every target's sums are its own: blocks of targets keep the working arrays small
     for start in range(0, n, _BLOCK):
         rows = slice(start, min(start + _BLOCK, n))
         num[rows], den[rows] = _block_sums(np.asarray(data[rows]), np.asarray(usable[rows]), np.asarray(models[rows]),
                                            np.asarray(sky)[rows], np.asarray(variance)[rows], offsets=offsets,
-                                           correlation=correlation, exptime=exptime)
+                                           correlator=correlator, exptime=exptime)
     return num, den
 
 
 def _block_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: np.ndarray, variance: np.ndarray, *,
-                offsets: tuple[tuple[int, int], ...], correlation: np.ndarray | None,
-                exptime: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`leak_sums` of one block of targets."""
+                offsets: tuple[tuple[int, int], ...], correlator, exptime: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`leak_sums` of one block of targets; ``correlator``: :func:`_correlator` of the noise
+    correlation, None for white noise."""
     n = data.shape[0]
     num, den = np.zeros(n), np.zeros(n)
     ok = np.asarray(usable, dtype=bool) & np.isfinite(data)
@@ -215,12 +231,10 @@ def _block_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: n
     # estimators' order is (target, zero-flux target, constant, x slope, y slope)
     fixed = np.stack((m, ok.astype(np.float64), np.where(ok, ramp[None, None, :], 0.0),
                       np.where(ok, ramp[None, :, None], 0.0)), axis=1).reshape(n, 4, pixels)
-    order = np.array([0, 2, 3, 4])
-    k = 5
     var = np.asarray(variance, dtype=np.float64)
-    if correlation is not None:
+    if correlator is not None:
         # H_ab = T_a . (K * T_b) of the fixed templates, once; the moved model's row per offset
-        transform, weight = _correlator(np.asarray(correlation, dtype=np.float64), size)
+        transform, weight = correlator
         spectra = transform(fixed.reshape(n, 4, size, size))
         weighted_spectra = _as_real(spectra * weight)
         cov_fixed = np.matmul(weighted_spectra, _as_real(spectra).transpose(0, 2, 1))
@@ -234,10 +248,7 @@ def _block_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: n
     photon_gram = [np.matmul(fixed * part[:, None, :], fixed.transpose(0, 2, 1)) for part in photon_parts]
     for dx, dy in offsets:
         f = np.where(ok, _shifted(np.asarray(models), dx, dy), np.float32(0.0)).astype(np.float64).reshape(n, pixels)
-        gram = np.empty((n, k, k))
-        gram[:, order[:, None], order[None, :]] = gram_fixed
-        gram[:, 1, order] = gram[:, order, 1] = np.matmul(fixed, f[:, :, None])[:, :, 0]
-        gram[:, 1, 1] = np.einsum("np,np->n", f, f)
+        gram = _bordered(gram_fixed, np.matmul(fixed, f[:, :, None])[:, :, 0], np.einsum("np,np->n", f, f))
         b = np.concatenate([b_fixed[:, :1], np.einsum("np,np->n", f, d.reshape(n, pixels))[:, None], b_fixed[:, 1:]],
                            axis=1)
         cond = np.linalg.cond(gram)
@@ -248,26 +259,21 @@ def _block_sums(data: np.ndarray, usable: np.ndarray, models: np.ndarray, sky: n
         a = np.einsum("nij,nj->ni", inverse, b[good])
         r = gram[good, 0, 1] / gram[good, 1, 1]
         c_f = a[:, 0] * r
-        if correlation is None:
+        if correlator is None:
             cov = inverse
         else:
             # the amplitudes' covariance under the correlated noise is G^-1 H G^-1
             moved = transform(f.reshape(n, size, size))
-            h = np.empty((n, k, k))
-            h[:, order[:, None], order[None, :]] = cov_fixed
-            h[:, 1, order] = h[:, order, 1] = np.matmul(weighted_spectra, _as_real(moved)[:, :, None])[:, :, 0]
-            h[:, 1, 1] = np.einsum("nij,ij->n", moved.real ** 2 + moved.imag ** 2, weight)
+            h = _bordered(cov_fixed, np.matmul(weighted_spectra, _as_real(moved)[:, :, None])[:, :, 0],
+                          np.einsum("nij,ij->n", moved.real ** 2 + moved.imag ** 2, weight))
             cov = np.einsum("nab,nbc,ncd->nad", inverse, h[good], inverse)
         cov_fj, var_f, var_j = var[good] * cov[:, 1, 0], var[good] * cov[:, 1, 1], var[good] * cov[:, 0, 0]
         if exptime is not None:
             # sum_p T_a T_b a_j m_p / exptime, clipped at 0 pixel by pixel
-            photons = np.zeros((good.size, k, k))
+            photons = np.zeros((good.size, 5, 5))
             for sign, gram_part, part in zip((1.0, -1.0), photon_gram, photon_parts, strict=True):
                 lit = f * part
-                p = np.empty((n, k, k))
-                p[:, order[:, None], order[None, :]] = gram_part
-                p[:, 1, order] = p[:, order, 1] = np.matmul(fixed, lit[:, :, None])[:, :, 0]
-                p[:, 1, 1] = np.einsum("np,np->n", lit, f)
+                p = _bordered(gram_part, np.matmul(fixed, lit[:, :, None])[:, :, 0], np.einsum("np,np->n", lit, f))
                 photons += np.clip(sign * a[:, 0], 0.0, None)[:, None, None] * p[good]
             photon_cov = np.einsum("nab,nbc,ncd->nad", inverse, photons, inverse)
             cov_fj, var_f, var_j = cov_fj + photon_cov[:, 1, 0], var_f + photon_cov[:, 1, 1], var_j + photon_cov[:, 0, 0]
