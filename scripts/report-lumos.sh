@@ -122,6 +122,11 @@ for name in injection injection-sim error-floor/calibration; do
     .venv/bin/python reports/lumos/crosstalk/by_separation.py reports/lumos/$name \
         reports/lumos/crosstalk/by_separation_$slug.json > reports/lumos/crosstalk/by_separation_$slug.txt
 done
+for name in injection injection-sim error-floor/calibration; do
+    .venv/bin/python reports/lumos/crosstalk/kappa_by_overlap.py reports/lumos/$name \
+        reports/lumos/crosstalk/by_separation_${name//\//-}.json
+done > reports/lumos/crosstalk/kappa_by_overlap.txt
+.venv/bin/python reports/lumos/crosstalk/noiseless_pairs.py > reports/lumos/crosstalk/noiseless_pairs.txt
 .venv/bin/python reports/lumos/scattered-light/score.py reports/lumos/scattered-light/scattered_light.json \
     reports/lumos/injection-sim reports/lumos/injection-sim8 reports/lumos/error-floor/calibration \
     > reports/lumos/scattered-light/scattered_light.txt
