@@ -130,3 +130,4 @@ done > reports/lumos/crosstalk/kappa_by_overlap.txt
 .venv/bin/python reports/lumos/scattered-light/score.py reports/lumos/scattered-light/scattered_light.json \
     reports/lumos/injection-sim reports/lumos/injection-sim8 reports/lumos/error-floor/calibration \
     > reports/lumos/scattered-light/scattered_light.txt
+.venv/bin/python reports/lumos/psf-beta/noiseless.py reports/lumos/psf-beta/noiseless.json > reports/lumos/psf-beta/noiseless.txt
