@@ -131,3 +131,7 @@ done > reports/lumos/crosstalk/kappa_by_overlap.txt
     reports/lumos/injection-sim reports/lumos/injection-sim8 reports/lumos/error-floor/calibration \
     > reports/lumos/scattered-light/scattered_light.txt
 .venv/bin/python reports/lumos/psf-beta/noiseless.py reports/lumos/psf-beta/noiseless.json > reports/lumos/psf-beta/noiseless.txt
+for profile in kolmogorov stars moffat; do
+    .venv/bin/python reports/lumos/psf-beta/fit_on_calibrators.py reports/lumos/injection $profile \
+        reports/lumos/psf-beta/calibrators_real_$profile.json > reports/lumos/psf-beta/calibrators_real_$profile.txt
+done
