@@ -26,9 +26,9 @@ import sys
 
 import numpy as np
 import pandas as pd
+from calibrator_hook import calibrator_chunks
 from splice_blended import report_settings
 
-import lumos_ops.aperture_correction as aperture_correction
 from lumos_ops.evaluation.injection import InjectionConfig, population_seed, run_injection
 from lumos_ops.photometry import crosstalk
 
@@ -37,19 +37,11 @@ def calibrator_leaks(report_dir: str) -> dict[str, list[dict[str, float]]]:
     """Per frame of the report: the pooled leak of each offset pair alone (module docstring)."""
     config, common = report_settings(report_dir)
     sums: dict = collections.defaultdict(lambda: collections.defaultdict(lambda: ([], [], [])))
-    production = aperture_correction._synthetic_blends
 
-    def recorded(ctx, frame):
+    def record(ctx, frame, rows, data, usable, sky, variance):
         from lumos_ops.photometry.noise_correlation import frame_noise_correlation
 
-        num, den = production(ctx, frame)
-        rows = np.flatnonzero(den != 0)
-        if rows.size == 0:
-            return num, den
-        data, models = ctx.stamps.data[rows], ctx.models[rows]
-        usable = np.isfinite(data) & ~ctx.other_source_pixels[rows]
-        sky = np.nan_to_num(np.asarray(ctx.stamp_sky.mean, dtype=np.float64)[rows])
-        variance = np.asarray(ctx.stamp_sky.variance, dtype=np.float64)[rows]
+        models = ctx.models[rows]
         correlation = frame_noise_correlation(ctx.exposure.data)
         label = str(ctx.exposure.path).split(" (")[0]
         m = np.where(usable, models, 0.0).astype(np.float64)
@@ -63,14 +55,10 @@ def calibrator_leaks(report_dir: str) -> dict[str, list[dict[str, float]]]:
             into[0].append(n)
             into[1].append(d)
             into[2].append(overlap)
-        return num, den
 
-    aperture_correction._synthetic_blends = recorded
-    try:
+    with calibrator_chunks(record):
         run_injection(config["frames"], InjectionConfig(population="sersic", seed=population_seed(config["seed"], "sersic"),
                                                         **common), methods=["optimal"], model=config["model"])
-    finally:
-        aperture_correction._synthetic_blends = production
     out = {}
     for label, per in sums.items():
         out[label] = []

@@ -27,19 +27,27 @@ from pathlib import Path
 
 import numpy as np
 
-import lumos_ops.aperture_correction as aperture_correction
 from lumos_ops.evaluation.injection import InjectionConfig, population_seed, run_injection
 from lumos_ops.measure import render_target_models
 
 BETAS = (3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0)
 
 
-def _report_settings():
-    path = Path(__file__).resolve().parents[1] / "crosstalk" / "splice_blended.py"
-    spec = importlib.util.spec_from_file_location("splice_blended", path)
+def _script(relative: str):
+    """A sibling report script of ``reports/lumos`` as a module."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.report_settings
+    return module
+
+
+def _report_settings():
+    return _script("crosstalk/splice_blended.py").report_settings
+
+
+def _hook():
+    return _script("crosstalk/calibrator_hook.py")
 
 
 def main(report_dir: str, psf_profile: str, out_json: str) -> None:
@@ -48,19 +56,10 @@ def main(report_dir: str, psf_profile: str, out_json: str) -> None:
     chi2: dict = collections.defaultdict(lambda: np.zeros(len(BETAS)))
     ratios: dict = collections.defaultdict(lambda: [[] for _ in BETAS])
     counts: collections.Counter = collections.Counter()
-    production = aperture_correction._synthetic_blends
 
-    def recorded(ctx, frame):
-        num, den = production(ctx, frame)
-        rows = np.flatnonzero(den != 0)
-        if rows.size == 0:
-            return num, den
+    def record(ctx, frame, rows, data, usable, sky, variance):
         label = str(ctx.exposure.path).split(" (")[0]
-        data = ctx.stamps.data[rows].astype(np.float64)
-        usable = np.isfinite(data) & ~ctx.other_source_pixels[rows]
-        sky = np.nan_to_num(np.asarray(ctx.stamp_sky.mean, dtype=np.float64)[rows])
-        variance = np.asarray(ctx.stamp_sky.variance, dtype=np.float64)[rows]
-        d = np.where(usable, data - sky[:, None, None], 0.0)
+        d = np.where(usable, data.astype(np.float64) - sky[:, None, None], 0.0)
         reference = frame["flux"].to_numpy(np.float64)[rows]
         size = data.shape[-1]
         for i, beta in enumerate(BETAS):
@@ -80,14 +79,10 @@ def main(report_dir: str, psf_profile: str, out_json: str) -> None:
             chi2[label][i] += float(((residual**2).sum((1, 2)) / variance).sum())
             ratios[label][i].extend((a[:, 0] / reference).tolist())
         counts[label] += rows.size
-        return num, den
 
-    aperture_correction._synthetic_blends = recorded
-    try:
+    with _hook().calibrator_chunks(record):
         run_injection(config["frames"], InjectionConfig(population="sersic", seed=population_seed(config["seed"], "sersic"),
                                                         **common), methods=["optimal"], model=config["model"])
-    finally:
-        aperture_correction._synthetic_blends = production
     out = {}
     print(f"{report_dir}, galaxies drawn with {psf_profile}: per β, Δχ² against β 3.5 | amplitude / reference (median ± spread)")
     for label, values in chi2.items():
