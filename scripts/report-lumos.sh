@@ -135,3 +135,8 @@ for profile in kolmogorov stars moffat; do
     .venv/bin/python reports/lumos/psf-beta/fit_on_calibrators.py reports/lumos/injection $profile \
         reports/lumos/psf-beta/calibrators_real_$profile.json > reports/lumos/psf-beta/calibrators_real_$profile.txt
 done
+for profile in moffat kolmogorov; do
+    .venv/bin/python reports/lumos/psf-beta/fit_on_calibrators.py reports/lumos/injection $profile \
+        reports/lumos/psf-beta/calibrators_real_${profile}_fwhm.json 0.8,0.85,0.9,0.95,1,1.05,1.1 \
+        > reports/lumos/psf-beta/calibrators_real_${profile}_fwhm.txt
+done
