@@ -126,6 +126,35 @@ def test_calibrators_are_bright_isolated_and_unflagged(tmp_path):
     assert not calibrators(ctx, wide, rows).any()
 
 
+def test_only_targets_that_may_calibrate_get_a_reference_aperture(tmp_path):
+    """The large apertures are measured on the isolated targets the matched filter reads at SNR of at
+    least half a calibrator's; faint ones get NaN, and no calibrator is lost."""
+    from lumos_ops.aperture_correction import MIN_CALIBRATOR_SNR, REFERENCE_SNR_SHARE
+    from lumos_ops.photometry.aperture import elliptical_aperture_photometry
+
+    rng = np.random.default_rng(5)
+    catalog = grid_catalog(rng, SHAPE, margin=80, step=140, seed=5)
+    flux = np.where(np.arange(len(catalog)) % 2 == 0, rng.uniform(150.0, 900.0, len(catalog)),
+                    rng.uniform(2.0, 8.0, len(catalog)))
+    exposure = _draw(tmp_path / "faint.fits", catalog, flux, galsim.Moffat(beta=3.5, fwhm=FWHM_ARCSEC / SCALE), rng)
+    ctx = prepare_targets(exposure, catalog)
+    reference = reference_fluxes(ctx)
+    snr = reference["matched_flux"] / reference["matched_flux_err"]
+    measured = np.isfinite(reference["flux"].to_numpy())
+    np.testing.assert_array_equal(measured, (snr >= REFERENCE_SNR_SHARE * MIN_CALIBRATOR_SNR).to_numpy())
+    assert 0 < measured.sum() < ctx.n
+    # the candidates' apertures are those of every target's
+    full = elliptical_aperture_photometry(ctx.photometry_inputs, light_fraction=0.98)
+    np.testing.assert_allclose(reference["flux"].to_numpy()[measured], full["flux"].to_numpy()[measured], rtol=1e-12)
+    rows = measure_exposure(exposure, catalog, methods=("aperture", "optimal"), aperture_correction=False)
+    for method in ("aperture", "optimal"):
+        result = rows[rows["method"] == method].reset_index(drop=True)
+        whole = reference.assign(**{c: full[c].to_numpy() for c in full.columns if c != "flag"})
+        use = calibrators(ctx, reference, result)
+        assert use.sum() >= 0.8 * (flux >= 150.0).sum()
+        np.testing.assert_array_equal(use, calibrators(ctx, whole, result))
+
+
 def test_the_survey_file_carries_the_switch(tmp_path):
     survey = dataclasses.replace(paus_survey(), aperture_correction=False)
     assert Survey.from_dict(survey.to_dict()).aperture_correction is False

@@ -16,10 +16,13 @@ only corrects the 2 % of the light beyond it. Survey pipelines put their model f
 of a large aperture the same way, an aperture correction measured on each exposure's own sources.
 :func:`measure_aperture_corrections` does it with the exposure's catalogue targets, without any truth:
 
-1. **The reference.** Every target is measured in the catalogue-shaped elliptical aperture that holds
-   :data:`REFERENCE_LIGHT_FRACTION` of its model light, with the aperture method's annulus
-   background and masks (:func:`lumos_ops.photometry.aperture.elliptical_aperture_photometry`), and
-   with the matched filter (the optimal weighted sum on the same cutouts).
+1. **The reference.** Every target is measured with the matched filter (the optimal weighted sum
+   on the cutouts of the methods), and the targets that may calibrate (no fitted catalogued
+   neighbour, matched-filter SNR at least :data:`REFERENCE_SNR_SHARE` of :data:`MIN_CALIBRATOR_SNR`)
+   also in the catalogue-shaped elliptical aperture that holds :data:`REFERENCE_LIGHT_FRACTION` of
+   their model light, with the aperture method's annulus background and masks
+   (:func:`lumos_ops.photometry.aperture.elliptical_aperture_photometry`); the others' reference
+   flux is NaN.
 2. **The calibrators** of an estimator are the targets it measures at SNR (``flux / flux_err_stat``,
    the error before the error floor) at least :data:`MIN_CALIBRATOR_SNR`, with no fitted catalogued
    neighbour, none of :data:`BAD_CALIBRATOR_FLAGS` in either measurement, and a reference aperture
@@ -97,6 +100,13 @@ MIN_CALIBRATOR_SNR: float = 40.0
 """Least SNR (the estimator's ``flux / flux_err_stat``) of a calibrator: its large aperture, about 2.7
 times as noisy as the matched filter, then reads its flux to about 6 %."""
 
+REFERENCE_SNR_SHARE: float = 0.5
+"""The reference aperture is measured on the isolated targets whose matched-filter SNR is at least this
+share of :data:`MIN_CALIBRATOR_SNR`, and a calibrator must have one. No other target can calibrate: the
+matched filter is the least noisy of the estimators, and an estimator reading a target at SNR 40 where
+the matched filter reads under 20 would need its flux twice the matched filter's. On a bench CCD it
+leaves 3 in 4 targets out of the large apertures (``benchmarks/README.md``)."""
+
 MAX_APERTURE_CORRECTION: float = 0.2
 """Largest correction applied, ``|factor - 1|``. A PSF of another profile than the model's at the same
 FWHM moves fluxes by up to about 12 % (a Gaussian, noiselessly; more for compact galaxies); beyond
@@ -149,8 +159,9 @@ INTERNAL_COLUMNS: tuple[str, ...] = ("matched_flux", "matched_flux_err", *LEAK_C
 
 
 def reference_fluxes(ctx: TargetContext, *, chunk_size: int = 512) -> pd.DataFrame:
-    """The reference aperture's measurement of every target of ``ctx`` (one row per target, the columns
-    of :func:`~lumos_ops.photometry.aperture.elliptical_aperture_photometry`; fluxes e-/s), and the
+    """The reference aperture's measurement of the targets of ``ctx`` that may calibrate (one row per
+    target, the columns of :func:`~lumos_ops.photometry.aperture.elliptical_aperture_photometry`; fluxes
+    e-/s; NaN for the others, :data:`REFERENCE_SNR_SHARE`), and every target's
     matched filter's (the optimal weighted sum's ``flux``, ``flux_err`` and ``flag`` on the same
     cutouts, before any error calibration) as ``matched_flux``, ``matched_flux_err``, ``matched_flag``."""
     parts = [chunk_reference(ctx.take(slice(start, min(start + chunk_size, ctx.n))))
@@ -161,18 +172,39 @@ def reference_fluxes(ctx: TargetContext, *, chunk_size: int = 512) -> pd.DataFra
 def chunk_reference(ctx: TargetContext) -> pd.DataFrame:
     """:func:`reference_fluxes` of one context, on its cached wide cutouts and matched filter
     (``ctx.photometry_inputs``, :func:`lumos_ops.photometry.optimal.cached_optimal`): called on the
-    chunks the methods have just measured, it costs the large apertures alone."""
-    from lumos_ops.photometry.aperture import elliptical_aperture_photometry
+    chunks the methods have just measured, it costs the large apertures of the targets that may
+    calibrate (:data:`REFERENCE_SNR_SHARE`) alone."""
     from lumos_ops.photometry.optimal import cached_optimal
 
-    frame = elliptical_aperture_photometry(ctx.photometry_inputs, light_fraction=REFERENCE_LIGHT_FRACTION)
-    frame["flag"] = frame["flag"].to_numpy(np.int64) | ctx.base_flags
     matched = cached_optimal(ctx)
-    frame["matched_flux"] = matched["flux"].to_numpy(np.float64)
-    frame["matched_flux_err"] = matched["flux_err"].to_numpy(np.float64)
+    matched_flux = matched["flux"].to_numpy(np.float64)
+    matched_err = matched["flux_err"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = matched_flux / matched_err
+    candidates = np.flatnonzero(np.isfinite(snr) & (snr >= REFERENCE_SNR_SHARE * MIN_CALIBRATOR_SNR)
+                                & (ctx.neighbour_light == 0))
+    frame = _reference_apertures(ctx, candidates)
+    frame["matched_flux"] = matched_flux
+    frame["matched_flux_err"] = matched_err
     frame["matched_flag"] = matched["flag"].to_numpy(np.int64) | ctx.base_flags
     frame["leak_num"], frame["leak_den"] = _synthetic_blends(ctx, frame)
     return frame
+
+
+def _reference_apertures(ctx: TargetContext, rows: np.ndarray) -> pd.DataFrame:
+    """The reference aperture's measurement (the columns of
+    :func:`~lumos_ops.photometry.aperture.elliptical_aperture_photometry`) of the targets ``rows`` of
+    ``ctx``, one row per target of ``ctx``: NaN for the others, whose ``flag`` holds the base flags."""
+    from lumos_ops.photometry.aperture import elliptical_aperture_photometry
+
+    inputs = ctx.photometry_inputs
+    part = elliptical_aperture_photometry(inputs if rows.size == ctx.n else inputs.take(rows),
+                                          light_fraction=REFERENCE_LIGHT_FRACTION)
+    frame = part.set_axis(rows).reindex(np.arange(ctx.n))
+    flag = np.zeros(ctx.n, dtype=np.int64)
+    flag[rows] = part["flag"].to_numpy(np.int64)
+    frame["flag"] = flag | ctx.base_flags
+    return frame.reset_index(drop=True)
 
 
 def _synthetic_blends(ctx: TargetContext, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
