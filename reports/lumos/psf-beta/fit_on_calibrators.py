@@ -3,7 +3,10 @@
     .venv/bin/python reports/lumos/psf-beta/fit_on_calibrators.py REPORT_DIR PSF_PROFILE OUT_JSON [FWHM_SCALES]
 
 ``FWHM_SCALES`` (comma-separated multiples of the frame's FWHM, e.g. ``0.85,0.9,0.95,1,1.05,1.1``)
-also fits the model's FWHM jointly with β on the same stamps.
+also fits the model's FWHM jointly with β on the same stamps. ``--window`` (after the other
+arguments) fits each stamp only within :data:`WINDOW_FWHM` FWHM plus :data:`WINDOW_R50` half-light
+radii plus :data:`WINDOW_MARGIN_PX` of its galaxy, with a sloped sky (amplitude, constant and two
+slopes), instead of the whole stamp with a constant.
 
 The report's Sérsic galaxies are injected again into its frames with its seeds and configuration,
 drawn with ``PSF_PROFILE`` (``kolmogorov``, ``moffat`` at the measurement's β 3.5, or ``stars``: each
@@ -53,22 +56,50 @@ def _hook():
     return _script("crosstalk/calibrator_hook.py")
 
 
-def _fit(models: np.ndarray, d: np.ndarray, usable: np.ndarray, variance: np.ndarray) -> tuple[float, np.ndarray]:
-    """Each stamp's usable pixels ``d`` (sky subtracted) fitted with its model's amplitude and a constant:
-    the residual chi-square summed over the stamps, and the amplitudes."""
-    m = np.where(usable, models, 0.0)
-    one = usable.astype(np.float64)
-    g = np.stack([np.stack([(m * m).sum((1, 2)), (m * one).sum((1, 2))], -1),
-                  np.stack([(m * one).sum((1, 2)), one.sum((1, 2))], -1)], 1)
-    b = np.stack([(m * d).sum((1, 2)), d.sum((1, 2))], -1)
-    a = np.linalg.solve(g, b[:, :, None])[:, :, 0]
-    residual = np.where(usable, d - a[:, 0, None, None] * m - a[:, 1, None, None], 0.0)
-    return float(((residual**2).sum((1, 2)) / variance).sum()), a[:, 0]
+WINDOW_FWHM: float = 3.0
+"""``--window``: FWHM of the frame's PSF in the fitted disc's radius (pixels)."""
+
+WINDOW_R50: float = 2.0
+"""``--window``: catalogue half-light radii in the fitted disc's radius."""
+
+WINDOW_MARGIN_PX: float = 6.0
+"""``--window``: pixels added to the fitted disc's radius, which hold the sky's constant and slopes."""
 
 
-def main(report_dir: str, psf_profile: str, out_json: str, fwhm_scales: tuple[float, ...] = ()) -> None:
+def _window(ctx, rows: np.ndarray, size: int) -> np.ndarray:
+    """Boolean (n, size, size): the disc ``--window`` fits around each calibrator's galaxy."""
+    r50 = ctx.catalog["r50"].to_numpy(np.float64)[rows] / ctx.exposure.pixel_scale
+    radius = WINDOW_FWHM * ctx.exposure.psf_fwhm + WINDOW_R50 * r50 + WINDOW_MARGIN_PX
+    grid = np.arange(size) - size // 2
+    dx, dy = ctx.stamps.dx[rows], ctx.stamps.dy[rows]
+    r2 = (grid[None, None, :] - dx[:, None, None]) ** 2 + (grid[None, :, None] - dy[:, None, None]) ** 2
+    return r2 <= radius[:, None, None] ** 2
+
+
+def _fit(models: np.ndarray, d: np.ndarray, usable: np.ndarray, variance: np.ndarray,
+         window: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Each stamp's usable pixels ``d`` (sky subtracted) fitted with its model's amplitude and a constant
+    (``window`` None), or within ``window`` with the amplitude, a constant and two slopes: the residual
+    chi-square summed over the stamps, and the amplitudes."""
+    use = usable if window is None else usable & window
+    size = d.shape[-1]
+    ramp = (np.arange(size) - size // 2) / float(size)
+    templates = [np.where(use, models, 0.0), use.astype(np.float64)]
+    if window is not None:
+        templates += [np.where(use, ramp[None, None, :], 0.0), np.where(use, ramp[None, :, None], 0.0)]
+    t = np.stack(templates, axis=1).reshape(d.shape[0], len(templates), -1)
+    data = np.where(use, d, 0.0).reshape(d.shape[0], -1)
+    g = np.matmul(t, t.transpose(0, 2, 1))
+    b = np.matmul(t, data[:, :, None])
+    a = np.linalg.solve(g, b)[:, :, 0]
+    residual = data - np.einsum("nk,nkp->np", a, t)
+    return float(((residual**2).sum(1) / variance).sum()), a[:, 0]
+
+
+def main(report_dir: str, psf_profile: str, out_json: str, fwhm_scales: tuple[float, ...] = (), *,
+         windowed: bool = False) -> None:
     """``fwhm_scales``: also fit the model's FWHM, as these multiples of the frame's, jointly with β
-    (the table ``grid`` of the JSON and one more line per frame)."""
+    (the table ``grid`` of the JSON and one more line per frame); ``windowed``: ``--window``."""
     config, common = _report_settings()(report_dir)
     common["psf_profile"] = psf_profile
     chi2: dict = collections.defaultdict(lambda: np.zeros(len(BETAS)))
@@ -81,6 +112,7 @@ def main(report_dir: str, psf_profile: str, out_json: str, fwhm_scales: tuple[fl
         d = np.where(usable, data.astype(np.float64) - sky[:, None, None], 0.0)
         reference = frame["flux"].to_numpy(np.float64)[rows]
         size = data.shape[-1]
+        window = _window(ctx, rows, size) if windowed else None
 
         def models_at(scale: float, beta: float) -> np.ndarray:
             return render_target_models(ctx.catalog.iloc[rows], ctx.stamps.dx[rows], ctx.stamps.dy[rows],
@@ -92,18 +124,19 @@ def main(report_dir: str, psf_profile: str, out_json: str, fwhm_scales: tuple[fl
             if beta == (ctx.exposure.psf_beta or 3.5):
                 # the production models, rendered again: the same to the renderer's precision
                 assert np.allclose(models, ctx.models[rows], atol=1e-6), "models differ from the measurement's"
-            value, amplitude = _fit(models, d, usable, variance)
+            value, amplitude = _fit(models, d, usable, variance, window)
             chi2[label][i] += value
             ratios[label][i].extend((amplitude / reference).tolist())
             for j, scale in enumerate(fwhm_scales):
-                grid[label][j, i] += value if scale == 1.0 else _fit(models_at(scale, beta), d, usable, variance)[0]
+                grid[label][j, i] += value if scale == 1.0 else _fit(models_at(scale, beta), d, usable, variance, window)[0]
         counts[label] += rows.size
 
     with _hook().calibrator_chunks(record):
         run_injection(config["frames"], InjectionConfig(population="sersic", seed=population_seed(config["seed"], "sersic"),
                                                         **common), methods=["optimal"], model=config["model"])
     out = {}
-    print(f"{report_dir}, galaxies drawn with {psf_profile}: per β, Δχ² against β 3.5 | amplitude / reference (median ± spread)")
+    fit = "within a disc around each galaxy, sloped sky" if windowed else "whole stamps, constant sky"
+    print(f"{report_dir} ({fit}), galaxies drawn with {psf_profile}: per β, Δχ² against β 3.5 | amplitude / reference (median ± spread)")
     for label, values in chi2.items():
         reference = values[BETAS.index(3.5)]
         rows = []
@@ -125,9 +158,11 @@ def main(report_dir: str, psf_profile: str, out_json: str, fwhm_scales: tuple[fl
             print(f"  {'':24s} with the FWHM free: least residual at FWHM × {fwhm_scales[j]}, β {BETAS[i]} "
                   f"(Δχ² {table[j, i] - reference:+.0f} against the frame's FWHM and β 3.5)")
     with open(out_json, "w") as handle:
-        json.dump({"report": report_dir, "psf_profile": psf_profile, "frames": out}, handle, indent=1)
+        json.dump({"report": report_dir, "psf_profile": psf_profile, "windowed": windowed, "frames": out}, handle,
+                  indent=1)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3],
-         tuple(float(v) for v in sys.argv[4].split(",")) if len(sys.argv) > 4 else ())
+    arguments = [a for a in sys.argv[1:] if a != "--window"]
+    main(arguments[0], arguments[1], arguments[2],
+         tuple(float(v) for v in arguments[3].split(",")) if len(arguments) > 3 else (), windowed="--window" in sys.argv)
