@@ -140,3 +140,8 @@ for profile in moffat kolmogorov; do
         reports/lumos/psf-beta/calibrators_real_${profile}_fwhm.json 0.8,0.85,0.9,0.95,1,1.05,1.1 \
         > reports/lumos/psf-beta/calibrators_real_${profile}_fwhm.txt
 done
+for profile in moffat kolmogorov stars; do
+    .venv/bin/python reports/lumos/psf-beta/fit_on_calibrators.py reports/lumos/injection $profile \
+        reports/lumos/psf-beta/windowed_real_${profile}_fwhm.json 0.9,0.95,1,1.05,1.1 --window \
+        > reports/lumos/psf-beta/windowed_real_${profile}_fwhm.txt
+done
