@@ -145,3 +145,9 @@ for profile in moffat kolmogorov stars; do
         reports/lumos/psf-beta/windowed_real_${profile}_fwhm.json 0.9,0.95,1,1.05,1.1 --window \
         > reports/lumos/psf-beta/windowed_real_${profile}_fwhm.txt
 done
+mkdir -p "$work/psf-beta"
+for beta in 3.5 5.5; do
+    .venv/bin/python reports/lumos/psf-beta/inject_at_beta.py reports/lumos/injection $beta "$work/psf-beta/beta-$beta"
+done
+.venv/bin/python reports/lumos/psf-beta/compare_at_beta.py reports/lumos/psf-beta/at_beta.json \
+    "β3.5=$work/psf-beta/beta-3.5" "β5.5=$work/psf-beta/beta-5.5" > reports/lumos/psf-beta/at_beta.txt
