@@ -148,6 +148,8 @@ done
 mkdir -p "$work/psf-beta"
 for beta in 3.5 5.5; do
     .venv/bin/python reports/lumos/psf-beta/inject_at_beta.py reports/lumos/injection $beta "$work/psf-beta/beta-$beta"
+    .venv/bin/python reports/lumos/psf-beta/inject_at_beta.py reports/lumos/injection $beta "$work/psf-beta/beta-$beta-r995" 0.995
 done
 .venv/bin/python reports/lumos/psf-beta/compare_at_beta.py reports/lumos/psf-beta/at_beta.json \
-    "β3.5=$work/psf-beta/beta-3.5" "β5.5=$work/psf-beta/beta-5.5" > reports/lumos/psf-beta/at_beta.txt
+    "β3.5=$work/psf-beta/beta-3.5" "β5.5=$work/psf-beta/beta-5.5" "β3.5r995=$work/psf-beta/beta-3.5-r995" \
+    "β5.5r995=$work/psf-beta/beta-5.5-r995" > reports/lumos/psf-beta/at_beta.txt
