@@ -26,7 +26,7 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
   stack and 150 GalSim galaxies measured by every method (docs/likelihood.md §14). The CCD then
   also holds ``--stars`` bright stars (i = 17-19), catalogued as unresolved targets (``r50``
   0.02 arcsec), as a catalogue that lists its field's stars has them;
-* ``aperture correction``: the reference apertures (98 % of the model light) of every target
+* ``aperture correction``: the reference apertures (98 % of the model light) of the targets that may calibrate
   (``lumos_ops.aperture_correction.chunk_reference``, on by default; docs/likelihood.md §16), and the
   matched filter when no ``optimal`` method has computed it; ``aperture fit``: the fit of the factors
   (``fit_aperture_corrections``);
