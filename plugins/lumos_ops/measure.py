@@ -348,8 +348,9 @@ def _aperture_corrected(ctx: TargetContext, parts: dict[str, list[pd.DataFrame]]
     """Every method's finished rows on the scale of the targets' large apertures
     (:mod:`lumos_ops.aperture_correction`), with the columns ``aperture_correction`` (the factor),
     ``reference_flux`` / ``reference_flux_err`` (the reference aperture's, e-/s, not divided; NaN for
-    targets that cannot calibrate) and ``aperture_calibrator`` (whether the target calibrated the factor: the matched filter's for the
-    model-weighted methods, the method's own for the aperture). ``reference``: the chunks'
+    targets that cannot calibrate) and ``aperture_calibrator`` (whether the target calibrated the
+    factor: the matched filter's for the model-weighted methods, the method's own for the aperture).
+    ``reference``: the chunks'
     :func:`~lumos_ops.aperture_correction.chunk_reference`, in the order of ``ctx``'s targets.
     ``apply`` False: the rows uncorrected, with every column of
     :data:`~lumos_ops.aperture_correction.CALIBRATION_COLUMNS`, for
