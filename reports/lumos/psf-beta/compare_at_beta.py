@@ -55,8 +55,8 @@ def on_references(run: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
     return run.assign(flux=raw / factor.to_numpy(), flux_err=raw_err / factor.to_numpy())
 
 
-def summary(run_dir: Path) -> dict:
-    table = pd.read_parquet(run_dir / "injection_table.parquet")
+def summary(run_dir: Path, table: pd.DataFrame) -> dict:
+    """Per method: :func:`_bins` of the run's ``table``, its floor asked and its aperture factors."""
     report = json.loads((run_dir / "injection_report.json").read_text())["populations"]["sersic"]["methods"]
     out = {}
     for method, rows in table.groupby("method"):
@@ -72,8 +72,8 @@ def main(out_json: str, runs: list[str]) -> None:
     first: tuple[str, pd.DataFrame] | None = None
     for item in runs:
         label, run_dir = item.split("=", 1)
-        result[label] = summary(Path(run_dir))
         table = pd.read_parquet(Path(run_dir) / "injection_table.parquet")
+        result[label] = summary(Path(run_dir), table)
         if first is None:
             first = (label, table)
             continue
