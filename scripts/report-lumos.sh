@@ -70,6 +70,11 @@ $lumos inject --frames "${floor_frames[@]}" --populations sersic knots blended -
 .venv/bin/python reports/lumos/error-floor/floor_from_tables.py reports/lumos/error-floor/floor.json \
     reports/lumos/error-floor/calibration/injection_table.parquet reports/lumos/injection/injection_table.parquet \
     reports/lumos/injection-sim/injection_table.parquet reports/lumos/injection-moffat/injection_table.parquet
+r=reports/lumos
+.venv/bin/python $r/aperture-correction/reference_truth.py $r/aperture-correction/reference_truth.json \
+    real=$r/injection/injection_table.parquet real-moffat=$r/injection-moffat/injection_table.parquet \
+    sim2=$r/injection-sim/injection_table.parquet sim8=$r/injection-sim8/injection_table.parquet \
+    calibration=$r/error-floor/calibration/injection_table.parquet > $r/aperture-correction/reference_truth.txt
 .venv/bin/python reports/lumos/calibration/frame_scales.py reports/lumos/calibration/frame_scales.json \
     "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" \
     "${sim_frames[@]}" > reports/lumos/calibration/frame_scales.md
