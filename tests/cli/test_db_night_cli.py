@@ -39,3 +39,14 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert main(["night", "status", "--night", NIGHT]) == 1
     out = capsys.readouterr().out
     assert "stale=1" in out and "interrupted" in out
+
+
+def test_an_unreachable_database_is_one_line(capsys):
+    """Refused on loopback port 1: no traceback, what to do, exit 1 (not a bad input)."""
+    url = "postgresql://lumos@127.0.0.1:1/lumos"
+    for argv in (["night", "status", "--night", NIGHT, "--db-url", url],
+                 ["night", "recover", "--older-than", "1", "--db-url", url]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert err.startswith("lumos night: error: the database cannot be reached (") and "lumos db start" in err

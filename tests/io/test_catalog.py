@@ -63,6 +63,30 @@ def test_out_of_range_values(column: str, value: float, match: str) -> None:
         validate_catalog(table)
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [("pa", 1e40, r"row 2: pa=1e\+40 outside its valid range \[-360.0, 360.0\] deg"),
+     ("dec", 500.0, r"row 2: dec=500.0 outside its valid range \[-90.0, 90.0\] deg"),
+     ("zspec", np.inf, r"row 2: zspec=inf outside"), ("zspec", 1e40, r"row 2: zspec=1e\+40 outside")],
+)
+def test_values_a_database_real_column_cannot_hold_are_refused(column: str, value: float, match: str) -> None:
+    table = _table().assign(zspec=[0.5, 0.7, np.nan, 1.0])
+    assert validate_catalog(table)["zspec"].isna().sum() == 1  # a missing redshift is allowed
+    table.loc[1, column] = value
+    with pytest.raises(CatalogError, match=match):
+        validate_catalog(table, source="c.parquet")
+
+
+def test_a_row_needs_one_whole_position_when_both_kinds_are_given() -> None:
+    table = _table().assign(x=[10.0, 20.0, 30.0, 40.0], y=[10.0, 20.0, 30.0, 40.0])
+    table.loc[0, ["ra", "dec"]] = np.nan  # placed by its pixels
+    table.loc[1, ["x", "y"]] = np.nan  # placed on the sky
+    assert len(validate_catalog(table)) == 4
+    table.loc[2, ["ra", "x"]] = np.nan  # half of each pair: nowhere
+    with pytest.raises(CatalogError, match=r"c.csv: row 3: no position: neither ra/dec nor x/y are both finite"):
+        validate_catalog(table, source="c.csv")
+
+
 def test_a_semi_major_radius_becomes_the_circularised_r50(tmp_path: Path) -> None:
     table = _table().rename(columns={"r50": "r50_major"})
     table["q"] = [1.0, 0.25, 0.49, 0.7]

@@ -60,3 +60,88 @@ def test_lumos_method_end_to_end_stores_mixtures_and_pdf_coadds(engine, tmp_path
                                     "AND model_version = 'lumos-default'")).scalar() == 12
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE sigma68_njy > 0 AND n_used = 2 "
                                     "AND eta IS NOT NULL")).scalar() == 6
+
+
+def test_a_run_stopped_by_a_bad_catalogue_is_closed_and_names_the_stored_object(engine, night_store, tmp_path):
+    from lumos_ops.exceptions import CatalogError
+
+    from nightdata import make_catalog, write_catalog
+
+    store, _ = night_store
+    write_catalog(store.put_bytes, make_catalog(8).assign(q=[0.5] * 4 + [1.5] + [0.5] * 3))
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(CatalogError, match=rf"^{store.object_url('catalog.parquet')}: row 5: q=1.5 outside"):
+        run_night(engine, store, config, night=NIGHT, dag_run_id="cli-bad-catalogue")
+    with engine.connect() as conn:
+        status, finished = conn.execute(sa.text("SELECT status, finished_at FROM lumos.pipeline_runs")).one()
+    assert status == "failed" and finished is not None
+
+
+def test_a_store_without_the_night_keeps_what_the_database_holds(engine, night_store, tmp_path, caplog):
+    import logging
+
+    from lumos_ops.exceptions import StorageError
+    from lumos_ops.pipeline.night import open_night_store
+    from lumos_ops.pipeline.storage import LocalObjectStore
+
+    store, _ = night_store
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    assert run_night(engine, store, config, night=NIGHT, dag_run_id="cli-1").status == "success"
+    summary = store.get_bytes(f"reports/{NIGHT}/summary.json")
+    elsewhere = LocalObjectStore(tmp_path / "emptied")
+    with caplog.at_level(logging.WARNING, logger="lumos_ops.pipeline.report"):
+        report = run_night(engine, elsewhere, config, night=NIGHT, dag_run_id="cli-2")
+    assert report.status == "empty" and report.n_done == 2
+    assert "found none of the night's exposures" in caplog.text and "the database holds 2" in caplog.text
+    assert not elsewhere.list("reports/")  # nothing reported into the wrong store
+    assert store.get_bytes(f"reports/{NIGHT}/summary.json") == summary
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar() == 16
+        assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs ORDER BY run_id")).scalars().all() == [
+            "success", "empty"]
+    with pytest.raises(StorageError, match="store directory .*typo does not exist"):
+        open_night_store(NightConfig(store_url=str(tmp_path / "typo")))
+
+
+def test_a_database_lost_mid_night_stops_the_run_with_one_message(engine, night_store, tmp_path):
+    from lumos_ops.exceptions import DatabaseError
+
+    store, keys = night_store
+    calls = []
+
+    def measurer(exposure, catalog, **options):
+        calls.append(exposure)
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatabaseError, match=r"database was lost while measuring .*server closed the connection "
+                                            r"unexpectedly\); 2 of 2 exposures were not written"):
+        run_night(engine, store, config, night=NIGHT, dag_run_id="cli-lost", measurer=measurer)
+    assert len(calls) == 1  # no exposure after it was attempted
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "failed"
+
+
+def test_a_catalogue_that_lost_sources_is_reported(engine, night_store, tmp_path, caplog):
+    import logging
+
+    from nightdata import make_catalog, write_catalog
+
+    store, _ = night_store
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    run_night(engine, store, config, night=NIGHT, dag_run_id="cli-1")
+    write_catalog(store.put_bytes, make_catalog(8).iloc[:5])
+    with caplog.at_level(logging.WARNING, logger="lumos_ops.pipeline.night"):
+        run_night(engine, store, config, night=NIGHT, dag_run_id="cli-2")
+    assert "lacks 3 source(s) measured before on night" in caplog.text and "ref_id 1005, 1006, 1007" in caplog.text
+
+
+def test_recover_closes_runs_left_open(engine):
+    from lumos_ops.pipeline.writer import close_stale_runs, start_run
+
+    run_id = start_run(engine, dag_id="d", dag_run_id="r", night=NIGHT, code_version="x", settings={})
+    assert close_stale_runs(engine, older_than_s=3600.0) == []  # too recent
+    assert close_stale_runs(engine, older_than_s=0.0, night="2020-01-01") == []  # another night
+    assert close_stale_runs(engine, older_than_s=0.0) == [run_id]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "failed"

@@ -90,5 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lumos {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = database_unreachable(exc)
+        if message is None:
+            raise
+        print(f"lumos {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def database_unreachable(exc: BaseException) -> str | None:
+    """One line for an error that says the database cannot be reached (SQLAlchemy's
+    ``OperationalError``: refused, closed or lost connection), with what to do; None for any other
+    error. SQLAlchemy is not imported for it: a command that never loaded it never raised one."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
+        return None
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return (f"the database cannot be reached ({reason}); start it (`lumos db start`) or check --db-url / "
+            "$LUMOS_DATABASE_URL, then run the command again")
 
 

@@ -41,10 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
     status.set_defaults(func=_status)
     recover = sub.add_parser("recover", help="mark exposures left 'running' by a dead task as failed "
-                                             "(their stored measurements are kept)")
+                                             "(their stored measurements are kept), and close the runs such "
+                                             "tasks left open")
     recover.add_argument("--older-than", type=float, required=True, metavar="HOURS",
-                         help="only exposures marked running more than HOURS ago; use more than the longest "
-                              "a task can run, so that none still running is caught")
+                         help="only exposures marked running, and runs started, more than HOURS ago; use more "
+                              "than the longest a task (and a night) can run, so that none still running is caught")
     recover.add_argument("--night", help="only this night (YYYY-MM-DD)")
     recover.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
     recover.set_defaults(func=_recover)
@@ -72,7 +73,7 @@ def _recover(args: argparse.Namespace) -> int:
     from lumos_ops.exceptions import LumosValueError
     from lumos_ops.pipeline.database import database_url_from_env, make_engine
     from lumos_ops.pipeline.keys import validate_night
-    from lumos_ops.pipeline.writer import recover_interrupted
+    from lumos_ops.pipeline.writer import close_stale_runs, recover_interrupted
 
     if args.older_than <= 0:
         raise LumosValueError(f"--older-than {args.older_than}: give a positive number of hours")
@@ -80,11 +81,14 @@ def _recover(args: argparse.Namespace) -> int:
     engine = make_engine(args.db_url or database_url_from_env())
     try:
         keys = recover_interrupted(engine, night=night, older_than_s=args.older_than * 3600.0)
+        runs = close_stale_runs(engine, night=night, older_than_s=args.older_than * 3600.0)
     finally:
         engine.dispose()
     for key in keys:
         print(f"{key}: marked failed (interrupted); clear its 'process' task or rerun the night")
     print(f"{len(keys)} exposure(s) recovered")
+    if runs:
+        print(f"{len(runs)} run(s) left running closed as failed: {', '.join(map(str, runs))}")
     return 0
 
 

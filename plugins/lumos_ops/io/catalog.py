@@ -38,6 +38,15 @@ _RANGES: dict[str, tuple[float, float]] = {
     "i_auto": (5.0, 35.0),
 }
 
+_OPTIONAL_RANGES: tuple[tuple[str, tuple[float, float], str], ...] = (
+    ("pa", (-360.0, 360.0), " deg"),
+    ("ra", (-360.0, 360.0), " deg"),
+    ("dec", (-90.0, 90.0), " deg"),
+    ("zspec", (-0.1, 20.0), ""),
+)
+"""Ranges of the columns that may be empty where a row does not use them (``pa`` never is: it is a
+shape column, checked finite first): a finite value outside them, or an infinite one, is an error."""
+
 
 def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a CSV or Parquet catalogue and validate it with :func:`validate_catalog`.
@@ -91,6 +100,14 @@ def validate_catalog(table: pd.DataFrame, *, source: str = "<catalogue>") -> pd.
         if bad.any():
             row = int(np.flatnonzero(bad)[0]) + 1
             raise CatalogError(f"{source}: row {row}: column {column} is empty or not finite")
+    if has_sky and has_pix:
+        def finite(*columns: str) -> np.ndarray:
+            return np.all([np.isfinite(table[c].to_numpy(dtype=float)) for c in columns], axis=0)
+
+        placed = finite("ra", "dec") | finite("x", "y")
+        if not placed.all():
+            row = int(np.flatnonzero(~placed)[0]) + 1
+            raise CatalogError(f"{source}: row {row}: no position: neither ra/dec nor x/y are both finite")
     if (table["ref_id"] % 1 != 0).any():
         row = int(np.flatnonzero((table["ref_id"] % 1 != 0).to_numpy())[0]) + 1
         raise CatalogError(f"{source}: row {row}: ref_id must be an integer")
@@ -108,6 +125,15 @@ def validate_catalog(table: pd.DataFrame, *, source: str = "<catalogue>") -> pd.
             raise CatalogError(
                 f"{source}: row {row}: {column}={float(values[row - 1])!r} outside its valid range ({low}, {high}]"
             )
+    for column, (low, high), unit in _OPTIONAL_RANGES:
+        if column not in table.columns:
+            continue
+        values = table[column].to_numpy(dtype=float)
+        bad = ~(np.isnan(values) | ((values >= low) & (values <= high)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 1
+            raise CatalogError(f"{source}: row {row}: {column}={float(values[row - 1])!r} outside its valid range "
+                               f"[{low}, {high}]{unit}")
     if radius == MAJOR_AXIS_RADIUS:
         table["r50"] = table[MAJOR_AXIS_RADIUS] * np.sqrt(table["q"])
     return table.reset_index(drop=True)

@@ -29,6 +29,12 @@ def night_lock(engine: sa.Engine, night: str, key: int) -> Iterator[None]:
         conn.commit()
         try:
             yield
-        finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": key, "n": night})
-            conn.commit()
+        except BaseException:
+            # The block's error is the one to report: a connection lost with the database releases
+            # the lock on the server anyway, so a failed unlock must not replace that error.
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": key, "n": night})
+                conn.commit()
+            raise
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": key, "n": night})
+        conn.commit()

@@ -18,6 +18,7 @@ the report agree.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -25,7 +26,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops import __version__
-from lumos_ops.exceptions import BadInputError, InputFileError, LumosError
+from lumos_ops.exceptions import BadInputError, CatalogError, DatabaseError, InputFileError, LumosError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
 from lumos_ops.pipeline.database import check_schema
 from lumos_ops.pipeline.keys import KeyTemplate, validate_night
@@ -42,6 +43,7 @@ from lumos_ops.pipeline.storage import DownloadCache, ObjectStore, open_store
 from lumos_ops.pipeline.writer import (
     ExposureMeta,
     ModelVersion,
+    finish_run,
     load_catalog,
     mark_failed,
     mark_running,
@@ -86,8 +88,26 @@ def code_version() -> str:
 
 
 def open_night_store(config: NightConfig, *, client: Any | None = None) -> ObjectStore:
-    """The object store of ``config`` (an optional pre-built S3 client, e.g. from Airflow's S3Hook)."""
-    return open_store(config.store_url, endpoint_url=config.endpoint_url, region=config.region, client=client)
+    """The object store of ``config`` (an optional pre-built S3 client, e.g. from Airflow's S3Hook); a
+    local store's directory must exist."""
+    return open_store(config.store_url, endpoint_url=config.endpoint_url, region=config.region, client=client,
+                      create=False)
+
+
+@contextlib.contextmanager
+def closed_on_failure(engine: sa.Engine, run_id: int) -> Iterator[None]:
+    """Close run ``run_id`` as ``failed`` when the block raises, then let the error go on: a run that
+    stopped early is never left ``running``. When the database itself is gone the run stays open;
+    ``lumos night recover`` closes it later."""
+    try:
+        yield
+    except BaseException:
+        try:
+            finish_run(engine, run_id, status="failed")
+        except sa.exc.DBAPIError as exc:
+            log.warning("run %d could not be closed as failed (%s); `lumos night recover` closes it",
+                        run_id, str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+        raise
 
 
 def plan_night(
@@ -126,15 +146,22 @@ def plan_night(
     StorageError, CatalogError, InputFileError
         The store cannot be listed or the catalogue is missing or invalid.
     """
-    from lumos_ops.io.catalog import read_catalog
     from lumos_ops.pipeline.registry import production_config
 
     night = validate_night(night)
     check_schema(engine)
     config = production_config(engine, config)
-    template = KeyTemplate(config.key_template)
     run_id = start_run(engine, dag_id=dag_id, dag_run_id=dag_run_id, night=night, code_version=code_version(),
                        settings=config.to_dict())
+    with closed_on_failure(engine, run_id):
+        return _plan(engine, store, config, night=night, run_id=run_id)
+
+
+def _plan(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night: str, run_id: int) -> NightPlan:
+    """:func:`plan_night` once its run is open: list, load the catalogue, register."""
+    from lumos_ops.io.catalog import read_catalog
+
+    template = KeyTemplate(config.key_template)
     found, skipped = [], []
     for info in store.list(template.prefix(night)):
         parsed = template.parse(info.key)
@@ -154,8 +181,18 @@ def plan_night(
     ], overwrite=False)
     cache = DownloadCache(config.resolved_cache_dir())
     catalog_path, catalog_info, _ = cache.fetch(store, config.catalog_key)
-    n_loaded = load_catalog(engine, read_catalog(catalog_path), checksum=catalog_info.checksum)
+    try:
+        catalog = read_catalog(catalog_path)
+    except (CatalogError, InputFileError) as exc:  # name the object, not the download cache's copy
+        raise type(exc)(str(exc).replace(str(catalog_path), store.object_url(config.catalog_key))) from None
+    n_loaded = load_catalog(engine, catalog, checksum=catalog_info.checksum)
     log.info("catalogue %s (%s): %d rows loaded", config.catalog_key, catalog_info.checksum, n_loaded)
+    dropped = sources_dropped(engine, night, catalog_info.checksum)
+    if dropped:
+        log.warning("catalogue %s lacks %d source(s) measured before on night %s (ref_id %s%s): measuring the "
+                    "night again drops their rows, and their co-adds stay as they were; if the catalogue is "
+                    "incomplete, upload it whole and run the night again", store.object_url(config.catalog_key),
+                    len(dropped), night, ", ".join(map(str, dropped[:5])), ", ..." if len(dropped) > 5 else "")
     rows = [{"key": p.key, "night": night, "expnum": p.expnum, "ccd": p.ccd, "size": i.size, "checksum": i.checksum}
             for p, i in found]
     ids = register_exposures(engine, rows, run_id=run_id)
@@ -167,6 +204,18 @@ def plan_night(
     )
     log.info("night %s: %d exposures registered (run %d)", night, len(tasks), run_id)
     return NightPlan(night=night, run_id=run_id, tasks=tasks, skipped_keys=tuple(skipped))
+
+
+def sources_dropped(engine: sa.Engine, night: str, checksum: str) -> list[int]:
+    """The ``ref_id``s with measurements on ``night`` that the catalogue of ``checksum`` (the one just
+    loaded) does not list: their ``lumos.catalog_sources`` rows still carry an earlier catalogue's."""
+    with engine.connect() as conn:
+        return [int(r) for r in conn.execute(sa.text(
+            "SELECT DISTINCT m.ref_id FROM lumos.measurements AS m "
+            "JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id "
+            "JOIN lumos.catalog_sources AS s ON s.ref_id = m.ref_id "
+            "WHERE e.night = :night AND s.catalog_checksum <> :c ORDER BY m.ref_id"),
+            {"night": night, "c": checksum}).scalars()]
 
 
 def _default_measurer() -> Measurer:
@@ -514,13 +563,17 @@ def finish_night(
     co-adds and the report count them.
     """
     from lumos_ops.pipeline.coadd import coadd_night
-    from lumos_ops.pipeline.report import report_night
+    from lumos_ops.pipeline.report import report_night, run_found_exposures
 
-    for key in recover_interrupted(engine, run_id=run_id):
-        log.warning("%s: left running by a task that ended without recording a result; marked failed", key)
-    coadd = coadd_night(engine, night=night, run_id=run_id, outlier_fraction=config.survey.coadd_outlier_fraction)
-    return report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
-                        extra_timings=extra_timings)
+    with closed_on_failure(engine, run_id):
+        for key in recover_interrupted(engine, run_id=run_id):
+            log.warning("%s: left running by a task that ended without recording a result; marked failed", key)
+        if not run_found_exposures(engine, night, run_id):  # nothing measured: the night's co-adds stand
+            return report_night(engine, store, config, night=night, run_id=run_id, wall_s=wall_s,
+                                extra_timings=extra_timings)
+        coadd = coadd_night(engine, night=night, run_id=run_id, outlier_fraction=config.survey.coadd_outlier_fraction)
+        return report_night(engine, store, config, night=night, run_id=run_id, coadd=coadd, wall_s=wall_s,
+                            extra_timings=extra_timings)
 
 
 def run_night(
@@ -549,10 +602,17 @@ def run_night(
         if plan.empty:
             return report_night(engine, store, config, night=plan.night, run_id=plan.run_id,
                                 wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})
-        for task in plan.tasks:
-            try:
-                process_exposure(engine, store, config, task, measurer=measurer)
-            except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
-                continue
+        with closed_on_failure(engine, plan.run_id):
+            for i, task in enumerate(plan.tasks):
+                try:
+                    process_exposure(engine, store, config, task, measurer=measurer)
+                except sa.exc.OperationalError as exc:  # the database is gone: no later exposure can be written
+                    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                    raise DatabaseError(
+                        f"night {plan.night}: the database was lost while measuring {task.label} ({reason}); "
+                        f"{len(plan.tasks) - i} of {len(plan.tasks)} exposures were not written (those written "
+                        "are kept): run the night again once the database is back") from None
+                except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
+                    continue
         return finish_night(engine, store, config, night=plan.night, run_id=plan.run_id,
                             wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})

@@ -24,7 +24,7 @@ from lumos_ops.pipeline.plan import CoaddSummary, NightReport
 from lumos_ops.pipeline.storage import ObjectStore
 from lumos_ops.pipeline.writer import finish_run
 
-__all__ = ["night_status", "night_counts", "failure_message", "report_night"]
+__all__ = ["night_status", "night_counts", "failure_message", "report_night", "run_found_exposures"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,17 @@ def _plots(exposures: pd.DataFrame, snr: pd.DataFrame, coadds: pd.DataFrame, nig
     return out
 
 
+def run_found_exposures(engine: sa.Engine, night: str, run_id: int) -> int:
+    """How many of ``night``'s exposures run ``run_id`` registered (found in the store) or measured;
+    0 for a run that found nothing to do."""
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sa.text("SELECT count(*) FROM lumos.exposures WHERE night = :night "
+                    "AND (run_id = :r OR measured_run_id = :r)"),
+            {"night": night, "r": run_id},
+        ).scalar_one())
+
+
 def report_night(
     engine: sa.Engine,
     store: ObjectStore,
@@ -220,7 +231,15 @@ def _report(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night
             {"run_id": run_id},
         ).mappings().all(), columns=["method", "flux_njy", "i_auto"])
     counts = night_counts(engine, night)
-    status = night_status(counts["n_exposures"], counts["n_done"], counts["n_failed"] + counts["n_pending"])
+    found = run_found_exposures(engine, night, run_id)
+    status = (night_status(counts["n_exposures"], counts["n_done"], counts["n_failed"] + counts["n_pending"])
+              if found else "empty")
+    kept = not found and counts["n_exposures"] > 0
+    if kept:
+        log.warning("night %s: run %d found none of the night's exposures in %s, but the database holds %d of "
+                    "them from earlier runs: their measurements, co-adds and report are kept; check the store "
+                    "location (--store / LUMOS_STORE_URL) and whether its files were moved", night, run_id,
+                    store.describe(), counts["n_exposures"])
     timings: dict[str, float] = {}
     for column in ("download_s", "measure_s", "write_s"):
         timings[column] = float(exposures[column].fillna(0.0).astype(float).sum())
@@ -236,6 +255,9 @@ def _report(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night
     report = NightReport(night=night, run_id=run_id, status=status, failures=failures, timings=timings, objects=(),
                          **counts)
     finish_run(engine, run_id, status=status)
+    if kept:
+        log.info("%s", report.summary())
+        return report
     objects = []
     if plots and counts["n_exposures"]:
         for name, data in _plots(exposures, snr, coadds, night).items():

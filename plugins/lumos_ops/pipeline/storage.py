@@ -97,6 +97,10 @@ class ObjectStore(abc.ABC):
     def describe(self) -> str:
         """Where the store points (for logs; never includes credentials)."""
 
+    def object_url(self, key: str) -> str:
+        """The URL of the object ``key`` (for messages)."""
+        return f"{self.describe()}/{key}"
+
     def local_path(self, key: str) -> Path | None:
         """A path readable in place, when the store is a local directory; None otherwise."""
         return None
@@ -116,11 +120,17 @@ class LocalObjectStore(ObjectStore):
     Parameters
     ----------
     root : path-like
-        Directory holding the objects; created when missing.
+        Directory holding the objects.
+    create : bool, keyword-only
+        Create the directory when missing; False: a missing one raises :class:`StorageError` (a
+        store that should already hold exposures, where a mistyped path must not pass as empty).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
+        if not create and not self.root.is_dir():
+            raise StorageError(f"store directory {self.root} does not exist: check the store location "
+                               "(--store / LUMOS_STORE_URL)")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
@@ -329,6 +339,10 @@ class S3ObjectStore(ObjectStore):
         prefix = f"/{self.settings.prefix}" if self.settings.prefix else ""
         return f"s3://{self.settings.bucket}{prefix}{where}"
 
+    def object_url(self, key: str) -> str:
+        prefix = f"/{self.settings.prefix}" if self.settings.prefix else ""
+        return f"s3://{self.settings.bucket}{prefix}/{key}"
+
 
 class DownloadCache:
     """Local copies of objects, keyed by checksum, verified on download.
@@ -407,7 +421,7 @@ class DownloadCache:
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, region: str | None = None,
-               max_attempts: int = 5, client: Any | None = None) -> ObjectStore:
+               max_attempts: int = 5, client: Any | None = None, create: bool = True) -> ObjectStore:
     """Open a store from a URL: ``file:///dir``, a plain directory path, or ``s3://bucket[/prefix]``.
 
     Parameters
@@ -420,6 +434,8 @@ def open_store(url: str, *, endpoint_url: str | None = None, region: str | None 
         S3 attempts per request (botocore retries with back-off).
     client : botocore S3 client, optional
         Pre-built client (e.g. from Airflow's S3Hook).
+    create : bool, keyword-only
+        A local store's directory is created when missing; False: it must exist.
     """
     if url.startswith("s3://"):
         bucket, _, prefix = url[5:].partition("/")
@@ -427,7 +443,7 @@ def open_store(url: str, *, endpoint_url: str | None = None, region: str | None 
                               region=region, max_attempts=max_attempts)
         return S3ObjectStore(settings, client=client)
     if url.startswith("file://"):
-        return LocalObjectStore(url[7:])
+        return LocalObjectStore(url[7:], create=create)
     if "://" in url:
         raise LumosValueError(f"store URL {url!r}: use file:///dir, a directory path or s3://bucket/prefix")
-    return LocalObjectStore(url)
+    return LocalObjectStore(url, create=create)

@@ -43,6 +43,7 @@ __all__ = [
     "mark_running",
     "mark_failed",
     "recover_interrupted",
+    "close_stale_runs",
     "INTERRUPTED_ERROR",
     "write_measurements",
     "fresh_methods",
@@ -107,6 +108,24 @@ def finish_run(engine: sa.Engine, run_id: int, *, status: str) -> None:
             sa.text("UPDATE lumos.pipeline_runs SET status = :s, finished_at = now() WHERE run_id = :r"),
             {"s": status, "r": run_id},
         )
+
+
+def close_stale_runs(engine: sa.Engine, *, older_than_s: float, night: str | None = None) -> list[int]:
+    """Close as ``failed`` the runs still ``running`` that started more than ``older_than_s`` seconds
+    ago (of ``night`` only, when given): a process that died, or lost its database, before it could
+    close its own. Returns their ``run_id``s."""
+    clauses = ["status = 'running'", "started_at < now() - make_interval(secs => :age)"]
+    params: dict[str, Any] = {"age": float(older_than_s)}
+    if night is not None:
+        clauses.append("night = :night")
+        params["night"] = night
+    with engine.begin() as conn:
+        ids = conn.execute(
+            sa.text(f"UPDATE lumos.pipeline_runs SET status = 'failed', finished_at = now() "
+                    f"WHERE {' AND '.join(clauses)} RETURNING run_id"),
+            params,
+        ).scalars().all()
+    return sorted(int(i) for i in ids)
 
 
 def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True) -> None:
