@@ -168,6 +168,14 @@ def prepare_targets(
                             neighbours=neighbours, mask_other_sources=mask_other_sources)
 
 
+def centres_on_image(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (n,): the targets whose centre (0-based pixels, x = column) lies on an image of
+    ``shape`` (rows, columns), the ones :func:`measure_exposure` measures; the others are OFF_IMAGE."""
+    ny, nx = shape
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+
+
 def _checked_scales(exposure: Exposure, stamp_size: int, pixel_scale: float | None) -> float:
     """The pixel scale to render at (arcsec / pixel; default the exposure's) after checking it and
     ``stamp_size`` (pixels)."""
@@ -534,9 +542,7 @@ def measure_exposure(
     x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
     # Only targets whose centre is on the image are prepared and measured (a field catalogue may
     # hold many more targets than one CCD sees); the others get OFF_IMAGE rows.
-    ny, nx = exposure.shape
-    with np.errstate(invalid="ignore"):
-        on = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5))
+    on = np.flatnonzero(centres_on_image(x, y, exposure.shape))
     # the catalogue is validated and located once, here, not again by prepare_targets
     ctx = _prepare_located(exposure, catalog.iloc[on].reset_index(drop=True), x[on], y[on], stamp_size=stamp_size,
                            pixel_scale=_checked_scales(exposure, stamp_size, None), psf_beta=None,

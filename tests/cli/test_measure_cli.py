@@ -177,3 +177,31 @@ def test_a_sky_gradient_is_taken_out_unless_told_to_keep_it(tmp_path: Path) -> N
         assert main(argv + extra) == 0
         errors[name] = pd.read_csv(out)["flux_err"].to_numpy()
     assert np.all(errors["kept"] > 1.2 * errors["flat"])
+
+
+def test_cheap_checks_fail_before_anything_is_measured(
+    inputs: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """--strict's off-image rows, a missing output directory and a bad catalogue are refused before the
+    measurement (which would take minutes on a real CCD) and before the exposure is read."""
+    import lumos_ops.io.exposure
+    import lumos_ops.measure
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured although the inputs were already known to be bad")
+
+    monkeypatch.setattr(lumos_ops.measure, "measure_exposure", never)
+    image, catalog, _ = inputs
+    table = pd.read_csv(catalog)
+    table.loc[2, "x"] = 5000.0
+    moved = tmp_path / "moved.csv"
+    table.to_csv(moved, index=False)
+    assert main(["measure", str(image), str(moved), "--out", str(tmp_path / "o.csv"), "--strict"]) == 2
+    assert "row 3 (ref_id 3)" in capsys.readouterr().err
+    assert main(["measure", str(image), str(catalog), "--out", str(tmp_path / "no" / "dir" / "o.csv")]) == 2
+    assert "the output directory" in capsys.readouterr().err
+    monkeypatch.setattr(lumos_ops.io.exposure, "read_exposure", never)
+    table.loc[1, "q"] = 1.5
+    table.to_csv(moved, index=False)
+    assert main(["measure", str(image), str(moved), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "row 2: q=1.5 outside" in capsys.readouterr().err

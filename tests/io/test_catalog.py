@@ -136,3 +136,27 @@ def test_target_pixels_prefers_wcs_and_falls_back_to_xy() -> None:
     np.testing.assert_array_equal(x, [1, 2, 3, 4])
     with pytest.raises(CatalogError, match="no celestial WCS"):
         target_pixels(table, None)
+
+
+def test_a_row_without_sky_position_takes_its_pixels_and_a_disagreement_is_reported(caplog) -> None:
+    import logging
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.2]
+    wcs.wcs.crpix = [101.0, 51.0]
+    wcs.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
+    table = _table()
+    sky_x, sky_y = target_pixels(table, wcs)
+    both = table.assign(x=sky_x + 0.2, y=sky_y - 0.2)
+    both.loc[2, ["ra", "dec"]] = np.nan
+    both.loc[2, ["x", "y"]] = [40.0, 60.0]
+    with caplog.at_level(logging.WARNING, logger="lumos_ops.io.catalog"):
+        x, y = target_pixels(validate_catalog(both), wcs, source="exp.fits")
+    assert (x[2], y[2]) == (40.0, 60.0)  # its pixels, not "off the image"
+    np.testing.assert_allclose(np.delete(x, 2), np.delete(sky_x, 2))  # the others: ra/dec through the WCS
+    assert "differ" not in caplog.text  # 0.3 px apart: the same positions
+    shifted = both.assign(ra=both["ra"] + 0.01)
+    with caplog.at_level(logging.WARNING, logger="lumos_ops.io.catalog"):
+        target_pixels(validate_catalog(shifted), wcs, source="exp.fits")
+    assert "exp.fits: the catalogue's x/y and its ra/dec through the image's WCS differ by a median 137" in caplog.text

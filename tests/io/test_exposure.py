@@ -73,6 +73,20 @@ def test_celestial_wcs_is_kept(tmp_path: Path) -> None:
     assert (float(x), float(y)) == pytest.approx((14.0, 9.0))
 
 
+def test_a_wcs_at_another_pixel_scale_than_the_surveys_is_reported(tmp_path: Path, caplog) -> None:
+    import logging
+
+    for arcsec, warned in ((0.263, False), (0.27, False), (0.396, True)):
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        wcs.wcs.crval = [150.0, 2.2]
+        wcs.wcs.cdelt = [-arcsec / 3600, arcsec / 3600]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lumos_ops.io.exposure"):
+            read_exposure(_write(tmp_path / f"w{arcsec}.fits", **dict(wcs.to_header())))
+        assert ("its WCS gives 0.396 arcsec per pixel, but the survey paus" in caplog.text) == warned, caplog.text
+
+
 def test_nan_pixels_stay_masked(tmp_path: Path) -> None:
     data = np.ones((10, 10), np.float32)
     data[2:4, :] = np.nan

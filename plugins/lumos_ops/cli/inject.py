@@ -6,10 +6,18 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from lumos_ops.cli._survey_option import add_survey_option
 from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.lumos.weights import shipped_models_help
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lumos_ops.survey import Survey
 
 __all__ = ["register", "inject_command"]
 
@@ -134,13 +142,9 @@ def inject_command(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    import pandas as pd
-
-    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, population_seed, run_injection
-    from lumos_ops.evaluation.injection_report import score_injection
     from lumos_ops.exceptions import LumosValueError
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.survey import paus_survey, resolve_survey, use_survey
+    from lumos_ops.survey import paus_survey, resolve_survey
 
     out = Path(args.out)
     if args.rescore:
@@ -154,7 +158,25 @@ def inject_command(args: argparse.Namespace) -> int:
     if args.aperture_correction is not None:
         survey = dataclasses.replace(survey or paus_survey(), aperture_correction=args.aperture_correction)
     shapes = None if args.catalog is None else read_catalog(args.catalog)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _inject(args, out, survey, survey_file, shapes)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a failed run leaves no empty --out behind
+            out.rmdir()
+        raise
+
+
+def _inject(args: argparse.Namespace, out: Path, survey: Survey | None, survey_file: str | None,
+            shapes: pd.DataFrame | None) -> int:
+    """:func:`inject_command` once its inputs are read and ``out`` exists: inject, measure, score, write."""
+    import pandas as pd
+
+    from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, population_seed, run_injection
+    from lumos_ops.evaluation.injection_report import score_injection
+    from lumos_ops.survey import paus_survey, use_survey
+
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
     tables: dict[str, pd.DataFrame] = {}
     fallback: dict[tuple[str, str], float] = {}
@@ -204,7 +226,11 @@ def _write_report(out, report: dict) -> None:
     for row in report["targets"]:
         model = row.get("value_vs_model_flux")
         against = f"{model:8.3f}" if model is not None and np.isfinite(model) else " " * 8
-        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {row['value']:8.3f}{_pm_row(row)} {against}  "
+        value = row["value"]
+        if value is None or not np.isfinite(value):  # every bin the target reads held too few rows
+            print(f"{row['population']:8s} n/a  {'':8s} {'':8s}  {row['target']} (not evaluated: too few rows)")
+            continue
+        print(f"{row['population']:8s} {'MET ' if row['met'] else 'miss'} {value:8.3f}{_pm_row(row)} {against}  "
               f"{row['target']}{missed_by(row)}")
     for population, entry in report["populations"].items():
         for method, scores in entry["methods"].items():

@@ -15,6 +15,7 @@ from lumos_ops.flags import Flag
 from lumos_ops.lumos.weights import shipped_models_help
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = ["register", "run_measure", "OUTPUT_SUFFIXES", "write_table"]
@@ -98,25 +99,42 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         raise
 
 
+def _off_image_message(args: argparse.Namespace, shape: tuple[int, int], ref_id: np.ndarray, off: np.ndarray) -> str:
+    """Which catalogue rows (1-based) lie off the image, for the error or the warning."""
+    import numpy as np
+
+    row = int(np.flatnonzero(off)[0]) + 1
+    return (f"{args.catalog}: row {row} (ref_id {int(ref_id[row - 1])}) and {int(off.sum()) - 1} other target(s) lie "
+            f"off the image {args.image} ({shape[1]} x {shape[0]} pixels)")
+
+
 def run_measure(args: argparse.Namespace) -> int:
     """Body of ``lumos measure`` (returns the exit status; errors propagate as ``LumosError``)."""
     import numpy as np
 
     from lumos_ops.constants import STAMP_SIZE
-    from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.io.catalog import read_catalog, target_pixels
     from lumos_ops.io.exposure import read_exposure
-    from lumos_ops.measure import measure_exposure
+    from lumos_ops.measure import centres_on_image, measure_exposure
 
     out_suffix = Path(args.out).suffix.lower()
     if out_suffix not in OUTPUT_SUFFIXES:
         raise InputFileError(f"{args.out}: unknown output format {out_suffix or '(none)'!r}; use .csv or .parquet")
     if args.model is not None and args.method != "lumos":
         raise LumosValueError(f"--model {args.model}: only the lumos method takes a model (got --method {args.method})")
+    out_dir = Path(args.out).parent
+    if not out_dir.is_dir():
+        raise InputFileError(f"{args.out}: the output directory {out_dir} does not exist; create it first")
     stamp_size = STAMP_SIZE if args.stamp_size is None else args.stamp_size
-    exposure = read_exposure(args.image, survey=survey_from_args(args))
-    catalog = read_catalog(args.catalog)
+    catalog = read_catalog(args.catalog)  # the cheap checks first: the exposure may fit its PSF on its stars
     if len(catalog) == 0:
         raise CatalogError(f"{args.catalog}: the catalogue has no rows")
+    exposure = read_exposure(args.image, survey=survey_from_args(args))
+    x, y = target_pixels(catalog, exposure.wcs, source=args.catalog)
+    off = ~centres_on_image(x, y, exposure.shape)
+    if off.any() and (args.strict or off.all()):  # before measuring anything
+        raise CatalogError(_off_image_message(args, exposure.shape, catalog["ref_id"].to_numpy(), off)
+                           + "; check the catalogue positions or the image WCS")
     options = {"model": args.model} if args.model is not None else {}
     table = measure_exposure(
         exposure,
@@ -131,14 +149,7 @@ def run_measure(args: argparse.Namespace) -> int:
     )
     off = (table["flag"].to_numpy(np.int64) & int(Flag.OFF_IMAGE)) != 0
     if off.any():
-        row = int(np.flatnonzero(off)[0]) + 1
-        ref_id = int(table["ref_id"].iloc[row - 1])
-        message = (
-            f"{args.catalog}: row {row} (ref_id {ref_id}) and {int(off.sum()) - 1} other target(s) lie off "
-            f"the image {args.image} ({exposure.shape[1]} x {exposure.shape[0]} pixels)"
-        )
-        if args.strict or off.all():
-            raise CatalogError(message + "; check the catalogue positions or the image WCS")
+        message = _off_image_message(args, exposure.shape, table["ref_id"].to_numpy(), off)
         print(f"lumos measure: warning: {message}; written with flag OFF_IMAGE and flux NaN", file=sys.stderr)
     leading = ["ref_id", "flux", "flux_err", "flag"]
     table = table[leading + [c for c in table.columns if c not in leading]]

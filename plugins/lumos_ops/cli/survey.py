@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lumos_ops.cli._survey_option import add_survey_option, survey_from_args
 from lumos_ops.exceptions import InputFileError, LumosValueError
+
+if TYPE_CHECKING:
+    from lumos_ops.survey import Survey
 
 __all__ = ["register", "add_survey_option", "survey_from_args", "parse_header_spec", "init_command", "show_command"]
 
@@ -155,6 +158,23 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def psf_fit_beta(survey: Survey, *, beta: float | None, fit_beta: bool) -> float | None:
+    """The Moffat beta ``lumos survey psf`` fits the stars with (None: beta fitted too): ``--fit-beta``
+    fits it; else ``--beta``; else what the survey's exposures get where the header has no beta
+    (``psf_beta`` ``from_stars``: fitted, as ``lumos measure`` does; else the survey's default beta,
+    else the models' 3.5)."""
+    from lumos_ops.render import DEFAULT_MOFFAT_BETA
+
+    if fit_beta:
+        return None
+    if beta is not None:
+        return beta
+    key = survey.header.get("psf_beta")
+    if key is not None and key.from_stars:
+        return None
+    return float(key.default) if key is not None and key.default is not None else DEFAULT_MOFFAT_BETA
+
+
 def psf_command(args: argparse.Namespace) -> int:
     """Body of ``lumos survey psf``: the PSF each frame's stars give, one line per frame on stdout."""
     import numpy as np
@@ -163,10 +183,11 @@ def psf_command(args: argparse.Namespace) -> int:
     from lumos_ops.photometry.psf_stars import measure_psf_fwhm
 
     survey = survey_from_args(args)
+    beta = psf_fit_beta(survey, beta=args.beta, fit_beta=args.fit_beta)
     print("frame\tfwhm_px\tfwhm_arcsec\tbeta\tstars\tspread")
     fwhms = []
     for frame in args.frames:
-        psf = measure_psf_fwhm(read_frame(frame), beta=None if args.fit_beta else args.beta, label=str(frame))
+        psf = measure_psf_fwhm(read_frame(frame), beta=beta, label=str(frame))
         fwhms.append(psf.fwhm_px)
         print(f"{frame}\t{psf.fwhm_px:.3f}\t{psf.fwhm_px * survey.pixel_scale:.3f}\t{psf.beta:.2f}\t{psf.n_stars}\t"
               f"{psf.spread:.3f}")
@@ -250,7 +271,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "their spread: what a survey file's \"from_stars\" measures per exposure (docs/surveys.md).",
     )
     psf.add_argument("frames", nargs="+", help="FITS frames (.fits, .fits.bz2, .fits.gz, .fits.fz)")
-    psf.add_argument("--beta", type=float, default=3.5, help="Moffat beta of the fits (default 3.5, the models')")
+    psf.add_argument("--beta", type=float, default=None,
+                     help="Moffat beta of the fits (default: as the survey file's exposures get it: fitted where its "
+                          "psf_beta is from_stars, else its default beta, else 3.5, the models')")
     psf.add_argument("--fit-beta", action="store_true", help="fit beta star by star too (the locus median)")
     add_survey_option(psf)
     psf.set_defaults(func=psf_command)

@@ -174,8 +174,8 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
                                      int(fill.sum()), ", ".join(f"{v:g}" for v in np.unique(data[fill])[:3]))
                             data[fill] = np.nan
                         return data
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: not a readable FITS image ({exc})") from None
+    except (OSError, ValueError, TypeError, IndexError) as exc:  # a truncated file: TypeError from numpy's buffer
+        raise InputFileError(f"{path}: not a readable FITS image ({exc}); the file may be truncated or corrupt") from None
     raise InputFileError(f"{path}: holds no 2-D image (image shapes found: {', '.join(map(str, shapes)) or 'none'}); "
                          "write the frame as a 2-D array")
 

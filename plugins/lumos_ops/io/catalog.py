@@ -15,6 +15,7 @@ q = 0.3 for r50 0.4-0.8 arcsec under a 0.8 arcsec PSF (``reports/lumos/knots-cat
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -23,7 +24,9 @@ import pandas as pd
 from lumos_ops.exceptions import CatalogError
 from lumos_ops.io.tables import read_table
 
-__all__ = ["read_catalog", "validate_catalog", "target_pixels", "SHAPE_COLUMNS", "MAJOR_AXIS_RADIUS"]
+log = logging.getLogger(__name__)
+
+__all__ = ["read_catalog", "validate_catalog", "target_pixels", "SHAPE_COLUMNS", "MAJOR_AXIS_RADIUS", "POSITION_TOLERANCE_PX"]
 
 SHAPE_COLUMNS: tuple[str, ...] = ("r50", "sersic_n", "q", "pa", "i_auto")
 """Columns every catalogue needs besides ``ref_id`` and a position (``r50_major`` may stand for ``r50``)."""
@@ -37,6 +40,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "q": (0.0, 1.0),
     "i_auto": (5.0, 35.0),
 }
+
+POSITION_TOLERANCE_PX = 1.0
+"""Median disagreement (pixels) between a catalogue's x/y and its ra/dec beyond which
+:func:`target_pixels` warns."""
 
 _OPTIONAL_RANGES: tuple[tuple[str, tuple[float, float], str], ...] = (
     ("pa", (-360.0, 360.0), " deg"),
@@ -143,17 +150,33 @@ def target_pixels(catalog: pd.DataFrame, wcs: object | None, *, source: str = "<
     """0-based pixel positions (x = column, y = row) of every catalogue target on an image.
 
     Sky positions are used when the image has a celestial WCS and the catalogue has ``ra``/``dec``;
-    otherwise the catalogue's ``x``/``y`` columns.
+    a row whose ``ra``/``dec`` are empty then takes its ``x``/``y``. Without a WCS, the catalogue's
+    ``x``/``y`` columns. Where a row gives both and they disagree by more than
+    :data:`POSITION_TOLERANCE_PX` (median over the rows that give both), a warning names the
+    exposure: ``x``/``y`` of another image, or a wrong WCS, would otherwise go unnoticed.
 
     Returns
     -------
     x, y : ndarray of float64, shape (n_targets,)
     """
     has_sky = {"ra", "dec"} <= set(catalog.columns)
+    has_pix = {"x", "y"} <= set(catalog.columns)
     if wcs is not None and has_sky:
         x, y = wcs.world_to_pixel_values(catalog["ra"].to_numpy(float), catalog["dec"].to_numpy(float))  # type: ignore[attr-defined]
-        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if {"x", "y"} <= set(catalog.columns):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if has_pix:
+            px, py = catalog["x"].to_numpy(np.float64), catalog["y"].to_numpy(np.float64)
+            unplaced = ~(np.isfinite(x) & np.isfinite(y))
+            x, y = np.where(unplaced, px, x), np.where(unplaced, py, y)
+            both = ~unplaced & np.isfinite(px) & np.isfinite(py)
+            if both.any():
+                offset = float(np.median(np.hypot(x[both] - px[both], y[both] - py[both])))
+                if offset > POSITION_TOLERANCE_PX:
+                    log.warning("%s: the catalogue's x/y and its ra/dec through the image's WCS differ by a median "
+                                "%.1f px over %d targets; ra/dec are used (drop x/y, or ra/dec, if they belong to "
+                                "another image)", source, offset, int(both.sum()))
+        return x, y
+    if has_pix:
         return catalog["x"].to_numpy(np.float64), catalog["y"].to_numpy(np.float64)
     raise CatalogError(
         f"{source}: the catalogue has only ra/dec but the image has no celestial WCS; "

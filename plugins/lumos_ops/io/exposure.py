@@ -330,6 +330,8 @@ def read_exposure(
                 "or remove CTYPE1/CTYPE2 to use the catalogue's x/y"
             ) from None
 
+    if wcs is not None:
+        _check_pixel_scale(wcs, survey, name)
     data = raw * np.float32(gain / exptime)
     data[~np.isfinite(data)] = np.nan
     psf_beta = read.number("psf_beta")
@@ -359,6 +361,27 @@ def read_exposure(
         header={k: header[k] for k in header if k not in ("COMMENT", "HISTORY", "")},
         survey=survey,
     )
+
+
+PIXEL_SCALE_TOLERANCE = 0.05
+"""Fractional difference between an exposure's WCS pixel scale and its survey's beyond which
+:func:`read_exposure` warns."""
+
+
+def _check_pixel_scale(wcs: WCS, survey: Survey, name: str) -> None:
+    """Warn when the exposure's celestial WCS (degrees per pixel) gives a pixel scale more than
+    :data:`PIXEL_SCALE_TOLERANCE` away from the survey file's: every size in arcsec (``r50``, a
+    FWHM in arcsec) becomes pixels at the survey's scale, so the wrong survey file reads every galaxy
+    at the wrong size and flux, silently."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    if any(str(unit) not in ("deg", "") for unit in wcs.wcs.cunit):
+        return
+    scale = 3600.0 * float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs))))
+    if np.isfinite(scale) and abs(scale / survey.pixel_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
+        log.warning("%s: its WCS gives %.3f arcsec per pixel, but the survey %s (%s) has %.3f: catalogue sizes are "
+                    "converted at the survey's scale; is this the survey file of these exposures?", name, scale,
+                    survey.name, survey.source, survey.pixel_scale)
 
 
 def _one_line(exc: BaseException, path: str, name: str) -> str:
