@@ -19,6 +19,7 @@ from lumos_ops.evaluation.injection import (
     run_injection,
 )
 from lumos_ops.evaluation.injection_report import json_clean, score_injection
+from lumos_ops.exceptions import InputFileError
 
 
 def _frame(path, fwhm=3.0, seed=0, shape=(200, 220)):
@@ -659,6 +660,10 @@ def test_a_frame_is_read_with_its_fill_as_nan_and_its_length_one_axes_dropped(tm
     fits.PrimaryHDU(np.ones((2, 30, 30), np.float32)).writeto(tmp_path / "two.fits")
     with pytest.raises(Exception, match=r"two.fits: holds no 2-D image \(image shapes found: \(2, 30, 30\)\)"):
         read_frame(tmp_path / "two.fits")
+    whole = (tmp_path / "cube.fits").read_bytes()
+    (tmp_path / "half.fits").write_bytes(whole[: len(whole) // 2])  # numpy's TypeError, not a traceback
+    with pytest.raises(InputFileError, match=r"half.fits: not a readable FITS image .*truncated or corrupt"):
+        read_frame(tmp_path / "half.fits")
 
 
 def test_a_frame_without_stars_names_itself_and_the_options(tmp_path):

@@ -185,3 +185,20 @@ def test_psf_prints_what_each_frames_stars_give(tmp_path, capsys):
     fits.PrimaryHDU(rng.normal(100.0, 5.0, (200, 200)).astype(np.float32)).writeto(blank)
     assert main(["survey", "psf", str(blank)]) != 0
     assert f"{blank}: only 0 isolated unsaturated stars" in capsys.readouterr().err
+
+
+def test_psf_fits_beta_as_the_survey_files_exposures_get_it():
+    """``lumos survey psf`` reports the PSF ``lumos measure`` uses with the same survey file: beta fitted
+    where the file's ``psf_beta`` is ``from_stars``, else the file's default, else 3.5."""
+    from pathlib import Path
+
+    from lumos_ops.cli.survey import psf_fit_beta
+
+    reprojected = resolve_survey(str(Path(SDSS_SURVEY).with_name("sdss-gri-reprojected.json")))
+    assert psf_fit_beta(reprojected, beta=None, fit_beta=False) is None  # fitted, as measure does
+    assert psf_fit_beta(reprojected, beta=4.0, fit_beta=False) == 4.0  # --beta wins
+    assert psf_fit_beta(resolve_survey(str(SDSS_SURVEY)), beta=None, fit_beta=False) == 3.5
+    assert psf_fit_beta(paus_survey(), beta=None, fit_beta=True) is None
+    fixed = HeaderKey(keyword="PSFBETA", default=2.5)
+    assert psf_fit_beta(Survey(**{**paus_survey().__dict__, "header": {**paus_survey().header, "psf_beta": fixed}}),
+                        beta=None, fit_beta=False) == 2.5
