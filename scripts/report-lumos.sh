@@ -32,7 +32,7 @@
 #   crosstalk/  the neighbour leak each frame's isolated targets measure against the blends' noiseless one,
 #               and the injections' blends with the target's own overlap term added (not applied).
 # Every report holds per-bin metrics at fixed TRUE flux and TRUE SNR (key "fixed_truth" / "by_true_snr").
-# Usage: bash scripts/report-lumos.sh [WORKDIR]   (default /tmp/lumos-report; about 1.5 h on 2 shared cores, plus about 1 h for the psf-beta runs at its end: 5 min each)
+# Usage: [LUMOS_REALDATA=DIR] bash scripts/report-lumos.sh [WORKDIR]   (real frames default ../shared/realdata; WORKDIR default /tmp/lumos-report; about 1.5 h on 2 shared cores, plus about 1 h for the psf-beta runs at its end: 5 min each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

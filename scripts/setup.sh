@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install lumos-ops with every pinned dependency (runtime, Airflow, tests).
 # Idempotent: re-installs only when requirements.txt or pyproject.toml changed.
+# The interpreter: $LUMOS_PYTHON, else python3.11, else python3 (Python 3.11 is required).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -199,6 +199,7 @@ def psf_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``lumos survey init``, ``lumos survey show`` and ``lumos survey psf``."""
+    from lumos_ops.constants import DEFAULT_FLUX_ERROR_FLOOR, DEFAULT_NEIGHBOUR_ERROR_FLOOR
     from lumos_ops.survey import HEADER_QUANTITIES
 
     quantities = "; ".join(f"{q}: {meaning}" for q, meaning in HEADER_QUANTITIES.items())
@@ -245,10 +246,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--model-bands", help="bands a new LUMOS model embeds, in row order (default: all bands)")
     init.add_argument("--flux-error-floor", type=float,
                       help="fraction of the flux added in quadrature to every per-exposure error: the error of the "
-                           "PSF and catalogue models (default 0.011; measure it with `lumos inject`, 0 turns it off)")
+                           f"PSF and catalogue models (default {DEFAULT_FLUX_ERROR_FLOOR:g}; measure it with `lumos "
+                           "inject`, 0 turns it off)")
     init.add_argument("--neighbour-error-floor", type=float,
                       help="fraction of the fitted neighbours' light under a blended target added in quadrature to "
-                           "its error (default 0.05; measure it with `lumos inject`, 0 turns it off)")
+                           f"its error (default {DEFAULT_NEIGHBOUR_ERROR_FLOOR:g}; measure it with `lumos inject`, "
+                           "0 turns it off)")
     init.add_argument("--psf-flux-correction", action="store_true",
                       help="correct every method's fluxes on each exposure for its PSF model's error, measured with "
                            "galaxies drawn with the exposure's own stars' PSF (exposures with >= 10 bright stars)")
