@@ -395,7 +395,9 @@ def test_writer_role_runs_the_night_but_cannot_touch_the_registry(pg_server, eng
     report = run_night(writer, store, config, night=NIGHT, dag_run_id="as-writer")
     assert report.status == "success" and state(engine) == HEALTHY
     for sql in ("UPDATE lumos.model_versions SET checksum = 'x'", "DELETE FROM lumos.model_versions",
-                "DELETE FROM lumos.exposures", "DELETE FROM lumos.coadds", "DELETE FROM lumos.pipeline_runs"):
+                "DELETE FROM lumos.exposures", "DELETE FROM lumos.coadds", "DELETE FROM lumos.pipeline_runs",
+                "DELETE FROM lumos.exposure_rows", "UPDATE lumos.exposure_rows SET status = 'done'",
+                "UPDATE lumos.photoz_checks SET sigma68 = 0", "DELETE FROM lumos.photoz_checks"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), writer.begin() as conn:
             conn.execute(sa.text(sql))
     writer.dispose()

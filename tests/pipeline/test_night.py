@@ -145,3 +145,15 @@ def test_recover_closes_runs_left_open(engine):
     assert close_stale_runs(engine, older_than_s=0.0) == [run_id]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "failed"
+
+
+def test_the_night_summary_counts_the_rows_stored_after_a_rerun_with_fewer_methods(engine, night_store, tmp_path):
+    store, _ = night_store
+    both = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("aperture", "optimal"))
+    run_night(engine, store, both, night=NIGHT, dag_run_id="cli-1")
+    one = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("aperture",))
+    run_night(engine, store, one, night=NIGHT, dag_run_id="cli-2")  # the optimal rows stay
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar()
+        summary = conn.execute(sa.text("SELECT n_measurements FROM lumos.night_summary")).scalar()
+    assert stored == summary == 32

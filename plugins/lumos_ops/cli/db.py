@@ -186,5 +186,5 @@ def _query(args: argparse.Namespace) -> int:
         frame = run_query(engine, args.name, params)
     finally:
         engine.dispose()
-    print(frame.to_string(index=False) if len(frame) else "(no rows)")
+    print(frame.to_string(index=False, na_rep="NULL") if len(frame) else "(no rows)")  # the database stores no NaN
     return 0

@@ -182,11 +182,11 @@ def _print_queries(engine, night: str) -> None:
     from lumos_ops.pipeline.queries import run_query
 
     print("\n-- sql/queries/night_summary.sql (:limit = 5)")
-    print(run_query(engine, "night_summary", {"limit": 5}).to_string(index=False))
+    print(run_query(engine, "night_summary", {"limit": 5}).to_string(index=False, na_rep="NULL"))
     with engine.connect() as conn:
         ref_id = conn.execute(sa.text(
             "SELECT s.ref_id FROM lumos.catalog_sources s JOIN lumos.coadds c ON c.ref_id = s.ref_id "
             "ORDER BY s.i_auto LIMIT 1")).scalar()
     if ref_id is not None:
         print(f"\n-- sql/queries/latest_coadds_for_source.sql (:ref_id = {ref_id})")
-        print(run_query(engine, "latest_coadds_for_source", {"ref_id": ref_id}).to_string(index=False))
+        print(run_query(engine, "latest_coadds_for_source", {"ref_id": ref_id}).to_string(index=False, na_rep="NULL"))

@@ -68,7 +68,7 @@ agg AS (
     SELECT ref_id, band, method, model_version,
            count(*) AS n_exposures,
            count(*) FILTER (WHERE ok) AS n_used,
-           count(*) FILTER (WHERE stale) AS n_stale,
+           count(*) FILTER (WHERE stale AND ok) AS n_stale,
            sum(1.0 / (s * s)) FILTER (WHERE ok) AS sw,
            sum(f / (s * s)) FILTER (WHERE ok) AS swf,
            sum(f * f / (s * s)) FILTER (WHERE ok) AS swff,

@@ -834,18 +834,11 @@ def fresh_methods(conn: sa.Connection, *, exposure_id: int, run_id: int, version
 
 
 def _step_progress(conn: sa.Connection, *, exposure_id: int, run_id: int, run_versions: Mapping[str, str],
-                   written: Sequence[str]) -> tuple[int, bool, bool]:
-    """Rows of the run's methods stored for the exposure, whether every method has fresh rows, and
-    whether a method other than those just ``written`` has (a step done before this one)."""
-    methods = sorted(run_versions)
-    n = conn.execute(
-        sa.text("SELECT count(*) FROM lumos.measurements AS m JOIN unnest(CAST(:methods AS text[]), "
-                "CAST(:versions AS text[])) AS v(method, model_version) USING (method, model_version) "
-                "WHERE m.exposure_id = :e"),
-        {"e": exposure_id, "methods": methods, "versions": [run_versions[m] for m in methods]},
-    ).scalar_one()
+                   written: Sequence[str]) -> tuple[bool, bool]:
+    """Whether every method of the run has fresh rows for the exposure, and whether a method other
+    than those just ``written`` has (a step done before this one)."""
     fresh = fresh_methods(conn, exposure_id=exposure_id, run_id=run_id, versions=run_versions)
-    return int(n), fresh >= set(methods), bool(fresh - set(written))
+    return fresh >= set(run_versions), bool(fresh - set(written))
 
 
 def write_measurements(
@@ -898,8 +891,13 @@ def write_measurements(
         measures the methods in several steps (classical, then LUMOS): the exposure is marked done
         only once every one of them has fresh rows (written by this run, or by a run of the same
         night still open or closed after the exposure was last registered); until then its status
-        is left as it is. ``n_measurements`` counts the rows of all of them, and the timings are
-        added to those of a step already done.
+        is left as it is. The timings are added to those of a step already done.
+
+    The exposure's ``n_measurements`` becomes the rows it holds after the write, of every method and
+    model version, so that ``lumos.night_summary`` counts what the database stores, not what the last
+    write wrote (a night rerun with fewer methods keeps the others' rows). A reprocessing's write
+    (``record_exposure`` False) leaves it, like the rest of the exposure's bookkeeping: its rows are
+    counted by ``lumos_ops.pipeline.reprocess``'s progress.
 
     Returns
     -------
@@ -936,10 +934,12 @@ def write_measurements(
                 _copy_binary(conn, "lumos.measurements", _COPY_COLUMNS, rows.payload)
             if not record_exposure:
                 return rows.n
-            n_total, complete, other_done = rows.n, True, False
+            n_total = conn.execute(sa.text("SELECT count(*) FROM lumos.measurements WHERE exposure_id = :e"),
+                                   {"e": exposure_id}).scalar_one()
+            complete, other_done = True, False
             if run_versions is not None:
-                n_total, complete, other_done = _step_progress(conn, exposure_id=exposure_id, run_id=run_id,
-                                                               run_versions=run_versions, written=methods)
+                complete, other_done = _step_progress(conn, exposure_id=exposure_id, run_id=run_id,
+                                                      run_versions=run_versions, written=methods)
             conn.execute(
                 sa.text(
                     "UPDATE lumos.exposures SET status = CASE WHEN :complete THEN 'done' ELSE status END, "
