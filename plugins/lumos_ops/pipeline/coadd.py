@@ -13,7 +13,8 @@ the model's recorded term where its rows carry ``shared_rho``, at least the erro
 ``flux_njy``/``flux_err_njy`` and its median, peak, sigma68, sigma95 and eta are stored.
 A co-add is ``partial`` when an exposure of that night in that band (or of unknown band) failed,
 or when it includes stale rows: measurements kept from an earlier successful write of an exposure
-whose latest attempt failed (counted in ``n_stale``; failures never delete measurements).
+whose latest attempt failed (``n_stale`` counts those the co-add uses, not the flagged ones it leaves
+out; failures never delete measurements).
 
 Co-adds are computed under one transaction-level advisory lock, so concurrent runs (two runs of a
 night, an exposure rerun while the night is co-added) take turns and the last one sees every row.
@@ -117,7 +118,7 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
     """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
 
     Every stored measurement of those sources counts, whatever night it comes from; rows of
-    exposures whose latest attempt did not succeed count too, as ``n_stale``.
+    exposures whose latest attempt did not succeed count too, and those used are counted in ``n_stale``.
 
     Parameters
     ----------
