@@ -71,6 +71,18 @@ def test_split_is_seeded_disjoint_by_exposure_and_band(tmp_path):
         split_exposures(paths[:1], holdout=0.5, seed=0)
 
 
+def test_the_split_keeps_a_paus_exposures_ccds_together_across_bands(tmp_path):
+    """A PAUS exposure puts another band on each CCD: its CCD files are held out or kept whole."""
+    paths = [write_exposure(tmp_path / f"e{e}_ccd{c}.fits", band=band, expnum=e, seed=10 * e + c, shape=(40, 40))
+             for e in range(5) for c, band in enumerate(("NB615", "NB685", "NB765"))]
+    for seed in range(6):
+        train, held = split_exposures(paths, holdout=0.4, seed=seed)
+        assert sorted(train + held) == sorted(paths) and held
+        held_exposures = {fits.getheader(p)["EXPNUM"] for p in held}
+        assert held_exposures.isdisjoint(fits.getheader(p)["EXPNUM"] for p in train)
+        assert len(held_exposures) == 2  # round(0.4 x 5): every band reaches its share through the first one's
+
+
 def test_find_exposures_directory_glob_and_nothing(exposures, tmp_path):
     root, paths = exposures
     assert find_exposures(root) == sorted(paths)

@@ -378,32 +378,52 @@ def _header_keys(path: str) -> tuple[str, int | None]:
 def split_exposures(paths: Sequence[str], *, holdout: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split of exposures into training and held-out sets, by exposure and per band.
 
-    Files sharing an ``EXPNUM`` (the CCDs of one exposure) form one group; a file without one is
-    its own group. Per band, ``round(holdout x groups)`` groups (at least 1 when the band has two
-    or more, never all) are held out, drawn with a generator seeded by ``seed`` and the band name.
+    Files sharing an ``EXPNUM`` (the CCDs of one exposure, whatever their bands: a PAUS exposure
+    puts a different narrow band on each CCD) form one group, held out or kept whole; a file
+    without one is its own group. Band by band (sorted), ``round(holdout x groups)`` of the groups
+    holding the band (at least 1 when it has two or more, never all) are held out: the groups an
+    earlier band already held out count, and the rest are drawn from the band's other groups with a
+    generator seeded by ``seed`` and the band name.
 
     Returns
     -------
     (list of str, list of str)
         Training and held-out files, sorted; disjoint, together ``paths``.
+
+    Raises
+    ------
+    LumosValueError
+        Nothing can be held out (every band has a single exposure), or the exposures shared across
+        bands leave a band with none to train on.
     """
-    groups: dict[str, dict[Any, list[str]]] = {}
+    groups: dict[Any, list[str]] = {}
+    bands: dict[str, list[Any]] = {}
     for path in sorted(paths):
         band, expnum = _header_keys(path)
         key = ("expnum", expnum) if expnum is not None else ("file", path)
-        groups.setdefault(band, {}).setdefault(key, []).append(path)
-    train: list[str] = []
-    held: list[str] = []
-    for band in sorted(groups):
-        keys = sorted(groups[band], key=str)
-        n_hold = 0 if len(keys) < 2 else min(max(1, round(holdout * len(keys))), len(keys) - 1)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(band.encode())]))
-        chosen = set(rng.choice(len(keys), size=n_hold, replace=False).tolist()) if n_hold else set()
-        for i, key in enumerate(keys):
-            (held if i in chosen else train).extend(groups[band][key])
-    if not held:
+        groups.setdefault(key, []).append(path)
+        if key not in bands.setdefault(band, []):
+            bands[band].append(key)
+    held_keys: set[Any] = set()
+    for band in sorted(bands):
+        keys = sorted(bands[band], key=str)
+        if len(keys) < 2:
+            continue
+        target = min(max(1, round(holdout * len(keys))), len(keys) - 1)
+        free = [k for k in keys if k not in held_keys]
+        need = min(max(0, target - (len(keys) - len(free))), len(free) - 1)
+        if need > 0:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(band.encode())]))
+            held_keys.update(free[i] for i in rng.choice(len(free), size=need, replace=False).tolist())
+    if not held_keys:
         raise LumosValueError("no exposure can be held out: every band has a single exposure; give at least two "
                               "exposures of one band (or cut frames into sub-frames, reports/adapt/README.md)")
+    for band, keys in sorted(bands.items()):
+        if len(keys) >= 2 and all(k in held_keys for k in keys):
+            raise LumosValueError(f"band {band}: every exposure holding it is held out with another band's; give it "
+                                  "more exposures or a smaller --holdout")
+    train = [p for k, files in groups.items() if k not in held_keys for p in files]
+    held = [p for k, files in groups.items() if k in held_keys for p in files]
     return sorted(train), sorted(held)
 
 
