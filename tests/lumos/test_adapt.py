@@ -591,3 +591,33 @@ def test_floor_transfer_compares_the_training_floor_with_what_the_held_out_rows_
     assert adapt_module.floor_transfer({"measured": False}, report(0.0, 0.003)) is None
     assert adapt_module.floor_transfer(floors, report(float("nan"), float("nan"))) is None  # too few bright rows
     assert adapt_module.floor_transfer(floors, {"populations": {}}) is None
+
+
+def test_a_rerun_with_other_settings_is_refused_and_run_only_settings_are_not(tmp_path):
+    """Every stage keeps what an earlier run of the directory made: other settings would get the old
+    model and injection under their name, so they are refused; device, threads and progress are not
+    settings of what is made."""
+    from lumos_ops.lumos.adapt import _stage_settings
+
+    out = tmp_path / "run"
+    out.mkdir()
+    config, cat = small_config(), catalogue()
+    _stage_settings(out, config, "base-a", cat)
+    _stage_settings(out, dataclasses.replace(config, device="cpu", num_threads=1, progress=False), "base-a", cat)
+    with pytest.raises(LumosValueError, match=r"settings.json: this output directory was made with other settings "
+                                              r"\(epochs 2 -> 3\); use a new --out"):
+        _stage_settings(out, dataclasses.replace(config, epochs=3), "base-a", cat)
+    with pytest.raises(LumosValueError, match=r"base_sha256 'base-a' -> 'base-b'"):
+        _stage_settings(out, config, "base-b", cat)
+    with pytest.raises(LumosValueError, match="catalog_sha256"):
+        _stage_settings(out, config, "base-a", cat.assign(r50=cat["r50"] * 1.1))
+
+
+def test_an_out_that_is_a_file_is_one_error(exposures, tmp_path):
+    root, _ = exposures
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputFileError, match=r"--out .*afile: is a file"):
+        adapt(root, catalogue(), tmp_path / "afile", small_config())
+    with pytest.raises(InputFileError, match="no FITS exposure"):  # inputs first: no empty --out left behind
+        adapt(str(tmp_path / "none" / "*.fits"), catalogue(), tmp_path / "fresh", small_config())
+    assert not (tmp_path / "fresh").exists()

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import logging
 import math
@@ -518,6 +519,32 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(json_clean(value), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+_RUN_ONLY_SETTINGS = ("device", "num_threads", "progress")
+"""Settings that change how a run goes, not what it makes: a resumed run may change them."""
+
+
+def _stage_settings(out: Path, config: AdaptConfig, base_sha256: str, catalog: pd.DataFrame) -> None:
+    """Record what an output directory is made from (``settings.json``: the configuration, the base
+    model's checksum and the catalogue's), or check a resumed run against it: every stage keeps what
+    an earlier run of the directory made, so a run with other settings is refused rather than handed
+    the old model and injection under its new settings' name."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _RUN_ONLY_SETTINGS}
+    settings["base_sha256"] = base_sha256
+    settings["catalog_sha256"] = hashlib.sha256(
+        pd.util.hash_pandas_object(catalog, index=False).to_numpy().tobytes()).hexdigest()
+    path = out / "settings.json"
+    if not path.is_file():
+        _write_json(path, settings)
+        return
+    saved = json.loads(path.read_text())
+    changed = [k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
+    if changed:
+        shown = ", ".join(f"{k} {saved.get(k)!r} -> {settings.get(k)!r}" for k in changed[:4])
+        raise LumosValueError(f"{path}: this output directory was made with other settings ({shown}"
+                              f"{', ...' if len(changed) > 4 else ''}); use a new --out, or the same settings "
+                              "to resume it")
 
 
 def _stage_split(out: Path, paths: list[str], config: AdaptConfig) -> tuple[list[str], list[str]]:
@@ -1101,12 +1128,18 @@ def _adapt(exposures, catalog: pd.DataFrame, out_dir, config: AdaptConfig, base_
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     catalog = validate_catalog(catalog, source="adapt catalogue")
     paths = find_exposures(exposures)
+    base = load_checkpoint(base_model, device="cpu")
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out {out}: is a file; give a directory (new, or an earlier run's to resume it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(f"--out {out}: cannot create the directory ({exc.strerror})") from None
+    _stage_settings(out, config, base.sha256, catalog)
     started = time.perf_counter()
     train, held = _stage_split(out, paths, config)
-    base = load_checkpoint(base_model, device="cpu")
     noise = _stage_noise(out, train, base, config)
     set_dir = _stage_training_set(out, train, catalog, base, config, noise)
     model_path, sha, info = _stage_finetune(out, set_dir, train, catalog, base, config, noise, survey)
