@@ -229,6 +229,19 @@ def test_new_versions_get_a_status_and_a_register_event(engine):
 
 
 @pytestmark_db
+def test_a_report_of_other_weights_is_refused(engine):
+    """The gates judge the report: one measured with another checkpoint's weights never reaches them."""
+    _candidate(engine, "lumos-a")
+    with pytest.raises(LumosValueError, match=r"measured with the weights sha-lumos-b, but lumos-a is sha-lumos-a"):
+        attach_report(engine, "lumos-a", {**report(), "adapt": {"model_sha256": "sha-lumos-b"}}, source="test")
+    with pytest.raises(LumosValueError, match="measured with the weights sha-other"):
+        attach_report(engine, "lumos-a", {**report(), "model": {"sha256": "sha-other"}}, source="test")
+    assert get_version(engine, "lumos-a").injection_report is None
+    attach_report(engine, "lumos-a", {**report(), "adapt": {"model_sha256": "sha-lumos-a"}}, source="test")
+    attach_report(engine, "lumos-a", report(), source="test")  # a report that names no weights: taken as given
+
+
+@pytestmark_db
 def test_promote_reject_and_only_one_production(engine):
     _candidate(engine, "lumos-a", rep=report())
     first = promote(engine, "lumos-a", reason="first production")
@@ -571,11 +584,16 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
     paus = settings.night.survey
     assert floors == [(paus.flux_error_floor, paus.neighbour_error_floor)] * 2  # the survey file's floors
 
-    weights = b"candidate weights"  # the fake measurer never loads them
+    from lumos_ops.lumos.checkpoint import load_checkpoint, resolve_model_path
+
+    candidate = resolve_model_path(None)  # the fake measurer never runs them; the night checks their checksum
+    weights = candidate.read_bytes()
     store.put_bytes("models/candidates/lumos-a.pt", weights)
     measured = {"flux_error_floor": 0.034, "neighbour_error_floor": 0.021}  # what lumos_retrain records
-    _candidate(engine, "lumos-a", key="models/candidates/lumos-a.pt", rep=report(),
-               metadata={"error_floors": measured, "survey": paus.name})
+    register_candidate(engine, model_version="lumos-a", method="lumos", checksum=load_checkpoint(candidate).sha256,
+                       object_key="models/candidates/lumos-a.pt",
+                       metadata={"status": "candidate", "error_floors": measured, "survey": paus.name})
+    attach_report(engine, "lumos-a", report(), source="test")
     promote(engine, "lumos-a", reason="passes the gates")
     seen.clear()
     floors.clear()
@@ -599,6 +617,14 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
     assert pinned.error_floors == measured and pinned.survey.flux_error_floor == 0.034
     with pytest.raises(RegistryError, match="run 999 is not in lumos.pipeline_runs"):
         pinned_config(engine, settings.night, 999)
+    # other weights under the version's key: its exposures fail, naming both checksums; nothing is written
+    store.put_bytes("models/candidates/lumos-a.pt", resolve_model_path("fast-noccd").read_bytes())
+    config = production_config(engine, settings.night)
+    report_ = run_night(engine, store, config, night="2026-11-21", dag_run_id="run-swapped",
+                        measurer=_fake_lumos_measurer(seen, floors))
+    assert report_.n_failed == 2
+    assert "models/candidates/lumos-a.pt: its weights are" in report_.failures[0][1]
+    assert "but the registered version lumos-a is" in report_.failures[0][1]
 
 
 @pytestmark_db

@@ -80,6 +80,10 @@ class NightConfig:
         Object-store key of the LUMOS checkpoint to run instead of the shipped default (e.g. a
         candidate registered by the ``lumos_retrain`` DAG); fetched through the download cache and
         checked against its SHA-256 on load. Needs the matching version in ``model_versions``.
+    model_sha256 : str or None
+        The registered checksum of the weights ``model_key`` holds (set from the registry by
+        :func:`lumos_ops.pipeline.registry.production_config`): a fetched checkpoint whose weights
+        differ fails its exposures, so that one version name never measures with two sets of weights.
     survey_file : str or None
         Survey description file the exposures are read with (``LUMOS_SURVEY``; docs/surveys.md);
         None: the built-in PAUS. Read and validated when the settings are built (task time).
@@ -106,6 +110,7 @@ class NightConfig:
     measure_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     threads: int = 1
     model_key: str | None = None
+    model_sha256: str | None = None
     survey_file: str | None = None
     error_floors: Mapping[str, float] | None = None
 

@@ -34,7 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops import __version__
-from lumos_ops.exceptions import BadInputError, CatalogError, DatabaseError, InputFileError, LumosError
+from lumos_ops.exceptions import BadInputError, CatalogError, DatabaseError, InputFileError, LumosError, ModelError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
 from lumos_ops.pipeline.database import check_schema
 from lumos_ops.pipeline.keys import KeyTemplate, validate_night
@@ -242,6 +242,33 @@ def _measure_call(measurer: Measurer | None, methods: Sequence[str],
     return _default_measurer(), {"instances": {name: method for name in lumos}}
 
 
+@functools.lru_cache(maxsize=8)
+def _checkpoint_checksums(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
+    """The checkpoint at ``path``'s weights checksum (``lumos adapt`` and ``lumos_retrain`` register
+    it) and its file's SHA-256 (what a checksum tool gives), cached per file version."""
+    import hashlib
+
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    with open(path, "rb") as handle:
+        whole = hashlib.file_digest(handle, "sha256").hexdigest()
+    return load_checkpoint(path, device="cpu").sha256, whole
+
+
+def _check_weights(path: str, config: NightConfig) -> None:
+    """Refuse a fetched LUMOS checkpoint that is not the registered one (``model_sha256``: its
+    weights' checksum or its file's)."""
+    if not config.model_sha256:
+        return
+    stat = os.stat(path)
+    checksums = _checkpoint_checksums(path, stat.st_size, stat.st_mtime_ns)
+    if config.model_sha256 not in checksums:
+        found = checksums[0]
+        raise ModelError(f"{config.model_key}: its weights are {found[:12]}, but the registered version "
+                         f"{config.model_version('lumos')} is {config.model_sha256[:12]}; restore the object or "
+                         "register the new weights as a new version")
+
+
 def _validate(exposure: Any, task: ExposureTask, config: NightConfig) -> None:
     if exposure.nan_fraction > config.max_nan_fraction:
         raise InputFileError(
@@ -319,6 +346,7 @@ def measure_task(store: ObjectStore, config: NightConfig, task: ExposureTask, *,
         options = dict(config.measure_options)
         if config.model_key is not None and any(m in LUMOS_METHODS for m in methods):
             options["model"] = str(cache.fetch(store, config.model_key)[0])
+            _check_weights(options["model"], config)
         if methods != config.methods:
             from lumos_ops.measure import options_for
 

@@ -760,17 +760,29 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def report_model_sha256(report: Mapping[str, Any]) -> str | None:
+    """The checksum of the LUMOS weights an injection report measured: ``lumos adapt``'s candidate
+    (``adapt.model_sha256``) or ``lumos inject``'s model (``model.sha256``); None when it names none."""
+    for section, key in (("adapt", "model_sha256"), ("model", "sha256")):
+        value = (report.get(section) or {}).get(key) if isinstance(report.get(section), Mapping) else None
+        if value:
+            return str(value)
+    return None
+
+
 def attach_report(engine: sa.Engine, version: str, report: Mapping[str, Any], *,
                   source: str | None = None) -> RegistryEntry:
     """Store the injection report of ``version`` (``lumos inject``'s ``injection_report.json``).
 
-    The report must come from the version's own checkpoint (``lumos inject --model``); it replaces
-    any earlier one, and a ``report`` event records its SHA-256 and ``source``.
+    The report must come from the version's own checkpoint (``lumos inject --model``, or the
+    ``lumos adapt`` run that made it); it replaces any earlier one, and a ``report`` event records its
+    SHA-256 and ``source``.
 
     Raises
     ------
     LumosValueError
-        The report has no populations with results of the version's method.
+        The report has no populations with results of the version's method, or it names the weights
+        it measured (:func:`report_model_sha256`) and they are not the version's registered checksum.
     RegistryPermissionError, RegistryError
     """
     report = _json_safe(dict(report))
@@ -778,10 +790,15 @@ def attach_report(engine: sa.Engine, version: str, report: Mapping[str, Any], *,
     try:
         with engine.begin() as conn:
             _check_may_change(conn, f"attaching a report to {version}")
-            row = conn.execute(sa.text("SELECT method, status FROM lumos.model_versions WHERE model_version = :v "
-                                       "FOR UPDATE"), {"v": version}).one_or_none()
+            row = conn.execute(sa.text("SELECT method, status, checksum FROM lumos.model_versions "
+                                       "WHERE model_version = :v FOR UPDATE"), {"v": version}).one_or_none()
             if row is None:
                 raise RegistryError(f"model version {version!r} is not registered in lumos.model_versions")
+            measured = report_model_sha256(report)
+            if row.method == "lumos" and row.checksum and measured and measured != row.checksum:
+                raise LumosValueError(
+                    f"the report was measured with the weights {measured[:12]}, but {version} is "
+                    f"{row.checksum[:12]}: attach the report of the version's own checkpoint")
             with_method = [p for p, e in pops.items() if row.method in ((e or {}).get("methods") or {})]
             if not with_method:
                 raise LumosValueError(
@@ -997,6 +1014,7 @@ def production_config(engine: sa.Engine, config: NightConfig) -> NightConfig:
             entry = get_version(engine, versions[method])
             if entry.object_key:
                 replace["model_key"] = entry.object_key
+                replace["model_sha256"] = entry.checksum
             else:
                 shipped = _shipped_name(entry.model_version)
                 if shipped is None:
