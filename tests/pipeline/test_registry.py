@@ -494,8 +494,15 @@ def test_resolve_production_rules(engine, caplog):
     _candidate(engine, "lumos-nowhere", key="", rep=report())
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE lumos.model_versions SET object_key = NULL WHERE model_version = 'lumos-nowhere'"))
-    promote(engine, "lumos-nowhere")
-    with pytest.raises(RegistryError, match="lumos-nowhere has no object key and is not a shipped checkpoint"):
+    with pytest.raises(RegistryError, match="lumos-nowhere has no object key and is not a shipped checkpoint, so "
+                                            "the nightly could not run it"):
+        promote(engine, "lumos-nowhere", force=True, reason="not even forced")
+    assert get_version(engine, "lumos-nowhere").status == "candidate"
+    _candidate(engine, "lumos-gone", key="models/candidates/lumos-gone.pt", rep=report())
+    promote(engine, "lumos-gone")
+    with engine.begin() as conn:  # its key taken away after the promotion (an owner's edit)
+        conn.execute(sa.text("UPDATE lumos.model_versions SET object_key = NULL WHERE model_version = 'lumos-gone'"))
+    with pytest.raises(RegistryError, match="lumos-gone has no object key and is not a shipped checkpoint"):
         production_config(engine, base)
 
 

@@ -134,8 +134,11 @@ def adapt_command(args: argparse.Namespace) -> int:
         own = "".join(f", {m} {v:.4f}" for m, v in sorted((floors.get("method_error_floors") or {}).items()))
         own_near = "".join(f", {m} {v:.4f}"
                            for m, v in sorted((floors.get("method_neighbour_error_floors") or {}).items()))
+        measured = flux.get("floor") is not None and flux.get("floor") == flux.get("floor")
+        flux_text = (f"flux {floors['flux_error_floor']:.4f}{_pm(flux.get('floor_err'))}" if measured else
+                     f"flux {floors['flux_error_floor']:.4f} (the survey's: too few bright rows to measure it)")
         print(f"error floors measured on the training exposures ({flux['n']} rows at SNR >= {flux['min_snr']:g}): "
-              f"flux {floors['flux_error_floor']:.4f}{_pm(flux.get('floor_err'))}{own}, neighbour "
+              f"{flux_text}{own}, neighbour "
               f"{floors['neighbour_error_floor']:.4f}{own_near} (the survey's: "
               f"{floors['survey_floors']['flux_error_floor']:.4f}, {floors['survey_floors']['neighbour_error_floor']:.4f}); "
               f"the held-out exposures were measured with them; run the survey with --survey "

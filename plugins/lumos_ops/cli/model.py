@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("history", help="the registry's events (register, report, promote, reject, rollback), newest first")
     p.add_argument("--method")
     p.add_argument("--version")
-    p.add_argument("--limit", type=int, default=50, help="most events shown (default 50; 0: all)")
+    p.add_argument("--limit", type=_count, default=50, help="most events shown (default 50; 0: all)")
     p.add_argument("--url", help=_URL_HELP)
     p.set_defaults(func=_history)
 
@@ -98,8 +98,19 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 
 
+def _count(text: str) -> int:
+    """An ``--limit`` value: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0 (0: all)")
+    return value
+
+
 def _list(args: argparse.Namespace) -> int:
-    from lumos_ops.pipeline.registry import list_versions
+    from lumos_ops.pipeline.registry import list_versions, shipped_name
 
     engine = _engine(args)
     try:
@@ -114,8 +125,9 @@ def _list(args: argparse.Namespace) -> int:
         gates = {None: "-", True: "passed", False: "failed"}[e.gates_passed]
         if e.gate_result and e.gate_result.get("forced"):
             gates = "forced"
+        checkpoint = e.object_key or ("-" if e.kind != "lumos" else "shipped" if shipped_name(e.model_version) else "none")
         rows.append((e.method, e.model_version, e.status, _when(e.status_since or e.registered_at),
-                     "yes" if e.has_report else "no", gates, e.object_key or ("shipped" if e.kind == "lumos" else "-")))
+                     "yes" if e.has_report else "no", gates, checkpoint))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

@@ -716,6 +716,8 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
     optimizer = torch.optim.Adam(params, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     obs, pairs, factor, pair_note = _pairs(train, catalog, loaded, norm, config)
+    if obs is None and config.pair_weight != 0:  # e.g. a catalogue of another field: said, not buried in the report
+        log.warning("adapt: fine-tuning without the eq. (11) pair term: %s", pair_note)
     if survey_meta and obs is not None:
         obs, pair_note = None, f"{pair_note}; not used: the observations' rows are not remapped to a new embedding"
     state_path = work / "train_state.pt"

@@ -40,6 +40,7 @@ __all__ = [
     "STATUSES",
     "RegistryError",
     "RegistryPermissionError",
+    "shipped_name",
     "GatesFailed",
     "Gates",
     "GateResult",
@@ -844,7 +845,8 @@ def promote(engine: sa.Engine, version: str, *, gates: Gates | None = None, forc
     RegistryPermissionError
         The connected user may not change the registry.
     RegistryError
-        Unknown version, already production, or a database error.
+        Unknown version, already production, a LUMOS version without a checkpoint the nightly can
+        run (no object key, not shipped: also with ``force``), or a database error.
     """
     gates = gates or Gates()
     if force and not (reason and reason.strip()):
@@ -858,10 +860,16 @@ def promote(engine: sa.Engine, version: str, *, gates: Gates | None = None, forc
             if method is None:
                 raise RegistryError(f"model version {version!r} is not registered in lumos.model_versions")
             _lock(conn, method)
-            cand = conn.execute(sa.text("SELECT model_version, status, injection_report FROM lumos.model_versions "
-                                        "WHERE model_version = :v FOR UPDATE"), {"v": version}).one()
+            cand = conn.execute(sa.text("SELECT model_version, status, injection_report, object_key "
+                                        "FROM lumos.model_versions WHERE model_version = :v FOR UPDATE"),
+                                {"v": version}).one()
             if cand.status == "production":
                 raise RegistryError(f"{version} is already the production version of {method}")
+            if method in LUMOS_METHODS and not cand.object_key and shipped_name(version) is None:
+                raise RegistryError(
+                    f"{version} has no object key and is not a shipped checkpoint, so the nightly could not run it; "
+                    "register its checkpoint with its object key as a new version (`lumos_retrain` and "
+                    "`register_candidate` do) and promote that one")
             prod = conn.execute(sa.text("SELECT model_version, injection_report FROM lumos.model_versions "
                                         "WHERE method = :m AND status = 'production' FOR UPDATE"),
                                 {"m": method}).one_or_none()
@@ -1016,7 +1024,7 @@ def production_config(engine: sa.Engine, config: NightConfig) -> NightConfig:
                 replace["model_key"] = entry.object_key
                 replace["model_sha256"] = entry.checksum
             else:
-                shipped = _shipped_name(entry.model_version)
+                shipped = shipped_name(entry.model_version)
                 if shipped is None:
                     raise RegistryError(
                         f"{method}: the production version {entry.model_version} has no object key and is not a "
@@ -1061,7 +1069,7 @@ def measured_floors(entry: RegistryEntry, config: NightConfig) -> dict[str, Any]
     return floors
 
 
-def _shipped_name(version: str) -> str | None:
+def shipped_name(version: str) -> str | None:
     """Shipped-model name (``SHIPPED_MODELS`` key) whose file is ``<version>.pt``."""
     from lumos_ops.lumos.checkpoint import SHIPPED_MODELS
 
