@@ -308,10 +308,15 @@ def test_rollback_restores_the_previous_production_and_walks_back(engine):
     # a second rollback goes further back (c was rolled back: not a target), then there is nothing left
     assert rollback(engine, "lumos", reason="b too").restored == "lumos-a"
     assert _statuses(engine) == {"lumos-a": "production", "lumos-b": "retired", "lumos-c": "retired"}
-    with pytest.raises(RegistryError, match="no earlier production version to roll back to from lumos-a"):
-        rollback(engine, "lumos", reason="again")
+    # nothing earlier: LUMOS is left without a production version, and the nightly runs the shipped default
+    assert rollback(engine, "lumos", reason="again").restored is None
+    assert _statuses(engine) == {"lumos-a": "retired", "lumos-b": "retired", "lumos-c": "retired"}
+    base = NightConfig(store_url="/tmp/lumos-store", methods=("lumos",))
+    assert resolve_production(engine, base) == {"lumos": SHIPPED_DEFAULT}
+    with pytest.raises(RegistryError, match="lumos has no production version to roll back"):
+        rollback(engine, "lumos", reason="once more")
     # a retired version can be promoted again, through the gates
-    assert promote(engine, "lumos-c", reason="fixed upstream").previous == "lumos-a"
+    assert promote(engine, "lumos-c", reason="fixed upstream").previous is None
 
 
 def _run_while_locked(db_url: str, method: str, attempts: list) -> None:
@@ -703,9 +708,6 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
     assert "lumos-b is now the production version of lumos; lumos-a retired" in capsys.readouterr().out
     assert main(["model", "rollback", "--method", "lumos", "--reason", "b misbehaves", *url]) == 0
     assert "lumos: rolled back from lumos-b (now retired) to lumos-a (production)" in capsys.readouterr().out
-    assert main(["model", "rollback", "--method", "lumos", "--reason", "again", *url]) == 2
-    assert "no earlier production version" in capsys.readouterr().err
-
     assert main(["model", "history", "--method", "lumos", *url]) == 0
     history = capsys.readouterr().out.splitlines()
     assert "rollback" in history[0] and "retired -> production" in history[0] and "b misbehaves" in history[0]
@@ -722,6 +724,9 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "lumos: lumos-a  [registry / default]" in out and "LUMOS checkpoint: models/candidates/lumos-a.pt" in out
     assert "error floors: flux 0.011, neighbours 0.025 [the survey file's; survey paus]" in out
+    assert main(["model", "rollback", "--method", "lumos", "--reason", "again", *url]) == 0
+    assert ("lumos: rolled back from lumos-a (now retired) to no production version: the nightly runs the shipped "
+            "default again") in capsys.readouterr().out
 
 
 @pytestmark_db

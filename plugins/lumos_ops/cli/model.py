@@ -211,7 +211,9 @@ def _rollback(args: argparse.Namespace) -> int:
         done = rollback(engine, args.method, reason=args.reason)
     finally:
         engine.dispose()
-    print(f"{done.method}: rolled back from {done.retired} (now retired) to {done.restored} (production)")
+    restored = (f"{done.restored} (production)" if done.restored else
+                "no production version: the nightly runs the shipped default again")
+    print(f"{done.method}: rolled back from {done.retired} (now retired) to {restored}")
     return 0
 
 

@@ -575,11 +575,12 @@ class PromotionResult:
 
 @dataclasses.dataclass(frozen=True)
 class RollbackResult:
-    """What :func:`rollback` did: ``retired`` was production, ``restored`` is now."""
+    """What :func:`rollback` did: ``retired`` was production, ``restored`` is now (None: no
+    production version, so the nightly runs the shipped default again)."""
 
     method: str
     retired: str
-    restored: str
+    restored: str | None
 
 
 _ENTRY_SQL = """
@@ -912,12 +913,14 @@ def rollback(engine: sa.Engine, method: str, *, reason: str) -> RollbackResult:
 
     The version restored is the most recently retired one that was superseded by a promotion (or
     retired by the V005 backfill); versions retired by a rollback are skipped, so successive
-    rollbacks walk back through the promotion history instead of toggling.
+    rollbacks walk back through the promotion history instead of toggling. A LUMOS method without
+    an earlier production version is left with none: the nightly then runs the shipped default
+    (:func:`resolve_production`), which is what it ran before the first promotion.
 
     Raises
     ------
     RegistryError
-        No production version, or no earlier production version to restore.
+        No production version, or (a classical method) no earlier production version to restore.
     RegistryPermissionError
     """
     if not (reason and reason.strip()):
@@ -944,18 +947,20 @@ def rollback(engine: sa.Engine, method: str, *, reason: str) -> RollbackResult:
                 LIMIT 1
                 FOR UPDATE OF mv
             """), {"m": method}).scalar()
-            if previous is None:
+            if previous is None and method not in LUMOS_METHODS:
                 raise RegistryError(
                     f"{method}: no earlier production version to roll back to from {prod}; "
                     "promote another version instead (lumos model promote VERSION)"
                 )
             _set_status(conn, prod, "retired")
             _event(conn, prod, method, "rollback", "production", "retired", reason, {"restored": previous})
-            _set_status(conn, previous, "production")
-            _event(conn, previous, method, "rollback", "retired", "production", reason, {"rolled_back": prod})
+            if previous is not None:
+                _set_status(conn, previous, "production")
+                _event(conn, previous, method, "rollback", "retired", "production", reason, {"rolled_back": prod})
     except sa.exc.DBAPIError as exc:
         raise _db_error(exc, f"rolling back {method}") from None
-    log.warning("%s: rolled back from %s to %s (%s)", method, prod, previous, reason)
+    log.warning("%s: rolled back from %s to %s (%s)", method, prod,
+                previous or "no production version: the nightly runs the shipped default", reason)
     return RollbackResult(method=method, retired=prod, restored=previous)
 
 
