@@ -133,7 +133,9 @@ def _list(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
     for e in entries:
         if e.status == "candidate" and e.gates_passed is False:
-            print(f"\n{e.model_version} failed its gates ({_when(e.status_since)}):")
+            evaluated = e.gate_result.get("evaluated_at")  # when the gates ran, not when the status last changed
+            when = evaluated[:16].replace("T", " ") if isinstance(evaluated, str) else _when(e.status_since)
+            print(f"\n{e.model_version} failed its gates ({when}):")
             for reason in e.gate_result.get("reasons", []):
                 print(f"  - {reason}")
     return 0
