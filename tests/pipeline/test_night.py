@@ -103,7 +103,16 @@ def test_a_store_without_the_night_keeps_what_the_database_holds(engine, night_s
         open_night_store(NightConfig(store_url=str(tmp_path / "typo")))
 
 
-def test_a_database_lost_mid_night_stops_the_run_with_one_message(engine, night_store, tmp_path):
+def _lost() -> sa.exc.OperationalError:
+    import psycopg2
+
+    return sa.exc.OperationalError("INSERT", {}, psycopg2.OperationalError("server closed the connection unexpectedly"))
+
+
+def test_a_database_lost_mid_night_stops_the_run_with_one_message(engine, night_store, tmp_path, monkeypatch):
+    import psycopg2
+
+    import lumos_ops.pipeline.night
     from lumos_ops.exceptions import DatabaseError
 
     store, keys = night_store
@@ -111,7 +120,7 @@ def test_a_database_lost_mid_night_stops_the_run_with_one_message(engine, night_
 
     def measurer(exposure, catalog, **options):
         calls.append(exposure)
-        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        raise _lost()
 
     config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DatabaseError, match=r"database was lost while measuring .*server closed the connection "
@@ -120,6 +129,29 @@ def test_a_database_lost_mid_night_stops_the_run_with_one_message(engine, night_
     assert len(calls) == 1  # no exposure after it was attempted
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "failed"
+
+    def write(*args, **kwargs):  # lost during the write, which reports it as its own DatabaseError
+        calls.append("write")
+        try:
+            raise _lost()
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(f"writing failed and was rolled back: {exc.orig}") from None
+
+    monkeypatch.setattr(lumos_ops.pipeline.night, "write_measurements", write)
+    monkeypatch.setattr(lumos_ops.pipeline.night, "_record_failure", lambda *args, **kwargs: None)
+    with pytest.raises(DatabaseError, match=r"database was lost .*; 2 of 2 exposures were not written"):
+        run_night(engine, store, config, night=NIGHT, dag_run_id="cli-lost-write")
+    assert calls.count("write") == 1
+    # a statement timeout is an OperationalError too, but not a lost database: the night goes on
+    canceled = sa.exc.OperationalError("SELECT", {}, psycopg2.errors.QueryCanceled("canceling statement"))
+
+    def timeout(*args, **kwargs):
+        calls.append("timeout")
+        raise canceled
+
+    monkeypatch.setattr(lumos_ops.pipeline.night, "write_measurements", timeout)
+    report = run_night(engine, store, config, night=NIGHT, dag_run_id="cli-timeout")
+    assert calls.count("timeout") == 2 and report.n_failed == 2
 
 
 def test_a_catalogue_that_lost_sources_is_reported(engine, night_store, tmp_path, caplog):

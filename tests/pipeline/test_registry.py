@@ -631,9 +631,8 @@ def test_the_nightly_run_picks_up_the_production_version(engine, tmp_path):
         pinned_config(engine, settings.night, 999)
     # other weights under the version's key: its exposures fail, naming both checksums; nothing is written
     store.put_bytes("models/candidates/lumos-a.pt", resolve_model_path("fast-noccd").read_bytes())
-    config = production_config(engine, settings.night)
-    report_ = run_night(engine, store, config, night="2026-11-21", dag_run_id="run-swapped",
-                        measurer=_fake_lumos_measurer(seen, floors))
+    report_ = run_night(engine, store, settings.night, night="2026-11-21", dag_run_id="run-swapped",
+                        measurer=_fake_lumos_measurer(seen, floors))  # as `lumos night run` and the DAG: unresolved
     assert report_.n_failed == 2
     assert "models/candidates/lumos-a.pt: its weights are" in report_.failures[0][1]
     assert "but the registered version lumos-a is" in report_.failures[0][1]

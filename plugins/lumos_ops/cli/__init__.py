@@ -99,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def database_unreachable(exc: BaseException) -> str | None:
-    """One line for an error that says the database cannot be reached (SQLAlchemy's
-    ``OperationalError``: refused, closed or lost connection), with what to do; None for any other
-    error. SQLAlchemy is not imported for it: a command that never loaded it never raised one."""
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
+    """One line for an error that says the database cannot be reached (a refused, closed or lost
+    connection: :func:`lumos_ops.pipeline.database.connection_lost`), with what to do; None for any
+    other error. Nothing is imported for it unless the command loaded the database driver."""
+    if "psycopg2" not in sys.modules:
         return None
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    from lumos_ops.pipeline.database import connection_lost
+
+    reason = connection_lost(exc)
+    if reason is None:
+        return None
     return (f"the database cannot be reached ({reason}); start it (`lumos db start`) or check --db-url / "
             "$LUMOS_DATABASE_URL, then run the command again")
 

@@ -175,6 +175,34 @@ def database_url_from_env() -> str:
     )
 
 
+_LOST_SQLSTATES = ("57P01", "57P02", "57P03")
+"""Server shutting down (admin, crash) or not accepting connections yet: the connection is gone."""
+
+
+def connection_lost(exc: BaseException | None) -> str | None:
+    """The driver's first message line when ``exc``, or an error it was raised from or during, says
+    that the connection to the database is gone or could not be made (psycopg2's own
+    ``OperationalError``, or a server error of SQLSTATE class 08 or a server shutdown; SQLAlchemy's
+    invalidated connection); None for anything else, including the ``OperationalError`` subclasses
+    that are not about the connection (statement timeout, deadlock, full disk)."""
+    import psycopg2
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        code = getattr(orig, "pgcode", None)
+        lost = ((isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
+                or type(orig) is psycopg2.OperationalError  # the driver's own: refused, closed, reset
+                or (isinstance(orig, psycopg2.OperationalError) and code is not None
+                    and (code.startswith("08") or code in _LOST_SQLSTATES)))
+        if lost:
+            lines = str(orig).strip().splitlines()
+            return lines[0] if lines else type(orig).__name__
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
     """A SQLAlchemy engine for PostgreSQL through psycopg2, whatever driver the URL names.
 

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from lumos_ops import __version__
 from lumos_ops.exceptions import BadInputError, CatalogError, DatabaseError, InputFileError, LumosError, ModelError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
-from lumos_ops.pipeline.database import check_schema
+from lumos_ops.pipeline.database import check_schema, connection_lost
 from lumos_ops.pipeline.keys import KeyTemplate, validate_night
 from lumos_ops.pipeline.plan import ExposureResult, ExposureTask, NightPlan, NightReport
 from lumos_ops.pipeline.storage import DownloadCache, ObjectStore, open_store
@@ -105,8 +105,8 @@ def closed_on_failure(engine: sa.Engine, run_id: int) -> Iterator[None]:
         try:
             finish_run(engine, run_id, status="failed")
         except sa.exc.DBAPIError as exc:
-            log.warning("run %d could not be closed as failed (%s); `lumos night recover` closes it",
-                        run_id, str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+            log.warning("run %d could not be closed as failed (%s); `lumos night recover --runs-older-than` "
+                        "closes it", run_id, connection_lost(exc) or type(exc.orig).__name__)
         raise
 
 
@@ -634,13 +634,13 @@ def run_night(
             for i, task in enumerate(plan.tasks):
                 try:
                     process_exposure(engine, store, config, task, measurer=measurer)
-                except sa.exc.OperationalError as exc:  # the database is gone: no later exposure can be written
-                    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                except Exception as exc:  # noqa: BLE001 - recorded in the database by process_exposure
+                    reason = connection_lost(exc)
+                    if reason is None:  # this exposure's failure: go on with the others
+                        continue
                     raise DatabaseError(
                         f"night {plan.night}: the database was lost while measuring {task.label} ({reason}); "
                         f"{len(plan.tasks) - i} of {len(plan.tasks)} exposures were not written (those written "
                         "are kept): run the night again once the database is back") from None
-                except Exception:  # noqa: BLE001 - recorded in the database by process_exposure; go on
-                    continue
         return finish_night(engine, store, config, night=plan.night, run_id=plan.run_id,
                             wall_s=time.perf_counter() - start, extra_timings={"plan_s": plan_s})

@@ -1107,5 +1107,6 @@ def pinned_config(engine: sa.Engine, config: NightConfig, run_id: int) -> NightC
         options["model"] = recorded["measure_options"]["model"]
     versions = {**config.model_versions, **(recorded.get("model_versions") or {})}
     return dataclasses.replace(config, model_versions=versions, model_key=recorded.get("model_key"),
-                               measure_options=options, error_floors=recorded.get("error_floors"))
+                               model_sha256=recorded.get("model_sha256"), measure_options=options,
+                               error_floors=recorded.get("error_floors"))
 
