@@ -168,13 +168,18 @@ def test_a_catalogue_that_lost_sources_is_reported(engine, night_store, tmp_path
     assert "lacks 3 source(s) measured before on night" in caplog.text and "ref_id 1005, 1006, 1007" in caplog.text
 
 
-def test_recover_closes_runs_left_open(engine):
+def test_recover_closes_runs_left_open(engine, db_url, capsys):
+    from lumos_ops.cli import main
     from lumos_ops.pipeline.writer import close_stale_runs, start_run
 
     run_id = start_run(engine, dag_id="d", dag_run_id="r", night=NIGHT, code_version="x", settings={})
     assert close_stale_runs(engine, older_than_s=3600.0) == []  # too recent
     assert close_stale_runs(engine, older_than_s=0.0, night="2020-01-01") == []  # another night
-    assert close_stale_runs(engine, older_than_s=0.0) == [run_id]
+    assert main(["night", "recover", "--older-than", "1", "--db-url", db_url]) == 0  # exposures only
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "running"
+    assert main(["night", "recover", "--older-than", "1", "--runs-older-than", "1e-9", "--db-url", db_url]) == 0
+    assert f"1 run(s) left running closed as failed: {run_id}" in capsys.readouterr().out
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM lumos.pipeline_runs")).scalar() == "failed"
 

@@ -319,6 +319,19 @@ def test_rollback_restores_the_previous_production_and_walks_back(engine):
     assert promote(engine, "lumos-c", reason="fixed upstream").previous is None
 
 
+@pytestmark_db
+def test_rollback_never_restores_a_version_the_nightly_cannot_run(engine):
+    _candidate(engine, "lumos-x", rep=report())
+    promote(engine, "lumos-x")
+    _candidate(engine, "lumos-y", rep=report())
+    promote(engine, "lumos-y")
+    with engine.begin() as conn:  # its checkpoint's key taken away since (an owner's edit)
+        conn.execute(sa.text("UPDATE lumos.model_versions SET object_key = NULL WHERE model_version = 'lumos-x'"))
+    with pytest.raises(RegistryError, match="the version to restore, lumos-x, has no object key"):
+        rollback(engine, "lumos", reason="y misbehaves")
+    assert _statuses(engine) == {"lumos-x": "retired", "lumos-y": "production"}
+
+
 def _run_while_locked(db_url: str, method: str, attempts: list) -> None:
     """Run ``attempts`` in threads while holding ``method``'s registry lock until every one waits on
     it (fails if they do not wait), then release it and join them."""

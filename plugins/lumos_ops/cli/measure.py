@@ -130,11 +130,12 @@ def run_measure(args: argparse.Namespace) -> int:
     if len(catalog) == 0:
         raise CatalogError(f"{args.catalog}: the catalogue has no rows")
     exposure = read_exposure(args.image, survey=survey_from_args(args))
-    x, y = target_pixels(catalog, exposure.wcs, source=args.catalog)
-    off = ~centres_on_image(x, y, exposure.shape)
-    if off.any() and (args.strict or off.all()):  # before measuring anything
-        raise CatalogError(_off_image_message(args, exposure.shape, catalog["ref_id"].to_numpy(), off)
-                           + "; check the catalogue positions or the image WCS")
+    if args.strict:  # before measuring anything (without --strict, only targets on the image are measured)
+        x, y = target_pixels(catalog, exposure.wcs, source=exposure.path)
+        off = ~centres_on_image(x, y, exposure.shape)
+        if off.any():
+            raise CatalogError(_off_image_message(args, exposure.shape, catalog["ref_id"].to_numpy(), off)
+                               + "; check the catalogue positions or the image WCS")
     options = {"model": args.model} if args.model is not None else {}
     table = measure_exposure(
         exposure,
@@ -150,6 +151,8 @@ def run_measure(args: argparse.Namespace) -> int:
     off = (table["flag"].to_numpy(np.int64) & int(Flag.OFF_IMAGE)) != 0
     if off.any():
         message = _off_image_message(args, exposure.shape, table["ref_id"].to_numpy(), off)
+        if off.all():
+            raise CatalogError(message + "; check the catalogue positions or the image WCS")
         print(f"lumos measure: warning: {message}; written with flag OFF_IMAGE and flux NaN", file=sys.stderr)
     leading = ["ref_id", "flux", "flux_err", "flag"]
     table = table[leading + [c for c in table.columns if c not in leading]]

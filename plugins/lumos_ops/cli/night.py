@@ -41,11 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
     status.set_defaults(func=_status)
     recover = sub.add_parser("recover", help="mark exposures left 'running' by a dead task as failed "
-                                             "(their stored measurements are kept), and close the runs such "
-                                             "tasks left open")
+                                             "(their stored measurements are kept); with --runs-older-than, also "
+                                             "close the runs a dead process or a lost database left open")
     recover.add_argument("--older-than", type=float, required=True, metavar="HOURS",
-                         help="only exposures marked running, and runs started, more than HOURS ago; use more "
-                              "than the longest a task (and a night) can run, so that none still running is caught")
+                         help="only exposures marked running more than HOURS ago; use more than the longest a task "
+                              "can run, so that none still running is caught")
+    recover.add_argument("--runs-older-than", type=float, metavar="HOURS",
+                         help="also close as failed the runs still 'running' that started more than HOURS ago; use "
+                              "more than the longest a whole run can take (a night, a reprocessing)")
     recover.add_argument("--night", help="only this night (YYYY-MM-DD)")
     recover.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
     recover.set_defaults(func=_recover)
@@ -77,11 +80,14 @@ def _recover(args: argparse.Namespace) -> int:
 
     if args.older_than <= 0:
         raise LumosValueError(f"--older-than {args.older_than}: give a positive number of hours")
+    if args.runs_older_than is not None and args.runs_older_than <= 0:
+        raise LumosValueError(f"--runs-older-than {args.runs_older_than}: give a positive number of hours")
     night = validate_night(args.night) if args.night else None
     engine = make_engine(args.db_url or database_url_from_env())
     try:
         keys = recover_interrupted(engine, night=night, older_than_s=args.older_than * 3600.0)
-        runs = close_stale_runs(engine, night=night, older_than_s=args.older_than * 3600.0)
+        runs = ([] if args.runs_older_than is None else
+                close_stale_runs(engine, night=night, older_than_s=args.runs_older_than * 3600.0))
     finally:
         engine.dispose()
     for key in keys:

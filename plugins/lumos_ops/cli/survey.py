@@ -161,8 +161,8 @@ def show_command(args: argparse.Namespace) -> int:
 def psf_fit_beta(survey: Survey, *, beta: float | None, fit_beta: bool) -> float | None:
     """The Moffat beta ``lumos survey psf`` fits the stars with (None: beta fitted too): ``--fit-beta``
     fits it; else ``--beta``; else what the survey's exposures get where the header has no beta
-    (``psf_beta`` ``from_stars``: fitted, as ``lumos measure`` does; else the survey's default beta,
-    else the models' 3.5)."""
+    (``psf_beta`` and ``psf_fwhm`` ``from_stars``: fitted, as ``lumos measure`` does; else the
+    survey's default beta, else the models' 3.5)."""
     from lumos_ops.render import DEFAULT_MOFFAT_BETA
 
     if fit_beta:
@@ -170,7 +170,8 @@ def psf_fit_beta(survey: Survey, *, beta: float | None, fit_beta: bool) -> float
     if beta is not None:
         return beta
     key = survey.header.get("psf_beta")
-    if key is not None and key.from_stars:
+    fwhm = survey.header.get("psf_fwhm")
+    if key is not None and key.from_stars and fwhm is not None and fwhm.from_stars:  # one fit, as read_exposure
         return None
     return float(key.default) if key is not None and key.default is not None else DEFAULT_MOFFAT_BETA
 

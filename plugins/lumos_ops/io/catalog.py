@@ -49,10 +49,12 @@ _OPTIONAL_RANGES: tuple[tuple[str, tuple[float, float], str], ...] = (
     ("pa", (-360.0, 360.0), " deg"),
     ("ra", (-360.0, 360.0), " deg"),
     ("dec", (-90.0, 90.0), " deg"),
-    ("zspec", (-0.1, 20.0), ""),
+    ("zspec", (-1e6, 1e6), ""),
 )
 """Ranges of the columns that may be empty where a row does not use them (``pa`` never is: it is a
-shape column, checked finite first): a finite value outside them, or an infinite one, is an error."""
+shape column, checked finite first): a finite value outside them, or an infinite one, is an error.
+``zspec`` keeps the sentinels catalogues use for "no spectrum" (-99, -999; the photo-z check takes
+``zspec > -1`` only) and refuses what a database ``real`` cannot hold."""
 
 
 def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:

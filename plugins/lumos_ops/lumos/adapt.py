@@ -527,11 +527,14 @@ _RUN_ONLY_SETTINGS = ("device", "num_threads", "progress")
 
 def _stage_settings(out: Path, config: AdaptConfig, base_sha256: str, catalog: pd.DataFrame) -> None:
     """Record what an output directory is made from (``settings.json``: the configuration, the base
-    model's checksum and the catalogue's), or check a resumed run against it: every stage keeps what
-    an earlier run of the directory made, so a run with other settings is refused rather than handed
-    the old model and injection under its new settings' name."""
+    model's checksum, the survey and the catalogue's checksum), or check a resumed run against it:
+    every stage keeps what an earlier run of the directory made, so a run with other settings is
+    refused rather than handed the old model and injection under its new settings' name."""
+    from lumos_ops.survey import current_survey
+
     settings = {k: v for k, v in config.to_dict().items() if k not in _RUN_ONLY_SETTINGS}
     settings["base_sha256"] = base_sha256
+    settings["survey"] = current_survey().to_dict()
     settings["catalog_sha256"] = hashlib.sha256(
         pd.util.hash_pandas_object(catalog, index=False).to_numpy().tobytes()).hexdigest()
     path = out / "settings.json"

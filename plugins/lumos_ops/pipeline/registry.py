@@ -797,7 +797,7 @@ def attach_report(engine: sa.Engine, version: str, report: Mapping[str, Any], *,
             if row is None:
                 raise RegistryError(f"model version {version!r} is not registered in lumos.model_versions")
             measured = report_model_sha256(report)
-            if row.method == "lumos" and row.checksum and measured and measured != row.checksum:
+            if row.method in LUMOS_METHODS and row.checksum and measured and measured != row.checksum:
                 raise LumosValueError(
                     f"the report was measured with the weights {measured[:12]}, but {version} is "
                     f"{row.checksum[:12]}: attach the report of the version's own checkpoint")
@@ -947,6 +947,13 @@ def rollback(engine: sa.Engine, method: str, *, reason: str) -> RollbackResult:
                 LIMIT 1
                 FOR UPDATE OF mv
             """), {"m": method}).scalar()
+            if previous is not None and method in LUMOS_METHODS and shipped_name(previous) is None:
+                key = conn.execute(sa.text("SELECT object_key FROM lumos.model_versions WHERE model_version = :v"),
+                                   {"v": previous}).scalar()
+                if not key:
+                    raise RegistryError(
+                        f"{method}: the version to restore, {previous}, has no object key and is not a shipped "
+                        "checkpoint, so the nightly could not run it; promote another version instead")
             if previous is None and method not in LUMOS_METHODS:
                 raise RegistryError(
                     f"{method}: no earlier production version to roll back to from {prod}; "
