@@ -121,12 +121,18 @@ def test_unreadable_files(tmp_path: Path) -> None:
         read_catalog(tmp_path / "broken.parquet")
 
 
-def test_target_pixels_prefers_wcs_and_falls_back_to_xy() -> None:
+def _wcs() -> WCS:
+    """A TAN WCS at 0.263 arcsec per pixel with (150, 2.2) deg at pixel (100, 50), 0-based."""
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.crval = [150.0, 2.2]
     wcs.wcs.crpix = [101.0, 51.0]
     wcs.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
+    return wcs
+
+
+def test_target_pixels_prefers_wcs_and_falls_back_to_xy() -> None:
+    wcs = _wcs()
     table = _table()
     x, y = target_pixels(table, wcs)
     assert x[0] == pytest.approx(100.0) and y[0] == pytest.approx(50.0)
@@ -141,11 +147,7 @@ def test_target_pixels_prefers_wcs_and_falls_back_to_xy() -> None:
 def test_a_row_without_sky_position_takes_its_pixels_and_a_disagreement_is_reported(caplog) -> None:
     import logging
 
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [150.0, 2.2]
-    wcs.wcs.crpix = [101.0, 51.0]
-    wcs.wcs.cdelt = [-0.263 / 3600, 0.263 / 3600]
+    wcs = _wcs()
     table = _table()
     sky_x, sky_y = target_pixels(table, wcs)
     both = table.assign(x=sky_x + 0.2, y=sky_y - 0.2)

@@ -119,13 +119,17 @@ def close_stale_runs(engine: sa.Engine, *, older_than_s: float, night: str | Non
     if night is not None:
         clauses.append("night = :night")
         params["night"] = night
-    with engine.begin() as conn:
-        ids = conn.execute(
-            sa.text(f"UPDATE lumos.pipeline_runs SET status = 'failed', finished_at = now() "
-                    f"WHERE {' AND '.join(clauses)} RETURNING run_id"),
-            params,
-        ).scalars().all()
+    ids = _update_where(engine, "UPDATE lumos.pipeline_runs SET status = 'failed', finished_at = now()", clauses,
+                        params, returning="run_id")
     return sorted(int(i) for i in ids)
+
+
+def _update_where(engine: sa.Engine, update: str, clauses: Sequence[str], params: Mapping[str, Any], *,
+                  returning: str) -> list[Any]:
+    """Run ``update`` restricted to the rows meeting every one of ``clauses``; the ``returning`` column of each."""
+    with engine.begin() as conn:
+        return list(conn.execute(sa.text(f"{update} WHERE {' AND '.join(clauses)} RETURNING {returning}"),
+                                 params).scalars().all())
 
 
 def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True) -> None:
@@ -338,12 +342,8 @@ def recover_interrupted(engine: sa.Engine, *, run_id: int | None = None, night: 
     if older_than_s is not None:
         clauses.append("started_at < now() - make_interval(secs => :age)")
         params["age"] = float(older_than_s)
-    with engine.begin() as conn:
-        keys = conn.execute(
-            sa.text(f"UPDATE lumos.exposures SET status = 'failed', error = :err, finished_at = now() "
-                    f"WHERE {' AND '.join(clauses)} RETURNING object_key"),
-            params,
-        ).scalars().all()
+    keys = _update_where(engine, "UPDATE lumos.exposures SET status = 'failed', error = :err, finished_at = now()",
+                         clauses, params, returning="object_key")
     return sorted(keys)
 
 
