@@ -129,7 +129,8 @@ class LocalObjectStore(ObjectStore):
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         if not create and not self.root.is_dir():
-            raise StorageError(f"store directory {self.root} does not exist: check the store location "
+            what = "is not a directory" if self.root.exists() else "does not exist"
+            raise StorageError(f"store directory {self.root} {what}: check the store location "
                                "(--store / LUMOS_STORE_URL)")
         self.root.mkdir(parents=True, exist_ok=True)
 
