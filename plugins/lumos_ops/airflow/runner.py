@@ -1,5 +1,6 @@
 """Run ``lumos_nightly`` in-process through Airflow (``dag.test()``), for ``lumos demo`` and
-``lumos night run``. Airflow must already be configured (AIRFLOW_HOME, metadata DB migrated)."""
+``lumos night run``. Airflow's metadata database must be migrated (``airflow db migrate``; a
+database that is not is one error saying so)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,19 @@ def run_nightly(*, night: str, dags_folder: str | os.PathLike[str] | None = None
     from airflow.utils.session import create_session
 
     folder = Path(dags_folder) if dags_folder else default_dags_folder()
+    # dag.test() serialises the DAG from Airflow's configured dags folder: it must be the one parsed here
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
     bag = DagBag(str(folder))
     if DAG_ID not in bag.dags:
         raise LumosError(f"{folder}: no DAG {DAG_ID!r} ({bag.import_errors or 'not found'})")
-    run = bag.dags[DAG_ID].test(logical_date=dt.datetime.now(dt.UTC), run_conf={"night": night})
+    try:
+        run = bag.dags[DAG_ID].test(logical_date=dt.datetime.now(dt.UTC), run_conf={"night": night})
+    except Exception as exc:
+        text = str(exc)
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            raise LumosError(f"Airflow's metadata database ({os.environ.get('AIRFLOW_HOME', '~/airflow')}) is not "
+                             "migrated: run `airflow db migrate` once, or run the night with --no-airflow") from None
+        raise
     with create_session() as session:
         rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)
         states = {
