@@ -50,3 +50,19 @@ def test_an_unreachable_database_is_one_line(capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert err.startswith("lumos night: error: the database cannot be reached (") and "lumos db start" in err
+
+
+def test_a_night_through_an_unmigrated_airflow_is_one_error(tmp_path):
+    """A fresh AIRFLOW_HOME: `lumos night run` says to migrate Airflow's metadata database (exit 2), no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LUMOS_DAGS"))}
+    env["AIRFLOW_HOME"] = str(tmp_path / "airflow")
+    (tmp_path / "store").mkdir()
+    done = subprocess.run([sys.executable, "-m", "lumos_ops.cli", "night", "run", "--night", NIGHT, "--store",
+                           str(tmp_path / "store"), "--db-url", "postgresql://lumos@127.0.0.1:1/lumos"],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "is not migrated: run `airflow db migrate` once" in done.stderr and "Traceback" not in done.stderr

@@ -1,6 +1,7 @@
 """Run ``lumos_nightly`` in-process through Airflow (``dag.test()``), for ``lumos demo`` and
 ``lumos night run``. Airflow's metadata database must be migrated (``airflow db migrate``; a
-database that is not is one error saying so)."""
+database that is not is one error saying so), and Airflow's dags folder must be the one parsed
+here, set before Airflow is first imported: ``dag.test()`` serialises the DAG from it."""
 
 from __future__ import annotations
 
@@ -41,8 +42,6 @@ def run_nightly(*, night: str, dags_folder: str | os.PathLike[str] | None = None
     from airflow.utils.session import create_session
 
     folder = Path(dags_folder) if dags_folder else default_dags_folder()
-    # dag.test() serialises the DAG from Airflow's configured dags folder: it must be the one parsed here
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
     bag = DagBag(str(folder))
     if DAG_ID not in bag.dags:
         raise LumosError(f"{folder}: no DAG {DAG_ID!r} ({bag.import_errors or 'not found'})")

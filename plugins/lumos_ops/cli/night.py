@@ -116,8 +116,10 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["LUMOS_SURVEY"] = os.path.abspath(args.survey)
     settings = PipelineSettings.from_env()
     if not args.no_airflow:
-        from lumos_ops.airflow.runner import run_nightly
+        from lumos_ops.airflow.runner import default_dags_folder, run_nightly
 
+        # before Airflow is imported: dag.test() serialises the DAG from the dags folder Airflow reads then
+        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(default_dags_folder())
         _default_airflow_db_connection(settings.db_conn_id, args.db_url)
 
         state, run_id, states = run_nightly(night=night)
