@@ -707,7 +707,7 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
     assert main(["model", "list", "--method", "lumos", *url]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["METHOD", "VERSION", "STATUS", "SINCE", "REPORT", "GATES", "CHECKPOINT"]
+    assert lines[0].split() == ["METHOD", "VERSION", "STATUS", "SINCE", "(UTC)", "REPORT", "GATES", "CHECKPOINT"]
     assert lines[1].split()[:3] == ["lumos", "lumos-a", "production"] and "passed" in lines[1]
     assert lines[2].split()[:3] == ["lumos", "lumos-b", "candidate"] and "failed" in lines[2]
     assert "lumos-b failed its gates" in out and "worse than production lumos-a's" in out
@@ -739,6 +739,19 @@ def test_lumos_model_commands(engine, db_url, tmp_path, capsys):
     assert main(["model", "rollback", "--method", "lumos", "--reason", "again", *url]) == 0
     assert ("lumos: rolled back from lumos-a (now retired) to no production version: the nightly runs the shipped "
             "default again") in capsys.readouterr().out
+
+
+def test_registry_times_print_in_utc_whatever_the_session_time_zone():
+    """``model list`` and ``history`` print the database's times and the gates' ISO time in one zone."""
+    import datetime as dt
+
+    from lumos_ops.cli.model import _when
+
+    madrid = dt.timezone(dt.timedelta(hours=1))
+    assert _when(dt.datetime(2026, 12, 7, 22, 30, 15, tzinfo=madrid)) == "2026-12-07 21:30"
+    assert _when(dt.datetime(2026, 12, 7, 22, 30, 15, tzinfo=madrid), seconds=True) == "2026-12-07 21:30:15"
+    assert _when("2026-12-07T21:30:15.123+00:00") == "2026-12-07 21:30"
+    assert _when(None) == "-"
 
 
 @pytestmark_db

@@ -94,8 +94,17 @@ def _engine(args: argparse.Namespace):
     return make_engine(args.url or database_url_from_env())
 
 
-def _when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+def _when(value, seconds: bool = False) -> str:
+    """A registry time (datetime or ISO 8601 text) as ``YYYY-MM-DD HH:MM[:SS]`` UTC; ``-`` when unset."""
+    import datetime as dt
+
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def _count(text: str) -> int:
@@ -120,7 +129,7 @@ def _list(args: argparse.Namespace) -> int:
     if not entries:
         print("(no model versions registered)" if not (args.method or args.status) else "(no matching versions)")
         return 0
-    rows = [("METHOD", "VERSION", "STATUS", "SINCE", "REPORT", "GATES", "CHECKPOINT")]
+    rows = [("METHOD", "VERSION", "STATUS", "SINCE (UTC)", "REPORT", "GATES", "CHECKPOINT")]
     for e in entries:
         gates = {None: "-", True: "passed", False: "failed"}[e.gates_passed]
         if e.gate_result and e.gate_result.get("forced"):
@@ -134,8 +143,8 @@ def _list(args: argparse.Namespace) -> int:
     for e in entries:
         if e.status == "candidate" and e.gates_passed is False:
             evaluated = e.gate_result.get("evaluated_at")  # when the gates ran, not when the status last changed
-            when = evaluated[:16].replace("T", " ") if isinstance(evaluated, str) else _when(e.status_since)
-            print(f"\n{e.model_version} failed its gates ({when}):")
+            when = _when(evaluated if isinstance(evaluated, str) else e.status_since)
+            print(f"\n{e.model_version} failed its gates ({when} UTC):")
             for reason in e.gate_result.get("reasons", []):
                 print(f"  - {reason}")
     return 0
@@ -232,7 +241,7 @@ def _history(args: argparse.Namespace) -> int:
         return 0
     for e in events:
         change = f"{e.from_status} -> {e.to_status}" if e.from_status and e.from_status != e.to_status else e.to_status
-        print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.method:<10} {e.model_version:<28} {e.action:<8} {change:<24} "
+        print(f"{_when(e.at, seconds=True)}Z  {e.method:<10} {e.model_version:<28} {e.action:<8} {change:<24} "
               f"by {e.actor}" + (f": {e.reason}" if e.reason else ""))
     return 0
 
