@@ -10,7 +10,8 @@ one thread (``OMP/MKL/OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``), t
 its steps are timed by wrapping the functions it calls (exclusive times, nested calls subtracted):
 
 * ``read``: ``read_exposure`` of the FITS file (outside ``measure_exposure``);
-* ``stamps``: ``prepare_targets`` without the rendering (catalogue checks, 60 px cutouts, flags);
+* ``stamps``: ``prepare_targets``'s work on the located catalogue, without the rendering (60 px
+  cutouts, flags; ``measure._prepare_located``, which ``measure_exposure`` calls directly);
 * ``render``: the unit-flux PSF-convolved Sersic model of every target (``render_target_models``);
 * ``wide stamps``: the 94 px cutouts and padded models of the classical methods (``photometry_inputs``);
 * ``background``: the 30-45 px annulus background (``annulus_background``);
@@ -128,7 +129,7 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
     timed_prop = functools.cached_property(timer.wrap("wide stamps", prop.func))
     timed_prop.__set_name__(context_cls, "photometry_inputs")
     patches = [
-        (measure_module, "prepare_targets", timer.wrap("stamps", measure_module.prepare_targets)),
+        (measure_module, "_prepare_located", timer.wrap("stamps", measure_module._prepare_located)),
         (measure_module, "render_target_models", timer.wrap("render", measure_module.render_target_models)),
         (measure_module, "get_method", lambda name, **_: _TimedMethod(instances[name], timer)),
         (inputs_module, "annulus_background", timer.wrap("background", inputs_module.annulus_background)),

@@ -58,24 +58,25 @@ def _write_benchmark(engine, n_rows: int, *, lumos: bool) -> tuple[int, float]:
     run_id = start_run(engine, dag_id="bench", dag_run_id=f"write-{method}", night="2000-01-01",
                        code_version="bench", settings={})
     register_model_versions(engine, [ModelVersion(version, method, kind="lumos" if lumos else "classical")])
-    per_exposure = 25_000
-    n_exposures = max(1, n_rows // per_exposure)
+    per_exposure = 25_000  # rows per exposure table; the last table holds the rest of n_rows
+    sizes = [per_exposure] * (n_rows // per_exposure) + ([n_rows % per_exposure] if n_rows % per_exposure else [])
+    n_exposures = len(sizes)
     rows = [{"key": f"bench/{method}/{e}.fits", "night": "2000-01-01", "expnum": e + (10_000 if lumos else 0),
              "ccd": 1, "size": 1, "checksum": "x"} for e in range(n_exposures)]
     ids = register_exposures(engine, rows, run_id=run_id)
     rng = np.random.default_rng(0)
     meta = ExposureMeta(band="NB685", epoch=0, exptime=90.0, psf_fwhm=1.0, zero_point=25.0, mjd=None, nan_fraction=0.0)
     tables = []
-    for _ in ids:
-        table = pd.DataFrame({"ref_id": np.arange(per_exposure), "method": method,
-                              "x": rng.uniform(0, 2048, per_exposure), "y": rng.uniform(0, 4096, per_exposure),
-                              "band": "NB685", "flux": rng.normal(5, 2, per_exposure),
-                              "flux_err": rng.uniform(1, 3, per_exposure), "flag": np.zeros(per_exposure, int)})
+    for n in sizes:
+        table = pd.DataFrame({"ref_id": np.arange(n), "method": method,
+                              "x": rng.uniform(0, 2048, n), "y": rng.uniform(0, 4096, n),
+                              "band": "NB685", "flux": rng.normal(5, 2, n),
+                              "flux_err": rng.uniform(1, 3, n), "flag": np.zeros(n, int)})
         if lumos:
             for k in range(5):
                 table[f"alpha_{k}"] = 0.2
-                table[f"mu_{k}"] = rng.normal(5, 2, per_exposure)
-                table[f"sigma_{k}"] = rng.uniform(1, 3, per_exposure)
+                table[f"mu_{k}"] = rng.normal(5, 2, n)
+                table[f"sigma_{k}"] = rng.uniform(1, 3, n)
         tables.append(table)
     start = time.perf_counter()
     written = sum(write_measurements(engine, t, exposure_id=e, run_id=run_id, meta=meta,
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-rows", type=int, default=200_000, help="rows per write benchmark")
     parser.add_argument("--no-airflow", action="store_true", help="skip the DAG run")
     args = parser.parse_args(argv)
+    if args.write_rows < 1:
+        parser.error("--write-rows must be >= 1")
 
     night = "2016-02-08"
     signal.signal(signal.SIGTERM, _interrupt)  # stop the throwaway server on `timeout` / kill too

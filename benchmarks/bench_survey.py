@@ -257,7 +257,8 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
         add("  throughput (measuring phase)",
             f"{rp['rows'] / max(n_methods, 1) / max(rp['process_window_s'], 1e-9):,.1f} targets/s, "
             f"{3600 * rp['n_images'] / max(rp['process_window_s'], 1e-9):,.0f} CCD images/h")
-    add(f"peak RSS per worker ({memory.samples} samples, both runs)", "process tree     largest process")
+    runs = "both runs" if rp is not None else "the nightly run"
+    add(f"peak RSS per worker ({memory.samples} samples, {runs})", "process tree     largest process")
     for name in memory.peak_tree:
         add(f"  {name}", f"{memory.peak_tree[name] / 2**20:9,.0f} MiB   {memory.peak_process[name] / 2**20:9,.0f} MiB")
 
@@ -299,7 +300,7 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
         scale_text += f" x {method_scale:.2f} (4 methods / measured share {args.method_share:.2f} of CPU)"
     out += [
         "",
-        f"Extrapolation (N workers = {args.workers} = cores; measured process-phase wall per CCD image "
+        f"Extrapolation (N = {args.workers} workers; measured process-phase wall per CCD image "
         f"{per_image_s:.2f} s with {args.workers} in parallel):",
         f"  PAUS night: 800 CCD images x {per_image_s:.2f} s {scale_text} = {_fmt_s(night_process)} process",
         f"            + {PAUS_COADDS:,} source-band co-adds x {PAUS_METHODS} methods = {coadds_night:,} co-adds "

@@ -1,8 +1,8 @@
-"""TEAHUPOO benchmark: training stamps per second, and survey simulation time per CCD.
+"""TEAHUPOO benchmark: training stamps per second, and survey simulation rate (CCD images per second).
 
 Run as ``.venv/bin/python benchmarks/bench_teahupoo.py [--n 2000] [--threads 1] [--device cpu]
 [--full-ccd]``. A small survey (512 x 512 CCDs, 3 bands, 2 epochs) is simulated first to provide
-background exposures; its time per CCD is reported too. ``--full-ccd`` also times one full
+background exposures; its rate (CCD images per second) is reported too. ``--full-ccd`` also times one full
 4096 x 2048 PAUCam CCD (about 1,500 catalogue and 5,000 faint galaxies, stars, every artefact).
 """
 

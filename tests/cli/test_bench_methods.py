@@ -31,7 +31,10 @@ def test_bench_methods_writes_json_png_and_prints_the_table(tmp_path: Path, caps
         assert sum(b["n"] + b["n_missing"] for b in report["metrics"]["binned"][method]) <= 150
         assert report["timing"][method]["seconds"] > 0
     assert report["render"] is None
+    # the background the three share is timed apart, not charged to whichever ran first
+    assert report["timing"]["background"]["seconds"] > 0
     printed = capsys.readouterr().out
+    assert "shared annulus background, timed apart" in printed
     assert printed.startswith("method") and "aperture" in printed and "i_auto bin" in printed
     assert format_table(report).splitlines()[0] == printed.splitlines()[0]
     # A second run measures the stamps it simulated, without simulating again.

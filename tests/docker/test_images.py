@@ -130,3 +130,24 @@ def test_images_pin_the_versions_of_the_lock():
         assert "LUMOS_SQL_DIR=/opt/lumos/sql" in text and "COPY --chown=airflow:root sql/" in text
     assert "cu1" in (DOCKER / "Dockerfile.gpu").read_text()
     assert '"--queues", "gpu"' in (DOCKER / "Dockerfile.gpu").read_text()
+
+
+def test_compose_volumes_are_folders_the_images_make_for_their_user():
+    """A named volume mounted where the image has no folder comes up owned by root: the airflow user
+    could not write the download cache. Each image makes the folders the compose file mounts."""
+    services = _compose()["services"]
+    mounts = {volume.split(":")[1] for name in ("airflow-worker", "airflow-worker-gpu")
+              for volume in services[name].get("volumes", []) if not volume.startswith((".", "/"))}
+    assert mounts, "the workers mount a named volume (the download cache)"
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DOCKER / dockerfile).read_text()
+        made = set(re.findall(r"mkdir -p (\S+)", text))
+        assert mounts <= made, (dockerfile, mounts - made)
+        assert text.rindex("USER airflow") < text.index("mkdir -p"), dockerfile
+
+
+def test_compose_gpu_worker_has_nightly_work():
+    """With a GPU worker (LUMOS_GPU_INFERENCE true) the nightly methods name LUMOS, or the GPU idles."""
+    env = _compose()["services"]["airflow-scheduler"]["environment"]
+    settings = PipelineSettings.from_env({k: str(v) for k, v in env.items()})
+    assert settings.gpu_inference and settings.night.needs_gpu and settings.lumos_step

@@ -162,7 +162,7 @@ def run_methods_benchmark(
         The content of ``methods.json``: ``config``, ``simulation``, ``metrics`` (overall and
         per i_auto bin: ``n``, ``bias``, ``sigma68`` and bootstrap errors), ``flags`` (fraction of
         flagged measurements), ``overall_by_band``, ``pull_sigma68`` (sigma68 of ``(f - f0) / flux_err``, 1 for calibrated
-        errors), ``timing`` (seconds and stamps per second per method), ``render``.
+        errors), ``timing`` (seconds and stamps per second per method, and of the shared ``background``), ``render``.
     """
     out = Path(out_dir)
     try:

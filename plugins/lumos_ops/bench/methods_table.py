@@ -19,6 +19,9 @@ def format_table(report: dict[str, Any]) -> str:
             f"{m:<10} {o['n']:>6} {_fmt(o['bias']):>9} {_fmt(o['sigma68']):>9} {_num(report['flags'][m]):>9.3f} "
             f"{_num(report['pull_sigma68'][m]):>8.3f} {_num(rate):>9.0f}"
         )
+    shared = report["timing"].get("background")
+    if shared:
+        lines.append(f"(the classical methods' shared annulus background, timed apart: {_num(shared['stamps_per_second']):.0f} stamps/s)")
     lines.append("")
     lines.append("i_auto bin     n     " + "  ".join(f"{m + ' bias':>13} {m + ' s68':>12}" for m in methods))
     bins = metrics["binned"][methods[0]]
