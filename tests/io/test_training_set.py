@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 
-from lumos_ops.exceptions import LumosValueError
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.exposure import read_exposure
 from lumos_ops.sim import TrainingSet
 
 
@@ -33,3 +36,44 @@ def test_reader_streams_shards(training_dir) -> None:
     clone = pickle.loads(pickle.dumps(ts))  # what a spawned data-loader worker receives
     assert clone._shards == {} and len(pickle.dumps(ts)) < 200_000
     np.testing.assert_array_equal(clone.images([7]), ts.images([7]))
+
+
+def test_damaged_files_are_one_error_naming_the_file(training_dir, tmp_path) -> None:
+    """An empty shard or a truncated meta table: an InputFileError naming the file, not a traceback."""
+    out, _, _ = training_dir
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "shards" / "shard-00002.npy").write_bytes(b"")
+    with pytest.raises(InputFileError, match="shard-00002.npy: not a readable .npy shard"):
+        TrainingSet(broken).shard(2)
+    data = (broken / "meta.parquet").read_bytes()
+    (broken / "meta.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="meta.parquet: not a readable Parquet table"):
+        TrainingSet(broken)
+
+
+def test_a_set_made_again_in_its_folder_is_whole_or_not_a_set(training_dir, small_survey, tmp_path) -> None:
+    """Regenerating into an earlier set's folder removes its manifest first: a run that fails part-way
+    leaves a folder no reader takes for a set (not new shards under the old manifest). A folder with
+    another kind of manifest (a survey's) is refused before anything is written."""
+    import pandas as pd
+
+    from lumos_ops.sim import TeahupooConfig, generate_training_set
+
+    out, _, config = training_dir
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    catalog = pd.read_parquet(small_survey.catalog_path)
+    with pytest.raises(InputFileError):
+        generate_training_set(config, [*small_survey.exposure_paths, str(tmp_path / "missing.fits")], catalog, again)
+    with pytest.raises(InputFileError, match="no training-set manifest"):
+        TrainingSet(again)
+    with pytest.raises(InputFileError, match="not a training set's manifest"):
+        generate_training_set(config, small_survey.exposure_paths, catalog, small_survey.out_dir)
+    assert json.loads((small_survey.out_dir / "manifest.json").read_text()).get("format") != "lumos-teahupoo"
+    made = generate_training_set(TeahupooConfig(n_stamps=20, shard_size=64, seed=5, stamp_size=40),
+                                 small_survey.exposure_paths, catalog, again)
+    assert len(TrainingSet(again)) == 20 and made.manifest_path == again / "manifest.json"
+    # the CCD shape is recorded: a model trained from any working folder gets the same CCD scale
+    ny, nx = read_exposure(small_survey.exposure_paths[0]).shape
+    assert json.loads(made.manifest_path.read_text())["ccd_shape"] == [ny, nx]

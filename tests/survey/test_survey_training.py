@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +25,8 @@ def test_sdss_training_set_trains_a_g_r_i_model(sdss_catalog, tmp_path):
     assert main(["simulate", "training-set", "--exposures", str(tmp_path / "frames" / "*.fits.bz2"), "--catalog",
                  str(sdss_catalog), "--out", str(ts), "--n-stamps", "100", "--survey", str(SDSS_SURVEY), "-q"]) == 0
     assert load_survey(ts / "survey.json").to_dict() == load_survey(SDSS_SURVEY).to_dict()
+    # the galaxies and their models are drawn at the survey's pixel scale, not PAUS's 0.263 arcsec
+    assert json.loads((ts / "manifest.json").read_text())["pixel_scale"] == load_survey(SDSS_SURVEY).pixel_scale != 0.263
     meta = pd.read_parquet(ts / "meta.parquet")
     assert set(meta["band"]) == {"g"} and set(meta["band_epoch"]) == {0}  # the three frames all say FILTER='g'
     assert main(["train", "--training-set", str(ts), "--out", str(model), "--epochs", "1", "--batch-size", "16",

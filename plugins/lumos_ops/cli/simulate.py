@@ -64,9 +64,13 @@ def _survey(args: argparse.Namespace) -> int:
 
 def _training_set(args: argparse.Namespace) -> int:
     from lumos_ops.io.catalog import read_catalog
+    from lumos_ops.lumos.train import TRAINING_SET_SURVEY
     from lumos_ops.sim import TeahupooConfig, generate_training_set
+    from lumos_ops.survey import use_survey
 
+    survey = survey_from_args(args)
     config = TeahupooConfig(
+        pixel_scale=survey.pixel_scale,  # the stamps' galaxies and models at the survey's pixels (arcsec)
         n_stamps=args.n_stamps,
         stamp_size=args.size,
         shard_size=args.shard_size,
@@ -92,10 +96,6 @@ def _training_set(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
     )
-    from lumos_ops.lumos.train import TRAINING_SET_SURVEY
-    from lumos_ops.survey import use_survey
-
-    survey = survey_from_args(args)
     paths = resolve_exposures(args.exposures)
     catalog = read_catalog(args.catalog)
     with use_survey(survey):

@@ -121,10 +121,9 @@ def _init_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def init_command(args: argparse.Namespace) -> int:
     """Body of ``lumos survey init``: validate and write the survey file atomically."""
-    import os
-    import tempfile
     from pathlib import Path
 
+    from lumos_ops.io.atomic import write_text_atomic
     from lumos_ops.survey import Survey, paus_survey
 
     out = Path(args.out)
@@ -137,14 +136,7 @@ def init_command(args: argparse.Namespace) -> int:
             raise LumosValueError("give --pixel-scale (arcsec / pixel) or --preset paus")
         survey = Survey.from_dict(_init_values(args), source=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        Path(tmp).write_text(json.dumps(survey.to_dict(), indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(out, json.dumps(survey.to_dict(), indent=2) + "\n")
     print(f"lumos survey: {survey.name}: {len(survey.bands)} bands ({', '.join(survey.band_names)}), "
           f"{survey.n_epochs} epoch(s), {survey.pixel_scale} arcsec/px -> {out}", file=sys.stderr)
     return 0

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Exposure", "ExposureBandError", "read_exposure", "REQUIRED_KEYS"]
+__all__ = ["Exposure", "ExposureBandError", "read_exposure", "image_shape", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS: tuple[str, ...] = ("EXPTIME", "FILTER", "PSFFWHM")
 """PAUS header keywords without which an exposure cannot be measured (other surveys: the
@@ -219,6 +219,25 @@ def _image_hdu(hdul: fits.HDUList, name: str) -> fits.ImageHDU | fits.PrimaryHDU
         f"{name}: no 2-D image in the primary HDU or any image extension (image shapes found: "
         f"{', '.join(map(str, shapes)) or 'none'}); write the CCD image as a 2-D array"
     )
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """Shape (ny, nx) in pixels of the first 2-D image of a FITS file, from its header alone (the
+    primary HDU or the first image extension, as :func:`read_exposure` picks); None when the file
+    cannot be read or holds no 2-D image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, lazy_load_hdus=False) as hdul:
+                hdul.verify("silentfix")
+                for hdu in hdul:
+                    if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+                        axes = [int(n) for n in (hdu.shape or ()) if int(n) != 1]
+                        if len(axes) == 2:
+                            return axes[0], axes[1]
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def image_ndim(data: np.ndarray) -> int:

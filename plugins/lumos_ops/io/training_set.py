@@ -68,7 +68,10 @@ class TrainingSet:
         meta_path = self.path / "meta.parquet"
         if not meta_path.is_file():
             raise InputFileError(f"{meta_path}: missing; the training set is incomplete, regenerate it")
-        self.meta: pd.DataFrame = pd.read_parquet(meta_path)
+        try:
+            self.meta: pd.DataFrame = pd.read_parquet(meta_path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise InputFileError(f"{meta_path}: not a readable Parquet table ({exc}); regenerate the set") from None
         counts = [int(s["n"]) for s in self.manifest["shards"]]
         if sum(counts) != len(self.meta) or len(self.meta) != int(self.manifest["n_stamps"]):
             raise InputFileError(
@@ -122,7 +125,7 @@ class TrainingSet:
                 raise InputFileError(f"{file}: shard missing; the training set is incomplete, regenerate it")
             try:
                 array = np.load(file, mmap_mode="r")
-            except ValueError as exc:
+            except (OSError, EOFError, ValueError) as exc:
                 raise InputFileError(f"{file}: not a readable .npy shard ({exc})") from None
             expected = (int(entry["n"]), 2, self.stamp_size, self.stamp_size)
             if array.shape != expected or array.dtype != np.float32:

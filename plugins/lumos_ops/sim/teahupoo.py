@@ -26,8 +26,9 @@ import pandas as pd
 from lumos_ops.constants import NB_BANDS, NJY_ZEROPOINT
 from lumos_ops.cutouts import cut_stamps
 from lumos_ops.exceptions import CatalogError, InputFileError, LumosValueError
+from lumos_ops.io.atomic import write_text_atomic
 from lumos_ops.io.catalog import validate_catalog
-from lumos_ops.io.exposure import Exposure, read_exposure
+from lumos_ops.io.exposure import Exposure, image_shape, read_exposure
 from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
 from lumos_ops.sim.bands import band_zero_point
 from lumos_ops.sim.detector import paste_stamps
@@ -329,11 +330,25 @@ def _population(config: TeahupooConfig, n: int, stream: int, count_slope: float)
 
 
 def _output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """The set's folder, made if needed. A folder that holds another kind of manifest (a simulated
+    survey's, say) is refused; an earlier training set there loses its manifest, meta table and survey
+    file first, so that a run that stops part-way leaves a folder no reader takes for a set."""
     out = Path(out_dir)
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            kind = json.loads(manifest.read_text()).get("format")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind != FORMAT_NAME:
+            raise InputFileError(f"{manifest}: not a training set's manifest (format {kind!r}); "
+                                 "give --out a new folder or an earlier training set's")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputFileError(f"{out}: cannot create the output directory ({exc})") from None
+    for stale in ("manifest.json", "meta.parquet", "survey.json"):
+        (out / stale).unlink(missing_ok=True)
     return out
 
 
@@ -701,6 +716,7 @@ def _write_manifest(out: Path, config: TeahupooConfig, paths: list[str], catalog
         "exposures": paths,
         "n_catalog_rows": int(len(catalog)),
     }
-    manifest_path = out / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest_path
+    shape = image_shape(paths[0])  # the CCD positions' scale, wherever the set is read from later
+    if shape is not None:
+        manifest["ccd_shape"] = list(shape)
+    return write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
