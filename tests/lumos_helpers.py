@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from lumos_ops.constants import NB_BANDS
 from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
 from lumos_ops.lumos.config import Normalization
 
@@ -43,9 +44,10 @@ def write_training_set(path, n=96, shard_size=40, seed=0):
         np.save(path / name, images[start : start + shard_size])
         shards.append({"file": name, "n": int(min(shard_size, n - start))})
     split = np.where(np.arange(n) % 4 == 0, "val", "train")
+    band_epoch = rng.integers(0, 80, n)  # the PAUS rows: narrow band index + 40 x camera epoch
     meta = pd.DataFrame({
         "stamp_id": np.arange(n), "shard": np.arange(n) // shard_size, "row": np.arange(n) % shard_size,
-        "band": "NB455", "epoch": 0, "band_epoch": rng.integers(0, 80, n), "ccd": 1,
+        "band": np.asarray(NB_BANDS)[band_epoch % 40], "epoch": band_epoch // 40, "band_epoch": band_epoch, "ccd": 1,
         "ccd_x": rng.uniform(0, 2047, n), "ccd_y": rng.uniform(0, 4095, n), "i_auto": imag,
         "r50": 0.5, "sersic_n": 1.0, "q": 1.0, "pa": 0.0, "dx": 0.0, "dy": 0.0, "flux": flux,
         "exptime": 100.0, "psf_fwhm": 1.0, "psf_beta": 3.5, "source_exposure": "x.fits", "split": split,

@@ -50,6 +50,7 @@ def recipe_draw(work: str | os.PathLike[str], n_stamps: int, *, model: str | Non
 
     Steps whose output already exists under ``work`` are skipped.
     """
+    from lumos_ops.evaluation.stamp_inference import model_band_rows
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.checkpoint import load_checkpoint
@@ -76,7 +77,7 @@ def recipe_draw(work: str | os.PathLike[str], n_stamps: int, *, model: str | Non
     loaded = load_checkpoint(model, device="cpu")
     i_auto = meta["i_auto"].to_numpy()
     inputs = prepare_inputs(images[:, 0], images[:, 1], i_auto, meta["ccd_x"].to_numpy(), meta["ccd_y"].to_numpy(),
-                            meta["band_epoch"].to_numpy(), loaded.normalization)
+                            model_band_rows(loaded, meta, where=str(work / "stamps")), loaded.normalization)
     mix = predict_mixtures(loaded, inputs, i_auto)
     args = (mix.alpha, mix.mu, mix.sigma, mix.truncated)
     truth = meta["flux"].to_numpy()

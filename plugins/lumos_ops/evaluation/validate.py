@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,9 +48,12 @@ from lumos_ops.evaluation.calibration import COVERAGE_MAG_EDGES, coverage_by_mag
 from lumos_ops.evaluation.stamp_inference import lumos_on_training_set
 from lumos_ops.evaluation.stamp_set_info import band_mag, set_flux_source
 from lumos_ops.evaluation.validate_config import BASELINE_MIN_SIZE, ESTIMATORS, ValidateConfig
-from lumos_ops.exceptions import LumosValueError
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.atomic import write_text_atomic
 
 __all__ = ["validate"]
+
+log = logging.getLogger(__name__)
 
 _MAIN = "with CCD position"
 _NO_CCD = "without CCD position"
@@ -103,9 +107,14 @@ def validate(
     from lumos_ops.lumos.checkpoint import load_checkpoint
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: is a file; give --out a folder for validation.json and the plots")
     loaded = load_checkpoint(model, device=config.device)
     ts = TrainingSet(test_set)
+    overlap = training_overlap(loaded, ts)
+    if overlap:
+        log.warning("%s", overlap)
+    out.mkdir(parents=True, exist_ok=True)
     stamps = _select_stamps(ts, test_set, config)
     lumos = lumos_on_training_set(loaded, ts, stamps.ids, batch_size=config.batch_size)
     fluxes, errors = _lumos_fluxes(lumos, config.estimator)
@@ -135,8 +144,34 @@ def validate(
         no_ccd=no_ccd, snr=snr, pairs=pairs, deblend=deblend, deblend_other=deblend_other, neighbours=neighbours,
         baselines_done=baselines_done, has_bayes="bayes_optimal" in fluxes,
     )
-    (out / "validation.json").write_text(json.dumps(report, indent=2, default=lambda o: None))
+    report["training_overlap"] = overlap
+    write_text_atomic(out / "validation.json", json.dumps(report, indent=2, default=lambda o: None))
     return report
+
+
+def training_overlap(loaded: Any, ts: Any) -> str | None:
+    """What the test set shares with the model's training set, as a sentence; None when nothing
+    (or when the checkpoint does not record its training set).
+
+    The same set (another split draws other stamps from the same exposures' backgrounds) or any
+    source exposure in common: the scores then are not on held-out pixels.
+    """
+    trained_on = loaded.metadata.get("training_set") or (loaded.metadata.get("adapt") or {}).get("training_set")
+    if not trained_on:
+        return None
+    trained_on = Path(trained_on)
+    if trained_on.resolve() == ts.path.resolve():
+        return (f"{ts.path}: is the model's own training set (other stamps of the same exposures' backgrounds); "
+                "its scores are not on held-out exposures")
+    try:
+        exposures = json.loads((trained_on / "manifest.json").read_text()).get("exposures", [])
+    except (OSError, ValueError):
+        return None
+    shared = {os.path.abspath(p) for p in exposures} & {os.path.abspath(p) for p in ts.manifest.get("exposures", [])}
+    if not shared:
+        return None
+    return (f"{ts.path}: {len(shared)} of its source exposures are in the model's training set {trained_on} "
+            f"(e.g. {sorted(shared)[0]}); its scores are not on held-out exposures")
 
 
 def _select_stamps(ts: Any, test_set: str | os.PathLike[str], config: ValidateConfig) -> _Stamps:
