@@ -99,3 +99,144 @@ def test_colours_compare_two_photometries(survey: Path, tmp_path: Path, capsys: 
     assert main(["photoz", "colours", "--table", str(both), "--bands", "NB785", "NB795",
                  "--catalog", str(tmp_path / "nothing.csv")]) == 2
     assert "nothing.csv: no such catalogue file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def noisy_night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight galaxies at S/N ~ 3 (the prior matters): co.csv, and cat_noz.csv (ref_id, i_auto; no zspec)
+    that lacks the last source."""
+    from lumos_ops.sim.population import draw_galaxies
+
+    folder = tmp_path_factory.mktemp("noisy")
+    galaxies = draw_galaxies(np.random.default_rng(4), 8)
+    galaxies.insert(0, "ref_id", np.arange(100, 108))
+    _coadd_table(galaxies, snr=3.0, seed=5, drop=0.0).to_csv(folder / "co.csv", index=False)
+    galaxies[["ref_id", "i_auto"]].iloc[:-1].to_csv(folder / "cat_noz.csv", index=False)
+    galaxies[["ref_id", "i_auto"]].assign(zspec=np.nan).to_csv(folder / "cat_nanz.csv", index=False)
+    return folder
+
+
+def _run(night: Path, out: Path, *extra: str) -> int:
+    return main(["photoz", "run", "--coadds", str(night / "co.csv"), "--out", str(out), "--z-step", "0.01", *extra])
+
+
+def test_prior_catalogue_needs_no_zspec_and_missing_sources_use_the_fitted_i(
+    noisy_night: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="lumos_ops.photoz.run"):
+        assert _run(noisy_night, tmp_path / "cat.csv", "--prior", "--catalog", str(noisy_night / "cat_noz.csv")) == 0
+    assert "1 of 8 sources have no i_auto" in caplog.text
+    assert _run(noisy_night, tmp_path / "fitted.csv", "--prior") == 0
+    with_cat, fitted = pd.read_csv(tmp_path / "cat.csv"), pd.read_csv(tmp_path / "fitted.csv")
+    columns = ["z_mode", "z_mean", "z_sigma68", "odds", "qz"]
+    np.testing.assert_allclose(with_cat[columns].iloc[-1], fitted[columns].iloc[-1], rtol=1e-10)
+    # The other sources do take the catalogue's magnitudes (the prior changes their posterior).
+    assert not np.allclose(with_cat["z_mean"].iloc[:-1], fitted["z_mean"].iloc[:-1], rtol=1e-6)
+
+
+def test_catalog_without_prior_is_one_error(noisy_night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(noisy_night, tmp_path / "pz.csv", "--catalog", str(noisy_night / "cat_noz.csv")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--catalog " + str(noisy_night / "cat_noz.csv")
+                        + ": the catalogue only gives the prior's magnitudes; add --prior or drop --catalog")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "pz.csv").exists()
+
+
+def test_bad_out_is_one_error_before_the_fit(
+    noisy_night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lumos_ops.photoz.run as run_module
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fit ran before the output was checked")
+
+    monkeypatch.setattr(run_module, "fit_photoz", no_fit)
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [(tmp_path / "dir.csv", "is a folder; give a file name"),
+             (tmp_path / "file" / "pz.csv", "file is a file, not a folder")]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/x.csv"), "cannot write in /proc"))
+    for out, message in cases:
+        assert _run(noisy_night, out) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--out {out}: " in err and message in err, err
+
+
+def test_run_replaces_its_output_atomically(noisy_night: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "new" / "pz.parquet"
+    assert _run(noisy_night, out) == 0
+    assert _run(noisy_night, out, "--prior") == 0
+    assert [p.name for p in out.parent.iterdir()] == ["pz.parquet"]
+
+    def half_written(self: pd.DataFrame, path: str, **kwargs: object) -> None:
+        Path(path).write_bytes(b"PAR1 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        _run(noisy_night, out)
+    monkeypatch.undo()
+    assert len(pd.read_parquet(out)) == 8
+    assert [p.name for p in out.parent.iterdir()] == ["pz.parquet"]
+
+
+def _validate(photoz: Path, catalog: Path, report: Path, *extra: str) -> int:
+    return main(["photoz", "validate", "--catalog", str(catalog), "--photoz", str(photoz), "--report", str(report), *extra])
+
+
+@pytest.fixture()
+def tiny_photoz(tmp_path: Path) -> tuple[Path, Path]:
+    """A hand-made photo-z table and a catalogue with zspec for the same two sources."""
+    pz, cat = tmp_path / "pz.csv", tmp_path / "cat.csv"
+    pd.DataFrame({"ref_id": [1, 2], "z_mode": [0.3, 0.5], "qz": [1.0, 2.0]}).to_csv(pz, index=False)
+    pd.DataFrame({"ref_id": [1, 2], "zspec": [0.3, 0.51], "i_auto": [20.0, 21.0]}).to_csv(cat, index=False)
+    return pz, cat
+
+
+def test_validate_without_finite_zspec_is_one_error(
+    tiny_photoz: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pz, cat = tiny_photoz
+    pd.DataFrame({"ref_id": [1, 2], "zspec": [np.nan, np.nan], "i_auto": [20.0, 21.0]}).to_csv(cat, index=False)
+    assert _validate(pz, cat, tmp_path / "r") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert "none of the 2 sources in common" in captured.err and "finite zspec" in captured.err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "0", "nan"])
+def test_validate_best_fraction_outside_0_1_is_one_error(
+    fraction: str, tiny_photoz: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _validate(*tiny_photoz, tmp_path / "r", "--best-fraction", fraction) == 2
+    assert f"--best-fraction {float(fraction)!r}: must lie in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_validate_best_fraction_one_and_bad_report_folders(
+    tiny_photoz: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pz, cat = tiny_photoz
+    assert _validate(pz, cat, tmp_path / "r", "--best-fraction", "1") == 0
+    assert json.loads((tmp_path / "r" / "photoz_metrics.json").read_text())["best_fraction"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["photoz_metrics.json", "photoz_validation.png"]
+    capsys.readouterr()
+    for report, message in ((pz / "sub", "pz.csv is a file, not a folder"), (pz, "pz.csv is a file, not a folder")):
+        assert _validate(pz, cat, report) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--report {report}: " in err and message in err, err
+    (tmp_path / "r2" / "photoz_validation.png").mkdir(parents=True)
+    assert _validate(pz, cat, tmp_path / "r2") == 2
+    assert "photoz_validation.png is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "photoz_metrics.json").exists()
+
+
+def test_colours_json_in_a_bad_place_is_one_error_before_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "colours.json"
+    assert main(["photoz", "colours", "--table", str(tmp_path / "absent.csv"), "--bands", "NB785", "NB795",
+                 "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--json {out}: " in err and "file is a file, not a folder" in err

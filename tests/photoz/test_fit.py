@@ -126,6 +126,20 @@ def test_prior_pulls_weak_data_towards_the_magnitude_expectation(grid: TemplateG
     assert np.all(np.isfinite(fitted_i.z_mode))
 
 
+def test_prior_uses_the_fitted_i_where_the_given_magnitude_is_nan(grid: TemplateGrid, true_fluxes: np.ndarray) -> None:
+    flux, err = _noisy(true_fluxes[:20], 2.0, seed=9)
+    fitted_i = fit_photoz(flux, err, grid=grid, prior=MagnitudePrior())
+    i_mag = np.full(20, 18.0)
+    i_mag[::2] = np.nan
+    mixed = fit_photoz(flux, err, grid=grid, prior=MagnitudePrior(), i_mag=i_mag)
+    bright = fit_photoz(flux, err, grid=grid, prior=MagnitudePrior(), i_mag=np.full(20, 18.0))
+    for name in ("z_mode", "z_mean", "z_sigma68", "odds"):
+        np.testing.assert_allclose(getattr(mixed, name)[::2], getattr(fitted_i, name)[::2], rtol=1e-10)
+        np.testing.assert_allclose(getattr(mixed, name)[1::2], getattr(bright, name)[1::2], rtol=1e-10)
+    # The prior matters at this signal-to-noise: a faint prior would have moved these sources.
+    assert np.all(np.abs(mixed.z_mean[::2] - bright.z_mean[::2]) > 1e-3)
+
+
 def test_prior_pdf_is_normalised_and_shifts_with_magnitude() -> None:
     z = np.linspace(0.01, 2.0, 200)
     p = MagnitudePrior().pdf(z, np.array([18.0, 22.0, np.nan]))

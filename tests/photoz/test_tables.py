@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from lumos_ops.exceptions import CatalogError, InputFileError
-from lumos_ops.photoz.tables import pivot_coadds, read_coadds, read_photoz_table, read_redshift_catalog
+from lumos_ops.photoz.tables import (
+    pivot_coadds,
+    read_coadds,
+    read_magnitude_catalog,
+    read_photoz_table,
+    read_redshift_catalog,
+)
 
 
 def _long() -> pd.DataFrame:
@@ -101,6 +107,23 @@ def test_redshift_catalogue_and_photoz_table(tmp_path: Path) -> None:
     pd.DataFrame({"ref_id": [1], "z_mean": [0.3]}).to_csv(pz, index=False)
     with pytest.raises(CatalogError, match=r"pz.csv: missing column\(s\) \['z_mode'\]"):
         read_photoz_table(pz)
+
+
+def test_magnitude_catalogue_needs_only_ref_id_and_i_auto(tmp_path: Path) -> None:
+    path = tmp_path / "cat_noz.csv"
+    pd.DataFrame({"ref_id": [7, 3], "i_auto": [20.5, np.nan], "ra": [0.0, 1.0]}).to_csv(path, index=False)
+    i_auto = read_magnitude_catalog(path)
+    assert i_auto.name == "i_auto" and list(i_auto.index) == [7, 3]
+    assert i_auto.loc[7] == 20.5 and np.isnan(i_auto.loc[3])
+    pd.DataFrame({"ref_id": [1], "zspec": [0.3]}).to_csv(path, index=False)
+    with pytest.raises(CatalogError, match=r"cat_noz.csv: missing column\(s\) \['i_auto'\]"):
+        read_magnitude_catalog(path)
+    pd.DataFrame({"ref_id": [1, 1], "i_auto": [20.0, 21.0]}).to_csv(path, index=False)
+    with pytest.raises(CatalogError, match="row 2: duplicated ref_id 1"):
+        read_magnitude_catalog(path)
+    pd.DataFrame({"ref_id": [1, 2], "i_auto": [20.0, "bright"]}).to_csv(path, index=False)
+    with pytest.raises(CatalogError, match="row 2: column i_auto='bright' is not a finite number"):
+        read_magnitude_catalog(path)
 
 
 def test_other_flux_columns() -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +14,8 @@ from lumos_ops.lumos.weights import shipped_models_help
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
-__all__ = ["register", "run_measure", "OUTPUT_SUFFIXES", "write_table"]
-
-OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
-"""Output formats chosen by the extension of ``--out``."""
+__all__ = ["register", "run_measure"]
 
 _METHOD_CHOICES: tuple[str, ...] = ("aperture", "modelfit", "optimal", "lumos")
 
@@ -74,30 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run_measure)
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a DataFrame to ``.csv`` or ``.parquet`` through a temporary file and an atomic rename.
-
-    An existing file at ``path`` is replaced only once the new one is complete.
-    """
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise InputFileError(f"{path}: unknown output format {suffix or '(none)'!r}; use .csv or .parquet")
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise InputFileError(f"{path}: the output directory {directory} does not exist")
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    os.close(handle)
-    try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _off_image_message(args: argparse.Namespace, shape: tuple[int, int], ref_id: np.ndarray, off: np.ndarray) -> str:
     """Which catalogue rows (1-based) lie off the image, for the error or the warning."""
@@ -115,6 +85,7 @@ def run_measure(args: argparse.Namespace) -> int:
     from lumos_ops.constants import STAMP_SIZE
     from lumos_ops.io.catalog import read_catalog, target_pixels
     from lumos_ops.io.exposure import read_exposure
+    from lumos_ops.io.tables import OUTPUT_SUFFIXES, write_table
     from lumos_ops.measure import centres_on_image, measure_exposure
 
     out_suffix = Path(args.out).suffix.lower()

@@ -22,12 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     run.add_argument("--coadds", required=True, help="co-add table (.csv or .parquet)")
-    run.add_argument("--out", required=True, help="output table (.parquet or .csv)")
+    run.add_argument("--out", required=True,
+                     help="output table (.parquet or .csv; checked before the fit, written atomically)")
     run.add_argument("--method", default=None, help="photometry method to use when the table has a method column")
     run.add_argument("--flux-column", default="flux", help="flux column in nJy (default flux; e.g. pdf_peak)")
     run.add_argument("--err-column", default="flux_err", help="flux error column in nJy (default flux_err; e.g. pdf_sigma68)")
     run.add_argument("--prior", action="store_true", help="apply the magnitude-dependent redshift prior")
-    run.add_argument("--catalog", default=None, help="catalogue with ref_id and i_auto for the prior (default: fitted i)")
+    run.add_argument("--catalog", default=None,
+                     help="catalogue with ref_id and i_auto (AB mag) for the prior's magnitudes; needs --prior "
+                          "(default, and for sources it lacks or with NaN i_auto: the fitted i)")
     run.add_argument("--error-floor", type=float, default=0.0, help="fractional flux error added in quadrature (default 0)")
     run.add_argument("--clip-sigma", type=float, default=None,
                      help="drop the worst band while its residual exceeds this many sigma (up to 3 bands; default off)")
@@ -47,11 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     val.add_argument("--catalog", required=True, help="catalogue with ref_id, zspec, i_auto (.csv or .parquet)")
     val.add_argument("--photoz", required=True, help="table written by lumos photoz run")
-    val.add_argument("--report", required=True, help="output directory")
+    val.add_argument("--report", required=True, help="output directory (created if needed; files written atomically)")
     val.add_argument("--z-column", default="z_mode", help="photo-z point estimate column (default z_mode)")
     val.add_argument("--quality", default="qz", choices=["qz", "odds", "z_sigma68", "chi2"],
                      help="quality proxy for the best-fraction cut (default qz)")
-    val.add_argument("--best-fraction", type=float, default=0.5, help="fraction of best sources also reported (default 0.5)")
+    val.add_argument("--best-fraction", type=float, default=0.5,
+                     help="fraction of best sources also reported, in (0, 1] (default 0.5)")
     val.add_argument("--outlier-threshold", type=float, default=0.02, help="|dz| outlier limit (default 0.02, PAUS NB)")
     val.set_defaults(func=validate_photoz_command)
 
@@ -125,8 +129,12 @@ def colours_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from lumos_ops.io.atomic import write_text_atomic
     from lumos_ops.photoz.colour_report import colour_widths_from_files
+    from lumos_ops.photoz.outputs import check_output_file
 
+    if args.json:
+        check_output_file(args.json, "--json")
     tables = {}
     for spec in args.table:
         name, sep, path = spec.partition("=")
@@ -141,5 +149,6 @@ def colours_command(args: argparse.Namespace) -> int:
         print(f"{row.name:<24} {row.n:>6d} {row.median:>8.4f} {row.sigma68:>8.4f} {row.sigma95:>8.4f}")
     if args.json:
         rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in widths.to_dict(orient="records")]
-        Path(args.json).write_text(json.dumps({"bands": args.bands, "kind": args.kind, "widths": rows}, indent=2) + "\n")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.json, json.dumps({"bands": args.bands, "kind": args.kind, "widths": rows}, indent=2) + "\n")
     return 0

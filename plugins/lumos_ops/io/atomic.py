@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = ["replace_atomically", "write_text_atomic"]
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename.
+def replace_atomically(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (its folder is created), then rename it to ``path``.
 
-    A reader sees the old file or the new one, never a partial one; on any failure the temporary file
-    is removed and the old file, if any, is left as it was. Returns the path.
+    A reader sees the old file or the complete new one, never a partial one; on any failure the
+    temporary file is removed and the old file, if any, is left as it was. Returns the path.
     """
-    path = Path(path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
+        write(tmp)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`replace_atomically`. Returns the path."""
+    return replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -197,6 +197,13 @@ def _chi2_grid(
     return chi2, amp, np.argmin(chi2, axis=1)
 
 
+def _prior_magnitudes(i_fit: np.ndarray, i_mag: np.ndarray | None) -> np.ndarray:
+    """Magnitudes (AB) for the prior: ``i_mag`` where finite, else the fitted ``i_fit``."""
+    if i_mag is None:
+        return i_fit
+    return np.where(np.isfinite(i_mag), i_mag, i_fit)
+
+
 def fit_photoz(
     flux: np.ndarray,
     flux_err: np.ndarray,
@@ -220,7 +227,8 @@ def fit_photoz(
     bands : sequence of str, optional, keyword-only
         Band of each flux column; the grid is restricted to them (default: the grid's bands).
     i_mag : array_like, shape (n,), optional, keyword-only
-        i-band AB magnitude of each source for the prior; without it the prior uses ``i_fit``.
+        i-band AB magnitude of each source for the prior; without it, or where it is NaN, the prior
+        uses the fitted ``i_fit``.
     prior : MagnitudePrior, optional, keyword-only
         Redshift prior; ``None`` (default) is a flat prior (maximum likelihood).
     config : PhotozConfig, optional, keyword-only
@@ -281,7 +289,7 @@ def fit_photoz(
         like = np.exp(chi2, out=chi2).reshape(len(rows), n_te, n_z).sum(axis=1)
         i_fit = np.where(amp_best > 0, NJY_ZEROPOINT - 2.5 * np.log10(np.where(amp_best > 0, amp_best, 1.0)), np.nan)
         if prior is not None:
-            like = like * prior.pdf(z, i_fit if i_mag is None else i_mag[rows])
+            like = like * prior.pdf(z, _prior_magnitudes(i_fit, None if i_mag is None else i_mag[rows]))
         post = like / like.sum(axis=1, keepdims=True)
         cdf = np.cumsum(post, axis=1) - 0.5 * post
         q01, q16, q50, q84, q99 = _quantiles(cdf, z, (0.01, 0.16, 0.5, 0.84, 0.99))

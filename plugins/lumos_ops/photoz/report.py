@@ -6,19 +6,20 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lumos_ops.exceptions import CatalogError
+from lumos_ops.exceptions import CatalogError, LumosValueError
+from lumos_ops.io.atomic import replace_atomically, write_text_atomic
 from lumos_ops.photoz.metrics import (
     DEFAULT_IMAG_BINS,
     PAUS_OUTLIER_THRESHOLD,
     binned_photoz_metrics,
     delta_z,
 )
+from lumos_ops.photoz.outputs import check_output_folder
 from lumos_ops.photoz.tables import read_photoz_table, read_redshift_catalog
 
 __all__ = ["REPORT_JSON", "REPORT_PNG", "validate_photoz", "plot_photoz", "json_safe"]
@@ -57,13 +58,14 @@ def validate_photoz(
     photoz : path
         Table written by ``lumos photoz run``.
     report_dir : path
-        Receives :data:`REPORT_JSON` and :data:`REPORT_PNG`.
+        Receives :data:`REPORT_JSON` and :data:`REPORT_PNG` (each written atomically; the folder is
+        checked before anything is read and created if needed).
     z_column, quality_column : str, keyword-only
         Photo-z point estimate and quality proxy columns (defaults ``z_mode`` and ``qz``).
     larger_is_better : bool, keyword-only
         Direction of the quality proxy (False for ``qz``, True for ``odds``).
     best_fraction : float, keyword-only
-        Fraction of the best sources also reported (default 0.5, as in the paper).
+        Fraction of the best sources also reported, in (0, 1] (default 0.5, as in the paper).
     outlier_threshold : float, keyword-only
         ``|dz|`` above which a source is an outlier (default 0.02).
     bins : sequence of float, keyword-only
@@ -75,14 +77,10 @@ def validate_photoz(
         The JSON report: ``n_photoz``, ``n_matched``, settings and ``metrics`` (list of rows of
         :func:`~lumos_ops.photoz.metrics.binned_photoz_metrics`).
     """
-    cat = read_redshift_catalog(catalog)
-    if "i_auto" not in cat.columns:
-        raise CatalogError(f"{os.fspath(catalog)}: missing column i_auto (needed for the per-magnitude metrics)")
-    pz = read_photoz_table(photoz, columns=(z_column, quality_column))
-    joined = pz.join(cat, how="inner")
-    if joined.empty:
-        raise CatalogError(f"{os.fspath(photoz)}: no ref_id in common with {os.fspath(catalog)}")
-    joined = joined[np.isfinite(joined["zspec"])]
+    if not (math.isfinite(best_fraction) and 0.0 < best_fraction <= 1.0):
+        raise LumosValueError(f"--best-fraction {best_fraction!r}: must lie in (0, 1] (a fraction of the sources)")
+    out = check_output_folder(report_dir, "--report", (REPORT_JSON, REPORT_PNG))
+    joined, n_photoz = _matched_sources(catalog, photoz, z_column, quality_column)
     table = binned_photoz_metrics(
         joined[z_column].to_numpy(),
         joined["zspec"].to_numpy(),
@@ -100,16 +98,42 @@ def validate_photoz(
         "quality_column": quality_column,
         "best_fraction": best_fraction,
         "outlier_threshold": outlier_threshold,
-        "n_photoz": int(len(pz)),
+        "n_photoz": n_photoz,
         "n_matched": int(len(joined)),
         "metrics": [{k: json_safe(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
     }
-    out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     plot_photoz(joined[z_column].to_numpy(), joined["zspec"].to_numpy(), table, out / REPORT_PNG,
                 outlier_threshold=outlier_threshold)
+    write_text_atomic(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _matched_sources(
+    catalog: str | os.PathLike[str], photoz: str | os.PathLike[str], z_column: str, quality_column: str
+) -> tuple[pd.DataFrame, int]:
+    """Photo-z rows joined with the catalogue (``zspec``, ``i_auto``) where ``zspec`` is finite,
+    and the number of photo-z rows.
+
+    Raises
+    ------
+    CatalogError
+        No ``i_auto`` column, no ``ref_id`` in common, or no finite ``zspec`` among the common sources.
+    """
+    cat = read_redshift_catalog(catalog)
+    if "i_auto" not in cat.columns:
+        raise CatalogError(f"{os.fspath(catalog)}: missing column i_auto (needed for the per-magnitude metrics)")
+    pz = read_photoz_table(photoz, columns=(z_column, quality_column))
+    joined = pz.join(cat, how="inner")
+    if joined.empty:
+        raise CatalogError(f"{os.fspath(photoz)}: no ref_id in common with {os.fspath(catalog)}")
+    finite = joined[np.isfinite(joined["zspec"])]
+    if finite.empty:
+        raise CatalogError(
+            f"{os.fspath(catalog)}: none of the {len(joined)} sources in common with {os.fspath(photoz)} has a finite "
+            "zspec; give a catalogue with spectroscopic redshifts"
+        )
+    return finite, int(len(pz))
 
 
 def plot_photoz(
@@ -120,7 +144,7 @@ def plot_photoz(
     *,
     outlier_threshold: float = PAUS_OUTLIER_THRESHOLD,
 ) -> None:
-    """Three panels: z_phot vs zspec, histogram of dz, and the metrics table; saved as PNG."""
+    """Three panels: z_phot vs zspec, histogram of dz, and the metrics table; saved as PNG (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,5 +179,7 @@ def plot_photoz(
     tab.set_fontsize(8)
     tab.scale(1.0, 1.1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

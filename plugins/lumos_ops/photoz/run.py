@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lumos_ops.exceptions import InputFileError
+from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.tables import write_table
 from lumos_ops.photoz.fit import PhotozConfig, fit_photoz
+from lumos_ops.photoz.outputs import check_output_file
 from lumos_ops.photoz.prior import MagnitudePrior
-from lumos_ops.photoz.tables import read_coadds, read_redshift_catalog
+from lumos_ops.photoz.tables import read_coadds, read_magnitude_catalog
 from lumos_ops.photoz.templates import TemplateGridConfig, build_template_grid
 
 __all__ = ["run_photoz"]
@@ -47,8 +49,9 @@ def run_photoz(
     flux_column, err_column : str, keyword-only
         Flux and error columns (nJy), e.g. ``pdf_peak`` / ``pdf_sigma68`` for LUMOS PDF co-adds.
     catalog : path, optional, keyword-only
-        Catalogue with ``ref_id`` and ``i_auto`` giving the prior's magnitudes (otherwise the
-        fitted i-band magnitude is used).
+        Catalogue with ``ref_id`` and ``i_auto`` (AB mag) giving the prior's magnitudes; requires
+        ``prior``. Sources it lacks (or with NaN ``i_auto``) use the fitted i-band magnitude, as do
+        all sources without a catalogue.
     prior : MagnitudePrior, optional, keyword-only
         Redshift prior; ``None`` is flat.
     config, grid_config : optional, keyword-only
@@ -62,20 +65,31 @@ def run_photoz(
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise InputFileError(f"{out}: the photo-z output must end in .parquet or .csv")
+    if catalog is not None and prior is None:
+        raise LumosValueError(
+            f"--catalog {os.fspath(catalog)}: the catalogue only gives the prior's magnitudes; add --prior or drop --catalog"
+        )
+    check_output_file(out, "--out")
     fluxes = read_coadds(coadds, method=method, flux_column=flux_column, err_column=err_column)
-    i_mag = None
-    if catalog is not None and prior is not None:
-        cat = read_redshift_catalog(catalog)
-        if "i_auto" in cat.columns:
-            i_mag = cat["i_auto"].reindex(fluxes.ref_id).to_numpy(dtype=np.float64)
+    i_mag = None if catalog is None else _catalog_magnitudes(catalog, fluxes.ref_id)
     start = time.perf_counter()
     grid = build_template_grid(grid_config, bands=fluxes.bands)
     result = fit_photoz(fluxes.flux, fluxes.flux_err, grid=grid, i_mag=i_mag, prior=prior, config=config)
     log.info("photo-z of %d sources in %d bands: %.1f s", len(fluxes.ref_id), len(fluxes.bands), time.perf_counter() - start)
     frame = result.to_frame(fluxes.ref_id)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
+    write_table(frame, out)
     return frame
+
+
+def _catalog_magnitudes(catalog: str | os.PathLike[str], ref_id: np.ndarray) -> np.ndarray:
+    """The catalogue's ``i_auto`` (AB mag) of each source, NaN (= use the fitted i) where it has none.
+
+    Logs a warning with the number of sources that fall back to the fitted i-band magnitude.
+    """
+    i_auto = read_magnitude_catalog(catalog).reindex(ref_id).to_numpy(dtype=np.float64)
+    n_missing = int(np.count_nonzero(~np.isfinite(i_auto)))
+    if n_missing:
+        log.warning("%s: %d of %d sources have no i_auto (absent or NaN); their prior uses the fitted i magnitude",
+                    os.fspath(catalog), n_missing, len(ref_id))
+    return i_auto

@@ -6,6 +6,7 @@
   per source with NaN for missing bands.
 * Redshift catalogue: ``ref_id``, ``zspec`` and optionally ``i_auto`` (e.g. the simulator's
   ``catalog.parquet``).
+* Magnitude catalogue (the prior's magnitudes): ``ref_id`` and ``i_auto`` (AB mag; NaN = unknown).
 * Photo-z table: ``ref_id`` and the columns of :data:`lumos_ops.photoz.fit.RESULT_COLUMNS`.
 
 Row numbers in messages are 1-based data rows (row 1 is the first line after a CSV header).
@@ -29,6 +30,7 @@ __all__ = [
     "pivot_coadds",
     "read_coadds",
     "read_redshift_catalog",
+    "read_magnitude_catalog",
     "read_photoz_table",
 ]
 
@@ -184,6 +186,14 @@ def pivot_coadds(
     return CoaddFluxes(ref_id=ids, bands=bands, flux=flux_wide, flux_err=err_wide)
 
 
+def _check_unique(ref: np.ndarray, source: str) -> None:
+    """Raise a CatalogError naming the first row whose ``ref_id`` repeats an earlier one."""
+    dup = pd.Index(ref).duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0]) + 1
+        raise CatalogError(f"{source}: row {row}: duplicated ref_id {ref[row - 1]}")
+
+
 def read_coadds(
     path: str | os.PathLike[str], *, method: str | None = None, flux_column: str = "flux", err_column: str = "flux_err"
 ) -> CoaddFluxes:
@@ -214,11 +224,27 @@ def read_redshift_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
     out = pd.DataFrame({"zspec": zspec}, index=pd.Index(ref, name="ref_id"))
     if "i_auto" in table.columns:
         out["i_auto"] = _numeric(table, "i_auto", source, allow_nan=True)
-    dup = out.index.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0]) + 1
-        raise CatalogError(f"{source}: row {row}: duplicated ref_id {ref[row - 1]}")
+    _check_unique(ref, source)
     return out
+
+
+def read_magnitude_catalog(path: str | os.PathLike[str]) -> pd.Series:
+    """Read the prior's magnitudes: ``i_auto`` (AB mag, NaN allowed) indexed by ``ref_id``.
+
+    Only ``ref_id`` and ``i_auto`` are read; other columns (``zspec``...) may be absent.
+
+    Raises
+    ------
+    CatalogError
+        Missing columns, non-numeric or infinite values or duplicated ``ref_id`` (names the row).
+    """
+    source = os.fspath(path)
+    table = read_table(path, what="catalogue")
+    _require(table, ("ref_id", "i_auto"), source)
+    ref = _ref_ids(table, source)
+    i_auto = _numeric(table, "i_auto", source, allow_nan=True)
+    _check_unique(ref, source)
+    return pd.Series(i_auto, index=pd.Index(ref, name="ref_id"), name="i_auto")
 
 
 def read_photoz_table(path: str | os.PathLike[str], *, columns: Sequence[str] = ("z_mode",)) -> pd.DataFrame:
@@ -236,8 +262,5 @@ def read_photoz_table(path: str | os.PathLike[str], *, columns: Sequence[str] = 
     for column in columns:
         table[column] = _numeric(table, column, source, allow_nan=True)
     out = table.drop(columns="ref_id").set_index(pd.Index(ref, name="ref_id"))
-    dup = out.index.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0]) + 1
-        raise CatalogError(f"{source}: row {row}: duplicated ref_id {ref[row - 1]}")
+    _check_unique(ref, source)
     return out
