@@ -1,5 +1,7 @@
 """``lumos db`` and ``lumos night`` (check, upgrade, query; run --no-airflow, status, recover) on the throwaway PostgreSQL."""
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -14,6 +16,12 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     store, _ = night_store
     assert main(["db", "check", "--url", db_url]) == 2
     assert "lumos db upgrade" in capsys.readouterr().err
+    # an unmigrated schema: one line saying what to run, not an SQL traceback
+    for argv in (["db", "query", "night_summary", "-p", "limit=1", "--url", db_url],
+                 ["night", "status", "--night", NIGHT, "--db-url", db_url]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "schema is missing migration(s)" in err and "lumos db upgrade" in err
     assert main(["db", "upgrade", "--url", db_url]) == 0
     assert "applied V001" in capsys.readouterr().out
     assert main(["db", "upgrade", "--url", db_url]) == 0
@@ -26,6 +34,11 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert NIGHT in capsys.readouterr().out
     assert main(["db", "query", "night_summary"]) == 2
     assert "needs parameter(s) limit" in capsys.readouterr().err
+    assert main(["db", "query", "night_summary", "-p", "limit=abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "invalid input syntax" in err and "check the --param values (limit=abc)" in err
+    assert main(["night", "status", "--night", "2020-01-01"]) == 0
+    assert "night 2020-01-01: no exposure registered (never run" in capsys.readouterr().out
     assert main(["night", "status", "--night", NIGHT]) == 0
     assert "n_done" not in (out := capsys.readouterr().out) and "done=2" in out and "stale=0" in out
     # an exposure left running by a dead task: recent ones are left alone, old ones are recovered
@@ -66,3 +79,37 @@ def test_a_night_through_an_unmigrated_airflow_is_one_error(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "is not migrated: run `airflow db migrate` once" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_night_through_airflow_stops_on_sigterm(tmp_path):
+    """SIGTERM (systemd, CI, ``timeout``) stops ``lumos night run`` at once, the Airflow run's process
+    group with it; Airflow's in-process task runner would only call the task's on_kill and go on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LUMOS_DAGS"))}
+    env["AIRFLOW_HOME"] = str(tmp_path / "airflow")
+    (tmp_path / "store").mkdir()
+    cli = subprocess.Popen([sys.executable, "-m", "lumos_ops.cli", "night", "run", "--night", NIGHT, "--store",
+                            str(tmp_path / "store"), "--db-url", "postgresql://lumos@127.0.0.1:1/lumos"],
+                           env=env, stderr=subprocess.PIPE, text=True)
+    deadline, child = time.monotonic() + 120, None
+    while child is None and time.monotonic() < deadline and cli.poll() is None:
+        for status in map(lambda p: p / "stat", Path("/proc").glob("[0-9]*")):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == cli.pid:  # the parent pid: the Airflow run's child process
+                child = int(status.parent.name)
+        time.sleep(0.05)
+    assert child is not None, "the Airflow run was never started in a child process"
+    started = time.monotonic()
+    cli.send_signal(signal.SIGTERM)
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130 and time.monotonic() - started < 30, err[-2000:]
+    assert "was stopped; `lumos night recover --older-than 0" in err and "Traceback" not in err
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()

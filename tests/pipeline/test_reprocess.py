@@ -91,3 +91,59 @@ def test_reprocessing_lumos_needs_an_explicit_version(engine, survey):
         plan_reprocess(engine, store, lumos, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-x")
     with pytest.raises(LumosValueError, match="before first_night"):
         plan_reprocess(engine, store, config, first_night=NIGHTS[1], last_night=NIGHTS[0], dag_run_id="re-y")
+
+
+def test_a_reprocessed_version_is_a_candidate_until_promoted_and_production_coadds_keep_their_provenance(engine,
+                                                                                                      survey):
+    """Reprocessing a method the nights do not measure registers its version as a candidate (not
+    production, though the method has none); production's co-adds keep their run and time; once the
+    version is promoted, the nightly measures that method under it."""
+    from lumos_ops.pipeline.registry import get_version, promote, resolve_production
+
+    store, _, config = survey
+
+    def production_coadds():
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT ref_id, band, run_id, updated_at FROM lumos.coadds "
+                                        "WHERE model_version = 'aperture-1' ORDER BY ref_id, band")).all()
+
+    before = production_coadds()
+    optimal = NightConfig(store_url=config.store_url, cache_dir=config.cache_dir, methods=("optimal",),
+                          model_versions={"optimal": "optimal-7"})
+    plan = plan_reprocess(engine, store, optimal, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-o")
+    reprocess_chunk(engine, store, optimal, plan.tasks)
+    finish_reprocess(engine, plan.runs, plan.versions)
+    assert get_version(engine, "optimal-7").status == "candidate"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE model_version = 'optimal-7'")
+                            ).scalar() == 2 * N_SOURCES
+    assert production_coadds() == before
+
+    # the nights then measure optimal too: its first version becomes production and is what is shown
+    nightly = NightConfig(store_url=config.store_url, cache_dir=config.cache_dir, methods=("aperture", "optimal"))
+    assert resolve_production(engine, nightly) == {"aperture": "aperture-1", "optimal": "optimal-1"}
+    for night in NIGHTS:
+        assert run_night(engine, store, nightly, night=night, dag_run_id=f"both-{night}").status == "success"
+    assert get_version(engine, "optimal-1").status == "production"
+    with engine.connect() as conn:
+        shown = conn.execute(sa.text("SELECT DISTINCT model_version, model_status FROM lumos.latest_coadds "
+                                     "WHERE method = 'optimal'")).all()
+    assert shown == [("optimal-1", "production")]
+    promote(engine, "optimal-7", force=True, reason="reprocessed with the new background")
+    assert resolve_production(engine, nightly) == {"aperture": "aperture-1", "optimal": "optimal-7"}
+
+
+def test_an_unknown_method_is_refused_before_anything_is_registered(engine, survey):
+    store, _, config = survey
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM lumos.model_versions")).scalar()
+    typo = NightConfig(store_url=config.store_url, cache_dir=config.cache_dir, methods=("aperture", "optimla"),
+                       model_versions={"optimla": "optimla-2"})
+    with pytest.raises(LumosValueError, match="unknown photometry method.*'optimla'; choose from aperture"):
+        plan_reprocess(engine, store, typo, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-t")
+    with pytest.raises(LumosValueError, match="unknown photometry method.*'optimla'"):
+        run_night(engine, store, typo, night=NIGHTS[0], dag_run_id="typo")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.model_versions")).scalar() == before
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.pipeline_runs WHERE dag_run_id IN ('re-t', 'typo')")
+                            ).scalar() == 0

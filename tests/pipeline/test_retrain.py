@@ -1,6 +1,7 @@
 """Periodic adaptation: a candidate from the survey's own exposures, registered with its injection report, promoted."""
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -59,6 +60,12 @@ def test_candidate_is_trained_registered_and_runs_nightly(engine, tmp_path):
     assert set(methods) == {"aperture", "lumos"} and row.injection_report["base"]["populations"]["sersic"]["lumos"]
     assert set(row.injection_report["exposure_keys"]["heldout"]) <= set(select_training_exposures(engine, until=until, nights=2))
     assert store.head(result.report_key).size > 1000
+    # provenance names object keys and versions, not the worker's download cache or work folder
+    assert row.metadata["base_model"] == "the shipped default"
+    stored = json.dumps(row.injection_report)
+    assert str(tmp_path / "cache") not in stored and str(tmp_path / "work") not in stored
+    assert set(row.injection_report["adapt"]["train_exposures"]) <= set(select_training_exposures(engine, until=until,
+                                                                                                   nights=2))
 
     # Promotion: the nightly pipeline runs the candidate from object storage under its version.
     promoted = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"), methods=("lumos",),

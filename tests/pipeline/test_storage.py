@@ -84,3 +84,41 @@ def test_s3_settings_validation():
     with pytest.raises(ValueError, match="max_attempts"):
         S3Settings(bucket="b", max_attempts=0)
     assert not ObjectInfo("k", 1, "abc-2").verifiable_md5
+
+
+def test_bucket_names_are_lower_case_and_a_given_client_names_its_own_endpoint():
+    """Upper case is refused as the message says; a store over a client built elsewhere (Airflow's
+    S3Hook) describes the endpoint that client talks to, not the setting it does not use."""
+
+    with pytest.raises(ValueError, match="lower-case"):
+        S3Settings(bucket="Survey")
+    client = boto3.client("s3", endpoint_url="http://127.0.0.1:5573", region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="y")
+    store = S3ObjectStore(S3Settings(bucket="survey", prefix="paus", endpoint_url="http://127.0.0.1:5579"),
+                          client=client)
+    assert store.describe() == "s3://survey/paus at http://127.0.0.1:5573"
+
+
+def test_night_run_through_airflow_gives_the_s3_connection_the_endpoint_it_names(monkeypatch):
+    """``--endpoint-url`` (or $LUMOS_S3_ENDPOINT_URL for an undefined Connection) reaches the DAG's
+    Connection: the DAG no longer talks to AWS while the messages name the endpoint."""
+    import json
+    import os
+
+    from lumos_ops.cli import night
+    from lumos_ops.pipeline.config import NightConfig
+
+    config = NightConfig(store_url="s3://survey/paus", endpoint_url="http://127.0.0.1:5573", region="us-east-1")
+    monkeypatch.setattr(night, "_airflow_connection_defined", lambda conn_id: False)
+    monkeypatch.delenv("AIRFLOW_CONN_LUMOS_S3", raising=False)
+    night._default_airflow_s3_connection("lumos_s3", None, config)
+    assert json.loads(os.environ["AIRFLOW_CONN_LUMOS_S3"]) == {
+        "conn_type": "aws", "extra": {"endpoint_url": "http://127.0.0.1:5573", "region_name": "us-east-1"}}
+    defined = {"conn_type": "aws", "login": "key", "password": "secret", "extra": {"endpoint_url": "http://minio:9000"}}
+    monkeypatch.setenv("AIRFLOW_CONN_LUMOS_S3", json.dumps(defined))
+    night._default_airflow_s3_connection("lumos_s3", None, config)  # a defined Connection is kept
+    assert json.loads(os.environ["AIRFLOW_CONN_LUMOS_S3"]) == defined
+    night._default_airflow_s3_connection("lumos_s3", "http://127.0.0.1:9100", config)  # --endpoint-url wins
+    replaced = json.loads(os.environ["AIRFLOW_CONN_LUMOS_S3"])
+    assert (replaced["login"], replaced["password"], replaced["extra"]["endpoint_url"]) == (
+        "key", "secret", "http://127.0.0.1:9100")

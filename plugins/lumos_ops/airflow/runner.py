@@ -1,17 +1,27 @@
-"""Run ``lumos_nightly`` in-process through Airflow (``dag.test()``), for ``lumos demo`` and
-``lumos night run``. Airflow's metadata database must be migrated (``airflow db migrate``; a
-database that is not is one error saying so), and Airflow's dags folder must be the one parsed
-here, set before Airflow is first imported: ``dag.test()`` serialises the DAG from it."""
+"""Run ``lumos_nightly`` through Airflow (``dag.test()``), for ``lumos demo`` and ``lumos night run``.
+Airflow's metadata database must be migrated (``airflow db migrate``; a database that is not is
+one error saying so), and Airflow's dags folder must be the one parsed here, set before Airflow is
+first imported: ``dag.test()`` serialises the DAG from it.
+
+:func:`run_nightly` runs the DAG in this process. :func:`run_nightly_stoppable` runs it in a child
+process of its own session, which SIGTERM and Ctrl-C stop at once: Airflow's in-process task runner
+replaces the SIGTERM handler with one that only calls the task's ``on_kill`` and goes on with the
+run, retries included."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from lumos_ops.exceptions import LumosError
 
-__all__ = ["DAG_ID", "default_dags_folder", "run_nightly"]
+__all__ = ["DAG_ID", "default_dags_folder", "run_nightly", "run_nightly_stoppable"]
 
 DAG_ID = "lumos_nightly"
 
@@ -60,3 +70,73 @@ def run_nightly(*, night: str, dags_folder: str | os.PathLike[str] | None = None
             for ti in rows
         }
     return str(getattr(run.state, "value", run.state)), run.run_id, states
+
+
+STOP_GRACE_S = 10.0
+"""Seconds the child run gets to end after SIGTERM before it is killed."""
+
+
+def run_nightly_stoppable(*, night: str) -> tuple[str, str, dict[str, str]]:
+    """:func:`run_nightly` in a child process (this environment, its own session), so that SIGTERM
+    or Ctrl-C ends the run at once: the child's process group gets SIGTERM, then SIGKILL after
+    :data:`STOP_GRACE_S`, and :class:`KeyboardInterrupt` is raised here. Exposures and runs the
+    child left ``running`` are closed by ``lumos night recover``.
+
+    Raises
+    ------
+    LumosError
+        What the child's run raised (one line), or the child died without a result.
+    """
+    with tempfile.TemporaryDirectory(prefix="lumos-nightly-") as tmp:
+        result = Path(tmp) / "result.json"
+        child = subprocess.Popen([sys.executable, "-m", "lumos_ops.airflow.runner", night, str(result)],
+                                 start_new_session=True)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            _stop(child)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not result.is_file():
+            raise LumosError(f"the Airflow run of {DAG_ID} for night {night} ended without a result (exit {code}); "
+                             "its log is above")
+        outcome = json.loads(result.read_text())
+    if "error" in outcome:
+        raise LumosError(outcome["error"])
+    return outcome["state"], outcome["run_id"], outcome["states"]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """SIGTERM to the child's process group, SIGKILL after :data:`STOP_GRACE_S`."""
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m lumos_ops.airflow.runner NIGHT RESULT``: run the night, write the outcome to RESULT."""
+    night, result = argv
+    try:
+        state, run_id, states = run_nightly(night=night)
+        outcome: dict[str, object] = {"state": state, "run_id": run_id, "states": states}
+    except LumosError as exc:
+        outcome = {"error": str(exc)}
+    Path(result).write_text(json.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

@@ -84,18 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except LumosError as exc:
-        print(f"lumos {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"lumos {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        message = database_unreachable(exc)
-        if message is None:
+        message = database_unreachable(exc)  # also a LumosError raised while the connection failed
+        if message is not None:
+            print(f"lumos {args.command}: error: {message}", file=sys.stderr)
+            return 1
+        if not isinstance(exc, LumosError):
             raise
-        print(f"lumos {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        print(f"lumos {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def database_unreachable(exc: BaseException) -> str | None:

@@ -5,13 +5,15 @@ left ``running`` by a task that died.
 Both paths run the same ``lumos_ops.pipeline`` functions. Settings come from the ``LUMOS_*``
 environment variables (see ``docs/pipeline.md``) and the options below. The database: ``--db-url``,
 else (through Airflow) the Airflow Connection ``lumos_db`` when it is defined, else
-``$LUMOS_DATABASE_URL``, else the local PostgreSQL of ``lumos db start`` when it runs. S3
-credentials come from boto3's usual chain.
+``$LUMOS_DATABASE_URL``, else the local PostgreSQL of ``lumos db start`` when it runs. An S3
+store: ``--endpoint-url``, else (through Airflow) the Airflow Connection ``lumos_s3`` when it is
+defined, else ``$LUMOS_S3_ENDPOINT_URL``; credentials from the Connection or boto3's usual chain.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["register"]
 
@@ -26,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="run the steps in this process instead of through the lumos_nightly DAG")
     run.add_argument("--store", help="object store: directory, file:///dir or s3://bucket/prefix "
                                      "(default $LUMOS_STORE_URL)")
-    run.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://localhost:9000 (MinIO)")
+    run.add_argument("--endpoint-url", help="S3-compatible endpoint, e.g. http://localhost:9000 (MinIO); through "
+                                            "Airflow it replaces the lumos_s3 Connection's (default: the "
+                                            "Connection's, else $LUMOS_S3_ENDPOINT_URL)")
     run.add_argument("--methods", help="comma-separated photometry methods (default $LUMOS_METHODS or aperture)")
     run.add_argument("--db-url", help="SQLAlchemy URL of the photometry database (default: through Airflow the "
                                       "lumos_db Connection when defined, else $LUMOS_DATABASE_URL, else the "
@@ -55,18 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lumos_ops.pipeline.database import database_url_from_env, make_engine
+    from lumos_ops.pipeline.database import check_schema, database_url_from_env, make_engine
     from lumos_ops.pipeline.keys import validate_night
     from lumos_ops.pipeline.report import failure_message, night_counts
 
     night = validate_night(args.night)
     engine = make_engine(args.db_url or database_url_from_env())
     try:
+        check_schema(engine)
         counts = night_counts(engine, night)
         message = failure_message(engine, night)
     finally:
         engine.dispose()
     print(f"night {night}: " + ", ".join(f"{k.removeprefix('n_')}={v}" for k, v in counts.items()))
+    if not counts["n_exposures"]:
+        print(f"night {night}: no exposure registered (never run, or its store held none)")
     if message:
         print(message)
     return 1 if message else 0
@@ -100,6 +107,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import os
+    import sys
     import uuid
 
     from lumos_ops.pipeline.config import PipelineSettings
@@ -116,13 +124,21 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["LUMOS_SURVEY"] = os.path.abspath(args.survey)
     settings = PipelineSettings.from_env()
     if not args.no_airflow:
-        from lumos_ops.airflow.runner import default_dags_folder, run_nightly
+        from lumos_ops.airflow.runner import default_dags_folder, run_nightly_stoppable
 
         # before Airflow is imported: dag.test() serialises the DAG from the dags folder Airflow reads then
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(default_dags_folder())
         _default_airflow_db_connection(settings.db_conn_id, args.db_url)
+        if settings.night.store_url.startswith("s3://"):
+            _default_airflow_s3_connection(settings.s3_conn_id, args.endpoint_url, settings.night)
 
-        state, run_id, states = run_nightly(night=night)
+        try:
+            state, run_id, states = run_nightly_stoppable(night=night)
+        except KeyboardInterrupt:
+            print(f"lumos night: the run of {night} was stopped; `lumos night recover --older-than 0 "
+                  f"--runs-older-than 0 --night {night}` closes the exposures and runs it left running",
+                  file=sys.stderr)
+            raise
         print(f"lumos_nightly {run_id}: {state}")
         for task, task_state in sorted(states.items()):
             print(f"  {task}: {task_state}")
@@ -161,6 +177,36 @@ def _default_airflow_db_connection(conn_id: str, url: str | None) -> None:
     from lumos_ops.airflow.local_stack import postgres_conn
 
     os.environ[env_name] = postgres_conn(url or database_url_from_env())
+
+
+def _default_airflow_s3_connection(conn_id: str, endpoint_url: str | None, night: Any) -> None:
+    """Give the DAG's S3 Connection ``conn_id`` the endpoint the command names.
+
+    ``--endpoint-url`` always wins: a defined Connection keeps its credentials and gets that
+    endpoint. An undefined Connection is set, for this process, to ``$LUMOS_S3_ENDPOINT_URL`` and
+    ``$LUMOS_S3_REGION`` (credentials from boto3's usual chain: ``AWS_ACCESS_KEY_ID``...), so that
+    a store reached without Airflow is reached the same way through it.
+    """
+    import json
+    import os
+
+    env_name = f"AIRFLOW_CONN_{conn_id.upper()}"
+    defined = env_name in os.environ or _airflow_connection_defined(conn_id)
+    if defined and endpoint_url is None:
+        return
+    conn: dict[str, Any] = {"conn_type": "aws", "extra": {}}
+    if defined:
+        from airflow.models.connection import Connection
+
+        existing = Connection.get_connection_from_secrets(conn_id)
+        conn.update({k: v for k, v in (("login", existing.login), ("password", existing.password)) if v})
+        conn["extra"] = dict(existing.extra_dejson)
+    endpoint = endpoint_url or night.endpoint_url
+    if endpoint:
+        conn["extra"]["endpoint_url"] = endpoint
+    if night.region and "region_name" not in conn["extra"]:
+        conn["extra"]["region_name"] = night.region
+    os.environ[env_name] = json.dumps(conn)
 
 
 def _airflow_connection_defined(conn_id: str) -> bool:

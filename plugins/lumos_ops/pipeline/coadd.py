@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import sqlalchemy as sa
@@ -45,6 +46,8 @@ _TOUCHED = """
     SELECT DISTINCT m.ref_id, m.band, m.method, m.model_version
     FROM lumos.measurements AS m JOIN lumos.exposures AS e ON e.exposure_id = m.exposure_id
     WHERE e.night = :night
+      AND (CAST(:every_version AS boolean) OR (m.method, m.model_version) IN
+           (SELECT * FROM unnest(CAST(:methods AS text[]), CAST(:versions AS text[]))))
 """
 
 _POINT_COADD = """
@@ -114,7 +117,7 @@ ORDER BY m.ref_id, m.band, m.method, m.model_version
 
 
 def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS,
-                outlier_fraction: float = 0.0) -> CoaddSummary:
+                outlier_fraction: float = 0.0, versions: Mapping[str, str] | None = None) -> CoaddSummary:
     """Recompute the co-adds of every (source, band, method, model version) measured in ``night``.
 
     Every stored measurement of those sources counts, whatever night it comes from; rows of
@@ -132,13 +135,18 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
         The LUMOS co-adds' prior probability of a bad exposure (the survey's
         ``coadd_outlier_fraction``; :func:`lumos_ops.lumos.coadd.coadd_likelihoods`); 0: the plain
         product. Column ``n_outliers`` counts the exposures each co-add discounted.
+    versions : mapping of method to model version, keyword-only
+        Only these (method, version) pairs (a reprocessing run: the other versions' co-adds and their
+        provenance stay as they are); None: every version measured in the night.
 
     Returns
     -------
     CoaddSummary
     """
     start = time.perf_counter()
-    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags)}
+    params = {"night": night, "run_id": run_id, "njy_zp": NJY_ZEROPOINT, "exclude": int(exclude_flags),
+              "every_version": versions is None, "methods": list(versions or {}),
+              "versions": list((versions or {}).values())}
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         n_coadds = conn.execute(sa.text(_POINT_COADD), params).rowcount

@@ -165,6 +165,16 @@ class NightConfig:
             return os.path.splitext(SHIPPED_MODELS["default"])[0]
         return default_model_version(method)
 
+    def check_methods(self) -> None:
+        """Refuse a method name no photometry method has (one error naming it and the methods there
+        are), before a night registers a version for it or touches an exposure."""
+        from lumos_ops.measure import available_methods
+
+        unknown = [m for m in self.methods if m not in available_methods()]
+        if unknown:
+            raise LumosValueError(f"methods: unknown photometry method(s) {', '.join(map(repr, unknown))}; "
+                                  f"choose from {', '.join(available_methods())}")
+
     @property
     def needs_gpu(self) -> bool:
         """Whether any configured method runs the LUMOS network."""

@@ -149,6 +149,7 @@ def plan_night(
     from lumos_ops.pipeline.registry import production_config
 
     night = validate_night(night)
+    config.check_methods()
     check_schema(engine)
     config = production_config(engine, config)
     run_id = start_run(engine, dag_id=dag_id, dag_run_id=dag_run_id, night=night, code_version=code_version(),
@@ -172,7 +173,8 @@ def _plan(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night: 
     for key in skipped:
         log.warning("%s: does not follow the key template %s; ignored", key, config.key_template)
     if not found:
-        log.info("night %s: no exposures under %s/%s: nothing to do", night, store.describe(), template.prefix(night))
+        log.info("night %s: no exposures under %s (store %s): nothing to do", night,
+                 store.object_url(template.prefix(night)), store.describe())
         return NightPlan(night=night, run_id=run_id, tasks=(), skipped_keys=tuple(skipped))
     register_model_versions(engine, [
         ModelVersion(model_version=config.model_version(m), method=m,

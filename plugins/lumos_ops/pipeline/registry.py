@@ -979,17 +979,15 @@ def resolve_production(engine: sa.Engine, config: NightConfig) -> dict[str, str]
 
     Rules, per method: an explicitly configured version (``NightConfig.model_versions``, i.e.
     ``LUMOS_MODEL_VERSIONS``) wins, an operator override logged when it differs from the
-    registry's production version; otherwise a LUMOS method runs its production version from the
-    registry; otherwise the default of :meth:`NightConfig.model_version` (the shipped checkpoint
-    for LUMOS, ``<method>-1`` for classical methods).
+    registry's production version; otherwise a method runs its production version from the
+    registry (a classical one too: a promoted reprocessing version is what the nights then write);
+    otherwise the default of :meth:`NightConfig.model_version` (the shipped checkpoint for LUMOS,
+    ``<method>-1`` for classical methods).
     """
-    production: dict[str, str] = {}
-    lumos = [m for m in config.methods if m in LUMOS_METHODS]
-    if lumos:
-        with engine.connect() as conn:
-            production = dict(conn.execute(sa.text(
-                "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
-                "AND method = ANY(:m)"), {"m": lumos}).all())
+    with engine.connect() as conn:
+        production = dict(conn.execute(sa.text(
+            "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
+            "AND method = ANY(:m)"), {"m": list(config.methods)}).all())
     out = {}
     for method in config.methods:
         if method in config.model_versions:

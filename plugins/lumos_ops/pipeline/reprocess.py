@@ -93,6 +93,7 @@ def plan_reprocess(
     from lumos_ops.io.catalog import read_catalog
 
     first, last = _nights(first_night, last_night)
+    config.check_methods()
     missing = [m for m in config.methods if m in LUMOS_METHODS and m not in config.model_versions]
     if missing:
         raise LumosValueError(f"reprocessing {missing} needs their model version (model_versions, e.g. "
@@ -117,7 +118,7 @@ def plan_reprocess(
     register_model_versions(engine, [
         ModelVersion(model_version=v, method=m, kind="lumos" if m in LUMOS_METHODS else "classical")
         for m, v in versions.items()
-    ], overwrite=False)
+    ], overwrite=False, as_candidates=True)
     cache = DownloadCache(config.resolved_cache_dir())
     catalog_path, catalog_info, _ = cache.fetch(store, config.catalog_key)
     load_catalog(engine, read_catalog(catalog_path), checksum=catalog_info.checksum)
@@ -166,8 +167,9 @@ def reprocess_chunk(
 
 def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mapping[str, str], *,
                      outlier_fraction: float = 0.0) -> pd.DataFrame:
-    """Co-add every reprocessed night (each model version gets its own co-adds; ``outlier_fraction``
-    the survey's ``coadd_outlier_fraction``) and close the run records: ``success`` when every
+    """Co-add every reprocessed night in the reprocessed versions only (each gets its own co-adds;
+    production's and their provenance are left as they are; ``outlier_fraction`` the survey's
+    ``coadd_outlier_fraction``) and close the run records: ``success`` when every
     registered exposure of the night holds rows of every (method, version) of ``versions``, else
     ``partial``. Returns :func:`reprocess_progress`."""
     from lumos_ops.pipeline.coadd import coadd_night
@@ -178,7 +180,7 @@ def finish_reprocess(engine: sa.Engine, runs: Mapping[str, int], versions: Mappi
     progress = reprocess_progress(engine, versions, first_night=min(runs), last_night=max(runs))
     complete = dict(zip(progress["night"], progress["n_complete"] == progress["n_exposures"]))
     for night, run_id in sorted(runs.items()):
-        coadd_night(engine, night=night, run_id=run_id, outlier_fraction=outlier_fraction)
+        coadd_night(engine, night=night, run_id=run_id, outlier_fraction=outlier_fraction, versions=versions)
         finish_run(engine, run_id, status="success" if complete.get(night, False) else "partial")
     return progress
 

@@ -207,11 +207,14 @@ def retrain_candidate(
     by_cache = {os.path.realpath(p): k for p, k in zip(paths, keys)}
     split = {name: [by_cache.get(os.path.realpath(p), p) for p in part]
              for name, part in (("train", result.train_exposures), ("heldout", result.heldout_exposures))}
-    report = json_clean({**result.report, "command": "lumos_retrain", "exposure_keys": split})
+    base_label = base_name or config.base_model or "the shipped default"
     base_name = re.sub(r"(-ft\d{8}(\.\d+)?)+$", "", base_name or Path(base.path).stem)
     version = _free_version(engine, f"{base_name}-ft{until:%Y%m%d}")
     prefix = config.candidate_prefix.rstrip("/")
     key, report_key = f"{prefix}/{version}.pt", f"{prefix}/{version}.injection_report.json"
+    # the worker's download cache and work folder are gone after the task: record keys and versions
+    where = {**by_cache, os.path.realpath(base.path): base_label, os.path.realpath(result.model_path): key}
+    report = json_clean(_paths_as_keys({**result.report, "command": "lumos_retrain", "exposure_keys": split}, where))
     store.put_file(key, result.model_path)
     store.put_bytes(report_key, json.dumps(report, allow_nan=False).encode(), content_type="application/json")
     survey_file = Path(result.model_path).parent / "survey.json"  # the survey with the measured floors
@@ -226,7 +229,7 @@ def retrain_candidate(
     info = report["adapt"]["training"]
     register_candidate(
         engine, model_version=version, method="lumos", kind="lumos", checksum=result.model_sha256, object_key=key,
-        metadata={"status": "candidate", "base_model": base.path, "base_sha256": base.sha256,
+        metadata={"status": "candidate", "base_model": base_label, "base_sha256": base.sha256,
                   "until": until.isoformat(), "nights": config.nights, "report_key": report_key,
                   "n_exposures": len(paths), "train_exposures": split["train"], "heldout_exposures": split["heldout"],
                   "pairs": info["pairs"], "targets_met": targets,
@@ -247,6 +250,18 @@ def retrain_candidate(
     log.info("candidate %s: %d training and %d held-out exposures (%s), targets met %s, stored at %s", version,
              out.n_train, out.n_heldout, out.pairs, targets, key)
     return out
+
+
+def _paths_as_keys(value: Any, where: dict[str, str]) -> Any:
+    """``value`` (JSON-like) with every string that names a file of ``where`` (by real path) replaced
+    by what it stands for there (an object key, a model version)."""
+    if isinstance(value, dict):
+        return {k: _paths_as_keys(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_paths_as_keys(v, where) for v in value]
+    if isinstance(value, str) and os.sep in value:
+        return where.get(os.path.realpath(value), value)
+    return value
 
 
 def _base_model(engine: sa.Engine, store: ObjectStore, cache: DownloadCache,

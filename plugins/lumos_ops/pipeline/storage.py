@@ -220,7 +220,7 @@ class S3Settings:
     read_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.bucket or not all(c.isalnum() or c in ".-" for c in self.bucket):
+        if not self.bucket or not all(c.islower() or c.isdigit() or c in ".-" for c in self.bucket):
             raise LumosValueError(f"bucket={self.bucket!r}: use lower-case letters, digits, '.' and '-'")
         if self.prefix:
             validate_key(self.prefix, what="prefix")
@@ -254,6 +254,9 @@ class S3ObjectStore(ObjectStore):
     """
 
     def __init__(self, settings: S3Settings, *, client: Any | None = None) -> None:
+        if client is not None:  # messages name the endpoint the client talks to, not a setting it ignores
+            endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+            settings = dataclasses.replace(settings, endpoint_url=endpoint or settings.endpoint_url)
         self.settings = settings
         if client is None:
             import boto3

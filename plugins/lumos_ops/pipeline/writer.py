@@ -132,11 +132,14 @@ def _update_where(engine: sa.Engine, update: str, clauses: Sequence[str], params
                                  params).scalars().all())
 
 
-def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True) -> None:
+def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True,
+                            as_candidates: bool = False) -> None:
     """Insert the model versions; existing ones get the new checksum/metadata when ``overwrite``.
 
     ``overwrite=False`` is what the pipeline's writer role may do (it cannot UPDATE the registry):
-    existing versions are left as they are.
+    existing versions are left as they are. A new version's status is the registry's rule (V005: a
+    classical version is production when its method has none); ``as_candidates`` registers every
+    new version as a candidate (reprocessing: nothing a scientist queries changes before a promotion).
 
     Raises
     ------
@@ -155,6 +158,8 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
 
     with engine.begin() as conn:
         lock_methods(conn, [row["m"] for row in rows])
+        if as_candidates:
+            conn.execute(sa.text("SET LOCAL lumos.new_versions = 'candidate'"))
         for row in rows:
             existing = conn.execute(
                 sa.text("SELECT method, checksum FROM lumos.model_versions WHERE model_version = :v"), {"v": row["v"]}
