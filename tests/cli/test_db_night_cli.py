@@ -39,6 +39,17 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert len(err.splitlines()) == 1 and "invalid input syntax" in err and "check the --param values (limit=abc)" in err
     assert main(["night", "status", "--night", "2020-01-01"]) == 0
     assert "night 2020-01-01: no exposure registered (never run" in capsys.readouterr().out
+    # the night measured again under another version, in this process; a second run has nothing left
+    argv = ["night", "reprocess", "--first-night", NIGHT, "--methods", "aperture", "--model-versions", "aperture=aperture-9",
+            "--store", str(store.root)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 registered exposures to measure (aperture=aperture-9)" in out and NIGHT in out
+    assert main(argv) == 0
+    assert "0 of 2 registered exposures" in capsys.readouterr().out
+    assert main(["night", "reprocess", "--first-night", NIGHT, "--methods", "lumos", "--model-versions", "x",
+                 "--store", str(store.root)]) == 2
+    assert "use method=version pairs" in capsys.readouterr().err
     assert main(["night", "status", "--night", NIGHT]) == 0
     assert "n_done" not in (out := capsys.readouterr().out) and "done=2" in out and "stale=0" in out
     # an exposure left running by a dead task: recent ones are left alone, old ones are recovered

@@ -13,13 +13,14 @@ defined, else ``$LUMOS_S3_ENDPOINT_URL``; credentials from the Connection or bot
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``lumos night run | status | recover``."""
+    """Add ``lumos night run | reprocess | status | recover``."""
     parser = subparsers.add_parser("night", help="run the nightly pipeline for one night")
     sub = parser.add_subparsers(dest="night_command", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="discover, measure, co-add and report one night")
@@ -39,6 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="survey description file the exposures are read with (sets $LUMOS_SURVEY; default: "
                           "$LUMOS_SURVEY, else the built-in PAUS)")
     run.set_defaults(func=_run)
+    reprocess = sub.add_parser(
+        "reprocess", help="measure the registered exposures of a range of nights again under new model versions, in "
+                          "this process (the lumos_reprocess DAG's steps; production rows and co-adds stay as they "
+                          "are until a version is promoted)")
+    reprocess.add_argument("--first-night", required=True, help="first night of the range (YYYY-MM-DD)")
+    reprocess.add_argument("--last-night", help="last night of the range, inclusive (default: --first-night)")
+    reprocess.add_argument("--methods", required=True, help="comma-separated photometry methods, e.g. optimal,lumos")
+    reprocess.add_argument("--model-versions", required=True, metavar="METHOD=VERSION,...",
+                           help="the version each method's rows are written under, e.g. optimal=optimal-2")
+    reprocess.add_argument("--model-key", help="object key of the LUMOS checkpoint of that version "
+                                               "(default $LUMOS_MODEL_KEY, else the shipped default)")
+    reprocess.add_argument("--store", help="object store (default $LUMOS_STORE_URL)")
+    reprocess.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
+    reprocess.add_argument("--survey", metavar="FILE", help="survey description file (default $LUMOS_SURVEY, else PAUS)")
+    reprocess.set_defaults(func=_reprocess)
     status = sub.add_parser("status", help="the night's exposures, stale rows and co-adds, from the database; "
                                            "exit 1 while an exposure is not done")
     status.add_argument("--night", required=True, help="night (YYYY-MM-DD)")
@@ -56,6 +72,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument("--night", help="only this night (YYYY-MM-DD)")
     recover.add_argument("--db-url", help="SQLAlchemy URL (default $LUMOS_DATABASE_URL, else `lumos db start`'s)")
     recover.set_defaults(func=_recover)
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    """Body of ``lumos night reprocess``: plan, measure every exposure left, co-add, print the progress
+    per night; exit 1 while an exposure of the range lacks rows of a requested version."""
+    import dataclasses
+    import os
+    import uuid
+
+    from lumos_ops.exceptions import LumosError
+    from lumos_ops.pipeline.config import PipelineSettings, parse_model_versions
+    from lumos_ops.pipeline.database import database_url_from_env, make_engine
+    from lumos_ops.pipeline.night import open_night_store
+    from lumos_ops.pipeline.reprocess import finish_reprocess, plan_reprocess, reprocess_chunk
+
+    if args.store:
+        os.environ["LUMOS_STORE_URL"] = args.store
+    if args.survey:
+        os.environ["LUMOS_SURVEY"] = os.path.abspath(args.survey)
+    night = PipelineSettings.from_env().night
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    versions = parse_model_versions(args.model_versions, name="--model-versions")
+    config = dataclasses.replace(night, methods=methods, model_versions={**night.model_versions, **versions},
+                                 model_key=args.model_key or night.model_key)
+    engine = make_engine(args.db_url or database_url_from_env())
+    try:
+        plan = plan_reprocess(engine, open_night_store(config), config, first_night=args.first_night,
+                              last_night=args.last_night or args.first_night, dag_id="cli-reprocess",
+                              dag_run_id=f"cli-{uuid.uuid4().hex[:12]}")
+        print(f"reprocess: {len(plan.tasks)} of {plan.n_registered} registered exposures to measure "
+              f"({', '.join(f'{m}={v}' for m, v in plan.versions.items())})")
+        failure = None
+        if plan.tasks:
+            try:
+                reprocess_chunk(engine, open_night_store(config), config, plan.tasks)
+            except LumosError as exc:  # every exposure was attempted; the progress below says what is left
+                failure = exc
+        progress = finish_reprocess(engine, plan.runs, plan.versions,
+                                    outlier_fraction=config.survey.coadd_outlier_fraction)
+    finally:
+        engine.dispose()
+    print(progress.to_string(index=False) if len(progress) else "(no registered exposure in the range)")
+    if failure is not None:
+        print(f"lumos night: {failure}; run the same command again to measure what is left", file=sys.stderr)
+    return 0 if (progress["n_complete"] == progress["n_exposures"]).all() else 1
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -107,7 +168,6 @@ def _recover(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import os
-    import sys
     import uuid
 
     from lumos_ops.pipeline.config import PipelineSettings
