@@ -15,6 +15,12 @@ the GPU queue behind the GPU pool. Each writes its own rows; an exposure is done
 written in this run, and a failed LUMOS step keeps the classical rows (the exposure is failed
 until ``lumos`` is cleared and succeeds).
 
+A failed ``plan`` leaves nothing to finish: ``finish`` is skipped and ``night_failures`` fails the
+run in one line pointing at ``plan``'s error (the run's state follows ``night_failures``, its last
+task). Errors a retry cannot fix (a bad input or configuration:
+``lumos_ops.airflow.operators.NOT_RETRYABLE``) fail their task at once; network and database
+errors get ``LUMOS_TASK_RETRIES`` retries.
+
 Recovery: clear whatever failed (one mapped ``process`` task, only the failed tasks, or the whole
 run, from the UI or REST). A ``process`` task that succeeds after the night was reported refreshes
 the co-adds of its sources and the report itself, and ``night_failures`` reads the database, so
@@ -37,7 +43,7 @@ import time
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lumos_ops.airflow.operators import LumosSchemaOperator
+from lumos_ops.airflow.operators import LumosSchemaOperator, fail_fast, upstream_xcom
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
@@ -79,13 +85,14 @@ def lumos_nightly() -> None:
 
         context = get_current_context()
         dag_run = context["dag_run"]
-        night = resolve_night(context["params"].get("night"), dag_run.logical_date, dag_run.run_after)
-        settings = PipelineSettings.from_env()
-        with pipeline_runtime(settings) as (engine, store):
-            result = plan_night(engine, store, settings.night, night=night, dag_id=dag_run.dag_id,
-                                dag_run_id=dag_run.run_id)
-            if result.empty:
-                print(f"night {night}: no exposures in {store.describe()}: nothing to do")
+        with fail_fast():
+            night = resolve_night(context["params"].get("night"), dag_run.logical_date, dag_run.run_after)
+            settings = PipelineSettings.from_env()
+            with pipeline_runtime(settings) as (engine, store):
+                result = plan_night(engine, store, settings.night, night=night, dag_id=dag_run.dag_id,
+                                    dag_run_id=dag_run.run_id)
+                if result.empty:
+                    print(f"night {night}: no exposures in {store.describe()}: nothing to do")
         ti = context["ti"]
         ti.xcom_push(key="night", value=result.night)
         ti.xcom_push(key="run_id", value=result.run_id)
@@ -99,38 +106,53 @@ def lumos_nightly() -> None:
         method, or the classical ones when LUMOS is its own step."""
         from lumos_ops.airflow.night import process_task
 
-        return process_task(exposures, step="classical" if SETTINGS.lumos_step else None)
+        with fail_fast():
+            return process_task(exposures, step="classical" if SETTINGS.lumos_step else None)
 
     @task(map_index_template="{{ exposure_label }}", queue=LUMOS_QUEUE, pool=LUMOS_POOL, trigger_rule="all_done")
     def lumos(exposures: list[dict]) -> list[dict]:
         """LUMOS inference of a chunk of exposures, after every ``process`` task has ended."""
         from lumos_ops.airflow.night import process_task
 
-        return process_task(exposures, step="lumos")
+        with fail_fast():
+            return process_task(exposures, step="lumos")
 
     @task(trigger_rule="all_done")
-    def finish(night: str, lumos_run_id: int, started: float) -> dict:
-        """Recover exposures left running, co-add and report (``lumos_ops.pipeline.night.finish_night``)."""
+    def finish() -> dict:
+        """Recover exposures left running, co-add and report (``lumos_ops.pipeline.night.finish_night``);
+        skipped when ``plan`` planned nothing (it failed: its log has the error)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.night import finish_night
 
+        night = upstream_xcom("plan", "night")
+        if night is None:
+            raise AirflowSkipException("plan failed, so no night was planned: nothing to finish (see plan's log)")
+        lumos_run_id, started = upstream_xcom("plan", "run_id"), upstream_xcom("plan", "started")
         settings = PipelineSettings.from_env()
-        with pipeline_runtime(settings) as (engine, store):
+        with fail_fast(), pipeline_runtime(settings) as (engine, store):
             summary = finish_night(engine, store, settings.night, night=night, run_id=lumos_run_id,
                                    wall_s=time.time() - started)
         print(summary.summary())
         return summary.to_dict()
 
     @task(trigger_rule="all_done", retries=0)
-    def night_failures(night: str) -> None:
+    def night_failures() -> None:
         """Runs last whatever happened upstream; fails the run, naming the counts and errors, while the
-        database holds an exposure of the night that is not done, and is skipped otherwise."""
+        database holds an exposure of the night that is not done, and is skipped otherwise. When
+        ``plan`` failed there is no night to check: it fails in one line naming ``plan`` (skipped, it
+        would let the run succeed, as a run's state follows its last task)."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.report import failure_message
 
-        with pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
+        night = upstream_xcom("plan", "night")
+        if night is None:
+            raise AirflowFailException("plan failed, so no night was planned or measured: see plan's log for "
+                                       "the error, fix it, then clear plan with its downstream tasks")
+        with fail_fast(), pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
             message = failure_message(engine, night)
         if message:
             raise AirflowFailException(message)
@@ -144,10 +166,12 @@ def lumos_nightly() -> None:
         inferred = lumos.expand(exposures=planned)
         processed >> inferred
         measured.append(inferred)
-    finished = finish(planned["night"], planned["run_id"], planned["started"])
-    measured >> finished
-    failures = night_failures(planned["night"])
-    [*measured, finished] >> failures
+    # finish and night_failures read plan's XComs in their bodies (upstream_xcom), not as XComArg
+    # arguments: run after a failed plan (all_done), those would fail with XComNotFound
+    finished = finish()
+    [planned, *measured] >> finished
+    failures = night_failures()
+    [planned, *measured, finished] >> failures
 
 
 lumos_nightly()

@@ -7,7 +7,10 @@ photoz_trend``) to catch a photometry regression after a new model version or ca
 
 ``photoz`` is skipped, with the reason, while there is nothing to validate (no co-add of a source with
 a spectroscopic redshift, or co-adds covering fewer than ``MIN_SURVEY_BANDS`` bands), and fails when a
-method's co-adds cover enough bands but no source got a photo-z; it never records NULL metrics.
+method's co-adds cover enough bands but no source got a photo-z; it never records NULL metrics. A bad
+configuration or input (a malformed catalogue, an invalid setting:
+``lumos_ops.airflow.operators.NOT_RETRYABLE``) fails it at once; network and database errors are
+retried (``LUMOS_TASK_RETRIES``).
 
 Settings come from ``LUMOS_*`` environment variables, as for ``lumos_nightly``;
 ``LUMOS_PHOTOZ_SCHEDULE`` sets the schedule (default Sundays 14:00 UTC, ``none`` for manual runs).
@@ -19,7 +22,7 @@ import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
 
-from lumos_ops.airflow.operators import LumosSchemaOperator
+from lumos_ops.airflow.operators import LumosSchemaOperator, fail_fast
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
@@ -49,10 +52,11 @@ def lumos_photoz_validation() -> None:
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.photoz_check import PhotozCheckFailed, PhotozCheckSkipped, check_photoz, require_checked
 
-        settings = PipelineSettings.from_env()
-        with pipeline_runtime(settings) as (engine, store):
-            results = check_photoz(engine, store, dag_run_id=get_current_context()["dag_run"].run_id,
-                                   report_prefix=settings.night.report_prefix)
+        with fail_fast():
+            settings = PipelineSettings.from_env()
+            with pipeline_runtime(settings) as (engine, store):
+                results = check_photoz(engine, store, dag_run_id=get_current_context()["dag_run"].run_id,
+                                       report_prefix=settings.night.report_prefix)
         for r in results:
             print(r.summary())
         try:

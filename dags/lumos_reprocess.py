@@ -12,12 +12,18 @@ Rows are written under the requested versions only: production rows, exposure st
 promote``). Resumable: rerun (or clear) the run and only what is left is measured; progress:
 ``lumos db query reprocess_progress -p model_version=... -p method=...``.
 
-Params: ``first_night``, ``last_night`` (``YYYY-MM-DD``), ``methods`` (comma-separated),
-``model_versions`` (``method=version`` pairs; required for LUMOS), ``model_key`` (checkpoint in
-the object store), ``exposures_per_task`` (at least this many CCD images per mapped task; a field's
+Params: ``first_night``, ``last_night`` (``YYYY-MM-DD``, required), ``methods`` (comma-separated,
+default ``lumos``), ``model_versions`` (``method=version`` pairs, required: the versions the rows are
+written under; every LUMOS method of ``methods`` needs one), ``model_key`` (checkpoint in the
+object store), ``exposures_per_task`` (at least this many CCD images per mapped task; a field's
 reprocessing pays each task's scheduling and start-up once per chunk). ``process`` measures every
-method of ``LUMOS_METHODS`` at once: on the GPU queue and pool when they include LUMOS and
-``LUMOS_GPU_INFERENCE=true``, else on the CPU queue.
+method of the ``methods`` param at once, each under its version: on the GPU queue and pool when
+``LUMOS_METHODS`` includes LUMOS and ``LUMOS_GPU_INFERENCE=true`` (placement is fixed when the file
+is parsed), else on the CPU queue.
+
+A bad param or configuration (``lumos_ops.airflow.operators.NOT_RETRYABLE``) fails its task at
+once, without retries; a failed ``plan`` leaves nothing to finish: ``finish`` is skipped and
+``incomplete`` fails the run in one line pointing at ``plan``'s error.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lumos_ops.airflow.operators import LumosSchemaOperator
+from lumos_ops.airflow.operators import LumosSchemaOperator, fail_fast, upstream_xcom
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
 PROCESS_QUEUE, PROCESS_POOL = SETTINGS.placement(runs_lumos=SETTINGS.needs_gpu)
 _NIGHT = r"^\d{4}-\d{2}-\d{2}$"
+_VERSIONS = r"^\s*[a-z0-9_]+\s*=\s*[^\s,=]+\s*(,\s*[a-z0-9_]+\s*=\s*[^\s,=]+\s*)*,?\s*$"
 
 
 def _config(params: dict):
@@ -57,8 +64,9 @@ def _config(params: dict):
         "first_night": Param(type="string", pattern=_NIGHT, description="First night (YYYY-MM-DD)"),
         "last_night": Param(type="string", pattern=_NIGHT, description="Last night (YYYY-MM-DD), inclusive"),
         "methods": Param("lumos", type="string", description="Comma-separated methods to re-measure"),
-        "model_versions": Param("", type="string",
-                                description="method=version pairs, e.g. lumos=lumos-2026.12 (required for LUMOS)"),
+        "model_versions": Param(type="string", pattern=_VERSIONS,
+                                description="method=version pairs the rows are written under, e.g. "
+                                            "lumos=lumos-2026.12 (required; every LUMOS method needs one)"),
         "model_key": Param(None, type=["null", "string"], description="Checkpoint object key of the LUMOS version"),
         "exposures_per_task": Param(None, type=["null", "integer"], minimum=1,
                                     description="At least this many CCD images per mapped process task (fewer, "
@@ -82,10 +90,12 @@ def lumos_reprocess() -> None:
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
-        config = _config(params)
-        with pipeline_runtime(PipelineSettings.from_env()) as (engine, store):
-            result = plan_reprocess(engine, store, config, first_night=params["first_night"],
-                                    last_night=params["last_night"], dag_id=dag_run.dag_id, dag_run_id=dag_run.run_id)
+        with fail_fast():
+            config = _config(params)
+            with pipeline_runtime(PipelineSettings.from_env()) as (engine, store):
+                result = plan_reprocess(engine, store, config, first_night=params["first_night"],
+                                        last_night=params["last_night"], dag_id=dag_run.dag_id,
+                                        dag_run_id=dag_run.run_id)
         print(f"{len(result.tasks)} of {result.n_registered} exposures left to measure with {dict(result.versions)}")
         context["ti"].xcom_push(key="plan", value={"runs": dict(result.runs), "versions": dict(result.versions)})
         per_task = params.get("exposures_per_task") or SETTINGS.images_per_task
@@ -94,39 +104,46 @@ def lumos_reprocess() -> None:
 
     @task(map_index_template="{{ exposure_label }}", queue=PROCESS_QUEUE, pool=PROCESS_POOL)
     def process(exposures: list[dict]) -> int:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from lumos_ops.airflow.hooks import pipeline_runtime
-        from lumos_ops.exceptions import BadInputError
         from lumos_ops.pipeline.plan import ExposureTask, chunk_label
         from lumos_ops.pipeline.reprocess import reprocess_chunk
 
         context = get_current_context()
         items = [ExposureTask.from_dict(e) for e in exposures]
         context["exposure_label"] = chunk_label(items)
-        with pipeline_runtime(PipelineSettings.from_env()) as (engine, store):
-            try:
-                results = reprocess_chunk(engine, store, _config(context["params"]), items)
-            except BadInputError as exc:
-                raise AirflowFailException(str(exc)) from exc
+        with fail_fast(), pipeline_runtime(PipelineSettings.from_env()) as (engine, store):
+            results = reprocess_chunk(engine, store, _config(context["params"]), items)
         return sum(r.n_measurements for r in results)
 
     @task(trigger_rule="all_done")
-    def finish(planned: dict) -> list[dict]:
+    def finish() -> list[dict]:
+        """Co-add each night per model version and close the run records; skipped when ``plan``
+        planned nothing (it failed: its log has the error)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from lumos_ops.airflow.hooks import pipeline_runtime
         from lumos_ops.pipeline.reprocess import finish_reprocess
 
-        outlier_fraction = _config(get_current_context()["params"]).survey.coadd_outlier_fraction
-        with pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
+        planned = upstream_xcom("plan", "plan")
+        if planned is None:
+            raise AirflowSkipException("plan failed, so nothing was planned: nothing to finish (see plan's log)")
+        with fail_fast(), pipeline_runtime(PipelineSettings.from_env()) as (engine, _):
+            outlier_fraction = _config(get_current_context()["params"]).survey.coadd_outlier_fraction
             progress = finish_reprocess(engine, planned["runs"], planned["versions"], outlier_fraction=outlier_fraction)
         print(progress.to_string(index=False))
         return progress.to_dict("records")
 
     @task(trigger_rule="all_done", retries=0)
-    def incomplete(progress: list[dict] | None) -> None:
-        """Fails, with the per-night counts, while an exposure lacks rows of the new versions."""
+    def incomplete() -> None:
+        """Fails, with the per-night counts, while an exposure lacks rows of the new versions; fails in
+        one line naming ``plan`` when it failed (skipped, it would let the run succeed, as a run's state
+        follows its last task)."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        if upstream_xcom("plan", "plan") is None:
+            raise AirflowFailException("plan failed, so nothing was planned or measured: see plan's log for the "
+                                       "error, fix it (or the params), then clear plan with its downstream tasks")
+        progress = upstream_xcom("finish", "return_value")
         if progress is None:
             raise AirflowFailException("finish did not run: see its log, then clear it")
         left = [p for p in progress if p["n_complete"] < p["n_exposures"]]
@@ -139,10 +156,12 @@ def lumos_reprocess() -> None:
     planned = plan()
     schema >> planned
     processed = process.expand(exposures=planned)
-    finished = finish(planned["plan"])
-    processed >> finished
-    failures = incomplete(finished)
-    [processed, finished] >> failures
+    # finish and incomplete read the XComs of plan and finish in their bodies (upstream_xcom), not as
+    # XComArg arguments: run after a failed plan (all_done), those would fail with XComNotFound
+    finished = finish()
+    [planned, processed] >> finished
+    failures = incomplete()
+    [planned, processed, finished] >> failures
 
 
 lumos_reprocess()

@@ -11,7 +11,9 @@ go to object storage; the candidate is registered in ``lumos.model_versions`` (s
 registry's gates (``docs/registry.md``, ``docs/adapt.md``).
 
 ``LUMOS_RETRAIN_SCHEDULE`` sets the schedule (default 06:00 UTC on the 1st, ``none`` for manual
-runs). The retrain task runs on the GPU queue and pool (CUDA when the worker has it).
+runs). The retrain task runs on the GPU queue and pool (CUDA when the worker has it). Nothing
+downstream reads its XCom, and it is not retried (hours of training): a bad param, input or
+checkpoint fails it with ``AirflowFailException`` and the error's one-line message.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lumos_ops.airflow.operators import LumosSchemaOperator
+from lumos_ops.airflow.operators import LumosSchemaOperator, fail_fast
 from lumos_ops.pipeline.config import DagSettings, PipelineSettings
 
 SETTINGS = DagSettings.from_env()
@@ -76,20 +78,23 @@ def lumos_retrain() -> None:
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
-        until = dt.date.fromisoformat(resolve_night(params.get("until"), dag_run.logical_date, dag_run.run_after))
-        config = RetrainConfig(
-            nights=int(params["nights"]), base_model=params.get("base_model") or None,
-            adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
-                              holdout=float(params["holdout"]), train_layers="last" if params["last_layer"] else "all",
-                              n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "stars",
-                              training_psf=params.get("training_psf") or "stars",
-                              balanced_weights=bool(params.get("balanced_weights", True)),
-                              shared_error_populations=tuple(params.get("shared_error_populations") or ("sersic",)),
-                              progress=False),
-        )
-        settings = PipelineSettings.from_env()
-        with pipeline_runtime(settings) as (engine, store), tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work:
-            result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)
+        with fail_fast():
+            until = dt.date.fromisoformat(resolve_night(params.get("until"), dag_run.logical_date, dag_run.run_after))
+            config = RetrainConfig(
+                nights=int(params["nights"]), base_model=params.get("base_model") or None,
+                adapt=AdaptConfig(n_stamps=int(params["n_stamps"]), epochs=int(params["epochs"]),
+                                  holdout=float(params["holdout"]),
+                                  train_layers="last" if params["last_layer"] else "all",
+                                  n_galaxies=int(params["n_galaxies"]), psf_profile=params.get("psf_profile") or "stars",
+                                  training_psf=params.get("training_psf") or "stars",
+                                  balanced_weights=bool(params.get("balanced_weights", True)),
+                                  shared_error_populations=tuple(params.get("shared_error_populations") or ("sersic",)),
+                                  progress=False),
+            )
+            settings = PipelineSettings.from_env()
+            with (pipeline_runtime(settings) as (engine, store),
+                  tempfile.TemporaryDirectory(prefix="lumos-retrain-") as work):
+                result = retrain_candidate(engine, store, settings.night, config, until=until, work_dir=work)
         print(f"candidate {result.model_version}: {result.n_train} training, {result.n_heldout} held-out exposures "
               f"({result.pairs}); targets met {result.targets_met}; report attached: {result.report_attached}; "
               f"stored at {result.object_key}")
