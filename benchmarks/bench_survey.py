@@ -189,7 +189,8 @@ def read_reprocess(photometry_url: str, tis: list[dict]) -> dict:
     with engine.connect() as conn:
         n_rows, n_images = conn.execute(sa.text(
             "SELECT count(*), count(DISTINCT m.exposure_id) FROM lumos.measurements m JOIN lumos.exposures e "
-            "USING (exposure_id) WHERE e.night = :n AND m.model_version = :v"), {"n": NIGHT, "v": REPROCESS_VERSION}).one()
+            "USING (exposure_id) WHERE e.night = :n AND m.model_version = m.method || '-' || :v"),
+            {"n": NIGHT, "v": REPROCESS_VERSION}).one()
     engine.dispose()
     process = [t for t in tis if t["task_id"] == "process" and t["start_date"] and t["end_date"]]
     return {
@@ -247,7 +248,7 @@ def report(args: argparse.Namespace, r: dict, memory: MemorySampler, extra: dict
     add("throughput (whole run)", f"{targets / max(extra['run_s'], 1e-9):,.1f} targets/s")
     if rp is not None:
         add("")
-        add(f"reprocessing ({REPROCESS_DAG_ID}, same night, every method as version {REPROCESS_VERSION})",
+        add(f"reprocessing ({REPROCESS_DAG_ID}, same night, every method as version <method>-{REPROCESS_VERSION})",
             f"{rp['n_images']} CCD images in {rp['n_chunks']} mapped tasks of up to {extra['reprocess_chunk']}, "
             f"{rp['rows']:,} rows; download cache emptied first")
         for tid, secs in rp["task_s"].items():
@@ -446,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(celery.env["LUMOS_CACHE_DIR"], ignore_errors=True)  # the images are fetched again
             print(f"triggering {REPROCESS_DAG_ID} in chunks of {chunk}", flush=True)
             conf = {"first_night": NIGHT, "last_night": NIGHT, "methods": ",".join(args.methods),
-                    "model_versions": ",".join(f"{m}={REPROCESS_VERSION}" for m in args.methods),
+                    "model_versions": ",".join(f"{m}={m}-{REPROCESS_VERSION}" for m in args.methods),
                     "exposures_per_task": chunk}
             reprocess_state, reprocess_tis, extra["reprocess_run_s"] = run_dag(celery, REPROCESS_DAG_ID, conf,
                                                                                args.timeout)

@@ -50,7 +50,7 @@ def _config(params: dict):
     night = PipelineSettings.from_env().night
     methods = tuple(m.strip() for m in (params.get("methods") or "").split(",") if m.strip()) or night.methods
     versions = parse_model_versions(params.get("model_versions") or "", name="model_versions")
-    return dataclasses.replace(night, methods=methods, model_versions={**night.model_versions, **versions},
+    return dataclasses.replace(night, methods=methods, model_versions=versions,  # not the nights' LUMOS_MODEL_VERSIONS
                                model_key=params.get("model_key") or night.model_key)
 
 

@@ -84,11 +84,20 @@ def test_reprocessing_writes_the_new_version_beside_production_and_resumes(engin
                               last_night=NIGHTS[0])["n_complete"].tolist() == [2]
 
 
-def test_reprocessing_lumos_needs_an_explicit_version(engine, survey):
+def test_reprocessing_needs_new_explicit_versions(engine, survey):
+    """Every method needs an explicit version, and not the one the nights write (its rows would be
+    replaced): production rows stay what users query until a promotion."""
     store, _, config = survey
-    lumos = NightConfig(store_url=config.store_url, methods=("lumos",), cache_dir=config.cache_dir)
-    with pytest.raises(LumosValueError, match="needs their model version"):
-        plan_reprocess(engine, store, lumos, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-x")
+    for methods in (("lumos",), ("optimal",)):
+        implicit = NightConfig(store_url=config.store_url, methods=methods, cache_dir=config.cache_dir)
+        with pytest.raises(LumosValueError, match="needs their model version"):
+            plan_reprocess(engine, store, implicit, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-x")
+    shipped = NightConfig(store_url=config.store_url, methods=("lumos",)).model_version("lumos")
+    for versions in ({"aperture": "aperture-1"}, {"lumos": shipped}):
+        nightly = NightConfig(store_url=config.store_url, methods=tuple(versions), cache_dir=config.cache_dir,
+                              model_versions=versions)
+        with pytest.raises(LumosValueError, match="the version the nights write"):
+            plan_reprocess(engine, store, nightly, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-z")
     with pytest.raises(LumosValueError, match="before first_night"):
         plan_reprocess(engine, store, config, first_night=NIGHTS[1], last_night=NIGHTS[0], dag_run_id="re-y")
 
@@ -147,3 +156,14 @@ def test_an_unknown_method_is_refused_before_anything_is_registered(engine, surv
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.model_versions")).scalar() == before
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.pipeline_runs WHERE dag_run_id IN ('re-t', 'typo')")
                             ).scalar() == 0
+
+
+def test_one_version_string_for_two_methods_is_refused(engine):
+    """Within one registration too: the second method's rows would otherwise be written under a
+    version the registry holds for the first."""
+    from lumos_ops.exceptions import DatabaseError
+    from lumos_ops.pipeline.writer import ModelVersion, register_model_versions
+
+    with pytest.raises(DatabaseError, match="given to methods 'aperture' and 'optimal'"):
+        register_model_versions(engine, [ModelVersion("shared-7", "aperture", kind="classical"),
+                                         ModelVersion("shared-7", "optimal", kind="classical")], overwrite=False)

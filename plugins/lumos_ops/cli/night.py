@@ -94,7 +94,7 @@ def _reprocess(args: argparse.Namespace) -> int:
     night = PipelineSettings.from_env().night
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     versions = parse_model_versions(args.model_versions, name="--model-versions")
-    config = dataclasses.replace(night, methods=methods, model_versions={**night.model_versions, **versions},
+    config = dataclasses.replace(night, methods=methods, model_versions=versions,  # not the nights' LUMOS_MODEL_VERSIONS
                                  model_key=args.model_key or night.model_key)
     engine = make_engine(args.db_url or database_url_from_env())
     try:

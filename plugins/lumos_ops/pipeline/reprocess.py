@@ -94,12 +94,13 @@ def plan_reprocess(
 
     first, last = _nights(first_night, last_night)
     config.check_methods()
-    missing = [m for m in config.methods if m in LUMOS_METHODS and m not in config.model_versions]
+    missing = [m for m in config.methods if m not in config.model_versions]
     if missing:
         raise LumosValueError(f"reprocessing {missing} needs their model version (model_versions, e.g. "
-                              "lumos=lumos-2026.12): rows are written under it, next to production's")
+                              f"{missing[0]}={missing[0]}-2026.12): rows are written under it, next to production's")
     check_schema(engine)
     versions = {m: config.model_version(m) for m in config.methods}
+    _refuse_production_versions(engine, versions)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT e.exposure_id, e.object_key, e.night, e.expnum, e.ccd, coalesce(e.size_bytes, 0) AS size, "
@@ -131,6 +132,20 @@ def plan_reprocess(
     )
     log.info("reprocess %s..%s with %s: %d of %d exposures left", first, last, versions, len(tasks), len(rows))
     return ReprocessPlan(versions=versions, runs=runs, tasks=tasks, n_registered=len(rows))
+
+
+def _refuse_production_versions(engine: sa.Engine, versions: Mapping[str, str]) -> None:
+    """Reprocessing writes under new versions: one that is its method's production version (or the
+    version the nights write by default) would replace the rows users query."""
+    nightly_default = NightConfig(store_url=".", methods=tuple(versions)).model_version
+    with engine.connect() as conn:
+        production = dict(conn.execute(sa.text(
+            "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
+            "AND method = ANY(:m)"), {"m": list(versions)}).all())
+    clash = [f"{m}={v}" for m, v in versions.items() if v in (production.get(m), nightly_default(m))]
+    if clash:
+        raise LumosValueError(f"model_versions {', '.join(clash)}: the version the nights write; reprocess under a "
+                              "new version (e.g. optimal-2) and promote it when it is right")
 
 
 def reprocess_chunk(

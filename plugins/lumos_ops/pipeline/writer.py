@@ -154,6 +154,11 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
     ]
     if not rows:
         return
+    named: dict[str, str] = {}
+    for row in rows:
+        if named.setdefault(row["v"], row["m"]) != row["m"]:
+            raise DatabaseError(f"model_version {row['v']!r} is given to methods {named[row['v']]!r} and {row['m']!r}; "
+                                "give each method its own version string")
     from lumos_ops.pipeline.registry import lock_methods
 
     with engine.begin() as conn:
