@@ -14,7 +14,7 @@ promote``). Resumable: rerun (or clear) the run and only what is left is measure
 
 Params: ``first_night``, ``last_night`` (``YYYY-MM-DD``, required), ``methods`` (comma-separated,
 default ``lumos``), ``model_versions`` (``method=version`` pairs, required: the versions the rows are
-written under; every LUMOS method of ``methods`` needs one), ``model_key`` (checkpoint in the
+written under; every method of ``methods`` needs one, never a version the nights write), ``model_key`` (checkpoint in the
 object store), ``exposures_per_task`` (at least this many CCD images per mapped task; a field's
 reprocessing pays each task's scheduling and start-up once per chunk). ``process`` measures every
 method of the ``methods`` param at once, each under its version: on the GPU queue and pool when
@@ -66,7 +66,7 @@ def _config(params: dict):
         "methods": Param("lumos", type="string", description="Comma-separated methods to re-measure"),
         "model_versions": Param(type="string", pattern=_VERSIONS,
                                 description="method=version pairs the rows are written under, e.g. "
-                                            "lumos=lumos-2026.12 (required; every LUMOS method needs one)"),
+                                            "lumos=lumos-2026.12 (required; every method needs a new one)"),
         "model_key": Param(None, type=["null", "string"], description="Checkpoint object key of the LUMOS version"),
         "exposures_per_task": Param(None, type=["null", "integer"], minimum=1,
                                     description="At least this many CCD images per mapped process task (fewer, "

@@ -403,11 +403,10 @@ class Survey:
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the survey as JSON to ``path``; returns the path."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return out
+        """Write the survey as JSON to ``path``, atomically; returns the path."""
+        from lumos_ops.io.atomic import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], *, source: str = "<dict>") -> Survey:

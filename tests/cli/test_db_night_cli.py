@@ -21,7 +21,7 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
                  ["night", "status", "--night", NIGHT, "--db-url", db_url]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "schema is missing migration(s)" in err and "lumos db upgrade" in err
+        assert len(err.splitlines()) == 1 and "does not exist" in err and "run `lumos db upgrade`" in err
     assert main(["db", "upgrade", "--url", db_url]) == 0
     assert "applied V001" in capsys.readouterr().out
     assert main(["db", "upgrade", "--url", db_url]) == 0
@@ -63,6 +63,11 @@ def test_cli_db_and_night_commands(db_url, night_store, tmp_path, capsys, monkey
     assert main(["night", "status", "--night", NIGHT]) == 1
     out = capsys.readouterr().out
     assert "stale=1" in out and "interrupted" in out
+    # what a stopped `night run` prints to do: accepted for one night, refused for every night
+    assert main(["night", "recover", "--older-than", "0", "--runs-older-than", "0", "--night", NIGHT]) == 0
+    assert "0 exposure(s) recovered" in capsys.readouterr().out
+    assert main(["night", "recover", "--older-than", "0"]) == 2
+    assert "only with --night" in capsys.readouterr().err
 
 
 def test_an_unreachable_database_is_one_line(capsys):

@@ -78,3 +78,18 @@ def test_validate_reads_stamps_by_band_name_and_says_what_it_shares_with_trainin
     (tmp_path / "file").write_text("")
     assert main(["validate", "--model", str(checkpoint), "--out", str(tmp_path / "file"), *args]) == 2
     assert "is a file; give --out a folder" in capsys.readouterr().err
+
+
+def test_training_overlap_looks_at_the_adapted_set_first(tiny_training_set):
+    """An adapted model keeps its base network's training_set key (often a folder gone since); the set
+    it was fine-tuned on is the one that holds the survey's exposures."""
+    from types import SimpleNamespace
+
+    from lumos_ops.evaluation.validate import training_overlap
+    from lumos_ops.io.training_set import TrainingSet
+
+    ts = TrainingSet(tiny_training_set)
+    adapted = SimpleNamespace(metadata={"training_set": "/nonexistent/base-set",
+                                        "adapt": {"training_set": str(tiny_training_set)}})
+    assert "is the model's own training set" in training_overlap(adapted, ts)
+    assert training_overlap(SimpleNamespace(metadata={"training_set": "/nonexistent/base-set"}), ts) is None

@@ -74,6 +74,25 @@ def test_a_set_made_again_in_its_folder_is_whole_or_not_a_set(training_dir, smal
     made = generate_training_set(TeahupooConfig(n_stamps=20, shard_size=64, seed=5, stamp_size=40),
                                  small_survey.exposure_paths, catalog, again)
     assert len(TrainingSet(again)) == 20 and made.manifest_path == again / "manifest.json"
+    assert json.loads((again / "survey.json").read_text())["name"] == "paus"  # written before the manifest
     # the CCD shape is recorded: a model trained from any working folder gets the same CCD scale
     ny, nx = read_exposure(small_survey.exposure_paths[0]).shape
     assert json.loads(made.manifest_path.read_text())["ccd_shape"] == [ny, nx]
+
+
+def test_atomic_files_get_the_mode_a_plain_write_gives(tmp_path) -> None:
+    """Other accounts read what one account writes (umask 022: 0644), and a replaced file keeps its mode."""
+    import os
+    import stat
+
+    from lumos_ops.io.atomic import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        fresh = write_text_atomic(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        fresh.chmod(0o640)
+        write_text_atomic(fresh, "{\"a\": 1}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640 and fresh.read_text() == "{\"a\": 1}"
+    finally:
+        os.umask(old)

@@ -84,7 +84,7 @@ def test_reprocessing_writes_the_new_version_beside_production_and_resumes(engin
                               last_night=NIGHTS[0])["n_complete"].tolist() == [2]
 
 
-def test_reprocessing_needs_new_explicit_versions(engine, survey):
+def test_reprocessing_needs_new_explicit_versions(engine, survey, monkeypatch):
     """Every method needs an explicit version, and not the one the nights write (its rows would be
     replaced): production rows stay what users query until a promotion."""
     store, _, config = survey
@@ -96,8 +96,17 @@ def test_reprocessing_needs_new_explicit_versions(engine, survey):
     for versions in ({"aperture": "aperture-1"}, {"lumos": shipped}):
         nightly = NightConfig(store_url=config.store_url, methods=tuple(versions), cache_dir=config.cache_dir,
                               model_versions=versions)
-        with pytest.raises(LumosValueError, match="the version the nights write"):
+        with pytest.raises(LumosValueError, match="a version the nights write"):
             plan_reprocess(engine, store, nightly, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-z")
+    monkeypatch.setenv("LUMOS_MODEL_VERSIONS", "aperture=aperture-5")  # an operator override of the nights
+    override = NightConfig(store_url=config.store_url, methods=("aperture",), cache_dir=config.cache_dir,
+                           model_versions={"aperture": "aperture-5"})
+    with pytest.raises(LumosValueError, match="aperture=aperture-5: a version the nights write"):
+        plan_reprocess(engine, store, override, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-o")
+    twice = NightConfig(store_url=config.store_url, methods=("aperture", "optimal"), cache_dir=config.cache_dir,
+                        model_versions={"aperture": "v-2", "optimal": "v-2"})
+    with pytest.raises(LumosValueError, match="give each method its own version string"):
+        plan_reprocess(engine, store, twice, first_night=NIGHTS[0], last_night=NIGHTS[1], dag_run_id="re-t")
     with pytest.raises(LumosValueError, match="before first_night"):
         plan_reprocess(engine, store, config, first_night=NIGHTS[1], last_night=NIGHTS[0], dag_run_id="re-y")
 
@@ -126,6 +135,8 @@ def test_a_reprocessed_version_is_a_candidate_until_promoted_and_production_coad
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE model_version = 'optimal-7'")
                             ).scalar() == 2 * N_SOURCES
+        # not shown, though optimal has no production version: a reprocessing candidate waits for a promotion
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.latest_coadds WHERE method = 'optimal'")).scalar() == 0
     assert production_coadds() == before
 
     # the nights then measure optimal too: its first version becomes production and is what is shown
@@ -161,9 +172,8 @@ def test_an_unknown_method_is_refused_before_anything_is_registered(engine, surv
 def test_one_version_string_for_two_methods_is_refused(engine):
     """Within one registration too: the second method's rows would otherwise be written under a
     version the registry holds for the first."""
-    from lumos_ops.exceptions import DatabaseError
     from lumos_ops.pipeline.writer import ModelVersion, register_model_versions
 
-    with pytest.raises(DatabaseError, match="given to methods 'aperture' and 'optimal'"):
+    with pytest.raises(LumosValueError, match="given to methods 'aperture' and 'optimal'"):
         register_model_versions(engine, [ModelVersion("shared-7", "aperture", kind="classical"),
                                          ModelVersion("shared-7", "optimal", kind="classical")], overwrite=False)

@@ -10,6 +10,7 @@ run, retries included."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -89,16 +90,18 @@ def run_nightly_stoppable(*, night: str) -> tuple[str, str, dict[str, str]]:
     """
     with tempfile.TemporaryDirectory(prefix="lumos-nightly-") as tmp:
         result = Path(tmp) / "result.json"
-        child = subprocess.Popen([sys.executable, "-m", "lumos_ops.airflow.runner", night, str(result)],
-                                 start_new_session=True)
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            code = child.wait()
-        except KeyboardInterrupt:
-            _stop(child)
-            raise
+            child = subprocess.Popen([sys.executable, "-m", "lumos_ops.airflow.runner", night, str(result)],
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:
+                _stop(child)
+                raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not result.is_file():
             raise LumosError(f"the Airflow run of {DAG_ID} for night {night} ended without a result (exit {code}); "
                              "its log is above")
@@ -112,18 +115,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: the kernel kills it when this process dies, however (Linux
+    ``PR_SET_PDEATHSIG``; elsewhere nothing)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(child: subprocess.Popen) -> None:
-    """SIGTERM to the child's process group, SIGKILL after :data:`STOP_GRACE_S`."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(child.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            child.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM to the child's process group, SIGKILL after :data:`STOP_GRACE_S` or at a second
+    Ctrl-C / SIGTERM: the child is gone when this returns."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=STOP_GRACE_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    finally:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def _child_main(argv: list[str]) -> int:

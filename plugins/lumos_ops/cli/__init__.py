@@ -87,15 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lumos {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        message = database_unreachable(exc)  # also a LumosError raised while the connection failed
-        if message is not None:
-            print(f"lumos {args.command}: error: {message}", file=sys.stderr)
-            return 1
-        if not isinstance(exc, LumosError):
-            raise
+    except LumosError as exc:
         print(f"lumos {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        message = database_unreachable(exc)
+        if message is None:
+            raise
+        print(f"lumos {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 def database_unreachable(exc: BaseException) -> str | None:

@@ -120,16 +120,16 @@ def _reprocess(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lumos_ops.pipeline.database import check_schema, database_url_from_env, make_engine
+    from lumos_ops.pipeline.database import database_url_from_env, make_engine, older_schema_is_one_error
     from lumos_ops.pipeline.keys import validate_night
     from lumos_ops.pipeline.report import failure_message, night_counts
 
     night = validate_night(args.night)
     engine = make_engine(args.db_url or database_url_from_env())
     try:
-        check_schema(engine)
-        counts = night_counts(engine, night)
-        message = failure_message(engine, night)
+        with older_schema_is_one_error(engine):
+            counts = night_counts(engine, night)
+            message = failure_message(engine, night)
     finally:
         engine.dispose()
     print(f"night {night}: " + ", ".join(f"{k.removeprefix('n_')}={v}" for k, v in counts.items()))
@@ -146,10 +146,10 @@ def _recover(args: argparse.Namespace) -> int:
     from lumos_ops.pipeline.keys import validate_night
     from lumos_ops.pipeline.writer import close_stale_runs, recover_interrupted
 
-    if args.older_than <= 0:
-        raise LumosValueError(f"--older-than {args.older_than}: give a positive number of hours")
-    if args.runs_older_than is not None and args.runs_older_than <= 0:
-        raise LumosValueError(f"--runs-older-than {args.runs_older_than}: give a positive number of hours")
+    for option, hours in (("--older-than", args.older_than), ("--runs-older-than", args.runs_older_than)):
+        if hours is not None and (hours < 0 or (hours == 0 and not args.night)):
+            raise LumosValueError(f"{option} {hours}: give a positive number of hours (0, everything left "
+                                  "running, only with --night, for a run known to be stopped)")
     night = validate_night(args.night) if args.night else None
     engine = make_engine(args.db_url or database_url_from_env())
     try:

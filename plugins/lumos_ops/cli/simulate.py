@@ -64,7 +64,6 @@ def _survey(args: argparse.Namespace) -> int:
 
 def _training_set(args: argparse.Namespace) -> int:
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.lumos.train import TRAINING_SET_SURVEY
     from lumos_ops.sim import TeahupooConfig, generate_training_set
     from lumos_ops.survey import use_survey
 
@@ -100,7 +99,6 @@ def _training_set(args: argparse.Namespace) -> int:
     catalog = read_catalog(args.catalog)
     with use_survey(survey):
         manifest = generate_training_set(config, paths, catalog, args.out, progress=not args.quiet)
-    survey.write(manifest.out_dir / TRAINING_SET_SURVEY)
     print(
         f"wrote {manifest.n_stamps} stamps ({manifest.stamp_size}x{manifest.stamp_size}, "
         f"{len(manifest.shard_paths)} shards) to {manifest.out_dir}: {manifest.stamps_per_s:.1f} stamps/s"

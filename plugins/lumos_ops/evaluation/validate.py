@@ -150,28 +150,30 @@ def validate(
 
 
 def training_overlap(loaded: Any, ts: Any) -> str | None:
-    """What the test set shares with the model's training set, as a sentence; None when nothing
-    (or when the checkpoint does not record its training set).
+    """What the test set shares with the sets the model was trained on, as a sentence; None when
+    nothing (or when the checkpoint records none of them).
 
-    The same set (another split draws other stamps from the same exposures' backgrounds) or any
-    source exposure in common: the scores then are not on held-out pixels.
+    The sets: the one ``lumos adapt`` fine-tuned on (checked first: it holds the survey's own
+    exposures) and the one the base network was trained on. The same set (another split draws other
+    stamps from the same exposures' backgrounds) or any source exposure in common: the scores then
+    are not on held-out pixels.
     """
-    trained_on = loaded.metadata.get("training_set") or (loaded.metadata.get("adapt") or {}).get("training_set")
-    if not trained_on:
-        return None
-    trained_on = Path(trained_on)
-    if trained_on.resolve() == ts.path.resolve():
-        return (f"{ts.path}: is the model's own training set (other stamps of the same exposures' backgrounds); "
-                "its scores are not on held-out exposures")
-    try:
-        exposures = json.loads((trained_on / "manifest.json").read_text()).get("exposures", [])
-    except (OSError, ValueError):
-        return None
-    shared = {os.path.abspath(p) for p in exposures} & {os.path.abspath(p) for p in ts.manifest.get("exposures", [])}
-    if not shared:
-        return None
-    return (f"{ts.path}: {len(shared)} of its source exposures are in the model's training set {trained_on} "
-            f"(e.g. {sorted(shared)[0]}); its scores are not on held-out exposures")
+    adapted = loaded.metadata.get("adapt") or {}
+    for trained_on in filter(None, (adapted.get("training_set"), loaded.metadata.get("training_set"))):
+        trained_on = Path(trained_on)
+        if trained_on.resolve() == ts.path.resolve():
+            return (f"{ts.path}: is the model's own training set (other stamps of the same exposures' "
+                    "backgrounds); its scores are not on held-out exposures")
+        try:
+            exposures = json.loads((trained_on / "manifest.json").read_text()).get("exposures", [])
+        except (OSError, ValueError):
+            continue
+        shared = ({os.path.abspath(p) for p in exposures}
+                  & {os.path.abspath(p) for p in ts.manifest.get("exposures", [])})
+        if shared:
+            return (f"{ts.path}: {len(shared)} of its source exposures are in the model's training set {trained_on} "
+                    f"(e.g. {sorted(shared)[0]}); its scores are not on held-out exposures")
+    return None
 
 
 def _select_stamps(ts: Any, test_set: str | os.PathLike[str], config: ValidateConfig) -> _Stamps:

@@ -12,12 +12,13 @@ administrator has created them once with :func:`create_roles` (``lumos db create
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from lumos_ops.exceptions import DatabaseError
 
 __all__ = [
+    "older_schema_is_one_error",
     "DATABASE_URL_ENV",
     "SQL_DIR_ENV",
     "Migration",
@@ -237,6 +239,8 @@ def applied_versions(engine: sa.Engine) -> dict[int, str]:
                 return {}
             rows = conn.execute(sa.text("SELECT version, checksum FROM lumos.schema_migrations")).all()
     except sa.exc.OperationalError as exc:
+        if connection_lost(exc) is not None:
+            raise  # the command line says so in one line (lumos_ops.cli.database_unreachable)
         raise DatabaseError(f"{redact_url(engine.url)}: cannot connect ({exc.orig})") from None
     return {int(v): str(c) for v, c in rows}
 
@@ -366,6 +370,21 @@ def _check_checksums(migrations: list[Migration], applied: dict[int, str]) -> No
                 f"{migration.path.name}: this migration was applied with a different content (checksum "
                 f"{recorded[:12]}..., file {migration.checksum[:12]}...); never edit applied migrations, add a new one"
             )
+
+
+@contextlib.contextmanager
+def older_schema_is_one_error(engine: sa.Engine) -> Iterator[None]:
+    """Turn a read that names a table or column the database lacks (SQLSTATE 42P01, 42703: its schema
+    is older than this lumos-ops) into one :class:`DatabaseError` saying to upgrade it. Readers need
+    no other check, so a newer client still reads a database that holds what it asks for."""
+    try:
+        yield
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) not in ("42P01", "42703"):
+            raise
+        reason = str(exc.orig).strip().splitlines()[0]
+        raise DatabaseError(f"{redact_url(engine.url)}: {reason}: the schema is older than this lumos-ops; "
+                            "run `lumos db upgrade`") from None
 
 
 def check_schema(engine: sa.Engine, *, migrations: list[Migration] | None = None) -> int:

@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops.exceptions import LumosValueError
-from lumos_ops.pipeline.database import check_schema, sql_dir
+from lumos_ops.pipeline.database import older_schema_is_one_error, sql_dir
 
 __all__ = ["list_queries", "load_query", "query_parameters", "run_query"]
 
@@ -44,15 +44,14 @@ def run_query(engine: sa.Engine, name: str, params: Mapping[str, Any] | None = N
         Unknown query, a missing parameter (named in the message) or a value the database cannot
         read as the parameter's type.
     DatabaseError
-        The schema lacks a migration the queries need (run ``lumos db upgrade``).
+        The schema lacks a table or column the query reads (run ``lumos db upgrade``).
     """
     params = dict(params or {})
     missing = [p for p in query_parameters(name) if p not in params]
     if missing:
         raise LumosValueError(f"query {name!r} needs parameter(s) {', '.join(missing)} (e.g. --param {missing[0]}=...)")
-    check_schema(engine)
     try:
-        with engine.connect() as conn:
+        with older_schema_is_one_error(engine), engine.connect() as conn:
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
             result = conn.execute(sa.text(load_query(name)), params)
             return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))

@@ -98,8 +98,10 @@ def plan_reprocess(
     if missing:
         raise LumosValueError(f"reprocessing {missing} needs their model version (model_versions, e.g. "
                               f"{missing[0]}={missing[0]}-2026.12): rows are written under it, next to production's")
-    check_schema(engine)
     versions = {m: config.model_version(m) for m in config.methods}
+    if len(set(versions.values())) < len(versions):
+        raise LumosValueError(f"model_versions {versions}: give each method its own version string")
+    check_schema(engine)
     _refuse_production_versions(engine, versions)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
@@ -119,7 +121,7 @@ def plan_reprocess(
     register_model_versions(engine, [
         ModelVersion(model_version=v, method=m, kind="lumos" if m in LUMOS_METHODS else "classical")
         for m, v in versions.items()
-    ], overwrite=False, as_candidates=True)
+    ], overwrite=False, reprocessing=True)
     cache = DownloadCache(config.resolved_cache_dir())
     catalog_path, catalog_info, _ = cache.fetch(store, config.catalog_key)
     load_catalog(engine, read_catalog(catalog_path), checksum=catalog_info.checksum)
@@ -135,17 +137,24 @@ def plan_reprocess(
 
 
 def _refuse_production_versions(engine: sa.Engine, versions: Mapping[str, str]) -> None:
-    """Reprocessing writes under new versions: one that is its method's production version (or the
-    version the nights write by default) would replace the rows users query."""
-    nightly_default = NightConfig(store_url=".", methods=tuple(versions)).model_version
+    """Reprocessing writes under new versions. Refused: a method's production version, the version
+    the nights are configured to write (``LUMOS_MODEL_VERSIONS``, an operator override), and, for a
+    method without a production version, the nights' default (``aperture-1``, the shipped LUMOS
+    checkpoint's name): their rows would be replaced."""
+    from lumos_ops.pipeline.config import PipelineSettings
+
     with engine.connect() as conn:
         production = dict(conn.execute(sa.text(
             "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
             "AND method = ANY(:m)"), {"m": list(versions)}).all())
-    clash = [f"{m}={v}" for m, v in versions.items() if v in (production.get(m), nightly_default(m))]
+    configured = PipelineSettings.from_env().night.model_versions
+    default = NightConfig(store_url=".", methods=tuple(versions)).model_version
+    clash = [f"{m}={v}" for m, v in versions.items()
+             if v == production.get(m) or v == configured.get(m) or (m not in production and v == default(m))]
     if clash:
-        raise LumosValueError(f"model_versions {', '.join(clash)}: the version the nights write; reprocess under a "
-                              "new version (e.g. optimal-2) and promote it when it is right")
+        method = clash[0].split("=")[0]
+        raise LumosValueError(f"model_versions {', '.join(clash)}: a version the nights write; reprocess under a "
+                              f"new version (e.g. {method}-2026.12) and promote it when it is right")
 
 
 def reprocess_chunk(

@@ -133,13 +133,14 @@ def _update_where(engine: sa.Engine, update: str, clauses: Sequence[str], params
 
 
 def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion], *, overwrite: bool = True,
-                            as_candidates: bool = False) -> None:
+                            reprocessing: bool = False) -> None:
     """Insert the model versions; existing ones get the new checksum/metadata when ``overwrite``.
 
     ``overwrite=False`` is what the pipeline's writer role may do (it cannot UPDATE the registry):
     existing versions are left as they are. A new version's status is the registry's rule (V005: a
-    classical version is production when its method has none); ``as_candidates`` registers every
-    new version as a candidate (reprocessing: nothing a scientist queries changes before a promotion).
+    classical version is production when its method has none). ``reprocessing`` registers every new
+    version as a candidate with metadata ``registered_by: reprocess``, which ``lumos.latest_coadds``
+    leaves out until it is promoted (V010): nothing a scientist queries changes before a promotion.
 
     Raises
     ------
@@ -147,9 +148,10 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
         A version string is already registered for another method, or (``overwrite=False``) with
         another checksum: a registered version names one set of weights for good.
     """
+    tag = {"registered_by": "reprocess"} if reprocessing else {}
     rows = [
         {"v": m.model_version, "m": m.method, "k": m.kind, "c": m.checksum,
-         "meta": json.dumps(dict(m.metadata), sort_keys=True, default=str)}
+         "meta": json.dumps({**m.metadata, **tag}, sort_keys=True, default=str)}
         for m in versions
     ]
     if not rows:
@@ -157,13 +159,13 @@ def register_model_versions(engine: sa.Engine, versions: Iterable[ModelVersion],
     named: dict[str, str] = {}
     for row in rows:
         if named.setdefault(row["v"], row["m"]) != row["m"]:
-            raise DatabaseError(f"model_version {row['v']!r} is given to methods {named[row['v']]!r} and {row['m']!r}; "
-                                "give each method its own version string")
+            raise LumosValueError(f"model_version {row['v']!r} is given to methods {named[row['v']]!r} and "
+                                  f"{row['m']!r}; give each method its own version string")
     from lumos_ops.pipeline.registry import lock_methods
 
     with engine.begin() as conn:
         lock_methods(conn, [row["m"] for row in rows])
-        if as_candidates:
+        if reprocessing:
             conn.execute(sa.text("SET LOCAL lumos.new_versions = 'candidate'"))
         for row in rows:
             existing = conn.execute(

@@ -39,6 +39,7 @@ from lumos_ops.sim.star_truth import draw_with_star_psf, exposure_star_psf
 from lumos_ops.sim.teahupoo_config import SPLITS, FluxSource, TeahupooConfig
 from lumos_ops.sim.threads import torch_threads
 from lumos_ops.sim.truth_mismatch import MISMATCH_META_COLUMNS, MismatchDraws, draw_mismatch, render_truth
+from lumos_ops.survey import current_survey
 
 __all__ = ["TrainingSetManifest", "generate_training_set", "META_COLUMNS", "NOISE_META_COLUMNS",
            "MISMATCH_META_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -280,6 +281,7 @@ def _generate(
     shard_entries = _close_shards(shards)
     del shards
     meta_path = _write_meta(out, meta)
+    current_survey().write(out / "survey.json")  # the band order of band_epoch; before the manifest, which comes last
     manifest_path = _write_manifest(out, config, paths, catalog, shard_entries)
     elapsed = time.perf_counter() - start_time
     n = config.n_stamps
