@@ -7,7 +7,7 @@ import pandas as pd
 from astropy.io import fits
 
 from lumos_ops.constants import NB_BANDS
-from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION
+from lumos_ops.io.training_set import FORMAT_NAME, FORMAT_VERSION, TrainingSet
 from lumos_ops.lumos.config import Normalization
 
 STAMP = 60
@@ -75,3 +75,22 @@ def write_exposure(path, *, seed, n=23, zp=26.0, band="NB685"):
         "r50": 0.6, "sersic_n": 1.0, "q": 0.8, "pa": 10.0, "i_auto": cat_rng.uniform(19, 23, n),
     })
     return path, catalog
+
+
+def resized_set(source, path, size, seed=0):
+    """A copy of the set ``source`` with ``size``-pixel stamps: larger ones hold the source's stamps at
+    their centre (pixels ``size//2 - 30 : size//2 + 30``) inside random pixels, smaller ones its centre."""
+    ts = TrainingSet(source)
+    images = ts.images(np.arange(len(ts)))
+    off = abs(size // 2 - STAMP // 2)
+    if size >= STAMP:
+        stamps = np.random.default_rng(seed).normal(50.0, 20.0, (len(ts), 2, size, size)).astype(np.float32)
+        stamps[:, :, off : off + STAMP, off : off + STAMP] = images
+    else:
+        stamps = np.ascontiguousarray(images[:, :, off : off + size, off : off + size])
+    (path / "shards").mkdir(parents=True)
+    np.save(path / "shards" / "shard-00000.npy", stamps)
+    ts.meta.assign(shard=0, row=np.arange(len(ts))).to_parquet(path / "meta.parquet")
+    manifest = {**ts.manifest, "stamp_size": size, "shards": [{"file": "shards/shard-00000.npy", "n": len(ts)}]}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path

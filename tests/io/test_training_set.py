@@ -78,6 +78,12 @@ def test_a_set_made_again_in_its_folder_is_whole_or_not_a_set(training_dir, smal
     # the CCD shape is recorded: a model trained from any working folder gets the same CCD scale
     ny, nx = read_exposure(small_survey.exposure_paths[0]).shape
     assert json.loads(made.manifest_path.read_text())["ccd_shape"] == [ny, nx]
+    from lumos_ops.lumos.train import infer_ccd_shape
+
+    manifest = json.loads(made.manifest_path.read_text())
+    manifest["exposures"] = ["sim/exposures/made-elsewhere.fits"]  # relative to another working folder
+    made.manifest_path.write_text(json.dumps(manifest))
+    assert infer_ccd_shape(again) == (ny, nx) != (4096, 2048)
 
 
 def test_atomic_files_get_the_mode_a_plain_write_gives(tmp_path) -> None:

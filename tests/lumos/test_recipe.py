@@ -12,18 +12,21 @@ from lumos_ops.sim import SurveyConfig, TeahupooConfig
 
 class _Steps:
     """Stand-ins for the survey simulator, the TEAHUPOO generator and the training: they record
-    what run_recipe asks for and write the files by which it recognises finished steps."""
+    what run_recipe asks for and write the files by which it recognises finished steps. The initial
+    model's check is replaced too (the recipes' init models are not files here) unless ``check``."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, *, check=False):
         import lumos_ops.io.catalog
         import lumos_ops.lumos.train
         import lumos_ops.sim
 
-        self.surveys, self.sets, self.trainings, self.workers = [], [], [], []
+        self.surveys, self.sets, self.trainings, self.workers, self.checked = [], [], [], [], []
         monkeypatch.setattr(lumos_ops.sim, "simulate_survey", self.simulate_survey)
         monkeypatch.setattr(lumos_ops.sim, "generate_training_set", self.generate_training_set)
         monkeypatch.setattr(lumos_ops.lumos.train, "train", self.train)
         monkeypatch.setattr(lumos_ops.io.catalog, "read_catalog", lambda path: f"catalogue {path.name}")
+        if not check:
+            monkeypatch.setattr(lumos_ops.lumos.train, "check_init_model", self.checked.append)
 
     def simulate_survey(self, config, out, *, progress, workers):
         self.surveys.append(config)
@@ -65,6 +68,7 @@ def test_run_recipe_builds_the_recipe_configs_and_skips_finished_steps(name, tmp
     assert metadata["recipe"] == {"name": name, "survey": recipe.survey, "teahupoo": {**recipe.teahupoo, "n_stamps": 64},
                                   "train": recipe.train, **({"init": recipe.init} if recipe.init else {})}
     assert metrics == {"epochs": 3}
+    assert steps.checked == [config]
 
     run_recipe(name, tmp_path, n_stamps=64, resume=True, train_options=init, progress=False)  # survey and stamps are done
     assert len(steps.surveys) == 1 and len(steps.sets) == 1
@@ -156,3 +160,38 @@ def test_cli_init_model_needs_a_recipe(tmp_path, capsys):
 
     assert main(["train", "--training-set", str(tmp_path), "--init-model", "default", "--out", str(tmp_path / "o")]) == 2
     assert "--init-model starts a fine-tuning --recipe" in capsys.readouterr().err
+
+
+def _checkpoint(path, arch, n_band_epochs):
+    """A freshly initialised ``arch`` checkpoint with ``n_band_epochs`` embedding rows at ``path``."""
+    from lumos_ops.lumos.checkpoint import save_checkpoint
+    from lumos_ops.lumos.model import get_model
+
+    from lumos_helpers import NORM
+
+    net = get_model(arch, n_band_epochs=n_band_epochs)
+    net.bind_normalization(NORM)
+    save_checkpoint(path, net, arch=arch, normalization=NORM)
+    return path
+
+
+@pytest.mark.parametrize(("arch", "rows", "message"), [
+    ("fast", 80, "init_model arch 'fast' differs from 'fast-mf'"),
+    ("fast-mf", 3, "init_model n_band_epochs 3 differs from this training's 80"),
+])
+def test_recipe_init_model_is_checked_before_anything_is_simulated(arch, rows, message, tmp_path, monkeypatch):
+    """``--init-model`` of another architecture, or of other band x epoch rows than the recipe's
+    training set (the 40 PAUS bands x 2 epochs), is refused before the survey is simulated."""
+    steps = _Steps(monkeypatch, check=True)
+    start = _checkpoint(tmp_path / "start.pt", arch, rows)
+    with pytest.raises(LumosValueError, match=message):
+        run_recipe("default", tmp_path / "out", train_options={"init_model": str(start)}, progress=False)
+    assert steps.surveys == [] and steps.sets == [] and steps.trainings == []
+    assert not (tmp_path / "out" / "survey").exists()
+
+
+def test_recipe_accepts_a_matching_init_model(tmp_path, monkeypatch):
+    steps = _Steps(monkeypatch, check=True)
+    start = _checkpoint(tmp_path / "start.pt", "fast-mf", 80)
+    run_recipe("default", tmp_path / "out", n_stamps=8, train_options={"init_model": str(start)}, progress=False)
+    assert len(steps.surveys) == 1 and steps.trainings[0][2].init_model == str(start)

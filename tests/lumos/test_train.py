@@ -182,3 +182,75 @@ def test_balanced_weights_change_the_reference_prior_loss(tiny_training_set, tmp
     assert plain["history"][0]["val_loss"] != pytest.approx(balanced["history"][0]["val_loss"], rel=1e-3)
     model = load_checkpoint(tmp_path / "balanced" / "model.pt", device="cpu")
     assert model.metadata["train_config"]["balanced_weights"] is True and model.is_likelihood
+
+
+def _state(path):
+    return torch.load(path / "train_state.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tiny_training_set, tmp_path_factory):
+    """OUT of a 1-epoch run on the tiny set (``_config``), to be resumed; tests must leave it as it is."""
+    out = tmp_path_factory.mktemp("one-epoch")
+    train(tiny_training_set, out, _config(epochs=1))
+    return out
+
+
+@pytest.mark.parametrize("change", [
+    {"lr": 1e-2}, {"lr_step": 1}, {"lr_gamma": 0.5}, {"batch_size": 16}, {"seed": 4}, {"drop_inputs": ("i_auto",)},
+    {"max_train": 40}, {"max_val": 10}, {"norm_sample": 32}, {"ccd_shape": (100, 100)}, {"frozen_bn_epochs": 1},
+    {"amp": False},
+])
+def test_resume_refuses_other_settings(change, tiny_training_set, one_epoch_run):
+    """A resumed run trains on as saved: any setting that shapes the weights must be the saved run's,
+    and the refusal names it and leaves the run as it was."""
+    out = one_epoch_run
+    before = _state(out)
+    name = next(iter(change))
+    with pytest.raises(LumosValueError, match=rf"train_state.pt: the saved run was trained with other settings \({name} .*new --out"):
+        train(tiny_training_set, out, _config(epochs=2, **change), resume=True)
+    assert _state(out)["epoch"] == 1 and _state(out)["history"] == before["history"]
+
+
+def test_resume_refuses_another_training_set(one_epoch_run, tmp_path):
+    from lumos_helpers import write_training_set
+
+    other = write_training_set(tmp_path / "other", seed=1)
+    with pytest.raises(LumosValueError, match=r"training set .* -> .*other \(another manifest.json\)"):
+        train(other, one_epoch_run, _config(epochs=2), resume=True)
+    assert _state(one_epoch_run)["epoch"] == 1
+
+
+def test_resume_may_change_how_it_runs(tiny_training_set, tmp_path):
+    """Device, threads and progress bars do not shape the weights: a resumed run may change them."""
+    train(tiny_training_set, tmp_path / "run", _config(epochs=1))
+    resumed = train(tiny_training_set, tmp_path / "run", _config(epochs=2, device=None, progress=True,
+                                                                 num_threads=torch.get_num_threads()), resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["epochs"] == 2
+
+
+def test_resume_with_as_many_epochs_does_nothing(tiny_training_set, tmp_path, caplog):
+    """--epochs equal to the epochs trained: nothing is trained, the metrics say what the run is."""
+    out = tmp_path / "run"
+    first = train(tiny_training_set, out, _config(epochs=2))
+    with caplog.at_level("INFO", logger="lumos_ops.lumos.train"):
+        again = train(tiny_training_set, out, _config(epochs=2), resume=True)
+    assert "already trained 2 epochs; nothing to do" in caplog.text
+    assert _state(out)["epoch"] == 2
+    assert again["history"] == first["history"] and again["model_sha256"] == first["model_sha256"]
+    assert (again["epochs"], len(again["history"])) == (2, 2) and again["best_epoch"] <= 2
+    with pytest.raises(LumosValueError, match="has trained 2 epochs, more than --epochs 1; give --epochs 2 or more"):
+        train(tiny_training_set, out, _config(epochs=1), resume=True)
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_resume_checks_a_state_saved_without_its_settings(tiny_training_set, tmp_path):
+    """A state written before the settings were recorded is checked against its TrainConfig."""
+    out = tmp_path / "run"
+    train(tiny_training_set, out, _config(epochs=1))
+    state = _state(out)
+    del state["settings"]
+    torch.save(state, out / "train_state.pt")
+    with pytest.raises(LumosValueError, match="lr 0.001 -> 0.01"):
+        train(tiny_training_set, out, _config(epochs=2, lr=1e-2), resume=True)
+    assert train(tiny_training_set, out, _config(epochs=2), resume=True)["epochs"] == 2

@@ -26,9 +26,38 @@ def _exposure_paths(spec: str) -> list[str]:
     return paths
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+_RECIPE_ONLY = ("n_stamps", "workers")
+"""Options of ``lumos train`` that only a ``--recipe`` reads."""
+_TRAINING_SET_ONLY = ("training_set", "ccd_shape", "survey")
+"""Options of ``lumos train`` that only a ``--training-set`` run reads (a recipe makes its own set)."""
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen mode (``--recipe`` or ``--training-set``) would ignore."""
     from lumos_ops.exceptions import LumosValueError
+
+    def given(names: tuple[str, ...]) -> list[str]:
+        return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
+
+    if args.recipe:
+        ignored = given(_TRAINING_SET_ONLY)
+        if ignored:
+            raise LumosValueError(f"{', '.join(ignored)}: not read with --recipe, which simulates its own training set "
+                                  "and survey; drop them, or give --training-set without --recipe")
+        return
+    if not args.training_set:
+        raise LumosValueError("give --training-set DIR or --recipe NAME")
+    if args.init_model:
+        raise LumosValueError("--init-model starts a fine-tuning --recipe NAME; lumos adapt fine-tunes a model on a survey's exposures")
+    ignored = given(_RECIPE_ONLY)
+    if ignored:
+        raise LumosValueError(f"{', '.join(ignored)}: recipe only (--recipe NAME); drop them to train on --training-set")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
     from lumos_ops.lumos.train import TrainConfig, infer_ccd_shape, train
+
+    _check_train_options(args)
 
     options = {
         "arch": args.arch,
@@ -57,12 +86,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
             options["init_model"] = str(resolve_model_path(args.init_model))
         metrics = run_recipe(args.recipe, args.out, n_stamps=args.n_stamps, train_options=options,
-                             resume=args.resume, progress=not args.quiet, workers=args.workers)
+                             resume=args.resume, progress=not args.quiet,
+                             workers=1 if args.workers is None else args.workers)
     else:
-        if not args.training_set:
-            raise LumosValueError("give --training-set DIR or --recipe NAME")
-        if args.init_model:
-            raise LumosValueError("--init-model starts a fine-tuning --recipe NAME; lumos adapt fine-tunes a model on a survey's exposures")
         ccd_shape = tuple(args.ccd_shape) if args.ccd_shape else infer_ccd_shape(args.training_set)
         metrics = train(args.training_set, args.out, TrainConfig(ccd_shape=ccd_shape, **options), resume=args.resume,
                         survey=survey_from_args(args))
@@ -128,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "no-CCD companion); experiments: fast-mf-v15-ft, fast-mf-noccd-v15-ft, fast-mf-v14, fast-mf-v13-clear-ft, fast-mf-v12-mixed, "
                    "fast-mf-r-v13-mixed; earlier: fast-mf-v12, fast-v11, fast-noccd-v11, fast-v10, fast-noccd-v10")
     p.add_argument("--n-stamps", type=int, help="recipe only: override the number of training stamps")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=int,
                    help="recipe only: processes simulating the survey and cutting its stamps (default 1; same files for any "
                         "number)")
     p.add_argument("--init-model", metavar="MODEL",
@@ -137,19 +163,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt, metrics.json)")
     p.add_argument("--arch", help="registered architecture: fast (default), fast-mf (anchored on the matched filter), "
                    "fast-mf-r (fast-mf with a width head that reads the model departure) or paper")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int,
+                   help="passes over the training stamps (default 10; a recipe: its own); with --resume, more than "
+                        "the saved run's trains longer, as many does nothing")
+    p.add_argument("--batch-size", type=int, help="stamps per step (default 500; a recipe: its own)")
     p.add_argument("--lr", type=float, help="initial Adam learning rate (paper 1e-4)")
     p.add_argument("--lr-step", type=int, help="epochs between learning-rate divisions (paper 40)")
     p.add_argument("--lr-gamma", type=float, help="factor applied every --lr-step epochs (paper 0.1)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the weights and the batch order (default 0; a recipe: its own)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast on CUDA")
     p.add_argument("--ccd-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
                    help="CCD shape for position normalisation (default: read from the set's first exposure)")
-    p.add_argument("--max-train", type=int, help="use at most N training stamps")
-    p.add_argument("--max-val", type=int, help="use at most N validation stamps")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--max-train", type=int, help="use at most N >= 1 training stamps (default: all)")
+    p.add_argument("--max-val", type=int, help="use at most N >= 1 validation stamps (default: all)")
+    p.add_argument("--threads", type=int, help="torch CPU threads, >= 1 (default: torch's)")
     p.add_argument("--drop-input", nargs="+", metavar="NAME",
                    help="scalar inputs to hide from the network: i_auto, ccd_x, ccd_y, background")
     p.add_argument("--frozen-bn-epochs", type=int, metavar="N",
@@ -158,8 +186,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--balanced-weights", action="store_true",
                    help="reference-prior sets: weight each stamp by g(matched-filter flux) / g(true flux), which keeps "
                         "the likelihood as the minimiser and gives faint stamps their share of the loss "
-                        "(default: the importance weights 1 / g(true flux); docs/likelihood.md §15)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+                        "(default: the importance weights 1 / g(true flux); docs/likelihood.md §15); refused on a "
+                        "training set whose fluxes follow a population")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/train_state.pt, with the saved run's settings (only --epochs, --device, "
+                        "--threads and -q may change)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--survey", metavar="FILE", default=None,
                    help="band order of the model's embedding when the training set records none (its survey.json): "
@@ -173,8 +204,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--catalog", required=True, help="external catalogue (CSV or Parquet)")
     t.add_argument("--sim-set", required=True, help="TEAHUPOO directory for the supervised term")
     t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--epochs", type=int, help="passes over the pairs (default 100)")
+    t.add_argument("--batch-size", type=int, help="pairs and simulated stamps per step (default 500)")
     t.add_argument("--lr", type=float, help="paper 1e-5")
     t.add_argument("--lr-step", type=int, help="paper 50")
     t.add_argument("--max-pairs", type=int, help="paper 20000")
@@ -183,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--default-zero-point", type=float, help="ZP for exposures without a ZP header")
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
-    t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_survey_option(t)
     t.set_defaults(func=_cmd_transfer)
 

@@ -515,10 +515,9 @@ def measure_noise_scale(paths: Sequence[str], base_noise: float, *, rescale: boo
 
 def _write_json(path: Path, value: Any) -> None:
     from lumos_ops.evaluation.injection_report import json_clean
+    from lumos_ops.io.atomic import write_text_atomic
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(json_clean(value), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(json_clean(value), indent=2, allow_nan=False) + "\n")
 
 
 _RUN_ONLY_SETTINGS = ("device", "num_threads", "progress")

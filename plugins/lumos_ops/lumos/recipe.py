@@ -356,7 +356,8 @@ def run_recipe(
     n_stamps : int, keyword-only
         Override the number of TEAHUPOO stamps.
     train_options : dict, keyword-only
-        Override :class:`TrainConfig` fields.
+        Override :class:`TrainConfig` fields; the configuration and its ``init_model`` are checked
+        before anything is simulated.
     resume : bool, keyword-only
         Continue an interrupted training.
     progress : bool, keyword-only
@@ -370,9 +371,12 @@ def run_recipe(
 
 def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_options: dict[str, Any] | None,
          resume: bool, progress: bool, workers: int) -> dict[str, Any]:
-    """:func:`run_recipe` with the survey in ``survey_dir`` (shared with the recipe it fine-tunes)."""
+    """:func:`run_recipe` with the survey in ``survey_dir`` (shared with the recipe it fine-tunes).
+
+    The training configuration and its initial model (architecture, band x epoch rows) are checked
+    before anything is simulated."""
     from lumos_ops.io.catalog import read_catalog
-    from lumos_ops.lumos.train import TrainConfig, train
+    from lumos_ops.lumos.train import TrainConfig, check_init_model, train
     from lumos_ops.sim import SurveyConfig, TeahupooConfig, generate_training_set, simulate_survey
 
     if name not in RECIPES:
@@ -388,6 +392,10 @@ def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_
              train_options={"progress": progress}, resume=resume, progress=progress, workers=workers)
         options["init_model"] = str(init_out / "model" / "model.pt")
     survey_config = SurveyConfig.from_dict(dict(recipe.survey))
+    options = {**recipe.train, **options, "ccd_shape": tuple(survey_config.ccd_shape)}
+    options.setdefault("progress", progress)
+    config = TrainConfig(**options)
+    check_init_model(config)
     if not (survey_dir / "manifest.json").is_file():
         log.info("recipe %s: simulating the survey in %s", name, survey_dir)
         simulate_survey(survey_config, survey_dir, progress=progress, workers=workers)
@@ -401,8 +409,6 @@ def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_
         log.info("recipe %s: generating %d TEAHUPOO stamps in %s", name, set_config.n_stamps, set_dir)
         generate_training_set(set_config, _fits(survey_dir), read_catalog(survey_dir / "catalog.parquet"), set_dir,
                               progress=progress, workers=workers)
-    options = {**recipe.train, **options, "ccd_shape": tuple(survey_config.ccd_shape)}
-    options.setdefault("progress", progress)
     metadata = {"recipe": {"name": name, "survey": recipe.survey, "teahupoo": teahupoo, "train": recipe.train,
                            **({"init": recipe.init} if recipe.init is not None else {})}}
-    return train(set_dir, model_dir, TrainConfig(**options), resume=resume, metadata=metadata)
+    return train(set_dir, model_dir, config, resume=resume, metadata=metadata)

@@ -6,8 +6,10 @@ layer in eval mode (running statistics frozen, affine weights still learnt), so 
 that is evaluated and shipped is the one that was optimised; see :class:`TrainConfig`.
 
 Every epoch writes ``OUT/train_state.pt`` (model, optimizer, scheduler, epoch, history: each
-epoch's losses, the learning rate it trained with and its seconds; ``--resume`` continues from it) and ``OUT/model.pt`` (the checkpoint of the epoch with the lowest
-validation loss); the end writes ``OUT/metrics.json``.
+epoch's losses, the learning rate it trained with and its seconds, and the settings that shape the
+weights; ``--resume`` continues from it with those settings, only :data:`RUN_ONLY_SETTINGS` may change) and ``OUT/model.pt`` (the checkpoint of the epoch with the lowest
+validation loss); the end writes ``OUT/metrics.json`` (atomically). Every input is checked before
+``OUT`` is created; stamps larger than the network's are cropped to their centre (:class:`CentreCrop`).
 
 On CPU the run is deterministic for a fixed seed (torch's CPU kernels are; one data-loading
 process; weights initialised from ``torch.manual_seed(seed)``; epoch permutations drawn from the
@@ -18,6 +20,7 @@ autocast (no gradient scaler needed), losses in float32.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 
 from lumos_ops import __version__
-from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE
+from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE, n_band_epochs
 from lumos_ops.exceptions import InputFileError, LumosValueError
 from lumos_ops.lumos.checkpoint import save_checkpoint
 from lumos_ops.lumos.config import SCALAR_NAMES, STAMP_BACKGROUNDS, Normalization
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from lumos_ops.io.training_set import TrainingSet
 
 __all__ = ["TrainConfig", "train", "evaluate_split", "select_device", "infer_ccd_shape", "freeze_batchnorm",
-           "training_set_bands", "psf_range_metadata", "TRAINING_SET_SURVEY"]
+           "training_set_bands", "psf_range_metadata", "TRAINING_SET_SURVEY", "CentreCrop", "centre_crop",
+           "check_init_model", "output_dir", "write_json_atomic", "RUN_ONLY_SETTINGS"]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +76,11 @@ class TrainConfig:
     ccd_shape : (int, int)
         CCD (ny, nx) used to map positions to [-1, 1].
     max_train, max_val : int or None
-        Use at most this many stamps of the split (first ids; None = all).
+        Use at most this many stamps of the split (first ids; >= 1; None = all).
     norm_sample : int
         Training stamps used to estimate the normalisation.
     num_threads : int or None
-        ``torch.set_num_threads`` on CPU (None leaves torch's default).
+        ``torch.set_num_threads`` on CPU (>= 1; None leaves torch's default).
     drop_inputs : tuple of str
         Scalar inputs to hide from the network (e.g. ``("i_auto",)``; see ``ModelConfig.inputs``).
     frozen_bn_epochs : int
@@ -110,7 +114,8 @@ class TrainConfig:
         Reference-prior training sets only: weight the loss by ``ReferencePrior.balanced_weights``
         (the stamp's matched-filter flux in the denominator of the importance weight), which keeps
         the normalised likelihood as the minimiser and gives the faint stamps their share of the
-        loss (docs/likelihood.md §15); False: ``importance_weights``.
+        loss (docs/likelihood.md §15); False: ``importance_weights``. A training set whose fluxes
+        follow a population (no reference prior) has no importance weights: :func:`train` refuses it.
     """
 
     arch: str = "fast"
@@ -155,28 +160,34 @@ class TrainConfig:
         unknown = [v for v in self.drop_inputs if v not in SCALAR_NAMES]
         if unknown:
             raise LumosValueError(f"drop_inputs must name some of {SCALAR_NAMES}, got {unknown}")
+        for name in ("max_train", "max_val", "num_threads"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise LumosValueError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        if len(self.ccd_shape) != 2 or min(self.ccd_shape) < 1:
+            raise LumosValueError(f"ccd_shape must be two CCD sizes (rows, columns) >= 1 px, got {self.ccd_shape}")
 
 
 def infer_ccd_shape(training_set: str | os.PathLike[str]) -> tuple[int, int]:
-    """CCD shape (ny, nx) of the first source exposure listed in a set's manifest.
-
-    Paths are tried as written, then relative to the set's parent directory; when none can be
-    read, :data:`lumos_ops.constants.CCD_SHAPE` is returned (and logged).
+    """CCD shape (ny, nx) of a set's source exposures: the manifest's ``ccd_shape`` (recorded when
+    the set was made), else the first source exposure's header, its path tried as written, then
+    relative to the set's parent directory and to the set; when none can be read,
+    :data:`lumos_ops.constants.CCD_SHAPE` is returned (and logged).
     """
-    from astropy.io import fits
+    from lumos_ops.io.exposure import image_shape
 
     root = Path(training_set)
     try:
         manifest = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
         manifest = {}
+    if manifest.get("ccd_shape"):
+        ny, nx = (int(v) for v in manifest["ccd_shape"])
+        return ny, nx
     for entry in list(manifest.get("exposures", []))[:1]:
         for candidate in (Path(entry), root.parent / entry, root / entry):
-            if candidate.is_file():
-                with fits.open(candidate) as hdul:
-                    for hdu in hdul:
-                        if hdu.header.get("NAXIS") == 2:
-                            return int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"])
+            shape = image_shape(candidate) if candidate.is_file() else None
+            if shape is not None:
+                return shape
     log.warning("%s: cannot read a source exposure; assuming the PAUCam CCD shape %s", root, CCD_SHAPE)
     return CCD_SHAPE
 
@@ -335,10 +346,11 @@ def _estimate_norm(ts, ids: np.ndarray, config: TrainConfig) -> Normalization:
     return with_imag_range(norm, meta["i_auto"].to_numpy(np.float64)[ids])
 
 
-def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalization:
-    """Copy the weights of ``loaded`` (the ``LoadedModel`` of ``config.init_model``) into ``net``;
-    returns its normalisation. A ``"matched_filter"`` network may start a ``"matched_filter_residual"``
-    one of otherwise the same configuration (:func:`~lumos_ops.lumos.model.widened_state`)."""
+def _check_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> bool:
+    """Refuse the initial checkpoint ``loaded`` (``LoadedModel`` of ``config.init_model``) when ``net``
+    cannot start from it (another architecture, other band x epoch rows); returns whether its weights
+    are widened: a ``"matched_filter"`` network may start a ``"matched_filter_residual"`` one of
+    otherwise the same configuration (:func:`~lumos_ops.lumos.model.widened_state`)."""
     mine, theirs = net.config, loaded.net.config
     widen = (theirs.anchor, mine.anchor) == ("matched_filter", "matched_filter_residual") and (
         dataclasses.replace(theirs, anchor=mine.anchor, inputs=mine.inputs) == mine)
@@ -349,14 +361,202 @@ def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalizat
             f"{loaded.path}: init_model n_band_epochs {theirs.n_band_epochs!r} differs from this training's "
             f"{mine.n_band_epochs!r} (the training set's bands x epochs must match it)"
         )
+    return widen
+
+
+def _load_initial(net: LumosNet, loaded: Any, config: TrainConfig) -> Normalization:
+    """Copy the weights of ``loaded`` (the ``LoadedModel`` of ``config.init_model``) into ``net``
+    (checked by :func:`_check_initial`); returns its normalisation."""
     state = loaded.net.state_dict()
-    net.load_state_dict(widened_state(state, net) if widen else state)
+    net.load_state_dict(widened_state(state, net) if _check_initial(net, loaded, config) else state)
     return loaded.normalization
+
+
+def _network(config: TrainConfig, rows: int, initial: Any, device: torch.device) -> LumosNet:
+    """The network ``config`` trains, with ``rows`` band x epoch rows, on ``device``.
+
+    A fine-tuning (``initial``: the ``LoadedModel`` it starts from) reads none of the scalar inputs
+    its initial network does not read; with ``config.train_only`` only that part's weights learn.
+    """
+    read = SCALAR_NAMES if initial is None else initial.net.config.inputs
+    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs and v in read),
+                    n_band_epochs=rows).to(device)
+    if config.train_only is not None:
+        children = dict(net.named_children())
+        if children.get(config.train_only) is None:
+            raise LumosValueError(f"train_only {config.train_only!r} is not a part of arch {config.arch!r}; "
+                                  f"choose one of {sorted(k for k, v in children.items() if v is not None)}")
+        for name, parameter in net.named_parameters():
+            parameter.requires_grad_(name.startswith(config.train_only + "."))
+    return net
+
+
+def check_init_model(config: TrainConfig, rows: int = n_band_epochs()) -> None:
+    """Refuse ``config.init_model`` as :func:`train` would (architecture, band x epoch rows, the part
+    ``train_only`` names) before any data is made for the training (``lumos train --recipe``).
+
+    ``rows`` is the number of band x epoch rows of the training set's embedding (default: the 40
+    PAUS narrow bands x 2 camera epochs, that of a recipe's training set). Nothing to check without
+    ``init_model``.
+    """
+    if config.init_model is None:
+        return
+    from lumos_ops.lumos.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(config.init_model, device="cpu")
+    _check_initial(_network(config, rows, loaded, torch.device("cpu")), loaded, config)
 
 
 def _initial_provenance(loaded: Any) -> dict[str, Any]:
     """Path and weights SHA-256 of the checkpoint (``LoadedModel``) a fine-tuning started from."""
     return {"path": str(Path(loaded.path).resolve()), "sha256": loaded.sha256}
+
+
+class CentreCrop:
+    """A training set seen through the central ``size`` x ``size`` pixels of its stamps.
+
+    The crop keeps stamp pixels ``S//2 - size//2 : S//2 - size//2 + size`` (the convention of
+    ``lumos validate``), so that stamp pixel ``S//2``, on which the simulator centres the target and
+    its model, becomes ``size//2``, the centre of a ``size``-pixel stamp. Both channels are cropped
+    alike: the cutout's pixels are those of a ``size``-pixel stamp, and the model channel, rendered with
+    unit flux over the whole plane, loses the flux outside the crop as a ``size``-pixel model does; the
+    scalar inputs (i_auto, CCD position) do not depend on the stamp. Every other attribute (``meta``,
+    ``manifest``, ``path``, ``flux_prior``...) is the set's.
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        Stamps of side ``S >= size`` pixels.
+    size : int
+        Side of the cropped stamps (pixels).
+    """
+
+    def __init__(self, training_set: TrainingSet, size: int) -> None:
+        self._set = training_set
+        self.stamp_size = int(size)
+        self._offset = training_set.stamp_size // 2 - self.stamp_size // 2
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._set, name)
+
+    def images(self, indices: np.ndarray | list[int] | slice) -> np.ndarray:
+        """Cropped stamps by ``stamp_id``: (k, 2, size, size) float32 (channel 0 e-/s per pixel, channel 1
+        the unit-flux model; see ``TrainingSet.images``)."""
+        lo, hi = self._offset, self._offset + self.stamp_size
+        return np.ascontiguousarray(self._set.images(indices)[:, :, lo:hi, lo:hi])
+
+
+def centre_crop(training_set: TrainingSet, size: int) -> TrainingSet | CentreCrop:
+    """``training_set`` as a network of ``size``-pixel stamps reads it: as it is when its stamps have
+    that side, their centre (:class:`CentreCrop`) when they are larger; smaller stamps are refused."""
+    found = training_set.stamp_size
+    if found < size:
+        raise LumosValueError(f"{training_set.path}: stamps are {found} px, the network needs {size} px; generate the "
+                              f"set with `lumos simulate training-set --size {size}` (larger stamps are cropped to their centre)")
+    if found == size:
+        return training_set
+    log.info("%s: stamps are %d px; the network reads their central %d px", training_set.path, found, size)
+    return CentreCrop(training_set, size)
+
+
+def output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` (``--out``) as a path, not created; a path that exists and is not a directory is refused."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LumosValueError(f"--out {out}: exists and is not a directory; give a new or existing directory")
+    return out
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON (numpy numbers as floats) to ``path`` with
+    :func:`lumos_ops.io.atomic.write_text_atomic`: a reader finds the old file or the whole new one."""
+    from lumos_ops.io.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(value, indent=2, default=float))
+
+
+def _split_ids(ts: TrainingSet, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Stamp ids of the ``train`` and ``val`` splits, at most ``max_train`` and ``max_val`` (first ids)."""
+    train_ids = ts.indices("train")[: config.max_train]
+    val_ids = ts.indices("val")[: config.max_val]
+    if train_ids.size == 0 or val_ids.size == 0:
+        raise LumosValueError(f"{ts.path}: need stamps in both the train and val splits (got {train_ids.size}, {val_ids.size})")
+    return train_ids, val_ids
+
+
+def _check_balanced_weights(ts: TrainingSet, config: TrainConfig) -> None:
+    """Refuse ``balanced_weights`` on a set without a reference prior: it would change nothing."""
+    if config.balanced_weights and ts.flux_prior is None:
+        source = ts.manifest.get("config", {}).get("flux_source", "a population")
+        raise LumosValueError(f"{ts.path}: --balanced-weights weights the stamps of reference-prior training sets, and "
+                              f"this set's fluxes follow {source!r}; train without --balanced-weights")
+
+
+RUN_ONLY_SETTINGS: tuple[str, ...] = ("device", "num_threads", "progress", "epochs")
+""":class:`TrainConfig` fields a resumed run may change: how it runs, not what its weights become
+(``epochs`` may be raised to train longer)."""
+
+_STATE_KEYS: tuple[str, ...] = ("model", "optimizer", "scheduler", "epoch", "history", "best_val_loss",
+                                "normalization", "train_config")
+"""Entries of ``train_state.pt`` that ``--resume`` reads."""
+
+
+def _plain_config(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as a dict of JSON types (tuples as lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
+def _run_settings(config: TrainConfig, ts: TrainingSet, embedding: dict[str, Any]) -> dict[str, Any]:
+    """What shapes the weights of a run: the :class:`TrainConfig` fields but :data:`RUN_ONLY_SETTINGS`,
+    the training set (SHA-256 of its manifest: seed, size, configuration, shards) and the embedding's
+    bands and epochs."""
+    settings = {k: v for k, v in _plain_config(config).items() if k not in RUN_ONLY_SETTINGS}
+    settings["training_set_manifest_sha256"] = hashlib.sha256(json.dumps(ts.manifest, sort_keys=True).encode()).hexdigest()
+    settings["bands"] = list(embedding["bands"])
+    settings["n_epochs"] = int(embedding["n_epochs"])
+    return settings
+
+
+def _load_state(path: Path, device: torch.device) -> dict[str, Any]:
+    """The training state ``path`` (``OUT/train_state.pt``) that ``--resume`` continues; a missing,
+    truncated or foreign file is refused."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: nothing to resume from; run without --resume")
+    fix = "remove it to train from the start, or use a new --out"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        raise InputFileError(f"{path}: not a readable training state ({type(exc).__name__}); {fix}") from None
+    missing = [k for k in _STATE_KEYS if k not in state] if isinstance(state, dict) else list(_STATE_KEYS)
+    if missing:
+        raise InputFileError(f"{path}: not a training state of lumos train (no {', '.join(missing)}); {fix}")
+    return state
+
+
+def _check_resume(path: Path, state: dict[str, Any], settings: dict[str, Any], config: TrainConfig,
+                  training_set: str | os.PathLike[str]) -> None:
+    """Refuse to resume the run saved in ``state`` with other ``settings`` (:func:`_run_settings`) or
+    fewer epochs than it trained; log when it has trained ``config.epochs`` already."""
+    saved = state.get("settings")
+    if saved is None:  # written before the settings were recorded: compare its TrainConfig fields
+        saved = {k: v for k, v in state["train_config"].items() if k not in RUN_ONLY_SETTINGS}
+        keys = sorted(saved)
+    else:
+        keys = sorted(set(saved) | set(settings))
+    changed = [k for k in keys if saved.get(k) != settings.get(k)]
+    if changed:
+        shown = "; ".join(
+            f"training set {state.get('training_set', '?')} -> {Path(training_set).resolve()} (another manifest.json)"
+            if k == "training_set_manifest_sha256" else f"{k} {saved.get(k)!r} -> {settings.get(k)!r}"
+            for k in changed)
+        raise LumosValueError(f"{path}: the saved run was trained with other settings ({shown}); resume with its "
+                              "values, or use a new --out for a new run")
+    done = int(state["epoch"])
+    if config.epochs < done:
+        raise LumosValueError(f"{path}: the saved run has trained {done} epochs, more than --epochs {config.epochs}; "
+                              f"give --epochs {done} or more to resume it, or use a new --out")
+    if config.epochs == done:
+        log.info("%s: already trained %d epochs; nothing to do (raise --epochs to train longer)", path, done)
 
 
 def train(
@@ -370,6 +570,10 @@ def train(
 ) -> dict[str, Any]:
     """Train a network on a TEAHUPOO set and write checkpoints and metrics under ``out_dir``.
 
+    Every input (training set, splits, initial model, resumed state, stamp size) is checked before
+    ``out_dir`` is created. Stamps larger than the network's input are cropped to their centre
+    (:class:`CentreCrop`).
+
     Parameters
     ----------
     training_set : path-like
@@ -378,7 +582,9 @@ def train(
         Output directory (created).
     config : TrainConfig
     resume : bool, keyword-only
-        Continue from ``out_dir/train_state.pt``.
+        Continue from ``out_dir/train_state.pt``: its settings (:data:`RUN_ONLY_SETTINGS` aside) and
+        training set must be ``config``'s, and ``config.epochs`` at least the epochs it trained (as
+        many: nothing is trained, the metrics are written again).
     metadata : dict, keyword-only
         Extra provenance stored in the checkpoint (e.g. the data recipe).
     survey : lumos_ops.survey.Survey or None, keyword-only
@@ -393,55 +599,41 @@ def train(
     from lumos_ops.io.training_set import TrainingSet
     from lumos_ops.lumos.data import StampBatches
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    out = output_dir(out_dir)
     log.info("training %s on %s (%s)", config.arch, training_set, "resume" if resume else "new run")
     device = select_device(config.device)
     ts = TrainingSet(training_set)
-    train_ids = ts.indices("train")[: config.max_train]
-    val_ids = ts.indices("val")[: config.max_val]
-    if train_ids.size == 0 or val_ids.size == 0:
-        raise LumosValueError(f"{training_set}: need stamps in both the train and val splits (got {train_ids.size}, {val_ids.size})")
-
+    train_ids, val_ids = _split_ids(ts, config)
+    _check_balanced_weights(ts, config)
     embedding = training_set_bands(ts, survey)
+    settings = _run_settings(config, ts, embedding)
     state_path = out / "train_state.pt"
+    saved = _load_state(state_path, device) if resume else None
+    if saved is not None:
+        _check_resume(state_path, saved, settings, config, training_set)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
     initial = None
     if config.init_model is not None:
         from lumos_ops.lumos.checkpoint import load_checkpoint
 
         initial = load_checkpoint(config.init_model, device="cpu")
-    # a fine-tuning reads none of the scalar inputs its initial network does not read
-    read = SCALAR_NAMES if initial is None else initial.net.config.inputs
-    net = get_model(config.arch, inputs=tuple(v for v in SCALAR_NAMES if v not in config.drop_inputs and v in read),
-                    n_band_epochs=len(embedding["bands"]) * embedding["n_epochs"]).to(device)
-    if config.train_only is not None:
-        children = dict(net.named_children())
-        if children.get(config.train_only) is None:
-            raise LumosValueError(f"train_only {config.train_only!r} is not a part of arch {config.arch!r}; "
-                                  f"choose one of {sorted(k for k, v in children.items() if v is not None)}")
-        for name, parameter in net.named_parameters():
-            parameter.requires_grad_(name.startswith(config.train_only + "."))
+    net = _network(config, len(embedding["bands"]) * embedding["n_epochs"], initial, device)
+    ts = centre_crop(ts, net.config.stamp_size)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best = math.inf
-    if resume:
-        if not state_path.is_file():
-            raise InputFileError(f"{state_path}: nothing to resume from; run without --resume")
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["train_config"]["arch"] != config.arch:
-            raise LumosValueError(f"{state_path}: saved arch {state['train_config']['arch']!r} differs from {config.arch!r}")
-        norm = Normalization.from_dict(state["normalization"])
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        history = list(state["history"])
-        best = float(state["best_val_loss"])
+    if saved is not None:
+        norm = Normalization.from_dict(saved["normalization"])
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start_epoch = int(saved["epoch"])
+        history = list(saved["history"])
+        best = float(saved["best_val_loss"])
     elif initial is not None:
         from lumos_ops.lumos.preprocess import with_imag_range
 
@@ -452,6 +644,7 @@ def train(
             norm = with_stamp_background(norm, ts.images(_norm_sample(train_ids, config))[:, 0], config.stamp_background)
     else:
         norm = _estimate_norm(ts, train_ids, config)
+    out.mkdir(parents=True, exist_ok=True)
 
     net.bind_normalization(norm)
     prior = ts.flux_prior
@@ -463,7 +656,7 @@ def train(
     val_loader = _loader(val_data, config.batch_size, shuffle_seed=None)
     amp = config.amp and device.type == "cuda"
     base_meta = {
-        "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        "train_config": _plain_config(config),
         "training_set": str(Path(training_set).resolve()),
         "training_set_seed": ts.manifest.get("seed"),
         "n_train": int(train_ids.size),
@@ -538,6 +731,8 @@ def train(
             "best_val_loss": best,
             "normalization": norm.to_dict(),
             "train_config": base_meta["train_config"],
+            "settings": settings,
+            "training_set": base_meta["training_set"],
         }
         tmp = state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -558,7 +753,7 @@ def train(
         **{k: v for k, v in base_meta.items() if k != "train_config"},
         "train_config": base_meta["train_config"],
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json_atomic(out / "metrics.json", metrics)
     return metrics
 
 

@@ -10,13 +10,11 @@ nJy (then divided by a common reference factor to keep numbers of order one).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +25,7 @@ from lumos_ops.exceptions import LumosValueError
 from lumos_ops.lumos.checkpoint import load_checkpoint, save_checkpoint
 from lumos_ops.lumos.coadd import njy_factor
 from lumos_ops.lumos.losses import transfer_loss
-from lumos_ops.lumos.train import select_device
+from lumos_ops.lumos.train import centre_crop, output_dir, select_device, write_json_atomic
 
 __all__ = ["TransferConfig", "transfer"]
 
@@ -53,6 +51,7 @@ class TransferConfig:
     seed : int
     device : str or None
     progress : bool
+        A tqdm progress bar over each epoch's batches (``lumos transfer -q``: none).
     """
 
     epochs: int = 100
@@ -78,6 +77,14 @@ class TransferConfig:
             raise LumosValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.pair_weight < 0:
             raise LumosValueError(f"pair_weight must be >= 0, got {self.pair_weight}")
+
+
+def _progress(steps: range, epoch: int, config: TransferConfig) -> Any:
+    """tqdm bar over the batch starts ``steps`` of ``epoch`` (0-based), disabled unless ``config.progress``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=f"transfer epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                disable=not config.progress)
 
 
 def _pair_batch(net, inputs, idx: np.ndarray, factor: np.ndarray, device):
@@ -132,6 +139,7 @@ def transfer(
     sim_set : path-like
         TEAHUPOO set for the supervised term (its ``train`` split).
     out_dir : path-like
+        Output directory (created once the inputs are read; an existing file is refused).
     config : TransferConfig
 
     Returns
@@ -145,8 +153,7 @@ def transfer(
     from lumos_ops.lumos.data import StampBatches
     from lumos_ops.lumos.pairs import collect_observations, make_pairs
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     loaded = load_checkpoint(model, device=device)
@@ -164,7 +171,13 @@ def transfer(
     c = njy_factor(obs.table["zero_point"].to_numpy())
     factor = c / float(np.median(c))
 
-    ts = TrainingSet(sim_set)
+    from lumos_ops.evaluation.stamp_inference import model_band_rows
+
+    ts = centre_crop(TrainingSet(sim_set), net.config.stamp_size)
+    if loaded.is_likelihood and ts.flux_prior is None:
+        raise LumosValueError(f"{sim_set}: its fluxes follow a population, but {model} is a likelihood model (trained "
+                              "under a reference prior): give a set made with --flux-source reference_prior")
+    ts.meta["band_epoch"] = model_band_rows(loaded, ts.meta, where=str(sim_set))  # the model's rows, by band name
     sim_ids = ts.indices("train")[: config.max_sim]
     sim = StampBatches(ts, sim_ids, norm, truncation_imag=truncation, flux_prior=ts.flux_prior if loaded.is_likelihood else None)
 
@@ -185,7 +198,8 @@ def transfer(
         sim_order = list(BatchSampler(rng.permutation(len(sim)).tolist(), config.batch_size, drop_last=False))
         totals = {"pair": 0.0, "supervised": 0.0}
         steps = 0
-        for step, lo in enumerate(range(0, order.size, config.batch_size)):
+        bar = _progress(range(0, order.size, config.batch_size), epoch, config)
+        for step, lo in enumerate(bar):
             batch_pairs = pairs[order[lo : lo + config.batch_size]]
             first = _pair_batch(net, obs.inputs, batch_pairs[:, 0], factor, device)
             second = _pair_batch(net, obs.inputs, batch_pairs[:, 1], factor, device)
@@ -201,6 +215,8 @@ def transfer(
             totals["pair"] += float(pair_loss.detach())
             totals["supervised"] += float(sup_loss.detach())
             steps += 1
+            bar.set_postfix(pair=f"{totals['pair'] / steps:.4f}", supervised=f"{totals['supervised'] / steps:.4f}")
+        bar.close()
         scheduler.step()
         record = {"epoch": epoch + 1, "pair_loss": totals["pair"] / steps, "supervised_loss": totals["supervised"] / steps}
         history.append(record)
@@ -220,6 +236,7 @@ def transfer(
             "d_sigma68_after": d_after,
         },
     }
+    out.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(out / "model.pt", net, arch=loaded.arch, normalization=norm, metadata=metadata)
     metrics = {
         "n_pairs": int(pairs.shape[0]),
@@ -230,5 +247,5 @@ def transfer(
         "seconds": time.perf_counter() - started,
         "model_sha256": sha,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(out / "metrics.json", metrics)
     return metrics
