@@ -10,7 +10,6 @@ from lumos_ops.evaluation.injection import (
     InjectionConfig,
     aperture_factors,
     estimate_psf_fwhm,
-    fill_regions,
     matched_filter_error,
     noise_autocovariance,
     population_seed,
@@ -20,6 +19,7 @@ from lumos_ops.evaluation.injection import (
 )
 from lumos_ops.evaluation.injection_report import json_clean, score_injection
 from lumos_ops.exceptions import InputFileError
+from lumos_ops.io.fill import fill_regions
 
 
 def _frame(path, fwhm=3.0, seed=0, shape=(200, 220)):
@@ -688,3 +688,25 @@ def test_a_sky_gradient_does_not_enter_the_noise_of_a_flux_sum():
     flat = matched_filter_error(unit, noise_autocovariance(1000.0 + noise))
     sloped = matched_filter_error(unit, noise_autocovariance(1000.0 + noise + ramp))
     assert abs(sloped / flat - 1.0) < 0.05
+
+
+def test_an_injected_copy_keeps_the_headers_the_exposure_reader_reads(tmp_path):
+    """An image in extension 1 with the exposure's cards in the primary header, or a (1, ny, nx)
+    cube: the copy's header holds what read_exposure reads (primary cards merged), and no third axis."""
+    from astropy.io import fits
+
+    from lumos_ops.evaluation.injection import _own_header, _write
+
+    image = np.random.default_rng(0).normal(10.0, 1.0, (64, 80)).astype(np.float32)
+    primary = fits.Header({"FILTER": "g", "EXPTIME": 53.9, "GAIN": 4.6})
+    fits.HDUList([fits.PrimaryHDU(header=primary), fits.ImageHDU(image, fits.Header({"BUNIT": "nmgy"}), name="SCI")]
+                 ).writeto(tmp_path / "ext1.fits")
+    cards = _own_header(tmp_path / "ext1.fits")
+    assert (cards["FILTER"], cards["EXPTIME"], cards["BUNIT"]) == ("g", 53.9, "nmgy") and "XTENSION" not in cards
+    fits.PrimaryHDU(image[None], primary).writeto(tmp_path / "cube.fits")
+    cards = _own_header(tmp_path / "cube.fits")
+    assert not any(k.startswith("NAXIS") for k in cards) and cards["FILTER"] == "g"
+    _write(tmp_path / "copy.fits", image, cards)  # a 2-D image whose header verifies
+    with fits.open(tmp_path / "copy.fits") as hdul:
+        hdul.verify("exception")
+        assert hdul[0].data.shape == (64, 80) and hdul[0].header["FILTER"] == "g"

@@ -94,6 +94,24 @@ def test_nan_pixels_stay_masked(tmp_path: Path) -> None:
     assert exposure.nan_fraction == pytest.approx(0.2)
 
 
+def test_a_chip_gap_written_as_zeros_holds_no_data(tmp_path: Path) -> None:
+    """Zeros over a block of >= 1000 px are a fill (a chip gap, a mosaic border), not sky: NaN, as
+    the injection's frame reader has them; a few zeros, or a sky-subtracted frame of integers around
+    0, stay data."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(6856.0, 30.0, (80, 200)).astype(np.float32)
+    data[:, 120:135] = 0.0  # 1,200 px
+    exposure = read_exposure(_write(tmp_path / "gap.fits", data=data))
+    assert np.isnan(exposure.data[:, 120:135]).all() and np.isfinite(exposure.data[:, :120]).all()
+    assert exposure.nan_fraction == pytest.approx(15 / 200)
+    few = data.copy()
+    few[:, 120:135] = 6856.0
+    few[10:20, 10:20] = 0.0  # 100 px: under the area of a fill
+    assert np.isfinite(read_exposure(_write(tmp_path / "few.fits", data=few)).data).all()
+    around_zero = np.round(rng.normal(0.0, 1.0, (80, 200))).astype(np.int16)  # zeros everywhere, none a block
+    assert np.isfinite(read_exposure(_write(tmp_path / "int.fits", data=around_zero)).data).all()
+
+
 @pytest.mark.parametrize(
     ("header", "match"),
     [

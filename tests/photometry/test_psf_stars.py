@@ -48,6 +48,20 @@ def test_one_star_fit_returns_its_flux_too():
     assert fit_star(np.zeros((15, 15))) is None
 
 
+@pytest.mark.parametrize("beta", [3.5, None])
+def test_a_star_fit_does_not_depend_on_the_frame_units(beta):
+    """The same star in e-/s, in ADU of a 1000 times shorter exposure or in nanomaggies: the same
+    FWHM and beta, the flux in the cutout's unit (the fit started at the absolute sum before)."""
+    rng = np.random.default_rng(4)
+    star = galsim.Moffat(beta=2.4, fwhm=0.8).withFlux(1.0).drawImage(nx=11, ny=11, scale=1.0, offset=(0.2, 0.1)).array
+    star = star + rng.normal(0.0, 2e-3, star.shape)
+    fits = [fit_star(star * k, beta=beta) for k in (1e-3, 1.0, 1e3, 1e5)]
+    assert all(f is not None for f in fits)
+    for fit, k in zip(fits, (1e-3, 1.0, 1e3, 1e5)):
+        assert fit.fwhm_px == pytest.approx(fits[1].fwhm_px, rel=1e-6) and fit.beta == pytest.approx(fits[1].beta, rel=1e-6)
+        assert fit.flux == pytest.approx(fits[1].flux * k, rel=1e-6)
+
+
 def test_a_frame_without_enough_stars_is_refused_by_name():
     data = _frame(galsim.Moffat(beta=3.5, fwhm=3.0), n_stars=MIN_STARS - 2, n_galaxies=0, seed=2)
     with pytest.raises(LumosValueError, match=r"^exp\.fits: only 3 isolated unsaturated stars .* need 5; give the FWHM"):

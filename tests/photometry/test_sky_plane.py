@@ -55,6 +55,20 @@ def test_the_plane_is_found_and_a_flat_frame_is_left_alone(field) -> None:
     assert fit_sky_plane(flat[:60, :60]) is None
 
 
+@pytest.mark.parametrize("shape", [(50, 2000), (200, 2000), (2000, 50)])
+def test_a_strip_of_one_block_row_gets_no_gradient_it_cannot_measure(shape) -> None:
+    """A frame one block high (or wide): the slope across it would be the intercept again and took
+    the sky level for a ramp of hundreds of sigma; a flat strip stays flat, a ramp along it is found."""
+    rng = np.random.default_rng(0)
+    flat = 100.0 + rng.normal(0.0, 1.0, shape)
+    assert remove_sky_plane(flat) is flat
+    along = np.arange(max(shape)) * 0.01
+    ramp = flat + (along[None, :] if shape[1] > shape[0] else along[:, None])
+    plane = fit_sky_plane(ramp)
+    assert max(abs(plane.slope_x), abs(plane.slope_y)) == pytest.approx(0.01, rel=0.02)
+    assert min(abs(plane.slope_x), abs(plane.slope_y)) == 0.0 and plane.level == pytest.approx(100.0 + along.mean(), abs=0.1)
+
+
 def test_a_sky_gradient_no_longer_biases_lumos_or_widens_the_classical_errors(field, tmp_path: Path) -> None:
     """4.7 pixel sigma across a cutout: LUMOS read the faint targets 29 % lower than on the same noise
     without the gradient (-42 % against -13 %) and its errors and the optimal sum's grew by 89 % and

@@ -38,6 +38,7 @@ import pandas as pd
 
 from lumos_ops.constants import INJECTION_SEPARATION_PX, PIXEL_SCALE
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.fill import fill_regions
 from lumos_ops.noise_calibration import robust_sigma, source_clearance, source_mask, subtract_sky
 
 __all__ = [
@@ -142,11 +143,6 @@ class InjectionConfig:
             raise LumosValueError(f"psf_profile must be one of {PSF_PROFILES}, got {self.psf_profile!r}")
 
 
-FILL_MIN_AREA_PX: int = 1000
-"""Fewest pixels of one connected region of one exact value that :func:`fill_regions` takes for a
-fill (no data) rather than sky."""
-
-
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
     """The 2-D image of a FITS file (primary HDU or first image extension, axes of length 1
     dropped; ``.bz2``/``.gz`` read directly), its fill regions (:func:`fill_regions`) NaN."""
@@ -178,52 +174,6 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputFileError(f"{path}: not a readable FITS image ({exc}); the file may be truncated or corrupt") from None
     raise InputFileError(f"{path}: holds no 2-D image (image shapes found: {', '.join(map(str, shapes)) or 'none'}); "
                          "write the frame as a 2-D array")
-
-
-def fill_regions(data: np.ndarray, *, min_area: int = FILL_MIN_AREA_PX) -> np.ndarray:
-    """Pixels of a frame that hold no data but a fill value: bool, shape of ``data``.
-
-    Reprojected frames and mosaics (SWarp, drizzle) often fill what no exposure covered with one
-    number, most often 0, where others write NaN. Such a region is a 4-connected block of at least
-    ``min_area`` pixels of one exact value. In a frame of continuous values (floats) noise never
-    repeats a value over a block, so any such block is fill. In a quantised frame (integers, or
-    integers times ``BSCALE``) the noise does repeat values, and a block is fill only if its value
-    lies more than 5 robust standard deviations from the frame's median (a zero border around raw
-    counts on a pedestal). The frame's own NaN are not counted.
-    """
-    from scipy import ndimage
-
-    data = np.asarray(data)
-    finite = np.isfinite(data)
-    out = np.zeros(data.shape, dtype=bool)
-    if data.ndim != 2 or finite.sum() < 2 * min_area:
-        return out
-    interior = finite.copy()  # pixels equal to each of their neighbours: a block's inside holds one value
-    right = data[:, 1:] == data[:, :-1]
-    down = data[1:, :] == data[:-1, :]
-    interior[:, 1:] &= right
-    interior[:, :-1] &= right
-    interior[1:, :] &= down
-    interior[:-1, :] &= down
-    if interior.sum() < min_area:
-        return out
-    labels, n = ndimage.label(interior)
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = np.flatnonzero(area[1:] >= min_area) + 1
-    if keep.size == 0:
-        return out
-    value = {int(k): float(data[labels == k][0]) for k in keep}
-    if sum(area[k] for k in keep) >= finite.sum() - min_area:  # nothing but one value: a blank frame, not a fill
-        return out
-    values = data[finite]
-    sample = values[:: max(1, values.size // 20_000)]
-    if np.unique(sample).size < 0.5 * sample.size:  # quantised: the noise repeats values too
-        med, sig = robust_sigma(data[finite & ~np.isin(labels, keep)])
-        keep = np.array([k for k in keep if abs(value[int(k)] - med) > 5.0 * sig])
-    for v in sorted({value[int(k)] for k in keep}):
-        block = np.isin(labels, [k for k in keep if value[int(k)] == v])
-        out |= ndimage.binary_dilation(block) & (data == v)  # the block's edge pixels hold the value too
-    return out
 
 
 def noise_autocovariance(data: np.ndarray, *, max_lag: int = 32, mask_sigma: float = 3.0, grow: int = 4) -> np.ndarray:
@@ -820,21 +770,34 @@ def _add(image: np.ndarray, unit: np.ndarray, flux: float, cx: float, cy: float,
     image[ys, xs] += rng.poisson(np.clip(sub * flux * exptime, 0.0, None)) / gain
 
 
-_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "COMMENT", "HISTORY", "", "BSCALE", "BZERO"}
+_STRUCTURAL = {"SIMPLE", "BITPIX", "EXTEND", "COMMENT", "HISTORY", "", "BSCALE", "BZERO", "PCOUNT", "GCOUNT",
+               "XTENSION", "EXTNAME", "EXTVER", "INHERIT"}
+"""Cards of a file's structure, not of the exposure (with every ``NAXISn``): the injected copy is
+written as a 2-D primary image with its own."""
 
 
 def _own_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The header cards of a frame's image HDU, structural ones left out (written back unchanged)."""
+    """The header cards of a frame's image HDU, with the primary header's cards it lacks when the
+    image is an extension (as :func:`lumos_ops.io.exposure.read_exposure` reads them); structural
+    ones left out (written back unchanged)."""
     import warnings
 
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
+    from lumos_ops.io.exposure import image_ndim
+
+    def own(header: Any) -> dict[str, Any]:
+        return {k: v for k, v in header.items() if k not in _STRUCTURAL and not k.startswith("NAXIS")}
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         with fits.open(path) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and np.ndim(h.data) == 2), hdul[0])
-            return {k: v for k, v in hdu.header.items() if k not in _STRUCTURAL}
+            hdu = next((h for h in hdul if h.data is not None and image_ndim(h.data) == 2), hdul[0])
+            cards = own(hdu.header)
+            if hdu is not hdul[0]:
+                cards = {**own(hdul[0].header), **cards}
+            return cards
 
 
 def _write(path: Path, image: np.ndarray, header: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from lumos_ops.exceptions import HeaderError, InputFileError, LumosValueError
+from lumos_ops.io.fill import zero_fill
 from lumos_ops.survey import HeaderKey, Survey, UnknownBandError, current_survey, paus_survey
 
 if TYPE_CHECKING:
@@ -299,6 +300,9 @@ def read_exposure(
                 hdul.verify("silentfix")
                 hdu = _image_hdu(hdul, name)
                 raw = image_array(hdu.data, np.float32)
+                fill = zero_fill(raw)  # a chip gap or mosaic border written as 0 holds no data
+                if fill.any():
+                    raw = np.where(fill, np.float32(np.nan), raw)
                 header = hdu.header.copy()
                 if hdu is not hdul[0]:
                     for key, value in hdul[0].header.items():

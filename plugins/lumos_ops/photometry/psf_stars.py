@@ -154,12 +154,13 @@ def fit_star(cut: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA,
     total = float(np.nansum(cut))
     if not total > 0:
         return None
+    cut = np.asarray(cut, dtype=np.float64) / total  # unit flux: the fit's path must not depend on the frame's units
     if fwhm_guess is None:
         fwhm_guess = 2.0 * float(np.sqrt(np.count_nonzero(cut >= 0.5 * np.nanmax(cut)) / np.pi))
     free = beta is None
     lo = [0.0, -1.5, -1.5, 0.3, -np.inf] + ([MOFFAT_BETA_MIN] if free else [])
     hi = [np.inf, 1.5, 1.5, float(size), np.inf] + ([MOFFAT_BETA_MAX] if free else [])
-    start = np.array([total, 0.0, 0.0, float(np.clip(fwhm_guess, 0.5, size - 1.0)), 0.0]
+    start = np.array([1.0, 0.0, 0.0, float(np.clip(fwhm_guess, 0.5, size - 1.0)), 0.0]
                      + ([DEFAULT_MOFFAT_BETA] if free else []))
     n_sub = _sub_pixels(start[3])
     for _ in range(3):  # refit on a finer sub-grid when the fit lands where it is needed
@@ -188,7 +189,7 @@ def fit_star(cut: np.ndarray, *, beta: float | None = DEFAULT_MOFFAT_BETA,
         return None
     if free and not MOFFAT_BETA_MIN + 0.01 < fitted_beta < MOFFAT_BETA_MAX - 0.01:
         return None
-    return StarFit(float(fwhm), float(flux), float(x0), float(y0), fitted_beta)
+    return StarFit(float(fwhm), float(flux * total), float(x0), float(y0), fitted_beta)
 
 
 def flatten_frame(data: np.ndarray) -> tuple[np.ndarray, float]:
