@@ -97,6 +97,18 @@ def test_the_targets_large_apertures_take_out_a_wrong_psf_profile(tmp_path, psf_
         measure_exposure(exposure, catalog, methods=methods, aperture_correction="maybe")
 
 
+def test_without_stars_for_the_psf_flux_correction_the_aperture_correction_applies(tmp_path):
+    """A survey that asks for the star-PSF flux correction, on a frame with too few stars for it: the
+    targets' aperture correction is applied instead of none (an SDSS frame read 7 % high)."""
+    psf = galsim.Gaussian(fwhm=FWHM_ARCSEC / SCALE)
+    exposure, catalog, flux = _frame(tmp_path, psf, "nostars")
+    both = measure_exposure(exposure, catalog, methods=("optimal",), flux_correction=True, aperture_correction=True)
+    corrected = measure_exposure(exposure, catalog, methods=("optimal",), aperture_correction=True)
+    assert "aperture_correction" in both
+    np.testing.assert_allclose(both["flux"].to_numpy(), corrected["flux"].to_numpy(), rtol=1e-9)
+    assert abs(_ratio(both, flux) - 1.0) < 0.03
+
+
 def test_a_right_psf_model_gets_no_correction_beyond_the_noise(tmp_path):
     exposure, catalog, flux = _frame(tmp_path, galsim.Moffat(beta=3.5, fwhm=FWHM_ARCSEC / SCALE), "right", seed=1)
     ctx = prepare_targets(exposure, catalog)

@@ -492,7 +492,8 @@ def measure_exposure(
         Put every method's finished fluxes (LUMOS: its whole likelihood) on the scale of the targets'
         own large apertures, measured on the exposure's bright isolated targets
         (:mod:`lumos_ops.aperture_correction`); column ``aperture_correction``. Not with the star-PSF
-        ``flux_correction``, which takes precedence. None: the survey's ``aperture_correction``.
+        ``flux_correction``, which takes precedence where the exposure has the stars for it. None: the
+        survey's ``aperture_correction``.
         ``"columns"``: the rows uncorrected, with what the correction is fitted from
         (:data:`~lumos_ops.aperture_correction.CALIBRATION_COLUMNS`), to correct several exposures that
         share one PSF as one (:func:`~lumos_ops.aperture_correction.correct_pooled`).
@@ -560,6 +561,9 @@ def measure_exposure(
 
         corrections = measure_flux_corrections(exposure, catalog, x, y, instances, stamp_size=stamp_size,
                                                chunk_size=chunk_size, mask_other_sources=mask_other_sources)
+        if not any(c.star_psf for c in corrections.values()):  # too few stars: the targets' own scale instead
+            log.info("%s: no star-PSF flux correction; the aperture correction from the targets applies", exposure.path)
+            corrections = None
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     aperture_corrected = corrections is None and ctx.n and (
         survey.aperture_correction if aperture_correction is None else aperture_correction)

@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "default) are then moved by the difference")
     p.add_argument("--aperture-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="put each exposure's fluxes on the scale of its bright isolated targets' large apertures "
-                        "(docs/likelihood.md §16), or not (--no-aperture-correction); default: the survey's")
+                        "(docs/likelihood.md §16), or not (--no-aperture-correction); default: the survey's. A survey "
+                        "with psf_flux_correction uses the stars' correction instead where a frame has the stars")
     p.add_argument("--aperture-correction-per-copy", action="store_true",
                    help="fit the aperture correction on each frame copy's own calibrators, as if the copy were an "
                         "exposure of its few injected targets (default: the copies of one frame are one exposure and "
