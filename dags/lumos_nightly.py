@@ -18,7 +18,7 @@ until ``lumos`` is cleared and succeeds).
 A failed ``plan`` leaves nothing to finish: ``finish`` is skipped and ``night_failures`` fails the
 run in one line pointing at ``plan``'s error (the run's state follows ``night_failures``, its last
 task). Errors a retry cannot fix (a bad input or configuration:
-``lumos_ops.airflow.operators.NOT_RETRYABLE``) fail their task at once; network and database
+``lumos_ops.exceptions.NOT_RETRYABLE``) fail their task at once; network and database
 errors get ``LUMOS_TASK_RETRIES`` retries.
 
 Recovery: clear whatever failed (one mapped ``process`` task, only the failed tasks, or the whole

@@ -9,7 +9,7 @@ photoz_trend``) to catch a photometry regression after a new model version or ca
 a spectroscopic redshift, or co-adds covering fewer than ``MIN_SURVEY_BANDS`` bands), and fails when a
 method's co-adds cover enough bands but no source got a photo-z; it never records NULL metrics. A bad
 configuration or input (a malformed catalogue, an invalid setting:
-``lumos_ops.airflow.operators.NOT_RETRYABLE``) fails it at once; network and database errors are
+``lumos_ops.exceptions.NOT_RETRYABLE``) fails it at once; network and database errors are
 retried (``LUMOS_TASK_RETRIES``).
 
 Settings come from ``LUMOS_*`` environment variables, as for ``lumos_nightly``;

@@ -21,7 +21,7 @@ method of the ``methods`` param at once, each under its version: on the GPU queu
 ``LUMOS_METHODS`` includes LUMOS and ``LUMOS_GPU_INFERENCE=true`` (placement is fixed when the file
 is parsed), else on the CPU queue.
 
-A bad param or configuration (``lumos_ops.airflow.operators.NOT_RETRYABLE``) fails its task at
+A bad param or configuration (``lumos_ops.exceptions.NOT_RETRYABLE``) fails its task at
 once, without retries; a failed ``plan`` leaves nothing to finish: ``finish`` is skipped and
 ``incomplete`` fails the run in one line pointing at ``plan``'s error.
 """

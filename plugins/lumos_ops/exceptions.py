@@ -16,6 +16,7 @@ __all__ = [
     "ModelError",
     "StorageError",
     "DatabaseError",
+    "NOT_RETRYABLE",
 ]
 
 
@@ -60,3 +61,10 @@ class StorageError(LumosError, OSError):
 
 class DatabaseError(LumosError, RuntimeError):
     """The photometry database is unreachable or its schema is not at the expected version."""
+
+
+NOT_RETRYABLE: tuple[type[Exception], ...] = (BadInputError, ModelError)
+"""Errors that retrying the same task cannot fix: the input or the configuration itself is wrong
+(:class:`BadInputError`: ``LumosValueError``, ``InputFileError``, ``HeaderError``, ``CatalogError``;
+:class:`ModelError`: a missing, corrupt or mismatched checkpoint). Storage and database errors
+(``StorageError``, ``DatabaseError``, the drivers' own) may be transient and keep a task's retries."""

@@ -648,6 +648,10 @@ def test_fill_regions_are_no_data_and_noise_is_not():
     saturated[100:120, 100:120] = 5.0  # 400 px at the saturation level
     assert not fill_regions(saturated).any()
     assert not fill_regions(np.zeros(sky.shape)).any()
+    # a border over most of a sky-subtracted float frame: still fill (its zeros are not the noise's)
+    most = np.zeros(sky.shape, bool)
+    most[:, :170] = True
+    assert np.array_equal(fill_regions(np.where(most, 0.0, sky)), most)
 
 
 def test_a_frame_is_read_with_its_fill_as_nan_and_its_length_one_axes_dropped(tmp_path):

@@ -69,6 +69,16 @@ def test_a_strip_of_one_block_row_gets_no_gradient_it_cannot_measure(shape) -> N
     assert min(abs(plane.slope_x), abs(plane.slope_y)) == 0.0 and plane.level == pytest.approx(100.0 + along.mean(), abs=0.1)
 
 
+def test_blocks_that_the_nan_leave_in_one_column_get_no_gradient_across_it() -> None:
+    """A frame whose right half is NaN (a border made no data): the kept blocks lie in one column,
+    so no slope across it is measured (it took the sky for a ramp of about 180 sigma)."""
+    data = 100.0 + np.random.default_rng(0).normal(0.0, 1.0, (2048, 256))
+    data[:, 128:] = np.nan
+    plane = fit_sky_plane(data)
+    assert plane.slope_x == 0.0 and abs(plane.slope_y) < 1e-3 and plane.level == pytest.approx(100.0, abs=0.1)
+    assert remove_sky_plane(data) is data
+
+
 def test_a_sky_gradient_no_longer_biases_lumos_or_widens_the_classical_errors(field, tmp_path: Path) -> None:
     """4.7 pixel sigma across a cutout: LUMOS read the faint targets 29 % lower than on the same noise
     without the gradient (-42 % against -13 %) and its errors and the optimal sum's grew by 89 % and

@@ -36,6 +36,20 @@ def test_run_night_without_airflow_handles_a_bad_exposure_and_reruns(engine, nig
         assert conn.execute(sa.text("SELECT count(*) FROM lumos.coadds WHERE partial")).scalar() == 0
 
 
+def test_an_exposure_gone_from_the_store_is_named_and_its_rows_kept(engine, night_store, tmp_path, caplog):
+    """A file deleted from the store after its night was measured: the rerun measures the others and
+    says which one it no longer finds; its rows stay."""
+    store, keys = night_store
+    config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))
+    assert run_night(engine, store, config, night=NIGHT, dag_run_id="gone-1").status == "success"
+    (store.root / keys[1]).unlink()
+    with caplog.at_level("WARNING", logger="lumos_ops.pipeline.night"):
+        report = run_night(engine, store, config, night=NIGHT, dag_run_id="gone-2")
+    assert report.n_done == 2 and f"1 exposure(s) measured before are no longer in file://{store.root} ({keys[1]})" in caplog.text
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lumos.measurements")).scalar() == 16
+
+
 def test_empty_night_is_nothing_to_do(engine, night_store, tmp_path):
     store, _ = night_store
     config = NightConfig(store_url=str(store.root), cache_dir=str(tmp_path / "cache"))

@@ -13,21 +13,15 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from lumos_ops.exceptions import BadInputError, ModelError
+from lumos_ops.exceptions import NOT_RETRYABLE
 
-__all__ = ["NOT_RETRYABLE", "LumosSchemaOperator", "fail_fast", "upstream_xcom"]
+__all__ = ["LumosSchemaOperator", "fail_fast", "upstream_xcom"]
 
-NOT_RETRYABLE: tuple[type[Exception], ...] = (BadInputError, ModelError)
-"""Errors that retrying the same task cannot fix: the input or the configuration itself is wrong
-(:class:`~lumos_ops.exceptions.BadInputError`: ``LumosValueError``, ``InputFileError``,
-``HeaderError``, ``CatalogError``; :class:`~lumos_ops.exceptions.ModelError`: a missing, corrupt or
-mismatched checkpoint). Storage and database errors (``StorageError``, ``DatabaseError``, the
-drivers' own) may be transient and keep the task's retries."""
 
 
 @contextlib.contextmanager
 def fail_fast() -> Iterator[None]:
-    """Fail the running task at once, without its retries, on an error of :data:`NOT_RETRYABLE`.
+    """Fail the running task at once, without its retries, on an error of :data:`lumos_ops.exceptions.NOT_RETRYABLE`.
 
     The error becomes ``AirflowFailException`` with the same message (the original is chained, so
     the task log shows it); any other error propagates unchanged and is retried as configured.

@@ -49,10 +49,10 @@ def fill_regions(data: np.ndarray, *, min_area: int = FILL_MIN_AREA_PX) -> np.nd
     value = {int(k): float(data[labels == k][0]) for k in keep}
     if sum(area[k] for k in keep) >= finite.sum() - min_area:  # nothing but one value: a blank frame, not a fill
         return out
-    values = data[finite]
+    values = data[finite & ~np.isin(labels, keep)]  # the rest of the frame: a large fill is not its noise
     sample = values[:: max(1, values.size // 20_000)]
     if np.unique(sample).size < 0.5 * sample.size:  # quantised: the noise repeats values too
-        med, sig = robust_sigma(data[finite & ~np.isin(labels, keep)])
+        med, sig = robust_sigma(values)
         keep = np.array([k for k in keep if abs(value[int(k)] - med) > 5.0 * sig])
     for v in sorted({value[int(k)] for k in keep}):
         block = np.isin(labels, [k for k in keep if value[int(k)] == v])

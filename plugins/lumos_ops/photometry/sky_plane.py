@@ -92,6 +92,16 @@ class SkyPlane:
         return (y[:, None] + x[None, :]).astype(np.float32)
 
 
+def _design(u: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plane's design matrix over the kept blocks and which slopes (x, y) it measures: a slope
+    along an axis where the kept blocks lie at one position (a strip of a frame, or all that the
+    frame's NaN leave) is not measured, since it would be the intercept again and take the sky level
+    for a gradient."""
+    measured = np.array([np.unique(axis[keep]).size > 1 for axis in (u, v)])
+    columns = [np.ones(int(keep.sum()))] + [axis[keep] for axis, m in zip((u, v), measured) if m]
+    return np.column_stack(columns), measured
+
+
 def fit_sky_plane(data: np.ndarray, *, box: int = SKY_PLANE_BOX) -> SkyPlane | None:
     """The plane through the clipped block medians of ``data`` (e-/s per pixel, NaN masked).
 
@@ -119,25 +129,23 @@ def fit_sky_plane(data: np.ndarray, *, box: int = SKY_PLANE_BOX) -> SkyPlane | N
     u = (xc + 0.5) * box - 0.5 - (nx - 1) / 2.0
     v = (yc + 0.5) * box - 0.5 - (ny - 1) / 2.0
     keep = np.isfinite(med)
-    # a slope along an axis with one block (a strip of a frame) is not measured: it would be the
-    # intercept again, and take the sky level for a gradient
-    axes = [axis for axis, n in ((u, bx), (v, by)) if n > 1]
     coef, spread = np.zeros(3), 0.0
     for _ in range(3):
-        design = np.column_stack([np.ones(int(keep.sum()))] + [axis[keep] for axis in axes])
+        design, measured = _design(u, v, keep)
         fitted = np.linalg.lstsq(design, med[keep], rcond=None)[0]
-        coef = np.array([fitted[0], fitted[1] if bx > 1 else 0.0, fitted[-1] if by > 1 else 0.0])
+        coef = np.zeros(3)
+        coef[[0, *(1 + np.flatnonzero(measured))]] = fitted
         resid = med - (coef[0] + coef[1] * u + coef[2] * v)
         spread = 1.4826 * float(np.nanmedian(np.abs(resid[keep] - np.nanmedian(resid[keep]))))
         new = np.isfinite(med) & (np.abs(resid) <= 3.0 * spread) if spread > 0 else keep
         if new.sum() < _MIN_BLOCKS or np.array_equal(new, keep):
             break
         keep = new
-    design = np.column_stack([np.ones(int(keep.sum()))] + [axis[keep] for axis in axes])
+    design, measured = _design(u, v, keep)
     significance = float("inf")
     if spread > 0:
         cov = spread**2 * np.linalg.pinv(design.T @ design)[1:, 1:]
-        slopes = np.array([c for c, n in ((coef[1], bx), (coef[2], by)) if n > 1])
+        slopes = coef[1:][measured]
         significance = float(np.sqrt(max(slopes @ np.linalg.pinv(cov) @ slopes, 0.0)))
     plane = SkyPlane(float(coef[0]), float(coef[1]), float(coef[2]), float("nan"), int(keep.sum()), significance)
     sample = data[::3, ::3].astype(np.float64) - plane.image((ny, nx))[::3, ::3]

@@ -153,14 +153,15 @@ def coadd_night(engine: sa.Engine, *, night: str, run_id: int, exclude_flags: in
         pdf_coadds = _pdf_coadds(conn, params, outlier_fraction)
         counts = conn.execute(
             sa.text(
-                "SELECT count(DISTINCT c.ref_id), count(*) FILTER (WHERE c.partial) FROM lumos.coadds AS c "
+                "SELECT count(DISTINCT c.ref_id), count(*) FILTER (WHERE c.partial), "
+                "count(*) FILTER (WHERE c.n_stale > 0) FROM lumos.coadds AS c "
                 "WHERE c.run_id = :run_id AND EXISTS (SELECT 1 FROM lumos.measurements AS m JOIN lumos.exposures AS e "
                 "ON e.exposure_id = m.exposure_id WHERE e.night = :night AND m.ref_id = c.ref_id AND m.band = c.band)"
             ),
             params,
         ).one()
     return CoaddSummary(night=night, n_sources=int(counts[0]), n_coadds=int(n_coadds), n_partial=int(counts[1]),
-                        pdf_coadds=pdf_coadds, seconds=time.perf_counter() - start)
+                        pdf_coadds=pdf_coadds, seconds=time.perf_counter() - start, n_stale=int(counts[2]))
 
 
 def _pdf_coadds(conn: sa.Connection, params: dict[str, object], outlier_fraction: float = 0.0) -> int:

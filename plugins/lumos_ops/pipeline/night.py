@@ -34,7 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lumos_ops import __version__
-from lumos_ops.exceptions import BadInputError, CatalogError, DatabaseError, InputFileError, LumosError, ModelError
+from lumos_ops.exceptions import NOT_RETRYABLE, BadInputError, CatalogError, DatabaseError, InputFileError, LumosError, ModelError
 from lumos_ops.pipeline.config import LUMOS_METHODS, NightConfig
 from lumos_ops.pipeline.database import check_schema, connection_lost
 from lumos_ops.pipeline.keys import KeyTemplate, validate_night
@@ -205,7 +205,20 @@ def _plan(engine: sa.Engine, store: ObjectStore, config: NightConfig, *, night: 
         for eid, row in zip(ids, rows)
     )
     log.info("night %s: %d exposures registered (run %d)", night, len(tasks), run_id)
+    gone = _gone_from_store(engine, night, [row["key"] for row in rows])
+    if gone:
+        log.warning("night %s: %d exposure(s) measured before are no longer in %s (%s%s): not measured again; "
+                    "their rows and the co-adds that use them stay as they were", night, len(gone), store.describe(),
+                    ", ".join(gone[:3]), ", ..." if len(gone) > 3 else "")
     return NightPlan(night=night, run_id=run_id, tasks=tasks, skipped_keys=tuple(skipped))
+
+
+def _gone_from_store(engine: sa.Engine, night: str, listed: Sequence[str]) -> list[str]:
+    """Object keys of the night's registered exposures that the store's listing no longer holds."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT object_key FROM lumos.exposures WHERE night = :night AND NOT (object_key = ANY(:listed)) "
+            "ORDER BY expnum, ccd"), {"night": night, "listed": list(listed)}).scalars())
 
 
 def sources_dropped(engine: sa.Engine, night: str, checksum: str) -> list[int]:
@@ -552,7 +565,7 @@ def attempt_each(tasks: Sequence[ExposureTask], step: Callable[[ExposureTask], E
         lines = "; ".join(str(exc) if str(exc).startswith(task.key) else f"{task.key}: {exc}"
                           for task, exc in failures)
         message = f"{len(failures)} of {len(tasks)} exposures failed: {lines}"
-        if all(isinstance(exc, BadInputError) for _, exc in failures):
+        if all(isinstance(exc, NOT_RETRYABLE) for _, exc in failures):  # bad inputs, a wrong checkpoint
             raise BadInputError(message)
         raise LumosError(message + " (a retry measures only the exposures not done)")
     return results

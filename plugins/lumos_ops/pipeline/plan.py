@@ -144,7 +144,9 @@ class ExposureResult:
 
 @dataclasses.dataclass(frozen=True)
 class CoaddSummary:
-    """Outcome of the night's co-add step."""
+    """Outcome of the night's co-add step: the sources co-added, the co-adds written, those
+    ``partial``, those of LUMOS likelihoods (``pdf_coadds``) and those that use stale rows
+    (``n_stale``: measurements kept from an earlier write of an exposure whose latest attempt failed)."""
 
     night: str
     n_sources: int
