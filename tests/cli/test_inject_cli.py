@@ -206,8 +206,8 @@ def test_inject_draws_the_galaxies_shapes_from_a_catalogue(tmp_path):
 
 def test_inject_can_measure_with_the_psf_flux_correction(tmp_path):
     """``--psf-flux-correction`` turns the survey's correction on (here the built-in PAUS mapping's,
-    off by default): every row carries the factor it was measured with (1 on this frame, whose six
-    stars are too few for a PSF); without it the column is absent."""
+    off by default); on this frame, whose six stars are too few for a PSF, the rows are measured with
+    the targets' aperture correction instead (not with no correction), as without the option."""
     import pandas as pd
 
     _frame(tmp_path / "a.fits", seed=6)
@@ -217,7 +217,7 @@ def test_inject_can_measure_with_the_psf_flux_correction(tmp_path):
     assert main([*args, "--out", str(tmp_path / "fc"), "--psf-flux-correction"]) == 0
     assert "flux_correction" not in pd.read_parquet(tmp_path / "plain" / "injection_table.parquet")
     corrected = pd.read_parquet(tmp_path / "fc" / "injection_table.parquet")
-    assert (corrected["flux_correction"] == 1.0).all()
+    assert "flux_correction" not in corrected and "aperture_correction" in corrected
     report = json.loads((tmp_path / "fc" / "injection_report.json").read_text())
     assert report["survey"]["psf_flux_correction"] is True and report["survey"]["file"] is None
 

@@ -127,7 +127,7 @@ def test_metrics_are_replaced_atomically(tiny_training_set, tmp_path):
     metrics = train(tiny_training_set, out, _config())
     assert json.loads((tmp_path / "reader.json").read_text()) == {"old": True}
     assert json.loads((out / "metrics.json").read_text())["model_sha256"] == metrics["model_sha256"]
-    assert not (out / "metrics.json.tmp").exists()
+    assert not list(out.glob(".metrics.json.*.tmp"))  # io.atomic's temporary file, removed
 
 
 def _option_help(command, option):

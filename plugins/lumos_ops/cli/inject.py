@@ -219,10 +219,9 @@ def _write_report(out, report: dict) -> None:
     import numpy as np
 
     from lumos_ops.evaluation.injection_report import json_clean, missed_by, plot_injection
+    from lumos_ops.io.atomic import write_text_atomic
 
-    tmp = out / (REPORT_JSON + ".tmp")
-    tmp.write_text(json.dumps(json_clean(report), indent=2, allow_nan=False))
-    tmp.replace(out / REPORT_JSON)
+    write_text_atomic(out / REPORT_JSON, json.dumps(json_clean(report), indent=2, allow_nan=False))
     plot_injection(report, out / REPORT_PNG)
     for row in report["targets"]:
         model = row.get("value_vs_model_flux")

@@ -357,7 +357,7 @@ def run_recipe(
         Override the number of TEAHUPOO stamps.
     train_options : dict, keyword-only
         Override :class:`TrainConfig` fields; the configuration and its ``init_model`` are checked
-        before anything is simulated.
+        before anything is simulated (for a recipe that fine-tunes another, after that recipe has run).
     resume : bool, keyword-only
         Continue an interrupted training.
     progress : bool, keyword-only
@@ -374,7 +374,7 @@ def _run(name: str, out: Path, survey_dir: Path, *, n_stamps: int | None, train_
     """:func:`run_recipe` with the survey in ``survey_dir`` (shared with the recipe it fine-tunes).
 
     The training configuration and its initial model (architecture, band x epoch rows) are checked
-    before anything is simulated."""
+    before this recipe simulates anything (a recipe it fine-tunes runs first)."""
     from lumos_ops.io.catalog import read_catalog
     from lumos_ops.lumos.train import TrainConfig, check_init_model, train
     from lumos_ops.sim import SurveyConfig, TeahupooConfig, generate_training_set, simulate_survey

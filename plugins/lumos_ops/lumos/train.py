@@ -36,6 +36,7 @@ import torch
 from lumos_ops import __version__
 from lumos_ops.constants import BRIGHT_LOSS_IMAG, CCD_SHAPE, n_band_epochs
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.atomic import replace_atomically
 from lumos_ops.lumos.checkpoint import save_checkpoint
 from lumos_ops.lumos.config import SCALAR_NAMES, STAMP_BACKGROUNDS, Normalization
 from lumos_ops.lumos.losses import supervised_loss
@@ -437,6 +438,8 @@ class CentreCrop:
         self._offset = training_set.stamp_size // 2 - self.stamp_size // 2
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_set":  # copy/pickle ask before _set exists
+            raise AttributeError(name)
         return getattr(self._set, name)
 
     def images(self, indices: np.ndarray | list[int] | slice) -> np.ndarray:
@@ -734,9 +737,7 @@ def train(
             "settings": settings,
             "training_set": base_meta["training_set"],
         }
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, state_path)
+        replace_atomically(state_path, lambda tmp, state=state: torch.save(state, tmp))
 
     from lumos_ops.lumos.checkpoint import load_checkpoint
 
