@@ -132,6 +132,13 @@ def test_prior_catalogue_needs_no_zspec_and_missing_sources_use_the_fitted_i(
     np.testing.assert_allclose(with_cat[columns].iloc[-1], fitted[columns].iloc[-1], rtol=1e-10)
     # The other sources do take the catalogue's magnitudes (the prior changes their posterior).
     assert not np.allclose(with_cat["z_mean"].iloc[:-1], fitted["z_mean"].iloc[:-1], rtol=1e-6)
+    # A catalogue's sentinel magnitude (-99) is no magnitude either: that source's prior uses the fitted i.
+    sentinel = pd.read_csv(noisy_night / "cat_noz.csv")
+    sentinel.loc[0, "i_auto"] = -99.0
+    sentinel.to_csv(tmp_path / "sentinel.csv", index=False)
+    assert _run(noisy_night, tmp_path / "sentinel_pz.csv", "--prior", "--catalog", str(tmp_path / "sentinel.csv")) == 0
+    with_sentinel = pd.read_csv(tmp_path / "sentinel_pz.csv")
+    np.testing.assert_allclose(with_sentinel[columns].iloc[0], fitted[columns].iloc[0], rtol=1e-10)
 
 
 def test_catalog_without_prior_is_one_error(noisy_night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,13 +83,15 @@ def run_photoz(
 
 
 def _catalog_magnitudes(catalog: str | os.PathLike[str], ref_id: np.ndarray) -> np.ndarray:
-    """The catalogue's ``i_auto`` (AB mag) of each source, NaN (= use the fitted i) where it has none.
+    """The catalogue's ``i_auto`` (AB mag) of each source, NaN (= use the fitted i) where it has none:
+    absent, NaN, or a sentinel outside 0-40 mag (-99, 99).
 
     Logs a warning with the number of sources that fall back to the fitted i-band magnitude.
     """
     i_auto = read_magnitude_catalog(catalog).reindex(ref_id).to_numpy(dtype=np.float64)
-    n_missing = int(np.count_nonzero(~np.isfinite(i_auto)))
+    i_auto[~((i_auto > 0.0) & (i_auto < 40.0))] = np.nan
+    n_missing = int(np.count_nonzero(np.isnan(i_auto)))
     if n_missing:
-        log.warning("%s: %d of %d sources have no i_auto (absent or NaN); their prior uses the fitted i magnitude",
-                    os.fspath(catalog), n_missing, len(ref_id))
+        log.warning("%s: %d of %d sources have no i_auto (absent, NaN or a sentinel such as -99); their prior uses "
+                    "the fitted i magnitude", os.fspath(catalog), n_missing, len(ref_id))
     return i_auto
