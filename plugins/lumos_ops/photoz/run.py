@@ -88,7 +88,7 @@ def _catalog_magnitudes(catalog: str | os.PathLike[str], ref_id: np.ndarray) -> 
 
     Logs a warning with the number of sources that fall back to the fitted i-band magnitude.
     """
-    i_auto = read_magnitude_catalog(catalog).reindex(ref_id).to_numpy(dtype=np.float64)
+    i_auto = read_magnitude_catalog(catalog).reindex(ref_id).to_numpy(dtype=np.float64, copy=True)
     i_auto[~((i_auto > 0.0) & (i_auto < 40.0))] = np.nan
     n_missing = int(np.count_nonzero(np.isnan(i_auto)))
     if n_missing:
