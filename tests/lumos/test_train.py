@@ -229,6 +229,24 @@ def test_resume_may_change_how_it_runs(tiny_training_set, tmp_path):
     assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["epochs"] == 2
 
 
+def test_resume_knows_an_init_model_by_its_weights_not_its_path(tiny_training_set, tmp_path):
+    """The same initial weights spelled by another path (a copy on another node, another working
+    folder) resume; other weights are refused."""
+    import shutil
+
+    train(tiny_training_set, tmp_path / "base", _config(epochs=1))
+    train(tiny_training_set, tmp_path / "other", _config(epochs=1, seed=5))
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "base" / "model.pt", tmp_path / "copy" / "model.pt")
+    train(tiny_training_set, tmp_path / "run", _config(epochs=1, init_model=str(tmp_path / "base" / "model.pt")))
+    resumed = train(tiny_training_set, tmp_path / "run",
+                    _config(epochs=2, init_model=str(tmp_path / "copy" / "model.pt")), resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    with pytest.raises(LumosValueError, match="init_model"):
+        train(tiny_training_set, tmp_path / "run", _config(epochs=3, init_model=str(tmp_path / "other" / "model.pt")),
+              resume=True)
+
+
 def test_resume_with_as_many_epochs_does_nothing(tiny_training_set, tmp_path, caplog):
     """--epochs equal to the epochs trained: nothing is trained, the metrics say what the run is."""
     out = tmp_path / "run"

@@ -510,10 +510,14 @@ def _plain_config(config: TrainConfig) -> dict[str, Any]:
 
 
 def _run_settings(config: TrainConfig, ts: TrainingSet, embedding: dict[str, Any]) -> dict[str, Any]:
-    """What shapes the weights of a run: the :class:`TrainConfig` fields but :data:`RUN_ONLY_SETTINGS`,
-    the training set (SHA-256 of its manifest: seed, size, configuration, shards) and the embedding's
-    bands and epochs."""
+    """What shapes the weights of a run: the :class:`TrainConfig` fields but :data:`RUN_ONLY_SETTINGS`
+    (``init_model`` as its weights' SHA-256), the training set (SHA-256 of its manifest: seed, size,
+    configuration, shards) and the embedding's bands and epochs."""
     settings = {k: v for k, v in _plain_config(config).items() if k not in RUN_ONLY_SETTINGS}
+    if config.init_model is not None:  # the weights, not a path that another folder or machine spells otherwise
+        from lumos_ops.lumos.checkpoint import load_checkpoint
+
+        settings["init_model"] = load_checkpoint(config.init_model, device="cpu").sha256
     settings["training_set_manifest_sha256"] = hashlib.sha256(json.dumps(ts.manifest, sort_keys=True).encode()).hexdigest()
     settings["bands"] = list(embedding["bands"])
     settings["n_epochs"] = int(embedding["n_epochs"])
