@@ -77,6 +77,7 @@ import pandas as pd
 
 from lumos_ops.constants import INJECTION_SEPARATION_PX
 from lumos_ops.exceptions import InputFileError, LumosValueError
+from lumos_ops.io.atomic import replace_atomically
 from lumos_ops.lumos.shared_error import SHARED_ERROR_POPULATIONS
 
 __all__ = ["AdaptConfig", "AdaptResult", "NoiseScale", "adapt", "exposure_pixel_noise", "find_exposures",
@@ -800,9 +801,7 @@ def _stage_finetune(out: Path, set_dir: Path, train: list[str], catalog: pd.Data
                             metadata={**metadata, "epoch": epoch + 1, "val_loss": val})
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "epoch": epoch + 1, "history": history, "best_val_loss": best}
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, state_path)
+        replace_atomically(state_path, lambda tmp, state=state: torch.save(state, tmp))
     best_model = load_checkpoint(work / "best.pt", device="cpu")
     sha = save_checkpoint(model_path, best_model.net, arch=best_model.arch, normalization=best_model.normalization,
                           metadata={**best_model.metadata, "history": history})
@@ -891,9 +890,7 @@ def _stage_error_floor(out: Path, train: list[str], catalog: pd.DataFrame, model
         table = run_injection(train, inj, methods=methods, model=os.fspath(model_path), keep_headers=True,
                               shapes=catalog, work_dir=work, aperture_fallback=fallback)
         table = table.assign(measurement_revision=MEASUREMENT_REVISION)
-        tmp = cached.with_suffix(".tmp")
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, cached)
+        replace_atomically(cached, lambda tmp, table=table: table.to_parquet(tmp, index=False))
         tables[population] = table
     sersic = tables["sersic"]
 
@@ -1003,9 +1000,7 @@ def _stage_injection(out: Path, held: list[str], catalog: pd.DataFrame, base_pat
                 table = run_injection(held, inj, methods=methods, model=model, keep_headers=True, shapes=catalog,
                                       work_dir=work, aperture_fallback=fallback)
                 table = table.assign(measurement_revision=MEASUREMENT_REVISION)
-                tmp = path.with_suffix(".tmp")
-                table.to_parquet(tmp, index=False)
-                os.replace(tmp, path)
+                replace_atomically(path, lambda tmp, table=table: table.to_parquet(tmp, index=False))
             if population == "sersic":
                 sersic[label] = table
             table = table.copy()

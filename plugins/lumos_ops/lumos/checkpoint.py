@@ -286,12 +286,10 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
 ) -> str:
     """Write a checkpoint atomically (temporary file + rename); returns the weights' SHA-256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from lumos_ops.io.atomic import replace_atomically
+
     data = checkpoint_dict(net, arch=arch, normalization=normalization, metadata=metadata)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: torch.save(data, tmp))
     return str(data["sha256"])
 
 

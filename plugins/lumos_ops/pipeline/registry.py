@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -632,6 +632,14 @@ def production_version(engine: sa.Engine, method: str) -> RegistryEntry | None:
     return None if row is None else _entry(row)
 
 
+def production_versions(engine: sa.Engine, methods: Sequence[str]) -> dict[str, str]:
+    """``{method: production version}`` of those of ``methods`` that have one."""
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(
+            "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
+            "AND method = ANY(:m)"), {"m": list(methods)}).all())
+
+
 def list_versions(engine: sa.Engine, method: str | None = None, *, status: str | None = None) -> list[RegistryEntry]:
     """Registered versions (of ``method``, with ``status``): by method, production first, then
     candidates and retired ones, newest first."""
@@ -984,10 +992,7 @@ def resolve_production(engine: sa.Engine, config: NightConfig) -> dict[str, str]
     otherwise the default of :meth:`NightConfig.model_version` (the shipped checkpoint for LUMOS,
     ``<method>-1`` for classical methods).
     """
-    with engine.connect() as conn:
-        production = dict(conn.execute(sa.text(
-            "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
-            "AND method = ANY(:m)"), {"m": list(config.methods)}).all())
+    production = production_versions(engine, config.methods)
     out = {}
     for method in config.methods:
         if method in config.model_versions:

@@ -142,11 +142,9 @@ def _refuse_production_versions(engine: sa.Engine, versions: Mapping[str, str]) 
     method without a production version, the nights' default (``aperture-1``, the shipped LUMOS
     checkpoint's name): their rows would be replaced."""
     from lumos_ops.pipeline.config import PipelineSettings
+    from lumos_ops.pipeline.registry import production_versions
 
-    with engine.connect() as conn:
-        production = dict(conn.execute(sa.text(
-            "SELECT method, model_version FROM lumos.model_versions WHERE status = 'production' "
-            "AND method = ANY(:m)"), {"m": list(versions)}).all())
+    production = production_versions(engine, list(versions))
     configured = PipelineSettings.from_env().night.model_versions
     default = NightConfig(store_url=".", methods=tuple(versions)).model_version
     clash = [f"{m}={v}" for m, v in versions.items()
