@@ -290,3 +290,106 @@ def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
     assert {(r.floor, r.neighbour) for r in rows} == {(0.031, 0.017)}
     assert settings["error_floors"] == {"flux_error_floor": 0.031, "neighbour_error_floor": 0.017}
     assert settings["model_key"] == "models/candidates/lumos-p.pt"
+
+
+def _injection_report(bias: float, sigma68: float, pull: float) -> dict:
+    """An ``injection_report.json`` of ``lumos inject``'s shape (as in tests/pipeline/test_registry.py):
+    one population, LUMOS beside the aperture, every true-SNR bin with 200 injections."""
+    edges = [(1.0, 2.0), (2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 1e6)]
+
+    def by_true_snr(b: float, s: float, p: float) -> list[dict]:
+        return [{"lo": lo, "hi": hi, "n": 200, "n_missing": 0, "bias": b, "bias_err": 0.005, "sigma68": s / (i + 1),
+                 "pull_median": 0.0, "pull_sigma68": p, "coverage68": 0.68} for i, (lo, hi) in enumerate(edges)]
+
+    methods = {"lumos": {"n": 1200, "by_true_snr": by_true_snr(bias, sigma68, pull), "d_width": 1.0},
+               "aperture": {"n": 1200, "by_true_snr": by_true_snr(0.02, 0.20, 1.05), "d_width": 1.0}}
+    return {"populations": {"sersic": {"methods": methods, "n_galaxies": 200}}, "command": "lumos inject (test)"}
+
+
+@pytest.mark.slow  # 12-33 s on 2 busy cores (--durations): LUMOS on the CPU, two nights of 10 targets
+def test_the_dag_follows_gated_promotions_refusals_and_rollbacks(stack):
+    """Through Airflow, without ``force``: a candidate whose injection report passes the gates is
+    promoted and measures the next night; a failing candidate is refused and changes nothing; a
+    rollback makes the following night measure with the previous production version again."""
+    import hashlib
+
+    from lumos_ops.lumos.checkpoint import resolve_model_path
+    from lumos_ops.pipeline.registry import (
+        GatesFailed,
+        attach_report,
+        get_version,
+        list_events,
+        production_version,
+        promote,
+        register_candidate,
+        rollback,
+    )
+
+    engine = stack["engine"]
+    weights = resolve_model_path(None).read_bytes()  # the shipped default's weights, under each candidate's key
+    checksum = hashlib.sha256(weights).hexdigest()
+    reports = {"lumos-gate-base": _injection_report(0.010, 0.10, 1.02),  # what production measured
+               "lumos-gate-a": _injection_report(0.008, 0.09, 1.00),  # no worse than it, better than the aperture
+               "lumos-gate-b": _injection_report(0.030, 0.12, 1.40)}  # worse than both
+    for version, report in reports.items():
+        stack["put"](f"models/candidates/{version}.pt", weights)
+        register_candidate(engine, model_version=version, method="lumos", checksum=checksum,
+                           object_key=f"models/candidates/{version}.pt", metadata={"survey": "paus"})
+        attach_report(engine, version, report, source="test")
+    # setup: a known production version with a report (another test may have left one without)
+    promote(engine, "lumos-gate-base", force=True, reason="test setup: a production version with a report")
+    first_event = max(e.event_id for e in list_events(engine, method="lumos", limit=None))
+
+    promoted = promote(engine, "lumos-gate-a", reason="test: passes the gates")
+    assert (promoted.previous, promoted.forced, promoted.gate_result.passed) == ("lumos-gate-base", False, True)
+    assert get_version(engine, "lumos-gate-base").status == "retired"
+    with pytest.raises(GatesFailed) as refused:
+        promote(engine, "lumos-gate-b", reason="test: fails the gates")
+    assert any("worse than production lumos-gate-a's" in r for r in refused.value.result.reasons)
+    assert any("best classical method's (aperture)" in r for r in refused.value.result.reasons)
+    b = get_version(engine, "lumos-gate-b")
+    assert (b.status, b.gates_passed) == ("candidate", False) and b.gate_result["reasons"]
+    assert production_version(engine, "lumos").model_version == "lumos-gate-a"
+
+    def lumos_night(night: str, first_expnum: int) -> tuple[set, dict]:
+        write_night(stack["put"], night, n_exposures=1, n_ccds=1, catalog=stack["catalog"], first_expnum=first_expnum)
+        dag, _ = load_dag()
+        with env(LUMOS_METHODS="aperture,lumos"):
+            run = run_dag(dag, night=night)
+        assert str(run.state) in ("success", "DagRunState.SUCCESS"), task_states(run.run_id)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT m.method, m.model_version FROM lumos.measurements m JOIN lumos.exposures e "
+                "USING (exposure_id) WHERE e.night = :n"), {"n": night}).all()
+            settings = conn.execute(sa.text("SELECT settings FROM lumos.pipeline_runs WHERE dag_run_id = :d"),
+                                    {"d": run.run_id}).scalar_one()
+        assert len(rows) == 2 * N_SOURCES
+        return {tuple(r) for r in rows}, settings
+
+    # the nightly runs the gated promotion's version, not the refused candidate
+    versions, settings = lumos_night("2026-11-26", 8300)
+    assert versions == {("aperture", "aperture-1"), ("lumos", "lumos-gate-a")}
+    assert settings["model_key"] == "models/candidates/lumos-gate-a.pt"
+
+    back = rollback(engine, "lumos", reason="test: roll back")
+    assert (back.retired, back.restored) == ("lumos-gate-a", "lumos-gate-base")
+    versions, settings = lumos_night("2026-11-27", 8310)
+    assert versions == {("aperture", "aperture-1"), ("lumos", "lumos-gate-base")}
+    assert settings["model_key"] == "models/candidates/lumos-gate-base.pt"
+
+    # the history records the promotion (with its gates), the refusal and the rollback, in order
+    events = [e for e in reversed(list_events(engine, method="lumos", limit=None)) if e.event_id > first_event]
+    assert [(e.model_version, e.action, e.from_status, e.to_status) for e in events] == [
+        ("lumos-gate-base", "retire", "production", "retired"),
+        ("lumos-gate-a", "promote", "candidate", "production"),
+        ("lumos-gate-b", "reject", "candidate", "candidate"),
+        ("lumos-gate-a", "rollback", "production", "retired"),
+        ("lumos-gate-base", "rollback", "retired", "production"),
+    ]
+    assert events[1].details == {"previous": "lumos-gate-base", "forced": False, "gates_passed": True}
+    assert events[1].reason == "test: passes the gates"
+    assert events[2].details["reasons"] == list(refused.value.result.reasons)
+    assert events[3].reason == events[4].reason == "test: roll back"
+    assert events[3].details == {"restored": "lumos-gate-base"} and events[4].details == {"rolled_back": "lumos-gate-a"}
+    assert {v: get_version(engine, v).status for v in reports} == {
+        "lumos-gate-base": "production", "lumos-gate-a": "retired", "lumos-gate-b": "candidate"}
