@@ -82,6 +82,7 @@ r=reports/lumos
     reports/lumos/injection reports/lumos/injection-sim > reports/lumos/calibration/before_after.md
 .venv/bin/python reports/lumos/psf-profile/star_flux.py reports/lumos/psf-profile/star_flux.json \
     "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2" "$realdata/sep_image.fits"
+.venv/bin/python benchmarks/bench_background_realdata.py --data-dir "$realdata" --out reports/lumos/background/real_frames.json > reports/lumos/background/real_frames.txt
 blank_frames=("$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" "$realdata/sdss_i.fits.bz2"
               "$realdata/sep_image.fits" "${sim8_frames[2]}")
 .venv/bin/python reports/lumos/blank-offset/blank_pulls.py reports/lumos/blank-offset/blank_pulls.json "${blank_frames[@]}"
