@@ -36,12 +36,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
@@ -56,6 +54,7 @@ from scipy import ndimage
 from lumos_ops.constants import ANNULUS_RADII
 from lumos_ops.photometry.background import _DEFAULT_SIGMA, annulus_background
 from lumos_ops.photometry.frame_sources import detect_frame_sources
+from lumos_ops.provenance import code_provenance
 
 FRAMES: tuple[str, ...] = ("sep_image.fits", "sdss_g.fits.bz2", "sdss_r.fits.bz2", "sdss_i.fits.bz2")
 CONFIGS: tuple[tuple[str, str, float | None], ...] = (
@@ -282,27 +281,6 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return shlex.join([python, *(sys.argv if argv is None else [sys.argv[0], *argv])])
 
 
-def provenance() -> dict[str, object]:
-    """Package version and, where the script sits in a git checkout, its commit and whether it is modified."""
-    info: dict[str, object] = {"package": "lumos-ops"}
-    try:
-        info["version"] = importlib.metadata.version("lumos-ops")
-    except importlib.metadata.PackageNotFoundError:
-        import lumos_ops
-
-        info["version"] = getattr(lumos_ops, "__version__", None)
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return info
-    info["git_commit"] = commit.stdout.strip()
-    info["git_modified"] = bool(status.stdout.strip())
-    return info
-
-
 def sha256(path: Path) -> str:
     """SHA-256 of the file at ``path`` (as stored, compressed or not)."""
     digest = hashlib.sha256()
@@ -328,7 +306,7 @@ def report(args: argparse.Namespace, records: list[dict], command: str) -> dict[
     return {
         "what": __doc__.splitlines()[0],
         "command": command,
-        **provenance(),
+        **code_provenance(),
         "parameters": {"data_dir": str(args.data_dir), "n": args.n, "seed": args.seed,
                        "detect_sigma": args.detect_sigma, "grow": args.grow},
         "annulus_radii_px": list(ANNULUS_RADII),

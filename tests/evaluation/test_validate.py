@@ -37,3 +37,4 @@ def test_validate_report(checkpoint, survey, tiny_training_set, tmp_path):
     assert (tmp_path / "validation.png").stat().st_size > 0
     assert (tmp_path / "validation_methods.png").stat().st_size > 0
     assert json.loads((tmp_path / "validation.json").read_text())["summary"]["model_sha256"]
+    assert report["code"]["package"] == "lumos-ops" and report["code"]["version"]

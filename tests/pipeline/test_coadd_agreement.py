@@ -28,9 +28,9 @@ What differs by design, and how the rows are matched here:
   ``SharedError`` with a residual axis), the two agree.
 * Mixtures are stored as ``real[]``: the rows are built float32-exact, so both paths see the same
   numbers.
-* The rows are a likelihood model's (``truncated`` False). Truncated mixtures (eq. 10, population-prior
-  models) are not covered: the report's ``_coadds`` does not pass ``truncated`` to
-  ``coadd_likelihoods`` and the pipeline does, so near f = 0 the two differ.
+* Truncated mixtures (eq. 10, population-prior models) are co-added truncated at zero by both: LUMOS
+  sources ``TRUNCATED + i`` carry ``truncated`` True, the first of them with a PDF that straddles
+  zero, where truncation moves the co-add.
 
 The classical co-adds agree to rtol 1e-9 (SQL vs numpy); LUMOS to 1e-5 of the co-add's sigma68,
 far inside the grid's documented accuracy (1 % of sigma68 against a brute-force product,
@@ -72,7 +72,8 @@ FLOOR, NEIGHBOUR_FLOOR = 0.02, 0.025
 OUTLIER_FRACTIONS = (0.0, 0.01)
 CLASSICAL = ("aperture", "optimal")
 VERSIONS = {"aperture": "aperture-1", "optimal": "optimal-1", "lumos": "lumos-t1"}
-PLAIN, SHARED = 0, 10  # ref_id offsets of the LUMOS sources without and with a recorded shared-error term
+PLAIN, SHARED, TRUNCATED = 0, 10, 20  # ref_id offsets of the LUMOS sources without and with a recorded
+# shared-error term, and of truncated ones (eq. 10)
 # a recorded term with a residual axis: rho per SNR bin (flux / flux_err_stat), per residual bin
 SHARED_TERM = SharedError(snr_edges=(0.0, 20.0, 80.0, np.inf), rho=(0.0, 0.15, 0.35), n_galaxies=(50, 50, 50),
                           residual_cuts=(0.01,), rho_by_residual=((0.0, 0.05, 0.1), (0.25, 0.5, 0.7)))
@@ -119,7 +120,11 @@ def _exposure_rows(zero_points: tuple[float, ...], seed: int = 3) -> list[pd.Dat
         lumos = apply_error_floor(lumos, FLOOR, neighbour_light=neighbour_share * true_e, neighbour_floor=NEIGHBOUR_FLOOR)
         lumos["model_residual"] = RESIDUALS[:, j]
         shared = with_shared_rho(lumos, SHARED_TERM).assign(ref_id=SHARED + np.arange(n))
-        parts += [lumos.assign(ref_id=PLAIN + np.arange(n)), shared]
+        shift = np.where(np.arange(n) == 0, 0.9 * true_e, 0.0)[:, None]  # source 0's PDF straddles zero
+        low = Mixtures(alpha=_f32(alpha), mu=_f32(mu - shift), sigma=_f32(sig), truncated=np.ones(n, dtype=bool))
+        low = pd.DataFrame(mixture_table(low, likelihood=True)).assign(ref_id=TRUNCATED + np.arange(n), method="lumos")
+        low = apply_error_floor(low, FLOOR, neighbour_light=neighbour_share * true_e, neighbour_floor=NEIGHBOUR_FLOOR)
+        parts += [lumos.assign(ref_id=PLAIN + np.arange(n)), shared, low]
         table = pd.concat(parts, ignore_index=True)
         for column in [c for c in table.columns if c.split("_")[0] in ("alpha", "mu", "sigma") and c[-1].isdigit()]:
             table[column] = _f32(table[column])  # stored as real[]: both paths read these values
@@ -142,7 +147,7 @@ def _write_and_coadd(engine: sa.Engine, zero_points: tuple[float, ...],
     stored = {}
     for eps in OUTLIER_FRACTIONS:
         summary = coadd_night(engine, night=NIGHT, run_id=run_id, outlier_fraction=eps)
-        assert summary.pdf_coadds == 2 * TRUTH_NJY.size
+        assert summary.pdf_coadds == 3 * TRUTH_NJY.size
         with engine.connect() as conn:
             stored[eps] = pd.read_sql(sa.text("SELECT ref_id, method, n_used, flux_njy, flux_err_njy, n_outliers "
                                               "FROM lumos.coadds"), conn).set_index(["method", "ref_id"]).sort_index()
@@ -280,3 +285,19 @@ def test_lumos_coadds_with_the_shared_term_agree(night, eps, monkeypatch):
     # the term widened the co-adds of the sources it is above the floor for
     plain = stored[eps].loc["lumos"].loc[PLAIN + np.arange(TRUTH_NJY.size), "flux_err_njy"].to_numpy()
     assert np.all(err >= plain * (1 - 1e-6)) and np.any(err > 1.05 * plain)
+
+
+def test_truncated_lumos_coadds_agree(night, monkeypatch):
+    """Truncated mixtures are co-added truncated at zero by the report as by the pipeline; for the
+    source whose PDF straddles zero, untruncated mixtures would give another co-add."""
+    zero_points, tables, stored = night
+    ref_ids = TRUNCATED + np.arange(TRUTH_NJY.size)
+    frame = _injection_frame(tables, zero_points, "lumos", ref_ids)
+    assert frame["truncated"].astype(bool).all()
+    _, seen = _report_coadds(lambda: injection_report._coadds(frame, "lumos", N_EXP), ref_ids.size, monkeypatch)
+    assert len(seen) == 1
+    _, flux, err = seen[0]
+    _check_lumos(flux, err, stored[0.0], ref_ids)
+    _, untruncated = _report_coadds(lambda: injection_report._coadds(frame.assign(truncated=False), "lumos", N_EXP),
+                                    ref_ids.size, monkeypatch)
+    assert abs(untruncated[0][1][0] - flux[0]) > 0.01 * err[0]

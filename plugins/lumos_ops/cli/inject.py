@@ -176,6 +176,7 @@ def _inject(args: argparse.Namespace, out: Path, survey: Survey | None, survey_f
 
     from lumos_ops.evaluation.injection import InjectionConfig, aperture_factors, population_seed, run_injection
     from lumos_ops.evaluation.injection_report import score_injection
+    from lumos_ops.provenance import code_provenance
     from lumos_ops.survey import paus_survey, use_survey
 
     psf = {f: args.psf_fwhm for f in args.frames} if args.psf_fwhm else None
@@ -208,6 +209,7 @@ def _inject(args: argparse.Namespace, out: Path, survey: Survey | None, survey_f
     report["aperture_correction"] = (survey or paus_survey()).aperture_correction
     report["aperture_correction_scope"] = "copy" if args.aperture_correction_per_copy else "frame"
     report["model"] = _model_record(args.model) if "lumos" in args.methods else None
+    report["code"] = code_provenance()
     table.to_parquet(out / TABLE, index=False)
     _write_report(out, report)
     return 0
@@ -273,6 +275,7 @@ def _rescore(out, outlier_fraction: float | None = None) -> int:
     from lumos_ops import __version__
     from lumos_ops.evaluation.injection_report import score_injection
     from lumos_ops.exceptions import BadInputError, InputFileError
+    from lumos_ops.provenance import code_provenance
 
     table_path, report_path = out / TABLE, out / REPORT_JSON
     for path in (table_path, report_path):
@@ -292,11 +295,11 @@ def _rescore(out, outlier_fraction: float | None = None) -> int:
             survey = current_survey()
         outlier_fraction = survey.coadd_outlier_fraction
     report = score_injection(pd.read_parquet(table_path), outlier_fraction=outlier_fraction)
-    for key in ("command", "config", "model", "survey", "aperture_correction", "aperture_correction_scope"):
+    for key in ("command", "config", "model", "survey", "aperture_correction", "aperture_correction_scope", "code"):
         if key in old:
             report[key] = old[key]
     report["rescored"] = [*old.get("rescored", []), {"at": datetime.datetime.now(datetime.UTC).isoformat(
-        timespec="seconds"), "lumos_ops": __version__}]
+        timespec="seconds"), "lumos_ops": __version__, "code": code_provenance()}]
     _write_report(out, report)
     return 0
 

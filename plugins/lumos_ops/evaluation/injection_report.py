@@ -72,8 +72,8 @@ def _coadds(frame: pd.DataFrame, method: str, n: int, *, shared: bool = False,
             rho = sel["shared_rho"].to_numpy(np.float64).reshape(n_src, n)
         if "floor_rho" in sel:
             rho = np.maximum(rho, np.nan_to_num(sel["floor_rho"].to_numpy(np.float64)).reshape(n_src, n))
-        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), rho=rho if np.any(rho > 0) else None,
-                                outlier_fraction=outlier_fraction)
+        res = coadd_likelihoods(a, m, s, np.full((n_src, n), 31.4), truncated=mix.truncated.reshape(n_src, n),
+                                rho=rho if np.any(rho > 0) else None, outlier_fraction=outlier_fraction)
         flux, err = res.stats["median"], res.stats["sigma68"]
         discounted = float(res.n_outliers.mean())
     else:

@@ -284,6 +284,7 @@ def _report(*, loaded: Any, test_set: str | os.PathLike[str], ts: Any, config: V
             has_bayes: bool) -> dict[str, Any]:
     """The content of ``validation.json``."""
     from lumos_ops.evaluation.targets import issue_targets
+    from lumos_ops.provenance import code_provenance
 
     fluxes_from = set_flux_source(ts)
     other_binning = "band_mag" if config.binning == "i_auto" else "i_auto"
@@ -334,4 +335,5 @@ def _report(*, loaded: Any, test_set: str | os.PathLike[str], ts: Any, config: V
         "deblending_other": deblend_other,
         "neighbours_in_test_set": neighbours,
         "pairs": None if pairs is None else {k: v for k, v in pairs.items() if not k.startswith("_")},
+        "code": code_provenance(),
     }
