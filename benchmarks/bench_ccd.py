@@ -18,7 +18,7 @@ its steps are timed by wrapping the functions it calls (exclusive times, nested 
 * ``detection``: the frame's sources, detected once (``frame_sources.detect_frame_sources``), which
   the backgrounds leave out;
 * ``wing light``: the frame's profile of other sources' light beyond their detections and its map
-  in every cutout (``photometry.wing_light``), subtracted before any method runs;
+  in every cutout (``photometry.wing_light``: ``wing_light``, ``wing_map``), subtracted before any method runs;
 * ``neighbours``: the joint fit of the targets whose models overlap and the cleaned cutouts
   (``photometry.neighbours``: ``fit_neighbours``, ``NeighbourFit.clean``);
 * ``aperture``, ``optimal``, ``modelfit``, ``lumos``: each method's ``measure``;
@@ -137,6 +137,7 @@ def instrumented(timer: StepTimer, instances: dict[str, Any]) -> Iterator[None]:
          timer.wrap("detection", frame_sources_module.detect_frame_sources)),
         (wing_module, "measure_wing_profile", timer.wrap("wing light", wing_module.measure_wing_profile)),
         (wing_module, "wing_light", timer.wrap("wing light", wing_module.wing_light)),
+        (wing_module, "wing_map", timer.wrap("wing light", wing_module.wing_map)),
         (neighbours_module, "fit_neighbours", timer.wrap("neighbours", neighbours_module.fit_neighbours)),
         (neighbours_module.NeighbourFit, "clean", timer.wrap("neighbours", neighbours_module.NeighbourFit.clean)),
         (calibration_module, "calibrate_noise", timer.wrap("calibration", calibration_module.calibrate_noise, absorb=True)),

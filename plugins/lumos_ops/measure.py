@@ -265,9 +265,13 @@ def _prepare_located(
 
     wide = wide_stamp_size(stamp_size)
     off = wide // 2 - stamp_size // 2  # both grids share the centre pixel
-    light = ctx.other_source_light(stamps.x0 - off, stamps.y0 - off, wide)
+    # the other sources' detections in the wide cutouts serve their wing light here and the
+    # methods' masks (photometry_inputs) later
+    groups = ctx.other_detections(stamps.x0 - off, stamps.y0 - off, wide)
+    light = ctx.other_source_light(stamps.x0 - off, stamps.y0 - off, wide, groups=groups)
     centre = light[:, off : off + stamp_size, off : off + stamp_size]
-    return dataclasses.replace(ctx, stamps=dataclasses.replace(stamps, data=stamps.data - centre), other_light=light)
+    return dataclasses.replace(ctx, stamps=dataclasses.replace(stamps, data=stamps.data - centre), other_light=light,
+                               other_groups=groups)
 
 
 def available_methods() -> tuple[str, ...]:

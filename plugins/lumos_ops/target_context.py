@@ -78,6 +78,10 @@ class TargetContext:
         :meth:`other_source_light` on the wide photometry cutouts (float32, (n, W, W),
         ``photometry.inputs.wide_stamp_size``), whose centre ``stamps`` had subtracted; None: computed
         when the photometry inputs are.
+    other_groups : ndarray or None
+        :meth:`other_detections` on the same wide cutouts (bool, (n, W, W)), from which ``other_light``
+        was made and which :attr:`photometry_inputs` leaves out of the sums; None: computed when the
+        photometry inputs are.
     fitted_sources : FrameSources or None
         The frame's detections without the groups of the jointly fitted targets
         (:func:`lumos_ops.photometry.frame_sources.without_groups`): the other sources of a fitted
@@ -94,6 +98,7 @@ class TargetContext:
     neighbours: NeighbourFit | None = None
     mask_other_sources: bool = True
     other_light: np.ndarray | None = None
+    other_groups: np.ndarray | None = None
     fitted_sources: FrameSources | None = None
 
     @property
@@ -120,6 +125,7 @@ class TargetContext:
             neighbours=None if self.neighbours is None else self.neighbours.take(index),
             mask_other_sources=self.mask_other_sources,
             other_light=None if self.other_light is None else self.other_light[index],
+            other_groups=None if self.other_groups is None else self.other_groups[index],
             fitted_sources=self.fitted_sources,
         )
 
@@ -167,14 +173,16 @@ class TargetContext:
             return np.zeros(self.stamps.data.shape, dtype=bool)
         return self.other_pixels(self.stamps.x0, self.stamps.y0, self.stamps.size)
 
-    def other_pixels(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+    def other_pixels(self, x0: np.ndarray, y0: np.ndarray, size: int, *,
+                     groups: np.ndarray | None = None) -> np.ndarray:
         """Bool (n, size, size): the pixels of other detected sources than each target's own in the
         ``size`` px cutouts whose pixel [0, 0] is at (``x0``, ``y0``)
         (:func:`lumos_ops.photometry.frame_sources.other_sources` of the frame's detections). A
         jointly fitted target's stamps are cut from the image less the fitted light, and its errors
         carry the fit's cost (``variance_factor``), which leaving the fitted targets' pixels out
         would count again: its other sources are those of ``fitted_sources``, every detection but
-        the fitted targets' (none where it is None)."""
+        the fitted targets' (none where it is None). ``groups``: :meth:`other_detections` of the same
+        cutouts, when already computed."""
         from lumos_ops.photometry.frame_sources import frame_sources, other_sources
 
         x0, y0 = np.asarray(x0), np.asarray(y0)
@@ -183,10 +191,28 @@ class TargetContext:
         for rows, sources in ((~fitted, frame_sources(self.exposure.data)), (fitted, self.fitted_sources)):
             if sources is not None and rows.any():
                 out[rows] = other_sources(cut_mask(sources.mask, x0[rows], y0[rows], size),
-                                          cut_mask(sources.detected, x0[rows], y0[rows], size))
+                                          cut_mask(sources.detected, x0[rows], y0[rows], size),
+                                          others=None if groups is None else groups[rows])
         return out
 
-    def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+    def other_detections(self, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+        """Bool (n, size, size): the detected pixels (not grown) of other sources than each target's own in
+        the ``size`` px cutouts whose pixel [0, 0] is at (``x0``, ``y0``)
+        (:func:`lumos_ops.photometry.frame_sources.other_sources` of the cut detections), those of
+        ``fitted_sources`` for the jointly fitted targets (none where it is None), as
+        :meth:`other_pixels` groups them."""
+        from lumos_ops.photometry.frame_sources import frame_sources, other_sources
+
+        x0, y0 = np.asarray(x0), np.asarray(y0)
+        out = np.zeros((x0.size, size, size), dtype=bool)
+        fitted = self._fitted_rows()
+        for rows, sources in ((~fitted, frame_sources(self.exposure.data)), (fitted, self.fitted_sources)):
+            if sources is not None and rows.any():
+                out[rows] = other_sources(cut_mask(sources.detected, x0[rows], y0[rows], size))
+        return out
+
+    def other_source_light(self, x0: np.ndarray, y0: np.ndarray, size: int, *,
+                           groups: np.ndarray | None = None) -> np.ndarray:
         """The light of other detected sources beyond their detections in the ``size`` px cutouts of
         this exposure whose pixel [0, 0] is at (``x0``, ``y0``), one per target: the frame's own
         profile of it by distance to the nearest other detection
@@ -194,21 +220,17 @@ class TargetContext:
         which every method's cutouts have subtracted. Zeros when ``mask_other_sources`` is off. For
         the targets fitted jointly with their catalogued neighbours, whose neighbours' light the fit
         takes out, the sources beyond the fitted targets' detections (``fitted_sources``; zeros
-        where it is None)."""
+        where it is None). ``groups``: :meth:`other_detections` of the same cutouts, when already
+        computed."""
         x0, y0 = np.asarray(x0), np.asarray(y0)
-        light = np.zeros((x0.size, size, size), dtype=np.float32)
         if not self.mask_other_sources:
-            return light
-        from lumos_ops.photometry.frame_sources import frame_sources
-        from lumos_ops.photometry.wing_light import frame_wing_profile, wing_light
+            return np.zeros((x0.size, size, size), dtype=np.float32)
+        from lumos_ops.photometry.wing_light import frame_wing_profile, wing_map
 
-        data = self.exposure.data
-        profile = frame_wing_profile(data)
-        fitted = self._fitted_rows()
-        for rows, sources in ((~fitted, frame_sources(data)), (fitted, self.fitted_sources)):
-            if sources is not None and rows.any():
-                light[rows] = wing_light(profile, sources.detected, x0[rows], y0[rows], size)
-        return light
+        profile = frame_wing_profile(self.exposure.data)
+        if x0.size == 0 or not np.any(profile.excess):
+            return np.zeros((x0.size, size, size), dtype=np.float32)
+        return wing_map(profile, self.other_detections(x0, y0, size) if groups is None else groups)
 
     def _fitted_rows(self) -> np.ndarray:
         """Boolean (n,): the targets fitted jointly with their catalogued neighbours."""
@@ -262,7 +284,7 @@ class TargetContext:
         source_mask = cut_mask(sources.mask, wide.x0, wide.y0, size)
         exclude = None
         if self.mask_other_sources:
-            exclude = self.other_pixels(wide.x0, wide.y0, size)
+            exclude = self.other_pixels(wide.x0, wide.y0, size, groups=self.other_groups)
         return PhotometryInputs.from_arrays(
             wide.data,
             pad_models(self.models, size),

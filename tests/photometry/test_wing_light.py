@@ -136,7 +136,7 @@ def test_targets_clear_of_detections_read_as_without_the_other_sources(tmp_path,
     catalog, flux = _frame(tmp_path / "crowd.fits", n_others=250, seed=3)
     corrected = _median_pulls(tmp_path / "crowd.fits", catalog, flux)
     monkeypatch.setattr(target_context.TargetContext, "other_source_light",
-                        lambda self, x0, y0, size: np.zeros((len(x0), size, size), dtype=np.float32))
+                        lambda self, x0, y0, size, **_: np.zeros((len(x0), size, size), dtype=np.float32))
     uncorrected = _median_pulls(tmp_path / "crowd.fits", catalog, flux)
     for name in ("aperture", "optimal"):
         before, after = uncorrected[name] - alone[name], corrected[name] - alone[name]

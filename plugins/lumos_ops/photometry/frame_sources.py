@@ -284,7 +284,7 @@ def without_groups(sources: FrameSources, x: np.ndarray, y: np.ndarray) -> Frame
     return FrameSources(detected=kept, mask=grow_octagon(kept, DETECT_GROW_PX))
 
 
-def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.ndarray:
+def other_sources(mask: np.ndarray, detected: np.ndarray | None = None, *, others: np.ndarray | None = None) -> np.ndarray:
     """The pixels of detected sources in each cutout that are not the target's own detection.
 
     ``mask`` (bool, shape (n, S, S)): the frame's detections cut around each target, the target on
@@ -303,6 +303,9 @@ def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.nd
     left out, even within that distance. Where the grown detections cover half the sky, as on the
     SDSS frames of ``../shared/realdata``, the grown groups chain a target to most of its
     neighbours (``reports/lumos/own-detection`` measures what that does to every method).
+
+    ``others`` (bool, shape (n, S, S), keyword-only, with ``detected``): ``other_sources(detected)``,
+    when already computed (the same cutouts' wing light needs it too).
     """
     if detected is None:
         return _other_groups(mask)
@@ -314,7 +317,7 @@ def other_sources(mask: np.ndarray, detected: np.ndarray | None = None) -> np.nd
         raise ValueError(f"mask must be (n, S, S), got shape {mask.shape}")
     if mask.size == 0:
         return mask.copy()
-    others = _other_groups(detected)
+    others = _other_groups(detected) if others is None else np.asarray(others, dtype=bool)
     own = detected & ~others
     c = mask.shape[1] // 2
     own[:, c, c] = True  # an undetected target keeps the pixels about its position too
@@ -332,15 +335,26 @@ def _grow_stack(stack: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _other_groups(mask: np.ndarray) -> np.ndarray:
-    """The 8-connected groups of ``mask`` (n, S, S) in each plane that do not reach its central 3 x 3 pixels."""
+    """The 8-connected groups of ``mask`` (n, S, S) in each plane that do not reach its central 3 x 3 pixels.
+
+    Only the planes holding any pixel are labelled, stacked as rows of one image one empty row apart
+    (8-connected groups never cross it): the groups of ``ndimage.label`` on each plane alone."""
     mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3 or not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connected in each cutout, never across cutouts
-    labels, _ = ndimage.label(mask, structure=structure)
-    c = mask.shape[1] // 2
-    own = labels[:, c - 1 : c + 2, c - 1 : c + 2].reshape(mask.shape[0], -1)
+    out = np.zeros(mask.shape, dtype=bool)
+    if mask.ndim != 3:
+        return out
+    planes = np.flatnonzero(mask.any(axis=(1, 2)))
+    if planes.size == 0:
+        return out
+    held = mask[planes]
+    n, s, w = held.shape
+    tall = np.zeros((n, s + 1, w), dtype=bool)
+    tall[:, :s] = held
+    labels, _ = ndimage.label(tall.reshape(n * (s + 1), w), structure=np.ones((3, 3), dtype=bool))
+    labels = labels.reshape(n, s + 1, w)[:, :s]
+    c = s // 2
+    own = labels[:, c - 1 : c + 2, c - 1 : c + 2].reshape(n, -1)
     keep = np.zeros(int(labels.max()) + 1, dtype=bool)
     keep[own[own > 0]] = True
-    return mask & ~keep[labels]
+    out[planes] = held & ~keep[labels]
+    return out
