@@ -122,9 +122,94 @@ def targets_table(path: Path, title: str) -> str:
     return "\n".join(lines)
 
 
+def validation_targets(path: Path) -> list[dict]:
+    """The likelihood issue's per-exposure targets of one ``lumos validate`` report, scored by the
+    rules of ``lumos inject``'s (``evaluation.injection_report.targets``: the same worst bins) from its
+    fixed-truth bins; co-adds are not part of a stamp test set."""
+    from lumos_ops.evaluation.injection_report import targets
+
+    report = json.loads(path.read_text())
+    fixed = report["fixed_truth"]
+    lum, opt = fixed["methods"]["lumos"], fixed["methods"]["optimal"]
+    ratios = [{"lo": r["lo"], "hi": r["hi"], "lumos_over_optimal": r["sigma68"] / o["sigma68"]
+               if o["sigma68"] else float("nan")} for r, o in zip(lum["by_true_snr"], opt["by_true_snr"])]
+    d_width = report["summary"].get("sigma68_D")
+    entry = {"methods": {"lumos": {"by_true_snr": lum["by_true_snr"],
+                                   "d_width": float("nan") if d_width is None else d_width,
+                                   "pit_population_prior": fixed.get("pit_population_prior", {})}},
+             "sigma68_ratio_by_true_snr": ratios}
+    return targets({"populations": {"sersic": entry}})
+
+
+SUMMARY_COLUMNS = (("survey", None, "simulator `survey`"), ("bright", None, "simulator `bright`"),
+                   ("injection", "sersic", "real frames, Sérsic"), ("injection", "knots", "real frames, knots"),
+                   ("injection", "blended", "real frames, blends"))
+
+
+def _short(target: str) -> str:
+    """A short name of one of ``lumos inject``'s target texts."""
+    names = (("shared-error term", "co-add pull (shared term)"), ("co-add, SNR >= 5: |bias|", "co-add bias"),
+             ("co-add, SNR >= 5: pull", "co-add pull"), ("|bias|", "bias"), ("pull sigma68", "pull"),
+             ("coverage68", "coverage"), ("sigma68 / optimal", "σ68 / optimal"), ("D width", "D width"),
+             ("PIT KS", "PIT KS"))
+    return next((short for key, short in names if key in target), target)
+
+
+def _md(text: str) -> str:
+    """``text`` for a markdown table cell (its ``|`` escaped)."""
+    return text.replace("|", "\\|")
+
+
+def _cell(row: dict | None) -> str:
+    if row is None or row.get("value") is None or row["value"] != row["value"]:
+        return "—"
+    err = row.get("error")
+    value = f"{row['value']:.3f}" + (f" ± {err:.3f}" if err is not None and err == err else "")
+    return value + ("" if row["met"] else " **missed**")
+
+
+def summary_table(root: Path) -> str:
+    """Every target (rows) in the simulator's held-out stamps and the real-frame injection's three
+    populations (columns): the worst bin's value, its bootstrap error and whether it is met."""
+    rows: dict[tuple[str, str | None], dict[str, dict]] = {}
+    for name, population, _ in SUMMARY_COLUMNS:
+        if population is None:
+            found = validation_targets(root / name / "validation.json")
+        else:
+            report = json.loads((root / name / "injection_report.json").read_text())
+            found = [t for t in report["targets"] if t["population"] == population]
+        rows[(name, population)] = {t["target"].replace("0.8", "limit").replace("1.05", "limit"): t for t in found}
+    order = list(dict.fromkeys(k for cells in rows.values() for k in cells))
+    lines = ["**Summary**: the likelihood issue's targets (LUMOS; worst bin; ± the bin's bootstrap error; the "
+             "σ68 limit is 1.05 × optimal's for isolated galaxies, 0.8 × for blends)", "",
+             "| target | " + " | ".join(title for _, _, title in SUMMARY_COLUMNS) + " |",
+             "|---" * (len(SUMMARY_COLUMNS) + 1) + "|"]
+    for key in order:
+        lines.append(f"| {_md(key)} | " + " | ".join(_cell(rows[(n, p)].get(key)) for n, p, _ in SUMMARY_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def met_table(root: Path) -> str:
+    """Targets met per injection and population, with every miss's value."""
+    lines = ["**Targets met per injection** (LUMOS; each report's `targets`)", "",
+             "| injection | population | met | misses (value ± error) |", "|---|---|---|---|"]
+    for name in ("injection", "injection-moffat", "injection-sim", "injection-sim8", "error-floor/calibration"):
+        path = root / name / "injection_report.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        for population in report["populations"]:
+            found = [t for t in report["targets"] if t["population"] == population]
+            misses = "; ".join(f"{_short(t['target'])} {_cell(t).replace(' **missed**', '')}" for t in found if not t["met"])
+            lines.append(f"| `{name}` | {population} | {sum(t['met'] for t in found)} of {len(found)} | {misses or '—'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     root = Path(argv[1]) if len(argv) > 1 else Path("reports/lumos")
     parts = [
+        summary_table(root),
+        met_table(root),
         validation_table(root / "survey" / "validation.json", "Simulator, held-out survey `survey`"),
         validation_table(root / "bright" / "validation.json", "Simulator, held-out survey `bright`"),
         injection_table(root / "injection" / "injection_report.json", "Injection `injection` (real frames)"),
