@@ -234,7 +234,8 @@ def test_classical_coadds_agree(night, method, monkeypatch):
         assert (row["n_used"] == N_EXP).all() and row["n_outliers"].isna().all()
         np.testing.assert_allclose(flux, row["flux_njy"], rtol=1e-9)
         np.testing.assert_allclose(err, row["flux_err_njy"], rtol=1e-9)
-    # the floor counted once: wider than the statistical errors alone, narrower than adding the floor per exposure
+    # the floor counted once: wider than the statistical errors alone, and wider than the floor added to each
+    # exposure's error as if independent (which would average it down)
     w = 1.0 / frame["flux_err_stat"].to_numpy().reshape(ref_ids.size, N_EXP) ** 2
     naive = 1.0 / np.sqrt((1.0 / frame["flux_err"].to_numpy().reshape(ref_ids.size, N_EXP) ** 2).sum(axis=1))
     assert np.all(err > 1.0 / np.sqrt(w.sum(axis=1))) and np.all(err[2:] > 1.5 * naive[2:])

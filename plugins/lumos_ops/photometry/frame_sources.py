@@ -308,6 +308,8 @@ def other_sources(mask: np.ndarray, detected: np.ndarray | None = None, *, other
     when already computed (the same cutouts' wing light needs it too).
     """
     if detected is None:
+        if others is not None:
+            raise ValueError("others needs detected: it holds the groups of the detected pixels")
         return _other_groups(mask)
     mask = np.asarray(mask, dtype=bool)
     detected = np.asarray(detected, dtype=bool)
@@ -318,6 +320,8 @@ def other_sources(mask: np.ndarray, detected: np.ndarray | None = None, *, other
     if mask.size == 0:
         return mask.copy()
     others = _other_groups(detected) if others is None else np.asarray(others, dtype=bool)
+    if others.shape != mask.shape:
+        raise ValueError(f"others must have the shape of mask {mask.shape}, got {others.shape}")
     own = detected & ~others
     c = mask.shape[1] // 2
     own[:, c, c] = True  # an undetected target keeps the pixels about its position too
