@@ -9,6 +9,7 @@ import time
 import boto3
 import pytest
 import sqlalchemy as sa
+from injection_reports import report
 
 from lumos_ops.pipeline.database import make_engine, upgrade
 
@@ -292,20 +293,6 @@ def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
     assert settings["model_key"] == "models/candidates/lumos-p.pt"
 
 
-def _injection_report(bias: float, sigma68: float, pull: float) -> dict:
-    """An ``injection_report.json`` of ``lumos inject``'s shape (as in tests/pipeline/test_registry.py):
-    one population, LUMOS beside the aperture, every true-SNR bin with 200 injections."""
-    edges = [(1.0, 2.0), (2.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 1e6)]
-
-    def by_true_snr(b: float, s: float, p: float) -> list[dict]:
-        return [{"lo": lo, "hi": hi, "n": 200, "n_missing": 0, "bias": b, "bias_err": 0.005, "sigma68": s / (i + 1),
-                 "pull_median": 0.0, "pull_sigma68": p, "coverage68": 0.68} for i, (lo, hi) in enumerate(edges)]
-
-    methods = {"lumos": {"n": 1200, "by_true_snr": by_true_snr(bias, sigma68, pull), "d_width": 1.0},
-               "aperture": {"n": 1200, "by_true_snr": by_true_snr(0.02, 0.20, 1.05), "d_width": 1.0}}
-    return {"populations": {"sersic": {"methods": methods, "n_galaxies": 200}}, "command": "lumos inject (test)"}
-
-
 @pytest.mark.slow  # 12-33 s on 2 busy cores (--durations): LUMOS on the CPU, two nights of 10 targets
 def test_the_dag_follows_gated_promotions_refusals_and_rollbacks(stack):
     """Through Airflow, without ``force``: a candidate whose injection report passes the gates is
@@ -328,14 +315,14 @@ def test_the_dag_follows_gated_promotions_refusals_and_rollbacks(stack):
     engine = stack["engine"]
     weights = resolve_model_path(None).read_bytes()  # the shipped default's weights, under each candidate's key
     checksum = hashlib.sha256(weights).hexdigest()
-    reports = {"lumos-gate-base": _injection_report(0.010, 0.10, 1.02),  # what production measured
-               "lumos-gate-a": _injection_report(0.008, 0.09, 1.00),  # no worse than it, better than the aperture
-               "lumos-gate-b": _injection_report(0.030, 0.12, 1.40)}  # worse than both
-    for version, report in reports.items():
+    reports = {"lumos-gate-base": report({"bias": 0.010, "sigma68": 0.10, "pull": 1.02}),  # what production measured
+               "lumos-gate-a": report({"bias": 0.008, "sigma68": 0.09, "pull": 1.00}),  # no worse, better than classical
+               "lumos-gate-b": report({"bias": 0.030, "sigma68": 0.12, "pull": 1.40})}  # worse than both
+    for version, injection in reports.items():
         stack["put"](f"models/candidates/{version}.pt", weights)
         register_candidate(engine, model_version=version, method="lumos", checksum=checksum,
                            object_key=f"models/candidates/{version}.pt", metadata={"survey": "paus"})
-        attach_report(engine, version, report, source="test")
+        attach_report(engine, version, injection, source="test")
     # setup: a known production version with a report (another test may have left one without)
     promote(engine, "lumos-gate-base", force=True, reason="test setup: a production version with a report")
     first_event = max(e.event_id for e in list_events(engine, method="lumos", limit=None))
