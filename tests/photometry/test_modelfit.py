@@ -89,3 +89,30 @@ def test_footprint_flags_are_computed_once_and_handed_out_as_copies(
     first[:] = -1
     assert np.array_equal(pixels.flags(inputs), footprint_flags(inputs, pixels.footprint))
     assert np.array_equal(pixels.widths, (pixels.model > 0).sum(axis=1))
+
+
+def test_a_minimum_that_runs_away_is_a_failed_fit(gaussian_models: Callable[..., np.ndarray]) -> None:
+    """A neighbour's light inside the footprint, far above the noise: eq. (3)'s chi-square falls as
+    the amplitude inflates the variance, and its minimum lies at many times the linear estimate."""
+    from lumos_ops.photometry.optimal import optimal_photometry
+
+    model = gaussian_models(np.array([3.0]), np.zeros(1), np.zeros(1), 96)
+    neighbour = gaussian_models(np.array([1.0]), np.array([5.0]), np.zeros(1), 96)
+    data = np.random.default_rng(1).poisson((model * 300.0 + neighbour * 2000.0 + 6.0) * 90.0) / 90.0
+    inputs = PhotometryInputs.from_arrays(data, model, exptime=90.0)
+    linear = optimal_photometry(inputs)["flux"].iloc[0]
+    pixels = fit_pixels(inputs)
+    start = float(np.sum(pixels.model[0] * pixels.signal[0]) / np.sum(pixels.model[0] ** 2))
+    minimum = minimize(lambda v: float(poisson_chi2(pixels, np.asarray(v, dtype=float), np.array([0]))[0]), start,
+                       method="Nelder-Mead").x[0]
+    assert minimum > 3.0 * linear > 0  # the runaway
+    result = profile_fit_photometry(inputs)
+    assert result["flag"].iloc[0] & Flag.FIT_FAILED
+    assert np.isnan(result["flux"].iloc[0]) and np.isnan(result["flux_err"].iloc[0])
+    assert result["chi2_dof"].iloc[0] > 100
+
+
+def test_galaxies_that_are_their_model_never_run_away(noisy_stamps: Callable[..., tuple[np.ndarray, ...]]) -> None:
+    data, model, _, dx, dy = noisy_stamps(300, flux=(1.0, 2000.0), seed=5)
+    result = profile_fit_photometry(PhotometryInputs.from_arrays(data, model, dx=dx, dy=dy, exptime=90.0))
+    assert np.isfinite(result["flux"]).all() and not np.any(result["flag"].to_numpy() & Flag.FIT_FAILED)

@@ -132,6 +132,7 @@ def test_coadd_is_equation_21_in_njy_and_partial_after_failures(engine):
     zps = [25.0, 25.5, 24.8]
     tables = [_table(4, seed=s) for s in range(3)]
     tables[2].loc[3, "flag"] = 2  # OFF_IMAGE: left out
+    tables[1].loc[2, "flag"] = 32  # FIT_FAILED (a fit that ran away, NaN or not converged): left out
     for eid, zp, table in zip(ids, zps, tables):
         write_measurements(engine, table, exposure_id=eid, run_id=run_id, meta=_meta(zp),
                            model_versions={"aperture": "aperture-1"})

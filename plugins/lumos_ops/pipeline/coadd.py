@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_EXCLUDE_FLAGS", "coadd_night"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXCLUDE_FLAGS: int = int(Flag.OFF_IMAGE | Flag.SATURATED)
+DEFAULT_EXCLUDE_FLAGS: int = int(Flag.OFF_IMAGE | Flag.SATURATED | Flag.FIT_FAILED)
 """Measurements with any of these flag bits are left out of co-adds."""
 
 _LOCK_ID = 0x4C554D43  # "LUMC": serialises co-add transactions
