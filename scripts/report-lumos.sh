@@ -7,8 +7,8 @@
 #   bright/     the same on 10,000 stamps whose fluxes are uniform in i 16.5-23 (brighter than the survey).
 #   injection/  `lumos inject`: GalSim galaxies (Sersic, bulge+disk+knots, blended pairs; 600 each, 10
 #               placements, placed clear of the frames' PSF-matched detections) injected into the real frames of
-#               ../shared/realdata and measured through the
-#               production path; fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
+#               ../shared/realdata and measured through the production path by every method (aperture, optimal,
+#               modelfit, LUMOS); fixed-truth bins, co-adds of 2, 5 and 10 exposures, the targets table.
 #   injection-sim/  the same into two simulated 2048x2048 CCD images of the held-out survey.
 #   injection-sim8/ the same galaxies spread over eight such images (the first eight; two of them are
 #               injection-sim's): less crowded frame realisations, eight blank-sky calibrations.
@@ -56,7 +56,8 @@ $lumos validate --model default --no-ccd-model fast-noccd --test-set "$work/test
 $lumos validate --model default --test-set "$work/test-bright" --baselines aperture optimal --deblend-stamps 0 \
     --out reports/lumos/bright -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
-    "$realdata/sdss_i.fits.bz2" --n-galaxies 600 --n-place 10 --seed 11 --out reports/lumos/injection -q
+    "$realdata/sdss_i.fits.bz2" --methods aperture optimal modelfit lumos --n-galaxies 600 --n-place 10 --seed 11 \
+    --out reports/lumos/injection -q
 $lumos inject --frames "$realdata/sep_image.fits" "$realdata/sdss_g.fits.bz2" "$realdata/sdss_r.fits.bz2" \
     "$realdata/sdss_i.fits.bz2" --n-galaxies 600 --n-place 10 --seed 11 --psf-profile moffat \
     --out reports/lumos/injection-moffat -q
