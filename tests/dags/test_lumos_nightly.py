@@ -256,6 +256,21 @@ def test_empty_night_succeeds_with_nothing_to_do(stack):
     assert summary["status"] == "empty" and summary["n_exposures"] == 0
 
 
+def _run_lumos_night(stack, night: str, *, n_exposures: int, first_expnum: int) -> dict:
+    """One night of ``n_exposures`` exposures (one CCD) through the DAG with aperture and LUMOS, asserted
+    successful: the run's recorded settings."""
+    write_night(stack["put"], night, n_exposures=n_exposures, n_ccds=1, catalog=stack["catalog"],
+                first_expnum=first_expnum)
+    dag, _ = load_dag()
+    with env(LUMOS_METHODS="aperture,lumos"):
+        run = run_dag(dag, night=night)
+    assert str(run.state) in ("success", "DagRunState.SUCCESS"), task_states(run.run_id)
+    with stack["engine"].connect() as conn:
+        settings = conn.execute(sa.text("SELECT settings FROM lumos.pipeline_runs WHERE dag_run_id = :d"),
+                                {"d": run.run_id}).scalar_one()
+    return settings
+
+
 @pytest.mark.slow  # LUMOS on the CPU for 20 targets
 def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
     """Through Airflow: a promoted candidate's checkpoint (fetched from S3) measures the night, and
@@ -266,7 +281,6 @@ def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
     from lumos_ops.pipeline.registry import promote, register_candidate
 
     engine, night = stack["engine"], "2026-11-25"
-    write_night(stack["put"], night, n_exposures=2, n_ccds=1, catalog=stack["catalog"], first_expnum=8200)
     weights = resolve_model_path(None).read_bytes()  # the shipped default's weights, under a candidate's key
     stack["put"]("models/candidates/lumos-p.pt", weights)
     register_candidate(engine, model_version="lumos-p", method="lumos", checksum=hashlib.sha256(weights).hexdigest(),
@@ -274,17 +288,12 @@ def test_the_dag_runs_the_promoted_version_with_its_measured_floors(stack):
                        metadata={"error_floors": {"flux_error_floor": 0.031, "neighbour_error_floor": 0.017},
                                  "survey": "paus"})
     promote(engine, "lumos-p", force=True, reason="test: the DAG picks it up")
-    dag, _ = load_dag()
-    with env(LUMOS_METHODS="aperture,lumos"):
-        run = run_dag(dag, night=night)
-    assert str(run.state) in ("success", "DagRunState.SUCCESS"), task_states(run.run_id)
+    settings = _run_lumos_night(stack, night, n_exposures=2, first_expnum=8200)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT m.method, m.model_version, (m.extras->>'error_floor')::float AS floor, "
             "(m.extras->>'neighbour_error_floor')::float AS neighbour FROM lumos.measurements m "
             "JOIN lumos.exposures e USING (exposure_id) WHERE e.night = :n"), {"n": night}).all()
-        settings = conn.execute(sa.text("SELECT settings FROM lumos.pipeline_runs WHERE dag_run_id = :d"),
-                                {"d": run.run_id}).scalar_one()
     versions = {(r.method, r.model_version) for r in rows}
     assert versions == {("aperture", "aperture-1"), ("lumos", "lumos-p")}
     assert len(rows) == 2 * 2 * N_SOURCES
@@ -339,17 +348,11 @@ def test_the_dag_follows_gated_promotions_refusals_and_rollbacks(stack):
     assert production_version(engine, "lumos").model_version == "lumos-gate-a"
 
     def lumos_night(night: str, first_expnum: int) -> tuple[set, dict]:
-        write_night(stack["put"], night, n_exposures=1, n_ccds=1, catalog=stack["catalog"], first_expnum=first_expnum)
-        dag, _ = load_dag()
-        with env(LUMOS_METHODS="aperture,lumos"):
-            run = run_dag(dag, night=night)
-        assert str(run.state) in ("success", "DagRunState.SUCCESS"), task_states(run.run_id)
+        settings = _run_lumos_night(stack, night, n_exposures=1, first_expnum=first_expnum)
         with engine.connect() as conn:
             rows = conn.execute(sa.text(
                 "SELECT m.method, m.model_version FROM lumos.measurements m JOIN lumos.exposures e "
                 "USING (exposure_id) WHERE e.night = :n"), {"n": night}).all()
-            settings = conn.execute(sa.text("SELECT settings FROM lumos.pipeline_runs WHERE dag_run_id = :d"),
-                                    {"d": run.run_id}).scalar_one()
         assert len(rows) == 2 * N_SOURCES
         return {tuple(r) for r in rows}, settings
 
