@@ -306,7 +306,7 @@ def report(args: argparse.Namespace, records: list[dict], command: str) -> dict[
     return {
         "what": __doc__.splitlines()[0],
         "command": command,
-        **code_provenance(),
+        "code": code_provenance(),
         "parameters": {"data_dir": str(args.data_dir), "n": args.n, "seed": args.seed,
                        "detect_sigma": args.detect_sigma, "grow": args.grow},
         "annulus_radii_px": list(ANNULUS_RADII),

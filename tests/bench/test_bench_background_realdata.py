@@ -47,7 +47,7 @@ def test_out_writes_every_printed_figure(tmp_path: Path, monkeypatch: pytest.Mon
     report = json.loads(out.read_text())
 
     assert report["command"].endswith(f"--n 30 --seed 2 --out {out}")
-    assert report["version"] == lumos_ops.__version__
+    assert report["code"]["version"] == lumos_ops.__version__
     assert report["parameters"] == {"data_dir": str(tmp_path), "n": 30, "seed": 2, "detect_sigma": 2.0, "grow": 5}
     (frame,) = report["frames"]
     assert frame["frame"] == "frame.fits" and frame["unit"] == "ADU" and len(frame["sha256"]) == 64
