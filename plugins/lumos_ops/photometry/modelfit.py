@@ -17,10 +17,9 @@ much more than the noise, ``chi2`` keeps falling as ``F`` inflates the variance,
 lies at many times the flux with a tiny error: on the real SDSS frames of ``../shared/realdata``,
 up to 3 % of the injected galaxies read 3 to 1,000 times their flux at ``chi2_dof`` in the
 thousands, where the linear estimate under the same variance (the ``optimal`` method) reads them
-within 70 %. Such a fit
-measures nothing: a minimum above :data:`RUNAWAY_FACTOR` times the sky-weighted linear estimate
-plus :data:`RUNAWAY_SIGMA` of its errors gets NaN flux and error and the flag FIT_FAILED, which
-keeps it out of the co-adds and the aperture correction's calibrators.
+within 70 %. Such a fit measures nothing: a minimum above :data:`RUNAWAY_FACTOR` times the
+sky-weighted linear estimate plus :data:`RUNAWAY_SIGMA` of its errors gets NaN flux and error and
+the flag FIT_FAILED, which keeps it out of the co-adds and the aperture correction's calibrators.
 """
 
 from __future__ import annotations
@@ -347,8 +346,8 @@ def profile_fit_photometry(inputs: PhotometryInputs, *, xatol: float = 1e-4, max
     chi2 = np.full(n, np.nan)
     nit = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
-    # Targets sorted by footprint size and fitted in groups, each cropped to its widest footprint.
     runaway = np.zeros(n, dtype=bool)
+    # Targets sorted by footprint size and fitted in groups, each cropped to its widest footprint.
     for group, sub in pixels.groups(idx, _GROUP):
         start, start_err = sub.weighted_estimate(np.broadcast_to(sub.noise_var[:, None], sub.model.shape))
         result = nelder_mead_1d(
